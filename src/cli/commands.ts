@@ -1,0 +1,72 @@
+/**
+ * The `cattail` subcommands. Each names its option table; `run` is loaded lazily so
+ * `cattail --help` does not import the server, the client library and the simulator.
+ */
+import type { ConfigOf, OptionTable } from '../config/options.js';
+import { CattailError } from '../errors.js';
+import { agentOptions } from '../client/options.js';
+import { serveOptions } from '../server/options.js';
+import { simOptions } from '../sim/options.js';
+import { benchOptions } from './bench-options.js';
+
+export interface CommandContext {
+  /** Standard output for the command's own output (status lines, `listening ...`). */
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  env: Readonly<Record<string, string | undefined>>;
+  /** Aborted on SIGTERM/SIGINT; a command returns (cleanly) when it fires. */
+  signal: AbortSignal;
+}
+
+export interface Command<S extends OptionTable = OptionTable> {
+  name: string;
+  summary: string;
+  usage: string;
+  options: S;
+  /** Runs the command; resolves to the exit status. Throws CattailError on failure. */
+  run(config: ConfigOf<S>, ctx: CommandContext): Promise<number>;
+}
+
+function notYet(name: string, issue: string): () => Promise<number> {
+  return () =>
+    Promise.reject(new CattailError('CATTAIL_NOT_IMPLEMENTED', `cattail ${name} has not landed yet (${issue}); its options are parsed and validated already`));
+}
+
+function command<S extends OptionTable>(c: Command<S>): Command {
+  return c as unknown as Command;
+}
+
+export const COMMANDS: readonly Command[] = [
+  command({
+    name: 'serve',
+    summary: 'Run the fan-out server: watch the Kubernetes API once, stream deltas to node agents.',
+    usage: 'cattail serve [--kubeconfig FILE | --embedded-sim] [--listen HOST:PORT] [--http-listen HOST:PORT]',
+    options: serveOptions,
+    run: notYet('serve', 'the fan-out server issue'),
+  }),
+  command({
+    name: 'agent',
+    summary: 'Run a node agent: keep a local copy of feeds and print its status.',
+    usage: 'cattail agent --server ws://HOST:PORT [--feed felix ...] [--node NAME] [--once] [--dump FILE]',
+    options: agentOptions,
+    run: notYet('agent', 'the client library issue'),
+  }),
+  command({
+    name: 'sim',
+    summary: 'Run the simulated Kubernetes API server (list/watch, faults, load counters) on loopback.',
+    usage: 'cattail sim [--port 0] [--nodes N] [--pods-per-node N] [--churn PER_S] [--seed N] [--kubeconfig FILE]',
+    options: simOptions,
+    run: notYet('sim', 'the simulator issue'),
+  }),
+  command({
+    name: 'bench',
+    summary: 'Run a bounded load benchmark against loopback servers and write its results.',
+    usage: 'cattail bench [--clients N] [--duration-ms MS] [--out FILE]',
+    options: benchOptions,
+    run: notYet('bench', 'the benchmark issues'),
+  }),
+];
+
+export function findCommand(name: string): Command | undefined {
+  return COMMANDS.find((c) => c.name === name);
+}

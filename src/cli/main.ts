@@ -1,0 +1,80 @@
+/**
+ * The `cattail` entry point: the only module allowed to exit the process. It maps a
+ * CattailError to the exit status in the error table and a one-line coded message on stderr.
+ */
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { redactedConfig, resolveConfig } from '../config/load.js';
+import { CattailError, toCattailError } from '../errors.js';
+import { VERSION } from '../version.js';
+import { findCommand } from './commands.js';
+import { commandHelp, mainHelp } from './help.js';
+
+export interface MainIo {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  env: Readonly<Record<string, string | undefined>>;
+  signal?: AbortSignal;
+}
+
+/** Runs the CLI with `argv` (without node and script); resolves to the exit status. */
+export async function main(argv: readonly string[], io: MainIo): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    io.stdout.write(mainHelp(VERSION));
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '--version' || name === '-v' || name === 'version') {
+    io.stdout.write(`${VERSION}\n`);
+    return 0;
+  }
+  try {
+    const cmd = findCommand(name);
+    if (cmd === undefined) {
+      throw new CattailError('CATTAIL_CLI_UNKNOWN_COMMAND', `unknown command ${JSON.stringify(name)}; run cattail --help`);
+    }
+    if (rest.includes('--help') || rest.includes('-h')) {
+      io.stdout.write(commandHelp(cmd));
+      return 0;
+    }
+    const printConfig = rest.includes('--print-config');
+    const resolved = resolveConfig(cmd.options, { argv: rest.filter((a) => a !== '--print-config'), env: io.env });
+    if (printConfig) {
+      const redacted = redactedConfig(cmd.options, resolved.config);
+      const out = Object.fromEntries(Object.entries(redacted).map(([k, v]) => [k, { value: v, source: resolved.sources[k] }]));
+      io.stdout.write(JSON.stringify({ command: cmd.name, configFile: resolved.configFile ?? null, options: out }, null, 2) + '\n');
+      return 0;
+    }
+    return await cmd.run(resolved.config, { stdout: io.stdout, stderr: io.stderr, env: io.env, signal: io.signal ?? new AbortController().signal });
+  } catch (err) {
+    const e = toCattailError(err);
+    io.stderr.write(`cattail: ${e.code}: ${e.message}\n`);
+    if (e.code === 'CATTAIL_INTERNAL' && e.cause instanceof Error && e.cause.stack) io.stderr.write(`${e.cause.stack}\n`);
+    return e.exitCode;
+  }
+}
+
+function isEntryPoint(): boolean {
+  const script = process.argv[1];
+  if (script === undefined) return false;
+  try {
+    return realpathSync(script) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+/** Runs as the process: wires signals to an AbortSignal and exits with the status. */
+export async function runAsProcess(argv: readonly string[]): Promise<void> {
+  const controller = new AbortController();
+  const stop = (): void => controller.abort(new CattailError('CATTAIL_INTERNAL', 'terminated by signal'));
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+  const code = await main(argv, { stdout: process.stdout, stderr: process.stderr, env: process.env, signal: controller.signal });
+  process.exitCode = code;
+  // Long-running commands return after a clean shutdown; anything left (a stuck socket) must not
+  // keep a stopped process alive.
+  if (controller.signal.aborted) setTimeout(() => process.exit(code), 2_000).unref();
+}
+
+if (isEntryPoint()) void runAsProcess(process.argv.slice(2));

@@ -1,0 +1,46 @@
+/**
+ * Generated documentation: the README's option tables (one per command) and error-code table come
+ * from the code's own tables, between `<!-- generated:NAME -->` and `<!-- /generated:NAME -->`
+ * markers. `npm run docs` rewrites them; test/docs.test.ts fails when the README drifts.
+ */
+import { COMMANDS } from '../cli/commands.js';
+import { showDefault } from '../cli/help.js';
+import type { OptionTable } from '../config/options.js';
+import { envName, flagName } from '../config/options.js';
+import { ERROR_CODES } from '../errors.js';
+
+function cell(text: string): string {
+  return text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+}
+
+export function optionTable(table: OptionTable): string {
+  const rows = ['| option (file key) | flag | environment | default | unit | description |', '|---|---|---|---|---|---|'];
+  for (const [name, spec] of Object.entries(table)) {
+    const flag = spec.fileOnly ? '(file only)' : `\`--${flagName(name)}\``;
+    const env = spec.fileOnly ? '' : `\`${envName(name)}\``;
+    const unit = spec.type === 'enum' ? (spec.values ?? []).join(' \\| ') : (spec.unit ?? '');
+    rows.push(`| \`${name}\` | ${flag} | ${env} | \`${cell(showDefault(spec))}\` | ${cell(unit)} | ${cell(spec.help)} |`);
+  }
+  return rows.join('\n');
+}
+
+export function errorTable(): string {
+  const rows = ['| code | exit | meaning |', '|---|---|---|'];
+  for (const [code, { exit, text }] of Object.entries(ERROR_CODES)) rows.push(`| \`${code}\` | ${exit} | ${cell(text)} |`);
+  return rows.join('\n');
+}
+
+/** Every generated section by name. */
+export function generatedSections(): Record<string, string> {
+  const out: Record<string, string> = { errors: errorTable() };
+  for (const c of COMMANDS) out[`options-${c.name}`] = optionTable(c.options);
+  return out;
+}
+
+/** Replaces each marked section of `text` with its generated content; unknown markers are kept. */
+export function renderGenerated(text: string, sections = generatedSections()): string {
+  return text.replace(/<!-- generated:([\w-]+) -->\n[\s\S]*?<!-- \/generated:\1 -->/g, (whole, name: string) => {
+    const body = sections[name];
+    return body === undefined ? whole : `<!-- generated:${name} -->\n${body}\n<!-- /generated:${name} -->`;
+  });
+}

@@ -1,0 +1,93 @@
+/**
+ * Errors with stable codes.
+ *
+ * Every error Cattail raises on purpose is a {@link CattailError} whose `code` is one of the
+ * literals in {@link ERROR_CODES}. Match on `code`, never on `message` (messages may improve;
+ * codes are a compatibility promise). The `cause` of an error is always kept.
+ *
+ * Rejected alternative: one class per failure. Callers of a fan-out library mostly branch on
+ * "what happened" (a string) and log the rest; a class per code would multiply exports without
+ * helping them. Subclasses exist only where a failure carries extra typed fields
+ * (e.g. `ProtocolError.closeCode`).
+ *
+ * A library never calls `process.exit`: only `src/cli/main.ts` turns an error into an exit code.
+ */
+
+/**
+ * The one table of error codes. Each entry: the meaning in one sentence, and the exit status the
+ * `cattail` command uses when such an error ends it. Adding a code means adding it here; the
+ * README's table is generated from this object (`npm run docs`, checked by a test).
+ */
+export const ERROR_CODES = {
+  CATTAIL_INVALID_ARGUMENT: { exit: 2, text: 'A function or constructor was called with an argument that fails validation; the message names it.' },
+  CATTAIL_CONFIG_INVALID_VALUE: { exit: 2, text: 'An option (flag, environment variable or config file entry) has a value that fails validation; the message names the option, its source and the value.' },
+  CATTAIL_CONFIG_UNKNOWN_OPTION: { exit: 2, text: 'A flag or config file key names no option of this command (typos are errors, not silently ignored).' },
+  CATTAIL_CONFIG_FILE_UNREADABLE: { exit: 2, text: 'The config file could not be read or parsed as YAML/JSON.' },
+  CATTAIL_CLI_UNKNOWN_COMMAND: { exit: 2, text: 'The first argument is not a `cattail` subcommand.' },
+  CATTAIL_NOT_IMPLEMENTED: { exit: 3, text: 'The subcommand exists but its implementation has not landed yet (see the open issues).' },
+  CATTAIL_INTERNAL: { exit: 1, text: 'An invariant was violated; this is a bug, and the cause is attached.' },
+} as const satisfies Record<string, { exit: number; text: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+const kCattailError = Symbol.for('cattail.error');
+
+export interface CattailErrorOptions extends ErrorOptions {
+  /** Structured context for logs (option name, feed, revision...). Never secrets. */
+  details?: Record<string, unknown>;
+}
+
+/** Base class of every error Cattail raises on purpose. */
+export class CattailError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, options?: CattailErrorOptions) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.details = options?.details;
+    this.name = new.target.name;
+  }
+
+  /**
+   * Brand check that also works across two bundled copies of Cattail (where `instanceof`
+   * fails because there are two classes). Prefer matching on `code` after this.
+   */
+  static is(value: unknown): value is CattailError {
+    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[kCattailError] === true;
+  }
+
+  get [kCattailError](): true {
+    return true;
+  }
+
+  /** The exit status the CLI uses for this error. */
+  get exitCode(): number {
+    return ERROR_CODES[this.code].exit;
+  }
+}
+
+/** Thrown at construction for bad options passed to a library function. */
+export class InvalidArgumentError extends CattailError {
+  constructor(message: string, options?: CattailErrorOptions) {
+    super('CATTAIL_INVALID_ARGUMENT', message, options);
+  }
+}
+
+/** Configuration errors name the option, where its value came from, and the value. */
+export class ConfigError extends CattailError {
+  constructor(
+    code: Extract<ErrorCode, `CATTAIL_CONFIG_${string}`>,
+    message: string,
+    options?: CattailErrorOptions,
+  ) {
+    super(code, message, options);
+  }
+}
+
+/** Wraps anything thrown into a CattailError, keeping it as the cause. */
+export function toCattailError(err: unknown, code: ErrorCode = 'CATTAIL_INTERNAL'): CattailError {
+  if (CattailError.is(err)) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new CattailError(code, message, { cause: err });
+}

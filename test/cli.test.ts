@@ -1,0 +1,67 @@
+import { Writable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { main } from '../src/cli/main.js';
+import { VERSION } from '../src/version.js';
+
+function sink(): Writable & { text: () => string } {
+  const chunks: string[] = [];
+  const w = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      chunks.push(chunk.toString());
+      cb();
+    },
+  });
+  return Object.assign(w, { text: () => chunks.join('') });
+}
+
+async function run(argv: string[], env: Record<string, string> = {}): Promise<{ code: number; out: string; err: string }> {
+  const stdout = sink();
+  const stderr = sink();
+  const code = await main(argv, { stdout, stderr, env });
+  return { code, out: stdout.text(), err: stderr.text() };
+}
+
+describe('cli', () => {
+  it('prints help listing every subcommand', async () => {
+    const r = await run(['--help']);
+    expect(r.code).toBe(0);
+    for (const c of ['serve', 'agent', 'sim', 'bench']) expect(r.out).toContain(`  ${c}`);
+  });
+
+  it('prints the package version', async () => {
+    const r = await run(['--version']);
+    expect(r.code).toBe(0);
+    expect(r.out.trim()).toBe(VERSION);
+    expect(VERSION).toMatch(/^\d+\.\d+\.\d+/);
+  });
+
+  it('prints per-command help with flags, defaults and env names', async () => {
+    const r = await run(['serve', '--help']);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('--ping-interval-ms');
+    expect(r.out).toContain('CATTAIL_PING_INTERVAL_MS');
+    expect(r.out).toContain('10_000');
+  });
+
+  it('rejects an unknown command with a coded error and exit 2', async () => {
+    const r = await run(['frobnicate']);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('CATTAIL_CLI_UNKNOWN_COMMAND');
+  });
+
+  it('rejects a bad option value naming the option', async () => {
+    const r = await run(['serve', '--ping-interval-ms', 'soon']);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('CATTAIL_CONFIG_INVALID_VALUE');
+    expect(r.err).toContain('pingIntervalMs');
+  });
+
+  it('prints the effective configuration with sources', async () => {
+    const r = await run(['agent', '--print-config', '--feed', 'bgp'], { CATTAIL_TIMEOUT_MS: '5000' });
+    expect(r.code).toBe(0);
+    const printed = JSON.parse(r.out) as { options: Record<string, { value: unknown; source: string }> };
+    expect(printed.options.feed).toEqual({ value: ['bgp'], source: 'flag' });
+    expect(printed.options.timeoutMs).toEqual({ value: 5000, source: 'env' });
+    expect(printed.options.once).toEqual({ value: false, source: 'default' });
+  });
+});

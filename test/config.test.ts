@@ -1,0 +1,131 @@
+import { describe, expect, it } from 'vitest';
+import { redactedConfig, resolveConfig } from '../src/config/load.js';
+import { envName, flagName, opt } from '../src/config/options.js';
+import { CattailError } from '../src/errors.js';
+
+const table = {
+  pingIntervalMs: opt.int({ default: 10_000, unit: 'ms', min: 100, help: 'ping' }),
+  listen: opt.string({ default: '127.0.0.1:5473', help: 'listen' }),
+  kubeconfig: opt.string({ default: undefined, help: 'kc' }),
+  token: opt.string({ default: undefined, secret: true, help: 'secret token' }),
+  verbose: opt.boolean({ default: false, help: 'v' }),
+  mode: opt.enum({ values: ['a', 'b'] as const, default: 'a', help: 'mode' }),
+  feed: opt.list({ default: ['felix'], help: 'feeds' }),
+  feeds: opt.object<Record<string, unknown> | undefined>({ default: undefined, help: 'custom feeds' }),
+} as const;
+
+function files(map: Record<string, string>): (p: string) => string {
+  return (p) => {
+    const v = map[p];
+    if (v === undefined) throw Object.assign(new Error(`ENOENT: ${p}`), { code: 'ENOENT' });
+    return v;
+  };
+}
+
+describe('config - names', () => {
+  it('derives flags and environment variables from the option name', () => {
+    expect(flagName('pingIntervalMs')).toBe('ping-interval-ms');
+    expect(envName('pingIntervalMs')).toBe('CATTAIL_PING_INTERVAL_MS');
+    expect(envName('httpListen')).toBe('CATTAIL_HTTP_LISTEN');
+  });
+});
+
+describe('config - precedence', () => {
+  const readFile = files({ '/c.yaml': 'pingIntervalMs: 3000\nlisten: 0.0.0.0:1\nmode: b\n' });
+
+  it('uses defaults when nothing is set', () => {
+    const r = resolveConfig(table, {});
+    expect(r.config).toMatchObject({ pingIntervalMs: 10_000, listen: '127.0.0.1:5473', kubeconfig: undefined, verbose: false, mode: 'a', feed: ['felix'] });
+    expect(r.sources.pingIntervalMs).toBe('default');
+  });
+
+  it('file overrides default, env overrides file, flag overrides env', () => {
+    const fileOnly = resolveConfig(table, { argv: ['--config', '/c.yaml'], readFile });
+    expect(fileOnly.config.pingIntervalMs).toBe(3000);
+    expect(fileOnly.sources.pingIntervalMs).toBe('file');
+
+    const env = resolveConfig(table, { argv: ['--config', '/c.yaml'], env: { CATTAIL_PING_INTERVAL_MS: '4000' }, readFile });
+    expect(env.config.pingIntervalMs).toBe(4000);
+    expect(env.sources.pingIntervalMs).toBe('env');
+    expect(env.config.listen).toBe('0.0.0.0:1');
+
+    const flag = resolveConfig(table, { argv: ['--config', '/c.yaml', '--ping-interval-ms', '5000'], env: { CATTAIL_PING_INTERVAL_MS: '4000' }, readFile });
+    expect(flag.config.pingIntervalMs).toBe(5000);
+    expect(flag.sources.pingIntervalMs).toBe('flag');
+    expect(flag.config.mode).toBe('b');
+  });
+
+  it('finds the config file through CATTAIL_CONFIG and reads JSON too', () => {
+    const r = resolveConfig(table, { env: { CATTAIL_CONFIG: '/c.json' }, readFile: files({ '/c.json': '{"verbose": true, "feed": ["bgp", "felix"]}' }) });
+    expect(r.config.verbose).toBe(true);
+    expect(r.config.feed).toEqual(['bgp', 'felix']);
+    expect(r.configFile).toBe('/c.json');
+  });
+
+  it('parses repeated list flags, comma-separated env lists, and --no- booleans', () => {
+    expect(resolveConfig(table, { argv: ['--feed', 'felix', '--feed', 'bgp'] }).config.feed).toEqual(['felix', 'bgp']);
+    expect(resolveConfig(table, { env: { CATTAIL_FEED: 'felix, bgp' } }).config.feed).toEqual(['felix', 'bgp']);
+    expect(resolveConfig(table, { argv: ['--no-verbose'], env: { CATTAIL_VERBOSE: 'true' } }).config.verbose).toBe(false);
+    expect(resolveConfig(table, { env: { CATTAIL_VERBOSE: 'yes' } }).config.verbose).toBe(true);
+  });
+
+  it('accepts structured values from the file only', () => {
+    const r = resolveConfig(table, { argv: ['--config', '/f.yaml'], readFile: files({ '/f.yaml': 'feeds:\n  mine:\n    resources: [pods]\n' }) });
+    expect(r.config.feeds).toEqual({ mine: { resources: ['pods'] } });
+    expect(() => resolveConfig(table, { argv: ['--feeds', 'x'] })).toThrow(/Unknown option '--feeds'/);
+  });
+});
+
+describe('config - errors name the option, source and value', () => {
+  function codeOf(fn: () => unknown): { code: string; message: string } {
+    try {
+      fn();
+    } catch (err) {
+      expect(CattailError.is(err)).toBe(true);
+      return { code: (err as CattailError).code, message: (err as Error).message };
+    }
+    throw new Error('did not throw');
+  }
+
+  it('rejects a non-integer flag', () => {
+    const e = codeOf(() => resolveConfig(table, { argv: ['--ping-interval-ms', '10s'] }));
+    expect(e.code).toBe('CATTAIL_CONFIG_INVALID_VALUE');
+    expect(e.message).toContain('pingIntervalMs');
+    expect(e.message).toContain('--ping-interval-ms');
+    expect(e.message).toContain('"10s"');
+  });
+
+  it('rejects a value below the minimum from the environment', () => {
+    const e = codeOf(() => resolveConfig(table, { env: { CATTAIL_PING_INTERVAL_MS: '5' } }));
+    expect(e.code).toBe('CATTAIL_CONFIG_INVALID_VALUE');
+    expect(e.message).toContain('CATTAIL_PING_INTERVAL_MS');
+    expect(e.message).toContain('at least 100');
+  });
+
+  it('rejects a bad enum from the file, naming the file and key', () => {
+    const e = codeOf(() => resolveConfig(table, { argv: ['--config', '/x.yaml'], readFile: files({ '/x.yaml': 'mode: c' }) }));
+    expect(e.message).toContain('/x.yaml');
+    expect(e.message).toMatch(/mode.*one of a, b/);
+  });
+
+  it('rejects unknown keys in the file and unknown flags', () => {
+    expect(codeOf(() => resolveConfig(table, { argv: ['--config', '/x.yaml'], readFile: files({ '/x.yaml': 'pingIntervalMS: 5' }) })).code).toBe('CATTAIL_CONFIG_UNKNOWN_OPTION');
+    expect(codeOf(() => resolveConfig(table, { argv: ['--pingg'] })).code).toBe('CATTAIL_CONFIG_UNKNOWN_OPTION');
+  });
+
+  it('reports an unreadable or unparsable file', () => {
+    expect(codeOf(() => resolveConfig(table, { argv: ['--config', '/missing.yaml'], readFile: files({}) })).code).toBe('CATTAIL_CONFIG_FILE_UNREADABLE');
+    expect(codeOf(() => resolveConfig(table, { argv: ['--config', '/bad.yaml'], readFile: files({ '/bad.yaml': 'a: [1, 2' }) })).code).toBe('CATTAIL_CONFIG_FILE_UNREADABLE');
+    expect(codeOf(() => resolveConfig(table, { argv: ['--config', '/list.yaml'], readFile: files({ '/list.yaml': '- 1\n- 2' }) })).code).toBe('CATTAIL_CONFIG_FILE_UNREADABLE');
+  });
+});
+
+describe('config - printing', () => {
+  it('redacts secrets and keeps everything else', () => {
+    const r = resolveConfig(table, { env: { CATTAIL_TOKEN: 'hunter2' } });
+    const shown = redactedConfig(table, r.config);
+    expect(shown.token).toBe('<redacted>');
+    expect(JSON.stringify(shown)).not.toContain('hunter2');
+    expect(shown.pingIntervalMs).toBe(10_000);
+  });
+});
