@@ -2,9 +2,10 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { fixturesDir } from './helpers/fixtures.js';
 import { RESOURCES, SYNCER_FEEDS, collectionPath, objectKey, rbacRules, resource } from '../src/registry.js';
 
-const crdDir = join(import.meta.dirname, '..', '..', 'shared', 'fixtures', 'calico-crds');
+const crdDir = join(fixturesDir(), 'calico-crds');
 
 describe('registry', () => {
   it('has unique ids and resolves every feed resource', () => {
