@@ -26,6 +26,22 @@ export const ERROR_CODES = {
   CATTAIL_CLI_UNKNOWN_COMMAND: { exit: 2, text: 'The first argument is not a `cattail` subcommand.' },
   CATTAIL_NOT_IMPLEMENTED: { exit: 3, text: 'The subcommand exists but its implementation has not landed yet (see the open issues).' },
   CATTAIL_INTERNAL: { exit: 1, text: 'An invariant was violated; this is a bug, and the cause is attached.' },
+  // --- Node-agent client library (src/client) and `cattail agent`. Reported through the client's status
+  // stream (the client reconnects by itself); only the agent command turns them into exit codes. ---
+  CATTAIL_CLIENT_CONNECT_FAILED: { exit: 4, text: 'The client could not open a WebSocket to a server (network error, TLS failure, unexpected HTTP answer); it retries with backoff.' },
+  CATTAIL_CLIENT_REFUSED: { exit: 4, text: 'A server refused the upgrade with 503; the client waits Retry-After before trying that server again and tries hinted endpoints first.' },
+  CATTAIL_CLIENT_HANDSHAKE_FAILED: { exit: 4, text: 'The connection opened but the handshake failed: wrong subprotocol, no or invalid WELCOME within handshakeTimeoutMs, feeds not answered as asked.' },
+  CATTAIL_CLIENT_READ_TIMEOUT: { exit: 4, text: 'Nothing arrived from the server for the read timeout (3 × its pingIntervalMs); the connection is treated as black-holed and closed with 4013.' },
+  CATTAIL_CLIENT_PROTOCOL_ERROR: { exit: 4, text: 'The server sent a malformed or unexpected frame (the cause is the codec\'s ProtocolError); the client closes with its close code and reconnects, keeping its state.' },
+  CATTAIL_CLIENT_REVISION_GAP: { exit: 4, text: "A DELTA's fromRevision is not the feed's applied revision; the client closes with 4014 and resyncs." },
+  CATTAIL_CLIENT_DIGEST_MISMATCH: { exit: 4, text: "The feed's state after a SNAPSHOT_END or in-sync STATUS does not hash to the server's digest (or a snapshot's entry count differs); the client closes with 4014 and resyncs." },
+  CATTAIL_CLIENT_REPLICA_BEHIND: { exit: 4, text: "A server's upstream watermarks are older than what the client already applied; the client keeps its state and tries another endpoint after a wait." },
+  CATTAIL_CLIENT_SERVER_CLOSED: { exit: 4, text: 'The server closed the connection (the close code, reason and any GOODBYE are in the details); the client reconnects as the close code says.' },
+  CATTAIL_CLIENT_REJECTED: { exit: 4, text: 'The server rejected the client for a reason a retry will not fix soon (4001 protocol, 4006 unknown feed, 4011 unauthorized); the client retries only at its longest backoff.' },
+  CATTAIL_CLIENT_TLS_FILES: { exit: 4, text: 'A TLS file (CA, client certificate or key) could not be read when connecting; it is re-read on every attempt.' },
+  CATTAIL_CLIENT_SERVER_IDENTITY: { exit: 4, text: "The server's certificate does not carry the expected common name or URI SAN." },
+  CATTAIL_CLIENT_CLOSED: { exit: 4, text: 'The client was closed (close() or destroy()); pending waits end with this error.' },
+  CATTAIL_CLIENT_SYNC_TIMEOUT: { exit: 5, text: '`cattail agent --once` did not see every feed in sync within --timeout-ms.' },
 } as const satisfies Record<string, { exit: number; text: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

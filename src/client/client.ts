@@ -1,0 +1,665 @@
+/**
+ * The node-agent client: keeps an exact local copy of the feeds it asked for and tells its host
+ * what changed, through reconnects, server restarts and replica failover, without a restart of the
+ * host and without a full resync when a resume will do.
+ *
+ *   connect() ─► Client ─► EndpointRotation ─► Connection (one per attempt) ─► frames
+ *                   ▲                                          │
+ *                   └────────── FeedState (per feed) ◄─────────┘ (apply, verify, reconcile)
+ *
+ * The client never logs and never exits: everything it has to say goes out as status events
+ * (edge-triggered, see status.ts and README.md), change events, and `stats`.
+ *
+ * Why the state lives here and not in the connection: a connection is disposable (one per
+ * attempt), the state is not. A connection that dies mid-unit leaves the state as it was; the next
+ * one resumes from the last token or reconciles a snapshot against what is held, so the host sees
+ * only real changes (Typha's "resync without restart", plus resume, which Typha lacks).
+ */
+import { Unpackr } from 'msgpackr';
+import type { Message, WelcomeMessage } from '../../proto/index.js';
+import type { Timer } from '../clock.js';
+import { CattailError, InvalidArgumentError } from '../errors.js';
+import { VERSION } from '../version.js';
+import { Backoff } from './backoff.js';
+import { resolveOptions, type ConnectOptions, type ResolvedOptions } from './connect-options.js';
+import { Connection, LocalCloseError, unexpected, type ConnectionEnd } from './connection.js';
+import { EndpointRotation } from './endpoints.js';
+import { FeedState, UnexpectedFrameError, type FeedSync, type RawChangeBatch } from './feed-state.js';
+import { AsyncQueue, type ClientState, type StatusEvent } from './status.js';
+import type { BehindResource } from './watermarks.js';
+
+/** One real change set of a feed, applied atomically before the event fires. */
+export interface ChangeBatch {
+  feed: string;
+  /** The feed's revision after the change (replica-local: compare only within one connection). */
+  revision: number;
+  /** `snapshot`: a (re)sync, reconciled against the previous state; `delta`: a DELTA unit. */
+  cause: 'snapshot' | 'delta';
+  /** Created or changed keys. `value` is the decoded plain object (raw mode: the msgpack bytes). */
+  upserts: { key: string; value: unknown; raw: Buffer }[];
+  /** Keys that were held and are gone. */
+  deletes: string[];
+}
+
+/** Sync status of one feed. */
+export interface FeedStatus {
+  feed: string;
+  /** What the server last reported on the live connection; `unknown` while there is none. */
+  sync: FeedSync;
+  /** The server reports upstream trouble for this feed (PROTOCOL.md §8). */
+  stale: boolean;
+  /** Replica-local revision of the held state. */
+  revision: number | undefined;
+  size: number;
+  /** Revision at which the digest last matched the server's. */
+  verifiedRevision: number | undefined;
+  /** Upstream watermarks applied so far (per resource, Kubernetes resourceVersion). */
+  watermarks: Readonly<Record<string, string>>;
+  /**
+   * ms since a live server last confirmed this feed up to date: 0 while connected and in sync;
+   * growing while disconnected or resyncing; undefined before the first sync.
+   */
+  lagMs: number | undefined;
+  /** While a snapshot loads: entries received and announced. */
+  snapshot: { received: number; total: number; rawBytes: number } | undefined;
+}
+
+export interface SnapshotProgress {
+  feed: string;
+  revision: number;
+  received: number;
+  total: number;
+  rawBytes: number;
+}
+
+/** Counters and the current picture; a fresh object per read. */
+export interface ClientStats {
+  state: ClientState;
+  endpoint: string | undefined;
+  serverId: string | undefined;
+  /** Connection attempts started. */
+  attempts: number;
+  /** Connections that reached WELCOME. */
+  connects: number;
+  /** Connections that reached WELCOME after the first one. */
+  reconnects: number;
+  framesReceived: number;
+  bytesReceived: number;
+  snapshotsApplied: number;
+  deltasApplied: number;
+  changeBatches: number;
+  /** Feeds the server resumed from a token instead of sending a snapshot. */
+  resumes: number;
+  acksSent: number;
+  digestMismatches: number;
+  revisionGaps: number;
+  protocolErrors: number;
+  readTimeouts: number;
+  refusals: number;
+  goodbyes: number;
+  behind: number;
+  /** Values that were not valid msgpack (kept as bytes, `value` undefined). */
+  decodeErrors: number;
+  /** Listener exceptions caught (they are re-thrown asynchronously when nobody listens for them). */
+  listenerErrors: number;
+  /** Status events dropped because a `status()` iterator was not being read. */
+  statusEventsDropped: number;
+  feeds: Record<string, FeedStatus>;
+}
+
+interface EventMap {
+  status: StatusEvent;
+  change: ChangeBatch;
+  progress: SnapshotProgress;
+  listenerError: unknown;
+}
+
+interface FeedRuntime {
+  state: FeedState;
+  id: number | undefined;
+  lastAckAt: number;
+  ackedRevision: number | undefined;
+  ackTimer: Timer | undefined;
+  lastLiveAt: number | undefined;
+}
+
+/** Status events kept per unread `status()` iterator before the oldest are dropped. */
+const STATUS_QUEUE_LIMIT = 1_000;
+
+/** Read-only view of one feed's local state. */
+export class FeedView {
+  /** @internal */
+  constructor(
+    private readonly client: Client,
+    private readonly rt: FeedRuntime,
+    private readonly decode: (b: Buffer) => unknown,
+  ) {}
+
+  get name(): string {
+    return this.rt.state.name;
+  }
+
+  get size(): number {
+    return this.rt.state.size;
+  }
+
+  get revision(): number | undefined {
+    return this.rt.state.revision;
+  }
+
+  get status(): FeedStatus {
+    return this.client.feedStatus(this.rt);
+  }
+
+  has(key: string): boolean {
+    return this.rt.state.entries.has(key);
+  }
+
+  /** The decoded value (raw mode: the bytes). Decoded on every call; cache it if you read it hot. */
+  get(key: string): unknown {
+    const v = this.rt.state.entries.get(key);
+    return v === undefined ? undefined : this.decode(v as Buffer);
+  }
+
+  /** The value's msgpack bytes as received. Do not modify them. */
+  getRaw(key: string): Buffer | undefined {
+    return this.rt.state.entries.get(key) as Buffer | undefined;
+  }
+
+  keys(): IterableIterator<string> {
+    return this.rt.state.entries.keys();
+  }
+
+  *entries(): IterableIterator<[string, unknown]> {
+    for (const [k, v] of this.rt.state.entries) yield [k, this.decode(v as Buffer)];
+  }
+
+  [Symbol.iterator](): IterableIterator<[string, unknown]> {
+    return this.entries();
+  }
+}
+
+export class Client {
+  private readonly opts: ResolvedOptions;
+  private readonly feeds = new Map<string, FeedRuntime>();
+  private readonly byId = new Map<number, FeedRuntime>();
+  private readonly views = new Map<string, FeedView>();
+  private readonly listeners: { [K in keyof EventMap]: Set<(e: EventMap[K]) => void> } = {
+    status: new Set(), change: new Set(), progress: new Set(), listenerError: new Set(),
+  };
+  private readonly statusQueues = new Set<AsyncQueue<StatusEvent>>();
+  private readonly rotation: EndpointRotation;
+  private readonly backoff: Backoff;
+  private readonly unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
+  private conn: Connection | undefined;
+  private retryTimer: Timer | undefined;
+  private current: ClientState = 'idle';
+  private closing = false;
+  private closeResolve: (() => void) | undefined;
+  private closePromise: Promise<void> | undefined;
+  private closeReason: CattailError | undefined;
+  private everWelcomed = false;
+  private readonly counters = {
+    attempts: 0, connects: 0, reconnects: 0, framesReceived: 0, bytesReceived: 0, snapshotsApplied: 0,
+    deltasApplied: 0, changeBatches: 0, resumes: 0, acksSent: 0, digestMismatches: 0, revisionGaps: 0,
+    protocolErrors: 0, readTimeouts: 0, refusals: 0, goodbyes: 0, behind: 0, decodeErrors: 0, listenerErrors: 0,
+  };
+
+  /** Use {@link connect}. */
+  constructor(options: ConnectOptions) {
+    this.opts = resolveOptions(options);
+    for (const name of this.opts.feeds) {
+      this.feeds.set(name, { state: new FeedState(name), id: undefined, lastAckAt: -Infinity, ackedRevision: undefined, ackTimer: undefined, lastLiveAt: undefined });
+    }
+    this.rotation = new EndpointRotation(this.opts.endpoints, this.opts.random);
+    this.backoff = new Backoff(this.opts.reconnectInitialDelayMs, this.opts.reconnectMaxDelayMs, this.opts.reconnectJitter, this.opts.random);
+  }
+
+  /** @internal Starts the first attempt (connect() calls it). */
+  start(): void {
+    if (this.current === 'idle' && !this.closing) this.attempt();
+  }
+
+  /** The current state of the status machine. */
+  get state(): ClientState {
+    return this.current;
+  }
+
+  /** Feeds this client keeps, in the order given. */
+  get feedNames(): readonly string[] {
+    return this.opts.feeds;
+  }
+
+  /** The local state of `name`; throws InvalidArgumentError for a feed that was not requested. */
+  feed(name: string): FeedView {
+    const rt = this.feeds.get(name);
+    if (rt === undefined) throw new InvalidArgumentError(`feed ${JSON.stringify(name)} was not requested (feeds: ${this.opts.feeds.join(', ')})`);
+    let v = this.views.get(name);
+    if (v === undefined) {
+      v = new FeedView(this, rt, (b) => this.decodeValue(b));
+      this.views.set(name, v);
+    }
+    return v;
+  }
+
+  /** True when every feed is in sync on a live connection. */
+  get inSync(): boolean {
+    return this.current === 'in-sync' || this.current === 'upstream-stale';
+  }
+
+  /**
+   * The status stream as an async iterator: every edge from now on, ending after `closed`.
+   * An iterator that is not read keeps at most 1,000 events (the oldest are dropped and counted).
+   */
+  status(): AsyncIterableIterator<StatusEvent> {
+    const q: AsyncQueue<StatusEvent> = new AsyncQueue(STATUS_QUEUE_LIMIT, () => this.statusQueues.delete(q));
+    if (this.current === 'closed') q.end();
+    else this.statusQueues.add(q);
+    return q;
+  }
+
+  /** Subscribes to an event; returns the unsubscribe function. Listeners run synchronously, after the state changed. */
+  on<K extends keyof EventMap>(event: K, fn: (e: EventMap[K]) => void): () => void {
+    const set = this.listeners[event] as Set<(e: EventMap[K]) => void>;
+    set.add(fn);
+    return () => set.delete(fn);
+  }
+
+  /** Resolves when every feed is in sync; rejects with CATTAIL_CLIENT_CLOSED if the client closes first, or with the signal's reason. */
+  whenInSync(signal?: AbortSignal): Promise<void> {
+    if (this.inSync) return Promise.resolve();
+    if (this.current === 'closed') return Promise.reject(new CattailError('CATTAIL_CLIENT_CLOSED', 'the client is closed', { cause: this.closeReason }));
+    return new Promise((resolve, reject) => {
+      const off = this.on('status', (e) => {
+        if (e.state === 'in-sync' || e.state === 'upstream-stale') done(() => resolve());
+        else if (e.state === 'closed') done(() => reject(new CattailError('CATTAIL_CLIENT_CLOSED', 'the client closed before every feed was in sync', { cause: e.reason })));
+      });
+      const onAbort = (): void => done(() => reject(signal?.reason));
+      const done = (f: () => void): void => {
+        off();
+        signal?.removeEventListener('abort', onAbort);
+        f();
+      };
+      if (signal?.aborted) onAbort();
+      else signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  get stats(): ClientStats {
+    const feeds: Record<string, FeedStatus> = {};
+    for (const rt of this.feeds.values()) feeds[rt.state.name] = this.feedStatus(rt);
+    let dropped = 0;
+    for (const q of this.statusQueues) dropped += q.dropped;
+    return {
+      state: this.current,
+      endpoint: this.conn?.url,
+      serverId: this.conn?.serverId,
+      ...this.counters,
+      statusEventsDropped: dropped,
+      feeds,
+    };
+  }
+
+  /** @internal */
+  feedStatus(rt: FeedRuntime): FeedStatus {
+    const s = rt.state;
+    const live = this.conn !== undefined && s.inSync;
+    return {
+      feed: s.name,
+      sync: s.sync,
+      stale: s.stale,
+      revision: s.revision,
+      size: s.size,
+      verifiedRevision: s.verifiedRevision,
+      watermarks: { ...s.appliedWatermarks },
+      lagMs: live ? 0 : rt.lastLiveAt === undefined ? undefined : Math.max(0, this.opts.clock.monotonic() - rt.lastLiveAt),
+      snapshot: s.snapshotProgress,
+    };
+  }
+
+  /**
+   * Graceful close: GOODBYE and close 1000 on the live connection (bounded by closeTimeoutMs),
+   * no more reconnects. The local state stays readable. Idempotent.
+   */
+  close(): Promise<void> {
+    if (this.closePromise !== undefined) return this.closePromise;
+    this.closePromise = new Promise<void>((resolve) => {
+      this.closeResolve = resolve;
+    });
+    this.shutdown(undefined, (conn) => conn.closeGracefully(new CattailError('CATTAIL_CLIENT_CLOSED', 'client closed')));
+    return this.closePromise;
+  }
+
+  /** Forced close: the socket is destroyed at once, no GOODBYE. `reason` goes into the `closed` event. */
+  destroy(reason?: unknown): void {
+    const err = reason === undefined ? undefined : CattailError.is(reason) ? reason : new CattailError('CATTAIL_CLIENT_CLOSED', 'client destroyed', { cause: reason });
+    if (this.closePromise === undefined) {
+      this.closePromise = new Promise<void>((resolve) => {
+        this.closeResolve = resolve;
+      });
+    }
+    this.shutdown(err, (conn) => conn.terminate(err ?? new CattailError('CATTAIL_CLIENT_CLOSED', 'client destroyed')));
+  }
+
+  private shutdown(reason: CattailError | undefined, end: (c: Connection) => void): void {
+    if (this.closing) {
+      // destroy() after close(): force what close() started.
+      if (this.conn !== undefined) this.conn.terminate(reason ?? new CattailError('CATTAIL_CLIENT_CLOSED', 'client destroyed'));
+      return;
+    }
+    this.closing = true;
+    this.closeReason = reason;
+    this.retryTimer?.cancel();
+    this.retryTimer = undefined;
+    for (const rt of this.feeds.values()) this.cancelAck(rt);
+    if (this.conn !== undefined) end(this.conn);
+    else this.finishClose();
+  }
+
+  private finishClose(): void {
+    this.setState('closed', { reason: this.closeReason });
+    for (const q of this.statusQueues) q.end();
+    this.statusQueues.clear();
+    this.closeResolve?.();
+  }
+
+  // ---------------------------------------------------------------- attempts
+
+  private attempt(): void {
+    this.retryTimer = undefined;
+    if (this.closing) return;
+    const pick = this.rotation.next(this.opts.clock.monotonic());
+    if (pick.waitMs > 0) {
+      // Every endpoint is pinned (Retry-After, GOODBYE delay, behind wait): wait for the first
+      // to come free, staying in the current waiting state (no edge: nothing changed).
+      this.retryTimer = this.opts.clock.setTimeout(() => this.attempt(), pick.waitMs);
+      return;
+    }
+    this.counters.attempts++;
+    const hello = {
+      type: 'hello' as const,
+      protocol: 1,
+      node: this.opts.node,
+      clientId: this.opts.clientId,
+      software: `cattail-client/${VERSION}`,
+      feeds: this.opts.feeds.map((name) => {
+        const token = this.feeds.get(name)!.state.token;
+        return token === undefined ? { name } : { name, token: Buffer.from(token) };
+      }),
+      caps: this.opts.compression.map((c) => `compress.${c}`),
+      maxFrameBytes: this.opts.maxFrameBytes,
+    };
+    const conn = new Connection(pick.url, this.opts, hello, {
+      onWelcome: (w) => this.onWelcome(conn, w),
+      onFeedMessage: (m) => this.onFeedMessage(conn, m),
+      onFrame: (bytes) => this.onFrame(bytes),
+      onEnd: (end) => this.onEnd(conn, end),
+    });
+    this.conn = conn;
+    this.setState('connecting', { endpoint: pick.url });
+    conn.start();
+  }
+
+  private onWelcome(conn: Connection, w: WelcomeMessage): void {
+    this.counters.connects++;
+    if (this.everWelcomed) this.counters.reconnects++;
+    this.everWelcomed = true;
+    this.byId.clear();
+    for (const f of w.feeds) {
+      const rt = this.feeds.get(f.name)!;
+      rt.id = f.id;
+      this.byId.set(f.id, rt);
+      rt.state.startConnection(f.mode);
+      rt.ackedRevision = undefined;
+      rt.lastAckAt = -Infinity;
+      if (f.mode === 'resume') this.counters.resumes++;
+    }
+    this.setState('syncing', { endpoint: conn.url });
+  }
+
+  private onFrame(bytes: number): void {
+    this.counters.framesReceived++;
+    this.counters.bytesReceived += bytes;
+    const now = this.opts.clock.monotonic();
+    for (const rt of this.feeds.values()) if (rt.state.inSync) rt.lastLiveAt = now;
+  }
+
+  private onFeedMessage(conn: Connection, m: Message): void {
+    if (!('feedId' in m)) return;
+    const rt = this.byId.get(m.feedId);
+    if (rt === undefined) throw unexpected(`${m.type} for unknown feed id ${m.feedId}`);
+    const fs = rt.state;
+    try {
+      switch (m.type) {
+        case 'snapshotBegin':
+          fs.snapshotBegin(m.revision, m.entries, m.rawBytes);
+          this.emit('progress', { feed: fs.name, revision: m.revision, received: 0, total: m.entries, rawBytes: m.rawBytes });
+          return;
+        case 'snapshotChunk': {
+          fs.snapshotChunk(m.revision, m.entries);
+          const p = fs.snapshotProgress!;
+          this.emit('progress', { feed: fs.name, revision: m.revision, received: p.received, total: p.total, rawBytes: p.rawBytes });
+          return;
+        }
+        case 'snapshotEnd': {
+          const r = fs.snapshotEnd(m);
+          if (r.kind === 'behind') throw this.behindError(conn, fs.name, r.behind);
+          this.counters.snapshotsApplied++;
+          if (r.batch !== undefined) this.emitChange(r.batch);
+          this.ack(rt, true);
+          this.refreshState(conn);
+          return;
+        }
+        case 'delta': {
+          const batch = fs.deltaFrame(m.fromRevision, m.toRevision, m.more, m.upserts, m.deletes);
+          if (batch === null) return;
+          this.counters.deltasApplied++;
+          if (batch !== undefined) this.emitChange(batch);
+          this.ack(rt, false);
+          return;
+        }
+        case 'status': {
+          const wasInSync = fs.inSync;
+          const r = fs.status(m);
+          if (r.kind === 'behind') throw this.behindError(conn, fs.name, r.behind);
+          if (fs.inSync && !wasInSync) this.ack(rt, true);
+          if (r.statusChanged) this.refreshState(conn);
+          return;
+        }
+        default:
+          return;
+      }
+    } catch (err) {
+      if (err instanceof UnexpectedFrameError) throw unexpected(err.message, { feed: fs.name });
+      throw err;
+    }
+  }
+
+  private behindError(conn: Connection, feed: string, behind: BehindResource[]): LocalCloseError {
+    const list = behind.map((b) => `${b.resource} ${b.offered ?? 'none'} < ${b.applied}`).join(', ');
+    return new LocalCloseError('CATTAIL_CLIENT_REPLICA_BEHIND', `${conn.url} (${conn.serverId ?? '?'}) is behind on feed ${feed}: ${list}`, 1000, {
+      details: { endpoint: conn.url, serverId: conn.serverId, feed, behind },
+    });
+  }
+
+  /** Recomputes syncing / in-sync / upstream-stale from the feeds. */
+  private refreshState(conn: Connection): void {
+    if (this.conn !== conn || this.closing) return;
+    const all = [...this.feeds.values()];
+    if (!all.every((rt) => rt.state.inSync)) {
+      this.setState('syncing', { endpoint: conn.url });
+      return;
+    }
+    const now = this.opts.clock.monotonic();
+    for (const rt of all) rt.lastLiveAt = now;
+    this.backoff.reset();
+    const stale = all.filter((rt) => rt.state.stale).map((rt) => rt.state.name);
+    if (stale.length > 0) this.setState('upstream-stale', { endpoint: conn.url, staleFeeds: stale });
+    else this.setState('in-sync', { endpoint: conn.url });
+  }
+
+  private onEnd(conn: Connection, end: ConnectionEnd): void {
+    if (this.conn !== conn) return;
+    this.conn = undefined;
+    const now = this.opts.clock.monotonic();
+    for (const rt of this.feeds.values()) {
+      if (rt.state.inSync) rt.lastLiveAt = now;
+      rt.state.endConnection();
+      this.cancelAck(rt);
+    }
+    if (this.closing) {
+      this.finishClose();
+      return;
+    }
+    const e = end.error;
+    const url = conn.url;
+    let state: 'reconnecting' | 'behind' = 'reconnecting';
+    let delay: number;
+    let advance = true;
+    switch (e.code) {
+      case 'CATTAIL_CLIENT_REPLICA_BEHIND':
+        this.counters.behind++;
+        state = 'behind';
+        delay = this.opts.behindRetryDelayMs;
+        this.rotation.pin(url, now + Math.max(delay, this.opts.reconnectMaxDelayMs));
+        break;
+      case 'CATTAIL_CLIENT_REFUSED':
+        this.counters.refusals++;
+        delay = this.backoff.next();
+        this.rotation.pin(url, now + (end.retryAfterMs ?? delay));
+        break;
+      case 'CATTAIL_CLIENT_REJECTED':
+        delay = this.backoff.longest();
+        break;
+      case 'CATTAIL_CLIENT_DIGEST_MISMATCH':
+      case 'CATTAIL_CLIENT_REVISION_GAP': {
+        if (e.code === 'CATTAIL_CLIENT_DIGEST_MISMATCH') this.counters.digestMismatches++;
+        else this.counters.revisionGaps++;
+        // The state no longer provably matches any revision a server knows: drop the token so
+        // the next connection snapshots, and reconcile the snapshot against what is held.
+        const feed = e.details?.['feed'];
+        for (const rt of this.feeds.values()) if (feed === undefined || rt.state.name === feed) rt.state.dropToken();
+        delay = this.backoff.next();
+        advance = this.backoff.failures > 1;
+        break;
+      }
+      default:
+        if (e.code === 'CATTAIL_CLIENT_PROTOCOL_ERROR') this.counters.protocolErrors++;
+        if (e.code === 'CATTAIL_CLIENT_READ_TIMEOUT') this.counters.readTimeouts++;
+        delay = this.backoff.next();
+        // A blip on a healthy connection: retry the same server once, where the resume token
+        // is good. A black-holed or misbehaving server, or a second failure: move on.
+        advance = !(end.welcomed && e.code === 'CATTAIL_CLIENT_SERVER_CLOSED' && end.goodbye === undefined && this.backoff.failures <= 1);
+    }
+    if (end.goodbye !== undefined) {
+      this.counters.goodbyes++;
+      if (end.goodbye.reconnectDelayMs !== undefined) delay = Math.max(end.goodbye.reconnectDelayMs, 0);
+      this.rotation.pin(url, now + delay);
+    }
+    if (end.endpoints !== undefined) this.rotation.hint(end.endpoints.filter((u) => u !== url));
+    if (advance) this.rotation.advance(url);
+    this.setState(state, { endpoint: url, reason: e, delayMs: delay });
+    this.retryTimer = this.opts.clock.setTimeout(() => this.attempt(), delay);
+  }
+
+  // ---------------------------------------------------------------- acks
+
+  /** ACK the applied revision: at most once per ackIntervalMs per feed, and at once when `now`. */
+  private ack(rt: FeedRuntime, now: boolean): void {
+    const conn = this.conn;
+    const rev = rt.state.revision;
+    if (conn === undefined || rt.id === undefined || rev === undefined || rev === rt.ackedRevision) return;
+    const t = this.opts.clock.monotonic();
+    const due = rt.lastAckAt + this.opts.ackIntervalMs;
+    if (now || t >= due) {
+      this.cancelAck(rt);
+      if (conn.send({ type: 'ack', feedId: rt.id, revision: rev })) {
+        this.counters.acksSent++;
+        rt.ackedRevision = rev;
+        rt.lastAckAt = t;
+      }
+      return;
+    }
+    // Trailing ack, so the server's lag measure converges even when the deltas stop.
+    rt.ackTimer ??= this.opts.clock.setTimeout(() => {
+      rt.ackTimer = undefined;
+      this.ack(rt, true);
+    }, due - t);
+  }
+
+  private cancelAck(rt: FeedRuntime): void {
+    rt.ackTimer?.cancel();
+    rt.ackTimer = undefined;
+  }
+
+  // ---------------------------------------------------------------- events
+
+  private setState(state: Exclude<ClientState, 'idle'>, extra: { endpoint?: string; reason?: CattailError | undefined; delayMs?: number; staleFeeds?: string[] }): void {
+    const from = this.current;
+    // Edge-triggered: a state re-entered is no event (nats.js' SlowNotifier discipline).
+    if (from === state || from === 'closed') return;
+    this.current = state;
+    const ev: StatusEvent = {
+      state,
+      from,
+      endpoint: extra.endpoint ?? this.conn?.url,
+      serverId: this.conn?.serverId,
+      reason: extra.reason,
+      delayMs: extra.delayMs,
+      staleFeeds: extra.staleFeeds,
+      attempt: this.backoff.failures,
+      at: this.opts.clock.now(),
+    };
+    for (const q of this.statusQueues) q.push(ev);
+    this.emit('status', ev);
+  }
+
+  private emitChange(b: RawChangeBatch): void {
+    this.counters.changeBatches++;
+    if (this.listeners.change.size === 0) return;
+    this.emit('change', {
+      feed: b.feed,
+      revision: b.revision,
+      cause: b.cause,
+      upserts: b.upserts.map(([key, v]) => ({ key, value: this.decodeValue(v as Buffer), raw: v as Buffer })),
+      deletes: b.deletes,
+    });
+  }
+
+  private decodeValue(b: Buffer): unknown {
+    if (this.opts.raw) return b;
+    try {
+      return this.unpackr.unpack(b);
+    } catch {
+      this.counters.decodeErrors++;
+      return undefined;
+    }
+  }
+
+  private emit<K extends keyof EventMap>(event: K, payload: EventMap[K]): void {
+    for (const fn of this.listeners[event] as Set<(e: EventMap[K]) => void>) {
+      try {
+        fn(payload);
+      } catch (err) {
+        // A host's listener bug must not break the connection's state machine. It is not
+        // swallowed either: reported to 'listenerError' listeners, else re-thrown outside our
+        // call stack where the host's own uncaught-error handling sees it.
+        this.counters.listenerErrors++;
+        if (event !== 'listenerError' && this.listeners.listenerError.size > 0) this.emit('listenerError', err);
+        else queueMicrotask(() => {
+          throw err;
+        });
+      }
+    }
+  }
+}
+
+/**
+ * Creates a client and starts connecting at once (the first attempt is made synchronously; await
+ * {@link Client.whenInSync} for the first sync). Throws InvalidArgumentError for bad options.
+ */
+export function connect(options: ConnectOptions): Client {
+  const c = new Client(options);
+  c.start();
+  return c;
+}

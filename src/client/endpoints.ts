@@ -1,0 +1,96 @@
+/**
+ * Which server to try next. A static list (discovery is a later issue), shuffled once with the
+ * injected random source so that a fleet of agents configured with the same list spreads over the
+ * replicas instead of all starting on the first (Typha shuffles its discovered list too).
+ *
+ * Rules:
+ * - Each endpoint has a `notBefore` time: a 503's Retry-After, a GOODBYE's delay, or a "behind"
+ *   wait pin it; the rotation skips it until then (PROTOCOL.md §1.1: a client MUST wait at least
+ *   Retry-After before retrying the same server).
+ * - Hinted endpoints (GOODBYE `endpoints`, 503 `X-Cattail-Endpoints`) are tried first, once each.
+ *   They need not be in the static list: a draining replica knows its peers better than a config.
+ * - When every endpoint is pinned, the one free soonest is returned with the wait.
+ */
+
+/** Most hinted endpoints kept: a hostile or buggy server must not grow our memory. */
+const MAX_HINTS = 16;
+
+export interface Pick {
+  url: string;
+  /** ms to wait before connecting (0 when it may be tried now). */
+  waitMs: number;
+}
+
+export class EndpointRotation {
+  private readonly list: string[];
+  private cursor = 0;
+  private hints: string[] = [];
+  private readonly notBefore = new Map<string, number>();
+
+  constructor(endpoints: readonly string[], random: () => number) {
+    this.list = [...endpoints];
+    for (let i = this.list.length - 1; i > 0; i--) {
+      const j = Math.min(i, Math.floor(random() * (i + 1)));
+      [this.list[i], this.list[j]] = [this.list[j]!, this.list[i]!];
+    }
+  }
+
+  get endpoints(): readonly string[] {
+    return this.list;
+  }
+
+  /** The endpoint the rotation points at (the one to retry after a blip). */
+  get current(): string {
+    return this.list[this.cursor % this.list.length]!;
+  }
+
+  /** Moves past `url` (it failed, refused, is behind or said goodbye). */
+  advance(url: string): void {
+    const i = this.list.indexOf(url);
+    if (i >= 0 && this.list[this.cursor % this.list.length] === url) this.cursor = (i + 1) % this.list.length;
+  }
+
+  /** Do not connect to `url` before monotonic time `atMs`. */
+  pin(url: string, atMs: number): void {
+    this.notBefore.set(url, Math.max(atMs, this.notBefore.get(url) ?? 0));
+  }
+
+  /** Endpoints to try first (only ws:// or wss:// URLs are taken; others are ignored). */
+  hint(urls: readonly string[]): void {
+    for (const u of urls) {
+      if (!isWs(u) || this.hints.includes(u)) continue;
+      if (this.hints.length >= MAX_HINTS) break;
+      this.hints.push(u);
+    }
+  }
+
+  /** The next endpoint at monotonic time `now`. Hints are consumed when picked. */
+  next(now: number): Pick {
+    const free = (u: string): boolean => (this.notBefore.get(u) ?? 0) <= now;
+    const hi = this.hints.findIndex(free);
+    if (hi >= 0) {
+      const [url] = this.hints.splice(hi, 1);
+      return { url: url!, waitMs: 0 };
+    }
+    for (let k = 0; k < this.list.length; k++) {
+      const i = (this.cursor + k) % this.list.length;
+      const url = this.list[i]!;
+      if (free(url)) {
+        this.cursor = i;
+        return { url, waitMs: 0 };
+      }
+    }
+    let best = this.list[0]!;
+    for (const u of this.list) if ((this.notBefore.get(u) ?? 0) < (this.notBefore.get(best) ?? 0)) best = u;
+    return { url: best, waitMs: (this.notBefore.get(best) ?? 0) - now };
+  }
+}
+
+function isWs(u: string): boolean {
+  try {
+    const p = new URL(u).protocol;
+    return p === 'ws:' || p === 'wss:';
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,311 @@
+/**
+ * One feed's local copy and the rules for changing it. No I/O and no timers: the connection feeds
+ * it decoded messages and acts on what it returns (a change batch to emit, a coded error to close
+ * with, replica-behind to fail over). Keeping the rules here lets tests drive every case without a
+ * socket.
+ *
+ * Invariants:
+ * - `entries` changes only when a unit completes (a SNAPSHOT_END that passed its checks, the last
+ *   frame of a DELTA unit). A connection that dies mid-unit leaves the state exactly as it was.
+ * - `digest` always equals the §10 digest of `entries`.
+ * - A change batch lists only real changes: upserts whose bytes differ from what is held,
+ *   deletions of keys that were held. A resync that returns the same data emits nothing.
+ * - `appliedWatermarks` only moves forward: a snapshot whose watermarks are older for any resource
+ *   is refused before it touches the state (PROTOCOL.md §8).
+ */
+import { CattailError } from '../errors.js';
+import { IncrementalDigest } from './digest.js';
+import { behindResources, mergeWatermarks, type BehindResource, type Watermarks } from './watermarks.js';
+
+/** `[key, value]` with the value's msgpack bytes (PROTOCOL.md §3.1). */
+export type RawEntry = readonly [key: string, value: Uint8Array];
+
+/** Server-reported sync status of a feed, or `unknown` while no live connection has reported one. */
+export type FeedSync = 'unknown' | 'waiting' | 'resyncing' | 'in-sync';
+
+/** One applied unit's real changes, values still as bytes (the client decodes them for events). */
+export interface RawChangeBatch {
+  feed: string;
+  revision: number;
+  /** `snapshot`: the state was replaced by a (re)sync and reconciled; `delta`: a DELTA unit. */
+  cause: 'snapshot' | 'delta';
+  upserts: RawEntry[];
+  deletes: string[];
+}
+
+export interface SnapshotEndInput {
+  revision: number;
+  digest: Uint8Array;
+  watermarks: Watermarks;
+  status: 'waiting' | 'resyncing' | 'in-sync';
+  stale: boolean;
+  token: Uint8Array;
+}
+
+export interface StatusInput {
+  revision: number;
+  status: 'waiting' | 'resyncing' | 'in-sync';
+  stale: boolean;
+  watermarks: Watermarks;
+  digest?: Uint8Array | undefined;
+  token: Uint8Array;
+}
+
+/** What completing a unit or reading a status did. */
+export type ApplyResult =
+  | { kind: 'applied'; batch: RawChangeBatch | undefined; statusChanged: boolean }
+  | { kind: 'behind'; behind: BehindResource[] };
+
+interface PendingSnapshot {
+  revision: number;
+  expected: number;
+  rawBytes: number;
+  entries: Map<string, Uint8Array>;
+  digest: IncrementalDigest;
+}
+
+interface PendingDelta {
+  from: number;
+  to: number;
+  upserts: Map<string, Uint8Array>;
+  deletes: Set<string>;
+}
+
+function stateError(code: 'CATTAIL_CLIENT_REVISION_GAP' | 'CATTAIL_CLIENT_DIGEST_MISMATCH', message: string, details: Record<string, unknown>): CattailError {
+  return new CattailError(code, message, { details });
+}
+
+/** A frame that is valid on its own but not here (4002 territory): the caller wraps it. */
+export class UnexpectedFrameError extends Error {}
+
+export class FeedState {
+  readonly entries = new Map<string, Uint8Array>();
+  private readonly digest = new IncrementalDigest();
+  /** Replica-local revision of the applied state; undefined when it is not comparable with the current server's. */
+  revision: number | undefined;
+  /** Last resume token and the revision it was issued at. */
+  token: Uint8Array | undefined;
+  tokenRevision: number | undefined;
+  appliedWatermarks: Record<string, string> = {};
+  sync: FeedSync = 'unknown';
+  stale = false;
+  /** The revision at which the digest last matched the server's (SNAPSHOT_END or STATUS). */
+  verifiedRevision: number | undefined;
+  /** True once any snapshot was applied: reconciliation then emits deletions for vanished keys. */
+  private loaded = false;
+  private snapshot: PendingSnapshot | undefined;
+  private delta: PendingDelta | undefined;
+  /** Catch-up after resume: the first DELTA may start at the token's revision (see `deltaFrame`). */
+  private resumeFrom: number | undefined;
+
+  constructor(readonly name: string) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** Snapshot progress for displays: entries received so far and the announced total. */
+  get snapshotProgress(): { received: number; total: number; rawBytes: number } | undefined {
+    const s = this.snapshot;
+    return s === undefined ? undefined : { received: s.entries.size, total: s.expected, rawBytes: s.rawBytes };
+  }
+
+  /**
+   * A new connection answered this feed with `mode`. Pending units of the old connection are
+   * dropped (they were never applied). After `snapshot` the old revision means nothing on this
+   * server; after `resume` the server continues from the presented token's revision.
+   */
+  startConnection(mode: 'resume' | 'snapshot'): void {
+    this.snapshot = undefined;
+    this.delta = undefined;
+    this.sync = 'unknown';
+    if (mode === 'snapshot') {
+      this.revision = undefined;
+      this.resumeFrom = undefined;
+    } else {
+      this.resumeFrom = this.tokenRevision;
+    }
+  }
+
+  /** The connection is gone: the state stays, its sync status is no longer confirmed by anyone. */
+  endConnection(): void {
+    this.snapshot = undefined;
+    this.delta = undefined;
+    this.sync = 'unknown';
+  }
+
+  /** Forget the resume token (after a digest mismatch or gap: the next connection must snapshot). */
+  dropToken(): void {
+    this.token = undefined;
+    this.tokenRevision = undefined;
+  }
+
+  snapshotBegin(revision: number, expected: number, rawBytes: number): void {
+    if (this.snapshot !== undefined || this.delta !== undefined) throw new UnexpectedFrameError(`SNAPSHOT_BEGIN inside an unfinished unit of feed ${this.name}`);
+    this.snapshot = { revision, expected, rawBytes, entries: new Map(), digest: new IncrementalDigest() };
+  }
+
+  snapshotChunk(revision: number, entries: readonly RawEntry[]): void {
+    const s = this.snapshot;
+    if (s === undefined) throw new UnexpectedFrameError(`SNAPSHOT_CHUNK without SNAPSHOT_BEGIN on feed ${this.name}`);
+    if (revision !== s.revision) throw new UnexpectedFrameError(`SNAPSHOT_CHUNK revision ${revision} inside snapshot ${s.revision} of feed ${this.name}`);
+    for (const [key, value] of entries) {
+      // Decoded values are views into the frame; copying releases the frame (up to maxFrameBytes)
+      // instead of pinning it for as long as any one of its values lives.
+      const copy = Buffer.from(value);
+      const prev = s.entries.get(key);
+      if (prev !== undefined) s.digest.remove(key, prev);
+      s.entries.set(key, copy);
+      s.digest.add(key, copy);
+    }
+  }
+
+  /** Completes a snapshot: checks count, digest and watermarks, then reconciles and replaces the state. */
+  snapshotEnd(end: SnapshotEndInput): ApplyResult {
+    const s = this.snapshot;
+    if (s === undefined) throw new UnexpectedFrameError(`SNAPSHOT_END without SNAPSHOT_BEGIN on feed ${this.name}`);
+    if (end.revision !== s.revision) throw new UnexpectedFrameError(`SNAPSHOT_END revision ${end.revision} inside snapshot ${s.revision} of feed ${this.name}`);
+    this.snapshot = undefined;
+    if (s.entries.size !== s.expected) {
+      throw stateError('CATTAIL_CLIENT_DIGEST_MISMATCH', `feed ${this.name}: snapshot ${s.revision} announced ${s.expected} entries but held ${s.entries.size}`, {
+        feed: this.name, revision: s.revision, expected: s.expected, received: s.entries.size,
+      });
+    }
+    const got = s.digest.digest();
+    if (!got.equals(Buffer.from(end.digest))) {
+      throw stateError('CATTAIL_CLIENT_DIGEST_MISMATCH', `feed ${this.name}: snapshot ${s.revision} digest ${hex(end.digest)} but its entries hash to ${got.toString('hex')}`, {
+        feed: this.name, revision: s.revision, expected: hex(end.digest), computed: got.toString('hex'),
+      });
+    }
+    const behind = behindResources(this.appliedWatermarks, end.watermarks);
+    if (behind.length > 0) return { kind: 'behind', behind };
+
+    const upserts: RawEntry[] = [];
+    const deletes: string[] = [];
+    for (const [key, value] of s.entries) {
+      const old = this.entries.get(key);
+      if (old === undefined || !Buffer.from(old.buffer, old.byteOffset, old.byteLength).equals(value)) upserts.push([key, value]);
+    }
+    if (this.loaded) {
+      for (const key of this.entries.keys()) if (!s.entries.has(key)) deletes.push(key);
+    }
+    this.entries.clear();
+    for (const [k, v] of s.entries) this.entries.set(k, v);
+    this.digest.copyFrom(s.digest);
+    this.loaded = true;
+    this.revision = s.revision;
+    this.resumeFrom = undefined;
+    this.token = Buffer.from(end.token);
+    this.tokenRevision = s.revision;
+    this.appliedWatermarks = mergeWatermarks(this.appliedWatermarks, end.watermarks);
+    this.stale = end.stale;
+    this.sync = end.status;
+    this.verifiedRevision = s.revision;
+    const batch = upserts.length + deletes.length > 0 ? { feed: this.name, revision: s.revision, cause: 'snapshot' as const, upserts, deletes } : undefined;
+    return { kind: 'applied', batch, statusChanged: true };
+  }
+
+  /**
+   * One DELTA frame. Returns the applied batch on the unit's last frame (undefined when nothing
+   * really changed), or null while the unit continues.
+   */
+  deltaFrame(from: number, to: number, more: boolean, upserts: readonly RawEntry[], deletes: readonly string[]): RawChangeBatch | undefined | null {
+    if (this.snapshot !== undefined) throw new UnexpectedFrameError(`DELTA inside a snapshot of feed ${this.name}`);
+    let d = this.delta;
+    if (d === undefined) {
+      // After a resume the server continues from the token's revision, which may be older than the
+      // applied one when deltas arrived after the last STATUS. The compacted catch-up holds the
+      // latest value of every key changed since the token, so applying it on top of the newer
+      // state yields the same state as applying it to the token's state (byte-equal upserts are
+      // then filtered out as non-changes).
+      const okFrom = from === this.revision || (this.resumeFrom !== undefined && from === this.resumeFrom && this.revision !== undefined && from <= this.revision);
+      if (!okFrom || to <= from) {
+        throw stateError('CATTAIL_CLIENT_REVISION_GAP', `feed ${this.name}: DELTA ${from}→${to} does not follow the applied revision ${String(this.revision)}`, {
+          feed: this.name, from, to, applied: this.revision,
+        });
+      }
+      d = { from, to, upserts: new Map(), deletes: new Set() };
+      this.delta = d;
+    } else if (d.from !== from || d.to !== to) {
+      throw new UnexpectedFrameError(`DELTA ${from}→${to} inside the unit ${d.from}→${d.to} of feed ${this.name}`);
+    }
+    for (const [key, value] of upserts) {
+      d.deletes.delete(key);
+      d.upserts.set(key, Buffer.from(value));
+    }
+    for (const key of deletes) {
+      d.upserts.delete(key);
+      d.deletes.add(key);
+    }
+    if (more) return null;
+    this.delta = undefined;
+    this.resumeFrom = undefined;
+    const realUpserts: RawEntry[] = [];
+    const realDeletes: string[] = [];
+    for (const [key, value] of d.upserts) {
+      const old = this.entries.get(key);
+      if (old !== undefined && Buffer.from(old.buffer, old.byteOffset, old.byteLength).equals(value)) continue;
+      if (old !== undefined) this.digest.remove(key, old);
+      this.entries.set(key, value);
+      this.digest.add(key, value);
+      realUpserts.push([key, value]);
+    }
+    for (const key of d.deletes) {
+      const old = this.entries.get(key);
+      if (old === undefined) continue;
+      this.digest.remove(key, old);
+      this.entries.delete(key);
+      realDeletes.push(key);
+    }
+    this.revision = d.to;
+    if (realUpserts.length + realDeletes.length === 0) return undefined;
+    return { feed: this.name, revision: d.to, cause: 'delta', upserts: realUpserts, deletes: realDeletes };
+  }
+
+  /** A STATUS: checks revision, digest and (when in sync) watermarks, then records it. */
+  status(st: StatusInput): ApplyResult {
+    if (this.snapshot !== undefined || this.delta !== undefined) throw new UnexpectedFrameError(`STATUS inside an unfinished unit of feed ${this.name}`);
+    if (st.revision !== this.revision) {
+      throw stateError('CATTAIL_CLIENT_REVISION_GAP', `feed ${this.name}: STATUS at revision ${st.revision} but the applied revision is ${String(this.revision)}`, {
+        feed: this.name, status: st.revision, applied: this.revision,
+      });
+    }
+    if (st.digest !== undefined) {
+      const mine = this.digest.digest();
+      if (!mine.equals(Buffer.from(st.digest))) {
+        throw stateError('CATTAIL_CLIENT_DIGEST_MISMATCH', `feed ${this.name}: STATUS at revision ${st.revision} has digest ${hex(st.digest)} but the local state hashes to ${mine.toString('hex')}`, {
+          feed: this.name, revision: st.revision, expected: hex(st.digest), computed: mine.toString('hex'),
+        });
+      }
+      this.verifiedRevision = st.revision;
+    }
+    if (st.status === 'in-sync') {
+      const behind = behindResources(this.appliedWatermarks, st.watermarks);
+      if (behind.length > 0) return { kind: 'behind', behind };
+    }
+    const statusChanged = this.sync !== st.status || this.stale !== st.stale;
+    this.appliedWatermarks = mergeWatermarks(this.appliedWatermarks, st.watermarks);
+    this.token = Buffer.from(st.token);
+    this.tokenRevision = st.revision;
+    this.sync = st.status;
+    this.stale = st.stale;
+    return { kind: 'applied', batch: undefined, statusChanged };
+  }
+
+  /** Current digest of the held state (tests and diagnostics). */
+  currentDigest(): Buffer {
+    return this.digest.digest();
+  }
+
+  /**
+   * In sync on a live connection. Deltas after an in-sync STATUS keep it: the protocol never
+   * leaves in-sync, and a digest mismatch at the next check closes the connection anyway.
+   */
+  get inSync(): boolean {
+    return this.sync === 'in-sync';
+  }
+}
+
+function hex(b: Uint8Array): string {
+  return Buffer.from(b).toString('hex');
+}

@@ -1,0 +1,47 @@
+/**
+ * Upstream watermarks (PROTOCOL.md §8): per resource id, the last Kubernetes resourceVersion a
+ * replica applied, as a decimal string. They are the only thing comparable across replicas (feed
+ * revisions are replica-local), so they decide whether failing over would go back in time.
+ */
+
+export type Watermarks = Readonly<Record<string, string>>;
+
+/** Unsigned decimal compare: length first, then lexicographic (§8). Leading zeros are ignored. */
+export function compareRv(a: string, b: string): number {
+  const x = a.replace(/^0+(?=\d)/, '');
+  const y = b.replace(/^0+(?=\d)/, '');
+  if (x.length !== y.length) return x.length < y.length ? -1 : 1;
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+export interface BehindResource {
+  resource: string;
+  /** What the client already applied. */
+  applied: string;
+  /** What the replica offers; undefined when it has no watermark for the resource at all. */
+  offered: string | undefined;
+}
+
+/**
+ * The resources where `offered` is older than `applied`. A resource the replica does not report is
+ * behind: a replica that has not listed it yet would hand over a state without its objects, which is
+ * going back in time just the same.
+ */
+export function behindResources(applied: Watermarks, offered: Watermarks): BehindResource[] {
+  const out: BehindResource[] = [];
+  for (const [resource, have] of Object.entries(applied)) {
+    const got = offered[resource];
+    if (got === undefined || compareRv(got, have) < 0) out.push({ resource, applied: have, offered: got });
+  }
+  return out;
+}
+
+/** Per resource the newer of the two. */
+export function mergeWatermarks(a: Watermarks, b: Watermarks): Record<string, string> {
+  const out: Record<string, string> = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const cur = out[k];
+    if (cur === undefined || compareRv(v, cur) > 0) out[k] = v;
+  }
+  return out;
+}
