@@ -55,9 +55,9 @@ function tooLarge(key: string, bytes: number, maxBodyBytes: number): never {
   throw new ProtocolError('CATTAIL_PROTO_FRAME_TOO_LARGE', `entry ${JSON.stringify(key)} needs ${bytes} body bytes, above maxBodyBytes ${maxBodyBytes}`, { details: { key, bytes, maxBodyBytes } });
 }
 
-function checkMax(maxBodyBytes: number): void {
+function checkMax(maxBodyBytes: number, emptyBodyBytes: number): void {
   // The smallest possible body (empty arrays) must fit, or no frame can be built at all.
-  if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < deltaBodyBytes(0, 0, 0, 0)) {
+  if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < emptyBodyBytes) {
     throw new ProtocolError('CATTAIL_PROTO_FRAME_TOO_LARGE', `maxBodyBytes ${maxBodyBytes} cannot hold any frame`, { details: { maxBodyBytes } });
   }
 }
@@ -78,7 +78,7 @@ export function encodeDeltaFrames(
   deletes: readonly string[],
   maxBodyBytes = Number.MAX_SAFE_INTEGER,
 ): Buffer[] {
-  checkMax(maxBodyBytes);
+  checkMax(maxBodyBytes, deltaBodyBytes(0, 0, 0, 0));
   const upKeyBytes = new Int32Array(upserts.length);
   const delKeyBytes = new Int32Array(deletes.length);
   const ranges: DeltaRange[] = [];
@@ -170,7 +170,7 @@ function writeChunkFrame(feedId: number, revision: number, entries: readonly Ent
  * @throws ProtocolError FRAME_TOO_LARGE when a single entry cannot fit in any frame
  */
 export function* encodeSnapshotChunkFrames(feedId: number, revision: number, entries: Iterable<Entry>, maxBodyBytes: number): Generator<Buffer, void, undefined> {
-  checkMax(maxBodyBytes);
+  checkMax(maxBodyBytes, chunkBodyBytes(1, 0));
   let pending: Entry[] = [];
   let keyBytes: number[] = [];
   let bytes = 0;

@@ -1,4 +1,5 @@
 import { Packr } from 'msgpackr';
+import { rawBytesOf } from '../../proto/entries.js';
 import type { Entry, Message } from '../../proto/types.js';
 
 // One representative message per type; the golden fixtures are generated from these once
@@ -23,7 +24,7 @@ export const SAMPLE_MESSAGES: Record<string, Message> = {
     maxFrameBytes: 1_048_576, maxInboundBytes: 65_536, compression: 'brotli', caps: [],
     feeds: [{ name: 'felix', id: 0, mode: 'resume' }, { name: 'bgp', id: 1, mode: 'snapshot', reason: 'no-token' }],
   },
-  snapshotBegin: { type: 'snapshotBegin', feedId: 1, revision: 4242, entries: 3, rawBytes: 221 },
+  snapshotBegin: { type: 'snapshotBegin', feedId: 1, revision: 4242, entries: 3, rawBytes: rawBytesOf([nodeB, podA, pool]) },
   snapshotChunk: { type: 'snapshotChunk', feedId: 1, revision: 4242, entries: [nodeB, podA, pool] },
   snapshotEnd: {
     type: 'snapshotEnd', feedId: 1, revision: 4242, digest: hex('5f3c0a9e81b2d4c7'),
