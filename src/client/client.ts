@@ -655,11 +655,13 @@ export class Client {
 }
 
 /**
- * Creates a client and starts connecting at once (the first attempt is made synchronously; await
- * {@link Client.whenInSync} for the first sync). Throws InvalidArgumentError for bad options.
+ * Creates a client and starts connecting. The first attempt starts in a microtask, so listeners
+ * and `status()` iterators attached right after `connect()` returns see every edge from
+ * `connecting` on. Await {@link Client.whenInSync} for the first sync. Throws
+ * InvalidArgumentError for bad options (synchronously, before anything is opened).
  */
 export function connect(options: ConnectOptions): Client {
   const c = new Client(options);
-  c.start();
+  queueMicrotask(() => c.start());
   return c;
 }
