@@ -521,7 +521,7 @@ export class Client {
         this.counters.behind++;
         state = 'behind';
         delay = this.opts.behindRetryDelayMs;
-        this.rotation.pin(url, now + Math.max(delay, this.opts.reconnectMaxDelayMs));
+        this.rotation.pin(url, now + delay);
         break;
       case 'CATTAIL_CLIENT_REFUSED':
         this.counters.refusals++;

@@ -6,7 +6,7 @@
  * JSON, so a client bug cannot hide behind shared code.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -183,7 +183,7 @@ export class FakeServer {
   }
 
   private async listen(port: number): Promise<void> {
-    const handler = (_req: IncomingMessage, res: import('node:http').ServerResponse): void => {
+    const handler = (_req: IncomingMessage, res: ServerResponse): void => {
       res.statusCode = 426;
       res.end();
     };

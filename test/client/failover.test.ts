@@ -1,0 +1,299 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { buildFrame, encodeFrame } from '../../proto/index.js';
+import type { Client } from '../../src/client/index.js';
+import { FakeServer, type FakeServerOptions } from './helpers/fake-server.js';
+import { skipWait, start, waitFor, type Setup } from './helpers/harness.js';
+
+const servers: FakeServer[] = [];
+const clients: Client[] = [];
+
+async function server(opts: FakeServerOptions = {}): Promise<FakeServer> {
+  const s = await FakeServer.start(opts);
+  servers.push(s);
+  return s;
+}
+
+function setup(opts: Parameters<typeof start>[0]): Setup {
+  const s = start(opts);
+  clients.push(s.client);
+  return s;
+}
+
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.destroy();
+  for (const s of servers.splice(0)) await s.stop();
+});
+
+const data: [string, unknown][] = [
+  ['/pods/demo/a', { ip: '10.0.0.1' }],
+  ['/pods/demo/b', { ip: '10.0.0.2' }],
+];
+
+/** Two replicas of the same upstream: same data, different server ids (tokens do not carry over). */
+async function replicas(wmA = '100', wmB = '100'): Promise<[FakeServer, FakeServer]> {
+  const a = await server({ serverId: 'replica-a' });
+  const b = await server({ serverId: 'replica-b' });
+  a.load('felix', data, { pods: wmA });
+  b.load('felix', data, { pods: wmB });
+  return [a, b];
+}
+
+function withType(frame: Buffer, type: number): Buffer {
+  frame[1] = type;
+  return frame;
+}
+
+function connectedTo(client: Client, s: FakeServer): boolean {
+  return client.stats.serverId === s.serverId && client.inSync;
+}
+
+describe('client - failover', () => {
+  it('fails over between two replicas when the connected one dies, with no spurious changes', async () => {
+    const [a, b] = await replicas();
+    const { client, clock, rec, guard } = setup({ endpoints: [a.url, b.url] });
+    guard.allow('CATTAIL_CLIENT_SERVER_CLOSED', 'CATTAIL_CLIENT_CONNECT_FAILED');
+    await client.whenInSync();
+    const first = client.stats.serverId === 'replica-a' ? a : b;
+    const other = first === a ? b : a;
+    await first.stop();
+    // Retry the same replica once (a blip is resumed there), then move on.
+    for (let i = 0; i < 5 && !connectedTo(client, other); i++) {
+      await waitFor(() => client.state === 'reconnecting' || connectedTo(client, other), 'reconnecting or failed over', { client });
+      if (client.state === 'reconnecting') await skipWait(clock);
+      await waitFor(() => client.state !== 'connecting', 'attempt settled', { client });
+    }
+    await waitFor(() => connectedTo(client, other), 'in sync on the other replica', { client });
+    expect(rec.changes).toHaveLength(1);
+    expect(client.feed('felix').size).toBe(2);
+    expect(guard.problems()).toEqual([]);
+  });
+
+  it('refuses a replica whose watermarks are behind: keeps its state, reports behind, syncs elsewhere', async () => {
+    const [a, b] = await replicas('200', '150');
+    a.apply('felix', { upserts: [['/pods/demo/c', { ip: '10.0.0.3' }]], watermarks: { pods: '201' } });
+    // Start on A only, then fail over to a list where B (behind) comes first.
+    const s1 = setup({ endpoints: [a.url] });
+    await s1.client.whenInSync();
+    expect(s1.client.feed('felix').status.watermarks).toEqual({ pods: '201' });
+    s1.client.destroy();
+
+    // A second client that has applied A's state, then fails over: B is behind, C is current.
+    const c = await server({ serverId: 'replica-c' });
+    c.load('felix', [...data, ['/pods/demo/c', { ip: '10.0.0.3' }]], { pods: '205' });
+    const { client, clock, rec, guard } = setup({ endpoints: [a.url, b.url, c.url], random: () => 0 });
+    guard.allow('CATTAIL_CLIENT_SERVER_CLOSED', 'CATTAIL_CLIENT_CONNECT_FAILED', 'CATTAIL_CLIENT_REPLICA_BEHIND');
+    await client.whenInSync();
+    const held = new Map([...client.feed('felix').keys()].map((k) => [k, client.feed('felix').getRaw(k)]));
+    const changesBefore = rec.changes.length;
+    const firstServer = client.stats.serverId;
+    for (const s of [a, b, c]) if (s.serverId === firstServer) await s.stop();
+    const deadline = 10;
+    for (let i = 0; i < deadline && !(client.inSync && client.stats.serverId === 'replica-c'); i++) {
+      await waitFor(() => client.state === 'reconnecting' || client.state === 'behind' || client.inSync, 'settled', { client });
+      if (client.state === 'reconnecting' || client.state === 'behind') await skipWait(clock);
+      await waitFor(() => client.state !== 'connecting' && client.state !== 'syncing', 'attempt settled', { client });
+    }
+    if (firstServer !== 'replica-b') {
+      // B was tried (the rotation covers every endpoint) and refused as behind.
+      const behind = rec.last('behind');
+      expect(behind?.reason?.code).toBe('CATTAIL_CLIENT_REPLICA_BEHIND');
+      expect(behind?.reason?.details?.['behind']).toEqual([{ resource: 'pods', applied: expect.any(String), offered: '150' }]);
+      expect(b.rec.clientGoodbyes[0]).toMatchObject({ reason: 'replica-behind' });
+      // The state held while B was refused: nothing was replaced or deleted.
+      expect(rec.changes.slice(changesBefore).every((ch) => ch.deletes.length === 0)).toBe(true);
+    }
+    expect(client.inSync).toBe(true);
+    expect(client.feed('felix').size).toBe(held.size);
+    expect(guard.problems()).toEqual([]);
+  });
+
+  it('reports behind when the only replica is behind, and keeps the state', async () => {
+    const [a, b] = await replicas('300', '100');
+    const { client, clock, rec, guard } = setup({ endpoints: [a.url], behindRetryDelayMs: 5_000 });
+    guard.allow('CATTAIL_CLIENT_SERVER_CLOSED', 'CATTAIL_CLIENT_REPLICA_BEHIND', 'CATTAIL_CLIENT_CONNECT_FAILED');
+    await client.whenInSync();
+    // Replica A is replaced by a lagging one on the same address.
+    a.fakeWatermarks = { pods: '100' };
+    a.epoch = 'new';
+    for (const c of a.clients) c.ws.terminate();
+    a.feed().entries.delete('/pods/demo/a');
+    await waitFor(() => client.state === 'reconnecting', 'reconnecting', { client });
+    await skipWait(clock);
+    await waitFor(() => client.state === 'behind', 'behind', { client });
+    const ev = rec.last('behind')!;
+    expect(ev.delayMs).toBe(5_000);
+    expect(ev.reason?.code).toBe('CATTAIL_CLIENT_REPLICA_BEHIND');
+    expect(client.feed('felix').size).toBe(2);
+    expect(client.feed('felix').has('/pods/demo/a')).toBe(true);
+    expect(rec.changes).toHaveLength(1);
+    // Caught up: accepted, and only then is the deletion applied.
+    a.fakeWatermarks = undefined;
+    a.feed().watermarks = { pods: '301' };
+    await skipWait(clock);
+    await waitFor(() => client.inSync, 'in sync after the replica caught up', { client, timeoutMs: 5_000 });
+    expect(client.feed('felix').has('/pods/demo/a')).toBe(false);
+    expect(rec.changes.at(-1)!.deletes).toEqual(['/pods/demo/a']);
+    expect(b.rec.hellos).toHaveLength(0);
+    expect(guard.problems()).toEqual([]);
+  });
+});
+
+describe('client - liveness and server hints', () => {
+  it('detects a black-holed connection by its read timeout (3 × pingIntervalMs) and syncs elsewhere', async () => {
+    const a = await server({ serverId: 'a', pingIntervalMs: 1_000 });
+    const b = await server({ serverId: 'b', pingIntervalMs: 1_000 });
+    const { client, clock, rec, guard } = setup({ endpoints: [a.url, b.url], random: () => 0 });
+    guard.allow('CATTAIL_CLIENT_READ_TIMEOUT');
+    await client.whenInSync();
+    const first = client.stats.serverId === 'a' ? a : b;
+    const other = first === a ? b : a;
+    await clock.advanceAsync(2_000);
+    expect(client.state).toBe('in-sync');
+    first.ping();
+    await waitFor(() => client.stats.framesReceived >= 4, 'ping received', { client });
+    await clock.advanceAsync(2_500);
+    expect(client.state).toBe('in-sync');
+    first.blackhole();
+    await clock.advanceAsync(3_000);
+    // The close handshake cannot complete with a black hole: the close timeout forces it.
+    await clock.advanceAsync(2_000);
+    await waitFor(() => rec.last('reconnecting') !== undefined, 'reconnecting', { client });
+    expect(rec.last('reconnecting')!.reason).toMatchObject({ code: 'CATTAIL_CLIENT_READ_TIMEOUT', details: { readTimeoutMs: 3_000 } });
+    expect(client.stats.readTimeouts).toBe(1);
+    if (client.state === 'reconnecting') await skipWait(clock);
+    await waitFor(() => client.inSync && client.stats.serverId === other.serverId, 'in sync on the other server', { client });
+    expect(guard.problems()).toEqual([]);
+  });
+
+  it('honours GOODBYE during shutdown: waits the hinted delay, then tries the hinted endpoint first', async () => {
+    const a = await server({ serverId: 'a' });
+    const b = await server({ serverId: 'b' });
+    const c = await server({ serverId: 'c' });
+    const { client, clock, rec, guard } = setup({ endpoints: [a.url, b.url], random: () => 0 });
+    guard.allow('CATTAIL_CLIENT_SERVER_CLOSED');
+    await client.whenInSync();
+    const first = client.stats.serverId === 'a' ? a : b;
+    first.goodbyeAll({ reconnectDelayMs: 7_000, endpoints: [c.url] });
+    await waitFor(() => client.state === 'reconnecting', 'reconnecting', { client });
+    const ev = rec.last('reconnecting')!;
+    expect(ev.delayMs).toBe(7_000);
+    expect(ev.reason?.details?.['goodbye']).toMatchObject({ reason: 'shutdown', reconnectDelayMs: 7_000 });
+    expect(client.stats.goodbyes).toBe(1);
+    await clock.advanceAsync(6_999);
+    expect(client.state).toBe('reconnecting');
+    expect(c.rec.upgrades).toBe(0);
+    await clock.advanceAsync(1);
+    await waitFor(() => client.inSync && client.stats.serverId === 'c', 'in sync on the hinted endpoint', { client });
+    await waitFor(() => first.rec.clientCloses.length === 1, 'client close seen', { servers: [first] });
+    expect(first.rec.clientCloses[0]!.code).toBe(1000);
+    expect(guard.problems()).toEqual([]);
+  });
+
+  it('honours a 503 refusal: no retry of that server before Retry-After, hinted endpoint first', async () => {
+    const a = await server({ serverId: 'a' });
+    a.refuse = { count: 1, retryAfterS: 30, endpoints: [] };
+    const { client, clock, rec, guard } = setup({ endpoints: [a.url] });
+    guard.allow('CATTAIL_CLIENT_REFUSED');
+    await waitFor(() => client.state === 'reconnecting', 'refused', { client, servers: [a] });
+    const ev = rec.last('reconnecting')!;
+    expect(ev.reason).toMatchObject({ code: 'CATTAIL_CLIENT_REFUSED', details: { retryAfterMs: 30_000, status: 503 } });
+    // The backoff delay ends well before Retry-After: the client must wait on.
+    await clock.advanceAsync(ev.delayMs!);
+    expect(a.rec.upgrades).toBe(1);
+    expect(client.state).toBe('reconnecting');
+    await clock.advanceAsync(30_000 - ev.delayMs! - 1);
+    expect(a.rec.upgrades).toBe(1);
+    await clock.advanceAsync(1);
+    await waitFor(() => client.inSync, 'in sync after Retry-After', { client });
+    expect(a.rec.upgrades).toBe(2);
+    expect(client.stats.refusals).toBe(1);
+    expect(guard.problems()).toEqual([]);
+  });
+
+  it('a 503 with X-Cattail-Endpoints sends the client to the hinted server at once', async () => {
+    const a = await server({ serverId: 'a' });
+    const b = await server({ serverId: 'b' });
+    a.refuse = { count: 1, retryAfterS: 60, endpoints: [b.url] };
+    const { client, clock, guard } = setup({ endpoints: [a.url] });
+    guard.allow('CATTAIL_CLIENT_REFUSED');
+    await waitFor(() => client.state === 'reconnecting', 'refused', { client, servers: [a] });
+    await skipWait(clock);
+    await waitFor(() => client.inSync, 'in sync on the hinted server', { client });
+    expect(client.stats.serverId).toBe('b');
+    expect(guard.problems()).toEqual([]);
+  });
+});
+
+describe('client - hostile and inconsistent servers', () => {
+  it('closes on malformed frames with a coded error and close code, reconnects, and keeps its state', async () => {
+    const a = await server();
+    a.load('felix', data);
+    const { client, clock, rec, guard } = setup({ endpoints: [a.url] });
+    guard.allow('CATTAIL_CLIENT_PROTOCOL_ERROR', 'CATTAIL_CLIENT_REVISION_GAP');
+    await client.whenInSync();
+    const cases: { bytes: Buffer; binary?: boolean; close: number; proto?: string }[] = [
+      { bytes: Buffer.from([1, 2, 3]), close: 4000, proto: 'CATTAIL_PROTO_TRUNCATED' },
+      { bytes: withType(buildFrame({ type: 0x08, flags: 0, feedId: 0xffff, fromRevision: 0, toRevision: 0 }, Buffer.from([0x80])), 0x7f), close: 4002, proto: 'CATTAIL_PROTO_UNKNOWN_TYPE' },
+      { bytes: buildFrame({ type: 0x06, flags: 0, feedId: 1, fromRevision: 1, toRevision: 2 }, Buffer.from([0xc1])), close: 4000, proto: 'CATTAIL_PROTO_BAD_BODY' },
+      { bytes: encodeFrame({ type: 'pong', t: 1 }), close: 4002 },
+      { bytes: encodeFrame({ type: 'delta', feedId: 1, fromRevision: 7, toRevision: 8, more: false, upserts: [], deletes: [] }), close: 4014 },
+      { bytes: encodeFrame({ type: 'status', feedId: 9, revision: 1, status: 'in-sync', stale: false, watermarks: {}, digest: Buffer.alloc(8), token: Buffer.alloc(1) }), close: 4002 },
+      { bytes: Buffer.from('hello'), binary: false, close: 4002 },
+    ];
+    for (const [i, c] of cases.entries()) {
+      a.sendRawToAll(c.bytes, c.binary ?? true);
+      await waitFor(() => client.state === 'reconnecting', `reconnecting after case ${i}`, { client });
+      const ev = rec.last('reconnecting')!;
+      expect(ev.reason?.code, `case ${i}`).toBe(c.close === 4014 ? 'CATTAIL_CLIENT_REVISION_GAP' : 'CATTAIL_CLIENT_PROTOCOL_ERROR');
+      if (c.proto !== undefined) expect((ev.reason?.cause as { code?: string }).code, `case ${i}`).toBe(c.proto);
+      await waitFor(() => a.rec.clientCloses.length === i + 1, `close ${i} seen`, { servers: [a] });
+      expect(a.rec.clientCloses[i]!.code, `case ${i}`).toBe(c.close);
+      expect(client.feed('felix').size).toBe(2);
+      await skipWait(clock);
+      await waitFor(() => client.inSync, `in sync after case ${i}`, { client });
+    }
+    expect(client.stats.protocolErrors).toBe(cases.length - 1);
+    expect(client.stats.revisionGaps).toBe(1);
+    expect(a.rec.clientErrors.length).toBe(cases.length);
+    // Resumed after each protocol error; the revision gap alone forced a (reconciled) snapshot:
+    // no change events beyond the first load.
+    expect(client.stats.snapshotsApplied).toBe(2);
+    expect(rec.changes).toHaveLength(1);
+    expect(guard.problems()).toEqual([]);
+  });
+
+  it('detects a digest mismatch, closes 4014, drops its token and resyncs with a snapshot', async () => {
+    const a = await server();
+    a.load('felix', data);
+    const { client, clock, rec, guard } = setup({ endpoints: [a.url] });
+    guard.allow('CATTAIL_CLIENT_DIGEST_MISMATCH');
+    await client.whenInSync();
+    a.corruptDigests = 1;
+    a.apply('felix', { upserts: [['/pods/demo/z', { ip: 'z' }]] });
+    await waitFor(() => client.state === 'reconnecting', 'reconnecting', { client });
+    expect(rec.last('reconnecting')!.reason).toMatchObject({ code: 'CATTAIL_CLIENT_DIGEST_MISMATCH', details: { feed: 'felix', expected: '0123456789abcdef' } });
+    await waitFor(() => a.rec.clientCloses.length === 1, 'close', { servers: [a] });
+    expect(a.rec.clientCloses[0]!.code).toBe(4014);
+    await skipWait(clock);
+    await waitFor(() => client.inSync && a.rec.hellos.length === 2, 'resynced', { client, servers: [a] });
+    expect(a.rec.hellos[1]!.feeds[0]!.token).toBeUndefined();
+    expect(client.stats.snapshotsApplied).toBe(2);
+    expect(client.stats.digestMismatches).toBe(1);
+    expect(client.feed('felix').size).toBe(3);
+    expect(guard.problems()).toEqual([]);
+  });
+
+  it('detects a wrong snapshot digest before replacing the state', async () => {
+    const a = await server();
+    a.load('felix', data);
+    a.corruptDigests = 1;
+    const { client, clock, guard } = setup({ endpoints: [a.url] });
+    guard.allow('CATTAIL_CLIENT_DIGEST_MISMATCH');
+    await waitFor(() => client.state === 'reconnecting', 'reconnecting', { client });
+    expect(client.feed('felix').size).toBe(0);
+    await skipWait(clock);
+    await waitFor(() => client.inSync, 'in sync', { client });
+    expect(client.feed('felix').size).toBe(2);
+    expect(guard.problems()).toEqual([]);
+  });
+});
