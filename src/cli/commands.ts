@@ -49,7 +49,7 @@ export const COMMANDS: readonly Command[] = [
     summary: 'Run a node agent: keep a local copy of feeds and print its status.',
     usage: 'cattail agent --server ws://HOST:PORT [--feed felix ...] [--node NAME] [--once] [--dump FILE]',
     options: agentOptions,
-    run: notYet('agent', 'the client library issue'),
+    run: async (config, ctx) => (await import('../client/agent.js')).runAgent(config, ctx),
   }),
   command({
     name: 'sim',

@@ -34,4 +34,40 @@ export const agentOptions = {
     default: false,
     help: 'Print machine-readable JSON status lines instead of the human one-liner.',
   }),
+  statusIntervalMs: opt.int({
+    default: 1_000,
+    unit: 'ms',
+    min: 50,
+    help: 'How often the live status line is refreshed (on a terminal) or printed when it changed (otherwise).',
+  }),
+  caFile: opt.string({
+    default: undefined,
+    help: 'PEM CA for wss:// servers; re-read on every connection attempt. Unset: the system CAs.',
+  }),
+  certFile: opt.string({
+    default: undefined,
+    help: 'PEM client certificate for mutual TLS (with --key-file); re-read on every connection attempt.',
+  }),
+  keyFile: opt.string({
+    default: undefined,
+    help: 'PEM client private key for mutual TLS (with --cert-file); re-read on every connection attempt.',
+  }),
+  serverName: opt.string({
+    default: undefined,
+    help: 'TLS server name (SNI and host name check). Unset: the host of each --server URL.',
+  }),
+  serverCn: opt.string({
+    default: undefined,
+    help: 'Expected common name of the server certificate; replaces the host name check (Typha\'s TyphaCN).',
+  }),
+  serverUriSan: opt.string({
+    default: undefined,
+    help: 'Expected URI SAN of the server certificate; replaces the host name check (Typha\'s TyphaURISAN).',
+  }),
+  reconnectMaxDelayMs: opt.int({
+    default: 30_000,
+    unit: 'ms',
+    min: 1,
+    help: 'Cap of the jittered exponential reconnect delay.',
+  }),
 } as const;

@@ -130,7 +130,7 @@ export class FakeServer {
   readonly clients = new Set<ClientRecord>();
   readonly rec: Recorded = { hellos: [], acks: [], pongs: [], clientCloses: [], clientGoodbyes: [], clientErrors: [], refusals: 0, upgrades: 0, peerCns: [] };
   serverId: string;
-  epoch = randomUUID();
+  epoch: string = randomUUID();
   port = 0;
   /** Refuse the next N upgrades with 503. */
   refuse = { count: 0, retryAfterS: 1, endpoints: [] as string[] };

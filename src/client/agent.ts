@@ -1,0 +1,258 @@
+/**
+ * `cattail agent`: a node agent built on the client library. It keeps the requested feeds, prints
+ * snapshot progress while they load, then a live one-line status (revision, objects per feed, lag,
+ * reconnects); `--once` exits as soon as every feed is in sync (after writing `--dump`).
+ *
+ * It is also the library's first user, so it uses only the public surface (./index.js).
+ * Output goes to stdout (status is the command's product); nothing is logged.
+ */
+import { createWriteStream } from 'node:fs';
+import { rename } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import type { CommandContext } from '../cli/commands.js';
+import { realClock, type Clock, type Timer } from '../clock.js';
+import type { ConfigOf } from '../config/options.js';
+import { CattailError, ConfigError } from '../errors.js';
+import { connect, type Client, type SnapshotProgress, type StatusEvent } from './index.js';
+import type { agentOptions } from './options.js';
+
+export type AgentConfig = ConfigOf<typeof agentOptions>;
+
+export interface AgentDeps {
+  clock?: Clock;
+}
+
+/** Progress lines per feed at most this often while a snapshot loads, in ms. */
+const PROGRESS_INTERVAL_MS = 500;
+
+export async function runAgent(config: AgentConfig, ctx: CommandContext, deps: AgentDeps = {}): Promise<number> {
+  const clock = deps.clock ?? realClock;
+  if (config.server.length === 0) {
+    throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', 'option server (--server, CATTAIL_SERVER): at least one ws:// or wss:// URL is required', { details: { option: 'server' } });
+  }
+  const tls: Record<string, string> = {};
+  for (const k of ['caFile', 'certFile', 'keyFile', 'serverName', 'serverCn', 'serverUriSan'] as const) {
+    const v = config[k];
+    if (v !== undefined) tls[k] = v;
+  }
+  let client: Client;
+  try {
+    client = connect({
+      endpoints: config.server,
+      feeds: config.feed,
+      node: config.node ?? hostname(),
+      tls,
+      reconnectMaxDelayMs: Math.max(config.reconnectMaxDelayMs, 250),
+      clock,
+    });
+  } catch (err) {
+    // Option errors of the library name library options; re-word them as the command's.
+    if (CattailError.is(err) && err.code === 'CATTAIL_INVALID_ARGUMENT') {
+      throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', `invalid agent options: ${err.message}`, { cause: err });
+    }
+    throw err;
+  }
+  const out = new Output(ctx, config, client, clock);
+  out.start();
+  try {
+    if (config.once) {
+      await waitInSync(client, config.timeoutMs, clock, ctx.signal);
+      if (config.dump !== undefined) await writeDump(client, config.dump);
+      out.line(true);
+      await client.close();
+      return 0;
+    }
+    let dumped = false;
+    const offDump = client.on('status', (e) => {
+      if (!dumped && config.dump !== undefined && (e.state === 'in-sync' || e.state === 'upstream-stale')) {
+        dumped = true;
+        void writeDump(client, config.dump).catch((err: unknown) => out.problem(err));
+      }
+    });
+    await abortion(ctx.signal);
+    offDump();
+    if (config.dump !== undefined && client.feedNames.some((f) => client.feed(f).revision !== undefined)) await writeDump(client, config.dump);
+    await client.close();
+    return 0;
+  } catch (err) {
+    client.destroy();
+    throw err;
+  } finally {
+    out.stop();
+  }
+}
+
+function abortion(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+}
+
+async function waitInSync(client: Client, timeoutMs: number, clock: Clock, signal: AbortSignal): Promise<void> {
+  const ac = new AbortController();
+  let last: StatusEvent | undefined;
+  const off = client.on('status', (e) => {
+    if (e.reason !== undefined) last = e;
+  });
+  const timer = clock.setTimeout(() => {
+    const feeds = client.feedNames.map((f) => `${f}=${client.feed(f).status.sync}`).join(' ');
+    const why = last?.reason === undefined ? '' : `; last problem: ${last.reason.code}: ${last.reason.message}`;
+    ac.abort(new CattailError('CATTAIL_CLIENT_SYNC_TIMEOUT', `not every feed was in sync after ${timeoutMs} ms (state ${client.state}, feeds ${feeds})${why}`, {
+      cause: last?.reason,
+      details: { timeoutMs, state: client.state },
+    }));
+  }, timeoutMs);
+  const onSignal = (): void => ac.abort(new CattailError('CATTAIL_CLIENT_CLOSED', 'interrupted before every feed was in sync'));
+  signal.addEventListener('abort', onSignal, { once: true });
+  try {
+    await client.whenInSync(ac.signal);
+  } finally {
+    timer.cancel();
+    off();
+    signal.removeEventListener('abort', onSignal);
+  }
+}
+
+/** Bytes inside values become base64 strings: JSON has no bytes, and `{type:'Buffer',data:[…]}` is unreadable. */
+function replacer(_key: string, value: unknown): unknown {
+  if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64');
+  if (typeof value === 'object' && value !== null && (value as { type?: unknown }).type === 'Buffer' && Array.isArray((value as { data?: unknown }).data)) {
+    return Buffer.from((value as { data: number[] }).data).toString('base64');
+  }
+  if (typeof value === 'bigint') return value.toString();
+  return value;
+}
+
+/**
+ * Writes the state as JSON lines `{"feed","key","value"}`, keys sorted per feed, to a temporary
+ * file renamed into place: a reader never sees half a dump.
+ */
+export async function writeDump(client: Client, file: string): Promise<void> {
+  const tmp = `${file}.tmp-${process.pid}`;
+  const stream = createWriteStream(tmp);
+  const done = new Promise<void>((resolve, reject) => {
+    stream.once('error', reject);
+    stream.once('finish', resolve);
+  });
+  let buf = '';
+  for (const name of client.feedNames) {
+    const feed = client.feed(name);
+    for (const key of [...feed.keys()].sort()) {
+      buf += JSON.stringify({ feed: name, key, value: feed.get(key) }, replacer) + '\n';
+      if (buf.length > 65_536) {
+        if (!stream.write(buf)) await new Promise<void>((r) => stream.once('drain', r));
+        buf = '';
+      }
+    }
+  }
+  stream.end(buf);
+  await done;
+  await rename(tmp, file);
+}
+
+/** Everything the agent prints. */
+class Output {
+  private timer: Timer | undefined;
+  private lastLine = '';
+  private readonly lastProgressAt = new Map<string, number>();
+  private readonly tty: boolean;
+  private readonly offs: (() => void)[] = [];
+  private pendingTtyLine = false;
+
+  constructor(
+    private readonly ctx: CommandContext,
+    private readonly config: AgentConfig,
+    private readonly client: Client,
+    private readonly clock: Clock,
+  ) {
+    this.tty = !config.json && (ctx.stdout as { isTTY?: boolean }).isTTY === true;
+  }
+
+  start(): void {
+    this.offs.push(this.client.on('status', (e) => this.status(e)));
+    this.offs.push(this.client.on('progress', (p) => this.progress(p)));
+    this.timer = this.clock.setInterval(() => this.line(false), this.config.statusIntervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    this.timer?.cancel();
+    for (const o of this.offs) o();
+    if (this.pendingTtyLine) this.write('\n');
+  }
+
+  private write(s: string): void {
+    this.ctx.stdout.write(s);
+  }
+
+  private println(s: string): void {
+    if (this.pendingTtyLine) {
+      this.write('\r\x1b[2K');
+      this.pendingTtyLine = false;
+    }
+    this.write(s + '\n');
+  }
+
+  problem(err: unknown): void {
+    const e = CattailError.is(err) ? err : new CattailError('CATTAIL_INTERNAL', String(err), { cause: err });
+    if (this.config.json) this.println(JSON.stringify({ type: 'problem', code: e.code, message: e.message }));
+    else this.println(`problem: ${e.code}: ${e.message}`);
+  }
+
+  private status(e: StatusEvent): void {
+    if (this.config.json) {
+      this.println(JSON.stringify({
+        type: 'status', state: e.state, from: e.from, endpoint: e.endpoint ?? null, serverId: e.serverId ?? null,
+        reason: e.reason === undefined ? null : { code: e.reason.code, message: e.reason.message }, delayMs: e.delayMs ?? null,
+        staleFeeds: e.staleFeeds ?? null, at: new Date(e.at).toISOString(),
+      }));
+      return;
+    }
+    const where = e.serverId !== undefined ? ` ${e.serverId} (${e.endpoint ?? '?'})` : e.endpoint !== undefined ? ` ${e.endpoint}` : '';
+    const wait = e.delayMs !== undefined ? `, next attempt in ${e.delayMs} ms` : '';
+    const why = e.reason !== undefined ? ` — ${e.reason.code}: ${e.reason.message}` : '';
+    const stale = e.staleFeeds !== undefined ? ` [stale: ${e.staleFeeds.join(', ')}]` : '';
+    this.println(`${e.state}${where}${stale}${wait}${why}`);
+  }
+
+  private progress(p: SnapshotProgress): void {
+    const now = this.clock.monotonic();
+    const last = this.lastProgressAt.get(p.feed) ?? -Infinity;
+    if (p.received !== 0 && p.received !== p.total && now - last < PROGRESS_INTERVAL_MS) return;
+    this.lastProgressAt.set(p.feed, now);
+    const pct = p.total === 0 ? 100 : Math.floor((p.received / p.total) * 100);
+    if (this.config.json) {
+      this.println(JSON.stringify({ type: 'progress', feed: p.feed, revision: p.revision, received: p.received, total: p.total, rawBytes: p.rawBytes }));
+    } else {
+      this.println(`${p.feed}: snapshot ${p.received.toLocaleString('en-US')}/${p.total.toLocaleString('en-US')} objects (${pct}%)`);
+    }
+  }
+
+  /** The live status line; printed when it changed (or always on a terminal, in place). */
+  line(force: boolean): void {
+    const st = this.client.stats;
+    if (this.config.json) {
+      const feeds = Object.fromEntries(Object.values(st.feeds).map((f) => [f.feed, { sync: f.sync, stale: f.stale, revision: f.revision ?? null, objects: f.size, lagMs: f.lagMs ?? null }]));
+      const text = JSON.stringify({ type: 'line', state: st.state, serverId: st.serverId ?? null, reconnects: st.reconnects, feeds });
+      const key = JSON.stringify({ ...JSON.parse(text), feeds: Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, { ...v, lagMs: null }])) });
+      if (force || key !== this.lastLine) this.println(text);
+      this.lastLine = key;
+      return;
+    }
+    const parts = Object.values(st.feeds).map((f) => `${f.feed} rev ${f.revision ?? '-'} ${f.size.toLocaleString('en-US')} objects${f.stale ? ' stale' : ''}`);
+    const lags = Object.values(st.feeds).map((f) => f.lagMs ?? 0);
+    const lag = lags.length === 0 ? 0 : Math.max(...lags);
+    const text = `${st.state} | ${parts.join(' | ')} | lag ${formatMs(lag)} | reconnects ${st.reconnects}`;
+    if (this.tty) {
+      this.write(`\r\x1b[2K${text}`);
+      this.pendingTtyLine = true;
+      return;
+    }
+    const key = text.replace(/lag \S+/, '');
+    if (force || key !== this.lastLine) this.println(text);
+    this.lastLine = key;
+  }
+}
+
+function formatMs(ms: number): string {
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
+}

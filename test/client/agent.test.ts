@@ -1,0 +1,104 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { main } from '../../src/cli/main.js';
+import { FakeServer } from './helpers/fake-server.js';
+
+let dir: string;
+const servers: FakeServer[] = [];
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'cattail-agent-'));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+afterEach(async () => {
+  for (const s of servers.splice(0)) await s.stop();
+});
+
+async function run(argv: string[], env: Record<string, string> = {}, signal?: AbortSignal): Promise<{ code: number; out: string; err: string }> {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  let out = '';
+  let err = '';
+  stdout.on('data', (d: Buffer) => (out += d.toString()));
+  stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const code = await main(argv, { stdout, stderr, env, ...(signal ? { signal } : {}) });
+  return { code, out, err };
+}
+
+async function server(): Promise<FakeServer> {
+  const s = await FakeServer.start({ feeds: ['felix', 'bgp'], chunkEntries: 2 });
+  servers.push(s);
+  s.load('felix', [
+    ['/pods/demo/b', { ip: '10.0.0.2', labels: { app: 'web' } }],
+    ['/pods/demo/a', { ip: '10.0.0.1', raw: Buffer.from([1, 2, 3]) }],
+  ]);
+  s.load('bgp', [['/nodes//n1', { asn: 64512 }]]);
+  return s;
+}
+
+describe('cattail agent', () => {
+  it('--once --dump: exits 0 once every feed is in sync, after writing the state as JSON lines', async () => {
+    const s = await server();
+    const dump = join(dir, 'state.jsonl');
+    const r = await run(['agent', '--server', s.url, '--feed', 'felix', '--feed', 'bgp', '--node', 'n1', '--once', '--dump', dump]);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    const lines = readFileSync(dump, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as unknown);
+    expect(lines).toEqual([
+      { feed: 'felix', key: '/pods/demo/a', value: { ip: '10.0.0.1', raw: 'AQID' } },
+      { feed: 'felix', key: '/pods/demo/b', value: { ip: '10.0.0.2', labels: { app: 'web' } } },
+      { feed: 'bgp', key: '/nodes//n1', value: { asn: 64512 } },
+    ]);
+    expect(r.out).toContain('felix: snapshot 2/2 objects (100%)');
+    expect(r.out).toMatch(/in-sync \| felix rev 1 2 objects \| bgp rev 1 1 objects \| lag \d+ ms \| reconnects 0/);
+    expect(s.rec.hellos[0]!.node).toBe('n1');
+    expect(s.rec.clientCloses[0]?.code ?? 1000).toBe(1000);
+  });
+
+  it('--once: exits non-zero with a coded message when the feeds are not in sync within --timeout-ms', async () => {
+    const s = await server();
+    s.setStatus('felix', { status: 'resyncing' });
+    const r = await run(['agent', '--server', s.url, '--once', '--timeout-ms', '300']);
+    expect(r.code).toBe(5);
+    expect(r.err).toMatch(/^cattail: CATTAIL_CLIENT_SYNC_TIMEOUT: not every feed was in sync after 300 ms \(state syncing, feeds felix=resyncing\)/);
+  });
+
+  it('--json prints machine-readable status, progress and line records; flags also come from CATTAIL_* variables', async () => {
+    const s = await server();
+    const r = await run(['agent', '--once', '--json'], { CATTAIL_SERVER: s.url, CATTAIL_FEED: 'felix,bgp' });
+    expect(r.code).toBe(0);
+    const recs = r.out.trim().split('\n').map((l) => JSON.parse(l) as { type: string; state?: string; feeds?: Record<string, { objects: number }> });
+    expect(recs.filter((x) => x.type === 'status').map((x) => x.state)).toEqual(['connecting', 'syncing', 'in-sync', 'closed']);
+    expect(recs.some((x) => x.type === 'progress')).toBe(true);
+    const line = recs.filter((x) => x.type === 'line').at(-1)!;
+    expect(line.feeds).toMatchObject({ felix: { objects: 2 }, bgp: { objects: 1 } });
+  });
+
+  it('runs until interrupted, then closes gracefully and exits 0', async () => {
+    const s = await server();
+    const ac = new AbortController();
+    const running = run(['agent', '--server', s.url], {}, ac.signal);
+    await new Promise<void>((resolve) => {
+      const off = s.onChange(() => {
+        if (s.rec.acks.length > 0) {
+          off();
+          resolve();
+        }
+      });
+    });
+    ac.abort();
+    const r = await running;
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('in-sync');
+    expect(r.out).toContain('closed');
+  });
+
+  it('requires a --server (exit 2, coded)', async () => {
+    const r = await run(['agent', '--once']);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('CATTAIL_CONFIG_INVALID_VALUE');
+  });
+});
