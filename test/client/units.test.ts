@@ -1,0 +1,221 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  AsyncQueue,
+  Backoff,
+  EndpointRotation,
+  FeedState,
+  IncrementalDigest,
+  UnexpectedFrameError,
+  behindResources,
+  compareRv,
+  connect,
+  parseRetryAfter,
+  resolveOptions,
+} from '../../src/client/internal.js';
+import { fullDigest, pack } from './helpers/fake-server.js';
+
+const b = (v: unknown): Buffer => pack(v);
+
+function end(fs: FeedState, revision: number, entries: [string, Buffer][], watermarks: Record<string, string> = {}, status: 'in-sync' | 'resyncing' = 'in-sync') {
+  return fs.snapshotEnd({ revision, digest: fullDigest(entries), watermarks, status, stale: false, token: Buffer.from(`t${revision}`) });
+}
+
+function snapshot(fs: FeedState, revision: number, entries: [string, Buffer][], watermarks: Record<string, string> = {}) {
+  fs.snapshotBegin(revision, entries.length, 0);
+  fs.snapshotChunk(revision, entries);
+  return end(fs, revision, entries, watermarks);
+}
+
+describe('client units - digest', () => {
+  it('the incremental digest equals the from-scratch PROTOCOL.md §10 digest under any inserts, replaces and deletes', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.constantFrom('a', 'b', 'c', 'd', 'é/x', ''), fc.option(fc.uint8Array({ maxLength: 8 }), { nil: undefined })), { maxLength: 40 }), (ops) => {
+        const d = new IncrementalDigest();
+        const state = new Map<string, Buffer>();
+        for (const [k, v] of ops) {
+          const old = state.get(k);
+          if (old !== undefined) d.remove(k, old);
+          if (v === undefined) state.delete(k);
+          else {
+            state.set(k, Buffer.from(v));
+            d.add(k, Buffer.from(v));
+          }
+        }
+        expect(d.digest().equals(fullDigest(state))).toBe(true);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('the empty state hashes to SHA-256 of 2,048 zero bytes, truncated', () => {
+    expect(new IncrementalDigest().digest().toString('hex')).toBe(fullDigest([]).toString('hex'));
+    expect(new IncrementalDigest().digest().toString('hex')).toBe('e5a00aa9991ac8a5');
+  });
+});
+
+describe('client units - feed state', () => {
+  it('reconciles a snapshot after a gap: deletions for vanished keys, nothing for unchanged ones', () => {
+    const fs = new FeedState('felix');
+    const first = snapshot(fs, 5, [['a', b(1)], ['b', b(2)], ['c', b(3)]]);
+    expect(first.kind === 'applied' && first.batch?.upserts.map(([k]) => k)).toEqual(['a', 'b', 'c']);
+    fs.startConnection('snapshot');
+    const second = snapshot(fs, 2, [['a', b(1)], ['c', b(30)], ['d', b(4)]]);
+    expect(second.kind).toBe('applied');
+    if (second.kind !== 'applied') return;
+    expect(second.batch?.upserts.map(([k]) => k)).toEqual(['c', 'd']);
+    expect(second.batch?.deletes).toEqual(['b']);
+    expect(fs.revision).toBe(2);
+    const third = snapshot(fs, 3, [['a', b(1)], ['c', b(30)], ['d', b(4)]]);
+    expect(third.kind === 'applied' && third.batch).toBeUndefined();
+  });
+
+  it('refuses a snapshot with a wrong entry count or digest, and keeps the state', () => {
+    const fs = new FeedState('felix');
+    snapshot(fs, 1, [['a', b(1)]]);
+    fs.snapshotBegin(2, 2, 0);
+    fs.snapshotChunk(2, [['a', b(9)]]);
+    expect(() => end(fs, 2, [['a', b(9)]])).toThrow(expect.objectContaining({ code: 'CATTAIL_CLIENT_DIGEST_MISMATCH' }));
+    fs.snapshotBegin(2, 1, 0);
+    fs.snapshotChunk(2, [['a', b(9)]]);
+    expect(() => fs.snapshotEnd({ revision: 2, digest: Buffer.alloc(8), watermarks: {}, status: 'in-sync', stale: false, token: Buffer.alloc(1) })).toThrow(
+      expect.objectContaining({ code: 'CATTAIL_CLIENT_DIGEST_MISMATCH' }),
+    );
+    expect(fs.entries.get('a')).toEqual(b(1));
+    expect(fs.revision).toBe(1);
+  });
+
+  it('refuses a snapshot whose watermarks are behind, and keeps the state (a missing resource is behind too)', () => {
+    const fs = new FeedState('felix');
+    snapshot(fs, 1, [['a', b(1)]], { pods: '100', nodes: '7' });
+    fs.startConnection('snapshot');
+    const r1 = snapshot(fs, 9, [], { pods: '99', nodes: '8' });
+    expect(r1).toEqual({ kind: 'behind', behind: [{ resource: 'pods', applied: '100', offered: '99' }] });
+    const r2 = snapshot(fs, 9, [], { pods: '100' });
+    expect(r2).toEqual({ kind: 'behind', behind: [{ resource: 'nodes', applied: '7', offered: undefined }] });
+    expect(fs.size).toBe(1);
+    expect(snapshot(fs, 9, [], { pods: '1000', nodes: '7' }).kind).toBe('applied');
+    expect(fs.appliedWatermarks).toEqual({ pods: '1000', nodes: '7' });
+  });
+
+  it('applies multi-frame deltas atomically at the last frame and rejects gaps', () => {
+    const fs = new FeedState('felix');
+    snapshot(fs, 1, [['a', b(1)]]);
+    expect(fs.deltaFrame(1, 2, true, [['b', b(2)]], [])).toBeNull();
+    expect(fs.entries.has('b')).toBe(false);
+    const batch = fs.deltaFrame(1, 2, false, [], ['a']);
+    expect(batch).toEqual({ feed: 'felix', revision: 2, cause: 'delta', upserts: [['b', b(2)]], deletes: ['a'] });
+    expect(() => fs.deltaFrame(5, 6, false, [], [])).toThrow(expect.objectContaining({ code: 'CATTAIL_CLIENT_REVISION_GAP' }));
+    expect(() => fs.deltaFrame(2, 3, true, [], [])).not.toThrow();
+    expect(() => fs.deltaFrame(2, 4, false, [], [])).toThrow(UnexpectedFrameError);
+  });
+
+  it('accepts a resume catch-up from the token revision when deltas arrived after the last STATUS', () => {
+    const fs = new FeedState('felix');
+    snapshot(fs, 1, [['a', b(1)]]);
+    fs.deltaFrame(1, 2, false, [['b', b(2)]], []);
+    fs.startConnection('resume');
+    const batch = fs.deltaFrame(1, 3, false, [['b', b(2)], ['c', b(3)]], []);
+    expect(batch?.upserts.map(([k]) => k)).toEqual(['c']);
+    expect(fs.revision).toBe(3);
+    // Only the first delta after a resume may start there.
+    expect(() => fs.deltaFrame(1, 4, false, [], [])).toThrow(expect.objectContaining({ code: 'CATTAIL_CLIENT_REVISION_GAP' }));
+  });
+
+  it('checks STATUS revision and digest', () => {
+    const fs = new FeedState('felix');
+    const entries: [string, Buffer][] = [['a', b(1)]];
+    snapshot(fs, 1, entries);
+    expect(() => fs.status({ revision: 2, status: 'in-sync', stale: false, watermarks: {}, token: Buffer.alloc(1) })).toThrow(expect.objectContaining({ code: 'CATTAIL_CLIENT_REVISION_GAP' }));
+    expect(() => fs.status({ revision: 1, status: 'in-sync', stale: false, watermarks: {}, digest: Buffer.alloc(8), token: Buffer.alloc(1) })).toThrow(
+      expect.objectContaining({ code: 'CATTAIL_CLIENT_DIGEST_MISMATCH' }),
+    );
+    expect(fs.status({ revision: 1, status: 'in-sync', stale: true, watermarks: {}, digest: fullDigest(entries), token: Buffer.alloc(1) })).toEqual({ kind: 'applied', batch: undefined, statusChanged: true });
+    expect(fs.stale).toBe(true);
+  });
+});
+
+describe('client units - watermarks, backoff, endpoints, retry-after', () => {
+  it('compares resourceVersions as unsigned integers', () => {
+    expect(compareRv('9', '10')).toBe(-1);
+    expect(compareRv('100', '99')).toBe(1);
+    expect(compareRv('0042', '42')).toBe(0);
+    expect(compareRv('18446744073709551616', '18446744073709551615')).toBe(1);
+    expect(behindResources({ a: '5' }, { a: '5', b: '1' })).toEqual([]);
+  });
+
+  it('backs off exponentially with jitter inside [d(1−j), d] and a cap', () => {
+    const lo = new Backoff(100, 1_000, 0.5, () => 0);
+    const hi = new Backoff(100, 1_000, 0.5, () => 0.999999);
+    const los = Array.from({ length: 6 }, () => lo.next());
+    const his = Array.from({ length: 6 }, () => hi.next());
+    expect(los).toEqual([50, 100, 200, 400, 500, 500]);
+    expect(his).toEqual([100, 200, 400, 800, 1_000, 1_000]);
+    lo.reset();
+    expect(lo.next()).toBe(50);
+  });
+
+  it('rotates endpoints, honours pins and tries hints first', () => {
+    const r = new EndpointRotation(['ws://a', 'ws://b', 'ws://c'], () => 0.999);
+    expect(r.endpoints).toEqual(['ws://a', 'ws://b', 'ws://c']);
+    expect(r.next(0)).toEqual({ url: 'ws://a', waitMs: 0 });
+    r.pin('ws://a', 1_000);
+    r.advance('ws://a');
+    expect(r.next(0).url).toBe('ws://b');
+    r.hint(['ws://z', 'http://nope']);
+    expect(r.next(0).url).toBe('ws://z');
+    expect(r.next(0).url).toBe('ws://b');
+    r.pin('ws://b', 500);
+    r.pin('ws://c', 700);
+    expect(r.next(0)).toEqual({ url: 'ws://b', waitMs: 500 });
+  });
+
+  it('parses Retry-After seconds and dates', () => {
+    expect(parseRetryAfter('7', 0)).toBe(7_000);
+    expect(parseRetryAfter(undefined, 0)).toBeUndefined();
+    expect(parseRetryAfter('soon', 0)).toBeUndefined();
+    expect(parseRetryAfter(new Date(10_000).toUTCString(), 4_000)).toBe(6_000);
+  });
+});
+
+describe('client units - options and status queue', () => {
+  it('validates options with coded errors that name the option', () => {
+    const bad: [Record<string, unknown>, string][] = [
+      [{ endpoints: [], feeds: ['felix'] }, 'endpoints'],
+      [{ endpoints: ['http://x'], feeds: ['felix'] }, 'endpoints'],
+      [{ endpoints: ['ws://x'], feeds: [] }, 'feeds'],
+      [{ endpoints: ['ws://x'], feeds: ['a', 'a'] }, 'feeds'],
+      [{ endpoints: ['ws://x'], feeds: ['a'], reconnectJitter: 2 }, 'reconnectJitter'],
+      [{ endpoints: ['ws://x'], feeds: ['a'], handshakeTimeoutMs: 0 }, 'handshakeTimeoutMs'],
+      [{ endpoints: ['ws://x'], feeds: ['a'], reconnectInitialDelayMs: 100, reconnectMaxDelayMs: 10 }, 'reconnectMaxDelayMs'],
+      [{ endpoints: ['ws://x'], feeds: ['a'], tls: { certFile: 'x' } }, 'tls.certFile'],
+      [{ endpoints: ['ws://x'], feeds: ['a'], compression: ['zstd'] }, 'compression'],
+    ];
+    for (const [o, name] of bad) {
+      expect(() => resolveOptions(o as never), name).toThrow(expect.objectContaining({ code: 'CATTAIL_INVALID_ARGUMENT', message: expect.stringContaining(name) }));
+      expect(() => connect(o as never)).toThrow(expect.objectContaining({ code: 'CATTAIL_INVALID_ARGUMENT' }));
+    }
+    const r = resolveOptions({ endpoints: ['ws://x'], feeds: ['a'] });
+    expect(r).toMatchObject({ readTimeoutFactor: 3, ackIntervalMs: 1_000, maxFrameBytes: 1_048_576, compression: ['brotli', 'deflate'] });
+  });
+
+  it('bounds an unread status queue and stops on return()', async () => {
+    let returned = false;
+    const q = new AsyncQueue<number>(3, () => (returned = true));
+    for (let i = 0; i < 5; i++) q.push(i);
+    expect(q.dropped).toBe(2);
+    expect((await q.next()).value).toBe(2);
+    await q.return();
+    expect(returned).toBe(true);
+    expect((await q.next()).done).toBe(true);
+  });
+
+  it('a client closed before connecting emits closed and rejects waits', async () => {
+    const c = connect({ endpoints: ['ws://127.0.0.1:9'], feeds: ['felix'] });
+    const states: string[] = [];
+    c.on('status', (e) => states.push(e.state));
+    await c.close();
+    expect(states).toEqual(['closed']);
+    await expect(c.whenInSync()).rejects.toMatchObject({ code: 'CATTAIL_CLIENT_CLOSED' });
+  });
+});
