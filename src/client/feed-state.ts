@@ -191,7 +191,7 @@ export class FeedState {
     }
     this.entries.clear();
     for (const [k, v] of s.entries) this.entries.set(k, v);
-    this.digest.copyFrom(s.digest);
+    this.digest.adopt(s.digest);
     this.loaded = true;
     this.revision = s.revision;
     this.resumeFrom = undefined;
