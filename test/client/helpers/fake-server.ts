@@ -138,6 +138,8 @@ export class FakeServer {
   corruptDigests = 0;
   /** Overrides the watermarks sent (a replica that is behind). */
   fakeWatermarks: Record<string, string> | undefined;
+  /** Accept HELLO but never answer it (handshake timeout). */
+  noWelcome = false;
   /** Stop answering entirely (socket paused: no data, no close replies). */
   blackholed = false;
   private http: Server | undefined;
@@ -247,7 +249,7 @@ export class FakeServer {
       case 'hello':
         this.rec.hellos.push(m);
         c.hello = m;
-        this.welcome(c, m);
+        if (!this.noWelcome) this.welcome(c, m);
         break;
       case 'ack': {
         const name = [...c.feedIds.entries()].find(([, id]) => id === m.feedId)?.[0] ?? '?';

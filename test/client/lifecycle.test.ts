@@ -1,0 +1,106 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Client } from '../../src/client/index.js';
+import { FakeServer, type FakeServerOptions } from './helpers/fake-server.js';
+import { skipWait, start, waitFor, type Setup } from './helpers/harness.js';
+
+const servers: FakeServer[] = [];
+const clients: Client[] = [];
+
+async function server(opts: FakeServerOptions = {}): Promise<FakeServer> {
+  const s = await FakeServer.start(opts);
+  servers.push(s);
+  return s;
+}
+
+function setup(opts: Parameters<typeof start>[0]): Setup {
+  const s = start(opts);
+  clients.push(s.client);
+  return s;
+}
+
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.destroy();
+  for (const s of servers.splice(0)) await s.stop();
+});
+
+describe('client - lifecycle', () => {
+  it('applies an in-band snapshot on the live connection as a reconciliation', async () => {
+    const srv = await server();
+    srv.load('felix', [['/a', 1], ['/b', 2]]);
+    const { client, rec, guard } = setup({ endpoints: [srv.url] });
+    await client.whenInSync();
+    srv.feed().entries.delete('/a');
+    srv.load('felix', [['/c', 3]]);
+    srv.feed().revision = 40;
+    for (const c of srv.clients) srv.sendSnapshot(c, srv.feed());
+    await waitFor(() => client.feed('felix').revision === 40, 'in-band snapshot applied', { client });
+    expect(rec.changes.at(-1)).toMatchObject({ cause: 'snapshot', revision: 40, deletes: ['/a'] });
+    expect(rec.changes.at(-1)!.upserts.map((u) => u.key)).toEqual(['/c']);
+    expect(client.state).toBe('in-sync');
+    expect(guard.problems()).toEqual([]);
+  });
+
+  it('ends a handshake that gets no WELCOME within handshakeTimeoutMs', async () => {
+    const srv = await server();
+    srv.noWelcome = true;
+    const { client, clock, rec } = setup({ endpoints: [srv.url], handshakeTimeoutMs: 4_000 });
+    await waitFor(() => srv.rec.hellos.length === 1, 'hello sent', { servers: [srv] });
+    await clock.advanceAsync(3_999);
+    expect(client.state).toBe('connecting');
+    await clock.advanceAsync(1);
+    await waitFor(() => client.state === 'reconnecting', 'handshake timed out', { client });
+    expect(rec.last('reconnecting')!.reason?.code).toBe('CATTAIL_CLIENT_HANDSHAKE_FAILED');
+  });
+
+  it('treats an unknown feed (4006) as a rejection and waits the longest backoff', async () => {
+    const srv = await server({ feeds: ['felix'] });
+    const { client, rec } = setup({ endpoints: [srv.url], feeds: ['nope'], reconnectMaxDelayMs: 60_000 });
+    await waitFor(() => client.state === 'reconnecting', 'rejected', { client });
+    const ev = rec.last('reconnecting')!;
+    expect(ev.reason).toMatchObject({ code: 'CATTAIL_CLIENT_REJECTED', details: { closeCode: 4006 } });
+    expect(ev.delayMs).toBe(45_000);
+  });
+
+  it('close() during a reconnect wait ends at once; destroy(reason) reports it', async () => {
+    const srv = await server();
+    const { client, rec } = setup({ endpoints: [srv.url] });
+    await client.whenInSync();
+    await srv.stop();
+    await waitFor(() => client.state === 'reconnecting', 'reconnecting', { client });
+    await client.close();
+    expect(client.state).toBe('closed');
+    expect(rec.last('closed')!.reason).toBeUndefined();
+
+    const other = await server();
+    const s2 = setup({ endpoints: [other.url] });
+    await s2.client.whenInSync();
+    s2.client.destroy(new Error('host shutting down'));
+    await waitFor(() => s2.client.state === 'closed', 'closed', { client: s2.client });
+    expect(s2.rec.last('closed')!.reason).toMatchObject({ code: 'CATTAIL_CLIENT_CLOSED', cause: expect.objectContaining({ message: 'host shutting down' }) });
+    // No reconnect after a destroy, whatever timers were armed.
+    await skipWait(s2.clock);
+    await s2.clock.advanceAsync(60_000);
+    expect(other.rec.upgrades).toBe(1);
+  });
+
+  it('a status iterator left with break stops queueing; a listener that throws does not break the client', async () => {
+    const srv = await server();
+    srv.load('felix', [['/a', 1]]);
+    const { client, rec } = setup({ endpoints: [srv.url] });
+    const errors: unknown[] = [];
+    client.on('listenerError', (e) => errors.push(e));
+    client.on('change', () => {
+      throw new Error('host bug');
+    });
+    for await (const e of client.status()) {
+      if (e.state === 'syncing') break;
+    }
+    await client.whenInSync();
+    srv.apply('felix', { upserts: [['/x', 1]] });
+    await waitFor(() => client.feed('felix').revision === 2, 'delta applied despite the throwing listener', { client });
+    expect(errors).toHaveLength(2);
+    expect(client.stats.listenerErrors).toBe(2);
+    expect(client.stats.statusEventsDropped).toBe(0);
+    expect(rec.states()).toEqual(['connecting', 'syncing', 'in-sync']);
+  });
+});
