@@ -13,7 +13,10 @@
  * and deflate to speed.
  */
 import { brotliCompressSync, brotliDecompressSync, constants, deflateRawSync, inflateRawSync } from 'node:zlib';
+import { decodeBody, splitFrame } from '../../proto/codec.js';
 import { ProtocolError } from '../../proto/errors.js';
+import { buildFrame, readHeader } from '../../proto/header.js';
+import { Flags, HEADER_BYTES, type Compression, type DecodeLimits, type Message } from '../../proto/types.js';
 
 export type CompressionAlgorithm = 'deflate' | 'brotli';
 
@@ -50,4 +53,35 @@ export function inflateBody(alg: CompressionAlgorithm, body: Uint8Array, maxByte
     }
     throw new ProtocolError('CATTAIL_PROTO_BAD_BODY', `${alg} body does not inflate: ${err instanceof Error ? err.message : String(err)}`, { cause: err, details: { alg } });
   }
+}
+
+/** Bodies below this many bytes are sent uncompressed (PROTOCOL.md §5: "by default 1 KiB"). */
+export const DEFAULT_COMPRESS_MIN_BODY_BYTES = 1024;
+
+/**
+ * The `COMPRESSED` twin of an uncompressed frame (same header, compressed body), or the frame
+ * itself when its body is below `minBodyBytes` or compression does not make it smaller. Call once
+ * per frame and algorithm; send the result to every client that negotiated `alg`.
+ */
+export function compressFrame(alg: CompressionAlgorithm, frame: Buffer, minBodyBytes = DEFAULT_COMPRESS_MIN_BODY_BYTES): Buffer {
+  const header = readHeader(frame);
+  const body = frame.subarray(HEADER_BYTES, HEADER_BYTES + header.bodyLength);
+  if ((header.flags & Flags.COMPRESSED) !== 0 || body.length < minBodyBytes) return frame;
+  const packed = compressBody(alg, body);
+  if (packed.length >= body.length) return frame;
+  return buildFrame({ ...header, flags: header.flags | Flags.COMPRESSED }, packed);
+}
+
+/**
+ * Client-side receive path: header checks, bounded inflate of a `COMPRESSED` body (by
+ * `limits.maxBodyBytes`, the negotiated maxFrameBytes), body decode.
+ * @throws ProtocolError; BAD_FLAGS (4002) for a COMPRESSED frame when `compression` is `none`
+ */
+export function decodeWireFrame(frame: Uint8Array, compression: Compression, limits: DecodeLimits): Message {
+  const { header, body } = splitFrame(frame, limits);
+  if ((header.flags & Flags.COMPRESSED) === 0) return decodeBody(header, body);
+  if (compression === 'none') {
+    throw new ProtocolError('CATTAIL_PROTO_BAD_FLAGS', 'COMPRESSED frame on a connection without compression', { details: { type: header.type } });
+  }
+  return decodeBody(header, inflateBody(compression, body, limits.maxBodyBytes));
 }
