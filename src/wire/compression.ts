@@ -5,12 +5,12 @@
  * every socket. Synchronous on purpose: bodies are ≤ maxFrameBytes (1 MiB by default), a few ms
  * of work, and the async zlib API would add a threadpool hop and a copy per frame.
  *
- * Levels, measured on 1 MiB SNAPSHOT_CHUNK bodies of ~575 B workload-endpoint values
- * (bench/results/codec.md): raw deflate level 1 does ~215 MB/s at 7.3× — levels 2–3 gain 6–9 %
- * ratio for 25–30 % less speed, level 6 is 3.5× slower. Brotli quality 3 gives the best ratio
- * below the quality-4 cliff (8.2× at ~100 MB/s; quality 1: 7.2× at ~140 MB/s; quality 4: 8.4× at
- * ~25 MB/s). A client only asks for brotli if it wants the smaller bytes, so brotli leans to ratio
- * and deflate to speed.
+ * Levels, measured on 1 MiB SNAPSHOT_CHUNK bodies of ~576 B workload-endpoint values
+ * (bench/results/codec.md): raw deflate level 1 compresses 7.7× at ~200 MB per CPU-second;
+ * levels 2–3 gain 6–7 % ratio, level 6 (9.4×) is about 2× slower. Brotli quality 3 gives 8.7×,
+ * the best ratio before the quality-4 slowdown, 13 % smaller than quality 1 (7.7×) for roughly
+ * half its speed. A frame is compressed once and sent to every client, so the ratio is paid N
+ * times and the CPU once: brotli leans to ratio, deflate is the fast choice.
  */
 import { brotliCompressSync, brotliDecompressSync, constants, deflateRawSync, inflateRawSync } from 'node:zlib';
 import { decodeBody, splitFrame } from '../../proto/codec.js';
