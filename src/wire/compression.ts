@@ -8,7 +8,7 @@
  * Levels, measured on 1 MiB SNAPSHOT_CHUNK bodies of ~576 B workload-endpoint values
  * (bench/results/codec.md): raw deflate level 1 compresses 7.7× at ~200 MB per CPU-second;
  * levels 2–3 gain 6–7 % ratio, level 6 (9.4×) is about 2× slower. Brotli quality 3 gives 8.7×,
- * the best ratio before the quality-4 slowdown, 13 % smaller than quality 1 (7.7×) for roughly
+ * the best ratio before the quality-4 slowdown, 12 % smaller than quality 1 (7.7×) for roughly
  * half its speed. A frame is compressed once and sent to every client, so the ratio is paid N
  * times and the CPU once: brotli leans to ratio, deflate is the fast choice.
  */
