@@ -16,15 +16,12 @@
 import type { IncomingMessage } from 'node:http';
 import WebSocket from 'ws';
 import {
-  Flags,
   HEADER_BYTES,
   NO_FEED,
   PROTOCOL_VERSION,
   SUBPROTOCOL,
-  decodeBody,
   encodeFrame,
   isProtocolError,
-  splitFrame,
   type GoodbyeMessage,
   type HelloMessage,
   type Message,
@@ -32,7 +29,7 @@ import {
 } from '../../proto/index.js';
 import type { Clock, Timer } from '../clock.js';
 import { CattailError, toCattailError, type ErrorCode } from '../errors.js';
-import { inflateBody } from './inflate.js';
+import { decodeWireFrame } from '../wire/compression.js';
 import { loadTls } from './tls.js';
 import type { ResolvedOptions } from './connect-options.js';
 
@@ -233,14 +230,8 @@ export class Connection {
     this.handlers.onFrame(data.length);
     try {
       if (!isBinary) throw unexpected('text WebSocket message (the protocol is binary only)');
-      const { header, body } = splitFrame(data, { maxBodyBytes: this.opts.maxFrameBytes });
-      let plain: Uint8Array = body;
-      if ((header.flags & Flags.COMPRESSED) !== 0) {
-        const alg = this.welcome?.compression ?? 'none';
-        if (alg === 'none') throw unexpected('COMPRESSED frame on a connection without compression');
-        plain = inflateBody(alg, body, this.opts.maxFrameBytes);
-      }
-      this.dispatch(decodeBody(header, plain));
+      // Header first (size limit judged before the body is touched), then a bounded inflate.
+      this.dispatch(decodeWireFrame(data, this.welcome?.compression ?? 'none', { maxBodyBytes: this.opts.maxFrameBytes }));
     } catch (err) {
       this.fail(err);
     }

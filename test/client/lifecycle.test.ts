@@ -1,5 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { encodeFrame } from '../../proto/index.js';
 import type { Client } from '../../src/client/index.js';
+import { compressFrame } from '../../src/wire/compression.js';
 import { FakeServer, type FakeServerOptions } from './helpers/fake-server.js';
 import { skipWait, start, waitFor, type Setup } from './helpers/harness.js';
 
@@ -102,5 +104,28 @@ describe('client - lifecycle', () => {
     expect(client.stats.listenerErrors).toBe(2);
     expect(client.stats.statusEventsDropped).toBe(0);
     expect(rec.states()).toEqual(['connecting', 'syncing', 'in-sync']);
+  });
+
+  it('refuses a decompression bomb (4003) and a COMPRESSED frame where none was negotiated (4002)', async () => {
+    const bomb = compressFrame('brotli', encodeFrame({ type: 'delta', feedId: 1, fromRevision: 1, toRevision: 2, more: false, upserts: [['/big', Buffer.alloc(200_000)]], deletes: [] }));
+    expect(bomb.length).toBeLessThan(2_000);
+    const z = await server({ compression: 'brotli' });
+    const s1 = setup({ endpoints: [z.url], maxFrameBytes: 65_536 });
+    s1.guard.allow('CATTAIL_CLIENT_PROTOCOL_ERROR');
+    await s1.client.whenInSync();
+    z.sendRawToAll(bomb);
+    await waitFor(() => z.rec.clientCloses.length === 1, 'closed', { servers: [z] });
+    expect(z.rec.clientCloses[0]!.code).toBe(4003);
+    await waitFor(() => s1.rec.last('reconnecting') !== undefined, 'reconnecting', { client: s1.client });
+    expect((s1.rec.last('reconnecting')!.reason!.cause as { code: string }).code).toBe('CATTAIL_PROTO_FRAME_TOO_LARGE');
+
+    const plain = await server();
+    const s2 = setup({ endpoints: [plain.url], compression: [] });
+    await s2.client.whenInSync();
+    expect(plain.rec.hellos[0]!.caps).toEqual([]);
+    plain.sendRawToAll(bomb);
+    await waitFor(() => plain.rec.clientCloses.length === 1, 'closed', { servers: [plain] });
+    expect(plain.rec.clientCloses[0]!.code).toBe(4002);
+    expect(s1.guard.problems()).toEqual([]);
   });
 });

@@ -10,12 +10,10 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { brotliCompressSync, deflateRawSync } from 'node:zlib';
 import { Packr } from 'msgpackr';
 import { WebSocket, WebSocketServer } from 'ws';
+import { compressFrame } from '../../../src/wire/compression.js';
 import {
-  Flags,
-  HEADER_BYTES,
   SUBPROTOCOL,
   decodeFrame,
   encodeFrame,
@@ -436,16 +434,7 @@ export class FakeServer {
   private sendRaw(c: ClientRecord, frame: Buffer): void {
     if (this.blackholed || c.ws.readyState !== WebSocket.OPEN) return;
     const alg = c.welcomeCompression ?? 'none';
-    if (alg !== 'none' && frame.length - HEADER_BYTES >= 64) {
-      const body = frame.subarray(HEADER_BYTES);
-      const z = alg === 'brotli' ? brotliCompressSync(body) : deflateRawSync(body);
-      const out = Buffer.concat([frame.subarray(0, HEADER_BYTES), z]);
-      out[2] = out[2]! | Flags.COMPRESSED;
-      out.writeUInt32BE(z.length, 24);
-      c.ws.send(out);
-      return;
-    }
-    c.ws.send(frame);
+    c.ws.send(alg === 'brotli' || alg === 'deflate' ? compressFrame(alg, frame, 64) : frame);
   }
 
   /** Closes the listener and destroys every connection (a crash, no GOODBYE). */
