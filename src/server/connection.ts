@@ -15,7 +15,8 @@ import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import type { FeedRuntime } from './feeds.js';
 import type { SnapshotBuild } from './snapshot-cache.js';
-import { type Compression, CloseCode, InboundError, MessageType, NO_FEED, decodeInbound, encodeWire } from './wire.js';
+import type { HelloMessage } from '../../proto/index.js';
+import { type Compression, CloseCode, InboundError, decodeInbound, encodeMessage } from './wire.js';
 
 export interface FeedCursor {
   readonly feed: FeedRuntime;
@@ -34,7 +35,7 @@ export interface FeedCursor {
 
 /** What the connection asks of the server: the handshake and bookkeeping it cannot do alone. */
 export interface ConnectionHost {
-  onHello(conn: Connection, body: Record<string, unknown>): void;
+  onHello(conn: Connection, hello: HelloMessage): void;
   onAck(conn: Connection, cursor: FeedCursor, revision: number): void;
   onPong(conn: Connection, t: number): void;
   onClosed(conn: Connection, code: number): void;
@@ -140,31 +141,26 @@ export class Connection {
     try {
       if (!isBinary) throw new InboundError(CloseCode.UNEXPECTED_MESSAGE, 'CATTAIL_SERVER_UNEXPECTED_MESSAGE', 'text messages are not part of cattail.v1');
       const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
-      const frame = decodeInbound(buf, this.limits.maxInboundBytes);
+      const m = decodeInbound(buf, this.limits.maxInboundBytes);
       if (this.state === 'handshake') {
-        if (frame.type !== MessageType.HELLO) throw new InboundError(CloseCode.UNEXPECTED_MESSAGE, 'CATTAIL_SERVER_UNEXPECTED_MESSAGE', 'the first message must be HELLO');
-        this.host.onHello(this, frame.body);
+        if (m.type !== 'hello') throw new InboundError(CloseCode.UNEXPECTED_MESSAGE, 'CATTAIL_SERVER_UNEXPECTED_MESSAGE', `the first message must be HELLO, got ${m.type}`);
+        this.host.onHello(this, m);
         return;
       }
-      switch (frame.type) {
-        case MessageType.PONG: {
-          const t = frame.body['t'];
-          if (typeof t !== 'number') throw new InboundError(CloseCode.MALFORMED_FRAME, 'CATTAIL_PROTO_BAD_BODY', 'PONG without a numeric t');
-          this.host.onPong(this, t);
+      switch (m.type) {
+        case 'pong':
+          this.host.onPong(this, m.t);
+          return;
+        case 'ack': {
+          const cursor = this.findCursor(m.feedId);
+          if (cursor === undefined) throw new InboundError(CloseCode.UNEXPECTED_MESSAGE, 'CATTAIL_SERVER_UNEXPECTED_MESSAGE', `ACK for feed id ${m.feedId}, not a feed of this connection`);
+          if (m.revision > cursor.revision) throw new InboundError(CloseCode.UNEXPECTED_MESSAGE, 'CATTAIL_SERVER_UNEXPECTED_MESSAGE', `ACK of revision ${m.revision}, never sent (sent up to ${cursor.revision})`);
+          this.host.onAck(this, cursor, m.revision);
           return;
         }
-        case MessageType.ACK: {
-          const cursor = this.findCursor(frame.feedId);
-          if (cursor === undefined) throw new InboundError(CloseCode.UNEXPECTED_MESSAGE, 'CATTAIL_SERVER_UNEXPECTED_MESSAGE', `ACK for feed id ${frame.feedId}, not a feed of this connection`);
-          if (frame.to > cursor.revision) throw new InboundError(CloseCode.UNEXPECTED_MESSAGE, 'CATTAIL_SERVER_UNEXPECTED_MESSAGE', `ACK of revision ${frame.to}, never sent (sent up to ${cursor.revision})`);
-          this.host.onAck(this, cursor, frame.to);
-          return;
-        }
-        case MessageType.GOODBYE:
-          this.closeQuietly(CloseCode.NORMAL, 'client-close');
-          return;
-        case MessageType.ERROR:
-          this.closeQuietly(CloseCode.NORMAL, 'client-error');
+        case 'goodbye':
+        case 'error':
+          this.closeQuietly(CloseCode.NORMAL);
           return;
         default:
           throw new InboundError(CloseCode.UNEXPECTED_MESSAGE, 'CATTAIL_SERVER_UNEXPECTED_MESSAGE', 'a second HELLO');
@@ -186,11 +182,9 @@ export class Connection {
     this.closeCode = code;
     const frames: Buffer[] = [];
     if (goodbyeReason !== undefined) {
-      const body: Record<string, unknown> = { reason: goodbyeReason, message };
-      if (reconnectDelayMs !== undefined) body['reconnectDelayMs'] = reconnectDelayMs;
-      frames.push(encodeWire({ type: MessageType.GOODBYE, feedId: NO_FEED }, body, 'none', Infinity));
+      frames.push(encodeMessage(reconnectDelayMs === undefined ? { type: 'goodbye', reason: goodbyeReason, message } : { type: 'goodbye', reason: goodbyeReason, message, reconnectDelayMs }));
     }
-    frames.push(encodeWire({ type: MessageType.ERROR, feedId: NO_FEED }, { code: errorCode, message }, 'none', Infinity));
+    frames.push(encodeMessage({ type: 'error', code: errorCode, message }));
     try {
       if (!this.socket.destroyed) for (const f of frames) this.socket.write(f);
       // RFC 6455 caps the reason at 123 bytes; it carries the error code (§1.3).
@@ -201,7 +195,7 @@ export class Connection {
     this.releaseSnapshots();
   }
 
-  private closeQuietly(code: number, _reason: string): void {
+  private closeQuietly(code: number): void {
     if (!this.open) return;
     this.state = 'closing';
     this.closeCode = code;

@@ -28,12 +28,13 @@ import type { Clock, Timer } from '../clock.js';
 import type { Logger } from '../log.js';
 import { type Connection, type ConnectionHost, type FeedCursor } from './connection.js';
 import { type FeedRuntime, statusKey } from './feeds.js';
-import { chooseCompression, parseHello } from './handshake.js';
+import type { HelloMessage } from '../../proto/index.js';
+import { checkHello, chooseCompression } from './handshake.js';
 import type { ServerMetrics } from './metrics.js';
 import type { SnapshotCache } from './snapshot-cache.js';
 import type { StoreEntry } from './store-port.js';
 import { judgeToken } from './tokens.js';
-import { type Compression, CloseCode, InboundError, MessageType, NO_FEED, PROTOCOL_VERSION, encodeDelta, encodeWire } from './wire.js';
+import { type Compression, CloseCode, InboundError, PROTOCOL_VERSION, encodeDelta, encodeMessage } from './wire.js';
 
 export interface FanOutOptions {
   readonly clock: Clock;
@@ -328,8 +329,8 @@ export class FanOut implements ConnectionHost {
 
   // ---- connection host ------------------------------------------------------------------------
 
-  onHello(conn: Connection, body: Record<string, unknown>): void {
-    const hello = parseHello(body);
+  onHello(conn: Connection, m: HelloMessage): void {
+    const hello = checkHello(m);
     const now = this.o.clock.monotonic();
     const feeds = hello.feeds.map((f) => {
       const feed = this.byName.get(f.name);
@@ -350,9 +351,8 @@ export class FanOut implements ConnectionHost {
       if (s.bytes > this.o.maxClientBytes / 2) return { feed, mode: 'snapshot' as const, reason: 'too-large' as const };
       return { feed, mode: 'resume' as const, since: s };
     });
-    const welcome = encodeWire(
-      { type: MessageType.WELCOME, feedId: NO_FEED },
-      {
+    const welcome = encodeMessage({
+        type: 'welcome',
         protocol: PROTOCOL_VERSION,
         serverId: this.o.serverId,
         pingIntervalMs: this.o.pingIntervalMs,
@@ -361,11 +361,8 @@ export class FanOut implements ConnectionHost {
         maxInboundBytes: this.o.maxInboundBytes,
         compression: conn.compression,
         caps: [],
-        feeds: plans.map((p) => (p.mode === 'resume' ? { name: p.feed.name, id: p.feed.id, mode: 'resume' } : { name: p.feed.name, id: p.feed.id, mode: 'snapshot', reason: p.reason })),
-      },
-      'none',
-      Infinity,
-    );
+        feeds: plans.map((p) => (p.mode === 'resume' ? { name: p.feed.name, id: p.feed.id, mode: 'resume' as const } : { name: p.feed.name, id: p.feed.id, mode: 'snapshot' as const, reason: p.reason })),
+      });
     conn.state = 'streaming';
     conn.lastPongMs = now;
     conn.nextPingMs = now + this.jitteredPingMs();
@@ -455,7 +452,7 @@ export class FanOut implements ConnectionHost {
           }
           if (this.checkFallBehind(conn, now)) break;
           if (now >= conn.nextPingMs) {
-            ping ??= encodeWire({ type: MessageType.PING, feedId: NO_FEED }, { t: Math.round(now) }, 'none', Infinity);
+            ping ??= encodeMessage({ type: 'ping', t: Math.round(now) });
             conn.writeOwn([ping]);
             conn.nextPingMs = now + this.jitteredPingMs();
           }

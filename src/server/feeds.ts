@@ -2,12 +2,11 @@
  * A served feed at run time: its store, what the fan-out last broadcast, and the frames every
  * client of the feed shares (STATUS at the current revision, the resume token).
  */
-import type { Compression } from './wire.js';
 import type { FeedDefinition } from './seams.js';
 import type { ServedStore, StoreMeta } from './store-port.js';
 import { epochString } from './store-port.js';
 import { encodeToken } from './tokens.js';
-import { MessageType, encodeWire } from './wire.js';
+import { encodeMessage } from './wire.js';
 
 /** Revisions whose flush time is remembered for lag; older acks count from the oldest kept. */
 const FLUSH_TIMES_KEPT = 4_096;
@@ -72,9 +71,14 @@ export class FeedRuntime {
     const revision = this.store.revision;
     if (this.statusCache !== undefined && this.statusCache.key === key && this.statusCache.revision === revision) return this.statusCache;
     const view = this.store.current();
-    const body: Record<string, unknown> = { status: meta.status, stale: meta.stale, watermarks: meta.watermarks, token: this.token(revision) };
-    if (meta.status === 'in-sync') body['digest'] = view.digest;
-    const frame = encodeWire({ type: MessageType.STATUS, feedId: this.id, from: revision, to: revision }, body, 'none' satisfies Compression, compressMinBytes);
+    const frame = encodeMessage(
+      {
+        type: 'status', feedId: this.id, revision, status: meta.status, stale: meta.stale, watermarks: { ...meta.watermarks }, token: this.token(revision),
+        ...(meta.status === 'in-sync' ? { digest: view.digest } : {}),
+      },
+      'none',
+      compressMinBytes,
+    );
     this.statusCache = { key, revision, frame };
     return this.statusCache;
   }

@@ -13,7 +13,7 @@ import type { Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Governor } from './governor.js';
 import type { ServerMetrics } from './metrics.js';
-import { CloseCode, MessageType, NO_FEED, SUBPROTOCOL, encodeWire } from './wire.js';
+import { CloseCode, SUBPROTOCOL, encodeMessage } from './wire.js';
 
 export interface ListenerOptions {
   readonly governor: Governor;
@@ -62,7 +62,7 @@ export class Listener {
       if (ws.protocol !== SUBPROTOCOL) {
         this.o.metrics.connectionsRefused.inc({ reason: 'subprotocol' });
         const message = `this server speaks WebSocket subprotocol ${SUBPROTOCOL} only`;
-        socket.write(encodeWire({ type: MessageType.ERROR, feedId: NO_FEED }, { code: 'CATTAIL_SERVER_BAD_SUBPROTOCOL', message }, 'none', Infinity));
+        socket.write(encodeMessage({ type: 'error', code: 'CATTAIL_SERVER_BAD_SUBPROTOCOL', message }));
         ws.close(CloseCode.UNSUPPORTED_VERSION, `unsupported subprotocol; use ${SUBPROTOCOL}`);
         return;
       }

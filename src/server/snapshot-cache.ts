@@ -19,9 +19,10 @@ import type { Clock } from '../clock.js';
 import type { FeedRuntime } from './feeds.js';
 import type { ServerMetrics } from './metrics.js';
 import type { StoreEntry } from './store-port.js';
-import { type Compression, Flags, MessageType, encodeWire, entryBytes } from './wire.js';
+import { type Compression, encodeChunk, encodeMessage, entryBytes } from './wire.js';
 
-const BODY_SLACK_BYTES = 64;
+/** Bytes of a chunk body besides its entries: map, key and array headers (upper bound). */
+const BODY_SLACK_BYTES = 16;
 
 export class SnapshotBuild {
   readonly frames: Buffer[] = [];
@@ -101,18 +102,17 @@ export class SnapshotCache {
   private run(build: SnapshotBuild, view: ReturnType<FeedRuntime['store']['current']>): void {
     const { feed, compression, maxBodyBytes } = build;
     const min = this.o.compressMinBytes;
-    const hdr = { feedId: feed.id, to: build.revision };
     // rawBytes is announced up front (progress display), so one cheap pass over lengths first.
     let rawBytes = 0;
     for (const [k, v] of view.entries()) rawBytes += Buffer.byteLength(k) + v.length;
     build.rawBytes = rawBytes;
-    build.push(encodeWire({ ...hdr, type: MessageType.SNAPSHOT_BEGIN, flags: Flags.MORE }, { entries: view.size, rawBytes }, compression, min));
+    build.push(encodeMessage({ type: 'snapshotBegin', feedId: feed.id, revision: build.revision, entries: view.size, rawBytes }, compression, min));
     const it = view.entries()[Symbol.iterator]();
     let chunk: StoreEntry[] = [];
     let chunkBytes = BODY_SLACK_BYTES;
     const flushChunk = (): void => {
       if (chunk.length === 0) return;
-      build.push(encodeWire({ ...hdr, type: MessageType.SNAPSHOT_CHUNK, flags: Flags.MORE }, { entries: chunk }, compression, min));
+      build.push(encodeChunk(feed.id, build.revision, chunk, compression, min));
       chunk = [];
       chunkBytes = BODY_SLACK_BYTES;
     };
@@ -123,9 +123,8 @@ export class SnapshotCache {
           flushChunk();
           const meta = feed.store.meta();
           build.push(
-            encodeWire(
-              { ...hdr, type: MessageType.SNAPSHOT_END },
-              { digest: view.digest, watermarks: view.watermarks, status: view.status, stale: meta.stale, token: feed.token(build.revision) },
+            encodeMessage(
+              { type: 'snapshotEnd', feedId: feed.id, revision: build.revision, digest: view.digest, watermarks: { ...view.watermarks }, status: view.status, stale: meta.stale, token: feed.token(build.revision) },
               compression,
               min,
             ),

@@ -6,7 +6,13 @@
  * one from the future) maps to "snapshot" with a reason. Decoding is defensive because tokens come
  * from the network and may be forged or corrupted.
  */
-import { MAX_TOKEN_BYTES, packValue, unpackValue } from './wire.js';
+import { Packr, Unpackr } from 'msgpackr';
+import { MAX_TOKEN_BYTES } from './wire.js';
+
+const packr = new Packr({ useRecords: false, variableMapSize: true });
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
+const packValue = (v: unknown): Buffer => packr.pack(v);
+const unpackValue = (b: Buffer): unknown => unpackr.unpack(b);
 
 const TOKEN_VERSION = 1;
 

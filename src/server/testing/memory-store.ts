@@ -69,7 +69,7 @@ export class MemoryStore implements ServedStore {
 
   current(): StoreView {
     if (this.view !== undefined) return this.view;
-    const sorted = [...this.state.entries()].sort((a, b) => Buffer.compare(Buffer.from(a[0]), Buffer.from(b[0])));
+    const sorted = byUtf8Key([...this.state.entries()]);
     const map = new Map(sorted);
     const v: StoreView = {
       revision: this.rev,
@@ -93,7 +93,7 @@ export class MemoryStore implements ServedStore {
     const upserts: StoreEntry[] = [];
     const deletes: string[] = [];
     let bytes = 0;
-    for (const [k, v] of [...merged].sort((a, b) => Buffer.compare(Buffer.from(a[0]), Buffer.from(b[0])))) {
+    for (const [k, v] of byUtf8Key([...merged])) {
       if (v === null) deletes.push(k);
       else upserts.push([k, v]);
       bytes += k.length + (v?.length ?? 0);
@@ -121,4 +121,12 @@ export class MemoryStore implements ServedStore {
   meta(): StoreMeta {
     return { status: this.status, stale: this.stale, statusRevision: this.statusRevision, watermarks: { ...this.watermarks } };
   }
+}
+
+/** Sorts entries by key in UTF-8 byte order (§4.4), encoding each key once. */
+function byUtf8Key<V>(entries: [string, V][]): [string, V][] {
+  return entries
+    .map((e) => ({ e, k: Buffer.from(e[0], 'utf8') }))
+    .sort((a, b) => Buffer.compare(a.k, b.k))
+    .map((x) => x.e);
 }
