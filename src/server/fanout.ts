@@ -129,7 +129,7 @@ export class FanOut implements ConnectionHost {
     let any = false;
     for (const feed of this.o.feeds) {
       const rev = feed.store.revision;
-      const sk = statusKey(feed.store.meta());
+      const sk = statusKey(rev, feed.store.meta());
       if (rev === feed.flushedRevision && sk === feed.flushedStatusKey) continue;
       let unit: SharedUnit = { feed, from: feed.flushedRevision, to: rev, upserts: [], deletes: [], hasDelta: false, frames: new Map() };
       if (rev > feed.flushedRevision) {
@@ -320,7 +320,7 @@ export class FanOut implements ConnectionHost {
       cursor.revision = build.revision;
       const v = cursor.feed.store.meta();
       // END carried the status of the snapshot's revision; a newer one goes out after the catch-up.
-      cursor.statusKey = build.revision === cursor.feed.store.revision ? statusKey(v) : undefined;
+      cursor.statusKey = build.revision === cursor.feed.store.revision ? statusKey(build.revision, v) : undefined;
       cursor.graceUntilMs = now + this.o.newClientGracePeriodMs;
       cursor.behindSinceMs = build.revision < cursor.feed.flushedRevision ? now : undefined;
     }

@@ -33,7 +33,7 @@ export class FeedRuntime {
   ) {
     this.flushedRevision = store.revision;
     this.epoch = epochString(store.epoch);
-    this.flushedStatusKey = statusKey(store.meta());
+    this.flushedStatusKey = statusKey(store.revision, store.meta());
   }
 
   get name(): string {
@@ -67,9 +67,9 @@ export class FeedRuntime {
    */
   statusFrame(compressMinBytes: number): { key: string; frame: Buffer } {
     const meta = this.store.meta();
-    const key = statusKey(meta);
     const revision = this.store.revision;
-    if (this.statusCache !== undefined && this.statusCache.key === key && this.statusCache.revision === revision) return this.statusCache;
+    const key = statusKey(revision, meta);
+    if (this.statusCache !== undefined && this.statusCache.key === key) return this.statusCache;
     const view = this.store.current();
     const frame = encodeMessage(
       {
@@ -84,8 +84,13 @@ export class FeedRuntime {
   }
 }
 
-/** What a STATUS frame says apart from its revision; equal keys mean "nothing new to tell". */
-export function statusKey(meta: StoreMeta): string {
-  return `${meta.status}|${meta.stale ? 1 : 0}|${JSON.stringify(meta.watermarks)}`;
+/**
+ * What a STATUS frame says; equal keys mean "nothing new to tell". The revision is part of it: a
+ * STATUS follows every shared DELTA, because its token is how an agent resumes from exactly the
+ * revision it holds (a token older than the agent's state would make the resume DELTA start
+ * before the agent's revision). It rides in the same corked write, so it costs bytes, not syscalls.
+ */
+export function statusKey(revision: number, meta: StoreMeta): string {
+  return `${revision}|${meta.status}|${meta.stale ? 1 : 0}|${JSON.stringify(meta.watermarks)}`;
 }
 

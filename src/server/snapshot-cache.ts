@@ -78,7 +78,10 @@ export class SnapshotCache {
     for (let i = this.builds.length - 1; i >= 0; i--) {
       const b = this.builds[i] as SnapshotBuild;
       if (b.feed !== feed || b.compression !== compression || b.maxBodyBytes !== maxBodyBytes) continue;
-      if (!b.done || (b.finishedAtMs !== undefined && now - b.finishedAtMs <= this.o.reuseWindowMs)) {
+      const fresh = !b.done || (b.finishedAtMs !== undefined && now - b.finishedAtMs <= this.o.reuseWindowMs);
+      // Reuse only while the deltas since the build's revision are still in the log, or the agent
+      // would leave the snapshot already too old to catch up (and be sent the same one again).
+      if (fresh && (b.revision === feed.store.revision || feed.store.since(b.revision).kind === 'delta')) {
         this.reusedCount++;
         this.o.metrics.snapshotsReused.inc({ feed: feed.name });
         return b;

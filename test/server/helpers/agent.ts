@@ -26,7 +26,8 @@ export interface AgentFeedState {
 }
 
 export interface AgentOptions {
-  feeds: { name: string; token?: Buffer }[];
+  /** `entries`/`revision`: the state a resuming agent kept from an earlier connection. */
+  feeds: { name: string; token?: Buffer; entries?: Map<string, Buffer>; revision?: number }[];
   caps?: string[];
   protocol?: string | string[];
   /** Answer PINGs (default true). */
@@ -62,7 +63,7 @@ export class TestAgent extends EventEmitter {
     });
     this.ws.on('error', () => undefined);
     this.ws.on('open', () => {
-      if (!opts.silent) this.sendMessage({ type: 'hello', protocol: 1, node: 'node-1', clientId: 'test', feeds: opts.feeds, caps: opts.caps ?? [], ...(opts.maxFrameBytes ? { maxFrameBytes: opts.maxFrameBytes } : {}) });
+      if (!opts.silent) this.sendMessage({ type: 'hello', protocol: 1, node: 'node-1', clientId: 'test', feeds: opts.feeds.map((f) => (f.token === undefined ? { name: f.name } : { name: f.name, token: f.token })), caps: opts.caps ?? [], ...(opts.maxFrameBytes ? { maxFrameBytes: opts.maxFrameBytes } : {}) });
     });
     this.ws.on('message', (data: Buffer) => {
       this.bytesReceived += data.length;
@@ -142,10 +143,11 @@ export class TestAgent extends EventEmitter {
       case 'welcome':
         this.welcome = m;
         for (const f of m.feeds) {
-          this.feeds.set(f.id, { name: f.name, id: f.id, mode: f.mode, reason: f.reason, revision: 0, entries: new Map(), token: this.opts.feeds.find((x) => x.name === f.name)?.token, status: undefined, snapshots: 0, deltas: [], pendingSnapshot: undefined, pendingDelta: undefined });
-        }
-        if (this.opts.feeds.some((f) => f.token !== undefined)) {
-          // Resumed feeds start at their token's revision; the harness sets it via `startRevision`.
+          const kept = this.opts.feeds.find((x) => x.name === f.name);
+          this.feeds.set(f.id, {
+            name: f.name, id: f.id, mode: f.mode, reason: f.reason, revision: kept?.revision ?? 0, entries: new Map(kept?.entries ?? []),
+            token: kept?.token, status: undefined, snapshots: 0, deltas: [], pendingSnapshot: undefined, pendingDelta: undefined,
+          });
         }
         return;
       case 'ping':
@@ -191,7 +193,6 @@ export class TestAgent extends EventEmitter {
       }
       case 'delta': {
         if (f.pendingDelta === undefined) {
-          if (f.mode === 'resume' && f.deltas.length === 0 && f.snapshots === 0) f.revision = m.fromRevision; // first frame of a resume
           if (m.fromRevision !== f.revision) this.violations.push(`DELTA from ${m.fromRevision} but agent at ${f.revision}`);
           if (m.toRevision < m.fromRevision) this.violations.push(`DELTA goes backwards ${m.fromRevision}→${m.toRevision}`);
           f.pendingDelta = { from: m.fromRevision, to: m.toRevision, upserts: [], deletes: [] };
