@@ -85,7 +85,7 @@ export class FanOut implements ConnectionHost {
   lastSweepMs: number;
   lastFlushMs: number;
   /** Counters for tests and benches. */
-  readonly counts = { flushes: 0, deltaUnitsEncoded: 0, deltaBytesEncoded: 0, corkedWrites: 0, skips: 0, catchUps: 0, inBandSnapshots: 0 };
+  readonly counts = { pings: 0, pongs: 0, flushes: 0, deltaUnitsEncoded: 0, deltaBytesEncoded: 0, corkedWrites: 0, skips: 0, catchUps: 0, inBandSnapshots: 0 };
 
   constructor(private readonly o: FanOutOptions) {
     this.byName = new Map(o.feeds.map((f) => [f.name, f]));
@@ -409,6 +409,7 @@ export class FanOut implements ConnectionHost {
   onPong(conn: Connection, t: number): void {
     const now = this.o.clock.monotonic();
     conn.lastPongMs = now;
+    this.counts.pongs++;
     if (t <= now && now - t < 3_600_000) this.o.metrics.pingLatency.observe((now - t) / 1000);
   }
 
@@ -453,7 +454,7 @@ export class FanOut implements ConnectionHost {
           if (this.checkFallBehind(conn, now)) break;
           if (now >= conn.nextPingMs) {
             ping ??= encodeMessage({ type: 'ping', t: Math.round(now) });
-            conn.writeOwn([ping]);
+            if (conn.writeOwn([ping])) this.counts.pings++;
             conn.nextPingMs = now + this.jitteredPingMs();
           }
           break;

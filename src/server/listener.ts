@@ -41,7 +41,10 @@ export class Listener {
       perMessageDeflate: false,
       maxPayload: o.maxInboundBytes * WS_HARD_CAP_FACTOR,
       clientTracking: false,
-      handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
+      // An agent offering only other subprotocols gets its first one echoed: a compliant client
+      // fails an upgrade that selects none of its offers (1006, uncoded), and the point is to
+      // give it the coded 4001 that says "wrong version", after which we close at once.
+      handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : ([...protocols][0] ?? false)),
     });
     this.http = createServer((_req, res) => {
       res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' });
