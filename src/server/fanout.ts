@@ -81,6 +81,7 @@ export class FanOut implements ConnectionHost {
   private serviceScheduled = false;
   private sweepTimer: Timer | undefined;
   private catchUpCache = new Map<string, Buffer[]>();
+  private readonly emptyWaiters: (() => void)[] = [];
   readonly sweepIntervalMs: number;
   lastSweepMs: number;
   lastFlushMs: number;
@@ -417,8 +418,22 @@ export class FanOut implements ConnectionHost {
     if (conn.needsService) this.queueService(conn);
   }
 
+  /** Resolves when no connection is left (or after `timeoutMs`, whichever is first). */
+  whenEmpty(timeoutMs: number): Promise<void> {
+    if (this.connections.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.emptyWaiters.push(done);
+    });
+  }
+
   onClosed(conn: Connection, code: number): void {
     if (!this.connections.delete(conn)) return;
+    if (this.connections.size === 0) for (const w of this.emptyWaiters.splice(0)) w();
     this.serviceQueue.delete(conn);
     this.o.metrics.connectionsActive.dec();
     this.o.metrics.connectionsClosed.inc({ code: String(code) });

@@ -197,9 +197,8 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
         fanout.closeAll('shutdown', 'server shutting down');
         await upstream.stop().catch((err: unknown) => log?.warn({ err }, 'upstream stop failed'));
         // Agents normally finish the closing handshake at once; a stalled one is cut off.
-        const deadline = Date.now() + 2_000;
-        while (fanout.connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-        for (const c of fanout.connections) c.ws.terminate();
+        await fanout.whenEmpty(2_000);
+        for (const c of [...fanout.connections]) c.ws.terminate();
         fanout.stop();
         trimTimer.cancel();
         listener.close();
