@@ -25,6 +25,8 @@ export const ERROR_CODES = {
   CATTAIL_CONFIG_FILE_UNREADABLE: { exit: 2, text: 'The config file could not be read or parsed as YAML/JSON.' },
   CATTAIL_CLI_UNKNOWN_COMMAND: { exit: 2, text: 'The first argument is not a `cattail` subcommand.' },
   CATTAIL_NOT_IMPLEMENTED: { exit: 3, text: 'The subcommand exists but its implementation has not landed yet (see the open issues).' },
+  // --- src/snapshot (the versioned store) ---
+  CATTAIL_SNAPSHOT_INVALID_BATCH: { exit: 1, text: 'A batch given to a feed store is malformed (key not a non-empty string, value not bytes or null, unknown sync status, watermark not a decimal resourceVersion); the store rejected all of it and is unchanged.' },
   CATTAIL_INTERNAL: { exit: 1, text: 'An invariant was violated; this is a bug, and the cause is attached.' },
   // --- Wire protocol (proto/, src/wire): each ProtocolError also carries the WebSocket close code. ---
   CATTAIL_PROTO_TRUNCATED: { exit: 1, text: 'A frame or its msgpack body ended before its declared length (close 4000).' },
