@@ -52,6 +52,18 @@ export const ERROR_CODES = {
   CATTAIL_PROTO_UNKNOWN_TYPE: { exit: 1, text: 'A frame header names an unknown message type (close 4002).' },
   CATTAIL_PROTO_BAD_FLAGS: { exit: 1, text: 'A frame has unknown flag bits, MORE where its type forbids or requires it, or COMPRESSED where no compression was negotiated (close 4002).' },
   CATTAIL_PROTO_FRAME_TOO_LARGE: { exit: 1, text: "A frame's body (or its inflated body) exceeds the receiver's limit, or an entry cannot fit in any frame (close 4003)." },
+  // --- Fan-out server (src/server): startup failures, and the codes sent in ERROR before a coded close. ---
+  CATTAIL_SERVE_NO_UPSTREAM_CONFIG: { exit: 2, text: '`cattail serve` found no --kubeconfig, no KUBECONFIG and no in-cluster config; it never falls back to a simulated cluster silently (use --embedded-sim).' },
+  CATTAIL_SERVER_LISTEN_FAILED: { exit: 1, text: 'The server could not listen on its agent or HTTP address (in use, not permitted); the message names the address.' },
+  CATTAIL_SERVER_BAD_SUBPROTOCOL: { exit: 1, text: 'An agent did not ask for the cattail.v1 WebSocket subprotocol (close 4001).' },
+  CATTAIL_SERVER_BAD_HELLO: { exit: 1, text: 'An agent sent a HELLO with a wrong protocol version (close 4001) or invalid feeds list (close 4002).' },
+  CATTAIL_SERVER_UNEXPECTED_MESSAGE: { exit: 1, text: 'An agent sent a message out of order or in the wrong direction (e.g. no HELLO first, a second HELLO, a text message) (close 4002).' },
+  CATTAIL_SERVER_UNKNOWN_FEED: { exit: 1, text: 'An agent asked for a feed this server does not serve (close 4006).' },
+  CATTAIL_SERVER_HANDSHAKE_TIMEOUT: { exit: 1, text: 'An agent sent no HELLO within handshakeTimeoutMs (close 4004).' },
+  CATTAIL_SERVER_PONG_TIMEOUT: { exit: 1, text: 'An agent answered no PING within pongTimeoutMs (close 4005).' },
+  CATTAIL_SERVER_FELL_BEHIND: { exit: 1, text: 'An agent stayed behind longer than maxFallBehindMs after its grace period (close 4007).' },
+  CATTAIL_SERVER_OVER_BUDGET: { exit: 1, text: 'The frames built for one agent alone exceeded maxClientBytes (close 4008).' },
+  CATTAIL_SERVER_SHUTTING_DOWN: { exit: 1, text: 'The server is shutting down (GOODBYE, then close 4010).' },
 } as const satisfies Record<string, { exit: number; text: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

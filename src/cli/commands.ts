@@ -42,7 +42,7 @@ export const COMMANDS: readonly Command[] = [
     summary: 'Run the fan-out server: watch the Kubernetes API once, stream deltas to node agents.',
     usage: 'cattail serve [--kubeconfig FILE | --embedded-sim] [--listen HOST:PORT] [--http-listen HOST:PORT]',
     options: serveOptions,
-    run: notYet('serve', 'the fan-out server issue'),
+    run: async (config, ctx) => (await import('../server/serve.js')).runServe(config, ctx),
   }),
   command({
     name: 'agent',

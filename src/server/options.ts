@@ -18,21 +18,131 @@ export const serveOptions = {
   listen: opt.string({
     default: '127.0.0.1:5473',
     help: 'HOST:PORT for agent WebSocket connections (5473 is Typha\'s port).',
+    check: (v) => (parseHostPort(v) === undefined ? 'expected HOST:PORT with a port from 0 to 65535' : undefined),
   }),
   httpListen: opt.string({
     default: '127.0.0.1:9093',
     help: 'HOST:PORT for /metrics, /livez and /readyz.',
+    check: (v) => (parseHostPort(v) === undefined ? 'expected HOST:PORT with a port from 0 to 65535' : undefined),
+  }),
+  serverId: opt.string({
+    default: undefined,
+    help: 'This replica\'s identity in WELCOME and resume tokens (at most 64 characters). Unset: POD_NAME, then the host name.',
+    check: (v) => (v.length === 0 || v.length > 64 ? 'expected 1 to 64 characters' : undefined),
+  }),
+  maxConnections: opt.int({
+    default: 10_000,
+    unit: 'count',
+    min: 1,
+    help: 'Upgrades beyond this many open connections are refused with 503 and Retry-After (admission control, not random drops).',
+  }),
+  refuseRetryAfterMs: opt.int({
+    default: 5_000,
+    unit: 'ms',
+    min: 1_000,
+    help: 'Retry-After sent with a refused upgrade (rounded up to whole seconds).',
+  }),
+  handshakeTimeoutMs: opt.int({
+    default: 10_000,
+    unit: 'ms',
+    min: 10,
+    help: 'A connection that has not sent HELLO within this time is closed with 4004.',
   }),
   pingIntervalMs: opt.int({
     default: 10_000,
     unit: 'ms',
-    min: 100,
-    help: 'Interval between protocol pings to each agent.',
+    min: 10,
+    help: 'Interval between protocol pings to each agent (±10 % jitter).',
+  }),
+  pongTimeoutMs: opt.int({
+    default: 60_000,
+    unit: 'ms',
+    min: 10,
+    help: 'A connection that has not answered a PING within this time is closed with 4005.',
+  }),
+  flushWindowMs: opt.int({
+    default: 5,
+    unit: 'ms',
+    min: 0,
+    max: 1_000,
+    help: 'Changes arriving within this window become one DELTA frame per feed (0: flush on the next event-loop turn).',
+  }),
+  snapshotReuseWindowMs: opt.int({
+    default: 1_000,
+    unit: 'ms',
+    min: 0,
+    help: 'A built snapshot is reused by agents arriving this long after it finished (they then get the deltas since); Typha uses 1 s.',
+  }),
+  snapshotBuildSliceEntries: opt.int({
+    default: 2_000,
+    unit: 'count',
+    min: 1,
+    help: 'Entries encoded per event-loop turn while building a snapshot, so a big build never blocks the loop for long.',
   }),
   maxFallBehindMs: opt.int({
     default: 300_000,
     unit: 'ms',
+    min: 10,
+    help: 'An agent whose applied state is older than this (after its post-snapshot grace period) is closed with 4007.',
+  }),
+  newClientGracePeriodMs: opt.int({
+    default: 300_000,
+    unit: 'ms',
+    min: 0,
+    help: 'Extra time after a snapshot before the fall-behind rule applies (Typha: 300 s).',
+  }),
+  socketHighWaterBytes: opt.int({
+    default: 1_048_576,
+    unit: 'bytes',
+    min: 1_024,
+    help: 'An agent whose socket holds more unsent bytes than this is skipped by the fan-out and caught up with one compacted DELTA when it drains.',
+  }),
+  maxClientBytes: opt.int({
+    default: 16_777_216,
+    unit: 'bytes',
+    min: 1_024,
+    help: 'Byte budget of the frames built for one agent alone (catch-ups, pings; shared snapshot and delta buffers are not counted); above it the agent is closed with 4008.',
+  }),
+  maxInboundBytes: opt.int({
+    default: 65_536,
+    unit: 'bytes',
+    min: 1_024,
+    max: 1_048_576,
+    help: 'Largest frame accepted from an agent; a larger one is closed with 4003.',
+  }),
+  maxFrameBytes: opt.int({
+    default: 1_048_576,
+    unit: 'bytes',
+    min: 4_096,
+    max: 67_108_864,
+    help: 'Largest uncompressed frame body sent; bigger deltas and snapshots span several frames (MORE).',
+  }),
+  compressMinBytes: opt.int({
+    default: 1_024,
+    unit: 'bytes',
+    min: 0,
+    help: 'Frame bodies at least this big are compressed (once per algorithm) for agents that negotiated compression.',
+  }),
+  deltaLogMaxAgeMs: opt.int({
+    default: 600_000,
+    unit: 'ms',
     min: 1_000,
-    help: 'An agent whose applied state is older than this (after its post-snapshot grace period) is disconnected.',
+    help: 'How long each feed keeps its delta log for resume and catch-up (at least maxFallBehindMs is sensible).',
+  }),
+  deltaLogMaxBytes: opt.int({
+    default: 268_435_456,
+    unit: 'bytes',
+    min: 65_536,
+    help: 'Byte cap of each feed\'s delta log; older revisions leave it and their agents get a snapshot.',
   }),
 } as const;
+
+/** `"127.0.0.1:5473"` / `"[::1]:0"` → host and port; undefined when malformed. */
+export function parseHostPort(value: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value);
+  if (m === null) return undefined;
+  const port = Number(m[3]);
+  if (port > 65_535) return undefined;
+  const host = m[1] ?? m[2] ?? '';
+  return { host: host === '' ? '0.0.0.0' : host, port };
+}

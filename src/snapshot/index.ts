@@ -17,13 +17,24 @@
  *                         watermarks: { pods: '12345' }, status: 'in-sync' }, clock.now());
  * // r: { revision, changed, metaChanged, applied, skippedNoOp, deleted, deletedUnknown,
  * //      superseded, copied, watermarkRegressions, trimmed }
- * const view = store.current();     // O(1) frozen view: revision, size, bytes, digest, meta,
- *                                   // get/has/entries()/forEach in key order
+ * const view = store.current();     // frozen copy-on-write view: revision, size, bytes, digest,
+ *                                   // meta, get/has/entries()/forEach in key order
  * const d = store.since(clientRev); // { kind: 'delta', from, to, upserts, deletes, bytes, meta }
  *                                   // | { kind: 'too-old', oldestRevision } | { kind: 'future', revision }
  * store.trim(clock.now());          // apply() trims too; call this for quiet feeds
  * store.digest(); store.meta(); store.stats();
  * ```
+ *
+ * ## Costs
+ * - `apply`: per update one Map lookup, one byte compare, one SHA-256 of key+value, O(1) list moves.
+ *   It does not touch the B+ tree.
+ * - `since(r)`: O(distinct keys changed after r); never more than the state plus retained deletions.
+ * - `current()`: O(1) clone of the B+ tree after replaying the keys changed since the previous
+ *   `current()` into it (each key once, however often it changed); repeated calls at the same
+ *   revision return the same view. Followers need only `since()`; take views for snapshots.
+ * - Memory: the state, one node per key, the deletions not yet trimmed, and the superseded values
+ *   the not-yet-replayed tree still references (at most 4096 + entries/8; `apply` replays beyond
+ *   that). Views keep what they reference until dropped.
  *
  * ## Invariants
  * - A batch is atomic: validated whole before any change (bad input → CATTAIL_SNAPSHOT_INVALID_BATCH,

@@ -116,6 +116,11 @@ export interface StoreStats {
   readonly oldestRevision: number;
   readonly logMaxAgeMs: number;
   readonly logMaxBytes: number;
+  /**
+   * Keys changed since the snapshot index (B+ tree) was last brought up to date: what the next
+   * `current()` replays. Kept below 4096 + entries/8 by `apply`.
+   */
+  readonly unflushedKeys: number;
 }
 
 export interface FeedStoreOptions {
@@ -138,6 +143,14 @@ export interface FeedStoreOptions {
 }
 
 export const DEFAULT_LOG_MAX_AGE_MS = 600_000;
+
+/**
+ * The lazy tree is replayed by apply itself once more than FLUSH_MIN_KEYS + state/2^FLUSH_STATE_SHIFT
+ * keys changed since the last replay: the stale tree then pins at most that many superseded values
+ * (1/8 of the state plus 4096), and no current() replays more.
+ */
+const FLUSH_MIN_KEYS = 4096;
+const FLUSH_STATE_SHIFT = 3;
 export const DEFAULT_LOG_MAX_BYTES = 64 * 1024 * 1024;
 
 interface KeyNode {
@@ -210,6 +223,8 @@ export class FeedStore {
   readonly #tree: KeyTree = newKeyTree();
   /** The revision the tree reflects; changes after it live only in the nodes until #flushTree. */
   #treeRevision = 0;
+  /** Keys changed after #treeRevision (an upper bound: trimmed tombstones are not subtracted). */
+  #unflushed = 0;
   readonly #nodes = new Map<string, KeyNode>();
   readonly #live = new NodeList();
   readonly #tombs = new NodeList();
@@ -271,6 +286,7 @@ export class FeedStore {
       const key = update.key;
       const node = this.#nodes.get(key);
       const value = update.value;
+      const firstChangeSinceFlush = node === undefined || node.rev <= this.#treeRevision;
       if (value === null) {
         if (node === undefined || node.value === null) {
           deletedUnknown++;
@@ -287,6 +303,7 @@ export class FeedStore {
         node.hLo = 0;
         this.#tombs.push(node);
         this.#tombBytes += node.keyBytes;
+        if (firstChangeSinceFlush) this.#unflushed++;
         deleted++;
         continue;
       }
@@ -324,14 +341,19 @@ export class FeedStore {
       target.rev = newRev;
       this.#live.push(target);
       this.#valueBytes += buf.byteLength;
+      if (firstChangeSinceFlush) this.#unflushed++;
       applied++;
     }
     const changed = applied + deleted > 0;
     if (changed) {
       this.#revision = newRev;
       this.#digest = null;
+      // Forget the cached view: holding it would keep superseded values alive inside the store.
+      this.#view = null;
     }
     const { metaChanged, regressions } = this.#applyMeta(batch);
+    // Bound what the stale tree pins (superseded values) and what the next current() replays.
+    if (this.#unflushed > FLUSH_MIN_KEYS + (this.#live.length >>> FLUSH_STATE_SHIFT)) this.#flushTree();
     const trimmed = this.#trim(now).droppedTombstones;
     return {
       revision: this.#revision, changed, metaChanged, applied, skippedNoOp, deleted, deletedUnknown,
@@ -341,12 +363,13 @@ export class FeedStore {
   }
 
   /**
-   * O(1) (plus one O(buckets) digest per revision): a read-only view of the current state. Repeated
-   * calls at the same revision and metadata return the same view.
+   * A read-only view of the current state: an O(1) clone of the B+ tree, after replaying into it the
+   * keys changed since the previous call (see the file comment), plus one O(buckets) digest per
+   * revision. Repeated calls at the same revision and metadata return the same view.
    */
   current(): StoreView {
     const cached = this.#view;
-    if (cached !== null && cached.revision === this.#revision) {
+    if (cached !== null) {
       if (cached.meta === this.#meta) return cached;
       this.#view = cached.withMeta(this.#meta);
       return this.#view;
@@ -405,7 +428,7 @@ export class FeedStore {
       feed: this.feed, epoch: this.epoch, revision: this.#revision, entries: this.#live.length,
       keyBytes: this.#keyBytes, valueBytes: this.#valueBytes, tombstones: this.#tombs.length,
       logBytes: this.#tombBytes, oldestRevision: this.#oldestRevision,
-      logMaxAgeMs: this.logMaxAgeMs, logMaxBytes: this.logMaxBytes,
+      logMaxAgeMs: this.logMaxAgeMs, logMaxBytes: this.logMaxBytes, unflushedKeys: this.#unflushed,
     };
   }
 
@@ -416,6 +439,7 @@ export class FeedStore {
     for (let n = this.#live.tail; n !== null && n.rev > from; n = n.prev) this.#tree.set(n.key, n.value as Buffer);
     for (let n = this.#tombs.tail; n !== null && n.rev > from; n = n.prev) this.#tree.delete(n.key);
     this.#treeRevision = this.#revision;
+    this.#unflushed = 0;
   }
 
   #advanceClock(nowMs: number): number {

@@ -261,3 +261,26 @@ describe('FeedStore history (since and trim)', () => {
     expect(d.kind === 'delta' && d.bytes).toBe(5);
   });
 });
+
+describe('FeedStore lazy snapshot index', () => {
+  it('replays the tree from apply once enough keys changed, so views stay cheap and nothing stale piles up', () => {
+    const store = new FeedStore({ feed: 'f', epoch: EPOCH });
+    const initial = store.current();
+    // Far more distinct keys than the replay threshold, without ever asking for a view.
+    const pending: number[] = [];
+    for (let i = 0; i < 20_000; i += 500) {
+      store.apply({ updates: Array.from({ length: 500 }, (_, j) => ({ key: `k${i + j}`, value: Buffer.from([j & 255]) })) }, 0);
+      const { unflushedKeys, entries } = store.stats();
+      expect(unflushedKeys).toBeLessThanOrEqual(4096 + entries / 8);
+      pending.push(unflushedKeys);
+    }
+    // It grew, and apply replayed it (more than once) without any current().
+    expect(Math.max(...pending)).toBeGreaterThan(4096);
+    expect(pending.filter((n, i) => i > 0 && n < (pending[i - 1] as number)).length).toBeGreaterThan(1);
+    const view = store.current();
+    expect(view.size).toBe(20_000);
+    expect(view.get('k19999')).toEqual(Buffer.from([19_999 % 500 & 255]));
+    expect(view.digest.equals(computeDigest(view.entries()))).toBe(true);
+    expect(initial.size).toBe(0);
+  });
+});

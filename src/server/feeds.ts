@@ -1,0 +1,96 @@
+/**
+ * A served feed at run time: its store, what the fan-out last broadcast, and the frames every
+ * client of the feed shares (STATUS at the current revision, the resume token).
+ */
+import type { FeedDefinition } from './seams.js';
+import type { ServedStore, StoreMeta } from './store-port.js';
+import { epochString } from './store-port.js';
+import { encodeToken } from './tokens.js';
+import { encodeMessage } from './wire.js';
+
+/** Revisions whose flush time is remembered for lag; older acks count from the oldest kept. */
+const FLUSH_TIMES_KEPT = 4_096;
+
+export class FeedRuntime {
+  /** The revision every caught-up client is at: the `to` of the last shared DELTA. */
+  flushedRevision: number;
+  /** Identity of the last status broadcast; a client whose own differs gets a STATUS frame. */
+  flushedStatusKey: string;
+  private readonly flushTimes: { revision: number; atMs: number }[] = [];
+  private statusCache: { key: string; revision: number; frame: Buffer } | undefined;
+  private tokenCache: { revision: number; token: Buffer } | undefined;
+  readonly epoch: string;
+
+  /**
+   * The feed's id in frame headers. PROTOCOL.md lets each connection assign ids; we use the feed's
+   * index in the server's list on every connection, which is what lets one Buffer serve all sockets.
+   */
+  constructor(
+    readonly id: number,
+    readonly def: FeedDefinition,
+    readonly store: ServedStore,
+    readonly serverId: string,
+  ) {
+    this.flushedRevision = store.revision;
+    this.epoch = epochString(store.epoch);
+    this.flushedStatusKey = statusKey(store.revision, store.meta());
+  }
+
+  get name(): string {
+    return this.def.name;
+  }
+
+  token(revision: number): Buffer {
+    if (this.tokenCache?.revision === revision) return this.tokenCache.token;
+    const token = encodeToken({ serverId: this.serverId, epoch: this.epoch, feed: this.def.name, revision, projectionVersion: this.def.projectionVersion });
+    this.tokenCache = { revision, token };
+    return token;
+  }
+
+  recordFlush(revision: number, atMs: number): void {
+    this.flushTimes.push({ revision, atMs });
+    if (this.flushTimes.length > FLUSH_TIMES_KEPT) this.flushTimes.splice(0, this.flushTimes.length - FLUSH_TIMES_KEPT);
+  }
+
+  /** Milliseconds a client at `revision` is behind: since the first flush it has not applied. */
+  lagMs(revision: number, nowMs: number): number {
+    if (revision >= this.flushedRevision) return 0;
+    for (const f of this.flushTimes) if (f.revision > revision) return Math.max(0, nowMs - f.atMs);
+    const oldest = this.flushTimes[0];
+    return oldest === undefined ? 0 : Math.max(0, nowMs - oldest.atMs);
+  }
+
+  /**
+   * The STATUS frame for the current revision (which is `flushedRevision` whenever it is used:
+   * statuses are written right after the flush that reached it). Never compressed: it is small,
+   * and one frame then serves every compression.
+   */
+  statusFrame(compressMinBytes: number): { key: string; frame: Buffer } {
+    const meta = this.store.meta();
+    const revision = this.store.revision;
+    const key = statusKey(revision, meta);
+    if (this.statusCache !== undefined && this.statusCache.key === key) return this.statusCache;
+    const view = this.store.current();
+    const frame = encodeMessage(
+      {
+        type: 'status', feedId: this.id, revision, status: meta.status, stale: meta.stale, watermarks: { ...meta.watermarks }, token: this.token(revision),
+        ...(meta.status === 'in-sync' ? { digest: view.digest } : {}),
+      },
+      'none',
+      compressMinBytes,
+    );
+    this.statusCache = { key, revision, frame };
+    return this.statusCache;
+  }
+}
+
+/**
+ * What a STATUS frame says; equal keys mean "nothing new to tell". The revision is part of it: a
+ * STATUS follows every shared DELTA, because its token is how an agent resumes from exactly the
+ * revision it holds (a token older than the agent's state would make the resume DELTA start
+ * before the agent's revision). It rides in the same corked write, so it costs bytes, not syscalls.
+ */
+export function statusKey(revision: number, meta: StoreMeta): string {
+  return `${revision}|${meta.status}|${meta.stale ? 1 : 0}|${JSON.stringify(meta.watermarks)}`;
+}
+

@@ -1,0 +1,57 @@
+/**
+ * /livez and /readyz.
+ *
+ * Liveness is "my loops are turning": the fan-out's sweep ran recently and no flush has been
+ * pending for long. It never depends on the upstream (typha PR #51: a liveness probe that fails
+ * when the API server is down restarts every replica at once, which is the relist storm itself).
+ *
+ * Readiness is "new agents should come here": every served feed is in sync and not stale
+ * (calico#11169: a Typha serving stale data while ready is the failure users hit). The body
+ * explains a 503, one line per feed.
+ */
+import type { Clock } from '../clock.js';
+import type { FanOut } from './fanout.js';
+import type { FeedRuntime } from './feeds.js';
+import type { Governor } from './governor.js';
+
+export interface HealthReport {
+  readonly ok: boolean;
+  readonly lines: readonly string[];
+}
+
+/** A loop counts as stuck after this many of its intervals without a turn (at least 5 s). */
+const STUCK_INTERVALS = 10;
+const STUCK_MIN_MS = 5_000;
+
+export class Health {
+  constructor(
+    private readonly clock: Clock,
+    private readonly fanout: FanOut,
+    private readonly feeds: readonly FeedRuntime[],
+    private readonly governor: Governor,
+  ) {}
+
+  live(): HealthReport {
+    const now = this.clock.monotonic();
+    const limit = Math.max(STUCK_MIN_MS, this.fanout.sweepIntervalMs * STUCK_INTERVALS);
+    const sweepAge = now - this.fanout.lastSweepMs;
+    const lines = [`fan-out sweep: last ${Math.round(sweepAge)} ms ago (limit ${limit} ms)`];
+    return { ok: sweepAge <= limit, lines };
+  }
+
+  ready(): HealthReport {
+    const lines: string[] = [];
+    let ok = true;
+    if (this.governor.isDraining) {
+      ok = false;
+      lines.push('server: draining');
+    }
+    for (const f of this.feeds) {
+      const m = f.store.meta();
+      const good = m.status === 'in-sync' && !m.stale;
+      ok &&= good;
+      lines.push(`feed ${f.name}: ${m.status}${m.stale ? ', stale' : ''} at revision ${f.store.revision}${good ? '' : ' (not ready)'}`);
+    }
+    return { ok, lines };
+  }
+}

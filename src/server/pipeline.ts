@@ -1,0 +1,67 @@
+/**
+ * The pipe from the upstream to the sockets:
+ *
+ *   Upstream (src/server/upstream, or a scripted source in tests)
+ *      │ FeedSink.onBatch(feed, batch)           synchronous, never throws back
+ *      ▼
+ *   Pipeline ──► FeedStore.apply(batch, now)     one store per feed (src/snapshot, pure)
+ *      │            └─ no-op updates skipped, revision++ when something changed
+ *      ▼
+ *   FanOut.scheduleFlush()                       changes within flushWindowMs become one DELTA
+ *      ▼
+ *   sockets (same Buffers for every caught-up agent)
+ *
+ * The upstream never sees a store or a socket, the fan-out never sees Kubernetes (seams.ts).
+ */
+import type { Clock } from '../clock.js';
+import type { Logger } from '../log.js';
+import type { FanOut } from './fanout.js';
+import type { FeedRuntime } from './feeds.js';
+import type { ServerMetrics } from './metrics.js';
+import type { FeedBatch, FeedSink } from './seams.js';
+
+export class Pipeline implements FeedSink {
+  private readonly byName: ReadonlyMap<string, FeedRuntime>;
+  private readonly warnedUnknown = new Set<string>();
+  /** Batches the store refused (a bug upstream or in the store); counted, logged, never thrown. */
+  rejectedBatches = 0;
+
+  constructor(
+    feeds: readonly FeedRuntime[],
+    private readonly fanout: FanOut,
+    private readonly metrics: ServerMetrics,
+    private readonly clock: Clock,
+    private readonly log: Logger | undefined,
+  ) {
+    this.byName = new Map(feeds.map((f) => [f.name, f]));
+  }
+
+  onBatch(feedName: string, batch: FeedBatch): void {
+    const feed = this.byName.get(feedName);
+    if (feed === undefined) {
+      if (!this.warnedUnknown.has(feedName)) {
+        this.warnedUnknown.add(feedName);
+        this.log?.warn({ feed: feedName }, 'upstream delivered a batch for a feed this server does not serve; ignored');
+      }
+      return;
+    }
+    let r;
+    try {
+      r = feed.store.apply(batch, this.clock.monotonic());
+    } catch (err) {
+      this.rejectedBatches++;
+      this.log?.error({ feed: feedName, err }, 'store rejected a batch');
+      return;
+    }
+    this.metrics.updates.inc({ feed: feedName }, batch.updates.length);
+    const skipped = r.skippedNoOp + r.deletedUnknown;
+    if (skipped > 0) this.metrics.updatesSkipped.inc({ feed: feedName }, skipped);
+    // Even a batch that changed no entry may carry a status or watermarks worth a STATUS frame.
+    this.fanout.scheduleFlush();
+  }
+
+  trim(): void {
+    const now = this.clock.monotonic();
+    for (const f of this.byName.values()) f.store.trim(now);
+  }
+}

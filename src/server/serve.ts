@@ -1,0 +1,127 @@
+/**
+ * `cattail serve`: config → upstream source → `startServer` → run until SIGTERM/SIGINT.
+ *
+ * The upstream comes from a factory so the command does not depend on how it is built: the
+ * Kubernetes upstream (issue 7) and the embedded simulator plug in through
+ * {@link createServeCommand}. Where the upstream is found is decided here, strictly: an explicit
+ * --kubeconfig, then KUBECONFIG, then in-cluster config; with none of them serve fails with a coded
+ * error, because silently serving a simulated (or empty) cluster to real agents would be a
+ * cluster-wide outage that looks healthy.
+ */
+import { existsSync } from 'node:fs';
+import type { CommandContext } from '../cli/commands.js';
+import type { ConfigOf } from '../config/options.js';
+import { CattailError } from '../errors.js';
+import { type Logger, createLogger } from '../log.js';
+import type { serveOptions } from './options.js';
+import type { Upstream } from './seams.js';
+import { startServer } from './server.js';
+
+export type ServeConfig = ConfigOf<typeof serveOptions>;
+
+/** Where the upstream's data comes from. */
+export type UpstreamSource =
+  | { readonly kind: 'kubeconfig'; readonly path: string; readonly from: 'flag' | 'KUBECONFIG' }
+  | { readonly kind: 'in-cluster' }
+  | { readonly kind: 'embedded-sim' };
+
+export interface UpstreamFactoryContext {
+  readonly config: ServeConfig;
+  readonly log: Logger;
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly signal: AbortSignal;
+}
+
+export interface BuiltUpstream {
+  readonly upstream: Upstream;
+  /** One line for the start-up banner (e.g. "simulated cluster: 5 nodes, 50 pods"). */
+  readonly description?: string;
+  /** Released after the server closed (an embedded simulator's HTTP server, ...). */
+  readonly dispose?: () => Promise<void>;
+}
+
+export type UpstreamFactory = (source: UpstreamSource, ctx: UpstreamFactoryContext) => Promise<BuiltUpstream>;
+
+const IN_CLUSTER_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
+
+/**
+ * --embedded-sim, then --kubeconfig, then KUBECONFIG, then in-cluster config.
+ * @throws CattailError CATTAIL_SERVE_NO_UPSTREAM_CONFIG when there is none
+ */
+export function resolveUpstreamSource(config: ServeConfig, env: Readonly<Record<string, string | undefined>>, fileExists: (p: string) => boolean = existsSync): UpstreamSource {
+  if (config.embeddedSim) return { kind: 'embedded-sim' };
+  if (config.kubeconfig !== undefined) return { kind: 'kubeconfig', path: config.kubeconfig, from: 'flag' };
+  const kc = env['KUBECONFIG'];
+  if (kc !== undefined && kc !== '') return { kind: 'kubeconfig', path: kc, from: 'KUBECONFIG' };
+  if (env['KUBERNETES_SERVICE_HOST'] && env['KUBERNETES_SERVICE_PORT'] && fileExists(IN_CLUSTER_TOKEN)) return { kind: 'in-cluster' };
+  throw new CattailError(
+    'CATTAIL_SERVE_NO_UPSTREAM_CONFIG',
+    'no upstream configured: pass --kubeconfig FILE, set KUBECONFIG, or run in a pod with a service account; `cattail serve --embedded-sim` (npm start) runs against a simulated cluster',
+  );
+}
+
+/** The factory used until the Kubernetes upstream is wired in: fails loudly, after validation. */
+export const upstreamNotWired: UpstreamFactory = (source) =>
+  Promise.reject(
+    new CattailError('CATTAIL_NOT_IMPLEMENTED', `cattail serve: the ${source.kind === 'embedded-sim' ? 'embedded simulator' : 'Kubernetes upstream'} is not wired into this build yet (the fan-out server itself is; see startServer)`, {
+      details: { source: source.kind },
+    }),
+  );
+
+function waitForAbort(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+}
+
+/** The `run` of `cattail serve`, with the upstream taken from `factory`. */
+export function createServeCommand(factory: UpstreamFactory = upstreamNotWired, makeLogger: (level: string) => Logger = (l) => createLogger(l, 'cattail-serve')) {
+  return async (config: ServeConfig, ctx: CommandContext): Promise<number> => {
+    const source = resolveUpstreamSource(config, ctx.env);
+    const log = makeLogger(config.logLevel);
+    const built = await factory(source, { config, log, env: ctx.env, signal: ctx.signal });
+    let server;
+    try {
+      server = await startServer({
+        upstream: built.upstream,
+        listen: config.listen,
+        httpListen: config.httpListen,
+        ...(config.serverId !== undefined ? { serverId: config.serverId } : {}),
+        log,
+        maxConnections: config.maxConnections,
+        refuseRetryAfterMs: config.refuseRetryAfterMs,
+        handshakeTimeoutMs: config.handshakeTimeoutMs,
+        pingIntervalMs: config.pingIntervalMs,
+        pongTimeoutMs: config.pongTimeoutMs,
+        flushWindowMs: config.flushWindowMs,
+        snapshotReuseWindowMs: config.snapshotReuseWindowMs,
+        snapshotBuildSliceEntries: config.snapshotBuildSliceEntries,
+        maxFallBehindMs: config.maxFallBehindMs,
+        newClientGracePeriodMs: config.newClientGracePeriodMs,
+        socketHighWaterBytes: config.socketHighWaterBytes,
+        maxClientBytes: config.maxClientBytes,
+        maxInboundBytes: config.maxInboundBytes,
+        maxFrameBytes: config.maxFrameBytes,
+        compressMinBytes: config.compressMinBytes,
+        deltaLogMaxAgeMs: config.deltaLogMaxAgeMs,
+        deltaLogMaxBytes: config.deltaLogMaxBytes,
+      });
+    } catch (err) {
+      await built.dispose?.();
+      throw err;
+    }
+    const feeds = built.upstream.feeds.map((f) => f.name).join(',');
+    if (source.kind === 'embedded-sim') {
+      ctx.stdout.write('cattail serve: EMBEDDED SIMULATED CLUSTER (--embedded-sim) — not a real API server; ~/.kube/config and KUBECONFIG are ignored\n');
+    }
+    if (built.description !== undefined) ctx.stdout.write(`cattail serve: upstream: ${built.description}\n`);
+    ctx.stdout.write(`cattail serve: agents on ${server.url} (feeds ${feeds}); /metrics /livez /readyz on ${server.httpUrl}\n`);
+    ctx.stdout.write(`cattail serve: connect an agent with: cattail agent --server ${server.url} --feed ${built.upstream.feeds[0]?.name ?? 'felix'}\n`);
+    await waitForAbort(ctx.signal);
+    log.info({ serverId: server.serverId }, 'shutting down');
+    await server.close();
+    await built.dispose?.();
+    return 0;
+  };
+}
+
+export const runServe = createServeCommand();

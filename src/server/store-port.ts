@@ -1,0 +1,78 @@
+/**
+ * What the fan-out needs from a feed's store (src/snapshot `FeedStore`), as a structural type.
+ *
+ * The server depends on this shape, not on the class, so the pipeline can be driven by the real
+ * store in production and by a reference model in tests. It mirrors the store's API exactly; a
+ * mismatch is a type error at the one place the real store is constructed (pipeline.ts).
+ */
+import type { FeedBatch, SyncStatus } from './seams.js';
+
+export type StoreEntry = readonly [key: string, value: Buffer];
+
+/** An immutable view of a feed at one revision (O(1) copy-on-write clone). */
+export interface StoreView {
+  readonly revision: number;
+  readonly size: number;
+  /** 8-byte digest, PROTOCOL.md §10. */
+  readonly digest: Buffer;
+  readonly watermarks: Readonly<Record<string, string>>;
+  readonly status: SyncStatus;
+  get(key: string): Buffer | undefined;
+  /** Entries in ascending key order (UTF-8 byte order). */
+  entries(): Iterable<StoreEntry>;
+}
+
+export type SinceResult =
+  | {
+      readonly kind: 'delta';
+      readonly from: number;
+      readonly to: number;
+      readonly upserts: readonly StoreEntry[];
+      readonly deletes: readonly string[];
+      /** Bytes of keys and values in the change set. */
+      readonly bytes: number;
+    }
+  | { readonly kind: 'too-old'; readonly oldestRevision: number }
+  | { readonly kind: 'future' };
+
+export interface ApplyResult {
+  readonly revision: number;
+  readonly changed: boolean;
+  readonly applied: number;
+  readonly skippedNoOp: number;
+  readonly deleted: number;
+  readonly deletedUnknown: number;
+}
+
+export interface StoreMeta {
+  readonly status: SyncStatus;
+  readonly stale: boolean;
+  readonly statusRevision: number;
+  readonly watermarks: Readonly<Record<string, string>>;
+}
+
+export interface ServedStore {
+  readonly revision: number;
+  /** Random per store instance; part of resume tokens so a restart invalidates them. */
+  readonly epoch: string | number | Uint8Array;
+  apply(batch: FeedBatch, nowMs: number): ApplyResult;
+  current(): StoreView;
+  since(revision: number): SinceResult;
+  trim(nowMs: number): unknown;
+  meta(): StoreMeta;
+}
+
+export interface StoreFactoryOptions {
+  readonly feed: string;
+  readonly logMaxAgeMs: number;
+  readonly logMaxBytes: number;
+}
+
+export type StoreFactory = (options: StoreFactoryOptions) => ServedStore;
+
+/** The epoch as a string, whatever representation the store uses. */
+export function epochString(epoch: ServedStore['epoch']): string {
+  if (typeof epoch === 'string') return epoch;
+  if (typeof epoch === 'number') return String(epoch);
+  return Buffer.from(epoch.buffer, epoch.byteOffset, epoch.byteLength).toString('hex');
+}

@@ -1,0 +1,123 @@
+import { describe, expect, it } from 'vitest';
+import { FakeClock } from '../../src/clock.js';
+import type { MemoryStore } from '../../src/server/testing/memory-store.js';
+import type { TestAgent } from './helpers/agent.js';
+import { type Harness, eventually, harness } from './helpers/harness.js';
+
+const BIG = 'x'.repeat(32 * 1024);
+
+/**
+ * Pushes batches of big values until the fan-out skips `stalled` (its socket is paused, so the
+ * kernel buffers fill and then the server's own buffer passes the high-water mark). Bounded.
+ */
+async function fillUntilSkipped(h: Harness, stalled: TestAgent, fast: TestAgent[]): Promise<void> {
+  stalled.socket.pause();
+  const start = h.server.fanoutStats().skips;
+  for (let i = 0; i < 400 && h.server.fanoutStats().skips === start; i++) {
+    const batch: Record<string, unknown> = {};
+    for (let k = 0; k < 16; k++) batch[`/pods/big/b${k}`] = { i, k, pad: BIG };
+    h.upstream.apply('felix', batch);
+    const rev = h.storeRevision('felix');
+    // Fast agents keep up; waiting on them paces the loop by real delivery, not by time.
+    await Promise.all(fast.map((a) => a.untilRevision('felix', rev)));
+    await eventually(() => h.server.fanoutStats().flushes > 0 && h.server.stores.get('felix')?.revision === rev, 'flush');
+  }
+  expect(h.server.fanoutStats().skips).toBeGreaterThan(start);
+}
+
+function seed(h: Harness): void {
+  const batch: Record<string, unknown> = {};
+  for (let i = 0; i < 20; i++) batch[`/pods/ns/p${i}`] = { i };
+  h.upstream.apply('felix', batch, { status: 'in-sync' });
+}
+
+describe('server - backpressure', () => {
+  it('skips a slow agent, then catches it up with one compacted DELTA; it never sees an older state', async () => {
+    const h = await harness({ socketHighWaterBytes: 64 * 1024 });
+    seed(h);
+    const slow = h.agent({ feeds: [{ name: 'felix' }] });
+    const fast = h.agent({ feeds: [{ name: 'felix' }] });
+    await Promise.all([slow.untilRevision('felix', 1), fast.untilRevision('felix', 1)]);
+    await fillUntilSkipped(h, slow, [fast]);
+    const skippedAt = h.storeRevision('felix');
+    for (let g = 0; g < 5; g++) h.upstream.apply('felix', { [`/pods/ns/p${g}`]: { g, changed: true }, '/pods/ns/p19': null });
+    await fast.untilRevision('felix', skippedAt + 5);
+    slow.socket.resume();
+    await slow.untilRevision('felix', h.storeRevision('felix'));
+    const d = slow.feed('felix').deltas;
+    // One catch-up spanning several revisions (compacted), after which it is a normal follower.
+    expect(d.some((x) => x.to - x.from > 1)).toBe(true);
+    expect(slow.violations).toEqual([]);
+    expect(fast.violations).toEqual([]);
+    expect(slow.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
+    expect(fast.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
+    expect(await h.metric('cattail_client_catchups_total')).toBeGreaterThan(0);
+    expect(await h.metric('cattail_clients_skipped_total')).toBeGreaterThan(0);
+  });
+
+  it('closes an agent whose own catch-up would exceed maxClientBytes (4008) while others keep streaming', async () => {
+    const h = await harness({ socketHighWaterBytes: 64 * 1024, maxClientBytes: 256 * 1024 });
+    seed(h);
+    const slow = h.agent({ feeds: [{ name: 'felix' }] });
+    const fast = h.agent({ feeds: [{ name: 'felix' }] });
+    await Promise.all([slow.untilRevision('felix', 1), fast.untilRevision('felix', 1)]);
+    await fillUntilSkipped(h, slow, [fast]);
+    // Many distinct keys while it is behind: its compacted catch-up is bigger than its budget.
+    const batch: Record<string, unknown> = {};
+    for (let k = 0; k < 40; k++) batch[`/pods/wide/w${k}`] = { k, pad: BIG };
+    h.upstream.apply('felix', batch);
+    slow.socket.resume();
+    expect(await slow.closed).toBe(4008);
+    expect(slow.goodbyes).toEqual(['over-budget']);
+    expect(slow.errors.map((e) => e.code)).toEqual(['CATTAIL_SERVER_OVER_BUDGET']);
+    h.upstream.apply('felix', { '/pods/ns/p1': { after: true } });
+    await fast.untilRevision('felix', h.storeRevision('felix'));
+    expect(fast.violations).toEqual([]);
+    expect(fast.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
+    await eventually(() => h.server.connectionCount() === 1, 'slow agent gone');
+    expect(await h.metric('cattail_connections_active')).toBe(1);
+  });
+
+  it('sends an in-band snapshot to a connected agent whose revision left the delta log', async () => {
+    const h = await harness({ socketHighWaterBytes: 64 * 1024 });
+    seed(h);
+    const slow = h.agent({ feeds: [{ name: 'felix' }] });
+    const fast = h.agent({ feeds: [{ name: 'felix' }] });
+    await Promise.all([slow.untilRevision('felix', 1), fast.untilRevision('felix', 1)]);
+    await fillUntilSkipped(h, slow, [fast]);
+    h.upstream.apply('felix', { '/pods/ns/p3': { moved: true } });
+    await fast.untilRevision('felix', h.storeRevision('felix'));
+    (h.server.stores.get('felix') as MemoryStore).dropLog();
+    slow.socket.resume();
+    await slow.untilRevision('felix', h.storeRevision('felix'));
+    await slow.until(() => slow.feed('felix').snapshots === 2, 'second snapshot');
+    expect(slow.violations).toEqual([]);
+    expect(slow.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
+    expect(await h.metric('cattail_client_inband_snapshots_total')).toBe(1);
+    expect(fast.feed('felix').snapshots).toBe(1);
+  });
+
+  it('closes an agent stalled beyond maxFallBehindMs after its grace period (4007); others keep streaming', async () => {
+    const clock = new FakeClock();
+    const h = await harness({ clock, flushWindowMs: 0, socketHighWaterBytes: 64 * 1024, maxFallBehindMs: 1_000, newClientGracePeriodMs: 500, pingIntervalMs: 600_000, pongTimeoutMs: 600_000, handshakeTimeoutMs: 600_000 });
+    seed(h);
+    const slow = h.agent({ feeds: [{ name: 'felix' }] });
+    const fast = h.agent({ feeds: [{ name: 'felix' }] });
+    await Promise.all([slow.untilRevision('felix', 1), fast.untilRevision('felix', 1)]);
+    await fillUntilSkipped(h, slow, [fast]);
+    clock.advance(900);
+    expect(h.server.connectionCount()).toBe(2);
+    clock.advance(1_100);
+    // The stalled agent never reads its close frame; the sweep cuts it off after the close grace.
+    clock.advance(2_500);
+    await eventually(() => h.server.connectionCount() === 1, 'stalled agent terminated');
+    expect(await h.metric('cattail_connections_closed_total', { code: '4007' })).toBe(1);
+    h.upstream.apply('felix', { '/pods/ns/p2': { still: 'streaming' } });
+    await fast.untilRevision('felix', h.storeRevision('felix'));
+    expect(fast.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
+    slow.socket.resume();
+    const code = await slow.closed;
+    expect([4007, 1006]).toContain(code);
+    expect(await h.metric('cattail_connections_active')).toBe(1);
+  });
+});

@@ -1,0 +1,234 @@
+/**
+ * A minimal test agent: a real `ws` client speaking cattail.v1 that applies frames to a local copy
+ * of each feed and checks the rules a real client must (DELTA from = its revision, never backwards,
+ * snapshot applied at END). Its digest, computed from scratch, is compared with the store's.
+ */
+import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
+import WebSocket from 'ws';
+import { Flags, type Message, buildFrame, decodeBody, encodeFrame, splitFrame } from '../../../proto/index.js';
+import { inflateBody } from '../../../src/wire/compression.js';
+import { digestOf } from '../../../src/server/testing/digest.js';
+
+export interface AgentFeedState {
+  name: string;
+  id: number;
+  mode: string;
+  reason: string | undefined;
+  revision: number;
+  entries: Map<string, Buffer>;
+  token: Buffer | undefined;
+  status: string | undefined;
+  snapshots: number;
+  deltas: { from: number; to: number }[];
+  pendingSnapshot: Map<string, Buffer> | undefined;
+  pendingDelta: { from: number; to: number; upserts: [string, Buffer][]; deletes: string[] } | undefined;
+}
+
+export interface AgentOptions {
+  /** `entries`/`revision`: the state a resuming agent kept from an earlier connection. */
+  feeds: { name: string; token?: Buffer; entries?: Map<string, Buffer>; revision?: number }[];
+  caps?: string[];
+  protocol?: string | string[];
+  /** Answer PINGs (default true). */
+  autoPong?: boolean;
+  /** Do not send HELLO (handshake timeout tests). */
+  silent?: boolean;
+  maxFrameBytes?: number;
+}
+
+export class TestAgent extends EventEmitter {
+  readonly ws: WebSocket;
+  readonly feeds = new Map<number, AgentFeedState>();
+  readonly violations: string[] = [];
+  readonly received: Message['type'][] = [];
+  welcome: Extract<Message, { type: 'welcome' }> | undefined;
+  errors: { code: string; message: string }[] = [];
+  goodbyes: string[] = [];
+  closeCode: number | undefined;
+  closeReason = '';
+  closed: Promise<number>;
+  bytesReceived = 0;
+
+  constructor(url: string, private readonly opts: AgentOptions) {
+    super();
+    this.ws = new WebSocket(url, opts.protocol ?? 'cattail.v1', { perMessageDeflate: false });
+    this.closed = new Promise((resolve) => {
+      this.ws.on('close', (code, reason) => {
+        this.closeCode = code;
+        this.closeReason = reason.toString();
+        this.emit('change');
+        resolve(code);
+      });
+    });
+    this.ws.on('error', () => undefined);
+    this.ws.on('open', () => {
+      if (!opts.silent) this.sendMessage({ type: 'hello', protocol: 1, node: 'node-1', clientId: 'test', feeds: opts.feeds.map((f) => (f.token === undefined ? { name: f.name } : { name: f.name, token: f.token })), caps: opts.caps ?? [], ...(opts.maxFrameBytes ? { maxFrameBytes: opts.maxFrameBytes } : {}) });
+    });
+    this.ws.on('message', (data: Buffer) => {
+      this.bytesReceived += data.length;
+      try {
+        this.onFrame(data);
+      } catch (err) {
+        this.violations.push(`decode: ${(err as Error).message}`);
+      }
+      this.emit('change');
+    });
+  }
+
+  sendMessage(m: Message): void {
+    this.ws.send(encodeFrame(m));
+  }
+
+  sendRaw(b: Buffer | string): void {
+    this.ws.send(b);
+  }
+
+  /** The raw socket underneath (to pause reading and make the server's buffer fill). */
+  get socket(): Socket {
+    return (this.ws as unknown as { _socket: Socket })._socket;
+  }
+
+  feed(name: string): AgentFeedState {
+    for (const f of this.feeds.values()) if (f.name === name) return f;
+    throw new Error(`agent has no feed ${name}`);
+  }
+
+  digest(name: string): Buffer {
+    // The digest does not depend on order (§10).
+    return digestOf(this.feed(name).entries);
+  }
+
+  /** Resolves when `pred` holds (checked on every frame and close); rejects after `timeoutMs`. */
+  until(pred: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+    if (pred()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const check = (): void => {
+        if (pred()) {
+          clearTimeout(timer);
+          this.off('change', check);
+          resolve();
+        }
+      };
+      const timer = setTimeout(() => {
+        this.off('change', check);
+        reject(new Error(`timed out waiting for ${what}; violations: ${this.violations.join('; ')}; close ${this.closeCode}`));
+      }, timeoutMs);
+      this.on('change', check);
+    });
+  }
+
+  untilRevision(name: string, revision: number, timeoutMs?: number): Promise<void> {
+    return this.until(() => this.feeds.size > 0 && [...this.feeds.values()].some((f) => f.name === name && f.revision >= revision && f.pendingSnapshot === undefined), `${name} at revision ${revision}`, timeoutMs);
+  }
+
+  close(): void {
+    this.ws.close(1000);
+  }
+
+  private onFrame(data: Buffer): void {
+    const { header, body } = splitFrame(data, { maxBodyBytes: 64 * 1024 * 1024 });
+    let plain: Buffer = body;
+    if ((header.flags & Flags.COMPRESSED) !== 0) {
+      const c = this.welcome?.compression;
+      if (c === undefined || c === 'none') {
+        this.violations.push('COMPRESSED frame without negotiated compression');
+        return;
+      }
+      plain = inflateBody(c, body, 64 * 1024 * 1024);
+    }
+    const m = decodeBody(header, plain);
+    this.received.push(m.type);
+    switch (m.type) {
+      case 'welcome':
+        this.welcome = m;
+        for (const f of m.feeds) {
+          const kept = this.opts.feeds.find((x) => x.name === f.name);
+          this.feeds.set(f.id, {
+            name: f.name, id: f.id, mode: f.mode, reason: f.reason, revision: kept?.revision ?? 0, entries: new Map(kept?.entries ?? []),
+            token: kept?.token, status: undefined, snapshots: 0, deltas: [], pendingSnapshot: undefined, pendingDelta: undefined,
+          });
+        }
+        return;
+      case 'ping':
+        if (this.opts.autoPong ?? true) this.sendMessage({ type: 'pong', t: m.t });
+        return;
+      case 'error':
+        this.errors.push({ code: m.code, message: m.message });
+        return;
+      case 'goodbye':
+        this.goodbyes.push(m.reason);
+        return;
+      default:
+        break;
+    }
+    if (!('feedId' in m)) return;
+    const f = this.feeds.get(m.feedId);
+    if (f === undefined) {
+      this.violations.push(`frame for unknown feed id ${m.feedId}`);
+      return;
+    }
+    switch (m.type) {
+      case 'snapshotBegin':
+        f.pendingSnapshot = new Map();
+        return;
+      case 'snapshotChunk':
+        if (f.pendingSnapshot === undefined) this.violations.push('CHUNK outside a snapshot');
+        for (const [k, v] of m.entries) f.pendingSnapshot?.set(k, Buffer.from(v));
+        return;
+      case 'snapshotEnd': {
+        if (f.pendingSnapshot === undefined) {
+          this.violations.push('END outside a snapshot');
+          return;
+        }
+        if (m.revision < f.revision) this.violations.push(`snapshot at ${m.revision} older than applied ${f.revision}`);
+        f.entries = f.pendingSnapshot;
+        f.pendingSnapshot = undefined;
+        f.revision = m.revision;
+        f.token = Buffer.from(m.token);
+        f.status = m.status;
+        f.snapshots++;
+        if (!this.digest(f.name).equals(Buffer.from(m.digest))) this.violations.push(`snapshot digest mismatch at ${m.revision}`);
+        return;
+      }
+      case 'delta': {
+        if (f.pendingDelta === undefined) {
+          if (m.fromRevision !== f.revision) this.violations.push(`DELTA from ${m.fromRevision} but agent at ${f.revision}`);
+          if (m.toRevision < m.fromRevision) this.violations.push(`DELTA goes backwards ${m.fromRevision}→${m.toRevision}`);
+          f.pendingDelta = { from: m.fromRevision, to: m.toRevision, upserts: [], deletes: [] };
+        }
+        for (const [k, v] of m.upserts) f.pendingDelta.upserts.push([k, Buffer.from(v)]);
+        f.pendingDelta.deletes.push(...m.deletes);
+        if (!m.more) {
+          const d = f.pendingDelta;
+          for (const [k, v] of d.upserts) f.entries.set(k, v);
+          for (const k of d.deletes) f.entries.delete(k);
+          f.revision = d.to;
+          f.deltas.push({ from: d.from, to: d.to });
+          f.pendingDelta = undefined;
+        }
+        return;
+      }
+      case 'status':
+        if (m.revision !== f.revision) this.violations.push(`STATUS for ${m.revision} while at ${f.revision}`);
+        f.status = m.status;
+        f.token = Buffer.from(m.token);
+        if (m.digest !== undefined && !this.digest(f.name).equals(Buffer.from(m.digest))) this.violations.push(`STATUS digest mismatch at ${m.revision}`);
+        return;
+      default:
+        return;
+    }
+  }
+}
+
+/** Resolves once the agent's WebSocket is open. */
+export function opened(a: TestAgent): Promise<void> {
+  if (a.ws.readyState === WebSocket.OPEN) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    a.ws.once('open', () => resolve());
+    a.ws.once('close', (code) => reject(new Error(`closed before open: ${code}`)));
+    a.ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+  });
+}
+
+export { buildFrame };

@@ -1,0 +1,59 @@
+import { afterEach } from 'vitest';
+import { type ServerHandle, type StartServerOptions, startServer } from '../../../src/server/server.js';
+import { ScriptedUpstream } from '../../../src/server/testing/scripted-upstream.js';
+import { type AgentOptions, TestAgent } from './agent.js';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()?.();
+});
+
+export interface Harness {
+  server: ServerHandle;
+  upstream: ScriptedUpstream;
+  agent(opts: AgentOptions): TestAgent;
+  /** The store's digest of a feed. */
+  storeDigest(feed: string): Buffer;
+  storeRevision(feed: string): number;
+  metric(name: string, labels?: Record<string, string>): Promise<number>;
+}
+
+export async function harness(opts: Partial<StartServerOptions> & { feeds?: string[] } = {}): Promise<Harness> {
+  const upstream = ScriptedUpstream.withFeeds(...(opts.feeds ?? ['felix']));
+  const server = await startServer({ upstream, defaultMetrics: false, flushWindowMs: 1, serverId: 'test-server', ...opts });
+  const agents: TestAgent[] = [];
+  cleanups.push(async () => {
+    for (const a of agents) a.ws.terminate();
+    await server.close();
+  });
+  return {
+    server,
+    upstream,
+    agent(o) {
+      const a = new TestAgent(server.url, o);
+      agents.push(a);
+      return a;
+    },
+    storeDigest: (feed) => (server.stores.get(feed) as NonNullable<ReturnType<typeof server.stores.get>>).current().digest,
+    storeRevision: (feed) => (server.stores.get(feed) as NonNullable<ReturnType<typeof server.stores.get>>).revision,
+    async metric(name, labels = {}) {
+      const m = server.metrics.registry.getSingleMetric(name);
+      if (m === undefined) throw new Error(`no metric ${name}`);
+      const data = await m.get();
+      let sum = 0;
+      for (const v of data.values) {
+        if (Object.entries(labels).every(([k, x]) => String((v.labels as Record<string, unknown>)[k]) === x)) sum += v.value;
+      }
+      return sum;
+    },
+  };
+}
+
+/** Waits on a condition re-checked on a short interval; for server-side state with no event. */
+export async function eventually(pred: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await pred())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}

@@ -1,0 +1,148 @@
+import WebSocket from 'ws';
+import { describe, expect, it } from 'vitest';
+import { FakeClock } from '../../src/clock.js';
+import { encodeFrame } from '../../proto/index.js';
+import { type Harness, eventually, harness } from './helpers/harness.js';
+import { type TestAgent, opened } from './helpers/agent.js';
+
+async function expectCodedClose(h: Harness, a: TestAgent, code: number, errorCode?: string): Promise<void> {
+  expect(await a.closed).toBe(code);
+  if (errorCode !== undefined) expect(a.errors.map((e) => e.code)).toContain(errorCode);
+  await eventually(() => h.server.connectionCount() === 0, 'connection released');
+  expect(await h.metric('cattail_connections_active')).toBe(0);
+}
+
+async function seeded(opts: Parameters<typeof harness>[0] = {}): Promise<Harness> {
+  const h = await harness({ maxInboundBytes: 4_096, ...opts });
+  h.upstream.apply('felix', { '/pods/ns/a': { a: 1 } }, { status: 'in-sync' });
+  return h;
+}
+
+describe('server - hostile peers get coded closes and the gauge returns to zero', () => {
+  it('closes a malformed frame with 4000', async () => {
+    const h = await seeded();
+    const a = h.agent({ feeds: [], silent: true });
+    await opened(a);
+    a.sendRaw(Buffer.from('this is not a cattail frame at all, not even close'));
+    await expectCodedClose(h, a, 4000, 'CATTAIL_PROTO_BAD_HEADER');
+  });
+
+  it('closes a truncated frame with 4000', async () => {
+    const h = await seeded();
+    const a = h.agent({ feeds: [], silent: true });
+    await opened(a);
+    const hello = encodeFrame({ type: 'hello', protocol: 1, node: 'n', clientId: 'c', feeds: [{ name: 'felix' }], caps: [] });
+    a.sendRaw(hello.subarray(0, hello.length - 3));
+    await expectCodedClose(h, a, 4000, 'CATTAIL_PROTO_TRUNCATED');
+  });
+
+  it('closes a frame above maxInboundBytes with 4003', async () => {
+    const h = await seeded();
+    const a = h.agent({ feeds: [], silent: true });
+    await opened(a);
+    a.sendRaw(Buffer.alloc(5_000, 1));
+    await expectCodedClose(h, a, 4003, 'CATTAIL_PROTO_FRAME_TOO_LARGE');
+  });
+
+  it('closes a text message with 4002', async () => {
+    const h = await seeded();
+    const a = h.agent({ feeds: [], silent: true });
+    await opened(a);
+    a.sendRaw('{"hello": true}');
+    await expectCodedClose(h, a, 4002);
+  });
+
+  it('closes messages out of order or in the wrong direction with 4002', async () => {
+    const h = await seeded();
+    const early = h.agent({ feeds: [], silent: true });
+    await opened(early);
+    early.sendMessage({ type: 'pong', t: 1 });
+    await expectCodedClose(h, early, 4002, 'CATTAIL_SERVER_UNEXPECTED_MESSAGE');
+
+    const twice = h.agent({ feeds: [{ name: 'felix' }] });
+    await twice.untilRevision('felix', 1);
+    twice.sendMessage({ type: 'hello', protocol: 1, node: 'n', clientId: 'c', feeds: [{ name: 'felix' }], caps: [] });
+    await expectCodedClose(h, twice, 4002);
+
+    const acker = h.agent({ feeds: [{ name: 'felix' }] });
+    await acker.untilRevision('felix', 1);
+    acker.sendMessage({ type: 'ack', feedId: 0, revision: 1 });
+    acker.sendMessage({ type: 'ack', feedId: 0, revision: 50 });
+    await expectCodedClose(h, acker, 4002);
+
+    const server = h.agent({ feeds: [], silent: true });
+    await opened(server);
+    server.sendMessage({ type: 'delta', feedId: 0, fromRevision: 0, toRevision: 1, more: false, upserts: [], deletes: [] });
+    await expectCodedClose(h, server, 4002);
+  });
+
+  it('closes a wrong or missing subprotocol with 4001', async () => {
+    const h = await seeded();
+    for (const protocol of ['cattail.v2', []]) {
+      const a = h.agent({ feeds: [{ name: 'felix' }], protocol });
+      expect(await a.closed).toBe(4001);
+      expect(a.closeReason).toMatch(/cattail\.v1/);
+    }
+    expect(h.server.connectionCount()).toBe(0);
+    expect(await h.metric('cattail_connections_refused_total', { reason: 'subprotocol' })).toBe(2);
+  });
+
+  it('closes an unknown feed with 4006 and a bad protocol version with 4001', async () => {
+    const h = await seeded();
+    const a = h.agent({ feeds: [{ name: 'felix' }, { name: 'nope' }] });
+    await expectCodedClose(h, a, 4006, 'CATTAIL_SERVER_UNKNOWN_FEED');
+    const b = h.agent({ feeds: [], silent: true });
+    await opened(b);
+    b.sendMessage({ type: 'hello', protocol: 2, node: 'n', clientId: 'c', feeds: [{ name: 'felix' }], caps: [] });
+    await expectCodedClose(h, b, 4001);
+  });
+
+  it('closes a silent agent with 4004 after handshakeTimeoutMs', async () => {
+    const clock = new FakeClock();
+    const h = await seeded({ clock, handshakeTimeoutMs: 5_000 });
+    const a = h.agent({ feeds: [], silent: true });
+    await opened(a);
+    await eventually(() => h.server.connectionCount() === 1, 'accepted');
+    clock.advance(4_000);
+    expect(a.closeCode).toBeUndefined();
+    clock.advance(2_000);
+    await expectCodedClose(h, a, 4004, 'CATTAIL_SERVER_HANDSHAKE_TIMEOUT');
+  });
+
+  it('pings, and closes an agent that never answers with 4005 after pongTimeoutMs', async () => {
+    const clock = new FakeClock();
+    const h = await seeded({ clock, flushWindowMs: 0, pingIntervalMs: 1_000, pongTimeoutMs: 5_000 });
+    const answers = h.agent({ feeds: [{ name: 'felix' }] });
+    const mute = h.agent({ feeds: [{ name: 'felix' }], autoPong: false });
+    await Promise.all([answers.untilRevision('felix', 1), mute.untilRevision('felix', 1)]);
+    for (let step = 0; step < 40 && mute.closeCode === undefined; step++) {
+      clock.advance(250);
+      // Before time moves on, let every PING the answering agent got be answered and processed.
+      const pings = (a: TestAgent): number => a.received.filter((t) => t === 'ping').length;
+      await eventually(() => mute.closeCode !== undefined || pings(answers) + pings(mute) >= h.server.fanoutStats().pings, 'pings delivered');
+      await eventually(() => h.server.fanoutStats().pongs >= pings(answers), 'pongs processed');
+    }
+    expect(await mute.closed).toBe(4005);
+    expect(mute.errors.map((e) => e.code)).toEqual(['CATTAIL_SERVER_PONG_TIMEOUT']);
+    expect(answers.closeCode).toBeUndefined();
+    expect(answers.received.filter((t) => t === 'ping').length).toBeGreaterThan(3);
+    answers.close();
+    await eventually(() => h.server.connectionCount() === 0, 'released');
+  });
+
+  it('refuses upgrades above maxConnections with 503 and Retry-After', async () => {
+    const h = await seeded({ maxConnections: 1, refuseRetryAfterMs: 3_000 });
+    const a = h.agent({ feeds: [{ name: 'felix' }] });
+    await a.untilRevision('felix', 1);
+    const refused = await new Promise<{ status: number | undefined; retryAfter: string | undefined }>((resolve) => {
+      const ws = new WebSocket(h.server.url, 'cattail.v1');
+      ws.on('error', () => undefined);
+      ws.on('unexpected-response', (_req, res) => {
+        resolve({ status: res.statusCode, retryAfter: res.headers['retry-after'] });
+        res.resume();
+      });
+    });
+    expect(refused).toEqual({ status: 503, retryAfter: '3' });
+    expect(await h.metric('cattail_connections_refused_total', { reason: 'max-connections' })).toBe(1);
+  });
+});

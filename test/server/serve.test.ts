@@ -1,0 +1,80 @@
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import { main } from '../../src/cli/main.js';
+import { resolveConfig } from '../../src/config/load.js';
+import { serveOptions } from '../../src/server/options.js';
+import { createServeCommand, resolveUpstreamSource } from '../../src/server/serve.js';
+import { ScriptedUpstream } from '../../src/server/testing/scripted-upstream.js';
+import { TestAgent } from './helpers/agent.js';
+
+function sink(): Writable & { text: () => string; lines: string[] } {
+  const lines: string[] = [];
+  const w = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      lines.push(chunk.toString());
+      w.emit('line');
+      cb();
+    },
+  });
+  return Object.assign(w, { text: () => lines.join(''), lines });
+}
+
+async function run(argv: string[], env: Record<string, string> = {}): Promise<{ code: number; err: string }> {
+  const stderr = sink();
+  const code = await main(argv, { stdout: sink(), stderr, env });
+  return { code, err: stderr.text() };
+}
+
+describe('cattail serve', () => {
+  it('exits with a coded error when there is no kubeconfig, KUBECONFIG or in-cluster config', async () => {
+    const r = await run(['serve']);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('CATTAIL_SERVE_NO_UPSTREAM_CONFIG');
+  });
+
+  it('validates its options before anything else', async () => {
+    const r = await run(['serve', '--kubeconfig', '/nonexistent', '--listen', 'nowhere']);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('CATTAIL_CONFIG_INVALID_VALUE');
+    expect(r.err).toContain('listen');
+  });
+
+  it('fails with CATTAIL_NOT_IMPLEMENTED after validation while the Kubernetes upstream is not wired', async () => {
+    const r = await run(['serve', '--kubeconfig', '/nonexistent']);
+    expect(r.code).toBe(3);
+    expect(r.err).toContain('CATTAIL_NOT_IMPLEMENTED');
+  });
+
+  it('picks the upstream source: embedded sim, flag, KUBECONFIG, in-cluster', () => {
+    const base = resolveConfig(serveOptions, {}).config;
+    expect(resolveUpstreamSource({ ...base, embeddedSim: true }, {}).kind).toBe('embedded-sim');
+    expect(resolveUpstreamSource({ ...base, kubeconfig: '/k' }, { KUBECONFIG: '/e' })).toEqual({ kind: 'kubeconfig', path: '/k', from: 'flag' });
+    expect(resolveUpstreamSource(base, { KUBECONFIG: '/e' })).toEqual({ kind: 'kubeconfig', path: '/e', from: 'KUBECONFIG' });
+    expect(resolveUpstreamSource(base, { KUBERNETES_SERVICE_HOST: '10.0.0.1', KUBERNETES_SERVICE_PORT: '443' }, () => true)).toEqual({ kind: 'in-cluster' });
+    expect(() => resolveUpstreamSource(base, { KUBERNETES_SERVICE_HOST: '10.0.0.1', KUBERNETES_SERVICE_PORT: '443' }, () => false)).toThrow(/no upstream configured/);
+  });
+
+  it('runs with an injected upstream, serves agents, and stops cleanly on abort', async () => {
+    const upstream = ScriptedUpstream.withFeeds('felix');
+    const serve = createServeCommand(
+      () => Promise.resolve({ upstream, description: 'scripted' }),
+      () => pino({ level: 'silent' }),
+    );
+    const config = resolveConfig(serveOptions, { argv: ['--kubeconfig', '/k', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--server-id', 'serve-test'] }).config;
+    const stdout = sink();
+    const ac = new AbortController();
+    const done = serve(config, { stdout, stderr: sink(), env: {}, signal: ac.signal });
+    await new Promise<void>((resolve) => stdout.on('line', () => stdout.text().includes('connect an agent') && resolve()));
+    const url = /agents on (ws:\S+)/.exec(stdout.text())?.[1] as string;
+    upstream.apply('felix', { '/pods/ns/a': { a: 1 } }, { status: 'in-sync' });
+    const a = new TestAgent(url, { feeds: [{ name: 'felix' }] });
+    await a.untilRevision('felix', 1);
+    expect(a.welcome?.serverId).toBe('serve-test');
+    ac.abort();
+    expect(await done).toBe(0);
+    expect(await a.closed).toBe(4010);
+    expect(a.goodbyes).toEqual(['shutdown']);
+    expect(upstream.stopped).toBe(true);
+  });
+});
