@@ -1,0 +1,203 @@
+/**
+ * The client against the real fan-out server (src/server startServer) on loopback, fed by a
+ * scripted upstream. The client's own timers run on a FakeClock; the servers run on real time.
+ * Network faults the server cannot make itself (a blip, a black hole) come from a TCP proxy.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Client } from '../../src/client/index.js';
+import { startServer, type ServerHandle, type StartServerOptions } from '../../src/server/server.js';
+import { ScriptedUpstream } from '../../src/server/testing/scripted-upstream.js';
+import { computeDigest } from '../../src/snapshot/digest.js';
+import { skipWait, start, waitFor, type Setup } from './helpers/harness.js';
+import { TcpProxy } from './helpers/tcp-proxy.js';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()?.();
+});
+
+interface Replica {
+  server: ServerHandle;
+  upstream: ScriptedUpstream;
+  port: number;
+}
+
+async function replica(serverId: string, opts: Partial<StartServerOptions> = {}): Promise<Replica> {
+  const upstream = ScriptedUpstream.withFeeds('felix');
+  const server = await startServer({ upstream, defaultMetrics: false, flushWindowMs: 1, serverId, ...opts });
+  let closed = false;
+  const r: Replica = { server, upstream, port: Number(new URL(server.url).port) };
+  cleanups.push(async () => {
+    if (!closed) await r.server.close();
+  });
+  const close = server.close.bind(server);
+  (server as { close: () => Promise<void> }).close = async () => {
+    closed = true;
+    await close();
+  };
+  return r;
+}
+
+function setup(opts: Parameters<typeof start>[0]): Setup {
+  const s = start(opts);
+  cleanups.push(() => s.client.destroy());
+  return s;
+}
+
+function pods(n: number, gen = 0): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (let i = 0; i < n; i++) out[`/pods/demo/p${String(i).padStart(3, '0')}`] = { i, gen };
+  return out;
+}
+
+function storeDigest(r: Replica): Buffer {
+  return r.server.stores.get('felix')!.current().digest;
+}
+
+function localState(client: Client): Map<string, unknown> {
+  const f = client.feed('felix');
+  return new Map([...f.entries()]);
+}
+
+describe('client against the real server', () => {
+  it('loads the snapshot, applies deltas, and its digest checks agree with the store', async () => {
+    const r = await replica('real-a');
+    r.upstream.apply('felix', pods(250), { status: 'in-sync', watermarks: { pods: '100' } });
+    const { client, rec, guard } = setup({ endpoints: [r.server.url] });
+    await client.whenInSync();
+    expect(client.feed('felix').size).toBe(250);
+    expect(client.feed('felix').get('/pods/demo/p007')).toEqual({ i: 7, gen: 0 });
+    r.upstream.apply('felix', { '/pods/demo/p000': null, '/pods/demo/new': { n: 1 }, '/pods/demo/p001': { i: 1, gen: 1 } }, { watermarks: { pods: '101' } });
+    await waitFor(() => client.feed('felix').revision === r.server.stores.get('felix')!.revision, 'caught up', { client });
+    const last = rec.changes.at(-1)!;
+    expect(last.cause).toBe('delta');
+    expect(last.deletes).toEqual(['/pods/demo/p000']);
+    expect(last.upserts.map((u) => u.key).sort()).toEqual(['/pods/demo/new', '/pods/demo/p001']);
+    await waitFor(() => client.feed('felix').status.verifiedRevision === client.feed('felix').revision, 'verified by STATUS', { client });
+    expect(client.stats.digestMismatches).toBe(0);
+    expect(storeDigest(r).toString('hex')).toBe(computeLocalDigest(client));
+    expect(guard.problems()).toEqual([]);
+  });
+
+  it('resumes on the same server after a network blip (no snapshot, only the missed changes)', async () => {
+    const r = await replica('real-a');
+    r.upstream.apply('felix', pods(50), { status: 'in-sync', watermarks: { pods: '10' } });
+    const proxy = await TcpProxy.start(r.port);
+    cleanups.push(() => proxy.stop());
+    const { client, clock, rec, guard } = setup({ endpoints: [proxy.url] });
+    guard.allow('CATTAIL_CLIENT_SERVER_CLOSED', 'CATTAIL_CLIENT_CONNECT_FAILED');
+    await client.whenInSync();
+    proxy.cut();
+    await waitFor(() => client.state === 'reconnecting', 'reconnecting', { client });
+    r.upstream.apply('felix', { '/pods/demo/p003': null, '/pods/demo/p004': { i: 4, gen: 9 } }, { watermarks: { pods: '11' } });
+    await skipWait(clock);
+    await waitFor(() => client.inSync && client.feed('felix').revision === r.server.stores.get('felix')!.revision, 'resumed and caught up', { client });
+    expect(client.stats.resumes).toBe(1);
+    expect(client.stats.snapshotsApplied).toBe(1);
+    const last = rec.changes.at(-1)!;
+    expect(last).toMatchObject({ cause: 'delta', deletes: ['/pods/demo/p003'] });
+    expect(last.upserts.map((u) => u.key)).toEqual(['/pods/demo/p004']);
+    expect(guard.problems()).toEqual([]);
+  });
+
+  it('reconnects after a server restart and reconciles: only real changes reach the host', async () => {
+    const r = await replica('real-a');
+    r.upstream.apply('felix', pods(30), { status: 'in-sync', watermarks: { pods: '50' } });
+    const { client, clock, rec, guard } = setup({ endpoints: [r.server.url] });
+    guard.allow('CATTAIL_CLIENT_SERVER_CLOSED', 'CATTAIL_CLIENT_CONNECT_FAILED');
+    await client.whenInSync();
+    const before = rec.changes.length;
+    await r.server.close();
+    await waitFor(() => client.state === 'reconnecting', 'reconnecting', { client });
+    // The restarted replica relists: same objects except one deleted and one changed meanwhile.
+    const again = await replica('real-a', { listen: `127.0.0.1:${r.port}` });
+    const data = pods(30);
+    delete data['/pods/demo/p010'];
+    data['/pods/demo/p011'] = { i: 11, gen: 5 };
+    again.upstream.apply('felix', data, { status: 'in-sync', watermarks: { pods: '60' } });
+    for (let i = 0; i < 8 && !client.inSync; i++) {
+      await skipWait(clock);
+      await waitFor(() => client.state !== 'connecting' && client.state !== 'syncing', 'attempt settled', { client });
+    }
+    expect(client.inSync).toBe(true);
+    const after = rec.changes.slice(before);
+    expect(after).toHaveLength(1);
+    expect(after[0]!.cause).toBe('snapshot');
+    expect(after[0]!.deletes).toEqual(['/pods/demo/p010']);
+    expect(after[0]!.upserts.map((u) => u.key)).toEqual(['/pods/demo/p011']);
+    expect(computeLocalDigest(client)).toBe(storeDigest(again).toString('hex'));
+    expect(guard.problems()).toEqual([]);
+  });
+
+  it('on GOODBYE during shutdown fails over, refuses a replica that is behind, and syncs on a current one', async () => {
+    const a = await replica('real-a');
+    const b = await replica('real-b');
+    const c = await replica('real-c');
+    a.upstream.apply('felix', pods(20), { status: 'in-sync', watermarks: { pods: '200' } });
+    b.upstream.apply('felix', pods(15), { status: 'in-sync', watermarks: { pods: '150' } });
+    c.upstream.apply('felix', pods(20), { status: 'in-sync', watermarks: { pods: '210' } });
+    // random ≈ 1 keeps the endpoint order: A first, then B (behind), then C.
+    const { client, clock, rec, guard } = setup({ endpoints: [a.server.url, b.server.url, c.server.url], random: () => 0.999999 });
+    guard.allow('CATTAIL_CLIENT_SERVER_CLOSED', 'CATTAIL_CLIENT_REPLICA_BEHIND', 'CATTAIL_CLIENT_CONNECT_FAILED');
+    await client.whenInSync();
+    expect(client.stats.serverId).toBe('real-a');
+    const held = localState(client);
+    await a.server.close();
+    await waitFor(() => rec.last('reconnecting') !== undefined, 'left A', { client });
+    for (let i = 0; i < 8 && !(client.inSync && client.stats.serverId === 'real-c'); i++) {
+      await waitFor(() => client.state === 'reconnecting' || client.state === 'behind' || client.inSync, 'settled', { client });
+      if (!client.inSync) await skipWait(clock);
+      await waitFor(() => client.state !== 'connecting' && client.state !== 'syncing', 'attempt settled', { client });
+    }
+    expect(client.stats.serverId).toBe('real-c');
+    const goodbye = rec.events.find((e) => e.state === 'reconnecting');
+    expect(goodbye?.reason?.details?.['goodbye']).toMatchObject({ reason: expect.any(String) });
+    const behind = rec.last('behind');
+    expect(behind?.reason?.details).toMatchObject({ serverId: 'real-b', behind: [{ resource: 'pods', applied: '200', offered: '150' }] });
+    // B's smaller state was never applied: no deletions reached the host, and the state equals A's.
+    expect(rec.changes.every((ch) => ch.deletes.length === 0)).toBe(true);
+    expect(localState(client)).toEqual(held);
+    expect(client.feed('felix').status.watermarks).toEqual({ pods: '210' });
+    expect(guard.problems()).toEqual([]);
+  });
+
+  it('honours a 503 refusal with Retry-After from the server admission control', async () => {
+    const r = await replica('real-a', { maxConnections: 1, refuseRetryAfterMs: 3_000 });
+    r.upstream.apply('felix', pods(3), { status: 'in-sync', watermarks: { pods: '1' } });
+    const first = setup({ endpoints: [r.server.url] });
+    await first.client.whenInSync();
+    const { client, clock, rec, guard } = setup({ endpoints: [r.server.url] });
+    guard.allow('CATTAIL_CLIENT_REFUSED');
+    await waitFor(() => client.state === 'reconnecting', 'refused', { client });
+    const ev = rec.last('reconnecting')!;
+    expect(ev.reason).toMatchObject({ code: 'CATTAIL_CLIENT_REFUSED', details: { status: 503, retryAfterMs: 3_000 } });
+    await first.client.close();
+    await clock.advanceAsync(2_999);
+    expect(client.stats.attempts).toBe(1);
+    await clock.advanceAsync(1);
+    await waitFor(() => client.inSync, 'admitted after Retry-After', { client });
+    expect(guard.problems()).toEqual([]);
+  });
+
+  it('detects a black-holed connection to the real server by its read timeout', async () => {
+    const r = await replica('real-a', { pingIntervalMs: 1_000 });
+    r.upstream.apply('felix', pods(3), { status: 'in-sync', watermarks: { pods: '1' } });
+    const proxy = await TcpProxy.start(r.port);
+    cleanups.push(() => proxy.stop());
+    const { client, clock, rec, guard } = setup({ endpoints: [proxy.url] });
+    guard.allow('CATTAIL_CLIENT_READ_TIMEOUT');
+    await client.whenInSync();
+    proxy.blackhole();
+    await clock.advanceAsync(3_000);
+    await clock.advanceAsync(2_000);
+    await waitFor(() => rec.last('reconnecting') !== undefined, 'read timeout', { client });
+    expect(rec.last('reconnecting')!.reason).toMatchObject({ code: 'CATTAIL_CLIENT_READ_TIMEOUT', details: { readTimeoutMs: 3_000 } });
+    expect(client.feed('felix').size).toBe(3);
+    expect(guard.problems()).toEqual([]);
+  });
+});
+
+function computeLocalDigest(client: Client): string {
+  const f = client.feed('felix');
+  return computeDigest([...f.keys()].map((k) => [k, f.getRaw(k)!] as const)).toString('hex');
+}
