@@ -15,28 +15,28 @@ export class TcpProxy {
   ) {}
 
   static async start(targetPort: number): Promise<TcpProxy> {
-    let proxy: TcpProxy | undefined;
+    const ref: { proxy?: TcpProxy } = {};
     const server = createServer((client) => {
       const upstream = connect(targetPort, '127.0.0.1');
       const pair: [Socket, Socket] = [client, upstream];
-      proxy!.pairs.add(pair);
+      ref.proxy!.pairs.add(pair);
       const end = (): void => {
         client.destroy();
         upstream.destroy();
-        proxy!.pairs.delete(pair);
+        ref.proxy!.pairs.delete(pair);
       };
       client.on('error', end).on('close', end);
       upstream.on('error', end).on('close', end);
       client.on('data', (d: Buffer) => {
-        if (!proxy!.holes) upstream.write(d);
+        if (!ref.proxy!.holes) upstream.write(d);
       });
       upstream.on('data', (d: Buffer) => {
-        if (!proxy!.holes) client.write(d);
+        if (!ref.proxy!.holes) client.write(d);
       });
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-    proxy = new TcpProxy(server, (server.address() as AddressInfo).port);
-    return proxy;
+    ref.proxy = new TcpProxy(server, (server.address() as AddressInfo).port);
+    return ref.proxy;
   }
 
   get url(): string {
