@@ -60,14 +60,14 @@ interface PendingSnapshot {
   revision: number;
   expected: number;
   rawBytes: number;
-  entries: Map<string, Uint8Array>;
+  entries: Map<string, Buffer>;
   digest: IncrementalDigest;
 }
 
 interface PendingDelta {
   from: number;
   to: number;
-  upserts: Map<string, Uint8Array>;
+  upserts: Map<string, Buffer>;
   deletes: Set<string>;
 }
 
@@ -79,7 +79,7 @@ function stateError(code: 'CATTAIL_CLIENT_REVISION_GAP' | 'CATTAIL_CLIENT_DIGEST
 export class UnexpectedFrameError extends Error {}
 
 export class FeedState {
-  readonly entries = new Map<string, Uint8Array>();
+  readonly entries = new Map<string, Buffer>();
   private readonly digest = new IncrementalDigest();
   /** Replica-local revision of the applied state; undefined when it is not comparable with the current server's. */
   revision: number | undefined;
@@ -184,7 +184,7 @@ export class FeedState {
     const deletes: string[] = [];
     for (const [key, value] of s.entries) {
       const old = this.entries.get(key);
-      if (old === undefined || !Buffer.from(old.buffer, old.byteOffset, old.byteLength).equals(value)) upserts.push([key, value]);
+      if (old === undefined || !old.equals(value)) upserts.push([key, value]);
     }
     if (this.loaded) {
       for (const key of this.entries.keys()) if (!s.entries.has(key)) deletes.push(key);
@@ -244,7 +244,7 @@ export class FeedState {
     const realDeletes: string[] = [];
     for (const [key, value] of d.upserts) {
       const old = this.entries.get(key);
-      if (old !== undefined && Buffer.from(old.buffer, old.byteOffset, old.byteLength).equals(value)) continue;
+      if (old !== undefined && old.equals(value)) continue;
       if (old !== undefined) this.digest.remove(key, old);
       this.entries.set(key, value);
       this.digest.add(key, value);
