@@ -35,3 +35,14 @@ describe('proto codec - frame allocation', () => {
     expect(chunks.flatMap((f) => (decodeFrame(f, limits) as SnapshotChunkMessage).entries)).toEqual(entries);
   });
 });
+
+describe('proto codec - input types', () => {
+  it('decodes a plain Uint8Array (not a Buffer) and still returns Buffer values', () => {
+    const frame = encodeFrame(SAMPLE_MESSAGES.snapshotChunk!);
+    const copy = new Uint8Array(frame.length + 3).subarray(3);
+    copy.set(frame);
+    const m = decodeFrame(copy, limits) as SnapshotChunkMessage;
+    expect(m).toEqual(SAMPLE_MESSAGES.snapshotChunk);
+    expect(Buffer.isBuffer(m.entries[0]?.[1])).toBe(true);
+  });
+});
