@@ -130,7 +130,7 @@ describe('client - failover', () => {
     a.fakeWatermarks = undefined;
     a.feed().watermarks = { pods: '301' };
     await skipWait(clock);
-    await waitFor(() => client.inSync, 'in sync after the replica caught up', { client, timeoutMs: 5_000 });
+    await waitFor(() => client.inSync, 'in sync after the replica caught up', { client });
     expect(client.feed('felix').has('/pods/demo/a')).toBe(false);
     expect(rec.changes.at(-1)!.deletes).toEqual(['/pods/demo/a']);
     expect(b.rec.hellos).toHaveLength(0);

@@ -58,10 +58,10 @@ export class DisconnectGuard {
   }
 }
 
-/** Waits until `cond()` holds, re-checking on client/server events and every 5 ms; fails after `timeoutMs`. */
+/** Waits until `cond()` holds, re-checking on client/server events and every 5 ms; fails after `timeoutMs` (default 10 s: a hang guard, not a timing assertion). */
 export async function waitFor(cond: () => boolean, what: string, opts: { client?: Client; servers?: FakeServer[]; timeoutMs?: number } = {}): Promise<void> {
   if (cond()) return;
-  const timeoutMs = opts.timeoutMs ?? 5_000;
+  const timeoutMs = opts.timeoutMs ?? 10_000;
   await new Promise<void>((resolve, reject) => {
     const offs: (() => void)[] = [];
     const check = (): void => {
