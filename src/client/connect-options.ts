@@ -34,29 +34,29 @@ export const MAX_FEEDS = 16;
 
 /** TLS settings for `wss://` endpoints (Typha's client set: CA, key pair, server name, CN / URI SAN). */
 export interface TlsOptions {
-  /** PEM file of the CA that signed the server's certificate. Re-read on every connection attempt. Default: the system CAs. */
+  /** PEM file of the CA that signed the server's certificate. Re-read on every connection attempt. @default undefined (the system CAs) */
   caFile?: string;
-  /** PEM file of this client's certificate (mutual TLS). Re-read on every connection attempt. Requires {@link keyFile}. */
+  /** PEM file of this client's certificate (mutual TLS). Re-read on every connection attempt. Requires {@link keyFile}. @default undefined (no client certificate) */
   certFile?: string;
-  /** PEM file of this client's private key. Re-read on every connection attempt. Requires {@link certFile}. */
+  /** PEM file of this client's private key. Re-read on every connection attempt. Requires {@link certFile}. @default undefined */
   keyFile?: string;
-  /** Server name for SNI and the default host name check. Default: the endpoint's host. */
+  /** Server name for SNI and the default host name check. @default undefined (the endpoint's host) */
   serverName?: string;
   /**
    * Expected common name of the server certificate. When this or {@link serverUriSan} is set, the host
    * name check is replaced by it (either one matching is enough, as in Typha); the chain is still
-   * verified against {@link caFile}.
+   * verified against {@link caFile}. @default undefined (host name check)
    */
   serverCn?: string;
-  /** Expected URI subject alternative name of the server certificate (e.g. `spiffe://cluster/ns/x/sa/typha`). */
+  /** Expected URI subject alternative name of the server certificate (e.g. `spiffe://cluster/ns/x/sa/typha`). @default undefined (host name check) */
   serverUriSan?: string;
 }
 
 /** Options of {@link connect}. Only `endpoints`, `feeds` are required. */
 export interface ConnectOptions {
-  /** Server URLs (`ws://` or `wss://`), tried in a random rotation; at least one. */
+  /** Server URLs (`ws://` or `wss://`), shuffled once with {@link random}, then rotated; at least one. Required. */
   endpoints: readonly string[];
-  /** Feed names to keep; 1 to 16, unique. One connection carries all of them. */
+  /** Feed names to keep; 1 to 16, unique. One connection carries all of them. Required. */
   feeds: readonly string[];
   /** This node's name, sent in HELLO. @default os.hostname() */
   node?: string;
@@ -67,7 +67,7 @@ export interface ConnectOptions {
    * not decoded objects. For relays and load agents. @default false
    */
   raw?: boolean;
-  /** TLS settings, used for `wss://` endpoints. */
+  /** TLS settings, used for `wss://` endpoints. @default {} (system CAs, host name check, no client certificate) */
   tls?: TlsOptions;
   /** Compression algorithms offered in HELLO, in preference order. @default ['brotli', 'deflate'] */
   compression?: readonly ('brotli' | 'deflate')[];
