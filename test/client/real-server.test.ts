@@ -3,7 +3,12 @@
  * scripted upstream. The client's own timers run on a FakeClock; the servers run on real time.
  * Network faults the server cannot make itself (a blip, a black hole) come from a TCP proxy.
  */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
+import { main } from '../../src/cli/main.js';
 import type { Client } from '../../src/client/index.js';
 import { startServer, type ServerHandle, type StartServerOptions } from '../../src/server/server.js';
 import { ScriptedUpstream } from '../../src/server/testing/scripted-upstream.js';
@@ -194,6 +199,26 @@ describe('client against the real server', () => {
     expect(rec.last('reconnecting')!.reason).toMatchObject({ code: 'CATTAIL_CLIENT_READ_TIMEOUT', details: { readTimeoutMs: 3_000 } });
     expect(client.feed('felix').size).toBe(3);
     expect(guard.problems()).toEqual([]);
+  });
+
+  it('cattail agent --once --dump against the real server', async () => {
+    const r = await replica('real-a');
+    r.upstream.apply('felix', pods(40), { status: 'in-sync', watermarks: { pods: '7' } });
+    const dir = mkdtempSync(join(tmpdir(), 'cattail-agent-real-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    let out = '';
+    let err = '';
+    stdout.on('data', (d: Buffer) => (out += d.toString()));
+    stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const code = await main(['agent', '--server', r.server.url, '--once', '--dump', join(dir, 'dump.jsonl')], { stdout, stderr, env: {} });
+    expect(err).toBe('');
+    expect(code).toBe(0);
+    const lines = readFileSync(join(dir, 'dump.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { feed: string; key: string; value: unknown });
+    expect(lines).toHaveLength(40);
+    expect(lines[5]).toEqual({ feed: 'felix', key: '/pods/demo/p005', value: { i: 5, gen: 0 } });
+    expect(out).toContain('in-sync real-a');
   });
 });
 
