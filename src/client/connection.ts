@@ -124,7 +124,9 @@ export class Connection {
   /** Starts the attempt. Never throws: every failure ends in `onEnd`. */
   start(): void {
     this.handshakeTimer = this.clock.setTimeout(() => {
-      this.fail(new LocalCloseError('CATTAIL_CLIENT_HANDSHAKE_FAILED', `no WELCOME from ${this.url} within ${this.opts.handshakeTimeoutMs} ms`, 4002, { details: { endpoint: this.url } }));
+      // 4013 (nothing received in time) is the nearest client close code; there is no
+      // client-side handshake-timeout code in PROTOCOL.md §1.3.
+      this.fail(new LocalCloseError('CATTAIL_CLIENT_HANDSHAKE_FAILED', `no WELCOME from ${this.url} within ${this.opts.handshakeTimeoutMs} ms`, 4013, { details: { endpoint: this.url } }));
     }, this.opts.handshakeTimeoutMs);
     void this.open();
   }

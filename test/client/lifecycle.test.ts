@@ -52,6 +52,8 @@ describe('client - lifecycle', () => {
     await clock.advanceAsync(1);
     await waitFor(() => client.state === 'reconnecting', 'handshake timed out', { client });
     expect(rec.last('reconnecting')!.reason?.code).toBe('CATTAIL_CLIENT_HANDSHAKE_FAILED');
+    await waitFor(() => srv.rec.clientCloses.length === 1, 'close seen', { servers: [srv] });
+    expect(srv.rec.clientCloses[0]!.code).toBe(4013);
   });
 
   it('treats an unknown feed (4006) as a rejection and waits the longest backoff', async () => {
