@@ -71,7 +71,7 @@ function podManagedFields(app: AppModel, rsUid: string, created: string, annotat
   for (let c = 0; c < app.containers; c++) {
     containers[`k:{"name":"${c === 0 ? app.name : `sidecar-${c}`}"}`] = {
       '.': {}, 'f:env': app.envVars > 0 ? { '.': {} } : undefined, 'f:image': {}, 'f:imagePullPolicy': {}, 'f:name': {},
-      'f:resources': { '.': {}, 'f:limits': { '.': {}, 'f:memory': {} }, 'f:requests': { '.': {}, 'f:cpu': {}, 'f:memory': {} } },
+      'f:resources': c === 0 ? { '.': {}, 'f:limits': { '.': {}, 'f:memory': {} }, 'f:requests': { '.': {}, 'f:cpu': {}, 'f:memory': {} } } : {},
       'f:terminationMessagePath': {}, 'f:terminationMessagePolicy': {},
     };
   }
@@ -128,12 +128,12 @@ export function makePod(p: PodParams): JsonObject {
   for (let c = 0; c < app.containers; c++) {
     const name = c === 0 ? app.name : `sidecar-${c}`;
     const image = c === 0 ? IMAGES[app.name.length % IMAGES.length] : IMAGES[(c + 3) % IMAGES.length];
-    const env = Array.from({ length: c === 0 ? app.envVars : 1 }, (_, i) => ({ name: `${app.name.toUpperCase().replace(/-/g, '_')}_SETTING_${i}`, value: `value-${i}-${app.hash}` }));
+    const env = Array.from({ length: c === 0 ? app.envVars : 0 }, (_, i) => ({ name: `${app.name.toUpperCase().replace(/-/g, '_')}_SETTING_${i}`, value: `value-${i}-${app.hash}` }));
     containers.push({
       name, image,
       ports: c === 0 ? [{ name: 'http', containerPort: 8080, protocol: 'TCP' }] : undefined,
       env: env.length > 0 ? env : undefined,
-      resources: { limits: { memory: '256Mi' }, requests: { cpu: '100m', memory: '128Mi' } },
+      resources: c === 0 ? { limits: { memory: '256Mi' }, requests: { cpu: '100m', memory: '128Mi' } } : {},
       volumeMounts: [mount],
       readinessProbe: c === 0 ? { httpGet: { path: '/healthz', port: 'http', scheme: 'HTTP' }, timeoutSeconds: 1, periodSeconds: 5, successThreshold: 1, failureThreshold: 3 } : undefined,
       terminationMessagePath: '/dev/termination-log', terminationMessagePolicy: 'File', imagePullPolicy: 'IfNotPresent',
@@ -144,7 +144,7 @@ export function makePod(p: PodParams): JsonObject {
       state: finished ? { terminated: { exitCode: 0, reason: 'Completed', startedAt: started, finishedAt: ready, containerID: cid } } : p.phase === 'Running' ? { running: { startedAt: started } } : { waiting: { reason: 'ContainerCreating' } },
       lastState: {}, ready: p.phase === 'Running', restartCount: 0, image: `docker.io/library/${image}`,
       imageID: `docker.io/library/${(image ?? '').split(':')[0]}@sha256:${rng.hex(64)}`, containerID: cid, started: p.phase === 'Running',
-      volumeMounts: [{ name: volume, mountPath: mount.mountPath, readOnly: true, recursiveReadOnly: 'Disabled' }],
+      volumeMounts: c === 0 ? [{ name: volume, mountPath: mount.mountPath, readOnly: true, recursiveReadOnly: 'Disabled' }] : undefined,
     });
   }
   const cond = (type: string, ok: boolean, at: string, reason?: string): JsonObject => ({ type, status: ok ? 'True' : 'False', lastProbeTime: null, lastTransitionTime: at, reason });
@@ -311,7 +311,7 @@ function* generate(o: GeneratorOptions, model: ClusterModel): Generator<Generate
       const name = `${TIERS[a % TIERS.length]}-${rng.suffix(3)}`;
       const extraLabels: Record<string, string> = { tier: TIERS[a % TIERS.length] as string, team: ns.split('-')[0] as string };
       for (let l = rng.int(0, 4); l > 0; l--) extraLabels[`example.com/label-${l}`] = rng.suffix(6);
-      const app: AppModel = { namespace: ns, name, hash: rng.suffix(10), serviceAccount: name, containers: rng.chance(0.6) ? 1 : rng.chance(0.75) ? 2 : 3, envVars: rng.int(0, 8), extraLabels };
+      const app: AppModel = { namespace: ns, name, hash: rng.suffix(10), serviceAccount: name, containers: rng.chance(0.75) ? 1 : 2, envVars: rng.chance(0.3) ? 0 : rng.int(1, 7), extraLabels };
       apps.push(app);
       yield mk('serviceaccounts', { kind: 'ServiceAccount', apiVersion: 'v1', metadata: { name, namespace: ns, uid: rng.uuid(), resourceVersion: '0', creationTimestamp: created } });
       yield mk('networkpolicies.networking.k8s.io', {

@@ -33,8 +33,8 @@ describe('sim LIST', () => {
     const before = Number(sim.admin.currentRv());
     const a = sim.admin.create('namespaces', { metadata: { name: 'rv-a' } });
     const b = sim.admin.create('ippools.crd.projectcalico.org', { metadata: { name: 'rv-b' }, spec: { cidr: '10.9.0.0/16' } });
-    expect(Number(a['metadata'].resourceVersion)).toBe(before + 1);
-    expect(Number(b['metadata'].resourceVersion)).toBe(before + 2);
+    expect(Number((a as Loose).metadata.resourceVersion)).toBe(before + 1);
+    expect(Number((b as Loose).metadata.resourceVersion)).toBe(before + 2);
     const list = await getJson(`${sim.url}/api/v1/namespaces`);
     expect(list.body.metadata.resourceVersion).toBe(String(before + 2));
     expect(list.body.metadata.resourceVersion).toMatch(/^[1-9][0-9]*$/);
@@ -102,7 +102,7 @@ describe('sim LIST', () => {
     expect(legacy.body.items.length).toBe(24);
     const notOlder = await getJson(`${sim.url}/api/v1/pods?resourceVersion=${cur}&resourceVersionMatch=NotOlderThan`);
     expect(notOlder.body.items.map((i: Loose) => i.metadata.name)).toContain('exact-probe');
-    expect(notOlder.body.metadata.resourceVersion).toBe(p['metadata'].resourceVersion);
+    expect(notOlder.body.metadata.resourceVersion).toBe((p as Loose).metadata.resourceVersion);
     sim.admin.compact();
     const gone = await getJson(`${sim.url}/api/v1/pods?resourceVersion=${cur}&resourceVersionMatch=Exact`);
     expect(gone.status).toBe(410);

@@ -97,7 +97,7 @@ describe('sim WATCH', () => {
     expect(w.events.map((e) => e.type)).toEqual(['ADDED', 'MODIFIED', 'DELETED']);
     const del = w.events[2] as Loose;
     expect(del.object.metadata.labels.color).toBe('blue'); // prior content
-    expect(del.object.metadata.resourceVersion).toBe(left['metadata'].resourceVersion); // new RV
+    expect(del.object.metadata.resourceVersion).toBe((left as Loose).metadata.resourceVersion); // new RV
     const w2 = await watch(`/api/v1/pods?watch=true&resourceVersion=${s.admin.currentRv()}&fieldSelector=spec.nodeName%3D${s.model.nodes[0]}`);
     const onOther = s.admin.list('pods').find((x: Loose) => x.spec.nodeName === s.model.nodes[1]) as Loose;
     const onFirst = s.admin.list('pods').find((x: Loose) => x.spec.nodeName === s.model.nodes[0]) as Loose;
