@@ -34,6 +34,8 @@ export interface AppModel {
   containers: number;
   envVars: number;
   extraLabels: Record<string, string>;
+  /** UID of the app's ReplicaSet (shared by its pods' ownerReferences). */
+  rsUid: string;
 }
 
 export interface GeneratedObject {
@@ -64,7 +66,12 @@ const TEAMS = ['payments', 'search', 'identity', 'checkout', 'catalog', 'billing
 const TIERS = ['frontend', 'backend', 'cache', 'worker'];
 
 /** The kube-controller-manager's managedFields entry for a Deployment pod (fieldsV1 keys sorted). */
-function podManagedFields(app: AppModel, rsUid: string, created: string, annotated: string, ready: string, podIpStr: string): unknown[] {
+const kcmFieldsCache = new WeakMap<AppModel, JsonObject>();
+
+/** The kube-controller-manager's fieldsV1 is the same for every pod of an app: built once (generation speed). */
+function kcmFields(app: AppModel, rsUid: string): JsonObject {
+  const hit = kcmFieldsCache.get(app);
+  if (hit) return hit;
   const labels: JsonObject = { '.': {}, 'f:app': {}, 'f:pod-template-hash': {} };
   for (const k of Object.keys(app.extraLabels)) labels[`f:${k}`] = {};
   const containers: JsonObject = { '.': {} };
@@ -75,14 +82,18 @@ function podManagedFields(app: AppModel, rsUid: string, created: string, annotat
       'f:terminationMessagePath': {}, 'f:terminationMessagePolicy': {},
     };
   }
+  const fields: JsonObject = {
+    'f:metadata': { 'f:generateName': {}, 'f:labels': labels, 'f:ownerReferences': { '.': {}, [`k:{"uid":"${rsUid}"}`]: {} } },
+    'f:spec': { 'f:containers': containers, 'f:dnsPolicy': {}, 'f:enableServiceLinks': {}, 'f:restartPolicy': {}, 'f:schedulerName': {}, 'f:securityContext': {}, 'f:serviceAccount': {}, 'f:serviceAccountName': {}, 'f:terminationGracePeriodSeconds': {} },
+  };
+  kcmFieldsCache.set(app, fields);
+  return fields;
+}
+
+/** managedFields of a Deployment pod: controller-manager, calico (status subresource), kubelet (status). */
+function podManagedFields(app: AppModel, rsUid: string, created: string, annotated: string, ready: string, podIpStr: string): unknown[] {
   return [
-    {
-      manager: 'kube-controller-manager', operation: 'Update', apiVersion: 'v1', time: created, fieldsType: 'FieldsV1',
-      fieldsV1: {
-        'f:metadata': { 'f:generateName': {}, 'f:labels': labels, 'f:ownerReferences': { '.': {}, [`k:{"uid":"${rsUid}"}`]: {} } },
-        'f:spec': { 'f:containers': containers, 'f:dnsPolicy': {}, 'f:enableServiceLinks': {}, 'f:restartPolicy': {}, 'f:schedulerName': {}, 'f:securityContext': {}, 'f:serviceAccount': {}, 'f:serviceAccountName': {}, 'f:terminationGracePeriodSeconds': {} },
-      },
-    },
+    { manager: 'kube-controller-manager', operation: 'Update', apiVersion: 'v1', time: created, fieldsType: 'FieldsV1', fieldsV1: kcmFields(app, rsUid) },
     {
       manager: 'calico', operation: 'Update', apiVersion: 'v1', time: annotated, fieldsType: 'FieldsV1',
       fieldsV1: { 'f:metadata': { 'f:annotations': { '.': {}, 'f:cni.projectcalico.org/containerID': {}, 'f:cni.projectcalico.org/podIP': {}, 'f:cni.projectcalico.org/podIPs': {} } } },
@@ -119,7 +130,7 @@ export function makePod(p: PodParams): JsonObject {
   const created = ts(p.createdMs);
   const started = ts(p.createdMs + 2_000);
   const ready = ts(p.createdMs + 6_000);
-  const rsUid = rng.uuid();
+  const rsUid = app.rsUid;
   const volume = `kube-api-access-${rng.suffix(5)}`;
   const mount = { name: volume, readOnly: true, mountPath: '/var/run/secrets/kubernetes.io/serviceaccount' };
   const containers: JsonObject[] = [];
@@ -311,7 +322,7 @@ function* generate(o: GeneratorOptions, model: ClusterModel): Generator<Generate
       const name = `${TIERS[a % TIERS.length]}-${rng.suffix(3)}`;
       const extraLabels: Record<string, string> = { tier: TIERS[a % TIERS.length] as string, team: ns.split('-')[0] as string };
       for (let l = rng.int(0, 4); l > 0; l--) extraLabels[`example.com/label-${l}`] = rng.suffix(6);
-      const app: AppModel = { namespace: ns, name, hash: rng.suffix(10), serviceAccount: name, containers: rng.chance(0.75) ? 1 : 2, envVars: rng.chance(0.3) ? 0 : rng.int(1, 7), extraLabels };
+      const app: AppModel = { namespace: ns, name, hash: rng.suffix(10), rsUid: rng.uuid(), serviceAccount: name, containers: rng.chance(0.75) ? 1 : 2, envVars: rng.chance(0.3) ? 0 : rng.int(1, 7), extraLabels };
       apps.push(app);
       yield mk('serviceaccounts', { kind: 'ServiceAccount', apiVersion: 'v1', metadata: { name, namespace: ns, uid: rng.uuid(), resourceVersion: '0', creationTimestamp: created } });
       yield mk('networkpolicies.networking.k8s.io', {
@@ -324,6 +335,7 @@ function* generate(o: GeneratorOptions, model: ClusterModel): Generator<Generate
 
   // Nodes, their calico-node pod and app pods. Pod names end in random suffixes, so key order
   // (the order of lists and initial watch events) differs from creation (RV) order.
+  const usedNames = new Set<string>();
   const podsByApp = new Map<AppModel, { ip: string; node: string; name: string; uid: string }[]>();
   for (let i = 0; i < nodes.length; i++) {
     const node = nodes[i] as string;
@@ -333,7 +345,9 @@ function* generate(o: GeneratorOptions, model: ClusterModel): Generator<Generate
     for (let s = 1; s < o.podsPerNode; s++) {
       const app = rng.pick(apps);
       const phase = rng.chance(0.03) ? 'Succeeded' : 'Running';
-      const name = `${app.name}-${app.hash}-${rng.suffix(5)}`;
+      let name = `${app.name}-${app.hash}-${rng.suffix(5)}`;
+      while (usedNames.has(name)) name = `${app.name}-${app.hash}-${rng.suffix(5)}`;
+      usedNames.add(name);
       const uid = rng.uuid();
       const pip = podIp({ slotsPerNode }, i, s + 1);
       yield mk('pods', makePod({ app, name, uid, nodeName: node, hostIp: nodeIp(i), podIp: pip, createdMs: epoch + 120_000 + s * 1_000, phase, rng }));

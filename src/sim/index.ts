@@ -104,7 +104,7 @@ export async function startSim(options: SimOptions = {}): Promise<Sim> {
     if (store.resource(id)) store.put(d, object, true);
   }
   // The watch cache starts here: history begins empty at the loaded RV for every resource.
-  for (const rs of store.all()) rs.history.reset(store.currentRv);
+  store.endBulk();
 
   const hub = new WatchHub();
   const churn = new Churn(store, writer, clock, gen.model);

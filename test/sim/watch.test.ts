@@ -180,6 +180,11 @@ describe('sim WATCH', () => {
     await w.until(() => w.events.length === 4);
     expect(w.events.map((e) => e.type)).toEqual(['ADDED', 'ADDED', 'ADDED', 'BOOKMARK']);
     expect(w.events[3]?.object).toEqual({ apiVersion: 'crd.projectcalico.org/v1', kind: 'Tier', metadata: { annotations: { 'k8s.io/initial-events-end': 'true' }, resourceVersion: s.admin.currentRv() } });
+    // sendInitialEvents=false: no initial events, only what happens from now on.
+    const none = await watch('/apis/crd.projectcalico.org/v1/tiers?watch=true&sendInitialEvents=false&resourceVersionMatch=NotOlderThan');
+    s.admin.create('tiers.crd.projectcalico.org', { metadata: { name: 'late' }, spec: { order: 5 } });
+    await none.until(() => none.events.length === 1);
+    expect(none.events[0]?.object.metadata.name).toBe('late');
     for (const q of ['sendInitialEvents=true', 'sendInitialEvents=true&resourceVersionMatch=Exact', 'resourceVersionMatch=NotOlderThan&resourceVersion=1']) {
       const bad = await watch(`/api/v1/pods?watch=true&${q}`);
       await bad.untilEnded();
