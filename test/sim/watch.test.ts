@@ -193,6 +193,27 @@ describe('sim WATCH', () => {
     }
   });
 
+  it('§5.6 a NotOlderThan LIST ahead of the server waits (clock time) for the RV, then 504 with retryAfterSeconds', async () => {
+    const clock = new FakeClock();
+    const s = await start({ clock, rvWaitMs: 3_000 });
+    const cur = Number(s.admin.currentRv());
+    const headers = { 'x-client-id': 'waiter' };
+    const late = fetch(`${s.url}/api/v1/namespaces?resourceVersion=${cur + 1}&resourceVersionMatch=NotOlderThan`, { headers });
+    const never = fetch(`${s.url}/api/v1/namespaces?resourceVersion=${cur + 50}`, { headers });
+    // Both are parked until the clock or the RV moves; wait (bounded) until the server holds both.
+    for (let i = 0; i < 10_000 && s.admin.counters().clients['waiter']?.lists !== 2; i++) await new Promise((r) => setImmediate(r));
+    expect(s.admin.counters().clients['waiter']?.lists).toBe(2);
+    s.admin.create('namespaces', { metadata: { name: 'arrives' } });
+    const ok = await late;
+    expect(ok.status).toBe(200);
+    expect(((await ok.json()) as Loose).metadata.resourceVersion).toBe(String(cur + 1));
+    clock.advance(3_000);
+    const r = await never;
+    expect(r.status).toBe(504);
+    expect(r.headers.get('retry-after')).toBe('1');
+    expect(await r.json()).toMatchObject({ reason: 'Timeout', code: 504, details: { causes: [{ reason: 'ResourceVersionTooLarge' }], retryAfterSeconds: 1 } });
+  });
+
   it('§5.15 timeoutSeconds ends the watch cleanly at the deadline; otherwise a random deadline in [min, 2·min) with a bookmark 2 s before', async () => {
     const clock = new FakeClock();
     const s = await start({ clock, watchMinTimeoutMs: 10_000, bookmarkIntervalMs: 600_000 });
