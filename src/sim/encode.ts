@@ -80,6 +80,19 @@ export class Slab {
   private off = 0;
   constructor(private readonly slabBytes = 4 * 1024 * 1024) {}
 
+  /** Copies pre-encoded parts and small strings into the slab, with no intermediate string. */
+  putChunks(chunks: readonly (Buffer | string)[]): Buffer {
+    let worst = 0;
+    for (const c of chunks) worst += typeof c === 'string' ? c.length * 3 : c.length;
+    if (this.off + worst > this.buf.length) {
+      this.buf = Buffer.allocUnsafe(Math.max(this.slabBytes, worst));
+      this.off = 0;
+    }
+    const start = this.off;
+    for (const c of chunks) this.off += typeof c === 'string' ? this.buf.write(c, this.off) : c.copy(this.buf, this.off);
+    return this.buf.subarray(start, this.off);
+  }
+
   put(text: string): Buffer {
     // text.length * 3 bounds the UTF-8 size, so one write() suffices (no separate byteLength pass).
     const worst = text.length * 3;

@@ -13,6 +13,7 @@ import { RESOURCES } from '../registry.js';
 import type { Clock } from '../clock.js';
 import { builtinPrefix, encodeText, Slab, withResourceVersion, type JsonObject } from './encode.js';
 import { History, type EventType, type HistoryOptions, type SimEvent } from './history.js';
+import type { RenderedObject } from './generator.js';
 import type { Labels } from './selectors.js';
 import { expired } from './status.js';
 
@@ -136,6 +137,18 @@ export class Store {
       // The cache starts after the data existed: startSim resets every history after the load.
       rs.lastRv = rv;
     } else this.emit(rs, prev === undefined ? 'ADDED' : 'MODIFIED', stored, prev);
+    return stored;
+  }
+
+  /** Bulk-loads a pre-rendered object (generator pods): no parse, no re-encode. */
+  putRendered(def: ResourceDef, r: RenderedObject): StoredObject {
+    const rs = this.rs(def);
+    const rv = ++this.rvCounter;
+    const bytes = (this.slab ??= new Slab()).putChunks(r.chunks(String(rv)));
+    const namespace = def.namespaced ? r.namespace : '';
+    const stored: StoredObject = { key: storeKey(def, namespace, r.name), namespace, name: r.name, rv, bytes, labels: r.labels, nodeName: def.id === 'pods' ? r.nodeName : undefined };
+    rs.tree.set(stored.key, stored);
+    rs.lastRv = rv;
     return stored;
   }
 
