@@ -89,7 +89,14 @@ export class Slab {
       this.off = 0;
     }
     const start = this.off;
-    for (const c of chunks) this.off += typeof c === 'string' ? this.buf.write(c, this.off) : c.copy(this.buf, this.off);
+    for (const c of chunks) {
+      if (typeof c === 'string') this.off += this.buf.write(c, this.off);
+      else {
+        // TypedArray#set, not Buffer#copy: copy() builds views per call, which dominated the bulk load.
+        this.buf.set(c, this.off);
+        this.off += c.length;
+      }
+    }
     return this.buf.subarray(start, this.off);
   }
 
