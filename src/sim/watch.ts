@@ -119,6 +119,7 @@ export class Watcher {
   private pending: SimEvent[] | undefined = [];
   private timers: Timer[] = [];
   private readonly listener = (ev: SimEvent): void => this.onEvent(ev);
+  private readonly startedMs: number;
 
   constructor(
     private readonly ctx: SimContext,
@@ -128,6 +129,7 @@ export class Watcher {
     private readonly hub: WatchHub,
   ) {
     this.def = r.def;
+    this.startedMs = ctx.clock.monotonic();
   }
 
   /** The single exit for watch bytes (part 2 fault hooks and slow-watcher checks go here). */
@@ -262,7 +264,7 @@ export class Watcher {
     this.timers = [];
     this.rs.listeners.delete(this.listener);
     this.hub.watchers.delete(this);
-    this.ctx.counters.onWatchClose(this.r.clientId, this.def.id, reason);
+    this.ctx.counters.onWatchClose(this.r.clientId, this.def.id, reason, this.ctx.clock.monotonic() - this.startedMs);
     // A clean end of the chunked body: the terminating zero-length chunk, no ERROR event.
     if (!this.r.res.destroyed) this.r.res.end();
   }
