@@ -124,10 +124,9 @@ export class SnapshotCache {
         const r = it.next();
         if (r.done === true) {
           flushChunk();
-          const meta = feed.store.meta();
           build.push(
             encodeMessage(
-              { type: 'snapshotEnd', feedId: feed.id, revision: build.revision, digest: view.digest, watermarks: { ...view.watermarks }, status: view.status, stale: meta.stale, token: feed.token(build.revision) },
+              { type: 'snapshotEnd', feedId: feed.id, revision: build.revision, digest: view.digest, watermarks: { ...view.meta.watermarks }, status: view.meta.status, stale: view.meta.stale, token: feed.token(build.revision) },
               compression,
               min,
             ),
