@@ -4,7 +4,8 @@
  *   agent A arrives ──► acquire() ── no usable build ──► new SnapshotBuild(rev R) ── slices ──► frames[]
  *   agent B arrives while building ──► same build: streams frames[0..n) now, the rest as they appear
  *   agent C arrives ≤ snapshotReuseWindowMs after it finished ──► same build, then deltas since R
- *   agent D arrives later ──► a new build at the current revision
+ *   agent D arrives later, the feed unchanged since R ──► same build (it is the current state)
+ *   agent E arrives later, after changes ──► a new build at the current revision
  *
  * The build walks an O(1) copy-on-write view of the store, so it needs no lock and the store keeps
  * applying batches meanwhile. It encodes `snapshotBuildSliceEntries` entries per event-loop turn, so
@@ -78,7 +79,8 @@ export class SnapshotCache {
     for (let i = this.builds.length - 1; i >= 0; i--) {
       const b = this.builds[i] as SnapshotBuild;
       if (b.feed !== feed || b.compression !== compression || b.maxBodyBytes !== maxBodyBytes) continue;
-      const fresh = !b.done || (b.finishedAtMs !== undefined && now - b.finishedAtMs <= this.o.reuseWindowMs);
+      // A build of the current revision is the current state: always reusable (Typha's rule too).
+      const fresh = !b.done || b.revision === feed.store.revision || (b.finishedAtMs !== undefined && now - b.finishedAtMs <= this.o.reuseWindowMs);
       // Reuse only while the deltas since the build's revision are still in the log, or the agent
       // would leave the snapshot already too old to catch up (and be sent the same one again).
       if (fresh && (b.revision === feed.store.revision || feed.store.since(b.revision).kind === 'delta')) {
@@ -96,10 +98,10 @@ export class SnapshotCache {
     return build;
   }
 
-  /** Drops finished builds older than the reuse window (agents still streaming keep their reference). */
+  /** Drops finished builds that are outdated and older than the reuse window (agents still streaming keep their reference). */
   purge(): void {
     const now = this.o.clock.monotonic();
-    this.builds = this.builds.filter((b) => !b.done || (b.finishedAtMs !== undefined && now - b.finishedAtMs <= this.o.reuseWindowMs));
+    this.builds = this.builds.filter((b) => !b.done || b.revision === b.feed.store.revision || (b.finishedAtMs !== undefined && now - b.finishedAtMs <= this.o.reuseWindowMs));
   }
 
   private run(build: SnapshotBuild, view: ReturnType<FeedRuntime['store']['current']>): void {

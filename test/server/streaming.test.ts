@@ -93,6 +93,22 @@ describe('server - streaming', () => {
     expect(late.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
   });
 
+  it('reuses the build of the current revision past the window, and builds anew after a change', async () => {
+    const h = await harness({ snapshotReuseWindowMs: 0 });
+    h.upstream.apply('felix', pods(30), { status: 'in-sync' });
+    const a = h.agent({ feeds: [{ name: 'felix' }] });
+    await a.untilRevision('felix', 1);
+    const b = h.agent({ feeds: [{ name: 'felix' }] });
+    await b.untilRevision('felix', 1);
+    expect(h.server.snapshotStats()).toEqual({ built: 1, reused: 1 });
+    h.upstream.apply('felix', pods(3, 1));
+    await a.untilRevision('felix', 2);
+    const c = h.agent({ feeds: [{ name: 'felix' }] });
+    await c.untilRevision('felix', 2);
+    expect(h.server.snapshotStats()).toEqual({ built: 2, reused: 1 });
+    for (const x of [a, b, c]) expect(x.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
+  });
+
   it('splits large units into MORE frames within maxFrameBytes', async () => {
     const h = await harness({ maxFrameBytes: 8_192 });
     h.upstream.apply('felix', pods(500), { status: 'in-sync' });
