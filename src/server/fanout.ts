@@ -143,7 +143,6 @@ export class FanOut implements ConnectionHost {
       feed.flushedRevision = rev;
       feed.flushedStatusKey = sk;
       this.o.metrics.feedRevision.set({ feed: feed.name }, rev);
-      this.o.metrics.cacheSize.set({ feed: feed.name }, feed.store.current().size);
       units[feed.id] = unit;
       any = true;
     }
@@ -451,6 +450,7 @@ export class FanOut implements ConnectionHost {
     const now = this.o.clock.monotonic();
     this.lastSweepMs = now;
     this.o.cache.purge();
+    for (const f of this.o.feeds) this.o.metrics.cacheSize.set({ feed: f.name }, f.store.current().size);
     let ping: Buffer | undefined;
     for (const conn of this.connections) {
       switch (conn.state) {

@@ -57,7 +57,10 @@ export interface ServedStore {
   /** Random per store instance; part of resume tokens so a restart invalidates them. */
   readonly epoch: string | number | Uint8Array;
   apply(batch: FeedBatch, nowMs: number): ApplyResult;
+  /** A view for snapshots (the fan-out's flush path never takes one: it needs only since()). */
   current(): StoreView;
+  /** The current state's 8-byte digest, O(buckets). */
+  digest(): Buffer;
   since(revision: number): SinceResult;
   trim(nowMs: number): unknown;
   meta(): StoreMeta;
