@@ -10,5 +10,6 @@ export {
   encodeSnapshotChunkFrame,
   entryBytes,
   rawBytesOf,
+  type FrameAllocator,
 } from './entries.js';
 export { bodyOf } from './body.js';

@@ -5,15 +5,18 @@
  * every socket. Synchronous on purpose: bodies are ≤ maxFrameBytes (1 MiB by default), a few ms
  * of work, and the async zlib API would add a threadpool hop and a copy per frame.
  *
- * Levels, measured on 1 MiB SNAPSHOT_CHUNK bodies of ~575 B workload-endpoint values
- * (bench/results/codec.md): raw deflate level 1 does ~215 MB/s at 7.3× — levels 2–3 gain 6–9 %
- * ratio for 25–30 % less speed, level 6 is 3.5× slower. Brotli quality 3 gives the best ratio
- * below the quality-4 cliff (8.2× at ~100 MB/s; quality 1: 7.2× at ~140 MB/s; quality 4: 8.4× at
- * ~25 MB/s). A client only asks for brotli if it wants the smaller bytes, so brotli leans to ratio
- * and deflate to speed.
+ * Levels, measured on 1 MiB SNAPSHOT_CHUNK bodies of ~576 B workload-endpoint values
+ * (bench/results/codec.md): raw deflate level 1 compresses 7.7× at ~200 MB per CPU-second;
+ * levels 2–3 gain 6–7 % ratio, level 6 (9.4×) is about 2× slower. Brotli quality 3 gives 8.7×,
+ * the best ratio before the quality-4 slowdown, 12 % smaller than quality 1 (7.7×) for roughly
+ * half its speed. A frame is compressed once and sent to every client, so the ratio is paid N
+ * times and the CPU once: brotli leans to ratio, deflate is the fast choice.
  */
 import { brotliCompressSync, brotliDecompressSync, constants, deflateRawSync, inflateRawSync } from 'node:zlib';
+import { decodeBody, splitFrame } from '../../proto/codec.js';
 import { ProtocolError } from '../../proto/errors.js';
+import { buildFrame, readHeader } from '../../proto/header.js';
+import { Flags, HEADER_BYTES, type Compression, type DecodeLimits, type Message } from '../../proto/types.js';
 
 export type CompressionAlgorithm = 'deflate' | 'brotli';
 
@@ -50,4 +53,35 @@ export function inflateBody(alg: CompressionAlgorithm, body: Uint8Array, maxByte
     }
     throw new ProtocolError('CATTAIL_PROTO_BAD_BODY', `${alg} body does not inflate: ${err instanceof Error ? err.message : String(err)}`, { cause: err, details: { alg } });
   }
+}
+
+/** Bodies below this many bytes are sent uncompressed (PROTOCOL.md §5: "by default 1 KiB"). */
+export const DEFAULT_COMPRESS_MIN_BODY_BYTES = 1024;
+
+/**
+ * The `COMPRESSED` twin of an uncompressed frame (same header, compressed body), or the frame
+ * itself when its body is below `minBodyBytes` or compression does not make it smaller. Call once
+ * per frame and algorithm; send the result to every client that negotiated `alg`.
+ */
+export function compressFrame(alg: CompressionAlgorithm, frame: Buffer, minBodyBytes = DEFAULT_COMPRESS_MIN_BODY_BYTES): Buffer {
+  const header = readHeader(frame);
+  const body = frame.subarray(HEADER_BYTES, HEADER_BYTES + header.bodyLength);
+  if ((header.flags & Flags.COMPRESSED) !== 0 || body.length < minBodyBytes) return frame;
+  const packed = compressBody(alg, body);
+  if (packed.length >= body.length) return frame;
+  return buildFrame({ ...header, flags: header.flags | Flags.COMPRESSED }, packed);
+}
+
+/**
+ * Client-side receive path: header checks, bounded inflate of a `COMPRESSED` body (by
+ * `limits.maxBodyBytes`, the negotiated maxFrameBytes), body decode.
+ * @throws ProtocolError; BAD_FLAGS (4002) for a COMPRESSED frame when `compression` is `none`
+ */
+export function decodeWireFrame(frame: Uint8Array, compression: Compression, limits: DecodeLimits): Message {
+  const { header, body } = splitFrame(frame, limits);
+  if ((header.flags & Flags.COMPRESSED) === 0) return decodeBody(header, body);
+  if (compression === 'none') {
+    throw new ProtocolError('CATTAIL_PROTO_BAD_FLAGS', 'COMPRESSED frame on a connection without compression', { details: { type: header.type } });
+  }
+  return decodeBody(header, inflateBody(compression, body, limits.maxBodyBytes));
 }

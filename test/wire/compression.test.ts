@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { buildFrame, decodeBody, encodeFrame, Flags, HEADER_BYTES, isProtocolError, MessageType, splitFrame, type ProtocolError } from '../../proto/index.js';
-import { compressBody, inflateBody, type CompressionAlgorithm } from '../../src/wire/compression.js';
+import { compressBody, compressFrame, decodeWireFrame, inflateBody, type CompressionAlgorithm } from '../../src/wire/compression.js';
 import { SAMPLE_MESSAGES } from '../proto/messages.js';
 
 const ALGS: CompressionAlgorithm[] = ['deflate', 'brotli'];
@@ -60,4 +60,37 @@ describe('wire compression', () => {
       });
     });
   }
+});
+
+describe('wire frames', () => {
+  const limits = { maxBodyBytes: 1_048_576 };
+  const big = { type: 'snapshotChunk' as const, feedId: 2, revision: 9, entries: Array.from({ length: 50 }, (_, i) => [`/pods/ns/p-${i}`, Buffer.alloc(100, i % 3)] as const) };
+
+  for (const alg of ALGS) {
+    it(`${alg}: compressFrame keeps the header, and decodeWireFrame restores the message`, () => {
+      const plain = encodeFrame(big);
+      const packed = compressFrame(alg, plain);
+      expect(packed.length).toBeLessThan(plain.length);
+      expect(packed[2]).toBe(Flags.MORE | Flags.COMPRESSED);
+      expect(packed.subarray(3, 24)).toEqual(plain.subarray(3, 24));
+      expect(decodeWireFrame(packed, alg, limits)).toEqual(big);
+      expect(decodeWireFrame(plain, alg, limits)).toEqual(big);
+    });
+  }
+
+  it('leaves small bodies uncompressed', () => {
+    const ping = encodeFrame({ type: 'ping', t: 1 });
+    expect(compressFrame('brotli', ping)).toBe(ping);
+  });
+
+  it('refuses a COMPRESSED frame on a connection without compression (4002)', () => {
+    const err = failure(() => decodeWireFrame(compressFrame('deflate', encodeFrame(big)), 'none', limits));
+    expect({ code: err.code, closeCode: err.closeCode }).toEqual({ code: 'CATTAIL_PROTO_BAD_FLAGS', closeCode: 4002 });
+  });
+
+  it('refuses a compressed body that inflates beyond maxBodyBytes (4003)', () => {
+    const frame = compressFrame('brotli', encodeFrame(big));
+    const err = failure(() => decodeWireFrame(frame, 'brotli', { maxBodyBytes: 1000 }));
+    expect(err.closeCode).toBe(4003);
+  });
 });
