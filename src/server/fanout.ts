@@ -96,7 +96,7 @@ export class FanOut implements ConnectionHost {
   }
 
   start(): void {
-    this.sweepTimer = this.o.clock.setInterval(() => this.sweep(), this.sweepIntervalMs).unref();
+    this.sweepTimer = this.o.clock.setInterval(() => this.guarded('sweep', () => this.sweep()), this.sweepIntervalMs).unref();
   }
 
   stop(): void {
@@ -116,8 +116,20 @@ export class FanOut implements ConnectionHost {
   scheduleFlush(): void {
     if (this.flushPending) return;
     this.flushPending = true;
-    if (this.o.flushWindowMs === 0) setImmediate(() => this.flush());
-    else this.flushTimer = this.o.clock.setTimeout(() => this.flush(), this.o.flushWindowMs);
+    if (this.o.flushWindowMs === 0) setImmediate(() => this.guarded('flush', () => this.flush()));
+    else this.flushTimer = this.o.clock.setTimeout(() => this.guarded('flush', () => this.flush()), this.o.flushWindowMs);
+  }
+
+  /**
+   * Runs a timer-driven step so that a bug in it is logged instead of ending the process: one
+   * broken flush must not take 5,000 agents' server down with it (they would all resync).
+   */
+  private guarded(what: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.o.log?.error({ err, what }, 'fan-out step failed');
+    }
   }
 
   flush(): void {
@@ -217,7 +229,7 @@ export class FanOut implements ConnectionHost {
     this.serviceQueue.add(conn);
     if (this.serviceScheduled) return;
     this.serviceScheduled = true;
-    setImmediate(() => this.runServiceQueue());
+    setImmediate(() => this.guarded('service', () => this.runServiceQueue()));
   }
 
   private runServiceQueue(): void {
@@ -230,7 +242,7 @@ export class FanOut implements ConnectionHost {
     }
     if (this.serviceQueue.size > 0 && !this.serviceScheduled) {
       this.serviceScheduled = true;
-      setImmediate(() => this.runServiceQueue());
+      setImmediate(() => this.guarded('service', () => this.runServiceQueue()));
     }
   }
 
@@ -308,6 +320,11 @@ export class FanOut implements ConnectionHost {
     const snap = cursor.snapshot;
     if (snap === undefined) return 0;
     const { build } = snap;
+    if (build.failed !== undefined) {
+      this.o.log?.error({ err: build.failed, feed: cursor.feed.name }, 'snapshot build failed');
+      conn.fail(CloseCode.INTERNAL_ERROR, 'CATTAIL_INTERNAL', `snapshot of feed ${cursor.feed.name} could not be built`);
+      return 0;
+    }
     let bytes = 0;
     while (snap.next < build.frames.length && conn.writableBytes <= this.o.socketHighWaterBytes) {
       bytes += conn.writeShared([build.frames[snap.next] as Buffer]);

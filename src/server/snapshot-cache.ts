@@ -28,6 +28,8 @@ const BODY_SLACK_BYTES = 16;
 export class SnapshotBuild {
   readonly frames: Buffer[] = [];
   done = false;
+  /** Set when the build threw (a bug): its agents are closed with 4012, the build is dropped. */
+  failed: Error | undefined;
   finishedAtMs: number | undefined;
   rawBytes = 0;
   wireBytes = 0;
@@ -122,6 +124,17 @@ export class SnapshotCache {
       chunkBytes = BODY_SLACK_BYTES;
     };
     const slice = (): void => {
+      try {
+        step();
+      } catch (err) {
+        build.failed = err instanceof Error ? err : new Error(String(err));
+        build.done = true;
+        build.finishedAtMs = this.o.clock.monotonic();
+        this.builds = this.builds.filter((b) => b !== build);
+        build.notify();
+      }
+    };
+    const step = (): void => {
       for (let n = 0; n < this.o.sliceEntries; n++) {
         const r = it.next();
         if (r.done === true) {
