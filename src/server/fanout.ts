@@ -484,6 +484,10 @@ export class FanOut implements ConnectionHost {
             break;
           }
           if (this.checkFallBehind(conn, now)) break;
+          // Safety net: 'drain' fires only after a write returned false (above the socket's own
+          // 16 KiB mark); a socket skipped between our high-water mark and that one, on an idle
+          // feed, would otherwise wait for the next change.
+          if (conn.needsService && conn.writableBytes <= this.o.socketHighWaterBytes) this.queueService(conn);
           if (now >= conn.nextPingMs) {
             ping ??= encodeMessage({ type: 'ping', t: Math.round(now) });
             if (conn.writeOwn([ping])) this.counts.pings++;
