@@ -264,22 +264,25 @@ export class FanOut implements ConnectionHost {
         const feed = cursor.feed;
         if (cursor.revision < feed.store.revision && cursor.revision < feed.flushedRevision) {
           if (conn.writableBytes > hwm) { pending = true; continue; }
-          const s = feed.store.since(cursor.revision);
-          if (s.kind !== 'delta') {
-            this.startSnapshot(conn, cursor, now, true);
-            shared += this.pumpSnapshot(conn, cursor, now);
-            pending ||= (cursor.phase as FeedCursor['phase']) === 'snapshot';
-            continue;
-          }
-          const key = `${feed.id}:${s.from}:${s.to}:${conn.compression}:${conn.maxBodyBytes}`;
+          // Agents that fell behind together (a burst, a slow network segment) sit at the same
+          // revision: their catch-up is computed and encoded once per service round.
+          const to = feed.store.revision;
+          const key = `${feed.id}:${cursor.revision}:${to}:${conn.compression}:${conn.maxBodyBytes}`;
           let frames = this.catchUpCache.get(key);
           if (frames === undefined) {
+            const s = feed.store.since(cursor.revision);
+            if (s.kind !== 'delta') {
+              this.startSnapshot(conn, cursor, now, true);
+              shared += this.pumpSnapshot(conn, cursor, now);
+              pending ||= (cursor.phase as FeedCursor['phase']) === 'snapshot';
+              continue;
+            }
             frames = encodeDelta(feed.id, s.from, s.to, s.upserts, s.deletes, conn.compression, conn.maxBodyBytes, this.o.compressMinBytes);
             this.catchUpCache.set(key, frames);
           }
           if (!conn.writeOwn(frames)) return;
           this.o.metrics.bytesWritten.inc({ kind: 'own' }, frames.reduce((a, f) => a + f.length, 0));
-          cursor.revision = s.to;
+          cursor.revision = to;
           cursor.behindSinceMs = undefined;
           this.counts.catchUps++;
           this.o.metrics.catchUps.inc({ feed: feed.name });
