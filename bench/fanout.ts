@@ -9,11 +9,11 @@
  * client has the last revision. Reported: delivery lag (push → client receipt, CLOCK_MONOTONIC in
  * both processes) p50/p99 over all deliveries and for the last client of each revision; bytes
  * encoded per delta unit; corked writes per client per flush; server CPU during the replay; RSS.
- * Every phase is bounded in count and by a hard 20 s deadline per run.
+ * Every phase (connect + snapshot, replay) is bounded in count and by a hard 20 s deadline.
  */
 import { fork } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { startServer } from '../src/server/server.js';
 import { ScriptedUpstream } from '../src/server/testing/scripted-upstream.js';
 import { workloadEndpoint } from './workload.js';
@@ -68,7 +68,6 @@ async function runOnce(cfg: RunConfig): Promise<Record<string, unknown>> {
       child.on('message', on);
     });
   const url = new URL(server.url);
-  const deadline = Date.now() + RUN_DEADLINE_MS;
   let rssPeak = process.memoryUsage().rss;
   const rssTimer = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage().rss)), 50);
   try {
@@ -84,6 +83,7 @@ async function runOnce(cfg: RunConfig): Promise<Record<string, unknown>> {
     const before = server.fanoutStats();
     const cpu0 = process.cpuUsage();
     const w0 = nowMs();
+    const deadline = Date.now() + RUN_DEADLINE_MS;
     const pushTimesMs: Record<string, number> = {};
     const store = server.stores.get('felix');
     for (let r = 0; r < cfg.rounds && Date.now() < deadline; r++) {
@@ -152,6 +152,7 @@ function arg(name: string, def: string): string {
 const counts = arg('clients', '1000,5000').split(',').map(Number);
 const out = arg('out', 'bench/results/fanout');
 const results: Record<string, unknown>[] = [];
+const loadBefore = loadavg().map((x) => +x.toFixed(2));
 for (const n of counts) {
   const cfg: RunConfig = { clients: n, entries: 1_000, rounds: n >= 5000 ? 100 : 200, batchSize: 10, intervalMs: 20, caps: ['compress.deflate'] };
   console.error(`fanout bench: N=${n} ...`);
@@ -162,15 +163,15 @@ for (const n of counts) {
   }
   console.error(JSON.stringify(results.at(-1)));
 }
-const meta = { node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model, date: new Date().toISOString(), note: 'server and clients in separate processes, not pinned; shared 2-vCPU machine with other jobs running (load average noted in the .md), so absolute numbers are pessimistic' };
+const meta = { node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model, date: new Date().toISOString(), loadAverageBefore: loadBefore, loadAverageAfter: loadavg().map((x) => +x.toFixed(2)), note: 'server and clients in separate processes, not pinned; shared 2-vCPU machine with other jobs running (see the load averages), so absolute times are pessimistic: compare CPU-seconds and counts, not wall time' };
 writeFileSync(`${out}.json`, JSON.stringify({ meta, results }, null, 2) + '\n');
-const cols = ['clients', 'snapshotAllMs', 'snapshotBuilds', 'snapshotReuses', 'revisions', 'flushes', 'bytesEncodedPerDelta', 'deltaUnitsEncoded', 'writesPerClientPerFlush', 'lagP50Ms', 'lagP99Ms', 'lastClientLagP50Ms', 'lastClientLagP99Ms', 'serverCpuS', 'serverCpuUsPerDelivery', 'clientCpuS', 'rssPeakMB', 'skips', 'catchUps'];
+const cols = ['clients', 'rounds', 'revisions', 'replayWallS', 'snapshotAllMs', 'snapshotBuilds', 'snapshotReuses', 'revisions', 'flushes', 'bytesEncodedPerDelta', 'deltaUnitsEncoded', 'writesPerClientPerFlush', 'lagP50Ms', 'lagP99Ms', 'lastClientLagP50Ms', 'lastClientLagP99Ms', 'serverCpuS', 'serverCpuUsPerDelivery', 'clientCpuS', 'rssPeakMB', 'skips', 'catchUps'];
 const md = [
   '# Fan-out benchmark (bench/fanout.ts)',
   '',
-  `Node ${meta.node}, ${meta.cpus} vCPU (${meta.cpuModel ?? '?'}), ${meta.date}. ${meta.note}.`,
+  `Node ${meta.node}, ${meta.cpus} vCPU (${meta.cpuModel ?? '?'}), ${meta.date}, load average ${meta.loadAverageBefore.join('/')} before and ${meta.loadAverageAfter.join('/')} after. ${meta.note}.`,
   '',
-  'One feed of 1,000 WorkloadEndpoint-like values (~500 B); clients ask for deflate. Replay: a batch of 10 changed values every 20 ms; lag = push into the pipeline → client receipt of the DELTA (includes the 5 ms flush window).',
+  'One feed of 1,000 WorkloadEndpoint-like values (~500 B); clients ask for deflate. Replay: a batch of 10 changed values every 20 ms (a round stops early at the 20 s replay deadline: see `revisions`); lag = push into the pipeline → client receipt of the DELTA (includes the 5 ms flush window). `snapshotAllMs` includes connecting all clients (batches of 200). `writesPerClientPerFlush` = corked writes / (flushes × clients): 1 means every delta and its STATUS went out in one write per socket.',
   '',
   `| ${cols.join(' | ')} |`,
   `| ${cols.map(() => '---').join(' | ')} |`,

@@ -96,7 +96,7 @@ export class FanOut implements ConnectionHost {
   }
 
   start(): void {
-    this.sweepTimer = this.o.clock.setInterval(() => this.sweep(), this.sweepIntervalMs).unref();
+    this.sweepTimer = this.o.clock.setInterval(() => this.guarded('sweep', () => this.sweep()), this.sweepIntervalMs).unref();
   }
 
   stop(): void {
@@ -116,8 +116,20 @@ export class FanOut implements ConnectionHost {
   scheduleFlush(): void {
     if (this.flushPending) return;
     this.flushPending = true;
-    if (this.o.flushWindowMs === 0) setImmediate(() => this.flush());
-    else this.flushTimer = this.o.clock.setTimeout(() => this.flush(), this.o.flushWindowMs);
+    if (this.o.flushWindowMs === 0) setImmediate(() => this.guarded('flush', () => this.flush()));
+    else this.flushTimer = this.o.clock.setTimeout(() => this.guarded('flush', () => this.flush()), this.o.flushWindowMs);
+  }
+
+  /**
+   * Runs a timer-driven step so that a bug in it is logged instead of ending the process: one
+   * broken flush must not take 5,000 agents' server down with it (they would all resync).
+   */
+  private guarded(what: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.o.log?.error({ err, what }, 'fan-out step failed');
+    }
   }
 
   flush(): void {
@@ -143,7 +155,6 @@ export class FanOut implements ConnectionHost {
       feed.flushedRevision = rev;
       feed.flushedStatusKey = sk;
       this.o.metrics.feedRevision.set({ feed: feed.name }, rev);
-      this.o.metrics.cacheSize.set({ feed: feed.name }, feed.store.current().size);
       units[feed.id] = unit;
       any = true;
     }
@@ -218,7 +229,7 @@ export class FanOut implements ConnectionHost {
     this.serviceQueue.add(conn);
     if (this.serviceScheduled) return;
     this.serviceScheduled = true;
-    setImmediate(() => this.runServiceQueue());
+    setImmediate(() => this.guarded('service', () => this.runServiceQueue()));
   }
 
   private runServiceQueue(): void {
@@ -231,7 +242,7 @@ export class FanOut implements ConnectionHost {
     }
     if (this.serviceQueue.size > 0 && !this.serviceScheduled) {
       this.serviceScheduled = true;
-      setImmediate(() => this.runServiceQueue());
+      setImmediate(() => this.guarded('service', () => this.runServiceQueue()));
     }
   }
 
@@ -253,22 +264,25 @@ export class FanOut implements ConnectionHost {
         const feed = cursor.feed;
         if (cursor.revision < feed.store.revision && cursor.revision < feed.flushedRevision) {
           if (conn.writableBytes > hwm) { pending = true; continue; }
-          const s = feed.store.since(cursor.revision);
-          if (s.kind !== 'delta') {
-            this.startSnapshot(conn, cursor, now, true);
-            shared += this.pumpSnapshot(conn, cursor, now);
-            pending ||= (cursor.phase as FeedCursor['phase']) === 'snapshot';
-            continue;
-          }
-          const key = `${feed.id}:${s.from}:${s.to}:${conn.compression}:${conn.maxBodyBytes}`;
+          // Agents that fell behind together (a burst, a slow network segment) sit at the same
+          // revision: their catch-up is computed and encoded once per service round.
+          const to = feed.store.revision;
+          const key = `${feed.id}:${cursor.revision}:${to}:${conn.compression}:${conn.maxBodyBytes}`;
           let frames = this.catchUpCache.get(key);
           if (frames === undefined) {
+            const s = feed.store.since(cursor.revision);
+            if (s.kind !== 'delta') {
+              this.startSnapshot(conn, cursor, now, true);
+              shared += this.pumpSnapshot(conn, cursor, now);
+              pending ||= (cursor.phase as FeedCursor['phase']) === 'snapshot';
+              continue;
+            }
             frames = encodeDelta(feed.id, s.from, s.to, s.upserts, s.deletes, conn.compression, conn.maxBodyBytes, this.o.compressMinBytes);
             this.catchUpCache.set(key, frames);
           }
           if (!conn.writeOwn(frames)) return;
           this.o.metrics.bytesWritten.inc({ kind: 'own' }, frames.reduce((a, f) => a + f.length, 0));
-          cursor.revision = s.to;
+          cursor.revision = to;
           cursor.behindSinceMs = undefined;
           this.counts.catchUps++;
           this.o.metrics.catchUps.inc({ feed: feed.name });
@@ -309,6 +323,11 @@ export class FanOut implements ConnectionHost {
     const snap = cursor.snapshot;
     if (snap === undefined) return 0;
     const { build } = snap;
+    if (build.failed !== undefined) {
+      this.o.log?.error({ err: build.failed, feed: cursor.feed.name }, 'snapshot build failed');
+      conn.fail(CloseCode.INTERNAL_ERROR, 'CATTAIL_INTERNAL', `snapshot of feed ${cursor.feed.name} could not be built`);
+      return 0;
+    }
     let bytes = 0;
     while (snap.next < build.frames.length && conn.writableBytes <= this.o.socketHighWaterBytes) {
       bytes += conn.writeShared([build.frames[snap.next] as Buffer]);
@@ -451,6 +470,7 @@ export class FanOut implements ConnectionHost {
     const now = this.o.clock.monotonic();
     this.lastSweepMs = now;
     this.o.cache.purge();
+    for (const f of this.o.feeds) this.o.metrics.cacheSize.set({ feed: f.name }, f.store.current().size);
     let ping: Buffer | undefined;
     for (const conn of this.connections) {
       switch (conn.state) {
@@ -467,6 +487,10 @@ export class FanOut implements ConnectionHost {
             break;
           }
           if (this.checkFallBehind(conn, now)) break;
+          // Safety net: 'drain' fires only after a write returned false (above the socket's own
+          // 16 KiB mark); a socket skipped between our high-water mark and that one, on an idle
+          // feed, would otherwise wait for the next change.
+          if (conn.needsService && conn.writableBytes <= this.o.socketHighWaterBytes) this.queueService(conn);
           if (now >= conn.nextPingMs) {
             ping ??= encodeMessage({ type: 'ping', t: Math.round(now) });
             if (conn.writeOwn([ping])) this.counts.pings++;

@@ -70,11 +70,10 @@ export class FeedRuntime {
     const revision = this.store.revision;
     const key = statusKey(revision, meta);
     if (this.statusCache !== undefined && this.statusCache.key === key) return this.statusCache;
-    const view = this.store.current();
     const frame = encodeMessage(
       {
         type: 'status', feedId: this.id, revision, status: meta.status, stale: meta.stale, watermarks: { ...meta.watermarks }, token: this.token(revision),
-        ...(meta.status === 'in-sync' ? { digest: view.digest } : {}),
+        ...(meta.status === 'in-sync' ? { digest: this.store.digest() } : {}),
       },
       'none',
       compressMinBytes,

@@ -4,7 +4,8 @@
  *   agent A arrives ──► acquire() ── no usable build ──► new SnapshotBuild(rev R) ── slices ──► frames[]
  *   agent B arrives while building ──► same build: streams frames[0..n) now, the rest as they appear
  *   agent C arrives ≤ snapshotReuseWindowMs after it finished ──► same build, then deltas since R
- *   agent D arrives later ──► a new build at the current revision
+ *   agent D arrives later, the feed unchanged since R ──► same build (it is the current state)
+ *   agent E arrives later, after changes ──► a new build at the current revision
  *
  * The build walks an O(1) copy-on-write view of the store, so it needs no lock and the store keeps
  * applying batches meanwhile. It encodes `snapshotBuildSliceEntries` entries per event-loop turn, so
@@ -27,6 +28,8 @@ const BODY_SLACK_BYTES = 16;
 export class SnapshotBuild {
   readonly frames: Buffer[] = [];
   done = false;
+  /** Set when the build threw (a bug): its agents are closed with 4012, the build is dropped. */
+  failed: Error | undefined;
   finishedAtMs: number | undefined;
   rawBytes = 0;
   wireBytes = 0;
@@ -78,7 +81,8 @@ export class SnapshotCache {
     for (let i = this.builds.length - 1; i >= 0; i--) {
       const b = this.builds[i] as SnapshotBuild;
       if (b.feed !== feed || b.compression !== compression || b.maxBodyBytes !== maxBodyBytes) continue;
-      const fresh = !b.done || (b.finishedAtMs !== undefined && now - b.finishedAtMs <= this.o.reuseWindowMs);
+      // A build of the current revision is the current state: always reusable (Typha's rule too).
+      const fresh = !b.done || b.revision === feed.store.revision || (b.finishedAtMs !== undefined && now - b.finishedAtMs <= this.o.reuseWindowMs);
       // Reuse only while the deltas since the build's revision are still in the log, or the agent
       // would leave the snapshot already too old to catch up (and be sent the same one again).
       if (fresh && (b.revision === feed.store.revision || feed.store.since(b.revision).kind === 'delta')) {
@@ -96,10 +100,10 @@ export class SnapshotCache {
     return build;
   }
 
-  /** Drops finished builds older than the reuse window (agents still streaming keep their reference). */
+  /** Drops finished builds that are outdated and older than the reuse window (agents still streaming keep their reference). */
   purge(): void {
     const now = this.o.clock.monotonic();
-    this.builds = this.builds.filter((b) => !b.done || (b.finishedAtMs !== undefined && now - b.finishedAtMs <= this.o.reuseWindowMs));
+    this.builds = this.builds.filter((b) => !b.done || b.revision === b.feed.store.revision || (b.finishedAtMs !== undefined && now - b.finishedAtMs <= this.o.reuseWindowMs));
   }
 
   private run(build: SnapshotBuild, view: ReturnType<FeedRuntime['store']['current']>): void {
@@ -120,14 +124,24 @@ export class SnapshotCache {
       chunkBytes = BODY_SLACK_BYTES;
     };
     const slice = (): void => {
+      try {
+        step();
+      } catch (err) {
+        build.failed = err instanceof Error ? err : new Error(String(err));
+        build.done = true;
+        build.finishedAtMs = this.o.clock.monotonic();
+        this.builds = this.builds.filter((b) => b !== build);
+        build.notify();
+      }
+    };
+    const step = (): void => {
       for (let n = 0; n < this.o.sliceEntries; n++) {
         const r = it.next();
         if (r.done === true) {
           flushChunk();
-          const meta = feed.store.meta();
           build.push(
             encodeMessage(
-              { type: 'snapshotEnd', feedId: feed.id, revision: build.revision, digest: view.digest, watermarks: { ...view.watermarks }, status: view.status, stale: meta.stale, token: feed.token(build.revision) },
+              { type: 'snapshotEnd', feedId: feed.id, revision: build.revision, digest: view.digest, watermarks: { ...view.meta.watermarks }, status: view.meta.status, stale: view.meta.stale, token: feed.token(build.revision) },
               compression,
               min,
             ),

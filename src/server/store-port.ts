@@ -7,6 +7,7 @@
  */
 import type { FeedBatch, SyncStatus } from './seams.js';
 
+
 export type StoreEntry = readonly [key: string, value: Buffer];
 
 /** An immutable view of a feed at one revision (O(1) copy-on-write clone). */
@@ -15,8 +16,8 @@ export interface StoreView {
   readonly size: number;
   /** 8-byte digest, PROTOCOL.md §10. */
   readonly digest: Buffer;
-  readonly watermarks: Readonly<Record<string, string>>;
-  readonly status: SyncStatus;
+  /** Status, staleness and watermarks at this revision. */
+  readonly meta: StoreMeta;
   get(key: string): Buffer | undefined;
   /** Entries in ascending key order (UTF-8 byte order). */
   entries(): Iterable<StoreEntry>;
@@ -56,7 +57,10 @@ export interface ServedStore {
   /** Random per store instance; part of resume tokens so a restart invalidates them. */
   readonly epoch: string | number | Uint8Array;
   apply(batch: FeedBatch, nowMs: number): ApplyResult;
+  /** A view for snapshots (the fan-out's flush path never takes one: it needs only since()). */
   current(): StoreView;
+  /** The current state's 8-byte digest, O(buckets). */
+  digest(): Buffer;
   since(revision: number): SinceResult;
   trim(nowMs: number): unknown;
   meta(): StoreMeta;

@@ -9,20 +9,17 @@
  */
 import {
   DIRECTION_OF_KIND,
-  Flags,
   HEADER_BYTES,
   type Entry,
   type Message,
-  buildFrame,
   decodeFrame,
   encodeDeltaFrames,
   encodeFrame,
   encodeSnapshotChunkFrame,
   entryBytes as protoEntryBytes,
   isProtocolError,
-  readHeader,
 } from '../../proto/index.js';
-import { compressBody } from '../wire/compression.js';
+import { compressFrame } from '../wire/compression.js';
 
 export { HEADER_BYTES, MAX_HELLO_FEEDS, MAX_TOKEN_BYTES, NO_FEED, PROTOCOL_VERSION, SUBPROTOCOL } from '../../proto/index.js';
 export type { Compression } from '../../proto/index.js';
@@ -62,13 +59,9 @@ export function wsFramed(frame: Buffer): Buffer {
 }
 
 /** The frame with its body compressed (once) when that gains anything, else the frame itself. */
-export function maybeCompress(frame: Buffer, algo: Compression, compressMinBytes: number): Buffer {
-  if (algo === 'none' || frame.length - HEADER_BYTES < compressMinBytes) return frame;
-  const body = frame.subarray(HEADER_BYTES);
-  const c = compressBody(algo, body);
-  if (c.length >= body.length) return frame;
-  const h = readHeader(frame);
-  return buildFrame({ type: h.type, flags: h.flags | Flags.COMPRESSED, feedId: h.feedId, fromRevision: h.fromRevision, toRevision: h.toRevision }, c);
+function maybeCompress(frame: Buffer, algo: Compression, compressMinBytes: number): Buffer {
+  if (algo === 'none' || !Number.isFinite(compressMinBytes)) return frame;
+  return compressFrame(algo, frame, compressMinBytes);
 }
 
 /** A message as a ready-to-write WebSocket frame. */

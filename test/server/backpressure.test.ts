@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/clock.js';
-import type { MemoryStore } from '../../src/server/testing/memory-store.js';
 import type { TestAgent } from './helpers/agent.js';
 import { type Harness, eventually, harness } from './helpers/harness.js';
 
@@ -79,15 +78,20 @@ describe('server - backpressure', () => {
   });
 
   it('sends an in-band snapshot to a connected agent whose revision left the delta log', async () => {
-    const h = await harness({ socketHighWaterBytes: 64 * 1024 });
+    const clock = new FakeClock();
+    const h = await harness({ clock, flushWindowMs: 0, socketHighWaterBytes: 64 * 1024, deltaLogMaxAgeMs: 1_000 });
     seed(h);
     const slow = h.agent({ feeds: [{ name: 'felix' }] });
     const fast = h.agent({ feeds: [{ name: 'felix' }] });
     await Promise.all([slow.untilRevision('felix', 1), fast.untilRevision('felix', 1)]);
     await fillUntilSkipped(h, slow, [fast]);
-    h.upstream.apply('felix', { '/pods/ns/p3': { moved: true } });
+    const behindAt = slow.feed('felix').revision;
+    h.upstream.apply('felix', { '/pods/ns/p3': { moved: true }, '/pods/ns/p4': null });
+    h.upstream.apply('felix', { '/pods/ns/p5': { moved: true } });
     await fast.untilRevision('felix', h.storeRevision('felix'));
-    (h.server.stores.get('felix') as MemoryStore).dropLog();
+    // The deletion ages out of the delta log: the slow agent's revision is no longer servable.
+    clock.advance(2_500);
+    expect(h.server.stores.get('felix')?.since(behindAt).kind).toBe('too-old');
     slow.socket.resume();
     await slow.untilRevision('felix', h.storeRevision('felix'));
     await slow.until(() => slow.feed('felix').snapshots === 2, 'second snapshot');

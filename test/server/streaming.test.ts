@@ -34,6 +34,7 @@ describe('server - streaming', () => {
     h.upstream.apply('felix', pods(5), { status: 'in-sync' });
     const agents = Array.from({ length: 5 }, () => h.agent({ feeds: [{ name: 'felix' }] }));
     await Promise.all(agents.map((a) => a.untilRevision('felix', 1)));
+    await eventually(() => h.server.fanoutStats().flushes >= 1, 'first flush');
     const before = h.server.fanoutStats();
     // Three batches inside one flush window: one DELTA unit, encoded once, for all five agents.
     h.upstream.apply('felix', pods(3, 1));
@@ -47,6 +48,27 @@ describe('server - streaming', () => {
       expect(a.violations).toEqual([]);
       expect(a.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
     }
+  });
+
+  it('corks a flush that changes several feeds into one write per agent, and records ACKed lag', async () => {
+    const h = await harness({ feeds: ['felix', 'bgp'], flushWindowMs: 20 });
+    h.upstream.apply('felix', pods(5), { status: 'in-sync' });
+    h.upstream.apply('bgp', pods(5), { status: 'in-sync' });
+    const a = h.agent({ feeds: [{ name: 'felix' }, { name: 'bgp' }] });
+    await Promise.all([a.untilRevision('felix', 1), a.untilRevision('bgp', 1)]);
+    // The flush of revision 1 must be behind us, or it would carry revision 2 as well.
+    await eventually(() => h.server.fanoutStats().flushes >= 1, 'first flush');
+    const before = h.server.fanoutStats();
+    h.upstream.apply('felix', pods(2, 1));
+    h.upstream.apply('bgp', pods(2, 1));
+    await Promise.all([a.untilRevision('felix', 2), a.untilRevision('bgp', 2)]);
+    const after = h.server.fanoutStats();
+    expect(after.flushes - before.flushes).toBe(1);
+    expect(after.corkedWrites - before.corkedWrites).toBe(1);
+    a.sendMessage({ type: 'ack', feedId: a.feed('felix').id, revision: 2 });
+    await eventually(async () => (await h.metric('cattail_client_lag_seconds', { feed: 'felix' })) > 0, 'lag observed');
+    expect(a.violations).toEqual([]);
+    expect(a.digest('bgp').equals(h.storeDigest('bgp'))).toBe(true);
   });
 
   it('compresses once per algorithm and agents with different compressions converge', async () => {
@@ -91,6 +113,22 @@ describe('server - streaming', () => {
     expect(late.feed('felix').deltas).toEqual([{ from: 1, to: 2 }]);
     expect(late.violations).toEqual([]);
     expect(late.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
+  });
+
+  it('reuses the build of the current revision past the window, and builds anew after a change', async () => {
+    const h = await harness({ snapshotReuseWindowMs: 0 });
+    h.upstream.apply('felix', pods(30), { status: 'in-sync' });
+    const a = h.agent({ feeds: [{ name: 'felix' }] });
+    await a.untilRevision('felix', 1);
+    const b = h.agent({ feeds: [{ name: 'felix' }] });
+    await b.untilRevision('felix', 1);
+    expect(h.server.snapshotStats()).toEqual({ built: 1, reused: 1 });
+    h.upstream.apply('felix', pods(3, 1));
+    await a.untilRevision('felix', 2);
+    const c = h.agent({ feeds: [{ name: 'felix' }] });
+    await c.untilRevision('felix', 2);
+    expect(h.server.snapshotStats()).toEqual({ built: 2, reused: 1 });
+    for (const x of [a, b, c]) expect(x.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
   });
 
   it('splits large units into MORE frames within maxFrameBytes', async () => {
