@@ -201,6 +201,19 @@ describe('client against the real server', () => {
     expect(guard.problems()).toEqual([]);
   });
 
+  it('reports upstream-stale from the real server and back to in-sync', async () => {
+    const r = await replica('real-a');
+    r.upstream.apply('felix', pods(2), { status: 'in-sync', watermarks: { pods: '1' } });
+    const { client, rec, guard } = setup({ endpoints: [r.server.url] });
+    await client.whenInSync();
+    r.upstream.apply('felix', {}, { stale: true });
+    await waitFor(() => client.state === 'upstream-stale', 'stale', { client });
+    r.upstream.apply('felix', {}, { stale: false, watermarks: { pods: '2' } });
+    await waitFor(() => client.state === 'in-sync', 'in sync again', { client });
+    expect(rec.states()).toEqual(['connecting', 'syncing', 'in-sync', 'upstream-stale', 'in-sync']);
+    expect(guard.problems()).toEqual([]);
+  });
+
   it('cattail agent --once --dump against the real server', async () => {
     const r = await replica('real-a');
     r.upstream.apply('felix', pods(40), { status: 'in-sync', watermarks: { pods: '7' } });
