@@ -24,88 +24,10 @@ import { Backoff } from './backoff.js';
 import { resolveOptions, type ConnectOptions, type ResolvedOptions } from './connect-options.js';
 import { Connection, LocalCloseError, unexpected, type ConnectionEnd } from './connection.js';
 import { EndpointRotation } from './endpoints.js';
-import { FeedState, UnexpectedFrameError, type FeedSync, type RawChangeBatch } from './feed-state.js';
+import { FeedState, UnexpectedFrameError, type RawChangeBatch } from './feed-state.js';
 import { AsyncQueue, type ClientState, type StatusEvent } from './status.js';
+import { FeedView, type ChangeBatch, type ClientStats, type FeedStatus, type SnapshotProgress } from './feed-view.js';
 import type { BehindResource } from './watermarks.js';
-
-/** One real change set of a feed, applied atomically before the event fires. */
-export interface ChangeBatch {
-  feed: string;
-  /** The feed's revision after the change (replica-local: compare only within one connection). */
-  revision: number;
-  /** `snapshot`: a (re)sync, reconciled against the previous state; `delta`: a DELTA unit. */
-  cause: 'snapshot' | 'delta';
-  /** Created or changed keys. `value` is the decoded plain object (raw mode: the msgpack bytes). */
-  upserts: { key: string; value: unknown; raw: Buffer }[];
-  /** Keys that were held and are gone. */
-  deletes: string[];
-}
-
-/** Sync status of one feed. */
-export interface FeedStatus {
-  feed: string;
-  /** What the server last reported on the live connection; `unknown` while there is none. */
-  sync: FeedSync;
-  /** The server reports upstream trouble for this feed (PROTOCOL.md §8). */
-  stale: boolean;
-  /** Replica-local revision of the held state. */
-  revision: number | undefined;
-  size: number;
-  /** Revision at which the digest last matched the server's. */
-  verifiedRevision: number | undefined;
-  /** Upstream watermarks applied so far (per resource, Kubernetes resourceVersion). */
-  watermarks: Readonly<Record<string, string>>;
-  /**
-   * ms since a live server last confirmed this feed up to date: 0 while connected and in sync;
-   * growing while disconnected or resyncing; undefined before the first sync.
-   */
-  lagMs: number | undefined;
-  /** While a snapshot loads: entries received and announced. */
-  snapshot: { received: number; total: number; rawBytes: number } | undefined;
-}
-
-export interface SnapshotProgress {
-  feed: string;
-  revision: number;
-  received: number;
-  total: number;
-  rawBytes: number;
-}
-
-/** Counters and the current picture; a fresh object per read. */
-export interface ClientStats {
-  state: ClientState;
-  endpoint: string | undefined;
-  serverId: string | undefined;
-  /** Connection attempts started. */
-  attempts: number;
-  /** Connections that reached WELCOME. */
-  connects: number;
-  /** Connections that reached WELCOME after the first one. */
-  reconnects: number;
-  framesReceived: number;
-  bytesReceived: number;
-  snapshotsApplied: number;
-  deltasApplied: number;
-  changeBatches: number;
-  /** Feeds the server resumed from a token instead of sending a snapshot. */
-  resumes: number;
-  acksSent: number;
-  digestMismatches: number;
-  revisionGaps: number;
-  protocolErrors: number;
-  readTimeouts: number;
-  refusals: number;
-  goodbyes: number;
-  behind: number;
-  /** Values that were not valid msgpack (kept as bytes, `value` undefined). */
-  decodeErrors: number;
-  /** Listener exceptions caught (they are re-thrown asynchronously when nobody listens for them). */
-  listenerErrors: number;
-  /** Status events dropped because a `status()` iterator was not being read. */
-  statusEventsDropped: number;
-  feeds: Record<string, FeedStatus>;
-}
 
 interface EventMap {
   status: StatusEvent;
@@ -126,59 +48,7 @@ interface FeedRuntime {
 /** Status events kept per unread `status()` iterator before the oldest are dropped. */
 const STATUS_QUEUE_LIMIT = 1_000;
 
-/** Read-only view of one feed's local state. */
-export class FeedView {
-  /** @internal */
-  constructor(
-    private readonly client: Client,
-    private readonly rt: FeedRuntime,
-    private readonly decode: (b: Buffer) => unknown,
-  ) {}
-
-  get name(): string {
-    return this.rt.state.name;
-  }
-
-  get size(): number {
-    return this.rt.state.size;
-  }
-
-  get revision(): number | undefined {
-    return this.rt.state.revision;
-  }
-
-  get status(): FeedStatus {
-    return this.client.feedStatus(this.rt);
-  }
-
-  has(key: string): boolean {
-    return this.rt.state.entries.has(key);
-  }
-
-  /** The decoded value (raw mode: the bytes). Decoded on every call; cache it if you read it hot. */
-  get(key: string): unknown {
-    const v = this.rt.state.entries.get(key);
-    return v === undefined ? undefined : this.decode(v as Buffer);
-  }
-
-  /** The value's msgpack bytes as received. Do not modify them. */
-  getRaw(key: string): Buffer | undefined {
-    return this.rt.state.entries.get(key) as Buffer | undefined;
-  }
-
-  keys(): IterableIterator<string> {
-    return this.rt.state.entries.keys();
-  }
-
-  *entries(): IterableIterator<[string, unknown]> {
-    for (const [k, v] of this.rt.state.entries) yield [k, this.decode(v as Buffer)];
-  }
-
-  [Symbol.iterator](): IterableIterator<[string, unknown]> {
-    return this.entries();
-  }
-}
-
+/** A node-agent client; create it with {@link connect}. */
 export class Client {
   private readonly opts: ResolvedOptions;
   private readonly feeds = new Map<string, FeedRuntime>();
@@ -236,7 +106,7 @@ export class Client {
     if (rt === undefined) throw new InvalidArgumentError(`feed ${JSON.stringify(name)} was not requested (feeds: ${this.opts.feeds.join(', ')})`);
     let v = this.views.get(name);
     if (v === undefined) {
-      v = new FeedView(this, rt, (b) => this.decodeValue(b));
+      v = new FeedView(rt.state, () => this.feedStatus(rt), (b) => this.decodeValue(b));
       this.views.set(name, v);
     }
     return v;

@@ -8,7 +8,8 @@
  *
  * See src/client/README.md for the state machine, the options and examples.
  */
-export { connect, Client, FeedView, type ChangeBatch, type ClientStats, type FeedStatus, type SnapshotProgress } from './client.js';
+export { connect, Client } from './client.js';
+export { FeedView, type ChangeBatch, type ClientStats, type FeedStatus, type SnapshotProgress } from './feed-view.js';
 export type { ConnectOptions, TlsOptions } from './connect-options.js';
 export type { FeedSync } from './feed-state.js';
 export { CLIENT_STATES, type ClientState, type StatusEvent } from './status.js';

@@ -1,0 +1,139 @@
+/**
+ * The client's public data types and the read-only view of one feed's state. The state itself
+ * (FeedState) is owned by the client and changes only through verified units; a view only reads
+ * it (`getRaw` hands out the held bytes without a copy: callers must not modify them).
+ */
+import type { ClientState } from './status.js';
+import type { FeedState, FeedSync } from './feed-state.js';
+
+/** One real change set of a feed, applied atomically before the event fires. */
+export interface ChangeBatch {
+  feed: string;
+  /** The feed's revision after the change (replica-local: compare only within one connection). */
+  revision: number;
+  /** `snapshot`: a (re)sync, reconciled against the previous state; `delta`: a DELTA unit. */
+  cause: 'snapshot' | 'delta';
+  /** Created or changed keys. `value` is the decoded plain object (raw mode: the msgpack bytes). */
+  upserts: { key: string; value: unknown; raw: Buffer }[];
+  /** Keys that were held and are gone. */
+  deletes: string[];
+}
+
+/** Sync status of one feed. */
+export interface FeedStatus {
+  feed: string;
+  /** What the server last reported on the live connection; `unknown` while there is none. */
+  sync: FeedSync;
+  /** The server reports upstream trouble for this feed (PROTOCOL.md §8). */
+  stale: boolean;
+  /** Replica-local revision of the held state. */
+  revision: number | undefined;
+  size: number;
+  /** Revision at which the digest last matched the server's. */
+  verifiedRevision: number | undefined;
+  /** Upstream watermarks applied so far (per resource, Kubernetes resourceVersion). */
+  watermarks: Readonly<Record<string, string>>;
+  /**
+   * ms since a live server last confirmed this feed up to date: 0 while connected and in sync;
+   * growing while disconnected or resyncing; undefined before the first sync.
+   */
+  lagMs: number | undefined;
+  /** While a snapshot loads: entries received and announced. */
+  snapshot: { received: number; total: number; rawBytes: number } | undefined;
+}
+
+export interface SnapshotProgress {
+  feed: string;
+  revision: number;
+  received: number;
+  total: number;
+  rawBytes: number;
+}
+
+/** Counters and the current picture; a fresh object per read. */
+export interface ClientStats {
+  state: ClientState;
+  endpoint: string | undefined;
+  serverId: string | undefined;
+  /** Connection attempts started. */
+  attempts: number;
+  /** Connections that reached WELCOME. */
+  connects: number;
+  /** Connections that reached WELCOME after the first one. */
+  reconnects: number;
+  framesReceived: number;
+  bytesReceived: number;
+  snapshotsApplied: number;
+  deltasApplied: number;
+  changeBatches: number;
+  /** Feeds the server resumed from a token instead of sending a snapshot. */
+  resumes: number;
+  acksSent: number;
+  digestMismatches: number;
+  revisionGaps: number;
+  protocolErrors: number;
+  readTimeouts: number;
+  refusals: number;
+  goodbyes: number;
+  behind: number;
+  /** Values that were not valid msgpack (kept as bytes, `value` undefined). */
+  decodeErrors: number;
+  /** Listener exceptions caught (they are re-thrown asynchronously when nobody listens for them). */
+  listenerErrors: number;
+  /** Status events dropped because a `status()` iterator was not being read. */
+  statusEventsDropped: number;
+  feeds: Record<string, FeedStatus>;
+}
+
+/** Read-only view of one feed's local state. */
+export class FeedView {
+  /** @internal */
+  constructor(
+    private readonly state: FeedState,
+    private readonly statusOf: () => FeedStatus,
+    private readonly decode: (b: Buffer) => unknown,
+  ) {}
+
+  get name(): string {
+    return this.state.name;
+  }
+
+  get size(): number {
+    return this.state.size;
+  }
+
+  get revision(): number | undefined {
+    return this.state.revision;
+  }
+
+  get status(): FeedStatus {
+    return this.statusOf();
+  }
+
+  has(key: string): boolean {
+    return this.state.entries.has(key);
+  }
+
+  /** The decoded value (raw mode: the bytes). Decoded on every call; cache it if you read it hot. */
+  get(key: string): unknown {
+    const v = this.state.entries.get(key);
+    return v === undefined ? undefined : this.decode(v);
+  }
+
+  /** The value's msgpack bytes as received. Do not modify them. */
+  getRaw(key: string): Buffer | undefined {
+    return this.state.entries.get(key);
+  }
+
+  keys(): IterableIterator<string> {
+    return this.state.entries.keys();
+  }
+
+  *entries(): IterableIterator<[string, unknown]> {
+    for (const [k, v] of this.state.entries) yield [k, this.decode(v)];
+  }
+
+  [Symbol.iterator](): IterableIterator<[string, unknown]> {
+    return this.entries();
+  }
+}
