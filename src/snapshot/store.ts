@@ -25,7 +25,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { CattailError, InvalidArgumentError } from '../errors.js';
-import { newKeyTree, type KeyTree } from './btree.js';
+import { compareKeys, newKeyTree, type KeyTree } from './btree.js';
 import { BucketSums, entryHashInto } from './digest.js';
 import { compareResourceVersions, INITIAL_META, isResourceVersion, SYNC_STATUSES, type FeedMeta, type SyncStatus } from './meta.js';
 import { exactBuffer } from './value.js';
@@ -150,6 +150,7 @@ export const DEFAULT_LOG_MAX_AGE_MS = 600_000;
  * (1/8 of the state plus 4096), and no current() replays more.
  */
 const FLUSH_MIN_KEYS = 4096;
+const REPLAY_SORT_MIN = 32;
 const FLUSH_STATE_SHIFT = 3;
 export const DEFAULT_LOG_MAX_BYTES = 64 * 1024 * 1024;
 
@@ -268,8 +269,8 @@ export class FeedStore {
    * @param nowMs the caller's clock; used to age deletions (clamped so time never runs backwards).
    */
   apply(batch: Batch, nowMs: number): ApplyResult {
-    const now = this.#advanceClock(nowMs);
     const effective = this.#validate(batch);
+    const now = this.#advanceClock(nowMs);
     const updates = batch.updates;
     if (this.#revision >= Number.MAX_SAFE_INTEGER - 1) {
       throw new CattailError('CATTAIL_INTERNAL', `feed ${this.feed}: revision space exhausted`, { details: { feed: this.feed } });
@@ -436,8 +437,16 @@ export class FeedStore {
   #flushTree(): void {
     const from = this.#treeRevision;
     if (from === this.#revision) return;
-    for (let n = this.#live.tail; n !== null && n.rev > from; n = n.prev) this.#tree.set(n.key, n.value as Buffer);
-    for (let n = this.#tombs.tail; n !== null && n.rev > from; n = n.prev) this.#tree.delete(n.key);
+    // Replaying in key order walks the tree's leaves in order: about twice as fast as revision order
+    // for thousands of keys (cache locality; bench/results/snapshot.md "replay").
+    const upserts: KeyNode[] = [];
+    for (let n = this.#live.tail; n !== null && n.rev > from; n = n.prev) upserts.push(n);
+    if (upserts.length > REPLAY_SORT_MIN) upserts.sort(compareNodes);
+    for (const n of upserts) this.#tree.set(n.key, n.value as Buffer);
+    const deletes: string[] = [];
+    for (let n = this.#tombs.tail; n !== null && n.rev > from; n = n.prev) deletes.push(n.key);
+    if (deletes.length > REPLAY_SORT_MIN) deletes.sort(compareKeys);
+    for (const key of deletes) this.#tree.delete(key);
     this.#treeRevision = this.#revision;
     this.#unflushed = 0;
   }
@@ -551,4 +560,8 @@ function countOnes(mask: Uint8Array): number {
   let n = 0;
   for (let i = 0; i < mask.length; i++) n += mask[i] as number;
   return n;
+}
+
+function compareNodes(a: KeyNode, b: KeyNode): number {
+  return compareKeys(a.key, b.key);
 }
