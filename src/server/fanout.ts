@@ -69,7 +69,12 @@ interface SharedUnit {
   readonly upserts: readonly StoreEntry[];
   readonly deletes: readonly string[];
   readonly hasDelta: boolean;
-  readonly frames: Map<string, Buffer[]>;
+  /** Encoded frames per compression, then per frame size (no string keys on the per-socket path). */
+  readonly frames: Map<Compression, Map<number, Buffer[]>>;
+  /** The STATUS at `to`, computed once per flush. */
+  status: { key: string; frame: Buffer } | undefined;
+  /** DELTA frames + STATUS in one Buffer per compression and frame size: one plain write per socket. */
+  readonly withStatus: Map<Compression, Map<number, Buffer>>;
 }
 
 export class FanOut implements ConnectionHost {
@@ -144,7 +149,7 @@ export class FanOut implements ConnectionHost {
       const rev = feed.store.revision;
       const sk = statusKey(rev, feed.store.meta());
       if (rev === feed.flushedRevision && sk === feed.flushedStatusKey) continue;
-      let unit: SharedUnit = { feed, from: feed.flushedRevision, to: rev, upserts: [], deletes: [], hasDelta: false, frames: new Map() };
+      let unit: SharedUnit = { feed, from: feed.flushedRevision, to: rev, upserts: [], deletes: [], hasDelta: false, frames: new Map(), status: undefined, withStatus: new Map() };
       if (rev > feed.flushedRevision) {
         const s = feed.store.since(feed.flushedRevision);
         // too-old here means the log was trimmed past our own flush point: live agents at the old
@@ -161,6 +166,10 @@ export class FanOut implements ConnectionHost {
     if (!any) return;
     this.counts.flushes++;
     const hwm = this.o.socketHighWaterBytes;
+    // Metrics are summed here and recorded once: a labelled prom-client update per socket would
+    // cost more than the write it counts.
+    let writes = 0;
+    let totalBytes = 0;
     for (const conn of this.connections) {
       if (conn.state !== 'streaming') continue;
       const above = conn.writableBytes > hwm;
@@ -173,18 +182,25 @@ export class FanOut implements ConnectionHost {
           if (above) {
             this.markBehind(conn, cursor, now);
             this.counts.skips++;
-            this.o.metrics.clientsSkipped.inc({ feed: cursor.feed.name });
+            this.o.metrics.clientsSkipped.inc({ feed: cursor.feed.name }); // rare: only for backed-up sockets
             continue;
           }
           if (!corked) { conn.cork(); corked = true; }
-          bytes += conn.writeShared(this.unitFrames(u, conn));
+          const st = (u.status ??= cursor.feed.statusFrame(this.o.compressMinBytes));
+          if (st.key !== cursor.statusKey) {
+            bytes += conn.writeShared([this.unitWithStatus(u, conn, st.frame)]);
+            cursor.statusKey = st.key;
+          } else {
+            bytes += conn.writeShared(this.unitFrames(u, conn));
+          }
           cursor.revision = u.to;
+          continue;
         } else if (cursor.revision < cursor.feed.flushedRevision) {
           this.markBehind(conn, cursor, now);
           continue;
         }
         if (!above && cursor.revision === cursor.feed.flushedRevision) {
-          const st = cursor.feed.statusFrame(this.o.compressMinBytes);
+          const st = (u.status ??= cursor.feed.statusFrame(this.o.compressMinBytes));
           if (st.key !== cursor.statusKey) {
             if (!corked) { conn.cork(); corked = true; }
             bytes += conn.writeShared([st.frame]);
@@ -194,11 +210,15 @@ export class FanOut implements ConnectionHost {
       }
       if (corked) {
         conn.uncork();
-        this.counts.corkedWrites++;
-        this.o.metrics.writes.inc();
-        this.o.metrics.bytesWritten.inc({ kind: 'shared' }, bytes);
+        writes++;
+        totalBytes += bytes;
       }
       if (conn.needsService && !above) this.queueService(conn);
+    }
+    this.counts.corkedWrites += writes;
+    if (writes > 0) {
+      this.o.metrics.writes.inc(writes);
+      this.o.metrics.bytesWritten.inc({ kind: 'shared' }, totalBytes);
     }
   }
 
@@ -207,12 +227,21 @@ export class FanOut implements ConnectionHost {
     conn.needsService = true;
   }
 
+  private unitWithStatus(u: SharedUnit, conn: Connection, status: Buffer): Buffer {
+    let bySize = u.withStatus.get(conn.compression);
+    if (bySize === undefined) u.withStatus.set(conn.compression, (bySize = new Map()));
+    let buf = bySize.get(conn.maxBodyBytes);
+    if (buf === undefined) bySize.set(conn.maxBodyBytes, (buf = Buffer.concat([...this.unitFrames(u, conn), status])));
+    return buf;
+  }
+
   private unitFrames(u: SharedUnit, conn: Connection): Buffer[] {
-    const key = `${conn.compression}:${conn.maxBodyBytes}`;
-    let frames = u.frames.get(key);
+    let bySize = u.frames.get(conn.compression);
+    if (bySize === undefined) u.frames.set(conn.compression, (bySize = new Map()));
+    let frames = bySize.get(conn.maxBodyBytes);
     if (frames === undefined) {
       frames = encodeDelta(u.feed.id, u.from, u.to, u.upserts, u.deletes, conn.compression, conn.maxBodyBytes, this.o.compressMinBytes);
-      u.frames.set(key, frames);
+      bySize.set(conn.maxBodyBytes, frames);
       const n = frames.reduce((s, f) => s + f.length, 0);
       this.counts.deltaUnitsEncoded++;
       this.counts.deltaBytesEncoded += n;
