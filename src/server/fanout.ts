@@ -29,12 +29,11 @@ import type { Logger } from '../log.js';
 import { type Connection, type ConnectionHost, type FeedCursor } from './connection.js';
 import { type FeedRuntime, statusKey } from './feeds.js';
 import type { HelloMessage } from '../../proto/index.js';
-import { checkHello, chooseCompression } from './handshake.js';
+import { checkHello, chooseCompression, planFeeds, welcomeFrame } from './handshake.js';
 import type { ServerMetrics } from './metrics.js';
 import type { SnapshotCache } from './snapshot-cache.js';
 import type { StoreEntry } from './store-port.js';
-import { judgeToken } from './tokens.js';
-import { type Compression, CloseCode, InboundError, PROTOCOL_VERSION, encodeDelta, encodeMessage } from './wire.js';
+import { type Compression, CloseCode, encodeDelta, encodeMessage } from './wire.js';
 
 export interface FanOutOptions {
   readonly clock: Clock;
@@ -381,37 +380,15 @@ export class FanOut implements ConnectionHost {
   onHello(conn: Connection, m: HelloMessage): void {
     const hello = checkHello(m);
     const now = this.o.clock.monotonic();
-    const feeds = hello.feeds.map((f) => {
-      const feed = this.byName.get(f.name);
-      if (feed === undefined) throw new InboundError(CloseCode.UNKNOWN_FEED, 'CATTAIL_SERVER_UNKNOWN_FEED', `feed ${JSON.stringify(f.name)} is not served here (served: ${[...this.byName.keys()].join(', ')})`);
-      return { feed, token: f.token };
-    });
+    const plans = planFeeds(hello, this.byName, this.o.serverId, this.o.maxClientBytes);
     conn.node = hello.node;
     conn.clientId = hello.clientId;
     conn.compression = chooseCompression(hello.caps, this.o.compressions);
     conn.maxBodyBytes = Math.min(this.o.maxFrameBytes, hello.maxFrameBytes ?? Infinity);
-    const plans = feeds.map(({ feed, token }) => {
-      const d = judgeToken(token, { serverId: this.o.serverId, epoch: feed.epoch, feed: feed.name, projectionVersion: feed.def.projectionVersion }, feed.store.revision);
-      if (d.mode === 'snapshot') return { feed, mode: 'snapshot' as const, reason: d.reason };
-      const s = feed.store.since(d.revision);
-      if (s.kind !== 'delta') return { feed, mode: 'snapshot' as const, reason: s.kind === 'too-old' ? ('too-old' as const) : ('bad-token' as const) };
-      // A resume bigger than the agent's own budget would only get it closed with 4008: the
-      // shared snapshot is cheaper for everyone.
-      if (s.bytes > this.o.maxClientBytes / 2) return { feed, mode: 'snapshot' as const, reason: 'too-large' as const };
-      return { feed, mode: 'resume' as const, since: s };
+    const welcome = welcomeFrame(plans, {
+      serverId: this.o.serverId, pingIntervalMs: this.o.pingIntervalMs, pongTimeoutMs: this.o.pongTimeoutMs,
+      maxFrameBytes: conn.maxBodyBytes, maxInboundBytes: this.o.maxInboundBytes, compression: conn.compression,
     });
-    const welcome = encodeMessage({
-        type: 'welcome',
-        protocol: PROTOCOL_VERSION,
-        serverId: this.o.serverId,
-        pingIntervalMs: this.o.pingIntervalMs,
-        pongTimeoutMs: this.o.pongTimeoutMs,
-        maxFrameBytes: conn.maxBodyBytes,
-        maxInboundBytes: this.o.maxInboundBytes,
-        compression: conn.compression,
-        caps: [],
-        feeds: plans.map((p) => (p.mode === 'resume' ? { name: p.feed.name, id: p.feed.id, mode: 'resume' as const } : { name: p.feed.name, id: p.feed.id, mode: 'snapshot' as const, reason: p.reason })),
-      });
     conn.state = 'streaming';
     conn.lastPongMs = now;
     conn.nextPingMs = now + this.jitteredPingMs();
