@@ -165,7 +165,7 @@ for (const n of counts) {
 }
 const meta = { node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model, date: new Date().toISOString(), loadAverageBefore: loadBefore, loadAverageAfter: loadavg().map((x) => +x.toFixed(2)), note: 'server and clients in separate processes, not pinned; shared 2-vCPU machine with other jobs running (see the load averages), so absolute times are pessimistic: compare CPU-seconds and counts, not wall time' };
 writeFileSync(`${out}.json`, JSON.stringify({ meta, results }, null, 2) + '\n');
-const cols = ['clients', 'rounds', 'revisions', 'replayWallS', 'snapshotAllMs', 'snapshotBuilds', 'snapshotReuses', 'revisions', 'flushes', 'bytesEncodedPerDelta', 'deltaUnitsEncoded', 'writesPerClientPerFlush', 'lagP50Ms', 'lagP99Ms', 'lastClientLagP50Ms', 'lastClientLagP99Ms', 'serverCpuS', 'serverCpuUsPerDelivery', 'clientCpuS', 'rssPeakMB', 'skips', 'catchUps'];
+const cols = ['clients', 'rounds', 'revisions', 'replayWallS', 'snapshotAllMs', 'snapshotBuilds', 'snapshotReuses', 'flushes', 'bytesEncodedPerDelta', 'deltaUnitsEncoded', 'writesPerClientPerFlush', 'lagP50Ms', 'lagP99Ms', 'lastClientLagP50Ms', 'lastClientLagP99Ms', 'serverCpuS', 'serverCpuUsPerDelivery', 'clientCpuS', 'rssPeakMB', 'skips', 'catchUps'];
 const md = [
   '# Fan-out benchmark (bench/fanout.ts)',
   '',

@@ -29,12 +29,11 @@ import type { Logger } from '../log.js';
 import { type Connection, type ConnectionHost, type FeedCursor } from './connection.js';
 import { type FeedRuntime, statusKey } from './feeds.js';
 import type { HelloMessage } from '../../proto/index.js';
-import { checkHello, chooseCompression } from './handshake.js';
+import { checkHello, chooseCompression, planFeeds, welcomeFrame } from './handshake.js';
 import type { ServerMetrics } from './metrics.js';
 import type { SnapshotCache } from './snapshot-cache.js';
 import type { StoreEntry } from './store-port.js';
-import { judgeToken } from './tokens.js';
-import { type Compression, CloseCode, InboundError, PROTOCOL_VERSION, encodeDelta, encodeMessage } from './wire.js';
+import { type Compression, CloseCode, encodeDelta, encodeMessage } from './wire.js';
 
 export interface FanOutOptions {
   readonly clock: Clock;
@@ -69,7 +68,12 @@ interface SharedUnit {
   readonly upserts: readonly StoreEntry[];
   readonly deletes: readonly string[];
   readonly hasDelta: boolean;
-  readonly frames: Map<string, Buffer[]>;
+  /** Encoded frames per compression, then per frame size (no string keys on the per-socket path). */
+  readonly frames: Map<Compression, Map<number, Buffer[]>>;
+  /** The STATUS at `to`, computed once per flush. */
+  status: { key: string; frame: Buffer } | undefined;
+  /** DELTA frames + STATUS in one Buffer per compression and frame size: one plain write per socket. */
+  readonly withStatus: Map<Compression, Map<number, Buffer>>;
 }
 
 export class FanOut implements ConnectionHost {
@@ -144,7 +148,7 @@ export class FanOut implements ConnectionHost {
       const rev = feed.store.revision;
       const sk = statusKey(rev, feed.store.meta());
       if (rev === feed.flushedRevision && sk === feed.flushedStatusKey) continue;
-      let unit: SharedUnit = { feed, from: feed.flushedRevision, to: rev, upserts: [], deletes: [], hasDelta: false, frames: new Map() };
+      let unit: SharedUnit = { feed, from: feed.flushedRevision, to: rev, upserts: [], deletes: [], hasDelta: false, frames: new Map(), status: undefined, withStatus: new Map() };
       if (rev > feed.flushedRevision) {
         const s = feed.store.since(feed.flushedRevision);
         // too-old here means the log was trimmed past our own flush point: live agents at the old
@@ -161,6 +165,10 @@ export class FanOut implements ConnectionHost {
     if (!any) return;
     this.counts.flushes++;
     const hwm = this.o.socketHighWaterBytes;
+    // Metrics are summed here and recorded once: a labelled prom-client update per socket would
+    // cost more than the write it counts.
+    let writes = 0;
+    let totalBytes = 0;
     for (const conn of this.connections) {
       if (conn.state !== 'streaming') continue;
       const above = conn.writableBytes > hwm;
@@ -173,18 +181,25 @@ export class FanOut implements ConnectionHost {
           if (above) {
             this.markBehind(conn, cursor, now);
             this.counts.skips++;
-            this.o.metrics.clientsSkipped.inc({ feed: cursor.feed.name });
+            this.o.metrics.clientsSkipped.inc({ feed: cursor.feed.name }); // rare: only for backed-up sockets
             continue;
           }
           if (!corked) { conn.cork(); corked = true; }
-          bytes += conn.writeShared(this.unitFrames(u, conn));
+          const st = (u.status ??= cursor.feed.statusFrame(this.o.compressMinBytes));
+          if (st.key !== cursor.statusKey) {
+            bytes += conn.writeShared([this.unitWithStatus(u, conn, st.frame)]);
+            cursor.statusKey = st.key;
+          } else {
+            bytes += conn.writeShared(this.unitFrames(u, conn));
+          }
           cursor.revision = u.to;
+          continue;
         } else if (cursor.revision < cursor.feed.flushedRevision) {
           this.markBehind(conn, cursor, now);
           continue;
         }
         if (!above && cursor.revision === cursor.feed.flushedRevision) {
-          const st = cursor.feed.statusFrame(this.o.compressMinBytes);
+          const st = (u.status ??= cursor.feed.statusFrame(this.o.compressMinBytes));
           if (st.key !== cursor.statusKey) {
             if (!corked) { conn.cork(); corked = true; }
             bytes += conn.writeShared([st.frame]);
@@ -194,11 +209,15 @@ export class FanOut implements ConnectionHost {
       }
       if (corked) {
         conn.uncork();
-        this.counts.corkedWrites++;
-        this.o.metrics.writes.inc();
-        this.o.metrics.bytesWritten.inc({ kind: 'shared' }, bytes);
+        writes++;
+        totalBytes += bytes;
       }
       if (conn.needsService && !above) this.queueService(conn);
+    }
+    this.counts.corkedWrites += writes;
+    if (writes > 0) {
+      this.o.metrics.writes.inc(writes);
+      this.o.metrics.bytesWritten.inc({ kind: 'shared' }, totalBytes);
     }
   }
 
@@ -207,12 +226,21 @@ export class FanOut implements ConnectionHost {
     conn.needsService = true;
   }
 
+  private unitWithStatus(u: SharedUnit, conn: Connection, status: Buffer): Buffer {
+    let bySize = u.withStatus.get(conn.compression);
+    if (bySize === undefined) u.withStatus.set(conn.compression, (bySize = new Map()));
+    let buf = bySize.get(conn.maxBodyBytes);
+    if (buf === undefined) bySize.set(conn.maxBodyBytes, (buf = Buffer.concat([...this.unitFrames(u, conn), status])));
+    return buf;
+  }
+
   private unitFrames(u: SharedUnit, conn: Connection): Buffer[] {
-    const key = `${conn.compression}:${conn.maxBodyBytes}`;
-    let frames = u.frames.get(key);
+    let bySize = u.frames.get(conn.compression);
+    if (bySize === undefined) u.frames.set(conn.compression, (bySize = new Map()));
+    let frames = bySize.get(conn.maxBodyBytes);
     if (frames === undefined) {
       frames = encodeDelta(u.feed.id, u.from, u.to, u.upserts, u.deletes, conn.compression, conn.maxBodyBytes, this.o.compressMinBytes);
-      u.frames.set(key, frames);
+      bySize.set(conn.maxBodyBytes, frames);
       const n = frames.reduce((s, f) => s + f.length, 0);
       this.counts.deltaUnitsEncoded++;
       this.counts.deltaBytesEncoded += n;
@@ -352,37 +380,15 @@ export class FanOut implements ConnectionHost {
   onHello(conn: Connection, m: HelloMessage): void {
     const hello = checkHello(m);
     const now = this.o.clock.monotonic();
-    const feeds = hello.feeds.map((f) => {
-      const feed = this.byName.get(f.name);
-      if (feed === undefined) throw new InboundError(CloseCode.UNKNOWN_FEED, 'CATTAIL_SERVER_UNKNOWN_FEED', `feed ${JSON.stringify(f.name)} is not served here (served: ${[...this.byName.keys()].join(', ')})`);
-      return { feed, token: f.token };
-    });
+    const plans = planFeeds(hello, this.byName, this.o.serverId, this.o.maxClientBytes);
     conn.node = hello.node;
     conn.clientId = hello.clientId;
     conn.compression = chooseCompression(hello.caps, this.o.compressions);
     conn.maxBodyBytes = Math.min(this.o.maxFrameBytes, hello.maxFrameBytes ?? Infinity);
-    const plans = feeds.map(({ feed, token }) => {
-      const d = judgeToken(token, { serverId: this.o.serverId, epoch: feed.epoch, feed: feed.name, projectionVersion: feed.def.projectionVersion }, feed.store.revision);
-      if (d.mode === 'snapshot') return { feed, mode: 'snapshot' as const, reason: d.reason };
-      const s = feed.store.since(d.revision);
-      if (s.kind !== 'delta') return { feed, mode: 'snapshot' as const, reason: s.kind === 'too-old' ? ('too-old' as const) : ('bad-token' as const) };
-      // A resume bigger than the agent's own budget would only get it closed with 4008: the
-      // shared snapshot is cheaper for everyone.
-      if (s.bytes > this.o.maxClientBytes / 2) return { feed, mode: 'snapshot' as const, reason: 'too-large' as const };
-      return { feed, mode: 'resume' as const, since: s };
+    const welcome = welcomeFrame(plans, {
+      serverId: this.o.serverId, pingIntervalMs: this.o.pingIntervalMs, pongTimeoutMs: this.o.pongTimeoutMs,
+      maxFrameBytes: conn.maxBodyBytes, maxInboundBytes: this.o.maxInboundBytes, compression: conn.compression,
     });
-    const welcome = encodeMessage({
-        type: 'welcome',
-        protocol: PROTOCOL_VERSION,
-        serverId: this.o.serverId,
-        pingIntervalMs: this.o.pingIntervalMs,
-        pongTimeoutMs: this.o.pongTimeoutMs,
-        maxFrameBytes: conn.maxBodyBytes,
-        maxInboundBytes: this.o.maxInboundBytes,
-        compression: conn.compression,
-        caps: [],
-        feeds: plans.map((p) => (p.mode === 'resume' ? { name: p.feed.name, id: p.feed.id, mode: 'resume' as const } : { name: p.feed.name, id: p.feed.id, mode: 'snapshot' as const, reason: p.reason })),
-      });
     conn.state = 'streaming';
     conn.lastPongMs = now;
     conn.nextPingMs = now + this.jitteredPingMs();

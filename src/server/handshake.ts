@@ -1,9 +1,12 @@
 /**
- * HELLO checks beyond the codec's shape validation (PROTOCOL.md §4.1), and the choice of
- * compression (§5). Pure.
+ * The handshake's decisions: HELLO checks beyond the codec's shape validation (PROTOCOL.md §4.1),
+ * the choice of compression (§5), resume-or-snapshot per feed (§7) and the WELCOME (§4.2).
  */
 import type { HelloMessage } from '../../proto/index.js';
-import { type Compression, CloseCode, InboundError, PROTOCOL_VERSION } from './wire.js';
+import type { FeedRuntime } from './feeds.js';
+import type { SinceResult } from './store-port.js';
+import { judgeToken } from './tokens.js';
+import { type Compression, CloseCode, InboundError, PROTOCOL_VERSION, encodeMessage } from './wire.js';
 
 export interface Hello {
   readonly node: string;
@@ -40,4 +43,47 @@ export function chooseCompression(caps: readonly string[], allowed: readonly Com
   if (caps.includes('compress.brotli') && allowed.includes('brotli')) return 'brotli';
   if (caps.includes('compress.deflate') && allowed.includes('deflate')) return 'deflate';
   return 'none';
+}
+
+export type FeedPlan =
+  | { readonly feed: FeedRuntime; readonly mode: 'snapshot'; readonly reason: string }
+  | { readonly feed: FeedRuntime; readonly mode: 'resume'; readonly since: Extract<SinceResult, { kind: 'delta' }> };
+
+/**
+ * Per requested feed: resume with the compacted changes since the token, or a snapshot with the
+ * reason. An unknown feed name is a coded close (4006).
+ */
+export function planFeeds(hello: Hello, feeds: ReadonlyMap<string, FeedRuntime>, serverId: string, maxClientBytes: number): FeedPlan[] {
+  return hello.feeds.map(({ name, token }) => {
+    const feed = feeds.get(name);
+    if (feed === undefined) throw new InboundError(CloseCode.UNKNOWN_FEED, 'CATTAIL_SERVER_UNKNOWN_FEED', `feed ${JSON.stringify(name)} is not served here (served: ${[...feeds.keys()].join(', ')})`);
+    const d = judgeToken(token, { serverId, epoch: feed.epoch, feed: feed.name, projectionVersion: feed.def.projectionVersion }, feed.store.revision);
+    if (d.mode === 'snapshot') return { feed, mode: 'snapshot', reason: d.reason };
+    const s = feed.store.since(d.revision);
+    if (s.kind !== 'delta') return { feed, mode: 'snapshot', reason: s.kind === 'too-old' ? 'too-old' : 'bad-token' };
+    // A resume bigger than the agent's own budget would only get it closed with 4008: the shared
+    // snapshot is cheaper for everyone.
+    if (s.bytes > maxClientBytes / 2) return { feed, mode: 'snapshot', reason: 'too-large' };
+    return { feed, mode: 'resume', since: s };
+  });
+}
+
+export interface WelcomeFields {
+  readonly serverId: string;
+  readonly pingIntervalMs: number;
+  readonly pongTimeoutMs: number;
+  readonly maxFrameBytes: number;
+  readonly maxInboundBytes: number;
+  readonly compression: Compression;
+}
+
+/** WELCOME, feeds in HELLO order; a feed's id is its index on the server (the same on every connection). */
+export function welcomeFrame(plans: readonly FeedPlan[], w: WelcomeFields): Buffer {
+  return encodeMessage({
+    type: 'welcome',
+    protocol: PROTOCOL_VERSION,
+    ...w,
+    caps: [],
+    feeds: plans.map((p) => (p.mode === 'resume' ? { name: p.feed.name, id: p.feed.id, mode: 'resume' as const } : { name: p.feed.name, id: p.feed.id, mode: 'snapshot' as const, reason: p.reason })),
+  });
 }
