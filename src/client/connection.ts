@@ -147,9 +147,10 @@ export class Connection {
       ws = new WebSocket(this.url, SUBPROTOCOL, {
         ...tlsOpts,
         perMessageDeflate: false,
-        // A compressed body is never larger than the uncompressed limit (the server compresses
-        // only when it gains), so this caps the raw message before ws buffers it.
-        maxPayload: this.opts.maxFrameBytes + HEADER_BYTES,
+        // ws refuses (1009) before buffering anything past this. It is twice the frame limit so
+        // that a frame merely above the limit reaches splitFrame and gets the protocol's 4003
+        // with a coded error, while an absurd length is still cut off by ws.
+        maxPayload: 2 * (this.opts.maxFrameBytes + HEADER_BYTES),
         followRedirects: false,
       });
     } catch (err) {
@@ -196,7 +197,12 @@ export class Connection {
   private onSocketError(err: Error): void {
     // 'close' follows an 'error' on an opened socket; before the upgrade it may not.
     const identity = CattailError.is(err) ? err : undefined;
-    const error = identity ?? new CattailError('CATTAIL_CLIENT_CONNECT_FAILED', `connection to ${this.url} failed: ${err.message}`, { cause: err, details: { endpoint: this.url } });
+    const wsCode = (err as { code?: unknown }).code;
+    const error =
+      identity ??
+      (typeof wsCode === 'string' && wsCode.startsWith('WS_ERR_')
+        ? new CattailError('CATTAIL_CLIENT_PROTOCOL_ERROR', `invalid WebSocket data from ${this.url}: ${err.message}`, { cause: err, details: { endpoint: this.url, wsCode } })
+        : new CattailError('CATTAIL_CLIENT_CONNECT_FAILED', `connection to ${this.url} failed: ${err.message}`, { cause: err, details: { endpoint: this.url } }));
     if (this.ws?.readyState === WebSocket.OPEN) {
       this.pendingEnd ??= { error, welcomed: this.welcome !== undefined, local: false };
       return;

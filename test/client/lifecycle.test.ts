@@ -130,4 +130,24 @@ describe('client - lifecycle', () => {
     expect(plain.rec.clientCloses[0]!.code).toBe(4002);
     expect(s1.guard.problems()).toEqual([]);
   });
+
+  it('refuses a frame above maxFrameBytes with 4003, and an absurd one at the WebSocket layer', async () => {
+    const srv = await server();
+    const { client, clock, rec, guard } = setup({ endpoints: [srv.url], maxFrameBytes: 4_096 });
+    guard.allow('CATTAIL_CLIENT_PROTOCOL_ERROR');
+    await client.whenInSync();
+    const big = (n: number): Buffer => encodeFrame({ type: 'delta', feedId: 1, fromRevision: 1, toRevision: 2, more: false, upserts: [['/big', Buffer.alloc(n)]], deletes: [] });
+    srv.sendRawToAll(big(6_000));
+    await waitFor(() => srv.rec.clientCloses.length === 1, 'closed', { servers: [srv] });
+    expect(srv.rec.clientCloses[0]!.code).toBe(4003);
+    await waitFor(() => rec.last('reconnecting') !== undefined, 'reconnecting', { client });
+    expect((rec.last('reconnecting')!.reason!.cause as { code: string }).code).toBe('CATTAIL_PROTO_FRAME_TOO_LARGE');
+    await skipWait(clock);
+    await waitFor(() => client.inSync, 'in sync again', { client });
+    srv.sendRawToAll(big(20_000));
+    await waitFor(() => srv.rec.clientCloses.length === 2, 'closed again', { servers: [srv] });
+    expect(srv.rec.clientCloses[1]!.code).toBe(1009);
+    await waitFor(() => client.stats.protocolErrors === 2, 'second protocol error', { client });
+    expect(guard.problems()).toEqual([]);
+  });
 });
