@@ -100,5 +100,8 @@ describe('cattail agent', () => {
     const r = await run(['agent', '--once']);
     expect(r.code).toBe(2);
     expect(r.err).toContain('CATTAIL_CONFIG_INVALID_VALUE');
+    const bad = await run(['agent', '--once', '--server', 'http://127.0.0.1:1']);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/CATTAIL_CONFIG_INVALID_VALUE: invalid agent options: connect\(\): option endpoints/);
   });
 });
