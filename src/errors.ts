@@ -25,6 +25,11 @@ export const ERROR_CODES = {
   CATTAIL_CONFIG_FILE_UNREADABLE: { exit: 2, text: 'The config file could not be read or parsed as YAML/JSON.' },
   CATTAIL_CLI_UNKNOWN_COMMAND: { exit: 2, text: 'The first argument is not a `cattail` subcommand.' },
   CATTAIL_NOT_IMPLEMENTED: { exit: 3, text: 'The subcommand exists but its implementation has not landed yet (see the open issues).' },
+  // --- Simulated API server (src/sim) ---
+  CATTAIL_SIM_UNKNOWN_RESOURCE: { exit: 2, text: 'An admin call named a resource the simulator does not serve (see src/registry.ts).' },
+  CATTAIL_SIM_WRITE_REJECTED: { exit: 1, text: 'An admin write was refused as the API server would refuse it (not found, already exists, conflict, invalid); details carry the HTTP code and reason.' },
+  CATTAIL_SIM_LISTEN_FAILED: { exit: 1, text: 'The simulator could not bind its loopback port (in use, or not permitted).' },
+  CATTAIL_SIM_KUBECONFIG_WRITE_FAILED: { exit: 1, text: 'The simulator could not write its kubeconfig file (directory missing or not writable).' },
   // --- src/snapshot (the versioned store) ---
   CATTAIL_SNAPSHOT_INVALID_BATCH: { exit: 1, text: 'A batch given to a feed store is malformed (key not a non-empty string, value not bytes or null, unknown sync status, watermark not a decimal resourceVersion); the store rejected all of it and is unchanged.' },
   CATTAIL_INTERNAL: { exit: 1, text: 'An invariant was violated; this is a bug, and the cause is attached.' },

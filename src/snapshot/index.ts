@@ -48,7 +48,7 @@
  * - Views never change after later applies.
  */
 export { FeedStore, DEFAULT_LOG_MAX_AGE_MS, DEFAULT_LOG_MAX_BYTES } from './store.js';
-export type { ApplyResult, Batch, FeedStoreOptions, SinceResult, StoreStats, TrimResult, Update } from './store.js';
+export type { ApplyResult, Batch, FeedStoreOptions, SinceResult, StoreStats, TrimResult, Update } from './types.js';
 export type { StoreView } from './view.js';
 export { compareResourceVersions, isResourceVersion, SYNC_STATUSES } from './meta.js';
 export type { FeedMeta, SyncStatus } from './meta.js';
