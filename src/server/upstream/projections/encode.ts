@@ -1,0 +1,31 @@
+import { Packr } from 'msgpackr';
+
+/**
+ * Plain msgpack (no records extension: agents in any language can read it). One Packr for the
+ * process: `pack` returns a view into its reusable slab, so every value is copied out to an
+ * exact-size Buffer before it is kept — a kept slab view would be overwritten by the next pack.
+ */
+const packr = new Packr({ useRecords: false, variableMapSize: true });
+
+export function encodeValue(value: unknown): Buffer {
+  return Buffer.from(packr.pack(value));
+}
+
+/** Builds a plain object with the keys sorted, so equal maps always encode to equal bytes. */
+export function sortedRecord(entries: Iterable<[string, string]>): Record<string, string> {
+  const list = [...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const out: Record<string, string> = {};
+  for (const [k, v] of list) out[k] = v;
+  return out;
+}
+
+export function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+export function stringRecord(value: unknown): Record<string, string> {
+  if (!isRecord(value)) return {};
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(value)) if (typeof v === 'string') out[k] = v;
+  return out;
+}
