@@ -31,6 +31,11 @@ export const ERROR_CODES = {
   CATTAIL_UPSTREAM_REQUEST_FAILED: { exit: 1, text: 'A list or watch request to the API server failed (network, HTTP status, in-stream ERROR, silent stream); the reflector logs it and retries with backoff.' },
   CATTAIL_UPSTREAM_UNAUTHORIZED: { exit: 1, text: 'The API server refused the replica\'s credentials (401) or permissions (403); logged loudly, counted, and readiness is false until it passes.' },
   CATTAIL_UPSTREAM_MALFORMED_OBJECT: { exit: 1, text: 'An object or watch line could not be parsed or projected; it is counted and skipped, never fatal.' },
+  // --- Simulated API server (src/sim) ---
+  CATTAIL_SIM_UNKNOWN_RESOURCE: { exit: 2, text: 'An admin call named a resource the simulator does not serve (see src/registry.ts).' },
+  CATTAIL_SIM_WRITE_REJECTED: { exit: 1, text: 'An admin write was refused as the API server would refuse it (not found, already exists, conflict, invalid); details carry the HTTP code and reason.' },
+  CATTAIL_SIM_LISTEN_FAILED: { exit: 1, text: 'The simulator could not bind its loopback port (in use, or not permitted).' },
+  CATTAIL_SIM_KUBECONFIG_WRITE_FAILED: { exit: 1, text: 'The simulator could not write its kubeconfig file (directory missing or not writable).' },
   CATTAIL_INTERNAL: { exit: 1, text: 'An invariant was violated; this is a bug, and the cause is attached.' },
 } as const satisfies Record<string, { exit: number; text: string }>;
 

@@ -56,7 +56,7 @@ export const COMMANDS: readonly Command[] = [
     summary: 'Run the simulated Kubernetes API server (list/watch, faults, load counters) on loopback.',
     usage: 'cattail sim [--port 0] [--nodes N] [--pods-per-node N] [--churn PER_S] [--seed N] [--kubeconfig FILE]',
     options: simOptions,
-    run: notYet('sim', 'the simulator issue'),
+    run: async (config, ctx) => (await import('../sim/command.js')).runSim(config, ctx),
   }),
   command({
     name: 'bench',

@@ -14,5 +14,8 @@ export const simOptions = {
   podsPerNode: opt.int({ default: 30, unit: 'count', min: 0, help: 'Pods per node in the generated cluster.' }),
   churn: opt.number({ default: 0, unit: 'changes per second', min: 0, help: 'Rate of generated changes (pod create/delete, status-only updates, label flips, node heartbeats).' }),
   seed: opt.int({ default: 1, min: 0, help: 'Seed of the cluster generator and churn driver; the same seed gives the same cluster and changes.' }),
+  bookmarkIntervalMs: opt.int({ default: 60_000, unit: 'ms', min: 100, help: 'Period of watch bookmarks per watcher (jittered by up to +25%), sent only when the resourceVersion advanced.' }),
+  watchMinTimeoutMs: opt.int({ default: 1_800_000, unit: 'ms', min: 1_000, help: 'A watch without timeoutSeconds ends at a random time in [min, 2*min), as the apiserver\'s --min-request-timeout does.' }),
+  historyMinCapacity: opt.int({ default: 100, unit: 'count', min: 1, help: 'Minimum events kept per resource for watch resumption; grows to 102,400 while the oldest event is younger than 75 s.' }),
   kubeconfig: opt.string({ default: undefined, help: 'After binding, write a kubeconfig for the simulator to this file (atomically).' }),
 } as const;

@@ -1,0 +1,32 @@
+/**
+ * `cattail sim`: runs the simulator until SIGTERM/SIGINT. Prints exactly one line on stdout,
+ * `listening http://127.0.0.1:PORT`, after the kubeconfig (if asked for) is in place, so a script
+ * can wait for that line and then use the file.
+ */
+import type { CommandContext } from '../cli/commands.js';
+import type { ConfigOf } from '../config/options.js';
+import { createLogger } from '../log.js';
+import { startSim } from './index.js';
+import type { simOptions } from './options.js';
+
+export async function runSim(config: ConfigOf<typeof simOptions>, ctx: CommandContext): Promise<number> {
+  const log = createLogger(config.logLevel, 'cattail-sim');
+  const sim = await startSim({
+    port: config.port,
+    nodes: config.nodes,
+    podsPerNode: config.podsPerNode,
+    churnPerSec: config.churn,
+    seed: config.seed,
+    kubeconfigPath: config.kubeconfig,
+    bookmarkIntervalMs: config.bookmarkIntervalMs,
+    watchMinTimeoutMs: config.watchMinTimeoutMs,
+    historyMinCapacity: config.historyMinCapacity,
+  });
+  log.info({ url: sim.url, kubeconfig: sim.kubeconfigPath, rv: sim.admin.currentRv(), nodes: config.nodes, podsPerNode: config.podsPerNode }, 'simulator ready');
+  ctx.stdout.write(`listening ${sim.url}\n`);
+  if (!ctx.signal.aborted) await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve(), { once: true }));
+  await sim.close();
+  log.info('simulator stopped');
+  log.flush();
+  return 0;
+}

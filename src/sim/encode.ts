@@ -1,0 +1,92 @@
+/**
+ * Wire encoding of stored objects, as the apiserver writes them
+ * (../shared/fixtures/README.md "Wire-form facts").
+ *
+ * - Built-in types are Go structs: keys in struct field order. Objects built by the generator are
+ *   already in that order; objects written by clients are reordered at the top level and in
+ *   `metadata` (the parts every client reads), the rest keeps the client's order.
+ * - Custom resources are unstructured maps: keys sorted at every level.
+ * - Go's encoding/json escapes `<`, `>`, `&`, U+2028 and U+2029. Those characters only occur inside
+ *   strings in JSON text, so a replacement over the serialized text is exact.
+ *
+ * Objects are stored as these bytes (as the apiserver's watch cache does): one encode per write,
+ * shared by every list and watcher.
+ */
+import type { ResourceDef } from '../registry.js';
+
+const METADATA_ORDER = [
+  'name', 'generateName', 'namespace', 'selfLink', 'uid', 'resourceVersion', 'generation', 'creationTimestamp',
+  'deletionTimestamp', 'deletionGracePeriodSeconds', 'labels', 'annotations', 'ownerReferences', 'finalizers', 'managedFields',
+];
+const TOP_ORDER = ['kind', 'apiVersion', 'metadata'];
+
+export type JsonObject = Record<string, unknown>;
+
+const GO_ESCAPES: Record<string, string> = { '<': '\\u003c', '>': '\\u003e', '&': '\\u0026', '\u2028': '\\u2028', '\u2029': '\\u2029' };
+
+/** JSON.stringify with Go's HTML-safe escaping. */
+export function goJson(value: unknown): string {
+  return JSON.stringify(value).replace(/[<>&\u2028\u2029]/g, (c) => GO_ESCAPES[c] ?? c);
+}
+
+function ordered(obj: JsonObject, order: readonly string[]): JsonObject {
+  const out: JsonObject = {};
+  for (const k of order) if (obj[k] !== undefined) out[k] = obj[k];
+  for (const [k, v] of Object.entries(obj)) if (!(k in out) && v !== undefined) out[k] = v;
+  return out;
+}
+
+/** Struct-like order for a built-in object: kind, apiVersion, metadata (its own order), then the rest. */
+export function builtinOrder(obj: JsonObject): JsonObject {
+  const top = ordered(obj, TOP_ORDER);
+  const meta = top['metadata'];
+  if (meta !== null && typeof meta === 'object' && !Array.isArray(meta)) top['metadata'] = ordered(meta as JsonObject, METADATA_ORDER);
+  return top;
+}
+
+/** Deep copy with keys sorted at every level (unstructured encoding). */
+export function sortKeysDeep(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortKeysDeep);
+  if (value === null || typeof value !== 'object') return value;
+  const out: JsonObject = {};
+  for (const k of Object.keys(value).sort()) {
+    const v = (value as JsonObject)[k];
+    if (v !== undefined) out[k] = sortKeysDeep(v);
+  }
+  return out;
+}
+
+/** Encodes a full object (with kind/apiVersion) for storage. */
+export function encodeObject(def: ResourceDef, obj: JsonObject): Buffer {
+  const shaped = def.encoding === 'unstructured' ? sortKeysDeep(obj) : builtinOrder(obj);
+  return Buffer.from(goJson(shaped));
+}
+
+export function apiVersionOf(def: ResourceDef): string {
+  return def.group === '' ? def.version : `${def.group}/${def.version}`;
+}
+
+/**
+ * The prefix every stored built-in object starts with. A built-in list item is the stored bytes
+ * minus this prefix (list items carry no kind/apiVersion), so lists never re-encode.
+ */
+export function builtinPrefix(def: ResourceDef): Buffer {
+  return Buffer.from(`{"kind":${JSON.stringify(def.kind)},"apiVersion":${JSON.stringify(apiVersionOf(def))},`);
+}
+
+const RV_KEY = Buffer.from('"resourceVersion":"');
+
+/**
+ * Returns the bytes with metadata.resourceVersion replaced, without parsing. The first
+ * `"resourceVersion":"` outside a string is the metadata one in both encodings (built-in: metadata
+ * comes first and resourceVersion precedes every nested map; unstructured: apiVersion, kind, then
+ * metadata whose earlier keys hold only strings or `f:`-prefixed managedFields keys). Inside a JSON
+ * string a quote is always escaped, so the pattern cannot match there.
+ */
+export function withResourceVersion(bytes: Buffer, rv: string): Buffer {
+  const at = bytes.indexOf(RV_KEY);
+  if (at < 0) throw new Error('stored object has no metadata.resourceVersion');
+  const start = at + RV_KEY.length;
+  const end = bytes.indexOf(0x22, start);
+  return Buffer.concat([bytes.subarray(0, start), Buffer.from(rv), bytes.subarray(end)]);
+}

@@ -1,0 +1,34 @@
+/**
+ * The kubeconfig the simulator writes for its clients. Plain HTTP needs
+ * `insecure-skip-tls-verify: true`: @kubernetes/client-node refuses an http:// server otherwise
+ * ("HTTP protocol is not allowed when skipTLSVerify is not set or false").
+ *
+ * Written atomically (temp file in the same directory, then rename) so a client polling for the
+ * file never reads half of it.
+ */
+import { rename, unlink, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { stringify } from 'yaml';
+import { CattailError } from '../errors.js';
+
+export function kubeconfigYaml(server: string, name = 'cattail-sim'): string {
+  return stringify({
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name, cluster: { server, 'insecure-skip-tls-verify': server.startsWith('http://') } }],
+    users: [{ name, user: { token: 'cattail-sim' } }],
+    contexts: [{ name, context: { cluster: name, user: name, namespace: 'default' } }],
+    'current-context': name,
+  });
+}
+
+export async function writeKubeconfig(path: string, server: string): Promise<void> {
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now()}.tmp`);
+  try {
+    await writeFile(tmp, kubeconfigYaml(server), { mode: 0o600 });
+    await rename(tmp, path);
+  } catch (err) {
+    await unlink(tmp).catch(() => undefined);
+    throw new CattailError('CATTAIL_SIM_KUBECONFIG_WRITE_FAILED', `cannot write kubeconfig ${path}: ${(err as Error).message}`, { cause: err, details: { path } });
+  }
+}
