@@ -38,7 +38,7 @@ async function setup(opts: Partial<UpstreamOptions> = {}): Promise<{ clock: Fake
 const objects = (id: string): KubeObject[] => [...(server.store.get(id)?.values() ?? [])];
 const converged = (sink: RecordingSink): boolean => sameState(sink.state.get('pods'), expectedState(podsFeed, objects));
 const counter = async (up: UpstreamHandle, name: 'watchRestarts' | 'authErrors' | 'skipped' | 'relists', label?: Record<string, string>): Promise<number> =>
-  (await up.metrics[name].get()).values.filter((v) => Object.entries(label ?? {}).every(([k, x]) => v.labels[k] === x)).reduce((n, v) => n + v.value, 0);
+  (await up.metrics[name].get()).values.filter((v) => Object.entries(label ?? {}).every(([k, x]) => (v.labels as Record<string, unknown>)[k] === x)).reduce((n, v) => n + v.value, 0);
 
 describe('reflector under faults', () => {
   it('survives a reset in the middle of a JSON line, applying nothing partial', async () => {
