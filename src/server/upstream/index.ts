@@ -4,3 +4,4 @@ export { loadKubeConfig } from './kubeconfig.js';
 export { UpstreamMetrics } from './metrics.js';
 export { PROJECTION_VERSION, encodeValue, projector } from './projections/index.js';
 export type { CustomFeedConfig, CustomFeedResource, ProjectionKind } from './types.js';
+export { upstreamOptionsFromConfig } from './config.js';
