@@ -280,4 +280,35 @@ describe('reflector under faults', () => {
     await until(() => up.health()[0]?.stale === false && sink.stale.get('pods') === false, clock, 500);
     expect(sink.status.get('pods')).toBe('in-sync'); // never went back
   });
+
+  it('never goes back in time: a lagging apiserver (504 too-large RV, or an older list) leads to a consistent relist', async () => {
+    const { clock, sink, up } = await setup();
+    for (let i = 0; i < 3; i++) server.upsert('pods', pod(`p${i}`, { ip: `10.0.0.${i + 1}` }));
+    up.start(sink);
+    await until(() => sink.status.get('pods') === 'in-sync' && server.openWatches === 1, clock);
+    const appliedRv = server.rv;
+    // The HA peer behind the load balancer lags: a NotOlderThan relist times out with 504, then
+    // a list comes back older than what we applied (a stale RV=0-style answer).
+    let lagging = 0;
+    server.intercept = (info, _req, res) => {
+      if (info.watch || lagging >= 2) return false;
+      lagging++;
+      if (info.query.get('resourceVersionMatch') === 'NotOlderThan') {
+        res.writeHead(504, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ kind: 'Status', code: 504, reason: 'Timeout', message: 'Too large resource version', details: { causes: [{ reason: 'ResourceVersionTooLarge' }], retryAfterSeconds: 1 } }));
+      } else {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: String(appliedRv - 2) }, items: [] }));
+      }
+      return true;
+    };
+    server.changeWhileDisconnected(() => server.upsert('pods', pod('p9', { ip: '10.0.0.99' })));
+    server.endWatches();
+    await until(() => lagging === 2 && server.openWatches === 1 && converged(sink), clock);
+    // The stale empty list was never applied: no pod was ever deleted.
+    expect(sink.batches.flatMap((b) => b.batch.updates).filter((u) => u.value === null)).toEqual([]);
+    expect(await counter(up, 'relists', { reason: 'stale-list' })).toBe(1);
+    const lists = server.requests.filter((r) => !r.watch);
+    expect(lists.at(-1)?.query).not.toContain('resourceVersion');
+  });
 });

@@ -12,7 +12,8 @@ export type FailureKind =
   | 'watchdog' // no byte for the inactivity timeout
   | 'short-watch' // a watch that closed at once with no event (a hot loop in the making)
   | 'malformed' // a body that is not the JSON we asked for
-  | 'watchlist-unsupported'; // the server cannot stream the initial list
+  | 'watchlist-unsupported' // the server cannot stream the initial list
+  | 'stale-list'; // a list older than what we already applied (a lagging HA apiserver)
 
 export class UpstreamFailure extends CattailError {
   constructor(
@@ -49,4 +50,14 @@ export function retryAfterMs(header: string | string[] | undefined, body: KubeSt
   }
   if (ms === undefined && typeof body?.details?.retryAfterSeconds === 'number') ms = body.details.retryAfterSeconds * 1000;
   return ms === undefined ? undefined : Math.max(0, Math.min(capMs, ms));
+}
+
+/**
+ * Orders resourceVersions (KEP-5504: comparable decimal strings without leading zeros, by length
+ * then lexically). Unparseable versions compare as equal: the guard then stays out of the way.
+ */
+export function compareRv(a: string, b: string): number {
+  if (!/^\d+$/.test(a) || !/^\d+$/.test(b)) return 0;
+  if (a.length !== b.length) return a.length - b.length;
+  return a < b ? -1 : a > b ? 1 : 0;
 }

@@ -4,7 +4,7 @@ import type { Logger } from '../../log.js';
 import { collectionPath, type ResourceDef } from '../../registry.js';
 import type { ResourceHealth } from '../seams.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
-import { retryAfterMs, UpstreamFailure } from './failure.js';
+import { compareRv, retryAfterMs, UpstreamFailure } from './failure.js';
 import { parseJson } from './json.js';
 import type { UpstreamMetrics } from './metrics.js';
 import type { ListSession, ResourceView } from './resource-view.js';
@@ -71,7 +71,7 @@ export class Reflector {
   private missing = false;
   private authError: string | undefined;
   private lastHealthyMs: number | undefined;
-  private readonly startedMs: number;
+  private startedMs: number;
   private lastAttemptMs = Number.NEGATIVE_INFINITY;
   private readonly backoff: Backoff;
   private readonly stopController = new AbortController();
@@ -90,7 +90,10 @@ export class Reflector {
   }
 
   start(): void {
-    this.loop ??= this.run();
+    if (this.loop) return;
+    // Staleness counts from start(), not construction: the server may create the upstream early.
+    this.startedMs = this.o.clock.monotonic();
+    this.loop = this.run();
   }
 
   async stop(): Promise<void> {
@@ -146,8 +149,9 @@ export class Reflector {
   }
 
   private confirmHealthy(): void {
-    const wasStale = this.health().stale;
-    this.lastHealthyMs = this.o.clock.monotonic();
+    const now = this.o.clock.monotonic();
+    const wasStale = now - (this.lastHealthyMs ?? this.startedMs) > this.o.staleAfterMs;
+    this.lastHealthyMs = now;
     const hadAuth = this.authError !== undefined;
     this.authError = undefined;
     if (wasStale || hadAuth) this.o.onHealth();
@@ -272,6 +276,11 @@ export class Reflector {
   }
 
   private finishList(session: ListSession, rv: string | undefined): void {
+    // Never back in time: a list older than the state already served (an HA apiserver whose
+    // cache lags) is dropped, and the next list is a consistent (quorum) one.
+    if (rv !== undefined && this.rv !== undefined && compareRv(rv, this.rv) < 0) {
+      throw new UpstreamFailure('stale-list', `list of ${this.id} at RV ${rv} is older than the applied RV ${this.rv}`);
+    }
     this.o.view.commit(session);
     if (rv !== undefined && rv !== '') this.rv = rv;
     this.listMode = 'none';
@@ -381,6 +390,12 @@ export class Reflector {
     const code = f.k8sCode;
     const log = { resource: this.id, code: f.code, kind: f.kind, status: code, err: f.message };
     const reason = f.kind === 'http' ? `http-${code}` : f.kind;
+    if (f.kind === 'stale-list') {
+      this.listMode = 'consistent';
+      this.o.metrics.relists.inc({ resource: this.id, reason: 'stale-list' });
+      this.o.logger.warn(log, 'API server answered with an older list than already applied; relisting consistently');
+      return this.backoff.failure(now);
+    }
     if (f.kind === 'watchlist-unsupported') {
       this.o.metrics.relists.inc({ resource: this.id, reason: 'watchlist-fallback' });
       this.o.logger.warn(log, 'WatchList unavailable; using paged LIST');
