@@ -9,5 +9,7 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
+    // The JSON report lets .ci/run print the plain "N passed, N failed" closing line CI reads.
+    reporters: ['default', ['json', { outputFile: '.vitest/results.json' }]],
   },
 });

@@ -37,6 +37,14 @@ export const ERROR_CODES = {
   CATTAIL_SIM_LISTEN_FAILED: { exit: 1, text: 'The simulator could not bind its loopback port (in use, or not permitted).' },
   CATTAIL_SIM_KUBECONFIG_WRITE_FAILED: { exit: 1, text: 'The simulator could not write its kubeconfig file (directory missing or not writable).' },
   CATTAIL_INTERNAL: { exit: 1, text: 'An invariant was violated; this is a bug, and the cause is attached.' },
+  // --- Wire protocol (proto/, src/wire): each ProtocolError also carries the WebSocket close code. ---
+  CATTAIL_PROTO_TRUNCATED: { exit: 1, text: 'A frame or its msgpack body ended before its declared length (close 4000).' },
+  CATTAIL_PROTO_BAD_HEADER: { exit: 1, text: 'A frame header is invalid: wrong version, non-zero reserved bytes, revision above 2^53 − 1, wrong feed id for its type, or bytes after the body (close 4000).' },
+  CATTAIL_PROTO_BAD_BODY: { exit: 1, text: 'A frame body is not plain msgpack of the expected shape: bad encoding, extension type, missing key or wrong field type (close 4000).' },
+  CATTAIL_PROTO_UNSUPPORTED_VERSION: { exit: 1, text: 'HELLO or WELCOME names a protocol version this peer does not speak (close 4001).' },
+  CATTAIL_PROTO_UNKNOWN_TYPE: { exit: 1, text: 'A frame header names an unknown message type (close 4002).' },
+  CATTAIL_PROTO_BAD_FLAGS: { exit: 1, text: 'A frame has unknown flag bits, MORE where its type forbids or requires it, or COMPRESSED where no compression was negotiated (close 4002).' },
+  CATTAIL_PROTO_FRAME_TOO_LARGE: { exit: 1, text: "A frame's body (or its inflated body) exceeds the receiver's limit, or an entry cannot fit in any frame (close 4003)." },
 } as const satisfies Record<string, { exit: number; text: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

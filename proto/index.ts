@@ -1,0 +1,15 @@
+/** Public surface of the wire codec; see proto/PROTOCOL.md. Pure: no I/O, timers or clock. */
+export * from './types.js';
+export { ProtocolError, isProtocolError, CLOSE_CODE_OF, type ProtocolErrorCode } from './errors.js';
+export { readHeader, writeHeader, buildFrame, type HeaderFields } from './header.js';
+export { encodeFrame, encodeBody, headerFieldsOf, splitFrame, decodeBody, decodeFrame, type SplitFrame } from './codec.js';
+export {
+  encodeDeltaFrames,
+  encodeDeltaFrame,
+  encodeSnapshotChunkFrames,
+  encodeSnapshotChunkFrame,
+  entryBytes,
+  rawBytesOf,
+  type FrameAllocator,
+} from './entries.js';
+export { bodyOf } from './body.js';

@@ -1,0 +1,281 @@
+/**
+ * Wire constants and message types of `cattail.v1` (proto/PROTOCOL.md is the contract; section
+ * numbers below refer to it). Kinds are `as const` objects plus literal unions, not `enum`s, so they
+ * erase to plain values and compare with `===`.
+ */
+
+/** WebSocket subprotocol name (§1). */
+export const SUBPROTOCOL = 'cattail.v1';
+/** `protocol` value of HELLO and WELCOME (§4.1, §4.2). */
+export const PROTOCOL_VERSION = 1;
+/** Header `version` byte (§2.1). */
+export const HEADER_VERSION = 1;
+/** Fixed header size in bytes (§2.1). */
+export const HEADER_BYTES = 28;
+/** `feedId` of connection-level messages (§2.1). */
+export const NO_FEED = 0xffff;
+/** Largest feed id a WELCOME may assign (§4.2). */
+export const MAX_FEED_ID = 0xfffe;
+/** Revisions are at most 2^53 − 1 so they stay exact JavaScript numbers (§2.1). */
+export const MAX_REVISION = Number.MAX_SAFE_INTEGER;
+/** Largest resume token in bytes (§7). */
+export const MAX_TOKEN_BYTES = 256;
+/** Digest length in bytes (§10). */
+export const DIGEST_BYTES = 8;
+/** Most feeds one HELLO may ask for (§4.1). */
+export const MAX_HELLO_FEEDS = 16;
+
+/** Largest uncompressed body the server sends, in bytes (§2.2). @default 1 MiB */
+export const DEFAULT_MAX_FRAME_BYTES = 1_048_576;
+/** Largest frame (header + body) the server accepts from a client, in bytes (§2.2). @default 64 KiB */
+export const DEFAULT_MAX_INBOUND_BYTES = 65_536;
+
+/** Header `type` byte per message (§4). */
+export const MessageType = {
+  HELLO: 0x01,
+  WELCOME: 0x02,
+  SNAPSHOT_BEGIN: 0x03,
+  SNAPSHOT_CHUNK: 0x04,
+  SNAPSHOT_END: 0x05,
+  DELTA: 0x06,
+  STATUS: 0x07,
+  PING: 0x08,
+  PONG: 0x09,
+  ACK: 0x0a,
+  GOODBYE: 0x0b,
+  ERROR: 0x0c,
+} as const;
+export type MessageTypeName = keyof typeof MessageType;
+export type MessageTypeCode = (typeof MessageType)[MessageTypeName];
+
+/** Header `flags` bits (§2.1). Every other bit MUST be 0. */
+export const Flags = {
+  COMPRESSED: 0x01,
+  MORE: 0x02,
+} as const;
+export const KNOWN_FLAGS = Flags.COMPRESSED | Flags.MORE;
+
+/** Close codes (§1.3): the numeric code, who sends it, and what it means. */
+export const CLOSE_CODES = {
+  NORMAL: { code: 1000, sentBy: 'either', meaning: 'normal close' },
+  GOING_AWAY: { code: 1001, sentBy: 'server', meaning: 'going away (process exiting without GOODBYE)' },
+  MALFORMED_FRAME: { code: 4000, sentBy: 'either', meaning: 'malformed frame: bad header, truncated, body not valid msgpack, wrong field types' },
+  UNSUPPORTED_VERSION: { code: 4001, sentBy: 'server', meaning: 'unsupported protocol version or subprotocol' },
+  UNEXPECTED_MESSAGE: { code: 4002, sentBy: 'either', meaning: 'unexpected message: unknown type, wrong direction, wrong order, unknown flag bits' },
+  FRAME_TOO_LARGE: { code: 4003, sentBy: 'either', meaning: "frame too large (above the receiver's limit)" },
+  HANDSHAKE_TIMEOUT: { code: 4004, sentBy: 'server', meaning: 'handshake timeout: no HELLO within handshakeTimeoutMs' },
+  PONG_TIMEOUT: { code: 4005, sentBy: 'server', meaning: 'pong timeout: no PONG within pongTimeoutMs' },
+  UNKNOWN_FEED: { code: 4006, sentBy: 'server', meaning: 'unknown feed requested' },
+  FELL_BEHIND: { code: 4007, sentBy: 'server', meaning: 'fell behind: applied state older than maxFallBehindMs after the grace period' },
+  OVER_BUDGET: { code: 4008, sentBy: 'server', meaning: "over the client's byte budget (maxClientBytes)" },
+  SHED: { code: 4009, sentBy: 'server', meaning: 'shed: the server rebalances load; try another endpoint' },
+  SHUTTING_DOWN: { code: 4010, sentBy: 'server', meaning: 'server shutting down (after GOODBYE)' },
+  UNAUTHORIZED: { code: 4011, sentBy: 'server', meaning: 'unauthorized (TLS client identity rejected)' },
+  INTERNAL_ERROR: { code: 4012, sentBy: 'server', meaning: 'internal server error' },
+  READ_TIMEOUT: { code: 4013, sentBy: 'client', meaning: 'client-side read timeout (no frame within its read timeout)' },
+  STATE_CHECK_FAILED: { code: 4014, sentBy: 'client', meaning: 'client-side state check failed (digest mismatch, revision gap)' },
+} as const satisfies Record<string, { code: number; sentBy: 'either' | 'server' | 'client'; meaning: string }>;
+export type CloseCodeName = keyof typeof CLOSE_CODES;
+export type CloseCode = (typeof CLOSE_CODES)[CloseCodeName]['code'];
+
+/** Capability strings (§9). Unknown capabilities are ignored, never an error. */
+export const Capability = {
+  COMPRESS_DEFLATE: 'compress.deflate',
+  COMPRESS_BROTLI: 'compress.brotli',
+} as const;
+
+export const COMPRESSIONS = ['none', 'deflate', 'brotli'] as const;
+export type Compression = (typeof COMPRESSIONS)[number];
+export const SYNC_STATUSES = ['waiting', 'resyncing', 'in-sync'] as const;
+export type SyncStatus = (typeof SYNC_STATUSES)[number];
+export const FEED_MODES = ['resume', 'snapshot'] as const;
+export type FeedMode = (typeof FEED_MODES)[number];
+
+/**
+ * A `[key, value]` entry (§3.1). `value` is the stored value's own msgpack bytes; the codec copies
+ * it into a `bin` and never decodes it. Decoded entries hold a view into the frame (no copy): keep
+ * the frame alive as long as the value, or copy it.
+ */
+export type Entry = readonly [key: string, value: Buffer];
+
+/** The fixed 28-byte header (§2.1) as read from the wire. */
+export interface FrameHeader {
+  readonly type: MessageTypeCode;
+  readonly flags: number;
+  readonly feedId: number;
+  readonly fromRevision: number;
+  readonly toRevision: number;
+  readonly bodyLength: number;
+}
+
+export interface HelloFeed {
+  name: string;
+  /** Resume token last received for this feed (opaque, ≤ 256 bytes). */
+  token?: Buffer;
+}
+
+export interface HelloMessage {
+  type: 'hello';
+  protocol: number;
+  node: string;
+  clientId: string;
+  software?: string;
+  feeds: HelloFeed[];
+  caps: string[];
+  /** Largest uncompressed body this client accepts, in bytes. */
+  maxFrameBytes?: number;
+}
+
+export interface WelcomeFeed {
+  name: string;
+  id: number;
+  mode: FeedMode;
+  reason?: string;
+}
+
+export interface WelcomeMessage {
+  type: 'welcome';
+  protocol: number;
+  serverId: string;
+  pingIntervalMs: number;
+  pongTimeoutMs: number;
+  maxFrameBytes: number;
+  maxInboundBytes: number;
+  compression: Compression;
+  caps: string[];
+  feeds: WelcomeFeed[];
+}
+
+/** Header: `toRevision` = `revision`, MORE always set. */
+export interface SnapshotBeginMessage {
+  type: 'snapshotBegin';
+  feedId: number;
+  revision: number;
+  entries: number;
+  rawBytes: number;
+}
+
+/** Header: `toRevision` = `revision`, MORE always set. */
+export interface SnapshotChunkMessage {
+  type: 'snapshotChunk';
+  feedId: number;
+  revision: number;
+  entries: Entry[];
+}
+
+/** Header: `toRevision` = `revision`, MORE never set (ends the unit). */
+export interface SnapshotEndMessage {
+  type: 'snapshotEnd';
+  feedId: number;
+  revision: number;
+  digest: Buffer;
+  watermarks: Record<string, string>;
+  status: SyncStatus;
+  stale: boolean;
+  token: Buffer;
+}
+
+/** `more` is the MORE flag: the unit continues in the next DELTA frame of this feed. */
+export interface DeltaMessage {
+  type: 'delta';
+  feedId: number;
+  fromRevision: number;
+  toRevision: number;
+  more: boolean;
+  upserts: Entry[];
+  deletes: string[];
+}
+
+/** Header: `fromRevision` = `toRevision` = `revision`. */
+export interface StatusMessage {
+  type: 'status';
+  feedId: number;
+  revision: number;
+  status: SyncStatus;
+  stale: boolean;
+  watermarks: Record<string, string>;
+  digest?: Buffer;
+  token: Buffer;
+}
+
+export interface PingMessage {
+  type: 'ping';
+  t: number;
+}
+
+export interface PongMessage {
+  type: 'pong';
+  t: number;
+}
+
+/** Header: `toRevision` = `revision`; the body is `{}`. */
+export interface AckMessage {
+  type: 'ack';
+  feedId: number;
+  revision: number;
+}
+
+export interface GoodbyeMessage {
+  type: 'goodbye';
+  reason: string;
+  message: string;
+  reconnectDelayMs?: number;
+  endpoints?: string[];
+}
+
+export interface ErrorMessage {
+  type: 'error';
+  code: string;
+  message: string;
+}
+
+export type Message =
+  | HelloMessage
+  | WelcomeMessage
+  | SnapshotBeginMessage
+  | SnapshotChunkMessage
+  | SnapshotEndMessage
+  | DeltaMessage
+  | StatusMessage
+  | PingMessage
+  | PongMessage
+  | AckMessage
+  | GoodbyeMessage
+  | ErrorMessage;
+
+export type MessageKind = Message['type'];
+
+/** Message kind ↔ header type byte. */
+export const TYPE_OF_KIND = {
+  hello: MessageType.HELLO,
+  welcome: MessageType.WELCOME,
+  snapshotBegin: MessageType.SNAPSHOT_BEGIN,
+  snapshotChunk: MessageType.SNAPSHOT_CHUNK,
+  snapshotEnd: MessageType.SNAPSHOT_END,
+  delta: MessageType.DELTA,
+  status: MessageType.STATUS,
+  ping: MessageType.PING,
+  pong: MessageType.PONG,
+  ack: MessageType.ACK,
+  goodbye: MessageType.GOODBYE,
+  error: MessageType.ERROR,
+} as const satisfies Record<MessageKind, MessageTypeCode>;
+
+export const KIND_OF_TYPE: Readonly<Record<number, MessageKind>> = Object.fromEntries(
+  Object.entries(TYPE_OF_KIND).map(([kind, code]) => [code, kind as MessageKind]),
+);
+
+/** Who may send each message (§4); the codec does not enforce direction, the connection does. */
+export const DIRECTION_OF_KIND = {
+  hello: 'c2s', welcome: 's2c', snapshotBegin: 's2c', snapshotChunk: 's2c', snapshotEnd: 's2c',
+  delta: 's2c', status: 's2c', ping: 's2c', pong: 'c2s', ack: 'c2s', goodbye: 'either', error: 'either',
+} as const satisfies Record<MessageKind, 'c2s' | 's2c' | 'either'>;
+
+/** Limits a decoder enforces. */
+export interface DecodeLimits {
+  /**
+   * Largest `bodyLength` accepted, in bytes; checked from the header before the body is looked at.
+   * Server inbound: `maxInboundBytes − HEADER_BYTES`; client: the negotiated `maxFrameBytes`.
+   */
+  maxBodyBytes: number;
+}

@@ -1,0 +1,48 @@
+import { describe, expect, it } from 'vitest';
+import { decodeFrame, encodeDeltaFrames, encodeFrame, encodeSnapshotChunkFrames, ProtocolError, type DeltaMessage, type SnapshotChunkMessage } from '../../proto/index.js';
+import { SAMPLE_MESSAGES } from './messages.js';
+
+const limits = { maxBodyBytes: 1_048_576 };
+
+describe('proto codec - round trip', () => {
+  for (const [name, m] of Object.entries(SAMPLE_MESSAGES)) {
+    it(`decodes what it encodes: ${name}`, () => {
+      expect(decodeFrame(encodeFrame(m), limits)).toEqual(m);
+    });
+  }
+
+  it('rejects a truncated frame with a coded error', () => {
+    const f = encodeFrame(SAMPLE_MESSAGES.delta!);
+    const err = (() => { try { decodeFrame(f.subarray(0, f.length - 1), limits); } catch (e) { return e; } })();
+    expect(err).toBeInstanceOf(ProtocolError);
+    expect((err as ProtocolError).code).toBe('CATTAIL_PROTO_TRUNCATED');
+    expect((err as ProtocolError).closeCode).toBe(4000);
+  });
+});
+
+describe('proto codec - frame allocation', () => {
+  it('writes frames into caller-provided memory of exactly the requested size', () => {
+    const slab = Buffer.alloc(64 * 1024);
+    let used = 0;
+    const sizes: number[] = [];
+    const alloc = (n: number): Buffer => { sizes.push(n); used += n; return slab.subarray(used - n, used); };
+    const entries = Array.from({ length: 40 }, (_, i) => [`/pods/ns/p-${i}`, Buffer.alloc(90, i)] as const);
+    const delta = encodeDeltaFrames(1, 1, 2, entries, ['/pods/ns/gone'], 1000, alloc);
+    const chunks = [...encodeSnapshotChunkFrames(1, 2, entries, 1000, alloc)];
+    expect(sizes).toEqual([...delta, ...chunks].map((f) => f.length));
+    for (const f of [...delta, ...chunks]) expect(f.buffer).toBe(slab.buffer);
+    expect(delta.flatMap((f) => (decodeFrame(f, limits) as DeltaMessage).upserts)).toEqual(entries);
+    expect(chunks.flatMap((f) => (decodeFrame(f, limits) as SnapshotChunkMessage).entries)).toEqual(entries);
+  });
+});
+
+describe('proto codec - input types', () => {
+  it('decodes a plain Uint8Array (not a Buffer) and still returns Buffer values', () => {
+    const frame = encodeFrame(SAMPLE_MESSAGES.snapshotChunk!);
+    const copy = new Uint8Array(frame.length + 3).subarray(3);
+    copy.set(frame);
+    const m = decodeFrame(copy, limits) as SnapshotChunkMessage;
+    expect(m).toEqual(SAMPLE_MESSAGES.snapshotChunk);
+    expect(Buffer.isBuffer(m.entries[0]?.[1])).toBe(true);
+  });
+});

@@ -1,0 +1,197 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import type {
+  ProtocolError} from '../../proto/index.js';
+import {
+  buildFrame,
+  decodeFrame,
+  encodeFrame,
+  Flags,
+  headerFieldsOf,
+  isProtocolError,
+  MessageType,
+  NO_FEED,
+  readHeader,
+  splitFrame,
+  type HeaderFields,
+  type ProtocolErrorCode,
+} from '../../proto/index.js';
+import { MsgWriter } from '../../proto/msgpack.js';
+import { SAMPLE_MESSAGES } from './messages.js';
+
+// Bad input is a coded ProtocolError with the right close code — never another exception, never a
+// crash, never an allocation sized by the peer.
+const limits = { maxBodyBytes: 1_048_576 };
+const goldenDir = join(import.meta.dirname, 'golden');
+const goldenFrames = readdirSync(goldenDir).map((f) => Buffer.from((JSON.parse(readFileSync(join(goldenDir, f), 'utf8')) as { hex: string }).hex, 'hex'));
+
+function failure(fn: () => unknown): ProtocolError {
+  try {
+    fn();
+  } catch (err) {
+    expect(isProtocolError(err), `not a ProtocolError: ${String(err)}`).toBe(true);
+    return err as ProtocolError;
+  }
+  throw new Error('expected a ProtocolError, got success');
+}
+
+function expectCode(fn: () => unknown, code: ProtocolErrorCode, closeCode: number): void {
+  const err = failure(fn);
+  expect({ code: err.code, closeCode: err.closeCode }).toEqual({ code, closeCode });
+}
+
+/** Decoding either succeeds or throws a ProtocolError. */
+function decodesOrRejects(frame: Uint8Array): void {
+  try {
+    decodeFrame(frame, limits);
+  } catch (err) {
+    expect(isProtocolError(err), `not a ProtocolError: ${String(err)}`).toBe(true);
+  }
+}
+
+function body(write: (w: MsgWriter) => void): Buffer {
+  const w = new MsgWriter();
+  write(w);
+  return Buffer.from(w.view());
+}
+
+const pingFields = headerFieldsOf({ type: 'ping', t: 1 });
+const deltaFields: HeaderFields = { type: MessageType.DELTA, flags: 0, feedId: 1, fromRevision: 1, toRevision: 2 };
+const deltaBody = (extra?: (w: MsgWriter) => void): Buffer => body((w) => {
+  w.map(extra ? 3 : 2).str('upserts').array(0).str('deletes').array(0);
+  if (extra) extra(w);
+});
+
+describe('proto hostile input', () => {
+  it('rejects every truncation of every golden frame as TRUNCATED (4000)', () => {
+    expect(goldenFrames.length).toBeGreaterThanOrEqual(12);
+    for (const frame of goldenFrames) {
+      for (let n = 0; n < frame.length; n++) expectCode(() => decodeFrame(frame.subarray(0, n), limits), 'CATTAIL_PROTO_TRUNCATED', 4000);
+    }
+  });
+
+  it('rejects every truncated body with a consistent header as malformed (4000)', () => {
+    for (const frame of goldenFrames) {
+      const h = readHeader(frame);
+      for (let n = 0; n < h.bodyLength; n++) {
+        const cut = buildFrame(h, frame.subarray(28, 28 + n));
+        const err = failure(() => decodeFrame(cut, limits));
+        expect(err.closeCode).toBe(4000);
+      }
+    }
+  });
+
+  it('never crashes on random bytes', () => {
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), (u) => decodesOrRejects(u)), { numRuns: 2000 });
+  });
+
+  it('never crashes on a valid header of any type followed by random body bytes', () => {
+    const headers = Object.values(SAMPLE_MESSAGES).map(headerFieldsOf);
+    fc.assert(fc.property(fc.constantFrom(...headers), fc.uint8Array({ maxLength: 300 }), (h, b) => decodesOrRejects(buildFrame(h, b))), { numRuns: 3000 });
+  });
+
+  it('never crashes on golden frames with bytes changed', () => {
+    fc.assert(fc.property(fc.constantFrom(...goldenFrames), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 4 }), (frame, edits) => {
+      const f = Buffer.from(frame);
+      for (const [at, v] of edits) f[at % f.length] = v;
+      decodesOrRejects(f);
+    }), { numRuns: 3000 });
+  });
+
+  it('rejects an oversized length from the header alone, before looking at (or allocating for) the body', () => {
+    const header = Buffer.from(encodeFrame(SAMPLE_MESSAGES.ping!).subarray(0, 28));
+    header.writeUInt32BE(0xffffffff, 24);
+    expectCode(() => splitFrame(header, limits), 'CATTAIL_PROTO_FRAME_TOO_LARGE', 4003);
+    expectCode(() => decodeFrame(buildFrame(pingFields, Buffer.alloc(101)), { maxBodyBytes: 100 }), 'CATTAIL_PROTO_FRAME_TOO_LARGE', 4003);
+  });
+
+  it('rejects msgpack lengths larger than the bytes that remain without allocating', () => {
+    for (const prefix of ['dd', 'df', 'db', 'c6']) {
+      const b = Buffer.concat([Buffer.from('81a775707365727473', 'hex'), Buffer.from(`${prefix}ffffffff`, 'hex')]);
+      expectCode(() => decodeFrame(buildFrame(deltaFields, b), limits), 'CATTAIL_PROTO_TRUNCATED', 4000);
+    }
+  });
+
+  it('rejects header faults with the close codes of PROTOCOL.md', () => {
+    const good = encodeFrame(SAMPLE_MESSAGES.delta!);
+    const patched = (at: number, v: number): Buffer => { const f = Buffer.from(good); f[at] = v; return f; };
+    expectCode(() => decodeFrame(patched(0, 2), limits), 'CATTAIL_PROTO_BAD_HEADER', 4000);
+    expectCode(() => decodeFrame(patched(3, 1), limits), 'CATTAIL_PROTO_BAD_HEADER', 4000);
+    expectCode(() => decodeFrame(patched(7, 1), limits), 'CATTAIL_PROTO_BAD_HEADER', 4000);
+    expectCode(() => decodeFrame(patched(9, 0x20), limits), 'CATTAIL_PROTO_BAD_HEADER', 4000); // fromRevision = 2^53 + …
+    expectCode(() => decodeFrame(patched(1, 0x0d), limits), 'CATTAIL_PROTO_UNKNOWN_TYPE', 4002);
+    expectCode(() => decodeFrame(patched(1, 0x00), limits), 'CATTAIL_PROTO_UNKNOWN_TYPE', 4002);
+    expectCode(() => decodeFrame(patched(2, 0x04), limits), 'CATTAIL_PROTO_BAD_FLAGS', 4002);
+    expectCode(() => decodeFrame(patched(2, 0x80), limits), 'CATTAIL_PROTO_BAD_FLAGS', 4002);
+    expectCode(() => decodeFrame(Buffer.concat([good, Buffer.from([0])]), limits), 'CATTAIL_PROTO_BAD_HEADER', 4000);
+    expectCode(() => decodeFrame(buildFrame({ ...deltaFields, feedId: NO_FEED }, deltaBody()), limits), 'CATTAIL_PROTO_BAD_HEADER', 4000);
+    const status = encodeFrame(SAMPLE_MESSAGES.status!);
+    status.writeUInt32BE(1, 12);
+    expectCode(() => decodeFrame(status, limits), 'CATTAIL_PROTO_BAD_HEADER', 4000);
+  });
+
+  it('enforces the MORE rule of section 2.3 and refuses COMPRESSED where nothing inflates', () => {
+    const more = (m: keyof typeof SAMPLE_MESSAGES, flags: number): Buffer => { const f = encodeFrame(SAMPLE_MESSAGES[m]!); f[2] = flags; return f; };
+    expectCode(() => decodeFrame(more('ping', Flags.MORE), limits), 'CATTAIL_PROTO_BAD_FLAGS', 4002);
+    expectCode(() => decodeFrame(more('snapshotEnd', Flags.MORE), limits), 'CATTAIL_PROTO_BAD_FLAGS', 4002);
+    expectCode(() => decodeFrame(more('snapshotBegin', 0), limits), 'CATTAIL_PROTO_BAD_FLAGS', 4002);
+    expectCode(() => decodeFrame(more('snapshotChunk', 0), limits), 'CATTAIL_PROTO_BAD_FLAGS', 4002);
+    expectCode(() => decodeFrame(more('delta', Flags.COMPRESSED), limits), 'CATTAIL_PROTO_BAD_FLAGS', 4002);
+    // splitFrame leaves COMPRESSED to the caller (it inflates, then calls decodeBody).
+    expect(splitFrame(more('delta', Flags.COMPRESSED | Flags.MORE), limits).header.flags).toBe(3);
+  });
+
+  it('rejects bodies that are not plain msgpack of the right shape (4000)', () => {
+    const bad = (b: Buffer, fields: HeaderFields = deltaFields): void => expectCode(() => decodeFrame(buildFrame(fields, b), limits), 'CATTAIL_PROTO_BAD_BODY', 4000);
+    bad(body((w) => w.array(0))); // top level not a map
+    bad(Buffer.from('d6ff00000000', 'hex')); // extension type (timestamp)
+    bad(Buffer.from('c1', 'hex')); // reserved byte
+    bad(Buffer.concat([deltaBody().subarray(0, 0), Buffer.from('8101c0', 'hex')])); // non-string key
+    bad(body((w) => w.map(2).str('upserts').array(0).str('upserts').array(0))); // duplicate key
+    bad(body((w) => w.map(1).str('upserts').array(0))); // missing deletes
+    bad(body((w) => w.map(2).str('upserts').array(1).array(2).str('k').str('not bin').str('deletes').array(0))); // value not bin
+    bad(body((w) => w.map(2).str('upserts').array(1).array(3).str('k').bin(Buffer.alloc(1)).nil().str('deletes').array(0))); // entry of 3
+    bad(Buffer.concat([Buffer.from('82a775707365727473', 'hex'), Buffer.from('90a764656c6574657391a2c328', 'hex')])); // invalid UTF-8
+    bad(Buffer.concat([deltaBody(), Buffer.from([0xc0])])); // trailing bytes
+    bad(Buffer.from(`${'91'.repeat(40)}c0`, 'hex')); // nesting too deep
+    bad(Buffer.from('81a174cf0020000000000000', 'hex'), pingFields); // t above 2^53 − 1
+    bad(body((w) => w.map(1).str('t').str('soon')), pingFields);
+  });
+
+  it('checks field constraints: digest length, token size, in-sync digest, HELLO feeds', () => {
+    const end = SAMPLE_MESSAGES.snapshotEnd!;
+    if (end.type !== 'snapshotEnd') throw new Error('fixture');
+    const expectBad = (m: Parameters<typeof encodeFrame>[0]): void => expectCode(() => decodeFrame(encodeFrame(m), limits), 'CATTAIL_PROTO_BAD_BODY', 4000);
+    expectBad({ ...end, digest: Buffer.alloc(7) });
+    expectBad({ ...end, token: Buffer.alloc(257) });
+    expectBad({ ...end, status: 'bogus' as 'in-sync' });
+    expectBad({ type: 'status', feedId: 0, revision: 1, status: 'in-sync', stale: false, watermarks: {}, token: Buffer.alloc(1) });
+    const hello = SAMPLE_MESSAGES.hello!;
+    if (hello.type !== 'hello') throw new Error('fixture');
+    expectBad({ ...hello, feeds: [] });
+    expectBad({ ...hello, feeds: [{ name: 'a' }, { name: 'a' }] });
+    expectBad({ ...hello, feeds: Array.from({ length: 17 }, (_, i) => ({ name: `f${i}` })) });
+  });
+
+  it('answers another protocol version in HELLO/WELCOME with UNSUPPORTED_VERSION (4001)', () => {
+    expectCode(() => decodeFrame(encodeFrame({ ...SAMPLE_MESSAGES.hello!, protocol: 2 } as never), limits), 'CATTAIL_PROTO_UNSUPPORTED_VERSION', 4001);
+    expectCode(() => decodeFrame(encodeFrame({ ...SAMPLE_MESSAGES.welcome!, protocol: 0 } as never), limits), 'CATTAIL_PROTO_UNSUPPORTED_VERSION', 4001);
+  });
+
+  it('ignores unknown body keys (forward compatibility) and does not depend on key order', () => {
+    const m = decodeFrame(buildFrame(deltaFields, deltaBody((w) => w.str('future').map(1).str('x').array(2).int(1).bin(Buffer.alloc(2)))), limits);
+    expect(m).toEqual({ type: 'delta', feedId: 1, fromRevision: 1, toRevision: 2, more: false, upserts: [], deletes: [] });
+    const reordered = body((w) => w.map(2).str('deletes').array(1).str('/a').str('upserts').array(0));
+    expect(decodeFrame(buildFrame(deltaFields, reordered), limits)).toMatchObject({ deletes: ['/a'], upserts: [] });
+  });
+
+  it('keeps watermark keys such as __proto__ as plain data', () => {
+    const b = body((w) => w.map(4).str('status').str('waiting').str('stale').bool(false).str('token').bin(Buffer.alloc(1))
+      .str('watermarks').map(1).str('__proto__').str('5'));
+    const m = decodeFrame(buildFrame({ type: MessageType.STATUS, flags: 0, feedId: 1, fromRevision: 3, toRevision: 3 }, b), limits);
+    expect(m.type === 'status' && Object.getOwnPropertyNames(m.watermarks)).toEqual(['__proto__']);
+    expect(Object.getPrototypeOf(m.type === 'status' ? m.watermarks : null)).toBe(Object.prototype);
+  });
+});
