@@ -4,6 +4,7 @@ import { FakeClock } from '../../src/clock.js';
 import { get } from 'node:http';
 import { collectionPath, resource, RESOURCES, SYNCER_FEEDS } from '../../src/registry.js';
 import { parseJson } from '../../src/server/upstream/json.js';
+import { MsgReader } from '../../proto/msgpack.js';
 import { startSim, type Sim } from '../../src/sim/index.js';
 import { builtinFeed, createUpstream, type UpstreamHandle, type UpstreamOptions } from '../../src/server/upstream/index.js';
 import type { KubeObject } from '../../src/server/upstream/types.js';
@@ -78,6 +79,8 @@ describe('upstream against the simulator', () => {
     expect(typeof lists === 'number' ? lists : Object.values(lists).reduce((a, b) => a + b, 0)).toBe(0);
     expect(await converged(sink, s, clock)).toBe(true);
     expect(sink.state.get('felix')?.size).toBeGreaterThan(10);
+    // Every value (IPAMBlocks' 2^60 sequence numbers included) is read by the strict decoder.
+    for (const v of sink.state.get('felix')?.values() ?? []) new MsgReader(v).read();
     const missing = up.health().filter((h) => h.missing).map((h) => h.id).sort();
     expect(missing).toEqual([...NOT_INSTALLED].filter((id) => up.health().some((h) => h.id === id)).sort());
     s.admin.churnSteps(400);

@@ -1,21 +1,16 @@
 /**
  * JSON parsing that keeps integers above 2^53 exact. IPAMBlock sequence numbers are UnixNano based
  * (≈1.78e18); a plain JSON.parse rounds them, so two different values could compare equal and
- * agents would get wrong numbers. Such integers become BigInts (msgpack int64/uint64 on the way
- * out): they are quoted with a marker before parsing and revived after. The scan and the reviver
- * run only on text that has a 16-digit run at all, which almost no object does.
+ * agents would get wrong numbers. Such integers become exact decimal strings, as the wire protocol
+ * keeps every msgpack integer within ±(2^53 − 1) (PROTOCOL.md §3) and as JSON decoders in any
+ * language read them safely; msgpack int64 was rejected because common JS decoders (and our own
+ * strict one) refuse or round it. The scan runs only on text that has a 16-digit run at all,
+ * which almost no object does.
  */
 const LONG_DIGITS = /\d{16}/;
-const MARK = '\u0000bigint:';
-
-function revive(_key: string, value: unknown): unknown {
-  return typeof value === 'string' && value.startsWith(MARK) ? BigInt(value.slice(MARK.length)) : value;
-}
 
 export function parseJson(text: string): unknown {
-  if (!LONG_DIGITS.test(text)) return JSON.parse(text);
-  const quoted = quoteBigIntegers(text);
-  return quoted === text ? JSON.parse(text) : JSON.parse(quoted, revive);
+  return JSON.parse(LONG_DIGITS.test(text) ? quoteBigIntegers(text) : text);
 }
 
 function quoteBigIntegers(text: string): string {
@@ -42,7 +37,7 @@ function quoteBigIntegers(text: string): string {
       }
       const token = text.slice(i, j);
       if (/^-?\d{16,}$/.test(token) && !Number.isSafeInteger(Number(token))) {
-        out += text.slice(last, i) + '"\\u0000bigint:' + token + '"';
+        out += text.slice(last, i) + '"' + token + '"';
         last = j;
       }
       i = j - 1;
