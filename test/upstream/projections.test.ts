@@ -149,3 +149,16 @@ describe('Nodes, profiles, stripping', () => {
     expect(n).toBeGreaterThan(60);
   });
 });
+
+describe('encodeValue', () => {
+  it('returns exact-size Buffers that own their memory (no pooled slab is pinned)', () => {
+    const a = encodeValue({ a: 1 });
+    const b = encodeValue({ b: 2 });
+    for (const buf of [a, b]) {
+      expect(buf.byteOffset).toBe(0);
+      expect(buf.buffer.byteLength).toBe(buf.length);
+    }
+    expect(a.buffer).not.toBe(b.buffer);
+    expect(encodeValue({ u: undefined })).toEqual(encodeValue({ u: null }));
+  });
+});

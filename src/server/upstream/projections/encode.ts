@@ -1,14 +1,19 @@
 import { Packr } from 'msgpackr';
 
 /**
- * Plain msgpack (no records extension: agents in any language can read it). One Packr for the
- * process: `pack` returns a view into its reusable slab, so every value is copied out to an
- * exact-size Buffer before it is kept — a kept slab view would be overwritten by the next pack.
+ * Plain msgpack (no records extension: agents in any language can read it; `undefined` as nil,
+ * never msgpackr's extension). One Packr for the process: `pack` returns a view into its reusable
+ * slab, so every value is copied out before it is kept — into an unpooled, exact-size allocation:
+ * `Buffer.from` would copy into Node's shared 8 KiB pool, and a kept slice pins its whole slab
+ * (the same rule as src/snapshot's exactBuffer, so the store keeps our Buffers without copying).
  */
-const packr = new Packr({ useRecords: false, variableMapSize: true });
+const packr = new Packr({ useRecords: false, variableMapSize: true, encodeUndefinedAsNil: true });
 
 export function encodeValue(value: unknown): Buffer {
-  return Buffer.from(packr.pack(value));
+  const packed = packr.pack(value);
+  const out = Buffer.allocUnsafeSlow(packed.length);
+  out.set(packed);
+  return out;
 }
 
 /** Builds a plain object with the keys sorted, so equal maps always encode to equal bytes. */
