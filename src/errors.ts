@@ -36,6 +36,8 @@ export const ERROR_CODES = {
   CATTAIL_SIM_WRITE_REJECTED: { exit: 1, text: 'An admin write was refused as the API server would refuse it (not found, already exists, conflict, invalid); details carry the HTTP code and reason.' },
   CATTAIL_SIM_LISTEN_FAILED: { exit: 1, text: 'The simulator could not bind its loopback port (in use, or not permitted).' },
   CATTAIL_SIM_KUBECONFIG_WRITE_FAILED: { exit: 1, text: 'The simulator could not write its kubeconfig file (directory missing or not writable).' },
+  // --- src/snapshot (the versioned store) ---
+  CATTAIL_SNAPSHOT_INVALID_BATCH: { exit: 1, text: 'A batch given to a feed store is malformed (key not a non-empty string, value not bytes or null, unknown sync status, watermark not a decimal resourceVersion); the store rejected all of it and is unchanged.' },
   CATTAIL_INTERNAL: { exit: 1, text: 'An invariant was violated; this is a bug, and the cause is attached.' },
   // --- Wire protocol (proto/, src/wire): each ProtocolError also carries the WebSocket close code. ---
   CATTAIL_PROTO_TRUNCATED: { exit: 1, text: 'A frame or its msgpack body ended before its declared length (close 4000).' },

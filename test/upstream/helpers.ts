@@ -1,4 +1,5 @@
 import type { FakeClock } from '../../src/clock.js';
+import { FeedStore } from '../../src/snapshot/index.js';
 import { RESOURCES } from '../../src/registry.js';
 import type { FeedBatch, FeedSink } from '../../src/server/seams.js';
 import { builtinFeed, customFeed, type FeedSpec } from '../../src/server/upstream/feeds.js';
@@ -13,9 +14,18 @@ export class RecordingSink implements FeedSink {
   readonly batches: { feed: string; batch: FeedBatch }[] = [];
   readonly status = new Map<string, string>();
   readonly stale = new Map<string, boolean>();
+  /** The real store per feed, fed the same batches: revisions, copies, watermark regressions. */
+  readonly stores = new Map<string, FeedStore>();
+  readonly storeTotals = { copied: 0, watermarkRegressions: 0 };
+  private nowMs = 0;
 
   onBatch(feed: string, batch: FeedBatch): void {
     this.batches.push({ feed, batch });
+    let store = this.stores.get(feed);
+    if (!store) this.stores.set(feed, (store = new FeedStore({ feed })));
+    const r = store.apply(batch, ++this.nowMs);
+    this.storeTotals.copied += r.copied;
+    this.storeTotals.watermarkRegressions += r.watermarkRegressions;
     let m = this.state.get(feed);
     if (!m) this.state.set(feed, (m = new Map()));
     for (const u of batch.updates) {
@@ -24,6 +34,10 @@ export class RecordingSink implements FeedSink {
     }
     if (batch.status) this.status.set(feed, batch.status);
     if (batch.stale !== undefined) this.stale.set(feed, batch.stale);
+  }
+
+  revision(feed: string): number {
+    return this.stores.get(feed)?.stats().revision ?? 0;
   }
 
   updates(feed?: string): number {
