@@ -1,3 +1,4 @@
+import { KubeConfig } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../src/config/load.js';
 import { CattailError } from '../../src/errors.js';
@@ -33,6 +34,9 @@ describe('feeds', () => {
     expect(code(() => resolveFeeds([], [{ name: 'felix', resources: [{ resource: 'pods' }] }]))).toBe('CATTAIL_UPSTREAM_FEED_INVALID');
     expect(code(() => resolveFeeds([], []))).toBe('CATTAIL_UPSTREAM_FEED_INVALID');
     expect(code(() => createUpstream({ replicaId: 'r', feeds: ['felix'], env: {} }))).toBe('CATTAIL_UPSTREAM_CONFIG');
+    const plain = new KubeConfig();
+    plain.loadFromClusterAndUser({ name: 'c', server: 'http://127.0.0.1:1', skipTLSVerify: false }, { name: 'u' });
+    expect(code(() => createUpstream({ replicaId: 'r', kubeConfig: plain }))).toBe('CATTAIL_UPSTREAM_CONFIG');
   });
 
   it('a custom feed definition change changes its projection version', () => {

@@ -29,7 +29,12 @@ export class KubeTransport implements Transport {
     private readonly kc: KubeConfig,
     private readonly userAgent: string,
   ) {
-    if (!kc.getCurrentCluster()) throw new CattailError('CATTAIL_UPSTREAM_CONFIG', 'the kubeconfig has no current cluster');
+    const cluster = kc.getCurrentCluster();
+    if (!cluster) throw new CattailError('CATTAIL_UPSTREAM_CONFIG', 'the kubeconfig has no current cluster');
+    // client-node refuses plain HTTP without skipTLSVerify on every request; say so once, at start.
+    if (cluster.server.startsWith('http:') && !cluster.skipTLSVerify && !cluster.proxyUrl) {
+      throw new CattailError('CATTAIL_UPSTREAM_CONFIG', `cluster ${cluster.name} uses plain HTTP (${cluster.server}) without insecure-skip-tls-verify`, { details: { server: cluster.server } });
+    }
   }
 
   unauthorized(): void {
