@@ -311,4 +311,27 @@ describe('reflector under faults', () => {
     const lists = server.requests.filter((r) => !r.watch);
     expect(lists.at(-1)?.query).not.toContain('resourceVersion');
   });
+
+  it('a mass termination with 429 + Retry-After does not become a thundering herd', async () => {
+    const { clock, sink, up } = await setup({ feeds: ['felix'], customFeeds: [] });
+    up.start(sink);
+    await until(() => sink.status.get('felix') === 'in-sync' && server.openWatches === up.health().length, clock);
+    const reflectors = up.health().length;
+    // The watch cache re-initialises: every watch closed, then 60 s of 429 with Retry-After: 10.
+    const start = clock.monotonic();
+    const before = server.requests.length;
+    server.intercept = (_info, _req, res) => {
+      if (clock.monotonic() - start >= 60_000) return false;
+      res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '10' });
+      res.end(JSON.stringify({ kind: 'Status', code: 429, reason: 'TooManyRequests', message: 'storage is (re)initializing' }));
+      return true;
+    };
+    server.endWatches();
+    await until(() => clock.monotonic() - start >= 60_000, clock, 250, 100_000);
+    const during = server.requests.length - before;
+    // At most one request per 10 s per reflector (plus the first), never a storm.
+    expect(during).toBeLessThanOrEqual(reflectors * 7);
+    await until(() => server.openWatches === reflectors, clock, 250);
+    expect(up.ready()).toBe(true);
+  });
 });

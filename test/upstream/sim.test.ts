@@ -159,4 +159,25 @@ describe('upstream against the simulator', () => {
     expect(up.health().every((h) => !h.stale)).toBe(true);
     expect(await converged(sink, s, clock, ['node-status', 'tunnel-ip-allocation'])).toBe(true);
   });
+
+  it('an apiserver restart with empty history costs a relist and zero updates, zero store revisions', async () => {
+    const { clock, sink, up, s } = await setup({ feeds: ['felix', 'bgp'] });
+    up.start(sink);
+    await until(() => sink.status.get('felix') === 'in-sync' && sink.status.get('bgp') === 'in-sync', clock);
+    const updates = sink.updates();
+    const revisions = ['felix', 'bgp'].map((f) => sink.revision(f));
+    // Every watch dropped, history gone: each resource must relist from scratch. A status-only
+    // write while nobody watches moves the RV past every resume point (and must stay invisible).
+    s.admin.closeWatches();
+    const p = (s.admin.list('pods') as KubeObject[]).find((o) => (o['status'] as { phase?: string })?.phase === 'Running') as KubeObject;
+    s.admin.patch('pods', p.metadata?.namespace, p.metadata?.name ?? '', { status: { conditions: [{ type: 'Ready', status: 'False' }] } }, { status: true });
+    s.admin.compact();
+    const relists = async (): Promise<number> => (await up.metrics.relists.get()).values.filter((v) => v.labels.reason === 'expired').reduce((n, v) => n + v.value, 0);
+    for (let i = 0; i < 4000 && (i % 50 !== 0 || (await relists()) < 10); i++) await until(() => false, clock, 100, 4).catch(() => undefined);
+    expect(await relists()).toBeGreaterThanOrEqual(10);
+    expect(await converged(sink, s, clock, ['felix', 'bgp'])).toBe(true);
+    expect(sink.updates()).toBe(updates);
+    expect(['felix', 'bgp'].map((f) => sink.revision(f))).toEqual(revisions);
+    expect(up.ready()).toBe(true);
+  });
 });
