@@ -51,6 +51,38 @@ class LabeledCounter {
   }
 }
 
+/** A Prometheus histogram (cumulative buckets, sum, count). */
+class Histogram {
+  private counts: number[];
+  private sum = 0;
+  private count = 0;
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly buckets: readonly number[],
+  ) {
+    this.counts = buckets.map(() => 0);
+  }
+  observe(v: number): void {
+    this.sum += v;
+    this.count++;
+    for (let i = 0; i < this.buckets.length; i++) if (v <= (this.buckets[i] as number)) this.counts[i] = (this.counts[i] as number) + 1;
+  }
+  reset(): void {
+    this.counts = this.buckets.map(() => 0);
+    this.sum = 0;
+    this.count = 0;
+  }
+  toJson(): { count: number; sum: number; buckets: Record<string, number> } {
+    return { count: this.count, sum: this.sum, buckets: Object.fromEntries(this.buckets.map((b, i) => [String(b), this.counts[i] as number])) };
+  }
+  expose(): string {
+    let s = `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} histogram\n`;
+    this.buckets.forEach((b, i) => (s += `${this.name}_bucket{le="${b}"} ${this.counts[i]}\n`));
+    return s + `${this.name}_bucket{le="+Inf"} ${this.count}\n${this.name}_sum ${this.sum}\n${this.name}_count ${this.count}\n`;
+  }
+}
+
 interface ClientStats {
   watchesOpen: number;
   watchRequests: number;
@@ -87,6 +119,8 @@ export interface CountersSnapshot {
   reconnects: Record<string, number> | number;
   /** Shortest interval between two watch requests of one client on one resource, in ms (null: none yet). */
   minWatchIntervalMs: number | null;
+  watchDurationSeconds: ReturnType<Histogram['toJson']>;
+  listResponseBytes: ReturnType<Histogram['toJson']>;
   clients: Record<string, { watchesOpen: number; watchRequests: number; lists: number; minWatchIntervalMs: number | null }>;
   currentRv: number;
 }
@@ -110,6 +144,8 @@ export class Counters {
   readonly terminatedWatchers = new LabeledCounter('sim_terminated_watchers_total', 'Watchers closed by the server for being slow.', ['resource']);
   readonly relists = new LabeledCounter('sim_relists_total', 'LISTs from a client that already watched that resource.', ['resource']);
   readonly reconnects = new LabeledCounter('sim_reconnects_total', 'WATCHes from a client that already watched that resource.', ['resource']);
+  readonly watchDuration = new Histogram('sim_watch_duration_seconds', 'How long watches stayed open.', [0.1, 1, 10, 60, 300, 600, 1800, 3600]);
+  readonly listResponseBytes = new Histogram('sim_list_response_bytes', 'Size of LIST response bodies.', [1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9]);
   private clients = new Map<string, ClientStats>();
   private minInterval: number | undefined;
 
@@ -158,7 +194,8 @@ export class Counters {
     this.client(clientId).watchesOpen++;
   }
 
-  onWatchClose(clientId: string, resource: string, reason: WatchCloseReason): void {
+  onWatchClose(clientId: string, resource: string, reason: WatchCloseReason, durationMs = 0): void {
+    this.watchDuration.observe(durationMs / 1000);
     this.watchesOpen.inc([resource], -1);
     this.watchesClosed.inc([resource, reason]);
     this.client(clientId).watchesOpen--;
@@ -168,6 +205,8 @@ export class Counters {
   reset(): void {
     const open = new Map(this.watchesOpen.values);
     for (const c of this.all()) c.values.clear();
+    this.watchDuration.reset();
+    this.listResponseBytes.reset();
     for (const [k, v] of open) this.watchesOpen.values.set(k, v);
     for (const [id, c] of this.clients) {
       if (c.watchesOpen === 0) this.clients.delete(id);
@@ -205,6 +244,8 @@ export class Counters {
       relists: this.relists.toJson(),
       reconnects: this.reconnects.toJson(),
       minWatchIntervalMs: this.minInterval ?? null,
+      watchDurationSeconds: this.watchDuration.toJson(),
+      listResponseBytes: this.listResponseBytes.toJson(),
       clients,
       currentRv: gauges.currentRv,
     };
@@ -212,7 +253,7 @@ export class Counters {
 
   /** Prometheus text exposition format 0.0.4. */
   expose(gauges: StoreGauges): string {
-    let s = this.all().map((c) => c.expose()).join('');
+    let s = this.all().map((c) => c.expose()).join('') + this.watchDuration.expose() + this.listResponseBytes.expose();
     s += `# HELP sim_watch_min_interval_ms Shortest interval between two watch requests of one client on one resource.\n# TYPE sim_watch_min_interval_ms gauge\n`;
     s += `sim_watch_min_interval_ms ${this.minInterval ?? 'NaN'}\n`;
     s += `# HELP sim_current_rv The global resourceVersion.\n# TYPE sim_current_rv gauge\nsim_current_rv ${gauges.currentRv}\n`;

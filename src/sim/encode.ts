@@ -26,7 +26,10 @@ const GO_ESCAPES: Record<string, string> = { '<': '\\u003c', '>': '\\u003e', '&'
 
 /** JSON.stringify with Go's HTML-safe escaping. */
 export function goJson(value: unknown): string {
-  return JSON.stringify(value).replace(/[<>&\u2028\u2029]/g, (c) => GO_ESCAPES[c] ?? c);
+  const s = JSON.stringify(value);
+  // Fast path: includes() is a memchr-speed scan, far cheaper than a regex replace on every object.
+  if (!s.includes('<') && !s.includes('>') && !s.includes('&') && !s.includes('\u2028') && !s.includes('\u2029')) return s;
+  return s.replace(/[<>&\u2028\u2029]/g, (c) => GO_ESCAPES[c] ?? c);
 }
 
 function ordered(obj: JsonObject, order: readonly string[]): JsonObject {
@@ -56,10 +59,59 @@ export function sortKeysDeep(value: unknown): unknown {
   return out;
 }
 
+/** The wire JSON text of a full object (with kind/apiVersion). */
+export function encodeText(def: ResourceDef, obj: JsonObject): string {
+  return goJson(def.encoding === 'unstructured' ? sortKeysDeep(obj) : builtinOrder(obj));
+}
+
 /** Encodes a full object (with kind/apiVersion) for storage. */
 export function encodeObject(def: ResourceDef, obj: JsonObject): Buffer {
-  const shaped = def.encoding === 'unstructured' ? sortKeysDeep(obj) : builtinOrder(obj);
-  return Buffer.from(goJson(shaped));
+  return Buffer.from(encodeText(def, obj));
+}
+
+/**
+ * Packs many small encoded objects into large shared slabs (one allocation per few MB instead of
+ * one per object) for the bulk load of a generated cluster: 150,000 separate Buffers cost more in
+ * allocation and GC time than the encoding itself. A slab lives while any object in it does; that
+ * waste is bounded by churn and acceptable for a simulator.
+ */
+export class Slab {
+  private buf = Buffer.allocUnsafe(0);
+  private off = 0;
+  constructor(private readonly slabBytes = 4 * 1024 * 1024) {}
+
+  /** Copies pre-encoded parts and small strings into the slab, with no intermediate string. */
+  putChunks(chunks: readonly (Buffer | string)[]): Buffer {
+    let worst = 0;
+    for (const c of chunks) worst += typeof c === 'string' ? c.length * 3 : c.length;
+    if (this.off + worst > this.buf.length) {
+      this.buf = Buffer.allocUnsafe(Math.max(this.slabBytes, worst));
+      this.off = 0;
+    }
+    const start = this.off;
+    for (const c of chunks) {
+      if (typeof c === 'string') this.off += this.buf.write(c, this.off);
+      else {
+        // TypedArray#set, not Buffer#copy: copy() builds views per call, which dominated the bulk load.
+        this.buf.set(c, this.off);
+        this.off += c.length;
+      }
+    }
+    return this.buf.subarray(start, this.off);
+  }
+
+  put(text: string): Buffer {
+    // text.length * 3 bounds the UTF-8 size, so one write() suffices (no separate byteLength pass).
+    const worst = text.length * 3;
+    if (this.off + worst > this.buf.length) {
+      this.buf = Buffer.allocUnsafe(Math.max(this.slabBytes, worst));
+      this.off = 0;
+    }
+    const len = this.buf.write(text, this.off);
+    const out = this.buf.subarray(this.off, this.off + len);
+    this.off += len;
+    return out;
+  }
 }
 
 export function apiVersionOf(def: ResourceDef): string {

@@ -34,11 +34,32 @@ export interface AppModel {
   containers: number;
   envVars: number;
   extraLabels: Record<string, string>;
+  /** UID of the app's ReplicaSet (shared by its pods' ownerReferences). */
+  rsUid: string;
 }
 
+/** A pod rendered from a per-app template (see {@link renderPod}): the text plus what the store indexes. */
+export interface RenderedObject {
+  namespace: string;
+  name: string;
+  labels: Record<string, string>;
+  nodeName: string;
+  /** The wire JSON with metadata.resourceVersion set to `rv`. */
+  render(rv: string): string;
+  /** The same as pre-encoded template parts and filled-in strings (copied straight into storage). */
+  chunks(rv: string): (Buffer | string)[];
+}
+
+/** One generated object: either a plain object (encoded by the store) or a pre-rendered pod. */
 export interface GeneratedObject {
   resource: string;
-  object: JsonObject;
+  object?: JsonObject;
+  rendered?: RenderedObject;
+}
+
+/** The object as JSON, whichever form it was generated in (tests, tools). */
+export function generatedJson(g: GeneratedObject): JsonObject {
+  return g.object ?? (JSON.parse((g.rendered as RenderedObject).render('0')) as JsonObject);
 }
 
 const POOL_BASE = (172 << 24) | (16 << 16); // 172.16.0.0/12, /26 blocks
@@ -64,7 +85,12 @@ const TEAMS = ['payments', 'search', 'identity', 'checkout', 'catalog', 'billing
 const TIERS = ['frontend', 'backend', 'cache', 'worker'];
 
 /** The kube-controller-manager's managedFields entry for a Deployment pod (fieldsV1 keys sorted). */
-function podManagedFields(app: AppModel, rsUid: string, created: string, annotated: string, ready: string, podIpStr: string): unknown[] {
+const kcmFieldsCache = new WeakMap<AppModel, JsonObject>();
+
+/** The kube-controller-manager's fieldsV1 is the same for every pod of an app: built once (generation speed). */
+function kcmFields(app: AppModel, rsUid: string): JsonObject {
+  const hit = kcmFieldsCache.get(app);
+  if (hit) return hit;
   const labels: JsonObject = { '.': {}, 'f:app': {}, 'f:pod-template-hash': {} };
   for (const k of Object.keys(app.extraLabels)) labels[`f:${k}`] = {};
   const containers: JsonObject = { '.': {} };
@@ -75,14 +101,18 @@ function podManagedFields(app: AppModel, rsUid: string, created: string, annotat
       'f:terminationMessagePath': {}, 'f:terminationMessagePolicy': {},
     };
   }
+  const fields: JsonObject = {
+    'f:metadata': { 'f:generateName': {}, 'f:labels': labels, 'f:ownerReferences': { '.': {}, [`k:{"uid":"${rsUid}"}`]: {} } },
+    'f:spec': { 'f:containers': containers, 'f:dnsPolicy': {}, 'f:enableServiceLinks': {}, 'f:restartPolicy': {}, 'f:schedulerName': {}, 'f:securityContext': {}, 'f:serviceAccount': {}, 'f:serviceAccountName': {}, 'f:terminationGracePeriodSeconds': {} },
+  };
+  kcmFieldsCache.set(app, fields);
+  return fields;
+}
+
+/** managedFields of a Deployment pod: controller-manager, calico (status subresource), kubelet (status). */
+function podManagedFields(app: AppModel, rsUid: string, created: string, annotated: string, ready: string, podIpStr: string): unknown[] {
   return [
-    {
-      manager: 'kube-controller-manager', operation: 'Update', apiVersion: 'v1', time: created, fieldsType: 'FieldsV1',
-      fieldsV1: {
-        'f:metadata': { 'f:generateName': {}, 'f:labels': labels, 'f:ownerReferences': { '.': {}, [`k:{"uid":"${rsUid}"}`]: {} } },
-        'f:spec': { 'f:containers': containers, 'f:dnsPolicy': {}, 'f:enableServiceLinks': {}, 'f:restartPolicy': {}, 'f:schedulerName': {}, 'f:securityContext': {}, 'f:serviceAccount': {}, 'f:serviceAccountName': {}, 'f:terminationGracePeriodSeconds': {} },
-      },
-    },
+    { manager: 'kube-controller-manager', operation: 'Update', apiVersion: 'v1', time: created, fieldsType: 'FieldsV1', fieldsV1: kcmFields(app, rsUid) },
     {
       manager: 'calico', operation: 'Update', apiVersion: 'v1', time: annotated, fieldsType: 'FieldsV1',
       fieldsV1: { 'f:metadata': { 'f:annotations': { '.': {}, 'f:cni.projectcalico.org/containerID': {}, 'f:cni.projectcalico.org/podIP': {}, 'f:cni.projectcalico.org/podIPs': {} } } },
@@ -111,15 +141,17 @@ export interface PodParams {
   createdMs: number;
   phase: 'Running' | 'Succeeded' | 'Pending';
   rng: Rng;
+  /** Timestamp strings instead of ones derived from createdMs (templates pass placeholders). */
+  times?: { created: string; started: string; ready: string };
 }
 
 /** A Deployment pod in struct field order (the shape of pod-deployment-running.constructed.json). */
 export function makePod(p: PodParams): JsonObject {
   const { app, rng } = p;
-  const created = ts(p.createdMs);
-  const started = ts(p.createdMs + 2_000);
-  const ready = ts(p.createdMs + 6_000);
-  const rsUid = rng.uuid();
+  const created = p.times?.created ?? ts(p.createdMs);
+  const started = p.times?.started ?? ts(p.createdMs + 2_000);
+  const ready = p.times?.ready ?? ts(p.createdMs + 6_000);
+  const rsUid = app.rsUid;
   const volume = `kube-api-access-${rng.suffix(5)}`;
   const mount = { name: volume, readOnly: true, mountPath: '/var/run/secrets/kubernetes.io/serviceaccount' };
   const containers: JsonObject[] = [];
@@ -185,6 +217,93 @@ export function makePod(p: PodParams): JsonObject {
       hostIP: p.hostIp, hostIPs: [{ ip: p.hostIp }],
       podIP: p.phase === 'Pending' ? undefined : p.podIp, podIPs: p.phase === 'Pending' ? undefined : [{ ip: p.podIp }],
       startTime: created, containerStatuses: statuses, qosClass: 'Burstable',
+    },
+  };
+}
+
+/**
+ * Pod templates: generation speed. Encoding 150,000 pod objects costs tens of CPU-seconds
+ * (building the object, JSON.stringify, escaping); a pod of a given app and phase differs from its
+ * siblings only in a few strings. So each (app, phase) is built once through {@link makePod} with
+ * placeholders — a recording Rng returns a placeholder per random call — and every pod is that text
+ * with the placeholders filled. Random values are drawn in the recorded call order, so the output is
+ * byte-identical to encoding `makePod` with the same Rng (tested).
+ */
+const MARK = '\\u0001'; // JSON.stringify writes U+0001 as this 6-character escape
+const ph = (token: string): string => `\u0001${token}\u0001`;
+
+class RecordingRng extends Rng {
+  readonly calls: { kind: 'h' | 's' | 'u'; n: number }[] = [];
+  constructor() {
+    super(0);
+  }
+  private rec(kind: 'h' | 's' | 'u', n: number): string {
+    this.calls.push({ kind, n });
+    return ph(`r${this.calls.length - 1}`);
+  }
+  override hex(n: number): string {
+    return this.rec('h', n);
+  }
+  override suffix(n: number): string {
+    return this.rec('s', n);
+  }
+  override uuid(): string {
+    return this.rec('u', 0);
+  }
+}
+
+interface PodTemplate {
+  parts: string[];
+  /** parts[2i] as UTF-8, for {@link RenderedObject.chunks}. */
+  literals: Buffer[];
+  calls: { kind: 'h' | 's' | 'u'; n: number }[];
+}
+
+const podTemplates = new WeakMap<AppModel, Map<string, PodTemplate>>();
+
+function podTemplate(app: AppModel, phase: PodParams['phase'], encode: (o: JsonObject) => string): PodTemplate {
+  let byPhase = podTemplates.get(app);
+  if (!byPhase) podTemplates.set(app, (byPhase = new Map()));
+  const hit = byPhase.get(phase);
+  if (hit) return hit;
+  const rng = new RecordingRng();
+  const obj = makePod({
+    app, phase, rng, createdMs: 0,
+    name: ph('p:name'), uid: ph('p:uid'), nodeName: ph('p:node'), hostIp: ph('p:hostIp'), podIp: ph('p:podIp'),
+    times: { created: ph('p:t0'), started: ph('p:t1'), ready: ph('p:t2') },
+  });
+  (obj['metadata'] as JsonObject)['resourceVersion'] = ph('p:rv');
+  const parts = encode(obj).split(MARK);
+  const t: PodTemplate = { parts, literals: parts.map((x, i) => (i % 2 === 0 ? Buffer.from(x) : Buffer.alloc(0))), calls: rng.calls };
+  byPhase.set(phase, t);
+  return t;
+}
+
+/** {@link makePod}, rendered from the app's template. `encode` is the store's encoder for pods. */
+export function renderPod(p: PodParams, encode: (o: JsonObject) => string): RenderedObject {
+  const t = podTemplate(p.app, p.phase, encode);
+  const vals = t.calls.map((c) => (c.kind === 'h' ? p.rng.hex(c.n) : c.kind === 's' ? p.rng.suffix(c.n) : p.rng.uuid()));
+  const params: Record<string, string> = {
+    name: p.name, uid: p.uid, node: p.nodeName, hostIp: p.hostIp, podIp: p.podIp,
+    t0: p.times?.created ?? ts(p.createdMs), t1: p.times?.started ?? ts(p.createdMs + 2_000), t2: p.times?.ready ?? ts(p.createdMs + 6_000),
+  };
+  const labels = { app: p.app.name, 'pod-template-hash': p.app.hash, ...p.app.extraLabels };
+  const value = (tok: string, rv: string): string => (tok.charCodeAt(0) === 114 /* r */ ? (vals[Number(tok.slice(1))] as string) : tok === 'p:rv' ? rv : (params[tok.slice(2)] as string));
+  return {
+    namespace: p.app.namespace, name: p.name, labels, nodeName: p.nodeName,
+    chunks(rv: string): (Buffer | string)[] {
+      const out: (Buffer | string)[] = [t.literals[0] as Buffer];
+      for (let i = 1; i < t.parts.length; i += 2) out.push(value(t.parts[i] as string, rv), t.literals[i + 1] as Buffer);
+      return out;
+    },
+    render(rv: string): string {
+      const parts = t.parts;
+      let out = parts[0] as string;
+      for (let i = 1; i < parts.length; i += 2) {
+        const tok = parts[i] as string;
+        out += value(tok, rv) + (parts[i + 1] as string);
+      }
+      return out;
     },
   };
 }
@@ -281,16 +400,16 @@ const CALICO_AV = 'crd.projectcalico.org/v1';
  * Generates the cluster lazily (150,000 pods as live JS objects would need gigabytes; each object
  * is yielded, encoded by the caller and dropped). `model` is complete once `objects` is exhausted.
  */
-export function generateCluster(o: GeneratorOptions): { objects: Iterable<GeneratedObject>; model: ClusterModel } {
+export function generateCluster(o: GeneratorOptions, encodePod: (o: JsonObject) => string = (x) => JSON.stringify(x)): { objects: Iterable<GeneratedObject>; model: ClusterModel } {
   const slotsPerNode = Math.max(64, Math.ceil((o.podsPerNode + 2) / 64) * 64);
   const nodes = Array.from({ length: o.nodes }, (_, i) => `node-${String(i + 1).padStart(4, '0')}`);
   const model: ClusterModel = { nodes, apps: [], slotsPerNode };
-  return { objects: generate(o, model), model };
+  return { objects: generate(o, model, encodePod), model };
 }
 
 const mk = (resource: string, object: JsonObject): GeneratedObject => ({ resource, object });
 
-function* generate(o: GeneratorOptions, model: ClusterModel): Generator<GeneratedObject> {
+function* generate(o: GeneratorOptions, model: ClusterModel, encodePod: (o: JsonObject) => string): Generator<GeneratedObject> {
   const { nodes, slotsPerNode, apps } = model;
   const rng = new Rng(o.seed);
   const epoch = o.epochMs ?? Date.UTC(2026, 3, 14, 8, 0, 0);
@@ -311,7 +430,7 @@ function* generate(o: GeneratorOptions, model: ClusterModel): Generator<Generate
       const name = `${TIERS[a % TIERS.length]}-${rng.suffix(3)}`;
       const extraLabels: Record<string, string> = { tier: TIERS[a % TIERS.length] as string, team: ns.split('-')[0] as string };
       for (let l = rng.int(0, 4); l > 0; l--) extraLabels[`example.com/label-${l}`] = rng.suffix(6);
-      const app: AppModel = { namespace: ns, name, hash: rng.suffix(10), serviceAccount: name, containers: rng.chance(0.75) ? 1 : 2, envVars: rng.chance(0.3) ? 0 : rng.int(1, 7), extraLabels };
+      const app: AppModel = { namespace: ns, name, hash: rng.suffix(10), rsUid: rng.uuid(), serviceAccount: name, containers: rng.chance(0.75) ? 1 : 2, envVars: rng.chance(0.3) ? 0 : rng.int(1, 7), extraLabels };
       apps.push(app);
       yield mk('serviceaccounts', { kind: 'ServiceAccount', apiVersion: 'v1', metadata: { name, namespace: ns, uid: rng.uuid(), resourceVersion: '0', creationTimestamp: created } });
       yield mk('networkpolicies.networking.k8s.io', {
@@ -324,6 +443,7 @@ function* generate(o: GeneratorOptions, model: ClusterModel): Generator<Generate
 
   // Nodes, their calico-node pod and app pods. Pod names end in random suffixes, so key order
   // (the order of lists and initial watch events) differs from creation (RV) order.
+  const usedNames = new Set<string>();
   const podsByApp = new Map<AppModel, { ip: string; node: string; name: string; uid: string }[]>();
   for (let i = 0; i < nodes.length; i++) {
     const node = nodes[i] as string;
@@ -333,10 +453,12 @@ function* generate(o: GeneratorOptions, model: ClusterModel): Generator<Generate
     for (let s = 1; s < o.podsPerNode; s++) {
       const app = rng.pick(apps);
       const phase = rng.chance(0.03) ? 'Succeeded' : 'Running';
-      const name = `${app.name}-${app.hash}-${rng.suffix(5)}`;
+      let name = `${app.name}-${app.hash}-${rng.suffix(5)}`;
+      while (usedNames.has(name)) name = `${app.name}-${app.hash}-${rng.suffix(5)}`;
+      usedNames.add(name);
       const uid = rng.uuid();
       const pip = podIp({ slotsPerNode }, i, s + 1);
-      yield mk('pods', makePod({ app, name, uid, nodeName: node, hostIp: nodeIp(i), podIp: pip, createdMs: epoch + 120_000 + s * 1_000, phase, rng }));
+      yield { resource: 'pods', rendered: renderPod({ app, name, uid, nodeName: node, hostIp: nodeIp(i), podIp: pip, createdMs: epoch + 120_000 + s * 1_000, phase, rng }, encodePod) };
       if (phase === 'Running') {
         let l = podsByApp.get(app);
         if (!l) podsByApp.set(app, (l = []));

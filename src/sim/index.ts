@@ -20,6 +20,7 @@ import { AdminHttp } from './admin-http.js';
 import { Churn } from './churn.js';
 import type { SimBehaviour, SimContext } from './context.js';
 import { Counters } from './counters.js';
+import { encodeText } from './encode.js';
 import { generateCluster, type ClusterModel } from './generator.js';
 import { SimHttp } from './http.js';
 import { writeKubeconfig } from './kubeconfig.js';
@@ -98,13 +99,16 @@ export async function startSim(options: SimOptions = {}): Promise<Sim> {
   const ctx: SimContext = { store, counters: new Counters(), clock, rng: new Rng(seed ^ 0x5eed), behaviour };
   const writer = new Writer(store, clock, new Rng(seed ^ 0xa11ce));
 
-  const gen = generateCluster({ nodes, podsPerNode, seed });
-  for (const { resource: id, object } of gen.objects) {
-    const d = resource(id);
-    if (store.resource(id)) store.put(d, object, true);
+  const podDef = resource('pods');
+  const gen = generateCluster({ nodes, podsPerNode, seed }, (o) => encodeText(podDef, o));
+  for (const g of gen.objects) {
+    if (!store.resource(g.resource)) continue;
+    const d = resource(g.resource);
+    if (g.rendered) store.putRendered(d, g.rendered);
+    else if (g.object) store.put(d, g.object, true);
   }
   // The watch cache starts here: history begins empty at the loaded RV for every resource.
-  for (const rs of store.all()) rs.history.reset(store.currentRv);
+  store.endBulk();
 
   const hub = new WatchHub();
   const churn = new Churn(store, writer, clock, gen.model);

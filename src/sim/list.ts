@@ -185,4 +185,5 @@ async function writeList(ctx: SimContext, r: ApiRequest, snap: Snapshot, filter:
   ctx.counters.listItems.inc([def.id], selected.length);
   const bytes = await writeBody(r.res, 200, chunks());
   ctx.counters.bytesSent.inc(['list'], bytes);
+  ctx.counters.listResponseBytes.observe(bytes);
 }

@@ -3,9 +3,21 @@
  * (a 150,000-pod list is ~700 MB; building it as one string would double the server's memory).
  */
 import type { ServerResponse } from 'node:http';
-import { once } from 'node:events';
 
 const BATCH_BYTES = 64 * 1024;
+
+/** Resolves on 'drain' or 'close', removing both listeners (a long stream waits thousands of times). */
+export function drained(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
 
 /** Streams the chunks as a chunked 200/other response; resolves to the body bytes written. */
 export async function writeBody(res: ServerResponse, code: number, chunks: Iterable<Buffer>, headers: Record<string, string> = {}): Promise<number> {
@@ -23,7 +35,7 @@ export async function writeBody(res: ServerResponse, code: number, chunks: Itera
       batchBytes = 0;
       if (res.destroyed) return total;
       if (!ok) {
-        await Promise.race([once(res, 'drain'), once(res, 'close')]);
+        await drained(res);
         if (res.destroyed) return total;
       }
     }

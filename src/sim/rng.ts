@@ -5,6 +5,8 @@
  * failing test or benchmark can be replayed. mulberry32 is tiny, fast and good enough for choosing
  * names and sizes; it is not for anything security-related.
  */
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
 export class Rng {
   private state: number;
 
@@ -39,8 +41,8 @@ export class Rng {
   /** `n` lowercase hex digits. */
   hex(n: number): string {
     let s = '';
-    while (s.length < n) s += Math.floor(this.next() * 0x100000000).toString(16).padStart(8, '0');
-    return s.slice(0, n);
+    for (let i = 0; i < n; i += 2) s += HEX[Math.floor(this.next() * 256)];
+    return n % 2 === 0 ? s : s.slice(0, n);
   }
 
   /** Kubernetes generateName-style suffix: `n` chars from the apimachinery alphabet (no vowels). */

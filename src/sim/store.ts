@@ -11,8 +11,9 @@ import btreeModule from 'sorted-btree';
 import type { ResourceDef } from '../registry.js';
 import { RESOURCES } from '../registry.js';
 import type { Clock } from '../clock.js';
-import { builtinPrefix, encodeObject, withResourceVersion, type JsonObject } from './encode.js';
+import { builtinPrefix, encodeText, Slab, withResourceVersion, type JsonObject } from './encode.js';
 import { History, type EventType, type HistoryOptions, type SimEvent } from './history.js';
+import type { RenderedObject } from './generator.js';
 import type { Labels } from './selectors.js';
 import { expired } from './status.js';
 
@@ -108,14 +109,18 @@ export class Store {
     return rs;
   }
 
-  private record(def: ResourceDef, obj: JsonObject, rv: number): StoredObject {
+  private slab: Slab | undefined;
+
+  private record(def: ResourceDef, obj: JsonObject, rv: number, bulk: boolean): StoredObject {
     const meta = (obj['metadata'] ?? {}) as JsonObject;
     meta['resourceVersion'] = String(rv);
     const name = String(meta['name'] ?? '');
     const namespace = def.namespaced ? String(meta['namespace'] ?? '') : '';
     const spec = obj['spec'] as JsonObject | undefined;
     const nodeName = def.id === 'pods' && typeof spec?.['nodeName'] === 'string' ? spec['nodeName'] : undefined;
-    return { key: storeKey(def, namespace, name), namespace, name, rv, bytes: encodeObject(def, obj), labels: labelsOf(meta), nodeName };
+    const text = encodeText(def, obj);
+    const bytes = bulk ? (this.slab ??= new Slab()).put(text) : Buffer.from(text);
+    return { key: storeKey(def, namespace, name), namespace, name, rv, bytes, labels: labelsOf(meta), nodeName };
   }
 
   /**
@@ -125,14 +130,25 @@ export class Store {
   put(def: ResourceDef, obj: JsonObject, bulk = false): StoredObject {
     const rs = this.rs(def);
     const rv = ++this.rvCounter;
-    const stored = this.record(def, obj, rv);
+    const stored = this.record(def, obj, rv, bulk);
     const prev = rs.tree.get(stored.key);
     rs.tree.set(stored.key, stored);
     if (bulk) {
+      // The cache starts after the data existed: startSim resets every history after the load.
       rs.lastRv = rv;
-      // The cache starts after the data existed: nothing before the bulk load can be replayed.
-      rs.history.reset(rv);
     } else this.emit(rs, prev === undefined ? 'ADDED' : 'MODIFIED', stored, prev);
+    return stored;
+  }
+
+  /** Bulk-loads a pre-rendered object (generator pods): no parse, no re-encode. */
+  putRendered(def: ResourceDef, r: RenderedObject): StoredObject {
+    const rs = this.rs(def);
+    const rv = ++this.rvCounter;
+    const bytes = (this.slab ??= new Slab()).putChunks(r.chunks(String(rv)));
+    const namespace = def.namespaced ? r.namespace : '';
+    const stored: StoredObject = { key: storeKey(def, namespace, r.name), namespace, name: r.name, rv, bytes, labels: r.labels, nodeName: def.id === 'pods' ? r.nodeName : undefined };
+    rs.tree.set(stored.key, stored);
+    rs.lastRv = rv;
     return stored;
   }
 
@@ -155,6 +171,12 @@ export class Store {
     rs.history.push(ev);
     for (const l of [...rs.listeners]) l(ev);
     for (const w of [...this.rvWaiters]) w();
+  }
+
+  /** Ends a bulk load: later writes get their own Buffers, so deleted objects free their memory. */
+  endBulk(): void {
+    this.slab = undefined;
+    for (const rs of this.resources.values()) rs.history.reset(this.rvCounter);
   }
 
   /** Resolves true once currentRv >= rv, false after `timeoutMs` (clock time). */

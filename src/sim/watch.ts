@@ -7,7 +7,6 @@
  * event's line is encoded once and shared by all watchers (cached per event and type), as the
  * apiserver's cachingObject does; `sim_encode_ops_total` counts encodes, not writes.
  */
-import { once } from 'node:events';
 import type { Timer } from '../clock.js';
 import type { ResourceDef } from '../registry.js';
 import type { ApiRequest, SimContext } from './context.js';
@@ -15,6 +14,7 @@ import type { WatchCloseReason } from './counters.js';
 import { apiVersionOf, goJson, withResourceVersion } from './encode.js';
 import type { EventType, SimEvent } from './history.js';
 import { matches, parseFilter, parseRv, type Filter } from './list.js';
+import { drained } from './respond.js';
 import { invalid, status } from './status.js';
 import type { ResourceStore, StoredObject } from './store.js';
 
@@ -119,6 +119,7 @@ export class Watcher {
   private pending: SimEvent[] | undefined = [];
   private timers: Timer[] = [];
   private readonly listener = (ev: SimEvent): void => this.onEvent(ev);
+  private readonly startedMs: number;
 
   constructor(
     private readonly ctx: SimContext,
@@ -128,6 +129,7 @@ export class Watcher {
     private readonly hub: WatchHub,
   ) {
     this.def = r.def;
+    this.startedMs = ctx.clock.monotonic();
   }
 
   /** The single exit for watch bytes (part 2 fault hooks and slow-watcher checks go here). */
@@ -164,7 +166,8 @@ export class Watcher {
         this.sendEvent('BOOKMARK', eventLine('BOOKMARK', bookmarkObject(this.def, snap.rv, true)), snap.rv);
       }
     } else {
-      const from = p.rv as number;
+      // sendInitialEvents=false with RV ""/"0": start from now, without initial events.
+      const from = p.rv === undefined || p.rv === 0 ? ctx.store.currentRv : p.rv;
       this.lastSentRv = from;
       for (const ev of rs.history.since(from)) this.onLive(ev);
     }
@@ -188,7 +191,7 @@ export class Watcher {
       batch = [];
       bytes = 0;
       count = 0;
-      if (!ok && !this.closed) await Promise.race([once(this.r.res, 'drain'), once(this.r.res, 'close')]);
+      if (!ok && !this.closed) await drained(this.r.res);
     };
     for (const o of items) {
       if (this.closed) return;
@@ -261,7 +264,7 @@ export class Watcher {
     this.timers = [];
     this.rs.listeners.delete(this.listener);
     this.hub.watchers.delete(this);
-    this.ctx.counters.onWatchClose(this.r.clientId, this.def.id, reason);
+    this.ctx.counters.onWatchClose(this.r.clientId, this.def.id, reason, this.ctx.clock.monotonic() - this.startedMs);
     // A clean end of the chunked body: the terminating zero-length chunk, no ERROR event.
     if (!this.r.res.destroyed) this.r.res.end();
   }

@@ -57,6 +57,10 @@ describe('sim counters', () => {
     expect(text).toContain('sim_requests_total{verb="LIST",resource="pods",code="200"} 3');
     expect(text).toContain('sim_watches_closed_total{resource="pods",reason="error410"} 1');
     expect(text).toMatch(/sim_current_rv \d+/);
+    // The closed watch was open 1.3 s of clock time; the 410 one for none.
+    expect(c.watchDurationSeconds).toMatchObject({ count: 2, buckets: { '0.1': 1, '1': 1, '10': 2 } });
+    expect(c.listResponseBytes.count).toBe(3);
+    expect(text).toContain('sim_watch_duration_seconds_bucket{le="+Inf"} 2');
     expect(text).toMatch(/sim_history_capacity\{resource="pods"\} 100/);
     await getJson(`${s.url}/_sim/counters/reset`, { method: 'POST' });
     const z = s.admin.counters();

@@ -5,10 +5,18 @@
 import { describe, expect, it } from 'vitest';
 import { resource } from '../../src/registry.js';
 import { encodeObject, type JsonObject } from '../../src/sim/encode.js';
-import { generateCluster } from '../../src/sim/generator.js';
+import { encodeText } from '../../src/sim/encode.js';
+import { generateCluster, generatedJson, makePod, renderPod } from '../../src/sim/generator.js';
+import { Rng } from '../../src/sim/rng.js';
+
+const encodePod = (o: JsonObject): string => encodeText(resource('pods'), o);
 
 function materialise(seed: number, nodes = 4, podsPerNode = 8): { resource: string; bytes: Buffer; object: JsonObject }[] {
-  return [...generateCluster({ nodes, podsPerNode, seed }).objects].map((g) => ({ resource: g.resource, object: g.object, bytes: encodeObject(resource(g.resource), g.object) }));
+  return [...generateCluster({ nodes, podsPerNode, seed }, encodePod).objects].map((g) => ({
+    resource: g.resource,
+    object: generatedJson(g),
+    bytes: g.rendered ? Buffer.from(g.rendered.render('0')) : encodeObject(resource(g.resource), g.object as JsonObject),
+  }));
 }
 
 describe('sim generator', () => {
@@ -46,6 +54,20 @@ describe('sim generator', () => {
       expect(Object.keys(o)).toEqual(['kind', 'apiVersion', 'metadata', 'spec', 'status']);
     }
     expect(pods.filter((p) => p.bytes.includes('"managedFields"')).length).toBeGreaterThan(pods.length * 0.9);
+  });
+
+  it('a pod rendered from its app template is byte-identical to encoding makePod with the same seed', () => {
+    const { model, objects } = generateCluster({ nodes: 2, podsPerNode: 3, seed: 1 }, encodePod);
+    for (const _ of objects) void _; // complete the model
+    for (const app of model.apps.slice(0, 4)) {
+      for (const phase of ['Running', 'Succeeded'] as const) {
+        const params = { app, name: `${app.name}-x`, uid: 'u-1', nodeName: 'node-0001', hostIp: '10.0.0.10', podIp: '172.16.0.9', createdMs: Date.UTC(2026, 3, 14), phase };
+        const direct = encodePod({ ...makePod({ ...params, rng: new Rng(42) }), metadata: { ...(makePod({ ...params, rng: new Rng(42) })['metadata'] as JsonObject), resourceVersion: '77' } });
+        expect(renderPod({ ...params, rng: new Rng(42) }, encodePod).render('77')).toBe(direct);
+        const chunks = renderPod({ ...params, rng: new Rng(42) }, encodePod).chunks('77');
+        expect(Buffer.concat(chunks.map((c) => (typeof c === 'string' ? Buffer.from(c) : c))).toString()).toBe(direct);
+      }
+    }
   });
 
   it('IPAM block sequence numbers exceed 2^53 on the wire, as Calico writes them', () => {

@@ -78,6 +78,9 @@ describe('sim LIST', () => {
     const sorted = (o: Loose): boolean =>
       o === null || typeof o !== 'object' || (Array.isArray(o) ? o.every(sorted) : Object.keys(o).join() === Object.keys(o).sort().join() && Object.values(o).every(sorted));
     expect(tiers.items.every(sorted)).toBe(true);
+    // A Calico-style client asks for protobuf first; a JSON-only server answers JSON (fixtures fact 9).
+    const proto = await fetch(`${sim.url}/apis/crd.projectcalico.org/v1/tiers`, { headers: { accept: 'application/vnd.kubernetes.protobuf,application/json' } });
+    expect(proto.headers.get('content-type')).toBe('application/json');
     // Go's encoder escapes <, > and & in strings.
     sim.admin.create('namespaces', { metadata: { name: 'esc', annotations: { note: 'a<b>&c' } } });
     const raw = await fetch(`${sim.url}/api/v1/namespaces/esc`).then((r) => r.text());

@@ -180,12 +180,38 @@ describe('sim WATCH', () => {
     await w.until(() => w.events.length === 4);
     expect(w.events.map((e) => e.type)).toEqual(['ADDED', 'ADDED', 'ADDED', 'BOOKMARK']);
     expect(w.events[3]?.object).toEqual({ apiVersion: 'crd.projectcalico.org/v1', kind: 'Tier', metadata: { annotations: { 'k8s.io/initial-events-end': 'true' }, resourceVersion: s.admin.currentRv() } });
+    // sendInitialEvents=false: no initial events, only what happens from now on.
+    const none = await watch('/apis/crd.projectcalico.org/v1/tiers?watch=true&sendInitialEvents=false&resourceVersionMatch=NotOlderThan');
+    s.admin.create('tiers.crd.projectcalico.org', { metadata: { name: 'late' }, spec: { order: 5 } });
+    await none.until(() => none.events.length === 1);
+    expect(none.events[0]?.object.metadata.name).toBe('late');
     for (const q of ['sendInitialEvents=true', 'sendInitialEvents=true&resourceVersionMatch=Exact', 'resourceVersionMatch=NotOlderThan&resourceVersion=1']) {
       const bad = await watch(`/api/v1/pods?watch=true&${q}`);
       await bad.untilEnded();
       expect(bad.status, q).toBe(422);
       expect(JSON.parse(bad.text())).toMatchObject({ kind: 'Status', reason: 'Invalid', code: 422 });
     }
+  });
+
+  it('§5.6 a NotOlderThan LIST ahead of the server waits (clock time) for the RV, then 504 with retryAfterSeconds', async () => {
+    const clock = new FakeClock();
+    const s = await start({ clock, rvWaitMs: 3_000 });
+    const cur = Number(s.admin.currentRv());
+    const headers = { 'x-client-id': 'waiter' };
+    const late = fetch(`${s.url}/api/v1/namespaces?resourceVersion=${cur + 1}&resourceVersionMatch=NotOlderThan`, { headers });
+    const never = fetch(`${s.url}/api/v1/namespaces?resourceVersion=${cur + 50}`, { headers });
+    // Both are parked until the clock or the RV moves; wait (bounded) until the server holds both.
+    for (let i = 0; i < 10_000 && s.admin.counters().clients['waiter']?.lists !== 2; i++) await new Promise((r) => setImmediate(r));
+    expect(s.admin.counters().clients['waiter']?.lists).toBe(2);
+    s.admin.create('namespaces', { metadata: { name: 'arrives' } });
+    const ok = await late;
+    expect(ok.status).toBe(200);
+    expect(((await ok.json()) as Loose).metadata.resourceVersion).toBe(String(cur + 1));
+    clock.advance(3_000);
+    const r = await never;
+    expect(r.status).toBe(504);
+    expect(r.headers.get('retry-after')).toBe('1');
+    expect(await r.json()).toMatchObject({ reason: 'Timeout', code: 504, details: { causes: [{ reason: 'ResourceVersionTooLarge' }], retryAfterSeconds: 1 } });
   });
 
   it('§5.15 timeoutSeconds ends the watch cleanly at the deadline; otherwise a random deadline in [min, 2·min) with a bookmark 2 s before', async () => {
