@@ -365,6 +365,14 @@ export class Reflector {
       // Whatever arrived before the failure is applied: it was a valid prefix of the stream.
       if (session === undefined) this.o.onFlush(this.rv);
       if (session !== undefined && err instanceof UpstreamFailure && err.kind === 'watchdog') throw this.watchListUnsupported('silent during initial events');
+      if (err instanceof UpstreamFailure && err.kind === 'watchdog') {
+        // A silent open watch is not an error (an idle resource may get no bookmarks): re-watch
+        // from the same RV at once, without growing the backoff — otherwise an idle resource
+        // would drift towards 30 s gaps and flap to stale. The watchdog period bounds the rate.
+        this.o.metrics.watchRestarts.inc({ resource: this.id, reason: 'watchdog' });
+        this.o.logger.info({ resource: this.id }, 'watch silent for the inactivity timeout; re-watching');
+        return 0;
+      }
       throw err;
     } finally {
       req.done();
