@@ -14,6 +14,7 @@
 import { fork } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { startServer } from '../src/server/server.js';
 import { ScriptedUpstream } from '../src/server/testing/scripted-upstream.js';
 import { workloadEndpoint } from './workload.js';
@@ -72,12 +73,19 @@ async function runOnce(cfg: RunConfig): Promise<Record<string, unknown>> {
   const rssTimer = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage().rss)), 50);
   try {
     const rssBefore = process.memoryUsage().rss;
+    // Event-loop delay while N agents connect and stream the shared snapshot: shows whether
+    // starting thousands of sends blocks the loop.
+    const loopSnap = monitorEventLoopDelay({ resolution: 10 });
+    loopSnap.enable();
     const t0 = nowMs();
     child.send({ cmd: 'connect', host: url.hostname, port: Number(url.port), n: cfg.clients, caps: cfg.caps, feed: 'felix' });
     const connected = await waitFor<{ n: number; failed: number }>('connected');
     child.send({ cmd: 'target', revision: 1 });
     await waitFor('reached');
     const snapshotAllMs = nowMs() - t0;
+    loopSnap.disable();
+    const loopReplay = monitorEventLoopDelay({ resolution: 10 });
+    loopReplay.enable();
     const snap = server.snapshotStats();
 
     const before = server.fanoutStats();
@@ -99,6 +107,7 @@ async function runOnce(cfg: RunConfig): Promise<Record<string, unknown>> {
     child.send({ cmd: 'target', revision: store?.revision });
     await waitFor('reached');
     const replayWallS = (nowMs() - w0) / 1000;
+    loopReplay.disable();
     const cpu = process.cpuUsage(cpu0);
     const after = server.fanoutStats();
     child.send({ cmd: 'report', pushTimesMs });
@@ -112,6 +121,9 @@ async function runOnce(cfg: RunConfig): Promise<Record<string, unknown>> {
       connected: connected.n,
       connectFailed: connected.failed,
       snapshotAllMs: Math.round(snapshotAllMs),
+      loopDelaySnapshotP99Ms: +(loopSnap.percentile(99) / 1e6).toFixed(1),
+      loopDelaySnapshotMaxMs: +(loopSnap.max / 1e6).toFixed(1),
+      loopDelayReplayP99Ms: +(loopReplay.percentile(99) / 1e6).toFixed(1),
       snapshotBuilds: snap.built,
       snapshotReuses: snap.reused,
       revisions,
@@ -165,7 +177,7 @@ for (const n of counts) {
 }
 const meta = { node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model, date: new Date().toISOString(), loadAverageBefore: loadBefore, loadAverageAfter: loadavg().map((x) => +x.toFixed(2)), note: 'server and clients in separate processes, not pinned; shared 2-vCPU machine with other jobs running (see the load averages), so absolute times are pessimistic: compare CPU-seconds and counts, not wall time' };
 writeFileSync(`${out}.json`, JSON.stringify({ meta, results }, null, 2) + '\n');
-const cols = ['clients', 'rounds', 'revisions', 'replayWallS', 'snapshotAllMs', 'snapshotBuilds', 'snapshotReuses', 'flushes', 'bytesEncodedPerDelta', 'deltaUnitsEncoded', 'writesPerClientPerFlush', 'lagP50Ms', 'lagP99Ms', 'lastClientLagP50Ms', 'lastClientLagP99Ms', 'serverCpuS', 'serverCpuUsPerDelivery', 'clientCpuS', 'rssPeakMB', 'skips', 'catchUps'];
+const cols = ['clients', 'rounds', 'revisions', 'replayWallS', 'snapshotAllMs', 'loopDelaySnapshotP99Ms', 'loopDelaySnapshotMaxMs', 'loopDelayReplayP99Ms', 'snapshotBuilds', 'snapshotReuses', 'flushes', 'bytesEncodedPerDelta', 'deltaUnitsEncoded', 'writesPerClientPerFlush', 'lagP50Ms', 'lagP99Ms', 'lastClientLagP50Ms', 'lastClientLagP99Ms', 'serverCpuS', 'serverCpuUsPerDelivery', 'clientCpuS', 'rssPeakMB', 'skips', 'catchUps'];
 const md = [
   '# Fan-out benchmark (bench/fanout.ts)',
   '',

@@ -25,6 +25,12 @@ export const ERROR_CODES = {
   CATTAIL_CONFIG_FILE_UNREADABLE: { exit: 2, text: 'The config file could not be read or parsed as YAML/JSON.' },
   CATTAIL_CLI_UNKNOWN_COMMAND: { exit: 2, text: 'The first argument is not a `cattail` subcommand.' },
   CATTAIL_NOT_IMPLEMENTED: { exit: 3, text: 'The subcommand exists but its implementation has not landed yet (see the open issues).' },
+  // --- Upstream (src/server/upstream): the Kubernetes API side of `cattail serve`. ---
+  CATTAIL_UPSTREAM_CONFIG: { exit: 2, text: 'No usable kubeconfig: none given, no KUBECONFIG, not in a cluster, or the kubeconfig names no current cluster.' },
+  CATTAIL_UPSTREAM_FEED_INVALID: { exit: 2, text: 'A selected feed is unknown, or a customFeeds declaration is invalid (unknown resource, bad selector or projection, duplicate name); the message names the feed.' },
+  CATTAIL_UPSTREAM_REQUEST_FAILED: { exit: 1, text: 'A list or watch request to the API server failed (network, HTTP status, in-stream ERROR, silent stream); the reflector logs it and retries with backoff.' },
+  CATTAIL_UPSTREAM_UNAUTHORIZED: { exit: 1, text: 'The API server refused the replica\'s credentials (401) or permissions (403); logged loudly, counted, and readiness is false until it passes.' },
+  CATTAIL_UPSTREAM_MALFORMED_OBJECT: { exit: 1, text: 'An object or watch line could not be parsed or projected; it is counted and skipped, never fatal.' },
   // --- Simulated API server (src/sim) ---
   CATTAIL_SIM_UNKNOWN_RESOURCE: { exit: 2, text: 'An admin call named a resource the simulator does not serve (see src/registry.ts).' },
   CATTAIL_SIM_WRITE_REJECTED: { exit: 1, text: 'An admin write was refused as the API server would refuse it (not found, already exists, conflict, invalid); details carry the HTTP code and reason.' },

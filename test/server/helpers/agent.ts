@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import WebSocket from 'ws';
-import { Flags, type Message, buildFrame, decodeBody, encodeFrame, splitFrame } from '../../../proto/index.js';
+import { Flags, type Message, decodeBody, encodeFrame, splitFrame } from '../../../proto/index.js';
 import { inflateBody } from '../../../src/wire/compression.js';
 import { digestOf } from '../../../src/server/testing/digest.js';
 
@@ -234,4 +234,3 @@ export function opened(a: TestAgent): Promise<void> {
   });
 }
 
-export { buildFrame };

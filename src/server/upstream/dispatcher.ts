@@ -1,0 +1,125 @@
+import type { Logger } from '../../log.js';
+import type { FeedBatch, FeedSink, FeedUpdate, SyncStatus } from '../seams.js';
+import type { FeedSpec } from './feeds.js';
+
+/**
+ * Per feed: the updates queued since the last flush, the sync status, the stale flag and the
+ * resource watermarks. A flush turns them into FeedBatch objects for the sink.
+ *
+ * Invariants:
+ * - Status only moves forward (waiting → resyncing → in-sync); a later relist never sends a feed
+ *   back to resyncing — its diff is ordinary updates.
+ * - "in-sync" travels in the same batch as the last update of the initial lists (the last chunk
+ *   when a batch is split), never before it.
+ * - Within one flush a key appears once, with its latest value.
+ */
+export class FeedState {
+  readonly synced = new Set<string>();
+  status: SyncStatus = 'waiting';
+  stale = false;
+  pending = new Map<string, Buffer | null>();
+  dirty = false;
+
+  constructor(readonly spec: FeedSpec) {}
+
+  get name(): string {
+    return this.spec.name;
+  }
+}
+
+export class FeedDispatcher {
+  readonly feeds: FeedState[];
+  private readonly byResource = new Map<string, FeedState[]>();
+  private readonly watermarks = new Map<string, string>();
+  private sink: FeedSink | undefined;
+
+  constructor(
+    specs: readonly FeedSpec[],
+    private readonly logger: Logger,
+    private readonly maxBatchUpdates = 10_000,
+  ) {
+    this.feeds = specs.map((s) => new FeedState(s));
+    for (const f of this.feeds) {
+      for (const r of f.spec.resources) {
+        let list = this.byResource.get(r);
+        if (!list) this.byResource.set(r, (list = []));
+        list.push(f);
+      }
+    }
+  }
+
+  feed(name: string): FeedState | undefined {
+    return this.feeds.find((f) => f.name === name);
+  }
+
+  feedsOf(resource: string): readonly FeedState[] {
+    return this.byResource.get(resource) ?? [];
+  }
+
+  /** Starts delivery: every feed announces that its resync is in progress. */
+  start(sink: FeedSink): void {
+    this.sink = sink;
+    for (const f of this.feeds) {
+      f.status = 'resyncing';
+      f.dirty = true;
+    }
+    this.flush();
+  }
+
+  queue(feed: FeedState, key: string, value: Buffer | null): void {
+    // Re-insert so the key moves to the end: batch order follows the order of the last change.
+    feed.pending.delete(key);
+    feed.pending.set(key, value);
+  }
+
+  setWatermark(resource: string, rv: string | undefined): void {
+    if (rv !== undefined && rv !== '') this.watermarks.set(resource, rv);
+  }
+
+  /** The resource's initial list completed (or it is missing): feeds may become in sync. */
+  resourceSynced(resource: string): void {
+    for (const f of this.feedsOf(resource)) {
+      f.synced.add(resource);
+      if (f.status !== 'in-sync' && f.synced.size >= new Set(f.spec.resources).size) {
+        f.status = 'in-sync';
+        f.dirty = true;
+      }
+    }
+  }
+
+  setStale(feed: FeedState, stale: boolean): void {
+    if (feed.stale === stale) return;
+    feed.stale = stale;
+    feed.dirty = true;
+  }
+
+  flush(): void {
+    const sink = this.sink;
+    if (sink === undefined) return;
+    for (const f of this.feeds) {
+      if (f.pending.size === 0 && !f.dirty) continue;
+      const updates: FeedUpdate[] = [];
+      for (const [key, value] of f.pending) updates.push({ key, value });
+      f.pending = new Map();
+      f.dirty = false;
+      const watermarks: Record<string, string> = {};
+      for (const r of f.spec.resources) {
+        const rv = this.watermarks.get(r);
+        if (rv !== undefined) watermarks[r] = rv;
+      }
+      for (let start = 0; start < updates.length || start === 0; start += this.maxBatchUpdates) {
+        const last = start + this.maxBatchUpdates >= updates.length;
+        const batch: FeedBatch = last
+          ? { updates: updates.slice(start), watermarks, status: f.status, stale: f.stale }
+          : { updates: updates.slice(start, start + this.maxBatchUpdates), watermarks, stale: f.stale };
+        try {
+          sink.onBatch(f.name, batch);
+        } catch (err) {
+          // The sink must not throw; if it does, the upstream keeps going (and says so loudly).
+          this.logger.error({ err, feed: f.name }, 'feed sink threw; batch dropped');
+        }
+        if (last) break;
+      }
+    }
+  }
+}

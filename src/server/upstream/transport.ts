@@ -1,0 +1,86 @@
+import { readFileSync } from 'node:fs';
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { CattailError } from '../../errors.js';
+
+/**
+ * HTTP to the API server. `@kubernetes/client-node` is used only for what it does well: loading
+ * the kubeconfig (file, KUBECONFIG, in-cluster) and turning it into request options — CA, client
+ * certificates, tls-server-name, proxies, bearer tokens and exec/OIDC/token-file auth — through
+ * `applyToHTTPSOptions`, called for every request so rotated files are picked up.
+ *
+ * Rejected: the typed list API (returns class instances with `Date`s and `_continue`, unlike watch
+ * objects, so equal objects would differ), the library's `Watch`/`ListWatch` (no bookmarks, no
+ * paging, no timeout, stops for good on network errors, hot-loops on ERROR events) and global
+ * `fetch` (ignores the kubeconfig's TLS settings).
+ */
+export interface Transport {
+  /** GET `pathAndQuery`; resolves with the response once headers arrive (any status). */
+  get(pathAndQuery: string, signal: AbortSignal): Promise<IncomingMessage>;
+  /** Told about a 401 so a rotated token file is re-read before the next request. */
+  unauthorized(): void;
+}
+
+export class KubeTransport implements Transport {
+  private tokenOverride: string | undefined;
+
+  constructor(
+    private readonly kc: KubeConfig,
+    private readonly userAgent: string,
+  ) {
+    const cluster = kc.getCurrentCluster();
+    if (!cluster) throw new CattailError('CATTAIL_UPSTREAM_CONFIG', 'the kubeconfig has no current cluster');
+    // client-node refuses plain HTTP without skipTLSVerify on every request; say so once, at start.
+    if (cluster.server.startsWith('http:') && !cluster.skipTLSVerify && !cluster.proxyUrl) {
+      throw new CattailError('CATTAIL_UPSTREAM_CONFIG', `cluster ${cluster.name} uses plain HTTP (${cluster.server}) without insecure-skip-tls-verify`, { details: { server: cluster.server } });
+    }
+  }
+
+  unauthorized(): void {
+    // In-cluster auth re-reads the projected token only every 60 s; after a 401 read it now.
+    const tokenFile = (this.kc.getCurrentUser()?.authProvider as { config?: { tokenFile?: string } } | undefined)?.config?.tokenFile;
+    if (tokenFile === undefined) return;
+    try {
+      this.tokenOverride = readFileSync(tokenFile, 'utf8').trim();
+    } catch {
+      this.tokenOverride = undefined;
+    }
+  }
+
+  async get(pathAndQuery: string, signal: AbortSignal): Promise<IncomingMessage> {
+    const cluster = this.kc.getCurrentCluster();
+    if (!cluster) throw new CattailError('CATTAIL_UPSTREAM_CONFIG', 'the kubeconfig has no current cluster');
+    const base = new URL(cluster.server);
+    const opts: https.RequestOptions = {
+      method: 'GET',
+      headers: { Accept: 'application/json', 'User-Agent': this.userAgent },
+    };
+    await this.kc.applyToHTTPSOptions(opts);
+    if (this.tokenOverride !== undefined) (opts.headers as Record<string, string>)['Authorization'] = `Bearer ${this.tokenOverride}`;
+    const prefix = base.pathname.replace(/\/+$/, '');
+    const mod = base.protocol === 'http:' ? http : https;
+    const agent = opts.agent as http.Agent | undefined;
+    return new Promise<IncomingMessage>((resolve, reject) => {
+      const req = mod.request({
+        ...opts,
+        protocol: base.protocol,
+        hostname: base.hostname.replace(/^\[|\]$/g, ''),
+        port: base.port || (base.protocol === 'http:' ? 80 : 443),
+        path: prefix + pathAndQuery,
+        signal,
+      });
+      req.on('response', (res) => {
+        // One agent per request (the kubeconfig's TLS files are re-read each time): free its
+        // sockets as soon as the response is done instead of keeping them alive.
+        res.on('close', () => agent?.destroy());
+        resolve(res);
+      });
+      req.on('error', (err) => {
+        agent?.destroy();
+        reject(err);
+      });
+      req.end();
+    });
+  }
+}

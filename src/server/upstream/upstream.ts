@@ -1,0 +1,183 @@
+import type { KubeConfig } from '@kubernetes/client-node';
+import pino from 'pino';
+import type { Registry } from 'prom-client';
+import { type Clock, realClock, type Timer } from '../../clock.js';
+import { InvalidArgumentError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import { resource } from '../../registry.js';
+import { VERSION } from '../../version.js';
+import type { FeedDefinition, FeedSink, ResourceHealth, Upstream } from '../seams.js';
+import type { BackoffOptions } from './backoff.js';
+import { FeedDispatcher, type FeedState } from './dispatcher.js';
+import { type FeedResourceSpec, type FeedSpec, resolveFeeds } from './feeds.js';
+import { loadKubeConfig } from './kubeconfig.js';
+import { UpstreamMetrics } from './metrics.js';
+import { Reflector } from './reflector.js';
+import { ResourceView } from './resource-view.js';
+import { KubeTransport, type Transport } from './transport.js';
+
+export interface UpstreamOptions {
+  /** A loaded KubeConfig (tests, embedded simulator). Takes precedence over kubeconfigPath. */
+  kubeConfig?: KubeConfig;
+  /** Kubeconfig file. Unset: KUBECONFIG, then in-cluster; neither → CATTAIL_UPSTREAM_CONFIG. */
+  kubeconfigPath?: string;
+  /** Built-in feeds to serve. @default all four: felix, bgp, tunnel-ip-allocation, node-status */
+  feeds?: readonly string[];
+  /** Custom feed declarations (config file `customFeeds`), validated here. @default [] */
+  customFeeds?: readonly unknown[];
+  /** Names this replica in the User-Agent and logs. */
+  replicaId: string;
+  /** A resource without a confirmed-healthy watch for this long is stale. @default 120_000 */
+  upstreamStaleAfterMs?: number;
+  /** Items per list page. @default 500 */
+  listPageSize?: number;
+  /** Use WatchList (streamed initial list) where the server supports it. @default true */
+  watchList?: boolean;
+  /** Abort a list or watch after this long without a byte (capped at 3/4 of the stale age). @default 90_000 */
+  watchInactivityTimeoutMs?: number;
+  /** Retry interval for a CRD that is not installed (404). @default 300_000 */
+  missingResourceRetryMs?: number;
+  /** Minimum time between two attempts of one reflector (the anti-hot-loop gate). @default 1_000 */
+  minAttemptIntervalMs?: number;
+  /** Backoff between failed attempts. @default 800 ms doubling to 30 s, reset after 120 s healthy */
+  backoff?: BackoffOptions;
+  /** Largest FeedBatch; bigger diffs (initial lists) are split, status on the last. @default 10_000 */
+  maxBatchUpdates?: number;
+  clock?: Clock;
+  logger?: Logger;
+  /** Where the metrics are registered (the server's /metrics registry). @default a private one */
+  registry?: Registry;
+  /** Uniform [0, 1) source for jitter and watch timeouts. @default Math.random */
+  random?: () => number;
+  /** Replaces the HTTP transport (tests). */
+  transport?: Transport;
+  env?: Readonly<Record<string, string | undefined>>;
+}
+
+/** The upstream plus what tests and the server read besides the seam. */
+export interface UpstreamHandle extends Upstream {
+  readonly metrics: UpstreamMetrics;
+  /** True when every served resource is synced, fresh and authorised. */
+  ready(): boolean;
+  /** Objects and stored bytes per resource (memory figures). */
+  sizes(): { id: string; objects: number; valueBytes: number }[];
+}
+
+/** Readiness from health: every resource synced, none stale, none refused. */
+export function upstreamReady(health: readonly ResourceHealth[]): boolean {
+  return health.every((h) => h.synced && !h.stale && h.authError === undefined);
+}
+
+class KubeUpstream implements UpstreamHandle {
+  readonly feeds: readonly FeedDefinition[];
+  readonly metrics: UpstreamMetrics;
+  private readonly dispatcher: FeedDispatcher;
+  private readonly reflectors: Reflector[] = [];
+  private readonly views: ResourceView[] = [];
+  private readonly clock: Clock;
+  private ticker: Timer | undefined;
+  private started = false;
+
+  constructor(specs: FeedSpec[], transport: Transport, o: UpstreamOptions) {
+    const clock = (this.clock = o.clock ?? realClock);
+    const logger = o.logger ?? pino({ level: 'silent' });
+    this.metrics = new UpstreamMetrics(o.registry);
+    this.feeds = specs.map(({ name, resources, projectionVersion }) => ({ name, resources, projectionVersion }));
+    this.dispatcher = new FeedDispatcher(specs, logger, o.maxBatchUpdates ?? 10_000);
+    const staleAfterMs = o.upstreamStaleAfterMs ?? 120_000;
+    const uses = new Map<string, { spec: FeedResourceSpec; feed: FeedState }[]>();
+    for (const feed of this.dispatcher.feeds) {
+      for (const spec of feed.spec.specs) {
+        let list = uses.get(spec.resource);
+        if (!list) uses.set(spec.resource, (list = []));
+        list.push({ spec, feed });
+      }
+    }
+    // One reflector per resource, however many feeds use it.
+    for (const [id, list] of uses) {
+      const def = resource(id);
+      const view = new ResourceView(def, list, this.dispatcher, this.metrics, logger);
+      this.views.push(view);
+      this.reflectors.push(
+        new Reflector({
+          def,
+          view,
+          transport,
+          clock,
+          logger: logger.child({ resource: id }),
+          metrics: this.metrics,
+          listPageSize: o.listPageSize ?? 500,
+          watchList: o.watchList ?? true,
+          inactivityTimeoutMs: o.watchInactivityTimeoutMs ?? 90_000,
+          staleAfterMs,
+          missingRetryMs: o.missingResourceRetryMs ?? 300_000,
+          minAttemptIntervalMs: o.minAttemptIntervalMs ?? 1_000,
+          backoff: o.backoff ?? {},
+          random: o.random ?? Math.random,
+          onHealth: () => this.refreshHealth(),
+          onSynced: () => this.dispatcher.resourceSynced(id),
+          onFlush: (rv) => {
+            this.dispatcher.setWatermark(id, rv);
+            this.metrics.objects.set({ resource: id }, view.size);
+            this.dispatcher.flush();
+          },
+        }),
+      );
+    }
+    this.tickMs = Math.max(50, Math.min(5_000, Math.floor(staleAfterMs / 10)));
+  }
+
+  private readonly tickMs: number;
+
+  start(sink: FeedSink): void {
+    if (this.started) return;
+    this.started = true;
+    this.dispatcher.start(sink);
+    this.ticker = this.clock.setInterval(() => this.refreshHealth(), this.tickMs).unref();
+    for (const r of this.reflectors) r.start();
+  }
+
+  async stop(): Promise<void> {
+    this.ticker?.cancel();
+    await Promise.all(this.reflectors.map((r) => r.stop()));
+  }
+
+  health(): readonly ResourceHealth[] {
+    return this.reflectors.map((r) => r.health());
+  }
+
+  ready(): boolean {
+    return upstreamReady(this.health());
+  }
+
+  sizes(): { id: string; objects: number; valueBytes: number }[] {
+    return this.views.map((v) => ({ id: v.def.id, objects: v.size, valueBytes: v.valueBytes }));
+  }
+
+  /** Stale gauges, and the stale flag of every feed that has a stale resource. */
+  private refreshHealth(): void {
+    const stale = new Set<string>();
+    for (const h of this.health()) {
+      this.metrics.stale.set({ resource: h.id }, h.stale ? 1 : 0);
+      if (h.stale) stale.add(h.id);
+    }
+    for (const f of this.dispatcher.feeds) this.dispatcher.setStale(f, f.spec.resources.some((r) => stale.has(r)));
+    this.dispatcher.flush();
+  }
+}
+
+/**
+ * The upstream: one reflector per resource used by the selected feeds, projecting into per-feed
+ * batches for the sink. Throws CATTAIL_UPSTREAM_CONFIG / CATTAIL_UPSTREAM_FEED_INVALID at once
+ * for bad configuration; everything at run time is retried, never thrown.
+ */
+export function createUpstream(options: UpstreamOptions): UpstreamHandle {
+  if (typeof options.replicaId !== 'string' || options.replicaId === '') throw new InvalidArgumentError('createUpstream: replicaId must be a non-empty string');
+  const stale = options.upstreamStaleAfterMs;
+  if (stale !== undefined && !(Number.isInteger(stale) && stale > 0)) throw new InvalidArgumentError(`createUpstream: upstreamStaleAfterMs must be a positive integer, got ${stale}`);
+  const specs = resolveFeeds(options.feeds, options.customFeeds);
+  const transport =
+    options.transport ??
+    new KubeTransport(options.kubeConfig ?? loadKubeConfig(options.kubeconfigPath, options.env), `cattail/${VERSION} (replica ${options.replicaId})`);
+  return new KubeUpstream(specs, transport, options);
+}

@@ -1,0 +1,343 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { KubeConfig } from '@kubernetes/client-node';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FakeClock } from '../../src/clock.js';
+import { createUpstream, type UpstreamHandle, type UpstreamOptions } from '../../src/server/upstream/index.js';
+import type { KubeObject } from '../../src/server/upstream/types.js';
+import { FakeApiServer } from './fake-apiserver.js';
+import { customFeed, expectedState, pod, RecordingSink, sameState, until } from './helpers.js';
+
+/**
+ * The reflector against a server that misbehaves on purpose. Virtual time (FakeClock) drives
+ * backoff, Retry-After and the watchdog; request counts are per virtual minute, so a hot loop
+ * (which would issue requests as fast as real I/O allows) cannot pass.
+ */
+const PODS_FEED = { name: 'pods', resources: [{ resource: 'pods' }] };
+const podsFeed = customFeed(PODS_FEED);
+
+let server: FakeApiServer;
+let upstream: UpstreamHandle | undefined;
+
+afterEach(async () => {
+  await upstream?.stop();
+  upstream = undefined;
+  await server?.close();
+});
+
+async function setup(opts: Partial<UpstreamOptions> = {}): Promise<{ clock: FakeClock; sink: RecordingSink; up: UpstreamHandle }> {
+  server = await new FakeApiServer().start();
+  const clock = new FakeClock();
+  const sink = new RecordingSink();
+  const up = createUpstream({ kubeConfig: server.kubeConfig(), replicaId: 'r1', clock, feeds: [], customFeeds: [PODS_FEED], random: () => 0, watchList: false, ...opts });
+  upstream = up;
+  return { clock, sink, up };
+}
+
+const objects = (id: string): KubeObject[] => [...(server.store.get(id)?.values() ?? [])];
+const converged = (sink: RecordingSink): boolean => sameState(sink.state.get('pods'), expectedState(podsFeed, objects));
+const counter = async (up: UpstreamHandle, name: 'watchRestarts' | 'authErrors' | 'skipped' | 'relists', label?: Record<string, string>): Promise<number> =>
+  (await up.metrics[name].get()).values.filter((v) => Object.entries(label ?? {}).every(([k, x]) => (v.labels as Record<string, unknown>)[k] === x)).reduce((n, v) => n + v.value, 0);
+
+describe('reflector under faults', () => {
+  it('survives a reset in the middle of a JSON line, applying nothing partial', async () => {
+    const { clock, sink, up } = await setup();
+    server.upsert('pods', pod('a'));
+    up.start(sink);
+    await until(() => server.openWatches === 1, clock);
+    server.intercept = (info, _req, res) => {
+      if (!info.watch) return false;
+      server.intercept = undefined;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const line = JSON.stringify({ type: 'ADDED', object: { ...pod('half'), kind: 'Pod', apiVersion: 'v1' } });
+      res.write(line.slice(0, line.length / 2));
+      setImmediate(() => res.socket?.destroy());
+      return true;
+    };
+    server.endWatches();
+    await until(() => (sink.state.get('pods')?.size ?? 0) > 0 && server.openWatches === 1 && server.count('pods', true) >= 3, clock);
+    server.upsert('pods', pod('b', { ip: '10.0.0.2' }));
+    await until(() => converged(sink), clock);
+    expect([...(sink.state.get('pods')?.keys() ?? [])].some((k) => k.endsWith('/half'))).toBe(false);
+    expect(await counter(up, 'watchRestarts', { reason: 'network' })).toBe(1);
+  });
+
+  it('aborts a black-holed watch after the inactivity timeout and re-watches', async () => {
+    const { clock, sink, up } = await setup({ watchInactivityTimeoutMs: 30_000 });
+    server.upsert('pods', pod('a'));
+    let blackholed = 0;
+    server.intercept = (info, _req, res) => {
+      if (!info.watch || blackholed > 0) return false;
+      blackholed++;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.flushHeaders();
+      return true; // headers, then silence forever
+    };
+    up.start(sink);
+    await until(() => sink.status.get('pods') === 'in-sync' && blackholed === 1, clock);
+    const t0 = clock.monotonic();
+    await until(() => server.openWatches === 1, clock, 500);
+    expect(clock.monotonic() - t0).toBeGreaterThanOrEqual(29_000);
+    expect(await counter(up, 'watchRestarts', { reason: 'watchdog' })).toBe(1);
+    server.upsert('pods', pod('b', { ip: '10.0.0.2' }));
+    await until(() => converged(sink), clock);
+  });
+
+  it('honours Retry-After on 429 and never retries sooner', async () => {
+    const { clock, sink, up } = await setup();
+    server.upsert('pods', pod('a'));
+    const times: number[] = [];
+    server.intercept = (info, _req, res) => {
+      times.push(clock.monotonic());
+      if (info.n >= 3) return false;
+      res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '7' });
+      res.end(JSON.stringify({ kind: 'Status', code: 429, reason: 'TooManyRequests', message: 'watch cache not ready' }));
+      return true;
+    };
+    up.start(sink);
+    await until(() => sink.status.get('pods') === 'in-sync', clock);
+    for (let i = 1; i < 4; i++) expect((times[i] as number) - (times[i - 1] as number)).toBeGreaterThanOrEqual(7_000);
+    expect(converged(sink)).toBe(true);
+  });
+
+  for (const code of [401, 403]) {
+    it(`is loud on ${code}: counted, authError, not ready, never "missing"`, async () => {
+      const { clock, sink, up } = await setup();
+      server.upsert('pods', pod('a'));
+      server.intercept = (_info, _req, res) => {
+        res.writeHead(code, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ kind: 'Status', code, reason: code === 401 ? 'Unauthorized' : 'Forbidden', message: 'pods is forbidden: User "system:serviceaccount:calico-system:cattail" cannot list' }));
+        return true;
+      };
+      up.start(sink);
+      await until(() => server.requests.length >= 5, clock, 500);
+      const h = up.health()[0];
+      expect(h?.authError).toMatch(new RegExp(`HTTP ${code}`));
+      expect(h?.synced).toBe(false);
+      expect(h?.missing).toBeUndefined();
+      expect(up.ready()).toBe(false);
+      expect(sink.status.get('pods')).toBe('resyncing');
+      expect(await counter(up, 'authErrors', { code: String(code) })).toBeGreaterThanOrEqual(4);
+      server.intercept = undefined; // RBAC fixed / token rotated
+      await until(() => sink.status.get('pods') === 'in-sync', clock, 500);
+      expect(up.health()[0]?.authError).toBeUndefined();
+      expect(up.ready()).toBe(true);
+    });
+  }
+
+  it('re-reads a rotated token file after a 401', async () => {
+    server = await new FakeApiServer().start();
+    const dir = mkdtempSync(join(tmpdir(), 'cattail-token-'));
+    try {
+      const tokenFile = join(dir, 'token');
+      writeFileSync(tokenFile, 'old-token');
+      const kc = new KubeConfig();
+      kc.loadFromClusterAndUser({ name: 'c', server: server.url, skipTLSVerify: true }, { name: 'u', authProvider: { name: 'tokenFile', config: { tokenFile } } });
+      const seen: string[] = [];
+      server.intercept = (info, _req, res) => {
+        const auth = String(info.headers.authorization);
+        seen.push(auth);
+        if (auth === 'Bearer new-token') return false;
+        res.writeHead(401, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ kind: 'Status', code: 401, reason: 'Unauthorized', message: 'token expired' }));
+        return true;
+      };
+      const clock = new FakeClock();
+      const sink = new RecordingSink();
+      upstream = createUpstream({ kubeConfig: kc, replicaId: 'r1', clock, feeds: [], customFeeds: [PODS_FEED], random: () => 0, watchList: false });
+      upstream.start(sink);
+      await until(() => seen.length >= 1, clock);
+      writeFileSync(tokenFile, 'new-token'); // the kubelet rotates the projected token
+      await until(() => sink.status.get('pods') === 'in-sync', clock, 200);
+      expect(seen[0]).toBe('Bearer old-token');
+      expect(seen.at(-1)).toBe('Bearer new-token');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('backs off on an in-stream 500 and re-watches from the same RV without relisting', async () => {
+    const { clock, sink, up } = await setup();
+    server.upsert('pods', pod('a'));
+    up.start(sink);
+    await until(() => server.openWatches === 1, clock);
+    const rv = server.rv;
+    let errors = 0;
+    server.intercept = (info, _req, res) => {
+      if (!info.watch || errors >= 2) return false;
+      errors++;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ type: 'ERROR', object: { kind: 'Status', code: 500, reason: 'InternalError', message: 'etcd unavailable' } }) + '\n');
+      return true;
+    };
+    server.endWatches();
+    await until(() => errors === 2 && server.openWatches === 1, clock);
+    expect(server.count('pods', false)).toBe(1);
+    const watches = server.requests.filter((r) => r.watch).slice(1);
+    for (const w of watches) expect(new URLSearchParams(w.query).get('resourceVersion')).toBe(String(rv));
+    expect(await counter(up, 'watchRestarts', { reason: 'stream-error' })).toBe(2);
+    server.upsert('pods', pod('b', { ip: '10.0.0.2' }));
+    await until(() => converged(sink), clock);
+  });
+
+  it('restarts a list consistently when its continue token expires', async () => {
+    const { clock, sink, up } = await setup({ listPageSize: 2 });
+    for (let i = 0; i < 5; i++) server.upsert('pods', pod(`p${i}`, { ip: `10.0.0.${i + 1}` }));
+    let expired = false;
+    server.intercept = (info) => {
+      if (!info.watch && info.query.get('continue') && !expired) {
+        expired = true;
+        server.rv++;
+        server.compact(); // the token's snapshot is gone: the server answers 410
+      }
+      return false;
+    };
+    up.start(sink);
+    await until(() => sink.status.get('pods') === 'in-sync', clock);
+    expect(converged(sink)).toBe(true);
+    expect(await counter(up, 'relists', { reason: 'continue-expired' })).toBe(1);
+    const lists = server.requests.filter((r) => !r.watch);
+    const restart = lists.findIndex((r, i) => i > 0 && !r.query.includes('continue'));
+    expect(restart).toBeGreaterThan(0);
+    expect(lists[restart]?.query).not.toContain('resourceVersion');
+    // Nothing was delivered twice: one update per pod.
+    expect(sink.updates('pods')).toBe(5);
+  });
+
+  it('never hot-loops: a server that closes every watch at once gets a bounded number of requests', async () => {
+    const { clock, sink, up } = await setup();
+    server.upsert('pods', pod('a'));
+    server.intercept = (info, _req, res) => {
+      if (!info.watch) return false;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end();
+      return true;
+    };
+    up.start(sink);
+    await until(() => clock.monotonic() >= 600_000, clock, 250, 200_000);
+    const watches = server.count('pods', true);
+    // 800 ms doubling to 30 s: ~7 quick attempts, then one per 30 s ≈ 25 in ten minutes.
+    expect(watches).toBeGreaterThan(5);
+    expect(watches).toBeLessThan(40);
+    expect(await counter(up, 'watchRestarts', { reason: 'short-watch' })).toBe(watches);
+  });
+
+  it('never hot-loops on 500s either, and resets the backoff after two healthy minutes', async () => {
+    const { clock, sink, up } = await setup();
+    let failing = true;
+    server.intercept = (_info, _req, res) => {
+      if (!failing) return false;
+      res.writeHead(500, { 'content-type': 'application/json' });
+      res.end('{"kind":"Status","code":500}');
+      return true;
+    };
+    up.start(sink);
+    await until(() => clock.monotonic() >= 300_000, clock, 250, 200_000);
+    expect(server.requests.length).toBeLessThan(20);
+    failing = false;
+    await until(() => sink.status.get('pods') === 'in-sync', clock, 250);
+  });
+
+  it('counts and skips malformed lines and objects without crashing', async () => {
+    const { clock, sink, up } = await setup();
+    server.upsert('pods', pod('a'));
+    up.start(sink);
+    await until(() => server.openWatches === 1, clock);
+    server.intercept = (info, _req, res) => {
+      if (!info.watch) return false;
+      server.intercept = undefined;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{not json}\n');
+      res.write(JSON.stringify({ type: 'ADDED', object: { kind: 'Pod', metadata: { namespace: 'x' } } }) + '\n');
+      res.write(JSON.stringify({ type: 'ADDED', object: { ...pod('ok', { ip: '10.0.0.7' }), kind: 'Pod', metadata: { ...pod('ok').metadata, resourceVersion: String(server.rv + 1) } } }) + '\n');
+      return true;
+    };
+    server.endWatches();
+    await until(() => sink.state.get('pods')?.has('/pods/default/ok') === true, clock);
+    expect(await counter(up, 'skipped', { reason: 'malformed' })).toBe(2);
+  });
+
+  it('reports a resource stale once no healthy watch was confirmed for upstreamStaleAfterMs', async () => {
+    const { clock, sink, up } = await setup({ upstreamStaleAfterMs: 20_000, watchInactivityTimeoutMs: 10_000 });
+    server.upsert('pods', pod('a'));
+    up.start(sink);
+    await until(() => sink.status.get('pods') === 'in-sync' && server.openWatches === 1, clock);
+    // An idle open watch stays fresh for as long as it is idle: the watchdog re-watches (a 200
+    // confirms health) before the stale age, without backing off.
+    let flapped = false;
+    await until(() => {
+      flapped ||= up.health()[0]?.stale === true;
+      return clock.monotonic() > 600_000;
+    }, clock, 500, 100_000);
+    expect(flapped).toBe(false);
+    expect(sink.stale.get('pods')).toBe(false);
+    expect(await counter(up, 'watchRestarts', { reason: 'watchdog' })).toBeGreaterThan(40);
+    // Cut off: every request now fails.
+    server.intercept = (_i, req) => {
+      req.socket.destroy();
+      return true;
+    };
+    server.endWatches();
+    await until(() => up.health()[0]?.stale === true && sink.stale.get('pods') === true, clock, 500);
+    expect(up.ready()).toBe(false);
+    expect((await up.metrics.stale.get()).values[0]?.value).toBe(1);
+    server.intercept = undefined;
+    await until(() => up.health()[0]?.stale === false && sink.stale.get('pods') === false, clock, 500);
+    expect(sink.status.get('pods')).toBe('in-sync'); // never went back
+  });
+
+  it('never goes back in time: a lagging apiserver (504 too-large RV, or an older list) leads to a consistent relist', async () => {
+    const { clock, sink, up } = await setup();
+    for (let i = 0; i < 3; i++) server.upsert('pods', pod(`p${i}`, { ip: `10.0.0.${i + 1}` }));
+    up.start(sink);
+    await until(() => sink.status.get('pods') === 'in-sync' && server.openWatches === 1, clock);
+    const appliedRv = server.rv;
+    // The HA peer behind the load balancer lags: a NotOlderThan relist times out with 504, then
+    // a list comes back older than what we applied (a stale RV=0-style answer).
+    let lagging = 0;
+    server.intercept = (info, _req, res) => {
+      if (info.watch || lagging >= 2) return false;
+      lagging++;
+      if (info.query.get('resourceVersionMatch') === 'NotOlderThan') {
+        res.writeHead(504, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ kind: 'Status', code: 504, reason: 'Timeout', message: 'Too large resource version', details: { causes: [{ reason: 'ResourceVersionTooLarge' }], retryAfterSeconds: 1 } }));
+      } else {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: String(appliedRv - 2) }, items: [] }));
+      }
+      return true;
+    };
+    server.changeWhileDisconnected(() => server.upsert('pods', pod('p9', { ip: '10.0.0.99' })));
+    server.endWatches();
+    await until(() => lagging === 2 && server.openWatches === 1 && converged(sink), clock);
+    // The stale empty list was never applied: no pod was ever deleted.
+    expect(sink.batches.flatMap((b) => b.batch.updates).filter((u) => u.value === null)).toEqual([]);
+    expect(await counter(up, 'relists', { reason: 'stale-list' })).toBe(1);
+    const lists = server.requests.filter((r) => !r.watch);
+    expect(lists.at(-1)?.query).not.toContain('resourceVersion');
+  });
+
+  it('a mass termination with 429 + Retry-After does not become a thundering herd', async () => {
+    const { clock, sink, up } = await setup({ feeds: ['felix'], customFeeds: [] });
+    up.start(sink);
+    await until(() => sink.status.get('felix') === 'in-sync' && server.openWatches === up.health().length, clock);
+    const reflectors = up.health().length;
+    // The watch cache re-initialises: every watch closed, then 60 s of 429 with Retry-After: 10.
+    const start = clock.monotonic();
+    const before = server.requests.length;
+    server.intercept = (_info, _req, res) => {
+      if (clock.monotonic() - start >= 60_000) return false;
+      res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '10' });
+      res.end(JSON.stringify({ kind: 'Status', code: 429, reason: 'TooManyRequests', message: 'storage is (re)initializing' }));
+      return true;
+    };
+    server.endWatches();
+    await until(() => clock.monotonic() - start >= 60_000, clock, 250, 100_000);
+    const during = server.requests.length - before;
+    // At most one request per 10 s per reflector (plus the first), never a storm.
+    expect(during).toBeLessThanOrEqual(reflectors * 7);
+    await until(() => server.openWatches === reflectors, clock, 250);
+    expect(up.ready()).toBe(true);
+  });
+});

@@ -1,0 +1,124 @@
+import type { FakeClock } from '../../src/clock.js';
+import { FeedStore } from '../../src/snapshot/index.js';
+import { RESOURCES } from '../../src/registry.js';
+import type { FeedBatch, FeedSink } from '../../src/server/seams.js';
+import { builtinFeed, customFeed, type FeedSpec } from '../../src/server/upstream/feeds.js';
+import { encodeValue, projector } from '../../src/server/upstream/projections/index.js';
+import { parseFieldSelector, parseLabelSelector } from '../../src/server/upstream/selector.js';
+import { objectKey } from '../../src/registry.js';
+import type { KubeObject } from '../../src/server/upstream/types.js';
+
+/** A sink that applies batches to a Map per feed, as a store would, and keeps every batch. */
+export class RecordingSink implements FeedSink {
+  readonly state = new Map<string, Map<string, Buffer>>();
+  readonly batches: { feed: string; batch: FeedBatch }[] = [];
+  readonly status = new Map<string, string>();
+  readonly stale = new Map<string, boolean>();
+  /** The real store per feed, fed the same batches: revisions, copies, watermark regressions. */
+  readonly stores = new Map<string, FeedStore>();
+  readonly storeTotals = { copied: 0, watermarkRegressions: 0 };
+  private nowMs = 0;
+
+  onBatch(feed: string, batch: FeedBatch): void {
+    this.batches.push({ feed, batch });
+    let store = this.stores.get(feed);
+    if (!store) this.stores.set(feed, (store = new FeedStore({ feed })));
+    const r = store.apply(batch, ++this.nowMs);
+    this.storeTotals.copied += r.copied;
+    this.storeTotals.watermarkRegressions += r.watermarkRegressions;
+    let m = this.state.get(feed);
+    if (!m) this.state.set(feed, (m = new Map()));
+    for (const u of batch.updates) {
+      if (u.value === null) m.delete(u.key);
+      else m.set(u.key, u.value);
+    }
+    if (batch.status) this.status.set(feed, batch.status);
+    if (batch.stale !== undefined) this.stale.set(feed, batch.stale);
+  }
+
+  revision(feed: string): number {
+    return this.stores.get(feed)?.stats().revision ?? 0;
+  }
+
+  updates(feed?: string): number {
+    return this.batches.filter((b) => feed === undefined || b.feed === feed).reduce((n, b) => n + b.batch.updates.length, 0);
+  }
+}
+
+/**
+ * Waits for `cond`, letting real I/O run between checks and, with a FakeClock, moving virtual
+ * time forward in small steps (so backoff sleeps and watchdogs elapse). Bounded in iterations.
+ */
+export async function until(cond: () => boolean, clock?: FakeClock, stepMs = 50, maxIterations = 40_000): Promise<void> {
+  for (let i = 0; i < maxIterations; i++) {
+    if (cond()) return;
+    await new Promise<void>((r) => setImmediate(r));
+    if (clock !== undefined && i % 4 === 3) await clock.advanceAsync(stepMs);
+  }
+  throw new Error(`condition not met after ${maxIterations} iterations`);
+}
+
+/** The expected content of a feed: the server's objects through the feed's projections. */
+export function expectedState(spec: FeedSpec, objects: (resource: string) => KubeObject[]): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
+  for (const s of spec.specs) {
+    const def = RESOURCES.find((r) => r.id === s.resource);
+    if (!def) throw new Error(s.resource);
+    const project = projector(def, s.projection);
+    const label = s.labelSelector ? parseLabelSelector(s.labelSelector) : undefined;
+    const field = s.fieldSelector ? parseFieldSelector(s.fieldSelector) : undefined;
+    for (const o of objects(s.resource)) {
+      if ((label && !label(o)) || (field && !field(o))) continue;
+      const v = project(o);
+      if (v !== null && v !== undefined) out.set(objectKey(def, o.metadata?.namespace, o.metadata?.name ?? ''), encodeValue(v));
+    }
+  }
+  return out;
+}
+
+export function sameState(actual: Map<string, Buffer> | undefined, expected: Map<string, Buffer>): boolean {
+  const a = actual ?? new Map<string, Buffer>();
+  if (a.size !== expected.size) return false;
+  for (const [k, v] of expected) if (!a.get(k)?.equals(v)) return false;
+  return true;
+}
+
+export { builtinFeed, customFeed };
+
+let seq = 0;
+export function pod(name: string, opts: { ns?: string; node?: string; ip?: string; labels?: Record<string, string>; phase?: string; ready?: boolean; restarts?: number } = {}): KubeObject & { metadata: { name: string } } {
+  seq++;
+  return {
+    metadata: {
+      name,
+      namespace: opts.ns ?? 'default',
+      uid: `uid-${name}`,
+      creationTimestamp: '2026-01-01T00:00:00Z',
+      labels: opts.labels ?? { app: 'web' },
+      managedFields: [{ manager: 'kubelet', operation: 'Update', time: `2026-01-01T00:00:${String(seq % 60).padStart(2, '0')}Z` }],
+    },
+    spec: { nodeName: opts.node ?? 'node-1', serviceAccountName: 'default', containers: [{ name: 'c', image: 'nginx', ports: [{ name: 'http', containerPort: 80, protocol: 'TCP' }] }] },
+    status: {
+      phase: opts.phase ?? 'Running',
+      podIP: opts.ip ?? '10.0.0.1',
+      podIPs: [{ ip: opts.ip ?? '10.0.0.1' }],
+      conditions: [{ type: 'Ready', status: opts.ready === false ? 'False' : 'True', lastTransitionTime: `2026-01-01T00:00:${String(seq % 60).padStart(2, '0')}Z` }],
+      containerStatuses: [{ name: 'c', ready: opts.ready !== false, restartCount: opts.restarts ?? 0 }],
+    },
+  };
+}
+
+export function node(name: string, opts: { heartbeat?: string; labels?: Record<string, string>; ipv4?: string } = {}): KubeObject & { metadata: { name: string } } {
+  return {
+    metadata: {
+      name,
+      labels: opts.labels ?? { 'kubernetes.io/hostname': name },
+      annotations: { 'projectcalico.org/IPv4Address': opts.ipv4 ?? '10.1.0.1/24', 'node.alpha.kubernetes.io/ttl': '0' },
+    },
+    spec: { podCIDR: '192.168.1.0/24', podCIDRs: ['192.168.1.0/24'] },
+    status: {
+      addresses: [{ type: 'InternalIP', address: '10.1.0.1' }],
+      conditions: [{ type: 'Ready', status: 'True', lastHeartbeatTime: opts.heartbeat ?? '2026-01-01T00:00:00Z' }],
+    },
+  };
+}
