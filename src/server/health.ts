@@ -13,6 +13,7 @@ import type { Clock } from '../clock.js';
 import type { FanOut } from './fanout.js';
 import type { FeedRuntime } from './feeds.js';
 import type { Governor } from './governor.js';
+import type { Upstream } from './seams.js';
 
 export interface HealthReport {
   readonly ok: boolean;
@@ -29,18 +30,21 @@ export class Health {
     private readonly fanout: FanOut,
     private readonly feeds: readonly FeedRuntime[],
     private readonly governor: Governor,
+    private readonly upstream?: Pick<Upstream, 'health'>,
+    /** Where the data comes from, first line of every report (says loudly when it is simulated). */
+    private readonly source?: string,
   ) {}
 
   live(): HealthReport {
     const now = this.clock.monotonic();
     const limit = Math.max(STUCK_MIN_MS, this.fanout.sweepIntervalMs * STUCK_INTERVALS);
     const sweepAge = now - this.fanout.lastSweepMs;
-    const lines = [`fan-out sweep: last ${Math.round(sweepAge)} ms ago (limit ${limit} ms)`];
+    const lines = [...(this.source ? [`upstream: ${this.source}`] : []), `fan-out sweep: last ${Math.round(sweepAge)} ms ago (limit ${limit} ms)`];
     return { ok: sweepAge <= limit, lines };
   }
 
   ready(): HealthReport {
-    const lines: string[] = [];
+    const lines: string[] = this.source ? [`upstream: ${this.source}`] : [];
     let ok = true;
     if (this.governor.isDraining) {
       ok = false;
@@ -51,6 +55,13 @@ export class Health {
       const good = m.status === 'in-sync' && !m.stale;
       ok &&= good;
       lines.push(`feed ${f.name}: ${m.status}${m.stale ? ', stale' : ''} at revision ${f.store.revision}${good ? '' : ' (not ready)'}`);
+    }
+    // 401/403 never look like a missing CRD: the resource may still be "synced" with stale data,
+    // so a refused replica must stop attracting agents even before it turns stale.
+    for (const h of this.upstream?.health() ?? []) {
+      if (h.authError === undefined) continue;
+      ok = false;
+      lines.push(`resource ${h.id}: API server refused us: ${h.authError} (not ready)`);
     }
     return { ok, lines };
   }

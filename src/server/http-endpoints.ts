@@ -4,9 +4,9 @@
  */
 import { type Server, createServer } from 'node:http';
 import type { Health, HealthReport } from './health.js';
-import type { ServerMetrics } from './metrics.js';
+import type { Registry } from 'prom-client';
 
-export function createHttpEndpoints(metrics: ServerMetrics, health: Health): Server {
+export function createHttpEndpoints(registry: Registry, health: Health): Server {
   return createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     const report = (r: HealthReport): void => {
@@ -19,9 +19,9 @@ export function createHttpEndpoints(metrics: ServerMetrics, health: Health): Ser
     }
     switch (path) {
       case '/metrics':
-        metrics.registry.metrics().then(
+        registry.metrics().then(
           (text) => {
-            res.writeHead(200, { 'content-type': metrics.registry.contentType });
+            res.writeHead(200, { 'content-type': registry.contentType });
             res.end(text);
           },
           (err: unknown) => {

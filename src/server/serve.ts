@@ -9,6 +9,7 @@
  * cluster-wide outage that looks healthy.
  */
 import { existsSync } from 'node:fs';
+import type { Registry } from 'prom-client';
 import type { CommandContext } from '../cli/commands.js';
 import type { ConfigOf } from '../config/options.js';
 import { CattailError } from '../errors.js';
@@ -36,6 +37,8 @@ export interface BuiltUpstream {
   readonly upstream: Upstream;
   /** One line for the start-up banner (e.g. "simulated cluster: 5 nodes, 50 pods"). */
   readonly description?: string;
+  /** The upstream's metrics, served on /metrics beside the server's. */
+  readonly registry?: Registry;
   /** Released after the server closed (an embedded simulator's HTTP server, ...). */
   readonly dispose?: () => Promise<void>;
 }
@@ -60,21 +63,13 @@ export function resolveUpstreamSource(config: ServeConfig, env: Readonly<Record<
   );
 }
 
-/** The factory used until the Kubernetes upstream is wired in: fails loudly, after validation. */
-export const upstreamNotWired: UpstreamFactory = (source) =>
-  Promise.reject(
-    new CattailError('CATTAIL_NOT_IMPLEMENTED', `cattail serve: the ${source.kind === 'embedded-sim' ? 'embedded simulator' : 'Kubernetes upstream'} is not wired into this build yet (the fan-out server itself is; see startServer)`, {
-      details: { source: source.kind },
-    }),
-  );
-
 function waitForAbort(signal: AbortSignal): Promise<void> {
   if (signal.aborted) return Promise.resolve();
   return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
 }
 
 /** The `run` of `cattail serve`, with the upstream taken from `factory`. */
-export function createServeCommand(factory: UpstreamFactory = upstreamNotWired, makeLogger: (level: string) => Logger = (l) => createLogger(l, 'cattail-serve')) {
+export function createServeCommand(factory: UpstreamFactory, makeLogger: (level: string) => Logger = (l) => createLogger(l, 'cattail-serve')) {
   return async (config: ServeConfig, ctx: CommandContext): Promise<number> => {
     const source = resolveUpstreamSource(config, ctx.env);
     const log = makeLogger(config.logLevel);
@@ -87,6 +82,8 @@ export function createServeCommand(factory: UpstreamFactory = upstreamNotWired, 
         httpListen: config.httpListen,
         ...(config.serverId !== undefined ? { serverId: config.serverId } : {}),
         log,
+        ...(built.registry !== undefined ? { extraMetrics: [built.registry] } : {}),
+        ...(built.description !== undefined ? { upstreamDescription: built.description } : {}),
         maxConnections: config.maxConnections,
         refuseRetryAfterMs: config.refuseRetryAfterMs,
         handshakeTimeoutMs: config.handshakeTimeoutMs,
@@ -124,4 +121,8 @@ export function createServeCommand(factory: UpstreamFactory = upstreamNotWired, 
   };
 }
 
-export const runServe = createServeCommand();
+/** `cattail serve` as shipped: the Kubernetes upstream, or the simulator with --embedded-sim. */
+export const runServe: ReturnType<typeof createServeCommand> = async (config, ctx) => {
+  const { kubernetesUpstreamFactory } = await import('./upstream-factory.js');
+  return createServeCommand(kubernetesUpstreamFactory)(config, ctx);
+};

@@ -6,6 +6,7 @@
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import type { Server } from 'node:http';
+import { Registry } from 'prom-client';
 import { type Clock, realClock, type Timer } from '../clock.js';
 import { CattailError, InvalidArgumentError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -44,6 +45,10 @@ export interface StartServerOptions {
   readonly createStore?: StoreFactory;
   /** Compressions the server may choose from the agents' caps. @default ['none','deflate','brotli'] */
   readonly compressions?: readonly Compression[];
+  /** Where the data comes from, shown first in /livez and /readyz (e.g. the embedded simulator). */
+  readonly upstreamDescription?: string;
+  /** More registries served on /metrics (the upstream's). @default none */
+  readonly extraMetrics?: readonly Registry[];
   /** Collect prom-client's default process metrics. @default true */
   readonly defaultMetrics?: boolean;
   /** @default 10000 */ readonly maxConnections?: number;
@@ -152,7 +157,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   const fanout = new FanOut({ clock, metrics, log, serverId, feeds, cache, compressions, ...o });
   const governor = new Governor(o.maxConnections, o.refuseRetryAfterMs);
   const pipeline = new Pipeline(feeds, fanout, metrics, clock, log);
-  const health = new Health(clock, fanout, feeds, governor);
+  const health = new Health(clock, fanout, feeds, governor, upstream, options.upstreamDescription);
   const limits = { maxInboundBytes: o.maxInboundBytes, maxClientBytes: o.maxClientBytes, compressMinBytes: o.compressMinBytes };
   const listener = new Listener({
     governor,
@@ -161,7 +166,8 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
     openConnections: () => fanout.connections.size,
     onConnection: (ws, socket) => fanout.add(new Connection(ws, socket, fanout, limits, clock.monotonic(), o.handshakeTimeoutMs)),
   });
-  const httpServer = createHttpEndpoints(metrics, health);
+  const served = options.extraMetrics?.length ? Registry.merge([metrics.registry, ...options.extraMetrics]) : metrics.registry;
+  const httpServer = createHttpEndpoints(served, health);
   for (const f of feeds) metrics.feedRevision.set({ feed: f.name }, f.store.revision);
 
   let agentAddr: AddressInfo;

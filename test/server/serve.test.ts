@@ -40,10 +40,11 @@ describe('cattail serve', () => {
     expect(r.err).toContain('listen');
   });
 
-  it('fails with CATTAIL_NOT_IMPLEMENTED after validation while the Kubernetes upstream is not wired', async () => {
-    const r = await run(['serve', '--kubeconfig', '/nonexistent']);
-    expect(r.code).toBe(3);
-    expect(r.err).toContain('CATTAIL_NOT_IMPLEMENTED');
+  it('fails with a coded error when the kubeconfig cannot be loaded', async () => {
+    const r = await run(['serve', '--kubeconfig', '/nonexistent', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0']);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('CATTAIL_UPSTREAM_CONFIG');
+    expect(r.err).toContain('/nonexistent');
   });
 
   it('picks the upstream source: embedded sim, flag, KUBECONFIG, in-cluster', () => {
@@ -76,5 +77,44 @@ describe('cattail serve', () => {
     expect(await a.closed).toBe(4010);
     expect(a.goodbyes).toEqual(['shutdown']);
     expect(upstream.stopped).toBe(true);
+  });
+});
+
+describe('cattail serve --embedded-sim (the npm start path)', () => {
+  it('serves the simulated cluster through the real upstream, says so loudly, and gets ready', async () => {
+    const stdout = sink();
+    const stderr = sink();
+    const ac = new AbortController();
+    const done = main(['serve', '--embedded-sim', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--log-level', 'silent', '--server-id', 'embedded-test'], {
+      stdout,
+      stderr,
+      env: { KUBECONFIG: '/this/must/be/ignored' },
+      signal: ac.signal,
+    });
+    await new Promise<void>((resolve) => stdout.on('line', () => stdout.text().includes('connect an agent') && resolve()));
+    const out = stdout.text();
+    expect(out).toContain('EMBEDDED SIMULATED');
+    expect(out).toMatch(/cattail agent --server ws:\/\/127\.0\.0\.1:\d+\/ --feed felix/);
+    const url = /agents on (ws:\S+)/.exec(out)?.[1] as string;
+    const httpUrl = /on (http:\S+)\n/.exec(out)?.[1] as string;
+
+    const agent = new TestAgent(url, { feeds: [{ name: 'felix' }, { name: 'bgp' }], caps: ['compress.deflate'] });
+    await agent.until(() => agent.welcome !== undefined && agent.feed('felix').status === 'in-sync' && agent.feed('bgp').status === 'in-sync', 'both feeds in sync', 30_000);
+    // Workload endpoints for the simulated pods arrived (host-network calico-node pods did not).
+    const keys = [...agent.feed('felix').entries.keys()];
+    expect(keys.some((k) => k.startsWith('/pods/'))).toBe(true);
+    expect(keys.some((k) => k.startsWith('/nodes//'))).toBe(true);
+    expect(keys.some((k) => k.startsWith('/pods/') && k.includes('calico-node'))).toBe(false);
+
+    const ready = await fetch(`${httpUrl}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.text()).toContain('upstream: EMBEDDED SIMULATED');
+    const metrics = await (await fetch(`${httpUrl}/metrics`)).text();
+    expect(metrics).toContain('cattail_connections_active');
+    expect(metrics).toMatch(/cattail_upstream_/);
+
+    ac.abort();
+    expect(await done).toBe(0);
+    expect(stderr.text()).not.toContain('CATTAIL_');
   });
 });

@@ -1,0 +1,47 @@
+/**
+ * The upstream of `cattail serve`: the Kubernetes reflectors (src/server/upstream), pointed at a
+ * kubeconfig, at in-cluster config, or — only with --embedded-sim — at an in-process simulated API
+ * server. `serve.ts` decides which source applies (strictly: never a silent fallback to the
+ * simulator); this module builds it.
+ */
+import { hostname } from 'node:os';
+import { Registry } from 'prom-client';
+import type { BuiltUpstream, UpstreamFactory } from './serve.js';
+import { createUpstream, upstreamOptionsFromConfig } from './upstream/index.js';
+
+/**
+ * The embedded simulated cluster of `npm start`: small enough to start in a second, with light
+ * churn so agents see deltas. Fixed on purpose (a demo, not a benchmark); `cattail sim` takes
+ * flags for anything bigger.
+ */
+export const EMBEDDED_SIM = Object.freeze({ nodes: 10, podsPerNode: 10, churnPerSec: 2, seed: 1 });
+
+export const kubernetesUpstreamFactory: UpstreamFactory = async (source, ctx): Promise<BuiltUpstream> => {
+  const replicaId = ctx.config.serverId ?? ctx.env['POD_NAME'] ?? hostname();
+  const registry = new Registry();
+  const base = { ...upstreamOptionsFromConfig(ctx.config), replicaId, registry, logger: ctx.log.child({ stage: 'upstream' }), env: ctx.env };
+  if (source.kind === 'embedded-sim') {
+    // Imported lazily: a production replica never loads the simulator.
+    const { startSim } = await import('../sim/index.js');
+    const sim = await startSim({ ...EMBEDDED_SIM });
+    try {
+      // The simulator's own kubeconfig: ~/.kube/config and KUBECONFIG are never consulted.
+      const upstream = createUpstream({ ...base, kubeconfigPath: sim.kubeconfigPath });
+      return {
+        upstream,
+        registry,
+        description: `EMBEDDED SIMULATED cluster at ${sim.url} (${EMBEDDED_SIM.nodes} nodes × ${EMBEDDED_SIM.podsPerNode} pods, ${EMBEDDED_SIM.churnPerSec} changes/s, seed ${EMBEDDED_SIM.seed})`,
+        dispose: () => sim.close(),
+      };
+    } catch (err) {
+      await sim.close();
+      throw err;
+    }
+  }
+  if (source.kind === 'kubeconfig') {
+    return { upstream: createUpstream({ ...base, kubeconfigPath: source.path }), registry, description: `Kubernetes API from kubeconfig ${source.path} (${source.from})` };
+  }
+  // In-cluster (no --kubeconfig, no KUBECONFIG, or serve would have chosen the kubeconfig source):
+  // loadKubeConfig reads the service account and re-reads its rotating token.
+  return { upstream: createUpstream(base), registry, description: 'Kubernetes API from the in-cluster service account' };
+};
