@@ -9,6 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ResourceDef } from '../registry.js';
 import type { AdminHttp } from './admin-http.js';
 import type { ApiRequest, SimContext, Verb } from './context.js';
+import type { StoreView } from './store-view.js';
 import { apiVersionOf, goJson } from './encode.js';
 import { handleList } from './list.js';
 import { sendJson } from './respond.js';
@@ -53,7 +54,7 @@ export class SimHttp {
   private readonly byGv = new Map<string, Map<string, ResourceDef>>();
 
   constructor(
-    private readonly ctx: SimContext,
+    private readonly ctx: SimContext<StoreView>,
     private readonly defs: readonly ResourceDef[],
     private readonly writer: Writer,
     private readonly hub: WatchHub,
@@ -114,6 +115,7 @@ export class SimHttp {
       res,
     };
     try {
+      if (this.ctx.hooks && (await this.ctx.hooks.gate(r))) return;
       await this.serve(r);
       if (verb !== 'WATCH') this.ctx.counters.requests.inc([verb, r.def.id, String(res.statusCode)]);
     } catch (err) {
