@@ -41,6 +41,8 @@ export interface WatchTap {
   afterSend(ok: boolean): void;
   /** The watch ended (any reason): cancel timers. */
   closed(): void;
+  /** The tap cuts the connection itself (reset, FIN): closing must not end the response cleanly. */
+  readonly cut: boolean;
 }
 
 /** What part 2 (faults, auth, throttling) plugs into; absent in a plain simulator. */

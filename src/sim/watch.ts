@@ -274,7 +274,7 @@ export class Watcher {
     this.hub.watchers.delete(this);
     this.ctx.counters.onWatchClose(this.r.clientId, this.def.id, reason, this.ctx.clock.monotonic() - this.startedMs);
     // A clean end of the chunked body: the terminating zero-length chunk, no ERROR event.
-    if (!this.r.res.destroyed) this.r.res.end();
+    if (!this.r.res.destroyed && this.tap?.cut !== true) this.r.res.end();
   }
 }
 

@@ -23,6 +23,9 @@ export interface SlowWatcherLimits {
   closeGraceMs: number;
 }
 
+/** Delay between the last bytes and an RST/FIN fault, so a reading client has read them. */
+const CUT_DELAY_MS = 20;
+
 function errorLine(code: 500 | 504 | 410): Buffer {
   const st =
     code === 500
@@ -39,6 +42,7 @@ export class FaultTap implements WatchTap {
   private waitTimer: Timer | undefined;
   private graceTimer: Timer | undefined;
   private done = false;
+  cut = false;
 
   constructor(
     private readonly r: ApiRequest,
@@ -71,21 +75,25 @@ export class FaultTap implements WatchTap {
     this.count(kind);
     switch (kind) {
       case 'reset':
-        res.socket?.resetAndDestroy();
-        this.close('fault');
-        return false;
+      case 'fin_no_terminator':
       case 'reset_mid_line': {
-        const l = line ?? Buffer.from('{"type":"MODIFIED","object":{"kind":"Status","apiVersion":"v1","metadata":{}}}\n');
-        // The RST must follow the half line onto the wire, so it waits for the write callback.
-        res.write(l.subarray(0, Math.max(1, l.length >> 1)), () => res.socket?.resetAndDestroy());
+        // The cut must follow what was already written onto the wire: Node corks a response until
+        // the next tick, so wait for an empty write's callback (it completes after them), then a
+        // few ms more, because Linux drops a socket's unread received data when an RST arrives.
+        // Destroying the socket closes it with a FIN and no terminating chunk; resetAndDestroy
+        // sets SO_LINGER 0, so the close is an RST.
+        this.cut = true;
         this.close('fault');
+        const sock = res.socket;
+        if (kind === 'reset_mid_line') {
+          const l = line ?? Buffer.from('{"type":"MODIFIED","object":{"kind":"Status","apiVersion":"v1","metadata":{}}}\n');
+          res.write(l.subarray(0, Math.max(1, l.length >> 1)));
+        }
+        sock?.write(Buffer.alloc(0), () => {
+          this.clock.setTimeout(() => (kind === 'fin_no_terminator' ? sock.destroy() : sock.resetAndDestroy()), CUT_DELAY_MS).unref();
+        });
         return false;
       }
-      case 'fin_no_terminator':
-        // Destroying the socket closes it with a FIN; the chunked body never gets its last chunk.
-        res.socket?.destroy();
-        this.close('fault');
-        return false;
       case 'error_500':
       case 'error_504':
       case 'error_410':
