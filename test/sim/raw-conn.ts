@@ -11,6 +11,9 @@ export class RawConn {
   reset = false;
   closed = false;
   error: string | undefined;
+  /** Complete body lines seen so far, counted as data arrives (parsing 10 MB per chunk would be quadratic). */
+  lineCount = 0;
+  private prevByte = 0;
   private waiters: (() => void)[] = [];
 
   private constructor(readonly socket: Socket) {}
@@ -21,6 +24,9 @@ export class RawConn {
       const c = new RawConn(s);
       s.on('data', (d: Buffer) => {
         c.chunks.push(d);
+        // A body line ends in a bare \n; HTTP framing always uses \r\n.
+        for (let i = d.indexOf(10); i >= 0; i = d.indexOf(10, i + 1)) if ((i > 0 ? d[i - 1] : c.prevByte) !== 13) c.lineCount++;
+        c.prevByte = d[d.length - 1] as number;
         c.notify();
       });
       s.on('end', () => {
