@@ -12,7 +12,7 @@ import { createServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { realClock, type Clock } from '../clock.js';
 import { CattailError, InvalidArgumentError } from '../errors.js';
 import { RESOURCES, resource, type ResourceDef } from '../registry.js';
@@ -214,6 +214,10 @@ export async function startSim(options: SimOptions = {}): Promise<Sim> {
   const http = new SimHttp(ctx, defs, writer, hub, adminHttp);
   const makeServer = (h: SimHttp): Server => {
     const srv: Server = tls ? createHttpsServer({ key: tls.keyPem, cert: tls.certPem, keepAlive: true }, (req, res) => h.handle(req, res)) : createServer({ keepAlive: true }, (req, res) => h.handle(req, res));
+    // Connection-level faults act before TLS: prepend so the listener runs before the TLS wrap.
+    srv.prependListener('connection', (sock: Socket) => {
+      if (controller.onConnection(sock)) sock.pause();
+    });
     // Watches are long-lived: Node's default request/headers timeouts must not cut them.
     srv.requestTimeout = 0;
     srv.headersTimeout = 60_000;

@@ -97,6 +97,13 @@ describe('sim HTTPS and identity', () => {
     expect(await get('/api/v1/pods', 'rotated')).toBe(200);
   });
 
+  it('tls_handshake_failure: the next connection fails its handshake (counted), the one after succeeds', async () => {
+    sim.faults.add({ kind: 'tls_handshake_failure', times: 1 });
+    await expect(get('/api/v1/pods', 'rotated')).rejects.toMatchObject({ code: expect.stringMatching(/SSL|EPROTO|ECONNRESET/) });
+    expect(await get('/api/v1/pods', 'rotated')).toBe(200);
+    expect(sim.admin.counters().faults).toMatchObject({ tls_handshake_failure: 1 });
+  });
+
   it('plain HTTP with a token: 401 without it; rotateToken without auth is a coded error', async () => {
     const plain = await startSim({ token: 'abc' });
     const open = await startSim();

@@ -38,7 +38,7 @@ async function faultedWatch(rule: Omit<FaultRule, 'clientId'>, events: number, s
   s.faults.add({ ...rule, clientId: 'victim' });
   const bad = await watch(s, 'victim');
   const good = await watch(s, 'bystander');
-  await bad.until(() => bad.parsed().status === 200, 'headers');
+  if (rule.kind !== 'no_headers') await bad.until(() => bad.parsed().status === 200, 'headers');
   // One at a time: a client reads each line before the next (an RST drops unread data on Linux).
   for (let i = 0; i < events; i++) {
     newPod(s);
@@ -82,6 +82,12 @@ describe('sim faults: watch streams', () => {
   it('blackhole: 200 headers, then silence while others get events', async () => {
     const { bad } = await faultedWatch({ kind: 'blackhole' }, 2, (c) => c.parsed().status === 200);
     expect(bad.parsed().body).toBe('');
+    expect(bad.closed).toBe(false);
+  });
+
+  it('no_headers: the request is never answered, while others get events', async () => {
+    const { bad } = await faultedWatch({ kind: 'no_headers' }, 2, () => true);
+    expect(bad.raw()).toBe('');
     expect(bad.closed).toBe(false);
   });
 

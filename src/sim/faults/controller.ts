@@ -4,6 +4,7 @@
  * `sim_faults_total{kind}` and appended to a log (RV and clock time), which is what makes a
  * seeded timeline checkably replayable.
  */
+import type { Socket } from 'node:net';
 import type { Clock } from '../../clock.js';
 import { CattailError } from '../../errors.js';
 import { findResource, type ResourceDef } from '../../registry.js';
@@ -162,6 +163,10 @@ export class FaultsController implements SimHooks, SimFaults {
         res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private' });
         res.flushHeaders();
         return true;
+      case 'no_headers':
+        // Leave the request unanswered; close() and restart() drop the connection.
+        this.record(rule.kind, r.def.id, r.clientId);
+        return true;
       case 'close_after_headers':
         this.record(rule.kind, r.def.id, r.clientId);
         this.ctx.counters.requests.inc([r.verb, r.def.id, '200']);
@@ -173,6 +178,16 @@ export class FaultsController implements SimHooks, SimFaults {
         this.pendingStream.set(r, rule);
         return false;
     }
+  }
+
+  /** A new TCP connection: true when a connection-level fault took it (the caller must not use it). */
+  onConnection(socket: Socket): boolean {
+    const rule = this.rulesSet.matchConnection();
+    if (!rule) return false;
+    this.record(rule.kind);
+    // An HTTP/1.1 status line where a TLS ServerHello belongs: the client's handshake fails.
+    socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    return true;
   }
 
   watch(r: ApiRequest, close: (reason: WatchCloseReason) => void): WatchTap {

@@ -14,6 +14,8 @@ export const FAULT_KINDS = {
   reset: { verbs: ['WATCH'], text: 'TCP RST after `afterEvents` lines (mid-stream).' },
   reset_mid_line: { verbs: ['WATCH'], text: 'Half of the next JSON line, then a TCP RST.' },
   blackhole: { verbs: ['WATCH', 'LIST'], text: 'Headers (200), then silence forever.' },
+  no_headers: { verbs: ['WATCH', 'LIST'], text: 'The request is read and never answered: no headers, silence forever.' },
+  tls_handshake_failure: { verbs: [], text: 'Per connection, before any request (so only `probability` and `times` select): the server answers the TLS ClientHello with bytes that are not TLS and closes.' },
   fin_no_terminator: { verbs: ['WATCH'], text: 'FIN without the terminating zero-length chunk.' },
   close_after_headers: { verbs: ['WATCH'], text: 'A clean, empty 200 stream that ends right after the headers.' },
   error_500: { verbs: ['WATCH'], text: 'In-stream ERROR with a 500 InternalError Status, then close.' },
@@ -63,6 +65,7 @@ export function validateRule(x: unknown): FaultRule {
   if (r.resource !== undefined && typeof r.resource !== 'string') return bad('resource must be a string');
   if (r.clientId !== undefined && typeof r.clientId !== 'string') return bad('clientId must be a string');
   if (r.verb !== undefined && !(FAULT_KINDS[r.kind].verbs as readonly string[]).includes(r.verb)) return bad(`verb ${String(r.verb)} does not apply to ${r.kind}`);
+  if (r.kind === 'tls_handshake_failure' && (r.resource !== undefined || r.clientId !== undefined)) return bad('tls_handshake_failure happens before any request: select it by probability and times only');
   if (r.probability !== undefined && !(typeof r.probability === 'number' && r.probability >= 0 && r.probability <= 1)) return bad('probability must be in [0, 1]');
   if (r.times !== undefined && !(Number.isSafeInteger(r.times) && r.times >= 1)) return bad('times must be an integer >= 1');
   if (r.afterEvents !== undefined && !(Number.isSafeInteger(r.afterEvents) && r.afterEvents >= 0)) return bad('afterEvents must be an integer >= 0');
@@ -96,6 +99,22 @@ export class FaultRules {
     return this.rules.map((r) => ({ ...r }));
   }
 
+  /** A connection-level rule (tls_handshake_failure) for a new connection, if any. */
+  matchConnection(): ActiveRule | undefined {
+    for (const r of this.rules) {
+      if (r.kind !== 'tls_handshake_failure') continue;
+      if (r.probability !== undefined && r.probability < 1 && !this.rng.chance(r.probability)) continue;
+      this.consume(r);
+      return r;
+    }
+    return undefined;
+  }
+
+  private consume(r: ActiveRule): void {
+    r.fired++;
+    if (r.times !== undefined && r.fired >= r.times) this.rules = this.rules.filter((x) => x !== r);
+  }
+
   /** The first rule that applies to this request (and consumes one of its `times`), if any. */
   match(resource: string, clientId: string, verb: Verb, hasContinue: boolean): ActiveRule | undefined {
     for (const r of this.rules) {
@@ -105,8 +124,7 @@ export class FaultRules {
       if (r.clientId !== undefined && r.clientId !== clientId) continue;
       if (r.kind === 'expire_continue' && !hasContinue) continue;
       if (r.probability !== undefined && r.probability < 1 && !this.rng.chance(r.probability)) continue;
-      r.fired++;
-      if (r.times !== undefined && r.fired >= r.times) this.rules = this.rules.filter((x) => x !== r);
+      this.consume(r);
       return r;
     }
     return undefined;
