@@ -187,12 +187,24 @@ describe('sim faults: server side', () => {
     expect((await getJson(`${s.url}/_sim/faults`)).body.log.map((e: Loose) => e.kind)).toEqual(['forbidden', 'terminate_watches', 'throttle_429']);
   });
 
+  it('randomTimeline: a pure function of its seed, sorted by time, and every entry it draws is runnable', async () => {
+    const a = randomTimeline(3, { count: 300 });
+    expect(randomTimeline(3, { count: 300 })).toEqual(a);
+    expect(randomTimeline(4, { count: 300 })).not.toEqual(a);
+    expect(a.map((e) => e.atMs)).toEqual([...a.map((e) => e.atMs)].sort((x, y) => x - y));
+    const s = await start({ clock: new FakeClock() });
+    expect(() => s.faults.runTimeline(a)).not.toThrow();
+    s.faults.stopTimeline();
+  });
+
   it('a seeded timeline replays: same seed, same faults, events and statuses; another seed differs', async () => {
     async function run(seed: number): Promise<unknown> {
       const clock = new FakeClock();
       const s = await start({ clock, seed });
       s.faults.add({ kind: 'forbidden', verb: 'LIST', resource: 'nodes', probability: 0.3 });
-      const entries = randomTimeline(seed, { durationMs: 10_000, count: 30, resources: ['pods', 'nodes'] });
+      // Kinds that answer a LIST (a black hole would leave the probe waiting forever).
+      const kinds = ['http_410', 'unauthorized', 'forbidden', 'expire_continue', 'reset', 'error_500', 'malformed_json'] as const;
+      const entries = randomTimeline(seed, { durationMs: 10_000, count: 30, resources: ['pods', 'nodes'], kinds });
       s.faults.runTimeline(entries);
       const statuses: number[] = [];
       for (let t = 0; t < 22; t++) {

@@ -47,7 +47,14 @@ export function randomTimeline(seed: number, o: RandomTimelineOptions = {}): Tim
     const roll = rng.next();
     let action: TimelineAction;
     if (roll < 0.45) action = { type: 'churn', steps: rng.int(1, 20) };
-    else if (roll < 0.8) action = { type: 'fault', rule: { kind: rng.pick(kinds), resource: rng.pick(resources), times: rng.int(1, 3), afterEvents: rng.int(0, 3) } };
+    else if (roll < 0.8) {
+      const kind = rng.pick(kinds);
+      const resource = rng.pick(resources);
+      const times = rng.int(1, 3);
+      const afterEvents = rng.int(0, 3);
+      // Connection-level kinds are selected by probability/times only.
+      action = { type: 'fault', rule: FAULT_KINDS[kind].verbs.length === 0 ? { kind, times } : { kind, resource, times, afterEvents } };
+    }
     else if (roll < 0.88) action = { type: 'clearFaults' };
     else if (roll < 0.94) action = { type: 'compact' };
     else action = { type: 'terminate', resource: rng.pick(resources), retryAfterMs: rng.int(0, 3) * 1000 };
