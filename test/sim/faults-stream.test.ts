@@ -154,6 +154,29 @@ describe('sim faults: watch streams', () => {
     expect(s.admin.counters().status410).toEqual({ http: 2 });
   });
 
+  it('selection by User-Agent (no X-Client-Id) and by probability, reproducible from the seed', async () => {
+    const statuses = async (): Promise<number[]> => {
+      const s = await startSim({ seed: 21 });
+      try {
+        s.faults.add({ kind: 'unauthorized', clientId: 'kubectl/v1.34' });
+        expect((await fetch(`${s.url}/api/v1/pods`, { headers: { 'user-agent': 'kubectl/v1.34' } })).status).toBe(401);
+        expect((await fetch(`${s.url}/api/v1/pods`, { headers: { 'user-agent': 'other/1.0' } })).status).toBe(200);
+        s.faults.clear();
+        s.faults.add({ kind: 'forbidden', verb: 'LIST', probability: 0.5 });
+        const out: number[] = [];
+        for (let i = 0; i < 40; i++) out.push((await fetch(`${s.url}/api/v1/namespaces`)).status);
+        expect(s.admin.counters().faults).toEqual({ unauthorized: 1, forbidden: out.filter((x) => x === 403).length });
+        return out;
+      } finally {
+        await s.close();
+      }
+    };
+    const a = await statuses();
+    expect(a.filter((x) => x === 403).length).toBeGreaterThan(5);
+    expect(a.filter((x) => x === 200).length).toBeGreaterThan(5);
+    expect(await statuses()).toEqual(a);
+  });
+
   it('expire_continue: 410 Expired with a fresh continue token that still works', async () => {
     const s = await start();
     const first = await getJson(`${s.url}/api/v1/pods?limit=2`);
