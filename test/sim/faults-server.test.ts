@@ -34,14 +34,19 @@ async function open(s: Sim, path: string, client = 'c'): Promise<RawConn> {
 const lines = (c: RawConn): Loose[] => c.parsed().lines.map((l) => JSON.parse(l) as Loose);
 
 describe('sim faults: server side', () => {
-  it('compaction: the next resume from before it gets the in-stream 410', async () => {
+  it('compaction: the next resume from before it gets the in-stream 410; a continue token from before gets 410 with a fresh token', async () => {
     const s = await start();
     const before = s.admin.currentRv();
+    const page = await getJson(`${s.url}/api/v1/pods?limit=2`);
     s.admin.create('namespaces', { metadata: { name: 'after' } });
     expect(s.faults.compact()).toBe(Number(s.admin.currentRv()));
     const w = await open(s, `/api/v1/namespaces?watch=true&resourceVersion=${before}`);
     await w.until(() => w.parsed().terminated, 'end');
     expect(lines(w)[0]).toMatchObject({ type: 'ERROR', object: { code: 410, reason: 'Expired' } });
+    const cont = await getJson(`${s.url}/api/v1/pods?limit=2&continue=${page.body.metadata.continue}`);
+    expect(cont.status).toBe(410);
+    expect((await getJson(`${s.url}/api/v1/pods?limit=2&continue=${cont.body.metadata.continue}`)).status).toBe(200);
+    expect(s.admin.counters().continueExpired).toBe(1);
     expect(s.admin.counters().faults).toEqual({ compact: 1 });
   });
 
