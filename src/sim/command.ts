@@ -21,6 +21,7 @@ export async function runSim(config: ConfigOf<typeof simOptions>, ctx: CommandCo
     bookmarkIntervalMs: config.bookmarkIntervalMs,
     watchMinTimeoutMs: config.watchMinTimeoutMs,
     historyMinCapacity: config.historyMinCapacity,
+    podDeleteGraceMs: config.podDeleteGraceMs,
     https: config.https,
     token: config.token,
     serviceAccountRoot: config.serviceAccountRoot,

@@ -28,6 +28,12 @@ export interface SimBehaviour {
    * which jumps beyond any event of the watched type, as etcd progress notifications make it. @default 'global'
    */
   bookmarkRv: 'resource' | 'global';
+  /**
+   * HTTP DELETE of a pod: 0 deletes at once; otherwise the pod first gets deletionTimestamp
+   * (MODIFIED) and is removed (DELETED) this long later, as a kubelet confirms a graceful
+   * termination. `?gracePeriodSeconds=0` always deletes at once. @default 0
+   */
+  podDeleteGraceMs: number;
 }
 
 /**

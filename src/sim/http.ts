@@ -181,8 +181,32 @@ export class SimHttp {
         return written(this.writer.patch(def, ns, r.name as string, await readBody(r.req), r.subresource === 'status'));
       }
       case 'DELETE':
-        return written(this.writer.delete(def, ns, r.name as string));
+        return written(this.deleteObject(r));
     }
+  }
+
+  /** Immediate, or for pods with `podDeleteGraceMs` a graceful delete: deletionTimestamp now, DELETED later. */
+  private deleteObject(r: ApiRequest): { bytes: Buffer } {
+    const { def, query } = r;
+    const ns = r.namespace ?? '';
+    const name = r.name as string;
+    const graceMs = this.ctx.behaviour.podDeleteGraceMs;
+    if (def.id !== 'pods' || graceMs <= 0 || query.get('gracePeriodSeconds') === '0') return this.writer.delete(def, ns, name);
+    const cur = this.ctx.store.get(def, ns, name);
+    if (!cur) throw notFound(def.plural, name, def.group);
+    // A pod already terminating is returned as is: deleting it again changes nothing.
+    const terminating = (o: { bytes: Buffer } | undefined): boolean => o !== undefined && (JSON.parse(o.bytes.toString('utf8')) as { metadata?: { deletionTimestamp?: string } }).metadata?.deletionTimestamp !== undefined;
+    if (terminating(cur)) return cur;
+    const gps = Number(query.get('gracePeriodSeconds') ?? 30);
+    const ts = new Date(this.ctx.clock.now()).toISOString().replace(/\.\d{3}Z$/, 'Z');
+    const marked = this.writer.patch(def, ns, name, { metadata: { deletionTimestamp: ts, deletionGracePeriodSeconds: Number.isSafeInteger(gps) && gps > 0 ? gps : 30 } });
+    this.ctx.clock
+      .setTimeout(() => {
+        // Only the pod this delete marked: one recreated under the same name is not terminating.
+        if (terminating(this.ctx.store.get(def, ns, name))) this.writer.delete(def, ns, name);
+      }, graceMs)
+      .unref();
+    return marked;
   }
 
   /** `/api/v1/...`, `/apis/g/v/...` → resource, namespace, name, subresource. */

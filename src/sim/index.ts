@@ -121,7 +121,7 @@ export interface Sim {
   close(): Promise<void>;
 }
 
-const DEFAULT_BEHAVIOUR: SimBehaviour = { bookmarkIntervalMs: 60_000, watchMinTimeoutMs: 1_800_000, rvWaitMs: 3_000, watchListDefaulting: true, bookmarkRv: 'global' };
+const DEFAULT_BEHAVIOUR: SimBehaviour = { bookmarkIntervalMs: 60_000, watchMinTimeoutMs: 1_800_000, rvWaitMs: 3_000, watchListDefaulting: true, bookmarkRv: 'global', podDeleteGraceMs: 0 };
 
 function checkInt(name: string, v: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (!Number.isSafeInteger(v) || v < min || v > max) throw new InvalidArgumentError(`startSim: ${name} must be an integer in [${min}, ${max}], got ${v}`);
