@@ -36,6 +36,9 @@ export const ERROR_CODES = {
   CATTAIL_SIM_WRITE_REJECTED: { exit: 1, text: 'An admin write was refused as the API server would refuse it (not found, already exists, conflict, invalid); details carry the HTTP code and reason.' },
   CATTAIL_SIM_LISTEN_FAILED: { exit: 1, text: 'The simulator could not bind its loopback port (in use, or not permitted).' },
   CATTAIL_SIM_KUBECONFIG_WRITE_FAILED: { exit: 1, text: 'The simulator could not write its kubeconfig file (directory missing or not writable).' },
+  // --- Simulated API server, part 2: faults, HA, HTTPS (src/sim/faults, src/sim/ha, src/sim/tls) ---
+  CATTAIL_SIM_FAULT_INVALID: { exit: 2, text: 'A fault rule or timeline entry given to the simulator is malformed (unknown kind, verb that does not apply, probability outside [0, 1]).' },
+  CATTAIL_SIM_TLS_FAILED: { exit: 1, text: 'The simulator could not generate its CA/server certificate or write its service-account directory.' },
   // --- src/snapshot (the versioned store) ---
   CATTAIL_SNAPSHOT_INVALID_BATCH: { exit: 1, text: 'A batch given to a feed store is malformed (key not a non-empty string, value not bytes or null, unknown sync status, watermark not a decimal resourceVersion); the store rejected all of it and is unchanged.' },
   CATTAIL_INTERNAL: { exit: 1, text: 'An invariant was violated; this is a bug, and the cause is attached.' },

@@ -8,6 +8,7 @@
  *   POST   /_sim/objects/{resource}     create (body: object)     PUT .../{resource}[/status] update
  *   PATCH  /_sim/objects/{resource}?namespace=&name=[&status=true]   merge patch
  *   DELETE /_sim/objects/{resource}?namespace=&name=
+ *   /_sim/faults/...                     faults, disasters, timeline, token rotation (src/sim/faults/http.ts)
  *   GET    /metrics                     Prometheus text           GET /healthz, /readyz, /livez
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -15,6 +16,7 @@ import { CattailError } from '../errors.js';
 import type { SimAdmin } from './admin.js';
 import { storeGauges } from './admin.js';
 import type { SimContext } from './context.js';
+import type { FaultsHttp } from './faults/http.js';
 import { sendJson } from './respond.js';
 
 async function body(req: IncomingMessage): Promise<Record<string, unknown>> {
@@ -31,6 +33,7 @@ export class AdminHttp {
   constructor(
     private readonly ctx: SimContext,
     private readonly admin: SimAdmin,
+    private readonly faults?: FaultsHttp,
   ) {}
 
   async handle(req: IncomingMessage, res: ServerResponse, path: string, q: URLSearchParams): Promise<void> {
@@ -86,6 +89,8 @@ export class AdminHttp {
         a.stopChurn();
         return a.churnStats();
     }
+    const f = this.faults?.route(method, path, () => body(req));
+    if (f !== undefined) return f;
     const m = path.match(/^\/_sim\/objects\/([^/]+)(\/status)?$/);
     if (m) {
       const resource = decodeURIComponent(m[1] as string);

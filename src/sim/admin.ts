@@ -12,6 +12,7 @@ import type { JsonObject } from './encode.js';
 import { StatusError } from './status.js';
 import type { StoredObject } from './store.js';
 import type { WatchHub } from './watch.js';
+import type { SimFaults } from './faults/controller.js';
 import { parseStored, type Writer } from './writes.js';
 
 export interface SimAdmin {
@@ -42,6 +43,8 @@ export interface SimAdmin {
   counters(): CountersSnapshot;
   metricsText(): string;
   resetCounters(): void;
+  /** Faults, disasters, fault timelines and token rotation (src/sim/faults). */
+  readonly faults: SimFaults;
 }
 
 export function storeGauges(ctx: SimContext): StoreGauges {
@@ -51,7 +54,7 @@ export function storeGauges(ctx: SimContext): StoreGauges {
   };
 }
 
-export function createAdmin(ctx: SimContext, writer: Writer, churn: Churn, hub: WatchHub): SimAdmin {
+export function createAdmin(ctx: SimContext, writer: Writer, churn: Churn, hub: WatchHub): Omit<SimAdmin, 'faults'> {
   const def = (id: string): ResourceDef => {
     const d = findResource(id);
     if (!d || !ctx.store.resource(id)) throw new CattailError('CATTAIL_SIM_UNKNOWN_RESOURCE', `the simulator serves no resource ${JSON.stringify(id)}`, { details: { resource: id } });

@@ -21,8 +21,18 @@ export async function runSim(config: ConfigOf<typeof simOptions>, ctx: CommandCo
     bookmarkIntervalMs: config.bookmarkIntervalMs,
     watchMinTimeoutMs: config.watchMinTimeoutMs,
     historyMinCapacity: config.historyMinCapacity,
+    podDeleteGraceMs: config.podDeleteGraceMs,
+    https: config.https,
+    token: config.token,
+    serviceAccountRoot: config.serviceAccountRoot,
+    omitResources: config.omitResources,
+    ha: config.haLagRvs === undefined ? undefined : { lagRvs: config.haLagRvs },
+    slowWatcherQueueMaxBytes: config.slowWatcherQueueMaxBytes,
   });
-  log.info({ url: sim.url, kubeconfig: sim.kubeconfigPath, rv: sim.admin.currentRv(), nodes: config.nodes, podsPerNode: config.podsPerNode }, 'simulator ready');
+  log.info(
+    { url: sim.url, kubeconfig: sim.kubeconfigPath, rv: sim.admin.currentRv(), nodes: config.nodes, podsPerNode: config.podsPerNode, serviceAccountRoot: sim.serviceAccountRoot, follower: sim.ha?.followerUrl, roundRobin: sim.ha?.roundRobinUrl },
+    'simulator ready',
+  );
   ctx.stdout.write(`listening ${sim.url}\n`);
   if (!ctx.signal.aborted) await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve(), { once: true }));
   await sim.close();

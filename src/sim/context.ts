@@ -7,6 +7,8 @@ import type { ResourceDef } from '../registry.js';
 import type { Counters } from './counters.js';
 import type { Rng } from './rng.js';
 import type { Store } from './store.js';
+import type { StoreView } from './store-view.js';
+import type { WatchCloseReason } from './counters.js';
 
 export interface SimBehaviour {
   /** Bookmark period per watcher (jittered by up to +25%). @default 60_000 */
@@ -26,14 +28,45 @@ export interface SimBehaviour {
    * which jumps beyond any event of the watched type, as etcd progress notifications make it. @default 'global'
    */
   bookmarkRv: 'resource' | 'global';
+  /**
+   * HTTP DELETE of a pod: 0 deletes at once; otherwise the pod first gets deletionTimestamp
+   * (MODIFIED) and is removed (DELETED) this long later, as a kubelet confirms a graceful
+   * termination. `?gracePeriodSeconds=0` always deletes at once. @default 0
+   */
+  podDeleteGraceMs: number;
 }
 
-export interface SimContext {
-  readonly store: Store;
+/**
+ * A watch's byte tap (src/sim/faults): sees every line before it is written and the response
+ * after, so stream faults and the slow-watcher bound live outside the watch code.
+ */
+export interface WatchTap {
+  /** Before a write; false when the tap consumed the line or cut the stream (nothing more is written). */
+  beforeSend(line: Buffer): boolean;
+  /** After a write (`ok`: the response did not buffer beyond its high-water mark). */
+  afterSend(ok: boolean): void;
+  /** The watch ended (any reason): cancel timers. */
+  closed(): void;
+  /** The tap cuts the connection itself (reset, FIN): closing must not end the response cleanly. */
+  readonly cut: boolean;
+}
+
+/** What part 2 (faults, auth, throttling) plugs into; absent in a plain simulator. */
+export interface SimHooks {
+  /** Before a resource request is served; true when the hook answered it (or cut the connection). */
+  gate(r: ApiRequest): boolean | Promise<boolean>;
+  /** A watch is starting; `close` ends it with a counted reason. */
+  watch(r: ApiRequest, close: (reason: WatchCloseReason) => void): WatchTap | undefined;
+}
+
+/** `S`: the leader's {@link Store}, or an HA follower's lagging {@link StoreView}. */
+export interface SimContext<S extends StoreView = Store> {
+  readonly store: S;
   readonly counters: Counters;
   readonly clock: Clock;
   readonly rng: Rng;
   readonly behaviour: SimBehaviour;
+  readonly hooks?: SimHooks;
 }
 
 export type Verb = 'GET' | 'LIST' | 'WATCH' | 'CREATE' | 'UPDATE' | 'PATCH' | 'DELETE';

@@ -115,6 +115,8 @@ export interface CountersSnapshot {
   status504: Record<string, number> | number;
   continueExpired: Record<string, number> | number;
   terminatedWatchers: Record<string, number> | number;
+  /** Injected faults by kind (`"reset"`, `"blackhole"`...). */
+  faults: Record<string, number> | number;
   relists: Record<string, number> | number;
   reconnects: Record<string, number> | number;
   /** Shortest interval between two watch requests of one client on one resource, in ms (null: none yet). */
@@ -142,6 +144,7 @@ export class Counters {
   readonly status504 = new LabeledCounter('sim_status_504_total', '504 answers (resourceVersion too large).', []);
   readonly continueExpired = new LabeledCounter('sim_continue_expired_total', 'LIST continue tokens refused as expired.', []);
   readonly terminatedWatchers = new LabeledCounter('sim_terminated_watchers_total', 'Watchers closed by the server for being slow.', ['resource']);
+  readonly faults = new LabeledCounter('sim_faults_total', 'Injected faults (src/sim/faults), by kind.', ['kind']);
   readonly relists = new LabeledCounter('sim_relists_total', 'LISTs from a client that already watched that resource.', ['resource']);
   readonly reconnects = new LabeledCounter('sim_reconnects_total', 'WATCHes from a client that already watched that resource.', ['resource']);
   readonly watchDuration = new Histogram('sim_watch_duration_seconds', 'How long watches stayed open.', [0.1, 1, 10, 60, 300, 600, 1800, 3600]);
@@ -153,7 +156,7 @@ export class Counters {
     return [
       this.requests, this.listPages, this.listItems, this.watchesOpen, this.watchesOpened, this.watchesClosed, this.watchEvents,
       this.initialEvents, this.bookmarks, this.bytesSent, this.encodeOps, this.status410, this.status429, this.status504,
-      this.continueExpired, this.terminatedWatchers, this.relists, this.reconnects,
+      this.continueExpired, this.terminatedWatchers, this.faults, this.relists, this.reconnects,
     ];
   }
 
@@ -241,6 +244,7 @@ export class Counters {
       status504: this.status504.toJson(),
       continueExpired: this.continueExpired.toJson(),
       terminatedWatchers: this.terminatedWatchers.toJson(),
+      faults: this.faults.toJson(),
       relists: this.relists.toJson(),
       reconnects: this.reconnects.toJson(),
       minWatchIntervalMs: this.minInterval ?? null,

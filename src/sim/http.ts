@@ -9,6 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ResourceDef } from '../registry.js';
 import type { AdminHttp } from './admin-http.js';
 import type { ApiRequest, SimContext, Verb } from './context.js';
+import type { StoreView } from './store-view.js';
 import { apiVersionOf, goJson } from './encode.js';
 import { handleList } from './list.js';
 import { sendJson } from './respond.js';
@@ -53,7 +54,7 @@ export class SimHttp {
   private readonly byGv = new Map<string, Map<string, ResourceDef>>();
 
   constructor(
-    private readonly ctx: SimContext,
+    private readonly ctx: SimContext<StoreView>,
     private readonly defs: readonly ResourceDef[],
     private readonly writer: Writer,
     private readonly hub: WatchHub,
@@ -114,6 +115,7 @@ export class SimHttp {
       res,
     };
     try {
+      if (this.ctx.hooks && (await this.ctx.hooks.gate(r))) return;
       await this.serve(r);
       if (verb !== 'WATCH') this.ctx.counters.requests.inc([verb, r.def.id, String(res.statusCode)]);
     } catch (err) {
@@ -179,8 +181,32 @@ export class SimHttp {
         return written(this.writer.patch(def, ns, r.name as string, await readBody(r.req), r.subresource === 'status'));
       }
       case 'DELETE':
-        return written(this.writer.delete(def, ns, r.name as string));
+        return written(this.deleteObject(r));
     }
+  }
+
+  /** Immediate, or for pods with `podDeleteGraceMs` a graceful delete: deletionTimestamp now, DELETED later. */
+  private deleteObject(r: ApiRequest): { bytes: Buffer } {
+    const { def, query } = r;
+    const ns = r.namespace ?? '';
+    const name = r.name as string;
+    const graceMs = this.ctx.behaviour.podDeleteGraceMs;
+    if (def.id !== 'pods' || graceMs <= 0 || query.get('gracePeriodSeconds') === '0') return this.writer.delete(def, ns, name);
+    const cur = this.ctx.store.get(def, ns, name);
+    if (!cur) throw notFound(def.plural, name, def.group);
+    // A pod already terminating is returned as is: deleting it again changes nothing.
+    const terminating = (o: { bytes: Buffer } | undefined): boolean => o !== undefined && (JSON.parse(o.bytes.toString('utf8')) as { metadata?: { deletionTimestamp?: string } }).metadata?.deletionTimestamp !== undefined;
+    if (terminating(cur)) return cur;
+    const gps = Number(query.get('gracePeriodSeconds') ?? 30);
+    const ts = new Date(this.ctx.clock.now()).toISOString().replace(/\.\d{3}Z$/, 'Z');
+    const marked = this.writer.patch(def, ns, name, { metadata: { deletionTimestamp: ts, deletionGracePeriodSeconds: Number.isSafeInteger(gps) && gps > 0 ? gps : 30 } });
+    this.ctx.clock
+      .setTimeout(() => {
+        // Only the pod this delete marked: one recreated under the same name is not terminating.
+        if (terminating(this.ctx.store.get(def, ns, name))) this.writer.delete(def, ns, name);
+      }, graceMs)
+      .unref();
+    return marked;
   }
 
   /** `/api/v1/...`, `/apis/g/v/...` → resource, namespace, name, subresource. */

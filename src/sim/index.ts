@@ -9,9 +9,10 @@
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { realClock, type Clock } from '../clock.js';
 import { CattailError, InvalidArgumentError } from '../errors.js';
 import { RESOURCES, resource, type ResourceDef } from '../registry.js';
@@ -19,7 +20,7 @@ import { createAdmin, type SimAdmin } from './admin.js';
 import { AdminHttp } from './admin-http.js';
 import { Churn } from './churn.js';
 import type { SimBehaviour, SimContext } from './context.js';
-import { Counters } from './counters.js';
+import { Counters, type CountersSnapshot } from './counters.js';
 import { encodeText } from './encode.js';
 import { generateCluster, type ClusterModel } from './generator.js';
 import { SimHttp } from './http.js';
@@ -28,10 +29,21 @@ import { Rng } from './rng.js';
 import { Store } from './store.js';
 import { WatchHub } from './watch.js';
 import { Writer } from './writes.js';
+import { TokenAuth } from './faults/auth.js';
+import { FaultsController, type SimFaults } from './faults/controller.js';
+import { FaultsHttp } from './faults/http.js';
+import { LaggedStore } from './ha/lagged-store.js';
+import { RoundRobinProxy } from './ha/round-robin.js';
+import { generateTls, type SimTlsMaterial } from './tls/ca.js';
+import { SA_SUBPATH, writeAtomic, writeServiceAccount } from './tls/service-account.js';
 
 export type { SimAdmin } from './admin.js';
 export type { CountersSnapshot } from './counters.js';
 export type { ChurnOptions, ChurnStats } from './churn.js';
+export type { SimFaults, FaultLogEntry, LargeObjectOptions } from './faults/controller.js';
+export { FAULT_KINDS, type FaultKind, type FaultRule, type FaultEventKind } from './faults/rules.js';
+export { randomTimeline, type TimelineEntry, type TimelineAction, type RandomTimelineOptions } from './faults/timeline.js';
+export { inClusterEnv } from './tls/service-account.js';
 
 export interface SimOptions extends Partial<SimBehaviour> {
   /** TCP port on 127.0.0.1; 0 picks a free one. @default 0 */
@@ -50,6 +62,20 @@ export interface SimOptions extends Partial<SimBehaviour> {
   clock?: Clock;
   /** Resource ids to serve. @default every resource in the registry (optional CRDs included) */
   resources?: readonly string[];
+  /** Resource ids not to serve (e.g. optional Calico CRDs): they answer 404 and are absent from discovery, as on a cluster without them. @default [] */
+  omitResources?: readonly string[];
+  /** Serve HTTPS with a freshly generated CA (sim.caPem); the kubeconfig carries the CA data. @default false */
+  https?: boolean;
+  /** Require this bearer token on every resource request (401 otherwise); see admin.faults.rotateToken. @default no token check */
+  token?: string;
+  /** Root for the fake service-account directory (`<root>/var/run/secrets/kubernetes.io/serviceaccount`), written when `https` or `token` is set. @default a fresh temporary directory, removed by close() */
+  serviceAccountRoot?: string;
+  /** A watch with more than this many bytes buffered (client not reading) is slow: it may wait its share of the shared blocking budget (50 ms/s, max 100 ms), then is closed cleanly. @default 1_048_576 */
+  slowWatcherQueueMaxBytes?: number;
+  /** A slow watcher's socket is destroyed this long after its clean close if the client never read the end. @default 5_000 */
+  slowWatcherCloseGraceMs?: number;
+  /** Also serve an HA follower lagging `lagRvs` behind, on its own port, plus a round-robin port over both. @default none */
+  ha?: { lagRvs: number };
   /** Minimum history ring capacity per resource. @default 100 */
   historyMinCapacity?: number;
   /** Maximum history ring capacity per resource. @default 102_400 */
@@ -58,19 +84,44 @@ export interface SimOptions extends Partial<SimBehaviour> {
   historyWindowMs?: number;
 }
 
+/** The HA pair (startSim({ ha })): the leader is the Sim itself. */
+export interface SimHa {
+  /** The lagging follower (same data, RV lags by `lagRvs`). */
+  readonly followerUrl: string;
+  readonly followerPort: number;
+  /** Round-robin TCP proxy over [leader, follower], per connection. */
+  readonly roundRobinUrl: string;
+  readonly roundRobinPort: number;
+  readonly lagRvs: number;
+  setLag(lagRvs: number): void;
+  /** Connections the round-robin port handed to [leader, follower]. */
+  connections(): readonly number[];
+  /** The follower's own counters (requests, watches). */
+  followerCounters(): CountersSnapshot;
+}
+
 export interface Sim {
-  /** `http://127.0.0.1:PORT` */
+  /** `http://127.0.0.1:PORT` (or https:// with `https`) */
   readonly url: string;
   readonly port: number;
   readonly kubeconfigPath: string;
   readonly admin: SimAdmin;
   /** The generated cluster's shape (node names, apps), for tests and benchmarks. */
   readonly model: ClusterModel;
+  /** Faults, disasters, timelines, token rotation (also `admin.faults` and /_sim/faults). */
+  readonly faults: SimFaults;
+  /** PEM of the generated CA (with `https`). */
+  readonly caPem: string | undefined;
+  /** The current bearer token (with `token`). */
+  readonly token: () => string | undefined;
+  /** Pass to `KubeConfig.loadFromCluster(root)` (with `https` or `token`; set the env from inClusterEnv(port)). */
+  readonly serviceAccountRoot: string | undefined;
+  readonly ha: SimHa | undefined;
   /** Ends every watch cleanly, stops churn and closes the socket. Idempotent. */
   close(): Promise<void>;
 }
 
-const DEFAULT_BEHAVIOUR: SimBehaviour = { bookmarkIntervalMs: 60_000, watchMinTimeoutMs: 1_800_000, rvWaitMs: 3_000, watchListDefaulting: true, bookmarkRv: 'global' };
+const DEFAULT_BEHAVIOUR: SimBehaviour = { bookmarkIntervalMs: 60_000, watchMinTimeoutMs: 1_800_000, rvWaitMs: 3_000, watchListDefaulting: true, bookmarkRv: 'global', podDeleteGraceMs: 0 };
 
 function checkInt(name: string, v: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (!Number.isSafeInteger(v) || v < min || v > max) throw new InvalidArgumentError(`startSim: ${name} must be an integer in [${min}, ${max}], got ${v}`);
@@ -88,15 +139,19 @@ export async function startSim(options: SimOptions = {}): Promise<Sim> {
   const minCapacity = checkInt('historyMinCapacity', options.historyMinCapacity ?? 100, 1);
   const maxCapacity = checkInt('historyMaxCapacity', options.historyMaxCapacity ?? 102_400, minCapacity);
   let defs: readonly ResourceDef[] = RESOURCES;
-  if (options.resources) {
-    try {
-      defs = options.resources.map((id) => resource(id));
-    } catch (err) {
-      throw new InvalidArgumentError(`startSim: ${(err as Error).message}`, { cause: err });
-    }
+  try {
+    if (options.resources) defs = options.resources.map((id) => resource(id));
+    const omit = new Set((options.omitResources ?? []).map((id) => resource(id).id));
+    defs = defs.filter((d) => !omit.has(d.id));
+  } catch (err) {
+    throw new InvalidArgumentError(`startSim: ${(err as Error).message}`, { cause: err });
   }
+  const queueMaxBytes = checkInt('slowWatcherQueueMaxBytes', options.slowWatcherQueueMaxBytes ?? 1_048_576, 1);
+  const closeGraceMs = checkInt('slowWatcherCloseGraceMs', options.slowWatcherCloseGraceMs ?? 5_000, 0);
+  const lagRvs = options.ha === undefined ? undefined : checkInt('ha.lagRvs', options.ha.lagRvs, 0);
+  if (options.token !== undefined && (options.token === '' || /\s/.test(options.token))) throw new InvalidArgumentError('startSim: token must be non-empty without whitespace');
   const store = new Store({ clock, minCapacity, maxCapacity, windowMs: options.historyWindowMs ?? 75_000, snapshotCacheSize: 8 }, defs);
-  const ctx: SimContext = { store, counters: new Counters(), clock, rng: new Rng(seed ^ 0x5eed), behaviour };
+  const baseCtx: SimContext = { store, counters: new Counters(), clock, rng: new Rng(seed ^ 0x5eed), behaviour };
   const writer = new Writer(store, clock, new Rng(seed ^ 0xa11ce));
 
   const podDef = resource('pods');
@@ -110,14 +165,148 @@ export async function startSim(options: SimOptions = {}): Promise<Sim> {
   // The watch cache starts here: history begins empty at the loaded RV for every resource.
   store.endBulk();
 
+  let tls: SimTlsMaterial | undefined;
+  if (options.https === true) tls = await generateTls(clock);
+  const auth = options.token !== undefined ? new TokenAuth(options.token, clock) : undefined;
+
   const hub = new WatchHub();
+  const followerHub = new WatchHub();
   const churn = new Churn(store, writer, clock, gen.model);
-  const admin = createAdmin(ctx, writer, churn, hub);
-  const http = new SimHttp(ctx, defs, writer, hub, new AdminHttp(ctx, admin));
-  const server: Server = createServer({ keepAlive: true }, (req, res) => http.handle(req, res));
-  // Watches are long-lived: Node's default request/headers timeouts must not cut them.
-  server.requestTimeout = 0;
-  server.headersTimeout = 60_000;
+  const servers: Server[] = [];
+  let bound = port;
+  let url = '';
+  let tmpDir: string | undefined;
+  let kubeconfigPath = options.kubeconfigPath;
+  let saRoot = options.serviceAccountRoot;
+  const writeConfigs = async (): Promise<void> => {
+    await writeKubeconfig(kubeconfigPath as string, url, { caPem: tls?.caPem, token: auth?.token });
+    if (saRoot !== undefined) await writeServiceAccount(saRoot, { token: auth?.token ?? '', caPem: tls?.caPem ?? '', namespace: 'default' });
+  };
+  const leaderServer = (): Server => servers[0] as Server;
+  const controller: FaultsController = new FaultsController(baseCtx, {
+    hubs: [hub, followerHub],
+    writer,
+    store,
+    slow: { queueMaxBytes, closeGraceMs },
+    auth,
+    churnSteps: (n) => admin.churnSteps(n),
+    restartServer: async (refuseMs) => {
+      const srv = leaderServer();
+      await new Promise<void>((resolve) => {
+        srv.close(() => resolve());
+        srv.closeAllConnections();
+      });
+      if (refuseMs > 0) await clock.sleep(refuseMs);
+      // Back with an empty watch cache: only RVs from now on can be resumed.
+      store.endBulk();
+      await listen(srv, bound);
+    },
+    onTokenRotated: async (token) => {
+      if (saRoot !== undefined) await writeAtomic(join(saRoot, SA_SUBPATH, 'token'), token);
+      await writeKubeconfig(kubeconfigPath as string, url, { caPem: tls?.caPem, token });
+    },
+  });
+  const ctx: SimContext = { ...baseCtx, hooks: controller };
+  const admin: SimAdmin = Object.assign(createAdmin(baseCtx, writer, churn, hub), { faults: controller as SimFaults });
+  let lagged: LaggedStore | undefined;
+  const faultsHttp = new FaultsHttp(controller, lagRvs === undefined ? undefined : (n) => lagged?.setLag(n));
+  const adminHttp = new AdminHttp(baseCtx, admin, faultsHttp);
+  const http = new SimHttp(ctx, defs, writer, hub, adminHttp);
+  const makeServer = (h: SimHttp): Server => {
+    const srv: Server = tls ? createHttpsServer({ key: tls.keyPem, cert: tls.certPem, keepAlive: true }, (req, res) => h.handle(req, res)) : createServer({ keepAlive: true }, (req, res) => h.handle(req, res));
+    // Connection-level faults act before TLS: prepend so the listener runs before the TLS wrap.
+    srv.prependListener('connection', (sock: Socket) => {
+      if (controller.onConnection(sock)) sock.pause();
+    });
+    // Watches are long-lived: Node's default request/headers timeouts must not cut them.
+    srv.requestTimeout = 0;
+    srv.headersTimeout = 60_000;
+    servers.push(srv);
+    return srv;
+  };
+  const server = makeServer(http);
+  let proxy: RoundRobinProxy | undefined;
+  let ha: SimHa | undefined;
+  const scheme = tls ? 'https' : 'http';
+  try {
+    await listen(server, port);
+    bound = (server.address() as AddressInfo).port;
+    url = `${scheme}://127.0.0.1:${bound}`;
+    if (lagRvs !== undefined) {
+      const lg = new LaggedStore(store, lagRvs);
+      lagged = lg;
+      const followerCounters = new Counters();
+      const fctx: SimContext<LaggedStore> = { store: lg, counters: followerCounters, clock, rng: new Rng(seed ^ 0xf011), behaviour, hooks: controller };
+      const follower = makeServer(new SimHttp(fctx, defs, writer, followerHub, adminHttp));
+      await listen(follower, 0);
+      const fport = (follower.address() as AddressInfo).port;
+      const px = await RoundRobinProxy.start([bound, fport]);
+      proxy = px;
+      ha = {
+        followerUrl: `${scheme}://127.0.0.1:${fport}`,
+        followerPort: fport,
+        roundRobinUrl: `${scheme}://127.0.0.1:${px.port}`,
+        roundRobinPort: px.port,
+        get lagRvs() {
+          return lg.lag;
+        },
+        setLag: (n) => lg.setLag(checkInt('lagRvs', n, 0)),
+        connections: () => [...px.connections],
+        followerCounters: () => followerCounters.snapshot({ currentRv: lg.currentRv, resources: [] }),
+      };
+    }
+    if (kubeconfigPath === undefined || ((tls || auth) && saRoot === undefined)) tmpDir = await mkdtemp(join(tmpdir(), 'cattail-sim-'));
+    kubeconfigPath ??= join(tmpDir as string, 'kubeconfig');
+    if ((tls || auth) && saRoot === undefined) saRoot = join(tmpDir as string, 'sa');
+    await writeConfigs();
+  } catch (err) {
+    for (const srv of servers) srv.close();
+    await proxy?.close();
+    if (tmpDir !== undefined) await rm(tmpDir, { recursive: true, force: true });
+    throw err;
+  }
+  if ((options.churnPerSec ?? 0) > 0) churn.start({ ratePerSec: options.churnPerSec as number, seed });
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      churn.dispose();
+      controller.stopTimeline();
+      hub.closeAll('shutdown');
+      followerHub.closeAll('shutdown');
+      lagged?.dispose();
+      await proxy?.close();
+      await Promise.all(
+        servers.map(
+          (srv) =>
+            new Promise<void>((resolve) => {
+              srv.close(() => resolve());
+              srv.closeIdleConnections();
+              // Connections still mid-request (a client that stopped reading, a black hole) must not hold shutdown.
+              setImmediate(() => srv.closeAllConnections());
+            }),
+        ),
+      );
+      if (tmpDir !== undefined) await rm(tmpDir, { recursive: true, force: true });
+    })();
+    return closing;
+  };
+  return {
+    url,
+    port: bound,
+    kubeconfigPath: kubeconfigPath as string,
+    admin,
+    model: gen.model,
+    faults: controller,
+    caPem: tls?.caPem,
+    token: () => auth?.token,
+    serviceAccountRoot: saRoot,
+    ha,
+    close,
+  };
+}
+
+async function listen(server: Server, port: number): Promise<void> {
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -129,36 +318,4 @@ export async function startSim(options: SimOptions = {}): Promise<Sim> {
   } catch (err) {
     throw new CattailError('CATTAIL_SIM_LISTEN_FAILED', `cannot listen on 127.0.0.1:${port}: ${(err as Error).message}`, { cause: err, details: { port } });
   }
-  const bound = (server.address() as AddressInfo).port;
-  const url = `http://127.0.0.1:${bound}`;
-  let tmpDir: string | undefined;
-  let kubeconfigPath = options.kubeconfigPath;
-  try {
-    if (kubeconfigPath === undefined) {
-      tmpDir = await mkdtemp(join(tmpdir(), 'cattail-sim-'));
-      kubeconfigPath = join(tmpDir, 'kubeconfig');
-    }
-    await writeKubeconfig(kubeconfigPath, url);
-  } catch (err) {
-    server.close();
-    throw err;
-  }
-  if ((options.churnPerSec ?? 0) > 0) churn.start({ ratePerSec: options.churnPerSec as number, seed });
-
-  let closing: Promise<void> | undefined;
-  const close = (): Promise<void> => {
-    closing ??= (async () => {
-      churn.dispose();
-      hub.closeAll('shutdown');
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
-        // Connections still mid-request (a client that stopped reading) must not hold shutdown.
-        setImmediate(() => server.closeAllConnections());
-      });
-      if (tmpDir !== undefined) await rm(tmpDir, { recursive: true, force: true });
-    })();
-    return closing;
-  };
-  return { url, port: bound, kubeconfigPath, admin, model: gen.model, close };
 }

@@ -11,21 +11,30 @@ import { basename, dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import { CattailError } from '../errors.js';
 
-export function kubeconfigYaml(server: string, name = 'cattail-sim'): string {
+/** With HTTPS the CA is embedded (`certificate-authority-data`); with auth on, the current token. */
+export interface KubeconfigAuth {
+  caPem?: string;
+  token?: string;
+}
+
+export function kubeconfigYaml(server: string, name = 'cattail-sim', auth: KubeconfigAuth = {}): string {
+  const cluster: Record<string, unknown> = { server };
+  if (auth.caPem !== undefined) cluster['certificate-authority-data'] = Buffer.from(auth.caPem).toString('base64');
+  else cluster['insecure-skip-tls-verify'] = server.startsWith('http://');
   return stringify({
     apiVersion: 'v1',
     kind: 'Config',
-    clusters: [{ name, cluster: { server, 'insecure-skip-tls-verify': server.startsWith('http://') } }],
-    users: [{ name, user: { token: 'cattail-sim' } }],
+    clusters: [{ name, cluster }],
+    users: [{ name, user: { token: auth.token ?? 'cattail-sim' } }],
     contexts: [{ name, context: { cluster: name, user: name, namespace: 'default' } }],
     'current-context': name,
   });
 }
 
-export async function writeKubeconfig(path: string, server: string): Promise<void> {
+export async function writeKubeconfig(path: string, server: string, auth: KubeconfigAuth = {}): Promise<void> {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now()}.tmp`);
   try {
-    await writeFile(tmp, kubeconfigYaml(server), { mode: 0o600 });
+    await writeFile(tmp, kubeconfigYaml(server, 'cattail-sim', auth), { mode: 0o600 });
     await rename(tmp, path);
   } catch (err) {
     await unlink(tmp).catch(() => undefined);

@@ -4,6 +4,7 @@
  */
 import type { ResourceDef } from '../registry.js';
 import type { ApiRequest, SimContext } from './context.js';
+import type { StoreView } from './store-view.js';
 import { apiVersionOf, goJson } from './encode.js';
 import { matchFields, matchLabels, parseFieldSelector, parseLabelSelector, type FieldRequirement, type LabelRequirement } from './selectors.js';
 import { badRequest, expired, invalid, StatusError, tooLargeRv } from './status.js';
@@ -77,7 +78,7 @@ function parseLimit(s: string | null): number {
   return Math.max(0, Number(s));
 }
 
-export async function handleList(ctx: SimContext, r: ApiRequest): Promise<void> {
+export async function handleList(ctx: SimContext<StoreView>, r: ApiRequest): Promise<void> {
   const q = r.query;
   const { store } = ctx;
   ctx.counters.onList(r.clientId, r.def.id);
@@ -124,7 +125,7 @@ export async function handleList(ctx: SimContext, r: ApiRequest): Promise<void> 
   await writeList(ctx, r, snap, filter, limit, startKey);
 }
 
-async function writeList(ctx: SimContext, r: ApiRequest, snap: Snapshot, filter: Filter, limit: number, startKey: string | undefined): Promise<void> {
+async function writeList(ctx: SimContext<StoreView>, r: ApiRequest, snap: Snapshot, filter: Filter, limit: number, startKey: string | undefined): Promise<void> {
   const { def } = r;
   const items = snap.items;
   let i = 0;

@@ -18,4 +18,11 @@ export const simOptions = {
   watchMinTimeoutMs: opt.int({ default: 1_800_000, unit: 'ms', min: 1_000, help: 'A watch without timeoutSeconds ends at a random time in [min, 2*min), as the apiserver\'s --min-request-timeout does.' }),
   historyMinCapacity: opt.int({ default: 100, unit: 'count', min: 1, help: 'Minimum events kept per resource for watch resumption; grows to 102,400 while the oldest event is younger than 75 s.' }),
   kubeconfig: opt.string({ default: undefined, help: 'After binding, write a kubeconfig for the simulator to this file (atomically).' }),
+  podDeleteGraceMs: opt.int({ default: 0, unit: 'ms', min: 0, help: 'HTTP DELETE of a pod: 0 deletes at once; otherwise deletionTimestamp first (MODIFIED), DELETED this long later (?gracePeriodSeconds=0 is immediate).' }),
+  https: opt.boolean({ default: false, help: 'Serve HTTPS with a CA generated at start-up; the kubeconfig carries the CA data.' }),
+  token: opt.string({ default: undefined, secret: true, help: 'Require this bearer token on every resource request (401 otherwise); also written to the kubeconfig and the fake service-account directory.' }),
+  serviceAccountRoot: opt.string({ default: undefined, help: 'With --https or --token, write a fake service-account directory under this root (for loadFromCluster(root)); default: a temporary directory.' }),
+  omitResources: opt.list({ default: [], help: 'Resource ids not to serve (e.g. ippools.crd.projectcalico.org): they answer 404, as on a cluster without those CRDs.' }),
+  haLagRvs: opt.int({ default: undefined, unit: 'resourceVersions', min: 0, help: 'Also serve an HA follower lagging this many RVs behind, plus a round-robin port over both (printed at start-up).' }),
+  slowWatcherQueueMaxBytes: opt.int({ default: 1_048_576, unit: 'bytes', min: 1, help: 'A watch with more bytes than this buffered (client not reading) waits its share of the shared blocking budget (50 ms/s, max 100 ms), then is closed cleanly and counted.' }),
 } as const;

@@ -9,14 +9,15 @@
  */
 import type { Timer } from '../clock.js';
 import type { ResourceDef } from '../registry.js';
-import type { ApiRequest, SimContext } from './context.js';
+import type { ApiRequest, SimContext, WatchTap } from './context.js';
 import type { WatchCloseReason } from './counters.js';
 import { apiVersionOf, goJson, withResourceVersion } from './encode.js';
 import type { EventType, SimEvent } from './history.js';
 import { matches, parseFilter, parseRv, type Filter } from './list.js';
 import { drained } from './respond.js';
-import { invalid, status } from './status.js';
-import type { ResourceStore, StoredObject } from './store.js';
+import { invalid, status, tooLargeRv } from './status.js';
+import type { StoredObject } from './store.js';
+import type { ResourceView, StoreView } from './store-view.js';
 
 type LineKind = EventType | 'LEAVE';
 const lineCache = new WeakMap<SimEvent, Partial<Record<LineKind, Buffer>>>();
@@ -26,7 +27,7 @@ function eventLine(type: EventType | 'BOOKMARK' | 'ERROR', object: Buffer | stri
 }
 
 /** The line for `ev` as seen by a watcher (LEAVE: a selector exit, DELETED carrying the prior object at the new RV). */
-function sharedLine(ctx: SimContext, ev: SimEvent, kind: LineKind): Buffer {
+function sharedLine(ctx: SimContext<StoreView>, ev: SimEvent, kind: LineKind): Buffer {
   let entry = lineCache.get(ev);
   if (!entry) lineCache.set(ev, (entry = {}));
   let line = entry[kind];
@@ -86,7 +87,7 @@ interface WatchParams {
   filter: Filter;
 }
 
-function parseWatch(ctx: SimContext, r: ApiRequest): WatchParams {
+function parseWatch(ctx: SimContext<StoreView>, r: ApiRequest): WatchParams {
   const q = r.query;
   const rvm = q.get('resourceVersionMatch') ?? '';
   const sie = q.get('sendInitialEvents');
@@ -120,23 +121,29 @@ export class Watcher {
   private timers: Timer[] = [];
   private readonly listener = (ev: SimEvent): void => this.onEvent(ev);
   private readonly startedMs: number;
+  private readonly tap: WatchTap | undefined;
 
   constructor(
-    private readonly ctx: SimContext,
+    private readonly ctx: SimContext<StoreView>,
     private readonly r: ApiRequest,
-    private readonly rs: ResourceStore,
+    private readonly rs: ResourceView,
     private readonly p: WatchParams,
     private readonly hub: WatchHub,
   ) {
     this.def = r.def;
     this.startedMs = ctx.clock.monotonic();
+    this.tap = ctx.hooks?.watch(r, (reason) => this.close(reason));
   }
 
   /** The single exit for watch bytes (part 2 fault hooks and slow-watcher checks go here). */
   private send(line: Buffer): boolean {
     if (this.closed || this.r.res.destroyed) return false;
+    if (this.tap && !this.tap.beforeSend(line)) return false;
+    if (this.closed || this.r.res.destroyed) return false;
     this.ctx.counters.bytesSent.inc(['watch'], line.length);
-    return this.r.res.write(line);
+    const ok = this.r.res.write(line);
+    this.tap?.afterSend(ok);
+    return ok;
   }
 
   private sendEvent(type: EventType | 'BOOKMARK', line: Buffer, rv: number): boolean {
@@ -260,18 +267,19 @@ export class Watcher {
   close(reason: WatchCloseReason): void {
     if (this.closed) return;
     this.closed = true;
+    this.tap?.closed();
     for (const t of this.timers) t.cancel();
     this.timers = [];
     this.rs.listeners.delete(this.listener);
     this.hub.watchers.delete(this);
     this.ctx.counters.onWatchClose(this.r.clientId, this.def.id, reason, this.ctx.clock.monotonic() - this.startedMs);
     // A clean end of the chunked body: the terminating zero-length chunk, no ERROR event.
-    if (!this.r.res.destroyed) this.r.res.end();
+    if (!this.r.res.destroyed && this.tap?.cut !== true) this.r.res.end();
   }
 }
 
 /** Entry point for a WATCH request. Validation errors are thrown (plain HTTP Status answers). */
-export async function handleWatch(ctx: SimContext, r: ApiRequest, hub: WatchHub): Promise<void> {
+export async function handleWatch(ctx: SimContext<StoreView>, r: ApiRequest, hub: WatchHub): Promise<void> {
   ctx.counters.onWatchRequest(r.clientId, r.def.id, ctx.clock.monotonic());
   const p = parseWatch(ctx, r);
   const rs = ctx.store.resource(r.def.id);
@@ -287,6 +295,11 @@ export async function handleWatch(ctx: SimContext, r: ApiRequest, hub: WatchHub)
     ctx.counters.bytesSent.inc(['error'], line.length);
     ctx.counters.onWatchClose(r.clientId, r.def.id, 'error410');
     return;
+  }
+  if (!p.initial && p.rv !== undefined && p.rv > ctx.store.currentRv && !(await ctx.store.waitForRv(p.rv, ctx.behaviour.rvWaitMs))) {
+    // The cacher waits (waitUntilFreshAndBlock, 3 s) for an RV it has not seen, then refuses the
+    // watch before any byte of it: an HTTP 504 with cause ResourceVersionTooLarge.
+    throw tooLargeRv();
   }
   await new Watcher(ctx, r, rs, p, hub).start();
 }

@@ -1,0 +1,74 @@
+/**
+ * The HA pair (k8s-watch.md §5 item 20, "HA skew"): a follower over the same data lagging by
+ * `lagRvs`, and a round-robin port that alternates between the two per connection, so a client
+ * can be sent back in time.
+ */
+import { request } from 'node:http';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startSim, type Sim } from '../../src/sim/index.js';
+import { getJson, type Loose } from './helpers.js';
+import { RawConn } from './raw-conn.js';
+
+let sim: Sim | undefined;
+const conns: RawConn[] = [];
+afterEach(async () => {
+  for (const c of conns.splice(0)) c.close();
+  await sim?.close();
+  sim = undefined;
+});
+
+/** One request on a fresh connection (no keep-alive pool), so the proxy balances each. */
+function listRv(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { agent: false }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve((JSON.parse(body) as Loose).metadata.resourceVersion as string));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('sim HA pair', () => {
+  it('the follower serves an older RV than the leader, releases events as the leader moves, and catches up with lag 0', async () => {
+    sim = await startSim({ nodes: 1, podsPerNode: 2, seed: 4, ha: { lagRvs: 3 } });
+    const ha = sim.ha as NonNullable<Sim['ha']>;
+    const base = Number(sim.admin.currentRv());
+    for (let i = 0; i < 5; i++) sim.admin.create('namespaces', { metadata: { name: `ns-${i}` } });
+    const leader = await getJson(`${sim.url}/api/v1/namespaces`);
+    const follower = await getJson(`${ha.followerUrl}/api/v1/namespaces`);
+    expect(leader.body.metadata.resourceVersion).toBe(String(base + 5));
+    expect(follower.body.metadata.resourceVersion).toBe(String(base + 2));
+    const names = (b: Loose): string[] => b.items.map((n: Loose) => n.metadata.name).filter((n: string) => n.startsWith('ns-'));
+    expect(names(leader.body)).toEqual(['ns-0', 'ns-1', 'ns-2', 'ns-3', 'ns-4']);
+    expect(names(follower.body)).toEqual(['ns-0', 'ns-1']);
+
+    const w = await RawConn.open(ha.followerPort, `/api/v1/namespaces?watch=true&resourceVersion=${base}`);
+    conns.push(w);
+    await w.until(() => w.parsed().lines.length === 2, 'the two released events');
+    sim.admin.create('namespaces', { metadata: { name: 'ns-5' } }); // leader +6: the follower reaches +3
+    await w.until(() => w.parsed().lines.length === 3, 'the next released event');
+    expect(w.parsed().lines.map((l) => (JSON.parse(l) as Loose).object.metadata.name)).toEqual(['ns-0', 'ns-1', 'ns-2']);
+
+    ha.setLag(0);
+    await w.until(() => w.parsed().lines.length === 6, 'catching up');
+    expect((await getJson(`${ha.followerUrl}/api/v1/namespaces`)).body.metadata.resourceVersion).toBe(sim.admin.currentRv());
+  });
+
+  it('round-robin alternates leader and follower per connection: a client goes back in time, and its resume waits then gets 504', async () => {
+    sim = await startSim({ nodes: 1, podsPerNode: 2, seed: 4, ha: { lagRvs: 2 }, rvWaitMs: 100 });
+    const ha = sim.ha as NonNullable<Sim['ha']>;
+    for (let i = 0; i < 3; i++) sim.admin.create('namespaces', { metadata: { name: `ns-${i}` } });
+    const now = Number(sim.admin.currentRv());
+    const rvs: number[] = [];
+    for (let i = 0; i < 4; i++) rvs.push(Number(await listRv(`${ha.roundRobinUrl}/api/v1/namespaces`)));
+    expect(rvs).toEqual([now, now - 2, now, now - 2]);
+    expect(ha.connections()).toEqual([2, 2]);
+    // Resuming on the follower from the leader's RV: it has not seen it yet.
+    const r = await getJson(`${ha.followerUrl}/api/v1/namespaces?watch=true&resourceVersion=${now}`);
+    expect(r.status).toBe(504);
+    expect(r.body).toMatchObject({ details: { causes: [{ reason: 'ResourceVersionTooLarge' }] } });
+    expect((ha.followerCounters().requests as Record<string, number>)['WATCH,namespaces,504']).toBe(1);
+  });
+});
