@@ -2,6 +2,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { FaultRule } from '../../src/sim/index.js';
 import {
   bothRounds,
+  converged,
+  expectNeverBack,
   type Harness,
   metric,
   reflectors,
@@ -153,5 +155,22 @@ describe('upstream against the simulator under faults (watch and stream)', () =>
     const after = Object.fromEntries(ids.map((id) => [id, simRequests(h.sim, 'WATCH', id) + simRequests(h.sim, 'LIST', id)]));
     for (const id of ids) expect((after[id] as number) - (requestsAt[0]?.[id] as number)).toBeLessThanOrEqual(2 * 3);
     expect(await metric(h.up, 'watchRestarts', { reason: 'throttled' })).toBe(ids.reduce((n, id) => n + throttled(id), 0));
+  });
+});
+
+describe('WatchList under transient faults', () => {
+  it('an in-stream 500 during the initial events of a WatchList relist is retried as WatchList, not a permanent fallback to LIST', async () => {
+    const h = await startHarness();
+    await synced(h);
+    const listsBefore = simRequests(h.sim, 'LIST', 'pods');
+    // 410 on the next watch → relist (a WatchList); its initial events are cut by an ERROR 500.
+    h.sim.faults.add({ kind: 'http_410', resource: 'pods', clientId: UA, verb: 'WATCH', times: 1 });
+    h.sim.faults.add({ kind: 'error_500', resource: 'pods', clientId: UA, times: 1, afterEvents: 2 });
+    h.sim.admin.closeWatches('pods');
+    await untilAsync(async () => faultsFired(h, 'error_500') === 1 && faultsFired(h, 'http_410') === 1 && watchesOpen(h, 'pods') === 1 && h.up.ready(), h.clock);
+    await converged(h);
+    expect(await metric(h.up, 'relists', { resource: 'pods', reason: 'watchlist-fallback' })).toBe(0);
+    expect(simRequests(h.sim, 'LIST', 'pods')).toBe(listsBefore);
+    expectNeverBack(h);
   });
 });
