@@ -296,9 +296,12 @@ export async function handleWatch(ctx: SimContext<StoreView>, r: ApiRequest, hub
     ctx.counters.onWatchClose(r.clientId, r.def.id, 'error410');
     return;
   }
-  if (!p.initial && p.rv !== undefined && p.rv > ctx.store.currentRv && !(await ctx.store.waitForRv(p.rv, ctx.behaviour.rvWaitMs))) {
+  if (p.rv !== undefined && p.rv > ctx.store.currentRv && !(await ctx.store.waitForRv(p.rv, ctx.behaviour.rvWaitMs))) {
     // The cacher waits (waitUntilFreshAndBlock, 3 s) for an RV it has not seen, then refuses the
-    // watch before any byte of it: an HTTP 504 with cause ResourceVersionTooLarge.
+    // watch before any byte of it: an HTTP 504 with cause ResourceVersionTooLarge. A WatchList
+    // (sendInitialEvents, NotOlderThan RV) waits the same way: serving its initial events from
+    // an older state (as this check once did for initial watches) would send a client that
+    // moved to a lagging HA follower back in time, which the real cacher never does.
     throw tooLargeRv();
   }
   await new Watcher(ctx, r, rs, p, hub).start();

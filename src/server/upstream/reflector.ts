@@ -335,7 +335,12 @@ export class Reflector {
       this.o.metrics.events.inc({ resource: this.id, type: ev.type });
       if (ev.type === 'ERROR') {
         const status = ev.object as KubeStatus;
-        if (session !== undefined && status.code !== 410) throw this.watchListUnsupported(`ERROR ${status.code ?? '?'} during initial events`);
+        // A 5xx during the initial events is the server failing (etcd timeout, cache re-init),
+        // not refusing WatchList: back off and retry the WatchList. Treating it as unsupported
+        // (as this once did) switched the resource to paged LISTs for good after one transient
+        // error (found by the simulator's error_500 fault).
+        const transient = status.code === 410 || (typeof status.code === 'number' && status.code >= 500);
+        if (session !== undefined && !transient) throw this.watchListUnsupported(`ERROR ${status.code ?? '?'} during initial events`);
         throw new UpstreamFailure('stream-error', `watch ${this.id}: ERROR ${status.code ?? '?'} ${status.reason ?? ''} ${status.message ?? ''}`.trim(), undefined, status);
       }
       this.confirmHealthy();
