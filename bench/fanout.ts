@@ -18,6 +18,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { startServer } from '../src/server/server.js';
 import { ScriptedUpstream } from '../src/server/testing/scripted-upstream.js';
 import { workloadEndpoint } from './workload.js';
+import { seededRandom } from '../src/random.js';
 
 interface RunConfig {
   clients: number;
@@ -31,21 +32,10 @@ interface RunConfig {
 const RUN_DEADLINE_MS = 20_000;
 const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 async function runOnce(cfg: RunConfig): Promise<Record<string, unknown>> {
   const upstream = ScriptedUpstream.withFeeds('felix');
   const server = await startServer({ upstream, serverId: 'bench', defaultMetrics: false, pingIntervalMs: 60_000, maxConnections: 20_000 });
-  const rand = rng(1);
+  const rand = seededRandom(1);
   const keys: string[] = [];
   const seed: { key: string; value: Buffer | null }[] = [];
   for (let i = 0; i < cfg.entries; i++) {

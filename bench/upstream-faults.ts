@@ -24,6 +24,7 @@ import { parseJson } from '../src/server/upstream/json.js';
 import { encodeValue, projector } from '../src/server/upstream/projections/index.js';
 import type { KubeObject } from '../src/server/upstream/types.js';
 import { FAULT_KINDS, type FaultKind, randomTimeline, startSim } from '../src/sim/index.js';
+import { seededRandom } from '../src/random.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const outDir = join(here, '..', '..', 'bench', 'results');
@@ -46,7 +47,7 @@ kubeConfig.loadFromFile(sim.kubeconfigPath);
 const state = new Map<string, Buffer>();
 let updates = 0;
 let inSyncAtMs: number | undefined;
-const up = createUpstream({ kubeConfig, replicaId: 'bench', clock, feeds: [FEED], random: mulberry(seed) });
+const up = createUpstream({ kubeConfig, replicaId: 'bench', clock, feeds: [FEED], random: seededRandom(seed) });
 up.start({
   onBatch(_feed, b) {
     updates += b.updates.length;
@@ -227,14 +228,3 @@ const md = [
 writeFileSync(join(outDir, 'upstream-faults.md'), md);
 console.log(md);
 
-/** A seeded uniform [0, 1) source (jitter and watch timeouts), so a run replays. */
-function mulberry(s: number): () => number {
-  let a = s >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}

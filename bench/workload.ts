@@ -5,17 +5,7 @@
  */
 import { Packr } from 'msgpackr';
 import type { Entry } from '../proto/types.js';
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '../src/random.js';
 
 const packr = new Packr({ useRecords: false });
 const APPS = ['web', 'api', 'worker', 'cache', 'ingest', 'billing', 'search', 'auth', 'frontend', 'metrics'];
@@ -58,7 +48,7 @@ export function workloadEndpoint(i: number, rand: () => number, generation = 0):
 
 /** `count` entries in ascending key order (UTF-8 byte order, as a snapshot sends them). */
 export function snapshotEntries(count: number, seed = 1): Entry[] {
-  const rand = mulberry32(seed);
+  const rand = seededRandom(seed);
   const out: Entry[] = [];
   for (let i = 0; i < count; i++) {
     const { key, value } = workloadEndpoint(i, rand);
@@ -69,7 +59,7 @@ export function snapshotEntries(count: number, seed = 1): Entry[] {
 
 /** `count` changed values for keys of a snapshot (a delta's upserts). */
 export function deltaUpserts(count: number, seed = 2): Entry[] {
-  const rand = mulberry32(seed);
+  const rand = seededRandom(seed);
   return Array.from({ length: count }, (_, i) => {
     const { key, value } = workloadEndpoint(i * 37, rand, 1);
     return [key, value] as const;

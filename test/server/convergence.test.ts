@@ -1,20 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { harness } from './helpers/harness.js';
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '../../src/random.js';
 
 describe('server - convergence', () => {
   it('agents paused and resumed at random, joining late or resuming, all end equal to the store', async () => {
-    const rand = rng(42);
+    const rand = seededRandom(42);
     const h = await harness({ feeds: ['felix', 'bgp'], socketHighWaterBytes: 16 * 1024, flushWindowMs: 2, compressMinBytes: 256 });
     const pad = 'y'.repeat(2_000);
     const batch = (feed: string, n: number): void => {
