@@ -1,29 +1,10 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { encodeFrame } from '../../proto/index.js';
-import type { Client } from '../../src/client/index.js';
 import { compressFrame } from '../../src/wire/compression.js';
-import { FakeServer, type FakeServerOptions } from './helpers/fake-server.js';
-import { skipWait, start, waitFor, type Setup } from './helpers/harness.js';
+import { skipWait, waitFor } from './helpers/harness.js';
+import { tracked } from './helpers/tracked.js';
 
-const servers: FakeServer[] = [];
-const clients: Client[] = [];
-
-async function server(opts: FakeServerOptions = {}): Promise<FakeServer> {
-  const s = await FakeServer.start(opts);
-  servers.push(s);
-  return s;
-}
-
-function setup(opts: Parameters<typeof start>[0]): Setup {
-  const s = start(opts);
-  clients.push(s.client);
-  return s;
-}
-
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.destroy();
-  for (const s of servers.splice(0)) await s.stop();
-});
+const { server, setup } = tracked();
 
 describe('client - lifecycle', () => {
   it('applies an in-band snapshot on the live connection as a reconciliation', async () => {
