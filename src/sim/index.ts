@@ -21,12 +21,12 @@ import { AdminHttp } from './admin-http.js';
 import { Churn } from './churn.js';
 import type { SimBehaviour, SimContext } from './context.js';
 import { Counters, type CountersSnapshot } from './counters.js';
-import { encodeText } from './encode.js';
-import { generateCluster, type ClusterModel } from './generator.js';
+import type { ClusterModel } from './generator.js';
 import { SimHttp } from './http.js';
 import { writeKubeconfig } from './kubeconfig.js';
 import { Rng } from './rng.js';
 import { Store } from './store.js';
+import { loadCluster } from './load.js';
 import { WatchHub } from './watch.js';
 import { Writer } from './writes.js';
 import { TokenAuth } from './faults/auth.js';
@@ -154,16 +154,7 @@ export async function startSim(options: SimOptions = {}): Promise<Sim> {
   const baseCtx: SimContext = { store, counters: new Counters(), clock, rng: new Rng(seed ^ 0x5eed), behaviour };
   const writer = new Writer(store, clock, new Rng(seed ^ 0xa11ce));
 
-  const podDef = resource('pods');
-  const gen = generateCluster({ nodes, podsPerNode, seed }, (o) => encodeText(podDef, o));
-  for (const g of gen.objects) {
-    if (!store.resource(g.resource)) continue;
-    const d = resource(g.resource);
-    if (g.rendered) store.putRendered(d, g.rendered);
-    else if (g.object) store.put(d, g.object, true);
-  }
-  // The watch cache starts here: history begins empty at the loaded RV for every resource.
-  store.endBulk();
+  const gen = { model: loadCluster(store, { nodes, podsPerNode, seed }) };
 
   let tls: SimTlsMaterial | undefined;
   if (options.https === true) tls = await generateTls(clock);
