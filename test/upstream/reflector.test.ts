@@ -17,7 +17,6 @@ afterEach(async () => {
 });
 
 async function setup(opts: Partial<UpstreamOptions> = {}): Promise<{ clock: FakeClock; sink: RecordingSink; up: UpstreamHandle }> {
-  server ??= undefined as never;
   server = await new FakeApiServer().start();
   const clock = new FakeClock();
   const sink = new RecordingSink();

@@ -45,6 +45,38 @@ export class Watchdog {
 }
 
 /**
+ * How every body read ends: exactly once, on a clean end, a reset, an abort or a socket error. A
+ * failed read destroys the response so a half-read socket is never reused. Shared by the watch
+ * and list readers so both classify failures the same way (UpstreamFailure 'network', or the
+ * abort signal's reason).
+ */
+function settleOnce(res: IncomingMessage, signal: AbortSignal, what: string, onEnd: () => void, reject: (err: unknown) => void): { finish(err?: unknown): void; readonly done: boolean } {
+  let done = false;
+  const finish = (err?: unknown): void => {
+    if (done) return;
+    done = true;
+    signal.removeEventListener('abort', onAbort);
+    if (err === undefined) onEnd();
+    else {
+      res.destroy();
+      reject(err);
+    }
+  };
+  const onAbort = (): void => finish(signal.reason ?? new UpstreamFailure('network', 'request aborted'));
+  signal.addEventListener('abort', onAbort, { once: true });
+  res.on('error', (err) => finish(signal.aborted ? signal.reason : new UpstreamFailure('network', `${what} failed: ${err.message}`, undefined, undefined, undefined, err)));
+  res.on('close', () => {
+    if (!done) finish(signal.aborted ? signal.reason : new UpstreamFailure('network', 'connection closed before the end of the body'));
+  });
+  return {
+    finish,
+    get done() {
+      return done;
+    },
+  };
+}
+
+/**
  * Feeds complete lines to `onLine` and calls `onChunk` after each network chunk (the natural
  * batching point: events that arrived together are flushed together). Resolves on a clean end of
  * the body; rejects with an UpstreamFailure on reset, abort or when `onLine` throws.
@@ -53,21 +85,9 @@ export function readLines(res: IncomingMessage, onLine: (line: string) => void, 
   return new Promise<void>((resolve, reject) => {
     const decoder = new StringDecoder('utf8');
     let rest = '';
-    let done = false;
-    const finish = (err?: unknown): void => {
-      if (done) return;
-      done = true;
-      signal.removeEventListener('abort', onAbort);
-      if (err === undefined) resolve();
-      else {
-        res.destroy();
-        reject(err);
-      }
-    };
-    const onAbort = (): void => finish(signal.reason ?? new UpstreamFailure('network', 'request aborted'));
-    signal.addEventListener('abort', onAbort, { once: true });
+    const s = settleOnce(res, signal, 'stream', resolve, reject);
     res.on('data', (chunk: Buffer) => {
-      if (done) return;
+      if (s.done) return;
       watchdog.touch();
       const text = rest + decoder.write(chunk);
       let start = 0;
@@ -76,28 +96,24 @@ export function readLines(res: IncomingMessage, onLine: (line: string) => void, 
           const line = text.slice(start, nl);
           start = nl + 1;
           if (line.trim() !== '') onLine(line);
-          if (done) return;
+          if (s.done) return;
         }
         rest = text.slice(start);
         onChunk();
       } catch (err) {
-        finish(err);
+        s.finish(err);
       }
     });
     res.on('end', () => {
-      if (done) return;
+      if (s.done) return;
       try {
         const last = rest + decoder.end();
         if (last.trim() !== '') onLine(last);
         onChunk();
-        finish();
+        s.finish();
       } catch (err) {
-        finish(err);
+        s.finish(err);
       }
-    });
-    res.on('error', (err) => finish(signal.aborted ? signal.reason : new UpstreamFailure('network', `stream failed: ${err.message}`, undefined, undefined, undefined, err)));
-    res.on('close', () => {
-      if (!done) finish(signal.aborted ? signal.reason : new UpstreamFailure('network', 'connection closed before the end of the body'));
     });
   });
 }
@@ -107,28 +123,12 @@ export async function readBody(res: IncomingMessage, watchdog: Watchdog, signal:
   return new Promise<string>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    let done = false;
-    const finish = (err?: unknown): void => {
-      if (done) return;
-      done = true;
-      signal.removeEventListener('abort', onAbort);
-      if (err === undefined) resolve(Buffer.concat(chunks).toString('utf8'));
-      else {
-        res.destroy();
-        reject(err);
-      }
-    };
-    const onAbort = (): void => finish(signal.reason ?? new UpstreamFailure('network', 'request aborted'));
-    signal.addEventListener('abort', onAbort, { once: true });
+    const s = settleOnce(res, signal, 'body', () => resolve(Buffer.concat(chunks).toString('utf8')), reject);
     res.on('data', (chunk: Buffer) => {
       watchdog.touch();
       size += chunk.length;
       if (size <= maxBytes) chunks.push(chunk);
     });
-    res.on('end', () => finish());
-    res.on('error', (err) => finish(signal.aborted ? signal.reason : new UpstreamFailure('network', `body failed: ${err.message}`, undefined, undefined, undefined, err)));
-    res.on('close', () => {
-      if (!done) finish(signal.aborted ? signal.reason : new UpstreamFailure('network', 'connection closed before the end of the body'));
-    });
+    res.on('end', () => s.finish());
   });
 }
