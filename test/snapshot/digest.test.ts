@@ -2,23 +2,13 @@ import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { BucketSums, computeDigest, entryHash } from '../../src/snapshot/digest.js';
+import { digestOf } from '../../src/server/testing/digest.js';
 
 // An independent, BigInt-based reading of the PROTOCOL.md digest text (version 1), so the fast
 // implementation is checked against the spec rather than against itself.
 const MASK = (1n << 64n) - 1n;
 function referenceDigest(entries: ReadonlyArray<readonly [string, Uint8Array]>): string {
-  const sums = new Array<bigint>(256).fill(0n);
-  for (const [key, value] of entries) {
-    const k = Buffer.from(key, 'utf8');
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(k.length);
-    const h = createHash('sha256').update(Buffer.concat([len, k, value])).digest().readBigUInt64BE(0);
-    const b = Number(h >> 56n);
-    sums[b] = ((sums[b] as bigint) + h) & MASK;
-  }
-  const buf = Buffer.alloc(2048);
-  sums.forEach((s, i) => buf.writeBigUInt64BE(s, i * 8));
-  return createHash('sha256').update(buf).digest().subarray(0, 8).toString('hex');
+  return digestOf(entries).toString('hex');
 }
 
 const entriesArb = fc.uniqueArray(fc.tuple(fc.string({ unit: 'binary', minLength: 1, maxLength: 40 }), fc.uint8Array({ maxLength: 300 })), { selector: (e) => e[0], maxLength: 60 });

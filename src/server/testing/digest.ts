@@ -1,19 +1,20 @@
 /**
- * PROTOCOL.md §10 digest, computed from scratch. Test-side reference: the test agent checks its
- * state against the store with it, independently of the store's incremental implementation.
+ * PROTOCOL.md §10 digest, computed from scratch with BigInt, read straight from the spec text. The
+ * one test-side reference: the store's, the server's and the client's fast incremental digests are
+ * all checked against it, never against each other.
  */
 import { createHash } from 'node:crypto';
 
 const MASK = (1n << 64n) - 1n;
 
-export function entryHash(key: string, value: Buffer): bigint {
+export function entryHash(key: string, value: Uint8Array): bigint {
   const k = Buffer.from(key, 'utf8');
   const len = Buffer.allocUnsafe(4);
   len.writeUInt32BE(k.length, 0);
   return createHash('sha256').update(len).update(k).update(value).digest().readBigUInt64BE(0);
 }
 
-export function digestOf(entries: Iterable<readonly [string, Buffer]>): Buffer {
+export function digestOf(entries: Iterable<readonly [string, Uint8Array]>): Buffer {
   const sums = new Array<bigint>(256).fill(0n);
   for (const [key, value] of entries) {
     const h = entryHash(key, value);

@@ -5,7 +5,8 @@
  * is computed from scratch at every use, its delta log keeps every revision, and its tokens are
  * JSON, so a client bug cannot hide behind shared code.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
+import { digestOf } from '../../../src/server/testing/digest.js';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
@@ -31,20 +32,7 @@ export function pack(value: unknown): Buffer {
 }
 
 /** PROTOCOL.md §10, computed from scratch (no incremental state shared with the client). */
-export function fullDigest(entries: Iterable<readonly [string, Uint8Array]>): Buffer {
-  const sums = new Array<bigint>(256).fill(0n);
-  for (const [key, value] of entries) {
-    const kb = Buffer.from(key, 'utf8');
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(kb.length);
-    const h = createHash('sha256').update(Buffer.concat([len, kb, value])).digest().readBigUInt64BE(0);
-    const b = Number(h >> 56n);
-    sums[b] = (sums[b]! + h) % 2n ** 64n;
-  }
-  const buf = Buffer.alloc(2048);
-  sums.forEach((s, i) => buf.writeBigUInt64BE(s, i * 8));
-  return createHash('sha256').update(buf).digest().subarray(0, 8);
-}
+export const fullDigest = digestOf;
 
 interface LogEntry {
   rev: number;
