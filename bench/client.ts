@@ -16,7 +16,7 @@ import { Packr } from 'msgpackr';
 import { encodeDeltaFrames, encodeSnapshotChunkFrames, type Entry } from '../proto/index.js';
 import { FeedState } from '../src/client/feed-state.js';
 import { computeDigest } from '../src/snapshot/digest.js';
-import { decodeWireFrame } from '../src/wire/compression.js';
+import { decodeWireFrame } from '../src/frame-compression.js';
 
 const root = join(import.meta.dirname, '..', '..');
 const gc = (globalThis as { gc?: () => void }).gc;

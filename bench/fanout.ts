@@ -16,7 +16,7 @@ import { writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { startServer } from '../src/server/server.js';
-import { ScriptedUpstream } from '../src/server/testing/scripted-upstream.js';
+import { ScriptedUpstream } from '../test/support/scripted-upstream.js';
 import { workloadEndpoint } from './workload.js';
 import { seededRandom } from '../src/random.js';
 

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { generatedSections, renderGenerated } from '../src/docs/generate.js';
+import { generatedSections, renderGenerated } from '../scripts/docs/generate.js';
 
 const readme = readFileSync(join(import.meta.dirname, '..', 'README.md'), 'utf8');
 

@@ -49,14 +49,14 @@ export const COMMANDS: readonly Command[] = [
     summary: 'Run a node agent: keep a local copy of feeds and print its status.',
     usage: 'cattail agent --server ws://HOST:PORT [--feed felix ...] [--node NAME] [--once] [--dump FILE]',
     options: agentOptions,
-    run: async (config, ctx) => (await import('../client/agent.js')).runAgent(config, ctx),
+    run: async (config, ctx) => (await import('./agent.js')).runAgent(config, ctx),
   }),
   command({
     name: 'sim',
     summary: 'Run the simulated Kubernetes API server (list/watch, faults, load counters) on loopback.',
     usage: 'cattail sim [--port 0] [--nodes N] [--pods-per-node N] [--churn PER_S] [--seed N] [--kubeconfig FILE]',
     options: simOptions,
-    run: async (config, ctx) => (await import('../sim/command.js')).runSim(config, ctx),
+    run: async (config, ctx) => (await import('./sim.js')).runSim(config, ctx),
   }),
   command({
     name: 'bench',

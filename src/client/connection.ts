@@ -29,7 +29,7 @@ import {
 } from '../../proto/index.js';
 import type { Clock, Timer } from '../clock.js';
 import { CattailError, toCattailError, type ErrorCode } from '../errors.js';
-import { decodeWireFrame } from '../wire/compression.js';
+import { decodeWireFrame } from '../frame-compression.js';
 import { loadTls } from './tls.js';
 import type { ResolvedOptions } from './connect-options.js';
 

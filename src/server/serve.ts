@@ -10,15 +10,26 @@
  */
 import { existsSync } from 'node:fs';
 import type { Registry } from 'prom-client';
-import type { CommandContext } from '../cli/commands.js';
 import type { ConfigOf } from '../config/options.js';
 import { CattailError } from '../errors.js';
 import { type Logger, createLogger } from '../log.js';
 import type { serveOptions } from './options.js';
-import type { Upstream } from './seams.js';
+import type { Upstream } from './pipeline/seams.js';
 import { startServer } from './server.js';
 
 export type ServeConfig = ConfigOf<typeof serveOptions>;
+
+/**
+ * What `serve` needs from its caller: where to print the banner, the environment, and the signal
+ * that ends it. Declared here (the CLI's command context satisfies it structurally) so the server
+ * library never depends on the command-line layer.
+ */
+export interface ServeContext {
+  readonly stdout: NodeJS.WritableStream;
+  readonly env: Readonly<Record<string, string | undefined>>;
+  /** Aborted on SIGTERM/SIGINT; serve then closes the server and resolves. */
+  readonly signal: AbortSignal;
+}
 
 /** Where the upstream's data comes from. */
 export type UpstreamSource =
@@ -70,7 +81,7 @@ function waitForAbort(signal: AbortSignal): Promise<void> {
 
 /** The `run` of `cattail serve`, with the upstream taken from `factory`. */
 export function createServeCommand(factory: UpstreamFactory, makeLogger: (level: string) => Logger = (l) => createLogger(l, 'cattail-serve')) {
-  return async (config: ServeConfig, ctx: CommandContext): Promise<number> => {
+  return async (config: ServeConfig, ctx: ServeContext): Promise<number> => {
     const source = resolveUpstreamSource(config, ctx.env);
     const log = makeLogger(config.logLevel);
     const built = await factory(source, { config, log, env: ctx.env, signal: ctx.signal });

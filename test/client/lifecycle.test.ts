@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { encodeFrame } from '../../proto/index.js';
-import { compressFrame } from '../../src/wire/compression.js';
+import { compressFrame } from '../../src/frame-compression.js';
 import { skipWait, waitFor } from './helpers/harness.js';
 import { tracked } from './helpers/tracked.js';
 

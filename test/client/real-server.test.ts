@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
 import type { Client } from '../../src/client/index.js';
 import { startServer, type ServerHandle, type StartServerOptions } from '../../src/server/server.js';
-import { ScriptedUpstream } from '../../src/server/testing/scripted-upstream.js';
+import { ScriptedUpstream } from '../support/scripted-upstream.js';
 import { computeDigest } from '../../src/snapshot/digest.js';
 import { skipWait, start, waitFor, type Setup } from './helpers/harness.js';
 import { TcpProxy } from './helpers/tcp-proxy.js';

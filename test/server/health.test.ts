@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/clock.js';
-import type { FanOut } from '../../src/server/fanout.js';
-import type { FeedRuntime } from '../../src/server/feeds.js';
-import type { Governor } from '../../src/server/governor.js';
-import { Health } from '../../src/server/health.js';
-import type { ResourceHealth } from '../../src/server/seams.js';
+import type { FanOut } from '../../src/server/fanout/fanout.js';
+import type { FeedRuntime } from '../../src/server/fanout/feeds.js';
+import type { Governor } from '../../src/server/transport/governor.js';
+import { Health } from '../../src/server/ops/health.js';
+import type { ResourceHealth } from '../../src/server/pipeline/seams.js';
 
 function feed(name: string, status: string, stale = false): FeedRuntime {
   return { name, store: { revision: 3, meta: () => ({ status, stale }) } } as unknown as FeedRuntime;

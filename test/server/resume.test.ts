@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/clock.js';
-import { encodeToken } from '../../src/server/tokens.js';
+import { encodeToken } from '../../src/server/transport/tokens.js';
 import { harness } from './helpers/harness.js';
 
 function pods(n: number, gen = 0): Record<string, unknown> {

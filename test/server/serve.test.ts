@@ -5,7 +5,7 @@ import { main } from '../../src/cli/main.js';
 import { resolveConfig } from '../../src/config/load.js';
 import { serveOptions } from '../../src/server/options.js';
 import { createServeCommand, resolveUpstreamSource } from '../../src/server/serve.js';
-import { ScriptedUpstream } from '../../src/server/testing/scripted-upstream.js';
+import { ScriptedUpstream } from '../support/scripted-upstream.js';
 import { TestAgent } from './helpers/agent.js';
 
 function sink(): Writable & { text: () => string; lines: string[] } {
@@ -65,7 +65,7 @@ describe('cattail serve', () => {
     const config = resolveConfig(serveOptions, { argv: ['--kubeconfig', '/k', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--server-id', 'serve-test'] }).config;
     const stdout = sink();
     const ac = new AbortController();
-    const done = serve(config, { stdout, stderr: sink(), env: {}, signal: ac.signal });
+    const done = serve(config, { stdout, env: {}, signal: ac.signal });
     await new Promise<void>((resolve) => stdout.on('line', () => stdout.text().includes('connect an agent') && resolve()));
     const url = /agents on (ws:\S+)/.exec(stdout.text())?.[1] as string;
     upstream.apply('felix', { '/pods/ns/a': { a: 1 } }, { status: 'in-sync' });

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { BucketSums, computeDigest, entryHash } from '../../src/snapshot/digest.js';
-import { digestOf } from '../../src/server/testing/digest.js';
+import { digestOf } from '../support/digest.js';
 
 // An independent, BigInt-based reading of the PROTOCOL.md digest text (version 1), so the fast
 // implementation is checked against the spec rather than against itself.

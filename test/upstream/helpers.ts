@@ -1,7 +1,7 @@
 import type { FakeClock } from '../../src/clock.js';
 import { FeedStore } from '../../src/snapshot/index.js';
 import { RESOURCES } from '../../src/registry.js';
-import type { FeedBatch, FeedSink } from '../../src/server/seams.js';
+import type { FeedBatch, FeedSink } from '../../src/server/pipeline/seams.js';
 import { builtinFeed, customFeed, type FeedSpec } from '../../src/server/upstream/feeds.js';
 import { encodeValue, projector } from '../../src/server/upstream/projections/index.js';
 import { parseFieldSelector, parseLabelSelector } from '../../src/server/upstream/selector.js';

@@ -1,7 +1,7 @@
 import { KubeConfig } from '@kubernetes/client-node';
 import { expect } from 'vitest';
 import { FakeClock } from '../../src/clock.js';
-import type { FeedBatch } from '../../src/server/seams.js';
+import type { FeedBatch } from '../../src/server/pipeline/seams.js';
 import { createUpstream, type UpstreamHandle, type UpstreamOptions } from '../../src/server/upstream/index.js';
 import { compareRv } from '../../src/server/upstream/failure.js';
 import { KubeTransport, type Transport } from '../../src/server/upstream/transport.js';

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { buildFrame, decodeBody, encodeFrame, Flags, HEADER_BYTES, isProtocolError, MessageType, splitFrame, type ProtocolError } from '../../proto/index.js';
-import { compressBody, compressFrame, decodeWireFrame, inflateBody, type CompressionAlgorithm } from '../../src/wire/compression.js';
+import { compressBody, compressFrame, decodeWireFrame, inflateBody, type CompressionAlgorithm } from '../../src/frame-compression.js';
 import { SAMPLE_MESSAGES } from '../proto/messages.js';
 
 const ALGS: CompressionAlgorithm[] = ['deflate', 'brotli'];

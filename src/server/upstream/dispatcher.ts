@@ -1,5 +1,5 @@
 import type { Logger } from '../../log.js';
-import type { FeedBatch, FeedSink, FeedUpdate, SyncStatus } from '../seams.js';
+import type { FeedBatch, FeedSink, FeedUpdate, SyncStatus } from '../pipeline/seams.js';
 import type { FeedSpec } from './feeds.js';
 
 /**

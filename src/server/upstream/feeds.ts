@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { CattailError } from '../../errors.js';
 import { findResource, SYNCER_FEEDS } from '../../registry.js';
-import type { FeedDefinition } from '../seams.js';
+import type { FeedDefinition } from '../pipeline/seams.js';
 import { PROJECTION_VERSION } from './projections/index.js';
 import { parseFieldSelector, parseLabelSelector } from './selector.js';
 import type { CustomFeedConfig, ProjectionKind } from './types.js';

@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Clock } from '../../clock.js';
 import type { Logger } from '../../log.js';
 import { collectionPath, type ResourceDef } from '../../registry.js';
-import type { ResourceHealth } from '../seams.js';
+import type { ResourceHealth } from '../pipeline/seams.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 import { compareRv, retryAfterMs, UpstreamFailure } from './failure.js';
 import { parseJson } from './json.js';

@@ -6,7 +6,7 @@ import { InvalidArgumentError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { resource } from '../../registry.js';
 import { VERSION } from '../../version.js';
-import type { FeedDefinition, FeedSink, ResourceHealth, Upstream } from '../seams.js';
+import type { FeedDefinition, FeedSink, ResourceHealth, Upstream } from '../pipeline/seams.js';
 import type { BackoffOptions } from './backoff.js';
 import { FeedDispatcher, type FeedState } from './dispatcher.js';
 import { type FeedResourceSpec, type FeedSpec, resolveFeeds } from './feeds.js';

@@ -6,14 +6,14 @@
  * JSON, so a client bug cannot hide behind shared code.
  */
 import { randomUUID } from 'node:crypto';
-import { digestOf } from '../../../src/server/testing/digest.js';
+import { digestOf } from '../../support/digest.js';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { Packr } from 'msgpackr';
 import { WebSocket, WebSocketServer } from 'ws';
-import { compressFrame } from '../../../src/wire/compression.js';
+import { compressFrame } from '../../../src/frame-compression.js';
 import {
   SUBPROTOCOL,
   decodeFrame,

@@ -7,8 +7,8 @@ import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import WebSocket from 'ws';
 import { Flags, type Message, decodeBody, encodeFrame, splitFrame } from '../../../proto/index.js';
-import { inflateBody } from '../../../src/wire/compression.js';
-import { digestOf } from '../../../src/server/testing/digest.js';
+import { inflateBody } from '../../../src/frame-compression.js';
+import { digestOf } from '../../support/digest.js';
 
 export interface AgentFeedState {
   name: string;

@@ -1,6 +1,6 @@
 import { afterEach } from 'vitest';
 import { type ServerHandle, type StartServerOptions, startServer } from '../../../src/server/server.js';
-import { ScriptedUpstream } from '../../../src/server/testing/scripted-upstream.js';
+import { ScriptedUpstream } from '../../support/scripted-upstream.js';
 import { type AgentOptions, TestAgent } from './agent.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];

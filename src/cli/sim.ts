@@ -3,11 +3,11 @@
  * `listening http://127.0.0.1:PORT`, after the kubeconfig (if asked for) is in place, so a script
  * can wait for that line and then use the file.
  */
-import type { CommandContext } from '../cli/commands.js';
+import type { CommandContext } from './commands.js';
 import type { ConfigOf } from '../config/options.js';
 import { createLogger } from '../log.js';
-import { startSim } from './index.js';
-import type { simOptions } from './options.js';
+import { startSim } from '../sim/index.js';
+import type { simOptions } from '../sim/options.js';
 
 export async function runSim(config: ConfigOf<typeof simOptions>, ctx: CommandContext): Promise<number> {
   const log = createLogger(config.logLevel, 'cattail-sim');

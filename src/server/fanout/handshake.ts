@@ -2,11 +2,11 @@
  * The handshake's decisions: HELLO checks beyond the codec's shape validation (PROTOCOL.md §4.1),
  * the choice of compression (§5), resume-or-snapshot per feed (§7) and the WELCOME (§4.2).
  */
-import type { HelloMessage } from '../../proto/index.js';
+import type { HelloMessage } from '../../../proto/index.js';
 import type { FeedRuntime } from './feeds.js';
-import type { SinceResult } from './store-port.js';
-import { judgeToken } from './tokens.js';
-import { type Compression, CloseCode, InboundError, PROTOCOL_VERSION, encodeMessage } from './wire.js';
+import type { SinceResult } from '../pipeline/store-port.js';
+import { judgeToken } from '../transport/tokens.js';
+import { type Compression, CloseCode, InboundError, PROTOCOL_VERSION, encodeMessage } from '../transport/framing.js';
 
 export interface Hello {
   readonly node: string;

@@ -2,11 +2,11 @@
  * A served feed at run time: its store, what the fan-out last broadcast, and the frames every
  * client of the feed shares (STATUS at the current revision, the resume token).
  */
-import type { FeedDefinition } from './seams.js';
-import type { ServedStore, StoreMeta } from './store-port.js';
-import { epochString } from './store-port.js';
-import { encodeToken } from './tokens.js';
-import { encodeMessage } from './wire.js';
+import type { FeedDefinition } from '../pipeline/seams.js';
+import type { ServedStore, StoreMeta } from '../pipeline/store-port.js';
+import { epochString } from '../pipeline/store-port.js';
+import { encodeToken } from '../transport/tokens.js';
+import { encodeMessage } from '../transport/framing.js';
 
 /** Revisions whose flush time is remembered for lag; older acks count from the oldest kept. */
 const FLUSH_TIMES_KEPT = 4_096;

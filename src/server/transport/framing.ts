@@ -18,12 +18,12 @@ import {
   encodeSnapshotChunkFrame,
   entryBytes as protoEntryBytes,
   isProtocolError,
-} from '../../proto/index.js';
-import { compressFrame } from '../wire/compression.js';
+} from '../../../proto/index.js';
+import { compressFrame } from '../../frame-compression.js';
 
-export { HEADER_BYTES, MAX_HELLO_FEEDS, MAX_TOKEN_BYTES, NO_FEED, PROTOCOL_VERSION, SUBPROTOCOL } from '../../proto/index.js';
-export type { Compression } from '../../proto/index.js';
-import type { Compression } from '../../proto/index.js';
+export { HEADER_BYTES, MAX_HELLO_FEEDS, MAX_TOKEN_BYTES, NO_FEED, PROTOCOL_VERSION, SUBPROTOCOL } from '../../../proto/index.js';
+export type { Compression } from '../../../proto/index.js';
+import type { Compression } from '../../../proto/index.js';
 
 export const COMPRESSIONS: readonly Compression[] = ['none', 'deflate', 'brotli'];
 

@@ -7,7 +7,7 @@
  * from the network and may be forged or corrupted.
  */
 import { Packr, Unpackr } from 'msgpackr';
-import { MAX_TOKEN_BYTES } from './wire.js';
+import { MAX_TOKEN_BYTES } from './framing.js';
 
 const packr = new Packr({ useRecords: false, variableMapSize: true });
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });

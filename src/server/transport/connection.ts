@@ -13,10 +13,10 @@
  */
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
-import type { FeedRuntime } from './feeds.js';
-import type { SnapshotBuild } from './snapshot-cache.js';
-import type { HelloMessage } from '../../proto/index.js';
-import { type Compression, CloseCode, InboundError, decodeInbound, encodeMessage } from './wire.js';
+import type { FeedRuntime } from '../fanout/feeds.js';
+import type { SnapshotBuild } from '../fanout/snapshot-cache.js';
+import type { HelloMessage } from '../../../proto/index.js';
+import { type Compression, CloseCode, InboundError, decodeInbound, encodeMessage } from './framing.js';
 
 export interface FeedCursor {
   readonly feed: FeedRuntime;

@@ -16,11 +16,11 @@
  * deltas since R right after the snapshot, so a slightly old snapshot is still the cheapest start,
  * and a reconnect storm during churn shares one build instead of one per revision.
  */
-import type { Clock } from '../clock.js';
+import type { Clock } from '../../clock.js';
 import type { FeedRuntime } from './feeds.js';
-import type { ServerMetrics } from './metrics.js';
-import type { StoreEntry } from './store-port.js';
-import { type Compression, encodeChunk, encodeMessage, entryBytes } from './wire.js';
+import type { ServerMetrics } from '../ops/metrics.js';
+import type { StoreEntry } from '../pipeline/store-port.js';
+import { type Compression, encodeChunk, encodeMessage, entryBytes } from '../transport/framing.js';
 
 /** Bytes of a chunk body besides its entries: map, key and array headers (upper bound). */
 const BODY_SLACK_BYTES = 16;

@@ -3,11 +3,11 @@
  * from the code's own tables, between `<!-- generated:NAME -->` and `<!-- /generated:NAME -->`
  * markers. `npm run docs` rewrites them; test/docs.test.ts fails when the README drifts.
  */
-import { COMMANDS } from '../cli/commands.js';
-import { showDefault } from '../cli/help.js';
-import type { OptionTable } from '../config/options.js';
-import { envName, flagName } from '../config/options.js';
-import { ERROR_CODES } from '../errors.js';
+import { COMMANDS } from '../../src/cli/commands.js';
+import { showDefault } from '../../src/cli/help.js';
+import type { OptionTable } from '../../src/config/options.js';
+import { envName, flagName } from '../../src/config/options.js';
+import { ERROR_CODES } from '../../src/errors.js';
 
 function cell(text: string): string {
   return text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
@@ -29,6 +29,9 @@ export function errorTable(): string {
   for (const [code, { exit, text }] of Object.entries(ERROR_CODES)) rows.push(`| \`${code}\` | ${exit} | ${cell(text)} |`);
   return rows.join('\n');
 }
+
+/** The files, relative to the repository root, whose marked sections are generated. */
+export const GENERATED_DOCS: readonly string[] = ['README.md'];
 
 /** Every generated section by name. */
 export function generatedSections(): Record<string, string> {

@@ -24,16 +24,16 @@
  * send() per client (frames per socket); waiting for ACKs as flow control (socket backpressure is
  * the real signal; ACKs only measure lag).
  */
-import type { Clock, Timer } from '../clock.js';
-import type { Logger } from '../log.js';
-import { type Connection, type ConnectionHost, type FeedCursor } from './connection.js';
+import type { Clock, Timer } from '../../clock.js';
+import type { Logger } from '../../log.js';
+import { type Connection, type ConnectionHost, type FeedCursor } from '../transport/connection.js';
 import { type FeedRuntime, statusKey } from './feeds.js';
-import type { HelloMessage } from '../../proto/index.js';
+import type { HelloMessage } from '../../../proto/index.js';
 import { checkHello, chooseCompression, planFeeds, welcomeFrame } from './handshake.js';
-import type { ServerMetrics } from './metrics.js';
+import type { ServerMetrics } from '../ops/metrics.js';
 import type { SnapshotCache } from './snapshot-cache.js';
-import type { StoreEntry } from './store-port.js';
-import { type Compression, CloseCode, encodeDelta, encodeMessage } from './wire.js';
+import type { StoreEntry } from '../pipeline/store-port.js';
+import { type Compression, CloseCode, encodeDelta, encodeMessage } from '../transport/framing.js';
 
 export interface FanOutOptions {
   readonly clock: Clock;

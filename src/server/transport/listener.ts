@@ -12,8 +12,8 @@ import { type IncomingMessage, type Server, createServer } from 'node:http';
 import type { Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Governor } from './governor.js';
-import type { ServerMetrics } from './metrics.js';
-import { CloseCode, SUBPROTOCOL, encodeMessage } from './wire.js';
+import type { ServerMetrics } from '../ops/metrics.js';
+import { CloseCode, SUBPROTOCOL, encodeMessage } from './framing.js';
 
 export interface ListenerOptions {
   readonly governor: Governor;

@@ -13,10 +13,10 @@
  * times and the CPU once: brotli leans to ratio, deflate is the fast choice.
  */
 import { brotliCompressSync, brotliDecompressSync, constants, deflateRawSync, inflateRawSync } from 'node:zlib';
-import { decodeBody, splitFrame } from '../../proto/codec.js';
-import { ProtocolError } from '../../proto/errors.js';
-import { buildFrame, readHeader } from '../../proto/header.js';
-import { Flags, HEADER_BYTES, type Compression, type DecodeLimits, type Message } from '../../proto/types.js';
+import { decodeBody, splitFrame } from '../proto/codec.js';
+import { ProtocolError } from '../proto/errors.js';
+import { buildFrame, readHeader } from '../proto/header.js';
+import { Flags, HEADER_BYTES, type Compression, type DecodeLimits, type Message } from '../proto/types.js';
 
 export type CompressionAlgorithm = 'deflate' | 'brotli';
 

@@ -9,12 +9,12 @@
 import { createWriteStream } from 'node:fs';
 import { rename } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import type { CommandContext } from '../cli/commands.js';
+import type { CommandContext } from './commands.js';
 import { realClock, type Clock, type Timer } from '../clock.js';
 import type { ConfigOf } from '../config/options.js';
 import { CattailError, ConfigError } from '../errors.js';
-import { connect, type Client, type SnapshotProgress, type StatusEvent } from './index.js';
-import type { agentOptions } from './options.js';
+import { connect, type Client, type SnapshotProgress, type StatusEvent } from '../client/index.js';
+import type { agentOptions } from '../client/options.js';
 
 export type AgentConfig = ConfigOf<typeof agentOptions>;
 

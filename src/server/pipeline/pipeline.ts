@@ -13,11 +13,11 @@
  *
  * The upstream never sees a store or a socket, the fan-out never sees Kubernetes (seams.ts).
  */
-import type { Clock } from '../clock.js';
-import type { Logger } from '../log.js';
-import type { FanOut } from './fanout.js';
-import type { FeedRuntime } from './feeds.js';
-import type { ServerMetrics } from './metrics.js';
+import type { Clock } from '../../clock.js';
+import type { Logger } from '../../log.js';
+import type { FanOut } from '../fanout/fanout.js';
+import type { FeedRuntime } from '../fanout/feeds.js';
+import type { ServerMetrics } from '../ops/metrics.js';
 import type { FeedBatch, FeedSink } from './seams.js';
 
 export class Pipeline implements FeedSink {

@@ -9,11 +9,11 @@
  * (calico#11169: a Typha serving stale data while ready is the failure users hit). The body
  * explains a 503, one line per feed.
  */
-import type { Clock } from '../clock.js';
-import type { FanOut } from './fanout.js';
-import type { FeedRuntime } from './feeds.js';
-import type { Governor } from './governor.js';
-import type { Upstream } from './seams.js';
+import type { Clock } from '../../clock.js';
+import type { FanOut } from '../fanout/fanout.js';
+import type { FeedRuntime } from '../fanout/feeds.js';
+import type { Governor } from '../transport/governor.js';
+import type { Upstream } from '../pipeline/seams.js';
 
 export interface HealthReport {
   readonly ok: boolean;

@@ -3,7 +3,7 @@
  * Kubernetes upstream would deliver them to the pipeline (seams.ts).
  */
 import { Packr } from 'msgpackr';
-import type { FeedBatch, FeedDefinition, FeedSink, ResourceHealth, Upstream } from '../seams.js';
+import type { FeedBatch, FeedDefinition, FeedSink, ResourceHealth, Upstream } from '../../src/server/pipeline/seams.js';
 
 const packr = new Packr({ useRecords: false, variableMapSize: true });
 
