@@ -12,6 +12,7 @@ import { CattailError, InvalidArgumentError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { Connection } from './transport/connection.js';
 import { FanOut } from './fanout/fanout.js';
+import { FanOutStats, type FanOutStatsSnapshot } from './fanout/stats.js';
 import { FeedRuntime } from './fanout/feeds.js';
 import { Governor } from './transport/governor.js';
 import { Health } from './ops/health.js';
@@ -40,6 +41,8 @@ export interface StartServerOptions {
   /** @default POD_NAME, then the host name */
   readonly serverId?: string;
   readonly clock?: Clock;
+  /** Uniform [0, 1) source for jitter (pings); pass `seededRandom(seed)` to replay a run. @default Math.random */
+  readonly random?: () => number;
   readonly log?: Logger;
   /** The store of each feed. @default the src/snapshot FeedStore */
   readonly createStore?: StoreFactory;
@@ -81,8 +84,8 @@ export interface ServerHandle {
   readonly stores: ReadonlyMap<string, ServedStore>;
   /** Snapshot builds and reuses so far. */
   snapshotStats(): { built: number; reused: number };
-  /** Fan-out counters (flushes, shared delta encodings, corked writes, skips, catch-ups). */
-  fanoutStats(): Readonly<FanOut['counts']>;
+  /** A copy of the fan-out's counters (flushes, shared delta encodings, writes, skips, catch-ups), the same numbers /metrics reports. */
+  fanoutStats(): FanOutStatsSnapshot;
   /** Open connections, including those in their handshake. */
   connectionCount(): number;
   /** Runs a pending flush now (tests, benches). */
@@ -151,10 +154,10 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   }
   if (upstream.feeds.length === 0 || upstream.feeds.length > 0xfffe) throw new InvalidArgumentError('upstream must serve 1 to 65534 feeds');
 
-  const metrics = createMetrics({ defaultMetrics: options.defaultMetrics ?? true });
-  const feeds = upstream.feeds.map((d, i) => new FeedRuntime(i, d, createStore({ feed: d.name, logMaxAgeMs: o.deltaLogMaxAgeMs, logMaxBytes: o.deltaLogMaxBytes }), serverId));
+  const metrics = createMetrics(new FanOutStats(), { defaultMetrics: options.defaultMetrics ?? true });
+  const feeds = upstream.feeds.map((d, i) => new FeedRuntime(i, d, createStore({ feed: d.name, logMaxAgeMs: o.deltaLogMaxAgeMs, logMaxBytes: o.deltaLogMaxBytes }), serverId, metrics.fanout.feed(d.name)));
   const cache = new SnapshotCache({ clock, reuseWindowMs: o.snapshotReuseWindowMs, sliceEntries: o.snapshotBuildSliceEntries, compressMinBytes: o.compressMinBytes, metrics });
-  const fanout = new FanOut({ clock, metrics, log, serverId, feeds, cache, compressions, ...o });
+  const fanout = new FanOut({ clock, random: options.random ?? Math.random, metrics, log, serverId, feeds, cache, compressions, ...o });
   const governor = new Governor(o.maxConnections, o.refuseRetryAfterMs);
   const pipeline = new Pipeline(feeds, fanout, metrics, clock, log);
   const health = new Health(clock, fanout, feeds, governor, upstream, options.upstreamDescription);
@@ -193,7 +196,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
     metrics,
     stores: new Map(feeds.map((f) => [f.name, f.store])),
     snapshotStats: () => ({ built: cache.builtCount, reused: cache.reusedCount }),
-    fanoutStats: () => ({ ...fanout.counts }),
+    fanoutStats: () => fanout.stats.snapshot(),
     connectionCount: () => fanout.connections.size,
     flushNow: () => fanout.flush(),
     sweepNow: () => fanout.sweep(),

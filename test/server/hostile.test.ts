@@ -119,8 +119,8 @@ describe('server - hostile peers get coded closes and the gauge returns to zero'
       clock.advance(250);
       // Before time moves on, let every PING the answering agent got be answered and processed.
       const pings = (a: TestAgent): number => a.received.filter((t) => t === 'ping').length;
-      await eventually(() => mute.closeCode !== undefined || pings(answers) + pings(mute) >= h.server.fanoutStats().pings, 'pings delivered');
-      await eventually(() => h.server.fanoutStats().pongs >= pings(answers), 'pongs processed');
+      await eventually(() => mute.closeCode !== undefined || pings(answers) + pings(mute) >= h.server.fanoutStats().pingsSent, 'pings delivered');
+      await eventually(() => h.server.fanoutStats().pongsReceived >= pings(answers), 'pongs processed');
     }
     expect(await mute.closed).toBe(4005);
     expect(mute.errors.map((e) => e.code)).toEqual(['CATTAIL_SERVER_PONG_TIMEOUT']);

@@ -7,6 +7,7 @@ import type { ServedStore, StoreMeta } from '../pipeline/store-port.js';
 import { epochString } from '../pipeline/store-port.js';
 import { encodeToken } from '../transport/tokens.js';
 import { encodeMessage } from '../transport/framing.js';
+import type { FeedStats } from './stats.js';
 
 /** Revisions whose flush time is remembered for lag; older acks count from the oldest kept. */
 const FLUSH_TIMES_KEPT = 4_096;
@@ -30,6 +31,8 @@ export class FeedRuntime {
     readonly def: FeedDefinition,
     readonly store: ServedStore,
     readonly serverId: string,
+    /** This feed's fan-out counters (shared with the metrics, see stats.ts). */
+    readonly stats: FeedStats,
   ) {
     this.flushedRevision = store.revision;
     this.epoch = epochString(store.epoch);

@@ -1,0 +1,62 @@
+/**
+ * What every part of the fan-out shares: its options, its connections, its counters, and a guard
+ * for timer-driven steps. The parts (flush, service, session, sweep) each take this one object
+ * instead of a reference to each other's internals, so each file reads as one concept.
+ */
+import type { Clock } from '../../clock.js';
+import type { Logger } from '../../log.js';
+import type { Connection } from '../transport/connection.js';
+import type { Compression } from '../transport/framing.js';
+import type { ServerMetrics } from '../ops/metrics.js';
+import type { FeedRuntime } from './feeds.js';
+import type { SnapshotCache } from './snapshot-cache.js';
+import type { FanOutStats } from './stats.js';
+
+export interface FanOutOptions {
+  readonly clock: Clock;
+  /** Uniform [0, 1) source for ping jitter; seeded in tests so a run replays exactly. */
+  readonly random: () => number;
+  readonly metrics: ServerMetrics;
+  readonly log: Logger | undefined;
+  readonly serverId: string;
+  readonly feeds: readonly FeedRuntime[];
+  readonly cache: SnapshotCache;
+  readonly compressions: readonly Compression[];
+  readonly handshakeTimeoutMs: number;
+  readonly pingIntervalMs: number;
+  readonly pongTimeoutMs: number;
+  readonly flushWindowMs: number;
+  readonly maxFallBehindMs: number;
+  readonly newClientGracePeriodMs: number;
+  readonly socketHighWaterBytes: number;
+  readonly maxClientBytes: number;
+  readonly maxInboundBytes: number;
+  readonly maxFrameBytes: number;
+  readonly compressMinBytes: number;
+}
+
+export class FanOutContext {
+  readonly connections = new Set<Connection>();
+  readonly stats: FanOutStats;
+
+  constructor(readonly o: FanOutOptions) {
+    this.stats = o.metrics.fanout;
+  }
+
+  /**
+   * Runs a timer-driven step so that a bug in it is logged instead of ending the process: one
+   * broken flush must not take 5,000 agents' server down with it (they would all resync).
+   */
+  guarded(what: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.o.log?.error({ err, what }, 'fan-out step failed');
+    }
+  }
+
+  /** The delay to a connection's next PING: pingIntervalMs ±10 % (PROTOCOL.md §4.4). */
+  nextPingDelayMs(): number {
+    return Math.round(this.o.pingIntervalMs * (0.9 + this.o.random() * 0.2));
+  }
+}

@@ -1,0 +1,166 @@
+/**
+ * Per-connection service: brings one connection as far forward as its socket allows, for agents
+ * the shared flush could not serve.
+ *
+ *   socket 'drain' / snapshot progress / skipped by a flush ──► queue(conn) ──► next loop turn,
+ *   at most SERVICE_BATCH connections per turn:
+ *       snapshot phase: stream the shared snapshot frames while under the high-water mark, even
+ *                       while the build is still running (each slice wakes its subscribers)
+ *       live but behind: ONE compacted catch-up DELTA from its revision (since()), or an in-band
+ *                        snapshot when the revision left the delta log
+ *
+ * Nothing per client is queued in userland: a slow agent costs its cursor, its socket's own
+ * buffer (bounded by the high-water mark plus one flush), and frames built for it alone (bounded
+ * by maxClientBytes, enforced by Connection.writeOwn).
+ *
+ * Rejected: waiting for ACKs as flow control (socket backpressure is the real signal; ACKs only
+ * measure lag).
+ */
+import type { Connection, FeedCursor } from '../transport/connection.js';
+import { CloseCode, encodeDelta } from '../transport/framing.js';
+import type { FanOutContext } from './context.js';
+import { statusKey } from './feeds.js';
+
+/** Connections serviced per event-loop turn: starting 5,000 snapshot sends never blocks for long. */
+const SERVICE_BATCH = 256;
+
+export class ServiceQueue {
+  private readonly queued = new Set<Connection>();
+  private scheduled = false;
+  /** Catch-up frames of this round by feed, revision, compression and frame size (see service()). */
+  private catchUpCache = new Map<string, Buffer[]>();
+
+  constructor(private readonly ctx: FanOutContext) {}
+
+  /** A new flush started: catch-ups computed before it are no longer to the newest revision. */
+  newRound(): void {
+    this.catchUpCache = new Map();
+  }
+
+  queue(conn: Connection): void {
+    if (!conn.open) return;
+    this.queued.add(conn);
+    this.scheduleRun();
+  }
+
+  forget(conn: Connection): void {
+    this.queued.delete(conn);
+  }
+
+  private scheduleRun(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => this.ctx.guarded('service', () => this.run()));
+  }
+
+  private run(): void {
+    this.scheduled = false;
+    let n = 0;
+    for (const conn of this.queued) {
+      if (n++ >= SERVICE_BATCH) break;
+      this.queued.delete(conn);
+      this.service(conn);
+    }
+    if (this.queued.size > 0) this.scheduleRun();
+  }
+
+  /** Brings one connection as far forward as its socket allows. */
+  service(conn: Connection): void {
+    if (conn.state !== 'streaming') return;
+    const { o, stats } = this.ctx;
+    const hwm = o.socketHighWaterBytes;
+    const now = o.clock.monotonic();
+    let pending = false;
+    let shared = 0;
+    conn.cork();
+    try {
+      for (const cursor of conn.cursors) {
+        if (conn.state !== 'streaming') return;
+        if (cursor.phase === 'snapshot') {
+          shared += this.pumpSnapshot(conn, cursor, now);
+          if (cursor.phase === 'snapshot') { pending = true; continue; }
+        }
+        const feed = cursor.feed;
+        if (cursor.revision < feed.store.revision && cursor.revision < feed.flushedRevision) {
+          if (conn.writableBytes > hwm) { pending = true; continue; }
+          // Agents that fell behind together (a burst, a slow network segment) sit at the same
+          // revision: their catch-up is computed and encoded once per service round.
+          const to = feed.store.revision;
+          const key = `${feed.id}:${cursor.revision}:${to}:${conn.compression}:${conn.maxBodyBytes}`;
+          let frames = this.catchUpCache.get(key);
+          if (frames === undefined) {
+            const s = feed.store.since(cursor.revision);
+            if (s.kind !== 'delta') {
+              this.startSnapshot(conn, cursor, now, true);
+              shared += this.pumpSnapshot(conn, cursor, now);
+              pending ||= (cursor.phase as FeedCursor['phase']) === 'snapshot';
+              continue;
+            }
+            frames = encodeDelta(feed.id, s.from, s.to, s.upserts, s.deletes, conn.compression, conn.maxBodyBytes, o.compressMinBytes);
+            this.catchUpCache.set(key, frames);
+          }
+          if (!conn.writeOwn(frames)) return;
+          stats.ownBytes += frames.reduce((a, f) => a + f.length, 0);
+          cursor.revision = to;
+          cursor.behindSinceMs = undefined;
+          feed.stats.catchUps++;
+        }
+        if (cursor.phase === 'live' && cursor.revision === feed.store.revision && conn.writableBytes <= hwm) {
+          const st = feed.statusFrame(o.compressMinBytes);
+          if (st.key !== cursor.statusKey) {
+            shared += conn.writeShared([st.frame]);
+            cursor.statusKey = st.key;
+          }
+        } else if (cursor.revision < feed.flushedRevision || cursor.statusKey !== feed.flushedStatusKey) {
+          pending = true;
+        }
+      }
+      conn.needsService = pending;
+    } finally {
+      conn.uncork();
+      stats.serviceWrites++;
+      stats.sharedBytes += shared;
+    }
+  }
+
+  /** Puts a cursor in its snapshot phase on the shared build for its feed, revision and encoding. */
+  startSnapshot(conn: Connection, cursor: FeedCursor, now: number, inBand: boolean): void {
+    const build = this.ctx.o.cache.acquire(cursor.feed, conn.compression, conn.maxBodyBytes);
+    cursor.snapshot?.unsubscribe();
+    cursor.phase = 'snapshot';
+    cursor.snapshot = { build, next: 0, unsubscribe: build.subscribe(() => this.queue(conn)) };
+    cursor.behindSinceMs ??= now;
+    cursor.graceUntilMs = now + this.ctx.o.newClientGracePeriodMs;
+    if (inBand) cursor.feed.stats.inBandSnapshots++;
+  }
+
+  /** Writes available snapshot frames while the socket is under its high-water mark. */
+  private pumpSnapshot(conn: Connection, cursor: FeedCursor, now: number): number {
+    const snap = cursor.snapshot;
+    if (snap === undefined) return 0;
+    const { build } = snap;
+    const { o } = this.ctx;
+    if (build.failed !== undefined) {
+      o.log?.error({ err: build.failed, feed: cursor.feed.name }, 'snapshot build failed');
+      conn.fail(CloseCode.INTERNAL_ERROR, 'CATTAIL_INTERNAL', `snapshot of feed ${cursor.feed.name} could not be built`);
+      return 0;
+    }
+    let bytes = 0;
+    while (snap.next < build.frames.length && conn.writableBytes <= o.socketHighWaterBytes) {
+      bytes += conn.writeShared([build.frames[snap.next] as Buffer]);
+      snap.next++;
+    }
+    if (build.done && snap.next === build.frames.length) {
+      snap.unsubscribe();
+      cursor.snapshot = undefined;
+      cursor.phase = 'live';
+      cursor.revision = build.revision;
+      const v = cursor.feed.store.meta();
+      // END carried the status of the snapshot's revision; a newer one goes out after the catch-up.
+      cursor.statusKey = build.revision === cursor.feed.store.revision ? statusKey(build.revision, v) : undefined;
+      cursor.graceUntilMs = now + o.newClientGracePeriodMs;
+      cursor.behindSinceMs = build.revision < cursor.feed.flushedRevision ? now : undefined;
+    }
+    return bytes;
+  }
+}

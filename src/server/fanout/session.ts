@@ -1,0 +1,88 @@
+/**
+ * An agent's session after the upgrade: the HELLO (feeds planned, WELCOME, then a resume DELTA or
+ * a snapshot per feed), ACKs (lag) and PONGs (liveness). The handshake's decisions themselves are
+ * in handshake.ts; this file applies them to a connection.
+ */
+import type { HelloMessage } from '../../../proto/index.js';
+import type { Connection, FeedCursor } from '../transport/connection.js';
+import { encodeDelta } from '../transport/framing.js';
+import type { FanOutContext } from './context.js';
+import type { FeedRuntime } from './feeds.js';
+import { checkHello, chooseCompression, planFeeds, welcomeFrame } from './handshake.js';
+import type { ServiceQueue } from './service.js';
+
+/** PONG timestamps further from now than this are an agent's clock bug, not a latency. */
+const MAX_PLAUSIBLE_RTT_MS = 3_600_000;
+
+export class Session {
+  private readonly byName: ReadonlyMap<string, FeedRuntime>;
+
+  constructor(
+    private readonly ctx: FanOutContext,
+    private readonly service: ServiceQueue,
+  ) {
+    this.byName = new Map(ctx.o.feeds.map((f) => [f.name, f]));
+  }
+
+  onHello(conn: Connection, m: HelloMessage): void {
+    const { o } = this.ctx;
+    const hello = checkHello(m);
+    const now = o.clock.monotonic();
+    const plans = planFeeds(hello, this.byName, o.serverId, o.maxClientBytes);
+    conn.node = hello.node;
+    conn.clientId = hello.clientId;
+    conn.compression = chooseCompression(hello.caps, o.compressions);
+    conn.maxBodyBytes = Math.min(o.maxFrameBytes, hello.maxFrameBytes ?? Infinity);
+    const welcome = welcomeFrame(plans, {
+      serverId: o.serverId, pingIntervalMs: o.pingIntervalMs, pongTimeoutMs: o.pongTimeoutMs,
+      maxFrameBytes: conn.maxBodyBytes, maxInboundBytes: o.maxInboundBytes, compression: conn.compression,
+    });
+    conn.state = 'streaming';
+    conn.lastPongMs = now;
+    conn.nextPingMs = now + this.ctx.nextPingDelayMs();
+    conn.cork();
+    try {
+      if (!conn.writeOwn([welcome])) return;
+      for (const p of plans) {
+        const cursor: FeedCursor = {
+          feed: p.feed, revision: 0, phase: 'live', snapshot: undefined, statusKey: undefined,
+          behindSinceMs: undefined, graceUntilMs: now + o.newClientGracePeriodMs, graceCounted: false, ackedRevision: 0,
+        };
+        conn.cursors.push(cursor);
+        o.metrics.connectionsStreaming.inc({ feed: p.feed.name });
+        if (p.mode === 'resume') {
+          const s = p.since;
+          const frames = encodeDelta(p.feed.id, s.from, s.to, s.upserts, s.deletes, conn.compression, conn.maxBodyBytes, o.compressMinBytes);
+          if (!conn.writeOwn(frames)) return;
+          cursor.revision = s.to;
+          // The protocol promises a STATUS after a resume's DELTA (§1.2), even when nothing changed.
+          const st = p.feed.statusFrame(o.compressMinBytes);
+          conn.writeShared([st.frame]);
+          cursor.statusKey = st.key;
+          p.feed.stats.catchUps++;
+          if (cursor.revision < p.feed.flushedRevision) conn.needsService = true;
+        } else {
+          this.service.startSnapshot(conn, cursor, now, false);
+          conn.needsService = true;
+        }
+      }
+    } finally {
+      conn.uncork();
+    }
+    o.log?.debug({ conn: conn.id, node: conn.node, clientId: conn.clientId, feeds: plans.map((p) => `${p.feed.name}:${p.mode}`) }, 'agent streaming');
+    if (conn.needsService) this.service.queue(conn);
+  }
+
+  onAck(cursor: FeedCursor, revision: number): void {
+    cursor.ackedRevision = Math.max(cursor.ackedRevision, revision);
+    const lag = cursor.feed.lagMs(revision, this.ctx.o.clock.monotonic());
+    this.ctx.o.metrics.clientLag.observe({ feed: cursor.feed.name }, lag / 1000);
+  }
+
+  onPong(conn: Connection, t: number): void {
+    const now = this.ctx.o.clock.monotonic();
+    conn.lastPongMs = now;
+    this.ctx.stats.pongsReceived++;
+    if (t <= now && now - t < MAX_PLAUSIBLE_RTT_MS) this.ctx.o.metrics.pingLatency.observe((now - t) / 1000);
+  }
+}

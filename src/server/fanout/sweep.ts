@@ -1,0 +1,98 @@
+/**
+ * The sweep: ONE periodic pass over every connection for the deadlines a connection keeps as
+ * plain numbers (handshake, PONG, fall-behind, closing) and for its pings. Thousands of sockets
+ * share one interval instead of owning thousands of timers (the ws/undici pattern); the cost is
+ * deadline precision of one sweep interval, which is at most a quarter of the shortest deadline.
+ */
+import type { Timer } from '../../clock.js';
+import type { Connection } from '../transport/connection.js';
+import { CloseCode, encodeMessage } from '../transport/framing.js';
+import type { FanOutContext } from './context.js';
+import type { ServiceQueue } from './service.js';
+
+/** How long a closing socket may take to finish the closing handshake before it is destroyed. */
+const CLOSE_GRACE_MS = 2_000;
+
+export class Sweeper {
+  readonly intervalMs: number;
+  /** Monotonic ms of the last sweep (health: a sweep that stops coming is a stuck event loop). */
+  lastSweepMs: number;
+  private timer: Timer | undefined;
+
+  constructor(
+    private readonly ctx: FanOutContext,
+    private readonly service: ServiceQueue,
+  ) {
+    const o = ctx.o;
+    this.intervalMs = Math.max(5, Math.min(1_000, Math.floor(Math.min(o.pingIntervalMs, o.pongTimeoutMs, o.handshakeTimeoutMs, o.maxFallBehindMs) / 4)));
+    this.lastSweepMs = o.clock.monotonic();
+  }
+
+  start(): void {
+    this.timer = this.ctx.o.clock.setInterval(() => this.ctx.guarded('sweep', () => this.sweep()), this.intervalMs).unref();
+  }
+
+  stop(): void {
+    this.timer?.cancel();
+    this.timer = undefined;
+  }
+
+  sweep(): void {
+    const { o, stats } = this.ctx;
+    const now = o.clock.monotonic();
+    this.lastSweepMs = now;
+    o.cache.purge();
+    for (const f of o.feeds) o.metrics.cacheSize.set({ feed: f.name }, f.store.current().size);
+    let ping: Buffer | undefined;
+    for (const conn of this.ctx.connections) {
+      switch (conn.state) {
+        case 'handshake':
+          if (now >= conn.handshakeDeadlineMs) conn.fail(CloseCode.HANDSHAKE_TIMEOUT, 'CATTAIL_SERVER_HANDSHAKE_TIMEOUT', `no HELLO within handshakeTimeoutMs (${o.handshakeTimeoutMs} ms)`);
+          break;
+        case 'closing':
+          if (conn.closeDeadlineMs === 0) conn.closeDeadlineMs = now + CLOSE_GRACE_MS;
+          else if (now >= conn.closeDeadlineMs) conn.ws.terminate();
+          break;
+        case 'streaming':
+          if (now - conn.lastPongMs > o.pongTimeoutMs) {
+            conn.fail(CloseCode.PONG_TIMEOUT, 'CATTAIL_SERVER_PONG_TIMEOUT', `no PONG within pongTimeoutMs (${o.pongTimeoutMs} ms)`);
+            break;
+          }
+          if (this.checkFallBehind(conn, now)) break;
+          // Safety net: 'drain' fires only after a write returned false (above the socket's own
+          // 16 KiB mark); a socket skipped between our high-water mark and that one, on an idle
+          // feed, would otherwise wait for the next change.
+          if (conn.needsService && conn.writableBytes <= o.socketHighWaterBytes) this.service.queue(conn);
+          if (now >= conn.nextPingMs) {
+            ping ??= encodeMessage({ type: 'ping', t: Math.round(now) });
+            if (conn.writeOwn([ping])) stats.pingsSent++;
+            conn.nextPingMs = now + this.ctx.nextPingDelayMs();
+          }
+          break;
+        default:
+          break;
+      }
+    }
+  }
+
+  /** Closes with 4007 an agent behind longer than maxFallBehindMs past its grace; true if closed. */
+  private checkFallBehind(conn: Connection, now: number): boolean {
+    const o = this.ctx.o;
+    for (const c of conn.cursors) {
+      if (c.behindSinceMs === undefined) continue;
+      const ageMs = now - c.behindSinceMs;
+      if (ageMs <= o.maxFallBehindMs) continue;
+      if (now < c.graceUntilMs) {
+        if (!c.graceCounted) {
+          c.graceCounted = true;
+          o.metrics.connectionsGraceUsed.inc({ feed: c.feed.name });
+        }
+        continue;
+      }
+      o.log?.info({ conn: conn.id, node: conn.node, feed: c.feed.name, clientRev: c.revision, latestRev: c.feed.flushedRevision, ageMs }, 'agent fell behind; closing');
+      conn.fail(CloseCode.FELL_BEHIND, 'CATTAIL_SERVER_FELL_BEHIND', `feed ${c.feed.name}: behind for ${Math.round(ageMs)} ms (maxFallBehindMs ${o.maxFallBehindMs})`, 'fell-behind');
+      return true;
+    }
+    return false;
+  }
+}
