@@ -154,10 +154,12 @@ export interface PolicyRule {
 }
 
 /**
- * The ClusterRole rules a Cattail replica needs: get/list/watch on every resource some feed uses
- * (derived from the table, one rule per API group). Pass the resource ids actually served.
+ * The ClusterRole rules a Cattail replica needs: list and watch on every resource some feed uses
+ * (derived from the table, one rule per API group). Pass the resource ids actually served. The
+ * reflectors never GET single objects, so `get` is not granted: least privilege, and a drift test
+ * (test/deploy/manifests.test.ts) keeps deploy/base/clusterrole.yaml equal to this.
  */
-export function rbacRules(ids: Iterable<string> = Object.values(SYNCER_FEEDS).flat()): PolicyRule[] {
+export function rbacRules(ids: Iterable<string> = Object.values(SYNCER_FEEDS).flat(), verbs: readonly string[] = ['list', 'watch']): PolicyRule[] {
   const groups = new Map<string, Set<string>>();
   for (const id of ids) {
     const def = resource(id);
@@ -167,5 +169,5 @@ export function rbacRules(ids: Iterable<string> = Object.values(SYNCER_FEEDS).fl
   }
   return [...groups.entries()]
     .sort(([a], [b]) => a.localeCompare(b))
-    .map(([group, plurals]) => ({ apiGroups: [group], resources: [...plurals].sort(), verbs: ['get', 'list', 'watch'] }));
+    .map(([group, plurals]) => ({ apiGroups: [group], resources: [...plurals].sort(), verbs: [...verbs] }));
 }

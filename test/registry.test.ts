@@ -47,11 +47,11 @@ describe('registry', () => {
     expect(collectionPath(resource('nodes'), 'x')).toBe('/api/v1/nodes');
   });
 
-  it('derives read-only RBAC rules from the feeds', () => {
+  it('derives list/watch RBAC rules from the feeds', () => {
     const rules = rbacRules();
     const core = rules.find((r) => r.apiGroups[0] === '');
     expect(core?.resources).toEqual(['namespaces', 'nodes', 'pods', 'serviceaccounts', 'services']);
-    for (const r of rules) expect(r.verbs).toEqual(['get', 'list', 'watch']);
+    for (const r of rules) expect(r.verbs).toEqual(['list', 'watch']);
     const calico = rules.find((r) => r.apiGroups[0] === 'crd.projectcalico.org');
     expect(calico?.resources).toContain('caliconodestatuses');
   });

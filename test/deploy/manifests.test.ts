@@ -1,0 +1,135 @@
+/**
+ * The deployment manifests, checked offline: every object against the Kubernetes OpenAPI schemas
+ * (kubernetes-models bundles them, with ajv validators), the generated ClusterRole against the
+ * registry, the Deployment's flags against the serve option table, and the dashboard's queries
+ * against the metrics the server really exports. Where `kubectl` is installed, the kustomizations
+ * are also built (`kubectl kustomize` runs offline) and the built output validated.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { Registry } from 'prom-client';
+import { describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import { ClusterRole, ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
+import { Deployment } from 'kubernetes-models/apps/v1';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
+import { Service, ServiceAccount } from 'kubernetes-models/v1';
+import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
+import { resolveConfig } from '../../src/config/load.js';
+import { FanOutStats } from '../../src/server/fanout/stats.js';
+import { createMetrics } from '../../src/server/ops/metrics.js';
+import { serveOptions } from '../../src/server/options.js';
+import { UpstreamMetrics } from '../../src/server/upstream/metrics.js';
+import { generatedDeployFiles } from '../../scripts/deploy/generate.js';
+
+const repo = join(import.meta.dirname, '..', '..');
+const deployDir = join(repo, 'deploy');
+
+type K8sObject = { apiVersion: string; kind: string; metadata?: { name?: string }; [k: string]: unknown };
+
+/** A validator per apiVersion/kind this project ships; an unknown kind is a test failure, not a pass. */
+const MODELS: Record<string, new (data: never) => { validate(): void }> = {
+  'v1/ServiceAccount': ServiceAccount,
+  'v1/Service': Service,
+  'apps/v1/Deployment': Deployment,
+  'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
+  'rbac.authorization.k8s.io/v1/ClusterRole': ClusterRole,
+  'rbac.authorization.k8s.io/v1/ClusterRoleBinding': ClusterRoleBinding,
+  'monitoring.coreos.com/v1/ServiceMonitor': ServiceMonitor,
+};
+
+function validate(obj: K8sObject): void {
+  const Model = MODELS[`${obj.apiVersion}/${obj.kind}`];
+  if (Model === undefined) throw new Error(`no schema for ${obj.apiVersion} ${obj.kind}`);
+  new Model(obj as never).validate();
+}
+
+function yamlFiles(dir: string): string[] {
+  return readdirSync(dir).flatMap((n) => {
+    const p = join(dir, n);
+    return statSync(p).isDirectory() ? yamlFiles(p) : /\.ya?ml$/.test(n) ? [p] : [];
+  });
+}
+
+function docs(text: string): K8sObject[] {
+  return parseAllDocuments(text).map((d) => d.toJS() as K8sObject).filter((d) => d !== null);
+}
+
+const manifests = yamlFiles(deployDir).filter((f) => !f.endsWith('kustomization.yaml'));
+const objects = manifests.flatMap((f) => docs(readFileSync(f, 'utf8')).map((o) => ({ file: relative(repo, f), o })));
+const deployment = objects.find((x) => x.o.kind === 'Deployment')?.o as unknown as {
+  spec: { template: { spec: { terminationGracePeriodSeconds: number; containers: { args: string[]; ports: { name: string; containerPort: number }[]; readinessProbe: { httpGet: { path: string; port: string } }; livenessProbe: { httpGet: { path: string; port: string } } }[] } } };
+};
+
+describe('deploy/ manifests', () => {
+  it('every object validates against the Kubernetes OpenAPI schema of its kind', () => {
+    expect(objects.length).toBeGreaterThanOrEqual(7);
+    for (const { file, o } of objects) expect(() => validate(o), `${file}: ${o.kind}`).not.toThrow();
+  });
+
+  it('the schema check rejects a broken object (it is not a pass-through)', () => {
+    const broken = structuredClone(objects.find((x) => x.o.kind === 'Deployment')?.o) as K8sObject & { spec: { replicas: unknown } };
+    broken.spec.replicas = 'three';
+    expect(() => validate(broken)).toThrow(/replicas/);
+  });
+
+  it('every kustomization lists files that exist', () => {
+    for (const f of yamlFiles(deployDir).filter((x) => x.endsWith('kustomization.yaml'))) {
+      const k = docs(readFileSync(f, 'utf8'))[0] as unknown as { resources: string[] };
+      for (const r of k.resources) expect(() => statSync(join(f, '..', r)), `${relative(repo, f)}: ${r}`).not.toThrow();
+    }
+  });
+
+  it('the ClusterRole is the one generated from the registry (run `npm run deploy:generate`)', () => {
+    for (const [file, content] of Object.entries(generatedDeployFiles())) {
+      expect(readFileSync(join(repo, file), 'utf8'), file).toBe(content);
+    }
+  });
+
+  it('the Deployment passes only flags cattail serve knows, and its ports and probes agree with them', () => {
+    const c = deployment.spec.template.spec.containers[0];
+    if (c === undefined) throw new Error('no container');
+    const { config } = resolveConfig(serveOptions, { argv: c.args });
+    const port = (name: string): number | undefined => c.ports.find((p) => p.name === name)?.containerPort;
+    expect(config.listen).toBe(`0.0.0.0:${port('agents')}`);
+    expect(config.httpListen).toBe(`0.0.0.0:${port('metrics')}`);
+    expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'metrics' });
+    expect(c.livenessProbe.httpGet).toEqual({ path: '/livez', port: 'metrics' });
+  });
+
+  it('the dashboard queries only metrics the server exports', async () => {
+    const registry = Registry.merge([createMetrics(new FanOutStats()).registry, new UpstreamMetrics().registry]);
+    const exported = new Set((await registry.getMetricsAsJSON()).map((m) => m.name));
+    const dash = JSON.parse(readFileSync(join(deployDir, 'dashboards', 'cattail.json'), 'utf8')) as { panels: { title: string; targets: { expr: string }[] }[] };
+    expect(dash.panels.length).toBeGreaterThan(0);
+    for (const p of dash.panels) {
+      for (const t of p.targets) {
+        const names = t.expr.match(/\bcattail_[a-z_]+/g) ?? [];
+        expect(names.length, p.title).toBeGreaterThan(0);
+        for (const n of names) expect(exported.has(n.replace(/_(bucket|sum|count)$/, '')), `${p.title}: ${n}`).toBe(true);
+      }
+    }
+  });
+});
+
+const kubectl = (() => {
+  try {
+    execFileSync('kubectl', ['version', '--client'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+describe.skipIf(!kubectl)('deploy/ kustomize builds (kubectl kustomize, offline)', () => {
+  it.each(['base', 'overlays/servicemonitor'])('%s builds and every built object validates', (dir) => {
+    const out = execFileSync('kubectl', ['kustomize', join(deployDir, dir)], { encoding: 'utf8' });
+    const built = docs(out);
+    expect(built.length).toBeGreaterThanOrEqual(6);
+    for (const o of built) expect(() => validate(o), `${dir}: ${o.kind}`).not.toThrow();
+    const dep = built.find((o) => o.kind === 'Deployment') as unknown as { metadata: { namespace: string }; spec: { template: { spec: { containers: { image: string }[] } } } };
+    expect(dep.metadata.namespace).toBe('calico-system');
+    expect(dep.spec.template.spec.containers[0]?.image).toMatch(/^cattail:\d/);
+  });
+});
