@@ -1,0 +1,93 @@
+/**
+ * Who an agent is, from its TLS client certificate, and whether it may connect.
+ *
+ * Typha's rule: the chain must verify against the client CA, and then the leaf's CN must equal
+ * ClientCN or one of its URI SANs must equal ClientURISAN (either match suffices when both are
+ * set). With neither set, any certificate from the CA is accepted. Unlike Typha, which refuses
+ * during the TLS handshake (the agent sees a bare handshake failure, indistinguishable from a
+ * network fault), the handshake is allowed to finish and the refusal is specific: a reason that is
+ * counted (`cattail_tls_refusals_total{reason}`), logged with the presented identity, and sent to
+ * the agent as an ERROR with close 4011 after the upgrade.
+ */
+import type { PeerCertificate, TLSSocket } from 'node:tls';
+
+/** What a verified certificate says about the agent; shown in /debug/clients and logs. */
+export interface TlsIdentity {
+  readonly cn: string | undefined;
+  readonly uriSans: readonly string[];
+  /** The leaf's SHA-256 fingerprint (colon-separated hex, as Node reports it). */
+  readonly fingerprint256: string;
+}
+
+export type TlsRefusalReason = 'no-certificate' | 'unknown-ca' | 'expired' | 'not-yet-valid' | 'identity-not-allowed' | 'invalid-certificate';
+
+/** Every refusal reason, for pre-creating metric series. (`plaintext` never reaches this module.) */
+export const TLS_REFUSAL_REASONS: readonly (TlsRefusalReason | 'plaintext' | 'handshake')[] = [
+  'plaintext', 'handshake', 'no-certificate', 'unknown-ca', 'expired', 'not-yet-valid', 'identity-not-allowed', 'invalid-certificate',
+];
+
+export interface ClientAllowList {
+  /** Accept a certificate whose subject CN equals this. */
+  readonly cn?: string | undefined;
+  /** Accept a certificate with this URI SAN (e.g. a SPIFFE id). */
+  readonly uriSan?: string | undefined;
+}
+
+export type TlsVerdict =
+  | { readonly ok: true; readonly identity: TlsIdentity }
+  | { readonly ok: false; readonly reason: TlsRefusalReason; readonly message: string; readonly identity: TlsIdentity | undefined };
+
+/** URI SANs of a certificate (`subjectaltname` is "DNS:a, URI:spiffe://…, IP Address:…"). */
+export function uriSansOf(cert: PeerCertificate): string[] {
+  return (cert.subjectaltname ?? '')
+    .split(/,\s*/)
+    .filter((p) => p.startsWith('URI:'))
+    .map((p) => p.slice(4));
+}
+
+function identityOf(cert: PeerCertificate): TlsIdentity {
+  const cn = cert.subject?.CN;
+  return { cn: Array.isArray(cn) ? cn[0] : cn, uriSans: uriSansOf(cert), fingerprint256: cert.fingerprint256 };
+}
+
+/** OpenSSL verification error codes (X509_V_ERR_*) as Node names them, mapped to our reasons. */
+function reasonOf(code: string): TlsRefusalReason {
+  switch (code) {
+    case 'CERT_HAS_EXPIRED':
+      return 'expired';
+    case 'CERT_NOT_YET_VALID':
+      return 'not-yet-valid';
+    case 'UNABLE_TO_GET_ISSUER_CERT':
+    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
+    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    case 'SELF_SIGNED_CERT_IN_CHAIN':
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+      return 'unknown-ca';
+    default:
+      return 'invalid-certificate';
+  }
+}
+
+/** The verdict on an agent's TLS socket after the handshake. */
+export function verifyClient(socket: Pick<TLSSocket, 'authorized' | 'authorizationError' | 'getPeerCertificate'>, allow: ClientAllowList): TlsVerdict {
+  const cert = socket.getPeerCertificate();
+  // Node returns an empty object when the peer sent no certificate.
+  if (cert === null || cert === undefined || Object.keys(cert).length === 0) {
+    return { ok: false, reason: 'no-certificate', message: 'no TLS client certificate was presented', identity: undefined };
+  }
+  const identity = identityOf(cert);
+  if (!socket.authorized) {
+    // Typed as Error, but Node sets the OpenSSL verify code string (e.g. 'CERT_HAS_EXPIRED').
+    const code = String(socket.authorizationError ?? 'UNKNOWN');
+    return { ok: false, reason: reasonOf(code), message: `client certificate refused: ${code} (CN ${JSON.stringify(identity.cn ?? null)})`, identity };
+  }
+  if (allow.cn === undefined && allow.uriSan === undefined) return { ok: true, identity };
+  if (allow.cn !== undefined && identity.cn === allow.cn) return { ok: true, identity };
+  if (allow.uriSan !== undefined && identity.uriSans.includes(allow.uriSan)) return { ok: true, identity };
+  return {
+    ok: false,
+    reason: 'identity-not-allowed',
+    message: `client certificate (CN ${JSON.stringify(identity.cn ?? null)}, URI SANs ${JSON.stringify(identity.uriSans)}) matches neither the allowed CN ${JSON.stringify(allow.cn ?? null)} nor URI SAN ${JSON.stringify(allow.uriSan ?? null)}`,
+    identity,
+  };
+}
