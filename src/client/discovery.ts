@@ -1,0 +1,121 @@
+/**
+ * Replica discovery from a Service's EndpointSlices (`kubernetes.io/service-name=<name>`), so an
+ * agent follows the Deployment as replicas come and go instead of a static list.
+ *
+ * Order, as the fleet needs it:
+ *  1. ready endpoints only (a terminating or not-ready replica is draining or out of sync);
+ *  2. a replica on the agent's own node first (no cross-node hop, and it survives the loss of
+ *     the node network between nodes); then the rest shuffled with the injected random source,
+ *     so agents spread evenly instead of all picking the first address;
+ *  3. when NO endpoint is ready — every replica stale, e.g. the API server is down — the
+ *     not-ready ones, flagged, because a replica serving its last known state is better than none
+ *     (Calico's Typha clients make the same choice: they fall back rather than stop).
+ * The port is found by name (`agents` by default), never by number: the Service owns the number.
+ *
+ * The Kubernetes call is behind a small source interface; `kubeEndpointSliceSource` is the real one
+ * (the agent's own client-node config: in-cluster service account or kubeconfig).
+ */
+import { CattailError } from '../errors.js';
+
+/** The parts of a discovery.k8s.io/v1 EndpointSlice that discovery reads. */
+export interface EndpointSliceLike {
+  readonly addressType?: string;
+  readonly ports?: readonly { readonly name?: string | null; readonly port?: number | null }[] | null;
+  readonly endpoints?: readonly {
+    readonly addresses?: readonly string[] | null;
+    readonly nodeName?: string | null;
+    readonly conditions?: { readonly ready?: boolean | null; readonly serving?: boolean | null; readonly terminating?: boolean | null } | null;
+  }[] | null;
+}
+
+export interface EndpointSliceSource {
+  /** The slices of one Service. */
+  list(namespace: string, service: string, signal?: AbortSignal): Promise<readonly EndpointSliceLike[]>;
+}
+
+export interface DiscoveredEndpoints {
+  /** URLs in the order to try them. */
+  readonly urls: readonly string[];
+  /** True when no replica was ready and the list holds not-ready ones (say so in the status). */
+  readonly fallbackNotReady: boolean;
+}
+
+export interface DiscoveryOrder {
+  /** The agent's node name: its local replica goes first. */
+  readonly node: string;
+  /** @default 'agents' */
+  readonly portName?: string;
+  /** `ws` or `wss` (TLS configured). */
+  readonly scheme: 'ws' | 'wss';
+  readonly random: () => number;
+}
+
+/** `namespace/name` → its parts. @throws CattailError CATTAIL_CONFIG_INVALID_VALUE */
+export function parseServiceRef(ref: string): { namespace: string; name: string } {
+  const m = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/([a-z0-9]([-a-z0-9]*[a-z0-9])?)$/.exec(ref);
+  if (m === null) throw new CattailError('CATTAIL_CONFIG_INVALID_VALUE', `service must be NAMESPACE/NAME (e.g. calico-system/cattail), got ${JSON.stringify(ref)}`, { details: { option: 'service' } });
+  return { namespace: m[1] as string, name: m[3] as string };
+}
+
+function shuffle<T>(xs: T[], random: () => number): T[] {
+  for (let i = xs.length - 1; i > 0; i--) {
+    const j = Math.min(i, Math.floor(random() * (i + 1)));
+    [xs[i], xs[j]] = [xs[j] as T, xs[i] as T];
+  }
+  return xs;
+}
+
+function hostOf(address: string): string {
+  return address.includes(':') ? `[${address}]` : address;
+}
+
+/** Orders the endpoints of `slices` as the rules above say. Pure: tests feed it slices directly. */
+export function orderEndpoints(slices: readonly EndpointSliceLike[], o: DiscoveryOrder): DiscoveredEndpoints {
+  const portName = o.portName ?? 'agents';
+  const ready: { url: string; local: boolean }[] = [];
+  const notReady: { url: string; local: boolean }[] = [];
+  const seen = new Set<string>();
+  for (const s of slices) {
+    if (s.addressType === 'FQDN') continue;
+    const port = s.ports?.find((p) => (p.name ?? '') === portName)?.port;
+    if (port === undefined || port === null) continue;
+    for (const e of s.endpoints ?? []) {
+      const address = e.addresses?.[0];
+      if (address === undefined) continue;
+      const url = `${o.scheme}://${hostOf(address)}:${port}/`;
+      if (seen.has(url)) continue;
+      seen.add(url);
+      // EndpointSlice semantics: a nil `ready` means ready; terminating endpoints are never ready.
+      const isReady = e.conditions?.ready !== false && e.conditions?.terminating !== true;
+      (isReady ? ready : notReady).push({ url, local: e.nodeName === o.node });
+    }
+  }
+  const order = (xs: { url: string; local: boolean }[]): string[] => [
+    ...xs.filter((x) => x.local).map((x) => x.url),
+    ...shuffle(xs.filter((x) => !x.local).map((x) => x.url), o.random),
+  ];
+  if (ready.length > 0) return { urls: order(ready), fallbackNotReady: false };
+  return { urls: order(notReady), fallbackNotReady: notReady.length > 0 };
+}
+
+/**
+ * The real source: client-node's DiscoveryV1Api with the agent's config (KUBECONFIG, a kubeconfig
+ * path, or in-cluster). Loaded lazily so agents with static endpoints never load client-node.
+ */
+export async function kubeEndpointSliceSource(kubeconfigPath?: string): Promise<EndpointSliceSource> {
+  const k8s = await import('@kubernetes/client-node');
+  const kc = new k8s.KubeConfig();
+  if (kubeconfigPath !== undefined) kc.loadFromFile(kubeconfigPath);
+  else kc.loadFromDefault();
+  const api = kc.makeApiClient(k8s.DiscoveryV1Api);
+  return {
+    async list(namespace, service) {
+      try {
+        const res = await api.listNamespacedEndpointSlice({ namespace, labelSelector: `kubernetes.io/service-name=${service}` });
+        return res.items as readonly EndpointSliceLike[];
+      } catch (err) {
+        throw new CattailError('CATTAIL_CLIENT_DISCOVERY_FAILED', `cannot list the EndpointSlices of service ${namespace}/${service}: ${(err as Error).message}`, { cause: err, details: { namespace, service } });
+      }
+    },
+  };
+}

@@ -1,0 +1,85 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { type EndpointSliceLike, kubeEndpointSliceSource, orderEndpoints, parseServiceRef } from '../../src/client/discovery.js';
+import { seededRandom } from '../../src/random.js';
+import { type Sim, startSim } from '../../src/sim/index.js';
+
+type Ep = NonNullable<EndpointSliceLike['endpoints']>[number];
+const ep = (address: string, nodeName: string, conditions: Ep['conditions'] = { ready: true }): Ep => ({ addresses: [address], nodeName, conditions });
+const slice = (endpoints: Ep[], ports = [{ name: 'agents', port: 5473 }, { name: 'metrics', port: 9093 }]): EndpointSliceLike => ({ addressType: 'IPv4', ports, endpoints });
+const order = (slices: EndpointSliceLike[], node = 'node-b', seed = 1) => orderEndpoints(slices, { node, scheme: 'ws', random: seededRandom(seed) });
+
+describe('client - discovery from EndpointSlices', () => {
+  it('lists ready replicas only, the one on the agent\'s own node first, by the named port', () => {
+    const got = order([
+      slice([ep('10.0.0.1', 'node-a'), ep('10.0.0.2', 'node-b'), ep('10.0.0.3', 'node-c', { ready: false }), ep('10.0.0.4', 'node-d', { ready: true, terminating: true })]),
+      slice([ep('10.0.0.5', 'node-e', {})]), // nil ready means ready (EndpointSlice API)
+    ]);
+    expect(got.fallbackNotReady).toBe(false);
+    expect(got.urls[0]).toBe('ws://10.0.0.2:5473/');
+    expect([...got.urls].sort()).toEqual(['ws://10.0.0.1:5473/', 'ws://10.0.0.2:5473/', 'ws://10.0.0.5:5473/']);
+  });
+
+  it('shuffles the remote replicas, so a fleet spreads instead of piling onto the first address', () => {
+    const slices = [slice(Array.from({ length: 5 }, (_, i) => ep(`10.0.1.${i}`, `n${i}`)))];
+    const firsts = new Map<string, number>();
+    for (let seed = 1; seed <= 500; seed++) {
+      const first = order(slices, 'elsewhere', seed).urls[0] as string;
+      firsts.set(first, (firsts.get(first) ?? 0) + 1);
+    }
+    expect(firsts.size).toBe(5);
+    for (const n of firsts.values()) expect(n).toBeGreaterThan(60); // ~100 each
+  });
+
+  it('falls back to not-ready replicas when none is ready, and says so', () => {
+    const got = order([slice([ep('10.0.0.1', 'a', { ready: false }), ep('10.0.0.2', 'b', { ready: false, terminating: true })])]);
+    expect(got.fallbackNotReady).toBe(true);
+    expect([...got.urls].sort()).toEqual(['ws://10.0.0.1:5473/', 'ws://10.0.0.2:5473/']);
+    expect(order([]).urls).toEqual([]);
+    expect(order([]).fallbackNotReady).toBe(false);
+  });
+
+  it('brackets IPv6 addresses, skips FQDN slices and slices without the named port, and uses wss with TLS', () => {
+    const got = orderEndpoints(
+      [
+        { addressType: 'IPv6', ports: [{ name: 'agents', port: 5473 }], endpoints: [ep('fd00::1', 'a')] },
+        { addressType: 'FQDN', ports: [{ name: 'agents', port: 5473 }], endpoints: [ep('x.example', 'a')] },
+        slice([ep('10.0.0.9', 'a')], [{ name: 'metrics', port: 9093 }]),
+      ],
+      { node: 'z', scheme: 'wss', random: seededRandom(1) },
+    );
+    expect(got.urls).toEqual(['wss://[fd00::1]:5473/']);
+  });
+
+  it('parses NAMESPACE/NAME and refuses anything else with a coded error', () => {
+    expect(parseServiceRef('calico-system/cattail')).toEqual({ namespace: 'calico-system', name: 'cattail' });
+    for (const bad of ['cattail', 'a/b/c', 'Calico/x', '']) expect(() => parseServiceRef(bad)).toThrow(expect.objectContaining({ code: 'CATTAIL_CONFIG_INVALID_VALUE' }));
+  });
+});
+
+describe('client - discovery against the simulated API server', () => {
+  let sim: Sim | undefined;
+  afterEach(async () => {
+    await sim?.close();
+    sim = undefined;
+  });
+
+  it('reads the Service\'s EndpointSlices with the agent\'s kubeconfig', async () => {
+    sim = await startSim({ nodes: 2, podsPerNode: 1, churnPerSec: 0, seed: 3 });
+    sim.admin.create('endpointslices.discovery.k8s.io', {
+      apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', addressType: 'IPv4',
+      metadata: { name: 'cattail-abcde', namespace: 'calico-system', labels: { 'kubernetes.io/service-name': 'cattail' } },
+      ports: [{ name: 'agents', port: 5473, protocol: 'TCP' }],
+      endpoints: [{ addresses: ['127.0.0.11'], nodeName: 'sim-node-1', conditions: { ready: true } }, { addresses: ['127.0.0.12'], nodeName: 'sim-node-2', conditions: { ready: false } }],
+    });
+    sim.admin.create('endpointslices.discovery.k8s.io', {
+      apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', addressType: 'IPv4',
+      metadata: { name: 'other-xyz', namespace: 'calico-system', labels: { 'kubernetes.io/service-name': 'other' } },
+      ports: [{ name: 'agents', port: 1 }], endpoints: [{ addresses: ['127.0.0.99'], conditions: { ready: true } }],
+    });
+    const source = await kubeEndpointSliceSource(sim.kubeconfigPath);
+    const slices = await source.list('calico-system', 'cattail');
+    expect(slices).toHaveLength(1);
+    expect(orderEndpoints(slices, { node: 'sim-node-9', scheme: 'ws', random: seededRandom(1) })).toEqual({ urls: ['ws://127.0.0.11:5473/'], fallbackNotReady: false });
+    await expect(source.list('no-such-namespace', 'cattail')).resolves.toEqual([]);
+  });
+});
