@@ -1,0 +1,252 @@
+/**
+ * A discard-mode agent: a full protocol peer that keeps no state. It does the handshake, answers
+ * PINGs, ACKs, resumes with the token of its last STATUS after a reconnect, follows GOODBYE and
+ * 503 hints — and for SNAPSHOT and DELTA frames reads the 28-byte header only: the revision it
+ * reached is in the header, the body (often compressed) is never decoded or inflated.
+ *
+ * Why: one benchmark worker process must play thousands of agents (Typha's own tests cannot:
+ * each client costs a full syncer). Decoding only HELLO's answer, STATUS and PING keeps an agent
+ * at a few µs per frame and a few KB of memory, so the load generator is not what is measured.
+ * It checks what a header can prove: DELTA `from` equals the revision it holds, and revisions
+ * never go backwards; a violation is counted, not hidden.
+ */
+import WebSocket from 'ws';
+import { Flags, HEADER_BYTES, KIND_OF_TYPE, MessageType, PROTOCOL_VERSION, SUBPROTOCOL, decodeBody, encodeFrame, readHeader, type Message } from '../../../proto/index.js';
+import type { Clock, Timer } from '../../clock.js';
+import { Backoff } from '../backoff.js';
+
+export interface DiscardAgentOptions {
+  readonly node: string;
+  readonly feeds: readonly string[];
+  /** Servers to rotate through (GOODBYE / 503 hints are tried first). */
+  readonly endpoints: readonly string[];
+  readonly caps: readonly string[];
+  readonly clock: Clock;
+  readonly random: () => number;
+  /** ACK at most this often per feed, in ms. @default 1000 */
+  readonly ackIntervalMs?: number;
+}
+
+export type DiscardMode = 'connecting' | 'snapshot' | 'streaming' | 'waiting' | 'stopped';
+
+/** Counters of one agent; the fleet sums them. */
+export interface DiscardStats {
+  frames: number;
+  bytes: number;
+  snapshots: number;
+  resumes: number;
+  deltas: number;
+  reconnects: number;
+  refusals: number;
+  violations: number;
+}
+
+interface FeedCursor {
+  name: string;
+  id: number;
+  revision: number;
+  inSync: boolean;
+  token: Buffer | undefined;
+  lastAckMs: number;
+  ackedRevision: number;
+}
+
+const RECONNECT_MIN_MS = 500;
+const RECONNECT_MAX_MS = 30_000;
+
+export class DiscardAgent {
+  readonly stats: DiscardStats = { frames: 0, bytes: 0, snapshots: 0, resumes: 0, deltas: 0, reconnects: 0, refusals: 0, violations: 0 };
+  mode: DiscardMode = 'connecting';
+  private ws: WebSocket | undefined;
+  private readonly byName = new Map<string, FeedCursor>();
+  private byId = new Map<number, FeedCursor>();
+  private readonly backoff: Backoff;
+  private timer: Timer | undefined;
+  private endpointIndex: number;
+  private hinted: string[] = [];
+  private stopped = false;
+  private connectedAtMs = 0;
+  /** Feeds whose snapshot is still arriving on this connection. */
+  private snapshotsPending = 0;
+
+  constructor(private readonly o: DiscardAgentOptions) {
+    for (const name of o.feeds) this.byName.set(name, { name, id: -1, revision: 0, inSync: false, token: undefined, lastAckMs: 0, ackedRevision: 0 });
+    this.backoff = new Backoff(RECONNECT_MIN_MS, RECONNECT_MAX_MS, 0.5, o.random);
+    this.endpointIndex = Math.floor(o.random() * Math.max(1, o.endpoints.length));
+  }
+
+  /** True when every feed reached in-sync at the revision its last STATUS named. */
+  get inSync(): boolean {
+    if (this.mode !== 'streaming') return false;
+    for (const f of this.byName.values()) if (!f.inSync) return false;
+    return true;
+  }
+
+  /** The revision reached per feed name (for the verifying agents to compare with). */
+  revisions(): Record<string, number> {
+    return Object.fromEntries([...this.byName.values()].map((f) => [f.name, f.revision]));
+  }
+
+  start(): void {
+    this.connect();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.mode = 'stopped';
+    this.timer?.cancel();
+    this.ws?.terminate();
+  }
+
+  /**
+   * Drops the connection without a close handshake, as a network blip would; the agent reconnects
+   * through its normal path and resumes with its token (the bench's "blip" scenario).
+   */
+  blip(): void {
+    this.ws?.terminate();
+  }
+
+  private nextUrl(): string {
+    const hint = this.hinted.shift();
+    if (hint !== undefined) return hint;
+    const url = this.o.endpoints[this.endpointIndex % this.o.endpoints.length] as string;
+    return url;
+  }
+
+  private connect(): void {
+    if (this.stopped) return;
+    this.mode = 'connecting';
+    const ws = new WebSocket(this.nextUrl(), SUBPROTOCOL, { perMessageDeflate: false });
+    this.ws = ws;
+    ws.binaryType = 'nodebuffer';
+    ws.on('unexpected-response', (_req, res) => {
+      this.stats.refusals++;
+      const hint = res.headers['x-cattail-endpoints'];
+      if (typeof hint === 'string') this.hinted.push(...hint.split(',').map((s) => s.trim()).filter((s) => s !== ''));
+      const retryAfterS = Number(res.headers['retry-after']);
+      ws.terminate();
+      this.reconnectAfter(Number.isFinite(retryAfterS) ? Math.max(retryAfterS * 1000, RECONNECT_MIN_MS) : this.backoff.next(), true);
+    });
+    ws.on('error', () => undefined);
+    ws.on('open', () => {
+      this.connectedAtMs = this.o.clock.monotonic();
+      const feeds = [...this.byName.values()].map((f) => (f.token !== undefined ? { name: f.name, token: f.token } : { name: f.name }));
+      ws.send(encodeFrame({ type: 'hello', protocol: PROTOCOL_VERSION, node: this.o.node, clientId: `${this.o.node}-discard`, feeds, caps: [...this.o.caps] }));
+    });
+    ws.on('message', (data: Buffer) => this.onFrame(ws, data));
+    ws.on('close', () => {
+      if (this.ws !== ws || this.stopped) return;
+      this.reconnectAfter(this.backoff.next(), false);
+    });
+  }
+
+  private reconnectAfter(ms: number, refused: boolean): void {
+    if (this.stopped) return;
+    this.mode = 'waiting';
+    this.stats.reconnects++;
+    if (!refused) this.endpointIndex++;
+    this.timer?.cancel();
+    this.timer = this.o.clock.setTimeout(() => this.connect(), ms);
+  }
+
+  private onFrame(ws: WebSocket, data: Buffer): void {
+    this.stats.frames++;
+    this.stats.bytes += data.length;
+    let header;
+    try {
+      header = readHeader(data);
+    } catch {
+      this.stats.violations++;
+      ws.close(4000);
+      return;
+    }
+    switch (header.type) {
+      case MessageType.SNAPSHOT_BEGIN:
+      case MessageType.SNAPSHOT_CHUNK:
+        return;
+      case MessageType.SNAPSHOT_END: {
+        const f = this.byId.get(header.feedId);
+        if (f === undefined) return;
+        f.revision = header.toRevision;
+        this.stats.snapshots++;
+        if (--this.snapshotsPending === 0) this.mode = 'streaming';
+        // END is small and carries the status and resume token of the snapshot's revision.
+        this.onSmallMessage(ws, header, data);
+        return;
+      }
+      case MessageType.DELTA: {
+        const f = this.byId.get(header.feedId);
+        if (f === undefined) return;
+        // A multi-frame unit repeats from/to on every frame; only the revision it reaches matters.
+        if (header.fromRevision !== f.revision && header.toRevision !== f.revision) this.stats.violations++;
+        if (header.toRevision < f.revision) this.stats.violations++;
+        if (header.toRevision !== f.revision) this.stats.deltas++;
+        f.revision = header.toRevision;
+        // ACK whole units only: the revision is applied when the unit's last frame arrives.
+        if ((header.flags & Flags.MORE) === 0) this.maybeAck(ws, f);
+        return;
+      }
+      default:
+        this.onSmallMessage(ws, header, data);
+    }
+  }
+
+  /** WELCOME, STATUS, PING, GOODBYE, ERROR: small bodies, decoded. */
+  private onSmallMessage(ws: WebSocket, header: ReturnType<typeof readHeader>, data: Buffer): void {
+    let m: Message;
+    try {
+      m = decodeBody(header, data.subarray(HEADER_BYTES, HEADER_BYTES + header.bodyLength));
+    } catch {
+      this.stats.violations++;
+      ws.close(4000);
+      return;
+    }
+    switch (m.type) {
+      case 'welcome':
+        this.byId = new Map();
+        this.snapshotsPending = m.feeds.filter((wf) => wf.mode === 'snapshot').length;
+        this.mode = this.snapshotsPending > 0 ? 'snapshot' : 'streaming';
+        for (const wf of m.feeds) {
+          const f = this.byName.get(wf.name);
+          if (f === undefined) continue;
+          f.id = wf.id;
+          f.inSync = false;
+          this.byId.set(wf.id, f);
+          if (wf.mode === 'resume') this.stats.resumes++;
+          else f.revision = 0;
+        }
+        this.backoff.reset();
+        return;
+      case 'snapshotEnd':
+      case 'status': {
+        const f = this.byId.get(m.feedId);
+        if (f === undefined) return;
+        f.token = Buffer.from(m.token);
+        f.inSync = m.status === 'in-sync' && m.revision === f.revision;
+        this.maybeAck(ws, f);
+        return;
+      }
+      case 'ping':
+        ws.send(encodeFrame({ type: 'pong', t: m.t }));
+        return;
+      case 'goodbye':
+        if (m.endpoints !== undefined) this.hinted.push(...m.endpoints);
+        return;
+      default:
+        if (KIND_OF_TYPE[header.type] === undefined) this.stats.violations++;
+    }
+  }
+
+  private maybeAck(ws: WebSocket, f: FeedCursor): void {
+    const now = this.o.clock.monotonic();
+    if (f.revision === f.ackedRevision || now - f.lastAckMs < (this.o.ackIntervalMs ?? 1_000)) return;
+    f.lastAckMs = now;
+    f.ackedRevision = f.revision;
+    ws.send(encodeFrame({ type: 'ack', feedId: f.id, revision: f.revision }));
+  }
+
+  /** Milliseconds since the current connection opened (0 when not connected). */
+  connectedForMs(): number {
+    return this.mode === 'streaming' ? this.o.clock.monotonic() - this.connectedAtMs : 0;
+  }
+}
