@@ -1,0 +1,191 @@
+/**
+ * The whole system as separate processes on loopback, for the convergence suite and the soak:
+ * the simulated API server (`cattail sim`), Cattail replicas (`cattail serve`), and agents (the
+ * client library, in this process, so the oracle can read their state).
+ *
+ * Each run gets its own loopback address block (127.X.Y.0/24, X and Y from the seed), so replicas
+ * keep their URL across restarts (a fixed port on their own address) and parallel test files
+ * never collide. Every wait is bounded; every process is killed at the end.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { RESOURCES, collectionPath } from '../../src/registry.js';
+import { parseJson } from '../../src/server/upstream/json.js';
+import type { KubeObject } from '../../src/server/upstream/types.js';
+
+const BIN = join(import.meta.dirname, '..', '..', 'bin', 'cattail.js');
+const START_TIMEOUT_MS = 30_000;
+export const AGENT_PORT = 15473;
+export const HTTP_PORT = 19093;
+
+export interface Proc {
+  readonly child: ChildProcess;
+  output(): string;
+  readonly exited: Promise<number | null>;
+}
+
+/** Starts `cattail ARGS…` and resolves once `ready` matches its output (stdout or stderr). */
+export async function spawnCattail(args: readonly string[], ready: RegExp, timeoutMs = START_TIMEOUT_MS): Promise<Proc & { match: RegExpExecArray }> {
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code, signal) => resolve(code ?? (signal ? -1 : null))));
+  const match = await new Promise<RegExpExecArray>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`cattail ${args[0]} not ready within ${timeoutMs} ms:\n${out.slice(-4000)}`)), timeoutMs);
+    const onData = (d: Buffer): void => {
+      out += d.toString();
+      if (out.length > 1_000_000) out = out.slice(-500_000); // bounded: only the tail is ever shown
+      const m = ready.exec(out);
+      if (m !== null) {
+        clearTimeout(timer);
+        resolve(m);
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`cattail ${args[0]} exited ${code} before it was ready:\n${out.slice(-4000)}`));
+    });
+  });
+  return { child, output: () => out, exited, match };
+}
+
+/** The loopback block of one run: 127.X.Y.Z for Z = 1 (sim) and 10+i (replica i). */
+export function loopbackBlock(seed: number): (host: number) => string {
+  const x = 100 + (seed % 100);
+  const y = Math.floor(seed / 100) % 250;
+  return (host) => `127.${x}.${y}.${host}`;
+}
+
+export class SimProc {
+  private constructor(
+    readonly proc: Proc,
+    readonly url: string,
+    readonly kubeconfig: string,
+    private readonly dir: string,
+  ) {}
+
+  static async start(o: { host: string; nodes: number; podsPerNode: number; seed: number }): Promise<SimProc> {
+    const dir = mkdtempSync(join(tmpdir(), 'cattail-conv-'));
+    const kubeconfig = join(dir, 'kubeconfig');
+    const p = await spawnCattail(
+      ['sim', '--port', '0', '--nodes', String(o.nodes), '--pods-per-node', String(o.podsPerNode), '--seed', String(o.seed), '--churn', '0', '--kubeconfig', kubeconfig, '--bookmark-interval-ms', '1000', '--log-level', 'warn'],
+      /listening (http:\/\/\S+)/,
+    );
+    return new SimProc(p, p.match[1] as string, kubeconfig, dir);
+  }
+
+  /**
+   * One admin request. While the simulator restarts (a fault of its own) it refuses connections
+   * for a moment: a connection failure is retried for up to five seconds.
+   */
+  async admin<T = unknown>(method: string, path: string, body?: unknown, retry = true): Promise<T> {
+    if (!retry) return this.adminOnce<T>(method, path, body);
+    const deadline = Date.now() + 5_000;
+    for (;;) {
+      try {
+        return await this.adminOnce<T>(method, path, body);
+      } catch (err) {
+        if (!(err instanceof TypeError) || Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+
+  private async adminOnce<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const r = await fetch(`${this.url}/_sim${path}`, { method, ...(body !== undefined ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {}) });
+    const text = await r.text();
+    if (!r.ok) throw new Error(`sim admin ${method} ${path}: ${r.status} ${text}`);
+    return (text === '' ? undefined : JSON.parse(text)) as T;
+  }
+
+  /** Every object of a resource, by a plain LIST (what any client would see now). */
+  async list(resourceId: string): Promise<KubeObject[]> {
+    const def = RESOURCES.find((r) => r.id === resourceId);
+    if (def === undefined) throw new Error(`unknown resource ${resourceId}`);
+    const r = await fetch(`${this.url}${collectionPath(def)}`);
+    if (r.status === 404) return [];
+    if (!r.ok) throw new Error(`LIST ${resourceId}: ${r.status}`);
+    // The upstream's own parser: integers above 2^53 (IPAM sequence numbers) stay exact strings.
+    return (parseJson(await r.text()) as { items: KubeObject[] }).items;
+  }
+
+  async stop(): Promise<void> {
+    this.proc.child.kill('SIGKILL');
+    await this.proc.exited;
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export class ReplicaProc {
+  private proc: Proc | undefined;
+  /** Times this replica was started. */
+  starts = 0;
+
+  constructor(
+    readonly name: string,
+    readonly host: string,
+    private readonly kubeconfig: string,
+    private readonly feeds: readonly string[],
+    private readonly extraArgs: readonly string[] = [],
+  ) {}
+
+  get url(): string {
+    return `ws://${this.host}:${AGENT_PORT}/`;
+  }
+
+  get httpUrl(): string {
+    return `http://${this.host}:${HTTP_PORT}`;
+  }
+
+  get running(): boolean {
+    return this.proc !== undefined && this.proc.child.exitCode === null && this.proc.child.signalCode === null;
+  }
+
+  async start(): Promise<void> {
+    this.proc = await spawnCattail(
+      ['serve', '--kubeconfig', this.kubeconfig, '--listen', `${this.host}:${AGENT_PORT}`, '--http-listen', `${this.host}:${HTTP_PORT}`, '--server-id', this.name, '--feeds', this.feeds.join(','), '--log-level', 'warn', ...this.extraArgs],
+      /connect an agent with/,
+    );
+    this.starts++;
+  }
+
+  /** Highest resident set of any process this replica ran, in MB (Linux: VmHWM). */
+  peakRssMb = 0;
+
+  private sampleRss(): void {
+    const pid = this.proc?.child.pid;
+    if (pid === undefined) return;
+    try {
+      const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      if (m !== null) this.peakRssMb = Math.max(this.peakRssMb, Math.round(Number(m[1]) / 1024));
+    } catch {
+      // not Linux, or already gone
+    }
+  }
+
+  /** Sends `signal` and waits for the exit; the exit code (SIGKILL: -1). */
+  async kill(signal: NodeJS.Signals): Promise<number | null> {
+    const p = this.proc;
+    if (p === undefined || !this.running) return null;
+    this.sampleRss();
+    p.child.kill(signal);
+    const code = await Promise.race([p.exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 20_000))]);
+    if (code === 'timeout') {
+      p.child.kill('SIGKILL');
+      return p.exited;
+    }
+    return code;
+  }
+
+  output(): string {
+    return this.proc?.output() ?? '';
+  }
+
+  /** The replica's process exited without being told to (a crash). */
+  get crashed(): boolean {
+    return this.proc !== undefined && this.proc.child.exitCode !== null && this.proc.child.exitCode !== 0 && this.proc.child.signalCode === null;
+  }
+}
