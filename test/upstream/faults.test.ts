@@ -341,3 +341,90 @@ describe('reflector under faults', () => {
     expect(up.ready()).toBe(true);
   });
 });
+
+describe('reflector against garbage from the API server', () => {
+  /** Answers the next watch with these raw lines (and leaves it open), once. */
+  function nextWatchSends(lines: string[]): void {
+    server.intercept = (info, _req, res) => {
+      if (!info.watch) return false;
+      server.intercept = undefined;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      for (const l of lines) res.write(`${l}\n`);
+      return true;
+    };
+    server.endWatches();
+  }
+  const event = (type: string, object: unknown): string => JSON.stringify({ type, object });
+  const podAt = (name: string, rv: number, ip: string, extra: Record<string, unknown> = {}): KubeObject => {
+    const p = pod(name, { ip });
+    return { ...p, kind: 'Pod', apiVersion: 'v1', metadata: { ...p.metadata, resourceVersion: String(rv) }, ...extra };
+  };
+
+  it('skips an event of the wrong kind and one whose resourceVersion goes backwards, then relists consistently', async () => {
+    const { clock, sink, up } = await setup();
+    server.upsert('pods', pod('a', { ip: '10.0.0.1' }));
+    up.start(sink);
+    await until(() => server.openWatches === 1 && sink.status.get('pods') === 'in-sync', clock);
+    const rv = server.rv;
+    nextWatchSends([
+      event('ADDED', { kind: 'Node', apiVersion: 'v1', metadata: { name: 'intruder', resourceVersion: String(rv + 1) } }),
+      event('ADDED', podAt('fresh', rv + 2, '10.0.0.2')),
+      // Older than the event just applied: a stale copy of `a` that must not overwrite it.
+      event('MODIFIED', podAt('a', rv - 50, '10.9.9.9')),
+    ]);
+    // The server's own history moved past the events it streamed (their RVs are real to it).
+    server.rv = rv + 2;
+    await until(() => server.openWatches === 1 && server.requests.filter((r) => !r.watch).length >= 2, clock);
+    expect(await counter(up, 'skipped', { reason: 'wrong-kind' })).toBe(1);
+    expect(await counter(up, 'skipped', { reason: 'rv-backwards' })).toBe(1);
+    expect(await counter(up, 'relists', { reason: 'stale-list' })).toBe(1);
+    // The stale `a` (10.9.9.9) was never applied; the relist drops `fresh`, which the server does not hold.
+    const applied = sink.batches.flatMap((b) => b.batch.updates).filter((u) => u.key === '/pods/default/a');
+    expect(applied).toHaveLength(1);
+    await until(() => converged(sink), clock);
+    expect(sink.state.get('pods')?.has('/pods//intruder')).toBe(false);
+  });
+
+  it('applies a duplicate ADDED as a no-op and handles an enormous object without a crash', async () => {
+    const { clock, sink, up } = await setup();
+    up.start(sink);
+    await until(() => server.openWatches === 1 && sink.status.get('pods') === 'in-sync', clock);
+    const rv = server.rv;
+    const huge = podAt('huge', rv + 2, '10.0.0.3', {});
+    (huge.metadata as Record<string, unknown>)['annotations'] = { blob: 'z'.repeat(3 * 1024 * 1024) };
+    const dup = podAt('dup', rv + 1, '10.0.0.2');
+    nextWatchSends([event('ADDED', dup), event('ADDED', { ...dup, metadata: { ...dup.metadata, resourceVersion: String(rv + 1) } }), event('ADDED', huge)]);
+    await until(() => sink.state.get('pods')?.has('/pods/default/huge') === true, clock);
+    expect(sink.batches.flatMap((b) => b.batch.updates).filter((u) => u.key === '/pods/default/dup')).toHaveLength(1);
+    // The 3 MiB annotation is not something Felix reads: the projected value stays small.
+    expect(sink.state.get('pods')?.get('/pods/default/huge')?.length).toBeLessThan(2_000);
+  });
+
+  it('fails a watch whose line never ends before it exhausts memory, and recovers', async () => {
+    const { clock, sink, up } = await setup();
+    server.upsert('pods', pod('a', { ip: '10.0.0.1' }));
+    up.start(sink);
+    await until(() => server.openWatches === 1 && sink.status.get('pods') === 'in-sync', clock);
+    const watchesBefore = server.count('pods', true);
+    server.intercept = (info, _req, res) => {
+      if (!info.watch) return false;
+      server.intercept = undefined;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const chunk = 'x'.repeat(1024 * 1024);
+      let sent = 0;
+      const pump = (): void => {
+        // 20 MiB without a newline: above the 16 Mi-character cap; the client gives up first.
+        while (sent < 20 && res.write(chunk)) sent++;
+        if (sent < 20 && !res.destroyed) res.once('drain', pump);
+      };
+      res.on('error', () => undefined);
+      pump();
+      return true;
+    };
+    server.endWatches();
+    await until(() => server.count('pods', true) >= watchesBefore + 2 && server.openWatches === 1, clock, 250, 120_000);
+    expect(await counter(up, 'watchRestarts', { reason: 'malformed' })).toBeGreaterThanOrEqual(1);
+    server.upsert('pods', pod('b', { ip: '10.0.0.2' }));
+    await until(() => converged(sink), clock);
+  });
+});

@@ -358,6 +358,14 @@ export class Reflector {
         }
         return;
       }
+      // Within one watch, resourceVersions only grow. An event older than what was applied is a
+      // broken stream (an apiserver serving from a stale cache, a restore): applying it could put
+      // an older object over a newer one, so it is skipped, counted, and the resource relisted
+      // consistently, as for an older list.
+      if (rv !== undefined && rv !== '' && this.rv !== undefined && ev.type !== 'BOOKMARK' && compareRv(rv, this.rv) < 0) {
+        this.o.metrics.skipped.inc({ resource: this.id, reason: 'rv-backwards' });
+        throw new UpstreamFailure('stale-list', `watch ${this.id}: event at resourceVersion ${rv} after ${this.rv}`);
+      }
       if (ev.type === 'ADDED' || ev.type === 'MODIFIED') this.o.view.upsert(ev.object);
       else if (ev.type === 'DELETED') this.o.view.delete(ev.object);
       if (rv !== undefined && rv !== '') this.rv = rv;

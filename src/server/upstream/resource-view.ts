@@ -68,8 +68,14 @@ export class ResourceView {
     }
   }
 
-  /** The store key, or undefined (counted) for an object without a name. */
+  /** The store key, or undefined (counted) for an object without a name or of another kind. */
   keyOf(obj: KubeObject): string | undefined {
+    // Watch events carry `kind`; built-in list items do not. A Node in the pods stream is a server
+    // bug that would otherwise project into a bogus key.
+    if (obj?.kind !== undefined && obj.kind !== this.def.kind) {
+      this.metrics.skipped.inc({ resource: this.def.id, reason: 'wrong-kind' });
+      return undefined;
+    }
     const name = obj?.metadata?.name;
     if (typeof name !== 'string' || name === '') {
       this.metrics.skipped.inc({ resource: this.def.id, reason: 'malformed' });

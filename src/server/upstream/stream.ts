@@ -81,24 +81,45 @@ function settleOnce(res: IncomingMessage, signal: AbortSignal, what: string, onE
  * batching point: events that arrived together are flushed together). Resolves on a clean end of
  * the body; rejects with an UpstreamFailure on reset, abort or when `onLine` throws.
  */
-export function readLines(res: IncomingMessage, onLine: (line: string) => void, onChunk: () => void, watchdog: Watchdog, signal: AbortSignal): Promise<void> {
+/**
+ * Longest watch line accepted, in characters: 16 Mi. etcd refuses objects above 1.5 MiB by
+ * default (a few MiB when raised), so a line ten times that is a broken or hostile server; without
+ * a cap one endless line would grow this replica's memory until it dies.
+ */
+export const MAX_LINE_CHARS = 16 * 1024 * 1024;
+
+export function readLines(res: IncomingMessage, onLine: (line: string) => void, onChunk: () => void, watchdog: Watchdog, signal: AbortSignal, maxLineChars = MAX_LINE_CHARS): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     const decoder = new StringDecoder('utf8');
-    let rest = '';
+    // The unfinished line, as the pieces that arrived: joined once when its newline comes, so a
+    // long line costs linear time (appending to one string per chunk would be quadratic).
+    let pending: string[] = [];
+    let pendingChars = 0;
     const s = settleOnce(res, signal, 'stream', resolve, reject);
     res.on('data', (chunk: Buffer) => {
       if (s.done) return;
       watchdog.touch();
-      const text = rest + decoder.write(chunk);
+      const text = decoder.write(chunk);
       let start = 0;
       try {
         for (let nl = text.indexOf('\n', start); nl !== -1; nl = text.indexOf('\n', start)) {
-          const line = text.slice(start, nl);
+          let line = text.slice(start, nl);
+          if (pending.length > 0) {
+            line = pending.join('') + line;
+            pending = [];
+            pendingChars = 0;
+          }
           start = nl + 1;
           if (line.trim() !== '') onLine(line);
           if (s.done) return;
         }
-        rest = text.slice(start);
+        if (start < text.length) {
+          pending.push(text.slice(start));
+          pendingChars += text.length - start;
+        }
+        // The line is not applied (its event is unknown, so the stream cannot go on consistently):
+        // the watch fails and is retried with backoff from the last good RV.
+        if (pendingChars > maxLineChars) throw new UpstreamFailure('malformed', `a watch line longer than ${maxLineChars} characters`);
         onChunk();
       } catch (err) {
         s.finish(err);
@@ -107,7 +128,7 @@ export function readLines(res: IncomingMessage, onLine: (line: string) => void, 
     res.on('end', () => {
       if (s.done) return;
       try {
-        const last = rest + decoder.end();
+        const last = pending.join('') + decoder.end();
         if (last.trim() !== '') onLine(last);
         onChunk();
         s.finish();
