@@ -105,7 +105,14 @@ export class SimProc {
   async list(resourceId: string): Promise<KubeObject[]> {
     const def = RESOURCES.find((r) => r.id === resourceId);
     if (def === undefined) throw new Error(`unknown resource ${resourceId}`);
-    const r = await fetch(`${this.url}${collectionPath(def)}`);
+    // The simulator may be throttling (a 429 fault of the timeline) or restarting: retry briefly.
+    const deadline = Date.now() + 15_000;
+    let r = await fetch(`${this.url}${collectionPath(def)}`).catch(() => undefined);
+    while ((r === undefined || r.status === 429 || r.status >= 500) && Date.now() < deadline) {
+      await new Promise((res) => setTimeout(res, 250));
+      r = await fetch(`${this.url}${collectionPath(def)}`).catch(() => undefined);
+    }
+    if (r === undefined) throw new Error(`LIST ${resourceId}: no answer`);
     if (r.status === 404) return [];
     if (!r.ok) throw new Error(`LIST ${resourceId}: ${r.status}`);
     // The upstream's own parser: integers above 2^53 (IPAM sequence numbers) stay exact strings.
