@@ -166,6 +166,8 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
     governor,
     metrics,
     maxInboundBytes: o.maxInboundBytes,
+    handshakeTimeoutMs: o.handshakeTimeoutMs,
+    maxConnections: o.maxConnections,
     openConnections: () => fanout.connections.size,
     onConnection: (ws, socket) => fanout.add(new Connection(ws, socket, fanout, limits, clock.monotonic(), o.handshakeTimeoutMs)),
   });

@@ -19,6 +19,10 @@ export interface ListenerOptions {
   readonly governor: Governor;
   readonly metrics: ServerMetrics;
   readonly maxInboundBytes: number;
+  /** Time an unupgraded connection may take to send its whole upgrade request, in ms. */
+  readonly handshakeTimeoutMs: number;
+  /** Agent connections admitted (maxConnections); TCP connections are capped a little above it. */
+  readonly maxConnections: number;
   readonly openConnections: () => number;
   /** Called with each accepted WebSocket and its upgraded socket. */
   readonly onConnection: (ws: WebSocket, socket: Socket) => void;
@@ -30,6 +34,9 @@ export interface ListenerOptions {
  * protocol's 4003, while a huge length still cannot make us buffer it.
  */
 const WS_HARD_CAP_FACTOR = 4;
+
+/** TCP connections allowed above maxConnections, as a share of it (at least 64). */
+const TCP_HEADROOM = 0.1;
 
 export class Listener {
   readonly http: Server;
@@ -46,10 +53,18 @@ export class Listener {
       // give it the coded 4001 that says "wrong version", after which we close at once.
       handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : ([...protocols][0] ?? false)),
     });
-    this.http = createServer((_req, res) => {
+    // Before the upgrade a connection is only a TCP socket and an HTTP parser, invisible to the
+    // fan-out's handshake deadline: a connection that sends nothing, or its headers one byte at a
+    // time (slow loris), would hold a file descriptor for as long as it likes. The idle timeout
+    // and the header deadline bound that to handshakeTimeoutMs; the TCP cap bounds how many.
+    this.http = createServer({ headersTimeout: o.handshakeTimeoutMs, requestTimeout: o.handshakeTimeoutMs, connectionsCheckingInterval: Math.min(1_000, o.handshakeTimeoutMs) }, (_req, res) => {
       res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' });
       res.end(`this port serves WebSocket subprotocol ${SUBPROTOCOL}\n`);
     });
+    this.http.timeout = o.handshakeTimeoutMs;
+    // Room above maxConnections for upgrades being refused with 503 (they are answered and
+    // closed, not held) and for closing sockets; beyond it the kernel connection is dropped at once.
+    this.http.maxConnections = o.maxConnections + Math.max(64, Math.ceil(o.maxConnections * TCP_HEADROOM));
     this.http.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.onUpgrade(req, socket, head));
   }
 
@@ -70,6 +85,8 @@ export class Listener {
         return;
       }
       socket.setNoDelay(true);
+      // Upgraded: liveness is the protocol's PING/PONG from here on, not the HTTP idle timeout.
+      socket.setTimeout(0);
       this.o.onConnection(ws, socket);
     });
   }

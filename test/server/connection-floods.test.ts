@@ -1,0 +1,99 @@
+/**
+ * Connection-level abuse against the real server: half-open TCP connections that never speak,
+ * slow-loris upgrade requests, a flood of upgrades that never send HELLO, and connect/disconnect
+ * churn — from many loopback source addresses (127.0.0.0/8). The server must close each kind
+ * within its deadline, refuse what is over its limits, hold file descriptors and memory bounded,
+ * and keep streaming to a healthy agent throughout. Every loop is bounded in count and time.
+ */
+import { readdirSync } from 'node:fs';
+import net from 'node:net';
+import WebSocket from 'ws';
+import { describe, expect, it } from 'vitest';
+import { encodeFrame } from '../../proto/index.js';
+import { eventually, harness } from './helpers/harness.js';
+
+const openFds = (): number => readdirSync('/proc/self/fd').length;
+const source = (i: number): string => `127.0.${1 + Math.floor(i / 250)}.${1 + (i % 250)}`;
+
+function tcp(port: number, i: number): Promise<{ sock: net.Socket; closed: Promise<void> }> {
+  return new Promise((resolve) => {
+    const sock = net.connect({ host: '127.0.0.1', port, localAddress: source(i) });
+    const closed = new Promise<void>((r) => sock.on('close', () => r()));
+    sock.on('error', () => undefined);
+    sock.on('connect', () => resolve({ sock, closed }));
+    sock.on('close', () => resolve({ sock, closed }));
+  });
+}
+
+describe('server - connection floods', () => {
+  it('closes half-open and slow-loris connections by the handshake deadline, refuses an upgrade flood over its limit, and keeps a healthy agent streaming', async () => {
+    const h = await harness({ handshakeTimeoutMs: 1_000, maxConnections: 150, flushWindowMs: 1 });
+    h.upstream.apply('felix', { '/pods/ns/a': { v: 0 } }, { status: 'in-sync' });
+    const witness = h.agent({ feeds: [{ name: 'felix' }] });
+    await witness.untilRevision('felix', 1);
+    const port = Number(new URL(h.server.url).port);
+    const fdsBefore = openFds();
+    const rssBefore = process.memoryUsage().rss;
+    let rev = 1;
+    const tick = async (): Promise<void> => {
+      h.upstream.apply('felix', { '/pods/ns/a': { v: rev } });
+      rev++;
+      await witness.untilRevision('felix', rev);
+    };
+
+    // 1. 600 TCP connections that never send a byte.
+    const idle = await Promise.all(Array.from({ length: 600 }, (_, i) => tcp(port, i)));
+    await tick();
+    // 2. 100 slow-loris upgrades: one header byte every 100 ms, never finished (bounded: 60 bytes).
+    const loris = await Promise.all(Array.from({ length: 100 }, (_, i) => tcp(port, 600 + i)));
+    const request = 'GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n';
+    let written = 0;
+    const dripper = setInterval(() => {
+      for (const l of loris) if (!l.sock.destroyed) l.sock.write(request[written % request.length] as string);
+      if (++written >= 60) clearInterval(dripper);
+    }, 100);
+    // Both kinds are closed by the server within the deadline (1 s, checked every second).
+    await Promise.all([...idle, ...loris].map((c) => Promise.race([c.closed, new Promise((_, rej) => setTimeout(() => rej(new Error('connection not closed by the server')), 8_000))])));
+    clearInterval(dripper);
+    await tick();
+
+    // 3. An upgrade flood that never sends HELLO: at most maxConnections are admitted (503 for the
+    // rest, before any WebSocket state exists), and every admitted one is closed 4004.
+    const codes = await Promise.all(Array.from({ length: 300 }, (_, i) => new Promise<number | string>((resolve) => {
+      const ws = new WebSocket(h.server.url, 'cattail.v1', { localAddress: source(700 + i), perMessageDeflate: false });
+      ws.on('unexpected-response', (_req, res) => {
+        resolve(`http ${res.statusCode}`);
+        ws.terminate();
+      });
+      ws.on('error', () => undefined);
+      ws.on('close', (code) => resolve(code));
+    })));
+    const refused = codes.filter((c) => c === 'http 503').length;
+    const timedOut = codes.filter((c) => c === 4004).length;
+    expect(refused + timedOut).toBe(300);
+    expect(timedOut).toBeLessThanOrEqual(150 - 1); // the witness holds one slot
+    expect(refused).toBeGreaterThanOrEqual(300 - 149);
+    expect(await h.metric('cattail_connections_refused_total', { reason: 'max-connections' })).toBe(refused);
+    await tick();
+
+    // 4. Churn: 200 agents connect, say HELLO, and leave at once, 20 at a time.
+    for (let batch = 0; batch < 10; batch++) {
+      await Promise.all(Array.from({ length: 20 }, (_, k) => new Promise<void>((resolve) => {
+        const ws = new WebSocket(h.server.url, 'cattail.v1', { localAddress: source(1_000 + batch * 20 + k), perMessageDeflate: false });
+        ws.on('error', () => resolve());
+        ws.on('open', () => {
+          ws.send(encodeFrame({ type: 'hello', protocol: 1, node: `churn-${k}`, clientId: 'churn', feeds: [{ name: 'felix' }], caps: [] }));
+          ws.terminate();
+        });
+        ws.on('close', () => resolve());
+      })));
+    }
+    await tick();
+
+    await eventually(() => h.server.connectionCount() === 1, 'only the witness left', 10_000);
+    await eventually(() => openFds() <= fdsBefore + 10, `file descriptors back near ${fdsBefore} (now ${openFds()})`, 10_000);
+    expect(process.memoryUsage().rss - rssBefore).toBeLessThan(150 * 1024 * 1024);
+    expect(witness.violations).toEqual([]);
+    expect(witness.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
+  }, 60_000);
+});
