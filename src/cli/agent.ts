@@ -30,6 +30,13 @@ export async function runAgent(config: AgentConfig, ctx: CommandContext, deps: A
   if (config.server.length === 0) {
     throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', 'option server (--server, CATTAIL_SERVER): at least one ws:// or wss:// URL is required', { details: { option: 'server' } });
   }
+  if (config.agents > 1 || config.discard) {
+    if (config.once || config.dump !== undefined) {
+      throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', 'options --once and --dump apply to a single full agent, not to --agents or --discard', { details: { option: config.once ? 'once' : 'dump' } });
+    }
+    const { runFleet } = await import('./agent-fleet.js');
+    return runFleet(config, ctx, clock);
+  }
   const tls: Record<string, string> = {};
   for (const k of ['caFile', 'certFile', 'keyFile', 'serverName', 'serverCn', 'serverUriSan'] as const) {
     const v = config[k];

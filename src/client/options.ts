@@ -64,6 +64,39 @@ export const agentOptions = {
     default: undefined,
     help: 'Expected URI SAN of the server certificate; replaces the host name check (Typha\'s TyphaURISAN).',
   }),
+  agents: opt.int({
+    default: 1,
+    unit: 'count',
+    min: 1,
+    max: 20_000,
+    help: 'Run this many agents in one process (a load generator): each its own connection, node name (--node-prefix + index), resume token and counters. Above 1, implies --discard for all but --verify of them.',
+  }),
+  nodePrefix: opt.string({
+    default: 'sim-node-',
+    help: 'With --agents: node names are this prefix followed by the agent index.',
+  }),
+  discard: opt.boolean({
+    default: false,
+    help: 'Keep no state: read snapshot and delta frames by their headers only (no body decoding), so one process can play thousands of agents.',
+  }),
+  verify: opt.int({
+    default: 0,
+    unit: 'count',
+    min: 0,
+    help: 'With --agents: this many of them are full agents that keep the state and check it against the server\'s digest.',
+  }),
+  durationMs: opt.int({
+    default: 0,
+    unit: 'ms',
+    min: 0,
+    help: 'With --agents or --discard: stop after this long and print the totals (0: run until SIGTERM/SIGINT).',
+  }),
+  connectRatePerSec: opt.int({
+    default: 0,
+    unit: 'agents/s',
+    min: 0,
+    help: 'With --agents: start this many agents per second (0: all at once, a cold-start storm).',
+  }),
   reconnectMaxDelayMs: opt.int({
     default: 30_000,
     unit: 'ms',

@@ -1,0 +1,38 @@
+import { PassThrough } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { main } from '../../src/cli/main.js';
+import { eventually, harness } from '../server/helpers/harness.js';
+
+async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  let out = '';
+  let err = '';
+  stdout.on('data', (d: Buffer) => (out += d.toString()));
+  stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const code = await main(argv, { stdout, stderr, env: {} });
+  return { code, out, err };
+}
+
+describe('cattail agent --agents (many agents in one process)', () => {
+  it('runs N agents, K of them verifying the digest, bounded by --duration-ms, with a final JSON summary', async () => {
+    const h = await harness({ feeds: ['felix', 'bgp'] });
+    const values: Record<string, unknown> = {};
+    for (let i = 0; i < 50; i++) values[`/pods/ns/p${i}`] = { i };
+    h.upstream.apply('felix', values, { status: 'in-sync' });
+    h.upstream.apply('bgp', { '/nodes/n': { n: 1 } }, { status: 'in-sync' });
+    const r = await run(['agent', '--server', h.server.url, '--feed', 'felix', '--feed', 'bgp', '--agents', '120', '--verify', '3', '--node-prefix', 'sim-node-', '--duration-ms', '2500', '--status-interval-ms', '500', '--json']);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    const final = JSON.parse(r.out.trim().split('\n').at(-1) as string) as Record<string, number | boolean>;
+    expect(final).toMatchObject({ final: true, agents: 120, inSync: 120, verified: 3, violations: 0, digestMismatches: 0 });
+    expect(final['snapshots']).toBe(117 * 2);
+    await eventually(() => h.server.connectionCount() === 0, 'agents gone');
+  });
+
+  it('refuses --once and --dump with --agents (they describe one full agent)', async () => {
+    const r = await run(['agent', '--server', 'ws://127.0.0.1:1/', '--agents', '5', '--once']);
+    expect(r.code).not.toBe(0);
+    expect(r.err).toMatch(/CATTAIL_CONFIG_INVALID_VALUE.*--once and --dump/);
+  });
+});
