@@ -18,6 +18,7 @@ import type { CommandContext } from './commands.js';
 type AgentConfig = ConfigOf<typeof agentOptions>;
 
 export interface FleetSummary {
+  readonly minTrackedRv?: number;
   readonly agents: number;
   readonly inSync: number;
   readonly verified: number;
@@ -37,7 +38,11 @@ export async function runFleet(config: AgentConfig, ctx: CommandContext, clock: 
   const fleet = new Fleet({
     agents: discardCount, nodePrefix: config.nodePrefix, feeds: config.feed, endpoints: config.server,
     caps: ['compress.deflate', 'compress.brotli'], clock, random, connectRatePerSec: config.connectRatePerSec,
+    ...(config.trackResource !== undefined ? { trackResource: config.trackResource } : {}),
   });
+  // SIGUSR1: every discard agent drops its connection at once (the benchmark's blip scenario).
+  const onBlip = (): void => fleet.blip();
+  process.on('SIGUSR1', onBlip);
   const full: Client[] = [];
   let digestMismatches = 0;
   for (let i = 0; i < verify; i++) {
@@ -52,6 +57,7 @@ export async function runFleet(config: AgentConfig, ctx: CommandContext, clock: 
     const s = fleet.snapshot();
     const verified = full.filter((c) => c.inSync).length;
     return {
+      ...(s.minTrackedRv !== undefined ? { minTrackedRv: s.minTrackedRv } : {}),
       agents: config.agents, inSync: s.inSync + verified, verified, frames: s.frames, bytes: s.bytes, reconnects: s.reconnects,
       snapshots: s.snapshots, resumes: s.resumes, violations: s.violations, digestMismatches,
     };
@@ -63,7 +69,8 @@ export async function runFleet(config: AgentConfig, ctx: CommandContext, clock: 
     const secs = Math.max(0.001, (now - last.atMs) / 1000);
     const modes = fleet.snapshot().modes;
     if (config.json) {
-      ctx.stdout.write(`${JSON.stringify({ final, ...s, modes, framesPerSec: Math.round((s.frames - last.frames) / secs), bytesPerSec: Math.round((s.bytes - last.bytes) / secs) })}\n`);
+      const arrivals = final && config.trackResource !== undefined ? { arrivals: Object.fromEntries([...fleet.arrivals].map(([rv, a]) => [rv, [a.count, a.firstUs, a.lastUs]])) } : {};
+      ctx.stdout.write(`${JSON.stringify({ final, ...s, modes, framesPerSec: Math.round((s.frames - last.frames) / secs), bytesPerSec: Math.round((s.bytes - last.bytes) / secs), ...arrivals })}\n`);
     } else {
       ctx.stdout.write(`agents ${s.agents}: in sync ${s.inSync} (verified ${s.verified}/${verify}), streaming ${modes.streaming}, snapshot ${modes.snapshot}, connecting ${modes.connecting + modes.waiting}; ${Math.round((s.frames - last.frames) / secs)} frames/s, ${Math.round((s.bytes - last.bytes) / secs / 1024)} KiB/s; reconnects ${s.reconnects}, violations ${s.violations}${final ? ' (final)' : ''}\n`);
     }
@@ -81,6 +88,7 @@ export async function runFleet(config: AgentConfig, ctx: CommandContext, clock: 
     const s = summary();
     return s.violations > 0 || s.digestMismatches > 0 ? 1 : 0;
   } finally {
+    process.off('SIGUSR1', onBlip);
     ticker.cancel();
     fleet.stop();
     for (const c of full) c.destroy();

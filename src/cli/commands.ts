@@ -3,7 +3,6 @@
  * `cattail --help` does not import the server, the client library and the simulator.
  */
 import type { ConfigOf, OptionTable } from '../config/options.js';
-import { CattailError } from '../errors.js';
 import { agentOptions } from '../client/options.js';
 import { serveOptions } from '../server/options.js';
 import { simOptions } from '../sim/options.js';
@@ -25,11 +24,6 @@ export interface Command<S extends OptionTable = OptionTable> {
   options: S;
   /** Runs the command; resolves to the exit status. Throws CattailError on failure. */
   run(config: ConfigOf<S>, ctx: CommandContext): Promise<number>;
-}
-
-function notYet(name: string, issue: string): () => Promise<number> {
-  return () =>
-    Promise.reject(new CattailError('CATTAIL_NOT_IMPLEMENTED', `cattail ${name} has not landed yet (${issue}); its options are parsed and validated already`));
 }
 
 function command<S extends OptionTable>(c: Command<S>): Command {
@@ -61,9 +55,9 @@ export const COMMANDS: readonly Command[] = [
   command({
     name: 'bench',
     summary: 'Run a bounded load benchmark against loopback servers and write its results.',
-    usage: 'cattail bench [--clients N] [--duration-ms MS] [--out FILE]',
+    usage: 'cattail bench [--quick] [--agents N] [--nodes N] [--pods-per-node N] [--scenario NAME ...] [--out DIR]',
     options: benchOptions,
-    run: notYet('bench', 'the benchmark issues'),
+    run: async (config, ctx) => (await import('./bench.js')).runBenchCommand(config, ctx),
   }),
 ];
 

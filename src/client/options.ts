@@ -97,6 +97,10 @@ export const agentOptions = {
     min: 0,
     help: 'With --agents: start this many agents per second (0: all at once, a cold-start storm).',
   }),
+  trackResource: opt.string({
+    default: undefined,
+    help: 'With --agents: record when the agents first and last saw each resourceVersion of this resource (e.g. pods), and print them in the final JSON line (a latency probe for benchmarks).',
+  }),
   reconnectMaxDelayMs: opt.int({
     default: 30_000,
     unit: 'ms',

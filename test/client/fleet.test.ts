@@ -9,7 +9,9 @@ describe('client - a fleet of discard-mode agents in one process', () => {
     const h = await harness({ feeds: ['felix', 'bgp'], compressMinBytes: 64 });
     const values: Record<string, unknown> = {};
     for (let i = 0; i < 200; i++) values[`/pods/ns/p${i}`] = { i, pad: 'x'.repeat(100) };
-    h.upstream.apply('felix', values, { status: 'in-sync' });
+    // Watermarks of many resources make END and STATUS bodies big enough to be compressed.
+    const watermarks = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`resource-${i}.example.org`, String(1_000 + i)]));
+    h.upstream.apply('felix', values, { status: 'in-sync', watermarks });
     h.upstream.apply('bgp', { '/nodes/n1': { n: 1 } }, { status: 'in-sync' });
     const fleet = new Fleet({ agents: 300, nodePrefix: 'sim-node-', feeds: ['felix', 'bgp'], endpoints: [h.server.url], caps: ['compress.deflate'], clock: realClock, random: seededRandom(7), connectRatePerSec: 3_000 });
     fleet.start();

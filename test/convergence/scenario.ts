@@ -20,7 +20,7 @@ import { builtinFeed } from '../../src/server/upstream/feeds.js';
 import { compareRv } from '../../src/server/upstream/failure.js';
 import { digestOf } from '../support/digest.js';
 import { expectedState } from '../upstream/helpers.js';
-import { ReplicaProc, SimProc, loopbackBlock } from './system.js';
+import { ReplicaProc, SimProc, loopbackBlock } from '../../src/bench/procs.js';
 
 export interface ScenarioOptions {
   readonly seed: number;

@@ -11,7 +11,8 @@
  * never go backwards; a violation is counted, not hidden.
  */
 import WebSocket from 'ws';
-import { Flags, HEADER_BYTES, KIND_OF_TYPE, MessageType, PROTOCOL_VERSION, SUBPROTOCOL, decodeBody, encodeFrame, readHeader, type Message } from '../../../proto/index.js';
+import { Flags, HEADER_BYTES, KIND_OF_TYPE, MessageType, PROTOCOL_VERSION, SUBPROTOCOL, decodeBody, encodeFrame, readHeader, type Compression, type Message } from '../../../proto/index.js';
+import { decodeWireFrame } from '../../frame-compression.js';
 import type { Clock, Timer } from '../../clock.js';
 import { Backoff } from '../backoff.js';
 
@@ -25,6 +26,11 @@ export interface DiscardAgentOptions {
   readonly random: () => number;
   /** ACK at most this often per feed, in ms. @default 1000 */
   readonly ackIntervalMs?: number;
+  /**
+   * Called when a STATUS or SNAPSHOT_END moves an upstream watermark: the benchmark's latency
+   * probe (write time at the simulator → receipt here, per resourceVersion).
+   */
+  readonly onWatermark?: (resource: string, rv: string, previous: string | undefined) => void;
 }
 
 export type DiscardMode = 'connecting' | 'snapshot' | 'streaming' | 'waiting' | 'stopped';
@@ -49,9 +55,12 @@ interface FeedCursor {
   token: Buffer | undefined;
   lastAckMs: number;
   ackedRevision: number;
+  watermarks: Record<string, string>;
 }
 
 const RECONNECT_MIN_MS = 500;
+/** Largest decoded body of a message this agent decodes (WELCOME, STATUS, END, PING, GOODBYE). */
+const MAX_SMALL_BODY_BYTES = 4 * 1024 * 1024;
 const RECONNECT_MAX_MS = 30_000;
 
 export class DiscardAgent {
@@ -66,11 +75,13 @@ export class DiscardAgent {
   private hinted: string[] = [];
   private stopped = false;
   private connectedAtMs = 0;
+  /** The compression the server chose in WELCOME (END and STATUS bodies may use it). */
+  private compression: Compression = 'none';
   /** Feeds whose snapshot is still arriving on this connection. */
   private snapshotsPending = 0;
 
   constructor(private readonly o: DiscardAgentOptions) {
-    for (const name of o.feeds) this.byName.set(name, { name, id: -1, revision: 0, inSync: false, token: undefined, lastAckMs: 0, ackedRevision: 0 });
+    for (const name of o.feeds) this.byName.set(name, { name, id: -1, revision: 0, inSync: false, token: undefined, lastAckMs: 0, ackedRevision: 0, watermarks: {} });
     this.backoff = new Backoff(RECONNECT_MIN_MS, RECONNECT_MAX_MS, 0.5, o.random);
     this.endpointIndex = Math.floor(o.random() * Math.max(1, o.endpoints.length));
   }
@@ -80,6 +91,16 @@ export class DiscardAgent {
     if (this.mode !== 'streaming') return false;
     for (const f of this.byName.values()) if (!f.inSync) return false;
     return true;
+  }
+
+  /** The newest resourceVersion of `resource` this agent holds (numeric; 0 when none yet). */
+  watermark(resource: string): number {
+    let best = 0;
+    for (const f of this.byName.values()) {
+      const rv = Number(f.watermarks[resource] ?? 0);
+      if (rv > best) best = rv;
+    }
+    return best;
   }
 
   /** The revision reached per feed name (for the verifying agents to compare with). */
@@ -136,15 +157,18 @@ export class DiscardAgent {
     ws.on('message', (data: Buffer) => this.onFrame(ws, data));
     ws.on('close', () => {
       if (this.ws !== ws || this.stopped) return;
-      this.reconnectAfter(this.backoff.next(), false);
+      // A connection that worked and dropped (a blip) retries the same server first: its resume
+      // token is only good there. One that never got to WELCOME moves on to the next server.
+      this.reconnectAfter(this.backoff.next(), this.mode === 'streaming' || this.mode === 'snapshot');
     });
   }
 
-  private reconnectAfter(ms: number, refused: boolean): void {
+  /** `stay`: retry the same server (it refused with Retry-After, or the connection had worked). */
+  private reconnectAfter(ms: number, stay: boolean): void {
     if (this.stopped) return;
     this.mode = 'waiting';
     this.stats.reconnects++;
-    if (!refused) this.endpointIndex++;
+    if (!stay) this.endpointIndex++;
     this.timer?.cancel();
     this.timer = this.o.clock.setTimeout(() => this.connect(), ms);
   }
@@ -195,7 +219,10 @@ export class DiscardAgent {
   private onSmallMessage(ws: WebSocket, header: ReturnType<typeof readHeader>, data: Buffer): void {
     let m: Message;
     try {
-      m = decodeBody(header, data.subarray(HEADER_BYTES, HEADER_BYTES + header.bodyLength));
+      // END and large STATUS bodies may be compressed with the connection's algorithm.
+      m = (header.flags & Flags.COMPRESSED) !== 0
+        ? decodeWireFrame(data, this.compression, { maxBodyBytes: MAX_SMALL_BODY_BYTES })
+        : decodeBody(header, data.subarray(HEADER_BYTES, HEADER_BYTES + header.bodyLength));
     } catch {
       this.stats.violations++;
       ws.close(4000);
@@ -203,6 +230,7 @@ export class DiscardAgent {
     }
     switch (m.type) {
       case 'welcome':
+        this.compression = m.compression;
         this.byId = new Map();
         this.snapshotsPending = m.feeds.filter((wf) => wf.mode === 'snapshot').length;
         this.mode = this.snapshotsPending > 0 ? 'snapshot' : 'streaming';
@@ -221,6 +249,15 @@ export class DiscardAgent {
       case 'status': {
         const f = this.byId.get(m.feedId);
         if (f === undefined) return;
+        if (this.o.onWatermark !== undefined) {
+          for (const [resource, rv] of Object.entries(m.watermarks)) {
+            const previous = f.watermarks[resource];
+            if (previous !== rv) {
+              f.watermarks[resource] = rv;
+              this.o.onWatermark(resource, rv, previous);
+            }
+          }
+        }
         f.token = Buffer.from(m.token);
         f.inSync = m.status === 'in-sync' && m.revision === f.revision;
         this.maybeAck(ws, f);

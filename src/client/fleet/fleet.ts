@@ -17,22 +17,62 @@ export interface FleetOptions {
   readonly random: () => number;
   /** Agents started per second; 0 starts them all at once. @default 0 */
   readonly connectRatePerSec?: number;
+  /** Record when each agent first saw each resourceVersion of this resource (latency probe). */
+  readonly trackResource?: string;
+  /** Monotonic time in µs, comparable across processes on one machine (CLOCK_MONOTONIC). */
+  readonly nowUs?: () => number;
 }
+
+/** Per resourceVersion of the tracked resource: agents that saw it, first and last receipt (µs). */
+export type Arrivals = Map<string, { count: number; firstUs: number; lastUs: number }>;
 
 export interface FleetSnapshot extends DiscardStats {
   readonly agents: number;
   readonly inSync: number;
+  /** With trackResource: the oldest resourceVersion of it any agent holds (all agents have at least this). */
+  readonly minTrackedRv?: number;
   readonly modes: Readonly<Record<DiscardMode, number>>;
 }
 
+/** Larger watermark jumps (a resume over a long gap) are not latency samples; bounds the work. */
+const MAX_RVS_PER_STEP = 100_000;
+
 export class Fleet {
   readonly agents: DiscardAgent[];
+  readonly arrivals: Arrivals = new Map();
   private timer: Timer | undefined;
 
   constructor(private readonly o: FleetOptions) {
+    const track = o.trackResource;
+    const nowUs = o.nowUs ?? (() => Number(process.hrtime.bigint() / 1000n));
+    // Every resourceVersion in (previous, rv] reached this agent now: the write with that RV is
+    // applied here. Per RV: how many agents have it, and the first and last receipt time. The
+    // first watermark an agent sees (its snapshot) is not a latency event and is skipped.
+    const onWatermark = track === undefined ? undefined : (resource: string, rv: string, previous: string | undefined): void => {
+      if (resource !== track || previous === undefined) return;
+      const from = Number(previous);
+      const to = Number(rv);
+      if (!(to > from) || to - from > MAX_RVS_PER_STEP) return;
+      const t = nowUs();
+      for (let r = from + 1; r <= to; r++) {
+        const key = String(r);
+        const a = this.arrivals.get(key);
+        if (a === undefined) this.arrivals.set(key, { count: 1, firstUs: t, lastUs: t });
+        else {
+          a.count++;
+          a.lastUs = t;
+        }
+      }
+    };
     this.agents = Array.from({ length: o.agents }, (_, i) => new DiscardAgent({
       node: `${o.nodePrefix}${i}`, feeds: o.feeds, endpoints: o.endpoints, caps: o.caps, clock: o.clock, random: o.random,
+      ...(onWatermark !== undefined ? { onWatermark } : {}),
     }));
+  }
+
+  /** Every agent drops its connection at once (a network blip); each resumes on its own. */
+  blip(): void {
+    for (const a of this.agents) a.blip();
   }
 
   start(): void {
@@ -65,6 +105,8 @@ export class Fleet {
       modes[a.mode]++;
       if (a.inSync) inSync++;
     }
-    return { ...sum, agents: this.agents.length, inSync, modes };
+    const track = this.o.trackResource;
+    const minTrackedRv = track === undefined ? undefined : this.agents.reduce((m, a) => Math.min(m, a.watermark(track)), Number.MAX_SAFE_INTEGER);
+    return { ...sum, agents: this.agents.length, inSync, modes, ...(minTrackedRv !== undefined ? { minTrackedRv } : {}) };
   }
 }

@@ -1,5 +1,6 @@
 /**
- * The whole system as separate processes on loopback, for the convergence suite and the soak:
+ * The whole system as separate processes on loopback, for the convergence suite, the soak and
+ * `cattail bench`:
  * the simulated API server (`cattail sim`), Cattail replicas (`cattail serve`), and agents (the
  * client library, in this process, so the oracle can read their state).
  *
@@ -8,14 +9,35 @@
  * never collide. Every wait is bounded; every process is killed at the end.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { RESOURCES, collectionPath } from '../../src/registry.js';
-import { parseJson } from '../../src/server/upstream/json.js';
-import type { KubeObject } from '../../src/server/upstream/types.js';
+import { dirname, join } from 'node:path';
+import { RESOURCES, collectionPath } from '../registry.js';
+import { parseJson } from '../server/upstream/json.js';
+import type { KubeObject } from '../server/upstream/types.js';
 
-const BIN = join(import.meta.dirname, '..', '..', 'bin', 'cattail.js');
+/** bin/cattail.js, found from src/bench (tests) or dist/src/bench (the built command). */
+function findBin(): string {
+  let dir = import.meta.dirname;
+  for (let i = 0; i < 5; i++) {
+    const p = join(dir, 'bin', 'cattail.js');
+    if (existsSync(p)) return p;
+    dir = dirname(dir);
+  }
+  throw new Error('bin/cattail.js not found above ' + import.meta.dirname);
+}
+const BIN = findBin();
+
+/**
+ * The CPU to pin a process to with `taskset`, when the machine has it and more than one core:
+ * server and load generators on different cores, so the load is not what is measured.
+ */
+export type Pin = number | undefined;
+
+function command(args: readonly string[], pin: Pin): [string, string[]] {
+  if (pin !== undefined && existsSync('/usr/bin/taskset')) return ['/usr/bin/taskset', ['-c', String(pin), process.execPath, BIN, ...args]];
+  return [process.execPath, [BIN, ...args]];
+}
 const START_TIMEOUT_MS = 30_000;
 export const AGENT_PORT = 15473;
 export const HTTP_PORT = 19093;
@@ -27,8 +49,9 @@ export interface Proc {
 }
 
 /** Starts `cattail ARGS…` and resolves once `ready` matches its output (stdout or stderr). */
-export async function spawnCattail(args: readonly string[], ready: RegExp, timeoutMs = START_TIMEOUT_MS): Promise<Proc & { match: RegExpExecArray }> {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+export async function spawnCattail(args: readonly string[], ready: RegExp, timeoutMs = START_TIMEOUT_MS, pin?: Pin): Promise<Proc & { match: RegExpExecArray }> {
+  const [cmd, argv] = command(args, pin);
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code, signal) => resolve(code ?? (signal ? -1 : null))));
   const match = await new Promise<RegExpExecArray>((resolve, reject) => {
@@ -67,12 +90,15 @@ export class SimProc {
     private readonly dir: string,
   ) {}
 
-  static async start(o: { host: string; nodes: number; podsPerNode: number; seed: number }): Promise<SimProc> {
+  static async start(o: { host: string; nodes: number; podsPerNode: number; seed: number; pin?: Pin }): Promise<SimProc> {
     const dir = mkdtempSync(join(tmpdir(), 'cattail-conv-'));
     const kubeconfig = join(dir, 'kubeconfig');
     const p = await spawnCattail(
       ['sim', '--port', '0', '--nodes', String(o.nodes), '--pods-per-node', String(o.podsPerNode), '--seed', String(o.seed), '--churn', '0', '--kubeconfig', kubeconfig, '--bookmark-interval-ms', '1000', '--log-level', 'warn'],
       /listening (http:\/\/\S+)/,
+      // Generating a 150,000-pod cluster takes a while on a shared 2-core machine.
+      Math.max(START_TIMEOUT_MS, o.nodes * o.podsPerNode * 2),
+      o.pin,
     );
     return new SimProc(p, p.match[1] as string, kubeconfig, dir);
   }
@@ -137,7 +163,28 @@ export class ReplicaProc {
     private readonly kubeconfig: string,
     private readonly feeds: readonly string[],
     private readonly extraArgs: readonly string[] = [],
+    private readonly pin: Pin = undefined,
   ) {}
+
+  /** Current values of the replica's metrics, summed over labels: `name → value`. */
+  async metrics(): Promise<Map<string, number>> {
+    return scrape(`${this.httpUrl}/metrics`);
+  }
+
+  /** Resolves once /readyz answers 200 (the upstream is in sync), or throws after `timeoutMs`. */
+  async ready(timeoutMs = 120_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const r = await fetch(`${this.httpUrl}/readyz`).catch(() => undefined);
+      if (r?.status === 200) return;
+      if (Date.now() > deadline) throw new Error(`replica ${this.name} not ready within ${timeoutMs} ms`);
+      await new Promise((res) => setTimeout(res, 200));
+    }
+  }
+
+  get pid(): number | undefined {
+    return this.proc?.child.pid;
+  }
 
   get url(): string {
     return `ws://${this.host}:${AGENT_PORT}/`;
@@ -155,6 +202,8 @@ export class ReplicaProc {
     this.proc = await spawnCattail(
       ['serve', '--kubeconfig', this.kubeconfig, '--listen', `${this.host}:${AGENT_PORT}`, '--http-listen', `${this.host}:${HTTP_PORT}`, '--server-id', this.name, '--feeds', this.feeds.join(','), '--log-level', 'warn', ...this.extraArgs],
       /connect an agent with/,
+      START_TIMEOUT_MS,
+      this.pin,
     );
     this.starts++;
   }
@@ -162,7 +211,7 @@ export class ReplicaProc {
   /** Highest resident set of any process this replica ran, in MB (Linux: VmHWM). */
   peakRssMb = 0;
 
-  private sampleRss(): void {
+  sampleRss(): void {
     const pid = this.proc?.child.pid;
     if (pid === undefined) return;
     try {
@@ -194,5 +243,81 @@ export class ReplicaProc {
   /** The replica's process exited without being told to (a crash). */
   get crashed(): boolean {
     return this.proc !== undefined && this.proc.child.exitCode !== null && this.proc.child.exitCode !== 0 && this.proc.child.signalCode === null;
+  }
+}
+
+/** Prometheus text → `name → value` summed over label sets (comments and histograms' _bucket skipped). */
+export async function scrape(url: string): Promise<Map<string, number>> {
+  const text = await (await fetch(url)).text();
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][\w:]*)(?:\{[^}]*\})?\s+(\S+)/.exec(line);
+    if (m === null || (m[1] as string).endsWith('_bucket')) continue;
+    out.set(m[1] as string, (out.get(m[1] as string) ?? 0) + Number(m[2]));
+  }
+  return out;
+}
+
+/** What an agent worker (`cattail agent --agents N --discard --json`) last reported. */
+export interface WorkerStatus {
+  final?: boolean;
+  agents: number;
+  inSync: number;
+  frames: number;
+  bytes: number;
+  reconnects: number;
+  snapshots: number;
+  resumes: number;
+  violations: number;
+  minTrackedRv?: number;
+  modes?: Record<string, number>;
+  arrivals?: Record<string, [number, number, number]>;
+}
+
+/** A process playing many discard-mode agents, with the latency probe on one resource. */
+export class AgentWorker {
+  last: WorkerStatus | undefined;
+  private final: WorkerStatus | undefined;
+
+  private constructor(readonly proc: Proc) {}
+
+  static async start(o: { servers: readonly string[]; feeds: readonly string[]; agents: number; nodePrefix: string; durationMs: number; trackResource?: string; pin?: Pin; connectRatePerSec?: number }): Promise<AgentWorker> {
+    const args = ['agent', '--agents', String(o.agents), '--discard', '--json', '--status-interval-ms', '250', '--duration-ms', String(o.durationMs), '--node-prefix', o.nodePrefix,
+      '--connect-rate-per-sec', String(o.connectRatePerSec ?? 0), ...o.servers.flatMap((u) => ['--server', u]), ...o.feeds.flatMap((f) => ['--feed', f]),
+      ...(o.trackResource !== undefined ? ['--track-resource', o.trackResource] : [])];
+    const p = await spawnCattail(args, /"agents":/, START_TIMEOUT_MS, o.pin);
+    const w = new AgentWorker(p);
+    let buf = '';
+    p.child.stdout?.on('data', (d: Buffer) => {
+      buf += d.toString();
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (!line.startsWith('{')) continue;
+        try {
+          const st = JSON.parse(line) as WorkerStatus;
+          w.last = st;
+          if (st.final === true) w.final = st;
+        } catch {
+          // a partial or foreign line: the next status line replaces it
+        }
+      }
+    });
+    return w;
+  }
+
+  /** Every agent of this worker drops its connection (SIGUSR1). */
+  blip(): void {
+    this.proc.child.kill('SIGUSR1');
+  }
+
+  /** Stops the worker (SIGTERM) and returns its final report. */
+  async stop(): Promise<WorkerStatus | undefined> {
+    this.proc.child.kill('SIGTERM');
+    await Promise.race([this.proc.exited, new Promise((r) => setTimeout(r, 15_000))]);
+    if (this.proc.child.exitCode === null) this.proc.child.kill('SIGKILL');
+    return this.final ?? this.last;
   }
 }
