@@ -97,6 +97,16 @@ describe('server - hostile peers get coded closes and the gauge returns to zero'
     await expectCodedClose(h, b, 4001);
   });
 
+  it('refuses a HELLO announcing maxFrameBytes below 4,096 with 4000, and takes 4,096', async () => {
+    const h = await seeded();
+    const small = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 4_095 });
+    await expectCodedClose(h, small, 4000, 'CATTAIL_SERVER_BAD_HELLO');
+    expect(small.errors[0]?.message).toMatch(/at least 4096/);
+    const floor = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 4_096 });
+    await floor.untilRevision('felix', 1);
+    expect(floor.welcome?.maxFrameBytes).toBe(4_096);
+  });
+
   it('closes a silent agent with 4004 after handshakeTimeoutMs', async () => {
     const clock = new FakeClock();
     const h = await seeded({ clock, handshakeTimeoutMs: 5_000 });
