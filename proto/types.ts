@@ -27,6 +27,11 @@ export const MAX_HELLO_FEEDS = 16;
 
 /** Largest uncompressed body the server sends, in bytes (§2.2). @default 1 MiB */
 export const DEFAULT_MAX_FRAME_BYTES = 1_048_576;
+/**
+ * Smallest `maxFrameBytes` a client may announce in HELLO, in bytes (§2.2): below it an ordinary
+ * entry (a projected pod or node, up to a few KiB) would not fit in one frame body.
+ */
+export const MIN_CLIENT_MAX_FRAME_BYTES = 4_096;
 /** Largest frame (header + body) the server accepts from a client, in bytes (§2.2). @default 64 KiB */
 export const DEFAULT_MAX_INBOUND_BYTES = 65_536;
 

@@ -71,7 +71,7 @@ export const ERROR_CODES = {
   CATTAIL_SERVE_NO_UPSTREAM_CONFIG: { exit: 2, text: '`cattail serve` found no --kubeconfig, no KUBECONFIG and no in-cluster config; it never falls back to a simulated cluster silently (use --embedded-sim).' },
   CATTAIL_SERVER_LISTEN_FAILED: { exit: 1, text: 'The server could not listen on its agent or HTTP address (in use, not permitted); the message names the address.' },
   CATTAIL_SERVER_BAD_SUBPROTOCOL: { exit: 1, text: 'An agent did not ask for the cattail.v1 WebSocket subprotocol (close 4001).' },
-  CATTAIL_SERVER_BAD_HELLO: { exit: 1, text: 'An agent sent a HELLO with a wrong protocol version (close 4001) or invalid feeds list (close 4002).' },
+  CATTAIL_SERVER_BAD_HELLO: { exit: 1, text: 'An agent sent a HELLO with a wrong protocol version (close 4001), an invalid feeds list (close 4002), or a node name, client id or maxFrameBytes out of bounds (maxFrameBytes below 4096: close 4000).' },
   CATTAIL_SERVER_UNEXPECTED_MESSAGE: { exit: 1, text: 'An agent sent a message out of order or in the wrong direction (e.g. no HELLO first, a second HELLO, a text message) (close 4002).' },
   CATTAIL_SERVER_UNKNOWN_FEED: { exit: 1, text: 'An agent asked for a feed this server does not serve (close 4006).' },
   CATTAIL_SERVER_HANDSHAKE_TIMEOUT: { exit: 1, text: 'An agent sent no HELLO within handshakeTimeoutMs (close 4004).' },

@@ -9,6 +9,7 @@
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { realClock, type Clock } from '../clock.js';
+import { MIN_CLIENT_MAX_FRAME_BYTES } from '../../proto/index.js';
 import { InvalidArgumentError } from '../errors.js';
 
 /** Default for {@link ConnectOptions.handshakeTimeoutMs}: 10 s. */
@@ -71,7 +72,7 @@ export interface ConnectOptions {
   tls?: TlsOptions;
   /** Compression algorithms offered in HELLO, in preference order. @default ['brotli', 'deflate'] */
   compression?: readonly ('brotli' | 'deflate')[];
-  /** Largest uncompressed frame body accepted, in bytes (announced in HELLO; inflation bounded by it). @default 1 MiB */
+  /** Largest uncompressed frame body accepted, in bytes (announced in HELLO; inflation bounded by it); at least 4 096 (§2.2). @default 1 MiB */
   maxFrameBytes?: number;
   /** Time from starting a connection attempt to receiving WELCOME, in ms. @default 10 000 */
   handshakeTimeoutMs?: number;
@@ -189,7 +190,8 @@ export function resolveOptions(input: ConnectOptions): ResolvedOptions {
     raw,
     tls: tlsOut,
     compression: [...new Set(compression as ('brotli' | 'deflate')[])],
-    maxFrameBytes: int(o, 'maxFrameBytes', DEFAULT_MAX_FRAME_BYTES, 1024, 2 ** 31 - 1),
+    // The protocol's floor (§2.2): a server refuses a smaller announcement with 4000, in a loop.
+    maxFrameBytes: int(o, 'maxFrameBytes', DEFAULT_MAX_FRAME_BYTES, MIN_CLIENT_MAX_FRAME_BYTES, 2 ** 31 - 1),
     handshakeTimeoutMs: int(o, 'handshakeTimeoutMs', DEFAULT_HANDSHAKE_TIMEOUT_MS, 1),
     readTimeoutFactor: int(o, 'readTimeoutFactor', DEFAULT_READ_TIMEOUT_FACTOR, 2, 100),
     reconnectInitialDelayMs: initial,

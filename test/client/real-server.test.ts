@@ -12,6 +12,9 @@ import { main } from '../../src/cli/main.js';
 import type { Client } from '../../src/client/index.js';
 import { startServer, type ServerHandle, type StartServerOptions } from '../../src/server/server.js';
 import { ScriptedUpstream } from '../support/scripted-upstream.js';
+import { createUpstream } from '../../src/server/upstream/index.js';
+import { FakeApiServer } from '../upstream/fake-apiserver.js';
+import { pod } from '../upstream/helpers.js';
 import { computeDigest } from '../../src/snapshot/digest.js';
 import { skipWait, start, waitFor, type Setup } from './helpers/harness.js';
 import { TcpProxy } from './helpers/tcp-proxy.js';
@@ -163,6 +166,44 @@ describe('client against the real server', () => {
     expect(rec.changes.every((ch) => ch.deletes.length === 0)).toBe(true);
     expect(localState(client)).toEqual(held);
     expect(client.feed('felix').status.watermarks).toEqual({ pods: '210' });
+    expect(guard.problems()).toEqual([]);
+  });
+
+  it('fails over to a replica that started earlier on the same upstream: a quiet feed\'s watermarks follow the upstream', async () => {
+    // The real upstream (reflector → dispatcher → pipeline) of two replicas on one API server.
+    const api = await new FakeApiServer().start();
+    cleanups.push(() => api.close());
+    api.upsert('pods', pod('a'));
+    const serve = async (serverId: string): Promise<ServerHandle> => {
+      const upstream = createUpstream({ kubeConfig: api.kubeConfig(), replicaId: serverId, feeds: [], customFeeds: [{ name: 'wl', resources: [{ resource: 'pods' }] }], watchList: false });
+      const server = await startServer({ upstream, defaultMetrics: false, flushWindowMs: 1, serverId });
+      cleanups.push(() => server.close());
+      return server;
+    };
+    const podsMark = (s: ServerHandle): string | undefined => s.stores.get('wl')?.meta().watermarks['pods'];
+    const b = await serve('real-b');
+    await waitFor(() => podsMark(b) === String(api.rv), 'B listed');
+    // Status-only updates: the upstream moves on, the feed's entries do not. A starts after them.
+    for (let i = 0; i < 5; i++) api.upsert('pods', pod('a', { ready: i % 2 === 0, restarts: i }));
+    const a = await serve('real-a');
+    await waitFor(() => podsMark(a) === String(api.rv), 'A listed at the newer resourceVersion');
+    // Both replicas hold the same upstream state; B says so too (it used to keep its startup value).
+    await waitFor(() => podsMark(b) === String(api.rv), 'B reports the upstream watermark of its unchanged feed');
+    expect(b.stores.get('wl')?.revision).toBe(1);
+    const { client, clock, rec, guard } = setup({ endpoints: [a.url, b.url], feeds: ['wl'], random: () => 0.999999 });
+    guard.allow('CATTAIL_CLIENT_SERVER_CLOSED', 'CATTAIL_CLIENT_CONNECT_FAILED');
+    await client.whenInSync();
+    expect(client.stats.serverId).toBe('real-a');
+    expect(client.feed('wl').status.watermarks).toEqual({ pods: String(api.rv) });
+    await a.close();
+    await waitFor(() => rec.last('reconnecting') !== undefined, 'left A', { client });
+    for (let i = 0; i < 8 && !(client.inSync && client.stats.serverId === 'real-b'); i++) {
+      await waitFor(() => client.state === 'reconnecting' || client.state === 'behind' || client.inSync, 'settled', { client });
+      if (!client.inSync) await skipWait(clock);
+      await waitFor(() => client.state !== 'connecting' && client.state !== 'syncing', 'attempt settled', { client });
+    }
+    expect(rec.last('behind')).toBeUndefined();
+    expect(client.stats.serverId).toBe('real-b');
     expect(guard.problems()).toEqual([]);
   });
 

@@ -190,6 +190,8 @@ describe('client units - options and status queue', () => {
       [{ endpoints: ['ws://x'], feeds: ['a'], reconnectInitialDelayMs: 100, reconnectMaxDelayMs: 10 }, 'reconnectMaxDelayMs'],
       [{ endpoints: ['ws://x'], feeds: ['a'], tls: { certFile: 'x' } }, 'tls.certFile'],
       [{ endpoints: ['ws://x'], feeds: ['a'], compression: ['zstd'] }, 'compression'],
+      // Below the protocol's floor (§2.2): a server would refuse the HELLO with 4000.
+      [{ endpoints: ['ws://x'], feeds: ['a'], maxFrameBytes: 4_095 }, 'maxFrameBytes'],
     ];
     for (const [o, name] of bad) {
       expect(() => resolveOptions(o as never), name).toThrow(expect.objectContaining({ code: 'CATTAIL_INVALID_ARGUMENT', message: expect.stringContaining(name) }));
@@ -197,6 +199,7 @@ describe('client units - options and status queue', () => {
     }
     const r = resolveOptions({ endpoints: ['ws://x'], feeds: ['a'] });
     expect(r).toMatchObject({ readTimeoutFactor: 3, ackIntervalMs: 1_000, maxFrameBytes: 1_048_576, compression: ['brotli', 'deflate'] });
+    expect(resolveOptions({ endpoints: ['ws://x'], feeds: ['a'], maxFrameBytes: 4_096 }).maxFrameBytes).toBe(4_096);
   });
 
   it('bounds an unread status queue and stops on return()', async () => {

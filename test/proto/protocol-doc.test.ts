@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CLOSE_CODE_OF, CLOSE_CODES, HEADER_BYTES, MessageType } from '../../proto/index.js';
+import { CLOSE_CODE_OF, CLOSE_CODES, HEADER_BYTES, MIN_CLIENT_MAX_FRAME_BYTES, MessageType } from '../../proto/index.js';
 import { ERROR_CODES } from '../../src/errors.js';
 
 // PROTOCOL.md is the contract; these tests keep the constants and the document from drifting.
@@ -29,6 +29,10 @@ describe('proto constants match PROTOCOL.md', () => {
   it('message types (section 4)', () => {
     const docTypes = tableRows('## 4. Messages').map(([type, name]) => [name, Number(type)]);
     expect(Object.entries(MessageType)).toEqual(docTypes);
+  });
+
+  it('smallest maxFrameBytes a client may announce (section 2.2)', () => {
+    expect(doc).toContain(`MUST be at least **${MIN_CLIENT_MAX_FRAME_BYTES.toLocaleString('en-US')}**`);
   });
 
   it('header size (section 2.1)', () => {

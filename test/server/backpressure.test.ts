@@ -30,6 +30,21 @@ function seed(h: Harness): void {
   h.upstream.apply('felix', batch, { status: 'in-sync' });
 }
 
+/**
+ * A FakeClock server with maxFallBehindMs 1,000 and the given grace, and two agents in sync at
+ * clock 0, the slow one stalled behind (skipped by a flush). Only the fall-behind rule can close.
+ */
+async function stalledAgent(newClientGracePeriodMs: number): Promise<{ clock: FakeClock; h: Harness; slow: TestAgent; fast: TestAgent }> {
+  const clock = new FakeClock();
+  const h = await harness({ clock, flushWindowMs: 0, socketHighWaterBytes: 64 * 1024, maxFallBehindMs: 1_000, newClientGracePeriodMs, pingIntervalMs: 600_000, pongTimeoutMs: 600_000, handshakeTimeoutMs: 600_000 });
+  seed(h);
+  const slow = h.agent({ feeds: [{ name: 'felix' }] });
+  const fast = h.agent({ feeds: [{ name: 'felix' }] });
+  await Promise.all([slow.untilRevision('felix', 1), fast.untilRevision('felix', 1)]);
+  await fillUntilSkipped(h, slow, [fast]);
+  return { clock, h, slow, fast };
+}
+
 describe('server - backpressure', () => {
   it('skips a slow agent, then catches it up with one compacted DELTA; it never sees an older state', async () => {
     const h = await harness({ socketHighWaterBytes: 64 * 1024 });
@@ -102,13 +117,7 @@ describe('server - backpressure', () => {
   });
 
   it('closes an agent stalled beyond maxFallBehindMs after its grace period (4007); others keep streaming', async () => {
-    const clock = new FakeClock();
-    const h = await harness({ clock, flushWindowMs: 0, socketHighWaterBytes: 64 * 1024, maxFallBehindMs: 1_000, newClientGracePeriodMs: 500, pingIntervalMs: 600_000, pongTimeoutMs: 600_000, handshakeTimeoutMs: 600_000 });
-    seed(h);
-    const slow = h.agent({ feeds: [{ name: 'felix' }] });
-    const fast = h.agent({ feeds: [{ name: 'felix' }] });
-    await Promise.all([slow.untilRevision('felix', 1), fast.untilRevision('felix', 1)]);
-    await fillUntilSkipped(h, slow, [fast]);
+    const { clock, h, slow, fast } = await stalledAgent(500);
     clock.advance(900);
     expect(h.server.connectionCount()).toBe(2);
     clock.advance(1_100);
@@ -123,5 +132,25 @@ describe('server - backpressure', () => {
     const code = await slow.closed;
     expect([4007, 1006]).toContain(code);
     expect(await h.metric('cattail_connections_active')).toBe(1);
+  });
+
+  it('keeps a new agent that falls behind inside its grace period longer than maxFallBehindMs, and closes it 4007 after', async () => {
+    // The snapshot ended at clock 0: the grace runs to 6,000, far past maxFallBehindMs (1,000).
+    const { clock, h, slow } = await stalledAgent(6_000);
+    for (let t = 0; t < 5_500; t += 500) {
+      clock.advance(500);
+      // Real time for I/O: a close decided by this sweep (and the terminate two seconds of fake
+      // time later) would show as a closed connection by now.
+      await new Promise((r) => setTimeout(r, 10));
+      expect(await h.metric('cattail_connections_closed_total')).toBe(0);
+      expect(h.server.connectionCount()).toBe(2);
+    }
+    expect(await h.metric('cattail_connections_grace_used_total')).toBe(1);
+    clock.advance(1_000);
+    clock.advance(2_500);
+    await eventually(() => h.server.connectionCount() === 1, 'stalled agent closed after its grace');
+    expect(await h.metric('cattail_connections_closed_total', { code: '4007' })).toBe(1);
+    slow.socket.resume();
+    expect([4007, 1006]).toContain(await slow.closed);
   });
 });

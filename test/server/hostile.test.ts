@@ -1,7 +1,8 @@
 import WebSocket from 'ws';
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/clock.js';
-import { encodeFrame } from '../../proto/index.js';
+import { seededRandom } from '../../src/random.js';
+import { decodeFrame, encodeFrame } from '../../proto/index.js';
 import { type Harness, eventually, harness } from './helpers/harness.js';
 import { type TestAgent, opened } from './helpers/agent.js';
 
@@ -97,6 +98,16 @@ describe('server - hostile peers get coded closes and the gauge returns to zero'
     await expectCodedClose(h, b, 4001);
   });
 
+  it('refuses a HELLO announcing maxFrameBytes below 4,096 with 4000, and takes 4,096', async () => {
+    const h = await seeded();
+    const small = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 4_095 });
+    await expectCodedClose(h, small, 4000, 'CATTAIL_SERVER_BAD_HELLO');
+    expect(small.errors[0]?.message).toMatch(/at least 4096/);
+    const floor = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 4_096 });
+    await floor.untilRevision('felix', 1);
+    expect(floor.welcome?.maxFrameBytes).toBe(4_096);
+  });
+
   it('closes a silent agent with 4004 after handshakeTimeoutMs', async () => {
     const clock = new FakeClock();
     const h = await seeded({ clock, handshakeTimeoutMs: 5_000 });
@@ -128,6 +139,33 @@ describe('server - hostile peers get coded closes and the gauge returns to zero'
     expect(answers.received.filter((t) => t === 'ping').length).toBeGreaterThan(3);
     answers.close();
     await eventually(() => h.server.connectionCount() === 0, 'released');
+  });
+
+  it('sends PINGs every pingIntervalMs ±10 %, jittered across that whole range (§4.8)', async () => {
+    const clock = new FakeClock();
+    const h = await seeded({ clock, flushWindowMs: 0, random: seededRandom(7), pingIntervalMs: 1_000, pongTimeoutMs: 600_000, handshakeTimeoutMs: 600_000, maxFallBehindMs: 600_000 });
+    const a = h.agent({ feeds: [{ name: 'felix' }] });
+    const sentAt: number[] = [];
+    a.ws.on('message', (data: Buffer) => {
+      // PING's t is the server's monotonic ms when it sent it (§4.8): the FakeClock's time.
+      const m = decodeFrame(data, { maxBodyBytes: 1 << 20 });
+      if (m.type === 'ping') sentAt.push(m.t);
+    });
+    await a.untilRevision('felix', 1);
+    for (let i = 0; i < 200; i++) clock.advance(1_000);
+    await eventually(() => sentAt.length >= h.server.fanoutStats().pingsSent, 'pings delivered');
+    const gaps = sentAt.slice(1).map((t, i) => t - (sentAt[i] as number));
+    expect(gaps.length).toBeGreaterThan(150);
+    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(900);
+    expect(Math.max(...gaps)).toBeLessThanOrEqual(1_100);
+    // Jittered, not one fixed interval: PINGs leave on sweep ticks (a twentieth of the interval
+    // here), so the gaps take the few tick multiples inside the range, none of them most of the time.
+    const counts = new Map<number, number>();
+    for (const g of gaps) counts.set(g, (counts.get(g) ?? 0) + 1);
+    expect(counts.size).toBeGreaterThanOrEqual(3);
+    for (const [g, n] of counts) expect(n, `gap ${g}`).toBeLessThan(gaps.length / 2);
+    const mean = gaps.reduce((s, g) => s + g, 0) / gaps.length;
+    expect(Math.abs(mean - 1_000)).toBeLessThan(25);
   });
 
   it('refuses upgrades above maxConnections with 503 and Retry-After', async () => {

@@ -1,5 +1,55 @@
-import { describe, expect, it } from 'vitest';
+import { createRequire, syncBuiltinESMExports } from 'node:module';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Flags, HEADER_BYTES } from '../../proto/index.js';
+import type * as Zlib from 'node:zlib';
+import { defaultStoreFactory } from '../../src/server/pipeline/store-factory.js';
+import type { StoreView } from '../../src/server/pipeline/store-port.js';
+import type { TestAgent } from './helpers/agent.js';
 import { eventually, harness } from './helpers/harness.js';
+
+const zlib = createRequire(import.meta.url)('node:zlib') as typeof Zlib;
+
+/**
+ * Counts the server's body compressions per algorithm by wrapping zlib's sync compressors (the
+ * only ones frame-compression.ts uses). Counting the calls themselves, not our own counters, is
+ * what catches a variant that encodes once but compresses per socket.
+ */
+function countCompressions(): { brotli: number; deflate: number; restore(): void } {
+  const orig = { brotli: zlib.brotliCompressSync, deflate: zlib.deflateRawSync };
+  const counts = {
+    brotli: 0,
+    deflate: 0,
+    restore(): void {
+      zlib.brotliCompressSync = orig.brotli;
+      zlib.deflateRawSync = orig.deflate;
+      syncBuiltinESMExports();
+    },
+  };
+  zlib.brotliCompressSync = ((...a: Parameters<typeof orig.brotli>) => (counts.brotli++, orig.brotli(...a))) as typeof orig.brotli;
+  zlib.deflateRawSync = ((...a: Parameters<typeof orig.deflate>) => (counts.deflate++, orig.deflate(...a))) as typeof orig.deflate;
+  // ESM named imports of builtins are live bindings, updated from the CJS object only on request.
+  syncBuiltinESMExports();
+  restores.push(() => counts.restore());
+  return counts;
+}
+const restores: (() => void)[] = [];
+afterEach(() => {
+  for (const r of restores.splice(0)) r();
+});
+
+/**
+ * Counts, by type, an agent's frames that the server had to try to compress: the COMPRESSED ones
+ * and the uncompressed ones whose body is at least compressMinBytes (compression did not gain).
+ */
+function compressionCandidates(a: TestAgent, compressMinBytes: number): Map<number, number> {
+  const byType = new Map<number, number>();
+  a.ws.on('message', (data: Buffer) => {
+    if (data.length < HEADER_BYTES) return;
+    const compressed = ((data[2] as number) & Flags.COMPRESSED) !== 0;
+    if (compressed || data.readUInt32BE(24) >= compressMinBytes) byType.set(data[1] as number, (byType.get(data[1] as number) ?? 0) + 1);
+  });
+  return byType;
+}
 
 function pods(n: number, gen = 0, prefix = 'p'): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -184,5 +234,93 @@ describe('server - streaming', () => {
       expect(text).toContain(name);
     }
     await eventually(async () => (await h.metric('cattail_feed_revision', { feed: 'felix' })) === 1, 'revision metric');
+  });
+
+  it('streams a snapshot to its agents while the build is still running', async () => {
+    // Observe the build from the store side: the snapshot's second pass over the view's entries is
+    // the build itself (the first sums rawBytes). Its progress when the agent's first CHUNK arrives
+    // tells whether frames were streamed as they were built. A server that waits for the whole
+    // build (or builds in one go) fails this.
+    const passes: { yielded: number; done: boolean }[] = [];
+    const track = (v: StoreView): StoreView =>
+      new Proxy(v, {
+        get(t, p) {
+          if (p === 'entries') {
+            return () => {
+              const pass = { yielded: 0, done: false };
+              passes.push(pass);
+              return (function* () {
+                for (const e of t.entries()) {
+                  pass.yielded++;
+                  yield e;
+                }
+                pass.done = true;
+              })();
+            };
+          }
+          const x: unknown = Reflect.get(t, p, t);
+          return typeof x === 'function' ? (x as (...a: unknown[]) => unknown).bind(t) : x;
+        },
+      });
+    const h = await harness({
+      snapshotBuildSliceEntries: 10,
+      createStore: (o) => {
+        const store = defaultStoreFactory(o);
+        const current = store.current.bind(store);
+        return Object.assign(store, { current: () => track(current()) });
+      },
+    });
+    h.upstream.apply('felix', pods(20_000), { status: 'in-sync' });
+    // A small frame limit makes many chunks, so the first one is complete long before the end.
+    const a = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 4_096 });
+    let atFirstChunk: { yielded: number; done: boolean } | undefined;
+    a.on('change', () => {
+      if (atFirstChunk === undefined && a.received.includes('snapshotChunk')) atFirstChunk = { ...(passes.at(-1) as { yielded: number; done: boolean }) };
+    });
+    await a.untilRevision('felix', 1);
+    expect(passes.length).toBe(2);
+    expect(atFirstChunk?.done).toBe(false);
+    expect(atFirstChunk?.yielded).toBeLessThan(20_000);
+    expect(a.violations).toEqual([]);
+    expect(a.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
+  });
+
+  it('compresses each snapshot and delta frame once for all agents that negotiated the same compression', async () => {
+    const h = await harness({ compressMinBytes: 64, snapshotReuseWindowMs: 60_000 });
+    h.upstream.apply('felix', pods(400), { status: 'in-sync' });
+    const counts = countCompressions();
+    // Same compression and frame size: one shared build and one shared delta unit per pair.
+    const opts = (caps: string[]): Parameters<typeof h.agent>[0] => ({ feeds: [{ name: 'felix' }], caps, maxFrameBytes: 4_096 });
+    const br = [h.agent(opts(['compress.brotli'])), h.agent(opts(['compress.brotli']))];
+    const df = [h.agent(opts(['compress.deflate'])), h.agent(opts(['compress.deflate']))];
+    const plain = h.agent(opts([]));
+    const seen = new Map([...br, ...df].map((a) => [a, compressionCandidates(a, 64)]));
+    const all = [...br, ...df, plain];
+    await Promise.all(all.map((a) => a.untilRevision('felix', 1)));
+    const SNAPSHOT = [0x03, 0x04, 0x05];
+    const DELTA = [0x06];
+    const of = (a: TestAgent | undefined, types: number[]): number => types.reduce((n, t) => n + (a === undefined ? 0 : seen.get(a)?.get(t) ?? 0), 0);
+    // Both agents of a pair got the same frames, each compressed exactly once for both.
+    expect(of(br[0], SNAPSHOT)).toBeGreaterThan(2);
+    expect(of(br[1], SNAPSHOT)).toBe(of(br[0], SNAPSHOT));
+    expect(counts.brotli).toBe(of(br[0], SNAPSHOT));
+    expect(counts.deflate).toBe(of(df[0], SNAPSHOT));
+    expect(h.server.snapshotStats()).toEqual({ built: 3, reused: 2 });
+
+    await eventually(() => h.server.fanoutStats().flushes >= 1, 'first flush');
+    const before = { ...h.server.fanoutStats(), brotli: counts.brotli, deflate: counts.deflate };
+    h.upstream.apply('felix', pods(400, 1));
+    await Promise.all(all.map((a) => a.untilRevision('felix', 2)));
+    // One unit per compression (none, brotli, deflate), not per socket ...
+    expect(h.server.fanoutStats().deltaUnitsEncoded - before.deltaUnitsEncoded).toBe(3);
+    // ... and one compression per frame of it, not per socket.
+    expect(of(br[0], DELTA)).toBeGreaterThan(2);
+    expect(of(br[1], DELTA)).toBe(of(br[0], DELTA));
+    expect(counts.brotli - before.brotli).toBe(of(br[0], DELTA));
+    expect(counts.deflate - before.deflate).toBe(of(df[0], DELTA));
+    for (const a of all) {
+      expect(a.violations).toEqual([]);
+      expect(a.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
+    }
   });
 });

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/clock.js';
 import { createUpstream, type UpstreamHandle, type UpstreamOptions } from '../../src/server/upstream/index.js';
+import { WATERMARK_ONLY_INTERVAL_MS } from '../../src/server/upstream/dispatcher.js';
 import type { KubeObject } from '../../src/server/upstream/types.js';
 import { FakeApiServer } from './fake-apiserver.js';
 import { builtinFeed, customFeed, expectedState, node, pod, RecordingSink, sameState, until } from './helpers.js';
@@ -73,6 +74,41 @@ describe('reflector against a scripted API server', () => {
     // A real change still gets through.
     server.upsert('pods', pod('a', { labels: { app: 'db' } }));
     await until(() => sink.updates() - before === 1, clock);
+  });
+
+  it('delivers the watermarks of events that change no entry, at most once per WATERMARK_ONLY_INTERVAL_MS and within it', async () => {
+    const { clock, sink, up } = await setup({ watchList: false });
+    const at: number[] = [];
+    const onBatch = sink.onBatch.bind(sink);
+    sink.onBatch = (feed, batch) => {
+      at.push(clock.monotonic());
+      onBatch(feed, batch);
+    };
+    server.upsert('pods', pod('a'));
+    up.start(sink);
+    await until(() => sink.status.get('pods') === 'in-sync' && server.openWatches === 1, clock);
+    const first = sink.batches.length;
+    const unchanged = async (): Promise<number> => (await up.metrics.unchanged.get()).values.reduce((n, v) => n + v.value, 0);
+    // Six waves of status-only updates, 400 ms of virtual time apart: none changes the feed.
+    let lastEventAt = 0;
+    for (let wave = 0; wave < 6; wave++) {
+      for (let i = 0; i < 10; i++) server.upsert('pods', pod('a', { ready: i % 2 === 0, restarts: wave * 10 + i }));
+      for (let i = 0; i < 100_000 && (i % 50 !== 0 || (await unchanged()) < (wave + 1) * 10); i++) await new Promise<void>((r) => setImmediate(r));
+      lastEventAt = clock.monotonic();
+      await clock.advanceAsync(400);
+    }
+    // The feed's watermark follows the upstream although its entries never changed ...
+    await until(() => sink.batches.at(-1)?.batch.watermarks?.['pods'] === String(server.rv), clock);
+    const later = sink.batches.slice(first);
+    expect(later.every((b) => b.batch.updates.length === 0)).toBe(true);
+    expect(sink.revision('pods')).toBe(1);
+    // ... in batches at least WATERMARK_ONLY_INTERVAL_MS apart (not one per event), the last one
+    // at most that long after the last event.
+    const times = at.slice(first - 1);
+    expect(later.length).toBeGreaterThanOrEqual(2);
+    expect(later.length).toBeLessThan(6);
+    for (let i = 1; i < times.length; i++) expect((times[i] as number) - (times[i - 1] as number)).toBeGreaterThanOrEqual(WATERMARK_ONLY_INTERVAL_MS);
+    expect((times.at(-1) as number) - lastEventAt).toBeLessThanOrEqual(WATERMARK_ONLY_INTERVAL_MS);
   });
 
   for (const form of ['ERROR event', 'HTTP 410'] as const) {

@@ -38,9 +38,17 @@ export interface FanOutOptions {
 export class FanOutContext {
   readonly connections = new Set<Connection>();
   readonly stats: FanOutStats;
+  /**
+   * The period of the one sweep (sweep.ts) that checks every deadline and sends every PING. A
+   * deadline is late by up to one period, so it is a quarter of the shortest deadline; and a PING
+   * goes out on the first sweep at or after it is due, so the period is also the error of every
+   * ping interval: at most a twentieth of pingIntervalMs, leaving room for the ±10 % jitter.
+   */
+  readonly sweepIntervalMs: number;
 
   constructor(readonly o: FanOutOptions) {
     this.stats = o.metrics.fanout;
+    this.sweepIntervalMs = Math.max(5, Math.min(1_000, Math.floor(Math.min(o.pingIntervalMs / 5, o.pongTimeoutMs, o.handshakeTimeoutMs, o.maxFallBehindMs) / 4)));
   }
 
   /**
@@ -55,8 +63,14 @@ export class FanOutContext {
     }
   }
 
-  /** The delay to a connection's next PING: pingIntervalMs ±10 % (PROTOCOL.md §4.4). */
+  /**
+   * The delay to a connection's next PING, so that the interval the agent sees is pingIntervalMs
+   * ±10 % (PROTOCOL.md §4.8): drawn uniformly from [0.9, 1.1) × pingIntervalMs less one sweep
+   * period, because the PING is sent on the first sweep at or after the deadline (up to one period
+   * later). Without that, the sends snapped to sweep ticks (1.00x or 1.25x at a quarter period).
+   */
   nextPingDelayMs(): number {
-    return Math.round(this.o.pingIntervalMs * (0.9 + this.o.random() * 0.2));
+    const p = this.o.pingIntervalMs;
+    return 0.9 * p + this.o.random() * Math.max(0, 0.2 * p - this.sweepIntervalMs);
   }
 }

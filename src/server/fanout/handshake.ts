@@ -2,7 +2,7 @@
  * The handshake's decisions: HELLO checks beyond the codec's shape validation (PROTOCOL.md §4.1),
  * the choice of compression (§5), resume-or-snapshot per feed (§7) and the WELCOME (§4.2).
  */
-import type { HelloMessage } from '../../../proto/index.js';
+import { type HelloMessage, MIN_CLIENT_MAX_FRAME_BYTES } from '../../../proto/index.js';
 import type { FeedRuntime } from './feeds.js';
 import type { SinceResult } from '../pipeline/store-port.js';
 import { judgeToken } from '../transport/tokens.js';
@@ -16,8 +16,8 @@ export interface Hello {
   readonly maxFrameBytes: number | undefined;
 }
 
-/** Smallest client maxFrameBytes honoured: below it no realistic entry fits. */
-export const MIN_CLIENT_FRAME_BYTES = 4_096;
+/** Smallest client maxFrameBytes honoured (PROTOCOL.md §2.2): below it no realistic entry fits. */
+export const MIN_CLIENT_FRAME_BYTES = MIN_CLIENT_MAX_FRAME_BYTES;
 const MAX_NAME_CHARS = 253;
 
 export function checkHello(m: HelloMessage): Hello {

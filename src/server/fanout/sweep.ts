@@ -2,7 +2,8 @@
  * The sweep: ONE periodic pass over every connection for the deadlines a connection keeps as
  * plain numbers (handshake, PONG, fall-behind, closing) and for its pings. Thousands of sockets
  * share one interval instead of owning thousands of timers (the ws/undici pattern); the cost is
- * deadline precision of one sweep interval, which is at most a quarter of the shortest deadline.
+ * deadline precision of one sweep interval, which is at most a quarter of the shortest deadline
+ * and a twentieth of the ping interval (context.ts sweepIntervalMs).
  */
 import type { Timer } from '../../clock.js';
 import type { Connection } from '../transport/connection.js';
@@ -23,9 +24,8 @@ export class Sweeper {
     private readonly ctx: FanOutContext,
     private readonly service: ServiceQueue,
   ) {
-    const o = ctx.o;
-    this.intervalMs = Math.max(5, Math.min(1_000, Math.floor(Math.min(o.pingIntervalMs, o.pongTimeoutMs, o.handshakeTimeoutMs, o.maxFallBehindMs) / 4)));
-    this.lastSweepMs = o.clock.monotonic();
+    this.intervalMs = ctx.sweepIntervalMs;
+    this.lastSweepMs = ctx.o.clock.monotonic();
   }
 
   start(): void {

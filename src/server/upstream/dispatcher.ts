@@ -1,6 +1,18 @@
+import { type Clock, realClock, type Timer } from '../../clock.js';
 import type { Logger } from '../../log.js';
 import type { FeedBatch, FeedSink, FeedUpdate, SyncStatus } from '../pipeline/seams.js';
 import type { FeedSpec } from './feeds.js';
+
+/**
+ * The shortest time between two batches of a feed whose only news is newer watermarks (events of
+ * its resources that changed none of its entries, e.g. node heartbeats in a feed that does not
+ * project them). Without such batches a quiet feed reports the watermarks of its last change, so
+ * an agent comparing replicas (PROTOCOL.md §8) refuses a healthy one that started earlier. Without
+ * the limit every such event would be a STATUS to every agent: 5,000 nodes' heartbeats are ~500
+ * events/s. One second bounds that to one STATUS per second per feed, and is how long a replica's
+ * watermarks may trail its own upstream (PROTOCOL.md §8 says so).
+ */
+export const WATERMARK_ONLY_INTERVAL_MS = 1_000;
 
 /**
  * Per feed: the updates queued since the last flush, the sync status, the stale flag and the
@@ -12,6 +24,8 @@ import type { FeedSpec } from './feeds.js';
  * - "in-sync" travels in the same batch as the last update of the initial lists (the last chunk
  *   when a batch is split), never before it.
  * - Within one flush a key appears once, with its latest value.
+ * - Every batch carries the feed's current watermarks; newer watermarks alone make a batch at most
+ *   once per WATERMARK_ONLY_INTERVAL_MS, and always within it (a trailing flush).
  */
 export class FeedState {
   readonly synced = new Set<string>();
@@ -19,6 +33,10 @@ export class FeedState {
   stale = false;
   pending = new Map<string, Buffer | null>();
   dirty = false;
+  /** A watermark of one of its resources moved since its last batch. */
+  watermarksMoved = false;
+  /** Monotonic ms of its last batch (the watermark-only rate limit counts from it). */
+  lastBatchMs = -Infinity;
 
   constructor(readonly spec: FeedSpec) {}
 
@@ -32,11 +50,14 @@ export class FeedDispatcher {
   private readonly byResource = new Map<string, FeedState[]>();
   private readonly watermarks = new Map<string, string>();
   private sink: FeedSink | undefined;
+  /** The trailing flush for watermark-only changes held back by the rate limit. */
+  private watermarkTimer: Timer | undefined;
 
   constructor(
     specs: readonly FeedSpec[],
     private readonly logger: Logger,
     private readonly maxBatchUpdates = 10_000,
+    private readonly clock: Clock = realClock,
   ) {
     this.feeds = specs.map((s) => new FeedState(s));
     for (const f of this.feeds) {
@@ -73,7 +94,15 @@ export class FeedDispatcher {
   }
 
   setWatermark(resource: string, rv: string | undefined): void {
-    if (rv !== undefined && rv !== '') this.watermarks.set(resource, rv);
+    if (rv === undefined || rv === '' || this.watermarks.get(resource) === rv) return;
+    this.watermarks.set(resource, rv);
+    for (const f of this.feedsOf(resource)) f.watermarksMoved = true;
+  }
+
+  /** Cancels the trailing flush (the upstream is stopping). */
+  stop(): void {
+    this.watermarkTimer?.cancel();
+    this.watermarkTimer = undefined;
   }
 
   /** The resource's initial list completed (or it is missing): feeds may become in sync. */
@@ -96,12 +125,23 @@ export class FeedDispatcher {
   flush(): void {
     const sink = this.sink;
     if (sink === undefined) return;
+    const now = this.clock.monotonic();
+    let holdMs = Infinity;
     for (const f of this.feeds) {
-      if (f.pending.size === 0 && !f.dirty) continue;
+      if (f.pending.size === 0 && !f.dirty) {
+        if (!f.watermarksMoved) continue;
+        const waitMs = f.lastBatchMs + WATERMARK_ONLY_INTERVAL_MS - now;
+        if (waitMs > 0) {
+          holdMs = Math.min(holdMs, waitMs);
+          continue;
+        }
+      }
       const updates: FeedUpdate[] = [];
       for (const [key, value] of f.pending) updates.push({ key, value });
       f.pending = new Map();
       f.dirty = false;
+      f.watermarksMoved = false;
+      f.lastBatchMs = now;
       const watermarks: Record<string, string> = {};
       for (const r of f.spec.resources) {
         const rv = this.watermarks.get(r);
@@ -120,6 +160,12 @@ export class FeedDispatcher {
         }
         if (last) break;
       }
+    }
+    if (holdMs !== Infinity && this.watermarkTimer === undefined) {
+      this.watermarkTimer = this.clock.setTimeout(() => {
+        this.watermarkTimer = undefined;
+        this.flush();
+      }, holdMs).unref();
     }
   }
 }

@@ -83,7 +83,7 @@ class KubeUpstream implements UpstreamHandle {
     const logger = o.logger ?? pino({ level: 'silent' });
     this.metrics = new UpstreamMetrics(o.registry);
     this.feeds = specs.map(({ name, resources, projectionVersion }) => ({ name, resources, projectionVersion }));
-    this.dispatcher = new FeedDispatcher(specs, logger, o.maxBatchUpdates ?? 10_000);
+    this.dispatcher = new FeedDispatcher(specs, logger, o.maxBatchUpdates ?? 10_000, clock);
     const staleAfterMs = o.upstreamStaleAfterMs ?? 120_000;
     const uses = new Map<string, { spec: FeedResourceSpec; feed: FeedState }[]>();
     for (const feed of this.dispatcher.feeds) {
@@ -139,6 +139,7 @@ class KubeUpstream implements UpstreamHandle {
 
   async stop(): Promise<void> {
     this.ticker?.cancel();
+    this.dispatcher.stop();
     await Promise.all(this.reflectors.map((r) => r.stop()));
   }
 
