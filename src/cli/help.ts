@@ -5,6 +5,7 @@ import { COMMANDS } from './commands.js';
 
 export function showDefault(spec: OptionSpec<unknown>): string {
   const d = spec.default;
+  if (spec.required) return '(required)';
   if (d === undefined) return '(unset)';
   if (Array.isArray(d)) return d.length === 0 ? '(none)' : d.join(',');
   if (typeof d === 'number') return Number.isInteger(d) && Math.abs(d) >= 10_000 ? d.toLocaleString('en-US').replace(/,/g, '_') : String(d);
