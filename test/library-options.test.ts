@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { agentOptions } from '../src/client/options.js';
 import { connect, connectOptions, tlsOptions } from '../src/client/index.js';
 import { resolveConfig } from '../src/config/load.js';
-import { serveOptions, serverOptions, startServerOptions } from '../src/server/options.js';
+import { serveOptions, serverOptions, startServerOptions, upstreamOptions } from '../src/server/options.js';
+import { createUpstream } from '../src/server/upstream/upstream.js';
 import { startServer } from '../src/server/server.js';
 import { startSim } from '../src/sim/index.js';
 import { simOptions, startSimOptions } from '../src/sim/options.js';
@@ -23,6 +24,7 @@ describe('library options come from the command tables', () => {
       expect(serveOptions[name as keyof typeof serveOptions], name).toBe(spec);
       if (name !== 'listen' && name !== 'httpListen') expect(startServerOptions[name as keyof typeof startServerOptions], name).toBe(spec);
     }
+    for (const [name, spec] of Object.entries(upstreamOptions)) expect(serveOptions[name as keyof typeof serveOptions], name).toBe(spec);
     // A library server binds free ports; only the default differs.
     expect(startServerOptions.listen).toMatchObject({ default: '127.0.0.1:0', help: serverOptions.listen.help, check: serverOptions.listen.check });
     expect(startSimOptions.churnPerSec).toBe(simOptions.churn);
@@ -40,6 +42,11 @@ describe('library options come from the command tables', () => {
     expect(() => resolveConfig(serveOptions, { argv: ['--ping-interval-ms', '5'] })).toThrow('option pingIntervalMs (--ping-interval-ms): expected an integer of at least 10 (ms), got "5"');
     expect((await failure(() => startServer({ upstream: {} as never, listen: 'nowhere' }))).message).toContain('option listen (startServer): expected HOST:PORT');
     expect((await failure(() => startServer({ upstream: {} as never, maxInboundBytes: 2 ** 30 }))).message).toContain('expected an integer from 1024 to 1048576 (bytes)');
+  });
+
+  it('createUpstream rejects a bad limit as the command would', () => {
+    expect(() => createUpstream({ replicaId: 'r', env: {}, listPageSize: 0 })).toThrow('option listPageSize (createUpstream): expected an integer from 1 to 100000 (count), got 0');
+    expect(() => createUpstream({ replicaId: 'r', env: {}, feeds: ['felx'] })).toThrow(/option feeds \(createUpstream\): each entry must be one of felix/);
   });
 
   it('startSim rejects bad options with the shared messages', async () => {

@@ -146,15 +146,10 @@ export const startServerOptions = {
 } as const;
 
 /**
- * `cattail serve`: the fan-out server (a Deployment replica in calico-system).
+ * The upstream's options (src/server/upstream): feeds and the reflectors' limits. `createUpstream`
+ * takes exactly these, with `cattail serve`'s defaults.
  */
-export const serveOptions = {
-  ...commonOptions,
-  kubeconfig: opt.string({
-    default: undefined,
-    help: 'Kubeconfig file for the upstream API server. Unset: KUBECONFIG, then in-cluster config; with neither, serve exits with a coded error (it never simulates silently).',
-  }),
-  // --- Upstream (src/server/upstream): feeds and the reflectors' limits. ---
+export const upstreamOptions = {
   feeds: opt.list({
     default: [...BUILTIN_FEEDS],
     values: BUILTIN_FEEDS,
@@ -194,6 +189,18 @@ export const serveOptions = {
     min: 1_000,
     help: 'How often to look again for a CRD that is not installed (404); meanwhile it counts as empty and in sync.',
   }),
+} as const;
+
+/**
+ * `cattail serve`: the fan-out server (a Deployment replica in calico-system).
+ */
+export const serveOptions = {
+  ...commonOptions,
+  kubeconfig: opt.string({
+    default: undefined,
+    help: 'Kubeconfig file for the upstream API server. Unset: KUBECONFIG, then in-cluster config; with neither, serve exits with a coded error (it never simulates silently).',
+  }),
+  ...upstreamOptions,
   embeddedSim: opt.boolean({
     default: false,
     help: 'Run against an in-process simulated API server with a small generated cluster (what `npm start` does). Never use in production.',
