@@ -41,6 +41,7 @@ describe('cli', () => {
     expect(r.out).toContain('--ping-interval-ms');
     expect(r.out).toContain('CATTAIL_PING_INTERVAL_MS');
     expect(r.out).toContain('10_000');
+    expect(r.out).toContain('--watch-list, --no-watch-list');
   });
 
   it('rejects an unknown command with a coded error and exit 2', async () => {

@@ -18,7 +18,7 @@ function cell(text: string): string {
 export function optionTable(table: OptionTable): string {
   const rows = ['| option (file key) | flag | environment | default | unit | description |', '|---|---|---|---|---|---|'];
   for (const [name, spec] of Object.entries(table)) {
-    const flag = spec.fileOnly ? '(file only)' : `\`--${flagName(name)}\``;
+    const flag = spec.fileOnly ? '(file only)' : `\`--${flagName(name)}\`${spec.type === 'boolean' ? `, \`--no-${flagName(name)}\`` : ''}`;
     const env = spec.fileOnly ? '' : `\`${envName(name)}\``;
     const unit = spec.type === 'enum' ? (spec.values ?? []).join(' | ') : (spec.unit ?? '');
     rows.push(`| \`${name}\` | ${flag} | ${env} | \`${cell(showDefault(spec))}\` | ${cell(unit)} | ${cell(spec.help)} |`);

@@ -35,7 +35,9 @@ export function commandHelp(cmd: Command): string {
   const table: OptionTable = cmd.options;
   const lines = [`Usage: ${cmd.usage}`, '', cmd.summary, '', 'Options:'];
   for (const [name, spec] of Object.entries(table)) {
-    const flag = spec.fileOnly ? `(config file) ${name}` : `--${flagName(name)}${spec.type === 'boolean' ? '' : ' <' + (spec.type === 'enum' ? (spec.values ?? []).join('|') : spec.unit ?? spec.type) + '>'}`;
+    // A boolean flag takes no value, so its off form is shown beside it (`--watch-list false` is an error).
+    const value = spec.type === 'boolean' ? `, --no-${flagName(name)}` : ' <' + (spec.type === 'enum' ? (spec.values ?? []).join('|') : spec.unit ?? spec.type) + '>';
+    const flag = spec.fileOnly ? `(config file) ${name}` : `--${flagName(name)}${value}`;
     lines.push(`  ${flag}`);
     lines.push(`      ${spec.help}`);
     lines.push(`      default: ${showDefault(spec)}${spec.fileOnly ? '' : `   env: ${envName(name)}`}`);

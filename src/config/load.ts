@@ -12,8 +12,6 @@ import { ConfigError } from '../errors.js';
 import { type ConfigOf, type OptionSpec, type OptionTable, envName, flagName } from './options.js';
 import { type Source, coerce, missingOption } from './resolve.js';
 
-export type { Source } from './resolve.js';
-
 export interface Resolved<S extends OptionTable> {
   config: ConfigOf<S>;
   /** Where each option's value came from. */

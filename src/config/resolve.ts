@@ -19,7 +19,7 @@ export type Source = 'flag' | 'env' | 'file' | 'default' | 'option';
  * How an error names a value's origin: `--ping-interval-ms`, `CATTAIL_PING_INTERVAL_MS`,
  * `config file /etc/cattail.yaml key pingIntervalMs`, or the library function (`startServer`).
  */
-export function describeSource(source: Source, name: string, where?: string): string {
+function describeSource(source: Source, name: string, where?: string): string {
   switch (source) {
     case 'flag':
       return `--${flagName(name)}`;
