@@ -41,6 +41,7 @@ describe('cli', () => {
     expect(r.out).toContain('--ping-interval-ms');
     expect(r.out).toContain('CATTAIL_PING_INTERVAL_MS');
     expect(r.out).toContain('10_000');
+    expect(r.out).toContain('--watch-list, --no-watch-list');
   });
 
   it('rejects an unknown command with a coded error and exit 2', async () => {
@@ -63,5 +64,35 @@ describe('cli', () => {
     expect(printed.options.feed).toEqual({ value: ['bgp'], source: 'flag' });
     expect(printed.options.timeoutMs).toEqual({ value: 5000, source: 'env' });
     expect(printed.options.once).toEqual({ value: false, source: 'default' });
+  });
+
+  it('rejects a stray positional argument, naming it', async () => {
+    const r = await run(['serve', 'foo']);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('CATTAIL_CONFIG_UNEXPECTED_ARGUMENT');
+    expect(r.err).toContain('"foo"');
+  });
+
+  it('rejects a value after a boolean flag and says how booleans are written', async () => {
+    // `false` used to be a silent stray positional, leaving watchList at its default (true).
+    for (const argv of [['serve', '--watch-list', 'false'], ['serve', '--watch-list=false'], ['serve', '--no-watch-list', 'true']]) {
+      const r = await run(argv);
+      expect(r.code, argv.join(' ')).toBe(2);
+      expect(r.err).toContain('CATTAIL_CONFIG_UNEXPECTED_ARGUMENT');
+      expect(r.err).toContain('--no-watch-list');
+    }
+    const off = await run(['serve', '--no-watch-list', '--print-config']);
+    expect(off.code).toBe(0);
+    expect((JSON.parse(off.out) as { options: Record<string, { value: unknown }> }).options.watchList?.value).toBe(false);
+    const on = await run(['serve', '--watch-list', '--print-config'], { CATTAIL_WATCH_LIST: 'false' });
+    expect((JSON.parse(on.out) as { options: Record<string, { value: unknown; source: string }> }).options.watchList).toEqual({ value: true, source: 'flag' });
+  });
+
+  it('no command takes positional arguments', async () => {
+    for (const name of ['serve', 'agent', 'sim', 'bench']) {
+      const r = await run([name, '--print-config', 'extra']);
+      expect(r.code, name).toBe(2);
+      expect(r.err).toContain('CATTAIL_CONFIG_UNEXPECTED_ARGUMENT');
+    }
   });
 });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { redactedConfig, resolveConfig } from '../src/config/load.js';
-import { envName, flagName, opt } from '../src/config/options.js';
+import { envName, flagName, opt, withDefault } from '../src/config/options.js';
+import { resolveOptions } from '../src/config/resolve.js';
 import { CattailError } from '../src/errors.js';
 
 const table = {
@@ -127,5 +128,86 @@ describe('config - printing', () => {
     expect(shown.token).toBe('<redacted>');
     expect(JSON.stringify(shown)).not.toContain('hunter2');
     expect(shown.pingIntervalMs).toBe(10_000);
+  });
+});
+
+describe('config - command line', () => {
+  function errorOf(argv: string[]): CattailError {
+    try {
+      resolveConfig(table, { argv });
+    } catch (err) {
+      return err as CattailError;
+    }
+    throw new Error(`${argv.join(' ')} did not throw`);
+  }
+
+  it('refuses positional arguments, naming the argument', () => {
+    const e = errorOf(['--listen', '0.0.0.0:1', 'foo']);
+    expect(e.code).toBe('CATTAIL_CONFIG_UNEXPECTED_ARGUMENT');
+    expect(e.message).toContain('"foo"');
+    expect(e.details).toEqual({ argument: 'foo' });
+    expect(errorOf(['--', '--verbose']).code).toBe('CATTAIL_CONFIG_UNEXPECTED_ARGUMENT');
+  });
+
+  it('refuses a value given to a boolean flag, and says how to write it', () => {
+    for (const argv of [['--verbose', 'false'], ['--verbose=false'], ['--no-verbose', 'yes'], ['--no-verbose=1']]) {
+      const e = errorOf(argv);
+      expect(e.code, argv.join(' ')).toBe('CATTAIL_CONFIG_UNEXPECTED_ARGUMENT');
+      expect(e.message).toContain('--verbose to turn it on, --no-verbose to turn it off');
+    }
+  });
+
+  it('still reads values that look like words after non-boolean flags', () => {
+    expect(resolveConfig(table, { argv: ['--listen', 'false', '--mode', 'b'] }).config).toMatchObject({ listen: 'false', mode: 'b' });
+    expect(resolveConfig(table, { argv: ['--listen=x:1', '--verbose'] }).config).toMatchObject({ listen: 'x:1', verbose: true });
+  });
+
+  it('requires a required option unless printing the configuration', () => {
+    const needs = { server: opt.list({ default: [], required: true, help: 'where' }) };
+    expect(() => resolveConfig(needs, {})).toThrow(/option server \(--server, CATTAIL_SERVER or config file key server\) is required: where/);
+    expect(resolveConfig(needs, { allowMissing: true }).config.server).toEqual([]);
+    expect(resolveConfig(needs, { env: { CATTAIL_SERVER: 'a,b' } }).config.server).toEqual(['a', 'b']);
+    expect(resolveConfig({ server: withDefault(needs.server, ['x']) }, {}).config.server).toEqual(['x']);
+  });
+});
+
+describe('config - library options (resolveOptions)', () => {
+  const lib = {
+    pingIntervalMs: opt.int({ default: 10_000, unit: 'ms', min: 100, max: 60_000, help: 'ping' }),
+    verbose: opt.boolean({ default: false, help: 'v' }),
+    feed: opt.list({ default: ['felix'], help: 'feeds' }),
+    mode: opt.enum({ values: ['a', 'b'] as const, default: 'a', help: 'mode' }),
+    name: opt.string({ default: undefined, help: 'n', check: (v) => (v.length > 3 ? 'expected at most 3 characters' : undefined) }),
+  } as const;
+
+  it('applies defaults for unset and undefined options, and copies lists', () => {
+    const given = ['bgp'];
+    const r = resolveOptions(lib, { verbose: undefined, feed: given }, 'start');
+    expect(r).toEqual({ pingIntervalMs: 10_000, verbose: false, feed: ['bgp'], mode: 'a', name: undefined });
+    expect(r.feed).not.toBe(given);
+    expect(resolveOptions(lib, undefined, 'start').feed).not.toBe(lib.feed.default);
+  });
+
+  it('throws CATTAIL_INVALID_ARGUMENT with the message a flag would get, naming unit and range', () => {
+    let fromLibrary = '';
+    try {
+      resolveOptions(lib, { pingIntervalMs: 5 }, 'start');
+    } catch (err) {
+      expect((err as CattailError).code).toBe('CATTAIL_INVALID_ARGUMENT');
+      expect((err as CattailError).details).toMatchObject({ option: 'pingIntervalMs', source: 'option' });
+      fromLibrary = (err as Error).message;
+    }
+    expect(fromLibrary).toBe('option pingIntervalMs (start): expected an integer from 100 to 60000 (ms), got 5');
+    expect(() => resolveConfig(lib, { argv: ['--ping-interval-ms', '5'] })).toThrow('option pingIntervalMs (--ping-interval-ms): expected an integer from 100 to 60000 (ms), got "5"');
+  });
+
+  it('wants the type itself: no text parsing for library callers', () => {
+    expect(() => resolveOptions(lib, { pingIntervalMs: '500' as never }, 'start')).toThrow(/expected an integer from 100 to 60000 \(ms\), got "500"/);
+    expect(() => resolveOptions(lib, { verbose: 'true' as never }, 'start')).toThrow(/option verbose \(start\): expected true or false/);
+    expect(() => resolveOptions(lib, { feed: 'a,b' as never }, 'start')).toThrow(/expected a list of strings/);
+    expect(() => resolveOptions(lib, { pingIntervalMs: 100.5 }, 'start')).toThrow(/expected an integer/);
+    expect(() => resolveOptions(lib, { mode: 'c' as never }, 'start')).toThrow(/expected one of a, b/);
+    expect(() => resolveOptions(lib, { name: 'long' }, 'start')).toThrow(/option name \(start\): expected at most 3 characters, got "long"/);
+    expect(() => resolveOptions(lib, 7 as never, 'start')).toThrow(/start: options must be an object/);
   });
 });

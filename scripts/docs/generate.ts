@@ -1,5 +1,6 @@
 /**
- * Generated documentation: the README's option tables (one per command) and error-code table come
+ * Generated documentation: the README's option tables (one per command), the client README's
+ * `connect()` option tables, and the error-code table come
  * from the code's own tables, between `<!-- generated:NAME -->` and `<!-- /generated:NAME -->`
  * markers. `npm run docs` rewrites them; test/docs.test.ts fails when the README drifts.
  */
@@ -8,6 +9,7 @@ import { showDefault } from '../../src/cli/help.js';
 import type { OptionTable } from '../../src/config/options.js';
 import { envName, flagName } from '../../src/config/options.js';
 import { ERROR_CODES } from '../../src/errors.js';
+import { connectOptions, tlsOptions } from '../../src/client/connect-options.js';
 
 function cell(text: string): string {
   return text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
@@ -16,10 +18,20 @@ function cell(text: string): string {
 export function optionTable(table: OptionTable): string {
   const rows = ['| option (file key) | flag | environment | default | unit | description |', '|---|---|---|---|---|---|'];
   for (const [name, spec] of Object.entries(table)) {
-    const flag = spec.fileOnly ? '(file only)' : `\`--${flagName(name)}\``;
+    const flag = spec.fileOnly ? '(file only)' : `\`--${flagName(name)}\`${spec.type === 'boolean' ? `, \`--no-${flagName(name)}\`` : ''}`;
     const env = spec.fileOnly ? '' : `\`${envName(name)}\``;
-    const unit = spec.type === 'enum' ? (spec.values ?? []).join(' \\| ') : (spec.unit ?? '');
+    const unit = spec.type === 'enum' ? (spec.values ?? []).join(' | ') : (spec.unit ?? '');
     rows.push(`| \`${name}\` | ${flag} | ${env} | \`${cell(showDefault(spec))}\` | ${cell(unit)} | ${cell(spec.help)} |`);
+  }
+  return rows.join('\n');
+}
+
+/** A library entry's options (function arguments: no flags or variables), e.g. `connect()`'s. */
+export function libraryOptionTable(table: OptionTable, prefix = ''): string {
+  const rows = ['| option | default | unit | description |', '|---|---|---|---|'];
+  for (const [name, spec] of Object.entries(table)) {
+    const unit = spec.type === 'enum' || (spec.type === 'list' && spec.values) ? (spec.values ?? []).join(' | ') : (spec.unit ?? '');
+    rows.push(`| \`${prefix}${name}\` | \`${cell(showDefault(spec))}\` | ${cell(unit)} | ${cell(spec.help)} |`);
   }
   return rows.join('\n');
 }
@@ -31,12 +43,14 @@ export function errorTable(): string {
 }
 
 /** The files, relative to the repository root, whose marked sections are generated. */
-export const GENERATED_DOCS: readonly string[] = ['README.md'];
+export const GENERATED_DOCS: readonly string[] = ['README.md', 'src/client/README.md'];
 
 /** Every generated section by name. */
 export function generatedSections(): Record<string, string> {
   const out: Record<string, string> = { errors: errorTable() };
   for (const c of COMMANDS) out[`options-${c.name}`] = optionTable(c.options);
+  out['options-connect'] = libraryOptionTable(connectOptions);
+  out['options-connect-tls'] = libraryOptionTable(tlsOptions, 'tls.');
   return out;
 }
 

@@ -12,8 +12,9 @@ import { hostname } from 'node:os';
 import type { CommandContext } from './commands.js';
 import { realClock, type Clock, type Timer } from '../clock.js';
 import type { ConfigOf } from '../config/options.js';
+import { selectOptions } from '../config/resolve.js';
 import { CattailError, ConfigError } from '../errors.js';
-import { connect, type Client, type SnapshotProgress, type StatusEvent } from '../client/index.js';
+import { connect, tlsOptions, type Client, type SnapshotProgress, type StatusEvent } from '../client/index.js';
 import type { agentOptions } from '../client/options.js';
 
 export type AgentConfig = ConfigOf<typeof agentOptions>;
@@ -27,9 +28,6 @@ const PROGRESS_INTERVAL_MS = 500;
 
 export async function runAgent(config: AgentConfig, ctx: CommandContext, deps: AgentDeps = {}): Promise<number> {
   const clock = deps.clock ?? realClock;
-  if (config.server.length === 0) {
-    throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', 'option server (--server, CATTAIL_SERVER): at least one ws:// or wss:// URL is required', { details: { option: 'server' } });
-  }
   if (config.agents > 1 || config.discard) {
     if (config.once || config.dump !== undefined) {
       throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', 'options --once and --dump apply to a single full agent, not to --agents or --discard', { details: { option: config.once ? 'once' : 'dump' } });
@@ -37,11 +35,7 @@ export async function runAgent(config: AgentConfig, ctx: CommandContext, deps: A
     const { runFleet } = await import('./agent-fleet.js');
     return runFleet(config, ctx, clock);
   }
-  const tls: Record<string, string> = {};
-  for (const k of ['caFile', 'certFile', 'keyFile', 'serverName', 'serverCn', 'serverUriSan'] as const) {
-    const v = config[k];
-    if (v !== undefined) tls[k] = v;
-  }
+  const tls = selectOptions(tlsOptions, config);
   let client: Client;
   try {
     client = connect({

@@ -5,6 +5,7 @@ import { COMMANDS } from './commands.js';
 
 export function showDefault(spec: OptionSpec<unknown>): string {
   const d = spec.default;
+  if (spec.required) return '(required)';
   if (d === undefined) return '(unset)';
   if (Array.isArray(d)) return d.length === 0 ? '(none)' : d.join(',');
   if (typeof d === 'number') return Number.isInteger(d) && Math.abs(d) >= 10_000 ? d.toLocaleString('en-US').replace(/,/g, '_') : String(d);
@@ -34,7 +35,9 @@ export function commandHelp(cmd: Command): string {
   const table: OptionTable = cmd.options;
   const lines = [`Usage: ${cmd.usage}`, '', cmd.summary, '', 'Options:'];
   for (const [name, spec] of Object.entries(table)) {
-    const flag = spec.fileOnly ? `(config file) ${name}` : `--${flagName(name)}${spec.type === 'boolean' ? '' : ' <' + (spec.type === 'enum' ? (spec.values ?? []).join('|') : spec.unit ?? spec.type) + '>'}`;
+    // A boolean flag takes no value, so its off form is shown beside it (`--watch-list false` is an error).
+    const value = spec.type === 'boolean' ? `, --no-${flagName(name)}` : ' <' + (spec.type === 'enum' ? (spec.values ?? []).join('|') : spec.unit ?? spec.type) + '>';
+    const flag = spec.fileOnly ? `(config file) ${name}` : `--${flagName(name)}${value}`;
     lines.push(`  ${flag}`);
     lines.push(`      ${spec.help}`);
     lines.push(`      default: ${showDefault(spec)}${spec.fileOnly ? '' : `   env: ${envName(name)}`}`);

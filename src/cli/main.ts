@@ -38,7 +38,7 @@ export async function main(argv: readonly string[], io: MainIo): Promise<number>
       return 0;
     }
     const printConfig = rest.includes('--print-config');
-    const resolved = resolveConfig(cmd.options, { argv: rest.filter((a) => a !== '--print-config'), env: io.env });
+    const resolved = resolveConfig(cmd.options, { argv: rest.filter((a) => a !== '--print-config'), env: io.env, allowMissing: printConfig });
     if (printConfig) {
       const redacted = redactedConfig(cmd.options, resolved.config);
       const out = Object.fromEntries(Object.entries(redacted).map(([k, v]) => [k, { value: v, source: resolved.sources[k] }]));

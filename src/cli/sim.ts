@@ -11,23 +11,13 @@ import type { simOptions } from '../sim/options.js';
 
 export async function runSim(config: ConfigOf<typeof simOptions>, ctx: CommandContext): Promise<number> {
   const log = createLogger(config.logLevel, 'cattail-sim');
+  // The options the command and the library share pass as they are; the rest are renamed.
+  const { logLevel: _logLevel, churn, kubeconfig, haLagRvs, ...shared } = config;
   const sim = await startSim({
-    port: config.port,
-    nodes: config.nodes,
-    podsPerNode: config.podsPerNode,
-    churnPerSec: config.churn,
-    seed: config.seed,
-    kubeconfigPath: config.kubeconfig,
-    bookmarkIntervalMs: config.bookmarkIntervalMs,
-    watchMinTimeoutMs: config.watchMinTimeoutMs,
-    historyMinCapacity: config.historyMinCapacity,
-    podDeleteGraceMs: config.podDeleteGraceMs,
-    https: config.https,
-    token: config.token,
-    serviceAccountRoot: config.serviceAccountRoot,
-    omitResources: config.omitResources,
-    ha: config.haLagRvs === undefined ? undefined : { lagRvs: config.haLagRvs },
-    slowWatcherQueueMaxBytes: config.slowWatcherQueueMaxBytes,
+    ...shared,
+    churnPerSec: churn,
+    kubeconfigPath: kubeconfig,
+    ha: haLagRvs === undefined ? undefined : { lagRvs: haLagRvs },
   });
   log.info(
     { url: sim.url, kubeconfig: sim.kubeconfigPath, rv: sim.admin.currentRv(), nodes: config.nodes, podsPerNode: config.podsPerNode, serviceAccountRoot: sim.serviceAccountRoot, follower: sim.ha?.followerUrl, roundRobin: sim.ha?.roundRobinUrl },

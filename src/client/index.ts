@@ -10,6 +10,7 @@
  */
 export { connect, Client } from './client.js';
 export { FeedView, type ChangeBatch, type ClientStats, type FeedStatus, type SnapshotProgress } from './feed-view.js';
-export type { ConnectOptions, TlsOptions } from './connect-options.js';
+// The option tables: each option's default, unit and range (what connect() validates against).
+export { connectOptions, tlsOptions, type ConnectOptions, type TlsOptions } from './connect-options.js';
 export type { FeedSync } from './feed-state.js';
 export { CLIENT_STATES, type ClientState, type StatusEvent } from './status.js';

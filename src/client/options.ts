@@ -1,21 +1,16 @@
 import { commonOptions } from '../config/common.js';
-import { opt } from '../config/options.js';
+import { opt, withDefault } from '../config/options.js';
+import { connectOptions, tlsOptions } from './connect-options.js';
 
-/** `cattail agent`: a node agent built on the client library. */
+/**
+ * `cattail agent`: a node agent built on the client library. The options it hands to `connect`
+ * use the library's specs, so a bad `--server` reads as a bad `endpoints` would.
+ */
 export const agentOptions = {
   ...commonOptions,
-  server: opt.list({
-    default: [],
-    help: 'Server URL (ws:// or wss://); repeat for several replicas.',
-  }),
-  feed: opt.list({
-    default: ['felix'],
-    help: 'Feed to subscribe to; repeat for several (one connection carries them all).',
-  }),
-  node: opt.string({
-    default: undefined,
-    help: 'This node\'s name, sent in the hello. Default: the host name.',
-  }),
+  server: connectOptions.endpoints,
+  feed: withDefault(connectOptions.feeds, ['felix']),
+  node: connectOptions.node,
   once: opt.boolean({
     default: false,
     help: 'Exit 0 as soon as every requested feed is in sync.',
@@ -39,30 +34,6 @@ export const agentOptions = {
     unit: 'ms',
     min: 50,
     help: 'How often the live status line is refreshed (on a terminal) or printed when it changed (otherwise).',
-  }),
-  caFile: opt.string({
-    default: undefined,
-    help: 'PEM CA for wss:// servers; re-read on every connection attempt. Unset: the system CAs.',
-  }),
-  certFile: opt.string({
-    default: undefined,
-    help: 'PEM client certificate for mutual TLS (with --key-file); re-read on every connection attempt.',
-  }),
-  keyFile: opt.string({
-    default: undefined,
-    help: 'PEM client private key for mutual TLS (with --cert-file); re-read on every connection attempt.',
-  }),
-  serverName: opt.string({
-    default: undefined,
-    help: 'TLS server name (SNI and host name check). Unset: the host of each --server URL.',
-  }),
-  serverCn: opt.string({
-    default: undefined,
-    help: 'Expected common name of the server certificate; replaces the host name check (Typha\'s TyphaCN).',
-  }),
-  serverUriSan: opt.string({
-    default: undefined,
-    help: 'Expected URI SAN of the server certificate; replaces the host name check (Typha\'s TyphaURISAN).',
   }),
   agents: opt.int({
     default: 1,
@@ -101,10 +72,6 @@ export const agentOptions = {
     default: undefined,
     help: 'With --agents: record when the agents first and last saw each resourceVersion of this resource (e.g. pods), and print them in the final JSON line (a latency probe for benchmarks).',
   }),
-  reconnectMaxDelayMs: opt.int({
-    default: 30_000,
-    unit: 'ms',
-    min: 1,
-    help: 'Cap of the jittered exponential reconnect delay.',
-  }),
+  ...tlsOptions,
+  reconnectMaxDelayMs: connectOptions.reconnectMaxDelayMs,
 } as const;

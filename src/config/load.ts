@@ -10,15 +10,12 @@ import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../errors.js';
 import { type ConfigOf, type OptionSpec, type OptionTable, envName, flagName } from './options.js';
-
-export type Source = 'flag' | 'env' | 'file' | 'default';
+import { type Source, coerce, missingOption } from './resolve.js';
 
 export interface Resolved<S extends OptionTable> {
   config: ConfigOf<S>;
   /** Where each option's value came from. */
   sources: Record<keyof S & string, Source>;
-  /** Positional arguments left after the flags. */
-  positionals: string[];
   /** The config file read, if any. */
   configFile: string | undefined;
 }
@@ -30,85 +27,8 @@ export interface ResolveInput {
   configFile?: string;
   /** Reads the config file (tests inject). */
   readFile?: (path: string) => string;
-}
-
-function describe(source: Source, name: string, file?: string): string {
-  switch (source) {
-    case 'flag':
-      return `--${flagName(name)}`;
-    case 'env':
-      return envName(name);
-    case 'file':
-      return `config file ${file ?? ''} key ${name}`;
-    default:
-      return `default of ${name}`;
-  }
-}
-
-function invalid(name: string, source: Source, value: unknown, reason: string, file?: string): ConfigError {
-  const shown = typeof value === 'string' ? JSON.stringify(value) : JSON.stringify(value) ?? String(value);
-  return new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', `option ${name} (${describe(source, name, file)}): ${reason}, got ${shown}`, {
-    details: { option: name, source, value },
-  });
-}
-
-/** Turns a raw value (string from flag/env, anything from the file) into the option's type. */
-export function coerce(name: string, spec: OptionSpec<unknown>, raw: unknown, source: Source, file?: string): unknown {
-  const fromText = typeof raw === 'string' && source !== 'file';
-  let value: unknown;
-  switch (spec.type) {
-    case 'string':
-      if (typeof raw !== 'string') throw invalid(name, source, raw, 'expected a string', file);
-      value = raw;
-      break;
-    case 'int':
-    case 'number': {
-      let n: number;
-      if (typeof raw === 'number') n = raw;
-      else if (typeof raw === 'string' && raw.trim() !== '' && /^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$/.test(raw.trim().replace(/_/g, ''))) n = Number(raw.trim().replace(/_/g, ''));
-      else throw invalid(name, source, raw, `expected ${spec.type === 'int' ? 'an integer' : 'a number'}${spec.unit ? ` (${spec.unit})` : ''}`, file);
-      if (!Number.isFinite(n)) throw invalid(name, source, raw, 'expected a finite number', file);
-      if (spec.type === 'int' && !Number.isInteger(n)) throw invalid(name, source, raw, `expected an integer${spec.unit ? ` (${spec.unit})` : ''}`, file);
-      if (spec.min !== undefined && n < spec.min) throw invalid(name, source, raw, `must be at least ${spec.min}`, file);
-      if (spec.max !== undefined && n > spec.max) throw invalid(name, source, raw, `must be at most ${spec.max}`, file);
-      value = n;
-      break;
-    }
-    case 'boolean':
-      if (typeof raw === 'boolean') value = raw;
-      else if (fromText && /^(true|1|yes|on)$/i.test(raw)) value = true;
-      else if (fromText && /^(false|0|no|off)$/i.test(raw)) value = false;
-      else throw invalid(name, source, raw, 'expected true or false', file);
-      break;
-    case 'enum':
-      if (typeof raw !== 'string' || !(spec.values ?? []).includes(raw)) {
-        throw invalid(name, source, raw, `expected one of ${(spec.values ?? []).join(', ')}`, file);
-      }
-      value = raw;
-      break;
-    case 'list': {
-      let items: unknown[];
-      if (Array.isArray(raw)) items = raw;
-      else if (typeof raw === 'string') items = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
-      else throw invalid(name, source, raw, 'expected a list of strings', file);
-      if (!items.every((i): i is string => typeof i === 'string')) throw invalid(name, source, raw, 'expected a list of strings', file);
-      if (spec.values) {
-        const bad = items.find((i) => !spec.values?.includes(i));
-        if (bad !== undefined) throw invalid(name, source, raw, `each entry must be one of ${spec.values.join(', ')}`, file);
-      }
-      value = items;
-      break;
-    }
-    case 'object':
-      if (source !== 'file' && source !== 'default') throw invalid(name, source, raw, 'can only be set in the config file', file);
-      value = raw;
-      break;
-  }
-  if (spec.check && value !== undefined && value !== null) {
-    const reason = spec.check(value as never);
-    if (reason !== undefined) throw invalid(name, source, raw, reason, file);
-  }
-  return value;
+  /** Leave a required option unset instead of failing (`--print-config` shows what is set). */
+  allowMissing?: boolean;
 }
 
 function readConfigFile(path: string, read: (p: string) => string): Record<string, unknown> {
@@ -132,6 +52,68 @@ function readConfigFile(path: string, read: (p: string) => string): Record<strin
   return parsed as Record<string, unknown>;
 }
 
+type Flags = Record<string, string | boolean | string[] | undefined>;
+
+function unexpectedArgument(arg: string, message: string): ConfigError {
+  return new ConfigError('CATTAIL_CONFIG_UNEXPECTED_ARGUMENT', message, { details: { argument: arg } });
+}
+
+/** How a boolean flag is written, for messages: `--watch-list` / `--no-watch-list`. */
+function booleanHint(flag: string): string {
+  return `boolean flags take no value: write --${flag} to turn it on, --no-${flag} to turn it off`;
+}
+
+/**
+ * The flags of `argv` by name. No command takes positional arguments, so any is an error: left
+ * alone, `--watch-list false` parsed as `--watch-list` plus a stray `false`, and the option was
+ * silently the opposite of what was written.
+ */
+function parseFlags(table: OptionTable, argv: readonly string[]): Flags {
+  const booleans = new Set<string>();
+  const parseOptions: Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }> = {
+    config: { type: 'string' },
+  };
+  for (const name of Object.keys(table)) {
+    const spec = table[name] as OptionSpec<unknown>;
+    if (spec.fileOnly) continue;
+    const flag = flagName(name);
+    const o: { type: 'string' | 'boolean'; multiple?: boolean; short?: string } = { type: spec.type === 'boolean' ? 'boolean' : 'string' };
+    if (spec.type === 'list') o.multiple = true;
+    if (spec.short) o.short = spec.short;
+    parseOptions[flag] = o;
+    if (spec.type === 'boolean') {
+      parseOptions[`no-${flag}`] = { type: 'boolean' };
+      booleans.add(flag);
+      booleans.add(`no-${flag}`);
+    }
+  }
+  // `--watch-list=false` is refused by parseArgs with a message that does not say what to write.
+  for (const arg of argv) {
+    const m = /^--([^=]+)=/.exec(arg);
+    if (m !== null && booleans.has(m[1] as string)) {
+      const flag = (m[1] as string).replace(/^no-/, '');
+      throw unexpectedArgument(arg, `unexpected value in ${JSON.stringify(arg)}: ${booleanHint(flag)}`);
+    }
+  }
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({ args: [...argv], options: parseOptions, allowPositionals: true, strict: true, tokens: true });
+  } catch (err) {
+    throw new ConfigError('CATTAIL_CONFIG_UNKNOWN_OPTION', (err as Error).message, { cause: err });
+  }
+  const tokens = parsed.tokens ?? [];
+  for (const [i, token] of tokens.entries()) {
+    if (token.kind !== 'positional') continue;
+    const before = tokens[i - 1];
+    if (before?.kind === 'option' && booleans.has(before.name) && before.inlineValue === undefined) {
+      const flag = before.name.replace(/^no-/, '');
+      throw unexpectedArgument(token.value, `unexpected argument ${JSON.stringify(token.value)} after ${before.rawName}: ${booleanHint(flag)}`);
+    }
+    throw unexpectedArgument(token.value, `unexpected argument ${JSON.stringify(token.value)}: this command takes only options (--name value); run with --help to list them`);
+  }
+  return parsed.values as Flags;
+}
+
 /**
  * Resolves `table` from argv, environment and an optional config file (named by `--config FILE`
  * or `CATTAIL_CONFIG`). Throws a {@link ConfigError} naming the option on the first bad value.
@@ -141,26 +123,7 @@ export function resolveConfig<S extends OptionTable>(table: S, input: ResolveInp
   const env = input.env ?? {};
   const names = Object.keys(table);
 
-  const parseOptions: Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }> = {
-    config: { type: 'string' },
-  };
-  for (const name of names) {
-    const spec = table[name] as OptionSpec<unknown>;
-    if (spec.fileOnly) continue;
-    const o: { type: 'string' | 'boolean'; multiple?: boolean; short?: string } = { type: spec.type === 'boolean' ? 'boolean' : 'string' };
-    if (spec.type === 'list') o.multiple = true;
-    if (spec.short) o.short = spec.short;
-    parseOptions[flagName(name)] = o;
-    if (spec.type === 'boolean') parseOptions[`no-${flagName(name)}`] = { type: 'boolean' };
-  }
-
-  let parsed: ReturnType<typeof parseArgs>;
-  try {
-    parsed = parseArgs({ args: [...argv], options: parseOptions, allowPositionals: true, strict: true });
-  } catch (err) {
-    throw new ConfigError('CATTAIL_CONFIG_UNKNOWN_OPTION', (err as Error).message, { cause: err });
-  }
-  const flags = parsed.values as Record<string, string | boolean | string[] | undefined>;
+  const flags = parseFlags(table, argv);
 
   const configFile = input.configFile ?? (flags['config'] as string | undefined) ?? env['CATTAIL_CONFIG'] ?? undefined;
   const fileValues = configFile === undefined ? {} : readConfigFile(configFile, input.readFile ?? ((p) => readFileSync(p, 'utf8')));
@@ -193,10 +156,13 @@ export function resolveConfig<S extends OptionTable>(table: S, input: ResolveInp
       raw = fileValues[name];
       source = 'file';
     }
+    if (source === 'default' && spec.required && input.allowMissing !== true) {
+      throw missingOption(name, spec, 'default', spec.fileOnly ? `config file key ${name}` : `--${flag}, ${envKey} or config file key ${name}`);
+    }
     config[name] = source === 'default' ? spec.default : coerce(name, spec, raw, source, configFile);
     sources[name] = source;
   }
-  return { config: config as ConfigOf<S>, sources: sources as Record<keyof S & string, Source>, positionals: parsed.positionals, configFile };
+  return { config: config as ConfigOf<S>, sources: sources as Record<keyof S & string, Source>, configFile };
 }
 
 /** The effective configuration with secrets redacted, for `--print-config` and the startup log. */

@@ -33,6 +33,8 @@ export interface OptionSpec<T> {
   readonly fileOnly?: boolean;
   /** A one-letter flag alias. */
   readonly short?: string;
+  /** Must be set: leaving it at its default is an error (the default only types the empty value). */
+  readonly required?: boolean;
   /** Extra validation; returns a reason when the value is invalid. */
   check?(value: NonNullable<T>): string | undefined;
 }
@@ -41,6 +43,15 @@ export type OptionTable = Readonly<Record<string, OptionSpec<unknown>>>;
 
 /** The resolved configuration type of a table. */
 export type ConfigOf<S extends OptionTable> = { -readonly [K in keyof S]: S[K] extends OptionSpec<infer T> ? T : never };
+
+/** A caller may pass a read-only array where the resolved value is a (fresh, mutable) copy. */
+type Input<T> = T extends (infer E)[] ? readonly E[] : T;
+
+/**
+ * What a library function takes for a table: every option optional (unset means its default).
+ * The option's unit, default and range are its spec's, shown in the README's option tables.
+ */
+export type OptionsOf<S extends OptionTable> = { readonly [K in keyof S]?: Input<ConfigOf<S>[K]> };
 
 type Base<T> = Omit<OptionSpec<T>, 'type' | 'default' | 'values'>;
 
@@ -66,7 +77,7 @@ export const opt = {
     return spec('enum', o.default, o);
   },
   /** Repeatable flag (`--feed a --feed b`), comma-separated in the environment, an array in the file. */
-  list(o: Base<string[]> & { default: string[]; values?: readonly string[] }): OptionSpec<string[]> {
+  list<const V extends readonly string[] = readonly string[]>(o: Base<V[number][]> & { default: V[number][]; values?: V }): OptionSpec<V[number][]> {
     return spec('list', o.default, o);
   },
   /** Structured value, from the config file only. */
@@ -74,6 +85,16 @@ export const opt = {
     return spec('object', o.default, { ...o, fileOnly: true });
   },
 };
+
+/**
+ * The same option with another default, for a library entry whose callers want something else
+ * than the command line's (a free port for tests, an empty simulated cluster). Everything else —
+ * unit, range, check, help — stays the one spec's.
+ */
+export function withDefault<T>(base: OptionSpec<T>, def: T): OptionSpec<T> {
+  // With a default of its own, an option that must be set elsewhere need not be set here.
+  return { ...base, default: def, required: false };
+}
 
 /** `pingIntervalMs` → `ping-interval-ms`. */
 export function flagName(name: string): string {

@@ -1,5 +1,5 @@
 import { commonOptions } from '../config/common.js';
-import { opt } from '../config/options.js';
+import { opt, withDefault } from '../config/options.js';
 import { SYNCER_FEEDS } from '../registry.js';
 
 // Built-in feed names straight from the registry: importing the upstream here would load its
@@ -7,59 +7,11 @@ import { SYNCER_FEEDS } from '../registry.js';
 const BUILTIN_FEEDS = Object.keys(SYNCER_FEEDS);
 
 /**
- * `cattail serve`: the fan-out server (a Deployment replica in calico-system).
- * Defaults follow Typha's where Typha has one (see ../shared/reference/typha.md §3).
+ * The server's own options: listeners, identity and limits. `startServer` takes exactly these
+ * (see {@link startServerOptions}), and `cattail serve` adds the upstream's.
+ * Defaults follow Typha's where Typha has one.
  */
-export const serveOptions = {
-  ...commonOptions,
-  kubeconfig: opt.string({
-    default: undefined,
-    help: 'Kubeconfig file for the upstream API server. Unset: KUBECONFIG, then in-cluster config; with neither, serve exits with a coded error (it never simulates silently).',
-  }),
-  // --- Upstream (src/server/upstream): feeds and the reflectors' limits. ---
-  feeds: opt.list({
-    default: [...BUILTIN_FEEDS],
-    values: BUILTIN_FEEDS,
-    help: 'Built-in feeds to serve (Typha\'s syncer types); repeat the flag for several. Custom feeds come from customFeeds.',
-  }),
-  customFeeds: opt.object<unknown[]>({
-    default: [],
-    help: 'Custom feeds (config file only): a list of {name, resources: [{resource, labelSelector?, fieldSelector?, projection: calico|strip|raw}]}; see the README.',
-    check: (v) => (Array.isArray(v) ? undefined : 'expected a list of feed declarations'),
-  }),
-  upstreamStaleAfterMs: opt.int({
-    default: 120_000,
-    unit: 'ms',
-    min: 1_000,
-    help: 'A resource without a confirmed-healthy watch (event, bookmark or a watch opened with 200) for this long is stale: its feeds say so to agents and readiness goes false.',
-  }),
-  listPageSize: opt.int({
-    default: 500,
-    unit: 'count',
-    min: 1,
-    max: 100_000,
-    help: 'Items per page of an upstream LIST (limit/continue); bounds each response body.',
-  }),
-  watchList: opt.boolean({
-    default: true,
-    help: 'Stream initial lists with WatchList (sendInitialEvents) where the API server supports it; falls back to paged LIST when refused.',
-  }),
-  watchInactivityTimeoutMs: opt.int({
-    default: 90_000,
-    unit: 'ms',
-    min: 1_000,
-    help: 'Abort an upstream list or watch after this long without a byte (silent streams, black holes); capped at 3/4 of upstreamStaleAfterMs so idle resources re-confirm before going stale.',
-  }),
-  missingResourceRetryMs: opt.int({
-    default: 300_000,
-    unit: 'ms',
-    min: 1_000,
-    help: 'How often to look again for a CRD that is not installed (404); meanwhile it counts as empty and in sync.',
-  }),
-  embeddedSim: opt.boolean({
-    default: false,
-    help: 'Run against an in-process simulated API server with a small generated cluster (what `npm start` does). Never use in production.',
-  }),
+export const serverOptions = {
   listen: opt.string({
     default: '127.0.0.1:5473',
     help: 'HOST:PORT for agent WebSocket connections (5473 is Typha\'s port).',
@@ -181,6 +133,81 @@ export const serveOptions = {
     help: 'Byte cap of each feed\'s delta log; older revisions leave it and their agents get a snapshot.',
   }),
 } as const;
+
+/**
+ * `startServer`'s table: {@link serverOptions} listening on free loopback ports by default, because
+ * a library caller (a test, a benchmark, an embedding) runs many servers side by side and reads
+ * the bound addresses from the handle, where the command binds the well-known ports.
+ */
+export const startServerOptions = {
+  ...serverOptions,
+  listen: withDefault(serverOptions.listen, '127.0.0.1:0'),
+  httpListen: withDefault(serverOptions.httpListen, '127.0.0.1:0'),
+} as const;
+
+/**
+ * The upstream's options (src/server/upstream): feeds and the reflectors' limits. `createUpstream`
+ * takes exactly these, with `cattail serve`'s defaults.
+ */
+export const upstreamOptions = {
+  feeds: opt.list({
+    default: [...BUILTIN_FEEDS],
+    values: BUILTIN_FEEDS,
+    help: 'Built-in feeds to serve (Typha\'s syncer types); repeat the flag for several. Custom feeds come from customFeeds.',
+  }),
+  customFeeds: opt.object<unknown[]>({
+    default: [],
+    help: 'Custom feeds (config file only): a list of {name, resources: [{resource, labelSelector?, fieldSelector?, projection: calico|strip|raw}]}; see the README.',
+    check: (v) => (Array.isArray(v) ? undefined : 'expected a list of feed declarations'),
+  }),
+  upstreamStaleAfterMs: opt.int({
+    default: 120_000,
+    unit: 'ms',
+    min: 1_000,
+    help: 'A resource without a confirmed-healthy watch (event, bookmark or a watch opened with 200) for this long is stale: its feeds say so to agents and readiness goes false.',
+  }),
+  listPageSize: opt.int({
+    default: 500,
+    unit: 'count',
+    min: 1,
+    max: 100_000,
+    help: 'Items per page of an upstream LIST (limit/continue); bounds each response body.',
+  }),
+  watchList: opt.boolean({
+    default: true,
+    help: 'Stream initial lists with WatchList (sendInitialEvents) where the API server supports it; falls back to paged LIST when refused.',
+  }),
+  watchInactivityTimeoutMs: opt.int({
+    default: 90_000,
+    unit: 'ms',
+    min: 1_000,
+    help: 'Abort an upstream list or watch after this long without a byte (silent streams, black holes); capped at 3/4 of upstreamStaleAfterMs so idle resources re-confirm before going stale.',
+  }),
+  missingResourceRetryMs: opt.int({
+    default: 300_000,
+    unit: 'ms',
+    min: 1_000,
+    help: 'How often to look again for a CRD that is not installed (404); meanwhile it counts as empty and in sync.',
+  }),
+} as const;
+
+/**
+ * `cattail serve`: the fan-out server (a Deployment replica in calico-system).
+ */
+export const serveOptions = {
+  ...commonOptions,
+  kubeconfig: opt.string({
+    default: undefined,
+    help: 'Kubeconfig file for the upstream API server. Unset: KUBECONFIG, then in-cluster config; with neither, serve exits with a coded error (it never simulates silently).',
+  }),
+  ...upstreamOptions,
+  embeddedSim: opt.boolean({
+    default: false,
+    help: 'Run against an in-process simulated API server with a small generated cluster (what `npm start` does). Never use in production.',
+  }),
+  ...serverOptions,
+} as const;
+
 
 /** `"127.0.0.1:5473"` / `"[::1]:0"` → host and port; undefined when malformed. */
 export function parseHostPort(value: string): { host: string; port: number } | undefined {

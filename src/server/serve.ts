@@ -13,7 +13,8 @@ import type { Registry } from 'prom-client';
 import type { ConfigOf } from '../config/options.js';
 import { CattailError } from '../errors.js';
 import { type Logger, createLogger } from '../log.js';
-import type { serveOptions } from './options.js';
+import { selectOptions } from '../config/resolve.js';
+import { type serveOptions, serverOptions } from './options.js';
 import type { Upstream } from './pipeline/seams.js';
 import { startServer } from './server.js';
 
@@ -88,30 +89,11 @@ export function createServeCommand(factory: UpstreamFactory, makeLogger: (level:
     let server;
     try {
       server = await startServer({
+        ...selectOptions(serverOptions, config),
         upstream: built.upstream,
-        listen: config.listen,
-        httpListen: config.httpListen,
-        ...(config.serverId !== undefined ? { serverId: config.serverId } : {}),
         log,
         ...(built.registry !== undefined ? { extraMetrics: [built.registry] } : {}),
         ...(built.description !== undefined ? { upstreamDescription: built.description } : {}),
-        maxConnections: config.maxConnections,
-        refuseRetryAfterMs: config.refuseRetryAfterMs,
-        handshakeTimeoutMs: config.handshakeTimeoutMs,
-        pingIntervalMs: config.pingIntervalMs,
-        pongTimeoutMs: config.pongTimeoutMs,
-        flushWindowMs: config.flushWindowMs,
-        snapshotReuseWindowMs: config.snapshotReuseWindowMs,
-        snapshotBuildSliceEntries: config.snapshotBuildSliceEntries,
-        maxFallBehindMs: config.maxFallBehindMs,
-        newClientGracePeriodMs: config.newClientGracePeriodMs,
-        socketHighWaterBytes: config.socketHighWaterBytes,
-        maxClientBytes: config.maxClientBytes,
-        maxInboundBytes: config.maxInboundBytes,
-        maxFrameBytes: config.maxFrameBytes,
-        compressMinBytes: config.compressMinBytes,
-        deltaLogMaxAgeMs: config.deltaLogMaxAgeMs,
-        deltaLogMaxBytes: config.deltaLogMaxBytes,
       });
     } catch (err) {
       await built.dispose?.();

@@ -8,6 +8,8 @@ import { hostname } from 'node:os';
 import type { Server } from 'node:http';
 import { Registry } from 'prom-client';
 import { type Clock, realClock, type Timer } from '../clock.js';
+import type { OptionsOf } from '../config/options.js';
+import { checkOption, resolveOptions } from '../config/resolve.js';
 import { CattailError, InvalidArgumentError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { Connection } from './transport/connection.js';
@@ -19,7 +21,7 @@ import { Health } from './ops/health.js';
 import { createHttpEndpoints } from './ops/http-endpoints.js';
 import { Listener } from './transport/listener.js';
 import { type ServerMetrics, createMetrics } from './ops/metrics.js';
-import { parseHostPort, serveOptions } from './options.js';
+import { parseHostPort, startServerOptions } from './options.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import type { Upstream } from './pipeline/seams.js';
 import { SnapshotCache } from './fanout/snapshot-cache.js';
@@ -27,22 +29,19 @@ import { defaultStoreFactory } from './pipeline/store-factory.js';
 import type { ServedStore, StoreFactory } from './pipeline/store-port.js';
 import { COMPRESSIONS, type Compression } from './transport/framing.js';
 
-type D = typeof serveOptions;
-const def = <K extends keyof D>(k: K): D[K]['default'] => serveOptions[k].default;
-
-/** Options of {@link startServer}. Every limit has the default of `cattail serve`'s table. */
-export interface StartServerOptions {
+/**
+ * Options of {@link startServer}: the table-derived part ({@link startServerOptions}: listeners,
+ * identity and limits, with `cattail serve`'s units, ranges and defaults except that both
+ * listeners default to a free port on 127.0.0.1) and the programmatic extras beside it.
+ */
+export interface StartServerOptions extends OptionsOf<typeof startServerOptions> {
   /** Where batches come from (the Kubernetes upstream, the simulator, or a scripted source). */
   readonly upstream: Upstream;
-  /** HOST:PORT for agents. @default '127.0.0.1:0' (a free port; `cattail serve` uses 5473) */
-  readonly listen?: string;
-  /** HOST:PORT for /metrics, /livez, /readyz. @default '127.0.0.1:0' */
-  readonly httpListen?: string;
-  /** @default POD_NAME, then the host name */
-  readonly serverId?: string;
+  /** @default realClock */
   readonly clock?: Clock;
   /** Uniform [0, 1) source for jitter (pings); pass `seededRandom(seed)` to replay a run. @default Math.random */
   readonly random?: () => number;
+  /** @default no logging */
   readonly log?: Logger;
   /** The store of each feed. @default the src/snapshot FeedStore */
   readonly createStore?: StoreFactory;
@@ -54,23 +53,6 @@ export interface StartServerOptions {
   readonly extraMetrics?: readonly Registry[];
   /** Collect prom-client's default process metrics. @default true */
   readonly defaultMetrics?: boolean;
-  /** @default 10000 */ readonly maxConnections?: number;
-  /** @default 5000 (ms) */ readonly refuseRetryAfterMs?: number;
-  /** @default 10000 (ms) */ readonly handshakeTimeoutMs?: number;
-  /** @default 10000 (ms) */ readonly pingIntervalMs?: number;
-  /** @default 60000 (ms) */ readonly pongTimeoutMs?: number;
-  /** @default 5 (ms) */ readonly flushWindowMs?: number;
-  /** @default 1000 (ms) */ readonly snapshotReuseWindowMs?: number;
-  /** @default 2000 (entries per loop turn) */ readonly snapshotBuildSliceEntries?: number;
-  /** @default 300000 (ms) */ readonly maxFallBehindMs?: number;
-  /** @default 300000 (ms) */ readonly newClientGracePeriodMs?: number;
-  /** @default 1048576 (bytes) */ readonly socketHighWaterBytes?: number;
-  /** @default 16777216 (bytes) */ readonly maxClientBytes?: number;
-  /** @default 65536 (bytes) */ readonly maxInboundBytes?: number;
-  /** @default 1048576 (bytes) */ readonly maxFrameBytes?: number;
-  /** @default 1024 (bytes) */ readonly compressMinBytes?: number;
-  /** @default 600000 (ms) */ readonly deltaLogMaxAgeMs?: number;
-  /** @default 268435456 (bytes) */ readonly deltaLogMaxBytes?: number;
 }
 
 export interface ServerHandle {
@@ -97,8 +79,8 @@ export interface ServerHandle {
 }
 
 function listenOn(server: Server, address: string, what: string): Promise<AddressInfo> {
-  const hp = parseHostPort(address);
-  if (hp === undefined) throw new InvalidArgumentError(`${what} must be HOST:PORT, got ${JSON.stringify(address)}`);
+  // Validated by the option table already.
+  const hp = parseHostPort(address) as { host: string; port: number };
   return new Promise((resolve, reject) => {
     const onError = (err: Error): void => reject(new CattailError('CATTAIL_SERVER_LISTEN_FAILED', `cannot listen on ${address} (${what}): ${err.message}`, { cause: err, details: { address } }));
     server.once('error', onError);
@@ -114,35 +96,11 @@ function urlHost(a: AddressInfo): string {
 }
 
 export async function startServer(options: StartServerOptions): Promise<ServerHandle> {
-  const o = {
-    maxConnections: options.maxConnections ?? def('maxConnections'),
-    refuseRetryAfterMs: options.refuseRetryAfterMs ?? def('refuseRetryAfterMs'),
-    handshakeTimeoutMs: options.handshakeTimeoutMs ?? def('handshakeTimeoutMs'),
-    pingIntervalMs: options.pingIntervalMs ?? def('pingIntervalMs'),
-    pongTimeoutMs: options.pongTimeoutMs ?? def('pongTimeoutMs'),
-    flushWindowMs: options.flushWindowMs ?? def('flushWindowMs'),
-    snapshotReuseWindowMs: options.snapshotReuseWindowMs ?? def('snapshotReuseWindowMs'),
-    snapshotBuildSliceEntries: options.snapshotBuildSliceEntries ?? def('snapshotBuildSliceEntries'),
-    maxFallBehindMs: options.maxFallBehindMs ?? def('maxFallBehindMs'),
-    newClientGracePeriodMs: options.newClientGracePeriodMs ?? def('newClientGracePeriodMs'),
-    socketHighWaterBytes: options.socketHighWaterBytes ?? def('socketHighWaterBytes'),
-    maxClientBytes: options.maxClientBytes ?? def('maxClientBytes'),
-    maxInboundBytes: options.maxInboundBytes ?? def('maxInboundBytes'),
-    maxFrameBytes: options.maxFrameBytes ?? def('maxFrameBytes'),
-    compressMinBytes: options.compressMinBytes ?? def('compressMinBytes'),
-    deltaLogMaxAgeMs: options.deltaLogMaxAgeMs ?? def('deltaLogMaxAgeMs'),
-    deltaLogMaxBytes: options.deltaLogMaxBytes ?? def('deltaLogMaxBytes'),
-  };
-  for (const [k, v] of Object.entries(o)) {
-    const spec = serveOptions[k as keyof typeof o];
-    if (!Number.isSafeInteger(v) || (spec.min !== undefined && v < spec.min) || (spec.max !== undefined && v > spec.max)) {
-      throw new InvalidArgumentError(`${k} must be an integer${spec.min !== undefined ? ` ≥ ${spec.min}` : ''}${spec.max !== undefined ? ` and ≤ ${spec.max}` : ''}${spec.unit ? ` (${spec.unit})` : ''}, got ${String(v)}`);
-    }
-  }
+  const { listen, httpListen, serverId: givenServerId, ...o } = resolveOptions(startServerOptions, options, 'startServer');
   const compressions = options.compressions ?? COMPRESSIONS;
   for (const c of compressions) if (!COMPRESSIONS.includes(c)) throw new InvalidArgumentError(`compressions: unknown ${JSON.stringify(c)}`);
-  const serverId = options.serverId ?? process.env['POD_NAME'] ?? hostname();
-  if (serverId.length === 0 || serverId.length > 64) throw new InvalidArgumentError(`serverId must have 1 to 64 characters, got ${JSON.stringify(serverId)}`);
+  // The fallbacks are checked as a given serverId would be: a long host name must not reach WELCOME.
+  const serverId = givenServerId ?? checkOption('serverId', startServerOptions.serverId, process.env['POD_NAME'] ?? hostname(), 'startServer (from POD_NAME or the host name)');
   const clock = options.clock ?? realClock;
   const log = options.log;
   const upstream = options.upstream;
@@ -178,8 +136,8 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   let agentAddr: AddressInfo;
   let httpAddr: AddressInfo;
   try {
-    agentAddr = await listenOn(listener.http, options.listen ?? '127.0.0.1:0', 'listen');
-    httpAddr = await listenOn(httpServer, options.httpListen ?? '127.0.0.1:0', 'httpListen');
+    agentAddr = await listenOn(listener.http, listen, 'listen');
+    httpAddr = await listenOn(httpServer, httpListen, 'httpListen');
   } catch (err) {
     listener.http.close();
     httpServer.close();

@@ -10,28 +10,29 @@ import type { Store } from './store.js';
 import type { StoreView } from './store-view.js';
 import type { WatchCloseReason } from './counters.js';
 
+/** The request handlers' knobs; their defaults, units and ranges are in startSimOptions (./options.ts). */
 export interface SimBehaviour {
-  /** Bookmark period per watcher (jittered by up to +25%). @default 60_000 */
+  /** Bookmark period per watcher (jittered by up to +25%). */
   bookmarkIntervalMs: number;
-  /** A watch without timeoutSeconds ends at random in [min, 2·min). @default 1_800_000 */
+  /** A watch without timeoutSeconds ends at random in [min, 2·min). */
   watchMinTimeoutMs: number;
-  /** How long a LIST with a resourceVersion ahead of the server waits before 504. @default 3_000 */
+  /** How long a LIST with a resourceVersion ahead of the server waits before 504. */
   rvWaitMs: number;
   /**
    * Emulate the 1.34+ WatchList defaulting: a watch with RV ""/"0" and no sendInitialEvents is
    * served as sendInitialEvents=true (so it ends its initial events with the annotated bookmark
-   * when bookmarks are allowed). @default true
+   * when bookmarks are allowed).
    */
   watchListDefaulting: boolean;
   /**
    * Bookmark RV: 'resource' = the resource's latest event (conservative); 'global' = the global RV,
-   * which jumps beyond any event of the watched type, as etcd progress notifications make it. @default 'global'
+   * which jumps beyond any event of the watched type, as etcd progress notifications make it.
    */
   bookmarkRv: 'resource' | 'global';
   /**
    * HTTP DELETE of a pod: 0 deletes at once; otherwise the pod first gets deletionTimestamp
    * (MODIFIED) and is removed (DELETED) this long later, as a kubelet confirms a graceful
-   * termination. `?gracePeriodSeconds=0` always deletes at once. @default 0
+   * termination. `?gracePeriodSeconds=0` always deletes at once.
    */
   podDeleteGraceMs: number;
 }

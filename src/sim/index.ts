@@ -14,6 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo, Socket } from 'node:net';
 import { realClock, type Clock } from '../clock.js';
+import type { OptionsOf } from '../config/options.js';
+import { checkOption, invalidOption, resolveOptions } from '../config/resolve.js';
 import { CattailError, InvalidArgumentError } from '../errors.js';
 import { RESOURCES, resource, type ResourceDef } from '../registry.js';
 import { createAdmin, type SimAdmin } from './admin.js';
@@ -36,6 +38,7 @@ import { LaggedStore } from './ha/lagged-store.js';
 import { RoundRobinProxy } from './ha/round-robin.js';
 import { generateTls, type SimTlsMaterial } from './tls/ca.js';
 import { SA_SUBPATH, writeAtomic, writeServiceAccount } from './tls/service-account.js';
+import { simOptions, startSimOptions } from './options.js';
 
 export type { SimAdmin } from './admin.js';
 export type { CountersSnapshot } from './counters.js';
@@ -45,43 +48,17 @@ export { FAULT_KINDS, type FaultKind, type FaultRule, type FaultEventKind } from
 export { randomTimeline, type TimelineEntry, type TimelineAction, type RandomTimelineOptions } from './faults/timeline.js';
 export { inClusterEnv } from './tls/service-account.js';
 
-export interface SimOptions extends Partial<SimBehaviour> {
-  /** TCP port on 127.0.0.1; 0 picks a free one. @default 0 */
-  port?: number;
-  /** Nodes in the generated cluster. @default 0 */
-  nodes?: number;
-  /** Pods per node (one of them the host-network calico-node pod). @default 0 */
-  podsPerNode?: number;
-  /** Seed of the generator, the churn driver and the server's own randomness. @default 1 */
-  seed?: number;
-  /** Start churning at this many changes per second (0: no churn). @default 0 */
-  churnPerSec?: number;
-  /** Where to write the kubeconfig. @default a file in a fresh temporary directory, removed by close() */
-  kubeconfigPath?: string;
+/**
+ * Options of {@link startSim}: the table-derived part ({@link startSimOptions}: `cattail sim`'s
+ * specs, with an empty cluster by default) and the programmatic extras beside it.
+ */
+export interface SimOptions extends OptionsOf<typeof startSimOptions> {
   /** @default realClock */
   clock?: Clock;
   /** Resource ids to serve. @default every resource in the registry (optional CRDs included) */
   resources?: readonly string[];
-  /** Resource ids not to serve (e.g. optional Calico CRDs): they answer 404 and are absent from discovery, as on a cluster without them. @default [] */
-  omitResources?: readonly string[];
-  /** Serve HTTPS with a freshly generated CA (sim.caPem); the kubeconfig carries the CA data. @default false */
-  https?: boolean;
-  /** Require this bearer token on every resource request (401 otherwise); see admin.faults.rotateToken. @default no token check */
-  token?: string;
-  /** Root for the fake service-account directory (`<root>/var/run/secrets/kubernetes.io/serviceaccount`), written when `https` or `token` is set. @default a fresh temporary directory, removed by close() */
-  serviceAccountRoot?: string;
-  /** A watch with more than this many bytes buffered (client not reading) is slow: it may wait its share of the shared blocking budget (50 ms/s, max 100 ms), then is closed cleanly. @default 1_048_576 */
-  slowWatcherQueueMaxBytes?: number;
-  /** A slow watcher's socket is destroyed this long after its clean close if the client never read the end. @default 5_000 */
-  slowWatcherCloseGraceMs?: number;
-  /** Also serve an HA follower lagging `lagRvs` behind, on its own port, plus a round-robin port over both. @default none */
+  /** Also serve an HA follower lagging `lagRvs` resourceVersions behind, on its own port, plus a round-robin port over both (`cattail sim --ha-lag-rvs`). @default none */
   ha?: { lagRvs: number };
-  /** Minimum history ring capacity per resource. @default 100 */
-  historyMinCapacity?: number;
-  /** Maximum history ring capacity per resource. @default 102_400 */
-  historyMaxCapacity?: number;
-  /** The ring grows while its oldest event is younger than this. @default 75_000 */
-  historyWindowMs?: number;
 }
 
 /** The HA pair (startSim({ ha })): the leader is the Sim itself. */
@@ -121,44 +98,41 @@ export interface Sim {
   close(): Promise<void>;
 }
 
-const DEFAULT_BEHAVIOUR: SimBehaviour = { bookmarkIntervalMs: 60_000, watchMinTimeoutMs: 1_800_000, rvWaitMs: 3_000, watchListDefaulting: true, bookmarkRv: 'global', podDeleteGraceMs: 0 };
-
-function checkInt(name: string, v: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (!Number.isSafeInteger(v) || v < min || v > max) throw new InvalidArgumentError(`startSim: ${name} must be an integer in [${min}, ${max}], got ${v}`);
-  return v;
-}
-
 export async function startSim(options: SimOptions = {}): Promise<Sim> {
+  const o = resolveOptions(startSimOptions, options, 'startSim');
   const clock = options.clock ?? realClock;
-  const seed = checkInt('seed', options.seed ?? 1, 0);
-  const port = checkInt('port', options.port ?? 0, 0, 65_535);
-  const nodes = checkInt('nodes', options.nodes ?? 0, 0);
-  const podsPerNode = checkInt('podsPerNode', options.podsPerNode ?? 0, 0);
-  const behaviour: SimBehaviour = { ...DEFAULT_BEHAVIOUR };
-  for (const k of Object.keys(DEFAULT_BEHAVIOUR) as (keyof SimBehaviour)[]) if (options[k] !== undefined) (behaviour as unknown as Record<string, unknown>)[k] = options[k];
-  const minCapacity = checkInt('historyMinCapacity', options.historyMinCapacity ?? 100, 1);
-  const maxCapacity = checkInt('historyMaxCapacity', options.historyMaxCapacity ?? 102_400, minCapacity);
+  const { seed, port, nodes, podsPerNode } = o;
+  const behaviour: SimBehaviour = {
+    bookmarkIntervalMs: o.bookmarkIntervalMs,
+    watchMinTimeoutMs: o.watchMinTimeoutMs,
+    rvWaitMs: o.rvWaitMs,
+    watchListDefaulting: o.watchListDefaulting,
+    bookmarkRv: o.bookmarkRv,
+    podDeleteGraceMs: o.podDeleteGraceMs,
+  };
+  if (o.historyMaxCapacity < o.historyMinCapacity) {
+    throw invalidOption('historyMaxCapacity', 'option', o.historyMaxCapacity, `expected at least historyMinCapacity (${o.historyMinCapacity})`, 'startSim');
+  }
   let defs: readonly ResourceDef[] = RESOURCES;
   try {
     if (options.resources) defs = options.resources.map((id) => resource(id));
-    const omit = new Set((options.omitResources ?? []).map((id) => resource(id).id));
+    const omit = new Set(o.omitResources.map((id) => resource(id).id));
     defs = defs.filter((d) => !omit.has(d.id));
   } catch (err) {
     throw new InvalidArgumentError(`startSim: ${(err as Error).message}`, { cause: err });
   }
-  const queueMaxBytes = checkInt('slowWatcherQueueMaxBytes', options.slowWatcherQueueMaxBytes ?? 1_048_576, 1);
-  const closeGraceMs = checkInt('slowWatcherCloseGraceMs', options.slowWatcherCloseGraceMs ?? 5_000, 0);
-  const lagRvs = options.ha === undefined ? undefined : checkInt('ha.lagRvs', options.ha.lagRvs, 0);
-  if (options.token !== undefined && (options.token === '' || /\s/.test(options.token))) throw new InvalidArgumentError('startSim: token must be non-empty without whitespace');
-  const store = new Store({ clock, minCapacity, maxCapacity, windowMs: options.historyWindowMs ?? 75_000, snapshotCacheSize: 8 }, defs);
+  const queueMaxBytes = o.slowWatcherQueueMaxBytes;
+  const closeGraceMs = o.slowWatcherCloseGraceMs;
+  const lagRvs = options.ha === undefined ? undefined : checkOption('ha.lagRvs', simOptions.haLagRvs, options.ha.lagRvs, 'startSim');
+  const store = new Store({ clock, minCapacity: o.historyMinCapacity, maxCapacity: o.historyMaxCapacity, windowMs: o.historyWindowMs, snapshotCacheSize: 8 }, defs);
   const baseCtx: SimContext = { store, counters: new Counters(), clock, rng: new Rng(seed ^ 0x5eed), behaviour };
   const writer = new Writer(store, clock, new Rng(seed ^ 0xa11ce));
 
   const gen = { model: loadCluster(store, { nodes, podsPerNode, seed }) };
 
   let tls: SimTlsMaterial | undefined;
-  if (options.https === true) tls = await generateTls(clock);
-  const auth = options.token !== undefined ? new TokenAuth(options.token, clock) : undefined;
+  if (o.https) tls = await generateTls(clock);
+  const auth = o.token !== undefined ? new TokenAuth(o.token, clock) : undefined;
 
   const hub = new WatchHub();
   const followerHub = new WatchHub();
@@ -167,8 +141,8 @@ export async function startSim(options: SimOptions = {}): Promise<Sim> {
   let bound = port;
   let url = '';
   let tmpDir: string | undefined;
-  let kubeconfigPath = options.kubeconfigPath;
-  let saRoot = options.serviceAccountRoot;
+  let kubeconfigPath = o.kubeconfigPath;
+  let saRoot = o.serviceAccountRoot;
   const writeConfigs = async (): Promise<void> => {
     await writeKubeconfig(kubeconfigPath as string, url, { caPem: tls?.caPem, token: auth?.token });
     if (saRoot !== undefined) await writeServiceAccount(saRoot, { token: auth?.token ?? '', caPem: tls?.caPem ?? '', namespace: 'default' });
@@ -241,7 +215,7 @@ export async function startSim(options: SimOptions = {}): Promise<Sim> {
         get lagRvs() {
           return lg.lag;
         },
-        setLag: (n) => lg.setLag(checkInt('lagRvs', n, 0)),
+        setLag: (n) => lg.setLag(checkOption('lagRvs', simOptions.haLagRvs, n, 'sim.ha.setLag')),
         connections: () => [...px.connections],
         followerCounters: () => followerCounters.snapshot({ currentRv: lg.currentRv, resources: [] }),
       };
@@ -256,7 +230,7 @@ export async function startSim(options: SimOptions = {}): Promise<Sim> {
     if (tmpDir !== undefined) await rm(tmpDir, { recursive: true, force: true });
     throw err;
   }
-  if ((options.churnPerSec ?? 0) > 0) churn.start({ ratePerSec: options.churnPerSec as number, seed });
+  if (o.churnPerSec > 0) churn.start({ ratePerSec: o.churnPerSec, seed });
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {

@@ -99,9 +99,10 @@ describe('cattail agent', () => {
   it('requires a --server (exit 2, coded)', async () => {
     const r = await run(['agent', '--once']);
     expect(r.code).toBe(2);
-    expect(r.err).toContain('CATTAIL_CONFIG_INVALID_VALUE');
+    expect(r.err).toContain('CATTAIL_CONFIG_INVALID_VALUE: option server (--server, CATTAIL_SERVER or config file key server) is required');
     const bad = await run(['agent', '--once', '--server', 'http://127.0.0.1:1']);
     expect(bad.code).toBe(2);
-    expect(bad.err).toMatch(/CATTAIL_CONFIG_INVALID_VALUE: invalid agent options: connect\(\): option endpoints/);
+    // The command validates --server with connect()'s own spec, so the message names the flag.
+    expect(bad.err).toMatch(/CATTAIL_CONFIG_INVALID_VALUE: option server \(--server\): expected only ws:\/\/ or wss:\/\/ URLs/);
   });
 });

@@ -2,6 +2,8 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import pino from 'pino';
 import type { Registry } from 'prom-client';
 import { type Clock, realClock, type Timer } from '../../clock.js';
+import type { ConfigOf, OptionsOf } from '../../config/options.js';
+import { resolveOptions } from '../../config/resolve.js';
 import { InvalidArgumentError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { resource } from '../../registry.js';
@@ -15,28 +17,20 @@ import { UpstreamMetrics } from './metrics.js';
 import { Reflector } from './reflector.js';
 import { ResourceView } from './resource-view.js';
 import { KubeTransport, type Transport } from './transport.js';
+import { upstreamOptions } from '../options.js';
 
-export interface UpstreamOptions {
+/**
+ * Options of {@link createUpstream}: the table-derived part ({@link upstreamOptions}: feeds and the
+ * reflectors' limits, with `cattail serve`'s units, ranges and defaults) and the programmatic
+ * extras beside it.
+ */
+export interface UpstreamOptions extends OptionsOf<typeof upstreamOptions> {
   /** A loaded KubeConfig (tests, embedded simulator). Takes precedence over kubeconfigPath. */
   kubeConfig?: KubeConfig;
   /** Kubeconfig file. Unset: KUBECONFIG, then in-cluster; neither → CATTAIL_UPSTREAM_CONFIG. */
   kubeconfigPath?: string;
-  /** Built-in feeds to serve. @default all four: felix, bgp, tunnel-ip-allocation, node-status */
-  feeds?: readonly string[];
-  /** Custom feed declarations (config file `customFeeds`), validated here. @default [] */
-  customFeeds?: readonly unknown[];
   /** Names this replica in the User-Agent and logs. */
   replicaId: string;
-  /** A resource without a confirmed-healthy watch for this long is stale. @default 120_000 */
-  upstreamStaleAfterMs?: number;
-  /** Items per list page. @default 500 */
-  listPageSize?: number;
-  /** Use WatchList (streamed initial list) where the server supports it. @default true */
-  watchList?: boolean;
-  /** Abort a list or watch after this long without a byte (capped at 3/4 of the stale age). @default 90_000 */
-  watchInactivityTimeoutMs?: number;
-  /** Retry interval for a CRD that is not installed (404). @default 300_000 */
-  missingResourceRetryMs?: number;
   /** Minimum time between two attempts of one reflector (the anti-hot-loop gate). @default 1_000 */
   minAttemptIntervalMs?: number;
   /** Backoff between failed attempts. @default 800 ms doubling to 30 s, reset after 120 s healthy */
@@ -78,13 +72,13 @@ class KubeUpstream implements UpstreamHandle {
   private ticker: Timer | undefined;
   private started = false;
 
-  constructor(specs: FeedSpec[], transport: Transport, o: UpstreamOptions) {
+  constructor(specs: FeedSpec[], transport: Transport, o: UpstreamOptions & ConfigOf<typeof upstreamOptions>) {
     const clock = (this.clock = o.clock ?? realClock);
     const logger = o.logger ?? pino({ level: 'silent' });
     this.metrics = new UpstreamMetrics(o.registry);
     this.feeds = specs.map(({ name, resources, projectionVersion }) => ({ name, resources, projectionVersion }));
     this.dispatcher = new FeedDispatcher(specs, logger, o.maxBatchUpdates ?? 10_000, clock);
-    const staleAfterMs = o.upstreamStaleAfterMs ?? 120_000;
+    const staleAfterMs = o.upstreamStaleAfterMs;
     const uses = new Map<string, { spec: FeedResourceSpec; feed: FeedState }[]>();
     for (const feed of this.dispatcher.feeds) {
       for (const spec of feed.spec.specs) {
@@ -106,11 +100,11 @@ class KubeUpstream implements UpstreamHandle {
           clock,
           logger: logger.child({ resource: id }),
           metrics: this.metrics,
-          listPageSize: o.listPageSize ?? 500,
-          watchList: o.watchList ?? true,
-          inactivityTimeoutMs: o.watchInactivityTimeoutMs ?? 90_000,
+          listPageSize: o.listPageSize,
+          watchList: o.watchList,
+          inactivityTimeoutMs: o.watchInactivityTimeoutMs,
           staleAfterMs,
-          missingRetryMs: o.missingResourceRetryMs ?? 300_000,
+          missingRetryMs: o.missingResourceRetryMs,
           minAttemptIntervalMs: o.minAttemptIntervalMs ?? 1_000,
           backoff: o.backoff ?? {},
           random: o.random ?? Math.random,
@@ -174,11 +168,10 @@ class KubeUpstream implements UpstreamHandle {
  */
 export function createUpstream(options: UpstreamOptions): UpstreamHandle {
   if (typeof options.replicaId !== 'string' || options.replicaId === '') throw new InvalidArgumentError('createUpstream: replicaId must be a non-empty string');
-  const stale = options.upstreamStaleAfterMs;
-  if (stale !== undefined && !(Number.isInteger(stale) && stale > 0)) throw new InvalidArgumentError(`createUpstream: upstreamStaleAfterMs must be a positive integer, got ${stale}`);
-  const specs = resolveFeeds(options.feeds, options.customFeeds);
+  const o = { ...options, ...resolveOptions(upstreamOptions, options, 'createUpstream') };
+  const specs = resolveFeeds(o.feeds, o.customFeeds);
   const transport =
     options.transport ??
     new KubeTransport(options.kubeConfig ?? loadKubeConfig(options.kubeconfigPath, options.env), `cattail/${VERSION} (replica ${options.replicaId})`);
-  return new KubeUpstream(specs, transport, options);
+  return new KubeUpstream(specs, transport, o);
 }
