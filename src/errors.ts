@@ -78,6 +78,7 @@ export const ERROR_CODES = {
   CATTAIL_SERVER_FELL_BEHIND: { exit: 1, text: 'An agent stayed behind longer than maxFallBehindMs after its grace period (close 4007).' },
   CATTAIL_SERVER_OVER_BUDGET: { exit: 1, text: 'The frames built for one agent alone exceeded maxClientBytes (close 4008).' },
   CATTAIL_SERVER_SHUTTING_DOWN: { exit: 1, text: 'The server is shutting down (GOODBYE, then close 4010).' },
+  CATTAIL_SERVER_SHED: { exit: 1, text: 'The server holds more agents than its target share and moved this one to another replica (GOODBYE with endpoints, then close 4009).' },
 } as const satisfies Record<string, { exit: number; text: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -15,6 +15,8 @@ export interface MainIo {
   stderr: NodeJS.WritableStream;
   env: Readonly<Record<string, string | undefined>>;
   signal?: AbortSignal;
+  /** Aborted on a second signal: a command that winds down gradually stops waiting. */
+  forceSignal?: AbortSignal;
 }
 
 /** Runs the CLI with `argv` (without node and script); resolves to the exit status. */
@@ -45,7 +47,7 @@ export async function main(argv: readonly string[], io: MainIo): Promise<number>
       io.stdout.write(JSON.stringify({ command: cmd.name, configFile: resolved.configFile ?? null, options: out }, null, 2) + '\n');
       return 0;
     }
-    return await cmd.run(resolved.config, { stdout: io.stdout, stderr: io.stderr, env: io.env, signal: io.signal ?? new AbortController().signal });
+    return await cmd.run(resolved.config, { stdout: io.stdout, stderr: io.stderr, env: io.env, signal: io.signal ?? new AbortController().signal, ...(io.forceSignal !== undefined ? { forceSignal: io.forceSignal } : {}) });
   } catch (err) {
     const e = toCattailError(err);
     io.stderr.write(`cattail: ${e.code}: ${e.message}\n`);
@@ -64,13 +66,22 @@ function isEntryPoint(): boolean {
   }
 }
 
-/** Runs as the process: wires signals to an AbortSignal and exits with the status. */
+/**
+ * Runs as the process: wires signals to AbortSignals and exits with the status. The first SIGTERM
+ * or SIGINT asks the command to stop (`serve` drains its agents over shutdownTimeoutMs); the second
+ * says "now" (`serve` closes the rest at once). Handlers stay installed so that the second signal
+ * reaches us instead of killing the process mid-close.
+ */
 export async function runAsProcess(argv: readonly string[]): Promise<void> {
   const controller = new AbortController();
-  const stop = (): void => controller.abort(new CattailError('CATTAIL_INTERNAL', 'terminated by signal'));
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
-  const code = await main(argv, { stdout: process.stdout, stderr: process.stderr, env: process.env, signal: controller.signal });
+  const force = new AbortController();
+  const stop = (): void => {
+    if (!controller.signal.aborted) controller.abort(new CattailError('CATTAIL_INTERNAL', 'terminated by signal'));
+    else force.abort(new CattailError('CATTAIL_INTERNAL', 'terminated by a second signal'));
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  const code = await main(argv, { stdout: process.stdout, stderr: process.stderr, env: process.env, signal: controller.signal, forceSignal: force.signal });
   process.exitCode = code;
   // Long-running commands return after a clean shutdown; anything left (a stuck socket) must not
   // keep a stopped process alive.

@@ -7,6 +7,7 @@ import { serveOptions } from '../../src/server/options.js';
 import { createServeCommand, resolveUpstreamSource } from '../../src/server/serve.js';
 import { ScriptedUpstream } from '../support/scripted-upstream.js';
 import { TestAgent } from './helpers/agent.js';
+import { eventually } from './helpers/harness.js';
 
 function sink(): Writable & { text: () => string; lines: string[] } {
   const lines: string[] = [];
@@ -98,6 +99,8 @@ describe('cattail serve --embedded-sim (the npm start path)', () => {
     const url = /agents on (ws:\S+)/.exec(out)?.[1] as string;
     const httpUrl = /on (http:\S+)\n/.exec(out)?.[1] as string;
 
+    // Agents are refused (503) until every feed has its initial sync; a real agent retries, this one waits.
+    await eventually(async () => (await fetch(`${httpUrl}/readyz`)).status === 200, 'readiness', 30_000);
     const agent = new TestAgent(url, { feeds: [{ name: 'felix' }, { name: 'bgp' }], caps: ['compress.deflate'] });
     await agent.until(() => agent.welcome !== undefined && agent.feed('felix').status === 'in-sync' && agent.feed('bgp').status === 'in-sync', 'both feeds in sync', 30_000);
     // Workload endpoints for the simulated pods arrived (host-network calico-node pods did not).
