@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { main } from '../src/cli/main.js';
+import { main, stopSignals } from '../src/cli/main.js';
 import { VERSION } from '../src/version.js';
 
 function sink(): Writable & { text: () => string } {
@@ -63,5 +63,14 @@ describe('cli', () => {
     expect(printed.options.feed).toEqual({ value: ['bgp'], source: 'flag' });
     expect(printed.options.timeoutMs).toEqual({ value: 5000, source: 'env' });
     expect(printed.options.once).toEqual({ value: false, source: 'default' });
+  });
+
+  it('reads the first termination signal as "stop" and the second as "stop now"', () => {
+    const s = stopSignals();
+    expect([s.signal.aborted, s.forceSignal.aborted]).toEqual([false, false]);
+    s.onSignal();
+    expect([s.signal.aborted, s.forceSignal.aborted]).toEqual([true, false]);
+    s.onSignal();
+    expect([s.signal.aborted, s.forceSignal.aborted]).toEqual([true, true]);
   });
 });

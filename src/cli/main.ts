@@ -67,25 +67,33 @@ function isEntryPoint(): boolean {
 }
 
 /**
- * Runs as the process: wires signals to AbortSignals and exits with the status. The first SIGTERM
- * or SIGINT asks the command to stop (`serve` drains its agents over shutdownTimeoutMs); the second
- * says "now" (`serve` closes the rest at once). Handlers stay installed so that the second signal
- * reaches us instead of killing the process mid-close.
+ * What termination signals mean: the first asks the command to stop (`serve` drains its agents
+ * over shutdownTimeoutMs), the second says "now" (`serve` closes the rest at once).
  */
-export async function runAsProcess(argv: readonly string[]): Promise<void> {
-  const controller = new AbortController();
+export function stopSignals(): { signal: AbortSignal; forceSignal: AbortSignal; onSignal: () => void } {
+  const stop = new AbortController();
   const force = new AbortController();
-  const stop = (): void => {
-    if (!controller.signal.aborted) controller.abort(new CattailError('CATTAIL_INTERNAL', 'terminated by signal'));
+  const onSignal = (): void => {
+    if (!stop.signal.aborted) stop.abort(new CattailError('CATTAIL_INTERNAL', 'terminated by signal'));
     else force.abort(new CattailError('CATTAIL_INTERNAL', 'terminated by a second signal'));
   };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
-  const code = await main(argv, { stdout: process.stdout, stderr: process.stderr, env: process.env, signal: controller.signal, forceSignal: force.signal });
+  return { signal: stop.signal, forceSignal: force.signal, onSignal };
+}
+
+/**
+ * Runs as the process: wires SIGTERM/SIGINT to {@link stopSignals} and exits with the status. The
+ * handlers stay installed (not `once`) so that a second signal reaches the command instead of
+ * killing the process mid-close with the default action.
+ */
+export async function runAsProcess(argv: readonly string[]): Promise<void> {
+  const { signal, forceSignal, onSignal } = stopSignals();
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  const code = await main(argv, { stdout: process.stdout, stderr: process.stderr, env: process.env, signal, forceSignal });
   process.exitCode = code;
   // Long-running commands return after a clean shutdown; anything left (a stuck socket) must not
   // keep a stopped process alive.
-  if (controller.signal.aborted) setTimeout(() => process.exit(code), 2_000).unref();
+  if (signal.aborted) setTimeout(() => process.exit(code), 2_000).unref();
 }
 
 if (isEntryPoint()) void runAsProcess(process.argv.slice(2));

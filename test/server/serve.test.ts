@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { main } from '../../src/cli/main.js';
+import { main, stopSignals } from '../../src/cli/main.js';
 import { resolveConfig } from '../../src/config/load.js';
 import { serveOptions } from '../../src/server/options.js';
 import { createServeCommand, resolveUpstreamSource } from '../../src/server/serve.js';
@@ -25,6 +25,22 @@ async function run(argv: string[], env: Record<string, string> = {}): Promise<{ 
   const stderr = sink();
   const code = await main(argv, { stdout: sink(), stderr, env });
   return { code, err: stderr.text() };
+}
+
+/** `cattail serve` on loopback with a scripted upstream (in sync, one pod) and a silent log. */
+async function scriptedServe(argv: string[], ctx: { signal: AbortSignal; forceSignal?: AbortSignal }) {
+  const upstream = ScriptedUpstream.withFeeds('felix');
+  const serve = createServeCommand(
+    () => Promise.resolve({ upstream, description: 'scripted' }),
+    () => pino({ level: 'silent' }),
+  );
+  const config = resolveConfig(serveOptions, { argv: ['--kubeconfig', '/k', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', ...argv] }).config;
+  const stdout = sink();
+  const done = serve(config, { stdout, env: {}, ...ctx });
+  await new Promise<void>((resolve) => stdout.on('line', () => stdout.text().includes('connect an agent') && resolve()));
+  const url = /agents on (ws:\S+)/.exec(stdout.text())?.[1] as string;
+  upstream.apply('felix', { '/pods/ns/a': { a: 1 } }, { status: 'in-sync' });
+  return { upstream, done, url, stdout };
 }
 
 describe('cattail serve', () => {
@@ -58,18 +74,8 @@ describe('cattail serve', () => {
   });
 
   it('runs with an injected upstream, serves agents, and stops cleanly on abort', async () => {
-    const upstream = ScriptedUpstream.withFeeds('felix');
-    const serve = createServeCommand(
-      () => Promise.resolve({ upstream, description: 'scripted' }),
-      () => pino({ level: 'silent' }),
-    );
-    const config = resolveConfig(serveOptions, { argv: ['--kubeconfig', '/k', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--server-id', 'serve-test'] }).config;
-    const stdout = sink();
     const ac = new AbortController();
-    const done = serve(config, { stdout, env: {}, signal: ac.signal });
-    await new Promise<void>((resolve) => stdout.on('line', () => stdout.text().includes('connect an agent') && resolve()));
-    const url = /agents on (ws:\S+)/.exec(stdout.text())?.[1] as string;
-    upstream.apply('felix', { '/pods/ns/a': { a: 1 } }, { status: 'in-sync' });
+    const { upstream, done, url } = await scriptedServe(['--server-id', 'serve-test'], { signal: ac.signal });
     const a = new TestAgent(url, { feeds: [{ name: 'felix' }] });
     await a.untilRevision('felix', 1);
     expect(a.welcome?.serverId).toBe('serve-test');
@@ -77,6 +83,27 @@ describe('cattail serve', () => {
     expect(await done).toBe(0);
     expect(await a.closed).toBe(4010);
     expect(a.goodbyes).toEqual(['shutdown']);
+    expect(upstream.stopped).toBe(true);
+  });
+});
+
+describe('cattail serve: stopping', () => {
+  it('a first signal drains (agents still open), a second closes the rest at once; exit 0', async () => {
+    const { signal, forceSignal, onSignal } = stopSignals();
+    const { upstream, done, url, stdout } = await scriptedServe(['--peer-endpoints', 'ws://peer-a.test:5473/,ws://peer-b.test:5473/'], { signal, forceSignal });
+    const agents = [1, 2, 3].map(() => new TestAgent(url, { feeds: [{ name: 'felix' }] }));
+    await Promise.all(agents.map((a) => a.untilRevision('felix', 1)));
+
+    onSignal();
+    await new Promise<void>((resolve) => (stdout.text().includes('draining 3 agent(s)') ? resolve() : stdout.on('line', () => stdout.text().includes('draining 3 agent(s)') && resolve())));
+    // The first paced close is about a second away (300 s for 3 agents, at most one a second).
+    expect(agents.every((a) => a.closeCode === undefined)).toBe(true);
+    onSignal();
+    expect(await done).toBe(0);
+    for (const a of agents) {
+      expect(await a.closed).toBe(4010);
+      expect(a.goodbyeMessages[0]?.endpoints?.sort()).toEqual(['ws://peer-a.test:5473/', 'ws://peer-b.test:5473/']);
+    }
     expect(upstream.stopped).toBe(true);
   });
 });
