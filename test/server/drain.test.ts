@@ -99,7 +99,7 @@ describe('server - drain at shutdown', () => {
     const h = await harness({ clock, random: seededRandom(5), ...QUIET, peerEndpoints: PEERS });
     const agents = await fleet(h, 10);
     const done = h.server.drain();
-    // Default shutdownTimeoutMs (300 s) and 10 agents: at most one a second.
+    // Default shutdownTimeoutMs (300 s) and 10 agents: the gap is capped at 1 s (±10 %).
     const at = await stepUntilShed(h, clock, agents, 'drain', 2, 10_000, 50);
     expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(900);
     await h.server.close();

@@ -96,7 +96,7 @@ describe('cattail serve: stopping', () => {
 
     onSignal();
     await new Promise<void>((resolve) => (stdout.text().includes('draining 3 agent(s)') ? resolve() : stdout.on('line', () => stdout.text().includes('draining 3 agent(s)') && resolve())));
-    // The first paced close is about a second away (300 s for 3 agents, at most one a second).
+    // The first paced close is about a second away (300 s for 3 agents: the gap is capped at 1 s).
     expect(agents.every((a) => a.closeCode === undefined)).toBe(true);
     onSignal();
     expect(await done).toBe(0);
