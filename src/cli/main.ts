@@ -82,13 +82,21 @@ export function stopSignals(): { signal: AbortSignal; forceSignal: AbortSignal; 
 
 /**
  * Runs as the process: wires SIGTERM/SIGINT to {@link stopSignals} and exits with the status. The
- * handlers stay installed (not `once`) so that a second signal reaches the command instead of
- * killing the process mid-close with the default action.
+ * handlers stay installed for the second signal (it must reach the command rather than kill the
+ * process mid-close), and go after it, so that a third gets the default action: an escape from a
+ * command that does not wind down gradually and hangs anyway.
  */
 export async function runAsProcess(argv: readonly string[]): Promise<void> {
   const { signal, forceSignal, onSignal } = stopSignals();
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
+  const handler = (): void => {
+    onSignal();
+    if (forceSignal.aborted) {
+      process.off('SIGTERM', handler);
+      process.off('SIGINT', handler);
+    }
+  };
+  process.on('SIGTERM', handler);
+  process.on('SIGINT', handler);
   const code = await main(argv, { stdout: process.stdout, stderr: process.stderr, env: process.env, signal, forceSignal });
   process.exitCode = code;
   // Long-running commands return after a clean shutdown; anything left (a stuck socket) must not

@@ -236,7 +236,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   shedder.start();
   const trimTimer: Timer = clock.setInterval(() => pipeline.trim(), 1_000).unref();
   upstream.start(pipeline);
-  log?.info({ serverId, listen: `${agentAddr.address}:${agentAddr.port}`, httpListen: `${httpAddr.address}:${httpAddr.port}`, feeds: feeds.map((f) => f.name), ...o }, 'cattail server listening');
+  log?.info({ serverId, listen: `${agentAddr.address}:${agentAddr.port}`, httpListen: `${httpAddr.address}:${httpAddr.port}`, feeds: feeds.map((f) => f.name), ...o, targetConnections, peerEndpoints }, 'cattail server listening');
 
   let closing: Promise<void> | undefined;
   let draining: Promise<void> | undefined;

@@ -22,13 +22,14 @@ import type { ServerMetrics } from '../ops/metrics.js';
 import type { Connection } from '../transport/connection.js';
 import { CloseCode } from '../transport/framing.js';
 import type { Governor } from '../transport/governor.js';
+import { CLOSE_GRACE_MS } from './sweep.js';
 
 /** Longest gap between two paced drain closes (Typha's ShutdownConnectionDropIntervalMaxSecs). */
 export const DRAIN_MAX_INTERVAL_MS = 1_000;
 /** Share of the time before the cut-off that the paced closes may use; the rest absorbs jitter. */
 const DRAIN_PACE_SHARE = 0.9;
-/** What a closing handshake may take (the sweep destroys a closing socket after as long). */
-export const CLOSE_WAIT_MS = 2_000;
+/** What a closing handshake may take: the sweep destroys a closing socket after as long. */
+export const CLOSE_WAIT_MS = CLOSE_GRACE_MS;
 /**
  * Reconnect spread of agents closed at once: 20 ms per agent (50 arrivals per second over the
  * peers), at most 30 s (an agent keeps its state meanwhile, but it does not hear of changes).
