@@ -133,6 +133,10 @@ function urlHost(a: AddressInfo): string {
   return a.family === 'IPv6' ? `[${a.address}]` : a.address;
 }
 
+function checkPeers(urls: readonly string[]): void {
+  for (const u of urls) if (!isWsUrl(u)) throw new InvalidArgumentError(`peerEndpoints: expected ws:// or wss:// URLs, got ${JSON.stringify(u)}`);
+}
+
 function checkTarget(n: number | undefined): void {
   if (n !== undefined && (!Number.isSafeInteger(n) || n < 1)) throw new InvalidArgumentError(`targetConnections must be an integer ≥ 1 (count), got ${String(n)}`);
 }
@@ -182,7 +186,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   const targetConnections = options.targetConnections ?? def('targetConnections');
   checkTarget(targetConnections);
   const peerEndpoints = splitEndpoints(options.peerEndpoints ?? def('peerEndpoints'));
-  for (const u of peerEndpoints) if (!isWsUrl(u)) throw new InvalidArgumentError(`peerEndpoints: expected ws:// or wss:// URLs, got ${JSON.stringify(u)}`);
+  checkPeers(peerEndpoints);
   const compressions = options.compressions ?? COMPRESSIONS;
   for (const c of compressions) if (!COMPRESSIONS.includes(c)) throw new InvalidArgumentError(`compressions: unknown ${JSON.stringify(c)}`);
   const serverId = options.serverId ?? process.env['POD_NAME'] ?? hostname();
@@ -273,7 +277,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
       governor.targetConnections = n;
     },
     setPeerEndpoints: (urls) => {
-      for (const u of urls) if (!isWsUrl(u)) throw new InvalidArgumentError(`peerEndpoints: expected ws:// or wss:// URLs, got ${JSON.stringify(u)}`);
+      checkPeers(urls);
       governor.peerEndpoints = urls;
     },
     drain: () =>

@@ -3,7 +3,7 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { main, stopSignals } from '../../src/cli/main.js';
 import { resolveConfig } from '../../src/config/load.js';
-import { serveOptions } from '../../src/server/options.js';
+import { serveOptions, splitEndpoints } from '../../src/server/options.js';
 import { createServeCommand, resolveUpstreamSource } from '../../src/server/serve.js';
 import { ScriptedUpstream } from '../support/scripted-upstream.js';
 import { TestAgent } from './helpers/agent.js';
@@ -62,6 +62,13 @@ describe('cattail serve', () => {
     expect(r.code).toBe(2);
     expect(r.err).toContain('CATTAIL_UPSTREAM_CONFIG');
     expect(r.err).toContain('/nonexistent');
+  });
+
+  it('takes the drain options from flags and CATTAIL_* variables, and checks the peers are ws URLs', () => {
+    const c = resolveConfig(serveOptions, { argv: ['--peer-endpoints', 'ws://a:5473/,wss://b:5473/', '--peer-endpoints', 'ws://c:5473/', '--target-connections', '500'], env: { CATTAIL_SHUTDOWN_TIMEOUT_MS: '60000' } }).config;
+    expect(splitEndpoints(c.peerEndpoints)).toEqual(['ws://a:5473/', 'wss://b:5473/', 'ws://c:5473/']);
+    expect([c.targetConnections, c.shutdownTimeoutMs, c.shedIntervalMs]).toEqual([500, 60_000, 1_000]);
+    expect(() => resolveConfig(serveOptions, { argv: ['--peer-endpoints', 'http://a:5473/'] })).toThrow(/peerEndpoints.*ws:\/\/ or wss:\/\//);
   });
 
   it('picks the upstream source: embedded sim, flag, KUBECONFIG, in-cluster', () => {
