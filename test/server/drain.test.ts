@@ -127,6 +127,33 @@ describe('server - drain at shutdown', () => {
     expect(agents.every((a) => goodbyeOf(a).endpoints === undefined && a.closeCode === 4010)).toBe(true);
   });
 
+  it('closes agents in their handshake first and agents mid-snapshot last', async () => {
+    const clock = new FakeClock();
+    const h = await harness({ clock, random: seededRandom(4), ...QUIET, socketHighWaterBytes: 1_024 });
+    // A snapshot far bigger than what the kernel buffers of a paused socket hold.
+    const big: Record<string, unknown> = {};
+    for (let i = 0; i < 400; i++) big[`/pods/big/p${i}`] = { i, pad: 'x'.repeat(32 * 1024) };
+    h.upstream.apply('felix', big, { status: 'in-sync' });
+    const snapshotting = h.agent({ feeds: [{ name: 'felix' }] });
+    snapshotting.ws.once('open', () => snapshotting.socket.pause());
+    const streaming = h.agent({ feeds: [{ name: 'felix' }] });
+    await streaming.untilRevision('felix', 1);
+    const silent = h.agent({ feeds: [{ name: 'felix' }], silent: true });
+    await eventually(() => h.server.connectionCount() === 3 && silent.ws.readyState === silent.ws.OPEN && snapshotting.ws.readyState === snapshotting.ws.OPEN, 'three connected');
+    const done = h.server.drain();
+    await stepUntilShed(h, clock, [], 'drain', 1, 10_000, 50);
+    await eventually(() => silent.closeCode !== undefined, 'the handshake closed first');
+    expect(streaming.closeCode).toBeUndefined();
+    await stepUntilShed(h, clock, [], 'drain', 1, 10_000, 50);
+    await eventually(() => streaming.closeCode !== undefined, 'the streaming agent closed second');
+    expect(await h.metric('cattail_connections_shed_total', { reason: 'drain' })).toBe(2);
+    expect(silent.goodbyes).toEqual(['shutdown']);
+    snapshotting.socket.resume();
+    await stepUntilShed(h, clock, [], 'drain', 1, 10_000, 50);
+    await done;
+    expect(await h.metric('cattail_connections_shed_total', { reason: 'drain' })).toBe(3);
+  });
+
   it('a drained agent using the client library moves to the peer the GOODBYE names, and a new one follows the 503 hint', async () => {
     const b = await harness({ serverId: 'replica-b' });
     b.upstream.apply('felix', { '/pods/ns/a': { a: 1 } }, { status: 'in-sync' });
