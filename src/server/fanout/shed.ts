@@ -6,7 +6,8 @@
  *
  *   shedding: every shedIntervalMs (±10 %), while more agents are open than the target, ONE agent
  *             is shed: never one in its handshake or snapshot; caught-up agents that acknowledged
- *             a state first (they hold a resume token and lose nothing while moving).
+ *             a state first (they keep using a complete state while they move, and hold a token
+ *             that resumes here should every peer refuse them).
  *   drain:    admission refuses (governor), then ONE agent is closed per interval, the interval
  *             re-planned at each close so the last one goes by 90 % of the time left before the
  *             cut-off (never more than 1 s apart, ±10 % jitter). At the cut-off (shutdownTimeoutMs
