@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { main } from '../src/cli/main.js';
+import { main, stopSignals } from '../src/cli/main.js';
 import { VERSION } from '../src/version.js';
 
 function sink(): Writable & { text: () => string } {
@@ -94,5 +94,14 @@ describe('cli', () => {
       expect(r.code, name).toBe(2);
       expect(r.err).toContain('CATTAIL_CONFIG_UNEXPECTED_ARGUMENT');
     }
+  });
+
+  it('reads the first termination signal as "stop" and the second as "stop now"', () => {
+    const s = stopSignals();
+    expect([s.signal.aborted, s.forceSignal.aborted]).toEqual([false, false]);
+    s.onSignal();
+    expect([s.signal.aborted, s.forceSignal.aborted]).toEqual([true, false]);
+    s.onSignal();
+    expect([s.signal.aborted, s.forceSignal.aborted]).toEqual([true, true]);
   });
 });

@@ -15,6 +15,8 @@ export interface CommandContext {
   env: Readonly<Record<string, string | undefined>>;
   /** Aborted on SIGTERM/SIGINT; a command returns (cleanly) when it fires. */
   signal: AbortSignal;
+  /** Aborted on a second SIGTERM/SIGINT: stop winding down gradually (serve's drain). */
+  forceSignal?: AbortSignal;
 }
 
 export interface Command<S extends OptionTable = OptionTable> {

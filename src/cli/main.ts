@@ -15,6 +15,8 @@ export interface MainIo {
   stderr: NodeJS.WritableStream;
   env: Readonly<Record<string, string | undefined>>;
   signal?: AbortSignal;
+  /** Aborted on a second signal: a command that winds down gradually stops waiting. */
+  forceSignal?: AbortSignal;
 }
 
 /** Runs the CLI with `argv` (without node and script); resolves to the exit status. */
@@ -45,7 +47,7 @@ export async function main(argv: readonly string[], io: MainIo): Promise<number>
       io.stdout.write(JSON.stringify({ command: cmd.name, configFile: resolved.configFile ?? null, options: out }, null, 2) + '\n');
       return 0;
     }
-    return await cmd.run(resolved.config, { stdout: io.stdout, stderr: io.stderr, env: io.env, signal: io.signal ?? new AbortController().signal });
+    return await cmd.run(resolved.config, { stdout: io.stdout, stderr: io.stderr, env: io.env, signal: io.signal ?? new AbortController().signal, ...(io.forceSignal !== undefined ? { forceSignal: io.forceSignal } : {}) });
   } catch (err) {
     const e = toCattailError(err);
     io.stderr.write(`cattail: ${e.code}: ${e.message}\n`);
@@ -64,17 +66,42 @@ function isEntryPoint(): boolean {
   }
 }
 
-/** Runs as the process: wires signals to an AbortSignal and exits with the status. */
+/**
+ * What termination signals mean: the first asks the command to stop (`serve` drains its agents
+ * over shutdownTimeoutMs), the second says "now" (`serve` closes the rest at once).
+ */
+export function stopSignals(): { signal: AbortSignal; forceSignal: AbortSignal; onSignal: () => void } {
+  const stop = new AbortController();
+  const force = new AbortController();
+  const onSignal = (): void => {
+    if (!stop.signal.aborted) stop.abort(new CattailError('CATTAIL_INTERNAL', 'terminated by signal'));
+    else force.abort(new CattailError('CATTAIL_INTERNAL', 'terminated by a second signal'));
+  };
+  return { signal: stop.signal, forceSignal: force.signal, onSignal };
+}
+
+/**
+ * Runs as the process: wires SIGTERM/SIGINT to {@link stopSignals} and exits with the status. The
+ * handlers stay installed for the second signal (it must reach the command rather than kill the
+ * process mid-close), and go after it, so that a third gets the default action: an escape from a
+ * command that does not wind down gradually and hangs anyway.
+ */
 export async function runAsProcess(argv: readonly string[]): Promise<void> {
-  const controller = new AbortController();
-  const stop = (): void => controller.abort(new CattailError('CATTAIL_INTERNAL', 'terminated by signal'));
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
-  const code = await main(argv, { stdout: process.stdout, stderr: process.stderr, env: process.env, signal: controller.signal });
+  const { signal, forceSignal, onSignal } = stopSignals();
+  const handler = (): void => {
+    onSignal();
+    if (forceSignal.aborted) {
+      process.off('SIGTERM', handler);
+      process.off('SIGINT', handler);
+    }
+  };
+  process.on('SIGTERM', handler);
+  process.on('SIGINT', handler);
+  const code = await main(argv, { stdout: process.stdout, stderr: process.stderr, env: process.env, signal, forceSignal });
   process.exitCode = code;
   // Long-running commands return after a clean shutdown; anything left (a stuck socket) must not
   // keep a stopped process alive.
-  if (controller.signal.aborted) setTimeout(() => process.exit(code), 2_000).unref();
+  if (signal.aborted) setTimeout(() => process.exit(code), 2_000).unref();
 }
 
 if (isEntryPoint()) void runAsProcess(process.argv.slice(2));

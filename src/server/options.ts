@@ -33,6 +33,32 @@ export const serverOptions = {
     min: 1,
     help: 'Upgrades beyond this many open connections are refused with 503 and Retry-After (admission control, not random drops).',
   }),
+  targetConnections: opt.int({
+    default: undefined,
+    unit: 'count',
+    min: 1,
+    help: 'This replica\'s target share of agent connections. Unset: no target (only maxConnections). At the target new agents are refused with 503 and a redirect to peerEndpoints; above it (the target was lowered) one agent is shed per shedIntervalMs.',
+  }),
+  shedIntervalMs: opt.int({
+    default: 1_000,
+    unit: 'ms',
+    min: 10,
+    help: 'While above targetConnections, one agent is shed (GOODBYE + close 4009) per interval (±10 % jitter); Typha drops one connection per second too.',
+  }),
+  peerEndpoints: opt.list({
+    default: [],
+    help: 'ws:// or wss:// URLs of the other replicas (repeat the flag or separate with commas), sent to refused, shed and drained agents as where to go instead (X-Cattail-Endpoints, GOODBYE endpoints).',
+    check: (v) => {
+      const bad = splitEndpoints(v).find((u) => !isWsUrl(u));
+      return bad === undefined ? undefined : `expected ws:// or wss:// URLs, got ${JSON.stringify(bad)}`;
+    },
+  }),
+  shutdownTimeoutMs: opt.int({
+    default: 300_000,
+    unit: 'ms',
+    min: 0,
+    help: 'On SIGTERM, agents are closed one at a time over this long (GOODBYE + close 4010, no more than 1 s apart) and the process exits when the last is gone or this time is up; keep it equal to the pod\'s terminationGracePeriodSeconds (Typha: 300 s). A second signal closes the rest at once.',
+  }),
   refuseRetryAfterMs: opt.int({
     default: 5_000,
     unit: 'ms',
@@ -217,4 +243,14 @@ export function parseHostPort(value: string): { host: string; port: number } | u
   if (port > 65_535) return undefined;
   const host = m[1] ?? m[2] ?? '';
   return { host: host === '' ? '0.0.0.0' : host, port };
+}
+
+/** A peerEndpoints value as URLs: entries may themselves be comma-separated (`--peer-endpoints a,b`). */
+export function splitEndpoints(values: readonly string[]): string[] {
+  return values.flatMap((v) => v.split(',')).map((s) => s.trim()).filter((s) => s !== '');
+}
+
+/** A ws:// or wss:// URL (no commas or whitespace: it travels in a comma-separated header). */
+export function isWsUrl(value: string): boolean {
+  return !/[\s,]/.test(value) && URL.canParse(value) && /^wss?:$/.test(new URL(value).protocol);
 }

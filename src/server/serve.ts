@@ -1,5 +1,6 @@
 /**
- * `cattail serve`: config → upstream source → `startServer` → run until SIGTERM/SIGINT.
+ * `cattail serve`: config → upstream source → `startServer` → run until SIGTERM/SIGINT, then drain
+ * (a second signal closes the rest at once).
  *
  * The upstream comes from a factory so the command does not depend on how it is built: the
  * Kubernetes upstream (issue 7) and the embedded simulator plug in through
@@ -28,8 +29,10 @@ export type ServeConfig = ConfigOf<typeof serveOptions>;
 export interface ServeContext {
   readonly stdout: NodeJS.WritableStream;
   readonly env: Readonly<Record<string, string | undefined>>;
-  /** Aborted on SIGTERM/SIGINT; serve then closes the server and resolves. */
+  /** Aborted on SIGTERM/SIGINT; serve then drains (paced, up to shutdownTimeoutMs) and resolves. */
   readonly signal: AbortSignal;
+  /** Aborted on a second SIGTERM/SIGINT: the agents still open are closed at once. */
+  readonly forceSignal?: AbortSignal;
 }
 
 /** Where the upstream's data comes from. */
@@ -107,8 +110,15 @@ export function createServeCommand(factory: UpstreamFactory, makeLogger: (level:
     ctx.stdout.write(`cattail serve: agents on ${server.url} (feeds ${feeds}); /metrics /livez /readyz on ${server.httpUrl}\n`);
     ctx.stdout.write(`cattail serve: connect an agent with: cattail agent --server ${server.url} --feed ${built.upstream.feeds[0]?.name ?? 'felix'}\n`);
     await waitForAbort(ctx.signal);
-    log.info({ serverId: server.serverId }, 'shutting down');
-    await server.close();
+    const agents = server.connectionCount();
+    log.info({ serverId: server.serverId, agents, shutdownTimeoutMs: config.shutdownTimeoutMs }, 'shutting down: draining');
+    if (agents > 0) ctx.stdout.write(`cattail serve: draining ${agents} agent(s) over up to ${Math.ceil(config.shutdownTimeoutMs / 1000)} s; signal again to close them at once\n`);
+    const drained = server.drain();
+    const force = ctx.forceSignal;
+    // A second signal: the operator wants out now. The rest get GOODBYE at once (reconnect delays
+    // still spread); the drain then ends as usual.
+    if (force !== undefined) void waitForAbort(force).then(() => server.close());
+    await drained;
     await built.dispose?.();
     return 0;
   };

@@ -16,12 +16,13 @@ import { Connection } from './transport/connection.js';
 import { FanOut } from './fanout/fanout.js';
 import { FanOutStats, type FanOutStatsSnapshot } from './fanout/stats.js';
 import { FeedRuntime } from './fanout/feeds.js';
+import { CLOSE_WAIT_MS, Shedder } from './fanout/shed.js';
 import { Governor } from './transport/governor.js';
 import { Health } from './ops/health.js';
 import { createHttpEndpoints } from './ops/http-endpoints.js';
 import { Listener } from './transport/listener.js';
 import { type ServerMetrics, createMetrics } from './ops/metrics.js';
-import { parseHostPort, startServerOptions } from './options.js';
+import { isWsUrl, parseHostPort, splitEndpoints, startServerOptions } from './options.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import type { Upstream } from './pipeline/seams.js';
 import { SnapshotCache } from './fanout/snapshot-cache.js';
@@ -74,7 +75,20 @@ export interface ServerHandle {
   flushNow(): void;
   /** Runs the periodic sweep now (tests with a FakeClock advance the clock instead). */
   sweepNow(): void;
-  /** GOODBYE + 4010 to every agent, stops the upstream, closes both ports. */
+  /** Sets (or clears) the target share of connections; above it agents are shed one per shedIntervalMs. */
+  setTargetConnections(n: number | undefined): void;
+  /** Replaces the peers hinted to refused, shed and drained agents. */
+  setPeerEndpoints(urls: readonly string[]): void;
+  /**
+   * The paced shutdown: refuse new agents (503 + peers), close the open ones one at a time over
+   * shutdownTimeoutMs (GOODBYE + 4010 with a reconnect delay and the peers), then stop as
+   * {@link close} does. Resolves when the last agent is gone or the time is up. Idempotent.
+   */
+  drain(): Promise<void>;
+  /**
+   * GOODBYE + 4010 to every agent still open, at once (reconnect delays spread), stops the
+   * upstream, closes both ports. During a {@link drain} it closes the rest now and ends the drain.
+   */
   close(): Promise<void>;
 }
 
@@ -95,8 +109,32 @@ function urlHost(a: AddressInfo): string {
   return a.family === 'IPv6' ? `[${a.address}]` : a.address;
 }
 
+function checkPeers(urls: readonly string[]): void {
+  for (const u of urls) if (!isWsUrl(u)) throw new InvalidArgumentError(`peerEndpoints: expected ws:// or wss:// URLs, got ${JSON.stringify(u)}`);
+}
+
+function checkTarget(n: number | undefined): void {
+  if (n !== undefined && (!Number.isSafeInteger(n) || n < 1)) throw new InvalidArgumentError(`targetConnections must be an integer ≥ 1 (count), got ${String(n)}`);
+}
+
+/**
+ * Why new agents cannot be served yet: a feed without its initial sync would hand them an empty
+ * or partial state (PROTOCOL.md §1.1 refuses them). A stale feed does not refuse: its last state
+ * beats none when the whole fleet shares the upstream's outage, and the agent sees `stale`.
+ */
+function notSynced(feeds: readonly FeedRuntime[]): string | undefined {
+  const why: string[] = [];
+  for (const f of feeds) {
+    const status = f.store.meta().status;
+    if (status !== 'in-sync') why.push(`feed ${f.name} ${status === 'waiting' ? 'waiting for initial sync' : 'resyncing (initial lists in progress)'}`);
+  }
+  return why.length > 0 ? why.join('; ') : undefined;
+}
+
 export async function startServer(options: StartServerOptions): Promise<ServerHandle> {
   const { listen, httpListen, serverId: givenServerId, ...o } = resolveOptions(startServerOptions, options, 'startServer');
+  const targetConnections = o.targetConnections;
+  const peerEndpoints = splitEndpoints(o.peerEndpoints);
   const compressions = options.compressions ?? COMPRESSIONS;
   for (const c of compressions) if (!COMPRESSIONS.includes(c)) throw new InvalidArgumentError(`compressions: unknown ${JSON.stringify(c)}`);
   // The fallbacks are checked as a given serverId would be: a long host name must not reach WELCOME.
@@ -115,8 +153,13 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   const metrics = createMetrics(new FanOutStats(), { defaultMetrics: options.defaultMetrics ?? true });
   const feeds = upstream.feeds.map((d, i) => new FeedRuntime(i, d, createStore({ feed: d.name, logMaxAgeMs: o.deltaLogMaxAgeMs, logMaxBytes: o.deltaLogMaxBytes }), serverId, metrics.fanout.feed(d.name)));
   const cache = new SnapshotCache({ clock, reuseWindowMs: o.snapshotReuseWindowMs, sliceEntries: o.snapshotBuildSliceEntries, compressMinBytes: o.compressMinBytes, metrics });
-  const fanout = new FanOut({ clock, random: options.random ?? Math.random, metrics, log, serverId, feeds, cache, compressions, ...o });
-  const governor = new Governor(o.maxConnections, o.refuseRetryAfterMs);
+  const random = options.random ?? Math.random;
+  const fanout = new FanOut({ clock, random, metrics, log, serverId, feeds, cache, compressions, ...o });
+  const governor = new Governor({ maxConnections: o.maxConnections, retryAfterMs: o.refuseRetryAfterMs, targetConnections, peerEndpoints, notReady: () => notSynced(feeds), random });
+  const shedder = new Shedder({
+    clock, random, metrics, log, governor, shedIntervalMs: o.shedIntervalMs, shutdownTimeoutMs: o.shutdownTimeoutMs,
+    connections: () => fanout.connections, whenEmpty: (ms) => fanout.whenEmpty(ms),
+  });
   const pipeline = new Pipeline(feeds, fanout, metrics, clock, log);
   const health = new Health(clock, fanout, feeds, governor, upstream, options.upstreamDescription);
   const limits = { maxInboundBytes: o.maxInboundBytes, maxClientBytes: o.maxClientBytes, compressMinBytes: o.compressMinBytes };
@@ -144,11 +187,30 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
     throw err;
   }
   fanout.start();
+  shedder.start();
   const trimTimer: Timer = clock.setInterval(() => pipeline.trim(), 1_000).unref();
   upstream.start(pipeline);
-  log?.info({ serverId, listen: `${agentAddr.address}:${agentAddr.port}`, httpListen: `${httpAddr.address}:${httpAddr.port}`, feeds: feeds.map((f) => f.name), ...o }, 'cattail server listening');
+  log?.info({ serverId, listen: `${agentAddr.address}:${agentAddr.port}`, httpListen: `${httpAddr.address}:${httpAddr.port}`, feeds: feeds.map((f) => f.name), ...o, targetConnections, peerEndpoints }, 'cattail server listening');
 
   let closing: Promise<void> | undefined;
+  let draining: Promise<void> | undefined;
+  // `afterDrain`: the drain already waited for the closing handshakes, so stragglers are cut at once.
+  const shutdown = (afterDrain: boolean): Promise<void> =>
+    (closing ??= (async () => {
+      governor.drain();
+      shedder.stop();
+      shedder.closeRest(draining === undefined ? 'shutdown' : 'drain-forced');
+      await upstream.stop().catch((err: unknown) => log?.warn({ err }, 'upstream stop failed'));
+      // Agents normally finish the closing handshake at once; a stalled one is cut off.
+      await fanout.whenEmpty(afterDrain ? 0 : CLOSE_WAIT_MS);
+      for (const c of [...fanout.connections]) c.ws.terminate();
+      fanout.stop();
+      trimTimer.cancel();
+      listener.close();
+      listener.http.closeAllConnections();
+      httpServer.closeAllConnections();
+      await Promise.all([new Promise((r) => listener.http.close(r)), new Promise((r) => httpServer.close(r))]);
+    })());
   return {
     url: `ws://${urlHost(agentAddr)}:${agentAddr.port}/`,
     httpUrl: `http://${urlHost(httpAddr)}:${httpAddr.port}`,
@@ -160,22 +222,19 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
     connectionCount: () => fanout.connections.size,
     flushNow: () => fanout.flush(),
     sweepNow: () => fanout.sweep(),
-    close: () => {
-      closing ??= (async () => {
-        governor.drain();
-        fanout.closeAll('shutdown', 'server shutting down');
-        await upstream.stop().catch((err: unknown) => log?.warn({ err }, 'upstream stop failed'));
-        // Agents normally finish the closing handshake at once; a stalled one is cut off.
-        await fanout.whenEmpty(2_000);
-        for (const c of [...fanout.connections]) c.ws.terminate();
-        fanout.stop();
-        trimTimer.cancel();
-        listener.close();
-        listener.http.closeAllConnections();
-        httpServer.closeAllConnections();
-        await Promise.all([new Promise((r) => listener.http.close(r)), new Promise((r) => httpServer.close(r))]);
-      })();
-      return closing;
+    setTargetConnections: (n) => {
+      checkTarget(n);
+      governor.targetConnections = n;
     },
+    setPeerEndpoints: (urls) => {
+      checkPeers(urls);
+      governor.peerEndpoints = urls;
+    },
+    drain: () =>
+      (draining ??= (async () => {
+        await shedder.drain();
+        await shutdown(true);
+      })()),
+    close: () => shutdown(false),
   };
 }

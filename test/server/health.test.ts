@@ -12,8 +12,8 @@ function feed(name: string, status: string, stale = false): FeedRuntime {
 
 describe('server health', () => {
   const clock = new FakeClock();
-  const fanout = { lastSweepMs: 0, sweepIntervalMs: 500 } as unknown as FanOut;
-  const governor = { isDraining: false } as unknown as Governor;
+  const fanout = { lastSweepMs: 0, sweepIntervalMs: 500, connections: new Set() } as unknown as FanOut;
+  const governor = { isDraining: false, targetConnections: undefined, refusing: () => undefined } as unknown as Governor;
 
   it('is ready only when every feed is in sync and fresh', () => {
     expect(new Health(clock, fanout, [feed('felix', 'in-sync'), feed('bgp', 'in-sync')], governor).ready().ok).toBe(true);

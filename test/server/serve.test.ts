@@ -1,12 +1,13 @@
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { main } from '../../src/cli/main.js';
+import { main, stopSignals } from '../../src/cli/main.js';
 import { resolveConfig } from '../../src/config/load.js';
-import { serveOptions } from '../../src/server/options.js';
+import { serveOptions, splitEndpoints } from '../../src/server/options.js';
 import { createServeCommand, resolveUpstreamSource } from '../../src/server/serve.js';
 import { ScriptedUpstream } from '../support/scripted-upstream.js';
 import { TestAgent } from './helpers/agent.js';
+import { eventually } from './helpers/harness.js';
 
 function sink(): Writable & { text: () => string; lines: string[] } {
   const lines: string[] = [];
@@ -24,6 +25,22 @@ async function run(argv: string[], env: Record<string, string> = {}): Promise<{ 
   const stderr = sink();
   const code = await main(argv, { stdout: sink(), stderr, env });
   return { code, err: stderr.text() };
+}
+
+/** `cattail serve` on loopback with a scripted upstream (in sync, one pod) and a silent log. */
+async function scriptedServe(argv: string[], ctx: { signal: AbortSignal; forceSignal?: AbortSignal }) {
+  const upstream = ScriptedUpstream.withFeeds('felix');
+  const serve = createServeCommand(
+    () => Promise.resolve({ upstream, description: 'scripted' }),
+    () => pino({ level: 'silent' }),
+  );
+  const config = resolveConfig(serveOptions, { argv: ['--kubeconfig', '/k', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', ...argv] }).config;
+  const stdout = sink();
+  const done = serve(config, { stdout, env: {}, ...ctx });
+  await new Promise<void>((resolve) => stdout.on('line', () => stdout.text().includes('connect an agent') && resolve()));
+  const url = /agents on (ws:\S+)/.exec(stdout.text())?.[1] as string;
+  upstream.apply('felix', { '/pods/ns/a': { a: 1 } }, { status: 'in-sync' });
+  return { upstream, done, url, stdout };
 }
 
 describe('cattail serve', () => {
@@ -47,6 +64,13 @@ describe('cattail serve', () => {
     expect(r.err).toContain('/nonexistent');
   });
 
+  it('takes the drain options from flags and CATTAIL_* variables, and checks the peers are ws URLs', () => {
+    const c = resolveConfig(serveOptions, { argv: ['--peer-endpoints', 'ws://a:5473/,wss://b:5473/', '--peer-endpoints', 'ws://c:5473/', '--target-connections', '500'], env: { CATTAIL_SHUTDOWN_TIMEOUT_MS: '60000' } }).config;
+    expect(splitEndpoints(c.peerEndpoints)).toEqual(['ws://a:5473/', 'wss://b:5473/', 'ws://c:5473/']);
+    expect([c.targetConnections, c.shutdownTimeoutMs, c.shedIntervalMs]).toEqual([500, 60_000, 1_000]);
+    expect(() => resolveConfig(serveOptions, { argv: ['--peer-endpoints', 'http://a:5473/'] })).toThrow(/peerEndpoints.*ws:\/\/ or wss:\/\//);
+  });
+
   it('picks the upstream source: embedded sim, flag, KUBECONFIG, in-cluster', () => {
     const base = resolveConfig(serveOptions, {}).config;
     expect(resolveUpstreamSource({ ...base, embeddedSim: true }, {}).kind).toBe('embedded-sim');
@@ -57,18 +81,8 @@ describe('cattail serve', () => {
   });
 
   it('runs with an injected upstream, serves agents, and stops cleanly on abort', async () => {
-    const upstream = ScriptedUpstream.withFeeds('felix');
-    const serve = createServeCommand(
-      () => Promise.resolve({ upstream, description: 'scripted' }),
-      () => pino({ level: 'silent' }),
-    );
-    const config = resolveConfig(serveOptions, { argv: ['--kubeconfig', '/k', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--server-id', 'serve-test'] }).config;
-    const stdout = sink();
     const ac = new AbortController();
-    const done = serve(config, { stdout, env: {}, signal: ac.signal });
-    await new Promise<void>((resolve) => stdout.on('line', () => stdout.text().includes('connect an agent') && resolve()));
-    const url = /agents on (ws:\S+)/.exec(stdout.text())?.[1] as string;
-    upstream.apply('felix', { '/pods/ns/a': { a: 1 } }, { status: 'in-sync' });
+    const { upstream, done, url } = await scriptedServe(['--server-id', 'serve-test'], { signal: ac.signal });
     const a = new TestAgent(url, { feeds: [{ name: 'felix' }] });
     await a.untilRevision('felix', 1);
     expect(a.welcome?.serverId).toBe('serve-test');
@@ -76,6 +90,27 @@ describe('cattail serve', () => {
     expect(await done).toBe(0);
     expect(await a.closed).toBe(4010);
     expect(a.goodbyes).toEqual(['shutdown']);
+    expect(upstream.stopped).toBe(true);
+  });
+});
+
+describe('cattail serve: stopping', () => {
+  it('a first signal drains (agents still open), a second closes the rest at once; exit 0', async () => {
+    const { signal, forceSignal, onSignal } = stopSignals();
+    const { upstream, done, url, stdout } = await scriptedServe(['--peer-endpoints', 'ws://peer-a.test:5473/,ws://peer-b.test:5473/'], { signal, forceSignal });
+    const agents = [1, 2, 3].map(() => new TestAgent(url, { feeds: [{ name: 'felix' }] }));
+    await Promise.all(agents.map((a) => a.untilRevision('felix', 1)));
+
+    onSignal();
+    await new Promise<void>((resolve) => (stdout.text().includes('draining 3 agent(s)') ? resolve() : stdout.on('line', () => stdout.text().includes('draining 3 agent(s)') && resolve())));
+    // The first paced close is about a second away (300 s for 3 agents: the gap is capped at 1 s).
+    expect(agents.every((a) => a.closeCode === undefined)).toBe(true);
+    onSignal();
+    expect(await done).toBe(0);
+    for (const a of agents) {
+      expect(await a.closed).toBe(4010);
+      expect(a.goodbyeMessages[0]?.endpoints?.sort()).toEqual(['ws://peer-a.test:5473/', 'ws://peer-b.test:5473/']);
+    }
     expect(upstream.stopped).toBe(true);
   });
 });
@@ -98,6 +133,8 @@ describe('cattail serve --embedded-sim (the npm start path)', () => {
     const url = /agents on (ws:\S+)/.exec(out)?.[1] as string;
     const httpUrl = /on (http:\S+)\n/.exec(out)?.[1] as string;
 
+    // Agents are refused (503) until every feed has its initial sync; a real agent retries, this one waits.
+    await eventually(async () => (await fetch(`${httpUrl}/readyz`)).status === 200, 'readiness', 30_000);
     const agent = new TestAgent(url, { feeds: [{ name: 'felix' }, { name: 'bgp' }], caps: ['compress.deflate'] });
     await agent.until(() => agent.welcome !== undefined && agent.feed('felix').status === 'in-sync' && agent.feed('bgp').status === 'in-sync', 'both feeds in sync', 30_000);
     // Workload endpoints for the simulated pods arrived (host-network calico-node pods did not).

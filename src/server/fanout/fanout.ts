@@ -6,6 +6,7 @@
  *   service.ts   per connection: snapshot streaming and compacted catch-ups for agents the flush skipped
  *   session.ts   HELLO → WELCOME → resume or snapshot; ACK (lag) and PONG (liveness)
  *   sweep.ts     one interval for every socket: deadlines and pings
+ *   shed.ts      closing agents on purpose: shedding above the target, the paced drain
  *   stats.ts     the counters the metrics are built from
  *
  * Invariants (see DESIGN.md "Fan-out"):
@@ -16,7 +17,6 @@
  */
 import type { HelloMessage } from '../../../proto/index.js';
 import type { Connection, ConnectionHost, FeedCursor } from '../transport/connection.js';
-import { CloseCode } from '../transport/framing.js';
 import { FanOutContext, type FanOutOptions } from './context.js';
 import { Flusher } from './flush.js';
 import { ServiceQueue } from './service.js';
@@ -130,12 +130,5 @@ export class FanOut implements ConnectionHost {
       }
       this.emptyWaiters.push(done);
     });
-  }
-
-  /** GOODBYE + 4010 to every open connection at once. */
-  closeAll(reason: string, message: string): void {
-    for (const conn of this.ctx.connections) {
-      if (conn.open) conn.fail(CloseCode.SHUTTING_DOWN, 'CATTAIL_SERVER_SHUTTING_DOWN', message, reason);
-    }
   }
 }

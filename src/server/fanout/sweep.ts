@@ -12,7 +12,7 @@ import type { FanOutContext } from './context.js';
 import type { ServiceQueue } from './service.js';
 
 /** How long a closing socket may take to finish the closing handshake before it is destroyed. */
-const CLOSE_GRACE_MS = 2_000;
+export const CLOSE_GRACE_MS = 2_000;
 
 export class Sweeper {
   readonly intervalMs: number;

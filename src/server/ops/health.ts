@@ -6,8 +6,10 @@
  * when the API server is down restarts every replica at once, which is the relist storm itself).
  *
  * Readiness is "new agents should come here": every served feed is in sync and not stale
- * (calico#11169: a Typha serving stale data while ready is the failure users hit). The body
- * explains a 503, one line per feed.
+ * (calico#11169: a Typha serving stale data while ready is the failure users hit), and the server
+ * is not draining. The body explains a 503, one line per feed, and says whether and why new
+ * agents are refused (admission, governor.ts), which is not the same question: a replica at its
+ * target share stays ready, a stale one still admits.
  */
 import type { Clock } from '../../clock.js';
 import type { FanOut } from '../fanout/fanout.js';
@@ -46,10 +48,13 @@ export class Health {
   ready(): HealthReport {
     const lines: string[] = this.source ? [`upstream: ${this.source}`] : [];
     let ok = true;
-    if (this.governor.isDraining) {
-      ok = false;
-      lines.push('server: draining');
-    }
+    if (this.governor.isDraining) ok = false;
+    // Why new agents are turned away, in the words the 503 uses: an operator reading /readyz
+    // should not have to guess whether "not ready" also means "refusing".
+    const open = this.fanout.connections.size;
+    const refusing = this.governor.refusing(open);
+    const target = this.governor.targetConnections;
+    lines.push(refusing !== undefined ? `refusing agents: ${refusing.detail}` : `admitting agents (${open} open${target !== undefined ? `, target ${target}` : ''})`);
     for (const f of this.feeds) {
       const m = f.store.meta();
       const good = m.status === 'in-sync' && !m.stale;

@@ -10,6 +10,8 @@ export interface ServerMetrics {
   readonly registry: Registry;
   readonly connectionsAccepted: Counter;
   readonly connectionsRefused: Counter<'reason'>;
+  /** Agents closed on purpose to move them elsewhere (shed above the target, drained at shutdown). */
+  readonly connectionsShed: Counter<'reason'>;
   readonly connectionsActive: Gauge;
   readonly connectionsStreaming: Gauge<'feed'>;
   readonly connectionsClosed: Counter<'code'>;
@@ -82,7 +84,8 @@ export function createMetrics(fanout: FanOutStats, opts: { defaultMetrics?: bool
     registry,
     fanout,
     connectionsAccepted: new Counter({ name: 'cattail_connections_accepted_total', help: 'WebSocket connections accepted.', registers: r }),
-    connectionsRefused: new Counter({ name: 'cattail_connections_refused_total', help: 'Upgrades refused with 503 (over maxConnections, draining).', labelNames: ['reason'], registers: r }),
+    connectionsRefused: new Counter({ name: 'cattail_connections_refused_total', help: 'Upgrades refused, by reason: 503 for draining, not-ready (no upstream sync yet), max-connections, over-target; subprotocol is a 4001 close.', labelNames: ['reason'], registers: r }),
+    connectionsShed: new Counter({ name: 'cattail_connections_shed_total', help: 'Agents closed with GOODBYE to move them to another replica, by reason: over-target (4009), drain (paced, 4010); the rest at once (4010): drain-timeout (left at the cut-off), drain-forced (a second signal), shutdown (closed without a drain).', labelNames: ['reason'], registers: r }),
     connectionsActive: new Gauge({ name: 'cattail_connections_active', help: 'Open connections, including those still in their handshake.', registers: r }),
     connectionsStreaming: new Gauge({ name: 'cattail_connections_streaming', help: 'Connections past their handshake, per feed.', labelNames: ['feed'], registers: r }),
     connectionsClosed: new Counter({ name: 'cattail_connections_closed_total', help: 'Connections closed, by close code.', labelNames: ['code'], registers: r }),

@@ -15,7 +15,7 @@ import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import type { FeedRuntime } from '../fanout/feeds.js';
 import type { SnapshotBuild } from '../fanout/snapshot-cache.js';
-import type { HelloMessage } from '../../../proto/index.js';
+import type { GoodbyeMessage, HelloMessage } from '../../../proto/index.js';
 import { type Compression, CloseCode, InboundError, decodeInbound, encodeMessage } from './framing.js';
 
 export interface FeedCursor {
@@ -176,13 +176,16 @@ export class Connection {
    * writes, then the close frame. The fan-out stops writing at once; the sweep terminates the
    * socket if the agent never completes the closing handshake (a stalled agent never reads it).
    */
-  fail(code: number, errorCode: string, message: string, goodbyeReason?: string, reconnectDelayMs?: number): void {
+  fail(code: number, errorCode: string, message: string, goodbyeReason?: string, reconnectDelayMs?: number, endpoints?: readonly string[]): void {
     if (!this.open) return;
     this.state = 'closing';
     this.closeCode = code;
     const frames: Buffer[] = [];
     if (goodbyeReason !== undefined) {
-      frames.push(encodeMessage(reconnectDelayMs === undefined ? { type: 'goodbye', reason: goodbyeReason, message } : { type: 'goodbye', reason: goodbyeReason, message, reconnectDelayMs }));
+      const goodbye: GoodbyeMessage = { type: 'goodbye', reason: goodbyeReason, message };
+      if (reconnectDelayMs !== undefined) goodbye.reconnectDelayMs = reconnectDelayMs;
+      if (endpoints !== undefined && endpoints.length > 0) goodbye.endpoints = [...endpoints];
+      frames.push(encodeMessage(goodbye));
     }
     frames.push(encodeMessage({ type: 'error', code: errorCode, message }));
     try {

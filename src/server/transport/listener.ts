@@ -73,7 +73,10 @@ export class Listener {
     const refusal = this.o.governor.admit(this.o.openConnections());
     if (refusal !== undefined) {
       this.o.metrics.connectionsRefused.inc({ reason: refusal.reason });
-      socket.end(`HTTP/1.1 503 Service Unavailable\r\nRetry-After: ${refusal.retryAfterSeconds}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${refusal.reason.length + 1}\r\n\r\n${refusal.reason}\n`);
+      // Endpoints are ws:// URLs without commas or whitespace (options.ts checks), safe in a header.
+      const hint = refusal.endpoints.length > 0 ? `X-Cattail-Endpoints: ${refusal.endpoints.join(',')}\r\n` : '';
+      const body = `${refusal.reason}: ${refusal.detail}\n`;
+      socket.end(`HTTP/1.1 503 Service Unavailable\r\nRetry-After: ${refusal.retryAfterSeconds}\r\n${hint}Connection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
       return;
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => {

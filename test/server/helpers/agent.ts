@@ -45,6 +45,8 @@ export class TestAgent extends EventEmitter {
   welcome: Extract<Message, { type: 'welcome' }> | undefined;
   errors: { code: string; message: string }[] = [];
   goodbyes: string[] = [];
+  /** The GOODBYE messages themselves (reconnectDelayMs, endpoints). */
+  goodbyeMessages: Extract<Message, { type: 'goodbye' }>[] = [];
   closeCode: number | undefined;
   closeReason = '';
   closed: Promise<number>;
@@ -158,6 +160,7 @@ export class TestAgent extends EventEmitter {
         return;
       case 'goodbye':
         this.goodbyes.push(m.reason);
+        this.goodbyeMessages.push(m);
         return;
       default:
         break;
