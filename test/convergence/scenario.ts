@@ -115,7 +115,9 @@ export async function runScenario(o: ScenarioOptions, log: (line: string) => voi
   const faults: Record<string, number> = {};
   const count = (k: string): void => void (faults[k] = (faults[k] ?? 0) + 1);
   const sim = await SimProc.start({ host: host(1), nodes: o.nodes, podsPerNode: o.podsPerNode, seed: o.seed });
-  const replicas = Array.from({ length: o.replicas }, (_, i) => new ReplicaProc(`conv-${i}`, host(10 + i), sim.kubeconfig, [FEED]));
+  const replicas = Array.from({ length: o.replicas }, (_, i) => new ReplicaProc(`conv-${i}`, host(10 + i), sim.kubeconfig, [FEED],
+    // A SIGTERM drains agents gradually; 3 s keeps a run short (production uses the 300 s default).
+    ['--shutdown-timeout-ms', '3000']));
   const agents: AgentUnderTest[] = [];
   const retired: AgentUnderTest[] = [];
   const crashes: string[] = [];

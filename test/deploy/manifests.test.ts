@@ -96,6 +96,8 @@ describe('deploy/ manifests', () => {
     expect(config.httpListen).toBe(`0.0.0.0:${port('metrics')}`);
     expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'metrics' });
     expect(c.livenessProbe.httpGet).toEqual({ path: '/livez', port: 'metrics' });
+    // The kubelet's grace must cover the paced drain, or agents are cut off all at once at its end.
+    expect(deployment.spec.template.spec.terminationGracePeriodSeconds * 1000).toBe(config.shutdownTimeoutMs);
   });
 
   it('the dashboard queries only metrics the server exports', async () => {
