@@ -10,6 +10,9 @@ import type { OptionTable } from '../../src/config/options.js';
 import { envName, flagName } from '../../src/config/options.js';
 import { ERROR_CODES } from '../../src/errors.js';
 import { connectOptions, tlsOptions } from '../../src/client/connect-options.js';
+import { FanOutStats } from '../../src/server/fanout/stats.js';
+import { createMetrics } from '../../src/server/ops/metrics.js';
+import { UpstreamMetrics } from '../../src/server/upstream/metrics.js';
 
 function cell(text: string): string {
   return text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
@@ -43,11 +46,25 @@ export function errorTable(): string {
 }
 
 /** The files, relative to the repository root, whose marked sections are generated. */
-export const GENERATED_DOCS: readonly string[] = ['README.md', 'src/client/README.md'];
+export const GENERATED_DOCS: readonly string[] = ['README.md', 'docs/reference.md', 'src/client/README.md'];
+
+/**
+ * The metrics `cattail serve` exports, from the metrics' own names, types, labels and help strings
+ * (built without starting anything; prom-client's default process metrics are left out).
+ */
+export function metricsTable(): string {
+  const rows = ['| metric | type | labels | meaning |', '|---|---|---|---|'];
+  const registries = [createMetrics(new FanOutStats(), { defaultMetrics: false }).registry, new UpstreamMetrics().registry];
+  const metrics = registries.flatMap((r) => r.getMetricsAsArray() as unknown as { name: string; type: string; labelNames?: readonly string[]; help: string }[]);
+  for (const m of metrics.sort((a, b) => a.name.localeCompare(b.name))) {
+    rows.push(`| \`${m.name}\` | ${m.type} | ${(m.labelNames ?? []).map((l) => `\`${l}\``).join(', ')} | ${cell(m.help)} |`);
+  }
+  return rows.join('\n');
+}
 
 /** Every generated section by name. */
 export function generatedSections(): Record<string, string> {
-  const out: Record<string, string> = { errors: errorTable() };
+  const out: Record<string, string> = { errors: errorTable(), metrics: metricsTable() };
   for (const c of COMMANDS) out[`options-${c.name}`] = optionTable(c.options);
   out['options-connect'] = libraryOptionTable(connectOptions);
   out['options-connect-tls'] = libraryOptionTable(tlsOptions, 'tls.');
