@@ -81,6 +81,13 @@ export const serveOptions = {
     min: 1,
     help: 'Upgrades beyond this many open connections are refused with 503 and Retry-After (admission control, not random drops).',
   }),
+  listenBacklog: opt.int({
+    default: 4_096,
+    unit: 'count',
+    min: 1,
+    max: 65_535,
+    help: 'Queue of connections the kernel completes before the server accepts them (listen(2) backlog), sized for reconnect storms: Node\'s default of 511 overflowed when 1,000 agents connected at once. The kernel caps it at net.core.somaxconn (4096 by default since Linux 5.4, 128 before): raise that sysctl too.',
+  }),
   refuseRetryAfterMs: opt.int({
     default: 5_000,
     unit: 'ms',

@@ -23,6 +23,7 @@ import { parseHostPort, serveOptions } from './options.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import type { Upstream } from './pipeline/seams.js';
 import { SnapshotCache } from './fanout/snapshot-cache.js';
+import type { TurnBudget } from './fanout/turn-queue.js';
 import { defaultStoreFactory } from './pipeline/store-factory.js';
 import type { ServedStore, StoreFactory } from './pipeline/store-port.js';
 import { COMPRESSIONS, type Compression } from './transport/framing.js';
@@ -55,6 +56,8 @@ export interface StartServerOptions {
   /** Collect prom-client's default process metrics. @default true */
   readonly defaultMetrics?: boolean;
   /** @default 10000 */ readonly maxConnections?: number;
+  /** Agent port's listen(2) backlog; the kernel caps it at net.core.somaxconn. @default 4096 (connections) */
+  readonly listenBacklog?: number;
   /** @default 5000 (ms) */ readonly refuseRetryAfterMs?: number;
   /** @default 10000 (ms) */ readonly handshakeTimeoutMs?: number;
   /** @default 10000 (ms) */ readonly pingIntervalMs?: number;
@@ -69,6 +72,8 @@ export interface StartServerOptions {
   /** @default 65536 (bytes) */ readonly maxInboundBytes?: number;
   /** @default 1048576 (bytes) */ readonly maxFrameBytes?: number;
   /** @default 1024 (bytes) */ readonly compressMinBytes?: number;
+  /** Bytes and time one service turn (snapshot streaming, catch-ups) may hold the event loop; for tests and benchmarks. @default { maxMs: 20, maxBytes: 8 MiB } */
+  readonly serviceTurn?: TurnBudget;
   /** @default 600000 (ms) */ readonly deltaLogMaxAgeMs?: number;
   /** @default 268435456 (bytes) */ readonly deltaLogMaxBytes?: number;
 }
@@ -96,13 +101,14 @@ export interface ServerHandle {
   close(): Promise<void>;
 }
 
-function listenOn(server: Server, address: string, what: string): Promise<AddressInfo> {
+/** Listens with an explicit backlog (Node's default is 511; the kernel caps it at net.core.somaxconn). */
+export function listenOn(server: Pick<Server, 'once' | 'off' | 'listen' | 'address'>, address: string, what: string, backlog = 511): Promise<AddressInfo> {
   const hp = parseHostPort(address);
   if (hp === undefined) throw new InvalidArgumentError(`${what} must be HOST:PORT, got ${JSON.stringify(address)}`);
   return new Promise((resolve, reject) => {
     const onError = (err: Error): void => reject(new CattailError('CATTAIL_SERVER_LISTEN_FAILED', `cannot listen on ${address} (${what}): ${err.message}`, { cause: err, details: { address } }));
     server.once('error', onError);
-    server.listen(hp.port, hp.host, () => {
+    server.listen({ port: hp.port, host: hp.host, backlog }, () => {
       server.off('error', onError);
       resolve(server.address() as AddressInfo);
     });
@@ -116,6 +122,7 @@ function urlHost(a: AddressInfo): string {
 export async function startServer(options: StartServerOptions): Promise<ServerHandle> {
   const o = {
     maxConnections: options.maxConnections ?? def('maxConnections'),
+    listenBacklog: options.listenBacklog ?? def('listenBacklog'),
     refuseRetryAfterMs: options.refuseRetryAfterMs ?? def('refuseRetryAfterMs'),
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? def('handshakeTimeoutMs'),
     pingIntervalMs: options.pingIntervalMs ?? def('pingIntervalMs'),
@@ -157,7 +164,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   const metrics = createMetrics(new FanOutStats(), { defaultMetrics: options.defaultMetrics ?? true });
   const feeds = upstream.feeds.map((d, i) => new FeedRuntime(i, d, createStore({ feed: d.name, logMaxAgeMs: o.deltaLogMaxAgeMs, logMaxBytes: o.deltaLogMaxBytes }), serverId, metrics.fanout.feed(d.name)));
   const cache = new SnapshotCache({ clock, reuseWindowMs: o.snapshotReuseWindowMs, sliceEntries: o.snapshotBuildSliceEntries, compressMinBytes: o.compressMinBytes, metrics });
-  const fanout = new FanOut({ clock, random: options.random ?? Math.random, metrics, log, serverId, feeds, cache, compressions, ...o });
+  const fanout = new FanOut({ clock, random: options.random ?? Math.random, metrics, log, serverId, feeds, cache, compressions, ...(options.serviceTurn ? { serviceTurn: options.serviceTurn } : {}), ...o });
   const governor = new Governor(o.maxConnections, o.refuseRetryAfterMs);
   const pipeline = new Pipeline(feeds, fanout, metrics, clock, log);
   const health = new Health(clock, fanout, feeds, governor, upstream, options.upstreamDescription);
@@ -176,7 +183,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   let agentAddr: AddressInfo;
   let httpAddr: AddressInfo;
   try {
-    agentAddr = await listenOn(listener.http, options.listen ?? '127.0.0.1:0', 'listen');
+    agentAddr = await listenOn(listener.http, options.listen ?? '127.0.0.1:0', 'listen', o.listenBacklog);
     httpAddr = await listenOn(httpServer, options.httpListen ?? '127.0.0.1:0', 'httpListen');
   } catch (err) {
     listener.http.close();
