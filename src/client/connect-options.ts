@@ -7,6 +7,7 @@
  * where that is stated; elsewhere it is invalid.
  */
 import { hostname } from 'node:os';
+import type { Duplex } from 'node:stream';
 import { randomUUID } from 'node:crypto';
 import { realClock, type Clock } from '../clock.js';
 import { InvalidArgumentError } from '../errors.js';
@@ -89,6 +90,12 @@ export interface ConnectOptions {
   ackIntervalMs?: number;
   /** How long `close()` waits for the server's close before forcing it, in ms. @default 2 000 */
   closeTimeoutMs?: number;
+  /**
+   * The transport seam: opens the byte stream to an endpoint, over which the client does its HTTP
+   * upgrade and WebSocket. Tests pass one end of an in-memory pair; a proxy or a Unix socket fits
+   * too. For `wss://` the stream must already be TLS. @default TCP (`ws://`) or TLS (`wss://`)
+   */
+  dial?: (endpoint: string) => Duplex;
   /** Injected time (tests pass a FakeClock). @default realClock */
   clock?: Clock;
   /** Injected randomness in [0, 1) for jitter and endpoint order (tests pass a seeded one). @default Math.random */
@@ -113,6 +120,7 @@ export interface ResolvedOptions {
   behindRetryDelayMs: number;
   ackIntervalMs: number;
   closeTimeoutMs: number;
+  dial: ((endpoint: string) => Duplex) | undefined;
   clock: Clock;
   random: () => number;
 }
@@ -174,6 +182,8 @@ export function resolveOptions(input: ConnectOptions): ResolvedOptions {
   if (typeof jitter !== 'number' || !(jitter >= 0 && jitter <= 1)) throw bad('reconnectJitter', 'must be a number in [0, 1]', jitter);
   const clock = (o['clock'] ?? realClock) as Clock;
   if (typeof clock.setTimeout !== 'function' || typeof clock.monotonic !== 'function') throw bad('clock', 'must implement Clock', '[object]');
+  const dial = o['dial'] as ResolvedOptions['dial'];
+  if (dial !== undefined && typeof dial !== 'function') throw bad('dial', 'must be a function returning a Duplex', typeof dial);
   const random = (o['random'] ?? Math.random) as () => number;
   if (typeof random !== 'function') throw bad('random', 'must be a function returning [0, 1)', typeof random);
 
@@ -198,6 +208,7 @@ export function resolveOptions(input: ConnectOptions): ResolvedOptions {
     behindRetryDelayMs: int(o, 'behindRetryDelayMs', DEFAULT_BEHIND_RETRY_DELAY_MS, 0),
     ackIntervalMs: int(o, 'ackIntervalMs', DEFAULT_ACK_INTERVAL_MS, 0),
     closeTimeoutMs: int(o, 'closeTimeoutMs', DEFAULT_CLOSE_TIMEOUT_MS, 1),
+    dial,
     clock,
     random,
   };

@@ -17,7 +17,9 @@ import { FeedRuntime } from './fanout/feeds.js';
 import { Governor } from './transport/governor.js';
 import { Health } from './ops/health.js';
 import { createHttpEndpoints } from './ops/http-endpoints.js';
-import { Listener } from './transport/listener.js';
+import { acceptHooks } from './transport/accept.js';
+import type { AgentTransport } from './transport/seam.js';
+import { WsTransport } from './transport/ws-transport.js';
 import { type ServerMetrics, createMetrics } from './ops/metrics.js';
 import { parseHostPort, serveOptions } from './options.js';
 import { Pipeline } from './pipeline/pipeline.js';
@@ -101,21 +103,30 @@ export interface ServerHandle {
   close(): Promise<void>;
 }
 
-/** Listens with an explicit backlog (Node's default is 511; the kernel caps it at net.core.somaxconn). */
-export function listenOn(server: Pick<Server, 'once' | 'off' | 'listen' | 'address'>, address: string, what: string, backlog = 511): Promise<AddressInfo> {
+function listenOn(server: Server, address: string, what: string): Promise<AddressInfo> {
   const hp = parseHostPort(address);
   if (hp === undefined) throw new InvalidArgumentError(`${what} must be HOST:PORT, got ${JSON.stringify(address)}`);
   return new Promise((resolve, reject) => {
     const onError = (err: Error): void => reject(new CattailError('CATTAIL_SERVER_LISTEN_FAILED', `cannot listen on ${address} (${what}): ${err.message}`, { cause: err, details: { address } }));
     server.once('error', onError);
-    server.listen({ port: hp.port, host: hp.host, backlog }, () => {
+    server.listen(hp.port, hp.host, () => {
       server.off('error', onError);
       resolve(server.address() as AddressInfo);
     });
   });
 }
 
-function urlHost(a: AddressInfo): string {
+async function listenAgents(transport: AgentTransport, address: string, backlog: number): Promise<AddressInfo> {
+  const hp = parseHostPort(address);
+  if (hp === undefined) throw new InvalidArgumentError(`listen must be HOST:PORT, got ${JSON.stringify(address)}`);
+  try {
+    return await transport.listen({ host: hp.host, port: hp.port, backlog });
+  } catch (err) {
+    throw new CattailError('CATTAIL_SERVER_LISTEN_FAILED', `cannot listen on ${address} (listen, ${transport.kind} transport): ${(err as Error).message}`, { cause: err, details: { address } });
+  }
+}
+
+function urlHost(a: Pick<AddressInfo, 'address' | 'family'>): string {
   return a.family === 'IPv6' ? `[${a.address}]` : a.address;
 }
 
@@ -169,13 +180,13 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   const pipeline = new Pipeline(feeds, fanout, metrics, clock, log);
   const health = new Health(clock, fanout, feeds, governor, upstream, options.upstreamDescription);
   const limits = { maxInboundBytes: o.maxInboundBytes, maxClientBytes: o.maxClientBytes, compressMinBytes: o.compressMinBytes };
-  const listener = new Listener({
+  const hooks = acceptHooks({
     governor,
     metrics,
-    maxInboundBytes: o.maxInboundBytes,
     openConnections: () => fanout.connections.size,
-    onConnection: (ws, socket) => fanout.add(new Connection(ws, socket, fanout, limits, clock.monotonic(), o.handshakeTimeoutMs)),
+    onAgent: (socket) => fanout.add(new Connection(socket, fanout, limits, clock.monotonic(), o.handshakeTimeoutMs)),
   });
+  const transport: AgentTransport = new WsTransport({ hooks, limits: { maxInboundBytes: o.maxInboundBytes, handshakeTimeoutMs: o.handshakeTimeoutMs } });
   const served = options.extraMetrics?.length ? Registry.merge([metrics.registry, ...options.extraMetrics]) : metrics.registry;
   const httpServer = createHttpEndpoints(served, health);
   for (const f of feeds) metrics.feedRevision.set({ feed: f.name }, f.store.revision);
@@ -183,10 +194,10 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   let agentAddr: AddressInfo;
   let httpAddr: AddressInfo;
   try {
-    agentAddr = await listenOn(listener.http, options.listen ?? '127.0.0.1:0', 'listen', o.listenBacklog);
+    agentAddr = await listenAgents(transport, options.listen ?? '127.0.0.1:0', o.listenBacklog);
     httpAddr = await listenOn(httpServer, options.httpListen ?? '127.0.0.1:0', 'httpListen');
   } catch (err) {
-    listener.http.close();
+    await transport.close();
     httpServer.close();
     throw err;
   }
@@ -214,13 +225,11 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
         await upstream.stop().catch((err: unknown) => log?.warn({ err }, 'upstream stop failed'));
         // Agents normally finish the closing handshake at once; a stalled one is cut off.
         await fanout.whenEmpty(2_000);
-        for (const c of [...fanout.connections]) c.ws.terminate();
+        for (const c of [...fanout.connections]) c.socket.terminate();
         fanout.stop();
         trimTimer.cancel();
-        listener.close();
-        listener.http.closeAllConnections();
         httpServer.closeAllConnections();
-        await Promise.all([new Promise((r) => listener.http.close(r)), new Promise((r) => httpServer.close(r))]);
+        await Promise.all([transport.close(), new Promise((r) => httpServer.close(r))]);
       })();
       return closing;
     },

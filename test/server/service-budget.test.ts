@@ -3,10 +3,10 @@
  * injected clock, catch-ups go before snapshot streams, and a storm still converges. The clock is a
  * FakeClock that the served items advance by hand, so no test sleeps or reads wall time.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { FakeClock } from '../../src/clock.js';
 import { TurnQueue } from '../../src/server/fanout/turn-queue.js';
-import { listenOn } from '../../src/server/server.js';
+import { WsTransport } from '../../src/server/transport/ws-transport.js';
 import { harness } from './helpers/harness.js';
 
 describe('service turn budget', () => {
@@ -80,19 +80,12 @@ describe('service turn budget', () => {
 
 describe('listen backlog', () => {
   it('passes listenBacklog to listen(2) and rejects values outside 1..65535', async () => {
-    let seen: unknown;
-    const fake = {
-      once: () => fake,
-      off: () => fake,
-      address: () => ({ address: '127.0.0.1', family: 'IPv4', port: 1 }),
-      listen: (opts: unknown, cb: () => void) => {
-        seen = opts;
-        cb();
-        return fake;
-      },
-    };
-    await listenOn(fake as never, '127.0.0.1:0', 'listen', 4096);
-    expect(seen).toEqual({ port: 0, host: '127.0.0.1', backlog: 4096 });
+    const hooks = { admit: () => undefined, refused: () => undefined, accept: () => undefined };
+    const t = new WsTransport({ hooks, limits: { maxInboundBytes: 65_536, handshakeTimeoutMs: 1_000 } });
+    const spy = vi.spyOn(t.http, 'listen');
+    await t.listen({ host: '127.0.0.1', port: 0, backlog: 4096 });
+    expect(spy.mock.calls[0]?.[0]).toEqual({ host: '127.0.0.1', port: 0, backlog: 4096 });
+    await t.close();
     await expect(harness({ listenBacklog: 0 })).rejects.toMatchObject({ code: 'CATTAIL_INVALID_ARGUMENT' });
     const h = await harness({ listenBacklog: 8192 });
     expect(h.server.url).toMatch(/^ws:/);

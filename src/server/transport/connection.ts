@@ -6,19 +6,16 @@
  *   handshake ──HELLO ok──► streaming ──(coded close | peer close)──► closed
  *       └──── no HELLO by handshakeDeadlineMs ──► 4004
  *
- * Writes bypass ws's Sender: frames arrive here already WebSocket-framed (framing.ts) and go
- * straight to the upgraded socket. That is safe because ws writes only whole frames
- * (permessage-deflate is off, so its Sender never queues), so our frames and its control frames
- * never interleave mid-frame.
+ * Frames arrive here already WebSocket-framed (framing.ts) and go to the socket through the
+ * transport seam (seam.ts), which never frames them again.
  *
- * One buffer is one plain `socket.write`: corking a single buffer routes it through Node's
+ * One buffer is one plain write: corking a single buffer routes it through Node's
  * queued-write path (writev) for nothing, ~1 µs per socket at 5,000 sockets. Code that may write
  * several buffers to one socket opens a batch (beginBatch/endBatch): its buffers wait in one
  * scratch list shared by all connections and leave as one plain write when there is only one, or
  * as one corked write (one syscall) when there are several.
  */
-import type { Socket } from 'node:net';
-import type { WebSocket } from 'ws';
+import type { AgentSocket } from './seam.js';
 import type { FeedRuntime } from '../fanout/feeds.js';
 import type { SnapshotBuild } from '../fanout/snapshot-cache.js';
 import type { HelloMessage } from '../../../proto/index.js';
@@ -89,26 +86,25 @@ export class Connection {
   closeCode: number | undefined;
 
   constructor(
-    readonly ws: WebSocket,
-    readonly socket: Socket,
+    readonly socket: AgentSocket,
     private readonly host: ConnectionHost,
     private readonly limits: ConnectionLimits,
     nowMs: number,
     handshakeTimeoutMs: number,
   ) {
     this.handshakeDeadlineMs = nowMs + handshakeTimeoutMs;
-    ws.on('message', (data, isBinary) => this.onMessage(data as Buffer | Buffer[] | ArrayBuffer, isBinary));
-    ws.on('close', (code) => this.onWsClose(code));
-    // ws reports protocol errors (bad masking, oversize above its hard cap) here and closes by itself.
-    ws.on('error', () => undefined);
-    socket.on('drain', () => {
-      if (this.state === 'streaming') this.host.onDrain(this);
+    socket.setEvents({
+      message: (data, isBinary) => this.onMessage(data, isBinary),
+      close: (code) => this.onSocketClose(code),
+      drain: () => {
+        if (this.state === 'streaming') this.host.onDrain(this);
+      },
     });
   }
 
   /** Bytes handed to this socket and not yet taken by the kernel, including an open batch's. */
   get writableBytes(): number {
-    return batch.owner === this ? this.socket.writableLength + batch.bytes : this.socket.writableLength;
+    return batch.owner === this ? this.socket.bufferedAmount + batch.bytes : this.socket.bufferedAmount;
   }
 
   get open(): boolean {
@@ -128,8 +124,10 @@ export class Connection {
   writeOwn(frames: readonly Buffer[]): boolean {
     let total = 0;
     for (const f of frames) total += f.length;
-    if (this.ownOutstandingBytes + total > this.limits.maxClientBytes) {
-      this.fail(CloseCode.OVER_BUDGET, 'CATTAIL_SERVER_OVER_BUDGET', `frames for this agent alone would hold ${this.ownOutstandingBytes + total} bytes, above maxClientBytes ${this.limits.maxClientBytes}`, 'over-budget');
+    // A transport that copies unsent bytes per socket (uWS) holds them for this agent alone too.
+    const held = this.ownOutstandingBytes + this.socket.copiedBytes + total;
+    if (held > this.limits.maxClientBytes) {
+      this.fail(CloseCode.OVER_BUDGET, 'CATTAIL_SERVER_OVER_BUDGET', `frames for this agent alone would hold ${held} bytes, above maxClientBytes ${this.limits.maxClientBytes}`, 'over-budget');
       return false;
     }
     for (const f of frames) {
@@ -155,11 +153,7 @@ export class Connection {
     batch.owner = undefined;
     const n = batch.bufs.length;
     if (n === 1) this.socket.write(batch.bufs[0] as Buffer, batch.done[0]);
-    else if (n > 1) {
-      this.socket.cork();
-      for (let i = 0; i < n; i++) this.socket.write(batch.bufs[i] as Buffer, batch.done[i]);
-      this.socket.uncork();
-    }
+    else if (n > 1) this.socket.writeCorked(batch.bufs, batch.done);
     batch.bufs.length = 0;
     batch.done.length = 0;
     batch.bytes = 0;
@@ -176,11 +170,10 @@ export class Connection {
     return this.cursors.find((c) => c.feed.id === feedId);
   }
 
-  private onMessage(data: Buffer | Buffer[] | ArrayBuffer, isBinary: boolean): void {
+  private onMessage(buf: Buffer, isBinary: boolean): void {
     if (!this.open) return;
     try {
       if (!isBinary) throw new InboundError(CloseCode.UNEXPECTED_MESSAGE, 'CATTAIL_SERVER_UNEXPECTED_MESSAGE', 'text messages are not part of cattail.v1');
-      const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
       const m = decodeInbound(buf, this.limits.maxInboundBytes);
       if (this.state === 'handshake') {
         if (m.type !== 'hello') throw new InboundError(CloseCode.UNEXPECTED_MESSAGE, 'CATTAIL_SERVER_UNEXPECTED_MESSAGE', `the first message must be HELLO, got ${m.type}`);
@@ -227,13 +220,9 @@ export class Connection {
     frames.push(encodeMessage({ type: 'error', code: errorCode, message }));
     // Whatever the batch holds was meant to go before the ERROR and the close frame.
     this.endBatch();
-    try {
-      if (!this.socket.destroyed) for (const f of frames) this.socket.write(f);
-      // RFC 6455 caps the reason at 123 bytes; it carries the error code (§1.3).
-      this.ws.close(code, errorCode.slice(0, 123));
-    } catch {
-      this.ws.terminate();
-    }
+    if (this.socket.writable) for (const f of frames) this.socket.write(f);
+    // RFC 6455 caps the reason at 123 bytes; it carries the error code (§1.3).
+    this.socket.close(code, errorCode.slice(0, 123));
     this.release();
   }
 
@@ -242,7 +231,7 @@ export class Connection {
     this.state = 'closing';
     this.closeCode = code;
     this.endBatch();
-    this.ws.close(code);
+    this.socket.close(code);
     this.release();
   }
 
@@ -255,7 +244,7 @@ export class Connection {
     }
   }
 
-  private onWsClose(code: number): void {
+  private onSocketClose(code: number): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
     if (batch.owner === this) this.endBatch();
