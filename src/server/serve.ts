@@ -96,6 +96,7 @@ export function createServeCommand(factory: UpstreamFactory, makeLogger: (level:
         ...(built.registry !== undefined ? { extraMetrics: [built.registry] } : {}),
         ...(built.description !== undefined ? { upstreamDescription: built.description } : {}),
         maxConnections: config.maxConnections,
+        transport: config.transport,
         listenBacklog: config.listenBacklog,
         refuseRetryAfterMs: config.refuseRetryAfterMs,
         handshakeTimeoutMs: config.handshakeTimeoutMs,

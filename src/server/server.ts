@@ -18,7 +18,8 @@ import { Governor } from './transport/governor.js';
 import { Health } from './ops/health.js';
 import { createHttpEndpoints } from './ops/http-endpoints.js';
 import { acceptHooks } from './transport/accept.js';
-import type { AgentTransport } from './transport/seam.js';
+import type { AgentTransport, TransportKind } from './transport/seam.js';
+import { UwsTransport } from './transport/uws-transport.js';
 import { WsTransport } from './transport/ws-transport.js';
 import { type ServerMetrics, createMetrics } from './ops/metrics.js';
 import { parseHostPort, serveOptions } from './options.js';
@@ -58,6 +59,8 @@ export interface StartServerOptions {
   /** Collect prom-client's default process metrics. @default true */
   readonly defaultMetrics?: boolean;
   /** @default 10000 */ readonly maxConnections?: number;
+  /** Agent socket implementation; 'uws' throws CATTAIL_SERVER_TRANSPORT_UNAVAILABLE when no uWebSockets.js build loads. @default 'ws' */
+  readonly transport?: TransportKind;
   /** Agent port's listen(2) backlog; the kernel caps it at net.core.somaxconn. @default 4096 (connections) */
   readonly listenBacklog?: number;
   /** @default 5000 (ms) */ readonly refuseRetryAfterMs?: number;
@@ -186,7 +189,13 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
     openConnections: () => fanout.connections.size,
     onAgent: (socket) => fanout.add(new Connection(socket, fanout, limits, clock.monotonic(), o.handshakeTimeoutMs)),
   });
-  const transport: AgentTransport = new WsTransport({ hooks, limits: { maxInboundBytes: o.maxInboundBytes, handshakeTimeoutMs: o.handshakeTimeoutMs } });
+  const transportLimits = { maxInboundBytes: o.maxInboundBytes, handshakeTimeoutMs: o.handshakeTimeoutMs };
+  const kind = options.transport ?? def('transport');
+  if (kind !== 'ws' && kind !== 'uws') throw new InvalidArgumentError(`transport must be 'ws' or 'uws', got ${JSON.stringify(kind)}`);
+  const transport: AgentTransport = kind === 'uws'
+    // A socket never holds more than the high-water mark, one frame past it and its own budget.
+    ? new UwsTransport({ hooks, limits: transportLimits, maxBufferedBytes: Math.min(2 ** 31 - 1, o.socketHighWaterBytes + 2 * o.maxFrameBytes + o.maxClientBytes) })
+    : new WsTransport({ hooks, limits: transportLimits });
   const served = options.extraMetrics?.length ? Registry.merge([metrics.registry, ...options.extraMetrics]) : metrics.registry;
   const httpServer = createHttpEndpoints(served, health);
   for (const f of feeds) metrics.feedRevision.set({ feed: f.name }, f.store.revision);
@@ -204,7 +213,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   fanout.start();
   const trimTimer: Timer = clock.setInterval(() => pipeline.trim(), 1_000).unref();
   upstream.start(pipeline);
-  log?.info({ serverId, listen: `${agentAddr.address}:${agentAddr.port}`, httpListen: `${httpAddr.address}:${httpAddr.port}`, feeds: feeds.map((f) => f.name), ...o }, 'cattail server listening');
+  log?.info({ serverId, transport: transport.kind, listen: `${agentAddr.address}:${agentAddr.port}`, httpListen: `${httpAddr.address}:${httpAddr.port}`, feeds: feeds.map((f) => f.name), ...o }, 'cattail server listening');
 
   let closing: Promise<void> | undefined;
   return {

@@ -12,6 +12,7 @@ import { main } from '../../src/cli/main.js';
 import type { Client } from '../../src/client/index.js';
 import { startServer, type ServerHandle, type StartServerOptions } from '../../src/server/server.js';
 import { ScriptedUpstream } from '../support/scripted-upstream.js';
+import { TEST_TRANSPORT } from '../support/transport.js';
 import { computeDigest } from '../../src/snapshot/digest.js';
 import { skipWait, start, waitFor, type Setup } from './helpers/harness.js';
 import { TcpProxy } from './helpers/tcp-proxy.js';
@@ -29,7 +30,7 @@ interface Replica {
 
 async function replica(serverId: string, opts: Partial<StartServerOptions> = {}): Promise<Replica> {
   const upstream = ScriptedUpstream.withFeeds('felix');
-  const server = await startServer({ upstream, defaultMetrics: false, flushWindowMs: 1, serverId, ...opts });
+  const server = await startServer({ upstream, defaultMetrics: false, flushWindowMs: 1, serverId, transport: TEST_TRANSPORT, ...opts });
   let closed = false;
   const r: Replica = { server, upstream, port: Number(new URL(server.url).port) };
   cleanups.push(async () => {

@@ -25,6 +25,8 @@ import { TurnQueue } from './turn-queue.js';
 export class ServiceQueue {
   private readonly queued: TurnQueue<Connection>;
   private scheduled = false;
+  /** Set by the service of one connection when it stopped at the high-water mark (see service()). */
+  private blocked = false;
   /** Catch-up frames of this round by feed, revision, compression and frame size (see service()). */
   private catchUpCache = new Map<string, Buffer[]>();
 
@@ -75,6 +77,7 @@ export class ServiceQueue {
     let pending = false;
     let shared = 0;
     let own = 0;
+    this.blocked = false;
     conn.beginBatch();
     try {
       for (const cursor of conn.cursors) {
@@ -85,7 +88,7 @@ export class ServiceQueue {
         }
         const feed = cursor.feed;
         if (cursor.revision < feed.store.revision && cursor.revision < feed.flushedRevision) {
-          if (conn.writableBytes > hwm) { pending = true; continue; }
+          if (conn.writableBytes > hwm) { pending = true; this.blocked = true; continue; }
           // Agents that fell behind together (a burst, a slow network segment) sit at the same
           // revision: their catch-up is computed and encoded once per service round.
           const to = feed.store.revision;
@@ -119,6 +122,7 @@ export class ServiceQueue {
           }
         } else if (cursor.revision < feed.flushedRevision || cursor.statusKey !== feed.flushedStatusKey) {
           pending = true;
+          if (conn.writableBytes > hwm) this.blocked = true;
         }
       }
       conn.needsService = pending;
@@ -126,6 +130,10 @@ export class ServiceQueue {
       if (conn.endBatch()) stats.serviceWrites++;
       stats.sharedBytes += shared;
     }
+    // It stopped at the high-water mark counting the batch, but the batch went out as one write
+    // that the kernel may have taken whole: then no drain will come (uWS signals drain only for
+    // bytes it buffered), so the connection goes on in a later turn by itself.
+    if (this.blocked && conn.state === 'streaming' && conn.writableBytes <= hwm) this.queue(conn);
     return shared + own;
   }
 
@@ -159,6 +167,7 @@ export class ServiceQueue {
       bytes += f.length;
       snap.next++;
     }
+    if (snap.next < build.frames.length) this.blocked = true;
     if (build.done && snap.next === build.frames.length) {
       snap.unsubscribe();
       cursor.snapshot = undefined;
