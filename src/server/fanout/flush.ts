@@ -39,6 +39,8 @@ interface SharedUnit {
   readonly withStatus: Map<Compression, Map<number, Buffer>>;
   /** DELTA frames alone (several with MORE) in one Buffer, for sockets whose STATUS is current. */
   readonly joined: Map<Compression, Map<number, Buffer>>;
+  /** The buffer handed out last and what it was for. */
+  last: { compression: Compression; maxBodyBytes: number; withStatus: boolean; buf: Buffer } | undefined;
 }
 
 export class Flusher {
@@ -98,7 +100,7 @@ export class Flusher {
     for (let i = list.length - 1; i >= 0; i--) {
       const cursor = list[i] as FeedCursor;
       const conn = cursor.conn;
-      const above = conn.writableBytes > hwm;
+      const above = conn.aboveHighWater(hwm);
       const buf = this.bufferFor(u, cursor, above, now);
       if (buf !== undefined) {
         conn.writeShared(buf);
@@ -120,7 +122,7 @@ export class Flusher {
     let bytes = 0;
     for (const conn of this.ctx.connections) {
       if (conn.state !== 'streaming') continue;
-      const above = conn.writableBytes > hwm;
+      const above = conn.aboveHighWater(hwm);
       conn.beginBatch();
       for (const cursor of conn.cursors) {
         const u = units[cursor.feed.id];
@@ -179,7 +181,7 @@ export class Flusher {
       const rev = feed.store.revision;
       const sk = statusKey(rev, feed.store.meta());
       if (rev === feed.flushedRevision && sk === feed.flushedStatusKey) continue;
-      let unit: SharedUnit = { feed, from: feed.flushedRevision, to: rev, upserts: [], deletes: [], hasDelta: false, frames: new Map(), status: undefined, withStatus: new Map(), joined: new Map() };
+      let unit: SharedUnit = { feed, from: feed.flushedRevision, to: rev, upserts: [], deletes: [], hasDelta: false, frames: new Map(), status: undefined, withStatus: new Map(), joined: new Map(), last: undefined };
       if (rev > feed.flushedRevision) {
         const s = feed.store.since(feed.flushedRevision);
         // too-old here means the log was trimmed past our own flush point: live agents at the old
@@ -198,6 +200,15 @@ export class Flusher {
 
   /** The unit's frames (+ the STATUS) as one Buffer per compression and frame size: one write per socket. */
   private unitBuffer(u: SharedUnit, conn: Connection, status: Buffer | undefined): Buffer {
+    // Nearly every socket asks for the same encoding: answer a repeat without two Map lookups.
+    const last = u.last;
+    if (last !== undefined && last.compression === conn.compression && last.maxBodyBytes === conn.maxBodyBytes && last.withStatus === (status !== undefined)) return last.buf;
+    const buf = this.unitBufferSlow(u, conn, status);
+    u.last = { compression: conn.compression, maxBodyBytes: conn.maxBodyBytes, withStatus: status !== undefined, buf };
+    return buf;
+  }
+
+  private unitBufferSlow(u: SharedUnit, conn: Connection, status: Buffer | undefined): Buffer {
     const cache = status === undefined ? u.joined : u.withStatus;
     let bySize = cache.get(conn.compression);
     if (bySize === undefined) cache.set(conn.compression, (bySize = new Map()));

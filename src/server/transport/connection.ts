@@ -81,6 +81,10 @@ export class Connection {
   closeDeadlineMs = 0;
   /** Bytes written for this agent alone and not yet flushed by the kernel (its budget). */
   ownOutstandingBytes = 0;
+  /** True while the last write returned true and no drain came since: the socket then holds fewer than socket.quietBytes. */
+  private quiet = true;
+  /** socket.quietBytes, read once (a stream's high-water mark never changes). */
+  private readonly quietBytes: number;
   /** Set when a flush skipped it or a snapshot stalled on its buffer; cleared by a catch-up. */
   needsService = false;
   closeCode: number | undefined;
@@ -93,10 +97,12 @@ export class Connection {
     handshakeTimeoutMs: number,
   ) {
     this.handshakeDeadlineMs = nowMs + handshakeTimeoutMs;
+    this.quietBytes = socket.quietBytes;
     socket.setEvents({
       message: (data, isBinary) => this.onMessage(data, isBinary),
       close: (code) => this.onSocketClose(code),
       drain: () => {
+        this.quiet = this.socket.bufferedAmount < this.quietBytes;
         if (this.state === 'streaming') this.host.onDrain(this);
       },
     });
@@ -107,6 +113,15 @@ export class Connection {
     return batch.owner === this ? this.socket.bufferedAmount + batch.bytes : this.socket.bufferedAmount;
   }
 
+  /**
+   * Whether the socket holds more than `hwm` unsent bytes. The flush asks this of every socket, so
+   * a socket known quiet (see `quiet`) answers without reading its stream's state.
+   */
+  aboveHighWater(hwm: number): boolean {
+    if (this.quiet && batch.owner !== this && hwm >= this.quietBytes) return false;
+    return this.writableBytes > hwm;
+  }
+
   get open(): boolean {
     return this.state === 'handshake' || this.state === 'streaming';
   }
@@ -114,7 +129,7 @@ export class Connection {
   /** Writes a frame shared with other sockets (not counted against the agent's budget). */
   writeShared(frame: Buffer): void {
     if (batch.owner === this) this.hold(frame, undefined);
-    else this.socket.write(frame);
+    else if (!this.socket.write(frame)) this.quiet = false;
   }
 
   /**
@@ -136,7 +151,7 @@ export class Connection {
         this.ownOutstandingBytes -= f.length;
       };
       if (batch.owner === this) this.hold(f, done);
-      else this.socket.write(f, done);
+      else if (!this.socket.write(f, done)) this.quiet = false;
     }
     return true;
   }
@@ -152,8 +167,7 @@ export class Connection {
     if (batch.owner !== this) return false;
     batch.owner = undefined;
     const n = batch.bufs.length;
-    if (n === 1) this.socket.write(batch.bufs[0] as Buffer, batch.done[0]);
-    else if (n > 1) this.socket.writeCorked(batch.bufs, batch.done);
+    if (n > 0 && !(n === 1 ? this.socket.write(batch.bufs[0] as Buffer, batch.done[0]) : this.socket.writeCorked(batch.bufs, batch.done))) this.quiet = false;
     batch.bufs.length = 0;
     batch.done.length = 0;
     batch.bytes = 0;

@@ -50,6 +50,7 @@ function firstFrameBytes(buf: Buffer): number {
 
 class UwsAgentSocket implements AgentSocket {
   readonly transport = 'uws';
+  readonly quietBytes = 1;
   private events: AgentSocketEvents | undefined;
   private closed = false;
   private drainScheduled = false;
@@ -77,22 +78,24 @@ class UwsAgentSocket implements AgentSocket {
     return this.bufferedAmount;
   }
 
-  write(frames: Buffer, onWritten?: () => void): void {
+  write(frames: Buffer, onWritten?: () => void): boolean {
     if (!this.closed) {
       if (firstFrameBytes(frames) === frames.length) this.sendFrames(frames);
       else this.ws.cork(() => this.sendFrames(frames));
     }
     // uWS has either handed the bytes to the kernel or copied them: it holds no reference.
     onWritten?.();
+    return this.bufferedAmount === 0;
   }
 
-  writeCorked(frames: readonly Buffer[], onWritten: readonly ((() => void) | undefined)[]): void {
+  writeCorked(frames: readonly Buffer[], onWritten: readonly ((() => void) | undefined)[]): boolean {
     if (!this.closed) {
       this.ws.cork(() => {
         for (const f of frames) if (!this.closed) this.sendFrames(f);
       });
     }
     for (const cb of onWritten) cb?.();
+    return this.bufferedAmount === 0;
   }
 
   private sendFrames(buf: Buffer): void {

@@ -72,14 +72,20 @@ class WsAgentSocket implements AgentSocket {
     return this.socket.writableLength;
   }
 
-  write(frames: Buffer, onWritten?: () => void): void {
-    this.socket.write(frames, onWritten);
+  get quietBytes(): number {
+    return this.socket.writableHighWaterMark;
   }
 
-  writeCorked(frames: readonly Buffer[], onWritten: readonly ((() => void) | undefined)[]): void {
+  write(frames: Buffer, onWritten?: () => void): boolean {
+    return this.socket.write(frames, onWritten);
+  }
+
+  writeCorked(frames: readonly Buffer[], onWritten: readonly ((() => void) | undefined)[]): boolean {
+    let quiet = true;
     this.socket.cork();
-    for (let i = 0; i < frames.length; i++) this.socket.write(frames[i] as Buffer, onWritten[i]);
+    for (let i = 0; i < frames.length; i++) quiet = this.socket.write(frames[i] as Buffer, onWritten[i]) && quiet;
     this.socket.uncork();
+    return quiet;
   }
 
   close(code: number, reason?: string): void {
