@@ -1,36 +1,46 @@
 /**
- * Load clients for bench/fanout.ts, in their own process (so client CPU is not server CPU): N raw
- * TCP sockets that do the WebSocket upgrade by hand, send HELLO, and then only read frame headers
- * (WebSocket header + the 28-byte Cattail header) to count frames and note when each revision
- * arrives — discard mode, like Typha's DebugDiscardKVUpdates. Bodies are skipped unread.
+ * The load client of bench/fanout.ts, in its own process (pinned to its own core when taskset
+ * exists, so client CPU is never server CPU): N raw TCP sockets that do the WebSocket upgrade by
+ * hand and send a real HELLO ('ws' mode), or just connect ('raw' mode, for the plain `net` floor),
+ * then only read frame headers (WebSocket header + the 28-byte Cattail header) to count frames and
+ * note when each socket reaches a revision. Bodies are skipped unread. A few full clients (the
+ * real client library, which checks every frame and the store digest) verify content.
+ *
+ * Every wait is bounded by the orchestrator's deadlines; this process only answers commands.
  */
 import { connect, type Socket } from 'node:net';
 import { encodeFrame } from '../proto/index.js';
+import { connect as connectClient, type Client } from '../src/client/index.js';
 
 interface ClientState {
   sock: Socket;
+  /** Sent once the 101 arrives: RFC 6455 §4.1 has the client wait for the handshake response (uWS enforces it). */
+  hello: Buffer | undefined;
   upgraded: boolean;
   http: string;
   hdr: Buffer;
   have: number;
   skip: number;
   revision: number;
-  frames: number;
-  bytes: number;
 }
 
-type Cmd =
-  | { cmd: 'connect'; host: string; port: number; n: number; caps: string[]; feed: string }
+export type ClientCmd =
+  | { cmd: 'connect'; host: string; port: number; n: number; mode: 'ws' | 'raw'; caps: string[]; feed: string; concurrency: number }
   | { cmd: 'target'; revision: number }
-  | { cmd: 'report'; pushTimesMs: Record<string, number> }
+  | { cmd: 'full'; url: string; n: number; feed: string }
+  | { cmd: 'fullReport'; feed: string }
+  | { cmd: 'closeAll' }
   | { cmd: 'exit' };
 
 const clients: ClientState[] = [];
-/** receipt times (ms, CLOCK_MONOTONIC via hrtime) per revision, one per client. */
-const receipts = new Map<number, number[]>();
+const full: Client[] = [];
 let target = Infinity;
 let atTarget = 0;
+let lastCrossMs = 0;
+let frames = 0;
+let bytes = 0;
 const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
+const send = (m: Record<string, unknown>): void => void process.send?.(m);
 
 function maskedFrame(payload: Buffer): Buffer {
   // Client frames must be masked (RFC 6455 §5.3); an all-zero key keeps the payload as is.
@@ -51,27 +61,28 @@ function onRevision(c: ClientState, rev: number): void {
   if (rev <= c.revision) return;
   const was = c.revision;
   c.revision = rev;
-  let list = receipts.get(rev);
-  if (list === undefined) receipts.set(rev, (list = []));
-  list.push(nowMs());
-  if (was < target && rev >= target && ++atTarget === clients.length) process.send?.({ ev: 'reached', revision: target });
+  if (was < target && rev >= target) {
+    lastCrossMs = nowMs();
+    if (++atTarget === clients.length) send({ ev: 'reached', revision: target, lastMs: lastCrossMs });
+  }
 }
 
 /** Reads WebSocket + Cattail headers from the stream; skips bodies. */
 function onData(c: ClientState, chunk: Buffer): void {
-  c.bytes += chunk.length;
+  bytes += chunk.length;
   let off = 0;
   if (!c.upgraded) {
     c.http += chunk.toString('latin1');
     const end = c.http.indexOf('\r\n\r\n');
     if (end < 0) return;
     if (!c.http.startsWith('HTTP/1.1 101')) {
-      process.send?.({ ev: 'refused', status: c.http.split('\r\n')[0] });
+      send({ ev: 'refused', status: c.http.split('\r\n')[0] });
       c.sock.destroy();
       return;
     }
     off = chunk.length - (c.http.length - end - 4);
     c.upgraded = true;
+    if (c.hello !== undefined) c.sock.write(c.hello);
   }
   while (off < chunk.length) {
     if (c.skip > 0) {
@@ -82,14 +93,14 @@ function onData(c: ClientState, chunk: Buffer): void {
     }
     // Collect the WebSocket header, then up to 28 bytes of the Cattail header.
     c.hdr[c.have++] = chunk[off++] as number;
-    const l7 = (c.hdr[1] ?? 0) & 0x7f;
     if (c.have < 2) continue;
+    const l7 = (c.hdr[1] as number) & 0x7f;
     const wsh = l7 < 126 ? 2 : l7 === 126 ? 4 : 10;
     if (c.have < wsh) continue;
     const len = wsh === 2 ? l7 : wsh === 4 ? c.hdr.readUInt16BE(2) : c.hdr.readUInt32BE(2) * 2 ** 32 + c.hdr.readUInt32BE(6);
     const want = Math.min(28, len);
     if (c.have < wsh + want) continue;
-    c.frames++;
+    frames++;
     if (want === 28) {
       const type = c.hdr[wsh + 1];
       const flags = c.hdr[wsh + 2] as number;
@@ -102,73 +113,68 @@ function onData(c: ClientState, chunk: Buffer): void {
   }
 }
 
-async function connectAll(m: Extract<Cmd, { cmd: 'connect' }>): Promise<void> {
+function openOne(m: Extract<ClientCmd, { cmd: 'connect' }>, req: string, hello: Buffer): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = connect({ host: m.host, port: m.port, noDelay: true });
+    const c: ClientState = { sock, hello: m.mode === 'ws' ? hello : undefined, upgraded: m.mode === 'raw', http: '', hdr: Buffer.alloc(40), have: 0, skip: 0, revision: 0 };
+    sock.on('connect', () => {
+      if (m.mode === 'ws') sock.write(req);
+      clients.push(c);
+      resolve(true);
+    });
+    sock.on('data', (d: Buffer) => onData(c, d));
+    sock.on('error', () => resolve(false));
+  });
+}
+
+async function connectAll(m: Extract<ClientCmd, { cmd: 'connect' }>): Promise<void> {
   const hello = maskedFrame(encodeFrame({ type: 'hello', protocol: 1, node: 'bench', clientId: 'bench', feeds: [{ name: m.feed }], caps: m.caps }));
   const req = `GET / HTTP/1.1\r\nHost: ${m.host}:${m.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: cattail.v1\r\n\r\n`;
   let failed = 0;
-  const BATCH = 200;
-  for (let i = 0; i < m.n; i += BATCH) {
-    await Promise.all(
-      Array.from({ length: Math.min(BATCH, m.n - i) }, () =>
-        new Promise<void>((resolve) => {
-          const sock = connect({ host: m.host, port: m.port, noDelay: true });
-          const c: ClientState = { sock, upgraded: false, http: '', hdr: Buffer.alloc(40), have: 0, skip: 0, revision: 0, frames: 0, bytes: 0 };
-          sock.on('connect', () => {
-            sock.write(req);
-            sock.write(hello);
-            clients.push(c);
-            resolve();
-          });
-          sock.on('data', (d: Buffer) => onData(c, d));
-          sock.on('error', () => {
-            failed++;
-            resolve();
-          });
-        }),
-      ),
-    );
+  const step = m.concurrency > 0 ? m.concurrency : m.n;
+  for (let i = 0; i < m.n; i += step) {
+    const ok = await Promise.all(Array.from({ length: Math.min(step, m.n - i) }, () => openOne(m, req, hello)));
+    failed += ok.filter((x) => !x).length;
   }
-  process.send?.({ ev: 'connected', n: clients.length, failed });
+  send({ ev: 'connected', n: clients.length, failed });
 }
 
-function pct(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
-}
-
-process.on('message', (m: Cmd) => {
-  if (m.cmd === 'connect') void connectAll(m);
-  else if (m.cmd === 'target') {
-    target = m.revision;
-    atTarget = clients.filter((c) => c.revision >= target).length;
-    if (atTarget === clients.length) process.send?.({ ev: 'reached', revision: target });
-  } else if (m.cmd === 'report') {
-    const lags: number[] = [];
-    const lastClientLags: number[] = [];
-    for (const [revStr, pushed] of Object.entries(m.pushTimesMs)) {
-      const got = receipts.get(Number(revStr));
-      if (got === undefined) continue;
-      let last = 0;
-      for (const t of got) {
-        lags.push(t - pushed);
-        last = Math.max(last, t - pushed);
-      }
-      lastClientLags.push(last);
+process.on('message', (m: ClientCmd) => {
+  switch (m.cmd) {
+    case 'connect':
+      void connectAll(m);
+      break;
+    case 'target':
+      target = m.revision;
+      atTarget = clients.filter((c) => c.revision >= target).length;
+      if (atTarget === clients.length) send({ ev: 'reached', revision: target, lastMs: nowMs() });
+      break;
+    case 'full': {
+      for (let i = 0; i < m.n; i++) full.push(connectClient({ endpoints: [m.url], feeds: [m.feed], node: `full-${i}`, raw: true, compression: ['deflate'] }));
+      void Promise.all(full.map((c) => c.whenInSync())).then(() => send({ ev: 'fullReady' }));
+      break;
     }
-    lags.sort((a, b) => a - b);
-    lastClientLags.sort((a, b) => a - b);
-    const cpu = process.cpuUsage();
-    process.send?.({
-      ev: 'report',
-      deliveries: lags.length,
-      lagP50Ms: pct(lags, 50), lagP99Ms: pct(lags, 99), lagMaxMs: lags.at(-1),
-      lastClientLagP50Ms: pct(lastClientLags, 50), lastClientLagP99Ms: pct(lastClientLags, 99),
-      framesReceived: clients.reduce((s, c) => s + c.frames, 0),
-      bytesReceived: clients.reduce((s, c) => s + c.bytes, 0),
-      clientCpuS: (cpu.user + cpu.system) / 1e6,
-    });
-  } else if (m.cmd === 'exit') {
-    for (const c of clients) c.sock.destroy();
-    process.exit(0);
+    case 'fullReport':
+      send({
+        ev: 'fullReport',
+        clients: full.map((c) => {
+          const s = c.stats;
+          return { revision: c.feed(m.feed).revision, inSync: c.inSync, digestMismatches: s.digestMismatches, revisionGaps: s.revisionGaps, protocolErrors: s.protocolErrors, reconnects: s.reconnects };
+        }),
+      });
+      break;
+    case 'closeAll':
+      for (const c of clients.splice(0)) c.sock.destroy();
+      for (const c of full.splice(0)) c.destroy();
+      target = Infinity;
+      atTarget = 0;
+      send({ ev: 'closed', frames, bytes, cpuS: (process.cpuUsage().user + process.cpuUsage().system) / 1e6 });
+      // Counts are per session: the orchestrator divides them by this session's clients.
+      frames = 0;
+      bytes = 0;
+      break;
+    case 'exit':
+      process.exit(0);
   }
 });
+send({ ev: 'ready' });

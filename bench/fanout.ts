@@ -1,184 +1,493 @@
 /**
- * Fan-out macro benchmark: the server with a scripted source, N loopback clients in discard mode
- * (bench/fanout-clients.ts, its own process), a bounded update script.
+ * The fan-out reference measurement (issue 14): Cattail over `ws` and over uWebSockets.js against a
+ * plain `net` server writing the same bytes to the same number of sockets (the floor), in the same
+ * run, so only ratios are compared (absolute times on shared machines vary ±35 % between runs).
  *
- *   node dist/bench/fanout.js [--clients 1000,5000] [--out bench/results/fanout]
+ *   node --expose-gc dist/bench/fanout.js [--quick] [--runs 5] [--clients 1000,5000] [--out bench/results/fanout]
  *
- * Per N: connect N clients (each gets the shared snapshot), then replay `rounds` batches of
- * `batchSize` changed WorkloadEndpoint-like values, one every `intervalMs`, and wait until every
- * client has the last revision. Reported: delivery lag (push → client receipt, CLOCK_MONOTONIC in
- * both processes) p50/p99 over all deliveries and for the last client of each revision; bytes
- * encoded per delta unit; corked writes per client per flush; server CPU during the replay; RSS.
- * Every phase (connect + snapshot, replay) is bounded in count and by a hard 20 s deadline.
+ * This process is the server (pinned to CPU 0 with taskset when it exists); the load client is
+ * bench/fanout-clients.ts in its own process (CPU 1): raw sockets that upgrade, send a real HELLO
+ * and count frames from their headers, plus 3 full clients (the client library, which checks
+ * every frame and the store digest) on Cattail targets.
+ *
+ * Per run, per client count N, per target (net, ws, uws):
+ *  - idle memory per connection after GC (RSS and JS heap+external, N idle sockets vs none);
+ *  - one change at a time (lock-step): push → the last of N clients has it (p50 over the rounds);
+ *  - a burst at flushWindowMs 0 (one flush per change): server CPU per delivered frame, measured
+ *    only from the first change to the last client's receipt, never over connection setup;
+ *  - a burst at the default flushWindowMs (Cattail only): CPU per delivered change.
+ * Per run, N=1,000: cold start, all clients connecting at once to a 50,000-entry feed: time to
+ * the last client, event-loop delay max, snapshot builds, server CPU (floor: the same snapshot
+ * frames written by a `net` server with the same high-water mark).
+ * Every loop is bounded in count and by deadlines; everything runs on 127.0.0.1.
  */
-import { fork } from 'node:child_process';
+import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { type Socket, createServer } from 'node:net';
 import { cpus, loadavg } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { startServer } from '../src/server/server.js';
+import { startServer, type ServerHandle } from '../src/server/server.js';
+import type { FanOutStatsSnapshot } from '../src/server/fanout/stats.js';
+import { encodeChunk, encodeDelta, encodeMessage, entryBytes } from '../src/server/transport/framing.js';
+import { uwsAvailable } from '../src/server/transport/uws-loader.js';
 import { ScriptedUpstream } from '../test/support/scripted-upstream.js';
 import { workloadEndpoint } from './workload.js';
 import { seededRandom } from '../src/random.js';
+import type { ClientCmd } from './fanout-clients.js';
 
-interface RunConfig {
-  clients: number;
-  entries: number;
-  rounds: number;
-  batchSize: number;
-  intervalMs: number;
-  caps: string[];
-}
-
-const RUN_DEADLINE_MS = 20_000;
-const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
-
-async function runOnce(cfg: RunConfig): Promise<Record<string, unknown>> {
-  const upstream = ScriptedUpstream.withFeeds('felix');
-  const server = await startServer({ upstream, serverId: 'bench', defaultMetrics: false, pingIntervalMs: 60_000, maxConnections: 20_000 });
-  const rand = seededRandom(1);
-  const keys: string[] = [];
-  const seed: { key: string; value: Buffer | null }[] = [];
-  for (let i = 0; i < cfg.entries; i++) {
-    const { key, value } = workloadEndpoint(i, rand);
-    keys.push(key);
-    seed.push({ key, value: Buffer.from(value) });
-  }
-  upstream.push('felix', { updates: seed, status: 'in-sync', watermarks: { pods: '1' } });
-
-  const child = fork(new URL('./fanout-clients.js', import.meta.url), { stdio: 'inherit' });
-  const waitFor = <T>(ev: string): Promise<T> =>
-    new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`bench: timed out waiting for ${ev}`)), RUN_DEADLINE_MS);
-      const on = (m: { ev: string }): void => {
-        if (m.ev === 'refused') console.error('refused:', m);
-        if (m.ev !== ev) return;
-        clearTimeout(timer);
-        child.off('message', on);
-        resolve(m as T);
-      };
-      child.on('message', on);
-    });
-  const url = new URL(server.url);
-  let rssPeak = process.memoryUsage().rss;
-  const rssTimer = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage().rss)), 50);
-  try {
-    const rssBefore = process.memoryUsage().rss;
-    // Event-loop delay while N agents connect and stream the shared snapshot: shows whether
-    // starting thousands of sends blocks the loop.
-    const loopSnap = monitorEventLoopDelay({ resolution: 10 });
-    loopSnap.enable();
-    const t0 = nowMs();
-    child.send({ cmd: 'connect', host: url.hostname, port: Number(url.port), n: cfg.clients, caps: cfg.caps, feed: 'felix' });
-    const connected = await waitFor<{ n: number; failed: number }>('connected');
-    child.send({ cmd: 'target', revision: 1 });
-    await waitFor('reached');
-    const snapshotAllMs = nowMs() - t0;
-    loopSnap.disable();
-    const loopReplay = monitorEventLoopDelay({ resolution: 10 });
-    loopReplay.enable();
-    const snap = server.snapshotStats();
-
-    const before = server.fanoutStats();
-    const cpu0 = process.cpuUsage();
-    const w0 = nowMs();
-    const deadline = Date.now() + RUN_DEADLINE_MS;
-    const pushTimesMs: Record<string, number> = {};
-    const store = server.stores.get('felix');
-    for (let r = 0; r < cfg.rounds && Date.now() < deadline; r++) {
-      const updates = Array.from({ length: cfg.batchSize }, (_, j) => {
-        const i = (r * cfg.batchSize + j * 7919) % cfg.entries;
-        const { value } = workloadEndpoint(i, rand, r + 1);
-        return { key: keys[i] as string, value: Buffer.from(value) };
-      });
-      upstream.push('felix', { updates, watermarks: { pods: String(r + 2) } });
-      pushTimesMs[String(store?.revision)] = nowMs();
-      await new Promise((res) => setTimeout(res, cfg.intervalMs));
-    }
-    child.send({ cmd: 'target', revision: store?.revision });
-    await waitFor('reached');
-    const replayWallS = (nowMs() - w0) / 1000;
-    loopReplay.disable();
-    const cpu = process.cpuUsage(cpu0);
-    const after = server.fanoutStats();
-    child.send({ cmd: 'report', pushTimesMs });
-    const rep = await waitFor<Record<string, number>>('report');
-    const flushes = after.flushes - before.flushes;
-    const units = after.deltaUnitsEncoded - before.deltaUnitsEncoded;
-    const revisions = Object.keys(pushTimesMs).length;
-    const serverCpuS = (cpu.user + cpu.system) / 1e6;
-    return {
-      ...cfg,
-      connected: connected.n,
-      connectFailed: connected.failed,
-      snapshotAllMs: Math.round(snapshotAllMs),
-      loopDelaySnapshotP99Ms: +(loopSnap.percentile(99) / 1e6).toFixed(1),
-      loopDelaySnapshotMaxMs: +(loopSnap.max / 1e6).toFixed(1),
-      loopDelayReplayP99Ms: +(loopReplay.percentile(99) / 1e6).toFixed(1),
-      snapshotBuilds: snap.built,
-      snapshotReuses: snap.reused,
-      revisions,
-      flushes,
-      deltaUnitsEncoded: units,
-      bytesEncodedPerDelta: Math.round((after.deltaBytesEncoded - before.deltaBytesEncoded) / Math.max(1, units)),
-      flushWrites: after.flushWrites - before.flushWrites,
-      writesPerClientPerFlush: +((after.flushWrites - before.flushWrites) / Math.max(1, flushes * cfg.clients)).toFixed(3),
-      skips: after.skips - before.skips,
-      catchUps: after.catchUps - before.catchUps,
-      deliveries: rep['deliveries'],
-      lagP50Ms: +(rep['lagP50Ms'] ?? NaN).toFixed(1),
-      lagP99Ms: +(rep['lagP99Ms'] ?? NaN).toFixed(1),
-      lagMaxMs: +(rep['lagMaxMs'] ?? NaN).toFixed(1),
-      lastClientLagP50Ms: +(rep['lastClientLagP50Ms'] ?? NaN).toFixed(1),
-      lastClientLagP99Ms: +(rep['lastClientLagP99Ms'] ?? NaN).toFixed(1),
-      replayWallS: +replayWallS.toFixed(2),
-      serverCpuS: +serverCpuS.toFixed(2),
-      serverCpuUsPerDelivery: +((serverCpuS * 1e6) / Math.max(1, rep['deliveries'] ?? 0)).toFixed(2),
-      clientCpuS: +(rep['clientCpuS'] ?? NaN).toFixed(2),
-      bytesReceived: rep['bytesReceived'],
-      framesReceived: rep['framesReceived'],
-      rssBeforeMB: Math.round(rssBefore / 1e6),
-      rssPeakMB: Math.round(rssPeak / 1e6),
-    };
-  } finally {
-    clearInterval(rssTimer);
-    child.send({ cmd: 'exit' });
-    await server.close();
-  }
-}
+type Target = 'net' | 'ws' | 'uws';
+type Rec = Record<string, number | string | boolean | undefined>;
 
 function arg(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? (process.argv[i + 1] ?? def) : def;
 }
+const QUICK = process.argv.includes('--quick');
+const RUNS = Number(arg('runs', QUICK ? '1' : '5'));
+const COUNTS = arg('clients', QUICK ? '1000' : '1000,5000').split(',').map(Number);
+const OUT = arg('out', QUICK ? 'bench/results/fanout-quick' : 'bench/results/fanout');
+const FEED_ENTRIES = 1_000;
+const COLD_ENTRIES = QUICK ? 10_000 : 50_000;
+const COLD_CLIENTS = 1_000;
+const LOCKSTEP_ROUNDS = QUICK ? 10 : 25;
+const LOCKSTEP_WARMUP = 3;
+const burstRounds = (n: number): number => Math.max(20, Math.round((QUICK ? 60_000 : 200_000) / n));
+/** The whole run stops starting new work after this (the results so far are written). */
+const TOTAL_DEADLINE_MS = 14 * 60_000;
+const STEP_DEADLINE_MS = 60_000;
+const HWM = 1_048_576;
+const started = Date.now();
+const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
+const cpuS = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+const gc = (globalThis as { gc?: () => void }).gc;
+const immediate = (): Promise<void> => new Promise((r) => setImmediate(r));
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-const counts = arg('clients', '1000,5000').split(',').map(Number);
-const out = arg('out', 'bench/results/fanout');
-const results: Record<string, unknown>[] = [];
-const loadBefore = loadavg().map((x) => +x.toFixed(2));
-for (const n of counts) {
-  const cfg: RunConfig = { clients: n, entries: 1_000, rounds: n >= 5000 ? 100 : 200, batchSize: 10, intervalMs: 20, caps: ['compress.deflate'] };
-  console.error(`fanout bench: N=${n} ...`);
+// ---- pinning and the client process ----------------------------------------------------------
+
+let pinned = false;
+function pin(pid: number, cpu: number): void {
   try {
-    results.push(await runOnce(cfg));
-  } catch (err) {
-    results.push({ ...cfg, error: (err as Error).message });
+    execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)], { stdio: 'ignore' });
+    pinned = true;
+  } catch {
+    pinned = false;
   }
-  console.error(JSON.stringify(results.at(-1)));
 }
-const meta = { node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model, date: new Date().toISOString(), loadAverageBefore: loadBefore, loadAverageAfter: loadavg().map((x) => +x.toFixed(2)), note: 'server and clients in separate processes, not pinned; shared 2-vCPU machine with other jobs running (see the load averages), so absolute times are pessimistic: compare CPU-seconds and counts, not wall time' };
-writeFileSync(`${out}.json`, JSON.stringify({ meta, results }, null, 2) + '\n');
-const cols = ['clients', 'rounds', 'revisions', 'replayWallS', 'snapshotAllMs', 'loopDelaySnapshotP99Ms', 'loopDelaySnapshotMaxMs', 'loopDelayReplayP99Ms', 'snapshotBuilds', 'snapshotReuses', 'flushes', 'bytesEncodedPerDelta', 'deltaUnitsEncoded', 'writesPerClientPerFlush', 'lagP50Ms', 'lagP99Ms', 'lastClientLagP50Ms', 'lastClientLagP99Ms', 'serverCpuS', 'serverCpuUsPerDelivery', 'clientCpuS', 'rssPeakMB', 'skips', 'catchUps'];
-const md = [
-  '# Fan-out benchmark (bench/fanout.ts)',
-  '',
-  `Node ${meta.node}, ${meta.cpus} vCPU (${meta.cpuModel ?? '?'}), ${meta.date}, load average ${meta.loadAverageBefore.join('/')} before and ${meta.loadAverageAfter.join('/')} after. ${meta.note}.`,
-  '',
-  'One feed of 1,000 WorkloadEndpoint-like values (~500 B); clients ask for deflate. Replay: a batch of 10 changed values every 20 ms (a round stops early at the 20 s replay deadline: see `revisions`); lag = push into the pipeline → client receipt of the DELTA (includes the 5 ms flush window). `snapshotAllMs` includes connecting all clients (batches of 200). `writesPerClientPerFlush` = corked writes / (flushes × clients): 1 means every delta and its STATUS went out in one write per socket.',
-  '',
-  `| ${cols.join(' | ')} |`,
-  `| ${cols.map(() => '---').join(' | ')} |`,
-  ...results.map((r) => `| ${cols.map((c) => String(r[c] ?? (c === 'clients' ? '' : r['error'] ?? ''))).join(' | ')} |`),
-  '',
-].join('\n');
-writeFileSync(`${out}.md`, md);
-console.error(md);
+
+class Clients {
+  readonly child: ChildProcess;
+  constructor() {
+    this.child = fork(new URL('./fanout-clients.js', import.meta.url), { stdio: 'inherit' });
+  }
+  send(m: ClientCmd): void {
+    this.child.send(m);
+  }
+  wait<T = Rec>(ev: string, timeoutMs = STEP_DEADLINE_MS): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.child.off('message', on);
+        reject(new Error(`bench: timed out waiting for ${ev}`));
+      }, timeoutMs);
+      const on = (m: { ev: string }): void => {
+        if (m.ev === 'refused') console.error('refused:', m);
+        if (m.ev !== ev) return;
+        clearTimeout(timer);
+        this.child.off('message', on);
+        resolve(m as T);
+      };
+      this.child.on('message', on);
+    });
+  }
+  async reach(revision: number, timeoutMs = STEP_DEADLINE_MS): Promise<number> {
+    const p = this.wait<{ lastMs: number }>('reached', timeoutMs);
+    this.send({ cmd: 'target', revision });
+    return (await p).lastMs;
+  }
+  async connect(port: number, n: number, mode: 'ws' | 'raw', concurrency: number): Promise<void> {
+    const p = this.wait<{ n: number; failed: number }>('connected');
+    this.send({ cmd: 'connect', host: '127.0.0.1', port, n, mode, caps: ['compress.deflate'], feed: 'felix', concurrency });
+    const r = await p;
+    if (r.failed > 0 || r.n !== n) throw new Error(`bench: ${r.failed} of ${n} connections failed`);
+  }
+  async closeAll(): Promise<Rec> {
+    const p = this.wait('closed');
+    this.send({ cmd: 'closeAll' });
+    return p;
+  }
+}
+
+// ---- data ------------------------------------------------------------------------------------
+
+const rand = seededRandom(14);
+const entries = Array.from({ length: Math.max(FEED_ENTRIES, COLD_ENTRIES) }, (_, i) => workloadEndpoint(i, rand));
+let generation = 1;
+/** One changed entry (a new generation of an existing one): what "one change" is everywhere. */
+function change(): { key: string; value: Buffer } {
+  const i = (generation * 7919) % FEED_ENTRIES;
+  const e = workloadEndpoint(i, rand, generation++);
+  return { key: (entries[i] as { key: string }).key, value: e.value };
+}
+
+function memNow(): { rss: number; heap: number } {
+  gc?.();
+  gc?.();
+  const m = process.memoryUsage();
+  return { rss: m.rss, heap: m.heapUsed + m.external };
+}
+
+// ---- Cattail targets -------------------------------------------------------------------------
+
+async function cattail(transport: 'ws' | 'uws', flushWindowMs: number, feedEntries: number): Promise<{ server: ServerHandle; upstream: ScriptedUpstream; port: number }> {
+  const upstream = ScriptedUpstream.withFeeds('felix');
+  const server = await startServer({ upstream, transport, serverId: 'bench', defaultMetrics: false, flushWindowMs, pingIntervalMs: 600_000, pongTimeoutMs: 600_000, maxConnections: 20_000 });
+  upstream.push('felix', { updates: entries.slice(0, feedEntries).map((e) => ({ key: e.key, value: e.value })), status: 'in-sync', watermarks: { pods: '1' } });
+  return { server, upstream, port: Number(new URL(server.url).port) };
+}
+
+async function cattailSession(c: Clients, transport: 'ws' | 'uws', n: number): Promise<Rec> {
+  const { server, upstream, port } = await cattail(transport, 0, FEED_ENTRIES);
+  const store = server.stores.get('felix');
+  const rev = (): number => store?.revision ?? 0;
+  try {
+    const fullReady = c.wait('fullReady');
+    c.send({ cmd: 'full', url: server.url, n: 3, feed: 'felix' });
+    await fullReady;
+    await c.connect(port, n, 'ws', 500);
+    await c.reach(rev());
+    const r: Rec = {};
+    // One change at a time: push → the last client has it.
+    const lat: number[] = [];
+    for (let i = 0; i < LOCKSTEP_ROUNDS + LOCKSTEP_WARMUP; i++) {
+      const t0 = nowMs();
+      upstream.push('felix', { updates: [change()] });
+      const last = await c.reach(rev());
+      if (i >= LOCKSTEP_WARMUP) lat.push(last - t0);
+    }
+    r['lockstepLastClientP50Ms'] = +median(lat).toFixed(2);
+    // Burst at flushWindowMs 0: one change per loop turn, one flush per change.
+    const { rounds, cpu, s0, s1 } = await burst(c, server, upstream, n);
+    r['burstRounds'] = rounds;
+    r['burstFlushes'] = s1.flushes - s0.flushes;
+    r['burstWritesPerClientPerFlush'] = +((s1.flushWrites - s0.flushWrites) / Math.max(1, (s1.flushes - s0.flushes) * (n + 3))).toFixed(3);
+    r['burstCpuUsPerDelivery'] = +((cpu * 1e6) / (rounds * n)).toFixed(2);
+    // Content: the full clients end at the last revision with no digest mismatch or gap.
+    const deadline = Date.now() + 10_000;
+    let full: { clients: Rec[] } = { clients: [] };
+    while (Date.now() < deadline) {
+      const p = c.wait<{ clients: Rec[] }>('fullReport');
+      c.send({ cmd: 'fullReport', feed: 'felix' });
+      full = await p;
+      if (full.clients.every((x) => x['revision'] === rev())) break;
+      await sleep(50);
+    }
+    r['fullClientsOk'] = full.clients.length === 3 && full.clients.every((x) => x['revision'] === rev() && x['inSync'] === true && x['digestMismatches'] === 0 && x['revisionGaps'] === 0 && x['protocolErrors'] === 0);
+    const cl = await c.closeAll();
+    r['clientFramesTotal'] = cl['frames'];
+    return r;
+  } finally {
+    await server.close();
+  }
+}
+
+/** One change per loop turn for burstRounds(n) changes; server CPU until the last client has the last one. */
+async function burst(c: Clients, server: ServerHandle, upstream: ScriptedUpstream, n: number): Promise<{ rounds: number; cpu: number; s0: FanOutStatsSnapshot; s1: FanOutStatsSnapshot }> {
+  const rounds = burstRounds(n);
+  const s0 = server.fanoutStats();
+  const cpu0 = cpuS();
+  for (let i = 0; i < rounds; i++) {
+    upstream.push('felix', { updates: [change()] });
+    await immediate();
+  }
+  await c.reach(server.stores.get('felix')?.revision ?? 0);
+  return { rounds, cpu: cpuS() - cpu0, s0, s1: server.fanoutStats() };
+}
+
+/**
+ * Idle memory, then a burst at the default flushWindowMs (changes coalesce; CPU per delivered
+ * change). The feed starts with 10 entries so that what stays after GC is the connections, not
+ * allocator pages left by snapshot sends (uWS copies unsent bytes into per-socket buffers).
+ */
+async function cattailIdleAndCoalesced(c: Clients, transport: 'ws' | 'uws', n: number): Promise<Rec> {
+  const { server, upstream, port } = await cattail(transport, 5, 10);
+  const store = server.stores.get('felix');
+  try {
+    const m0 = memNow();
+    await c.connect(port, n, 'ws', 500);
+    await c.reach(store?.revision ?? 0);
+    await sleep(200);
+    const m1 = memNow();
+    const idle = { idleRssBytesPerConn: Math.round((m1.rss - m0.rss) / n), idleHeapBytesPerConn: Math.round((m1.heap - m0.heap) / n) };
+    const { rounds, cpu, s0, s1 } = await burst(c, server, upstream, n);
+    await c.closeAll();
+    return { ...idle, coalescedFlushes: s1.flushes - s0.flushes, coalescedCpuUsPerDeliveredChange: +((cpu * 1e6) / (rounds * n)).toFixed(2) };
+  } finally {
+    await server.close();
+  }
+}
+
+// ---- the floor: a plain net server writing the same bytes -------------------------------------
+
+function floorRound(revision: number): Buffer {
+  const e = change();
+  const delta = encodeDelta(0, revision - 1, revision, [[e.key, e.value]], [], 'none', HWM, 1_024);
+  const status = encodeMessage({ type: 'status', feedId: 0, revision, status: 'in-sync', stale: false, watermarks: { pods: String(revision) }, token: Buffer.alloc(40), digest: Buffer.alloc(32) });
+  return Buffer.concat([...delta, status]);
+}
+
+async function netServer(onSocket: (s: Socket) => void): Promise<{ port: number; sockets: Socket[]; close: () => Promise<void> }> {
+  const sockets: Socket[] = [];
+  const srv = createServer({ noDelay: true }, (s) => {
+    s.on('error', () => undefined);
+    sockets.push(s);
+    onSocket(s);
+  });
+  await new Promise<void>((r) => srv.listen({ port: 0, host: '127.0.0.1', backlog: 4096 }, r));
+  const port = (srv.address() as { port: number }).port;
+  return {
+    port,
+    sockets,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      return new Promise((r) => srv.close(() => r()));
+    },
+  };
+}
+
+async function floorSession(c: Clients, n: number): Promise<Rec> {
+  const srv = await netServer(() => undefined);
+  try {
+    const m0 = memNow();
+    await c.connect(srv.port, n, 'raw', 500);
+    const until = Date.now() + 10_000;
+    while (srv.sockets.length < n && Date.now() < until) await sleep(10);
+    await sleep(200);
+    const m1 = memNow();
+    const r: Rec = { idleRssBytesPerConn: Math.round((m1.rss - m0.rss) / n), idleHeapBytesPerConn: Math.round((m1.heap - m0.heap) / n) };
+    let revision = 1;
+    const lat: number[] = [];
+    for (let i = 0; i < LOCKSTEP_ROUNDS + LOCKSTEP_WARMUP; i++) {
+      const buf = floorRound(++revision);
+      const t0 = nowMs();
+      for (const s of srv.sockets) s.write(buf);
+      const last = await c.reach(revision);
+      if (i >= LOCKSTEP_WARMUP) lat.push(last - t0);
+    }
+    r['lockstepLastClientP50Ms'] = +median(lat).toFixed(2);
+    const rounds = burstRounds(n);
+    const cpu0 = cpuS();
+    for (let i = 0; i < rounds; i++) {
+      const buf = floorRound(++revision);
+      for (const s of srv.sockets) s.write(buf);
+      await immediate();
+    }
+    await c.reach(revision);
+    r['burstRounds'] = rounds;
+    r['burstCpuUsPerDelivery'] = +(((cpuS() - cpu0) * 1e6) / (rounds * n)).toFixed(2);
+    await c.closeAll();
+    return r;
+  } finally {
+    await srv.close();
+  }
+}
+
+// ---- cold start ------------------------------------------------------------------------------
+
+/** The snapshot a Cattail server sends for the cold-start feed (deflate, 1 MiB bodies), for the floor. */
+function coldSnapshotFrames(): Buffer[] {
+  const es = entries.slice(0, COLD_ENTRIES).map((e) => [e.key, e.value] as [string, Buffer]);
+  const frames = [encodeMessage({ type: 'snapshotBegin', feedId: 0, revision: 1, entries: es.length, rawBytes: 0 }, 'deflate', 1_024)];
+  let chunk: [string, Buffer][] = [];
+  let bytes = 16;
+  for (const e of es) {
+    const b = entryBytes(e);
+    if (chunk.length > 0 && bytes + b > HWM) {
+      frames.push(encodeChunk(0, 1, chunk, 'deflate', 1_024));
+      chunk = [];
+      bytes = 16;
+    }
+    chunk.push(e);
+    bytes += b;
+  }
+  if (chunk.length > 0) frames.push(encodeChunk(0, 1, chunk, 'deflate', 1_024));
+  frames.push(encodeMessage({ type: 'snapshotEnd', feedId: 0, revision: 1, digest: Buffer.alloc(32), watermarks: { pods: '1' }, status: 'in-sync', stale: false, token: Buffer.alloc(40) }, 'deflate', 1_024));
+  return frames;
+}
+
+async function coldStart(c: Clients, target: Target, frames: Buffer[]): Promise<Rec> {
+  let close: () => Promise<void>;
+  let port: number;
+  let rev = 1;
+  let built: () => number = () => 0;
+  if (target === 'net') {
+    const srv = await netServer((s) => {
+      // Same rule as the fan-out: write while under the high-water mark, resume on drain.
+      let next = 0;
+      const pump = (): void => {
+        while (next < frames.length && s.writableLength <= HWM) s.write(frames[next++] as Buffer);
+      };
+      s.on('drain', pump);
+      pump();
+    });
+    close = srv.close;
+    port = srv.port;
+  } else {
+    const t = await cattail(target, 5, COLD_ENTRIES);
+    close = () => t.server.close();
+    port = t.port;
+    rev = t.server.stores.get('felix')?.revision ?? 1;
+    built = () => t.server.snapshotStats().built;
+  }
+  try {
+    const loop = monitorEventLoopDelay({ resolution: 2 });
+    let rssPeak = 0;
+    const rssTimer = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage().rss)), 100);
+    loop.enable();
+    const cpu0 = cpuS();
+    const t0 = nowMs();
+    await c.connect(port, COLD_CLIENTS, target === 'net' ? 'raw' : 'ws', 0);
+    const last = await c.reach(rev, 120_000);
+    const cpu = cpuS() - cpu0;
+    loop.disable();
+    clearInterval(rssTimer);
+    const cl = await c.closeAll();
+    return {
+      coldLastClientMs: Math.round(last - t0), coldLoopDelayMaxMs: +(loop.max / 1e6).toFixed(1), coldLoopDelayP99Ms: +(loop.percentile(99) / 1e6).toFixed(1),
+      coldServerCpuS: +cpu.toFixed(2), coldSnapshotBuilds: built(), coldRssPeakMB: Math.round(rssPeak / 1e6), clientBytesTotal: cl['bytes'],
+    };
+  } finally {
+    await close();
+  }
+}
+
+// ---- statistics and output -------------------------------------------------------------------
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+}
+
+interface RunRec { run: number; n: number; target: Target; scenario: string; values: Rec }
+const runs: RunRec[] = [];
+const errors: string[] = [];
+
+function valuesOf(n: number, target: Target, scenario: string, key: string): number[] {
+  return runs.filter((r) => r.n === n && r.target === target && r.scenario === scenario).map((r) => r.values[key]).filter((v): v is number => typeof v === 'number');
+}
+
+/** Per-run ratios target/net of one metric (same run only), then median and spread. */
+function ratios(n: number, target: Target, scenario: string, key: string, floorScenario = scenario): number[] {
+  const out: number[] = [];
+  for (let run = 0; run < RUNS; run++) {
+    const a = runs.find((r) => r.run === run && r.n === n && r.target === target && r.scenario === scenario)?.values[key];
+    const b = runs.find((r) => r.run === run && r.n === n && r.target === 'net' && r.scenario === floorScenario)?.values[key];
+    if (typeof a === 'number' && typeof b === 'number' && b > 0) out.push(a / b);
+  }
+  return out;
+}
+
+const fmt = (xs: number[], digits = 2): string => (xs.length === 0 ? '–' : `${median(xs).toFixed(digits)} [${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}]`);
+
+async function main(): Promise<void> {
+  pin(process.pid, 0);
+  const c = new Clients();
+  await c.wait('ready');
+  if (c.child.pid !== undefined && pinned) pin(c.child.pid, 1);
+  const targets: Target[] = ['net', 'ws', ...(uwsAvailable() ? (['uws'] as const) : [])];
+  const frames = coldSnapshotFrames();
+  const loadBefore = loadavg().map((x) => +x.toFixed(2));
+  try {
+    outer: for (let run = 0; run < RUNS; run++) {
+      for (const n of COUNTS) {
+        for (const target of targets) {
+          if (Date.now() - started > TOTAL_DEADLINE_MS) break outer;
+          console.error(`fanout bench: run ${run + 1}/${RUNS}, N=${n}, ${target} ...`);
+          try {
+            runs.push({ run, n, target, scenario: 'main', values: target === 'net' ? await floorSession(c, n) : await cattailSession(c, target, n) });
+            if (target !== 'net') runs.push({ run, n, target, scenario: 'coalesced', values: await cattailIdleAndCoalesced(c, target, n) });
+          } catch (err) {
+            errors.push(`run ${run} N=${n} ${target}: ${(err as Error).message}`);
+            await c.closeAll().catch(() => undefined);
+          }
+        }
+      }
+      for (const target of targets) {
+        if (Date.now() - started > TOTAL_DEADLINE_MS) break outer;
+        console.error(`fanout bench: run ${run + 1}/${RUNS}, cold start ${COLD_CLIENTS} × ${COLD_ENTRIES} entries, ${target} ...`);
+        try {
+          runs.push({ run, n: COLD_CLIENTS, target, scenario: 'cold', values: await coldStart(c, target, frames) });
+        } catch (err) {
+          errors.push(`run ${run} cold ${target}: ${(err as Error).message}`);
+          await c.closeAll().catch(() => undefined);
+        }
+      }
+    }
+  } finally {
+    c.send({ cmd: 'exit' });
+  }
+  write(targets, loadBefore);
+  // A bench entry point: end even if a library left a handle open (its absence is what tests check).
+  process.exit(0);
+}
+
+function write(targets: Target[], loadBefore: number[]): void {
+  const meta = {
+    node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model, date: new Date().toISOString(), quick: QUICK, runs: RUNS,
+    pinned: pinned ? 'server+orchestrator on CPU 0, load client on CPU 1 (taskset)' : 'not pinned (no taskset)', gcExposed: gc !== undefined,
+    loadAverageBefore: loadBefore, loadAverageAfter: loadavg().map((x) => +x.toFixed(2)), wallS: Math.round((Date.now() - started) / 1000), errors,
+  };
+  const rows: string[] = [];
+  const summary: Record<string, unknown>[] = [];
+  for (const n of COUNTS) {
+    for (const t of targets) {
+      const row = {
+        n, target: t,
+        cpuUsPerDelivery: valuesOf(n, t, 'main', 'burstCpuUsPerDelivery'), cpuVsFloor: t === 'net' ? [] : ratios(n, t, 'main', 'burstCpuUsPerDelivery'),
+        lockstepP50Ms: valuesOf(n, t, 'main', 'lockstepLastClientP50Ms'), latencyVsFloor: t === 'net' ? [] : ratios(n, t, 'main', 'lockstepLastClientP50Ms'),
+        idleRssBytesPerConn: valuesOf(n, t, t === 'net' ? 'main' : 'coalesced', 'idleRssBytesPerConn'), idleHeapBytesPerConn: valuesOf(n, t, t === 'net' ? 'main' : 'coalesced', 'idleHeapBytesPerConn'),
+        coalescedCpuUsPerChange: valuesOf(n, t, 'coalesced', 'coalescedCpuUsPerDeliveredChange'), coalescedFlushes: valuesOf(n, t, 'coalesced', 'coalescedFlushes'),
+        writesPerClientPerFlush: valuesOf(n, t, 'main', 'burstWritesPerClientPerFlush'),
+        fullClientsOk: runs.filter((r) => r.n === n && r.target === t && r.scenario === 'main').map((r) => r.values['fullClientsOk']),
+      };
+      summary.push(row);
+      rows.push(`| ${n} | ${t} | ${fmt(row.cpuUsPerDelivery)} | ${fmt(row.cpuVsFloor)} | ${fmt(row.lockstepP50Ms, 1)} | ${fmt(row.latencyVsFloor)} | ${fmt(row.idleRssBytesPerConn.map((b) => b / 1024), 1)} | ${fmt(row.idleHeapBytesPerConn.map((b) => b / 1024), 1)} | ${fmt(row.coalescedCpuUsPerChange)} | ${fmt(row.writesPerClientPerFlush, 3)} | ${t === 'net' ? '–' : row.fullClientsOk.every((x) => x === true) ? `ok (${row.fullClientsOk.length})` : 'FAILED'} |`);
+    }
+  }
+  const coldRows: string[] = [];
+  for (const t of targets) {
+    const v = (k: string): number[] => valuesOf(COLD_CLIENTS, t, 'cold', k);
+    const row = { target: t, lastClientMs: v('coldLastClientMs'), loopDelayMaxMs: v('coldLoopDelayMaxMs'), loopDelayP99Ms: v('coldLoopDelayP99Ms'), serverCpuS: v('coldServerCpuS'), cpuVsFloor: t === 'net' ? [] : ratios(COLD_CLIENTS, t, 'cold', 'coldServerCpuS'), builds: v('coldSnapshotBuilds'), rssPeakMB: v('coldRssPeakMB'), clientMBPerConn: v('clientBytesTotal').map((b) => b / COLD_CLIENTS / 1e6) };
+    summary.push({ scenario: 'cold', ...row });
+    coldRows.push(`| ${t} | ${fmt(row.lastClientMs, 0)} | ${fmt(row.loopDelayMaxMs, 1)} | ${fmt(row.loopDelayP99Ms, 1)} | ${fmt(row.serverCpuS)} | ${fmt(row.cpuVsFloor)} | ${t === 'net' ? '–' : fmt(row.builds, 0)} | ${fmt(row.rssPeakMB, 0)} | ${fmt(row.clientMBPerConn, 2)} |`);
+  }
+  writeFileSync(`${OUT}.json`, JSON.stringify({ meta, summary, runs }, null, 2) + '\n');
+  const md = [
+    `# Fan-out reference measurement (bench/fanout.ts${QUICK ? ' --quick' : ''})`,
+    '',
+    `Node ${meta.node}, ${meta.cpus} vCPU (${meta.cpuModel ?? '?'}), ${meta.date}; ${meta.pinned}; ${RUNS} run(s), ${meta.wallS} s; load average ${loadBefore.join('/')} before, ${meta.loadAverageAfter.join('/')} after.${errors.length ? ` Errors: ${errors.join('; ')}.` : ''}`,
+    '',
+    'Cells: median [min–max] over the runs. "vs floor" is the per-run ratio to the plain `net` server writing the same bytes to the same number of sockets in the same run, then its median: compare those, not absolute times (±35 % between runs on this machine).',
+    '',
+    '`net` = plain Node `net` server writing one pre-framed DELTA+STATUS buffer per socket per change (the floor). `ws` / `uws` = Cattail with that transport. A feed of 1,000 WorkloadEndpoint-like values (~500 B); one change = one changed value. CPU/delivery: burst at flushWindowMs 0 (one flush per change, one loop turn per change), server CPU from the first change to the last client\'s receipt, divided by changes × clients. Lock-step: push one change, time until the last client has it (p50). Idle memory: RSS (and JS heap + external) growth per idle connection after GC (Cattail: a 10-entry feed, so the snapshot sends leave no allocator pages behind). Coalesced: the same burst at the default flushWindowMs (5 ms), CPU per delivered change. Full clients: 3 library clients per Cattail run ended at the last revision, in sync, with no digest mismatch, gap or protocol error.',
+    '',
+    '| clients | target | CPU µs/delivery | vs floor | lock-step last client p50 ms | vs floor | idle RSS KB/conn | idle heap KB/conn | coalesced CPU µs/change | writes/client/flush | full clients |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...rows,
+    '',
+    `Cold start: ${COLD_CLIENTS} clients connecting at once to a ${COLD_ENTRIES.toLocaleString('en')}-entry feed (deflate). Server CPU covers the whole cold start (accepts, handshakes, snapshot build and sends); the floor writes the same snapshot frames with the same 1 MiB high-water mark.`,
+    '',
+    '| target | last client ms | loop delay max ms | loop delay p99 ms | server CPU s | vs floor | snapshot builds | RSS peak MB | MB per client |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...coldRows,
+    '',
+  ].join('\n');
+  writeFileSync(`${OUT}.md`, md);
+  console.error(md);
+}
+
+await main();

@@ -70,6 +70,7 @@ export const ERROR_CODES = {
   CATTAIL_PROTO_FRAME_TOO_LARGE: { exit: 1, text: "A frame's body (or its inflated body) exceeds the receiver's limit, or an entry cannot fit in any frame (close 4003)." },
   // --- Fan-out server (src/server): startup failures, and the codes sent in ERROR before a coded close. ---
   CATTAIL_SERVE_NO_UPSTREAM_CONFIG: { exit: 2, text: '`cattail serve` found no --kubeconfig, no KUBECONFIG and no in-cluster config; it never falls back to a simulated cluster silently (use --embedded-sim).' },
+  CATTAIL_SERVER_TRANSPORT_UNAVAILABLE: { exit: 2, text: 'The chosen agent transport cannot run here: `--transport uws` and no uWebSockets.js build loads on this Node and platform (the message lists each build tried and why); the server never falls back to `ws` silently.' },
   CATTAIL_SERVER_LISTEN_FAILED: { exit: 1, text: 'The server could not listen on its agent or HTTP address (in use, not permitted); the message names the address.' },
   CATTAIL_SERVER_BAD_SUBPROTOCOL: { exit: 1, text: 'An agent did not ask for the cattail.v1 WebSocket subprotocol (close 4001).' },
   CATTAIL_SERVER_BAD_HELLO: { exit: 1, text: 'An agent sent a HELLO with a wrong protocol version (close 4001), an invalid feeds list (close 4002), or a node name, client id or maxFrameBytes out of bounds (maxFrameBytes below 4096: close 4000).' },

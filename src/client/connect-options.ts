@@ -8,6 +8,7 @@
  * where that is stated; elsewhere it is invalid.
  */
 import { hostname } from 'node:os';
+import type { Duplex } from 'node:stream';
 import { randomUUID } from 'node:crypto';
 import { realClock, type Clock } from '../clock.js';
 import { MIN_CLIENT_MAX_FRAME_BYTES } from '../../proto/index.js';
@@ -95,6 +96,12 @@ export interface ConnectOptions extends OptionsOf<typeof connectOptions> {
   readonly clock?: Clock;
   /** Injected randomness in [0, 1) for jitter and endpoint order (tests pass a seeded one). @default Math.random */
   readonly random?: () => number;
+  /**
+   * The transport seam: opens the byte stream to an endpoint, over which the client does its HTTP
+   * upgrade and WebSocket. Tests pass one end of an in-memory pair; a proxy or a Unix socket fits
+   * too. For `wss://` the stream must already be TLS. @default TCP (`ws://`) or TLS (`wss://`)
+   */
+  readonly dial?: (endpoint: string) => Duplex;
 }
 
 /** Options after validation, with every default applied. */
@@ -104,6 +111,7 @@ export type ResolvedOptions = Omit<ConfigOf<typeof connectOptions>, 'node' | 'cl
   tls: TlsOptions;
   clock: Clock;
   random: () => number;
+  dial: ((endpoint: string) => Duplex) | undefined;
 };
 
 /** Validates `connect()` options and applies the defaults. Throws a CATTAIL_INVALID_ARGUMENT error. */
@@ -118,6 +126,7 @@ export function resolveOptions(input: ConnectOptions): ResolvedOptions {
   }
   const clock = input.clock ?? realClock;
   if (typeof clock.setTimeout !== 'function' || typeof clock.monotonic !== 'function') throw invalidOption('clock', 'option', '[object]', 'expected a Clock', 'connect()');
+  if (input.dial !== undefined && typeof input.dial !== 'function') throw invalidOption('dial', 'option', typeof input.dial, 'expected a function returning a Duplex', 'connect()');
   const random = input.random ?? Math.random;
   if (typeof random !== 'function') throw invalidOption('random', 'option', typeof random, 'expected a function returning [0, 1)', 'connect()');
   return {
@@ -128,5 +137,6 @@ export function resolveOptions(input: ConnectOptions): ResolvedOptions {
     tls: Object.fromEntries(Object.entries(tls).filter(([, v]) => v !== undefined)),
     clock,
     random,
+    dial: input.dial,
   };
 }

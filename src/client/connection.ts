@@ -14,6 +14,7 @@
  * - the server's close (with or without GOODBYE) → CATTAIL_CLIENT_SERVER_CLOSED / CATTAIL_CLIENT_REJECTED
  */
 import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import WebSocket from 'ws';
 import {
   HEADER_BYTES,
@@ -152,6 +153,8 @@ export class Connection {
         // with a coded error, while an absurd length is still cut off by ws.
         maxPayload: 2 * (this.opts.maxFrameBytes + HEADER_BYTES),
         followRedirects: false,
+        // The transport seam: an injected stream (tests: an in-memory pair) instead of TCP/TLS.
+        ...(this.opts.dial !== undefined ? { createConnection: (() => (this.opts.dial as (e: string) => Duplex)(this.url)) as never } : {}),
       });
     } catch (err) {
       this.finish({ error: new CattailError('CATTAIL_CLIENT_CONNECT_FAILED', `cannot connect to ${this.url}: ${(err as Error).message}`, { cause: err, details: { endpoint: this.url } }), welcomed: false, local: true });

@@ -59,6 +59,18 @@ export const serverOptions = {
     min: 0,
     help: 'On SIGTERM, agents are closed one at a time over this long (GOODBYE + close 4010, no more than 1 s apart) and the process exits when the last is gone or this time is up; keep it equal to the pod\'s terminationGracePeriodSeconds (Typha: 300 s). A second signal closes the rest at once.',
   }),
+  transport: opt.enum({
+    values: ['ws', 'uws'] as const,
+    default: 'ws',
+    help: 'Agent socket implementation: ws (Node http + ws; supports TLS later) or uws (uWebSockets.js, plaintext only, lower CPU per write). uws fails with CATTAIL_SERVER_TRANSPORT_UNAVAILABLE when no uWebSockets.js build loads here; it never falls back to ws. See docs/transport.md.',
+  }),
+  listenBacklog: opt.int({
+    default: 4_096,
+    unit: 'count',
+    min: 1,
+    max: 65_535,
+    help: 'Queue of connections the kernel completes before the server accepts them (listen(2) backlog), sized for reconnect storms: Node\'s default of 511 overflowed when 1,000 agents connected at once. The kernel caps it at net.core.somaxconn (4096 by default since Linux 5.4, 128 before): raise that sysctl too. The uws transport ignores it (uSockets uses a fixed backlog).',
+  }),
   refuseRetryAfterMs: opt.int({
     default: 5_000,
     unit: 'ms',

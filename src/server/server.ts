@@ -20,12 +20,16 @@ import { CLOSE_WAIT_MS, Shedder } from './fanout/shed.js';
 import { Governor } from './transport/governor.js';
 import { Health } from './ops/health.js';
 import { createHttpEndpoints } from './ops/http-endpoints.js';
-import { Listener } from './transport/listener.js';
+import { acceptHooks } from './transport/accept.js';
+import type { AgentTransport } from './transport/seam.js';
+import { UwsTransport } from './transport/uws-transport.js';
+import { WsTransport } from './transport/ws-transport.js';
 import { type ServerMetrics, createMetrics } from './ops/metrics.js';
 import { isWsUrl, parseHostPort, splitEndpoints, startServerOptions } from './options.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import type { Upstream } from './pipeline/seams.js';
 import { SnapshotCache } from './fanout/snapshot-cache.js';
+import type { TurnBudget } from './fanout/turn-queue.js';
 import { defaultStoreFactory } from './pipeline/store-factory.js';
 import type { ServedStore, StoreFactory } from './pipeline/store-port.js';
 import { COMPRESSIONS, type Compression } from './transport/framing.js';
@@ -54,6 +58,8 @@ export interface StartServerOptions extends OptionsOf<typeof startServerOptions>
   readonly extraMetrics?: readonly Registry[];
   /** Collect prom-client's default process metrics. @default true */
   readonly defaultMetrics?: boolean;
+  /** Bytes and time one service turn (snapshot streaming, catch-ups) may hold the event loop; for tests and benchmarks. @default { maxMs: 20, maxBytes: 8 MiB } */
+  readonly serviceTurn?: TurnBudget;
 }
 
 export interface ServerHandle {
@@ -105,7 +111,17 @@ function listenOn(server: Server, address: string, what: string): Promise<Addres
   });
 }
 
-function urlHost(a: AddressInfo): string {
+async function listenAgents(transport: AgentTransport, address: string, backlog: number): Promise<AddressInfo> {
+  const hp = parseHostPort(address);
+  if (hp === undefined) throw new InvalidArgumentError(`listen must be HOST:PORT, got ${JSON.stringify(address)}`);
+  try {
+    return await transport.listen({ host: hp.host, port: hp.port, backlog });
+  } catch (err) {
+    throw new CattailError('CATTAIL_SERVER_LISTEN_FAILED', `cannot listen on ${address} (listen, ${transport.kind} transport): ${(err as Error).message}`, { cause: err, details: { address } });
+  }
+}
+
+function urlHost(a: Pick<AddressInfo, 'address' | 'family'>): string {
   return a.family === 'IPv6' ? `[${a.address}]` : a.address;
 }
 
@@ -154,7 +170,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   const feeds = upstream.feeds.map((d, i) => new FeedRuntime(i, d, createStore({ feed: d.name, logMaxAgeMs: o.deltaLogMaxAgeMs, logMaxBytes: o.deltaLogMaxBytes }), serverId, metrics.fanout.feed(d.name)));
   const cache = new SnapshotCache({ clock, reuseWindowMs: o.snapshotReuseWindowMs, sliceEntries: o.snapshotBuildSliceEntries, compressMinBytes: o.compressMinBytes, metrics });
   const random = options.random ?? Math.random;
-  const fanout = new FanOut({ clock, random, metrics, log, serverId, feeds, cache, compressions, ...o });
+  const fanout = new FanOut({ clock, random, metrics, log, serverId, feeds, cache, compressions, ...o, ...(options.serviceTurn ? { serviceTurn: options.serviceTurn } : {}) });
   const governor = new Governor({ maxConnections: o.maxConnections, retryAfterMs: o.refuseRetryAfterMs, targetConnections, peerEndpoints, notReady: () => notSynced(feeds), random });
   const shedder = new Shedder({
     clock, random, metrics, log, governor, shedIntervalMs: o.shedIntervalMs, shutdownTimeoutMs: o.shutdownTimeoutMs,
@@ -163,15 +179,18 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   const pipeline = new Pipeline(feeds, fanout, metrics, clock, log);
   const health = new Health(clock, fanout, feeds, governor, upstream, options.upstreamDescription);
   const limits = { maxInboundBytes: o.maxInboundBytes, maxClientBytes: o.maxClientBytes, compressMinBytes: o.compressMinBytes };
-  const listener = new Listener({
+  const hooks = acceptHooks({
     governor,
     metrics,
-    maxInboundBytes: o.maxInboundBytes,
-    handshakeTimeoutMs: o.handshakeTimeoutMs,
-    maxConnections: o.maxConnections,
     openConnections: () => fanout.connections.size,
-    onConnection: (ws, socket) => fanout.add(new Connection(ws, socket, fanout, limits, clock.monotonic(), o.handshakeTimeoutMs)),
+    onAgent: (socket) => fanout.add(new Connection(socket, fanout, limits, clock.monotonic(), o.handshakeTimeoutMs)),
   });
+  const transportLimits = { maxInboundBytes: o.maxInboundBytes, handshakeTimeoutMs: o.handshakeTimeoutMs, maxConnections: o.maxConnections };
+  const kind = o.transport;
+  const transport: AgentTransport = kind === 'uws'
+    // A socket never holds more than the high-water mark, one frame past it and its own budget.
+    ? new UwsTransport({ hooks, limits: transportLimits, maxBufferedBytes: Math.min(2 ** 31 - 1, o.socketHighWaterBytes + 2 * o.maxFrameBytes + o.maxClientBytes) })
+    : new WsTransport({ hooks, limits: transportLimits });
   const served = options.extraMetrics?.length ? Registry.merge([metrics.registry, ...options.extraMetrics]) : metrics.registry;
   const httpServer = createHttpEndpoints(served, health);
   for (const f of feeds) metrics.feedRevision.set({ feed: f.name }, f.store.revision);
@@ -179,10 +198,10 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   let agentAddr: AddressInfo;
   let httpAddr: AddressInfo;
   try {
-    agentAddr = await listenOn(listener.http, listen, 'listen');
+    agentAddr = await listenAgents(transport, listen, o.listenBacklog);
     httpAddr = await listenOn(httpServer, httpListen, 'httpListen');
   } catch (err) {
-    listener.http.close();
+    await transport.close();
     httpServer.close();
     throw err;
   }
@@ -190,7 +209,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   shedder.start();
   const trimTimer: Timer = clock.setInterval(() => pipeline.trim(), 1_000).unref();
   upstream.start(pipeline);
-  log?.info({ serverId, listen: `${agentAddr.address}:${agentAddr.port}`, httpListen: `${httpAddr.address}:${httpAddr.port}`, feeds: feeds.map((f) => f.name), ...o, targetConnections, peerEndpoints }, 'cattail server listening');
+  log?.info({ serverId, listen: `${agentAddr.address}:${agentAddr.port}`, httpListen: `${httpAddr.address}:${httpAddr.port}`, feeds: feeds.map((f) => f.name), ...o, transport: transport.kind, targetConnections, peerEndpoints }, 'cattail server listening');
 
   let closing: Promise<void> | undefined;
   let draining: Promise<void> | undefined;
@@ -203,13 +222,11 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
       await upstream.stop().catch((err: unknown) => log?.warn({ err }, 'upstream stop failed'));
       // Agents normally finish the closing handshake at once; a stalled one is cut off.
       await fanout.whenEmpty(afterDrain ? 0 : CLOSE_WAIT_MS);
-      for (const c of [...fanout.connections]) c.ws.terminate();
+      for (const c of [...fanout.connections]) c.socket.terminate();
       fanout.stop();
       trimTimer.cancel();
-      listener.close();
-      listener.http.closeAllConnections();
       httpServer.closeAllConnections();
-      await Promise.all([new Promise((r) => listener.http.close(r)), new Promise((r) => httpServer.close(r))]);
+      await Promise.all([transport.close(), new Promise((r) => httpServer.close(r))]);
     })());
   return {
     url: `ws://${urlHost(agentAddr)}:${agentAddr.port}/`,

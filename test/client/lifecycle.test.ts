@@ -4,7 +4,8 @@ import { compressFrame } from '../../src/frame-compression.js';
 import { skipWait, waitFor } from './helpers/harness.js';
 import { tracked } from './helpers/tracked.js';
 
-const { server, setup } = tracked();
+// Over in-memory pairs (the client's `dial` seam): the whole lifecycle with no socket underneath.
+const { server, setup } = tracked({ memory: true });
 
 describe('client - lifecycle', () => {
   it('applies an in-band snapshot on the live connection as a reconciliation', async () => {

@@ -15,6 +15,7 @@ import { ScriptedUpstream } from '../support/scripted-upstream.js';
 import { createUpstream } from '../../src/server/upstream/index.js';
 import { FakeApiServer } from '../upstream/fake-apiserver.js';
 import { pod } from '../upstream/helpers.js';
+import { TEST_TRANSPORT } from '../support/transport.js';
 import { computeDigest } from '../../src/snapshot/digest.js';
 import { skipWait, start, waitFor, type Setup } from './helpers/harness.js';
 import { TcpProxy } from './helpers/tcp-proxy.js';
@@ -32,7 +33,7 @@ interface Replica {
 
 async function replica(serverId: string, opts: Partial<StartServerOptions> = {}): Promise<Replica> {
   const upstream = ScriptedUpstream.withFeeds('felix');
-  const server = await startServer({ upstream, defaultMetrics: false, flushWindowMs: 1, serverId, ...opts });
+  const server = await startServer({ upstream, defaultMetrics: false, flushWindowMs: 1, serverId, transport: TEST_TRANSPORT, ...opts });
   let closed = false;
   const r: Replica = { server, upstream, port: Number(new URL(server.url).port) };
   cleanups.push(async () => {

@@ -11,6 +11,7 @@ import type { ServerMetrics } from '../ops/metrics.js';
 import type { FeedRuntime } from './feeds.js';
 import type { SnapshotCache } from './snapshot-cache.js';
 import type { FanOutStats } from './stats.js';
+import type { TurnBudget } from './turn-queue.js';
 
 export interface FanOutOptions {
   readonly clock: Clock;
@@ -33,6 +34,8 @@ export interface FanOutOptions {
   readonly maxInboundBytes: number;
   readonly maxFrameBytes: number;
   readonly compressMinBytes: number;
+  /** Bytes and time one service turn may use. @default DEFAULT_TURN_BUDGET (20 ms, 8 MiB) */
+  readonly serviceTurn?: TurnBudget;
 }
 
 export class FanOutContext {

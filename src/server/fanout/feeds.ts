@@ -8,6 +8,7 @@ import { epochString } from '../pipeline/store-port.js';
 import { encodeToken } from '../transport/tokens.js';
 import { encodeMessage } from '../transport/framing.js';
 import type { FeedStats } from './stats.js';
+import type { FeedCursor } from '../transport/connection.js';
 
 /** Revisions whose flush time is remembered for lag; older acks count from the oldest kept. */
 const FLUSH_TIMES_KEPT = 4_096;
@@ -21,6 +22,12 @@ export class FeedRuntime {
   private statusCache: { key: string; revision: number; frame: Buffer } | undefined;
   private tokenCache: { revision: number; token: Buffer } | undefined;
   readonly epoch: string;
+  /**
+   * The cursors in their live phase on streaming connections, densely packed: a flush of this feed
+   * alone walks this array (cursor → socket) instead of every connection's cursor list. Order is
+   * not meaningful (removal swaps the last cursor into the hole).
+   */
+  readonly live: FeedCursor[] = [];
 
   /**
    * The feed's id in frame headers. PROTOCOL.md lets each connection assign ids; we use the feed's
@@ -41,6 +48,23 @@ export class FeedRuntime {
 
   get name(): string {
     return this.def.name;
+  }
+
+  joinLive(c: FeedCursor): void {
+    if (c.liveIndex >= 0) return;
+    c.liveIndex = this.live.length;
+    this.live.push(c);
+  }
+
+  leaveLive(c: FeedCursor): void {
+    const i = c.liveIndex;
+    if (i < 0) return;
+    const last = this.live.pop() as FeedCursor;
+    if (last !== c) {
+      this.live[i] = last;
+      last.liveIndex = i;
+    }
+    c.liveIndex = -1;
   }
 
   token(revision: number): Buffer {

@@ -1,11 +1,12 @@
 /**
  * The flush: every change applied within flushWindowMs becomes ONE shared DELTA unit per feed,
- * encoded lazily once per (compression, frame size) and written as the same Buffers to every
- * caught-up socket, one corked write (≈ one syscall) per socket.
+ * encoded lazily once per (compression, frame size) and written as the same Buffer to every
+ * caught-up socket, one write (one syscall) per socket.
  *
  *   batch applied ──► schedule() (flushWindowMs) ──► flush():
  *       per feed: since(flushedRevision) ──► shared unit (+ STATUS at the new revision)
- *       per connection: same Buffers for every caught-up feed
+ *       one feed changed: walk feed.live (dense array of live cursors), one plain write each
+ *       several changed: walk every connection, one batch (corked if >1 buffer) per socket
  *           socket above socketHighWaterBytes ──► skipped: cursor stays, needsService (service.ts)
  *
  * Invariant: a cursor only moves forward, and only by frames written in order on its socket, so
@@ -36,6 +37,10 @@ interface SharedUnit {
   status: { key: string; frame: Buffer } | undefined;
   /** DELTA frames + STATUS in one Buffer per compression and frame size: one plain write per socket. */
   readonly withStatus: Map<Compression, Map<number, Buffer>>;
+  /** DELTA frames alone (several with MORE) in one Buffer, for sockets whose STATUS is current. */
+  readonly joined: Map<Compression, Map<number, Buffer>>;
+  /** The buffer handed out last and what it was for. */
+  last: { compression: Compression; maxBodyBytes: number; withStatus: boolean; buf: Buffer } | undefined;
 }
 
 export class Flusher {
@@ -75,56 +80,97 @@ export class Flusher {
     const units = this.buildUnits(now);
     if (units === undefined) return;
     stats.flushes++;
-    const hwm = o.socketHighWaterBytes;
-    // Counts are summed here and recorded once per flush, not per socket.
+    const changed = units.filter((u) => u !== undefined);
+    const { writes, bytes } = changed.length === 1 ? this.flushOneFeed(changed[0] as SharedUnit, now) : this.flushAll(units, now);
+    stats.flushWrites += writes;
+    stats.sharedBytes += bytes;
+  }
+
+  /**
+   * The common case, one feed changed: walk that feed's dense list of live cursors. Each socket
+   * gets one buffer (DELTA frames, with the STATUS appended when it changed), so a plain write,
+   * never a cork. Counts are summed here and recorded once per flush, not per socket.
+   */
+  private flushOneFeed(u: SharedUnit, now: number): { writes: number; bytes: number } {
+    const hwm = this.ctx.o.socketHighWaterBytes;
+    const list = u.feed.live;
     let writes = 0;
-    let totalBytes = 0;
-    for (const conn of this.ctx.connections) {
-      if (conn.state !== 'streaming') continue;
-      const above = conn.writableBytes > hwm;
-      let corked = false;
-      let bytes = 0;
-      for (const cursor of conn.cursors) {
-        const u = units[cursor.feed.id];
-        if (u === undefined || cursor.phase !== 'live') continue;
-        if (u.hasDelta && cursor.revision === u.from) {
-          if (above) {
-            markBehind(conn, cursor, now);
-            cursor.feed.stats.skips++;
-            continue;
-          }
-          if (!corked) { conn.cork(); corked = true; }
-          const st = (u.status ??= cursor.feed.statusFrame(o.compressMinBytes));
-          if (st.key !== cursor.statusKey) {
-            bytes += conn.writeShared([this.unitWithStatus(u, conn, st.frame)]);
-            cursor.statusKey = st.key;
-          } else {
-            bytes += conn.writeShared(this.unitFrames(u, conn));
-          }
-          cursor.revision = u.to;
-          continue;
-        } else if (cursor.revision < cursor.feed.flushedRevision) {
-          markBehind(conn, cursor, now);
-          continue;
-        }
-        if (!above && cursor.revision === cursor.feed.flushedRevision) {
-          const st = (u.status ??= cursor.feed.statusFrame(o.compressMinBytes));
-          if (st.key !== cursor.statusKey) {
-            if (!corked) { conn.cork(); corked = true; }
-            bytes += conn.writeShared([st.frame]);
-            cursor.statusKey = st.key;
-          }
-        }
-      }
-      if (corked) {
-        conn.uncork();
+    let bytes = 0;
+    // Backwards: a cursor that leaves the list during the walk swaps in one already visited.
+    for (let i = list.length - 1; i >= 0; i--) {
+      const cursor = list[i] as FeedCursor;
+      const conn = cursor.conn;
+      const above = conn.aboveHighWater(hwm);
+      const buf = this.bufferFor(u, cursor, above, now);
+      if (buf !== undefined) {
+        conn.writeShared(buf);
         writes++;
-        totalBytes += bytes;
+        bytes += buf.length;
       }
       if (conn.needsService && !above) this.service.queue(conn);
     }
-    stats.flushWrites += writes;
-    stats.sharedBytes += totalBytes;
+    return { writes, bytes };
+  }
+
+  /**
+   * Several feeds changed: walk every connection, so a socket on several of them still gets ONE
+   * write (a batch: corked only when it really holds several buffers).
+   */
+  private flushAll(units: readonly (SharedUnit | undefined)[], now: number): { writes: number; bytes: number } {
+    const hwm = this.ctx.o.socketHighWaterBytes;
+    let writes = 0;
+    let bytes = 0;
+    for (const conn of this.ctx.connections) {
+      if (conn.state !== 'streaming') continue;
+      const above = conn.aboveHighWater(hwm);
+      conn.beginBatch();
+      for (const cursor of conn.cursors) {
+        const u = units[cursor.feed.id];
+        if (u === undefined || cursor.phase !== 'live') continue;
+        const buf = this.bufferFor(u, cursor, above, now);
+        if (buf !== undefined) {
+          conn.writeShared(buf);
+          bytes += buf.length;
+        }
+      }
+      if (conn.endBatch()) writes++;
+      if (conn.needsService && !above) this.service.queue(conn);
+    }
+    return { writes, bytes };
+  }
+
+  /**
+   * What one live cursor gets from its feed's unit: the DELTA (+ STATUS when it changed), a STATUS
+   * alone, or nothing (skipped above the high-water mark, or behind: then marked for service).
+   */
+  private bufferFor(u: SharedUnit, cursor: FeedCursor, above: boolean, now: number): Buffer | undefined {
+    const conn = cursor.conn;
+    if (u.hasDelta && cursor.revision === u.from) {
+      if (above) {
+        markBehind(conn, cursor, now);
+        cursor.feed.stats.skips++;
+        return undefined;
+      }
+      const st = (u.status ??= cursor.feed.statusFrame(this.ctx.o.compressMinBytes));
+      cursor.revision = u.to;
+      if (st.key !== cursor.statusKey) {
+        cursor.statusKey = st.key;
+        return this.unitBuffer(u, conn, st.frame);
+      }
+      return this.unitBuffer(u, conn, undefined);
+    }
+    if (cursor.revision < cursor.feed.flushedRevision) {
+      markBehind(conn, cursor, now);
+      return undefined;
+    }
+    if (!above && cursor.revision === cursor.feed.flushedRevision) {
+      const st = (u.status ??= cursor.feed.statusFrame(this.ctx.o.compressMinBytes));
+      if (st.key !== cursor.statusKey) {
+        cursor.statusKey = st.key;
+        return st.frame;
+      }
+    }
+    return undefined;
   }
 
   /** One unit per feed that changed (revision or status) since the last flush; undefined if none did. */
@@ -135,7 +181,7 @@ export class Flusher {
       const rev = feed.store.revision;
       const sk = statusKey(rev, feed.store.meta());
       if (rev === feed.flushedRevision && sk === feed.flushedStatusKey) continue;
-      let unit: SharedUnit = { feed, from: feed.flushedRevision, to: rev, upserts: [], deletes: [], hasDelta: false, frames: new Map(), status: undefined, withStatus: new Map() };
+      let unit: SharedUnit = { feed, from: feed.flushedRevision, to: rev, upserts: [], deletes: [], hasDelta: false, frames: new Map(), status: undefined, withStatus: new Map(), joined: new Map(), last: undefined };
       if (rev > feed.flushedRevision) {
         const s = feed.store.since(feed.flushedRevision);
         // too-old here means the log was trimmed past our own flush point: live agents at the old
@@ -152,11 +198,26 @@ export class Flusher {
     return any ? units : undefined;
   }
 
-  private unitWithStatus(u: SharedUnit, conn: Connection, status: Buffer): Buffer {
-    let bySize = u.withStatus.get(conn.compression);
-    if (bySize === undefined) u.withStatus.set(conn.compression, (bySize = new Map()));
+  /** The unit's frames (+ the STATUS) as one Buffer per compression and frame size: one write per socket. */
+  private unitBuffer(u: SharedUnit, conn: Connection, status: Buffer | undefined): Buffer {
+    // Nearly every socket asks for the same encoding: answer a repeat without two Map lookups.
+    const last = u.last;
+    if (last !== undefined && last.compression === conn.compression && last.maxBodyBytes === conn.maxBodyBytes && last.withStatus === (status !== undefined)) return last.buf;
+    const buf = this.unitBufferSlow(u, conn, status);
+    u.last = { compression: conn.compression, maxBodyBytes: conn.maxBodyBytes, withStatus: status !== undefined, buf };
+    return buf;
+  }
+
+  private unitBufferSlow(u: SharedUnit, conn: Connection, status: Buffer | undefined): Buffer {
+    const cache = status === undefined ? u.joined : u.withStatus;
+    let bySize = cache.get(conn.compression);
+    if (bySize === undefined) cache.set(conn.compression, (bySize = new Map()));
     let buf = bySize.get(conn.maxBodyBytes);
-    if (buf === undefined) bySize.set(conn.maxBodyBytes, (buf = Buffer.concat([...this.unitFrames(u, conn), status])));
+    if (buf === undefined) {
+      const frames = this.unitFrames(u, conn);
+      buf = status !== undefined ? Buffer.concat([...frames, status]) : frames.length === 1 ? (frames[0] as Buffer) : Buffer.concat(frames);
+      bySize.set(conn.maxBodyBytes, buf);
+    }
     return buf;
   }
 

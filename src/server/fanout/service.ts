@@ -3,7 +3,7 @@
  * the shared flush could not serve.
  *
  *   socket 'drain' / snapshot progress / skipped by a flush ──► queue(conn) ──► next loop turn,
- *   at most SERVICE_BATCH connections per turn:
+ *   within one turn budget (TurnQueue: bytes and time), catch-ups before snapshot streams:
  *       snapshot phase: stream the shared snapshot frames while under the high-water mark, even
  *                       while the build is still running (each slice wakes its subscribers)
  *       live but behind: ONE compacted catch-up DELTA from its revision (since()), or an in-band
@@ -20,26 +20,32 @@ import type { Connection, FeedCursor } from '../transport/connection.js';
 import { CloseCode, encodeDelta } from '../transport/framing.js';
 import type { FanOutContext } from './context.js';
 import { statusKey } from './feeds.js';
-
-/** Connections serviced per event-loop turn: starting 5,000 snapshot sends never blocks for long. */
-const SERVICE_BATCH = 256;
+import { TurnQueue } from './turn-queue.js';
 
 export class ServiceQueue {
-  private readonly queued = new Set<Connection>();
+  private readonly queued: TurnQueue<Connection>;
   private scheduled = false;
+  /** Set by the service of one connection when it stopped at the high-water mark (see service()). */
+  private blocked = false;
   /** Catch-up frames of this round by feed, revision, compression and frame size (see service()). */
   private catchUpCache = new Map<string, Buffer[]>();
 
-  constructor(private readonly ctx: FanOutContext) {}
+  constructor(private readonly ctx: FanOutContext) {
+    this.queued = new TurnQueue(ctx.o.clock, ctx.o.serviceTurn);
+  }
 
   /** A new flush started: catch-ups computed before it are no longer to the newest revision. */
   newRound(): void {
     this.catchUpCache = new Map();
   }
 
+  /**
+   * Connections streaming a snapshot wait behind the others: a catch-up is one small compacted
+   * DELTA to an agent that already holds the state, a snapshot stream is bulk that can wait a turn.
+   */
   queue(conn: Connection): void {
     if (!conn.open) return;
-    this.queued.add(conn);
+    this.queued.add(conn, !conn.cursors.some((c) => c.phase === 'snapshot'));
     this.scheduleRun();
   }
 
@@ -55,34 +61,34 @@ export class ServiceQueue {
 
   private run(): void {
     this.scheduled = false;
-    let n = 0;
-    for (const conn of this.queued) {
-      if (n++ >= SERVICE_BATCH) break;
-      this.queued.delete(conn);
-      this.service(conn);
-    }
+    const cut = this.queued.runTurn((conn) => this.service(conn));
+    this.ctx.stats.serviceTurns++;
+    if (cut) this.ctx.stats.serviceTurnsCut++;
+    // The next turn comes after the loop's timers and I/O: flushes to caught-up agents go between.
     if (this.queued.size > 0) this.scheduleRun();
   }
 
-  /** Brings one connection as far forward as its socket allows. */
-  service(conn: Connection): void {
-    if (conn.state !== 'streaming') return;
+  /** Brings one connection as far forward as its socket allows; returns the bytes handed to it. */
+  service(conn: Connection): number {
+    if (conn.state !== 'streaming') return 0;
     const { o, stats } = this.ctx;
     const hwm = o.socketHighWaterBytes;
     const now = o.clock.monotonic();
     let pending = false;
     let shared = 0;
-    conn.cork();
+    let own = 0;
+    this.blocked = false;
+    conn.beginBatch();
     try {
       for (const cursor of conn.cursors) {
-        if (conn.state !== 'streaming') return;
+        if (conn.state !== 'streaming') return shared + own;
         if (cursor.phase === 'snapshot') {
           shared += this.pumpSnapshot(conn, cursor, now);
           if (cursor.phase === 'snapshot') { pending = true; continue; }
         }
         const feed = cursor.feed;
         if (cursor.revision < feed.store.revision && cursor.revision < feed.flushedRevision) {
-          if (conn.writableBytes > hwm) { pending = true; continue; }
+          if (conn.writableBytes > hwm) { pending = true; this.blocked = true; continue; }
           // Agents that fell behind together (a burst, a slow network segment) sit at the same
           // revision: their catch-up is computed and encoded once per service round.
           const to = feed.store.revision;
@@ -99,8 +105,10 @@ export class ServiceQueue {
             frames = encodeDelta(feed.id, s.from, s.to, s.upserts, s.deletes, conn.compression, conn.maxBodyBytes, o.compressMinBytes);
             this.catchUpCache.set(key, frames);
           }
-          if (!conn.writeOwn(frames)) return;
-          stats.ownBytes += frames.reduce((a, f) => a + f.length, 0);
+          if (!conn.writeOwn(frames)) return shared + own;
+          const n = frames.reduce((a, f) => a + f.length, 0);
+          stats.ownBytes += n;
+          own += n;
           cursor.revision = to;
           cursor.behindSinceMs = undefined;
           feed.stats.catchUps++;
@@ -108,25 +116,32 @@ export class ServiceQueue {
         if (cursor.phase === 'live' && cursor.revision === feed.store.revision && conn.writableBytes <= hwm) {
           const st = feed.statusFrame(o.compressMinBytes);
           if (st.key !== cursor.statusKey) {
-            shared += conn.writeShared([st.frame]);
+            conn.writeShared(st.frame);
+            shared += st.frame.length;
             cursor.statusKey = st.key;
           }
         } else if (cursor.revision < feed.flushedRevision || cursor.statusKey !== feed.flushedStatusKey) {
           pending = true;
+          if (conn.writableBytes > hwm) this.blocked = true;
         }
       }
       conn.needsService = pending;
     } finally {
-      conn.uncork();
-      stats.serviceWrites++;
+      if (conn.endBatch()) stats.serviceWrites++;
       stats.sharedBytes += shared;
     }
+    // It stopped at the high-water mark counting the batch, but the batch went out as one write
+    // that the kernel may have taken whole: then no drain will come (uWS signals drain only for
+    // bytes it buffered), so the connection goes on in a later turn by itself.
+    if (this.blocked && conn.state === 'streaming' && conn.writableBytes <= hwm) this.queue(conn);
+    return shared + own;
   }
 
   /** Puts a cursor in its snapshot phase on the shared build for its feed, revision and encoding. */
   startSnapshot(conn: Connection, cursor: FeedCursor, now: number, inBand: boolean): void {
     const build = this.ctx.o.cache.acquire(cursor.feed, conn.compression, conn.maxBodyBytes);
     cursor.snapshot?.unsubscribe();
+    cursor.feed.leaveLive(cursor);
     cursor.phase = 'snapshot';
     cursor.snapshot = { build, next: 0, unsubscribe: build.subscribe(() => this.queue(conn)) };
     cursor.behindSinceMs ??= now;
@@ -147,14 +162,18 @@ export class ServiceQueue {
     }
     let bytes = 0;
     while (snap.next < build.frames.length && conn.writableBytes <= o.socketHighWaterBytes) {
-      bytes += conn.writeShared([build.frames[snap.next] as Buffer]);
+      const f = build.frames[snap.next] as Buffer;
+      conn.writeShared(f);
+      bytes += f.length;
       snap.next++;
     }
+    if (snap.next < build.frames.length) this.blocked = true;
     if (build.done && snap.next === build.frames.length) {
       snap.unsubscribe();
       cursor.snapshot = undefined;
       cursor.phase = 'live';
       cursor.revision = build.revision;
+      if (conn.state === 'streaming') cursor.feed.joinLive(cursor);
       const v = cursor.feed.store.meta();
       // END carried the status of the snapshot's revision; a newer one goes out after the catch-up.
       cursor.statusKey = build.revision === cursor.feed.store.revision ? statusKey(build.revision, v) : undefined;

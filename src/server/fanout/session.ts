@@ -40,12 +40,12 @@ export class Session {
     conn.state = 'streaming';
     conn.lastPongMs = now;
     conn.nextPingMs = now + this.ctx.nextPingDelayMs();
-    conn.cork();
+    conn.beginBatch();
     try {
       if (!conn.writeOwn([welcome])) return;
       for (const p of plans) {
         const cursor: FeedCursor = {
-          feed: p.feed, revision: 0, phase: 'live', snapshot: undefined, statusKey: undefined,
+          feed: p.feed, conn, liveIndex: -1, revision: 0, phase: 'live', snapshot: undefined, statusKey: undefined,
           behindSinceMs: undefined, graceUntilMs: now + o.newClientGracePeriodMs, graceCounted: false, ackedRevision: 0,
         };
         conn.cursors.push(cursor);
@@ -57,8 +57,9 @@ export class Session {
           cursor.revision = s.to;
           // The protocol promises a STATUS after a resume's DELTA (§1.2), even when nothing changed.
           const st = p.feed.statusFrame(o.compressMinBytes);
-          conn.writeShared([st.frame]);
+          conn.writeShared(st.frame);
           cursor.statusKey = st.key;
+          p.feed.joinLive(cursor);
           p.feed.stats.catchUps++;
           if (cursor.revision < p.feed.flushedRevision) conn.needsService = true;
         } else {
@@ -67,7 +68,7 @@ export class Session {
         }
       }
     } finally {
-      conn.uncork();
+      conn.endBatch();
     }
     o.log?.debug({ conn: conn.id, node: conn.node, clientId: conn.clientId, feeds: plans.map((p) => `${p.feed.name}:${p.mode}`) }, 'agent streaming');
     if (conn.needsService) this.service.queue(conn);

@@ -35,6 +35,10 @@ export class FanOutStats {
   flushWrites = 0;
   /** Corked write batches the service queue handed to sockets (snapshots, catch-ups). */
   serviceWrites = 0;
+  /** Service turns run (each bounded in bytes and time, see turn-queue.ts). */
+  serviceTurns = 0;
+  /** Service turns the budget ended with connections still queued (a storm being spread out). */
+  serviceTurnsCut = 0;
   /** Bytes of frames shared between sockets, handed to sockets. */
   sharedBytes = 0;
   /** Bytes of frames built for one agent alone, handed to sockets. */
@@ -57,10 +61,10 @@ export class FanOutStats {
       for (const k of Object.keys(total) as (keyof FeedStats)[]) total[k] += s[k];
     }
     return {
-      flushes: this.flushes, flushWrites: this.flushWrites, serviceWrites: this.serviceWrites, sharedBytes: this.sharedBytes, ownBytes: this.ownBytes,
+      flushes: this.flushes, flushWrites: this.flushWrites, serviceWrites: this.serviceWrites, serviceTurns: this.serviceTurns, serviceTurnsCut: this.serviceTurnsCut, sharedBytes: this.sharedBytes, ownBytes: this.ownBytes,
       pingsSent: this.pingsSent, pongsReceived: this.pongsReceived, ...total,
     };
   }
 }
 
-export type FanOutStatsSnapshot = Readonly<FeedStats & Pick<FanOutStats, 'flushes' | 'flushWrites' | 'serviceWrites' | 'sharedBytes' | 'ownBytes' | 'pingsSent' | 'pongsReceived'>>;
+export type FanOutStatsSnapshot = Readonly<FeedStats & Pick<FanOutStats, 'flushes' | 'flushWrites' | 'serviceWrites' | 'serviceTurns' | 'serviceTurnsCut' | 'sharedBytes' | 'ownBytes' | 'pingsSent' | 'pongsReceived'>>;

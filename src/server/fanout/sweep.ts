@@ -51,7 +51,7 @@ export class Sweeper {
           break;
         case 'closing':
           if (conn.closeDeadlineMs === 0) conn.closeDeadlineMs = now + CLOSE_GRACE_MS;
-          else if (now >= conn.closeDeadlineMs) conn.ws.terminate();
+          else if (now >= conn.closeDeadlineMs) conn.socket.terminate();
           break;
         case 'streaming':
           if (now - conn.lastPongMs > o.pongTimeoutMs) {

@@ -6,13 +6,16 @@
  *   handshake ──HELLO ok──► streaming ──(coded close | peer close)──► closed
  *       └──── no HELLO by handshakeDeadlineMs ──► 4004
  *
- * Writes bypass ws's Sender: frames arrive here already WebSocket-framed (wire.ts) and go straight
- * to the upgraded socket, corked so one flush is one syscall per socket. That is safe because ws
- * writes only whole frames (permessage-deflate is off, so its Sender never queues), so our frames
- * and its control frames never interleave mid-frame.
+ * Frames arrive here already WebSocket-framed (framing.ts) and go to the socket through the
+ * transport seam (seam.ts), which never frames them again.
+ *
+ * One buffer is one plain write: corking a single buffer routes it through Node's
+ * queued-write path (writev) for nothing, ~1 µs per socket at 5,000 sockets. Code that may write
+ * several buffers to one socket opens a batch (beginBatch/endBatch): its buffers wait in one
+ * scratch list shared by all connections and leave as one plain write when there is only one, or
+ * as one corked write (one syscall) when there are several.
  */
-import type { Socket } from 'node:net';
-import type { WebSocket } from 'ws';
+import type { AgentSocket } from './seam.js';
 import type { FeedRuntime } from '../fanout/feeds.js';
 import type { SnapshotBuild } from '../fanout/snapshot-cache.js';
 import type { GoodbyeMessage, HelloMessage } from '../../../proto/index.js';
@@ -20,6 +23,9 @@ import { type Compression, CloseCode, InboundError, decodeInbound, encodeMessage
 
 export interface FeedCursor {
   readonly feed: FeedRuntime;
+  readonly conn: Connection;
+  /** Index in `feed.live` (the feed's dense list of live cursors), -1 when not in it. */
+  liveIndex: number;
   /** The revision the agent will be at once everything written so far arrives. */
   revision: number;
   phase: 'snapshot' | 'live';
@@ -50,6 +56,17 @@ export interface ConnectionLimits {
 
 let nextConnId = 1;
 
+/**
+ * The open batch: at most one connection at a time (flush, service and handshake each finish one
+ * connection before the next), so one scratch list serves every socket instead of an array each.
+ */
+const batch = {
+  owner: undefined as Connection | undefined,
+  bufs: [] as Buffer[],
+  done: [] as ((() => void) | undefined)[],
+  bytes: 0,
+};
+
 export class Connection {
   readonly id = nextConnId++;
   state: 'handshake' | 'streaming' | 'closing' | 'closed' = 'handshake';
@@ -64,44 +81,55 @@ export class Connection {
   closeDeadlineMs = 0;
   /** Bytes written for this agent alone and not yet flushed by the kernel (its budget). */
   ownOutstandingBytes = 0;
+  /** True while the last write returned true and no drain came since: the socket then holds fewer than socket.quietBytes. */
+  private quiet = true;
+  /** socket.quietBytes, read once (a stream's high-water mark never changes). */
+  private readonly quietBytes: number;
   /** Set when a flush skipped it or a snapshot stalled on its buffer; cleared by a catch-up. */
   needsService = false;
   closeCode: number | undefined;
 
   constructor(
-    readonly ws: WebSocket,
-    readonly socket: Socket,
+    readonly socket: AgentSocket,
     private readonly host: ConnectionHost,
     private readonly limits: ConnectionLimits,
     nowMs: number,
     handshakeTimeoutMs: number,
   ) {
     this.handshakeDeadlineMs = nowMs + handshakeTimeoutMs;
-    ws.on('message', (data, isBinary) => this.onMessage(data as Buffer | Buffer[] | ArrayBuffer, isBinary));
-    ws.on('close', (code) => this.onWsClose(code));
-    // ws reports protocol errors (bad masking, oversize above its hard cap) here and closes by itself.
-    ws.on('error', () => undefined);
-    socket.on('drain', () => {
-      if (this.state === 'streaming') this.host.onDrain(this);
+    this.quietBytes = socket.quietBytes;
+    socket.setEvents({
+      message: (data, isBinary) => this.onMessage(data, isBinary),
+      close: (code) => this.onSocketClose(code),
+      drain: () => {
+        this.quiet = this.socket.bufferedAmount < this.quietBytes;
+        if (this.state === 'streaming') this.host.onDrain(this);
+      },
     });
   }
 
+  /** Bytes handed to this socket and not yet taken by the kernel, including an open batch's. */
   get writableBytes(): number {
-    return this.socket.writableLength;
+    return batch.owner === this ? this.socket.bufferedAmount + batch.bytes : this.socket.bufferedAmount;
+  }
+
+  /**
+   * Whether the socket holds more than `hwm` unsent bytes. The flush asks this of every socket, so
+   * a socket known quiet (see `quiet`) answers without reading its stream's state.
+   */
+  aboveHighWater(hwm: number): boolean {
+    if (this.quiet && batch.owner !== this && hwm >= this.quietBytes) return false;
+    return this.writableBytes > hwm;
   }
 
   get open(): boolean {
     return this.state === 'handshake' || this.state === 'streaming';
   }
 
-  /** Writes frames shared with other sockets (not counted against the agent's budget). */
-  writeShared(frames: readonly Buffer[]): number {
-    let n = 0;
-    for (const f of frames) {
-      this.socket.write(f);
-      n += f.length;
-    }
-    return n;
+  /** Writes a frame shared with other sockets (not counted against the agent's budget). */
+  writeShared(frame: Buffer): void {
+    if (batch.owner === this) this.hold(frame, undefined);
+    else if (!this.socket.write(frame)) this.quiet = false;
   }
 
   /**
@@ -111,36 +139,55 @@ export class Connection {
   writeOwn(frames: readonly Buffer[]): boolean {
     let total = 0;
     for (const f of frames) total += f.length;
-    if (this.ownOutstandingBytes + total > this.limits.maxClientBytes) {
-      this.fail(CloseCode.OVER_BUDGET, 'CATTAIL_SERVER_OVER_BUDGET', `frames for this agent alone would hold ${this.ownOutstandingBytes + total} bytes, above maxClientBytes ${this.limits.maxClientBytes}`, 'over-budget');
+    // A transport that copies unsent bytes per socket (uWS) holds them for this agent alone too.
+    const held = this.ownOutstandingBytes + this.socket.copiedBytes + total;
+    if (held > this.limits.maxClientBytes) {
+      this.fail(CloseCode.OVER_BUDGET, 'CATTAIL_SERVER_OVER_BUDGET', `frames for this agent alone would hold ${held} bytes, above maxClientBytes ${this.limits.maxClientBytes}`, 'over-budget');
       return false;
     }
     for (const f of frames) {
       this.ownOutstandingBytes += f.length;
-      this.socket.write(f, () => {
+      const done = (): void => {
         this.ownOutstandingBytes -= f.length;
-      });
+      };
+      if (batch.owner === this) this.hold(f, done);
+      else if (!this.socket.write(f, done)) this.quiet = false;
     }
     return true;
   }
 
-  cork(): void {
-    this.socket.cork();
+  /** Starts collecting this connection's writes; endBatch() sends them. Ends another connection's open batch first. */
+  beginBatch(): void {
+    if (batch.owner !== undefined && batch.owner !== this) batch.owner.endBatch();
+    batch.owner = this;
   }
 
-  uncork(): void {
-    this.socket.uncork();
+  /** Sends the batch: one plain write for one buffer, one corked write for several. True when it wrote anything. */
+  endBatch(): boolean {
+    if (batch.owner !== this) return false;
+    batch.owner = undefined;
+    const n = batch.bufs.length;
+    if (n > 0 && !(n === 1 ? this.socket.write(batch.bufs[0] as Buffer, batch.done[0]) : this.socket.writeCorked(batch.bufs, batch.done))) this.quiet = false;
+    batch.bufs.length = 0;
+    batch.done.length = 0;
+    batch.bytes = 0;
+    return n > 0;
+  }
+
+  private hold(frame: Buffer, done: (() => void) | undefined): void {
+    batch.bufs.push(frame);
+    batch.done.push(done);
+    batch.bytes += frame.length;
   }
 
   findCursor(feedId: number): FeedCursor | undefined {
     return this.cursors.find((c) => c.feed.id === feedId);
   }
 
-  private onMessage(data: Buffer | Buffer[] | ArrayBuffer, isBinary: boolean): void {
+  private onMessage(buf: Buffer, isBinary: boolean): void {
     if (!this.open) return;
     try {
       if (!isBinary) throw new InboundError(CloseCode.UNEXPECTED_MESSAGE, 'CATTAIL_SERVER_UNEXPECTED_MESSAGE', 'text messages are not part of cattail.v1');
-      const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
       const m = decodeInbound(buf, this.limits.maxInboundBytes);
       if (this.state === 'handshake') {
         if (m.type !== 'hello') throw new InboundError(CloseCode.UNEXPECTED_MESSAGE, 'CATTAIL_SERVER_UNEXPECTED_MESSAGE', `the first message must be HELLO, got ${m.type}`);
@@ -188,35 +235,37 @@ export class Connection {
       frames.push(encodeMessage(goodbye));
     }
     frames.push(encodeMessage({ type: 'error', code: errorCode, message }));
-    try {
-      if (!this.socket.destroyed) for (const f of frames) this.socket.write(f);
-      // RFC 6455 caps the reason at 123 bytes; it carries the error code (§1.3).
-      this.ws.close(code, errorCode.slice(0, 123));
-    } catch {
-      this.ws.terminate();
-    }
-    this.releaseSnapshots();
+    // Whatever the batch holds was meant to go before the ERROR and the close frame.
+    this.endBatch();
+    if (this.socket.writable) for (const f of frames) this.socket.write(f);
+    // RFC 6455 caps the reason at 123 bytes; it carries the error code (§1.3).
+    this.socket.close(code, errorCode.slice(0, 123));
+    this.release();
   }
 
   private closeQuietly(code: number): void {
     if (!this.open) return;
     this.state = 'closing';
     this.closeCode = code;
-    this.ws.close(code);
-    this.releaseSnapshots();
+    this.endBatch();
+    this.socket.close(code);
+    this.release();
   }
 
-  releaseSnapshots(): void {
+  /** Leaves the feeds' live lists and the snapshot builds: a closing connection gets no more frames. */
+  release(): void {
     for (const c of this.cursors) {
+      c.feed.leaveLive(c);
       c.snapshot?.unsubscribe();
       c.snapshot = undefined;
     }
   }
 
-  private onWsClose(code: number): void {
+  private onSocketClose(code: number): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
-    this.releaseSnapshots();
+    if (batch.owner === this) this.endBatch();
+    this.release();
     this.host.onClosed(this, this.closeCode ?? code);
   }
 }

@@ -11,7 +11,9 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import type { Duplex } from 'node:stream';
 import { Packr } from 'msgpackr';
+import { duplexPair } from '../../support/duplex-pair.js';
 import { WebSocket, WebSocketServer } from 'ws';
 import { compressFrame } from '../../../src/frame-compression.js';
 import {
@@ -142,6 +144,17 @@ export class FakeServer {
       handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
     });
     this.wss.on('connection', (ws, req) => this.onConnection(ws, req));
+  }
+
+  /**
+   * One end of an in-memory connection to this server (the client's `dial` seam): the other end
+   * goes through the same HTTP upgrade path as a TCP socket would, without the network.
+   */
+  dial(): Duplex {
+    if (this.http === undefined) throw new Error('fake server not started');
+    const [client, server] = duplexPair();
+    this.http.emit('connection', server);
+    return client;
   }
 
   static async start(opts: FakeServerOptions = {}): Promise<FakeServer> {

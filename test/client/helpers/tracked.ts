@@ -7,7 +7,11 @@ import type { Client } from '../../../src/client/index.js';
 import { FakeServer, type FakeServerOptions } from './fake-server.js';
 import { start, type Setup } from './harness.js';
 
-export function tracked(): { server(opts?: FakeServerOptions): Promise<FakeServer>; setup(opts: Parameters<typeof start>[0]): Setup } {
+/**
+ * `memory`: the clients reach the fake servers over in-memory pairs (the client's `dial` seam,
+ * matched by endpoint URL) instead of loopback TCP; the same tests then run with no socket at all.
+ */
+export function tracked(o: { memory?: boolean } = {}): { server(opts?: FakeServerOptions): Promise<FakeServer>; setup(opts: Parameters<typeof start>[0]): Setup } {
   const servers: FakeServer[] = [];
   const clients: Client[] = [];
   afterEach(async () => {
@@ -21,7 +25,12 @@ export function tracked(): { server(opts?: FakeServerOptions): Promise<FakeServe
       return s;
     },
     setup(opts: Parameters<typeof start>[0]): Setup {
-      const s = start(opts);
+      const dial = (endpoint: string): ReturnType<FakeServer['dial']> => {
+        const srv = servers.find((x) => x.url === endpoint);
+        if (srv === undefined) throw new Error(`no fake server at ${endpoint}`);
+        return srv.dial();
+      };
+      const s = start(o.memory === true ? { dial, ...opts } : opts);
       clients.push(s.client);
       return s;
     },

@@ -1,6 +1,7 @@
 import { afterEach } from 'vitest';
 import { type ServerHandle, type StartServerOptions, startServer } from '../../../src/server/server.js';
 import { ScriptedUpstream } from '../../support/scripted-upstream.js';
+import { TEST_TRANSPORT } from '../../support/transport.js';
 import { type AgentOptions, TestAgent } from './agent.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -20,7 +21,7 @@ export interface Harness {
 
 export async function harness(opts: Partial<StartServerOptions> & { feeds?: string[] } = {}): Promise<Harness> {
   const upstream = ScriptedUpstream.withFeeds(...(opts.feeds ?? ['felix']));
-  const server = await startServer({ upstream, defaultMetrics: false, flushWindowMs: 1, serverId: 'test-server', ...opts });
+  const server = await startServer({ upstream, defaultMetrics: false, flushWindowMs: 1, serverId: 'test-server', transport: TEST_TRANSPORT, ...opts });
   const agents: TestAgent[] = [];
   cleanups.push(async () => {
     for (const a of agents) a.ws.terminate();

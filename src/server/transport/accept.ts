@@ -1,0 +1,36 @@
+/**
+ * The server's answers at the upgrade, the same for every transport: admission through the
+ * governor (503 + Retry-After before any WebSocket handshake), and the subprotocol check.
+ *
+ * An agent that does not offer `cattail.v1` still completes the upgrade and is then closed with
+ * 4001 after an ERROR, so it sees a coded close rather than a bare HTTP error (PROTOCOL.md §1.1).
+ */
+import type { ServerMetrics } from '../ops/metrics.js';
+import { CloseCode, SUBPROTOCOL, encodeMessage } from './framing.js';
+import type { Governor } from './governor.js';
+import type { AcceptHooks, AgentSocket } from './seam.js';
+
+export interface AcceptOptions {
+  readonly governor: Governor;
+  readonly metrics: ServerMetrics;
+  readonly openConnections: () => number;
+  /** Called with each accepted socket that speaks the cattail subprotocol. */
+  readonly onAgent: (socket: AgentSocket) => void;
+}
+
+export function acceptHooks(o: AcceptOptions): AcceptHooks {
+  return {
+    admit: () => o.governor.admit(o.openConnections()),
+    refused: (reason) => o.metrics.connectionsRefused.inc({ reason }),
+    accept: (socket) => {
+      if (socket.peer.protocol !== SUBPROTOCOL) {
+        o.metrics.connectionsRefused.inc({ reason: 'subprotocol' });
+        const message = `this server speaks WebSocket subprotocol ${SUBPROTOCOL} only`;
+        socket.write(encodeMessage({ type: 'error', code: 'CATTAIL_SERVER_BAD_SUBPROTOCOL', message }));
+        socket.close(CloseCode.UNSUPPORTED_VERSION, `unsupported subprotocol; use ${SUBPROTOCOL}`);
+        return;
+      }
+      o.onAgent(socket);
+    },
+  };
+}

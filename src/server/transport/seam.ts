@@ -1,0 +1,166 @@
+/**
+ * The transport seam: everything the fan-out needs from an agent socket, and nothing more. The
+ * fan-out (src/server/fanout) and Connection never touch `ws`, `net`, `http` or uWebSockets.js;
+ * a transport (ws-transport.ts, uws-transport.ts) turns its library's sockets into these.
+ *
+ *   transport ──upgrade──► AcceptHooks.admit() ── refusal ──► 503 + Retry-After (no WebSocket)
+ *                               └── admitted ──► WebSocket handshake ──► AcceptHooks.accept(AgentSocket)
+ *
+ * What crosses the seam is pre-framed bytes: a Buffer holding one or more whole WebSocket frames,
+ * framed once (framing.ts wsFramed) and shared by every socket. A transport that can write bytes
+ * as they are (ws: the upgraded net.Socket) does so without a copy; one that frames itself (uWS)
+ * sends each frame's payload as its own message (see forEachFrame).
+ *
+ * The peer's identity is captured once at the upgrade (headers, remote address, TLS client
+ * certificate) so that authorisation (mTLS allow-lists, later) is a function of an AgentSocket and
+ * never of a transport's internals.
+ */
+import type { Refusal } from './governor.js';
+
+/** The client certificate's identity of a TLS connection (what an mTLS allow-list matches). */
+export interface TlsIdentity {
+  /** The peer certificate's subject common name, when it has one. */
+  readonly subjectCN: string | undefined;
+  /** The peer certificate's URI subject alternative names (SPIFFE IDs and the like). */
+  readonly uriSANs: readonly string[];
+  /** True when the certificate chains to the server's client CA (node:tls `authorized`). */
+  readonly authorized: boolean;
+}
+
+/** Who is on the other end, as seen at the upgrade. */
+export interface PeerInfo {
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  /** The upgrade request's headers, names lower-cased. */
+  readonly headers: Readonly<Record<string, string>>;
+  /** The subprotocol the handshake selected ('' when none). */
+  readonly protocol: string;
+  /** undefined on a plaintext connection, or on TLS without a client certificate. */
+  readonly tls: TlsIdentity | undefined;
+}
+
+/** What an AgentSocket reports back; set once by the Connection that owns it. */
+export interface AgentSocketEvents {
+  /** One complete inbound WebSocket message (already unmasked and reassembled). */
+  message(data: Buffer, isBinary: boolean): void;
+  /** bufferedAmount went down after a write could not be taken whole. */
+  drain(): void;
+  /** The socket is gone; `code` is the close code received, or 1006 when none was. */
+  close(code: number): void;
+}
+
+/** One accepted agent socket. */
+export interface AgentSocket {
+  readonly peer: PeerInfo;
+  /** Which transport made it ('ws' or 'uws'), for logs and tests. */
+  readonly transport: TransportKind;
+  /** False once the socket cannot take more bytes (closed or destroyed). */
+  readonly writable: boolean;
+  /**
+   * Bytes handed to write() and not yet taken by the kernel. The fan-out compares it with
+   * socketHighWaterBytes to skip stalled agents.
+   */
+  readonly bufferedAmount: number;
+  /**
+   * Of bufferedAmount, the bytes the transport holds as this socket's own copy (uWS copies unsent
+   * bytes into a per-socket buffer; ws keeps references to the shared Buffers, so 0). They count
+   * against the agent's maxClientBytes budget: they are memory one stuck agent pins.
+   */
+  readonly copiedBytes: number;
+  /**
+   * A write that returns true leaves bufferedAmount below this, until the next write (ws: the
+   * socket's own 16 KiB writableHighWaterMark; uWS: 1, nothing buffered). It lets the fan-out skip
+   * reading bufferedAmount for sockets whose last write returned true and that saw no drain since:
+   * on 5,000 sockets that read was ~5 % of a burst's CPU (pointer chasing into each stream).
+   */
+  readonly quietBytes: number;
+  setEvents(events: AgentSocketEvents): void;
+  /**
+   * Writes one pre-framed buffer (one or more whole WebSocket frames). `onWritten` runs once the
+   * transport no longer holds a reference to the buffer (written to the kernel, or copied).
+   * Returns false when the transport now holds quietBytes or more (a drain follows).
+   */
+  write(frames: Buffer, onWritten?: () => void): boolean;
+  /** Writes several pre-framed buffers as one batch: one syscall where the transport can. Returns as write(). */
+  writeCorked(frames: readonly Buffer[], onWritten: readonly ((() => void) | undefined)[]): boolean;
+  /** Starts the closing handshake with a close frame (code, reason ≤ 123 bytes). */
+  close(code: number, reason?: string): void;
+  /** Destroys the socket at once (no closing handshake). */
+  terminate(): void;
+}
+
+export type TransportKind = 'ws' | 'uws';
+
+/** What a transport asks of the server at each upgrade. */
+export interface AcceptHooks {
+  /** Admission: undefined admits, a refusal becomes 503 + Retry-After before any WebSocket handshake. */
+  admit(): Refusal | undefined;
+  /** An upgrade this transport refused itself (admission, or the wrong subprotocol), for the metrics. */
+  refused(reason: Refusal['reason'] | 'subprotocol'): void;
+  /** A completed WebSocket handshake that offered the cattail subprotocol. */
+  accept(socket: AgentSocket): void;
+}
+
+export interface ListenAddress {
+  readonly host: string;
+  readonly port: number;
+  /** listen(2) backlog (the kernel caps it at net.core.somaxconn). */
+  readonly backlog: number;
+}
+
+export interface BoundAddress {
+  readonly address: string;
+  readonly port: number;
+  readonly family: 'IPv4' | 'IPv6';
+}
+
+/** The agent port. */
+export interface AgentTransport {
+  readonly kind: TransportKind;
+  listen(at: ListenAddress): Promise<BoundAddress>;
+  /** Stops accepting and destroys every socket still open (after the fan-out's own goodbyes). */
+  close(): Promise<void>;
+}
+
+/** Limits every transport applies before a message reaches the Connection. */
+export interface TransportLimits {
+  /** Frames above this reach the Connection's own check (4003); see HARD_CAP_FACTOR. */
+  readonly maxInboundBytes: number;
+  /** Upgrade requests must complete their HTTP headers within this (slow-loris handshakes). */
+  readonly handshakeTimeoutMs: number;
+  /** Agents admitted; TCP connections are capped a little above it where the transport can. */
+  readonly maxConnections?: number;
+}
+
+/**
+ * Transports refuse inbound frames above maxInboundBytes × this themselves, before buffering them;
+ * frames between maxInboundBytes and that reach the Connection and get the protocol's coded 4003,
+ * while a huge declared length still cannot make the server buffer it.
+ */
+export const HARD_CAP_FACTOR = 4;
+
+/**
+ * Calls `fn` with the payload of each WebSocket frame in a pre-framed buffer (server frames: never
+ * masked), as views without copying. A transport that frames messages itself (uWS) uses this to
+ * send a buffer that holds several frames (a DELTA and its STATUS) as several messages.
+ */
+export function forEachFrame(buf: Buffer, fn: (payload: Buffer) => void): void {
+  let off = 0;
+  while (off < buf.length) {
+    const l7 = (buf[off + 1] as number) & 0x7f;
+    let len: number;
+    let hl: number;
+    if (l7 < 126) {
+      len = l7;
+      hl = 2;
+    } else if (l7 === 126) {
+      len = buf.readUInt16BE(off + 2);
+      hl = 4;
+    } else {
+      len = buf.readUInt32BE(off + 2) * 2 ** 32 + buf.readUInt32BE(off + 6);
+      hl = 10;
+    }
+    fn(buf.subarray(off + hl, off + hl + len));
+    off += hl + len;
+  }
+}

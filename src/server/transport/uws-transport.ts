@@ -1,0 +1,243 @@
+/**
+ * The uWebSockets.js transport (`--transport uws`): the same seam as ws-transport.ts over uWS's
+ * native event loop integration. On the reference machine uWS wrote the same frames to 1,000-5,000
+ * sockets at 0.89-0.92x the CPU of a plain Node `net` server, which `ws` cannot go below.
+ *
+ * uWS frames messages itself, so a pre-framed buffer is cut back into its frames' payloads
+ * (forEachFrame) and each goes out with `send`; several frames (a DELTA and its STATUS) go inside
+ * one `cork`, one syscall. The quirks it is built around (measured, see DESIGN.md "Transports"):
+ *  - uWS copies whatever the kernel does not take into a per-socket buffer. Those bytes are the
+ *    agent's own memory, so they count in its maxClientBytes budget (AgentSocket.copiedBytes),
+ *    and the fan-out's high-water mark bounds them like any socket buffer.
+ *  - Sending from inside its `drain` callback left sockets stalled until uWS's ~4 s timer sweep;
+ *    drains are handed to the fan-out on the next turn (setImmediate), never re-entrantly.
+ *  - `publish` defers writes to the end of the loop iteration and skips slow subscribers above
+ *    maxBackpressure (it drops messages); per-socket `send` writes at once and is never dropped
+ *    below maxBackpressure, which is set above anything the fan-out lets a socket hold.
+ *  - No listen backlog option: uSockets passes a fixed 512 to listen(2), so `listenBacklog` does
+ *    not apply; no HTTP header timeout option: uWS closes an HTTP request idle for ~10 s.
+ *  - uSockets binds with SO_REUSEPORT unless told LIBUS_LISTEN_EXCLUSIVE_PORT (a second server on
+ *    the same port would silently share it), and binds port 0 without SO_REUSEADDR (a restart on
+ *    that port then fails while old connections sit in TIME_WAIT). So: exclusive, and port 0 is
+ *    resolved to a free port first.
+ * Plaintext only: uWS's SSLApp verifies a client certificate's chain when given a CA file, but
+ * admits clients without one and exposes no peer certificate to JavaScript, so the subject CN /
+ * URI SAN allow-list of mTLS cannot be enforced on it (see docs/transport.md).
+ */
+import { createServer } from 'node:net';
+import { SUBPROTOCOL } from './framing.js';
+import {
+  type AcceptHooks, type AgentSocket, type AgentSocketEvents, type AgentTransport, type BoundAddress, HARD_CAP_FACTOR,
+  type ListenAddress, type PeerInfo, type TransportLimits, forEachFrame,
+} from './seam.js';
+import { type UwsHttpRequest, type UwsHttpResponse, type UwsModule, type UwsWebSocket, loadUws } from './uws-loader.js';
+
+/** uWS send() results (uWS.js docs): 2 means the message was dropped above maxBackpressure. */
+const SEND_DROPPED = 2;
+
+interface UserData {
+  peer: PeerInfo;
+  socket: UwsAgentSocket | undefined;
+}
+
+/** Length of the first WebSocket frame in a pre-framed buffer (header + payload). */
+function firstFrameBytes(buf: Buffer): number {
+  const l7 = (buf[1] as number) & 0x7f;
+  if (l7 < 126) return 2 + l7;
+  if (l7 === 126) return 4 + buf.readUInt16BE(2);
+  return 10 + buf.readUInt32BE(2) * 2 ** 32 + buf.readUInt32BE(6);
+}
+
+class UwsAgentSocket implements AgentSocket {
+  readonly transport = 'uws';
+  readonly quietBytes = 1;
+  private events: AgentSocketEvents | undefined;
+  private closed = false;
+  private drainScheduled = false;
+
+  constructor(
+    private readonly ws: UwsWebSocket,
+    readonly peer: PeerInfo,
+    private readonly untrack: (s: UwsAgentSocket) => void,
+  ) {}
+
+  setEvents(events: AgentSocketEvents): void {
+    this.events = events;
+  }
+
+  get writable(): boolean {
+    return !this.closed;
+  }
+
+  get bufferedAmount(): number {
+    return this.closed ? 0 : this.ws.getBufferedAmount();
+  }
+
+  /** Everything uWS buffers is its own copy. */
+  get copiedBytes(): number {
+    return this.bufferedAmount;
+  }
+
+  write(frames: Buffer, onWritten?: () => void): boolean {
+    if (!this.closed) {
+      if (firstFrameBytes(frames) === frames.length) this.sendFrames(frames);
+      else this.ws.cork(() => this.sendFrames(frames));
+    }
+    // uWS has either handed the bytes to the kernel or copied them: it holds no reference.
+    onWritten?.();
+    return this.bufferedAmount === 0;
+  }
+
+  writeCorked(frames: readonly Buffer[], onWritten: readonly ((() => void) | undefined)[]): boolean {
+    if (!this.closed) {
+      this.ws.cork(() => {
+        for (const f of frames) if (!this.closed) this.sendFrames(f);
+      });
+    }
+    for (const cb of onWritten) cb?.();
+    return this.bufferedAmount === 0;
+  }
+
+  private sendFrames(buf: Buffer): void {
+    forEachFrame(buf, (payload) => {
+      if (this.closed) return;
+      // A dropped message would leave a gap in the agent's stream: end the connection instead
+      // (the agent reconnects and resumes). maxBackpressure is sized so this does not happen.
+      if (this.ws.send(payload, true, false) === SEND_DROPPED) this.terminate();
+    });
+  }
+
+  close(code: number, reason?: string): void {
+    if (this.closed) return;
+    this.ws.end(code, reason);
+  }
+
+  terminate(): void {
+    if (this.closed) return;
+    this.ws.close();
+  }
+
+  // ---- called by the transport from uWS's handlers ----
+
+  onMessage(data: ArrayBuffer, isBinary: boolean): void {
+    // uWS neuters the ArrayBuffer when the handler returns; the Connection may keep slices of it.
+    this.events?.message(Buffer.from(new Uint8Array(data)), isBinary);
+  }
+
+  onDrain(): void {
+    if (this.drainScheduled) return;
+    this.drainScheduled = true;
+    setImmediate(() => {
+      this.drainScheduled = false;
+      if (!this.closed) this.events?.drain();
+    });
+  }
+
+  onClose(code: number): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.untrack(this);
+    this.events?.close(code === 0 ? 1005 : code);
+  }
+}
+
+/** A port the kernel picks as free on `host` (closed again before uWS binds it). */
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, host, () => {
+      const a = srv.address();
+      srv.close(() => (a !== null && typeof a === 'object' ? resolve(a.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+export interface UwsTransportOptions {
+  readonly hooks: AcceptHooks;
+  readonly limits: TransportLimits;
+  /**
+   * uWS's maxBackpressure: above this a send is dropped, so it must exceed anything the fan-out
+   * lets one socket hold (high-water mark + a frame + the agent's own budget).
+   */
+  readonly maxBufferedBytes: number;
+}
+
+export class UwsTransport implements AgentTransport {
+  readonly kind = 'uws';
+  /** Which uWS build runs (package and binary). */
+  readonly source: string;
+  private readonly uws: UwsModule;
+  private readonly sockets = new Set<UwsAgentSocket>();
+  private listenSocket: unknown;
+
+  /** Throws CATTAIL_SERVER_TRANSPORT_UNAVAILABLE when no uWS build loads. */
+  constructor(private readonly o: UwsTransportOptions) {
+    const loaded = loadUws();
+    this.uws = loaded.module;
+    this.source = loaded.source;
+  }
+
+  private onUpgrade(res: UwsHttpResponse, req: UwsHttpRequest, context: unknown): void {
+    const refusal = this.o.hooks.admit();
+    if (refusal !== undefined) {
+      this.o.hooks.refused(refusal.reason);
+      res.writeStatus('503 Service Unavailable').writeHeader('Retry-After', String(refusal.retryAfterSeconds)).writeHeader('Content-Type', 'text/plain').end(`${refusal.reason}\n`, true);
+      return;
+    }
+    const headers: Record<string, string> = {};
+    req.forEach((k, v) => (headers[k] = v));
+    const offered = (headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '');
+    // As in ws-transport: an agent offering only other subprotocols gets its first one echoed, so
+    // the upgrade completes and it sees the coded 4001 instead of a bare failed handshake.
+    const protocol = offered.includes(SUBPROTOCOL) ? SUBPROTOCOL : (offered[0] ?? '');
+    const peer: PeerInfo = { remoteAddress: Buffer.from(res.getRemoteAddressAsText()).toString(), remotePort: 0, headers, protocol, tls: undefined };
+    const userData: UserData = { peer, socket: undefined };
+    res.upgrade(userData as never, headers['sec-websocket-key'] ?? '', protocol, '', context);
+  }
+
+  async listen(at: ListenAddress): Promise<BoundAddress> {
+    const port = at.port === 0 ? await freePort(at.host) : at.port;
+    const app = this.uws.App();
+    app.ws('/*', {
+      maxPayloadLength: this.o.limits.maxInboundBytes * HARD_CAP_FACTOR,
+      // Liveness is the protocol's own PING/PONG (sweep.ts), deadlines are the sweep's.
+      idleTimeout: 0,
+      sendPingsAutomatically: false,
+      maxBackpressure: this.o.maxBufferedBytes,
+      closeOnBackpressureLimit: false,
+      compression: 0,
+      upgrade: (res, req, context) => this.onUpgrade(res, req, context),
+      open: (ws) => {
+        const ud = ws.getUserData() as unknown as UserData;
+        const s = new UwsAgentSocket(ws, ud.peer, (x) => this.sockets.delete(x));
+        ud.socket = s;
+        this.sockets.add(s);
+        this.o.hooks.accept(s);
+      },
+      message: (ws, message, isBinary) => (ws.getUserData() as unknown as UserData).socket?.onMessage(message, isBinary),
+      drain: (ws) => (ws.getUserData() as unknown as UserData).socket?.onDrain(),
+      close: (ws, code) => (ws.getUserData() as unknown as UserData).socket?.onClose(code),
+    });
+    app.any('/*', (res) => {
+      res.writeStatus('426 Upgrade Required').writeHeader('Upgrade', 'websocket').writeHeader('Content-Type', 'text/plain').end(`this port serves WebSocket subprotocol ${SUBPROTOCOL}\n`);
+    });
+    return new Promise((resolve, reject) => {
+      app.listen(at.host, port, this.uws.LIBUS_LISTEN_EXCLUSIVE_PORT, (ls) => {
+        if (ls === false || ls === undefined || ls === null) {
+          reject(new Error(`uWS could not listen on ${at.host}:${port} (address in use, or not permitted)`));
+          return;
+        }
+        this.listenSocket = ls;
+        resolve({ address: at.host, port: this.uws.us_socket_local_port(ls), family: at.host.includes(':') ? 'IPv6' : 'IPv4' });
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    if (this.listenSocket !== undefined) this.uws.us_listen_socket_close(this.listenSocket);
+    this.listenSocket = undefined;
+    for (const s of [...this.sockets]) s.terminate();
+    return Promise.resolve();
+  }
+}

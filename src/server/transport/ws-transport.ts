@@ -1,0 +1,184 @@
+/**
+ * The `ws` transport (the default): a node:http server whose upgrades go to a `ws` server in
+ * `noServer` mode.
+ *
+ * `noServer` lets us refuse before the WebSocket handshake (503 + Retry-After from the governor)
+ * and keep the raw upgraded socket, which gets the pre-framed bytes as they are: no copy, no
+ * per-socket framing. Compression is off (perMessageDeflate: false): frames are compressed once by
+ * Cattail, never per socket. Writing next to ws is safe because ws writes only whole frames (its
+ * Sender never queues with permessage-deflate off), so ours and its control frames never
+ * interleave mid-frame.
+ *
+ * TLS: pass an `https.Server` (or any node:http-compatible server built on node:tls) as `server`;
+ * the peer's certificate identity is read from the upgraded TLSSocket (tlsIdentityOf).
+ */
+import { type IncomingMessage, type Server, createServer } from 'node:http';
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { SUBPROTOCOL } from './framing.js';
+import {
+  type AcceptHooks, type AgentSocket, type AgentSocketEvents, type AgentTransport, type BoundAddress, HARD_CAP_FACTOR,
+  type ListenAddress, type PeerInfo, type TlsIdentity, type TransportLimits,
+} from './seam.js';
+
+/** The identity in a TLS socket's peer certificate; undefined for plaintext or no certificate. */
+export function tlsIdentityOf(socket: Socket): TlsIdentity | undefined {
+  const tls = socket as Partial<TLSSocket>;
+  if (tls.encrypted !== true || typeof tls.getPeerCertificate !== 'function') return undefined;
+  const cert = tls.getPeerCertificate();
+  if (cert === undefined || Object.keys(cert).length === 0) return undefined;
+  const cn = cert.subject?.CN;
+  const uriSANs = (cert.subjectaltname ?? '').split(', ').filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
+  return { subjectCN: Array.isArray(cn) ? cn[0] : cn, uriSANs, authorized: tls.authorized === true };
+}
+
+function headersOf(req: IncomingMessage): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(req.headers)) if (v !== undefined) out[k] = Array.isArray(v) ? v.join(', ') : v;
+  return out;
+}
+
+/** One upgraded `ws` socket behind the seam. */
+class WsAgentSocket implements AgentSocket {
+  readonly transport = 'ws';
+  readonly copiedBytes = 0;
+  private events: AgentSocketEvents | undefined;
+
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly socket: Socket,
+    readonly peer: PeerInfo,
+  ) {
+    ws.on('message', (data, isBinary) => {
+      const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+      this.events?.message(buf, isBinary);
+    });
+    ws.on('close', (code) => this.events?.close(code));
+    // ws reports protocol errors (bad masking, oversize above its hard cap) here and closes by itself.
+    ws.on('error', () => undefined);
+    socket.on('drain', () => this.events?.drain());
+  }
+
+  setEvents(events: AgentSocketEvents): void {
+    this.events = events;
+  }
+
+  get writable(): boolean {
+    return !this.socket.destroyed;
+  }
+
+  get bufferedAmount(): number {
+    return this.socket.writableLength;
+  }
+
+  get quietBytes(): number {
+    return this.socket.writableHighWaterMark;
+  }
+
+  write(frames: Buffer, onWritten?: () => void): boolean {
+    return this.socket.write(frames, onWritten);
+  }
+
+  writeCorked(frames: readonly Buffer[], onWritten: readonly ((() => void) | undefined)[]): boolean {
+    let quiet = true;
+    this.socket.cork();
+    for (let i = 0; i < frames.length; i++) quiet = this.socket.write(frames[i] as Buffer, onWritten[i]) && quiet;
+    this.socket.uncork();
+    return quiet;
+  }
+
+  close(code: number, reason?: string): void {
+    try {
+      this.ws.close(code, reason);
+    } catch {
+      this.ws.terminate();
+    }
+  }
+
+  terminate(): void {
+    this.ws.terminate();
+  }
+}
+
+export interface WsTransportOptions {
+  readonly hooks: AcceptHooks;
+  readonly limits: TransportLimits;
+  /** The HTTP(S) server to attach to; default a plain node:http server. */
+  readonly server?: Server;
+}
+
+export class WsTransport implements AgentTransport {
+  readonly kind = 'ws';
+  readonly http: Server;
+  private readonly wss: WebSocketServer;
+
+  constructor(private readonly o: WsTransportOptions) {
+    this.wss = new WebSocketServer({
+      noServer: true,
+      perMessageDeflate: false,
+      maxPayload: o.limits.maxInboundBytes * HARD_CAP_FACTOR,
+      clientTracking: false,
+      // An agent offering only other subprotocols gets its first one echoed: a compliant client
+      // fails an upgrade that selects none of its offers (1006, uncoded), and the point is to
+      // give it the coded 4001 that says "wrong version", after which the server closes at once.
+      handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : ([...protocols][0] ?? false)),
+    });
+    // A client that never finishes its upgrade request (slow-loris) is cut off after the
+    // handshake timeout; Node checks that deadline on its own interval, a quarter of it here.
+    this.http = o.server ?? createServer({ connectionsCheckingInterval: Math.max(100, Math.floor(o.limits.handshakeTimeoutMs / 4)) });
+    this.http.on('request', (_req, res) => {
+      res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' });
+      res.end(`this port serves WebSocket subprotocol ${SUBPROTOCOL}\n`);
+    });
+    this.http.headersTimeout = o.limits.handshakeTimeoutMs;
+    this.http.requestTimeout = o.limits.handshakeTimeoutMs;
+    // A connection that sends nothing at all never starts a request, so the header deadline does
+    // not apply: the idle timeout closes it (upgraded sockets clear it, see onUpgrade).
+    this.http.timeout = o.limits.handshakeTimeoutMs;
+    // Room above maxConnections for upgrades being refused (answered and closed, not held) and
+    // for closing sockets; beyond it the kernel's connection is dropped at once.
+    if (o.limits.maxConnections !== undefined) this.http.maxConnections = o.limits.maxConnections + Math.max(64, Math.ceil(o.limits.maxConnections * 0.1));
+    this.http.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.onUpgrade(req, socket, head));
+  }
+
+  private onUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    socket.on('error', () => undefined);
+    const refusal = this.o.hooks.admit();
+    if (refusal !== undefined) {
+      this.o.hooks.refused(refusal.reason);
+      const hint = refusal.endpoints.length > 0 ? `X-Cattail-Endpoints: ${refusal.endpoints.join(',')}\r\n` : '';
+      const body = `${refusal.reason}: ${refusal.detail}\n`;
+      socket.end(`HTTP/1.1 503 Service Unavailable\r\nRetry-After: ${refusal.retryAfterSeconds}\r\n${hint}Connection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      socket.setNoDelay(true);
+      // Upgraded: liveness is the protocol's PING/PONG from here on, not the HTTP idle timeout.
+      socket.setTimeout(0);
+      const peer: PeerInfo = {
+        remoteAddress: socket.remoteAddress ?? '', remotePort: socket.remotePort ?? 0, headers: headersOf(req), protocol: ws.protocol, tls: tlsIdentityOf(socket),
+      };
+      this.o.hooks.accept(new WsAgentSocket(ws, socket, peer));
+    });
+  }
+
+  async listen(at: ListenAddress): Promise<BoundAddress> {
+    await new Promise<void>((resolve, reject) => {
+      this.http.once('error', reject);
+      this.http.listen({ port: at.port, host: at.host, backlog: at.backlog }, () => {
+        this.http.off('error', reject);
+        resolve();
+      });
+    });
+    const a = this.http.address();
+    if (a === null || typeof a === 'string') throw new Error(`unexpected listen address ${String(a)}`);
+    return { address: a.address, port: a.port, family: a.family === 'IPv6' ? 'IPv6' : 'IPv4' };
+  }
+
+  async close(): Promise<void> {
+    this.wss.close();
+    this.http.closeAllConnections();
+    if (this.http.listening) await new Promise((r) => this.http.close(r));
+  }
+}

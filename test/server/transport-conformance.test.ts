@@ -1,0 +1,168 @@
+/**
+ * One conformance suite for every agent transport that loads on this machine (ws always; uws when
+ * a uWebSockets.js build loads): what the fan-out relies on from the seam (seam.ts), checked end
+ * to end with real sockets. Frames (a buffer holding a DELTA and its STATUS arrives as two
+ * messages), backpressure and drain (a stalled agent is skipped, then caught up), coded closes,
+ * oversize inbound frames, admission refusals, and slow handshakes before and after the upgrade.
+ *
+ * The bounds on waits are safety nets against hangs, not timing assertions.
+ */
+import { connect } from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { encodeFrame } from '../../proto/index.js';
+import { loadUws, uwsAvailable } from '../../src/server/transport/uws-loader.js';
+import { forEachFrame } from '../../src/server/transport/seam.js';
+import { encodeMessage } from '../../src/server/transport/framing.js';
+import { opened } from './helpers/agent.js';
+import { type Harness, eventually, harness } from './helpers/harness.js';
+
+const TRANSPORTS = (['ws', 'uws'] as const).filter((t) => t === 'ws' || uwsAvailable());
+
+function seed(h: Harness, n = 20): void {
+  const batch: Record<string, unknown> = {};
+  for (let i = 0; i < n; i++) batch[`/pods/ns/p${i}`] = { i };
+  h.upstream.apply('felix', batch, { status: 'in-sync' });
+}
+
+/** Resolves when the peer closes a raw TCP connection (or after `boundMs`, with false). */
+function rawClosed(port: number, send: string, boundMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ host: '127.0.0.1', port }, () => s.write(send));
+    const timer = setTimeout(() => {
+      s.destroy();
+      resolve(false);
+    }, boundMs);
+    s.on('error', () => undefined);
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+    s.resume();
+  });
+}
+
+it('forEachFrame cuts a pre-framed buffer back into each frame payload', () => {
+  const a = encodeMessage({ type: 'ping', t: 1 });
+  const big = encodeMessage({ type: 'error', code: 'X', message: 'y'.repeat(70_000) });
+  const payloads: number[] = [];
+  forEachFrame(Buffer.concat([a, big, a]), (p) => payloads.push(p.length));
+  expect(payloads).toEqual([a.length - 2, big.length - 10, a.length - 2]);
+});
+
+it('--transport uws without a loadable uWebSockets.js build is a coded error naming each build tried', () => {
+  expect(() => loadUws(['cattail-no-such-uws-build'])).toThrow(expect.objectContaining({
+    code: 'CATTAIL_SERVER_TRANSPORT_UNAVAILABLE',
+    message: expect.stringContaining('cattail-no-such-uws-build: not installed'),
+  }));
+});
+
+describe.each(TRANSPORTS)('transport conformance: %s', (transport) => {
+  it('delivers shared pre-framed buffers as whole messages, a DELTA and its STATUS as two', async () => {
+    const h = await harness({ transport });
+    seed(h);
+    const a = h.agent({ feeds: [{ name: 'felix' }] });
+    await a.untilRevision('felix', 1);
+    const n = a.received.length;
+    h.upstream.apply('felix', { '/pods/ns/p1': { changed: true } }, { watermarks: { pods: '7' } });
+    await a.untilRevision('felix', 2);
+    await a.until(() => a.received.length >= n + 2, 'delta and status');
+    expect(a.received.slice(n, n + 2)).toEqual(['delta', 'status']);
+    expect(a.violations).toEqual([]);
+    expect(a.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
+  });
+
+  it('skips a stalled agent above the high-water mark and catches it up after it drains', async () => {
+    const h = await harness({ transport, socketHighWaterBytes: 64 * 1024 });
+    seed(h);
+    const slow = h.agent({ feeds: [{ name: 'felix' }] });
+    const fast = h.agent({ feeds: [{ name: 'felix' }] });
+    await Promise.all([slow.untilRevision('felix', 1), fast.untilRevision('felix', 1)]);
+    slow.socket.pause();
+    const pad = 'z'.repeat(32 * 1024);
+    for (let i = 0; i < 400 && h.server.fanoutStats().skips === 0; i++) {
+      const batch: Record<string, unknown> = {};
+      for (let k = 0; k < 16; k++) batch[`/pods/big/b${k}`] = { i, k, pad };
+      h.upstream.apply('felix', batch);
+      await fast.untilRevision('felix', h.storeRevision('felix'));
+    }
+    expect(h.server.fanoutStats().skips).toBeGreaterThan(0);
+    slow.socket.resume();
+    await slow.untilRevision('felix', h.storeRevision('felix'), 20_000);
+    expect(slow.violations).toEqual([]);
+    expect(slow.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
+    expect(h.server.fanoutStats().catchUps).toBeGreaterThan(0);
+  });
+
+  it('closes with the protocol codes: 4006 unknown feed, 4002 text, 4001 wrong subprotocol, 4010 + GOODBYE on shutdown', async () => {
+    const h = await harness({ transport });
+    seed(h);
+    const unknown = h.agent({ feeds: [{ name: 'nope' }] });
+    expect(await unknown.closed).toBe(4006);
+    const text = h.agent({ feeds: [], silent: true });
+    await opened(text);
+    text.sendRaw('{"hello": true}');
+    expect(await text.closed).toBe(4002);
+    const wrong = h.agent({ feeds: [{ name: 'felix' }], protocol: 'cattail.v0' });
+    expect(await wrong.closed).toBe(4001);
+    expect(wrong.errors.map((e) => e.code)).toEqual(['CATTAIL_SERVER_BAD_SUBPROTOCOL']);
+    const ok = h.agent({ feeds: [{ name: 'felix' }] });
+    await ok.untilRevision('felix', 1);
+    await h.server.close();
+    expect(await ok.closed).toBe(4010);
+    expect(ok.goodbyes).toEqual(['shutdown']);
+  });
+
+  it('refuses an inbound frame above maxInboundBytes with 4003, and a huge one at the WebSocket layer', async () => {
+    const h = await harness({ transport, maxInboundBytes: 4_096 });
+    seed(h);
+    const a = h.agent({ feeds: [], silent: true });
+    await opened(a);
+    a.sendRaw(Buffer.alloc(5_000, 1));
+    expect(await a.closed).toBe(4003);
+    expect(a.errors.map((e) => e.code)).toEqual(['CATTAIL_PROTO_FRAME_TOO_LARGE']);
+    const huge = h.agent({ feeds: [], silent: true });
+    await opened(huge);
+    huge.sendRaw(Buffer.alloc(1_000_000, 1));
+    // Above the transport's hard cap the library closes before buffering: 1009, or 1006 when it
+    // drops the TCP connection without a close frame.
+    expect([1006, 1009]).toContain(await huge.closed);
+    await eventually(() => h.server.connectionCount() === 0, 'connections released');
+  });
+
+  it('refuses upgrades above maxConnections with 503 and Retry-After', async () => {
+    const h = await harness({ transport, maxConnections: 1, refuseRetryAfterMs: 3_000 });
+    seed(h);
+    const a = h.agent({ feeds: [{ name: 'felix' }] });
+    await a.untilRevision('felix', 1);
+    const port = Number(new URL(h.server.url).port);
+    const answer = await new Promise<string>((resolve) => {
+      let got = '';
+      const s = connect({ host: '127.0.0.1', port }, () => s.write(`GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: cattail.v1\r\n\r\n`));
+      s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+      s.on('error', () => undefined);
+      s.on('close', () => resolve(got));
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 503/);
+    expect(answer).toMatch(/retry-after: 3\r\n/i);
+    expect(await h.metric('cattail_connections_refused_total', { reason: 'max-connections' })).toBe(1);
+  });
+
+  it('closes a connection that upgrades but dribbles its HELLO past handshakeTimeoutMs with 4004', async () => {
+    const h = await harness({ transport, handshakeTimeoutMs: 200 });
+    seed(h);
+    const a = h.agent({ feeds: [], silent: true });
+    await opened(a);
+    const hello = encodeFrame({ type: 'hello', protocol: 1, node: 'n', clientId: 'c', feeds: [{ name: 'felix' }], caps: [] });
+    // A WebSocket fragment carrying the first bytes only: the message never completes.
+    a.socket.write(Buffer.from([0x02, 0x80 | 4, 0, 0, 0, 0, ...hello.subarray(0, 4)]));
+    expect(await a.closed).toBe(4004);
+  });
+
+  it('cuts off a slow-loris client that never finishes its upgrade request', async () => {
+    const h = await harness({ transport, handshakeTimeoutMs: 300 });
+    const port = Number(new URL(h.server.url).port);
+    // ws: node:http's headersTimeout (= handshakeTimeoutMs); uws: its own ~10 s HTTP idle timeout.
+    const closed = await rawClosed(port, 'GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n', 30_000);
+    expect(closed).toBe(true);
+  }, 40_000);
+});
