@@ -1,6 +1,8 @@
 /**
  * The HTTP port: /metrics (prom-client text format), /livez and /readyz. Separate from the agent
  * port so that a probe or a scrape never competes with, or is refused like, an agent upgrade.
+ * /liveness and /readiness give the same answers under Typha's paths, so manifests and probes
+ * written for Typha work unchanged.
  */
 import { type Server, createServer } from 'node:http';
 import type { Health, HealthReport } from './health.js';
@@ -31,13 +33,15 @@ export function createHttpEndpoints(registry: Registry, health: Health): Server 
         );
         return;
       case '/livez':
+      case '/liveness':
         report(health.live());
         return;
       case '/readyz':
+      case '/readiness':
         report(health.ready());
         return;
       default:
-        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; try /metrics, /livez, /readyz\n');
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; try /metrics, /livez (/liveness), /readyz (/readiness)\n');
     }
   });
 }
