@@ -17,8 +17,9 @@ import { FeedRuntime } from './fanout/feeds.js';
 import { Governor } from './transport/governor.js';
 import { Health } from './ops/health.js';
 import { createHttpEndpoints } from './ops/http-endpoints.js';
+import { type ClientsQuery, clientsPage } from './ops/debug-clients.js';
 import { Listener } from './transport/listener.js';
-import { type ServerMetrics, createMetrics } from './ops/metrics.js';
+import { type ServerMetrics, createMetrics, registerStateGauges } from './ops/metrics.js';
 import { parseHostPort, serveOptions } from './options.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import type { Upstream } from './pipeline/seams.js';
@@ -52,6 +53,8 @@ export interface StartServerOptions {
   readonly upstreamDescription?: string;
   /** More registries served on /metrics (the upstream's). @default none */
   readonly extraMetrics?: readonly Registry[];
+  /** Serve /debug/clients on the HTTP port (it names every node and address). @default false */
+  readonly debugEndpoints?: boolean;
   /** Collect prom-client's default process metrics. @default true */
   readonly defaultMetrics?: boolean;
   /** @default 10000 */ readonly maxConnections?: number;
@@ -158,6 +161,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   const feeds = upstream.feeds.map((d, i) => new FeedRuntime(i, d, createStore({ feed: d.name, logMaxAgeMs: o.deltaLogMaxAgeMs, logMaxBytes: o.deltaLogMaxBytes }), serverId, metrics.fanout.feed(d.name)));
   const cache = new SnapshotCache({ clock, reuseWindowMs: o.snapshotReuseWindowMs, sliceEntries: o.snapshotBuildSliceEntries, compressMinBytes: o.compressMinBytes, metrics });
   const fanout = new FanOut({ clock, random: options.random ?? Math.random, metrics, log, serverId, feeds, cache, compressions, ...o });
+  registerStateGauges(metrics, { connections: () => fanout.connections, serviceQueueLength: () => fanout.serviceQueueLength, snapshotCache: () => cache.held(), feeds });
   const governor = new Governor(o.maxConnections, o.refuseRetryAfterMs);
   const pipeline = new Pipeline(feeds, fanout, metrics, clock, log);
   const health = new Health(clock, fanout, feeds, governor, upstream, options.upstreamDescription);
@@ -170,7 +174,8 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
     onConnection: (ws, socket) => fanout.add(new Connection(ws, socket, fanout, limits, clock.monotonic(), o.handshakeTimeoutMs)),
   });
   const served = options.extraMetrics?.length ? Registry.merge([metrics.registry, ...options.extraMetrics]) : metrics.registry;
-  const httpServer = createHttpEndpoints(served, health);
+  const debug = options.debugEndpoints === true ? { clients: (q: ClientsQuery) => clientsPage(fanout.connections, q, clock) } : undefined;
+  const httpServer = createHttpEndpoints(served, health, debug);
   for (const f of feeds) metrics.feedRevision.set({ feed: f.name }, f.store.revision);
 
   let agentAddr: AddressInfo;

@@ -125,6 +125,8 @@ export class Flusher {
     }
     stats.flushWrites += writes;
     stats.sharedBytes += totalBytes;
+    // Once per flush: how long the loop was busy encoding and handing frames to sockets.
+    o.metrics.flushDuration.observe(Math.max(0, o.clock.monotonic() - now) / 1000);
   }
 
   /** One unit per feed that changed (revision or status) since the last flush; undefined if none did. */

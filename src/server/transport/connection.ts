@@ -23,7 +23,8 @@ export interface FeedCursor {
   /** The revision the agent will be at once everything written so far arrives. */
   revision: number;
   phase: 'snapshot' | 'live';
-  snapshot: { build: SnapshotBuild; next: number; unsubscribe: () => void } | undefined;
+  /** `startedMs`: monotonic ms the send began (snapshot send duration). */
+  snapshot: { build: SnapshotBuild; next: number; unsubscribe: () => void; startedMs: number } | undefined;
   statusKey: string | undefined;
   /** Monotonic ms since when the agent lacks a flushed revision (undefined: caught up). */
   behindSinceMs: number | undefined;
@@ -31,6 +32,20 @@ export interface FeedCursor {
   graceUntilMs: number;
   graceCounted: boolean;
   ackedRevision: number;
+}
+
+/**
+ * What a connection is doing, for /debug/clients and `cattail_connections_by_mode`: `snapshot`
+ * while any feed streams a snapshot, `catching-up` while any feed lacks a flushed revision (skipped
+ * by a flush, or resumed behind), else `streaming`.
+ */
+export type ConnectionMode = 'handshake' | 'snapshot' | 'catching-up' | 'streaming' | 'closing';
+export const CONNECTION_MODES: readonly ConnectionMode[] = ['handshake', 'snapshot', 'catching-up', 'streaming', 'closing'];
+
+/** The mode of one feed of a connection (see {@link ConnectionMode}). */
+export function cursorMode(c: FeedCursor): 'snapshot' | 'catching-up' | 'streaming' {
+  if (c.phase === 'snapshot') return 'snapshot';
+  return c.behindSinceMs !== undefined || c.revision < c.feed.flushedRevision ? 'catching-up' : 'streaming';
 }
 
 /** What the connection asks of the server: the handshake and bookkeeping it cannot do alone. */
@@ -67,6 +82,18 @@ export class Connection {
   /** Set when a flush skipped it or a snapshot stalled on its buffer; cleared by a catch-up. */
   needsService = false;
   closeCode: number | undefined;
+  /** Wall-clock ms (injected clock) when the fan-out took this connection; shown by /debug/clients. */
+  connectedAtMs = 0;
+  /**
+   * Bytes handed to the socket for this agent, shared frames included. One addition per write
+   * call (not per frame's write callback), so the hot path pays nothing it did not already.
+   */
+  bytesWritten = 0;
+  /**
+   * The verified client certificate's identity (CN or URI SAN) on a TLS agent port; undefined on
+   * a cleartext port. Set at the upgrade by the TLS path; /debug/clients shows it.
+   */
+  tlsIdentity: string | undefined = undefined;
 
   constructor(
     readonly ws: WebSocket,
@@ -86,8 +113,28 @@ export class Connection {
     });
   }
 
+  /** Bytes written to the socket that the kernel has not taken yet (the socket's userland buffer). */
   get writableBytes(): number {
     return this.socket.writableLength;
+  }
+
+  /** `address:port` of the peer (`[v6]:port` for IPv6); undefined once the socket is gone. */
+  get remoteAddress(): string | undefined {
+    const { remoteAddress: a, remotePort: p } = this.socket;
+    if (a === undefined) return undefined;
+    return a.includes(':') ? `[${a}]:${p ?? 0}` : `${a}:${p ?? 0}`;
+  }
+
+  get mode(): ConnectionMode {
+    if (this.state === 'handshake') return 'handshake';
+    if (this.state !== 'streaming') return 'closing';
+    let catchingUp = false;
+    for (const c of this.cursors) {
+      const m = cursorMode(c);
+      if (m === 'snapshot') return 'snapshot';
+      catchingUp ||= m === 'catching-up';
+    }
+    return catchingUp ? 'catching-up' : 'streaming';
   }
 
   get open(): boolean {
@@ -101,6 +148,7 @@ export class Connection {
       this.socket.write(f);
       n += f.length;
     }
+    this.bytesWritten += n;
     return n;
   }
 
@@ -115,6 +163,7 @@ export class Connection {
       this.fail(CloseCode.OVER_BUDGET, 'CATTAIL_SERVER_OVER_BUDGET', `frames for this agent alone would hold ${this.ownOutstandingBytes + total} bytes, above maxClientBytes ${this.limits.maxClientBytes}`, 'over-budget');
       return false;
     }
+    this.bytesWritten += total;
     for (const f of frames) {
       this.ownOutstandingBytes += f.length;
       this.socket.write(f, () => {
