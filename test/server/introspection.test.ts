@@ -112,7 +112,7 @@ describe('server - introspection', () => {
     const count = async (name: string, labels: Record<string, string> = {}): Promise<number> => h.metric(`${name}`, labels);
     const histCount = async (name: string, labels: Record<string, string> = {}): Promise<number> => {
       const data = await (h.server.metrics.registry.getSingleMetric(name) as NonNullable<ReturnType<typeof h.server.metrics.registry.getSingleMetric>>).get();
-      return data.values.filter((v) => v.metricName === `${name}_count` && Object.entries(labels).every(([k, x]) => String((v.labels as Record<string, unknown>)[k]) === x)).reduce((s, v) => s + v.value, 0);
+      return data.values.filter((v) => (v as { metricName?: string }).metricName === `${name}_count` && Object.entries(labels).every(([k, x]) => String((v.labels as Record<string, unknown>)[k]) === x)).reduce((s, v) => s + v.value, 0);
     };
     const text = await (await fetch(`${h.server.httpUrl}/metrics`)).text();
     for (const name of [
