@@ -19,8 +19,12 @@ export const serverOptions = {
   }),
   httpListen: opt.string({
     default: '127.0.0.1:9093',
-    help: 'HOST:PORT for /metrics, /livez and /readyz.',
+    help: 'HOST:PORT for /metrics, /livez and /readyz (also /liveness and /readiness, and /debug/clients with debugEndpoints).',
     check: (v) => (parseHostPort(v) === undefined ? 'expected HOST:PORT with a port from 0 to 65535' : undefined),
+  }),
+  debugEndpoints: opt.boolean({
+    default: false,
+    help: 'Serve /debug/clients on the HTTP port: per-connection node, address, feeds, lag and buffers as paged JSON. Off by default because it names every node and address.',
   }),
   serverId: opt.string({
     default: undefined,

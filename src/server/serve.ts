@@ -107,7 +107,7 @@ export function createServeCommand(factory: UpstreamFactory, makeLogger: (level:
       ctx.stdout.write('cattail serve: EMBEDDED SIMULATED CLUSTER (--embedded-sim) — not a real API server; ~/.kube/config and KUBECONFIG are ignored\n');
     }
     if (built.description !== undefined) ctx.stdout.write(`cattail serve: upstream: ${built.description}\n`);
-    ctx.stdout.write(`cattail serve: agents on ${server.url} (feeds ${feeds}); /metrics /livez /readyz on ${server.httpUrl}\n`);
+    ctx.stdout.write(`cattail serve: agents on ${server.url} (feeds ${feeds}); /metrics /livez /readyz${config.debugEndpoints ? ' /debug/clients' : ''} on ${server.httpUrl}\n`);
     ctx.stdout.write(`cattail serve: connect an agent with: cattail agent --server ${server.url} --feed ${built.upstream.feeds[0]?.name ?? 'felix'}\n`);
     await waitForAbort(ctx.signal);
     const agents = server.connectionCount();

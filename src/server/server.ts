@@ -24,7 +24,8 @@ import { acceptHooks } from './transport/accept.js';
 import type { AgentTransport } from './transport/seam.js';
 import { UwsTransport } from './transport/uws-transport.js';
 import { WsTransport } from './transport/ws-transport.js';
-import { type ServerMetrics, createMetrics } from './ops/metrics.js';
+import { type ClientsQuery, clientsPage } from './ops/debug-clients.js';
+import { type ServerMetrics, createMetrics, registerStateGauges } from './ops/metrics.js';
 import { isWsUrl, parseHostPort, splitEndpoints, startServerOptions } from './options.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import type { Upstream } from './pipeline/seams.js';
@@ -56,6 +57,7 @@ export interface StartServerOptions extends OptionsOf<typeof startServerOptions>
   readonly upstreamDescription?: string;
   /** More registries served on /metrics (the upstream's). @default none */
   readonly extraMetrics?: readonly Registry[];
+  /** Serve /debug/clients on the HTTP port (it names every node and address). @default false */
   /** Collect prom-client's default process metrics. @default true */
   readonly defaultMetrics?: boolean;
   /** Bytes and time one service turn (snapshot streaming, catch-ups) may hold the event loop; for tests and benchmarks. @default { maxMs: 20, maxBytes: 8 MiB } */
@@ -176,6 +178,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
     clock, random, metrics, log, governor, shedIntervalMs: o.shedIntervalMs, shutdownTimeoutMs: o.shutdownTimeoutMs,
     connections: () => fanout.connections, whenEmpty: (ms) => fanout.whenEmpty(ms),
   });
+  registerStateGauges(metrics, { connections: () => fanout.connections, serviceQueueLength: () => fanout.serviceQueueLength, snapshotCache: () => cache.held(), feeds });
   const pipeline = new Pipeline(feeds, fanout, metrics, clock, log);
   const health = new Health(clock, fanout, feeds, governor, upstream, options.upstreamDescription);
   const limits = { maxInboundBytes: o.maxInboundBytes, maxClientBytes: o.maxClientBytes, compressMinBytes: o.compressMinBytes };
@@ -192,7 +195,8 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
     ? new UwsTransport({ hooks, limits: transportLimits, maxBufferedBytes: Math.min(2 ** 31 - 1, o.socketHighWaterBytes + 2 * o.maxFrameBytes + o.maxClientBytes) })
     : new WsTransport({ hooks, limits: transportLimits });
   const served = options.extraMetrics?.length ? Registry.merge([metrics.registry, ...options.extraMetrics]) : metrics.registry;
-  const httpServer = createHttpEndpoints(served, health);
+  const debug = o.debugEndpoints === true ? { clients: (q: ClientsQuery) => clientsPage(fanout.connections, q, clock) } : undefined;
+  const httpServer = createHttpEndpoints(served, health, debug);
   for (const f of feeds) metrics.feedRevision.set({ feed: f.name }, f.store.revision);
 
   let agentAddr: AddressInfo;

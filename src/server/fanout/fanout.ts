@@ -62,6 +62,11 @@ export class FanOut implements ConnectionHost {
     return this.flusher.lastFlushMs;
   }
 
+  /** Connections waiting in the service queue. */
+  get serviceQueueLength(): number {
+    return this.service.length;
+  }
+
   start(): void {
     this.sweeper.start();
   }
@@ -72,6 +77,7 @@ export class FanOut implements ConnectionHost {
   }
 
   add(conn: Connection): void {
+    conn.connectedAtMs = this.ctx.o.clock.now();
     this.ctx.connections.add(conn);
     this.ctx.o.metrics.connectionsAccepted.inc();
     this.ctx.o.metrics.connectionsActive.inc();

@@ -83,6 +83,8 @@ export class Flusher {
     const changed = units.filter((u) => u !== undefined);
     const { writes, bytes } = changed.length === 1 ? this.flushOneFeed(changed[0] as SharedUnit, now) : this.flushAll(units, now);
     stats.flushWrites += writes;
+    // Once per flush: how long the loop was busy encoding and handing frames to sockets.
+    o.metrics.flushDuration.observe(Math.max(0, o.clock.monotonic() - now) / 1000);
     stats.sharedBytes += bytes;
   }
 

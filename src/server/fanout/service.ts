@@ -53,6 +53,11 @@ export class ServiceQueue {
     this.queued.delete(conn);
   }
 
+  /** Connections waiting for their turn (the `cattail_service_queue_length` gauge). */
+  get length(): number {
+    return this.queued.size;
+  }
+
   private scheduleRun(): void {
     if (this.scheduled) return;
     this.scheduled = true;
@@ -143,7 +148,7 @@ export class ServiceQueue {
     cursor.snapshot?.unsubscribe();
     cursor.feed.leaveLive(cursor);
     cursor.phase = 'snapshot';
-    cursor.snapshot = { build, next: 0, unsubscribe: build.subscribe(() => this.queue(conn)) };
+    cursor.snapshot = { build, next: 0, unsubscribe: build.subscribe(() => this.queue(conn)), startedMs: now };
     cursor.behindSinceMs ??= now;
     cursor.graceUntilMs = now + this.ctx.o.newClientGracePeriodMs;
     if (inBand) cursor.feed.stats.inBandSnapshots++;
@@ -169,6 +174,12 @@ export class ServiceQueue {
     }
     if (snap.next < build.frames.length) this.blocked = true;
     if (build.done && snap.next === build.frames.length) {
+      // Once per snapshot sent, not per frame: a labelled observe is cheap at that rate.
+      o.metrics.snapshotSendDuration.observe({ feed: cursor.feed.name }, Math.max(0, now - snap.startedMs) / 1000);
+      const fs = cursor.feed.stats;
+      fs.snapshotsSent++;
+      fs.snapshotRawBytesSent += build.rawBytes;
+      fs.snapshotWireBytesSent += build.wireBytes;
       snap.unsubscribe();
       cursor.snapshot = undefined;
       cursor.phase = 'live';

@@ -100,6 +100,13 @@ export class SnapshotCache {
     return build;
   }
 
+  /** Builds held for reuse and their frame bytes (agents still streaming a dropped build pin it too). */
+  held(): { builds: number; bytes: number } {
+    let bytes = 0;
+    for (const b of this.builds) bytes += b.wireBytes;
+    return { builds: this.builds.length, bytes };
+  }
+
   /** Drops finished builds that are outdated and older than the reuse window (agents still streaming keep their reference). */
   purge(): void {
     const now = this.o.clock.monotonic();

@@ -21,10 +21,16 @@ export interface FeedStats {
   catchUps: number;
   /** Snapshots sent on an open connection because the agent's revision left the delta log. */
   inBandSnapshots: number;
+  /** Snapshots streamed to an agent to the end (initial and in-band). */
+  snapshotsSent: number;
+  /** Uncompressed body bytes of those snapshots (what the agent decodes). */
+  snapshotRawBytesSent: number;
+  /** Wire bytes of those snapshots (compressed where negotiated, with frame headers). */
+  snapshotWireBytesSent: number;
 }
 
 export function newFeedStats(): FeedStats {
-  return { deltaUnitsEncoded: 0, deltaBytesEncoded: 0, skips: 0, catchUps: 0, inBandSnapshots: 0 };
+  return { deltaUnitsEncoded: 0, deltaBytesEncoded: 0, skips: 0, catchUps: 0, inBandSnapshots: 0, snapshotsSent: 0, snapshotRawBytesSent: 0, snapshotWireBytesSent: 0 };
 }
 
 /** Counts kept for the whole fan-out. */

@@ -1,14 +1,29 @@
 /**
  * The HTTP port: /metrics (prom-client text format), /livez and /readyz. Separate from the agent
  * port so that a probe or a scrape never competes with, or is refused like, an agent upgrade.
+ * /liveness and /readiness give the same answers under Typha's paths, so manifests and probes
+ * written for Typha work unchanged. /debug/clients (debug-clients.ts) exists only when `debug` is
+ * given (`--debug-endpoints`): otherwise it is a 404 like any unknown path.
  */
 import { type Server, createServer } from 'node:http';
+import { CattailError } from '../../errors.js';
+import { type ClientsPage, type ClientsQuery, parseClientsQuery } from './debug-clients.js';
 import type { Health, HealthReport } from './health.js';
 import type { Registry } from 'prom-client';
 
-export function createHttpEndpoints(registry: Registry, health: Health): Server {
+/** The debug endpoints' data sources; absent unless the operator turned them on. */
+export interface DebugEndpoints {
+  clients(query: ClientsQuery): ClientsPage;
+}
+
+export function createHttpEndpoints(registry: Registry, health: Health, debug?: DebugEndpoints): Server {
   return createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const path = url.pathname;
+    const json = (status: number, body: unknown): void => {
+      res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' });
+      res.end(`${JSON.stringify(body)}\n`);
+    };
     const report = (r: HealthReport): void => {
       res.writeHead(r.ok ? 200 : 503, { 'content-type': 'text/plain; charset=utf-8' });
       res.end(`${r.ok ? 'ok' : 'not ok'}\n${r.lines.join('\n')}\n`);
@@ -31,13 +46,25 @@ export function createHttpEndpoints(registry: Registry, health: Health): Server 
         );
         return;
       case '/livez':
+      case '/liveness':
         report(health.live());
         return;
       case '/readyz':
+      case '/readiness':
         report(health.ready());
         return;
+      case '/debug/clients':
+        if (debug === undefined) break;
+        try {
+          json(200, debug.clients(parseClientsQuery(url.searchParams)));
+        } catch (err) {
+          if (!(err instanceof CattailError)) throw err;
+          json(400, { error: { code: err.code, message: err.message } });
+        }
+        return;
       default:
-        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; try /metrics, /livez, /readyz\n');
+        break;
     }
+    res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; try /metrics, /livez (/liveness), /readyz (/readiness)\n');
   });
 }

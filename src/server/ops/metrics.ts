@@ -5,6 +5,9 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { FanOutStats, FeedStats } from '../fanout/stats.js';
+import type { ServedStore } from '../pipeline/store-port.js';
+import { CONNECTION_MODES, type Connection, type ConnectionMode } from '../transport/connection.js';
+import { VERSION } from '../../version.js';
 
 export interface ServerMetrics {
   readonly registry: Registry;
@@ -26,6 +29,12 @@ export interface ServerMetrics {
   readonly snapshotCompressedBytes: Gauge<'feed' | 'compression'>;
   readonly clientLag: Histogram<'feed'>;
   readonly pingLatency: Histogram;
+  readonly snapshotSendDuration: Histogram<'feed'>;
+  readonly flushDuration: Histogram;
+  /**
+   * Connections closed to move load elsewhere (close 4009), by reason. Defined here so the name and
+   * help have one home; the shedding path increments it.
+   */
   /** The fan-out's own counts, which the fan-out counters below report at scrape time. */
   readonly fanout: FanOutStats;
 }
@@ -66,6 +75,66 @@ function feedStatsCounter(name: string, help: string, registers: Registry[], sta
   });
 }
 
+/** A gauge whose value is computed at scrape time from the server's state (never kept beside it). */
+function stateGauge(name: string, help: string, registers: Registry[], read: () => number): Gauge {
+  return new Gauge({ name, help, registers, collect() { this.set(read()); } });
+}
+
+/** A gauge with one label computed at scrape time; a label value `read()` no longer yields disappears. */
+function labelledStateGauge(name: string, help: string, registers: Registry[], label: string, read: () => Iterable<[string, number]>): Gauge {
+  return new Gauge({
+    name, help, registers, labelNames: [label],
+    collect() {
+      this.reset();
+      for (const [value, n] of read()) this.set({ [label]: value }, n);
+    },
+  });
+}
+
+/** What the gauges computed at scrape time read: the server's queues, logs and buffers. */
+export interface StateSources {
+  /** Open connections, walked once per gauge per scrape (10,000 connections: well under a millisecond). */
+  readonly connections: () => Iterable<Connection>;
+  /** Connections waiting in the service queue (snapshot streaming, catch-ups). */
+  readonly serviceQueueLength: () => number;
+  /** Snapshot builds the cache holds for reuse and their frame bytes. */
+  readonly snapshotCache: () => { builds: number; bytes: number };
+  readonly feeds: readonly { readonly name: string; readonly store: ServedStore }[];
+}
+
+/**
+ * Registers one gauge per queue, log and buffer of the server (DESIGN.md invariant 2: every bounded
+ * thing has a metric), each computed at scrape time from `src`, plus connections by mode.
+ */
+export function registerStateGauges(metrics: ServerMetrics, src: StateSources): void {
+  const r = [metrics.registry];
+  labelledStateGauge('cattail_connections_by_mode', 'Open connections by what they are doing: handshake, snapshot (streaming a snapshot on any feed), catching-up (behind the flushed revision on any feed), streaming (caught up), closing.', r, 'mode', () => {
+    const counts = new Map<ConnectionMode, number>(CONNECTION_MODES.map((m) => [m, 0]));
+    for (const c of src.connections()) counts.set(c.mode, (counts.get(c.mode) ?? 0) + 1);
+    return counts;
+  });
+  stateGauge('cattail_socket_buffered_bytes', 'Bytes written to agent sockets that the kernel has not taken yet, summed over connections (each is skipped above socketHighWaterBytes).', r, () => {
+    let n = 0;
+    for (const c of src.connections()) n += c.writableBytes;
+    return n;
+  });
+  stateGauge('cattail_socket_buffered_bytes_max', 'Bytes buffered for the most backed-up agent socket (compare with socketHighWaterBytes).', r, () => {
+    let max = 0;
+    for (const c of src.connections()) max = Math.max(max, c.writableBytes);
+    return max;
+  });
+  stateGauge('cattail_client_own_bytes', 'Bytes of frames built for one agent alone (catch-ups, pings) not yet flushed by the kernel, summed over connections (each is bounded by maxClientBytes).', r, () => {
+    let n = 0;
+    for (const c of src.connections()) n += c.ownOutstandingBytes;
+    return n;
+  });
+  stateGauge('cattail_service_queue_length', 'Connections waiting in the service queue for snapshot frames or a catch-up (served at most 256 per event-loop turn).', r, src.serviceQueueLength);
+  stateGauge('cattail_snapshot_cache_builds', 'Snapshot builds held for reuse (per feed, revision, compression and frame size; dropped after snapshotReuseWindowMs once outdated).', r, () => src.snapshotCache().builds);
+  stateGauge('cattail_snapshot_cache_bytes', 'Wire bytes of the snapshot frames held for reuse.', r, () => src.snapshotCache().bytes);
+  labelledStateGauge('cattail_delta_log_entries', "Deletions each feed's delta log retains so resuming agents get a delta (upserts are answered from the live state); trimmed by deltaLogMaxAgeMs and deltaLogMaxBytes.", r, 'feed', () => src.feeds.map((f) => [f.name, f.store.stats().tombstones]));
+  labelledStateGauge('cattail_delta_log_bytes', "Key bytes of each feed's delta log, the quantity bounded by deltaLogMaxBytes.", r, 'feed', () => src.feeds.map((f) => [f.name, f.store.stats().logBytes]));
+}
+
 export function createMetrics(fanout: FanOutStats, opts: { defaultMetrics?: boolean } = {}): ServerMetrics {
   const registry = new Registry();
   if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'cattail_' });
@@ -80,6 +149,10 @@ export function createMetrics(fanout: FanOutStats, opts: { defaultMetrics?: bool
   statsCounter('cattail_flushes_total', 'Flushes that had a change or a status to send.', r, () => fanout.flushes);
   statsCounter('cattail_pings_sent_total', 'PING messages sent to agents.', r, () => fanout.pingsSent);
   statsCounter('cattail_pongs_received_total', 'PONG messages received from agents.', r, () => fanout.pongsReceived);
+  feedStatsCounter('cattail_snapshots_sent_total', 'Snapshots streamed to an agent to the end (initial and in-band).', r, fanout, 'snapshotsSent');
+  feedStatsCounter('cattail_snapshot_sent_raw_bytes_total', 'Uncompressed body bytes of the snapshots sent to agents.', r, fanout, 'snapshotRawBytesSent');
+  feedStatsCounter('cattail_snapshot_sent_wire_bytes_total', 'Wire bytes (compressed where negotiated, with frame headers) of the snapshots sent to agents.', r, fanout, 'snapshotWireBytesSent');
+  new Gauge({ name: 'cattail_build_info', help: 'Always 1; labels: the cattail version and the Node.js version running it.', labelNames: ['version', 'node'], registers: r }).set({ version: VERSION, node: process.version }, 1);
   return {
     registry,
     fanout,
@@ -100,5 +173,7 @@ export function createMetrics(fanout: FanOutStats, opts: { defaultMetrics?: bool
     snapshotCompressedBytes: new Gauge({ name: 'cattail_snapshot_compressed_bytes', help: 'Wire bytes of the latest snapshot built, per compression.', labelNames: ['feed', 'compression'], registers: r }),
     clientLag: new Histogram({ name: 'cattail_client_lag_seconds', help: 'Age of the revision an agent acked, behind the newest (Typha: client_latency_secs).', labelNames: ['feed'], buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120, 300], registers: r }),
     pingLatency: new Histogram({ name: 'cattail_ping_latency_seconds', help: 'PING to PONG round trip.', buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: r }),
+    snapshotSendDuration: new Histogram({ name: 'cattail_client_snapshot_send_seconds', help: 'Seconds from the start of a snapshot send to its last frame handed to the socket, including the wait for the build and for a slow socket (Typha: client_snapshot_send_secs).', labelNames: ['feed'], buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300], registers: r }),
+    flushDuration: new Histogram({ name: 'cattail_flush_duration_seconds', help: 'Seconds one flush took to encode its shared DELTA units and hand them to every caught-up socket: the write latency a change sees after flushWindowMs (Typha: client_write_latency_secs).', buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1], registers: r }),
   };
 }

@@ -52,6 +52,14 @@ export interface StoreMeta {
   readonly watermarks: Readonly<Record<string, string>>;
 }
 
+/** The store's retained history, as its `stats()` reports it (gauges at scrape time). */
+export interface StoreLogStats {
+  /** Deletions retained so since() can answer: the delta log (upserts are answered from the live state). */
+  readonly tombstones: number;
+  /** Key bytes of those deletions, the quantity bounded by logMaxBytes. */
+  readonly logBytes: number;
+}
+
 export interface ServedStore {
   readonly revision: number;
   /** Random per store instance; part of resume tokens so a restart invalidates them. */
@@ -64,6 +72,7 @@ export interface ServedStore {
   since(revision: number): SinceResult;
   trim(nowMs: number): unknown;
   meta(): StoreMeta;
+  stats(): StoreLogStats;
 }
 
 export interface StoreFactoryOptions {

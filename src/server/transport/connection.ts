@@ -29,7 +29,8 @@ export interface FeedCursor {
   /** The revision the agent will be at once everything written so far arrives. */
   revision: number;
   phase: 'snapshot' | 'live';
-  snapshot: { build: SnapshotBuild; next: number; unsubscribe: () => void } | undefined;
+  /** `startedMs`: monotonic ms the send began (snapshot send duration). */
+  snapshot: { build: SnapshotBuild; next: number; unsubscribe: () => void; startedMs: number } | undefined;
   statusKey: string | undefined;
   /** Monotonic ms since when the agent lacks a flushed revision (undefined: caught up). */
   behindSinceMs: number | undefined;
@@ -37,6 +38,20 @@ export interface FeedCursor {
   graceUntilMs: number;
   graceCounted: boolean;
   ackedRevision: number;
+}
+
+/**
+ * What a connection is doing, for /debug/clients and `cattail_connections_by_mode`: `snapshot`
+ * while any feed streams a snapshot, `catching-up` while any feed lacks a flushed revision (skipped
+ * by a flush, or resumed behind), else `streaming`.
+ */
+export type ConnectionMode = 'handshake' | 'snapshot' | 'catching-up' | 'streaming' | 'closing';
+export const CONNECTION_MODES: readonly ConnectionMode[] = ['handshake', 'snapshot', 'catching-up', 'streaming', 'closing'];
+
+/** The mode of one feed of a connection (see {@link ConnectionMode}). */
+export function cursorMode(c: FeedCursor): 'snapshot' | 'catching-up' | 'streaming' {
+  if (c.phase === 'snapshot') return 'snapshot';
+  return c.behindSinceMs !== undefined || c.revision < c.feed.flushedRevision ? 'catching-up' : 'streaming';
 }
 
 /** What the connection asks of the server: the handshake and bookkeeping it cannot do alone. */
@@ -88,6 +103,18 @@ export class Connection {
   /** Set when a flush skipped it or a snapshot stalled on its buffer; cleared by a catch-up. */
   needsService = false;
   closeCode: number | undefined;
+  /** Wall-clock ms (injected clock) when the fan-out took this connection; shown by /debug/clients. */
+  connectedAtMs = 0;
+  /**
+   * Bytes handed to the socket for this agent, shared frames included. One addition per write
+   * call (not per frame's write callback), so the hot path pays nothing it did not already.
+   */
+  bytesWritten = 0;
+  /**
+   * The verified client certificate's identity (CN or URI SAN) on a TLS agent port; undefined on
+   * a cleartext port. Set at the upgrade by the TLS path; /debug/clients shows it.
+   */
+  tlsIdentity: string | undefined = undefined;
 
   constructor(
     readonly socket: AgentSocket,
@@ -122,12 +149,32 @@ export class Connection {
     return this.writableBytes > hwm;
   }
 
+  /** `address:port` of the peer (`[v6]:port` for IPv6); undefined once the socket is gone. */
+  get remoteAddress(): string | undefined {
+    const { remoteAddress: a, remotePort: p } = this.socket.peer;
+    if (a === '' || !this.socket.writable) return undefined;
+    return a.includes(':') ? `[${a}]:${p ?? 0}` : `${a}:${p ?? 0}`;
+  }
+
+  get mode(): ConnectionMode {
+    if (this.state === 'handshake') return 'handshake';
+    if (this.state !== 'streaming') return 'closing';
+    let catchingUp = false;
+    for (const c of this.cursors) {
+      const m = cursorMode(c);
+      if (m === 'snapshot') return 'snapshot';
+      catchingUp ||= m === 'catching-up';
+    }
+    return catchingUp ? 'catching-up' : 'streaming';
+  }
+
   get open(): boolean {
     return this.state === 'handshake' || this.state === 'streaming';
   }
 
   /** Writes a frame shared with other sockets (not counted against the agent's budget). */
   writeShared(frame: Buffer): void {
+    this.bytesWritten += frame.length;
     if (batch.owner === this) this.hold(frame, undefined);
     else if (!this.socket.write(frame)) this.quiet = false;
   }
@@ -145,6 +192,7 @@ export class Connection {
       this.fail(CloseCode.OVER_BUDGET, 'CATTAIL_SERVER_OVER_BUDGET', `frames for this agent alone would hold ${held} bytes, above maxClientBytes ${this.limits.maxClientBytes}`, 'over-budget');
       return false;
     }
+    this.bytesWritten += total;
     for (const f of frames) {
       this.ownOutstandingBytes += f.length;
       const done = (): void => {

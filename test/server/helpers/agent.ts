@@ -35,6 +35,8 @@ export interface AgentOptions {
   /** Do not send HELLO (handshake timeout tests). */
   silent?: boolean;
   maxFrameBytes?: number;
+  /** The node named in HELLO (default node-1). */
+  node?: string;
 }
 
 export class TestAgent extends EventEmitter {
@@ -65,7 +67,7 @@ export class TestAgent extends EventEmitter {
     });
     this.ws.on('error', () => undefined);
     this.ws.on('open', () => {
-      if (!opts.silent) this.sendMessage({ type: 'hello', protocol: 1, node: 'node-1', clientId: 'test', feeds: opts.feeds.map((f) => (f.token === undefined ? { name: f.name } : { name: f.name, token: f.token })), caps: opts.caps ?? [], ...(opts.maxFrameBytes ? { maxFrameBytes: opts.maxFrameBytes } : {}) });
+      if (!opts.silent) this.sendMessage({ type: 'hello', protocol: 1, node: opts.node ?? 'node-1', clientId: 'test', feeds: opts.feeds.map((f) => (f.token === undefined ? { name: f.name } : { name: f.name, token: f.token })), caps: opts.caps ?? [], ...(opts.maxFrameBytes ? { maxFrameBytes: opts.maxFrameBytes } : {}) });
     });
     this.ws.on('message', (data: Buffer) => {
       this.bytesReceived += data.length;
