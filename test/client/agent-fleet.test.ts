@@ -1,18 +1,8 @@
-import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { main } from '../../src/cli/main.js';
+import { runCli } from '../support/cli.js';
 import { eventually, harness } from '../server/helpers/harness.js';
 
-async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (d: Buffer) => (out += d.toString()));
-  stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const code = await main(argv, { stdout, stderr, env: {} });
-  return { code, out, err };
-}
+const run = runCli;
 
 describe('cattail agent --agents (many agents in one process)', () => {
   it('runs N agents, K of them verifying the digest, bounded by --duration-ms, with a final JSON summary', async () => {

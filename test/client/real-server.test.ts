@@ -6,9 +6,8 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
+import { runCli } from '../support/cli.js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { main } from '../../src/cli/main.js';
 import type { Client } from '../../src/client/index.js';
 import { startServer, type ServerHandle, type StartServerOptions } from '../../src/server/server.js';
 import { ScriptedUpstream } from '../support/scripted-upstream.js';
@@ -261,13 +260,7 @@ describe('client against the real server', () => {
     r.upstream.apply('felix', pods(40), { status: 'in-sync', watermarks: { pods: '7' } });
     const dir = mkdtempSync(join(tmpdir(), 'cattail-agent-real-'));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    const stdout = new PassThrough();
-    const stderr = new PassThrough();
-    let out = '';
-    let err = '';
-    stdout.on('data', (d: Buffer) => (out += d.toString()));
-    stderr.on('data', (d: Buffer) => (err += d.toString()));
-    const code = await main(['agent', '--server', r.server.url, '--once', '--dump', join(dir, 'dump.jsonl')], { stdout, stderr, env: {} });
+    const { code, out, err } = await runCli(['agent', '--server', r.server.url, '--once', '--dump', join(dir, 'dump.jsonl')]);
     expect(err).toBe('');
     expect(code).toBe(0);
     const lines = readFileSync(join(dir, 'dump.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { feed: string; key: string; value: unknown });

@@ -4,17 +4,13 @@
  * start is not a reconnect storm unless asked for (`connectRatePerSec` 0 = all at once).
  */
 import type { Clock, Timer } from '../../clock.js';
-import { DiscardAgent, type DiscardMode, type DiscardStats } from './discard-agent.js';
+import { DiscardAgent, type DiscardAgentOptions, type DiscardMode, type DiscardStats } from './discard-agent.js';
 
-export interface FleetOptions {
+/** What every agent of the fleet shares with a single discard agent, plus the fleet's own settings. */
+export interface FleetOptions extends Pick<DiscardAgentOptions, 'feeds' | 'endpoints' | 'caps' | 'clock' | 'random'> {
   readonly agents: number;
   /** Node names are `${nodePrefix}${i}`, i from 0. */
   readonly nodePrefix: string;
-  readonly feeds: readonly string[];
-  readonly endpoints: readonly string[];
-  readonly caps: readonly string[];
-  readonly clock: Clock;
-  readonly random: () => number;
   /** Agents started per second; 0 starts them all at once. @default 0 */
   readonly connectRatePerSec?: number;
   /** Record when each agent first saw each resourceVersion of this resource (latency probe). */
