@@ -3,7 +3,7 @@
  * connection, node name, resume token and counters; started at a bounded rate so the fleet's own
  * start is not a reconnect storm unless asked for (`connectRatePerSec` 0 = all at once).
  */
-import type { Clock, Timer } from '../../clock.js';
+import type { Timer } from '../../clock.js';
 import { DiscardAgent, type DiscardAgentOptions, type DiscardMode, type DiscardStats } from './discard-agent.js';
 
 /** What every agent of the fleet shares with a single discard agent, plus the fleet's own settings. */
