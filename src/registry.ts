@@ -3,7 +3,7 @@
  *
  * One table, from which the simulator's served paths, the upstream reflectors, the built-in
  * feeds and the RBAC rules are all derived, so they cannot drift apart. The built-in feeds mirror
- * Typha's four syncer types (../shared/reference/typha.md §6); the table covers every resource
+ * Typha's four syncer types (Calico's libcalico-go syncersv1: felixsyncer, bgpsyncer, tunnelipsyncer, nodestatussyncer); the table covers every resource
  * any of them watches in KDD mode, plus the Calico CRDs they touch indirectly.
  */
 
@@ -25,7 +25,7 @@ export interface ResourceDef {
   /**
    * How the API server encodes it: built-in types come from Go structs (struct field order, list
    * items without kind/apiVersion); custom resources are unstructured (keys sorted, list items
-   * carry kind/apiVersion). See ../shared/fixtures/README.md "Wire-form facts".
+   * carry kind/apiVersion). (How the API server encodes each.)
    */
   readonly encoding: 'builtin' | 'unstructured';
 }

@@ -1,6 +1,6 @@
 /**
  * Load counters: what the simulator's clients cost it. The numbers a benchmark compares between
- * "N informers" and "one fan-out cache" (../shared/reference/k8s-watch.md §5 items 24-30).
+ * "N informers" and "one fan-out cache" (requests, watches, bytes, relists per client).
  *
  * Kept as plain maps (one source of truth for the JSON snapshot, the Prometheus text and reset);
  * hand-written exposition instead of prom-client because every value here must be resettable

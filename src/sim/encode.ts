@@ -1,6 +1,6 @@
 /**
  * Wire encoding of stored objects, as the apiserver writes them
- * (../shared/fixtures/README.md "Wire-form facts").
+ * (struct field order for built-in types, sorted keys for custom resources, Go's HTML escaping).
  *
  * - Built-in types are Go structs: keys in struct field order. Objects built by the generator are
  *   already in that order; objects written by clients are reordered at the top level and in

@@ -1,6 +1,6 @@
 /**
  * The seeded cluster generator: a Calico-on-kubeadm cluster shaped like the fixtures' demo cluster
- * (../shared/fixtures/README.md), scaled to N nodes × M pods per node.
+ * (real objects' shapes as Kubernetes and Calico v3.31 write them), scaled to N nodes × M pods per node.
  *
  * Everything random comes from {@link Rng} (same seed, same cluster) and timestamps from a fixed
  * epoch, so two runs with one seed produce byte-identical objects. Pods are 2-7 KB of JSON with

@@ -1,5 +1,5 @@
 /**
- * The simulated Kubernetes API server (../shared/reference/k8s-watch.md §5): a faithful
+ * The simulated Kubernetes API server (the list/watch contract of k8s.io/apiserver and its watch cache): a faithful
  * list/watch server over a generated cluster, with load counters. Used by tests, benchmarks,
  * `cattail sim` and the embedded default (`npm start`).
  *

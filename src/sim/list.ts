@@ -1,6 +1,6 @@
 /**
  * LIST: resourceVersion × resourceVersionMatch rules, limit/continue paging over one snapshot,
- * selectors, and a streamed body (../shared/reference/k8s-watch.md §1.2, §1.3, §5 items 6-9).
+ * selectors, and a streamed body (as the Kubernetes API concepts page, "Efficient detection of changes" and "Retrieving large results sets in chunks", describes).
  */
 import type { ResourceDef } from '../registry.js';
 import type { ApiRequest, SimContext } from './context.js';

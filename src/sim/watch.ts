@@ -1,6 +1,6 @@
 /**
  * WATCH: newline-delimited JSON events over a chunked 200 response
- * (../shared/reference/k8s-watch.md §1.4-§1.9, §5 items 10-15).
+ * (the watch contract of k8s.io/apiserver: bookmarks, WatchList, timeouts, 410 Expired).
  *
  * Every byte of a watch goes out through {@link Watcher.send}; that one method is where part 2's
  * faults (resets, black holes, split/coalesced chunks) and the slow-watcher budget hook in. An

@@ -1,5 +1,5 @@
 /**
- * The versioned snapshot store: Typha's snapshot cache and breadcrumbs (../shared typha.md §1.2)
+ * The versioned snapshot store: Typha's snapshot cache and breadcrumbs (Calico's typha/pkg/snapcache)
  * with the I/O removed and catch-up made O(changes). Pure: no I/O, no timers, no logging, no clock
  * reads — time is passed in as `nowMs`.
  *

@@ -1,5 +1,5 @@
 /**
- * Load counters (../shared/reference/k8s-watch.md §5 items 24-30): Prometheus text at /metrics,
+ * Load counters (what a fan-out cache saves the API server): Prometheus text at /metrics,
  * JSON at /_sim/counters, reset.
  */
 import { afterEach, describe, expect, it } from 'vitest';

@@ -1,6 +1,6 @@
 /**
  * LIST behaviours of the simulated API server, one test per numbered item of
- * ../shared/reference/k8s-watch.md §5 (items 1-3 and 6-9).
+ * the list contract of the API server (consistent reads, paging, selectors).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSim, type Sim } from '../../src/sim/index.js';

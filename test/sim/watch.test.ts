@@ -1,6 +1,6 @@
 /**
  * WATCH behaviours of the simulated API server, one test per numbered item of
- * ../shared/reference/k8s-watch.md §5 (items 10-15). Timed behaviour runs on a FakeClock.
+ * the watch contract of k8s.io/apiserver. Timed behaviour runs on a FakeClock.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/clock.js';

@@ -1,6 +1,6 @@
 /**
- * Writes, churn and history of the simulated API server (../shared/reference/k8s-watch.md §5
- * items 4, 5 and 23), through the HTTP verbs and the admin API.
+ * Writes, churn and history of the simulated API server (create, update, patch, delete and the
+ * resourceVersions and events they produce), through the HTTP verbs and the admin API.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/clock.js';

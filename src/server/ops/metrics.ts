@@ -1,6 +1,6 @@
 /**
  * The server's metrics: a private prom-client Registry (never the global one, so two servers in
- * one process — tests, benches — do not collide). Names follow Typha's (../shared/reference/typha.md
+ * one process — tests, benches — do not collide). Names follow Typha's (Calico's typha/pkg/syncserver and snapcache
  * §4) with a `cattail_` prefix so existing dashboards translate one-to-one.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';

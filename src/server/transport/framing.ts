@@ -5,7 +5,7 @@
  * binary, FIN; RFC 6455 §5.2) followed by the Cattail frame. The fan-out writes that same Buffer to
  * every caught-up socket with `socket.write`, so msgpack encoding, compression and framing happen
  * once per frame and never per client. (ws's `send()` frames per socket: ~25 % more CPU per
- * delivery in ../shared/reference/fanout-limits.md, and a closure per send.)
+ * delivery when measured on our 2-core machines (docs/transport.md), and a closure per send.)
  */
 import {
   DIRECTION_OF_KIND,

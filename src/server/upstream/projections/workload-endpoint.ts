@@ -4,7 +4,7 @@ import { isRecord, sortedRecord, stringRecord } from './encode.js';
 
 /**
  * Pod → slim workload endpoint, by libcalico-go's rules (conversion/workload_endpoint_default.go
- * and updateprocessors/workloadendpointprocessor.go @ v3.31; see ../shared/reference/typha.md §6).
+ * and updateprocessors/workloadendpointprocessor.go in Calico v3.31's libcalico-go).
  *
  * Everything a status-only update touches (conditions, container statuses, restarts, readiness,
  * timestamps) is left out, so such updates project to identical bytes and never reach agents.
