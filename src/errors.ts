@@ -37,7 +37,7 @@ export const ERROR_CODES = {
   CATTAIL_SIM_WRITE_REJECTED: { exit: 1, text: 'An admin write was refused as the API server would refuse it (not found, already exists, conflict, invalid); details carry the HTTP code and reason.' },
   CATTAIL_SIM_LISTEN_FAILED: { exit: 1, text: 'The simulator could not bind its loopback port (in use, or not permitted).' },
   CATTAIL_SIM_KUBECONFIG_WRITE_FAILED: { exit: 1, text: 'The simulator could not write its kubeconfig file (directory missing or not writable).' },
-  // --- Simulated API server, part 2: faults, HA, HTTPS (src/sim/faults, src/sim/ha, src/sim/tls) ---
+  // --- Simulated API server: faults, HA, HTTPS (src/sim/faults, src/sim/ha, src/sim/tls) ---
   CATTAIL_SIM_FAULT_INVALID: { exit: 2, text: 'A fault rule or timeline entry given to the simulator is malformed (unknown kind, verb that does not apply, probability outside [0, 1]).' },
   CATTAIL_SIM_TLS_FAILED: { exit: 1, text: 'The simulator could not generate its CA/server certificate or write its service-account directory.' },
   // --- src/snapshot (the versioned store) ---

@@ -3,7 +3,7 @@
  * (a second signal closes the rest at once).
  *
  * The upstream comes from a factory so the command does not depend on how it is built: the
- * Kubernetes upstream (issue 7) and the embedded simulator plug in through
+ * Kubernetes upstream and the embedded simulator plug in through
  * {@link createServeCommand}. Where the upstream is found is decided here, strictly: an explicit
  * --kubeconfig, then KUBECONFIG, then in-cluster config; with none of them serve fails with a coded
  * error, because silently serving a simulated (or empty) cluster to real agents would be a

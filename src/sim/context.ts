@@ -52,7 +52,7 @@ export interface WatchTap {
   readonly cut: boolean;
 }
 
-/** What part 2 (faults, auth, throttling) plugs into; absent in a plain simulator. */
+/** What the fault layer (faults, auth, throttling) plugs into; absent in a plain simulator. */
 export interface SimHooks {
   /** Before a resource request is served; true when the hook answered it (or cut the connection). */
   gate(r: ApiRequest): boolean | Promise<boolean>;

@@ -2,7 +2,7 @@
  * Routing: every resource of the registry at its real path, minimal discovery, /metrics, the
  * admin API under /_sim/, and a 404 Status for anything else.
  *
- * {@link SimHttp.handle} is the one entry for every request: part 2's per-request faults (429,
+ * {@link SimHttp.handle} is the one entry for every request: the per-request faults (429,
  * 401/403, HTTP 410 on watches, connection resets) are inserted there, before dispatch.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';

@@ -2,7 +2,7 @@
  * WATCH: newline-delimited JSON events over a chunked 200 response
  * (the watch contract of k8s.io/apiserver: bookmarks, WatchList, timeouts, 410 Expired).
  *
- * Every byte of a watch goes out through {@link Watcher.send}; that one method is where part 2's
+ * Every byte of a watch goes out through {@link Watcher.send}; that one method is where the fault layer's
  * faults (resets, black holes, split/coalesced chunks) and the slow-watcher budget hook in. An
  * event's line is encoded once and shared by all watchers (cached per event and type), as the
  * apiserver's cachingObject does; `sim_encode_ops_total` counts encodes, not writes.
@@ -135,7 +135,7 @@ export class Watcher {
     this.tap = ctx.hooks?.watch(r, (reason) => this.close(reason));
   }
 
-  /** The single exit for watch bytes (part 2 fault hooks and slow-watcher checks go here). */
+  /** The single exit for watch bytes (fault hooks and slow-watcher checks go here). */
   private send(line: Buffer): boolean {
     if (this.closed || this.r.res.destroyed) return false;
     if (this.tap && !this.tap.beforeSend(line)) return false;

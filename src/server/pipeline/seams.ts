@@ -5,7 +5,7 @@
  *                                                            └──► fan-out (flush scheduling)
  *
  * The upstream never sees a store or a socket; the fan-out never sees Kubernetes. Either side can be
- * replaced by a recording fake in tests (a scripted source stands in for the upstream until it lands).
+ * replaced by a recording fake in tests (a scripted source stands in for the upstream).
  */
 
 export type SyncStatus = 'waiting' | 'resyncing' | 'in-sync';
