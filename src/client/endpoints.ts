@@ -1,5 +1,5 @@
 /**
- * Which server to try next. A list (static, or ordered by discovery.ts from EndpointSlices), shuffled once with the
+ * Which server to try next. A static list (discovery.ts orders one from EndpointSlices), shuffled once with the
  * injected random source so that a fleet of agents configured with the same list spreads over the
  * replicas instead of all starting on the first (Typha shuffles its discovered list too).
  *
