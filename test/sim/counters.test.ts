@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/clock.js';
 import { startSim, type Sim } from '../../src/sim/index.js';
 import { getJson, RawWatch } from './helpers.js';
+import { waitUntil } from '../support/wait.js';
 
 let sim: Sim | undefined;
 const watches: RawWatch[] = [];
@@ -37,7 +38,7 @@ describe('sim counters', () => {
     w.close();
     await w.untilEnded();
     // The server sees the client's close asynchronously: wait on the counter (bounded).
-    for (let i = 0; i < 1_000 && JSON.stringify(s.admin.counters().watchesOpen) !== '{"pods":0}'; i++) await new Promise((r) => setImmediate(r));
+    await waitUntil(() => JSON.stringify(s.admin.counters().watchesOpen) === '{"pods":0}', 'the server to count the closed watch', { detail: () => JSON.stringify(s.admin.counters().watchesOpen) });
     const c = (await getJson(`${s.url}/_sim/counters`)).body;
     expect(c.requests).toMatchObject({ 'LIST,pods,200': 3, 'LIST,pods,400': 1, 'WATCH,pods,200': 2 });
     expect(c.listPages).toEqual({ pods: 3 });

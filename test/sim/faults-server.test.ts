@@ -9,6 +9,7 @@ import { TimeBudget } from '../../src/sim/faults/budget.js';
 import { randomTimeline, startSim, type Sim, type SimOptions } from '../../src/sim/index.js';
 import { getJson, type Loose } from './helpers.js';
 import { RawConn } from './raw-conn.js';
+import { waitUntil } from '../support/wait.js';
 
 let sims: Sim[] = [];
 const conns: RawConn[] = [];
@@ -150,7 +151,7 @@ describe('sim faults: server side', () => {
     const ahead = await RawConn.open(s.port, `/api/v1/pods?watch=true&resourceVersion=${cur + 50}`);
     const next = await RawConn.open(s.port, `/api/v1/pods?watch=true&resourceVersion=${cur + 1}`);
     conns.push(ahead, next);
-    for (let i = 0; i < 10_000 && Object.keys(s.admin.counters().clients).length < 2; i++) await new Promise((r) => setImmediate(r));
+    await waitUntil(() => Object.keys(s.admin.counters().clients).length >= 2, 'the server to hold both watches');
     s.admin.create('pods', { metadata: { name: 'reaches', namespace: 'default' }, spec: { containers: [] } });
     s.admin.create('pods', { metadata: { name: 'after-it', namespace: 'default' }, spec: { containers: [] } });
     await next.until(() => next.parsed().lines.length === 1, 'the reached watch');

@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/clock.js';
 import { startSim, type Sim, type SimOptions } from '../../src/sim/index.js';
 import { RawWatch, rvNum, type Loose } from './helpers.js';
+import { waitUntil } from '../support/wait.js';
 
 let sim: Sim | undefined;
 const watches: RawWatch[] = [];
@@ -201,7 +202,8 @@ describe('sim WATCH', () => {
     const late = fetch(`${s.url}/api/v1/namespaces?resourceVersion=${cur + 1}&resourceVersionMatch=NotOlderThan`, { headers });
     const never = fetch(`${s.url}/api/v1/namespaces?resourceVersion=${cur + 50}`, { headers });
     // Both are parked until the clock or the RV moves; wait (bounded) until the server holds both.
-    for (let i = 0; i < 10_000 && s.admin.counters().clients['waiter']?.lists !== 2; i++) await new Promise((r) => setImmediate(r));
+    // Real time: this wait must not move the FakeClock (the test moves it below).
+    await waitUntil(() => s.admin.counters().clients['waiter']?.lists === 2, 'the server to hold both LISTs');
     expect(s.admin.counters().clients['waiter']?.lists).toBe(2);
     s.admin.create('namespaces', { metadata: { name: 'arrives' } });
     const ok = await late;

@@ -8,7 +8,8 @@ import { KubeTransport, type Transport } from '../../src/server/upstream/transpo
 import type { KubeObject } from '../../src/server/upstream/types.js';
 import { startSim, type Sim, type SimOptions } from '../../src/sim/index.js';
 import { VERSION } from '../../src/version.js';
-import { customFeed, expectedState, RecordingSink, sameState, until } from './helpers.js';
+import { idle, waitUntil } from '../support/wait.js';
+import { customFeed, expectedState, RecordingSink, sameState } from './helpers.js';
 
 /**
  * The upstream against the real simulator (src/sim) with its fault features, for the adversarial
@@ -112,8 +113,8 @@ export async function stopHarnesses(): Promise<void> {
 /** Starts the upstream and waits until every feed is in sync and every watch is open at the simulator. */
 export async function synced(h: Harness): Promise<void> {
   h.up.start(h.sink);
-  await until(() => h.feeds.every((f) => h.sink.status.get(f.name) === 'in-sync') && h.up.ready(), h.clock);
-  await until(() => watchesOpen(h) >= reflectors(h), h.clock);
+  await waitUntil(() => h.feeds.every((f) => h.sink.status.get(f.name) === 'in-sync') && h.up.ready(), { clock: h.clock });
+  await waitUntil(() => watchesOpen(h) >= reflectors(h), { clock: h.clock });
 }
 
 /** Distinct served resources the harness's feeds use (one reflector and one watch each). */
@@ -155,7 +156,7 @@ export function isConverged(h: Harness): boolean {
 
 /** Waits (bounded) until every feed equals the simulator's state projected. */
 export async function converged(h: Harness): Promise<void> {
-  await until(() => isConverged(h), h.clock);
+  await waitUntil(() => isConverged(h), { clock: h.clock });
 }
 
 /** Keys whose projected value differs between two expected states, per feed, summed. */
@@ -209,20 +210,6 @@ export async function metric(up: UpstreamHandle, name: 'watchRestarts' | 'authEr
   return (await m.get()).values.filter((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x)).reduce((n, v) => n + v.value, 0);
 }
 
-/** Waits on an async condition (a metric), moving the FakeClock between checks; bounded. */
-export async function untilAsync(cond: () => Promise<boolean>, clock: FakeClock, stepMs = 50, maxRounds = 2_000): Promise<void> {
-  for (let i = 0; i < maxRounds; i++) {
-    if (await cond()) return;
-    await until(() => false, clock, stepMs, 8).catch(() => undefined);
-  }
-  throw new Error(`async condition not met after ${maxRounds} rounds`);
-}
-
-/** Lets virtual time pass (`ms`) with real I/O in between; for "nothing more happens" checks. */
-export async function idle(clock: FakeClock, ms: number, stepMs = 100): Promise<void> {
-  const end = clock.monotonic() + ms;
-  await until(() => clock.monotonic() >= end, clock, stepMs, Math.ceil((ms / stepMs) * 4) + 100);
-}
 
 /**
  * Runs a fault scenario twice. Round 0: `inject(0, noop)` — no change on the server — then
