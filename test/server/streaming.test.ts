@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { eventually, harness } from './helpers/harness.js';
+import { harness } from './helpers/harness.js';
+import { waitUntil } from '../support/wait.js';
 
 function pods(n: number, gen = 0, prefix = 'p'): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -34,7 +35,7 @@ describe('server - streaming', () => {
     h.upstream.apply('felix', pods(5), { status: 'in-sync' });
     const agents = Array.from({ length: 5 }, () => h.agent({ feeds: [{ name: 'felix' }] }));
     await Promise.all(agents.map((a) => a.untilRevision('felix', 1)));
-    await eventually(() => h.server.fanoutStats().flushes >= 1, 'first flush');
+    await waitUntil(() => h.server.fanoutStats().flushes >= 1, 'first flush');
     const before = h.server.fanoutStats();
     // Three batches inside one flush window: one DELTA unit, encoded once, for all five agents.
     h.upstream.apply('felix', pods(3, 1));
@@ -57,7 +58,7 @@ describe('server - streaming', () => {
     const a = h.agent({ feeds: [{ name: 'felix' }, { name: 'bgp' }] });
     await Promise.all([a.untilRevision('felix', 1), a.untilRevision('bgp', 1)]);
     // The flush of revision 1 must be behind us, or it would carry revision 2 as well.
-    await eventually(() => h.server.fanoutStats().flushes >= 1, 'first flush');
+    await waitUntil(() => h.server.fanoutStats().flushes >= 1, 'first flush');
     const before = h.server.fanoutStats();
     h.upstream.apply('felix', pods(2, 1));
     h.upstream.apply('bgp', pods(2, 1));
@@ -66,7 +67,7 @@ describe('server - streaming', () => {
     expect(after.flushes - before.flushes).toBe(1);
     expect(after.corkedWrites - before.corkedWrites).toBe(1);
     a.sendMessage({ type: 'ack', feedId: a.feed('felix').id, revision: 2 });
-    await eventually(async () => (await h.metric('cattail_client_lag_seconds', { feed: 'felix' })) > 0, 'lag observed');
+    await waitUntil(async () => (await h.metric('cattail_client_lag_seconds', { feed: 'felix' })) > 0, 'lag observed');
     expect(a.violations).toEqual([]);
     expect(a.digest('bgp').equals(h.storeDigest('bgp'))).toBe(true);
   });
@@ -161,6 +162,6 @@ describe('server - streaming', () => {
     for (const name of ['cattail_connections_active', 'cattail_feed_revision', 'cattail_snapshots_generated_total', 'cattail_snapshots_reused_total', 'cattail_updates_total', 'cattail_updates_skipped_total', 'cattail_bytes_written_total', 'cattail_client_lag_seconds']) {
       expect(text).toContain(name);
     }
-    await eventually(async () => (await h.metric('cattail_feed_revision', { feed: 'felix' })) === 1, 'revision metric');
+    await waitUntil(async () => (await h.metric('cattail_feed_revision', { feed: 'felix' })) === 1, 'revision metric');
   });
 });

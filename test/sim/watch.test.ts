@@ -2,29 +2,22 @@
  * WATCH behaviours of the simulated API server, one test per numbered item of
  * ../shared/reference/k8s-watch.md §5 (items 10-15). Timed behaviour runs on a FakeClock.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/clock.js';
-import { startSim, type Sim, type SimOptions } from '../../src/sim/index.js';
+import type { Sim, SimOptions } from '../../src/sim/index.js';
 import { RawWatch, rvNum, type Loose } from './helpers.js';
+import { simFixture } from '../support/sim.js';
 import { waitUntil } from '../support/wait.js';
 
+const sims = simFixture({ nodes: 3, podsPerNode: 4, seed: 3 });
 let sim: Sim | undefined;
-const watches: RawWatch[] = [];
-afterEach(async () => {
-  for (const w of watches.splice(0)) w.close();
-  await sim?.close();
-  sim = undefined;
-});
-
 async function start(o: SimOptions = {}): Promise<Sim> {
-  sim = await startSim({ nodes: 3, podsPerNode: 4, seed: 3, ...o });
-  return sim;
+  return (sim = await sims.start(o));
 }
 
 async function watch(path: string): Promise<RawWatch> {
   const w = await RawWatch.open(`${(sim as Sim).url}${path}`);
-  watches.push(w);
-  return w;
+  return sims.track(w);
 }
 
 function anyPod(s: Sim): Loose {

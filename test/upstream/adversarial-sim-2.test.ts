@@ -1,5 +1,5 @@
 import { get } from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseJson } from '../../src/server/upstream/json.js';
 import {
   bothRounds,
@@ -16,7 +16,6 @@ import {
   reflectors,
   SIM_RESOURCES,
   startHarness,
-  stopHarnesses,
   SwitchableTransport,
   synced,
   UA,
@@ -32,7 +31,6 @@ import { idle, waitUntil } from '../support/wait.js';
  * zero updates and zero store revisions, and real changes arrive exactly once each.
  */
 
-afterEach(stopHarnesses);
 
 /** The resourceVersion of a LIST answered by `url` (to show the follower really lags). */
 function listRv(url: string, resource: string): Promise<number> {

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { FaultRule } from '../../src/sim/index.js';
 import {
   bothRounds,
@@ -9,7 +9,6 @@ import {
   reflectors,
   simRequests,
   startHarness,
-  stopHarnesses,
   synced,
   UA,
   watchesOpen,
@@ -24,7 +23,6 @@ import { waitUntil } from '../support/wait.js';
  * equals the simulator's objects through the upstream's projectors, and no watermark went back.
  */
 
-afterEach(stopHarnesses);
 
 const faultsFired = (h: Harness, kind: string, resource = 'pods'): number => h.sim.faults.log().filter((e) => e.kind === kind && e.resource === resource).length;
 const opened = (h: Harness, resource: string): number => {

@@ -2,11 +2,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
-import { afterEach, describe, expect, it } from 'vitest';
-import { FakeClock } from '../../src/clock.js';
-import { createUpstream, type UpstreamHandle, type UpstreamOptions } from '../../src/server/upstream/index.js';
+import { describe, expect, it } from 'vitest';
+import type { FakeClock } from '../../src/clock.js';
+import type { UpstreamHandle, UpstreamOptions } from '../../src/server/upstream/index.js';
 import type { KubeObject } from '../../src/server/upstream/types.js';
-import { FakeApiServer } from './fake-apiserver.js';
+import type { FakeApiServer } from '../support/fake-apiserver.js';
+import { upstreamOnFakeApi } from '../support/upstream.js';
 import { customFeed, expectedState, pod, RecordingSink, sameState } from './helpers.js';
 import { waitUntil } from '../support/wait.js';
 
@@ -19,21 +20,11 @@ const PODS_FEED = { name: 'pods', resources: [{ resource: 'pods' }] };
 const podsFeed = customFeed(PODS_FEED);
 
 let server: FakeApiServer;
-let upstream: UpstreamHandle | undefined;
-
-afterEach(async () => {
-  await upstream?.stop();
-  upstream = undefined;
-  await server?.close();
-});
 
 async function setup(opts: Partial<UpstreamOptions> = {}): Promise<{ clock: FakeClock; sink: RecordingSink; up: UpstreamHandle }> {
-  server = await new FakeApiServer().start();
-  const clock = new FakeClock();
-  const sink = new RecordingSink();
-  const up = createUpstream({ kubeConfig: server.kubeConfig(), replicaId: 'r1', clock, feeds: [], customFeeds: [PODS_FEED], random: () => 0, watchList: false, ...opts });
-  upstream = up;
-  return { clock, sink, up };
+  const started = await upstreamOnFakeApi({ customFeeds: [PODS_FEED], random: () => 0, watchList: false, ...opts });
+  server = started.server;
+  return { clock: started.clock, sink: new RecordingSink(), up: started.up };
 }
 
 const objects = (id: string): KubeObject[] => [...(server.store.get(id)?.values() ?? [])];
@@ -128,13 +119,15 @@ describe('reflector under faults', () => {
   }
 
   it('re-reads a rotated token file after a 401', async () => {
-    server = await new FakeApiServer().start();
     const dir = mkdtempSync(join(tmpdir(), 'cattail-token-'));
     try {
       const tokenFile = join(dir, 'token');
       writeFileSync(tokenFile, 'old-token');
-      const kc = new KubeConfig();
-      kc.loadFromClusterAndUser({ name: 'c', server: server.url, skipTLSVerify: true }, { name: 'u', authProvider: { name: 'tokenFile', config: { tokenFile } } });
+      const { server, clock, up } = await upstreamOnFakeApi((srv) => {
+        const kubeConfig = new KubeConfig();
+        kubeConfig.loadFromClusterAndUser({ name: 'c', server: srv.url, skipTLSVerify: true }, { name: 'u', authProvider: { name: 'tokenFile', config: { tokenFile } } });
+        return { kubeConfig, customFeeds: [PODS_FEED], random: () => 0, watchList: false };
+      });
       const seen: string[] = [];
       server.intercept = (info, _req, res) => {
         const auth = String(info.headers.authorization);
@@ -144,10 +137,8 @@ describe('reflector under faults', () => {
         res.end(JSON.stringify({ kind: 'Status', code: 401, reason: 'Unauthorized', message: 'token expired' }));
         return true;
       };
-      const clock = new FakeClock();
       const sink = new RecordingSink();
-      upstream = createUpstream({ kubeConfig: kc, replicaId: 'r1', clock, feeds: [], customFeeds: [PODS_FEED], random: () => 0, watchList: false });
-      upstream.start(sink);
+      up.start(sink);
       await waitUntil(() => seen.length >= 1, { clock });
       writeFileSync(tokenFile, 'new-token'); // the kubelet rotates the projected token
       await waitUntil(() => sink.status.get('pods') === 'in-sync', { clock, stepMs: 200 });

@@ -1,29 +1,20 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { FakeClock } from '../../src/clock.js';
-import { createUpstream, type UpstreamHandle, type UpstreamOptions } from '../../src/server/upstream/index.js';
+import { describe, expect, it } from 'vitest';
+import type { FakeClock } from '../../src/clock.js';
+import type { UpstreamHandle, UpstreamOptions } from '../../src/server/upstream/index.js';
 import type { KubeObject } from '../../src/server/upstream/types.js';
-import { FakeApiServer } from './fake-apiserver.js';
+import type { FakeApiServer } from '../support/fake-apiserver.js';
+import { upstreamOnFakeApi } from '../support/upstream.js';
 import { builtinFeed, customFeed, expectedState, node, pod, RecordingSink, sameState } from './helpers.js';
 import { waitUntil } from '../support/wait.js';
 
 const PODS_FEED = { name: 'pods', resources: [{ resource: 'pods' }] };
 
 let server: FakeApiServer;
-let upstream: UpstreamHandle | undefined;
-
-afterEach(async () => {
-  await upstream?.stop();
-  upstream = undefined;
-  await server?.close();
-});
 
 async function setup(opts: Partial<UpstreamOptions> = {}): Promise<{ clock: FakeClock; sink: RecordingSink; up: UpstreamHandle }> {
-  server = await new FakeApiServer().start();
-  const clock = new FakeClock();
-  const sink = new RecordingSink();
-  const up = createUpstream({ kubeConfig: server.kubeConfig(), replicaId: 'r1', clock, feeds: [], customFeeds: [PODS_FEED], random: () => 0.5, ...opts });
-  upstream = up;
-  return { clock, sink, up };
+  const started = await upstreamOnFakeApi({ customFeeds: [PODS_FEED], random: () => 0.5, ...opts });
+  server = started.server;
+  return { clock: started.clock, sink: new RecordingSink(), up: started.up };
 }
 
 const objects = (id: string): KubeObject[] => [...(server.store.get(id)?.values() ?? [])];

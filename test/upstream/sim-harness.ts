@@ -1,13 +1,14 @@
 import { KubeConfig } from '@kubernetes/client-node';
 import { expect } from 'vitest';
-import { FakeClock } from '../../src/clock.js';
+import type { FakeClock } from '../../src/clock.js';
 import type { FeedBatch } from '../../src/server/pipeline/seams.js';
-import { createUpstream, type UpstreamHandle, type UpstreamOptions } from '../../src/server/upstream/index.js';
+import type { UpstreamHandle, UpstreamOptions } from '../../src/server/upstream/index.js';
 import { compareRv } from '../../src/server/upstream/failure.js';
 import { KubeTransport, type Transport } from '../../src/server/upstream/transport.js';
 import type { KubeObject } from '../../src/server/upstream/types.js';
-import { startSim, type Sim, type SimOptions } from '../../src/sim/index.js';
+import type { Sim, SimOptions } from '../../src/sim/index.js';
 import { VERSION } from '../../src/version.js';
+import { upstreamOnSim } from '../support/upstream.js';
 import { idle, waitUntil } from '../support/wait.js';
 import { customFeed, expectedState, RecordingSink, sameState } from './helpers.js';
 
@@ -78,8 +79,6 @@ export interface Harness {
   feeds: { name: string; resources: { resource: string; projection?: string }[] }[];
 }
 
-let live: Harness[] = [];
-
 /** Short virtual timeouts: they bound how far the FakeClock must be advanced, not real time. */
 export const FAST: Partial<UpstreamOptions> = {
   watchInactivityTimeoutMs: 10_000,
@@ -88,26 +87,17 @@ export const FAST: Partial<UpstreamOptions> = {
   missingResourceRetryMs: 3_000,
 };
 
+/** The upstream and the simulator (test/support/upstream.ts: both stopped after the test) with the feeds under test. */
 export async function startHarness(o: { up?: Partial<UpstreamOptions>; sim?: SimOptions; feeds?: Harness['feeds']; transport?: (sim: Sim) => Transport } = {}): Promise<Harness> {
-  const clock = new FakeClock();
-  const sim = await startSim({ nodes: 3, podsPerNode: 5, seed: 11, clock, resources: SIM_RESOURCES, ...o.sim });
   const feeds = o.feeds ?? [WL_FEED, NODES_FEED];
-  const kubeConfig = new KubeConfig();
-  kubeConfig.loadFromFile(sim.kubeconfigPath);
-  const transport = o.transport?.(sim);
-  const up = createUpstream({ kubeConfig, replicaId: REPLICA, clock, random: () => 0.5, feeds: [], customFeeds: feeds, ...FAST, ...o.up, ...(transport ? { transport } : {}) });
-  const h: Harness = { clock, sim, sink: new CheckingSink(), up, feeds };
-  live.push(h);
-  return h;
-}
-
-export async function stopHarnesses(): Promise<void> {
-  const hs = live;
-  live = [];
-  for (const h of hs) {
-    await h.up.stop();
-    await h.sim.close();
-  }
+  const { sim, clock, up } = await upstreamOnSim({
+    sim: { nodes: 3, podsPerNode: 5, seed: 11, resources: SIM_RESOURCES, ...o.sim },
+    up: (s) => {
+      const transport = o.transport?.(s);
+      return { replicaId: REPLICA, feeds: [], customFeeds: feeds, ...FAST, ...o.up, ...(transport ? { transport } : {}) };
+    },
+  });
+  return { clock, sim, sink: new CheckingSink(), up, feeds };
 }
 
 /** Starts the upstream and waits until every feed is in sync and every watch is open at the simulator. */

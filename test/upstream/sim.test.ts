@@ -1,13 +1,13 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { KubeConfig } from '@kubernetes/client-node';
-import { FakeClock } from '../../src/clock.js';
+import { describe, expect, it } from 'vitest';
+import type { FakeClock } from '../../src/clock.js';
 import { get } from 'node:http';
 import { collectionPath, resource, RESOURCES, SYNCER_FEEDS } from '../../src/registry.js';
 import { parseJson } from '../../src/server/upstream/json.js';
 import { MsgReader } from '../../proto/msgpack.js';
-import { startSim, type Sim } from '../../src/sim/index.js';
-import { builtinFeed, createUpstream, type UpstreamHandle, type UpstreamOptions } from '../../src/server/upstream/index.js';
+import type { Sim, SimOptions } from '../../src/sim/index.js';
+import { builtinFeed, type UpstreamHandle, type UpstreamOptions } from '../../src/server/upstream/index.js';
 import type { KubeObject } from '../../src/server/upstream/types.js';
+import { upstreamOnSim } from '../support/upstream.js';
 import { waitUntil } from '../support/wait.js';
 import { expectedState, RecordingSink, sameState } from './helpers.js';
 
@@ -19,24 +19,12 @@ const FEEDS = Object.keys(SYNCER_FEEDS);
 // Serve every resource but these optional ones: they answer 404 (CRD not installed).
 const NOT_INSTALLED = ['bgpfilters.crd.projectcalico.org', 'virtualmachineinstancemigrations.kubevirt.io', 'clusternetworkpolicies.policy.networking.k8s.io'];
 
-let sim: Sim | undefined;
-let upstream: UpstreamHandle | undefined;
-
-afterEach(async () => {
-  await upstream?.stop();
-  upstream = undefined;
-  await sim?.close();
-  sim = undefined;
-});
-
-async function setup(opts: Partial<UpstreamOptions> = {}, simOpts: Parameters<typeof startSim>[0] = {}): Promise<{ clock: FakeClock; sink: RecordingSink; up: UpstreamHandle; s: Sim }> {
-  const clock = new FakeClock();
-  const s = (sim = await startSim({ nodes: 4, podsPerNode: 5, seed: 7, clock, resources: RESOURCES.map((r) => r.id).filter((id) => !NOT_INSTALLED.includes(id)), ...simOpts }));
-  const kubeConfig = new KubeConfig();
-  kubeConfig.loadFromFile(s.kubeconfigPath);
-  const sink = new RecordingSink();
-  const up = (upstream = createUpstream({ kubeConfig, replicaId: 'sim-test', clock, random: () => 0.5, ...opts }));
-  return { clock, sink, up, s };
+async function setup(opts: Partial<UpstreamOptions> = {}, simOpts: SimOptions = {}): Promise<{ clock: FakeClock; sink: RecordingSink; up: UpstreamHandle; s: Sim }> {
+  const { sim, clock, up } = await upstreamOnSim({
+    sim: { nodes: 4, podsPerNode: 5, seed: 7, resources: RESOURCES.map((r) => r.id).filter((id) => !NOT_INSTALLED.includes(id)), ...simOpts },
+    up: { replicaId: 'sim-test', ...opts },
+  });
+  return { clock, sink: new RecordingSink(), up, s: sim };
 }
 
 /**
