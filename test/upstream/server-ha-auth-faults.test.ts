@@ -21,7 +21,7 @@ import {
   UA,
   watchesOpen,
   WL_FEED,
-} from './sim-harness.js';
+} from './fault-scenarios.js';
 import { idle, waitUntil } from '../support/wait.js';
 
 /**

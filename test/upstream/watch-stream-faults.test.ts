@@ -12,7 +12,7 @@ import {
   synced,
   UA,
   watchesOpen,
-} from './sim-harness.js';
+} from './fault-scenarios.js';
 import { waitUntil } from '../support/wait.js';
 
 /**

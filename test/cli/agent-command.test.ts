@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
-import { FakeServer } from './helpers/fake-server.js';
+import { FakeServer } from '../client/helpers/fake-server.js';
 
 let dir: string;
 const servers: FakeServer[] = [];
