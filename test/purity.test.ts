@@ -1,15 +1,7 @@
-import { join } from 'node:path';
-import { ESLint } from 'eslint';
 import { describe, expect, it } from 'vitest';
+import { ruleIds } from './support/lint.js';
 
 // The purity rule is a lint rule; prove it fires (and does not fire outside the pure core).
-const root = join(import.meta.dirname, '..');
-const eslint = new ESLint({ cwd: root });
-
-async function ruleIds(code: string, file: string): Promise<string[]> {
-  const [result] = await eslint.lintText(code, { filePath: join(root, file) });
-  return (result?.messages ?? []).map((m) => m.ruleId ?? 'parse');
-}
 
 describe('lint - pure core', () => {
   it('rejects I/O, timers, logging and metrics imports in src/snapshot and proto', async () => {

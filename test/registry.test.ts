@@ -2,7 +2,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { fixturesDir } from './helpers/fixtures.js';
+import { fixturesDir } from './support/fixtures.js';
 import { RESOURCES, SYNCER_FEEDS, collectionPath, objectKey, rbacRules, resource } from '../src/registry.js';
 
 const crdDir = join(fixturesDir(), 'calico-crds');

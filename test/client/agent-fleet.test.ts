@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { waitUntil } from '../support/wait.js';
 import { runCli } from '../support/cli.js';
-import { eventually, harness } from '../server/helpers/harness.js';
+import { harness } from '../server/helpers/harness.js';
 
 const run = runCli;
 
@@ -17,7 +18,7 @@ describe('cattail agent --agents (many agents in one process)', () => {
     const final = JSON.parse(r.out.trim().split('\n').at(-1) as string) as Record<string, number | boolean>;
     expect(final).toMatchObject({ final: true, agents: 120, inSync: 120, verified: 3, violations: 0, digestMismatches: 0 });
     expect(final['snapshots']).toBe(117 * 2);
-    await eventually(() => h.server.connectionCount() === 0, 'agents gone');
+    await waitUntil(() => h.server.connectionCount() === 0, 'agents gone');
   });
 
   it('refuses --once and --dump with --agents (they describe one full agent)', async () => {

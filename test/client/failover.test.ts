@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { buildFrame, encodeFrame } from '../../proto/index.js';
 import type { Client } from '../../src/client/index.js';
 import type { FakeServer } from './helpers/fake-server.js';
-import { skipWait, waitFor } from './helpers/harness.js';
+import { on, skipWait } from './helpers/harness.js';
+import { waitUntil } from '../support/wait.js';
 import { tracked } from './helpers/tracked.js';
 
 const { server, setup } = tracked();
@@ -41,11 +42,11 @@ describe('client - failover', () => {
     await first.stop();
     // Retry the same replica once (a blip is resumed there), then move on.
     for (let i = 0; i < 5 && !connectedTo(client, other); i++) {
-      await waitFor(() => client.state === 'reconnecting' || connectedTo(client, other), 'reconnecting or failed over', { client });
+      await waitUntil(() => client.state === 'reconnecting' || connectedTo(client, other), 'reconnecting or failed over', on(client));
       if (client.state === 'reconnecting') await skipWait(clock);
-      await waitFor(() => client.state !== 'connecting', 'attempt settled', { client });
+      await waitUntil(() => client.state !== 'connecting', 'attempt settled', on(client));
     }
-    await waitFor(() => connectedTo(client, other), 'in sync on the other replica', { client });
+    await waitUntil(() => connectedTo(client, other), 'in sync on the other replica', on(client));
     expect(rec.changes).toHaveLength(1);
     expect(client.feed('felix').size).toBe(2);
     expect(guard.problems()).toEqual([]);
@@ -72,9 +73,9 @@ describe('client - failover', () => {
     for (const s of [a, b, c]) if (s.serverId === firstServer) await s.stop();
     const deadline = 10;
     for (let i = 0; i < deadline && !(client.inSync && client.stats.serverId === 'replica-c'); i++) {
-      await waitFor(() => client.state === 'reconnecting' || client.state === 'behind' || client.inSync, 'settled', { client });
+      await waitUntil(() => client.state === 'reconnecting' || client.state === 'behind' || client.inSync, 'settled', on(client));
       if (client.state === 'reconnecting' || client.state === 'behind') await skipWait(clock);
-      await waitFor(() => client.state !== 'connecting' && client.state !== 'syncing', 'attempt settled', { client });
+      await waitUntil(() => client.state !== 'connecting' && client.state !== 'syncing', 'attempt settled', on(client));
     }
     if (firstServer !== 'replica-b') {
       // B was tried (the rotation covers every endpoint) and refused as behind.
@@ -100,9 +101,9 @@ describe('client - failover', () => {
     a.epoch = 'new';
     for (const c of a.clients) c.ws.terminate();
     a.feed().entries.delete('/pods/demo/a');
-    await waitFor(() => client.state === 'reconnecting', 'reconnecting', { client });
+    await waitUntil(() => client.state === 'reconnecting', 'reconnecting', on(client));
     await skipWait(clock);
-    await waitFor(() => client.state === 'behind', 'behind', { client });
+    await waitUntil(() => client.state === 'behind', 'behind', on(client));
     const ev = rec.last('behind')!;
     expect(ev.delayMs).toBe(5_000);
     expect(ev.reason?.code).toBe('CATTAIL_CLIENT_REPLICA_BEHIND');
@@ -113,7 +114,7 @@ describe('client - failover', () => {
     a.fakeWatermarks = undefined;
     a.feed().watermarks = { pods: '301' };
     await skipWait(clock);
-    await waitFor(() => client.inSync, 'in sync after the replica caught up', { client });
+    await waitUntil(() => client.inSync, 'in sync after the replica caught up', on(client));
     expect(client.feed('felix').has('/pods/demo/a')).toBe(false);
     expect(rec.changes.at(-1)!.deletes).toEqual(['/pods/demo/a']);
     expect(b.rec.hellos).toHaveLength(0);
@@ -133,18 +134,18 @@ describe('client - liveness and server hints', () => {
     await clock.advanceAsync(2_000);
     expect(client.state).toBe('in-sync');
     first.ping();
-    await waitFor(() => client.stats.framesReceived >= 4, 'ping received', { client });
+    await waitUntil(() => client.stats.framesReceived >= 4, 'ping received', on(client));
     await clock.advanceAsync(2_500);
     expect(client.state).toBe('in-sync');
     first.blackhole();
     await clock.advanceAsync(3_000);
     // The close handshake cannot complete with a black hole: the close timeout forces it.
     await clock.advanceAsync(2_000);
-    await waitFor(() => rec.last('reconnecting') !== undefined, 'reconnecting', { client });
+    await waitUntil(() => rec.last('reconnecting') !== undefined, 'reconnecting', on(client));
     expect(rec.last('reconnecting')!.reason).toMatchObject({ code: 'CATTAIL_CLIENT_READ_TIMEOUT', details: { readTimeoutMs: 3_000 } });
     expect(client.stats.readTimeouts).toBe(1);
     if (client.state === 'reconnecting') await skipWait(clock);
-    await waitFor(() => client.inSync && client.stats.serverId === other.serverId, 'in sync on the other server', { client });
+    await waitUntil(() => client.inSync && client.stats.serverId === other.serverId, 'in sync on the other server', on(client));
     expect(guard.problems()).toEqual([]);
   });
 
@@ -157,7 +158,7 @@ describe('client - liveness and server hints', () => {
     await client.whenInSync();
     const first = client.stats.serverId === 'a' ? a : b;
     first.goodbyeAll({ reconnectDelayMs: 7_000, endpoints: [c.url] });
-    await waitFor(() => client.state === 'reconnecting', 'reconnecting', { client });
+    await waitUntil(() => client.state === 'reconnecting', 'reconnecting', on(client));
     const ev = rec.last('reconnecting')!;
     expect(ev.delayMs).toBe(7_000);
     expect(ev.reason?.details?.['goodbye']).toMatchObject({ reason: 'shutdown', reconnectDelayMs: 7_000 });
@@ -166,8 +167,8 @@ describe('client - liveness and server hints', () => {
     expect(client.state).toBe('reconnecting');
     expect(c.rec.upgrades).toBe(0);
     await clock.advanceAsync(1);
-    await waitFor(() => client.inSync && client.stats.serverId === 'c', 'in sync on the hinted endpoint', { client });
-    await waitFor(() => first.rec.clientCloses.length === 1, 'client close seen', { servers: [first] });
+    await waitUntil(() => client.inSync && client.stats.serverId === 'c', 'in sync on the hinted endpoint', on(client));
+    await waitUntil(() => first.rec.clientCloses.length === 1, 'client close seen', on(first));
     expect(first.rec.clientCloses[0]!.code).toBe(1000);
     expect(guard.problems()).toEqual([]);
   });
@@ -177,7 +178,7 @@ describe('client - liveness and server hints', () => {
     a.refuse = { count: 1, retryAfterS: 30, endpoints: [] };
     const { client, clock, rec, guard } = setup({ endpoints: [a.url] });
     guard.allow('CATTAIL_CLIENT_REFUSED');
-    await waitFor(() => client.state === 'reconnecting', 'refused', { client, servers: [a] });
+    await waitUntil(() => client.state === 'reconnecting', 'refused', on(client, a));
     const ev = rec.last('reconnecting')!;
     expect(ev.reason).toMatchObject({ code: 'CATTAIL_CLIENT_REFUSED', details: { retryAfterMs: 30_000, status: 503 } });
     // The backoff delay ends well before Retry-After: the client must wait on.
@@ -187,7 +188,7 @@ describe('client - liveness and server hints', () => {
     await clock.advanceAsync(30_000 - ev.delayMs! - 1);
     expect(a.rec.upgrades).toBe(1);
     await clock.advanceAsync(1);
-    await waitFor(() => client.inSync, 'in sync after Retry-After', { client });
+    await waitUntil(() => client.inSync, 'in sync after Retry-After', on(client));
     expect(a.rec.upgrades).toBe(2);
     expect(client.stats.refusals).toBe(1);
     expect(guard.problems()).toEqual([]);
@@ -199,9 +200,9 @@ describe('client - liveness and server hints', () => {
     a.refuse = { count: 1, retryAfterS: 60, endpoints: [b.url] };
     const { client, clock, guard } = setup({ endpoints: [a.url] });
     guard.allow('CATTAIL_CLIENT_REFUSED');
-    await waitFor(() => client.state === 'reconnecting', 'refused', { client, servers: [a] });
+    await waitUntil(() => client.state === 'reconnecting', 'refused', on(client, a));
     await skipWait(clock);
-    await waitFor(() => client.inSync, 'in sync on the hinted server', { client });
+    await waitUntil(() => client.inSync, 'in sync on the hinted server', on(client));
     expect(client.stats.serverId).toBe('b');
     expect(guard.problems()).toEqual([]);
   });
@@ -225,15 +226,15 @@ describe('client - hostile and inconsistent servers', () => {
     ];
     for (const [i, c] of cases.entries()) {
       a.sendRawToAll(c.bytes, c.binary ?? true);
-      await waitFor(() => client.state === 'reconnecting', `reconnecting after case ${i}`, { client });
+      await waitUntil(() => client.state === 'reconnecting', `reconnecting after case ${i}`, on(client));
       const ev = rec.last('reconnecting')!;
       expect(ev.reason?.code, `case ${i}`).toBe(c.close === 4014 ? 'CATTAIL_CLIENT_REVISION_GAP' : 'CATTAIL_CLIENT_PROTOCOL_ERROR');
       if (c.proto !== undefined) expect((ev.reason?.cause as { code?: string }).code, `case ${i}`).toBe(c.proto);
-      await waitFor(() => a.rec.clientCloses.length === i + 1, `close ${i} seen`, { servers: [a] });
+      await waitUntil(() => a.rec.clientCloses.length === i + 1, `close ${i} seen`, on(a));
       expect(a.rec.clientCloses[i]!.code, `case ${i}`).toBe(c.close);
       expect(client.feed('felix').size).toBe(2);
       await skipWait(clock);
-      await waitFor(() => client.inSync, `in sync after case ${i}`, { client });
+      await waitUntil(() => client.inSync, `in sync after case ${i}`, on(client));
     }
     expect(client.stats.protocolErrors).toBe(cases.length - 1);
     expect(client.stats.revisionGaps).toBe(1);
@@ -253,12 +254,12 @@ describe('client - hostile and inconsistent servers', () => {
     await client.whenInSync();
     a.corruptDigests = 1;
     a.apply('felix', { upserts: [['/pods/demo/z', { ip: 'z' }]] });
-    await waitFor(() => client.state === 'reconnecting', 'reconnecting', { client });
+    await waitUntil(() => client.state === 'reconnecting', 'reconnecting', on(client));
     expect(rec.last('reconnecting')!.reason).toMatchObject({ code: 'CATTAIL_CLIENT_DIGEST_MISMATCH', details: { feed: 'felix', expected: '0123456789abcdef' } });
-    await waitFor(() => a.rec.clientCloses.length === 1, 'close', { servers: [a] });
+    await waitUntil(() => a.rec.clientCloses.length === 1, 'close', on(a));
     expect(a.rec.clientCloses[0]!.code).toBe(4014);
     await skipWait(clock);
-    await waitFor(() => client.inSync && a.rec.hellos.length === 2, 'resynced', { client, servers: [a] });
+    await waitUntil(() => client.inSync && a.rec.hellos.length === 2, 'resynced', on(client, a));
     expect(a.rec.hellos[1]!.feeds[0]!.token).toBeUndefined();
     expect(client.stats.snapshotsApplied).toBe(2);
     expect(client.stats.digestMismatches).toBe(1);
@@ -272,10 +273,10 @@ describe('client - hostile and inconsistent servers', () => {
     a.corruptDigests = 1;
     const { client, clock, guard } = setup({ endpoints: [a.url] });
     guard.allow('CATTAIL_CLIENT_DIGEST_MISMATCH');
-    await waitFor(() => client.state === 'reconnecting', 'reconnecting', { client });
+    await waitUntil(() => client.state === 'reconnecting', 'reconnecting', on(client));
     expect(client.feed('felix').size).toBe(0);
     await skipWait(clock);
-    await waitFor(() => client.inSync, 'in sync', { client });
+    await waitUntil(() => client.inSync, 'in sync', on(client));
     expect(client.feed('felix').size).toBe(2);
     expect(guard.problems()).toEqual([]);
   });

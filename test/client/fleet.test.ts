@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import { waitUntil } from '../support/wait.js';
 import { realClock } from '../../src/clock.js';
 import { Fleet } from '../../src/client/fleet/fleet.js';
 import { seededRandom } from '../../src/random.js';
-import { eventually, harness } from '../server/helpers/harness.js';
+import { harness } from '../server/helpers/harness.js';
 
 describe('client - a fleet of discard-mode agents in one process', () => {
   it('syncs 300 agents from headers alone, follows deltas, and resumes after a blip without a new snapshot', async () => {
@@ -16,10 +17,10 @@ describe('client - a fleet of discard-mode agents in one process', () => {
     const fleet = new Fleet({ agents: 300, nodePrefix: 'sim-node-', feeds: ['felix', 'bgp'], endpoints: [h.server.url], caps: ['compress.deflate'], clock: realClock, random: seededRandom(7), connectRatePerSec: 3_000 });
     fleet.start();
     try {
-      await eventually(() => fleet.snapshot().inSync === 300, 'all 300 in sync', 30_000);
+      await waitUntil(() => fleet.snapshot().inSync === 300, 'all 300 in sync', { timeoutMs: 30_000 });
       expect(h.server.snapshotStats().built).toBeLessThanOrEqual(4); // one per feed (and revision), shared by all
       for (let r = 0; r < 5; r++) h.upstream.apply('felix', { [`/pods/ns/p${r}`]: { i: r, changed: true } });
-      await eventually(() => fleet.agents.every((a) => a.revisions()['felix'] === h.storeRevision('felix') && a.inSync), 'deltas followed', 30_000);
+      await waitUntil(() => fleet.agents.every((a) => a.revisions()['felix'] === h.storeRevision('felix') && a.inSync), 'deltas followed', { timeoutMs: 30_000 });
       const before = fleet.snapshot();
       expect(before.violations).toBe(0);
       expect(before.snapshots).toBe(600);
@@ -28,7 +29,7 @@ describe('client - a fleet of discard-mode agents in one process', () => {
       // A blip drops every connection; a change lands meanwhile; each agent resumes with its token.
       for (const a of fleet.agents) a.blip();
       h.upstream.apply('felix', { '/pods/ns/p199': null });
-      await eventually(() => fleet.snapshot().resumes >= 600 && fleet.snapshot().inSync === 300, 'all resumed', 30_000);
+      await waitUntil(() => fleet.snapshot().resumes >= 600 && fleet.snapshot().inSync === 300, 'all resumed', { timeoutMs: 30_000 });
       const after = fleet.snapshot();
       expect(after.snapshots).toBe(600); // resumed by DELTA, no new snapshot
       expect(after.violations).toBe(0);

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { encodeFrame } from '../../proto/index.js';
 import { compressFrame } from '../../src/frame-compression.js';
-import { skipWait, waitFor } from './helpers/harness.js';
+import { on, skipWait } from './helpers/harness.js';
+import { waitUntil } from '../support/wait.js';
 import { tracked } from './helpers/tracked.js';
 
 // Over in-memory pairs (the client's `dial` seam): the whole lifecycle with no socket underneath.
@@ -17,7 +18,7 @@ describe('client - lifecycle', () => {
     srv.load('felix', [['/c', 3]]);
     srv.feed().revision = 40;
     for (const c of srv.clients) srv.sendSnapshot(c, srv.feed());
-    await waitFor(() => client.feed('felix').revision === 40, 'in-band snapshot applied', { client });
+    await waitUntil(() => client.feed('felix').revision === 40, 'in-band snapshot applied', on(client));
     expect(rec.changes.at(-1)).toMatchObject({ cause: 'snapshot', revision: 40, deletes: ['/a'] });
     expect(rec.changes.at(-1)!.upserts.map((u) => u.key)).toEqual(['/c']);
     expect(client.state).toBe('in-sync');
@@ -28,20 +29,20 @@ describe('client - lifecycle', () => {
     const srv = await server();
     srv.noWelcome = true;
     const { client, clock, rec } = setup({ endpoints: [srv.url], handshakeTimeoutMs: 4_000 });
-    await waitFor(() => srv.rec.hellos.length === 1, 'hello sent', { servers: [srv] });
+    await waitUntil(() => srv.rec.hellos.length === 1, 'hello sent', on(srv));
     await clock.advanceAsync(3_999);
     expect(client.state).toBe('connecting');
     await clock.advanceAsync(1);
-    await waitFor(() => client.state === 'reconnecting', 'handshake timed out', { client });
+    await waitUntil(() => client.state === 'reconnecting', 'handshake timed out', on(client));
     expect(rec.last('reconnecting')!.reason?.code).toBe('CATTAIL_CLIENT_HANDSHAKE_FAILED');
-    await waitFor(() => srv.rec.clientCloses.length === 1, 'close seen', { servers: [srv] });
+    await waitUntil(() => srv.rec.clientCloses.length === 1, 'close seen', on(srv));
     expect(srv.rec.clientCloses[0]!.code).toBe(4013);
   });
 
   it('treats an unknown feed (4006) as a rejection and waits the longest backoff', async () => {
     const srv = await server({ feeds: ['felix'] });
     const { client, rec } = setup({ endpoints: [srv.url], feeds: ['nope'], reconnectMaxDelayMs: 60_000 });
-    await waitFor(() => client.state === 'reconnecting', 'rejected', { client });
+    await waitUntil(() => client.state === 'reconnecting', 'rejected', on(client));
     const ev = rec.last('reconnecting')!;
     expect(ev.reason).toMatchObject({ code: 'CATTAIL_CLIENT_REJECTED', details: { closeCode: 4006 } });
     expect(ev.delayMs).toBe(45_000);
@@ -52,7 +53,7 @@ describe('client - lifecycle', () => {
     const { client, rec } = setup({ endpoints: [srv.url] });
     await client.whenInSync();
     await srv.stop();
-    await waitFor(() => client.state === 'reconnecting', 'reconnecting', { client });
+    await waitUntil(() => client.state === 'reconnecting', 'reconnecting', on(client));
     await client.close();
     expect(client.state).toBe('closed');
     expect(rec.last('closed')!.reason).toBeUndefined();
@@ -61,7 +62,7 @@ describe('client - lifecycle', () => {
     const s2 = setup({ endpoints: [other.url] });
     await s2.client.whenInSync();
     s2.client.destroy(new Error('host shutting down'));
-    await waitFor(() => s2.client.state === 'closed', 'closed', { client: s2.client });
+    await waitUntil(() => s2.client.state === 'closed', 'closed', on(s2.client));
     expect(s2.rec.last('closed')!.reason).toMatchObject({ code: 'CATTAIL_CLIENT_CLOSED', cause: expect.objectContaining({ message: 'host shutting down' }) });
     // No reconnect after a destroy, whatever timers were armed.
     await skipWait(s2.clock);
@@ -83,7 +84,7 @@ describe('client - lifecycle', () => {
     }
     await client.whenInSync();
     srv.apply('felix', { upserts: [['/x', 1]] });
-    await waitFor(() => client.feed('felix').revision === 2, 'delta applied despite the throwing listener', { client });
+    await waitUntil(() => client.feed('felix').revision === 2, 'delta applied despite the throwing listener', on(client));
     expect(errors).toHaveLength(2);
     expect(client.stats.listenerErrors).toBe(2);
     expect(client.stats.statusEventsDropped).toBe(0);
@@ -98,9 +99,9 @@ describe('client - lifecycle', () => {
     s1.guard.allow('CATTAIL_CLIENT_PROTOCOL_ERROR');
     await s1.client.whenInSync();
     z.sendRawToAll(bomb);
-    await waitFor(() => z.rec.clientCloses.length === 1, 'closed', { servers: [z] });
+    await waitUntil(() => z.rec.clientCloses.length === 1, 'closed', on(z));
     expect(z.rec.clientCloses[0]!.code).toBe(4003);
-    await waitFor(() => s1.rec.last('reconnecting') !== undefined, 'reconnecting', { client: s1.client });
+    await waitUntil(() => s1.rec.last('reconnecting') !== undefined, 'reconnecting', on(s1.client));
     expect((s1.rec.last('reconnecting')!.reason!.cause as { code: string }).code).toBe('CATTAIL_PROTO_FRAME_TOO_LARGE');
 
     const plain = await server();
@@ -108,7 +109,7 @@ describe('client - lifecycle', () => {
     await s2.client.whenInSync();
     expect(plain.rec.hellos[0]!.caps).toEqual([]);
     plain.sendRawToAll(bomb);
-    await waitFor(() => plain.rec.clientCloses.length === 1, 'closed', { servers: [plain] });
+    await waitUntil(() => plain.rec.clientCloses.length === 1, 'closed', on(plain));
     expect(plain.rec.clientCloses[0]!.code).toBe(4002);
     expect(s1.guard.problems()).toEqual([]);
   });
@@ -120,16 +121,16 @@ describe('client - lifecycle', () => {
     await client.whenInSync();
     const big = (n: number): Buffer => encodeFrame({ type: 'delta', feedId: 1, fromRevision: 1, toRevision: 2, more: false, upserts: [['/big', Buffer.alloc(n)]], deletes: [] });
     srv.sendRawToAll(big(6_000));
-    await waitFor(() => srv.rec.clientCloses.length === 1, 'closed', { servers: [srv] });
+    await waitUntil(() => srv.rec.clientCloses.length === 1, 'closed', on(srv));
     expect(srv.rec.clientCloses[0]!.code).toBe(4003);
-    await waitFor(() => rec.last('reconnecting') !== undefined, 'reconnecting', { client });
+    await waitUntil(() => rec.last('reconnecting') !== undefined, 'reconnecting', on(client));
     expect((rec.last('reconnecting')!.reason!.cause as { code: string }).code).toBe('CATTAIL_PROTO_FRAME_TOO_LARGE');
     await skipWait(clock);
-    await waitFor(() => client.inSync, 'in sync again', { client });
+    await waitUntil(() => client.inSync, 'in sync again', on(client));
     srv.sendRawToAll(big(20_000));
-    await waitFor(() => srv.rec.clientCloses.length === 2, 'closed again', { servers: [srv] });
+    await waitUntil(() => srv.rec.clientCloses.length === 2, 'closed again', on(srv));
     expect(srv.rec.clientCloses[1]!.code).toBe(1009);
-    await waitFor(() => client.stats.protocolErrors === 2, 'second protocol error', { client });
+    await waitUntil(() => client.stats.protocolErrors === 2, 'second protocol error', on(client));
     expect(guard.problems()).toEqual([]);
   });
 });

@@ -12,11 +12,12 @@ import type { Client } from '../../src/client/index.js';
 import { startServer, type ServerHandle, type StartServerOptions } from '../../src/server/server.js';
 import { ScriptedUpstream } from '../support/scripted-upstream.js';
 import { createUpstream } from '../../src/server/upstream/index.js';
-import { FakeApiServer } from '../upstream/fake-apiserver.js';
+import { FakeApiServer } from '../support/fake-apiserver.js';
 import { pod } from '../upstream/helpers.js';
 import { TEST_TRANSPORT } from '../support/transport.js';
 import { computeDigest } from '../../src/snapshot/digest.js';
-import { skipWait, start, waitFor, type Setup } from './helpers/harness.js';
+import { on, skipWait, start, type Setup } from './helpers/harness.js';
+import { waitUntil } from '../support/wait.js';
 import { TcpProxy } from './helpers/tcp-proxy.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -76,12 +77,12 @@ describe('client against the real server', () => {
     expect(client.feed('felix').size).toBe(250);
     expect(client.feed('felix').get('/pods/demo/p007')).toEqual({ i: 7, gen: 0 });
     r.upstream.apply('felix', { '/pods/demo/p000': null, '/pods/demo/new': { n: 1 }, '/pods/demo/p001': { i: 1, gen: 1 } }, { watermarks: { pods: '101' } });
-    await waitFor(() => client.feed('felix').revision === r.server.stores.get('felix')!.revision, 'caught up', { client });
+    await waitUntil(() => client.feed('felix').revision === r.server.stores.get('felix')!.revision, 'caught up', on(client));
     const last = rec.changes.at(-1)!;
     expect(last.cause).toBe('delta');
     expect(last.deletes).toEqual(['/pods/demo/p000']);
     expect(last.upserts.map((u) => u.key).sort()).toEqual(['/pods/demo/new', '/pods/demo/p001']);
-    await waitFor(() => client.feed('felix').status.verifiedRevision === client.feed('felix').revision, 'verified by STATUS', { client });
+    await waitUntil(() => client.feed('felix').status.verifiedRevision === client.feed('felix').revision, 'verified by STATUS', on(client));
     expect(client.stats.digestMismatches).toBe(0);
     expect(storeDigest(r).toString('hex')).toBe(computeLocalDigest(client));
     expect(guard.problems()).toEqual([]);
@@ -96,10 +97,10 @@ describe('client against the real server', () => {
     guard.allow('CATTAIL_CLIENT_SERVER_CLOSED', 'CATTAIL_CLIENT_CONNECT_FAILED');
     await client.whenInSync();
     proxy.cut();
-    await waitFor(() => client.state === 'reconnecting', 'reconnecting', { client });
+    await waitUntil(() => client.state === 'reconnecting', 'reconnecting', on(client));
     r.upstream.apply('felix', { '/pods/demo/p003': null, '/pods/demo/p004': { i: 4, gen: 9 } }, { watermarks: { pods: '11' } });
     await skipWait(clock);
-    await waitFor(() => client.inSync && client.feed('felix').revision === r.server.stores.get('felix')!.revision, 'resumed and caught up', { client });
+    await waitUntil(() => client.inSync && client.feed('felix').revision === r.server.stores.get('felix')!.revision, 'resumed and caught up', on(client));
     expect(client.stats.resumes).toBe(1);
     expect(client.stats.snapshotsApplied).toBe(1);
     const last = rec.changes.at(-1)!;
@@ -116,7 +117,7 @@ describe('client against the real server', () => {
     await client.whenInSync();
     const before = rec.changes.length;
     await r.server.close();
-    await waitFor(() => client.state === 'reconnecting', 'reconnecting', { client });
+    await waitUntil(() => client.state === 'reconnecting', 'reconnecting', on(client));
     // The restarted replica relists: same objects except one deleted and one changed meanwhile.
     const again = await replica('real-a', { listen: `127.0.0.1:${r.port}` });
     const data = pods(30);
@@ -125,7 +126,7 @@ describe('client against the real server', () => {
     again.upstream.apply('felix', data, { status: 'in-sync', watermarks: { pods: '60' } });
     for (let i = 0; i < 8 && !client.inSync; i++) {
       await skipWait(clock);
-      await waitFor(() => client.state !== 'connecting' && client.state !== 'syncing', 'attempt settled', { client });
+      await waitUntil(() => client.state !== 'connecting' && client.state !== 'syncing', 'attempt settled', on(client));
     }
     expect(client.inSync).toBe(true);
     const after = rec.changes.slice(before);
@@ -151,11 +152,11 @@ describe('client against the real server', () => {
     expect(client.stats.serverId).toBe('real-a');
     const held = localState(client);
     await a.server.close();
-    await waitFor(() => rec.last('reconnecting') !== undefined, 'left A', { client });
+    await waitUntil(() => rec.last('reconnecting') !== undefined, 'left A', on(client));
     for (let i = 0; i < 8 && !(client.inSync && client.stats.serverId === 'real-c'); i++) {
-      await waitFor(() => client.state === 'reconnecting' || client.state === 'behind' || client.inSync, 'settled', { client });
+      await waitUntil(() => client.state === 'reconnecting' || client.state === 'behind' || client.inSync, 'settled', on(client));
       if (!client.inSync) await skipWait(clock);
-      await waitFor(() => client.state !== 'connecting' && client.state !== 'syncing', 'attempt settled', { client });
+      await waitUntil(() => client.state !== 'connecting' && client.state !== 'syncing', 'attempt settled', on(client));
     }
     expect(client.stats.serverId).toBe('real-c');
     const goodbye = rec.events.find((e) => e.state === 'reconnecting');
@@ -182,13 +183,13 @@ describe('client against the real server', () => {
     };
     const podsMark = (s: ServerHandle): string | undefined => s.stores.get('wl')?.meta().watermarks['pods'];
     const b = await serve('real-b');
-    await waitFor(() => podsMark(b) === String(api.rv), 'B listed');
+    await waitUntil(() => podsMark(b) === String(api.rv), 'B listed');
     // Status-only updates: the upstream moves on, the feed's entries do not. A starts after them.
     for (let i = 0; i < 5; i++) api.upsert('pods', pod('a', { ready: i % 2 === 0, restarts: i }));
     const a = await serve('real-a');
-    await waitFor(() => podsMark(a) === String(api.rv), 'A listed at the newer resourceVersion');
+    await waitUntil(() => podsMark(a) === String(api.rv), 'A listed at the newer resourceVersion');
     // Both replicas hold the same upstream state; B says so too (it used to keep its startup value).
-    await waitFor(() => podsMark(b) === String(api.rv), 'B reports the upstream watermark of its unchanged feed');
+    await waitUntil(() => podsMark(b) === String(api.rv), 'B reports the upstream watermark of its unchanged feed');
     expect(b.stores.get('wl')?.revision).toBe(1);
     const { client, clock, rec, guard } = setup({ endpoints: [a.url, b.url], feeds: ['wl'], random: () => 0.999999 });
     guard.allow('CATTAIL_CLIENT_SERVER_CLOSED', 'CATTAIL_CLIENT_CONNECT_FAILED');
@@ -196,11 +197,11 @@ describe('client against the real server', () => {
     expect(client.stats.serverId).toBe('real-a');
     expect(client.feed('wl').status.watermarks).toEqual({ pods: String(api.rv) });
     await a.close();
-    await waitFor(() => rec.last('reconnecting') !== undefined, 'left A', { client });
+    await waitUntil(() => rec.last('reconnecting') !== undefined, 'left A', on(client));
     for (let i = 0; i < 8 && !(client.inSync && client.stats.serverId === 'real-b'); i++) {
-      await waitFor(() => client.state === 'reconnecting' || client.state === 'behind' || client.inSync, 'settled', { client });
+      await waitUntil(() => client.state === 'reconnecting' || client.state === 'behind' || client.inSync, 'settled', on(client));
       if (!client.inSync) await skipWait(clock);
-      await waitFor(() => client.state !== 'connecting' && client.state !== 'syncing', 'attempt settled', { client });
+      await waitUntil(() => client.state !== 'connecting' && client.state !== 'syncing', 'attempt settled', on(client));
     }
     expect(rec.last('behind')).toBeUndefined();
     expect(client.stats.serverId).toBe('real-b');
@@ -214,14 +215,14 @@ describe('client against the real server', () => {
     await first.client.whenInSync();
     const { client, clock, rec, guard } = setup({ endpoints: [r.server.url] });
     guard.allow('CATTAIL_CLIENT_REFUSED');
-    await waitFor(() => client.state === 'reconnecting', 'refused', { client });
+    await waitUntil(() => client.state === 'reconnecting', 'refused', on(client));
     const ev = rec.last('reconnecting')!;
     expect(ev.reason).toMatchObject({ code: 'CATTAIL_CLIENT_REFUSED', details: { status: 503, retryAfterMs: 3_000 } });
     await first.client.close();
     await clock.advanceAsync(2_999);
     expect(client.stats.attempts).toBe(1);
     await clock.advanceAsync(1);
-    await waitFor(() => client.inSync, 'admitted after Retry-After', { client });
+    await waitUntil(() => client.inSync, 'admitted after Retry-After', on(client));
     expect(guard.problems()).toEqual([]);
   });
 
@@ -236,7 +237,7 @@ describe('client against the real server', () => {
     proxy.blackhole();
     await clock.advanceAsync(3_000);
     await clock.advanceAsync(2_000);
-    await waitFor(() => rec.last('reconnecting') !== undefined, 'read timeout', { client });
+    await waitUntil(() => rec.last('reconnecting') !== undefined, 'read timeout', on(client));
     expect(rec.last('reconnecting')!.reason).toMatchObject({ code: 'CATTAIL_CLIENT_READ_TIMEOUT', details: { readTimeoutMs: 3_000 } });
     expect(client.feed('felix').size).toBe(3);
     expect(guard.problems()).toEqual([]);
@@ -248,9 +249,9 @@ describe('client against the real server', () => {
     const { client, rec, guard } = setup({ endpoints: [r.server.url] });
     await client.whenInSync();
     r.upstream.apply('felix', {}, { stale: true });
-    await waitFor(() => client.state === 'upstream-stale', 'stale', { client });
+    await waitUntil(() => client.state === 'upstream-stale', 'stale', on(client));
     r.upstream.apply('felix', {}, { stale: false, watermarks: { pods: '2' } });
-    await waitFor(() => client.state === 'in-sync', 'in sync again', { client });
+    await waitUntil(() => client.state === 'in-sync', 'in sync again', on(client));
     expect(rec.states()).toEqual(['connecting', 'syncing', 'in-sync', 'upstream-stale', 'in-sync']);
     expect(guard.problems()).toEqual([]);
   });

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { Client } from '../../src/client/index.js';
 import { fullDigest } from './helpers/fake-server.js';
-import { skipWait, waitFor } from './helpers/harness.js';
+import { on, skipWait } from './helpers/harness.js';
+import { waitUntil } from '../support/wait.js';
 import { tracked } from './helpers/tracked.js';
 
 const { server, setup } = tracked();
@@ -33,7 +34,7 @@ describe('client - snapshot and deltas', () => {
     expect(srv.rec.hellos[0]!.feeds).toEqual([{ name: 'felix' }]);
     expect(srv.rec.hellos[0]!.node).toBe('test-node');
     // ACK at in-sync (PROTOCOL.md §4.10)
-    await waitFor(() => srv.rec.acks.length > 0, 'an ack', { servers: [srv] });
+    await waitUntil(() => srv.rec.acks.length > 0, 'an ack', on(srv));
     expect(srv.rec.acks[0]).toEqual({ feed: 'felix', revision: 1 });
     expect(guard.problems()).toEqual([]);
   });
@@ -44,13 +45,13 @@ describe('client - snapshot and deltas', () => {
     const { client, rec, guard } = setup({ endpoints: [srv.url] });
     await client.whenInSync();
     srv.apply('felix', { upserts: [['/pods/demo/new', { name: 'new' }]], deletes: ['/pods/demo/p000'] });
-    await waitFor(() => rec.changes.length === 2, 'the delta', { client });
+    await waitUntil(() => rec.changes.length === 2, 'the delta', on(client));
     expect(rec.changes[1]).toMatchObject({ feed: 'felix', revision: 2, cause: 'delta', deletes: ['/pods/demo/p000'] });
     expect(rec.changes[1]!.upserts.map((u) => [u.key, u.value])).toEqual([['/pods/demo/new', { name: 'new' }]]);
     // A byte-identical upsert and a deletion of an unknown key are no changes.
     srv.apply('felix', { upserts: [['/pods/demo/p001', { name: 'p1', ip: '10.0.0.1', tag: 'a' }]], deletes: ['/pods/demo/nope'] });
     srv.apply('felix', { upserts: [['/pods/demo/p002', { name: 'changed' }]] });
-    await waitFor(() => client.feed('felix').revision === 4, 'revision 4', { client });
+    await waitUntil(() => client.feed('felix').revision === 4, 'revision 4', on(client));
     expect(rec.changes).toHaveLength(3);
     expect(rec.changes[2]!.upserts.map((u) => u.key)).toEqual(['/pods/demo/p002']);
     expect([...client.feed('felix').keys()].sort()).toEqual([...srv.feed().entries.keys()].sort());
@@ -102,12 +103,12 @@ describe('client - resume and reconnect', () => {
     await client.whenInSync();
     // Deltas without a following STATUS: the token stays at revision 1 while the state moves on.
     srv.apply('felix', { upserts: [['/pods/demo/x', { v: 1 }]] });
-    await waitFor(() => client.feed('felix').revision === 2, 'revision 2', { client });
+    await waitUntil(() => client.feed('felix').revision === 2, 'revision 2', on(client));
     for (const c of srv.clients) c.ws.terminate();
-    await waitFor(() => client.state === 'reconnecting', 'reconnecting', { client });
+    await waitUntil(() => client.state === 'reconnecting', 'reconnecting', on(client));
     srv.apply('felix', { upserts: [['/pods/demo/y', { v: 2 }]], deletes: ['/pods/demo/p004'] });
     await skipWait(clock);
-    await waitFor(() => client.feed('felix').revision === 3 && srv.rec.hellos.length === 2, 'resumed to revision 3', { client, servers: [srv] });
+    await waitUntil(() => client.feed('felix').revision === 3 && srv.rec.hellos.length === 2, 'resumed to revision 3', on(client, srv));
     expect(srv.rec.hellos[1]!.feeds[0]!.token).toBeDefined();
     expect(client.stats.resumes).toBe(1);
     expect(client.stats.snapshotsApplied).toBe(1);
@@ -116,7 +117,7 @@ describe('client - resume and reconnect', () => {
     expect(last.upserts.map((u) => u.key)).toEqual(['/pods/demo/y']);
     expect(last.deletes).toEqual(['/pods/demo/p004']);
     srv.setStatus('felix', {});
-    await waitFor(() => client.inSync && client.feed('felix').status.verifiedRevision === 3, 'verified at 3', { client });
+    await waitUntil(() => client.inSync && client.feed('felix').status.verifiedRevision === 3, 'verified at 3', on(client));
     expect(fullDigest(mapOf(client)).equals(fullDigest(srv.feed().entries))).toBe(true);
     expect(guard.problems()).toEqual([]);
   });
@@ -129,13 +130,13 @@ describe('client - resume and reconnect', () => {
     await client.whenInSync();
     const before = rec.changes.length;
     await srv.stop();
-    await waitFor(() => client.state === 'reconnecting', 'reconnecting', { client });
+    await waitUntil(() => client.state === 'reconnecting', 'reconnecting', on(client));
     // While it is down the API server deleted one pod and changed another.
     srv.feed().entries.delete('/pods/demo/p000');
     srv.load('felix', [['/pods/demo/p001', { changed: true }]]);
     await srv.restart();
     await skipWait(clock);
-    await waitFor(() => srv.rec.hellos.length === 2 && client.inSync, 'in sync again', { client, servers: [srv] });
+    await waitUntil(() => srv.rec.hellos.length === 2 && client.inSync, 'in sync again', on(client, srv));
     expect(srv.rec.hellos[1]!.feeds[0]!.token).toBeDefined();
     expect(client.stats.reconnects).toBe(1);
     const after = rec.changes.slice(before);
@@ -154,10 +155,10 @@ describe('client - resume and reconnect', () => {
     const { client, rec, guard } = setup({ endpoints: [srv.url] });
     await client.whenInSync();
     srv.setStatus('felix', { stale: true });
-    await waitFor(() => client.state === 'upstream-stale', 'upstream-stale', { client });
+    await waitUntil(() => client.state === 'upstream-stale', 'upstream-stale', on(client));
     srv.setStatus('felix', { stale: true });
     srv.setStatus('felix', { stale: false });
-    await waitFor(() => client.state === 'in-sync', 'in-sync again', { client });
+    await waitUntil(() => client.state === 'in-sync', 'in-sync again', on(client));
     expect(rec.states()).toEqual(['connecting', 'syncing', 'in-sync', 'upstream-stale', 'in-sync']);
     expect(rec.last('upstream-stale')!.staleFeeds).toEqual(['felix']);
     expect(guard.problems()).toEqual([]);
@@ -167,13 +168,13 @@ describe('client - resume and reconnect', () => {
     const srv = await server({ statusAfterDelta: false });
     const { client, clock } = setup({ endpoints: [srv.url] });
     await client.whenInSync();
-    await waitFor(() => srv.rec.acks.length === 1, 'in-sync ack', { servers: [srv] });
+    await waitUntil(() => srv.rec.acks.length === 1, 'in-sync ack', on(srv));
     for (let i = 0; i < 5; i++) srv.apply('felix', { upserts: [[`/k/${i}`, i]] });
-    await waitFor(() => client.feed('felix').revision === 6, 'revision 6', { client });
+    await waitUntil(() => client.feed('felix').revision === 6, 'revision 6', on(client));
     // The ack at in-sync happened at t=0; deltas at t=0 must wait for the interval.
     expect(srv.rec.acks).toHaveLength(1);
     await clock.advanceAsync(1_000);
-    await waitFor(() => srv.rec.acks.length === 2, 'trailing ack', { servers: [srv] });
+    await waitUntil(() => srv.rec.acks.length === 2, 'trailing ack', on(srv));
     expect(srv.rec.acks[1]).toEqual({ feed: 'felix', revision: 6 });
   });
 
@@ -182,7 +183,7 @@ describe('client - resume and reconnect', () => {
     const { client } = setup({ endpoints: [srv.url] });
     await client.whenInSync();
     srv.ping(4242);
-    await waitFor(() => srv.rec.pongs.includes(4242), 'pong', { servers: [srv] });
+    await waitUntil(() => srv.rec.pongs.includes(4242), 'pong', on(srv));
   });
 
   it('close() says GOODBYE and closes with 1000; the status stream ends with closed', async () => {
@@ -196,7 +197,7 @@ describe('client - resume and reconnect', () => {
     await client.close();
     await reading;
     expect(seen).toEqual(['connecting', 'syncing', 'in-sync', 'closed']);
-    await waitFor(() => srv.rec.clientCloses.length === 1, 'close seen by server', { servers: [srv] });
+    await waitUntil(() => srv.rec.clientCloses.length === 1, 'close seen by server', on(srv));
     expect(srv.rec.clientCloses[0]!.code).toBe(1000);
     expect(srv.rec.clientGoodbyes[0]).toMatchObject({ reason: 'client-close' });
     await expect(client.whenInSync()).rejects.toMatchObject({ code: 'CATTAIL_CLIENT_CLOSED' });

@@ -4,7 +4,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '../../src/client/index.js';
 import { hasOpenssl, makePki, type Pki } from './helpers/certs.js';
 import { FakeServer } from './helpers/fake-server.js';
-import { skipWait, start, waitFor, type Setup } from './helpers/harness.js';
+import { on, skipWait, start, type Setup } from './helpers/harness.js';
+import { waitUntil } from '../support/wait.js';
 
 const clients: Client[] = [];
 let pki: Pki;
@@ -50,20 +51,20 @@ describe('client - mTLS', () => {
       client.destroy();
     }
     const { client, rec } = setup({ endpoints: [srv.url], tls: { caFile: pki.caFile, certFile: pki.clientCertFile, keyFile: pki.clientKeyFile, serverCn: 'someone-else' } });
-    await waitFor(() => client.state === 'reconnecting', 'refused identity', { client });
+    await waitUntil(() => client.state === 'reconnecting', 'refused identity', on(client));
     expect(rec.last('reconnecting')!.reason).toMatchObject({ code: 'CATTAIL_CLIENT_SERVER_IDENTITY', details: { cn: ['cattail-server'], uriSans: ['spiffe://test/cattail'] } });
     expect(client.feed('felix').size).toBe(0);
   });
 
   it('rejects a server signed by another CA', async () => {
     const { client, rec } = setup({ endpoints: [srv.url], tls: { caFile: pki.otherCaFile, certFile: pki.clientCertFile, keyFile: pki.clientKeyFile } });
-    await waitFor(() => client.state === 'reconnecting', 'refused chain', { client });
+    await waitUntil(() => client.state === 'reconnecting', 'refused chain', on(client));
     expect(rec.last('reconnecting')!.reason?.code).toBe('CATTAIL_CLIENT_CONNECT_FAILED');
   });
 
   it('is refused by the server without a client certificate', async () => {
     const { client, rec } = setup({ endpoints: [srv.url], tls: { caFile: pki.caFile } });
-    await waitFor(() => client.state === 'reconnecting', 'refused by server', { client });
+    await waitUntil(() => client.state === 'reconnecting', 'refused by server', on(client));
     expect(rec.last('reconnecting')!.reason?.code).toBe('CATTAIL_CLIENT_CONNECT_FAILED');
   });
 
@@ -73,10 +74,10 @@ describe('client - mTLS', () => {
     rmSync(certFile, { force: true });
     copyFileSync(pki.clientKeyFile, keyFile);
     const { client, clock, rec } = setup({ endpoints: [srv.url], tls: { caFile: pki.caFile, certFile, keyFile } });
-    await waitFor(() => client.state === 'reconnecting', 'missing file reported', { client });
+    await waitUntil(() => client.state === 'reconnecting', 'missing file reported', on(client));
     expect(rec.last('reconnecting')!.reason).toMatchObject({ code: 'CATTAIL_CLIENT_TLS_FILES', details: { file: certFile } });
     copyFileSync(pki.clientCertFile, certFile);
     await skipWait(clock);
-    await waitFor(() => client.inSync, 'in sync once the file exists', { client });
+    await waitUntil(() => client.inSync, 'in sync once the file exists', on(client));
   });
 });

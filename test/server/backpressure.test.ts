@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/clock.js';
 import type { TestAgent } from './helpers/agent.js';
-import { type Harness, eventually, harness } from './helpers/harness.js';
+import { type Harness, harness } from './helpers/harness.js';
+import { waitUntil } from '../support/wait.js';
 
 const BIG = 'x'.repeat(32 * 1024);
 
@@ -19,7 +20,7 @@ async function fillUntilSkipped(h: Harness, stalled: TestAgent, fast: TestAgent[
     const rev = h.storeRevision('felix');
     // Fast agents keep up; waiting on them paces the loop by real delivery, not by time.
     await Promise.all(fast.map((a) => a.untilRevision('felix', rev)));
-    await eventually(() => h.server.fanoutStats().flushes > 0 && h.server.stores.get('felix')?.revision === rev, 'flush');
+    await waitUntil(() => h.server.fanoutStats().flushes > 0 && h.server.stores.get('felix')?.revision === rev, 'flush');
   }
   expect(h.server.fanoutStats().skips).toBeGreaterThan(start);
 }
@@ -88,7 +89,7 @@ describe('server - backpressure', () => {
     await fast.untilRevision('felix', h.storeRevision('felix'));
     expect(fast.violations).toEqual([]);
     expect(fast.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
-    await eventually(() => h.server.connectionCount() === 1, 'slow agent gone');
+    await waitUntil(() => h.server.connectionCount() === 1, 'slow agent gone');
     expect(await h.metric('cattail_connections_active')).toBe(1);
   });
 
@@ -123,7 +124,7 @@ describe('server - backpressure', () => {
     clock.advance(1_100);
     // The stalled agent never reads its close frame; the sweep cuts it off after the close grace.
     clock.advance(2_500);
-    await eventually(() => h.server.connectionCount() === 1, 'stalled agent terminated');
+    await waitUntil(() => h.server.connectionCount() === 1, 'stalled agent terminated');
     expect(await h.metric('cattail_connections_closed_total', { code: '4007' })).toBe(1);
     h.upstream.apply('felix', { '/pods/ns/p2': { still: 'streaming' } });
     await fast.untilRevision('felix', h.storeRevision('felix'));
@@ -148,7 +149,7 @@ describe('server - backpressure', () => {
     expect(await h.metric('cattail_connections_grace_used_total')).toBe(1);
     clock.advance(1_000);
     clock.advance(2_500);
-    await eventually(() => h.server.connectionCount() === 1, 'stalled agent closed after its grace');
+    await waitUntil(() => h.server.connectionCount() === 1, 'stalled agent closed after its grace');
     expect(await h.metric('cattail_connections_closed_total', { code: '4007' })).toBe(1);
     slow.socket.resume();
     expect([4007, 1006]).toContain(await slow.closed);

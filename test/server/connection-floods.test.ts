@@ -9,8 +9,9 @@ import { readdirSync } from 'node:fs';
 import net from 'node:net';
 import WebSocket from 'ws';
 import { describe, expect, it } from 'vitest';
+import { waitUntil } from '../support/wait.js';
 import { encodeFrame } from '../../proto/index.js';
-import { eventually, harness } from './helpers/harness.js';
+import { harness } from './helpers/harness.js';
 
 const openFds = (): number => readdirSync('/proc/self/fd').length;
 const source = (i: number): string => `127.0.${1 + Math.floor(i / 250)}.${1 + (i % 250)}`;
@@ -90,8 +91,8 @@ describe('server - connection floods', () => {
     }
     await tick();
 
-    await eventually(() => h.server.connectionCount() === 1, 'only the witness left', 10_000);
-    await eventually(() => openFds() <= fdsBefore + 10, `file descriptors back near ${fdsBefore} (now ${openFds()})`, 10_000);
+    await waitUntil(() => h.server.connectionCount() === 1, 'only the witness left', { timeoutMs: 10_000 });
+    await waitUntil(() => openFds() <= fdsBefore + 10, `file descriptors back near ${fdsBefore} (now ${openFds()})`, { timeoutMs: 10_000 });
     expect(process.memoryUsage().rss - rssBefore).toBeLessThan(150 * 1024 * 1024);
     expect(witness.violations).toEqual([]);
     expect(witness.digest('felix').equals(h.storeDigest('felix'))).toBe(true);

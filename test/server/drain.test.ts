@@ -4,11 +4,12 @@
  * seeded, and every wait is on a real event (a close, a metric) rather than on elapsed time.
  */
 import { describe, expect, it } from 'vitest';
+import { waitUntil } from '../support/wait.js';
 import { FakeClock } from '../../src/clock.js';
 import { seededRandom } from '../../src/random.js';
-import { skipWait, start, waitFor } from '../client/helpers/harness.js';
+import { on, skipWait, start } from '../client/helpers/harness.js';
 import type { TestAgent } from './helpers/agent.js';
-import { type Harness, eventually, harness } from './helpers/harness.js';
+import { type Harness, harness } from './helpers/harness.js';
 import { tryUpgrade } from './helpers/upgrade.js';
 
 const PEERS = ['ws://peer-a.test:5473/', 'ws://peer-b.test:5473/', 'ws://peer-c.test:5473/'];
@@ -35,7 +36,7 @@ async function stepUntilShed(h: Harness, clock: FakeClock, agents: TestAgent[], 
     const n = (await h.metric('cattail_connections_shed_total', { reason })) - base;
     while (at.length < n) at.push(clock.monotonic());
     const want = Math.min(at.length, agents.length);
-    await eventually(() => agents.filter((a) => a.closeCode !== undefined).length >= want, 'shed agents closed');
+    await waitUntil(() => agents.filter((a) => a.closeCode !== undefined).length >= want, 'shed agents closed');
   }
   return at;
 }
@@ -139,13 +140,13 @@ describe('server - drain at shutdown', () => {
     const streaming = h.agent({ feeds: [{ name: 'felix' }] });
     await streaming.untilRevision('felix', 1);
     const silent = h.agent({ feeds: [{ name: 'felix' }], silent: true });
-    await eventually(() => h.server.connectionCount() === 3 && silent.ws.readyState === silent.ws.OPEN && snapshotting.ws.readyState === snapshotting.ws.OPEN, 'three connected');
+    await waitUntil(() => h.server.connectionCount() === 3 && silent.ws.readyState === silent.ws.OPEN && snapshotting.ws.readyState === snapshotting.ws.OPEN, 'three connected');
     const done = h.server.drain();
     await stepUntilShed(h, clock, [], 'drain', 1, 10_000, 50);
-    await eventually(() => silent.closeCode !== undefined, 'the handshake closed first');
+    await waitUntil(() => silent.closeCode !== undefined, 'the handshake closed first');
     expect(streaming.closeCode).toBeUndefined();
     await stepUntilShed(h, clock, [], 'drain', 1, 10_000, 50);
-    await eventually(() => streaming.closeCode !== undefined, 'the streaming agent closed second');
+    await waitUntil(() => streaming.closeCode !== undefined, 'the streaming agent closed second');
     expect(await h.metric('cattail_connections_shed_total', { reason: 'drain' })).toBe(2);
     expect(silent.goodbyes).toEqual(['shutdown']);
     snapshotting.socket.resume();
@@ -168,14 +169,14 @@ describe('server - drain at shutdown', () => {
 
     const late = start({ endpoints: [a.server.url] });
     late.guard.allow('CATTAIL_CLIENT_REFUSED');
-    await waitFor(() => late.client.stats.refusals === 1, 'refused by the draining replica', { client: late.client });
+    await waitUntil(() => late.client.stats.refusals === 1, 'refused by the draining replica', on(late.client));
     await skipWait(late.clock);
-    await waitFor(() => late.client.inSync && late.client.stats.connects === 1, 'in sync on the hinted peer', { client: late.client });
+    await waitUntil(() => late.client.inSync && late.client.stats.connects === 1, 'in sync on the hinted peer', on(late.client));
 
     await stepUntilShed(a, clock, [], 'drain', 1, 10_000, 50);
-    await waitFor(() => first.client.stats.goodbyes === 1 && first.client.state === 'reconnecting', 'goodbye', { client: first.client });
+    await waitUntil(() => first.client.stats.goodbyes === 1 && first.client.state === 'reconnecting', 'goodbye', on(first.client));
     await skipWait(first.clock);
-    await waitFor(() => first.client.inSync && first.client.stats.connects === 2, 'in sync on the hinted peer', { client: first.client });
+    await waitUntil(() => first.client.inSync && first.client.stats.connects === 2, 'in sync on the hinted peer', on(first.client));
     await done;
     expect(b.server.connectionCount()).toBe(2);
     await Promise.all([first.client.close(), late.client.close()]);

@@ -12,9 +12,10 @@ import fc from 'fast-check';
 import { Packr } from 'msgpackr';
 import WebSocket from 'ws';
 import { describe, expect, it } from 'vitest';
+import { waitUntil } from '../support/wait.js';
 import { CLOSE_CODES, Flags, HEADER_BYTES, MessageType, encodeFrame } from '../../proto/index.js';
 import { decodeBody, splitFrame } from '../../proto/index.js';
-import { eventually, harness } from './helpers/harness.js';
+import { harness } from './helpers/harness.js';
 
 const protocolMd = readFileSync(join(import.meta.dirname, '..', '..', 'proto', 'PROTOCOL.md'), 'utf8');
 const LISTED_CLOSES = new Set<number>(Object.values(CLOSE_CODES).map((c) => c.code));
@@ -130,7 +131,7 @@ describe('server - fuzzed inbound frames', () => {
     // The generators reached past the handshake: more than one kind of coded close was produced.
     expect([...seenCodes].filter((c) => c >= 4000).length, `close codes seen: ${[...seenCodes].join(', ')}`).toBeGreaterThanOrEqual(3);
     expect(errorsSeen.size, 'ERROR messages were received and checked').toBeGreaterThan(0);
-    await eventually(() => h.server.connectionCount() === 1, 'only the witness left');
+    await waitUntil(() => h.server.connectionCount() === 1, 'only the witness left');
     expect(witness.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
   });
 });

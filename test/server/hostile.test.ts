@@ -3,13 +3,14 @@ import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/clock.js';
 import { seededRandom } from '../../src/random.js';
 import { decodeFrame, encodeFrame } from '../../proto/index.js';
-import { type Harness, eventually, harness } from './helpers/harness.js';
+import { type Harness, harness } from './helpers/harness.js';
+import { waitUntil } from '../support/wait.js';
 import { type TestAgent, opened } from './helpers/agent.js';
 
 async function expectCodedClose(h: Harness, a: TestAgent, code: number, errorCode?: string): Promise<void> {
   expect(await a.closed).toBe(code);
   if (errorCode !== undefined) expect(a.errors.map((e) => e.code)).toContain(errorCode);
-  await eventually(() => h.server.connectionCount() === 0, 'connection released');
+  await waitUntil(() => h.server.connectionCount() === 0, 'connection released');
   expect(await h.metric('cattail_connections_active')).toBe(0);
 }
 
@@ -113,7 +114,7 @@ describe('server - hostile peers get coded closes and the gauge returns to zero'
     const h = await seeded({ clock, handshakeTimeoutMs: 5_000 });
     const a = h.agent({ feeds: [], silent: true });
     await opened(a);
-    await eventually(() => h.server.connectionCount() === 1, 'accepted');
+    await waitUntil(() => h.server.connectionCount() === 1, 'accepted');
     clock.advance(4_000);
     expect(a.closeCode).toBeUndefined();
     clock.advance(2_000);
@@ -130,15 +131,15 @@ describe('server - hostile peers get coded closes and the gauge returns to zero'
       clock.advance(250);
       // Before time moves on, let every PING the answering agent got be answered and processed.
       const pings = (a: TestAgent): number => a.received.filter((t) => t === 'ping').length;
-      await eventually(() => mute.closeCode !== undefined || pings(answers) + pings(mute) >= h.server.fanoutStats().pingsSent, 'pings delivered');
-      await eventually(() => h.server.fanoutStats().pongsReceived >= pings(answers), 'pongs processed');
+      await waitUntil(() => mute.closeCode !== undefined || pings(answers) + pings(mute) >= h.server.fanoutStats().pingsSent, 'pings delivered');
+      await waitUntil(() => h.server.fanoutStats().pongsReceived >= pings(answers), 'pongs processed');
     }
     expect(await mute.closed).toBe(4005);
     expect(mute.errors.map((e) => e.code)).toEqual(['CATTAIL_SERVER_PONG_TIMEOUT']);
     expect(answers.closeCode).toBeUndefined();
     expect(answers.received.filter((t) => t === 'ping').length).toBeGreaterThan(3);
     answers.close();
-    await eventually(() => h.server.connectionCount() === 0, 'released');
+    await waitUntil(() => h.server.connectionCount() === 0, 'released');
   });
 
   it('sends PINGs every pingIntervalMs ±10 %, jittered across that whole range (§4.8)', async () => {
@@ -153,7 +154,7 @@ describe('server - hostile peers get coded closes and the gauge returns to zero'
     });
     await a.untilRevision('felix', 1);
     for (let i = 0; i < 200; i++) clock.advance(1_000);
-    await eventually(() => sentAt.length >= h.server.fanoutStats().pingsSent, 'pings delivered');
+    await waitUntil(() => sentAt.length >= h.server.fanoutStats().pingsSent, 'pings delivered');
     const gaps = sentAt.slice(1).map((t, i) => t - (sentAt[i] as number));
     expect(gaps.length).toBeGreaterThan(150);
     expect(Math.min(...gaps)).toBeGreaterThanOrEqual(900);

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import { waitUntil } from '../support/wait.js';
 import { FakeClock } from '../../src/clock.js';
 import type { ClientInfo, ClientsPage } from '../../src/server/ops/debug-clients.js';
 import type { TestAgent } from './helpers/agent.js';
-import { type Harness, eventually, harness } from './helpers/harness.js';
+import { type Harness, harness } from './helpers/harness.js';
 
 async function clients(h: Harness, query = ''): Promise<ClientsPage> {
   const r = await fetch(`${h.server.httpUrl}/debug/clients${query}`);
@@ -64,7 +65,7 @@ describe('server - introspection', () => {
     const b2 = h.agent({ feeds: [{ name: 'felix' }], node: 'node-b' });
     const rev = h.storeRevision('felix');
     await Promise.all([a, b1, b2].map((x) => x.untilRevision('felix', rev)));
-    await eventually(async () => (await clients(h)).clients.every((c) => c.mode === 'streaming'), 'all streaming');
+    await waitUntil(async () => (await clients(h)).clients.every((c) => c.mode === 'streaming'), 'all streaming');
 
     const all = await clients(h);
     expect(all.open).toBe(3);
@@ -134,7 +135,7 @@ describe('server - introspection', () => {
     h.upstream.apply('felix', { '/pods/ns/p0': null, '/pods/ns/p1': null });
     expect(await count('cattail_delta_log_entries', { feed: 'felix' })).toBe(2);
     expect(await count('cattail_delta_log_bytes', { feed: 'felix' })).toBe(Buffer.byteLength('/pods/ns/p0') + Buffer.byteLength('/pods/ns/p1'));
-    await eventually(async () => (await histCount('cattail_flush_duration_seconds')) > flushes, 'a flush observed');
+    await waitUntil(async () => (await histCount('cattail_flush_duration_seconds')) > flushes, 'a flush observed');
 
     const a = h.agent({ feeds: [{ name: 'felix' }] });
     await a.untilRevision('felix', h.storeRevision('felix'));
@@ -147,12 +148,12 @@ describe('server - introspection', () => {
     expect(await count('cattail_snapshot_sent_wire_bytes_total', { feed: 'felix' })).toBe(wire);
     expect(await count('cattail_snapshot_cache_builds')).toBe(1);
     expect(await count('cattail_snapshot_cache_bytes')).toBe(wire);
-    await eventually(async () => (await count('cattail_connections_by_mode', { mode: 'streaming' })) === 1, 'agent streaming');
+    await waitUntil(async () => (await count('cattail_connections_by_mode', { mode: 'streaming' })) === 1, 'agent streaming');
     expect(await count('cattail_connections_by_mode')).toBe(1);
 
     a.close();
     await a.closed;
-    await eventually(async () => (await count('cattail_connections_by_mode')) === 0, 'agent gone from the modes');
+    await waitUntil(async () => (await count('cattail_connections_by_mode')) === 0, 'agent gone from the modes');
   });
 
   it('a stalled snapshot shows as mode snapshot with buffered bytes, then streaming once the agent reads', async () => {
@@ -161,7 +162,7 @@ describe('server - introspection', () => {
     seed(h, 400, 'x'.repeat(32 * 1024));
     const a = h.agent({ feeds: [{ name: 'felix' }] });
     a.ws.once('open', () => a.socket.pause());
-    await eventually(async () => (await h.metric('cattail_socket_buffered_bytes_max')) > 64 * 1024, 'server-side buffer above the high-water mark');
+    await waitUntil(async () => (await h.metric('cattail_socket_buffered_bytes_max')) > 64 * 1024, 'server-side buffer above the high-water mark');
     expect(await h.metric('cattail_connections_by_mode', { mode: 'snapshot' })).toBe(1);
     expect(await h.metric('cattail_socket_buffered_bytes')).toBeGreaterThanOrEqual(await h.metric('cattail_socket_buffered_bytes_max'));
     const c = (await clients(h)).clients[0];
@@ -172,8 +173,8 @@ describe('server - introspection', () => {
 
     a.socket.resume();
     await a.untilRevision('felix', h.storeRevision('felix'), 30_000);
-    await eventually(async () => (await h.metric('cattail_connections_by_mode', { mode: 'streaming' })) === 1, 'streaming');
-    await eventually(async () => (await h.metric('cattail_socket_buffered_bytes')) === 0, 'buffer drained');
+    await waitUntil(async () => (await h.metric('cattail_connections_by_mode', { mode: 'streaming' })) === 1, 'streaming');
+    await waitUntil(async () => (await h.metric('cattail_socket_buffered_bytes')) === 0, 'buffer drained');
     expect(await h.metric('cattail_snapshots_sent_total')).toBe(1);
     expect(a.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
   });

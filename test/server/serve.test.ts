@@ -1,13 +1,13 @@
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
+import { waitUntil } from '../support/wait.js';
 import { main, stopSignals } from '../../src/cli/main.js';
 import { resolveConfig } from '../../src/config/load.js';
 import { serveOptions, splitEndpoints } from '../../src/server/options.js';
 import { createServeCommand, resolveUpstreamSource } from '../../src/server/serve.js';
 import { ScriptedUpstream } from '../support/scripted-upstream.js';
 import { TestAgent } from './helpers/agent.js';
-import { eventually } from './helpers/harness.js';
 
 function sink(): Writable & { text: () => string; lines: string[] } {
   const lines: string[] = [];
@@ -134,7 +134,7 @@ describe('cattail serve --embedded-sim (the npm start path)', () => {
     const httpUrl = /on (http:\S+)\n/.exec(out)?.[1] as string;
 
     // Agents are refused (503) until every feed has its initial sync; a real agent retries, this one waits.
-    await eventually(async () => (await fetch(`${httpUrl}/readyz`)).status === 200, 'readiness', 30_000);
+    await waitUntil(async () => (await fetch(`${httpUrl}/readyz`)).status === 200, 'readiness', { timeoutMs: 30_000 });
     const agent = new TestAgent(url, { feeds: [{ name: 'felix' }, { name: 'bgp' }], caps: ['compress.deflate'] });
     await agent.until(() => agent.welcome !== undefined && agent.feed('felix').status === 'in-sync' && agent.feed('bgp').status === 'in-sync', 'both feeds in sync', 30_000);
     // Workload endpoints for the simulated pods arrived (host-network calico-node pods did not).

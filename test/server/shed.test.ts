@@ -3,10 +3,11 @@
  * server runs on a FakeClock with a seeded random source; waits are on real events only.
  */
 import { describe, expect, it } from 'vitest';
+import { waitUntil } from '../support/wait.js';
 import { FakeClock } from '../../src/clock.js';
 import { seededRandom } from '../../src/random.js';
 import type { TestAgent } from './helpers/agent.js';
-import { type Harness, eventually, harness } from './helpers/harness.js';
+import { type Harness, harness } from './helpers/harness.js';
 import { tryUpgrade } from './helpers/upgrade.js';
 
 const PEERS = ['ws://peer-a.test:5473/', 'ws://peer-b.test:5473/'];
@@ -61,12 +62,12 @@ describe('server - shedding above the target', () => {
     const fresh = h.agent({ feeds: [{ name: 'felix' }] });
     await Promise.all([...acked, fresh].map((a) => a.untilRevision('felix', 1)));
     for (const a of acked) a.sendMessage({ type: 'ack', feedId: 0, revision: 1 });
-    await eventually(async () => (await acksSeen(h)) === 2, 'acks processed');
+    await waitUntil(async () => (await acksSeen(h)) === 2, 'acks processed');
     const silent = h.agent({ feeds: [{ name: 'felix' }], silent: true });
     const snapshotting = h.agent({ feeds: [{ name: 'felix' }] });
     snapshotting.ws.once('open', () => snapshotting.socket.pause());
-    await eventually(() => h.server.connectionCount() === 5 && h.server.fanoutStats().sharedBytes > 0, 'all five connected');
-    await eventually(() => snapshotting.ws.readyState === snapshotting.ws.OPEN, 'snapshotting agent open');
+    await waitUntil(() => h.server.connectionCount() === 5 && h.server.fanoutStats().sharedBytes > 0, 'all five connected');
+    await waitUntil(() => snapshotting.ws.readyState === snapshotting.ws.OPEN, 'snapshotting agent open');
 
     h.server.setTargetConnections(1);
     const order: TestAgent[] = [];
@@ -76,7 +77,7 @@ describe('server - shedding above the target', () => {
       await advance(clock, 1_000);
       const shed = await h.metric('cattail_connections_shed_total', { reason: 'over-target' });
       while (shedTimes.length < shed) shedTimes.push(clock.monotonic());
-      await eventually(() => all.filter((a) => a.closeCode !== undefined).length === shed, 'shed agents closed');
+      await waitUntil(() => all.filter((a) => a.closeCode !== undefined).length === shed, 'shed agents closed');
       for (const a of all) if (a.closeCode !== undefined && !order.includes(a)) order.push(a);
     }
     // Three could go; the one in its handshake and the one in its snapshot stay although over target.
@@ -99,7 +100,7 @@ describe('server - shedding above the target', () => {
     await snapshotting.untilRevision('felix', 1);
     for (let round = 0; round < 5 && snapshotting.closeCode === undefined; round++) {
       await advance(clock, 1_000);
-      await eventually(async () => all.filter((a) => a.closeCode !== undefined).length === (await h.metric('cattail_connections_shed_total')), 'shed agents closed');
+      await waitUntil(async () => all.filter((a) => a.closeCode !== undefined).length === (await h.metric('cattail_connections_shed_total')), 'shed agents closed');
     }
     expect(snapshotting.closeCode).toBe(4009);
     await advance(clock, 5_000);

@@ -5,7 +5,8 @@ import type * as Zlib from 'node:zlib';
 import { defaultStoreFactory } from '../../src/server/pipeline/store-factory.js';
 import type { StoreView } from '../../src/server/pipeline/store-port.js';
 import type { TestAgent } from './helpers/agent.js';
-import { eventually, harness } from './helpers/harness.js';
+import { harness } from './helpers/harness.js';
+import { waitUntil } from '../support/wait.js';
 
 const zlib = createRequire(import.meta.url)('node:zlib') as typeof Zlib;
 
@@ -84,7 +85,7 @@ describe('server - streaming', () => {
     h.upstream.apply('felix', pods(5), { status: 'in-sync' });
     const agents = Array.from({ length: 5 }, () => h.agent({ feeds: [{ name: 'felix' }] }));
     await Promise.all(agents.map((a) => a.untilRevision('felix', 1)));
-    await eventually(() => h.server.fanoutStats().flushes >= 1, 'first flush');
+    await waitUntil(() => h.server.fanoutStats().flushes >= 1, 'first flush');
     const before = h.server.fanoutStats();
     // Three batches inside one flush window: one DELTA unit, encoded once, for all five agents.
     h.upstream.apply('felix', pods(3, 1));
@@ -129,7 +130,7 @@ describe('server - streaming', () => {
     const a = h.agent({ feeds: [{ name: 'felix' }, { name: 'bgp' }] });
     await Promise.all([a.untilRevision('felix', 1), a.untilRevision('bgp', 1)]);
     // The flush of revision 1 must be behind us, or it would carry revision 2 as well.
-    await eventually(() => h.server.fanoutStats().flushes >= 1, 'first flush');
+    await waitUntil(() => h.server.fanoutStats().flushes >= 1, 'first flush');
     const before = h.server.fanoutStats();
     h.upstream.apply('felix', pods(2, 1));
     h.upstream.apply('bgp', pods(2, 1));
@@ -138,7 +139,7 @@ describe('server - streaming', () => {
     expect(after.flushes - before.flushes).toBe(1);
     expect(after.flushWrites - before.flushWrites).toBe(1);
     a.sendMessage({ type: 'ack', feedId: a.feed('felix').id, revision: 2 });
-    await eventually(async () => (await h.metric('cattail_client_lag_seconds', { feed: 'felix' })) > 0, 'lag observed');
+    await waitUntil(async () => (await h.metric('cattail_client_lag_seconds', { feed: 'felix' })) > 0, 'lag observed');
     expect(a.violations).toEqual([]);
     expect(a.digest('bgp').equals(h.storeDigest('bgp'))).toBe(true);
   });
@@ -233,7 +234,7 @@ describe('server - streaming', () => {
     for (const name of ['cattail_connections_active', 'cattail_feed_revision', 'cattail_snapshots_generated_total', 'cattail_snapshots_reused_total', 'cattail_updates_total', 'cattail_updates_skipped_total', 'cattail_bytes_written_total', 'cattail_client_lag_seconds']) {
       expect(text).toContain(name);
     }
-    await eventually(async () => (await h.metric('cattail_feed_revision', { feed: 'felix' })) === 1, 'revision metric');
+    await waitUntil(async () => (await h.metric('cattail_feed_revision', { feed: 'felix' })) === 1, 'revision metric');
   });
 
   it('streams a snapshot to its agents while the build is still running', async () => {
@@ -307,7 +308,7 @@ describe('server - streaming', () => {
     expect(counts.deflate).toBe(of(df[0], SNAPSHOT));
     expect(h.server.snapshotStats()).toEqual({ built: 3, reused: 2 });
 
-    await eventually(() => h.server.fanoutStats().flushes >= 1, 'first flush');
+    await waitUntil(() => h.server.fanoutStats().flushes >= 1, 'first flush');
     const before = { ...h.server.fanoutStats(), brotli: counts.brotli, deflate: counts.deflate };
     h.upstream.apply('felix', pods(400, 1));
     await Promise.all(all.map((a) => a.untilRevision('felix', 2)));

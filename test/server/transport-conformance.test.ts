@@ -9,12 +9,13 @@
  */
 import { connect } from 'node:net';
 import { describe, expect, it } from 'vitest';
+import { waitUntil } from '../support/wait.js';
 import { encodeFrame } from '../../proto/index.js';
 import { loadUws, uwsAvailable } from '../../src/server/transport/uws-loader.js';
 import { forEachFrame } from '../../src/server/transport/seam.js';
 import { encodeMessage } from '../../src/server/transport/framing.js';
 import { opened } from './helpers/agent.js';
-import { type Harness, eventually, harness } from './helpers/harness.js';
+import { type Harness, harness } from './helpers/harness.js';
 
 const TRANSPORTS = (['ws', 'uws'] as const).filter((t) => t === 'ws' || uwsAvailable());
 
@@ -126,7 +127,7 @@ describe.each(TRANSPORTS)('transport conformance: %s', (transport) => {
     // Above the transport's hard cap the library closes before buffering: 1009, or 1006 when it
     // drops the TCP connection without a close frame.
     expect([1006, 1009]).toContain(await huge.closed);
-    await eventually(() => h.server.connectionCount() === 0, 'connections released');
+    await waitUntil(() => h.server.connectionCount() === 0, 'connections released');
   });
 
   it('refuses upgrades above maxConnections with 503 and Retry-After', async () => {

@@ -2,23 +2,18 @@
  * Load counters (what a fan-out cache saves the API server): Prometheus text at /metrics,
  * JSON at /_sim/counters, reset.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/clock.js';
-import { startSim, type Sim } from '../../src/sim/index.js';
 import { getJson, RawWatch } from './helpers.js';
+import { simFixture } from '../support/sim.js';
+import { waitUntil } from '../support/wait.js';
 
-let sim: Sim | undefined;
-const watches: RawWatch[] = [];
-afterEach(async () => {
-  for (const w of watches.splice(0)) w.close();
-  await sim?.close();
-  sim = undefined;
-});
+const { start, track } = simFixture();
 
 describe('sim counters', () => {
   it('§5.24-28 requests by verb and code, list pages and items, watches opened/open/closed, events, bookmarks, bytes by kind, 410s', async () => {
     const clock = new FakeClock();
-    const s = (sim = await startSim({ clock, nodes: 2, podsPerNode: 3, bookmarkIntervalMs: 1_000 }));
+    const s = await start({ clock, nodes: 2, podsPerNode: 3, bookmarkIntervalMs: 1_000 });
     const h = { 'x-client-id': 'agent-1' };
     await getJson(`${s.url}/api/v1/pods?limit=4`, { headers: h });
     const page1 = await getJson(`${s.url}/api/v1/pods?limit=4`, { headers: h });
@@ -26,7 +21,7 @@ describe('sim counters', () => {
     await getJson(`${s.url}/api/v1/pods?resourceVersion=abc`, { headers: h });
     const rv = s.admin.currentRv();
     const w = await RawWatch.open(`${s.url}/api/v1/pods?watch=true&resourceVersion=${rv}&allowWatchBookmarks=true`, h);
-    watches.push(w);
+    track(w);
     s.admin.create('pods', { metadata: { name: 'c1', namespace: 'default' }, spec: { containers: [] } });
     s.admin.create('namespaces', { metadata: { name: 'bump' } });
     clock.advance(1_300);
@@ -37,7 +32,7 @@ describe('sim counters', () => {
     w.close();
     await w.untilEnded();
     // The server sees the client's close asynchronously: wait on the counter (bounded).
-    for (let i = 0; i < 1_000 && JSON.stringify(s.admin.counters().watchesOpen) !== '{"pods":0}'; i++) await new Promise((r) => setImmediate(r));
+    await waitUntil(() => JSON.stringify(s.admin.counters().watchesOpen) === '{"pods":0}', 'the server to count the closed watch', { detail: () => JSON.stringify(s.admin.counters().watchesOpen) });
     const c = (await getJson(`${s.url}/_sim/counters`)).body;
     expect(c.requests).toMatchObject({ 'LIST,pods,200': 3, 'LIST,pods,400': 1, 'WATCH,pods,200': 2 });
     expect(c.listPages).toEqual({ pods: 3 });
@@ -69,10 +64,10 @@ describe('sim counters', () => {
   });
 
   it('§5.27 an event shared by N watchers is encoded once', async () => {
-    const s = (sim = await startSim({ nodes: 1, podsPerNode: 2 }));
+    const s = await start({ nodes: 1, podsPerNode: 2 });
     const rv = s.admin.currentRv();
     const ws = await Promise.all(Array.from({ length: 5 }, () => RawWatch.open(`${s.url}/api/v1/namespaces?watch=true&resourceVersion=${rv}`)));
-    watches.push(...ws);
+    ws.forEach(track);
     s.admin.create('namespaces', { metadata: { name: 'shared' } });
     await Promise.all(ws.map((w) => w.until(() => w.events.length === 1)));
     expect(s.admin.counters().encodeOps).toBe(1);
@@ -81,11 +76,11 @@ describe('sim counters', () => {
 
   it('§5.29 relists, reconnects and the shortest interval between one client\'s watch requests', async () => {
     const clock = new FakeClock();
-    const s = (sim = await startSim({ clock, nodes: 1, podsPerNode: 2 }));
+    const s = await start({ clock, nodes: 1, podsPerNode: 2 });
     const rv = s.admin.currentRv();
     const open = async (id: string): Promise<void> => {
       const w = await RawWatch.open(`${s.url}/api/v1/pods?watch=true&resourceVersion=${rv}`, { 'user-agent': id });
-      watches.push(w);
+      track(w);
     };
     await getJson(`${s.url}/api/v1/pods`, { headers: { 'user-agent': 'hot' } }); // first list: not a relist
     await open('hot');

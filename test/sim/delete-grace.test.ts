@@ -2,30 +2,23 @@
  * HTTP DELETE of a pod with `podDeleteGraceMs`: MODIFIED with deletionTimestamp first, DELETED
  * after the grace (clock time); `gracePeriodSeconds=0` and the default (0) delete at once.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/clock.js';
-import { startSim, type Sim } from '../../src/sim/index.js';
 import { RawWatch, type Loose } from './helpers.js';
+import { simFixture } from '../support/sim.js';
 
-let sim: Sim | undefined;
-const watches: RawWatch[] = [];
-afterEach(async () => {
-  for (const w of watches.splice(0)) w.close();
-  await sim?.close();
-  sim = undefined;
-});
+const { start, track } = simFixture();
 
 const pod = (name: string): Loose => ({ metadata: { name, namespace: 'default' }, spec: { containers: [] } });
 
 describe('sim graceful pod DELETE', () => {
   it('marks, then deletes after the grace; gracePeriodSeconds=0 is immediate; a recreated pod is not deleted by the old timer', async () => {
     const clock = new FakeClock();
-    sim = await startSim({ clock, podDeleteGraceMs: 5_000 });
-    const s = sim;
+    const s = await start({ clock, podDeleteGraceMs: 5_000 });
     s.admin.create('pods', pod('a'));
     s.admin.create('pods', pod('b'));
     const w = await RawWatch.open(`${s.url}/api/v1/namespaces/default/pods?watch=true&resourceVersion=${s.admin.currentRv()}`);
-    watches.push(w);
+    track(w);
     const del = await fetch(`${s.url}/api/v1/namespaces/default/pods/a`, { method: 'DELETE' });
     expect(del.status).toBe(200);
     expect(((await del.json()) as Loose).metadata.deletionTimestamp).toBe('2026-01-01T00:00:00Z');

@@ -3,30 +3,20 @@
  * termination, mass termination + 429, restart with empty history, RV too large on a watch,
  * omitted CRDs, the /_sim/faults API and a replayable seeded timeline. Timed parts run on a FakeClock.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/clock.js';
 import { TimeBudget } from '../../src/sim/faults/budget.js';
-import { randomTimeline, startSim, type Sim, type SimOptions } from '../../src/sim/index.js';
+import { randomTimeline, type Sim } from '../../src/sim/index.js';
 import { getJson, type Loose } from './helpers.js';
+import { simFixture } from '../support/sim.js';
 import { RawConn } from './raw-conn.js';
+import { waitUntil } from '../support/wait.js';
 
-let sims: Sim[] = [];
-const conns: RawConn[] = [];
-afterEach(async () => {
-  for (const c of conns.splice(0)) c.close();
-  await Promise.all(sims.map((s) => s.close()));
-  sims = [];
-});
-
-async function start(o: SimOptions = {}): Promise<Sim> {
-  const s = await startSim({ nodes: 2, podsPerNode: 3, seed: 13, ...o });
-  sims.push(s);
-  return s;
-}
+const { start, track } = simFixture({ nodes: 2, podsPerNode: 3, seed: 13 });
 
 async function open(s: Sim, path: string, client = 'c'): Promise<RawConn> {
   const c = await RawConn.open(s.port, path, { 'X-Client-Id': client });
-  conns.push(c);
+  track(c);
   await c.until(() => c.parsed().status !== 0, 'headers');
   return c;
 }
@@ -149,8 +139,9 @@ describe('sim faults: server side', () => {
     const cur = Number(s.admin.currentRv());
     const ahead = await RawConn.open(s.port, `/api/v1/pods?watch=true&resourceVersion=${cur + 50}`);
     const next = await RawConn.open(s.port, `/api/v1/pods?watch=true&resourceVersion=${cur + 1}`);
-    conns.push(ahead, next);
-    for (let i = 0; i < 10_000 && Object.keys(s.admin.counters().clients).length < 2; i++) await new Promise((r) => setImmediate(r));
+    track(ahead);
+    track(next);
+    await waitUntil(() => Object.keys(s.admin.counters().clients).length >= 2, 'the server to hold both watches');
     s.admin.create('pods', { metadata: { name: 'reaches', namespace: 'default' }, spec: { containers: [] } });
     s.admin.create('pods', { metadata: { name: 'after-it', namespace: 'default' }, spec: { containers: [] } });
     await next.until(() => next.parsed().lines.length === 1, 'the reached watch');

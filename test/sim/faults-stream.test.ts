@@ -2,27 +2,17 @@
  * Per-request faults (k8s-watch.md §5 items 18, 19, 12, 7, 9): each one happens when asked, shows
  * in `faults` by kind, and does not touch a request it was not aimed at.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { startSim, type FaultRule, type Sim } from '../../src/sim/index.js';
 import { getJson, type Loose } from './helpers.js';
+import { simFixture } from '../support/sim.js';
 import { RawConn } from './raw-conn.js';
 
-let sim: Sim | undefined;
-const conns: RawConn[] = [];
-afterEach(async () => {
-  for (const c of conns.splice(0)) c.close();
-  await sim?.close();
-  sim = undefined;
-});
-
-async function start(): Promise<Sim> {
-  sim = await startSim({ nodes: 2, podsPerNode: 3, seed: 11 });
-  return sim;
-}
+const { start, track } = simFixture({ nodes: 2, podsPerNode: 3, seed: 11 });
 
 async function watch(s: Sim, client: string, path = `/api/v1/pods?watch=true&resourceVersion=${s.admin.currentRv()}`): Promise<RawConn> {
   const c = await RawConn.open(s.port, path, { 'X-Client-Id': client });
-  conns.push(c);
+  track(c);
   return c;
 }
 

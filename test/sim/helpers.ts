@@ -1,4 +1,5 @@
 import { request, type IncomingHttpHeaders } from 'node:http';
+import { waitUntil } from '../support/wait.js';
 
 export interface WatchEvent {
   type: string;
@@ -13,7 +14,7 @@ export class RawWatch {
   headers: IncomingHttpHeaders = {};
   ended = false;
   private buf = '';
-  private waiters: (() => void)[] = [];
+  private readonly listeners = new Set<() => void>();
   private destroy: () => void = () => undefined;
 
   static open(url: string, headers: Record<string, string> = {}): Promise<RawWatch> {
@@ -54,23 +55,16 @@ export class RawWatch {
   }
 
   private notify(): void {
-    for (const w of this.waiters.splice(0)) w();
+    for (const fn of this.listeners) fn();
   }
 
-  /** Waits (bounded) until `pred` holds, re-checking whenever data arrives or the stream ends. */
-  async until(pred: () => boolean, what = 'condition', timeoutMs = 5_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!pred()) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for ${what}; got ${this.events.length} events: ${JSON.stringify(this.events.map((e) => e.type))}`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
+  /** {@link waitUntil} `pred`, re-checking whenever data arrives or the stream ends; the failure shows the events so far. */
+  until(pred: () => boolean, what = 'condition', timeoutMs = 5_000): Promise<void> {
+    return waitUntil(pred, what, {
+      timeoutMs,
+      wake: (check) => (this.listeners.add(check), () => this.listeners.delete(check)),
+      detail: () => `got ${this.events.length} events: ${JSON.stringify(this.events.map((e) => e.type))}`,
+    });
   }
 
   untilEnded(): Promise<void> {

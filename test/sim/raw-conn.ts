@@ -1,4 +1,5 @@
 import { connect, type Socket } from 'node:net';
+import { waitUntil } from '../support/wait.js';
 
 /**
  * A raw HTTP/1.1 connection: sees exactly what the server put on the wire — a FIN, an RST, a
@@ -14,7 +15,7 @@ export class RawConn {
   /** Complete body lines seen so far, counted as data arrives (parsing 10 MB per chunk would be quadratic). */
   lineCount = 0;
   private prevByte = 0;
-  private waiters: (() => void)[] = [];
+  private readonly listeners = new Set<() => void>();
 
   private constructor(readonly socket: Socket) {}
 
@@ -52,7 +53,7 @@ export class RawConn {
   }
 
   private notify(): void {
-    for (const w of this.waiters.splice(0)) w();
+    for (const fn of this.listeners) fn();
   }
 
   raw(): string {
@@ -92,19 +93,13 @@ export class RawConn {
     return { status, head, body: text, terminated, lines: text.split('\n').slice(0, -1).filter((l) => l !== '') };
   }
 
-  async until(pred: () => boolean, what = 'condition', timeoutMs = 5_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!pred()) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for ${what}; got ${JSON.stringify(this.raw().slice(0, 400))}`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, Math.min(left, 50));
-        this.waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
+  /** {@link waitUntil} `pred`, re-checking whenever bytes arrive or the socket closes; the failure shows the bytes so far. */
+  until(pred: () => boolean, what = 'condition', timeoutMs = 5_000): Promise<void> {
+    return waitUntil(pred, what, {
+      timeoutMs,
+      wake: (check) => (this.listeners.add(check), () => this.listeners.delete(check)),
+      detail: () => `got ${JSON.stringify(this.raw().slice(0, 400))}`,
+    });
   }
 
   close(): void {

@@ -2,28 +2,22 @@
  * WATCH behaviours of the simulated API server, one test per numbered item of
  * the watch contract of k8s.io/apiserver. Timed behaviour runs on a FakeClock.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/clock.js';
-import { startSim, type Sim, type SimOptions } from '../../src/sim/index.js';
+import type { Sim, SimOptions } from '../../src/sim/index.js';
 import { RawWatch, rvNum, type Loose } from './helpers.js';
+import { simFixture } from '../support/sim.js';
+import { waitUntil } from '../support/wait.js';
 
+const sims = simFixture({ nodes: 3, podsPerNode: 4, seed: 3 });
 let sim: Sim | undefined;
-const watches: RawWatch[] = [];
-afterEach(async () => {
-  for (const w of watches.splice(0)) w.close();
-  await sim?.close();
-  sim = undefined;
-});
-
 async function start(o: SimOptions = {}): Promise<Sim> {
-  sim = await startSim({ nodes: 3, podsPerNode: 4, seed: 3, ...o });
-  return sim;
+  return (sim = await sims.start(o));
 }
 
 async function watch(path: string): Promise<RawWatch> {
   const w = await RawWatch.open(`${(sim as Sim).url}${path}`);
-  watches.push(w);
-  return w;
+  return sims.track(w);
 }
 
 function anyPod(s: Sim): Loose {
@@ -201,7 +195,8 @@ describe('sim WATCH', () => {
     const late = fetch(`${s.url}/api/v1/namespaces?resourceVersion=${cur + 1}&resourceVersionMatch=NotOlderThan`, { headers });
     const never = fetch(`${s.url}/api/v1/namespaces?resourceVersion=${cur + 50}`, { headers });
     // Both are parked until the clock or the RV moves; wait (bounded) until the server holds both.
-    for (let i = 0; i < 10_000 && s.admin.counters().clients['waiter']?.lists !== 2; i++) await new Promise((r) => setImmediate(r));
+    // Real time: this wait must not move the FakeClock (the test moves it below).
+    await waitUntil(() => s.admin.counters().clients['waiter']?.lists === 2, 'the server to hold both LISTs');
     expect(s.admin.counters().clients['waiter']?.lists).toBe(2);
     s.admin.create('namespaces', { metadata: { name: 'arrives' } });
     const ok = await late;

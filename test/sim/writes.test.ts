@@ -2,29 +2,17 @@
  * Writes, churn and history of the simulated API server (create, update, patch, delete and the
  * resourceVersions and events they produce), through the HTTP verbs and the admin API.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/clock.js';
-import { startSim, type Sim, type SimOptions } from '../../src/sim/index.js';
+import type { Sim } from '../../src/sim/index.js';
 import { getJson, RawWatch, type Loose } from './helpers.js';
+import { simFixture } from '../support/sim.js';
 
-let sims: Sim[] = [];
-const watches: RawWatch[] = [];
-afterEach(async () => {
-  for (const w of watches.splice(0)) w.close();
-  await Promise.all(sims.map((s) => s.close()));
-  sims = [];
-});
-
-async function start(o: SimOptions = {}): Promise<Sim> {
-  const s = await startSim({ nodes: 3, podsPerNode: 4, seed: 11, ...o });
-  sims.push(s);
-  return s;
-}
+const { start, track } = simFixture({ nodes: 3, podsPerNode: 4, seed: 11 });
 
 async function watch(s: Sim, path: string): Promise<RawWatch> {
   const w = await RawWatch.open(`${s.url}${path}`);
-  watches.push(w);
-  return w;
+  return track(w);
 }
 
 const json = (method: string, body: unknown, type = 'application/json'): RequestInit => ({ method, body: JSON.stringify(body), headers: { 'content-type': type } });

@@ -1,4 +1,3 @@
-import type { FakeClock } from '../../src/clock.js';
 import { FeedStore } from '../../src/snapshot/index.js';
 import { RESOURCES } from '../../src/registry.js';
 import type { FeedBatch, FeedSink } from '../../src/server/pipeline/seams.js';
@@ -43,19 +42,6 @@ export class RecordingSink implements FeedSink {
   updates(feed?: string): number {
     return this.batches.filter((b) => feed === undefined || b.feed === feed).reduce((n, b) => n + b.batch.updates.length, 0);
   }
-}
-
-/**
- * Waits for `cond`, letting real I/O run between checks and, with a FakeClock, moving virtual
- * time forward in small steps (so backoff sleeps and watchdogs elapse). Bounded in iterations.
- */
-export async function until(cond: () => boolean, clock?: FakeClock, stepMs = 50, maxIterations = 40_000): Promise<void> {
-  for (let i = 0; i < maxIterations; i++) {
-    if (cond()) return;
-    await new Promise<void>((r) => setImmediate(r));
-    if (clock !== undefined && i % 4 === 3) await clock.advanceAsync(stepMs);
-  }
-  throw new Error(`condition not met after ${maxIterations} iterations`);
 }
 
 /** The expected content of a feed: the server's objects through the feed's projections. */

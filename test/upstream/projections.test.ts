@@ -6,7 +6,7 @@ import { RESOURCES, resource, type ResourceDef } from '../../src/registry.js';
 import { encodeValue, projector } from '../../src/server/upstream/projections/index.js';
 import { parseJson } from '../../src/server/upstream/json.js';
 import type { KubeObject } from '../../src/server/upstream/types.js';
-import { fixturesDir } from '../helpers/fixtures.js';
+import { fixturesDir } from '../support/fixtures.js';
 import { MsgReader } from '../../proto/msgpack.js';
 
 const objectsDir = join(fixturesDir(), 'objects');

@@ -1,29 +1,21 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { FakeClock } from '../../src/clock.js';
-import { createUpstream, type UpstreamHandle, type UpstreamOptions } from '../../src/server/upstream/index.js';
+import { describe, expect, it } from 'vitest';
+import type { FakeClock } from '../../src/clock.js';
+import type { UpstreamHandle, UpstreamOptions } from '../../src/server/upstream/index.js';
 import { WATERMARK_ONLY_INTERVAL_MS } from '../../src/server/upstream/dispatcher.js';
 import type { KubeObject } from '../../src/server/upstream/types.js';
-import { FakeApiServer } from './fake-apiserver.js';
-import { builtinFeed, customFeed, expectedState, node, pod, RecordingSink, sameState, until } from './helpers.js';
+import type { FakeApiServer } from '../support/fake-apiserver.js';
+import { upstreamOnFakeApi } from '../support/upstream.js';
+import { builtinFeed, customFeed, expectedState, node, pod, RecordingSink, sameState } from './helpers.js';
+import { waitUntil } from '../support/wait.js';
 
 const PODS_FEED = { name: 'pods', resources: [{ resource: 'pods' }] };
 
 let server: FakeApiServer;
-let upstream: UpstreamHandle | undefined;
-
-afterEach(async () => {
-  await upstream?.stop();
-  upstream = undefined;
-  await server?.close();
-});
 
 async function setup(opts: Partial<UpstreamOptions> = {}): Promise<{ clock: FakeClock; sink: RecordingSink; up: UpstreamHandle }> {
-  server = await new FakeApiServer().start();
-  const clock = new FakeClock();
-  const sink = new RecordingSink();
-  const up = createUpstream({ kubeConfig: server.kubeConfig(), replicaId: 'r1', clock, feeds: [], customFeeds: [PODS_FEED], random: () => 0.5, ...opts });
-  upstream = up;
-  return { clock, sink, up };
+  const started = await upstreamOnFakeApi({ customFeeds: [PODS_FEED], random: () => 0.5, ...opts });
+  server = started.server;
+  return { clock: started.clock, sink: new RecordingSink(), up: started.up };
 }
 
 const objects = (id: string): KubeObject[] => [...(server.store.get(id)?.values() ?? [])];
@@ -34,7 +26,7 @@ describe('reflector against a scripted API server', () => {
     const { clock, sink, up } = await setup({ watchList: false, listPageSize: 2 });
     for (let i = 0; i < 5; i++) server.upsert('pods', pod(`p${i}`, { ip: `10.0.0.${i + 1}` }));
     up.start(sink);
-    await until(() => sink.status.get('pods') === 'in-sync', clock);
+    await waitUntil(() => sink.status.get('pods') === 'in-sync', { clock });
     expect(server.count('pods', false)).toBe(3); // 2 + 2 + 1
     expect(server.requests[0]?.query).not.toContain('resourceVersion'); // first list: consistent
     expect(server.requests[0]?.userAgent).toMatch(/^cattail\/.* \(replica r1\)$/);
@@ -44,7 +36,7 @@ describe('reflector against a scripted API server', () => {
     expect(synced?.batch.watermarks?.['pods']).toBe(String(server.rv));
     expect(sameState(sink.state.get('pods'), expectedState(podsFeed, objects))).toBe(true);
 
-    await until(() => server.openWatches === 1, clock);
+    await waitUntil(() => server.openWatches === 1, { clock });
     const watchQuery = server.requests.find((r) => r.watch)?.query ?? '';
     expect(watchQuery).toContain('allowWatchBookmarks=true');
     const timeout = Number(new URLSearchParams(watchQuery).get('timeoutSeconds'));
@@ -54,7 +46,7 @@ describe('reflector against a scripted API server', () => {
     server.upsert('pods', pod('p5', { ip: '10.0.0.9' }));
     server.upsert('pods', pod('p0', { ip: '10.0.0.10' }));
     server.remove('pods', 'default', 'p1');
-    await until(() => sameState(sink.state.get('pods'), expectedState(podsFeed, objects)), clock);
+    await waitUntil(() => sameState(sink.state.get('pods'), expectedState(podsFeed, objects)), { clock });
     expect(up.ready()).toBe(true);
   });
 
@@ -63,17 +55,17 @@ describe('reflector against a scripted API server', () => {
     server.upsert('pods', pod('a'));
     server.upsert('nodes', node('n1'));
     up.start(sink);
-    await until(() => sink.status.get('pods') === 'in-sync' && sink.status.get('tunnel-ip-allocation') === 'in-sync' && server.openWatches === 3, clock);
+    await waitUntil(() => sink.status.get('pods') === 'in-sync' && sink.status.get('tunnel-ip-allocation') === 'in-sync' && server.openWatches === 3, { clock });
     const before = sink.updates();
     for (let i = 0; i < 2_000; i++) server.upsert('pods', pod('a', { ready: i % 2 === 0, restarts: i }));
     for (let i = 0; i < 100; i++) server.upsert('nodes', node('n1', { heartbeat: `2026-01-01T00:${String(i % 60).padStart(2, '0')}:00Z` }));
     const unchanged = async (): Promise<number> => (await up.metrics.unchanged.get()).values.reduce((n, v) => n + v.value, 0);
-    for (let i = 0; i < 100_000 && (i % 200 !== 0 || (await unchanged()) < 2_100); i++) await new Promise<void>((r) => setImmediate(r));
+    await waitUntil(async () => (await unchanged()) >= 2_100, '2,100 unchanged updates counted');
     expect(await unchanged()).toBe(2_100);
     expect(sink.updates() - before).toBe(0);
     // A real change still gets through.
     server.upsert('pods', pod('a', { labels: { app: 'db' } }));
-    await until(() => sink.updates() - before === 1, clock);
+    await waitUntil(() => sink.updates() - before === 1, { clock });
   });
 
   it('delivers the watermarks of events that change no entry, at most once per WATERMARK_ONLY_INTERVAL_MS and within it', async () => {
@@ -86,7 +78,7 @@ describe('reflector against a scripted API server', () => {
     };
     server.upsert('pods', pod('a'));
     up.start(sink);
-    await until(() => sink.status.get('pods') === 'in-sync' && server.openWatches === 1, clock);
+    await waitUntil(() => sink.status.get('pods') === 'in-sync' && server.openWatches === 1, { clock });
     const first = sink.batches.length;
     const unchanged = async (): Promise<number> => (await up.metrics.unchanged.get()).values.reduce((n, v) => n + v.value, 0);
     // Six waves of status-only updates, 400 ms of virtual time apart: none changes the feed.
@@ -98,7 +90,7 @@ describe('reflector against a scripted API server', () => {
       await clock.advanceAsync(400);
     }
     // The feed's watermark follows the upstream although its entries never changed ...
-    await until(() => sink.batches.at(-1)?.batch.watermarks?.['pods'] === String(server.rv), clock);
+    await waitUntil(() => sink.batches.at(-1)?.batch.watermarks?.['pods'] === String(server.rv), { clock });
     const later = sink.batches.slice(first);
     expect(later.every((b) => b.batch.updates.length === 0)).toBe(true);
     expect(sink.revision('pods')).toBe(1);
@@ -117,7 +109,7 @@ describe('reflector against a scripted API server', () => {
       server.http410 = form === 'HTTP 410';
       for (let i = 0; i < 6; i++) server.upsert('pods', pod(`p${i}`, { ip: `10.0.0.${i + 1}` }));
       up.start(sink);
-      await until(() => sink.status.get('pods') === 'in-sync' && server.openWatches === 1, clock);
+      await waitUntil(() => sink.status.get('pods') === 'in-sync' && server.openWatches === 1, { clock });
       const before = sink.updates();
       server.changeWhileDisconnected(() => {
         server.remove('pods', 'default', 'p0'); // → deletion
@@ -126,7 +118,7 @@ describe('reflector against a scripted API server', () => {
         server.upsert('pods', pod('p2', { ip: '10.0.0.3', ready: false, restarts: 5 })); // status only → nothing
       });
       server.endWatches();
-      await until(() => sameState(sink.state.get('pods'), expectedState(podsFeed, objects)) && server.openWatches === 1, clock);
+      await waitUntil(() => sameState(sink.state.get('pods'), expectedState(podsFeed, objects)) && server.openWatches === 1, { clock });
       expect(sink.updates() - before).toBe(3);
       const relistQuery = server.requests.filter((r) => !r.watch).at(-1)?.query ?? '';
       expect(relistQuery).toContain('resourceVersionMatch=NotOlderThan');
@@ -141,14 +133,13 @@ describe('reflector against a scripted API server', () => {
     const { clock, sink, up } = await setup({ watchList: false });
     server.upsert('pods', pod('a'));
     up.start(sink);
-    await until(() => server.openWatches === 1, clock);
+    await waitUntil(() => server.openWatches === 1, { clock });
     server.upsert('nodes', node('elsewhere')); // RV moves on another resource
     server.bookmark();
-    await until(() => true, clock);
-    await until(() => up.health()[0]?.lastHealthyMs !== undefined, clock);
+    await waitUntil(() => up.health()[0]?.lastHealthyMs !== undefined, { clock });
     const rvAtBookmark = server.rv;
     server.endWatches();
-    await until(() => server.openWatches === 1, clock);
+    await waitUntil(() => server.openWatches === 1, { clock });
     const q = new URLSearchParams(server.requests.filter((r) => r.watch).at(-1)?.query);
     expect(q.get('resourceVersion')).toBe(String(rvAtBookmark));
   });
@@ -157,11 +148,11 @@ describe('reflector against a scripted API server', () => {
     const { clock, sink, up } = await setup();
     for (let i = 0; i < 4; i++) server.upsert('pods', pod(`p${i}`, { ip: `10.0.0.${i + 1}` }));
     up.start(sink);
-    await until(() => sink.status.get('pods') === 'in-sync', clock);
+    await waitUntil(() => sink.status.get('pods') === 'in-sync', { clock });
     expect(server.count('pods', false)).toBe(0);
     expect(server.requests[0]?.query).toContain('sendInitialEvents=true');
     server.upsert('pods', pod('p9', { ip: '10.0.0.99' }));
-    await until(() => sameState(sink.state.get('pods'), expectedState(podsFeed, objects)), clock);
+    await waitUntil(() => sameState(sink.state.get('pods'), expectedState(podsFeed, objects)), { clock });
     expect(server.count('pods')).toBe(1);
   });
 
@@ -170,7 +161,7 @@ describe('reflector against a scripted API server', () => {
     server.watchListSupported = false;
     server.upsert('pods', pod('a'));
     up.start(sink);
-    await until(() => sink.status.get('pods') === 'in-sync' && server.openWatches === 1, clock);
+    await waitUntil(() => sink.status.get('pods') === 'in-sync' && server.openWatches === 1, { clock });
     expect(server.count('pods', false)).toBe(1);
     expect(sameState(sink.state.get('pods'), expectedState(podsFeed, objects))).toBe(true);
   });
@@ -180,14 +171,14 @@ describe('reflector against a scripted API server', () => {
     server.missing.add('ippools.crd.projectcalico.org');
     server.upsert('nodes', node('n1'));
     up.start(sink);
-    await until(() => sink.status.get('tunnel-ip-allocation') === 'in-sync', clock);
+    await waitUntil(() => sink.status.get('tunnel-ip-allocation') === 'in-sync', { clock });
     const ippools = up.health().find((h) => h.id === 'ippools.crd.projectcalico.org');
     expect(ippools).toMatchObject({ synced: true, missing: true, stale: false });
     expect(ippools?.authError).toBeUndefined();
     server.missing.delete('ippools.crd.projectcalico.org');
     server.upsert('ippools.crd.projectcalico.org', { metadata: { name: 'default-ipv4-ippool' }, spec: { cidr: '192.168.0.0/16' } });
     const feed = builtinFeed('tunnel-ip-allocation');
-    await until(() => sameState(sink.state.get('tunnel-ip-allocation'), expectedState(feed, objects)), clock, 500);
+    await waitUntil(() => sameState(sink.state.get('tunnel-ip-allocation'), expectedState(feed, objects)), { clock, stepMs: 500 });
     expect(up.health().find((h) => h.id === 'ippools.crd.projectcalico.org')?.missing).toBeUndefined();
   });
 
@@ -199,13 +190,13 @@ describe('reflector against a scripted API server', () => {
     server.upsert('pods', pod('w', { labels: { app: 'web' } }));
     server.upsert('pods', pod('d', { labels: { app: 'db' } }));
     up.start(sink);
-    await until(() => ['bgp', 'tunnel-ip-allocation', 'pods', 'web-pods'].every((f) => sink.status.get(f) === 'in-sync'), clock);
+    await waitUntil(() => ['bgp', 'tunnel-ip-allocation', 'pods', 'web-pods'].every((f) => sink.status.get(f) === 'in-sync'), { clock });
     expect(server.count('nodes', false)).toBe(1);
     expect(server.count('pods', false)).toBe(1);
     // A label flip out of the selector is a deletion in that feed only.
     server.upsert('pods', pod('w', { labels: { app: 'db' } }));
     const webFeed = customFeed(custom);
-    await until(() => sameState(sink.state.get('web-pods'), expectedState(webFeed, objects)), clock);
+    await waitUntil(() => sameState(sink.state.get('web-pods'), expectedState(webFeed, objects)), { clock });
     expect(sink.state.get('web-pods')?.size).toBe(0);
     expect(sink.state.get('pods')?.size).toBe(2);
     for (const f of ['bgp', 'tunnel-ip-allocation']) expect(sameState(sink.state.get(f), expectedState(builtinFeed(f), objects))).toBe(true);

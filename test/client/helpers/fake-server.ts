@@ -173,7 +173,7 @@ export class FakeServer {
     return f;
   }
 
-  /** Calls `fn` after anything recorded changes (for waitFor). */
+  /** Calls `fn` after anything recorded changes (for waitUntil's `wake`). */
   onChange(fn: () => void): () => void {
     this.listeners.add(fn);
     return () => this.listeners.delete(fn);

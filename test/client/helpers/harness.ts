@@ -1,13 +1,14 @@
 /**
  * Test harness for the client: a status/change recorder that checks every observed edge against the
  * documented state machine, a disconnect guard (undici's lesson: auto-reconnect hides bugs, so a
- * test fails on any reconnect it did not declare), and `waitFor`, which waits on a condition with a
- * bounded real-time timeout (it re-checks on events, never sleeps a fixed time).
+ * test fails on any reconnect it did not declare), and `on()`, the events test/support/wait.ts's
+ * `waitUntil` re-checks on (it never sleeps a fixed time).
  */
 import { FakeClock } from '../../../src/clock.js';
 import { connect, type ChangeBatch, type Client, type ConnectOptions } from '../../../src/client/index.js';
 import { ALLOWED, type StatusEvent } from '../../../src/client/internal.js';
 import type { FakeServer } from './fake-server.js';
+import type { WaitOptions } from '../../support/wait.js';
 
 export class Recorder {
   readonly events: StatusEvent[] = [];
@@ -58,34 +59,18 @@ export class DisconnectGuard {
   }
 }
 
-/** Waits until `cond()` holds, re-checking on client/server events and every 5 ms; fails after `timeoutMs` (default 10 s: a hang guard, not a timing assertion). */
-export async function waitFor(cond: () => boolean, what: string, opts: { client?: Client; servers?: FakeServer[]; timeoutMs?: number } = {}): Promise<void> {
-  if (cond()) return;
-  const timeoutMs = opts.timeoutMs ?? 10_000;
-  await new Promise<void>((resolve, reject) => {
-    const offs: (() => void)[] = [];
-    const check = (): void => {
-      if (cond()) finish();
-    };
-    const tick = setInterval(check, 5);
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
-    }, timeoutMs);
-    const cleanup = (): void => {
-      clearInterval(tick);
-      clearTimeout(timer);
-      for (const o of offs) o();
-    };
-    const finish = (): void => {
-      cleanup();
-      resolve();
-    };
-    if (opts.client) {
-      offs.push(opts.client.on('status', check), opts.client.on('change', check));
-    }
-    for (const s of opts.servers ?? []) offs.push(s.onChange(check));
-  });
+/**
+ * Wait options for {@link waitUntil} that re-check on every client status/change event and every
+ * change a fake server records (and every 5 ms); real time, 10 s: a hang guard, not a timing
+ * assertion. The wait never moves the client's FakeClock (the test does, with {@link skipWait}).
+ */
+export function on(...sources: (Client | FakeServer)[]): WaitOptions {
+  return {
+    wake: (check) => {
+      const offs = sources.flatMap((s) => ('onChange' in s ? [s.onChange(check)] : [s.on('status', check), s.on('change', check)]));
+      return () => offs.forEach((off) => off());
+    },
+  };
 }
 
 export interface Setup {

@@ -9,6 +9,7 @@ import WebSocket from 'ws';
 import { Flags, type Message, decodeBody, encodeFrame, splitFrame } from '../../../proto/index.js';
 import { inflateBody } from '../../../src/frame-compression.js';
 import { digestOf } from '../../support/digest.js';
+import { waitUntil } from '../../support/wait.js';
 
 export interface AgentFeedState {
   name: string;
@@ -103,22 +104,12 @@ export class TestAgent extends EventEmitter {
     return digestOf(this.feed(name).entries);
   }
 
-  /** Resolves when `pred` holds (checked on every frame and close); rejects after `timeoutMs`. */
+  /** {@link waitUntil} `pred`, re-checked on every frame and close; the failure shows violations and the close code. */
   until(pred: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-    if (pred()) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const check = (): void => {
-        if (pred()) {
-          clearTimeout(timer);
-          this.off('change', check);
-          resolve();
-        }
-      };
-      const timer = setTimeout(() => {
-        this.off('change', check);
-        reject(new Error(`timed out waiting for ${what}; violations: ${this.violations.join('; ')}; close ${this.closeCode}`));
-      }, timeoutMs);
-      this.on('change', check);
+    return waitUntil(pred, what, {
+      timeoutMs,
+      wake: (check) => (this.on('change', check), () => this.off('change', check)),
+      detail: () => `violations: ${this.violations.join('; ')}; close ${this.closeCode}`,
     });
   }
 

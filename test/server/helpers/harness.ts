@@ -49,12 +49,3 @@ export async function harness(opts: Partial<StartServerOptions> & { feeds?: stri
     },
   };
 }
-
-/** Waits on a condition re-checked on a short interval; for server-side state with no event. */
-export async function eventually(pred: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await pred())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}

@@ -4,18 +4,13 @@
  * can be sent back in time.
  */
 import { request } from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
-import { startSim, type Sim } from '../../src/sim/index.js';
+import { describe, expect, it } from 'vitest';
+import type { Sim } from '../../src/sim/index.js';
 import { getJson, type Loose } from './helpers.js';
+import { simFixture } from '../support/sim.js';
 import { RawConn } from './raw-conn.js';
 
-let sim: Sim | undefined;
-const conns: RawConn[] = [];
-afterEach(async () => {
-  for (const c of conns.splice(0)) c.close();
-  await sim?.close();
-  sim = undefined;
-});
+const { start, track } = simFixture();
 
 /** One request on a fresh connection (no keep-alive pool), so the proxy balances each. */
 function listRv(url: string): Promise<string> {
@@ -32,7 +27,7 @@ function listRv(url: string): Promise<string> {
 
 describe('sim HA pair', () => {
   it('the follower serves an older RV than the leader, releases events as the leader moves, and catches up with lag 0', async () => {
-    sim = await startSim({ nodes: 1, podsPerNode: 2, seed: 4, ha: { lagRvs: 3 } });
+    const sim = await start({ nodes: 1, podsPerNode: 2, seed: 4, ha: { lagRvs: 3 } });
     const ha = sim.ha as NonNullable<Sim['ha']>;
     const base = Number(sim.admin.currentRv());
     for (let i = 0; i < 5; i++) sim.admin.create('namespaces', { metadata: { name: `ns-${i}` } });
@@ -45,7 +40,7 @@ describe('sim HA pair', () => {
     expect(names(follower.body)).toEqual(['ns-0', 'ns-1']);
 
     const w = await RawConn.open(ha.followerPort, `/api/v1/namespaces?watch=true&resourceVersion=${base}`);
-    conns.push(w);
+    track(w);
     await w.until(() => w.parsed().lines.length === 2, 'the two released events');
     sim.admin.create('namespaces', { metadata: { name: 'ns-5' } }); // leader +6: the follower reaches +3
     await w.until(() => w.parsed().lines.length === 3, 'the next released event');
@@ -57,7 +52,7 @@ describe('sim HA pair', () => {
   });
 
   it('round-robin alternates leader and follower per connection: a client goes back in time, and its resume waits then gets 504', async () => {
-    sim = await startSim({ nodes: 1, podsPerNode: 2, seed: 4, ha: { lagRvs: 2 }, rvWaitMs: 100 });
+    const sim = await start({ nodes: 1, podsPerNode: 2, seed: 4, ha: { lagRvs: 2 }, rvWaitMs: 100 });
     const ha = sim.ha as NonNullable<Sim['ha']>;
     for (let i = 0; i < 3; i++) sim.admin.create('namespaces', { metadata: { name: `ns-${i}` } });
     const now = Number(sim.admin.currentRv());

@@ -2,12 +2,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
-import { afterEach, describe, expect, it } from 'vitest';
-import { FakeClock } from '../../src/clock.js';
-import { createUpstream, type UpstreamHandle, type UpstreamOptions } from '../../src/server/upstream/index.js';
+import { describe, expect, it } from 'vitest';
+import type { FakeClock } from '../../src/clock.js';
+import type { UpstreamHandle, UpstreamOptions } from '../../src/server/upstream/index.js';
 import type { KubeObject } from '../../src/server/upstream/types.js';
-import { FakeApiServer } from './fake-apiserver.js';
-import { customFeed, expectedState, pod, RecordingSink, sameState, until } from './helpers.js';
+import type { FakeApiServer } from '../support/fake-apiserver.js';
+import { upstreamOnFakeApi } from '../support/upstream.js';
+import { customFeed, expectedState, pod, RecordingSink, sameState } from './helpers.js';
+import { waitUntil } from '../support/wait.js';
 
 /**
  * The reflector against a server that misbehaves on purpose. Virtual time (FakeClock) drives
@@ -18,21 +20,11 @@ const PODS_FEED = { name: 'pods', resources: [{ resource: 'pods' }] };
 const podsFeed = customFeed(PODS_FEED);
 
 let server: FakeApiServer;
-let upstream: UpstreamHandle | undefined;
-
-afterEach(async () => {
-  await upstream?.stop();
-  upstream = undefined;
-  await server?.close();
-});
 
 async function setup(opts: Partial<UpstreamOptions> = {}): Promise<{ clock: FakeClock; sink: RecordingSink; up: UpstreamHandle }> {
-  server = await new FakeApiServer().start();
-  const clock = new FakeClock();
-  const sink = new RecordingSink();
-  const up = createUpstream({ kubeConfig: server.kubeConfig(), replicaId: 'r1', clock, feeds: [], customFeeds: [PODS_FEED], random: () => 0, watchList: false, ...opts });
-  upstream = up;
-  return { clock, sink, up };
+  const started = await upstreamOnFakeApi({ customFeeds: [PODS_FEED], random: () => 0, watchList: false, ...opts });
+  server = started.server;
+  return { clock: started.clock, sink: new RecordingSink(), up: started.up };
 }
 
 const objects = (id: string): KubeObject[] => [...(server.store.get(id)?.values() ?? [])];
@@ -45,7 +37,7 @@ describe('reflector under faults', () => {
     const { clock, sink, up } = await setup();
     server.upsert('pods', pod('a'));
     up.start(sink);
-    await until(() => server.openWatches === 1, clock);
+    await waitUntil(() => server.openWatches === 1, { clock });
     server.intercept = (info, _req, res) => {
       if (!info.watch) return false;
       server.intercept = undefined;
@@ -56,9 +48,9 @@ describe('reflector under faults', () => {
       return true;
     };
     server.endWatches();
-    await until(() => (sink.state.get('pods')?.size ?? 0) > 0 && server.openWatches === 1 && server.count('pods', true) >= 3, clock);
+    await waitUntil(() => (sink.state.get('pods')?.size ?? 0) > 0 && server.openWatches === 1 && server.count('pods', true) >= 3, { clock });
     server.upsert('pods', pod('b', { ip: '10.0.0.2' }));
-    await until(() => converged(sink), clock);
+    await waitUntil(() => converged(sink), { clock });
     expect([...(sink.state.get('pods')?.keys() ?? [])].some((k) => k.endsWith('/half'))).toBe(false);
     expect(await counter(up, 'watchRestarts', { reason: 'network' })).toBe(1);
   });
@@ -75,13 +67,13 @@ describe('reflector under faults', () => {
       return true; // headers, then silence forever
     };
     up.start(sink);
-    await until(() => sink.status.get('pods') === 'in-sync' && blackholed === 1, clock);
+    await waitUntil(() => sink.status.get('pods') === 'in-sync' && blackholed === 1, { clock });
     const t0 = clock.monotonic();
-    await until(() => server.openWatches === 1, clock, 500);
+    await waitUntil(() => server.openWatches === 1, { clock, stepMs: 500 });
     expect(clock.monotonic() - t0).toBeGreaterThanOrEqual(29_000);
     expect(await counter(up, 'watchRestarts', { reason: 'watchdog' })).toBe(1);
     server.upsert('pods', pod('b', { ip: '10.0.0.2' }));
-    await until(() => converged(sink), clock);
+    await waitUntil(() => converged(sink), { clock });
   });
 
   it('honours Retry-After on 429 and never retries sooner', async () => {
@@ -96,7 +88,7 @@ describe('reflector under faults', () => {
       return true;
     };
     up.start(sink);
-    await until(() => sink.status.get('pods') === 'in-sync', clock);
+    await waitUntil(() => sink.status.get('pods') === 'in-sync', { clock });
     for (let i = 1; i < 4; i++) expect((times[i] as number) - (times[i - 1] as number)).toBeGreaterThanOrEqual(7_000);
     expect(converged(sink)).toBe(true);
   });
@@ -111,7 +103,7 @@ describe('reflector under faults', () => {
         return true;
       };
       up.start(sink);
-      await until(() => server.requests.length >= 5, clock, 500);
+      await waitUntil(() => server.requests.length >= 5, { clock, stepMs: 500 });
       const h = up.health()[0];
       expect(h?.authError).toMatch(new RegExp(`HTTP ${code}`));
       expect(h?.synced).toBe(false);
@@ -120,20 +112,22 @@ describe('reflector under faults', () => {
       expect(sink.status.get('pods')).toBe('resyncing');
       expect(await counter(up, 'authErrors', { code: String(code) })).toBeGreaterThanOrEqual(4);
       server.intercept = undefined; // RBAC fixed / token rotated
-      await until(() => sink.status.get('pods') === 'in-sync', clock, 500);
+      await waitUntil(() => sink.status.get('pods') === 'in-sync', { clock, stepMs: 500 });
       expect(up.health()[0]?.authError).toBeUndefined();
       expect(up.ready()).toBe(true);
     });
   }
 
   it('re-reads a rotated token file after a 401', async () => {
-    server = await new FakeApiServer().start();
     const dir = mkdtempSync(join(tmpdir(), 'cattail-token-'));
     try {
       const tokenFile = join(dir, 'token');
       writeFileSync(tokenFile, 'old-token');
-      const kc = new KubeConfig();
-      kc.loadFromClusterAndUser({ name: 'c', server: server.url, skipTLSVerify: true }, { name: 'u', authProvider: { name: 'tokenFile', config: { tokenFile } } });
+      const { server, clock, up } = await upstreamOnFakeApi((srv) => {
+        const kubeConfig = new KubeConfig();
+        kubeConfig.loadFromClusterAndUser({ name: 'c', server: srv.url, skipTLSVerify: true }, { name: 'u', authProvider: { name: 'tokenFile', config: { tokenFile } } });
+        return { kubeConfig, customFeeds: [PODS_FEED], random: () => 0, watchList: false };
+      });
       const seen: string[] = [];
       server.intercept = (info, _req, res) => {
         const auth = String(info.headers.authorization);
@@ -143,13 +137,11 @@ describe('reflector under faults', () => {
         res.end(JSON.stringify({ kind: 'Status', code: 401, reason: 'Unauthorized', message: 'token expired' }));
         return true;
       };
-      const clock = new FakeClock();
       const sink = new RecordingSink();
-      upstream = createUpstream({ kubeConfig: kc, replicaId: 'r1', clock, feeds: [], customFeeds: [PODS_FEED], random: () => 0, watchList: false });
-      upstream.start(sink);
-      await until(() => seen.length >= 1, clock);
+      up.start(sink);
+      await waitUntil(() => seen.length >= 1, { clock });
       writeFileSync(tokenFile, 'new-token'); // the kubelet rotates the projected token
-      await until(() => sink.status.get('pods') === 'in-sync', clock, 200);
+      await waitUntil(() => sink.status.get('pods') === 'in-sync', { clock, stepMs: 200 });
       expect(seen[0]).toBe('Bearer old-token');
       expect(seen.at(-1)).toBe('Bearer new-token');
     } finally {
@@ -161,7 +153,7 @@ describe('reflector under faults', () => {
     const { clock, sink, up } = await setup();
     server.upsert('pods', pod('a'));
     up.start(sink);
-    await until(() => server.openWatches === 1, clock);
+    await waitUntil(() => server.openWatches === 1, { clock });
     const rv = server.rv;
     let errors = 0;
     server.intercept = (info, _req, res) => {
@@ -172,13 +164,13 @@ describe('reflector under faults', () => {
       return true;
     };
     server.endWatches();
-    await until(() => errors === 2 && server.openWatches === 1, clock);
+    await waitUntil(() => errors === 2 && server.openWatches === 1, { clock });
     expect(server.count('pods', false)).toBe(1);
     const watches = server.requests.filter((r) => r.watch).slice(1);
     for (const w of watches) expect(new URLSearchParams(w.query).get('resourceVersion')).toBe(String(rv));
     expect(await counter(up, 'watchRestarts', { reason: 'stream-error' })).toBe(2);
     server.upsert('pods', pod('b', { ip: '10.0.0.2' }));
-    await until(() => converged(sink), clock);
+    await waitUntil(() => converged(sink), { clock });
   });
 
   it('restarts a list consistently when its continue token expires', async () => {
@@ -194,7 +186,7 @@ describe('reflector under faults', () => {
       return false;
     };
     up.start(sink);
-    await until(() => sink.status.get('pods') === 'in-sync', clock);
+    await waitUntil(() => sink.status.get('pods') === 'in-sync', { clock });
     expect(converged(sink)).toBe(true);
     expect(await counter(up, 'relists', { reason: 'continue-expired' })).toBe(1);
     const lists = server.requests.filter((r) => !r.watch);
@@ -215,7 +207,7 @@ describe('reflector under faults', () => {
       return true;
     };
     up.start(sink);
-    await until(() => clock.monotonic() >= 600_000, clock, 250, 200_000);
+    await waitUntil(() => clock.monotonic() >= 600_000, { clock, stepMs: 250, timeoutMs: 700_000 });
     const watches = server.count('pods', true);
     // 800 ms doubling to 30 s: ~7 quick attempts, then one per 30 s ≈ 25 in ten minutes.
     expect(watches).toBeGreaterThan(5);
@@ -233,17 +225,17 @@ describe('reflector under faults', () => {
       return true;
     };
     up.start(sink);
-    await until(() => clock.monotonic() >= 300_000, clock, 250, 200_000);
+    await waitUntil(() => clock.monotonic() >= 300_000, { clock, stepMs: 250, timeoutMs: 400_000 });
     expect(server.requests.length).toBeLessThan(20);
     failing = false;
-    await until(() => sink.status.get('pods') === 'in-sync', clock, 250);
+    await waitUntil(() => sink.status.get('pods') === 'in-sync', { clock, stepMs: 250 });
   });
 
   it('counts and skips malformed lines and objects without crashing', async () => {
     const { clock, sink, up } = await setup();
     server.upsert('pods', pod('a'));
     up.start(sink);
-    await until(() => server.openWatches === 1, clock);
+    await waitUntil(() => server.openWatches === 1, { clock });
     server.intercept = (info, _req, res) => {
       if (!info.watch) return false;
       server.intercept = undefined;
@@ -254,7 +246,7 @@ describe('reflector under faults', () => {
       return true;
     };
     server.endWatches();
-    await until(() => sink.state.get('pods')?.has('/pods/default/ok') === true, clock);
+    await waitUntil(() => sink.state.get('pods')?.has('/pods/default/ok') === true, { clock });
     expect(await counter(up, 'skipped', { reason: 'malformed' })).toBe(2);
   });
 
@@ -262,14 +254,14 @@ describe('reflector under faults', () => {
     const { clock, sink, up } = await setup({ upstreamStaleAfterMs: 20_000, watchInactivityTimeoutMs: 10_000 });
     server.upsert('pods', pod('a'));
     up.start(sink);
-    await until(() => sink.status.get('pods') === 'in-sync' && server.openWatches === 1, clock);
+    await waitUntil(() => sink.status.get('pods') === 'in-sync' && server.openWatches === 1, { clock });
     // An idle open watch stays fresh for as long as it is idle: the watchdog re-watches (a 200
     // confirms health) before the stale age, without backing off.
     let flapped = false;
-    await until(() => {
+    await waitUntil(() => {
       flapped ||= up.health()[0]?.stale === true;
       return clock.monotonic() > 600_000;
-    }, clock, 500, 100_000);
+    }, 'ten virtual minutes', { clock, stepMs: 500, timeoutMs: 700_000 });
     expect(flapped).toBe(false);
     expect(sink.stale.get('pods')).toBe(false);
     expect(await counter(up, 'watchRestarts', { reason: 'watchdog' })).toBeGreaterThan(40);
@@ -279,11 +271,11 @@ describe('reflector under faults', () => {
       return true;
     };
     server.endWatches();
-    await until(() => up.health()[0]?.stale === true && sink.stale.get('pods') === true, clock, 500);
+    await waitUntil(() => up.health()[0]?.stale === true && sink.stale.get('pods') === true, { clock, stepMs: 500 });
     expect(up.ready()).toBe(false);
     expect((await up.metrics.stale.get()).values[0]?.value).toBe(1);
     server.intercept = undefined;
-    await until(() => up.health()[0]?.stale === false && sink.stale.get('pods') === false, clock, 500);
+    await waitUntil(() => up.health()[0]?.stale === false && sink.stale.get('pods') === false, { clock, stepMs: 500 });
     expect(sink.status.get('pods')).toBe('in-sync'); // never went back
   });
 
@@ -291,7 +283,7 @@ describe('reflector under faults', () => {
     const { clock, sink, up } = await setup();
     for (let i = 0; i < 3; i++) server.upsert('pods', pod(`p${i}`, { ip: `10.0.0.${i + 1}` }));
     up.start(sink);
-    await until(() => sink.status.get('pods') === 'in-sync' && server.openWatches === 1, clock);
+    await waitUntil(() => sink.status.get('pods') === 'in-sync' && server.openWatches === 1, { clock });
     const appliedRv = server.rv;
     // The HA peer behind the load balancer lags: a NotOlderThan relist times out with 504, then
     // a list comes back older than what we applied (a stale RV=0-style answer).
@@ -310,7 +302,7 @@ describe('reflector under faults', () => {
     };
     server.changeWhileDisconnected(() => server.upsert('pods', pod('p9', { ip: '10.0.0.99' })));
     server.endWatches();
-    await until(() => lagging === 2 && server.openWatches === 1 && converged(sink), clock);
+    await waitUntil(() => lagging === 2 && server.openWatches === 1 && converged(sink), { clock });
     // The stale empty list was never applied: no pod was ever deleted.
     expect(sink.batches.flatMap((b) => b.batch.updates).filter((u) => u.value === null)).toEqual([]);
     expect(await counter(up, 'relists', { reason: 'stale-list' })).toBe(1);
@@ -321,7 +313,7 @@ describe('reflector under faults', () => {
   it('a mass termination with 429 + Retry-After does not become a thundering herd', async () => {
     const { clock, sink, up } = await setup({ feeds: ['felix'], customFeeds: [] });
     up.start(sink);
-    await until(() => sink.status.get('felix') === 'in-sync' && server.openWatches === up.health().length, clock);
+    await waitUntil(() => sink.status.get('felix') === 'in-sync' && server.openWatches === up.health().length, { clock });
     const reflectors = up.health().length;
     // The watch cache re-initialises: every watch closed, then 60 s of 429 with Retry-After: 10.
     const start = clock.monotonic();
@@ -333,11 +325,11 @@ describe('reflector under faults', () => {
       return true;
     };
     server.endWatches();
-    await until(() => clock.monotonic() - start >= 60_000, clock, 250, 100_000);
+    await waitUntil(() => clock.monotonic() - start >= 60_000, { clock, stepMs: 250, timeoutMs: 120_000 });
     const during = server.requests.length - before;
     // At most one request per 10 s per reflector (plus the first), never a storm.
     expect(during).toBeLessThanOrEqual(reflectors * 7);
-    await until(() => server.openWatches === reflectors, clock, 250);
+    await waitUntil(() => server.openWatches === reflectors, { clock, stepMs: 250 });
     expect(up.ready()).toBe(true);
   });
 });
@@ -364,7 +356,7 @@ describe('reflector against garbage from the API server', () => {
     const { clock, sink, up } = await setup();
     server.upsert('pods', pod('a', { ip: '10.0.0.1' }));
     up.start(sink);
-    await until(() => server.openWatches === 1 && sink.status.get('pods') === 'in-sync', clock);
+    await waitUntil(() => server.openWatches === 1 && sink.status.get('pods') === 'in-sync', { clock });
     const rv = server.rv;
     nextWatchSends([
       event('ADDED', { kind: 'Node', apiVersion: 'v1', metadata: { name: 'intruder', resourceVersion: String(rv + 1) } }),
@@ -374,27 +366,27 @@ describe('reflector against garbage from the API server', () => {
     ]);
     // The server's own history moved past the events it streamed (their RVs are real to it).
     server.rv = rv + 2;
-    await until(() => server.openWatches === 1 && server.requests.filter((r) => !r.watch).length >= 2, clock);
+    await waitUntil(() => server.openWatches === 1 && server.requests.filter((r) => !r.watch).length >= 2, { clock });
     expect(await counter(up, 'skipped', { reason: 'wrong-kind' })).toBe(1);
     expect(await counter(up, 'skipped', { reason: 'rv-backwards' })).toBe(1);
     expect(await counter(up, 'relists', { reason: 'stale-list' })).toBe(1);
     // The stale `a` (10.9.9.9) was never applied; the relist drops `fresh`, which the server does not hold.
     const applied = sink.batches.flatMap((b) => b.batch.updates).filter((u) => u.key === '/pods/default/a');
     expect(applied).toHaveLength(1);
-    await until(() => converged(sink), clock);
+    await waitUntil(() => converged(sink), { clock });
     expect(sink.state.get('pods')?.has('/pods//intruder')).toBe(false);
   });
 
   it('applies a duplicate ADDED as a no-op and handles an enormous object without a crash', async () => {
     const { clock, sink, up } = await setup();
     up.start(sink);
-    await until(() => server.openWatches === 1 && sink.status.get('pods') === 'in-sync', clock);
+    await waitUntil(() => server.openWatches === 1 && sink.status.get('pods') === 'in-sync', { clock });
     const rv = server.rv;
     const huge = podAt('huge', rv + 2, '10.0.0.3', {});
     (huge.metadata as Record<string, unknown>)['annotations'] = { blob: 'z'.repeat(3 * 1024 * 1024) };
     const dup = podAt('dup', rv + 1, '10.0.0.2');
     nextWatchSends([event('ADDED', dup), event('ADDED', { ...dup, metadata: { ...dup.metadata, resourceVersion: String(rv + 1) } }), event('ADDED', huge)]);
-    await until(() => sink.state.get('pods')?.has('/pods/default/huge') === true, clock);
+    await waitUntil(() => sink.state.get('pods')?.has('/pods/default/huge') === true, { clock });
     expect(sink.batches.flatMap((b) => b.batch.updates).filter((u) => u.key === '/pods/default/dup')).toHaveLength(1);
     // The 3 MiB annotation is not something Felix reads: the projected value stays small.
     expect(sink.state.get('pods')?.get('/pods/default/huge')?.length).toBeLessThan(2_000);
@@ -404,7 +396,7 @@ describe('reflector against garbage from the API server', () => {
     const { clock, sink, up } = await setup();
     server.upsert('pods', pod('a', { ip: '10.0.0.1' }));
     up.start(sink);
-    await until(() => server.openWatches === 1 && sink.status.get('pods') === 'in-sync', clock);
+    await waitUntil(() => server.openWatches === 1 && sink.status.get('pods') === 'in-sync', { clock });
     const watchesBefore = server.count('pods', true);
     server.intercept = (info, _req, res) => {
       if (!info.watch) return false;
@@ -422,9 +414,9 @@ describe('reflector against garbage from the API server', () => {
       return true;
     };
     server.endWatches();
-    await until(() => server.count('pods', true) >= watchesBefore + 2 && server.openWatches === 1, clock, 250, 120_000);
+    await waitUntil(() => server.count('pods', true) >= watchesBefore + 2 && server.openWatches === 1, { clock, stepMs: 250, timeoutMs: 1_200_000 });
     expect(await counter(up, 'watchRestarts', { reason: 'malformed' })).toBeGreaterThanOrEqual(1);
     server.upsert('pods', pod('b', { ip: '10.0.0.2' }));
-    await until(() => converged(sink), clock);
+    await waitUntil(() => converged(sink), { clock });
   });
 });

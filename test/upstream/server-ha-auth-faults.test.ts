@@ -1,5 +1,5 @@
 import { get } from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseJson } from '../../src/server/upstream/json.js';
 import {
   bothRounds,
@@ -7,7 +7,6 @@ import {
   differingKeys,
   expectedAll,
   expectNeverBack,
-  idle,
   invisibleWrite,
   isConverged,
   kubeTransport,
@@ -17,15 +16,13 @@ import {
   reflectors,
   SIM_RESOURCES,
   startHarness,
-  stopHarnesses,
   SwitchableTransport,
   synced,
   UA,
-  untilAsync,
   watchesOpen,
   WL_FEED,
-} from './sim-harness.js';
-import { until } from './helpers.js';
+} from './fault-scenarios.js';
+import { idle, waitUntil } from '../support/wait.js';
 
 /**
  * Issue 7's adversarial behaviours against the real simulator (part 2: server-side disasters,
@@ -34,7 +31,6 @@ import { until } from './helpers.js';
  * zero updates and zero store revisions, and real changes arrive exactly once each.
  */
 
-afterEach(stopHarnesses);
 
 /** The resourceVersion of a LIST answered by `url` (to show the follower really lags). */
 function listRv(url: string, resource: string): Promise<number> {
@@ -65,9 +61,9 @@ describe('upstream against the simulator under faults (server, HA, auth)', () =>
         changes();
       },
       async () => {
-        await until(() => done, h.clock);
+        await waitUntil(() => done, { clock: h.clock });
         await restarting;
-        await untilAsync(async () => watchesOpen(h) === reflectors(h) && h.up.ready(), h.clock);
+        await waitUntil(async () => watchesOpen(h) === reflectors(h) && h.up.ready(), { clock: h.clock });
       },
     );
     // Every resume point was behind the emptied history at least once: all relisted, all expired.
@@ -110,7 +106,7 @@ describe('upstream against the simulator under faults (server, HA, auth)', () =>
       // request meets the follower depends on that parity, so only the follower variants are
       // sure to be offered an older consistent list (and fail without the stale-list guard).
       const settled = (): boolean => h.sim.faults.log().filter((e) => e.kind === 'http_410').length >= SIM_RESOURCES.length && followerAsks() >= (via === 'follower' ? 6 : 3) * reflectors(h);
-      await untilAsync(async () => settled(), h.clock, 100);
+      await waitUntil(async () => settled(), { clock: h.clock, stepMs: 100 });
       await idle(h.clock, 5_000);
       // Nothing older reached the feeds: no update at all, no store revision, no watermark back.
       expect(h.sink.updates()).toBe(updates);
@@ -123,7 +119,7 @@ describe('upstream against the simulator under faults (server, HA, auth)', () =>
       // The follower catches up: the upstream resyncs from it with no spurious update, and then
       // follows real changes through it exactly.
       ha.setLag(0);
-      await untilAsync(async () => watchesOpen(h) + countOpen(ha.followerCounters().watchesOpen) === reflectors(h) && h.up.ready(), h.clock);
+      await waitUntil(async () => watchesOpen(h) + countOpen(ha.followerCounters().watchesOpen) === reflectors(h) && h.up.ready(), { clock: h.clock });
       await converged(h);
       expect(h.sink.updates()).toBe(updates);
       const before = expectedAll(h);
@@ -160,7 +156,7 @@ describe('upstream against the simulator under faults (server, HA, auth)', () =>
         invisibleWrite(h);
         h.sim.faults.compact();
       },
-      () => untilAsync(async () => (await metric(h.up, 'relists', { resource: 'pods', reason: 'continue-expired' })) === want && watchesOpen(h, 'pods') === 1, h.clock),
+      () => waitUntil(async () => (await metric(h.up, 'relists', { resource: 'pods', reason: 'continue-expired' })) === want && watchesOpen(h, 'pods') === 1, { clock: h.clock }),
     );
     expect(h.sim.faults.log().filter((e) => e.kind === 'expire_continue')).toHaveLength(3);
   });
@@ -182,7 +178,7 @@ describe('upstream against the simulator under faults (server, HA, auth)', () =>
           changes();
         },
         async () => {
-          await untilAsync(async () => (await metric(h.up, 'authErrors', { resource: 'pods', code: String(code) })) >= errors + 3, h.clock);
+          await waitUntil(async () => (await metric(h.up, 'authErrors', { resource: 'pods', code: String(code) })) >= errors + 3, { clock: h.clock });
           errors = await metric(h.up, 'authErrors', { resource: 'pods', code: String(code) });
           const health = h.up.health().find((x) => x.id === 'pods');
           expect(health?.authError).toMatch(new RegExp(`HTTP ${code}`));
@@ -191,7 +187,7 @@ describe('upstream against the simulator under faults (server, HA, auth)', () =>
           // The refused resource is not emptied: nothing was delivered while refused.
           expect(h.sink.state.get(WL_FEED.name)?.size).toBeGreaterThan(0);
           h.sim.faults.remove(rule); // RBAC fixed / token valid again
-          await untilAsync(async () => h.up.health().every((x) => x.authError === undefined) && h.up.ready() && watchesOpen(h, 'pods') === 1, h.clock);
+          await waitUntil(async () => h.up.health().every((x) => x.authError === undefined) && h.up.ready() && watchesOpen(h, 'pods') === 1, { clock: h.clock });
         },
       );
       expect(await metric(h.up, 'relists', { resource: 'pods' })).toBe(0);
@@ -213,7 +209,7 @@ describe('upstream against the simulator under faults (server, HA, auth)', () =>
     const revisions = h.sink.revisions();
     const retries = await metric(h.up, 'relists', { resource: POOLS, reason: 'missing-retry' });
     // missingResourceRetryMs is 3 s here: a few more virtual seconds, a few more lookups.
-    await untilAsync(async () => (await metric(h.up, 'relists', { resource: POOLS, reason: 'missing-retry' })) >= retries + 3, h.clock, 100);
+    await waitUntil(async () => (await metric(h.up, 'relists', { resource: POOLS, reason: 'missing-retry' })) >= retries + 3, { clock: h.clock, stepMs: 100 });
     const after = await metric(h.up, 'relists', { resource: POOLS, reason: 'missing-retry' });
     // One request per lookup, none in between (not a hot loop, not a backoff loop).
     expect(await metric(h.up, 'requests', { resource: POOLS, code: '404' })).toBe(after);

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { FaultRule } from '../../src/sim/index.js';
 import {
   bothRounds,
@@ -9,12 +9,11 @@ import {
   reflectors,
   simRequests,
   startHarness,
-  stopHarnesses,
   synced,
   UA,
-  untilAsync,
   watchesOpen,
-} from './sim-harness.js';
+} from './fault-scenarios.js';
+import { waitUntil } from '../support/wait.js';
 
 /**
  * Issue 7's adversarial behaviours against the real simulator's faults (part 1: stream and
@@ -24,7 +23,6 @@ import {
  * equals the simulator's objects through the upstream's projectors, and no watermark went back.
  */
 
-afterEach(stopHarnesses);
 
 const faultsFired = (h: Harness, kind: string, resource = 'pods'): number => h.sim.faults.log().filter((e) => e.kind === kind && e.resource === resource).length;
 const opened = (h: Harness, resource: string): number => {
@@ -50,7 +48,7 @@ describe('upstream against the simulator under faults (watch and stream)', () =>
         want++;
         armAndReconnect(h, { kind: 'http_410', verb: 'WATCH', times: 1 }, changes);
       },
-      () => untilAsync(async () => faultsFired(h, 'http_410') === want && (await metric(h.up, 'relists', { resource: 'pods', reason: 'expired' })) === want && watchesOpen(h, 'pods') === 1, h.clock),
+      () => waitUntil(async () => faultsFired(h, 'http_410') === want && (await metric(h.up, 'relists', { resource: 'pods', reason: 'expired' })) === want && watchesOpen(h, 'pods') === 1, { clock: h.clock }),
     );
   });
 
@@ -65,7 +63,7 @@ describe('upstream against the simulator under faults (watch and stream)', () =>
         // Round 1: one event gets through before the ERROR, so the relist starts from a newer RV.
         armAndReconnect(h, { kind: 'error_410', times: 1, afterEvents: round }, changes);
       },
-      () => untilAsync(async () => faultsFired(h, 'error_410') === want && (await metric(h.up, 'relists', { resource: 'pods', reason: 'expired' })) === want && watchesOpen(h, 'pods') === 1, h.clock),
+      () => waitUntil(async () => faultsFired(h, 'error_410') === want && (await metric(h.up, 'relists', { resource: 'pods', reason: 'expired' })) === want && watchesOpen(h, 'pods') === 1, { clock: h.clock }),
     );
   });
 
@@ -82,7 +80,7 @@ describe('upstream against the simulator under faults (watch and stream)', () =>
         // Round 1: the pod creation passes, the deletion is cut in half by the RST.
         armAndReconnect(h, { kind: 'reset_mid_line', times: 1, afterEvents: round }, changes);
       },
-      () => untilAsync(async () => faultsFired(h, 'reset_mid_line') === want && opened(h, 'pods') >= openedAt + 2 && watchesOpen(h, 'pods') === 1, h.clock),
+      () => waitUntil(async () => faultsFired(h, 'reset_mid_line') === want && opened(h, 'pods') >= openedAt + 2 && watchesOpen(h, 'pods') === 1, { clock: h.clock }),
     );
     expect(await metric(h.up, 'watchRestarts', { resource: 'pods', reason: 'network' })).toBeGreaterThanOrEqual(2);
     expect(await metric(h.up, 'skipped', { resource: 'pods' })).toBe(0);
@@ -103,7 +101,7 @@ describe('upstream against the simulator under faults (watch and stream)', () =>
         armAndReconnect(h, { kind: 'blackhole', verb: 'WATCH', times: 1 }, changes);
       },
       // The black-holed request is no watch at the simulator: the next opened watch is the recovery.
-      () => untilAsync(async () => faultsFired(h, 'blackhole') === want && opened(h, 'pods') >= openedAt + 1 && watchesOpen(h, 'pods') === 1, h.clock),
+      () => waitUntil(async () => faultsFired(h, 'blackhole') === want && opened(h, 'pods') >= openedAt + 1 && watchesOpen(h, 'pods') === 1, { clock: h.clock }),
     );
     expect(await metric(h.up, 'watchRestarts', { resource: 'pods', reason: 'watchdog' })).toBeGreaterThanOrEqual(2);
     expect(await metric(h.up, 'relists', { resource: 'pods' })).toBe(0);
@@ -119,7 +117,7 @@ describe('upstream against the simulator under faults (watch and stream)', () =>
         want += 2;
         armAndReconnect(h, { kind: 'error_500', times: 2 }, changes);
       },
-      () => untilAsync(async () => faultsFired(h, 'error_500') === want && (await metric(h.up, 'watchRestarts', { resource: 'pods', reason: 'stream-error' })) === want && watchesOpen(h, 'pods') === 1, h.clock),
+      () => waitUntil(async () => faultsFired(h, 'error_500') === want && (await metric(h.up, 'watchRestarts', { resource: 'pods', reason: 'stream-error' })) === want && watchesOpen(h, 'pods') === 1, { clock: h.clock }),
     );
     expect(await metric(h.up, 'relists', { resource: 'pods' })).toBe(0);
   });
@@ -143,7 +141,7 @@ describe('upstream against the simulator under faults (watch and stream)', () =>
         for (const id of ids) h.sim.faults.terminateWatches(id, RETRY_AFTER_MS);
         changes();
       },
-      () => untilAsync(async () => h.clock.monotonic() > windowEnd && ids.every((id) => throttled(id) >= rounds) && watchesOpen(h) === reflectors(h), h.clock),
+      () => waitUntil(async () => h.clock.monotonic() > windowEnd && ids.every((id) => throttled(id) >= rounds) && watchesOpen(h) === reflectors(h), { clock: h.clock }),
     );
     for (const id of ids) {
       // Each reflector met the 429 and then waited out Retry-After: one refused request per
@@ -167,7 +165,7 @@ describe('WatchList under transient faults', () => {
     h.sim.faults.add({ kind: 'http_410', resource: 'pods', clientId: UA, verb: 'WATCH', times: 1 });
     h.sim.faults.add({ kind: 'error_500', resource: 'pods', clientId: UA, times: 1, afterEvents: 2 });
     h.sim.admin.closeWatches('pods');
-    await untilAsync(async () => faultsFired(h, 'error_500') === 1 && faultsFired(h, 'http_410') === 1 && watchesOpen(h, 'pods') === 1 && h.up.ready(), h.clock);
+    await waitUntil(async () => faultsFired(h, 'error_500') === 1 && faultsFired(h, 'http_410') === 1 && watchesOpen(h, 'pods') === 1 && h.up.ready(), { clock: h.clock });
     await converged(h);
     expect(await metric(h.up, 'relists', { resource: 'pods', reason: 'watchlist-fallback' })).toBe(0);
     expect(simRequests(h.sim, 'LIST', 'pods')).toBe(listsBefore);

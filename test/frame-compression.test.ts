@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { buildFrame, decodeBody, encodeFrame, Flags, HEADER_BYTES, isProtocolError, MessageType, splitFrame, type ProtocolError } from '../../proto/index.js';
-import { compressBody, compressFrame, decodeWireFrame, inflateBody, type CompressionAlgorithm } from '../../src/frame-compression.js';
-import { SAMPLE_MESSAGES } from '../proto/messages.js';
+import { buildFrame, decodeBody, encodeFrame, Flags, HEADER_BYTES, isProtocolError, MessageType, splitFrame, type ProtocolError } from '../proto/index.js';
+import { compressBody, compressFrame, decodeWireFrame, inflateBody, type CompressionAlgorithm } from '../src/frame-compression.js';
+import { SAMPLE_MESSAGES } from './proto/messages.js';
 
 const ALGS: CompressionAlgorithm[] = ['deflate', 'brotli'];
 
@@ -16,7 +16,7 @@ function failure(fn: () => unknown): ProtocolError {
   throw new Error('expected a ProtocolError');
 }
 
-describe('wire compression', () => {
+describe('frame compression', () => {
   for (const alg of ALGS) {
     describe(alg, () => {
       it('round-trips any body', () => {
@@ -62,7 +62,7 @@ describe('wire compression', () => {
   }
 });
 
-describe('wire frames', () => {
+describe('compressed frames', () => {
   const limits = { maxBodyBytes: 1_048_576 };
   const big = { type: 'snapshotChunk' as const, feedId: 2, revision: 9, entries: Array.from({ length: 50 }, (_, i) => [`/pods/ns/p-${i}`, Buffer.alloc(100, i % 3)] as const) };
 

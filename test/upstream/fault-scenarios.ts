@@ -1,14 +1,16 @@
 import { KubeConfig } from '@kubernetes/client-node';
 import { expect } from 'vitest';
-import { FakeClock } from '../../src/clock.js';
+import type { FakeClock } from '../../src/clock.js';
 import type { FeedBatch } from '../../src/server/pipeline/seams.js';
-import { createUpstream, type UpstreamHandle, type UpstreamOptions } from '../../src/server/upstream/index.js';
+import type { UpstreamHandle, UpstreamOptions } from '../../src/server/upstream/index.js';
 import { compareRv } from '../../src/server/upstream/failure.js';
 import { KubeTransport, type Transport } from '../../src/server/upstream/transport.js';
 import type { KubeObject } from '../../src/server/upstream/types.js';
-import { startSim, type Sim, type SimOptions } from '../../src/sim/index.js';
+import type { Sim, SimOptions } from '../../src/sim/index.js';
 import { VERSION } from '../../src/version.js';
-import { customFeed, expectedState, RecordingSink, sameState, until } from './helpers.js';
+import { upstreamOnSim } from '../support/upstream.js';
+import { idle, waitUntil } from '../support/wait.js';
+import { customFeed, expectedState, RecordingSink, sameState } from './helpers.js';
 
 /**
  * The upstream against the real simulator (src/sim) with its fault features, for the adversarial
@@ -77,8 +79,6 @@ export interface Harness {
   feeds: { name: string; resources: { resource: string; projection?: string }[] }[];
 }
 
-let live: Harness[] = [];
-
 /** Short virtual timeouts: they bound how far the FakeClock must be advanced, not real time. */
 export const FAST: Partial<UpstreamOptions> = {
   watchInactivityTimeoutMs: 10_000,
@@ -87,33 +87,24 @@ export const FAST: Partial<UpstreamOptions> = {
   missingResourceRetryMs: 3_000,
 };
 
+/** The upstream and the simulator (test/support/upstream.ts: both stopped after the test) with the feeds under test. */
 export async function startHarness(o: { up?: Partial<UpstreamOptions>; sim?: SimOptions; feeds?: Harness['feeds']; transport?: (sim: Sim) => Transport } = {}): Promise<Harness> {
-  const clock = new FakeClock();
-  const sim = await startSim({ nodes: 3, podsPerNode: 5, seed: 11, clock, resources: SIM_RESOURCES, ...o.sim });
   const feeds = o.feeds ?? [WL_FEED, NODES_FEED];
-  const kubeConfig = new KubeConfig();
-  kubeConfig.loadFromFile(sim.kubeconfigPath);
-  const transport = o.transport?.(sim);
-  const up = createUpstream({ kubeConfig, replicaId: REPLICA, clock, random: () => 0.5, feeds: [], customFeeds: feeds, ...FAST, ...o.up, ...(transport ? { transport } : {}) });
-  const h: Harness = { clock, sim, sink: new CheckingSink(), up, feeds };
-  live.push(h);
-  return h;
-}
-
-export async function stopHarnesses(): Promise<void> {
-  const hs = live;
-  live = [];
-  for (const h of hs) {
-    await h.up.stop();
-    await h.sim.close();
-  }
+  const { sim, clock, up } = await upstreamOnSim({
+    sim: { nodes: 3, podsPerNode: 5, seed: 11, resources: SIM_RESOURCES, ...o.sim },
+    up: (s) => {
+      const transport = o.transport?.(s);
+      return { replicaId: REPLICA, feeds: [], customFeeds: feeds, ...FAST, ...o.up, ...(transport ? { transport } : {}) };
+    },
+  });
+  return { clock, sim, sink: new CheckingSink(), up, feeds };
 }
 
 /** Starts the upstream and waits until every feed is in sync and every watch is open at the simulator. */
 export async function synced(h: Harness): Promise<void> {
   h.up.start(h.sink);
-  await until(() => h.feeds.every((f) => h.sink.status.get(f.name) === 'in-sync') && h.up.ready(), h.clock);
-  await until(() => watchesOpen(h) >= reflectors(h), h.clock);
+  await waitUntil(() => h.feeds.every((f) => h.sink.status.get(f.name) === 'in-sync') && h.up.ready(), { clock: h.clock });
+  await waitUntil(() => watchesOpen(h) >= reflectors(h), { clock: h.clock });
 }
 
 /** Distinct served resources the harness's feeds use (one reflector and one watch each). */
@@ -155,7 +146,7 @@ export function isConverged(h: Harness): boolean {
 
 /** Waits (bounded) until every feed equals the simulator's state projected. */
 export async function converged(h: Harness): Promise<void> {
-  await until(() => isConverged(h), h.clock);
+  await waitUntil(() => isConverged(h), { clock: h.clock });
 }
 
 /** Keys whose projected value differs between two expected states, per feed, summed. */
@@ -209,20 +200,6 @@ export async function metric(up: UpstreamHandle, name: 'watchRestarts' | 'authEr
   return (await m.get()).values.filter((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x)).reduce((n, v) => n + v.value, 0);
 }
 
-/** Waits on an async condition (a metric), moving the FakeClock between checks; bounded. */
-export async function untilAsync(cond: () => Promise<boolean>, clock: FakeClock, stepMs = 50, maxRounds = 2_000): Promise<void> {
-  for (let i = 0; i < maxRounds; i++) {
-    if (await cond()) return;
-    await until(() => false, clock, stepMs, 8).catch(() => undefined);
-  }
-  throw new Error(`async condition not met after ${maxRounds} rounds`);
-}
-
-/** Lets virtual time pass (`ms`) with real I/O in between; for "nothing more happens" checks. */
-export async function idle(clock: FakeClock, ms: number, stepMs = 100): Promise<void> {
-  const end = clock.monotonic() + ms;
-  await until(() => clock.monotonic() >= end, clock, stepMs, Math.ceil((ms / stepMs) * 4) + 100);
-}
 
 /**
  * Runs a fault scenario twice. Round 0: `inject(0, noop)` — no change on the server — then

@@ -1,14 +1,15 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { KubeConfig } from '@kubernetes/client-node';
-import { FakeClock } from '../../src/clock.js';
+import { describe, expect, it } from 'vitest';
+import type { FakeClock } from '../../src/clock.js';
 import { get } from 'node:http';
 import { collectionPath, resource, RESOURCES, SYNCER_FEEDS } from '../../src/registry.js';
 import { parseJson } from '../../src/server/upstream/json.js';
 import { MsgReader } from '../../proto/msgpack.js';
-import { startSim, type Sim } from '../../src/sim/index.js';
-import { builtinFeed, createUpstream, type UpstreamHandle, type UpstreamOptions } from '../../src/server/upstream/index.js';
+import type { Sim, SimOptions } from '../../src/sim/index.js';
+import { builtinFeed, type UpstreamHandle, type UpstreamOptions } from '../../src/server/upstream/index.js';
 import type { KubeObject } from '../../src/server/upstream/types.js';
-import { expectedState, RecordingSink, sameState, until } from './helpers.js';
+import { upstreamOnSim } from '../support/upstream.js';
+import { waitUntil } from '../support/wait.js';
+import { expectedState, RecordingSink, sameState } from './helpers.js';
 
 /**
  * The upstream against the simulated API server (src/sim), sharing one FakeClock: after every
@@ -18,24 +19,12 @@ const FEEDS = Object.keys(SYNCER_FEEDS);
 // Serve every resource but these optional ones: they answer 404 (CRD not installed).
 const NOT_INSTALLED = ['bgpfilters.crd.projectcalico.org', 'virtualmachineinstancemigrations.kubevirt.io', 'clusternetworkpolicies.policy.networking.k8s.io'];
 
-let sim: Sim | undefined;
-let upstream: UpstreamHandle | undefined;
-
-afterEach(async () => {
-  await upstream?.stop();
-  upstream = undefined;
-  await sim?.close();
-  sim = undefined;
-});
-
-async function setup(opts: Partial<UpstreamOptions> = {}, simOpts: Parameters<typeof startSim>[0] = {}): Promise<{ clock: FakeClock; sink: RecordingSink; up: UpstreamHandle; s: Sim }> {
-  const clock = new FakeClock();
-  const s = (sim = await startSim({ nodes: 4, podsPerNode: 5, seed: 7, clock, resources: RESOURCES.map((r) => r.id).filter((id) => !NOT_INSTALLED.includes(id)), ...simOpts }));
-  const kubeConfig = new KubeConfig();
-  kubeConfig.loadFromFile(s.kubeconfigPath);
-  const sink = new RecordingSink();
-  const up = (upstream = createUpstream({ kubeConfig, replicaId: 'sim-test', clock, random: () => 0.5, ...opts }));
-  return { clock, sink, up, s };
+async function setup(opts: Partial<UpstreamOptions> = {}, simOpts: SimOptions = {}): Promise<{ clock: FakeClock; sink: RecordingSink; up: UpstreamHandle; s: Sim }> {
+  const { sim, clock, up } = await upstreamOnSim({
+    sim: { nodes: 4, podsPerNode: 5, seed: 7, resources: RESOURCES.map((r) => r.id).filter((id) => !NOT_INSTALLED.includes(id)), ...simOpts },
+    up: { replicaId: 'sim-test', ...opts },
+  });
+  return { clock, sink: new RecordingSink(), up, s: sim };
 }
 
 /**
@@ -60,55 +49,54 @@ async function simObjects(s: Sim, feeds: readonly string[]): Promise<(id: string
   return (id) => out.get(id) ?? [];
 }
 
-async function converged(sink: RecordingSink, s: Sim, clock: FakeClock, feeds: readonly string[] = FEEDS): Promise<boolean> {
-  for (let i = 0; i < 200; i++) {
+/** Waits (bounded, driving the clock) until every feed equals the simulator's objects projected. */
+async function converged(sink: RecordingSink, s: Sim, clock: FakeClock, feeds: readonly string[] = FEEDS): Promise<void> {
+  await waitUntil(async () => {
     const objects = await simObjects(s, feeds);
-    if (feeds.every((f) => sameState(sink.state.get(f), expectedState(builtinFeed(f), objects)))) return true;
-    await until(() => false, clock, 50, 40).catch(() => undefined);
-  }
-  return false;
+    return feeds.every((f) => sameState(sink.state.get(f), expectedState(builtinFeed(f), objects)));
+  }, `${feeds.join(', ')} to equal the simulator's objects projected`, { clock, stepMs: 500 });
 }
 
 describe('upstream against the simulator', () => {
   it('syncs every built-in feed (WatchList), missing CRDs in sync, and follows churn', async () => {
     const { clock, sink, up, s } = await setup();
     up.start(sink);
-    await until(() => FEEDS.every((f) => sink.status.get(f) === 'in-sync'), clock);
+    await waitUntil(() => FEEDS.every((f) => sink.status.get(f) === 'in-sync'), { clock });
     // WatchList served the initial lists: no LIST request at all.
     const lists = s.admin.counters().listPages;
     expect(typeof lists === 'number' ? lists : Object.values(lists).reduce((a, b) => a + b, 0)).toBe(0);
-    expect(await converged(sink, s, clock)).toBe(true);
+    await converged(sink, s, clock);
     expect(sink.state.get('felix')?.size).toBeGreaterThan(10);
     // Every value (IPAMBlocks' 2^60 sequence numbers included) is read by the strict decoder.
     for (const v of sink.state.get('felix')?.values() ?? []) new MsgReader(v).read();
     const missing = up.health().filter((h) => h.missing).map((h) => h.id).sort();
     expect(missing).toEqual([...NOT_INSTALLED].filter((id) => up.health().some((h) => h.id === id)).sort());
     s.admin.churnSteps(400);
-    expect(await converged(sink, s, clock)).toBe(true);
+    await converged(sink, s, clock);
     expect(up.ready()).toBe(true);
   });
 
   it('lists in pages when WatchList is off', async () => {
     const { clock, sink, up, s } = await setup({ watchList: false, listPageSize: 7, feeds: ['felix'] });
     up.start(sink);
-    await until(() => sink.status.get('felix') === 'in-sync', clock);
+    await waitUntil(() => sink.status.get('felix') === 'in-sync', { clock });
     const pages = s.admin.counters().listPages as Record<string, number>;
     const podPages = Object.entries(pages).find(([k]) => k.includes('pods'))?.[1];
     expect(podPages).toBe(Math.ceil(s.admin.count('pods') / 7));
-    expect(await converged(sink, s, clock, ['felix'])).toBe(true);
+    await converged(sink, s, clock, ['felix']);
   });
 
   it('relists after compaction with exactly the real differences (no spurious updates)', async () => {
     const { clock, sink, up, s } = await setup({ feeds: ['felix'] });
     up.start(sink);
-    await until(() => sink.status.get('felix') === 'in-sync', clock);
+    await waitUntil(() => sink.status.get('felix') === 'in-sync', { clock });
     const before = new Map(sink.state.get('felix'));
     const updatesBefore = sink.updates('felix');
     // Changes nobody sees live: watches closed, history compacted past them.
     s.admin.closeWatches();
     s.admin.churnSteps(300);
     s.admin.compact();
-    expect(await converged(sink, s, clock, ['felix'])).toBe(true);
+    await converged(sink, s, clock, ['felix']);
     const after = sink.state.get('felix') ?? new Map<string, Buffer>();
     let differing = 0;
     for (const [k, v] of after) if (!before.get(k)?.equals(v)) differing++;
@@ -126,7 +114,7 @@ describe('upstream against the simulator', () => {
   it('10,000 status-only pod updates yield zero feed updates and zero store revisions', async () => {
     const { clock, sink, up, s } = await setup({ feeds: ['felix'] });
     up.start(sink);
-    await until(() => sink.status.get('felix') === 'in-sync', clock);
+    await waitUntil(() => sink.status.get('felix') === 'in-sync', { clock });
     const pods = (s.admin.list('pods') as KubeObject[]).filter((p) => (p['status'] as { phase?: string })?.phase === 'Running');
     const before = sink.updates('felix');
     const revisionBefore = sink.revision('felix');
@@ -136,11 +124,11 @@ describe('upstream against the simulator', () => {
       s.admin.patch('pods', p.metadata?.namespace, p.metadata?.name ?? '', { status: { conditions: [{ type: 'Ready', status: i % 2 ? 'True' : 'False', lastTransitionTime: `2026-04-14T10:${String(i % 60).padStart(2, '0')}:00Z` }] } }, { status: true });
     }
     const unchanged = async (): Promise<number> => (await up.metrics.unchanged.get()).values.filter((v) => v.labels.resource === 'pods').reduce((n, v) => n + v.value, 0);
-    for (let i = 0; i < 200_000 && (i % 200 !== 0 || (await unchanged()) < N); i++) await new Promise<void>((r) => setImmediate(r));
+    await waitUntil(async () => (await unchanged()) >= N, `${N} unchanged pod updates counted`);
     expect(await unchanged()).toBe(N);
     expect(sink.updates('felix') - before).toBe(0);
     expect(sink.revision('felix')).toBe(revisionBefore); // zero store revisions
-    expect(await converged(sink, s, clock, ['felix'])).toBe(true);
+    await converged(sink, s, clock, ['felix']);
     // Our values are exact-size Buffers (the store never had to copy) and watermarks never regressed.
     expect(sink.storeTotals).toEqual({ copied: 0, watermarkRegressions: 0 });
   });
@@ -148,22 +136,22 @@ describe('upstream against the simulator', () => {
   it('bookmarks keep an idle resource fresh and move the resume RV', async () => {
     const { clock, sink, up, s } = await setup({ feeds: ['node-status', 'tunnel-ip-allocation'], upstreamStaleAfterMs: 120_000 }, { bookmarkIntervalMs: 5_000 });
     up.start(sink);
-    await until(() => sink.status.get('node-status') === 'in-sync' && sink.status.get('tunnel-ip-allocation') === 'in-sync', clock);
+    await waitUntil(() => sink.status.get('node-status') === 'in-sync' && sink.status.get('tunnel-ip-allocation') === 'in-sync', { clock });
     const h0 = up.health().find((h) => h.id === 'caliconodestatuses.crd.projectcalico.org')?.lastHealthyMs ?? 0;
     // Writes elsewhere move the global RV, so bookmarks are due to every watcher.
     const node = (s.admin.list('nodes') as KubeObject[])[0] as KubeObject;
     s.admin.patch('nodes', undefined, node.metadata?.name ?? '', { metadata: { labels: { touched: 'yes' } } });
-    await until(() => (up.health().find((h) => h.id === 'caliconodestatuses.crd.projectcalico.org')?.lastHealthyMs ?? 0) > h0 + 4_000, clock, 250);
+    await waitUntil(() => (up.health().find((h) => h.id === 'caliconodestatuses.crd.projectcalico.org')?.lastHealthyMs ?? 0) > h0 + 4_000, { clock, stepMs: 250 });
     const bookmarks = s.admin.counters().bookmarks;
     expect(typeof bookmarks === 'number' ? bookmarks : Object.values(bookmarks).reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
     expect(up.health().every((h) => !h.stale)).toBe(true);
-    expect(await converged(sink, s, clock, ['node-status', 'tunnel-ip-allocation'])).toBe(true);
+    await converged(sink, s, clock, ['node-status', 'tunnel-ip-allocation']);
   });
 
   it('an apiserver restart with empty history costs a relist and zero updates, zero store revisions', async () => {
     const { clock, sink, up, s } = await setup({ feeds: ['felix', 'bgp'] });
     up.start(sink);
-    await until(() => sink.status.get('felix') === 'in-sync' && sink.status.get('bgp') === 'in-sync', clock);
+    await waitUntil(() => sink.status.get('felix') === 'in-sync' && sink.status.get('bgp') === 'in-sync', { clock });
     const updates = sink.updates();
     const revisions = ['felix', 'bgp'].map((f) => sink.revision(f));
     // Every watch dropped, history gone: each resource must relist from scratch. A status-only
@@ -173,9 +161,9 @@ describe('upstream against the simulator', () => {
     s.admin.patch('pods', p.metadata?.namespace, p.metadata?.name ?? '', { status: { conditions: [{ type: 'Ready', status: 'False' }] } }, { status: true });
     s.admin.compact();
     const relists = async (): Promise<number> => (await up.metrics.relists.get()).values.filter((v) => v.labels.reason === 'expired').reduce((n, v) => n + v.value, 0);
-    for (let i = 0; i < 4000 && (i % 50 !== 0 || (await relists()) < 10); i++) await until(() => false, clock, 100, 4).catch(() => undefined);
+    await waitUntil(async () => (await relists()) >= 10, 'ten relists after the expired history', { clock, stepMs: 100 });
     expect(await relists()).toBeGreaterThanOrEqual(10);
-    expect(await converged(sink, s, clock, ['felix', 'bgp'])).toBe(true);
+    await converged(sink, s, clock, ['felix', 'bgp']);
     expect(sink.updates()).toBe(updates);
     expect(['felix', 'bgp'].map((f) => sink.revision(f))).toEqual(revisions);
     expect(up.ready()).toBe(true);

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
-import { FakeServer } from './helpers/fake-server.js';
+import { FakeServer } from '../client/helpers/fake-server.js';
 
 let dir: string;
 const servers: FakeServer[] = [];

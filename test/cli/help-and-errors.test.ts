@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { main, stopSignals } from '../src/cli/main.js';
-import { VERSION } from '../src/version.js';
+import { main, stopSignals } from '../../src/cli/main.js';
+import { VERSION } from '../../src/version.js';
 
 function sink(): Writable & { text: () => string } {
   const chunks: string[] = [];
