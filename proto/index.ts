@@ -1,6 +1,17 @@
 /** Public surface of the wire codec; see proto/PROTOCOL.md. Pure: no I/O, timers or clock. */
 export * from './types.js';
-export { ProtocolError, isProtocolError, CLOSE_CODE_OF, type ProtocolErrorCode } from './errors.js';
+export { ProtocolError, isProtocolError, type ProtocolErrorCode } from './errors.js';
+export {
+  CLOSE_CODES,
+  CLOSE_OF_ERROR,
+  closeCodeOf,
+  isClosingErrorCode,
+  reactionTo,
+  type CloseCode,
+  type CloseCodeName,
+  type CloseReaction,
+  type ClosingErrorCode,
+} from './closes.js';
 export { readHeader, writeHeader, buildFrame, type HeaderFields } from './header.js';
 export { encodeFrame, encodeBody, headerFieldsOf, splitFrame, decodeBody, decodeFrame, type SplitFrame } from './codec.js';
 export {

@@ -60,29 +60,6 @@ export const Flags = {
 } as const;
 export const KNOWN_FLAGS = Flags.COMPRESSED | Flags.MORE;
 
-/** Close codes (§1.3): the numeric code, who sends it, and what it means. */
-export const CLOSE_CODES = {
-  NORMAL: { code: 1000, sentBy: 'either', meaning: 'normal close' },
-  GOING_AWAY: { code: 1001, sentBy: 'server', meaning: 'going away (process exiting without GOODBYE)' },
-  MALFORMED_FRAME: { code: 4000, sentBy: 'either', meaning: 'malformed frame: bad header, truncated, body not valid msgpack, wrong field types' },
-  UNSUPPORTED_VERSION: { code: 4001, sentBy: 'server', meaning: 'unsupported protocol version or subprotocol' },
-  UNEXPECTED_MESSAGE: { code: 4002, sentBy: 'either', meaning: 'unexpected message: unknown type, wrong direction, wrong order, unknown flag bits' },
-  FRAME_TOO_LARGE: { code: 4003, sentBy: 'either', meaning: "frame too large (above the receiver's limit)" },
-  HANDSHAKE_TIMEOUT: { code: 4004, sentBy: 'server', meaning: 'handshake timeout: no HELLO within handshakeTimeoutMs' },
-  PONG_TIMEOUT: { code: 4005, sentBy: 'server', meaning: 'pong timeout: no PONG within pongTimeoutMs' },
-  UNKNOWN_FEED: { code: 4006, sentBy: 'server', meaning: 'unknown feed requested' },
-  FELL_BEHIND: { code: 4007, sentBy: 'server', meaning: 'fell behind: applied state older than maxFallBehindMs after the grace period' },
-  OVER_BUDGET: { code: 4008, sentBy: 'server', meaning: "over the client's byte budget (maxClientBytes)" },
-  SHED: { code: 4009, sentBy: 'server', meaning: 'shed: the server rebalances load; try another endpoint' },
-  SHUTTING_DOWN: { code: 4010, sentBy: 'server', meaning: 'server shutting down (after GOODBYE)' },
-  UNAUTHORIZED: { code: 4011, sentBy: 'server', meaning: 'unauthorized (TLS client identity rejected)' },
-  INTERNAL_ERROR: { code: 4012, sentBy: 'server', meaning: 'internal server error' },
-  READ_TIMEOUT: { code: 4013, sentBy: 'client', meaning: 'client-side read timeout (no frame within its read timeout)' },
-  STATE_CHECK_FAILED: { code: 4014, sentBy: 'client', meaning: 'client-side state check failed (digest mismatch, revision gap)' },
-} as const satisfies Record<string, { code: number; sentBy: 'either' | 'server' | 'client'; meaning: string }>;
-export type CloseCodeName = keyof typeof CLOSE_CODES;
-export type CloseCode = (typeof CLOSE_CODES)[CloseCodeName]['code'];
-
 /** Capability strings (§9). Unknown capabilities are ignored, never an error. */
 export const Capability = {
   COMPRESS_DEFLATE: 'compress.deflate',

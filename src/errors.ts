@@ -47,7 +47,8 @@ export const ERROR_CODES = {
   // stream (the client reconnects by itself); only the agent command turns them into exit codes. ---
   CATTAIL_CLIENT_CONNECT_FAILED: { exit: 4, text: 'The client could not open a WebSocket to a server (network error, TLS failure, unexpected HTTP answer); it retries with backoff.' },
   CATTAIL_CLIENT_REFUSED: { exit: 4, text: 'A server refused the upgrade with 503; the client waits Retry-After before trying that server again and tries hinted endpoints first.' },
-  CATTAIL_CLIENT_HANDSHAKE_FAILED: { exit: 4, text: 'The connection opened but the handshake failed: wrong subprotocol, no or invalid WELCOME within handshakeTimeoutMs, feeds not answered as asked.' },
+  CATTAIL_CLIENT_HANDSHAKE_FAILED: { exit: 4, text: 'The connection opened but the handshake failed: wrong subprotocol, a WELCOME that does not answer the HELLO (version, feeds not answered as asked); the client closes with 4002.' },
+  CATTAIL_CLIENT_HANDSHAKE_TIMEOUT: { exit: 4, text: 'The connection opened but no WELCOME arrived within handshakeTimeoutMs; the client closes with 4013 and reconnects with backoff.' },
   CATTAIL_CLIENT_READ_TIMEOUT: { exit: 4, text: 'Nothing arrived from the server for the read timeout (3 × its pingIntervalMs); the connection is treated as black-holed and closed with 4013.' },
   CATTAIL_CLIENT_PROTOCOL_ERROR: { exit: 4, text: 'The server sent a malformed or unexpected frame (the cause is the codec\'s ProtocolError); the client closes with its close code and reconnects, keeping its state.' },
   CATTAIL_CLIENT_REVISION_GAP: { exit: 4, text: "A DELTA's fromRevision is not the feed's applied revision; the client closes with 4014 and resyncs." },
@@ -73,7 +74,7 @@ export const ERROR_CODES = {
   CATTAIL_SERVER_TRANSPORT_UNAVAILABLE: { exit: 2, text: 'The chosen agent transport cannot run here: `--transport uws` and no uWebSockets.js build loads on this Node and platform (the message lists each build tried and why); the server never falls back to `ws` silently.' },
   CATTAIL_SERVER_LISTEN_FAILED: { exit: 1, text: 'The server could not listen on its agent or HTTP address (in use, not permitted); the message names the address.' },
   CATTAIL_SERVER_BAD_SUBPROTOCOL: { exit: 1, text: 'An agent did not ask for the cattail.v1 WebSocket subprotocol (close 4001).' },
-  CATTAIL_SERVER_BAD_HELLO: { exit: 1, text: 'An agent sent a HELLO with a wrong protocol version (close 4001), an invalid feeds list (close 4002), or a node name, client id or maxFrameBytes out of bounds (maxFrameBytes below 4096: close 4000).' },
+  CATTAIL_SERVER_BAD_HELLO: { exit: 1, text: 'An agent sent a HELLO whose content is out of bounds: an invalid feeds list, a node name or client id too long, maxFrameBytes below 4096 (close 4000). A wrong protocol version is CATTAIL_PROTO_UNSUPPORTED_VERSION (close 4001).' },
   CATTAIL_SERVER_UNEXPECTED_MESSAGE: { exit: 1, text: 'An agent sent a message out of order or in the wrong direction (e.g. no HELLO first, a second HELLO, a text message) (close 4002).' },
   CATTAIL_SERVER_UNKNOWN_FEED: { exit: 1, text: 'An agent asked for a feed this server does not serve (close 4006).' },
   CATTAIL_SERVER_HANDSHAKE_TIMEOUT: { exit: 1, text: 'An agent sent no HELLO within handshakeTimeoutMs (close 4004).' },

@@ -22,9 +22,10 @@ import { CattailError, InvalidArgumentError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { Backoff } from './backoff.js';
 import { resolveOptions, type ConnectOptions, type ResolvedOptions } from './connect-options.js';
-import { Connection, LocalCloseError, unexpected, type ConnectionEnd } from './connection.js';
+import { LocalCloseError, unexpected } from './close-errors.js';
+import { Connection, type ConnectionEnd } from './connection.js';
 import { EndpointRotation } from './endpoints.js';
-import { FeedState, UnexpectedFrameError, type RawChangeBatch } from './feed-state.js';
+import { FeedState, type RawChangeBatch } from './feed-state.js';
 import { AsyncQueue, type ClientState, type StatusEvent } from './status.js';
 import { FeedView, type ChangeBatch, type ClientStats, type FeedStatus, type SnapshotProgress } from './feed-view.js';
 import type { BehindResource } from './watermarks.js';
@@ -299,55 +300,50 @@ export class Client {
     const rt = this.byId.get(m.feedId);
     if (rt === undefined) throw unexpected(`${m.type} for unknown feed id ${m.feedId}`);
     const fs = rt.state;
-    try {
-      switch (m.type) {
-        case 'snapshotBegin':
-          fs.snapshotBegin(m.revision, m.entries, m.rawBytes);
-          this.emit('progress', { feed: fs.name, revision: m.revision, received: 0, total: m.entries, rawBytes: m.rawBytes });
-          return;
-        case 'snapshotChunk': {
-          fs.snapshotChunk(m.revision, m.entries);
-          const p = fs.snapshotProgress!;
-          this.emit('progress', { feed: fs.name, revision: m.revision, received: p.received, total: p.total, rawBytes: p.rawBytes });
-          return;
-        }
-        case 'snapshotEnd': {
-          const r = fs.snapshotEnd(m);
-          if (r.kind === 'behind') throw this.behindError(conn, fs.name, r.behind);
-          this.counters.snapshotsApplied++;
-          if (r.batch !== undefined) this.emitChange(r.batch);
-          this.ack(rt, true);
-          this.refreshState(conn);
-          return;
-        }
-        case 'delta': {
-          const batch = fs.deltaFrame(m.fromRevision, m.toRevision, m.more, m.upserts, m.deletes);
-          if (batch === null) return;
-          this.counters.deltasApplied++;
-          if (batch !== undefined) this.emitChange(batch);
-          this.ack(rt, false);
-          return;
-        }
-        case 'status': {
-          const wasInSync = fs.inSync;
-          const r = fs.status(m);
-          if (r.kind === 'behind') throw this.behindError(conn, fs.name, r.behind);
-          if (fs.inSync && !wasInSync) this.ack(rt, true);
-          if (r.statusChanged) this.refreshState(conn);
-          return;
-        }
-        default:
-          return;
+    switch (m.type) {
+      case 'snapshotBegin':
+        fs.snapshotBegin(m.revision, m.entries, m.rawBytes);
+        this.emit('progress', { feed: fs.name, revision: m.revision, received: 0, total: m.entries, rawBytes: m.rawBytes });
+        return;
+      case 'snapshotChunk': {
+        fs.snapshotChunk(m.revision, m.entries);
+        const p = fs.snapshotProgress!;
+        this.emit('progress', { feed: fs.name, revision: m.revision, received: p.received, total: p.total, rawBytes: p.rawBytes });
+        return;
       }
-    } catch (err) {
-      if (err instanceof UnexpectedFrameError) throw unexpected(err.message, { feed: fs.name });
-      throw err;
+      case 'snapshotEnd': {
+        const r = fs.snapshotEnd(m);
+        if (r.kind === 'behind') throw this.behindError(conn, fs.name, r.behind);
+        this.counters.snapshotsApplied++;
+        if (r.batch !== undefined) this.emitChange(r.batch);
+        this.ack(rt, true);
+        this.refreshState(conn);
+        return;
+      }
+      case 'delta': {
+        const batch = fs.deltaFrame(m.fromRevision, m.toRevision, m.more, m.upserts, m.deletes);
+        if (batch === null) return;
+        this.counters.deltasApplied++;
+        if (batch !== undefined) this.emitChange(batch);
+        this.ack(rt, false);
+        return;
+      }
+      case 'status': {
+        const wasInSync = fs.inSync;
+        const r = fs.status(m);
+        if (r.kind === 'behind') throw this.behindError(conn, fs.name, r.behind);
+        if (fs.inSync && !wasInSync) this.ack(rt, true);
+        if (r.statusChanged) this.refreshState(conn);
+        return;
+      }
+      default:
+        return;
     }
   }
 
   private behindError(conn: Connection, feed: string, behind: BehindResource[]): LocalCloseError {
     const list = behind.map((b) => `${b.resource} ${b.offered ?? 'none'} < ${b.applied}`).join(', ');
-    return new LocalCloseError('CATTAIL_CLIENT_REPLICA_BEHIND', `${conn.url} (${conn.serverId ?? '?'}) is behind on feed ${feed}: ${list}`, 1000, {
+    return new LocalCloseError('CATTAIL_CLIENT_REPLICA_BEHIND', `${conn.url} (${conn.serverId ?? '?'}) is behind on feed ${feed}: ${list}`, {
       details: { endpoint: conn.url, serverId: conn.serverId, feed, behind },
     });
   }

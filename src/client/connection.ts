@@ -19,10 +19,15 @@ import WebSocket from 'ws';
 import {
   HEADER_BYTES,
   NO_FEED,
+  CLOSE_CODES,
   PROTOCOL_VERSION,
   SUBPROTOCOL,
+  closeCodeOf,
   encodeFrame,
+  isClosingErrorCode,
   isProtocolError,
+  reactionTo,
+  type ClosingErrorCode,
   type GoodbyeMessage,
   type HelloMessage,
   type Message,
@@ -32,6 +37,7 @@ import type { Clock, Timer } from '../clock.js';
 import { CattailError, toCattailError, type ErrorCode } from '../errors.js';
 import { decodeWireFrame } from '../frame-compression.js';
 import { loadTls } from './tls.js';
+import { LocalCloseError, unexpected } from './close-errors.js';
 import type { ResolvedOptions } from './connect-options.js';
 
 /** How a connection ended; exactly one per connection. */
@@ -58,26 +64,6 @@ export interface ConnectionHandlers {
   /** Every received frame, for stats. */
   onFrame(bytes: number): void;
   onEnd(end: ConnectionEnd): void;
-}
-
-/** Close codes that a quick retry will not fix (PROTOCOL.md §1.3: "do not retry in a loop"). */
-const REJECTION_CODES = new Set([4001, 4006, 4011]);
-
-/** An error that closes the connection with `closeCode` (4000…4014). */
-export class LocalCloseError extends CattailError {
-  constructor(
-    code: ErrorCode,
-    message: string,
-    readonly closeCode: number,
-    options?: ConstructorParameters<typeof CattailError>[2],
-  ) {
-    super(code, message, options);
-  }
-}
-
-/** A frame that is well-formed but not allowed here (close 4002). */
-export function unexpected(message: string, details?: Record<string, unknown>): LocalCloseError {
-  return new LocalCloseError('CATTAIL_CLIENT_PROTOCOL_ERROR', message, 4002, details === undefined ? undefined : { details });
 }
 
 /** Parses `Retry-After` (seconds, or an HTTP date) into ms; undefined when absent or unparsable. */
@@ -127,7 +113,7 @@ export class Connection {
     this.handshakeTimer = this.clock.setTimeout(() => {
       // 4013 (nothing received in time) is the nearest client close code; there is no
       // client-side handshake-timeout code in PROTOCOL.md §1.3.
-      this.fail(new LocalCloseError('CATTAIL_CLIENT_HANDSHAKE_FAILED', `no WELCOME from ${this.url} within ${this.opts.handshakeTimeoutMs} ms`, 4013, { details: { endpoint: this.url } }));
+      this.fail(new LocalCloseError('CATTAIL_CLIENT_HANDSHAKE_TIMEOUT', `no WELCOME from ${this.url} within ${this.opts.handshakeTimeoutMs} ms`, { details: { endpoint: this.url } }));
     }, this.opts.handshakeTimeoutMs);
     void this.open();
   }
@@ -191,7 +177,7 @@ export class Connection {
   private onOpen(): void {
     if (this.ended) return;
     if (this.ws?.protocol !== SUBPROTOCOL) {
-      this.fail(new LocalCloseError('CATTAIL_CLIENT_HANDSHAKE_FAILED', `${this.url} did not accept the subprotocol ${SUBPROTOCOL} (got ${JSON.stringify(this.ws?.protocol ?? '')})`, 4002, { details: { endpoint: this.url } }));
+      this.fail(new LocalCloseError('CATTAIL_CLIENT_HANDSHAKE_FAILED', `${this.url} did not accept the subprotocol ${SUBPROTOCOL} (got ${JSON.stringify(this.ws?.protocol ?? '')})`, { details: { endpoint: this.url } }));
       return;
     }
     this.send(this.hello);
@@ -223,7 +209,7 @@ export class Connection {
     const details: Record<string, unknown> = { endpoint: this.url, closeCode: code, closeReason: reason, serverId: this.welcome?.serverId };
     if (this.goodbye !== undefined) details['goodbye'] = this.goodbye;
     if (this.serverError !== undefined) details['serverError'] = this.serverError;
-    const code_: ErrorCode = REJECTION_CODES.has(code) ? 'CATTAIL_CLIENT_REJECTED' : 'CATTAIL_CLIENT_SERVER_CLOSED';
+    const code_: ErrorCode = reactionTo(code) === 'reject' ? 'CATTAIL_CLIENT_REJECTED' : 'CATTAIL_CLIENT_SERVER_CLOSED';
     const text = this.goodbye !== undefined ? `GOODBYE ${this.goodbye.reason}: ${this.goodbye.message}` : this.serverError !== undefined ? `${this.serverError.code}: ${this.serverError.message}` : reason;
     const end: ConnectionEnd = { error: new CattailError(code_, `${this.url} closed the connection (${code}${text ? `, ${text}` : ''})`, { details }), welcomed: this.welcome !== undefined, local: false, closeCode: code };
     if (this.goodbye !== undefined) {
@@ -283,7 +269,7 @@ export class Connection {
 
   private onWelcome(w: WelcomeMessage): void {
     const problem = checkWelcome(w, this.hello);
-    if (problem !== undefined) throw new LocalCloseError('CATTAIL_CLIENT_HANDSHAKE_FAILED', `${this.url}: ${problem}`, 4002, { details: { endpoint: this.url } });
+    if (problem !== undefined) throw new LocalCloseError('CATTAIL_CLIENT_HANDSHAKE_FAILED', `${this.url}: ${problem}`, { details: { endpoint: this.url } });
     this.welcome = w;
     for (const f of w.feeds) this.feedIds.add(f.id);
     this.handshakeTimer?.cancel();
@@ -300,7 +286,7 @@ export class Connection {
       if (this.ended) return;
       const idle = this.clock.monotonic() - this.lastFrameAt;
       if (idle >= this.readTimeoutMs) {
-        this.fail(new LocalCloseError('CATTAIL_CLIENT_READ_TIMEOUT', `nothing received from ${this.url} for ${idle} ms (read timeout ${this.readTimeoutMs} ms = ${this.opts.readTimeoutFactor} × pingIntervalMs)`, 4013, {
+        this.fail(new LocalCloseError('CATTAIL_CLIENT_READ_TIMEOUT', `nothing received from ${this.url} for ${idle} ms (read timeout ${this.readTimeoutMs} ms = ${this.opts.readTimeoutFactor} × pingIntervalMs)`, {
           details: { endpoint: this.url, idleMs: idle, readTimeoutMs: this.readTimeoutMs },
         }));
         return;
@@ -320,24 +306,22 @@ export class Connection {
   /** Ends the connection because of `err` (coded close when the socket is open). */
   fail(err: unknown): void {
     if (this.ended) return;
-    let closeCode = 4012;
+    // The code sent in ERROR decides the close code (proto's CLOSE_OF_ERROR); the error reported
+    // locally may wrap it (a codec error is reported as CATTAIL_CLIENT_PROTOCOL_ERROR).
+    let wireCode: ClosingErrorCode = 'CATTAIL_INTERNAL';
     let error: CattailError;
-    if (err instanceof LocalCloseError) {
-      closeCode = err.closeCode;
-      error = err;
-    } else if (isProtocolError(err)) {
-      closeCode = err.closeCode;
-      error = new CattailError('CATTAIL_CLIENT_PROTOCOL_ERROR', `malformed frame from ${this.url}: ${err.message}`, { cause: err, details: { endpoint: this.url, closeCode, protoCode: err.code } });
-    } else if (CattailError.is(err)) {
-      error = err;
-      if (err.code === 'CATTAIL_CLIENT_DIGEST_MISMATCH' || err.code === 'CATTAIL_CLIENT_REVISION_GAP') closeCode = 4014;
+    if (isProtocolError(err)) {
+      wireCode = err.code;
+      error = new CattailError('CATTAIL_CLIENT_PROTOCOL_ERROR', `malformed frame from ${this.url}: ${err.message}`, { cause: err, details: { endpoint: this.url, closeCode: err.closeCode, protoCode: err.code } });
     } else {
       error = toCattailError(err);
+      if (isClosingErrorCode(error.code)) wireCode = error.code;
     }
+    const closeCode = closeCodeOf(wireCode);
     const ws = this.ws;
     if (ws !== undefined && ws.readyState === WebSocket.OPEN) {
-      const codeName = error.code;
-      if (closeCode === 1000) this.send({ type: 'goodbye', reason: goodbyeReason(error), message: error.message.slice(0, 1000) });
+      const codeName = wireCode;
+      if (closeCode === CLOSE_CODES.NORMAL.code) this.send({ type: 'goodbye', reason: goodbyeReason(error), message: error.message.slice(0, 1000) });
       else this.send({ type: 'error', code: codeName, message: error.message.slice(0, 1000) });
       this.pendingEnd = { error, welcomed: this.welcome !== undefined, local: true, closeCode };
       this.closeWith(closeCode, codeName);

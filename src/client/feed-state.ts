@@ -14,6 +14,7 @@
  *   is refused before it touches the state (PROTOCOL.md §8).
  */
 import { CattailError } from '../errors.js';
+import { unexpected } from './close-errors.js';
 import { IncrementalDigest } from './digest.js';
 import { behindResources, mergeWatermarks, type BehindResource, type Watermarks } from './watermarks.js';
 
@@ -75,8 +76,6 @@ function stateError(code: 'CATTAIL_CLIENT_REVISION_GAP' | 'CATTAIL_CLIENT_DIGEST
   return new CattailError(code, message, { details });
 }
 
-/** A frame that is valid on its own but not here (4002 territory): the caller wraps it. */
-export class UnexpectedFrameError extends Error {}
 
 export class FeedState {
   readonly entries = new Map<string, Buffer>();
@@ -141,14 +140,14 @@ export class FeedState {
   }
 
   snapshotBegin(revision: number, expected: number, rawBytes: number): void {
-    if (this.snapshot !== undefined || this.delta !== undefined) throw new UnexpectedFrameError(`SNAPSHOT_BEGIN inside an unfinished unit of feed ${this.name}`);
+    if (this.snapshot !== undefined || this.delta !== undefined) throw unexpected(`SNAPSHOT_BEGIN inside an unfinished unit of feed ${this.name}`, { feed: this.name });
     this.snapshot = { revision, expected, rawBytes, entries: new Map(), digest: new IncrementalDigest() };
   }
 
   snapshotChunk(revision: number, entries: readonly RawEntry[]): void {
     const s = this.snapshot;
-    if (s === undefined) throw new UnexpectedFrameError(`SNAPSHOT_CHUNK without SNAPSHOT_BEGIN on feed ${this.name}`);
-    if (revision !== s.revision) throw new UnexpectedFrameError(`SNAPSHOT_CHUNK revision ${revision} inside snapshot ${s.revision} of feed ${this.name}`);
+    if (s === undefined) throw unexpected(`SNAPSHOT_CHUNK without SNAPSHOT_BEGIN on feed ${this.name}`, { feed: this.name });
+    if (revision !== s.revision) throw unexpected(`SNAPSHOT_CHUNK revision ${revision} inside snapshot ${s.revision} of feed ${this.name}`, { feed: this.name });
     for (const [key, value] of entries) {
       // Decoded values are views into the frame; copying releases the frame (up to maxFrameBytes)
       // instead of pinning it for as long as any one of its values lives.
@@ -163,8 +162,8 @@ export class FeedState {
   /** Completes a snapshot: checks count, digest and watermarks, then reconciles and replaces the state. */
   snapshotEnd(end: SnapshotEndInput): ApplyResult {
     const s = this.snapshot;
-    if (s === undefined) throw new UnexpectedFrameError(`SNAPSHOT_END without SNAPSHOT_BEGIN on feed ${this.name}`);
-    if (end.revision !== s.revision) throw new UnexpectedFrameError(`SNAPSHOT_END revision ${end.revision} inside snapshot ${s.revision} of feed ${this.name}`);
+    if (s === undefined) throw unexpected(`SNAPSHOT_END without SNAPSHOT_BEGIN on feed ${this.name}`, { feed: this.name });
+    if (end.revision !== s.revision) throw unexpected(`SNAPSHOT_END revision ${end.revision} inside snapshot ${s.revision} of feed ${this.name}`, { feed: this.name });
     this.snapshot = undefined;
     if (s.entries.size !== s.expected) {
       throw stateError('CATTAIL_CLIENT_DIGEST_MISMATCH', `feed ${this.name}: snapshot ${s.revision} announced ${s.expected} entries but held ${s.entries.size}`, {
@@ -210,7 +209,7 @@ export class FeedState {
    * really changed), or null while the unit continues.
    */
   deltaFrame(from: number, to: number, more: boolean, upserts: readonly RawEntry[], deletes: readonly string[]): RawChangeBatch | undefined | null {
-    if (this.snapshot !== undefined) throw new UnexpectedFrameError(`DELTA inside a snapshot of feed ${this.name}`);
+    if (this.snapshot !== undefined) throw unexpected(`DELTA inside a snapshot of feed ${this.name}`, { feed: this.name });
     let d = this.delta;
     if (d === undefined) {
       // After a resume the server continues from the token's revision, which may be older than the
@@ -227,7 +226,7 @@ export class FeedState {
       d = { from, to, upserts: new Map(), deletes: new Set() };
       this.delta = d;
     } else if (d.from !== from || d.to !== to) {
-      throw new UnexpectedFrameError(`DELTA ${from}→${to} inside the unit ${d.from}→${d.to} of feed ${this.name}`);
+      throw unexpected(`DELTA ${from}→${to} inside the unit ${d.from}→${d.to} of feed ${this.name}`, { feed: this.name });
     }
     for (const [key, value] of upserts) {
       d.deletes.delete(key);
@@ -264,7 +263,7 @@ export class FeedState {
 
   /** A STATUS: checks revision, digest and (when in sync) watermarks, then records it. */
   status(st: StatusInput): ApplyResult {
-    if (this.snapshot !== undefined || this.delta !== undefined) throw new UnexpectedFrameError(`STATUS inside an unfinished unit of feed ${this.name}`);
+    if (this.snapshot !== undefined || this.delta !== undefined) throw unexpected(`STATUS inside an unfinished unit of feed ${this.name}`, { feed: this.name });
     if (st.revision !== this.revision) {
       throw stateError('CATTAIL_CLIENT_REVISION_GAP', `feed ${this.name}: STATUS at revision ${st.revision} but the applied revision is ${String(this.revision)}`, {
         feed: this.name, status: st.revision, applied: this.revision,

@@ -6,7 +6,7 @@ import {
   EndpointRotation,
   FeedState,
   IncrementalDigest,
-  UnexpectedFrameError,
+  LocalCloseError,
   behindResources,
   compareRv,
   connect,
@@ -107,7 +107,7 @@ describe('client units - feed state', () => {
     expect(batch).toEqual({ feed: 'felix', revision: 2, cause: 'delta', upserts: [['b', b(2)]], deletes: ['a'] });
     expect(() => fs.deltaFrame(5, 6, false, [], [])).toThrow(expect.objectContaining({ code: 'CATTAIL_CLIENT_REVISION_GAP' }));
     expect(() => fs.deltaFrame(2, 3, true, [], [])).not.toThrow();
-    expect(() => fs.deltaFrame(2, 4, false, [], [])).toThrow(UnexpectedFrameError);
+    expect(() => fs.deltaFrame(2, 4, false, [], [])).toThrow(LocalCloseError);
   });
 
   it('accepts a resume catch-up from the token revision when deltas arrived after the last STATUS', () => {

@@ -34,7 +34,7 @@ describe('client - lifecycle', () => {
     expect(client.state).toBe('connecting');
     await clock.advanceAsync(1);
     await waitUntil(() => client.state === 'reconnecting', 'handshake timed out', on(client));
-    expect(rec.last('reconnecting')!.reason?.code).toBe('CATTAIL_CLIENT_HANDSHAKE_FAILED');
+    expect(rec.last('reconnecting')!.reason?.code).toBe('CATTAIL_CLIENT_HANDSHAKE_TIMEOUT');
     await waitUntil(() => srv.rec.clientCloses.length === 1, 'close seen', on(srv));
     expect(srv.rec.clientCloses[0]!.code).toBe(4013);
   });

@@ -96,7 +96,7 @@ describe('server - hostile peers get coded closes and the gauge returns to zero'
     const b = h.agent({ feeds: [], silent: true });
     await opened(b);
     b.sendMessage({ type: 'hello', protocol: 2, node: 'n', clientId: 'c', feeds: [{ name: 'felix' }], caps: [] });
-    await expectCodedClose(h, b, 4001);
+    await expectCodedClose(h, b, 4001, 'CATTAIL_PROTO_UNSUPPORTED_VERSION');
   });
 
   it('refuses a HELLO announcing maxFrameBytes below 4,096 with 4000, and takes 4,096', async () => {

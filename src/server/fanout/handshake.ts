@@ -2,11 +2,12 @@
  * The handshake's decisions: HELLO checks beyond the codec's shape validation (PROTOCOL.md §4.1),
  * the choice of compression (§5), resume-or-snapshot per feed (§7) and the WELCOME (§4.2).
  */
+import { CattailError } from '../../errors.js';
 import { type HelloMessage, MIN_CLIENT_MAX_FRAME_BYTES } from '../../../proto/index.js';
 import type { FeedRuntime } from './feeds.js';
 import type { SinceResult } from '../pipeline/store-port.js';
 import { judgeToken } from '../transport/tokens.js';
-import { type Compression, CloseCode, InboundError, PROTOCOL_VERSION, encodeMessage } from '../transport/framing.js';
+import { type Compression, PROTOCOL_VERSION, encodeMessage } from '../transport/framing.js';
 
 export interface Hello {
   readonly node: string;
@@ -21,12 +22,12 @@ export const MIN_CLIENT_FRAME_BYTES = MIN_CLIENT_MAX_FRAME_BYTES;
 const MAX_NAME_CHARS = 253;
 
 export function checkHello(m: HelloMessage): Hello {
-  if (m.protocol !== PROTOCOL_VERSION) throw new InboundError(CloseCode.UNSUPPORTED_VERSION, 'CATTAIL_SERVER_BAD_HELLO', `protocol ${m.protocol} is not supported; this server speaks ${PROTOCOL_VERSION}`);
+  if (m.protocol !== PROTOCOL_VERSION) throw new CattailError('CATTAIL_PROTO_UNSUPPORTED_VERSION', `protocol ${m.protocol} is not supported; this server speaks ${PROTOCOL_VERSION}`);
   if (m.node.length > MAX_NAME_CHARS || m.clientId.length > MAX_NAME_CHARS) {
-    throw new InboundError(CloseCode.MALFORMED_FRAME, 'CATTAIL_SERVER_BAD_HELLO', `HELLO node and clientId must have at most ${MAX_NAME_CHARS} characters`);
+    throw new CattailError('CATTAIL_SERVER_BAD_HELLO', `HELLO node and clientId must have at most ${MAX_NAME_CHARS} characters`);
   }
   if (m.maxFrameBytes !== undefined && m.maxFrameBytes < MIN_CLIENT_FRAME_BYTES) {
-    throw new InboundError(CloseCode.MALFORMED_FRAME, 'CATTAIL_SERVER_BAD_HELLO', `HELLO maxFrameBytes must be at least ${MIN_CLIENT_FRAME_BYTES}`);
+    throw new CattailError('CATTAIL_SERVER_BAD_HELLO', `HELLO maxFrameBytes must be at least ${MIN_CLIENT_FRAME_BYTES}`);
   }
   return {
     node: m.node,
@@ -56,7 +57,7 @@ export type FeedPlan =
 export function planFeeds(hello: Hello, feeds: ReadonlyMap<string, FeedRuntime>, serverId: string, maxClientBytes: number): FeedPlan[] {
   return hello.feeds.map(({ name, token }) => {
     const feed = feeds.get(name);
-    if (feed === undefined) throw new InboundError(CloseCode.UNKNOWN_FEED, 'CATTAIL_SERVER_UNKNOWN_FEED', `feed ${JSON.stringify(name)} is not served here (served: ${[...feeds.keys()].join(', ')})`);
+    if (feed === undefined) throw new CattailError('CATTAIL_SERVER_UNKNOWN_FEED', `feed ${JSON.stringify(name)} is not served here (served: ${[...feeds.keys()].join(', ')})`);
     const d = judgeToken(token, { serverId, epoch: feed.epoch, feed: feed.name, projectionVersion: feed.def.projectionVersion }, feed.store.revision);
     if (d.mode === 'snapshot') return { feed, mode: 'snapshot', reason: d.reason };
     const s = feed.store.since(d.revision);

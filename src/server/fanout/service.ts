@@ -17,7 +17,7 @@
  * measure lag).
  */
 import type { Connection, FeedCursor } from '../transport/connection.js';
-import { CloseCode, encodeDelta } from '../transport/framing.js';
+import { encodeDelta } from '../transport/framing.js';
 import type { FanOutContext } from './context.js';
 import { statusKey } from './feeds.js';
 import { TurnQueue } from './turn-queue.js';
@@ -162,7 +162,7 @@ export class ServiceQueue {
     const { o } = this.ctx;
     if (build.failed !== undefined) {
       o.log?.error({ err: build.failed, feed: cursor.feed.name }, 'snapshot build failed');
-      conn.fail(CloseCode.INTERNAL_ERROR, 'CATTAIL_INTERNAL', `snapshot of feed ${cursor.feed.name} could not be built`);
+      conn.fail('CATTAIL_INTERNAL', `snapshot of feed ${cursor.feed.name} could not be built`);
       return 0;
     }
     let bytes = 0;

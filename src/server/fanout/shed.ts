@@ -21,7 +21,6 @@ import type { Clock, Timer } from '../../clock.js';
 import type { Logger } from '../../log.js';
 import type { ServerMetrics } from '../ops/metrics.js';
 import type { Connection } from '../transport/connection.js';
-import { CloseCode } from '../transport/framing.js';
 import type { Governor } from '../transport/governor.js';
 import { CLOSE_GRACE_MS } from './sweep.js';
 
@@ -160,7 +159,7 @@ export class Shedder {
     }
     const delay = Math.floor(this.o.random() * this.o.shedIntervalMs);
     this.o.log?.info({ conn: victim.id, node: victim.node, open: open.length, target, reconnectDelayMs: delay }, 'shedding an agent above the target share');
-    victim.fail(CloseCode.SHED, 'CATTAIL_SERVER_SHED', `this replica holds ${open.length} agents, above its target of ${target}; try another`, 'shed', delay, this.o.governor.hint());
+    victim.fail('CATTAIL_SERVER_SHED', `this replica holds ${open.length} agents, above its target of ${target}; try another`, 'shed', delay, this.o.governor.hint());
     this.o.metrics.connectionsShed.inc({ reason: 'over-target' });
     return victim;
   }
@@ -204,7 +203,7 @@ export class Shedder {
     // Closes come one per gap; a delay within one gap smooths the arrivals at the peers further
     // without holding any agent away from a server for long.
     const delay = Math.floor(this.o.random() * Math.max(gap, 1));
-    victim.fail(CloseCode.SHUTTING_DOWN, 'CATTAIL_SERVER_SHUTTING_DOWN', 'server shutting down; try another replica', 'shutdown', delay, this.o.governor.hint());
+    victim.fail('CATTAIL_SERVER_SHUTTING_DOWN', 'server shutting down; try another replica', 'shutdown', delay, this.o.governor.hint());
     this.o.metrics.connectionsShed.inc({ reason: 'drain' });
     if (open.length > 1) this.drainTimer = this.o.clock.setTimeout(() => this.drainTick(), gap);
   }
@@ -221,7 +220,7 @@ export class Shedder {
     this.o.log?.info({ agents: open.length, reason, spreadMs }, 'closing the remaining agents at once');
     for (const conn of open) {
       const delay = Math.floor(this.o.random() * spreadMs);
-      conn.fail(CloseCode.SHUTTING_DOWN, 'CATTAIL_SERVER_SHUTTING_DOWN', 'server shutting down; try another replica', 'shutdown', delay, this.o.governor.hint());
+      conn.fail('CATTAIL_SERVER_SHUTTING_DOWN', 'server shutting down; try another replica', 'shutdown', delay, this.o.governor.hint());
       this.o.metrics.connectionsShed.inc({ reason });
     }
     return open.length;

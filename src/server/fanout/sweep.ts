@@ -7,7 +7,7 @@
  */
 import type { Timer } from '../../clock.js';
 import type { Connection } from '../transport/connection.js';
-import { CloseCode, encodeMessage } from '../transport/framing.js';
+import { encodeMessage } from '../transport/framing.js';
 import type { FanOutContext } from './context.js';
 import type { ServiceQueue } from './service.js';
 
@@ -47,7 +47,7 @@ export class Sweeper {
     for (const conn of this.ctx.connections) {
       switch (conn.state) {
         case 'handshake':
-          if (now >= conn.handshakeDeadlineMs) conn.fail(CloseCode.HANDSHAKE_TIMEOUT, 'CATTAIL_SERVER_HANDSHAKE_TIMEOUT', `no HELLO within handshakeTimeoutMs (${o.handshakeTimeoutMs} ms)`);
+          if (now >= conn.handshakeDeadlineMs) conn.fail('CATTAIL_SERVER_HANDSHAKE_TIMEOUT', `no HELLO within handshakeTimeoutMs (${o.handshakeTimeoutMs} ms)`);
           break;
         case 'closing':
           if (conn.closeDeadlineMs === 0) conn.closeDeadlineMs = now + CLOSE_GRACE_MS;
@@ -55,7 +55,7 @@ export class Sweeper {
           break;
         case 'streaming':
           if (now - conn.lastPongMs > o.pongTimeoutMs) {
-            conn.fail(CloseCode.PONG_TIMEOUT, 'CATTAIL_SERVER_PONG_TIMEOUT', `no PONG within pongTimeoutMs (${o.pongTimeoutMs} ms)`);
+            conn.fail('CATTAIL_SERVER_PONG_TIMEOUT', `no PONG within pongTimeoutMs (${o.pongTimeoutMs} ms)`);
             break;
           }
           if (this.checkFallBehind(conn, now)) break;
@@ -90,7 +90,7 @@ export class Sweeper {
         continue;
       }
       o.log?.info({ conn: conn.id, node: conn.node, feed: c.feed.name, clientRev: c.revision, latestRev: c.feed.flushedRevision, ageMs }, 'agent fell behind; closing');
-      conn.fail(CloseCode.FELL_BEHIND, 'CATTAIL_SERVER_FELL_BEHIND', `feed ${c.feed.name}: behind for ${Math.round(ageMs)} ms (maxFallBehindMs ${o.maxFallBehindMs})`, 'fell-behind');
+      conn.fail('CATTAIL_SERVER_FELL_BEHIND', `feed ${c.feed.name}: behind for ${Math.round(ageMs)} ms (maxFallBehindMs ${o.maxFallBehindMs})`, 'fell-behind');
       return true;
     }
     return false;

@@ -6,7 +6,8 @@
  * 4001 after an ERROR, so it sees a coded close rather than a bare HTTP error (PROTOCOL.md §1.1).
  */
 import type { ServerMetrics } from '../ops/metrics.js';
-import { CloseCode, SUBPROTOCOL, encodeMessage } from './framing.js';
+import { closeCodeOf } from '../../../proto/index.js';
+import { SUBPROTOCOL, encodeMessage } from './framing.js';
 import type { Governor } from './governor.js';
 import type { AcceptHooks, AgentSocket } from './seam.js';
 
@@ -27,7 +28,7 @@ export function acceptHooks(o: AcceptOptions): AcceptHooks {
         o.metrics.connectionsRefused.inc({ reason: 'subprotocol' });
         const message = `this server speaks WebSocket subprotocol ${SUBPROTOCOL} only`;
         socket.write(encodeMessage({ type: 'error', code: 'CATTAIL_SERVER_BAD_SUBPROTOCOL', message }));
-        socket.close(CloseCode.UNSUPPORTED_VERSION, `unsupported subprotocol; use ${SUBPROTOCOL}`);
+        socket.close(closeCodeOf('CATTAIL_SERVER_BAD_SUBPROTOCOL'), `unsupported subprotocol; use ${SUBPROTOCOL}`);
         return;
       }
       o.onAgent(socket);

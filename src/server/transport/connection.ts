@@ -15,11 +15,12 @@
  * scratch list shared by all connections and leave as one plain write when there is only one, or
  * as one corked write (one syscall) when there are several.
  */
+import { CattailError } from '../../errors.js';
 import type { AgentSocket } from './seam.js';
 import type { FeedRuntime } from '../fanout/feeds.js';
 import type { SnapshotBuild } from '../fanout/snapshot-cache.js';
-import type { GoodbyeMessage, HelloMessage } from '../../../proto/index.js';
-import { type Compression, CloseCode, InboundError, decodeInbound, encodeMessage } from './framing.js';
+import { CLOSE_CODES, type ClosingErrorCode, type GoodbyeMessage, type HelloMessage, closeCodeOf, isClosingErrorCode } from '../../../proto/index.js';
+import { type Compression, decodeInbound, encodeMessage } from './framing.js';
 
 export interface FeedCursor {
   readonly feed: FeedRuntime;
@@ -189,7 +190,7 @@ export class Connection {
     // A transport that copies unsent bytes per socket (uWS) holds them for this agent alone too.
     const held = this.ownOutstandingBytes + this.socket.copiedBytes + total;
     if (held > this.limits.maxClientBytes) {
-      this.fail(CloseCode.OVER_BUDGET, 'CATTAIL_SERVER_OVER_BUDGET', `frames for this agent alone would hold ${held} bytes, above maxClientBytes ${this.limits.maxClientBytes}`, 'over-budget');
+      this.fail('CATTAIL_SERVER_OVER_BUDGET', `frames for this agent alone would hold ${held} bytes, above maxClientBytes ${this.limits.maxClientBytes}`, 'over-budget');
       return false;
     }
     this.bytesWritten += total;
@@ -235,10 +236,10 @@ export class Connection {
   private onMessage(buf: Buffer, isBinary: boolean): void {
     if (!this.open) return;
     try {
-      if (!isBinary) throw new InboundError(CloseCode.UNEXPECTED_MESSAGE, 'CATTAIL_SERVER_UNEXPECTED_MESSAGE', 'text messages are not part of cattail.v1');
+      if (!isBinary) throw new CattailError('CATTAIL_SERVER_UNEXPECTED_MESSAGE', 'text messages are not part of cattail.v1');
       const m = decodeInbound(buf, this.limits.maxInboundBytes);
       if (this.state === 'handshake') {
-        if (m.type !== 'hello') throw new InboundError(CloseCode.UNEXPECTED_MESSAGE, 'CATTAIL_SERVER_UNEXPECTED_MESSAGE', `the first message must be HELLO, got ${m.type}`);
+        if (m.type !== 'hello') throw new CattailError('CATTAIL_SERVER_UNEXPECTED_MESSAGE', `the first message must be HELLO, got ${m.type}`);
         this.host.onHello(this, m);
         return;
       }
@@ -248,21 +249,21 @@ export class Connection {
           return;
         case 'ack': {
           const cursor = this.findCursor(m.feedId);
-          if (cursor === undefined) throw new InboundError(CloseCode.UNEXPECTED_MESSAGE, 'CATTAIL_SERVER_UNEXPECTED_MESSAGE', `ACK for feed id ${m.feedId}, not a feed of this connection`);
-          if (m.revision > cursor.revision) throw new InboundError(CloseCode.UNEXPECTED_MESSAGE, 'CATTAIL_SERVER_UNEXPECTED_MESSAGE', `ACK of revision ${m.revision}, never sent (sent up to ${cursor.revision})`);
+          if (cursor === undefined) throw new CattailError('CATTAIL_SERVER_UNEXPECTED_MESSAGE', `ACK for feed id ${m.feedId}, not a feed of this connection`);
+          if (m.revision > cursor.revision) throw new CattailError('CATTAIL_SERVER_UNEXPECTED_MESSAGE', `ACK of revision ${m.revision}, never sent (sent up to ${cursor.revision})`);
           this.host.onAck(this, cursor, m.revision);
           return;
         }
         case 'goodbye':
         case 'error':
-          this.closeQuietly(CloseCode.NORMAL);
+          this.closeQuietly(CLOSE_CODES.NORMAL.code);
           return;
         default:
-          throw new InboundError(CloseCode.UNEXPECTED_MESSAGE, 'CATTAIL_SERVER_UNEXPECTED_MESSAGE', 'a second HELLO');
+          throw new CattailError('CATTAIL_SERVER_UNEXPECTED_MESSAGE', 'a second HELLO');
       }
     } catch (err) {
-      if (err instanceof InboundError) this.fail(err.closeCode, err.errorCode, err.message);
-      else this.fail(CloseCode.INTERNAL_ERROR, 'CATTAIL_INTERNAL', (err as Error).message);
+      if (CattailError.is(err) && isClosingErrorCode(err.code)) this.fail(err.code, err.message);
+      else this.fail('CATTAIL_INTERNAL', (err as Error).message);
     }
   }
 
@@ -271,8 +272,9 @@ export class Connection {
    * writes, then the close frame. The fan-out stops writing at once; the sweep terminates the
    * socket if the agent never completes the closing handshake (a stalled agent never reads it).
    */
-  fail(code: number, errorCode: string, message: string, goodbyeReason?: string, reconnectDelayMs?: number, endpoints?: readonly string[]): void {
+  fail(errorCode: ClosingErrorCode, message: string, goodbyeReason?: string, reconnectDelayMs?: number, endpoints?: readonly string[]): void {
     if (!this.open) return;
+    const code = closeCodeOf(errorCode);
     this.state = 'closing';
     this.closeCode = code;
     const frames: Buffer[] = [];

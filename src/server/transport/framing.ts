@@ -7,6 +7,7 @@
  * once per frame and never per client. (ws's `send()` frames per socket: ~25 % more CPU per
  * delivery when measured on our 2-core machines (docs/transport.md), and a closure per send.)
  */
+import { CattailError } from '../../errors.js';
 import {
   DIRECTION_OF_KIND,
   HEADER_BYTES,
@@ -26,13 +27,6 @@ export type { Compression } from '../../../proto/index.js';
 import type { Compression } from '../../../proto/index.js';
 
 export const COMPRESSIONS: readonly Compression[] = ['none', 'deflate', 'brotli'];
-
-/** Close codes the server uses (PROTOCOL.md §1.3). */
-export const CloseCode = {
-  NORMAL: 1000, MALFORMED_FRAME: 4000, UNSUPPORTED_VERSION: 4001, UNEXPECTED_MESSAGE: 4002,
-  FRAME_TOO_LARGE: 4003, HANDSHAKE_TIMEOUT: 4004, PONG_TIMEOUT: 4005, UNKNOWN_FEED: 4006,
-  FELL_BEHIND: 4007, OVER_BUDGET: 4008, SHED: 4009, SHUTTING_DOWN: 4010, INTERNAL_ERROR: 4012,
-} as const;
 
 /** Encoded size of an entry in a chunk or delta body. */
 export function entryBytes(e: Entry): number {
@@ -95,30 +89,20 @@ export function encodeDelta(
 
 // ---- inbound ---------------------------------------------------------------------------------
 
-/** A protocol violation by the peer: the close code to use and the code for the ERROR message. */
-export class InboundError extends Error {
-  constructor(
-    readonly closeCode: number,
-    readonly errorCode: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 /**
  * Decodes one agent frame. Agent frames are never compressed nor multi-frame; a message the
- * server sends (WELCOME, DELTA, ...) coming from an agent is "wrong direction" (4002).
+ * server sends (WELCOME, DELTA, ...) coming from an agent is "wrong direction" (4002). Throws a
+ * CattailError whose code is a ClosingErrorCode: the connection closes with that code's close.
  */
 export function decodeInbound(buf: Buffer, maxInboundBytes: number): Message {
-  if (buf.length > maxInboundBytes) throw new InboundError(CloseCode.FRAME_TOO_LARGE, 'CATTAIL_PROTO_FRAME_TOO_LARGE', `frame of ${buf.length} bytes above maxInboundBytes ${maxInboundBytes}`);
+  if (buf.length > maxInboundBytes) throw new CattailError('CATTAIL_PROTO_FRAME_TOO_LARGE', `frame of ${buf.length} bytes above maxInboundBytes ${maxInboundBytes}`);
   let m: Message;
   try {
     m = decodeFrame(buf, { maxBodyBytes: Math.max(0, maxInboundBytes - HEADER_BYTES) });
   } catch (err) {
-    if (isProtocolError(err)) throw new InboundError(err.closeCode, err.code, err.message);
-    throw new InboundError(CloseCode.MALFORMED_FRAME, 'CATTAIL_PROTO_BAD_BODY', (err as Error).message);
+    if (isProtocolError(err)) throw err;
+    throw new CattailError('CATTAIL_PROTO_BAD_BODY', (err as Error).message);
   }
-  if (DIRECTION_OF_KIND[m.type] === 's2c') throw new InboundError(CloseCode.UNEXPECTED_MESSAGE, 'CATTAIL_SERVER_UNEXPECTED_MESSAGE', `${m.type} is sent by servers, not agents`);
+  if (DIRECTION_OF_KIND[m.type] === 's2c') throw new CattailError('CATTAIL_SERVER_UNEXPECTED_MESSAGE', `${m.type} is sent by servers, not agents`);
   return m;
 }
