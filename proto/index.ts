@@ -24,3 +24,4 @@ export {
   type FrameAllocator,
 } from './entries.js';
 export { bodyOf } from './body.js';
+export { compareResourceVersions, isResourceVersion } from './resource-version.js';

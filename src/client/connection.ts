@@ -37,6 +37,7 @@ import type { Clock, Timer } from '../clock.js';
 import { CattailError, toCattailError, type ErrorCode } from '../errors.js';
 import { decodeWireFrame } from '../frame-compression.js';
 import { loadTls } from './tls.js';
+import { parseRetryAfter } from '../retry-after.js';
 import { LocalCloseError, unexpected } from './close-errors.js';
 import type { ResolvedOptions } from './connect-options.js';
 
@@ -64,15 +65,6 @@ export interface ConnectionHandlers {
   /** Every received frame, for stats. */
   onFrame(bytes: number): void;
   onEnd(end: ConnectionEnd): void;
-}
-
-/** Parses `Retry-After` (seconds, or an HTTP date) into ms; undefined when absent or unparsable. */
-export function parseRetryAfter(value: string | string[] | undefined, nowWallMs: number): number | undefined {
-  const v = Array.isArray(value) ? value[0] : value;
-  if (v === undefined || v.trim() === '') return undefined;
-  if (/^\d+$/.test(v.trim())) return Math.min(Number(v.trim()), 86_400) * 1000;
-  const t = Date.parse(v);
-  return Number.isNaN(t) ? undefined : Math.max(0, Math.min(t - nowWallMs, 86_400_000));
 }
 
 export class Connection {

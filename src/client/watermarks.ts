@@ -4,15 +4,10 @@
  * revisions are replica-local), so they decide whether failing over would go back in time.
  */
 
+import { compareResourceVersions } from '../../proto/index.js';
+
 export type Watermarks = Readonly<Record<string, string>>;
 
-/** Unsigned decimal compare: length first, then lexicographic (§8). Leading zeros are ignored. */
-export function compareRv(a: string, b: string): number {
-  const x = a.replace(/^0+(?=\d)/, '');
-  const y = b.replace(/^0+(?=\d)/, '');
-  if (x.length !== y.length) return x.length < y.length ? -1 : 1;
-  return x < y ? -1 : x > y ? 1 : 0;
-}
 
 export interface BehindResource {
   resource: string;
@@ -31,7 +26,7 @@ export function behindResources(applied: Watermarks, offered: Watermarks): Behin
   const out: BehindResource[] = [];
   for (const [resource, have] of Object.entries(applied)) {
     const got = offered[resource];
-    if (got === undefined || compareRv(got, have) < 0) out.push({ resource, applied: have, offered: got });
+    if (got === undefined || compareResourceVersions(got, have) < 0) out.push({ resource, applied: have, offered: got });
   }
   return out;
 }
@@ -41,7 +36,7 @@ export function mergeWatermarks(a: Watermarks, b: Watermarks): Record<string, st
   const out: Record<string, string> = { ...a };
   for (const [k, v] of Object.entries(b)) {
     const cur = out[k];
-    if (cur === undefined || compareRv(v, cur) > 0) out[k] = v;
+    if (cur === undefined || compareResourceVersions(v, cur) > 0) out[k] = v;
   }
   return out;
 }

@@ -50,7 +50,7 @@
 export { FeedStore, DEFAULT_LOG_MAX_AGE_MS, DEFAULT_LOG_MAX_BYTES } from './store.js';
 export type { ApplyResult, Batch, FeedStoreOptions, SinceResult, StoreStats, TrimResult, Update } from './types.js';
 export type { StoreView } from './view.js';
-export { compareResourceVersions, isResourceVersion, SYNC_STATUSES } from './meta.js';
+export { SYNC_STATUSES } from './meta.js';
 export type { FeedMeta, SyncStatus } from './meta.js';
 export { computeDigest, entryHash, DIGEST_BYTES, DIGEST_BUCKETS, DIGEST_VERSION } from './digest.js';
 export { decodeValue, encodeValue, exactBuffer, isExactBuffer } from './value.js';

@@ -1,4 +1,5 @@
 import fc from 'fast-check';
+import { compareResourceVersions } from '../../proto/index.js';
 import { describe, expect, it } from 'vitest';
 import {
   AsyncQueue,
@@ -8,9 +9,7 @@ import {
   IncrementalDigest,
   LocalCloseError,
   behindResources,
-  compareRv,
   connect,
-  parseRetryAfter,
   resolveOptions,
 } from '../../src/client/internal.js';
 import { fullDigest, pack } from './helpers/fake-server.js';
@@ -137,10 +136,10 @@ describe('client units - feed state', () => {
 
 describe('client units - watermarks, backoff, endpoints, retry-after', () => {
   it('compares resourceVersions as unsigned integers', () => {
-    expect(compareRv('9', '10')).toBe(-1);
-    expect(compareRv('100', '99')).toBe(1);
-    expect(compareRv('0042', '42')).toBe(0);
-    expect(compareRv('18446744073709551616', '18446744073709551615')).toBe(1);
+    expect(compareResourceVersions('9', '10')).toBe(-1);
+    expect(compareResourceVersions('100', '99')).toBe(1);
+    expect(compareResourceVersions('0042', '42')).toBe(0);
+    expect(compareResourceVersions('18446744073709551616', '18446744073709551615')).toBe(1);
     expect(behindResources({ a: '5' }, { a: '5', b: '1' })).toEqual([]);
   });
 
@@ -168,13 +167,6 @@ describe('client units - watermarks, backoff, endpoints, retry-after', () => {
     r.pin('ws://b', 500);
     r.pin('ws://c', 700);
     expect(r.next(0)).toEqual({ url: 'ws://b', waitMs: 500 });
-  });
-
-  it('parses Retry-After seconds and dates', () => {
-    expect(parseRetryAfter('7', 0)).toBe(7_000);
-    expect(parseRetryAfter(undefined, 0)).toBeUndefined();
-    expect(parseRetryAfter('soon', 0)).toBeUndefined();
-    expect(parseRetryAfter(new Date(10_000).toUTCString(), 4_000)).toBe(6_000);
   });
 });
 

@@ -17,7 +17,7 @@ import { connect, type Client } from '../../src/client/index.js';
 import { realClock } from '../../src/clock.js';
 import { seededRandom } from '../../src/random.js';
 import { builtinFeed } from '../../src/server/upstream/feeds.js';
-import { compareRv } from '../../src/server/upstream/failure.js';
+import { compareResourceVersions } from '../../proto/index.js';
 import { digestOf } from '../support/digest.js';
 import { expectedState } from '../upstream/helpers.js';
 import { ReplicaProc, SimProc, loopbackBlock } from '../../src/bench/procs.js';
@@ -82,7 +82,7 @@ function watchAgent(a: AgentUnderTest): void {
     const marks = a.client.feed(FEED).status.watermarks;
     for (const [r, rv] of Object.entries(marks)) {
       const prev = a.marks.get(r);
-      if (prev !== undefined && compareRv(rv, prev) < 0) a.regressions.push(`agent ${a.id} ${r}: ${prev} → ${rv}`);
+      if (prev !== undefined && compareResourceVersions(rv, prev) < 0) a.regressions.push(`agent ${a.id} ${r}: ${prev} → ${rv}`);
       a.marks.set(r, rv);
     }
   });

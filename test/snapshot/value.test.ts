@@ -2,7 +2,8 @@ import { Packr } from 'msgpackr';
 import { decode } from '@msgpack/msgpack';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { compareResourceVersions, decodeValue, encodeValue, exactBuffer, isExactBuffer, isResourceVersion } from '../../src/snapshot/index.js';
+import { compareResourceVersions, isResourceVersion } from '../../proto/index.js';
+import { decodeValue, encodeValue, exactBuffer, isExactBuffer } from '../../src/snapshot/index.js';
 
 describe('values', () => {
   it('encodes plain MessagePack that another decoder reads, in an exact-size Buffer', () => {

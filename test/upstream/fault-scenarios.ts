@@ -3,7 +3,7 @@ import { expect } from 'vitest';
 import type { FakeClock } from '../../src/clock.js';
 import type { FeedBatch } from '../../src/server/pipeline/seams.js';
 import type { UpstreamHandle, UpstreamOptions } from '../../src/server/upstream/index.js';
-import { compareRv } from '../../src/server/upstream/failure.js';
+import { compareResourceVersions } from '../../proto/index.js';
 import { KubeTransport, type Transport } from '../../src/server/upstream/transport.js';
 import type { KubeObject } from '../../src/server/upstream/types.js';
 import type { Sim, SimOptions } from '../../src/sim/index.js';
@@ -37,7 +37,7 @@ export class CheckingSink extends RecordingSink {
     for (const [r, rv] of Object.entries(batch.watermarks ?? {})) {
       const k = `${feed}/${r}`;
       const prev = this.marks.get(k);
-      if (prev !== undefined && compareRv(rv, prev) < 0) this.regressions.push(`${k}: ${prev} → ${rv}`);
+      if (prev !== undefined && compareResourceVersions(rv, prev) < 0) this.regressions.push(`${k}: ${prev} → ${rv}`);
       this.marks.set(k, rv);
     }
     super.onBatch(feed, batch);

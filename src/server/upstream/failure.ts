@@ -1,4 +1,5 @@
 import { CattailError } from '../../errors.js';
+import { RETRY_AFTER_CAP_MS, parseRetryAfter } from '../../retry-after.js';
 import type { KubeStatus } from './types.js';
 
 /**
@@ -36,28 +37,13 @@ export class UpstreamFailure extends CattailError {
   }
 }
 
-/** Retry-After in seconds (or an HTTP date), else the Status' retryAfterSeconds; capped. */
-export function retryAfterMs(header: string | string[] | undefined, body: KubeStatus | undefined, nowWallMs: number, capMs = 300_000): number | undefined {
-  const h = Array.isArray(header) ? header[0] : header;
-  let ms: number | undefined;
-  if (h !== undefined && h.trim() !== '') {
-    const secs = Number(h.trim());
-    if (Number.isFinite(secs)) ms = secs * 1000;
-    else {
-      const at = Date.parse(h);
-      if (Number.isFinite(at)) ms = at - nowWallMs;
-    }
-  }
-  if (ms === undefined && typeof body?.details?.retryAfterSeconds === 'number') ms = body.details.retryAfterSeconds * 1000;
-  return ms === undefined ? undefined : Math.max(0, Math.min(capMs, ms));
-}
-
 /**
- * Orders resourceVersions (KEP-5504: comparable decimal strings without leading zeros, by length
- * then lexically). Unparseable versions compare as equal: the guard then stays out of the way.
+ * How long the API server asked us to wait: its Retry-After header (the one parser in
+ * src/retry-after.ts), else the Status body's `details.retryAfterSeconds`; capped at `capMs`.
  */
-export function compareRv(a: string, b: string): number {
-  if (!/^\d+$/.test(a) || !/^\d+$/.test(b)) return 0;
-  if (a.length !== b.length) return a.length - b.length;
-  return a < b ? -1 : a > b ? 1 : 0;
+export function retryAfterMs(header: string | string[] | undefined, body: KubeStatus | undefined, nowWallMs: number, capMs = RETRY_AFTER_CAP_MS): number | undefined {
+  const fromHeader = parseRetryAfter(header, nowWallMs, capMs);
+  if (fromHeader !== undefined) return fromHeader;
+  const secs = body?.details?.retryAfterSeconds;
+  return typeof secs === 'number' && Number.isFinite(secs) ? Math.max(0, Math.min(capMs, secs * 1000)) : undefined;
 }

@@ -4,7 +4,8 @@ import type { Logger } from '../../log.js';
 import { collectionPath, type ResourceDef } from '../../registry.js';
 import type { ResourceHealth } from '../pipeline/seams.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
-import { compareRv, retryAfterMs, UpstreamFailure } from './failure.js';
+import { compareResourceVersions, isResourceVersion } from '../../../proto/index.js';
+import { retryAfterMs, UpstreamFailure } from './failure.js';
 import { parseJson } from './json.js';
 import type { UpstreamMetrics } from './metrics.js';
 import type { ListSession, ResourceView } from './resource-view.js';
@@ -278,7 +279,7 @@ export class Reflector {
   private finishList(session: ListSession, rv: string | undefined): void {
     // Never back in time: a list older than the state already served (an HA apiserver whose
     // cache lags) is dropped, and the next list is a consistent (quorum) one.
-    if (rv !== undefined && this.rv !== undefined && compareRv(rv, this.rv) < 0) {
+    if (isResourceVersion(rv) && isResourceVersion(this.rv) && compareResourceVersions(rv, this.rv) < 0) {
       throw new UpstreamFailure('stale-list', `list of ${this.id} at RV ${rv} is older than the applied RV ${this.rv}`);
     }
     this.o.view.commit(session);
@@ -362,7 +363,7 @@ export class Reflector {
       // broken stream (an apiserver serving from a stale cache, a restore): applying it could put
       // an older object over a newer one, so it is skipped, counted, and the resource relisted
       // consistently, as for an older list.
-      if (rv !== undefined && rv !== '' && this.rv !== undefined && ev.type !== 'BOOKMARK' && compareRv(rv, this.rv) < 0) {
+      if (ev.type !== 'BOOKMARK' && isResourceVersion(rv) && isResourceVersion(this.rv) && compareResourceVersions(rv, this.rv) < 0) {
         this.o.metrics.skipped.inc({ resource: this.id, reason: 'rv-backwards' });
         throw new UpstreamFailure('stale-list', `watch ${this.id}: event at resourceVersion ${rv} after ${this.rv}`);
       }
