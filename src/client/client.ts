@@ -20,7 +20,7 @@ import type { Message, WelcomeMessage } from '../../proto/index.js';
 import type { Timer } from '../clock.js';
 import { CattailError, InvalidArgumentError } from '../errors.js';
 import { VERSION } from '../version.js';
-import { Backoff } from './backoff.js';
+import { Backoff } from '../backoff.js';
 import { resolveOptions, type ConnectOptions, type ResolvedOptions } from './connect-options.js';
 import { LocalCloseError, unexpected } from './close-errors.js';
 import { Connection, type ConnectionEnd } from './connection.js';
@@ -83,7 +83,7 @@ export class Client {
       this.feeds.set(name, { state: new FeedState(name), id: undefined, lastAckAt: -Infinity, ackedRevision: undefined, ackTimer: undefined, lastLiveAt: undefined });
     }
     this.rotation = new EndpointRotation(this.opts.endpoints, this.opts.random);
-    this.backoff = new Backoff(this.opts.reconnectInitialDelayMs, this.opts.reconnectMaxDelayMs, this.opts.reconnectJitter, this.opts.random);
+    this.backoff = new Backoff({ initialMs: this.opts.reconnectInitialDelayMs, maxMs: this.opts.reconnectMaxDelayMs, jitter: this.opts.reconnectJitter, random: this.opts.random });
   }
 
   /** @internal Starts the first attempt (connect() calls it). */

@@ -3,7 +3,6 @@
  */
 export * from './index.js';
 export { ALLOWED, AsyncQueue } from './status.js';
-export { Backoff } from './backoff.js';
 export { EndpointRotation } from './endpoints.js';
 export { FeedState, type RawChangeBatch, type RawEntry } from './feed-state.js';
 export { IncrementalDigest } from './digest.js';

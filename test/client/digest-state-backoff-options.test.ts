@@ -3,7 +3,6 @@ import { compareResourceVersions } from '../../proto/index.js';
 import { describe, expect, it } from 'vitest';
 import {
   AsyncQueue,
-  Backoff,
   EndpointRotation,
   FeedState,
   IncrementalDigest,
@@ -141,17 +140,6 @@ describe('client units - watermarks, backoff, endpoints, retry-after', () => {
     expect(compareResourceVersions('0042', '42')).toBe(0);
     expect(compareResourceVersions('18446744073709551616', '18446744073709551615')).toBe(1);
     expect(behindResources({ a: '5' }, { a: '5', b: '1' })).toEqual([]);
-  });
-
-  it('backs off exponentially with jitter inside [d(1−j), d] and a cap', () => {
-    const lo = new Backoff(100, 1_000, 0.5, () => 0);
-    const hi = new Backoff(100, 1_000, 0.5, () => 0.999999);
-    const los = Array.from({ length: 6 }, () => lo.next());
-    const his = Array.from({ length: 6 }, () => hi.next());
-    expect(los).toEqual([50, 100, 200, 400, 500, 500]);
-    expect(his).toEqual([100, 200, 400, 800, 1_000, 1_000]);
-    lo.reset();
-    expect(lo.next()).toBe(50);
   });
 
   it('rotates endpoints, honours pins and tries hints first', () => {

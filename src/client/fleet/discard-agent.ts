@@ -14,7 +14,7 @@ import WebSocket from 'ws';
 import { Flags, HEADER_BYTES, KIND_OF_TYPE, MessageType, PROTOCOL_VERSION, SUBPROTOCOL, decodeBody, encodeFrame, readHeader, type Compression, type Message } from '../../../proto/index.js';
 import { decodeWireFrame } from '../../frame-compression.js';
 import type { Clock, Timer } from '../../clock.js';
-import { Backoff } from '../backoff.js';
+import { Backoff } from '../../backoff.js';
 
 export interface DiscardAgentOptions {
   readonly node: string;
@@ -82,7 +82,7 @@ export class DiscardAgent {
 
   constructor(private readonly o: DiscardAgentOptions) {
     for (const name of o.feeds) this.byName.set(name, { name, id: -1, revision: 0, inSync: false, token: undefined, lastAckMs: 0, ackedRevision: 0, watermarks: {} });
-    this.backoff = new Backoff(RECONNECT_MIN_MS, RECONNECT_MAX_MS, 0.5, o.random);
+    this.backoff = new Backoff({ initialMs: RECONNECT_MIN_MS, maxMs: RECONNECT_MAX_MS, jitter: 0.5, random: o.random });
     this.endpointIndex = Math.floor(o.random() * Math.max(1, o.endpoints.length));
   }
 

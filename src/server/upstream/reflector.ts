@@ -3,7 +3,7 @@ import type { Clock } from '../../clock.js';
 import type { Logger } from '../../log.js';
 import { collectionPath, type ResourceDef } from '../../registry.js';
 import type { ResourceHealth } from '../pipeline/seams.js';
-import { Backoff, type BackoffOptions } from './backoff.js';
+import { Backoff, type BackoffOptions } from '../../backoff.js';
 import { compareResourceVersions, isResourceVersion } from '../../../proto/index.js';
 import { retryAfterMs, UpstreamFailure } from './failure.js';
 import { parseJson } from './json.js';
@@ -31,6 +31,15 @@ import type { KubeObject, KubeStatus, WatchEvent } from './types.js';
  * used from then on.
  */
 
+/**
+ * The reflector's retry delays, matched to client-go's reflector (first retry 0.8-1.6 s, then
+ * doubling; a failing resource costs the API server one attempt per ~30 s at the cap) with our
+ * jitter rule (src/backoff.ts): at the cap delays spread over 20-40 s (mean 30 s, as client-go's
+ * flat 30 s) so replicas retrying one API server do not fall into lock-step. Failures are
+ * forgotten after two healthy minutes.
+ */
+export const UPSTREAM_BACKOFF = { initialMs: 1_600, maxMs: 40_000, jitter: 0.5, resetAfterMs: 120_000 } as const;
+
 export interface ReflectorOptions {
   readonly def: ResourceDef;
   readonly view: ResourceView;
@@ -49,7 +58,8 @@ export interface ReflectorOptions {
   readonly missingRetryMs: number;
   /** Minimum time between the starts of two attempts. */
   readonly minAttemptIntervalMs: number;
-  readonly backoff: BackoffOptions;
+  /** Overrides of UPSTREAM_BACKOFF. */
+  readonly backoff: Partial<Omit<BackoffOptions, 'random'>>;
   readonly random: () => number;
   /** Called after state that health() reports may have changed (sync, stale, auth). */
   readonly onHealth: () => void;
@@ -81,7 +91,7 @@ export class Reflector {
   private listedOnce = false;
 
   constructor(private readonly o: ReflectorOptions) {
-    this.backoff = new Backoff({ random: o.random, ...o.backoff });
+    this.backoff = new Backoff({ ...UPSTREAM_BACKOFF, random: o.random, ...o.backoff });
     this.watchListSupported = o.watchList;
     this.startedMs = o.clock.monotonic();
   }
@@ -416,7 +426,7 @@ export class Reflector {
       this.listMode = 'consistent';
       this.o.metrics.relists.inc({ resource: this.id, reason: 'stale-list' });
       this.o.logger.warn(log, 'API server answered with an older list than already applied; relisting consistently');
-      return this.backoff.failure(now);
+      return this.backoff.next(now);
     }
     if (f.kind === 'watchlist-unsupported') {
       this.o.metrics.relists.inc({ resource: this.id, reason: 'watchlist-fallback' });
@@ -431,7 +441,7 @@ export class Reflector {
       this.o.metrics.watchRestarts.inc({ resource: this.id, reason: code === 410 ? 'expired' : 'too-large' });
       this.o.metrics.relists.inc({ resource: this.id, reason: code === 410 ? 'expired' : 'too-large' });
       this.o.logger.info(log, 'resource version expired; relisting');
-      return this.backoff.failure(now);
+      return this.backoff.next(now);
     }
     if (code === 401 || code === 403) {
       this.authError = `HTTP ${code}: ${f.body?.message ?? f.message}`;
@@ -440,7 +450,7 @@ export class Reflector {
       this.o.logger.error(log, 'API server refused the replica (check its ServiceAccount, token and RBAC); readiness is false');
       if (code === 401) this.o.transport.unauthorized();
       this.o.onHealth();
-      return this.backoff.failure(now);
+      return this.backoff.next(now);
     }
     if (f.kind === 'http' && code === 404 && this.o.def.optional) {
       // The CRD is not installed: empty and in sync; look again later.
@@ -457,7 +467,7 @@ export class Reflector {
       return this.o.missingRetryMs;
     }
     this.o.metrics.watchRestarts.inc({ resource: this.id, reason: code === 429 ? 'throttled' : reason });
-    const delay = this.backoff.failure(now);
+    const delay = this.backoff.next(now);
     if (code === 429) {
       this.o.logger.warn({ ...log, retryAfterMs: f.retryAfterMs }, 'API server throttled us; honouring Retry-After');
       return Math.max(delay, f.retryAfterMs ?? 0);

@@ -9,7 +9,7 @@ import type { Logger } from '../../log.js';
 import { resource } from '../../registry.js';
 import { VERSION } from '../../version.js';
 import type { FeedDefinition, FeedSink, ResourceHealth, Upstream } from '../pipeline/seams.js';
-import type { BackoffOptions } from './backoff.js';
+import type { BackoffOptions } from '../../backoff.js';
 import { FeedDispatcher, type FeedState } from './dispatcher.js';
 import { type FeedResourceSpec, type FeedSpec, resolveFeeds } from './feeds.js';
 import { loadKubeConfig } from './kubeconfig.js';
@@ -33,8 +33,8 @@ export interface UpstreamOptions extends OptionsOf<typeof upstreamOptions> {
   replicaId: string;
   /** Minimum time between two attempts of one reflector (the anti-hot-loop gate). @default 1_000 */
   minAttemptIntervalMs?: number;
-  /** Backoff between failed attempts. @default 800 ms doubling to 30 s, reset after 120 s healthy */
-  backoff?: BackoffOptions;
+  /** Backoff between failed attempts. @default UPSTREAM_BACKOFF: 0.8-1.6 s doubling to 30 s, reset after 120 s healthy */
+  backoff?: Partial<Omit<BackoffOptions, 'random'>>;
   /** Largest FeedBatch; bigger diffs (initial lists) are split, status on the last. @default 10_000 */
   maxBatchUpdates?: number;
   clock?: Clock;
