@@ -134,6 +134,9 @@ export const SYNCER_FEEDS = Object.freeze({
   'node-status': Object.freeze(['caliconodestatuses.crd.projectcalico.org']),
 } as const satisfies Record<string, readonly string[]>);
 
+/** The built-in feed names, in table order: the one list the options, the feed resolver and the docs use. */
+export const BUILTIN_FEED_NAMES: readonly string[] = Object.freeze(Object.keys(SYNCER_FEEDS));
+
 export type SyncerFeed = keyof typeof SYNCER_FEEDS;
 
 /** The store key of an object: `<group>/<plural>/<namespace>/<name>` (empty parts allowed). */

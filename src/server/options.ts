@@ -1,10 +1,9 @@
 import { commonOptions } from '../config/common.js';
 import { opt, withDefault } from '../config/options.js';
-import { SYNCER_FEEDS } from '../registry.js';
-
-// Built-in feed names straight from the registry: importing the upstream here would load its
-// projections (msgpackr) for `cattail --help`.
-const BUILTIN_FEEDS = Object.keys(SYNCER_FEEDS);
+import { BUILTIN_FEED_NAMES } from '../registry.js';
+// proto/types.js, not proto/index.js: the codec would load msgpackr for `cattail --help`. The same
+// goes for the feed names: straight from the registry, not through the upstream's projections.
+import { DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_INBOUND_BYTES, MIN_CLIENT_MAX_FRAME_BYTES } from '../../proto/types.js';
 
 /**
  * The server's own options: listeners, identity and limits. `startServer` takes exactly these
@@ -143,16 +142,16 @@ export const serverOptions = {
     help: 'Byte budget of the frames built for one agent alone (catch-ups, pings; shared snapshot and delta buffers are not counted); above it the agent is closed with 4008.',
   }),
   maxInboundBytes: opt.int({
-    default: 65_536,
+    default: DEFAULT_MAX_INBOUND_BYTES,
     unit: 'bytes',
     min: 1_024,
     max: 1_048_576,
     help: 'Largest frame accepted from an agent; a larger one is closed with 4003.',
   }),
   maxFrameBytes: opt.int({
-    default: 1_048_576,
+    default: DEFAULT_MAX_FRAME_BYTES,
     unit: 'bytes',
-    min: 4_096,
+    min: MIN_CLIENT_MAX_FRAME_BYTES,
     max: 67_108_864,
     help: 'Largest uncompressed frame body sent; bigger deltas and snapshots span several frames (MORE).',
   }),
@@ -193,8 +192,8 @@ export const startServerOptions = {
  */
 export const upstreamOptions = {
   feeds: opt.list({
-    default: [...BUILTIN_FEEDS],
-    values: BUILTIN_FEEDS,
+    default: [...BUILTIN_FEED_NAMES],
+    values: BUILTIN_FEED_NAMES,
     help: 'Built-in feeds to serve (Typha\'s syncer types); repeat the flag for several. Custom feeds come from customFeeds.',
   }),
   customFeeds: opt.object<unknown[]>({

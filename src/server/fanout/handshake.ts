@@ -17,8 +17,6 @@ export interface Hello {
   readonly maxFrameBytes: number | undefined;
 }
 
-/** Smallest client maxFrameBytes honoured (PROTOCOL.md §2.2): below it no realistic entry fits. */
-export const MIN_CLIENT_FRAME_BYTES = MIN_CLIENT_MAX_FRAME_BYTES;
 const MAX_NAME_CHARS = 253;
 
 export function checkHello(m: HelloMessage): Hello {
@@ -26,8 +24,8 @@ export function checkHello(m: HelloMessage): Hello {
   if (m.node.length > MAX_NAME_CHARS || m.clientId.length > MAX_NAME_CHARS) {
     throw new CattailError('CATTAIL_SERVER_BAD_HELLO', `HELLO node and clientId must have at most ${MAX_NAME_CHARS} characters`);
   }
-  if (m.maxFrameBytes !== undefined && m.maxFrameBytes < MIN_CLIENT_FRAME_BYTES) {
-    throw new CattailError('CATTAIL_SERVER_BAD_HELLO', `HELLO maxFrameBytes must be at least ${MIN_CLIENT_FRAME_BYTES}`);
+  if (m.maxFrameBytes !== undefined && m.maxFrameBytes < MIN_CLIENT_MAX_FRAME_BYTES) {
+    throw new CattailError('CATTAIL_SERVER_BAD_HELLO', `HELLO maxFrameBytes must be at least ${MIN_CLIENT_MAX_FRAME_BYTES}`);
   }
   return {
     node: m.node,

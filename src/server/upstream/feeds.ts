@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { CattailError } from '../../errors.js';
-import { findResource, SYNCER_FEEDS } from '../../registry.js';
+import { BUILTIN_FEED_NAMES, findResource, SYNCER_FEEDS } from '../../registry.js';
 import type { FeedDefinition } from '../pipeline/seams.js';
 import { PROJECTION_VERSION } from './projections/index.js';
 import { parseFieldSelector, parseLabelSelector } from './selector.js';
@@ -13,7 +13,8 @@ import type { CustomFeedConfig, ProjectionKind } from './types.js';
  * never a feed that silently stays empty.
  */
 
-export const BUILTIN_FEEDS = Object.keys(SYNCER_FEEDS) as readonly string[];
+/** The built-in feed names (src/registry.ts). */
+export const BUILTIN_FEEDS = BUILTIN_FEED_NAMES;
 
 export interface FeedResourceSpec {
   readonly resource: string;
