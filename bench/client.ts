@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { Packr } from 'msgpackr';
 import { encodeDeltaFrames, encodeSnapshotChunkFrames, type Entry } from '../proto/index.js';
 import { FeedState } from '../src/client/feed-state.js';
-import { computeDigest } from '../src/snapshot/digest.js';
+import { computeDigest } from '../proto/digest.js';
 import { decodeWireFrame } from '../src/frame-compression.js';
 
 const root = join(import.meta.dirname, '..', '..');

@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { cpus, loadavg } from 'node:os';
 import { FeedStore, encodeValue, type Update } from '../src/snapshot/index.js';
-import { BucketSums, entryHashInto } from '../src/snapshot/digest.js';
+import { BucketSums, entryHashInto } from '../proto/digest.js';
 
 const root = join(import.meta.dirname, '..', '..');
 const gc = (globalThis as { gc?: () => void }).gc;

@@ -24,4 +24,5 @@ export {
   type FrameAllocator,
 } from './entries.js';
 export { bodyOf } from './body.js';
+export { computeDigest, entryHash, DIGEST_BYTES, DIGEST_BUCKETS, DIGEST_VERSION } from './digest.js';
 export { compareResourceVersions, isResourceVersion } from './resource-version.js';

@@ -1,7 +1,7 @@
 /**
  * The client's incremental state digest (PROTOCOL.md §10), kept beside each feed's state so that
  * checking it at SNAPSHOT_END or an in-sync STATUS costs one SHA-256 over 2 KiB, not a pass over
- * the state. The arithmetic is the store's (src/snapshot/digest.ts: pure, BigInt-free), so server
+ * the state. The arithmetic is the store's (proto/digest.ts: pure, BigInt-free), so server
  * and client cannot drift apart; the client's tests check both against an independent from-scratch
  * implementation in the fake server.
  *
@@ -9,7 +9,7 @@
  * the old value on replace: keeping 8 bytes per key instead would cost memory for the life of the
  * state, and replaces are rarer than reads.
  */
-import { BucketSums, entryHashInto } from '../snapshot/digest.js';
+import { BucketSums, entryHashInto } from '../../proto/digest.js';
 
 const h = new Uint32Array(2);
 

@@ -52,5 +52,6 @@ export type { ApplyResult, Batch, FeedStoreOptions, SinceResult, StoreStats, Tri
 export type { StoreView } from './view.js';
 export { SYNC_STATUSES } from './meta.js';
 export type { FeedMeta, SyncStatus } from './meta.js';
-export { computeDigest, entryHash, DIGEST_BYTES, DIGEST_BUCKETS, DIGEST_VERSION } from './digest.js';
+// The digest is part of the protocol (PROTOCOL.md §10) and lives in proto/; re-exported for the store's users.
+export { computeDigest, entryHash, DIGEST_BYTES, DIGEST_BUCKETS, DIGEST_VERSION } from '../../proto/digest.js';
 export { decodeValue, encodeValue, exactBuffer, isExactBuffer } from './value.js';

@@ -27,7 +27,7 @@
 import { randomBytes } from 'node:crypto';
 import { CattailError, InvalidArgumentError } from '../errors.js';
 import { newKeyTree, type KeyTree } from './btree.js';
-import { BucketSums, entryHashInto } from './digest.js';
+import { BucketSums, entryHashInto } from '../../proto/digest.js';
 import { compareResourceVersions, isResourceVersion } from '../../proto/index.js';
 import { INITIAL_META, SYNC_STATUSES, type FeedMeta } from './meta.js';
 import type { ApplyResult, Batch, FeedStoreOptions, SinceResult, StoreStats, TrimResult, Update } from './types.js';

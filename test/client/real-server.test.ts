@@ -15,7 +15,7 @@ import { createUpstream } from '../../src/server/upstream/index.js';
 import { FakeApiServer } from '../support/fake-apiserver.js';
 import { pod } from '../upstream/helpers.js';
 import { TEST_TRANSPORT } from '../support/transport.js';
-import { computeDigest } from '../../src/snapshot/digest.js';
+import { computeDigest } from '../../proto/digest.js';
 import { on, skipWait, start, type Setup } from './helpers/harness.js';
 import { waitUntil } from '../support/wait.js';
 import { TcpProxy } from './helpers/tcp-proxy.js';

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { BucketSums, computeDigest, entryHash } from '../../src/snapshot/digest.js';
+import { BucketSums, computeDigest, entryHash } from '../../proto/digest.js';
 import { digestOf } from '../support/digest.js';
 
 // An independent, BigInt-based reading of the PROTOCOL.md digest text (version 1), so the fast
