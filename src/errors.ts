@@ -74,7 +74,7 @@ export const ERROR_CODES = {
   CATTAIL_SERVER_TRANSPORT_UNAVAILABLE: { exit: 2, text: 'The chosen agent transport cannot run here: `--transport uws` and no uWebSockets.js build loads on this Node and platform (the message lists each build tried and why); the server never falls back to `ws` silently.' },
   CATTAIL_SERVER_LISTEN_FAILED: { exit: 1, text: 'The server could not listen on its agent or HTTP address (in use, not permitted); the message names the address.' },
   CATTAIL_SERVER_BAD_SUBPROTOCOL: { exit: 1, text: 'An agent did not ask for the cattail.v1 WebSocket subprotocol (close 4001).' },
-  CATTAIL_SERVER_BAD_HELLO: { exit: 1, text: 'An agent sent a HELLO whose content is out of bounds: an invalid feeds list, a node name or client id too long, maxFrameBytes below 4096 (close 4000). A wrong protocol version is CATTAIL_PROTO_UNSUPPORTED_VERSION (close 4001).' },
+  CATTAIL_SERVER_BAD_HELLO: { exit: 1, text: 'An agent sent a HELLO whose content is out of bounds: an invalid feeds list, a node name or client id too long, maxFrameBytes below 4096 (close 4000). A wrong protocol version is reported as CATTAIL_PROTO_UNSUPPORTED_VERSION instead.' },
   CATTAIL_SERVER_UNEXPECTED_MESSAGE: { exit: 1, text: 'An agent sent a message out of order or in the wrong direction (e.g. no HELLO first, a second HELLO, a text message) (close 4002).' },
   CATTAIL_SERVER_UNKNOWN_FEED: { exit: 1, text: 'An agent asked for a feed this server does not serve (close 4006).' },
   CATTAIL_SERVER_HANDSHAKE_TIMEOUT: { exit: 1, text: 'An agent sent no HELLO within handshakeTimeoutMs (close 4004).' },
