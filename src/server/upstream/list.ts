@@ -1,0 +1,71 @@
+/**
+ * A reflector's paged LIST: the first list is consistent and paged, relists are NotOlderThan the
+ * last applied resourceVersion; an expired continue token restarts the list consistently (never
+ * continues at a newer snapshot). The pages fill one list session that the reflector commits.
+ */
+import { UpstreamFailure } from './failure.js';
+import { parseJson } from './json.js';
+import type { ReflectorCore } from './reflector-core.js';
+import type { GuardedResponse } from './request.js';
+import type { ListSession } from './resource-view.js';
+import { readBody } from './stream.js';
+import type { KubeObject } from './types.js';
+
+export async function listPages(r: ReflectorCore): Promise<void> {
+  const mode = r.listMode;
+  const limit = r.o.listPageSize;
+  // First list: consistent and paged (RV unset + limit). RV=0 would be served from the watch
+  // cache but ignores `limit`, answering 150k pods in one body (beyond V8's string limit) and
+  // possibly older than another replica's data. Relists: NotOlderThan the last RV.
+  let first: Record<string, string | number | undefined> =
+    mode === 'not-older-than' && r.rv !== undefined ? { resourceVersion: r.rv, resourceVersionMatch: 'NotOlderThan', limit } : { limit };
+  let session: ListSession = r.o.view.beginList();
+  let listRv: string | undefined;
+  let cont: string | undefined;
+  let restartedConsistent = false;
+  for (;;) {
+    let page: GuardedResponse;
+    try {
+      page = await r.request('list', r.query(cont === undefined ? first : { limit, continue: cont }));
+    } catch (err) {
+      if (err instanceof UpstreamFailure && err.kind === 'http' && err.status === 410 && cont !== undefined && !restartedConsistent) {
+        // The continue token expired (its snapshot was compacted). The fresh token in the 410
+        // would continue at a newer snapshot (inconsistent): start over with a consistent list.
+        r.o.metrics.relists.inc({ resource: r.id, reason: 'continue-expired' });
+        r.o.logger.info({ resource: r.id }, 'continue token expired; restarting the list consistently');
+        restartedConsistent = true;
+        session = r.o.view.beginList();
+        cont = undefined;
+        listRv = undefined;
+        first = { limit };
+        continue;
+      }
+      throw err;
+    }
+    let text: string;
+    try {
+      text = await readBody(page.res, page.watchdog, page.signal);
+    } finally {
+      page.done();
+    }
+    let parsed: { metadata?: { resourceVersion?: string; continue?: string }; items?: unknown };
+    try {
+      parsed = parseJson(text) as typeof parsed;
+    } catch (err) {
+      throw new UpstreamFailure('malformed', `list ${r.id}: response is not JSON`, 200, undefined, undefined, err);
+    }
+    if (!Array.isArray(parsed?.items)) throw new UpstreamFailure('malformed', `list ${r.id}: response has no items`, 200);
+    r.confirmHealthy();
+    listRv ??= parsed.metadata?.resourceVersion;
+    for (const item of parsed.items as unknown[]) {
+      if (typeof item !== 'object' || item === null) {
+        r.o.metrics.skipped.inc({ resource: r.id, reason: 'malformed' });
+        continue;
+      }
+      session.add(item as KubeObject);
+    }
+    cont = parsed.metadata?.continue || undefined;
+    if (cont === undefined) break;
+  }
+  r.finishList(session, listRv);
+}

@@ -1,0 +1,70 @@
+/**
+ * What follows a failed list or watch (the arrows of the reflector's state diagram): relist
+ * consistently after an older list, fall back from WatchList, relist NotOlderThan after 410,
+ * go loud on 401/403, treat an optional resource's 404 as empty and in sync, honour Retry-After
+ * on 429, and otherwise back off. Returns the delay before the next attempt, in ms.
+ */
+import { UpstreamFailure } from './failure.js';
+import type { ReflectorCore } from './reflector-core.js';
+
+/** Decides what follows a failed attempt; returns the delay before the next one. */
+export function recover(r: ReflectorCore, err: unknown): number {
+  if (r.stopped) return 0;
+  const now = r.o.clock.monotonic();
+  const f = err instanceof UpstreamFailure ? err : new UpstreamFailure('network', (err as Error)?.message ?? String(err), undefined, undefined, undefined, err);
+  const code = f.k8sCode;
+  const log = { resource: r.id, code: f.code, kind: f.kind, status: code, err: f.message };
+  const reason = f.kind === 'http' ? `http-${code}` : f.kind;
+  if (f.kind === 'stale-list') {
+    r.listMode = 'consistent';
+    r.o.metrics.relists.inc({ resource: r.id, reason: 'stale-list' });
+    r.o.logger.warn(log, 'API server answered with an older list than already applied; relisting consistently');
+    return r.backoff.next(now);
+  }
+  if (f.kind === 'watchlist-unsupported') {
+    r.o.metrics.relists.inc({ resource: r.id, reason: 'watchlist-fallback' });
+    r.o.logger.warn(log, 'WatchList unavailable; using paged LIST');
+    return 0;
+  }
+  if (code === 410 || (f.kind === 'stream-error' && code === 504) || (f.kind === 'http' && code === 504 && r.listMode !== 'none')) {
+    // Expired: relist NotOlderThan our RV — unless that list itself was refused (410/504 on
+    // a list, or "too large RV" after an etcd restore), then a consistent list.
+    const wasListing = r.listMode !== 'none';
+    r.listMode = wasListing || code === 504 ? 'consistent' : 'not-older-than';
+    r.o.metrics.watchRestarts.inc({ resource: r.id, reason: code === 410 ? 'expired' : 'too-large' });
+    r.o.metrics.relists.inc({ resource: r.id, reason: code === 410 ? 'expired' : 'too-large' });
+    r.o.logger.info(log, 'resource version expired; relisting');
+    return r.backoff.next(now);
+  }
+  if (code === 401 || code === 403) {
+    r.authError = `HTTP ${code}: ${f.body?.message ?? f.message}`;
+    r.o.metrics.authErrors.inc({ resource: r.id, code: String(code) });
+    r.o.metrics.watchRestarts.inc({ resource: r.id, reason: 'auth' });
+    r.o.logger.error(log, 'API server refused the replica (check its ServiceAccount, token and RBAC); readiness is false');
+    if (code === 401) r.o.transport.unauthorized();
+    r.o.onHealth();
+    return r.backoff.next(now);
+  }
+  if (f.kind === 'http' && code === 404 && r.o.def.optional) {
+    // The CRD is not installed: empty and in sync; look again later.
+    if (!r.missing) r.o.logger.info({ resource: r.id }, 'resource not served (CRD not installed); treated as empty and in sync');
+    r.missing = true;
+    r.authError = undefined;
+    r.o.view.clear();
+    r.rv = undefined;
+    r.listMode = 'consistent';
+    r.markSynced();
+    r.o.onFlush(undefined);
+    r.o.onHealth();
+    r.o.metrics.relists.inc({ resource: r.id, reason: 'missing-retry' });
+    return r.o.missingRetryMs;
+  }
+  r.o.metrics.watchRestarts.inc({ resource: r.id, reason: code === 429 ? 'throttled' : reason });
+  const delay = r.backoff.next(now);
+  if (code === 429) {
+    r.o.logger.warn({ ...log, retryAfterMs: f.retryAfterMs }, 'API server throttled us; honouring Retry-After');
+    return Math.max(delay, f.retryAfterMs ?? 0);
+  }
+  r.o.logger.warn({ ...log, delayMs: delay }, 'list/watch failed; backing off');
+  return delay;
+}

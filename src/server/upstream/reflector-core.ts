@@ -1,0 +1,79 @@
+/**
+ * The reflector's options and the state its steps share (list.ts, watch.ts, recovery.ts): one
+ * loop per resource, split by step so that no file holds the whole state machine.
+ */
+import type { Backoff, BackoffOptions } from '../../backoff.js';
+import type { Clock } from '../../clock.js';
+import type { Logger } from '../../log.js';
+import type { ResourceDef } from '../../registry.js';
+import type { UpstreamFailure } from './failure.js';
+import type { UpstreamMetrics } from './metrics.js';
+import type { GuardedResponse } from './request.js';
+import type { ListSession, ResourceView } from './resource-view.js';
+import type { Transport } from './transport.js';
+
+/**
+ * The reflector's retry delays, matched to client-go's reflector (first retry 0.8-1.6 s, then
+ * doubling; a failing resource costs the API server one attempt per ~30 s at the cap) with our
+ * jitter rule (src/backoff.ts): at the cap delays spread over 20-40 s (mean 30 s, as client-go's
+ * flat 30 s) so replicas retrying one API server do not fall into lock-step. Failures are
+ * forgotten after two healthy minutes.
+ */
+export const UPSTREAM_BACKOFF = { initialMs: 1_600, maxMs: 40_000, jitter: 0.5, resetAfterMs: 120_000 } as const;
+
+export interface ReflectorOptions {
+  readonly def: ResourceDef;
+  readonly view: ResourceView;
+  readonly transport: Transport;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly metrics: UpstreamMetrics;
+  /** Items per list page. */
+  readonly listPageSize: number;
+  /** Try WatchList (sendInitialEvents) before falling back to paged LIST. */
+  readonly watchList: boolean;
+  /** Abort a request after this long without a byte (bounded to 3/4 of staleAfterMs). */
+  readonly inactivityTimeoutMs: number;
+  readonly staleAfterMs: number;
+  /** Retry interval for an optional resource that answered 404. */
+  readonly missingRetryMs: number;
+  /** Minimum time between the starts of two attempts. */
+  readonly minAttemptIntervalMs: number;
+  /** Overrides of UPSTREAM_BACKOFF. */
+  readonly backoff: Partial<Omit<BackoffOptions, 'random'>>;
+  readonly random: () => number;
+  /** Called after state that health() reports may have changed (sync, stale, auth). */
+  readonly onHealth: () => void;
+  /** Called when the resource's initial list completed or it was found missing. */
+  readonly onSynced: () => void;
+  /** Called after each applied chunk with the current RV (watermark). */
+  readonly onFlush: (rv: string | undefined) => void;
+}
+
+/** What the next attempt lists first: nothing (watch on), the first list, a relist NotOlderThan the RV, or a consistent (quorum) one. */
+export type ListMode = 'none' | 'initial' | 'not-older-than' | 'consistent';
+
+/**
+ * The mutable state of one reflector and the primitives its steps call. Only the reflector loop
+ * and its steps see it; everything else reads `Reflector.health()`.
+ */
+export interface ReflectorCore {
+  readonly o: ReflectorOptions;
+  readonly id: string;
+  readonly backoff: Backoff;
+  readonly stopped: boolean;
+  /** The last applied resourceVersion (the watermark). */
+  rv: string | undefined;
+  listMode: ListMode;
+  watchListSupported: boolean;
+  missing: boolean;
+  authError: string | undefined;
+  request(verb: 'list' | 'watch', path: string): Promise<GuardedResponse>;
+  query(params: Record<string, string | number | undefined>): string;
+  confirmHealthy(): void;
+  markSynced(): void;
+  /** Commits a complete list (throws 'stale-list' when it is older than the applied RV). */
+  finishList(session: ListSession, rv: string | undefined): void;
+  /** Remembers that WatchList does not work here; returns the failure to throw. */
+  watchListUnsupported(why: string): UpstreamFailure;
+}

@@ -1,0 +1,71 @@
+/**
+ * One GET to the API server under the inactivity watchdog: the request every list page and watch
+ * of a reflector goes through. A non-200 answer becomes an UpstreamFailure carrying the Status
+ * body (bounded read) and the Retry-After; a transport error becomes a 'network' failure; a stop
+ * of the reflector aborts it.
+ */
+import type { IncomingMessage } from 'node:http';
+import { retryAfterMs, UpstreamFailure } from './failure.js';
+import type { ReflectorOptions } from './reflector-core.js';
+import { readBody, Watchdog } from './stream.js';
+import type { KubeStatus } from './types.js';
+
+/** An error body longer than this is not read further (a Status is a few hundred bytes). */
+const MAX_ERROR_BODY_BYTES = 64 * 1024;
+
+export interface RequestContext {
+  readonly o: Pick<ReflectorOptions, 'transport' | 'clock' | 'metrics' | 'inactivityTimeoutMs' | 'staleAfterMs'>;
+  readonly id: string;
+  readonly stopSignal: AbortSignal;
+}
+
+/** A 200 response still streaming; `done()` stops its watchdog once the body is consumed. */
+export interface GuardedResponse {
+  readonly res: IncomingMessage;
+  readonly watchdog: Watchdog;
+  readonly signal: AbortSignal;
+  readonly done: () => void;
+}
+
+/** Sends a GET under the inactivity watchdog; non-200 responses become UpstreamFailure. */
+export async function guardedGet(r: RequestContext, verb: 'list' | 'watch', path: string): Promise<GuardedResponse> {
+  const controller = new AbortController();
+  const onStop = (): void => controller.abort(r.stopSignal.reason);
+  r.stopSignal.addEventListener('abort', onStop, { once: true });
+  const timeoutMs = Math.max(1, Math.min(r.o.inactivityTimeoutMs, Math.floor(r.o.staleAfterMs * 0.75)));
+  const watchdog = new Watchdog(r.o.clock, timeoutMs, () =>
+    controller.abort(new UpstreamFailure('watchdog', `no data from the API server for ${timeoutMs} ms`)),
+  );
+  const done = (): void => {
+    watchdog.cancel();
+    r.stopSignal.removeEventListener('abort', onStop);
+  };
+  let res: IncomingMessage;
+  try {
+    res = await r.o.transport.get(path, controller.signal);
+  } catch (err) {
+    done();
+    r.o.metrics.requests.inc({ resource: r.id, verb, code: 'error' });
+    if (controller.signal.aborted) throw controller.signal.reason;
+    if (err instanceof UpstreamFailure) throw err;
+    throw new UpstreamFailure('network', `${verb} request failed: ${(err as Error).message}`, undefined, undefined, undefined, err);
+  }
+  const status = res.statusCode ?? 0;
+  r.o.metrics.requests.inc({ resource: r.id, verb, code: String(status) });
+  if (status !== 200) {
+    let body: KubeStatus | undefined;
+    try {
+      const text = await readBody(res, watchdog, controller.signal, MAX_ERROR_BODY_BYTES);
+      const parsed = JSON.parse(text) as unknown;
+      if (typeof parsed === 'object' && parsed !== null) body = parsed as KubeStatus;
+    } catch {
+      // An unreadable error body: the status code alone decides.
+    } finally {
+      done();
+    }
+    const retry = retryAfterMs(res.headers['retry-after'], body, r.o.clock.now());
+    throw new UpstreamFailure('http', `${verb} ${r.id}: HTTP ${status}${body?.message ? ` (${body.message})` : ''}`, status, body, retry);
+  }
+  watchdog.touch();
+  return { res, watchdog, signal: controller.signal, done };
+}

@@ -1,0 +1,122 @@
+/**
+ * One watch of a reflector, until its stream ends: live events applied to the view in
+ * resourceVersion order, or (WatchList) initial events filling a list session until the
+ * end-of-initial-events bookmark, after which the same stream carries live events.
+ */
+import { compareResourceVersions, isResourceVersion } from '../../../proto/index.js';
+import { UpstreamFailure } from './failure.js';
+import { parseJson } from './json.js';
+import type { ReflectorCore } from './reflector-core.js';
+import type { GuardedResponse } from './request.js';
+import type { ListSession } from './resource-view.js';
+import { readLines } from './stream.js';
+import type { KubeStatus, WatchEvent } from './types.js';
+
+const INITIAL_EVENTS_END = 'k8s.io/initial-events-end';
+
+/**
+ * Watches from the current RV until the stream ends. With `initial`, the watch is a WatchList:
+ * initial ADDED events fill a list session until the bookmark marking their end, after which
+ * the same stream carries live events. Returns the delay before the next attempt.
+ */
+export async function watchOnce(r: ReflectorCore, initial: boolean): Promise<number> {
+  const timeoutSeconds = 300 + Math.floor(r.o.random() * 300);
+  const params: Record<string, string | number | undefined> = {
+    watch: 1,
+    allowWatchBookmarks: 'true',
+    timeoutSeconds,
+  };
+  if (initial) {
+    params['sendInitialEvents'] = 'true';
+    params['resourceVersionMatch'] = 'NotOlderThan';
+    if (r.listMode === 'not-older-than' && r.rv !== undefined) params['resourceVersion'] = r.rv;
+  } else params['resourceVersion'] = r.rv;
+  let req: GuardedResponse;
+  try {
+    req = await r.request('watch', r.query(params));
+  } catch (err) {
+    if (initial && err instanceof UpstreamFailure && err.kind === 'http' && (err.status === 400 || err.status === 422 || err.status === 501)) {
+      throw r.watchListUnsupported(`HTTP ${err.status}`);
+    }
+    throw err;
+  }
+  const openedMs = r.o.clock.monotonic();
+  r.confirmHealthy();
+  let session: ListSession | undefined = initial ? r.o.view.beginList() : undefined;
+  let events = 0;
+  const onLine = (line: string): void => {
+    let ev: WatchEvent;
+    try {
+      ev = parseJson(line) as WatchEvent;
+      if (typeof ev !== 'object' || ev === null || typeof ev.type !== 'string' || typeof ev.object !== 'object' || ev.object === null) throw new TypeError('not a watch event');
+    } catch {
+      // A line we cannot read: counted and skipped; its RV is unknown, so the RV stays put.
+      r.o.metrics.skipped.inc({ resource: r.id, reason: 'malformed' });
+      return;
+    }
+    events++;
+    r.o.metrics.events.inc({ resource: r.id, type: ev.type });
+    if (ev.type === 'ERROR') {
+      const status = ev.object as KubeStatus;
+      // A 5xx during the initial events is the server failing (etcd timeout, cache re-init),
+      // not refusing WatchList: back off and retry the WatchList. Treating it as unsupported
+      // (as this once did) switched the resource to paged LISTs for good after one transient
+      // error (found by the simulator's error_500 fault).
+      const transient = status.code === 410 || (typeof status.code === 'number' && status.code >= 500);
+      if (session !== undefined && !transient) throw r.watchListUnsupported(`ERROR ${status.code ?? '?'} during initial events`);
+      throw new UpstreamFailure('stream-error', `watch ${r.id}: ERROR ${status.code ?? '?'} ${status.reason ?? ''} ${status.message ?? ''}`.trim(), undefined, status);
+    }
+    r.confirmHealthy();
+    const rv = ev.object.metadata?.resourceVersion;
+    if (session !== undefined) {
+      if (ev.type === 'BOOKMARK' && ev.object.metadata?.annotations?.[INITIAL_EVENTS_END] === 'true') {
+        r.finishList(session, rv);
+        session = undefined;
+      } else if (ev.type === 'ADDED') {
+        // Initial events are not in RV order: the RV moves only at the end-of-initial bookmark.
+        session.add(ev.object);
+      } else {
+        // Live events (or a bookmark) before the end marker: the server ignored sendInitialEvents.
+        throw r.watchListUnsupported(`${ev.type} before the end of initial events`);
+      }
+      return;
+    }
+    // Within one watch, resourceVersions only grow. An event older than what was applied is a
+    // broken stream (an apiserver serving from a stale cache, a restore): applying it could put
+    // an older object over a newer one, so it is skipped, counted, and the resource relisted
+    // consistently, as for an older list.
+    if (ev.type !== 'BOOKMARK' && isResourceVersion(rv) && isResourceVersion(r.rv) && compareResourceVersions(rv, r.rv) < 0) {
+      r.o.metrics.skipped.inc({ resource: r.id, reason: 'rv-backwards' });
+      throw new UpstreamFailure('stale-list', `watch ${r.id}: event at resourceVersion ${rv} after ${r.rv}`);
+    }
+    if (ev.type === 'ADDED' || ev.type === 'MODIFIED') r.o.view.upsert(ev.object);
+    else if (ev.type === 'DELETED') r.o.view.delete(ev.object);
+    if (rv !== undefined && rv !== '') r.rv = rv;
+  };
+  try {
+    await readLines(req.res, onLine, () => {
+      if (session === undefined) r.o.onFlush(r.rv);
+    }, req.watchdog, req.signal);
+  } catch (err) {
+    // Whatever arrived before the failure is applied: it was a valid prefix of the stream.
+    if (session === undefined) r.o.onFlush(r.rv);
+    if (session !== undefined && err instanceof UpstreamFailure && err.kind === 'watchdog') throw r.watchListUnsupported('silent during initial events');
+    if (err instanceof UpstreamFailure && err.kind === 'watchdog') {
+      // A silent open watch is not an error (an idle resource may get no bookmarks): re-watch
+      // from the same RV at once, without growing the backoff — otherwise an idle resource
+      // would drift towards 30 s gaps and flap to stale. The watchdog period bounds the rate.
+      r.o.metrics.watchRestarts.inc({ resource: r.id, reason: 'watchdog' });
+      r.o.logger.info({ resource: r.id }, 'watch silent for the inactivity timeout; re-watching');
+      return 0;
+    }
+    throw err;
+  } finally {
+    req.done();
+  }
+  if (session !== undefined) throw r.watchListUnsupported('stream ended before the end of initial events');
+  if (events === 0 && r.o.clock.monotonic() - openedMs < 1000) {
+    throw new UpstreamFailure('short-watch', `watch ${r.id} closed at once without an event`);
+  }
+  r.o.metrics.watchRestarts.inc({ resource: r.id, reason: 'timeout' });
+  return 0;
+}
