@@ -9,7 +9,6 @@ import {
   MessageType,
   NO_FEED,
   type FrameHeader,
-  type MessageKind,
   type MessageTypeCode,
 } from './types.js';
 
@@ -124,8 +123,4 @@ export function buildFrame(fields: HeaderFields, body: Uint8Array): Buffer {
   writeHeader(frame, 0, { ...fields, bodyLength: body.length });
   frame.set(body, HEADER_BYTES);
   return frame;
-}
-
-export function kindOfType(type: MessageTypeCode): MessageKind {
-  return KIND_OF_TYPE[type] as MessageKind;
 }

@@ -23,13 +23,10 @@ export function binHeaderBytes(byteLength: number): number {
 export function arrayHeaderBytes(count: number): number {
   return count < 16 ? 1 : count < 0x10000 ? 3 : 5;
 }
-export function mapHeaderBytes(count: number): number {
-  return count < 16 ? 1 : count < 0x10000 ? 3 : 5;
-}
 
 // ---- low-level writers: (buf, pos, …) → new pos; the caller sized `buf` ------------------
 
-export function writeStrHeader(buf: Buffer, pos: number, byteLength: number): number {
+function writeStrHeader(buf: Buffer, pos: number, byteLength: number): number {
   if (byteLength < 32) {
     buf[pos] = 0xa0 | byteLength;
     return pos + 1;
@@ -202,7 +199,7 @@ export class MsgWriter {
 /** Decoded msgpack: maps become `Map<string, unknown>` (no prototype pitfalls), bin a Buffer view. */
 export type MsgValue = null | boolean | number | string | Buffer | MsgValue[] | Map<string, MsgValue>;
 
-export const MAX_DEPTH = 16;
+const MAX_DEPTH = 16;
 
 function truncated(what: string): never {
   throw new ProtocolError('CATTAIL_PROTO_TRUNCATED', `msgpack body ends inside ${what}`);

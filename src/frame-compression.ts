@@ -21,9 +21,9 @@ import { Flags, HEADER_BYTES, type Compression, type DecodeLimits, type Message 
 export type CompressionAlgorithm = 'deflate' | 'brotli';
 
 /** zlib level of raw DEFLATE bodies (RFC 1951, no wrapper). */
-export const DEFLATE_LEVEL = 1;
+const DEFLATE_LEVEL = 1;
 /** Brotli quality of brotli bodies (RFC 7932). */
-export const BROTLI_QUALITY = 3;
+const BROTLI_QUALITY = 3;
 
 /** Compresses one frame body on its own (no shared window), ready for a `COMPRESSED` frame. */
 export function compressBody(alg: CompressionAlgorithm, body: Uint8Array): Buffer {
@@ -56,7 +56,7 @@ export function inflateBody(alg: CompressionAlgorithm, body: Uint8Array, maxByte
 }
 
 /** Bodies below this many bytes are sent uncompressed (PROTOCOL.md §5: "by default 1 KiB"). */
-export const DEFAULT_COMPRESS_MIN_BODY_BYTES = 1024;
+const DEFAULT_COMPRESS_MIN_BODY_BYTES = 1024;
 
 /**
  * The `COMPRESSED` twin of an uncompressed frame (same header, compressed body), or the frame

@@ -39,8 +39,8 @@ function command(args: readonly string[], pin: Pin): [string, string[]] {
   return [process.execPath, [BIN, ...args]];
 }
 const START_TIMEOUT_MS = 30_000;
-export const AGENT_PORT = 15473;
-export const HTTP_PORT = 19093;
+const AGENT_PORT = 15473;
+const HTTP_PORT = 19093;
 
 export interface Proc {
   readonly child: ChildProcess;
@@ -49,7 +49,7 @@ export interface Proc {
 }
 
 /** Starts `cattail ARGS…` and resolves once `ready` matches its output (stdout or stderr). */
-export async function spawnCattail(args: readonly string[], ready: RegExp, timeoutMs = START_TIMEOUT_MS, pin?: Pin): Promise<Proc & { match: RegExpExecArray }> {
+async function spawnCattail(args: readonly string[], ready: RegExp, timeoutMs = START_TIMEOUT_MS, pin?: Pin): Promise<Proc & { match: RegExpExecArray }> {
   const [cmd, argv] = command(args, pin);
   const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';

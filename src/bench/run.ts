@@ -21,6 +21,7 @@
 import { cpus, totalmem } from 'node:os';
 import { loopbackBlock, AgentWorker, ReplicaProc, SimProc, type WorkerStatus } from './procs.js';
 
+/** The scenarios `cattail bench` runs, in order (the `--scenario` option's values). */
 export const SCENARIOS = ['cold-start', 'churn', 'burst', 'blip', 'replica-loss', 'api-load'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 

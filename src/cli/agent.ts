@@ -127,7 +127,7 @@ function replacer(_key: string, value: unknown): unknown {
  * Writes the state as JSON lines `{"feed","key","value"}`, keys sorted per feed, to a temporary
  * file renamed into place: a reader never sees half a dump.
  */
-export async function writeDump(client: Client, file: string): Promise<void> {
+async function writeDump(client: Client, file: string): Promise<void> {
   const tmp = `${file}.tmp-${process.pid}`;
   const stream = createWriteStream(tmp);
   const done = new Promise<void>((resolve, reject) => {

@@ -16,7 +16,7 @@ import { type ConfigOf, type OptionsOf, opt } from '../config/options.js';
 import { invalidOption, resolveOptions as resolveTable } from '../config/resolve.js';
 
 /** Most feeds one connection may carry (§4.1). */
-export const MAX_FEEDS = 16;
+const MAX_FEEDS = 16;
 
 const nonEmpty = (v: string): string | undefined => (v === '' ? 'expected a non-empty string' : undefined);
 

@@ -14,7 +14,7 @@ import { createUpstream, upstreamOptionsFromConfig } from './upstream/index.js';
  * churn so agents see deltas. Fixed on purpose (a demo, not a benchmark); `cattail sim` takes
  * flags for anything bigger.
  */
-export const EMBEDDED_SIM = Object.freeze({ nodes: 10, podsPerNode: 10, churnPerSec: 2, seed: 1 });
+const EMBEDDED_SIM = Object.freeze({ nodes: 10, podsPerNode: 10, churnPerSec: 2, seed: 1 });
 
 export const kubernetesUpstreamFactory: UpstreamFactory = async (source, ctx): Promise<BuiltUpstream> => {
   const replicaId = ctx.config.serverId ?? ctx.env['POD_NAME'] ?? hostname();

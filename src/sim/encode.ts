@@ -40,7 +40,7 @@ function ordered(obj: JsonObject, order: readonly string[]): JsonObject {
 }
 
 /** Struct-like order for a built-in object: kind, apiVersion, metadata (its own order), then the rest. */
-export function builtinOrder(obj: JsonObject): JsonObject {
+function builtinOrder(obj: JsonObject): JsonObject {
   const top = ordered(obj, TOP_ORDER);
   const meta = top['metadata'];
   if (meta !== null && typeof meta === 'object' && !Array.isArray(meta)) top['metadata'] = ordered(meta as JsonObject, METADATA_ORDER);
@@ -48,7 +48,7 @@ export function builtinOrder(obj: JsonObject): JsonObject {
 }
 
 /** Deep copy with keys sorted at every level (unstructured encoding). */
-export function sortKeysDeep(value: unknown): unknown {
+function sortKeysDeep(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(sortKeysDeep);
   if (value === null || typeof value !== 'object') return value;
   const out: JsonObject = {};

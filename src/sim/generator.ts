@@ -345,7 +345,7 @@ function calicoNodePod(node: string, i: number, createdMs: number, rng: Rng): Js
   };
 }
 
-export function makeNode(name: string, i: number, createdMs: number, heartbeatMs: number, rng: Rng, slotsPerNode: number): JsonObject {
+function makeNode(name: string, i: number, createdMs: number, heartbeatMs: number, rng: Rng, slotsPerNode: number): JsonObject {
   const created = ts(createdMs);
   const hb = ts(heartbeatMs);
   const addr = nodeIp(i);

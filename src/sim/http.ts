@@ -26,7 +26,7 @@ interface Route {
   subresource: string | undefined;
 }
 
-export function clientIdOf(req: IncomingMessage): string {
+function clientIdOf(req: IncomingMessage): string {
   const id = req.headers['x-client-id'];
   if (typeof id === 'string' && id !== '') return id;
   const ua = req.headers['user-agent'];

@@ -17,7 +17,7 @@ export interface KubeconfigAuth {
   token?: string;
 }
 
-export function kubeconfigYaml(server: string, name = 'cattail-sim', auth: KubeconfigAuth = {}): string {
+function kubeconfigYaml(server: string, name = 'cattail-sim', auth: KubeconfigAuth = {}): string {
   const cluster: Record<string, unknown> = { server };
   if (auth.caPem !== undefined) cluster['certificate-authority-data'] = Buffer.from(auth.caPem).toString('base64');
   else cluster['insecure-skip-tls-verify'] = server.startsWith('http://');

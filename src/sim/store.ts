@@ -33,7 +33,7 @@ export interface StoredObject {
   readonly nodeName: string | undefined;
 }
 
-export function storeKey(def: ResourceDef, namespace: string, name: string): string {
+function storeKey(def: ResourceDef, namespace: string, name: string): string {
   return def.namespaced ? `${namespace}/${name}` : name;
 }
 

@@ -54,7 +54,7 @@ const BOOKMARK_EXTRA: Record<string, string> = {
  * A BOOKMARK object: the watched kind with only metadata.resourceVersion (and the initial-events-end
  * annotation). The 1.34+ form: no `"creationTimestamp":null` (fixtures README fact 4).
  */
-export function bookmarkObject(def: ResourceDef, rv: number, initialEventsEnd: boolean): string {
+function bookmarkObject(def: ResourceDef, rv: number, initialEventsEnd: boolean): string {
   const ann = initialEventsEnd ? '"annotations":{"k8s.io/initial-events-end":"true"},' : '';
   const av = JSON.stringify(apiVersionOf(def));
   if (def.encoding === 'unstructured') return `{"apiVersion":${av},"kind":"${def.kind}","metadata":{${ann}"resourceVersion":"${rv}"}}`;

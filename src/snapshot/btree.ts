@@ -44,12 +44,12 @@ const BTree: KeyTreeCtor = resolveBTree();
  * nothing depends on it matching UTF-8 byte order (the digest is order-independent).
  * Cheaper than the library's default comparator, which also accepts numbers, dates and arrays.
  */
-export function compareKeys(a: string, b: string): number {
+function compareKeys(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
 /** Branching factor; the library default. See bench/snapshot.ts for clone and write costs. */
-export const BTREE_MAX_NODE_SIZE = 64;
+const BTREE_MAX_NODE_SIZE = 64;
 
 export function newKeyTree(): KeyTree {
   return new BTree(undefined, compareKeys, BTREE_MAX_NODE_SIZE);

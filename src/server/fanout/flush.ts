@@ -238,7 +238,7 @@ export class Flusher {
 }
 
 /** Notes that a cursor lacks a flushed revision; the service queue catches it up when it can. */
-export function markBehind(conn: Connection, cursor: FeedCursor, now: number): void {
+function markBehind(conn: Connection, cursor: FeedCursor, now: number): void {
   cursor.behindSinceMs ??= now;
   conn.needsService = true;
 }

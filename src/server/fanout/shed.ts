@@ -25,7 +25,7 @@ import type { Governor } from '../transport/governor.js';
 import { CLOSE_GRACE_MS } from './sweep.js';
 
 /** Longest gap between two paced drain closes (Typha's ShutdownConnectionDropIntervalMaxSecs). */
-export const DRAIN_MAX_INTERVAL_MS = 1_000;
+const DRAIN_MAX_INTERVAL_MS = 1_000;
 /** Share of the time before the cut-off that the paced closes may use; the rest absorbs jitter. */
 const DRAIN_PACE_SHARE = 0.9;
 /** What a closing handshake may take: the sweep destroys a closing socket after as long. */
@@ -69,7 +69,7 @@ function inSnapshot(conn: Connection): boolean {
  * it holds a complete state and a resume token, so it keeps working while it moves and resumes
  * with a DELTA if it comes back here. Then caught up; then behind.
  */
-export function shedRank(conn: Connection): number | undefined {
+function shedRank(conn: Connection): number | undefined {
   if (conn.state !== 'streaming' || inSnapshot(conn)) return undefined;
   const caughtUp = !conn.needsService && conn.cursors.every((c) => c.behindSinceMs === undefined);
   if (!caughtUp) return 2;
@@ -81,14 +81,14 @@ export function shedRank(conn: Connection): number | undefined {
  * to lose), agents mid-snapshot last (the wait may let them finish and hold a whole state while
  * they move).
  */
-export function drainRank(conn: Connection): number | undefined {
+function drainRank(conn: Connection): number | undefined {
   if (!conn.open) return undefined;
   if (conn.state === 'handshake') return 0;
   return inSnapshot(conn) ? 2 : 1;
 }
 
 /** A uniformly random one among the best-ranked. */
-export function pickVictim(conns: Iterable<Connection>, rank: (c: Connection) => number | undefined, random: () => number): Connection | undefined {
+function pickVictim(conns: Iterable<Connection>, rank: (c: Connection) => number | undefined, random: () => number): Connection | undefined {
   let best: Connection[] = [];
   let bestRank = Infinity;
   for (const c of conns) {

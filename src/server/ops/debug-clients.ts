@@ -106,7 +106,7 @@ export function pageOf<T extends { readonly id: number; readonly node: string }>
   return { items: page, next: null };
 }
 
-export function describeClient(conn: Connection, nowMonotonicMs: number): ClientInfo {
+function describeClient(conn: Connection, nowMonotonicMs: number): ClientInfo {
   return {
     id: conn.id,
     node: conn.state === 'handshake' ? null : conn.node,

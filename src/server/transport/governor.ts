@@ -35,7 +35,7 @@ export interface GovernorOptions {
  * Most endpoints in one hint: the client keeps at most 16 (src/client/endpoints.ts), and a header
  * must stay small.
  */
-export const MAX_HINTED_ENDPOINTS = 16;
+const MAX_HINTED_ENDPOINTS = 16;
 
 export class Governor {
   private draining = false;

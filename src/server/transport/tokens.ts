@@ -28,7 +28,7 @@ export function encodeToken(t: TokenFields): Buffer {
   return packValue([TOKEN_VERSION, t.serverId, t.epoch, t.feed, t.revision, t.projectionVersion]);
 }
 
-export function decodeToken(token: unknown): TokenFields | undefined {
+function decodeToken(token: unknown): TokenFields | undefined {
   if (!Buffer.isBuffer(token) && !(token instanceof Uint8Array)) return undefined;
   if (token.length === 0 || token.length > MAX_TOKEN_BYTES) return undefined;
   let v: unknown;

@@ -80,7 +80,7 @@ export interface LoadedUws {
 const require = createRequire(import.meta.url);
 
 /** The builds tried, in order. */
-export const UWS_PACKAGES = ['@trufflesuite/uws-js-unofficial', 'uWebSockets.js', '@btc-vision/uwebsockets.js'] as const;
+const UWS_PACKAGES = ['@trufflesuite/uws-js-unofficial', 'uWebSockets.js', '@btc-vision/uwebsockets.js'] as const;
 
 function loadOne(name: string): LoadedUws {
   let mod: unknown;

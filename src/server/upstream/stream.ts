@@ -86,7 +86,7 @@ function settleOnce(res: IncomingMessage, signal: AbortSignal, what: string, onE
  * default (a few MiB when raised), so a line ten times that is a broken or hostile server; without
  * a cap one endless line would grow this replica's memory until it dies.
  */
-export const MAX_LINE_CHARS = 16 * 1024 * 1024;
+const MAX_LINE_CHARS = 16 * 1024 * 1024;
 
 export function readLines(res: IncomingMessage, onLine: (line: string) => void, onChunk: () => void, watchdog: Watchdog, signal: AbortSignal, maxLineChars = MAX_LINE_CHARS): Promise<void> {
   return new Promise<void>((resolve, reject) => {
