@@ -46,7 +46,8 @@ export type CloseCode = (typeof CLOSE_CODES)[CloseCodeName]['code'];
 
 /**
  * Every ERROR code that ends a connection, with the close that follows it (§4.12). `sentBy` says
- * which side sends it on the wire; a code of the other side never appears in its ERRORs.
+ * which side sends it on the wire; a code of the other side never appears in its ERRORs. A
+ * `reaction` here overrides the close code's for a client that knows this ERROR code.
  */
 export const CLOSE_OF_ERROR = {
   // Decode errors (proto/codec): either side.
@@ -66,6 +67,8 @@ export const CLOSE_OF_ERROR = {
   CATTAIL_SERVER_PONG_TIMEOUT: { close: 'PONG_TIMEOUT', sentBy: 'server' },
   CATTAIL_SERVER_FELL_BEHIND: { close: 'FELL_BEHIND', sentBy: 'server' },
   CATTAIL_SERVER_OVER_BUDGET: { close: 'OVER_BUDGET', sentBy: 'server' },
+  // Reconnecting would meet the same entry: a configuration problem, not a blip.
+  CATTAIL_SERVER_ENTRY_TOO_LARGE: { close: 'FRAME_TOO_LARGE', sentBy: 'server', reaction: 'reject' },
   CATTAIL_SERVER_SHED: { close: 'SHED', sentBy: 'server' },
   CATTAIL_SERVER_SHUTTING_DOWN: { close: 'SHUTTING_DOWN', sentBy: 'server' },
   CATTAIL_SERVER_UNAUTHORIZED: { close: 'UNAUTHORIZED', sentBy: 'server' },
@@ -79,7 +82,7 @@ export const CLOSE_OF_ERROR = {
   CATTAIL_CLIENT_DIGEST_MISMATCH: { close: 'STATE_CHECK_FAILED', sentBy: 'client' },
   // Not an ERROR: the client says GOODBYE (`replica-behind`) and closes normally.
   CATTAIL_CLIENT_REPLICA_BEHIND: { close: 'NORMAL', sentBy: 'client' },
-} as const satisfies Partial<Record<ErrorCode, { close: CloseCodeName; sentBy: 'either' | 'server' | 'client' }>>;
+} as const satisfies Partial<Record<ErrorCode, { close: CloseCodeName; sentBy: 'either' | 'server' | 'client'; reaction?: CloseReaction }>>;
 
 /** An error code that ends a connection (a key of {@link CLOSE_OF_ERROR}). */
 export type ClosingErrorCode = keyof typeof CLOSE_OF_ERROR;
@@ -94,6 +97,18 @@ export function closeCodeOf(code: ClosingErrorCode): CloseCode {
 }
 
 const REACTION_OF_CODE = new Map<number, CloseReaction>(Object.values(CLOSE_CODES).map((c) => [c.code, c.reaction]));
+
+/**
+ * What a client does after an ERROR with `errorCode` (when one came) and a close with `closeCode`:
+ * the ERROR code's own reaction where the table gives one, else the close code's.
+ */
+export function reactionToClose(errorCode: string | undefined, closeCode: number): CloseReaction {
+  if (errorCode !== undefined && isClosingErrorCode(errorCode)) {
+    const entry = CLOSE_OF_ERROR[errorCode];
+    if ('reaction' in entry) return entry.reaction;
+  }
+  return reactionTo(closeCode);
+}
 
 /**
  * What a client does after the peer closed with `code`. An unknown 4xxx code is treated like

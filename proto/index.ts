@@ -7,6 +7,7 @@ export {
   closeCodeOf,
   isClosingErrorCode,
   reactionTo,
+  reactionToClose,
   type CloseCode,
   type CloseCodeName,
   type CloseReaction,

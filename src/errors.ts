@@ -55,7 +55,7 @@ export const ERROR_CODES = {
   CATTAIL_CLIENT_DIGEST_MISMATCH: { exit: 4, text: "The feed's state after a SNAPSHOT_END or in-sync STATUS does not hash to the server's digest (or a snapshot's entry count differs); the client closes with 4014 and resyncs." },
   CATTAIL_CLIENT_REPLICA_BEHIND: { exit: 4, text: "A server's upstream watermarks are older than what the client already applied; the client keeps its state and tries another endpoint after a wait." },
   CATTAIL_CLIENT_SERVER_CLOSED: { exit: 4, text: 'The server closed the connection (the close code, reason and any GOODBYE are in the details); the client reconnects as the close code says.' },
-  CATTAIL_CLIENT_REJECTED: { exit: 4, text: 'The server rejected the client for a reason a retry will not fix soon (4001 protocol, 4006 unknown feed, 4011 unauthorized); the client retries only at its longest backoff.' },
+  CATTAIL_CLIENT_REJECTED: { exit: 4, text: 'The server rejected the client for a reason a retry will not fix soon (4001 protocol, 4006 unknown feed, 4011 unauthorized, or an ERROR CATTAIL_SERVER_ENTRY_TOO_LARGE before 4003); the client retries only at its longest backoff.' },
   CATTAIL_CLIENT_DISCOVERY_FAILED: { exit: 1, text: 'Listing the EndpointSlices of the configured service failed; the agent keeps its previous endpoints and retries before the next reconnect.' },
   CATTAIL_CLIENT_TLS_FILES: { exit: 4, text: 'A TLS file (CA, client certificate or key) could not be read when connecting; it is re-read on every attempt.' },
   CATTAIL_CLIENT_SERVER_IDENTITY: { exit: 4, text: "The server's certificate does not carry the expected common name or URI SAN." },
@@ -84,6 +84,7 @@ export const ERROR_CODES = {
   CATTAIL_SERVER_SHUTTING_DOWN: { exit: 1, text: 'The server is shutting down (GOODBYE, then close 4010).' },
   CATTAIL_SERVER_TLS_FILES: { exit: 4, text: 'A server TLS file (certificate, key or client CA) is missing, does not parse, or the key does not match the certificate; at start-up this is fatal, on a reload the previous set stays in use.' },
   CATTAIL_SERVER_UNAUTHORIZED: { exit: 1, text: 'An agent\'s TLS client certificate was refused (no certificate, unknown CA, expired or not yet valid, or CN/URI SAN not allowed) (close 4011).' },
+  CATTAIL_SERVER_ENTRY_TOO_LARGE: { exit: 1, text: "One entry of a feed does not fit in a frame body of the agent's size (the smaller of the server's and the agent's maxFrameBytes), so the agent cannot be given a correct state; it is closed with 4003 and retries only at its longest backoff. Raise the agent's (or the server's) maxFrameBytes; the details name the key and the bytes it needs." },
   CATTAIL_SERVER_SHED: { exit: 1, text: 'The server holds more agents than its target share and moved this one to another replica (GOODBYE with endpoints, then close 4009).' },
 } as const satisfies Record<string, { exit: number; text: string }>;
 

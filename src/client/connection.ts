@@ -26,7 +26,7 @@ import {
   encodeFrame,
   isClosingErrorCode,
   isProtocolError,
-  reactionTo,
+  reactionToClose,
   type ClosingErrorCode,
   type GoodbyeMessage,
   type HelloMessage,
@@ -201,7 +201,7 @@ export class Connection {
     const details: Record<string, unknown> = { endpoint: this.url, closeCode: code, closeReason: reason, serverId: this.welcome?.serverId };
     if (this.goodbye !== undefined) details['goodbye'] = this.goodbye;
     if (this.serverError !== undefined) details['serverError'] = this.serverError;
-    const code_: ErrorCode = reactionTo(code) === 'reject' ? 'CATTAIL_CLIENT_REJECTED' : 'CATTAIL_CLIENT_SERVER_CLOSED';
+    const code_: ErrorCode = reactionToClose(this.serverError?.code, code) === 'reject' ? 'CATTAIL_CLIENT_REJECTED' : 'CATTAIL_CLIENT_SERVER_CLOSED';
     const text = this.goodbye !== undefined ? `GOODBYE ${this.goodbye.reason}: ${this.goodbye.message}` : this.serverError !== undefined ? `${this.serverError.code}: ${this.serverError.message}` : reason;
     const end: ConnectionEnd = { error: new CattailError(code_, `${this.url} closed the connection (${code}${text ? `, ${text}` : ''})`, { details }), welcomed: this.welcome !== undefined, local: false, closeCode: code };
     if (this.goodbye !== undefined) {

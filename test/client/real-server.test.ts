@@ -88,6 +88,20 @@ describe('client against the real server', () => {
     expect(guard.problems()).toEqual([]);
   });
 
+  it('an entry larger than its maxFrameBytes is a rejection (longest backoff), not a reconnect loop', async () => {
+    const r = await replica('real-a');
+    r.upstream.apply('felix', { '/pods/demo/big': { blob: 'x'.repeat(8_000) } }, { status: 'in-sync', watermarks: { pods: '1' } });
+    const { client, rec, guard } = setup({ endpoints: [r.server.url], maxFrameBytes: 4_096, reconnectMaxDelayMs: 60_000 });
+    guard.allow('CATTAIL_CLIENT_REJECTED');
+    await waitUntil(() => rec.last('reconnecting') !== undefined, 'closed by the server', on(client));
+    const reason = rec.last('reconnecting')!.reason!;
+    expect(reason.code).toBe('CATTAIL_CLIENT_REJECTED');
+    expect(reason.details?.['closeCode']).toBe(4003);
+    expect((reason.details?.['serverError'] as { code: string }).code).toBe('CATTAIL_SERVER_ENTRY_TOO_LARGE');
+    // The longest backoff: [maxDelay/2, maxDelay] with the default jitter.
+    expect(rec.last('reconnecting')!.delayMs).toBeGreaterThanOrEqual(30_000);
+  });
+
   it('resumes on the same server after a network blip (no snapshot, only the missed changes)', async () => {
     const r = await replica('real-a');
     r.upstream.apply('felix', pods(50), { status: 'in-sync', watermarks: { pods: '10' } });

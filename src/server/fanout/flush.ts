@@ -18,7 +18,8 @@
  */
 import type { Timer } from '../../clock.js';
 import type { Connection, FeedCursor } from '../transport/connection.js';
-import { type Compression, encodeDelta } from '../transport/framing.js';
+import type { CattailError } from '../../errors.js';
+import { type Compression, encodeDelta, isEntryTooLarge } from '../transport/framing.js';
 import type { StoreEntry } from '../pipeline/store-port.js';
 import type { FanOutContext } from './context.js';
 import { type FeedRuntime, statusKey } from './feeds.js';
@@ -41,6 +42,8 @@ interface SharedUnit {
   readonly joined: Map<Compression, Map<number, Buffer>>;
   /** The buffer handed out last and what it was for. */
   last: { compression: Compression; maxBodyBytes: number; withStatus: boolean; buf: Buffer } | undefined;
+  /** Frame sizes this unit cannot be encoded for (an entry above them), found once per size. */
+  tooLarge: Map<number, CattailError> | undefined;
 }
 
 export class Flusher {
@@ -127,6 +130,7 @@ export class Flusher {
       const above = conn.aboveHighWater(hwm);
       conn.beginBatch();
       for (const cursor of conn.cursors) {
+        if (conn.state !== 'streaming') break; // closed by a unit it cannot take
         const u = units[cursor.feed.id];
         if (u === undefined || cursor.phase !== 'live') continue;
         const buf = this.bufferFor(u, cursor, above, now);
@@ -155,11 +159,15 @@ export class Flusher {
       }
       const st = (u.status ??= cursor.feed.statusFrame(this.ctx.o.compressMinBytes));
       cursor.revision = u.to;
-      if (st.key !== cursor.statusKey) {
-        cursor.statusKey = st.key;
-        return this.unitBuffer(u, conn, st.frame);
+      const withStatus = st.key !== cursor.statusKey;
+      if (withStatus) cursor.statusKey = st.key;
+      try {
+        return this.unitBuffer(u, conn, withStatus ? st.frame : undefined);
+      } catch (err) {
+        if (!isEntryTooLarge(err)) throw err;
+        conn.fail('CATTAIL_SERVER_ENTRY_TOO_LARGE', err.message);
+        return undefined;
       }
-      return this.unitBuffer(u, conn, undefined);
     }
     if (cursor.revision < cursor.feed.flushedRevision) {
       markBehind(conn, cursor, now);
@@ -183,7 +191,7 @@ export class Flusher {
       const rev = feed.store.revision;
       const sk = statusKey(rev, feed.store.meta());
       if (rev === feed.flushedRevision && sk === feed.flushedStatusKey) continue;
-      let unit: SharedUnit = { feed, from: feed.flushedRevision, to: rev, upserts: [], deletes: [], hasDelta: false, frames: new Map(), status: undefined, withStatus: new Map(), joined: new Map(), last: undefined };
+      let unit: SharedUnit = { feed, from: feed.flushedRevision, to: rev, upserts: [], deletes: [], hasDelta: false, frames: new Map(), status: undefined, withStatus: new Map(), joined: new Map(), last: undefined, tooLarge: undefined };
       if (rev > feed.flushedRevision) {
         const s = feed.store.since(feed.flushedRevision);
         // too-old here means the log was trimmed past our own flush point: live agents at the old
@@ -228,7 +236,14 @@ export class Flusher {
     if (bySize === undefined) u.frames.set(conn.compression, (bySize = new Map()));
     let frames = bySize.get(conn.maxBodyBytes);
     if (frames === undefined) {
-      frames = encodeDelta(u.feed.id, u.from, u.to, u.upserts, u.deletes, conn.compression, conn.maxBodyBytes, this.ctx.o.compressMinBytes);
+      const known = u.tooLarge?.get(conn.maxBodyBytes);
+      if (known !== undefined) throw known;
+      try {
+        frames = encodeDelta(u.feed.id, u.from, u.to, u.upserts, u.deletes, conn.compression, conn.maxBodyBytes, this.ctx.o.compressMinBytes);
+      } catch (err) {
+        if (isEntryTooLarge(err)) (u.tooLarge ??= new Map()).set(conn.maxBodyBytes, err);
+        throw err;
+      }
       bySize.set(conn.maxBodyBytes, frames);
       u.feed.stats.deltaUnitsEncoded++;
       u.feed.stats.deltaBytesEncoded += frames.reduce((s, f) => s + f.length, 0);

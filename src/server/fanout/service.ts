@@ -17,7 +17,7 @@
  * measure lag).
  */
 import type { Connection, FeedCursor } from '../transport/connection.js';
-import { encodeDelta } from '../transport/framing.js';
+import { encodeDelta, isEntryTooLarge } from '../transport/framing.js';
 import type { FanOutContext } from './context.js';
 import { statusKey } from './feeds.js';
 import { TurnQueue } from './turn-queue.js';
@@ -107,7 +107,13 @@ export class ServiceQueue {
               pending ||= (cursor.phase as FeedCursor['phase']) === 'snapshot';
               continue;
             }
-            frames = encodeDelta(feed.id, s.from, s.to, s.upserts, s.deletes, conn.compression, conn.maxBodyBytes, o.compressMinBytes);
+            try {
+              frames = encodeDelta(feed.id, s.from, s.to, s.upserts, s.deletes, conn.compression, conn.maxBodyBytes, o.compressMinBytes);
+            } catch (err) {
+              if (!isEntryTooLarge(err)) throw err;
+              conn.fail('CATTAIL_SERVER_ENTRY_TOO_LARGE', err.message);
+              return shared + own;
+            }
             this.catchUpCache.set(key, frames);
           }
           if (!conn.writeOwn(frames)) return shared + own;
@@ -161,6 +167,11 @@ export class ServiceQueue {
     const { build } = snap;
     const { o } = this.ctx;
     if (build.failed !== undefined) {
+      if (isEntryTooLarge(build.failed)) {
+        o.log?.warn({ err: build.failed, feed: cursor.feed.name, node: conn.node }, 'an entry does not fit in the agent\'s frame size; closing it');
+        conn.fail('CATTAIL_SERVER_ENTRY_TOO_LARGE', build.failed.message);
+        return 0;
+      }
       o.log?.error({ err: build.failed, feed: cursor.feed.name }, 'snapshot build failed');
       conn.fail('CATTAIL_INTERNAL', `snapshot of feed ${cursor.feed.name} could not be built`);
       return 0;

@@ -5,7 +5,7 @@
  */
 import type { HelloMessage } from '../../../proto/index.js';
 import type { Connection, FeedCursor } from '../transport/connection.js';
-import { encodeDelta } from '../transport/framing.js';
+import { encodeDelta, isEntryTooLarge } from '../transport/framing.js';
 import type { FanOutContext } from './context.js';
 import type { FeedRuntime } from './feeds.js';
 import { checkHello, chooseCompression, planFeeds, welcomeFrame } from './handshake.js';
@@ -52,7 +52,14 @@ export class Session {
         o.metrics.connectionsStreaming.inc({ feed: p.feed.name });
         if (p.mode === 'resume') {
           const s = p.since;
-          const frames = encodeDelta(p.feed.id, s.from, s.to, s.upserts, s.deletes, conn.compression, conn.maxBodyBytes, o.compressMinBytes);
+          let frames: Buffer[];
+          try {
+            frames = encodeDelta(p.feed.id, s.from, s.to, s.upserts, s.deletes, conn.compression, conn.maxBodyBytes, o.compressMinBytes);
+          } catch (err) {
+            if (!isEntryTooLarge(err)) throw err;
+            conn.fail('CATTAIL_SERVER_ENTRY_TOO_LARGE', err.message);
+            return;
+          }
           if (!conn.writeOwn(frames)) return;
           cursor.revision = s.to;
           // The protocol promises a STATUS after a resume's DELTA (§1.2), even when nothing changed.

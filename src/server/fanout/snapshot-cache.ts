@@ -20,7 +20,7 @@ import type { Clock } from '../../clock.js';
 import type { FeedRuntime } from './feeds.js';
 import type { ServerMetrics } from '../ops/metrics.js';
 import type { StoreEntry } from '../pipeline/store-port.js';
-import { type Compression, encodeChunk, encodeMessage, entryBytes } from '../transport/framing.js';
+import { type Compression, encodeChunk, encodeMessage, entryBytes, entryTooLarge } from '../transport/framing.js';
 
 /** Bytes of a chunk body besides its entries: map, key and array headers (upper bound). */
 const BODY_SLACK_BYTES = 16;
@@ -28,7 +28,7 @@ const BODY_SLACK_BYTES = 16;
 export class SnapshotBuild {
   readonly frames: Buffer[] = [];
   done = false;
-  /** Set when the build threw (a bug): its agents are closed with 4012, the build is dropped. */
+  /** Set when the build threw: an entry too large for its frame size (its agents are closed with 4003) or a bug (4012); the build is dropped. */
   failed: Error | undefined;
   finishedAtMs: number | undefined;
   rawBytes = 0;
@@ -161,6 +161,9 @@ export class SnapshotCache {
           return;
         }
         const b = entryBytes(r.value);
+        // An entry that fits no chunk body of this size fails the build for every agent of that
+        // size (they would all meet it); the service closes them with ENTRY_TOO_LARGE.
+        if (BODY_SLACK_BYTES + b > maxBodyBytes) throw entryTooLarge(r.value[0], BODY_SLACK_BYTES + b, maxBodyBytes);
         if (chunk.length > 0 && chunkBytes + b > maxBodyBytes) flushChunk();
         chunk.push(r.value);
         chunkBytes += b;

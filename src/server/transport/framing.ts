@@ -70,8 +70,10 @@ export function encodeChunk(feedId: number, revision: number, entries: readonly 
 
 /**
  * A DELTA unit as ready-to-write frames (several with MORE above maxBodyBytes, §2.3). An entry too
- * big for any frame cannot be split; it is sent whole and the agent refuses it (4003), which is
- * loud, rather than silently dropping the change.
+ * big for one body cannot be split: throws CATTAIL_SERVER_ENTRY_TOO_LARGE, and the caller closes
+ * the agents of that frame size with it (PROTOCOL.md §2.2). Rejected: sending the entry whole
+ * anyway (the agent refuses it with 4003, reconnects, resumes and meets it again: a loop) and
+ * dropping it (the agent's state would be silently wrong).
  */
 export function encodeDelta(
   feedId: number, from: number, to: number, upserts: readonly Entry[], deletes: readonly string[],
@@ -82,9 +84,23 @@ export function encodeDelta(
     frames = encodeDeltaFrames(feedId, from, to, upserts, deletes, maxBodyBytes);
   } catch (err) {
     if (!isProtocolError(err) || err.code !== 'CATTAIL_PROTO_FRAME_TOO_LARGE') throw err;
-    frames = encodeDeltaFrames(feedId, from, to, upserts, deletes);
+    throw entryTooLarge(err.details?.['key'], err.details?.['bytes'], maxBodyBytes, err);
   }
   return frames.map((f) => wsFramed(maybeCompress(f, algo, compressMinBytes)));
+}
+
+/** The error that closes an agent whose frame size cannot carry one entry (close 4003). */
+export function entryTooLarge(key: unknown, bytes: unknown, maxBodyBytes: number, cause?: unknown): CattailError {
+  return new CattailError(
+    'CATTAIL_SERVER_ENTRY_TOO_LARGE',
+    `entry ${JSON.stringify(key)} needs ${String(bytes)} body bytes, above this connection's maxFrameBytes ${maxBodyBytes}; raise the agent's maxFrameBytes`,
+    { cause, details: { key, bytes, maxBodyBytes } },
+  );
+}
+
+/** True for {@link entryTooLarge}'s error. */
+export function isEntryTooLarge(err: unknown): err is CattailError {
+  return CattailError.is(err) && err.code === 'CATTAIL_SERVER_ENTRY_TOO_LARGE';
 }
 
 // ---- inbound ---------------------------------------------------------------------------------

@@ -54,6 +54,8 @@ export class TestAgent extends EventEmitter {
   closeReason = '';
   closed: Promise<number>;
   bytesReceived = 0;
+  /** The largest frame body received, in bytes (frame minus its 28-byte header). */
+  largestBodyBytes = 0;
 
   constructor(url: string, private readonly opts: AgentOptions) {
     super();
@@ -72,6 +74,7 @@ export class TestAgent extends EventEmitter {
     });
     this.ws.on('message', (data: Buffer) => {
       this.bytesReceived += data.length;
+      this.largestBodyBytes = Math.max(this.largestBodyBytes, data.length - 28);
       try {
         this.onFrame(data);
       } catch (err) {
