@@ -28,7 +28,14 @@ const PROGRESS_INTERVAL_MS = 500;
 
 export async function runAgent(config: AgentConfig, ctx: CommandContext, deps: AgentDeps = {}): Promise<number> {
   const clock = deps.clock ?? realClock;
+  if (config.server.length === 0 && config.service === undefined) {
+    throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', 'give the replicas with --server URL (repeatable) or discover them with --service NAMESPACE/NAME', { details: { option: 'server' } });
+  }
   if (config.agents > 1 || config.discard) {
+    if (config.server.length === 0) {
+      // The load agents are for benchmarks on loopback: they take explicit URLs, not a Service.
+      throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', '--agents and --discard need --server URLs (--service discovery is for a single full agent)', { details: { option: 'service' } });
+    }
     if (config.once || config.dump !== undefined) {
       throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', 'options --once and --dump apply to a single full agent, not to --agents or --discard', { details: { option: config.once ? 'once' : 'dump' } });
     }
@@ -40,6 +47,8 @@ export async function runAgent(config: AgentConfig, ctx: CommandContext, deps: A
   try {
     client = connect({
       endpoints: config.server,
+      ...(config.service !== undefined ? { service: config.service, servicePortName: config.servicePortName } : {}),
+      ...(config.kubeconfig !== undefined ? { kubeconfig: config.kubeconfig } : {}),
       feeds: config.feed,
       node: config.node ?? hostname(),
       tls,

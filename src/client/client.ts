@@ -25,6 +25,7 @@ import { resolveOptions, type ConnectOptions, type ResolvedOptions } from './con
 import { LocalCloseError, unexpected } from './close-errors.js';
 import { Connection, type ConnectionEnd } from './connection.js';
 import { EndpointRotation } from './endpoints.js';
+import { ServiceDiscovery } from './discovery.js';
 import { FeedState, type RawChangeBatch } from './feed-state.js';
 import { AsyncQueue, type ClientState, type StatusEvent } from './status.js';
 import { FeedView, type ChangeBatch, type ClientStats, type FeedStatus, type SnapshotProgress } from './feed-view.js';
@@ -60,6 +61,8 @@ export class Client {
   };
   private readonly statusQueues = new Set<AsyncQueue<StatusEvent>>();
   private readonly rotation: EndpointRotation;
+  private readonly discovery: ServiceDiscovery | undefined;
+  private discovering = false;
   private readonly backoff: Backoff;
   private readonly unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
   private conn: Connection | undefined;
@@ -83,6 +86,15 @@ export class Client {
       this.feeds.set(name, { state: new FeedState(name), id: undefined, lastAckAt: -Infinity, ackedRevision: undefined, ackTimer: undefined, lastLiveAt: undefined });
     }
     this.rotation = new EndpointRotation(this.opts.endpoints, this.opts.random);
+    if (this.opts.service !== undefined) {
+      this.discovery = new ServiceDiscovery({
+        service: this.opts.service, portName: this.opts.servicePortName, node: this.opts.node, random: this.opts.random,
+        // TLS configured means the replicas speak wss (PROTOCOL.md §1); discovery cannot tell otherwise.
+        scheme: Object.keys(this.opts.tls).length > 0 ? 'wss' : 'ws',
+        source: this.opts.endpointSliceSource, kubeconfigPath: this.opts.kubeconfig,
+        minIntervalMs: this.opts.discoveryMinIntervalMs, now: () => this.opts.clock.monotonic(),
+      });
+    }
     this.backoff = new Backoff({ initialMs: this.opts.reconnectInitialDelayMs, maxMs: this.opts.reconnectMaxDelayMs, jitter: this.opts.reconnectJitter, random: this.opts.random });
   }
 
@@ -236,10 +248,41 @@ export class Client {
 
   // ---------------------------------------------------------------- attempts
 
+  /**
+   * Before each attempt, with a service: look at its EndpointSlices again (reused when younger
+   * than discoveryMinIntervalMs), so an agent follows replicas that came, went or drained.
+   */
   private attempt(): void {
     this.retryTimer = undefined;
     if (this.closing) return;
+    const d = this.discovery;
+    if (d !== undefined && d.due) {
+      if (this.discovering) return;
+      this.discovering = true;
+      void d.refresh().then((r) => {
+        this.discovering = false;
+        if (this.closing) return;
+        this.rotation.replace(r.urls);
+        this.attemptNow();
+      });
+      return;
+    }
+    this.attemptNow();
+  }
+
+  private attemptNow(): void {
+    if (this.closing) return;
     const pick = this.rotation.next(this.opts.clock.monotonic());
+    if (pick === undefined) {
+      // Nothing to connect to: the service has no replica yet (or discovery failed before it
+      // ever found one) and no static endpoint is configured. Back off and look again.
+      const reason = this.discovery?.current.error ?? new CattailError('CATTAIL_CLIENT_DISCOVERY_FAILED', `service ${this.opts.service ?? '?'} has no endpoint with port ${this.opts.servicePortName}`, { details: { service: this.opts.service } });
+      const delay = this.backoff.next();
+      this.setState('connecting', {});
+      this.setState('reconnecting', { reason, delayMs: delay });
+      this.retryTimer = this.opts.clock.setTimeout(() => this.attempt(), delay);
+      return;
+    }
     if (pick.waitMs > 0) {
       // Every endpoint is pinned (Retry-After, GOODBYE delay, behind wait): wait for the first
       // to come free, staying in the current waiting state (no edge: nothing changed).
@@ -473,6 +516,7 @@ export class Client {
       reason: extra.reason,
       delayMs: extra.delayMs,
       staleFeeds: extra.staleFeeds,
+      discovery: this.discovery === undefined ? undefined : { endpoints: this.discovery.current.urls.length, fallbackNotReady: this.discovery.current.fallbackNotReady, error: this.discovery.current.error },
       attempt: this.backoff.failures,
       at: this.opts.clock.now(),
     };

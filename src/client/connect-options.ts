@@ -13,6 +13,7 @@ import { randomUUID } from 'node:crypto';
 import { realClock, type Clock } from '../clock.js';
 import { DEFAULT_MAX_FRAME_BYTES, MIN_CLIENT_MAX_FRAME_BYTES } from '../../proto/index.js';
 import { type ConfigOf, type OptionsOf, opt } from '../config/options.js';
+import type { EndpointSliceSource } from './discovery.js';
 import { invalidOption, resolveOptions as resolveTable } from '../config/resolve.js';
 
 /** Most feeds one connection may carry (§4.1). */
@@ -50,10 +51,8 @@ function isWsUrl(s: string): boolean {
 export const connectOptions = {
   endpoints: opt.list({
     default: [],
-    required: true,
-    help: 'Server URL (ws:// or wss://), one per replica; the client starts at a random one and rotates.',
+    help: 'Server URL (ws:// or wss://), one per replica; the client starts at a random one and rotates. Required unless a service is given (then used while discovery finds none).',
     check: (v) => {
-      if (v.length === 0) return 'expected at least one ws:// or wss:// URL';
       const bad = v.find((e) => !isWsUrl(e));
       return bad === undefined ? undefined : `expected only ws:// or wss:// URLs, and ${JSON.stringify(bad)} is not one`;
     },
@@ -80,6 +79,14 @@ export const connectOptions = {
   reconnectJitter: opt.number({ default: 0.5, unit: 'fraction', min: 0, max: 1, help: 'Fraction of each reconnect delay that is random (0: none; 0.5: delays spread over [d/2, d]).' }),
   behindRetryDelayMs: opt.int({ default: 5_000, unit: 'ms', min: 0, help: 'Wait before trying another endpoint after finding a replica behind (watermarks).' }),
   ackIntervalMs: opt.int({ default: 1_000, unit: 'ms', min: 0, help: 'Minimum interval between two ACKs of one feed (PROTOCOL.md §4.10).' }),
+  service: opt.string({
+    default: undefined,
+    check: (v) => (/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(v) ? undefined : 'expected NAMESPACE/NAME, e.g. calico-system/cattail'),
+    help: 'Discover the replicas from this Service\'s EndpointSlices (NAMESPACE/NAME) before each connection attempt: ready ones, this node\'s first, the rest shuffled; the not-ready ones only when none is ready.',
+  }),
+  servicePortName: opt.string({ default: 'agents', check: nonEmpty, help: 'With service: the EndpointSlice port to connect to, by name (the Service owns the number).' }),
+  discoveryMinIntervalMs: opt.int({ default: 1_000, unit: 'ms', min: 0, help: 'With service: reuse a discovery younger than this instead of asking the API server again (a reconnect storm must not become an API-server storm).' }),
+  kubeconfig: opt.string({ default: undefined, check: nonEmpty, help: 'With service: kubeconfig for reading EndpointSlices. Unset: KUBECONFIG, then the in-cluster service account.' }),
   closeTimeoutMs: opt.int({ default: 2_000, unit: 'ms', min: 1, help: 'How long close() waits for the server\'s close before forcing it.' }),
 } as const;
 
@@ -88,8 +95,12 @@ export const connectOptions = {
  * `feeds` are required) and the programmatic extras beside it.
  */
 export interface ConnectOptions extends OptionsOf<typeof connectOptions> {
-  readonly endpoints: readonly string[];
   readonly feeds: readonly string[];
+  /**
+   * With `service`: where EndpointSlices are read. Tests and relays pass their own.
+   * @default client-node with `kubeconfig` (or KUBECONFIG, or in-cluster), loaded on first use
+   */
+  readonly endpointSliceSource?: EndpointSliceSource;
   /** TLS settings, used for `wss://` endpoints. @default {} (system CAs, host name check, no client certificate) */
   readonly tls?: TlsOptions;
   /** Injected time (tests pass a FakeClock). @default realClock */
@@ -112,6 +123,7 @@ export type ResolvedOptions = Omit<ConfigOf<typeof connectOptions>, 'node' | 'cl
   clock: Clock;
   random: () => number;
   dial: ((endpoint: string) => Duplex) | undefined;
+  endpointSliceSource: EndpointSliceSource | undefined;
 };
 
 /** Validates `connect()` options and applies the defaults. Throws a CATTAIL_INVALID_ARGUMENT error. */
@@ -120,6 +132,12 @@ export function resolveOptions(input: ConnectOptions): ResolvedOptions {
   const tls = resolveTable(tlsOptions, input.tls, 'connect() tls');
   if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) {
     throw invalidOption('tls.certFile/tls.keyFile', 'option', { certFile: tls.certFile, keyFile: tls.keyFile }, 'expected both or neither', 'connect()');
+  }
+  if (o.endpoints.length === 0 && o.service === undefined) {
+    throw invalidOption('endpoints', 'option', [], 'expected at least one ws:// or wss:// URL, or a service to discover them from', 'connect()');
+  }
+  if (input.endpointSliceSource !== undefined && typeof input.endpointSliceSource?.list !== 'function') {
+    throw invalidOption('endpointSliceSource', 'option', typeof input.endpointSliceSource, 'expected an object with list(namespace, service)', 'connect()');
   }
   if (o.reconnectMaxDelayMs < o.reconnectInitialDelayMs) {
     throw invalidOption('reconnectMaxDelayMs', 'option', o.reconnectMaxDelayMs, `expected at least reconnectInitialDelayMs (${o.reconnectInitialDelayMs})`, 'connect()');
@@ -138,5 +156,6 @@ export function resolveOptions(input: ConnectOptions): ResolvedOptions {
     clock,
     random,
     dial: input.dial,
+    endpointSliceSource: input.endpointSliceSource,
   };
 }

@@ -119,3 +119,66 @@ export async function kubeEndpointSliceSource(kubeconfigPath?: string): Promise<
     },
   };
 }
+
+/** What one look at the Service found; `error` when the look failed (the previous list is kept). */
+export interface DiscoveryResult extends DiscoveredEndpoints {
+  readonly error: CattailError | undefined;
+}
+
+export interface ServiceDiscoveryOptions extends DiscoveryOrder {
+  /** `namespace/name` of the Cattail Service. */
+  readonly service: string;
+  /** The EndpointSlice reader. Unset: client-node with `kubeconfigPath` (or the default config), loaded on first use. */
+  readonly source: EndpointSliceSource | undefined;
+  readonly kubeconfigPath: string | undefined;
+  /** A look younger than this is reused, in ms: a reconnect storm must not become an API-server storm. */
+  readonly minIntervalMs: number;
+  /** Monotonic ms. */
+  readonly now: () => number;
+}
+
+/**
+ * Looks at the Service's EndpointSlices before a connection attempt (the client calls it before
+ * each attempt), at most once per `minIntervalMs`. A failed look keeps the previous list and says
+ * so; the caller decides what to do with an empty one.
+ */
+export class ServiceDiscovery {
+  private readonly ref: { namespace: string; name: string };
+  private source: EndpointSliceSource | undefined;
+  private last: DiscoveryResult = { urls: [], fallbackNotReady: false, error: undefined };
+  private lastAtMs = Number.NEGATIVE_INFINITY;
+  /** Looks made (for tests and the agent's status line). */
+  looks = 0;
+
+  constructor(private readonly o: ServiceDiscoveryOptions) {
+    this.ref = parseServiceRef(o.service);
+    this.source = o.source;
+  }
+
+  /** The last result, without looking. */
+  get current(): DiscoveryResult {
+    return this.last;
+  }
+
+  /** True when a look now would not be a reuse. */
+  get due(): boolean {
+    return this.o.now() - this.lastAtMs >= this.o.minIntervalMs;
+  }
+
+  async refresh(): Promise<DiscoveryResult> {
+    if (!this.due) return this.last;
+    this.lastAtMs = this.o.now();
+    this.looks++;
+    try {
+      this.source ??= await kubeEndpointSliceSource(this.o.kubeconfigPath);
+      const slices = await this.source.list(this.ref.namespace, this.ref.name);
+      this.last = { ...orderEndpoints(slices, this.o), error: undefined };
+    } catch (err) {
+      const error = CattailError.is(err) && err.code === 'CATTAIL_CLIENT_DISCOVERY_FAILED'
+        ? err
+        : new CattailError('CATTAIL_CLIENT_DISCOVERY_FAILED', `cannot discover the replicas of ${this.o.service}: ${(err as Error).message}`, { cause: err, details: { service: this.o.service } });
+      this.last = { urls: this.last.urls, fallbackNotReady: this.last.fallbackNotReady, error };
+    }
+    return this.last;
+  }
+}

@@ -22,10 +22,11 @@ export interface Pick {
 }
 
 export class EndpointRotation {
-  private readonly list: string[];
   private cursor = 0;
   private hints: string[] = [];
   private readonly notBefore = new Map<string, number>();
+
+  private list: string[];
 
   constructor(endpoints: readonly string[], random: () => number) {
     this.list = [...endpoints];
@@ -35,13 +36,27 @@ export class EndpointRotation {
     }
   }
 
+  /**
+   * Takes a freshly discovered list, already in the order to try (discovery.ts: local first, the
+   * rest shuffled per agent). Pins stay with their URLs (a Retry-After outlives a re-discovery);
+   * pins of URLs that left are dropped so the map stays bounded by the list.
+   */
+  replace(urls: readonly string[]): void {
+    if (urls.length === 0) return;
+    const same = urls.length === this.list.length && urls.every((u, i) => u === this.list[i]);
+    if (same) return;
+    this.list = [...urls];
+    this.cursor = 0;
+    for (const u of [...this.notBefore.keys()]) if (!this.list.includes(u) && !this.hints.includes(u)) this.notBefore.delete(u);
+  }
+
   get endpoints(): readonly string[] {
     return this.list;
   }
 
   /** The endpoint the rotation points at (the one to retry after a blip). */
-  get current(): string {
-    return this.list[this.cursor % this.list.length]!;
+  get current(): string | undefined {
+    return this.list.length === 0 ? undefined : this.list[this.cursor % this.list.length];
   }
 
   /** Moves past `url` (it failed, refused, is behind or said goodbye). */
@@ -64,8 +79,8 @@ export class EndpointRotation {
     }
   }
 
-  /** The next endpoint at monotonic time `now`. Hints are consumed when picked. */
-  next(now: number): Pick {
+  /** The next endpoint at monotonic time `now`; undefined when there is none at all. Hints are consumed when picked. */
+  next(now: number): Pick | undefined {
     const free = (u: string): boolean => (this.notBefore.get(u) ?? 0) <= now;
     const hi = this.hints.findIndex(free);
     if (hi >= 0) {
@@ -80,6 +95,7 @@ export class EndpointRotation {
         return { url, waitMs: 0 };
       }
     }
+    if (this.list.length === 0) return undefined;
     let best = this.list[0]!;
     for (const u of this.list) if ((this.notBefore.get(u) ?? 0) < (this.notBefore.get(best) ?? 0)) best = u;
     return { url: best, waitMs: (this.notBefore.get(best) ?? 0) - now };

@@ -9,6 +9,9 @@ import { connectOptions, tlsOptions } from './connect-options.js';
 export const agentOptions = {
   ...commonOptions,
   server: connectOptions.endpoints,
+  service: connectOptions.service,
+  servicePortName: connectOptions.servicePortName,
+  kubeconfig: connectOptions.kubeconfig,
   feed: withDefault(connectOptions.feeds, ['felix']),
   node: connectOptions.node,
   once: opt.boolean({

@@ -28,6 +28,12 @@ export interface StatusEvent {
   delayMs: number | undefined;
   /** `upstream-stale`: the feeds whose server reports upstream trouble. */
   staleFeeds: string[] | undefined;
+  /**
+   * With `service` discovery: what the last look at the EndpointSlices found: how many replicas,
+   * whether they are the not-ready fallback (no replica was ready), and the error of a failed look
+   * (the previous list is then kept).
+   */
+  discovery: { endpoints: number; fallbackNotReady: boolean; error: CattailError | undefined } | undefined;
   /** Failed attempts since the client was last in sync. */
   attempt: number;
   /** `clock.now()` when the edge happened (wall ms). */

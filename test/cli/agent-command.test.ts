@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
 import { FakeServer } from '../client/helpers/fake-server.js';
+import { startSim } from '../../src/sim/index.js';
 
 let dir: string;
 const servers: FakeServer[] = [];
@@ -86,10 +87,32 @@ describe('cattail agent', () => {
     expect(r.out).toContain('closed');
   });
 
-  it('requires a --server (exit 2, coded)', async () => {
+  it('--service: finds the replica in the Service\'s EndpointSlices with --kubeconfig', async () => {
+    const s = await server();
+    const sim = await startSim({ nodes: 1, podsPerNode: 1, churnPerSec: 0, seed: 9 });
+    try {
+      sim.admin.create('endpointslices.discovery.k8s.io', {
+        apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', addressType: 'IPv4',
+        metadata: { name: 'cattail-x1', namespace: 'calico-system', labels: { 'kubernetes.io/service-name': 'cattail' } },
+        ports: [{ name: 'agents', port: Number(new URL(s.url).port) }],
+        endpoints: [{ addresses: ['127.0.0.1'], nodeName: 'elsewhere', conditions: { ready: true } }],
+      });
+      const r = await run(['agent', '--service', 'calico-system/cattail', '--kubeconfig', sim.kubeconfigPath, '--feed', 'felix', '--once']);
+      expect(r.err).toBe('');
+      expect(r.code).toBe(0);
+      expect(r.out).toContain('in-sync');
+    } finally {
+      await sim.close();
+    }
+  });
+
+  it('requires a --server or a --service (exit 2, coded)', async () => {
     const r = await run(['agent', '--once']);
     expect(r.code).toBe(2);
-    expect(r.err).toContain('CATTAIL_CONFIG_INVALID_VALUE: option server (--server, CATTAIL_SERVER or config file key server) is required');
+    expect(r.err).toContain('CATTAIL_CONFIG_INVALID_VALUE: give the replicas with --server URL (repeatable) or discover them with --service NAMESPACE/NAME');
+    const svc = await run(['agent', '--once', '--service', 'cattail']);
+    expect(svc.code).toBe(2);
+    expect(svc.err).toContain('expected NAMESPACE/NAME');
     const bad = await run(['agent', '--once', '--server', 'http://127.0.0.1:1']);
     expect(bad.code).toBe(2);
     // The command validates --server with connect()'s own spec, so the message names the flag.

@@ -148,10 +148,10 @@ describe('client units - watermarks, backoff, endpoints, retry-after', () => {
     expect(r.next(0)).toEqual({ url: 'ws://a', waitMs: 0 });
     r.pin('ws://a', 1_000);
     r.advance('ws://a');
-    expect(r.next(0).url).toBe('ws://b');
+    expect(r.next(0)!.url).toBe('ws://b');
     r.hint(['ws://z', 'http://nope']);
-    expect(r.next(0).url).toBe('ws://z');
-    expect(r.next(0).url).toBe('ws://b');
+    expect(r.next(0)!.url).toBe('ws://z');
+    expect(r.next(0)!.url).toBe('ws://b');
     r.pin('ws://b', 500);
     r.pin('ws://c', 700);
     expect(r.next(0)).toEqual({ url: 'ws://b', waitMs: 500 });
