@@ -246,6 +246,12 @@ export const serveOptions = {
     default: false,
     help: 'Run against an in-process simulated API server with a small generated cluster (what `npm start` does). Never use in production.',
   }),
+  service: opt.string({
+    default: undefined,
+    check: (v) => (/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(v) ? undefined : 'expected NAMESPACE/NAME, e.g. calico-system/cattail'),
+    help: 'This replica\'s own Service (NAMESPACE/NAME). Every balanceIntervalMs it reads the Service\'s EndpointSlices and its ready peers\' loads (GET /v1/load on their metrics port) and sets its target share and redirect hints from them, replacing --target-connections and --peer-endpoints. The replica finds itself by pod name (serverId) or POD_IP.',
+  }),
+  balanceIntervalMs: opt.int({ default: 10_000, unit: 'ms', min: 100, help: 'With --service: how often the replica looks at its peers and recomputes its share.' }),
   ...serverOptions,
 } as const;
 

@@ -17,7 +17,9 @@ import { type Logger, createLogger } from '../log.js';
 import { selectOptions } from '../config/resolve.js';
 import { type serveOptions, serverOptions } from './options.js';
 import type { Upstream } from './pipeline/seams.js';
-import { startServer } from './server.js';
+import { type ServerHandle, startServer } from './server.js';
+import { ReplicaBalancer } from './fleet/balancer.js';
+import { realClock } from '../clock.js';
 
 export type ServeConfig = ConfigOf<typeof serveOptions>;
 
@@ -54,6 +56,10 @@ export interface BuiltUpstream {
   readonly description?: string;
   /** The upstream's metrics, served on /metrics beside the server's. */
   readonly registry?: Registry;
+  /** The kubeconfig the upstream uses (unset: in-cluster); the balancer reads EndpointSlices with it. */
+  readonly kubeconfigPath?: string;
+  /** Nodes in the upstream's cache once synced; the balancer's agent count. */
+  readonly nodeCount?: () => number | undefined;
   /** Released after the server closed (an embedded simulator's HTTP server, ...). */
   readonly dispose?: () => Promise<void>;
 }
@@ -76,6 +82,34 @@ export function resolveUpstreamSource(config: ServeConfig, env: Readonly<Record<
     'CATTAIL_SERVE_NO_UPSTREAM_CONFIG',
     'no upstream configured: pass --kubeconfig FILE, set KUBECONFIG, or run in a pod with a service account; `cattail serve --embedded-sim` (npm start) runs against a simulated cluster',
   );
+}
+
+/**
+ * --service: the replica balances itself against the peers in its own Service (fleet/balancer.ts).
+ * Its share replaces --target-connections and --peer-endpoints from the first look on.
+ */
+function startBalancer(config: ServeConfig, built: BuiltUpstream, server: ServerHandle, log: Logger): ReplicaBalancer {
+  const podIp = process.env['POD_IP'];
+  const balancer = new ReplicaBalancer({
+    service: config.service as string,
+    selfName: server.serverId,
+    selfAddresses: podIp === undefined ? [] : [podIp],
+    agentsPortName: 'agents',
+    metricsPortName: 'metrics',
+    scheme: 'ws',
+    intervalMs: config.balanceIntervalMs,
+    nodeCount: built.nodeCount ?? (() => undefined),
+    ownConnections: () => server.connectionCount(),
+    apply: (share) => {
+      server.setTargetConnections(share.target);
+      server.setPeerEndpoints(share.hints);
+    },
+    clock: realClock,
+    log: log.child({ stage: 'balance' }),
+    kubeconfigPath: built.kubeconfigPath,
+  });
+  balancer.start();
+  return balancer;
 }
 
 function waitForAbort(signal: AbortSignal): Promise<void> {
@@ -102,6 +136,7 @@ export function createServeCommand(factory: UpstreamFactory, makeLogger: (level:
       await built.dispose?.();
       throw err;
     }
+    const balancer = config.service === undefined ? undefined : startBalancer(config, built, server, log);
     const feeds = built.upstream.feeds.map((f) => f.name).join(',');
     if (source.kind === 'embedded-sim') {
       ctx.stdout.write('cattail serve: EMBEDDED SIMULATED CLUSTER (--embedded-sim) — not a real API server; ~/.kube/config and KUBECONFIG are ignored\n');
@@ -119,6 +154,7 @@ export function createServeCommand(factory: UpstreamFactory, makeLogger: (level:
     // still spread); the drain then ends as usual.
     if (force !== undefined) void waitForAbort(force).then(() => server.close());
     await drained;
+    await balancer?.stop();
     await built.dispose?.();
     return 0;
   };

@@ -19,6 +19,7 @@ import { FeedRuntime } from './fanout/feeds.js';
 import { CLOSE_WAIT_MS, Shedder } from './fanout/shed.js';
 import { Governor } from './transport/governor.js';
 import { Health } from './ops/health.js';
+import type { LoadReport } from './fleet/balancer.js';
 import { createHttpEndpoints } from './ops/http-endpoints.js';
 import { acceptHooks } from './transport/accept.js';
 import type { AgentTransport } from './transport/seam.js';
@@ -196,7 +197,8 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
     : new WsTransport({ hooks, limits: transportLimits });
   const served = options.extraMetrics?.length ? Registry.merge([metrics.registry, ...options.extraMetrics]) : metrics.registry;
   const debug = o.debugEndpoints === true ? { clients: (q: ClientsQuery) => clientsPage(fanout.connections, q, clock) } : undefined;
-  const httpServer = createHttpEndpoints(served, health, debug);
+  const load = (): LoadReport => ({ serverId, connections: fanout.connections.size, targetConnections: governor.targetConnections ?? null, ready: health.ready().ok });
+  const httpServer = createHttpEndpoints(served, health, load, debug);
   for (const f of feeds) metrics.feedRevision.set({ feed: f.name }, f.store.revision);
 
   let agentAddr: AddressInfo;

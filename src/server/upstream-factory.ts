@@ -7,7 +7,7 @@
 import { hostname } from 'node:os';
 import { Registry } from 'prom-client';
 import type { BuiltUpstream, UpstreamFactory } from './serve.js';
-import { createUpstream, upstreamOptionsFromConfig } from './upstream/index.js';
+import { createUpstream, type UpstreamHandle, upstreamOptionsFromConfig } from './upstream/index.js';
 
 /**
  * The embedded simulated cluster of `npm start`: small enough to start in a second, with light
@@ -15,6 +15,11 @@ import { createUpstream, upstreamOptionsFromConfig } from './upstream/index.js';
  * flags for anything bigger.
  */
 const EMBEDDED_SIM = Object.freeze({ nodes: 10, podsPerNode: 10, churnPerSec: 2, seed: 1 });
+
+/** Nodes in the replica's cache once the nodes resource is synced (the balancer's agent count). */
+function nodeCountOf(upstream: UpstreamHandle): () => number | undefined {
+  return () => (upstream.health().find((h) => h.id === 'nodes')?.synced === true ? upstream.sizes().find((s) => s.id === 'nodes')?.objects : undefined);
+}
 
 export const kubernetesUpstreamFactory: UpstreamFactory = async (source, ctx): Promise<BuiltUpstream> => {
   const replicaId = ctx.config.serverId ?? ctx.env['POD_NAME'] ?? hostname();
@@ -30,6 +35,8 @@ export const kubernetesUpstreamFactory: UpstreamFactory = async (source, ctx): P
       return {
         upstream,
         registry,
+        kubeconfigPath: sim.kubeconfigPath,
+        nodeCount: nodeCountOf(upstream),
         description: `EMBEDDED SIMULATED cluster at ${sim.url} (${EMBEDDED_SIM.nodes} nodes × ${EMBEDDED_SIM.podsPerNode} pods, ${EMBEDDED_SIM.churnPerSec} changes/s, seed ${EMBEDDED_SIM.seed})`,
         dispose: () => sim.close(),
       };
@@ -39,9 +46,11 @@ export const kubernetesUpstreamFactory: UpstreamFactory = async (source, ctx): P
     }
   }
   if (source.kind === 'kubeconfig') {
-    return { upstream: createUpstream({ ...base, kubeconfigPath: source.path }), registry, description: `Kubernetes API from kubeconfig ${source.path} (${source.from})` };
+    const upstream = createUpstream({ ...base, kubeconfigPath: source.path });
+    return { upstream, registry, kubeconfigPath: source.path, nodeCount: nodeCountOf(upstream), description: `Kubernetes API from kubeconfig ${source.path} (${source.from})` };
   }
   // In-cluster (no --kubeconfig, no KUBECONFIG, or serve would have chosen the kubeconfig source):
   // loadKubeConfig reads the service account and re-reads its rotating token.
-  return { upstream: createUpstream(base), registry, description: 'Kubernetes API from the in-cluster service account' };
+  const upstream = createUpstream(base);
+  return { upstream, registry, nodeCount: nodeCountOf(upstream), description: 'Kubernetes API from the in-cluster service account' };
 };

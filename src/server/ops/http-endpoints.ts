@@ -3,20 +3,22 @@
  * port so that a probe or a scrape never competes with, or is refused like, an agent upgrade.
  * /liveness and /readiness give the same answers under Typha's paths, so manifests and probes
  * written for Typha work unchanged. /debug/clients (debug-clients.ts) exists only when `debug` is
- * given (`--debug-endpoints`): otherwise it is a 404 like any unknown path.
+ * given (`--debug-endpoints`): otherwise it is a 404 like any unknown path. /v1/load is what peer
+ * replicas read to balance agents between them (src/server/fleet/): counts only, no names.
  */
 import { type Server, createServer } from 'node:http';
 import { CattailError } from '../../errors.js';
 import { type ClientsPage, type ClientsQuery, parseClientsQuery } from './debug-clients.js';
 import type { Health, HealthReport } from './health.js';
 import type { Registry } from 'prom-client';
+import type { LoadReport } from '../fleet/balancer.js';
 
 /** The debug endpoints' data sources; absent unless the operator turned them on. */
 export interface DebugEndpoints {
   clients(query: ClientsQuery): ClientsPage;
 }
 
-export function createHttpEndpoints(registry: Registry, health: Health, debug?: DebugEndpoints): Server {
+export function createHttpEndpoints(registry: Registry, health: Health, load: () => LoadReport, debug?: DebugEndpoints): Server {
   return createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const path = url.pathname;
@@ -52,6 +54,9 @@ export function createHttpEndpoints(registry: Registry, health: Health, debug?: 
       case '/readyz':
       case '/readiness':
         report(health.ready());
+        return;
+      case '/v1/load':
+        json(200, load());
         return;
       case '/debug/clients':
         if (debug === undefined) break;

@@ -1,0 +1,150 @@
+/**
+ * Replicas that balance themselves: every `intervalMs` a replica reads its own Service's
+ * EndpointSlices (the same reader agents use, src/client/discovery.ts), asks each ready peer for
+ * its load (`GET /v1/load` on the peer's `metrics` port), computes its share (share.ts) and hands
+ * it to the admission and shedding it already has (`setTargetConnections`, `setPeerEndpoints`).
+ *
+ * Failure modes, each falling back to doing less, never more: a failed EndpointSlice read keeps
+ * the last peers and target; a peer that does not answer counts as ready with unknown load (it
+ * gets hints only when no peer is known to have room); a replica that cannot see the node count
+ * yet sets no target. Nothing here closes an agent itself: the shedder moves one per interval.
+ */
+import type { Clock, Timer } from '../../clock.js';
+import type { Logger } from '../../log.js';
+import { type EndpointSliceLike, type EndpointSliceSource, kubeEndpointSliceSource, parseServiceRef } from '../../client/discovery.js';
+import { computeShare, type Share } from './share.js';
+
+/** What `GET /v1/load` answers. */
+export interface LoadReport {
+  readonly serverId: string;
+  readonly connections: number;
+  readonly targetConnections: number | null;
+  readonly ready: boolean;
+}
+
+export interface BalancerOptions {
+  /** NAMESPACE/NAME of this replica's own Service. */
+  readonly service: string;
+  /** This replica's pod name: its own endpoint is recognised by `targetRef.name` (or its address). */
+  readonly selfName: string;
+  readonly selfAddresses: readonly string[];
+  /** Port names in the EndpointSlices. */
+  readonly agentsPortName: string;
+  readonly metricsPortName: string;
+  /** ws or wss, as agents reach the replicas. */
+  readonly scheme: 'ws' | 'wss';
+  readonly intervalMs: number;
+  readonly nodeCount: () => number | undefined;
+  readonly ownConnections: () => number;
+  readonly apply: (share: Share) => void;
+  readonly clock: Clock;
+  readonly log?: Logger | undefined;
+  /** Injected in tests; the default reads with client-node (`kubeconfigPath`, else the default config). */
+  readonly source?: EndpointSliceSource | undefined;
+  readonly kubeconfigPath?: string | undefined;
+  /** Reads a peer's load; the default is fetch with a 2 s timeout. */
+  readonly fetchLoad?: ((url: string) => Promise<LoadReport>) | undefined;
+}
+
+interface Peer {
+  readonly agentsUrl: string;
+  readonly loadUrl: string | undefined;
+}
+
+function hostOf(address: string): string {
+  return address.includes(':') ? `[${address}]` : address;
+}
+
+/** Ready peers of `slices`, this replica excluded. */
+export function peersOf(slices: readonly (EndpointSliceLike & { endpoints?: readonly { targetRef?: { name?: string | null } | null }[] | null })[], o: Pick<BalancerOptions, 'selfName' | 'selfAddresses' | 'agentsPortName' | 'metricsPortName' | 'scheme'>): Peer[] {
+  const out: Peer[] = [];
+  const seen = new Set<string>();
+  for (const s of slices) {
+    if (s.addressType === 'FQDN') continue;
+    const agents = s.ports?.find((p) => (p.name ?? '') === o.agentsPortName)?.port;
+    const metrics = s.ports?.find((p) => (p.name ?? '') === o.metricsPortName)?.port;
+    if (agents === undefined || agents === null) continue;
+    for (const e of s.endpoints ?? []) {
+      const address = e.addresses?.[0];
+      if (address === undefined) continue;
+      const self = (e as { targetRef?: { name?: string | null } | null }).targetRef?.name === o.selfName || o.selfAddresses.includes(address);
+      const ready = e.conditions?.ready !== false && e.conditions?.terminating !== true;
+      const agentsUrl = `${o.scheme}://${hostOf(address)}:${agents}/`;
+      if (self || !ready || seen.has(agentsUrl)) continue;
+      seen.add(agentsUrl);
+      out.push({ agentsUrl, loadUrl: metrics === undefined || metrics === null ? undefined : `http://${hostOf(address)}:${metrics}/v1/load` });
+    }
+  }
+  return out;
+}
+
+async function defaultFetchLoad(url: string): Promise<LoadReport> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(2_000) });
+  if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
+  return (await res.json()) as LoadReport;
+}
+
+export class ReplicaBalancer {
+  private readonly ref: { namespace: string; name: string };
+  private source: EndpointSliceSource | undefined;
+  private timer: Timer | undefined;
+  private running: Promise<void> | undefined;
+  private stopped = false;
+  /** The last share applied (tests, /debug). */
+  last: Share | undefined;
+  ticks = 0;
+
+  constructor(private readonly o: BalancerOptions) {
+    this.ref = parseServiceRef(o.service);
+    this.source = o.source;
+  }
+
+  start(): void {
+    this.schedule(0);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.timer?.cancel();
+    await this.running;
+  }
+
+  /** One look: slices → peers' loads → share → apply. Never throws. */
+  async tick(): Promise<void> {
+    this.ticks++;
+    let peers: Peer[];
+    try {
+      this.source ??= await kubeEndpointSliceSource(this.o.kubeconfigPath);
+      peers = peersOf(await this.source.list(this.ref.namespace, this.ref.name), this.o);
+    } catch (err) {
+      this.o.log?.warn({ err, service: this.o.service }, 'cannot read this replica\'s EndpointSlices; keeping the last peers and target');
+      return;
+    }
+    const fetchLoad = this.o.fetchLoad ?? defaultFetchLoad;
+    const loads = await Promise.all(
+      peers.map(async (p) => {
+        if (p.loadUrl === undefined) return { url: p.agentsUrl, connections: undefined };
+        try {
+          const r = await fetchLoad(p.loadUrl);
+          return { url: p.agentsUrl, connections: Number.isSafeInteger(r.connections) && r.connections >= 0 ? r.connections : undefined };
+        } catch {
+          return { url: p.agentsUrl, connections: undefined };
+        }
+      }),
+    );
+    if (this.stopped) return;
+    const share = computeShare({ nodes: this.o.nodeCount(), ownConnections: this.o.ownConnections(), peers: loads });
+    if (this.last === undefined || this.last.target !== share.target || this.last.rebalancing !== share.rebalancing) {
+      this.o.log?.info({ target: share.target, fair: share.fair, capacity: share.capacity, peers: loads.length, rebalancing: share.rebalancing }, 'connection share updated');
+    }
+    this.last = share;
+    this.o.apply(share);
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped) return;
+    this.timer = this.o.clock.setTimeout(() => {
+      this.running = this.tick().finally(() => this.schedule(this.o.intervalMs));
+    }, delayMs);
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * The replica's share of agents (src/server/fleet/share.ts) and the balancer that feeds it from
+ * the Service's EndpointSlices and the peers' /v1/load (src/server/fleet/balancer.ts).
+ */
+import { describe, expect, it } from 'vitest';
+import { FakeClock } from '../../src/clock.js';
+import { type LoadReport, ReplicaBalancer, peersOf } from '../../src/server/fleet/balancer.js';
+import { computeShare, type Share } from '../../src/server/fleet/share.js';
+import type { EndpointSliceLike } from '../../src/client/discovery.js';
+
+const peer = (url: string, connections: number | undefined) => ({ url, connections });
+
+describe('fleet - a replica\'s share', () => {
+  it('holds the one-replica-missing capacity (+20 %) while no peer has room: a healthy fleet is not churned', () => {
+    const s = computeShare({ nodes: 1_000, ownConnections: 340, peers: [peer('ws://b/', 330), peer('ws://c/', 330)] });
+    expect(s.capacity).toBe(600); // 1,000 × 1.2 / 2
+    expect(s.fair).toBe(367); // ceil(1,000 / 3 × 1.1)
+    expect(s.rebalancing).toBe(false);
+    expect(s.target).toBe(600);
+  });
+
+  it('drops to the fair share when a peer has room, and hints the peers with room, least loaded first', () => {
+    const s = computeShare({ nodes: 1_000, ownConnections: 800, peers: [peer('ws://b/', 200), peer('ws://c/', 0), peer('ws://d/', undefined)] });
+    expect(s.rebalancing).toBe(true);
+    expect(s.target).toBe(275); // ceil(1,000 / 4 × 1.1)
+    expect(s.hints).toEqual(['ws://c/', 'ws://b/']);
+  });
+
+  it('sets no target alone, or before it knows how many agents to expect', () => {
+    expect(computeShare({ nodes: 1_000, ownConnections: 900, peers: [] }).target).toBeUndefined();
+    expect(computeShare({ nodes: undefined, ownConnections: 0, peers: [peer('ws://b/', 0)] }).target).toBeUndefined();
+  });
+
+  it('counts connections beyond the node count (several agents per node, a test fleet) as they are', () => {
+    const s = computeShare({ nodes: 10, ownConnections: 900, peers: [peer('ws://b/', 0), peer('ws://c/', 100)] });
+    expect(s.fair).toBe(367);
+    expect(s.target).toBe(367);
+  });
+});
+
+function slice(name: string, address: string, ports: [number, number], ready = true): EndpointSliceLike & { endpoints: { targetRef: { name: string } }[] } {
+  return {
+    addressType: 'IPv4',
+    ports: [{ name: 'agents', port: ports[0] }, { name: 'metrics', port: ports[1] }],
+    endpoints: [{ addresses: [address], nodeName: 'n', conditions: { ready, terminating: !ready }, targetRef: { name } }],
+  };
+}
+
+const names = { selfName: 'cattail-a', selfAddresses: [], agentsPortName: 'agents', metricsPortName: 'metrics', scheme: 'ws' as const };
+
+describe('fleet - the balancer', () => {
+  it('finds the ready peers, itself excluded by pod name or address', () => {
+    const peers = peersOf([slice('cattail-a', '10.0.0.1', [5473, 9093]), slice('cattail-b', '10.0.0.2', [5473, 9093]), slice('cattail-c', '10.0.0.3', [5473, 9093], false)], names);
+    expect(peers).toEqual([{ agentsUrl: 'ws://10.0.0.2:5473/', loadUrl: 'http://10.0.0.2:9093/v1/load' }]);
+    expect(peersOf([slice('other', '10.0.0.1', [1, 2])], { ...names, selfAddresses: ['10.0.0.1'] })).toEqual([]);
+  });
+
+  it('applies the share on every tick, keeps the last one when the slices cannot be read, and treats a silent peer as unknown', async () => {
+    const clock = new FakeClock();
+    let slices: EndpointSliceLike[] = [slice('cattail-a', '10.0.0.1', [5473, 9093]), slice('cattail-b', '10.0.0.2', [5473, 9093]), slice('cattail-c', '10.0.0.3', [5473, 9093])];
+    let failList = false;
+    const loads = new Map<string, number | Error>([['http://10.0.0.2:9093/v1/load', 0], ['http://10.0.0.3:9093/v1/load', new Error('timeout')]]);
+    const applied: Share[] = [];
+    const b = new ReplicaBalancer({
+      ...names, service: 'calico-system/cattail', intervalMs: 10_000, clock,
+      nodeCount: () => 900, ownConnections: () => 900,
+      apply: (s) => applied.push(s),
+      source: { list: async () => { if (failList) throw new Error('apiserver down'); return slices; } },
+      fetchLoad: async (url): Promise<LoadReport> => {
+        const v = loads.get(url);
+        if (v instanceof Error || v === undefined) throw v ?? new Error('no such peer');
+        return { serverId: url, connections: v, targetConnections: null, ready: true };
+      },
+    });
+    await b.tick();
+    expect(applied.at(-1)).toMatchObject({ target: 330, rebalancing: true, hints: ['ws://10.0.0.2:5473/'] });
+    // B filled up (1,300 agents seen); C never answers: no peer is known to have room, so back to
+    // the capacity, 1,300 × 1.2 / 2.
+    loads.set('http://10.0.0.2:9093/v1/load', 400);
+    await b.tick();
+    expect(applied.at(-1)).toMatchObject({ target: 780, rebalancing: false });
+    expect(applied.at(-1)!.hints).toEqual(['ws://10.0.0.2:5473/', 'ws://10.0.0.3:5473/']);
+    failList = true;
+    await b.tick();
+    expect(applied).toHaveLength(2); // nothing applied: the last share stays
+    failList = false;
+    slices = [slice('cattail-a', '10.0.0.1', [5473, 9093])];
+    await b.tick();
+    expect(applied.at(-1)).toMatchObject({ target: undefined, hints: [] });
+  });
+
+  it('looks again every intervalMs on the injected clock, and stops', async () => {
+    const clock = new FakeClock();
+    const b = new ReplicaBalancer({
+      ...names, service: 'calico-system/cattail', intervalMs: 10_000, clock, nodeCount: () => 1, ownConnections: () => 0, apply: () => undefined,
+      source: { list: async () => [] }, fetchLoad: async () => { throw new Error('unused'); },
+    });
+    b.start();
+    await clock.advanceAsync(0);
+    expect(b.ticks).toBe(1);
+    await clock.advanceAsync(10_000);
+    expect(b.ticks).toBe(2);
+    await b.stop();
+    await clock.advanceAsync(30_000);
+    expect(b.ticks).toBe(2);
+  });
+});
