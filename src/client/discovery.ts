@@ -24,6 +24,8 @@ export interface EndpointSliceLike {
   readonly endpoints?: readonly {
     readonly addresses?: readonly string[] | null;
     readonly nodeName?: string | null;
+    /** The pod behind the endpoint (replicas find themselves by it). */
+    readonly targetRef?: { readonly name?: string | null } | null;
     readonly conditions?: { readonly ready?: boolean | null; readonly serving?: boolean | null; readonly terminating?: boolean | null } | null;
   }[] | null;
 }

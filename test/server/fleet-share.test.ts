@@ -14,15 +14,15 @@ describe('fleet - a replica\'s share', () => {
   it('holds the one-replica-missing capacity (+20 %) while no peer has room: a healthy fleet is not churned', () => {
     const s = computeShare({ nodes: 1_000, ownConnections: 340, peers: [peer('ws://b/', 330), peer('ws://c/', 330)] });
     expect(s.capacity).toBe(600); // 1,000 × 1.2 / 2
-    expect(s.fair).toBe(367); // ceil(1,000 / 3 × 1.1)
+    expect(s.fair).toBe(334); // ceil(1,000 / 3)
     expect(s.rebalancing).toBe(false);
     expect(s.target).toBe(600);
   });
 
-  it('drops to the fair share when a peer has room, and hints the peers with room, least loaded first', () => {
+  it('drops to the even share when a peer has room (below it by more than 10 %), and hints the peers with room, least loaded first', () => {
     const s = computeShare({ nodes: 1_000, ownConnections: 800, peers: [peer('ws://b/', 200), peer('ws://c/', 0), peer('ws://d/', undefined)] });
     expect(s.rebalancing).toBe(true);
-    expect(s.target).toBe(275); // ceil(1,000 / 4 × 1.1)
+    expect(s.target).toBe(250); // 1,000 / 4
     expect(s.hints).toEqual(['ws://c/', 'ws://b/']);
   });
 
@@ -33,12 +33,12 @@ describe('fleet - a replica\'s share', () => {
 
   it('counts connections beyond the node count (several agents per node, a test fleet) as they are', () => {
     const s = computeShare({ nodes: 10, ownConnections: 900, peers: [peer('ws://b/', 0), peer('ws://c/', 100)] });
-    expect(s.fair).toBe(367);
-    expect(s.target).toBe(367);
+    expect(s.fair).toBe(334);
+    expect(s.target).toBe(334);
   });
 });
 
-function slice(name: string, address: string, ports: [number, number], ready = true): EndpointSliceLike & { endpoints: { targetRef: { name: string } }[] } {
+function slice(name: string, address: string, ports: [number, number], ready = true): EndpointSliceLike {
   return {
     addressType: 'IPv4',
     ports: [{ name: 'agents', port: ports[0] }, { name: 'metrics', port: ports[1] }],
@@ -73,7 +73,7 @@ describe('fleet - the balancer', () => {
       },
     });
     await b.tick();
-    expect(applied.at(-1)).toMatchObject({ target: 330, rebalancing: true, hints: ['ws://10.0.0.2:5473/'] });
+    expect(applied.at(-1)).toMatchObject({ target: 300, rebalancing: true, hints: ['ws://10.0.0.2:5473/'] });
     // B filled up (1,300 agents seen); C never answers: no peer is known to have room, so back to
     // the capacity, 1,300 × 1.2 / 2.
     loads.set('http://10.0.0.2:9093/v1/load', 400);

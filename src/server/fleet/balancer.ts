@@ -56,7 +56,7 @@ function hostOf(address: string): string {
 }
 
 /** Ready peers of `slices`, this replica excluded. */
-export function peersOf(slices: readonly (EndpointSliceLike & { endpoints?: readonly { targetRef?: { name?: string | null } | null }[] | null })[], o: Pick<BalancerOptions, 'selfName' | 'selfAddresses' | 'agentsPortName' | 'metricsPortName' | 'scheme'>): Peer[] {
+export function peersOf(slices: readonly EndpointSliceLike[], o: Pick<BalancerOptions, 'selfName' | 'selfAddresses' | 'agentsPortName' | 'metricsPortName' | 'scheme'>): Peer[] {
   const out: Peer[] = [];
   const seen = new Set<string>();
   for (const s of slices) {
@@ -67,7 +67,7 @@ export function peersOf(slices: readonly (EndpointSliceLike & { endpoints?: read
     for (const e of s.endpoints ?? []) {
       const address = e.addresses?.[0];
       if (address === undefined) continue;
-      const self = (e as { targetRef?: { name?: string | null } | null }).targetRef?.name === o.selfName || o.selfAddresses.includes(address);
+      const self = e.targetRef?.name === o.selfName || o.selfAddresses.includes(address);
       const ready = e.conditions?.ready !== false && e.conditions?.terminating !== true;
       const agentsUrl = `${o.scheme}://${hostOf(address)}:${agents}/`;
       if (self || !ready || seen.has(agentsUrl)) continue;

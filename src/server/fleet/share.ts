@@ -7,9 +7,11 @@
  * - `capacity`: the share if one replica were missing, plus 20 % (Typha's rebalancing target,
  *   `typha/pkg/k8s/rebalance.go`). Held to when no peer has room: the survivors of a replica
  *   loss can always absorb its agents, and a healthy fleet is not churned for nothing.
- * - `fair`: the even share plus a 10 % band. Held to only while some peer has room (reports fewer
- *   agents than the even share minus the band), so shedding moves agents to a replica that has room instead of making
- *   them bounce (Typha sheds against `capacity` only and kills random connections, so replicas
+ * - `fair`: the even share. Held to only while some peer has room (reports fewer agents than the
+ *   even share minus a 10 % band), so shedding moves agents to a replica that has room instead
+ *   of making them bounce, and stops once every peer is within the band: the fleet ends within
+ *   about 10 % of even (plus what one balance interval of shedding overshoots), never churning
+ *   over a few agents (Typha sheds against `capacity` only and kills random connections, so replicas
  *   started one after another stay unbalanced until something restarts).
  * Shed agents and refused ones are hinted the peers with room, least loaded first.
  */
@@ -41,7 +43,7 @@ export interface Share {
   readonly rebalancing: boolean;
 }
 
-/** Extra room above the even share before anything is moved (fraction). */
+/** How far below the even share a peer must be to count as having room (fraction). */
 export const FAIR_BAND = 0.1;
 /** Headroom on top of the one-replica-missing share (fraction), as Typha. */
 export const CAPACITY_HEADROOM = 0.2;
@@ -55,7 +57,7 @@ export function computeShare(i: ShareInput): Share {
   const allUrls = i.peers.map((p) => p.url);
   if (i.nodes === undefined && known === 0) return { target: undefined, capacity: undefined, fair: undefined, hints: allUrls, rebalancing: false };
   const capacity = Math.max(1, Math.ceil((agents * (1 + CAPACITY_HEADROOM)) / Math.max(1, replicas - 1)));
-  const fair = Math.max(1, Math.ceil((agents / replicas) * (1 + FAIR_BAND)));
+  const fair = Math.max(1, Math.ceil(agents / replicas));
   const room = Math.floor((agents / replicas) * (1 - FAIR_BAND));
   const roomy = i.peers
     .filter((p): p is PeerLoad => p.connections !== undefined && p.connections < room)
