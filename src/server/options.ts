@@ -1,6 +1,7 @@
 import { commonOptions } from '../config/common.js';
 import { opt, withDefault } from '../config/options.js';
 import { SYNCER_FEEDS } from '../registry.js';
+import { tlsServerOptions } from './transport/tls/options.js';
 
 // Built-in feed names straight from the registry: importing the upstream here would load its
 // projections (msgpackr) for `cattail --help`.
@@ -26,6 +27,7 @@ export const serverOptions = {
     default: false,
     help: 'Serve /debug/clients on the HTTP port: per-connection node, address, feeds, lag and buffers as paged JSON. Off by default because it names every node and address.',
   }),
+  ...tlsServerOptions,
   serverId: opt.string({
     default: undefined,
     help: 'This replica\'s identity in WELCOME and resume tokens (at most 64 characters). Unset: POD_NAME, then the host name.',
@@ -66,7 +68,7 @@ export const serverOptions = {
   transport: opt.enum({
     values: ['ws', 'uws'] as const,
     default: 'ws',
-    help: 'Agent socket implementation: ws (Node http + ws; supports TLS later) or uws (uWebSockets.js, plaintext only, lower CPU per write). uws fails with CATTAIL_SERVER_TRANSPORT_UNAVAILABLE when no uWebSockets.js build loads here; it never falls back to ws. See docs/transport.md.',
+    help: 'Agent socket implementation: ws (Node http + ws; TLS and mutual TLS) or uws (uWebSockets.js, plaintext only, lower CPU per write; with serverCertFile it fails with CATTAIL_SERVER_TLS_UNSUPPORTED). uws fails with CATTAIL_SERVER_TRANSPORT_UNAVAILABLE when no uWebSockets.js build loads here; it never falls back to ws. See docs/transport.md.',
   }),
   listenBacklog: opt.int({
     default: 4_096,

@@ -18,6 +18,7 @@ import { selectOptions } from '../config/resolve.js';
 import { type serveOptions, serverOptions } from './options.js';
 import type { Upstream } from './pipeline/seams.js';
 import { startServer } from './server.js';
+import { tlsSettingsOf } from './transport/tls/options.js';
 
 export type ServeConfig = ConfigOf<typeof serveOptions>;
 
@@ -86,6 +87,8 @@ function waitForAbort(signal: AbortSignal): Promise<void> {
 /** The `run` of `cattail serve`, with the upstream taken from `factory`. */
 export function createServeCommand(factory: UpstreamFactory, makeLogger: (level: string) => Logger = (l) => createLogger(l, 'cattail-serve')) {
   return async (config: ServeConfig, ctx: ServeContext): Promise<number> => {
+    // Checked before the upstream is built, so a half-set TLS configuration fails at once.
+    const tls = tlsSettingsOf(config, 'cattail serve');
     const source = resolveUpstreamSource(config, ctx.env);
     const log = makeLogger(config.logLevel);
     const built = await factory(source, { config, log, env: ctx.env, signal: ctx.signal });
@@ -108,7 +111,8 @@ export function createServeCommand(factory: UpstreamFactory, makeLogger: (level:
     }
     if (built.description !== undefined) ctx.stdout.write(`cattail serve: upstream: ${built.description}\n`);
     ctx.stdout.write(`cattail serve: agents on ${server.url} (feeds ${feeds}); /metrics /livez /readyz${config.debugEndpoints ? ' /debug/clients' : ''} on ${server.httpUrl}\n`);
-    ctx.stdout.write(`cattail serve: connect an agent with: cattail agent --server ${server.url} --feed ${built.upstream.feeds[0]?.name ?? 'felix'}\n`);
+    const tlsFlags = tls === undefined ? '' : ` --ca-file CA_OF_SERVER_CERT${tls.allow !== undefined ? ' --cert-file CLIENT_CERT --key-file CLIENT_KEY' : ''}`;
+    ctx.stdout.write(`cattail serve: connect an agent with: cattail agent --server ${server.url} --feed ${built.upstream.feeds[0]?.name ?? 'felix'}${tlsFlags}\n`);
     await waitForAbort(ctx.signal);
     const agents = server.connectionCount();
     log.info({ serverId: server.serverId, agents, shutdownTimeoutMs: config.shutdownTimeoutMs }, 'shutting down: draining');

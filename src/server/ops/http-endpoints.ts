@@ -5,7 +5,7 @@
  * written for Typha work unchanged. /debug/clients (debug-clients.ts) exists only when `debug` is
  * given (`--debug-endpoints`): otherwise it is a 404 like any unknown path.
  */
-import { type Server, createServer } from 'node:http';
+import { type RequestListener, type Server, createServer } from 'node:http';
 import { CattailError } from '../../errors.js';
 import { type ClientsPage, type ClientsQuery, parseClientsQuery } from './debug-clients.js';
 import type { Health, HealthReport } from './health.js';
@@ -16,8 +16,14 @@ export interface DebugEndpoints {
   clients(query: ClientsQuery): ClientsPage;
 }
 
+/** The HTTP port's plaintext server. */
 export function createHttpEndpoints(registry: Registry, health: Health, debug?: DebugEndpoints): Server {
-  return createServer((req, res) => {
+  return createServer(httpEndpointsHandler(registry, health, debug));
+}
+
+/** The HTTP port's request handler, for a server made elsewhere (https with `httpTls`, tls/listener.ts). */
+export function httpEndpointsHandler(registry: Registry, health: Health, debug?: DebugEndpoints): RequestListener {
+  return (req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const path = url.pathname;
     const json = (status: number, body: unknown): void => {
@@ -66,5 +72,5 @@ export function createHttpEndpoints(registry: Registry, health: Health, debug?: 
         break;
     }
     res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; try /metrics, /livez (/liveness), /readyz (/readiness)\n');
-  });
+  };
 }
