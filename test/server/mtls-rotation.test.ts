@@ -58,8 +58,8 @@ function servedFingerprint(url: string, ca: Ca, client: Issued): Promise<string>
   const u = new URL(url);
   return new Promise((resolve, reject) => {
     const s = tlsConnect({ host: u.hostname, port: Number(u.port), ca: ca.pem, cert: client.certPem, key: client.keyPem }, () => {
-      resolve(s.getPeerCertificate().fingerprint256);
-      s.destroy();
+      const fingerprint = s.getPeerCertificate().fingerprint256;
+      s.end(() => resolve(fingerprint));
     });
     s.on('error', reject);
   });

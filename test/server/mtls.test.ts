@@ -5,6 +5,7 @@
  */
 import { rmSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
+import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { CattailError } from '../../src/errors.js';
@@ -139,6 +140,36 @@ describe('server mTLS - admission by client certificate', () => {
     await a.untilRevision('felix', h.storeRevision('felix'));
     const stranger = h.agent({ feeds: [{ name: 'felix' }], tls: tlsOf(pki.stranger) });
     expect(await stranger.closed).toBe(4011);
+  });
+
+  it('negotiates TLS 1.3 when offered, accepts 1.2, and refuses older versions in the handshake', async () => {
+    const h = await mtlsServer();
+    const u = new URL(h.server.url);
+    const handshake = (o: Pick<ConnectionOptions, 'minVersion' | 'maxVersion' | 'ciphers'>): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const s = tlsConnect({ host: u.hostname, port: Number(u.port), ca: pki.ca.pem, cert: pki.good.certPem, key: pki.good.keyPem, ...o }, () => {
+          const protocol = s.getProtocol() ?? '';
+          // end(), not destroy(): in TLS 1.3 the client is done before the server has read its
+          // Finished, and a reset then would be a (counted) handshake failure on the server.
+          s.end(() => resolve(protocol));
+        });
+        s.on('error', reject);
+      });
+    expect(await handshake({})).toBe('TLSv1.3');
+    expect(await handshake({ maxVersion: 'TLSv1.2' })).toBe('TLSv1.2');
+    // Security level 0 lets this client's OpenSSL offer TLS 1.1 at all; the server must refuse it.
+    await expect(handshake({ minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' })).rejects.toThrow();
+    await waitUntil(async () => (await h.metric('cattail_tls_refusals_total', { reason: 'handshake' })) === 1, 'old version counted');
+  });
+
+  it('without a client CA serves TLS to agents that present no certificate', async () => {
+    const { serverCertFile, serverKeyFile } = pki.files;
+    const h = await harness({ transport: 'ws', serverCertFile, serverKeyFile, debugEndpoints: true });
+    h.upstream.apply('felix', { '/pods/a': { ip: '10.0.0.1' } }, { status: 'in-sync', watermarks: { pods: '1' } });
+    const a = h.agent({ feeds: [{ name: 'felix' }], tls: tlsOf(undefined) });
+    await a.untilRevision('felix', h.storeRevision('felix'));
+    const page = (await (await fetch(`${h.server.httpUrl}/debug/clients`)).json()) as { clients: { tlsIdentity: string | null }[] };
+    expect(page.clients.map((c) => c.tlsIdentity)).toEqual([null]);
   });
 
   it('serves the HTTP port over TLS with httpTls', async () => {
