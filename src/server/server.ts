@@ -232,7 +232,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   tls?.start();
   const trimTimer: Timer = clock.setInterval(() => pipeline.trim(), 1_000).unref();
   upstream.start(pipeline);
-  log?.info({ serverId, listen: `${agentAddr.address}:${agentAddr.port}`, httpListen: `${httpAddr.address}:${httpAddr.port}`, feeds: feeds.map((f) => f.name), ...o, transport: transport.kind, targetConnections, peerEndpoints }, 'cattail server listening');
+  log?.info({ serverId, listen: `${agentAddr.address}:${agentAddr.port}`, httpListen: `${httpAddr.address}:${httpAddr.port}`, feeds: feeds.map((f) => f.name), ...o, transport: transport.kind, tls: tls === undefined ? 'off' : tls.mutual ? 'mutual' : 'server-only', targetConnections, peerEndpoints }, 'cattail server listening');
 
   let closing: Promise<void> | undefined;
   let draining: Promise<void> | undefined;
