@@ -83,6 +83,7 @@ export const ERROR_CODES = {
   CATTAIL_SERVER_OVER_BUDGET: { exit: 1, text: 'The frames built for one agent alone exceeded maxClientBytes (close 4008).' },
   CATTAIL_SERVER_SHUTTING_DOWN: { exit: 1, text: 'The server is shutting down (GOODBYE, then close 4010).' },
   CATTAIL_SERVER_TLS_FILES: { exit: 4, text: 'A server TLS file (certificate, key or client CA) is missing, does not parse, or the key does not match the certificate; at start-up this is fatal, on a reload the previous set stays in use.' },
+  CATTAIL_SERVER_TLS_UNSUPPORTED: { exit: 2, text: 'TLS options were given with `--transport uws`: uWebSockets.js neither requires a client certificate nor shows it to JavaScript, so the mTLS allow-list cannot be enforced there (docs/transport.md); use `--transport ws` for TLS.' },
   CATTAIL_SERVER_UNAUTHORIZED: { exit: 1, text: 'An agent\'s TLS client certificate was refused (no certificate, unknown CA, expired or not yet valid, or CN/URI SAN not allowed) (close 4011).' },
   CATTAIL_SERVER_ENTRY_TOO_LARGE: { exit: 1, text: "One entry of a feed does not fit in a frame body of the agent's size (the smaller of the server's and the agent's maxFrameBytes), so the agent cannot be given a correct state; it is closed with 4003 and retries only at its longest backoff. Raise the agent's (or the server's) maxFrameBytes; the details name the key and the bytes it needs." },
   CATTAIL_SERVER_SHED: { exit: 1, text: 'The server holds more agents than its target share and moved this one to another replica (GOODBYE with endpoints, then close 4009).' },

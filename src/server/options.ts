@@ -4,6 +4,7 @@ import { BUILTIN_FEED_NAMES } from '../registry.js';
 // proto/types.js, not proto/index.js: the codec would load msgpackr for `cattail --help`. The same
 // goes for the feed names: straight from the registry, not through the upstream's projections.
 import { DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_INBOUND_BYTES, MIN_CLIENT_MAX_FRAME_BYTES } from '../../proto/types.js';
+import { tlsServerOptions } from './transport/tls/options.js';
 
 /**
  * The server's own options: listeners, identity and limits. `startServer` takes exactly these
@@ -25,6 +26,7 @@ export const serverOptions = {
     default: false,
     help: 'Serve /debug/clients on the HTTP port: per-connection node, address, feeds, lag and buffers as paged JSON. Off by default because it names every node and address.',
   }),
+  ...tlsServerOptions,
   serverId: opt.string({
     default: undefined,
     help: 'This replica\'s identity in WELCOME and resume tokens (at most 64 characters). Unset: POD_NAME, then the host name.',
@@ -65,7 +67,7 @@ export const serverOptions = {
   transport: opt.enum({
     values: ['ws', 'uws'] as const,
     default: 'ws',
-    help: 'Agent socket implementation: ws (Node http + ws; supports TLS later) or uws (uWebSockets.js, plaintext only, lower CPU per write). uws fails with CATTAIL_SERVER_TRANSPORT_UNAVAILABLE when no uWebSockets.js build loads here; it never falls back to ws. See docs/transport.md.',
+    help: 'Agent socket implementation: ws (Node http + ws; TLS and mutual TLS) or uws (uWebSockets.js, plaintext only, lower CPU per write; with serverCertFile it fails with CATTAIL_SERVER_TLS_UNSUPPORTED). uws fails with CATTAIL_SERVER_TRANSPORT_UNAVAILABLE when no uWebSockets.js build loads here; it never falls back to ws. See docs/transport.md.',
   }),
   listenBacklog: opt.int({
     default: 4_096,

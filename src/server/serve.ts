@@ -20,6 +20,7 @@ import type { Upstream } from './pipeline/seams.js';
 import { type ServerHandle, startServer } from './server.js';
 import { ReplicaBalancer } from './fleet/balancer.js';
 import { realClock } from '../clock.js';
+import { tlsSettingsOf } from './transport/tls/options.js';
 
 export type ServeConfig = ConfigOf<typeof serveOptions>;
 
@@ -96,7 +97,8 @@ function startBalancer(config: ServeConfig, built: BuiltUpstream, server: Server
     selfAddresses: podIp === undefined ? [] : [podIp],
     agentsPortName: 'agents',
     metricsPortName: 'metrics',
-    scheme: 'ws',
+    // Peers share this replica's flags: TLS here means wss there.
+    scheme: config.serverCertFile !== undefined ? 'wss' : 'ws',
     intervalMs: config.balanceIntervalMs,
     nodeCount: built.nodeCount ?? (() => undefined),
     ownConnections: () => server.connectionCount(),
@@ -120,6 +122,8 @@ function waitForAbort(signal: AbortSignal): Promise<void> {
 /** The `run` of `cattail serve`, with the upstream taken from `factory`. */
 export function createServeCommand(factory: UpstreamFactory, makeLogger: (level: string) => Logger = (l) => createLogger(l, 'cattail-serve')) {
   return async (config: ServeConfig, ctx: ServeContext): Promise<number> => {
+    // Checked before the upstream is built, so a half-set TLS configuration fails at once.
+    const tls = tlsSettingsOf(config, 'cattail serve');
     const source = resolveUpstreamSource(config, ctx.env);
     const log = makeLogger(config.logLevel);
     const built = await factory(source, { config, log, env: ctx.env, signal: ctx.signal });
@@ -143,7 +147,8 @@ export function createServeCommand(factory: UpstreamFactory, makeLogger: (level:
     }
     if (built.description !== undefined) ctx.stdout.write(`cattail serve: upstream: ${built.description}\n`);
     ctx.stdout.write(`cattail serve: agents on ${server.url} (feeds ${feeds}); /metrics /livez /readyz${config.debugEndpoints ? ' /debug/clients' : ''} on ${server.httpUrl}\n`);
-    ctx.stdout.write(`cattail serve: connect an agent with: cattail agent --server ${server.url} --feed ${built.upstream.feeds[0]?.name ?? 'felix'}\n`);
+    const tlsFlags = tls === undefined ? '' : ` --ca-file CA_OF_SERVER_CERT${tls.allow !== undefined ? ' --cert-file CLIENT_CERT --key-file CLIENT_KEY' : ''}`;
+    ctx.stdout.write(`cattail serve: connect an agent with: cattail agent --server ${server.url} --feed ${built.upstream.feeds[0]?.name ?? 'felix'}${tlsFlags}\n`);
     await waitForAbort(ctx.signal);
     const agents = server.connectionCount();
     log.info({ serverId: server.serverId, agents, shutdownTimeoutMs: config.shutdownTimeoutMs }, 'shutting down: draining');

@@ -20,11 +20,14 @@ import { CLOSE_WAIT_MS, Shedder } from './fanout/shed.js';
 import { Governor } from './transport/governor.js';
 import { Health } from './ops/health.js';
 import type { LoadReport } from './fleet/balancer.js';
-import { createHttpEndpoints } from './ops/http-endpoints.js';
+import { createHttpEndpoints, httpEndpointsHandler } from './ops/http-endpoints.js';
 import { acceptHooks } from './transport/accept.js';
-import type { AgentTransport } from './transport/seam.js';
+import type { AgentTransport, PeerInfo } from './transport/seam.js';
 import { UwsTransport } from './transport/uws-transport.js';
 import { WsTransport } from './transport/ws-transport.js';
+import { describePeerTls } from './transport/tls/identity.js';
+import { TlsListener } from './transport/tls/listener.js';
+import { tlsSettingsOf } from './transport/tls/options.js';
 import { type ClientsQuery, clientsPage } from './ops/debug-clients.js';
 import { type ServerMetrics, createMetrics, registerStateGauges } from './ops/metrics.js';
 import { isWsUrl, parseHostPort, splitEndpoints, startServerOptions } from './options.js';
@@ -66,9 +69,9 @@ export interface StartServerOptions extends OptionsOf<typeof startServerOptions>
 }
 
 export interface ServerHandle {
-  /** `ws://host:port/` for agents. */
+  /** `ws://host:port/` for agents (`wss://` with serverCertFile). */
   readonly url: string;
-  /** `http://host:port` for /metrics, /livez, /readyz. */
+  /** `http://host:port` for /metrics, /livez, /readyz (`https://` with httpTls). */
   readonly httpUrl: string;
   readonly serverId: string;
   readonly metrics: ServerMetrics;
@@ -168,6 +171,14 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
     names.add(f.name);
   }
   if (upstream.feeds.length === 0 || upstream.feeds.length > 0xfffe) throw new InvalidArgumentError('upstream must serve 1 to 65534 feeds');
+  const tlsSettings = tlsSettingsOf(o, 'startServer');
+  if (tlsSettings !== undefined && o.transport === 'uws') {
+    throw new CattailError(
+      'CATTAIL_SERVER_TLS_UNSUPPORTED',
+      'TLS (serverCertFile) needs --transport ws: uWebSockets.js admits a client without a certificate and shows none to JavaScript, so the client CA and CN / URI SAN allow-list could not be enforced (docs/transport.md)',
+      { details: { transport: o.transport } },
+    );
+  }
 
   const metrics = createMetrics(new FanOutStats(), { defaultMetrics: options.defaultMetrics ?? true });
   const feeds = upstream.feeds.map((d, i) => new FeedRuntime(i, d, createStore({ feed: d.name, logMaxAgeMs: o.deltaLogMaxAgeMs, logMaxBytes: o.deltaLogMaxBytes }), serverId, metrics.fanout.feed(d.name)));
@@ -180,6 +191,8 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
     connections: () => fanout.connections, whenEmpty: (ms) => fanout.whenEmpty(ms),
   });
   registerStateGauges(metrics, { connections: () => fanout.connections, serviceQueueLength: () => fanout.serviceQueueLength, snapshotCache: () => cache.held(), feeds });
+  // Opened before anything listens: unreadable files fail start-up with CATTAIL_SERVER_TLS_FILES.
+  const tls = tlsSettings === undefined ? undefined : await TlsListener.open({ settings: tlsSettings, clock, log, metrics, handshakeTimeoutMs: o.handshakeTimeoutMs });
   const pipeline = new Pipeline(feeds, fanout, metrics, clock, log);
   const health = new Health(clock, fanout, feeds, governor, upstream, options.upstreamDescription);
   const limits = { maxInboundBytes: o.maxInboundBytes, maxClientBytes: o.maxClientBytes, compressMinBytes: o.compressMinBytes };
@@ -187,18 +200,23 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
     governor,
     metrics,
     openConnections: () => fanout.connections.size,
-    onAgent: (socket) => fanout.add(new Connection(socket, fanout, limits, clock.monotonic(), o.handshakeTimeoutMs)),
+    ...(tls?.mutual === true ? { authorize: (peer: PeerInfo) => tls.authorize(peer) } : {}),
+    onAgent: (socket) => {
+      const conn = new Connection(socket, fanout, limits, clock.monotonic(), o.handshakeTimeoutMs);
+      conn.tlsIdentity = describePeerTls(socket.peer.tls);
+      fanout.add(conn);
+    },
   });
   const transportLimits = { maxInboundBytes: o.maxInboundBytes, handshakeTimeoutMs: o.handshakeTimeoutMs, maxConnections: o.maxConnections };
   const kind = o.transport;
   const transport: AgentTransport = kind === 'uws'
     // A socket never holds more than the high-water mark, one frame past it and its own budget.
     ? new UwsTransport({ hooks, limits: transportLimits, maxBufferedBytes: Math.min(2 ** 31 - 1, o.socketHighWaterBytes + 2 * o.maxFrameBytes + o.maxClientBytes) })
-    : new WsTransport({ hooks, limits: transportLimits });
+    : new WsTransport({ hooks, limits: transportLimits, ...(tls !== undefined ? { server: tls.agentServer() } : {}) });
   const served = options.extraMetrics?.length ? Registry.merge([metrics.registry, ...options.extraMetrics]) : metrics.registry;
   const debug = o.debugEndpoints === true ? { clients: (q: ClientsQuery) => clientsPage(fanout.connections, q, clock) } : undefined;
   const load = (): LoadReport => ({ serverId, connections: fanout.connections.size, targetConnections: governor.targetConnections ?? null, ready: health.ready().ok });
-  const httpServer = createHttpEndpoints(served, health, load, debug);
+  const httpServer = tls?.httpServer(httpEndpointsHandler(served, health, load, debug)) ?? createHttpEndpoints(served, health, load, debug);
   for (const f of feeds) metrics.feedRevision.set({ feed: f.name }, f.store.revision);
 
   let agentAddr: AddressInfo;
@@ -213,9 +231,10 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   }
   fanout.start();
   shedder.start();
+  tls?.start();
   const trimTimer: Timer = clock.setInterval(() => pipeline.trim(), 1_000).unref();
   upstream.start(pipeline);
-  log?.info({ serverId, listen: `${agentAddr.address}:${agentAddr.port}`, httpListen: `${httpAddr.address}:${httpAddr.port}`, feeds: feeds.map((f) => f.name), ...o, transport: transport.kind, targetConnections, peerEndpoints }, 'cattail server listening');
+  log?.info({ serverId, listen: `${agentAddr.address}:${agentAddr.port}`, httpListen: `${httpAddr.address}:${httpAddr.port}`, feeds: feeds.map((f) => f.name), ...o, transport: transport.kind, tls: tls === undefined ? 'off' : tls.mutual ? 'mutual' : 'server-only', targetConnections, peerEndpoints }, 'cattail server listening');
 
   let closing: Promise<void> | undefined;
   let draining: Promise<void> | undefined;
@@ -231,12 +250,13 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
       for (const c of [...fanout.connections]) c.socket.terminate();
       fanout.stop();
       trimTimer.cancel();
+      tls?.stop();
       httpServer.closeAllConnections();
       await Promise.all([transport.close(), new Promise((r) => httpServer.close(r))]);
     })());
   return {
-    url: `ws://${urlHost(agentAddr)}:${agentAddr.port}/`,
-    httpUrl: `http://${urlHost(httpAddr)}:${httpAddr.port}`,
+    url: `${tls !== undefined ? 'wss' : 'ws'}://${urlHost(agentAddr)}:${agentAddr.port}/`,
+    httpUrl: `${tlsSettings?.httpTls === true ? 'https' : 'http'}://${urlHost(httpAddr)}:${httpAddr.port}`,
     serverId,
     metrics,
     stores: new Map(feeds.map((f) => [f.name, f.store])),

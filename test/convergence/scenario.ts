@@ -12,6 +12,7 @@
  *  - API requests per resource and replica stayed under a bound (no hot loop).
  * A failing run prints the command that replays it.
  */
+import { connect as tcpConnect, type Socket } from 'node:net';
 import { unpack } from 'msgpackr';
 import { connect, type Client } from '../../src/client/index.js';
 import { realClock } from '../../src/clock.js';
@@ -69,6 +70,8 @@ interface AgentUnderTest {
   regressions: string[];
   history: Map<string, string[]>;
   deletions: number;
+  /** The agent's TCP sockets (dialled through the client's transport seam), to stall them. */
+  sockets: Set<Socket>;
 }
 
 function watchAgent(a: AgentUnderTest): void {
@@ -96,8 +99,18 @@ function pushHistory(a: AgentUnderTest, key: string, what: string): void {
 }
 
 function newAgent(id: number, endpoints: string[], seed: number): AgentUnderTest {
-  const client = connect({ endpoints, feeds: [FEED], node: `conv-node-${id}`, random: seededRandom(seed * 1000 + id), clock: realClock });
-  const a: AgentUnderTest = { id, client, marks: new Map(), regressions: [], history: new Map(), deletions: 0 };
+  const sockets = new Set<Socket>();
+  // The client's own dial seam, so the timeline can stop reading from an agent's socket: a slow
+  // or stalled reader (the server sees backpressure) or, held past the read timeout, a black hole.
+  const dial = (endpoint: string): Socket => {
+    const u = new URL(endpoint);
+    const s = tcpConnect(Number(u.port), u.hostname);
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    return s;
+  };
+  const client = connect({ endpoints, feeds: [FEED], node: `conv-node-${id}`, random: seededRandom(seed * 1000 + id), clock: realClock, dial });
+  const a: AgentUnderTest = { id, client, marks: new Map(), regressions: [], history: new Map(), deletions: 0, sockets };
   watchAgent(a);
   return a;
 }
@@ -117,10 +130,26 @@ export async function runScenario(o: ScenarioOptions, log: (line: string) => voi
   const sim = await SimProc.start({ host: host(1), nodes: o.nodes, podsPerNode: o.podsPerNode, seed: o.seed });
   const replicas = Array.from({ length: o.replicas }, (_, i) => new ReplicaProc(`conv-${i}`, host(10 + i), sim.kubeconfig, [FEED],
     // A SIGTERM drains agents gradually; 3 s keeps a run short (production uses the 300 s default).
-    ['--shutdown-timeout-ms', '3000']));
+    // Pings every second make the agents' read timeout 3 s and the server's pong timeout 4 s, so a
+    // black-holed connection is noticed on both sides within a run.
+    ['--shutdown-timeout-ms', '3000', '--ping-interval-ms', '1000', '--pong-timeout-ms', '4000']));
   const agents: AgentUnderTest[] = [];
   const retired: AgentUnderTest[] = [];
   const crashes: string[] = [];
+  // Stalls end by themselves; before the settle phase every one still running is ended at once.
+  const pendingResumes = new Set<() => void>();
+  const frozen = new Set<ReplicaProc>();
+  const later = (ms: number, resume: () => void): void => {
+    const t = setTimeout(() => {
+      pendingResumes.delete(run);
+      resume();
+    }, ms);
+    const run = (): void => {
+      clearTimeout(t);
+      resume();
+    };
+    pendingResumes.add(run);
+  };
   const replay = `npm run soak -- --seed ${o.seed} --duration-ms ${o.durationMs} --replicas ${o.replicas} --agents ${o.agents}`;
   try {
     await Promise.all(replicas.map((r) => r.start()));
@@ -135,6 +164,8 @@ export async function runScenario(o: ScenarioOptions, log: (line: string) => voi
       for (const r of replicas) if (r.crashed) crashes.push(`${r.name} exited ${r.output().slice(-500)}`);
       const pick = rand();
       const replica = replicas[Math.floor(rand() * replicas.length)] as ReplicaProc;
+      // A frozen replica is left alone by the other replica faults (a SIGTERM would wait on it).
+      const killable = replica.running && !frozen.has(replica) && replicas.filter((r) => r.running && !frozen.has(r)).length > 1;
       if (pick < 0.35) {
         // Upstream faults: the simulator's own catalogue, aimed at the replicas' watches.
         const kind = (['reset', 'error_410', 'http_410', 'reset_mid_line', 'error_500', 'close_after_headers'] as const)[Math.floor(rand() * 6)] as string;
@@ -152,19 +183,46 @@ export async function runScenario(o: ScenarioOptions, log: (line: string) => voi
         await sim.admin('POST', '/faults/restart', { refuseMs: 300 }, false).catch(() => undefined);
         count('upstream:restart');
       } else if (pick < 0.62) {
-        if (replica.running && replicas.filter((r) => r.running).length > 1) {
+        if (killable) {
           await replica.kill('SIGKILL');
           count('replica:sigkill');
           await replica.start();
         }
       } else if (pick < 0.7) {
-        if (replica.running && replicas.filter((r) => r.running).length > 1) {
+        if (killable) {
           const code = await replica.kill('SIGTERM');
           if (code !== 0) crashes.push(`${replica.name} exited ${code} on SIGTERM: ${replica.output().slice(-500)}`);
           count('replica:sigterm');
           await replica.start();
         }
-      } else if (pick < 0.85) {
+      } else if (pick < 0.74) {
+        // A replica stops answering (a partitioned or frozen pod): its agents' read timeouts fire
+        // and they fail over; its own watches fall behind and catch up after.
+        const pid = replica.pid;
+        if (killable && pid !== undefined) {
+          process.kill(pid, 'SIGSTOP');
+          frozen.add(replica);
+          later(1_500 + Math.floor(rand() * 2_500), () => {
+            frozen.delete(replica);
+            try {
+              process.kill(pid, 'SIGCONT');
+            } catch {
+              // it was killed meanwhile
+            }
+          });
+          count('replica:stall');
+        }
+      } else if (pick < 0.81) {
+        // An agent stops reading: briefly (a slow reader: backpressure, skips, a compacted
+        // catch-up) or past its read timeout (a black hole: 4013 on its side, 4005 on the server's).
+        const a = agents[Math.floor(rand() * agents.length)] as AgentUnderTest;
+        const blackhole = rand() < 0.4;
+        for (const s of a.sockets) s.pause();
+        later(blackhole ? 5_000 : 300 + Math.floor(rand() * 2_000), () => {
+          for (const s of a.sockets) s.resume();
+        });
+        count(blackhole ? 'agent:blackhole' : 'agent:stall');
+      } else if (pick < 0.9) {
         // An agent restarts: its process (here: its client) is gone and a new one starts empty.
         const i = Math.floor(rand() * agents.length);
         const old = agents[i] as AgentUnderTest;
@@ -180,6 +238,7 @@ export async function runScenario(o: ScenarioOptions, log: (line: string) => voi
         count('write:namespace-create-delete');
       }
     }
+    for (const resume of [...pendingResumes]) resume();
     await sim.admin('DELETE', '/churn');
     await sim.admin('DELETE', '/faults').catch(() => undefined);
     for (const r of replicas) if (!r.running) await r.start();

@@ -20,6 +20,7 @@ import { resolveConfig } from '../../src/config/load.js';
 import { FanOutStats } from '../../src/server/fanout/stats.js';
 import { createMetrics } from '../../src/server/ops/metrics.js';
 import { serveOptions } from '../../src/server/options.js';
+import { tlsSettingsOf } from '../../src/server/transport/tls/options.js';
 import { UpstreamMetrics } from '../../src/server/upstream/metrics.js';
 import { generatedDeployFiles } from '../../scripts/deploy/generate.js';
 
@@ -125,7 +126,7 @@ const kubectl = (() => {
 })();
 
 describe.skipIf(!kubectl)('deploy/ kustomize builds (kubectl kustomize, offline)', () => {
-  it.each(['base', 'overlays/servicemonitor'])('%s builds and every built object validates', (dir) => {
+  it.each(['base', 'overlays/servicemonitor', 'overlays/mtls'])('%s builds and every built object validates', (dir) => {
     const out = execFileSync('kubectl', ['kustomize', join(deployDir, dir)], { encoding: 'utf8' });
     const built = docs(out);
     expect(built.length).toBeGreaterThanOrEqual(6);
@@ -133,5 +134,22 @@ describe.skipIf(!kubectl)('deploy/ kustomize builds (kubectl kustomize, offline)
     const dep = built.find((o) => o.kind === 'Deployment') as unknown as { metadata: { namespace: string }; spec: { template: { spec: { containers: { image: string }[] } } } };
     expect(dep.metadata.namespace).toBe('calico-system');
     expect(dep.spec.template.spec.containers[0]?.image).toMatch(/^cattail:\d/);
+  });
+  it('overlays/mtls passes a complete TLS flag set whose files are in a whole-Secret mount (no subPath: rotation must reach the pod)', () => {
+    const built = docs(execFileSync('kubectl', ['kustomize', join(deployDir, 'overlays/mtls')], { encoding: 'utf8' }));
+    const dep = built.find((o) => o.kind === 'Deployment') as unknown as {
+      spec: { template: { spec: { volumes: { name: string; secret?: { secretName: string } }[]; containers: { args: string[]; volumeMounts: { name: string; mountPath: string; subPath?: string }[] }[] } } };
+    };
+    const c = dep.spec.template.spec.containers[0];
+    if (c === undefined) throw new Error('no container');
+    const { config } = resolveConfig(serveOptions, { argv: c.args });
+    const tls = tlsSettingsOf(config, 'deploy/overlays/mtls');
+    expect(tls?.allow).toEqual({ cn: 'typha-client', uriSan: undefined });
+    for (const file of [tls?.files.certFile, tls?.files.keyFile, tls?.files.caFile]) {
+      const mount = c.volumeMounts.find((m) => file?.startsWith(`${m.mountPath}/`));
+      expect(mount, file).toBeDefined();
+      expect(mount?.subPath).toBeUndefined();
+      expect(dep.spec.template.spec.volumes.find((v) => v.name === mount?.name)?.secret?.secretName).toBe('cattail-tls');
+    }
   });
 });

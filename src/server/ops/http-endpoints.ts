@@ -6,7 +6,7 @@
  * given (`--debug-endpoints`): otherwise it is a 404 like any unknown path. /v1/load is what peer
  * replicas read to balance agents between them (src/server/fleet/): counts only, no names.
  */
-import { type Server, createServer } from 'node:http';
+import { type RequestListener, type Server, createServer } from 'node:http';
 import { CattailError } from '../../errors.js';
 import { type ClientsPage, type ClientsQuery, parseClientsQuery } from './debug-clients.js';
 import type { Health, HealthReport } from './health.js';
@@ -18,8 +18,14 @@ export interface DebugEndpoints {
   clients(query: ClientsQuery): ClientsPage;
 }
 
+/** The HTTP port's plaintext server. */
 export function createHttpEndpoints(registry: Registry, health: Health, load: () => LoadReport, debug?: DebugEndpoints): Server {
-  return createServer((req, res) => {
+  return createServer(httpEndpointsHandler(registry, health, load, debug));
+}
+
+/** The HTTP port's request handler, for a server made elsewhere (https with `httpTls`, tls/listener.ts). */
+export function httpEndpointsHandler(registry: Registry, health: Health, load: () => LoadReport, debug?: DebugEndpoints): RequestListener {
+  return (req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const path = url.pathname;
     const json = (status: number, body: unknown): void => {
@@ -71,5 +77,5 @@ export function createHttpEndpoints(registry: Registry, health: Health, load: ()
         break;
     }
     res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; try /metrics, /livez (/liveness), /readyz (/readiness)\n');
-  });
+  };
 }

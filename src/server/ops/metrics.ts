@@ -35,6 +35,11 @@ export interface ServerMetrics {
    * Connections closed to move load elsewhere (close 4009), by reason. Defined here so the name and
    * help have one home; the shedding path increments it.
    */
+  /** Agent-port TLS refusals by reason (tls/identity.ts TLS_REFUSAL_REASONS). */
+  readonly tlsRefusals: Counter<'reason'>;
+  /** Re-reads of changed TLS files: success (applied) or failure (previous set kept). */
+  readonly tlsReloads: Counter<'result'>;
+  readonly tlsCertificateExpiry: Gauge;
   /** The fan-out's own counts, which the fan-out counters below report at scrape time. */
   readonly fanout: FanOutStats;
 }
@@ -174,6 +179,9 @@ export function createMetrics(fanout: FanOutStats, opts: { defaultMetrics?: bool
     clientLag: new Histogram({ name: 'cattail_client_lag_seconds', help: 'Age of the revision an agent acked, behind the newest (Typha: client_latency_secs).', labelNames: ['feed'], buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120, 300], registers: r }),
     pingLatency: new Histogram({ name: 'cattail_ping_latency_seconds', help: 'PING to PONG round trip.', buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: r }),
     snapshotSendDuration: new Histogram({ name: 'cattail_client_snapshot_send_seconds', help: 'Seconds from the start of a snapshot send to its last frame handed to the socket, including the wait for the build and for a slow socket (Typha: client_snapshot_send_secs).', labelNames: ['feed'], buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300], registers: r }),
+    tlsRefusals: new Counter({ name: 'cattail_tls_refusals_total', help: 'Agent-port TLS connections refused, by reason: plaintext (plain HTTP to the TLS port), handshake (TLS handshake failed or timed out), and after the upgrade (ERROR + close 4011) no-certificate, unknown-ca, expired, not-yet-valid, identity-not-allowed (CN / URI SAN not in clientCn / clientUriSan), invalid-certificate.', labelNames: ['reason'], registers: r }),
+    tlsReloads: new Counter({ name: 'cattail_tls_reloads_total', help: 'Changed TLS files re-read, by result: success (new connections use them; open ones keep theirs) or failure (unusable set: the previous certificate stays in use, see the log).', labelNames: ['result'], registers: r }),
+    tlsCertificateExpiry: new Gauge({ name: 'cattail_tls_certificate_expiry_timestamp_seconds', help: 'The notAfter of the server certificate in use (Unix seconds); alert before it passes. 0 without TLS.', registers: r }),
     flushDuration: new Histogram({ name: 'cattail_flush_duration_seconds', help: 'Seconds one flush took to encode its shared DELTA units and hand them to every caught-up socket: the write latency a change sees after flushWindowMs (Typha: client_write_latency_secs).', buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1], registers: r }),
   };
 }

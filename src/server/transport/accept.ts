@@ -4,18 +4,24 @@
  *
  * An agent that does not offer `cattail.v1` still completes the upgrade and is then closed with
  * 4001 after an ERROR, so it sees a coded close rather than a bare HTTP error (PROTOCOL.md §1.1).
+ * On a mutual-TLS port an agent whose certificate is refused gets ERROR + 4011 the same way.
  */
 import type { ServerMetrics } from '../ops/metrics.js';
 import { closeCodeOf } from '../../../proto/index.js';
 import { SUBPROTOCOL, encodeMessage } from './framing.js';
 import type { Governor } from './governor.js';
-import type { AcceptHooks, AgentSocket } from './seam.js';
+import type { AcceptHooks, AgentSocket, PeerInfo } from './seam.js';
 
 export interface AcceptOptions {
   readonly governor: Governor;
   readonly metrics: ServerMetrics;
   readonly openConnections: () => number;
-  /** Called with each accepted socket that speaks the cattail subprotocol. */
+  /**
+   * The TLS client-certificate check (tls/listener.ts), on a port with a client CA: a refusal
+   * (already counted and logged) becomes ERROR CATTAIL_SERVER_UNAUTHORIZED + close 4011.
+   */
+  readonly authorize?: (peer: PeerInfo) => { readonly reason: string; readonly message: string } | undefined;
+  /** Called with each accepted socket that speaks the cattail subprotocol and passed authorize. */
   readonly onAgent: (socket: AgentSocket) => void;
 }
 
@@ -24,6 +30,13 @@ export function acceptHooks(o: AcceptOptions): AcceptHooks {
     admit: () => o.governor.admit(o.openConnections()),
     refused: (reason) => o.metrics.connectionsRefused.inc({ reason }),
     accept: (socket) => {
+      // Before the subprotocol answer: a refused agent learns nothing about this server.
+      const unauthorized = o.authorize?.(socket.peer);
+      if (unauthorized !== undefined) {
+        socket.write(encodeMessage({ type: 'error', code: 'CATTAIL_SERVER_UNAUTHORIZED', message: unauthorized.message }));
+        socket.close(closeCodeOf('CATTAIL_SERVER_UNAUTHORIZED'), `unauthorized: ${unauthorized.reason}`);
+        return;
+      }
       if (socket.peer.protocol !== SUBPROTOCOL) {
         o.metrics.connectionsRefused.inc({ reason: 'subprotocol' });
         const message = `this server speaks WebSocket subprotocol ${SUBPROTOCOL} only`;

@@ -12,8 +12,8 @@
  * sends each frame's payload as its own message (see forEachFrame).
  *
  * The peer's identity is captured once at the upgrade (headers, remote address, TLS client
- * certificate) so that authorisation (mTLS allow-lists, later) is a function of an AgentSocket and
- * never of a transport's internals.
+ * certificate) so that authorisation (the mTLS allow-list, tls/identity.ts verifyPeer) is a function
+ * of an AgentSocket and never of a transport's internals.
  */
 import type { Refusal } from './governor.js';
 
@@ -25,6 +25,10 @@ export interface TlsIdentity {
   readonly uriSANs: readonly string[];
   /** True when the certificate chains to the server's client CA (node:tls `authorized`). */
   readonly authorized: boolean;
+  /** Why it does not, as OpenSSL names it (`CERT_HAS_EXPIRED`, ...); undefined when authorized. */
+  readonly authorizationError: string | undefined;
+  /** The certificate's SHA-256 fingerprint (colon-separated hex), for logs. */
+  readonly fingerprint256: string;
 }
 
 /** Who is on the other end, as seen at the upgrade. */

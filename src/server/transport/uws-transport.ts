@@ -22,7 +22,8 @@
  *    resolved to a free port first.
  * Plaintext only: uWS's SSLApp verifies a client certificate's chain when given a CA file, but
  * admits clients without one and exposes no peer certificate to JavaScript, so the subject CN /
- * URI SAN allow-list of mTLS cannot be enforced on it (see docs/transport.md).
+ * URI SAN allow-list of mTLS cannot be enforced on it (see docs/transport.md); startServer refuses
+ * the TLS options with this transport (CATTAIL_SERVER_TLS_UNSUPPORTED).
  */
 import { createServer } from 'node:net';
 import { SUBPROTOCOL } from './framing.js';

@@ -17,6 +17,7 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { SUBPROTOCOL } from './framing.js';
+import { peerTlsOf } from './tls/identity.js';
 import {
   type AcceptHooks, type AgentSocket, type AgentSocketEvents, type AgentTransport, type BoundAddress, HARD_CAP_FACTOR,
   type ListenAddress, type PeerInfo, type TlsIdentity, type TransportLimits,
@@ -26,11 +27,7 @@ import {
 export function tlsIdentityOf(socket: Socket): TlsIdentity | undefined {
   const tls = socket as Partial<TLSSocket>;
   if (tls.encrypted !== true || typeof tls.getPeerCertificate !== 'function') return undefined;
-  const cert = tls.getPeerCertificate();
-  if (cert === undefined || Object.keys(cert).length === 0) return undefined;
-  const cn = cert.subject?.CN;
-  const uriSANs = (cert.subjectaltname ?? '').split(', ').filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
-  return { subjectCN: Array.isArray(cn) ? cn[0] : cn, uriSANs, authorized: tls.authorized === true };
+  return peerTlsOf(tls as TLSSocket);
 }
 
 function headersOf(req: IncomingMessage): Record<string, string> {

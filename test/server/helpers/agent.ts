@@ -38,6 +38,8 @@ export interface AgentOptions {
   maxFrameBytes?: number;
   /** The node named in HELLO (default node-1). */
   node?: string;
+  /** TLS for wss:// URLs: the CA of the server certificate and a client certificate. */
+  tls?: { ca: string; cert?: string; key?: string };
 }
 
 export class TestAgent extends EventEmitter {
@@ -59,7 +61,7 @@ export class TestAgent extends EventEmitter {
 
   constructor(url: string, private readonly opts: AgentOptions) {
     super();
-    this.ws = new WebSocket(url, opts.protocol ?? 'cattail.v1', { perMessageDeflate: false });
+    this.ws = new WebSocket(url, opts.protocol ?? 'cattail.v1', { perMessageDeflate: false, ...(opts.tls ?? {}) });
     this.closed = new Promise((resolve) => {
       this.ws.on('close', (code, reason) => {
         this.closeCode = code;

@@ -25,15 +25,18 @@ import type { Logger } from '../../../log.js';
 export interface TlsFiles {
   readonly certFile: string;
   readonly keyFile: string;
-  /** Client CA bundle: agents must present a certificate it signed. */
-  readonly caFile: string;
+  /**
+   * Client CA bundle: agents must present a certificate it signed. Unset: TLS without client
+   * certificates (the agent checks the server; the server takes any agent).
+   */
+  readonly caFile?: string | undefined;
 }
 
 /** One consistent set of credentials. */
 export interface TlsMaterial {
   readonly cert: Buffer;
   readonly key: Buffer;
-  readonly ca: Buffer;
+  readonly ca: Buffer | undefined;
   /** The server certificate's notAfter, ms since the epoch. */
   readonly notAfterMs: number;
   /** sha256 of the three files' bytes: equal fingerprints mean nothing to reload. */
@@ -79,23 +82,26 @@ function certificates(pem: Buffer, path: string, what: string): X509Certificate[
 interface RawFiles {
   readonly cert: Buffer;
   readonly key: Buffer;
-  readonly ca: Buffer;
+  readonly ca: Buffer | undefined;
   readonly fingerprint: string;
 }
 
 async function readFiles(files: TlsFiles): Promise<RawFiles> {
-  const [cert, key, ca] = await Promise.all([read(files.certFile, 'certificate'), read(files.keyFile, 'key'), read(files.caFile, 'client CA')]);
-  const fingerprint = createHash('sha256').update(cert).update('\0').update(key).update('\0').update(ca).digest('hex');
+  const caFile = files.caFile;
+  const [cert, key, ca] = await Promise.all([
+    read(files.certFile, 'certificate'), read(files.keyFile, 'key'), caFile === undefined ? undefined : read(caFile, 'client CA'),
+  ]);
+  const fingerprint = createHash('sha256').update(cert).update('\0').update(key).update('\0').update(ca ?? '').digest('hex');
   return { cert, key, ca, fingerprint };
 }
 
 function checkFiles(files: TlsFiles, raw: RawFiles): TlsMaterial {
   const { cert, key, ca, fingerprint } = raw;
   const leaf = certificates(cert, files.certFile, 'certificate')[0] as X509Certificate;
-  certificates(ca, files.caFile, 'client CA');
+  if (ca !== undefined) certificates(ca, files.caFile as string, 'client CA');
   try {
     // Checks that the key parses and matches the certificate (OpenSSL's X509_check_private_key).
-    createSecureContext({ cert, key, ca });
+    createSecureContext({ cert, key, ...(ca !== undefined ? { ca } : {}) });
   } catch (err) {
     throw fail(`the TLS certificate ${files.certFile} and key ${files.keyFile} are not a usable pair: ${(err as Error).message}`, err, { certFile: files.certFile, keyFile: files.keyFile });
   }
@@ -111,12 +117,15 @@ export async function loadTlsMaterial(files: TlsFiles): Promise<TlsMaterial> {
   return checkFiles(files, await readFiles(files));
 }
 
-/** The secure-context options for a set: client certificates requested, verified by us (identity.ts). */
-export function secureContextOptions(m: TlsMaterial): SecureContextOptions & { requestCert: true; rejectUnauthorized: false; minVersion: 'TLSv1.2' } {
+/**
+ * The secure-context options for a set: with a client CA, client certificates are requested and
+ * verified by us (identity.ts); without one, none is asked for.
+ */
+export function secureContextOptions(m: TlsMaterial): SecureContextOptions & { requestCert: boolean; rejectUnauthorized: false; minVersion: 'TLSv1.2' } {
   // rejectUnauthorized false: the handshake completes for an unknown or expired client certificate
   // so that the refusal can be specific (reason counted, ERROR + close 4011 after the upgrade)
   // instead of an anonymous handshake failure the agent cannot tell from a network fault.
-  return { cert: m.cert, key: m.key, ca: m.ca, requestCert: true, rejectUnauthorized: false, minVersion: TLS_MIN_VERSION };
+  return { cert: m.cert, key: m.key, ...(m.ca !== undefined ? { ca: m.ca } : {}), requestCert: m.ca !== undefined, rejectUnauthorized: false, minVersion: TLS_MIN_VERSION };
 }
 
 export interface TlsCredentialsOptions {
@@ -154,7 +163,8 @@ export class TlsCredentials {
 
   /** Starts watching the files' directories and the periodic check. */
   start(): void {
-    const dirs = new Set([this.o.files.certFile, this.o.files.keyFile, this.o.files.caFile].map((f) => dirname(f)));
+    const { certFile, keyFile, caFile } = this.o.files;
+    const dirs = new Set([certFile, keyFile, ...(caFile !== undefined ? [caFile] : [])].map((f) => dirname(f)));
     for (const d of dirs) {
       try {
         const w = watch(d, { persistent: false }, () => void this.check());

@@ -10,6 +10,7 @@
  * the agent as an ERROR with close 4011 after the upgrade.
  */
 import type { PeerCertificate, TLSSocket } from 'node:tls';
+import type { TlsIdentity as PeerTls } from '../seam.js';
 
 /** What a verified certificate says about the agent; shown in /debug/clients and logs. */
 export interface TlsIdentity {
@@ -45,9 +46,29 @@ export function uriSansOf(cert: PeerCertificate): string[] {
     .map((p) => p.slice(4));
 }
 
-function identityOf(cert: PeerCertificate): TlsIdentity {
+/**
+ * What the seam carries about a TLS peer (transport/seam.ts), read from its socket after the
+ * handshake; undefined when it presented no certificate.
+ */
+export function peerTlsOf(socket: Pick<TLSSocket, 'authorized' | 'authorizationError' | 'getPeerCertificate'>): PeerTls | undefined {
+  const cert = socket.getPeerCertificate();
+  // Node returns an empty object when the peer sent no certificate.
+  if (cert === null || cert === undefined || Object.keys(cert).length === 0) return undefined;
   const cn = cert.subject?.CN;
-  return { cn: Array.isArray(cn) ? cn[0] : cn, uriSans: uriSansOf(cert), fingerprint256: cert.fingerprint256 };
+  return {
+    subjectCN: Array.isArray(cn) ? cn[0] : cn,
+    uriSANs: uriSansOf(cert),
+    authorized: socket.authorized === true,
+    // Typed as Error, but Node sets the OpenSSL verify code string (e.g. 'CERT_HAS_EXPIRED').
+    authorizationError: socket.authorized === true ? undefined : String(socket.authorizationError ?? 'UNKNOWN'),
+    fingerprint256: cert.fingerprint256,
+  };
+}
+
+/** `CN=calico-node, URI:spiffe://…`: the identity as /debug/clients and logs show it. */
+export function describePeerTls(peer: PeerTls | undefined): string | undefined {
+  if (peer === undefined) return undefined;
+  return [...(peer.subjectCN !== undefined ? [`CN=${peer.subjectCN}`] : []), ...peer.uriSANs.map((u) => `URI:${u}`)].join(', ') || `SHA256:${peer.fingerprint256}`;
 }
 
 /** OpenSSL verification error codes (X509_V_ERR_*) as Node names them, mapped to our reasons. */
@@ -68,17 +89,15 @@ function reasonOf(code: string): TlsRefusalReason {
   }
 }
 
-/** The verdict on an agent's TLS socket after the handshake. */
-export function verifyClient(socket: Pick<TLSSocket, 'authorized' | 'authorizationError' | 'getPeerCertificate'>, allow: ClientAllowList): TlsVerdict {
-  const cert = socket.getPeerCertificate();
-  // Node returns an empty object when the peer sent no certificate.
-  if (cert === null || cert === undefined || Object.keys(cert).length === 0) {
-    return { ok: false, reason: 'no-certificate', message: 'no TLS client certificate was presented', identity: undefined };
-  }
-  const identity = identityOf(cert);
-  if (!socket.authorized) {
-    // Typed as Error, but Node sets the OpenSSL verify code string (e.g. 'CERT_HAS_EXPIRED').
-    const code = String(socket.authorizationError ?? 'UNKNOWN');
+/**
+ * The verdict on a TLS peer as the seam describes it (`peer` undefined: no certificate). Runs on
+ * a port that asks for client certificates only.
+ */
+export function verifyPeer(peer: PeerTls | undefined, allow: ClientAllowList): TlsVerdict {
+  if (peer === undefined) return { ok: false, reason: 'no-certificate', message: 'no TLS client certificate was presented', identity: undefined };
+  const identity: TlsIdentity = { cn: peer.subjectCN, uriSans: peer.uriSANs, fingerprint256: peer.fingerprint256 };
+  if (!peer.authorized) {
+    const code = peer.authorizationError ?? 'UNKNOWN';
     return { ok: false, reason: reasonOf(code), message: `client certificate refused: ${code} (CN ${JSON.stringify(identity.cn ?? null)})`, identity };
   }
   if (allow.cn === undefined && allow.uriSan === undefined) return { ok: true, identity };
@@ -90,4 +109,9 @@ export function verifyClient(socket: Pick<TLSSocket, 'authorized' | 'authorizati
     message: `client certificate (CN ${JSON.stringify(identity.cn ?? null)}, URI SANs ${JSON.stringify(identity.uriSans)}) matches neither the allowed CN ${JSON.stringify(allow.cn ?? null)} nor URI SAN ${JSON.stringify(allow.uriSan ?? null)}`,
     identity,
   };
+}
+
+/** The verdict on an agent's TLS socket after the handshake. */
+export function verifyClient(socket: Pick<TLSSocket, 'authorized' | 'authorizationError' | 'getPeerCertificate'>, allow: ClientAllowList): TlsVerdict {
+  return verifyPeer(peerTlsOf(socket), allow);
 }
