@@ -1,18 +1,11 @@
-import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 
 /**
- * The shared fixtures folder (`shared/fixtures`), which sits beside the repository checkout (in
- * development and in CI alike). CATTAIL_FIXTURES overrides the lookup.
+ * The object fixtures (test/fixtures: Calico v3.31 CRDs, real and schema-valid Kubernetes and
+ * Calico objects, a paged list and watch streams in wire form; test/fixtures/README.md says where
+ * each file comes from). They live in the repository so a clone tests on its own.
+ * CATTAIL_FIXTURES points the tests at another copy.
  */
 export function fixturesDir(): string {
-  const override = process.env['CATTAIL_FIXTURES'];
-  if (override) return override;
-  let dir = resolve(import.meta.dirname, '..', '..');
-  for (let i = 0; i < 4; i++) {
-    const candidate = join(dir, 'shared', 'fixtures');
-    if (existsSync(candidate)) return candidate;
-    dir = dirname(dir);
-  }
-  throw new Error('shared/fixtures not found beside the checkout; set CATTAIL_FIXTURES');
+  return process.env['CATTAIL_FIXTURES'] || resolve(import.meta.dirname, '..', 'fixtures');
 }
