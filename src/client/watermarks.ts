@@ -4,15 +4,12 @@
  * revisions are replica-local), so they decide whether failing over would go back in time.
  */
 
+import { compareResourceVersions as compareRv } from '../resource-version.js';
+
 export type Watermarks = Readonly<Record<string, string>>;
 
-/** Unsigned decimal compare: length first, then lexicographic (§8). Leading zeros are ignored. */
-export function compareRv(a: string, b: string): number {
-  const x = a.replace(/^0+(?=\d)/, '');
-  const y = b.replace(/^0+(?=\d)/, '');
-  if (x.length !== y.length) return x.length < y.length ? -1 : 1;
-  return x < y ? -1 : x > y ? 1 : 0;
-}
+/** Unsigned decimal compare (§8): the code base's one comparator, src/resource-version.ts. */
+export { compareResourceVersions as compareRv } from '../resource-version.js';
 
 export interface BehindResource {
   resource: string;

@@ -39,26 +39,5 @@ export const INITIAL_META: FeedMeta = Object.freeze({
   seq: 0,
 });
 
-const RV_PATTERN = /^[0-9]{1,64}$/;
-
-/** True for a decimal resourceVersion as PROTOCOL.md specifies them (1 to 64 digits). */
-export function isResourceVersion(value: unknown): value is string {
-  return typeof value === 'string' && RV_PATTERN.test(value);
-}
-
-/**
- * Compares two decimal resourceVersions as integers, without BigInt: leading zeros are ignored,
- * then the longer is larger, then lexicographic order decides. Returns -1, 0 or 1.
- */
-export function compareResourceVersions(a: string, b: string): number {
-  const sa = stripZeros(a);
-  const sb = stripZeros(b);
-  if (sa.length !== sb.length) return sa.length < sb.length ? -1 : 1;
-  return sa < sb ? -1 : sa > sb ? 1 : 0;
-}
-
-function stripZeros(rv: string): string {
-  let i = 0;
-  while (i < rv.length - 1 && rv.charCodeAt(i) === 48) i++;
-  return i === 0 ? rv : rv.slice(i);
-}
+// One comparator for the whole code base (src/resource-version.ts); re-exported for the store's users.
+export { compareResourceVersions, isResourceVersion } from '../resource-version.js';

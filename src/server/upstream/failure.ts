@@ -1,4 +1,5 @@
 import { CattailError } from '../../errors.js';
+import { compareResourceVersions, isResourceVersion } from '../../resource-version.js';
 import type { KubeStatus } from './types.js';
 
 /**
@@ -53,11 +54,11 @@ export function retryAfterMs(header: string | string[] | undefined, body: KubeSt
 }
 
 /**
- * Orders resourceVersions (KEP-5504: comparable decimal strings without leading zeros, by length
- * then lexically). Unparseable versions compare as equal: the guard then stays out of the way.
+ * Orders resourceVersions with the code base's one comparator (src/resource-version.ts).
+ * Unparseable versions (an API server that is not etcd-backed) compare as equal here: the
+ * reflector's regression guards then stay out of the way instead of rejecting every event.
  */
 export function compareRv(a: string, b: string): number {
-  if (!/^\d+$/.test(a) || !/^\d+$/.test(b)) return 0;
-  if (a.length !== b.length) return a.length - b.length;
-  return a < b ? -1 : a > b ? 1 : 0;
+  if (!isResourceVersion(a) || !isResourceVersion(b)) return 0;
+  return compareResourceVersions(a, b);
 }
