@@ -27,6 +27,7 @@ import { WsTransport } from './transport/ws-transport.js';
 import { type ClientsQuery, clientsPage } from './ops/debug-clients.js';
 import { type ServerMetrics, createMetrics, registerStateGauges } from './ops/metrics.js';
 import { isWsUrl, parseHostPort, splitEndpoints, startServerOptions } from './options.js';
+import { registerConvergenceGauges } from './ops/convergence-metrics.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import type { Upstream } from './pipeline/seams.js';
 import { SnapshotCache } from './fanout/snapshot-cache.js';
@@ -179,6 +180,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
     connections: () => fanout.connections, whenEmpty: (ms) => fanout.whenEmpty(ms),
   });
   registerStateGauges(metrics, { connections: () => fanout.connections, serviceQueueLength: () => fanout.serviceQueueLength, snapshotCache: () => cache.held(), feeds });
+  registerConvergenceGauges(metrics, { resources: () => fanout.convergence.resources(), connections: () => fanout.connections, waiting: () => fanout.convergence.waiting });
   const pipeline = new Pipeline(feeds, fanout, metrics, clock, log);
   const health = new Health(clock, fanout, feeds, governor, upstream, options.upstreamDescription);
   const limits = { maxInboundBytes: o.maxInboundBytes, maxClientBytes: o.maxClientBytes, compressMinBytes: o.compressMinBytes };
@@ -196,7 +198,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
     : new WsTransport({ hooks, limits: transportLimits });
   const served = options.extraMetrics?.length ? Registry.merge([metrics.registry, ...options.extraMetrics]) : metrics.registry;
   const debug = o.debugEndpoints === true ? { clients: (q: ClientsQuery) => clientsPage(fanout.connections, q, clock) } : undefined;
-  const httpServer = createHttpEndpoints(served, health, debug);
+  const httpServer = createHttpEndpoints(served, health, debug, fanout.convergence);
   for (const f of feeds) metrics.feedRevision.set({ feed: f.name }, f.store.revision);
 
   let agentAddr: AddressInfo;
@@ -221,6 +223,8 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   const shutdown = (afterDrain: boolean): Promise<void> =>
     (closing ??= (async () => {
       governor.drain();
+      // Waiting convergence requests get their answer now, before their sockets are cut.
+      fanout.convergence.close();
       shedder.stop();
       shedder.closeRest(draining === undefined ? 'shutdown' : 'drain-forced');
       await upstream.stop().catch((err: unknown) => log?.warn({ err }, 'upstream stop failed'));

@@ -3,10 +3,12 @@
  * port so that a probe or a scrape never competes with, or is refused like, an agent upgrade.
  * /liveness and /readiness give the same answers under Typha's paths, so manifests and probes
  * written for Typha work unchanged. /debug/clients (debug-clients.ts) exists only when `debug` is
- * given (`--debug-endpoints`): otherwise it is a 404 like any unknown path.
+ * given (`--debug-endpoints`): otherwise it is a 404 like any unknown path. /v1/convergence
+ * (convergence-endpoint.ts) waits for the agents to apply a resourceVersion.
  */
 import { type Server, createServer } from 'node:http';
 import { CattailError } from '../../errors.js';
+import { CONVERGENCE_PATH, type ConvergenceSource, serveConvergence } from './convergence-endpoint.js';
 import { type ClientsPage, type ClientsQuery, parseClientsQuery } from './debug-clients.js';
 import type { Health, HealthReport } from './health.js';
 import type { Registry } from 'prom-client';
@@ -16,7 +18,7 @@ export interface DebugEndpoints {
   clients(query: ClientsQuery): ClientsPage;
 }
 
-export function createHttpEndpoints(registry: Registry, health: Health, debug?: DebugEndpoints): Server {
+export function createHttpEndpoints(registry: Registry, health: Health, debug?: DebugEndpoints, convergence?: ConvergenceSource): Server {
   return createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const path = url.pathname;
@@ -53,6 +55,10 @@ export function createHttpEndpoints(registry: Registry, health: Health, debug?: 
       case '/readiness':
         report(health.ready());
         return;
+      case CONVERGENCE_PATH:
+        if (convergence === undefined) break;
+        serveConvergence(convergence, url, req, res);
+        return;
       case '/debug/clients':
         if (debug === undefined) break;
         try {
@@ -65,6 +71,6 @@ export function createHttpEndpoints(registry: Registry, health: Health, debug?: 
       default:
         break;
     }
-    res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; try /metrics, /livez (/liveness), /readyz (/readiness)\n');
+    res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; try /metrics, /livez (/liveness), /readyz (/readiness), /v1/convergence\n');
   });
 }

@@ -1,0 +1,66 @@
+/**
+ * What an agent has applied, in upstream terms: per resource, the highest Kubernetes
+ * resourceVersion its state reflects, derived from the revisions it ACKed (PROTOCOL.md §4.10) and
+ * the watermarks each revision stands for (revision-watermarks.ts). Read by the convergence
+ * barrier (convergence.ts) and by the metrics at scrape time; nothing here is kept beside the
+ * cursors.
+ *
+ * Conservative by construction: an agent that has not ACKed has applied nothing we know of; an
+ * ACK for a revision the history no longer maps keeps the agent's previous known watermarks (it
+ * never goes back, so they are a lower bound); and a connection subscribed to several feeds that
+ * carry the resource has applied the smallest of them (each feed is its own state).
+ */
+import { compareResourceVersions } from '../../resource-version.js';
+import type { Connection, FeedCursor } from '../transport/connection.js';
+import type { Watermarks } from './revision-watermarks.js';
+
+/** The watermarks the cursor's agent has applied, undefined before a mappable ACK. */
+export function cursorApplied(c: FeedCursor): Watermarks | undefined {
+  if (c.appliedFloor === undefined) return undefined;
+  // The history's entry for the ACKed revision may have advanced since the ACK (watermark-only
+  // batches at the current revision): the agent's state stands for those watermarks too.
+  return c.feed.watermarkHistory.at(c.ackedRevision) ?? c.appliedFloor;
+}
+
+/** Records an ACK on the cursor (the caller keeps `ackedRevision` monotonic). */
+export function noteAck(c: FeedCursor): void {
+  c.appliedFloor = c.feed.watermarkHistory.at(c.ackedRevision) ?? c.appliedFloor;
+}
+
+export interface AgentApplied {
+  /** The resourceVersion of `resource` the agent has applied; undefined when unknown. */
+  readonly rv: string | undefined;
+  /** Some feed of the agent carrying the resource is behind this replica's own watermark (or unknown). */
+  readonly behind: boolean;
+}
+
+/**
+ * One agent connection's applied resourceVersion of `resource`, or undefined when the connection
+ * is not in scope: still in its handshake, or subscribed to no feed that carries the resource.
+ */
+export function agentApplied(conn: Connection, resource: string): AgentApplied | undefined {
+  let rv: string | undefined;
+  let inScope = false;
+  let unknown = false;
+  let behind = false;
+  for (const c of conn.cursors) {
+    if (!c.feed.def.resources.includes(resource)) continue;
+    inScope = true;
+    const got = cursorApplied(c)?.[resource];
+    const own = c.feed.store.meta().watermarks[resource];
+    if (got === undefined) {
+      unknown = true;
+      behind = true;
+      continue;
+    }
+    if (own !== undefined && compareResourceVersions(got, own) < 0) behind = true;
+    if (rv === undefined || compareResourceVersions(got, rv) < 0) rv = got;
+  }
+  if (!inScope) return undefined;
+  return { rv: unknown ? undefined : rv, behind };
+}
+
+/** Is `applied` at least `wanted`? Unknown is never enough. */
+export function reached(applied: string | undefined, wanted: string): boolean {
+  return applied !== undefined && compareResourceVersions(applied, wanted) >= 0;
+}
