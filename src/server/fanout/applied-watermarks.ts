@@ -22,8 +22,12 @@ export function cursorApplied(c: FeedCursor): Watermarks | undefined {
   return c.feed.watermarkHistory.at(c.ackedRevision) ?? c.appliedFloor;
 }
 
-/** Records an ACK on the cursor (the caller keeps `ackedRevision` monotonic). */
-export function noteAck(c: FeedCursor): void {
+/**
+ * Records an ACK on the cursor. ACKs may arrive out of order (a client's trailing ACK racing a
+ * newer one): the acknowledged revision only grows, so an older ACK changes nothing.
+ */
+export function recordAck(c: FeedCursor, revision: number): void {
+  c.ackedRevision = Math.max(c.ackedRevision, revision);
   c.appliedFloor = c.feed.watermarkHistory.at(c.ackedRevision) ?? c.appliedFloor;
 }
 

@@ -7,7 +7,7 @@ import type { HelloMessage } from '../../../proto/index.js';
 import type { Connection, FeedCursor } from '../transport/connection.js';
 import { encodeDelta } from '../transport/framing.js';
 import type { FanOutContext } from './context.js';
-import { noteAck } from './applied-watermarks.js';
+import { recordAck } from './applied-watermarks.js';
 import type { FeedRuntime } from './feeds.js';
 import { checkHello, chooseCompression, planFeeds, welcomeFrame } from './handshake.js';
 import type { ServiceQueue } from './service.js';
@@ -77,8 +77,7 @@ export class Session {
   }
 
   onAck(cursor: FeedCursor, revision: number): void {
-    cursor.ackedRevision = Math.max(cursor.ackedRevision, revision);
-    noteAck(cursor);
+    recordAck(cursor, revision);
     this.ctx.convergence.onAgentChanged(cursor.conn);
     const lag = cursor.feed.lagMs(revision, this.ctx.o.clock.monotonic());
     this.ctx.o.metrics.clientLag.observe({ feed: cursor.feed.name }, lag / 1000);
