@@ -221,7 +221,7 @@ describe('convergence barrier: tracker', () => {
   });
 
   it('resolves plurals, refuses unknown or ambiguous resources, and caps the waiters', () => {
-    const f = feed('policy', [NP, 'networkpolicies.crd.projectcalico.org', 'pods']);
+    const f = feed('policy', [NP, 'networkpolicies.crd.projectcalico.org', 'pods', 'widgets.a.example', 'widgets.b.example']);
     const { tracker, join } = setup([f], 1);
     expect(tracker.resolveResource('pods')).toBe('pods');
     expect(tracker.resolveResource(NP)).toBe(NP);
@@ -233,7 +233,9 @@ describe('convergence barrier: tracker', () => {
       }
       return undefined;
     };
-    expect(code(() => tracker.resolveResource('networkpolicies'))).toBe('CATTAIL_CONVERGENCE_BAD_REQUEST');
+    // Kubernetes' own resource wins a shared plural, as in kubectl; two others stay ambiguous.
+    expect(tracker.resolveResource('networkpolicies')).toBe(NP);
+    expect(code(() => tracker.resolveResource('widgets'))).toBe('CATTAIL_CONVERGENCE_BAD_REQUEST');
     expect(code(() => tracker.resolveResource('ippools'))).toBe('CATTAIL_CONVERGENCE_BAD_REQUEST');
     // No agent in scope: vacuously converged at once, never waiting.
     void tracker.wait({ resource: 'pods', resourceVersion: '1', timeoutMs: 1_000 });

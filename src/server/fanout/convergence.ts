@@ -15,6 +15,7 @@
  */
 import type { Clock, Timer } from '../../clock.js';
 import { CattailError } from '../../errors.js';
+import { findResource } from '../../registry.js';
 import type { Connection } from '../transport/connection.js';
 import { agentApplied, reached } from './applied-watermarks.js';
 import type { FeedRuntime } from './feeds.js';
@@ -104,13 +105,17 @@ export class ConvergenceTracker {
   }
 
   /**
-   * The served resource id a query names: the id itself (`networkpolicies.networking.k8s.io`) or,
-   * when exactly one served id has it, the plural alone (`networkpolicies`).
+   * The served resource id a query names: the id itself (`networkpolicies.networking.k8s.io`), or
+   * the plural alone (`networkpolicies`) when one served id has it. When several do, the plural
+   * names the Kubernetes built-in one, as kubectl resolves it (the felix feed carries both
+   * Kubernetes and Calico networkpolicies; `networkpolicies` means the Kubernetes one).
    */
   resolveResource(name: string): string {
     const ids = this.resources();
     if (ids.includes(name)) return name;
-    const matches = ids.filter((id) => id.split('.')[0] === name);
+    const plural = ids.filter((id) => id.split('.')[0] === name);
+    const builtin = plural.filter((id) => findResource(id)?.optional === false);
+    const matches = plural.length > 1 && builtin.length === 1 ? builtin : plural;
     if (matches.length === 1) return matches[0] as string;
     const why = matches.length > 1 ? `is ambiguous here (${matches.join(', ')}); name the resource id` : `is not served by this replica (served: ${ids.join(', ')})`;
     throw new CattailError('CATTAIL_CONVERGENCE_BAD_REQUEST', `resource ${JSON.stringify(name)} ${why}`, { details: { resource: name } });
