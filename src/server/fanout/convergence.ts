@@ -60,6 +60,11 @@ export interface ConvergenceReport {
   readonly laggardCount: number;
   /** At most MAX_LAGGARDS of them, by node name. */
   readonly laggards: readonly Laggard[];
+  /**
+   * Every named node with no connection here (empty without a node list): what `cattail converge`
+   * needs to tell a node connected to another replica from one connected nowhere.
+   */
+  readonly missingNodes: readonly string[];
   readonly waitedMs: number;
 }
 
@@ -244,6 +249,7 @@ export class ConvergenceTracker {
       convergedAgents: w.scope.size - w.pending.size,
       laggardCount: w.pending.size + w.missing,
       laggards,
+      missingNodes: [...(w.nodes ?? [])].filter(([, n]) => n === 0).map(([node]) => node).sort(),
       waitedMs: Math.max(0, Math.round(this.o.clock.monotonic() - w.startedMs)),
     };
   }
