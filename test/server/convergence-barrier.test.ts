@@ -5,7 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/clock.js';
-import { recordAck } from '../../src/server/fanout/applied-watermarks.js';
+import { agentApplied, recordAck, spreadByResource } from '../../src/server/fanout/applied-watermarks.js';
+import { quantile } from '../../src/server/ops/convergence-metrics.js';
 import { ConvergenceTracker, type ConvergenceReport } from '../../src/server/fanout/convergence.js';
 import { FeedRuntime } from '../../src/server/fanout/feeds.js';
 import { RevisionWatermarks } from '../../src/server/fanout/revision-watermarks.js';
@@ -257,5 +258,33 @@ describe('convergence barrier: tracker', () => {
     expect(tracker.waiting).toBe(1);
     asker.abort();
     expect(tracker.waiting).toBe(0);
+  });
+});
+
+describe('convergence barrier: the metrics\' one-pass spread', () => {
+  it('agrees with the per-agent judgement for every resource, and takes nearest-rank quantiles', () => {
+    const policy = feed('policy', [NP, 'namespaces'], 0);
+    const all = feed('all', [NP], 1);
+    const { ack, join, conns } = setup([policy, all]);
+    const r1 = apply(policy, { [NP]: '100', namespaces: '90' }, '/np/a');
+    const ra = apply(all, { [NP]: '100' }, '/np/a');
+    const r2 = apply(policy, { [NP]: '130', namespaces: '95' }, '/np/b');
+    const agents = [agent('n1', [policy]), agent('n2', [policy, all]), agent('n3', [all]), agent('n4', [policy])];
+    for (const a of agents) join(a);
+    ack(agents[0]!, r2);
+    ack(agents[1]!, r1, 0);
+    ack(agents[1]!, ra, 1);
+    ack(agents[2]!, ra);
+    const spread = spreadByResource(conns);
+    for (const resource of [NP, 'namespaces']) {
+      const judged = agents.map((a) => agentApplied(a, resource)).filter((x) => x !== undefined);
+      expect(spread.get(resource)?.behind, resource).toBe(judged.filter((j) => j.behind).length);
+      expect([...(spread.get(resource)?.applied ?? [])].sort(), resource).toEqual(judged.flatMap((j) => (j.rv === undefined ? [] : [j.rv])).sort());
+    }
+    expect(spread.get(NP)).toEqual({ applied: expect.arrayContaining(['130', '100', '100']) as unknown, behind: 2 });
+    expect(quantile(['1', '2', '3', '4'], 0)).toBe('1');
+    expect(quantile(['1', '2', '3', '4'], 0.5)).toBe('2');
+    expect(quantile(['1', '2', '3', '4'], 0.99)).toBe('4');
+    expect(quantile([], 0.5)).toBeUndefined();
   });
 });

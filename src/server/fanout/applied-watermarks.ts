@@ -68,3 +68,44 @@ export function agentApplied(conn: Connection, resource: string): AgentApplied |
 export function reached(applied: string | undefined, wanted: string): boolean {
   return applied !== undefined && compareResourceVersions(applied, wanted) >= 0;
 }
+
+/** Per resource over a set of agents: the applied resourceVersions known, and how many are behind. */
+export interface ResourceSpread {
+  /** Applied resourceVersions of the agents for which one is known (unsorted). */
+  readonly applied: string[];
+  /** Agents behind this replica's own watermark, or not known yet. */
+  behind: number;
+}
+
+/**
+ * {@link agentApplied} for every agent and every resource of its feeds in one pass: one history
+ * lookup per cursor, not one per cursor and resource (the felix feed alone carries 25 resources;
+ * 10,000 agents stay in the low milliseconds per scrape).
+ */
+export function spreadByResource(conns: Iterable<Connection>): Map<string, ResourceSpread> {
+  const out = new Map<string, ResourceSpread>();
+  const mine = new Map<string, AgentApplied & { unknown: boolean }>();
+  for (const conn of conns) {
+    mine.clear();
+    for (const c of conn.cursors) {
+      const applied = cursorApplied(c);
+      const own = c.feed.store.meta().watermarks;
+      for (const r of c.feed.def.resources) {
+        const got = applied?.[r];
+        const ownRv = own[r];
+        const behind = got === undefined || (ownRv !== undefined && compareResourceVersions(got, ownRv) < 0);
+        const prev = mine.get(r);
+        const unknown = got === undefined || prev?.unknown === true;
+        const rv = prev?.rv === undefined || (got !== undefined && compareResourceVersions(got, prev.rv) < 0) ? got : prev.rv;
+        mine.set(r, { rv: unknown ? undefined : rv, unknown, behind: behind || prev?.behind === true });
+      }
+    }
+    for (const [r, a] of mine) {
+      let s = out.get(r);
+      if (s === undefined) out.set(r, (s = { applied: [], behind: 0 }));
+      if (a.rv !== undefined) s.applied.push(a.rv);
+      if (a.behind) s.behind++;
+    }
+  }
+  return out;
+}

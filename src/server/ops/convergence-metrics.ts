@@ -1,15 +1,15 @@
 /**
  * The convergence barrier's metrics: how far the connected agents have applied each served
  * resource, computed at scrape time from the cursors (fanout/applied-watermarks.ts), never kept
- * beside them. One walk of the connections per resource per scrape: 10,000 agents and a dozen
- * resources stay in the low milliseconds, a sort included.
+ * beside them. One walk of the connections per scrape, shared by both gauges (spreadByResource:
+ * one history lookup per cursor), then one sort per resource.
  *
  * resourceVersions become gauge values as numbers: exact up to 2^53 (every etcd revision in
  * practice); above that the gauge is approximate, and /v1/convergence (strings) stays exact.
  */
 import { Gauge } from 'prom-client';
 import { compareResourceVersions } from '../../resource-version.js';
-import { agentApplied } from '../fanout/applied-watermarks.js';
+import { type ResourceSpread, spreadByResource } from '../fanout/applied-watermarks.js';
 import type { Connection } from '../transport/connection.js';
 import type { ServerMetrics } from './metrics.js';
 
@@ -32,6 +32,15 @@ export function quantile<T>(sorted: readonly T[], q: number): T | undefined {
 
 export function registerConvergenceGauges(metrics: ServerMetrics, src: ConvergenceSources): void {
   const r = [metrics.registry];
+  // Both gauges are collected in the same turn of one scrape: the walk is done once for them.
+  let cached: Map<string, ResourceSpread> | undefined;
+  const spread = (): Map<string, ResourceSpread> => {
+    if (cached === undefined) {
+      cached = spreadByResource(src.connections());
+      setImmediate(() => (cached = undefined));
+    }
+    return cached;
+  };
   new Gauge({
     name: 'cattail_agents_applied_resource_version',
     help: 'Per served resource, quantiles (0 = minimum, 0.5, 0.99) of the upstream resourceVersion the connected agents have applied, derived from their ACKed revisions; agents without a known applied version (no ACK yet) are left out here and counted in cattail_agents_behind. Exact up to 2^53.',
@@ -39,13 +48,9 @@ export function registerConvergenceGauges(metrics: ServerMetrics, src: Convergen
     registers: r,
     collect() {
       this.reset();
+      const all = spread();
       for (const resource of src.resources()) {
-        const rvs: string[] = [];
-        for (const c of src.connections()) {
-          const rv = agentApplied(c, resource)?.rv;
-          if (rv !== undefined) rvs.push(rv);
-        }
-        rvs.sort(compareResourceVersions);
+        const rvs = [...(all.get(resource)?.applied ?? [])].sort(compareResourceVersions);
         for (const q of APPLIED_QUANTILES) {
           const rv = quantile(rvs, q);
           if (rv !== undefined) this.set({ resource, quantile: String(q) }, Number(rv));
@@ -60,11 +65,8 @@ export function registerConvergenceGauges(metrics: ServerMetrics, src: Convergen
     registers: r,
     collect() {
       this.reset();
-      for (const resource of src.resources()) {
-        let n = 0;
-        for (const c of src.connections()) if (agentApplied(c, resource)?.behind === true) n++;
-        this.set({ resource }, n);
-      }
+      const all = spread();
+      for (const resource of src.resources()) this.set({ resource }, all.get(resource)?.behind ?? 0);
     },
   });
   new Gauge({
