@@ -51,7 +51,7 @@ export const COMMANDS: readonly Command[] = [
   command({
     name: 'converge',
     summary: 'Wait until every agent of every replica has applied a resourceVersion of a resource; print the laggards.',
-    usage: 'cattail converge --endpoints http://HOST:PORT[,...] --resource networkpolicies --resource-version RV [--timeout-ms 30000] [--node NAME ...]',
+    usage: 'cattail converge (--endpoints http://HOST:PORT[,...] | --service NAMESPACE/NAME) --resource networkpolicies --resource-version RV [--timeout-ms 30000] [--node NAME ...]',
     options: convergeOptions,
     run: async (config, ctx) => (await import('./converge.js')).runConverge(config, ctx),
   }),

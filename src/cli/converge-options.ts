@@ -21,14 +21,26 @@ export const convergeOptions = {
   ...commonOptions,
   endpoints: opt.list({
     default: [],
-    required: true,
-    help: 'HTTP URL of each replica\'s ops port (where /metrics is served), repeated or comma-separated; every replica is asked, in parallel.',
+    help: 'HTTP URL of each replica\'s ops port (where /metrics is served), repeated or comma-separated; every replica is asked, in parallel. Give this or --service.',
     check: (v) => {
       const urls = splitUrls(v);
       if (urls.length === 0) return 'expected at least one http:// or https:// URL';
       const bad = urls.find((u) => !isHttpUrl(u));
       return bad === undefined ? undefined : `expected http:// or https:// URLs, got ${JSON.stringify(bad)}`;
     },
+  }),
+  service: opt.string({
+    default: undefined,
+    help: 'NAMESPACE/NAME of the replicas\' Service: every endpoint of its EndpointSlices is asked (ready or not: a stale or draining replica still holds agents), on the port named --service-port-name. Added to --endpoints.',
+  }),
+  servicePortName: opt.string({
+    default: 'metrics',
+    help: 'Name of the ops port in the Service\'s EndpointSlices (deploy/ names it metrics).',
+    check: (v) => (v === '' ? 'expected a port name' : undefined),
+  }),
+  kubeconfig: opt.string({
+    default: undefined,
+    help: 'Kubeconfig for --service. Unset: KUBECONFIG, ~/.kube/config, then in-cluster config.',
   }),
   resource: opt.string({
     default: '',

@@ -5,6 +5,8 @@
  * every agent converged (else a coded error: NOT_CONVERGED, or REPLICA_FAILED when a replica could
  * not be asked, because its agents are then unknown).
  *
+ * The replicas are --endpoints, plus every endpoint of --service's EndpointSlices (converge-discovery.ts).
+ *
  * With --node, a node is connected to one replica, not all: asking each replica for every named
  * node would make each wait for nodes it will never see. So it asks twice: first with timeout 0
  * to learn where each named node is connected, then each replica for its own nodes only. A node
@@ -12,7 +14,7 @@
  */
 import type { CommandContext } from './commands.js';
 import type { ConfigOf } from '../config/options.js';
-import { CattailError } from '../errors.js';
+import { CattailError, ConfigError } from '../errors.js';
 import type { ConvergenceReport, Laggard } from '../server/fanout/convergence.js';
 import { type convergeOptions, splitUrls } from './converge-options.js';
 
@@ -77,7 +79,12 @@ function describeRv(l: Laggard): string {
 }
 
 export async function runConverge(config: ConvergeConfig, ctx: CommandContext): Promise<number> {
-  const endpoints = [...new Set(splitUrls(config.endpoints))];
+  const given = splitUrls(config.endpoints);
+  if (given.length === 0 && config.service === undefined) {
+    throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', 'cattail converge needs the replicas: --endpoints http://HOST:PORT[,...] or --service NAMESPACE/NAME', { details: { option: 'endpoints' } });
+  }
+  const discovered = config.service === undefined ? [] : await (await import('./converge-discovery.js')).discoverReplicas(config.service, config.servicePortName, config.kubeconfig, ctx.signal);
+  const endpoints = [...new Set([...given, ...discovered])];
   const { asks, failed, nowhere } = await plan(endpoints, config, ctx.signal);
   const answers = [
     ...failed,

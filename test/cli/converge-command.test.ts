@@ -11,6 +11,10 @@ import { ScriptedUpstream } from '../support/scripted-upstream.js';
 import { TEST_TRANSPORT } from '../support/transport.js';
 import { waitUntil } from '../support/wait.js';
 import { TestAgent } from '../server/helpers/agent.js';
+import { simFixture } from '../support/sim.js';
+import { replicaOpsUrls } from '../../src/cli/converge-discovery.js';
+
+const sims = simFixture({ nodes: 1, podsPerNode: 1, churnPerSec: 0, seed: 3 });
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -104,5 +108,39 @@ describe('cattail converge', () => {
     const unknown = await runCli(['converge', '--endpoints', `${a.server.httpUrl},${b.server.httpUrl}`, '--resource', 'widgets', '--resource-version', '1']);
     expect(unknown.code).toBe(2);
     expect(unknown.err).toMatch(/CATTAIL_CONVERGENCE_BAD_REQUEST: .*widgets/);
+  });
+});
+
+describe('cattail converge --service', () => {
+  it('asks every endpoint of the Service\'s EndpointSlices, not-ready and terminating ones too', () => {
+    const urls = replicaOpsUrls([
+      { addressType: 'IPv4', ports: [{ name: 'agents', port: 5473 }, { name: 'metrics', port: 9093 }], endpoints: [{ addresses: ['10.0.0.1'], conditions: { ready: true } }, { addresses: ['10.0.0.2'], conditions: { ready: false } }, { addresses: ['10.0.0.3'], conditions: { ready: false, terminating: true } }] },
+      { addressType: 'IPv6', ports: [{ name: 'metrics', port: 9093 }], endpoints: [{ addresses: ['fd00::1'] }] },
+      { addressType: 'IPv4', ports: [{ name: 'agents', port: 5473 }], endpoints: [{ addresses: ['10.0.0.9'] }] },
+    ], 'metrics');
+    expect(urls).toEqual(['http://10.0.0.1:9093', 'http://10.0.0.2:9093', 'http://10.0.0.3:9093', 'http://[fd00::1]:9093']);
+  });
+
+  it('finds the replicas through the API server and asks them', async () => {
+    const a = await replica('rep-a');
+    const b = await replica('rep-b');
+    await agent(a, 'node-a');
+    await agent(b, 'node-b');
+    const sim = await sims.start();
+    for (const [name, r] of [['cattail-a', a], ['cattail-b', b]] as const) {
+      sim.admin.create('endpointslices.discovery.k8s.io', {
+        apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', addressType: 'IPv4',
+        metadata: { name, namespace: 'calico-system', labels: { 'kubernetes.io/service-name': 'cattail' } },
+        ports: [{ name: 'metrics', port: Number(new URL(r.server.httpUrl).port), protocol: 'TCP' }],
+        endpoints: [{ addresses: ['127.0.0.1'], conditions: { ready: true } }],
+      });
+    }
+    const r = await runCli(['converge', '--service', 'calico-system/cattail', '--kubeconfig', sim.kubeconfigPath, '--resource', 'pods', '--resource-version', '100', '--timeout-ms', '10000']);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('converged: 2 agents on 2 replicas');
+    const none = await runCli(['converge', '--resource', 'pods', '--resource-version', '100']);
+    expect(none.code).toBe(2);
+    expect(none.err).toContain('--endpoints');
   });
 });
