@@ -11,6 +11,7 @@ import { envName, flagName } from '../../src/config/options.js';
 import { ERROR_CODES } from '../../src/errors.js';
 import { connectOptions, tlsOptions } from '../../src/client/connect-options.js';
 import { FanOutStats } from '../../src/server/fanout/stats.js';
+import { registerConvergenceGauges } from '../../src/server/ops/convergence-metrics.js';
 import { createMetrics } from '../../src/server/ops/metrics.js';
 import { UpstreamMetrics } from '../../src/server/upstream/metrics.js';
 
@@ -54,7 +55,10 @@ export const GENERATED_DOCS: readonly string[] = ['README.md', 'docs/reference.m
  */
 export function metricsTable(): string {
   const rows = ['| metric | type | labels | meaning |', '|---|---|---|---|'];
-  const registries = [createMetrics(new FanOutStats(), { defaultMetrics: false }).registry, new UpstreamMetrics().registry];
+  const server = createMetrics(new FanOutStats(), { defaultMetrics: false });
+  // Registered by startServer beside the fan-out (they read its connections); no sources needed to list them.
+  registerConvergenceGauges(server, { resources: () => [], connections: () => [], waiting: () => 0 });
+  const registries = [server.registry, new UpstreamMetrics().registry];
   const metrics = registries.flatMap((r) => r.getMetricsAsArray() as unknown as { name: string; type: string; labelNames?: readonly string[]; help: string }[]);
   for (const m of metrics.sort((a, b) => a.name.localeCompare(b.name))) {
     rows.push(`| \`${m.name}\` | ${m.type} | ${(m.labelNames ?? []).map((l) => `\`${l}\``).join(', ')} | ${cell(m.help)} |`);

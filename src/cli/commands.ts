@@ -7,6 +7,7 @@ import { agentOptions } from '../client/options.js';
 import { serveOptions } from '../server/options.js';
 import { simOptions } from '../sim/options.js';
 import { benchOptions } from './bench-options.js';
+import { convergeOptions } from './converge-options.js';
 
 export interface CommandContext {
   /** Standard output for the command's own output (status lines, `listening ...`). */
@@ -46,6 +47,13 @@ export const COMMANDS: readonly Command[] = [
     usage: 'cattail agent --server ws://HOST:PORT [--feed felix ...] [--node NAME] [--once] [--dump FILE]',
     options: agentOptions,
     run: async (config, ctx) => (await import('./agent.js')).runAgent(config, ctx),
+  }),
+  command({
+    name: 'converge',
+    summary: 'Wait until every agent of every replica has applied a resourceVersion of a resource; print the laggards.',
+    usage: 'cattail converge (--endpoints http://HOST:PORT[,...] | --service NAMESPACE/NAME) --resource networkpolicies --resource-version RV [--timeout-ms 30000] [--node NAME ...]',
+    options: convergeOptions,
+    run: async (config, ctx) => (await import('./converge.js')).runConverge(config, ctx),
   }),
   command({
     name: 'sim',

@@ -19,7 +19,7 @@ export const serverOptions = {
   }),
   httpListen: opt.string({
     default: '127.0.0.1:9093',
-    help: 'HOST:PORT for /metrics, /livez and /readyz (also /liveness and /readiness, and /debug/clients with debugEndpoints).',
+    help: 'HOST:PORT for /metrics, /livez and /readyz (also /liveness and /readiness, /v1/convergence, and /debug/clients with debugEndpoints).',
     check: (v) => (parseHostPort(v) === undefined ? 'expected HOST:PORT with a port from 0 to 65535' : undefined),
   }),
   debugEndpoints: opt.boolean({

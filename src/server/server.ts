@@ -31,6 +31,7 @@ import { tlsSettingsOf } from './transport/tls/options.js';
 import { type ClientsQuery, clientsPage } from './ops/debug-clients.js';
 import { type ServerMetrics, createMetrics, registerStateGauges } from './ops/metrics.js';
 import { isWsUrl, parseHostPort, splitEndpoints, startServerOptions } from './options.js';
+import { registerConvergenceGauges } from './ops/convergence-metrics.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import type { Upstream } from './pipeline/seams.js';
 import { SnapshotCache } from './fanout/snapshot-cache.js';
@@ -193,6 +194,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   registerStateGauges(metrics, { connections: () => fanout.connections, serviceQueueLength: () => fanout.serviceQueueLength, snapshotCache: () => cache.held(), feeds });
   // Opened before anything listens: unreadable files fail start-up with CATTAIL_SERVER_TLS_FILES.
   const tls = tlsSettings === undefined ? undefined : await TlsListener.open({ settings: tlsSettings, clock, log, metrics, handshakeTimeoutMs: o.handshakeTimeoutMs });
+  registerConvergenceGauges(metrics, { resources: () => fanout.convergence.resources(), connections: () => fanout.connections, waiting: () => fanout.convergence.waiting });
   const pipeline = new Pipeline(feeds, fanout, metrics, clock, log);
   const health = new Health(clock, fanout, feeds, governor, upstream, options.upstreamDescription);
   const limits = { maxInboundBytes: o.maxInboundBytes, maxClientBytes: o.maxClientBytes, compressMinBytes: o.compressMinBytes };
@@ -216,7 +218,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   const served = options.extraMetrics?.length ? Registry.merge([metrics.registry, ...options.extraMetrics]) : metrics.registry;
   const debug = o.debugEndpoints === true ? { clients: (q: ClientsQuery) => clientsPage(fanout.connections, q, clock) } : undefined;
   const load = (): LoadReport => ({ serverId, connections: fanout.connections.size, targetConnections: governor.targetConnections ?? null, ready: health.ready().ok });
-  const httpServer = tls?.httpServer(httpEndpointsHandler(served, health, load, debug)) ?? createHttpEndpoints(served, health, load, debug);
+  const httpServer = tls?.httpServer(httpEndpointsHandler(served, health, load, debug, fanout.convergence)) ?? createHttpEndpoints(served, health, load, debug, fanout.convergence);
   for (const f of feeds) metrics.feedRevision.set({ feed: f.name }, f.store.revision);
 
   let agentAddr: AddressInfo;
@@ -242,6 +244,8 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   const shutdown = (afterDrain: boolean): Promise<void> =>
     (closing ??= (async () => {
       governor.drain();
+      // Waiting convergence requests get their answer now, before their sockets are cut.
+      fanout.convergence.close();
       shedder.stop();
       shedder.closeRest(draining === undefined ? 'shutdown' : 'drain-forced');
       await upstream.stop().catch((err: unknown) => log?.warn({ err }, 'upstream stop failed'));

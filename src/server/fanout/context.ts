@@ -8,6 +8,7 @@ import type { Logger } from '../../log.js';
 import type { Connection } from '../transport/connection.js';
 import type { Compression } from '../transport/framing.js';
 import type { ServerMetrics } from '../ops/metrics.js';
+import { ConvergenceTracker } from './convergence.js';
 import type { FeedRuntime } from './feeds.js';
 import type { SnapshotCache } from './snapshot-cache.js';
 import type { FanOutStats } from './stats.js';
@@ -34,6 +35,8 @@ export interface FanOutOptions {
   readonly maxInboundBytes: number;
   readonly maxFrameBytes: number;
   readonly compressMinBytes: number;
+  /** Convergence requests that may wait at once. @default DEFAULT_MAX_WAITERS (1,000) */
+  readonly maxConvergenceWaiters?: number;
   /** Bytes and time one service turn may use. @default DEFAULT_TURN_BUDGET (20 ms, 8 MiB) */
   readonly serviceTurn?: TurnBudget;
 }
@@ -41,6 +44,8 @@ export interface FanOutOptions {
 export class FanOutContext {
   readonly connections = new Set<Connection>();
   readonly stats: FanOutStats;
+  /** The convergence barrier's waiters, told of every HELLO, ACK and close (convergence.ts). */
+  readonly convergence: ConvergenceTracker;
   /**
    * The period of the one sweep (sweep.ts) that checks every deadline and sends every PING. A
    * deadline is late by up to one period, so it is a quarter of the shortest deadline; and a PING
@@ -51,6 +56,10 @@ export class FanOutContext {
 
   constructor(readonly o: FanOutOptions) {
     this.stats = o.metrics.fanout;
+    this.convergence = new ConvergenceTracker({
+      clock: o.clock, serverId: o.serverId, feeds: o.feeds, connections: () => this.connections,
+      ...(o.maxConvergenceWaiters !== undefined ? { maxWaiters: o.maxConvergenceWaiters } : {}),
+    });
     this.sweepIntervalMs = Math.max(5, Math.min(1_000, Math.floor(Math.min(o.pingIntervalMs / 5, o.pongTimeoutMs, o.handshakeTimeoutMs, o.maxFallBehindMs) / 4)));
   }
 

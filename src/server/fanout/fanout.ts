@@ -5,6 +5,7 @@
  *   flush.ts     the shared unit: one DELTA per feed and flush, same Buffers to every caught-up socket
  *   service.ts   per connection: snapshot streaming and compacted catch-ups for agents the flush skipped
  *   session.ts   HELLO → WELCOME → resume or snapshot; ACK (lag) and PONG (liveness)
+ *   convergence.ts  the barrier: waiters judged on HELLO, ACK and close (applied-watermarks.ts)
  *   sweep.ts     one interval for every socket: deadlines and pings
  *   shed.ts      closing agents on purpose: shedding above the target, the paced drain
  *   stats.ts     the counters the metrics are built from
@@ -18,6 +19,7 @@
 import type { HelloMessage } from '../../../proto/index.js';
 import type { Connection, ConnectionHost, FeedCursor } from '../transport/connection.js';
 import { FanOutContext, type FanOutOptions } from './context.js';
+import type { ConvergenceTracker } from './convergence.js';
 import { Flusher } from './flush.js';
 import { ServiceQueue } from './service.js';
 import { Session } from './session.js';
@@ -44,6 +46,10 @@ export class FanOut implements ConnectionHost {
 
   get connections(): ReadonlySet<Connection> {
     return this.ctx.connections;
+  }
+
+  get convergence(): ConvergenceTracker {
+    return this.ctx.convergence;
   }
 
   get stats(): FanOutStats {
@@ -117,6 +123,7 @@ export class FanOut implements ConnectionHost {
     if (!this.ctx.connections.delete(conn)) return;
     if (this.ctx.connections.size === 0) for (const w of this.emptyWaiters.splice(0)) w();
     this.service.forget(conn);
+    this.ctx.convergence.onAgentLeft(conn);
     const m = this.ctx.o.metrics;
     m.connectionsActive.dec();
     m.connectionsClosed.inc({ code: String(code) });

@@ -7,6 +7,7 @@ import type { HelloMessage } from '../../../proto/index.js';
 import type { Connection, FeedCursor } from '../transport/connection.js';
 import { encodeDelta, isEntryTooLarge } from '../transport/framing.js';
 import type { FanOutContext } from './context.js';
+import { recordAck } from './applied-watermarks.js';
 import type { FeedRuntime } from './feeds.js';
 import { checkHello, chooseCompression, planFeeds, welcomeFrame } from './handshake.js';
 import type { ServiceQueue } from './service.js';
@@ -46,7 +47,7 @@ export class Session {
       for (const p of plans) {
         const cursor: FeedCursor = {
           feed: p.feed, conn, liveIndex: -1, revision: 0, phase: 'live', snapshot: undefined, statusKey: undefined,
-          behindSinceMs: undefined, graceUntilMs: now + o.newClientGracePeriodMs, graceCounted: false, ackedRevision: 0,
+          behindSinceMs: undefined, graceUntilMs: now + o.newClientGracePeriodMs, graceCounted: false, ackedRevision: 0, appliedFloor: undefined,
         };
         conn.cursors.push(cursor);
         o.metrics.connectionsStreaming.inc({ feed: p.feed.name });
@@ -77,12 +78,14 @@ export class Session {
     } finally {
       conn.endBatch();
     }
+    this.ctx.convergence.onAgentChanged(conn);
     o.log?.debug({ conn: conn.id, node: conn.node, clientId: conn.clientId, feeds: plans.map((p) => `${p.feed.name}:${p.mode}`) }, 'agent streaming');
     if (conn.needsService) this.service.queue(conn);
   }
 
   onAck(cursor: FeedCursor, revision: number): void {
-    cursor.ackedRevision = Math.max(cursor.ackedRevision, revision);
+    recordAck(cursor, revision);
+    this.ctx.convergence.onAgentChanged(cursor.conn);
     const lag = cursor.feed.lagMs(revision, this.ctx.o.clock.monotonic());
     this.ctx.o.metrics.clientLag.observe({ feed: cursor.feed.name }, lag / 1000);
   }

@@ -29,7 +29,7 @@ export interface FeedStats {
   snapshotWireBytesSent: number;
 }
 
-function newFeedStats(): FeedStats {
+export function newFeedStats(): FeedStats {
   return { deltaUnitsEncoded: 0, deltaBytesEncoded: 0, skips: 0, catchUps: 0, inBandSnapshots: 0, snapshotsSent: 0, snapshotRawBytesSent: 0, snapshotWireBytesSent: 0 };
 }
 

@@ -5,9 +5,11 @@
  * written for Typha work unchanged. /debug/clients (debug-clients.ts) exists only when `debug` is
  * given (`--debug-endpoints`): otherwise it is a 404 like any unknown path. /v1/load is what peer
  * replicas read to balance agents between them (src/server/fleet/): counts only, no names.
+ * /v1/convergence (convergence-endpoint.ts) waits for the agents to apply a resourceVersion.
  */
 import { type RequestListener, type Server, createServer } from 'node:http';
 import { CattailError } from '../../errors.js';
+import { CONVERGENCE_PATH, type ConvergenceSource, serveConvergence } from './convergence-endpoint.js';
 import { type ClientsPage, type ClientsQuery, parseClientsQuery } from './debug-clients.js';
 import type { Health, HealthReport } from './health.js';
 import type { Registry } from 'prom-client';
@@ -19,12 +21,12 @@ export interface DebugEndpoints {
 }
 
 /** The HTTP port's plaintext server. */
-export function createHttpEndpoints(registry: Registry, health: Health, load: () => LoadReport, debug?: DebugEndpoints): Server {
-  return createServer(httpEndpointsHandler(registry, health, load, debug));
+export function createHttpEndpoints(registry: Registry, health: Health, load: () => LoadReport, debug?: DebugEndpoints, convergence?: ConvergenceSource): Server {
+  return createServer(httpEndpointsHandler(registry, health, load, debug, convergence));
 }
 
 /** The HTTP port's request handler, for a server made elsewhere (https with `httpTls`, tls/listener.ts). */
-export function httpEndpointsHandler(registry: Registry, health: Health, load: () => LoadReport, debug?: DebugEndpoints): RequestListener {
+export function httpEndpointsHandler(registry: Registry, health: Health, load: () => LoadReport, debug?: DebugEndpoints, convergence?: ConvergenceSource): RequestListener {
   return (req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const path = url.pathname;
@@ -64,6 +66,10 @@ export function httpEndpointsHandler(registry: Registry, health: Health, load: (
       case '/v1/load':
         json(200, load());
         return;
+      case CONVERGENCE_PATH:
+        if (convergence === undefined) break;
+        serveConvergence(convergence, url, req, res);
+        return;
       case '/debug/clients':
         if (debug === undefined) break;
         try {
@@ -76,6 +82,6 @@ export function httpEndpointsHandler(registry: Registry, health: Health, load: (
       default:
         break;
     }
-    res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; try /metrics, /livez (/liveness), /readyz (/readiness)\n');
+    res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; try /metrics, /livez (/liveness), /readyz (/readiness), /v1/convergence\n');
   };
 }

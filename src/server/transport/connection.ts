@@ -39,6 +39,11 @@ export interface FeedCursor {
   graceUntilMs: number;
   graceCounted: boolean;
   ackedRevision: number;
+  /**
+   * The upstream watermarks known applied at the last ACK (fanout/applied-watermarks.ts): a lower
+   * bound kept for when the history no longer maps `ackedRevision`; undefined before any ACK.
+   */
+  appliedFloor: Readonly<Record<string, string>> | undefined;
 }
 
 /**

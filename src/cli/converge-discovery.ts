@@ -1,0 +1,34 @@
+/**
+ * `cattail converge --service NAMESPACE/NAME`: the replicas to ask, from the Service's
+ * EndpointSlices (the client library's source, src/client/discovery.ts), by the ops port's name.
+ *
+ * Unlike an agent choosing where to connect, a barrier must ask EVERY replica that may hold
+ * agents: not-ready ones (a stale replica keeps serving its agents) and terminating ones (a
+ * draining replica holds agents until the last has moved) included. A replica that is gone by the
+ * time it is asked fails the command (REPLICA_FAILED): its agents are unknown.
+ */
+import { type EndpointSliceLike, kubeEndpointSliceSource, parseServiceRef } from '../client/discovery.js';
+import { CattailError } from '../errors.js';
+
+/** `http://address:port` of every endpoint of the slices, by the named port, deduplicated. */
+export function replicaOpsUrls(slices: readonly EndpointSliceLike[], portName: string): string[] {
+  const out = new Set<string>();
+  for (const s of slices) {
+    if (s.addressType === 'FQDN') continue;
+    const port = s.ports?.find((p) => (p.name ?? '') === portName)?.port;
+    if (port === undefined || port === null) continue;
+    for (const e of s.endpoints ?? []) {
+      const address = e.addresses?.[0];
+      if (address !== undefined) out.add(`http://${address.includes(':') ? `[${address}]` : address}:${port}`);
+    }
+  }
+  return [...out].sort();
+}
+
+export async function discoverReplicas(service: string, portName: string, kubeconfig: string | undefined, signal: AbortSignal): Promise<string[]> {
+  const { namespace, name } = parseServiceRef(service);
+  const source = await kubeEndpointSliceSource(kubeconfig);
+  const urls = replicaOpsUrls(await source.list(namespace, name, signal), portName);
+  if (urls.length === 0) throw new CattailError('CATTAIL_CLIENT_DISCOVERY_FAILED', `service ${service} has no endpoint with a port named ${JSON.stringify(portName)}`, { details: { service, portName } });
+  return urls;
+}

@@ -1,0 +1,268 @@
+/**
+ * The fleet convergence barrier: "has every agent connected here applied resourceVersion RV of
+ * this resource?", answered at once or when it becomes true, or at a timeout (DESIGN.md
+ * "Convergence barrier"; the HTTP side is ops/convergence-endpoint.ts).
+ *
+ * Event-driven, never polled: a waiter is re-judged only for the agent an event concerns, an ACK
+ * or a HELLO (onAgentChanged) or a close (onAgentLeft), plus once per loop turn after batches that
+ * may have advanced the watermarks of a revision agents already hold (onWatermarks). Each waiter
+ * keeps the set of agents in its scope and the subset still pending, so an event costs O(waiters)
+ * map operations and nothing when nobody waits. Its one timer is the injected clock's timeout.
+ *
+ * Scope: agents subscribed to a feed that carries the resource, counted from the request on (an
+ * agent that connects while it waits joins the scope; one that leaves drops out). With a node
+ * list, only those nodes, and a named node without such a connection here counts as not converged.
+ */
+import type { Clock, Timer } from '../../clock.js';
+import { CattailError } from '../../errors.js';
+import { findResource } from '../../registry.js';
+import type { Connection } from '../transport/connection.js';
+import { agentApplied, reached } from './applied-watermarks.js';
+import type { FeedRuntime } from './feeds.js';
+
+/** Laggards named in one answer; the count beside them is exact. */
+export const MAX_LAGGARDS = 100;
+/** Requests waiting at once, beyond which a new one is refused (each holds a timer and two sets). */
+export const DEFAULT_MAX_WAITERS = 1_000;
+
+export interface ConvergenceQuery {
+  /** A resource id this replica serves (resolveResource). */
+  readonly resource: string;
+  /** Decimal resourceVersion. */
+  readonly resourceVersion: string;
+  /** 0 answers at once. */
+  readonly timeoutMs: number;
+  /** Only these nodes (each must be connected here to converge); undefined: every agent. */
+  readonly nodes?: readonly string[] | undefined;
+}
+
+export interface Laggard {
+  readonly node: string;
+  /** null for a named node that is not connected. */
+  readonly clientId: string | null;
+  /** The resourceVersion the agent has applied; null when unknown (no ACK yet) or not connected. */
+  readonly appliedResourceVersion: string | null;
+  readonly connected: boolean;
+}
+
+export interface ConvergenceReport {
+  readonly converged: boolean;
+  readonly timedOut: boolean;
+  readonly serverId: string;
+  readonly resource: string;
+  readonly resourceVersion: string;
+  /** This replica's own watermark of the resource (the smallest over its feeds); null before its first list. */
+  readonly replicaResourceVersion: string | null;
+  /** Connected agents in scope, and how many of them have applied the resourceVersion. */
+  readonly agents: number;
+  readonly convergedAgents: number;
+  /** Agents in scope not converged, plus named nodes not connected here. */
+  readonly laggardCount: number;
+  /** At most MAX_LAGGARDS of them, by node name. */
+  readonly laggards: readonly Laggard[];
+  /**
+   * Every named node with no connection here (empty without a node list): what `cattail converge`
+   * needs to tell a node connected to another replica from one connected nowhere.
+   */
+  readonly missingNodes: readonly string[];
+  readonly waitedMs: number;
+}
+
+interface Waiter {
+  readonly q: ConvergenceQuery;
+  readonly startedMs: number;
+  /** Named node → its connections in scope; undefined without a node list. */
+  readonly nodes: Map<string, number> | undefined;
+  /** Named nodes with no connection in scope. */
+  missing: number;
+  readonly scope: Set<Connection>;
+  readonly pending: Set<Connection>;
+  timer: Timer | undefined;
+  readonly resolve: (r: ConvergenceReport) => void;
+}
+
+export interface ConvergenceOptions {
+  readonly clock: Clock;
+  readonly serverId: string;
+  readonly feeds: readonly FeedRuntime[];
+  readonly connections: () => Iterable<Connection>;
+  /** @default DEFAULT_MAX_WAITERS */
+  readonly maxWaiters?: number;
+}
+
+export class ConvergenceTracker {
+  private readonly waiters = new Set<Waiter>();
+  private recheckScheduled = false;
+  private readonly maxWaiters: number;
+
+  constructor(private readonly o: ConvergenceOptions) {
+    this.maxWaiters = o.maxWaiters ?? DEFAULT_MAX_WAITERS;
+  }
+
+  /** Requests waiting now (the `cattail_convergence_waiters` gauge). */
+  get waiting(): number {
+    return this.waiters.size;
+  }
+
+  /** Every resource id a served feed carries, sorted. */
+  resources(): string[] {
+    return [...new Set(this.o.feeds.flatMap((f) => f.def.resources))].sort();
+  }
+
+  /**
+   * The served resource id a query names: the id itself (`networkpolicies.networking.k8s.io`), or
+   * the plural alone (`networkpolicies`) when one served id has it. When several do, the plural
+   * names the Kubernetes built-in one, as kubectl resolves it (the felix feed carries both
+   * Kubernetes and Calico networkpolicies; `networkpolicies` means the Kubernetes one).
+   */
+  resolveResource(name: string): string {
+    const ids = this.resources();
+    if (ids.includes(name)) return name;
+    const plural = ids.filter((id) => id.split('.')[0] === name);
+    const builtin = plural.filter((id) => findResource(id)?.optional === false);
+    const matches = plural.length > 1 && builtin.length === 1 ? builtin : plural;
+    if (matches.length === 1) return matches[0] as string;
+    const why = matches.length > 1 ? `is ambiguous here (${matches.join(', ')}); name the resource id` : `is not served by this replica (served: ${ids.join(', ')})`;
+    throw new CattailError('CATTAIL_CONVERGENCE_BAD_REQUEST', `resource ${JSON.stringify(name)} ${why}`, { details: { resource: name } });
+  }
+
+  /**
+   * Resolves when every agent in scope has applied the resourceVersion, or at the timeout (then
+   * `converged: false`), or when `signal` aborts (the asker went away; the answer is dropped).
+   * Throws CATTAIL_CONVERGENCE_TOO_MANY_WAITERS when maxWaiters requests already wait.
+   */
+  wait(q: ConvergenceQuery, signal?: AbortSignal): Promise<ConvergenceReport> {
+    if (this.waiters.size >= this.maxWaiters) {
+      throw new CattailError('CATTAIL_CONVERGENCE_TOO_MANY_WAITERS', `${this.waiters.size} convergence requests are already waiting on this replica (at most ${this.maxWaiters}); retry later`);
+    }
+    return new Promise((resolve) => {
+      const nodes = q.nodes === undefined ? undefined : new Map(q.nodes.map((n) => [n, 0]));
+      const w: Waiter = { q, startedMs: this.o.clock.monotonic(), nodes, missing: nodes?.size ?? 0, scope: new Set(), pending: new Set(), timer: undefined, resolve };
+      for (const conn of this.o.connections()) this.judge(w, conn);
+      if (this.isConverged(w) || q.timeoutMs === 0) {
+        resolve(this.report(w, !this.isConverged(w)));
+        return;
+      }
+      this.waiters.add(w);
+      w.timer = this.o.clock.setTimeout(() => this.finish(w, true), q.timeoutMs);
+      signal?.addEventListener('abort', () => this.drop(w), { once: true });
+    });
+  }
+
+  /** An agent finished its HELLO or ACKed: re-judge it for every waiter. */
+  onAgentChanged(conn: Connection): void {
+    if (this.waiters.size === 0) return;
+    for (const w of [...this.waiters]) {
+      this.judge(w, conn);
+      if (this.isConverged(w)) this.finish(w, false);
+    }
+  }
+
+  /** An agent's connection closed: it leaves every scope (a named node may now be missing). */
+  onAgentLeft(conn: Connection): void {
+    if (this.waiters.size === 0) return;
+    for (const w of [...this.waiters]) {
+      if (!w.scope.delete(conn)) continue;
+      w.pending.delete(conn);
+      this.countNode(w, conn.node, -1);
+      if (this.isConverged(w)) this.finish(w, false);
+    }
+  }
+
+  /**
+   * Batches were applied: the watermarks of the current revision may have advanced without a new
+   * revision, so agents already holding it may have converged without another ACK. Re-judged
+   * once per loop turn (a burst of batches costs one pass over the pending agents).
+   */
+  onWatermarks(): void {
+    if (this.waiters.size === 0 || this.recheckScheduled) return;
+    this.recheckScheduled = true;
+    setImmediate(() => {
+      this.recheckScheduled = false;
+      for (const w of [...this.waiters]) {
+        for (const conn of [...w.pending]) this.judge(w, conn);
+        if (this.isConverged(w)) this.finish(w, false);
+      }
+    });
+  }
+
+  /** Shutdown: every waiter gets its answer now. */
+  close(): void {
+    for (const w of [...this.waiters]) this.finish(w, false);
+  }
+
+  private judge(w: Waiter, conn: Connection): void {
+    if (w.nodes !== undefined && !w.nodes.has(conn.node)) return;
+    const a = agentApplied(conn, w.q.resource);
+    if (a === undefined) return;
+    if (!w.scope.has(conn)) {
+      w.scope.add(conn);
+      this.countNode(w, conn.node, 1);
+    }
+    if (reached(a.rv, w.q.resourceVersion)) w.pending.delete(conn);
+    else w.pending.add(conn);
+  }
+
+  private countNode(w: Waiter, node: string, by: 1 | -1): void {
+    const n = w.nodes?.get(node);
+    if (w.nodes === undefined || n === undefined) return;
+    w.nodes.set(node, n + by);
+    if (n === 0 && by === 1) w.missing--;
+    if (n === 1 && by === -1) w.missing++;
+  }
+
+  private isConverged(w: Waiter): boolean {
+    return w.pending.size === 0 && w.missing === 0;
+  }
+
+  private finish(w: Waiter, timedOut: boolean): void {
+    if (!this.drop(w)) return;
+    w.resolve(this.report(w, timedOut));
+  }
+
+  private drop(w: Waiter): boolean {
+    if (!this.waiters.delete(w)) return false;
+    w.timer?.cancel();
+    return true;
+  }
+
+  private report(w: Waiter, timedOut: boolean): ConvergenceReport {
+    const { resource, resourceVersion } = w.q;
+    const laggards: Laggard[] = [];
+    for (const conn of w.pending) {
+      if (laggards.length >= MAX_LAGGARDS) break;
+      laggards.push({ node: conn.node, clientId: conn.clientId, appliedResourceVersion: agentApplied(conn, resource)?.rv ?? null, connected: true });
+    }
+    for (const [node, n] of w.nodes ?? []) {
+      if (laggards.length >= MAX_LAGGARDS) break;
+      if (n === 0) laggards.push({ node, clientId: null, appliedResourceVersion: null, connected: false });
+    }
+    laggards.sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
+    return {
+      converged: this.isConverged(w),
+      timedOut: timedOut && !this.isConverged(w),
+      serverId: this.o.serverId,
+      resource,
+      resourceVersion,
+      replicaResourceVersion: this.replicaRv(resource) ?? null,
+      agents: w.scope.size,
+      convergedAgents: w.scope.size - w.pending.size,
+      laggardCount: w.pending.size + w.missing,
+      laggards,
+      missingNodes: [...(w.nodes ?? [])].filter(([, n]) => n === 0).map(([node]) => node).sort(),
+      waitedMs: Math.max(0, Math.round(this.o.clock.monotonic() - w.startedMs)),
+    };
+  }
+
+  /** The smallest of this replica's own watermarks of the resource over the feeds carrying it. */
+  private replicaRv(resource: string): string | undefined {
+    let min: string | undefined;
+    for (const f of this.o.feeds) {
+      if (!f.def.resources.includes(resource)) continue;
+      const rv = f.store.meta().watermarks[resource];
+      if (rv === undefined) return undefined;
+      if (min === undefined || !reached(rv, min)) min = rv;
+    }
+    return min;
+  }
+}

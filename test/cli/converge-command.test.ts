@@ -1,0 +1,146 @@
+/**
+ * `cattail converge` against two real replicas on loopback (scripted upstreams, so the test says
+ * which resourceVersion each replica holds), real library agents that ACK, and a raw agent that
+ * never does.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { connect, type Client } from '../../src/client/index.js';
+import { startServer, type ServerHandle } from '../../src/server/server.js';
+import { runCli } from '../support/cli.js';
+import { ScriptedUpstream } from '../support/scripted-upstream.js';
+import { TEST_TRANSPORT } from '../support/transport.js';
+import { waitUntil } from '../support/wait.js';
+import { TestAgent } from '../server/helpers/agent.js';
+import { simFixture } from '../support/sim.js';
+import { replicaOpsUrls } from '../../src/cli/converge-discovery.js';
+
+const sims = simFixture({ nodes: 1, podsPerNode: 1, churnPerSec: 0, seed: 3 });
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()?.();
+});
+
+interface Replica {
+  server: ServerHandle;
+  upstream: ScriptedUpstream;
+}
+
+async function replica(serverId: string): Promise<Replica> {
+  const upstream = ScriptedUpstream.withFeeds('felix');
+  const server = await startServer({ upstream, defaultMetrics: false, flushWindowMs: 1, serverId, transport: TEST_TRANSPORT });
+  cleanups.push(() => server.close());
+  upstream.apply('felix', { '/pods/demo/a': { v: 1 } }, { watermarks: { pods: '100' }, status: 'in-sync' });
+  return { server, upstream };
+}
+
+async function agent(r: Replica, node: string): Promise<Client> {
+  const c = connect({ endpoints: [r.server.url], feeds: ['felix'], node, clientId: `id-${node}`, ackIntervalMs: 0 });
+  cleanups.push(() => c.destroy());
+  await c.whenInSync();
+  return c;
+}
+
+const args = (a: Replica, b: Replica, ...rest: string[]): string[] => ['converge', '--endpoints', `${a.server.httpUrl},${b.server.httpUrl}`, '--resource', 'pods', ...rest];
+
+describe('cattail converge', () => {
+  it('exits 0 when every agent of both replicas has applied the resourceVersion; --node asks each replica for its own nodes', async () => {
+    const a = await replica('rep-a');
+    const b = await replica('rep-b');
+    await agent(a, 'node-a');
+    await agent(b, 'node-b');
+    // The change may land before or while the command waits: either way it answers once both agents ACK it.
+    const pending = runCli(args(a, b, '--resource-version', '105', '--timeout-ms', '20000'));
+    a.upstream.apply('felix', { '/pods/demo/a': { v: 2 } }, { watermarks: { pods: '105' } });
+    b.upstream.apply('felix', { '/pods/demo/a': { v: 2 } }, { watermarks: { pods: '105' } });
+    const all = await pending;
+    expect(all.err).toBe('');
+    expect(all.code).toBe(0);
+    expect(all.out).toContain('rep-a (');
+    expect(all.out).toContain('rep-b (');
+    expect(all.out).toContain('converged: 2 agents on 2 replicas have applied pods 105');
+
+    // Each node is connected to one replica: the other must not hold the command for the timeout.
+    const named = await runCli(args(a, b, '--resource-version', '105', '--timeout-ms', '60000', '--node', 'node-a', '--node', 'node-b'));
+    expect(named.code).toBe(0);
+    expect(named.out).toContain('converged: 2 agents on 2 replicas');
+
+    const nowhere = await runCli(args(a, b, '--resource-version', '105', '--timeout-ms', '60000', '--node', 'node-a', '--node', 'node-gone'));
+    expect(nowhere.code).toBe(6);
+    expect(nowhere.out).toContain('laggard node-gone: not connected to any replica');
+    expect(nowhere.err).toMatch(/^cattail: CATTAIL_CONVERGENCE_NOT_CONVERGED: /);
+  });
+
+  it('names the stalled agent and exits with CATTAIL_CONVERGENCE_NOT_CONVERGED at the timeout; a dead replica is REPLICA_FAILED', async () => {
+    const a = await replica('rep-a');
+    const b = await replica('rep-b');
+    await agent(a, 'node-a');
+    const stalled = new TestAgent(b.server.url, { feeds: [{ name: 'felix' }], node: 'node-stalled' });
+    cleanups.push(() => stalled.ws.terminate());
+    await waitUntil(() => stalled.welcome !== undefined && stalled.feed('felix').status === 'in-sync', 'the stalled agent in sync');
+    const r = await runCli(args(a, b, '--resource-version', '100', '--timeout-ms', '300'));
+    expect(r.code).toBe(6);
+    expect(r.out).toContain('rep-b (');
+    expect(r.out).toMatch(/rep-b .*NOT converged \(timed out after \d+ ms\): 0\/1 agents/);
+    expect(r.out).toContain('laggard node-stalled (client test on rep-b): applied unknown (no ACK yet)');
+    expect(r.err).toContain('CATTAIL_CONVERGENCE_NOT_CONVERGED');
+
+    const json = await runCli(args(a, b, '--resource-version', '100', '--timeout-ms', '0', '--json'));
+    expect(json.code).toBe(6);
+    expect(JSON.parse(json.out)).toMatchObject({ converged: false, agents: 2, laggards: [{ node: 'node-stalled', replica: 'rep-b', connected: true }] });
+
+    await b.server.close();
+    const dead = await runCli(args(a, b, '--resource-version', '100', '--timeout-ms', '0'));
+    expect(dead.code).toBe(7);
+    expect(dead.err).toContain('CATTAIL_CONVERGENCE_REPLICA_FAILED');
+  });
+
+  it('refuses bad arguments before asking, and a resource no replica serves with the replica\'s coded 400', async () => {
+    const a = await replica('rep-a');
+    const b = await replica('rep-b');
+    const noRv = await runCli(['converge', '--endpoints', a.server.httpUrl, '--resource', 'pods']);
+    expect(noRv.code).toBe(2);
+    expect(noRv.err).toContain('resourceVersion');
+    const badUrl = await runCli(['converge', '--endpoints', 'ws://x:1', '--resource', 'pods', '--resource-version', '1']);
+    expect(badUrl.code).toBe(2);
+    const tooLong = await runCli(['converge', '--endpoints', a.server.httpUrl, '--resource', 'pods', '--resource-version', '1', '--timeout-ms', '300001']);
+    expect(tooLong.err).toContain('CATTAIL_CONFIG_INVALID_VALUE');
+    const unknown = await runCli(['converge', '--endpoints', `${a.server.httpUrl},${b.server.httpUrl}`, '--resource', 'widgets', '--resource-version', '1']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.err).toMatch(/CATTAIL_CONVERGENCE_BAD_REQUEST: .*widgets/);
+  });
+});
+
+describe('cattail converge --service', () => {
+  it('asks every endpoint of the Service\'s EndpointSlices, not-ready and terminating ones too', () => {
+    const urls = replicaOpsUrls([
+      { addressType: 'IPv4', ports: [{ name: 'agents', port: 5473 }, { name: 'metrics', port: 9093 }], endpoints: [{ addresses: ['10.0.0.1'], conditions: { ready: true } }, { addresses: ['10.0.0.2'], conditions: { ready: false } }, { addresses: ['10.0.0.3'], conditions: { ready: false, terminating: true } }] },
+      { addressType: 'IPv6', ports: [{ name: 'metrics', port: 9093 }], endpoints: [{ addresses: ['fd00::1'] }] },
+      { addressType: 'IPv4', ports: [{ name: 'agents', port: 5473 }], endpoints: [{ addresses: ['10.0.0.9'] }] },
+    ], 'metrics');
+    expect(urls).toEqual(['http://10.0.0.1:9093', 'http://10.0.0.2:9093', 'http://10.0.0.3:9093', 'http://[fd00::1]:9093']);
+  });
+
+  it('finds the replicas through the API server and asks them', async () => {
+    const a = await replica('rep-a');
+    const b = await replica('rep-b');
+    await agent(a, 'node-a');
+    await agent(b, 'node-b');
+    const sim = await sims.start();
+    for (const [name, r] of [['cattail-a', a], ['cattail-b', b]] as const) {
+      sim.admin.create('endpointslices.discovery.k8s.io', {
+        apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', addressType: 'IPv4',
+        metadata: { name, namespace: 'calico-system', labels: { 'kubernetes.io/service-name': 'cattail' } },
+        ports: [{ name: 'metrics', port: Number(new URL(r.server.httpUrl).port), protocol: 'TCP' }],
+        endpoints: [{ addresses: ['127.0.0.1'], conditions: { ready: true } }],
+      });
+    }
+    const r = await runCli(['converge', '--service', 'calico-system/cattail', '--kubeconfig', sim.kubeconfigPath, '--resource', 'pods', '--resource-version', '100', '--timeout-ms', '10000']);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('converged: 2 agents on 2 replicas');
+    const none = await runCli(['converge', '--resource', 'pods', '--resource-version', '100']);
+    expect(none.code).toBe(2);
+    expect(none.err).toContain('--endpoints');
+  });
+});

@@ -1,0 +1,290 @@
+/**
+ * The convergence barrier's tracker (src/server/fanout/convergence.ts) without sockets: real feed
+ * stores and their watermark history, connections reduced to what the tracker reads (node, client
+ * id, cursors), ACKs recorded as the session records them, time on a FakeClock.
+ */
+import { describe, expect, it } from 'vitest';
+import { FakeClock } from '../../src/clock.js';
+import { agentApplied, recordAck, spreadByResource } from '../../src/server/fanout/applied-watermarks.js';
+import { quantile } from '../../src/server/ops/convergence-metrics.js';
+import { ConvergenceTracker, type ConvergenceReport } from '../../src/server/fanout/convergence.js';
+import { FeedRuntime } from '../../src/server/fanout/feeds.js';
+import { RevisionWatermarks } from '../../src/server/fanout/revision-watermarks.js';
+import { newFeedStats } from '../../src/server/fanout/stats.js';
+import { defaultStoreFactory } from '../../src/server/pipeline/store-factory.js';
+import type { Connection, FeedCursor } from '../../src/server/transport/connection.js';
+import { CattailError } from '../../src/errors.js';
+
+const NP = 'networkpolicies.networking.k8s.io';
+
+function feed(name: string, resources: string[], id = 0): FeedRuntime {
+  return new FeedRuntime(id, { name, resources, projectionVersion: 1 }, defaultStoreFactory({ feed: name, logMaxAgeMs: 60_000, logMaxBytes: 1 << 20 }), 's1', newFeedStats());
+}
+
+/** Applies a batch as the pipeline does (store, then the history), returning the new revision. */
+function apply(f: FeedRuntime, watermarks: Record<string, string>, key?: string): number {
+  f.store.apply({ updates: key === undefined ? [] : [{ key, value: Buffer.from([0x90 + (Math.random() * 8) | 0]) }], watermarks, status: 'in-sync' }, 0);
+  f.recordApplied();
+  return f.store.revision;
+}
+
+function agent(node: string, feeds: FeedRuntime[]): Connection & { cursors: FeedCursor[] } {
+  const conn = { node, clientId: `c-${node}`, cursors: [] as FeedCursor[] };
+  for (const f of feeds) conn.cursors.push({ feed: f, conn, ackedRevision: 0, appliedFloor: undefined } as unknown as FeedCursor);
+  return conn as unknown as Connection & { cursors: FeedCursor[] };
+}
+
+function setup(feeds: FeedRuntime[], maxWaiters?: number) {
+  const clock = new FakeClock();
+  const conns = new Set<Connection>();
+  const tracker = new ConvergenceTracker({ clock, serverId: 's1', feeds, connections: () => conns, ...(maxWaiters !== undefined ? { maxWaiters } : {}) });
+  const ack = (c: Connection, revision: number, i = 0): void => {
+    recordAck(c.cursors[i] as FeedCursor, revision);
+    tracker.onAgentChanged(c);
+  };
+  const join = (c: Connection): void => {
+    conns.add(c);
+    tracker.onAgentChanged(c);
+  };
+  const leave = (c: Connection): void => {
+    conns.delete(c);
+    tracker.onAgentLeft(c);
+  };
+  return { clock, tracker, conns, ack, join, leave };
+}
+
+/** A promise's outcome so far, without waiting for it. */
+function settled<T>(p: Promise<T>): { value: T | undefined } {
+  const s: { value: T | undefined } = { value: undefined };
+  void p.then((v) => (s.value = v));
+  return s;
+}
+
+describe('convergence barrier: revision → watermark history', () => {
+  it('maps a revision to the newest watermarks recorded at or below it; older than kept is unknown', () => {
+    const h = new RevisionWatermarks(4);
+    h.record(1, { a: '10' });
+    h.record(1, { a: '12' }); // a watermark-only batch at the same revision
+    h.record(3, { a: '20' });
+    expect(h.at(0)).toBeUndefined();
+    expect(h.at(1)).toEqual({ a: '12' });
+    expect(h.at(2)).toEqual({ a: '12' });
+    expect(h.at(9)).toEqual({ a: '20' });
+    for (let r = 4; r < 20; r++) h.record(r, { a: String(100 + r) });
+    expect(h.size).toBeLessThanOrEqual(5);
+    expect(h.at(3)).toBeUndefined();
+    expect(h.at(19)).toEqual({ a: '119' });
+  });
+});
+
+describe('convergence barrier: tracker', () => {
+  it('resolves when the last agent ACKs a revision whose watermarks reach the RV, not before', async () => {
+    const f = feed('policy', [NP]);
+    const { tracker, ack, join } = setup([f]);
+    const r1 = apply(f, { [NP]: '100' }, '/np/a');
+    const a = agent('node-a', [f]);
+    const b = agent('node-b', [f]);
+    join(a);
+    join(b);
+    ack(a, r1);
+    ack(b, r1);
+    const r2 = apply(f, { [NP]: '105' }, '/np/b');
+    const res = settled(tracker.wait({ resource: NP, resourceVersion: '105', timeoutMs: 10_000 }));
+    ack(a, r2);
+    await Promise.resolve();
+    expect(res.value).toBeUndefined();
+    ack(b, r2);
+    await Promise.resolve();
+    expect(res.value).toMatchObject({ converged: true, timedOut: false, agents: 2, convergedAgents: 2, laggardCount: 0, laggards: [], replicaResourceVersion: '105' });
+    expect(tracker.waiting).toBe(0);
+  });
+
+  it('never moves an agent back: an older ACK arriving after a newer one changes nothing', async () => {
+    const f = feed('policy', [NP]);
+    const { tracker, ack, join } = setup([f]);
+    const r1 = apply(f, { [NP]: '100' }, '/np/a');
+    const r2 = apply(f, { [NP]: '200' }, '/np/b');
+    const a = agent('node-a', [f]);
+    join(a);
+    ack(a, r2);
+    ack(a, r1);
+    expect(await tracker.wait({ resource: NP, resourceVersion: '200', timeoutMs: 0 })).toMatchObject({ converged: true });
+  });
+
+  it('times out on the injected clock and names the laggard with what it applied', async () => {
+    const f = feed('policy', [NP]);
+    const { clock, tracker, ack, join } = setup([f]);
+    const r1 = apply(f, { [NP]: '100' }, '/np/a');
+    const a = agent('node-a', [f]);
+    const stalled = agent('node-stalled', [f]);
+    const silent = agent('node-silent', [f]);
+    join(a);
+    join(stalled);
+    join(silent);
+    ack(stalled, r1);
+    const r2 = apply(f, { [NP]: '150' }, '/np/b');
+    const res = settled(tracker.wait({ resource: NP, resourceVersion: '150', timeoutMs: 5_000 }));
+    ack(a, r2);
+    clock.advance(4_999);
+    await Promise.resolve();
+    expect(res.value).toBeUndefined();
+    clock.advance(1);
+    await Promise.resolve();
+    const report = res.value as ConvergenceReport;
+    expect(report).toMatchObject({ converged: false, timedOut: true, agents: 3, convergedAgents: 1, laggardCount: 2, waitedMs: 5_000 });
+    expect(report.laggards).toEqual([
+      { node: 'node-silent', clientId: 'c-node-silent', appliedResourceVersion: null, connected: true },
+      { node: 'node-stalled', clientId: 'c-node-stalled', appliedResourceVersion: '100', connected: true },
+    ]);
+    expect(tracker.waiting).toBe(0);
+  });
+
+  it('keeps the last known watermarks (a lower bound) when an ACK names a revision the history no longer maps', () => {
+    const f = feed('policy', [NP]);
+    const { tracker, ack, join } = setup([f]);
+    const a = agent('node-a', [f]);
+    join(a);
+    ack(a, apply(f, { [NP]: '100' }, '/np/a'));
+    // Push the agent's revision out of the history window (4,096 revisions), then let it ACK a
+    // later revision that is also gone: it keeps 100, it is not credited with anything newer.
+    const old = f.store.revision;
+    for (let i = 0; i < 6_000; i++) apply(f, { [NP]: String(101 + i) }, `/np/k${i % 50}`);
+    expect(f.watermarkHistory.at(old + 10)).toBeUndefined();
+    ack(a, old + 10);
+    return tracker.wait({ resource: NP, resourceVersion: '101', timeoutMs: 0 }).then((r) => {
+      expect(r).toMatchObject({ converged: false, laggards: [{ node: 'node-a', appliedResourceVersion: '100' }] });
+    });
+  });
+
+  it('credits watermark-only advances at the revision an agent already holds', async () => {
+    const f = feed('policy', [NP]);
+    const { tracker, ack, join } = setup([f]);
+    const a = agent('node-a', [f]);
+    join(a);
+    ack(a, apply(f, { [NP]: '100' }, '/np/a'));
+    const res = settled(tracker.wait({ resource: NP, resourceVersion: '120', timeoutMs: 10_000 }));
+    apply(f, { [NP]: '120' }); // no entry changed: same revision, newer watermark
+    tracker.onWatermarks();
+    await new Promise((r) => setImmediate(r));
+    expect(res.value).toMatchObject({ converged: true });
+  });
+
+  it('drops a disconnected agent from the scope; a named node that is not connected is a laggard', async () => {
+    const f = feed('policy', [NP]);
+    const { tracker, join, leave, ack } = setup([f]);
+    const r = apply(f, { [NP]: '100' }, '/np/a');
+    const a = agent('node-a', [f]);
+    const gone = agent('node-gone', [f]);
+    join(a);
+    join(gone);
+    ack(a, r);
+    const all = settled(tracker.wait({ resource: NP, resourceVersion: '100', timeoutMs: 10_000 }));
+    const named = settled(tracker.wait({ resource: NP, resourceVersion: '100', timeoutMs: 0, nodes: ['node-a', 'node-gone', 'node-never'] }));
+    leave(gone);
+    await Promise.resolve();
+    expect(all.value).toMatchObject({ converged: true, agents: 1 });
+    expect(named.value).toMatchObject({ converged: false, laggardCount: 2 });
+    const byNode = await tracker.wait({ resource: NP, resourceVersion: '100', timeoutMs: 0, nodes: ['node-a'] });
+    expect(byNode).toMatchObject({ converged: true, agents: 1 });
+    const missing = await tracker.wait({ resource: NP, resourceVersion: '100', timeoutMs: 0, nodes: ['node-gone'] });
+    expect(missing.laggards).toEqual([{ node: 'node-gone', clientId: null, appliedResourceVersion: null, connected: false }]);
+  });
+
+  it('a named node that connects while the request waits joins it', async () => {
+    const f = feed('policy', [NP]);
+    const { tracker, join, ack } = setup([f]);
+    const r = apply(f, { [NP]: '100' }, '/np/a');
+    const res = settled(tracker.wait({ resource: NP, resourceVersion: '100', timeoutMs: 10_000, nodes: ['node-late'] }));
+    const late = agent('node-late', [f]);
+    join(late);
+    await Promise.resolve();
+    expect(res.value).toBeUndefined();
+    ack(late, r);
+    await Promise.resolve();
+    expect(res.value).toMatchObject({ converged: true, agents: 1 });
+  });
+
+  it('only agents on a feed carrying the resource count; an agent on two such feeds needs both', async () => {
+    const policy = feed('policy', [NP, 'namespaces'], 0);
+    const all = feed('all', [NP], 1);
+    const other = feed('other', ['nodes'], 2);
+    const { tracker, join, ack } = setup([policy, all, other]);
+    const rp = apply(policy, { [NP]: '100', namespaces: '90' }, '/np/a');
+    const ra = apply(all, { [NP]: '100' }, '/np/a');
+    const both = agent('node-both', [policy, all]);
+    const unrelated = agent('node-other', [other]);
+    join(both);
+    join(unrelated);
+    ack(both, rp, 0);
+    expect(await tracker.wait({ resource: NP, resourceVersion: '100', timeoutMs: 0 })).toMatchObject({ converged: false, agents: 1, laggards: [{ node: 'node-both', appliedResourceVersion: null }] });
+    ack(both, ra, 1);
+    expect(await tracker.wait({ resource: NP, resourceVersion: '100', timeoutMs: 0 })).toMatchObject({ converged: true, agents: 1 });
+  });
+
+  it('resolves plurals, refuses unknown or ambiguous resources, and caps the waiters', () => {
+    const f = feed('policy', [NP, 'networkpolicies.crd.projectcalico.org', 'pods', 'widgets.a.example', 'widgets.b.example']);
+    const { tracker, join } = setup([f], 1);
+    expect(tracker.resolveResource('pods')).toBe('pods');
+    expect(tracker.resolveResource(NP)).toBe(NP);
+    const code = (fn: () => unknown): string | undefined => {
+      try {
+        fn();
+      } catch (err) {
+        return CattailError.is(err) ? err.code : 'not coded';
+      }
+      return undefined;
+    };
+    // Kubernetes' own resource wins a shared plural, as in kubectl; two others stay ambiguous.
+    expect(tracker.resolveResource('networkpolicies')).toBe(NP);
+    expect(code(() => tracker.resolveResource('widgets'))).toBe('CATTAIL_CONVERGENCE_BAD_REQUEST');
+    expect(code(() => tracker.resolveResource('ippools'))).toBe('CATTAIL_CONVERGENCE_BAD_REQUEST');
+    // No agent in scope: vacuously converged at once, never waiting.
+    void tracker.wait({ resource: 'pods', resourceVersion: '1', timeoutMs: 1_000 });
+    expect(tracker.waiting).toBe(0);
+    join(agent('node-a', [f]));
+    void tracker.wait({ resource: 'pods', resourceVersion: '1', timeoutMs: 1_000 });
+    expect(tracker.waiting).toBe(1);
+    expect(code(() => tracker.wait({ resource: 'pods', resourceVersion: '1', timeoutMs: 1_000 }))).toBe('CATTAIL_CONVERGENCE_TOO_MANY_WAITERS');
+    tracker.close();
+    expect(tracker.waiting).toBe(0);
+  });
+
+  it('an aborted request stops waiting and frees its slot', () => {
+    const f = feed('policy', [NP]);
+    const { tracker, join } = setup([f]);
+    join(agent('node-a', [f]));
+    const asker = new AbortController();
+    void tracker.wait({ resource: NP, resourceVersion: '1', timeoutMs: 60_000 }, asker.signal);
+    expect(tracker.waiting).toBe(1);
+    asker.abort();
+    expect(tracker.waiting).toBe(0);
+  });
+});
+
+describe('convergence barrier: the metrics\' one-pass spread', () => {
+  it('agrees with the per-agent judgement for every resource, and takes nearest-rank quantiles', () => {
+    const policy = feed('policy', [NP, 'namespaces'], 0);
+    const all = feed('all', [NP], 1);
+    const { ack, join, conns } = setup([policy, all]);
+    const r1 = apply(policy, { [NP]: '100', namespaces: '90' }, '/np/a');
+    const ra = apply(all, { [NP]: '100' }, '/np/a');
+    const r2 = apply(policy, { [NP]: '130', namespaces: '95' }, '/np/b');
+    const agents = [agent('n1', [policy]), agent('n2', [policy, all]), agent('n3', [all]), agent('n4', [policy])];
+    for (const a of agents) join(a);
+    ack(agents[0]!, r2);
+    ack(agents[1]!, r1, 0);
+    ack(agents[1]!, ra, 1);
+    ack(agents[2]!, ra);
+    const spread = spreadByResource(conns);
+    for (const resource of [NP, 'namespaces']) {
+      const judged = agents.map((a) => agentApplied(a, resource)).filter((x) => x !== undefined);
+      expect(spread.get(resource)?.behind, resource).toBe(judged.filter((j) => j.behind).length);
+      expect([...(spread.get(resource)?.applied ?? [])].sort(), resource).toEqual(judged.flatMap((j) => (j.rv === undefined ? [] : [j.rv])).sort());
+    }
+    expect(spread.get(NP)).toEqual({ applied: expect.arrayContaining(['130', '100', '100']) as unknown, behind: 2 });
+    expect(quantile(['1', '2', '3', '4'], 0)).toBe('1');
+    expect(quantile(['1', '2', '3', '4'], 0.5)).toBe('2');
+    expect(quantile(['1', '2', '3', '4'], 0.99)).toBe('4');
+    expect(quantile([], 0.5)).toBeUndefined();
+  });
+});

@@ -1,0 +1,125 @@
+/**
+ * GET /v1/convergence end to end on loopback: the simulator as the API server, the real upstream
+ * and server, real library clients as agents (they ACK as a real agent does), and a raw agent that
+ * completes its handshake but never ACKs (the stalled agent the barrier must name).
+ */
+import { KubeConfig } from '@kubernetes/client-node';
+import { afterEach, describe, expect, it } from 'vitest';
+import { connect, type Client } from '../../src/client/index.js';
+import { startServer, type ServerHandle } from '../../src/server/server.js';
+import { createUpstream } from '../../src/server/upstream/index.js';
+import type { Sim } from '../../src/sim/index.js';
+import { simFixture } from '../support/sim.js';
+import { TEST_TRANSPORT } from '../support/transport.js';
+import { waitUntil } from '../support/wait.js';
+import { TestAgent } from './helpers/agent.js';
+
+const NP = 'networkpolicies.networking.k8s.io';
+const sims = simFixture({ nodes: 2, podsPerNode: 1, seed: 7 });
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()?.();
+});
+
+async function replica(sim: Sim, serverId: string): Promise<ServerHandle> {
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromFile(sim.kubeconfigPath);
+  const upstream = createUpstream({ kubeConfig, replicaId: serverId, feeds: ['felix'] });
+  const server = await startServer({ upstream, defaultMetrics: false, flushWindowMs: 1, serverId, transport: TEST_TRANSPORT });
+  cleanups.push(() => server.close());
+  return server;
+}
+
+function agent(server: ServerHandle, node: string): Client {
+  // ackIntervalMs 0: the agent ACKs every revision at once, so the test waits on no second.
+  const c = connect({ endpoints: [server.url], feeds: ['felix'], node, clientId: `id-${node}`, ackIntervalMs: 0 });
+  cleanups.push(() => c.destroy());
+  return c;
+}
+
+/** A raw agent: HELLO, then it takes every frame and never ACKs. */
+function stalledAgent(server: ServerHandle, node: string): TestAgent {
+  const a = new TestAgent(server.url, { feeds: [{ name: 'felix' }], node });
+  cleanups.push(() => a.ws.terminate());
+  return a;
+}
+
+async function ask(server: ServerHandle, query: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(`${server.httpUrl}/v1/convergence?${query}`);
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+/** Changes a NetworkPolicy in the simulator; returns the resourceVersion of the write. */
+function changePolicy(sim: Sim, label: string): string {
+  const np = sim.admin.list(NP)[0] as { metadata: { namespace: string; name: string } };
+  const out = sim.admin.patch(NP, np.metadata.namespace, np.metadata.name, { metadata: { labels: { changed: label } } });
+  return (out['metadata'] as { resourceVersion: string }).resourceVersion;
+}
+
+async function synced(server: ServerHandle, ...clients: Client[]): Promise<void> {
+  await waitUntil(() => server.stores.get('felix')?.meta().status === 'in-sync', 'the replica in sync');
+  await Promise.all(clients.map((c) => c.whenInSync()));
+}
+
+describe('GET /v1/convergence', () => {
+  it('returns converged once every agent has applied the NetworkPolicy change, and meanwhile waits on ACKs', async () => {
+    const sim = await sims.start();
+    const server = await replica(sim, 'conv-a');
+    const a = agent(server, 'node-a');
+    const b = agent(server, 'node-b');
+    await synced(server, a, b);
+    const rv = changePolicy(sim, 'one');
+    // Asked before the replica has even seen the change: the answer comes when both agents ACK it.
+    const { status, body } = await ask(server, `resource=networkpolicies&resourceVersion=${rv}&timeoutMs=20000`);
+    expect(status).toBe(200);
+    expect(body).toMatchObject({ converged: true, timedOut: false, serverId: 'conv-a', resource: NP, resourceVersion: rv, agents: 2, convergedAgents: 2, laggardCount: 0, laggards: [] });
+    const metric = await server.metrics.registry.getSingleMetric('cattail_agents_applied_resource_version')?.get();
+    const min = metric?.values.find((v) => v.labels['resource'] === NP && v.labels['quantile'] === '0');
+    expect(min?.value).toBeGreaterThanOrEqual(Number(rv));
+  });
+
+  it('times out naming the stalled agent; the node filter leaves it out or names a missing node', async () => {
+    const sim = await sims.start();
+    const server = await replica(sim, 'conv-b');
+    const a = agent(server, 'node-a');
+    await synced(server, a);
+    const stalled = stalledAgent(server, 'node-stalled');
+    await waitUntil(() => [...stalled.feeds.values()].some((f) => f.status === 'in-sync'), 'the stalled agent holding the snapshot');
+    const rv = changePolicy(sim, 'two');
+    const timedOut = await ask(server, `resource=${NP}&resourceVersion=${rv}&timeoutMs=1500`);
+    expect(timedOut.status).toBe(200);
+    expect(timedOut.body).toMatchObject({ converged: false, timedOut: true, agents: 2, convergedAgents: 1, laggardCount: 1 });
+    expect(timedOut.body['laggards']).toEqual([{ node: 'node-stalled', clientId: 'test', appliedResourceVersion: null, connected: true }]);
+
+    const onlyA = await ask(server, `resource=networkpolicies&resourceVersion=${rv}&timeoutMs=10000&node=node-a`);
+    expect(onlyA.body).toMatchObject({ converged: true, agents: 1 });
+    const missing = await ask(server, `resource=networkpolicies&resourceVersion=${rv}&timeoutMs=0&node=node-a&node=node-elsewhere`);
+    expect(missing.body).toMatchObject({ converged: false, laggardCount: 1, laggards: [{ node: 'node-elsewhere', connected: false, clientId: null, appliedResourceVersion: null }] });
+
+    const behind = await server.metrics.registry.getSingleMetric('cattail_agents_behind')?.get();
+    expect(behind?.values.find((v) => v.labels['resource'] === NP)?.value).toBe(1);
+    // The stalled agent leaving ends its claim on the barrier.
+    stalled.ws.terminate();
+    const after = await ask(server, `resource=networkpolicies&resourceVersion=${rv}&timeoutMs=10000`);
+    expect(after.body).toMatchObject({ converged: true, agents: 1 });
+  });
+
+  it('refuses bad parameters with 400 and a stable code', async () => {
+    const sim = await sims.start();
+    const server = await replica(sim, 'conv-c');
+    const cases = [
+      'resourceVersion=5',
+      'resource=widgets&resourceVersion=5',
+      'resource=networkpolicies',
+      'resource=networkpolicies&resourceVersion=abc',
+      'resource=networkpolicies&resourceVersion=5&timeoutMs=300001',
+      'resource=networkpolicies&resourceVersion=5&timeoutMs=-1',
+      'resource=networkpolicies&resourceVersion=5&rv=6',
+      'resource=networkpolicies&resourceVersion=5&resourceVersion=6',
+    ];
+    for (const q of cases) {
+      const { status, body } = await ask(server, q);
+      expect({ q, status, code: (body['error'] as { code: string } | undefined)?.code }).toEqual({ q, status: 400, code: 'CATTAIL_CONVERGENCE_BAD_REQUEST' });
+    }
+  });
+});
