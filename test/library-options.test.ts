@@ -64,6 +64,6 @@ describe('library options come from the command tables', () => {
     expect(() => connect({ ...base, handshakeTimeoutMs: 0 })).toThrow('option handshakeTimeoutMs (connect()): expected an integer of at least 1 (ms), got 0');
     expect(() => connect({ ...base, reconnectJitter: 2 })).toThrow('option reconnectJitter (connect()): expected a number from 0 to 1 (fraction), got 2');
     expect(() => connect({ ...base, tls: { caFile: '' } })).toThrow(/option caFile \(connect\(\) tls\): expected a non-empty string/);
-    expect(() => connect({ feeds: ['felix'] } as never)).toThrow(/option endpoints \(connect\(\)\) is required/);
+    expect(() => connect({ feeds: ['felix'] } as never)).toThrow(/option endpoints \(connect\(\)\): expected at least one ws:\/\/ or wss:\/\/ URL, or a service to discover them from/);
   });
 });

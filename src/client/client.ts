@@ -35,6 +35,8 @@ interface EventMap {
   status: StatusEvent;
   change: ChangeBatch;
   progress: SnapshotProgress;
+  /** A feed's status as the server last stated it (SNAPSHOT_END or STATUS): sync, stale, watermarks. */
+  feedStatus: FeedStatus;
   listenerError: unknown;
 }
 
@@ -57,7 +59,7 @@ export class Client {
   private readonly byId = new Map<number, FeedRuntime>();
   private readonly views = new Map<string, FeedView>();
   private readonly listeners: { [K in keyof EventMap]: Set<(e: EventMap[K]) => void> } = {
-    status: new Set(), change: new Set(), progress: new Set(), listenerError: new Set(),
+    status: new Set(), change: new Set(), progress: new Set(), feedStatus: new Set(), listenerError: new Set(),
   };
   private readonly statusQueues = new Set<AsyncQueue<StatusEvent>>();
   private readonly rotation: EndpointRotation;
@@ -361,6 +363,7 @@ export class Client {
         if (r.batch !== undefined) this.emitChange(r.batch);
         this.ack(rt, true);
         this.refreshState(conn);
+        this.emitFeedStatus(fs.name);
         return;
       }
       case 'delta': {
@@ -377,6 +380,7 @@ export class Client {
         if (r.kind === 'behind') throw this.behindError(conn, fs.name, r.behind);
         if (fs.inSync && !wasInSync) this.ack(rt, true);
         if (r.statusChanged) this.refreshState(conn);
+        this.emitFeedStatus(fs.name);
         return;
       }
       default:
@@ -534,6 +538,11 @@ export class Client {
       upserts: b.upserts.map(([key, v]) => ({ key, value: this.decodeValue(v as Buffer), raw: v as Buffer })),
       deletes: b.deletes,
     });
+  }
+
+  /** Every STATUS is passed on, not only changes: a watermark-only STATUS matters to relays (tier 2). */
+  private emitFeedStatus(feed: string): void {
+    if (this.listeners.feedStatus.size > 0) this.emit('feedStatus', this.feed(feed).status);
   }
 
   private decodeValue(b: Buffer): unknown {

@@ -248,6 +248,14 @@ export const serveOptions = {
     default: false,
     help: 'Run against an in-process simulated API server with a small generated cluster (what `npm start` does). Never use in production.',
   }),
+  upstreamCattail: opt.list({
+    default: [],
+    check: (v) => {
+      const bad = splitEndpoints(v).find((u) => !isWsUrl(u));
+      return bad === undefined ? undefined : `expected ws:// or wss:// URLs of tier-1 replicas, and ${JSON.stringify(bad)} is not one`;
+    },
+    help: 'Follow another Cattail (tier 1) at these agent URLs instead of the API server: a second tier, so the API server sees one set of watches however many replicas there are. Entries, watermarks, sync status and staleness pass through unchanged; built-in feeds only.',
+  }),
   service: opt.string({
     default: undefined,
     check: (v) => (/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(v) ? undefined : 'expected NAMESPACE/NAME, e.g. calico-system/cattail'),

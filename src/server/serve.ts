@@ -15,7 +15,7 @@ import type { ConfigOf } from '../config/options.js';
 import { CattailError } from '../errors.js';
 import { type Logger, createLogger } from '../log.js';
 import { selectOptions } from '../config/resolve.js';
-import { type serveOptions, serverOptions } from './options.js';
+import { type serveOptions, serverOptions, splitEndpoints } from './options.js';
 import type { Upstream } from './pipeline/seams.js';
 import { type ServerHandle, startServer } from './server.js';
 import { ReplicaBalancer } from './fleet/balancer.js';
@@ -42,6 +42,7 @@ export interface ServeContext {
 export type UpstreamSource =
   | { readonly kind: 'kubeconfig'; readonly path: string; readonly from: 'flag' | 'KUBECONFIG' }
   | { readonly kind: 'in-cluster' }
+  | { readonly kind: 'cattail'; readonly endpoints: readonly string[] }
   | { readonly kind: 'embedded-sim' };
 
 export interface UpstreamFactoryContext {
@@ -74,6 +75,10 @@ const IN_CLUSTER_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
  * @throws CattailError CATTAIL_SERVE_NO_UPSTREAM_CONFIG when there is none
  */
 export function resolveUpstreamSource(config: ServeConfig, env: Readonly<Record<string, string | undefined>>, fileExists: (p: string) => boolean = existsSync): UpstreamSource {
+  if (config.upstreamCattail.length > 0) {
+    if (config.embeddedSim) throw new CattailError('CATTAIL_CONFIG_INVALID_VALUE', '--upstream-cattail and --embedded-sim are two upstreams; choose one', { details: { option: 'upstreamCattail' } });
+    return { kind: 'cattail', endpoints: splitEndpoints(config.upstreamCattail) };
+  }
   if (config.embeddedSim) return { kind: 'embedded-sim' };
   if (config.kubeconfig !== undefined) return { kind: 'kubeconfig', path: config.kubeconfig, from: 'flag' };
   const kc = env['KUBECONFIG'];

@@ -7,6 +7,8 @@
 import { hostname } from 'node:os';
 import { Registry } from 'prom-client';
 import type { BuiltUpstream, UpstreamFactory } from './serve.js';
+import { realClock } from '../clock.js';
+import { ConfigError } from '../errors.js';
 import { createUpstream, type UpstreamHandle, upstreamOptionsFromConfig } from './upstream/index.js';
 
 /**
@@ -44,6 +46,16 @@ export const kubernetesUpstreamFactory: UpstreamFactory = async (source, ctx): P
       await sim.close();
       throw err;
     }
+  }
+  if (source.kind === 'cattail') {
+    if (ctx.config.customFeeds.length > 0) throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', 'customFeeds are defined where the API server is watched (tier 1); a --upstream-cattail replica follows built-in feeds', { details: { option: 'customFeeds' } });
+    const { CattailUpstream } = await import('./upstream-cattail.js');
+    const upstream = new CattailUpstream({
+      endpoints: source.endpoints, service: undefined, feeds: ctx.config.feeds, replicaId,
+      staleAfterMs: ctx.config.upstreamStaleAfterMs, clock: realClock, log: ctx.log.child({ stage: 'upstream-cattail' }),
+    });
+    // The tier-2 replica balances from its own Service with the ambient kubeconfig (if any).
+    return { upstream, description: `tier 1 Cattail at ${source.endpoints.join(', ')} (second tier: no API-server watches here)`, ...(ctx.config.kubeconfig !== undefined ? { kubeconfigPath: ctx.config.kubeconfig } : {}) };
   }
   if (source.kind === 'kubeconfig') {
     const upstream = createUpstream({ ...base, kubeconfigPath: source.path });

@@ -1,0 +1,139 @@
+/**
+ * A second tier: this replica follows another Cattail (tier 1) through the client library instead
+ * of watching the API server (`cattail serve --upstream-cattail ws://tier1:5473/`). However many
+ * tier-2 replicas there are, the API server sees only tier 1's watches.
+ *
+ * What passes through unchanged, so a tier-2 agent's state equals the API server's:
+ * - entries: the client runs in raw mode, so each value is the exact msgpack bytes tier 1 stored
+ *   (never decoded and re-encoded); a snapshot after a reconnect arrives as its reconciled diff
+ *   (keys gone are deletions), so the tier-2 store changes by exactly the real differences;
+ * - watermarks, sync status and `stale`: from every SNAPSHOT_END and STATUS (the client's
+ *   `feedStatus` event), watermark-only ones included, so agents can compare replicas of either
+ *   tier (PROTOCOL.md §8);
+ * - digests follow from equal entries.
+ * Revisions and resume tokens are this replica's own (they never cross replicas anyway).
+ *
+ * When tier 1 is unreachable for `staleAfterMs`, every feed is reported stale (as a replica whose
+ * API server is down) and keeps serving its last state. Tier 1 is found from a static list or its
+ * Service's EndpointSlices, with the client's failover, backoff and behind checks.
+ */
+import { connect, type Client, type ConnectOptions } from '../client/index.js';
+import type { FeedStatus } from '../client/feed-view.js';
+import type { Clock, Timer } from '../clock.js';
+import { ConfigError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { SYNCER_FEEDS } from '../registry.js';
+import type { FeedDefinition, FeedSink, ResourceHealth, Upstream } from './pipeline/seams.js';
+import { PROJECTION_VERSION } from './upstream/projections/index.js';
+
+export interface CattailUpstreamOptions {
+  /** Tier-1 agent URLs (ws:// or wss://); or `service`. */
+  readonly endpoints: readonly string[];
+  readonly service: string | undefined;
+  /** Built-in feed names to follow (custom feeds are defined by tier 1, not here). */
+  readonly feeds: readonly string[];
+  /** This replica's name, sent as the node in HELLO (tier 1's /debug/clients shows it). */
+  readonly replicaId: string;
+  /** Report stale after this long without tier 1, in ms. */
+  readonly staleAfterMs: number;
+  readonly clock: Clock;
+  readonly log?: Logger | undefined;
+  /** TLS to tier 1, the agent's options. */
+  readonly tls?: ConnectOptions['tls'];
+  readonly kubeconfig?: string | undefined;
+}
+
+function syncOf(s: FeedStatus['sync']): 'waiting' | 'resyncing' | 'in-sync' | undefined {
+  return s === 'unknown' ? undefined : s;
+}
+
+export class CattailUpstream implements Upstream {
+  readonly feeds: readonly FeedDefinition[];
+  private client: Client | undefined;
+  private sink: FeedSink | undefined;
+  private readonly everInSync = new Set<string>();
+  private lastHealthyMs: number | undefined;
+  private disconnectedSinceMs: number | undefined;
+  private staleTimer: Timer | undefined;
+  private readonly startedMs: number;
+
+  constructor(private readonly o: CattailUpstreamOptions) {
+    for (const f of o.feeds) {
+      if (!Object.hasOwn(SYNCER_FEEDS, f)) {
+        throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', `--upstream-cattail follows built-in feeds only; ${JSON.stringify(f)} is not one (custom feeds are declared on tier 1)`, { details: { option: 'feeds' } });
+      }
+    }
+    this.feeds = o.feeds.map((name) => ({ name, resources: [...SYNCER_FEEDS[name as keyof typeof SYNCER_FEEDS]], projectionVersion: PROJECTION_VERSION }));
+    this.startedMs = o.clock.monotonic();
+  }
+
+  start(sink: FeedSink): void {
+    if (this.client !== undefined) return;
+    this.sink = sink;
+    const client = connect({
+      endpoints: this.o.endpoints,
+      ...(this.o.service !== undefined ? { service: this.o.service } : {}),
+      ...(this.o.kubeconfig !== undefined ? { kubeconfig: this.o.kubeconfig } : {}),
+      feeds: this.o.feeds,
+      node: this.o.replicaId,
+      clientId: `cattail-tier2-${this.o.replicaId}`,
+      raw: true,
+      clock: this.o.clock,
+      ...(this.o.tls !== undefined ? { tls: this.o.tls } : {}),
+    });
+    this.client = client;
+    client.on('change', (b) => {
+      const updates = [...b.upserts.map((u) => ({ key: u.key, value: u.raw })), ...b.deletes.map((key) => ({ key, value: null }))];
+      if (updates.length > 0) this.sink?.onBatch(b.feed, { updates });
+    });
+    client.on('feedStatus', (st) => {
+      const status = syncOf(st.sync);
+      if (status === 'in-sync') this.everInSync.add(st.feed);
+      this.lastHealthyMs = this.o.clock.monotonic();
+      this.sink?.onBatch(st.feed, { updates: [], watermarks: { ...st.watermarks }, ...(status !== undefined ? { status } : {}), stale: st.stale });
+    });
+    client.on('status', (e) => {
+      if (e.state === 'in-sync' || e.state === 'upstream-stale' || e.state === 'syncing') {
+        this.disconnectedSinceMs = undefined;
+        this.staleTimer?.cancel();
+        this.staleTimer = undefined;
+      } else if ((e.state === 'reconnecting' || e.state === 'behind') && this.disconnectedSinceMs === undefined) {
+        this.disconnectedSinceMs = this.o.clock.monotonic();
+        this.o.log?.warn({ reason: e.reason?.code, endpoint: e.endpoint }, 'lost tier 1; serving the last state');
+        this.staleTimer = this.o.clock.setTimeout(() => this.markStale(), this.o.staleAfterMs);
+      }
+    });
+  }
+
+  /** Tier 1 has been away for staleAfterMs: say so on every feed (entries stay). */
+  private markStale(): void {
+    this.staleTimer = undefined;
+    if (this.disconnectedSinceMs === undefined) return;
+    for (const f of this.o.feeds) this.sink?.onBatch(f, { updates: [], stale: true });
+  }
+
+  async stop(): Promise<void> {
+    this.staleTimer?.cancel();
+    this.sink = undefined;
+    const c = this.client;
+    this.client = undefined;
+    await c?.close();
+  }
+
+  health(): readonly ResourceHealth[] {
+    const now = this.o.clock.monotonic();
+    const away = this.disconnectedSinceMs !== undefined && now - this.disconnectedSinceMs >= this.o.staleAfterMs;
+    const neverSeen = this.lastHealthyMs === undefined && now - this.startedMs >= this.o.staleAfterMs;
+    const out = new Map<string, ResourceHealth>();
+    for (const f of this.feeds) {
+      const st = this.client?.feed(f.name).status;
+      for (const id of f.resources) {
+        const prev = out.get(id);
+        const synced = this.everInSync.has(f.name) && (prev?.synced ?? true);
+        const stale = away || neverSeen || st?.stale === true || (prev?.stale ?? false);
+        out.set(id, { id, synced, stale, lastHealthyMs: this.lastHealthyMs });
+      }
+    }
+    return [...out.values()];
+  }
+}

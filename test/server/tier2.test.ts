@@ -1,0 +1,94 @@
+/**
+ * Replicas that feed replicas (`cattail serve --upstream-cattail`): tier 1 watches the simulated
+ * API server, two tier-2 replicas follow tier 1 through the client library, agents connect to
+ * tier 2. A tier-2 agent's state equals the API server's (checked against tier 1's store and the
+ * simulator's objects through the digest), watermarks and status pass through (watermark-only
+ * updates included), the API server sees tier 1's watches only however many tier-2 replicas run,
+ * and losing tier 1 makes tier 2 stale (serving its last state) until tier 1 is back.
+ */
+import { KubeConfig } from '@kubernetes/client-node';
+import { afterEach, describe, expect, it } from 'vitest';
+import { connect, type Client } from '../../src/client/index.js';
+import { realClock } from '../../src/clock.js';
+import { startServer, type ServerHandle } from '../../src/server/server.js';
+import { CattailUpstream } from '../../src/server/upstream-cattail.js';
+import { createUpstream } from '../../src/server/upstream/index.js';
+import type { Sim } from '../../src/sim/index.js';
+import { simFixture } from '../support/sim.js';
+import { TEST_TRANSPORT } from '../support/transport.js';
+import { waitUntil } from '../support/wait.js';
+
+const NP = 'networkpolicies.networking.k8s.io';
+const sims = simFixture({ nodes: 3, podsPerNode: 2, seed: 21 });
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()?.();
+});
+
+async function tier1(sim: Sim, listen = '127.0.0.1:0'): Promise<ServerHandle> {
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromFile(sim.kubeconfigPath);
+  const upstream = createUpstream({ kubeConfig, replicaId: 'tier1', feeds: ['felix'] });
+  const server = await startServer({ upstream, defaultMetrics: false, flushWindowMs: 1, serverId: 'tier1', transport: TEST_TRANSPORT, listen });
+  return server;
+}
+
+async function tier2(name: string, endpoints: string[], staleAfterMs = 60_000): Promise<ServerHandle> {
+  const upstream = new CattailUpstream({ endpoints, service: undefined, feeds: ['felix'], replicaId: name, staleAfterMs, clock: realClock });
+  const server = await startServer({ upstream, defaultMetrics: false, flushWindowMs: 1, serverId: name, transport: TEST_TRANSPORT });
+  cleanups.push(() => server.close());
+  return server;
+}
+
+function agent(server: ServerHandle, node: string): Client {
+  const c = connect({ endpoints: [server.url], feeds: ['felix'], node, ackIntervalMs: 0 });
+  cleanups.push(() => c.destroy());
+  return c;
+}
+
+const digestOf = (s: ServerHandle): string => s.stores.get('felix')!.current().digest.toString('hex');
+
+describe('tier 2: replicas that follow a replica', () => {
+  it('agents on tier 2 end equal to tier 1 (and the API server), watermarks pass through, the API server sees one set of watches', async () => {
+    const sim = await sims.start();
+    const t1 = await tier1(sim);
+    cleanups.push(() => t1.close());
+    const a = await tier2('tier2-a', [t1.url]);
+    const b = await tier2('tier2-b', [t1.url]);
+    const agents = [agent(a, 'n1'), agent(b, 'n2'), agent(b, 'n3')];
+    await Promise.all(agents.map((c) => c.whenInSync()));
+    const same = (): boolean => [a, b].every((t) => digestOf(t) === digestOf(t1)) && agents.every((c) => c.feed('felix').status.verifiedRevision === c.feed('felix').revision);
+    await waitUntil(same, 'tier 2 equal to tier 1');
+    // Churn: writes, a deletion, and a status-only change that only moves watermarks.
+    const np = sim.admin.list(NP)[0] as { metadata: { namespace: string; name: string } };
+    const rv = (sim.admin.patch(NP, np.metadata.namespace, np.metadata.name, { metadata: { labels: { tier: 'two' } } })['metadata'] as { resourceVersion: string }).resourceVersion;
+    sim.admin.delete('namespaces', undefined, (sim.admin.list('namespaces').at(-1) as { metadata: { name: string } }).metadata.name);
+    await waitUntil(() => same() && agents.every((c) => c.feed('felix').status.watermarks[NP] === rv), 'the change on every tier-2 agent, with tier 1\'s watermark');
+    for (const c of agents) {
+      expect(c.feed('felix').status.watermarks).toEqual(t1.stores.get('felix')!.meta().watermarks);
+      let labelled = 0;
+      for (const [, v] of c.feed('felix').entries()) if (JSON.stringify(v).includes('"tier":"two"')) labelled++;
+      expect(labelled).toBe(1);
+    }
+    // One set of watches on the API server: tier 1's (tier-2 replicas are not its clients).
+    const clients = Object.keys(sim.admin.counters().clients);
+    expect(clients.some((id) => id.includes('tier1'))).toBe(true);
+    expect(clients.some((id) => id.includes('tier2'))).toBe(false);
+  });
+
+  it('reports stale when tier 1 is gone for staleAfterMs, keeps serving, and recovers when it is back', async () => {
+    const sim = await sims.start();
+    let t1 = await tier1(sim);
+    const port = new URL(t1.url).port;
+    const t2 = await tier2('tier2-a', [t1.url], 500);
+    const c = agent(t2, 'n1');
+    await c.whenInSync();
+    const held = c.feed('felix').size;
+    await t1.close();
+    await waitUntil(() => c.feed('felix').status.stale, 'the tier-2 agent told stale', { timeoutMs: 20_000 });
+    expect(c.feed('felix').size).toBe(held);
+    t1 = await tier1(sim, `127.0.0.1:${port}`);
+    cleanups.push(() => t1.close());
+    await waitUntil(() => !c.feed('felix').status.stale && digestOf(t2) === digestOf(t1), 'recovered from the new tier 1', { timeoutMs: 30_000 });
+  });
+});
