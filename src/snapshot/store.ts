@@ -250,6 +250,7 @@ export class FeedStore {
     const { metaChanged, regressions } = this.#applyMeta(batch);
     // After the meta: a revision is recorded with the watermarks its batch brought the store to.
     if (changed) this.#marks.record(newRev, this.#meta.watermarks);
+    if (deletedUnknown > 0) this.#marks.barrier(this.#revision, this.#meta.watermarks);
     // Bound what the stale tree pins (superseded values) and what the next current() replays.
     if (this.#unflushed > FLUSH_MIN_KEYS + (this.#live.length >>> FLUSH_STATE_SHIFT)) this.#flushTree();
     const trimmed = this.#trim(now).droppedTombstones;

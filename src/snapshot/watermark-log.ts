@@ -56,6 +56,16 @@ export class WatermarkLog {
   readonly #revisions: number[] = [];
   readonly #watermarks: Watermarks[] = [];
   #start = 0;
+  /**
+   * The last batch that deleted keys this store did not hold, with the revision and watermarks it
+   * left the store at. Such a deletion leaves no tombstone, yet an agent of another replica may
+   * hold the key: created after some recorded revision r and deleted before this batch, inside
+   * one of our batches (the dispatcher and the store keep the last change of a key per batch).
+   * An agent whose watermarks are below the barrier's, continuing from r at or before it, could
+   * keep such a key, so it gets no rebase. Watermarks only grow, so the last barrier is the
+   * strictest: one is enough.
+   */
+  #barrier: { revision: number; watermarks: Watermarks } | undefined;
 
   constructor(readonly maxRecords: number = DEFAULT_WATERMARK_RECORDS) {}
 
@@ -69,6 +79,11 @@ export class WatermarkLog {
     this.#watermarks.push(watermarks);
     if (this.size > this.maxRecords) this.#start++;
     this.#compact();
+  }
+
+  /** A batch deleted keys unknown to the store; the store is now at `revision` and `watermarks`. */
+  barrier(revision: number, watermarks: Watermarks): void {
+    this.#barrier = { revision, watermarks };
   }
 
   /** Forgets records of revisions below `oldestRevision`: since() no longer answers from them. */
@@ -101,6 +116,8 @@ export class WatermarkLog {
     // A record missing a resource the agent names was made before that resource's list was in
     // the store: the store did not then hold that resource's upstream state at any watermark.
     if (!sameResources(w, agent) || !atOrBelow(w, agent)) return { kind: 'none' };
+    const b = this.#barrier;
+    if (b !== undefined && b.revision >= (this.#revisions[i] as number) && !atOrBelow(b.watermarks, agent)) return { kind: 'none' };
     return { kind: 'revision', revision: this.#revisions[i] as number };
   }
 
