@@ -33,13 +33,13 @@ export function bodyOf(m: Message): { [key: string]: PlainValue | undefined } {
     case 'hello':
       return {
         protocol: m.protocol, node: m.node, clientId: m.clientId, software: m.software,
-        feeds: m.feeds.map((f) => ({ name: f.name, token: f.token })), caps: m.caps, maxFrameBytes: m.maxFrameBytes,
+        feeds: m.feeds.map((f) => ({ name: f.name, token: f.token, watermarks: f.watermarks })), caps: m.caps, maxFrameBytes: m.maxFrameBytes,
       };
     case 'welcome':
       return {
         protocol: m.protocol, serverId: m.serverId, pingIntervalMs: m.pingIntervalMs, pongTimeoutMs: m.pongTimeoutMs,
         maxFrameBytes: m.maxFrameBytes, maxInboundBytes: m.maxInboundBytes, compression: m.compression, caps: m.caps,
-        feeds: m.feeds.map((f) => ({ name: f.name, id: f.id, mode: f.mode, reason: f.reason })),
+        feeds: m.feeds.map((f) => ({ name: f.name, id: f.id, mode: f.mode, revision: f.revision, reason: f.reason })),
       };
     case 'snapshotBegin':
       return { entries: m.entries, rawBytes: m.rawBytes };
@@ -157,8 +157,11 @@ class Fields {
     return a as unknown as Entry[];
   }
 
-  watermarks(key: string): Record<string, string> {
-    const v = this.get(key, 'a map of strings', false);
+  watermarks(key: string): Record<string, string>;
+  watermarks(key: string, optional: true): Record<string, string> | undefined;
+  watermarks(key: string, optional = false): Record<string, string> | undefined {
+    const v = this.get(key, 'a map of strings', optional);
+    if (v === undefined) return undefined;
     if (!(v instanceof Map)) this.fail(key, 'a map of strings');
     for (const s of v.values()) if (typeof s !== 'string') this.fail(key, 'a map of strings');
     // fromEntries defines own properties, so a key such as "__proto__" stays plain data.
@@ -183,7 +186,8 @@ export function messageOf(kind: MessageKind, h: FrameHeader, body: Body): Messag
       const feeds = f.maps('feeds').map((ff) => {
         const name = ff.str('name');
         const token = ff.bin('token', MAX_TOKEN_BYTES, undefined, true);
-        return token === undefined ? { name } : { name, token };
+        const watermarks = ff.watermarks('watermarks', true);
+        return { name, ...(token === undefined ? {} : { token }), ...(watermarks === undefined ? {} : { watermarks }) };
       });
       if (feeds.length < 1 || feeds.length > MAX_HELLO_FEEDS) f.fail('feeds', `1..${MAX_HELLO_FEEDS} feeds`);
       if (new Set(feeds.map((x) => x.name)).size !== feeds.length) f.fail('feeds', 'unique feed names');
@@ -198,8 +202,11 @@ export function messageOf(kind: MessageKind, h: FrameHeader, body: Body): Messag
       const protocol = protocolVersion(f, kind);
       const feeds = f.maps('feeds').map((ff) => {
         const feed = { name: ff.str('name'), id: ff.int('id', 0, MAX_FEED_ID), mode: ff.oneOf('mode', FEED_MODES) };
+        const revision = ff.int('revision', 0, Number.MAX_SAFE_INTEGER, true);
+        // A rebase is meaningless without the revision it rebases onto.
+        if (feed.mode === 'rebase' && revision === undefined) ff.fail('revision', 'an integer with mode rebase');
         const reason = ff.str('reason', true);
-        return reason === undefined ? feed : { ...feed, reason };
+        return { ...feed, ...(revision === undefined ? {} : { revision }), ...(reason === undefined ? {} : { reason }) };
       });
       return {
         type: 'welcome', protocol, serverId: f.str('serverId'), pingIntervalMs: f.int('pingIntervalMs'),

@@ -24,6 +24,8 @@ export const MAX_TOKEN_BYTES = 256;
 export const DIGEST_BYTES = 8;
 /** Most feeds one HELLO may ask for (§4.1). */
 export const MAX_HELLO_FEEDS = 16;
+/** §9, §7.1: the client sends per-feed watermarks in HELLO and accepts WELCOME mode `rebase`. */
+export const CAP_RESUME_WATERMARKS = 'resume.watermarks';
 
 /** Largest uncompressed body the server sends, in bytes (§2.2). @default 1 MiB */
 export const DEFAULT_MAX_FRAME_BYTES = 1_048_576;
@@ -70,7 +72,7 @@ export const COMPRESSIONS = ['none', 'deflate', 'brotli'] as const;
 export type Compression = (typeof COMPRESSIONS)[number];
 export const SYNC_STATUSES = ['waiting', 'resyncing', 'in-sync'] as const;
 export type SyncStatus = (typeof SYNC_STATUSES)[number];
-export const FEED_MODES = ['resume', 'snapshot'] as const;
+export const FEED_MODES = ['resume', 'rebase', 'snapshot'] as const;
 export type FeedMode = (typeof FEED_MODES)[number];
 
 /**
@@ -94,6 +96,8 @@ export interface HelloFeed {
   name: string;
   /** Resume token last received for this feed (opaque, ≤ 256 bytes). */
   token?: Buffer;
+  /** With `resume.watermarks` (§7.1): the upstream watermarks of the state the client holds. */
+  watermarks?: Record<string, string>;
 }
 
 export interface HelloMessage {
@@ -112,6 +116,8 @@ export interface WelcomeFeed {
   name: string;
   id: number;
   mode: FeedMode;
+  /** With mode `rebase` (§7.1): the revision the client's state counts as; the DELTA starts there. */
+  revision?: number;
   reason?: string;
 }
 

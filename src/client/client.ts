@@ -16,7 +16,7 @@
  * only real changes (Typha's "resync without restart", plus resume, which Typha lacks).
  */
 import { Unpackr } from 'msgpackr';
-import type { Message, WelcomeMessage } from '../../proto/index.js';
+import { CAP_RESUME_WATERMARKS, type Message, type WelcomeMessage } from '../../proto/index.js';
 import type { Timer } from '../clock.js';
 import { CattailError, InvalidArgumentError } from '../errors.js';
 import { VERSION } from '../version.js';
@@ -77,7 +77,7 @@ export class Client {
   private everWelcomed = false;
   private readonly counters = {
     attempts: 0, connects: 0, reconnects: 0, framesReceived: 0, bytesReceived: 0, snapshotsApplied: 0,
-    deltasApplied: 0, changeBatches: 0, resumes: 0, acksSent: 0, digestMismatches: 0, revisionGaps: 0,
+    deltasApplied: 0, changeBatches: 0, resumes: 0, rebases: 0, acksSent: 0, digestMismatches: 0, revisionGaps: 0,
     protocolErrors: 0, readTimeouts: 0, refusals: 0, goodbyes: 0, behind: 0, decodeErrors: 0, listenerErrors: 0,
   };
 
@@ -299,10 +299,13 @@ export class Client {
       clientId: this.opts.clientId,
       software: `cattail-client/${VERSION}`,
       feeds: this.opts.feeds.map((name) => {
-        const token = this.feeds.get(name)!.state.token;
-        return token === undefined ? { name } : { name, token: Buffer.from(token) };
+        const state = this.feeds.get(name)!.state;
+        if (state.token === undefined) return { name };
+        // Watermarks let another replica continue this state (rebase) instead of a snapshot.
+        const watermarks = state.rebaseWatermarks();
+        return watermarks === undefined ? { name, token: Buffer.from(state.token) } : { name, token: Buffer.from(state.token), watermarks };
       }),
-      caps: this.opts.compression.map((c) => `compress.${c}`),
+      caps: [...this.opts.compression.map((c) => `compress.${c}`), CAP_RESUME_WATERMARKS],
       maxFrameBytes: this.opts.maxFrameBytes,
     };
     const conn = new Connection(pick.url, this.opts, hello, {
@@ -325,10 +328,11 @@ export class Client {
       const rt = this.feeds.get(f.name)!;
       rt.id = f.id;
       this.byId.set(f.id, rt);
-      rt.state.startConnection(f.mode);
+      rt.state.startConnection(f.mode, f.revision);
       rt.ackedRevision = undefined;
       rt.lastAckAt = -Infinity;
       if (f.mode === 'resume') this.counters.resumes++;
+      if (f.mode === 'rebase') this.counters.rebases++;
     }
     this.setState('syncing', { endpoint: conn.url });
   }

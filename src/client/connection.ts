@@ -396,6 +396,7 @@ function checkWelcome(w: WelcomeMessage, hello: HelloMessage): string | undefine
     if (f.id === NO_FEED || ids.has(f.id)) return `WELCOME assigns feed id ${f.id} twice or NO_FEED`;
     ids.add(f.id);
     if (f.mode === 'resume' && hello.feeds[i]!.token === undefined) return `WELCOME resumes feed ${f.name} although no token was presented`;
+    if (f.mode === 'rebase' && (hello.feeds[i]!.watermarks === undefined || f.revision === undefined)) return `WELCOME rebases feed ${f.name} although no watermarks were presented, or without a revision`;
   }
   const offered = hello.caps.filter((c) => c.startsWith('compress.')).map((c) => c.slice('compress.'.length));
   if (w.compression !== 'none' && !offered.includes(w.compression)) return `WELCOME chose compression ${w.compression}, which was not offered`;

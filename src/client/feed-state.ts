@@ -96,6 +96,12 @@ export class FeedState {
   private delta: PendingDelta | undefined;
   /** Catch-up after resume: the first DELTA may start at the token's revision (see `deltaFrame`). */
   private resumeFrom: number | undefined;
+  /**
+   * `appliedWatermarks` describe exactly the held state: the last unit applied was followed by a
+   * SNAPSHOT_END or STATUS at its revision. Only then may they be offered for a rebase (§7.1):
+   * deltas applied after the last STATUS moved the state past them.
+   */
+  private watermarksExact = false;
 
   constructor(readonly name: string) {}
 
@@ -114,16 +120,27 @@ export class FeedState {
    * dropped (they were never applied). After `snapshot` the old revision means nothing on this
    * server; after `resume` the server continues from the presented token's revision.
    */
-  startConnection(mode: 'resume' | 'snapshot'): void {
+  startConnection(mode: 'resume' | 'rebase' | 'snapshot', rebaseRevision?: number): void {
     this.snapshot = undefined;
     this.delta = undefined;
     this.sync = 'unknown';
     if (mode === 'snapshot') {
       this.revision = undefined;
       this.resumeFrom = undefined;
+    } else if (mode === 'rebase' && rebaseRevision !== undefined) {
+      // The new replica vouches that our state equals its state at this revision as far as the
+      // coming DELTA does not say otherwise; the STATUS digest after it checks the claim.
+      this.revision = rebaseRevision;
+      this.resumeFrom = rebaseRevision;
     } else {
       this.resumeFrom = this.tokenRevision;
     }
+  }
+
+  /** The watermarks to offer with the token for a rebase (PROTOCOL.md §7.1), or undefined. */
+  rebaseWatermarks(): Record<string, string> | undefined {
+    if (!this.watermarksExact || this.token === undefined || Object.keys(this.appliedWatermarks).length === 0) return undefined;
+    return { ...this.appliedWatermarks };
   }
 
   /** The connection is gone: the state stays, its sync status is no longer confirmed by anyone. */
@@ -197,6 +214,7 @@ export class FeedState {
     this.token = Buffer.from(end.token);
     this.tokenRevision = s.revision;
     this.appliedWatermarks = mergeWatermarks(this.appliedWatermarks, end.watermarks);
+    this.watermarksExact = true;
     this.stale = end.stale;
     this.sync = end.status;
     this.verifiedRevision = s.revision;
@@ -217,8 +235,10 @@ export class FeedState {
       // latest value of every key changed since the token, so applying it on top of the newer
       // state yields the same state as applying it to the token's state (byte-equal upserts are
       // then filtered out as non-changes).
-      const okFrom = from === this.revision || (this.resumeFrom !== undefined && from === this.resumeFrom && this.revision !== undefined && from <= this.revision);
-      if (!okFrom || to <= from) {
+      const catchUp = this.resumeFrom !== undefined && from === this.resumeFrom && this.revision !== undefined && from <= this.revision;
+      const okFrom = from === this.revision || catchUp;
+      // A catch-up from the current revision is empty and moves nothing (to = from, §7).
+      if (!okFrom || to < from || (to === from && !catchUp)) {
         throw stateError('CATTAIL_CLIENT_REVISION_GAP', `feed ${this.name}: DELTA ${from}→${to} does not follow the applied revision ${String(this.revision)}`, {
           feed: this.name, from, to, applied: this.revision,
         });
@@ -239,6 +259,7 @@ export class FeedState {
     if (more) return null;
     this.delta = undefined;
     this.resumeFrom = undefined;
+    this.watermarksExact = false;
     const realUpserts: RawEntry[] = [];
     const realDeletes: string[] = [];
     for (const [key, value] of d.upserts) {
@@ -284,6 +305,7 @@ export class FeedState {
     }
     const statusChanged = this.sync !== st.status || this.stale !== st.stale;
     this.appliedWatermarks = mergeWatermarks(this.appliedWatermarks, st.watermarks);
+    this.watermarksExact = true;
     this.token = Buffer.from(st.token);
     this.tokenRevision = st.revision;
     this.sync = st.status;

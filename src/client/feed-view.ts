@@ -68,6 +68,8 @@ export interface ClientStats {
   changeBatches: number;
   /** Feeds the server resumed from a token instead of sending a snapshot. */
   resumes: number;
+  /** Feeds another replica continued from the held state's watermarks (mode `rebase`, PROTOCOL.md §7.1) instead of a snapshot. */
+  rebases: number;
   acksSent: number;
   digestMismatches: number;
   revisionGaps: number;

@@ -50,6 +50,8 @@
 export { FeedStore, DEFAULT_LOG_MAX_AGE_MS, DEFAULT_LOG_MAX_BYTES } from './store.js';
 export type { ApplyResult, Batch, FeedStoreOptions, SinceResult, StoreStats, TrimResult, Update } from './types.js';
 export type { StoreView } from './view.js';
+export { DEFAULT_WATERMARK_RECORDS, MAX_REBASE_RESOURCES, WatermarkLog } from './watermark-log.js';
+export type { RebaseResult, Watermarks } from './watermark-log.js';
 export { SYNC_STATUSES } from './meta.js';
 export type { FeedMeta, SyncStatus } from './meta.js';
 // The digest is part of the protocol (PROTOCOL.md §10) and lives in proto/; re-exported for the store's users.

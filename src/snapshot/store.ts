@@ -33,6 +33,7 @@ import { INITIAL_META, SYNC_STATUSES, type FeedMeta } from './meta.js';
 import type { ApplyResult, Batch, FeedStoreOptions, SinceResult, StoreStats, TrimResult, Update } from './types.js';
 import { exactBuffer } from './value.js';
 import { TreeView, type StoreView } from './view.js';
+import { DEFAULT_WATERMARK_RECORDS, WatermarkLog, validRebaseWatermarks, type RebaseResult } from './watermark-log.js';
 
 export const DEFAULT_LOG_MAX_AGE_MS = 600_000;
 
@@ -130,6 +131,8 @@ export class FeedStore {
   #meta: FeedMeta = INITIAL_META;
   #digest: Buffer | null = null;
   #view: TreeView | null = null;
+  /** The watermarks each revision of the log was made at (rebase, see watermark-log.ts). */
+  readonly #marks: WatermarkLog;
 
   constructor(options: FeedStoreOptions) {
     if (typeof options?.feed !== 'string' || options.feed === '') {
@@ -142,6 +145,7 @@ export class FeedStore {
       throw new InvalidArgumentError(`FeedStore: epoch must be 16 lowercase hex characters, got ${JSON.stringify(options.epoch)}`, { details: { option: 'epoch' } });
     }
     this.epoch = options.epoch ?? randomEpoch();
+    this.#marks = new WatermarkLog(checkLimit('watermarkRecords', options.watermarkRecords, DEFAULT_WATERMARK_RECORDS));
   }
 
   /** Count of applied batches that changed something; 0 is the empty initial state. */
@@ -244,6 +248,9 @@ export class FeedStore {
       this.#view = null;
     }
     const { metaChanged, regressions } = this.#applyMeta(batch);
+    // After the meta: a revision is recorded with the watermarks its batch brought the store to.
+    if (changed) this.#marks.record(newRev, this.#meta.watermarks);
+    if (deletedUnknown > 0) this.#marks.barrier(this.#revision, this.#meta.watermarks);
     // Bound what the stale tree pins (superseded values) and what the next current() replays.
     if (this.#unflushed > FLUSH_MIN_KEYS + (this.#live.length >>> FLUSH_STATE_SHIFT)) this.#flushTree();
     const trimmed = this.#trim(now).droppedTombstones;
@@ -298,6 +305,21 @@ export class FeedStore {
     upserts.reverse();
     deletes.reverse();
     return { kind: 'delta', from: revision, to: this.#revision, upserts, deletes, bytes, meta: this.#meta };
+  }
+
+  /**
+   * Where an agent whose state is at upstream `watermarks` (from another replica) can continue
+   * here: the newest revision r made at or below them, when this store is at or above them and
+   * in sync; then `since(r)` is what that agent lacks (PROTOCOL.md §7.1, DESIGN.md "Rebase").
+   * The caller still checks that since(r) answers a delta and is worth sending.
+   */
+  rebase(watermarks: unknown): RebaseResult {
+    if (!validRebaseWatermarks(watermarks)) return { kind: 'none' };
+    // Out of sync, the current watermarks may name lists not yet applied: not a state to continue.
+    if (this.#meta.status !== 'in-sync') return { kind: 'behind' };
+    const found = this.#marks.find(watermarks, this.#meta.watermarks);
+    if (found.kind === 'revision' && found.revision < this.#oldestRevision) return { kind: 'none' };
+    return found;
   }
 
   /**
@@ -365,6 +387,7 @@ export class FeedStore {
       dropped++;
       droppedBytes += n.keyBytes;
     }
+    if (dropped > 0) this.#marks.dropBelow(this.#oldestRevision);
     return { droppedTombstones: dropped, droppedBytes, oldestRevision: this.#oldestRevision };
   }
 

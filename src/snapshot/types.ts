@@ -112,4 +112,10 @@ export interface FeedStoreOptions {
   readonly logMaxBytes?: number;
   /** 16 lowercase hex characters; random by default. Inject only in tests. */
   readonly epoch?: string;
+  /**
+   * How many revisions' watermarks are remembered for rebases (PROTOCOL.md §7.1); older revisions
+   * of the log can still be resumed by token, not rebased onto.
+   * @default 65_536
+   */
+  readonly watermarkRecords?: number;
 }

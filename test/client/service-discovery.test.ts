@@ -23,7 +23,9 @@ afterEach(async () => {
 async function replica(serverId: string): Promise<{ server: ServerHandle; port: number }> {
   const upstream = ScriptedUpstream.withFeeds('felix');
   const server = await startServer({ upstream, defaultMetrics: false, flushWindowMs: 1, serverId, transport: TEST_TRANSPORT });
-  upstream.apply('felix', { [`/pods/demo/${serverId}`]: { serverId } }, { status: 'in-sync', watermarks: { pods: '10' } });
+  // Different data is a different upstream point: B is ahead (same watermarks would claim the
+  // same state, and an agent would rebase onto B and fail its digest check).
+  upstream.apply('felix', { [`/pods/demo/${serverId}`]: { serverId } }, { status: 'in-sync', watermarks: { pods: serverId === 'real-b' ? '11' : '10' } });
   let closed = false;
   cleanups.push(async () => {
     if (!closed) await server.close();

@@ -24,6 +24,17 @@ export const SAMPLE_MESSAGES: Record<string, Message> = {
     maxFrameBytes: 1_048_576, maxInboundBytes: 65_536, compression: 'brotli', caps: [],
     feeds: [{ name: 'felix', id: 0, mode: 'resume' }, { name: 'bgp', id: 1, mode: 'snapshot', reason: 'no-token' }],
   },
+  // PROTOCOL.md §7.1: resume.watermarks, a token of another replica with the state's watermarks.
+  helloRebase: {
+    type: 'hello', protocol: 1, node: 'worker-1', clientId: '3f2a9c1e-agent',
+    feeds: [{ name: 'felix', token: hex('0102030405060708090a0b0c0d0e0f10'), watermarks: { nodes: '1882', pods: '1907' } }],
+    caps: ['compress.brotli', 'resume.watermarks'],
+  },
+  welcomeRebase: {
+    type: 'welcome', protocol: 1, serverId: 'cattail-7c9d5-fghij', pingIntervalMs: 10_000, pongTimeoutMs: 60_000,
+    maxFrameBytes: 1_048_576, maxInboundBytes: 65_536, compression: 'brotli', caps: [],
+    feeds: [{ name: 'felix', id: 0, mode: 'rebase', revision: 7311 }],
+  },
   snapshotBegin: { type: 'snapshotBegin', feedId: 1, revision: 4242, entries: 3, rawBytes: rawBytesOf([nodeB, podA, pool]) },
   snapshotChunk: { type: 'snapshotChunk', feedId: 1, revision: 4242, entries: [nodeB, podA, pool] },
   snapshotEnd: {

@@ -3,16 +3,16 @@
  * the choice of compression (§5), resume-or-snapshot per feed (§7) and the WELCOME (§4.2).
  */
 import { CattailError } from '../../errors.js';
-import { type HelloMessage, MIN_CLIENT_MAX_FRAME_BYTES } from '../../../proto/index.js';
+import { CAP_RESUME_WATERMARKS, type HelloMessage, MIN_CLIENT_MAX_FRAME_BYTES } from '../../../proto/index.js';
 import type { FeedRuntime } from './feeds.js';
 import type { SinceResult } from '../pipeline/store-port.js';
-import { judgeToken } from '../transport/tokens.js';
+import { isRebaseCandidate, judgeToken, type SnapshotReason } from '../transport/tokens.js';
 import { type Compression, PROTOCOL_VERSION, encodeMessage } from '../transport/framing.js';
 
 export interface Hello {
   readonly node: string;
   readonly clientId: string;
-  readonly feeds: readonly { readonly name: string; readonly token: Buffer | undefined }[];
+  readonly feeds: readonly { readonly name: string; readonly token: Buffer | undefined; readonly watermarks: Readonly<Record<string, string>> | undefined }[];
   readonly caps: readonly string[];
   readonly maxFrameBytes: number | undefined;
 }
@@ -31,7 +31,7 @@ export function checkHello(m: HelloMessage): Hello {
     node: m.node,
     clientId: m.clientId,
     // Tokens are views into the frame; copy so a cursor never pins the inbound buffer.
-    feeds: m.feeds.map((f) => ({ name: f.name, token: f.token === undefined ? undefined : Buffer.from(f.token) })),
+    feeds: m.feeds.map((f) => ({ name: f.name, token: f.token === undefined ? undefined : Buffer.from(f.token), watermarks: f.watermarks })),
     caps: m.caps,
     maxFrameBytes: m.maxFrameBytes,
   };
@@ -44,20 +44,30 @@ export function chooseCompression(caps: readonly string[], allowed: readonly Com
   return 'none';
 }
 
+type DeltaSince = Extract<SinceResult, { kind: 'delta' }>;
+
 export type FeedPlan =
-  | { readonly feed: FeedRuntime; readonly mode: 'snapshot'; readonly reason: string }
-  | { readonly feed: FeedRuntime; readonly mode: 'resume'; readonly since: Extract<SinceResult, { kind: 'delta' }> };
+  | { readonly feed: FeedRuntime; readonly mode: 'snapshot'; readonly reason: SnapshotReason }
+  | { readonly feed: FeedRuntime; readonly mode: 'resume' | 'rebase'; readonly since: DeltaSince };
+
+type HelloFeed = Hello['feeds'][number];
 
 /**
- * Per requested feed: resume with the compacted changes since the token, or a snapshot with the
+ * Per requested feed: resume with the compacted changes since the token, rebase onto this
+ * replica's log from the agent's watermarks (another replica's token), or a snapshot with the
  * reason. An unknown feed name is a coded close (4006).
  */
 export function planFeeds(hello: Hello, feeds: ReadonlyMap<string, FeedRuntime>, serverId: string, maxClientBytes: number): FeedPlan[] {
-  return hello.feeds.map(({ name, token }) => {
+  const canRebase = hello.caps.includes(CAP_RESUME_WATERMARKS);
+  return hello.feeds.map((requested) => {
+    const { name, token } = requested;
     const feed = feeds.get(name);
     if (feed === undefined) throw new CattailError('CATTAIL_SERVER_UNKNOWN_FEED', `feed ${JSON.stringify(name)} is not served here (served: ${[...feeds.keys()].join(', ')})`);
     const d = judgeToken(token, { serverId, epoch: feed.epoch, feed: feed.name, projectionVersion: feed.def.projectionVersion }, feed.store.revision);
-    if (d.mode === 'snapshot') return { feed, mode: 'snapshot', reason: d.reason };
+    if (d.mode === 'snapshot') {
+      if (canRebase && isRebaseCandidate(d) && requested.watermarks !== undefined) return planRebase(feed, requested, d.reason, maxClientBytes);
+      return { feed, mode: 'snapshot', reason: d.reason };
+    }
     const s = feed.store.since(d.revision);
     if (s.kind !== 'delta') return { feed, mode: 'snapshot', reason: s.kind === 'too-old' ? 'too-old' : 'bad-token' };
     // A resume bigger than the agent's own budget would only get it closed with 4008: the shared
@@ -65,6 +75,25 @@ export function planFeeds(hello: Hello, feeds: ReadonlyMap<string, FeedRuntime>,
     if (s.bytes > maxClientBytes / 2) return { feed, mode: 'snapshot', reason: 'too-large' };
     return { feed, mode: 'resume', since: s };
   });
+}
+
+/**
+ * A rebase (PROTOCOL.md §7.1, DESIGN.md "Rebase"): the newest revision of our log made at or
+ * below the agent's watermarks, when we are at or above them, and the changes since it. Every way
+ * it cannot be done is the snapshot the token alone would have got (`reason`), except `behind`,
+ * which the agent's own watermark check would refuse anyway, so it is worth naming.
+ */
+function planRebase(feed: FeedRuntime, requested: HelloFeed, reason: SnapshotReason, maxClientBytes: number): FeedPlan {
+  const found = feed.store.rebase(requested.watermarks);
+  if (found.kind === 'behind') return { feed, mode: 'snapshot', reason: 'behind' };
+  if (found.kind !== 'revision') return { feed, mode: 'snapshot', reason };
+  const s = feed.store.since(found.revision);
+  if (s.kind !== 'delta') return { feed, mode: 'snapshot', reason: 'too-old' };
+  // The difference is worth it only when smaller than the state (a snapshot is also shared and
+  // cached across agents, a rebase DELTA is built for this one), and it must fit the budget.
+  const stats = feed.store.stats();
+  if (s.bytes > stats.keyBytes + stats.valueBytes || s.bytes > maxClientBytes / 2) return { feed, mode: 'snapshot', reason: 'too-large' };
+  return { feed, mode: 'rebase', since: s };
 }
 
 export interface WelcomeFields {
@@ -83,6 +112,10 @@ export function welcomeFrame(plans: readonly FeedPlan[], w: WelcomeFields): Buff
     protocol: PROTOCOL_VERSION,
     ...w,
     caps: [],
-    feeds: plans.map((p) => (p.mode === 'resume' ? { name: p.feed.name, id: p.feed.id, mode: 'resume' as const } : { name: p.feed.name, id: p.feed.id, mode: 'snapshot' as const, reason: p.reason })),
+    feeds: plans.map((p) => {
+      const head = { name: p.feed.name, id: p.feed.id };
+      if (p.mode === 'snapshot') return { ...head, mode: 'snapshot' as const, reason: p.reason };
+      return p.mode === 'rebase' ? { ...head, mode: 'rebase' as const, revision: p.since.from } : { ...head, mode: 'resume' as const };
+    }),
   });
 }

@@ -51,7 +51,8 @@ export class Session {
         };
         conn.cursors.push(cursor);
         o.metrics.connectionsStreaming.inc({ feed: p.feed.name });
-        if (p.mode === 'resume') {
+        o.metrics.handshakeFeeds.inc({ feed: p.feed.name, mode: p.mode, reason: p.mode === 'snapshot' ? p.reason : '' });
+        if (p.mode !== 'snapshot') {
           const s = p.since;
           let frames: Buffer[];
           try {

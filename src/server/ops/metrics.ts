@@ -19,6 +19,8 @@ export interface ServerMetrics {
   readonly connectionsStreaming: Gauge<'feed'>;
   readonly connectionsClosed: Counter<'code'>;
   readonly connectionsGraceUsed: Counter<'feed'>;
+  /** How each requested feed of a HELLO was answered: resume, rebase (another replica's agent), or snapshot with its reason. */
+  readonly handshakeFeeds: Counter<'feed' | 'mode' | 'reason'>;
   readonly feedRevision: Gauge<'feed'>;
   readonly cacheSize: Gauge<'feed'>;
   readonly updates: Counter<'feed'>;
@@ -168,6 +170,7 @@ export function createMetrics(fanout: FanOutStats, opts: { defaultMetrics?: bool
     connectionsStreaming: new Gauge({ name: 'cattail_connections_streaming', help: 'Connections past their handshake, per feed.', labelNames: ['feed'], registers: r }),
     connectionsClosed: new Counter({ name: 'cattail_connections_closed_total', help: 'Connections closed, by close code.', labelNames: ['code'], registers: r }),
     connectionsGraceUsed: new Counter({ name: 'cattail_connections_grace_used_total', help: 'Agents that were behind by more than maxFallBehindMs but kept inside their post-snapshot grace period.', labelNames: ['feed'], registers: r }),
+    handshakeFeeds: new Counter({ name: 'cattail_handshake_feeds_total', help: 'Feeds requested in HELLOs, by how the WELCOME answered them: mode resume (token of this replica), rebase (another replica\'s agent continued from its watermarks, PROTOCOL.md §7.1) or snapshot, with reason for a snapshot (no-token, other-server, epoch-changed, projection-changed, too-old, too-large, bad-token, behind).', labelNames: ['feed', 'mode', 'reason'], registers: r }),
     feedRevision: new Gauge({ name: 'cattail_feed_revision', help: 'Current revision of each feed (Typha: breadcrumb_seq_number).', labelNames: ['feed'], registers: r }),
     cacheSize: new Gauge({ name: 'cattail_cache_size', help: 'Entries held by each feed.', labelNames: ['feed'], registers: r }),
     updates: new Counter({ name: 'cattail_updates_total', help: 'Updates received from the upstream.', labelNames: ['feed'], registers: r }),

@@ -58,7 +58,16 @@ export interface StoreLogStats {
   readonly tombstones: number;
   /** Key bytes of those deletions, the quantity bounded by logMaxBytes. */
   readonly logBytes: number;
+  /** Bytes of the live state's keys and values: what a snapshot costs, against which a rebase is weighed. */
+  readonly keyBytes: number;
+  readonly valueBytes: number;
 }
+
+/** Where an agent at the given upstream watermarks can continue (src/snapshot watermark-log.ts). */
+export type RebaseResult =
+  | { readonly kind: 'revision'; readonly revision: number }
+  | { readonly kind: 'behind' }
+  | { readonly kind: 'none' };
 
 export interface ServedStore {
   readonly revision: number;
@@ -70,6 +79,8 @@ export interface ServedStore {
   /** The current state's 8-byte digest, O(buckets). */
   digest(): Buffer;
   since(revision: number): SinceResult;
+  /** The revision from which `since()` brings a state at `watermarks` (untrusted input) to ours. */
+  rebase(watermarks: unknown): RebaseResult;
   trim(nowMs: number): unknown;
   meta(): StoreMeta;
   stats(): StoreLogStats;

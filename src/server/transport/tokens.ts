@@ -46,9 +46,20 @@ function decodeToken(token: unknown): TokenFields | undefined {
   return { serverId, epoch, feed, revision, projectionVersion };
 }
 
+export type SnapshotReason = 'no-token' | 'bad-token' | 'other-server' | 'epoch-changed' | 'projection-changed' | 'too-old' | 'too-large' | 'behind';
+
 export type ResumeDecision =
   | { readonly mode: 'resume'; readonly revision: number }
-  | { readonly mode: 'snapshot'; readonly reason: 'no-token' | 'bad-token' | 'other-server' | 'epoch-changed' | 'projection-changed' | 'too-old' | 'too-large' };
+  | { readonly mode: 'snapshot'; readonly reason: SnapshotReason };
+
+/**
+ * Reasons after which a rebase (PROTOCOL.md §7.1) may still continue the agent: its token is
+ * sound and names this feed and projection, but another replica or store instance issued it, so
+ * its revision means nothing here while its watermarks still do.
+ */
+export function isRebaseCandidate(d: ResumeDecision): boolean {
+  return d.mode === 'snapshot' && (d.reason === 'other-server' || d.reason === 'epoch-changed');
+}
 
 /**
  * Whether a presented token can resume. The caller still checks the delta log (`since`), which
@@ -58,9 +69,10 @@ export function judgeToken(token: unknown, expect: Omit<TokenFields, 'revision'>
   if (token === undefined || token === null) return { mode: 'snapshot', reason: 'no-token' };
   const t = decodeToken(token);
   if (t === undefined || t.feed !== expect.feed) return { mode: 'snapshot', reason: 'bad-token' };
+  // Projection first: a foreign token of another projection must not look like a rebase candidate.
+  if (t.projectionVersion !== expect.projectionVersion) return { mode: 'snapshot', reason: 'projection-changed' };
   if (t.serverId !== expect.serverId) return { mode: 'snapshot', reason: 'other-server' };
   if (t.epoch !== expect.epoch) return { mode: 'snapshot', reason: 'epoch-changed' };
-  if (t.projectionVersion !== expect.projectionVersion) return { mode: 'snapshot', reason: 'projection-changed' };
   // A revision from the future cannot come from this store instance: treat as forged.
   if (t.revision > currentRevision) return { mode: 'snapshot', reason: 'bad-token' };
   return { mode: 'resume', revision: t.revision };

@@ -28,7 +28,7 @@ export interface AgentFeedState {
 
 export interface AgentOptions {
   /** `entries`/`revision`: the state a resuming agent kept from an earlier connection. */
-  feeds: { name: string; token?: Buffer; entries?: Map<string, Buffer>; revision?: number }[];
+  feeds: { name: string; token?: Buffer; watermarks?: Record<string, string>; entries?: Map<string, Buffer>; revision?: number }[];
   caps?: string[];
   protocol?: string | string[];
   /** Answer PINGs (default true). */
@@ -72,7 +72,7 @@ export class TestAgent extends EventEmitter {
     });
     this.ws.on('error', () => undefined);
     this.ws.on('open', () => {
-      if (!opts.silent) this.sendMessage({ type: 'hello', protocol: 1, node: opts.node ?? 'node-1', clientId: 'test', feeds: opts.feeds.map((f) => (f.token === undefined ? { name: f.name } : { name: f.name, token: f.token })), caps: opts.caps ?? [], ...(opts.maxFrameBytes ? { maxFrameBytes: opts.maxFrameBytes } : {}) });
+      if (!opts.silent) this.sendMessage({ type: 'hello', protocol: 1, node: opts.node ?? 'node-1', clientId: 'test', feeds: opts.feeds.map((f) => ({ name: f.name, ...(f.token === undefined ? {} : { token: f.token }), ...(f.watermarks === undefined ? {} : { watermarks: f.watermarks }) })), caps: opts.caps ?? [], ...(opts.maxFrameBytes ? { maxFrameBytes: opts.maxFrameBytes } : {}) });
     });
     this.ws.on('message', (data: Buffer) => {
       this.bytesReceived += data.length;
@@ -145,7 +145,7 @@ export class TestAgent extends EventEmitter {
         for (const f of m.feeds) {
           const kept = this.opts.feeds.find((x) => x.name === f.name);
           this.feeds.set(f.id, {
-            name: f.name, id: f.id, mode: f.mode, reason: f.reason, revision: kept?.revision ?? 0, entries: new Map(kept?.entries ?? []),
+            name: f.name, id: f.id, mode: f.mode, reason: f.reason, revision: f.mode === 'rebase' && f.revision !== undefined ? f.revision : kept?.revision ?? 0, entries: new Map(kept?.entries ?? []),
             token: kept?.token, status: undefined, snapshots: 0, deltas: [], pendingSnapshot: undefined, pendingDelta: undefined,
           });
         }

@@ -1,0 +1,51 @@
+/**
+ * FeedState and a rebase (PROTOCOL.md §7.1): which watermarks it offers, and how it takes a
+ * WELCOME `rebase` (the new replica's revision, an empty catch-up when nothing changed, the digest).
+ */
+import { describe, expect, it } from 'vitest';
+import { FeedState } from '../../src/client/internal.js';
+import { fullDigest, pack } from './helpers/fake-server.js';
+
+const b = (v: unknown): Buffer => pack(v);
+
+function synced(entries: [string, Buffer][], watermarks: Record<string, string>): FeedState {
+  const fs = new FeedState('felix');
+  fs.snapshotBegin(4, entries.length, 0);
+  fs.snapshotChunk(4, entries);
+  fs.snapshotEnd({ revision: 4, digest: fullDigest(entries), watermarks, status: 'in-sync', stale: false, token: Buffer.from('t4') });
+  return fs;
+}
+
+describe('client units - rebase', () => {
+  it('offers its watermarks only while they describe the held state', () => {
+    const fs = synced([['a', b(1)]], { pods: '10' });
+    expect(fs.rebaseWatermarks()).toEqual({ pods: '10' });
+    // A DELTA after the last STATUS moves the state past the watermarks.
+    fs.deltaFrame(4, 5, false, [['b', b(2)]], []);
+    expect(fs.rebaseWatermarks()).toBeUndefined();
+    const st = fs.status({ revision: 5, status: 'in-sync', stale: false, watermarks: { pods: '11' }, digest: fullDigest([['a', b(1)], ['b', b(2)]]), token: Buffer.from('t5') });
+    expect(st.kind).toBe('applied');
+    expect(fs.rebaseWatermarks()).toEqual({ pods: '11' });
+    fs.dropToken();
+    expect(fs.rebaseWatermarks()).toBeUndefined();
+    expect(synced([['a', b(1)]], {}).rebaseWatermarks()).toBeUndefined();
+  });
+
+  it('adopts the rebase revision, accepts an empty catch-up from it, and checks the digest after it', () => {
+    const entries: [string, Buffer][] = [['a', b(1)], ['b', b(2)]];
+    const fs = synced(entries, { pods: '10' });
+    fs.startConnection('rebase', 900);
+    expect(fs.revision).toBe(900);
+    expect(fs.deltaFrame(900, 900, false, [], [])).toBeUndefined();
+    expect(fs.revision).toBe(900);
+    expect(fs.status({ revision: 900, status: 'in-sync', stale: false, watermarks: { pods: '10' }, digest: fullDigest(entries), token: Buffer.from('u900') }).kind).toBe('applied');
+    // A later empty DELTA outside a catch-up is still a gap.
+    expect(() => fs.deltaFrame(900, 900, false, [], [])).toThrow(expect.objectContaining({ code: 'CATTAIL_CLIENT_REVISION_GAP' }));
+    // A rebase the new replica cannot back: the digest says so.
+    fs.startConnection('rebase', 40);
+    fs.deltaFrame(40, 41, false, [['c', b(3)]], []);
+    expect(() => fs.status({ revision: 41, status: 'in-sync', stale: false, watermarks: { pods: '12' }, digest: fullDigest([['c', b(3)]]), token: Buffer.from('u41') })).toThrow(
+      expect.objectContaining({ code: 'CATTAIL_CLIENT_DIGEST_MISMATCH' }),
+    );
+  });
+});
