@@ -8,7 +8,8 @@ import type { CustomFeedConfig, ProjectionKind } from './types.js';
 
 /**
  * Feed definitions: the built-in feeds (Typha's four syncer types, resource lists from
- * src/registry.ts SYNCER_FEEDS, every resource projected the `calico` way) and custom feeds from
+ * src/registry.ts SYNCER_FEEDS, every resource projected the `libcalico` way, as Typha's syncers
+ * send it) and custom feeds from
  * the config file. Validation here is strict: a typo in a feed table is a coded error at start-up,
  * never a feed that silently stays empty.
  */
@@ -27,7 +28,7 @@ export interface FeedSpec extends FeedDefinition {
   readonly specs: readonly FeedResourceSpec[];
 }
 
-const PROJECTIONS: readonly ProjectionKind[] = ['calico', 'strip', 'raw'];
+const PROJECTIONS: readonly ProjectionKind[] = ['calico', 'strip', 'raw', 'libcalico'];
 
 function invalid(message: string, details?: Record<string, unknown>): CattailError {
   return new CattailError('CATTAIL_UPSTREAM_FEED_INVALID', message, details ? { details } : undefined);
@@ -50,7 +51,7 @@ function feed(name: string, specs: FeedResourceSpec[]): FeedSpec {
 export function builtinFeed(name: string): FeedSpec {
   const ids = (SYNCER_FEEDS as Record<string, readonly string[]>)[name];
   if (ids === undefined) throw invalid(`unknown feed ${JSON.stringify(name)} (built-in feeds: ${BUILTIN_FEEDS.join(', ')}; others must be declared in customFeeds)`, { feed: name });
-  return feed(name, ids.map((resource) => ({ resource, projection: 'calico' })));
+  return feed(name, ids.map((resource) => ({ resource, projection: 'libcalico' })));
 }
 
 /** Validates one custom feed declaration (from the config file: shape unchecked until here). */
