@@ -18,6 +18,7 @@ import {
   type FrameHeader,
   type Message,
   type MessageKind,
+  type WelcomeFeed,
 } from './types.js';
 
 /** A plain body value as written: msgpack maps come from plain objects (insertion order kept). */
@@ -39,7 +40,7 @@ export function bodyOf(m: Message): { [key: string]: PlainValue | undefined } {
       return {
         protocol: m.protocol, serverId: m.serverId, pingIntervalMs: m.pingIntervalMs, pongTimeoutMs: m.pongTimeoutMs,
         maxFrameBytes: m.maxFrameBytes, maxInboundBytes: m.maxInboundBytes, compression: m.compression, caps: m.caps,
-        feeds: m.feeds.map((f) => ({ name: f.name, id: f.id, mode: f.mode, reason: f.reason })),
+        feeds: m.feeds.map((f) => ({ name: f.name, id: f.id, mode: f.mode, reason: f.reason, model: f.model })),
       };
     case 'snapshotBegin':
       return { entries: m.entries, rawBytes: m.rawBytes };
@@ -197,9 +198,12 @@ export function messageOf(kind: MessageKind, h: FrameHeader, body: Body): Messag
     case 'welcome': {
       const protocol = protocolVersion(f, kind);
       const feeds = f.maps('feeds').map((ff) => {
-        const feed = { name: ff.str('name'), id: ff.int('id', 0, MAX_FEED_ID), mode: ff.oneOf('mode', FEED_MODES) };
+        const feed: WelcomeFeed = { name: ff.str('name'), id: ff.int('id', 0, MAX_FEED_ID), mode: ff.oneOf('mode', FEED_MODES) };
         const reason = ff.str('reason', true);
-        return reason === undefined ? feed : { ...feed, reason };
+        if (reason !== undefined) feed.reason = reason;
+        const model = ff.str('model', true);
+        if (model !== undefined) feed.model = model;
+        return feed;
       });
       return {
         type: 'welcome', protocol, serverId: f.str('serverId'), pingIntervalMs: f.int('pingIntervalMs'),

@@ -113,6 +113,11 @@ export interface WelcomeFeed {
   id: number;
   mode: FeedMode;
   reason?: string;
+  /**
+   * The feed's data model (PROTOCOL.md 3.2): what its keys and values mean, e.g. `libcalico.v1`.
+   * Absent from servers older than the key (their feeds carry `calico.v1`).
+   */
+  model?: string;
 }
 
 export interface WelcomeMessage {

@@ -139,6 +139,8 @@ describe('cattail serve --embedded-sim (the npm start path)', () => {
     await agent.until(() => agent.welcome !== undefined && agent.feed('felix').status === 'in-sync' && agent.feed('bgp').status === 'in-sync', 'both feeds in sync', 30_000);
     // Workload endpoints for the simulated pods arrived under libcalico-go keys (host-network
     // calico-node pods did not), and so did the v3 Nodes.
+    // WELCOME names the data model of each built-in feed (PROTOCOL.md 3.2).
+    expect(agent.welcome?.feeds.map((f) => f.model)).toEqual(['libcalico.v1', 'libcalico.v1']);
     const keys = [...agent.feed('felix').entries.keys()];
     const wep = /^\/calico\/v1\/host\/[^/]+\/workload\/k8s\/[^/]+%2f[^/]+\/endpoint\/eth0$/;
     expect(keys.some((k) => wep.test(k))).toBe(true);

@@ -83,6 +83,9 @@ export function welcomeFrame(plans: readonly FeedPlan[], w: WelcomeFields): Buff
     protocol: PROTOCOL_VERSION,
     ...w,
     caps: [],
-    feeds: plans.map((p) => (p.mode === 'resume' ? { name: p.feed.name, id: p.feed.id, mode: 'resume' as const } : { name: p.feed.name, id: p.feed.id, mode: 'snapshot' as const, reason: p.reason })),
+    feeds: plans.map((p) => ({
+      ...(p.mode === 'resume' ? { name: p.feed.name, id: p.feed.id, mode: 'resume' as const } : { name: p.feed.name, id: p.feed.id, mode: 'snapshot' as const, reason: p.reason }),
+      ...(p.feed.def.model !== undefined ? { model: p.feed.def.model } : {}),
+    })),
   });
 }

@@ -44,8 +44,19 @@ function projectionVersion(specs: readonly FeedResourceSpec[]): number {
   return digest.readUInt32BE(0) >>> 1;
 }
 
+/**
+ * The data model a feed announces in WELCOME (PROTOCOL.md 3.2): `<projection>.v<N>` when every
+ * resource uses one projection, `mixed` otherwise (the agent then knows the feed from its config).
+ * The version follows PROJECTION_VERSION's meaning for that projection: `libcalico.v1` is the
+ * model docs/data-model.md describes.
+ */
+export function feedModel(specs: readonly FeedResourceSpec[]): string {
+  const kinds = new Set(specs.map((s) => s.projection));
+  return kinds.size === 1 ? `${[...kinds][0] as string}.v1` : 'mixed';
+}
+
 function feed(name: string, specs: FeedResourceSpec[]): FeedSpec {
-  return { name, resources: specs.map((s) => s.resource), projectionVersion: projectionVersion(specs), specs };
+  return { name, resources: specs.map((s) => s.resource), projectionVersion: projectionVersion(specs), model: feedModel(specs), specs };
 }
 
 export function builtinFeed(name: string): FeedSpec {
