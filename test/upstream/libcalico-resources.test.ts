@@ -196,6 +196,25 @@ describe('resource view with several keys per object', () => {
     delete last.metadata!.annotations!['projectcalico.org/WireguardPublicKey'];
     view.delete(last);
     expect(state.size).toBe(0);
+    expect(view.size).toBe(0);
+  });
+
+  it('counts objects, not keys (the balancer reads the node count from it)', () => {
+    const { view, state } = harness('nodes');
+    const a = load('k8s/node-worker-1.constructed.json');
+    const b = structuredClone(a);
+    b.metadata!.name = 'worker-2';
+    const session = view.beginList();
+    session.add(a);
+    session.add(b);
+    view.commit(session);
+    expect(state.size).toBe(4); // two keys per node
+    expect(view.size).toBe(2);
+    const ns = harness('namespaces');
+    const s2 = ns.view.beginList();
+    s2.add(load('k8s/namespace-demo.constructed.json'));
+    ns.view.commit(s2);
+    expect(ns.view.size).toBe(1); // the default-allow profile is no object
   });
 
   it('a list seeds the default-allow profile and drops keys of objects gone since; a pod losing its IP loses its endpoint', () => {

@@ -30,7 +30,7 @@ interface View {
   readonly feeds: FeedState[];
   values: Map<string, Buffer>;
   /** Object key → the keys it produced, when they are not just [the object key]. */
-  owned: Map<string, string | string[]>;
+  owned: OwnedIndex;
   /** The statics encoded once (seeded by every list). */
   readonly statics: readonly (readonly [string, Buffer])[];
 }
@@ -39,23 +39,55 @@ const ERROR = Symbol('projection-error');
 
 type Entries = (readonly [string, Buffer])[];
 
+/**
+ * Object key → the keys it produced, for objects whose keys are not just their own key; counts
+ * the keys it holds, so the number of objects (not keys) stays O(1) to read (the balancer reads
+ * the node count from it).
+ */
+class OwnedIndex {
+  private readonly map = new Map<string, string | string[]>();
+  /** Keys held by the entries of `map`. */
+  keyCount = 0;
+
+  get(objKey: string): string | string[] | undefined {
+    return this.map.get(objKey);
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  set(objKey: string, entries: Entries): void {
+    this.delete(objKey);
+    if (entries.length === 0 || (entries.length === 1 && entries[0]?.[0] === objKey)) return;
+    this.map.set(objKey, entries.length === 1 ? (entries[0] as readonly [string, Buffer])[0] : entries.map(([k]) => k));
+    this.keyCount += entries.length;
+  }
+
+  delete(objKey: string): void {
+    const o = this.map.get(objKey);
+    if (o === undefined) return;
+    this.keyCount -= typeof o === 'string' ? 1 : o.length;
+    this.map.delete(objKey);
+  }
+}
+
 function ownedKeys(view: View, objKey: string, values: Map<string, Buffer> = view.values, owned = view.owned): string[] {
   const o = owned.get(objKey);
   if (o === undefined) return values.has(objKey) ? [objKey] : [];
   return typeof o === 'string' ? [o] : o;
 }
 
-function setOwned(owned: Map<string, string | string[]>, objKey: string, entries: Entries): void {
-  if (entries.length === 0 || (entries.length === 1 && entries[0]?.[0] === objKey)) owned.delete(objKey);
-  else owned.set(objKey, entries.length === 1 ? (entries[0] as readonly [string, Buffer])[0] : entries.map(([k]) => k));
+function setOwned(owned: OwnedIndex, objKey: string, entries: Entries): void {
+  owned.set(objKey, entries);
 }
 
 export class ListSession {
   readonly next: Map<string, Buffer>[];
-  readonly nextOwned: Map<string, string | string[]>[];
+  readonly nextOwned: OwnedIndex[];
   constructor(private readonly view: ResourceView, seedStatics = true) {
     this.next = view.views.map((v) => new Map(seedStatics ? v.statics : []));
-    this.nextOwned = view.views.map(() => new Map());
+    this.nextOwned = view.views.map(() => new OwnedIndex());
   }
   add(obj: KubeObject): void {
     this.view.addToSession(this, obj);
@@ -65,7 +97,7 @@ export class ListSession {
     if (key === undefined) return;
     this.view.views.forEach((view, i) => {
       const next = this.next[i] as Map<string, Buffer>;
-      const nextOwned = this.nextOwned[i] as Map<string, string | string[]>;
+      const nextOwned = this.nextOwned[i] as OwnedIndex;
       for (const k of ownedKeys(view, key, next, nextOwned)) next.delete(k);
       nextOwned.delete(key);
     });
@@ -95,7 +127,7 @@ export class ResourceView {
         const match: Matcher | undefined = label && field ? (o) => label(o) && field(o) : (label ?? field);
         const project = entryProjector(def, spec.projection);
         const statics = project.statics.map(([k, v]): readonly [string, Buffer] => [k, encodeValue(v)]);
-        view = { project, match, feeds: [], values: new Map(), owned: new Map(), statics };
+        view = { project, match, feeds: [], values: new Map(), owned: new OwnedIndex(), statics };
         byId.set(id, view);
         this.views.push(view);
       }
@@ -197,7 +229,7 @@ export class ResourceView {
     if (objKey === undefined) return;
     this.views.forEach((view, i) => {
       const next = session.next[i] as Map<string, Buffer>;
-      const nextOwned = session.nextOwned[i] as Map<string, string | string[]>;
+      const nextOwned = session.nextOwned[i] as OwnedIndex;
       // A repeated object in one list (never from a real server) replaces its earlier keys.
       for (const k of ownedKeys(view, objKey, next, nextOwned)) next.delete(k);
       const entries = this.compute(view, obj, objKey);
@@ -231,7 +263,7 @@ export class ResourceView {
       }
       for (const key of view.values.keys()) if (!next.has(key)) for (const f of view.feeds) this.dispatcher.queue(f, key, null);
       view.values = next;
-      view.owned = session.nextOwned[i] as Map<string, string | string[]>;
+      view.owned = session.nextOwned[i] as OwnedIndex;
     });
     this.metrics.objects.set({ resource: this.def.id }, this.size);
   }
@@ -241,9 +273,15 @@ export class ResourceView {
     this.commit(new ListSession(this, false));
   }
 
-  /** Distinct keys across views (the largest view; views of one resource overlap). */
+  /**
+   * Objects with at least one entry, in the largest view (views of one resource overlap): not
+   * keys — a Node is one object however many libcalico keys it gives (the balancer's node count).
+   */
   get size(): number {
-    return this.views.reduce((n, v) => Math.max(n, v.values.size), 0);
+    return this.views.reduce((n, v) => {
+      const statics = v.statics.reduce((c, [k]) => c + (v.values.has(k) ? 1 : 0), 0);
+      return Math.max(n, v.owned.size + v.values.size - v.owned.keyCount - statics);
+    }, 0);
   }
 
   /** Bytes of stored values (for the memory figure). */
