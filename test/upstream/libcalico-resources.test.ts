@@ -134,6 +134,16 @@ describe('libcalico IP pools, blocks, v3 resources and Kubernetes pass-through',
     expect(JSON.stringify(v3)).not.toMatch(/resourceVersion|managedFields|generation/);
   });
 
+  it('ClusterInformation default → global config keys named after the Go fields and the ready flag', () => {
+    const out = kvs('clusterinformations.crd.projectcalico.org', load('calico/clusterinformation-default.constructed.json'));
+    expect([...out.entries()]).toEqual([
+      ['/calico/v1/config/ClusterGUID', '49770c61b5fa0d8f4112745e94d41a5c'],
+      ['/calico/v1/config/ClusterType', 'k8s,bgp,kubeadm'],
+      ['/calico/v1/config/CalicoVersion', 'v3.31.7'],
+      ['/calico/v1/Ready', true],
+    ]);
+  });
+
   it('IPAMBlock → the allocation block key with the spec, big sequence numbers exact', () => {
     const out = kvs('ipamblocks.crd.projectcalico.org', load('calico/ipamblock-192-168-226-64-26.constructed.json'));
     const block = out.get('/calico/ipam/v2/assignment/ipv4/block/192.168.226.64-26') as Record<string, unknown>;

@@ -1,6 +1,7 @@
 import type { ResourceDef } from '../../../registry.js';
 import type { KubeObject } from '../types.js';
 import type { KV } from './calico-keys.js';
+import { convertClusterInformation } from './libcalico-cluster-info.js';
 import { convertBlock, convertIPPool } from './libcalico-ippool.js';
 import { convertNetworkPolicy, networkPolicyKey } from './libcalico-network-policy.js';
 import { convertNode } from './libcalico-node.js';
@@ -30,7 +31,7 @@ const keysOf = (convert: (obj: KubeObject) => KV[]) => (obj: KubeObject): string
 
 /** Calico CRDs whose v3 resource is passed through (no v1 conversion in Felix's syncer, or not yet done here). */
 const V3_PASS_THROUGH = new Set([
-  'bgpconfigurations', 'bgpfilters', 'bgppeers', 'blockaffinities', 'caliconodestatuses', 'clusterinformations',
+  'bgpconfigurations', 'bgpfilters', 'bgppeers', 'blockaffinities', 'caliconodestatuses',
   'felixconfigurations', 'globalnetworkpolicies', 'globalnetworksets', 'hostendpoints', 'ipamconfigs', 'ipamhandles',
   'ipreservations', 'kubecontrollersconfigurations', 'networkpolicies', 'networksets', 'stagedglobalnetworkpolicies',
   'stagedkubernetesnetworkpolicies', 'stagednetworkpolicies', 'tiers',
@@ -52,6 +53,8 @@ export function libcalicoConversion(def: ResourceDef, options: WepOptions = {}):
       return { convert: convertNetworkPolicy, deleteKeys: (obj) => [networkPolicyKey(obj.metadata?.namespace ?? '', obj.metadata?.name ?? '')] };
     case 'ippools.crd.projectcalico.org':
       return { convert: convertIPPool, deleteKeys: keysOf(convertIPPool) };
+    case 'clusterinformations.crd.projectcalico.org':
+      return { convert: convertClusterInformation };
     case 'ipamblocks.crd.projectcalico.org':
       return { convert: convertBlock };
     case 'services':
