@@ -21,7 +21,7 @@ import { FakeClock } from '../src/clock.js';
 import { collectionPath, objectKey, resource } from '../src/registry.js';
 import { builtinFeed, createUpstream } from '../src/server/upstream/index.js';
 import { parseJson } from '../src/server/upstream/json.js';
-import { encodeValue, projector } from '../src/server/upstream/projections/index.js';
+import { encodeValue, entryProjector } from '../src/server/upstream/projections/index.js';
 import type { KubeObject } from '../src/server/upstream/types.js';
 import { FAULT_KINDS, type FaultKind, randomTimeline, startSim } from '../src/sim/index.js';
 import { seededRandom } from '../src/random.js';
@@ -130,10 +130,10 @@ async function simList(id: string): Promise<KubeObject[]> {
 const expected = new Map<string, Buffer>();
 for (const s of builtinFeed(FEED).specs) {
   const def = resource(s.resource);
-  const project = projector(def, s.projection);
+  const project = entryProjector(def, s.projection);
+  for (const [k, v] of project.statics) expected.set(k, encodeValue(v));
   for (const o of await simList(s.resource)) {
-    const v = project(o);
-    if (v !== null && v !== undefined) expected.set(objectKey(def, o.metadata?.namespace, o.metadata?.name ?? ''), encodeValue(v));
+    for (const [k, v] of project.entries(o, objectKey(def, o.metadata?.namespace, o.metadata?.name ?? ''))) expected.set(k, encodeValue(v));
   }
 }
 let differing = 0;

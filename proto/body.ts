@@ -39,7 +39,7 @@ export function bodyOf(m: Message): { [key: string]: PlainValue | undefined } {
       return {
         protocol: m.protocol, serverId: m.serverId, pingIntervalMs: m.pingIntervalMs, pongTimeoutMs: m.pongTimeoutMs,
         maxFrameBytes: m.maxFrameBytes, maxInboundBytes: m.maxInboundBytes, compression: m.compression, caps: m.caps,
-        feeds: m.feeds.map((f) => ({ name: f.name, id: f.id, mode: f.mode, revision: f.revision, reason: f.reason })),
+        feeds: m.feeds.map((f) => ({ name: f.name, id: f.id, mode: f.mode, revision: f.revision, reason: f.reason, model: f.model })),
       };
     case 'snapshotBegin':
       return { entries: m.entries, rawBytes: m.rawBytes };
@@ -206,7 +206,8 @@ export function messageOf(kind: MessageKind, h: FrameHeader, body: Body): Messag
         // A rebase is meaningless without the revision it rebases onto.
         if (feed.mode === 'rebase' && revision === undefined) ff.fail('revision', 'an integer with mode rebase');
         const reason = ff.str('reason', true);
-        return { ...feed, ...(revision === undefined ? {} : { revision }), ...(reason === undefined ? {} : { reason }) };
+        const model = ff.str('model', true);
+        return { ...feed, ...(revision === undefined ? {} : { revision }), ...(reason === undefined ? {} : { reason }), ...(model === undefined ? {} : { model }) };
       });
       return {
         type: 'welcome', protocol, serverId: f.str('serverId'), pingIntervalMs: f.int('pingIntervalMs'),

@@ -119,6 +119,11 @@ export interface WelcomeFeed {
   /** With mode `rebase` (§7.1): the revision the client's state counts as; the DELTA starts there. */
   revision?: number;
   reason?: string;
+  /**
+   * The feed's data model (PROTOCOL.md 3.2): what its keys and values mean, e.g. `libcalico.v1`.
+   * Absent from servers older than the key (their feeds carry `calico.v1`).
+   */
+  model?: string;
 }
 
 export interface WelcomeMessage {

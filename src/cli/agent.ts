@@ -14,7 +14,7 @@ import { realClock, type Clock, type Timer } from '../clock.js';
 import type { ConfigOf } from '../config/options.js';
 import { selectOptions } from '../config/resolve.js';
 import { CattailError, ConfigError } from '../errors.js';
-import { connect, tlsOptions, type Client, type SnapshotProgress, type StatusEvent } from '../client/index.js';
+import { attachSyncer, connect, tlsOptions, type Client, type SnapshotProgress, type StatusEvent } from '../client/index.js';
 import type { agentOptions } from '../client/options.js';
 
 export type AgentConfig = ConfigOf<typeof agentOptions>;
@@ -64,27 +64,33 @@ export async function runAgent(config: AgentConfig, ctx: CommandContext, deps: A
   }
   const out = new Output(ctx, config, client, clock);
   out.start();
+  // --dump-format syncer: the Felix-style KV stream, from the first status on.
+  const kvLog = config.dump !== undefined && config.dumpFormat === 'syncer' ? new SyncerLog(client, config.dump) : undefined;
+  const stateDump = kvLog === undefined ? config.dump : undefined;
   try {
     if (config.once) {
       await waitInSync(client, config.timeoutMs, clock, ctx.signal);
-      if (config.dump !== undefined) await writeDump(client, config.dump);
+      if (stateDump !== undefined) await writeDump(client, stateDump);
+      await kvLog?.close();
       out.line(true);
       await client.close();
       return 0;
     }
     let dumped = false;
     const offDump = client.on('status', (e) => {
-      if (!dumped && config.dump !== undefined && (e.state === 'in-sync' || e.state === 'upstream-stale')) {
+      if (!dumped && stateDump !== undefined && (e.state === 'in-sync' || e.state === 'upstream-stale')) {
         dumped = true;
-        void writeDump(client, config.dump).catch((err: unknown) => out.problem(err));
+        void writeDump(client, stateDump).catch((err: unknown) => out.problem(err));
       }
     });
     await abortion(ctx.signal);
     offDump();
-    if (config.dump !== undefined && client.feedNames.some((f) => client.feed(f).revision !== undefined)) await writeDump(client, config.dump);
+    if (stateDump !== undefined && client.feedNames.some((f) => client.feed(f).revision !== undefined)) await writeDump(client, stateDump);
+    await kvLog?.close();
     await client.close();
     return 0;
   } catch (err) {
+    kvLog?.destroy();
     client.destroy();
     throw err;
   } finally {
@@ -157,6 +163,46 @@ async function writeDump(client: Client, file: string): Promise<void> {
   stream.end(buf);
   await done;
   await rename(tmp, file);
+}
+
+/**
+ * `--dump-format syncer`: every callback of the Felix-style syncer adapter (src/client/syncer.ts) as
+ * a JSON line, appended as it happens, so the file reads like what a Felix built on Typha's client
+ * would have been told: `{"feed","key","value","updateType"}` per KV, `{"status"}` per status edge.
+ */
+class SyncerLog {
+  private readonly stream;
+  private readonly detach: () => void;
+  private readonly done: Promise<void>;
+
+  constructor(client: Client, file: string) {
+    this.stream = createWriteStream(file);
+    this.done = new Promise<void>((resolve, reject) => {
+      this.stream.once('error', reject);
+      this.stream.once('finish', resolve);
+    });
+    // Unhandled until close() awaits it; a write error then fails the command with its cause.
+    this.done.catch(() => undefined);
+    this.detach = attachSyncer(client, {
+      onUpdates: (kvs) => {
+        let buf = '';
+        for (const u of kvs) buf += JSON.stringify({ feed: u.feed, key: u.key, value: u.value, updateType: u.updateType }, replacer) + '\n';
+        this.stream.write(buf);
+      },
+      onStatusUpdated: (status) => this.stream.write(JSON.stringify({ status }) + '\n'),
+    });
+  }
+
+  async close(): Promise<void> {
+    this.detach();
+    this.stream.end();
+    await this.done;
+  }
+
+  destroy(): void {
+    this.detach();
+    this.stream.destroy();
+  }
 }
 
 /** Everything the agent prints. */

@@ -44,7 +44,7 @@ export const COMMANDS: readonly Command[] = [
   command({
     name: 'agent',
     summary: 'Run a node agent: keep a local copy of feeds and print its status.',
-    usage: 'cattail agent --server ws://HOST:PORT [--feed felix ...] [--node NAME] [--once] [--dump FILE]',
+    usage: 'cattail agent --server ws://HOST:PORT [--feed felix ...] [--node NAME] [--once] [--dump FILE [--dump-format state|syncer]]',
     options: agentOptions,
     run: async (config, ctx) => (await import('./agent.js')).runAgent(config, ctx),
   }),

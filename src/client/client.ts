@@ -329,6 +329,7 @@ export class Client {
       rt.id = f.id;
       this.byId.set(f.id, rt);
       rt.state.startConnection(f.mode, f.revision);
+      rt.state.model = f.model;
       rt.ackedRevision = undefined;
       rt.lastAckAt = -Infinity;
       if (f.mode === 'resume') this.counters.resumes++;

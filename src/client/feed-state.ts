@@ -87,6 +87,8 @@ export class FeedState {
   tokenRevision: number | undefined;
   appliedWatermarks: Record<string, string> = {};
   sync: FeedSync = 'unknown';
+  /** The data model the server announced for the feed (WELCOME `model`; undefined from older servers). */
+  model: string | undefined;
   stale = false;
   /** The revision at which the digest last matched the server's (SNAPSHOT_END or STATUS). */
   verifiedRevision: number | undefined;

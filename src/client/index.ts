@@ -14,3 +14,5 @@ export { FeedView, type ChangeBatch, type ClientStats, type FeedStatus, type Sna
 export { connectOptions, tlsOptions, type ConnectOptions, type TlsOptions } from './connect-options.js';
 export type { FeedSync } from './feed-state.js';
 export { CLIENT_STATES, type ClientState, type StatusEvent } from './status.js';
+// Felix's syncer callback shape (onUpdates / onStatusUpdated) beside the events above.
+export { attachSyncer, type SyncerCallbacks, type SyncerUpdate, type SyncStatus, type UpdateType } from './syncer.js';

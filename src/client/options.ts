@@ -26,7 +26,12 @@ export const agentOptions = {
   }),
   dump: opt.string({
     default: undefined,
-    help: 'Write the state as JSON lines {"feed","key","value"} to this file once in sync.',
+    help: 'Write the state as JSON lines {"feed","key","value"} to this file once in sync (see --dump-format).',
+  }),
+  dumpFormat: opt.enum({
+    values: ['state', 'syncer'] as const,
+    default: 'state',
+    help: 'state: the held state, written once in sync (renamed into place). syncer: what Felix\'s syncer callbacks see, appended as it happens: {"feed","key","value","updateType":"new|updated|deleted"} per KV and {"status":"wait-for-datastore|resync|in-sync"} per status edge.',
   }),
   json: opt.boolean({
     default: false,

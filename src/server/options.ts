@@ -200,7 +200,7 @@ export const upstreamOptions = {
   }),
   customFeeds: opt.object<unknown[]>({
     default: [],
-    help: 'Custom feeds (config file only): a list of {name, resources: [{resource, labelSelector?, fieldSelector?, projection: calico|strip|raw}]}; see the README.',
+    help: 'Custom feeds (config file only): a list of {name, resources: [{resource, labelSelector?, fieldSelector?, projection: calico|strip|raw|libcalico}]}; see the README.',
     check: (v) => (Array.isArray(v) ? undefined : 'expected a list of feed declarations'),
   }),
   upstreamStaleAfterMs: opt.int({

@@ -49,6 +49,24 @@ describe('cattail agent', () => {
     expect(s.rec.clientCloses[0]?.code ?? 1000).toBe(1000);
   });
 
+  it('--dump-format syncer: writes what Felix\'s syncer callbacks see (status edges, KVs with update types)', async () => {
+    const s = await server();
+    const dump = join(dir, 'kvs.jsonl');
+    const r = await run(['agent', '--server', s.url, '--feed', 'felix', '--feed', 'bgp', '--once', '--dump', dump, '--dump-format', 'syncer']);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    const lines = readFileSync(dump, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines[0]).toEqual({ status: 'wait-for-datastore' });
+    expect(lines[1]).toEqual({ status: 'resync' });
+    expect(lines.at(-1)).toEqual({ status: 'in-sync' });
+    const kvs = lines.filter((l) => 'key' in l).sort((x, y) => String(x['key']).localeCompare(String(y['key'])));
+    expect(kvs).toEqual([
+      { feed: 'bgp', key: '/nodes//n1', value: { asn: 64512 }, updateType: 'new' },
+      { feed: 'felix', key: '/pods/demo/a', value: { ip: '10.0.0.1', raw: 'AQID' }, updateType: 'new' },
+      { feed: 'felix', key: '/pods/demo/b', value: { ip: '10.0.0.2', labels: { app: 'web' } }, updateType: 'new' },
+    ]);
+  });
+
   it('--once: exits non-zero with a coded message when the feeds are not in sync within --timeout-ms', async () => {
     const s = await server();
     s.setStatus('felix', { status: 'resyncing' });

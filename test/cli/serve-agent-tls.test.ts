@@ -75,7 +75,7 @@ describe('cattail serve --server-cert-file … / cattail agent --ca-file … ove
         '--ca-file', files['ca'] as string, '--cert-file', files['agentCert'] as string, '--key-file', files['agentKey'] as string, '--server-cn', 'cattail-server']);
       expect(ok.err).toBe('');
       expect(ok.code).toBe(0);
-      expect(readFileSync(dump, 'utf8').split('\n').some((l) => l.includes('"/nodes//'))).toBe(true);
+      expect(readFileSync(dump, 'utf8').split('\n').some((l) => l.includes('"/calico/resources/v3/projectcalico.org/nodes/'))).toBe(true);
 
       const refused = await runCli(['agent', '--server', url, '--feed', 'felix', '--once', '--timeout-ms', '3000',
         '--ca-file', files['ca'] as string, '--cert-file', files['intruderCert'] as string, '--key-file', files['intruderKey'] as string, '--server-cn', 'cattail-server']);

@@ -35,6 +35,12 @@ export const SAMPLE_MESSAGES: Record<string, Message> = {
     maxFrameBytes: 1_048_576, maxInboundBytes: 65_536, compression: 'brotli', caps: [],
     feeds: [{ name: 'felix', id: 0, mode: 'rebase', revision: 7311 }],
   },
+  // PROTOCOL.md 3.2: the optional `model` of each WELCOME feed entry (added with libcalico.v1).
+  welcomeModel: {
+    type: 'welcome', protocol: 1, serverId: 'cattail-7c9d5-abcde', pingIntervalMs: 10_000, pongTimeoutMs: 60_000,
+    maxFrameBytes: 1_048_576, maxInboundBytes: 65_536, compression: 'none', caps: [],
+    feeds: [{ name: 'felix', id: 0, mode: 'snapshot', reason: 'projection-changed', model: 'libcalico.v1' }, { name: 'pods-raw', id: 1, mode: 'resume', model: 'raw.v1' }],
+  },
   snapshotBegin: { type: 'snapshotBegin', feedId: 1, revision: 4242, entries: 3, rawBytes: rawBytesOf([nodeB, podA, pool]) },
   snapshotChunk: { type: 'snapshotChunk', feedId: 1, revision: 4242, entries: [nodeB, podA, pool] },
   snapshotEnd: {

@@ -137,11 +137,15 @@ describe('cattail serve --embedded-sim (the npm start path)', () => {
     await waitUntil(async () => (await fetch(`${httpUrl}/readyz`)).status === 200, 'readiness', { timeoutMs: 30_000 });
     const agent = new TestAgent(url, { feeds: [{ name: 'felix' }, { name: 'bgp' }], caps: ['compress.deflate'] });
     await agent.until(() => agent.welcome !== undefined && agent.feed('felix').status === 'in-sync' && agent.feed('bgp').status === 'in-sync', 'both feeds in sync', 30_000);
-    // Workload endpoints for the simulated pods arrived (host-network calico-node pods did not).
+    // Workload endpoints for the simulated pods arrived under libcalico-go keys (host-network
+    // calico-node pods did not), and so did the v3 Nodes.
+    // WELCOME names the data model of each built-in feed (PROTOCOL.md 3.2).
+    expect(agent.welcome?.feeds.map((f) => f.model)).toEqual(['libcalico.v1', 'libcalico.v1']);
     const keys = [...agent.feed('felix').entries.keys()];
-    expect(keys.some((k) => k.startsWith('/pods/'))).toBe(true);
-    expect(keys.some((k) => k.startsWith('/nodes//'))).toBe(true);
-    expect(keys.some((k) => k.startsWith('/pods/') && k.includes('calico-node'))).toBe(false);
+    const wep = /^\/calico\/v1\/host\/[^/]+\/workload\/k8s\/[^/]+%2f[^/]+\/endpoint\/eth0$/;
+    expect(keys.some((k) => wep.test(k))).toBe(true);
+    expect(keys.some((k) => k.startsWith('/calico/resources/v3/projectcalico.org/nodes/'))).toBe(true);
+    expect(keys.some((k) => wep.test(k) && k.includes('calico-node'))).toBe(false);
 
     const ready = await fetch(`${httpUrl}/readyz`);
     expect(ready.status).toBe(200);

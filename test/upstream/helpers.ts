@@ -2,7 +2,7 @@ import { FeedStore } from '../../src/snapshot/index.js';
 import { RESOURCES } from '../../src/registry.js';
 import type { FeedBatch, FeedSink } from '../../src/server/pipeline/seams.js';
 import { builtinFeed, customFeed, type FeedSpec } from '../../src/server/upstream/feeds.js';
-import { encodeValue, projector } from '../../src/server/upstream/projections/index.js';
+import { encodeValue, entryProjector } from '../../src/server/upstream/projections/index.js';
 import { parseFieldSelector, parseLabelSelector } from '../../src/server/upstream/selector.js';
 import { objectKey } from '../../src/registry.js';
 import type { KubeObject } from '../../src/server/upstream/types.js';
@@ -50,13 +50,13 @@ export function expectedState(spec: FeedSpec, objects: (resource: string) => Kub
   for (const s of spec.specs) {
     const def = RESOURCES.find((r) => r.id === s.resource);
     if (!def) throw new Error(s.resource);
-    const project = projector(def, s.projection);
+    const project = entryProjector(def, s.projection);
+    for (const [k, v] of project.statics) out.set(k, encodeValue(v));
     const label = s.labelSelector ? parseLabelSelector(s.labelSelector) : undefined;
     const field = s.fieldSelector ? parseFieldSelector(s.fieldSelector) : undefined;
     for (const o of objects(s.resource)) {
       if ((label && !label(o)) || (field && !field(o))) continue;
-      const v = project(o);
-      if (v !== null && v !== undefined) out.set(objectKey(def, o.metadata?.namespace, o.metadata?.name ?? ''), encodeValue(v));
+      for (const [k, v] of project.entries(o, objectKey(def, o.metadata?.namespace, o.metadata?.name ?? ''))) out.set(k, encodeValue(v));
     }
   }
   return out;

@@ -113,7 +113,7 @@ export function welcomeFrame(plans: readonly FeedPlan[], w: WelcomeFields): Buff
     ...w,
     caps: [],
     feeds: plans.map((p) => {
-      const head = { name: p.feed.name, id: p.feed.id };
+      const head = { name: p.feed.name, id: p.feed.id, ...(p.feed.def.model !== undefined ? { model: p.feed.def.model } : {}) };
       if (p.mode === 'snapshot') return { ...head, mode: 'snapshot' as const, reason: p.reason };
       return p.mode === 'rebase' ? { ...head, mode: 'rebase' as const, revision: p.since.from } : { ...head, mode: 'resume' as const };
     }),

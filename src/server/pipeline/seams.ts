@@ -41,6 +41,8 @@ export interface FeedDefinition {
   readonly resources: readonly string[];
   /** Bumped when a projection's output changes shape; part of resume tokens. */
   readonly projectionVersion: number;
+  /** The data model its keys and values follow, announced in WELCOME (PROTOCOL.md 3.2). */
+  readonly model?: string;
 }
 
 export interface ResourceHealth {

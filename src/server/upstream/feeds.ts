@@ -8,7 +8,8 @@ import type { CustomFeedConfig, ProjectionKind } from './types.js';
 
 /**
  * Feed definitions: the built-in feeds (Typha's four syncer types, resource lists from
- * src/registry.ts SYNCER_FEEDS, every resource projected the `calico` way) and custom feeds from
+ * src/registry.ts SYNCER_FEEDS, every resource projected the `libcalico` way, as Typha's syncers
+ * send it) and custom feeds from
  * the config file. Validation here is strict: a typo in a feed table is a coded error at start-up,
  * never a feed that silently stays empty.
  */
@@ -27,7 +28,7 @@ export interface FeedSpec extends FeedDefinition {
   readonly specs: readonly FeedResourceSpec[];
 }
 
-const PROJECTIONS: readonly ProjectionKind[] = ['calico', 'strip', 'raw'];
+const PROJECTIONS: readonly ProjectionKind[] = ['calico', 'strip', 'raw', 'libcalico'];
 
 function invalid(message: string, details?: Record<string, unknown>): CattailError {
   return new CattailError('CATTAIL_UPSTREAM_FEED_INVALID', message, details ? { details } : undefined);
@@ -43,14 +44,25 @@ function projectionVersion(specs: readonly FeedResourceSpec[]): number {
   return digest.readUInt32BE(0) >>> 1;
 }
 
+/**
+ * The data model a feed announces in WELCOME (PROTOCOL.md 3.2): `<projection>.v<N>` when every
+ * resource uses one projection, `mixed` otherwise (the agent then knows the feed from its config).
+ * The version follows PROJECTION_VERSION's meaning for that projection: `libcalico.v1` is the
+ * model docs/data-model.md describes.
+ */
+export function feedModel(specs: readonly FeedResourceSpec[]): string {
+  const kinds = new Set(specs.map((s) => s.projection));
+  return kinds.size === 1 ? `${[...kinds][0] as string}.v1` : 'mixed';
+}
+
 function feed(name: string, specs: FeedResourceSpec[]): FeedSpec {
-  return { name, resources: specs.map((s) => s.resource), projectionVersion: projectionVersion(specs), specs };
+  return { name, resources: specs.map((s) => s.resource), projectionVersion: projectionVersion(specs), model: feedModel(specs), specs };
 }
 
 export function builtinFeed(name: string): FeedSpec {
   const ids = (SYNCER_FEEDS as Record<string, readonly string[]>)[name];
   if (ids === undefined) throw invalid(`unknown feed ${JSON.stringify(name)} (built-in feeds: ${BUILTIN_FEEDS.join(', ')}; others must be declared in customFeeds)`, { feed: name });
-  return feed(name, ids.map((resource) => ({ resource, projection: 'calico' })));
+  return feed(name, ids.map((resource) => ({ resource, projection: 'libcalico' })));
 }
 
 /** Validates one custom feed declaration (from the config file: shape unchecked until here). */

@@ -3,7 +3,7 @@ import { objectKey, type ResourceDef } from '../../registry.js';
 import type { FeedDispatcher, FeedState } from './dispatcher.js';
 import type { FeedResourceSpec } from './feeds.js';
 import type { UpstreamMetrics } from './metrics.js';
-import { encodeValue, projector, type Projector } from './projections/index.js';
+import { encodeValue, entryProjector, type EntryProjector } from './projections/index.js';
 import { parseFieldSelector, parseLabelSelector, type Matcher } from './selector.js';
 import type { KubeObject } from './types.js';
 
@@ -15,27 +15,92 @@ import type { KubeObject } from './types.js';
  * Only real differences leave this class: a value byte-identical to the stored one is dropped
  * (status-only pod updates, node heartbeats, relisted unchanged objects), and a relist's keys that
  * are gone become deletions. Bad objects are counted and skipped, never thrown.
+ *
+ * An object may project to several keys, or to keys other than its own (the `libcalico`
+ * projection: a Node gives host config keys, a WireGuard key and the v3 Node). Each view then
+ * remembers which keys each object produced (`owned`, keyed by the object's registry key), so an
+ * update that drops a key deletes it and a delete of the object removes exactly its keys — plus
+ * the keys the deleted object itself names, so a delete passes through even for keys never seen.
+ * An object whose only key is its own registry key is not recorded (the common one-value case
+ * costs no memory).
  */
 interface View {
-  readonly project: Projector;
+  readonly project: EntryProjector;
   readonly match: Matcher | undefined;
   readonly feeds: FeedState[];
   values: Map<string, Buffer>;
+  /** Object key → the keys it produced, when they are not just [the object key]. */
+  owned: OwnedIndex;
+  /** The statics encoded once (seeded by every list). */
+  readonly statics: readonly (readonly [string, Buffer])[];
 }
 
 const ERROR = Symbol('projection-error');
 
+type Entries = (readonly [string, Buffer])[];
+
+/**
+ * Object key → the keys it produced, for objects whose keys are not just their own key; counts
+ * the keys it holds, so the number of objects (not keys) stays O(1) to read (the balancer reads
+ * the node count from it).
+ */
+class OwnedIndex {
+  private readonly map = new Map<string, string | string[]>();
+  /** Keys held by the entries of `map`. */
+  keyCount = 0;
+
+  get(objKey: string): string | string[] | undefined {
+    return this.map.get(objKey);
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  set(objKey: string, entries: Entries): void {
+    this.delete(objKey);
+    if (entries.length === 0 || (entries.length === 1 && entries[0]?.[0] === objKey)) return;
+    this.map.set(objKey, entries.length === 1 ? (entries[0] as readonly [string, Buffer])[0] : entries.map(([k]) => k));
+    this.keyCount += entries.length;
+  }
+
+  delete(objKey: string): void {
+    const o = this.map.get(objKey);
+    if (o === undefined) return;
+    this.keyCount -= typeof o === 'string' ? 1 : o.length;
+    this.map.delete(objKey);
+  }
+}
+
+function ownedKeys(view: View, objKey: string, values: Map<string, Buffer> = view.values, owned = view.owned): string[] {
+  const o = owned.get(objKey);
+  if (o === undefined) return values.has(objKey) ? [objKey] : [];
+  return typeof o === 'string' ? [o] : o;
+}
+
+function setOwned(owned: OwnedIndex, objKey: string, entries: Entries): void {
+  owned.set(objKey, entries);
+}
+
 export class ListSession {
   readonly next: Map<string, Buffer>[];
-  constructor(private readonly view: ResourceView) {
-    this.next = view.views.map(() => new Map());
+  readonly nextOwned: OwnedIndex[];
+  constructor(private readonly view: ResourceView, seedStatics = true) {
+    this.next = view.views.map((v) => new Map(seedStatics ? v.statics : []));
+    this.nextOwned = view.views.map(() => new OwnedIndex());
   }
   add(obj: KubeObject): void {
     this.view.addToSession(this, obj);
   }
   remove(obj: KubeObject): void {
     const key = this.view.keyOf(obj);
-    if (key !== undefined) for (const m of this.next) m.delete(key);
+    if (key === undefined) return;
+    this.view.views.forEach((view, i) => {
+      const next = this.next[i] as Map<string, Buffer>;
+      const nextOwned = this.nextOwned[i] as OwnedIndex;
+      for (const k of ownedKeys(view, key, next, nextOwned)) next.delete(k);
+      nextOwned.delete(key);
+    });
   }
   get size(): number {
     return this.next.reduce((n, m) => n + m.size, 0);
@@ -60,7 +125,9 @@ export class ResourceView {
         const label = spec.labelSelector ? parseLabelSelector(spec.labelSelector) : undefined;
         const field = spec.fieldSelector ? parseFieldSelector(spec.fieldSelector) : undefined;
         const match: Matcher | undefined = label && field ? (o) => label(o) && field(o) : (label ?? field);
-        view = { project: projector(def, spec.projection), match, feeds: [], values: new Map() };
+        const project = entryProjector(def, spec.projection);
+        const statics = project.statics.map(([k, v]): readonly [string, Buffer] => [k, encodeValue(v)]);
+        view = { project, match, feeds: [], values: new Map(), owned: new OwnedIndex(), statics };
         byId.set(id, view);
         this.views.push(view);
       }
@@ -85,11 +152,10 @@ export class ResourceView {
     return objectKey(this.def, typeof ns === 'string' ? ns : undefined, name);
   }
 
-  private compute(view: View, obj: KubeObject): Buffer | null | typeof ERROR {
+  private compute(view: View, obj: KubeObject, objKey: string): Entries | typeof ERROR {
     try {
-      if (view.match && !view.match(obj)) return null;
-      const projected = view.project(obj);
-      return projected === null || projected === undefined ? null : encodeValue(projected);
+      if (view.match && !view.match(obj)) return [];
+      return view.project.entries(obj, objKey).map(([k, v]): readonly [string, Buffer] => [k, encodeValue(v)]);
     } catch (err) {
       this.lastError = err;
       return ERROR;
@@ -119,27 +185,39 @@ export class ResourceView {
 
   /** ADDED / MODIFIED. */
   upsert(obj: KubeObject): void {
-    const key = this.keyOf(obj);
-    if (key === undefined) return;
+    const objKey = this.keyOf(obj);
+    if (objKey === undefined) return;
     let changed = false;
     let failed = false;
     for (const view of this.views) {
-      const value = this.compute(view, obj);
-      if (value === ERROR) {
+      const entries = this.compute(view, obj, objKey);
+      if (entries === ERROR) {
         failed = true;
         continue;
       }
-      changed = this.set(view, key, value) || changed;
+      const now = new Set(entries.map(([k]) => k));
+      for (const k of ownedKeys(view, objKey)) if (!now.has(k)) changed = this.set(view, k, null) || changed;
+      for (const [k, v] of entries) changed = this.set(view, k, v) || changed;
+      setOwned(view.owned, objKey, entries);
     }
-    if (failed) this.projectionFailed(key);
+    if (failed) this.projectionFailed(objKey);
     if (!changed && !failed) this.metrics.unchanged.inc({ resource: this.def.id });
   }
 
-  /** DELETED. */
+  /** DELETED: the keys the object produced, and those its last state names. */
   delete(obj: KubeObject): void {
-    const key = this.keyOf(obj);
-    if (key === undefined) return;
-    for (const view of this.views) this.set(view, key, null);
+    const objKey = this.keyOf(obj);
+    if (objKey === undefined) return;
+    for (const view of this.views) {
+      const keys = new Set(ownedKeys(view, objKey));
+      try {
+        for (const k of view.project.deleteKeys(obj, objKey)) keys.add(k);
+      } catch {
+        // The keys it was seen with are enough; a malformed final state must not block the delete.
+      }
+      for (const k of keys) this.set(view, k, null);
+      view.owned.delete(objKey);
+    }
   }
 
   beginList(): ListSession {
@@ -147,21 +225,31 @@ export class ResourceView {
   }
 
   addToSession(session: ListSession, obj: KubeObject): void {
-    const key = this.keyOf(obj);
-    if (key === undefined) return;
+    const objKey = this.keyOf(obj);
+    if (objKey === undefined) return;
     this.views.forEach((view, i) => {
       const next = session.next[i] as Map<string, Buffer>;
-      const value = this.compute(view, obj);
-      const prev = view.values.get(key);
-      if (value === ERROR) {
+      const nextOwned = session.nextOwned[i] as OwnedIndex;
+      // A repeated object in one list (never from a real server) replaces its earlier keys.
+      for (const k of ownedKeys(view, objKey, next, nextOwned)) next.delete(k);
+      const entries = this.compute(view, obj, objKey);
+      if (entries === ERROR) {
         // Keep what we had: a projection bug must not turn into a deletion on every relist.
-        this.projectionFailed(key);
-        if (prev !== undefined) next.set(key, prev);
-      } else if (value !== null) {
-        next.set(key, prev !== undefined && prev.equals(value) ? prev : value);
-      } else {
-        next.delete(key);
+        this.projectionFailed(objKey);
+        const kept: Entries = [];
+        for (const k of ownedKeys(view, objKey)) {
+          const prev = view.values.get(k);
+          if (prev !== undefined) kept.push([k, prev]);
+        }
+        for (const [k, v] of kept) next.set(k, v);
+        setOwned(nextOwned, objKey, kept);
+        return;
       }
+      for (const [k, v] of entries) {
+        const prev = view.values.get(k);
+        next.set(k, prev !== undefined && prev.equals(v) ? prev : v);
+      }
+      setOwned(nextOwned, objKey, entries);
     });
   }
 
@@ -175,18 +263,25 @@ export class ResourceView {
       }
       for (const key of view.values.keys()) if (!next.has(key)) for (const f of view.feeds) this.dispatcher.queue(f, key, null);
       view.values = next;
+      view.owned = session.nextOwned[i] as OwnedIndex;
     });
     this.metrics.objects.set({ resource: this.def.id }, this.size);
   }
 
-  /** The resource is gone (CRD uninstalled): everything known becomes a deletion. */
+  /** The resource is gone (CRD uninstalled): everything known becomes a deletion, statics too. */
   clear(): void {
-    this.commit(this.beginList());
+    this.commit(new ListSession(this, false));
   }
 
-  /** Distinct keys across views (the largest view; views of one resource overlap). */
+  /**
+   * Objects with at least one entry, in the largest view (views of one resource overlap): not
+   * keys — a Node is one object however many libcalico keys it gives (the balancer's node count).
+   */
   get size(): number {
-    return this.views.reduce((n, v) => Math.max(n, v.values.size), 0);
+    return this.views.reduce((n, v) => {
+      const statics = v.statics.reduce((c, [k]) => c + (v.values.has(k) ? 1 : 0), 0);
+      return Math.max(n, v.owned.size + v.values.size - v.owned.keyCount - statics);
+    }, 0);
   }
 
   /** Bytes of stored values (for the memory figure). */

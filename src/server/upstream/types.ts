@@ -47,9 +47,12 @@ export interface KubeStatus {
  *   ServiceAccounts → profiles, Nodes → BGP/tunnel fields; everything else stripped, keeping
  *   the status only where Calico reads it);
  * - `strip`: the object minus managedFields, status and per-write noise;
- * - `raw`: the object as the API server sent it (every write is a change).
+ * - `raw`: the object as the API server sent it (every write is a change);
+ * - `libcalico`: what Typha's syncers send — libcalico-go keys (`/calico/v1/host/<node>/workload/…`,
+ *   `/calico/resources/v3/projectcalico.org/…`) and values with libcalico-go's model field names,
+ *   possibly several keys per object (docs/data-model.md). The built-in feeds use it.
  */
-export type ProjectionKind = 'calico' | 'strip' | 'raw';
+export type ProjectionKind = 'calico' | 'strip' | 'raw' | 'libcalico';
 
 /** A custom feed as declared in the config file (`customFeeds:` list). */
 export interface CustomFeedConfig {

@@ -76,7 +76,7 @@ class KubeUpstream implements UpstreamHandle {
     const clock = (this.clock = o.clock ?? realClock);
     const logger = o.logger ?? pino({ level: 'silent' });
     this.metrics = new UpstreamMetrics(o.registry);
-    this.feeds = specs.map(({ name, resources, projectionVersion }) => ({ name, resources, projectionVersion }));
+    this.feeds = specs.map(({ name, resources, projectionVersion, model }) => ({ name, resources, projectionVersion, ...(model !== undefined ? { model } : {}) }));
     this.dispatcher = new FeedDispatcher(specs, logger, o.maxBatchUpdates ?? 10_000, clock);
     const staleAfterMs = o.upstreamStaleAfterMs;
     const uses = new Map<string, { spec: FeedResourceSpec; feed: FeedState }[]>();

@@ -1,0 +1,246 @@
+import type { KubeObject } from '../types.js';
+import { isRecord } from './encode.js';
+import { normalizeNet, policyKey, type KV } from './calico-keys.js';
+
+/**
+ * Kubernetes NetworkPolicy → the v1 policy Felix's syncer sends (`libcalico` projection). Public
+ * Calico sources, applied in order:
+ * 1. `libcalico-go/lib/backend/k8s/conversion/conversion.go` `K8sNetworkPolicyToCalico` (k8s → v3
+ *    NetworkPolicy `knp.default.<name>`, order 1000) with `k8sSelectorToCalico`, `k8sRuleToCalico`,
+ *    `k8sPeerToCalicoFields`, `k8sPortToCalico` and `SimplifyPorts`;
+ * 2. `libcalico-go/lib/backend/syncersv1/updateprocessors/networkpolicyprocessor.go` and rules.go
+ *    (v3 → v1 `model.Policy`/`model.Rule`, JSON field names from model/policy.go and model/rule.go).
+ *
+ * Key: `/calico/v1/policy/tier/default/policy/<ns>%2fknp.default.<name>` (see calico-keys.ts).
+ * The rules, written down:
+ * - the policy selector is `projectcalico.org/orchestrator == 'k8s'` AND-ed with the podSelector
+ *   (matchLabels sorted by key, then matchExpressions in order), then wrapped as
+ *   `(<that>) && projectcalico.org/namespace == '<ns>'`;
+ * - each k8s rule yields one Calico rule per protocol (sorted; "" = any) per peer; ports with no
+ *   protocol are TCP; a rule without ports allows any protocol; ports of one protocol are merged
+ *   (`SimplifyPorts`: named ports first, then sorted numeric ranges, when there are 2+ numbers);
+ *   `endPort` makes a range `a:b`;
+ * - a pod/namespace peer becomes a selector: the namespace selector (labels prefixed `pcns.`,
+ *   printed as Calico's selector parser prints it: double quotes, `(a && b)` for several terms;
+ *   an empty one is `has(projectcalico.org/namespace)`) or, without one, the policy's own namespace,
+ *   AND-ed with the pod selector: `(<ns part>) && (<pod part>)`;
+ * - an ipBlock peer becomes nets (`src_nets`/`dst_nets`, masked) and its excepts `!src_nets`/`!dst_nets`;
+ * - the v1 rule also keeps the v3 selectors as `orig_*_selector` / `orig_*_namespace_selector`;
+ * - types: `ingress` / `egress` as listed, `ingress` alone when none is; `apply_on_forward` true.
+ */
+
+const ORCH = "projectcalico.org/orchestrator == 'k8s'";
+
+interface LabelSelector {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: { key: string; operator: string; values?: string[] }[];
+}
+
+function asSelector(v: unknown): LabelSelector | undefined {
+  return isRecord(v) ? (v as LabelSelector) : undefined;
+}
+
+/** conversion.go `k8sSelectorToCalico` for pod selectors (single quotes, never re-parsed). */
+function podSelector(s: LabelSelector | undefined): string {
+  const parts = [ORCH];
+  if (s === undefined) return ORCH;
+  for (const k of Object.keys(s.matchLabels ?? {}).sort()) parts.push(`${k} == '${s.matchLabels?.[k] ?? ''}'`);
+  for (const e of s.matchExpressions ?? []) {
+    const values = (e.values ?? []).join("', '");
+    if (e.operator === 'In') parts.push(`${e.key} in { '${values}' }`);
+    else if (e.operator === 'NotIn') parts.push(`${e.key} not in { '${values}' }`);
+    else if (e.operator === 'Exists') parts.push(`has(${e.key})`);
+    else if (e.operator === 'DoesNotExist') parts.push(`! has(${e.key})`);
+  }
+  return parts.join(' && ');
+}
+
+/** conversion.go `k8sSelectorToCalico` for namespace selectors (the v3 form). */
+function namespaceSelectorV3(s: LabelSelector): string {
+  const parts: string[] = [];
+  const keys = Object.keys(s.matchLabels ?? {}).sort();
+  if (keys.length === 0 && (s.matchExpressions ?? []).length === 0) return 'all()';
+  for (const k of keys) parts.push(`${k} == '${s.matchLabels?.[k] ?? ''}'`);
+  for (const e of s.matchExpressions ?? []) {
+    const values = (e.values ?? []).join("', '");
+    if (e.operator === 'In') parts.push(`${e.key} in { '${values}' }`);
+    else if (e.operator === 'NotIn') parts.push(`${e.key} not in { '${values}' }`);
+    else if (e.operator === 'Exists') parts.push(`has(${e.key})`);
+    else if (e.operator === 'DoesNotExist') parts.push(`! has(${e.key})`);
+  }
+  return parts.join(' && ');
+}
+
+/** A value as selector/parser/ast.go quotes it: `"` unless the value holds one. */
+function q(v: string): string {
+  return v.includes('"') ? `'${v}'` : `"${v}"`;
+}
+
+/** A set as the parser's StringSet prints it: sorted, de-duplicated. */
+function set(values: string[]): string {
+  return `{${[...new Set(values)].sort().map(q).join(', ')}}`;
+}
+
+/**
+ * The namespace selector as rules.go leaves it: parsed, labels prefixed `pcns.`, printed by the
+ * parser (ast.go), then `all()` → `has(projectcalico.org/namespace)`. We print the parsed form
+ * straight from the LabelSelector, the only input a k8s policy can give.
+ */
+function namespaceSelectorV1(s: LabelSelector): string {
+  const terms: string[] = [];
+  for (const k of Object.keys(s.matchLabels ?? {}).sort()) terms.push(`pcns.${k} == ${q(s.matchLabels?.[k] ?? '')}`);
+  for (const e of s.matchExpressions ?? []) {
+    if (e.operator === 'In') terms.push(`pcns.${e.key} in ${set(e.values ?? [])}`);
+    else if (e.operator === 'NotIn') terms.push(`pcns.${e.key} not in ${set(e.values ?? [])}`);
+    else if (e.operator === 'Exists') terms.push(`has(pcns.${e.key})`);
+    else if (e.operator === 'DoesNotExist') terms.push(`!has(pcns.${e.key})`);
+  }
+  if (terms.length === 0) return 'has(projectcalico.org/namespace)';
+  return terms.length === 1 ? (terms[0] as string) : `(${terms.join(' && ')})`;
+}
+
+type Port = number | string;
+
+/** numorstring.PortFromString of `port` (+ `:endPort`): number, "a:b" range, or a name. */
+function k8sPort(p: Record<string, unknown>): Port | undefined {
+  const port = p['port'];
+  if (port === undefined || port === null) return undefined;
+  const base = String(port);
+  if (typeof p['endPort'] === 'number') return `${base}:${p['endPort']}`;
+  return /^\d+$/.test(base) ? Number(base) : base;
+}
+
+/** conversion.go `SimplifyPorts`. */
+function simplifyPorts(ports: Port[]): Port[] {
+  if (ports.length <= 1) return ports;
+  const named: Port[] = [];
+  const numbers: number[] = [];
+  for (const p of ports) {
+    if (typeof p === 'number') numbers.push(p);
+    else if (/^\d+:\d+$/.test(p)) {
+      const [a, b] = p.split(':').map(Number) as [number, number];
+      for (let i = a; i <= b; i++) numbers.push(i);
+    } else named.push(p);
+  }
+  if (numbers.length <= 1) return ports;
+  numbers.sort((a, b) => a - b);
+  const out = [...named];
+  let i = 0;
+  while (i < numbers.length) {
+    const first = numbers[i] as number;
+    let last = first;
+    i++;
+    while (i < numbers.length && (numbers[i] as number) <= last + 1) last = numbers[i++] as number;
+    out.push(first === last ? first : `${first}:${last}`);
+  }
+  return out;
+}
+
+interface Peer {
+  selector: string;
+  origSelector: string;
+  origNamespaceSelector: string;
+  nets: string[];
+  notNets: string[];
+}
+
+/** conversion.go `k8sPeerToCalicoFields` + rules.go `getEndpointSelector`, for one peer. */
+function peerFields(peer: Record<string, unknown> | undefined, ns: string): Peer {
+  const none: Peer = { selector: '', origSelector: '', origNamespaceSelector: '', nets: [], notNets: [] };
+  if (peer === undefined) return none;
+  const ipBlock = peer['ipBlock'];
+  if (isRecord(ipBlock)) {
+    const cidr = normalizeNet(String(ipBlock['cidr'] ?? ''));
+    // libcalico logs a bad CIDR and returns the peer as "no peer" (so it matches anything).
+    if (cidr === undefined || !String(ipBlock['cidr']).includes('/')) return none;
+    const notNets: string[] = [];
+    for (const e of Array.isArray(ipBlock['except']) ? ipBlock['except'] : []) {
+      const n = normalizeNet(String(e));
+      if (n === undefined || !String(e).includes('/')) return { ...none, nets: [cidr], notNets };
+      notNets.push(n);
+    }
+    return { ...none, nets: [cidr], notNets };
+  }
+  const pod = podSelector(asSelector(peer['podSelector']));
+  const nsSel = asSelector(peer['namespaceSelector']);
+  const nsV1 = nsSel !== undefined ? namespaceSelectorV1(nsSel) : `projectcalico.org/namespace == '${ns}'`;
+  return { selector: `(${nsV1}) && (${pod})`, origSelector: pod, origNamespaceSelector: nsSel !== undefined ? namespaceSelectorV3(nsSel) : '', nets: [], notNets: [] };
+}
+
+const PROTOCOL_V1: Record<string, string> = { TCP: 'tcp', UDP: 'udp', SCTP: 'sctp' };
+
+/** conversion.go `k8sRuleToCalico` then rules.go `RuleAPIV2ToBackend`, for one k8s rule. */
+function convertRule(rule: Record<string, unknown>, peersField: 'from' | 'to', ns: string, ingress: boolean): Record<string, unknown>[] {
+  const rawPeers = Array.isArray(rule[peersField]) ? (rule[peersField] as unknown[]).filter(isRecord) : [];
+  const peers: (Record<string, unknown> | undefined)[] = rawPeers.length > 0 ? rawPeers : [undefined];
+  const rawPorts = Array.isArray(rule['ports']) ? (rule['ports'] as unknown[]).filter(isRecord) : [];
+  // protocol ("" = any) → ports (undefined = all ports of that protocol).
+  const byProtocol = new Map<string, Port[] | undefined>();
+  if (rawPorts.length === 0) byProtocol.set('', undefined);
+  for (const p of rawPorts) {
+    const protocol = typeof p['protocol'] === 'string' ? p['protocol'] : 'TCP';
+    const port = k8sPort(p);
+    if (port === undefined) byProtocol.set(protocol, undefined);
+    else if (!byProtocol.has(protocol)) byProtocol.set(protocol, [port]);
+    else {
+      const list = byProtocol.get(protocol);
+      if (list !== undefined && list.length > 0) list.push(port);
+    }
+  }
+  const out: Record<string, unknown>[] = [];
+  for (const protocol of [...byProtocol.keys()].sort()) {
+    const list = byProtocol.get(protocol);
+    const ports = list === undefined ? undefined : simplifyPorts(list);
+    for (const peer of peers) {
+      const f = peerFields(peer, ns);
+      const r: Record<string, unknown> = { action: 'allow' };
+      if (protocol !== '') r['protocol'] = PROTOCOL_V1[protocol] ?? protocol.toLowerCase();
+      // Struct order of model.Rule: src_nets, src_selector, (src_ports), dst_selector, dst_nets,
+      // dst_ports, !src_nets, !dst_nets, then the orig_* fields.
+      if (ingress) {
+        if (f.nets.length > 0) r['src_nets'] = f.nets;
+        if (f.selector) r['src_selector'] = f.selector;
+        if (ports && ports.length > 0) r['dst_ports'] = ports;
+        if (f.notNets.length > 0) r['!src_nets'] = f.notNets;
+        if (f.origSelector) r['orig_src_selector'] = f.origSelector;
+        if (f.origNamespaceSelector) r['orig_src_namespace_selector'] = f.origNamespaceSelector;
+      } else {
+        if (f.selector) r['dst_selector'] = f.selector;
+        if (f.nets.length > 0) r['dst_nets'] = f.nets;
+        if (ports && ports.length > 0) r['dst_ports'] = ports;
+        if (f.notNets.length > 0) r['!dst_nets'] = f.notNets;
+        if (f.origSelector) r['orig_dst_selector'] = f.origSelector;
+        if (f.origNamespaceSelector) r['orig_dst_namespace_selector'] = f.origNamespaceSelector;
+      }
+      out.push(r);
+    }
+  }
+  return out;
+}
+
+export function k8sPolicyName(name: string): string {
+  return `knp.default.${name}`;
+}
+
+export function networkPolicyKey(namespace: string, name: string): string {
+  return policyKey('default', `${namespace}/${k8sPolicyName(name)}`);
+}
+
+export function convertNetworkPolicy(np: KubeObject): KV[] {
+  const ns = np.metadata?.namespace ?? '';
+  const spec = isRecord(np['spec']) ? np['spec'] : {};
+  const inbound = (Array.isArray(spec['ingress']) ? spec['ingress'] : []).filter(isRecord).flatMap((r) => convertRule(r, 'from', ns, true));
+  const outbound = (Array.isArray(spec['egress']) ? spec['egress'] : []).filter(isRecord).flatMap((r) => convertRule(r, 'to', ns, false));
+  const declared = Array.isArray(spec['policyTypes']) ? spec['policyTypes'] : [];
+  const types: string[] = [];
+  if (declared.includes('Ingress')) types.push('ingress');
+  if (declared.includes('Egress')) types.push('egress');
+  if (types.length === 0) types.push('ingress');
+  const policy: Record<string, unknown> = { namespace: ns, order: 1000 };
+  if (inbound.length > 0) policy['inbound_rules'] = inbound;
+  if (outbound.length > 0) policy['outbound_rules'] = outbound;
+  policy['selector'] = `(${podSelector(asSelector(spec['podSelector']))}) && projectcalico.org/namespace == '${ns}'`;
+  policy['apply_on_forward'] = true;
+  policy['types'] = types;
+  return [[networkPolicyKey(ns, np.metadata?.name ?? ''), policy]];
+}

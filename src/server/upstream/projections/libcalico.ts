@@ -1,0 +1,73 @@
+import type { ResourceDef } from '../../../registry.js';
+import type { KubeObject } from '../types.js';
+import type { KV } from './calico-keys.js';
+import { convertClusterInformation } from './libcalico-cluster-info.js';
+import { convertBlock, convertIPPool } from './libcalico-ippool.js';
+import { convertNetworkPolicy, networkPolicyKey } from './libcalico-network-policy.js';
+import { convertNode } from './libcalico-node.js';
+import { convertNamespace, convertServiceAccount, DEFAULT_ALLOW_PROFILE } from './libcalico-profile.js';
+import { kubernetesPassThrough, v3Resource } from './libcalico-resource.js';
+import { convertPod, workloadEndpointKeyOf, type WepOptions } from './libcalico-workload-endpoint.js';
+
+/**
+ * The `libcalico` projection: each resource the way Typha's syncers hand it to Felix, confd and
+ * calico-node — libcalico-go key paths, values with libcalico-go's model field names (see
+ * docs/data-model.md). One object may give several keys (a Node: host config keys, WireGuard key,
+ * v3 Node; a Namespace: profile labels, rules and v3 Profile), or none (a host-network pod).
+ */
+export interface LibcalicoConversion {
+  /** The object's key/value pairs (none: the object has no Calico counterpart right now). */
+  readonly convert: (obj: KubeObject) => KV[];
+  /**
+   * Keys to delete when the object is deleted, beyond those it was seen with: a delete passes
+   * through even for keys never sent (a pod deleted while it had no IP still names its endpoint).
+   */
+  readonly deleteKeys?: (obj: KubeObject) => string[];
+  /** Keys that exist whatever the objects (the default-allow profile), added with the first list. */
+  readonly statics?: readonly KV[];
+}
+
+const keysOf = (convert: (obj: KubeObject) => KV[]) => (obj: KubeObject): string[] => convert(obj).map(([k]) => k);
+
+/** Calico CRDs whose v3 resource is passed through (no v1 conversion in Felix's syncer, or not yet done here). */
+const V3_PASS_THROUGH = new Set([
+  'bgpconfigurations', 'bgpfilters', 'bgppeers', 'blockaffinities', 'caliconodestatuses',
+  'felixconfigurations', 'globalnetworkpolicies', 'globalnetworksets', 'hostendpoints', 'ipamconfigs', 'ipamhandles',
+  'ipreservations', 'kubecontrollersconfigurations', 'networkpolicies', 'networksets', 'stagedglobalnetworkpolicies',
+  'stagedkubernetesnetworkpolicies', 'stagednetworkpolicies', 'tiers',
+]);
+
+export function libcalicoConversion(def: ResourceDef, options: WepOptions = {}): LibcalicoConversion | undefined {
+  switch (def.id) {
+    case 'pods': {
+      const convert = (obj: KubeObject): KV[] => convertPod(obj, options);
+      return { convert, deleteKeys: (obj) => { const k = workloadEndpointKeyOf(obj); return k === undefined ? [] : [k]; } };
+    }
+    case 'namespaces':
+      return { convert: convertNamespace, deleteKeys: keysOf(convertNamespace), statics: DEFAULT_ALLOW_PROFILE };
+    case 'serviceaccounts':
+      return { convert: convertServiceAccount, deleteKeys: keysOf(convertServiceAccount) };
+    case 'nodes':
+      return { convert: convertNode, deleteKeys: keysOf(convertNode) };
+    case 'networkpolicies.networking.k8s.io':
+      return { convert: convertNetworkPolicy, deleteKeys: (obj) => [networkPolicyKey(obj.metadata?.namespace ?? '', obj.metadata?.name ?? '')] };
+    case 'ippools.crd.projectcalico.org':
+      return { convert: convertIPPool, deleteKeys: keysOf(convertIPPool) };
+    case 'clusterinformations.crd.projectcalico.org':
+      return { convert: convertClusterInformation };
+    case 'ipamblocks.crd.projectcalico.org':
+      return { convert: convertBlock };
+    case 'services':
+      return { convert: (obj) => kubernetesPassThrough(obj, 'kubernetesservice', true) };
+    case 'endpointslices.discovery.k8s.io':
+      return { convert: (obj) => kubernetesPassThrough(obj, 'kubernetesendpointslices', false) };
+    default:
+      if (def.group === 'crd.projectcalico.org' && V3_PASS_THROUGH.has(def.plural)) {
+        const convert = (obj: KubeObject): KV[] => v3Resource(obj, def.plural, def.kind);
+        return { convert, deleteKeys: keysOf(convert) };
+      }
+      // No libcalico counterpart here (ClusterNetworkPolicy, KubeVirt migrations): the caller
+      // falls back to the `calico` projection under the Kubernetes-style key.
+      return undefined;
+  }
+}
