@@ -56,6 +56,8 @@ export const ERROR_CODES = {
   CATTAIL_CLIENT_REPLICA_BEHIND: { exit: 4, text: "A server's upstream watermarks are older than what the client already applied; the client keeps its state and tries another endpoint after a wait." },
   CATTAIL_CLIENT_SERVER_CLOSED: { exit: 4, text: 'The server closed the connection (the close code, reason and any GOODBYE are in the details); the client reconnects as the close code says.' },
   CATTAIL_CLIENT_REJECTED: { exit: 4, text: 'The server rejected the client for a reason a retry will not fix soon (4001 protocol, 4006 unknown feed, 4011 unauthorized, or an ERROR CATTAIL_SERVER_ENTRY_TOO_LARGE before 4003); the client retries only at its longest backoff.' },
+  CATTAIL_CLIENT_CHECKPOINT_INVALID: { exit: 4, text: 'The agent\'s checkpoint in its state directory was not used: unreadable, another format version, truncated, a checksum or digest that does not match, or another node\'s; the agent starts empty and takes a snapshot (the file is replaced by the next good checkpoint).' },
+  CATTAIL_CLIENT_CHECKPOINT_WRITE_FAILED: { exit: 4, text: 'The agent could not write its checkpoint (directory missing, not writable, disk full); it keeps running and tries again at the next interval, and the previous checkpoint stays as it was.' },
   CATTAIL_CLIENT_DISCOVERY_FAILED: { exit: 1, text: 'Listing the EndpointSlices of the configured service failed; the agent keeps its previous endpoints and retries before the next reconnect.' },
   CATTAIL_CLIENT_TLS_FILES: { exit: 4, text: 'A TLS file (CA, client certificate or key) could not be read when connecting; it is re-read on every attempt.' },
   CATTAIL_CLIENT_SERVER_IDENTITY: { exit: 4, text: "The server's certificate does not carry the expected common name or URI SAN." },

@@ -26,6 +26,7 @@ import { LocalCloseError, unexpected } from './close-errors.js';
 import { Connection, type ConnectionEnd } from './connection.js';
 import { EndpointRotation } from './endpoints.js';
 import { ServiceDiscovery } from './discovery.js';
+import { CheckpointKeeper } from './checkpointing.js';
 import { FeedState, type RawChangeBatch } from './feed-state.js';
 import { AsyncQueue, type ClientState, type StatusEvent } from './status.js';
 import { FeedView, type ChangeBatch, type ClientStats, type FeedStatus, type SnapshotProgress } from './feed-view.js';
@@ -65,6 +66,7 @@ export class Client {
   private readonly rotation: EndpointRotation;
   private readonly discovery: ServiceDiscovery | undefined;
   private discovering = false;
+  private readonly keeper: CheckpointKeeper | undefined;
   private readonly backoff: Backoff;
   private readonly unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
   private conn: Connection | undefined;
@@ -97,12 +99,24 @@ export class Client {
         minIntervalMs: this.opts.discoveryMinIntervalMs, now: () => this.opts.clock.monotonic(),
       });
     }
+    if (this.opts.stateDir !== undefined) {
+      this.keeper = new CheckpointKeeper({ dir: this.opts.stateDir, node: this.opts.node, intervalMs: this.opts.checkpointIntervalMs, clock: this.opts.clock, feeds: this.feeds });
+    }
     this.backoff = new Backoff({ initialMs: this.opts.reconnectInitialDelayMs, maxMs: this.opts.reconnectMaxDelayMs, jitter: this.opts.reconnectJitter, random: this.opts.random });
   }
 
   /** @internal Starts the first attempt (connect() calls it). */
   start(): void {
-    if (this.current === 'idle' && !this.closing) this.attempt();
+    const keeper = this.keeper;
+    if (keeper === undefined) {
+      if (this.current === 'idle' && !this.closing) this.attempt();
+      return;
+    }
+    // The checkpoint first: the first HELLO then presents its tokens and watermarks.
+    void keeper.restore().then((batches) => {
+      for (const b of batches) this.emitChange(b);
+      if (this.current === 'idle' && !this.closing) this.attempt();
+    });
   }
 
   /** The current state of the status machine. */
@@ -181,6 +195,7 @@ export class Client {
       serverId: this.conn?.serverId,
       ...this.counters,
       statusEventsDropped: dropped,
+      checkpoint: this.keeper === undefined ? undefined : { restored: this.keeper.restored, written: this.keeper.written, problem: this.keeper.problem === undefined ? undefined : `${this.keeper.problem.code}: ${this.keeper.problem.message}` },
       feeds,
     };
   }
@@ -212,6 +227,9 @@ export class Client {
       this.closeResolve = resolve;
     });
     this.shutdown(undefined, (conn) => conn.closeGracefully(new CattailError('CATTAIL_CLIENT_CLOSED', 'client closed')));
+    // A graceful close leaves the newest verified state behind for the next start.
+    const keeper = this.keeper;
+    if (keeper !== undefined) this.closePromise = this.closePromise.then(() => keeper.flush());
     return this.closePromise;
   }
 
@@ -456,7 +474,11 @@ export class Client {
         // The state no longer provably matches any revision a server knows: drop the token so
         // the next connection snapshots, and reconcile the snapshot against what is held.
         const feed = e.details?.['feed'];
-        for (const rt of this.feeds.values()) if (feed === undefined || rt.state.name === feed) rt.state.dropToken();
+        for (const rt of this.feeds.values()) {
+          if (feed !== undefined && rt.state.name !== feed) continue;
+          rt.state.dropToken();
+          void this.keeper?.discard(rt.state.name);
+        }
         delay = this.backoff.next();
         advance = this.backoff.failures > 1;
         break;
@@ -548,6 +570,7 @@ export class Client {
   /** Every STATUS is passed on, not only changes: a watermark-only STATUS matters to relays (tier 2). */
   private emitFeedStatus(feed: string): void {
     if (this.listeners.feedStatus.size > 0) this.emit('feedStatus', this.feed(feed).status);
+    this.keeper?.maybeWrite();
   }
 
   private decodeValue(b: Buffer): unknown {

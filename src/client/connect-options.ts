@@ -87,6 +87,12 @@ export const connectOptions = {
   servicePortName: opt.string({ default: 'agents', check: nonEmpty, help: 'With service: the EndpointSlice port to connect to, by name (the Service owns the number).' }),
   discoveryMinIntervalMs: opt.int({ default: 1_000, unit: 'ms', min: 0, help: 'With service: reuse a discovery younger than this instead of asking the API server again (a reconnect storm must not become an API-server storm).' }),
   kubeconfig: opt.string({ default: undefined, check: nonEmpty, help: 'With service: kubeconfig for reading EndpointSlices. Unset: KUBECONFIG, then the in-cluster service account.' }),
+  stateDir: opt.string({
+    default: undefined,
+    check: nonEmpty,
+    help: 'Directory for a checkpoint of the verified state (atomic, checksummed, versioned): a restarted agent loads it, checks it against its digest, and resumes or rebases instead of taking a snapshot. Unset: nothing is written.',
+  }),
+  checkpointIntervalMs: opt.int({ default: 10_000, unit: 'ms', min: 0, help: 'With stateDir: write the checkpoint at most this often (after a verified STATUS or snapshot), and on close().' }),
   closeTimeoutMs: opt.int({ default: 2_000, unit: 'ms', min: 1, help: 'How long close() waits for the server\'s close before forcing it.' }),
 } as const;
 

@@ -15,6 +15,7 @@
  */
 import { CattailError } from '../errors.js';
 import { unexpected } from './close-errors.js';
+import type { FeedCheckpoint } from './checkpoint.js';
 import { IncrementalDigest } from './digest.js';
 import { behindResources, mergeWatermarks, type BehindResource, type Watermarks } from './watermarks.js';
 
@@ -143,6 +144,42 @@ export class FeedState {
   rebaseWatermarks(): Record<string, string> | undefined {
     if (!this.watermarksExact || this.token === undefined || Object.keys(this.appliedWatermarks).length === 0) return undefined;
     return { ...this.appliedWatermarks };
+  }
+
+  /**
+   * The state to checkpoint (checkpoint.ts), or undefined unless the held state is exactly the one
+   * the server's digest matched at its revision, with a token and the watermarks that describe it.
+   */
+  checkpoint(): FeedCheckpoint | undefined {
+    if (!this.watermarksExact || this.revision === undefined || this.verifiedRevision !== this.revision) return undefined;
+    if (this.token === undefined || this.tokenRevision === undefined) return undefined;
+    return {
+      name: this.name, revision: this.revision, tokenRevision: this.tokenRevision, token: this.token,
+      watermarks: { ...this.appliedWatermarks }, digest: this.currentDigest(), entries: new Map(this.entries),
+    };
+  }
+
+  /**
+   * Takes a verified checkpoint as the held state, before any connection: the next HELLO presents
+   * its token and watermarks, so the server resumes or rebases instead of sending a snapshot.
+   * Returns the entries as one change batch for the host.
+   */
+  restore(cp: FeedCheckpoint): RawChangeBatch {
+    this.entries.clear();
+    const digest = new IncrementalDigest();
+    for (const [k, v] of cp.entries) {
+      this.entries.set(k, v);
+      digest.add(k, v);
+    }
+    this.digest.adopt(digest);
+    this.loaded = true;
+    this.revision = cp.revision;
+    this.verifiedRevision = cp.revision;
+    this.token = cp.token;
+    this.tokenRevision = cp.tokenRevision;
+    this.appliedWatermarks = { ...cp.watermarks };
+    this.watermarksExact = true;
+    return { feed: this.name, revision: cp.revision, cause: 'snapshot', upserts: [...this.entries], deletes: [] };
   }
 
   /** The connection is gone: the state stays, its sync status is no longer confirmed by anyone. */

@@ -84,6 +84,8 @@ export interface ClientStats {
   listenerErrors: number;
   /** Status events dropped because a `status()` iterator was not being read. */
   statusEventsDropped: number;
+  /** With `stateDir`: feeds restored from the checkpoint at start, checkpoints written, and why a checkpoint was not used or written. */
+  checkpoint: { restored: number; written: number; problem: string | undefined } | undefined;
   feeds: Record<string, FeedStatus>;
 }
 

@@ -12,6 +12,7 @@ export const agentOptions = {
   service: connectOptions.service,
   servicePortName: connectOptions.servicePortName,
   kubeconfig: connectOptions.kubeconfig,
+  stateDir: connectOptions.stateDir,
   feed: withDefault(connectOptions.feeds, ['felix']),
   node: connectOptions.node,
   once: opt.boolean({

@@ -1,0 +1,162 @@
+/**
+ * The agent's checkpoint (`connect({ stateDir })`, `cattail agent --state-dir`): each feed's
+ * verified state with what proves it (revision, resume token, watermarks, digest), so a restarted
+ * agent (every calico-node upgrade restarts every agent) resumes or rebases (PROTOCOL.md §7, §7.1)
+ * and receives what changed while it was down instead of a full snapshot.
+ *
+ * Format (version 1), one file per client `<stateDir>/cattail-agent.ckpt`:
+ *   "CTLCKPT\n" (8 bytes) ‖ u32be version ‖ u32be bodyLength ‖ body (plain msgpack) ‖ SHA-256(body)
+ * The body: `{ node, feeds: [{ name, revision, tokenRevision, token, watermarks, digest, entries: [[key, bytes]…] }] }`.
+ *
+ * Trust nothing read back: a wrong magic, version, length, checksum, shape or a digest that does
+ * not match the entries makes the checkpoint ignored (with a coded reason), never half-applied.
+ * A checkpoint of another node (a copied state directory) is ignored too. Writes are atomic
+ * (a temporary file, fsync, rename, fsync of the directory): a crash leaves the old or the new file.
+ * Only verified states are written (the digest matched at the saved revision), so a checkpoint is
+ * never less trustworthy than the connection it came from.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Packr } from 'msgpackr';
+import { computeDigest } from '../../proto/digest.js';
+import { CattailError } from '../errors.js';
+
+const MAGIC = Buffer.from('CTLCKPT\n', 'latin1');
+export const CHECKPOINT_VERSION = 1;
+export const CHECKPOINT_FILE = 'cattail-agent.ckpt';
+/** A checkpoint larger than this is not read (a state file is not a place for surprises). */
+export const MAX_CHECKPOINT_BYTES = 2 * 1024 * 1024 * 1024 - 1;
+
+const packr = new Packr({ useRecords: false, variableMapSize: true, mapsAsObjects: true });
+
+export interface FeedCheckpoint {
+  readonly name: string;
+  readonly revision: number;
+  readonly tokenRevision: number;
+  readonly token: Uint8Array;
+  readonly watermarks: Readonly<Record<string, string>>;
+  readonly digest: Uint8Array;
+  readonly entries: ReadonlyMap<string, Buffer>;
+}
+
+export interface Checkpoint {
+  readonly node: string;
+  readonly feeds: readonly FeedCheckpoint[];
+}
+
+/** Encodes a checkpoint file (pure; the caller writes it). */
+export function encodeCheckpoint(cp: Checkpoint): Buffer {
+  const body = Buffer.from(
+    packr.pack({
+      node: cp.node,
+      feeds: cp.feeds.map((f) => ({
+        name: f.name, revision: f.revision, tokenRevision: f.tokenRevision, token: Buffer.from(f.token),
+        watermarks: { ...f.watermarks }, digest: Buffer.from(f.digest), entries: [...f.entries],
+      })),
+    }),
+  );
+  const head = Buffer.alloc(8);
+  head.writeUInt32BE(CHECKPOINT_VERSION, 0);
+  head.writeUInt32BE(body.length, 4);
+  return Buffer.concat([MAGIC, head, body, createHash('sha256').update(body).digest()]);
+}
+
+function bad(message: string, details?: Record<string, unknown>): CattailError {
+  return new CattailError('CATTAIL_CLIENT_CHECKPOINT_INVALID', message, details === undefined ? undefined : { details });
+}
+
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isBytes = (v: unknown): v is Uint8Array => v instanceof Uint8Array;
+
+/** Decodes and verifies a checkpoint file. @throws CattailError CATTAIL_CLIENT_CHECKPOINT_INVALID */
+export function decodeCheckpoint(buf: Buffer): Checkpoint {
+  if (buf.length < MAGIC.length + 8 + 32 || !buf.subarray(0, MAGIC.length).equals(MAGIC)) throw bad('not a Cattail agent checkpoint (bad magic)');
+  const version = buf.readUInt32BE(MAGIC.length);
+  if (version !== CHECKPOINT_VERSION) throw bad(`checkpoint format version ${version}, this agent reads ${CHECKPOINT_VERSION}`, { version });
+  const len = buf.readUInt32BE(MAGIC.length + 4);
+  const start = MAGIC.length + 8;
+  if (buf.length !== start + len + 32) throw bad(`checkpoint is ${buf.length} bytes, its header says ${start + len + 32} (truncated or padded)`);
+  const body = buf.subarray(start, start + len);
+  if (!createHash('sha256').update(body).digest().equals(buf.subarray(start + len))) throw bad('checkpoint checksum does not match (corrupt)');
+  let raw: unknown;
+  try {
+    raw = packr.unpack(body);
+  } catch (err) {
+    throw bad(`checkpoint body does not decode: ${(err as Error).message}`);
+  }
+  if (!isObj(raw) || typeof raw['node'] !== 'string' || !Array.isArray(raw['feeds'])) throw bad('checkpoint body has the wrong shape');
+  const feeds: FeedCheckpoint[] = [];
+  for (const f of raw['feeds'] as unknown[]) {
+    if (!isObj(f) || typeof f['name'] !== 'string' || !Number.isSafeInteger(f['revision']) || !Number.isSafeInteger(f['tokenRevision'])
+      || !isBytes(f['token']) || !isBytes(f['digest']) || !isObj(f['watermarks']) || !Array.isArray(f['entries'])) {
+      throw bad('checkpoint feed has the wrong shape');
+    }
+    const entries = new Map<string, Buffer>();
+    for (const e of f['entries'] as unknown[]) {
+      if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'string' || !isBytes(e[1])) throw bad(`checkpoint entry of feed ${f['name']} has the wrong shape`);
+      entries.set(e[0], Buffer.from(e[1]));
+    }
+    const watermarks: Record<string, string> = {};
+    for (const [k, v] of Object.entries(f['watermarks'])) {
+      if (typeof v !== 'string') throw bad(`checkpoint watermark ${k} of feed ${f['name']} is not a string`);
+      watermarks[k] = v;
+    }
+    // The entries must be the state the digest names: a checkpoint is verified, never trusted.
+    const digest = Buffer.from(f['digest']);
+    if (!computeDigest(entries).equals(digest)) throw bad(`checkpoint of feed ${f['name']} does not hash to its digest`, { feed: f['name'] });
+    feeds.push({ name: f['name'], revision: f['revision'] as number, tokenRevision: f['tokenRevision'] as number, token: Buffer.from(f['token']), watermarks, digest, entries });
+  }
+  return { node: raw['node'], feeds };
+}
+
+/** Writes `cp` atomically into `dir`. */
+export async function writeCheckpoint(dir: string, cp: Checkpoint): Promise<number> {
+  await mkdir(dir, { recursive: true });
+  const path = join(dir, CHECKPOINT_FILE);
+  const tmp = `${path}.${process.pid}.tmp`;
+  const data = encodeCheckpoint(cp);
+  const fh = await open(tmp, 'w', 0o600);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, path);
+  // The rename itself must survive a power loss: sync the directory entry.
+  const d = await open(dir, 'r').catch(() => undefined);
+  if (d !== undefined) {
+    await d.sync().catch(() => undefined);
+    await d.close();
+  }
+  return data.length;
+}
+
+/**
+ * Reads the checkpoint of `dir` for `node`: undefined when there is none; a checkpoint that fails
+ * any check is reported through `onInvalid` and treated as none.
+ */
+export async function readCheckpoint(dir: string, node: string, onInvalid: (err: CattailError) => void): Promise<Checkpoint | undefined> {
+  let buf: Buffer;
+  try {
+    buf = await readFile(join(dir, CHECKPOINT_FILE));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    onInvalid(bad(`checkpoint cannot be read: ${(err as Error).message}`));
+    return undefined;
+  }
+  try {
+    const cp = decodeCheckpoint(buf);
+    if (cp.node !== node) throw bad(`checkpoint belongs to node ${JSON.stringify(cp.node)}, not ${JSON.stringify(node)}`, { node: cp.node });
+    return cp;
+  } catch (err) {
+    onInvalid(err as CattailError);
+    return undefined;
+  }
+}
+
+/** Removes the checkpoint (after it proved wrong, so a restart does not meet it again). */
+export async function removeCheckpoint(dir: string): Promise<void> {
+  await rm(join(dir, CHECKPOINT_FILE), { force: true });
+}

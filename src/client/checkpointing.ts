@@ -1,0 +1,89 @@
+/**
+ * When the client writes and reads its checkpoint (the format is checkpoint.ts): read once before
+ * the first connection; written at most once per `intervalMs` after a STATUS or snapshot that the
+ * digest verified, and once more on `close()`; removed after a digest mismatch or revision gap
+ * (the held state is then known wrong, and a restart must not bring it back).
+ *
+ * A feed whose state is not verified at the moment of a write keeps its previous checkpoint: each
+ * feed's entry is always a state some server vouched for. Entries are copied only when a write is
+ * due, never per STATUS: a 100 MB feed must not be copied every second.
+ */
+import type { Clock } from '../clock.js';
+import { CattailError } from '../errors.js';
+import { type FeedCheckpoint, readCheckpoint, removeCheckpoint, writeCheckpoint } from './checkpoint.js';
+import type { FeedState, RawChangeBatch } from './feed-state.js';
+
+export interface CheckpointKeeperOptions {
+  readonly dir: string;
+  readonly node: string;
+  readonly intervalMs: number;
+  readonly clock: Clock;
+  readonly feeds: ReadonlyMap<string, { readonly state: FeedState }>;
+}
+
+export class CheckpointKeeper {
+  private readonly saved = new Map<string, FeedCheckpoint>();
+  private lastWriteMs = Number.NEGATIVE_INFINITY;
+  private writing: Promise<void> | undefined;
+  /** Feeds restored at start. */
+  restored = 0;
+  written = 0;
+  /** Why the checkpoint found at start (or a later write) was not usable. */
+  problem: CattailError | undefined;
+
+  constructor(private readonly o: CheckpointKeeperOptions) {}
+
+  /** Loads the checkpoint into the feeds; returns their states as change batches for the host. */
+  async restore(): Promise<RawChangeBatch[]> {
+    const cp = await readCheckpoint(this.o.dir, this.o.node, (err) => {
+      this.problem = err;
+    });
+    if (cp === undefined) return [];
+    const out: RawChangeBatch[] = [];
+    for (const f of cp.feeds) {
+      const rt = this.o.feeds.get(f.name);
+      if (rt === undefined) continue; // a feed this client no longer asks for
+      out.push(rt.state.restore(f));
+      this.saved.set(f.name, f);
+      this.restored++;
+    }
+    return out;
+  }
+
+  /** After a verified STATUS or snapshot: writes if the interval has passed and no write runs. */
+  maybeWrite(): void {
+    if (this.writing !== undefined || this.o.clock.monotonic() - this.lastWriteMs < this.o.intervalMs) return;
+    this.writing = this.write().finally(() => {
+      this.writing = undefined;
+    });
+  }
+
+  /** Waits for a running write, then writes what is verified now (close()). */
+  async flush(): Promise<void> {
+    await this.writing;
+    await this.write();
+  }
+
+  /** The held state is known wrong: forget it here and on disk. */
+  async discard(feed: string): Promise<void> {
+    this.saved.delete(feed);
+    await this.writing;
+    if (this.saved.size === 0) await removeCheckpoint(this.o.dir).catch(() => undefined);
+    else await this.write();
+  }
+
+  private async write(): Promise<void> {
+    this.lastWriteMs = this.o.clock.monotonic();
+    for (const [name, rt] of this.o.feeds) {
+      const cp = rt.state.checkpoint();
+      if (cp !== undefined) this.saved.set(name, cp);
+    }
+    if (this.saved.size === 0) return;
+    try {
+      await writeCheckpoint(this.o.dir, { node: this.o.node, feeds: [...this.saved.values()] });
+      this.written++;
+    } catch (err) {
+      this.problem = new CattailError('CATTAIL_CLIENT_CHECKPOINT_WRITE_FAILED', `cannot write the checkpoint in ${this.o.dir}: ${(err as Error).message}`, { cause: err, details: { dir: this.o.dir } });
+    }
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * The agent's checkpoint (`connect({ stateDir })`): a restarted agent loads its verified state and
+ * receives only what changed while it was down (resume on the same replica, rebase on another),
+ * never a snapshot; a corrupt, foreign or other-version checkpoint is reported and ignored; a
+ * checkpoint is rejected unless its entries hash to its digest.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { connect, type Client } from '../../src/client/index.js';
+import { CHECKPOINT_FILE, decodeCheckpoint, encodeCheckpoint } from '../../src/client/checkpoint.js';
+import { startServer, type ServerHandle } from '../../src/server/server.js';
+import { ScriptedUpstream } from '../support/scripted-upstream.js';
+import { TEST_TRANSPORT } from '../support/transport.js';
+import { waitUntil } from '../support/wait.js';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()?.();
+});
+
+async function replica(serverId: string): Promise<{ server: ServerHandle; upstream: ScriptedUpstream }> {
+  const upstream = ScriptedUpstream.withFeeds('felix');
+  const server = await startServer({ upstream, defaultMetrics: false, flushWindowMs: 1, serverId, transport: TEST_TRANSPORT });
+  cleanups.push(() => server.close());
+  return { server, upstream };
+}
+
+function pods(n: number, gen: number): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (let i = 0; i < n; i++) out[`/pods/demo/p${String(i).padStart(4, '0')}`] = { i, gen, pad: 'x'.repeat(200) };
+  return out;
+}
+
+function dir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'cattail-ckpt-'));
+  cleanups.push(() => rmSync(d, { recursive: true, force: true }));
+  return d;
+}
+
+function agent(url: string, stateDir: string, node = 'node-1'): Client {
+  const c = connect({ endpoints: [url], feeds: ['felix'], node, stateDir, checkpointIntervalMs: 0, ackIntervalMs: 0 });
+  cleanups.push(() => c.destroy());
+  return c;
+}
+
+const storeDigest = (s: ServerHandle): string => s.stores.get('felix')!.current().digest.toString('hex');
+const sameAsStore = (c: Client, s: ServerHandle): boolean => c.inSync && c.feed('felix').status.verifiedRevision === s.stores.get('felix')!.revision;
+
+describe('client - checkpoint and restart', () => {
+  it('a restarted agent resumes from its checkpoint and receives only what changed while it was down', async () => {
+    const { server, upstream } = await replica('ck-a');
+    upstream.apply('felix', pods(2_000, 0), { status: 'in-sync', watermarks: { pods: '100' } });
+    const d = dir();
+    const first = agent(server.url, d);
+    await first.whenInSync();
+    const fullBytes = first.stats.bytesReceived;
+    await first.close();
+    expect(first.stats.checkpoint?.written).toBeGreaterThanOrEqual(1);
+    // Down for a while: 10 pods change, one goes.
+    upstream.apply('felix', { ...pods(10, 1), '/pods/demo/p1999': null }, { watermarks: { pods: '101' } });
+    const second = agent(server.url, d);
+    const seen: string[] = [];
+    second.on('change', (b) => seen.push(b.cause));
+    await waitUntil(() => sameAsStore(second, server), 'the restarted agent caught up');
+    expect(second.stats.checkpoint).toMatchObject({ restored: 1, problem: undefined });
+    expect(second.stats.snapshotsApplied).toBe(0);
+    expect(second.stats.resumes).toBe(1);
+    expect(second.stats.bytesReceived).toBeLessThan(fullBytes / 10);
+    expect(seen[0]).toBe('snapshot'); // the restored state handed to the host first, then the delta
+    expect(second.feed('felix').has('/pods/demo/p1999')).toBe(false);
+    expect(second.feed('felix').status.verifiedRevision).toBe(server.stores.get('felix')!.revision);
+    expect(storeDigest(server)).toBeTruthy();
+  });
+
+  it('on another replica (the old one gone), it rebases from the checkpoint instead of taking a snapshot', async () => {
+    const a = await replica('ck-a');
+    const b = await replica('ck-b');
+    for (const r of [a, b]) r.upstream.apply('felix', pods(1_000, 0), { status: 'in-sync', watermarks: { pods: '100' } });
+    const d = dir();
+    const first = agent(a.server.url, d);
+    await first.whenInSync();
+    await first.close();
+    // B applies the same upstream changes, in two batches of its own.
+    b.upstream.apply('felix', pods(5, 1), { watermarks: { pods: '101' } });
+    b.upstream.apply('felix', { '/pods/demo/p0999': null }, { watermarks: { pods: '102' } });
+    const second = agent(b.server.url, d);
+    await waitUntil(() => sameAsStore(second, b.server), 'caught up on B');
+    expect(second.stats.rebases).toBe(1);
+    expect(second.stats.snapshotsApplied).toBe(0);
+  });
+
+  it('ignores a corrupt, foreign-node or other-version checkpoint with a coded reason, and snapshots', async () => {
+    const { server, upstream } = await replica('ck-a');
+    upstream.apply('felix', pods(50, 0), { status: 'in-sync', watermarks: { pods: '100' } });
+    const d = dir();
+    const first = agent(server.url, d);
+    await first.whenInSync();
+    await first.close();
+    const good = readFileSync(join(d, CHECKPOINT_FILE));
+    const cases: [string, Buffer, string, RegExp][] = [
+      ['bit flip', Buffer.from(good).fill(7, 40, 41), 'node-1', /checksum/],
+      ['truncated', good.subarray(0, good.length - 5), 'node-1', /truncated/],
+      ['other version', (() => { const b = Buffer.from(good); b.writeUInt32BE(99, 8); return b; })(), 'node-1', /version 99/],
+      ['another node', good, 'node-2', /belongs to node "node-1"/],
+    ];
+    for (const [what, bytes, node, why] of cases) {
+      writeFileSync(join(d, CHECKPOINT_FILE), bytes);
+      const c = agent(server.url, d, node);
+      await c.whenInSync();
+      expect(c.stats.checkpoint?.restored, what).toBe(0);
+      expect(c.stats.checkpoint?.problem, what).toMatch(/^CATTAIL_CLIENT_CHECKPOINT_INVALID: /);
+      expect(c.stats.checkpoint?.problem, what).toMatch(why);
+      expect(c.stats.snapshotsApplied, what).toBe(1);
+      expect(c.feed('felix').size, what).toBe(50);
+      c.destroy();
+    }
+  });
+
+  it('never trusts a checkpoint whose entries do not hash to its digest', () => {
+    const entries = new Map([['/k', Buffer.from([1, 2, 3])]]);
+    const cp = { node: 'n', feeds: [{ name: 'felix', revision: 3, tokenRevision: 3, token: Buffer.from([9]), watermarks: { pods: '5' }, digest: Buffer.alloc(8), entries }] };
+    expect(() => decodeCheckpoint(encodeCheckpoint(cp))).toThrow(/does not hash to its digest/);
+  });
+});
