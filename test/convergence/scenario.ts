@@ -17,6 +17,7 @@ import { unpack } from 'msgpackr';
 import { connect, type Client } from '../../src/client/index.js';
 import { realClock } from '../../src/clock.js';
 import { seededRandom } from '../../src/random.js';
+import { VERSION } from '../../src/version.js';
 import { builtinFeed } from '../../src/server/upstream/feeds.js';
 import { compareResourceVersions } from '../../proto/index.js';
 import { digestOf } from '../support/digest.js';
@@ -132,7 +133,9 @@ export async function runScenario(o: ScenarioOptions, log: (line: string) => voi
     // A SIGTERM drains agents gradually; 3 s keeps a run short (production uses the 300 s default).
     // Pings every second make the agents' read timeout 3 s and the server's pong timeout 4 s, so a
     // black-holed connection is noticed on both sides within a run.
-    ['--shutdown-timeout-ms', '3000', '--ping-interval-ms', '1000', '--pong-timeout-ms', '4000']));
+    // A watch silent for 3 s is re-made and a resource without a healthy watch for 4 s is stale, so
+    // a replica cut off from the API server shows it within a run.
+    ['--shutdown-timeout-ms', '3000', '--ping-interval-ms', '1000', '--pong-timeout-ms', '4000', '--watch-inactivity-timeout-ms', '3000', '--upstream-stale-after-ms', '4000']));
   const agents: AgentUnderTest[] = [];
   const retired: AgentUnderTest[] = [];
   const crashes: string[] = [];
@@ -212,7 +215,15 @@ export async function runScenario(o: ScenarioOptions, log: (line: string) => voi
           });
           count('replica:stall');
         }
-      } else if (pick < 0.81) {
+      } else if (pick < 0.8) {
+        // A replica partitioned from the API server while its agents stay connected: its pod watch
+        // is cut and every request it makes meets a black hole (matched by its User-Agent) for a
+        // few seconds. It serves its last state, turns stale, and catches up when the rule goes.
+        const rule = await sim.admin<{ id: string }>('POST', '/faults', { kind: 'blackhole', clientId: `cattail/${VERSION} (replica ${replica.name})`, times: 1_000 });
+        await sim.admin('POST', '/faults/terminate', { resource: 'pods' });
+        later(2_000 + Math.floor(rand() * 3_000), () => void sim.admin('DELETE', `/faults/${rule.id}`).catch(() => undefined));
+        count('replica:partition');
+      } else if (pick < 0.84) {
         // An agent stops reading: briefly (a slow reader: backpressure, skips, a compacted
         // catch-up) or past its read timeout (a black hole: 4013 on its side, 4005 on the server's).
         const a = agents[Math.floor(rand() * agents.length)] as AgentUnderTest;
