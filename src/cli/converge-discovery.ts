@@ -7,21 +7,13 @@
  * draining replica holds agents until the last has moved) included. A replica that is gone by the
  * time it is asked fails the command (REPLICA_FAILED): its agents are unknown.
  */
-import { type EndpointSliceLike, kubeEndpointSliceSource, parseServiceRef } from '../client/discovery.js';
+import { type EndpointSliceLike, kubeEndpointSliceSource, parseServiceRef, sliceEndpoints } from '../client/discovery.js';
 import { CattailError } from '../errors.js';
 
 /** `http://address:port` of every endpoint of the slices, by the named port, deduplicated. */
 export function replicaOpsUrls(slices: readonly EndpointSliceLike[], portName: string): string[] {
   const out = new Set<string>();
-  for (const s of slices) {
-    if (s.addressType === 'FQDN') continue;
-    const port = s.ports?.find((p) => (p.name ?? '') === portName)?.port;
-    if (port === undefined || port === null) continue;
-    for (const e of s.endpoints ?? []) {
-      const address = e.addresses?.[0];
-      if (address !== undefined) out.add(`http://${address.includes(':') ? `[${address}]` : address}:${port}`);
-    }
-  }
+  for (const e of sliceEndpoints(slices, portName)) out.add(`http://${e.host}:${e.port}`);
   return [...out].sort();
 }
 

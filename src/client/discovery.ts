@@ -71,26 +71,49 @@ function hostOf(address: string): string {
   return address.includes(':') ? `[${address}]` : address;
 }
 
-/** Orders the endpoints of `slices` as the rules above say. Pure: tests feed it slices directly. */
-export function orderEndpoints(slices: readonly EndpointSliceLike[], o: DiscoveryOrder): DiscoveredEndpoints {
-  const portName = o.portName ?? 'agents';
-  const ready: { url: string; local: boolean }[] = [];
-  const notReady: { url: string; local: boolean }[] = [];
-  const seen = new Set<string>();
+/** One endpoint of a slice that has the named port (the one walk the agent, the replicas and `cattail converge` share). */
+export interface SliceEndpoint {
+  readonly address: string;
+  /** The address as a URL host (`[v6]`). */
+  readonly host: string;
+  readonly port: number;
+  /** EndpointSlice semantics: a nil `ready` means ready; terminating endpoints are never ready. */
+  readonly ready: boolean;
+  readonly nodeName: string | undefined;
+  readonly podName: string | undefined;
+  /** Another named port of the same slice. */
+  portNamed(name: string): number | undefined;
+}
+
+/** Every endpoint of `slices` with the port `portName` (FQDN slices and endpoints without an address skipped). */
+export function* sliceEndpoints(slices: readonly EndpointSliceLike[], portName: string): Generator<SliceEndpoint> {
   for (const s of slices) {
     if (s.addressType === 'FQDN') continue;
-    const port = s.ports?.find((p) => (p.name ?? '') === portName)?.port;
-    if (port === undefined || port === null) continue;
+    const portNamed = (name: string): number | undefined => s.ports?.find((p) => (p.name ?? '') === name)?.port ?? undefined;
+    const port = portNamed(portName);
+    if (port === undefined) continue;
     for (const e of s.endpoints ?? []) {
       const address = e.addresses?.[0];
       if (address === undefined) continue;
-      const url = `${o.scheme}://${hostOf(address)}:${port}/`;
-      if (seen.has(url)) continue;
-      seen.add(url);
-      // EndpointSlice semantics: a nil `ready` means ready; terminating endpoints are never ready.
-      const isReady = e.conditions?.ready !== false && e.conditions?.terminating !== true;
-      (isReady ? ready : notReady).push({ url, local: e.nodeName === o.node });
+      yield {
+        address, host: hostOf(address), port, portNamed,
+        ready: e.conditions?.ready !== false && e.conditions?.terminating !== true,
+        nodeName: e.nodeName ?? undefined, podName: e.targetRef?.name ?? undefined,
+      };
     }
+  }
+}
+
+/** Orders the endpoints of `slices` as the rules above say. Pure: tests feed it slices directly. */
+export function orderEndpoints(slices: readonly EndpointSliceLike[], o: DiscoveryOrder): DiscoveredEndpoints {
+  const ready: { url: string; local: boolean }[] = [];
+  const notReady: { url: string; local: boolean }[] = [];
+  const seen = new Set<string>();
+  for (const e of sliceEndpoints(slices, o.portName ?? 'agents')) {
+    const url = `${o.scheme}://${e.host}:${e.port}/`;
+    if (seen.has(url)) continue;
+    seen.add(url);
+    (e.ready ? ready : notReady).push({ url, local: e.nodeName === o.node });
   }
   const order = (xs: { url: string; local: boolean }[]): string[] => [
     ...xs.filter((x) => x.local).map((x) => x.url),

@@ -5,14 +5,12 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect, type Client } from '../../src/client/index.js';
-import { startServer, type ServerHandle } from '../../src/server/server.js';
 import { runCli } from '../support/cli.js';
-import { ScriptedUpstream } from '../support/scripted-upstream.js';
-import { TEST_TRANSPORT } from '../support/transport.js';
 import { waitUntil } from '../support/wait.js';
 import { TestAgent } from '../server/helpers/agent.js';
 import { simFixture } from '../support/sim.js';
 import { replicaOpsUrls } from '../../src/cli/converge-discovery.js';
+import { type ScriptedReplica, scriptedReplica } from '../support/replica.js';
 
 const sims = simFixture({ nodes: 1, podsPerNode: 1, churnPerSec: 0, seed: 3 });
 
@@ -21,17 +19,12 @@ afterEach(async () => {
   while (cleanups.length > 0) await cleanups.pop()?.();
 });
 
-interface Replica {
-  server: ServerHandle;
-  upstream: ScriptedUpstream;
-}
+type Replica = ScriptedReplica;
 
 async function replica(serverId: string): Promise<Replica> {
-  const upstream = ScriptedUpstream.withFeeds('felix');
-  const server = await startServer({ upstream, defaultMetrics: false, flushWindowMs: 1, serverId, transport: TEST_TRANSPORT });
-  cleanups.push(() => server.close());
-  upstream.apply('felix', { '/pods/demo/a': { v: 1 } }, { watermarks: { pods: '100' }, status: 'in-sync' });
-  return { server, upstream };
+  const r = await scriptedReplica(serverId, cleanups);
+  r.upstream.apply('felix', { '/pods/demo/a': { v: 1 } }, { watermarks: { pods: '100' }, status: 'in-sync' });
+  return r;
 }
 
 async function agent(r: Replica, node: string): Promise<Client> {

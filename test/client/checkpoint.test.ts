@@ -10,22 +10,16 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect, type Client } from '../../src/client/index.js';
 import { CHECKPOINT_FILE, decodeCheckpoint, encodeCheckpoint } from '../../src/client/checkpoint.js';
-import { startServer, type ServerHandle } from '../../src/server/server.js';
-import { ScriptedUpstream } from '../support/scripted-upstream.js';
-import { TEST_TRANSPORT } from '../support/transport.js';
+import { type ServerHandle } from '../../src/server/server.js';
 import { waitUntil } from '../support/wait.js';
+import { type ScriptedReplica, scriptedReplica } from '../support/replica.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   while (cleanups.length > 0) await cleanups.pop()?.();
 });
 
-async function replica(serverId: string): Promise<{ server: ServerHandle; upstream: ScriptedUpstream }> {
-  const upstream = ScriptedUpstream.withFeeds('felix');
-  const server = await startServer({ upstream, defaultMetrics: false, flushWindowMs: 1, serverId, transport: TEST_TRANSPORT });
-  cleanups.push(() => server.close());
-  return { server, upstream };
-}
+const replica = (serverId: string): Promise<ScriptedReplica> => scriptedReplica(serverId, cleanups);
 
 function pods(n: number, gen: number): Record<string, unknown> {
   const out: Record<string, unknown> = {};

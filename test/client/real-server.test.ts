@@ -10,42 +10,23 @@ import { runCli } from '../support/cli.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Client } from '../../src/client/index.js';
 import { startServer, type ServerHandle, type StartServerOptions } from '../../src/server/server.js';
-import { ScriptedUpstream } from '../support/scripted-upstream.js';
 import { createUpstream } from '../../src/server/upstream/index.js';
 import { FakeApiServer } from '../support/fake-apiserver.js';
 import { pod } from '../upstream/helpers.js';
-import { TEST_TRANSPORT } from '../support/transport.js';
 import { computeDigest } from '../../proto/digest.js';
 import { on, skipWait, start, type Setup } from './helpers/harness.js';
 import { waitUntil } from '../support/wait.js';
 import { TcpProxy } from './helpers/tcp-proxy.js';
+import { type ScriptedReplica, scriptedReplica } from '../support/replica.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   while (cleanups.length > 0) await cleanups.pop()?.();
 });
 
-interface Replica {
-  server: ServerHandle;
-  upstream: ScriptedUpstream;
-  port: number;
-}
+type Replica = ScriptedReplica;
 
-async function replica(serverId: string, opts: Partial<StartServerOptions> = {}): Promise<Replica> {
-  const upstream = ScriptedUpstream.withFeeds('felix');
-  const server = await startServer({ upstream, defaultMetrics: false, flushWindowMs: 1, serverId, transport: TEST_TRANSPORT, ...opts });
-  let closed = false;
-  const r: Replica = { server, upstream, port: Number(new URL(server.url).port) };
-  cleanups.push(async () => {
-    if (!closed) await r.server.close();
-  });
-  const close = server.close.bind(server);
-  (server as { close: () => Promise<void> }).close = async () => {
-    closed = true;
-    await close();
-  };
-  return r;
-}
+const replica = (serverId: string, opts: Partial<StartServerOptions> = {}): Promise<ScriptedReplica> => scriptedReplica(serverId, cleanups, opts);
 
 function setup(opts: Parameters<typeof start>[0]): Setup {
   const s = start(opts);

@@ -6,34 +6,19 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Client } from '../../src/client/index.js';
-import { startServer, type ServerHandle } from '../../src/server/server.js';
 import { computeDigest } from '../../proto/digest.js';
-import { ScriptedUpstream } from '../support/scripted-upstream.js';
-import { TEST_TRANSPORT } from '../support/transport.js';
 import { waitUntil } from '../support/wait.js';
 import { on, skipWait, start, type Setup } from './helpers/harness.js';
+import { type ScriptedReplica, scriptedReplica } from '../support/replica.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   while (cleanups.length > 0) await cleanups.pop()?.();
 });
 
-interface Replica { server: ServerHandle; upstream: ScriptedUpstream }
+type Replica = ScriptedReplica;
 
-async function replica(serverId: string): Promise<Replica> {
-  const upstream = ScriptedUpstream.withFeeds('felix');
-  const server = await startServer({ upstream, defaultMetrics: false, flushWindowMs: 1, serverId, transport: TEST_TRANSPORT });
-  let closed = false;
-  cleanups.push(async () => {
-    if (!closed) await server.close();
-  });
-  const close = server.close.bind(server);
-  (server as { close: () => Promise<void> }).close = async () => {
-    closed = true;
-    await close();
-  };
-  return { server, upstream };
-}
+const replica = (serverId: string): Promise<ScriptedReplica> => scriptedReplica(serverId, cleanups);
 
 function setup(opts: Parameters<typeof start>[0]): Setup {
   const s = start(opts);

@@ -7,35 +7,23 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { EndpointSliceLike, EndpointSliceSource } from '../../src/client/discovery.js';
-import { startServer, type ServerHandle } from '../../src/server/server.js';
 import { startSim, type Sim } from '../../src/sim/index.js';
 import type { JsonObject } from '../../src/sim/encode.js';
-import { ScriptedUpstream } from '../support/scripted-upstream.js';
-import { TEST_TRANSPORT } from '../support/transport.js';
 import { waitUntil } from '../support/wait.js';
 import { on, skipWait, start } from './helpers/harness.js';
+import { type ScriptedReplica, scriptedReplica } from '../support/replica.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   while (cleanups.length > 0) await cleanups.pop()?.();
 });
 
-async function replica(serverId: string): Promise<{ server: ServerHandle; port: number }> {
-  const upstream = ScriptedUpstream.withFeeds('felix');
-  const server = await startServer({ upstream, defaultMetrics: false, flushWindowMs: 1, serverId, transport: TEST_TRANSPORT });
+async function replica(serverId: string): Promise<ScriptedReplica> {
+  const r = await scriptedReplica(serverId, cleanups);
   // Different data is a different upstream point: B is ahead (same watermarks would claim the
   // same state, and an agent would rebase onto B and fail its digest check).
-  upstream.apply('felix', { [`/pods/demo/${serverId}`]: { serverId } }, { status: 'in-sync', watermarks: { pods: serverId === 'real-b' ? '11' : '10' } });
-  let closed = false;
-  cleanups.push(async () => {
-    if (!closed) await server.close();
-  });
-  const close = server.close.bind(server);
-  (server as { close: () => Promise<void> }).close = async () => {
-    closed = true;
-    await close();
-  };
-  return { server, port: Number(new URL(server.url).port) };
+  r.upstream.apply('felix', { [`/pods/demo/${serverId}`]: { serverId } }, { status: 'in-sync', watermarks: { pods: serverId === 'real-b' ? '11' : '10' } });
+  return r;
 }
 
 /** One slice per replica (each replica has its own loopback port, and a slice has one port set). */

@@ -11,7 +11,7 @@
  */
 import type { Clock, Timer } from '../../clock.js';
 import type { Logger } from '../../log.js';
-import { type EndpointSliceLike, type EndpointSliceSource, kubeEndpointSliceSource, parseServiceRef } from '../../client/discovery.js';
+import { type EndpointSliceLike, type EndpointSliceSource, kubeEndpointSliceSource, parseServiceRef, sliceEndpoints } from '../../client/discovery.js';
 import { computeShare, type Share } from './share.js';
 
 /** What `GET /v1/load` answers. */
@@ -51,29 +51,17 @@ interface Peer {
   readonly loadUrl: string | undefined;
 }
 
-function hostOf(address: string): string {
-  return address.includes(':') ? `[${address}]` : address;
-}
-
 /** Ready peers of `slices`, this replica excluded. */
 export function peersOf(slices: readonly EndpointSliceLike[], o: Pick<BalancerOptions, 'selfName' | 'selfAddresses' | 'agentsPortName' | 'metricsPortName' | 'scheme'>): Peer[] {
   const out: Peer[] = [];
   const seen = new Set<string>();
-  for (const s of slices) {
-    if (s.addressType === 'FQDN') continue;
-    const agents = s.ports?.find((p) => (p.name ?? '') === o.agentsPortName)?.port;
-    const metrics = s.ports?.find((p) => (p.name ?? '') === o.metricsPortName)?.port;
-    if (agents === undefined || agents === null) continue;
-    for (const e of s.endpoints ?? []) {
-      const address = e.addresses?.[0];
-      if (address === undefined) continue;
-      const self = e.targetRef?.name === o.selfName || o.selfAddresses.includes(address);
-      const ready = e.conditions?.ready !== false && e.conditions?.terminating !== true;
-      const agentsUrl = `${o.scheme}://${hostOf(address)}:${agents}/`;
-      if (self || !ready || seen.has(agentsUrl)) continue;
-      seen.add(agentsUrl);
-      out.push({ agentsUrl, loadUrl: metrics === undefined || metrics === null ? undefined : `http://${hostOf(address)}:${metrics}/v1/load` });
-    }
+  for (const e of sliceEndpoints(slices, o.agentsPortName)) {
+    const self = e.podName === o.selfName || o.selfAddresses.includes(e.address);
+    const agentsUrl = `${o.scheme}://${e.host}:${e.port}/`;
+    if (self || !e.ready || seen.has(agentsUrl)) continue;
+    seen.add(agentsUrl);
+    const metrics = e.portNamed(o.metricsPortName);
+    out.push({ agentsUrl, loadUrl: metrics === undefined ? undefined : `http://${e.host}:${metrics}/v1/load` });
   }
   return out;
 }

@@ -40,10 +40,9 @@ function asSelector(v: unknown): LabelSelector | undefined {
   return isRecord(v) ? (v as LabelSelector) : undefined;
 }
 
-/** conversion.go `k8sSelectorToCalico` for pod selectors (single quotes, never re-parsed). */
-function podSelector(s: LabelSelector | undefined): string {
-  const parts = [ORCH];
-  if (s === undefined) return ORCH;
+/** conversion.go's terms of a label selector: `k == 'v'` per label (sorted), then each expression. */
+function selectorTerms(s: LabelSelector): string[] {
+  const parts: string[] = [];
   for (const k of Object.keys(s.matchLabels ?? {}).sort()) parts.push(`${k} == '${s.matchLabels?.[k] ?? ''}'`);
   for (const e of s.matchExpressions ?? []) {
     const values = (e.values ?? []).join("', '");
@@ -52,23 +51,19 @@ function podSelector(s: LabelSelector | undefined): string {
     else if (e.operator === 'Exists') parts.push(`has(${e.key})`);
     else if (e.operator === 'DoesNotExist') parts.push(`! has(${e.key})`);
   }
-  return parts.join(' && ');
+  return parts;
+}
+
+/** conversion.go `k8sSelectorToCalico` for pod selectors (single quotes, never re-parsed). */
+function podSelector(s: LabelSelector | undefined): string {
+  if (s === undefined) return ORCH;
+  return [ORCH, ...selectorTerms(s)].join(' && ');
 }
 
 /** conversion.go `k8sSelectorToCalico` for namespace selectors (the v3 form). */
 function namespaceSelectorV3(s: LabelSelector): string {
-  const parts: string[] = [];
-  const keys = Object.keys(s.matchLabels ?? {}).sort();
-  if (keys.length === 0 && (s.matchExpressions ?? []).length === 0) return 'all()';
-  for (const k of keys) parts.push(`${k} == '${s.matchLabels?.[k] ?? ''}'`);
-  for (const e of s.matchExpressions ?? []) {
-    const values = (e.values ?? []).join("', '");
-    if (e.operator === 'In') parts.push(`${e.key} in { '${values}' }`);
-    else if (e.operator === 'NotIn') parts.push(`${e.key} not in { '${values}' }`);
-    else if (e.operator === 'Exists') parts.push(`has(${e.key})`);
-    else if (e.operator === 'DoesNotExist') parts.push(`! has(${e.key})`);
-  }
-  return parts.join(' && ');
+  if (Object.keys(s.matchLabels ?? {}).length === 0 && (s.matchExpressions ?? []).length === 0) return 'all()';
+  return selectorTerms(s).join(' && ');
 }
 
 /** A value as selector/parser/ast.go quotes it: `"` unless the value holds one. */
