@@ -4,7 +4,7 @@ import type { RunReport } from '../test/convergence/scenario.js';
 export function renderReliability(reports: readonly RunReport[]): string {
   const byKind = new Map<string, number>();
   for (const r of reports) for (const [k, n] of Object.entries(r.faults)) byKind.set(k, (byKind.get(k) ?? 0) + n);
-  const rows = reports.map((r) => `| ${r.seed} | ${Object.values(r.faults).reduce((s, n) => s + n, 0)} | ${r.agentsChecked} × ${r.entries} | ${r.settleMs} | ${r.divergences.length} | ${r.watermarkRegressions.length} | ${r.crashes.length} | ${r.hotLoops.length} | ${r.peakReplicaRssMb} |`);
+  const rows = reports.map((r) => `| ${r.seed} | ${Object.values(r.faults).reduce((s, n) => s + n, 0)} | ${r.agentsChecked} × ${r.entries} | ${r.settleMs} | ${r.divergences.length} | ${r.watermarkRegressions.length} | ${r.crashes.length} | ${r.hotLoops.length} | ${r.peakReplicaRssMb} | ${r.peakReplicaFds} |`);
   return [
     '# Reliability figures',
     '',
@@ -14,8 +14,8 @@ export function renderReliability(reports: readonly RunReport[]): string {
     'the simulator (test/convergence/scenario.ts describes the oracle). CI runs fixed seeds of the same',
     'scenario in `test/convergence/convergence.test.ts`. Target: zero in every failure column.',
     '',
-    '| seed | faults | agents × entries | settle ms | divergences | watermark regressions | crashes | hot loops | peak replica RSS MB |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| seed | faults | agents × entries | settle ms | divergences | watermark regressions | crashes | hot loops | peak replica RSS MB | peak replica FDs |',
+    '|---|---|---|---|---|---|---|---|---|---|',
     ...rows,
     '',
     '## Faults injected, by kind',

@@ -36,7 +36,7 @@ for (let i = 0; i < runs && Date.now() - started < totalMs; i++, seed++) {
 }
 const faults = reports.reduce((s, r) => s + Object.values(r.faults).reduce((a, n) => a + n, 0), 0);
 const divergences = reports.reduce((s, r) => s + r.divergences.length, 0);
-process.stdout.write(`soak: ${reports.length} runs, ${faults} faults injected, ${divergences} divergences, max replica RSS ${Math.max(0, ...reports.map((r) => r.peakReplicaRssMb))} MB\n`);
+process.stdout.write(`soak: ${reports.length} runs, ${faults} faults injected, ${divergences} divergences, max replica RSS ${Math.max(0, ...reports.map((r) => r.peakReplicaRssMb))} MB, max replica FDs ${Math.max(0, ...reports.map((r) => r.peakReplicaFds))}\n`);
 writeFileSync(new URL('../bench/results/soak.json', import.meta.url), `${JSON.stringify({ at: new Date().toISOString(), node: process.version, reports }, null, 2)}\n`);
 writeFileSync(new URL('../docs/reliability.md', import.meta.url), renderReliability(reports));
 process.exitCode = divergences > 0 || reports.some((r) => r.crashes.length + r.watermarkRegressions.length + r.hotLoops.length > 0) ? 1 : 0;

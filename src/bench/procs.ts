@@ -9,7 +9,7 @@
  * never collide. Every wait is bounded; every process is killed at the end.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { RESOURCES, collectionPath } from '../registry.js';
@@ -210,13 +210,17 @@ export class ReplicaProc {
 
   /** Highest resident set of any process this replica ran, in MB (Linux: VmHWM). */
   peakRssMb = 0;
+  /** Most open file descriptors seen at a sample (Linux: /proc/<pid>/fd). */
+  peakFds = 0;
 
+  /** Samples the resident-set high-water mark and the open file descriptors. */
   sampleRss(): void {
     const pid = this.proc?.child.pid;
     if (pid === undefined) return;
     try {
       const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
       if (m !== null) this.peakRssMb = Math.max(this.peakRssMb, Math.round(Number(m[1]) / 1024));
+      this.peakFds = Math.max(this.peakFds, readdirSync(`/proc/${pid}/fd`).length);
     } catch {
       // not Linux, or already gone
     }

@@ -57,6 +57,8 @@ export interface RunReport {
   readonly settleMs: number;
   /** Highest resident set of any replica process, MB. */
   readonly peakReplicaRssMb: number;
+  /** Most open file descriptors of any replica process at a sample (once per fault step). */
+  readonly peakReplicaFds: number;
   readonly replayCommand: string;
 }
 
@@ -165,6 +167,7 @@ export async function runScenario(o: ScenarioOptions, log: (line: string) => voi
     while (Date.now() - started < o.durationMs) {
       await new Promise((r) => setTimeout(r, Math.round(o.faultEveryMs * (0.5 + rand()))));
       for (const r of replicas) if (r.crashed) crashes.push(`${r.name} exited ${r.output().slice(-500)}`);
+      for (const r of replicas) r.sampleRss();
       const pick = rand();
       const replica = replicas[Math.floor(rand() * replicas.length)] as ReplicaProc;
       // A frozen replica is left alone by the other replica faults (a SIGTERM would wait on it).
@@ -298,10 +301,12 @@ export async function runScenario(o: ScenarioOptions, log: (line: string) => voi
       deletionsSeen: agents.reduce((s, a) => s + a.deletions, 0),
       agentsChecked: agents.length, entries: want.size, settleMs: Date.now() - settleStart, replayCommand: replay,
       peakReplicaRssMb: 0,
+      peakReplicaFds: 0,
     };
     log(`seed ${o.seed}: ${Object.values(faults).reduce((s, n) => s + n, 0)} faults, ${agents.length} agents × ${want.size} entries, settled in ${report.settleMs} ms, divergences ${divergences.length}, regressions ${report.watermarkRegressions.length}, crashes ${crashes.length}`);
     await Promise.all(replicas.map((r) => r.kill('SIGTERM')));
-    return { ...report, peakReplicaRssMb: Math.max(...replicas.map((r) => r.peakRssMb)) };
+    for (const r of replicas) r.sampleRss();
+    return { ...report, peakReplicaRssMb: Math.max(...replicas.map((r) => r.peakRssMb)), peakReplicaFds: Math.max(...replicas.map((r) => r.peakFds)) };
   } finally {
     for (const a of [...agents]) a.client.destroy();
     await Promise.all(replicas.map((r) => r.kill('SIGKILL')));
