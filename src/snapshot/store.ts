@@ -248,8 +248,9 @@ export class FeedStore {
       this.#view = null;
     }
     const { metaChanged, regressions } = this.#applyMeta(batch);
-    // After the meta: a revision is recorded with the watermarks its batch brought the store to.
-    if (changed) this.#marks.record(newRev, this.#meta.watermarks);
+    // After the meta: the revision stands for the watermarks the batch brought the store to (a
+    // batch that changed no entry moves the current revision's record).
+    if (changed || metaChanged) this.#marks.record(this.#revision, this.#meta.watermarks);
     if (deletedUnknown > 0) this.#marks.barrier(this.#revision, this.#meta.watermarks);
     // Bound what the stale tree pins (superseded values) and what the next current() replays.
     if (this.#unflushed > FLUSH_MIN_KEYS + (this.#live.length >>> FLUSH_STATE_SHIFT)) this.#flushTree();
@@ -313,6 +314,11 @@ export class FeedStore {
    * in sync; then `since(r)` is what that agent lacks (PROTOCOL.md §7.1, DESIGN.md "Rebase").
    * The caller still checks that since(r) answers a delta and is worth sending.
    */
+  /** The upstream watermarks a state at `revision` stands for (watermark-log.ts `at`); undefined when older than the log. */
+  watermarksAt(revision: number): Readonly<Record<string, string>> | undefined {
+    return this.#marks.at(revision);
+  }
+
   rebase(watermarks: unknown): RebaseResult {
     if (!validRebaseWatermarks(watermarks)) return { kind: 'none' };
     // Out of sync, the current watermarks may name lists not yet applied: not a state to continue.

@@ -1,6 +1,12 @@
 /**
- * The upstream watermarks at which each revision of the delta log was made: what lets a replica
- * continue an agent that another replica served (PROTOCOL.md §7.1 "rebase", DESIGN.md "Rebase").
+ * The upstream watermarks each revision of the delta log stands for: what lets a replica continue
+ * an agent that another replica served (PROTOCOL.md §7.1 "rebase", DESIGN.md "Rebase"), and what
+ * the convergence barrier reads to turn an agent's ACKed revision into resourceVersions.
+ *
+ * A batch that changes no entry still advances the watermarks (PROTOCOL.md §8), so the record of
+ * the current revision keeps moving until the next revision starts: the state at revision r is the
+ * upstream's state, projected, at every watermark recorded for r, and the record holds the newest.
+ * Records of past revisions are final.
  * Revisions are local to a replica, resourceVersions are not: given the watermarks W of the
  * agent's state, the newest revision r made at watermarks ≤ W is one from which `since(r)` holds
  * every key that can differ between the agent's state and ours.
@@ -73,8 +79,20 @@ export class WatermarkLog {
     return this.#revisions.length - this.#start;
   }
 
-  /** Records that `revision` was made at `watermarks` (the store's meta after the batch). */
+  /**
+   * The store is at `revision` with `watermarks` (the store's meta after a batch). The same
+   * revision again (a batch that changed no entry) moves its record; an older one is ignored.
+   */
   record(revision: number, watermarks: Watermarks): void {
+    const n = this.#revisions.length;
+    if (n > this.#start) {
+      const last = this.#revisions[n - 1] as number;
+      if (revision < last) return;
+      if (revision === last) {
+        this.#watermarks[n - 1] = watermarks;
+        return;
+      }
+    }
     this.#revisions.push(revision);
     this.#watermarks.push(watermarks);
     if (this.size > this.maxRecords) this.#start++;
@@ -119,6 +137,22 @@ export class WatermarkLog {
     const b = this.#barrier;
     if (b !== undefined && b.revision >= (this.#revisions[i] as number) && !atOrBelow(b.watermarks, agent)) return { kind: 'none' };
     return { kind: 'revision', revision: this.#revisions[i] as number };
+  }
+
+  /**
+   * The watermarks a state at `revision` stands for: the newest record at or below it (a revision
+   * without a record of its own gets the one below: watermarks only grow, so a lower bound), or
+   * undefined when the revision is older than every record kept.
+   */
+  at(revision: number): Watermarks | undefined {
+    let lo = this.#start;
+    let hi = this.#revisions.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((this.#revisions[mid] as number) <= revision) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo - 1 < this.#start ? undefined : this.#watermarks[lo - 1];
   }
 
   /** Drops the dead prefix once it is half the arrays, so the ring costs O(1) amortized. */

@@ -9,22 +9,20 @@ import { agentApplied, recordAck, spreadByResource } from '../../src/server/fano
 import { quantile } from '../../src/server/ops/convergence-metrics.js';
 import { ConvergenceTracker, type ConvergenceReport } from '../../src/server/fanout/convergence.js';
 import { FeedRuntime } from '../../src/server/fanout/feeds.js';
-import { RevisionWatermarks } from '../../src/server/fanout/revision-watermarks.js';
+import { FeedStore, WatermarkLog } from '../../src/snapshot/index.js';
 import { newFeedStats } from '../../src/server/fanout/stats.js';
-import { defaultStoreFactory } from '../../src/server/pipeline/store-factory.js';
 import type { Connection, FeedCursor } from '../../src/server/transport/connection.js';
 import { CattailError } from '../../src/errors.js';
 
 const NP = 'networkpolicies.networking.k8s.io';
 
 function feed(name: string, resources: string[], id = 0): FeedRuntime {
-  return new FeedRuntime(id, { name, resources, projectionVersion: 1 }, defaultStoreFactory({ feed: name, logMaxAgeMs: 60_000, logMaxBytes: 1 << 20 }), 's1', newFeedStats());
+  return new FeedRuntime(id, { name, resources, projectionVersion: 1 }, new FeedStore({ feed: name, logMaxAgeMs: 60_000, logMaxBytes: 1 << 20, watermarkRecords: 4_096 }), 's1', newFeedStats());
 }
 
-/** Applies a batch as the pipeline does (store, then the history), returning the new revision. */
+/** Applies a batch as the pipeline does, returning the new revision. */
 function apply(f: FeedRuntime, watermarks: Record<string, string>, key?: string): number {
   f.store.apply({ updates: key === undefined ? [] : [{ key, value: Buffer.from([0x90 + (Math.random() * 8) | 0]) }], watermarks, status: 'in-sync' }, 0);
-  f.recordApplied();
   return f.store.revision;
 }
 
@@ -62,7 +60,7 @@ function settled<T>(p: Promise<T>): { value: T | undefined } {
 
 describe('convergence barrier: revision → watermark history', () => {
   it('maps a revision to the newest watermarks recorded at or below it; older than kept is unknown', () => {
-    const h = new RevisionWatermarks(4);
+    const h = new WatermarkLog(4);
     h.record(1, { a: '10' });
     h.record(1, { a: '12' }); // a watermark-only batch at the same revision
     h.record(3, { a: '20' });
@@ -149,7 +147,7 @@ describe('convergence barrier: tracker', () => {
     // later revision that is also gone: it keeps 100, it is not credited with anything newer.
     const old = f.store.revision;
     for (let i = 0; i < 6_000; i++) apply(f, { [NP]: String(101 + i) }, `/np/k${i % 50}`);
-    expect(f.watermarkHistory.at(old + 10)).toBeUndefined();
+    expect(f.store.watermarksAt(old + 10)).toBeUndefined();
     ack(a, old + 10);
     return tracker.wait({ resource: NP, resourceVersion: '101', timeoutMs: 0 }).then((r) => {
       expect(r).toMatchObject({ converged: false, laggards: [{ node: 'node-a', appliedResourceVersion: '100' }] });

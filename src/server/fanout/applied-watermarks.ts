@@ -1,7 +1,7 @@
 /**
  * What an agent has applied, in upstream terms: per resource, the highest Kubernetes
  * resourceVersion its state reflects, derived from the revisions it ACKed (PROTOCOL.md §4.10) and
- * the watermarks each revision stands for (revision-watermarks.ts). Read by the convergence
+ * the watermarks each revision stands for (the store's watermark log, `watermarksAt`). Read by the convergence
  * barrier (convergence.ts) and by the metrics at scrape time; nothing here is kept beside the
  * cursors.
  *
@@ -12,14 +12,14 @@
  */
 import { compareResourceVersions } from '../../../proto/index.js';
 import type { Connection, FeedCursor } from '../transport/connection.js';
-import type { Watermarks } from './revision-watermarks.js';
+type Watermarks = Readonly<Record<string, string>>;
 
 /** The watermarks the cursor's agent has applied, undefined before a mappable ACK. */
 export function cursorApplied(c: FeedCursor): Watermarks | undefined {
   if (c.appliedFloor === undefined) return undefined;
-  // The history's entry for the ACKed revision may have advanced since the ACK (watermark-only
+  // The log's record of the ACKed revision may have advanced since the ACK (watermark-only
   // batches at the current revision): the agent's state stands for those watermarks too.
-  return c.feed.watermarkHistory.at(c.ackedRevision) ?? c.appliedFloor;
+  return c.feed.store.watermarksAt(c.ackedRevision) ?? c.appliedFloor;
 }
 
 /**
@@ -28,7 +28,7 @@ export function cursorApplied(c: FeedCursor): Watermarks | undefined {
  */
 export function recordAck(c: FeedCursor, revision: number): void {
   c.ackedRevision = Math.max(c.ackedRevision, revision);
-  c.appliedFloor = c.feed.watermarkHistory.at(c.ackedRevision) ?? c.appliedFloor;
+  c.appliedFloor = c.feed.store.watermarksAt(c.ackedRevision) ?? c.appliedFloor;
 }
 
 export interface AgentApplied {

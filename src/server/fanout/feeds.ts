@@ -7,7 +7,6 @@ import type { ServedStore, StoreMeta } from '../pipeline/store-port.js';
 import { epochString } from '../pipeline/store-port.js';
 import { encodeToken } from '../transport/tokens.js';
 import { encodeMessage } from '../transport/framing.js';
-import { RevisionWatermarks } from './revision-watermarks.js';
 import type { FeedStats } from './stats.js';
 import type { FeedCursor } from '../transport/connection.js';
 
@@ -30,7 +29,6 @@ export class FeedRuntime {
    */
   readonly live: FeedCursor[] = [];
   /** The watermarks each recent revision stands for: what an ACK means upstream (convergence). */
-  readonly watermarkHistory = new RevisionWatermarks();
 
   /**
    * The feed's id in frame headers. PROTOCOL.md lets each connection assign ids; we use the feed's
@@ -47,12 +45,6 @@ export class FeedRuntime {
     this.flushedRevision = store.revision;
     this.epoch = epochString(store.epoch);
     this.flushedStatusKey = statusKey(store.revision, store.meta());
-    this.recordApplied();
-  }
-
-  /** After every batch the store applied: the revision now stands for the store's watermarks. */
-  recordApplied(): void {
-    this.watermarkHistory.record(this.store.revision, this.store.meta().watermarks);
   }
 
   get name(): string {

@@ -53,7 +53,6 @@ export class Pipeline implements FeedSink {
       this.log?.error({ feed: feedName, err }, 'store rejected a batch');
       return;
     }
-    feed.recordApplied();
     // A batch that changed no entry may still advance the watermarks agents at this revision hold.
     this.fanout.convergence.onWatermarks();
     this.metrics.updates.inc({ feed: feedName }, batch.updates.length);

@@ -79,6 +79,8 @@ export interface ServedStore {
   /** The current state's 8-byte digest, O(buckets). */
   digest(): Buffer;
   since(revision: number): SinceResult;
+  /** The upstream watermarks a state at `revision` stands for; undefined when older than the log keeps. */
+  watermarksAt(revision: number): Readonly<Record<string, string>> | undefined;
   /** The revision from which `since()` brings a state at `watermarks` (untrusted input) to ours. */
   rebase(watermarks: unknown): RebaseResult;
   trim(nowMs: number): unknown;
