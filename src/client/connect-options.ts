@@ -13,7 +13,7 @@ import { randomUUID } from 'node:crypto';
 import { realClock, type Clock } from '../clock.js';
 import { DEFAULT_MAX_FRAME_BYTES, MIN_CLIENT_MAX_FRAME_BYTES } from '../../proto/index.js';
 import { type ConfigOf, type OptionsOf, opt } from '../config/options.js';
-import type { EndpointSliceSource } from './discovery.js';
+import { checkServiceRef, type EndpointSliceSource } from './discovery.js';
 import { invalidOption, resolveOptions as resolveTable } from '../config/resolve.js';
 
 /** Most feeds one connection may carry (§4.1). */
@@ -81,7 +81,7 @@ export const connectOptions = {
   ackIntervalMs: opt.int({ default: 1_000, unit: 'ms', min: 0, help: 'Minimum interval between two ACKs of one feed (PROTOCOL.md §4.10).' }),
   service: opt.string({
     default: undefined,
-    check: (v) => (/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(v) ? undefined : 'expected NAMESPACE/NAME, e.g. calico-system/cattail'),
+    check: checkServiceRef,
     help: 'Discover the replicas from this Service\'s EndpointSlices (NAMESPACE/NAME) before each connection attempt: ready ones, this node\'s first, the rest shuffled; the not-ready ones only when none is ready.',
   }),
   servicePortName: opt.string({ default: 'agents', check: nonEmpty, help: 'With service: the EndpointSlice port to connect to, by name (the Service owns the number).' }),

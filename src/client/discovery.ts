@@ -52,9 +52,17 @@ export interface DiscoveryOrder {
   readonly random: () => number;
 }
 
+/** A Service reference: two DNS labels, `namespace/name`. */
+const SERVICE_REF = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/([a-z0-9]([-a-z0-9]*[a-z0-9])?)$/;
+
+/** The option check for a Service reference (the agent's and the replica's `service`). */
+export function checkServiceRef(v: string): string | undefined {
+  return SERVICE_REF.test(v) ? undefined : 'expected NAMESPACE/NAME, e.g. calico-system/cattail';
+}
+
 /** `namespace/name` → its parts. @throws CattailError CATTAIL_CONFIG_INVALID_VALUE */
 export function parseServiceRef(ref: string): { namespace: string; name: string } {
-  const m = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/([a-z0-9]([-a-z0-9]*[a-z0-9])?)$/.exec(ref);
+  const m = SERVICE_REF.exec(ref);
   if (m === null) throw new CattailError('CATTAIL_CONFIG_INVALID_VALUE', `service must be NAMESPACE/NAME (e.g. calico-system/cattail), got ${JSON.stringify(ref)}`, { details: { option: 'service' } });
   return { namespace: m[1] as string, name: m[3] as string };
 }

@@ -5,6 +5,7 @@ import { BUILTIN_FEED_NAMES } from '../registry.js';
 // goes for the feed names: straight from the registry, not through the upstream's projections.
 import { DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_INBOUND_BYTES, MIN_CLIENT_MAX_FRAME_BYTES } from '../../proto/types.js';
 import { tlsServerOptions } from './transport/tls/options.js';
+import { checkServiceRef } from '../client/discovery.js';
 
 /**
  * The server's own options: listeners, identity and limits. `startServer` takes exactly these
@@ -258,7 +259,7 @@ export const serveOptions = {
   }),
   service: opt.string({
     default: undefined,
-    check: (v) => (/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(v) ? undefined : 'expected NAMESPACE/NAME, e.g. calico-system/cattail'),
+    check: checkServiceRef,
     help: 'This replica\'s own Service (NAMESPACE/NAME). Every balanceIntervalMs it reads the Service\'s EndpointSlices and its ready peers\' loads (GET /v1/load on their metrics port) and sets its target share and redirect hints from them, replacing --target-connections and --peer-endpoints. The replica finds itself by pod name (serverId) or POD_IP.',
   }),
   balanceIntervalMs: opt.int({ default: 10_000, unit: 'ms', min: 100, help: 'With --service: how often the replica looks at its peers and recomputes its share.' }),
