@@ -127,16 +127,22 @@ export class SimProc {
     return (text === '' ? undefined : JSON.parse(text)) as T;
   }
 
-  /** Every object of a resource, by a plain LIST (what any client would see now). */
-  async list(resourceId: string): Promise<KubeObject[]> {
+  /**
+   * Every object of a resource, by a plain LIST (what any client would see now), or its first
+   * `limit` objects (one page). A whole LIST of a big cluster's pods does not fit one string
+   * (about 6 KB of JSON per pod: past ~85,000 pods it exceeds V8's 512 MiB string limit and the
+   * benchmark died right after its cold start); callers that need a sample ask for a page.
+   */
+  async list(resourceId: string, limit?: number): Promise<KubeObject[]> {
     const def = RESOURCES.find((r) => r.id === resourceId);
     if (def === undefined) throw new Error(`unknown resource ${resourceId}`);
+    const url = `${this.url}${collectionPath(def)}${limit !== undefined ? `?limit=${limit}` : ''}`;
     // The simulator may be throttling (a 429 fault of the timeline) or restarting: retry briefly.
     const deadline = Date.now() + 15_000;
-    let r = await fetch(`${this.url}${collectionPath(def)}`).catch(() => undefined);
+    let r = await fetch(url).catch(() => undefined);
     while ((r === undefined || r.status === 429 || r.status >= 500) && Date.now() < deadline) {
       await new Promise((res) => setTimeout(res, 250));
-      r = await fetch(`${this.url}${collectionPath(def)}`).catch(() => undefined);
+      r = await fetch(url).catch(() => undefined);
     }
     if (r === undefined) throw new Error(`LIST ${resourceId}: no answer`);
     if (r.status === 404) return [];

@@ -9,7 +9,7 @@
 import type { Clock, Timer } from '../clock.js';
 import { realClock } from '../clock.js';
 import { connect, type Client } from '../client/index.js';
-import { Fleet } from '../client/fleet/fleet.js';
+import { Fleet, type FleetSnapshot } from '../client/fleet/fleet.js';
 import type { agentOptions } from '../client/options.js';
 import type { ConfigOf } from '../config/options.js';
 import { seededRandom } from '../random.js';
@@ -19,6 +19,8 @@ type AgentConfig = ConfigOf<typeof agentOptions>;
 
 export interface FleetSummary {
   readonly minTrackedRv?: number;
+  /** With slow or stalled agents: the figures per group (normal, slow, stalled). */
+  readonly groups?: FleetSnapshot['groups'];
   readonly agents: number;
   readonly inSync: number;
   readonly verified: number;
@@ -39,6 +41,9 @@ export async function runFleet(config: AgentConfig, ctx: CommandContext, clock: 
     agents: discardCount, nodePrefix: config.nodePrefix, feeds: config.feed, endpoints: config.server,
     caps: ['compress.deflate', 'compress.brotli'], clock, random, connectRatePerSec: config.connectRatePerSec,
     ...(config.trackResource !== undefined ? { trackResource: config.trackResource } : {}),
+    ...(config.slowAgentsPercent > 0 || config.stalledAgentsPercent > 0
+      ? { impairments: { slowAgentsPercent: config.slowAgentsPercent, slowReadBytesPerSec: config.slowReadBytesPerSec, stalledAgentsPercent: config.stalledAgentsPercent, stallMs: config.stallMs } }
+      : {}),
   });
   // SIGUSR1: every discard agent drops its connection at once (the benchmark's blip scenario).
   const onBlip = (): void => fleet.blip();
@@ -58,6 +63,7 @@ export async function runFleet(config: AgentConfig, ctx: CommandContext, clock: 
     const verified = full.filter((c) => c.inSync).length;
     return {
       ...(s.minTrackedRv !== undefined ? { minTrackedRv: s.minTrackedRv } : {}),
+      ...(s.groups !== undefined ? { groups: s.groups } : {}),
       agents: config.agents, inSync: s.inSync + verified, verified, frames: s.frames, bytes: s.bytes, reconnects: s.reconnects,
       snapshots: s.snapshots, resumes: s.resumes, violations: s.violations, digestMismatches,
     };

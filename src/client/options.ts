@@ -81,6 +81,32 @@ export const agentOptions = {
     default: undefined,
     help: 'With --agents: record when the agents first and last saw each resourceVersion of this resource (e.g. pods), and print them in the final JSON line (a latency probe for benchmarks).',
   }),
+  slowAgentsPercent: opt.int({
+    default: 0,
+    unit: '%',
+    min: 0,
+    max: 100,
+    help: 'With --agents: this share of the discard agents reads slowly (at --slow-read-bytes-per-sec) from its first in-sync on: a benchmark\'s slow node.',
+  }),
+  slowReadBytesPerSec: opt.int({
+    default: 65_536,
+    unit: 'bytes/s',
+    min: 1,
+    help: 'Read rate of the slow agents (--slow-agents-percent); their socket is paused between reads, so the server sees a slow TCP peer.',
+  }),
+  stalledAgentsPercent: opt.int({
+    default: 0,
+    unit: '%',
+    min: 0,
+    max: 100,
+    help: 'With --agents: this share of the discard agents stops reading at its first in-sync for --stall-ms (no PONG, no ACK: a frozen process), then reads again.',
+  }),
+  stallMs: opt.int({
+    default: 75_000,
+    unit: 'ms',
+    min: 0,
+    help: 'How long a stalled agent (--stalled-agents-percent) stops reading; the default outlasts the server\'s 60 s pongTimeoutMs.',
+  }),
   ...tlsOptions,
   reconnectMaxDelayMs: connectOptions.reconnectMaxDelayMs,
 } as const;

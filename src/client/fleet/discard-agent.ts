@@ -31,7 +31,17 @@ export interface DiscardAgentOptions {
    * probe (write time at the simulator → receipt here, per resourceVersion).
    */
   readonly onWatermark?: (resource: string, rv: string, previous: string | undefined) => void;
+  /**
+   * A read impairment, from this agent's first in-sync on (its snapshot is read at full speed, so
+   * a benchmark measures a slow reader in steady state, not a slow cold start):
+   * `slow` reads at most `readBytesPerSec` bytes per second (the socket is paused between
+   * reads, so the kernel's buffers fill and the server sees a slow TCP peer); `stall` stops reading
+   * for `stallMs` (no PONG, no ACK: a frozen process), then reads what is left and carries on.
+   */
+  readonly impairment?: Impairment;
 }
+
+export type Impairment = { readonly kind: 'slow'; readonly readBytesPerSec: number } | { readonly kind: 'stall'; readonly stallMs: number };
 
 export type DiscardMode = 'connecting' | 'snapshot' | 'streaming' | 'waiting' | 'stopped';
 
@@ -45,6 +55,8 @@ export interface DiscardStats {
   reconnects: number;
   refusals: number;
   violations: number;
+  /** Times the read impairment started (at most once per agent). */
+  impaired: number;
 }
 
 interface FeedCursor {
@@ -64,7 +76,9 @@ const MAX_SMALL_BODY_BYTES = 4 * 1024 * 1024;
 const RECONNECT_MAX_MS = 30_000;
 
 export class DiscardAgent {
-  readonly stats: DiscardStats = { frames: 0, bytes: 0, snapshots: 0, resumes: 0, deltas: 0, reconnects: 0, refusals: 0, violations: 0 };
+  readonly stats: DiscardStats = { frames: 0, bytes: 0, snapshots: 0, resumes: 0, deltas: 0, reconnects: 0, refusals: 0, violations: 0, impaired: 0 };
+  /** Close codes of this agent's connections (1006: dropped without a close frame). */
+  readonly closeCodes = new Map<number, number>();
   mode: DiscardMode = 'connecting';
   private ws: WebSocket | undefined;
   private readonly byName = new Map<string, FeedCursor>();
@@ -79,6 +93,11 @@ export class DiscardAgent {
   private compression: Compression = 'none';
   /** Feeds whose snapshot is still arriving on this connection. */
   private snapshotsPending = 0;
+  /** The impairment is active (from the first in-sync on; a stall ends after stallMs). */
+  private impairedNow = false;
+  /** Reading time owed by a slow reader, in ms, not yet paid by a pause. */
+  private readDebtMs = 0;
+  private readTimer: Timer | undefined;
 
   constructor(private readonly o: DiscardAgentOptions) {
     for (const name of o.feeds) this.byName.set(name, { name, id: -1, revision: 0, inSync: false, token: undefined, lastAckMs: 0, ackedRevision: 0, watermarks: {} });
@@ -116,6 +135,7 @@ export class DiscardAgent {
     this.stopped = true;
     this.mode = 'stopped';
     this.timer?.cancel();
+    this.readTimer?.cancel();
     this.ws?.terminate();
   }
 
@@ -155,8 +175,9 @@ export class DiscardAgent {
       ws.send(encodeFrame({ type: 'hello', protocol: PROTOCOL_VERSION, node: this.o.node, clientId: `${this.o.node}-discard`, feeds, caps: [...this.o.caps] }));
     });
     ws.on('message', (data: Buffer) => this.onFrame(ws, data));
-    ws.on('close', () => {
+    ws.on('close', (code: number) => {
       if (this.ws !== ws || this.stopped) return;
+      this.closeCodes.set(code, (this.closeCodes.get(code) ?? 0) + 1);
       // A connection that worked and dropped (a blip) retries the same server first: its resume
       // token is only good there. One that never got to WELCOME moves on to the next server.
       this.reconnectAfter(this.backoff.next(), this.mode === 'streaming' || this.mode === 'snapshot');
@@ -176,6 +197,7 @@ export class DiscardAgent {
   private onFrame(ws: WebSocket, data: Buffer): void {
     this.stats.frames++;
     this.stats.bytes += data.length;
+    if (this.impairedNow && this.o.impairment?.kind === 'slow') this.throttle(ws, data.length, this.o.impairment.readBytesPerSec);
     let header;
     try {
       header = readHeader(data);
@@ -261,6 +283,7 @@ export class DiscardAgent {
         f.token = Buffer.from(m.token);
         f.inSync = m.status === 'in-sync' && m.revision === f.revision;
         this.maybeAck(ws, f);
+        if (this.o.impairment !== undefined && this.stats.impaired === 0 && this.inSync) this.impair(ws, this.o.impairment);
         return;
       }
       case 'ping':
@@ -272,6 +295,43 @@ export class DiscardAgent {
       default:
         if (KIND_OF_TYPE[header.type] === undefined) this.stats.violations++;
     }
+  }
+
+  /** Starts the impairment (once per agent, at its first in-sync). */
+  private impair(ws: WebSocket, imp: Impairment): void {
+    this.stats.impaired++;
+    this.impairedNow = true;
+    if (imp.kind === 'slow') return;
+    // ws.pause() stops reading the socket: frames stay in the kernel, which stops the sender.
+    ws.pause();
+    this.readTimer = this.o.clock.setTimeout(() => {
+      this.impairedNow = false;
+      this.readTimer = undefined;
+      // The connection may be gone (the server closed it; the kernel still holds its end).
+      if (this.ws === ws) ws.resume();
+    }, imp.stallMs);
+  }
+
+  /**
+   * A slow reader: each frame costs `bytes / readBytesPerSec` of reading time, paid by pausing the
+   * socket. Frames already parsed from the chunk that triggered a pause still arrive; their cost
+   * is added to the debt and paid by the next pause, so the long-run rate is the configured one.
+   */
+  private throttle(ws: WebSocket, bytes: number, readBytesPerSec: number): void {
+    this.readDebtMs += (bytes * 1000) / readBytesPerSec;
+    if (this.readTimer !== undefined || this.readDebtMs < 1) return;
+    const pay = (): void => {
+      const ms = this.readDebtMs;
+      this.readDebtMs = 0;
+      ws.pause();
+      this.readTimer = this.o.clock.setTimeout(() => {
+        this.readTimer = undefined;
+        if (this.ws !== ws) return;
+        if (this.readDebtMs >= 1) pay();
+        else ws.resume();
+      }, ms);
+    };
+    pay();
   }
 
   private maybeAck(ws: WebSocket, f: FeedCursor): void {
