@@ -6,7 +6,7 @@
  *   node --expose-gc dist/bench/fanout.js [--quick] [--runs 5] [--clients 1000,5000] [--out bench/results/fanout]
  *
  * This process is the server (pinned to CPU 0 with taskset when it exists); the load client is
- * bench/fanout-clients.ts in its own process (CPU 1): raw sockets that upgrade, send a real HELLO
+ * src/bench/raw-clients.ts in its own process (CPU 1): raw sockets that upgrade, send a real HELLO
  * and count frames from their headers, plus 3 full clients (the client library, which checks
  * every frame and the store digest) on Cattail targets.
  *
@@ -21,9 +21,8 @@
  * frames written by a `net` server with the same high-water mark).
  * Every loop is bounded in count and by deadlines; everything runs on 127.0.0.1.
  */
-import { type ChildProcess, execFileSync, fork } from 'node:child_process';
+import { type ChildProcess, fork } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { type Socket, createServer } from 'node:net';
 import { cpus, loadavg } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { startServer, type ServerHandle } from '../src/server/server.js';
@@ -33,7 +32,9 @@ import { uwsAvailable } from '../src/server/transport/uws-loader.js';
 import { ScriptedUpstream } from '../test/support/scripted-upstream.js';
 import { workloadEndpoint } from './workload.js';
 import { seededRandom } from '../src/random.js';
-import type { ClientCmd } from './fanout-clients.js';
+import type { ClientCmd } from '../src/bench/raw-clients.js';
+import { netServer } from '../src/bench/floor.js';
+import { pinProcess } from '../src/bench/procs.js';
 
 type Target = 'net' | 'ws' | 'uws';
 type Rec = Record<string, number | string | boolean | undefined>;
@@ -70,18 +71,13 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 let pinned = false;
 function pin(pid: number, cpu: number): void {
-  try {
-    execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)], { stdio: 'ignore' });
-    pinned = true;
-  } catch {
-    pinned = false;
-  }
+  pinned = pinProcess(pid, cpu);
 }
 
 class Clients {
   readonly child: ChildProcess;
   constructor() {
-    this.child = fork(new URL('./fanout-clients.js', import.meta.url), { stdio: 'inherit' });
+    this.child = fork(new URL('../src/bench/raw-clients.js', import.meta.url), { stdio: 'inherit' });
   }
   send(m: ClientCmd): void {
     this.child.send(m);
@@ -236,25 +232,6 @@ function floorRound(revision: number): Buffer {
   const delta = encodeDelta(0, revision - 1, revision, [[e.key, e.value]], [], 'none', HWM, 1_024);
   const status = encodeMessage({ type: 'status', feedId: 0, revision, status: 'in-sync', stale: false, watermarks: { pods: String(revision) }, token: Buffer.alloc(40), digest: Buffer.alloc(32) });
   return Buffer.concat([...delta, status]);
-}
-
-async function netServer(onSocket: (s: Socket) => void): Promise<{ port: number; sockets: Socket[]; close: () => Promise<void> }> {
-  const sockets: Socket[] = [];
-  const srv = createServer({ noDelay: true }, (s) => {
-    s.on('error', () => undefined);
-    sockets.push(s);
-    onSocket(s);
-  });
-  await new Promise<void>((r) => srv.listen({ port: 0, host: '127.0.0.1', backlog: 4096 }, r));
-  const port = (srv.address() as { port: number }).port;
-  return {
-    port,
-    sockets,
-    close: () => {
-      for (const s of sockets) s.destroy();
-      return new Promise((r) => srv.close(() => r()));
-    },
-  };
 }
 
 async function floorSession(c: Clients, n: number): Promise<Rec> {

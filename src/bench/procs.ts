@@ -8,7 +8,7 @@
  * keep their URL across restarts (a fixed port on their own address) and parallel test files
  * never collide. Every wait is bounded; every process is killed at the end.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -33,6 +33,19 @@ const BIN = findBin();
  * server and load generators on different cores, so the load is not what is measured.
  */
 export type Pin = number | undefined;
+
+/**
+ * Pins a running process (every thread: -a) to one CPU with `taskset`; false where that fails
+ * (no taskset, not Linux). For processes forked from modules rather than started as `cattail`.
+ */
+export function pinProcess(pid: number, cpu: number): boolean {
+  try {
+    execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 function command(args: readonly string[], pin: Pin): [string, string[]] {
   if (pin !== undefined && existsSync('/usr/bin/taskset')) return ['/usr/bin/taskset', ['-c', String(pin), process.execPath, BIN, ...args]];
@@ -151,6 +164,11 @@ export class SimProc {
     return (parseJson(await r.text()) as { items: KubeObject[] }).items;
   }
 
+  /** CPU seconds (user + system) the simulator has used (Linux /proc; 0 elsewhere). */
+  cpuSeconds(): number {
+    return processCpuSeconds(this.proc.child.pid);
+  }
+
   async stop(): Promise<void> {
     this.proc.child.kill('SIGKILL');
     await this.proc.exited;
@@ -175,6 +193,18 @@ export class ReplicaProc {
   /** Current values of the replica's metrics, summed over labels: `name → value`. */
   async metrics(): Promise<Map<string, number>> {
     return scrape(`${this.httpUrl}/metrics`);
+  }
+
+  /** One metric's values by label set (`code="4005"` → value), for counters split by label. */
+  async metricByLabel(name: string): Promise<Record<string, number>> {
+    const text = await (await fetch(`${this.httpUrl}/metrics`)).text();
+    const out: Record<string, number> = {};
+    for (const line of text.split('\n')) {
+      if (!line.startsWith(`${name}{`)) continue;
+      const m = /^[^{]+\{([^}]*)\}\s+(\S+)/.exec(line);
+      if (m !== null) out[m[1] as string] = Number(m[2]);
+    }
+    return out;
   }
 
   /** Resolves once /readyz answers 200 (the upstream is in sync), or throws after `timeoutMs`. */
@@ -232,6 +262,11 @@ export class ReplicaProc {
     }
   }
 
+  /** CPU seconds (user + system) the replica's current process has used (Linux /proc; 0 elsewhere). */
+  cpuSeconds(): number {
+    return processCpuSeconds(this.proc?.child.pid);
+  }
+
   /** Sends `signal` and waits for the exit; the exit code (SIGKILL: -1). */
   async kill(signal: NodeJS.Signals): Promise<number | null> {
     const p = this.proc;
@@ -253,6 +288,23 @@ export class ReplicaProc {
   /** The replica's process exited without being told to (a crash). */
   get crashed(): boolean {
     return this.proc !== undefined && this.proc.child.exitCode !== null && this.proc.child.exitCode !== 0 && this.proc.child.signalCode === null;
+  }
+}
+
+/**
+ * CPU seconds of a process from /proc/PID/stat (utime + stime, fields 14 and 15, in clock ticks
+ * of 1/100 s on Linux), for processes that expose no metrics of their own (the simulator) or
+ * that may be unresponsive when asked. 0 where /proc is missing.
+ */
+export function processCpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return 0;
   }
 }
 
@@ -282,7 +334,18 @@ export interface WorkerStatus {
   violations: number;
   minTrackedRv?: number;
   modes?: Record<string, number>;
+  framesPerSec?: number;
   arrivals?: Record<string, [number, number, number]>;
+  /** With impairments: per group (normal, slow, stalled). */
+  groups?: Record<string, { agents: number; inSync: number; snapshots: number; resumes: number; reconnects: number; impaired: number; closeCodes: Record<string, number> }>;
+}
+
+/** Slow and stalled agents of a worker (`cattail agent --slow-agents-percent …`). */
+export interface WorkerImpairments {
+  readonly slowAgentsPercent: number;
+  readonly slowReadBytesPerSec: number;
+  readonly stalledAgentsPercent: number;
+  readonly stallMs: number;
 }
 
 /** A process playing many discard-mode agents, with the latency probe on one resource. */
@@ -292,10 +355,12 @@ export class AgentWorker {
 
   private constructor(readonly proc: Proc) {}
 
-  static async start(o: { servers: readonly string[]; feeds: readonly string[]; agents: number; nodePrefix: string; durationMs: number; trackResource?: string; pin?: Pin; connectRatePerSec?: number }): Promise<AgentWorker> {
+  static async start(o: { servers: readonly string[]; feeds: readonly string[]; agents: number; nodePrefix: string; durationMs: number; trackResource?: string; pin?: Pin; connectRatePerSec?: number; impairments?: WorkerImpairments }): Promise<AgentWorker> {
+    const imp = o.impairments;
     const args = ['agent', '--agents', String(o.agents), '--discard', '--json', '--status-interval-ms', '250', '--duration-ms', String(o.durationMs), '--node-prefix', o.nodePrefix,
       '--connect-rate-per-sec', String(o.connectRatePerSec ?? 0), ...o.servers.flatMap((u) => ['--server', u]), ...o.feeds.flatMap((f) => ['--feed', f]),
-      ...(o.trackResource !== undefined ? ['--track-resource', o.trackResource] : [])];
+      ...(o.trackResource !== undefined ? ['--track-resource', o.trackResource] : []),
+      ...(imp !== undefined ? ['--slow-agents-percent', String(imp.slowAgentsPercent), '--slow-read-bytes-per-sec', String(imp.slowReadBytesPerSec), '--stalled-agents-percent', String(imp.stalledAgentsPercent), '--stall-ms', String(imp.stallMs)] : [])];
     const p = await spawnCattail(args, /"agents":/, START_TIMEOUT_MS, o.pin);
     const w = new AgentWorker(p);
     let buf = '';

@@ -89,7 +89,7 @@ export const agentOptions = {
     help: 'With --agents: this share of the discard agents reads slowly (at --slow-read-bytes-per-sec) from its first in-sync on: a benchmark\'s slow node.',
   }),
   slowReadBytesPerSec: opt.int({
-    default: 65_536,
+    default: 16_384,
     unit: 'bytes/s',
     min: 1,
     help: 'Read rate of the slow agents (--slow-agents-percent); their socket is paused between reads, so the server sees a slow TCP peer.',

@@ -1,7 +1,7 @@
 /**
  * `cattail bench --quick` as CI's smoke test: every scenario runs end to end against real
- * processes and writes its records. No speed is asserted (benchmarks are figures, not tests);
- * what is asserted is that each scenario measured what it says it measures.
+ * processes and writes its records, plots and Markdown. No speed is asserted (benchmarks are
+ * figures, not tests); what is asserted is that each scenario measured what it says it measures.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -13,19 +13,51 @@ import type { BenchReport } from '../../src/bench/run.js';
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'cattail.js');
 
 describe('cattail bench --quick', () => {
-  it('runs every scenario against real processes and writes JSON and Markdown', () => {
+  it('runs every scenario against real processes and writes JSON, Markdown and SVG plots', () => {
     const out = mkdtempSync(join(tmpdir(), 'cattail-bench-'));
     const log = execFileSync(process.execPath, [BIN, 'bench', '--quick', '--out', out, '--duration-ms', '150000'], { encoding: 'utf8', timeout: 170_000 });
-    expect(log).toContain('| scenario | result |');
+    // Not a terminal: plain progress lines (no cursor control), then the final table.
+    expect(log).not.toContain('\x1b[');
+    expect(log).toMatch(/phase: churn\n/);
+    expect(log).toMatch(/scenario +result\n/);
     const r = JSON.parse(readFileSync(join(out, 'bench-quick.json'), 'utf8')) as BenchReport;
-    expect(r.records.map((x) => x.scenario)).toEqual(['cold-start', 'churn', 'burst', 'blip', 'replica-loss', 'api-load']);
+    expect(r.errors).toEqual([]);
+    expect(r.records.map((x) => x.scenario)).toEqual(['cold-start', 'churn', 'burst', 'blip', 'replica-loss', 'slow-agents', 'api-load']);
+    expect(r.machine.node).toBe(process.version);
+    expect(r.parameters.transport).toBe('ws');
     const rec = (s: string): Record<string, unknown> => r.records.find((x) => x.scenario === s) as unknown as Record<string, unknown>;
     expect(rec('cold-start')['snapshotBuilds']).toBeGreaterThanOrEqual(1);
     expect(rec('cold-start')['snapshotBuilds']).toBeLessThanOrEqual(4); // shared, not one per agent
-    expect(rec('churn')['changesSeenByAllAgents']).toBe(rec('churn')['changes']);
+    const churn = rec('churn');
+    expect(churn['changesSeenByAllAgents']).toBe(churn['changes']);
+    // The floor ran in the same run: as many sockets, as many changes, every one delivered.
+    const floor = churn['floor'] as Record<string, number>;
+    expect(floor['sockets']).toBe(200);
+    expect(floor['changes']).toBe(churn['changes']);
+    expect(floor['changesSeenByAllSockets']).toBe(churn['changes']);
+    expect(floor['frameBytes']).toBeGreaterThanOrEqual(churn['bytesPerDelivery'] as number);
+    expect(churn['lastAgentP50VsFloor']).toBeGreaterThan(0);
     expect((rec('blip')['resumes'] as number)).toBeGreaterThan(0);
     expect(rec('blip')['fractionOfSnapshot'] as number).toBeLessThan(1);
     expect(rec('replica-loss')['movedAgents'] as number).toBeGreaterThan(0);
-    expect(readFileSync(join(out, 'bench-quick.md'), 'utf8')).toContain('| cold-start |');
+    // slow-agents: 1 % stalled and 5 % slow of 200, each impaired once; the others measured.
+    const slow = rec('slow-agents');
+    expect((slow['stalled'] as Record<string, number>)['agents']).toBe(2);
+    expect((slow['stalled'] as Record<string, number>)['impaired']).toBe(2);
+    expect((slow['slow'] as Record<string, number>)['agents']).toBe(10);
+    expect(slow['normalAgents']).toBe(188);
+    expect(slow['changesSeenByAllNormalAgents']).toBe(slow['changes']);
+    // api-load: measured on both sides; direct agents cost the API server a set of watches each.
+    const api = rec('api-load');
+    const direct = api['direct'] as Record<string, number>;
+    const cattail = api['withCattail'] as Record<string, number>;
+    expect(direct['watchesOpen']).toBe(10 * (cattail['watchesOpen'] as number));
+    expect(direct['bytesSent']).toBeGreaterThan(cattail['bytesSent'] as number);
+    const md = readFileSync(join(out, 'bench-quick.md'), 'utf8');
+    expect(md).toContain('| cold-start |');
+    for (const p of ['latency-vs-agents', 'deliveries-vs-rate', 'bytes-per-agent', 'api-requests']) {
+      expect(md).toContain(`(bench-quick-${p}.svg)`);
+      expect(readFileSync(join(out, `bench-quick-${p}.svg`), 'utf8')).toMatch(/^<svg[^>]*>.*<\/svg>$/s);
+    }
   }, 180_000);
 });

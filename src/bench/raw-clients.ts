@@ -1,16 +1,17 @@
 /**
- * The load client of bench/fanout.ts, in its own process (pinned to its own core when taskset
+ * The raw-socket load client of bench/fanout.ts and of `cattail bench`'s plain-TCP floor, in its own process (pinned to its own core when taskset
  * exists, so client CPU is never server CPU): N raw TCP sockets that do the WebSocket upgrade by
  * hand and send a real HELLO ('ws' mode), or just connect ('raw' mode, for the plain `net` floor),
  * then only read frame headers (WebSocket header + the 28-byte Cattail header) to count frames and
  * note when each socket reaches a revision. Bodies are skipped unread. A few full clients (the
  * real client library, which checks every frame and the store digest) verify content.
  *
- * Every wait is bounded by the orchestrator's deadlines; this process only answers commands.
+ * Every wait is bounded by the orchestrator's deadlines; this process only answers commands, and
+ * ends (no exit call) once its parent disconnects.
  */
 import { connect, type Socket } from 'node:net';
-import { encodeFrame } from '../proto/index.js';
-import { connect as connectClient, type Client } from '../src/client/index.js';
+import { encodeFrame } from '../../proto/index.js';
+import { connect as connectClient, type Client } from '../client/index.js';
 
 interface ClientState {
   sock: Socket;
@@ -30,6 +31,10 @@ export type ClientCmd =
   | { cmd: 'full'; url: string; n: number; feed: string }
   | { cmd: 'fullReport'; feed: string }
   | { cmd: 'closeAll' }
+  /** Start (or restart) recording, per revision, how many sockets reached it and the first and last receipt. */
+  | { cmd: 'trackArrivals' }
+  /** Answers `arrivals`: revision → [sockets, first ms, last ms] (CLOCK_MONOTONIC, comparable across processes). */
+  | { cmd: 'arrivals' }
   | { cmd: 'exit' };
 
 const clients: ClientState[] = [];
@@ -39,6 +44,7 @@ let atTarget = 0;
 let lastCrossMs = 0;
 let frames = 0;
 let bytes = 0;
+let arrivals: Map<number, [number, number, number]> | undefined;
 const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 const send = (m: Record<string, unknown>): void => void process.send?.(m);
 
@@ -61,6 +67,15 @@ function onRevision(c: ClientState, rev: number): void {
   if (rev <= c.revision) return;
   const was = c.revision;
   c.revision = rev;
+  if (arrivals !== undefined) {
+    const t = nowMs();
+    const a = arrivals.get(rev);
+    if (a === undefined) arrivals.set(rev, [1, t, t]);
+    else {
+      a[0]++;
+      a[2] = t;
+    }
+  }
   if (was < target && rev >= target) {
     lastCrossMs = nowMs();
     if (++atTarget === clients.length) send({ ev: 'reached', revision: target, lastMs: lastCrossMs });
@@ -173,8 +188,22 @@ process.on('message', (m: ClientCmd) => {
       frames = 0;
       bytes = 0;
       break;
+    case 'trackArrivals':
+      arrivals = new Map();
+      break;
+    case 'arrivals':
+      send({ ev: 'arrivals', arrivals: [...(arrivals ?? new Map<number, [number, number, number]>())] });
+      break;
     case 'exit':
-      process.exit(0);
+      shutdown();
+      process.disconnect();
   }
 });
+
+/** Closes every socket and client; with the IPC channel gone, the process ends by itself. */
+function shutdown(): void {
+  for (const c of clients.splice(0)) c.sock.destroy();
+  for (const c of full.splice(0)) c.destroy();
+}
+process.on('disconnect', shutdown);
 send({ ev: 'ready' });
