@@ -124,7 +124,7 @@ export const serverOptions = {
     default: 300_000,
     unit: 'ms',
     min: 10,
-    help: 'An agent whose applied state is older than this (after its post-snapshot grace period) is closed with 4007.',
+    help: 'An agent whose applied state is older than this (after its post-snapshot grace period) is closed with 4007; while its snapshot streams, only when the stream has taken no frame for this long (a cold-start storm makes every snapshot slow; that alone is no reason to start one over).',
   }),
   newClientGracePeriodMs: opt.int({
     default: 300_000,

@@ -154,4 +154,54 @@ describe('server - backpressure', () => {
     slow.socket.resume();
     expect([4007, 1006]).toContain(await slow.closed);
   });
+
+  /** A FakeClock server (maxFallBehindMs and the grace 1 s) holding 24 MiB of state: more than socket buffers hold. */
+  async function bigFeed(): Promise<{ clock: FakeClock; h: Harness }> {
+    const clock = new FakeClock();
+    const h = await harness({ clock, flushWindowMs: 0, socketHighWaterBytes: 64 * 1024, maxFallBehindMs: 1_000, newClientGracePeriodMs: 1_000, pingIntervalMs: 600_000, pongTimeoutMs: 600_000, handshakeTimeoutMs: 600_000 });
+    const batch: Record<string, unknown> = {};
+    for (let i = 0; i < 768; i++) batch[`/pods/big/b${i}`] = { i, pad: BIG };
+    h.upstream.apply('felix', batch, { status: 'in-sync' });
+    return { clock, h };
+  }
+
+  it('keeps an agent whose snapshot stream is slow but moving past maxFallBehindMs and its grace', async () => {
+    // A cold-start storm shares the replica among every agent, so each snapshot takes long. Judged
+    // by age alone, every agent still streaming when the grace ran out was closed and started over.
+    const { clock, h } = await bigFeed();
+    // 64 KiB frames: each read the slow agent allows moves the stream by a frame or two.
+    const slow = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 64 * 1024 });
+    await slow.until(() => slow.bytesReceived > 0, 'snapshot started');
+    slow.socket.pause();
+    // Five virtual seconds, five times maxFallBehindMs and its grace; the agent reads a little every 250 ms.
+    for (let t = 0; t < 5_000; t += 250) {
+      clock.advance(250);
+      const before = slow.bytesReceived;
+      slow.socket.resume();
+      await slow.until(() => slow.bytesReceived > before, 'slow agent read more');
+      slow.socket.pause();
+    }
+    expect(slow.feed('felix').pendingSnapshot).toBeDefined(); // still streaming: the case under test
+    expect(slow.closeCode).toBeUndefined();
+    // Reading at full speed again, it ends in sync with the store's state, never closed.
+    slow.socket.resume();
+    await waitUntil(() => slow.feeds.size > 0 && slow.feed('felix').revision === h.storeRevision('felix') && slow.feed('felix').pendingSnapshot === undefined, 'snapshot complete', { clock, stepMs: 20, timeoutMs: 20_000 });
+    expect(slow.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
+    expect(slow.closeCode).toBeUndefined();
+    expect(await h.metric('cattail_connections_closed_total')).toBe(0);
+  });
+
+  it('closes an agent whose snapshot stream stopped moving (4007) once maxFallBehindMs and its grace have passed', async () => {
+    const { clock, h } = await bigFeed();
+    const stalled = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 64 * 1024 });
+    await stalled.until(() => stalled.bytesReceived > 0, 'snapshot started');
+    stalled.socket.pause();
+    // Virtual time moves (with real I/O between steps): the kernel's buffers fill, the stream stops
+    // moving, and a second later the agent is closed; the sweep cuts the unread close off after 2 s.
+    await waitUntil(() => h.server.connectionCount() === 0, 'stalled agent closed', { clock, stepMs: 50, timeoutMs: 60_000 });
+    expect(await h.metric('cattail_connections_closed_total', { code: '4007' })).toBe(1);
+    expect(stalled.feed('felix').pendingSnapshot).toBeDefined(); // closed mid-snapshot
+    stalled.socket.resume();
+    expect([4007, 1006]).toContain(await stalled.closed);
+  });
 });

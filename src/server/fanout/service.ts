@@ -154,7 +154,7 @@ export class ServiceQueue {
     cursor.snapshot?.unsubscribe();
     cursor.feed.leaveLive(cursor);
     cursor.phase = 'snapshot';
-    cursor.snapshot = { build, next: 0, unsubscribe: build.subscribe(() => this.queue(conn)), startedMs: now };
+    cursor.snapshot = { build, next: 0, unsubscribe: build.subscribe(() => this.queue(conn)), startedMs: now, progressMs: now };
     cursor.behindSinceMs ??= now;
     cursor.graceUntilMs = now + this.ctx.o.newClientGracePeriodMs;
     if (inBand) cursor.feed.stats.inBandSnapshots++;
@@ -184,6 +184,8 @@ export class ServiceQueue {
       snap.next++;
     }
     if (snap.next < build.frames.length) this.blocked = true;
+    // The stream moved, or it waits for frames the build has not made yet (our delay, not the agent's).
+    if (bytes > 0 || snap.next === build.frames.length) snap.progressMs = now;
     if (build.done && snap.next === build.frames.length) {
       // Once per snapshot sent, not per frame: a labelled observe is cheap at that rate.
       o.metrics.snapshotSendDuration.observe({ feed: cursor.feed.name }, Math.max(0, now - snap.startedMs) / 1000);

@@ -30,8 +30,12 @@ export interface FeedCursor {
   /** The revision the agent will be at once everything written so far arrives. */
   revision: number;
   phase: 'snapshot' | 'live';
-  /** `startedMs`: monotonic ms the send began (snapshot send duration). */
-  snapshot: { build: SnapshotBuild; next: number; unsubscribe: () => void; startedMs: number } | undefined;
+  /**
+   * `startedMs`: monotonic ms the send began (snapshot send duration). `progressMs`: the last time
+   * the stream moved (a frame written, or none available yet because the build is still running),
+   * which is what the fall-behind rule judges while the snapshot streams.
+   */
+  snapshot: { build: SnapshotBuild; next: number; unsubscribe: () => void; startedMs: number; progressMs: number } | undefined;
   statusKey: string | undefined;
   /** Monotonic ms since when the agent lacks a flushed revision (undefined: caught up). */
   behindSinceMs: number | undefined;
