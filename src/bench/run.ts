@@ -61,7 +61,9 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
   const loadAverageBefore = loadavg().map((x) => +x.toFixed(2));
   const pinned = cpus().length > 1;
   const pins = { server: pinned ? 0 : undefined, load: pinned ? 1 : undefined };
-  const host = loopbackBlock(o.seed + 7_000);
+  // A loopback block of its own per run (from the process id, not the seed): two runs on one
+  // machine (engineers, CI) with the same seed took the same addresses and ports (EADDRINUSE).
+  const host = loopbackBlock(7_000 + (process.pid % 20_000));
   const records: BenchRecord[] = [];
   const errors: string[] = [];
   const want = (s: Scenario): boolean => o.scenarios.includes(s);

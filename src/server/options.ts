@@ -99,7 +99,7 @@ export const serverOptions = {
     default: 60_000,
     unit: 'ms',
     min: 10,
-    help: 'A connection that has not answered a PING within this time is closed with 4005.',
+    help: 'A connection that has not answered a PING within this time is closed with 4005; while a snapshot streams to it and keeps moving, the time runs from the stream\'s last progress (its PINGs wait behind the snapshot).',
   }),
   flushWindowMs: opt.int({
     default: 5,

@@ -155,14 +155,35 @@ describe('server - backpressure', () => {
     expect([4007, 1006]).toContain(await slow.closed);
   });
 
-  /** A FakeClock server (maxFallBehindMs and the grace 1 s) holding 24 MiB of state: more than socket buffers hold. */
-  async function bigFeed(): Promise<{ clock: FakeClock; h: Harness }> {
+  const FALL_BEHIND_1S = { maxFallBehindMs: 1_000, newClientGracePeriodMs: 1_000, pingIntervalMs: 600_000, pongTimeoutMs: 600_000 };
+  /** PINGs every 200 ms, PONG within 1 s; the fall-behind rule out of the way. */
+  const PONG_1S = { maxFallBehindMs: 600_000, newClientGracePeriodMs: 600_000, pingIntervalMs: 200, pongTimeoutMs: 1_000 };
+
+  /** A FakeClock server (by default maxFallBehindMs and the grace 1 s) holding 24 MiB of state: more than socket buffers hold. */
+  async function bigFeed(deadlines: { maxFallBehindMs: number; newClientGracePeriodMs: number; pingIntervalMs: number; pongTimeoutMs: number } = FALL_BEHIND_1S): Promise<{ clock: FakeClock; h: Harness }> {
     const clock = new FakeClock();
-    const h = await harness({ clock, flushWindowMs: 0, socketHighWaterBytes: 64 * 1024, maxFallBehindMs: 1_000, newClientGracePeriodMs: 1_000, pingIntervalMs: 600_000, pongTimeoutMs: 600_000, handshakeTimeoutMs: 600_000 });
+    const h = await harness({ clock, flushWindowMs: 0, socketHighWaterBytes: 64 * 1024, handshakeTimeoutMs: 600_000, ...deadlines });
     const batch: Record<string, unknown> = {};
     for (let i = 0; i < 768; i++) batch[`/pods/big/b${i}`] = { i, pad: BIG };
     h.upstream.apply('felix', batch, { status: 'in-sync' });
     return { clock, h };
+  }
+
+  /**
+   * A slow reader: five virtual seconds (five times the deadlines) in which it reads a little
+   * every 250 ms, so the stream keeps moving but does not finish.
+   */
+  async function readSlowly(clock: FakeClock, agent: TestAgent): Promise<void> {
+    agent.socket.pause();
+    for (let t = 0; t < 5_000; t += 250) {
+      clock.advance(250);
+      const before = agent.bytesReceived;
+      agent.socket.resume();
+      await agent.until(() => agent.bytesReceived > before, 'slow agent read more');
+      agent.socket.pause();
+    }
+    expect(agent.feed('felix').pendingSnapshot).toBeDefined(); // still streaming: the case under test
+    expect(agent.closeCode).toBeUndefined();
   }
 
   it('keeps an agent whose snapshot stream is slow but moving past maxFallBehindMs and its grace', async () => {
@@ -172,36 +193,43 @@ describe('server - backpressure', () => {
     // 64 KiB frames: each read the slow agent allows moves the stream by a frame or two.
     const slow = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 64 * 1024 });
     await slow.until(() => slow.bytesReceived > 0, 'snapshot started');
-    slow.socket.pause();
-    // Five virtual seconds, five times maxFallBehindMs and its grace; the agent reads a little every 250 ms.
-    for (let t = 0; t < 5_000; t += 250) {
-      clock.advance(250);
-      const before = slow.bytesReceived;
-      slow.socket.resume();
-      await slow.until(() => slow.bytesReceived > before, 'slow agent read more');
-      slow.socket.pause();
-    }
-    expect(slow.feed('felix').pendingSnapshot).toBeDefined(); // still streaming: the case under test
-    expect(slow.closeCode).toBeUndefined();
+    await readSlowly(clock, slow);
     // Reading at full speed again, it ends in sync with the store's state, never closed.
     slow.socket.resume();
-    await waitUntil(() => slow.feeds.size > 0 && slow.feed('felix').revision === h.storeRevision('felix') && slow.feed('felix').pendingSnapshot === undefined, 'snapshot complete', { clock, stepMs: 20, timeoutMs: 20_000 });
+    await waitUntil(() => slow.feed('felix').revision === h.storeRevision('felix') && slow.feed('felix').pendingSnapshot === undefined, 'snapshot complete', { clock, stepMs: 20, timeoutMs: 20_000 });
     expect(slow.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
     expect(slow.closeCode).toBeUndefined();
     expect(await h.metric('cattail_connections_closed_total')).toBe(0);
   });
 
-  it('closes an agent whose snapshot stream stopped moving (4007) once maxFallBehindMs and its grace have passed', async () => {
-    const { clock, h } = await bigFeed();
+  it('runs the PONG deadline from the snapshot stream\'s last move: a silent agent is kept while its stream moves, closed 4005 after', async () => {
+    // A PING written behind megabytes of snapshot reaches a slow reader only after them; this
+    // agent never answers at all, so only the stream's movement can keep it.
+    const { clock, h } = await bigFeed(PONG_1S);
+    const silent = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 64 * 1024, autoPong: false });
+    await silent.until(() => silent.bytesReceived > 0, 'snapshot started');
+    await readSlowly(clock, silent);
+    silent.socket.resume();
+    await waitUntil(() => silent.feed('felix').pendingSnapshot === undefined && silent.feed('felix').revision === h.storeRevision('felix'), 'snapshot complete', { clock, stepMs: 20, timeoutMs: 20_000 });
+    // The stream is done and no PONG ever came: pongTimeoutMs after its last move, the agent is closed.
+    await waitUntil(() => h.server.connectionCount() === 0, 'silent agent closed', { clock, stepMs: 50, timeoutMs: 10_000 });
+    expect(await h.metric('cattail_connections_closed_total', { code: '4005' })).toBe(1);
+  });
+
+  it.each([
+    ['4007', 'maxFallBehindMs and its grace', FALL_BEHIND_1S],
+    ['4005', 'pongTimeoutMs', PONG_1S],
+  ])('closes an agent whose snapshot stream stopped moving (%s) once %s passed', async (code, _what, deadlines) => {
+    const { clock, h } = await bigFeed(deadlines);
     const stalled = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 64 * 1024 });
     await stalled.until(() => stalled.bytesReceived > 0, 'snapshot started');
     stalled.socket.pause();
     // Virtual time moves (with real I/O between steps): the kernel's buffers fill, the stream stops
     // moving, and a second later the agent is closed; the sweep cuts the unread close off after 2 s.
     await waitUntil(() => h.server.connectionCount() === 0, 'stalled agent closed', { clock, stepMs: 50, timeoutMs: 60_000 });
-    expect(await h.metric('cattail_connections_closed_total', { code: '4007' })).toBe(1);
+    expect(await h.metric('cattail_connections_closed_total', { code })).toBe(1);
     expect(stalled.feed('felix').pendingSnapshot).toBeDefined(); // closed mid-snapshot
     stalled.socket.resume();
-    expect([4007, 1006]).toContain(await stalled.closed);
+    expect([Number(code), 1006]).toContain(await stalled.closed);
   });
 });

@@ -186,6 +186,7 @@ export class ServiceQueue {
     if (snap.next < build.frames.length) this.blocked = true;
     // The stream moved, or it waits for frames the build has not made yet (our delay, not the agent's).
     if (bytes > 0 || snap.next === build.frames.length) snap.progressMs = now;
+    if (bytes > 0) conn.lastStreamProgressMs = now;
     if (build.done && snap.next === build.frames.length) {
       // Once per snapshot sent, not per frame: a labelled observe is cheap at that rate.
       o.metrics.snapshotSendDuration.observe({ feed: cursor.feed.name }, Math.max(0, now - snap.startedMs) / 1000);

@@ -102,6 +102,12 @@ export class Connection {
   clientId = '';
   handshakeDeadlineMs: number;
   lastPongMs = 0;
+  /**
+   * The last time a snapshot stream to this agent moved (monotonic ms; 0: never). A PING written
+   * behind megabytes of snapshot reaches the agent only after them, so while the stream moves the
+   * agent is reading and the PONG deadline runs from here (sweep.ts).
+   */
+  lastStreamProgressMs = 0;
   nextPingMs = 0;
   closeDeadlineMs = 0;
   /** Bytes written for this agent alone and not yet flushed by the kernel (its budget). */
