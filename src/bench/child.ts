@@ -41,6 +41,6 @@ export class Child<Cmd, Ev extends { ev: string }> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return;
     const exited = new Promise((r) => this.child.once('exit', r));
     this.child.kill('SIGKILL');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]);
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000).unref())]);
   }
 }

@@ -33,9 +33,9 @@ export async function netServer(onSocket: (s: Socket) => void, host = '127.0.0.1
   };
 }
 
-/** Size of the STATUS every floor frame carries, as a fan-out flush does (40-byte token, 32-byte digest). */
+/** Size of the STATUS every floor frame carries, as a fan-out flush does (40-byte token, 8-byte digest: a valid STATUS). */
 function statusFrame(revision: number): Buffer {
-  return encodeMessage({ type: 'status', feedId: 0, revision, status: 'in-sync', stale: false, watermarks: { pods: String(revision) }, token: Buffer.alloc(40), digest: Buffer.alloc(32) });
+  return encodeMessage({ type: 'status', feedId: 0, revision, status: 'in-sync', stale: false, watermarks: { pods: String(revision) }, token: Buffer.alloc(40), digest: Buffer.alloc(8) });
 }
 
 /**

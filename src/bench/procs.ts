@@ -273,7 +273,7 @@ export class ReplicaProc {
     if (p === undefined || !this.running) return null;
     this.sampleRss();
     p.child.kill(signal);
-    const code = await Promise.race([p.exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 20_000))]);
+    const code = await Promise.race([p.exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 20_000).unref())]);
     if (code === 'timeout') {
       p.child.kill('SIGKILL');
       return p.exited;
@@ -391,7 +391,7 @@ export class AgentWorker {
   /** Stops the worker (SIGTERM) and returns its final report. */
   async stop(): Promise<WorkerStatus | undefined> {
     this.proc.child.kill('SIGTERM');
-    await Promise.race([this.proc.exited, new Promise((r) => setTimeout(r, 15_000))]);
+    await Promise.race([this.proc.exited, new Promise((r) => setTimeout(r, 15_000).unref())]);
     if (this.proc.child.exitCode === null) this.proc.child.kill('SIGKILL');
     return this.final ?? this.last;
   }
