@@ -18,7 +18,7 @@ export const benchOptions = {
   stalledAgentsPercent: opt.int({ default: 1, unit: '%', min: 0, max: 100, help: 'slow-agents: share of the agents that stop reading (from their first in-sync) for --stall-ms.' }),
   stallMs: opt.int({ default: 75_000, unit: 'ms', min: 0, help: 'slow-agents: how long a stalled agent stops reading; the default outlasts the server\'s 60 s pongTimeoutMs, so the run shows what a replica does with a frozen agent.' }),
   apiLoadAgents: opt.int({ default: 10, unit: 'count', min: 1, max: 1_000, help: 'api-load: agents on each side; each direct agent keeps its own copy of the projected cluster in one worker process (~140 MB each at 150,000 pods), so keep it at what the machine carries.' }),
-  scenario: opt.list({ default: [...SCENARIOS], values: SCENARIOS, help: 'Scenarios to run, in this order (repeat or comma-separate).' }),
+  scenario: opt.list({ default: [...SCENARIOS], values: SCENARIOS, help: 'Scenarios to run, in this order (repeat the flag; comma-separated in CATTAIL_SCENARIO or a config file). cold-start always runs: every other scenario starts from its fleet.' }),
   seed: opt.int({ default: 1, min: 0, help: 'Seed of the generated cluster and of the agents.' }),
   durationMs: opt.int({ default: 900_000, unit: 'ms', min: 10_000, help: 'Hard bound on the whole run; the benchmark stops by itself.' }),
   quick: opt.boolean({ default: false, help: 'A small run (200 agents, 100 nodes × 5 pods, 2.5 s of churn, a 3 s stall, 10 api-load agents) that finishes in about a minute: the CI smoke test. Overrides the sizes.' }),
