@@ -15,6 +15,8 @@ export interface ChurnResult {
   readonly changesSeenByAllAgents: number;
   readonly firstAgentLatencyMs: Percentiles;
   readonly lastAgentLatencyMs: Percentiles;
+  /** Changes written per second: below the asked rate when the simulator answered its PATCHes slowly. */
+  readonly achievedRatePerSec: number;
   /** Changes × agents. */
   readonly deliveries: number;
   readonly deliveriesPerSec: number;
@@ -86,7 +88,7 @@ export function churnResult(ctx: BenchContext, w: ChurnWindow, finals: (WorkerSt
   const cpu = w.serverCpuS;
   return {
     changes: w.writes.length, lastRv: w.lastRv, changesSeenByAllAgents: complete, firstAgentLatencyMs: percentiles(firstLat), lastAgentLatencyMs: percentiles(lastLat),
-    deliveries, deliveriesPerSec: Math.round(deliveries / (ctx.o.churnMs / 1000)), serverCpuS: +cpu.toFixed(2), serverCpuUsPerDelivery: +((cpu * 1e6) / Math.max(1, deliveries)).toFixed(2),
+    achievedRatePerSec: +(w.writes.length / (ctx.o.churnMs / 1000)).toFixed(1), deliveries, deliveriesPerSec: Math.round(deliveries / (ctx.o.churnMs / 1000)), serverCpuS: +cpu.toFixed(2), serverCpuUsPerDelivery: +((cpu * 1e6) / Math.max(1, deliveries)).toFixed(2),
     bytesPerDelivery: Math.round(w.bytes / Math.max(1, deliveries)), finals,
   };
 }

@@ -22,5 +22,6 @@ export const benchOptions = {
   seed: opt.int({ default: 1, min: 0, help: 'Seed of the generated cluster and of the agents.' }),
   durationMs: opt.int({ default: 900_000, unit: 'ms', min: 10_000, help: 'Hard bound on the whole run; the benchmark stops by itself.' }),
   quick: opt.boolean({ default: false, help: 'A small run (200 agents, 100 nodes × 5 pods, 2.5 s of churn, a 3 s stall, 10 api-load agents) that finishes in about a minute: the CI smoke test. Overrides the sizes.' }),
+  name: opt.string({ default: undefined, help: 'Base name of the result files (NAME.json, NAME.md, NAME-*.svg). Unset: bench, or bench-quick with --quick.' }),
   out: opt.string({ default: 'bench/results', help: 'Directory for bench.json, bench.md and the SVG plots (quick runs write bench-quick.*); earlier bench-*.json results there are plotted beside a full run.' }),
 } as const;

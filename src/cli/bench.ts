@@ -51,7 +51,7 @@ export async function runBenchCommand(config: ConfigOf<typeof benchOptions>, ctx
     seed: config.seed,
     deadlineMs: config.durationMs,
   }, progress);
-  const base = config.quick ? 'bench-quick' : 'bench';
+  const base = config.name ?? (config.quick ? 'bench-quick' : 'bench');
   mkdirSync(config.out, { recursive: true });
   const reports = [report, ...(config.quick ? [] : earlierReports(config.out, `${base}.json`))];
   writeFileSync(join(config.out, `${base}.json`), `${JSON.stringify(report, null, 2)}\n`);

@@ -23,12 +23,12 @@ export async function churn(ctx: BenchContext): Promise<BenchRecord> {
   const latencyVsFloor = floor === undefined ? null : ratio(c.lastAgentLatencyMs.p50, floor.lastSocketLatencyMs.p50);
   const cpuVsFloor = floor === undefined ? null : ratio(c.serverCpuUsPerDelivery, floor.serverCpuUsPerDelivery);
   const record: BenchRecord = {
-    scenario: 'churn', changes: c.changes, ratePerSec: o.churnPerSec, windowMs: o.churnMs, changesSeenByAllAgents: c.changesSeenByAllAgents, lastRv: c.lastRv,
+    scenario: 'churn', changes: c.changes, ratePerSec: o.churnPerSec, achievedRatePerSec: c.achievedRatePerSec, windowMs: o.churnMs, changesSeenByAllAgents: c.changesSeenByAllAgents, lastRv: c.lastRv,
     firstAgentLatencyMs: c.firstAgentLatencyMs, lastAgentLatencyMs: c.lastAgentLatencyMs, deliveriesPerSec: c.deliveriesPerSec,
     serverCpuS: c.serverCpuS, serverCpuUsPerDelivery: c.serverCpuUsPerDelivery, bytesPerDelivery: c.bytesPerDelivery,
     floor: floor ?? null, lastAgentP50VsFloor: latencyVsFloor, serverCpuPerDeliveryVsFloor: cpuVsFloor,
     note: 'latency: Cattail from the write at the simulator (upstream watch, store, fan-out) to the last agent; floor from its own write to the last socket. CPU: the replica process over the window; the floor process from its first write until the kernel took its last byte.',
-    summary: `${c.changes} changes at ${o.churnPerSec}/s to ${o.agents} agents: last agent p50 ${c.lastAgentLatencyMs.p50.toFixed(0)} ms, p99 ${c.lastAgentLatencyMs.p99.toFixed(0)} ms; ${c.serverCpuUsPerDelivery.toFixed(1)} µs server CPU per delivery` +
+    summary: `${c.changes} changes at ${c.achievedRatePerSec}/s${c.achievedRatePerSec < 0.9 * o.churnPerSec ? ` (of ${o.churnPerSec}/s asked: the simulator's writes were slow)` : ''} to ${o.agents} agents: last agent p50 ${c.lastAgentLatencyMs.p50.toFixed(0)} ms, p99 ${c.lastAgentLatencyMs.p99.toFixed(0)} ms; ${c.serverCpuUsPerDelivery.toFixed(1)} µs server CPU per delivery` +
       (floor === undefined ? ' (floor failed)' : `; vs the plain-TCP floor: latency ×${latencyVsFloor ?? '–'}, CPU ×${cpuVsFloor ?? '–'}`),
   };
   // A fresh fleet for the following scenarios (they resume, or take snapshots, as agents would).
