@@ -12,6 +12,9 @@ import { describe, expect, it } from 'vitest';
 import { waitUntil } from '../support/wait.js';
 import { encodeFrame } from '../../proto/index.js';
 import { harness } from './helpers/harness.js';
+import { hostileTally } from '../support/reliability-record.js';
+
+const tally = hostileTally('connections', true);
 
 const openFds = (): number => readdirSync('/proc/self/fd').length;
 const source = (i: number): string => `127.0.${1 + Math.floor(i / 250)}.${1 + (i % 250)}`;
@@ -57,6 +60,8 @@ describe('server - connection floods', () => {
     await Promise.all([...idle, ...loris].map((c) => Promise.race([c.closed, new Promise((_, rej) => setTimeout(() => rej(new Error('connection not closed by the server')), 8_000))])));
     clearInterval(dripper);
     await tick();
+    tally.add('half-open TCP connection (never speaks)', 'closed by the handshake deadline', idle.length);
+    tally.add('slow-loris upgrade (one byte per 100 ms)', 'closed by the handshake deadline', loris.length);
 
     // 3. An upgrade flood that never sends HELLO: at most maxConnections are admitted (503 for the
     // rest, before any WebSocket state exists), and every admitted one is closed 4004.
@@ -75,6 +80,8 @@ describe('server - connection floods', () => {
     expect(timedOut).toBeLessThanOrEqual(150 - 1); // the witness holds one slot
     expect(refused).toBeGreaterThanOrEqual(300 - 149);
     expect(await h.metric('cattail_connections_refused_total', { reason: 'max-connections' })).toBe(refused);
+    tally.add('upgrade flood without HELLO', 'HTTP 503 with Retry-After above maxConnections', refused);
+    tally.add('upgrade flood without HELLO', 'CATTAIL_SERVER_HANDSHAKE_TIMEOUT, close 4004', timedOut);
     await tick();
 
     // 4. Churn: 200 agents connect, say HELLO, and leave at once, 20 at a time.
@@ -90,6 +97,7 @@ describe('server - connection floods', () => {
       })));
     }
     await tick();
+    tally.add('connect, HELLO and vanish (churn)', 'connection released', 200);
 
     await waitUntil(() => h.server.connectionCount() === 1, 'only the witness left', { timeoutMs: 10_000 });
     await waitUntil(() => openFds() <= fdsBefore + 10, `file descriptors back near ${fdsBefore} (now ${openFds()})`, { timeoutMs: 10_000 });
