@@ -35,9 +35,9 @@ const failures = (r: RunReport): number => r.divergences.length + r.watermarkReg
 
 function runTable(reports: readonly RunReport[]): string[] {
   return [
-    '| seed | faults | agents × entries | deletions seen | settle ms | divergences | watermark regressions | crashes | hot loops | peak replica RSS MB | peak replica FDs |',
-    '|---|---|---|---|---|---|---|---|---|---|---|',
-    ...reports.map((r) => `| ${r.seed} | ${faultCount(r)} | ${r.agentsChecked} × ${r.entries} | ${r.deletionsSeen} | ${r.settleMs} | ${r.divergences.length} | ${r.watermarkRegressions.length} | ${r.crashes.length} | ${r.hotLoops.length} | ${r.peakReplicaRssMb} | ${r.peakReplicaFds} |`),
+    '| seed | faults | requests to the lagging HA follower | agents × entries | deletions seen | settle ms | divergences | watermark regressions | crashes | hot loops | peak replica RSS MB | peak replica FDs |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+    ...reports.map((r) => `| ${r.seed} | ${faultCount(r)} | ${r.haFollowerRequests ?? '—'} | ${r.agentsChecked} × ${r.entries} | ${r.deletionsSeen} | ${r.settleMs} | ${r.divergences.length} | ${r.watermarkRegressions.length} | ${r.crashes.length} | ${r.hotLoops.length} | ${r.peakReplicaRssMb} | ${r.peakReplicaFds} |`),
   ];
 }
 
@@ -87,7 +87,8 @@ export function renderReliability(soak: SoakFile | undefined, ci: ReliabilityCiF
     '',
     'Each convergence run starts the simulated API server, Cattail replicas and library agents as',
     'separate processes on loopback, drives seeded churn and a seeded timeline of faults against all of',
-    'them (API faults, replica kills, stalls and partitions, agent restarts, stalls and black holes),',
+    'them (API faults, a lagging HA follower behind a round-robin port for one replica, replica kills,',
+    'stalls and partitions, agent restarts, stalls and black holes),',
     'then checks every agent against the simulator (test/convergence/scenario.ts describes the',
     'oracle). Target: zero in every failure column.',
     '',
