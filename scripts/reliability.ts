@@ -31,13 +31,13 @@ export function readJson<T>(file: URL): T | undefined {
 
 const sum = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0);
 const faultCount = (r: RunReport): number => sum(Object.values(r.faults));
-const failures = (r: RunReport): number => r.divergences.length + r.watermarkRegressions.length + r.crashes.length + r.hotLoops.length;
+const failures = (r: RunReport): number => r.divergences.length + r.watermarkRegressions.length + r.crashes.length + r.hotLoops.length + (r.budgetBreaches?.length ?? 0);
 
 function runTable(reports: readonly RunReport[]): string[] {
   return [
-    '| seed | faults | requests to the lagging HA follower | agents × entries | deletions seen | settle ms | divergences | watermark regressions | crashes | hot loops | peak replica RSS MB | peak replica FDs |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|',
-    ...reports.map((r) => `| ${r.seed} | ${faultCount(r)} | ${r.haFollowerRequests ?? '—'} | ${r.agentsChecked} × ${r.entries} | ${r.deletionsSeen} | ${r.settleMs} | ${r.divergences.length} | ${r.watermarkRegressions.length} | ${r.crashes.length} | ${r.hotLoops.length} | ${r.peakReplicaRssMb} | ${r.peakReplicaFds} |`),
+    '| seed | faults | requests to the lagging HA follower | agents × entries | deletions seen | settle ms | divergences | watermark regressions | crashes | hot loops | budget breaches | peak replica RSS MB | peak replica FDs |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    ...reports.map((r) => `| ${r.seed} | ${faultCount(r)} | ${r.haFollowerRequests ?? '—'} | ${r.agentsChecked} × ${r.entries} | ${r.deletionsSeen} | ${r.settleMs} | ${r.divergences.length} | ${r.watermarkRegressions.length} | ${r.crashes.length} | ${r.hotLoops.length} | ${r.budgetBreaches?.length ?? '—'} | ${r.peakReplicaRssMb} | ${r.peakReplicaFds} |`),
   ];
 }
 
@@ -90,7 +90,8 @@ export function renderReliability(soak: SoakFile | undefined, ci: ReliabilityCiF
     'them (API faults, a lagging HA follower behind a round-robin port for one replica, replica kills,',
     'stalls and partitions, agent restarts, stalls and black holes),',
     'then checks every agent against the simulator (test/convergence/scenario.ts describes the',
-    'oracle). Target: zero in every failure column.',
+    'oracle; it also samples each replica\'s delta-log bytes against `--delta-log-max-bytes` at every',
+    'step and its resident set against 512 MB). Target: zero in every failure column.',
     '',
     `**Total:** ${all.length} runs (${soakRuns.length} soak, ${seeds.length} CI seeds), ${sum(all.map(faultCount))} faults injected, ` +
       `${sum(all.map((r) => r.divergences.length))} divergences, ${sum(all.map(failures))} failures of any kind; ` +

@@ -28,9 +28,9 @@ for (let i = 0; i < runs && Date.now() - started < totalMs; i++, seed++) {
     (line) => process.stdout.write(`${line}\n`),
   );
   reports.push(r);
-  const bad = r.divergences.length + r.watermarkRegressions.length + r.crashes.length + r.hotLoops.length;
+  const bad = r.divergences.length + r.watermarkRegressions.length + r.crashes.length + r.hotLoops.length + (r.budgetBreaches?.length ?? 0);
   if (bad > 0) {
-    for (const d of [...r.divergences, ...r.watermarkRegressions, ...r.crashes, ...r.hotLoops]) process.stdout.write(`  ${d}\n`);
+    for (const d of [...r.divergences, ...r.watermarkRegressions, ...r.crashes, ...r.hotLoops, ...(r.budgetBreaches ?? [])]) process.stdout.write(`  ${d}\n`);
     process.stdout.write(`  FAILED — replay with: ${r.replayCommand}\n`);
   }
 }
@@ -40,4 +40,4 @@ process.stdout.write(`soak: ${reports.length} runs, ${faults} faults injected, $
 const soak: SoakFile = { at: new Date().toISOString(), node: process.version, reports };
 writeFileSync(SOAK_FILE, `${JSON.stringify(soak, null, 2)}\n`);
 writeFileSync(PAGE_FILE, renderReliability(soak, readJson<ReliabilityCiFile>(CI_FILE)));
-process.exitCode = divergences > 0 || reports.some((r) => r.crashes.length + r.watermarkRegressions.length + r.hotLoops.length > 0) ? 1 : 0;
+process.exitCode = divergences > 0 || reports.some((r) => r.crashes.length + r.watermarkRegressions.length + r.hotLoops.length + (r.budgetBreaches?.length ?? 0) > 0) ? 1 : 0;

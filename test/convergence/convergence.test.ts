@@ -18,6 +18,7 @@ describe('convergence - API faults, replica kills and agent restarts, checked ag
     expect(r.watermarkRegressions, why).toEqual([]);
     expect(r.crashes, why).toEqual([]);
     expect(r.hotLoops, why).toEqual([]);
+    expect(r.budgetBreaches, why).toEqual([]);
     expect(r.entries).toBeGreaterThan(20);
     recordSeed(r);
   }, 120_000);

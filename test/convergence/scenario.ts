@@ -65,12 +65,18 @@ export interface RunReport {
   readonly peakReplicaRssMb: number;
   /** Most open file descriptors of any replica process at a sample (once per fault step). */
   readonly peakReplicaFds: number;
+  /** Budgets found exceeded: a replica's delta log above its byte cap, or its RSS above the scenario's bound. */
+  readonly budgetBreaches?: readonly string[];
   /** API requests the lagging HA follower answered (replica 0 reaches it through the round-robin port). */
   readonly haFollowerRequests?: number;
   readonly replayCommand: string;
 }
 
 const FEED = 'felix';
+/** The replicas' delta-log budget (`--delta-log-max-bytes`, its minimum), checked at every step. */
+const DELTA_LOG_MAX_BYTES = 65_536;
+/** The replicas' memory budget in this scenario: a resident set above it is a failure. */
+const REPLICA_RSS_BUDGET_MB = 512;
 /** LIST + WATCH requests one replica may make per resource per minute of run before it counts as a hot loop. */
 const MAX_REQUESTS_PER_RESOURCE_PER_MIN = 120;
 
@@ -139,6 +145,7 @@ export async function runScenario(o: ScenarioOptions, log: (line: string) => voi
   const faults: Record<string, number> = {};
   const count = (k: string): void => void (faults[k] = (faults[k] ?? 0) + 1);
   const armed = new Set<string>();
+  const budgetBreaches: string[] = [];
   let followerRequests = 0;
   const sim = await SimProc.start({ host: host(1), nodes: o.nodes, podsPerNode: o.podsPerNode, seed: o.seed, ...(o.haLagRvs !== undefined ? { haLagRvs: o.haLagRvs } : {}) });
   const replicas = Array.from({ length: o.replicas }, (_, i) => new ReplicaProc(`conv-${i}`, host(10 + i), (i === 0 ? sim.haKubeconfig : undefined) ?? sim.kubeconfig, [FEED],
@@ -147,8 +154,10 @@ export async function runScenario(o: ScenarioOptions, log: (line: string) => voi
     // black-holed connection is noticed on both sides within a run.
     // A watch silent for 3 s is re-made and a resource without a healthy watch for 4 s is stale, so
     // a replica cut off from the API server shows it within a run.
-    // Lists come in pages of 10, so an expired continue token can meet a relist.
-    ['--shutdown-timeout-ms', '3000', '--ping-interval-ms', '1000', '--pong-timeout-ms', '4000', '--watch-inactivity-timeout-ms', '3000', '--upstream-stale-after-ms', '4000', '--list-page-size', '10']));
+    // Lists come in pages of 10, so an expired continue token can meet a relist. The delta log gets
+    // its smallest budget, which the oracle checks at every step.
+    ['--shutdown-timeout-ms', '3000', '--ping-interval-ms', '1000', '--pong-timeout-ms', '4000', '--watch-inactivity-timeout-ms', '3000', '--upstream-stale-after-ms', '4000', '--list-page-size', '10',
+      '--delta-log-max-bytes', String(DELTA_LOG_MAX_BYTES)]));
   const agents: AgentUnderTest[] = [];
   const retired: AgentUnderTest[] = [];
   const crashes: string[] = [];
@@ -179,6 +188,7 @@ export async function runScenario(o: ScenarioOptions, log: (line: string) => voi
       await new Promise((r) => setTimeout(r, Math.round(o.faultEveryMs * (0.5 + rand()))));
       for (const r of replicas) if (r.crashed) crashes.push(`${r.name} exited ${r.output().slice(-500)}`);
       for (const r of replicas) r.sampleRss();
+      await checkBudgets(replicas.filter((r) => r.running && !frozen.has(r)), budgetBreaches);
       const pick = rand();
       const replica = replicas[Math.floor(rand() * replicas.length)] as ReplicaProc;
       // A frozen replica is left alone by the other replica faults (a SIGTERM would wait on it).
@@ -188,7 +198,10 @@ export async function runScenario(o: ScenarioOptions, log: (line: string) => voi
         const kinds = ['reset', 'error_410', 'http_410', 'reset_mid_line', 'error_500', 'close_after_headers', 'blackhole', 'expire_continue'] as const;
         const kind = kinds[Math.floor(rand() * kinds.length)] as string;
         await sim.admin('POST', '/faults', { kind, verb: kind === 'http_410' || kind === 'blackhole' ? 'WATCH' : undefined, times: 1 + Math.floor(rand() * 3) });
-        armed.add(kind);
+        // A black hole is counted as armed: the partition below fires the simulator's blackhole
+        // rule too, so its fired count is not this fault's alone.
+        if (kind === 'blackhole') count('upstream:blackhole');
+        else armed.add(kind);
       } else if (pick < 0.35) {
         // The HA follower falls further behind or catches up: replica 0's requests that land on it
         // see an older state (an older list, a watch RV the follower has not reached).
@@ -274,6 +287,8 @@ export async function runScenario(o: ScenarioOptions, log: (line: string) => voi
     for (const resume of [...pendingResumes]) resume();
     await sim.admin('DELETE', '/churn');
     await sim.admin('DELETE', '/faults').catch(() => undefined);
+    // The follower catches up too: a lag counted in resourceVersions never closes once writes stop.
+    if (o.haLagRvs !== undefined) await sim.admin('POST', '/faults/lag', { lagRvs: 0 });
     // The catalogue's faults are counted as the simulator fired them, not as armed: an armed rule
     // that met no matching request (no relist with a continue token, say) injected nothing.
     const fired = (await sim.admin<{ faults: Record<string, number> | number }>('GET', '/counters')).faults;
@@ -334,15 +349,28 @@ export async function runScenario(o: ScenarioOptions, log: (line: string) => voi
       peakReplicaRssMb: 0,
       peakReplicaFds: 0,
       haFollowerRequests: followerRequests,
+      budgetBreaches,
     };
     log(`seed ${o.seed}: ${Object.values(faults).reduce((s, n) => s + n, 0)} faults (${Object.entries(faults).map(([k, n]) => `${k} ${n}`).join(', ')}), ${followerRequests} requests to the lagging follower, ${agents.length} agents × ${want.size} entries, settled in ${report.settleMs} ms, divergences ${divergences.length}, regressions ${report.watermarkRegressions.length}, crashes ${crashes.length}`);
     await Promise.all(replicas.map((r) => r.kill('SIGTERM')));
     for (const r of replicas) r.sampleRss();
-    return { ...report, peakReplicaRssMb: Math.max(...replicas.map((r) => r.peakRssMb)), peakReplicaFds: Math.max(...replicas.map((r) => r.peakFds)) };
+    const peakReplicaRssMb = Math.max(...replicas.map((r) => r.peakRssMb));
+    if (peakReplicaRssMb > REPLICA_RSS_BUDGET_MB) budgetBreaches.push(`a replica's resident set reached ${peakReplicaRssMb} MB (budget ${REPLICA_RSS_BUDGET_MB} MB)`);
+    return { ...report, peakReplicaRssMb, peakReplicaFds: Math.max(...replicas.map((r) => r.peakFds)) };
   } finally {
     for (const a of [...agents]) a.client.destroy();
     await Promise.all(replicas.map((r) => r.kill('SIGKILL')));
     await sim.stop();
+  }
+}
+
+/** Reads each replica's budget gauges and notes any above its configured cap. */
+async function checkBudgets(replicas: readonly ReplicaProc[], breaches: string[]): Promise<void> {
+  for (const r of replicas) {
+    // A replica that is restarting or unreachable this instant is sampled at the next step.
+    const m = await Promise.race([r.metrics().catch(() => undefined), new Promise<undefined>((res) => setTimeout(() => res(undefined), 2_000))]);
+    const logBytes = m?.get('cattail_delta_log_bytes');
+    if (logBytes !== undefined && logBytes > DELTA_LOG_MAX_BYTES) breaches.push(`${r.name}: delta log ${logBytes} bytes above --delta-log-max-bytes ${DELTA_LOG_MAX_BYTES}`);
   }
 }
 
