@@ -154,10 +154,11 @@ export async function runScenario(o: ScenarioOptions, log: (line: string) => voi
     // black-holed connection is noticed on both sides within a run.
     // A watch silent for 3 s is re-made and a resource without a healthy watch for 4 s is stale, so
     // a replica cut off from the API server shows it within a run.
-    // Lists come in pages of 10, so an expired continue token can meet a relist. The delta log gets
-    // its smallest budget, which the oracle checks at every step.
+    // Replica 1 lists with plain paged LISTs (an API server without WatchList), in pages of 10, so
+    // an expired continue token can meet its relists; the others stream lists with WatchList. The
+    // delta log gets its smallest budget, which the oracle checks at every step.
     ['--shutdown-timeout-ms', '3000', '--ping-interval-ms', '1000', '--pong-timeout-ms', '4000', '--watch-inactivity-timeout-ms', '3000', '--upstream-stale-after-ms', '4000', '--list-page-size', '10',
-      '--delta-log-max-bytes', String(DELTA_LOG_MAX_BYTES)]));
+      '--delta-log-max-bytes', String(DELTA_LOG_MAX_BYTES), ...(i === 1 ? ['--no-watch-list'] : [])]));
   const agents: AgentUnderTest[] = [];
   const retired: AgentUnderTest[] = [];
   const crashes: string[] = [];
