@@ -22,6 +22,8 @@ const SUITES = [
   'test/server/connection-floods.test.ts',
   'test/server/mtls.test.ts',
   'test/upstream/reflector-faults.test.ts',
+  'test/frame-compression.test.ts',
+  'test/client/lifecycle.test.ts',
 ];
 
 const dir = mkdtempSync(join(tmpdir(), 'cattail-reliability-'));

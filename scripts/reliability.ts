@@ -64,7 +64,7 @@ function hostileTable(lines: readonly HostileLine[]): string[] {
     row.outcomes.set(l.outcome, (row.outcomes.get(l.outcome) ?? 0) + l.tried);
     rows.set(key, row);
   }
-  const order = ['decoder', 'session', 'connections', 'tls', 'upstream'];
+  const order = ['decoder', 'session', 'connections', 'tls', 'upstream', 'agent'];
   const sorted = [...rows.values()].sort((x, y) => order.indexOf(x.surface) - order.indexOf(y.surface) || x.klass.localeCompare(y.klass));
   return [
     '| surface | input class | tried | outcomes (count) | healthy agent asserted streaming |',
@@ -119,8 +119,9 @@ export function renderReliability(soak: SoakFile | undefined, ci: ReliabilityCiF
     '(test/proto/hostile.test.ts), the real server\'s session (test/server/hostile.test.ts and the',
     'fast-check fuzz test/server/fuzz-inbound.test.ts, whose sequences are counted by their first',
     'payload), its TCP and HTTP front (test/server/connection-floods.test.ts, from many 127.0.0.0/8',
-    'source addresses), TLS (test/server/mtls.test.ts) and the upstream reader',
-    '(test/upstream/reflector-faults.test.ts). "Healthy agent asserted streaming" means the test',
+    'source addresses), TLS (test/server/mtls.test.ts), the upstream reader',
+    '(test/upstream/reflector-faults.test.ts) and the agent facing a hostile server',
+    '(test/client/lifecycle.test.ts; decompression in test/frame-compression.test.ts). "Healthy agent asserted streaming" means the test',
     'checks that an agent on the same server kept receiving every change, in order, with a matching',
     'digest, while these inputs arrived. No input of any class crashed a process.',
     '',

@@ -13,8 +13,8 @@ import { appendFileSync } from 'node:fs';
 import { afterAll } from 'vitest';
 import type { RunReport } from '../convergence/scenario.js';
 
-/** Where the hostile input entered: the pure decoder, the server's session, its TCP and HTTP front, the upstream reader, or TLS. */
-export type HostileSurface = 'decoder' | 'session' | 'connections' | 'upstream' | 'tls';
+/** Where the hostile input entered: the pure decoder, the server's session, its TCP and HTTP front, TLS, the upstream reader, or an agent (from a hostile server). */
+export type HostileSurface = 'decoder' | 'session' | 'connections' | 'tls' | 'upstream' | 'agent';
 
 export interface HostileLine {
   kind: 'hostile';
