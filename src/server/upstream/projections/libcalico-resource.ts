@@ -35,6 +35,11 @@ function parsedMetadata(obj: KubeObject): Record<string, unknown> {
   }
 }
 
+/** The v3 object's annotations (from the metadata annotation; the CR's own are not the v3 object's). */
+export function v3Annotations(obj: KubeObject): Record<string, string> {
+  return stringRecord(parsedMetadata(obj)['annotations']);
+}
+
 /** The v3 name: the metadata annotation's (tier-prefixed CR names of 3.31 policies), else the CR's. */
 export function v3Name(obj: KubeObject): string {
   const name = parsedMetadata(obj)['name'];

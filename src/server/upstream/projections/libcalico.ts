@@ -2,6 +2,7 @@ import type { ResourceDef } from '../../../registry.js';
 import type { KubeObject } from '../types.js';
 import type { KV } from './calico-keys.js';
 import { convertClusterInformation } from './libcalico-cluster-info.js';
+import { convertFelixConfiguration } from './libcalico-felix-config.js';
 import { convertBlock, convertIPPool } from './libcalico-ippool.js';
 import { convertNetworkPolicy, networkPolicyKey } from './libcalico-network-policy.js';
 import { convertNode } from './libcalico-node.js';
@@ -32,7 +33,7 @@ const keysOf = (convert: (obj: KubeObject) => KV[]) => (obj: KubeObject): string
 /** Calico CRDs whose v3 resource is passed through (no v1 conversion in Felix's syncer, or not yet done here). */
 const V3_PASS_THROUGH = new Set([
   'bgpconfigurations', 'bgpfilters', 'bgppeers', 'blockaffinities', 'caliconodestatuses',
-  'felixconfigurations', 'globalnetworkpolicies', 'globalnetworksets', 'hostendpoints', 'ipamconfigs', 'ipamhandles',
+  'globalnetworkpolicies', 'globalnetworksets', 'hostendpoints', 'ipamconfigs', 'ipamhandles',
   'ipreservations', 'kubecontrollersconfigurations', 'networkpolicies', 'networksets', 'stagedglobalnetworkpolicies',
   'stagedkubernetesnetworkpolicies', 'stagednetworkpolicies', 'tiers',
 ]);
@@ -55,6 +56,8 @@ export function libcalicoConversion(def: ResourceDef, options: WepOptions = {}):
       return { convert: convertIPPool, deleteKeys: keysOf(convertIPPool) };
     case 'clusterinformations.crd.projectcalico.org':
       return { convert: convertClusterInformation };
+    case 'felixconfigurations.crd.projectcalico.org':
+      return { convert: convertFelixConfiguration, deleteKeys: keysOf(convertFelixConfiguration) };
     case 'ipamblocks.crd.projectcalico.org':
       return { convert: convertBlock };
     case 'services':
