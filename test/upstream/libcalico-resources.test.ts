@@ -140,10 +140,10 @@ describe('libcalico IP pools, blocks, v3 resources and Kubernetes pass-through',
     expect(block['sequenceNumber']).toBe('1776154385418267116');
   });
 
-  it('a tiered Calico policy keeps its v3 name and labels from the metadata annotation; re-writes stay byte-equal', () => {
+  it('a tiered Calico policy keeps its v3 name, a network set its labels from the metadata annotation; re-writes stay byte-equal', () => {
     const gnp = load('calico/globalnetworkpolicy-default.allow-tcp-6379.constructed.json');
     const out = kvs('globalnetworkpolicies.crd.projectcalico.org', gnp);
-    expect([...out.keys()]).toEqual(['/calico/resources/v3/projectcalico.org/globalnetworkpolicies/allow-tcp-6379']);
+    expect([...out.keys()]).toEqual(['/calico/v1/policy/tier/default/policy/allow-tcp-6379']);
     const set = kvs('globalnetworksets.crd.projectcalico.org', load('calico/globalnetworkset-a-name-for-the-set.constructed.json'));
     const [value] = [...set.values()] as { metadata: { labels: Record<string, string> } }[];
     expect(value?.metadata.labels).toEqual({ role: 'external-database' });

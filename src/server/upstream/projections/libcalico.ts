@@ -2,6 +2,7 @@ import type { ResourceDef } from '../../../registry.js';
 import type { KubeObject } from '../types.js';
 import type { KV } from './calico-keys.js';
 import { convertClusterInformation } from './libcalico-cluster-info.js';
+import { calicoPolicyKey, convertCalicoPolicy, type CalicoPolicyKind } from './libcalico-calico-policy.js';
 import { convertFelixConfiguration } from './libcalico-felix-config.js';
 import { convertBlock, convertIPPool } from './libcalico-ippool.js';
 import { convertNetworkPolicy, networkPolicyKey } from './libcalico-network-policy.js';
@@ -33,10 +34,17 @@ const keysOf = (convert: (obj: KubeObject) => KV[]) => (obj: KubeObject): string
 /** Calico CRDs whose v3 resource is passed through (no v1 conversion in Felix's syncer, or not yet done here). */
 const V3_PASS_THROUGH = new Set([
   'bgpconfigurations', 'bgpfilters', 'bgppeers', 'blockaffinities', 'caliconodestatuses',
-  'globalnetworkpolicies', 'globalnetworksets', 'hostendpoints', 'ipamconfigs', 'ipamhandles',
-  'ipreservations', 'kubecontrollersconfigurations', 'networkpolicies', 'networksets', 'stagedglobalnetworkpolicies',
-  'stagedkubernetesnetworkpolicies', 'stagednetworkpolicies', 'tiers',
+  'globalnetworksets', 'hostendpoints', 'ipamconfigs', 'ipamhandles',
+  'ipreservations', 'kubecontrollersconfigurations', 'networksets', 'stagedkubernetesnetworkpolicies', 'tiers',
 ]);
+
+/** Calico policy CRDs converted to v1 policies (libcalico-calico-policy.ts), by plural. */
+const CALICO_POLICY_KINDS: Readonly<Record<string, CalicoPolicyKind>> = {
+  networkpolicies: 'NetworkPolicy',
+  globalnetworkpolicies: 'GlobalNetworkPolicy',
+  stagednetworkpolicies: 'StagedNetworkPolicy',
+  stagedglobalnetworkpolicies: 'StagedGlobalNetworkPolicy',
+};
 
 export function libcalicoConversion(def: ResourceDef, options: WepOptions = {}): LibcalicoConversion | undefined {
   switch (def.id) {
@@ -58,6 +66,13 @@ export function libcalicoConversion(def: ResourceDef, options: WepOptions = {}):
       return { convert: convertClusterInformation };
     case 'felixconfigurations.crd.projectcalico.org':
       return { convert: convertFelixConfiguration, deleteKeys: keysOf(convertFelixConfiguration) };
+    case 'networkpolicies.crd.projectcalico.org':
+    case 'globalnetworkpolicies.crd.projectcalico.org':
+    case 'stagednetworkpolicies.crd.projectcalico.org':
+    case 'stagedglobalnetworkpolicies.crd.projectcalico.org': {
+      const kind = CALICO_POLICY_KINDS[def.plural] as CalicoPolicyKind;
+      return { convert: (obj) => convertCalicoPolicy(obj, kind), deleteKeys: (obj) => [calicoPolicyKey(obj, kind)] };
+    }
     case 'ipamblocks.crd.projectcalico.org':
       return { convert: convertBlock };
     case 'services':
