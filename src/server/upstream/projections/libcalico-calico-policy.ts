@@ -68,11 +68,17 @@ export function calicoPolicyKey(obj: KubeObject, kind: Kind): string {
 
 const text = (v: unknown): string => (typeof v === 'string' ? v : '');
 
+/**
+ * A v3 NetworkPolicy's spec → model.Policy (networkpolicyprocessor.go): also the second half of a
+ * Kubernetes NetworkPolicy's conversion (libcalico-network-policy.ts builds the v3 spec).
+ */
+export function networkPolicyValue(v3spec: Record<string, unknown>, ns: string): Record<string, unknown> {
+  return policyValue(v3spec, ns, 'NetworkPolicy');
+}
+
 /** The shared model.Policy value (networkpolicyprocessor.go / globalnetworkpolicyprocessor.go). */
-function policyValue(obj: KubeObject, kind: Kind): Record<string, unknown> {
-  const s = spec(obj);
+function policyValue(s: Record<string, unknown>, ns: string, kind: Kind): Record<string, unknown> {
   const namespaced = isNamespaced(kind);
-  const ns = namespaced ? (obj.metadata?.namespace ?? '') : '';
   let selector = text(s['selector']);
   if (namespaced) {
     const nsTerm = `${NAMESPACE_LABEL} == '${ns}'`;
@@ -111,5 +117,5 @@ function policyValue(obj: KubeObject, kind: Kind): Record<string, unknown> {
 export function convertCalicoPolicy(obj: KubeObject, kind: Kind): KV[] {
   const key = calicoPolicyKey(obj, kind);
   if (isStaged(kind) && spec(obj)['stagedAction'] === 'Delete') return [];
-  return [[key, policyValue(obj, kind)]];
+  return [[key, policyValue(spec(obj), isNamespaced(kind) ? (obj.metadata?.namespace ?? '') : '', kind)]];
 }
