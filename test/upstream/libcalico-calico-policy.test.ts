@@ -14,6 +14,7 @@ const NP = 'networkpolicies.crd.projectcalico.org';
 const GNP = 'globalnetworkpolicies.crd.projectcalico.org';
 const SNP = 'stagednetworkpolicies.crd.projectcalico.org';
 const SGNP = 'stagedglobalnetworkpolicies.crd.projectcalico.org';
+const SKNP = 'stagedkubernetesnetworkpolicies.crd.projectcalico.org';
 
 const project = (id: string, obj: KubeObject): [string, unknown][] => entryProjector(resource(id), 'libcalico').entries(obj, 'unused').map(([k, v]) => [k, v]);
 
@@ -233,6 +234,25 @@ describe('libcalico staged policies', () => {
     expect(gnps.state.size).toBe(1);
     gnps.view.delete(gnp({}));
     expect(gnps.state.size).toBe(0);
+  });
+
+  it('StagedKubernetesNetworkPolicy: the Kubernetes conversion named staged:knp.default.<name>, plus staged_action', () => {
+    const k8sSpec = { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ from: [{ namespaceSelector: {} }], ports: [{ port: 80 }] }] };
+    const enforced = one('networkpolicies.networking.k8s.io', { kind: 'NetworkPolicy', metadata: { name: 'web', namespace: 'demo' }, spec: k8sSpec } as KubeObject);
+    const staged = one(SKNP, { kind: 'StagedKubernetesNetworkPolicy', metadata: { name: 'web', namespace: 'demo' }, spec: { ...k8sSpec, stagedAction: 'Learn' } } as KubeObject);
+    expect(staged.key).toBe('/calico/v1/policy/tier/default/policy/demo%2fstaged:knp.default.web');
+    expect(staged.value).toEqual({ ...enforced.value, staged_action: 'Learn' });
+    expect(enforced.value['inbound_rules']).toEqual([
+      {
+        action: 'allow',
+        protocol: 'tcp',
+        src_selector: "(has(projectcalico.org/namespace)) && (projectcalico.org/orchestrator == 'k8s')",
+        dst_ports: [80],
+        orig_src_selector: "projectcalico.org/orchestrator == 'k8s'",
+        orig_src_namespace_selector: 'all()',
+      },
+    ]);
+    expect(project(SKNP, { kind: 'StagedKubernetesNetworkPolicy', metadata: { name: 'web', namespace: 'demo' }, spec: { ...k8sSpec, stagedAction: 'Delete' } } as KubeObject)).toEqual([]);
   });
 
   it('a namespaced policy without a namespace is an error (object counted and skipped)', () => {

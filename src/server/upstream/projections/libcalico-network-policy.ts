@@ -2,6 +2,7 @@ import type { KubeObject } from '../types.js';
 import { isRecord } from './encode.js';
 import { normalizeNet, policyKey, type KV } from './calico-keys.js';
 import { networkPolicyValue } from './libcalico-calico-policy.js';
+import { v3Name } from './libcalico-resource.js';
 
 /**
  * Kubernetes NetworkPolicy → the v1 policy Felix's syncer sends (`libcalico` projection). Public
@@ -174,7 +175,8 @@ export function networkPolicyKey(namespace: string, name: string): string {
   return policyKey('default', `${namespace}/${k8sPolicyName(name)}`);
 }
 
-export function convertNetworkPolicy(np: KubeObject): KV[] {
+/** conversion.go K8sNetworkPolicyToCalico then networkpolicyprocessor.go: the policy's v1 value. */
+function k8sPolicyValue(np: KubeObject): Record<string, unknown> {
   const ns = np.metadata?.namespace ?? '';
   const spec = isRecord(np['spec']) ? np['spec'] : {};
   const ingress = (Array.isArray(spec['ingress']) ? spec['ingress'] : []).filter(isRecord).flatMap((r) => convertRule(r, 'from', ns, true));
@@ -187,5 +189,27 @@ export function convertNetworkPolicy(np: KubeObject): KV[] {
   const v3spec: Record<string, unknown> = { order: 1000, selector: podSelector(asSelector(spec['podSelector'])), types };
   if (ingress.length > 0) v3spec['ingress'] = ingress;
   if (egress.length > 0) v3spec['egress'] = egress;
-  return [[networkPolicyKey(ns, np.metadata?.name ?? ''), networkPolicyValue(v3spec, ns)]];
+  return networkPolicyValue(v3spec, ns);
+}
+
+export function convertNetworkPolicy(np: KubeObject): KV[] {
+  return [[networkPolicyKey(np.metadata?.namespace ?? '', np.metadata?.name ?? ''), k8sPolicyValue(np)]];
+}
+
+/**
+ * StagedKubernetesNetworkPolicy (stagedkubernetesnetworkpolicyprocessor.go): its spec is a
+ * Kubernetes NetworkPolicy's plus `stagedAction`; the enforced form is converted as above, named
+ * `<ns>/staged:knp.default.<name>` in tier default, with `staged_action`; `Delete` gives no key.
+ */
+export function stagedNetworkPolicyKey(obj: KubeObject): string {
+  return policyKey('default', `${obj.metadata?.namespace ?? ''}/staged:${k8sPolicyName(v3Name(obj))}`);
+}
+
+export function convertStagedKubernetesNetworkPolicy(obj: KubeObject): KV[] {
+  const spec = isRecord(obj['spec']) ? obj['spec'] : {};
+  const action = typeof spec['stagedAction'] === 'string' ? spec['stagedAction'] : '';
+  if (action === 'Delete') return [];
+  const value = k8sPolicyValue(obj);
+  if (action !== '') value['staged_action'] = action;
+  return [[stagedNetworkPolicyKey(obj), value]];
 }

@@ -5,7 +5,7 @@ import { convertClusterInformation } from './libcalico-cluster-info.js';
 import { calicoPolicyKey, convertCalicoPolicy, type CalicoPolicyKind } from './libcalico-calico-policy.js';
 import { convertFelixConfiguration } from './libcalico-felix-config.js';
 import { convertBlock, convertIPPool } from './libcalico-ippool.js';
-import { convertNetworkPolicy, networkPolicyKey } from './libcalico-network-policy.js';
+import { convertNetworkPolicy, convertStagedKubernetesNetworkPolicy, networkPolicyKey, stagedNetworkPolicyKey } from './libcalico-network-policy.js';
 import { convertNode } from './libcalico-node.js';
 import { convertNamespace, convertServiceAccount, DEFAULT_ALLOW_PROFILE } from './libcalico-profile.js';
 import { kubernetesPassThrough, v3Resource } from './libcalico-resource.js';
@@ -35,7 +35,7 @@ const keysOf = (convert: (obj: KubeObject) => KV[]) => (obj: KubeObject): string
 const V3_PASS_THROUGH = new Set([
   'bgpconfigurations', 'bgpfilters', 'bgppeers', 'blockaffinities', 'caliconodestatuses',
   'globalnetworksets', 'hostendpoints', 'ipamconfigs', 'ipamhandles',
-  'ipreservations', 'kubecontrollersconfigurations', 'networksets', 'stagedkubernetesnetworkpolicies', 'tiers',
+  'ipreservations', 'kubecontrollersconfigurations', 'networksets', 'tiers',
 ]);
 
 /** Calico policy CRDs converted to v1 policies (libcalico-calico-policy.ts), by plural. */
@@ -73,6 +73,8 @@ export function libcalicoConversion(def: ResourceDef, options: WepOptions = {}):
       const kind = CALICO_POLICY_KINDS[def.plural] as CalicoPolicyKind;
       return { convert: (obj) => convertCalicoPolicy(obj, kind), deleteKeys: (obj) => [calicoPolicyKey(obj, kind)] };
     }
+    case 'stagedkubernetesnetworkpolicies.crd.projectcalico.org':
+      return { convert: convertStagedKubernetesNetworkPolicy, deleteKeys: (obj) => [stagedNetworkPolicyKey(obj)] };
     case 'ipamblocks.crd.projectcalico.org':
       return { convert: convertBlock };
     case 'services':
