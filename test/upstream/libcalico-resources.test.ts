@@ -145,8 +145,8 @@ describe('libcalico IP pools, blocks, v3 resources and Kubernetes pass-through',
     const out = kvs('globalnetworkpolicies.crd.projectcalico.org', gnp);
     expect([...out.keys()]).toEqual(['/calico/v1/policy/tier/default/policy/allow-tcp-6379']);
     const set = kvs('globalnetworksets.crd.projectcalico.org', load('calico/globalnetworkset-a-name-for-the-set.constructed.json'));
-    const [value] = [...set.values()] as { metadata: { labels: Record<string, string> } }[];
-    expect(value?.metadata.labels).toEqual({ role: 'external-database' });
+    const [value] = [...set.values()] as { labels: Record<string, string> }[];
+    expect(value?.labels).toEqual({ role: 'external-database' });
     const rewritten = structuredClone(gnp);
     rewritten.metadata!.resourceVersion = '999999';
     rewritten.metadata!['generation'] = 7;

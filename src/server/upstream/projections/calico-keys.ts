@@ -13,6 +13,8 @@
  * - hostconfig `HostConfigKey`: `/calico/v1/host/<node>/config/<name>`; globalconfig.go
  *   `GlobalConfigKey`: `/calico/v1/config/<name>`; wireguard `WireguardKey`:
  *   `/calico/v1/host/<node>/wireguard`;
+ * - networkset.go `NetworkSetKey`: `/calico/v1/netset/<name>` (namespaced sets `<ns>/<name>`, escaped);
+ * - hostendpoint.go `HostEndpointKey`: `/calico/v1/host/<node>/endpoint/<name>` (name escaped);
  * - ippool.go `IPPoolKey`: `/calico/v1/ipam/v<4|6>/pool/<cidr with / as ->`;
  * - block.go `BlockKey`: `/calico/ipam/v2/assignment/ipv<4|6>/block/<cidr with / as ->`;
  * - resource.go `ResourceKey`: `/calico/resources/v3/projectcalico.org/<plural>[/<namespace>]/<name>`,
@@ -37,6 +39,14 @@ export function profileLabelsKey(name: string): string {
 
 export function policyKey(tier: string, name: string): string {
   return `/calico/v1/policy/tier/${tier}/policy/${escapeName(name)}`;
+}
+
+export function networkSetKey(name: string): string {
+  return `/calico/v1/netset/${escapeName(name)}`;
+}
+
+export function hostEndpointKey(node: string, name: string): string {
+  return `/calico/v1/host/${node}/endpoint/${escapeName(name)}`;
 }
 
 export function hostConfigKey(node: string, name: string): string {

@@ -4,6 +4,8 @@ import type { KV } from './calico-keys.js';
 import { convertClusterInformation } from './libcalico-cluster-info.js';
 import { calicoPolicyKey, convertCalicoPolicy, type CalicoPolicyKind } from './libcalico-calico-policy.js';
 import { convertFelixConfiguration } from './libcalico-felix-config.js';
+import { convertHostEndpoint, hostEndpointV1Key } from './libcalico-host-endpoint.js';
+import { convertNetworkSet, networkSetV1Key } from './libcalico-network-set.js';
 import { convertBlock, convertIPPool } from './libcalico-ippool.js';
 import { convertNetworkPolicy, convertStagedKubernetesNetworkPolicy, networkPolicyKey, stagedNetworkPolicyKey } from './libcalico-network-policy.js';
 import { convertNode } from './libcalico-node.js';
@@ -34,8 +36,8 @@ const keysOf = (convert: (obj: KubeObject) => KV[]) => (obj: KubeObject): string
 /** Calico CRDs whose v3 resource is passed through (no v1 conversion in Felix's syncer, or not yet done here). */
 const V3_PASS_THROUGH = new Set([
   'bgpconfigurations', 'bgpfilters', 'bgppeers', 'blockaffinities', 'caliconodestatuses',
-  'globalnetworksets', 'hostendpoints', 'ipamconfigs', 'ipamhandles',
-  'ipreservations', 'kubecontrollersconfigurations', 'networksets', 'tiers',
+  'ipamconfigs', 'ipamhandles',
+  'ipreservations', 'kubecontrollersconfigurations', 'tiers',
 ]);
 
 /** Calico policy CRDs converted to v1 policies (libcalico-calico-policy.ts), by plural. */
@@ -75,6 +77,11 @@ export function libcalicoConversion(def: ResourceDef, options: WepOptions = {}):
     }
     case 'stagedkubernetesnetworkpolicies.crd.projectcalico.org':
       return { convert: convertStagedKubernetesNetworkPolicy, deleteKeys: (obj) => [stagedNetworkPolicyKey(obj)] };
+    case 'globalnetworksets.crd.projectcalico.org':
+    case 'networksets.crd.projectcalico.org':
+      return { convert: convertNetworkSet, deleteKeys: (obj) => [networkSetV1Key(obj)] };
+    case 'hostendpoints.crd.projectcalico.org':
+      return { convert: convertHostEndpoint, deleteKeys: (obj) => [hostEndpointV1Key(obj)] };
     case 'ipamblocks.crd.projectcalico.org':
       return { convert: convertBlock };
     case 'services':
