@@ -17,8 +17,8 @@
  * `global()`. The printer is what makes selectors byte-equal across agents: libcalico-go re-prints
  * every namespace and service-account selector it rewrites.
  *
- * Rejected: an npm selector package — none parses Calico's dialect (`has()`, `global()`, `starts
- * with`, quoting rules), and Kubernetes label-selector parsers print differently.
+ * Rejected: an npm selector package — the registry has none for Calico's dialect (`has()`,
+ * `global()`, `starts with`, its quoting), and Kubernetes label-selector parsers print differently.
  */
 
 type Cmp = 'eq' | 'ne' | 'contains' | 'starts' | 'ends';

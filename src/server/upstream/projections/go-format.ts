@@ -52,7 +52,8 @@ export function parseGoDuration(text: string): bigint | undefined {
     s = s.slice(unitText.length);
     let v = BigInt(whole === '' ? '0' : whole) * unit;
     if (frac !== undefined && frac !== '') {
-      // Go keeps at most the digits that fit in an int64 and scales by 10 per digit kept.
+      // Go keeps the digits that fit in an int64 (about 18), we those that fit in a double (15):
+      // beyond that only sub-nanosecond digits differ, which the truncation drops anyway.
       let f = 0;
       let scale = 1;
       for (const d of frac) {
