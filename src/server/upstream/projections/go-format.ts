@@ -53,7 +53,7 @@ export function parseGoDuration(text: string): bigint | undefined {
     let v = BigInt(whole === '' ? '0' : whole) * unit;
     if (frac !== undefined && frac !== '') {
       // Go keeps the digits that fit in an int64 (about 18), we those that fit in a double (15):
-      // beyond that only sub-nanosecond digits differ, which the truncation drops anyway.
+      // a fraction written with more than 15 digits may come out one nanosecond apart.
       let f = 0;
       let scale = 1;
       for (const d of frac) {
