@@ -2,13 +2,13 @@
  * `npm run soak -- [--duration-ms N] [--seed S] [--runs R] [--replicas N] [--agents N]`: runs the
  * convergence scenario (test/convergence/scenario.ts) with fresh seeds (or the one given) for a
  * chosen time, prints a line per run and a total, and writes bench/results/soak.json and the
- * reliability table docs/reliability.md. A failing seed prints the command that replays it. Every
+ * reliability page docs/reliability.md (with the last `npm run reliability` beside it). A failing seed prints the command that replays it. Every
  * run is bounded (its own duration plus the settle timeout); the soak stops by itself.
  */
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { DEFAULT_SCENARIO, type RunReport, runScenario } from '../test/convergence/scenario.js';
-import { renderReliability } from './reliability.js';
+import { CI_FILE, PAGE_FILE, type ReliabilityCiFile, readJson, renderReliability, SOAK_FILE, type SoakFile } from './reliability.js';
 
 const { values } = parseArgs({
   options: {
@@ -28,15 +28,16 @@ for (let i = 0; i < runs && Date.now() - started < totalMs; i++, seed++) {
     (line) => process.stdout.write(`${line}\n`),
   );
   reports.push(r);
-  const bad = r.divergences.length + r.watermarkRegressions.length + r.crashes.length + r.hotLoops.length;
+  const bad = r.divergences.length + r.watermarkRegressions.length + r.crashes.length + r.hotLoops.length + (r.budgetBreaches?.length ?? 0);
   if (bad > 0) {
-    for (const d of [...r.divergences, ...r.watermarkRegressions, ...r.crashes, ...r.hotLoops]) process.stdout.write(`  ${d}\n`);
+    for (const d of [...r.divergences, ...r.watermarkRegressions, ...r.crashes, ...r.hotLoops, ...(r.budgetBreaches ?? [])]) process.stdout.write(`  ${d}\n`);
     process.stdout.write(`  FAILED — replay with: ${r.replayCommand}\n`);
   }
 }
 const faults = reports.reduce((s, r) => s + Object.values(r.faults).reduce((a, n) => a + n, 0), 0);
 const divergences = reports.reduce((s, r) => s + r.divergences.length, 0);
 process.stdout.write(`soak: ${reports.length} runs, ${faults} faults injected, ${divergences} divergences, max replica RSS ${Math.max(0, ...reports.map((r) => r.peakReplicaRssMb))} MB, max replica FDs ${Math.max(0, ...reports.map((r) => r.peakReplicaFds))}\n`);
-writeFileSync(new URL('../bench/results/soak.json', import.meta.url), `${JSON.stringify({ at: new Date().toISOString(), node: process.version, reports }, null, 2)}\n`);
-writeFileSync(new URL('../docs/reliability.md', import.meta.url), renderReliability(reports));
-process.exitCode = divergences > 0 || reports.some((r) => r.crashes.length + r.watermarkRegressions.length + r.hotLoops.length > 0) ? 1 : 0;
+const soak: SoakFile = { at: new Date().toISOString(), node: process.version, reports };
+writeFileSync(SOAK_FILE, `${JSON.stringify(soak, null, 2)}\n`);
+writeFileSync(PAGE_FILE, renderReliability(soak, readJson<ReliabilityCiFile>(CI_FILE)));
+process.exitCode = divergences > 0 || reports.some((r) => r.crashes.length + r.watermarkRegressions.length + r.hotLoops.length + (r.budgetBreaches?.length ?? 0) > 0) ? 1 : 0;

@@ -3,6 +3,9 @@ import { describe, expect, it } from 'vitest';
 import { buildFrame, decodeBody, encodeFrame, Flags, HEADER_BYTES, isProtocolError, MessageType, splitFrame, type ProtocolError } from '../proto/index.js';
 import { compressBody, compressFrame, decodeWireFrame, inflateBody, type CompressionAlgorithm } from '../src/frame-compression.js';
 import { SAMPLE_MESSAGES } from './proto/messages.js';
+import { hostileTally } from './support/reliability-record.js';
+
+const tally = hostileTally('decoder', false);
 
 const ALGS: CompressionAlgorithm[] = ['deflate', 'brotli'];
 
@@ -38,6 +41,7 @@ describe('frame compression', () => {
         expect(bomb.length).toBeLessThan(64 * 1024);
         const err = failure(() => inflateBody(alg, bomb, 1_048_576));
         expect({ code: err.code, closeCode: err.closeCode }).toEqual({ code: 'CATTAIL_PROTO_FRAME_TOO_LARGE', closeCode: 4003 });
+        tally.add(`decompression bomb (${alg}, 8 MiB from under 64 KiB)`, `${err.code} (${err.closeCode}), at most the limit allocated`);
         expect(inflateBody(alg, compressBody(alg, Buffer.alloc(1000)), 1000).length).toBe(1000);
       });
 
@@ -46,6 +50,7 @@ describe('frame compression', () => {
         for (const bad of [good.subarray(0, good.length >> 1), Buffer.from('not compressed at all, clearly'), Buffer.alloc(0)]) {
           const err = failure(() => inflateBody(alg, bad, 1_048_576));
           expect(err.closeCode).toBe(4000);
+          tally.add(`corrupt or truncated ${alg} stream`, `${err.code} (${err.closeCode})`);
         }
       });
 

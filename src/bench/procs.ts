@@ -9,7 +9,7 @@
  * never collide. Every wait is bounded; every process is killed at the end.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { RESOURCES, collectionPath } from '../registry.js';
@@ -96,6 +96,9 @@ export function loopbackBlock(seed: number): (host: number) => string {
 }
 
 export class SimProc {
+  /** With `haLagRvs`: a kubeconfig for the round-robin port over the leader and its lagging follower. */
+  haKubeconfig: string | undefined;
+
   private constructor(
     readonly proc: Proc,
     readonly url: string,
@@ -103,17 +106,26 @@ export class SimProc {
     private readonly dir: string,
   ) {}
 
-  static async start(o: { host: string; nodes: number; podsPerNode: number; seed: number; pin?: Pin }): Promise<SimProc> {
+  static async start(o: { host: string; nodes: number; podsPerNode: number; seed: number; pin?: Pin; haLagRvs?: number }): Promise<SimProc> {
     const dir = mkdtempSync(join(tmpdir(), 'cattail-conv-'));
     const kubeconfig = join(dir, 'kubeconfig');
     const p = await spawnCattail(
-      ['sim', '--port', '0', '--nodes', String(o.nodes), '--pods-per-node', String(o.podsPerNode), '--seed', String(o.seed), '--churn', '0', '--kubeconfig', kubeconfig, '--bookmark-interval-ms', '1000', '--log-level', 'warn'],
+      ['sim', '--port', '0', '--nodes', String(o.nodes), '--pods-per-node', String(o.podsPerNode), '--seed', String(o.seed), '--churn', '0', '--kubeconfig', kubeconfig, '--bookmark-interval-ms', '1000', '--log-level', 'warn',
+        ...(o.haLagRvs !== undefined ? ['--ha-lag-rvs', String(o.haLagRvs)] : [])],
       /listening (http:\/\/\S+)/,
       // Generating a 150,000-pod cluster takes a while on a shared 2-core machine.
       Math.max(START_TIMEOUT_MS, o.nodes * o.podsPerNode * 2),
       o.pin,
     );
-    return new SimProc(p, p.match[1] as string, kubeconfig, dir);
+    const sim = new SimProc(p, p.match[1] as string, kubeconfig, dir);
+    if (o.haLagRvs !== undefined) {
+      // The same kubeconfig (credentials, TLS) with the round-robin port as the server: what a
+      // client behind a load balancer over an HA control plane sees.
+      const { roundRobinUrl } = await sim.admin<{ roundRobinUrl: string }>('GET', '/ha');
+      sim.haKubeconfig = join(dir, 'kubeconfig-ha');
+      writeFileSync(sim.haKubeconfig, readFileSync(kubeconfig, 'utf8').split(sim.url).join(roundRobinUrl));
+    }
+    return sim;
   }
 
   /**

@@ -24,7 +24,7 @@ import { ConfigError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { SYNCER_FEEDS } from '../registry.js';
 import type { FeedDefinition, FeedSink, ResourceHealth, Upstream } from './pipeline/seams.js';
-import { PROJECTION_VERSION } from './upstream/projections/index.js';
+import { builtinFeed } from './upstream/feeds.js';
 
 export interface CattailUpstreamOptions {
   /** Tier-1 agent URLs (ws:// or wss://); or `service`. */
@@ -56,6 +56,7 @@ export class CattailUpstream implements Upstream {
   private disconnectedSinceMs: number | undefined;
   private staleTimer: Timer | undefined;
   private readonly startedMs: number;
+  private readonly modelWarned = new Set<string>();
 
   constructor(private readonly o: CattailUpstreamOptions) {
     for (const f of o.feeds) {
@@ -63,7 +64,13 @@ export class CattailUpstream implements Upstream {
         throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', `--upstream-cattail follows built-in feeds only; ${JSON.stringify(f)} is not one (custom feeds are declared on tier 1)`, { details: { option: 'feeds' } });
       }
     }
-    this.feeds = o.feeds.map((name) => ({ name, resources: [...SYNCER_FEEDS[name as keyof typeof SYNCER_FEEDS]], projectionVersion: PROJECTION_VERSION }));
+    // The built-in definition this code gives tier 1 too: the same resources, projection version
+    // and model, so tier 2 announces what it passes through (both tiers run one release; a
+    // mismatch is logged when tier 1's WELCOME says otherwise).
+    this.feeds = o.feeds.map((name) => {
+      const spec = builtinFeed(name);
+      return { name, resources: spec.resources, projectionVersion: spec.projectionVersion, model: spec.model };
+    });
     this.startedMs = o.clock.monotonic();
   }
 
@@ -87,6 +94,12 @@ export class CattailUpstream implements Upstream {
       if (updates.length > 0) this.sink?.onBatch(b.feed, { updates });
     });
     client.on('feedStatus', (st) => {
+      const theirs = client.feed(st.feed).model;
+      const ours = this.feeds.find((f) => f.name === st.feed)?.model;
+      if (theirs !== undefined && theirs !== ours && !this.modelWarned.has(st.feed)) {
+        this.modelWarned.add(st.feed);
+        this.o.log?.error({ feed: st.feed, tier1Model: theirs, model: ours }, 'tier 1 sends another data model than this replica announces; run one release on both tiers');
+      }
       const status = syncOf(st.sync);
       if (status === 'in-sync') this.everInSync.add(st.feed);
       this.lastHealthyMs = this.o.clock.monotonic();

@@ -8,6 +8,7 @@
  *   POST   /_sim/objects/{resource}     create (body: object)     PUT .../{resource}[/status] update
  *   PATCH  /_sim/objects/{resource}?namespace=&name=[&status=true]   merge patch
  *   DELETE /_sim/objects/{resource}?namespace=&name=
+ *   GET    /_sim/ha                     the HA pair: follower and round-robin URLs, lag, connections, follower requests
  *   /_sim/faults/...                     faults, disasters, timeline, token rotation (src/sim/faults/http.ts)
  *   GET    /metrics                     Prometheus text           GET /healthz, /readyz, /livez
  */
@@ -16,6 +17,7 @@ import { CattailError } from '../errors.js';
 import type { SimAdmin } from './admin.js';
 import { storeGauges } from './admin.js';
 import type { SimContext } from './context.js';
+import type { SimHa } from './index.js';
 import type { FaultsHttp } from './faults/http.js';
 import { sendJson } from './respond.js';
 
@@ -30,6 +32,9 @@ async function body(req: IncomingMessage): Promise<Record<string, unknown>> {
 }
 
 export class AdminHttp {
+  /** The HA pair, once it is listening (startSim sets it); undefined without `ha`. */
+  ha: SimHa | undefined;
+
   constructor(
     private readonly ctx: SimContext,
     private readonly admin: SimAdmin,
@@ -88,6 +93,13 @@ export class AdminHttp {
       case 'DELETE /_sim/churn':
         a.stopChurn();
         return a.churnStats();
+      case 'GET /_sim/ha': {
+        // The lag itself is set with POST /_sim/faults/lag.
+        const ha = this.ha;
+        if (ha === undefined) throw new CattailError('CATTAIL_INVALID_ARGUMENT', 'this simulator runs no HA pair (start it with ha / --ha-lag-rvs)');
+        const f = ha.followerCounters();
+        return { followerUrl: ha.followerUrl, roundRobinUrl: ha.roundRobinUrl, lagRvs: ha.lagRvs, connections: ha.connections(), followerRequests: f.requests };
+      }
     }
     const f = this.faults?.route(method, path, () => body(req));
     if (f !== undefined) return f;

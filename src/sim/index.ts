@@ -219,6 +219,7 @@ export async function startSim(options: SimOptions = {}): Promise<Sim> {
         connections: () => [...px.connections],
         followerCounters: () => followerCounters.snapshot({ currentRv: lg.currentRv, resources: [] }),
       };
+      adminHttp.ha = ha;
     }
     if (kubeconfigPath === undefined || ((tls || auth) && saRoot === undefined)) tmpDir = await mkdtemp(join(tmpdir(), 'cattail-sim-'));
     kubeconfigPath ??= join(tmpDir as string, 'kubeconfig');

@@ -4,6 +4,9 @@ import { compressFrame } from '../../src/frame-compression.js';
 import { on, skipWait } from './helpers/harness.js';
 import { waitUntil } from '../support/wait.js';
 import { tracked } from './helpers/tracked.js';
+import { hostileTally } from '../support/reliability-record.js';
+
+const tally = hostileTally('agent', false);
 
 // Over in-memory pairs (the client's `dial` seam): the whole lifecycle with no socket underneath.
 const { server, setup } = tracked({ memory: true });
@@ -112,6 +115,8 @@ describe('client - lifecycle', () => {
     await waitUntil(() => plain.rec.clientCloses.length === 1, 'closed', on(plain));
     expect(plain.rec.clientCloses[0]!.code).toBe(4002);
     expect(s1.guard.problems()).toEqual([]);
+    tally.add('decompression bomb from a server (200 KB from under 2 KB)', 'CATTAIL_PROTO_FRAME_TOO_LARGE, close 4003, reconnect');
+    tally.add('COMPRESSED frame where none was negotiated', 'close 4002');
   });
 
   it('refuses a frame above maxFrameBytes with 4003, and an absurd one at the WebSocket layer', async () => {

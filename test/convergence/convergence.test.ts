@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_SCENARIO, runScenario } from './scenario.js';
+import { recordSeed } from '../support/reliability-record.js';
 
 const SEEDS = [11, 29];
 
@@ -17,6 +18,8 @@ describe('convergence - API faults, replica kills and agent restarts, checked ag
     expect(r.watermarkRegressions, why).toEqual([]);
     expect(r.crashes, why).toEqual([]);
     expect(r.hotLoops, why).toEqual([]);
+    expect(r.budgetBreaches, why).toEqual([]);
     expect(r.entries).toBeGreaterThan(20);
+    recordSeed(r);
   }, 120_000);
 });

@@ -38,10 +38,16 @@ export interface ScenarioOptions {
   readonly faultEveryMs: number;
   /** Longest the settle phase may take before the run fails. */
   readonly settleTimeoutMs: number;
+  /**
+   * Replica 0 reaches the API server through a round-robin port over the leader and an HA follower
+   * lagging this many resourceVersions (varied by the timeline); the other replicas talk to the
+   * leader. Unset: no follower.
+   */
+  readonly haLagRvs?: number;
 }
 
 export const DEFAULT_SCENARIO: Omit<ScenarioOptions, 'seed'> = {
-  replicas: 2, agents: 4, durationMs: 8_000, nodes: 6, podsPerNode: 4, churnPerSec: 25, faultEveryMs: 900, settleTimeoutMs: 45_000,
+  replicas: 2, agents: 4, durationMs: 8_000, nodes: 6, podsPerNode: 4, churnPerSec: 25, faultEveryMs: 900, settleTimeoutMs: 45_000, haLagRvs: 5,
 };
 
 export interface RunReport {
@@ -59,10 +65,18 @@ export interface RunReport {
   readonly peakReplicaRssMb: number;
   /** Most open file descriptors of any replica process at a sample (once per fault step). */
   readonly peakReplicaFds: number;
+  /** Budgets found exceeded: a replica's delta log above its byte cap, or its RSS above the scenario's bound. */
+  readonly budgetBreaches?: readonly string[];
+  /** API requests the lagging HA follower answered (replica 0 reaches it through the round-robin port). */
+  readonly haFollowerRequests?: number;
   readonly replayCommand: string;
 }
 
 const FEED = 'felix';
+/** The replicas' delta-log budget (`--delta-log-max-bytes`, its minimum), checked at every step. */
+const DELTA_LOG_MAX_BYTES = 65_536;
+/** The replicas' memory budget in this scenario: a resident set above it is a failure. */
+const REPLICA_RSS_BUDGET_MB = 512;
 /** LIST + WATCH requests one replica may make per resource per minute of run before it counts as a hot loop. */
 const MAX_REQUESTS_PER_RESOURCE_PER_MIN = 120;
 
@@ -130,14 +144,21 @@ export async function runScenario(o: ScenarioOptions, log: (line: string) => voi
   const host = loopbackBlock(o.seed);
   const faults: Record<string, number> = {};
   const count = (k: string): void => void (faults[k] = (faults[k] ?? 0) + 1);
-  const sim = await SimProc.start({ host: host(1), nodes: o.nodes, podsPerNode: o.podsPerNode, seed: o.seed });
-  const replicas = Array.from({ length: o.replicas }, (_, i) => new ReplicaProc(`conv-${i}`, host(10 + i), sim.kubeconfig, [FEED],
+  const armed = new Set<string>();
+  const budgetBreaches: string[] = [];
+  let followerRequests = 0;
+  const sim = await SimProc.start({ host: host(1), nodes: o.nodes, podsPerNode: o.podsPerNode, seed: o.seed, ...(o.haLagRvs !== undefined ? { haLagRvs: o.haLagRvs } : {}) });
+  const replicas = Array.from({ length: o.replicas }, (_, i) => new ReplicaProc(`conv-${i}`, host(10 + i), (i === 0 ? sim.haKubeconfig : undefined) ?? sim.kubeconfig, [FEED],
     // A SIGTERM drains agents gradually; 3 s keeps a run short (production uses the 300 s default).
     // Pings every second make the agents' read timeout 3 s and the server's pong timeout 4 s, so a
     // black-holed connection is noticed on both sides within a run.
     // A watch silent for 3 s is re-made and a resource without a healthy watch for 4 s is stale, so
     // a replica cut off from the API server shows it within a run.
-    ['--shutdown-timeout-ms', '3000', '--ping-interval-ms', '1000', '--pong-timeout-ms', '4000', '--watch-inactivity-timeout-ms', '3000', '--upstream-stale-after-ms', '4000']));
+    // Replica 1 lists with plain paged LISTs (an API server without WatchList), in pages of 10, so
+    // an expired continue token can meet its relists; the others stream lists with WatchList. The
+    // delta log gets its smallest budget, which the oracle checks at every step.
+    ['--shutdown-timeout-ms', '3000', '--ping-interval-ms', '1000', '--pong-timeout-ms', '4000', '--watch-inactivity-timeout-ms', '3000', '--upstream-stale-after-ms', '4000', '--list-page-size', '10',
+      '--delta-log-max-bytes', String(DELTA_LOG_MAX_BYTES), ...(i === 1 ? ['--no-watch-list'] : [])]));
   const agents: AgentUnderTest[] = [];
   const retired: AgentUnderTest[] = [];
   const crashes: string[] = [];
@@ -168,15 +189,27 @@ export async function runScenario(o: ScenarioOptions, log: (line: string) => voi
       await new Promise((r) => setTimeout(r, Math.round(o.faultEveryMs * (0.5 + rand()))));
       for (const r of replicas) if (r.crashed) crashes.push(`${r.name} exited ${r.output().slice(-500)}`);
       for (const r of replicas) r.sampleRss();
+      await checkBudgets(replicas.filter((r) => r.running && !frozen.has(r)), budgetBreaches);
       const pick = rand();
       const replica = replicas[Math.floor(rand() * replicas.length)] as ReplicaProc;
       // A frozen replica is left alone by the other replica faults (a SIGTERM would wait on it).
       const killable = replica.running && !frozen.has(replica) && replicas.filter((r) => r.running && !frozen.has(r)).length > 1;
-      if (pick < 0.35) {
-        // Upstream faults: the simulator's own catalogue, aimed at the replicas' watches.
-        const kind = (['reset', 'error_410', 'http_410', 'reset_mid_line', 'error_500', 'close_after_headers'] as const)[Math.floor(rand() * 6)] as string;
-        await sim.admin('POST', '/faults', { kind, verb: kind === 'http_410' ? 'WATCH' : undefined, times: 1 + Math.floor(rand() * 3) });
-        count(`upstream:${kind}`);
+      if (pick < 0.31) {
+        // Upstream faults: the simulator's own catalogue, aimed at the replicas' watches and lists.
+        const kinds = ['reset', 'error_410', 'http_410', 'reset_mid_line', 'error_500', 'close_after_headers', 'blackhole', 'expire_continue'] as const;
+        const kind = kinds[Math.floor(rand() * kinds.length)] as string;
+        await sim.admin('POST', '/faults', { kind, verb: kind === 'http_410' || kind === 'blackhole' ? 'WATCH' : undefined, times: 1 + Math.floor(rand() * 3) });
+        // A black hole is counted as armed: the partition below fires the simulator's blackhole
+        // rule too, so its fired count is not this fault's alone.
+        if (kind === 'blackhole') count('upstream:blackhole');
+        else armed.add(kind);
+      } else if (pick < 0.35) {
+        // The HA follower falls further behind or catches up: replica 0's requests that land on it
+        // see an older state (an older list, a watch RV the follower has not reached).
+        if (o.haLagRvs !== undefined) {
+          await sim.admin('POST', '/faults/lag', { lagRvs: Math.floor(rand() * 40) });
+          count('upstream:ha_follower_lag');
+        }
       } else if (pick < 0.45) {
         await sim.admin('POST', '/faults/terminate', { resource: 'pods', retryAfterMs: 500 });
         count('upstream:terminate_watches_429');
@@ -255,6 +288,20 @@ export async function runScenario(o: ScenarioOptions, log: (line: string) => voi
     for (const resume of [...pendingResumes]) resume();
     await sim.admin('DELETE', '/churn');
     await sim.admin('DELETE', '/faults').catch(() => undefined);
+    // The follower catches up too: a lag counted in resourceVersions never closes once writes stop.
+    if (o.haLagRvs !== undefined) await sim.admin('POST', '/faults/lag', { lagRvs: 0 });
+    // The catalogue's faults are counted as the simulator fired them, not as armed: an armed rule
+    // that met no matching request (no relist with a continue token, say) injected nothing.
+    const fired = (await sim.admin<{ faults: Record<string, number> | number }>('GET', '/counters')).faults;
+    for (const kind of armed) {
+      const n = typeof fired === 'object' ? (fired[kind] ?? 0) : 0;
+      if (n > 0) faults[`upstream:${kind}`] = n;
+    }
+    if (o.haLagRvs !== undefined) {
+      const ha = await sim.admin<{ followerRequests: Record<string, number> | number }>('GET', '/ha');
+      const served = typeof ha.followerRequests === 'object' ? Object.values(ha.followerRequests).reduce((a, b) => a + b, 0) : ha.followerRequests;
+      followerRequests = served;
+    }
     for (const r of replicas) if (!r.running) await r.start();
     for (const r of replicas) if (r.crashed) crashes.push(`${r.name} crashed: ${r.output().slice(-500)}`);
 
@@ -302,15 +349,29 @@ export async function runScenario(o: ScenarioOptions, log: (line: string) => voi
       agentsChecked: agents.length, entries: want.size, settleMs: Date.now() - settleStart, replayCommand: replay,
       peakReplicaRssMb: 0,
       peakReplicaFds: 0,
+      haFollowerRequests: followerRequests,
+      budgetBreaches,
     };
-    log(`seed ${o.seed}: ${Object.values(faults).reduce((s, n) => s + n, 0)} faults, ${agents.length} agents × ${want.size} entries, settled in ${report.settleMs} ms, divergences ${divergences.length}, regressions ${report.watermarkRegressions.length}, crashes ${crashes.length}`);
+    log(`seed ${o.seed}: ${Object.values(faults).reduce((s, n) => s + n, 0)} faults (${Object.entries(faults).map(([k, n]) => `${k} ${n}`).join(', ')}), ${followerRequests} requests to the lagging follower, ${agents.length} agents × ${want.size} entries, settled in ${report.settleMs} ms, divergences ${divergences.length}, regressions ${report.watermarkRegressions.length}, crashes ${crashes.length}`);
     await Promise.all(replicas.map((r) => r.kill('SIGTERM')));
     for (const r of replicas) r.sampleRss();
-    return { ...report, peakReplicaRssMb: Math.max(...replicas.map((r) => r.peakRssMb)), peakReplicaFds: Math.max(...replicas.map((r) => r.peakFds)) };
+    const peakReplicaRssMb = Math.max(...replicas.map((r) => r.peakRssMb));
+    if (peakReplicaRssMb > REPLICA_RSS_BUDGET_MB) budgetBreaches.push(`a replica's resident set reached ${peakReplicaRssMb} MB (budget ${REPLICA_RSS_BUDGET_MB} MB)`);
+    return { ...report, peakReplicaRssMb, peakReplicaFds: Math.max(...replicas.map((r) => r.peakFds)) };
   } finally {
     for (const a of [...agents]) a.client.destroy();
     await Promise.all(replicas.map((r) => r.kill('SIGKILL')));
     await sim.stop();
+  }
+}
+
+/** Reads each replica's budget gauges and notes any above its configured cap. */
+async function checkBudgets(replicas: readonly ReplicaProc[], breaches: string[]): Promise<void> {
+  for (const r of replicas) {
+    // A replica that is restarting or unreachable this instant is sampled at the next step.
+    const m = await Promise.race([r.metrics().catch(() => undefined), new Promise<undefined>((res) => setTimeout(() => res(undefined), 2_000))]);
+    const logBytes = m?.get('cattail_delta_log_bytes');
+    if (logBytes !== undefined && logBytes > DELTA_LOG_MAX_BYTES) breaches.push(`${r.name}: delta log ${logBytes} bytes above --delta-log-max-bytes ${DELTA_LOG_MAX_BYTES}`);
   }
 }
 

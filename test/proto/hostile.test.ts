@@ -20,34 +20,42 @@ import {
 } from '../../proto/index.js';
 import { MsgWriter } from '../../proto/msgpack.js';
 import { SAMPLE_MESSAGES } from './messages.js';
+import { hostileTally } from '../support/reliability-record.js';
 
 // Bad input is a coded ProtocolError with the right close code — never another exception, never a
 // crash, never an allocation sized by the peer.
 const limits = { maxBodyBytes: 1_048_576 };
 const goldenDir = join(import.meta.dirname, 'golden');
+const tally = hostileTally('decoder', false);
 const goldenFrames = readdirSync(goldenDir).map((f) => Buffer.from((JSON.parse(readFileSync(join(goldenDir, f), 'utf8')) as { hex: string }).hex, 'hex'));
 
-function failure(fn: () => unknown): ProtocolError {
+/** The error `fn` throws, which must be a ProtocolError; counted under `klass` for the figures. */
+function failure(fn: () => unknown, klass: string): ProtocolError {
   try {
     fn();
   } catch (err) {
     expect(isProtocolError(err), `not a ProtocolError: ${String(err)}`).toBe(true);
-    return err as ProtocolError;
+    const e = err as ProtocolError;
+    tally.add(klass, `${e.code} (${e.closeCode})`);
+    return e;
   }
   throw new Error('expected a ProtocolError, got success');
 }
 
-function expectCode(fn: () => unknown, code: ProtocolErrorCode, closeCode: number): void {
-  const err = failure(fn);
+function expectCode(fn: () => unknown, code: ProtocolErrorCode, closeCode: number, klass: string): void {
+  const err = failure(fn, klass);
   expect({ code: err.code, closeCode: err.closeCode }).toEqual({ code, closeCode });
 }
 
 /** Decoding either succeeds or throws a ProtocolError. */
-function decodesOrRejects(frame: Uint8Array): void {
+function decodesOrRejects(frame: Uint8Array, klass: string): void {
   try {
     decodeFrame(frame, limits);
+    tally.add(klass, 'decoded (a valid frame)');
   } catch (err) {
     expect(isProtocolError(err), `not a ProtocolError: ${String(err)}`).toBe(true);
+    const e = err as ProtocolError;
+    tally.add(klass, `${e.code} (${e.closeCode})`);
   }
 }
 
@@ -68,7 +76,7 @@ describe('proto hostile input', () => {
   it('rejects every truncation of every golden frame as TRUNCATED (4000)', () => {
     expect(goldenFrames.length).toBeGreaterThanOrEqual(12);
     for (const frame of goldenFrames) {
-      for (let n = 0; n < frame.length; n++) expectCode(() => decodeFrame(frame.subarray(0, n), limits), 'CATTAIL_PROTO_TRUNCATED', 4000);
+      for (let n = 0; n < frame.length; n++) expectCode(() => decodeFrame(frame.subarray(0, n), limits), 'CATTAIL_PROTO_TRUNCATED', 4000, 'truncated frame');
     }
   });
 
@@ -77,74 +85,74 @@ describe('proto hostile input', () => {
       const h = readHeader(frame);
       for (let n = 0; n < h.bodyLength; n++) {
         const cut = buildFrame(h, frame.subarray(28, 28 + n));
-        const err = failure(() => decodeFrame(cut, limits));
+        const err = failure(() => decodeFrame(cut, limits), 'truncated body under a consistent header');
         expect(err.closeCode).toBe(4000);
       }
     }
   });
 
   it('never crashes on random bytes', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), (u) => decodesOrRejects(u)), { numRuns: 2000 });
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), (u) => decodesOrRejects(u, 'random bytes')), { numRuns: 2000 });
   });
 
   it('never crashes on a valid header of any type followed by random body bytes', () => {
     const headers = Object.values(SAMPLE_MESSAGES).map(headerFieldsOf);
-    fc.assert(fc.property(fc.constantFrom(...headers), fc.uint8Array({ maxLength: 300 }), (h, b) => decodesOrRejects(buildFrame(h, b))), { numRuns: 3000 });
+    fc.assert(fc.property(fc.constantFrom(...headers), fc.uint8Array({ maxLength: 300 }), (h, b) => decodesOrRejects(buildFrame(h, b), 'valid header, random body')), { numRuns: 3000 });
   });
 
   it('never crashes on golden frames with bytes changed', () => {
     fc.assert(fc.property(fc.constantFrom(...goldenFrames), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 4 }), (frame, edits) => {
       const f = Buffer.from(frame);
       for (const [at, v] of edits) f[at % f.length] = v;
-      decodesOrRejects(f);
+      decodesOrRejects(f, 'valid frame with bytes changed');
     }), { numRuns: 3000 });
   });
 
   it('rejects an oversized length from the header alone, before looking at (or allocating for) the body', () => {
     const header = Buffer.from(encodeFrame(SAMPLE_MESSAGES.ping!).subarray(0, 28));
     header.writeUInt32BE(0xffffffff, 24);
-    expectCode(() => splitFrame(header, limits), 'CATTAIL_PROTO_FRAME_TOO_LARGE', 4003);
-    expectCode(() => decodeFrame(buildFrame(pingFields, Buffer.alloc(101)), { maxBodyBytes: 100 }), 'CATTAIL_PROTO_FRAME_TOO_LARGE', 4003);
+    expectCode(() => splitFrame(header, limits), 'CATTAIL_PROTO_FRAME_TOO_LARGE', 4003, 'oversized frame');
+    expectCode(() => decodeFrame(buildFrame(pingFields, Buffer.alloc(101)), { maxBodyBytes: 100 }), 'CATTAIL_PROTO_FRAME_TOO_LARGE', 4003, 'oversized frame');
   });
 
   it('rejects msgpack lengths larger than the bytes that remain without allocating', () => {
     for (const prefix of ['dd', 'df', 'db', 'c6']) {
       const b = Buffer.concat([Buffer.from('81a775707365727473', 'hex'), Buffer.from(`${prefix}ffffffff`, 'hex')]);
-      expectCode(() => decodeFrame(buildFrame(deltaFields, b), limits), 'CATTAIL_PROTO_TRUNCATED', 4000);
+      expectCode(() => decodeFrame(buildFrame(deltaFields, b), limits), 'CATTAIL_PROTO_TRUNCATED', 4000, 'msgpack length beyond the body (allocation bomb)');
     }
   });
 
   it('rejects header faults with the close codes of PROTOCOL.md', () => {
     const good = encodeFrame(SAMPLE_MESSAGES.delta!);
     const patched = (at: number, v: number): Buffer => { const f = Buffer.from(good); f[at] = v; return f; };
-    expectCode(() => decodeFrame(patched(0, 2), limits), 'CATTAIL_PROTO_BAD_HEADER', 4000);
-    expectCode(() => decodeFrame(patched(3, 1), limits), 'CATTAIL_PROTO_BAD_HEADER', 4000);
-    expectCode(() => decodeFrame(patched(7, 1), limits), 'CATTAIL_PROTO_BAD_HEADER', 4000);
-    expectCode(() => decodeFrame(patched(9, 0x20), limits), 'CATTAIL_PROTO_BAD_HEADER', 4000); // fromRevision = 2^53 + …
-    expectCode(() => decodeFrame(patched(1, 0x0d), limits), 'CATTAIL_PROTO_UNKNOWN_TYPE', 4002);
-    expectCode(() => decodeFrame(patched(1, 0x00), limits), 'CATTAIL_PROTO_UNKNOWN_TYPE', 4002);
-    expectCode(() => decodeFrame(patched(2, 0x04), limits), 'CATTAIL_PROTO_BAD_FLAGS', 4002);
-    expectCode(() => decodeFrame(patched(2, 0x80), limits), 'CATTAIL_PROTO_BAD_FLAGS', 4002);
-    expectCode(() => decodeFrame(Buffer.concat([good, Buffer.from([0])]), limits), 'CATTAIL_PROTO_BAD_HEADER', 4000);
-    expectCode(() => decodeFrame(buildFrame({ ...deltaFields, feedId: NO_FEED }, deltaBody()), limits), 'CATTAIL_PROTO_BAD_HEADER', 4000);
+    expectCode(() => decodeFrame(patched(0, 2), limits), 'CATTAIL_PROTO_BAD_HEADER', 4000, 'header field out of range');
+    expectCode(() => decodeFrame(patched(3, 1), limits), 'CATTAIL_PROTO_BAD_HEADER', 4000, 'header field out of range');
+    expectCode(() => decodeFrame(patched(7, 1), limits), 'CATTAIL_PROTO_BAD_HEADER', 4000, 'header field out of range');
+    expectCode(() => decodeFrame(patched(9, 0x20), limits), 'CATTAIL_PROTO_BAD_HEADER', 4000, 'header field out of range'); // fromRevision = 2^53 + …
+    expectCode(() => decodeFrame(patched(1, 0x0d), limits), 'CATTAIL_PROTO_UNKNOWN_TYPE', 4002, 'header field out of range');
+    expectCode(() => decodeFrame(patched(1, 0x00), limits), 'CATTAIL_PROTO_UNKNOWN_TYPE', 4002, 'header field out of range');
+    expectCode(() => decodeFrame(patched(2, 0x04), limits), 'CATTAIL_PROTO_BAD_FLAGS', 4002, 'header field out of range');
+    expectCode(() => decodeFrame(patched(2, 0x80), limits), 'CATTAIL_PROTO_BAD_FLAGS', 4002, 'header field out of range');
+    expectCode(() => decodeFrame(Buffer.concat([good, Buffer.from([0])]), limits), 'CATTAIL_PROTO_BAD_HEADER', 4000, 'header field out of range');
+    expectCode(() => decodeFrame(buildFrame({ ...deltaFields, feedId: NO_FEED }, deltaBody()), limits), 'CATTAIL_PROTO_BAD_HEADER', 4000, 'header field out of range');
     const status = encodeFrame(SAMPLE_MESSAGES.status!);
     status.writeUInt32BE(1, 12);
-    expectCode(() => decodeFrame(status, limits), 'CATTAIL_PROTO_BAD_HEADER', 4000);
+    expectCode(() => decodeFrame(status, limits), 'CATTAIL_PROTO_BAD_HEADER', 4000, 'header field out of range');
   });
 
   it('enforces the MORE rule of section 2.3 and refuses COMPRESSED where nothing inflates', () => {
     const more = (m: keyof typeof SAMPLE_MESSAGES, flags: number): Buffer => { const f = encodeFrame(SAMPLE_MESSAGES[m]!); f[2] = flags; return f; };
-    expectCode(() => decodeFrame(more('ping', Flags.MORE), limits), 'CATTAIL_PROTO_BAD_FLAGS', 4002);
-    expectCode(() => decodeFrame(more('snapshotEnd', Flags.MORE), limits), 'CATTAIL_PROTO_BAD_FLAGS', 4002);
-    expectCode(() => decodeFrame(more('snapshotBegin', 0), limits), 'CATTAIL_PROTO_BAD_FLAGS', 4002);
-    expectCode(() => decodeFrame(more('snapshotChunk', 0), limits), 'CATTAIL_PROTO_BAD_FLAGS', 4002);
-    expectCode(() => decodeFrame(more('delta', Flags.COMPRESSED), limits), 'CATTAIL_PROTO_BAD_FLAGS', 4002);
+    expectCode(() => decodeFrame(more('ping', Flags.MORE), limits), 'CATTAIL_PROTO_BAD_FLAGS', 4002, 'MORE or COMPRESSED flag misuse');
+    expectCode(() => decodeFrame(more('snapshotEnd', Flags.MORE), limits), 'CATTAIL_PROTO_BAD_FLAGS', 4002, 'MORE or COMPRESSED flag misuse');
+    expectCode(() => decodeFrame(more('snapshotBegin', 0), limits), 'CATTAIL_PROTO_BAD_FLAGS', 4002, 'MORE or COMPRESSED flag misuse');
+    expectCode(() => decodeFrame(more('snapshotChunk', 0), limits), 'CATTAIL_PROTO_BAD_FLAGS', 4002, 'MORE or COMPRESSED flag misuse');
+    expectCode(() => decodeFrame(more('delta', Flags.COMPRESSED), limits), 'CATTAIL_PROTO_BAD_FLAGS', 4002, 'MORE or COMPRESSED flag misuse');
     // splitFrame leaves COMPRESSED to the caller (it inflates, then calls decodeBody).
     expect(splitFrame(more('delta', Flags.COMPRESSED | Flags.MORE), limits).header.flags).toBe(3);
   });
 
   it('rejects bodies that are not plain msgpack of the right shape (4000)', () => {
-    const bad = (b: Buffer, fields: HeaderFields = deltaFields): void => expectCode(() => decodeFrame(buildFrame(fields, b), limits), 'CATTAIL_PROTO_BAD_BODY', 4000);
+    const bad = (b: Buffer, fields: HeaderFields = deltaFields, klass = 'body of the wrong shape or type'): void => expectCode(() => decodeFrame(buildFrame(fields, b), limits), 'CATTAIL_PROTO_BAD_BODY', 4000, klass);
     bad(body((w) => w.array(0))); // top level not a map
     bad(Buffer.from('d6ff00000000', 'hex')); // extension type (timestamp)
     bad(Buffer.from('c1', 'hex')); // reserved byte
@@ -155,7 +163,7 @@ describe('proto hostile input', () => {
     bad(body((w) => w.map(2).str('upserts').array(1).array(3).str('k').bin(Buffer.alloc(1)).nil().str('deletes').array(0))); // entry of 3
     bad(Buffer.concat([Buffer.from('82a775707365727473', 'hex'), Buffer.from('90a764656c6574657391a2c328', 'hex')])); // invalid UTF-8
     bad(Buffer.concat([deltaBody(), Buffer.from([0xc0])])); // trailing bytes
-    bad(Buffer.from(`${'91'.repeat(40)}c0`, 'hex')); // nesting too deep
+    bad(Buffer.from(`${'91'.repeat(40)}c0`, 'hex'), deltaFields, 'deep nesting'); // nesting too deep
     bad(Buffer.from('81a174cf0020000000000000', 'hex'), pingFields); // t above 2^53 − 1
     bad(body((w) => w.map(1).str('t').str('soon')), pingFields);
   });
@@ -163,7 +171,7 @@ describe('proto hostile input', () => {
   it('checks field constraints: digest length, token size, in-sync digest, HELLO feeds', () => {
     const end = SAMPLE_MESSAGES.snapshotEnd!;
     if (end.type !== 'snapshotEnd') throw new Error('fixture');
-    const expectBad = (m: Parameters<typeof encodeFrame>[0]): void => expectCode(() => decodeFrame(encodeFrame(m), limits), 'CATTAIL_PROTO_BAD_BODY', 4000);
+    const expectBad = (m: Parameters<typeof encodeFrame>[0]): void => expectCode(() => decodeFrame(encodeFrame(m), limits), 'CATTAIL_PROTO_BAD_BODY', 4000, 'field constraint broken');
     expectBad({ ...end, digest: Buffer.alloc(7) });
     expectBad({ ...end, token: Buffer.alloc(257) });
     expectBad({ ...end, status: 'bogus' as 'in-sync' });
@@ -176,8 +184,8 @@ describe('proto hostile input', () => {
   });
 
   it('answers another protocol version in HELLO/WELCOME with UNSUPPORTED_VERSION (4001)', () => {
-    expectCode(() => decodeFrame(encodeFrame({ ...SAMPLE_MESSAGES.hello!, protocol: 2 } as never), limits), 'CATTAIL_PROTO_UNSUPPORTED_VERSION', 4001);
-    expectCode(() => decodeFrame(encodeFrame({ ...SAMPLE_MESSAGES.welcome!, protocol: 0 } as never), limits), 'CATTAIL_PROTO_UNSUPPORTED_VERSION', 4001);
+    expectCode(() => decodeFrame(encodeFrame({ ...SAMPLE_MESSAGES.hello!, protocol: 2 } as never), limits), 'CATTAIL_PROTO_UNSUPPORTED_VERSION', 4001, 'other protocol version');
+    expectCode(() => decodeFrame(encodeFrame({ ...SAMPLE_MESSAGES.welcome!, protocol: 0 } as never), limits), 'CATTAIL_PROTO_UNSUPPORTED_VERSION', 4001, 'other protocol version');
   });
 
   it('ignores unknown body keys (forward compatibility) and does not depend on key order', () => {

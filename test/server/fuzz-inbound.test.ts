@@ -16,10 +16,12 @@ import { waitUntil } from '../support/wait.js';
 import { CLOSE_CODES, Flags, HEADER_BYTES, MessageType, encodeFrame } from '../../proto/index.js';
 import { decodeBody, splitFrame } from '../../proto/index.js';
 import { harness } from './helpers/harness.js';
+import { hostileTally } from '../support/reliability-record.js';
 
 const protocolMd = readFileSync(join(import.meta.dirname, '..', '..', 'proto', 'PROTOCOL.md'), 'utf8');
 const LISTED_CLOSES = new Set<number>(Object.values(CLOSE_CODES).map((c) => c.code));
 const packr = new Packr({ useRecords: false });
+const tally = hostileTally('session', true);
 
 /** A raw frame: header fields as given (no validation), then the body. */
 function rawFrame(f: { version: number; type: number; flags: number; feedId: number; from: number; to: number; body: Uint8Array; lengthDelta: number }): Buffer {
@@ -44,10 +46,15 @@ function deepBody(depth: number): Buffer {
 const hello = (feeds: string[]): Buffer => encodeFrame({ type: 'hello', protocol: 1, node: 'fuzz', clientId: 'fuzz', feeds: feeds.map((name) => ({ name })), caps: [] });
 
 const types = Object.values(MessageType) as number[];
+/** A payload and the class it is counted under in docs/reliability.md. */
+interface Hostile {
+  klass: string;
+  payload: Buffer | string;
+}
 const arbBody = fc.oneof(
-  fc.uint8Array({ maxLength: 200 }),
-  fc.anything({ maxDepth: 3 }).map((v) => new Uint8Array(packr.pack(v))),
-  fc.integer({ min: 100, max: 20_000 }).map((d) => new Uint8Array(deepBody(d))),
+  fc.uint8Array({ maxLength: 200 }).map((body) => ({ kind: 'random bytes', body })),
+  fc.anything({ maxDepth: 3 }).map((v) => ({ kind: 'msgpack of any shape', body: new Uint8Array(packr.pack(v)) })),
+  fc.integer({ min: 100, max: 20_000 }).map((d) => ({ kind: 'deep nesting', body: new Uint8Array(deepBody(d)) })),
 );
 const arbRawFrame = fc.record({
   version: fc.oneof(fc.constant(1), fc.integer({ min: 0, max: 255 })),
@@ -58,7 +65,10 @@ const arbRawFrame = fc.record({
   to: fc.oneof(fc.constant(0), fc.maxSafeNat()),
   body: arbBody,
   lengthDelta: fc.oneof(fc.constant(0), fc.integer({ min: -5, max: 5 })),
-}).map(rawFrame);
+}).map((f): Hostile => ({
+  klass: (f.flags & Flags.COMPRESSED) !== 0 ? 'header with random fields, COMPRESSED from an agent' : `header with random fields, body: ${f.body.kind}`,
+  payload: rawFrame({ ...f, body: f.body.body }),
+}));
 const arbValid = fc.constantFrom<Buffer>(
   hello(['felix']),
   hello(['no-such-feed']),
@@ -67,13 +77,13 @@ const arbValid = fc.constantFrom<Buffer>(
   encodeFrame({ type: 'goodbye', reason: 'x', message: 'y' }),
   encodeFrame({ type: 'ping', t: 1 }),
 );
-const arbPayload = fc.oneof(
+const arbPayload: fc.Arbitrary<Hostile> = fc.oneof(
   { weight: 4, arbitrary: arbRawFrame },
-  { weight: 2, arbitrary: arbValid },
-  { weight: 1, arbitrary: arbValid.chain((v) => fc.integer({ min: 0, max: v.length - 1 }).map((n) => v.subarray(0, n))) },
-  { weight: 1, arbitrary: fc.uint8Array({ minLength: 0, maxLength: 64 }).map((b) => Buffer.from(b)) },
-  { weight: 1, arbitrary: fc.constant(Buffer.alloc(9_000, 7)) },
-  { weight: 1, arbitrary: fc.string({ maxLength: 40 }) },
+  { weight: 2, arbitrary: arbValid.map((payload) => ({ klass: 'valid message, random order', payload })) },
+  { weight: 1, arbitrary: arbValid.chain((v) => fc.integer({ min: 0, max: v.length - 1 }).map((n) => ({ klass: 'truncated valid message', payload: v.subarray(0, n) }))) },
+  { weight: 1, arbitrary: fc.uint8Array({ minLength: 0, maxLength: 64 }).map((b) => ({ klass: 'random bytes', payload: Buffer.from(b) })) },
+  { weight: 1, arbitrary: fc.constant({ klass: 'frame above maxInboundBytes', payload: Buffer.alloc(9_000, 7) }) },
+  { weight: 1, arbitrary: fc.string({ maxLength: 40 }).map((payload) => ({ klass: 'text message', payload })) },
 );
 
 interface Outcome {
@@ -114,12 +124,16 @@ describe('server - fuzzed inbound frames', () => {
     const seenCodes = new Set<number>();
     const errorsSeen = new Set<string>();
     await fc.assert(
-      fc.asyncProperty(fc.array(arbPayload, { minLength: 1, maxLength: 6 }), fc.boolean(), async (payloads, helloFirst) => {
-        const out = await run(h.server.url, payloads, helloFirst);
+      fc.asyncProperty(fc.array(arbPayload, { minLength: 1, maxLength: 6 }), fc.boolean(), async (hostile, helloFirst) => {
+        const out = await run(h.server.url, hostile.map((x) => x.payload), helloFirst);
         seenCodes.add(out.closeCode);
         expect(LISTED_CLOSES.has(out.closeCode) || out.closeCode === 1005, `close ${out.closeCode}`).toBe(true);
         for (const code of out.errors) errorsSeen.add(code);
         for (const code of out.errors) expect(protocolMd, `ERROR code ${code} is not in PROTOCOL.md`).toContain(code);
+        // Counted by the sequence's first payload (after the HELLO, when one was sent first): the
+        // one the server's answer is about, since a connection ends at its first illegal frame.
+        const outcome = out.closeCode === 1005 || out.closeCode === 1000 ? 'accepted (a legal sequence), closed by the agent' : `${out.errors[0] ?? 'no ERROR'}, close ${out.closeCode}`;
+        tally.add(`${helloFirst ? 'after HELLO: ' : ''}${hostile[0]!.klass}`, outcome);
         // The witness still receives every change, in order.
         round++;
         h.upstream.apply('felix', { '/pods/ns/a': { a: round } });

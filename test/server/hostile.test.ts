@@ -6,12 +6,16 @@ import { decodeFrame, encodeFrame } from '../../proto/index.js';
 import { type Harness, harness } from './helpers/harness.js';
 import { waitUntil } from '../support/wait.js';
 import { type TestAgent, opened } from './helpers/agent.js';
+import { hostileTally } from '../support/reliability-record.js';
 
-async function expectCodedClose(h: Harness, a: TestAgent, code: number, errorCode?: string): Promise<void> {
+const tally = hostileTally('session', false);
+
+async function expectCodedClose(h: Harness, a: TestAgent, klass: string, code: number, errorCode?: string): Promise<void> {
   expect(await a.closed).toBe(code);
   if (errorCode !== undefined) expect(a.errors.map((e) => e.code)).toContain(errorCode);
   await waitUntil(() => h.server.connectionCount() === 0, 'connection released');
   expect(await h.metric('cattail_connections_active')).toBe(0);
+  tally.add(klass, errorCode === undefined ? `close ${code}` : `${errorCode}, close ${code}`);
 }
 
 async function seeded(opts: Parameters<typeof harness>[0] = {}): Promise<Harness> {
@@ -26,7 +30,7 @@ describe('server - hostile peers get coded closes and the gauge returns to zero'
     const a = h.agent({ feeds: [], silent: true });
     await opened(a);
     a.sendRaw(Buffer.from('this is not a cattail frame at all, not even close'));
-    await expectCodedClose(h, a, 4000, 'CATTAIL_PROTO_BAD_HEADER');
+    await expectCodedClose(h, a, 'not a frame', 4000, 'CATTAIL_PROTO_BAD_HEADER');
   });
 
   it('closes a truncated frame with 4000', async () => {
@@ -35,7 +39,7 @@ describe('server - hostile peers get coded closes and the gauge returns to zero'
     await opened(a);
     const hello = encodeFrame({ type: 'hello', protocol: 1, node: 'n', clientId: 'c', feeds: [{ name: 'felix' }], caps: [] });
     a.sendRaw(hello.subarray(0, hello.length - 3));
-    await expectCodedClose(h, a, 4000, 'CATTAIL_PROTO_TRUNCATED');
+    await expectCodedClose(h, a, 'truncated frame', 4000, 'CATTAIL_PROTO_TRUNCATED');
   });
 
   it('closes a frame above maxInboundBytes with 4003', async () => {
@@ -43,7 +47,7 @@ describe('server - hostile peers get coded closes and the gauge returns to zero'
     const a = h.agent({ feeds: [], silent: true });
     await opened(a);
     a.sendRaw(Buffer.alloc(5_000, 1));
-    await expectCodedClose(h, a, 4003, 'CATTAIL_PROTO_FRAME_TOO_LARGE');
+    await expectCodedClose(h, a, 'frame above maxInboundBytes', 4003, 'CATTAIL_PROTO_FRAME_TOO_LARGE');
   });
 
   it('closes a text message with 4002', async () => {
@@ -51,7 +55,7 @@ describe('server - hostile peers get coded closes and the gauge returns to zero'
     const a = h.agent({ feeds: [], silent: true });
     await opened(a);
     a.sendRaw('{"hello": true}');
-    await expectCodedClose(h, a, 4002);
+    await expectCodedClose(h, a, 'text message', 4002);
   });
 
   it('closes messages out of order or in the wrong direction with 4002', async () => {
@@ -59,23 +63,23 @@ describe('server - hostile peers get coded closes and the gauge returns to zero'
     const early = h.agent({ feeds: [], silent: true });
     await opened(early);
     early.sendMessage({ type: 'pong', t: 1 });
-    await expectCodedClose(h, early, 4002, 'CATTAIL_SERVER_UNEXPECTED_MESSAGE');
+    await expectCodedClose(h, early, 'message before HELLO', 4002, 'CATTAIL_SERVER_UNEXPECTED_MESSAGE');
 
     const twice = h.agent({ feeds: [{ name: 'felix' }] });
     await twice.untilRevision('felix', 1);
     twice.sendMessage({ type: 'hello', protocol: 1, node: 'n', clientId: 'c', feeds: [{ name: 'felix' }], caps: [] });
-    await expectCodedClose(h, twice, 4002);
+    await expectCodedClose(h, twice, 'second HELLO', 4002);
 
     const acker = h.agent({ feeds: [{ name: 'felix' }] });
     await acker.untilRevision('felix', 1);
     acker.sendMessage({ type: 'ack', feedId: 0, revision: 1 });
     acker.sendMessage({ type: 'ack', feedId: 0, revision: 50 });
-    await expectCodedClose(h, acker, 4002);
+    await expectCodedClose(h, acker, 'ACK of a revision never sent', 4002);
 
     const server = h.agent({ feeds: [], silent: true });
     await opened(server);
     server.sendMessage({ type: 'delta', feedId: 0, fromRevision: 0, toRevision: 1, more: false, upserts: [], deletes: [] });
-    await expectCodedClose(h, server, 4002);
+    await expectCodedClose(h, server, 'server-only message from an agent', 4002);
   });
 
   it('closes a wrong or missing subprotocol with 4001', async () => {
@@ -84,6 +88,7 @@ describe('server - hostile peers get coded closes and the gauge returns to zero'
       const a = h.agent({ feeds: [{ name: 'felix' }], protocol });
       expect(await a.closed).toBe(4001);
       expect(a.closeReason).toMatch(/cattail\.v1/);
+      tally.add('wrong or missing subprotocol', 'close 4001');
     }
     expect(h.server.connectionCount()).toBe(0);
     expect(await h.metric('cattail_connections_refused_total', { reason: 'subprotocol' })).toBe(2);
@@ -92,17 +97,17 @@ describe('server - hostile peers get coded closes and the gauge returns to zero'
   it('closes an unknown feed with 4006 and a bad protocol version with 4001', async () => {
     const h = await seeded();
     const a = h.agent({ feeds: [{ name: 'felix' }, { name: 'nope' }] });
-    await expectCodedClose(h, a, 4006, 'CATTAIL_SERVER_UNKNOWN_FEED');
+    await expectCodedClose(h, a, 'unknown feed', 4006, 'CATTAIL_SERVER_UNKNOWN_FEED');
     const b = h.agent({ feeds: [], silent: true });
     await opened(b);
     b.sendMessage({ type: 'hello', protocol: 2, node: 'n', clientId: 'c', feeds: [{ name: 'felix' }], caps: [] });
-    await expectCodedClose(h, b, 4001, 'CATTAIL_PROTO_UNSUPPORTED_VERSION');
+    await expectCodedClose(h, b, 'other protocol version in HELLO', 4001, 'CATTAIL_PROTO_UNSUPPORTED_VERSION');
   });
 
   it('refuses a HELLO announcing maxFrameBytes below 4,096 with 4000, and takes 4,096', async () => {
     const h = await seeded();
     const small = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 4_095 });
-    await expectCodedClose(h, small, 4000, 'CATTAIL_SERVER_BAD_HELLO');
+    await expectCodedClose(h, small, 'maxFrameBytes below the floor', 4000, 'CATTAIL_SERVER_BAD_HELLO');
     expect(small.errors[0]?.message).toMatch(/at least 4096/);
     const floor = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 4_096 });
     await floor.untilRevision('felix', 1);
@@ -118,7 +123,7 @@ describe('server - hostile peers get coded closes and the gauge returns to zero'
     clock.advance(4_000);
     expect(a.closeCode).toBeUndefined();
     clock.advance(2_000);
-    await expectCodedClose(h, a, 4004, 'CATTAIL_SERVER_HANDSHAKE_TIMEOUT');
+    await expectCodedClose(h, a, 'no HELLO (silent agent)', 4004, 'CATTAIL_SERVER_HANDSHAKE_TIMEOUT');
   });
 
   it('pings, and closes an agent that never answers with 4005 after pongTimeoutMs', async () => {
@@ -137,6 +142,7 @@ describe('server - hostile peers get coded closes and the gauge returns to zero'
     expect(await mute.closed).toBe(4005);
     expect(mute.errors.map((e) => e.code)).toEqual(['CATTAIL_SERVER_PONG_TIMEOUT']);
     expect(answers.closeCode).toBeUndefined();
+    tally.add('PINGs never answered', 'CATTAIL_SERVER_PONG_TIMEOUT, close 4005');
     expect(answers.received.filter((t) => t === 'ping').length).toBeGreaterThan(3);
     answers.close();
     await waitUntil(() => h.server.connectionCount() === 0, 'released');
@@ -182,6 +188,7 @@ describe('server - hostile peers get coded closes and the gauge returns to zero'
       });
     });
     expect(refused).toEqual({ status: 503, retryAfter: '3' });
+    tally.add('upgrade above maxConnections', 'HTTP 503 with Retry-After');
     expect(await h.metric('cattail_connections_refused_total', { reason: 'max-connections' })).toBe(1);
   });
 });

@@ -14,6 +14,10 @@ import { ScriptedUpstream } from '../support/scripted-upstream.js';
 import { type Ca, type Issued, createCa, issue, pemDir } from '../support/pki.js';
 import { waitUntil } from '../support/wait.js';
 import { type Harness, harness } from './helpers/harness.js';
+import { hostileTally } from '../support/reliability-record.js';
+
+const tally = hostileTally('tls', false);
+const witnessed = hostileTally('tls', true);
 
 const DAY = 86_400_000;
 const ALLOWED_URI = 'spiffe://cluster/ns/calico-system/sa/calico-node';
@@ -100,6 +104,7 @@ describe('server mTLS - admission by client certificate', () => {
       // Nothing of the feed reached it: no WELCOME, no snapshot.
       expect(a.welcome).toBeUndefined();
       expect(await h.metric('cattail_tls_refusals_total', { reason })).toBe(1);
+      tally.add(`client certificate: ${reason}`, `CATTAIL_SERVER_UNAUTHORIZED, close 4011, counted as ${reason}`);
     }
     expect(await h.metric('cattail_tls_refusals_total')).toBe(cases.length);
     expect(h.server.connectionCount()).toBe(0);
@@ -111,11 +116,13 @@ describe('server mTLS - admission by client certificate', () => {
     const plainError = new Promise<Error>((r) => plain.on('error', r));
     await plainError;
     await waitUntil(async () => (await h.metric('cattail_tls_refusals_total', { reason: 'plaintext' })) === 1, 'plaintext counted');
+    tally.add('plaintext to the TLS port', 'socket closed before any HTTP; counted and logged as plaintext');
     // An agent that does not trust the server's CA aborts the handshake itself.
     const other = await createCa('unrelated');
     const distrust = new WebSocket(h.server.url, 'cattail.v1', { ca: other.pem, cert: pki.good.certPem, key: pki.good.keyPem });
     await new Promise<Error>((r) => distrust.on('error', r));
     await waitUntil(async () => (await h.metric('cattail_tls_refusals_total', { reason: 'handshake' })) === 1, 'handshake counted');
+    tally.add('agent that distrusts the server CA', 'handshake failed, counted as handshake');
   });
 
   it('keeps other agents streaming while refused ones come and go', async () => {
@@ -126,6 +133,7 @@ describe('server mTLS - admission by client certificate', () => {
       const bad = h.agent({ feeds: [{ name: 'felix' }], tls: tlsOf(i % 2 === 0 ? pki.intruder : pki.stranger) });
       h.upstream.apply('felix', { [`/pods/x${i}`]: { i } });
       expect(await bad.closed).toBe(4011);
+      witnessed.add(i % 2 === 0 ? 'client certificate: identity-not-allowed' : 'client certificate: unknown-ca', 'CATTAIL_SERVER_UNAUTHORIZED, close 4011');
     }
     await good.untilRevision('felix', h.storeRevision('felix'));
     expect(good.digest('felix')).toEqual(h.storeDigest('felix'));
@@ -160,6 +168,7 @@ describe('server mTLS - admission by client certificate', () => {
     // Security level 0 lets this client's OpenSSL offer TLS 1.1 at all; the server must refuse it.
     await expect(handshake({ minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' })).rejects.toThrow();
     await waitUntil(async () => (await h.metric('cattail_tls_refusals_total', { reason: 'handshake' })) === 1, 'old version counted');
+    tally.add('TLS 1.1 or older', 'handshake refused, counted as handshake');
   });
 
   it('without a client CA serves TLS to agents that present no certificate', async () => {

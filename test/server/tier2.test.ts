@@ -13,6 +13,7 @@ import { realClock } from '../../src/clock.js';
 import { startServer, type ServerHandle } from '../../src/server/server.js';
 import { CattailUpstream } from '../../src/server/upstream-cattail.js';
 import { createUpstream } from '../../src/server/upstream/index.js';
+import { builtinFeed } from '../../src/server/upstream/feeds.js';
 import type { Sim } from '../../src/sim/index.js';
 import { simFixture } from '../support/sim.js';
 import { TEST_TRANSPORT } from '../support/transport.js';
@@ -57,6 +58,8 @@ describe('tier 2: replicas that follow a replica', () => {
     const b = await tier2('tier2-b', [t1.url]);
     const agents = [agent(a, 'n1'), agent(b, 'n2'), agent(b, 'n3')];
     await Promise.all(agents.map((c) => c.whenInSync()));
+    // The model tier 1 announces is the one tier 2 announces (PROTOCOL.md 3.2).
+    for (const c of agents) expect(c.feed('felix').model).toBe(builtinFeed('felix').model);
     const same = (): boolean => [a, b].every((t) => digestOf(t) === digestOf(t1)) && agents.every((c) => c.feed('felix').status.verifiedRevision === c.feed('felix').revision);
     await waitUntil(same, 'tier 2 equal to tier 1');
     // Churn: writes, a deletion, and a status-only change that only moves watermarks.

@@ -66,4 +66,18 @@ describe('sim HA pair', () => {
     expect(r.body).toMatchObject({ details: { causes: [{ reason: 'ResourceVersionTooLarge' }] } });
     expect((ha.followerCounters().requests as Record<string, number>)['WATCH,namespaces,504']).toBe(1);
   });
+
+  it('GET /_sim/ha tells a process outside the simulator where the pair is and what the follower served', async () => {
+    const sim = await start({ nodes: 1, podsPerNode: 2, seed: 4, ha: { lagRvs: 2 } });
+    const ha = sim.ha as NonNullable<Sim['ha']>;
+    await listRv(`${ha.roundRobinUrl}/api/v1/namespaces`);
+    await listRv(`${ha.roundRobinUrl}/api/v1/namespaces`);
+    const lag = await fetch(`${sim.url}/_sim/faults/lag`, { method: 'POST', body: JSON.stringify({ lagRvs: 7 }) });
+    expect(lag.status).toBe(200);
+    const info = await getJson(`${sim.url}/_sim/ha`);
+    expect(info.status).toBe(200);
+    expect(info.body).toEqual({ followerUrl: ha.followerUrl, roundRobinUrl: ha.roundRobinUrl, lagRvs: 7, connections: [1, 1], followerRequests: { 'LIST,namespaces,200': 1 } });
+    const single = await start({ nodes: 1, podsPerNode: 1, seed: 4 });
+    expect((await getJson(`${single.url}/_sim/ha`)).status).toBe(400);
+  });
 });

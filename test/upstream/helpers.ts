@@ -1,4 +1,13 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createLogger } from '../../src/log.js';
 import { FeedStore } from '../../src/snapshot/index.js';
+import { resource } from '../../src/registry.js';
+import type { FeedDispatcher, FeedState } from '../../src/server/upstream/dispatcher.js';
+import { parseJson } from '../../src/server/upstream/json.js';
+import { UpstreamMetrics } from '../../src/server/upstream/metrics.js';
+import { ResourceView } from '../../src/server/upstream/resource-view.js';
+import { fixturesDir } from '../support/fixtures.js';
 import { RESOURCES } from '../../src/registry.js';
 import type { FeedBatch, FeedSink } from '../../src/server/pipeline/seams.js';
 import { builtinFeed, customFeed, type FeedSpec } from '../../src/server/upstream/feeds.js';
@@ -107,4 +116,25 @@ export function node(name: string, opts: { heartbeat?: string; labels?: Record<s
       conditions: [{ type: 'Ready', status: 'True', lastHeartbeatTime: opts.heartbeat ?? '2026-01-01T00:00:00Z' }],
     },
   };
+}
+
+/** A fixture object (test/fixtures/objects/<rel>), parsed as the upstream parses it. */
+export function loadFixture(rel: string): KubeObject {
+  return parseJson(readFileSync(join(fixturesDir(), 'objects', rel), 'utf8')) as KubeObject;
+}
+
+/**
+ * A felix-feed resource view of one resource, its feed state a plain Map (what the store would
+ * hold): for tests of several-keys-per-object bookkeeping (updates that drop keys, deletes).
+ */
+export function libcalicoViewHarness(id: string): { view: ResourceView; state: Map<string, Buffer> } {
+  const state = new Map<string, Buffer>();
+  const dispatcher = {
+    queue: (_f: FeedState, key: string, value: Buffer | null) => (value === null ? state.delete(key) : state.set(key, value)),
+  } as unknown as FeedDispatcher;
+  const feed = { spec: builtinFeed('felix') } as unknown as FeedState;
+  const spec = builtinFeed('felix').specs.find((s) => s.resource === id);
+  if (spec === undefined) throw new Error(`${id} is not in the felix feed`);
+  const view = new ResourceView(resource(id), [{ spec, feed }], dispatcher, new UpstreamMetrics(), createLogger('silent'));
+  return { view, state };
 }

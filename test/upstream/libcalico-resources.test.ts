@@ -4,23 +4,12 @@
  * bookkeeping. Expected values are written out by hand from the libcalico-go sources each
  * conversion file cites.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createLogger } from '../../src/log.js';
 import { resource } from '../../src/registry.js';
-import type { FeedDispatcher, FeedState } from '../../src/server/upstream/dispatcher.js';
-import { builtinFeed } from '../../src/server/upstream/feeds.js';
-import { parseJson } from '../../src/server/upstream/json.js';
-import { UpstreamMetrics } from '../../src/server/upstream/metrics.js';
 import { encodeValue, entryProjector } from '../../src/server/upstream/projections/index.js';
 import { convertUid } from '../../src/server/upstream/projections/calico-keys.js';
-import { ResourceView } from '../../src/server/upstream/resource-view.js';
 import type { KubeObject } from '../../src/server/upstream/types.js';
-import { fixturesDir } from '../support/fixtures.js';
-
-const objectsDir = join(fixturesDir(), 'objects');
-const load = (rel: string): KubeObject => parseJson(readFileSync(join(objectsDir, rel), 'utf8')) as KubeObject;
+import { libcalicoViewHarness, loadFixture as load } from './helpers.js';
 const kvs = (id: string, o: KubeObject): Map<string, unknown> => new Map(entryProjector(resource(id), 'libcalico').entries(o, 'unused'));
 
 describe('libcalico profiles', () => {
@@ -151,13 +140,13 @@ describe('libcalico IP pools, blocks, v3 resources and Kubernetes pass-through',
     expect(block['sequenceNumber']).toBe('1776154385418267116');
   });
 
-  it('a tiered Calico policy keeps its v3 name and labels from the metadata annotation; re-writes stay byte-equal', () => {
+  it('a tiered Calico policy keeps its v3 name, a network set its labels from the metadata annotation; re-writes stay byte-equal', () => {
     const gnp = load('calico/globalnetworkpolicy-default.allow-tcp-6379.constructed.json');
     const out = kvs('globalnetworkpolicies.crd.projectcalico.org', gnp);
-    expect([...out.keys()]).toEqual(['/calico/resources/v3/projectcalico.org/globalnetworkpolicies/allow-tcp-6379']);
+    expect([...out.keys()]).toEqual(['/calico/v1/policy/tier/default/policy/allow-tcp-6379']);
     const set = kvs('globalnetworksets.crd.projectcalico.org', load('calico/globalnetworkset-a-name-for-the-set.constructed.json'));
-    const [value] = [...set.values()] as { metadata: { labels: Record<string, string> } }[];
-    expect(value?.metadata.labels).toEqual({ role: 'external-database' });
+    const [value] = [...set.values()] as { labels: Record<string, string> }[];
+    expect(value?.labels).toEqual({ role: 'external-database' });
     const rewritten = structuredClone(gnp);
     rewritten.metadata!.resourceVersion = '999999';
     rewritten.metadata!['generation'] = 7;
@@ -175,16 +164,7 @@ describe('libcalico IP pools, blocks, v3 resources and Kubernetes pass-through',
 });
 
 describe('resource view with several keys per object', () => {
-  function harness(id: string): { view: ResourceView; state: Map<string, Buffer> } {
-    const state = new Map<string, Buffer>();
-    const dispatcher = {
-      queue: (_f: FeedState, key: string, value: Buffer | null) => (value === null ? state.delete(key) : state.set(key, value)),
-    } as unknown as FeedDispatcher;
-    const feed = { spec: builtinFeed('felix') } as unknown as FeedState;
-    const spec = builtinFeed('felix').specs.find((s) => s.resource === id)!;
-    const view = new ResourceView(resource(id), [{ spec, feed }], dispatcher, new UpstreamMetrics(), createLogger('silent'));
-    return { view, state };
-  }
+  const harness = libcalicoViewHarness;
 
   it('a node update that drops its tunnel address deletes that key; the node delete removes every key', () => {
     const { view, state } = harness('nodes');

@@ -45,14 +45,21 @@ function projectionVersion(specs: readonly FeedResourceSpec[]): number {
 }
 
 /**
- * The data model a feed announces in WELCOME (PROTOCOL.md 3.2): `<projection>.v<N>` when every
- * resource uses one projection, `mixed` otherwise (the agent then knows the feed from its config).
- * The version follows PROJECTION_VERSION's meaning for that projection: `libcalico.v1` is the
- * model docs/data-model.md describes.
+ * The version of each projection's data model (PROTOCOL.md 3.2): bumped with PROJECTION_VERSION
+ * whenever that projection's keys or values change meaning. `libcalico.v2` is the model
+ * docs/data-model.md describes (v1 sent FelixConfiguration and Calico policies as v3 resources).
+ */
+export const MODEL_VERSIONS: Readonly<Record<ProjectionKind, number>> = Object.freeze({ libcalico: 2, calico: 1, strip: 1, raw: 1 });
+
+/**
+ * The data model a feed announces in WELCOME: `<projection>.v<N>` when every resource uses one
+ * projection, `mixed` otherwise (the agent then knows the feed from its config).
  */
 export function feedModel(specs: readonly FeedResourceSpec[]): string {
   const kinds = new Set(specs.map((s) => s.projection));
-  return kinds.size === 1 ? `${[...kinds][0] as string}.v1` : 'mixed';
+  if (kinds.size !== 1) return 'mixed';
+  const kind = [...kinds][0] as ProjectionKind;
+  return `${kind}.v${MODEL_VERSIONS[kind]}`;
 }
 
 function feed(name: string, specs: FeedResourceSpec[]): FeedSpec {

@@ -10,8 +10,11 @@
  *   policies are named `<ns>/<name>`, escaped). Calico master dropped this path (its PolicyKey now
  *   carries Name/Namespace/Kind and has no path); we keep the v3.2x–3.30 form, which still names
  *   every policy uniquely;
- * - hostconfig `HostConfigKey`: `/calico/v1/host/<node>/config/<name>`; wireguard `WireguardKey`:
+ * - hostconfig `HostConfigKey`: `/calico/v1/host/<node>/config/<name>`; globalconfig.go
+ *   `GlobalConfigKey`: `/calico/v1/config/<name>`; wireguard `WireguardKey`:
  *   `/calico/v1/host/<node>/wireguard`;
+ * - networkset.go `NetworkSetKey`: `/calico/v1/netset/<name>` (namespaced sets `<ns>/<name>`, escaped);
+ * - hostendpoint.go `HostEndpointKey`: `/calico/v1/host/<node>/endpoint/<name>` (name escaped);
  * - ippool.go `IPPoolKey`: `/calico/v1/ipam/v<4|6>/pool/<cidr with / as ->`;
  * - block.go `BlockKey`: `/calico/ipam/v2/assignment/ipv<4|6>/block/<cidr with / as ->`;
  * - resource.go `ResourceKey`: `/calico/resources/v3/projectcalico.org/<plural>[/<namespace>]/<name>`,
@@ -38,8 +41,35 @@ export function policyKey(tier: string, name: string): string {
   return `/calico/v1/policy/tier/${tier}/policy/${escapeName(name)}`;
 }
 
+export function networkSetKey(name: string): string {
+  return `/calico/v1/netset/${escapeName(name)}`;
+}
+
+export function hostEndpointKey(node: string, name: string): string {
+  return `/calico/v1/host/${node}/endpoint/${escapeName(name)}`;
+}
+
 export function hostConfigKey(node: string, name: string): string {
   return `/calico/v1/host/${node}/config/${name}`;
+}
+
+export function globalConfigKey(name: string): string {
+  return `/calico/v1/config/${name}`;
+}
+
+/**
+ * The config key of a configuration resource's field: configurationprocessor.go names the resource
+ * `default` (global, GlobalConfigKey) or `node.<node>` (HostConfigKey); any other name is an error
+ * there (`ErrorParsingDatastoreEntry`), thrown here so the object is counted and skipped.
+ */
+export function configKeyFn(kind: string, resourceName: string): (field: string) => string {
+  if (resourceName === 'default') return globalConfigKey;
+  if (resourceName.startsWith('node.')) {
+    const node = resourceName.slice('node.'.length);
+    // `node.` alone leaves an empty node name, which createV1Key takes for global config.
+    return node === '' ? globalConfigKey : (field) => hostConfigKey(node, field);
+  }
+  throw new TypeError(`${kind} ${JSON.stringify(resourceName)}: only "default" or "node.<name>" are config resources`);
 }
 
 export function wireguardKey(node: string): string {

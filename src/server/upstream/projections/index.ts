@@ -21,9 +21,10 @@ export { libcalicoConversion } from './libcalico.js';
 
 /**
  * Bump when any projection's output changes shape: it is part of every feed's projectionVersion
- * and so of resume tokens (an agent holding values of the old shape must resync).
+ * and so of resume tokens (an agent holding values of the old shape must resync). A change of
+ * meaning also bumps that projection's model version (feeds.ts MODEL_VERSIONS, PROTOCOL.md 3.2).
  */
-export const PROJECTION_VERSION = 2;
+export const PROJECTION_VERSION = 3;
 
 export type Projector = (obj: KubeObject) => unknown;
 

@@ -1,6 +1,6 @@
 import type { KubeObject } from '../types.js';
 import { isRecord } from './encode.js';
-import { hostConfigKey, type KV } from './calico-keys.js';
+import { configKeyFn, globalConfigKey, type KV } from './calico-keys.js';
 
 /**
  * ClusterInformation → the config keys Felix's syncer sends. `libcalico-go/lib/backend/syncersv1/
@@ -24,15 +24,14 @@ export const READY_FLAG_KEY = '/calico/v1/Ready';
 
 export function convertClusterInformation(ci: KubeObject): KV[] {
   const name = ci.metadata?.name ?? '';
-  const node = name.startsWith('node.') ? name.slice('node.'.length) : undefined;
-  if (name !== 'default' && node === undefined) throw new TypeError(`ClusterInformation ${JSON.stringify(name)}: only "default" or "node.<name>" are config resources`);
+  const key = configKeyFn('ClusterInformation', name);
+  const global = key === globalConfigKey;
   const spec = isRecord(ci['spec']) ? ci['spec'] : {};
-  const key = (field: string): string => (node === undefined ? `/calico/v1/config/${field}` : hostConfigKey(node, field));
   const out: KV[] = [];
   for (const [json, field] of FIELDS) {
     const v = spec[json];
     if (typeof v === 'string' && v !== '') out.push([key(field), v]);
   }
-  if (node === undefined && typeof spec['datastoreReady'] === 'boolean') out.push([READY_FLAG_KEY, spec['datastoreReady']]);
+  if (global && typeof spec['datastoreReady'] === 'boolean') out.push([READY_FLAG_KEY, spec['datastoreReady']]);
   return out;
 }

@@ -1,6 +1,8 @@
 import type { KubeObject } from '../types.js';
 import { isRecord } from './encode.js';
 import { normalizeNet, policyKey, type KV } from './calico-keys.js';
+import { networkPolicyValue } from './libcalico-calico-policy.js';
+import { v3Name } from './libcalico-resource.js';
 
 /**
  * Kubernetes NetworkPolicy → the v1 policy Felix's syncer sends (`libcalico` projection). Public
@@ -9,7 +11,8 @@ import { normalizeNet, policyKey, type KV } from './calico-keys.js';
  *    NetworkPolicy `knp.default.<name>`, order 1000) with `k8sSelectorToCalico`, `k8sRuleToCalico`,
  *    `k8sPeerToCalicoFields`, `k8sPortToCalico` and `SimplifyPorts`;
  * 2. `libcalico-go/lib/backend/syncersv1/updateprocessors/networkpolicyprocessor.go` and rules.go
- *    (v3 → v1 `model.Policy`/`model.Rule`, JSON field names from model/policy.go and model/rule.go).
+ *    (v3 → v1 `model.Policy`/`model.Rule`): this file builds the v3 spec and rules, and the v3 → v1
+ *    half is the one Calico NetworkPolicies use (libcalico-calico-policy.ts, libcalico-rules.ts).
  *
  * Key: `/calico/v1/policy/tier/default/policy/<ns>%2fknp.default.<name>` (see calico-keys.ts).
  * The rules, written down:
@@ -20,13 +23,14 @@ import { normalizeNet, policyKey, type KV } from './calico-keys.js';
  *   protocol are TCP; a rule without ports allows any protocol; ports of one protocol are merged
  *   (`SimplifyPorts`: named ports first, then sorted numeric ranges, when there are 2+ numbers);
  *   `endPort` makes a range `a:b`;
- * - a pod/namespace peer becomes a selector: the namespace selector (labels prefixed `pcns.`,
- *   printed as Calico's selector parser prints it: double quotes, `(a && b)` for several terms;
- *   an empty one is `has(projectcalico.org/namespace)`) or, without one, the policy's own namespace,
- *   AND-ed with the pod selector: `(<ns part>) && (<pod part>)`;
+ * - a pod/namespace peer becomes a v3 selector and namespaceSelector (`all()` for an empty one),
+ *   which rules.go rewrites to `(<ns part>) && (<pod part>)`: the namespace selector with labels
+ *   prefixed `pcns.` as Calico's selector parser prints it (double quotes, `(a && b)` for several
+ *   terms; `all()` → `has(projectcalico.org/namespace)`) or, without one, the policy's namespace;
  * - an ipBlock peer becomes nets (`src_nets`/`dst_nets`, masked) and its excepts `!src_nets`/`!dst_nets`;
  * - the v1 rule also keeps the v3 selectors as `orig_*_selector` / `orig_*_namespace_selector`;
- * - types: `ingress` / `egress` as listed, `ingress` alone when none is; `apply_on_forward` true.
+ * - types: `ingress` / `egress` as listed, `ingress` alone when none is (conversion.go defaults
+ *   them; the processor does not); `apply_on_forward` left out (false), as 3.30+ processors set it.
  */
 
 const ORCH = "projectcalico.org/orchestrator == 'k8s'";
@@ -66,34 +70,6 @@ function namespaceSelectorV3(s: LabelSelector): string {
   return selectorTerms(s).join(' && ');
 }
 
-/** A value as selector/parser/ast.go quotes it: `"` unless the value holds one. */
-function q(v: string): string {
-  return v.includes('"') ? `'${v}'` : `"${v}"`;
-}
-
-/** A set as the parser's StringSet prints it: sorted, de-duplicated. */
-function set(values: string[]): string {
-  return `{${[...new Set(values)].sort().map(q).join(', ')}}`;
-}
-
-/**
- * The namespace selector as rules.go leaves it: parsed, labels prefixed `pcns.`, printed by the
- * parser (ast.go), then `all()` → `has(projectcalico.org/namespace)`. We print the parsed form
- * straight from the LabelSelector, the only input a k8s policy can give.
- */
-function namespaceSelectorV1(s: LabelSelector): string {
-  const terms: string[] = [];
-  for (const k of Object.keys(s.matchLabels ?? {}).sort()) terms.push(`pcns.${k} == ${q(s.matchLabels?.[k] ?? '')}`);
-  for (const e of s.matchExpressions ?? []) {
-    if (e.operator === 'In') terms.push(`pcns.${e.key} in ${set(e.values ?? [])}`);
-    else if (e.operator === 'NotIn') terms.push(`pcns.${e.key} not in ${set(e.values ?? [])}`);
-    else if (e.operator === 'Exists') terms.push(`has(pcns.${e.key})`);
-    else if (e.operator === 'DoesNotExist') terms.push(`!has(pcns.${e.key})`);
-  }
-  if (terms.length === 0) return 'has(projectcalico.org/namespace)';
-  return terms.length === 1 ? (terms[0] as string) : `(${terms.join(' && ')})`;
-}
-
 type Port = number | string;
 
 /** numorstring.PortFromString of `port` (+ `:endPort`): number, "a:b" range, or a name. */
@@ -131,38 +107,30 @@ function simplifyPorts(ports: Port[]): Port[] {
   return out;
 }
 
-interface Peer {
-  selector: string;
-  origSelector: string;
-  origNamespaceSelector: string;
-  nets: string[];
-  notNets: string[];
-}
-
-/** conversion.go `k8sPeerToCalicoFields` + rules.go `getEndpointSelector`, for one peer. */
-function peerFields(peer: Record<string, unknown> | undefined, ns: string): Peer {
-  const none: Peer = { selector: '', origSelector: '', origNamespaceSelector: '', nets: [], notNets: [] };
-  if (peer === undefined) return none;
+/**
+ * conversion.go `k8sPeerToCalicoFields`: one peer as a v3 EntityRule (selector, namespaceSelector,
+ * nets, notNets); the namespaced rewrite is rules.go's, shared with Calico policies.
+ */
+function peerEntity(peer: Record<string, unknown> | undefined): Record<string, unknown> {
+  if (peer === undefined) return {};
   const ipBlock = peer['ipBlock'];
   if (isRecord(ipBlock)) {
     const cidr = normalizeNet(String(ipBlock['cidr'] ?? ''));
     // libcalico logs a bad CIDR and returns the peer as "no peer" (so it matches anything).
-    if (cidr === undefined || !String(ipBlock['cidr']).includes('/')) return none;
+    if (cidr === undefined || !String(ipBlock['cidr']).includes('/')) return {};
     const notNets: string[] = [];
     for (const e of Array.isArray(ipBlock['except']) ? ipBlock['except'] : []) {
       const n = normalizeNet(String(e));
-      if (n === undefined || !String(e).includes('/')) return { ...none, nets: [cidr], notNets };
+      if (n === undefined || !String(e).includes('/')) break;
       notNets.push(n);
     }
-    return { ...none, nets: [cidr], notNets };
+    return notNets.length > 0 ? { nets: [cidr], notNets } : { nets: [cidr] };
   }
-  const pod = podSelector(asSelector(peer['podSelector']));
+  const entity: Record<string, unknown> = { selector: podSelector(asSelector(peer['podSelector'])) };
   const nsSel = asSelector(peer['namespaceSelector']);
-  const nsV1 = nsSel !== undefined ? namespaceSelectorV1(nsSel) : `projectcalico.org/namespace == '${ns}'`;
-  return { selector: `(${nsV1}) && (${pod})`, origSelector: pod, origNamespaceSelector: nsSel !== undefined ? namespaceSelectorV3(nsSel) : '', nets: [], notNets: [] };
+  if (nsSel !== undefined) entity['namespaceSelector'] = namespaceSelectorV3(nsSel);
+  return entity;
 }
-
-const PROTOCOL_V1: Record<string, string> = { TCP: 'tcp', UDP: 'udp', SCTP: 'sctp' };
 
 /** conversion.go `k8sRuleToCalico` then rules.go `RuleAPIV2ToBackend`, for one k8s rule. */
 function convertRule(rule: Record<string, unknown>, peersField: 'from' | 'to', ns: string, ingress: boolean): Record<string, unknown>[] {
@@ -187,27 +155,13 @@ function convertRule(rule: Record<string, unknown>, peersField: 'from' | 'to', n
     const list = byProtocol.get(protocol);
     const ports = list === undefined ? undefined : simplifyPorts(list);
     for (const peer of peers) {
-      const f = peerFields(peer, ns);
-      const r: Record<string, unknown> = { action: 'allow' };
-      if (protocol !== '') r['protocol'] = PROTOCOL_V1[protocol] ?? protocol.toLowerCase();
-      // Struct order of model.Rule: src_nets, src_selector, (src_ports), dst_selector, dst_nets,
-      // dst_ports, !src_nets, !dst_nets, then the orig_* fields.
-      if (ingress) {
-        if (f.nets.length > 0) r['src_nets'] = f.nets;
-        if (f.selector) r['src_selector'] = f.selector;
-        if (ports && ports.length > 0) r['dst_ports'] = ports;
-        if (f.notNets.length > 0) r['!src_nets'] = f.notNets;
-        if (f.origSelector) r['orig_src_selector'] = f.origSelector;
-        if (f.origNamespaceSelector) r['orig_src_namespace_selector'] = f.origNamespaceSelector;
-      } else {
-        if (f.selector) r['dst_selector'] = f.selector;
-        if (f.nets.length > 0) r['dst_nets'] = f.nets;
-        if (ports && ports.length > 0) r['dst_ports'] = ports;
-        if (f.notNets.length > 0) r['!dst_nets'] = f.notNets;
-        if (f.origSelector) r['orig_dst_selector'] = f.origSelector;
-        if (f.origNamespaceSelector) r['orig_dst_namespace_selector'] = f.origNamespaceSelector;
-      }
-      out.push(r);
+      const rule: Record<string, unknown> = { action: 'Allow' };
+      if (protocol !== '') rule['protocol'] = protocol;
+      const entity = peerEntity(peer);
+      const target: Record<string, unknown> = ports && ports.length > 0 ? { ports } : {};
+      rule[ingress ? 'source' : 'destination'] = ingress ? entity : { ...entity, ...target };
+      if (ingress && ports && ports.length > 0) rule['destination'] = target;
+      out.push(rule);
     }
   }
   return out;
@@ -221,21 +175,41 @@ export function networkPolicyKey(namespace: string, name: string): string {
   return policyKey('default', `${namespace}/${k8sPolicyName(name)}`);
 }
 
-export function convertNetworkPolicy(np: KubeObject): KV[] {
+/** conversion.go K8sNetworkPolicyToCalico then networkpolicyprocessor.go: the policy's v1 value. */
+function k8sPolicyValue(np: KubeObject): Record<string, unknown> {
   const ns = np.metadata?.namespace ?? '';
   const spec = isRecord(np['spec']) ? np['spec'] : {};
-  const inbound = (Array.isArray(spec['ingress']) ? spec['ingress'] : []).filter(isRecord).flatMap((r) => convertRule(r, 'from', ns, true));
-  const outbound = (Array.isArray(spec['egress']) ? spec['egress'] : []).filter(isRecord).flatMap((r) => convertRule(r, 'to', ns, false));
+  const ingress = (Array.isArray(spec['ingress']) ? spec['ingress'] : []).filter(isRecord).flatMap((r) => convertRule(r, 'from', ns, true));
+  const egress = (Array.isArray(spec['egress']) ? spec['egress'] : []).filter(isRecord).flatMap((r) => convertRule(r, 'to', ns, false));
   const declared = Array.isArray(spec['policyTypes']) ? spec['policyTypes'] : [];
   const types: string[] = [];
-  if (declared.includes('Ingress')) types.push('ingress');
-  if (declared.includes('Egress')) types.push('egress');
-  if (types.length === 0) types.push('ingress');
-  const policy: Record<string, unknown> = { namespace: ns, order: 1000 };
-  if (inbound.length > 0) policy['inbound_rules'] = inbound;
-  if (outbound.length > 0) policy['outbound_rules'] = outbound;
-  policy['selector'] = `(${podSelector(asSelector(spec['podSelector']))}) && projectcalico.org/namespace == '${ns}'`;
-  policy['apply_on_forward'] = true;
-  policy['types'] = types;
-  return [[networkPolicyKey(ns, np.metadata?.name ?? ''), policy]];
+  if (declared.includes('Ingress')) types.push('Ingress');
+  if (declared.includes('Egress')) types.push('Egress');
+  if (types.length === 0) types.push('Ingress');
+  const v3spec: Record<string, unknown> = { order: 1000, selector: podSelector(asSelector(spec['podSelector'])), types };
+  if (ingress.length > 0) v3spec['ingress'] = ingress;
+  if (egress.length > 0) v3spec['egress'] = egress;
+  return networkPolicyValue(v3spec, ns);
+}
+
+export function convertNetworkPolicy(np: KubeObject): KV[] {
+  return [[networkPolicyKey(np.metadata?.namespace ?? '', np.metadata?.name ?? ''), k8sPolicyValue(np)]];
+}
+
+/**
+ * StagedKubernetesNetworkPolicy (stagedkubernetesnetworkpolicyprocessor.go): its spec is a
+ * Kubernetes NetworkPolicy's plus `stagedAction`; the enforced form is converted as above, named
+ * `<ns>/staged:knp.default.<name>` in tier default, with `staged_action`; `Delete` gives no key.
+ */
+export function stagedNetworkPolicyKey(obj: KubeObject): string {
+  return policyKey('default', `${obj.metadata?.namespace ?? ''}/staged:${k8sPolicyName(v3Name(obj))}`);
+}
+
+export function convertStagedKubernetesNetworkPolicy(obj: KubeObject): KV[] {
+  const spec = isRecord(obj['spec']) ? obj['spec'] : {};
+  const action = typeof spec['stagedAction'] === 'string' ? spec['stagedAction'] : '';
+  if (action === 'Delete') return [];
+  const value = k8sPolicyValue(obj);
+  if (action !== '') value['staged_action'] = action;
+  return [[stagedNetworkPolicyKey(obj), value]];
 }

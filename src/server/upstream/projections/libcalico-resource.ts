@@ -35,6 +35,16 @@ function parsedMetadata(obj: KubeObject): Record<string, unknown> {
   }
 }
 
+/** The v3 object's annotations (from the metadata annotation; the CR's own are not the v3 object's). */
+export function v3Annotations(obj: KubeObject): Record<string, string> {
+  return stringRecord(parsedMetadata(obj)['annotations']);
+}
+
+/** The v3 object's labels (from the metadata annotation; the CR's own are the backend's). */
+export function v3Labels(obj: KubeObject): Record<string, string> {
+  return stringRecord(parsedMetadata(obj)['labels']);
+}
+
 /** The v3 name: the metadata annotation's (tier-prefixed CR names of 3.31 policies), else the CR's. */
 export function v3Name(obj: KubeObject): string {
   const name = parsedMetadata(obj)['name'];
@@ -49,9 +59,9 @@ export function v3Resource(obj: KubeObject, plural: string, kind: string): KV[] 
   if (v1meta.namespace) metadata['namespace'] = v1meta.namespace;
   if (typeof v1meta['uid'] === 'string') metadata['uid'] = v1meta['uid'];
   if (typeof meta['creationTimestamp'] === 'string') metadata['creationTimestamp'] = meta['creationTimestamp'];
-  const labels = stringRecord(meta['labels']);
+  const labels = v3Labels(obj);
   if (Object.keys(labels).length > 0) metadata['labels'] = sortedRecord(Object.entries(labels));
-  const annotations = stringRecord(meta['annotations']);
+  const annotations = v3Annotations(obj);
   delete annotations['kubectl.kubernetes.io/last-applied-configuration'];
   if (Object.keys(annotations).length > 0) metadata['annotations'] = sortedRecord(Object.entries(annotations));
   const value: Record<string, unknown> = { kind, apiVersion: 'projectcalico.org/v3', metadata };

@@ -2,8 +2,12 @@ import type { ResourceDef } from '../../../registry.js';
 import type { KubeObject } from '../types.js';
 import type { KV } from './calico-keys.js';
 import { convertClusterInformation } from './libcalico-cluster-info.js';
+import { calicoPolicyKey, convertCalicoPolicy, type CalicoPolicyKind } from './libcalico-calico-policy.js';
+import { convertFelixConfiguration } from './libcalico-felix-config.js';
+import { convertHostEndpoint, hostEndpointV1Key } from './libcalico-host-endpoint.js';
+import { convertNetworkSet, networkSetV1Key } from './libcalico-network-set.js';
 import { convertBlock, convertIPPool } from './libcalico-ippool.js';
-import { convertNetworkPolicy, networkPolicyKey } from './libcalico-network-policy.js';
+import { convertNetworkPolicy, convertStagedKubernetesNetworkPolicy, networkPolicyKey, stagedNetworkPolicyKey } from './libcalico-network-policy.js';
 import { convertNode } from './libcalico-node.js';
 import { convertNamespace, convertServiceAccount, DEFAULT_ALLOW_PROFILE } from './libcalico-profile.js';
 import { kubernetesPassThrough, v3Resource } from './libcalico-resource.js';
@@ -32,10 +36,17 @@ const keysOf = (convert: (obj: KubeObject) => KV[]) => (obj: KubeObject): string
 /** Calico CRDs whose v3 resource is passed through (no v1 conversion in Felix's syncer, or not yet done here). */
 const V3_PASS_THROUGH = new Set([
   'bgpconfigurations', 'bgpfilters', 'bgppeers', 'blockaffinities', 'caliconodestatuses',
-  'felixconfigurations', 'globalnetworkpolicies', 'globalnetworksets', 'hostendpoints', 'ipamconfigs', 'ipamhandles',
-  'ipreservations', 'kubecontrollersconfigurations', 'networkpolicies', 'networksets', 'stagedglobalnetworkpolicies',
-  'stagedkubernetesnetworkpolicies', 'stagednetworkpolicies', 'tiers',
+  'ipamconfigs', 'ipamhandles',
+  'ipreservations', 'kubecontrollersconfigurations', 'tiers',
 ]);
+
+/** Calico policy CRDs converted to v1 policies (libcalico-calico-policy.ts), by plural. */
+const CALICO_POLICY_KINDS: Readonly<Record<string, CalicoPolicyKind>> = {
+  networkpolicies: 'NetworkPolicy',
+  globalnetworkpolicies: 'GlobalNetworkPolicy',
+  stagednetworkpolicies: 'StagedNetworkPolicy',
+  stagedglobalnetworkpolicies: 'StagedGlobalNetworkPolicy',
+};
 
 export function libcalicoConversion(def: ResourceDef, options: WepOptions = {}): LibcalicoConversion | undefined {
   switch (def.id) {
@@ -55,6 +66,22 @@ export function libcalicoConversion(def: ResourceDef, options: WepOptions = {}):
       return { convert: convertIPPool, deleteKeys: keysOf(convertIPPool) };
     case 'clusterinformations.crd.projectcalico.org':
       return { convert: convertClusterInformation };
+    case 'felixconfigurations.crd.projectcalico.org':
+      return { convert: convertFelixConfiguration, deleteKeys: keysOf(convertFelixConfiguration) };
+    case 'networkpolicies.crd.projectcalico.org':
+    case 'globalnetworkpolicies.crd.projectcalico.org':
+    case 'stagednetworkpolicies.crd.projectcalico.org':
+    case 'stagedglobalnetworkpolicies.crd.projectcalico.org': {
+      const kind = CALICO_POLICY_KINDS[def.plural] as CalicoPolicyKind;
+      return { convert: (obj) => convertCalicoPolicy(obj, kind), deleteKeys: (obj) => [calicoPolicyKey(obj, kind)] };
+    }
+    case 'stagedkubernetesnetworkpolicies.crd.projectcalico.org':
+      return { convert: convertStagedKubernetesNetworkPolicy, deleteKeys: (obj) => [stagedNetworkPolicyKey(obj)] };
+    case 'globalnetworksets.crd.projectcalico.org':
+    case 'networksets.crd.projectcalico.org':
+      return { convert: convertNetworkSet, deleteKeys: (obj) => [networkSetV1Key(obj)] };
+    case 'hostendpoints.crd.projectcalico.org':
+      return { convert: convertHostEndpoint, deleteKeys: (obj) => [hostEndpointV1Key(obj)] };
     case 'ipamblocks.crd.projectcalico.org':
       return { convert: convertBlock };
     case 'services':
