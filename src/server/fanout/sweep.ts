@@ -56,8 +56,9 @@ export class Sweeper {
         case 'streaming':
           // A PING queued behind a snapshot arrives after it: while the stream moves, the agent
           // is reading, so the deadline runs from its last move. Measured from the PONG alone, a
-          // cold-start storm (every snapshot slow) closed agents mid-snapshot with 4005: 1,583 of
-          // 2,000 with a 4 s timeout in the benchmark, 35 % more bytes, each starting over.
+          // cold-start storm (every snapshot slow) closed agents mid-snapshot with 4005 (1,583 of
+          // 2,000 with a 4 s timeout in the benchmark). Partial: a PING also waits behind bytes
+          // already in the kernel's buffers, which no counter here sees read (DESIGN.md).
           if (now - Math.max(conn.lastPongMs, conn.lastStreamProgressMs) > o.pongTimeoutMs) {
             conn.fail('CATTAIL_SERVER_PONG_TIMEOUT', `no PONG within pongTimeoutMs (${o.pongTimeoutMs} ms)`);
             break;
