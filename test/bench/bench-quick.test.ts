@@ -30,6 +30,9 @@ describe('cattail bench --quick', () => {
     expect(rec('cold-start')['snapshotBuilds']).toBeLessThanOrEqual(4); // shared, not one per agent
     const churn = rec('churn');
     expect(churn['changesSeenByAllAgents']).toBe(churn['changes']);
+    // Each change is a pod's workload endpoint (~480 B) in a DELTA, not a STATUS alone (124 B):
+    // label flips on host-network pods, which give no endpoint, once measured only STATUS frames.
+    expect(churn['bytesPerDelivery']).toBeGreaterThan(400);
     // The floor ran in the same run: as many sockets, as many changes, every one delivered.
     const floor = churn['floor'] as Record<string, number>;
     expect(floor['sockets']).toBe(200);
