@@ -39,7 +39,7 @@ export async function runFleet(config: AgentConfig, ctx: CommandContext, clock: 
   const random = seededRandom(Number.parseInt(config.nodePrefix.replace(/\D/g, '').slice(-6) || '1', 10) ^ config.agents);
   const fleet = new Fleet({
     agents: discardCount, nodePrefix: config.nodePrefix, feeds: config.feed, endpoints: config.server,
-    caps: ['compress.deflate', 'compress.brotli'], clock, random, connectRatePerSec: config.connectRatePerSec,
+    caps: ['compress.deflate', 'compress.brotli', 'resume.watermarks'], clock, random, connectRatePerSec: config.connectRatePerSec,
     ...(config.trackResource !== undefined ? { trackResource: config.trackResource } : {}),
     ...(config.slowAgentsPercent > 0 || config.stalledAgentsPercent > 0
       ? { impairments: { slowAgentsPercent: config.slowAgentsPercent, slowReadBytesPerSec: config.slowReadBytesPerSec, stalledAgentsPercent: config.stalledAgentsPercent, stallMs: config.stallMs } }

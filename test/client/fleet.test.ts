@@ -4,6 +4,7 @@ import { realClock } from '../../src/clock.js';
 import { Fleet } from '../../src/client/fleet/fleet.js';
 import { seededRandom } from '../../src/random.js';
 import { harness } from '../server/helpers/harness.js';
+import { scriptedReplica } from '../support/replica.js';
 
 describe('client - a fleet of discard-mode agents in one process', () => {
   it('syncs 300 agents from headers alone, follows deltas, and resumes after a blip without a new snapshot', async () => {
@@ -39,5 +40,42 @@ describe('client - a fleet of discard-mode agents in one process', () => {
       fleet.stop();
     }
   });
-});
 
+  it('moves to another replica with a rebase (its last STATUS watermarks), not a snapshot, when it advertises resume.watermarks', async () => {
+    const cleanups: (() => Promise<void> | void)[] = [];
+    const a = await scriptedReplica('fleet-a', cleanups);
+    const b = await scriptedReplica('fleet-b', cleanups);
+    // The same upstream events on both replicas, in other batches: other revision numbers.
+    const events = Array.from({ length: 120 }, (_, i) => ({ key: `/pods/ns/p${i % 60}`, value: { i }, rv: 2_000 + i }));
+    for (const [r, size] of [[a, 120], [b, 7]] as const) {
+      for (let i = 0; i < events.length; i += size) {
+        const part = events.slice(i, i + size);
+        r.upstream.apply('felix', Object.fromEntries(part.map((e) => [e.key, e.value])), { status: 'in-sync', watermarks: { pods: String(part.at(-1)!.rv) } });
+      }
+    }
+    const fleet = new Fleet({ agents: 40, nodePrefix: 'moved-', feeds: ['felix'], endpoints: [a.server.url, b.server.url], caps: ['resume.watermarks'], clock: realClock, random: seededRandom(3), connectRatePerSec: 3_000 });
+    fleet.start();
+    try {
+      await waitUntil(() => fleet.snapshot().inSync === 40, 'all 40 in sync', { timeoutMs: 30_000 });
+      // The fleet spreads its agents over both endpoints; A's are the ones that move.
+      const moved = a.server.connectionCount();
+      expect(moved).toBeGreaterThan(0);
+      const before = fleet.snapshot();
+      expect(before.snapshots).toBe(40);
+      // B moves on while A goes away: the agents must get B's changes since their watermarks.
+      b.upstream.apply('felix', { '/pods/ns/p1': { moved: true } }, { watermarks: { pods: '2200' } });
+      await a.server.close();
+      const storeRevision = (): number => b.server.stores.get('felix')!.current().revision;
+      await waitUntil(() => b.server.connectionCount() === 40 && fleet.snapshot().inSync === 40 && fleet.agents.every((x) => x.revisions()['felix'] === storeRevision()), 'all 40 on B, at its revision', { timeoutMs: 30_000 });
+      const after = fleet.snapshot();
+      expect(after.snapshots).toBe(40); // no new snapshot: every agent was rebased
+      expect(after.resumes - before.resumes).toBe(moved);
+      expect(after.violations).toBe(0);
+      const modes = await b.server.metrics.registry.getSingleMetricAsString('cattail_handshake_feeds_total');
+      expect(modes).toContain(`cattail_handshake_feeds_total{feed="felix",mode="rebase",reason=""} ${moved}`);
+    } finally {
+      fleet.stop();
+      while (cleanups.length > 0) await cleanups.pop()?.();
+    }
+  });
+});

@@ -50,6 +50,7 @@ export interface DiscardStats {
   frames: number;
   bytes: number;
   snapshots: number;
+  /** WELCOMEs that continued the agent's state: mode `resume` (same replica) or `rebase` (another one, §7.1). */
   resumes: number;
   deltas: number;
   reconnects: number;
@@ -68,6 +69,9 @@ interface FeedCursor {
   lastAckMs: number;
   ackedRevision: number;
   watermarks: Record<string, string>;
+  /** The watermarks and revision of the last STATUS or SNAPSHOT_END: what a rebase may present (§7.1). */
+  statusWatermarks: Record<string, string>;
+  statusRevision: number;
 }
 
 const RECONNECT_MIN_MS = 500;
@@ -100,7 +104,7 @@ export class DiscardAgent {
   private readTimer: Timer | undefined;
 
   constructor(private readonly o: DiscardAgentOptions) {
-    for (const name of o.feeds) this.byName.set(name, { name, id: -1, revision: 0, inSync: false, token: undefined, lastAckMs: 0, ackedRevision: 0, watermarks: {} });
+    for (const name of o.feeds) this.byName.set(name, { name, id: -1, revision: 0, inSync: false, token: undefined, lastAckMs: 0, ackedRevision: 0, watermarks: {}, statusWatermarks: {}, statusRevision: -1 });
     this.backoff = new Backoff({ initialMs: RECONNECT_MIN_MS, maxMs: RECONNECT_MAX_MS, jitter: 0.5, random: o.random });
     this.endpointIndex = Math.floor(o.random() * Math.max(1, o.endpoints.length));
   }
@@ -171,7 +175,15 @@ export class DiscardAgent {
     ws.on('error', () => undefined);
     ws.on('open', () => {
       this.connectedAtMs = this.o.clock.monotonic();
-      const feeds = [...this.byName.values()].map((f) => (f.token !== undefined ? { name: f.name, token: f.token } : { name: f.name }));
+      // With resume.watermarks, a feed whose state is still the one of its last STATUS presents
+      // that STATUS's watermarks, so another replica can rebase it (§7.1): the bench's replica
+      // loss then costs what full agents pay. The agent trusts the server's state as its own.
+      const rebase = this.o.caps.includes('resume.watermarks');
+      const feeds = [...this.byName.values()].map((f) => {
+        if (f.token === undefined) return { name: f.name };
+        const present = rebase && f.revision === f.statusRevision && Object.keys(f.statusWatermarks).length > 0;
+        return present ? { name: f.name, token: f.token, watermarks: f.statusWatermarks } : { name: f.name, token: f.token };
+      });
       ws.send(encodeFrame({ type: 'hello', protocol: PROTOCOL_VERSION, node: this.o.node, clientId: `${this.o.node}-discard`, feeds, caps: [...this.o.caps] }));
     });
     ws.on('message', (data: Buffer) => this.onFrame(ws, data));
@@ -263,7 +275,10 @@ export class DiscardAgent {
           f.inSync = false;
           this.byId.set(wf.id, f);
           if (wf.mode === 'resume') this.stats.resumes++;
-          else f.revision = 0;
+          else if (wf.mode === 'rebase' && wf.revision !== undefined) {
+            this.stats.resumes++;
+            f.revision = wf.revision;
+          } else f.revision = 0;
         }
         this.backoff.reset();
         return;
@@ -281,6 +296,8 @@ export class DiscardAgent {
           }
         }
         f.token = Buffer.from(m.token);
+        f.statusWatermarks = { ...m.watermarks };
+        f.statusRevision = m.revision;
         f.inSync = m.status === 'in-sync' && m.revision === f.revision;
         this.maybeAck(ws, f);
         if (this.o.impairment !== undefined && this.stats.impaired === 0 && this.inSync) this.impair(ws, this.o.impairment);
