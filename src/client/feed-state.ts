@@ -306,8 +306,10 @@ export class FeedState {
       // then filtered out as non-changes).
       const catchUp = this.resumeFrom !== undefined && from === this.resumeFrom && this.revision !== undefined && from <= this.revision;
       const okFrom = from === this.revision || catchUp;
-      // A catch-up from the current revision is empty and moves nothing (to = from, §7).
-      if (!okFrom || to < from || (to === from && !catchUp)) {
+      // A catch-up from the current revision is empty and moves nothing (to = from, §7); so may
+      // a repair's unit when the server did not move (§7.2): it replaces buckets, not revisions.
+      const repairing = this.repair?.phase === 'announced';
+      if (!okFrom || to < from || (to === from && !catchUp && !repairing)) {
         throw stateError('CATTAIL_CLIENT_REVISION_GAP', `feed ${this.name}: DELTA ${from}→${to} does not follow the applied revision ${String(this.revision)}`, {
           feed: this.name, from, to, applied: this.revision,
         });
