@@ -44,7 +44,8 @@ export function serveRepair(ctx: FanOutContext, service: ServiceQueue, conn: Con
   const store = feed.store;
   const now = o.clock.monotonic();
   const snapshot = (outcome: RepairOutcome): RepairOutcome => {
-    service.startSnapshot(conn, cursor, now, true);
+    // Never older than what the agent holds: its watermarks would be behind the snapshot's (§8).
+    service.startSnapshot(conn, cursor, now, true, cursor.revision);
     service.queue(conn);
     return count(outcome);
   };
