@@ -26,10 +26,19 @@ import { encodeDelta, encodeMessage, isEntryTooLarge } from '../transport/framin
 import type { FanOutContext } from './context.js';
 import type { ServiceQueue } from './service.js';
 
+/**
+ * A second REPAIR_REQUEST for a feed sooner than this after the previous answer is answered with
+ * an in-band snapshot (shared, cached) instead of another scan of the store. An honest client asks
+ * once per mismatch, and a mismatch right after a repair means something a repair does not fix;
+ * a hostile one would otherwise buy an O(entries) scan per 2 KiB frame. A constant, not an option:
+ * no deployment has a reason to tune it.
+ */
+export const REPAIR_MIN_INTERVAL_MS = 1_000;
+
 /** Default of maxRepairBytes: 4 MiB of keys and values, about 4,000 projected pods. */
 export const DEFAULT_MAX_REPAIR_BYTES = 4_194_304;
 
-export type RepairOutcome = 'repaired' | 'too-large' | 'too-old' | 'ignored';
+export type RepairOutcome = 'repaired' | 'too-large' | 'too-old' | 'too-soon' | 'ignored';
 
 export function serveRepair(ctx: FanOutContext, service: ServiceQueue, conn: Connection, cursor: FeedCursor, revision: number, sums: Buffer): RepairOutcome {
   const { o } = ctx;
@@ -49,6 +58,9 @@ export function serveRepair(ctx: FanOutContext, service: ServiceQueue, conn: Con
     service.queue(conn);
     return count(outcome);
   };
+  const previous = cursor.lastRepairMs;
+  cursor.lastRepairMs = now;
+  if (previous !== undefined && now - previous < REPAIR_MIN_INTERVAL_MS) return snapshot('too-soon');
   if (store.bucketSums === undefined || store.repair === undefined) return snapshot('too-large');
   const buckets = mismatchedBuckets(sums, store.bucketSums());
   const r = store.repair(cursor.revision, buckets);

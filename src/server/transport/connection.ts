@@ -48,6 +48,8 @@ export interface FeedCursor {
    * bound kept for when the history no longer maps `ackedRevision`; undefined before any ACK.
    */
   appliedFloor: Readonly<Record<string, string>> | undefined;
+  /** Monotonic ms of the last range repair answered for this feed (PROTOCOL.md §7.2; repair.ts rate rule). */
+  lastRepairMs?: number;
 }
 
 /**
