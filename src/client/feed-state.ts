@@ -381,6 +381,7 @@ export class FeedState {
         feed: this.name, status: st.revision, applied: this.revision,
       });
     }
+    const wasRepairing = this.repair !== undefined;
     let repairAsk: { revision: number; sums: Buffer } | undefined;
     if (st.digest !== undefined) {
       const mine = this.digest.digest();
@@ -413,7 +414,8 @@ export class FeedState {
       const behind = behindResources(this.appliedWatermarks, st.watermarks);
       if (behind.length > 0) return { kind: 'behind', behind };
     }
-    const statusChanged = this.sync !== st.status || this.stale !== st.stale;
+    // A repair starting or ending changes `inSync` (below) even when the server's status does not.
+    const statusChanged = this.sync !== st.status || this.stale !== st.stale || wasRepairing !== (this.repair !== undefined);
     this.appliedWatermarks = mergeWatermarks(this.appliedWatermarks, st.watermarks);
     this.watermarksExact = true;
     this.token = Buffer.from(st.token);
@@ -444,10 +446,12 @@ export class FeedState {
 
   /**
    * In sync on a live connection. Deltas after an in-sync STATUS keep it: the protocol never
-   * leaves in-sync, and a digest mismatch at the next check closes the connection anyway.
+   * leaves in-sync, and a digest mismatch at the next check repairs or closes the connection.
    */
   get inSync(): boolean {
-    return this.sync === 'in-sync';
+    // Not while a range repair is under way: the state is known to differ until the STATUS after
+    // the repair matches (the client shows `syncing` for that round trip).
+    return this.sync === 'in-sync' && this.repair === undefined;
   }
 }
 

@@ -68,14 +68,18 @@ describe('range repair against the real server', () => {
   it('repairs a corrupted agent on the same connection, sending only the mismatching buckets', async () => {
     const r = await replica('repair-a');
     r.upstream.apply('felix', pods(400), { status: 'in-sync', watermarks: { pods: '100' } });
-    const { client, guard } = setup({ endpoints: [r.server.url] });
+    const { client, guard, rec } = setup({ endpoints: [r.server.url] });
     await client.whenInSync();
+    const syncingBefore = rec.states().filter((s) => s === 'syncing').length;
     const stateBytes = [...client.feed('felix').entries()].length * 130;
     corrupt(client);
     r.upstream.apply('felix', { '/pods/demo/p001': { i: 1, gen: 1 } }, { watermarks: { pods: '101' } });
     await waitUntil(() => client.stats.repairsApplied === 1 && sameAsStore(client, r), 'repaired', on(client));
     const stats = client.stats;
     expect(stats.repairsRequested).toBe(1);
+    // While the repair is under way the client does not claim to be in sync.
+    expect(rec.states().filter((s) => s === 'syncing').length).toBe(syncingBefore + 1);
+    await waitUntil(() => client.state === 'in-sync', 'in sync again', on(client));
     expect(stats.repairedEntries).toBe(3);
     expect(stats.connects).toBe(1);
     expect(stats.snapshotsApplied).toBe(1);
