@@ -13,6 +13,8 @@ import {
   MAX_HELLO_FEEDS,
   MAX_TOKEN_BYTES,
   PROTOCOL_VERSION,
+  REPAIR_BUCKET_SET_BYTES,
+  REPAIR_SUMS_BYTES,
   SYNC_STATUSES,
   type Entry,
   type FrameHeader,
@@ -60,6 +62,10 @@ export function bodyOf(m: Message): { [key: string]: PlainValue | undefined } {
       return { reason: m.reason, message: m.message, reconnectDelayMs: m.reconnectDelayMs, endpoints: m.endpoints };
     case 'error':
       return { code: m.code, message: m.message };
+    case 'repairRequest':
+      return { sums: m.sums };
+    case 'repair':
+      return { buckets: m.buckets };
   }
 }
 
@@ -256,5 +262,12 @@ export function messageOf(kind: MessageKind, h: FrameHeader, body: Body): Messag
     }
     case 'error':
       return { type: 'error', code: f.str('code'), message: f.str('message') };
+    case 'repairRequest':
+      return { type: 'repairRequest', feedId: h.feedId, revision: h.toRevision, sums: f.bin('sums', REPAIR_SUMS_BYTES, REPAIR_SUMS_BYTES) };
+    case 'repair': {
+      // §7.2: a repair moves the client forward (or nowhere), never back.
+      if (h.toRevision < h.fromRevision) f.fail('toRevision', 'a revision at or after fromRevision');
+      return { type: 'repair', feedId: h.feedId, fromRevision: h.fromRevision, toRevision: h.toRevision, buckets: f.bin('buckets', REPAIR_BUCKET_SET_BYTES, REPAIR_BUCKET_SET_BYTES) };
+    }
   }
 }

@@ -80,6 +80,7 @@ export const CLOSE_OF_ERROR = {
   CATTAIL_CLIENT_READ_TIMEOUT: { close: 'READ_TIMEOUT', sentBy: 'client' },
   CATTAIL_CLIENT_REVISION_GAP: { close: 'STATE_CHECK_FAILED', sentBy: 'client' },
   CATTAIL_CLIENT_DIGEST_MISMATCH: { close: 'STATE_CHECK_FAILED', sentBy: 'client' },
+  CATTAIL_CLIENT_REPAIR_FAILED: { close: 'STATE_CHECK_FAILED', sentBy: 'client' },
   // Not an ERROR: the client says GOODBYE (`replica-behind`) and closes normally.
   CATTAIL_CLIENT_REPLICA_BEHIND: { close: 'NORMAL', sentBy: 'client' },
 } as const satisfies Partial<Record<ErrorCode, { close: CloseCodeName; sentBy: 'either' | 'server' | 'client'; reaction?: CloseReaction }>>;

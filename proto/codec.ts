@@ -40,9 +40,12 @@ export function headerFieldsOf(m: Message): HeaderFields {
       return { type, flags: Flags.MORE, feedId: m.feedId, fromRevision: 0, toRevision: m.revision };
     case 'snapshotEnd':
     case 'ack':
+    case 'repairRequest':
       return { type, flags: 0, feedId: m.feedId, fromRevision: 0, toRevision: m.revision };
     case 'status':
       return { type, flags: 0, feedId: m.feedId, fromRevision: m.revision, toRevision: m.revision };
+    case 'repair':
+      return { type, flags: 0, feedId: m.feedId, fromRevision: m.fromRevision, toRevision: m.toRevision };
     case 'delta':
       return { type, flags: m.more ? Flags.MORE : 0, feedId: m.feedId, fromRevision: m.fromRevision, toRevision: m.toRevision };
     default:

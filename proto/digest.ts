@@ -99,13 +99,21 @@ export class BucketSums {
     this.hi[b] = (this.hi[b] as number) - hi - (diffLo < 0 ? 1 : 0);
   }
 
+  /**
+   * The 256 sums as §10 step 3 hashes them (u64be each, 2,048 bytes): what a REPAIR_REQUEST
+   * carries (§7.2). Writes into `out` when given (it must hold 2,048 bytes), else a new Buffer.
+   */
+  toBytes(out: Buffer = Buffer.allocUnsafe(DIGEST_BUCKETS * 8)): Buffer {
+    for (let b = 0; b < DIGEST_BUCKETS; b++) {
+      out.writeUInt32BE(this.hi[b] as number, b * 8);
+      out.writeUInt32BE(this.lo[b] as number, b * 8 + 4);
+    }
+    return out;
+  }
+
   /** The 8-byte digest of the current sums: one SHA-256 over 2048 bytes. */
   digest(): Buffer {
-    const buf = sumsScratch;
-    for (let b = 0; b < DIGEST_BUCKETS; b++) {
-      buf.writeUInt32BE(this.hi[b] as number, b * 8);
-      buf.writeUInt32BE(this.lo[b] as number, b * 8 + 4);
-    }
+    const buf = this.toBytes(sumsScratch);
     // Unpooled: digests are kept by views and a pooled 8-byte slice would pin an 8 KiB slab.
     const out = Buffer.allocUnsafeSlow(DIGEST_BYTES);
     out.write(sha256Latin1(buf), 0, DIGEST_BYTES, 'latin1');

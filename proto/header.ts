@@ -21,7 +21,7 @@ const MAX_REVISION_HI = Math.floor(MAX_REVISION / TWO_32); // 0x1fffff
 /** Types whose frames belong to a feed (§4); all others use NO_FEED. */
 const FEED_SCOPED = new Set<number>([
   MessageType.SNAPSHOT_BEGIN, MessageType.SNAPSHOT_CHUNK, MessageType.SNAPSHOT_END,
-  MessageType.DELTA, MessageType.STATUS, MessageType.ACK,
+  MessageType.DELTA, MessageType.STATUS, MessageType.ACK, MessageType.REPAIR_REQUEST, MessageType.REPAIR,
 ]);
 
 /**

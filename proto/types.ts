@@ -26,6 +26,15 @@ export const DIGEST_BYTES = 8;
 export const MAX_HELLO_FEEDS = 16;
 /** §9, §7.1: the client sends per-feed watermarks in HELLO and accepts WELCOME mode `rebase`. */
 export const CAP_RESUME_WATERMARKS = 'resume.watermarks';
+/**
+ * §9, §7.2: both sides advertise it; the client may send REPAIR_REQUEST and the server answers
+ * with REPAIR + a DELTA unit (range repair) instead of the client reconnecting for a snapshot.
+ */
+export const CAP_REPAIR_BUCKETS = 'repair.buckets';
+/** Bytes of REPAIR_REQUEST `sums`: 256 bucket sums, u64be each (§7.2, §10). */
+export const REPAIR_SUMS_BYTES = 2048;
+/** Bytes of REPAIR `buckets`: a 256-bit set, bit i = byte i >> 3, mask 0x80 >> (i & 7) (§7.2). */
+export const REPAIR_BUCKET_SET_BYTES = 32;
 
 /** Largest uncompressed body the server sends, in bytes (§2.2). @default 1 MiB */
 export const DEFAULT_MAX_FRAME_BYTES = 1_048_576;
@@ -51,6 +60,8 @@ export const MessageType = {
   ACK: 0x0a,
   GOODBYE: 0x0b,
   ERROR: 0x0c,
+  REPAIR_REQUEST: 0x0d,
+  REPAIR: 0x0e,
 } as const;
 export type MessageTypeName = keyof typeof MessageType;
 export type MessageTypeCode = (typeof MessageType)[MessageTypeName];
@@ -216,6 +227,31 @@ export interface GoodbyeMessage {
   endpoints?: string[];
 }
 
+/**
+ * §7.2, C→S with `repair.buckets`. Header: `toRevision` = `revision`, the revision whose state the
+ * `sums` describe (the client's applied revision).
+ */
+export interface RepairRequestMessage {
+  type: 'repairRequest';
+  feedId: number;
+  revision: number;
+  /** The client's 256 bucket sums (§10 step 2), u64be each: 2,048 bytes. */
+  sums: Buffer;
+}
+
+/**
+ * §7.2, S→C with `repair.buckets`: the DELTA unit that follows on this feed (from `fromRevision`
+ * to `toRevision`) replaces the whole content of `buckets`. Header: from/to as that DELTA's.
+ */
+export interface RepairMessage {
+  type: 'repair';
+  feedId: number;
+  fromRevision: number;
+  toRevision: number;
+  /** 32-byte bit set of the buckets the next DELTA unit replaces (see REPAIR_BUCKET_SET_BYTES). */
+  buckets: Buffer;
+}
+
 export interface ErrorMessage {
   type: 'error';
   code: string;
@@ -234,7 +270,9 @@ export type Message =
   | PongMessage
   | AckMessage
   | GoodbyeMessage
-  | ErrorMessage;
+  | ErrorMessage
+  | RepairRequestMessage
+  | RepairMessage;
 
 export type MessageKind = Message['type'];
 
@@ -252,6 +290,8 @@ export const TYPE_OF_KIND = {
   ack: MessageType.ACK,
   goodbye: MessageType.GOODBYE,
   error: MessageType.ERROR,
+  repairRequest: MessageType.REPAIR_REQUEST,
+  repair: MessageType.REPAIR,
 } as const satisfies Record<MessageKind, MessageTypeCode>;
 
 export const KIND_OF_TYPE: Readonly<Record<number, MessageKind>> = Object.fromEntries(
@@ -262,6 +302,7 @@ export const KIND_OF_TYPE: Readonly<Record<number, MessageKind>> = Object.fromEn
 export const DIRECTION_OF_KIND = {
   hello: 'c2s', welcome: 's2c', snapshotBegin: 's2c', snapshotChunk: 's2c', snapshotEnd: 's2c',
   delta: 's2c', status: 's2c', ping: 's2c', pong: 'c2s', ack: 'c2s', goodbye: 'either', error: 'either',
+  repairRequest: 'c2s', repair: 's2c',
 } as const satisfies Record<MessageKind, 'c2s' | 's2c' | 'either'>;
 
 /** Limits a decoder enforces. */

@@ -52,6 +52,7 @@ export const ERROR_CODES = {
   CATTAIL_CLIENT_READ_TIMEOUT: { exit: 4, text: 'Nothing arrived from the server for the read timeout (3 × its pingIntervalMs); the connection is treated as black-holed and closed with 4013.' },
   CATTAIL_CLIENT_PROTOCOL_ERROR: { exit: 4, text: 'The server sent a malformed or unexpected frame (the cause is the codec\'s ProtocolError); the client closes with its close code and reconnects, keeping its state.' },
   CATTAIL_CLIENT_REVISION_GAP: { exit: 4, text: "A DELTA's fromRevision is not the feed's applied revision; the client closes with 4014 and resyncs." },
+  CATTAIL_CLIENT_REPAIR_FAILED: { exit: 4, text: "After a range repair (PROTOCOL.md §7.2) the feed's state still does not hash to the server's digest; the client closes with 4014 and resyncs with a snapshot." },
   CATTAIL_CLIENT_DIGEST_MISMATCH: { exit: 4, text: "The feed's state after a SNAPSHOT_END or in-sync STATUS does not hash to the server's digest (or a snapshot's entry count differs); the client closes with 4014 and resyncs." },
   CATTAIL_CLIENT_REPLICA_BEHIND: { exit: 4, text: "A server's upstream watermarks are older than what the client already applied; the client keeps its state and tries another endpoint after a wait." },
   CATTAIL_CLIENT_SERVER_CLOSED: { exit: 4, text: 'The server closed the connection (the close code, reason and any GOODBYE are in the details); the client reconnects as the close code says.' },

@@ -174,7 +174,8 @@ process.on('message', (m: ClientCmd) => {
         ev: 'fullReport',
         clients: full.map((c) => {
           const s = c.stats;
-          return { revision: c.feed(m.feed).revision, inSync: c.inSync, digestMismatches: s.digestMismatches, revisionGaps: s.revisionGaps, protocolErrors: s.protocolErrors, reconnects: s.reconnects };
+          // A repaired mismatch (PROTOCOL.md §7.2) is still a mismatch for the benchmark's correctness check.
+          return { revision: c.feed(m.feed).revision, inSync: c.inSync, digestMismatches: s.digestMismatches + s.repairsRequested, revisionGaps: s.revisionGaps, protocolErrors: s.protocolErrors, reconnects: s.reconnects };
         }),
       });
       break;

@@ -65,7 +65,10 @@ export async function runFleet(config: AgentConfig, ctx: CommandContext, clock: 
       ...(s.minTrackedRv !== undefined ? { minTrackedRv: s.minTrackedRv } : {}),
       ...(s.groups !== undefined ? { groups: s.groups } : {}),
       agents: config.agents, inSync: s.inSync + verified, verified, frames: s.frames, bytes: s.bytes, reconnects: s.reconnects,
-      snapshots: s.snapshots, resumes: s.resumes, violations: s.violations, digestMismatches,
+      // A mismatch the server repaired in place (PROTOCOL.md §7.2) is still a mismatch: the fleet
+      // exists to catch server bugs, which a repair would otherwise hide.
+      snapshots: s.snapshots, resumes: s.resumes, violations: s.violations,
+      digestMismatches: digestMismatches + full.reduce((n, c) => n + c.stats.repairsRequested, 0),
     };
   };
   let last = { frames: 0, bytes: 0, atMs: clock.monotonic() };

@@ -16,7 +16,7 @@
  * only real changes (Typha's "resync without restart", plus resume, which Typha lacks).
  */
 import { Unpackr } from 'msgpackr';
-import { CAP_RESUME_WATERMARKS, type Message, type WelcomeMessage } from '../../proto/index.js';
+import { CAP_REPAIR_BUCKETS, CAP_RESUME_WATERMARKS, type Message, type WelcomeMessage } from '../../proto/index.js';
 import type { Timer } from '../clock.js';
 import { CattailError, InvalidArgumentError } from '../errors.js';
 import { VERSION } from '../version.js';
@@ -80,6 +80,7 @@ export class Client {
   private readonly counters = {
     attempts: 0, connects: 0, reconnects: 0, framesReceived: 0, bytesReceived: 0, snapshotsApplied: 0,
     deltasApplied: 0, changeBatches: 0, resumes: 0, rebases: 0, acksSent: 0, digestMismatches: 0, revisionGaps: 0,
+    repairsRequested: 0, repairsApplied: 0, repairsFailed: 0, repairedEntries: 0,
     protocolErrors: 0, readTimeouts: 0, refusals: 0, goodbyes: 0, behind: 0, decodeErrors: 0, listenerErrors: 0,
   };
 
@@ -323,7 +324,7 @@ export class Client {
         const watermarks = state.rebaseWatermarks();
         return watermarks === undefined ? { name, token: Buffer.from(state.token) } : { name, token: Buffer.from(state.token), watermarks };
       }),
-      caps: [...this.opts.compression.map((c) => `compress.${c}`), CAP_RESUME_WATERMARKS],
+      caps: [...this.opts.compression.map((c) => `compress.${c}`), CAP_RESUME_WATERMARKS, CAP_REPAIR_BUCKETS],
       maxFrameBytes: this.opts.maxFrameBytes,
     };
     const conn = new Connection(pick.url, this.opts, hello, {
@@ -348,6 +349,8 @@ export class Client {
       this.byId.set(f.id, rt);
       rt.state.startConnection(f.mode, f.revision);
       rt.state.model = f.model;
+      // §9: a REPAIR_REQUEST only to a server that advertised it (we always do).
+      rt.state.canRepair = w.caps.includes(CAP_REPAIR_BUCKETS);
       rt.ackedRevision = undefined;
       rt.lastAckAt = -Infinity;
       if (f.mode === 'resume') this.counters.resumes++;
@@ -393,6 +396,12 @@ export class Client {
         const batch = fs.deltaFrame(m.fromRevision, m.toRevision, m.more, m.upserts, m.deletes);
         if (batch === null) return;
         this.counters.deltasApplied++;
+        const repaired = fs.lastRepair;
+        if (repaired !== undefined) {
+          fs.lastRepair = undefined;
+          this.counters.repairsApplied++;
+          this.counters.repairedEntries += repaired.entries;
+        }
         if (batch !== undefined) this.emitChange(batch);
         this.ack(rt, false);
         return;
@@ -401,11 +410,19 @@ export class Client {
         const wasInSync = fs.inSync;
         const r = fs.status(m);
         if (r.kind === 'behind') throw this.behindError(conn, fs.name, r.behind);
+        if (r.kind === 'repair') {
+          // §7.2: the mismatching buckets come back as REPAIR + DELTA (or an in-band snapshot).
+          this.counters.repairsRequested++;
+          conn.send({ type: 'repairRequest', feedId: m.feedId, revision: r.revision, sums: r.sums });
+        }
         if (fs.inSync && !wasInSync) this.ack(rt, true);
         if (r.statusChanged) this.refreshState(conn);
         this.emitFeedStatus(fs.name);
         return;
       }
+      case 'repair':
+        fs.repairFrame(m.fromRevision, m.toRevision, m.buckets);
+        return;
       default:
         return;
     }
@@ -468,8 +485,10 @@ export class Client {
         delay = this.backoff.longest();
         break;
       case 'CATTAIL_CLIENT_DIGEST_MISMATCH':
+      case 'CATTAIL_CLIENT_REPAIR_FAILED':
       case 'CATTAIL_CLIENT_REVISION_GAP': {
         if (e.code === 'CATTAIL_CLIENT_DIGEST_MISMATCH') this.counters.digestMismatches++;
+        else if (e.code === 'CATTAIL_CLIENT_REPAIR_FAILED') this.counters.repairsFailed++;
         else this.counters.revisionGaps++;
         // The state no longer provably matches any revision a server knows: drop the token so
         // the next connection snapshots, and reconcile the snapshot against what is held.

@@ -251,6 +251,7 @@ export class Connection {
       case 'snapshotEnd':
       case 'delta':
       case 'status':
+      case 'repair':
         if (!this.feedIds.has(m.feedId)) throw unexpected(`${m.type} for feed id ${m.feedId}, which the WELCOME did not assign`, { feedId: m.feedId });
         this.handlers.onFeedMessage(m);
         return;

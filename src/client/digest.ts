@@ -31,6 +31,11 @@ export class IncrementalDigest {
     return this.sums.digest();
   }
 
+  /** The 256 bucket sums, u64be each (2,048 bytes): what a REPAIR_REQUEST carries (PROTOCOL.md §7.2). */
+  sumsBytes(): Buffer {
+    return this.sums.toBytes();
+  }
+
   /** Takes over `other`'s sums (the snapshot being collected becomes the state's). */
   adopt(other: IncrementalDigest): void {
     this.sums = other.sums;

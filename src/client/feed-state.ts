@@ -17,6 +17,8 @@ import { CattailError } from '../errors.js';
 import { unexpected } from './close-errors.js';
 import type { FeedCheckpoint } from './checkpoint.js';
 import { IncrementalDigest } from './digest.js';
+import { bucketOfHashHi, hasBucket } from '../../proto/bucket-set.js';
+import { entryHashInto } from '../../proto/digest.js';
 import { behindResources, mergeWatermarks, type BehindResource, type Watermarks } from './watermarks.js';
 
 /** `[key, value]` with the value's msgpack bytes (PROTOCOL.md §3.1). */
@@ -58,6 +60,20 @@ export type ApplyResult =
   | { kind: 'applied'; batch: RawChangeBatch | undefined; statusChanged: boolean }
   | { kind: 'behind'; behind: BehindResource[] };
 
+/**
+ * What a STATUS did: as a unit, or `repair` (its digest did not match and the connection can
+ * repair, §7.2): the status is recorded but not verified; send REPAIR_REQUEST with `sums`.
+ */
+export type StatusResult =
+  | ApplyResult
+  | { kind: 'repair'; revision: number; sums: Buffer; statusChanged: boolean };
+
+/** What a completed repair changed (client counters). */
+export interface RepairOutcome {
+  /** Upserts and deletions the repair really applied (byte-equal upserts are not counted). */
+  entries: number;
+}
+
 interface PendingSnapshot {
   revision: number;
   expected: number;
@@ -73,7 +89,7 @@ interface PendingDelta {
   deletes: Set<string>;
 }
 
-function stateError(code: 'CATTAIL_CLIENT_REVISION_GAP' | 'CATTAIL_CLIENT_DIGEST_MISMATCH', message: string, details: Record<string, unknown>): CattailError {
+function stateError(code: 'CATTAIL_CLIENT_REVISION_GAP' | 'CATTAIL_CLIENT_DIGEST_MISMATCH' | 'CATTAIL_CLIENT_REPAIR_FAILED', message: string, details: Record<string, unknown>): CattailError {
   return new CattailError(code, message, { details });
 }
 
@@ -105,6 +121,16 @@ export class FeedState {
    * deltas applied after the last STATUS moved the state past them.
    */
   private watermarksExact = false;
+  /**
+   * Range repair (PROTOCOL.md §7.2). `canRepair`: both sides advertised `repair.buckets` on the
+   * current connection. `repair` moves requested → announced (REPAIR read: the next DELTA unit
+   * replaces `buckets`) → applied (the unit is in; the next STATUS with a digest must match, or
+   * the repair failed). Reset by every new connection and by a snapshot.
+   */
+  canRepair = false;
+  private repair: { phase: 'requested' } | { phase: 'announced'; from: number; to: number; buckets: Buffer } | { phase: 'applied' } | undefined;
+  /** Set when a repair's DELTA unit completes; the connection reads and clears it for counters. */
+  lastRepair: RepairOutcome | undefined;
 
   constructor(readonly name: string) {}
 
@@ -126,6 +152,7 @@ export class FeedState {
   startConnection(mode: 'resume' | 'rebase' | 'snapshot', rebaseRevision?: number): void {
     this.snapshot = undefined;
     this.delta = undefined;
+    this.repair = undefined;
     this.sync = 'unknown';
     if (mode === 'snapshot') {
       this.revision = undefined;
@@ -186,6 +213,7 @@ export class FeedState {
   endConnection(): void {
     this.snapshot = undefined;
     this.delta = undefined;
+    this.repair = undefined;
     this.sync = 'unknown';
   }
 
@@ -257,6 +285,8 @@ export class FeedState {
     this.stale = end.stale;
     this.sync = end.status;
     this.verifiedRevision = s.revision;
+    // A snapshot (the server's fallback for a repair too large to send, §7.2) settles any repair.
+    this.repair = undefined;
     const batch = upserts.length + deletes.length > 0 ? { feed: this.name, revision: s.revision, cause: 'snapshot' as const, upserts, deletes } : undefined;
     return { kind: 'applied', batch, statusChanged: true };
   }
@@ -276,11 +306,17 @@ export class FeedState {
       // then filtered out as non-changes).
       const catchUp = this.resumeFrom !== undefined && from === this.resumeFrom && this.revision !== undefined && from <= this.revision;
       const okFrom = from === this.revision || catchUp;
-      // A catch-up from the current revision is empty and moves nothing (to = from, §7).
-      if (!okFrom || to < from || (to === from && !catchUp)) {
+      // A catch-up from the current revision is empty and moves nothing (to = from, §7); so may
+      // a repair's unit when the server did not move (§7.2): it replaces buckets, not revisions.
+      const repairing = this.repair?.phase === 'announced';
+      if (!okFrom || to < from || (to === from && !catchUp && !repairing)) {
         throw stateError('CATTAIL_CLIENT_REVISION_GAP', `feed ${this.name}: DELTA ${from}→${to} does not follow the applied revision ${String(this.revision)}`, {
           feed: this.name, from, to, applied: this.revision,
         });
+      }
+      const r = this.repair;
+      if (r?.phase === 'announced' && (r.from !== from || r.to !== to)) {
+        throw unexpected(`DELTA ${from}→${to} after REPAIR ${r.from}→${r.to} of feed ${this.name}`, { feed: this.name });
       }
       d = { from, to, upserts: new Map(), deletes: new Set() };
       this.delta = d;
@@ -316,40 +352,91 @@ export class FeedState {
       this.entries.delete(key);
       realDeletes.push(key);
     }
+    const r = this.repair;
+    if (r?.phase === 'announced') {
+      // §7.2: the unit held every entry of the repaired buckets; what else is held there goes.
+      // One entry hash per held key (the client keeps no per-key hash; see digest.ts).
+      const h = new Uint32Array(2);
+      for (const [key, value] of this.entries) {
+        if (d.upserts.has(key)) continue;
+        entryHashInto(key, value, h);
+        if (!hasBucket(r.buckets, bucketOfHashHi(h[0] as number))) continue;
+        this.digest.remove(key, value);
+        this.entries.delete(key);
+        realDeletes.push(key);
+      }
+      this.repair = { phase: 'applied' };
+      this.lastRepair = { entries: realUpserts.length + realDeletes.length };
+    }
     this.revision = d.to;
     if (realUpserts.length + realDeletes.length === 0) return undefined;
     return { feed: this.name, revision: d.to, cause: 'delta', upserts: realUpserts, deletes: realDeletes };
   }
 
   /** A STATUS: checks revision, digest and (when in sync) watermarks, then records it. */
-  status(st: StatusInput): ApplyResult {
+  status(st: StatusInput): StatusResult {
     if (this.snapshot !== undefined || this.delta !== undefined) throw unexpected(`STATUS inside an unfinished unit of feed ${this.name}`, { feed: this.name });
     if (st.revision !== this.revision) {
       throw stateError('CATTAIL_CLIENT_REVISION_GAP', `feed ${this.name}: STATUS at revision ${st.revision} but the applied revision is ${String(this.revision)}`, {
         feed: this.name, status: st.revision, applied: this.revision,
       });
     }
+    const wasRepairing = this.repair !== undefined;
+    let repairAsk: { revision: number; sums: Buffer } | undefined;
     if (st.digest !== undefined) {
       const mine = this.digest.digest();
+      const r = this.repair;
       if (!mine.equals(Buffer.from(st.digest))) {
-        throw stateError('CATTAIL_CLIENT_DIGEST_MISMATCH', `feed ${this.name}: STATUS at revision ${st.revision} has digest ${hex(st.digest)} but the local state hashes to ${mine.toString('hex')}`, {
-          feed: this.name, revision: st.revision, expected: hex(st.digest), computed: mine.toString('hex'),
-        });
+        if (r?.phase === 'applied') {
+          throw stateError('CATTAIL_CLIENT_REPAIR_FAILED', `feed ${this.name}: after a range repair, STATUS at revision ${st.revision} has digest ${hex(st.digest)} but the local state hashes to ${mine.toString('hex')}`, {
+            feed: this.name, revision: st.revision, expected: hex(st.digest), computed: mine.toString('hex'),
+          });
+        }
+        // A repair is under way (r is requested or announced): statuses before its answer still
+        // see the old divergence. Otherwise ask for one when the connection can (§7.2).
+        if (r === undefined) {
+          if (!this.canRepair) {
+            throw stateError('CATTAIL_CLIENT_DIGEST_MISMATCH', `feed ${this.name}: STATUS at revision ${st.revision} has digest ${hex(st.digest)} but the local state hashes to ${mine.toString('hex')}`, {
+              feed: this.name, revision: st.revision, expected: hex(st.digest), computed: mine.toString('hex'),
+            });
+          }
+          this.repair = { phase: 'requested' };
+          repairAsk = { revision: st.revision, sums: this.digest.sumsBytes() };
+        }
+      } else {
+        this.verifiedRevision = st.revision;
       }
-      this.verifiedRevision = st.revision;
+      // A matching digest settles a repair (or makes an outstanding one moot: its answer still
+      // comes and converges to the same state, checked again by the next STATUS).
+      if (r?.phase === 'applied' && this.verifiedRevision === st.revision) this.repair = undefined;
     }
     if (st.status === 'in-sync') {
       const behind = behindResources(this.appliedWatermarks, st.watermarks);
       if (behind.length > 0) return { kind: 'behind', behind };
     }
-    const statusChanged = this.sync !== st.status || this.stale !== st.stale;
+    // A repair starting or ending changes `inSync` (below) even when the server's status does not.
+    const statusChanged = this.sync !== st.status || this.stale !== st.stale || wasRepairing !== (this.repair !== undefined);
     this.appliedWatermarks = mergeWatermarks(this.appliedWatermarks, st.watermarks);
     this.watermarksExact = true;
     this.token = Buffer.from(st.token);
     this.tokenRevision = st.revision;
     this.sync = st.status;
     this.stale = st.stale;
+    if (repairAsk !== undefined) return { kind: 'repair', ...repairAsk, statusChanged };
     return { kind: 'applied', batch: undefined, statusChanged };
+  }
+
+  /**
+   * REPAIR (§7.2): the next DELTA unit of this feed, `from → to`, replaces the content of `buckets`.
+   * Only an answer to our REPAIR_REQUEST, outside any unit, at the applied revision.
+   */
+  repairFrame(from: number, to: number, buckets: Buffer): void {
+    if (this.snapshot !== undefined || this.delta !== undefined) throw unexpected(`REPAIR inside an unfinished unit of feed ${this.name}`, { feed: this.name });
+    if (this.repair?.phase !== 'requested') throw unexpected(`REPAIR for feed ${this.name}, which asked for none`, { feed: this.name });
+    if (from !== this.revision) {
+      throw stateError('CATTAIL_CLIENT_REVISION_GAP', `feed ${this.name}: REPAIR ${from}→${to} does not follow the applied revision ${String(this.revision)}`, { feed: this.name, from, to, applied: this.revision });
+    }
+    this.repair = { phase: 'announced', from, to, buckets: Buffer.from(buckets) };
   }
 
   /** Current digest of the held state (tests and diagnostics). */
@@ -359,10 +446,12 @@ export class FeedState {
 
   /**
    * In sync on a live connection. Deltas after an in-sync STATUS keep it: the protocol never
-   * leaves in-sync, and a digest mismatch at the next check closes the connection anyway.
+   * leaves in-sync, and a digest mismatch at the next check repairs or closes the connection.
    */
   get inSync(): boolean {
-    return this.sync === 'in-sync';
+    // Not while a range repair is under way: the state is known to differ until the STATUS after
+    // the repair matches (the client shows `syncing` for that round trip).
+    return this.sync === 'in-sync' && this.repair === undefined;
   }
 }
 

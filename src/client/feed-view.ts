@@ -71,7 +71,14 @@ export interface ClientStats {
   /** Feeds another replica continued from the held state's watermarks (mode `rebase`, PROTOCOL.md §7.1) instead of a snapshot. */
   rebases: number;
   acksSent: number;
+  /** Digest mismatches that closed the connection (without a range repair, or after a failed one). */
   digestMismatches: number;
+  /** Range repairs (PROTOCOL.md §7.2): asked for (REPAIR_REQUEST sent), applied, and failed verification. */
+  repairsRequested: number;
+  repairsApplied: number;
+  repairsFailed: number;
+  /** Upserts and deletions that applied repairs really changed. */
+  repairedEntries: number;
   revisionGaps: number;
   protocolErrors: number;
   readTimeouts: number;

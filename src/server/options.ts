@@ -144,6 +144,12 @@ export const serverOptions = {
     min: 1_024,
     help: 'Byte budget of the frames built for one agent alone (catch-ups, pings; shared snapshot and delta buffers are not counted); above it the agent is closed with 4008.',
   }),
+  maxRepairBytes: opt.int({
+    default: 4_194_304,
+    unit: 'bytes',
+    min: 0,
+    help: "Largest range repair (PROTOCOL.md §7.2: the key and value bytes of the mismatching buckets plus the changes the agent has not seen) sent to an agent whose digest did not match; a larger one, or one holding more than half of the state's entries, is an in-band snapshot instead. 0 answers every repair with a snapshot.",
+  }),
   maxInboundBytes: opt.int({
     default: DEFAULT_MAX_INBOUND_BYTES,
     unit: 'bytes',

@@ -29,6 +29,9 @@
  * - `apply`: per update one Map lookup, one byte compare, one SHA-256 of key+value, O(1) list moves.
  *   It does not touch the B+ tree.
  * - `since(r)`: O(distinct keys changed after r); never more than the state plus retained deletions.
+ * - `bucketSums()`: O(256). `repair(r, buckets)` (range repair, PROTOCOL.md §7.2): one pass over the
+ *   live keys, a bit test per key from its kept entry hash (no hashing), plus since(r)'s deletions;
+ *   the result is O(entries of the buckets + keys changed after r).
  * - `current()`: O(1) clone of the B+ tree after replaying the keys changed since the previous
  *   `current()` into it (each key once, however often it changed); repeated calls at the same
  *   revision return the same view. Followers need only `since()`; take views for snapshots.

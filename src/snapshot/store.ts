@@ -29,6 +29,8 @@ import { CattailError, InvalidArgumentError } from '../errors.js';
 import { newKeyTree, type KeyTree } from './btree.js';
 import { BucketSums, entryHashInto } from '../../proto/digest.js';
 import { compareResourceVersions, isResourceVersion } from '../../proto/index.js';
+import { bucketOfHashHi, hasBucket } from '../../proto/bucket-set.js';
+import { REPAIR_BUCKET_SET_BYTES } from '../../proto/types.js';
 import { INITIAL_META, SYNC_STATUSES, type FeedMeta } from './meta.js';
 import type { ApplyResult, Batch, FeedStoreOptions, SinceResult, StoreStats, TrimResult, Update } from './types.js';
 import { exactBuffer } from './value.js';
@@ -335,6 +337,43 @@ export class FeedStore {
    */
   trim(nowMs: number): TrimResult {
     return this.#trim(this.#advanceClock(nowMs));
+  }
+
+  /** The 256 bucket sums of the current state, u64be each (2,048 bytes; §10 step 2). O(buckets). */
+  bucketSums(): Buffer {
+    return this.#sums.toBytes();
+  }
+
+  /**
+   * A range repair (PROTOCOL.md §7.2) for a reader at `revision` whose buckets `buckets` (a 32-byte
+   * bit set) may differ from this store: one compacted change set to the current revision holding
+   * every live entry of those buckets, plus `since(revision)` for the keys outside them. Applied
+   * by the reader, followed by deleting its keys of those buckets that `upserts` lacks, it yields
+   * the current state (DESIGN.md "Range repair").
+   *
+   * Cost: one pass over the live entries (O(entries), a bucket test per node from the entry hash
+   * the node already keeps: no hashing, no tree walk) plus the deletions after `revision`. Result:
+   * O(entries of the buckets + keys changed after `revision`). Consistent by construction: it reads
+   * the nodes at the current revision in one synchronous pass.
+   * @returns as since(): `too-old` / `future` when `revision` cannot be continued from here.
+   */
+  repair(revision: number, buckets: Uint8Array): SinceResult {
+    if (!(buckets instanceof Uint8Array) || buckets.length !== REPAIR_BUCKET_SET_BYTES) {
+      throw new InvalidArgumentError(`feed ${this.feed}: repair() needs a ${REPAIR_BUCKET_SET_BYTES}-byte bucket set`, { details: { feed: this.feed } });
+    }
+    const base = this.since(revision);
+    if (base.kind !== 'delta') return base;
+    const upserts: Array<[string, Buffer]> = [];
+    let bytes = 0;
+    for (let n = this.#live.head; n !== null; n = n.next) {
+      if (n.rev <= revision && !hasBucket(buckets, bucketOfHashHi(n.hHi))) continue;
+      upserts.push([n.key, n.value as Buffer]);
+      bytes += n.keyBytes + (n.value as Buffer).byteLength;
+    }
+    // Deletions inside the buckets are implied by the bucket set; sending them too is harmless
+    // (a tombstone keeps no hash, so its bucket is unknown here) and keeps this one pass.
+    for (const key of base.deletes) bytes += Buffer.byteLength(key, 'utf8');
+    return { kind: 'delta', from: revision, to: this.#revision, upserts, deletes: base.deletes, bytes, meta: this.#meta };
   }
 
   /** The 8-byte digest of the current state (cached per revision; O(buckets) to compute). */

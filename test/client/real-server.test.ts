@@ -65,6 +65,7 @@ describe('client against the real server', () => {
     expect(last.upserts.map((u) => u.key).sort()).toEqual(['/pods/demo/new', '/pods/demo/p001']);
     await waitUntil(() => client.feed('felix').status.verifiedRevision === client.feed('felix').revision, 'verified by STATUS', on(client));
     expect(client.stats.digestMismatches).toBe(0);
+    expect(client.stats.repairsRequested).toBe(0);
     expect(storeDigest(r).toString('hex')).toBe(computeLocalDigest(client));
     expect(guard.problems()).toEqual([]);
   });

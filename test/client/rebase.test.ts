@@ -87,6 +87,7 @@ describe('client - rebase onto another replica', () => {
     await waitUntil(() => client.feed('felix').status.verifiedRevision === client.feed('felix').revision, 'verified by STATUS', on(client));
     expect(localDigest(client)).toBe(storeDigest(b));
     expect(client.stats.digestMismatches).toBe(0);
+    expect(client.stats.repairsRequested).toBe(0);
     // Only the ten changed pods reached the host, as one delta.
     const after = s.rec.changes.slice(before);
     expect(after.map((c) => c.cause)).toEqual(['delta']);

@@ -129,7 +129,7 @@ describe('proto hostile input', () => {
     expectCode(() => decodeFrame(patched(3, 1), limits), 'CATTAIL_PROTO_BAD_HEADER', 4000, 'header field out of range');
     expectCode(() => decodeFrame(patched(7, 1), limits), 'CATTAIL_PROTO_BAD_HEADER', 4000, 'header field out of range');
     expectCode(() => decodeFrame(patched(9, 0x20), limits), 'CATTAIL_PROTO_BAD_HEADER', 4000, 'header field out of range'); // fromRevision = 2^53 + …
-    expectCode(() => decodeFrame(patched(1, 0x0d), limits), 'CATTAIL_PROTO_UNKNOWN_TYPE', 4002, 'header field out of range');
+    expectCode(() => decodeFrame(patched(1, 0x0f), limits), 'CATTAIL_PROTO_UNKNOWN_TYPE', 4002, 'header field out of range');
     expectCode(() => decodeFrame(patched(1, 0x00), limits), 'CATTAIL_PROTO_UNKNOWN_TYPE', 4002, 'header field out of range');
     expectCode(() => decodeFrame(patched(2, 0x04), limits), 'CATTAIL_PROTO_BAD_FLAGS', 4002, 'header field out of range');
     expectCode(() => decodeFrame(patched(2, 0x80), limits), 'CATTAIL_PROTO_BAD_FLAGS', 4002, 'header field out of range');
@@ -181,6 +181,24 @@ describe('proto hostile input', () => {
     expectBad({ ...hello, feeds: [] });
     expectBad({ ...hello, feeds: [{ name: 'a' }, { name: 'a' }] });
     expectBad({ ...hello, feeds: Array.from({ length: 17 }, (_, i) => ({ name: `f${i}` })) });
+  });
+
+  it('checks the range-repair messages (PROTOCOL.md §7.2): sums of 2,048 bytes, a 32-byte bucket set, no backwards repair, a feed id', () => {
+    const req = SAMPLE_MESSAGES.repairRequest!;
+    const rep = SAMPLE_MESSAGES.repair!;
+    if (req.type !== 'repairRequest' || rep.type !== 'repair') throw new Error('fixture');
+    const expectBad = (m: Parameters<typeof encodeFrame>[0]): void => expectCode(() => decodeFrame(encodeFrame(m), limits), 'CATTAIL_PROTO_BAD_BODY', 4000, 'repair field constraint broken');
+    expectBad({ ...req, sums: Buffer.alloc(2047) });
+    expectBad({ ...req, sums: Buffer.alloc(2049) });
+    expectBad({ ...rep, buckets: Buffer.alloc(31) });
+    expectBad({ ...rep, buckets: Buffer.alloc(33) });
+    expectBad({ ...rep, fromRevision: 10, toRevision: 9 });
+    const reqFields = headerFieldsOf(req);
+    expectCode(() => decodeFrame(buildFrame(reqFields, body((w) => w.map(1).str('sums').str('x'.repeat(2048)))), limits), 'CATTAIL_PROTO_BAD_BODY', 4000, 'repair field constraint broken');
+    expectCode(() => decodeFrame(buildFrame(reqFields, body((w) => w.map(0))), limits), 'CATTAIL_PROTO_BAD_BODY', 4000, 'repair field constraint broken');
+    expectCode(() => decodeFrame(buildFrame({ ...reqFields, feedId: NO_FEED }, encodeFrame(req).subarray(28)), limits), 'CATTAIL_PROTO_BAD_HEADER', 4000, 'feed message without a feed id');
+    expectCode(() => decodeFrame(buildFrame({ ...headerFieldsOf(rep), flags: Flags.MORE }, encodeFrame(rep).subarray(28)), limits), 'CATTAIL_PROTO_BAD_FLAGS', 4002, 'MORE where not allowed');
+    expect(decodeFrame(encodeFrame(rep), limits)).toEqual(rep);
   });
 
   it('answers another protocol version in HELLO/WELCOME with UNSUPPORTED_VERSION (4001)', () => {

@@ -60,4 +60,8 @@ export const SAMPLE_MESSAGES: Record<string, Message> = {
   ack: { type: 'ack', feedId: 0, revision: 4245 },
   goodbye: { type: 'goodbye', reason: 'shutdown', message: 'server draining', reconnectDelayMs: 2_500, endpoints: ['wss://cattail-1.cattail:5473/', 'wss://cattail-2.cattail:5473/'] },
   error: { type: 'error', code: 'CATTAIL_PROTO_TRUNCATED', message: 'frame has 20 bytes; its header announces 48' },
+  // PROTOCOL.md §7.2 (repair.buckets): the client's 256 bucket sums, and the server's answer naming
+  // buckets 0, 9 and 255 (bit 0x80 >> (i & 7) of byte i >> 3).
+  repairRequest: { type: 'repairRequest', feedId: 0, revision: 4245, sums: Buffer.from(Array.from({ length: 2048 }, (_, i) => (i * 37) & 0xff)) },
+  repair: { type: 'repair', feedId: 0, fromRevision: 4245, toRevision: 4247, buckets: hex(`8040${'00'.repeat(29)}01`) },
 };

@@ -82,6 +82,25 @@ describe('server - hostile peers get coded closes and the gauge returns to zero'
     await expectCodedClose(h, server, 'server-only message from an agent', 4002);
   });
 
+  it('closes REPAIR_REQUESTs the protocol does not allow with 4002 (PROTOCOL.md §7.2)', async () => {
+    const h = await seeded();
+    const sums = Buffer.alloc(2048);
+    const noCap = h.agent({ feeds: [{ name: 'felix' }] });
+    await noCap.untilRevision('felix', 1);
+    noCap.sendMessage({ type: 'repairRequest', feedId: 0, revision: 1, sums });
+    await expectCodedClose(h, noCap, 'REPAIR_REQUEST without repair.buckets', 4002, 'CATTAIL_SERVER_UNEXPECTED_MESSAGE');
+
+    const future = h.agent({ feeds: [{ name: 'felix' }], caps: ['repair.buckets'] });
+    await future.untilRevision('felix', 1);
+    future.sendMessage({ type: 'repairRequest', feedId: 0, revision: 50, sums });
+    await expectCodedClose(h, future, 'REPAIR_REQUEST for a revision never sent', 4002, 'CATTAIL_SERVER_UNEXPECTED_MESSAGE');
+
+    const otherFeed = h.agent({ feeds: [{ name: 'felix' }], caps: ['repair.buckets'] });
+    await otherFeed.untilRevision('felix', 1);
+    otherFeed.sendMessage({ type: 'repairRequest', feedId: 7, revision: 1, sums });
+    await expectCodedClose(h, otherFeed, 'REPAIR_REQUEST for a feed not of the connection', 4002, 'CATTAIL_SERVER_UNEXPECTED_MESSAGE');
+  });
+
   it('closes a wrong or missing subprotocol with 4001', async () => {
     const h = await seeded();
     for (const protocol of ['cattail.v2', []]) {

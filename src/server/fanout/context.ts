@@ -32,6 +32,8 @@ export interface FanOutOptions {
   readonly newClientGracePeriodMs: number;
   readonly socketHighWaterBytes: number;
   readonly maxClientBytes: number;
+  /** Largest range repair sent, in key and value bytes (PROTOCOL.md §7.2); above it a snapshot. @default DEFAULT_MAX_REPAIR_BYTES (4 MiB) */
+  readonly maxRepairBytes?: number;
   readonly maxInboundBytes: number;
   readonly maxFrameBytes: number;
   readonly compressMinBytes: number;

@@ -111,6 +111,10 @@ export class FanOut implements ConnectionHost {
     this.session.onAck(cursor, revision);
   }
 
+  onRepairRequest(conn: Connection, cursor: FeedCursor, revision: number, sums: Buffer): void {
+    this.session.onRepairRequest(conn, cursor, revision, sums);
+  }
+
   onPong(conn: Connection, t: number): void {
     this.session.onPong(conn, t);
   }

@@ -3,7 +3,7 @@
  * the choice of compression (§5), resume-or-snapshot per feed (§7) and the WELCOME (§4.2).
  */
 import { CattailError } from '../../errors.js';
-import { CAP_RESUME_WATERMARKS, type HelloMessage, MIN_CLIENT_MAX_FRAME_BYTES } from '../../../proto/index.js';
+import { CAP_REPAIR_BUCKETS, CAP_RESUME_WATERMARKS, type HelloMessage, MIN_CLIENT_MAX_FRAME_BYTES } from '../../../proto/index.js';
 import type { FeedRuntime } from './feeds.js';
 import type { SinceResult } from '../pipeline/store-port.js';
 import { isRebaseCandidate, judgeToken, type SnapshotReason } from '../transport/tokens.js';
@@ -111,7 +111,8 @@ export function welcomeFrame(plans: readonly FeedPlan[], w: WelcomeFields): Buff
     type: 'welcome',
     protocol: PROTOCOL_VERSION,
     ...w,
-    caps: [],
+    // §9: the server side of range repair (§7.2); a client uses it only if it advertised it too.
+    caps: [CAP_REPAIR_BUCKETS],
     feeds: plans.map((p) => {
       const head = { name: p.feed.name, id: p.feed.id, ...(p.feed.def.model !== undefined ? { model: p.feed.def.model } : {}) };
       if (p.mode === 'snapshot') return { ...head, mode: 'snapshot' as const, reason: p.reason };

@@ -149,8 +149,9 @@ export class ServiceQueue {
   }
 
   /** Puts a cursor in its snapshot phase on the shared build for its feed, revision and encoding. */
-  startSnapshot(conn: Connection, cursor: FeedCursor, now: number, inBand: boolean): void {
-    const build = this.ctx.o.cache.acquire(cursor.feed, conn.compression, conn.maxBodyBytes);
+  /** `minRevision`: the snapshot must be at least this recent (see SnapshotCache.acquire). */
+  startSnapshot(conn: Connection, cursor: FeedCursor, now: number, inBand: boolean, minRevision = 0): void {
+    const build = this.ctx.o.cache.acquire(cursor.feed, conn.compression, conn.maxBodyBytes, minRevision);
     cursor.snapshot?.unsubscribe();
     cursor.feed.leaveLive(cursor);
     cursor.phase = 'snapshot';

@@ -10,6 +10,8 @@ import type { FanOutContext } from './context.js';
 import { recordAck } from './applied-watermarks.js';
 import type { FeedRuntime } from './feeds.js';
 import { checkHello, chooseCompression, planFeeds, welcomeFrame } from './handshake.js';
+import { serveRepair } from './repair.js';
+import { CAP_REPAIR_BUCKETS } from '../../../proto/index.js';
 import type { ServiceQueue } from './service.js';
 
 /** PONG timestamps further from now than this are an agent's clock bug, not a latency. */
@@ -33,6 +35,7 @@ export class Session {
     conn.node = hello.node;
     conn.clientId = hello.clientId;
     conn.compression = chooseCompression(hello.caps, o.compressions);
+    conn.repairCapable = hello.caps.includes(CAP_REPAIR_BUCKETS);
     conn.maxBodyBytes = Math.min(o.maxFrameBytes, hello.maxFrameBytes ?? Infinity);
     const welcome = welcomeFrame(plans, {
       serverId: o.serverId, pingIntervalMs: o.pingIntervalMs, pongTimeoutMs: o.pongTimeoutMs,
@@ -89,6 +92,10 @@ export class Session {
     this.ctx.convergence.onAgentChanged(cursor.conn);
     const lag = cursor.feed.lagMs(revision, this.ctx.o.clock.monotonic());
     this.ctx.o.metrics.clientLag.observe({ feed: cursor.feed.name }, lag / 1000);
+  }
+
+  onRepairRequest(conn: Connection, cursor: FeedCursor, revision: number, sums: Buffer): void {
+    serveRepair(this.ctx, this.service, conn, cursor, revision, sums);
   }
 
   onPong(conn: Connection, t: number): void {

@@ -75,12 +75,16 @@ export class SnapshotCache {
   constructor(private readonly o: SnapshotCacheOptions) {}
 
   /** A build to stream for this feed: one in progress or recently finished, else a new one. */
-  acquire(feed: FeedRuntime, compression: Compression, maxBodyBytes: number): SnapshotBuild {
+  /**
+   * `minRevision`: a build older than this is not reusable for the caller (an agent already at a
+   * later revision, as a range repair's fallback is, would find its watermarks behind, §8).
+   */
+  acquire(feed: FeedRuntime, compression: Compression, maxBodyBytes: number, minRevision = 0): SnapshotBuild {
     this.purge();
     const now = this.o.clock.monotonic();
     for (let i = this.builds.length - 1; i >= 0; i--) {
       const b = this.builds[i] as SnapshotBuild;
-      if (b.feed !== feed || b.compression !== compression || b.maxBodyBytes !== maxBodyBytes) continue;
+      if (b.feed !== feed || b.compression !== compression || b.maxBodyBytes !== maxBodyBytes || b.revision < minRevision) continue;
       // A build of the current revision is the current state: always reusable (Typha's rule too).
       const fresh = !b.done || b.revision === feed.store.revision || (b.finishedAtMs !== undefined && now - b.finishedAtMs <= this.o.reuseWindowMs);
       // Reuse only while the deltas since the build's revision are still in the log, or the agent

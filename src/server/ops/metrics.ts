@@ -21,6 +21,10 @@ export interface ServerMetrics {
   readonly connectionsGraceUsed: Counter<'feed'>;
   /** How each requested feed of a HELLO was answered: resume, rebase (another replica's agent), or snapshot with its reason. */
   readonly handshakeFeeds: Counter<'feed' | 'mode' | 'reason'>;
+  /** Range repairs (PROTOCOL.md §7.2) by outcome: repaired, or the snapshot it fell back to and why. */
+  readonly repairs: Counter<'feed' | 'outcome'>;
+  /** Uncompressed frame bytes of REPAIR + DELTA units sent. */
+  readonly repairBytes: Counter<'feed'>;
   readonly feedRevision: Gauge<'feed'>;
   readonly cacheSize: Gauge<'feed'>;
   readonly updates: Counter<'feed'>;
@@ -171,6 +175,8 @@ export function createMetrics(fanout: FanOutStats, opts: { defaultMetrics?: bool
     connectionsClosed: new Counter({ name: 'cattail_connections_closed_total', help: 'Connections closed, by close code.', labelNames: ['code'], registers: r }),
     connectionsGraceUsed: new Counter({ name: 'cattail_connections_grace_used_total', help: 'Agents that were behind by more than maxFallBehindMs but kept inside their post-snapshot grace period.', labelNames: ['feed'], registers: r }),
     handshakeFeeds: new Counter({ name: 'cattail_handshake_feeds_total', help: 'Feeds requested in HELLOs, by how the WELCOME answered them: mode resume (token of this replica), rebase (another replica\'s agent continued from its watermarks, PROTOCOL.md §7.1) or snapshot, with reason for a snapshot (no-token, other-server, epoch-changed, projection-changed, too-old, too-large, bad-token, behind).', labelNames: ['feed', 'mode', 'reason'], registers: r }),
+    repairs: new Counter({ name: 'cattail_repairs_total', help: 'REPAIR_REQUESTs of agents whose digest did not match (PROTOCOL.md §7.2), by outcome: repaired (REPAIR + DELTA of the mismatching buckets), too-large (above maxRepairBytes or more than half the state\'s entries: in-band snapshot), too-old (the agent\'s revision left the log: in-band snapshot), too-soon (within 1 s of the previous repair of the feed: in-band snapshot), ignored (a snapshot was already streaming to it).', labelNames: ['feed', 'outcome'], registers: r }),
+    repairBytes: new Counter({ name: 'cattail_repair_bytes_total', help: 'Uncompressed frame bytes of the REPAIR and DELTA units sent as range repairs.', labelNames: ['feed'], registers: r }),
     feedRevision: new Gauge({ name: 'cattail_feed_revision', help: 'Current revision of each feed (Typha: breadcrumb_seq_number).', labelNames: ['feed'], registers: r }),
     cacheSize: new Gauge({ name: 'cattail_cache_size', help: 'Entries held by each feed.', labelNames: ['feed'], registers: r }),
     updates: new Counter({ name: 'cattail_updates_total', help: 'Updates received from the upstream.', labelNames: ['feed'], registers: r }),

@@ -48,6 +48,8 @@ export interface FeedCursor {
    * bound kept for when the history no longer maps `ackedRevision`; undefined before any ACK.
    */
   appliedFloor: Readonly<Record<string, string>> | undefined;
+  /** Monotonic ms of the last range repair answered for this feed (PROTOCOL.md §7.2; repair.ts rate rule). */
+  lastRepairMs?: number;
 }
 
 /**
@@ -68,6 +70,8 @@ export function cursorMode(c: FeedCursor): 'snapshot' | 'catching-up' | 'streami
 export interface ConnectionHost {
   onHello(conn: Connection, hello: HelloMessage): void;
   onAck(conn: Connection, cursor: FeedCursor, revision: number): void;
+  /** A REPAIR_REQUEST (PROTOCOL.md §7.2) checked against what this connection was sent. */
+  onRepairRequest(conn: Connection, cursor: FeedCursor, revision: number, sums: Buffer): void;
   onPong(conn: Connection, t: number): void;
   onClosed(conn: Connection, code: number): void;
   onDrain(conn: Connection): void;
@@ -96,6 +100,8 @@ export class Connection {
   readonly id = nextConnId++;
   state: 'handshake' | 'streaming' | 'closing' | 'closed' = 'handshake';
   compression: Compression = 'none';
+  /** Both sides advertised `repair.buckets` (PROTOCOL.md §7.2): REPAIR_REQUEST is allowed. */
+  repairCapable = false;
   maxBodyBytes = 0;
   readonly cursors: FeedCursor[] = [];
   node = '';
@@ -267,6 +273,14 @@ export class Connection {
           if (cursor === undefined) throw new CattailError('CATTAIL_SERVER_UNEXPECTED_MESSAGE', `ACK for feed id ${m.feedId}, not a feed of this connection`);
           if (m.revision > cursor.revision) throw new CattailError('CATTAIL_SERVER_UNEXPECTED_MESSAGE', `ACK of revision ${m.revision}, never sent (sent up to ${cursor.revision})`);
           this.host.onAck(this, cursor, m.revision);
+          return;
+        }
+        case 'repairRequest': {
+          if (!this.repairCapable) throw new CattailError('CATTAIL_SERVER_UNEXPECTED_MESSAGE', 'REPAIR_REQUEST from a client that did not advertise repair.buckets');
+          const cursor = this.findCursor(m.feedId);
+          if (cursor === undefined) throw new CattailError('CATTAIL_SERVER_UNEXPECTED_MESSAGE', `REPAIR_REQUEST for feed id ${m.feedId}, not a feed of this connection`);
+          if (m.revision > cursor.revision) throw new CattailError('CATTAIL_SERVER_UNEXPECTED_MESSAGE', `REPAIR_REQUEST at revision ${m.revision}, never sent (sent up to ${cursor.revision})`);
+          this.host.onRepairRequest(this, cursor, m.revision, m.sums);
           return;
         }
         case 'goodbye':

@@ -1,0 +1,52 @@
+/**
+ * The server's side of range repair (PROTOCOL.md §7.2) with a scripted agent: the answer is
+ * REPAIR + DELTA holding the entries of the mismatching bucket only + STATUS; a second request
+ * for the feed within REPAIR_MIN_INTERVAL_MS gets the in-band snapshot; the interval is judged on
+ * the server's (fake) clock.
+ */
+import { describe, expect, it } from 'vitest';
+import { FakeClock } from '../../src/clock.js';
+import { bucketOfHashHi } from '../../proto/index.js';
+import { entryHash } from '../../proto/digest.js';
+import { REPAIR_MIN_INTERVAL_MS } from '../../src/server/fanout/repair.js';
+import { harness } from './helpers/harness.js';
+import { waitUntil } from '../support/wait.js';
+
+describe('server - range repair', () => {
+  it('answers with the mismatching bucket only, then rate-limits the feed to a snapshot', async () => {
+    const clock = new FakeClock();
+    const h = await harness({ clock, flushWindowMs: 0, pingIntervalMs: 600_000, pongTimeoutMs: 600_000, handshakeTimeoutMs: 600_000 });
+    const pods: Record<string, unknown> = {};
+    for (let i = 0; i < 40; i++) pods[`/pods/ns/p${i}`] = { i };
+    h.upstream.apply('felix', pods, { status: 'in-sync' });
+    const a = h.agent({ feeds: [{ name: 'felix' }], caps: ['repair.buckets'] });
+    await a.untilRevision('felix', 1);
+    expect(a.welcome?.caps).toContain('repair.buckets');
+
+    const store = h.server.stores.get('felix')!;
+    const view = store.current();
+    const key = '/pods/ns/p7';
+    const bucket = bucketOfHashHi(Number(entryHash(key, view.get(key)!) >> 32n));
+    const inBucket = [...view.entries()].filter(([k, v]) => bucketOfHashHi(Number(entryHash(k, v) >> 32n)) === bucket).map(([k]) => k);
+    const sums = Buffer.from(store.bucketSums!());
+    sums[bucket * 8 + 7] = (sums[bucket * 8 + 7] as number) ^ 1;
+    const deltasBefore = a.feeds.get(0)!.deltas.length;
+
+    a.sendMessage({ type: 'repairRequest', feedId: 0, revision: 1, sums });
+    await waitUntil(async () => (await h.metric('cattail_repairs_total', { feed: 'felix', outcome: 'repaired' })) === 1, 'repaired');
+    await waitUntil(() => a.feeds.get(0)!.deltas.length === deltasBefore + 1, 'repair DELTA applied');
+    expect(a.received).toContain('repair');
+    expect(a.feeds.get(0)!.deltas.at(-1)).toEqual({ from: 1, to: 1 });
+    expect(await h.metric('cattail_repair_bytes_total', { feed: 'felix' })).toBeGreaterThan(0);
+    expect(inBucket.length).toBeLessThan(40);
+
+    a.sendMessage({ type: 'repairRequest', feedId: 0, revision: 1, sums });
+    await waitUntil(async () => (await h.metric('cattail_repairs_total', { feed: 'felix', outcome: 'too-soon' })) === 1, 'too soon');
+    await waitUntil(() => a.feeds.get(0)!.snapshots === 2, 'in-band snapshot');
+
+    clock.advance(REPAIR_MIN_INTERVAL_MS);
+    a.sendMessage({ type: 'repairRequest', feedId: 0, revision: 1, sums });
+    await waitUntil(async () => (await h.metric('cattail_repairs_total', { feed: 'felix', outcome: 'repaired' })) === 2, 'repaired again');
+    expect(a.violations).toEqual([]);
+  });
+});
