@@ -75,6 +75,7 @@ export const ERROR_CODES = {
   // --- Fan-out server (src/server): startup failures, and the codes sent in ERROR before a coded close. ---
   CATTAIL_SERVE_NO_UPSTREAM_CONFIG: { exit: 2, text: '`cattail serve` found no --kubeconfig, no KUBECONFIG and no in-cluster config; it never falls back to a simulated cluster silently (use --embedded-sim).' },
   CATTAIL_SERVER_TRANSPORT_UNAVAILABLE: { exit: 2, text: 'The chosen agent transport cannot run here: `--transport uws` and no uWebSockets.js build loads on this Node and platform (the message lists each build tried and why); the server never falls back to `ws` silently.' },
+  CATTAIL_SERVER_STATE_INVALID: { exit: 4, text: 'The replica\'s checkpoint in its state directory (`--state-dir`) was not used: unreadable, another format version, truncated, a checksum that does not match, or written for another cluster, options or projection version; the replica starts cold and lists every resource.' },
   CATTAIL_SERVER_LISTEN_FAILED: { exit: 1, text: 'The server could not listen on its agent or HTTP address (in use, not permitted); the message names the address.' },
   CATTAIL_SERVER_BAD_SUBPROTOCOL: { exit: 1, text: 'An agent did not ask for the cattail.v1 WebSocket subprotocol (close 4001).' },
   CATTAIL_SERVER_BAD_HELLO: { exit: 1, text: 'An agent sent a HELLO whose content is out of bounds: an invalid feeds list, a node name or client id too long, maxFrameBytes below 4096 (close 4000). A wrong protocol version is reported as CATTAIL_PROTO_UNSUPPORTED_VERSION instead.' },

@@ -15,11 +15,12 @@
  * Only verified states are written (the digest matched at the saved revision), so a checkpoint is
  * never less trustworthy than the connection it came from.
  */
-import { createHash } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Packr } from 'msgpackr';
 import { computeDigest } from '../../proto/digest.js';
+import { writeFileAtomic } from '../atomic-file.js';
+import { seal, unseal } from '../sealed-file.js';
 import { CattailError } from '../errors.js';
 
 const MAGIC = Buffer.from('CTLCKPT\n', 'latin1');
@@ -56,10 +57,7 @@ export function encodeCheckpoint(cp: Checkpoint): Buffer {
       })),
     }),
   );
-  const head = Buffer.alloc(8);
-  head.writeUInt32BE(CHECKPOINT_VERSION, 0);
-  head.writeUInt32BE(body.length, 4);
-  return Buffer.concat([MAGIC, head, body, createHash('sha256').update(body).digest()]);
+  return seal(MAGIC, CHECKPOINT_VERSION, body);
 }
 
 function bad(message: string, details?: Record<string, unknown>): CattailError {
@@ -71,14 +69,7 @@ const isBytes = (v: unknown): v is Uint8Array => v instanceof Uint8Array;
 
 /** Decodes and verifies a checkpoint file. @throws CattailError CATTAIL_CLIENT_CHECKPOINT_INVALID */
 export function decodeCheckpoint(buf: Buffer): Checkpoint {
-  if (buf.length < MAGIC.length + 8 + 32 || !buf.subarray(0, MAGIC.length).equals(MAGIC)) throw bad('not a Cattail agent checkpoint (bad magic)');
-  const version = buf.readUInt32BE(MAGIC.length);
-  if (version !== CHECKPOINT_VERSION) throw bad(`checkpoint format version ${version}, this agent reads ${CHECKPOINT_VERSION}`, { version });
-  const len = buf.readUInt32BE(MAGIC.length + 4);
-  const start = MAGIC.length + 8;
-  if (buf.length !== start + len + 32) throw bad(`checkpoint is ${buf.length} bytes, its header says ${start + len + 32} (truncated or padded)`);
-  const body = buf.subarray(start, start + len);
-  if (!createHash('sha256').update(body).digest().equals(buf.subarray(start + len))) throw bad('checkpoint checksum does not match (corrupt)');
+  const body = unseal(buf, MAGIC, CHECKPOINT_VERSION, 'agent checkpoint', bad);
   let raw: unknown;
   try {
     raw = packr.unpack(body);
@@ -112,25 +103,7 @@ export function decodeCheckpoint(buf: Buffer): Checkpoint {
 
 /** Writes `cp` atomically into `dir`. */
 export async function writeCheckpoint(dir: string, cp: Checkpoint): Promise<number> {
-  await mkdir(dir, { recursive: true });
-  const path = join(dir, CHECKPOINT_FILE);
-  const tmp = `${path}.${process.pid}.tmp`;
-  const data = encodeCheckpoint(cp);
-  const fh = await open(tmp, 'w', 0o600);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, path);
-  // The rename itself must survive a power loss: sync the directory entry.
-  const d = await open(dir, 'r').catch(() => undefined);
-  if (d !== undefined) {
-    await d.sync().catch(() => undefined);
-    await d.close();
-  }
-  return data.length;
+  return writeFileAtomic(dir, CHECKPOINT_FILE, encodeCheckpoint(cp));
 }
 
 /**
