@@ -75,8 +75,16 @@ export async function apiLoad(ctx: BenchContext, host: string, replicaArgs: read
   const withCattail = await measureSide(ctx, n, async () => {
     const replica = new ReplicaProc('bench-api', host, ctx.sim.kubeconfig, FEEDS, replicaArgs, ctx.pins.server);
     await replica.start();
-    await replica.ready(ctx.left());
-    await ctx.startFleet({ servers: [replica.url], agents: n });
+    try {
+      await replica.ready(ctx.left());
+      await ctx.startFleet({ servers: [replica.url], agents: n });
+    } catch (err) {
+      // Not returned to measureSide yet, so nothing else would stop it: a replica left running
+      // kept the whole benchmark process alive after a run that hit its deadline here.
+      await ctx.stopFleet();
+      await replica.kill('SIGKILL');
+      throw err;
+    }
     return {
       synced: () => ctx.total('inSync') >= n,
       hasRv: (rv) => ctx.allHave(rv),
