@@ -31,7 +31,8 @@ export function readJson<T>(file: URL): T | undefined {
 
 const sum = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0);
 const faultCount = (r: RunReport): number => sum(Object.values(r.faults));
-const failures = (r: RunReport): number => r.divergences.length + r.watermarkRegressions.length + r.crashes.length + r.hotLoops.length + (r.budgetBreaches?.length ?? 0);
+/** Everything the oracle counts against a run: divergences, regressions, crashes, hot loops, budget breaches. */
+export const failures = (r: RunReport): number => r.divergences.length + r.watermarkRegressions.length + r.crashes.length + r.hotLoops.length + (r.budgetBreaches?.length ?? 0);
 
 function runTable(reports: readonly RunReport[]): string[] {
   return [

@@ -8,7 +8,7 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { DEFAULT_SCENARIO, type RunReport, runScenario } from '../test/convergence/scenario.js';
-import { CI_FILE, PAGE_FILE, type ReliabilityCiFile, readJson, renderReliability, SOAK_FILE, type SoakFile } from './reliability.js';
+import { CI_FILE, failures, PAGE_FILE, type ReliabilityCiFile, readJson, renderReliability, SOAK_FILE, type SoakFile } from './reliability.js';
 
 const { values } = parseArgs({
   options: {
@@ -28,8 +28,7 @@ for (let i = 0; i < runs && Date.now() - started < totalMs; i++, seed++) {
     (line) => process.stdout.write(`${line}\n`),
   );
   reports.push(r);
-  const bad = r.divergences.length + r.watermarkRegressions.length + r.crashes.length + r.hotLoops.length + (r.budgetBreaches?.length ?? 0);
-  if (bad > 0) {
+  if (failures(r) > 0) {
     for (const d of [...r.divergences, ...r.watermarkRegressions, ...r.crashes, ...r.hotLoops, ...(r.budgetBreaches ?? [])]) process.stdout.write(`  ${d}\n`);
     process.stdout.write(`  FAILED — replay with: ${r.replayCommand}\n`);
   }
@@ -40,4 +39,4 @@ process.stdout.write(`soak: ${reports.length} runs, ${faults} faults injected, $
 const soak: SoakFile = { at: new Date().toISOString(), node: process.version, reports };
 writeFileSync(SOAK_FILE, `${JSON.stringify(soak, null, 2)}\n`);
 writeFileSync(PAGE_FILE, renderReliability(soak, readJson<ReliabilityCiFile>(CI_FILE)));
-process.exitCode = divergences > 0 || reports.some((r) => r.crashes.length + r.watermarkRegressions.length + r.hotLoops.length + (r.budgetBreaches?.length ?? 0) > 0) ? 1 : 0;
+process.exitCode = reports.some((r) => failures(r) > 0) ? 1 : 0;

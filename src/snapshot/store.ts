@@ -310,17 +310,17 @@ export class FeedStore {
     return { kind: 'delta', from: revision, to: this.#revision, upserts, deletes, bytes, meta: this.#meta };
   }
 
+  /** The upstream watermarks a state at `revision` stands for (watermark-log.ts `at`); undefined when older than the log. */
+  watermarksAt(revision: number): Readonly<Record<string, string>> | undefined {
+    return this.#marks.at(revision);
+  }
+
   /**
    * Where an agent whose state is at upstream `watermarks` (from another replica) can continue
    * here: the newest revision r made at or below them, when this store is at or above them and
    * in sync; then `since(r)` is what that agent lacks (PROTOCOL.md §7.1, DESIGN.md "Rebase").
    * The caller still checks that since(r) answers a delta and is worth sending.
    */
-  /** The upstream watermarks a state at `revision` stands for (watermark-log.ts `at`); undefined when older than the log. */
-  watermarksAt(revision: number): Readonly<Record<string, string>> | undefined {
-    return this.#marks.at(revision);
-  }
-
   rebase(watermarks: unknown): RebaseResult {
     if (!validRebaseWatermarks(watermarks)) return { kind: 'none' };
     // Out of sync, the current watermarks may name lists not yet applied: not a state to continue.
