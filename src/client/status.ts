@@ -43,7 +43,7 @@ export interface StatusEvent {
 /** The edges of the state machine (the mermaid diagram in README.md). */
 export const ALLOWED: Readonly<Record<ClientState, readonly ClientState[]>> = {
   idle: ['connecting', 'closed'],
-  connecting: ['syncing', 'reconnecting', 'closed'],
+  connecting: ['syncing', 'reconnecting', 'behind', 'closed'],
   syncing: ['in-sync', 'upstream-stale', 'reconnecting', 'behind', 'closed'],
   'in-sync': ['upstream-stale', 'syncing', 'reconnecting', 'behind', 'closed'],
   'upstream-stale': ['in-sync', 'syncing', 'reconnecting', 'behind', 'closed'],

@@ -233,6 +233,23 @@ export const upstreamOptions = {
     min: 1_000,
     help: 'Abort an upstream list or watch after this long without a byte (silent streams, black holes); capped at 3/4 of upstreamStaleAfterMs so idle resources re-confirm before going stale.',
   }),
+  stateDir: opt.string({
+    default: undefined,
+    help: 'Directory for this replica\'s checkpoint (warm restarts): every stateCheckpointIntervalMs and when draining starts, each resource\'s projected state and resourceVersion are written there (atomically, checksummed); on start they are restored and the watches resume from the saved resourceVersions instead of listing (a 410 relists that resource). A corrupt, foreign or old-format checkpoint is reported (CATTAIL_SERVER_STATE_INVALID) and ignored. Unset: no checkpoints, every start lists. In Kubernetes an emptyDir survives container restarts, not pod replacement.',
+    check: (v) => (v === '' ? 'expected a directory path' : undefined),
+  }),
+  stateCheckpointIntervalMs: opt.int({
+    default: 300_000,
+    unit: 'ms',
+    min: 1_000,
+    help: 'With stateDir: time between two checkpoints (one is written only when a resourceVersion moved). Each costs one encode of the projected state (~100 MB at 150,000 pods), so minutes, not seconds; a restart replays at most this much history from the API server\'s watch cache.',
+  }),
+  stateMaxBytes: opt.int({
+    default: 2_147_483_647,
+    unit: 'bytes',
+    min: 1_024,
+    help: 'With stateDir: largest checkpoint written or read; a larger state is not checkpointed (logged, counted) and a larger file is ignored.',
+  }),
   missingResourceRetryMs: opt.int({
     default: 300_000,
     unit: 'ms',

@@ -64,6 +64,8 @@ export interface BuiltUpstream {
   readonly nodeCount?: () => number | undefined;
   /** Released after the server closed (an embedded simulator's HTTP server, ...). */
   readonly dispose?: () => Promise<void>;
+  /** Called when the drain starts (SIGTERM): the replica's last checkpoint with --state-dir. Never throws. */
+  readonly beforeDrain?: () => Promise<void>;
 }
 
 export type UpstreamFactory = (source: UpstreamSource, ctx: UpstreamFactoryContext) => Promise<BuiltUpstream>;
@@ -158,6 +160,9 @@ export function createServeCommand(factory: UpstreamFactory, makeLogger: (level:
     const agents = server.connectionCount();
     log.info({ serverId: server.serverId, agents, shutdownTimeoutMs: config.shutdownTimeoutMs }, 'shutting down: draining');
     if (agents > 0) ctx.stdout.write(`cattail serve: draining ${agents} agent(s) over up to ${Math.ceil(config.shutdownTimeoutMs / 1000)} s; signal again to close them at once\n`);
+    // The last checkpoint is taken before any agent leaves: every agent it served then holds
+    // that state or a newer one, so each can rebase on the restarted replica (warm-state.ts).
+    await built.beforeDrain?.();
     const drained = server.drain();
     const force = ctx.forceSignal;
     // A second signal: the operator wants out now. The rest get GOODBYE at once (reconnect delays

@@ -39,6 +39,7 @@ export const kubernetesUpstreamFactory: UpstreamFactory = async (source, ctx): P
         registry,
         kubeconfigPath: sim.kubeconfigPath,
         nodeCount: nodeCountOf(upstream),
+        beforeDrain: () => upstream.finalCheckpoint(),
         description: `EMBEDDED SIMULATED cluster at ${sim.url} (${EMBEDDED_SIM.nodes} nodes × ${EMBEDDED_SIM.podsPerNode} pods, ${EMBEDDED_SIM.churnPerSec} changes/s, seed ${EMBEDDED_SIM.seed})`,
         dispose: () => sim.close(),
       };
@@ -48,6 +49,7 @@ export const kubernetesUpstreamFactory: UpstreamFactory = async (source, ctx): P
     }
   }
   if (source.kind === 'cattail') {
+    if (ctx.config.stateDir !== undefined) throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', '--state-dir checkpoints the watches of the API server; a --upstream-cattail replica has none (it rebases on its tier-1 replica instead)', { details: { option: 'stateDir' } });
     if (ctx.config.customFeeds.length > 0) throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', 'customFeeds are defined where the API server is watched (tier 1); a --upstream-cattail replica follows built-in feeds', { details: { option: 'customFeeds' } });
     const { CattailUpstream } = await import('./upstream-cattail.js');
     const upstream = new CattailUpstream({
@@ -59,10 +61,10 @@ export const kubernetesUpstreamFactory: UpstreamFactory = async (source, ctx): P
   }
   if (source.kind === 'kubeconfig') {
     const upstream = createUpstream({ ...base, kubeconfigPath: source.path });
-    return { upstream, registry, kubeconfigPath: source.path, nodeCount: nodeCountOf(upstream), description: `Kubernetes API from kubeconfig ${source.path} (${source.from})` };
+    return { upstream, registry, kubeconfigPath: source.path, nodeCount: nodeCountOf(upstream), beforeDrain: () => upstream.finalCheckpoint(), description: `Kubernetes API from kubeconfig ${source.path} (${source.from})` };
   }
   // In-cluster (no --kubeconfig, no KUBECONFIG, or serve would have chosen the kubeconfig source):
   // loadKubeConfig reads the service account and re-reads its rotating token.
   const upstream = createUpstream(base);
-  return { upstream, registry, nodeCount: nodeCountOf(upstream), description: 'Kubernetes API from the in-cluster service account' };
+  return { upstream, registry, nodeCount: nodeCountOf(upstream), beforeDrain: () => upstream.finalCheckpoint(), description: 'Kubernetes API from the in-cluster service account' };
 };

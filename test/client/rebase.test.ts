@@ -98,7 +98,7 @@ describe('client - rebase onto another replica', () => {
     expect(s.guard.problems()).toEqual([]);
   });
 
-  it('takes no rebase from a replica behind the agent watermarks (snapshot reason behind; the agent refuses it)', async () => {
+  it('takes no rebase from a replica behind the agent watermarks (snapshot reason behind; the agent leaves at WELCOME)', async () => {
     const a = await replica('real-a');
     const b = await replica('real-b');
     const c = await replica('real-c');
@@ -106,13 +106,18 @@ describe('client - rebase onto another replica', () => {
     feed(a, events, 60);
     feed(b, events.slice(0, 50), 10); // behind: rv 1049 < 1059
     feed(c, events, 7);
-    const s = setup({ endpoints: [a.server.url, b.server.url, c.server.url], random: () => 0.999999 });
+    // No compression: B's snapshot, had it come, would be its 50 padded entries' own bytes.
+    const s = setup({ endpoints: [a.server.url, b.server.url, c.server.url], random: () => 0.999999, compression: [] });
     s.guard.allow('CATTAIL_CLIENT_SERVER_CLOSED', 'CATTAIL_CLIENT_REPLICA_BEHIND', 'CATTAIL_CLIENT_CONNECT_FAILED');
     await s.client.whenInSync();
+    const snapshotBytes = s.client.stats.bytesReceived;
     await failOver(s, a, 'real-c');
     const { client } = s;
     expect(client.stats.serverId).toBe('real-c');
     expect(s.rec.last('behind')?.reason?.details).toMatchObject({ serverId: 'real-b' });
+    // It left B at WELCOME (reason behind), before B's snapshot: B cost it no snapshot bytes.
+    expect(s.rec.last('behind')?.reason?.message).toMatch(/WELCOME says so/);
+    expect(client.stats.bytesReceived - snapshotBytes).toBeLessThan(snapshotBytes / 2);
     const bMetrics = await b.server.metrics.registry.getSingleMetricAsString('cattail_handshake_feeds_total');
     expect(bMetrics).toContain('mode="snapshot",reason="behind"');
     expect(bMetrics).not.toContain('mode="rebase"');

@@ -47,3 +47,10 @@ export async function upstreamOnSim(o: { sim?: SimOptions; up: SimUpstreamOption
   kubeConfig.loadFromFile(sim.kubeconfigPath);
   return { sim, clock, up: upstream({ random: () => 0.5, ...(typeof o.up === 'function' ? o.up(sim) : o.up) }, clock, kubeConfig) };
 }
+
+/** Another upstream on a simulator `upstreamOnSim` started (a restarted replica), stopped after the test. */
+export function anotherUpstreamOnSim(sim: Sim, clock: FakeClock, opts: SimUpstreamOptions): UpstreamHandle {
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromFile(sim.kubeconfigPath);
+  return upstream({ random: () => 0.5, ...opts }, clock, kubeConfig);
+}

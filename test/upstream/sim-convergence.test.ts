@@ -1,15 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import type { FakeClock } from '../../src/clock.js';
-import { get } from 'node:http';
-import { collectionPath, resource, RESOURCES, SYNCER_FEEDS } from '../../src/registry.js';
-import { parseJson } from '../../src/server/upstream/json.js';
+import { RESOURCES, SYNCER_FEEDS } from '../../src/registry.js';
 import { MsgReader } from '../../proto/msgpack.js';
 import type { Sim, SimOptions } from '../../src/sim/index.js';
-import { builtinFeed, type UpstreamHandle, type UpstreamOptions } from '../../src/server/upstream/index.js';
+import { type UpstreamHandle, type UpstreamOptions } from '../../src/server/upstream/index.js';
 import type { KubeObject } from '../../src/server/upstream/types.js';
 import { upstreamOnSim } from '../support/upstream.js';
 import { waitUntil } from '../support/wait.js';
-import { expectedState, RecordingSink, sameState } from './helpers.js';
+import { RecordingSink } from './helpers.js';
+import { converged as convergedOn } from './sim-oracle.js';
 
 /**
  * The upstream against the simulated API server (src/sim), sharing one FakeClock: after every
@@ -19,42 +18,14 @@ const FEEDS = Object.keys(SYNCER_FEEDS);
 // Serve every resource but these optional ones: they answer 404 (CRD not installed).
 const NOT_INSTALLED = ['bgpfilters.crd.projectcalico.org', 'virtualmachineinstancemigrations.kubevirt.io', 'clusternetworkpolicies.policy.networking.k8s.io'];
 
+const converged = (sink: RecordingSink, s: Sim, clock: FakeClock, feeds: readonly string[] = FEEDS): Promise<void> => convergedOn(sink, s, clock, feeds, NOT_INSTALLED);
+
 async function setup(opts: Partial<UpstreamOptions> = {}, simOpts: SimOptions = {}): Promise<{ clock: FakeClock; sink: RecordingSink; up: UpstreamHandle; s: Sim }> {
   const { sim, clock, up } = await upstreamOnSim({
     sim: { nodes: 4, podsPerNode: 5, seed: 7, resources: RESOURCES.map((r) => r.id).filter((id) => !NOT_INSTALLED.includes(id)), ...simOpts },
     up: { replicaId: 'sim-test', ...opts },
   });
   return { clock, sink: new RecordingSink(), up, s: sim };
-}
-
-/**
- * The simulator's objects, read over HTTP and parsed like the upstream parses (big integers exact:
- * the admin API's plain JSON.parse would round IPAMBlock sequence numbers).
- */
-async function simObjects(s: Sim, feeds: readonly string[]): Promise<(id: string) => KubeObject[]> {
-  const ids = new Set(feeds.flatMap((f) => builtinFeed(f).resources));
-  const out = new Map<string, KubeObject[]>();
-  for (const id of ids) {
-    if (NOT_INSTALLED.includes(id)) continue;
-    const text = await new Promise<string>((resolve, reject) => {
-      get(s.url + collectionPath(resource(id)), { headers: { 'user-agent': 'test-oracle' } }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-        res.on('error', reject);
-      }).on('error', reject);
-    });
-    out.set(id, (parseJson(text) as { items: KubeObject[] }).items);
-  }
-  return (id) => out.get(id) ?? [];
-}
-
-/** Waits (bounded, driving the clock) until every feed equals the simulator's objects projected. */
-async function converged(sink: RecordingSink, s: Sim, clock: FakeClock, feeds: readonly string[] = FEEDS): Promise<void> {
-  await waitUntil(async () => {
-    const objects = await simObjects(s, feeds);
-    return feeds.every((f) => sameState(sink.state.get(f), expectedState(builtinFeed(f), objects)));
-  }, `${feeds.join(', ')} to equal the simulator's objects projected`, { clock, stepMs: 500 });
 }
 
 describe('upstream against the simulator', () => {

@@ -1,33 +1,49 @@
 /**
- * The replica's checkpoint format (`cattail serve --state-dir`, issue #18 "Warm restart"): each
- * resource's objects as the upstream keeps them for relist diffing and projection, with the
- * resourceVersion its watch would resume from. Pure: encoding and verification only; the writer
- * and the loader live beside the upstream.
+ * The replica's checkpoint format (`cattail serve --state-dir`, issue #18 "Warm restart"): per
+ * resource, the projected state its views hold (key → encoded value, and which keys each object
+ * produced) with the resourceVersion that state stands for, so a restarted replica resumes its
+ * watches from there instead of listing. Pure: encoding and verification only; the writer and the
+ * loader are replica-state-file.ts and upstream/warm-state.ts.
  *
- * Format (version 1), `<stateDir>/cattail-replica.ckpt`, in the shared envelope (sealed-file.ts):
+ * Why projected values, not the Kubernetes objects: the upstream never keeps the objects (that is
+ * the point of projecting: a pod's endpoint value is ~13× smaller than the pod), and the views'
+ * values plus their ownership index are exactly what a relist diff and a later delete need. The
+ * identity below pins the projections that made them.
+ *
+ * Format (version 2), `<stateDir>/cattail-replica.ckpt`, in the shared envelope (sealed-file.ts):
  *   "CTLRSTA\n" ‖ u32be version ‖ u32be bodyLength ‖ body (plain msgpack) ‖ SHA-256(body)
- * The body: `{ identity, resources: [{ name, resourceVersion, objects: [[key, json]…] }] }`.
+ * The body: `{ identity, resources: [{ name, resourceVersion, views: [{ id, values: [[key, bin]…],
+ * owned: [[objectKey, [key…]]…] }] }] }`. Version 1 (never wired to a replica) stored object JSON.
  *
- * `identity` names what the objects are valid for (the cluster, the options and projection version
- * that shaped them): a checkpoint of another identity is foreign and ignored, never trusted, because
+ * `identity` names what the state is valid for (the cluster, the feeds and projection version
+ * that shaped it): a checkpoint of another identity is foreign and ignored, never trusted, because
  * resuming a watch from another cluster's resourceVersion would silently serve wrong state.
- * Objects are stored as their JSON text, not re-encoded: that is the form a relist compares against.
  */
 import { Packr } from 'msgpackr';
 import { CattailError } from '../../errors.js';
 import { seal, unseal } from '../../sealed-file.js';
 
 const MAGIC = Buffer.from('CTLRSTA\n', 'latin1');
-export const REPLICA_CHECKPOINT_VERSION = 1;
+export const REPLICA_CHECKPOINT_VERSION = 2;
 export const REPLICA_CHECKPOINT_FILE = 'cattail-replica.ckpt';
 
 const packr = new Packr({ useRecords: false, variableMapSize: true, mapsAsObjects: true });
 
+/** One view of a resource (one projection and selector pair; upstream/resource-view.ts). */
+export interface ViewCheckpoint {
+  /** The view's identity (projection and selectors); a restore matches views by it. */
+  readonly id: string;
+  /** Store key → encoded value. */
+  readonly values: readonly (readonly [string, Buffer])[];
+  /** Object key → the keys it produced, for objects whose keys are not just their own key. */
+  readonly owned: readonly (readonly [string, readonly string[]])[];
+}
+
 export interface ResourceCheckpoint {
   readonly name: string;
+  /** The resourceVersion the views' state stands for; the watch resumes from it. */
   readonly resourceVersion: string;
-  /** key (namespace/name) → the object's JSON text. */
-  readonly objects: ReadonlyMap<string, string>;
+  readonly views: readonly ViewCheckpoint[];
 }
 
 export interface ReplicaCheckpoint {
@@ -44,16 +60,31 @@ function bad(message: string, details?: Record<string, unknown>): CattailError {
  * exceed `maxBytes` (the caller keeps the previous checkpoint and reports it).
  */
 export function encodeReplicaCheckpoint(cp: ReplicaCheckpoint, maxBytes: number): Buffer {
-  const body = Buffer.from(packr.pack({
-    identity: cp.identity,
-    resources: cp.resources.map((r) => ({ name: r.name, resourceVersion: r.resourceVersion, objects: [...r.objects] })),
-  }));
+  const body = Buffer.from(packr.pack({ identity: cp.identity, resources: cp.resources }));
   const file = seal(MAGIC, REPLICA_CHECKPOINT_VERSION, body);
   if (file.length > maxBytes) throw bad(`replica checkpoint would be ${file.length} bytes, above the ${maxBytes}-byte bound`, { bytes: file.length, maxBytes });
   return file;
 }
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isBytes = (v: unknown): v is Uint8Array => v instanceof Uint8Array;
+
+function decodeView(v: unknown, resource: string): ViewCheckpoint {
+  if (!isObj(v) || typeof v['id'] !== 'string' || !Array.isArray(v['values']) || !Array.isArray(v['owned'])) throw bad(`replica checkpoint view of ${resource} has the wrong shape`, { resource });
+  const values: (readonly [string, Buffer])[] = [];
+  for (const e of v['values'] as unknown[]) {
+    if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'string' || !isBytes(e[1])) throw bad(`replica checkpoint value of ${resource} has the wrong shape`, { resource });
+    values.push([e[0], Buffer.from(e[1].buffer, e[1].byteOffset, e[1].byteLength)]);
+  }
+  const owned: (readonly [string, readonly string[]])[] = [];
+  for (const e of v['owned'] as unknown[]) {
+    if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'string' || !Array.isArray(e[1]) || !(e[1] as unknown[]).every((k) => typeof k === 'string')) {
+      throw bad(`replica checkpoint ownership entry of ${resource} has the wrong shape`, { resource });
+    }
+    owned.push([e[0], e[1] as string[]]);
+  }
+  return { id: v['id'], values, owned };
+}
 
 /**
  * Decodes and verifies a checkpoint written for `identity`.
@@ -68,18 +99,14 @@ export function decodeReplicaCheckpoint(buf: Buffer, identity: string): ReplicaC
     throw bad(`replica checkpoint body does not decode: ${(err as Error).message}`);
   }
   if (!isObj(raw) || typeof raw['identity'] !== 'string' || !Array.isArray(raw['resources'])) throw bad('replica checkpoint body has the wrong shape');
-  if (raw['identity'] !== identity) throw bad('replica checkpoint was written for another cluster, options or projection version', { identity: raw['identity'] });
+  if (raw['identity'] !== identity) throw bad('replica checkpoint was written for another cluster, feeds or projection version', { identity: raw['identity'] });
   const resources: ResourceCheckpoint[] = [];
   for (const r of raw['resources'] as unknown[]) {
-    if (!isObj(r) || typeof r['name'] !== 'string' || typeof r['resourceVersion'] !== 'string' || r['resourceVersion'] === '' || !Array.isArray(r['objects'])) {
+    if (!isObj(r) || typeof r['name'] !== 'string' || typeof r['resourceVersion'] !== 'string' || r['resourceVersion'] === '' || !Array.isArray(r['views'])) {
       throw bad('replica checkpoint resource has the wrong shape');
     }
-    const objects = new Map<string, string>();
-    for (const o of r['objects'] as unknown[]) {
-      if (!Array.isArray(o) || o.length !== 2 || typeof o[0] !== 'string' || typeof o[1] !== 'string') throw bad(`replica checkpoint object of ${r['name']} has the wrong shape`, { resource: r['name'] });
-      objects.set(o[0], o[1]);
-    }
-    resources.push({ name: r['name'], resourceVersion: r['resourceVersion'], objects });
+    const name = r['name'];
+    resources.push({ name, resourceVersion: r['resourceVersion'], views: (r['views'] as unknown[]).map((v) => decodeView(v, name)) });
   }
   return { identity, resources };
 }

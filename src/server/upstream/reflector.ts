@@ -50,6 +50,8 @@ export class Reflector implements ReflectorCore {
   private loop: Promise<void> | undefined;
   /** Set once the first list finished; later lists are relists (counted). */
   private listedOnce = false;
+  /** Started from a checkpoint (seed()): synced once a watch from its resourceVersion opens. */
+  private seeded = false;
 
   constructor(readonly o: ReflectorOptions) {
     this.backoff = new Backoff({ ...UPSTREAM_BACKOFF, random: o.random, ...o.backoff });
@@ -120,7 +122,37 @@ export class Reflector implements ReflectorCore {
     }
   }
 
+  /**
+   * Starts from a checkpoint's state (already restored into the view) at `rv`: the first attempt
+   * watches from `rv` instead of listing. Call before start(). The resource counts as synced only
+   * when that watch opens (200), i.e. when the API server still serves `rv`: a checkpoint proves
+   * a consistent state at `rv`, not that `rv` can be continued. A 410 there relists NotOlderThan
+   * `rv` (recovery.ts), whose diff against the restored state is only what changed.
+   */
+  seed(rv: string): void {
+    if (this.loop) throw new Error('seed() after start()');
+    this.rv = rv;
+    this.listMode = 'none';
+    this.seeded = true;
+    this.listedOnce = true;
+  }
+
+  /**
+   * The resourceVersion the view's state stands for, when it may be checkpointed: synced, served
+   * (not a missing CRD) and with a known RV. Consistent with the view whenever read between
+   * event-loop turns: watch.ts applies an event and moves the RV in one synchronous step, and a
+   * list in progress changes neither until it commits.
+   */
+  checkpointRv(): string | undefined {
+    return this.synced && !this.missing && this.rv !== undefined && this.rv !== '' ? this.rv : undefined;
+  }
+
   confirmHealthy(): void {
+    if (this.seeded && !this.synced && this.listMode === 'none') {
+      // The watch from the checkpoint's RV opened: the restored state continues from here.
+      this.markSynced();
+      this.o.onFlush(this.rv);
+    }
     const now = this.o.clock.monotonic();
     const wasStale = now - (this.lastHealthyMs ?? this.startedMs) > this.o.staleAfterMs;
     this.lastHealthyMs = now;

@@ -6,6 +6,7 @@ import type { UpstreamMetrics } from './metrics.js';
 import { encodeValue, entryProjector, type EntryProjector } from './projections/index.js';
 import { parseFieldSelector, parseLabelSelector, type Matcher } from './selector.js';
 import type { KubeObject } from './types.js';
+import type { ViewCheckpoint } from '../state/replica-checkpoint.js';
 
 /**
  * The projected state of one resource, shared by every feed that uses it: one "view" per distinct
@@ -25,6 +26,8 @@ import type { KubeObject } from './types.js';
  * costs no memory).
  */
 interface View {
+  /** Projection and selectors: what makes two feeds' uses of the resource one view. */
+  readonly id: string;
   readonly project: EntryProjector;
   readonly match: Matcher | undefined;
   readonly feeds: FeedState[];
@@ -58,10 +61,18 @@ class OwnedIndex {
   }
 
   set(objKey: string, entries: Entries): void {
+    this.setKeys(objKey, entries.map(([k]) => k));
+  }
+
+  setKeys(objKey: string, keys: readonly string[]): void {
     this.delete(objKey);
-    if (entries.length === 0 || (entries.length === 1 && entries[0]?.[0] === objKey)) return;
-    this.map.set(objKey, entries.length === 1 ? (entries[0] as readonly [string, Buffer])[0] : entries.map(([k]) => k));
-    this.keyCount += entries.length;
+    if (keys.length === 0 || (keys.length === 1 && keys[0] === objKey)) return;
+    this.map.set(objKey, keys.length === 1 ? (keys[0] as string) : [...keys]);
+    this.keyCount += keys.length;
+  }
+
+  entries(): (readonly [string, readonly string[]])[] {
+    return [...this.map].map(([k, o]) => [k, typeof o === 'string' ? [o] : o] as const);
   }
 
   delete(objKey: string): void {
@@ -127,7 +138,7 @@ export class ResourceView {
         const match: Matcher | undefined = label && field ? (o) => label(o) && field(o) : (label ?? field);
         const project = entryProjector(def, spec.projection);
         const statics = project.statics.map(([k, v]): readonly [string, Buffer] => [k, encodeValue(v)]);
-        view = { project, match, feeds: [], values: new Map(), owned: new OwnedIndex(), statics };
+        view = { id, project, match, feeds: [], values: new Map(), owned: new OwnedIndex(), statics };
         byId.set(id, view);
         this.views.push(view);
       }
@@ -266,6 +277,33 @@ export class ResourceView {
       view.owned = session.nextOwned[i] as OwnedIndex;
     });
     this.metrics.objects.set({ resource: this.def.id }, this.size);
+  }
+
+  /**
+   * The views' state for a replica checkpoint (state/replica-checkpoint.ts). Copies of the maps'
+   * entries, taken in one synchronous call, so they stand for one resourceVersion: the caller's.
+   * The value buffers are shared, not copied (stored values are never mutated).
+   */
+  exportViews(): ViewCheckpoint[] {
+    return this.views.map((v) => ({ id: v.id, values: [...v.values], owned: v.owned.entries() }));
+  }
+
+  /**
+   * Replaces the state with a checkpoint's, as a completed list would (differences queued to the
+   * feeds). Returns false, changing nothing, when the checkpoint's views are not exactly this
+   * resource's (the feeds' projections or selectors changed): such a state cannot be trusted.
+   */
+  restore(saved: readonly ViewCheckpoint[]): boolean {
+    if (saved.length !== this.views.length || !this.views.every((v, i) => saved[i]?.id === v.id)) return false;
+    const session = new ListSession(this, false);
+    saved.forEach((sv, i) => {
+      const next = session.next[i] as Map<string, Buffer>;
+      for (const [k, v] of sv.values) next.set(k, v);
+      const owned = session.nextOwned[i] as OwnedIndex;
+      for (const [objKey, keys] of sv.owned) owned.setKeys(objKey, keys);
+    });
+    this.commit(session);
+    return true;
   }
 
   /** The resource is gone (CRD uninstalled): everything known becomes a deletion, statics too. */

@@ -18,6 +18,9 @@ import { Reflector } from './reflector.js';
 import { ResourceView } from './resource-view.js';
 import { KubeTransport, type Transport } from './transport.js';
 import { upstreamOptions } from '../options.js';
+import { createHash } from 'node:crypto';
+import { PROJECTION_VERSION } from './projections/index.js';
+import { WarmState, type WarmStartResult } from './warm-state.js';
 
 /**
  * Options of {@link createUpstream}: the table-derived part ({@link upstreamOptions}: feeds and the
@@ -46,6 +49,11 @@ export interface UpstreamOptions extends OptionsOf<typeof upstreamOptions> {
   /** Replaces the HTTP transport (tests). */
   transport?: Transport;
   env?: Readonly<Record<string, string | undefined>>;
+  /**
+   * Names the cluster in the checkpoint's identity (stateDir). @default the kubeconfig's current
+   * cluster server URL: a checkpoint of another API server is never restored.
+   */
+  clusterId?: string;
 }
 
 /** The upstream plus what tests and the server read besides the seam. */
@@ -55,6 +63,13 @@ export interface UpstreamHandle extends Upstream {
   ready(): boolean;
   /** Objects and stored bytes per resource (memory figures). */
   sizes(): { id: string; objects: number; valueBytes: number }[];
+  /**
+   * With stateDir: writes the last checkpoint (call when draining starts; warm-state.ts says why
+   * then) and writes no other. Without stateDir: nothing.
+   */
+  finalCheckpoint(): Promise<void>;
+  /** With stateDir, once start() has read the state directory: what it found. */
+  warmStart(): Promise<WarmStartResult | undefined>;
 }
 
 /** Readiness from health: every resource synced, none stale, none refused. */
@@ -71,6 +86,9 @@ class KubeUpstream implements UpstreamHandle {
   private readonly clock: Clock;
   private ticker: Timer | undefined;
   private started = false;
+  private stopping = false;
+  private readonly warm: WarmState | undefined;
+  private starting: Promise<WarmStartResult | undefined> = Promise.resolve(undefined);
 
   constructor(specs: FeedSpec[], transport: Transport, o: UpstreamOptions & ConfigOf<typeof upstreamOptions>) {
     const clock = (this.clock = o.clock ?? realClock);
@@ -119,6 +137,17 @@ class KubeUpstream implements UpstreamHandle {
       );
     }
     this.tickMs = Math.max(50, Math.min(5_000, Math.floor(staleAfterMs / 10)));
+    if (o.stateDir !== undefined) {
+      // Everything that shapes the stored values: restoring a state made under other feeds,
+      // selectors or projection rules would serve values this build would not produce.
+      const identity = createHash('sha256')
+        .update(JSON.stringify({ cluster: o.clusterId ?? '', projection: PROJECTION_VERSION, views: this.views.map((v) => [v.def.id, v.views.map((x) => x.id)]) }))
+        .digest('hex');
+      this.warm = new WarmState({
+        dir: o.stateDir, identity, maxBytes: o.stateMaxBytes, intervalMs: o.stateCheckpointIntervalMs, clock, logger: logger.child({ stage: 'state' }),
+        registry: this.metrics.registry, sources: this.reflectors.map((reflector, i) => ({ reflector, view: this.views[i] as ResourceView })),
+      });
+    }
   }
 
   private readonly tickMs: number;
@@ -128,10 +157,38 @@ class KubeUpstream implements UpstreamHandle {
     this.started = true;
     this.dispatcher.start(sink);
     this.ticker = this.clock.setInterval(() => this.refreshHealth(), this.tickMs).unref();
-    for (const r of this.reflectors) r.start();
+    const warm = this.warm;
+    if (warm === undefined) {
+      for (const r of this.reflectors) r.start();
+      return;
+    }
+    // The checkpoint is restored (and the reflectors seeded) before any reflector starts.
+    this.starting = warm.load().then((result) => {
+      if (this.stopping) return result;
+      // The restored state goes out as one batch with the checkpoint's watermarks: the revision
+      // it makes stands for them, so agents whose watermarks are at or above them can rebase on
+      // it (PROTOCOL.md §7.1) once the watches have caught up.
+      for (const r of this.reflectors) if (r.rv !== undefined) this.dispatcher.setWatermark(r.id, r.rv);
+      this.dispatcher.flush();
+      for (const r of this.reflectors) r.start();
+      warm.start();
+      return result;
+    });
+  }
+
+  warmStart(): Promise<WarmStartResult | undefined> {
+    return this.starting;
+  }
+
+  async finalCheckpoint(): Promise<void> {
+    await this.starting;
+    await this.warm?.final();
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
+    await this.starting;
+    this.warm?.stop();
     this.ticker?.cancel();
     this.dispatcher.stop();
     await Promise.all(this.reflectors.map((r) => r.stop()));
@@ -170,8 +227,8 @@ export function createUpstream(options: UpstreamOptions): UpstreamHandle {
   if (typeof options.replicaId !== 'string' || options.replicaId === '') throw new InvalidArgumentError('createUpstream: replicaId must be a non-empty string');
   const o = { ...options, ...resolveOptions(upstreamOptions, options, 'createUpstream') };
   const specs = resolveFeeds(o.feeds, o.customFeeds);
-  const transport =
-    options.transport ??
-    new KubeTransport(options.kubeConfig ?? loadKubeConfig(options.kubeconfigPath, options.env), `cattail/${VERSION} (replica ${options.replicaId})`);
-  return new KubeUpstream(specs, transport, o);
+  const kc = options.transport === undefined ? (options.kubeConfig ?? loadKubeConfig(options.kubeconfigPath, options.env)) : undefined;
+  const transport = options.transport ?? new KubeTransport(kc as KubeConfig, `cattail/${VERSION} (replica ${options.replicaId})`);
+  const clusterId = options.clusterId ?? kc?.getCurrentCluster()?.server ?? '';
+  return new KubeUpstream(specs, transport, { ...o, clusterId });
 }

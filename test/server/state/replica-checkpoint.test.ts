@@ -5,8 +5,14 @@ import { decodeReplicaCheckpoint, encodeReplicaCheckpoint, type ReplicaCheckpoin
 const cp: ReplicaCheckpoint = {
   identity: 'cluster-a/opts-1',
   resources: [
-    { name: 'pods', resourceVersion: '1234', objects: new Map([['ns/a', '{"metadata":{"name":"a"}}'], ['ns/b', '{"metadata":{"name":"b"}}']]) },
-    { name: 'nodes', resourceVersion: '99', objects: new Map() },
+    {
+      name: 'pods', resourceVersion: '1234',
+      views: [
+        { id: '["calico","",""]', values: [['ns/a', Buffer.from([0x81, 0xa1, 0x61, 0x01])], ['ns/b', Buffer.from([0xc0])]], owned: [] },
+        { id: '["libcalico","",""]', values: [['/calico/v1/host/n1/workload/k8s/ns%2fa/endpoint/eth0', Buffer.from([0x80])]], owned: [['ns/a', ['/calico/v1/host/n1/workload/k8s/ns%2fa/endpoint/eth0']]] },
+      ],
+    },
+    { name: 'nodes', resourceVersion: '99', views: [{ id: 'x', values: [], owned: [] }] },
   ],
 };
 
@@ -21,9 +27,17 @@ function code(f: () => unknown): string {
 }
 
 describe('replica checkpoint format', () => {
-  it('round-trips objects and resourceVersions', () => {
+  it('round-trips views (values byte-exact, ownership) and resourceVersions', () => {
     const got = decodeReplicaCheckpoint(encodeReplicaCheckpoint(cp, 1 << 20), cp.identity);
-    expect(got.resources.map((r) => [r.name, r.resourceVersion, [...r.objects]])).toEqual(cp.resources.map((r) => [r.name, r.resourceVersion, [...r.objects]]));
+    expect(got.resources).toEqual(cp.resources);
+    expect(Buffer.isBuffer(got.resources[0]?.views[0]?.values[0]?.[1])).toBe(true);
+  });
+
+  it('rejects a body of the wrong shape (a value that is not bytes, a bad ownership entry)', () => {
+    const wrong = (r: unknown): string => code(() => decodeReplicaCheckpoint(encodeReplicaCheckpoint({ identity: 'i', resources: [r as ReplicaCheckpoint['resources'][number]] }, 1 << 20), 'i'));
+    expect(wrong({ name: 'pods', resourceVersion: '1', views: [{ id: 'v', values: [['k', 'text']], owned: [] }] })).toMatch(/CATTAIL_SERVER_STATE_INVALID: .*value of pods/);
+    expect(wrong({ name: 'pods', resourceVersion: '1', views: [{ id: 'v', values: [], owned: [['o', [1]]] }] })).toMatch(/ownership entry of pods/);
+    expect(wrong({ name: 'pods', resourceVersion: '', views: [] })).toMatch(/resource has the wrong shape/);
   });
 
   it('rejects corrupt, truncated, other-version and foreign files with CATTAIL_SERVER_STATE_INVALID', () => {
@@ -33,8 +47,8 @@ describe('replica checkpoint format', () => {
     expect(code(() => decodeReplicaCheckpoint(flipped, cp.identity))).toMatch(/^CATTAIL_SERVER_STATE_INVALID: .*checksum/);
     expect(code(() => decodeReplicaCheckpoint(buf.subarray(0, buf.length - 5), cp.identity))).toMatch(/^CATTAIL_SERVER_STATE_INVALID: .*truncated/);
     const v2 = Buffer.from(buf);
-    v2.writeUInt32BE(2, 8);
-    expect(code(() => decodeReplicaCheckpoint(v2, cp.identity))).toMatch(/^CATTAIL_SERVER_STATE_INVALID: .*version 2/);
+    v2.writeUInt32BE(3, 8);
+    expect(code(() => decodeReplicaCheckpoint(v2, cp.identity))).toMatch(/^CATTAIL_SERVER_STATE_INVALID: .*version 3/);
     expect(code(() => decodeReplicaCheckpoint(buf, 'cluster-b/opts-1'))).toMatch(/^CATTAIL_SERVER_STATE_INVALID: .*another cluster/);
     expect(code(() => decodeReplicaCheckpoint(Buffer.from('CTLCKPT\n' + 'x'.repeat(60)), cp.identity))).toMatch(/bad magic/);
   });

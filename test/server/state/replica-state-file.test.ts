@@ -6,7 +6,7 @@ import type { CattailError } from '../../../src/errors.js';
 import { REPLICA_CHECKPOINT_FILE, type ReplicaCheckpoint } from '../../../src/server/state/replica-checkpoint.js';
 import { readReplicaState, writeReplicaState } from '../../../src/server/state/replica-state-file.js';
 
-const cp: ReplicaCheckpoint = { identity: 'id', resources: [{ name: 'pods', resourceVersion: '7', objects: new Map([['ns/a', '{}']]) }] };
+const cp: ReplicaCheckpoint = { identity: 'id', resources: [{ name: 'pods', resourceVersion: '7', views: [{ id: 'v', values: [['ns/a', Buffer.from([0x80])]], owned: [] }] }] };
 let dir: string;
 beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), 'cattail-state-')); });
 afterEach(async () => { await rm(dir, { recursive: true, force: true }); });

@@ -1,0 +1,169 @@
+/**
+ * Warm restarts of a replica (`cattail serve --state-dir`, DESIGN.md "Warm restart"): checkpoints
+ * every resource's projected state with its resourceVersion, and on start restores it and seeds
+ * the reflectors so they watch from the saved resourceVersions instead of listing.
+ *
+ * When a checkpoint is written:
+ * - every `intervalMs`, when some resource's resourceVersion moved since the last one, and only
+ *   when every served resource is synced (a resource in the middle of a relist would be missing
+ *   from it, and the previous checkpoint still holds it);
+ * - once more when the replica starts draining (`final()`), after which no other is written.
+ *   Why then and not at exit: agents drained early leave with the state of that moment, and a
+ *   checkpoint newer than an agent's watermarks cannot rebase it (PROTOCOL.md §7.1: the replica
+ *   needs a revision at or below the agent's watermarks). A checkpoint at or behind every agent
+ *   it served lets each of them rebase once the restarted replica's watches have caught up.
+ *
+ * Cost: one synchronous copy of the views' entry lists (values are shared, not copied), one
+ * msgpack encode and SHA-256 of the file, then an asynchronous atomic write. At 150,000 pods the
+ * file is about the felix feed's size (~100 MB) and the encode a few hundred milliseconds of one
+ * core, hence a default interval of minutes, not seconds.
+ *
+ * Failure modes: a write that fails (disk full, above `maxBytes`) is logged with its code, counted,
+ * and retried at the next interval; the previous file stays (atomic-file.ts). A checkpoint that
+ * fails any check on load is reported (CATTAIL_SERVER_STATE_INVALID) and the replica starts cold.
+ */
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Clock, Timer } from '../../clock.js';
+import { CattailError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import type { ResourceCheckpoint } from '../state/replica-checkpoint.js';
+import { readReplicaState, writeReplicaState } from '../state/replica-state-file.js';
+import type { Reflector } from './reflector.js';
+import type { ResourceView } from './resource-view.js';
+
+export interface WarmStateOptions {
+  readonly dir: string;
+  /** What the state is valid for (cluster, feeds, projection version); see upstream.ts. */
+  readonly identity: string;
+  /** Bound of the checkpoint file, in bytes: larger ones are neither written nor read. */
+  readonly maxBytes: number;
+  /** Time between two checkpoints, in ms. */
+  readonly intervalMs: number;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly registry: Registry;
+  readonly sources: readonly { readonly reflector: Reflector; readonly view: ResourceView }[];
+}
+
+/** What a start found in the state directory. */
+export type WarmStartResult = 'warm' | 'partial' | 'cold' | 'invalid';
+
+export class WarmState {
+  private timer: Timer | undefined;
+  private writing: Promise<void> | undefined;
+  private frozen = false;
+  /** The resourceVersions of the last checkpoint written or restored, to skip unchanged ones. */
+  private lastRvs = '';
+  private readonly writes: Counter<'result'>;
+  private readonly bytes: Gauge;
+  private readonly lastSuccess: Gauge;
+  private readonly restored: Gauge;
+  private readonly starts: Counter<'result'>;
+
+  constructor(private readonly o: WarmStateOptions) {
+    const registers = [o.registry];
+    this.writes = new Counter({ name: 'cattail_state_checkpoint_writes_total', help: 'Replica checkpoints (--state-dir) by result: ok, error (logged with its code; retried next interval), unsynced (skipped: a resource was not synced).', labelNames: ['result'], registers });
+    this.bytes = new Gauge({ name: 'cattail_state_checkpoint_bytes', help: 'Size of the last replica checkpoint written, in bytes.', registers });
+    this.lastSuccess = new Gauge({ name: 'cattail_state_checkpoint_last_success_timestamp_seconds', help: 'Wall-clock time of the last replica checkpoint written (0: none yet).', registers });
+    this.restored = new Gauge({ name: 'cattail_state_restored_resources', help: 'Resources this replica restored from its checkpoint at start and watched from the saved resourceVersion instead of listing.', registers });
+    this.starts = new Counter({ name: 'cattail_state_starts_total', help: 'Replica starts with --state-dir by what the checkpoint gave: warm (every resource), partial, cold (no checkpoint), invalid (reported and ignored).', labelNames: ['result'], registers });
+  }
+
+  /**
+   * Restores the checkpoint into the views and seeds their reflectors. Call before the
+   * reflectors start. Never throws: whatever is wrong with the file means a cold start.
+   */
+  async load(): Promise<WarmStartResult> {
+    let invalid: CattailError | undefined;
+    const cp = await readReplicaState(this.o.dir, this.o.identity, this.o.maxBytes, (err) => {
+      invalid = err;
+    });
+    if (cp === undefined) {
+      const result = invalid === undefined ? 'cold' : 'invalid';
+      if (invalid !== undefined) this.o.logger.warn({ code: invalid.code, err: invalid, dir: this.o.dir }, 'replica checkpoint ignored; starting cold (listing every resource)');
+      else this.o.logger.info({ dir: this.o.dir }, 'no replica checkpoint; starting cold');
+      this.starts.inc({ result });
+      return result;
+    }
+    const saved = new Map<string, ResourceCheckpoint>(cp.resources.map((r) => [r.name, r]));
+    let restored = 0;
+    for (const { reflector, view } of this.o.sources) {
+      const r = saved.get(reflector.id);
+      if (r === undefined) continue;
+      if (!view.restore(r.views)) {
+        this.o.logger.warn({ code: 'CATTAIL_SERVER_STATE_INVALID', resource: reflector.id }, 'checkpointed views of this resource do not match its feeds; listing it');
+        continue;
+      }
+      reflector.seed(r.resourceVersion);
+      restored++;
+    }
+    this.lastRvs = this.rvsKey();
+    this.restored.set(restored);
+    const result = restored === this.o.sources.length ? 'warm' : 'partial';
+    this.starts.inc({ result });
+    this.o.logger.info({ dir: this.o.dir, restored, resources: this.o.sources.length }, 'replica checkpoint restored; watching from its resourceVersions');
+    return result;
+  }
+
+  start(): void {
+    if (this.timer !== undefined || this.frozen) return;
+    this.timer = this.o.clock.setInterval(() => void this.write(false), this.o.intervalMs).unref();
+  }
+
+  /** The last checkpoint (see the header: at the start of a drain). No other follows. */
+  async final(): Promise<void> {
+    this.stop();
+    await this.writing;
+    await this.write(true);
+    this.frozen = true;
+  }
+
+  stop(): void {
+    this.timer?.cancel();
+    this.timer = undefined;
+  }
+
+  /** For tests and final(): writes one checkpoint now when anything moved. */
+  write(force: boolean): Promise<void> {
+    if (this.frozen) return Promise.resolve();
+    if (this.writing !== undefined) return this.writing;
+    const p = this.writeOnce(force).finally(() => {
+      this.writing = undefined;
+    });
+    this.writing = p;
+    return p;
+  }
+
+  private rvsKey(): string {
+    return JSON.stringify(this.o.sources.map(({ reflector }) => reflector.checkpointRv() ?? null));
+  }
+
+  private async writeOnce(force: boolean): Promise<void> {
+    const resources: ResourceCheckpoint[] = [];
+    // One synchronous pass: every resource's views are copied at their own consistent RV.
+    for (const { reflector, view } of this.o.sources) {
+      const h = reflector.health();
+      if (h.missing) continue;
+      const rv = reflector.checkpointRv();
+      if (rv === undefined) {
+        this.writes.inc({ result: 'unsynced' });
+        return;
+      }
+      resources.push({ name: reflector.id, resourceVersion: rv, views: view.exportViews() });
+    }
+    const key = this.rvsKey();
+    if (!force && key === this.lastRvs) return;
+    try {
+      const n = await writeReplicaState(this.o.dir, { identity: this.o.identity, resources }, this.o.maxBytes);
+      this.lastRvs = key;
+      this.writes.inc({ result: 'ok' });
+      this.bytes.set(n);
+      this.lastSuccess.set(this.o.clock.now() / 1000);
+      this.o.logger.debug({ bytes: n, resources: resources.length }, 'replica checkpoint written');
+    } catch (err) {
+      this.writes.inc({ result: 'error' });
+      const code = err instanceof CattailError ? err.code : 'CATTAIL_SERVER_STATE_INVALID';
+      this.o.logger.warn({ code, err, dir: this.o.dir }, 'replica checkpoint not written; the previous one stays');
+    }
+  }
+}

@@ -1,0 +1,130 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { FakeClock } from '../../src/clock.js';
+import { REPLICA_CHECKPOINT_FILE } from '../../src/server/state/replica-checkpoint.js';
+import type { UpstreamHandle } from '../../src/server/upstream/index.js';
+import type { Sim } from '../../src/sim/index.js';
+import { anotherUpstreamOnSim, upstreamOnSim } from '../support/upstream.js';
+import { waitUntil } from '../support/wait.js';
+import { RecordingSink } from './helpers.js';
+import { converged } from './sim-oracle.js';
+
+/**
+ * Warm restarts (`--state-dir`, DESIGN.md "Warm restart") against the simulator's load counters:
+ * a replica restarted with its checkpoint makes no LIST and no WatchList (initial events), only
+ * watches from the saved resourceVersions; its feeds end equal to the API server's state; what it
+ * sends after the restored state is only what changed meanwhile.
+ */
+const FEEDS = ['felix', 'bgp'];
+let dir: string;
+beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), 'cattail-warm-')); });
+afterEach(async () => { await rm(dir, { recursive: true, force: true }); });
+
+const total = (v: Record<string, number> | number): number => (typeof v === 'number' ? v : Object.values(v).reduce((a, b) => a + b, 0));
+/**
+ * LIST requests of one replica (the oracle's own GETs are LISTs too, so counted per client) and
+ * WatchList initial events served in all (only replicas watch): what a cold start costs.
+ */
+function listCost(s: Sim, replicaId: string): { lists: number; initialEvents: number } {
+  const c = s.admin.counters();
+  const lists = Object.entries(c.clients).filter(([id]) => id.includes(`(replica ${replicaId})`)).reduce((n, [, v]) => n + v.lists, 0);
+  return { lists, initialEvents: total(c.initialEvents) };
+}
+const metric = async (up: UpstreamHandle, name: string, labels: Record<string, string> = {}): Promise<number> =>
+  ((await up.metrics.registry.getSingleMetric(name)?.get())?.values ?? [])
+    .filter((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l))
+    .reduce((n, v) => n + v.value, 0);
+
+async function firstRun(): Promise<{ s: Sim; clock: FakeClock; up: UpstreamHandle; sink: RecordingSink }> {
+  const { sim: s, clock, up } = await upstreamOnSim({ sim: { nodes: 4, podsPerNode: 6, seed: 11 }, up: { replicaId: 'r1', feeds: FEEDS, stateDir: dir } });
+  const sink = new RecordingSink();
+  up.start(sink);
+  await waitUntil(() => FEEDS.every((f) => sink.status.get(f) === 'in-sync'), { clock });
+  await converged(sink, s, clock, FEEDS);
+  return { s, clock, up, sink };
+}
+
+async function restart(s: Sim, clock: FakeClock, replicaId = 'r1b'): Promise<{ up: UpstreamHandle; sink: RecordingSink }> {
+  const up = anotherUpstreamOnSim(s, clock, { replicaId, feeds: FEEDS, stateDir: dir });
+  const sink = new RecordingSink();
+  up.start(sink);
+  await waitUntil(() => FEEDS.every((f) => sink.status.get(f) === 'in-sync'), { clock });
+  await converged(sink, s, clock, FEEDS);
+  return { up, sink };
+}
+
+describe('warm restart of a replica (--state-dir)', () => {
+  it('restores the checkpoint, watches from its resourceVersions: zero LISTs, only the changes after it', async () => {
+    const { s, clock, up, sink: first } = await firstRun();
+    await up.finalCheckpoint();
+    expect(await metric(up, 'cattail_state_checkpoint_writes_total', { result: 'ok' })).toBe(1);
+    const sizes = new Map(FEEDS.map((f) => [f, first.state.get(f)?.size ?? 0]));
+    await up.stop();
+    // Changes while the replica is down.
+    s.admin.churnSteps(40);
+    const before = listCost(s, 'r1b');
+    const { up: up2, sink } = await restart(s, clock);
+    expect(await up2.warmStart()).toBe('warm');
+    expect(listCost(s, 'r1b')).toEqual({ lists: 0, initialEvents: before.initialEvents });
+    expect(await metric(up2, 'cattail_upstream_relists_total')).toBe(0);
+    expect(await metric(up2, 'cattail_state_restored_resources')).toBe(up2.health().filter((h) => !h.missing).length);
+    // The first batch of each feed is the restored state; everything after it is the churn's
+    // difference: far less than the state, and no more than one update per changed key.
+    for (const f of FEEDS) {
+      const batches = sink.batches.filter((b) => b.feed === f && b.batch.updates.length > 0);
+      const restored = batches[0]?.batch.updates.length ?? 0;
+      const after = batches.slice(1).reduce((n, b) => n + b.batch.updates.length, 0);
+      // The restored batch is the whole checkpointed state (restores change nothing below it).
+      expect(restored).toBe(sizes.get(f));
+      if (f === 'felix') expect(after).toBeGreaterThan(0);
+      expect(after).toBeLessThan(restored / 2);
+    }
+  });
+
+  it('a resourceVersion the API server no longer serves (410) relists that resource and converges', async () => {
+    const { s, clock, up } = await firstRun();
+    await up.finalCheckpoint();
+    await up.stop();
+    s.admin.churnSteps(30);
+    s.admin.compact();
+    const before = listCost(s, 'r1b');
+    const { up: up2 } = await restart(s, clock);
+    expect(await up2.warmStart()).toBe('warm');
+    // Relisted, but against the restored state: the relists are counted as expired, not initial.
+    const expired = await metric(up2, 'cattail_upstream_relists_total', { reason: 'expired' });
+    expect(expired).toBeGreaterThan(0);
+    const after = listCost(s, 'r1b');
+    expect(after.lists + after.initialEvents).toBeGreaterThan(before.lists + before.initialEvents);
+  });
+
+  it('writes periodically only when a resourceVersion moved, and a corrupt or foreign checkpoint is ignored (cold start)', async () => {
+    const { s, clock, up, sink: sinkOf } = await firstRun();
+    // Default interval 300 s: two intervals without changes write once; a change writes again.
+    const writes = (): Promise<number> => metric(up, 'cattail_state_checkpoint_writes_total', { result: 'ok' });
+    await clock.advanceAsync(300_000);
+    await waitUntil(async () => (await writes()) === 1, 'the first periodic checkpoint');
+    await clock.advanceAsync(300_000);
+    await new Promise((r) => setImmediate(r));
+    expect(await writes()).toBe(1);
+    s.admin.churnSteps(5);
+    await converged(sinkOf, s, clock, FEEDS);
+    await clock.advanceAsync(300_000);
+    await waitUntil(async () => (await writes()) === 2, 'a checkpoint after the change');
+    await up.stop();
+    await writeFile(join(dir, REPLICA_CHECKPOINT_FILE), Buffer.from('CTLRSTA\n\0\0\0\x02garbage'));
+    const before = listCost(s, 'r1b');
+    const { up: up2 } = await restart(s, clock);
+    expect(await up2.warmStart()).toBe('invalid');
+    expect(await metric(up2, 'cattail_state_starts_total', { result: 'invalid' })).toBe(1);
+    const after = listCost(s, 'r1b');
+    expect(after.lists + after.initialEvents).toBeGreaterThan(before.lists + before.initialEvents);
+    // A checkpoint of another cluster (another identity) is not restored either.
+    await up2.finalCheckpoint();
+    await up2.stop();
+    const other = anotherUpstreamOnSim(s, clock, { replicaId: 'r3', feeds: FEEDS, stateDir: dir, clusterId: 'https://other-cluster:6443' });
+    other.start(new RecordingSink());
+    expect(await other.warmStart()).toBe('invalid');
+  });
+});
