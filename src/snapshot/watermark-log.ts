@@ -5,8 +5,13 @@
  *
  * A batch that changes no entry still advances the watermarks (PROTOCOL.md §8), so the record of
  * the current revision keeps moving until the next revision starts: the state at revision r is the
- * upstream's state, projected, at every watermark recorded for r, and the record holds the newest.
- * Records of past revisions are final.
+ * upstream's state, projected, at every watermark recorded for r. The record holds both ends: the
+ * newest (what an agent that applied r has: the convergence barrier's `at()`) and the oldest (what
+ * a rebase compares, `find()`: the lower the record, the more agents it serves, and it is as
+ * correct, since nothing the feed holds changed between the two). Keeping only the newest lost a
+ * warm-restarted replica its one useful record: its restored state is older than its agents', and
+ * the first bookmark after the restart moved that record past them. Records of past revisions are
+ * final.
  * Revisions are local to a replica, resourceVersions are not: given the watermarks W of the
  * agent's state, the newest revision r made at watermarks ≤ W is one from which `since(r)` holds
  * every key that can differ between the agent's state and ours.
@@ -61,6 +66,8 @@ export class WatermarkLog {
   /** Ring buffer of (revision, watermarks), oldest at #start; revisions strictly increasing. */
   readonly #revisions: number[] = [];
   readonly #watermarks: Watermarks[] = [];
+  /** Per record: the watermarks its revision was first recorded at (resources added later at theirs). */
+  readonly #first: Watermarks[] = [];
   #start = 0;
   /**
    * The last batch that deleted keys this store did not hold, with the revision and watermarks it
@@ -90,11 +97,15 @@ export class WatermarkLog {
       if (revision < last) return;
       if (revision === last) {
         this.#watermarks[n - 1] = watermarks;
+        const first = this.#first[n - 1] as Watermarks;
+        // A resource synced later at this revision (an empty list) joins at its first value.
+        if (!sameResources(first, watermarks)) this.#first[n - 1] = Object.freeze({ ...watermarks, ...first });
         return;
       }
     }
     this.#revisions.push(revision);
     this.#watermarks.push(watermarks);
+    this.#first.push(watermarks);
     if (this.size > this.maxRecords) this.#start++;
     this.#compact();
   }
@@ -125,12 +136,12 @@ export class WatermarkLog {
     let hi = this.#revisions.length; // first index known not to satisfy
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (atOrBelow(this.#watermarks[mid] as Watermarks, agent)) lo = mid + 1;
+      if (atOrBelow(this.#first[mid] as Watermarks, agent)) lo = mid + 1;
       else hi = mid;
     }
     const i = lo - 1;
     if (i < this.#start) return { kind: 'none' };
-    const w = this.#watermarks[i] as Watermarks;
+    const w = this.#first[i] as Watermarks;
     // A record missing a resource the agent names was made before that resource's list was in
     // the store: the store did not then hold that resource's upstream state at any watermark.
     if (!sameResources(w, agent) || !atOrBelow(w, agent)) return { kind: 'none' };
@@ -160,6 +171,7 @@ export class WatermarkLog {
     if (this.#start > 1024 && this.#start * 2 > this.#revisions.length) {
       this.#revisions.splice(0, this.#start);
       this.#watermarks.splice(0, this.#start);
+      this.#first.splice(0, this.#start);
       this.#start = 0;
     }
   }

@@ -55,6 +55,21 @@ describe('FeedStore.rebase', () => {
     expect(sameState(rebased(agent, s), viewState(b.current()))).toBe(true);
   });
 
+  it('serves an agent between the first and the last watermarks of a revision (a warm-restarted replica\'s restored state)', () => {
+    // The restored state is one batch at the checkpoint's watermarks; bookmarks then move the
+    // watermarks without changing an entry, and a pod changes only later.
+    const b = new FeedStore({ feed: 'f' });
+    b.apply({ updates: [{ key: '/pods/ns/a', value: v(1) }, { key: '/nodes/n1', value: v(2) }], watermarks: { pods: '100', nodes: '90' }, status: 'in-sync' }, 0);
+    b.apply({ updates: [], watermarks: { pods: '100', nodes: '130' }, status: 'in-sync' }, 0);
+    b.apply({ updates: [{ key: '/pods/ns/a', value: v(3) }], watermarks: { pods: '140', nodes: '130' }, status: 'in-sync' }, 0);
+    // The agent left the replica before the crash at nodes 110 (a bookmark the checkpoint missed),
+    // pods 120 (a label change that changed no entry of the feed).
+    const found = b.rebase({ pods: '120', nodes: '110' });
+    expect(found).toEqual({ kind: 'revision', revision: 1 });
+    const agent: State = new Map([['/pods/ns/a', v(1)], ['/nodes/n1', v(2)]]);
+    expect(sameState(rebased(agent, b.since(1)), viewState(b.current()))).toBe(true);
+  });
+
   it('answers behind when the store has not reached the agent watermarks, or lacks a resource of them', () => {
     const b = new FeedStore({ feed: 'f' });
     feed(b, events(10), [10]);

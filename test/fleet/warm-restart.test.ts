@@ -1,0 +1,94 @@
+/**
+ * Warm restarts with real processes on loopback (issue #18, DESIGN.md "Warm restart"): the
+ * simulator, one replica (`cattail serve --state-dir`) and 100 discard agents that know only it.
+ * The replica is restarted twice, gracefully (SIGTERM: the checkpoint is taken when the drain
+ * starts) and by a crash (SIGKILL: the last periodic checkpoint, older than what its agents hold),
+ * while pods change. Each time the restarted replica makes no LIST and no WatchList (it watches
+ * from the saved resourceVersions: the simulator's own counters say so), and every agent comes
+ * back by rebase, not snapshot, receiving a small fraction of a snapshot's bytes.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { AgentWorker, ReplicaProc, SimProc, loopbackBlock } from '../../src/bench/procs.js';
+import type { CountersSnapshot } from '../../src/sim/counters.js';
+import { waitUntil } from '../support/wait.js';
+
+const AGENTS = 100;
+const hostOf = loopbackBlock(5151);
+const stateDir = mkdtempSync(join(tmpdir(), 'cattail-warm-proc-'));
+const procs: { stop(): Promise<unknown> }[] = [];
+afterAll(async () => {
+  for (const p of procs.reverse()) await p.stop().catch(() => undefined);
+  rmSync(stateDir, { recursive: true, force: true });
+}, 60_000);
+
+const total = (v: Record<string, number> | number): number => (typeof v === 'number' ? v : Object.values(v).reduce((a, b) => a + b, 0));
+
+describe('fleet - warm restart of a replica', () => {
+  it('restarts (SIGTERM, then SIGKILL) without LISTs, and its agents rebase instead of taking snapshots', async () => {
+    const sim = await SimProc.start({ host: hostOf(1), nodes: 200, podsPerNode: 5, seed: 3 });
+    procs.push(sim);
+    const a = new ReplicaProc('warm-a', hostOf(10), sim.kubeconfig, ['felix'], ['--state-dir', stateDir, '--state-checkpoint-interval-ms', '1000', '--shutdown-timeout-ms', '3000']);
+    procs.push({ stop: async () => (a.running ? a.kill('SIGKILL') : undefined) });
+    await a.start();
+    await a.ready();
+    const agents = await AgentWorker.start({ servers: [a.url], feeds: ['felix'], agents: AGENTS, nodePrefix: 'warm-node-', durationMs: 170_000 });
+    procs.push(agents);
+    await waitUntil(() => agents.last?.inSync === AGENTS, 'every agent in sync', { timeoutMs: 60_000, pollMs: 100 });
+    const snapshots = agents.last?.snapshots ?? 0;
+    expect(snapshots).toBe(AGENTS);
+    const snapshotBytesPerAgent = (agents.last?.bytes ?? 0) / AGENTS;
+    const pods = (await sim.list('pods', 200)).filter((p) => (p as { spec?: { hostNetwork?: boolean } }).spec?.hostNetwork !== true);
+    let flips = 0;
+    const change = async (n: number): Promise<void> => {
+      for (let i = 0; i < n; i++, flips++) {
+        const p = pods[flips % pods.length]!;
+        await sim.admin('PATCH', `/objects/pods?namespace=${encodeURIComponent(p.metadata?.namespace ?? '')}&name=${encodeURIComponent(p.metadata?.name ?? '')}`, { metadata: { labels: { 'warm.cattail/flip': String(flips) } } });
+      }
+    };
+
+    /** Restarts the replica after `kill`, with changes while it is down; what it cost. */
+    const restart = async (kill: () => Promise<unknown>): Promise<{ lists: number; initialEvents: number; bytesPerAgent: number; ms: number }> => {
+      const resumes0 = agents.last?.resumes ?? 0;
+      const bytes0 = agents.last?.bytes ?? 0;
+      await kill();
+      await change(20);
+      await sim.admin('POST', '/counters/reset');
+      const t0 = Date.now();
+      await a.start();
+      await a.ready();
+      await waitUntil(() => (agents.last?.resumes ?? 0) >= resumes0 + AGENTS && agents.last?.inSync === AGENTS, 'every agent back in sync by rebase', {
+        timeoutMs: 60_000, pollMs: 100, detail: () => JSON.stringify(agents.last),
+      });
+      const ms = Date.now() - t0;
+      const c = await sim.admin<CountersSnapshot>('GET', '/counters');
+      const lists = Object.entries(c.clients).filter(([id]) => id.includes('(replica warm-a)')).reduce((n, [, v]) => n + v.lists, 0);
+      return { lists, initialEvents: total(c.initialEvents), bytesPerAgent: ((agents.last?.bytes ?? 0) - bytes0) / AGENTS, ms };
+    };
+
+    // Graceful: SIGTERM takes the checkpoint, then drains.
+    const graceful = await restart(async () => expect(await a.kill('SIGTERM')).toBe(0));
+    expect(graceful.lists).toBe(0);
+    expect(graceful.initialEvents).toBe(0);
+    expect(await a.metricByLabel('cattail_state_starts_total')).toMatchObject({ 'result="warm"': 1 });
+    expect(agents.last?.snapshots).toBe(snapshots);
+    expect(graceful.bytesPerAgent).toBeLessThan(snapshotBytesPerAgent / 10);
+
+    // A crash: changes after the last periodic checkpoint reach the agents, so they are ahead of
+    // it; they leave at WELCOME (reason behind) until the watches have replayed the difference.
+    await change(5);
+    await waitUntil(async () => ((await a.metricByLabel('cattail_state_checkpoint_writes_total'))['result="ok"'] ?? 0) >= 1, 'a periodic checkpoint', { timeoutMs: 20_000, pollMs: 200 });
+    await change(5);
+    await waitUntil(() => agents.last?.inSync === AGENTS, 'the agents have the changes after the checkpoint', { timeoutMs: 20_000, pollMs: 100 });
+    await new Promise((r) => setTimeout(r, 500));
+    const crash = await restart(() => a.kill('SIGKILL'));
+    expect(crash.lists).toBe(0);
+    expect(crash.initialEvents).toBe(0);
+    expect(agents.last?.snapshots).toBe(snapshots);
+    expect(crash.bytesPerAgent).toBeLessThan(snapshotBytesPerAgent / 10);
+    expect(agents.last?.violations).toBe(0);
+    console.log(`warm restart: ${AGENTS} agents, snapshot ${Math.round(snapshotBytesPerAgent)} B/agent; SIGTERM: ${graceful.lists} LISTs, ${Math.round(graceful.bytesPerAgent)} B/agent, ${graceful.ms} ms; SIGKILL: ${crash.lists} LISTs, ${Math.round(crash.bytesPerAgent)} B/agent, ${crash.ms} ms`);
+  }, 180_000);
+});
