@@ -14,6 +14,7 @@ import { FanOutStats } from '../../src/server/fanout/stats.js';
 import { registerConvergenceGauges } from '../../src/server/ops/convergence-metrics.js';
 import { createMetrics } from '../../src/server/ops/metrics.js';
 import { UpstreamMetrics } from '../../src/server/upstream/metrics.js';
+import { warmStateMetrics } from '../../src/server/upstream/warm-state.js';
 
 function cell(text: string): string {
   return text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
@@ -58,7 +59,9 @@ export function metricsTable(): string {
   const server = createMetrics(new FanOutStats(), { defaultMetrics: false });
   // Registered by startServer beside the fan-out (they read its connections); no sources needed to list them.
   registerConvergenceGauges(server, { resources: () => [], connections: () => [], waiting: () => 0 });
-  const registries = [server.registry, new UpstreamMetrics().registry];
+  const upstream = new UpstreamMetrics();
+  warmStateMetrics(upstream.registry);
+  const registries = [server.registry, upstream.registry];
   const metrics = registries.flatMap((r) => r.getMetricsAsArray() as unknown as { name: string; type: string; labelNames?: readonly string[]; help: string }[]);
   for (const m of metrics.sort((a, b) => a.name.localeCompare(b.name))) {
     rows.push(`| \`${m.name}\` | ${m.type} | ${(m.labelNames ?? []).map((l) => `\`${l}\``).join(', ')} | ${cell(m.help)} |`);

@@ -253,7 +253,7 @@ export class FeedStore {
     // After the meta: the revision stands for the watermarks the batch brought the store to (a
     // batch that changed no entry moves the current revision's record).
     if (changed || metaChanged) this.#marks.record(this.#revision, this.#meta.watermarks);
-    if (deletedUnknown > 0) this.#marks.barrier(this.#revision, this.#meta.watermarks);
+    if (deletedUnknown > 0 || batch.barrier === true) this.#marks.barrier(this.#revision, this.#meta.watermarks);
     // Bound what the stale tree pins (superseded values) and what the next current() replays.
     if (this.#unflushed > FLUSH_MIN_KEYS + (this.#live.length >>> FLUSH_STATE_SHIFT)) this.#flushTree();
     const trimmed = this.#trim(now).droppedTombstones;

@@ -18,6 +18,12 @@ export interface Batch {
   /** Recorded after the batch's last update (at the new revision if the batch changed data). */
   readonly status?: SyncStatus;
   readonly stale?: boolean;
+  /**
+   * The batch ends a relist after a watch gap (410, an older list): its diff cannot show objects
+   * created and deleted inside the gap, which another replica's agent may hold, so no agent whose
+   * watermarks are below this batch's is rebased from a revision before it (PROTOCOL.md §7.1).
+   */
+  readonly barrier?: boolean;
 }
 
 export interface ApplyResult {

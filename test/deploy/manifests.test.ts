@@ -60,7 +60,7 @@ function docs(text: string): K8sObject[] {
 const manifests = yamlFiles(deployDir).filter((f) => !f.endsWith('kustomization.yaml'));
 const objects = manifests.flatMap((f) => docs(readFileSync(f, 'utf8')).map((o) => ({ file: relative(repo, f), o })));
 const deployment = objects.find((x) => x.o.kind === 'Deployment')?.o as unknown as {
-  spec: { template: { spec: { terminationGracePeriodSeconds: number; containers: { args: string[]; ports: { name: string; containerPort: number }[]; readinessProbe: { httpGet: { path: string; port: string } }; livenessProbe: { httpGet: { path: string; port: string } } }[] } } };
+  spec: { template: { spec: { terminationGracePeriodSeconds: number; volumes: { name: string; emptyDir?: object }[]; containers: { args: string[]; volumeMounts: { name: string; mountPath: string }[]; ports: { name: string; containerPort: number }[]; readinessProbe: { httpGet: { path: string; port: string } }; livenessProbe: { httpGet: { path: string; port: string } } }[] } } };
 };
 
 describe('deploy/ manifests', () => {
@@ -99,6 +99,10 @@ describe('deploy/ manifests', () => {
     expect(c.livenessProbe.httpGet).toEqual({ path: '/livez', port: 'metrics' });
     // The kubelet's grace must cover the paced drain, or agents are cut off all at once at its end.
     expect(deployment.spec.template.spec.terminationGracePeriodSeconds * 1000).toBe(config.shutdownTimeoutMs);
+    // The checkpoint directory is a writable volume (the root filesystem is read-only).
+    const state = c.volumeMounts.find((m) => m.mountPath === config.stateDir);
+    expect(state, 'a volume mounted at --state-dir').toBeDefined();
+    expect(deployment.spec.template.spec.volumes.find((v) => v.name === state?.name)?.emptyDir).toBeDefined();
   });
 
   it('the dashboard queries only metrics the server exports', async () => {

@@ -70,6 +70,15 @@ describe('FeedStore.rebase', () => {
     expect(sameState(rebased(agent, b.since(1)), viewState(b.current()))).toBe(true);
   });
 
+  it('a barrier batch (the end of a relist) rebases no agent below its watermarks from before it', () => {
+    const b = new FeedStore({ feed: 'f' });
+    feed(b, events(20), [5, 5, 5, 5]);
+    expect(b.rebase({ pods: '110' })).toEqual({ kind: 'revision', revision: 2 });
+    b.apply({ updates: [{ key: '/pods/ns/x', value: v(9) }], watermarks: { pods: '200' }, status: 'in-sync', barrier: true }, 0);
+    expect(b.rebase({ pods: '110' })).toEqual({ kind: 'none' });
+    expect(b.rebase({ pods: '200' })).toEqual({ kind: 'revision', revision: 5 });
+  });
+
   it('answers behind when the store has not reached the agent watermarks, or lacks a resource of them', () => {
     const b = new FeedStore({ feed: 'f' });
     feed(b, events(10), [10]);

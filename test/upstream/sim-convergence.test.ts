@@ -80,6 +80,10 @@ describe('upstream against the simulator', () => {
     expect(sink.batches.slice(firstInSync).filter((b) => b.batch.status === 'resyncing')).toEqual([]);
     const relists = (await up.metrics.relists.get()).values.filter((v) => v.labels.reason === 'expired').reduce((n, v) => n + v.value, 0);
     expect(relists).toBeGreaterThan(0);
+    // The relist's batch is a rebase barrier (its diff cannot show what came and went in the gap);
+    // the first lists' batches are not.
+    expect(sink.batches.slice(0, firstInSync + 1).some((b) => b.batch.barrier === true)).toBe(false);
+    expect(sink.batches.slice(firstInSync + 1).some((b) => b.batch.barrier === true)).toBe(true);
   });
 
   it('10,000 status-only pod updates yield zero feed updates and zero store revisions', async () => {

@@ -27,6 +27,12 @@ export interface FeedBatch {
   readonly watermarks?: Readonly<Record<string, string>>;
   readonly status?: SyncStatus;
   readonly stale?: boolean;
+  /**
+   * The batch ends a relist after a watch gap (410, an older list): its diff cannot show objects
+   * created and deleted inside the gap, which another replica's agent may hold, so no agent whose
+   * watermarks are below this batch's is rebased from a revision before it (PROTOCOL.md §7.1).
+   */
+  readonly barrier?: boolean;
 }
 
 /** Where the upstream delivers batches. Called synchronously; must not throw for bad data. */

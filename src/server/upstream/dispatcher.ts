@@ -37,6 +37,8 @@ export class FeedState {
   watermarksMoved = false;
   /** Monotonic ms of its last batch (the watermark-only rate limit counts from it). */
   lastBatchMs = -Infinity;
+  /** A relist of one of its resources committed since its last batch (FeedBatch.barrier). */
+  barrier = false;
 
   constructor(readonly spec: FeedSpec) {}
 
@@ -105,6 +107,14 @@ export class FeedDispatcher {
     this.watermarkTimer = undefined;
   }
 
+  /** A relist of the resource (not its first list) committed: its feeds' next batch is a barrier. */
+  relisted(resource: string): void {
+    for (const f of this.feedsOf(resource)) {
+      f.barrier = true;
+      f.dirty = true;
+    }
+  }
+
   /** The resource's initial list completed (or it is missing): feeds may become in sync. */
   resourceSynced(resource: string): void {
     for (const f of this.feedsOf(resource)) {
@@ -140,6 +150,8 @@ export class FeedDispatcher {
       for (const [key, value] of f.pending) updates.push({ key, value });
       f.pending = new Map();
       f.dirty = false;
+      const barrier = f.barrier;
+      f.barrier = false;
       f.watermarksMoved = false;
       f.lastBatchMs = now;
       const watermarks: Record<string, string> = {};
@@ -150,7 +162,7 @@ export class FeedDispatcher {
       for (let start = 0; start < updates.length || start === 0; start += this.maxBatchUpdates) {
         const last = start + this.maxBatchUpdates >= updates.length;
         const batch: FeedBatch = last
-          ? { updates: updates.slice(start), watermarks, status: f.status, stale: f.stale }
+          ? { updates: updates.slice(start), watermarks, status: f.status, stale: f.stale, ...(barrier ? { barrier: true } : {}) }
           : { updates: updates.slice(start, start + this.maxBatchUpdates), watermarks, stale: f.stale };
         try {
           sink.onBatch(f.name, batch);

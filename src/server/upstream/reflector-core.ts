@@ -48,6 +48,8 @@ export interface ReflectorOptions {
   readonly onSynced: () => void;
   /** Called after each applied chunk with the current RV (watermark). */
   readonly onFlush: (rv: string | undefined) => void;
+  /** Called when a relist (not the first list) committed, before its onFlush. */
+  readonly onRelisted?: () => void;
 }
 
 /** What the next attempt lists first: nothing (watch on), the first list, a relist NotOlderThan the RV, or a consistent (quorum) one. */

@@ -191,6 +191,7 @@ export class Reflector implements ReflectorCore {
     if (rv !== undefined && rv !== '') this.rv = rv;
     this.listMode = 'none';
     this.missing = false;
+    if (this.listedOnce) this.o.onRelisted?.();
     this.listedOnce = true;
     // Synced before the flush: "in-sync" must ride on the batch with the list's last update.
     this.markSynced();

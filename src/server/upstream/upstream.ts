@@ -128,6 +128,7 @@ class KubeUpstream implements UpstreamHandle {
           random: o.random ?? Math.random,
           onHealth: () => this.refreshHealth(),
           onSynced: () => this.dispatcher.resourceSynced(id),
+          onRelisted: () => this.dispatcher.relisted(id),
           onFlush: (rv) => {
             this.dispatcher.setWatermark(id, rv);
             this.metrics.objects.set({ resource: id }, view.size);

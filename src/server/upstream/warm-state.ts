@@ -48,6 +48,18 @@ export interface WarmStateOptions {
 /** What a start found in the state directory. */
 export type WarmStartResult = 'warm' | 'partial' | 'cold' | 'invalid';
 
+/** The warm-restart metrics (registered where the upstream's are; also listed by docs/reference.md). */
+export function warmStateMetrics(registry: Registry): { writes: Counter<'result'>; bytes: Gauge; lastSuccess: Gauge; restored: Gauge; starts: Counter<'result'> } {
+  const registers = [registry];
+  return {
+    writes: new Counter({ name: 'cattail_state_checkpoint_writes_total', help: 'Replica checkpoints (--state-dir) by result: ok, error (logged with its code; retried next interval), unsynced (skipped: a resource was not synced).', labelNames: ['result'], registers }),
+    bytes: new Gauge({ name: 'cattail_state_checkpoint_bytes', help: 'Size of the last replica checkpoint written, in bytes.', registers }),
+    lastSuccess: new Gauge({ name: 'cattail_state_checkpoint_last_success_timestamp_seconds', help: 'Wall-clock time of the last replica checkpoint written (0: none yet).', registers }),
+    restored: new Gauge({ name: 'cattail_state_restored_resources', help: 'Resources this replica restored from its checkpoint at start and watched from the saved resourceVersion instead of listing.', registers }),
+    starts: new Counter({ name: 'cattail_state_starts_total', help: 'Replica starts with --state-dir by what the checkpoint gave: warm (every resource), partial, cold (no checkpoint), invalid (reported and ignored).', labelNames: ['result'], registers }),
+  };
+}
+
 export class WarmState {
   private timer: Timer | undefined;
   private writing: Promise<void> | undefined;
@@ -61,12 +73,7 @@ export class WarmState {
   private readonly starts: Counter<'result'>;
 
   constructor(private readonly o: WarmStateOptions) {
-    const registers = [o.registry];
-    this.writes = new Counter({ name: 'cattail_state_checkpoint_writes_total', help: 'Replica checkpoints (--state-dir) by result: ok, error (logged with its code; retried next interval), unsynced (skipped: a resource was not synced).', labelNames: ['result'], registers });
-    this.bytes = new Gauge({ name: 'cattail_state_checkpoint_bytes', help: 'Size of the last replica checkpoint written, in bytes.', registers });
-    this.lastSuccess = new Gauge({ name: 'cattail_state_checkpoint_last_success_timestamp_seconds', help: 'Wall-clock time of the last replica checkpoint written (0: none yet).', registers });
-    this.restored = new Gauge({ name: 'cattail_state_restored_resources', help: 'Resources this replica restored from its checkpoint at start and watched from the saved resourceVersion instead of listing.', registers });
-    this.starts = new Counter({ name: 'cattail_state_starts_total', help: 'Replica starts with --state-dir by what the checkpoint gave: warm (every resource), partial, cold (no checkpoint), invalid (reported and ignored).', labelNames: ['result'], registers });
+    ({ writes: this.writes, bytes: this.bytes, lastSuccess: this.lastSuccess, restored: this.restored, starts: this.starts } = warmStateMetrics(o.registry));
   }
 
   /**
