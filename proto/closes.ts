@@ -17,9 +17,11 @@ import type { ErrorCode } from '../src/errors.js';
  * - `move`: reconnect elsewhere after the GOODBYE's `reconnectDelayMs`, trying its `endpoints` first;
  * - `reject`: a retry will not fix it soon (configuration, version, identity): retry only at the
  *   longest backoff, never in a loop;
+ * - `behind`: the replica's state is older than the client's: keep the state and the token, try
+ *   another endpoint or this one again after a delay (the replica catches up);
  * - `none`: a normal end; reconnect only if it still wants data.
  */
-export type CloseReaction = 'none' | 'reconnect' | 'resync' | 'move' | 'reject';
+export type CloseReaction = 'none' | 'reconnect' | 'resync' | 'move' | 'reject' | 'behind';
 
 /** Close codes (§1.3): the numeric code, who sends it, what it means, and the client's reaction. */
 export const CLOSE_CODES = {
@@ -40,6 +42,7 @@ export const CLOSE_CODES = {
   INTERNAL_ERROR: { code: 4012, sentBy: 'either', reaction: 'reconnect', meaning: 'internal error (a bug in the peer that closes)' },
   READ_TIMEOUT: { code: 4013, sentBy: 'client', reaction: 'reconnect', meaning: 'client-side read timeout (no frame within its read timeout)' },
   STATE_CHECK_FAILED: { code: 4014, sentBy: 'client', reaction: 'resync', meaning: 'client-side state check failed (digest mismatch, revision gap)' },
+  REPLICA_BEHIND: { code: 4015, sentBy: 'server', reaction: 'behind', meaning: "replica behind the client: its state is older than the watermarks the client presented (rebase reason behind)" },
 } as const satisfies Record<string, { code: number; sentBy: 'either' | 'server' | 'client'; reaction: CloseReaction; meaning: string }>;
 export type CloseCodeName = keyof typeof CLOSE_CODES;
 export type CloseCode = (typeof CLOSE_CODES)[CloseCodeName]['code'];
@@ -72,6 +75,7 @@ export const CLOSE_OF_ERROR = {
   CATTAIL_SERVER_SHED: { close: 'SHED', sentBy: 'server' },
   CATTAIL_SERVER_SHUTTING_DOWN: { close: 'SHUTTING_DOWN', sentBy: 'server' },
   CATTAIL_SERVER_UNAUTHORIZED: { close: 'UNAUTHORIZED', sentBy: 'server' },
+  CATTAIL_SERVER_REPLICA_BEHIND: { close: 'REPLICA_BEHIND', sentBy: 'server' },
   CATTAIL_INTERNAL: { close: 'INTERNAL_ERROR', sentBy: 'either' },
   // The client's checks.
   CATTAIL_CLIENT_PROTOCOL_ERROR: { close: 'UNEXPECTED_MESSAGE', sentBy: 'client' },

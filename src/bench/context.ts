@@ -7,7 +7,7 @@ import { AgentWorker, type Pin, type ReplicaProc, type SimProc, type WorkerImpai
 import type { Progress } from './progress.js';
 
 /** The scenarios `cattail bench` runs, in order (the `--scenario` option's values). */
-export const SCENARIOS = ['cold-start', 'churn', 'burst', 'blip', 'replica-loss', 'slow-agents', 'api-load'] as const;
+export const SCENARIOS = ['cold-start', 'churn', 'burst', 'blip', 'replica-loss', 'replica-restart', 'slow-agents', 'api-load'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 export interface BenchOptions {

@@ -25,6 +25,10 @@ function keyFigures(r: BenchReport): [string, string][] {
         return [x.scenario, `${f(num(rec['timeToAllInSyncMs'])! / 1000)} s back, ${f(100 * num(rec['fractionOfSnapshot'])!, 2)} % of a snapshot`];
       case 'replica-loss':
         return [x.scenario, `${String(rec['movedAgents'])} moved, ${f(num(rec['timeToAllInSyncMs'])! / 1000)} s to all in sync, ${f(100 * num(rec['fractionOfSnapshot'])!, 1)} % of a snapshot each`];
+      case 'replica-restart': {
+        const [cold, , kill] = (rec['phases'] as Rec[] | undefined) ?? [];
+        return [x.scenario, `API: cold ${String(obj(cold)['apiListRequests'])} LISTs + ${String(obj(cold)['apiInitialEvents'])} initial events, warm ${String(obj(kill)['apiListRequests'])} + ${String(obj(kill)['apiInitialEvents'])}; agents after a crash: ${String(obj(kill)['snapshots'])} snapshots, ${f(100 * num(obj(kill)['fractionOfSnapshot'])!, 2)} % of a snapshot`];
+      }
       case 'slow-agents':
         return [x.scenario, `normal p50 ${f(obj(rec['normalLastAgentLatencyMs'])['p50'])} ms (×${String(rec['p50VsBaseline'] ?? '–')} churn), socket peak ${f(num(obj(rec['memory'])['peakSocketBufferedBytesMax'])! / 1024, 0)} KiB`];
       case 'api-load': {

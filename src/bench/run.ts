@@ -12,13 +12,18 @@
  *   blip          every agent drops and reconnects: resume bytes against the cold start's bytes
  *   replica-loss  one of two replicas is killed (SIGKILL): time until every agent is in sync
  *                 again, bytes per moved agent against a full snapshot
+ *   replica-restart  the replica carrying every agent restarts cold, warm after SIGTERM and warm
+ *                 after SIGKILL (--state-dir): API-server requests and bytes, time to ready and
+ *                 to all in sync, bytes per agent against a full snapshot
  *   slow-agents   5 % of the agents read slowly and 1 % stall: the others' latency against the
  *                 churn baseline, server memory against its budgets, what became of the stalled
  *   api-load      N agents with their own list/watch against N agents behind Cattail, measured
  *
  * Every phase has a deadline; every process is stopped at the end; the run stops by itself.
  */
-import { cpus, loadavg, release, totalmem } from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
 import { BenchContext, type BenchOptions, type BenchRecord, FEEDS, type Scenario } from './context.js';
 import { loopbackBlock, ReplicaProc, SimProc } from './procs.js';
 import type { Progress } from './progress.js';
@@ -28,6 +33,7 @@ import { burst } from './scenarios/burst.js';
 import { churn } from './scenarios/churn.js';
 import { coldStart } from './scenarios/cold-start.js';
 import { replicaLoss } from './scenarios/replica-loss.js';
+import { replicaRestart } from './scenarios/replica-restart.js';
 import { slowAgents } from './scenarios/slow-agents.js';
 
 export { SCENARIOS, type BenchOptions, type BenchRecord, type Scenario } from './context.js';
@@ -70,7 +76,9 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
   const replicaArgs = ['--transport', o.transport];
   progress.setPhase(`starting the simulator: ${o.nodes} nodes × ${o.podsPerNode} pods`);
   const sim = await SimProc.start({ host: host(1), nodes: o.nodes, podsPerNode: o.podsPerNode, seed: o.seed, ...(pins.load !== undefined ? { pin: pins.load } : {}) });
-  const replicas = [0, 1].slice(0, want('replica-loss') ? 2 : 1).map((i) => new ReplicaProc(`bench-${i}`, host(10 + i), sim.kubeconfig, FEEDS, replicaArgs, pins.server));
+  // Each replica checkpoints into a directory of its own (--state-dir) for replica-restart.
+  const stateRoot = mkdtempSync(join(tmpdir(), 'cattail-bench-state-'));
+  const replicas = [0, 1].slice(0, want('replica-loss') ? 2 : 1).map((i) => new ReplicaProc(`bench-${i}`, host(10 + i), sim.kubeconfig, FEEDS, replicaArgs, pins.server, join(stateRoot, `bench-${i}`)));
   const ctx = new BenchContext(o, sim, replicas, progress, pins);
   /** Runs one scenario; a failure is recorded and the run goes on (a later one may still work). */
   const step = async (s: Scenario, fn: () => Promise<BenchRecord | undefined>): Promise<void> => {
@@ -102,6 +110,7 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
     await step('burst', () => burst(ctx));
     await step('blip', () => blip(ctx));
     await step('replica-loss', () => replicaLoss(ctx));
+    await step('replica-restart', () => replicaRestart(ctx));
     await step('slow-agents', () => slowAgents(ctx, records.find((r) => r.scenario === 'churn')));
     await step('api-load', () => apiLoad(ctx, host(20), replicaArgs));
   } finally {
@@ -109,6 +118,7 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
     await ctx.stopFleet();
     await Promise.all(replicas.map((r) => r.kill('SIGKILL')));
     await sim.stop();
+    rmSync(stateRoot, { recursive: true, force: true });
     progress.done();
   }
   return {

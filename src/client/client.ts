@@ -342,12 +342,6 @@ export class Client {
     this.counters.connects++;
     if (this.everWelcomed) this.counters.reconnects++;
     this.everWelcomed = true;
-    // PROTOCOL.md §7.1: a snapshot with reason `behind` is older than the state we hold (we sent
-    // its watermarks); our own check would refuse it at SNAPSHOT_END, after the whole download.
-    // Leave now, keep the state, and come back when the replica has caught up (a replica that
-    // restarted from its checkpoint catches up within seconds: warm-state.ts).
-    const behind = w.feeds.find((f) => f.mode === 'snapshot' && f.reason === 'behind');
-    if (behind !== undefined) throw this.behindError(conn, behind.name, []);
     this.byId.clear();
     for (const f of w.feeds) {
       const rt = this.feeds.get(f.name)!;
@@ -435,7 +429,7 @@ export class Client {
   }
 
   private behindError(conn: Connection, feed: string, behind: BehindResource[]): LocalCloseError {
-    const list = behind.length === 0 ? 'WELCOME says so (reason behind)' : behind.map((b) => `${b.resource} ${b.offered ?? 'none'} < ${b.applied}`).join(', ');
+    const list = behind.map((b) => `${b.resource} ${b.offered ?? 'none'} < ${b.applied}`).join(', ');
     return new LocalCloseError('CATTAIL_CLIENT_REPLICA_BEHIND', `${conn.url} (${conn.serverId ?? '?'}) is behind on feed ${feed}: ${list}`, {
       details: { endpoint: conn.url, serverId: conn.serverId, feed, behind },
     });

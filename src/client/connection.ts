@@ -201,7 +201,8 @@ export class Connection {
     const details: Record<string, unknown> = { endpoint: this.url, closeCode: code, closeReason: reason, serverId: this.welcome?.serverId };
     if (this.goodbye !== undefined) details['goodbye'] = this.goodbye;
     if (this.serverError !== undefined) details['serverError'] = this.serverError;
-    const code_: ErrorCode = reactionToClose(this.serverError?.code, code) === 'reject' ? 'CATTAIL_CLIENT_REJECTED' : 'CATTAIL_CLIENT_SERVER_CLOSED';
+    const reaction = reactionToClose(this.serverError?.code, code);
+    const code_: ErrorCode = reaction === 'reject' ? 'CATTAIL_CLIENT_REJECTED' : reaction === 'behind' ? 'CATTAIL_CLIENT_REPLICA_BEHIND' : 'CATTAIL_CLIENT_SERVER_CLOSED';
     const text = this.goodbye !== undefined ? `GOODBYE ${this.goodbye.reason}: ${this.goodbye.message}` : this.serverError !== undefined ? `${this.serverError.code}: ${this.serverError.message}` : reason;
     const end: ConnectionEnd = { error: new CattailError(code_, `${this.url} closed the connection (${code}${text ? `, ${text}` : ''})`, { details }), welcomed: this.welcome !== undefined, local: false, closeCode: code };
     if (this.goodbye !== undefined) {

@@ -22,7 +22,7 @@ describe('cattail bench --quick', () => {
     expect(log).toMatch(/scenario +result\n/);
     const r = JSON.parse(readFileSync(join(out, 'bench-quick.json'), 'utf8')) as BenchReport;
     expect(r.errors).toEqual([]);
-    expect(r.records.map((x) => x.scenario)).toEqual(['cold-start', 'churn', 'burst', 'blip', 'replica-loss', 'slow-agents', 'api-load']);
+    expect(r.records.map((x) => x.scenario)).toEqual(['cold-start', 'churn', 'burst', 'blip', 'replica-loss', 'replica-restart', 'slow-agents', 'api-load']);
     expect(r.machine.node).toBe(process.version);
     expect(r.parameters.transport).toBe('ws');
     const rec = (s: string): Record<string, unknown> => r.records.find((x) => x.scenario === s) as unknown as Record<string, unknown>;
@@ -43,6 +43,15 @@ describe('cattail bench --quick', () => {
     expect((rec('blip')['resumes'] as number)).toBeGreaterThan(0);
     expect(rec('blip')['fractionOfSnapshot'] as number).toBeLessThan(1);
     expect(rec('replica-loss')['movedAgents'] as number).toBeGreaterThan(0);
+    // replica-restart: the cold restart lists, the warm ones do not; the agents rebase each time.
+    const [cold, term, kill] = rec('replica-restart')['phases'] as Record<string, number>[];
+    expect((cold?.['apiListRequests'] ?? 0) + (cold?.['apiInitialEvents'] ?? 0)).toBeGreaterThan(0);
+    for (const warm of [term, kill]) {
+      expect(warm?.['apiListRequests']).toBe(0);
+      expect(warm?.['apiInitialEvents']).toBe(0);
+      expect(warm?.['snapshots']).toBe(0);
+      expect(warm?.['fractionOfSnapshot']).toBeLessThan(0.5);
+    }
     // slow-agents: 1 % stalled and 5 % slow of 200, each impaired once; the others measured.
     const slow = rec('slow-agents');
     expect((slow['stalled'] as Record<string, number>)['agents']).toBe(2);

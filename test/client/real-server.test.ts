@@ -158,10 +158,9 @@ describe('client against the real server', () => {
     const goodbye = rec.events.find((e) => e.state === 'reconnecting');
     expect(goodbye?.reason?.details?.['goodbye']).toMatchObject({ reason: expect.any(String) });
     const behind = rec.last('behind');
-    // B judged itself behind (the client sent its watermarks): the client left at WELCOME, before
-    // B's snapshot, so it names no resource (B's watermarks come only with a snapshot or STATUS).
-    expect(behind?.reason?.details).toMatchObject({ serverId: 'real-b', behind: [] });
-    expect(behind?.reason?.message).toMatch(/WELCOME says so/);
+    // B judged itself behind the watermarks the client sent and refused it before WELCOME (ERROR
+    // + close 4015): no snapshot byte, the state kept, the client went on to C.
+    expect(behind?.reason?.details).toMatchObject({ endpoint: b.server.url, closeCode: 4015, serverError: { code: 'CATTAIL_SERVER_REPLICA_BEHIND' } });
     // B's smaller state was never applied: no deletions reached the host, and the state equals A's.
     expect(rec.changes.every((ch) => ch.deletes.length === 0)).toBe(true);
     expect(localState(client)).toEqual(held);

@@ -98,7 +98,7 @@ describe('client - rebase onto another replica', () => {
     expect(s.guard.problems()).toEqual([]);
   });
 
-  it('takes no rebase from a replica behind the agent watermarks (snapshot reason behind; the agent leaves at WELCOME)', async () => {
+  it('takes no rebase from a replica behind the agent watermarks (refused with 4015 before any snapshot byte; the agent keeps its state)', async () => {
     const a = await replica('real-a');
     const b = await replica('real-b');
     const c = await replica('real-c');
@@ -114,12 +114,11 @@ describe('client - rebase onto another replica', () => {
     await failOver(s, a, 'real-c');
     const { client } = s;
     expect(client.stats.serverId).toBe('real-c');
-    expect(s.rec.last('behind')?.reason?.details).toMatchObject({ serverId: 'real-b' });
-    // It left B at WELCOME (reason behind), before B's snapshot: B cost it no snapshot bytes.
-    expect(s.rec.last('behind')?.reason?.message).toMatch(/WELCOME says so/);
+    // B refused it before WELCOME (close 4015): B cost it no snapshot bytes.
+    expect(s.rec.last('behind')?.reason?.details).toMatchObject({ endpoint: b.server.url, closeCode: 4015 });
     expect(client.stats.bytesReceived - snapshotBytes).toBeLessThan(snapshotBytes / 2);
     const bMetrics = await b.server.metrics.registry.getSingleMetricAsString('cattail_handshake_feeds_total');
-    expect(bMetrics).toContain('mode="snapshot",reason="behind"');
+    expect(bMetrics).toContain('mode="refused",reason="behind"');
     expect(bMetrics).not.toContain('mode="rebase"');
     // C is current: it rebases.
     expect(client.stats.rebases).toBe(1);

@@ -28,7 +28,7 @@ describe('proto constants match PROTOCOL.md', () => {
 
   it("each close code's client reaction (section 1.3) is the one the client acts on", () => {
     const reactionText = new Map(tableRows('### 1.3 Close codes').map((r) => [Number(r[0]), r[3] ?? '']));
-    const says = { reject: /do not retry/, move: /reconnect elsewhere/, resync: /resync/, reconnect: /reconnect with backoff/, none: /reconnect only if/ } as const;
+    const says = { reject: /do not retry/, move: /reconnect elsewhere/, resync: /resync/, reconnect: /reconnect with backoff/, none: /reconnect only if/, behind: /keep the state/ } as const;
     for (const c of Object.values(CLOSE_CODES)) {
       if (c.sentBy === 'client') continue; // the reaction column is the client's; a client's own closes have none
       expect(reactionText.get(c.code), `close ${c.code} (${c.reaction})`).toMatch(says[c.reaction]);

@@ -68,7 +68,6 @@ describe('server - rebase', () => {
       [{ feeds: [{ name: 'felix', token: kept.token }], caps: CAPS }, 'other-server'],
       [{ feeds: [{ name: 'felix', token: otherProjection, watermarks: { pods: '559' } }], caps: CAPS }, 'projection-changed'],
       [{ feeds: [{ name: 'felix', token: kept.token, watermarks: { pods: 'not-a-version' } }], caps: CAPS }, 'other-server'],
-      [{ feeds: [{ name: 'felix', token: kept.token, watermarks: { pods: '9999' } }], caps: CAPS }, 'behind'],
     ];
     for (const [opts, reason] of cases) {
       const agent = b.agent(opts);
@@ -78,6 +77,25 @@ describe('server - rebase', () => {
       agent.close();
       await agent.closed;
     }
+  });
+
+  it('refuses an agent whose watermarks are ahead of it (ERROR + close 4015) before WELCOME and any snapshot byte', async () => {
+    const a = await harness({ serverId: 'replica-a' });
+    const b = await harness({ serverId: 'replica-b' });
+    feed(a, events(60), 60);
+    feed(b, events(60), 5);
+    const kept = await syncedAgent(a);
+    const agent = b.agent({ feeds: [{ name: 'felix', token: kept.token, watermarks: { pods: '9999' } }], caps: CAPS });
+    await agent.closed;
+    expect(agent.closeCode).toBe(4015);
+    expect(agent.errors.map((e) => e.code)).toEqual(['CATTAIL_SERVER_REPLICA_BEHIND']);
+    // No WELCOME, so no feed was opened and no snapshot frame could follow.
+    expect(agent.welcome).toBeUndefined();
+    expect(await b.metric('cattail_handshake_feeds_total', { feed: 'felix', mode: 'refused', reason: 'behind' })).toBe(1);
+    // Other agents are not affected: one at B's watermarks still rebases.
+    const fine = b.agent({ feeds: [{ name: 'felix', token: kept.token, watermarks: { pods: '559' } }], caps: CAPS });
+    await fine.untilRevision('felix', b.storeRevision('felix'));
+    expect(fine.welcome?.feeds[0]).toMatchObject({ mode: 'rebase' });
   });
 
   it('prefers a snapshot when the difference is larger than the state', async () => {

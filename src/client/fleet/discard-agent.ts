@@ -264,13 +264,6 @@ export class DiscardAgent {
     }
     switch (m.type) {
       case 'welcome':
-        if (m.feeds.some((wf) => wf.mode === 'snapshot' && wf.reason === 'behind')) {
-          // §7.1: the replica is older than what we presented (a warm-restarted replica still
-          // catching up): leave before its snapshot, as a full agent does, and come back later.
-          this.mode = 'connecting';
-          ws.close(1000, 'replica-behind');
-          return;
-        }
         this.compression = m.compression;
         this.byId = new Map();
         this.snapshotsPending = m.feeds.filter((wf) => wf.mode === 'snapshot').length;

@@ -13,6 +13,7 @@ import { checkHello, chooseCompression, planFeeds, welcomeFrame } from './handsh
 import { serveRepair } from './repair.js';
 import { CAP_REPAIR_BUCKETS } from '../../../proto/index.js';
 import type { ServiceQueue } from './service.js';
+import { CattailError } from '../../errors.js';
 
 /** PONG timestamps further from now than this are an agent's clock bug, not a latency. */
 const MAX_PLAUSIBLE_RTT_MS = 3_600_000;
@@ -32,6 +33,14 @@ export class Session {
     const hello = checkHello(m);
     const now = o.clock.monotonic();
     const plans = planFeeds(hello, this.byName, o.serverId, o.maxClientBytes);
+    const behind = plans.filter((p) => p.mode === 'snapshot' && p.reason === 'behind');
+    if (behind.length > 0) {
+      // PROTOCOL.md §7.1: the agent's state is newer than ours (we restarted from a checkpoint, or
+      // lag); a snapshot would be refused by its watermark check after the whole download. Refuse
+      // before any byte of one: it keeps its state and comes back when we have caught up.
+      for (const p of behind) o.metrics.handshakeFeeds.inc({ feed: p.feed.name, mode: 'refused', reason: 'behind' });
+      throw new CattailError('CATTAIL_SERVER_REPLICA_BEHIND', `this replica is behind the watermarks presented for ${behind.map((p) => p.feed.name).join(', ')}; keep the state and retry later or elsewhere`);
+    }
     conn.node = hello.node;
     conn.clientId = hello.clientId;
     conn.compression = chooseCompression(hello.caps, o.compressions);

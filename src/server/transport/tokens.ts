@@ -46,6 +46,7 @@ function decodeToken(token: unknown): TokenFields | undefined {
   return { serverId, epoch, feed, revision, projectionVersion };
 }
 
+/** `behind` is never sent in WELCOME: the session refuses such an agent with 4015 (PROTOCOL.md §7.1). */
 export type SnapshotReason = 'no-token' | 'bad-token' | 'other-server' | 'epoch-changed' | 'projection-changed' | 'too-old' | 'too-large' | 'behind';
 
 export type ResumeDecision =
