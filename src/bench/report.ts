@@ -68,9 +68,32 @@ function apiLoadTable(rec: Rec): string[] {
   ];
 }
 
+function replicaRestartTable(rec: Rec): string[] {
+  const phases = (rec['phases'] as Rec[] | undefined) ?? [];
+  const row = (label: string, k: string, fmt: (v: unknown) => string = String): string => `| ${label} | ${phases.map((p) => fmt(p[k])).join(' | ')} |`;
+  return [
+    '',
+    `### Replica restart, ${String(rec['agents'])} agents, ${String(rec['changesWhileDown'])} pod changes while down`,
+    '',
+    `| | ${phases.map((p) => String(p['kind'])).join(' | ')} |`,
+    `|---|${phases.map(() => '---|').join('')}`,
+    row('LIST requests to the API server', 'apiListRequests'),
+    row('WatchList initial events', 'apiInitialEvents'),
+    row('watch requests', 'apiWatchRequests'),
+    row('bytes from the API server (MiB)', 'apiBytesSent', (v) => f(num(v)! / 2 ** 20, 1)),
+    row('ready after start (s)', 'readyMs', (v) => f(num(v)! / 1000)),
+    row('every agent in sync after start (s)', 'allInSyncMs', (v) => f(num(v)! / 1000)),
+    row('snapshots to agents', 'snapshots'),
+    row('rebases or resumes', 'rebasesOrResumes'),
+    row('bytes per agent (KiB)', 'bytesPerAgent', (v) => f(num(v)! / 1024, 1)),
+    row('of a full snapshot', 'fractionOfSnapshot', (v) => `${f(100 * num(v)!, 2)} %`),
+  ];
+}
+
 export function renderMarkdown(r: BenchReport, plots: readonly { file: string; title: string }[], plotNote?: string): string {
   const m = r.machine;
   const api = r.records.find((x) => x.scenario === 'api-load');
+  const restart = r.records.find((x) => x.scenario === 'replica-restart');
   return [
     '# cattail bench',
     '',
@@ -83,6 +106,7 @@ export function renderMarkdown(r: BenchReport, plots: readonly { file: string; t
     '|---|---|',
     ...r.records.map((x) => `| ${x.scenario} | ${x.summary} |`),
     ...r.errors.map((e) => `| FAILED | ${e} |`),
+    ...(restart !== undefined ? replicaRestartTable(restart as Rec) : []),
     ...(api !== undefined ? apiLoadTable(api as Rec) : []),
     '',
     ...(plots.length > 0 ? ['## Plots', '', ...plots.map((p) => `- [${p.title}](${p.file})`), ''] : []),
