@@ -57,6 +57,13 @@ describe('cattail serve', () => {
     expect(r.err).toContain('listen');
   });
 
+  it('refuses --state-dir on a second-tier replica (it has no API-server watches to checkpoint)', async () => {
+    const r = await run(['serve', '--upstream-cattail', 'ws://127.0.0.1:1/', '--state-dir', '/tmp/x', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0']);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('CATTAIL_CONFIG_INVALID_VALUE');
+    expect(r.err).toContain('--state-dir');
+  });
+
   it('fails with a coded error when the kubeconfig cannot be loaded', async () => {
     const r = await run(['serve', '--kubeconfig', '/nonexistent', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0']);
     expect(r.code).toBe(2);
