@@ -131,7 +131,7 @@ export interface WelcomeFeed {
   revision?: number;
   reason?: string;
   /**
-   * The feed's data model (PROTOCOL.md 3.2): what its keys and values mean, e.g. `libcalico.v2`.
+   * The feed's data model (PROTOCOL.md 3.2): what its keys and values mean, e.g. `libcalico.v3`.
    * Absent from servers older than the key (their feeds carry `calico.v1`).
    */
   model?: string;

@@ -1,4 +1,4 @@
-// Prints the table of docs/data-model.md "Measured sizes": the libcalico.v2 projection of every
+// Prints the table of docs/data-model.md "Measured sizes": the libcalico.v3 projection of every
 // fixture object against the object's own bytes (`npx vite-node scripts/measure-model.ts`).
 import { measure } from '../test/support/model-bytes.js';
 

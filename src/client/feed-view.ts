@@ -119,7 +119,7 @@ export class FeedView {
 
   /**
    * The data model of the feed's keys and values as the server announced it (PROTOCOL.md 3.2):
-   * `libcalico.v2` for the built-in feeds, `calico.v1`, `strip.v1`, `raw.v1` or `mixed` for custom
+   * `libcalico.v3` for the built-in feeds, `calico.v1`, `strip.v1`, `raw.v1` or `mixed` for custom
    * ones; undefined before the first WELCOME or from a server that predates the announcement.
    */
   get model(): string | undefined {

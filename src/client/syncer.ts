@@ -2,7 +2,7 @@
  * Felix's syncer callback shape on top of the client, so a consumer written for Typha's client
  * (libcalico-go `api.SyncerCallbacks`: `OnUpdates([]Update)` with `UpdateType` KVNew / KVUpdated /
  * KVDeleted, and `OnStatusUpdated(SyncStatus)` WaitForDatastore / ResyncInProgress / InSync) maps
- * one to one. With the built-in feeds (`libcalico.v2`, docs/data-model.md) the keys and values are
+ * one to one. With the built-in feeds (`libcalico.v3`, docs/data-model.md) the keys and values are
  * libcalico-go's own.
  *
  * ```ts

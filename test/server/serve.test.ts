@@ -147,7 +147,7 @@ describe('cattail serve --embedded-sim (the npm start path)', () => {
     // Workload endpoints for the simulated pods arrived under libcalico-go keys (host-network
     // calico-node pods did not), and so did the v3 Nodes.
     // WELCOME names the data model of each built-in feed (PROTOCOL.md 3.2).
-    expect(agent.welcome?.feeds.map((f) => f.model)).toEqual(['libcalico.v2', 'libcalico.v2']);
+    expect(agent.welcome?.feeds.map((f) => f.model)).toEqual(['libcalico.v3', 'libcalico.v3']);
     const keys = [...agent.feed('felix').entries.keys()];
     const wep = /^\/calico\/v1\/host\/[^/]+\/workload\/k8s\/[^/]+%2f[^/]+\/endpoint\/eth0$/;
     expect(keys.some((k) => wep.test(k))).toBe(true);

@@ -1,5 +1,5 @@
 /**
- * Bytes of the libcalico.v2 projection against the Kubernetes objects it comes from: for every
+ * Bytes of the libcalico.v3 projection against the Kubernetes objects it comes from: for every
  * fixture object (test/fixtures/objects/{k8s,calico}), the compact-JSON bytes the API server sends
  * and the bytes of the projected entries (key UTF-8 + msgpack value). Used by
  * scripts/measure-model.ts (the table in docs/data-model.md) and test/upstream/libcalico-bytes.test.ts.

@@ -3,7 +3,7 @@ import { measure } from '../support/model-bytes.js';
 
 // The sizes docs/data-model.md records (scripts/measure-model.ts prints the table). Typha's
 // WorkloadEndpoint is about 12x smaller than its pod; ours must be of that order too.
-describe('libcalico.v2 projected bytes', () => {
+describe('libcalico.v3 projected bytes', () => {
   const rows = measure();
   const row = (file: string) => rows.find((r) => r.file === file)!;
 

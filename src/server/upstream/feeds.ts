@@ -46,10 +46,11 @@ function projectionVersion(specs: readonly FeedResourceSpec[]): number {
 
 /**
  * The version of each projection's data model (PROTOCOL.md 3.2): bumped with PROJECTION_VERSION
- * whenever that projection's keys or values change meaning. `libcalico.v2` is the model
- * docs/data-model.md describes (v1 sent FelixConfiguration and Calico policies as v3 resources).
+ * whenever that projection's keys or values change meaning. `libcalico.v3` is the model
+ * docs/data-model.md describes (v2 sent Tiers as v3 resources; v1 also FelixConfiguration and
+ * Calico policies).
  */
-export const MODEL_VERSIONS: Readonly<Record<ProjectionKind, number>> = Object.freeze({ libcalico: 2, calico: 1, strip: 1, raw: 1 });
+export const MODEL_VERSIONS: Readonly<Record<ProjectionKind, number>> = Object.freeze({ libcalico: 3, calico: 1, strip: 1, raw: 1 });
 
 /**
  * The data model a feed announces in WELCOME: `<projection>.v<N>` when every resource uses one

@@ -10,6 +10,7 @@
  *   policies are named `<ns>/<name>`, escaped). Calico master dropped this path (its PolicyKey now
  *   carries Name/Namespace/Kind and has no path); we keep the v3.2x–3.30 form, which still names
  *   every policy uniquely;
+ * - tier.go `TierKey{Name}`: `/calico/v1/policy/tier/<name>/metadata` (the name as it is);
  * - hostconfig `HostConfigKey`: `/calico/v1/host/<node>/config/<name>`; globalconfig.go
  *   `GlobalConfigKey`: `/calico/v1/config/<name>`; wireguard `WireguardKey`:
  *   `/calico/v1/host/<node>/wireguard`;
@@ -39,6 +40,10 @@ export function profileLabelsKey(name: string): string {
 
 export function policyKey(tier: string, name: string): string {
   return `/calico/v1/policy/tier/${tier}/policy/${escapeName(name)}`;
+}
+
+export function tierKey(name: string): string {
+  return `/calico/v1/policy/tier/${name}/metadata`;
 }
 
 export function networkSetKey(name: string): string {

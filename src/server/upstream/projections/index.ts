@@ -24,7 +24,7 @@ export { libcalicoConversion } from './libcalico.js';
  * and so of resume tokens (an agent holding values of the old shape must resync). A change of
  * meaning also bumps that projection's model version (feeds.ts MODEL_VERSIONS, PROTOCOL.md 3.2).
  */
-export const PROJECTION_VERSION = 3;
+export const PROJECTION_VERSION = 4;
 
 export type Projector = (obj: KubeObject) => unknown;
 

@@ -11,6 +11,7 @@ import { convertNetworkPolicy, convertStagedKubernetesNetworkPolicy, networkPoli
 import { convertNode } from './libcalico-node.js';
 import { convertNamespace, convertServiceAccount, DEFAULT_ALLOW_PROFILE } from './libcalico-profile.js';
 import { kubernetesPassThrough, v3Resource } from './libcalico-resource.js';
+import { convertTier, tierV1Key } from './libcalico-tier.js';
 import { convertPod, workloadEndpointKeyOf, type WepOptions } from './libcalico-workload-endpoint.js';
 
 /**
@@ -37,7 +38,7 @@ const keysOf = (convert: (obj: KubeObject) => KV[]) => (obj: KubeObject): string
 const V3_PASS_THROUGH = new Set([
   'bgpconfigurations', 'bgpfilters', 'bgppeers', 'blockaffinities', 'caliconodestatuses',
   'ipamconfigs', 'ipamhandles',
-  'ipreservations', 'kubecontrollersconfigurations', 'tiers',
+  'ipreservations', 'kubecontrollersconfigurations',
 ]);
 
 /** Calico policy CRDs converted to v1 policies (libcalico-calico-policy.ts), by plural. */
@@ -80,6 +81,8 @@ export function libcalicoConversion(def: ResourceDef, options: WepOptions = {}):
     case 'globalnetworksets.crd.projectcalico.org':
     case 'networksets.crd.projectcalico.org':
       return { convert: convertNetworkSet, deleteKeys: (obj) => [networkSetV1Key(obj)] };
+    case 'tiers.crd.projectcalico.org':
+      return { convert: convertTier, deleteKeys: (obj) => [tierV1Key(obj)] };
     case 'hostendpoints.crd.projectcalico.org':
       return { convert: convertHostEndpoint, deleteKeys: (obj) => [hostEndpointV1Key(obj)] };
     case 'ipamblocks.crd.projectcalico.org':
