@@ -12,7 +12,10 @@
  *  - API requests per resource and replica stayed under a bound (no hot loop).
  * A failing run prints the command that replays it.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect as tcpConnect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { unpack } from 'msgpackr';
 import { connect, type Client } from '../../src/client/index.js';
 import { realClock } from '../../src/clock.js';
@@ -148,6 +151,9 @@ export async function runScenario(o: ScenarioOptions, log: (line: string) => voi
   const budgetBreaches: string[] = [];
   let followerRequests = 0;
   const sim = await SimProc.start({ host: host(1), nodes: o.nodes, podsPerNode: o.podsPerNode, seed: o.seed, ...(o.haLagRvs !== undefined ? { haLagRvs: o.haLagRvs } : {}) });
+  // Replica 0 keeps a checkpoint (--state-dir): the timeline's kills and SIGTERMs of it are warm
+  // restarts, whose restored state and resumed watches the oracle checks like everything else.
+  const stateRoot = mkdtempSync(join(tmpdir(), 'cattail-conv-state-'));
   const replicas = Array.from({ length: o.replicas }, (_, i) => new ReplicaProc(`conv-${i}`, host(10 + i), (i === 0 ? sim.haKubeconfig : undefined) ?? sim.kubeconfig, [FEED],
     // A SIGTERM drains agents gradually; 3 s keeps a run short (production uses the 300 s default).
     // Pings every second make the agents' read timeout 3 s and the server's pong timeout 4 s, so a
@@ -158,7 +164,7 @@ export async function runScenario(o: ScenarioOptions, log: (line: string) => voi
     // an expired continue token can meet its relists; the others stream lists with WatchList. The
     // delta log gets its smallest budget, which the oracle checks at every step.
     ['--shutdown-timeout-ms', '3000', '--ping-interval-ms', '1000', '--pong-timeout-ms', '4000', '--watch-inactivity-timeout-ms', '3000', '--upstream-stale-after-ms', '4000', '--list-page-size', '10',
-      '--delta-log-max-bytes', String(DELTA_LOG_MAX_BYTES), ...(i === 1 ? ['--no-watch-list'] : [])]));
+      '--delta-log-max-bytes', String(DELTA_LOG_MAX_BYTES), ...(i === 1 ? ['--no-watch-list'] : [])], undefined, i === 0 ? join(stateRoot, `conv-${i}`) : undefined));
   const agents: AgentUnderTest[] = [];
   const retired: AgentUnderTest[] = [];
   const crashes: string[] = [];
@@ -362,6 +368,7 @@ export async function runScenario(o: ScenarioOptions, log: (line: string) => voi
     for (const a of [...agents]) a.client.destroy();
     await Promise.all(replicas.map((r) => r.kill('SIGKILL')));
     await sim.stop();
+    rmSync(stateRoot, { recursive: true, force: true });
   }
 }
 
