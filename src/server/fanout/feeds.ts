@@ -9,6 +9,7 @@ import { encodeToken } from '../transport/tokens.js';
 import { encodeMessage } from '../transport/framing.js';
 import type { FeedStats } from './stats.js';
 import type { FeedCursor } from '../transport/connection.js';
+import type { ScopeIndex } from '../scoping/index.js';
 
 /** Revisions whose flush time is remembered for lag; older acks count from the oldest kept. */
 const FLUSH_TIMES_KEPT = 4_096;
@@ -22,6 +23,14 @@ export class FeedRuntime {
   private statusCache: { key: string; revision: number; frame: Buffer } | undefined;
   private tokenCache: { revision: number; token: Buffer } | undefined;
   readonly epoch: string;
+  /**
+   * Set when this feed is scoped per node (#20, scopedFeeds): the per-node index its units,
+   * snapshots and per-node STATUS digests are built from. Undefined: a cluster-wide feed.
+   */
+  scope: ScopeIndex | undefined;
+  /** Per-node STATUS frames of a scoped feed, for `nodeStatusKey`. */
+  private nodeStatus = new Map<string, Buffer>();
+  private nodeStatusKey: string | undefined;
   /**
    * The cursors in their live phase on streaming connections, densely packed: a flush of this feed
    * alone walks this array (cursor → socket) instead of every connection's cursor list. Order is
@@ -45,6 +54,7 @@ export class FeedRuntime {
     this.flushedRevision = store.revision;
     this.epoch = epochString(store.epoch);
     this.flushedStatusKey = statusKey(store.revision, store.meta());
+    this.scope = undefined;
   }
 
   get name(): string {
@@ -93,10 +103,11 @@ export class FeedRuntime {
    * statuses are written right after the flush that reached it). Never compressed: it is small,
    * and one frame then serves every compression.
    */
-  statusFrame(compressMinBytes: number): { key: string; frame: Buffer } {
+  statusFrame(compressMinBytes: number, node?: string): { key: string; frame: Buffer } {
     const meta = this.store.meta();
     const revision = this.store.revision;
     const key = statusKey(revision, meta);
+    if (this.scope !== undefined && node !== undefined) return { key, frame: this.nodeStatusFrame(key, node, compressMinBytes) };
     if (this.statusCache !== undefined && this.statusCache.key === key) return this.statusCache;
     const frame = encodeMessage(
       {
@@ -108,6 +119,32 @@ export class FeedRuntime {
     );
     this.statusCache = { key, revision, frame };
     return this.statusCache;
+  }
+
+  /**
+   * A scoped feed's STATUS for one node: its digest is the node's view's (PROTOCOL.md §7.3),
+   * encoded once per node and status key, and only for nodes that have an agent to send it to.
+   */
+  private nodeStatusFrame(key: string, node: string, compressMinBytes: number): Buffer {
+    if (this.nodeStatusKey !== key) {
+      this.nodeStatus = new Map();
+      this.nodeStatusKey = key;
+    }
+    let frame = this.nodeStatus.get(node);
+    if (frame === undefined) {
+      const meta = this.store.meta();
+      const revision = this.store.revision;
+      frame = encodeMessage(
+        {
+          type: 'status', feedId: this.id, revision, status: meta.status, stale: meta.stale, watermarks: { ...meta.watermarks }, token: this.token(revision),
+          ...(meta.status === 'in-sync' ? { digest: (this.scope as ScopeIndex).digest(node) } : {}),
+        },
+        'none',
+        compressMinBytes,
+      );
+      this.nodeStatus.set(node, frame);
+    }
+    return frame;
   }
 }
 

@@ -24,6 +24,8 @@ import type { StoreEntry } from '../pipeline/store-port.js';
 import type { FanOutContext } from './context.js';
 import { type FeedRuntime, statusKey } from './feeds.js';
 import type { ServiceQueue } from './service.js';
+import type { SplitChanges } from '../scoping/view.js';
+import { encodeNodePart, encodeSharedPart, splitOf } from './scoped.js';
 
 interface SharedUnit {
   readonly feed: FeedRuntime;
@@ -44,6 +46,20 @@ interface SharedUnit {
   last: { compression: Compression; maxBodyBytes: number; withStatus: boolean; buf: Buffer } | undefined;
   /** Frame sizes this unit cannot be encoded for (an entry above them), found once per size. */
   tooLarge: Map<number, CattailError> | undefined;
+  /**
+   * A scoped feed's unit (#20): the shared part (encoded once per compression and frame size,
+   * every frame with MORE) and one part per node with own changes (encoded once per node), then
+   * the node's STATUS. Nodes without own changes share one empty DELTA frame ending the unit.
+   */
+  scoped: ScopedUnit | undefined;
+}
+
+interface ScopedUnit {
+  readonly split: SplitChanges;
+  /** Shared frames joined, per `compression|size`. */
+  readonly shared: Map<string, Buffer>;
+  /** The node's frames (+ STATUS when `|s`) joined, per `compression|size|node[|s]`. */
+  readonly tails: Map<string, Buffer>;
 }
 
 export class Flusher {
@@ -108,9 +124,19 @@ export class Flusher {
       const above = conn.aboveHighWater(hwm);
       const buf = this.bufferFor(u, cursor, above, now);
       if (buf !== undefined) {
-        conn.writeShared(buf);
+        if (Array.isArray(buf)) {
+          // A scoped unit: shared part + node part, one corked write.
+          conn.beginBatch();
+          for (const b of buf) {
+            conn.writeShared(b);
+            bytes += b.length;
+          }
+          conn.endBatch();
+        } else {
+          conn.writeShared(buf);
+          bytes += buf.length;
+        }
         writes++;
-        bytes += buf.length;
       }
       if (conn.needsService && !above) this.service.queue(conn);
     }
@@ -135,8 +161,10 @@ export class Flusher {
         if (u === undefined || cursor.phase !== 'live') continue;
         const buf = this.bufferFor(u, cursor, above, now);
         if (buf !== undefined) {
-          conn.writeShared(buf);
-          bytes += buf.length;
+          for (const b of Array.isArray(buf) ? buf : [buf]) {
+            conn.writeShared(b);
+            bytes += b.length;
+          }
         }
       }
       if (conn.endBatch()) writes++;
@@ -149,8 +177,9 @@ export class Flusher {
    * What one live cursor gets from its feed's unit: the DELTA (+ STATUS when it changed), a STATUS
    * alone, or nothing (skipped above the high-water mark, or behind: then marked for service).
    */
-  private bufferFor(u: SharedUnit, cursor: FeedCursor, above: boolean, now: number): Buffer | undefined {
+  private bufferFor(u: SharedUnit, cursor: FeedCursor, above: boolean, now: number): Buffer | Buffer[] | undefined {
     const conn = cursor.conn;
+    if (cursor.feed.scope !== undefined) return this.scopedBufferFor(u, cursor, above, now);
     if (u.hasDelta && cursor.revision === u.from) {
       if (above) {
         markBehind(conn, cursor, now);
@@ -183,6 +212,68 @@ export class Flusher {
     return undefined;
   }
 
+  /** bufferFor for a scoped feed: [shared part, node part + its STATUS], or the node's STATUS alone. */
+  private scopedBufferFor(u: SharedUnit, cursor: FeedCursor, above: boolean, now: number): Buffer | Buffer[] | undefined {
+    const conn = cursor.conn;
+    const feed = cursor.feed;
+    const min = this.ctx.o.compressMinBytes;
+    const sc = u.scoped;
+    if (sc !== undefined && cursor.revision === u.from) {
+      if (above) {
+        markBehind(conn, cursor, now);
+        feed.stats.skips++;
+        return undefined;
+      }
+      const st = feed.statusFrame(min, conn.scopeNode);
+      cursor.revision = u.to;
+      const withStatus = st.key !== cursor.statusKey;
+      if (withStatus) cursor.statusKey = st.key;
+      const enc = `${conn.compression}|${conn.maxBodyBytes}`;
+      try {
+        let shared = sc.shared.get(enc);
+        if (shared === undefined) {
+          const frames = encodeSharedPart(feed.id, u, sc.split, conn.compression, conn.maxBodyBytes, min);
+          shared = frames.length === 1 ? (frames[0] as Buffer) : Buffer.concat(frames);
+          sc.shared.set(enc, shared);
+          feed.stats.deltaUnitsEncoded++;
+          feed.stats.deltaBytesEncoded += shared.length;
+        }
+        // Nodes without own changes share one node part: the empty DELTA that ends the unit.
+        const own = sc.split.byNode.has(conn.scopeNode);
+        const partKey = own ? `${enc}|n|${conn.scopeNode}` : `${enc}|e`;
+        let part = sc.tails.get(partKey);
+        if (part === undefined) {
+          const frames = encodeNodePart(feed.id, u, sc.split, own ? conn.scopeNode : undefined, conn.compression, conn.maxBodyBytes, min);
+          part = frames.length === 1 ? (frames[0] as Buffer) : Buffer.concat(frames);
+          sc.tails.set(partKey, part);
+          if (own) {
+            feed.stats.deltaUnitsEncoded++;
+            feed.stats.deltaBytesEncoded += part.length;
+          }
+        }
+        // The node's STATUS (its digest is its view's) rides in the same write.
+        const tail = withStatus ? Buffer.concat([part, st.frame]) : part;
+        return [shared, tail];
+      } catch (err) {
+        if (!isEntryTooLarge(err)) throw err;
+        conn.fail('CATTAIL_SERVER_ENTRY_TOO_LARGE', err.message);
+        return undefined;
+      }
+    }
+    if (cursor.revision < feed.flushedRevision) {
+      markBehind(conn, cursor, now);
+      return undefined;
+    }
+    if (!above && cursor.revision === feed.flushedRevision) {
+      const st = feed.statusFrame(min, conn.scopeNode);
+      if (st.key !== cursor.statusKey) {
+        cursor.statusKey = st.key;
+        return st.frame;
+      }
+    }
+    return undefined;
+  }
+
   /** One unit per feed that changed (revision or status) since the last flush; undefined if none did. */
   private buildUnits(now: number): (SharedUnit | undefined)[] | undefined {
     const units: (SharedUnit | undefined)[] = [];
@@ -191,12 +282,15 @@ export class Flusher {
       const rev = feed.store.revision;
       const sk = statusKey(rev, feed.store.meta());
       if (rev === feed.flushedRevision && sk === feed.flushedStatusKey) continue;
-      let unit: SharedUnit = { feed, from: feed.flushedRevision, to: rev, upserts: [], deletes: [], hasDelta: false, frames: new Map(), status: undefined, withStatus: new Map(), joined: new Map(), last: undefined, tooLarge: undefined };
+      let unit: SharedUnit = { feed, from: feed.flushedRevision, to: rev, upserts: [], deletes: [], hasDelta: false, frames: new Map(), status: undefined, withStatus: new Map(), joined: new Map(), last: undefined, tooLarge: undefined, scoped: undefined };
       if (rev > feed.flushedRevision) {
         const s = feed.store.since(feed.flushedRevision);
         // too-old here means the log was trimmed past our own flush point: live agents at the old
         // revision are then behind and get an in-band snapshot from the service queue.
-        if (s.kind === 'delta') unit = { ...unit, upserts: s.upserts, deletes: s.deletes, hasDelta: true };
+        if (s.kind === 'delta') {
+          unit = { ...unit, upserts: s.upserts, deletes: s.deletes, hasDelta: true };
+          if (feed.scope !== undefined) unit.scoped = { split: splitOf(feed.scope, s), shared: new Map(), tails: new Map() };
+        }
         feed.recordFlush(rev, now);
       }
       feed.flushedRevision = rev;

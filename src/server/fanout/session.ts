@@ -13,6 +13,7 @@ import { checkHello, chooseCompression, planFeeds, welcomeFrame } from './handsh
 import { serveRepair } from './repair.js';
 import { CAP_REPAIR_BUCKETS } from '../../../proto/index.js';
 import type { ServiceQueue } from './service.js';
+import { encodeScopedDelta, provenNode } from './scoped.js';
 
 /** PONG timestamps further from now than this are an agent's clock bug, not a latency. */
 const MAX_PLAUSIBLE_RTT_MS = 3_600_000;
@@ -32,6 +33,9 @@ export class Session {
     const hello = checkHello(m);
     const now = o.clock.monotonic();
     const plans = planFeeds(hello, this.byName, o.serverId, o.maxClientBytes);
+    // Per-node scoping (#20): an agent on a scoped feed gets its proven node's view, never another's.
+    const scoped = plans.some((p) => p.feed.scope !== undefined);
+    if (scoped) conn.scopeNode = provenNode({ helloNode: hello.node, caps: hello.caps, tls: conn.tlsPeer, uriSanPrefix: o.scopeNodeUriSanPrefix });
     conn.node = hello.node;
     conn.clientId = hello.clientId;
     conn.compression = chooseCompression(hello.caps, o.compressions);
@@ -40,7 +44,7 @@ export class Session {
     const welcome = welcomeFrame(plans, {
       serverId: o.serverId, pingIntervalMs: o.pingIntervalMs, pongTimeoutMs: o.pongTimeoutMs,
       maxFrameBytes: conn.maxBodyBytes, maxInboundBytes: o.maxInboundBytes, compression: conn.compression,
-    });
+    }, scoped);
     conn.state = 'streaming';
     conn.lastPongMs = now;
     conn.nextPingMs = now + this.ctx.nextPingDelayMs();
@@ -59,7 +63,9 @@ export class Session {
           const s = p.since;
           let frames: Buffer[];
           try {
-            frames = encodeDelta(p.feed.id, s.from, s.to, s.upserts, s.deletes, conn.compression, conn.maxBodyBytes, o.compressMinBytes);
+            frames = p.feed.scope === undefined
+              ? encodeDelta(p.feed.id, s.from, s.to, s.upserts, s.deletes, conn.compression, conn.maxBodyBytes, o.compressMinBytes)
+              : encodeScopedDelta(p.feed.id, s, p.feed.scope, conn.scopeNode, conn.compression, conn.maxBodyBytes, o.compressMinBytes);
           } catch (err) {
             if (!isEntryTooLarge(err)) throw err;
             conn.fail('CATTAIL_SERVER_ENTRY_TOO_LARGE', err.message);
@@ -68,7 +74,7 @@ export class Session {
           if (!conn.writeOwn(frames)) return;
           cursor.revision = s.to;
           // The protocol promises a STATUS after a resume's DELTA (§1.2), even when nothing changed.
-          const st = p.feed.statusFrame(o.compressMinBytes);
+          const st = p.feed.statusFrame(o.compressMinBytes, conn.scopeNode);
           conn.writeShared(st.frame);
           cursor.statusKey = st.key;
           p.feed.joinLive(cursor);
