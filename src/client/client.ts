@@ -324,7 +324,7 @@ export class Client {
         const watermarks = state.rebaseWatermarks();
         return watermarks === undefined ? { name, token: Buffer.from(state.token) } : { name, token: Buffer.from(state.token), watermarks };
       }),
-      caps: [...this.opts.compression.map((c) => `compress.${c}`), CAP_RESUME_WATERMARKS, CAP_REPAIR_BUCKETS, CAP_SCOPE_NODE],
+      caps: [...this.opts.compression.map((c) => `compress.${c}`), CAP_RESUME_WATERMARKS, CAP_REPAIR_BUCKETS, ...(this.opts.acceptScopedFeeds ? [CAP_SCOPE_NODE] : [])],
       maxFrameBytes: this.opts.maxFrameBytes,
     };
     const conn = new Connection(pick.url, this.opts, hello, {

@@ -97,4 +97,15 @@ describe('client library on a scoped feed (real server)', () => {
     expect(a.guard.problems()).toEqual([]);
     expect(b.guard.problems()).toEqual([]);
   });
+
+  it('a client that does not accept scoped feeds (a tier-2 relay) is refused with 4006, not given one node\'s view', async () => {
+    const r = await scriptedReplica('scoped-b', cleanups, { scopedFeeds: ['felix'] });
+    r.upstream.apply('felix', cluster(0), { status: 'in-sync' });
+    const relay = setup({ endpoints: [r.server.url], node: 'relay', acceptScopedFeeds: false, raw: true });
+    relay.guard.allow('CATTAIL_CLIENT_REJECTED');
+    const refused = (): boolean => relay.rec.events.some((e) => e.reason?.code === 'CATTAIL_CLIENT_REJECTED' && (e.reason.details as { closeCode?: number; serverError?: { code?: string } } | undefined)?.serverError?.code === 'CATTAIL_SERVER_SCOPE_UNSUPPORTED');
+    await waitUntil(refused, 'refused with 4006', on(relay.client));
+    expect(relay.rec.events.at(-1)?.reason?.details).toMatchObject({ closeCode: 4006 });
+    expect(relay.client.feed('felix').size).toBe(0);
+  });
 });
