@@ -192,6 +192,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
     if (feed === undefined || policy === undefined) throw new InvalidArgumentError(`scopedFeeds: ${JSON.stringify(name)} is not a scopable feed this server serves (scopable: ${[...SCOPE_POLICIES.keys()].join(', ')})`);
     if (feed.store.bucketSums === undefined) throw new InvalidArgumentError(`scopedFeeds: feed ${name}'s store has no bucket sums`);
     feed.scope = new ScopeIndex(policy, feed.store);
+    feed.monotonic = () => clock.monotonic();
   }
   const cache = new SnapshotCache({ clock, reuseWindowMs: o.snapshotReuseWindowMs, sliceEntries: o.snapshotBuildSliceEntries, compressMinBytes: o.compressMinBytes, metrics });
   const random = options.random ?? Math.random;

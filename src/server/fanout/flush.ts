@@ -22,7 +22,7 @@ import type { CattailError } from '../../errors.js';
 import { type Compression, encodeDelta, isEntryTooLarge } from '../transport/framing.js';
 import type { StoreEntry } from '../pipeline/store-port.js';
 import type { FanOutContext } from './context.js';
-import { type FeedRuntime, statusKey } from './feeds.js';
+import type { FeedRuntime } from './feeds.js';
 import type { ServiceQueue } from './service.js';
 import type { SplitChanges } from '../scoping/view.js';
 import { encodeNodePart, encodeSharedPart, splitOf } from './scoped.js';
@@ -65,6 +65,7 @@ interface ScopedUnit {
 export class Flusher {
   private pending = false;
   private timer: Timer | undefined;
+  private digestTimer: Timer | undefined;
   /** Monotonic ms of the last flush (health: a flush that never comes is a stuck server). */
   lastFlushMs: number;
 
@@ -87,6 +88,30 @@ export class Flusher {
   stop(): void {
     this.timer?.cancel();
     this.timer = undefined;
+    this.digestTimer?.cancel();
+    this.digestTimer = undefined;
+  }
+
+  /**
+   * Scoped feeds that owe their agents a STATUS (FeedRuntime.currentStatusKey holds one back for
+   * up to SCOPED_DIGEST_INTERVAL_MS) get it when it is due: one timer for the earliest, then a flush.
+   */
+  private scheduleDigests(): void {
+    if (this.digestTimer !== undefined) return;
+    let due = Infinity;
+    for (const f of this.ctx.o.feeds) due = Math.min(due, f.statusDueAtMs() ?? Infinity);
+    if (due === Infinity) return;
+    const { clock } = this.ctx.o;
+    this.digestTimer = clock.setTimeout(() => this.ctx.guarded('status', () => {
+      this.digestTimer = undefined;
+      const now = clock.monotonic();
+      for (const f of this.ctx.o.feeds) {
+        const at = f.statusDueAtMs();
+        if (at !== undefined && at <= now) f.promoteStatus();
+      }
+      this.schedule();
+      this.scheduleDigests();
+    }), Math.max(0, due - clock.monotonic()));
   }
 
   flush(): void {
@@ -97,6 +122,7 @@ export class Flusher {
     this.lastFlushMs = now;
     this.service.newRound();
     const units = this.buildUnits(now);
+    this.scheduleDigests();
     if (units === undefined) return;
     stats.flushes++;
     const changed = units.filter((u) => u !== undefined);
@@ -224,10 +250,11 @@ export class Flusher {
         feed.stats.skips++;
         return undefined;
       }
-      const st = feed.statusFrame(min, conn.scopeNode);
+      // The key first: the frame (the node's digest) is built only when this agent is owed one.
+      const key = feed.currentStatusKey();
       cursor.revision = u.to;
-      const withStatus = st.key !== cursor.statusKey;
-      if (withStatus) cursor.statusKey = st.key;
+      const withStatus = key !== cursor.statusKey;
+      if (withStatus) cursor.statusKey = key;
       const enc = `${conn.compression}|${conn.maxBodyBytes}`;
       try {
         let shared = sc.shared.get(enc);
@@ -252,7 +279,7 @@ export class Flusher {
           }
         }
         // The node's STATUS (its digest is its view's) rides in the same write.
-        const tail = withStatus ? Buffer.concat([part, st.frame]) : part;
+        const tail = withStatus ? Buffer.concat([part, feed.statusFrame(min, conn.scopeNode).frame]) : part;
         return [shared, tail];
       } catch (err) {
         if (!isEntryTooLarge(err)) throw err;
@@ -265,10 +292,10 @@ export class Flusher {
       return undefined;
     }
     if (!above && cursor.revision === feed.flushedRevision) {
-      const st = feed.statusFrame(min, conn.scopeNode);
-      if (st.key !== cursor.statusKey) {
-        cursor.statusKey = st.key;
-        return st.frame;
+      const key = feed.currentStatusKey();
+      if (key !== cursor.statusKey) {
+        cursor.statusKey = key;
+        return feed.statusFrame(min, conn.scopeNode).frame;
       }
     }
     return undefined;
@@ -280,7 +307,7 @@ export class Flusher {
     let any = false;
     for (const feed of this.ctx.o.feeds) {
       const rev = feed.store.revision;
-      const sk = statusKey(rev, feed.store.meta());
+      const sk = feed.currentStatusKey();
       if (rev === feed.flushedRevision && sk === feed.flushedStatusKey) continue;
       let unit: SharedUnit = { feed, from: feed.flushedRevision, to: rev, upserts: [], deletes: [], hasDelta: false, frames: new Map(), status: undefined, withStatus: new Map(), joined: new Map(), last: undefined, tooLarge: undefined, scoped: undefined };
       if (rev > feed.flushedRevision) {

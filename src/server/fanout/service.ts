@@ -19,7 +19,6 @@
 import type { Connection, FeedCursor } from '../transport/connection.js';
 import { encodeDelta, isEntryTooLarge } from '../transport/framing.js';
 import type { FanOutContext } from './context.js';
-import { statusKey } from './feeds.js';
 import { TurnQueue } from './turn-queue.js';
 import { encodeNodePart, encodeSharedPart, splitOf } from './scoped.js';
 import type { SplitChanges } from '../scoping/view.js';
@@ -132,8 +131,9 @@ export class ServiceQueue {
           feed.stats.catchUps++;
         }
         if (cursor.phase === 'live' && cursor.revision === feed.store.revision && conn.writableBytes <= hwm) {
-          const st = feed.statusFrame(o.compressMinBytes, conn.scopeNode);
-          if (st.key !== cursor.statusKey) {
+          const key = feed.currentStatusKey();
+          if (key !== cursor.statusKey) {
+            const st = feed.statusFrame(o.compressMinBytes, conn.scopeNode);
             conn.writeShared(st.frame);
             shared += st.frame.length;
             cursor.statusKey = st.key;
@@ -223,9 +223,8 @@ export class ServiceQueue {
       cursor.phase = 'live';
       cursor.revision = build.revision;
       if (conn.state === 'streaming') cursor.feed.joinLive(cursor);
-      const v = cursor.feed.store.meta();
       // END carried the status of the snapshot's revision; a newer one goes out after the catch-up.
-      cursor.statusKey = build.revision === cursor.feed.store.revision ? statusKey(build.revision, v) : undefined;
+      cursor.statusKey = build.revision === cursor.feed.store.revision ? cursor.feed.currentStatusKey() : undefined;
       cursor.graceUntilMs = now + o.newClientGracePeriodMs;
       cursor.behindSinceMs = build.revision < cursor.feed.flushedRevision ? now : undefined;
     }

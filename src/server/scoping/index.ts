@@ -15,8 +15,7 @@
  * from the current view when the log no longer reaches back), so it is exact at store.revision
  * whenever it is read. Pure apart from reading the store.
  */
-import { createHash } from 'node:crypto';
-import { entryHashInto } from '../../../proto/digest.js';
+import { digestOfSumBytes, entryHashInto } from '../../../proto/digest.js';
 import type { ServedStore, StoreEntry } from '../pipeline/store-port.js';
 import type { ScopePolicy } from './policy.js';
 import { slimValue } from './slim.js';
@@ -62,10 +61,7 @@ function addAt(buf: Buffer, b: number, hi: number, lo: number, sign: 1 | -1): vo
 
 /** The digest of 256 u64be sums (PROTOCOL.md §10 step 3). */
 export function digestOfSums(sums: Buffer): Buffer {
-  const d = createHash('sha256').update(sums).digest();
-  const out = Buffer.allocUnsafeSlow(8);
-  d.copy(out, 0, 0, 8);
-  return out;
+  return digestOfSumBytes(sums);
 }
 
 /** What a node's snapshot needs at one revision: the shared view's sums, count and bytes. */
@@ -153,7 +149,15 @@ export class ScopeIndex {
     this.sync();
     let d = this.digestCache.get(node);
     if (d === undefined) {
-      d = this.nodePartAt(this.shared(), node).digest;
+      // The STATUS path (every node, every revision): sums only, no sort, no entry list.
+      const sums = this.scratch;
+      this.shared().sums.copy(sums);
+      for (const k of this.byNode.get(node) ?? []) {
+        const r = this.records.get(k) as KeyRecord;
+        addInto(sums, r.fHi, r.fLo, 1);
+        if (this.policy.others === 'slim') addInto(sums, r.sHi, r.sLo, -1);
+      }
+      d = digestOfSums(sums);
       this.digestCache.set(node, d);
     }
     return d;
@@ -191,6 +195,7 @@ export class ScopeIndex {
   }
 
   private readonly h = new Uint32Array(2);
+  private readonly scratch = Buffer.alloc(BUCKETS * 8);
 
   private upsert(key: string, value: Buffer, revision: number): void {
     this.remove(key, revision);
