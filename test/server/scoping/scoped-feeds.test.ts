@@ -118,6 +118,27 @@ describe('per-node scoping - real server', () => {
     expect(decodeValue(a1.feed('felix').entries.get(wep('n1', 0)[0]) as Buffer)).toMatchObject({ annotations: { secret: 'n1-only-3' } });
   });
 
+  it('holds back STATUSes that only carry a new revision, and sends every agent its digest at its revision within about a second', async () => {
+    const h = await scopedHarness();
+    const a = h.agent({ feeds: [{ name: 'felix' }], node: 'n1', caps: CAPS, record: true });
+    await inStep(h, [a], ['felix']);
+    const id = a.feed('felix').id;
+    const statuses = (): Extract<Message, { type: 'status' }>[] => a.messages.filter((m): m is Extract<Message, { type: 'status' }> => m.type === 'status' && m.feedId === id);
+    const before = statuses().length;
+    for (let g = 1; g <= 6; g++) {
+      h.upstream.apply('felix', Object.fromEntries([wep('n2', 0, g)]), { watermarks: { pods: String(10 + g) } });
+      await a.untilRevision('felix', h.storeRevision('felix'));
+    }
+    const rev = h.storeRevision('felix');
+    await a.until(() => statuses().some((m) => m.revision === rev), 'a STATUS at the last revision', 5_000);
+    // Six deltas, far fewer STATUSes; the last one at the agent's revision, with its view's digest.
+    expect(statuses().length - before).toBeLessThan(6);
+    const last = statuses().at(-1);
+    expect(last?.digest).toBeDefined();
+    expect(Buffer.from(last?.digest ?? []).equals(a.digest('felix'))).toBe(true);
+    expect(a.violations).toEqual([]);
+  });
+
   it('resumes a scoped feed with a scoped catch-up, and a new agent of the same node shares the node snapshot', async () => {
     const h = await scopedHarness();
     const a = h.agent({ feeds: [{ name: 'felix' }], node: 'n2', caps: CAPS });
