@@ -31,6 +31,7 @@ import { SCOPE_POLICIES, type ScopePolicy } from '../src/server/scoping/policy.j
 import { Connection } from '../src/server/transport/connection.js';
 import type { AgentSocket, AgentSocketEvents } from '../src/server/transport/seam.js';
 import { convertPod } from '../src/server/upstream/projections/libcalico-workload-endpoint.js';
+import { convertNode } from '../src/server/upstream/projections/libcalico-node.js';
 import { profileRulesKey, ipPoolKey, policyKey } from '../src/server/upstream/projections/calico-keys.js';
 import { FeedStore, encodeValue } from '../src/snapshot/index.js';
 
@@ -44,6 +45,8 @@ const ROUNDS = Number(arg('rounds', '200'));
 const BURSTS = Number(arg('bursts', '10'));
 const BURST_SIZE = Number(arg('burst-size', '100'));
 const COMPRESSION = arg('compression', 'brotli') as 'brotli' | 'none';
+/** felix: NODES × PODS workload endpoints; tunnel-ip-allocation: NODES Nodes (every change is one Node's). */
+const FEED = arg('feed', 'felix') as 'felix' | 'tunnel-ip-allocation';
 const OUT = arg('out', 'bench/results/scoping');
 const DEADLINE_MS = Number(arg('deadline-ms', String(8 * 60_000)));
 const started = Date.now();
@@ -68,6 +71,21 @@ function podValue(node: number, i: number, gen: number): { key: string; value: B
   const [kv] = convertPod(pod as never);
   if (kv === undefined) throw new Error('pod did not project');
   return { key: kv[0], value: encodeValue(kv[1]) };
+}
+
+/** A Kubernetes Node as the libcalico projection sends it (v3 Node + host config keys). */
+function nodeValues(node: number, gen: number): { key: string; value: Buffer }[] {
+  const ip = `172.16.${(node >> 8) & 255}.${node & 255}`;
+  const k8s = {
+    metadata: {
+      name: `worker-${node}`, uid: `node-${node}`,
+      labels: { 'kubernetes.io/hostname': `worker-${node}`, 'kubernetes.io/os': 'linux', 'topology.kubernetes.io/zone': `zone-${node % 3}`, 'node.kubernetes.io/instance-type': 'm5.large', gen: String(gen % 7) },
+      annotations: { 'projectcalico.org/IPv4Address': `${ip}/16`, 'projectcalico.org/IPv4IPIPTunnelAddr': `10.${(node >> 8) & 255}.${node & 255}.1` },
+    },
+    spec: { podCIDR: `10.${(node >> 8) & 255}.${node & 255}.0/24`, podCIDRs: [`10.${(node >> 8) & 255}.${node & 255}.0/24`] },
+    status: { addresses: [{ type: 'InternalIP', address: ip }, { type: 'Hostname', address: `worker-${node}` }] },
+  };
+  return convertNode(k8s as never).map(([key, value]) => ({ key, value: encodeValue(value) }));
 }
 
 class CountingSocket implements AgentSocket {
@@ -97,14 +115,14 @@ interface Side {
   conns: Connection[];
 }
 
-const store = new FeedStore({ feed: 'felix', logMaxAgeMs: 3_600_000, logMaxBytes: 2 ** 31 });
-const def: FeedDefinition = { name: 'felix', resources: ['pods'], projectionVersion: 1, model: 'libcalico.v2' };
+const store = new FeedStore({ feed: FEED, logMaxAgeMs: 3_600_000, logMaxBytes: 2 ** 31 });
+const def: FeedDefinition = { name: FEED, resources: ['pods'], projectionVersion: 1, model: 'libcalico.v2' };
 const metrics = createMetrics(new FanOutStats(), { defaultMetrics: false });
 const LIMITS = { maxInboundBytes: 65_536, maxClientBytes: 2 ** 31, compressMinBytes: 1_024 };
 
 function side(name: Side['name']): Side {
-  const feed = new FeedRuntime(0, def, store as unknown as ServedStore, 'bench', metrics.fanout.feed(`felix-${name}`));
-  if (name === 'scoped') feed.scope = new ScopeIndex(SCOPE_POLICIES.get('felix') as ScopePolicy, store as unknown as ServedStore);
+  const feed = new FeedRuntime(0, def, store as unknown as ServedStore, 'bench', metrics.fanout.feed(`${FEED}-${name}`));
+  if (name === 'scoped') feed.scope = new ScopeIndex(SCOPE_POLICIES.get(FEED) as ScopePolicy, store as unknown as ServedStore);
   const cache = new SnapshotCache({ clock: realClock, reuseWindowMs: 1_000, sliceEntries: 2_000, compressMinBytes: 1_024, metrics });
   const fanout = new FanOut({
     clock: realClock, random: rand, metrics, log: undefined, serverId: 'bench', feeds: [feed], cache, compressions: ['brotli', 'deflate'],
@@ -119,7 +137,7 @@ function connect(s: Side, node: string): CountingSocket {
   const conn = new Connection(sock, s.fanout, LIMITS, realClock.monotonic(), 3_600_000);
   s.fanout.add(conn);
   const caps = ['scope.node', 'resume.watermarks', ...(COMPRESSION === 'brotli' ? ['compress.brotli'] : [])];
-  sock.events?.message(encodeFrame({ type: 'hello', protocol: 1, node, clientId: node, feeds: [{ name: 'felix' }], caps }), true);
+  sock.events?.message(encodeFrame({ type: 'hello', protocol: 1, node, clientId: node, feeds: [{ name: FEED }], caps }), true);
   s.sockets.push(sock);
   s.conns.push(conn);
   return sock;
@@ -148,6 +166,7 @@ const r1 = (x: number): number => Math.round(x * 10) / 10;
 
 async function main(): Promise<void> {
   const result: Record<string, unknown> = { nodes: NODES, podsPerNode: PODS, compression: COMPRESSION, cpus: cpus().length, loadavgStart: loadavg()[0], node: process.version };
+  result['feed'] = FEED;
   const sides = [side('scoped'), side('cluster-wide')];
   // Agents first, on the empty store (snapshots of nothing), so the load arrives as one flush.
   for (const s of sides) for (let n = 0; n < NODES; n++) connect(s, `worker-${n}`);
@@ -155,9 +174,10 @@ async function main(): Promise<void> {
   // The cluster: every pod's endpoint, plus cluster-wide entries (profiles, policies, a pool).
   const gens = new Map<number, number>();
   const updates: { key: string; value: Buffer }[] = [];
-  for (let n = 0; n < NODES; n++) for (let i = 0; i < PODS; i++) updates.push(podValue(n, i, 0));
-  for (let p = 0; p < 97; p++) updates.push({ key: profileRulesKey(`kns.team-${p}`), value: encodeValue({ inbound_rules: [{ action: 'allow' }], outbound_rules: [{ action: 'allow' }] }) });
-  for (let p = 0; p < 200; p++) updates.push({ key: policyKey('default', `team-${p % 97}.np-${p}`), value: encodeValue({ order: 1000, selector: `app == 'app-${p}'`, inbound_rules: [{ action: 'allow', src_selector: `tier == 'frontend'` }], types: ['ingress'] }) });
+  if (FEED === 'felix') for (let n = 0; n < NODES; n++) for (let i = 0; i < PODS; i++) updates.push(podValue(n, i, 0));
+  else for (let n = 0; n < NODES; n++) updates.push(...nodeValues(n, 0));
+  if (FEED === 'felix') for (let p = 0; p < 97; p++) updates.push({ key: profileRulesKey(`kns.team-${p}`), value: encodeValue({ inbound_rules: [{ action: 'allow' }], outbound_rules: [{ action: 'allow' }] }) });
+  if (FEED === 'felix') for (let p = 0; p < 200; p++) updates.push({ key: policyKey('default', `team-${p % 97}.np-${p}`), value: encodeValue({ order: 1000, selector: `app == 'app-${p}'`, inbound_rules: [{ action: 'allow', src_selector: `tier == 'frontend'` }], types: ['ingress'] }) });
   updates.push({ key: ipPoolKey('10.0.0.0/8'), value: encodeValue({ cidr: '10.0.0.0/8', ipip_mode: 'always', masquerade: true }) });
   store.apply({ updates, status: 'in-sync', watermarks: { pods: '1' } }, Date.now());
   result['entries'] = updates.length;
@@ -180,7 +200,7 @@ async function main(): Promise<void> {
     const i = Math.floor(rand() * PODS);
     const g = (gens.get(n * PODS + i) ?? 0) + 1;
     gens.set(n * PODS + i, g);
-    store.apply({ updates: [podValue(n, i, g)], watermarks: { pods: String(2 + r) } }, Date.now());
+    store.apply({ updates: FEED === 'felix' ? [podValue(n, i, g)] : nodeValues(n, g), watermarks: { pods: String(2 + r) } }, Date.now());
     // Alternate which side flushes first (caches, GC).
     for (const s of r % 2 === 0 ? sides : [...sides].reverse()) {
       const f = flush(s);
@@ -205,7 +225,8 @@ async function main(): Promise<void> {
       const i = Math.floor(rand() * PODS);
       const g = (gens.get(n * PODS + i) ?? 0) + 1;
       gens.set(n * PODS + i, g);
-      batch.push(podValue(n, i, g));
+      if (FEED === 'felix') batch.push(podValue(n, i, g));
+      else batch.push(...nodeValues(n, g));
     }
     store.apply({ updates: batch, watermarks: { pods: String(100_000 + b) } }, Date.now());
     for (const s of b % 2 === 0 ? sides : [...sides].reverse()) {

@@ -56,7 +56,7 @@ interface SharedUnit {
 
 interface ScopedUnit {
   readonly split: SplitChanges;
-  /** Shared frames joined, per `compression|size`. */
+  /** Shared frames joined, per `compression|size` (an empty Buffer: the shared part is empty, not sent). */
   readonly shared: Map<string, Buffer>;
   /** The node's frames (+ STATUS when `|s`) joined, per `compression|size|node[|s]`. */
   readonly tails: Map<string, Buffer>;
@@ -262,8 +262,10 @@ export class Flusher {
           const frames = encodeSharedPart(feed.id, u, sc.split, conn.compression, conn.maxBodyBytes, min);
           shared = frames.length === 1 ? (frames[0] as Buffer) : Buffer.concat(frames);
           sc.shared.set(enc, shared);
-          feed.stats.deltaUnitsEncoded++;
-          feed.stats.deltaBytesEncoded += shared.length;
+          if (shared.length > 0) {
+            feed.stats.deltaUnitsEncoded++;
+            feed.stats.deltaBytesEncoded += shared.length;
+          }
         }
         // Nodes without own changes share one node part: the empty DELTA that ends the unit.
         const own = sc.split.byNode.has(conn.scopeNode);
@@ -280,7 +282,7 @@ export class Flusher {
         }
         // The node's STATUS (its digest is its view's) rides in the same write.
         const tail = withStatus ? Buffer.concat([part, feed.statusFrame(min, conn.scopeNode).frame]) : part;
-        return [shared, tail];
+        return shared.length === 0 ? tail : [shared, tail];
       } catch (err) {
         if (!isEntryTooLarge(err)) throw err;
         conn.fail('CATTAIL_SERVER_ENTRY_TOO_LARGE', err.message);

@@ -17,8 +17,9 @@ export function splitOf(scope: ScopeIndex, s: Delta): SplitChanges {
   return splitChanges(scope.policy, s.upserts, s.deletes);
 }
 
-/** The shared part's frames (every one with MORE): the same for every node. */
+/** The shared part's frames (every one with MORE): the same for every node; none when it is empty (the node's part is then the whole unit). */
 export function encodeSharedPart(feedId: number, s: { from: number; to: number }, split: SplitChanges, algo: Compression, maxBodyBytes: number, compressMinBytes: number): Buffer[] {
+  if (split.shared.upserts.length === 0 && split.shared.deletes.length === 0) return [];
   return encodeDelta(feedId, s.from, s.to, split.shared.upserts, split.shared.deletes, algo, maxBodyBytes, compressMinBytes, true);
 }
 
