@@ -43,6 +43,8 @@ const NODES = Number(arg('nodes', '5000'));
 const PODS = Number(arg('pods', '30'));
 const ROUNDS = Number(arg('rounds', '200'));
 const BURSTS = Number(arg('bursts', '10'));
+/** Single changes more than 1 s apart: on the scoped side every one then carries a STATUS with each node's digest. */
+const PACED = Number(arg('paced-rounds', '8'));
 const BURST_SIZE = Number(arg('burst-size', '100'));
 const COMPRESSION = arg('compression', 'brotli') as 'brotli' | 'none';
 /** felix: NODES × PODS workload endpoints; tunnel-ip-allocation: NODES Nodes (every change is one Node's). */
@@ -214,6 +216,29 @@ async function main(): Promise<void> {
   result['singleChanges'] = Object.fromEntries(Object.entries(single).map(([k, v]) => [k, {
     rounds, cpuUsPerChangeMedian: Math.round(median(v.cpuUs)), cpuUsPerChangeMean: Math.round(mean(v.cpuUs)),
     bytesToChangedNodesAgent: Math.round(median(v.changedAgent)), bytesToOtherAgent: Math.round(median(v.otherAgents)),
+  }]));
+  // Paced single changes (> 1 s apart, as a quiet cluster sees them): each flush carries the
+  // STATUS on both sides, on the scoped side with every node's digest of its view.
+  const paced: Record<string, { cpuUs: number[]; changedAgent: number[]; otherAgents: number[] }> = { scoped: { cpuUs: [], changedAgent: [], otherAgents: [] }, 'cluster-wide': { cpuUs: [], changedAgent: [], otherAgents: [] } };
+  let pacedRounds = 0;
+  for (let r = 0; r < PACED && timeLeft(); r++) {
+    await new Promise((res) => setTimeout(res, 1_050));
+    const n = Math.floor(rand() * NODES);
+    const i = Math.floor(rand() * PODS);
+    const g = (gens.get(n * PODS + i) ?? 0) + 1;
+    gens.set(n * PODS + i, g);
+    store.apply({ updates: FEED === 'felix' ? [podValue(n, i, g)] : nodeValues(n, g), watermarks: { pods: String(50_000 + r) } }, Date.now());
+    for (const s of r % 2 === 0 ? sides : [...sides].reverse()) {
+      const f = flush(s);
+      const rec = paced[s.name] as { cpuUs: number[]; changedAgent: number[]; otherAgents: number[] };
+      rec.cpuUs.push(f.cpuUs);
+      rec.changedAgent.push(f.bytes[n] as number);
+      rec.otherAgents.push(mean(f.bytes.filter((_, k) => k !== n)));
+    }
+    pacedRounds++;
+  }
+  result['pacedSingleChanges'] = Object.fromEntries(Object.entries(paced).map(([k, v]) => [k, {
+    rounds: pacedRounds, cpuUsPerChangeMedian: Math.round(median(v.cpuUs)), bytesToChangedNodesAgent: Math.round(median(v.changedAgent)), bytesToOtherAgent: Math.round(median(v.otherAgents)),
   }]));
   // Bursts: BURST_SIZE changes on random nodes in one flush.
   const burst: Record<string, { cpuUs: number[]; perAgent: number[] }> = { scoped: { cpuUs: [], perAgent: [] }, 'cluster-wide': { cpuUs: [], perAgent: [] } };

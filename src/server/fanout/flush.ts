@@ -58,8 +58,12 @@ interface ScopedUnit {
   readonly split: SplitChanges;
   /** Shared frames joined, per `compression|size` (an empty Buffer: the shared part is empty, not sent). */
   readonly shared: Map<string, Buffer>;
-  /** The node's frames (+ STATUS when `|s`) joined, per `compression|size|node[|s]`. */
+  /** The node parts joined, per `compression|size|n|node` (own changes) or `compression|size|e` (the empty one). */
   readonly tails: Map<string, Buffer>;
+  /** The STATUS key of this flush (asked once, not per agent). */
+  statusKey: string | undefined;
+  /** Shared part + empty node part in one Buffer, for the last encoding asked (see scopedBufferFor). */
+  lastPlain: { compression: Compression; maxBodyBytes: number; buf: Buffer } | undefined;
 }
 
 export class Flusher {
@@ -251,10 +255,15 @@ export class Flusher {
         return undefined;
       }
       // The key first: the frame (the node's digest) is built only when this agent is owed one.
-      const key = feed.currentStatusKey();
+      const key = (sc.statusKey ??= feed.currentStatusKey());
       cursor.revision = u.to;
       const withStatus = key !== cursor.statusKey;
       if (withStatus) cursor.statusKey = key;
+      const own = sc.split.byNode.has(conn.scopeNode);
+      // The common case, an agent of a node without own changes and no STATUS owed: one Buffer
+      // (shared part + the empty DELTA ending the unit) for all of them, as a cluster-wide unit.
+      const fast = sc.lastPlain;
+      if (!own && !withStatus && fast !== undefined && fast.compression === conn.compression && fast.maxBodyBytes === conn.maxBodyBytes) return fast.buf;
       const enc = `${conn.compression}|${conn.maxBodyBytes}`;
       try {
         let shared = sc.shared.get(enc);
@@ -268,7 +277,6 @@ export class Flusher {
           }
         }
         // Nodes without own changes share one node part: the empty DELTA that ends the unit.
-        const own = sc.split.byNode.has(conn.scopeNode);
         const partKey = own ? `${enc}|n|${conn.scopeNode}` : `${enc}|e`;
         let part = sc.tails.get(partKey);
         if (part === undefined) {
@@ -279,6 +287,12 @@ export class Flusher {
             feed.stats.deltaUnitsEncoded++;
             feed.stats.deltaBytesEncoded += part.length;
           }
+        }
+        if (!own && !withStatus) {
+          let buf = sc.tails.get(`${enc}|p`);
+          if (buf === undefined) sc.tails.set(`${enc}|p`, (buf = shared.length === 0 ? part : Buffer.concat([shared, part])));
+          sc.lastPlain = { compression: conn.compression, maxBodyBytes: conn.maxBodyBytes, buf };
+          return buf;
         }
         // The node's STATUS (its digest is its view's) rides in the same write.
         const tail = withStatus ? Buffer.concat([part, feed.statusFrame(min, conn.scopeNode).frame]) : part;
@@ -318,7 +332,7 @@ export class Flusher {
         // revision are then behind and get an in-band snapshot from the service queue.
         if (s.kind === 'delta') {
           unit = { ...unit, upserts: s.upserts, deletes: s.deletes, hasDelta: true };
-          if (feed.scope !== undefined) unit.scoped = { split: splitOf(feed.scope, s), shared: new Map(), tails: new Map() };
+          if (feed.scope !== undefined) unit.scoped = { split: splitOf(feed.scope, s), shared: new Map(), tails: new Map(), statusKey: undefined, lastPlain: undefined };
         }
         feed.recordFlush(rev, now);
       }
