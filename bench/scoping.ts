@@ -2,7 +2,10 @@
  * Per-node scoping (#20) measured: bytes per agent and server CPU per change, scoped versus
  * cluster-wide, on the felix feed at NODES × PODS workload endpoints (default 5,000 × 30).
  *
- *   npm run bench:scoping -- [--nodes 5000] [--pods 30] [--rounds 200] [--compression brotli|none] [--out bench/results/scoping]
+ *   npm run bench:scoping -- [--feed felix|tunnel-ip-allocation] [--nodes 5000] [--pods 30] [--rounds 200]
+ *     [--paced-rounds 8] [--bursts 10] [--compression brotli|none] [--out bench/results/scoping-felix]
+ *
+ * Results: bench/results/scoping.md (written by hand from scoping-felix.json and scoping-tunnel-ip.json).
  *
  * In-process, no network: one store, two fan-outs over it (felix scoped, felix cluster-wide),
  * each with one agent per node on a counting socket (every byte the server hands a socket is
@@ -49,7 +52,7 @@ const BURST_SIZE = Number(arg('burst-size', '100'));
 const COMPRESSION = arg('compression', 'brotli') as 'brotli' | 'none';
 /** felix: NODES × PODS workload endpoints; tunnel-ip-allocation: NODES Nodes (every change is one Node's). */
 const FEED = arg('feed', 'felix') as 'felix' | 'tunnel-ip-allocation';
-const OUT = arg('out', 'bench/results/scoping');
+const OUT = arg('out', `bench/results/scoping-${FEED === 'felix' ? 'felix' : 'tunnel-ip'}`);
 const DEADLINE_MS = Number(arg('deadline-ms', String(8 * 60_000)));
 const started = Date.now();
 const timeLeft = (): boolean => Date.now() - started < DEADLINE_MS;
