@@ -72,6 +72,17 @@ export class FeedRuntime {
     return this.def.name;
   }
 
+  /**
+   * The projection version resume tokens carry: the definition's, changed when the feed is scoped
+   * (#20), so a token of a cluster-wide state never resumes a scoped feed nor the reverse (the
+   * agent would keep the other form of every entry that does not change): it gets a snapshot
+   * with reason `projection-changed`, and a rebase between replicas that scope differently is
+   * refused the same way.
+   */
+  get projectionVersion(): number {
+    return this.scope === undefined ? this.def.projectionVersion : (this.def.projectionVersion ^ SCOPED_VERSION_TAG) & 0x7fffffff;
+  }
+
   joinLive(c: FeedCursor): void {
     if (c.liveIndex >= 0) return;
     c.liveIndex = this.live.length;
@@ -91,7 +102,7 @@ export class FeedRuntime {
 
   token(revision: number): Buffer {
     if (this.tokenCache?.revision === revision) return this.tokenCache.token;
-    const token = encodeToken({ serverId: this.serverId, epoch: this.epoch, feed: this.def.name, revision, projectionVersion: this.def.projectionVersion });
+    const token = encodeToken({ serverId: this.serverId, epoch: this.epoch, feed: this.def.name, revision, projectionVersion: this.projectionVersion });
     this.tokenCache = { revision, token };
     return token;
   }
@@ -231,6 +242,9 @@ export class FeedRuntime {
     return frame;
   }
 }
+
+/** Mixed into a scoped feed's projection version (see FeedRuntime.projectionVersion); change it when a scope policy or the slim form changes. */
+const SCOPED_VERSION_TAG = 0x53c0de01;
 
 /** A scoped feed's per-node digests are computed at most this often (PROTOCOL.md §7.3). */
 export const SCOPED_DIGEST_INTERVAL_MS = 1_000;
