@@ -283,7 +283,9 @@ async function main(): Promise<void> {
   result['deadlineHit'] = !timeLeft();
   writeFileSync(`${OUT}.json`, `${JSON.stringify(result, null, 2)}\n`);
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-  if (!process.argv.includes("--no-exit")) process.exit(0);
+  for (const s of sides) s.fanout.stop();
+  // --no-exit: let the process end by itself (so that --cpu-prof writes its profile).
+  if (!process.argv.includes('--no-exit')) process.exit(0);
 }
 
 void main();

@@ -85,7 +85,8 @@ export interface NodePart {
 
 export class ScopeIndex {
   private readonly records = new Map<string, KeyRecord>();
-  private readonly byNode = new Map<string, Set<string>>();
+  /** Each node's records by key (iterated per digest: no per-key lookups). */
+  private readonly byNode = new Map<string, Map<string, KeyRecord>>();
   /** Revision of the last change of each node's own entries. */
   private readonly changedAt = new Map<string, number>();
   /** Σ_k (s_k − f_k) per bucket, u64be (the shared view's offset from the full state). */
@@ -152,10 +153,13 @@ export class ScopeIndex {
       // The STATUS path (every node, every revision): sums only, no sort, no entry list.
       const sums = this.scratch;
       this.shared().sums.copy(sums);
-      for (const k of this.byNode.get(node) ?? []) {
-        const r = this.records.get(k) as KeyRecord;
-        addInto(sums, r.fHi, r.fLo, 1);
-        if (this.policy.others === 'slim') addInto(sums, r.sHi, r.sLo, -1);
+      const own = this.byNode.get(node);
+      if (own !== undefined) {
+        const slim = this.policy.others === 'slim';
+        for (const r of own.values()) {
+          addInto(sums, r.fHi, r.fLo, 1);
+          if (slim) addInto(sums, r.sHi, r.sLo, -1);
+        }
       }
       d = digestOfSums(sums);
       this.digestCache.set(node, d);
@@ -169,7 +173,7 @@ export class ScopeIndex {
    */
   nodePartAt(at: SharedAt, node: string): NodePart {
     this.sync();
-    const keys = [...(this.byNode.get(node) ?? [])].sort(compareUtf8);
+    const keys = [...(this.byNode.get(node)?.keys() ?? [])].sort(compareUtf8);
     const sums = Buffer.from(at.sums);
     const entries: StoreEntry[] = [];
     let rawBytes = 0;
@@ -219,10 +223,11 @@ export class ScopeIndex {
     addInto(this.offset, fHi, fLo, -1);
     this.bytesOffset += sharedBytes - (keyBytes + value.length);
     this.boundCount++;
-    this.records.set(key, { node, value, fHi, fLo, sHi, sLo, keyBytes, sharedBytes });
-    let set = this.byNode.get(node);
-    if (set === undefined) this.byNode.set(node, (set = new Set()));
-    set.add(key);
+    const rec: KeyRecord = { node, value, fHi, fLo, sHi, sLo, keyBytes, sharedBytes };
+    this.records.set(key, rec);
+    let own = this.byNode.get(node);
+    if (own === undefined) this.byNode.set(node, (own = new Map()));
+    own.set(key, rec);
     this.changedAt.set(node, revision);
   }
 
@@ -234,9 +239,9 @@ export class ScopeIndex {
     if (this.policy.others === 'slim') addInto(this.offset, r.sHi, r.sLo, -1);
     this.bytesOffset -= r.sharedBytes - (r.keyBytes + r.value.length);
     this.boundCount--;
-    const set = this.byNode.get(r.node);
-    set?.delete(key);
-    if (set !== undefined && set.size === 0) this.byNode.delete(r.node);
+    const own = this.byNode.get(r.node);
+    own?.delete(key);
+    if (own !== undefined && own.size === 0) this.byNode.delete(r.node);
     this.changedAt.set(r.node, revision);
   }
 }
