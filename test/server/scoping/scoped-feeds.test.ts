@@ -204,6 +204,28 @@ describe('per-node scoping - real server', () => {
     expect(anon.errors[0]?.code).toBe('CATTAIL_SERVER_BAD_HELLO');
   });
 
+  it('tunnel-ip-allocation: an agent holds its own node\'s keys and the pools; other nodes\' changes reach it as an empty DELTA', async () => {
+    const h = await harness({ feeds: ['tunnel-ip-allocation'], scopedFeeds: ['tunnel-ip-allocation'] });
+    const nodeKey = (n: string): string => `/calico/resources/v3/projectcalico.org/nodes/${n}`;
+    h.upstream.apply('tunnel-ip-allocation', {
+      [nodeKey('n1')]: { spec: { bgp: { ipv4Address: '10.0.0.1/16' } } }, [nodeKey('n2')]: { spec: { bgp: { ipv4Address: '10.0.0.2/16' } } },
+      [hostConfigKey('n1', 'IpInIpTunnelAddr')]: '10.9.0.1', [hostConfigKey('n2', 'IpInIpTunnelAddr')]: '10.9.0.2', [ipPoolKey('10.0.0.0/8')]: { cidr: '10.0.0.0/8' },
+    }, { status: 'in-sync' });
+    const a = h.agent({ feeds: [{ name: 'tunnel-ip-allocation' }], node: 'n1', caps: CAPS, record: true });
+    await inStep(h, [a], ['tunnel-ip-allocation']);
+    expect([...a.feed('tunnel-ip-allocation').entries.keys()].sort()).toEqual([hostConfigKey('n1', 'IpInIpTunnelAddr'), ipPoolKey('10.0.0.0/8'), nodeKey('n1')].sort());
+    const before = a.bytesReceived;
+    h.upstream.apply('tunnel-ip-allocation', { [nodeKey('n2')]: { spec: { bgp: { ipv4Address: '10.0.0.22/16' } } }, [hostConfigKey('n2', 'IpInIpTunnelAddr')]: null });
+    await inStep(h, [a], ['tunnel-ip-allocation']);
+    expectScoped(h, a, 'tunnel-ip-allocation', 'n1');
+    expect(a.bytesReceived - before).toBeLessThan(400);
+    h.upstream.apply('tunnel-ip-allocation', { [nodeKey('n1')]: null });
+    await inStep(h, [a], ['tunnel-ip-allocation']);
+    expectScoped(h, a, 'tunnel-ip-allocation', 'n1');
+    expectNoForeignFull(a, 'tunnel-ip-allocation', 'n1');
+    expect(a.violations).toEqual([]);
+  });
+
   it('rejects a scopedFeeds entry the server does not serve', async () => {
     await expect(harness({ feeds: ['felix'], scopedFeeds: ['node-status'] })).rejects.toThrow(/scopedFeeds/);
   });
