@@ -76,6 +76,9 @@ export const CLOSE_OF_ERROR = {
   CATTAIL_SERVER_SHUTTING_DOWN: { close: 'SHUTTING_DOWN', sentBy: 'server' },
   CATTAIL_SERVER_UNAUTHORIZED: { close: 'UNAUTHORIZED', sentBy: 'server' },
   CATTAIL_SERVER_REPLICA_BEHIND: { close: 'REPLICA_BEHIND', sentBy: 'server' },
+  // Per-node scoping (§7.3): another node than the certificate's, or no scope.node capability.
+  CATTAIL_SERVER_NODE_MISMATCH: { close: 'UNAUTHORIZED', sentBy: 'server' },
+  CATTAIL_SERVER_SCOPE_UNSUPPORTED: { close: 'UNKNOWN_FEED', sentBy: 'server' },
   CATTAIL_INTERNAL: { close: 'INTERNAL_ERROR', sentBy: 'either' },
   // The client's checks.
   CATTAIL_CLIENT_PROTOCOL_ERROR: { close: 'UNEXPECTED_MESSAGE', sentBy: 'client' },

@@ -121,6 +121,13 @@ export class BucketSums {
   }
 }
 
+/** The 8-byte digest (§10 step 3) of 256 sums already written as u64be (2,048 bytes). */
+export function digestOfSumBytes(sums: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafeSlow(DIGEST_BYTES);
+  out.write(sha256Latin1(sums), 0, DIGEST_BYTES, 'latin1');
+  return out;
+}
+
 /**
  * The digest of a state computed from scratch (pure; for tests and clients). Keys must be unique;
  * the result does not depend on iteration order.

@@ -31,6 +31,12 @@ export const CAP_RESUME_WATERMARKS = 'resume.watermarks';
  * with REPAIR + a DELTA unit (range repair) instead of the client reconnecting for a snapshot.
  */
 export const CAP_REPAIR_BUCKETS = 'repair.buckets';
+/**
+ * §9, §7.3: per-node scoping. The client accepts scoped units (a key in both the shared and the
+ * node part of one unit, the later frame winning; a scoped snapshot's node chunks after its shared
+ * chunks); the server announces it in WELCOME when it scopes a feed of the connection.
+ */
+export const CAP_SCOPE_NODE = 'scope.node';
 /** Bytes of REPAIR_REQUEST `sums`: 256 bucket sums, u64be each (§7.2, §10). */
 export const REPAIR_SUMS_BYTES = 2048;
 /** Bytes of REPAIR `buckets`: a 256-bit set, bit i = byte i >> 3, mask 0x80 >> (i & 7) (§7.2). */

@@ -134,6 +134,12 @@ export const SYNCER_FEEDS = Object.freeze({
   'node-status': Object.freeze(['caliconodestatuses.crd.projectcalico.org']),
 } as const satisfies Record<string, readonly string[]>);
 
+/**
+ * The built-in feeds that can be scoped per node (#20; src/server/scoping/policy.ts has each one's
+ * policy and the Calico sources behind it). Not bgp: BIRD peers with the other nodes.
+ */
+export const SCOPABLE_FEED_NAMES: readonly string[] = Object.freeze(['felix', 'tunnel-ip-allocation', 'node-status']);
+
 /** The built-in feed names, in table order: the one list the options, the feed resolver and the docs use. */
 export const BUILTIN_FEED_NAMES: readonly string[] = Object.freeze(Object.keys(SYNCER_FEEDS));
 

@@ -119,6 +119,12 @@ export interface ConnectOptions extends OptionsOf<typeof connectOptions> {
    * too. For `wss://` the stream must already be TLS. @default TCP (`ws://`) or TLS (`wss://`)
    */
   readonly dial?: (endpoint: string) => Duplex;
+  /**
+   * Advertise `scope.node` (PROTOCOL.md §7.3): accept feeds the server scopes to this node's view.
+   * A relay that re-serves the whole feed (a second-tier replica) passes false, so a scoping
+   * server refuses it (4006) instead of handing it one node's view. @default true
+   */
+  readonly acceptScopedFeeds?: boolean;
 }
 
 /** Options after validation, with every default applied. */
@@ -130,6 +136,7 @@ export type ResolvedOptions = Omit<ConfigOf<typeof connectOptions>, 'node' | 'cl
   random: () => number;
   dial: ((endpoint: string) => Duplex) | undefined;
   endpointSliceSource: EndpointSliceSource | undefined;
+  acceptScopedFeeds: boolean;
 };
 
 /** Validates `connect()` options and applies the defaults. Throws a CATTAIL_INVALID_ARGUMENT error. */
@@ -157,6 +164,7 @@ export function resolveOptions(input: ConnectOptions): ResolvedOptions {
     ...o,
     node: o.node ?? hostname(),
     clientId: o.clientId ?? randomUUID(),
+    acceptScopedFeeds: input.acceptScopedFeeds !== false,
     compression: [...new Set(o.compression)],
     tls: Object.fromEntries(Object.entries(tls).filter(([, v]) => v !== undefined)),
     clock,

@@ -1,6 +1,6 @@
 import { commonOptions } from '../config/common.js';
 import { opt, withDefault } from '../config/options.js';
-import { BUILTIN_FEED_NAMES } from '../registry.js';
+import { BUILTIN_FEED_NAMES, SCOPABLE_FEED_NAMES } from '../registry.js';
 // proto/types.js, not proto/index.js: the codec would load msgpackr for `cattail --help`. The same
 // goes for the feed names: straight from the registry, not through the upstream's projections.
 import { DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_INBOUND_BYTES, MIN_CLIENT_MAX_FRAME_BYTES } from '../../proto/types.js';
@@ -169,6 +169,16 @@ export const serverOptions = {
     unit: 'bytes',
     min: 0,
     help: 'Frame bodies at least this big are compressed (once per algorithm) for agents that negotiated compression.',
+  }),
+  scopedFeeds: opt.list({
+    default: [],
+    values: SCOPABLE_FEED_NAMES,
+    help: 'Feeds sent per node instead of cluster-wide (per-node scoping, PROTOCOL.md §7.3; repeat the flag or separate with commas): each agent gets its own node\'s objects in full and other nodes\' in the slim form (felix: remote workload and host endpoints as labels, profile ids, addresses and named ports) or not at all (tunnel-ip-allocation, node-status). The node is the agent\'s client certificate\'s (CN, or see scopeNodeUriSanPrefix) with mutual TLS, else its HELLO\'s. Agents must advertise scope.node. Unset: every feed is cluster-wide.',
+  }),
+  scopeNodeUriSanPrefix: opt.string({
+    default: undefined,
+    help: 'With scopedFeeds and mutual TLS: an agent\'s node is the rest of the first URI SAN of its certificate that starts with this prefix (e.g. spiffe://cluster.local/node/). Unset: the certificate\'s CN. A certificate without one, or a HELLO naming another node, is refused (CATTAIL_SERVER_NODE_MISMATCH, close 4011).',
+    check: (v) => (v === '' ? 'expected a non-empty prefix' : undefined),
   }),
   deltaLogMaxAgeMs: opt.int({
     default: 600_000,

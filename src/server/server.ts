@@ -16,6 +16,8 @@ import { Connection } from './transport/connection.js';
 import { FanOut } from './fanout/fanout.js';
 import { FanOutStats, type FanOutStatsSnapshot } from './fanout/stats.js';
 import { FeedRuntime } from './fanout/feeds.js';
+import { ScopeIndex } from './scoping/index.js';
+import { SCOPE_POLICIES } from './scoping/policy.js';
 import { CLOSE_WAIT_MS, Shedder } from './fanout/shed.js';
 import { Governor } from './transport/governor.js';
 import { Health } from './ops/health.js';
@@ -183,6 +185,15 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
 
   const metrics = createMetrics(new FanOutStats(), { defaultMetrics: options.defaultMetrics ?? true });
   const feeds = upstream.feeds.map((d, i) => new FeedRuntime(i, d, createStore({ feed: d.name, logMaxAgeMs: o.deltaLogMaxAgeMs, logMaxBytes: o.deltaLogMaxBytes }), serverId, metrics.fanout.feed(d.name)));
+  const scopedFeeds = new Set(o.scopedFeeds.flatMap((v) => v.split(',')).map((s) => s.trim()).filter((s) => s !== ''));
+  for (const name of scopedFeeds) {
+    const feed = feeds.find((f) => f.name === name);
+    const policy = SCOPE_POLICIES.get(name);
+    if (feed === undefined || policy === undefined) throw new InvalidArgumentError(`scopedFeeds: ${JSON.stringify(name)} is not a scopable feed this server serves (scopable: ${[...SCOPE_POLICIES.keys()].join(', ')})`);
+    if (feed.store.bucketSums === undefined) throw new InvalidArgumentError(`scopedFeeds: feed ${name}'s store has no bucket sums`);
+    feed.scope = new ScopeIndex(policy, feed.store);
+    feed.monotonic = () => clock.monotonic();
+  }
   const cache = new SnapshotCache({ clock, reuseWindowMs: o.snapshotReuseWindowMs, sliceEntries: o.snapshotBuildSliceEntries, compressMinBytes: o.compressMinBytes, metrics });
   const random = options.random ?? Math.random;
   const fanout = new FanOut({ clock, random, metrics, log, serverId, feeds, cache, compressions, ...o, ...(options.serviceTurn ? { serviceTurn: options.serviceTurn } : {}) });
@@ -206,6 +217,8 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
     onAgent: (socket) => {
       const conn = new Connection(socket, fanout, limits, clock.monotonic(), o.handshakeTimeoutMs);
       conn.tlsIdentity = describePeerTls(socket.peer.tls);
+      const peerTls = socket.peer.tls;
+      if (peerTls !== undefined) conn.tlsPeer = { cn: peerTls.subjectCN, uriSans: peerTls.uriSANs };
       fanout.add(conn);
     },
   });

@@ -85,6 +85,8 @@ export class CattailUpstream implements Upstream {
       node: this.o.replicaId,
       clientId: `cattail-tier2-${this.o.replicaId}`,
       raw: true,
+      // A tier-2 replica re-serves whole feeds: never take one node's scoped view (PROTOCOL.md §7.3).
+      acceptScopedFeeds: false,
       clock: this.o.clock,
       ...(this.o.tls !== undefined ? { tls: this.o.tls } : {}),
     });

@@ -9,6 +9,7 @@ import { encodeToken } from '../transport/tokens.js';
 import { encodeMessage } from '../transport/framing.js';
 import type { FeedStats } from './stats.js';
 import type { FeedCursor } from '../transport/connection.js';
+import type { ScopeIndex } from '../scoping/index.js';
 
 /** Revisions whose flush time is remembered for lag; older acks count from the oldest kept. */
 const FLUSH_TIMES_KEPT = 4_096;
@@ -22,6 +23,25 @@ export class FeedRuntime {
   private statusCache: { key: string; revision: number; frame: Buffer } | undefined;
   private tokenCache: { revision: number; token: Buffer } | undefined;
   readonly epoch: string;
+  /**
+   * Set when this feed is scoped per node (#20, scopedFeeds): the per-node index its units,
+   * snapshots and per-node STATUS digests are built from. Undefined: a cluster-wide feed.
+   */
+  scope: ScopeIndex | undefined;
+  /** Monotonic ms (the server's clock), for the digest cadence of scoped feeds. */
+  monotonic: () => number = () => performance.now();
+  /** Scoped: the status key currently held (see currentStatusKey), and the status and staleness it said. */
+  private heldKey: string | undefined;
+  private heldMeta: { status: string; stale: boolean } | undefined;
+  private lastStatusMs = -Infinity;
+  private keyMemo: { revision: number; meta: StoreMeta; key: string } | undefined;
+  /** Scoped: when the held key is to be replaced by the current one (a STATUS is owed). */
+  private statusDueMs: number | undefined;
+  /** The STATUS of `nodeStatusKey` with a placeholder digest at byte `at` (−1: not found, encode per node). */
+  private statusTemplate: { frame: Buffer; at: number } | undefined;
+  /** Per-node STATUS frames of a scoped feed, for `nodeStatusKey`. */
+  private nodeStatus = new Map<string, Buffer>();
+  private nodeStatusKey: string | undefined;
   /**
    * The cursors in their live phase on streaming connections, densely packed: a flush of this feed
    * alone walks this array (cursor → socket) instead of every connection's cursor list. Order is
@@ -45,10 +65,22 @@ export class FeedRuntime {
     this.flushedRevision = store.revision;
     this.epoch = epochString(store.epoch);
     this.flushedStatusKey = statusKey(store.revision, store.meta());
+    this.scope = undefined;
   }
 
   get name(): string {
     return this.def.name;
+  }
+
+  /**
+   * The projection version resume tokens carry: the definition's, changed when the feed is scoped
+   * (#20), so a token of a cluster-wide state never resumes a scoped feed nor the reverse (the
+   * agent would keep the other form of every entry that does not change): it gets a snapshot
+   * with reason `projection-changed`, and a rebase between replicas that scope differently is
+   * refused the same way.
+   */
+  get projectionVersion(): number {
+    return this.scope === undefined ? this.def.projectionVersion : (this.def.projectionVersion ^ SCOPED_VERSION_TAG) & 0x7fffffff;
   }
 
   joinLive(c: FeedCursor): void {
@@ -70,7 +102,7 @@ export class FeedRuntime {
 
   token(revision: number): Buffer {
     if (this.tokenCache?.revision === revision) return this.tokenCache.token;
-    const token = encodeToken({ serverId: this.serverId, epoch: this.epoch, feed: this.def.name, revision, projectionVersion: this.def.projectionVersion });
+    const token = encodeToken({ serverId: this.serverId, epoch: this.epoch, feed: this.def.name, revision, projectionVersion: this.projectionVersion });
     this.tokenCache = { revision, token };
     return token;
   }
@@ -93,9 +125,14 @@ export class FeedRuntime {
    * statuses are written right after the flush that reached it). Never compressed: it is small,
    * and one frame then serves every compression.
    */
-  statusFrame(compressMinBytes: number): { key: string; frame: Buffer } {
+  statusFrame(compressMinBytes: number, node?: string): { key: string; frame: Buffer } {
     const meta = this.store.meta();
     const revision = this.store.revision;
+    if (this.scope !== undefined && node !== undefined) {
+      // The frame is always at the current revision (with the node's digest); the key is the one
+      // held for the cadence (currentStatusKey), so most deltas go without a STATUS.
+      return { key: this.currentStatusKey(), frame: this.nodeStatusFrame(statusKey(revision, meta), node, compressMinBytes) };
+    }
     const key = statusKey(revision, meta);
     if (this.statusCache !== undefined && this.statusCache.key === key) return this.statusCache;
     const frame = encodeMessage(
@@ -109,7 +146,112 @@ export class FeedRuntime {
     this.statusCache = { key, revision, frame };
     return this.statusCache;
   }
+
+  /**
+   * The key of the STATUS to send now ("nothing new to tell" while it is the one a cursor holds).
+   * Unscoped: statusKey() of the revision and meta, so a STATUS follows every DELTA. Scoped: a
+   * STATUS carries each node's digest of its view (one 2 KiB hash per node), so it follows the
+   * deltas at most once per SCOPED_DIGEST_INTERVAL_MS: the key is held while only revisions and
+   * watermarks change, and replaced at once when status or staleness change (or while the feed is
+   * not in sync). A held key owes a STATUS: the flusher calls promoteStatus() when it is due, and
+   * every live agent then gets one at the revision it holds (PROTOCOL.md §4.7, §7.3).
+   */
+  currentStatusKey(): string {
+    const meta = this.store.meta();
+    const revision = this.store.revision;
+    // Asked per agent on a flush: the key string (watermarks as JSON) once per revision and meta.
+    const memo = this.keyMemo;
+    const base = memo !== undefined && memo.revision === revision && memo.meta === meta ? memo.key : statusKey(revision, meta);
+    if (memo?.key !== base) this.keyMemo = { revision, meta, key: base };
+    if (this.scope === undefined || base === this.heldKey) return base;
+    const now = this.monotonic();
+    const held = this.heldMeta;
+    const urgent = held === undefined || meta.status !== 'in-sync' || held.status !== meta.status || held.stale !== meta.stale;
+    if (urgent || now - this.lastStatusMs >= SCOPED_DIGEST_INTERVAL_MS) {
+      this.heldKey = base;
+      this.heldMeta = { status: meta.status, stale: meta.stale };
+      this.lastStatusMs = now;
+      this.statusDueMs = undefined;
+      return base;
+    }
+    this.statusDueMs = this.lastStatusMs + SCOPED_DIGEST_INTERVAL_MS;
+    return this.heldKey as string;
+  }
+
+  /** Scoped: when the held key owes a STATUS (undefined: none owed). */
+  statusDueAtMs(): number | undefined {
+    return this.statusDueMs;
+  }
+
+  /** Scoped: the owed STATUS is due; the next currentStatusKey() is the current one. */
+  promoteStatus(): void {
+    this.lastStatusMs = -Infinity;
+    this.statusDueMs = undefined;
+  }
+
+  private encodeStatus(digest: Buffer | undefined, compressMinBytes: number): Buffer {
+    const meta = this.store.meta();
+    const revision = this.store.revision;
+    return encodeMessage(
+      { type: 'status', feedId: this.id, revision, status: meta.status, stale: meta.stale, watermarks: { ...meta.watermarks }, token: this.token(revision), ...(digest !== undefined ? { digest } : {}) },
+      'none',
+      compressMinBytes,
+    );
+  }
+
+  private encodeTemplate(_key: string, compressMinBytes: number): { frame: Buffer; at: number } {
+    const frame = this.encodeStatus(PLACEHOLDER, compressMinBytes);
+    const needle = Buffer.concat([DIGEST_PREFIX, PLACEHOLDER]);
+    const i = frame.indexOf(needle);
+    // Unique, or per-node encoding (a token or watermark holding the same bytes: never in practice).
+    const at = i >= 0 && frame.lastIndexOf(needle) === i ? i + DIGEST_PREFIX.length : -1;
+    return { frame, at };
+  }
+
+  /**
+   * A scoped feed's STATUS for one node: its digest is the node's view's (PROTOCOL.md §7.3),
+   * encoded once per node and status key, and only for nodes that have an agent to send it to.
+   */
+  private nodeStatusFrame(key: string, node: string, compressMinBytes: number): Buffer {
+    if (this.nodeStatusKey !== key) {
+      this.nodeStatus = new Map();
+      this.nodeStatusKey = key;
+      this.statusTemplate = undefined;
+    }
+    let frame = this.nodeStatus.get(node);
+    if (frame === undefined) {
+      const meta = this.store.meta();
+      if (meta.status !== 'in-sync') {
+        // No digest: one frame serves every node.
+        frame = this.statusFrame(compressMinBytes).frame;
+      } else {
+        // Encoded once per status key with a placeholder digest; each node's is a copy with its
+        // digest written over the placeholder (an uncompressed frame: the bytes are in place).
+        const t = (this.statusTemplate ??= this.encodeTemplate(key, compressMinBytes));
+        const digest = (this.scope as ScopeIndex).digest(node);
+        if (t.at < 0) {
+          frame = this.encodeStatus(digest, compressMinBytes);
+        } else {
+          frame = Buffer.allocUnsafe(t.frame.length);
+          t.frame.copy(frame);
+          digest.copy(frame, t.at);
+        }
+      }
+      this.nodeStatus.set(node, frame);
+    }
+    return frame;
+  }
 }
+
+/** Mixed into a scoped feed's projection version (see FeedRuntime.projectionVersion); change it when a scope policy or the slim form changes. */
+const SCOPED_VERSION_TAG = 0x53c0de01;
+
+/** A scoped feed's per-node digests are computed at most this often (PROTOCOL.md §7.3). */
+export const SCOPED_DIGEST_INTERVAL_MS = 1_000;
+
+const PLACEHOLDER = Buffer.from('c7a77a11d16e57ff', 'hex');
+/** msgpack `"digest"` then bin8 of length 8: what precedes the digest bytes in a STATUS body. */
+const DIGEST_PREFIX = Buffer.concat([Buffer.from([0xa6]), Buffer.from('digest'), Buffer.from([0xc4, 0x08])]);
 
 /**
  * What a STATUS frame says; equal keys mean "nothing new to tell". The revision is part of it: a

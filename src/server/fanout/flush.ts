@@ -22,8 +22,10 @@ import type { CattailError } from '../../errors.js';
 import { type Compression, encodeDelta, isEntryTooLarge } from '../transport/framing.js';
 import type { StoreEntry } from '../pipeline/store-port.js';
 import type { FanOutContext } from './context.js';
-import { type FeedRuntime, statusKey } from './feeds.js';
+import type { FeedRuntime } from './feeds.js';
 import type { ServiceQueue } from './service.js';
+import type { SplitChanges } from '../scoping/view.js';
+import { encodeNodePart, encodeSharedPart, splitOf } from './scoped.js';
 
 interface SharedUnit {
   readonly feed: FeedRuntime;
@@ -44,11 +46,30 @@ interface SharedUnit {
   last: { compression: Compression; maxBodyBytes: number; withStatus: boolean; buf: Buffer } | undefined;
   /** Frame sizes this unit cannot be encoded for (an entry above them), found once per size. */
   tooLarge: Map<number, CattailError> | undefined;
+  /**
+   * A scoped feed's unit (#20): the shared part (encoded once per compression and frame size,
+   * every frame with MORE) and one part per node with own changes (encoded once per node), then
+   * the node's STATUS. Nodes without own changes share one empty DELTA frame ending the unit.
+   */
+  scoped: ScopedUnit | undefined;
+}
+
+interface ScopedUnit {
+  readonly split: SplitChanges;
+  /** Shared frames joined, per `compression|size` (an empty Buffer: the shared part is empty, not sent). */
+  readonly shared: Map<string, Buffer>;
+  /** The node parts joined, per `compression|size|n|node` (own changes) or `compression|size|e` (the empty one). */
+  readonly tails: Map<string, Buffer>;
+  /** The STATUS key of this flush (asked once, not per agent). */
+  statusKey: string | undefined;
+  /** Shared part + empty node part in one Buffer, for the last encoding asked (see scopedBufferFor). */
+  lastPlain: { compression: Compression; maxBodyBytes: number; buf: Buffer } | undefined;
 }
 
 export class Flusher {
   private pending = false;
   private timer: Timer | undefined;
+  private digestTimer: Timer | undefined;
   /** Monotonic ms of the last flush (health: a flush that never comes is a stuck server). */
   lastFlushMs: number;
 
@@ -71,6 +92,30 @@ export class Flusher {
   stop(): void {
     this.timer?.cancel();
     this.timer = undefined;
+    this.digestTimer?.cancel();
+    this.digestTimer = undefined;
+  }
+
+  /**
+   * Scoped feeds that owe their agents a STATUS (FeedRuntime.currentStatusKey holds one back for
+   * up to SCOPED_DIGEST_INTERVAL_MS) get it when it is due: one timer for the earliest, then a flush.
+   */
+  private scheduleDigests(): void {
+    if (this.digestTimer !== undefined) return;
+    let due = Infinity;
+    for (const f of this.ctx.o.feeds) due = Math.min(due, f.statusDueAtMs() ?? Infinity);
+    if (due === Infinity) return;
+    const { clock } = this.ctx.o;
+    this.digestTimer = clock.setTimeout(() => this.ctx.guarded('status', () => {
+      this.digestTimer = undefined;
+      const now = clock.monotonic();
+      for (const f of this.ctx.o.feeds) {
+        const at = f.statusDueAtMs();
+        if (at !== undefined && at <= now) f.promoteStatus();
+      }
+      this.schedule();
+      this.scheduleDigests();
+    }), Math.max(0, due - clock.monotonic()));
   }
 
   flush(): void {
@@ -81,6 +126,7 @@ export class Flusher {
     this.lastFlushMs = now;
     this.service.newRound();
     const units = this.buildUnits(now);
+    this.scheduleDigests();
     if (units === undefined) return;
     stats.flushes++;
     const changed = units.filter((u) => u !== undefined);
@@ -108,9 +154,19 @@ export class Flusher {
       const above = conn.aboveHighWater(hwm);
       const buf = this.bufferFor(u, cursor, above, now);
       if (buf !== undefined) {
-        conn.writeShared(buf);
+        if (Array.isArray(buf)) {
+          // A scoped unit: shared part + node part, one corked write.
+          conn.beginBatch();
+          for (const b of buf) {
+            conn.writeShared(b);
+            bytes += b.length;
+          }
+          conn.endBatch();
+        } else {
+          conn.writeShared(buf);
+          bytes += buf.length;
+        }
         writes++;
-        bytes += buf.length;
       }
       if (conn.needsService && !above) this.service.queue(conn);
     }
@@ -135,8 +191,10 @@ export class Flusher {
         if (u === undefined || cursor.phase !== 'live') continue;
         const buf = this.bufferFor(u, cursor, above, now);
         if (buf !== undefined) {
-          conn.writeShared(buf);
-          bytes += buf.length;
+          for (const b of Array.isArray(buf) ? buf : [buf]) {
+            conn.writeShared(b);
+            bytes += b.length;
+          }
         }
       }
       if (conn.endBatch()) writes++;
@@ -149,8 +207,9 @@ export class Flusher {
    * What one live cursor gets from its feed's unit: the DELTA (+ STATUS when it changed), a STATUS
    * alone, or nothing (skipped above the high-water mark, or behind: then marked for service).
    */
-  private bufferFor(u: SharedUnit, cursor: FeedCursor, above: boolean, now: number): Buffer | undefined {
+  private bufferFor(u: SharedUnit, cursor: FeedCursor, above: boolean, now: number): Buffer | Buffer[] | undefined {
     const conn = cursor.conn;
+    if (cursor.feed.scope !== undefined) return this.scopedBufferFor(u, cursor, above, now);
     if (u.hasDelta && cursor.revision === u.from) {
       if (above) {
         markBehind(conn, cursor, now);
@@ -183,20 +242,98 @@ export class Flusher {
     return undefined;
   }
 
+  /** bufferFor for a scoped feed: [shared part, node part + its STATUS], or the node's STATUS alone. */
+  private scopedBufferFor(u: SharedUnit, cursor: FeedCursor, above: boolean, now: number): Buffer | Buffer[] | undefined {
+    const conn = cursor.conn;
+    const feed = cursor.feed;
+    const min = this.ctx.o.compressMinBytes;
+    const sc = u.scoped;
+    if (sc !== undefined && cursor.revision === u.from) {
+      if (above) {
+        markBehind(conn, cursor, now);
+        feed.stats.skips++;
+        return undefined;
+      }
+      // The key first: the frame (the node's digest) is built only when this agent is owed one.
+      const key = (sc.statusKey ??= feed.currentStatusKey());
+      cursor.revision = u.to;
+      const withStatus = key !== cursor.statusKey;
+      if (withStatus) cursor.statusKey = key;
+      const own = sc.split.byNode.has(conn.scopeNode);
+      // The common case, an agent of a node without own changes and no STATUS owed: one Buffer
+      // (shared part + the empty DELTA ending the unit) for all of them, as a cluster-wide unit.
+      const fast = sc.lastPlain;
+      if (!own && !withStatus && fast !== undefined && fast.compression === conn.compression && fast.maxBodyBytes === conn.maxBodyBytes) return fast.buf;
+      const enc = `${conn.compression}|${conn.maxBodyBytes}`;
+      try {
+        let shared = sc.shared.get(enc);
+        if (shared === undefined) {
+          const frames = encodeSharedPart(feed.id, u, sc.split, conn.compression, conn.maxBodyBytes, min);
+          shared = frames.length === 1 ? (frames[0] as Buffer) : Buffer.concat(frames);
+          sc.shared.set(enc, shared);
+          if (shared.length > 0) {
+            feed.stats.deltaUnitsEncoded++;
+            feed.stats.deltaBytesEncoded += shared.length;
+          }
+        }
+        // Nodes without own changes share one node part: the empty DELTA that ends the unit.
+        const partKey = own ? `${enc}|n|${conn.scopeNode}` : `${enc}|e`;
+        let part = sc.tails.get(partKey);
+        if (part === undefined) {
+          const frames = encodeNodePart(feed.id, u, sc.split, own ? conn.scopeNode : undefined, conn.compression, conn.maxBodyBytes, min);
+          part = frames.length === 1 ? (frames[0] as Buffer) : Buffer.concat(frames);
+          sc.tails.set(partKey, part);
+          if (own) {
+            feed.stats.deltaUnitsEncoded++;
+            feed.stats.deltaBytesEncoded += part.length;
+          }
+        }
+        if (!own && !withStatus) {
+          let buf = sc.tails.get(`${enc}|p`);
+          if (buf === undefined) sc.tails.set(`${enc}|p`, (buf = shared.length === 0 ? part : Buffer.concat([shared, part])));
+          sc.lastPlain = { compression: conn.compression, maxBodyBytes: conn.maxBodyBytes, buf };
+          return buf;
+        }
+        // The node's STATUS (its digest is its view's) rides in the same write.
+        const tail = withStatus ? Buffer.concat([part, feed.statusFrame(min, conn.scopeNode).frame]) : part;
+        return shared.length === 0 ? tail : [shared, tail];
+      } catch (err) {
+        if (!isEntryTooLarge(err)) throw err;
+        conn.fail('CATTAIL_SERVER_ENTRY_TOO_LARGE', err.message);
+        return undefined;
+      }
+    }
+    if (cursor.revision < feed.flushedRevision) {
+      markBehind(conn, cursor, now);
+      return undefined;
+    }
+    if (!above && cursor.revision === feed.flushedRevision) {
+      const key = feed.currentStatusKey();
+      if (key !== cursor.statusKey) {
+        cursor.statusKey = key;
+        return feed.statusFrame(min, conn.scopeNode).frame;
+      }
+    }
+    return undefined;
+  }
+
   /** One unit per feed that changed (revision or status) since the last flush; undefined if none did. */
   private buildUnits(now: number): (SharedUnit | undefined)[] | undefined {
     const units: (SharedUnit | undefined)[] = [];
     let any = false;
     for (const feed of this.ctx.o.feeds) {
       const rev = feed.store.revision;
-      const sk = statusKey(rev, feed.store.meta());
+      const sk = feed.currentStatusKey();
       if (rev === feed.flushedRevision && sk === feed.flushedStatusKey) continue;
-      let unit: SharedUnit = { feed, from: feed.flushedRevision, to: rev, upserts: [], deletes: [], hasDelta: false, frames: new Map(), status: undefined, withStatus: new Map(), joined: new Map(), last: undefined, tooLarge: undefined };
+      let unit: SharedUnit = { feed, from: feed.flushedRevision, to: rev, upserts: [], deletes: [], hasDelta: false, frames: new Map(), status: undefined, withStatus: new Map(), joined: new Map(), last: undefined, tooLarge: undefined, scoped: undefined };
       if (rev > feed.flushedRevision) {
         const s = feed.store.since(feed.flushedRevision);
         // too-old here means the log was trimmed past our own flush point: live agents at the old
         // revision are then behind and get an in-band snapshot from the service queue.
-        if (s.kind === 'delta') unit = { ...unit, upserts: s.upserts, deletes: s.deletes, hasDelta: true };
+        if (s.kind === 'delta') {
+          unit = { ...unit, upserts: s.upserts, deletes: s.deletes, hasDelta: true };
+          if (feed.scope !== undefined) unit.scoped = { split: splitOf(feed.scope, s), shared: new Map(), tails: new Map(), statusKey: undefined, lastPlain: undefined };
+        }
         feed.recordFlush(rev, now);
       }
       feed.flushedRevision = rev;

@@ -3,7 +3,7 @@
  * the choice of compression (§5), resume-or-snapshot per feed (§7) and the WELCOME (§4.2).
  */
 import { CattailError } from '../../errors.js';
-import { CAP_REPAIR_BUCKETS, CAP_RESUME_WATERMARKS, type HelloMessage, MIN_CLIENT_MAX_FRAME_BYTES } from '../../../proto/index.js';
+import { CAP_REPAIR_BUCKETS, CAP_RESUME_WATERMARKS, CAP_SCOPE_NODE, type HelloMessage, MIN_CLIENT_MAX_FRAME_BYTES } from '../../../proto/index.js';
 import type { FeedRuntime } from './feeds.js';
 import type { SinceResult } from '../pipeline/store-port.js';
 import { isRebaseCandidate, judgeToken, type SnapshotReason } from '../transport/tokens.js';
@@ -63,7 +63,7 @@ export function planFeeds(hello: Hello, feeds: ReadonlyMap<string, FeedRuntime>,
     const { name, token } = requested;
     const feed = feeds.get(name);
     if (feed === undefined) throw new CattailError('CATTAIL_SERVER_UNKNOWN_FEED', `feed ${JSON.stringify(name)} is not served here (served: ${[...feeds.keys()].join(', ')})`);
-    const d = judgeToken(token, { serverId, epoch: feed.epoch, feed: feed.name, projectionVersion: feed.def.projectionVersion }, feed.store.revision);
+    const d = judgeToken(token, { serverId, epoch: feed.epoch, feed: feed.name, projectionVersion: feed.projectionVersion }, feed.store.revision);
     if (d.mode === 'snapshot') {
       if (canRebase && isRebaseCandidate(d) && requested.watermarks !== undefined) return planRebase(feed, requested, d.reason, maxClientBytes);
       return { feed, mode: 'snapshot', reason: d.reason };
@@ -106,13 +106,14 @@ export interface WelcomeFields {
 }
 
 /** WELCOME, feeds in HELLO order; a feed's id is its index on the server (the same on every connection). */
-export function welcomeFrame(plans: readonly FeedPlan[], w: WelcomeFields): Buffer {
+export function welcomeFrame(plans: readonly FeedPlan[], w: WelcomeFields, scoped = false): Buffer {
   return encodeMessage({
     type: 'welcome',
     protocol: PROTOCOL_VERSION,
     ...w,
     // §9: the server side of range repair (§7.2); a client uses it only if it advertised it too.
-    caps: [CAP_REPAIR_BUCKETS],
+    // §7.3: scope.node when a feed of this connection is scoped (only to a client that advertised it).
+    caps: scoped ? [CAP_REPAIR_BUCKETS, CAP_SCOPE_NODE] : [CAP_REPAIR_BUCKETS],
     feeds: plans.map((p) => {
       const head = { name: p.feed.name, id: p.feed.id, ...(p.feed.def.model !== undefined ? { model: p.feed.def.model } : {}) };
       if (p.mode === 'snapshot') return { ...head, mode: 'snapshot' as const, reason: p.reason };

@@ -38,7 +38,7 @@ export const REPAIR_MIN_INTERVAL_MS = 1_000;
 /** Default of maxRepairBytes: 4 MiB of keys and values, about 4,000 projected pods. */
 export const DEFAULT_MAX_REPAIR_BYTES = 4_194_304;
 
-export type RepairOutcome = 'repaired' | 'too-large' | 'too-old' | 'too-soon' | 'ignored';
+export type RepairOutcome = 'repaired' | 'too-large' | 'too-old' | 'too-soon' | 'ignored' | 'scoped';
 
 export function serveRepair(ctx: FanOutContext, service: ServiceQueue, conn: Connection, cursor: FeedCursor, revision: number, sums: Buffer): RepairOutcome {
   const { o } = ctx;
@@ -62,6 +62,8 @@ export function serveRepair(ctx: FanOutContext, service: ServiceQueue, conn: Con
   cursor.lastRepairMs = now;
   if (previous !== undefined && now - previous < REPAIR_MIN_INTERVAL_MS) return snapshot('too-soon');
   if (store.bucketSums === undefined || store.repair === undefined) return snapshot('too-large');
+  // A scoped feed (#20): the agent's sums are its node's view's; always the (scoped) snapshot.
+  if (feed.scope !== undefined) return snapshot('scoped');
   const buckets = mismatchedBuckets(sums, store.bucketSums());
   const r = store.repair(cursor.revision, buckets);
   if (r.kind !== 'delta') return snapshot('too-old');

@@ -19,8 +19,9 @@
 import type { Connection, FeedCursor } from '../transport/connection.js';
 import { encodeDelta, isEntryTooLarge } from '../transport/framing.js';
 import type { FanOutContext } from './context.js';
-import { statusKey } from './feeds.js';
 import { TurnQueue } from './turn-queue.js';
+import { encodeNodePart, encodeSharedPart, splitOf } from './scoped.js';
+import type { SplitChanges } from '../scoping/view.js';
 
 export class ServiceQueue {
   private readonly queued: TurnQueue<Connection>;
@@ -29,6 +30,8 @@ export class ServiceQueue {
   private blocked = false;
   /** Catch-up frames of this round by feed, revision, compression and frame size (see service()). */
   private catchUpCache = new Map<string, Buffer[]>();
+  /** Scoped feeds' change splits of this round, by feed and revisions (see scopedCatchUp). */
+  private splitCache = new Map<string, SplitChanges>();
 
   constructor(private readonly ctx: FanOutContext) {
     this.queued = new TurnQueue(ctx.o.clock, ctx.o.serviceTurn);
@@ -37,6 +40,7 @@ export class ServiceQueue {
   /** A new flush started: catch-ups computed before it are no longer to the newest revision. */
   newRound(): void {
     this.catchUpCache = new Map();
+    this.splitCache = new Map();
   }
 
   /**
@@ -97,7 +101,7 @@ export class ServiceQueue {
           // Agents that fell behind together (a burst, a slow network segment) sit at the same
           // revision: their catch-up is computed and encoded once per service round.
           const to = feed.store.revision;
-          const key = `${feed.id}:${cursor.revision}:${to}:${conn.compression}:${conn.maxBodyBytes}`;
+          const key = `${feed.id}:${cursor.revision}:${to}:${conn.compression}:${conn.maxBodyBytes}${feed.scope !== undefined ? `:${conn.scopeNode}` : ''}`;
           let frames = this.catchUpCache.get(key);
           if (frames === undefined) {
             const s = feed.store.since(cursor.revision);
@@ -108,7 +112,9 @@ export class ServiceQueue {
               continue;
             }
             try {
-              frames = encodeDelta(feed.id, s.from, s.to, s.upserts, s.deletes, conn.compression, conn.maxBodyBytes, o.compressMinBytes);
+              frames = feed.scope === undefined
+                ? encodeDelta(feed.id, s.from, s.to, s.upserts, s.deletes, conn.compression, conn.maxBodyBytes, o.compressMinBytes)
+                : this.scopedCatchUp(feed.scope, feed.id, s, conn, o.compressMinBytes);
             } catch (err) {
               if (!isEntryTooLarge(err)) throw err;
               conn.fail('CATTAIL_SERVER_ENTRY_TOO_LARGE', err.message);
@@ -125,8 +131,9 @@ export class ServiceQueue {
           feed.stats.catchUps++;
         }
         if (cursor.phase === 'live' && cursor.revision === feed.store.revision && conn.writableBytes <= hwm) {
-          const st = feed.statusFrame(o.compressMinBytes);
-          if (st.key !== cursor.statusKey) {
+          const key = feed.currentStatusKey();
+          if (key !== cursor.statusKey) {
+            const st = feed.statusFrame(o.compressMinBytes, conn.scopeNode);
             conn.writeShared(st.frame);
             shared += st.frame.length;
             cursor.statusKey = st.key;
@@ -148,10 +155,26 @@ export class ServiceQueue {
     return shared + own;
   }
 
+  /**
+   * A scoped feed's catch-up for one agent: the shared part is split and encoded once per round
+   * for agents behind at the same revision, the node's part per node (#20).
+   */
+  private scopedCatchUp(scope: NonNullable<FeedCursor['feed']['scope']>, feedId: number, s: Extract<ReturnType<FeedCursor['feed']['store']['since']>, { kind: 'delta' }>, conn: Connection, min: number): Buffer[] {
+    const base = `${feedId}:${s.from}:${s.to}`;
+    let split = this.splitCache.get(base);
+    if (split === undefined) this.splitCache.set(base, (split = splitOf(scope, s)));
+    const sharedKey = `${base}:${conn.compression}:${conn.maxBodyBytes}:shared`;
+    let shared = this.catchUpCache.get(sharedKey);
+    if (shared === undefined) this.catchUpCache.set(sharedKey, (shared = encodeSharedPart(feedId, s, split, conn.compression, conn.maxBodyBytes, min)));
+    return [...shared, ...encodeNodePart(feedId, s, split, conn.scopeNode, conn.compression, conn.maxBodyBytes, min)];
+  }
+
   /** Puts a cursor in its snapshot phase on the shared build for its feed, revision and encoding. */
   /** `minRevision`: the snapshot must be at least this recent (see SnapshotCache.acquire). */
   startSnapshot(conn: Connection, cursor: FeedCursor, now: number, inBand: boolean, minRevision = 0): void {
-    const build = this.ctx.o.cache.acquire(cursor.feed, conn.compression, conn.maxBodyBytes, minRevision);
+    const build = cursor.feed.scope !== undefined
+      ? this.ctx.o.cache.acquireScoped(cursor.feed, conn.scopeNode, conn.compression, conn.maxBodyBytes, minRevision)
+      : this.ctx.o.cache.acquire(cursor.feed, conn.compression, conn.maxBodyBytes, minRevision);
     cursor.snapshot?.unsubscribe();
     cursor.feed.leaveLive(cursor);
     cursor.phase = 'snapshot';
@@ -200,9 +223,8 @@ export class ServiceQueue {
       cursor.phase = 'live';
       cursor.revision = build.revision;
       if (conn.state === 'streaming') cursor.feed.joinLive(cursor);
-      const v = cursor.feed.store.meta();
       // END carried the status of the snapshot's revision; a newer one goes out after the catch-up.
-      cursor.statusKey = build.revision === cursor.feed.store.revision ? statusKey(build.revision, v) : undefined;
+      cursor.statusKey = build.revision === cursor.feed.store.revision ? cursor.feed.currentStatusKey() : undefined;
       cursor.graceUntilMs = now + o.newClientGracePeriodMs;
       cursor.behindSinceMs = build.revision < cursor.feed.flushedRevision ? now : undefined;
     }

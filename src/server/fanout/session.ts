@@ -14,6 +14,7 @@ import { serveRepair } from './repair.js';
 import { CAP_REPAIR_BUCKETS } from '../../../proto/index.js';
 import type { ServiceQueue } from './service.js';
 import { CattailError } from '../../errors.js';
+import { encodeScopedDelta, provenNode } from './scoped.js';
 
 /** PONG timestamps further from now than this are an agent's clock bug, not a latency. */
 const MAX_PLAUSIBLE_RTT_MS = 3_600_000;
@@ -41,6 +42,9 @@ export class Session {
       for (const p of behind) o.metrics.handshakeFeeds.inc({ feed: p.feed.name, mode: 'refused', reason: 'behind' });
       throw new CattailError('CATTAIL_SERVER_REPLICA_BEHIND', `this replica is behind the watermarks presented for ${behind.map((p) => p.feed.name).join(', ')}; keep the state and retry later or elsewhere`);
     }
+    // Per-node scoping (#20): an agent on a scoped feed gets its proven node's view, never another's.
+    const scoped = plans.some((p) => p.feed.scope !== undefined);
+    if (scoped) conn.scopeNode = provenNode({ helloNode: hello.node, caps: hello.caps, tls: conn.tlsPeer, uriSanPrefix: o.scopeNodeUriSanPrefix });
     conn.node = hello.node;
     conn.clientId = hello.clientId;
     conn.compression = chooseCompression(hello.caps, o.compressions);
@@ -49,7 +53,7 @@ export class Session {
     const welcome = welcomeFrame(plans, {
       serverId: o.serverId, pingIntervalMs: o.pingIntervalMs, pongTimeoutMs: o.pongTimeoutMs,
       maxFrameBytes: conn.maxBodyBytes, maxInboundBytes: o.maxInboundBytes, compression: conn.compression,
-    });
+    }, scoped);
     conn.state = 'streaming';
     conn.lastPongMs = now;
     conn.nextPingMs = now + this.ctx.nextPingDelayMs();
@@ -68,7 +72,9 @@ export class Session {
           const s = p.since;
           let frames: Buffer[];
           try {
-            frames = encodeDelta(p.feed.id, s.from, s.to, s.upserts, s.deletes, conn.compression, conn.maxBodyBytes, o.compressMinBytes);
+            frames = p.feed.scope === undefined
+              ? encodeDelta(p.feed.id, s.from, s.to, s.upserts, s.deletes, conn.compression, conn.maxBodyBytes, o.compressMinBytes)
+              : encodeScopedDelta(p.feed.id, s, p.feed.scope, conn.scopeNode, conn.compression, conn.maxBodyBytes, o.compressMinBytes);
           } catch (err) {
             if (!isEntryTooLarge(err)) throw err;
             conn.fail('CATTAIL_SERVER_ENTRY_TOO_LARGE', err.message);
@@ -77,7 +83,7 @@ export class Session {
           if (!conn.writeOwn(frames)) return;
           cursor.revision = s.to;
           // The protocol promises a STATUS after a resume's DELTA (§1.2), even when nothing changed.
-          const st = p.feed.statusFrame(o.compressMinBytes);
+          const st = p.feed.statusFrame(o.compressMinBytes, conn.scopeNode);
           conn.writeShared(st.frame);
           cursor.statusKey = st.key;
           p.feed.joinLive(cursor);

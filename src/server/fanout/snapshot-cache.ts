@@ -21,6 +21,9 @@ import type { FeedRuntime } from './feeds.js';
 import type { ServerMetrics } from '../ops/metrics.js';
 import type { StoreEntry } from '../pipeline/store-port.js';
 import { type Compression, encodeChunk, encodeMessage, entryBytes, entryTooLarge } from '../transport/framing.js';
+import type { StoreMeta, StoreView } from '../pipeline/store-port.js';
+import type { ScopeIndex, SharedAt } from '../scoping/index.js';
+import { slimValue } from '../scoping/slim.js';
 
 /** Bytes of a chunk body besides its entries: map, key and array headers (upper bound). */
 const BODY_SLACK_BYTES = 16;
@@ -34,6 +37,12 @@ export class SnapshotBuild {
   rawBytes = 0;
   wireBytes = 0;
   private readonly listeners = new Set<() => void>();
+  /**
+   * A scoped feed's shared build (#20): only the chunks of the shared view (cluster-wide entries,
+   * other nodes' slim forms); each node's snapshot (NodeSnapshot) wraps them in its own BEGIN,
+   * node chunks and END. `at`: the shared view's sums, count and bytes at the build's revision.
+   */
+  scoped: { readonly at: SharedAt; readonly meta: StoreMeta; readonly nodes: Map<string, NodeSnapshot> } | undefined;
 
   constructor(
     readonly feed: FeedRuntime,
@@ -55,6 +64,37 @@ export class SnapshotBuild {
 
   notify(): void {
     for (const fn of [...this.listeners]) fn();
+  }
+}
+
+/**
+ * One node's snapshot of a scoped feed: BEGIN (the node's view's count), the shared build's
+ * chunks as they appear (the same Buffers every node gets), the node's own chunks (its full
+ * entries, after the shared chunks so they win over their slim copies), END with the node view's
+ * digest. Built once per node and revision; the agent's state is the node's view at the revision.
+ */
+export class NodeSnapshot extends SnapshotBuild {
+  private copied = 0;
+
+  constructor(shared: SnapshotBuild, head: Buffer, tail: readonly Buffer[], rawBytes: number, clock: Clock) {
+    super(shared.feed, shared.revision, shared.compression, shared.maxBodyBytes);
+    this.rawBytes = rawBytes;
+    this.push(head);
+    const sub: { stop?: () => void } = {};
+    const follow = (): void => {
+      if (this.done) return;
+      while (this.copied < shared.frames.length) this.push(shared.frames[this.copied++] as Buffer);
+      if (shared.failed !== undefined) this.failed = shared.failed;
+      if (shared.done) {
+        if (this.failed === undefined) for (const f of tail) this.push(f);
+        this.done = true;
+        this.finishedAtMs = clock.monotonic();
+        sub.stop?.();
+      }
+      this.notify();
+    };
+    sub.stop = shared.subscribe(follow);
+    follow();
   }
 }
 
@@ -104,6 +144,84 @@ export class SnapshotCache {
     return build;
   }
 
+  /**
+   * A scoped feed's snapshot for `node` (#20): a shared build (reused under the same rules as
+   * acquire(), and only while the node's own entries have not changed since its revision, since
+   * the node's part is read from the index now), wrapped per node once per build.
+   */
+  acquireScoped(feed: FeedRuntime, node: string, compression: Compression, maxBodyBytes: number, minRevision = 0): SnapshotBuild {
+    const scope = feed.scope as ScopeIndex;
+    this.purge();
+    const now = this.o.clock.monotonic();
+    const changedAt = scope.nodeChangedAt(node);
+    for (let i = this.builds.length - 1; i >= 0; i--) {
+      const b = this.builds[i] as SnapshotBuild;
+      if (b.feed !== feed || b.scoped === undefined || b.compression !== compression || b.maxBodyBytes !== maxBodyBytes || b.revision < minRevision) continue;
+      const fresh = !b.done || b.revision === feed.store.revision || (b.finishedAtMs !== undefined && now - b.finishedAtMs <= this.o.reuseWindowMs);
+      if (!fresh || !(b.revision === feed.store.revision || feed.store.since(b.revision).kind === 'delta')) continue;
+      const known = b.scoped.nodes.get(node);
+      if (known === undefined && changedAt > b.revision) continue;
+      this.reusedCount++;
+      this.o.metrics.snapshotsReused.inc({ feed: feed.name });
+      return known ?? this.nodeSnapshot(b, scope, node);
+    }
+    const view = feed.store.current();
+    const at = scope.shared();
+    const build = new SnapshotBuild(feed, view.revision, compression, maxBodyBytes);
+    build.scoped = { at, meta: view.meta, nodes: new Map() };
+    this.builds.push(build);
+    this.builtCount++;
+    this.o.metrics.snapshotsGenerated.inc({ feed: feed.name });
+    const policy = scope.policy;
+    this.run(build, view, (e) => {
+      const n = policy.nodeOf(e[0], e[1]);
+      if (n === undefined) return e;
+      return policy.others === 'slim' ? [e[0], slimValue(e[1])] : undefined;
+    });
+    return this.nodeSnapshot(build, scope, node);
+  }
+
+  private nodeSnapshot(b: SnapshotBuild, scope: ScopeIndex, node: string): SnapshotBuild {
+    const sc = b.scoped as NonNullable<SnapshotBuild['scoped']>;
+    const { feed, compression, maxBodyBytes, revision } = b;
+    const min = this.o.compressMinBytes;
+    const part = scope.nodePartAt(sc.at, node);
+    const rawBytes = sc.at.rawBytes + part.rawBytes;
+    const head = encodeMessage({ type: 'snapshotBegin', feedId: feed.id, revision, entries: part.count, rawBytes }, compression, min);
+    const tail: Buffer[] = [];
+    let failed: Error | undefined;
+    try {
+      let chunk: StoreEntry[] = [];
+      let chunkBytes = BODY_SLACK_BYTES;
+      for (const e of part.entries) {
+        const eb = entryBytes(e);
+        if (BODY_SLACK_BYTES + eb > maxBodyBytes) throw entryTooLarge(e[0], BODY_SLACK_BYTES + eb, maxBodyBytes);
+        if (chunk.length > 0 && chunkBytes + eb > maxBodyBytes) {
+          tail.push(encodeChunk(feed.id, revision, chunk, compression, min));
+          chunk = [];
+          chunkBytes = BODY_SLACK_BYTES;
+        }
+        chunk.push(e);
+        chunkBytes += eb;
+      }
+      if (chunk.length > 0) tail.push(encodeChunk(feed.id, revision, chunk, compression, min));
+    } catch (err) {
+      failed = err instanceof Error ? err : new Error(String(err));
+    }
+    tail.push(encodeMessage(
+      { type: 'snapshotEnd', feedId: feed.id, revision, digest: part.digest, watermarks: { ...sc.meta.watermarks }, status: sc.meta.status, stale: sc.meta.stale, token: feed.token(revision) },
+      compression,
+      min,
+    ));
+    const snap = new NodeSnapshot(b, head, tail, rawBytes, this.o.clock);
+    if (failed !== undefined) {
+      snap.failed = failed;
+      snap.done = true;
+    }
+    sc.nodes.set(node, snap);
+    return snap;
+  }
+
   /** Builds held for reuse and their frame bytes (agents still streaming a dropped build pin it too). */
   held(): { builds: number; bytes: number } {
     let bytes = 0;
@@ -117,14 +235,19 @@ export class SnapshotCache {
     this.builds = this.builds.filter((b) => !b.done || b.revision === b.feed.store.revision || (b.finishedAtMs !== undefined && now - b.finishedAtMs <= this.o.reuseWindowMs));
   }
 
-  private run(build: SnapshotBuild, view: ReturnType<FeedRuntime['store']['current']>): void {
+  /** `transform` (a scoped feed's shared build): what of each entry the shared view holds; no BEGIN or END (see NodeSnapshot). */
+  private run(build: SnapshotBuild, view: StoreView, transform?: (e: StoreEntry) => StoreEntry | undefined): void {
     const { feed, compression, maxBodyBytes } = build;
     const min = this.o.compressMinBytes;
     // rawBytes is announced up front (progress display), so one cheap pass over lengths first.
-    let rawBytes = 0;
-    for (const [k, v] of view.entries()) rawBytes += Buffer.byteLength(k) + v.length;
-    build.rawBytes = rawBytes;
-    build.push(encodeMessage({ type: 'snapshotBegin', feedId: feed.id, revision: build.revision, entries: view.size, rawBytes }, compression, min));
+    let rawBytes = build.scoped?.at.rawBytes ?? 0;
+    if (transform === undefined) {
+      for (const [k, v] of view.entries()) rawBytes += Buffer.byteLength(k) + v.length;
+      build.rawBytes = rawBytes;
+      build.push(encodeMessage({ type: 'snapshotBegin', feedId: feed.id, revision: build.revision, entries: view.size, rawBytes }, compression, min));
+    } else {
+      build.rawBytes = rawBytes;
+    }
     const it = view.entries()[Symbol.iterator]();
     let chunk: StoreEntry[] = [];
     let chunkBytes = BODY_SLACK_BYTES;
@@ -150,7 +273,7 @@ export class SnapshotCache {
         const r = it.next();
         if (r.done === true) {
           flushChunk();
-          build.push(
+          if (transform === undefined) build.push(
             encodeMessage(
               { type: 'snapshotEnd', feedId: feed.id, revision: build.revision, digest: view.digest, watermarks: { ...view.meta.watermarks }, status: view.meta.status, stale: view.meta.stale, token: feed.token(build.revision) },
               compression,
@@ -164,12 +287,14 @@ export class SnapshotCache {
           build.notify();
           return;
         }
-        const b = entryBytes(r.value);
+        const e = transform === undefined ? r.value : transform(r.value);
+        if (e === undefined) continue;
+        const b = entryBytes(e);
         // An entry that fits no chunk body of this size fails the build for every agent of that
         // size (they would all meet it); the service closes them with ENTRY_TOO_LARGE.
-        if (BODY_SLACK_BYTES + b > maxBodyBytes) throw entryTooLarge(r.value[0], BODY_SLACK_BYTES + b, maxBodyBytes);
+        if (BODY_SLACK_BYTES + b > maxBodyBytes) throw entryTooLarge(e[0], BODY_SLACK_BYTES + b, maxBodyBytes);
         if (chunk.length > 0 && chunkBytes + b > maxBodyBytes) flushChunk();
-        chunk.push(r.value);
+        chunk.push(e);
         chunkBytes += b;
       }
       build.notify();

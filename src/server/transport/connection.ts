@@ -137,6 +137,10 @@ export class Connection {
    * a cleartext port. Set at the upgrade by the TLS path; /debug/clients shows it.
    */
   tlsIdentity: string | undefined = undefined;
+  /** The verified client certificate's CN and URI SANs (per-node scoping proves the node with them); undefined without a client certificate. */
+  tlsPeer: { readonly cn: string | undefined; readonly uriSans: readonly string[] } | undefined = undefined;
+  /** The node whose scoped view this connection's scoped feeds carry (set at HELLO; '' when it has none). */
+  scopeNode = '';
 
   constructor(
     readonly socket: AgentSocket,

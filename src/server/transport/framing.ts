@@ -25,6 +25,9 @@ import { compressFrame } from '../../frame-compression.js';
 export { HEADER_BYTES, MAX_HELLO_FEEDS, MAX_TOKEN_BYTES, NO_FEED, PROTOCOL_VERSION, SUBPROTOCOL } from '../../../proto/index.js';
 export type { Compression } from '../../../proto/index.js';
 import type { Compression } from '../../../proto/index.js';
+import { Flags } from '../../../proto/types.js';
+
+const FLAG_MORE = Flags.MORE;
 
 export const COMPRESSIONS: readonly Compression[] = ['none', 'deflate', 'brotli'];
 
@@ -78,6 +81,8 @@ export function encodeChunk(feedId: number, revision: number, entries: readonly 
 export function encodeDelta(
   feedId: number, from: number, to: number, upserts: readonly Entry[], deletes: readonly string[],
   algo: Compression, maxBodyBytes: number, compressMinBytes: number,
+  /** The unit goes on after these frames (a scoped unit's shared part, PROTOCOL.md §7.3): MORE on the last frame too. */
+  moreOnLast = false,
 ): Buffer[] {
   let frames: Buffer[];
   try {
@@ -85,6 +90,11 @@ export function encodeDelta(
   } catch (err) {
     if (!isProtocolError(err) || err.code !== 'CATTAIL_PROTO_FRAME_TOO_LARGE') throw err;
     throw entryTooLarge(err.details?.['key'], err.details?.['bytes'], maxBodyBytes, err);
+  }
+  // The flags byte is header offset 2 (§2.1), set before compression (which only adds COMPRESSED).
+  if (moreOnLast) {
+    const last = frames[frames.length - 1] as Buffer;
+    last[2] = (last[2] as number) | FLAG_MORE;
   }
   return frames.map((f) => wsFramed(maybeCompress(f, algo, compressMinBytes)));
 }

@@ -23,7 +23,8 @@ export interface AgentFeedState {
   snapshots: number;
   deltas: { from: number; to: number }[];
   pendingSnapshot: Map<string, Buffer> | undefined;
-  pendingDelta: { from: number; to: number; upserts: [string, Buffer][]; deletes: string[] } | undefined;
+  /** `ops` in frame order (each frame's upserts, then its deletes): a scoped unit's later frames win (PROTOCOL.md §7.3). */
+  pendingDelta: { from: number; to: number; upserts: [string, Buffer][]; deletes: string[]; ops: [string, Buffer | null][] } | undefined;
 }
 
 export interface AgentOptions {
@@ -38,6 +39,8 @@ export interface AgentOptions {
   maxFrameBytes?: number;
   /** The node named in HELLO (default node-1). */
   node?: string;
+  /** Keep every decoded message in `messages` (what a scoped agent was sent, for example). */
+  record?: boolean;
   /** TLS for wss:// URLs: the CA of the server certificate and a client certificate. */
   tls?: { ca: string; cert?: string; key?: string };
 }
@@ -46,6 +49,8 @@ export class TestAgent extends EventEmitter {
   readonly ws: WebSocket;
   readonly feeds = new Map<number, AgentFeedState>();
   readonly violations: string[] = [];
+  /** Every decoded message, when `record` was asked for. */
+  readonly messages: Message[] = [];
   readonly received: Message['type'][] = [];
   welcome: Extract<Message, { type: 'welcome' }> | undefined;
   errors: { code: string; message: string }[] = [];
@@ -139,6 +144,7 @@ export class TestAgent extends EventEmitter {
     }
     const m = decodeBody(header, plain);
     this.received.push(m.type);
+    if (this.opts.record === true) this.messages.push(m);
     switch (m.type) {
       case 'welcome':
         this.welcome = m;
@@ -199,14 +205,20 @@ export class TestAgent extends EventEmitter {
           if (f.mode === 'resume' && f.deltas.length === 0 && f.snapshots === 0 && m.fromRevision <= f.revision) f.revision = m.fromRevision;
           if (m.fromRevision !== f.revision) this.violations.push(`DELTA from ${m.fromRevision} but agent at ${f.revision}`);
           if (m.toRevision < m.fromRevision) this.violations.push(`DELTA goes backwards ${m.fromRevision}→${m.toRevision}`);
-          f.pendingDelta = { from: m.fromRevision, to: m.toRevision, upserts: [], deletes: [] };
+          f.pendingDelta = { from: m.fromRevision, to: m.toRevision, upserts: [], deletes: [], ops: [] };
         }
-        for (const [k, v] of m.upserts) f.pendingDelta.upserts.push([k, Buffer.from(v)]);
+        for (const [k, v] of m.upserts) {
+          f.pendingDelta.upserts.push([k, Buffer.from(v)]);
+          f.pendingDelta.ops.push([k, Buffer.from(v)]);
+        }
         f.pendingDelta.deletes.push(...m.deletes);
+        for (const k of m.deletes) f.pendingDelta.ops.push([k, null]);
         if (!m.more) {
           const d = f.pendingDelta;
-          for (const [k, v] of d.upserts) f.entries.set(k, v);
-          for (const k of d.deletes) f.entries.delete(k);
+          for (const [k, v] of d.ops) {
+            if (v === null) f.entries.delete(k);
+            else f.entries.set(k, v);
+          }
           f.revision = d.to;
           f.deltas.push({ from: d.from, to: d.to });
           f.pendingDelta = undefined;
