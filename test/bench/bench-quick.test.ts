@@ -3,7 +3,8 @@
  * processes and writes its records, plots and Markdown. No speed is asserted (benchmarks are
  * figures, not tests); what is asserted is that each scenario measured what it says it measures.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,9 +14,11 @@ import type { BenchReport } from '../../src/bench/run.js';
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'cattail.js');
 
 describe('cattail bench --quick', () => {
-  it('runs every scenario against real processes and writes JSON, Markdown and SVG plots', () => {
+  it('runs every scenario against real processes and writes JSON, Markdown and SVG plots', async () => {
     const out = mkdtempSync(join(tmpdir(), 'cattail-bench-'));
-    const log = execFileSync(process.execPath, [BIN, 'bench', '--quick', '--out', out, '--duration-ms', '150000'], { encoding: 'utf8', timeout: 170_000 });
+    // Asynchronously: a synchronous child of 90 s blocks this worker's event loop, and vitest's
+    // worker RPC then times out ("Timeout calling onTaskUpdate"), failing the whole run.
+    const { stdout: log } = await promisify(execFile)(process.execPath, [BIN, 'bench', '--quick', '--out', out, '--duration-ms', '150000'], { encoding: 'utf8', timeout: 170_000 });
     // Not a terminal: plain progress lines (no cursor control), then the final table.
     expect(log).not.toContain('\x1b[');
     expect(log).toMatch(/phase: churn\n/);
