@@ -34,7 +34,7 @@ describe('fleet - warm restart of a replica', () => {
     procs.push({ stop: async () => (a.running ? a.kill('SIGKILL') : undefined) });
     await a.start();
     await a.ready();
-    const agents = await AgentWorker.start({ servers: [a.url], feeds: ['felix'], agents: AGENTS, nodePrefix: 'warm-node-', durationMs: 170_000 });
+    const agents = await AgentWorker.start({ servers: [a.url], feeds: ['felix'], agents: AGENTS, nodePrefix: 'warm-node-', durationMs: 170_000, trackResource: 'pods' });
     procs.push(agents);
     await waitUntil(() => agents.last?.inSync === AGENTS, 'every agent in sync', { timeoutMs: 60_000, pollMs: 100 });
     const snapshots = agents.last?.snapshots ?? 0;
@@ -42,10 +42,11 @@ describe('fleet - warm restart of a replica', () => {
     const snapshotBytesPerAgent = (agents.last?.bytes ?? 0) / AGENTS;
     const pods = (await sim.list('pods', 200)).filter((p) => (p as { spec?: { hostNetwork?: boolean } }).spec?.hostNetwork !== true);
     let flips = 0;
+    let lastRv = '0';
     const change = async (n: number): Promise<void> => {
       for (let i = 0; i < n; i++, flips++) {
         const p = pods[flips % pods.length]!;
-        await sim.admin('PATCH', `/objects/pods?namespace=${encodeURIComponent(p.metadata?.namespace ?? '')}&name=${encodeURIComponent(p.metadata?.name ?? '')}`, { metadata: { labels: { 'warm.cattail/flip': String(flips) } } });
+        lastRv = (await sim.admin<{ metadata: { resourceVersion: string } }>('PATCH', `/objects/pods?namespace=${encodeURIComponent(p.metadata?.namespace ?? '')}&name=${encodeURIComponent(p.metadata?.name ?? '')}`, { metadata: { labels: { 'warm.cattail/flip': String(flips) } } })).metadata.resourceVersion;
       }
     };
 
@@ -81,8 +82,10 @@ describe('fleet - warm restart of a replica', () => {
     await change(5);
     await waitUntil(async () => ((await a.metricByLabel('cattail_state_checkpoint_writes_total'))['result="ok"'] ?? 0) >= 1, 'a periodic checkpoint', { timeoutMs: 20_000, pollMs: 200 });
     await change(5);
-    await waitUntil(() => agents.last?.inSync === AGENTS, 'the agents have the changes after the checkpoint', { timeoutMs: 20_000, pollMs: 100 });
-    await new Promise((r) => setTimeout(r, 500));
+    // Every agent has the last change and the STATUS after it (its watermarks): an agent whose
+    // state moved past its last STATUS presents no watermarks and could only take a snapshot.
+    await waitUntil(() => agents.last?.inSync === AGENTS && (agents.last?.minTrackedRv ?? 0) >= Number(lastRv), 'the agents have the changes after the checkpoint', { timeoutMs: 20_000, pollMs: 100 });
+    await new Promise((r) => setTimeout(r, 1_500));
     const crash = await restart(() => a.kill('SIGKILL'));
     expect(crash.lists).toBe(0);
     expect(crash.initialEvents).toBe(0);
