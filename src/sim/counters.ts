@@ -98,6 +98,16 @@ export interface StoreGauges {
   resources: { id: string; capacity: number; oldestRv: number | undefined; floorRv: number; objects: number }[];
 }
 
+/** A counter of a snapshot summed over its labels (a number when it has none). */
+export function counterTotal(v: Record<string, number> | number | undefined): number {
+  return typeof v === 'number' ? v : Object.values(v ?? {}).reduce((a, b) => a + b, 0);
+}
+
+/** LIST requests of the clients whose user agent names replica `replicaId` (`cattail/… (replica ID)`). */
+export function replicaListRequests(c: Pick<CountersSnapshot, 'clients'>, replicaId: string): number {
+  return Object.entries(c.clients).filter(([id]) => id.includes(`(replica ${replicaId})`)).reduce((n, [, v]) => n + v.lists, 0);
+}
+
 export interface CountersSnapshot {
   requests: Record<string, number> | number;
   listPages: Record<string, number> | number;

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AgentWorker, ReplicaProc, SimProc, loopbackBlock } from '../../src/bench/procs.js';
-import type { CountersSnapshot } from '../../src/sim/counters.js';
+import { counterTotal, type CountersSnapshot, replicaListRequests } from '../../src/sim/counters.js';
 import { waitUntil } from '../support/wait.js';
 
 const AGENTS = 100;
@@ -24,7 +24,6 @@ afterAll(async () => {
   rmSync(stateDir, { recursive: true, force: true });
 }, 60_000);
 
-const total = (v: Record<string, number> | number): number => (typeof v === 'number' ? v : Object.values(v).reduce((a, b) => a + b, 0));
 
 describe('fleet - warm restart of a replica', () => {
   it('restarts (SIGTERM, then SIGKILL) without LISTs, and its agents rebase instead of taking snapshots', async () => {
@@ -65,8 +64,7 @@ describe('fleet - warm restart of a replica', () => {
       });
       const ms = Date.now() - t0;
       const c = await sim.admin<CountersSnapshot>('GET', '/counters');
-      const lists = Object.entries(c.clients).filter(([id]) => id.includes('(replica warm-a)')).reduce((n, [, v]) => n + v.lists, 0);
-      return { lists, initialEvents: total(c.initialEvents), bytesPerAgent: ((agents.last?.bytes ?? 0) - bytes0) / AGENTS, ms };
+      return { lists: replicaListRequests(c, 'warm-a'), initialEvents: counterTotal(c.initialEvents), bytesPerAgent: ((agents.last?.bytes ?? 0) - bytes0) / AGENTS, ms };
     };
 
     // Graceful: SIGTERM takes the checkpoint, then drains.

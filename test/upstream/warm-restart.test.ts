@@ -6,6 +6,7 @@ import type { FakeClock } from '../../src/clock.js';
 import { REPLICA_CHECKPOINT_FILE } from '../../src/server/state/replica-checkpoint.js';
 import type { UpstreamHandle } from '../../src/server/upstream/index.js';
 import type { Sim } from '../../src/sim/index.js';
+import { counterTotal, replicaListRequests } from '../../src/sim/counters.js';
 import { anotherUpstreamOnSim, upstreamOnSim } from '../support/upstream.js';
 import { waitUntil } from '../support/wait.js';
 import { RecordingSink } from './helpers.js';
@@ -22,15 +23,13 @@ let dir: string;
 beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), 'cattail-warm-')); });
 afterEach(async () => { await rm(dir, { recursive: true, force: true }); });
 
-const total = (v: Record<string, number> | number): number => (typeof v === 'number' ? v : Object.values(v).reduce((a, b) => a + b, 0));
 /**
  * LIST requests of one replica (the oracle's own GETs are LISTs too, so counted per client) and
  * WatchList initial events served in all (only replicas watch): what a cold start costs.
  */
 function listCost(s: Sim, replicaId: string): { lists: number; initialEvents: number } {
   const c = s.admin.counters();
-  const lists = Object.entries(c.clients).filter(([id]) => id.includes(`(replica ${replicaId})`)).reduce((n, [, v]) => n + v.lists, 0);
-  return { lists, initialEvents: total(c.initialEvents) };
+  return { lists: replicaListRequests(c, replicaId), initialEvents: counterTotal(c.initialEvents) };
 }
 const metric = async (up: UpstreamHandle, name: string, labels: Record<string, string> = {}): Promise<number> =>
   ((await up.metrics.registry.getSingleMetric(name)?.get())?.values ?? [])

@@ -17,6 +17,7 @@ import { type BenchContext, type BenchRecord, FEEDS } from '../context.js';
 import type { DirectCmd, DirectStatus } from '../direct-agents.js';
 import { ReplicaProc } from '../procs.js';
 import { ratio } from '../stats.js';
+import { counterTotal } from '../../sim/counters.js';
 
 interface Side {
   readonly agents: number;
@@ -33,7 +34,6 @@ interface Side {
 }
 
 type Counters = { requests?: Record<string, number> | number; watchesOpen?: Record<string, number> | number; bytesSent?: Record<string, number> | number; clients?: Record<string, { watchRequests: number; lists: number }> };
-const sum = (v: Record<string, number> | number | undefined): number => (typeof v === 'number' ? v : Object.values(v ?? {}).reduce((a, b) => a + b, 0));
 
 async function measureSide(ctx: BenchContext, agents: number, bring: () => Promise<{ synced: () => boolean; hasRv: (rv: number) => boolean; stop: () => Promise<void> }>): Promise<Side> {
   const { o, sim } = ctx;
@@ -57,8 +57,8 @@ async function measureSide(ctx: BenchContext, agents: number, bring: () => Promi
     const c = await sim.admin<Counters>('GET', '/counters');
     const clients = Object.values(c.clients ?? {});
     return {
-      agents, requests: sum(c.requests), lists: clients.reduce((s, x) => s + x.lists, 0), watchRequests: clients.reduce((s, x) => s + x.watchRequests, 0),
-      watchesOpen: sum(c.watchesOpen), bytesSent: sum(c.bytesSent), simCpuS: +(sim.cpuSeconds() - cpu0).toFixed(2), timeToSyncMs, changes,
+      agents, requests: counterTotal(c.requests), lists: clients.reduce((s, x) => s + x.lists, 0), watchRequests: clients.reduce((s, x) => s + x.watchRequests, 0),
+      watchesOpen: counterTotal(c.watchesOpen), bytesSent: counterTotal(c.bytesSent), simCpuS: +(sim.cpuSeconds() - cpu0).toFixed(2), timeToSyncMs, changes,
     };
   } finally {
     await side.stop();

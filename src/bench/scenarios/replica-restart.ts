@@ -8,11 +8,10 @@
  * each agent received against a full snapshot.
  */
 import { rmSync } from 'node:fs';
-import type { CountersSnapshot } from '../../sim/counters.js';
+import { counterTotal, type CountersSnapshot, replicaListRequests } from '../../sim/counters.js';
 import { type BenchContext, type BenchRecord } from '../context.js';
 import type { ReplicaProc } from '../procs.js';
 
-const total = (v: Record<string, number> | number): number => (typeof v === 'number' ? v : Object.values(v).reduce((a, b) => a + b, 0));
 /** Pod changes written while the replica is down. */
 const CHANGES_WHILE_DOWN = 50;
 
@@ -56,11 +55,11 @@ async function restartOnce(ctx: BenchContext, r: ReplicaProc, kind: Kind): Promi
   const bytesPerAgent = Math.round((ctx.total('bytes') - bytes0) / o.agents);
   return {
     kind, readyMs, allInSyncMs,
-    apiListRequests: mine.reduce((n, [, v]) => n + v.lists, 0),
+    apiListRequests: replicaListRequests(c, r.name),
     apiWatchRequests: mine.reduce((n, [, v]) => n + v.watchRequests, 0),
-    apiInitialEvents: total(c.initialEvents),
-    apiListItems: total(c.listItems),
-    apiBytesSent: total(c.bytesSent),
+    apiInitialEvents: counterTotal(c.initialEvents),
+    apiListItems: counterTotal(c.listItems),
+    apiBytesSent: counterTotal(c.bytesSent),
     snapshots: ctx.total('snapshots') - snaps0,
     rebasesOrResumes: ctx.total('resumes') - resumes0,
     bytesPerAgent,
