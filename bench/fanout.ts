@@ -4,6 +4,7 @@
  * run, so only ratios are compared (absolute times on shared machines vary ±35 % between runs).
  *
  *   node --expose-gc dist/bench/fanout.js [--quick] [--runs 5] [--clients 1000,5000] [--out bench/results/fanout]
+ *                                         [--cold-only] [--cold-entries 50000]
  *
  * This process is the server (pinned to CPU 0 with taskset when it exists); the load client is
  * src/bench/raw-clients.ts in its own process (CPU 1): raw sockets that upgrade, send a real HELLO
@@ -34,6 +35,7 @@ import { workloadEndpoint } from './workload.js';
 import { seededRandom } from '../src/random.js';
 import type { ClientCmd } from '../src/bench/raw-clients.js';
 import { netServer } from '../src/bench/floor.js';
+import { DEFAULT_SNAPSHOT_CHUNK_BYTES } from '../src/server/fanout/snapshot-cache.js';
 import { pinProcess } from '../src/bench/procs.js';
 
 type Target = 'net' | 'ws' | 'uws';
@@ -48,7 +50,9 @@ const RUNS = Number(arg('runs', QUICK ? '1' : '5'));
 const COUNTS = arg('clients', QUICK ? '1000' : '1000,5000').split(',').map(Number);
 const OUT = arg('out', QUICK ? 'bench/results/fanout-quick' : 'bench/results/fanout');
 const FEED_ENTRIES = 1_000;
-const COLD_ENTRIES = QUICK ? 10_000 : 50_000;
+const COLD_ENTRIES = Number(arg('cold-entries', QUICK ? '10000' : '50000'));
+/** Only the cold start (for profiling it; the summary's other rows stay empty). */
+const COLD_ONLY = process.argv.includes('--cold-only');
 const COLD_CLIENTS = 1_000;
 const LOCKSTEP_ROUNDS = QUICK ? 10 : 25;
 const LOCKSTEP_WARMUP = 3;
@@ -273,15 +277,16 @@ async function floorSession(c: Clients, n: number): Promise<Rec> {
 
 // ---- cold start ------------------------------------------------------------------------------
 
-/** The snapshot a Cattail server sends for the cold-start feed (deflate, 1 MiB bodies), for the floor. */
+/** The snapshot a Cattail server sends for the cold-start feed (deflate, its default chunk size), for the floor. */
 function coldSnapshotFrames(): Buffer[] {
-  const es = entries.slice(0, COLD_ENTRIES).map((e) => [e.key, e.value] as [string, Buffer]);
+  // In key order, as the store streams them (the same chunks, so the same compressed bytes).
+  const es = entries.slice(0, COLD_ENTRIES).map((e) => [e.key, e.value] as [string, Buffer]).sort((a, b) => Buffer.compare(Buffer.from(a[0]), Buffer.from(b[0])));
   const frames = [encodeMessage({ type: 'snapshotBegin', feedId: 0, revision: 1, entries: es.length, rawBytes: 0 }, 'deflate', 1_024)];
   let chunk: [string, Buffer][] = [];
   let bytes = 16;
   for (const e of es) {
     const b = entryBytes(e);
-    if (chunk.length > 0 && bytes + b > HWM) {
+    if (chunk.length > 0 && bytes + b > DEFAULT_SNAPSHOT_CHUNK_BYTES) {
       frames.push(encodeChunk(0, 1, chunk, 'deflate', 1_024));
       chunk = [];
       bytes = 16;
@@ -319,6 +324,11 @@ async function coldStart(c: Clients, target: Target, frames: Buffer[]): Promise<
     built = () => t.server.snapshotStats().built;
   }
   try {
+    // Every target starts from a collected heap: what the previous target (or the store's load of
+    // the feed) left is not collected during this one's measurement.
+    gc?.();
+    gc?.();
+    await sleep(200);
     const loop = monitorEventLoopDelay({ resolution: 2 });
     let rssPeak = 0;
     const rssTimer = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage().rss)), 100);
@@ -380,7 +390,7 @@ async function main(): Promise<void> {
   const loadBefore = loadavg().map((x) => +x.toFixed(2));
   try {
     outer: for (let run = 0; run < RUNS; run++) {
-      for (const n of COUNTS) {
+      for (const n of COLD_ONLY ? [] : COUNTS) {
         for (const target of targets) {
           if (Date.now() - started > TOTAL_DEADLINE_MS) break outer;
           console.error(`fanout bench: run ${run + 1}/${RUNS}, N=${n}, ${target} ...`);
@@ -420,7 +430,7 @@ function write(targets: Target[], loadBefore: number[]): void {
   };
   const rows: string[] = [];
   const summary: Record<string, unknown>[] = [];
-  for (const n of COUNTS) {
+  for (const n of COLD_ONLY ? [] : COUNTS) {
     for (const t of targets) {
       const row = {
         n, target: t,
@@ -452,11 +462,13 @@ function write(targets: Target[], loadBefore: number[]): void {
     '',
     '`net` = plain Node `net` server writing one pre-framed DELTA+STATUS buffer per socket per change (the floor). `ws` / `uws` = Cattail with that transport. A feed of 1,000 WorkloadEndpoint-like values (~500 B); one change = one changed value. CPU/delivery: burst at flushWindowMs 0 (one flush per change, one loop turn per change), server CPU from the first change to the last client\'s receipt, divided by changes × clients. Lock-step: push one change, time until the last client has it (p50). Idle memory: RSS (and JS heap + external) growth per idle connection after GC (Cattail: a 10-entry feed, so the snapshot sends leave no allocator pages behind). Coalesced: the same burst at the default flushWindowMs (5 ms), CPU per delivered change. Full clients: 3 library clients per Cattail run ended at the last revision, in sync, with no digest mismatch, gap or protocol error.',
     '',
-    '| clients | target | CPU µs/delivery | vs floor | lock-step last client p50 ms | vs floor | idle RSS KB/conn | idle heap KB/conn | coalesced CPU µs/change | writes/client/flush | full clients |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
-    ...rows,
+    ...(COLD_ONLY ? ['(--cold-only: the cold start alone.)'] : [
+      '| clients | target | CPU µs/delivery | vs floor | lock-step last client p50 ms | vs floor | idle RSS KB/conn | idle heap KB/conn | coalesced CPU µs/change | writes/client/flush | full clients |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+      ...rows,
+    ]),
     '',
-    `Cold start: ${COLD_CLIENTS} clients connecting at once to a ${COLD_ENTRIES.toLocaleString('en')}-entry feed (deflate). Server CPU covers the whole cold start (accepts, handshakes, snapshot build and sends); the floor writes the same snapshot frames with the same 1 MiB high-water mark.`,
+    `Cold start: ${COLD_CLIENTS} clients connecting at once to a ${COLD_ENTRIES.toLocaleString('en')}-entry feed (deflate). Server CPU covers the whole cold start (accepts, handshakes, snapshot build and sends); the floor writes the same snapshot frames (the same chunks, in key order) with the same 1 MiB high-water mark.`,
     '',
     '| target | last client ms | loop delay max ms | loop delay p99 ms | server CPU s | vs floor | snapshot builds | RSS peak MB | MB per client |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',

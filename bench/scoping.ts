@@ -128,7 +128,7 @@ const LIMITS = { maxInboundBytes: 65_536, maxClientBytes: 2 ** 31, compressMinBy
 function side(name: Side['name']): Side {
   const feed = new FeedRuntime(0, def, store as unknown as ServedStore, 'bench', metrics.fanout.feed(`${FEED}-${name}`));
   if (name === 'scoped') feed.scope = new ScopeIndex(SCOPE_POLICIES.get(FEED) as ScopePolicy, store as unknown as ServedStore);
-  const cache = new SnapshotCache({ clock: realClock, reuseWindowMs: 1_000, sliceEntries: 2_000, compressMinBytes: 1_024, metrics });
+  const cache = new SnapshotCache({ clock: realClock, reuseWindowMs: 1_000, sliceEntries: 2_000, sliceMs: 5, compressMinBytes: 1_024, metrics });
   const fanout = new FanOut({
     clock: realClock, random: rand, metrics, log: undefined, serverId: 'bench', feeds: [feed], cache, compressions: ['brotli', 'deflate'],
     handshakeTimeoutMs: 3_600_000, pingIntervalMs: 3_600_000, pongTimeoutMs: 3_600_000, flushWindowMs: 3_600_000, maxFallBehindMs: 3_600_000,

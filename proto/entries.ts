@@ -204,14 +204,14 @@ export function* encodeSnapshotChunkFrames(feedId: number, revision: number, ent
 }
 
 /** One SNAPSHOT_CHUNK frame holding exactly these entries (no size limit). */
-export function encodeSnapshotChunkFrame(feedId: number, revision: number, entries: readonly Entry[]): Buffer {
+export function encodeSnapshotChunkFrame(feedId: number, revision: number, entries: readonly Entry[], alloc: FrameAllocator = defaultAlloc): Buffer {
   let bytes = 0;
   const keyBytes = entries.map(([key, value]) => {
     const kb = Buffer.byteLength(key, 'utf8');
     bytes += entryBytes(kb, value.length);
     return kb;
   });
-  return writeChunkFrame(feedId, revision, entries, keyBytes, chunkBodyBytes(entries.length, bytes));
+  return writeChunkFrame(feedId, revision, entries, keyBytes, chunkBodyBytes(entries.length, bytes), alloc);
 }
 
 /** One DELTA frame with exactly these contents (no size limit); `more` sets the MORE flag. */

@@ -5,6 +5,7 @@ import { BUILTIN_FEED_NAMES, SCOPABLE_FEED_NAMES } from '../registry.js';
 // goes for the feed names: straight from the registry, not through the upstream's projections.
 import { DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_INBOUND_BYTES, MIN_CLIENT_MAX_FRAME_BYTES } from '../../proto/types.js';
 import { tlsServerOptions } from './transport/tls/options.js';
+import { DEFAULT_SNAPSHOT_CHUNK_BYTES } from './fanout/snapshot-cache.js';
 import { checkServiceRef } from '../client/discovery.js';
 
 /**
@@ -119,6 +120,18 @@ export const serverOptions = {
     unit: 'count',
     min: 1,
     help: 'Entries encoded per event-loop turn while building a snapshot, so a big build never blocks the loop for long.',
+  }),
+  snapshotChunkBytes: opt.int({
+    default: DEFAULT_SNAPSHOT_CHUNK_BYTES,
+    unit: 'bytes',
+    min: 1_024,
+    help: 'Target body size of a snapshot chunk (at most the agent\'s frame size; an entry larger than this gets a chunk of its own). Smaller chunks keep each build step short; deflate loses little below 1 MiB.',
+  }),
+  snapshotBuildSliceMs: opt.int({
+    default: 5,
+    unit: 'ms',
+    min: 1,
+    help: 'A snapshot build also yields the event loop after this long per turn (checked after each chunk, so one chunk\'s encoding is the least a turn does).',
   }),
   maxFallBehindMs: opt.int({
     default: 300_000,

@@ -194,7 +194,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
     feed.scope = new ScopeIndex(policy, feed.store);
     feed.monotonic = () => clock.monotonic();
   }
-  const cache = new SnapshotCache({ clock, reuseWindowMs: o.snapshotReuseWindowMs, sliceEntries: o.snapshotBuildSliceEntries, compressMinBytes: o.compressMinBytes, metrics });
+  const cache = new SnapshotCache({ clock, reuseWindowMs: o.snapshotReuseWindowMs, sliceEntries: o.snapshotBuildSliceEntries, sliceMs: o.snapshotBuildSliceMs, chunkBytes: o.snapshotChunkBytes, compressMinBytes: o.compressMinBytes, metrics });
   const random = options.random ?? Math.random;
   const fanout = new FanOut({ clock, random, metrics, log, serverId, feeds, cache, compressions, ...o, ...(options.serviceTurn ? { serviceTurn: options.serviceTurn } : {}) });
   const governor = new Governor({ maxConnections: o.maxConnections, retryAfterMs: o.refuseRetryAfterMs, targetConnections, peerEndpoints, notReady: () => notSynced(feeds), random });
@@ -202,7 +202,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
     clock, random, metrics, log, governor, shedIntervalMs: o.shedIntervalMs, shutdownTimeoutMs: o.shutdownTimeoutMs,
     connections: () => fanout.connections, whenEmpty: (ms) => fanout.whenEmpty(ms),
   });
-  registerStateGauges(metrics, { connections: () => fanout.connections, serviceQueueLength: () => fanout.serviceQueueLength, snapshotCache: () => cache.held(), feeds });
+  registerStateGauges(metrics, { connections: () => fanout.connections, serviceQueueLength: () => fanout.serviceQueueLength, handshakeQueueLength: () => fanout.handshakeQueueLength, snapshotCache: () => cache.held(), feeds });
   // Opened before anything listens: unreadable files fail start-up with CATTAIL_SERVER_TLS_FILES.
   const tls = tlsSettings === undefined ? undefined : await TlsListener.open({ settings: tlsSettings, clock, log, metrics, handshakeTimeoutMs: o.handshakeTimeoutMs });
   registerConvergenceGauges(metrics, { resources: () => fanout.convergence.resources(), connections: () => fanout.connections, waiting: () => fanout.convergence.waiting });

@@ -119,7 +119,7 @@ describe('server - introspection', () => {
     for (const name of [
       'cattail_client_snapshot_send_seconds', 'cattail_snapshots_sent_total', 'cattail_snapshot_sent_raw_bytes_total', 'cattail_snapshot_sent_wire_bytes_total',
       'cattail_delta_log_entries', 'cattail_delta_log_bytes', 'cattail_snapshot_cache_builds', 'cattail_snapshot_cache_bytes', 'cattail_flush_duration_seconds',
-      'cattail_connections_by_mode', 'cattail_connections_shed_total', 'cattail_build_info', 'cattail_service_queue_length',
+      'cattail_connections_by_mode', 'cattail_connections_shed_total', 'cattail_build_info', 'cattail_service_queue_length', 'cattail_handshake_queue_length',
       'cattail_socket_buffered_bytes', 'cattail_socket_buffered_bytes_max', 'cattail_client_own_bytes',
     ]) {
       expect(text, name).toContain(`# HELP ${name} `);

@@ -41,7 +41,7 @@ export interface FanOutOptions {
   readonly maxConvergenceWaiters?: number;
   /** Per-node scoping: with a client certificate, the node is the rest of its first URI SAN after this prefix (unset: its CN). */
   readonly scopeNodeUriSanPrefix?: string | undefined;
-  /** Bytes and time one service turn may use. @default DEFAULT_TURN_BUDGET (20 ms, 8 MiB) */
+  /** Bytes and time one service turn may use. @default DEFAULT_TURN_BUDGET (10 ms, 8 MiB) */
   readonly serviceTurn?: TurnBudget;
 }
 

@@ -4,7 +4,7 @@
  *
  *   flush.ts     the shared unit: one DELTA per feed and flush, same Buffers to every caught-up socket
  *   service.ts   per connection: snapshot streaming and compacted catch-ups for agents the flush skipped
- *   session.ts   HELLO → WELCOME → resume or snapshot; ACK (lag) and PONG (liveness)
+ *   session.ts   HELLO → WELCOME → resume or snapshot (answered in service turns); ACK (lag) and PONG (liveness)
  *   convergence.ts  the barrier: waiters judged on HELLO, ACK and close (applied-watermarks.ts)
  *   sweep.ts     one interval for every socket: deadlines and pings
  *   shed.ts      closing agents on purpose: shedding above the target, the paced drain
@@ -41,6 +41,7 @@ export class FanOut implements ConnectionHost {
     this.service = new ServiceQueue(this.ctx);
     this.flusher = new Flusher(this.ctx, this.service);
     this.session = new Session(this.ctx, this.service);
+    this.service.answerHello = (conn, m) => this.session.onHello(conn, m);
     this.sweeper = new Sweeper(this.ctx, this.service);
   }
 
@@ -104,7 +105,12 @@ export class FanOut implements ConnectionHost {
   // ---- connection host ------------------------------------------------------------------------
 
   onHello(conn: Connection, m: HelloMessage): void {
-    this.session.onHello(conn, m);
+    this.service.queueHello(conn, m);
+  }
+
+  /** HELLOs received and not yet answered. */
+  get handshakeQueueLength(): number {
+    return this.service.hellosWaiting;
   }
 
   onAck(_conn: Connection, cursor: FeedCursor, revision: number): void {

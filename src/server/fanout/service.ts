@@ -2,8 +2,10 @@
  * Per-connection service: brings one connection as far forward as its socket allows, for agents
  * the shared flush could not serve.
  *
- *   socket 'drain' / snapshot progress / skipped by a flush ──► queue(conn) ──► next loop turn,
- *   within one turn budget (TurnQueue: bytes and time), catch-ups before snapshot streams:
+ *   HELLO / socket 'drain' / snapshot progress / skipped by a flush ──► queue(conn) ──► next loop
+ *   turn, within one turn budget (TurnQueue: bytes and time), HELLOs and catch-ups before snapshot
+ *   streams:
+ *       handshake: answer the HELLO (Session.onHello: WELCOME, then resume or snapshot)
  *       snapshot phase: stream the shared snapshot frames while under the high-water mark, even
  *                       while the build is still running (each slice wakes its subscribers)
  *       live but behind: ONE compacted catch-up DELTA from its revision (since()), or an in-band
@@ -16,6 +18,7 @@
  * Rejected: waiting for ACKs as flow control (socket backpressure is the real signal; ACKs only
  * measure lag).
  */
+import type { HelloMessage } from '../../../proto/index.js';
 import type { Connection, FeedCursor } from '../transport/connection.js';
 import { encodeDelta, isEntryTooLarge } from '../transport/framing.js';
 import type { FanOutContext } from './context.js';
@@ -32,6 +35,10 @@ export class ServiceQueue {
   private catchUpCache = new Map<string, Buffer[]>();
   /** Scoped feeds' change splits of this round, by feed and revisions (see scopedCatchUp). */
   private splitCache = new Map<string, SplitChanges>();
+  /** HELLOs waiting for their turn (see queueHello); at most one per connection. */
+  private readonly hellos = new Map<Connection, HelloMessage>();
+  /** Answers one HELLO (Session.onHello); set by the fan-out, which owns both. */
+  answerHello: (conn: Connection, m: HelloMessage) => void = () => undefined;
 
   constructor(private readonly ctx: FanOutContext) {
     this.queued = new TurnQueue(ctx.o.clock, ctx.o.serviceTurn);
@@ -53,8 +60,28 @@ export class ServiceQueue {
     this.scheduleRun();
   }
 
+  /**
+   * A HELLO is answered in a service turn, before catch-ups and snapshot streams, not in the
+   * socket's read callback. Why: a reconnect storm delivers hundreds of HELLOs in one poll phase,
+   * and answering them there (plan, WELCOME, snapshot subscription: ~100-150 µs each) held the
+   * loop for 100-200 ms in the cold-start benchmark. In a turn they share its time budget, so
+   * timers, live flushes and drains run between. A lone HELLO waits one loop turn.
+   */
+  queueHello(conn: Connection, m: HelloMessage): void {
+    if (!conn.open) return;
+    this.hellos.set(conn, m);
+    this.queued.add(conn, true);
+    this.scheduleRun();
+  }
+
   forget(conn: Connection): void {
     this.queued.delete(conn);
+    this.hellos.delete(conn);
+  }
+
+  /** HELLOs received and not yet answered (the `cattail_handshake_queue_length` gauge). */
+  get hellosWaiting(): number {
+    return this.hellos.size;
   }
 
   /** Connections waiting for their turn (the `cattail_service_queue_length` gauge). */
@@ -79,6 +106,19 @@ export class ServiceQueue {
 
   /** Brings one connection as far forward as its socket allows; returns the bytes handed to it. */
   service(conn: Connection): number {
+    const hello = this.hellos.get(conn);
+    if (hello !== undefined) {
+      this.hellos.delete(conn);
+      if (conn.state !== 'handshake') return 0;
+      const before = conn.bytesWritten;
+      try {
+        this.answerHello(conn, hello);
+      } catch (err) {
+        conn.failWith(err);
+      }
+      // Its snapshot or catch-up (queued by the answer) goes out in a later turn.
+      return conn.bytesWritten - before;
+    }
     if (conn.state !== 'streaming') return 0;
     const { o, stats } = this.ctx;
     const hwm = o.socketHighWaterBytes;

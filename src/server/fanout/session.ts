@@ -9,7 +9,7 @@ import { encodeDelta, isEntryTooLarge } from '../transport/framing.js';
 import type { FanOutContext } from './context.js';
 import { recordAck } from './applied-watermarks.js';
 import type { FeedRuntime } from './feeds.js';
-import { checkHello, chooseCompression, planFeeds, welcomeFrame } from './handshake.js';
+import { type FeedPlan, checkHello, chooseCompression, planFeeds, welcomeFrame } from './handshake.js';
 import { serveRepair } from './repair.js';
 import { CAP_REPAIR_BUCKETS } from '../../../proto/index.js';
 import type { ServiceQueue } from './service.js';
@@ -19,8 +19,12 @@ import { encodeScopedDelta, provenNode } from './scoped.js';
 /** PONG timestamps further from now than this are an agent's clock bug, not a latency. */
 const MAX_PLAUSIBLE_RTT_MS = 3_600_000;
 
+/** WELCOME frames kept for reuse (see Session.welcomeFor); cleared when full. */
+const WELCOME_CACHE_MAX = 256;
+
 export class Session {
   private readonly byName: ReadonlyMap<string, FeedRuntime>;
+  private readonly welcomes = new Map<string, Buffer>();
 
   constructor(
     private readonly ctx: FanOutContext,
@@ -50,10 +54,7 @@ export class Session {
     conn.compression = chooseCompression(hello.caps, o.compressions);
     conn.repairCapable = hello.caps.includes(CAP_REPAIR_BUCKETS);
     conn.maxBodyBytes = Math.min(o.maxFrameBytes, hello.maxFrameBytes ?? Infinity);
-    const welcome = welcomeFrame(plans, {
-      serverId: o.serverId, pingIntervalMs: o.pingIntervalMs, pongTimeoutMs: o.pongTimeoutMs,
-      maxFrameBytes: conn.maxBodyBytes, maxInboundBytes: o.maxInboundBytes, compression: conn.compression,
-    }, scoped);
+    const welcome = this.welcomeFor(plans, conn, scoped);
     conn.state = 'streaming';
     conn.lastPongMs = now;
     conn.nextPingMs = now + this.ctx.nextPingDelayMs();
@@ -100,6 +101,27 @@ export class Session {
     this.ctx.convergence.onAgentChanged(conn);
     o.log?.debug({ conn: conn.id, node: conn.node, clientId: conn.clientId, feeds: plans.map((p) => `${p.feed.name}:${p.mode}`) }, 'agent streaming');
     if (conn.needsService) this.service.queue(conn);
+  }
+
+  /**
+   * WELCOME for these plans. Agents of a reconnect storm mostly get the same one (same feeds,
+   * modes, reasons, compression and frame size), and encoding it cost ~50 µs each in the
+   * cold-start benchmark, so the frames are kept by what they say (at most WELCOME_CACHE_MAX).
+   */
+  private welcomeFor(plans: readonly FeedPlan[], conn: Connection, scoped: boolean): Buffer {
+    let key = `${conn.compression}|${conn.maxBodyBytes}|${scoped ? 1 : 0}`;
+    for (const p of plans) key += `|${p.feed.id}:${p.mode}:${p.mode === 'snapshot' ? p.reason : p.mode === 'rebase' ? p.since.from : ''}`;
+    let frame = this.welcomes.get(key);
+    if (frame === undefined) {
+      const { o } = this.ctx;
+      frame = welcomeFrame(plans, {
+        serverId: o.serverId, pingIntervalMs: o.pingIntervalMs, pongTimeoutMs: o.pongTimeoutMs,
+        maxFrameBytes: conn.maxBodyBytes, maxInboundBytes: o.maxInboundBytes, compression: conn.compression,
+      }, scoped);
+      if (this.welcomes.size >= WELCOME_CACHE_MAX) this.welcomes.clear();
+      this.welcomes.set(key, frame);
+    }
+    return frame;
   }
 
   onAck(cursor: FeedCursor, revision: number): void {

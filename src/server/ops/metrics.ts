@@ -108,6 +108,8 @@ export interface StateSources {
   readonly connections: () => Iterable<Connection>;
   /** Connections waiting in the service queue (snapshot streaming, catch-ups). */
   readonly serviceQueueLength: () => number;
+  /** HELLOs waiting to be answered (they wait in the service queue too). */
+  readonly handshakeQueueLength: () => number;
   /** Snapshot builds the cache holds for reuse and their frame bytes. */
   readonly snapshotCache: () => { builds: number; bytes: number };
   readonly feeds: readonly { readonly name: string; readonly store: ServedStore }[];
@@ -139,7 +141,8 @@ export function registerStateGauges(metrics: ServerMetrics, src: StateSources): 
     for (const c of src.connections()) n += c.ownOutstandingBytes;
     return n;
   });
-  stateGauge('cattail_service_queue_length', 'Connections waiting in the service queue for snapshot frames or a catch-up (served at most 256 per event-loop turn).', r, src.serviceQueueLength);
+  stateGauge('cattail_service_queue_length', 'Connections waiting in the service queue for a HELLO answer, snapshot frames or a catch-up (served within a time and byte budget per event-loop turn).', r, src.serviceQueueLength);
+  stateGauge('cattail_handshake_queue_length', 'HELLOs received and not yet answered (answered first in each service turn; bounded by the connections admitted).', r, src.handshakeQueueLength);
   stateGauge('cattail_snapshot_cache_builds', 'Snapshot builds held for reuse (per feed, revision, compression and frame size; dropped after snapshotReuseWindowMs once outdated).', r, () => src.snapshotCache().builds);
   stateGauge('cattail_snapshot_cache_bytes', 'Wire bytes of the snapshot frames held for reuse.', r, () => src.snapshotCache().bytes);
   labelledStateGauge('cattail_delta_log_entries', "Deletions each feed's delta log retains so resuming agents get a delta (upserts are answered from the live state); trimmed by deltaLogMaxAgeMs and deltaLogMaxBytes.", r, 'feed', () => src.feeds.map((f) => [f.name, f.store.stats().tombstones]));

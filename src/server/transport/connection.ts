@@ -99,6 +99,8 @@ const batch = {
 export class Connection {
   readonly id = nextConnId++;
   state: 'handshake' | 'streaming' | 'closing' | 'closed' = 'handshake';
+  /** The HELLO arrived and waits to be answered (state is still 'handshake' until WELCOME). */
+  helloReceived = false;
   compression: Compression = 'none';
   /** Both sides advertised `repair.buckets` (PROTOCOL.md §7.2): REPAIR_REQUEST is allowed. */
   repairCapable = false;
@@ -264,7 +266,17 @@ export class Connection {
       if (!isBinary) throw new CattailError('CATTAIL_SERVER_UNEXPECTED_MESSAGE', 'text messages are not part of cattail.v1');
       const m = decodeInbound(buf, this.limits.maxInboundBytes);
       if (this.state === 'handshake') {
+        if (this.helloReceived) {
+          // The HELLO waits for its turn (the host answers HELLOs in bounded turns); the agent
+          // may only give up meanwhile (PROTOCOL.md §4.1).
+          if (m.type === 'goodbye' || m.type === 'error') {
+            this.closeQuietly(CLOSE_CODES.NORMAL.code);
+            return;
+          }
+          throw new CattailError('CATTAIL_SERVER_UNEXPECTED_MESSAGE', m.type === 'hello' ? 'a second HELLO' : `${m.type} before WELCOME`);
+        }
         if (m.type !== 'hello') throw new CattailError('CATTAIL_SERVER_UNEXPECTED_MESSAGE', `the first message must be HELLO, got ${m.type}`);
+        this.helloReceived = true;
         this.host.onHello(this, m);
         return;
       }
@@ -295,9 +307,14 @@ export class Connection {
           throw new CattailError('CATTAIL_SERVER_UNEXPECTED_MESSAGE', 'a second HELLO');
       }
     } catch (err) {
-      if (CattailError.is(err) && isClosingErrorCode(err.code)) this.fail(err.code, err.message);
-      else this.fail('CATTAIL_INTERNAL', (err as Error).message);
+      this.failWith(err);
     }
+  }
+
+  /** Closes with the error's code when it is one an agent may receive (§4.12), else CATTAIL_INTERNAL (4012). */
+  failWith(err: unknown): void {
+    if (CattailError.is(err) && isClosingErrorCode(err.code)) this.fail(err.code, err.message);
+    else this.fail('CATTAIL_INTERNAL', (err as Error).message);
   }
 
   /**

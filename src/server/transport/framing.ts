@@ -12,6 +12,7 @@ import {
   DIRECTION_OF_KIND,
   HEADER_BYTES,
   type Entry,
+  type FrameAllocator,
   type Message,
   decodeFrame,
   encodeDeltaFrames,
@@ -66,9 +67,36 @@ export function encodeMessage(m: Message, algo: Compression = 'none', compressMi
   return wsFramed(maybeCompress(encodeFrame(m), algo, compressMinBytes));
 }
 
-/** A SNAPSHOT_CHUNK of exactly these entries, ready to write. */
-export function encodeChunk(feedId: number, revision: number, entries: readonly Entry[], algo: Compression, compressMinBytes: number): Buffer {
-  return wsFramed(maybeCompress(encodeSnapshotChunkFrame(feedId, revision, entries), algo, compressMinBytes));
+/**
+ * A SNAPSHOT_CHUNK of exactly these entries, ready to write. `scratch`: where the uncompressed
+ * frame is encoded. It never escapes: the result is always a new Buffer (the compressed frame
+ * framed, or wsFramed's copy), so a caller may pass memory it reuses for every chunk (see
+ * ScratchAllocator).
+ */
+export function encodeChunk(feedId: number, revision: number, entries: readonly Entry[], algo: Compression, compressMinBytes: number, scratch?: FrameAllocator): Buffer {
+  return wsFramed(maybeCompress(encodeSnapshotChunkFrame(feedId, revision, entries, scratch), algo, compressMinBytes));
+}
+
+/**
+ * One reusable piece of memory for frames that are copied before anyone else sees them.
+ *
+ * Why: a fresh 1 MiB `Buffer.allocUnsafe` is first-touched page by page, and on our VMs those
+ * faults cost far more than the encoding (bench/results/codec.md: ~12x). A snapshot build encodes
+ * every chunk uncompressed before compressing (or copying) it, so that intermediate is the one
+ * allocation worth reusing. It grows to the largest frame asked for (at most maxFrameBytes plus
+ * the header) and is held for the process's life; callers use it synchronously, one frame at a time.
+ */
+export class ScratchAllocator {
+  private buf: Buffer | undefined;
+  readonly alloc: FrameAllocator = (bytes) => {
+    if (this.buf === undefined || this.buf.length < bytes) this.buf = Buffer.allocUnsafe(bytes);
+    return this.buf.subarray(0, bytes);
+  };
+
+  /** Bytes held (for tests and the memory accounting in DESIGN.md). */
+  get heldBytes(): number {
+    return this.buf?.length ?? 0;
+  }
 }
 
 /**

@@ -105,10 +105,20 @@ export interface WsTransportOptions {
   readonly server?: Server;
 }
 
+/** Time one turn of upgrade answers may take (at least one is answered per turn). */
+const UPGRADE_TURN_MS = 5;
+
+interface PendingUpgrade {
+  readonly req: IncomingMessage;
+  readonly socket: Socket;
+  readonly head: Buffer;
+}
+
 export class WsTransport implements AgentTransport {
   readonly kind = 'ws';
   readonly http: Server;
   private readonly wss: WebSocketServer;
+  private readonly upgrades: PendingUpgrade[] = [];
 
   constructor(private readonly o: WsTransportOptions) {
     this.wss = new WebSocketServer({
@@ -136,11 +146,46 @@ export class WsTransport implements AgentTransport {
     // Room above maxConnections for upgrades being refused (answered and closed, not held) and
     // for closing sockets; beyond it the kernel's connection is dropped at once.
     if (o.limits.maxConnections !== undefined) this.http.maxConnections = o.limits.maxConnections + Math.max(64, Math.ceil(o.limits.maxConnections * 0.1));
-    this.http.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.onUpgrade(req, socket, head));
+    this.http.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.queueUpgrade(req, socket, head));
+  }
+
+  /**
+   * Upgrades are answered in bounded turns (UPGRADE_TURN_MS each), not in the HTTP parser's
+   * callback. Why: a reconnect storm completes hundreds of upgrade requests in one poll phase, and
+   * answering each there (admission, the WebSocket handshake, the 101, the connection's setup) held
+   * the event loop for 40-80 ms per 1,000 in the cold-start benchmark, on top of everything else in
+   * that loop turn. Node leaves an upgraded socket paused until someone reads it, so nothing is lost
+   * while it waits; the queue is bounded by the HTTP server's maxConnections.
+   */
+  private queueUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    socket.on('error', () => undefined);
+    this.upgrades.push({ req, socket, head });
+    if (this.upgrades.length === 1) setImmediate(() => this.answerUpgrades());
+  }
+
+  private answerUpgrades(): void {
+    const start = performance.now();
+    let i = 0;
+    while (i < this.upgrades.length && (i === 0 || performance.now() - start < UPGRADE_TURN_MS)) {
+      const u = this.upgrades[i++] as PendingUpgrade;
+      // A socket that went away while it waited is dropped here (ws would destroy it too).
+      if (u.socket.destroyed) continue;
+      try {
+        this.onUpgrade(u.req, u.socket, u.head);
+      } catch {
+        u.socket.destroy();
+      }
+    }
+    this.upgrades.splice(0, i);
+    if (this.upgrades.length > 0) setImmediate(() => this.answerUpgrades());
+  }
+
+  /** Upgrade requests waiting for their turn. */
+  get upgradesWaiting(): number {
+    return this.upgrades.length;
   }
 
   private onUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
-    socket.on('error', () => undefined);
     const refusal = this.o.hooks.admit();
     if (refusal !== undefined) {
       this.o.hooks.refused(refusal.reason);
@@ -174,6 +219,7 @@ export class WsTransport implements AgentTransport {
   }
 
   async close(): Promise<void> {
+    for (const u of this.upgrades.splice(0)) u.socket.destroy();
     this.wss.close();
     this.http.closeAllConnections();
     if (this.http.listening) await new Promise((r) => this.http.close(r));
