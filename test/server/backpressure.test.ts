@@ -192,7 +192,7 @@ describe('server - backpressure', () => {
     const { clock, h } = await bigFeed();
     // 64 KiB frames: each read the slow agent allows moves the stream by a frame or two.
     const slow = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 64 * 1024 });
-    await slow.until(() => slow.bytesReceived > 0, 'snapshot started');
+    await slow.until(() => slow.received.includes('snapshotChunk'), 'snapshot started');
     await readSlowly(clock, slow);
     // Reading at full speed again, it ends in sync with the store's state, never closed.
     slow.socket.resume();
@@ -207,7 +207,7 @@ describe('server - backpressure', () => {
     // agent never answers at all, so only the stream's movement can keep it.
     const { clock, h } = await bigFeed(PONG_1S);
     const silent = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 64 * 1024, autoPong: false });
-    await silent.until(() => silent.bytesReceived > 0, 'snapshot started');
+    await silent.until(() => silent.received.includes('snapshotChunk'), 'snapshot started');
     await readSlowly(clock, silent);
     silent.socket.resume();
     await waitUntil(() => silent.feed('felix').pendingSnapshot === undefined && silent.feed('felix').revision === h.storeRevision('felix'), 'snapshot complete', { clock, stepMs: 20, timeoutMs: 20_000 });
@@ -222,7 +222,7 @@ describe('server - backpressure', () => {
   ])('closes an agent whose snapshot stream stopped moving (%s) once %s passed', async (code, _what, deadlines) => {
     const { clock, h } = await bigFeed(deadlines);
     const stalled = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 64 * 1024 });
-    await stalled.until(() => stalled.bytesReceived > 0, 'snapshot started');
+    await stalled.until(() => stalled.received.includes('snapshotChunk'), 'snapshot started');
     stalled.socket.pause();
     // Virtual time moves (with real I/O between steps): the kernel's buffers fill, the stream stops
     // moving, and a second later the agent is closed; the sweep cuts the unread close off after 2 s.

@@ -47,7 +47,8 @@ export class Sweeper {
     for (const conn of this.ctx.connections) {
       switch (conn.state) {
         case 'handshake':
-          if (now >= conn.handshakeDeadlineMs) conn.fail('CATTAIL_SERVER_HANDSHAKE_TIMEOUT', `no HELLO within handshakeTimeoutMs (${o.handshakeTimeoutMs} ms)`);
+          // A HELLO that arrived and waits for its answer (service turns) is not the agent's delay.
+          if (!conn.helloReceived && now >= conn.handshakeDeadlineMs) conn.fail('CATTAIL_SERVER_HANDSHAKE_TIMEOUT', `no HELLO within handshakeTimeoutMs (${o.handshakeTimeoutMs} ms)`);
           break;
         case 'closing':
           if (conn.closeDeadlineMs === 0) conn.closeDeadlineMs = now + CLOSE_GRACE_MS;
