@@ -102,6 +102,7 @@ class CountingSocket implements AgentSocket {
   readonly quietBytes = 16_384;
   bytes = 0;
   events: AgentSocketEvents | undefined;
+  get sink(): this { return this; }
   setEvents(e: AgentSocketEvents): void { this.events = e; }
   write(b: Buffer, done?: () => void): boolean { this.bytes += b.length; done?.(); return true; }
   writeCorked(bs: readonly Buffer[], dones: readonly ((() => void) | undefined)[]): boolean {

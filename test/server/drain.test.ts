@@ -105,6 +105,9 @@ describe('server - drain at shutdown', () => {
     expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(900);
     await h.server.close();
     await done;
+    // The server is done when its sockets closed; its agents read the last frames after (uWS reports
+    // a socket closed as soon as it queued the close frame).
+    await waitUntil(() => agents.every((a) => a.closeCode !== undefined), 'agents closed');
     expect(await h.metric('cattail_connections_shed_total', { reason: 'drain-forced' })).toBe(8);
     expect(agents.every((a) => a.closeCode === 4010)).toBe(true);
     const delays = agents.map((a) => goodbyeOf(a).reconnectDelayMs ?? -1);
@@ -121,6 +124,7 @@ describe('server - drain at shutdown', () => {
     clock.advance(0);
     expect(await h.metric('cattail_connections_shed_total', { reason: 'drain-timeout' })).toBe(20);
     await done;
+    await waitUntil(() => agents.every((a) => a.closeCode !== undefined), 'agents closed');
     const delays = agents.map((a) => goodbyeOf(a).reconnectDelayMs!);
     for (const d of delays) expect(d).toBeLessThan(20 * 20);
     expect(new Set(delays).size).toBeGreaterThan(10);

@@ -1,3 +1,4 @@
+import { TEST_TRANSPORT } from '../support/transport.js';
 import { describe, expect, it } from 'vitest';
 import { waitUntil } from '../support/wait.js';
 import { FakeClock } from '../../src/clock.js';
@@ -18,11 +19,16 @@ function seed(h: Harness, n = 5, pad = ''): void {
   h.upstream.apply('felix', batch, { status: 'in-sync' });
 }
 
-/** The one client of `page` whose remote address is `agent`'s local end. */
-function clientOf(page: ClientsPage, agent: TestAgent): ClientInfo {
-  const me = `${agent.socket.localAddress ?? ''}:${agent.socket.localPort ?? 0}`;
-  const c = page.clients.find((x) => x.remoteAddress === me);
-  if (c === undefined) throw new Error(`no client at ${me} in ${JSON.stringify(page)}`);
+/**
+ * The one client of `page` whose remote address is `agent`'s local end. uWebSockets.js does not
+ * expose the peer's port, so over it the address is the host alone and the agent's clientId
+ * tells them apart.
+ */
+function clientOf(page: ClientsPage, agent: TestAgent, clientId: string): ClientInfo {
+  const port = TEST_TRANSPORT === 'uws' ? '' : `:${agent.socket.localPort ?? 0}`;
+  const me = `${agent.socket.localAddress ?? ''}${port}`;
+  const c = page.clients.find((x) => x.remoteAddress === me && x.clientId === clientId);
+  if (c === undefined) throw new Error(`no client ${clientId} at ${me} in ${JSON.stringify(page)}`);
   return c;
 }
 
@@ -60,9 +66,9 @@ describe('server - introspection', () => {
     const clock = new FakeClock();
     const h = await harness({ feeds: ['felix'], debugEndpoints: true, clock, flushWindowMs: 0 });
     seed(h);
-    const a = h.agent({ feeds: [{ name: 'felix' }], node: 'node-a' });
-    const b1 = h.agent({ feeds: [{ name: 'felix' }], node: 'node-b', caps: ['compress.deflate'] });
-    const b2 = h.agent({ feeds: [{ name: 'felix' }], node: 'node-b' });
+    const a = h.agent({ feeds: [{ name: 'felix' }], node: 'node-a', clientId: 'agent-a' });
+    const b1 = h.agent({ feeds: [{ name: 'felix' }], node: 'node-b', caps: ['compress.deflate'], clientId: 'agent-b1' });
+    const b2 = h.agent({ feeds: [{ name: 'felix' }], node: 'node-b', clientId: 'agent-b2' });
     const rev = h.storeRevision('felix');
     await Promise.all([a, b1, b2].map((x) => x.untilRevision('felix', rev)));
     await waitUntil(async () => (await clients(h)).clients.every((c) => c.mode === 'streaming'), 'all streaming');
@@ -70,9 +76,9 @@ describe('server - introspection', () => {
     const all = await clients(h);
     expect(all.open).toBe(3);
     expect(all.next).toBeNull();
-    const ca = clientOf(all, a);
+    const ca = clientOf(all, a, 'agent-a');
     expect(ca).toMatchObject({
-      node: 'node-a', clientId: 'test', tlsIdentity: null, mode: 'streaming', compression: 'none',
+      node: 'node-a', clientId: 'agent-a', tlsIdentity: null, mode: 'streaming', compression: 'none',
       connectedSince: new Date(clock.now()).toISOString(), bufferedBytes: 0, ownBufferedBytes: 0,
       feeds: [{ feed: 'felix', mode: 'streaming', revisionSent: rev, revisionAcked: 0, revisionLatest: rev }],
     });
@@ -80,12 +86,12 @@ describe('server - introspection', () => {
     // Every byte the agent received came through the counter, plus at most a 14-byte WebSocket header per frame.
     expect(ca.bytesWritten).toBeGreaterThan(a.bytesReceived);
     expect(ca.bytesWritten).toBeLessThanOrEqual(a.bytesReceived + 14 * a.received.length);
-    expect(clientOf(all, b1).compression).toBe('deflate');
+    expect(clientOf(all, b1, 'agent-b1').compression).toBe('deflate');
 
     const before = ca.bytesWritten;
     h.upstream.apply('felix', { '/pods/ns/p0': { changed: true } });
     await a.untilRevision('felix', rev + 1);
-    const after = clientOf(await clients(h), a);
+    const after = clientOf(await clients(h), a, 'agent-a');
     expect(after.bytesWritten).toBeGreaterThan(before);
     expect(after.feeds[0]?.revisionSent).toBe(rev + 1);
 

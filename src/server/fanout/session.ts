@@ -62,8 +62,9 @@ export class Session {
     try {
       if (!conn.writeOwn([welcome])) return;
       for (const p of plans) {
+        // What a flush touches per cursor first (field order is memory layout; see Connection).
         const cursor: FeedCursor = {
-          feed: p.feed, conn, liveIndex: -1, revision: 0, phase: 'live', snapshot: undefined, statusKey: undefined,
+          conn, revision: 0, statusKey: undefined, feed: p.feed, phase: 'live', liveIndex: -1, snapshot: undefined,
           behindSinceMs: undefined, graceUntilMs: now + o.newClientGracePeriodMs, graceCounted: false, ackedRevision: 0, appliedFloor: undefined,
         };
         conn.cursors.push(cursor);

@@ -16,7 +16,7 @@
  * as one corked write (one syscall) when there are several.
  */
 import { CattailError } from '../../errors.js';
-import type { AgentSocket } from './seam.js';
+import type { AgentSink, AgentSocket } from './seam.js';
 import type { FeedRuntime } from '../fanout/feeds.js';
 import type { SnapshotBuild } from '../fanout/snapshot-cache.js';
 import { CLOSE_CODES, type ClosingErrorCode, type GoodbyeMessage, type HelloMessage, closeCodeOf, isClosingErrorCode } from '../../../proto/index.js';
@@ -97,14 +97,29 @@ const batch = {
 };
 
 export class Connection {
-  readonly id = nextConnId++;
+  // The fields a flush reads or writes for every socket come first, in this order: V8 lays an
+  // object's fields out in the order they are defined, so they share one or two cache lines
+  // instead of four (a flush to thousands of sockets after as many write syscalls finds little
+  // of this in cache; the syscall's own data evicted it).
   state: 'handshake' | 'streaming' | 'closing' | 'closed' = 'handshake';
+  /** True while the last write returned true and no drain came since: the socket then holds fewer than socket.quietBytes. */
+  private quiet = true;
+  /** socket.quietBytes, read once (a stream's high-water mark never changes). */
+  private readonly quietBytes: number;
+  /** Set when a flush skipped it or a snapshot stalled on its buffer; cleared by a catch-up. */
+  needsService = false;
+  /**
+   * Bytes handed to the socket for this agent, shared frames included. One addition per write
+   * call (not per frame's write callback), so the hot path pays nothing it did not already.
+   */
+  bytesWritten = 0;
+  compression: Compression = 'none';
+  maxBodyBytes = 0;
+  readonly id = nextConnId++;
   /** The HELLO arrived and waits to be answered (state is still 'handshake' until WELCOME). */
   helloReceived = false;
-  compression: Compression = 'none';
   /** Both sides advertised `repair.buckets` (PROTOCOL.md §7.2): REPAIR_REQUEST is allowed. */
   repairCapable = false;
-  maxBodyBytes = 0;
   readonly cursors: FeedCursor[] = [];
   node = '';
   clientId = '';
@@ -120,20 +135,9 @@ export class Connection {
   closeDeadlineMs = 0;
   /** Bytes written for this agent alone and not yet flushed by the kernel (its budget). */
   ownOutstandingBytes = 0;
-  /** True while the last write returned true and no drain came since: the socket then holds fewer than socket.quietBytes. */
-  private quiet = true;
-  /** socket.quietBytes, read once (a stream's high-water mark never changes). */
-  private readonly quietBytes: number;
-  /** Set when a flush skipped it or a snapshot stalled on its buffer; cleared by a catch-up. */
-  needsService = false;
   closeCode: number | undefined;
   /** Wall-clock ms (injected clock) when the fan-out took this connection; shown by /debug/clients. */
   connectedAtMs = 0;
-  /**
-   * Bytes handed to the socket for this agent, shared frames included. One addition per write
-   * call (not per frame's write callback), so the hot path pays nothing it did not already.
-   */
-  bytesWritten = 0;
   /**
    * The verified client certificate's identity (CN or URI SAN) on a TLS agent port; undefined on
    * a cleartext port. Set at the upgrade by the TLS path; /debug/clients shows it.
@@ -181,7 +185,9 @@ export class Connection {
   get remoteAddress(): string | undefined {
     const { remoteAddress: a, remotePort: p } = this.socket.peer;
     if (a === '' || !this.socket.writable) return undefined;
-    return a.includes(':') ? `[${a}]:${p ?? 0}` : `${a}:${p ?? 0}`;
+    // uWebSockets.js does not expose the peer's port: then the address alone.
+    if (p === undefined || p === 0) return a;
+    return a.includes(':') ? `[${a}]:${p}` : `${a}:${p}`;
   }
 
   get mode(): ConnectionMode {
@@ -201,6 +207,22 @@ export class Connection {
   }
 
   /** Writes a frame shared with other sockets (not counted against the agent's budget). */
+  /**
+   * The flush's first pass (flush.ts flushOneFeed): where to write `bytes` of shared frames in its
+   * second pass, counted as written now; undefined while this connection's batch is open (then
+   * writeShared). A false return from the sink's write is reported with notQuiet().
+   */
+  sinkFor(bytes: number): AgentSink | undefined {
+    if (batch.owner === this) return undefined;
+    this.bytesWritten += bytes;
+    return this.socket.sink;
+  }
+
+  /** A write to this socket's sink returned false: it now holds quietBytes or more (a drain follows). */
+  notQuiet(): void {
+    this.quiet = false;
+  }
+
   writeShared(frame: Buffer): void {
     this.bytesWritten += frame.length;
     if (batch.owner === this) this.hold(frame, undefined);

@@ -44,6 +44,11 @@ export interface PeerInfo {
 }
 
 /** What an AgentSocket reports back; set once by the Connection that owns it. */
+/** What AgentSocket.sink is: write(frames) of AgentSocket, without a callback. */
+export interface AgentSink {
+  write(frames: Buffer): boolean;
+}
+
 export interface AgentSocketEvents {
   /** One complete inbound WebSocket message (already unmasked and reassembled). */
   message(data: Buffer, isBinary: boolean): void;
@@ -85,6 +90,13 @@ export interface AgentSocket {
    * Returns false when the transport now holds quietBytes or more (a drain follows).
    */
   write(frames: Buffer, onWritten?: () => void): boolean;
+  /**
+   * The same as write(frames) without a callback, on the object that does it with the fewest hops
+   * (ws: the upgraded stream itself; uWS: this socket). The flush writes one shared Buffer to
+   * thousands of these in a tight loop, where every object between it and the kernel is a cache
+   * miss after the previous socket's syscall.
+   */
+  readonly sink: AgentSink;
   /** Writes several pre-framed buffers as one batch: one syscall where the transport can. Returns as write(). */
   writeCorked(frames: readonly Buffer[], onWritten: readonly ((() => void) | undefined)[]): boolean;
   /** Starts the closing handshake with a close frame (code, reason ≤ 123 bytes). */

@@ -36,6 +36,7 @@ export interface UwsHttpResponse {
   upgrade(userData: UwsUserData, key: string, protocol: string, extensions: string, context: unknown): void;
   getRemoteAddressAsText(): ArrayBuffer;
   onAborted(cb: () => void): UwsHttpResponse;
+  cork(cb: () => void): UwsHttpResponse;
 }
 
 export interface UwsHttpRequest {

@@ -28,7 +28,7 @@
 import { createServer } from 'node:net';
 import { SUBPROTOCOL } from './framing.js';
 import {
-  type AcceptHooks, type AgentSocket, type AgentSocketEvents, type AgentTransport, type BoundAddress, HARD_CAP_FACTOR,
+  type AcceptHooks, type AgentSink, type AgentSocket, type AgentSocketEvents, type AgentTransport, type BoundAddress, HARD_CAP_FACTOR,
   type ListenAddress, type PeerInfo, type TransportLimits, forEachFrame,
 } from './seam.js';
 import { type UwsHttpRequest, type UwsHttpResponse, type UwsModule, type UwsWebSocket, loadUws } from './uws-loader.js';
@@ -48,6 +48,9 @@ function firstFrameBytes(buf: Buffer): number {
   if (l7 === 126) return 4 + buf.readUInt16BE(2);
   return 10 + buf.readUInt32BE(2) * 2 ** 32 + buf.readUInt32BE(6);
 }
+
+/** How long a closing socket may take to send its last bytes after the transport closes. */
+const CLOSING_GRACE_MS = 2_000;
 
 class UwsAgentSocket implements AgentSocket {
   readonly transport = 'uws';
@@ -79,6 +82,10 @@ class UwsAgentSocket implements AgentSocket {
     return this.bufferedAmount;
   }
 
+  get sink(): AgentSink {
+    return this;
+  }
+
   write(frames: Buffer, onWritten?: () => void): boolean {
     if (!this.closed) {
       if (firstFrameBytes(frames) === frames.length) this.sendFrames(frames);
@@ -108,8 +115,12 @@ class UwsAgentSocket implements AgentSocket {
     });
   }
 
+  /** Set once close() started the closing handshake (the close frame is queued behind what was written). */
+  ending = false;
+
   close(code: number, reason?: string): void {
-    if (this.closed) return;
+    if (this.closed || this.ending) return;
+    this.ending = true;
     this.ws.end(code, reason);
   }
 
@@ -183,7 +194,12 @@ export class UwsTransport implements AgentTransport {
     const refusal = this.o.hooks.admit();
     if (refusal !== undefined) {
       this.o.hooks.refused(refusal.reason);
-      res.writeStatus('503 Service Unavailable').writeHeader('Retry-After', String(refusal.retryAfterSeconds)).writeHeader('Content-Type', 'text/plain').end(`${refusal.reason}\n`, true);
+      // The same answer as the ws transport's: status, Retry-After, the peers to try, reason and detail.
+      res.cork(() => {
+        res.writeStatus('503 Service Unavailable').writeHeader('Retry-After', String(refusal.retryAfterSeconds));
+        if (refusal.endpoints.length > 0) res.writeHeader('X-Cattail-Endpoints', refusal.endpoints.join(','));
+        res.writeHeader('Content-Type', 'text/plain').end(`${refusal.reason}: ${refusal.detail}\n`, true);
+      });
       return;
     }
     const headers: Record<string, string> = {};
@@ -238,7 +254,13 @@ export class UwsTransport implements AgentTransport {
   close(): Promise<void> {
     if (this.listenSocket !== undefined) this.uws.us_listen_socket_close(this.listenSocket);
     this.listenSocket = undefined;
-    for (const s of [...this.sockets]) s.terminate();
+    // A socket already closing (GOODBYE and a coded close written at shutdown) keeps its bytes:
+    // terminating it at once dropped them, and its agent saw 1006 instead of 4010 and no
+    // reconnect delay. It gets CLOSING_GRACE_MS to finish; the rest are cut now.
+    for (const s of [...this.sockets]) {
+      if (!s.ending) s.terminate();
+      else setTimeout(() => s.terminate(), CLOSING_GRACE_MS).unref();
+    }
     return Promise.resolve();
   }
 }

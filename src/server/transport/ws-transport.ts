@@ -19,7 +19,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { SUBPROTOCOL } from './framing.js';
 import { peerTlsOf } from './tls/identity.js';
 import {
-  type AcceptHooks, type AgentSocket, type AgentSocketEvents, type AgentTransport, type BoundAddress, HARD_CAP_FACTOR,
+  type AcceptHooks, type AgentSink, type AgentSocket, type AgentSocketEvents, type AgentTransport, type BoundAddress, HARD_CAP_FACTOR,
   type ListenAddress, type PeerInfo, type TlsIdentity, type TransportLimits,
 } from './seam.js';
 
@@ -38,15 +38,18 @@ function headersOf(req: IncomingMessage): Record<string, string> {
 
 /** One upgraded `ws` socket behind the seam. */
 class WsAgentSocket implements AgentSocket {
+  // The socket first: every flush reads it (field order is memory layout; see Connection).
+  private readonly socket: Socket;
   readonly transport = 'ws';
   readonly copiedBytes = 0;
   private events: AgentSocketEvents | undefined;
 
   constructor(
     private readonly ws: WebSocket,
-    private readonly socket: Socket,
+    socket: Socket,
     readonly peer: PeerInfo,
   ) {
+    this.socket = socket;
     ws.on('message', (data, isBinary) => {
       const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
       this.events?.message(buf, isBinary);
@@ -63,6 +66,11 @@ class WsAgentSocket implements AgentSocket {
 
   get writable(): boolean {
     return !this.socket.destroyed;
+  }
+
+  /** The upgraded net.Socket: its write(buffer) is write(frames) here (no framing, no copy). */
+  get sink(): AgentSink {
+    return this.socket;
   }
 
   get bufferedAmount(): number {

@@ -39,6 +39,8 @@ export interface AgentOptions {
   maxFrameBytes?: number;
   /** The node named in HELLO (default node-1). */
   node?: string;
+  /** The clientId in HELLO (default test). */
+  clientId?: string;
   /** Keep every decoded message in `messages` (what a scoped agent was sent, for example). */
   record?: boolean;
   /** TLS for wss:// URLs: the CA of the server certificate and a client certificate. */
@@ -77,7 +79,7 @@ export class TestAgent extends EventEmitter {
     });
     this.ws.on('error', () => undefined);
     this.ws.on('open', () => {
-      if (!opts.silent) this.sendMessage({ type: 'hello', protocol: 1, node: opts.node ?? 'node-1', clientId: 'test', feeds: opts.feeds.map((f) => ({ name: f.name, ...(f.token === undefined ? {} : { token: f.token }), ...(f.watermarks === undefined ? {} : { watermarks: f.watermarks }) })), caps: opts.caps ?? [], ...(opts.maxFrameBytes ? { maxFrameBytes: opts.maxFrameBytes } : {}) });
+      if (!opts.silent) this.sendMessage({ type: 'hello', protocol: 1, node: opts.node ?? 'node-1', clientId: opts.clientId ?? 'test', feeds: opts.feeds.map((f) => ({ name: f.name, ...(f.token === undefined ? {} : { token: f.token }), ...(f.watermarks === undefined ? {} : { watermarks: f.watermarks }) })), caps: opts.caps ?? [], ...(opts.maxFrameBytes ? { maxFrameBytes: opts.maxFrameBytes } : {}) });
     });
     this.ws.on('message', (data: Buffer) => {
       this.bytesReceived += data.length;
