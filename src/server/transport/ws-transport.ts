@@ -17,6 +17,7 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { SUBPROTOCOL } from './framing.js';
+import { PacedTurns, UPGRADE_TURN_MS } from './paced.js';
 import { peerTlsOf } from './tls/identity.js';
 import {
   type AcceptHooks, type AgentSink, type AgentSocket, type AgentSocketEvents, type AgentTransport, type BoundAddress, HARD_CAP_FACTOR,
@@ -113,8 +114,6 @@ export interface WsTransportOptions {
   readonly server?: Server;
 }
 
-/** Time one turn of upgrade answers may take (at least one is answered per turn). */
-const UPGRADE_TURN_MS = 5;
 
 interface PendingUpgrade {
   readonly req: IncomingMessage;
@@ -126,7 +125,13 @@ export class WsTransport implements AgentTransport {
   readonly kind = 'ws';
   readonly http: Server;
   private readonly wss: WebSocketServer;
-  private readonly upgrades: PendingUpgrade[] = [];
+  private readonly upgrades = new PacedTurns<PendingUpgrade>(
+    UPGRADE_TURN_MS,
+    (u) => {
+      if (!u.socket.destroyed) this.onUpgrade(u.req, u.socket, u.head);
+    },
+    (u) => u.socket.destroy(),
+  );
 
   constructor(private readonly o: WsTransportOptions) {
     this.wss = new WebSocketServer({
@@ -158,39 +163,19 @@ export class WsTransport implements AgentTransport {
   }
 
   /**
-   * Upgrades are answered in bounded turns (UPGRADE_TURN_MS each), not in the HTTP parser's
-   * callback. Why: a reconnect storm completes hundreds of upgrade requests in one poll phase, and
-   * answering each there (admission, the WebSocket handshake, the 101, the connection's setup) held
-   * the event loop for 40-80 ms per 1,000 in the cold-start benchmark, on top of everything else in
-   * that loop turn. Node leaves an upgraded socket paused until someone reads it, so nothing is lost
-   * while it waits; the queue is bounded by the HTTP server's maxConnections.
+   * Upgrades are answered in bounded turns (UPGRADE_TURN_MS each, PacedTurns), not in the HTTP
+   * parser's callback: a reconnect storm completes hundreds of upgrade requests in one poll phase.
+   * Node leaves an upgraded socket paused until someone reads it, so nothing is lost while it
+   * waits; a socket that went away meanwhile is skipped.
    */
   private queueUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
     socket.on('error', () => undefined);
     this.upgrades.push({ req, socket, head });
-    if (this.upgrades.length === 1) setImmediate(() => this.answerUpgrades());
-  }
-
-  private answerUpgrades(): void {
-    const start = performance.now();
-    let i = 0;
-    while (i < this.upgrades.length && (i === 0 || performance.now() - start < UPGRADE_TURN_MS)) {
-      const u = this.upgrades[i++] as PendingUpgrade;
-      // A socket that went away while it waited is dropped here (ws would destroy it too).
-      if (u.socket.destroyed) continue;
-      try {
-        this.onUpgrade(u.req, u.socket, u.head);
-      } catch {
-        u.socket.destroy();
-      }
-    }
-    this.upgrades.splice(0, i);
-    if (this.upgrades.length > 0) setImmediate(() => this.answerUpgrades());
   }
 
   /** Upgrade requests waiting for their turn. */
   get upgradesWaiting(): number {
-    return this.upgrades.length;
+    return this.upgrades.size;
   }
 
   private onUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
@@ -227,7 +212,7 @@ export class WsTransport implements AgentTransport {
   }
 
   async close(): Promise<void> {
-    for (const u of this.upgrades.splice(0)) u.socket.destroy();
+    for (const u of this.upgrades.drain()) u.socket.destroy();
     this.wss.close();
     this.http.closeAllConnections();
     if (this.http.listening) await new Promise((r) => this.http.close(r));
