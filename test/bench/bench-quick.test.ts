@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { BenchReport } from '../../src/bench/run.js';
+import { TEST_TRANSPORT } from '../support/transport.js';
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'cattail.js');
 
@@ -27,7 +28,8 @@ describe('cattail bench --quick', () => {
     expect(r.errors).toEqual([]);
     expect(r.records.map((x) => x.scenario)).toEqual(['cold-start', 'churn', 'burst', 'blip', 'replica-loss', 'replica-restart', 'slow-agents', 'api-load']);
     expect(r.machine.node).toBe(process.version);
-    expect(r.parameters.transport).toBe('ws');
+    // The bench's replicas take CATTAIL_TRANSPORT like any cattail command.
+    expect(r.parameters.transport).toBe(TEST_TRANSPORT);
     const rec = (s: string): Record<string, unknown> => r.records.find((x) => x.scenario === s) as unknown as Record<string, unknown>;
     expect(rec('cold-start')['snapshotBuilds']).toBeGreaterThanOrEqual(1);
     expect(rec('cold-start')['snapshotBuilds']).toBeLessThanOrEqual(4); // shared, not one per agent

@@ -46,8 +46,9 @@ export class ServiceQueue {
 
   /** A new flush started: catch-ups computed before it are no longer to the newest revision. */
   newRound(): void {
-    this.catchUpCache = new Map();
-    this.splitCache = new Map();
+    // Every flush starts a round; most rounds computed no catch-up, so nothing to drop.
+    if (this.catchUpCache.size > 0) this.catchUpCache = new Map();
+    if (this.splitCache.size > 0) this.splitCache = new Map();
   }
 
   /**
