@@ -30,12 +30,15 @@ const BODY_SLACK_BYTES = 16;
 
 /**
  * The default target body of a SNAPSHOT_CHUNK (snapshotChunkBytes), below the agent's frame size.
- * Why 256 KiB and not the frame size (1 MiB by default): a chunk is encoded and compressed in one
- * piece, and a cold 1 MiB chunk took 30-40 ms of one loop turn at the start of a 50,000-entry
- * build; a 256 KiB one takes a quarter. Deflate's window is 32 KiB, so the cost in bytes is small
- * (+1.3 % wire bytes on the benchmark's 50,000 entries), and the first frames reach agents sooner.
+ * A chunk is encoded and compressed in one piece, so its size bounds the longest build step: a cold
+ * 1 MiB chunk took 30-40 ms of one loop turn at the start of a 50,000-entry build. Smaller chunks
+ * cost bytes, because deflate starts each one without history: on `cattail bench`'s 5,000-node
+ * cluster, 256 KiB chunks sent +11.9 % bytes per agent and 512 KiB +6.3 % (against 1 MiB), and the
+ * 512 KiB run used the least replica CPU (53 s; 62 s with 256 KiB, 57 s for the code before this
+ * pacing, with 1 MiB chunks). With 512 KiB the fan-out benchmark's cold start stays within its
+ * 50 ms loop-delay target.
  */
-export const DEFAULT_SNAPSHOT_CHUNK_BYTES = 262_144;
+export const DEFAULT_SNAPSHOT_CHUNK_BYTES = 524_288;
 
 export class SnapshotBuild {
   readonly frames: Buffer[] = [];
