@@ -14,8 +14,8 @@ export type StoreEntry = readonly [key: string, value: Buffer];
 export interface StoreView {
   readonly revision: number;
   readonly size: number;
-  /** Sum of key (UTF-8) and value bytes (SNAPSHOT_BEGIN's rawBytes), when the store keeps it; else counted from entries(). */
-  readonly bytes?: number;
+  /** Sum of key (UTF-8) and value bytes: SNAPSHOT_BEGIN's rawBytes. */
+  readonly bytes: number;
   /** 8-byte digest, PROTOCOL.md §10. */
   readonly digest: Buffer;
   /** Status, staleness and watermarks at this revision. */

@@ -206,7 +206,6 @@ export class Connection {
     return this.state === 'handshake' || this.state === 'streaming';
   }
 
-  /** Writes a frame shared with other sockets (not counted against the agent's budget). */
   /**
    * The flush's first pass (flush.ts flushOneFeed): where to write `bytes` of shared frames in its
    * second pass, counted as written now; undefined while this connection's batch is open (then
@@ -223,6 +222,7 @@ export class Connection {
     this.quiet = false;
   }
 
+  /** Writes a frame shared with other sockets (not counted against the agent's budget). */
   writeShared(frame: Buffer): void {
     this.bytesWritten += frame.length;
     if (batch.owner === this) this.hold(frame, undefined);

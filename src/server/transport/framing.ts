@@ -92,11 +92,6 @@ export class ScratchAllocator {
     if (this.buf === undefined || this.buf.length < bytes) this.buf = Buffer.allocUnsafe(bytes);
     return this.buf.subarray(0, bytes);
   };
-
-  /** Bytes held (for tests and the memory accounting in DESIGN.md). */
-  get heldBytes(): number {
-    return this.buf?.length ?? 0;
-  }
 }
 
 /**

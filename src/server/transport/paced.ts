@@ -1,3 +1,6 @@
+/** Time one turn of upgrade answers may take in the ws transport (at least one is answered per turn). */
+export const UPGRADE_TURN_MS = 5;
+
 /**
  * Work that arrives in bursts, done in event-loop turns of bounded time: each turn runs items in
  * arrival order until `turnMs` have passed (at least one item per turn, so the queue always moves),
@@ -6,14 +9,11 @@
  * Why: a reconnect storm completes hundreds of upgrade requests in one poll phase; answering them
  * all there held the event loop for 40-80 ms per 1,000 in the fan-out benchmark, while live deltas
  * and pings waited. The queue is bounded by what is admitted upstream of it (the HTTP server's
- * maxConnections for ws; uWS's own socket limit), not here.
+ * maxConnections), not here. uWS answers its upgrades in its own callback (docs/transport.md).
  *
  * Time is read from `now` (a monotonic millisecond clock; performance.now by default): a transport
  * does I/O and may read the real clock, and tests pass their own.
  */
-/** Time one turn of upgrade answers may take, for both transports (at least one is answered per turn). */
-export const UPGRADE_TURN_MS = 5;
-
 export class PacedTurns<T> {
   private readonly items: T[] = [];
 

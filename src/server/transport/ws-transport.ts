@@ -173,10 +173,6 @@ export class WsTransport implements AgentTransport {
     this.upgrades.push({ req, socket, head });
   }
 
-  /** Upgrade requests waiting for their turn. */
-  get upgradesWaiting(): number {
-    return this.upgrades.size;
-  }
 
   private onUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
     const refusal = this.o.hooks.admit();
