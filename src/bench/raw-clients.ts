@@ -113,6 +113,13 @@ function onData(c: ClientState, chunk: Buffer): void {
     const wsh = l7 < 126 ? 2 : l7 === 126 ? 4 : 10;
     if (c.have < wsh) continue;
     const len = wsh === 2 ? l7 : wsh === 4 ? c.hdr.readUInt16BE(2) : c.hdr.readUInt32BE(2) * 2 ** 32 + c.hdr.readUInt32BE(6);
+    // A continuation frame (opcode 0: the rest of a message uWS sent in fragments) carries no
+    // Cattail header: skip it whole. A message's first fragment starts with the header as usual.
+    if (((c.hdr[0] as number) & 0x0f) === 0) {
+      c.skip = len;
+      c.have = 0;
+      continue;
+    }
     const want = Math.min(28, len);
     if (c.have < wsh + want) continue;
     frames++;

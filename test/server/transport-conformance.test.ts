@@ -7,12 +7,14 @@
  *
  * The bounds on waits are safety nets against hangs, not timing assertions.
  */
+import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { waitUntil } from '../support/wait.js';
 import { encodeFrame } from '../../proto/index.js';
 import { loadUws, uwsAvailable } from '../../src/server/transport/uws-loader.js';
 import { forEachFrame } from '../../src/server/transport/seam.js';
+import { UWS_PIECE_BYTES } from '../../src/server/transport/uws-outbound.js';
 import { encodeMessage } from '../../src/server/transport/framing.js';
 import { opened } from './helpers/agent.js';
 import { type Harness, harness } from './helpers/harness.js';
@@ -70,6 +72,27 @@ describe.each(TRANSPORTS)('transport conformance: %s', (transport) => {
     expect(a.received.slice(n, n + 2)).toEqual(['delta', 'status']);
     expect(a.violations).toEqual([]);
     expect(a.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
+  });
+
+  it('streams snapshot chunks longer than a uWS piece to an agent that reads slowly: whole messages, in order, in sync', async () => {
+    const h = await harness({ transport });
+    // ~1.6 MB that does not compress: 512 KiB chunks, well above what a paused reader's kernel
+    // buffers take, so the server holds bytes (uWS: in its queue, sent as 64 KiB fragments).
+    const batch: Record<string, unknown> = {};
+    for (let i = 0; i < 400; i++) batch[`/pods/ns/big${i}`] = { pad: randomBytes(3_000).toString('base64') };
+    h.upstream.apply('felix', batch, { status: 'in-sync' });
+    const a = h.agent({ feeds: [{ name: 'felix' }] });
+    await opened(a);
+    a.socket.pause();
+    // Changes while the snapshot is held up: they must reach the agent after it, never inside it.
+    await waitUntil(() => h.server.snapshotStats().built > 0, 'the snapshot built');
+    h.upstream.apply('felix', { '/pods/ns/big1': { changed: 1 }, '/pods/ns/big2': null, '/pods/ns/new': { n: 1 } });
+    await new Promise((r) => setTimeout(r, 100));
+    a.socket.resume();
+    await a.untilRevision('felix', h.storeRevision('felix'), 20_000);
+    expect(a.violations).toEqual([]);
+    expect(a.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
+    expect(a.largestBodyBytes).toBeGreaterThan(UWS_PIECE_BYTES);
   });
 
   it('skips a stalled agent above the high-water mark and catches it up after it drains', async () => {

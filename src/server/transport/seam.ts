@@ -159,8 +159,9 @@ export const HARD_CAP_FACTOR = 4;
  * Calls `fn` with the payload of each WebSocket frame in a pre-framed buffer (server frames: never
  * masked), as views without copying. A transport that frames messages itself (uWS) uses this to
  * send a buffer that holds several frames (a DELTA and its STATUS) as several messages.
+ * `frameBytes` is the whole frame's length, header included.
  */
-export function forEachFrame(buf: Buffer, fn: (payload: Buffer) => void): void {
+export function forEachFrame(buf: Buffer, fn: (payload: Buffer, frameBytes: number) => void): void {
   let off = 0;
   while (off < buf.length) {
     const l7 = (buf[off + 1] as number) & 0x7f;
@@ -176,7 +177,7 @@ export function forEachFrame(buf: Buffer, fn: (payload: Buffer) => void): void {
       len = buf.readUInt32BE(off + 2) * 2 ** 32 + buf.readUInt32BE(off + 6);
       hl = 10;
     }
-    fn(buf.subarray(off + hl, off + hl + len));
+    fn(buf.subarray(off + hl, off + hl + len), hl + len);
     off += hl + len;
   }
 }

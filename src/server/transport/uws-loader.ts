@@ -17,6 +17,9 @@ import { CattailError } from '../../errors.js';
 
 export interface UwsWebSocket {
   send(message: Uint8Array, isBinary?: boolean, compress?: boolean): number;
+  sendFirstFragment(message: Uint8Array, isBinary?: boolean, compress?: boolean): boolean;
+  sendFragment(message: Uint8Array, compress?: boolean): boolean;
+  sendLastFragment(message: Uint8Array, compress?: boolean): boolean;
   getBufferedAmount(): number;
   end(code?: number, shortMessage?: string): void;
   close(): void;

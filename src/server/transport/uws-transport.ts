@@ -6,9 +6,11 @@
  * uWS frames messages itself, so a pre-framed buffer is cut back into its frames' payloads
  * (forEachFrame) and each goes out with `send`; several frames (a DELTA and its STATUS) go inside
  * one `cork`, one syscall. The quirks it is built around (measured, see DESIGN.md "Transports"):
- *  - uWS copies whatever the kernel does not take into a per-socket buffer. Those bytes are the
- *    agent's own memory, so they count in its maxClientBytes budget (AgentSocket.copiedBytes),
- *    and the fan-out's high-water mark bounds them like any socket buffer.
+ *  - uWS copies whatever the kernel does not take into a per-socket buffer. So what it has not
+ *    taken waits in our own queue as references (uws-outbound.ts), and uWS gets at most one 64 KiB
+ *    piece at a time, only while it holds nothing: longer messages go as WebSocket fragments.
+ *    What uWS holds is the agent's own memory and counts in its maxClientBytes budget
+ *    (AgentSocket.copiedBytes); the fan-out's high-water mark bounds queue and copy together.
  *  - Sending from inside its `drain` callback left sockets stalled until uWS's ~4 s timer sweep;
  *    drains are handed to the fan-out on the next turn (setImmediate), never re-entrantly.
  *  - `publish` defers writes to the end of the loop iteration and skips slow subscribers above
@@ -32,6 +34,7 @@ import {
   type ListenAddress, type PeerInfo, type TransportLimits, forEachFrame,
 } from './seam.js';
 import { type UwsHttpRequest, type UwsHttpResponse, type UwsModule, type UwsWebSocket, loadUws } from './uws-loader.js';
+import { UWS_PIECE_BYTES, UwsOutbound } from './uws-outbound.js';
 
 /** uWS send() results (uWS.js docs): 2 means the message was dropped above maxBackpressure. */
 const SEND_DROPPED = 2;
@@ -58,12 +61,23 @@ class UwsAgentSocket implements AgentSocket {
   private events: AgentSocketEvents | undefined;
   private closed = false;
   private drainScheduled = false;
+  /** What uWS has not taken yet, as references (uws-outbound.ts): large messages, and all behind a backlog. */
+  private readonly out: UwsOutbound;
+  /**
+   * uWS held bytes after our last look (a drain will come): writes then queue behind them in
+   * `out`, so uWS never appends (copies) a whole message to a socket that is not keeping up.
+   */
+  private backlogged = false;
+  /** A close asked for while bytes were still queued: sent once they are handed to uWS. */
+  private closeAfter: { code: number; reason: string | undefined } | undefined;
 
   constructor(
     private readonly ws: UwsWebSocket,
     readonly peer: PeerInfo,
     private readonly untrack: (s: UwsAgentSocket) => void,
-  ) {}
+  ) {
+    this.out = new UwsOutbound(ws);
+  }
 
   setEvents(events: AgentSocketEvents): void {
     this.events = events;
@@ -74,12 +88,12 @@ class UwsAgentSocket implements AgentSocket {
   }
 
   get bufferedAmount(): number {
-    return this.closed ? 0 : this.ws.getBufferedAmount();
+    return this.closed ? 0 : this.ws.getBufferedAmount() + this.out.queuedBytes;
   }
 
-  /** Everything uWS buffers is its own copy. */
+  /** What uWS holds is its own copy; the queue holds references to shared Buffers. */
   get copiedBytes(): number {
-    return this.bufferedAmount;
+    return this.closed ? 0 : this.ws.getBufferedAmount();
   }
 
   get sink(): AgentSink {
@@ -87,23 +101,39 @@ class UwsAgentSocket implements AgentSocket {
   }
 
   write(frames: Buffer, onWritten?: () => void): boolean {
-    if (!this.closed) {
+    if (this.closed) onWritten?.();
+    // The flush's common case: nothing held, a short buffer (a DELTA and its STATUS), sent at once.
+    else if (!this.backlogged && this.out.empty && frames.length <= UWS_PIECE_BYTES) {
       if (firstFrameBytes(frames) === frames.length) this.sendFrames(frames);
       else this.ws.cork(() => this.sendFrames(frames));
-    }
-    // uWS has either handed the bytes to the kernel or copied them: it holds no reference.
-    onWritten?.();
-    return this.bufferedAmount === 0;
+      // uWS has either handed the bytes to the kernel or copied them: it holds no reference.
+      onWritten?.();
+    } else this.out.push(frames, onWritten);
+    return this.settle();
   }
 
   writeCorked(frames: readonly Buffer[], onWritten: readonly ((() => void) | undefined)[]): boolean {
-    if (!this.closed) {
+    if (this.closed) for (const cb of onWritten) cb?.();
+    else if (!this.backlogged && this.out.empty && frames.reduce((s, f) => s + f.length, 0) <= UWS_PIECE_BYTES) {
       this.ws.cork(() => {
         for (const f of frames) if (!this.closed) this.sendFrames(f);
       });
+      for (const cb of onWritten) cb?.();
+    } else for (let i = 0; i < frames.length; i++) this.out.push(frames[i] as Buffer, onWritten[i]);
+    return this.settle();
+  }
+
+  /** Notes whether uWS now holds bytes; true when nothing is held anywhere (the write's return). */
+  private settle(): boolean {
+    if (this.closed) return true;
+    this.backlogged = this.ws.getBufferedAmount() > 0;
+    if (this.closeAfter !== undefined && this.out.empty) {
+      const { code, reason } = this.closeAfter;
+      this.closeAfter = undefined;
+      this.ws.end(code, reason);
+      return true;
     }
-    for (const cb of onWritten) cb?.();
-    return this.bufferedAmount === 0;
+    return !this.backlogged && this.out.empty;
   }
 
   private sendFrames(buf: Buffer): void {
@@ -115,13 +145,15 @@ class UwsAgentSocket implements AgentSocket {
     });
   }
 
-  /** Set once close() started the closing handshake (the close frame is queued behind what was written). */
+  /** Set once close() started the closing handshake (the close frame goes behind what was written). */
   ending = false;
 
   close(code: number, reason?: string): void {
     if (this.closed || this.ending) return;
     this.ending = true;
-    this.ws.end(code, reason);
+    // As over ws, the close frame follows every byte written before it.
+    if (this.out.empty) this.ws.end(code, reason);
+    else this.closeAfter = { code, reason };
   }
 
   terminate(): void {
@@ -141,6 +173,9 @@ class UwsAgentSocket implements AgentSocket {
     this.drainScheduled = true;
     setImmediate(() => {
       this.drainScheduled = false;
+      if (this.closed) return;
+      this.out.pump();
+      this.settle();
       if (!this.closed) this.events?.drain();
     });
   }
@@ -148,6 +183,7 @@ class UwsAgentSocket implements AgentSocket {
   onClose(code: number): void {
     if (this.closed) return;
     this.closed = true;
+    this.out.drop();
     this.untrack(this);
     this.events?.close(code === 0 ? 1005 : code);
   }

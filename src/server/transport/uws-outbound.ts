@@ -1,0 +1,161 @@
+/**
+ * The uWS transport's outbound queue: what a socket was given and uWS has not yet taken, kept as
+ * references to the shared Buffers (as a net.Socket keeps them), handed to uWS only while uWS
+ * holds nothing of its own, at most `pieceBytes` per send.
+ *
+ * Why: uWS copies whatever the kernel does not take of a send into a per-socket buffer. Handed a
+ * whole 512 KiB snapshot chunk while the kernel's socket buffer was full, it copied nearly all of
+ * it, once per agent: in the fan-out benchmark's cold start (1,000 agents, a 50,000-entry feed)
+ * that copying made `send` 75 % of the server's CPU profile, twice the `net` floor's CPU, and
+ * 1 GB of RSS where `ws` needed 0.4 GB. Here uWS copies at most one piece per socket.
+ *
+ * A message longer than a piece goes out as WebSocket fragments (RFC 6455 §5.4): the first piece
+ * in a binary frame without FIN, the rest in continuation frames. Every WebSocket library
+ * reassembles them into the one message the agent reads (PROTOCOL.md §1).
+ *
+ * Invariants: messages leave in the order written; no message starts while another is partly
+ * sent (fragments of two messages never interleave); nothing is handed to uWS while it holds
+ * bytes (its drain is the signal to go on, and `pump` runs again then).
+ *
+ * Rejected: splitting snapshot chunks smaller for uWS alone (each chunk is compressed on its own:
+ * smaller chunks cost 6-12 % more bytes per agent, measured) and uWS's `publish` (it defers writes
+ * to the end of the loop turn and drops messages for subscribers above maxBackpressure).
+ */
+import { forEachFrame } from './seam.js';
+
+/** The most bytes handed to uWS in one send; longer messages go as fragments of this size. */
+export const UWS_PIECE_BYTES = 64 * 1024;
+
+/**
+ * uWS's cork buffer (uSockets LoopData::CORK_BUFFER_SIZE). Short messages are sent together in one
+ * cork (one syscall) up to this many bytes; a longer one goes alone and uncorked, because uWS
+ * writes a message of 16 KiB or more straight from our Buffer (writev) only when its cork buffer
+ * is empty, and otherwise formats it into a fresh copy first.
+ */
+export const UWS_CORK_BYTES = 16 * 1024;
+
+/** The part of a uWS WebSocket the queue uses (tests give it a model of uWS and the kernel). */
+export interface UwsSendSide {
+  send(message: Uint8Array, isBinary: boolean, compress: boolean): number;
+  sendFirstFragment(message: Uint8Array, isBinary: boolean, compress: boolean): unknown;
+  sendFragment(message: Uint8Array, compress: boolean): unknown;
+  sendLastFragment(message: Uint8Array, compress: boolean): unknown;
+  getBufferedAmount(): number;
+  cork(cb: () => void): unknown;
+}
+
+interface Pending {
+  readonly payload: Buffer;
+  /** Its frame's header bytes: counted in queuedBytes until the message starts. */
+  readonly headerBytes: number;
+  /** The write's callback, on the last message of that write. */
+  done: (() => void) | undefined;
+}
+
+export class UwsOutbound {
+  private pending: (Pending | undefined)[] = [];
+  private head = 0;
+  /** Bytes of the head message already handed to uWS (> 0: it is partly sent, as fragments). */
+  private offset = 0;
+  /** Bytes written and not yet handed to uWS, frame headers included. */
+  queuedBytes = 0;
+  /** The socket closed (drop()): nothing more is sent, no callback runs twice. */
+  private dropped = false;
+
+  constructor(
+    private readonly ws: UwsSendSide,
+    private readonly pieceBytes = UWS_PIECE_BYTES,
+    private readonly corkBytes = UWS_CORK_BYTES,
+  ) {}
+
+  get empty(): boolean {
+    return this.head === this.pending.length;
+  }
+
+  /** Queues a pre-framed buffer (one or more whole frames) and hands uWS what it can take now. */
+  push(frames: Buffer, done: (() => void) | undefined): void {
+    if (this.dropped) {
+      done?.();
+      return;
+    }
+    let last: Pending | undefined;
+    forEachFrame(frames, (payload, frameBytes) => {
+      last = { payload, headerBytes: frameBytes - payload.length, done: undefined };
+      this.pending.push(last);
+    });
+    if (last === undefined) done?.();
+    else last.done = done;
+    this.queuedBytes += frames.length;
+    this.pump();
+  }
+
+  /** Hands uWS queued bytes until the queue is empty or uWS holds some (its drain calls this again). */
+  pump(): void {
+    while (!this.dropped && this.head < this.pending.length && this.ws.getBufferedAmount() === 0) {
+      const p = this.pending[this.head] as Pending;
+      if (this.offset === 0 && p.headerBytes + p.payload.length <= this.corkBytes) this.sendShortRun();
+      else this.sendPiece(p);
+    }
+    if (this.head === this.pending.length) this.reset();
+  }
+
+  /** Drops what is queued (the socket closed, maybe inside a send): each write's callback still runs once. */
+  drop(): void {
+    if (this.dropped) return;
+    this.dropped = true;
+    for (let i = this.head; i < this.pending.length; i++) this.pending[i]?.done?.();
+    this.reset();
+    this.queuedBytes = 0;
+  }
+
+  private reset(): void {
+    if (this.pending.length > 0) this.pending = [];
+    this.head = 0;
+    this.offset = 0;
+  }
+
+  /** Whole short messages, as many as fit uWS's cork buffer, in one cork: one syscall. */
+  private sendShortRun(): void {
+    this.ws.cork(() => {
+      let room = this.corkBytes;
+      while (!this.dropped && this.head < this.pending.length) {
+        const p = this.pending[this.head] as Pending;
+        const bytes = p.headerBytes + p.payload.length;
+        if (bytes > room) break;
+        room -= bytes;
+        this.ws.send(p.payload, true, false);
+        if (this.dropped) return;
+        this.queuedBytes -= bytes;
+        this.finish(p);
+      }
+    });
+  }
+
+  /** The head message, or its next piece when it is longer than one. */
+  private sendPiece(p: Pending): void {
+    const { payload } = p;
+    const start = this.offset;
+    const end = Math.min(payload.length, start + this.pieceBytes);
+    const piece = payload.subarray(start, end);
+    if (start === 0) {
+      this.queuedBytes -= p.headerBytes;
+      if (end === payload.length) this.ws.send(piece, true, false);
+      else this.ws.sendFirstFragment(piece, true, false);
+    } else if (end < payload.length) this.ws.sendFragment(piece, false);
+    else this.ws.sendLastFragment(piece, false);
+    if (this.dropped) return;
+    this.queuedBytes -= piece.length;
+    if (end < payload.length) this.offset = end;
+    else {
+      this.offset = 0;
+      this.finish(p);
+    }
+  }
+
+  private finish(p: Pending): void {
+    if (this.dropped) return;
+    // Not kept once handed: a stuck socket's queue must not pin Buffers it already sent.
+    this.pending[this.head++] = undefined;
+    p.done?.();
+  }
+}
