@@ -7,7 +7,8 @@
  * whole 512 KiB snapshot chunk while the kernel's socket buffer was full, it copied nearly all of
  * it, once per agent: in the fan-out benchmark's cold start (1,000 agents, a 50,000-entry feed)
  * that copying made `send` 75 % of the server's CPU profile, twice the `net` floor's CPU, and
- * 1 GB of RSS where `ws` needed 0.4 GB. Here uWS copies at most one piece per socket.
+ * 1 GB of RSS where `ws` needed 0.4 GB. Here uWS holds at most one piece per socket: what it
+ * copies is bounded, short-lived and reused, not a megabyte per agent.
  *
  * A message longer than a piece goes out as WebSocket fragments (RFC 6455 §5.4): the first piece
  * in a binary frame without FIN, the rest in continuation frames. Every WebSocket library
@@ -28,13 +29,50 @@ export const UWS_PIECE_BYTES = 64 * 1024;
 
 /**
  * uWS's cork buffer (uSockets LoopData::CORK_BUFFER_SIZE). Short messages are sent together in one
- * cork (one syscall) up to this many bytes; a longer one goes alone and uncorked, because uWS
- * writes a message of 16 KiB or more straight from our Buffer (writev) only when its cork buffer
- * is empty, and otherwise formats it into a fresh copy first.
+ * cork (one syscall) up to this many bytes; a longer one goes alone.
  */
 export const UWS_CORK_BYTES = 16 * 1024;
 
-/** The part of a uWS WebSocket the queue uses (tests give it a model of uWS and the kernel). */
+/**
+ * Messages this long or longer never take uWS's "long send" shortcut (see sendMessage).
+ *
+ * The shortcut writes a message of 16 KiB or more straight from our Buffer when nothing is
+ * buffered. In uWS.js 20.30, the build that loads on Node 20 here, it loses the message's payload
+ * when the kernel takes no more than the frame's header (fixed upstream in uWebSockets pull
+ * request #1662, September 2023): the agent then reads the next frames as that payload. Measured
+ * in the fan-out cold start: 2 of 8 runs lost one 70 KB snapshot chunk for one agent.
+ */
+export const UWS_FAST_PATH_BYTES = 16 * 1024;
+
+/**
+ * Sends one message (or fragment) through uWS, never by the shortcut above: a send with the
+ * compress hint skips it, and with permessage-deflate never negotiated (the transport sets
+ * compression 0) uWS turns the hint off again and sends the bytes as they are, formatted into
+ * its own buffer first. That copy is at most one piece (64 KiB); it is what the shortcut saved.
+ */
+export function sendMessage(ws: UwsSendSide, kind: 'whole' | 'first' | 'middle' | 'last', payload: Uint8Array, fastPathBytes = UWS_FAST_PATH_BYTES): number {
+  const hint = payload.length >= fastPathBytes;
+  switch (kind) {
+    case 'whole':
+      return ws.send(payload, true, hint);
+    case 'first':
+      ws.sendFirstFragment(payload, true, hint);
+      return 1;
+    case 'middle':
+      ws.sendFragment(payload, hint);
+      return 1;
+    default:
+      ws.sendLastFragment(payload, hint);
+      return 1;
+  }
+}
+
+/**
+ * The part of a uWS WebSocket the queue uses (tests give it a model of uWS and the kernel).
+ * Every send goes inside `cork`: a send outside one may leave the socket corked by uWS itself
+ * (its auto-cork is not undone after a send that had to buffer), and its later bytes then wait in
+ * the loop's cork buffer until uWS's next event.
+ */
 export interface UwsSendSide {
   send(message: Uint8Array, isBinary: boolean, compress: boolean): number;
   sendFirstFragment(message: Uint8Array, isBinary: boolean, compress: boolean): unknown;
@@ -66,6 +104,7 @@ export class UwsOutbound {
     private readonly ws: UwsSendSide,
     private readonly pieceBytes = UWS_PIECE_BYTES,
     private readonly corkBytes = UWS_CORK_BYTES,
+    private readonly fastPathBytes = UWS_FAST_PATH_BYTES,
   ) {}
 
   get empty(): boolean {
@@ -123,7 +162,7 @@ export class UwsOutbound {
         const bytes = p.headerBytes + p.payload.length;
         if (bytes > room) break;
         room -= bytes;
-        this.ws.send(p.payload, true, false);
+        sendMessage(this.ws, 'whole', p.payload, this.fastPathBytes);
         if (this.dropped) return;
         this.queuedBytes -= bytes;
         this.finish(p);
@@ -137,12 +176,10 @@ export class UwsOutbound {
     const start = this.offset;
     const end = Math.min(payload.length, start + this.pieceBytes);
     const piece = payload.subarray(start, end);
-    if (start === 0) {
-      this.queuedBytes -= p.headerBytes;
-      if (end === payload.length) this.ws.send(piece, true, false);
-      else this.ws.sendFirstFragment(piece, true, false);
-    } else if (end < payload.length) this.ws.sendFragment(piece, false);
-    else this.ws.sendLastFragment(piece, false);
+    if (start === 0) this.queuedBytes -= p.headerBytes;
+    const kind = start === 0 ? (end === payload.length ? 'whole' : 'first') : end < payload.length ? 'middle' : 'last';
+    // In a cork of its own: uWS's auto-cork is left on after some sends (see UwsSendSide.cork).
+    this.ws.cork(() => sendMessage(this.ws, kind, piece, this.fastPathBytes));
     if (this.dropped) return;
     this.queuedBytes -= piece.length;
     if (end < payload.length) this.offset = end;

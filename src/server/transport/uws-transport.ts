@@ -34,7 +34,7 @@ import {
   type ListenAddress, type PeerInfo, type TransportLimits, forEachFrame,
 } from './seam.js';
 import { type UwsHttpRequest, type UwsHttpResponse, type UwsModule, type UwsWebSocket, loadUws } from './uws-loader.js';
-import { UWS_PIECE_BYTES, UwsOutbound } from './uws-outbound.js';
+import { UWS_PIECE_BYTES, UwsOutbound, sendMessage } from './uws-outbound.js';
 
 /** uWS send() results (uWS.js docs): 2 means the message was dropped above maxBackpressure. */
 const SEND_DROPPED = 2;
@@ -42,14 +42,6 @@ const SEND_DROPPED = 2;
 interface UserData {
   peer: PeerInfo;
   socket: UwsAgentSocket | undefined;
-}
-
-/** Length of the first WebSocket frame in a pre-framed buffer (header + payload). */
-function firstFrameBytes(buf: Buffer): number {
-  const l7 = (buf[1] as number) & 0x7f;
-  if (l7 < 126) return 2 + l7;
-  if (l7 === 126) return 4 + buf.readUInt16BE(2);
-  return 10 + buf.readUInt32BE(2) * 2 ** 32 + buf.readUInt32BE(6);
 }
 
 /** How long a closing socket may take to send its last bytes after the transport closes. */
@@ -104,8 +96,7 @@ class UwsAgentSocket implements AgentSocket {
     if (this.closed) onWritten?.();
     // The flush's common case: nothing held, a short buffer (a DELTA and its STATUS), sent at once.
     else if (!this.backlogged && this.out.empty && frames.length <= UWS_PIECE_BYTES) {
-      if (firstFrameBytes(frames) === frames.length) this.sendFrames(frames);
-      else this.ws.cork(() => this.sendFrames(frames));
+      this.ws.cork(() => this.sendFrames(frames));
       // uWS has either handed the bytes to the kernel or copied them: it holds no reference.
       onWritten?.();
     } else this.out.push(frames, onWritten);
@@ -141,7 +132,7 @@ class UwsAgentSocket implements AgentSocket {
       if (this.closed) return;
       // A dropped message would leave a gap in the agent's stream: end the connection instead
       // (the agent reconnects and resumes). maxBackpressure is sized so this does not happen.
-      if (this.ws.send(payload, true, false) === SEND_DROPPED) this.terminate();
+      if (sendMessage(this.ws, 'whole', payload) === SEND_DROPPED) this.terminate();
     });
   }
 
