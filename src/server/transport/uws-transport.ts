@@ -47,6 +47,26 @@ interface UserData {
 /** How long a closing socket may take to send its last bytes after the transport closes. */
 const CLOSING_GRACE_MS = 2_000;
 
+/**
+ * The payloads of the last pre-framed buffer cut into its frames, kept for the next write: the
+ * flush writes one shared buffer to thousands of sockets in a row, so it is cut once per flush,
+ * not once per socket. Holds one buffer at most.
+ */
+const lastCut = { buf: undefined as Buffer | undefined, payloads: [] as Buffer[] };
+
+function payloadsOf(buf: Buffer): readonly Buffer[] {
+  if (lastCut.buf !== buf) {
+    const payloads: Buffer[] = [];
+    forEachFrame(buf, (p) => payloads.push(p));
+    lastCut.buf = buf;
+    lastCut.payloads = payloads;
+  }
+  return lastCut.payloads;
+}
+
+/** What a socket's sendCorked sends (set right before each cork, which runs it at once). */
+let corkedPayloads: readonly Buffer[] = [];
+
 class UwsAgentSocket implements AgentSocket {
   readonly transport = 'uws';
   readonly quietBytes = 1;
@@ -96,7 +116,10 @@ class UwsAgentSocket implements AgentSocket {
     if (this.closed) onWritten?.();
     // The flush's common case: nothing held, a short buffer (a DELTA and its STATUS), sent at once.
     else if (!this.backlogged && this.out.empty && frames.length <= UWS_PIECE_BYTES) {
-      this.ws.cork(() => this.sendFrames(frames));
+      // No closure per write: the cork callback is made once per socket and told what to send
+      // in a module variable (the flush calls this for thousands of sockets per change).
+      corkedPayloads = payloadsOf(frames);
+      this.ws.cork(this.sendCorked);
       // uWS has either handed the bytes to the kernel or copied them: it holds no reference.
       onWritten?.();
     } else this.out.push(frames, onWritten);
@@ -128,12 +151,19 @@ class UwsAgentSocket implements AgentSocket {
   }
 
   private sendFrames(buf: Buffer): void {
-    forEachFrame(buf, (payload) => {
-      if (this.closed) return;
-      // A dropped message would leave a gap in the agent's stream: end the connection instead
-      // (the agent reconnects and resumes). maxBackpressure is sized so this does not happen.
-      if (sendMessage(this.ws, 'whole', payload) === SEND_DROPPED) this.terminate();
-    });
+    for (const payload of payloadsOf(buf)) this.sendPayload(payload);
+  }
+
+  private readonly sendCorked = (): void => {
+    for (let i = 0; i < corkedPayloads.length; i++) this.sendPayload(corkedPayloads[i] as Buffer);
+  };
+
+  /** One whole message, now. */
+  private sendPayload(payload: Buffer): void {
+    if (this.closed) return;
+    // A dropped message would leave a gap in the agent's stream: end the connection instead
+    // (the agent reconnects and resumes). maxBackpressure is sized so this does not happen.
+    if (sendMessage(this.ws, 'whole', payload) === SEND_DROPPED) this.terminate();
   }
 
   /** Set once close() started the closing handshake (the close frame goes behind what was written). */
