@@ -155,7 +155,9 @@ class UwsAgentSocket implements AgentSocket {
   }
 
   private readonly sendCorked = (): void => {
-    for (let i = 0; i < corkedPayloads.length; i++) this.sendPayload(corkedPayloads[i] as Buffer);
+    // Read once: a send that ends this socket runs close handlers that may write elsewhere.
+    const payloads = corkedPayloads;
+    for (let i = 0; i < payloads.length; i++) this.sendPayload(payloads[i] as Buffer);
   };
 
   /** One whole message, now. */
