@@ -144,6 +144,32 @@ describe('UwsOutbound', () => {
     expect(ws.messages).toEqual([payloadOf(1, 100)]);
   });
 
+  it('keeps its list bounded for an agent that never quite catches up (the queue never empties)', () => {
+    const ws = new ModelUws(0);
+    const out = new UwsOutbound(ws, PIECE, CORK, FAST);
+    let done = 0;
+    for (let i = 0; i < 20_000; i++) {
+      out.push(wsFramed(payloadOf(i, 40)), () => done++);
+      // The kernel takes a little less than was written: a backlog that never empties.
+      if (i % 2 === 1) {
+        ws.drain(80);
+        out.pump();
+      }
+      expect(out.slots).toBeLessThanOrEqual(2 * 1024 + (i + 1 - done) + 1);
+    }
+    expect(out.empty).toBe(false);
+    expect(done).toBeGreaterThan(15_000);
+  });
+
+  it('ends the socket when uWS reports a message dropped', () => {
+    const ws = new ModelUws(10 * PIECE);
+    ws.send = (): number => 2;
+    let dropped = 0;
+    const out = new UwsOutbound(ws, PIECE, CORK, FAST, () => dropped++);
+    out.push(wsFramed(payloadOf(1, 10)), undefined);
+    expect(dropped).toBe(1);
+  });
+
   it('for any message sizes and drain schedule: whole, in order, never interleaved, one piece copied at most', () => {
     const message = fc.integer({ min: 0, max: 5 * PIECE });
     const write = fc.array(message, { minLength: 1, maxLength: 3 });

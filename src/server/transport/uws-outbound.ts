@@ -67,6 +67,12 @@ export function sendMessage(ws: UwsSendSide, kind: 'whole' | 'first' | 'middle' 
   }
 }
 
+/** uWS send() result for a message dropped above maxBackpressure (uWS.js docs). */
+export const SEND_DROPPED = 2;
+
+/** Sent slots at which the queue's list is compacted (when they are at least half of it). */
+const COMPACT_SLOTS = 1024;
+
 /**
  * The part of a uWS WebSocket the queue uses (tests give it a model of uWS and the kernel).
  * Every send goes inside `cork`: a send outside one may leave the socket corked by uWS itself
@@ -105,7 +111,18 @@ export class UwsOutbound {
     private readonly pieceBytes = UWS_PIECE_BYTES,
     private readonly corkBytes = UWS_CORK_BYTES,
     private readonly fastPathBytes = UWS_FAST_PATH_BYTES,
+    /**
+     * uWS dropped a message (above its maxBackpressure): the stream has a gap, so the socket must
+     * end. Not expected (sends go only into an empty uWS buffer, and maxBackpressure is far above a
+     * piece), but never silent.
+     */
+    private readonly onDropped: () => void = () => undefined,
   ) {}
+
+  /** Slots of the internal list, sent ones not yet compacted included (bounded: see finish). */
+  get slots(): number {
+    return this.pending.length;
+  }
 
   get empty(): boolean {
     return this.head === this.pending.length;
@@ -162,7 +179,7 @@ export class UwsOutbound {
         const bytes = p.headerBytes + p.payload.length;
         if (bytes > room) break;
         room -= bytes;
-        sendMessage(this.ws, 'whole', p.payload, this.fastPathBytes);
+        if (sendMessage(this.ws, 'whole', p.payload, this.fastPathBytes) === SEND_DROPPED) this.onDropped();
         if (this.dropped) return;
         this.queuedBytes -= bytes;
         this.finish(p);
@@ -179,7 +196,9 @@ export class UwsOutbound {
     if (start === 0) this.queuedBytes -= p.headerBytes;
     const kind = start === 0 ? (end === payload.length ? 'whole' : 'first') : end < payload.length ? 'middle' : 'last';
     // In a cork of its own: uWS's auto-cork is left on after some sends (see UwsSendSide.cork).
-    this.ws.cork(() => sendMessage(this.ws, kind, piece, this.fastPathBytes));
+    this.ws.cork(() => {
+      if (sendMessage(this.ws, kind, piece, this.fastPathBytes) === SEND_DROPPED) this.onDropped();
+    });
     if (this.dropped) return;
     this.queuedBytes -= piece.length;
     if (end < payload.length) this.offset = end;
@@ -193,6 +212,12 @@ export class UwsOutbound {
     if (this.dropped) return;
     // Not kept once handed: a stuck socket's queue must not pin Buffers it already sent.
     this.pending[this.head++] = undefined;
+    // An agent that keeps a backlog never empties the queue (reset): drop the sent slots now and
+    // then, or the list grows by one slot per message for as long as the lag lasts.
+    if (this.head >= COMPACT_SLOTS && this.head * 2 >= this.pending.length) {
+      this.pending = this.pending.slice(this.head);
+      this.head = 0;
+    }
     p.done?.();
   }
 }

@@ -34,10 +34,8 @@ import {
   type ListenAddress, type PeerInfo, type TransportLimits, forEachFrame,
 } from './seam.js';
 import { type UwsHttpRequest, type UwsHttpResponse, type UwsModule, type UwsWebSocket, loadUws } from './uws-loader.js';
-import { UWS_PIECE_BYTES, UwsOutbound, sendMessage } from './uws-outbound.js';
+import { SEND_DROPPED, UWS_PIECE_BYTES, UwsOutbound, sendMessage } from './uws-outbound.js';
 
-/** uWS send() results (uWS.js docs): 2 means the message was dropped above maxBackpressure. */
-const SEND_DROPPED = 2;
 
 interface UserData {
   peer: PeerInfo;
@@ -78,6 +76,9 @@ class UwsAgentSocket implements AgentSocket {
   /**
    * uWS held bytes after our last look (a drain will come): writes then queue behind them in
    * `out`, so uWS never appends (copies) a whole message to a socket that is not keeping up.
+   * It can be stale the other way: bytes uWS adds on its own (an automatic pong the kernel did
+   * not take) are seen at the next settle(). Then one short write goes straight to uWS, which
+   * appends it in order: one copy of at most a piece, and no read of uWS's buffer per write.
    */
   private backlogged = false;
   /** A close asked for while bytes were still queued: sent once they are handed to uWS. */
@@ -88,7 +89,7 @@ class UwsAgentSocket implements AgentSocket {
     readonly peer: PeerInfo,
     private readonly untrack: (s: UwsAgentSocket) => void,
   ) {
-    this.out = new UwsOutbound(ws);
+    this.out = new UwsOutbound(ws, undefined, undefined, undefined, () => this.terminate());
   }
 
   setEvents(events: AgentSocketEvents): void {
