@@ -40,7 +40,7 @@ export const UWS_CORK_BYTES = 16 * 1024;
  * buffered. In uWS.js 20.30, the build that loads on Node 20 here, it loses the message's payload
  * when the kernel takes no more than the frame's header (fixed upstream in uWebSockets pull
  * request #1662, September 2023): the agent then reads the next frames as that payload. Measured
- * in the fan-out cold start: 2 of 8 runs lost one 70 KB snapshot chunk for one agent.
+ * in the fan-out cold start: 2 to 4 of 8 runs lost one 70 KB snapshot chunk for one agent.
  */
 export const UWS_FAST_PATH_BYTES = 16 * 1024;
 
