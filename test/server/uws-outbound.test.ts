@@ -15,6 +15,7 @@ import { UwsOutbound, type UwsSendSide } from '../../src/server/transport/uws-ou
 const PIECE = 1024;
 const CORK = 256;
 const FAST = 512;
+const SCALE = { pieceBytes: PIECE, corkBytes: CORK, fastPathBytes: FAST };
 
 /** uWS + kernel, as far as the queue can tell them apart. */
 class ModelUws implements UwsSendSide {
@@ -105,7 +106,7 @@ const payloadOf = (tag: number, bytes: number): Buffer => {
 describe('UwsOutbound', () => {
   it('sends a long message as pieces only while uWS holds nothing, and the agent reassembles it', () => {
     const ws = new ModelUws(3 * PIECE);
-    const out = new UwsOutbound(ws, PIECE, CORK, FAST);
+    const out = new UwsOutbound(ws, SCALE);
     const big = payloadOf(1, 10 * PIECE + 123);
     let done = 0;
     out.push(wsFramed(big), () => done++);
@@ -127,7 +128,7 @@ describe('UwsOutbound', () => {
 
   it('runs the callbacks of dropped writes once, and those of writes after the drop at once', () => {
     const ws = new ModelUws(0);
-    const out = new UwsOutbound(ws, PIECE, CORK, FAST);
+    const out = new UwsOutbound(ws, SCALE);
     const calls: string[] = [];
     // The kernel takes nothing: uWS copies the first message (its callback runs), the second waits.
     out.push(wsFramed(payloadOf(1, 100)), () => calls.push('a'));
@@ -146,7 +147,7 @@ describe('UwsOutbound', () => {
 
   it('keeps its list bounded for an agent that never quite catches up (the queue never empties)', () => {
     const ws = new ModelUws(0);
-    const out = new UwsOutbound(ws, PIECE, CORK, FAST);
+    const out = new UwsOutbound(ws, SCALE);
     let done = 0;
     for (let i = 0; i < 20_000; i++) {
       out.push(wsFramed(payloadOf(i, 40)), () => done++);
@@ -165,7 +166,7 @@ describe('UwsOutbound', () => {
     const ws = new ModelUws(10 * PIECE);
     ws.send = (): number => 2;
     let dropped = 0;
-    const out = new UwsOutbound(ws, PIECE, CORK, FAST, () => dropped++);
+    const out = new UwsOutbound(ws, { ...SCALE, onDropped: () => dropped++ });
     out.push(wsFramed(payloadOf(1, 10)), undefined);
     expect(dropped).toBe(1);
   });
@@ -177,7 +178,7 @@ describe('UwsOutbound', () => {
     fc.assert(
       fc.property(fc.integer({ min: 0, max: 4 * PIECE }), fc.array(step, { minLength: 1, maxLength: 25 }), (room, steps) => {
         const ws = new ModelUws(room);
-        const out = new UwsOutbound(ws, PIECE, CORK, FAST);
+        const out = new UwsOutbound(ws, SCALE);
         const sent: Buffer[] = [];
         const calls: number[] = [];
         let tag = 0;

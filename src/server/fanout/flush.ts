@@ -163,12 +163,12 @@ export class Flusher {
     let bytes = 0;
     let n = 0;
     // Two passes, per block of WRITE_BLOCK sockets. The first decides, per cursor, what its socket
-    // gets and moves the cursor; the second only writes. Why: interleaved, every cursor and connection was read right after the
-    // previous socket's write syscall had evicted them from cache, one miss after another (most
-    // of Cattail's own time in the flush profile); read back to back, their misses overlap. The
-    // second pass is the plain `net` loop: sink, buffer, write. Nothing between the passes can
-    // change a decision: each connection has one cursor per feed, and a write emits nothing
-    // synchronously (drain and errors come later).
+    // gets and moves the cursor; the second only writes. Why: interleaved, every cursor and
+    // connection was read right after the previous socket's write syscall had evicted them from
+    // cache, one miss after another (most of Cattail's own time in the flush profile); read back
+    // to back, their misses overlap. The second pass is the plain `net` loop: sink, buffer,
+    // write. Nothing between the passes can change a decision: each connection has one cursor
+    // per feed, and a write emits nothing synchronously (drain and errors come later).
     // Backwards: a cursor that leaves the list during the walk swaps in one already visited.
     for (let i = list.length - 1; i >= 0; i--) {
       const cursor = list[i] as FeedCursor;

@@ -88,6 +88,21 @@ export interface UwsSendSide {
   cork(cb: () => void): unknown;
 }
 
+export interface UwsOutboundOptions {
+  /** Most bytes per send; default UWS_PIECE_BYTES (tests scale it down). */
+  readonly pieceBytes?: number;
+  /** Bytes of short messages sent in one cork; default UWS_CORK_BYTES. */
+  readonly corkBytes?: number;
+  /** Sends this long or longer carry the hint that avoids uWS's shortcut; default UWS_FAST_PATH_BYTES. */
+  readonly fastPathBytes?: number;
+  /**
+   * uWS dropped a message (above its maxBackpressure): the stream has a gap, so the socket must
+   * end. Not expected (sends go only into an empty uWS buffer, and maxBackpressure is far above a
+   * piece), but never silent.
+   */
+  readonly onDropped?: () => void;
+}
+
 interface Pending {
   readonly payload: Buffer;
   /** Its frame's header bytes: counted in queuedBytes until the message starts. */
@@ -106,18 +121,20 @@ export class UwsOutbound {
   /** The socket closed (drop()): nothing more is sent, no callback runs twice. */
   private dropped = false;
 
+  private readonly pieceBytes: number;
+  private readonly corkBytes: number;
+  private readonly fastPathBytes: number;
+  private readonly onDropped: () => void;
+
   constructor(
     private readonly ws: UwsSendSide,
-    private readonly pieceBytes = UWS_PIECE_BYTES,
-    private readonly corkBytes = UWS_CORK_BYTES,
-    private readonly fastPathBytes = UWS_FAST_PATH_BYTES,
-    /**
-     * uWS dropped a message (above its maxBackpressure): the stream has a gap, so the socket must
-     * end. Not expected (sends go only into an empty uWS buffer, and maxBackpressure is far above a
-     * piece), but never silent.
-     */
-    private readonly onDropped: () => void = () => undefined,
-  ) {}
+    o: UwsOutboundOptions = {},
+  ) {
+    this.pieceBytes = o.pieceBytes ?? UWS_PIECE_BYTES;
+    this.corkBytes = o.corkBytes ?? UWS_CORK_BYTES;
+    this.fastPathBytes = o.fastPathBytes ?? UWS_FAST_PATH_BYTES;
+    this.onDropped = o.onDropped ?? ((): void => undefined);
+  }
 
   /** Slots of the internal list, sent ones not yet compacted included (bounded: see finish). */
   get slots(): number {

@@ -89,7 +89,7 @@ class UwsAgentSocket implements AgentSocket {
     readonly peer: PeerInfo,
     private readonly untrack: (s: UwsAgentSocket) => void,
   ) {
-    this.out = new UwsOutbound(ws, undefined, undefined, undefined, () => this.terminate());
+    this.out = new UwsOutbound(ws, { onDropped: () => this.terminate() });
   }
 
   setEvents(events: AgentSocketEvents): void {
@@ -127,14 +127,9 @@ class UwsAgentSocket implements AgentSocket {
     return this.settle();
   }
 
+  /** Through the queue, which already sends short messages together in one cork (not a hot path). */
   writeCorked(frames: readonly Buffer[], onWritten: readonly ((() => void) | undefined)[]): boolean {
-    if (this.closed) for (const cb of onWritten) cb?.();
-    else if (!this.backlogged && this.out.empty && frames.reduce((s, f) => s + f.length, 0) <= UWS_PIECE_BYTES) {
-      this.ws.cork(() => {
-        for (const f of frames) if (!this.closed) this.sendFrames(f);
-      });
-      for (const cb of onWritten) cb?.();
-    } else for (let i = 0; i < frames.length; i++) this.out.push(frames[i] as Buffer, onWritten[i]);
+    for (let i = 0; i < frames.length; i++) this.out.push(frames[i] as Buffer, onWritten[i]);
     return this.settle();
   }
 
@@ -149,10 +144,6 @@ class UwsAgentSocket implements AgentSocket {
       return true;
     }
     return !this.backlogged && this.out.empty;
-  }
-
-  private sendFrames(buf: Buffer): void {
-    for (const payload of payloadsOf(buf)) this.sendPayload(payload);
   }
 
   private readonly sendCorked = (): void => {

@@ -173,7 +173,6 @@ export class WsTransport implements AgentTransport {
     this.upgrades.push({ req, socket, head });
   }
 
-
   private onUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
     const refusal = this.o.hooks.admit();
     if (refusal !== undefined) {
