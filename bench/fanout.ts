@@ -334,16 +334,18 @@ async function coldStart(c: Clients, target: Target, frames: Buffer[]): Promise<
     const rssTimer = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage().rss)), 100);
     loop.enable();
     const cpu0 = cpuS();
+    const split0 = process.cpuUsage();
     const t0 = nowMs();
     await c.connect(port, COLD_CLIENTS, target === 'net' ? 'raw' : 'ws', 0);
     const last = await c.reach(rev, 120_000);
     const cpu = cpuS() - cpu0;
+    const split = process.cpuUsage(split0);
     loop.disable();
     clearInterval(rssTimer);
     const cl = await c.closeAll();
     return {
       coldLastClientMs: Math.round(last - t0), coldLoopDelayMaxMs: +(loop.max / 1e6).toFixed(1), coldLoopDelayP99Ms: +(loop.percentile(99) / 1e6).toFixed(1),
-      coldServerCpuS: +cpu.toFixed(2), coldSnapshotBuilds: built(), coldRssPeakMB: Math.round(rssPeak / 1e6), clientBytesTotal: cl['bytes'],
+      coldServerCpuS: +cpu.toFixed(2), coldServerUserS: +(split.user / 1e6).toFixed(2), coldServerSysS: +(split.system / 1e6).toFixed(2), coldSnapshotBuilds: built(), coldRssPeakMB: Math.round(rssPeak / 1e6), clientBytesTotal: cl['bytes'],
     };
   } finally {
     await close();
@@ -448,9 +450,9 @@ function write(targets: Target[], loadBefore: number[]): void {
   const coldRows: string[] = [];
   for (const t of targets) {
     const v = (k: string): number[] => valuesOf(COLD_CLIENTS, t, 'cold', k);
-    const row = { target: t, lastClientMs: v('coldLastClientMs'), loopDelayMaxMs: v('coldLoopDelayMaxMs'), loopDelayP99Ms: v('coldLoopDelayP99Ms'), serverCpuS: v('coldServerCpuS'), cpuVsFloor: t === 'net' ? [] : ratios(COLD_CLIENTS, t, 'cold', 'coldServerCpuS'), builds: v('coldSnapshotBuilds'), rssPeakMB: v('coldRssPeakMB'), clientMBPerConn: v('clientBytesTotal').map((b) => b / COLD_CLIENTS / 1e6) };
+    const row = { target: t, lastClientMs: v('coldLastClientMs'), loopDelayMaxMs: v('coldLoopDelayMaxMs'), loopDelayP99Ms: v('coldLoopDelayP99Ms'), serverCpuS: v('coldServerCpuS'), userS: v('coldServerUserS'), sysS: v('coldServerSysS'), cpuVsFloor: t === 'net' ? [] : ratios(COLD_CLIENTS, t, 'cold', 'coldServerCpuS'), builds: v('coldSnapshotBuilds'), rssPeakMB: v('coldRssPeakMB'), clientMBPerConn: v('clientBytesTotal').map((b) => b / COLD_CLIENTS / 1e6) };
     summary.push({ scenario: 'cold', ...row });
-    coldRows.push(`| ${t} | ${fmt(row.lastClientMs, 0)} | ${fmt(row.loopDelayMaxMs, 1)} | ${fmt(row.loopDelayP99Ms, 1)} | ${fmt(row.serverCpuS)} | ${fmt(row.cpuVsFloor)} | ${t === 'net' ? '–' : fmt(row.builds, 0)} | ${fmt(row.rssPeakMB, 0)} | ${fmt(row.clientMBPerConn, 2)} |`);
+    coldRows.push(`| ${t} | ${fmt(row.lastClientMs, 0)} | ${fmt(row.loopDelayMaxMs, 1)} | ${fmt(row.loopDelayP99Ms, 1)} | ${fmt(row.serverCpuS)} | ${fmt(row.userS)} | ${fmt(row.sysS)} | ${fmt(row.cpuVsFloor)} | ${t === 'net' ? '–' : fmt(row.builds, 0)} | ${fmt(row.rssPeakMB, 0)} | ${fmt(row.clientMBPerConn, 2)} |`);
   }
   writeFileSync(`${OUT}.json`, JSON.stringify({ meta, summary, runs }, null, 2) + '\n');
   const md = [
@@ -470,8 +472,8 @@ function write(targets: Target[], loadBefore: number[]): void {
     '',
     `Cold start: ${COLD_CLIENTS} clients connecting at once to a ${COLD_ENTRIES.toLocaleString('en')}-entry feed (deflate). Server CPU covers the whole cold start (accepts, handshakes, snapshot build and sends); the floor writes the same snapshot frames (the same chunks, in key order) with the same 1 MiB high-water mark.`,
     '',
-    '| target | last client ms | loop delay max ms | loop delay p99 ms | server CPU s | vs floor | snapshot builds | RSS peak MB | MB per client |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| target | last client ms | loop delay max ms | loop delay p99 ms | server CPU s | of it user s | of it system s | vs floor | snapshot builds | RSS peak MB | MB per client |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...coldRows,
     '',
   ].join('\n');
