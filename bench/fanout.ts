@@ -4,7 +4,7 @@
  * run, so only ratios are compared (absolute times on shared machines vary ±35 % between runs).
  *
  *   node --expose-gc dist/bench/fanout.js [--quick] [--runs 5] [--clients 1000,5000] [--out bench/results/fanout]
- *                                         [--cold-only] [--cold-entries 50000]
+ *                                         [--cold-only] [--cold-entries 50000] [--targets net,ws,uws]
  *
  * This process is the server (pinned to CPU 0 with taskset when it exists); the load client is
  * src/bench/raw-clients.ts in its own process (CPU 1): raw sockets that upgrade, send a real HELLO
@@ -37,6 +37,7 @@ import type { ClientCmd } from '../src/bench/raw-clients.js';
 import { netServer } from '../src/bench/floor.js';
 import { DEFAULT_SNAPSHOT_CHUNK_BYTES } from '../src/server/fanout/snapshot-cache.js';
 import { pinProcess } from '../src/bench/procs.js';
+import { readTcpCounters, tcpCountersSince } from '../src/bench/tcp-counters.js';
 
 type Target = 'net' | 'ws' | 'uws';
 type Rec = Record<string, number | string | boolean | undefined>;
@@ -335,17 +336,20 @@ async function coldStart(c: Clients, target: Target, frames: Buffer[]): Promise<
     loop.enable();
     const cpu0 = cpuS();
     const split0 = process.cpuUsage();
+    const tcp0 = readTcpCounters();
     const t0 = nowMs();
     await c.connect(port, COLD_CLIENTS, target === 'net' ? 'raw' : 'ws', 0);
     const last = await c.reach(rev, 120_000);
     const cpu = cpuS() - cpu0;
     const split = process.cpuUsage(split0);
+    const tcp = tcpCountersSince(tcp0, readTcpCounters());
     loop.disable();
     clearInterval(rssTimer);
     const cl = await c.closeAll();
     return {
       coldLastClientMs: Math.round(last - t0), coldLoopDelayMaxMs: +(loop.max / 1e6).toFixed(1), coldLoopDelayP99Ms: +(loop.percentile(99) / 1e6).toFixed(1),
       coldServerCpuS: +cpu.toFixed(2), coldServerUserS: +(split.user / 1e6).toFixed(2), coldServerSysS: +(split.system / 1e6).toFixed(2), coldSnapshotBuilds: built(), coldRssPeakMB: Math.round(rssPeak / 1e6), clientBytesTotal: cl['bytes'],
+      ...(tcp === undefined ? {} : Object.fromEntries(Object.entries(tcp).map(([k, n]) => [`coldTcp_${k}`, n]))),
     };
   } finally {
     await close();
@@ -387,7 +391,8 @@ async function main(): Promise<void> {
   const c = new Clients();
   await c.wait('ready');
   if (c.child.pid !== undefined && pinned) pin(c.child.pid, 1);
-  const targets: Target[] = ['net', 'ws', ...(uwsAvailable() ? (['uws'] as const) : [])];
+  const only = arg('targets', '').split(',').filter((t) => t !== '');
+  const targets: Target[] = (['net', 'ws', ...(uwsAvailable() ? (['uws'] as const) : [])] as Target[]).filter((t) => only.length === 0 || only.includes(t));
   const frames = coldSnapshotFrames();
   const loadBefore = loadavg().map((x) => +x.toFixed(2));
   try {
@@ -450,9 +455,9 @@ function write(targets: Target[], loadBefore: number[]): void {
   const coldRows: string[] = [];
   for (const t of targets) {
     const v = (k: string): number[] => valuesOf(COLD_CLIENTS, t, 'cold', k);
-    const row = { target: t, lastClientMs: v('coldLastClientMs'), loopDelayMaxMs: v('coldLoopDelayMaxMs'), loopDelayP99Ms: v('coldLoopDelayP99Ms'), serverCpuS: v('coldServerCpuS'), userS: v('coldServerUserS'), sysS: v('coldServerSysS'), cpuVsFloor: t === 'net' ? [] : ratios(COLD_CLIENTS, t, 'cold', 'coldServerCpuS'), builds: v('coldSnapshotBuilds'), rssPeakMB: v('coldRssPeakMB'), clientMBPerConn: v('clientBytesTotal').map((b) => b / COLD_CLIENTS / 1e6) };
+    const row = { target: t, lastClientMs: v('coldLastClientMs'), loopDelayMaxMs: v('coldLoopDelayMaxMs'), loopDelayP99Ms: v('coldLoopDelayP99Ms'), serverCpuS: v('coldServerCpuS'), userS: v('coldServerUserS'), sysS: v('coldServerSysS'), cpuVsFloor: t === 'net' ? [] : ratios(COLD_CLIENTS, t, 'cold', 'coldServerCpuS'), builds: v('coldSnapshotBuilds'), tcpPressures: v('coldTcp_TCPMemoryPressures'), tcpLossProbes: v('coldTcp_TCPLossProbes'), tcpTimeouts: v('coldTcp_TCPTimeouts'), rssPeakMB: v('coldRssPeakMB'), clientMBPerConn: v('clientBytesTotal').map((b) => b / COLD_CLIENTS / 1e6) };
     summary.push({ scenario: 'cold', ...row });
-    coldRows.push(`| ${t} | ${fmt(row.lastClientMs, 0)} | ${fmt(row.loopDelayMaxMs, 1)} | ${fmt(row.loopDelayP99Ms, 1)} | ${fmt(row.serverCpuS)} | ${fmt(row.userS)} | ${fmt(row.sysS)} | ${fmt(row.cpuVsFloor)} | ${t === 'net' ? '–' : fmt(row.builds, 0)} | ${fmt(row.rssPeakMB, 0)} | ${fmt(row.clientMBPerConn, 2)} |`);
+    coldRows.push(`| ${t} | ${fmt(row.lastClientMs, 0)} | ${fmt(row.loopDelayMaxMs, 1)} | ${fmt(row.loopDelayP99Ms, 1)} | ${fmt(row.serverCpuS)} | ${fmt(row.userS)} | ${fmt(row.sysS)} | ${fmt(row.cpuVsFloor)} | ${t === 'net' ? '–' : fmt(row.builds, 0)} | ${fmt(row.tcpPressures, 0)} | ${fmt(row.tcpLossProbes, 0)} | ${fmt(row.tcpTimeouts, 0)} | ${fmt(row.rssPeakMB, 0)} | ${fmt(row.clientMBPerConn, 2)} |`);
   }
   writeFileSync(`${OUT}.json`, JSON.stringify({ meta, summary, runs }, null, 2) + '\n');
   const md = [
@@ -470,10 +475,10 @@ function write(targets: Target[], loadBefore: number[]): void {
       ...rows,
     ]),
     '',
-    `Cold start: ${COLD_CLIENTS} clients connecting at once to a ${COLD_ENTRIES.toLocaleString('en')}-entry feed (deflate). Server CPU covers the whole cold start (accepts, handshakes, snapshot build and sends); the floor writes the same snapshot frames (the same chunks, in key order) with the same 1 MiB high-water mark.`,
+    `Cold start: ${COLD_CLIENTS} clients connecting at once to a ${COLD_ENTRIES.toLocaleString('en')}-entry feed (deflate). Server CPU covers the whole cold start (accepts, handshakes, snapshot build and sends); the floor writes the same snapshot frames (the same chunks, in key order) with the same 1 MiB high-water mark. The TCP columns are the kernel's counters over the same window (this network namespace, both processes): loss probes and retransmission timeouts fire when the one-core load client reads slower than the server writes, memory pressure when the sockets' buffers pass \`net.ipv4.tcp_mem\`; that recovery work is charged to the server's system time, so a run's CPU ratio moves with them (docs/transport.md).`,
     '',
-    '| target | last client ms | loop delay max ms | loop delay p99 ms | server CPU s | of it user s | of it system s | vs floor | snapshot builds | RSS peak MB | MB per client |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| target | last client ms | loop delay max ms | loop delay p99 ms | server CPU s | of it user s | of it system s | vs floor | snapshot builds | TCP memory pressure events | TCP loss probes | TCP retransmission timeouts | RSS peak MB | MB per client |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...coldRows,
     '',
   ].join('\n');
