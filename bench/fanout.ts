@@ -4,7 +4,7 @@
  * run, so only ratios are compared (absolute times on shared machines vary ±35 % between runs).
  *
  *   node --expose-gc dist/bench/fanout.js [--quick] [--runs 5] [--clients 1000,5000] [--out bench/results/fanout]
- *                                         [--cold-only] [--cold-entries 50000] [--targets net,ws,uws]
+ *                                         [--cold-only | --idle-only] [--cold-entries 50000] [--targets net,ws,uws]
  *
  * This process is the server (pinned to CPU 0 with taskset when it exists); the load client is
  * src/bench/raw-clients.ts in its own process (CPU 1): raw sockets that upgrade, send a real HELLO
@@ -12,7 +12,8 @@
  * every frame and the store digest) on Cattail targets.
  *
  * Per run, per client count N, per target (net, ws, uws):
- *  - idle memory per connection after GC (RSS and JS heap+external, N idle sockets vs none);
+ *  - idle memory per connection after GC (RSS and JS heap+external, N idle sockets vs none), in a
+ *    fresh process per target (bench/idle-child.ts);
  *  - one change at a time (lock-step): push → the last of N clients has it (p50 over the rounds);
  *  - a burst at flushWindowMs 0 (one flush per change): server CPU per delivered frame, measured
  *    only from the first change to the last client's receipt, never over connection setup;
@@ -35,11 +36,16 @@ import { workloadEndpoint } from './workload.js';
 import { seededRandom } from '../src/random.js';
 import type { ClientCmd } from '../src/bench/raw-clients.js';
 import { netServer } from '../src/bench/floor.js';
+import { framePayload, plainWsServer, sendPaced } from '../src/bench/ws-floor.js';
+import type { IdleCmd, IdleEvent, IdleTarget } from './idle-child.js';
 import { DEFAULT_SNAPSHOT_CHUNK_BYTES } from '../src/server/fanout/snapshot-cache.js';
 import { pinProcess } from '../src/bench/procs.js';
 import { readTcpCounters, tcpCountersSince } from '../src/bench/tcp-counters.js';
 
-type Target = 'net' | 'ws' | 'uws';
+/** `wsplain`: the cold start's second floor, a plain `ws` server (src/bench/ws-floor.ts). */
+type Target = 'net' | 'wsplain' | 'ws' | 'uws';
+/** The targets of every scenario but the cold start. */
+type MainTarget = Exclude<Target, 'wsplain'>;
 type Rec = Record<string, number | string | boolean | undefined>;
 
 function arg(name: string, def: string): string {
@@ -54,6 +60,8 @@ const FEED_ENTRIES = 1_000;
 const COLD_ENTRIES = Number(arg('cold-entries', QUICK ? '10000' : '50000'));
 /** Only the cold start (for profiling it; the summary's other rows stay empty). */
 const COLD_ONLY = process.argv.includes('--cold-only');
+/** Only the idle-memory measurement (each target in a fresh process). */
+const IDLE_ONLY = process.argv.includes('--idle-only');
 const COLD_CLIENTS = 1_000;
 const LOCKSTEP_ROUNDS = QUICK ? 10 : 25;
 const LOCKSTEP_WARMUP = 3;
@@ -133,13 +141,6 @@ function change(): { key: string; value: Buffer } {
   return { key: (entries[i] as { key: string }).key, value: e.value };
 }
 
-function memNow(): { rss: number; heap: number } {
-  gc?.();
-  gc?.();
-  const m = process.memoryUsage();
-  return { rss: m.rss, heap: m.heapUsed + m.external };
-}
-
 // ---- Cattail targets -------------------------------------------------------------------------
 
 async function cattail(transport: 'ws' | 'uws', flushWindowMs: number, feedEntries: number): Promise<{ server: ServerHandle; upstream: ScriptedUpstream; port: number }> {
@@ -212,21 +213,54 @@ async function burst(c: Clients, server: ServerHandle, upstream: ScriptedUpstrea
  * change). The feed starts with 10 entries so that what stays after GC is the connections, not
  * allocator pages left by snapshot sends (uWS copies unsent bytes into per-socket buffers).
  */
-async function cattailIdleAndCoalesced(c: Clients, transport: 'ws' | 'uws', n: number): Promise<Rec> {
+async function cattailCoalesced(c: Clients, transport: 'ws' | 'uws', n: number): Promise<Rec> {
   const { server, upstream, port } = await cattail(transport, 5, 10);
   const store = server.stores.get('felix');
   try {
-    const m0 = memNow();
     await c.connect(port, n, 'ws', 500);
     await c.reach(store?.revision ?? 0);
-    await sleep(200);
-    const m1 = memNow();
-    const idle = { idleRssBytesPerConn: Math.round((m1.rss - m0.rss) / n), idleHeapBytesPerConn: Math.round((m1.heap - m0.heap) / n) };
     const { rounds, cpu, s0, s1 } = await burst(c, server, upstream, n);
     await c.closeAll();
-    return { ...idle, coalescedFlushes: s1.flushes - s0.flushes, coalescedCpuUsPerDeliveredChange: +((cpu * 1e6) / (rounds * n)).toFixed(2) };
+    return { coalescedFlushes: s1.flushes - s0.flushes, coalescedCpuUsPerDeliveredChange: +((cpu * 1e6) / (rounds * n)).toFixed(2) };
   } finally {
     await server.close();
+  }
+}
+
+// ---- idle memory, each target in a fresh process (bench/idle-child.ts says why) ----------------
+
+async function idleMemory(c: Clients, target: IdleTarget, n: number): Promise<Rec> {
+  const child = fork(new URL('./idle-child.js', import.meta.url), { execArgv: ['--expose-gc'], stdio: 'inherit' });
+  if (child.pid !== undefined && pinned) pin(child.pid, 0);
+  const next = <E extends IdleEvent['ev']>(ev: E): Promise<Extract<IdleEvent, { ev: E }>> =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`bench: idle child: timed out waiting for ${ev}`)), STEP_DEADLINE_MS);
+      child.once('message', (m: IdleEvent) => {
+        clearTimeout(timer);
+        if (m.ev === ev) resolve(m as Extract<IdleEvent, { ev: E }>);
+        else reject(new Error(`bench: idle child sent ${m.ev}, expected ${ev}`));
+      });
+    });
+  try {
+    const started = next('started');
+    child.send({ cmd: 'start', target } satisfies IdleCmd);
+    const s = await started;
+    await c.connect(s.port, n, target === 'net' ? 'raw' : 'ws', 500);
+    // Cattail's clients idle once they hold the feed's snapshot; the floor's once accepted.
+    if (target === 'ws' || target === 'uws') await c.reach(s.revision);
+    const measured = next('measured');
+    child.send({ cmd: 'measure', connections: n } satisfies IdleCmd);
+    const m = await measured;
+    if (m.sockets < n) throw new Error(`bench: idle child holds ${m.sockets} of ${n} connections`);
+    return { idleRssBytesPerConn: Math.round((m.mem.rss - s.mem.rss) / n), idleHeapBytesPerConn: Math.round((m.mem.heap - s.mem.heap) / n) };
+  } finally {
+    await c.closeAll().catch(() => undefined);
+    // Bounded: a child that does not end by itself within 5 s is killed (its figures are in).
+    const exited = new Promise<void>((r) => (child.exitCode !== null ? r() : child.once('exit', () => r())));
+    if (child.connected) child.send({ cmd: 'exit' } satisfies IdleCmd);
+    const killer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    await exited;
+    clearTimeout(killer);
   }
 }
 
@@ -242,13 +276,10 @@ function floorRound(revision: number): Buffer {
 async function floorSession(c: Clients, n: number): Promise<Rec> {
   const srv = await netServer(() => undefined);
   try {
-    const m0 = memNow();
     await c.connect(srv.port, n, 'raw', 500);
     const until = Date.now() + 10_000;
     while (srv.sockets.length < n && Date.now() < until) await sleep(10);
-    await sleep(200);
-    const m1 = memNow();
-    const r: Rec = { idleRssBytesPerConn: Math.round((m1.rss - m0.rss) / n), idleHeapBytesPerConn: Math.round((m1.heap - m0.heap) / n) };
+    const r: Rec = {};
     let revision = 1;
     const lat: number[] = [];
     for (let i = 0; i < LOCKSTEP_ROUNDS + LOCKSTEP_WARMUP; i++) {
@@ -305,7 +336,12 @@ async function coldStart(c: Clients, target: Target, frames: Buffer[]): Promise<
   let port: number;
   let rev = 1;
   let built: () => number = () => 0;
-  if (target === 'net') {
+  if (target === 'wsplain') {
+    const payloads = frames.map(framePayload);
+    const srv = await plainWsServer((ws) => sendPaced(ws, payloads, HWM));
+    close = srv.close;
+    port = srv.port;
+  } else if (target === 'net') {
     const srv = await netServer((s) => {
       // Same rule as the fan-out: write while under the high-water mark, resume on drain.
       let next = 0;
@@ -374,11 +410,11 @@ function valuesOf(n: number, target: Target, scenario: string, key: string): num
 }
 
 /** Per-run ratios target/net of one metric (same run only), then median and spread. */
-function ratios(n: number, target: Target, scenario: string, key: string, floorScenario = scenario): number[] {
+function ratios(n: number, target: Target, scenario: string, key: string, floorScenario = scenario, floor: Target = 'net'): number[] {
   const out: number[] = [];
   for (let run = 0; run < RUNS; run++) {
     const a = runs.find((r) => r.run === run && r.n === n && r.target === target && r.scenario === scenario)?.values[key];
-    const b = runs.find((r) => r.run === run && r.n === n && r.target === 'net' && r.scenario === floorScenario)?.values[key];
+    const b = runs.find((r) => r.run === run && r.n === n && r.target === floor && r.scenario === floorScenario)?.values[key];
     if (typeof a === 'number' && typeof b === 'number' && b > 0) out.push(a / b);
   }
   return out;
@@ -392,25 +428,31 @@ async function main(): Promise<void> {
   await c.wait('ready');
   if (c.child.pid !== undefined && pinned) pin(c.child.pid, 1);
   const only = arg('targets', '').split(',').filter((t) => t !== '');
-  const targets: Target[] = (['net', 'ws', ...(uwsAvailable() ? (['uws'] as const) : [])] as Target[]).filter((t) => only.length === 0 || only.includes(t));
+  const targets: MainTarget[] = (['net', 'ws', ...(uwsAvailable() ? (['uws'] as const) : [])] as MainTarget[]).filter((t) => only.length === 0 || only.includes(t));
+  // The cold start also runs the plain `ws` floor, after the `net` one.
+  const coldTargets: Target[] = (['net', 'wsplain', 'ws', ...(uwsAvailable() ? (['uws'] as const) : [])] as Target[]).filter((t) => only.length === 0 || only.includes(t));
   const frames = coldSnapshotFrames();
   const loadBefore = loadavg().map((x) => +x.toFixed(2));
   try {
     outer: for (let run = 0; run < RUNS; run++) {
       for (const n of COLD_ONLY ? [] : COUNTS) {
-        for (const target of targets) {
+        // The plain `ws` server runs only for idle memory: the WebSocket library's own share.
+        for (const target of [...targets, ...(coldTargets.includes('wsplain') ? (['wsplain'] as const) : [])]) {
           if (Date.now() - started > TOTAL_DEADLINE_MS) break outer;
           console.error(`fanout bench: run ${run + 1}/${RUNS}, N=${n}, ${target} ...`);
           try {
-            runs.push({ run, n, target, scenario: 'main', values: target === 'net' ? await floorSession(c, n) : await cattailSession(c, target, n) });
-            if (target !== 'net') runs.push({ run, n, target, scenario: 'coalesced', values: await cattailIdleAndCoalesced(c, target, n) });
+            if (!IDLE_ONLY && target !== 'wsplain') {
+              runs.push({ run, n, target, scenario: 'main', values: target === 'net' ? await floorSession(c, n) : await cattailSession(c, target, n) });
+              if (target !== 'net') runs.push({ run, n, target, scenario: 'coalesced', values: await cattailCoalesced(c, target, n) });
+            }
+            runs.push({ run, n, target, scenario: 'idle', values: await idleMemory(c, target, n) });
           } catch (err) {
             errors.push(`run ${run} N=${n} ${target}: ${(err as Error).message}`);
             await c.closeAll().catch(() => undefined);
           }
         }
       }
-      for (const target of targets) {
+      for (const target of IDLE_ONLY ? [] : coldTargets) {
         if (Date.now() - started > TOTAL_DEADLINE_MS) break outer;
         console.error(`fanout bench: run ${run + 1}/${RUNS}, cold start ${COLD_CLIENTS} × ${COLD_ENTRIES} entries, ${target} ...`);
         try {
@@ -424,12 +466,12 @@ async function main(): Promise<void> {
   } finally {
     c.send({ cmd: 'exit' });
   }
-  write(targets, loadBefore);
+  write(targets, coldTargets, loadBefore);
   // A bench entry point: end even if a library left a handle open (its absence is what tests check).
   process.exit(0);
 }
 
-function write(targets: Target[], loadBefore: number[]): void {
+function write(targets: MainTarget[], coldTargets: Target[], loadBefore: number[]): void {
   const meta = {
     node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model, date: new Date().toISOString(), quick: QUICK, runs: RUNS,
     pinned: pinned ? 'server+orchestrator on CPU 0, load client on CPU 1 (taskset)' : 'not pinned (no taskset)', gcExposed: gc !== undefined,
@@ -438,26 +480,28 @@ function write(targets: Target[], loadBefore: number[]): void {
   const rows: string[] = [];
   const summary: Record<string, unknown>[] = [];
   for (const n of COLD_ONLY ? [] : COUNTS) {
-    for (const t of targets) {
+    for (const t of [...targets, ...(coldTargets.includes('wsplain') ? (['wsplain'] as const) : [])]) {
+      const cattailTarget = t === 'ws' || t === 'uws';
       const row = {
         n, target: t,
-        cpuUsPerDelivery: valuesOf(n, t, 'main', 'burstCpuUsPerDelivery'), cpuVsFloor: t === 'net' ? [] : ratios(n, t, 'main', 'burstCpuUsPerDelivery'),
-        lockstepP50Ms: valuesOf(n, t, 'main', 'lockstepLastClientP50Ms'), latencyVsFloor: t === 'net' ? [] : ratios(n, t, 'main', 'lockstepLastClientP50Ms'),
-        idleRssBytesPerConn: valuesOf(n, t, t === 'net' ? 'main' : 'coalesced', 'idleRssBytesPerConn'), idleHeapBytesPerConn: valuesOf(n, t, t === 'net' ? 'main' : 'coalesced', 'idleHeapBytesPerConn'),
+        cpuUsPerDelivery: valuesOf(n, t, 'main', 'burstCpuUsPerDelivery'), cpuVsFloor: !cattailTarget ? [] : ratios(n, t, 'main', 'burstCpuUsPerDelivery'),
+        lockstepP50Ms: valuesOf(n, t, 'main', 'lockstepLastClientP50Ms'), latencyVsFloor: !cattailTarget ? [] : ratios(n, t, 'main', 'lockstepLastClientP50Ms'),
+        idleRssBytesPerConn: valuesOf(n, t, 'idle', 'idleRssBytesPerConn'), idleHeapBytesPerConn: valuesOf(n, t, 'idle', 'idleHeapBytesPerConn'),
         coalescedCpuUsPerChange: valuesOf(n, t, 'coalesced', 'coalescedCpuUsPerDeliveredChange'), coalescedFlushes: valuesOf(n, t, 'coalesced', 'coalescedFlushes'),
         writesPerClientPerFlush: valuesOf(n, t, 'main', 'burstWritesPerClientPerFlush'),
         fullClientsOk: runs.filter((r) => r.n === n && r.target === t && r.scenario === 'main').map((r) => r.values['fullClientsOk']),
       };
       summary.push(row);
-      rows.push(`| ${n} | ${t} | ${fmt(row.cpuUsPerDelivery)} | ${fmt(row.cpuVsFloor)} | ${fmt(row.lockstepP50Ms, 1)} | ${fmt(row.latencyVsFloor)} | ${fmt(row.idleRssBytesPerConn.map((b) => b / 1024), 1)} | ${fmt(row.idleHeapBytesPerConn.map((b) => b / 1024), 1)} | ${fmt(row.coalescedCpuUsPerChange)} | ${fmt(row.writesPerClientPerFlush, 3)} | ${t === 'net' ? '–' : row.fullClientsOk.every((x) => x === true) ? `ok (${row.fullClientsOk.length})` : 'FAILED'} |`);
+      rows.push(`| ${n} | ${t} | ${fmt(row.cpuUsPerDelivery)} | ${fmt(row.cpuVsFloor)} | ${fmt(row.lockstepP50Ms, 1)} | ${fmt(row.latencyVsFloor)} | ${fmt(row.idleRssBytesPerConn.map((b) => b / 1024), 1)} | ${fmt(row.idleHeapBytesPerConn.map((b) => b / 1024), 1)} | ${fmt(row.coalescedCpuUsPerChange)} | ${fmt(row.writesPerClientPerFlush, 3)} | ${!cattailTarget || row.fullClientsOk.length === 0 ? '–' : row.fullClientsOk.every((x) => x === true) ? `ok (${row.fullClientsOk.length})` : 'FAILED'} |`);
     }
   }
   const coldRows: string[] = [];
-  for (const t of targets) {
+  const cattailTarget = (t: Target): boolean => t === 'ws' || t === 'uws';
+  for (const t of coldTargets) {
     const v = (k: string): number[] => valuesOf(COLD_CLIENTS, t, 'cold', k);
-    const row = { target: t, lastClientMs: v('coldLastClientMs'), loopDelayMaxMs: v('coldLoopDelayMaxMs'), loopDelayP99Ms: v('coldLoopDelayP99Ms'), serverCpuS: v('coldServerCpuS'), userS: v('coldServerUserS'), sysS: v('coldServerSysS'), cpuVsFloor: t === 'net' ? [] : ratios(COLD_CLIENTS, t, 'cold', 'coldServerCpuS'), builds: v('coldSnapshotBuilds'), tcpPressures: v('coldTcp_TCPMemoryPressures'), tcpLossProbes: v('coldTcp_TCPLossProbes'), tcpTimeouts: v('coldTcp_TCPTimeouts'), rssPeakMB: v('coldRssPeakMB'), clientMBPerConn: v('clientBytesTotal').map((b) => b / COLD_CLIENTS / 1e6) };
+    const row = { target: t, lastClientMs: v('coldLastClientMs'), loopDelayMaxMs: v('coldLoopDelayMaxMs'), loopDelayP99Ms: v('coldLoopDelayP99Ms'), serverCpuS: v('coldServerCpuS'), userS: v('coldServerUserS'), sysS: v('coldServerSysS'), cpuVsFloor: t === 'net' ? [] : ratios(COLD_CLIENTS, t, 'cold', 'coldServerCpuS'), cpuVsPlainWs: cattailTarget(t) ? ratios(COLD_CLIENTS, t, 'cold', 'coldServerCpuS', 'cold', 'wsplain') : [], builds: v('coldSnapshotBuilds'), tcpPressures: v('coldTcp_TCPMemoryPressures'), tcpLossProbes: v('coldTcp_TCPLossProbes'), tcpTimeouts: v('coldTcp_TCPTimeouts'), rssPeakMB: v('coldRssPeakMB'), clientMBPerConn: v('clientBytesTotal').map((b) => b / COLD_CLIENTS / 1e6) };
     summary.push({ scenario: 'cold', ...row });
-    coldRows.push(`| ${t} | ${fmt(row.lastClientMs, 0)} | ${fmt(row.loopDelayMaxMs, 1)} | ${fmt(row.loopDelayP99Ms, 1)} | ${fmt(row.serverCpuS)} | ${fmt(row.userS)} | ${fmt(row.sysS)} | ${fmt(row.cpuVsFloor)} | ${t === 'net' ? '–' : fmt(row.builds, 0)} | ${fmt(row.tcpPressures, 0)} | ${fmt(row.tcpLossProbes, 0)} | ${fmt(row.tcpTimeouts, 0)} | ${fmt(row.rssPeakMB, 0)} | ${fmt(row.clientMBPerConn, 2)} |`);
+    coldRows.push(`| ${t} | ${fmt(row.lastClientMs, 0)} | ${fmt(row.loopDelayMaxMs, 1)} | ${fmt(row.loopDelayP99Ms, 1)} | ${fmt(row.serverCpuS)} | ${fmt(row.userS)} | ${fmt(row.sysS)} | ${fmt(row.cpuVsFloor)} | ${fmt(row.cpuVsPlainWs)} | ${cattailTarget(t) ? fmt(row.builds, 0) : '–'} | ${fmt(row.tcpPressures, 0)} | ${fmt(row.tcpLossProbes, 0)} | ${fmt(row.tcpTimeouts, 0)} | ${fmt(row.rssPeakMB, 0)} | ${fmt(row.clientMBPerConn, 2)} |`);
   }
   writeFileSync(`${OUT}.json`, JSON.stringify({ meta, summary, runs }, null, 2) + '\n');
   const md = [
@@ -467,7 +511,7 @@ function write(targets: Target[], loadBefore: number[]): void {
     '',
     'Cells: median [min–max] over the runs. "vs floor" is the per-run ratio to the plain `net` server writing the same bytes to the same number of sockets in the same run, then its median: compare those, not absolute times (±35 % between runs on this machine).',
     '',
-    '`net` = plain Node `net` server writing one pre-framed DELTA+STATUS buffer per socket per change (the floor). `ws` / `uws` = Cattail with that transport. A feed of 1,000 WorkloadEndpoint-like values (~500 B); one change = one changed value. CPU/delivery: burst at flushWindowMs 0 (one flush per change, one loop turn per change), server CPU from the first change to the last client\'s receipt, divided by changes × clients. Lock-step: push one change, time until the last client has it (p50). Idle memory: RSS (and JS heap + external) growth per idle connection after GC (Cattail: a 10-entry feed, so the snapshot sends leave no allocator pages behind). Coalesced: the same burst at the default flushWindowMs (5 ms), CPU per delivered change. Full clients: 3 library clients per Cattail run ended at the last revision, in sync, with no digest mismatch, gap or protocol error.',
+    '`net` = plain Node `net` server writing one pre-framed DELTA+STATUS buffer per socket per change (the floor). `ws` / `uws` = Cattail with that transport. `wsplain` (idle memory only) = a plain `ws` server holding the same connections: the WebSocket library\'s own share. A feed of 1,000 WorkloadEndpoint-like values (~500 B); one change = one changed value. CPU/delivery: burst at flushWindowMs 0 (one flush per change, one loop turn per change), server CPU from the first change to the last client\'s receipt, divided by changes × clients. Lock-step: push one change, time until the last client has it (p50). Idle memory: RSS (and JS heap + external) growth per idle connection after GC, each target in a fresh process of its own (bench/idle-child.ts; Cattail with a 10-entry feed, so the snapshot sends leave no allocator pages behind). Coalesced: the same burst at the default flushWindowMs (5 ms), CPU per delivered change. Full clients: 3 library clients per Cattail run ended at the last revision, in sync, with no digest mismatch, gap or protocol error.',
     '',
     ...(COLD_ONLY ? ['(--cold-only: the cold start alone.)'] : [
       '| clients | target | CPU µs/delivery | vs floor | lock-step last client p50 ms | vs floor | idle RSS KB/conn | idle heap KB/conn | coalesced CPU µs/change | writes/client/flush | full clients |',
@@ -475,10 +519,10 @@ function write(targets: Target[], loadBefore: number[]): void {
       ...rows,
     ]),
     '',
-    `Cold start: ${COLD_CLIENTS} clients connecting at once to a ${COLD_ENTRIES.toLocaleString('en')}-entry feed (deflate). Server CPU covers the whole cold start (accepts, handshakes, snapshot build and sends); the floor writes the same snapshot frames (the same chunks, in key order) with the same 1 MiB high-water mark. The TCP columns are the kernel's counters over the same window (this network namespace, both processes): loss probes and retransmission timeouts fire when the one-core load client reads slower than the server writes, memory pressure when the sockets' buffers pass \`net.ipv4.tcp_mem\`; that recovery work is charged to the server's system time, so a run's CPU ratio moves with them (docs/transport.md).`,
+    `Cold start: ${COLD_CLIENTS} clients connecting at once to a ${COLD_ENTRIES.toLocaleString('en')}-entry feed (deflate). Server CPU covers the whole cold start (accepts, handshakes, snapshot build and sends); the floor writes the same snapshot frames (the same chunks, in key order) with the same 1 MiB high-water mark. \`wsplain\` is a second floor: a plain \`ws\` server that answers the upgrade, waits for the HELLO (unread) and sends the same messages with \`ws.send\` under the same high-water mark; "vs plain ws" is Cattail's own share (HELLO, store, snapshot build, pacing) beyond the WebSocket protocol's. The TCP columns are the kernel's counters over the same window (this network namespace, both processes): loss probes and retransmission timeouts fire when the one-core load client reads slower than the server writes, memory pressure when the sockets' buffers pass \`net.ipv4.tcp_mem\`; that recovery work is charged to the server's system time, so a run's CPU ratio moves with them (docs/transport.md).`,
     '',
-    '| target | last client ms | loop delay max ms | loop delay p99 ms | server CPU s | of it user s | of it system s | vs floor | snapshot builds | TCP memory pressure events | TCP loss probes | TCP retransmission timeouts | RSS peak MB | MB per client |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| target | last client ms | loop delay max ms | loop delay p99 ms | server CPU s | of it user s | of it system s | vs floor | vs plain ws | snapshot builds | TCP memory pressure events | TCP loss probes | TCP retransmission timeouts | RSS peak MB | MB per client |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...coldRows,
     '',
   ].join('\n');

@@ -31,7 +31,7 @@ import { createServer } from 'node:net';
 import { SUBPROTOCOL } from './framing.js';
 import {
   type AcceptHooks, type AgentSink, type AgentSocket, type AgentSocketEvents, type AgentTransport, type BoundAddress, HARD_CAP_FACTOR,
-  type ListenAddress, type PeerInfo, type TransportLimits, forEachFrame,
+  type ListenAddress, type PeerInfo, type TransportLimits, forEachFrame, releaseHeaders,
 } from './seam.js';
 import { type UwsHttpRequest, type UwsHttpResponse, type UwsModule, type UwsWebSocket, loadUws } from './uws-loader.js';
 import { SEND_DROPPED, UWS_PIECE_BYTES, UwsOutbound, sendMessage } from './uws-outbound.js';
@@ -86,7 +86,8 @@ class UwsAgentSocket implements AgentSocket {
 
   constructor(
     private readonly ws: UwsWebSocket,
-    readonly peer: PeerInfo,
+    /** Its headers are released after accept (seam.ts PeerInfo). */
+    public peer: PeerInfo,
     private readonly untrack: (s: UwsAgentSocket) => void,
   ) {
     this.out = new UwsOutbound(ws, { onDropped: () => this.terminate() });
@@ -282,6 +283,9 @@ export class UwsTransport implements AgentTransport {
         ud.socket = s;
         this.sockets.add(s);
         this.o.hooks.accept(s);
+        // uWS keeps the user data for the socket's life: neither it nor the socket keeps the headers.
+        s.peer = releaseHeaders(s.peer);
+        ud.peer = s.peer;
       },
       message: (ws, message, isBinary) => (ws.getUserData() as unknown as UserData).socket?.onMessage(message, isBinary),
       drain: (ws) => (ws.getUserData() as unknown as UserData).socket?.onDrain(),

@@ -21,7 +21,7 @@ import { PacedTurns, UPGRADE_TURN_MS } from './paced.js';
 import { peerTlsOf } from './tls/identity.js';
 import {
   type AcceptHooks, type AgentSink, type AgentSocket, type AgentSocketEvents, type AgentTransport, type BoundAddress, HARD_CAP_FACTOR,
-  type ListenAddress, type PeerInfo, type TlsIdentity, type TransportLimits,
+  type ListenAddress, type PeerInfo, type TlsIdentity, type TransportLimits, releaseHeaders,
 } from './seam.js';
 
 /** The identity in a TLS socket's peer certificate; undefined for plaintext or no certificate. */
@@ -48,7 +48,8 @@ class WsAgentSocket implements AgentSocket {
   constructor(
     private readonly ws: WebSocket,
     socket: Socket,
-    readonly peer: PeerInfo,
+    /** Its headers are released after accept (seam.ts PeerInfo). */
+    public peer: PeerInfo,
   ) {
     this.socket = socket;
     ws.on('message', (data, isBinary) => {
@@ -189,7 +190,9 @@ export class WsTransport implements AgentTransport {
       const peer: PeerInfo = {
         remoteAddress: socket.remoteAddress ?? '', remotePort: socket.remotePort ?? 0, headers: headersOf(req), protocol: ws.protocol, tls: tlsIdentityOf(socket),
       };
-      this.o.hooks.accept(new WsAgentSocket(ws, socket, peer));
+      const s = new WsAgentSocket(ws, socket, peer);
+      this.o.hooks.accept(s);
+      s.peer = releaseHeaders(s.peer);
     });
   }
 

@@ -1,0 +1,95 @@
+/**
+ * One target of the fan-out benchmark's idle-memory measurement, in a process of its own (forked
+ * by bench/fanout.ts, pinned to the server's core): it starts the target (the `net` floor, a plain
+ * `ws` server, or Cattail over `ws` or uWS with a 10-entry feed), reports its memory after GC, and again when told
+ * that the clients are connected and idle.
+ *
+ * Why a fresh process: measured inside the benchmark's long-lived process, RSS after GC with 1,000
+ * or 5,000 idle connections came out below the baseline as often as above it (-7 to +1.9 KB per
+ * connection): the allocator handed back pages the previous scenario had freed, which swamped the
+ * connections' own memory. A process that has freed nothing yet has nothing to hand back, so its
+ * RSS growth is what the connections hold, native memory included (uWS keeps its sockets outside
+ * the JS heap, where only RSS sees them).
+ *
+ * Answers IPC commands only; ends (no exit call) by closing everything on `exit` or a lost parent.
+ */
+import type { Socket } from 'node:net';
+import { netServer } from '../src/bench/floor.js';
+import { plainWsServer } from '../src/bench/ws-floor.js';
+import { startServer, type ServerHandle } from '../src/server/server.js';
+import { ScriptedUpstream } from '../test/support/scripted-upstream.js';
+import { workloadEndpoint } from './workload.js';
+import { seededRandom } from '../src/random.js';
+
+export type IdleTarget = 'net' | 'wsplain' | 'ws' | 'uws';
+export type IdleCmd = { cmd: 'start'; target: IdleTarget } | { cmd: 'measure'; connections: number } | { cmd: 'exit' };
+export interface IdleMem {
+  readonly rss: number;
+  /** JS heap used + external (Buffers). */
+  readonly heap: number;
+}
+export type IdleEvent = { ev: 'started'; port: number; revision: number; mem: IdleMem } | { ev: 'measured'; mem: IdleMem; sockets: number };
+
+const gc = (globalThis as { gc?: () => void }).gc;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const send = (m: IdleEvent): void => void process.send?.(m);
+
+/** Memory after two full collections and a pause (V8 frees external memory after the GC's callbacks). */
+async function settled(): Promise<IdleMem> {
+  gc?.();
+  gc?.();
+  await sleep(200);
+  gc?.();
+  const m = process.memoryUsage();
+  return { rss: m.rss, heap: m.heapUsed + m.external };
+}
+
+let close: () => Promise<void> = async () => undefined;
+let sockets: () => number = () => 0;
+
+async function start(target: IdleTarget): Promise<void> {
+  let port: number;
+  let revision = 0;
+  if (target === 'net') {
+    const srv = await netServer((s: Socket) => void s);
+    close = srv.close;
+    port = srv.port;
+    sockets = () => srv.sockets.length;
+  } else if (target === 'wsplain') {
+    // The WebSocket library alone: upgrades, then holds the connections (the HELLO is not read).
+    const srv = await plainWsServer(() => undefined);
+    close = srv.close;
+    port = srv.port;
+    sockets = () => srv.connections();
+  } else {
+    const upstream = ScriptedUpstream.withFeeds('felix');
+    const server: ServerHandle = await startServer({ upstream, transport: target, serverId: 'bench', defaultMetrics: false, flushWindowMs: 5, pingIntervalMs: 600_000, pongTimeoutMs: 600_000, maxConnections: 20_000 });
+    const rand = seededRandom(14);
+    upstream.push('felix', { updates: Array.from({ length: 10 }, (_, i) => workloadEndpoint(i, rand)).map((e) => ({ key: e.key, value: e.value })), status: 'in-sync', watermarks: { pods: '1' } });
+    await sleep(100);
+    close = () => server.close();
+    port = Number(new URL(server.url).port);
+    revision = server.stores.get('felix')?.revision ?? 0;
+    sockets = () => server.connectionCount();
+  }
+  send({ ev: 'started', port, revision, mem: await settled() });
+}
+
+process.on('message', (m: IdleCmd) => {
+  switch (m.cmd) {
+    case 'start':
+      void start(m.target);
+      return;
+    case 'measure':
+      void (async () => {
+        // The clients' side connects before this side has accepted (and upgraded) them all: wait, bounded.
+        const until = Date.now() + 10_000;
+        while (sockets() < m.connections && Date.now() < until) await sleep(20);
+        send({ ev: 'measured', mem: await settled(), sockets: sockets() });
+      })();
+      return;
+    case 'exit':
+      void close().finally(() => process.disconnect());
+  }
+});
+process.on('disconnect', () => void close());
