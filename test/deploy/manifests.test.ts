@@ -105,15 +105,16 @@ describe('deploy/ manifests', () => {
     expect(deployment.spec.template.spec.volumes.find((v) => v.name === state?.name)?.emptyDir).toBeDefined();
   });
 
-  it('caps V8\'s old space below the memory limit, leaving a quarter of it for Buffers and native memory', () => {
+  it('caps V8\'s old space at no more than half the memory limit, leaving the rest for Buffers and native memory', () => {
     const c = deployment.spec.template.spec.containers[0] as unknown as { env: { name: string; value?: string }[]; resources: { limits: { memory: string } } };
     const opts = c.env.find((e) => e.name === 'NODE_OPTIONS')?.value ?? '';
     const cap = /--max-old-space-size=(\d+)/.exec(opts);
     expect(cap, 'NODE_OPTIONS sets --max-old-space-size').not.toBeNull();
     const limitMiB = ((m) => (m === null ? NaN : Number(m[1]) * (m[2] === 'Gi' ? 1024 : 1)))(/^(\d+)(Gi|Mi)$/.exec(c.resources.limits.memory));
-    expect(Number(cap?.[1])).toBeLessThanOrEqual(limitMiB * 0.75);
+    // Half: what Node 20 picks by itself under a cgroup limit (measured); more would raise its ceiling.
+    expect(Number(cap?.[1])).toBeLessThanOrEqual(limitMiB / 2);
     // And not so low that the measured live heap (290 MB at 150,000 pods) would be near it.
-    expect(Number(cap?.[1])).toBeGreaterThanOrEqual(1024);
+    expect(Number(cap?.[1])).toBeGreaterThanOrEqual(3 * 290);
   });
 
   it('the dashboard queries only metrics the server exports', async () => {
