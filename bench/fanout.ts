@@ -232,14 +232,30 @@ async function cattailCoalesced(c: Clients, transport: 'ws' | 'uws', n: number):
 async function idleMemory(c: Clients, target: IdleTarget, n: number): Promise<Rec> {
   const child = fork(new URL('./idle-child.js', import.meta.url), { execArgv: ['--expose-gc'], stdio: 'inherit' });
   if (child.pid !== undefined && pinned) pin(child.pid, 0);
+  const ended = (): boolean => child.exitCode !== null || child.signalCode !== null;
+  // The child's next message, bounded by the step deadline; a child that dies fails the wait at once.
   const next = <E extends IdleEvent['ev']>(ev: E): Promise<Extract<IdleEvent, { ev: E }>> =>
     new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`bench: idle child: timed out waiting for ${ev}`)), STEP_DEADLINE_MS);
-      child.once('message', (m: IdleEvent) => {
+      const done = (): void => {
         clearTimeout(timer);
+        child.off('message', onMessage);
+        child.off('exit', onExit);
+      };
+      const onMessage = (m: IdleEvent): void => {
+        done();
         if (m.ev === ev) resolve(m as Extract<IdleEvent, { ev: E }>);
         else reject(new Error(`bench: idle child sent ${m.ev}, expected ${ev}`));
-      });
+      };
+      const onExit = (code: number | null, signal: string | null): void => {
+        done();
+        reject(new Error(`bench: idle child ended (${signal ?? String(code)}) before ${ev}`));
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`bench: idle child: timed out waiting for ${ev}`));
+      }, STEP_DEADLINE_MS);
+      child.on('message', onMessage);
+      child.on('exit', onExit);
     });
   try {
     const started = next('started');
@@ -255,12 +271,15 @@ async function idleMemory(c: Clients, target: IdleTarget, n: number): Promise<Re
     return { idleRssBytesPerConn: Math.round((m.mem.rss - s.mem.rss) / n), idleHeapBytesPerConn: Math.round((m.mem.heap - s.mem.heap) / n) };
   } finally {
     await c.closeAll().catch(() => undefined);
-    // Bounded: a child that does not end by itself within 5 s is killed (its figures are in).
-    const exited = new Promise<void>((r) => (child.exitCode !== null ? r() : child.once('exit', () => r())));
+    // Bounded: a child that does not end by itself within 5 s is killed (its figures are in), and
+    // the wait gives up 5 s after that (a child killed by a signal may have ended already).
+    const exited = new Promise<void>((r) => (ended() ? r() : child.once('exit', () => r())));
     if (child.connected) child.send({ cmd: 'exit' } satisfies IdleCmd);
-    const killer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-    await exited;
+    const killer = setTimeout(() => (ended() ? undefined : child.kill('SIGKILL')), 5_000);
+    let giveUp: NodeJS.Timeout | undefined;
+    await Promise.race([exited, new Promise<void>((r) => (giveUp = setTimeout(r, 10_000)))]);
     clearTimeout(killer);
+    clearTimeout(giveUp);
   }
 }
 
@@ -428,6 +447,10 @@ async function main(): Promise<void> {
   await c.wait('ready');
   if (c.child.pid !== undefined && pinned) pin(c.child.pid, 1);
   const only = arg('targets', '').split(',').filter((t) => t !== '');
+  const known = ['net', 'wsplain', 'ws', ...(uwsAvailable() ? ['uws'] : [])];
+  const unknown = only.filter((t) => !known.includes(t));
+  // A typo (or uws where it does not load) would run nothing and still overwrite the results.
+  if (unknown.length > 0) throw new Error(`bench: --targets ${unknown.join(',')}: not a target here (known: ${known.join(', ')})`);
   const targets: MainTarget[] = (['net', 'ws', ...(uwsAvailable() ? (['uws'] as const) : [])] as MainTarget[]).filter((t) => only.length === 0 || only.includes(t));
   // The cold start also runs the plain `ws` floor, after the `net` one.
   const coldTargets: Target[] = (['net', 'wsplain', 'ws', ...(uwsAvailable() ? (['uws'] as const) : [])] as Target[]).filter((t) => only.length === 0 || only.includes(t));

@@ -44,7 +44,10 @@ async function settled(): Promise<IdleMem> {
   return { rss: m.rss, heap: m.heapUsed + m.external };
 }
 
-let close: () => Promise<void> = async () => undefined;
+let closeTarget: () => Promise<void> = async () => undefined;
+let closing: Promise<void> | undefined;
+/** Closes the target once (both `exit` and a lost parent ask for it). */
+const close = (): Promise<void> => (closing ??= closeTarget());
 let sockets: () => number = () => 0;
 
 async function start(target: IdleTarget): Promise<void> {
@@ -52,13 +55,13 @@ async function start(target: IdleTarget): Promise<void> {
   let revision = 0;
   if (target === 'net') {
     const srv = await netServer((s: Socket) => void s);
-    close = srv.close;
+    closeTarget = srv.close;
     port = srv.port;
     sockets = () => srv.sockets.length;
   } else if (target === 'wsplain') {
     // The WebSocket library alone: upgrades, then holds the connections (the HELLO is not read).
     const srv = await plainWsServer(() => undefined);
-    close = srv.close;
+    closeTarget = srv.close;
     port = srv.port;
     sockets = () => srv.connections();
   } else {
@@ -66,10 +69,14 @@ async function start(target: IdleTarget): Promise<void> {
     const server: ServerHandle = await startServer({ upstream, transport: target, serverId: 'bench', defaultMetrics: false, flushWindowMs: 5, pingIntervalMs: 600_000, pongTimeoutMs: 600_000, maxConnections: 20_000 });
     const rand = seededRandom(14);
     upstream.push('felix', { updates: Array.from({ length: 10 }, (_, i) => workloadEndpoint(i, rand)).map((e) => ({ key: e.key, value: e.value })), status: 'in-sync', watermarks: { pods: '1' } });
-    await sleep(100);
-    close = () => server.close();
+    // The pushed batch is applied on the next turns: wait for its revision (bounded), so that the
+    // parent waits for the clients' snapshots, not for revision 0 (which every client has at once).
+    const until = Date.now() + 10_000;
+    while ((server.stores.get('felix')?.revision ?? 0) === 0 && Date.now() < until) await sleep(10);
+    closeTarget = () => server.close();
     port = Number(new URL(server.url).port);
     revision = server.stores.get('felix')?.revision ?? 0;
+    if (revision === 0) throw new Error('bench: idle child: the feed never got its entries');
     sockets = () => server.connectionCount();
   }
   send({ ev: 'started', port, revision, mem: await settled() });

@@ -2,12 +2,13 @@
  * The kernel's TCP counters that say whether a loopback benchmark measured Cattail or the kernel's
  * memory pressure (Linux /proc/net/netstat and /proc/net/snmp, per network namespace).
  *
- * Why: on loopback the receivers' buffers are charged to the same machine-wide TCP memory as the
- * senders'. A cold start of 1,000 agents reading 4.6 MB each can pass `net.ipv4.tcp_mem`'s pressure
- * threshold; the kernel then prunes and collapses receive queues and drops segments, and that work
- * lands in the sender's system time (loopback runs the receive path in the sending context). It
- * moved the `net` floor's cold-start CPU between 0.9 and 3.7 s from run to run while nothing else
- * changed: a run that shows pressure compares the kernel's luck, not the targets.
+ * Why: on loopback the receive path runs in the sender's context, so the kernel's work for a
+ * receiver that cannot keep up lands in the server's system time. In the fan-out benchmark's cold
+ * start (1,000 agents reading 4.6 MB each from one load-client core) that is thousands of tail
+ * loss probes, retransmission timeouts and, past `net.ipv4.tcp_mem`'s pressure mark, pruned receive
+ * queues and dropped segments. It moved the `net` floor's cold-start CPU between 0.9 and 3.8 s
+ * from run to run while its user time stayed put: a run with many timeouts or prunes compares the
+ * kernel's luck, not the targets.
  */
 import { readFileSync } from 'node:fs';
 

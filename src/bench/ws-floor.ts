@@ -1,8 +1,8 @@
 /**
  * The plain-WebSocket floor of the fan-out benchmark's cold start: a `ws` server that answers the
  * upgrade, waits for the client's first message (the HELLO, unread) and sends pre-built messages
- * with `ws.send`, nothing of Cattail in between (no HELLO decoding, no store, no snapshot build,
- * no pacing). Beside the `net` floor (floor.ts) it splits what a cold start costs into the
+ * with `ws.send` under a high-water mark, nothing of Cattail in between (no HELLO decoding, no
+ * store, no snapshot build, no pacing of upgrades or of service turns). Beside the `net` floor (floor.ts) it splits what a cold start costs into the
  * WebSocket protocol's share (upgrades, framing) and Cattail's own, which the `net` floor alone
  * cannot: that one never upgrades a connection.
  */

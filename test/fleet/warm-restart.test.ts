@@ -3,9 +3,9 @@
  * simulator, one replica (`cattail serve --state-dir`) and 100 discard agents that know only it.
  * The replica is restarted twice, gracefully (SIGTERM: the checkpoint is taken when the drain
  * starts) and by a crash (SIGKILL: the last checkpoint is the one that drain took, older than what
- * its agents hold), while pods change. Each time the restarted replica makes no LIST and no WatchList (it watches
- * from the saved resourceVersions: the simulator's own counters say so), and every agent comes
- * back by rebase, not snapshot, receiving a small fraction of a snapshot's bytes.
+ * its agents hold), while pods change. Each time the restarted replica makes no LIST and no
+ * WatchList (it watches from the saved resourceVersions: the simulator's own counters say so), and
+ * every agent comes back by rebase, not snapshot, receiving a small fraction of a snapshot's bytes.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

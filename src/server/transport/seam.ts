@@ -38,8 +38,8 @@ export interface PeerInfo {
   /**
    * The upgrade request's headers, names lower-cased: while the accept hooks run only. Once
    * `hooks.accept` returns, the transport replaces them with `NO_HEADERS` (`releaseHeaders`):
-   * nothing reads them later, and kept for an idle connection's life they held about 0.5 KB of
-   * header strings per agent (a heap snapshot of 2,000 idle agents).
+   * nothing reads them later, and kept for an idle connection's life they held about 0.3 KB of
+   * heap per agent (heap after GC with 5,000 idle agents, before and after).
    */
   readonly headers: Readonly<Record<string, string>>;
   /** The subprotocol the handshake selected ('' when none). */
