@@ -27,19 +27,22 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { startServer, type ServerHandle } from '../src/server/server.js';
+import type { ServerHandle } from '../src/server/server.js';
 import type { FanOutStatsSnapshot } from '../src/server/fanout/stats.js';
 import { encodeChunk, encodeDelta, encodeMessage, entryBytes } from '../src/server/transport/framing.js';
 import { uwsAvailable } from '../src/server/transport/uws-loader.js';
-import { ScriptedUpstream } from '../test/support/scripted-upstream.js';
+import { forEachFrame } from '../src/server/transport/seam.js';
+import type { ScriptedUpstream } from '../test/support/scripted-upstream.js';
 import { workloadEndpoint } from './workload.js';
 import { seededRandom } from '../src/random.js';
 import type { ClientCmd } from '../src/bench/raw-clients.js';
 import { netServer } from '../src/bench/floor.js';
-import { framePayload, plainWsServer, sendPaced } from '../src/bench/ws-floor.js';
+import { plainWsServer, sendPaced } from '../src/bench/ws-floor.js';
 import type { IdleCmd, IdleEvent, IdleTarget } from './idle-child.js';
 import { DEFAULT_SNAPSHOT_CHUNK_BYTES } from '../src/server/fanout/snapshot-cache.js';
 import { pinProcess } from '../src/bench/procs.js';
+import { Child } from '../src/bench/child.js';
+import { type CattailTarget, startCattailTarget } from './cattail-target.js';
 import { readTcpCounters, tcpCountersSince } from '../src/bench/tcp-counters.js';
 
 /** `wsplain`: the cold start's second floor, a plain `ws` server (src/bench/ws-floor.ts). */
@@ -143,11 +146,8 @@ function change(): { key: string; value: Buffer } {
 
 // ---- Cattail targets -------------------------------------------------------------------------
 
-async function cattail(transport: 'ws' | 'uws', flushWindowMs: number, feedEntries: number): Promise<{ server: ServerHandle; upstream: ScriptedUpstream; port: number }> {
-  const upstream = ScriptedUpstream.withFeeds('felix');
-  const server = await startServer({ upstream, transport, serverId: 'bench', defaultMetrics: false, flushWindowMs, pingIntervalMs: 600_000, pongTimeoutMs: 600_000, maxConnections: 20_000 });
-  upstream.push('felix', { updates: entries.slice(0, feedEntries).map((e) => ({ key: e.key, value: e.value })), status: 'in-sync', watermarks: { pods: '1' } });
-  return { server, upstream, port: Number(new URL(server.url).port) };
+function cattail(transport: 'ws' | 'uws', flushWindowMs: number, feedEntries: number): Promise<CattailTarget> {
+  return startCattailTarget(transport, flushWindowMs, entries.slice(0, feedEntries));
 }
 
 async function cattailSession(c: Clients, transport: 'ws' | 'uws', n: number): Promise<Rec> {
@@ -230,56 +230,24 @@ async function cattailCoalesced(c: Clients, transport: 'ws' | 'uws', n: number):
 // ---- idle memory, each target in a fresh process (bench/idle-child.ts says why) ----------------
 
 async function idleMemory(c: Clients, target: IdleTarget, n: number): Promise<Rec> {
-  const child = fork(new URL('./idle-child.js', import.meta.url), { execArgv: ['--expose-gc'], stdio: 'inherit' });
-  if (child.pid !== undefined && pinned) pin(child.pid, 0);
-  const ended = (): boolean => child.exitCode !== null || child.signalCode !== null;
-  // The child's next message, bounded by the step deadline; a child that dies fails the wait at once.
-  const next = <E extends IdleEvent['ev']>(ev: E): Promise<Extract<IdleEvent, { ev: E }>> =>
-    new Promise((resolve, reject) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        child.off('message', onMessage);
-        child.off('exit', onExit);
-      };
-      const onMessage = (m: IdleEvent): void => {
-        done();
-        if (m.ev === ev) resolve(m as Extract<IdleEvent, { ev: E }>);
-        else reject(new Error(`bench: idle child sent ${m.ev}, expected ${ev}`));
-      };
-      const onExit = (code: number | null, signal: string | null): void => {
-        done();
-        reject(new Error(`bench: idle child ended (${signal ?? String(code)}) before ${ev}`));
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(new Error(`bench: idle child: timed out waiting for ${ev}`));
-      }, STEP_DEADLINE_MS);
-      child.on('message', onMessage);
-      child.on('exit', onExit);
-    });
+  // From the built src/bench/child.js: ../../bench/ is this file's directory.
+  const child = new Child<IdleCmd, IdleEvent>('../../bench/idle-child.js', pinned ? 0 : undefined, ['--expose-gc']);
   try {
-    const started = next('started');
-    child.send({ cmd: 'start', target } satisfies IdleCmd);
+    const started = child.wait('started', STEP_DEADLINE_MS);
+    child.send({ cmd: 'start', target });
     const s = await started;
     await c.connect(s.port, n, target === 'net' ? 'raw' : 'ws', 500);
     // Cattail's clients idle once they hold the feed's snapshot; the floor's once accepted.
     if (target === 'ws' || target === 'uws') await c.reach(s.revision);
-    const measured = next('measured');
-    child.send({ cmd: 'measure', connections: n } satisfies IdleCmd);
+    const measured = child.wait('measured', STEP_DEADLINE_MS);
+    child.send({ cmd: 'measure', connections: n });
     const m = await measured;
     if (m.sockets < n) throw new Error(`bench: idle child holds ${m.sockets} of ${n} connections`);
     return { idleRssBytesPerConn: Math.round((m.mem.rss - s.mem.rss) / n), idleHeapBytesPerConn: Math.round((m.mem.heap - s.mem.heap) / n) };
   } finally {
     await c.closeAll().catch(() => undefined);
-    // Bounded: a child that does not end by itself within 5 s is killed (its figures are in), and
-    // the wait gives up 5 s after that (a child killed by a signal may have ended already).
-    const exited = new Promise<void>((r) => (ended() ? r() : child.once('exit', () => r())));
-    if (child.connected) child.send({ cmd: 'exit' } satisfies IdleCmd);
-    const killer = setTimeout(() => (ended() ? undefined : child.kill('SIGKILL')), 5_000);
-    let giveUp: NodeJS.Timeout | undefined;
-    await Promise.race([exited, new Promise<void>((r) => (giveUp = setTimeout(r, 10_000)))]);
-    clearTimeout(killer);
-    clearTimeout(giveUp);
+    // Its figures are in: killed, not asked (bounded either way).
+    await child.stop();
   }
 }
 
@@ -356,7 +324,9 @@ async function coldStart(c: Clients, target: Target, frames: Buffer[]): Promise<
   let rev = 1;
   let built: () => number = () => 0;
   if (target === 'wsplain') {
-    const payloads = frames.map(framePayload);
+    // The same messages, unframed: ws.send frames them itself.
+    const payloads: Buffer[] = [];
+    for (const f of frames) forEachFrame(f, (p) => payloads.push(p));
     const srv = await plainWsServer((ws) => sendPaced(ws, payloads, HWM));
     close = srv.close;
     port = srv.port;
@@ -389,14 +359,13 @@ async function coldStart(c: Clients, target: Target, frames: Buffer[]): Promise<
     let rssPeak = 0;
     const rssTimer = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage().rss)), 100);
     loop.enable();
-    const cpu0 = cpuS();
-    const split0 = process.cpuUsage();
+    const cpu0 = process.cpuUsage();
     const tcp0 = readTcpCounters();
     const t0 = nowMs();
     await c.connect(port, COLD_CLIENTS, target === 'net' ? 'raw' : 'ws', 0);
     const last = await c.reach(rev, 120_000);
-    const cpu = cpuS() - cpu0;
-    const split = process.cpuUsage(split0);
+    const split = process.cpuUsage(cpu0);
+    const cpu = (split.user + split.system) / 1e6;
     const tcp = tcpCountersSince(tcp0, readTcpCounters());
     loop.disable();
     clearInterval(rssTimer);
@@ -446,21 +415,22 @@ async function main(): Promise<void> {
   const c = new Clients();
   await c.wait('ready');
   if (c.child.pid !== undefined && pinned) pin(c.child.pid, 1);
+  const known: Target[] = ['net', 'wsplain', 'ws', ...(uwsAvailable() ? (['uws'] as const) : [])];
   const only = arg('targets', '').split(',').filter((t) => t !== '');
-  const known = ['net', 'wsplain', 'ws', ...(uwsAvailable() ? ['uws'] : [])];
-  const unknown = only.filter((t) => !known.includes(t));
+  const unknown = only.filter((t) => !known.includes(t as Target));
   // A typo (or uws where it does not load) would run nothing and still overwrite the results.
   if (unknown.length > 0) throw new Error(`bench: --targets ${unknown.join(',')}: not a target here (known: ${known.join(', ')})`);
-  const targets: MainTarget[] = (['net', 'ws', ...(uwsAvailable() ? (['uws'] as const) : [])] as MainTarget[]).filter((t) => only.length === 0 || only.includes(t));
-  // The cold start also runs the plain `ws` floor, after the `net` one.
-  const coldTargets: Target[] = (['net', 'wsplain', 'ws', ...(uwsAvailable() ? (['uws'] as const) : [])] as Target[]).filter((t) => only.length === 0 || only.includes(t));
+  // The cold start runs every selected target; the plain `ws` server runs in the cold start and,
+  // last, for idle memory (the WebSocket library's own share), never in the other scenarios.
+  const coldTargets = known.filter((t) => only.length === 0 || only.includes(t));
+  const targets = coldTargets.filter((t): t is MainTarget => t !== 'wsplain');
+  const idleTargets: Target[] = [...targets, ...coldTargets.filter((t) => t === 'wsplain')];
   const frames = coldSnapshotFrames();
   const loadBefore = loadavg().map((x) => +x.toFixed(2));
   try {
     outer: for (let run = 0; run < RUNS; run++) {
       for (const n of COLD_ONLY ? [] : COUNTS) {
-        // The plain `ws` server runs only for idle memory: the WebSocket library's own share.
-        for (const target of [...targets, ...(coldTargets.includes('wsplain') ? (['wsplain'] as const) : [])]) {
+        for (const target of idleTargets) {
           if (Date.now() - started > TOTAL_DEADLINE_MS) break outer;
           console.error(`fanout bench: run ${run + 1}/${RUNS}, N=${n}, ${target} ...`);
           try {
@@ -489,12 +459,13 @@ async function main(): Promise<void> {
   } finally {
     c.send({ cmd: 'exit' });
   }
-  write(targets, coldTargets, loadBefore);
+  write(idleTargets, coldTargets, loadBefore);
   // A bench entry point: end even if a library left a handle open (its absence is what tests check).
   process.exit(0);
 }
 
-function write(targets: MainTarget[], coldTargets: Target[], loadBefore: number[]): void {
+/** `rowTargets`: the per-N table's rows (every target but the plain `ws` server has every column). */
+function write(rowTargets: Target[], coldTargets: Target[], loadBefore: number[]): void {
   const meta = {
     node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model, date: new Date().toISOString(), quick: QUICK, runs: RUNS,
     pinned: pinned ? 'server+orchestrator on CPU 0, load client on CPU 1 (taskset)' : 'not pinned (no taskset)', gcExposed: gc !== undefined,
@@ -503,7 +474,7 @@ function write(targets: MainTarget[], coldTargets: Target[], loadBefore: number[
   const rows: string[] = [];
   const summary: Record<string, unknown>[] = [];
   for (const n of COLD_ONLY ? [] : COUNTS) {
-    for (const t of [...targets, ...(coldTargets.includes('wsplain') ? (['wsplain'] as const) : [])]) {
+    for (const t of rowTargets) {
       const cattailTarget = t === 'ws' || t === 'uws';
       const row = {
         n, target: t,

@@ -11,18 +11,18 @@
  * RSS growth is what the connections hold, native memory included (uWS keeps its sockets outside
  * the JS heap, where only RSS sees them).
  *
- * Answers IPC commands only; ends (no exit call) by closing everything on `exit` or a lost parent.
+ * Answers IPC commands only; the parent kills it once it has the figures (src/bench/child.ts
+ * `stop`), and a lost parent closes everything, which ends it (no exit call).
  */
 import type { Socket } from 'node:net';
 import { netServer } from '../src/bench/floor.js';
 import { plainWsServer } from '../src/bench/ws-floor.js';
-import { startServer, type ServerHandle } from '../src/server/server.js';
-import { ScriptedUpstream } from '../test/support/scripted-upstream.js';
+import { startCattailTarget } from './cattail-target.js';
 import { workloadEndpoint } from './workload.js';
 import { seededRandom } from '../src/random.js';
 
 export type IdleTarget = 'net' | 'wsplain' | 'ws' | 'uws';
-export type IdleCmd = { cmd: 'start'; target: IdleTarget } | { cmd: 'measure'; connections: number } | { cmd: 'exit' };
+export type IdleCmd = { cmd: 'start'; target: IdleTarget } | { cmd: 'measure'; connections: number };
 export interface IdleMem {
   readonly rss: number;
   /** JS heap used + external (Buffers). */
@@ -44,10 +44,7 @@ async function settled(): Promise<IdleMem> {
   return { rss: m.rss, heap: m.heapUsed + m.external };
 }
 
-let closeTarget: () => Promise<void> = async () => undefined;
-let closing: Promise<void> | undefined;
-/** Closes the target once (both `exit` and a lost parent ask for it). */
-const close = (): Promise<void> => (closing ??= closeTarget());
+let close: () => Promise<void> = async () => undefined;
 let sockets: () => number = () => 0;
 
 async function start(target: IdleTarget): Promise<void> {
@@ -55,26 +52,25 @@ async function start(target: IdleTarget): Promise<void> {
   let revision = 0;
   if (target === 'net') {
     const srv = await netServer((s: Socket) => void s);
-    closeTarget = srv.close;
+    close = srv.close;
     port = srv.port;
     sockets = () => srv.sockets.length;
   } else if (target === 'wsplain') {
     // The WebSocket library alone: upgrades, then holds the connections (the HELLO is not read).
     const srv = await plainWsServer(() => undefined);
-    closeTarget = srv.close;
+    close = srv.close;
     port = srv.port;
     sockets = () => srv.connections();
   } else {
-    const upstream = ScriptedUpstream.withFeeds('felix');
-    const server: ServerHandle = await startServer({ upstream, transport: target, serverId: 'bench', defaultMetrics: false, flushWindowMs: 5, pingIntervalMs: 600_000, pongTimeoutMs: 600_000, maxConnections: 20_000 });
     const rand = seededRandom(14);
-    upstream.push('felix', { updates: Array.from({ length: 10 }, (_, i) => workloadEndpoint(i, rand)).map((e) => ({ key: e.key, value: e.value })), status: 'in-sync', watermarks: { pods: '1' } });
+    const t = await startCattailTarget(target, 5, Array.from({ length: 10 }, (_, i) => workloadEndpoint(i, rand)));
+    const { server } = t;
     // The pushed batch is applied on the next turns: wait for its revision (bounded), so that the
     // parent waits for the clients' snapshots, not for revision 0 (which every client has at once).
     const until = Date.now() + 10_000;
     while ((server.stores.get('felix')?.revision ?? 0) === 0 && Date.now() < until) await sleep(10);
-    closeTarget = () => server.close();
-    port = Number(new URL(server.url).port);
+    close = () => server.close();
+    port = t.port;
     revision = server.stores.get('felix')?.revision ?? 0;
     if (revision === 0) throw new Error('bench: idle child: the feed never got its entries');
     sockets = () => server.connectionCount();
@@ -94,9 +90,6 @@ process.on('message', (m: IdleCmd) => {
         while (sockets() < m.connections && Date.now() < until) await sleep(20);
         send({ ev: 'measured', mem: await settled(), sockets: sockets() });
       })();
-      return;
-    case 'exit':
-      void close().finally(() => process.disconnect());
   }
 });
 process.on('disconnect', () => void close());

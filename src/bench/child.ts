@@ -17,19 +17,29 @@ export class Child<Cmd, Ev extends { ev: string }> {
   send(m: Cmd): void {
     this.child.send(m as object);
   }
+  /** The next `ev` message; rejects after `timeoutMs`, or at once if the process ends first. */
   wait<E extends Ev['ev']>(ev: E, timeoutMs: number): Promise<Extract<Ev, { ev: E }>> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const done = (): void => {
+        clearTimeout(timer);
         this.child.off('message', on);
+        this.child.off('exit', onExit);
+      };
+      const timer = setTimeout(() => {
+        done();
         reject(new Error(`bench: ${this.module} sent no ${ev} within ${timeoutMs} ms`));
       }, timeoutMs);
       const on = (m: Ev): void => {
         if (m.ev !== ev) return;
-        clearTimeout(timer);
-        this.child.off('message', on);
+        done();
         resolve(m as Extract<Ev, { ev: E }>);
       };
+      const onExit = (code: number | null, signal: string | null): void => {
+        done();
+        reject(new Error(`bench: ${this.module} ended (${signal ?? String(code)}) before sending ${ev}`));
+      };
       this.child.on('message', on);
+      this.child.on('exit', onExit);
     });
   }
   kill(): void {

@@ -59,9 +59,3 @@ export function sendPaced(ws: WebSocket, payloads: readonly Buffer[], highWaterB
   };
   pump();
 }
-
-/** The payload of one pre-framed, unmasked server WebSocket frame. */
-export function framePayload(frame: Buffer): Buffer {
-  const l7 = (frame[1] as number) & 0x7f;
-  return frame.subarray(l7 < 126 ? 2 : l7 === 126 ? 4 : 10);
-}
