@@ -19,7 +19,10 @@ import { encodeMessage } from '../../src/server/transport/framing.js';
 import { opened } from './helpers/agent.js';
 import { type Harness, harness } from './helpers/harness.js';
 
-const TRANSPORTS = (['ws', 'uws'] as const).filter((t) => t === 'ws' || uwsAvailable());
+// uWS is listed even where no build of it loads (Node 22 and 24 here): its tests are reported as
+// skipped there, not silently absent.
+const TRANSPORTS = ['ws', 'uws'] as const;
+const SKIP_UWS = !uwsAvailable();
 
 function seed(h: Harness, n = 20): void {
   const batch: Record<string, unknown> = {};
@@ -59,7 +62,7 @@ it('--transport uws without a loadable uWebSockets.js build is a coded error nam
   }));
 });
 
-describe.each(TRANSPORTS)('transport conformance: %s', (transport) => {
+for (const transport of TRANSPORTS) describe.skipIf(transport === 'uws' && SKIP_UWS)(`transport conformance: ${transport}`, () => {
   it('delivers shared pre-framed buffers as whole messages, a DELTA and its STATUS as two', async () => {
     const h = await harness({ transport });
     seed(h);

@@ -15,10 +15,12 @@ import { uwsAvailable } from '../../src/server/transport/uws-loader.js';
 const limits = { maxInboundBytes: 65_536, handshakeTimeoutMs: 2_000 };
 const make: Record<string, (hooks: AcceptHooks) => AgentTransport> = {
   ws: (hooks) => new WsTransport({ hooks, limits }),
-  ...(uwsAvailable() ? { uws: (hooks: AcceptHooks) => new UwsTransport({ hooks, limits, maxBufferedBytes: 4 * 1024 * 1024 }) } : {}),
+  uws: (hooks) => new UwsTransport({ hooks, limits, maxBufferedBytes: 4 * 1024 * 1024 }),
 };
+// Reported as skipped where no uWS build loads (Node 22 and 24 here), not silently absent.
+const SKIP_UWS = !uwsAvailable();
 
-describe.each(Object.keys(make))('transport %s - the peer after accept', (kind) => {
+for (const kind of Object.keys(make)) describe.skipIf(kind === 'uws' && SKIP_UWS)(`transport ${kind} - the peer after accept`, () => {
   it('shows the upgrade headers to the accept hook, then keeps the address and subprotocol but not the headers', async () => {
     let duringAccept: Record<string, string> | undefined;
     let accepted: AgentSocket | undefined;
