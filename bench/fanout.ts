@@ -231,13 +231,16 @@ async function cattailCoalesced(c: Clients, transport: 'ws' | 'uws', n: number):
 // ---- idle memory, each target in a fresh process (bench/idle-child.ts says why) ----------------
 
 /**
- * The idle child's young generation, fixed at 16 MiB per semi-space (Node 20's largest by
- * default). V8 otherwise grows it while the upgrades allocate fast, up to 3 × 16 MiB on Node 20
- * and 3 × 32 MiB on Node 24, and keeps it after GC: a one-time cost, bounded by this flag and not
- * by the connection count, that measured from the process's start came out as 3-5 KB per
- * connection at 5,000 for every Cattail and `ws` target (docs/transport.md).
+ * The idle child's young generation, fixed at 16 MiB per semi-space. V8 otherwise sizes it from
+ * the heap limit (on this 24 GiB machine up to 3 × 16 MiB on Node 20 and 3 × 64 MiB on Node 24;
+ * 3 × 8 and 3 × 32 under a 2 GiB memory limit), grows it toward that while the upgrades allocate
+ * fast, and keeps it after GC: a one-time cost, bounded by V8 and not by the connection count,
+ * that measured from the process's start came out as 3-6 KB per connection at 5,000 for every
+ * Cattail and `ws` target (docs/transport.md).
  */
 const IDLE_V8_FLAGS = ['--min-semi-space-size=16', '--max-semi-space-size=16'];
+/** Connections opened at once by the load client in the idle measurement. */
+const IDLE_CONCURRENCY = 500;
 
 async function idleMemory(c: Clients, target: IdleTarget, n: number): Promise<Rec> {
   // From the built src/bench/child.js: ../../bench/ is this file's directory.
@@ -246,15 +249,15 @@ async function idleMemory(c: Clients, target: IdleTarget, n: number): Promise<Re
     const started = child.wait('started', STEP_DEADLINE_MS);
     child.send({ cmd: 'start', target });
     const s = await started;
-    // In two steps: the first fifth of the connections, then the rest, measured after each. The
-    // figure is the second step's growth per connection: what one more connection holds. The
-    // first step takes the process's one-time growth: the peak of 500 upgrades at once (memory
-    // the allocator keeps after it is freed), Node's pool of HTTP parsers, the fan-out's lists.
-    // The young generation's growth is recorded: 0 unless IDLE_V8_FLAGS stopped working.
-    const first = Math.ceil(n / 5);
+    // In two steps, measured after each: a first part of the connections (a fifth, and at least
+    // one batch of IDLE_CONCURRENCY), then the rest. The figure is the second step's growth per
+    // connection: what one more connection holds. The first step takes the process's one-time
+    // growth: the peak of a batch of upgrades at once (memory the allocator keeps after it is
+    // freed), Node's pool of HTTP parsers, the fan-out's lists. "From start" keeps it.
+    const first = Math.min(n - 1, Math.max(Math.ceil(n / 5), IDLE_CONCURRENCY));
     const steps: IdleMem[] = [];
     for (const [add, total] of [[first, first], [n - first, n]] as const) {
-      await c.connect(s.port, add, target === 'net' ? 'raw' : 'ws', 500, total);
+      await c.connect(s.port, add, target === 'net' ? 'raw' : 'ws', IDLE_CONCURRENCY, total);
       // Cattail's clients idle once they hold the feed's snapshot; the floor's once accepted.
       if (target === 'ws' || target === 'uws') await c.reach(s.revision);
       const measured = child.wait('measured', STEP_DEADLINE_MS);
@@ -268,9 +271,10 @@ async function idleMemory(c: Clients, target: IdleTarget, n: number): Promise<Re
     return {
       idleRssBytesPerConn: Math.round((b.rss - a.rss) / added),
       idleHeapBytesPerConn: Math.round((b.heap - a.heap) / added),
-      idleYoungGrowthBytes: b.young - a.young,
-      // From the process's start, as measured before (one-time growth included).
+      // From the process's start (one-time growth included).
       idleRssFromStartBytesPerConn: Math.round((b.rss - s.mem.rss) / n),
+      // RSS a second warm-up of the young generation added (idle-child.ts): near 0 when the first had made it resident.
+      idleWarmupResidualBytes: s.warmupResidualBytes,
     };
   } finally {
     await c.closeAll().catch(() => undefined);
@@ -509,7 +513,7 @@ function write(rowTargets: Target[], coldTargets: Target[], loadBefore: number[]
         cpuUsPerDelivery: valuesOf(n, t, 'main', 'burstCpuUsPerDelivery'), cpuVsFloor: !cattailTarget ? [] : ratios(n, t, 'main', 'burstCpuUsPerDelivery'),
         lockstepP50Ms: valuesOf(n, t, 'main', 'lockstepLastClientP50Ms'), latencyVsFloor: !cattailTarget ? [] : ratios(n, t, 'main', 'lockstepLastClientP50Ms'),
         idleRssBytesPerConn: valuesOf(n, t, 'idle', 'idleRssBytesPerConn'), idleHeapBytesPerConn: valuesOf(n, t, 'idle', 'idleHeapBytesPerConn'),
-        idleRssFromStartBytesPerConn: valuesOf(n, t, 'idle', 'idleRssFromStartBytesPerConn'), idleYoungGrowthBytes: valuesOf(n, t, 'idle', 'idleYoungGrowthBytes'),
+        idleRssFromStartBytesPerConn: valuesOf(n, t, 'idle', 'idleRssFromStartBytesPerConn'), idleWarmupResidualBytes: valuesOf(n, t, 'idle', 'idleWarmupResidualBytes'),
         coalescedCpuUsPerChange: valuesOf(n, t, 'coalesced', 'coalescedCpuUsPerDeliveredChange'), coalescedFlushes: valuesOf(n, t, 'coalesced', 'coalescedFlushes'),
         writesPerClientPerFlush: valuesOf(n, t, 'main', 'burstWritesPerClientPerFlush'),
         fullClientsOk: runs.filter((r) => r.n === n && r.target === t && r.scenario === 'main').map((r) => r.values['fullClientsOk']),
@@ -527,7 +531,7 @@ function write(rowTargets: Target[], coldTargets: Target[], loadBefore: number[]
     coldRows.push(`| ${t} | ${fmt(row.lastClientMs, 0)} | ${fmt(row.loopDelayMaxMs, 1)} | ${fmt(row.loopDelayP99Ms, 1)} | ${fmt(row.serverCpuS)} | ${fmt(row.userS)} | ${fmt(row.sysS)} | ${fmt(row.cpuVsFloor)} | ${fmt(row.cpuVsPlainWs)} | ${cattailTarget(t) ? fmt(row.builds, 0) : '–'} | ${fmt(row.tcpPressures, 0)} | ${fmt(row.tcpLossProbes, 0)} | ${fmt(row.tcpTimeouts, 0)} | ${fmt(row.rssPeakMB, 0)} | ${fmt(row.clientMBPerConn, 2)} |`);
   }
   writeFileSync(`${OUT}.json`, JSON.stringify({ meta, summary, runs }, null, 2) + '\n');
-  const youngGrew = runs.filter((r) => r.scenario === 'idle' && typeof r.values['idleYoungGrowthBytes'] === 'number' && r.values['idleYoungGrowthBytes'] !== 0).length;
+  const warmupLeft = runs.filter((r) => r.scenario === 'idle' && typeof r.values['idleWarmupResidualBytes'] === 'number' && r.values['idleWarmupResidualBytes'] > 1_048_576).length;
   const md = [
     `# Fan-out reference measurement (bench/fanout.ts${QUICK ? ' --quick' : ''})`,
     '',
@@ -535,13 +539,13 @@ function write(rowTargets: Target[], coldTargets: Target[], loadBefore: number[]
     '',
     'Cells: median [min–max] over the runs. "vs floor" is the per-run ratio to the plain `net` server writing the same bytes to the same number of sockets in the same run, then its median: compare those, not absolute times (±35 % between runs on this machine).',
     '',
-    '`net` = plain Node `net` server writing one pre-framed DELTA+STATUS buffer per socket per change (the floor). `ws` / `uws` = Cattail with that transport. `wsplain` (idle memory only) = a plain `ws` server holding the same connections: the WebSocket library\'s own share. A feed of 1,000 WorkloadEndpoint-like values (~500 B); one change = one changed value. CPU/delivery: burst at flushWindowMs 0 (one flush per change, one loop turn per change), server CPU from the first change to the last client\'s receipt, divided by changes × clients. Lock-step: push one change, time until the last client has it (p50). Idle memory: what one more idle connection holds, after GC, each target in a fresh process of its own (bench/idle-child.ts; Cattail with a 10-entry feed, so the snapshot sends leave no allocator pages behind): RSS (and JS heap + external) growth per connection from the first fifth of the connections to all of them, V8\'s young generation fixed at 16 MiB semi-spaces and touched before the first reading (its adaptive growth is a one-time cost of up to 48 MiB on Node 20, 96 MiB on Node 24, not a per-connection one); "from start" is the RSS growth from before the first connection, one-time growth included. Coalesced: the same burst at the default flushWindowMs (5 ms), CPU per delivered change. Full clients: 3 library clients per Cattail run ended at the last revision, in sync, with no digest mismatch, gap or protocol error.',
+    '`net` = plain Node `net` server writing one pre-framed DELTA+STATUS buffer per socket per change (the floor). `ws` / `uws` = Cattail with that transport. `wsplain` (idle memory only) = a plain `ws` server holding the same connections: the WebSocket library\'s own share. A feed of 1,000 WorkloadEndpoint-like values (~500 B); one change = one changed value. CPU/delivery: burst at flushWindowMs 0 (one flush per change, one loop turn per change), server CPU from the first change to the last client\'s receipt, divided by changes × clients. Lock-step: push one change, time until the last client has it (p50). Idle memory: what one more idle connection holds, after GC, each target in a fresh process of its own (bench/idle-child.ts; Cattail with a 10-entry feed, so the snapshot sends leave no allocator pages behind): RSS (and JS heap + external) growth per connection from the first fifth of the connections to all of them, V8\'s young generation fixed at 16 MiB semi-spaces and touched before the first reading (left to itself V8 grows it to tens of MiB, sized from the heap limit: a one-time cost, not a per-connection one); the first step is a fifth of the connections and at least 500 (one batch of upgrades); "from start" is the RSS growth from before the first connection, one-time growth included. Coalesced: the same burst at the default flushWindowMs (5 ms), CPU per delivered change. Full clients: 3 library clients per Cattail run ended at the last revision, in sync, with no digest mismatch, gap or protocol error.',
     '',
     ...(COLD_ONLY ? ['(--cold-only: the cold start alone.)'] : [
       '| clients | target | CPU µs/delivery | vs floor | lock-step last client p50 ms | vs floor | idle RSS KB/conn | idle heap KB/conn | idle RSS from start KB/conn | coalesced CPU µs/change | writes/client/flush | full clients |',
       '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
       ...rows,
-      ...(youngGrew > 0 ? ['', `V8's young generation grew during ${youngGrew} idle measurement(s) despite the fixed size: their RSS figures include that growth.`] : []),
+      ...(warmupLeft > 0 ? ['', `In ${warmupLeft} idle measurement(s) a second warm-up of the young generation still added more than 1 MiB of RSS: the first had not made it all resident, and the "from start" figure there includes the rest.`] : []),
     ]),
     '',
     `Cold start: ${COLD_CLIENTS} clients connecting at once to a ${COLD_ENTRIES.toLocaleString('en')}-entry feed (deflate). Server CPU covers the whole cold start (accepts, handshakes, snapshot build and sends); the floor writes the same snapshot frames (the same chunks, in key order) with the same 1 MiB high-water mark. \`wsplain\` is a second floor: a plain \`ws\` server that answers the upgrade, waits for the HELLO (unread) and sends the same messages with \`ws.send\` under the same high-water mark; "vs plain ws" is Cattail's own share (HELLO, store, snapshot build, pacing) beyond the WebSocket protocol's. The TCP columns are the kernel's counters over the same window (this network namespace, both processes): loss probes and retransmission timeouts fire when the one-core load client reads slower than the server writes, memory pressure when the sockets' buffers pass \`net.ipv4.tcp_mem\`; that recovery work is charged to the server's system time, so a run's CPU ratio moves with them (docs/transport.md).`,

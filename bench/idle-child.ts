@@ -7,9 +7,11 @@
  * Why a fresh process: measured inside the benchmark's long-lived process, RSS after GC with 1,000
  * or 5,000 idle connections came out below the baseline as often as above it (-7 to +1.9 KB per
  * connection): the allocator handed back pages the previous scenario had freed, which swamped the
- * connections' own memory. A process that has freed nothing yet has nothing to hand back, so its
- * RSS growth is what the connections hold, native memory included (uWS keeps its sockets outside
- * the JS heap, where only RSS sees them).
+ * connections' own memory. A fresh process has freed only its own start-up and the parent's first
+ * step of connections (bench/fanout.ts idleMemory), so its RSS growth is what the connections
+ * hold, native memory included (uWS keeps its sockets outside the JS heap, where only RSS sees
+ * them); the allocator can still reuse the first step's freed peak, which is why a small second
+ * step (the 1,000 row) can come out below its heap growth.
  *
  * Answers IPC commands only; the parent kills it once it has the figures (src/bench/child.ts
  * `stop`), and a lost parent closes everything, which ends it (no exit call).
@@ -28,15 +30,8 @@ export interface IdleMem {
   readonly rss: number;
   /** JS heap used + external (Buffers). */
   readonly heap: number;
-  /**
-   * Bytes V8 has committed for its young generation (new space and new large-object space).
-   * V8 grows it with the allocation rate, up to a fixed cap (--max-semi-space-size), and keeps it
-   * after GC: a cost of having allocated fast once (the 5,000 upgrades), not of holding
-   * connections, so the per-connection figure leaves its growth out (fanout.ts idleMemory).
-   */
-  readonly young: number;
 }
-export type IdleEvent = { ev: 'started'; port: number; revision: number; mem: IdleMem } | { ev: 'measured'; mem: IdleMem; sockets: number };
+export type IdleEvent = { ev: 'started'; port: number; revision: number; mem: IdleMem; warmupResidualBytes: number } | { ev: 'measured'; mem: IdleMem; sockets: number };
 
 const gc = (globalThis as { gc?: () => void }).gc;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -49,15 +44,14 @@ async function settled(): Promise<IdleMem> {
   await sleep(200);
   gc?.();
   const m = process.memoryUsage();
-  let young = 0;
-  for (const sp of getHeapSpaceStatistics()) if (sp.space_name === 'new_space' || sp.space_name === 'new_large_object_space') young += sp.space_size;
-  return { rss: m.rss, heap: m.heapUsed + m.external, young };
+  return { rss: m.rss, heap: m.heapUsed + m.external };
 }
 
 /**
  * Allocates short-lived garbage several times the young generation's size, so that every page of
  * it is resident before the first measurement (it is fixed in size by the parent's flags, but its
- * pages count in RSS only once touched).
+ * pages count in RSS only once touched). Objects that outlive a collection are promoted to the old
+ * generation, so this cannot hide what a connection keeps.
  */
 function warmYoungGeneration(): void {
   let young = 0;
@@ -98,8 +92,12 @@ async function start(target: IdleTarget): Promise<void> {
     if (revision === 0) throw new Error('bench: idle child: the feed never got its entries');
     sockets = () => server.connectionCount();
   }
+  // Twice: what the second adds to RSS says whether the first made the young generation resident.
   warmYoungGeneration();
-  send({ ev: 'started', port, revision, mem: await settled() });
+  const once = await settled();
+  warmYoungGeneration();
+  const mem = await settled();
+  send({ ev: 'started', port, revision, mem, warmupResidualBytes: mem.rss - once.rss });
 }
 
 process.on('message', (m: IdleCmd) => {
