@@ -35,6 +35,7 @@ import {
 } from './seam.js';
 import { type UwsHttpRequest, type UwsHttpResponse, type UwsModule, type UwsWebSocket, loadUws } from './uws-loader.js';
 import { SEND_DROPPED, UWS_PIECE_BYTES, UwsOutbound, sendMessage } from './uws-outbound.js';
+import { type InboundTarget, InboundPacer } from './inbound-pacer.js';
 
 
 interface UserData {
@@ -65,8 +66,11 @@ function payloadsOf(buf: Buffer): readonly Buffer[] {
 /** What a socket's sendCorked sends (set right before each cork, which runs it at once). */
 let corkedPayloads: readonly Buffer[] = [];
 
-class UwsAgentSocket implements AgentSocket {
+class UwsAgentSocket implements AgentSocket, InboundTarget {
   readonly transport = 'uws';
+  /** Messages waiting for a paced turn (inbound-pacer.ts owns them). */
+  readonly inbound: { data: Buffer; isBinary: boolean }[] = [];
+  inboundBytes = 0;
   readonly quietBytes = 1;
   private events: AgentSocketEvents | undefined;
   private closed = false;
@@ -89,6 +93,7 @@ class UwsAgentSocket implements AgentSocket {
     /** Its headers are released after accept (seam.ts PeerInfo). */
     public peer: PeerInfo,
     private readonly untrack: (s: UwsAgentSocket) => void,
+    private readonly pacer: InboundPacer,
   ) {
     this.out = new UwsOutbound(ws, { onDropped: () => this.terminate() });
   }
@@ -180,8 +185,13 @@ class UwsAgentSocket implements AgentSocket {
   // ---- called by the transport from uWS's handlers ----
 
   onMessage(data: ArrayBuffer, isBinary: boolean): void {
-    // uWS neuters the ArrayBuffer when the handler returns; the Connection may keep slices of it.
-    this.events?.message(Buffer.from(new Uint8Array(data)), isBinary);
+    // uWS neuters the ArrayBuffer when the handler returns; the Connection may keep slices of it,
+    // and the pacer may hold it for a later turn.
+    this.pacer.message(this, Buffer.from(new Uint8Array(data)), isBinary);
+  }
+
+  deliver(data: Buffer, isBinary: boolean): void {
+    this.events?.message(data, isBinary);
   }
 
   onDrain(): void {
@@ -201,6 +211,9 @@ class UwsAgentSocket implements AgentSocket {
     this.closed = true;
     this.out.drop();
     this.untrack(this);
+    // Messages still waiting for their turn come first (an ACK counts for the convergence
+    // barrier); anything they write is dropped, the socket being closed.
+    this.pacer.closing(this);
     this.events?.close(code === 0 ? 1005 : code);
   }
 }
@@ -234,12 +247,15 @@ export class UwsTransport implements AgentTransport {
   private readonly uws: UwsModule;
   private readonly sockets = new Set<UwsAgentSocket>();
   private listenSocket: unknown;
+  /** Inbound messages in bounded time per turn (a storm's HELLOs arrive in one poll phase). */
+  private readonly inbound: InboundPacer;
 
   /** Throws CATTAIL_SERVER_TRANSPORT_UNAVAILABLE when no uWS build loads. */
   constructor(private readonly o: UwsTransportOptions) {
     const loaded = loadUws();
     this.uws = loaded.module;
     this.source = loaded.source;
+    this.inbound = new InboundPacer({ maxQueuedBytes: o.limits.maxInboundBytes });
   }
 
   private onUpgrade(res: UwsHttpResponse, req: UwsHttpRequest, context: unknown): void {
@@ -279,7 +295,7 @@ export class UwsTransport implements AgentTransport {
       upgrade: (res, req, context) => this.onUpgrade(res, req, context),
       open: (ws) => {
         const ud = ws.getUserData() as unknown as UserData;
-        const s = new UwsAgentSocket(ws, ud.peer, (x) => this.sockets.delete(x));
+        const s = new UwsAgentSocket(ws, ud.peer, (x) => this.sockets.delete(x), this.inbound);
         ud.socket = s;
         this.sockets.add(s);
         this.o.hooks.accept(s);

@@ -1,0 +1,110 @@
+/**
+ * InboundPacer: the uWS transport's inbound messages in bounded time per turn. Delivered at once
+ * while the turn has time, then queued per socket and served in later turns; order per socket is
+ * kept across the queue, a close delivers what waits first, and a socket's queue is bounded.
+ */
+import { describe, expect, it } from 'vitest';
+import { type InboundTarget, InboundPacer } from '../../src/server/transport/inbound-pacer.js';
+
+const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+/** A socket whose every delivery "takes" `costMs` on the shared fake clock. */
+function target(name: string, log: string[], clock: { t: number }, costMs = 2): InboundTarget {
+  return {
+    inbound: [],
+    inboundBytes: 0,
+    deliver: (data) => {
+      log.push(`${name}:${data.toString()}`);
+      clock.t += costMs;
+    },
+  };
+}
+
+const msg = (s: string): Buffer => Buffer.from(s);
+
+describe('InboundPacer', () => {
+  it('delivers at once until the turn has spent its time, then in later turns, each socket in order', async () => {
+    const clock = { t: 0 };
+    const log: string[] = [];
+    const p = new InboundPacer({ turnMs: 5, maxQueuedBytes: 1_000, now: () => clock.t });
+    const a = target('a', log, clock);
+    const b = target('b', log, clock);
+    // 2 ms each against a 5 ms turn: three go at once (0, 2, 4 ms spent before each), then queue.
+    p.message(a, msg('1'), true);
+    p.message(b, msg('1'), true);
+    p.message(a, msg('2'), true);
+    p.message(b, msg('2'), true);
+    p.message(a, msg('3'), true);
+    expect(log).toEqual(['a:1', 'b:1', 'a:2']);
+    expect(b.inbound.length + a.inbound.length).toBe(2);
+    expect(p.socketsWaiting).toBe(2);
+    for (let i = 0; i < 5 && p.socketsWaiting > 0; i++) await turn();
+    expect(log).toEqual(['a:1', 'b:1', 'a:2', 'b:2', 'a:3']);
+    // The next turn has its own time again: delivered at once.
+    await turn();
+    p.message(b, msg('3'), true);
+    expect(log.at(-1)).toBe('b:3');
+  });
+
+  it('keeps a socket\'s later messages behind its waiting ones even when the turn has time again', async () => {
+    const clock = { t: 0 };
+    const log: string[] = [];
+    const p = new InboundPacer({ turnMs: 5, maxQueuedBytes: 1_000, now: () => clock.t });
+    const a = target('a', log, clock, 6);
+    const c = target('c', log, clock, 10);
+    const b = target('b', log, clock, 0);
+    p.message(a, msg('1'), true); // spends the whole turn
+    p.message(c, msg('1'), true); // waits
+    p.message(b, msg('1'), true); // waits behind c
+    // Next turn: the budget is reset, then the paced turn serves c, whose 10 ms end it: b waits on.
+    await turn();
+    expect(log).toEqual(['a:1', 'c:1']);
+    expect(b.inbound.length).toBe(1);
+    // The turn has time again, but b:2 must not overtake b:1.
+    p.message(b, msg('2'), true);
+    expect(log).toEqual(['a:1', 'c:1']);
+    for (let i = 0; i < 5 && p.socketsWaiting > 0; i++) await turn();
+    expect(log).toEqual(['a:1', 'c:1', 'b:1', 'b:2']);
+  });
+
+  it('delivers what a socket has waiting before its close, and nothing is left to deliver after', async () => {
+    const clock = { t: 0 };
+    const log: string[] = [];
+    const p = new InboundPacer({ turnMs: 1, maxQueuedBytes: 1_000, now: () => clock.t });
+    const a = target('a', log, clock);
+    p.message(a, msg('hello'), true);
+    p.message(a, msg('ack'), true);
+    p.message(a, msg('goodbye'), true);
+    expect(log).toEqual(['a:hello']);
+    p.closing(a);
+    log.push('a:closed');
+    expect(log).toEqual(['a:hello', 'a:ack', 'a:goodbye', 'a:closed']);
+    await turn();
+    await turn();
+    expect(log).toEqual(['a:hello', 'a:ack', 'a:goodbye', 'a:closed']);
+  });
+
+  it('runs on the real clock when none is given', async () => {
+    const log: string[] = [];
+    const p = new InboundPacer({ maxQueuedBytes: 1_000 });
+    const a = target('a', log, { t: 0 });
+    for (let i = 0; i < 3; i++) p.message(a, msg(String(i)), true);
+    for (let i = 0; i < 5 && p.socketsWaiting > 0; i++) await turn();
+    expect(log).toEqual(['a:0', 'a:1', 'a:2']);
+  });
+
+  it('never holds more than maxQueuedBytes for a socket: past it, the queue and the message go at once, in order', () => {
+    const clock = { t: 0 };
+    const log: string[] = [];
+    const p = new InboundPacer({ turnMs: 1, maxQueuedBytes: 10, now: () => clock.t });
+    const a = target('a', log, clock);
+    p.message(a, msg('first'), true); // spends the turn
+    p.message(a, msg('12345'), true); // waits: 5 bytes
+    p.message(a, msg('67890'), true); // waits: 10 bytes
+    expect(a.inboundBytes).toBe(10);
+    p.message(a, msg('x'), true); // 11 > 10: everything now
+    expect(log).toEqual(['a:first', 'a:12345', 'a:67890', 'a:x']);
+    expect(a.inbound).toEqual([]);
+    expect(a.inboundBytes).toBe(0);
+  });
+});
