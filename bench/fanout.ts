@@ -50,6 +50,8 @@ type Target = 'net' | 'wsplain' | 'ws' | 'uws';
 /** The targets of every scenario but the cold start. */
 type MainTarget = Exclude<Target, 'wsplain'>;
 type Rec = Record<string, number | string | boolean | undefined>;
+/** Cattail itself (over either transport), as against the floors. */
+const isCattail = (t: Target): t is 'ws' | 'uws' => t === 'ws' || t === 'uws';
 
 function arg(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -259,7 +261,7 @@ async function idleMemory(c: Clients, target: IdleTarget, n: number): Promise<Re
     for (const [add, total] of [[first, first], [n - first, n]] as const) {
       await c.connect(s.port, add, target === 'net' ? 'raw' : 'ws', IDLE_CONCURRENCY, total);
       // Cattail's clients idle once they hold the feed's snapshot; the floor's once accepted.
-      if (target === 'ws' || target === 'uws') await c.reach(s.revision);
+      if (isCattail(target)) await c.reach(s.revision);
       const measured = child.wait('measured', STEP_DEADLINE_MS);
       child.send({ cmd: 'measure', connections: total });
       const m = await measured;
@@ -507,11 +509,10 @@ function write(rowTargets: Target[], coldTargets: Target[], loadBefore: number[]
   const summary: Record<string, unknown>[] = [];
   for (const n of COLD_ONLY ? [] : COUNTS) {
     for (const t of rowTargets) {
-      const cattailTarget = t === 'ws' || t === 'uws';
       const row = {
         n, target: t,
-        cpuUsPerDelivery: valuesOf(n, t, 'main', 'burstCpuUsPerDelivery'), cpuVsFloor: !cattailTarget ? [] : ratios(n, t, 'main', 'burstCpuUsPerDelivery'),
-        lockstepP50Ms: valuesOf(n, t, 'main', 'lockstepLastClientP50Ms'), latencyVsFloor: !cattailTarget ? [] : ratios(n, t, 'main', 'lockstepLastClientP50Ms'),
+        cpuUsPerDelivery: valuesOf(n, t, 'main', 'burstCpuUsPerDelivery'), cpuVsFloor: !isCattail(t) ? [] : ratios(n, t, 'main', 'burstCpuUsPerDelivery'),
+        lockstepP50Ms: valuesOf(n, t, 'main', 'lockstepLastClientP50Ms'), latencyVsFloor: !isCattail(t) ? [] : ratios(n, t, 'main', 'lockstepLastClientP50Ms'),
         idleRssBytesPerConn: valuesOf(n, t, 'idle', 'idleRssBytesPerConn'), idleHeapBytesPerConn: valuesOf(n, t, 'idle', 'idleHeapBytesPerConn'),
         idleRssFromStartBytesPerConn: valuesOf(n, t, 'idle', 'idleRssFromStartBytesPerConn'), idleWarmupResidualBytes: valuesOf(n, t, 'idle', 'idleWarmupResidualBytes'),
         coalescedCpuUsPerChange: valuesOf(n, t, 'coalesced', 'coalescedCpuUsPerDeliveredChange'), coalescedFlushes: valuesOf(n, t, 'coalesced', 'coalescedFlushes'),
@@ -519,16 +520,15 @@ function write(rowTargets: Target[], coldTargets: Target[], loadBefore: number[]
         fullClientsOk: runs.filter((r) => r.n === n && r.target === t && r.scenario === 'main').map((r) => r.values['fullClientsOk']),
       };
       summary.push(row);
-      rows.push(`| ${n} | ${t} | ${fmt(row.cpuUsPerDelivery)} | ${fmt(row.cpuVsFloor)} | ${fmt(row.lockstepP50Ms, 1)} | ${fmt(row.latencyVsFloor)} | ${fmt(row.idleRssBytesPerConn.map((b) => b / 1024), 1)} | ${fmt(row.idleHeapBytesPerConn.map((b) => b / 1024), 1)} | ${fmt(row.idleRssFromStartBytesPerConn.map((b) => b / 1024), 1)} | ${fmt(row.coalescedCpuUsPerChange)} | ${fmt(row.writesPerClientPerFlush, 3)} | ${!cattailTarget || row.fullClientsOk.length === 0 ? '–' : row.fullClientsOk.every((x) => x === true) ? `ok (${row.fullClientsOk.length})` : 'FAILED'} |`);
+      rows.push(`| ${n} | ${t} | ${fmt(row.cpuUsPerDelivery)} | ${fmt(row.cpuVsFloor)} | ${fmt(row.lockstepP50Ms, 1)} | ${fmt(row.latencyVsFloor)} | ${fmt(row.idleRssBytesPerConn.map((b) => b / 1024), 1)} | ${fmt(row.idleHeapBytesPerConn.map((b) => b / 1024), 1)} | ${fmt(row.idleRssFromStartBytesPerConn.map((b) => b / 1024), 1)} | ${fmt(row.coalescedCpuUsPerChange)} | ${fmt(row.writesPerClientPerFlush, 3)} | ${!isCattail(t) || row.fullClientsOk.length === 0 ? '–' : row.fullClientsOk.every((x) => x === true) ? `ok (${row.fullClientsOk.length})` : 'FAILED'} |`);
     }
   }
   const coldRows: string[] = [];
-  const cattailTarget = (t: Target): boolean => t === 'ws' || t === 'uws';
   for (const t of coldTargets) {
     const v = (k: string): number[] => valuesOf(COLD_CLIENTS, t, 'cold', k);
-    const row = { target: t, lastClientMs: v('coldLastClientMs'), loopDelayMaxMs: v('coldLoopDelayMaxMs'), loopDelayP99Ms: v('coldLoopDelayP99Ms'), serverCpuS: v('coldServerCpuS'), userS: v('coldServerUserS'), sysS: v('coldServerSysS'), cpuVsFloor: t === 'net' ? [] : ratios(COLD_CLIENTS, t, 'cold', 'coldServerCpuS'), cpuVsPlainWs: cattailTarget(t) ? ratios(COLD_CLIENTS, t, 'cold', 'coldServerCpuS', 'cold', 'wsplain') : [], builds: v('coldSnapshotBuilds'), tcpPressures: v('coldTcp_TCPMemoryPressures'), tcpLossProbes: v('coldTcp_TCPLossProbes'), tcpTimeouts: v('coldTcp_TCPTimeouts'), rssPeakMB: v('coldRssPeakMB'), clientMBPerConn: v('clientBytesTotal').map((b) => b / COLD_CLIENTS / 1e6) };
+    const row = { target: t, lastClientMs: v('coldLastClientMs'), loopDelayMaxMs: v('coldLoopDelayMaxMs'), loopDelayP99Ms: v('coldLoopDelayP99Ms'), serverCpuS: v('coldServerCpuS'), userS: v('coldServerUserS'), sysS: v('coldServerSysS'), cpuVsFloor: t === 'net' ? [] : ratios(COLD_CLIENTS, t, 'cold', 'coldServerCpuS'), cpuVsPlainWs: isCattail(t) ? ratios(COLD_CLIENTS, t, 'cold', 'coldServerCpuS', 'cold', 'wsplain') : [], builds: v('coldSnapshotBuilds'), tcpPressures: v('coldTcp_TCPMemoryPressures'), tcpLossProbes: v('coldTcp_TCPLossProbes'), tcpTimeouts: v('coldTcp_TCPTimeouts'), rssPeakMB: v('coldRssPeakMB'), clientMBPerConn: v('clientBytesTotal').map((b) => b / COLD_CLIENTS / 1e6) };
     summary.push({ scenario: 'cold', ...row });
-    coldRows.push(`| ${t} | ${fmt(row.lastClientMs, 0)} | ${fmt(row.loopDelayMaxMs, 1)} | ${fmt(row.loopDelayP99Ms, 1)} | ${fmt(row.serverCpuS)} | ${fmt(row.userS)} | ${fmt(row.sysS)} | ${fmt(row.cpuVsFloor)} | ${fmt(row.cpuVsPlainWs)} | ${cattailTarget(t) ? fmt(row.builds, 0) : '–'} | ${fmt(row.tcpPressures, 0)} | ${fmt(row.tcpLossProbes, 0)} | ${fmt(row.tcpTimeouts, 0)} | ${fmt(row.rssPeakMB, 0)} | ${fmt(row.clientMBPerConn, 2)} |`);
+    coldRows.push(`| ${t} | ${fmt(row.lastClientMs, 0)} | ${fmt(row.loopDelayMaxMs, 1)} | ${fmt(row.loopDelayP99Ms, 1)} | ${fmt(row.serverCpuS)} | ${fmt(row.userS)} | ${fmt(row.sysS)} | ${fmt(row.cpuVsFloor)} | ${fmt(row.cpuVsPlainWs)} | ${isCattail(t) ? fmt(row.builds, 0) : '–'} | ${fmt(row.tcpPressures, 0)} | ${fmt(row.tcpLossProbes, 0)} | ${fmt(row.tcpTimeouts, 0)} | ${fmt(row.rssPeakMB, 0)} | ${fmt(row.clientMBPerConn, 2)} |`);
   }
   writeFileSync(`${OUT}.json`, JSON.stringify({ meta, summary, runs }, null, 2) + '\n');
   const warmupLeft = runs.filter((r) => r.scenario === 'idle' && typeof r.values['idleWarmupResidualBytes'] === 'number' && r.values['idleWarmupResidualBytes'] > 1_048_576).length;
@@ -539,7 +539,7 @@ function write(rowTargets: Target[], coldTargets: Target[], loadBefore: number[]
     '',
     'Cells: median [min–max] over the runs. "vs floor" is the per-run ratio to the plain `net` server writing the same bytes to the same number of sockets in the same run, then its median: compare those, not absolute times (±35 % between runs on this machine).',
     '',
-    '`net` = plain Node `net` server writing one pre-framed DELTA+STATUS buffer per socket per change (the floor). `ws` / `uws` = Cattail with that transport. `wsplain` (idle memory only) = a plain `ws` server holding the same connections: the WebSocket library\'s own share. A feed of 1,000 WorkloadEndpoint-like values (~500 B); one change = one changed value. CPU/delivery: burst at flushWindowMs 0 (one flush per change, one loop turn per change), server CPU from the first change to the last client\'s receipt, divided by changes × clients. Lock-step: push one change, time until the last client has it (p50). Idle memory: what one more idle connection holds, after GC, each target in a fresh process of its own (bench/idle-child.ts; Cattail with a 10-entry feed, so the snapshot sends leave no allocator pages behind): RSS (and JS heap + external) growth per connection from the first fifth of the connections to all of them, V8\'s young generation fixed at 16 MiB semi-spaces and touched before the first reading (left to itself V8 grows it to tens of MiB, sized from the heap limit: a one-time cost, not a per-connection one); the first step is a fifth of the connections and at least 500 (one batch of upgrades); "from start" is the RSS growth from before the first connection, one-time growth included. Coalesced: the same burst at the default flushWindowMs (5 ms), CPU per delivered change. Full clients: 3 library clients per Cattail run ended at the last revision, in sync, with no digest mismatch, gap or protocol error.',
+    '`net` = plain Node `net` server writing one pre-framed DELTA+STATUS buffer per socket per change (the floor). `ws` / `uws` = Cattail with that transport. `wsplain` (idle memory only) = a plain `ws` server holding the same connections: the WebSocket library\'s own share. A feed of 1,000 WorkloadEndpoint-like values (~500 B); one change = one changed value. CPU/delivery: burst at flushWindowMs 0 (one flush per change, one loop turn per change), server CPU from the first change to the last client\'s receipt, divided by changes × clients. Lock-step: push one change, time until the last client has it (p50). Idle memory: what one more idle connection holds, after GC, each target in a fresh process of its own (bench/idle-child.ts; Cattail with a 10-entry feed, so the snapshot sends leave no allocator pages behind): RSS (and JS heap + external) growth per connection from a first step of the connections (a fifth, and at least 500: one batch of upgrades) to all of them, V8\'s young generation fixed at 16 MiB semi-spaces and touched before the first reading (left to itself V8 grows it to tens of MiB, sized from the heap limit: a one-time cost, not a per-connection one); "from start" is the RSS growth from before the first connection, one-time growth included. Coalesced: the same burst at the default flushWindowMs (5 ms), CPU per delivered change. Full clients: 3 library clients per Cattail run ended at the last revision, in sync, with no digest mismatch, gap or protocol error.',
     '',
     ...(COLD_ONLY ? ['(--cold-only: the cold start alone.)'] : [
       '| clients | target | CPU µs/delivery | vs floor | lock-step last client p50 ms | vs floor | idle RSS KB/conn | idle heap KB/conn | idle RSS from start KB/conn | coalesced CPU µs/change | writes/client/flush | full clients |',

@@ -55,12 +55,12 @@ export function releaseHeaders(peer: PeerInfo): PeerInfo {
   return peer.headers === NO_HEADERS ? peer : { ...peer, headers: NO_HEADERS };
 }
 
-/** What an AgentSocket reports back; set once by the Connection that owns it. */
 /** What AgentSocket.sink is: write(frames) of AgentSocket, without a callback. */
 export interface AgentSink {
   write(frames: Buffer): boolean;
 }
 
+/** What an AgentSocket reports back; set once by the Connection that owns it. */
 export interface AgentSocketEvents {
   /** One complete inbound WebSocket message (already unmasked and reassembled). */
   message(data: Buffer, isBinary: boolean): void;

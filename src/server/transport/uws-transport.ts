@@ -248,14 +248,14 @@ export class UwsTransport implements AgentTransport {
   private readonly sockets = new Set<UwsAgentSocket>();
   private listenSocket: unknown;
   /** Inbound messages in bounded time per turn (a storm's HELLOs arrive in one poll phase). */
-  private readonly inbound: InboundPacer;
+  private readonly pacer: InboundPacer;
 
   /** Throws CATTAIL_SERVER_TRANSPORT_UNAVAILABLE when no uWS build loads. */
   constructor(private readonly o: UwsTransportOptions) {
     const loaded = loadUws();
     this.uws = loaded.module;
     this.source = loaded.source;
-    this.inbound = new InboundPacer({ maxQueuedBytes: o.limits.maxInboundBytes });
+    this.pacer = new InboundPacer({ maxQueuedBytes: o.limits.maxInboundBytes });
   }
 
   private onUpgrade(res: UwsHttpResponse, req: UwsHttpRequest, context: unknown): void {
@@ -295,7 +295,7 @@ export class UwsTransport implements AgentTransport {
       upgrade: (res, req, context) => this.onUpgrade(res, req, context),
       open: (ws) => {
         const ud = ws.getUserData() as unknown as UserData;
-        const s = new UwsAgentSocket(ws, ud.peer, (x) => this.sockets.delete(x), this.inbound);
+        const s = new UwsAgentSocket(ws, ud.peer, (x) => this.sockets.delete(x), this.pacer);
         ud.socket = s;
         this.sockets.add(s);
         this.o.hooks.accept(s);
