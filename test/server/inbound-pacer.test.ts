@@ -14,9 +14,12 @@ function target(name: string, log: string[], clock: { t: number }, costMs = 2): 
     inbound: [],
     inboundBytes: 0,
     deliver: (data) => {
-      log.push(`${name}:${data.toString()}`);
+      const s = data.toString();
       clock.t += costMs;
+      if (s.startsWith('throw')) throw new Error(`${name} failed on ${s}`);
+      log.push(`${name}:${s}`);
     },
+    failed: (err) => log.push(`${name} failed: ${(err as Error).message}`),
   };
 }
 
@@ -106,5 +109,39 @@ describe('InboundPacer', () => {
     expect(log).toEqual(['a:first', 'a:12345', 'a:67890', 'a:x']);
     expect(a.inbound).toEqual([]);
     expect(a.inboundBytes).toBe(0);
+  });
+
+  it('reports a delivery that throws to its socket, on every path, and goes on with the others', async () => {
+    const clock = { t: 0 };
+    const log: string[] = [];
+    const p = new InboundPacer({ turnMs: 5, maxQueuedBytes: 20, now: () => clock.t });
+    const a = target('a', log, clock);
+    const b = target('b', log, clock);
+    // At once: the throw is reported, not thrown into uWS's handler, and the turn's time counts.
+    expect(() => p.message(a, msg('throw-1'), true)).not.toThrow();
+    expect(log).toEqual(['a failed: a failed on throw-1']);
+    p.message(b, msg('1'), true);
+    p.message(b, msg('2'), true); // 6 ms spent: waits
+    // In a paced turn: b's later message after the throw is dropped with it, never delivered.
+    p.message(b, msg('throw-3'), true);
+    p.message(b, msg('4'), true);
+    p.message(a, msg('5'), true);
+    for (let i = 0; i < 5 && p.socketsWaiting > 0; i++) await turn();
+    expect(log).toEqual(['a failed: a failed on throw-1', 'b:1', 'b:2', 'b failed: b failed on throw-3', 'a:5']);
+    expect(b.inbound).toEqual([]);
+    // At the bound and at a close: reported the same way.
+    await turn();
+    log.length = 0;
+    const c = target('c', log, clock, 6);
+    p.message(c, msg('6'), true); // spends the turn
+    p.message(c, msg('throw-7'), true); // waits
+    p.message(c, msg('x'.repeat(20)), true); // past the bound: the queue goes now
+    expect(log).toEqual(['c:6', 'c failed: c failed on throw-7']);
+    await turn();
+    const d = target('d', log, clock, 6);
+    p.message(d, msg('8'), true);
+    p.message(d, msg('throw-9'), true); // waits (d:8 spent the turn)
+    p.closing(d);
+    expect(log.slice(2)).toEqual(['d:8', 'd failed: d failed on throw-9']);
   });
 });

@@ -16,6 +16,12 @@
  * Bounded: a socket's queue is at most `maxQueuedBytes` (its connection's maxInboundBytes); a
  * message that would pass it delivers the socket's whole queue at once instead (a flood costs the
  * flooder's own turn, as it would without pacing, never memory). Nothing waits across a close.
+ *
+ * A delivery that throws (the socket's handler failed; the Connection catches its own errors, so
+ * this is a bug) is reported to that socket's `failed`, on every path: at once, in a paced turn,
+ * at the bound or at a close. Its remaining messages are dropped with it, since the stream after a
+ * lost message is not the agent's; `failed` ends the socket, so the agent reconnects and resumes.
+ * Never thrown into uWS's handler (whose exception would reach the process) nor swallowed.
  */
 import { PacedTurns } from './paced.js';
 
@@ -28,6 +34,8 @@ export interface InboundTarget {
   /** Messages waiting, oldest first (the pacer's; starts empty). */
   readonly inbound: { data: Buffer; isBinary: boolean }[];
   inboundBytes: number;
+  /** A delivery to this socket threw: its later messages are dropped; the socket must end. */
+  failed(err: unknown): void;
 }
 
 export class InboundPacer {
@@ -43,11 +51,10 @@ export class InboundPacer {
       readonly maxQueuedBytes: number;
       /** Monotonic ms (performance.now by default); tests pass their own. */
       readonly now?: () => number;
-      /** A delivery threw (the socket's own handler failed): the pacer goes on with the others. */
-      readonly failed?: (target: InboundTarget, err: unknown) => void;
     },
   ) {
-    this.waiting = new PacedTurns<InboundTarget>(this.turnMs, (t) => this.flush(t), (t, err) => this.o.failed?.(t, err), this.now);
+    // flush() reports its own throws; PacedTurns' handler is for a throw from `failed` itself.
+    this.waiting = new PacedTurns<InboundTarget>(this.turnMs, (t) => this.flush(t), () => undefined, this.now);
   }
 
   private get turnMs(): number {
@@ -68,6 +75,8 @@ export class InboundPacer {
       const start = this.now();
       try {
         t.deliver(data, isBinary);
+      } catch (err) {
+        t.failed(err);
       } finally {
         this.spend(this.now() - start);
       }
@@ -75,8 +84,8 @@ export class InboundPacer {
     }
     if (t.inboundBytes + data.length > this.o.maxQueuedBytes) {
       // Bounded: what waits goes now, then this message, in order.
+      t.inbound.push({ data, isBinary });
       this.flush(t);
-      t.deliver(data, isBinary);
       return;
     }
     if (t.inbound.length === 0) this.waiting.push(t);
@@ -94,7 +103,11 @@ export class InboundPacer {
     // Taken out first: a delivery may close the socket, which flushes again (nothing left then).
     const items = t.inbound.splice(0);
     t.inboundBytes = 0;
-    for (const m of items) t.deliver(m.data, m.isBinary);
+    try {
+      for (const m of items) t.deliver(m.data, m.isBinary);
+    } catch (err) {
+      t.failed(err);
+    }
   }
 
   private spend(ms: number): void {

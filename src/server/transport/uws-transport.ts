@@ -194,6 +194,11 @@ class UwsAgentSocket implements AgentSocket, InboundTarget {
     this.events?.message(data, isBinary);
   }
 
+  /** A delivery threw (inbound-pacer.ts): what the agent sent next cannot be applied in order. */
+  failed(): void {
+    this.terminate();
+  }
+
   onDrain(): void {
     if (this.drainScheduled) return;
     this.drainScheduled = true;
