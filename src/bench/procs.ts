@@ -54,6 +54,17 @@ function command(args: readonly string[], pin: Pin): [string, string[]] {
 const START_TIMEOUT_MS = 30_000;
 const AGENT_PORT = 15473;
 const HTTP_PORT = 19093;
+/** Tries of a replica's first start when its address is in use (ReplicaProc.start). */
+const FIRST_START_ATTEMPTS = 3;
+
+/** `ss`'s lines for TCP sockets on `host` with their processes, for a diagnostic ('' without ss). */
+function socketsOn(host: string): string {
+  try {
+    return execFileSync('ss', ['-tanp'], { encoding: 'utf8', timeout: 5_000 }).split('\n').filter((l) => l.includes(`${host}:`)).join('\n');
+  } catch {
+    return '(ss not available)';
+  }
+}
 
 export interface Proc {
   readonly child: ChildProcess;
@@ -248,15 +259,31 @@ export class ReplicaProc {
     return this.proc !== undefined && this.proc.child.exitCode === null && this.proc.child.signalCode === null;
   }
 
+  /**
+   * Starts the replica on its fixed address. A FIRST start that finds its address in use is tried
+   * again, at most FIRST_START_ATTEMPTS times a second apart, after printing who holds the port:
+   * once in a full test run a first start met EADDRINUSE on a port of its own address block that
+   * nothing held five minutes later (cause not found). A restart is never retried: there it would
+   * hide a replica that did not release its port.
+   */
   async start(): Promise<void> {
-    this.proc = await spawnCattail(
-      ['serve', '--kubeconfig', this.kubeconfig, '--listen', `${this.host}:${AGENT_PORT}`, '--http-listen', `${this.host}:${HTTP_PORT}`, '--server-id', this.name, '--feeds', this.feeds.join(','), '--log-level', 'warn', ...this.extraArgs,
-        ...(this.stateDir !== undefined ? ['--state-dir', this.stateDir, '--state-checkpoint-interval-ms', '5000'] : [])],
-      /connect an agent with/,
-      START_TIMEOUT_MS,
-      this.pin,
-    );
-    this.starts++;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        this.proc = await spawnCattail(
+          ['serve', '--kubeconfig', this.kubeconfig, '--listen', `${this.host}:${AGENT_PORT}`, '--http-listen', `${this.host}:${HTTP_PORT}`, '--server-id', this.name, '--feeds', this.feeds.join(','), '--log-level', 'warn', ...this.extraArgs,
+            ...(this.stateDir !== undefined ? ['--state-dir', this.stateDir, '--state-checkpoint-interval-ms', '5000'] : [])],
+          /connect an agent with/,
+          START_TIMEOUT_MS,
+          this.pin,
+        );
+        this.starts++;
+        return;
+      } catch (err) {
+        if (this.starts > 0 || attempt >= FIRST_START_ATTEMPTS || !/EADDRINUSE/.test(String(err))) throw err;
+        process.stderr.write(`replica ${this.name}: ${this.host} port in use at first start (attempt ${attempt}); sockets on it:\n${socketsOn(this.host)}\n`);
+        await new Promise((r) => setTimeout(r, 1_000));
+      }
+    }
   }
 
   /** Highest resident set of any process this replica ran, in MB (Linux: VmHWM). */
