@@ -8,6 +8,8 @@
  * interface below (the only operations the store relies on).
  */
 import * as btreeModule from 'sorted-btree';
+// Views iterate in the snapshot's key order (UTF-8 bytes, PROTOCOL.md §4.4): chunks are cut from them as they come.
+import { compareKeys } from '../../proto/key-order.js';
 
 /** The subset of `sorted-btree` the store uses, specialised to string keys and Buffer values. */
 export interface KeyTree {
@@ -38,15 +40,6 @@ function resolveBTree(): KeyTreeCtor {
 }
 
 const BTree: KeyTreeCtor = resolveBTree();
-
-/**
- * Keys compare as JavaScript strings (UTF-16 code units). That is the order views iterate in;
- * nothing depends on it matching UTF-8 byte order (the digest is order-independent).
- * Cheaper than the library's default comparator, which also accepts numbers, dates and arrays.
- */
-function compareKeys(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
 
 /** Branching factor; the library default. See bench/snapshot.ts for clone and write costs. */
 const BTREE_MAX_NODE_SIZE = 64;

@@ -16,6 +16,7 @@
  * whenever it is read. Pure apart from reading the store.
  */
 import { digestOfSumBytes, entryHashInto } from '../../../proto/digest.js';
+import { compareKeys } from '../../../proto/key-order.js';
 import type { ServedStore, StoreEntry } from '../pipeline/store-port.js';
 import type { ScopePolicy } from './policy.js';
 import { slimValue } from './slim.js';
@@ -173,7 +174,7 @@ export class ScopeIndex {
    */
   nodePartAt(at: SharedAt, node: string): NodePart {
     this.sync();
-    const keys = [...(this.byNode.get(node)?.keys() ?? [])].sort(compareUtf8);
+    const keys = [...(this.byNode.get(node)?.keys() ?? [])].sort(compareKeys);
     const sums = Buffer.from(at.sums);
     const entries: StoreEntry[] = [];
     let rawBytes = 0;
@@ -246,7 +247,3 @@ export class ScopeIndex {
   }
 }
 
-/** UTF-8 byte order of two strings (the snapshot order, PROTOCOL.md §4.4). */
-export function compareUtf8(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
-}

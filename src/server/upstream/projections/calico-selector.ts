@@ -20,6 +20,7 @@
  * Rejected: an npm selector package — the registry has none for Calico's dialect (`has()`,
  * `global()`, `starts with`, its quoting), and Kubernetes label-selector parsers print differently.
  */
+import { compareKeys } from '../../../../proto/key-order.js';
 
 type Cmp = 'eq' | 'ne' | 'contains' | 'starts' | 'ends';
 
@@ -120,10 +121,6 @@ function tokenize(input: string): Tok[] {
   }
 }
 
-/** Go's sort.Strings order (bytes), not UTF-16 code units. */
-function byteOrder(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
-}
 
 class Parser {
   private i = 0;
@@ -204,7 +201,7 @@ class Parser {
             this.next();
           }
           if (this.next().t !== '}') throw new SelectorSyntaxError('expected }');
-          const set = [...new Set(values)].sort(byteOrder);
+          const set = [...new Set(values)].sort(compareKeys) // Go's sort.Strings order (UTF-8 bytes), not UTF-16 code units;
           return { k: op.t, label: tok.v, values: set };
         }
         throw new SelectorSyntaxError(`expected == or != not ${op.t}`);
