@@ -308,15 +308,17 @@ export class FeedState {
       const okFrom = from === this.revision || catchUp;
       // A catch-up from the current revision is empty and moves nothing (to = from, §7); so may
       // a repair's unit when the server did not move (§7.2): it replaces buckets, not revisions.
-      const repairing = this.repair?.phase === 'announced';
+      const r = this.repair;
+      const repairing = r?.phase === 'announced';
+      // First: after a REPAIR the next unit MUST have its revisions (§7.2 step 3, else 4002),
+      // whatever else is wrong with it; a gap check first answered a wrong `from` with 4014.
+      if (repairing && (r.from !== from || r.to !== to)) {
+        throw unexpected(`DELTA ${from}→${to} after REPAIR ${r.from}→${r.to} of feed ${this.name}`, { feed: this.name });
+      }
       if (!okFrom || to < from || (to === from && !catchUp && !repairing)) {
         throw stateError('CATTAIL_CLIENT_REVISION_GAP', `feed ${this.name}: DELTA ${from}→${to} does not follow the applied revision ${String(this.revision)}`, {
           feed: this.name, from, to, applied: this.revision,
         });
-      }
-      const r = this.repair;
-      if (r?.phase === 'announced' && (r.from !== from || r.to !== to)) {
-        throw unexpected(`DELTA ${from}→${to} after REPAIR ${r.from}→${r.to} of feed ${this.name}`, { feed: this.name });
       }
       d = { from, to, upserts: new Map(), deletes: new Set() };
       this.delta = d;

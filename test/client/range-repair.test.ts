@@ -152,5 +152,8 @@ describe('range repair (PROTOCOL.md §7.2)', () => {
     expect(() => bad.repairFrame(0, 1, Buffer.alloc(32))).toThrow(expect.objectContaining({ code: 'CATTAIL_CLIENT_REVISION_GAP' }));
     bad.repairFrame(1, 2, Buffer.alloc(32));
     expect(() => bad.deltaFrame(1, 3, false, [], [])).toThrow(expect.objectContaining({ code: 'CATTAIL_CLIENT_PROTOCOL_ERROR' }));
+    // A wrong `from` too is "not the REPAIR's revisions" (4002), not a revision gap (4014).
+    expect(() => bad.deltaFrame(0, 2, false, [], [])).toThrow(expect.objectContaining({ code: 'CATTAIL_CLIENT_PROTOCOL_ERROR' }));
+    expect(() => bad.deltaFrame(2, 2, false, [], [])).toThrow(expect.objectContaining({ code: 'CATTAIL_CLIENT_PROTOCOL_ERROR' }));
   });
 });
