@@ -71,6 +71,8 @@ export class Connection {
   private ws: WebSocket | undefined;
   private ended = false;
   private welcome: WelcomeMessage | undefined;
+  /** Largest body accepted: ours until WELCOME, then the smaller of ours and the server's (§2.2). */
+  private maxBodyBytes: number;
   private goodbye: GoodbyeMessage | undefined;
   private serverError: { code: string; message: string } | undefined;
   private handshakeTimer: Timer | undefined;
@@ -86,7 +88,9 @@ export class Connection {
     private readonly opts: ResolvedOptions,
     private readonly hello: HelloMessage,
     private readonly handlers: ConnectionHandlers,
-  ) {}
+  ) {
+    this.maxBodyBytes = opts.maxFrameBytes;
+  }
 
   private get clock(): Clock {
     return this.opts.clock;
@@ -221,7 +225,7 @@ export class Connection {
     try {
       if (!isBinary) throw unexpected('text WebSocket message (the protocol is binary only)');
       // Header first (size limit judged before the body is touched), then a bounded inflate.
-      this.dispatch(decodeWireFrame(data, this.welcome?.compression ?? 'none', { maxBodyBytes: this.opts.maxFrameBytes }));
+      this.dispatch(decodeWireFrame(data, this.welcome?.compression ?? 'none', { maxBodyBytes: this.maxBodyBytes }));
     } catch (err) {
       this.fail(err);
     }
@@ -265,6 +269,9 @@ export class Connection {
     const problem = checkWelcome(w, this.hello);
     if (problem !== undefined) throw new LocalCloseError('CATTAIL_CLIENT_HANDSHAKE_FAILED', `${this.url}: ${problem}`, { details: { endpoint: this.url } });
     this.welcome = w;
+    // The server sends no body above the smaller of the two sizes (§2.2): a larger one, or a
+    // compressed one that inflates past it, is refused (4003), not accepted up to our own size.
+    this.maxBodyBytes = Math.min(this.opts.maxFrameBytes, w.maxFrameBytes);
     for (const f of w.feeds) this.feedIds.add(f.id);
     this.handshakeTimer?.cancel();
     this.handshakeTimer = undefined;

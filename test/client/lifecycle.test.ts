@@ -138,4 +138,22 @@ describe('client - lifecycle', () => {
     await waitUntil(() => client.stats.protocolErrors === 2, 'second protocol error', on(client));
     expect(guard.problems()).toEqual([]);
   });
+
+  it('refuses (4003) a body above the maxFrameBytes the WELCOME announced, smaller than its own, plain or inflated', async () => {
+    const srv = await server({ welcomeMaxFrameBytes: 8_192, compression: 'deflate' });
+    const { client, clock, rec, guard } = setup({ endpoints: [srv.url] }); // its own: 1 MiB
+    guard.allow('CATTAIL_CLIENT_PROTOCOL_ERROR');
+    await client.whenInSync();
+    const big = encodeFrame({ type: 'delta', feedId: 1, fromRevision: 1, toRevision: 2, more: false, upserts: [['/big', Buffer.alloc(20_000)]], deletes: [] });
+    srv.sendRawToAll(big);
+    await waitUntil(() => srv.rec.clientCloses.length === 1, 'closed', on(srv));
+    expect(srv.rec.clientCloses[0]!.code).toBe(4003);
+    await skipWait(clock);
+    await waitUntil(() => client.inSync, 'in sync again', on(client));
+    srv.sendRawToAll(compressFrame('deflate', big));
+    await waitUntil(() => srv.rec.clientCloses.length === 2, 'closed again', on(srv));
+    expect(srv.rec.clientCloses[1]!.code).toBe(4003);
+    expect((rec.last('reconnecting')!.reason!.cause as { code: string }).code).toBe('CATTAIL_PROTO_FRAME_TOO_LARGE');
+    expect(guard.problems()).toEqual([]);
+  });
 });
