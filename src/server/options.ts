@@ -293,7 +293,7 @@ export const serveOptions = {
   ...upstreamOptions,
   embeddedSim: opt.boolean({
     default: false,
-    help: 'Run against an in-process simulated API server with a small generated cluster (what `npm start` does). Never use in production.',
+    help: 'Run against an in-process simulated API server with a small generated cluster (what `npm start` does); says so on stdout, in a warn log line and in /livez and /readyz. KUBECONFIG and ~/.kube/config are ignored; an explicit kubeconfig (flag, variable or file key) or upstreamCattail is refused. Never use in production.',
   }),
   upstreamCattail: opt.list({
     default: [],

@@ -12,7 +12,7 @@
 import { existsSync } from 'node:fs';
 import type { Registry } from 'prom-client';
 import type { ConfigOf } from '../config/options.js';
-import { CattailError } from '../errors.js';
+import { CattailError, ConfigError } from '../errors.js';
 import { type Logger, createLogger } from '../log.js';
 import { selectOptions } from '../config/resolve.js';
 import { type serveOptions, serverOptions, splitEndpoints } from './options.js';
@@ -73,15 +73,25 @@ export type UpstreamFactory = (source: UpstreamSource, ctx: UpstreamFactoryConte
 const IN_CLUSTER_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
 
 /**
- * --embedded-sim, then --kubeconfig, then KUBECONFIG, then in-cluster config.
+ * --upstream-cattail, then --embedded-sim, then --kubeconfig, then KUBECONFIG, then in-cluster config.
  * @throws CattailError CATTAIL_SERVE_NO_UPSTREAM_CONFIG when there is none
+ * @throws ConfigError CATTAIL_CONFIG_INVALID_VALUE when two upstreams are named (--embedded-sim
+ *   with --upstream-cattail or an explicit kubeconfig)
  */
 export function resolveUpstreamSource(config: ServeConfig, env: Readonly<Record<string, string | undefined>>, fileExists: (p: string) => boolean = existsSync): UpstreamSource {
   if (config.upstreamCattail.length > 0) {
-    if (config.embeddedSim) throw new CattailError('CATTAIL_CONFIG_INVALID_VALUE', '--upstream-cattail and --embedded-sim are two upstreams; choose one', { details: { option: 'upstreamCattail' } });
+    if (config.embeddedSim) throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', '--upstream-cattail and --embedded-sim are two upstreams; choose one', { details: { option: 'upstreamCattail' } });
     return { kind: 'cattail', endpoints: splitEndpoints(config.upstreamCattail) };
   }
-  if (config.embeddedSim) return { kind: 'embedded-sim' };
+  if (config.embeddedSim) {
+    // An explicit kubeconfig (flag, CATTAIL_KUBECONFIG or the config file's key) says "this
+    // cluster"; serving the simulated one instead would look healthy while feeding agents made-up
+    // data. Only the ambient KUBECONFIG and ~/.kube/config are ignored, as documented.
+    if (config.kubeconfig !== undefined) {
+      throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', `--kubeconfig (${config.kubeconfig}) and --embedded-sim are two upstreams; choose one`, { details: { option: 'kubeconfig', value: config.kubeconfig } });
+    }
+    return { kind: 'embedded-sim' };
+  }
   if (config.kubeconfig !== undefined) return { kind: 'kubeconfig', path: config.kubeconfig, from: 'flag' };
   const kc = env['KUBECONFIG'];
   if (kc !== undefined && kc !== '') return { kind: 'kubeconfig', path: kc, from: 'KUBECONFIG' };
@@ -150,6 +160,9 @@ export function createServeCommand(factory: UpstreamFactory, makeLogger: (level:
     const balancer = config.service === undefined ? undefined : startBalancer(config, built, server, log);
     const feeds = built.upstream.feeds.map((f) => f.name).join(',');
     if (source.kind === 'embedded-sim') {
+      // The banner is for the person at the terminal; log-based monitoring sees only stderr, so the
+      // fact that nothing real is served is also one warn line there, once per start.
+      log.warn({ upstream: 'embedded-sim', serverId: server.serverId }, 'serving an EMBEDDED SIMULATED cluster (--embedded-sim): not a real API server; never use in production');
       ctx.stdout.write('cattail serve: EMBEDDED SIMULATED CLUSTER (--embedded-sim) — not a real API server; ~/.kube/config and KUBECONFIG are ignored\n');
     }
     if (built.description !== undefined) ctx.stdout.write(`cattail serve: upstream: ${built.description}\n`);

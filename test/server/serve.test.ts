@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
@@ -69,6 +72,44 @@ describe('cattail serve', () => {
     expect(r.code).toBe(2);
     expect(r.err).toContain('CATTAIL_UPSTREAM_CONFIG');
     expect(r.err).toContain('/nonexistent');
+  });
+
+  it('refuses --embedded-sim with an explicit kubeconfig from a flag, a CATTAIL_ variable or the config file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cattail-serve-'));
+    const file = join(dir, 'cattail.yaml');
+    writeFileSync(file, 'kubeconfig: /from/file\n');
+    const cases: [string[], Record<string, string>, string][] = [
+      [['--kubeconfig', '/from/flag'], {}, '/from/flag'],
+      [[], { CATTAIL_KUBECONFIG: '/from/env' }, '/from/env'],
+      [['--config', file], {}, '/from/file'],
+    ];
+    for (const [argv, env, path] of cases) {
+      const r = await run(['serve', '--embedded-sim', ...argv, '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0'], env);
+      expect(r.code, path).toBe(2);
+      expect(r.err).toContain('CATTAIL_CONFIG_INVALID_VALUE');
+      expect(r.err).toContain(`--kubeconfig (${path}) and --embedded-sim are two upstreams; choose one`);
+    }
+    // The ambient KUBECONFIG names no upstream of its own: it is ignored, not refused.
+    const base = resolveConfig(serveOptions, {}).config;
+    expect(resolveUpstreamSource({ ...base, embeddedSim: true }, { KUBECONFIG: '/ambient' }).kind).toBe('embedded-sim');
+  });
+
+  it('--embedded-sim: logs one warn-level JSON line saying the cluster is simulated', async () => {
+    const logged = sink();
+    const ac = new AbortController();
+    const serve = createServeCommand(
+      () => Promise.resolve({ upstream: ScriptedUpstream.withFeeds('felix'), description: 'scripted' }),
+      (level) => pino({ level }, logged),
+    );
+    const config = resolveConfig(serveOptions, { argv: ['--embedded-sim', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0'] }).config;
+    const stdout = sink();
+    const done = serve(config, { stdout, env: {}, signal: ac.signal });
+    await new Promise<void>((resolve) => stdout.on('line', () => stdout.text().includes('connect an agent') && resolve()));
+    ac.abort();
+    expect(await done).toBe(0);
+    const warns = logged.text().trim().split('\n').map((l) => JSON.parse(l) as { level: number; msg: string; upstream?: string }).filter((l) => l.msg.includes('SIMULATED'));
+    expect(warns).toHaveLength(1);
+    expect(warns[0]).toMatchObject({ level: 40, upstream: 'embedded-sim' });
   });
 
   it('takes the drain options from flags and CATTAIL_* variables, and checks the peers are ws URLs', () => {
