@@ -26,9 +26,15 @@ export type CloseReaction = 'none' | 'reconnect' | 'resync' | 'move' | 'reject' 
 /** Close codes (§1.3): the numeric code, who sends it, what it means, and the client's reaction. */
 export const CLOSE_CODES = {
   NORMAL: { code: 1000, sentBy: 'either', reaction: 'none', meaning: 'normal close' },
-  GOING_AWAY: { code: 1001, sentBy: 'server', reaction: 'reconnect', meaning: 'going away (process exiting without GOODBYE)' },
+  // Not sent by Cattail (it says GOODBYE and closes 4010); a proxy in between may.
+  GOING_AWAY: { code: 1001, sentBy: '—', reaction: 'reconnect', meaning: 'going away' },
+  // Never on the wire: what a WebSocket library reports for a connection that dropped.
+  NO_CLOSE_FRAME: { code: 1006, sentBy: '—', reaction: 'reconnect', meaning: 'no close frame: the connection dropped' },
+  // The WebSocket layer's own refusals, before the protocol sees the message (no ERROR).
+  INVALID_TEXT: { code: 1007, sentBy: 'server', reaction: 'reconnect', meaning: 'a text message that is not valid UTF-8 (uWebSockets.js checks it itself)' },
+  MESSAGE_TOO_BIG: { code: 1009, sentBy: 'either', reaction: 'reconnect', meaning: "message far above the receiver's limit, refused before buffering" },
   MALFORMED_FRAME: { code: 4000, sentBy: 'either', reaction: 'reconnect', meaning: 'malformed frame: bad header, truncated, body not valid msgpack, wrong field types' },
-  UNSUPPORTED_VERSION: { code: 4001, sentBy: 'server', reaction: 'reject', meaning: 'unsupported protocol version or subprotocol' },
+  UNSUPPORTED_VERSION: { code: 4001, sentBy: 'either', reaction: 'reject', meaning: 'unsupported protocol version or subprotocol' },
   UNEXPECTED_MESSAGE: { code: 4002, sentBy: 'either', reaction: 'reconnect', meaning: 'unexpected message: unknown type, wrong direction, wrong order, unknown flag bits' },
   FRAME_TOO_LARGE: { code: 4003, sentBy: 'either', reaction: 'reconnect', meaning: "frame too large (above the receiver's limit)" },
   HANDSHAKE_TIMEOUT: { code: 4004, sentBy: 'server', reaction: 'reconnect', meaning: 'handshake timeout: no HELLO within handshakeTimeoutMs' },
@@ -43,7 +49,7 @@ export const CLOSE_CODES = {
   READ_TIMEOUT: { code: 4013, sentBy: 'client', reaction: 'reconnect', meaning: 'client-side read timeout (no frame within its read timeout)' },
   STATE_CHECK_FAILED: { code: 4014, sentBy: 'client', reaction: 'resync', meaning: 'client-side state check failed (digest mismatch, revision gap)' },
   REPLICA_BEHIND: { code: 4015, sentBy: 'server', reaction: 'behind', meaning: "replica behind the client: its state is older than the watermarks the client presented (rebase reason behind)" },
-} as const satisfies Record<string, { code: number; sentBy: 'either' | 'server' | 'client'; reaction: CloseReaction; meaning: string }>;
+} as const satisfies Record<string, { code: number; sentBy: 'either' | 'server' | 'client' | '—'; reaction: CloseReaction; meaning: string }>;
 export type CloseCodeName = keyof typeof CLOSE_CODES;
 export type CloseCode = (typeof CLOSE_CODES)[CloseCodeName]['code'];
 

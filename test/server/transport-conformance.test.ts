@@ -129,6 +129,14 @@ for (const transport of TRANSPORTS) describe.skipIf(transport === 'uws' && SKIP_
     await opened(text);
     text.sendRaw('{"hello": true}');
     expect(await text.closed).toBe(4002);
+    // A text message that is not UTF-8: over ws the same 4002 (its UTF-8 check is off, so the
+    // message reaches the protocol's refusal); uWS checks UTF-8 itself and drops the connection
+    // first (1006 here; RFC 6455 would have 1007; PROTOCOL.md §1.3 lists both).
+    const badText = h.agent({ feeds: [], silent: true });
+    await opened(badText);
+    badText.sendText(Buffer.from([0x7b, 0xff, 0xfe, 0x7d]));
+    if (transport === 'uws') expect([1006, 1007]).toContain(await badText.closed);
+    else expect(await badText.closed).toBe(4002);
     const wrong = h.agent({ feeds: [{ name: 'felix' }], protocol: 'cattail.v0' });
     expect(await wrong.closed).toBe(4001);
     expect(wrong.errors.map((e) => e.code)).toEqual(['CATTAIL_SERVER_BAD_SUBPROTOCOL']);

@@ -139,6 +139,9 @@ export class WsTransport implements AgentTransport {
       noServer: true,
       perMessageDeflate: false,
       maxPayload: o.limits.maxInboundBytes * HARD_CAP_FACTOR,
+      // A text message, UTF-8 or not, is the protocol's to refuse (4002 with an ERROR, PROTOCOL.md
+      // §1); ws's own check closed an invalid one with a bare 1007 first.
+      skipUTF8Validation: true,
       clientTracking: false,
       // An agent offering only other subprotocols gets its first one echoed: a compliant client
       // fails an upgrade that selects none of its offers (1006, uncoded), and the point is to

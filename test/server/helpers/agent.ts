@@ -101,6 +101,11 @@ export class TestAgent extends EventEmitter {
     this.ws.send(b);
   }
 
+  /** A text message of these bytes, UTF-8 or not (ws does not check what it sends). */
+  sendText(b: Buffer): void {
+    this.ws.send(b, { binary: false });
+  }
+
   /** The raw socket underneath (to pause reading and make the server's buffer fill). */
   get socket(): Socket {
     return (this.ws as unknown as { _socket: Socket })._socket;
