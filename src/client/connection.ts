@@ -20,7 +20,6 @@ import {
   HEADER_BYTES,
   NO_FEED,
   CLOSE_CODES,
-  PROTOCOL_VERSION,
   SUBPROTOCOL,
   closeCodeOf,
   encodeFrame,
@@ -396,7 +395,7 @@ function goodbyeReason(error: CattailError): string {
 
 /** Checks a WELCOME against our HELLO; returns the problem or undefined. */
 function checkWelcome(w: WelcomeMessage, hello: HelloMessage): string | undefined {
-  if (w.protocol !== PROTOCOL_VERSION) return `WELCOME speaks protocol ${w.protocol}, not ${PROTOCOL_VERSION}`;
+  // No protocol check here: the codec refuses a WELCOME of another version before (4001, §1.3).
   if (w.feeds.length !== hello.feeds.length) return `WELCOME answers ${w.feeds.length} feeds, HELLO asked for ${hello.feeds.length}`;
   const ids = new Set<number>();
   for (let i = 0; i < w.feeds.length; i++) {
