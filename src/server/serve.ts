@@ -13,7 +13,7 @@ import { existsSync } from 'node:fs';
 import type { Registry } from 'prom-client';
 import type { ConfigOf } from '../config/options.js';
 import { CattailError, ConfigError } from '../errors.js';
-import { type Logger, createLogger } from '../log.js';
+import { type Logger, childLogger, createLogger } from '../log.js';
 import { selectOptions } from '../config/resolve.js';
 import { type serveOptions, serverOptions, splitEndpoints } from './options.js';
 import type { Upstream } from './pipeline/seams.js';
@@ -124,7 +124,7 @@ function startBalancer(config: ServeConfig, built: BuiltUpstream, server: Server
       server.setPeerEndpoints(share.hints);
     },
     clock: realClock,
-    log: log.child({ stage: 'balance' }),
+    log: childLogger(log, { stage: 'balance' }),
     kubeconfigPath: built.kubeconfigPath,
   });
   balancer.start();

@@ -9,6 +9,7 @@ import { Registry } from 'prom-client';
 import type { BuiltUpstream, UpstreamFactory } from './serve.js';
 import { realClock } from '../clock.js';
 import { ConfigError } from '../errors.js';
+import { childLogger } from '../log.js';
 import { createUpstream, type UpstreamHandle, upstreamOptionsFromConfig } from './upstream/index.js';
 
 /**
@@ -26,7 +27,7 @@ function nodeCountOf(upstream: UpstreamHandle): () => number | undefined {
 export const kubernetesUpstreamFactory: UpstreamFactory = async (source, ctx): Promise<BuiltUpstream> => {
   const replicaId = ctx.config.serverId ?? ctx.env['POD_NAME'] ?? hostname();
   const registry = new Registry();
-  const base = { ...upstreamOptionsFromConfig(ctx.config), replicaId, registry, logger: ctx.log.child({ stage: 'upstream' }), env: ctx.env };
+  const base = { ...upstreamOptionsFromConfig(ctx.config), replicaId, registry, logger: childLogger(ctx.log, { stage: 'upstream' }), env: ctx.env };
   if (source.kind === 'embedded-sim') {
     // Imported lazily: a production replica never loads the simulator.
     const { startSim } = await import('../sim/index.js');
@@ -54,7 +55,7 @@ export const kubernetesUpstreamFactory: UpstreamFactory = async (source, ctx): P
     const { CattailUpstream } = await import('./upstream-cattail.js');
     const upstream = new CattailUpstream({
       endpoints: source.endpoints, service: undefined, feeds: ctx.config.feeds, replicaId,
-      staleAfterMs: ctx.config.upstreamStaleAfterMs, clock: realClock, log: ctx.log.child({ stage: 'upstream-cattail' }),
+      staleAfterMs: ctx.config.upstreamStaleAfterMs, clock: realClock, log: childLogger(ctx.log, { stage: 'upstream-cattail' }),
     });
     // The tier-2 replica balances from its own Service with the ambient kubeconfig (if any).
     return { upstream, description: `tier 1 Cattail at ${source.endpoints.join(', ')} (second tier: no API-server watches here)`, ...(ctx.config.kubeconfig !== undefined ? { kubeconfigPath: ctx.config.kubeconfig } : {}) };

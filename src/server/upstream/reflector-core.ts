@@ -26,6 +26,7 @@ export interface ReflectorOptions {
   readonly view: ResourceView;
   readonly transport: Transport;
   readonly clock: Clock;
+  /** Each line names its resource (`resource`): give a logger that does not bind that key. */
   readonly logger: Logger;
   readonly metrics: UpstreamMetrics;
   /** Items per list page. */

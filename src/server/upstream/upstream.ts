@@ -5,7 +5,7 @@ import { type Clock, realClock, type Timer } from '../../clock.js';
 import type { ConfigOf, OptionsOf } from '../../config/options.js';
 import { resolveOptions } from '../../config/resolve.js';
 import { InvalidArgumentError } from '../../errors.js';
-import type { Logger } from '../../log.js';
+import { type Logger, childLogger } from '../../log.js';
 import { resource } from '../../registry.js';
 import { VERSION } from '../../version.js';
 import type { FeedDefinition, FeedSink, ResourceHealth, Upstream } from '../pipeline/seams.js';
@@ -116,7 +116,9 @@ class KubeUpstream implements UpstreamHandle {
           view,
           transport,
           clock,
-          logger: logger.child({ resource: id }),
+          // Not bound as a child: every line of the reflector names its resource itself, and a
+          // bound key repeated by a log call is written twice (src/log.ts childLogger).
+          logger,
           metrics: this.metrics,
           listPageSize: o.listPageSize,
           watchList: o.watchList,
@@ -145,7 +147,7 @@ class KubeUpstream implements UpstreamHandle {
         .update(JSON.stringify({ cluster: o.clusterId ?? '', projection: PROJECTION_VERSION, views: this.views.map((v) => [v.def.id, v.views.map((x) => x.id)]) }))
         .digest('hex');
       this.warm = new WarmState({
-        dir: o.stateDir, identity, maxBytes: o.stateMaxBytes, intervalMs: o.stateCheckpointIntervalMs, clock, logger: logger.child({ stage: 'state' }),
+        dir: o.stateDir, identity, maxBytes: o.stateMaxBytes, intervalMs: o.stateCheckpointIntervalMs, clock, logger: childLogger(logger, { component: 'state' }),
         registry: this.metrics.registry, sources: this.reflectors.map((reflector, i) => ({ reflector, view: this.views[i] as ResourceView })),
       });
     }

@@ -40,6 +40,7 @@ export interface WarmStateOptions {
   /** Time between two checkpoints, in ms. */
   readonly intervalMs: number;
   readonly clock: Clock;
+  /** Lines name `code`, `dir`, `resource`, `restored`, `resources`, `bytes`: the logger must not bind those. */
   readonly logger: Logger;
   readonly registry: Registry;
   readonly sources: readonly { readonly reflector: Reflector; readonly view: ResourceView }[];
