@@ -196,8 +196,18 @@ export class MsgWriter {
 
 // ---- strict reader -----------------------------------------------------------------------
 
+/**
+ * A msgpack float (float32 or float64). Kept apart from `number`, which only msgpack integers
+ * decode to: PROTOCOL.md §3 says integers are msgpack integers, and a float 5.0 where an integer
+ * is expected is a mistyped field (4000), not the integer 5. Rejecting floats outright would break
+ * forward compatibility: a later version may add a float under a key this one ignores.
+ */
+export class MsgFloat {
+  constructor(readonly value: number) {}
+}
+
 /** Decoded msgpack: maps become `Map<string, unknown>` (no prototype pitfalls), bin a Buffer view. */
-export type MsgValue = null | boolean | number | string | Buffer | MsgValue[] | Map<string, MsgValue>;
+export type MsgValue = null | boolean | number | MsgFloat | string | Buffer | MsgValue[] | Map<string, MsgValue>;
 
 const MAX_DEPTH = 16;
 
@@ -252,8 +262,8 @@ export class MsgReader {
       case 0xc4: return this.binBody(this.u8());
       case 0xc5: return this.binBody(this.u16());
       case 0xc6: return this.binBody(this.u32());
-      case 0xca: { this.need(4, 'a float32'); const v = this.buf.readFloatBE(this.pos); this.pos += 4; return v; }
-      case 0xcb: { this.need(8, 'a float64'); const v = this.buf.readDoubleBE(this.pos); this.pos += 8; return v; }
+      case 0xca: { this.need(4, 'a float32'); const v = this.buf.readFloatBE(this.pos); this.pos += 4; return new MsgFloat(v); }
+      case 0xcb: { this.need(8, 'a float64'); const v = this.buf.readDoubleBE(this.pos); this.pos += 8; return new MsgFloat(v); }
       case 0xcc: return this.u8();
       case 0xcd: return this.u16();
       case 0xce: return this.u32();

@@ -115,6 +115,15 @@ describe('proto hostile input', () => {
     expectCode(() => decodeFrame(buildFrame(pingFields, Buffer.alloc(101)), { maxBodyBytes: 100 }), 'CATTAIL_PROTO_FRAME_TOO_LARGE', 4003, 'oversized frame');
   });
 
+  it('rejects a float where an integer is expected (4000), and ignores one under an unknown key', () => {
+    // {t: 5.0} as float64, and as float32: integers are msgpack integers (PROTOCOL.md §3).
+    for (const hex of ['81a174cb4014000000000000', '81a174ca40a00000']) {
+      expectCode(() => decodeFrame(buildFrame(pingFields, Buffer.from(hex, 'hex')), limits), 'CATTAIL_PROTO_BAD_BODY', 4000, 'float where an integer is expected');
+    }
+    // {t: 5, x: 5.0}: a key this version does not know may hold anything (forward compatibility).
+    expect(decodeFrame(buildFrame(pingFields, Buffer.from('82a17405a178cb4014000000000000', 'hex')), limits)).toMatchObject({ type: 'ping', t: 5 });
+  });
+
   it('rejects msgpack lengths larger than the bytes that remain without allocating', () => {
     for (const prefix of ['dd', 'df', 'db', 'c6']) {
       const b = Buffer.concat([Buffer.from('81a775707365727473', 'hex'), Buffer.from(`${prefix}ffffffff`, 'hex')]);
