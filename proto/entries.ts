@@ -39,7 +39,8 @@ function deltaBodyBytes(nUp: number, upBytes: number, nDel: number, delBytes: nu
   return 1 + UPSERTS_KEY_BYTES + arrayHeaderBytes(nUp) + upBytes + DELETES_KEY_BYTES + arrayHeaderBytes(nDel) + delBytes;
 }
 
-function chunkBodyBytes(n: number, bytes: number): number {
+/** Exact body size of a SNAPSHOT_CHUNK of `n` entries whose entryBytes sum to `bytes`. */
+export function chunkBodyBytes(n: number, bytes: number): number {
   return 1 + ENTRIES_KEY_BYTES + arrayHeaderBytes(n) + bytes;
 }
 

@@ -5,6 +5,8 @@
  * catch-up, resume), while agents with room for the entry keep streaming it.
  */
 import { describe, expect, it } from 'vitest';
+import { chunkBodyBytes, entryBytes } from '../../proto/entries.js';
+import { encodeValue } from '../support/scripted-upstream.js';
 import { harness } from './helpers/harness.js';
 import { waitUntil } from '../support/wait.js';
 
@@ -29,6 +31,26 @@ describe('server - an entry larger than an agent\'s frame size', () => {
     expect(small.largestBodyBytes).toBeLessThanOrEqual(4_096);
     await roomy.untilRevision('felix', 2);
     expect(roomy.feed('felix').entries.has('/pods/ns/big')).toBe(true);
+  });
+
+  it('sends an entry that fills a body exactly, in a snapshot as in a delta', async () => {
+    // A value whose one-entry SNAPSHOT_CHUNK body is exactly the agent's 4,096 bytes: it fits.
+    // (The chunk cutter's 16-byte upper bound for headers once refused it here.)
+    const key = '/pods/ns/exact';
+    const bodyOf = (n: number): number => chunkBodyBytes(1, entryBytes(Buffer.byteLength(key), encodeValue({ blob: 'x'.repeat(n) }).length));
+    let n = 3_900;
+    while (bodyOf(n) < 4_096) n++;
+    expect(bodyOf(n)).toBe(4_096);
+    const h = await setup();
+    h.upstream.apply('felix', { [key]: { blob: 'x'.repeat(n) } });
+    const a = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 4_096 });
+    await a.untilRevision('felix', 2);
+    expect(a.feed('felix').entries.has(key)).toBe(true);
+    expect(a.largestBodyBytes).toBe(4_096);
+    // One byte more does not fit a chunk: refused, not sent larger.
+    h.upstream.apply('felix', { [key]: { blob: 'x'.repeat(n + 1) } });
+    expect(await a.closed).toBe(4003);
+    expect(a.errors.map((e) => e.code)).toEqual(['CATTAIL_SERVER_ENTRY_TOO_LARGE']);
   });
 
   it('closes a streaming agent when a live delta brings such an entry, and the others get the delta', async () => {

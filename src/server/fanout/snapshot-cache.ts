@@ -24,9 +24,17 @@ import { type Compression, ScratchAllocator, encodeChunk, encodeMessage, entryBy
 import type { StoreMeta, StoreView } from '../pipeline/store-port.js';
 import type { ScopeIndex, SharedAt } from '../scoping/index.js';
 import { slimValue } from '../scoping/slim.js';
+import { chunkBodyBytes } from '../../../proto/entries.js';
 
-/** Bytes of a chunk body besides its entries: map, key and array headers (upper bound). */
+/**
+ * Bytes of a chunk body besides its entries: map, key and array headers (an upper bound, for
+ * cutting chunks). Whether one entry fits at all is judged exactly (oneEntryBody): with the bound,
+ * an entry a DELTA carries (sized exactly) failed the snapshot with ENTRY_TOO_LARGE.
+ */
 const BODY_SLACK_BYTES = 16;
+
+/** Exact body bytes of a chunk holding only an entry of `entryBytes`. */
+const oneEntryBody = (entryBytes: number): number => chunkBodyBytes(1, entryBytes);
 
 /**
  * The default target body of a SNAPSHOT_CHUNK (snapshotChunkBytes), below the agent's frame size.
@@ -214,7 +222,7 @@ export class SnapshotCache {
       let chunkBytes = BODY_SLACK_BYTES;
       for (const e of part.entries) {
         const eb = entryBytes(e);
-        if (BODY_SLACK_BYTES + eb > maxBodyBytes) throw entryTooLarge(e[0], BODY_SLACK_BYTES + eb, maxBodyBytes);
+        if (oneEntryBody(eb) > maxBodyBytes) throw entryTooLarge(e[0], oneEntryBody(eb), maxBodyBytes);
         if (chunk.length > 0 && chunkBytes + eb > target) {
           tail.push(encodeChunk(feed.id, revision, chunk, compression, min, this.scratch.alloc));
           chunk = [];
@@ -322,7 +330,7 @@ export class SnapshotCache {
         const b = entryBytes(e);
         // An entry that fits no chunk body of this size fails the build for every agent of that
         // size (they would all meet it); the service closes them with ENTRY_TOO_LARGE.
-        if (BODY_SLACK_BYTES + b > maxBodyBytes) throw entryTooLarge(e[0], BODY_SLACK_BYTES + b, maxBodyBytes);
+        if (oneEntryBody(b) > maxBodyBytes) throw entryTooLarge(e[0], oneEntryBody(b), maxBodyBytes);
         let flushed = false;
         if (chunk.length > 0 && chunkBytes + b > target) {
           flushChunk();
