@@ -125,6 +125,14 @@ export interface ConnectOptions extends OptionsOf<typeof connectOptions> {
    * server refuses it (4006) instead of handing it one node's view. @default true
    */
   readonly acceptScopedFeeds?: boolean;
+  /**
+   * Per feed, the data models (PROTOCOL.md §3.2, e.g. `libcalico.v3`) this agent knows how to
+   * apply. A WELCOME announcing another model for such a feed (no `model`: `calico.v1`) fails the
+   * connection with CATTAIL_CLIENT_HANDSHAKE_FAILED (4002) before any entry arrives, and the
+   * client retries with backoff (a server rollout may bring the model back). The library itself
+   * keeps entries as bytes and reads each feed's model in `feed(name).model`. @default {} (any model)
+   */
+  readonly models?: Readonly<Record<string, readonly string[]>>;
 }
 
 /** Options after validation, with every default applied. */
@@ -137,6 +145,7 @@ export type ResolvedOptions = Omit<ConfigOf<typeof connectOptions>, 'node' | 'cl
   dial: ((endpoint: string) => Duplex) | undefined;
   endpointSliceSource: EndpointSliceSource | undefined;
   acceptScopedFeeds: boolean;
+  models: Readonly<Record<string, readonly string[]>>;
 };
 
 /** Validates `connect()` options and applies the defaults. Throws a CATTAIL_INVALID_ARGUMENT error. */
@@ -158,6 +167,10 @@ export function resolveOptions(input: ConnectOptions): ResolvedOptions {
   const clock = input.clock ?? realClock;
   if (typeof clock.setTimeout !== 'function' || typeof clock.monotonic !== 'function') throw invalidOption('clock', 'option', '[object]', 'expected a Clock', 'connect()');
   if (input.dial !== undefined && typeof input.dial !== 'function') throw invalidOption('dial', 'option', typeof input.dial, 'expected a function returning a Duplex', 'connect()');
+  const models = input.models ?? {};
+  for (const [feed, list] of Object.entries(models)) {
+    if (!Array.isArray(list) || list.length === 0 || !list.every((m) => typeof m === 'string' && m !== '')) throw invalidOption('models', 'option', feed, 'expected, per feed, a non-empty list of model names', 'connect()');
+  }
   const random = input.random ?? Math.random;
   if (typeof random !== 'function') throw invalidOption('random', 'option', typeof random, 'expected a function returning [0, 1)', 'connect()');
   return {
@@ -165,6 +178,7 @@ export function resolveOptions(input: ConnectOptions): ResolvedOptions {
     node: o.node ?? hostname(),
     clientId: o.clientId ?? randomUUID(),
     acceptScopedFeeds: input.acceptScopedFeeds !== false,
+    models,
     compression: [...new Set(o.compression)],
     tls: Object.fromEntries(Object.entries(tls).filter(([, v]) => v !== undefined)),
     clock,

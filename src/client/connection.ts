@@ -265,7 +265,7 @@ export class Connection {
   }
 
   private onWelcome(w: WelcomeMessage): void {
-    const problem = checkWelcome(w, this.hello);
+    const problem = checkWelcome(w, this.hello, this.opts.models);
     if (problem !== undefined) throw new LocalCloseError('CATTAIL_CLIENT_HANDSHAKE_FAILED', `${this.url}: ${problem}`, { details: { endpoint: this.url } });
     this.welcome = w;
     // The server sends no body above the smaller of the two sizes (§2.2): a larger one, or a
@@ -394,7 +394,7 @@ function goodbyeReason(error: CattailError): string {
 }
 
 /** Checks a WELCOME against our HELLO; returns the problem or undefined. */
-function checkWelcome(w: WelcomeMessage, hello: HelloMessage): string | undefined {
+function checkWelcome(w: WelcomeMessage, hello: HelloMessage, models: Readonly<Record<string, readonly string[]>>): string | undefined {
   // No protocol check here: the codec refuses a WELCOME of another version before (4001, §1.3).
   if (w.feeds.length !== hello.feeds.length) return `WELCOME answers ${w.feeds.length} feeds, HELLO asked for ${hello.feeds.length}`;
   const ids = new Set<number>();
@@ -405,6 +405,10 @@ function checkWelcome(w: WelcomeMessage, hello: HelloMessage): string | undefine
     ids.add(f.id);
     if (f.mode === 'resume' && hello.feeds[i]!.token === undefined) return `WELCOME resumes feed ${f.name} although no token was presented`;
     if (f.mode === 'rebase' && (hello.feeds[i]!.watermarks === undefined || f.revision === undefined)) return `WELCOME rebases feed ${f.name} although no watermarks were presented, or without a revision`;
+    // §3.2: entries are never applied as a model the agent does not know (no model: calico.v1).
+    const known = models[f.name];
+    const model = f.model ?? 'calico.v1';
+    if (known !== undefined && !known.includes(model)) return `WELCOME announces model ${model} for feed ${f.name}; this agent applies only ${known.join(', ')}`;
   }
   const offered = hello.caps.filter((c) => c.startsWith('compress.')).map((c) => c.slice('compress.'.length));
   if (w.compression !== 'none' && !offered.includes(w.compression)) return `WELCOME chose compression ${w.compression}, which was not offered`;

@@ -50,6 +50,28 @@ function localState(client: Client): Map<string, unknown> {
 }
 
 describe('client against the real server', () => {
+  it('refuses a feed whose announced data model the agent does not apply, before any entry (§3.2)', async () => {
+    const r = await replica('real-model');
+    r.upstream.apply('felix', pods(3), { status: 'in-sync' });
+    const any = setup({ endpoints: [r.server.url] });
+    await any.client.whenInSync();
+    // A WELCOME without `model` means calico.v1 (the scripted feeds announce none).
+    const model = any.client.feed('felix').model ?? 'calico.v1';
+
+    const other = setup({ endpoints: [r.server.url], models: { felix: ['libcalico.v9'] } });
+    other.guard.allow('CATTAIL_CLIENT_HANDSHAKE_FAILED');
+    await waitUntil(() => other.rec.last('reconnecting') !== undefined, 'refused', on(other.client));
+    const reason = other.rec.last('reconnecting')!.reason!;
+    expect(reason.code).toBe('CATTAIL_CLIENT_HANDSHAKE_FAILED');
+    expect(reason.message).toContain(`model ${model} for feed felix`);
+    expect(other.client.feed('felix').size).toBe(0);
+
+    const knows = setup({ endpoints: [r.server.url], models: { felix: ['libcalico.v9', model] } });
+    await knows.client.whenInSync();
+    expect(knows.client.feed('felix').size).toBe(3);
+    expect(() => start({ endpoints: [r.server.url], models: { felix: [] } })).toThrow(expect.objectContaining({ code: 'CATTAIL_INVALID_ARGUMENT', details: expect.objectContaining({ option: 'models' }) }));
+  });
+
   it('loads the snapshot, applies deltas, and its digest checks agree with the store', async () => {
     const r = await replica('real-a');
     r.upstream.apply('felix', pods(250), { status: 'in-sync', watermarks: { pods: '100' } });
