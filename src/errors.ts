@@ -64,6 +64,7 @@ export const ERROR_CODES = {
   CATTAIL_CLIENT_SERVER_IDENTITY: { exit: 4, text: "The server's certificate does not carry the expected common name or URI SAN." },
   CATTAIL_CLIENT_CLOSED: { exit: 4, text: 'The client was closed (close() or destroy()); pending waits end with this error.' },
   CATTAIL_CLIENT_SYNC_TIMEOUT: { exit: 5, text: '`cattail agent --once` did not see every feed in sync within --timeout-ms.' },
+  CATTAIL_CLIENT_DUMP_WRITE_FAILED: { exit: 4, text: '`cattail agent --dump` could not write its file (directory removed, disk full, not permitted); the temporary file is removed and a previous dump stays as it was. A path that cannot work (no such directory, not writable, a directory) is refused at start-up with CATTAIL_CONFIG_INVALID_VALUE instead.' },
   // --- Wire protocol (proto/, src/wire): each ProtocolError also carries the WebSocket close code. ---
   CATTAIL_PROTO_TRUNCATED: { exit: 1, text: 'A frame or its msgpack body ended before its declared length (close 4000).' },
   CATTAIL_PROTO_BAD_HEADER: { exit: 1, text: 'A frame header is invalid: wrong version, non-zero reserved bytes, revision above 2^53 − 1, wrong feed id for its type, or bytes after the body (close 4000).' },

@@ -6,9 +6,10 @@
  * It is also the library's first user, so it uses only the public surface (./index.js).
  * Output goes to stdout (status is the command's product); nothing is logged.
  */
-import { createWriteStream } from 'node:fs';
-import { rename } from 'node:fs/promises';
+import { type Stats, type WriteStream, constants as fsConstants, accessSync, createWriteStream, openSync, statSync } from 'node:fs';
+import { open, rename, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import type { CommandContext } from './commands.js';
 import { realClock, type Clock, type Timer } from '../clock.js';
 import type { ConfigOf } from '../config/options.js';
@@ -42,6 +43,8 @@ export async function runAgent(config: AgentConfig, ctx: CommandContext, deps: A
     const { runFleet } = await import('./agent-fleet.js');
     return runFleet(config, ctx, clock);
   }
+  // Before connecting: a dump that cannot be written would otherwise fail only after a full sync.
+  if (config.dump !== undefined) checkDumpPath(config.dump, config.dumpFormat);
   const tls = selectOptions(tlsOptions, config);
   let client: Client;
   try {
@@ -66,12 +69,23 @@ export async function runAgent(config: AgentConfig, ctx: CommandContext, deps: A
   const out = new Output(ctx, config, client, clock);
   out.start();
   // --dump-format syncer: the Felix-style KV stream, from the first status on.
-  const kvLog = config.dump !== undefined && config.dumpFormat === 'syncer' ? new SyncerLog(client, config.dump) : undefined;
+  let kvLog: SyncerLog | undefined;
+  try {
+    kvLog = config.dump !== undefined && config.dumpFormat === 'syncer' ? new SyncerLog(client, config.dump, (err) => out.problem(err)) : undefined;
+  } catch (err) {
+    out.stop();
+    client.destroy();
+    throw err;
+  }
   const stateDump = kvLog === undefined ? config.dump : undefined;
+  // One dump at a time: the one taken at the first sync may still be writing when the signal's
+  // comes, and both write the same temporary file.
+  let dumping: Promise<void> = Promise.resolve();
+  const dump = (file: string): Promise<void> => (dumping = dumping.catch(() => undefined).then(() => writeDump(client, file)));
   try {
     if (config.once) {
       await waitInSync(client, config.timeoutMs, clock, ctx.signal);
-      if (stateDump !== undefined) await writeDump(client, stateDump);
+      if (stateDump !== undefined) await dump(stateDump);
       await kvLog?.close();
       out.line(true);
       await client.close();
@@ -81,12 +95,13 @@ export async function runAgent(config: AgentConfig, ctx: CommandContext, deps: A
     const offDump = client.on('status', (e) => {
       if (!dumped && stateDump !== undefined && (e.state === 'in-sync' || e.state === 'upstream-stale')) {
         dumped = true;
-        void writeDump(client, stateDump).catch((err: unknown) => out.problem(err));
+        // Reported, not fatal: the agent keeps its state and writes the dump again on exit.
+        void dump(stateDump).catch((err: unknown) => out.problem(err));
       }
     });
     await abortion(ctx.signal);
     offDump();
-    if (stateDump !== undefined && client.feedNames.some((f) => client.feed(f).revision !== undefined)) await writeDump(client, stateDump);
+    if (stateDump !== undefined && client.feedNames.some((f) => client.feed(f).revision !== undefined)) await dump(stateDump);
     await kvLog?.close();
     await client.close();
     return 0;
@@ -139,31 +154,86 @@ function replacer(_key: string, value: unknown): unknown {
   return value;
 }
 
+function dumpInvalid(file: string, reason: string, cause?: unknown): ConfigError {
+  return new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', `option dump (--dump): ${reason}, got ${JSON.stringify(file)}`, { cause, details: { option: 'dump', value: file } });
+}
+
+function dumpFailed(file: string, err: unknown): CattailError {
+  return new CattailError('CATTAIL_CLIENT_DUMP_WRITE_FAILED', `cannot write the dump ${file}: ${(err as Error).message}`, { cause: err, details: { path: file } });
+}
+
+/**
+ * Refuses a --dump that cannot be written, before the agent connects: its directory must exist and
+ * be writable (the state format renames a temporary file there), and the path must not be a
+ * directory. What can still go wrong later (disk full, the directory removed) is a coded
+ * CATTAIL_CLIENT_DUMP_WRITE_FAILED.
+ * @throws ConfigError CATTAIL_CONFIG_INVALID_VALUE
+ */
+export function checkDumpPath(file: string, format: 'state' | 'syncer'): void {
+  const path = resolve(file);
+  let target: Stats | undefined;
+  try {
+    target = statSync(path);
+  } catch (err) {
+    // ENOTDIR: a parent is a file; the directory check below says which.
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') throw dumpInvalid(file, `cannot look at it (${(err as Error).message})`, err);
+  }
+  if (target?.isDirectory()) throw dumpInvalid(file, `it is a directory; name a file in it, e.g. ${join(file, 'state.jsonl')}`);
+  const dir = dirname(path);
+  let parent: Stats;
+  try {
+    parent = statSync(dir);
+  } catch (err) {
+    throw dumpInvalid(file, `its directory ${dir} does not exist`, err);
+  }
+  if (!parent.isDirectory()) throw dumpInvalid(file, `${dir} is not a directory`);
+  try {
+    accessSync(dir, fsConstants.W_OK | fsConstants.X_OK);
+  } catch (err) {
+    throw dumpInvalid(file, `its directory ${dir} is not writable`, err);
+  }
+  // The syncer format writes the file itself (no rename), so an existing one must be writable too.
+  if (target !== undefined && format === 'syncer') {
+    try {
+      accessSync(path, fsConstants.W_OK);
+    } catch (err) {
+      throw dumpInvalid(file, 'the file is not writable', err);
+    }
+  }
+}
+
 /**
  * Writes the state as JSON lines `{"feed","key","value"}`, keys sorted per feed, to a temporary
- * file renamed into place: a reader never sees half a dump.
+ * file renamed into place: a reader never sees half a dump. On failure the temporary file is
+ * removed and the previous dump (if any) stays as it was.
+ * @throws CattailError CATTAIL_CLIENT_DUMP_WRITE_FAILED
  */
 async function writeDump(client: Client, file: string): Promise<void> {
   const tmp = `${file}.tmp-${process.pid}`;
-  const stream = createWriteStream(tmp);
-  const done = new Promise<void>((resolve, reject) => {
-    stream.once('error', reject);
-    stream.once('finish', resolve);
-  });
-  let buf = '';
-  for (const name of client.feedNames) {
-    const feed = client.feed(name);
-    for (const key of [...feed.keys()].sort()) {
-      buf += JSON.stringify({ feed: name, key, value: feed.get(key) }, replacer) + '\n';
-      if (buf.length > 65_536) {
-        if (!stream.write(buf)) await new Promise<void>((r) => stream.once('drain', r));
-        buf = '';
+  try {
+    const fh = await open(tmp, 'w');
+    try {
+      let buf = '';
+      for (const name of client.feedNames) {
+        const feed = client.feed(name);
+        for (const key of [...feed.keys()].sort()) {
+          buf += JSON.stringify({ feed: name, key, value: feed.get(key) }, replacer) + '\n';
+          if (buf.length > 65_536) {
+            await fh.write(buf);
+            buf = '';
+          }
+        }
       }
+      await fh.write(buf);
+    } finally {
+      await fh.close();
     }
+    await rename(tmp, file);
+  } catch (err) {
+    await rm(tmp, { force: true }).catch(() => undefined);
+    throw dumpFailed(file, err);
   }
-  stream.end(buf);
-  await done;
-  await rename(tmp, file);
 }
 
 /**
@@ -172,36 +242,67 @@ async function writeDump(client: Client, file: string): Promise<void> {
  * would have been told: `{"feed","key","value","updateType"}` per KV, `{"status"}` per status edge.
  */
 class SyncerLog {
-  private readonly stream;
+  private readonly stream: WriteStream;
   private readonly detach: () => void;
-  private readonly done: Promise<void>;
+  private detached = false;
+  /** The first write error; later lines are dropped (a log with a hole would mislead). */
+  private failure: CattailError | undefined;
 
-  constructor(client: Client, file: string) {
-    this.stream = createWriteStream(file);
-    this.done = new Promise<void>((resolve, reject) => {
-      this.stream.once('error', reject);
-      this.stream.once('finish', resolve);
-    });
-    // Unhandled until close() awaits it; a write error then fails the command with its cause.
-    this.done.catch(() => undefined);
+  /**
+   * Opens `file` at once, so a file that cannot be created fails the command before anything is
+   * logged. `onFailure` hears of a later write error as it happens; close() then throws it.
+   * @throws CattailError CATTAIL_CLIENT_DUMP_WRITE_FAILED
+   */
+  constructor(client: Client, private readonly file: string, private readonly onFailure: (err: CattailError) => void) {
+    let fd: number;
+    try {
+      fd = openSync(file, 'w');
+    } catch (err) {
+      throw dumpFailed(file, err);
+    }
+    this.stream = createWriteStream('', { fd });
+    // A persistent listener: a stream may emit more than one error, and an unheard one is an
+    // uncaught exception that kills the agent without a code.
+    this.stream.on('error', (err) => this.fail(err));
     this.detach = attachSyncer(client, {
       onUpdates: (kvs) => {
         let buf = '';
         for (const u of kvs) buf += JSON.stringify({ feed: u.feed, key: u.key, value: u.value, updateType: u.updateType }, replacer) + '\n';
-        this.stream.write(buf);
+        this.write(buf);
       },
-      onStatusUpdated: (status) => this.stream.write(JSON.stringify({ status }) + '\n'),
+      onStatusUpdated: (status) => this.write(JSON.stringify({ status }) + '\n'),
     });
   }
 
-  async close(): Promise<void> {
+  private write(text: string): void {
+    if (this.failure === undefined && !this.stream.destroyed) this.stream.write(text);
+  }
+
+  private fail(err: unknown): void {
+    if (this.failure !== undefined) return;
+    this.failure = dumpFailed(this.file, err);
+    this.stop();
+    this.onFailure(this.failure);
+  }
+
+  private stop(): void {
+    if (this.detached) return;
+    this.detached = true;
     this.detach();
-    this.stream.end();
-    await this.done;
+  }
+
+  /** Flushes and closes the file. @throws CattailError CATTAIL_CLIENT_DUMP_WRITE_FAILED */
+  async close(): Promise<void> {
+    this.stop();
+    if (this.failure === undefined && !this.stream.destroyed) {
+      await new Promise<void>((resolve) => this.stream.end(() => resolve()));
+    }
+    this.stream.destroy();
+    if (this.failure !== undefined) throw this.failure;
   }
 
   destroy(): void {
-    this.detach();
+    this.stop();
     this.stream.destroy();
   }
 }

@@ -1,10 +1,13 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
 import { FakeServer } from '../client/helpers/fake-server.js';
 import { startSim } from '../../src/sim/index.js';
+import { waitUntil } from '../support/wait.js';
 
 let dir: string;
 const servers: FakeServer[] = [];
@@ -122,6 +125,77 @@ describe('cattail agent', () => {
     } finally {
       await sim.close();
     }
+  });
+
+  it('--dump: refuses a path that cannot be written before connecting (coded, exit 2, nothing left behind)', async () => {
+    const s = await server();
+    const missing = join(dir, 'no-such-dir', 'x.jsonl');
+    for (const format of ['state', 'syncer']) {
+      const r = await run(['agent', '--server', s.url, '--once', '--dump', missing, '--dump-format', format]);
+      expect(r.code, format).toBe(2);
+      expect(r.err).toBe(`cattail: CATTAIL_CONFIG_INVALID_VALUE: option dump (--dump): its directory ${join(dir, 'no-such-dir')} does not exist, got ${JSON.stringify(missing)}\n`);
+    }
+    const asDir = mkdtempSync(join(dir, 'dump-dir-'));
+    const r = await run(['agent', '--server', s.url, '--once', '--dump', asDir]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/^cattail: CATTAIL_CONFIG_INVALID_VALUE: option dump \(--dump\): it is a directory; name a file in it/);
+    const notDir = join(dir, 'plain-file');
+    writeFileSync(notDir, '');
+    const under = await run(['agent', '--server', s.url, '--once', '--dump', join(notDir, 'x.jsonl')]);
+    expect(under.code).toBe(2);
+    expect(under.err).toContain(`${notDir} is not a directory`);
+    // Refused before connecting, and no temporary file beside the directory.
+    expect(s.rec.hellos).toHaveLength(0);
+    expect(readdirSync(dir).filter((f) => f.includes('.tmp-'))).toEqual([]);
+  });
+
+  it('--dump: a write that fails after the sync is a coded error, and the temporary file is removed', async () => {
+    const s = await server();
+    s.setStatus('felix', { status: 'resyncing' });
+    const sub = mkdtempSync(join(dir, 'late-'));
+    const target = join(sub, 'state.jsonl');
+    const running = run(['agent', '--server', s.url, '--feed', 'felix', '--once', '--dump', target]);
+    await new Promise<void>((resolve) => {
+      const off = s.onChange(() => {
+        if (s.rec.hellos.length > 0) {
+          off();
+          resolve();
+        }
+      });
+    });
+    // The path passed the start-up check; now it cannot be renamed onto.
+    mkdirSync(target);
+    s.setStatus('felix', { status: 'in-sync' });
+    const r = await running;
+    expect(r.code).toBe(4);
+    expect(r.err).toMatch(/^cattail: CATTAIL_CLIENT_DUMP_WRITE_FAILED: cannot write the dump .*state\.jsonl: /);
+    expect(readdirSync(sub)).toEqual(['state.jsonl']);
+  });
+
+  it('--dump: as a process (bin/cattail.js, needs `npm run build`), a late write failure exits with one coded line, no uncaught exception', async () => {
+    const s = await server();
+    s.setStatus('felix', { status: 'resyncing' });
+    const sub = mkdtempSync(join(dir, 'proc-'));
+    const target = join(sub, 'state.jsonl');
+    const bin = fileURLToPath(new URL('../../bin/cattail.js', import.meta.url));
+    const child = spawn(process.execPath, [bin, 'agent', '--server', s.url, '--feed', 'felix', '--once', '--dump', target], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    await waitUntil(() => s.rec.hellos.length > 0, 'the agent\'s HELLO', { wake: (check) => s.onChange(check) });
+    mkdirSync(target);
+    s.setStatus('felix', { status: 'in-sync' });
+    expect(await exited).toBe(4);
+    expect(err).toMatch(/^cattail: CATTAIL_CLIENT_DUMP_WRITE_FAILED: cannot write the dump [^\n]*\n$/);
+    expect(readdirSync(sub)).toEqual(['state.jsonl']);
+  });
+
+  it.skipIf(!existsSync('/dev/full'))('--dump-format syncer: a write error is reported with its code, and the command fails with it', async () => {
+    const s = await server();
+    const r = await run(['agent', '--server', s.url, '--feed', 'felix', '--once', '--dump', '/dev/full', '--dump-format', 'syncer']);
+    expect(r.code).toBe(4);
+    expect(r.out).toMatch(/problem: CATTAIL_CLIENT_DUMP_WRITE_FAILED: cannot write the dump \/dev\/full: .*ENOSPC/);
+    expect(r.err).toMatch(/^cattail: CATTAIL_CLIENT_DUMP_WRITE_FAILED: cannot write the dump \/dev\/full: .*ENOSPC/);
   });
 
   it('requires a --server or a --service (exit 2, coded)', async () => {
