@@ -20,8 +20,8 @@
  */
 export const ERROR_CODES = {
   CATTAIL_INVALID_ARGUMENT: { exit: 2, text: 'A function or constructor was called with an argument that fails validation; the message names it.' },
-  CATTAIL_CONFIG_INVALID_VALUE: { exit: 2, text: 'An option (flag, environment variable or config file entry) has a value that fails validation; the message names the option, its source and the value.' },
-  CATTAIL_CONFIG_UNKNOWN_OPTION: { exit: 2, text: 'A flag or config file key names no option of this command (typos are errors, not silently ignored).' },
+  CATTAIL_CONFIG_INVALID_VALUE: { exit: 2, text: 'An option (flag, environment variable or config file entry) has a value that fails validation, or a flag that takes a value has none (`--listen` last, or followed by another flag); the message names the option, its source and the value.' },
+  CATTAIL_CONFIG_UNKNOWN_OPTION: { exit: 2, text: 'A flag or config file key names no option of this command (typos are errors, not silently ignored; a near flag is suggested), or a file-only option is given as a flag.' },
   CATTAIL_CONFIG_UNEXPECTED_ARGUMENT: { exit: 2, text: 'The command line holds an argument that is no option: commands take no positional arguments, and a boolean flag takes no value (`--no-watch-list`, not `--watch-list false`).' },
   CATTAIL_CONFIG_FILE_UNREADABLE: { exit: 2, text: 'The config file could not be read or parsed as YAML/JSON.' },
   CATTAIL_CLI_UNKNOWN_COMMAND: { exit: 2, text: 'The first argument is not a `cattail` subcommand.' },

@@ -73,7 +73,7 @@ describe('config - precedence', () => {
   it('accepts structured values from the file only', () => {
     const r = resolveConfig(table, { argv: ['--config', '/f.yaml'], readFile: files({ '/f.yaml': 'feeds:\n  mine:\n    resources: [pods]\n' }) });
     expect(r.config.feeds).toEqual({ mine: { resources: ['pods'] } });
-    expect(() => resolveConfig(table, { argv: ['--feeds', 'x'] })).toThrow(/Unknown option '--feeds'/);
+    expect(() => resolveConfig(table, { argv: ['--feeds', 'x'] })).toThrow('unknown option --feeds: feeds is set in the config file only (--config FILE, key feeds)');
   });
 });
 
@@ -160,6 +160,17 @@ describe('config - command line', () => {
   it('still reads values that look like words after non-boolean flags', () => {
     expect(resolveConfig(table, { argv: ['--listen', 'false', '--mode', 'b'] }).config).toMatchObject({ listen: 'false', mode: 'b' });
     expect(resolveConfig(table, { argv: ['--listen=x:1', '--verbose'] }).config).toMatchObject({ listen: 'x:1', verbose: true });
+  });
+
+  it('takes a negative number as the value of the flag before it, and a dash-word as a missing value', () => {
+    expect(resolveConfig(table, { argv: ['--listen', '-5'] }).config.listen).toBe('-5');
+    const low = errorOf(['--ping-interval-ms', '-5']);
+    expect([low.code, low.message]).toEqual(['CATTAIL_CONFIG_INVALID_VALUE', 'option pingIntervalMs (--ping-interval-ms): expected an integer of at least 100 (ms), got "-5"']);
+    const missing = errorOf(['--listen', '--verbose']);
+    expect([missing.code, missing.details]).toEqual(['CATTAIL_CONFIG_INVALID_VALUE', { option: 'listen' }]);
+    expect(errorOf(['--mode']).message).toBe('option mode (--mode) needs a value, and nothing follows it: write --mode VALUE or --mode=VALUE');
+    const unknown = errorOf(['--verbos']);
+    expect([unknown.code, unknown.message, unknown.details]).toEqual(['CATTAIL_CONFIG_UNKNOWN_OPTION', 'unknown option --verbos (did you mean --verbose?); run the command with --help to list its options', { option: 'verbos' }]);
   });
 
   it('requires a required option unless printing the configuration', () => {

@@ -58,6 +58,38 @@ function unexpectedArgument(arg: string, message: string): ConfigError {
   return new ConfigError('CATTAIL_CONFIG_UNEXPECTED_ARGUMENT', message, { details: { argument: arg } });
 }
 
+/** Edit distance, for suggesting the flag a typo meant. */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) row.push(Math.min((prev[j] as number) + 1, (row[j - 1] as number) + 1, (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1)));
+    prev = row;
+  }
+  return prev[b.length] as number;
+}
+
+/** `--bogus` names no option: say so (and what it may have meant), not how to pass positionals. */
+function unknownOption(arg: string, flags: readonly string[], fileOnly: ReadonlyMap<string, string>): ConfigError {
+  const name = arg.replace(/^-+/, '').replace(/=.*$/s, '');
+  const key = fileOnly.get(name);
+  if (key !== undefined) {
+    return new ConfigError('CATTAIL_CONFIG_UNKNOWN_OPTION', `unknown option ${arg.replace(/=.*$/s, '')}: ${key} is set in the config file only (--config FILE, key ${key})`, { details: { option: key } });
+  }
+  const near = flags.map((f) => ({ f, d: distance(name, f) })).filter((x) => x.d <= Math.max(2, Math.floor(name.length / 4))).sort((x, y) => x.d - y.d)[0];
+  const hint = near === undefined ? '' : ` (did you mean --${near.f}?)`;
+  return new ConfigError('CATTAIL_CONFIG_UNKNOWN_OPTION', `unknown option ${arg.replace(/=.*$/s, '')}${hint}; run the command with --help to list its options`, { details: { option: name } });
+}
+
+/** A value-taking flag at the end of the line, or followed by another flag. */
+function missingValue(flag: string, name: string, next: string | undefined): ConfigError {
+  const after = next === undefined ? 'nothing follows it' : `it is followed by ${JSON.stringify(next)}`;
+  return new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', `option ${name} (--${flag}) needs a value, and ${after}: write --${flag} VALUE or --${flag}=VALUE`, { details: { option: name } });
+}
+
+/** A negative number: a value, not a flag (`--max-connections -5` is then refused by its range). */
+const NEGATIVE_NUMBER = /^-(\d|\.\d)/;
+
 /** How a boolean flag is written, for messages: `--watch-list` / `--no-watch-list`. */
 function booleanHint(flag: string): string {
   return `boolean flags take no value: write --${flag} to turn it on, --no-${flag} to turn it off`;
@@ -73,10 +105,16 @@ function parseFlags(table: OptionTable, argv: readonly string[]): Flags {
   const parseOptions: Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }> = {
     config: { type: 'string' },
   };
+  const nameOf = new Map<string, string>([['config', 'config']]);
+  const fileOnly = new Map<string, string>();
   for (const name of Object.keys(table)) {
     const spec = table[name] as OptionSpec<unknown>;
-    if (spec.fileOnly) continue;
+    if (spec.fileOnly) {
+      fileOnly.set(flagName(name), name);
+      continue;
+    }
     const flag = flagName(name);
+    nameOf.set(flag, name);
     const o: { type: 'string' | 'boolean'; multiple?: boolean; short?: string } = { type: spec.type === 'boolean' ? 'boolean' : 'string' };
     if (spec.type === 'list') o.multiple = true;
     if (spec.short) o.short = spec.short;
@@ -95,11 +133,47 @@ function parseFlags(table: OptionTable, argv: readonly string[]): Flags {
       throw unexpectedArgument(arg, `unexpected value in ${JSON.stringify(arg)}: ${booleanHint(flag)}`);
     }
   }
+  // Flags are checked here rather than left to parseArgs, whose messages mislead: a negative
+  // number after a flag is "ambiguous", a missing value and an unknown flag are both reported as
+  // unknown options, and the latter suggests a positional argument after `--` (there are none).
+  const shortFlags = new Map(Object.entries(parseOptions).flatMap(([flag, o]) => (o.short === undefined ? [] : [[o.short, flag] as const])));
+  const args: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (arg === '--') {
+      args.push(...argv.slice(i));
+      break;
+    }
+    if (!arg.startsWith('-') || arg === '-') {
+      args.push(arg);
+      continue;
+    }
+    if (NEGATIVE_NUMBER.test(arg)) {
+      // Not taken by a flag before it (those take their value below), so a stray argument.
+      const before = /^--([^=]+)$/.exec(argv[i - 1] ?? '')?.[1];
+      if (before !== undefined && booleans.has(before)) throw unexpectedArgument(arg, `unexpected argument ${JSON.stringify(arg)} after --${before}: ${booleanHint(before.replace(/^no-/, ''))}`);
+      throw unexpectedArgument(arg, `unexpected argument ${JSON.stringify(arg)}: this command takes only options (--name value); run with --help to list them`);
+    }
+    const long = /^--([^=]+)(=.*)?$/s.exec(arg);
+    const flag = long !== null ? (long[1] as string) : arg.length === 2 ? shortFlags.get(arg.slice(1)) : undefined;
+    if (flag === undefined || !(flag in parseOptions)) throw unknownOption(arg, Object.keys(parseOptions), fileOnly);
+    if (parseOptions[flag]?.type === 'string' && long?.[2] === undefined) {
+      const next = argv[i + 1];
+      if (next === undefined || (next.startsWith('-') && !NEGATIVE_NUMBER.test(next))) throw missingValue(flag, nameOf.get(flag) ?? flag, next);
+      // Inline, so parseArgs takes `-5` as the value it is.
+      args.push(`--${flag}=${next}`);
+      i++;
+      continue;
+    }
+    args.push(arg);
+  }
   let parsed: ReturnType<typeof parseArgs>;
   try {
-    parsed = parseArgs({ args: [...argv], options: parseOptions, allowPositionals: true, strict: true, tokens: true });
+    parsed = parseArgs({ args, options: parseOptions, allowPositionals: true, strict: true, tokens: true });
   } catch (err) {
-    throw new ConfigError('CATTAIL_CONFIG_UNKNOWN_OPTION', (err as Error).message, { cause: err });
+    // Not expected after the scan above; keep the code right if parseArgs finds something else.
+    const code = (err as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? 'CATTAIL_CONFIG_UNKNOWN_OPTION' : 'CATTAIL_CONFIG_INVALID_VALUE';
+    throw new ConfigError(code, (err as Error).message, { cause: err });
   }
   const tokens = parsed.tokens ?? [];
   for (const [i, token] of tokens.entries()) {

@@ -88,6 +88,45 @@ describe('cli', () => {
     expect((JSON.parse(on.out) as { options: Record<string, { value: unknown; source: string }> }).options.watchList).toEqual({ value: true, source: 'flag' });
   });
 
+  it('a negative number after a flag is its value, refused by the option\'s range like --flag=-N', async () => {
+    for (const [argv, expected] of [
+      [['serve', '--max-connections', '-5'], 'option maxConnections (--max-connections): expected an integer of at least 1 (count), got "-5"'],
+      [['serve', '--max-connections=-5'], 'option maxConnections (--max-connections): expected an integer of at least 1 (count), got "-5"'],
+      [['serve', '--shutdown-timeout-ms', '-1'], 'option shutdownTimeoutMs (--shutdown-timeout-ms): expected an integer of at least 0 (ms), got "-1"'],
+    ] as const) {
+      const r = await run([...argv]);
+      expect(r.code, argv.join(' ')).toBe(2);
+      expect(r.err).toBe(`cattail: CATTAIL_CONFIG_INVALID_VALUE: ${expected}\n`);
+    }
+    // Not taken by a flag, a negative number is a stray argument.
+    const stray = await run(['serve', '-5']);
+    expect(stray.err).toContain('CATTAIL_CONFIG_UNEXPECTED_ARGUMENT: unexpected argument "-5"');
+  });
+
+  it('a flag without its value says the option needs a value (CATTAIL_CONFIG_INVALID_VALUE)', async () => {
+    const end = await run(['serve', '--listen']);
+    expect(end.code).toBe(2);
+    expect(end.err).toBe('cattail: CATTAIL_CONFIG_INVALID_VALUE: option listen (--listen) needs a value, and nothing follows it: write --listen VALUE or --listen=VALUE\n');
+    const next = await run(['serve', '--listen', '--http-listen', '127.0.0.1:0']);
+    expect(next.code).toBe(2);
+    expect(next.err).toContain('CATTAIL_CONFIG_INVALID_VALUE: option listen (--listen) needs a value, and it is followed by "--http-listen"');
+    const config = await run(['agent', '--config']);
+    expect(config.err).toContain('CATTAIL_CONFIG_INVALID_VALUE: option config (--config) needs a value');
+  });
+
+  it('an unknown flag is CATTAIL_CONFIG_UNKNOWN_OPTION, names it, suggests a near flag and never mentions positionals', async () => {
+    const r = await run(['serve', '--bogus']);
+    expect(r.code).toBe(2);
+    expect(r.err).toBe('cattail: CATTAIL_CONFIG_UNKNOWN_OPTION: unknown option --bogus; run the command with --help to list its options\n');
+    const typo = await run(['serve', '--max-conections=5']);
+    expect(typo.err).toBe('cattail: CATTAIL_CONFIG_UNKNOWN_OPTION: unknown option --max-conections (did you mean --max-connections?); run the command with --help to list its options\n');
+    for (const argv of [['serve', '-x'], ['agent', '--nope', '1'], ['serve', '--no-listen']]) {
+      const e = await run(argv);
+      expect(e.err, argv.join(' ')).toMatch(/^cattail: CATTAIL_CONFIG_UNKNOWN_OPTION: unknown option /);
+      expect(e.err).not.toMatch(/positional|'--'/);
+    }
+  });
+
   it('no command takes positional arguments', async () => {
     for (const name of ['serve', 'agent', 'sim', 'bench']) {
       const r = await run([name, '--print-config', 'extra']);
