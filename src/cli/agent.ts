@@ -295,8 +295,15 @@ class SyncerLog {
   async close(): Promise<void> {
     this.stop();
     if (this.failure === undefined && !this.stream.destroyed) {
-      await new Promise<void>((resolve) => this.stream.end(() => resolve()));
+      // The callback may hear of a failed last write before the 'error' listener does.
+      await new Promise<void>((resolve) => this.stream.end((err?: Error | null) => {
+        if (err) this.fail(err);
+        resolve();
+      }));
     }
+    // A failed write destroys the stream a tick before its 'error' event reaches fail().
+    const errored = this.stream.errored;
+    if (errored !== null) this.fail(errored);
     this.stream.destroy();
     if (this.failure !== undefined) throw this.failure;
   }
