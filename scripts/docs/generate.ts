@@ -1,8 +1,8 @@
 /**
- * Generated documentation: the README's option tables (one per command), the client README's
+ * Generated documentation: docs/reference.md's option tables (one per command), the client README's
  * `connect()` option tables, and the error-code table come
  * from the code's own tables, between `<!-- generated:NAME -->` and `<!-- /generated:NAME -->`
- * markers. `npm run docs` rewrites them; test/docs.test.ts fails when the README drifts.
+ * markers. `npm run docs` rewrites them; test/docs.test.ts fails when a generated section drifts.
  */
 import { COMMANDS } from '../../src/cli/commands.js';
 import { showDefault } from '../../src/cli/help.js';

@@ -1,5 +1,5 @@
 /**
- * Server-side disasters (k8s-watch.md §5 items 6, 16, 17, 20, 23): compaction, slow-watcher
+ * Server-side disasters (DESIGN.md "Simulated API server"): compaction, slow-watcher
  * termination, mass termination + 429, restart with empty history, RV too large on a watch,
  * omitted CRDs, the /_sim/faults API and a replayable seeded timeline. Timed parts run on a FakeClock.
  */

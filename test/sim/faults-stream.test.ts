@@ -1,5 +1,5 @@
 /**
- * Per-request faults (k8s-watch.md §5 items 18, 19, 12, 7, 9): each one happens when asked, shows
+ * Per-request faults (DESIGN.md "Simulated API server", part 2): each one happens when asked, shows
  * in `faults` by kind, and does not touch a request it was not aimed at.
  */
 import { describe, expect, it } from 'vitest';

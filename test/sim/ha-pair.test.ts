@@ -1,5 +1,5 @@
 /**
- * The HA pair (k8s-watch.md §5 item 20, "HA skew"): a follower over the same data lagging by
+ * The HA pair ("HA skew", kubernetes/kubernetes#133810): a follower over the same data lagging by
  * `lagRvs`, and a round-robin port that alternates between the two per connection, so a client
  * can be sent back in time.
  */

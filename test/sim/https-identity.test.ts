@@ -1,5 +1,5 @@
 /**
- * HTTPS and identity (k8s-watch.md §5 item 22): @kubernetes/client-node lists over HTTPS with the
+ * HTTPS and identity: @kubernetes/client-node lists over HTTPS with the
  * generated CA and the bearer token, from the written kubeconfig and through loadFromCluster with
  * the fake service-account directory; a wrong token gets 401, an untrusting client fails TLS, and
  * a rotated token stays valid for its grace window only (FakeClock).

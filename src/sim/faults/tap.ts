@@ -1,6 +1,6 @@
 /**
  * The per-watch byte tap: applies a stream fault after N lines, and bounds what a watcher that
- * stops reading can hold (k8s-watch.md §5 items 16, 18, 19).
+ * stops reading can hold (DESIGN.md "Simulated API server", part 2).
  *
  * Slow watchers: the queue is the response's buffered bytes (`writableLength`), i.e. what Node
  * holds because the socket will not take more. Over `queueMaxBytes` the watcher may wait its share

@@ -1,5 +1,5 @@
 /**
- * A fault script: timed actions on the injected clock (k8s-watch.md §5 item 23). Either written by
+ * A fault script: timed actions on the injected clock (DESIGN.md "Simulated API server"). Either written by
  * hand or drawn from a seed by {@link randomTimeline}; the same seed gives the same entries, and
  * run on a FakeClock against the same requests they give the same faults and events.
  */

@@ -1,7 +1,7 @@
 /**
  * An HA follower's view of the data: the same store and history as the leader, but exposing only
- * what happened up to `leader.currentRv − lag` (k8s-watch.md §5 item 20, "HA skew";
- * kubernetes/kubernetes#133810). A client sent from the leader to the follower sees an older RV:
+ * what happened up to `leader.currentRv − lag` ("HA skew": apiservers behind one load balancer
+ * whose watch caches lag each other, kubernetes/kubernetes#133810). A client sent from the leader to the follower sees an older RV:
  * its RV=0 list goes back in time, and a resume from a leader RV the follower has not reached
  * waits and then gets 504, exactly as against a real apiserver whose watch cache lags.
  *
