@@ -17,6 +17,7 @@ import { selectOptions } from '../config/resolve.js';
 import { CattailError, ConfigError } from '../errors.js';
 import { attachSyncer, connect, tlsOptions, type Client, type SnapshotProgress, type StatusEvent } from '../client/index.js';
 import type { agentOptions } from '../client/options.js';
+import { resolveDiscoveryAccess } from './discovery-config.js';
 
 export type AgentConfig = ConfigOf<typeof agentOptions>;
 
@@ -45,6 +46,8 @@ export async function runAgent(config: AgentConfig, ctx: CommandContext, deps: A
   }
   // Before connecting: a dump that cannot be written would otherwise fail only after a full sync.
   if (config.dump !== undefined) checkDumpPath(config.dump, config.dumpFormat);
+  // And a --service without a usable kube config would fail every discovery, retried forever.
+  if (config.service !== undefined) await resolveDiscoveryAccess(config.kubeconfig, ctx.env, '--server URL');
   const tls = selectOptions(tlsOptions, config);
   let client: Client;
   try {

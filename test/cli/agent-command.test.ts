@@ -198,6 +198,33 @@ describe('cattail agent', () => {
     expect(r.err).toMatch(/^cattail: CATTAIL_CLIENT_DUMP_WRITE_FAILED: cannot write the dump \/dev\/full: .*ENOSPC/);
   });
 
+  it('--service: fails at start with a coded error when there is no kube config anywhere (no localhost fallback)', async () => {
+    const r = await run(['agent', '--service', 'calico-system/cattail', '--once', '--timeout-ms', '5000']);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/^cattail: CATTAIL_CLIENT_NO_DISCOVERY_CONFIG: --service needs the Kubernetes API to read EndpointSlices, and there is no config for it: pass --kubeconfig FILE, set KUBECONFIG, create ~\/\.kube\/config, or run in a pod with a service account; or give the replicas with --server URL\n$/);
+    expect(r.out).not.toContain('connecting');
+  });
+
+  it('--service: a kubeconfig that is missing or does not load is a configuration error at start, not retried (with or without --once)', async () => {
+    const ac = new AbortController();
+    // Without --once: before, ENOENT was retried until interrupted; the abort only bounds a regression.
+    const timer = setTimeout(() => ac.abort(), 10_000);
+    const missing = await run(['agent', '--service', 'calico-system/cattail', '--kubeconfig', join(dir, 'nope')], {}, ac.signal);
+    clearTimeout(timer);
+    expect(ac.signal.aborted).toBe(false);
+    expect(missing.code).toBe(2);
+    expect(missing.err).toMatch(/^cattail: CATTAIL_CONFIG_INVALID_VALUE: option kubeconfig \(--kubeconfig\): cannot load kubeconfig .*nope: .*ENOENT/);
+    const empty = join(dir, 'empty-kubeconfig');
+    writeFileSync(empty, 'apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n');
+    const noCluster = await run(['agent', '--service', 'calico-system/cattail', '--once', '--kubeconfig', empty]);
+    expect(noCluster.code).toBe(2);
+    expect(noCluster.err).toContain('CATTAIL_CONFIG_INVALID_VALUE: option kubeconfig (--kubeconfig): kubeconfig');
+    expect(noCluster.err).toContain('has no current context with a cluster');
+    const fromEnv = await run(['agent', '--service', 'calico-system/cattail', '--once'], { KUBECONFIG: join(dir, 'nope-env') });
+    expect(fromEnv.code).toBe(2);
+    expect(fromEnv.err).toMatch(/^cattail: CATTAIL_CONFIG_INVALID_VALUE: KUBECONFIG: cannot load kubeconfig .*nope-env/);
+  });
+
   it('requires a --server or a --service (exit 2, coded)', async () => {
     const r = await run(['agent', '--once']);
     expect(r.code).toBe(2);
