@@ -5,8 +5,8 @@
 #
 # Two stages: the build stage has the dev dependencies (TypeScript) and compiles dist/; the run
 # stage installs production dependencies only and copies dist/ across. The exact commands of both
-# stages are run outside Docker in CI by scripts/image-dry-run.sh (our machines have no Docker
-# engine), from a clean copy of the files .dockerignore lets through.
+# stages are run outside Docker in CI by scripts/image/dry-run.ts (`npm run image:dry-run`; our
+# machines have no Docker engine), from a clean copy of the files .dockerignore lets through.
 #
 # Node 24 is the Active LTS line; package.json's `engines` lists the lines the code is tested on.
 ARG NODE_IMAGE=node:24-bookworm-slim
@@ -39,8 +39,8 @@ COPY bin ./bin
 COPY proto/PROTOCOL.md ./proto/PROTOCOL.md
 COPY --from=build /src/dist/src ./dist/src
 COPY --from=build /src/dist/proto ./dist/proto
-# The image's `node` user (uid 1000). Nothing is written at run time: logs go to stdout, and the
-# root filesystem can be mounted read-only.
+# The image's `node` user (uid 1000). Nothing is written at run time: the JSON logs go to stderr
+# (stdout holds only the start-up banner), and the root filesystem can be mounted read-only.
 USER 1000:1000
 # 5473: agents (Typha's port); 9093: /metrics, /livez, /readyz, /liveness, /readiness.
 EXPOSE 5473 9093
