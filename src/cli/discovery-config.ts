@@ -11,9 +11,9 @@
  */
 import { existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
+import { IN_CLUSTER_TOKEN } from '../client/discovery.js';
 import { CattailError, ConfigError } from '../errors.js';
 
-const IN_CLUSTER_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
 
 /** The config discovery will use. */
 export type DiscoveryAccess =

@@ -86,7 +86,7 @@ export const connectOptions = {
   }),
   servicePortName: opt.string({ default: 'agents', check: nonEmpty, help: 'With service: the EndpointSlice port to connect to, by name (the Service owns the number).' }),
   discoveryMinIntervalMs: opt.int({ default: 1_000, unit: 'ms', min: 0, help: 'With service: reuse a discovery younger than this instead of asking the API server again (a reconnect storm must not become an API-server storm).' }),
-  kubeconfig: opt.string({ default: undefined, check: nonEmpty, help: 'With service: kubeconfig for reading EndpointSlices. Unset: KUBECONFIG, then the in-cluster service account.' }),
+  kubeconfig: opt.string({ default: undefined, check: nonEmpty, help: 'With service: kubeconfig for reading EndpointSlices. Unset: KUBECONFIG, then ~/.kube/config, then the in-cluster service account (none of them: CATTAIL_CLIENT_NO_DISCOVERY_CONFIG).' }),
   stateDir: opt.string({
     default: undefined,
     check: nonEmpty,
@@ -104,7 +104,7 @@ export interface ConnectOptions extends OptionsOf<typeof connectOptions> {
   readonly feeds: readonly string[];
   /**
    * With `service`: where EndpointSlices are read. Tests and relays pass their own.
-   * @default client-node with `kubeconfig` (or KUBECONFIG, or in-cluster), loaded on first use
+   * @default client-node with `kubeconfig` (or KUBECONFIG, ~/.kube/config, in-cluster), loaded on first use
    */
   readonly endpointSliceSource?: EndpointSliceSource;
   /** TLS settings, used for `wss://` endpoints. @default {} (system CAs, host name check, no client certificate) */

@@ -15,6 +15,9 @@
  * The Kubernetes call is behind a small source interface; `kubeEndpointSliceSource` is the real one
  * (the agent's own client-node config: in-cluster service account or kubeconfig).
  */
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { CattailError } from '../errors.js';
 
 /** The parts of a discovery.k8s.io/v1 EndpointSlice that discovery reads. */
@@ -131,11 +134,21 @@ export function orderEndpoints(slices: readonly EndpointSliceLike[], o: Discover
   return { urls: order(notReady), fallbackNotReady: notReady.length > 0 };
 }
 
+/** The service account token a pod gets (client-node's in-cluster config reads it). */
+export const IN_CLUSTER_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
+
 /**
- * The real source: client-node's DiscoveryV1Api with the agent's config (KUBECONFIG, a kubeconfig
- * path, or in-cluster). Loaded lazily so agents with static endpoints never load client-node.
+ * The real source: client-node's DiscoveryV1Api with the agent's config (a kubeconfig path, or
+ * client-node's default order: KUBECONFIG, ~/.kube/config, in-cluster). Loaded lazily so agents
+ * with static endpoints never load client-node.
+ * @throws CattailError CATTAIL_CLIENT_NO_DISCOVERY_CONFIG when none of them exists: client-node
+ *   would then talk to http://localhost:8080, which is never what an agent meant, and each look
+ *   failed with "HTTP protocol is not allowed when skipTLSVerify is not set"
  */
-export async function kubeEndpointSliceSource(kubeconfigPath?: string): Promise<EndpointSliceSource> {
+export async function kubeEndpointSliceSource(kubeconfigPath?: string, env: Readonly<Record<string, string | undefined>> = process.env): Promise<EndpointSliceSource> {
+  if (kubeconfigPath === undefined && !env['KUBECONFIG'] && !existsSync(join(homedir(), '.kube', 'config')) && !existsSync(IN_CLUSTER_TOKEN)) {
+    throw new CattailError('CATTAIL_CLIENT_NO_DISCOVERY_CONFIG', 'service discovery found no kubeconfig (the kubeconfig option, KUBECONFIG, ~/.kube/config) and no in-cluster service account', { details: { home: homedir() } });
+  }
   const k8s = await import('@kubernetes/client-node');
   const kc = new k8s.KubeConfig();
   if (kubeconfigPath !== undefined) kc.loadFromFile(kubeconfigPath);

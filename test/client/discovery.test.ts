@@ -1,5 +1,8 @@
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type EndpointSliceLike, kubeEndpointSliceSource, orderEndpoints, parseServiceRef } from '../../src/client/discovery.js';
+import { type EndpointSliceLike, IN_CLUSTER_TOKEN, kubeEndpointSliceSource, orderEndpoints, parseServiceRef } from '../../src/client/discovery.js';
 import { seededRandom } from '../../src/random.js';
 import { type Sim, startSim } from '../../src/sim/index.js';
 
@@ -53,6 +56,26 @@ describe('client - discovery from EndpointSlices', () => {
   it('parses NAMESPACE/NAME and refuses anything else with a coded error', () => {
     expect(parseServiceRef('calico-system/cattail')).toEqual({ namespace: 'calico-system', name: 'cattail' });
     for (const bad of ['cattail', 'a/b/c', 'Calico/x', '']) expect(() => parseServiceRef(bad)).toThrow(expect.objectContaining({ code: 'CATTAIL_CONFIG_INVALID_VALUE' }));
+  });
+});
+
+describe('client - where discovery reads its cluster config from', () => {
+  // client-node's last fallback is http://localhost:8080; the library refuses to use it.
+  it.skipIf(existsSync(IN_CLUSTER_TOKEN))('says there is no config instead of falling back to localhost, and uses ~/.kube/config when there is one', async () => {
+    const home = mkdtempSync(join(tmpdir(), 'cattail-home-'));
+    const saved = process.env['HOME'];
+    process.env['HOME'] = home;
+    try {
+      await expect(kubeEndpointSliceSource(undefined, {})).rejects.toMatchObject({ code: 'CATTAIL_CLIENT_NO_DISCOVERY_CONFIG' });
+      mkdirSync(join(home, '.kube'));
+      writeFileSync(join(home, '.kube', 'config'), 'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n');
+      const source = await kubeEndpointSliceSource(undefined, {});
+      expect(typeof source.list).toBe('function');
+    } finally {
+      if (saved === undefined) delete process.env['HOME'];
+      else process.env['HOME'] = saved;
+      rmSync(home, { recursive: true, force: true });
+    }
   });
 });
 
