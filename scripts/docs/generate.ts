@@ -12,7 +12,7 @@ import { ERROR_CODES } from '../../src/errors.js';
 import { connectOptions, tlsOptions } from '../../src/client/connect-options.js';
 import { FanOutStats } from '../../src/server/fanout/stats.js';
 import { registerConvergenceGauges } from '../../src/server/ops/convergence-metrics.js';
-import { createMetrics } from '../../src/server/ops/metrics.js';
+import { createMetrics, registerStateGauges } from '../../src/server/ops/metrics.js';
 import { UpstreamMetrics } from '../../src/server/upstream/metrics.js';
 import { warmStateMetrics } from '../../src/server/upstream/warm-state.js';
 
@@ -59,6 +59,7 @@ export function metricsTable(): string {
   const server = createMetrics(new FanOutStats(), { defaultMetrics: false });
   // Registered by startServer beside the fan-out (they read its connections); no sources needed to list them.
   registerConvergenceGauges(server, { resources: () => [], connections: () => [], waiting: () => 0 });
+  registerStateGauges(server, { connections: () => [], serviceQueueLength: () => 0, handshakeQueueLength: () => 0, snapshotCache: () => ({ builds: 0, bytes: 0 }), feeds: [] });
   const upstream = new UpstreamMetrics();
   warmStateMetrics(upstream.registry);
   const registries = [server.registry, upstream.registry];

@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { TEST_TRANSPORT } from '../support/transport.js';
 import { describe, expect, it } from 'vitest';
 import { waitUntil } from '../support/wait.js';
@@ -183,5 +185,15 @@ describe('server - introspection', () => {
     await waitUntil(async () => (await h.metric('cattail_socket_buffered_bytes')) === 0, 'buffer drained');
     expect(await h.metric('cattail_snapshots_sent_total')).toBe(1);
     expect(a.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
+  });
+
+  it('every metric a running server exports is in docs/reference.md\'s metrics table', async () => {
+    const h = await harness({});
+    const text = await (await fetch(`${h.server.httpUrl}/metrics`)).text();
+    const exported = [...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1] as string);
+    expect(exported.length).toBeGreaterThan(40);
+    const reference = readFileSync(join(import.meta.dirname, '..', '..', 'docs', 'reference.md'), 'utf8');
+    const table = reference.slice(reference.indexOf('<!-- generated:metrics -->'), reference.indexOf('<!-- /generated:metrics -->'));
+    expect(exported.filter((name) => !table.includes(`| \`${name}\` |`))).toEqual([]);
   });
 });
