@@ -8,7 +8,7 @@
 # stages are run outside Docker in CI by scripts/image/dry-run.ts (`npm run image:dry-run`; our
 # machines have no Docker engine), from a clean copy of the files .dockerignore lets through.
 #
-# Node 24 is the Active LTS line; package.json's `engines` lists the lines the code is tested on.
+# Node 24 is an LTS line (maintenance since October 2026, supported until April 2028); package.json's `engines` lists the lines the code is tested on.
 ARG NODE_IMAGE=node:24-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build
