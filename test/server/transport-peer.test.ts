@@ -1,7 +1,9 @@
 /**
  * What a transport keeps of the upgrade (seam.ts PeerInfo): the accept hooks see the request's
  * headers, the socket keeps only the identity afterwards (an idle agent must not hold its
- * upgrade's header strings for the connection's life). Over every transport that loads here.
+ * upgrade's header strings for the connection's life). And a message handler that throws is
+ * reported to `failed`, never thrown into the transport's I/O (where it would end the process).
+ * Over every transport that loads here.
  */
 import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -47,6 +49,52 @@ for (const kind of Object.keys(make)) describe.skipIf(kind === 'uws' && SKIP_UWS
       expect(accepted?.peer.remoteAddress).toBe('127.0.0.1');
     } finally {
       client.terminate();
+      await t.close();
+    }
+  });
+
+  it('reports a message handler that throws to failed(), and ends the socket when failed() throws too', async () => {
+    const failures: string[] = [];
+    let sockets = 0;
+    const t = (make[kind] as (h: AcceptHooks) => AgentTransport)({
+      admit: () => undefined,
+      refused: () => undefined,
+      accept: (s) => {
+        const n = ++sockets;
+        s.setEvents({
+          message: (data) => {
+            throw new Error(`handler bug on ${data.toString()}`);
+          },
+          drain: () => undefined,
+          close: () => undefined,
+          failed: (err) => {
+            failures.push((err as Error).message);
+            if (n === 1) s.close(4012, 'CATTAIL_INTERNAL');
+            else throw new Error('failed() failing as well');
+          },
+        });
+      },
+    });
+    const at = await t.listen({ host: '127.0.0.1', port: 0, backlog: 64 });
+    const open = async (): Promise<{ ws: WebSocket; closed: Promise<number> }> => {
+      const ws = new WebSocket(`ws://127.0.0.1:${at.port}/`, [SUBPROTOCOL]);
+      const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+      await new Promise<void>((resolve, reject) => {
+        ws.once('open', () => resolve());
+        ws.once('error', reject);
+      });
+      return { ws, closed };
+    };
+    try {
+      const a = await open();
+      a.ws.send(Buffer.from('one'));
+      expect(await a.closed).toBe(4012);
+      const b = await open();
+      b.ws.send(Buffer.from('two'));
+      // Terminated: no close frame.
+      expect(await b.closed).toBe(1006);
+      expect(failures).toEqual(['handler bug on one', 'handler bug on two']);
+    } finally {
       await t.close();
     }
   });

@@ -160,6 +160,7 @@ export class Connection {
     socket.setEvents({
       message: (data, isBinary) => this.onMessage(data, isBinary),
       close: (code) => this.onSocketClose(code),
+      failed: (err) => this.failWith(err),
       drain: () => {
         this.quiet = this.socket.bufferedAmount < this.quietBytes;
         if (this.state === 'streaming') this.host.onDrain(this);

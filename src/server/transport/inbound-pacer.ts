@@ -20,8 +20,9 @@
  * A delivery that throws (the socket's handler failed; the Connection catches its own errors, so
  * this is a bug) is reported to that socket's `failed`, on every path: at once, in a paced turn,
  * at the bound or at a close. Its remaining messages are dropped with it, since the stream after a
- * lost message is not the agent's; `failed` ends the socket, so the agent reconnects and resumes.
- * Never thrown into uWS's handler (whose exception would reach the process) nor swallowed.
+ * lost message is not the agent's; `failed` closes the agent with CATTAIL_INTERNAL (4012), so the
+ * agent reconnects and resumes and the fault shows in the closes by code. Never thrown into uWS's
+ * handler (whose exception would reach the process) nor swallowed.
  */
 import { PacedTurns } from './paced.js';
 
@@ -53,7 +54,8 @@ export class InboundPacer {
       readonly now?: () => number;
     },
   ) {
-    // flush() reports its own throws; PacedTurns' handler is for a throw from `failed` itself.
+    // flush() reports its own throws, and a target's `failed` does not throw (the uWS socket's
+    // ends itself when reporting fails: seam.ts reportFailure); so nothing reaches this handler.
     this.waiting = new PacedTurns<InboundTarget>(this.turnMs, (t) => this.flush(t), () => undefined, this.now);
   }
 

@@ -68,6 +68,34 @@ export interface AgentSocketEvents {
   drain(): void;
   /** The socket is gone; `code` is the close code received, or 1006 when none was. */
   close(code: number): void;
+  /**
+   * `message` threw (a bug: the Connection catches its own errors). The handler closes the agent
+   * with CATTAIL_INTERNAL (4012), so the fault is seen in the closes by code and by the agent,
+   * never thrown into the transport's I/O callback (where it would end the process).
+   */
+  failed(err: unknown): void;
+}
+
+/**
+ * Delivers a message, and a throw from it to `failed`; if that throws too, the socket is ended
+ * without ceremony. Shared by the transports so neither lets a handler's exception reach its I/O.
+ */
+export function deliverMessage(events: AgentSocketEvents | undefined, data: Buffer, isBinary: boolean, terminate: () => void): void {
+  try {
+    events?.message(data, isBinary);
+  } catch (err) {
+    reportFailure(events, err, terminate);
+  }
+}
+
+/** Reports a failed delivery to `events.failed`, ending the socket if that fails as well. */
+export function reportFailure(events: AgentSocketEvents | undefined, err: unknown, terminate: () => void): void {
+  try {
+    if (events === undefined) terminate();
+    else events.failed(err);
+  } catch {
+    terminate();
+  }
 }
 
 /** One accepted agent socket. */

@@ -31,7 +31,7 @@ import { createServer } from 'node:net';
 import { SUBPROTOCOL } from './framing.js';
 import {
   type AcceptHooks, type AgentSink, type AgentSocket, type AgentSocketEvents, type AgentTransport, type BoundAddress, HARD_CAP_FACTOR,
-  type ListenAddress, type PeerInfo, type TransportLimits, forEachFrame, releaseHeaders,
+  type ListenAddress, type PeerInfo, type TransportLimits, forEachFrame, releaseHeaders, reportFailure,
 } from './seam.js';
 import { type UwsHttpRequest, type UwsHttpResponse, type UwsModule, type UwsWebSocket, loadUws } from './uws-loader.js';
 import { SEND_DROPPED, UWS_PIECE_BYTES, UwsOutbound, sendMessage } from './uws-outbound.js';
@@ -194,9 +194,12 @@ class UwsAgentSocket implements AgentSocket, InboundTarget {
     this.events?.message(data, isBinary);
   }
 
-  /** A delivery threw (inbound-pacer.ts): what the agent sent next cannot be applied in order. */
-  failed(): void {
-    this.terminate();
+  /**
+   * A delivery threw (inbound-pacer.ts): reported as over ws (seam.ts reportFailure: the agent is
+   * closed with CATTAIL_INTERNAL); the messages it sent after it are dropped with the connection.
+   */
+  failed(err: unknown): void {
+    reportFailure(this.events, err, () => this.terminate());
   }
 
   onDrain(): void {

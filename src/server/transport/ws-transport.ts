@@ -21,7 +21,7 @@ import { PacedTurns, UPGRADE_TURN_MS } from './paced.js';
 import { peerTlsOf } from './tls/identity.js';
 import {
   type AcceptHooks, type AgentSink, type AgentSocket, type AgentSocketEvents, type AgentTransport, type BoundAddress, HARD_CAP_FACTOR,
-  type ListenAddress, type PeerInfo, type TlsIdentity, type TransportLimits, releaseHeaders,
+  type ListenAddress, type PeerInfo, type TlsIdentity, type TransportLimits, deliverMessage, releaseHeaders,
 } from './seam.js';
 
 /** The identity in a TLS socket's peer certificate; undefined for plaintext or no certificate. */
@@ -54,7 +54,7 @@ class WsAgentSocket implements AgentSocket {
     this.socket = socket;
     ws.on('message', (data, isBinary) => {
       const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
-      this.events?.message(buf, isBinary);
+      deliverMessage(this.events, buf, isBinary, () => this.ws.terminate());
     });
     ws.on('close', (code) => this.events?.close(code));
     // ws reports protocol errors (bad masking, oversize above its hard cap) here and closes by itself.
