@@ -33,7 +33,7 @@ describe('server - an entry larger than an agent\'s frame size', () => {
     expect(roomy.feed('felix').entries.has('/pods/ns/big')).toBe(true);
   });
 
-  it('sends an entry that fills a body exactly, in a snapshot as in a delta', async () => {
+  it('sends in a snapshot an entry that fills a chunk body exactly, and refuses one byte more', async () => {
     // A value whose one-entry SNAPSHOT_CHUNK body is exactly the agent's 4,096 bytes: it fits.
     // (The chunk cutter's 16-byte upper bound for headers once refused it here.)
     const key = '/pods/ns/exact';
@@ -47,10 +47,15 @@ describe('server - an entry larger than an agent\'s frame size', () => {
     await a.untilRevision('felix', 2);
     expect(a.feed('felix').entries.has(key)).toBe(true);
     expect(a.largestBodyBytes).toBe(4_096);
-    // One byte more does not fit a chunk: refused, not sent larger.
+    // One byte more does not fit a chunk: a new agent's snapshot is refused, not sent larger. (The
+    // agent above gets the change as a DELTA, whose larger overhead refuses it too.)
     h.upstream.apply('felix', { [key]: { blob: 'x'.repeat(n + 1) } });
     expect(await a.closed).toBe(4003);
-    expect(a.errors.map((e) => e.code)).toEqual(['CATTAIL_SERVER_ENTRY_TOO_LARGE']);
+    const b = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 4_096, node: 'node-b' });
+    expect(await b.closed).toBe(4003);
+    expect(b.welcome?.feeds[0]?.mode).toBe('snapshot');
+    expect(b.errors.map((e) => e.code)).toEqual(['CATTAIL_SERVER_ENTRY_TOO_LARGE']);
+    expect(b.largestBodyBytes).toBeLessThanOrEqual(4_096);
   });
 
   it('closes a streaming agent when a live delta brings such an entry, and the others get the delta', async () => {

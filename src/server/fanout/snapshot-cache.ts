@@ -28,8 +28,11 @@ import { chunkBodyBytes } from '../../../proto/entries.js';
 
 /**
  * Bytes of a chunk body besides its entries: map, key and array headers (an upper bound, for
- * cutting chunks). Whether one entry fits at all is judged exactly (oneEntryBody): with the bound,
- * an entry a DELTA carries (sized exactly) failed the snapshot with ENTRY_TOO_LARGE.
+ * cutting chunks). Whether one entry fits a chunk at all is judged exactly (oneEntryBody), as the
+ * DELTA encoder judges a DELTA (PROTOCOL.md §2.2: the body of the frame that carries it); the
+ * bound refused entries up to 6 bytes short of the limit that a one-entry chunk carries. A DELTA's
+ * own overhead is larger (19 bytes against a chunk's 10), so an entry within 9 bytes of the limit
+ * arrives in a snapshot and a change to it is refused (ENTRY_TOO_LARGE) in the DELTA.
  */
 const BODY_SLACK_BYTES = 16;
 
