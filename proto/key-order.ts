@@ -11,13 +11,18 @@
  * second argument, in sorted-btree), so the last key found to be plain is remembered and the scan
  * is paid once per search, not per comparison: with a scan per comparison the store's apply
  * measured 17 % slower (bench/results/snapshot.md). Only keys with such units on both sides take
- * the loop. Rejected: comparing `Buffer.from(key)` bytes (two allocations per comparison).
+ * the loop. Keys are well-formed UTF-16 (Kubernetes names are ASCII): a lone surrogate goes on the
+ * wire as U+FFFD and would compare differently there. Rejected: comparing `Buffer.from(key)` bytes
+ * (two allocations per comparison).
  */
 
 /** A code unit at or above U+D800 (a surrogate or U+E000-FFFF): the only ones `<` may misorder. */
 const HIGH_UNIT = /[\uD800-\uFFFF]/;
 
-/** The last second argument found to hold no such unit (held by reference; one string). */
+/**
+ * The last second argument found to hold no such unit (one string kept alive). `!==` compares
+ * contents, so an equal key in another string object is a hit too, at the cost of that compare.
+ */
 let lastPlain = '';
 
 /** Negative, zero or positive as `a` sorts before, with or after `b` in UTF-8 byte order. */

@@ -171,6 +171,10 @@ describe('config - command line', () => {
     expect(errorOf(['--mode']).message).toBe('option mode (--mode) needs a value, and nothing follows it: write --mode VALUE or --mode=VALUE');
     const unknown = errorOf(['--verbos']);
     expect([unknown.code, unknown.message, unknown.details]).toEqual(['CATTAIL_CONFIG_UNKNOWN_OPTION', 'unknown option --verbos (did you mean --verbose?); run the command with --help to list its options', { option: 'verbos' }]);
+    // A lone dash is a value; a name that only Object.prototype has is an unknown option.
+    expect(resolveConfig(table, { argv: ['--listen', '-'] }).config.listen).toBe('-');
+    expect(errorOf(['--constructor']).code).toBe('CATTAIL_CONFIG_UNKNOWN_OPTION');
+    expect(errorOf(['--toString', 'x']).message).toMatch(/^unknown option --toString/);
   });
 
   it('requires a required option unless printing the configuration', () => {

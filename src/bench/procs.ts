@@ -203,6 +203,8 @@ export class ReplicaProc {
   private proc: Proc | undefined;
   /** Times this replica was started. */
   starts = 0;
+  /** Spawns its first start took (more than 1: its address was in use, see start()). */
+  firstStartAttempts = 0;
 
   constructor(
     readonly name: string,
@@ -268,6 +270,7 @@ export class ReplicaProc {
    */
   async start(): Promise<void> {
     for (let attempt = 1; ; attempt++) {
+      if (this.starts === 0) this.firstStartAttempts = attempt;
       try {
         this.proc = await spawnCattail(
           ['serve', '--kubeconfig', this.kubeconfig, '--listen', `${this.host}:${AGENT_PORT}`, '--http-listen', `${this.host}:${HTTP_PORT}`, '--server-id', this.name, '--feeds', this.feeds.join(','), '--log-level', 'warn', ...this.extraArgs,

@@ -216,6 +216,7 @@ async function writeDump(client: Client, file: string): Promise<void> {
   const tmp = `${file}.tmp-${process.pid}`;
   try {
     const fh = await open(tmp, 'w');
+    let written = false;
     try {
       let buf = '';
       for (const name of client.feedNames) {
@@ -229,8 +230,12 @@ async function writeDump(client: Client, file: string): Promise<void> {
         }
       }
       await fh.write(buf);
+      written = true;
     } finally {
-      await fh.close();
+      // A close that fails after a failed write must not hide the write's error (the one that
+      // says why); after good writes its failure counts (a deferred write error, never a rename).
+      const closing = fh.close();
+      await (written ? closing : closing.catch(() => undefined));
     }
     await rename(tmp, file);
   } catch (err) {

@@ -169,7 +169,7 @@ export function resolveOptions(input: ConnectOptions): ResolvedOptions {
   if (input.dial !== undefined && typeof input.dial !== 'function') throw invalidOption('dial', 'option', typeof input.dial, 'expected a function returning a Duplex', 'connect()');
   const models = input.models ?? {};
   for (const [feed, list] of Object.entries(models)) {
-    if (!Array.isArray(list) || list.length === 0 || !list.every((m) => typeof m === 'string' && m !== '')) throw invalidOption('models', 'option', feed, 'expected, per feed, a non-empty list of model names', 'connect()');
+    if (!Array.isArray(list) || list.length === 0 || !list.every((m) => typeof m === 'string' && m !== '')) throw invalidOption('models', 'option', `${feed}: ${JSON.stringify(list)}`, 'expected, per feed, a non-empty list of model names', 'connect()');
   }
   const random = input.random ?? Math.random;
   if (typeof random !== 'function') throw invalidOption('random', 'option', typeof random, 'expected a function returning [0, 1)', 'connect()');

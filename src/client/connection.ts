@@ -8,7 +8,9 @@
  * Failure modes handled here, each ending the connection once, with a coded reason:
  * - refused upgrade (503 + Retry-After + X-Cattail-Endpoints) → CATTAIL_CLIENT_REFUSED
  * - TCP/TLS failure, other HTTP answers → CATTAIL_CLIENT_CONNECT_FAILED (or TLS_FILES / SERVER_IDENTITY)
- * - wrong subprotocol, no WELCOME in time, WELCOME not matching the HELLO → CATTAIL_CLIENT_HANDSHAKE_FAILED
+ * - wrong subprotocol, WELCOME not matching the HELLO or announcing a model the agent does not
+ *   apply → CATTAIL_CLIENT_HANDSHAKE_FAILED; no WELCOME in time → CATTAIL_CLIENT_HANDSHAKE_TIMEOUT;
+ *   a WELCOME of another protocol version → close 4001
  * - nothing received for the read timeout (black-holed) → close 4013, CATTAIL_CLIENT_READ_TIMEOUT
  * - malformed or out-of-order frames → close 4000/4002/4003, CATTAIL_CLIENT_PROTOCOL_ERROR
  * - the server's close (with or without GOODBYE) → CATTAIL_CLIENT_SERVER_CLOSED / CATTAIL_CLIENT_REJECTED

@@ -16,7 +16,6 @@
  * (the agent's own client-node config: in-cluster service account or kubeconfig).
  */
 import { existsSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { CattailError } from '../errors.js';
 
@@ -146,8 +145,10 @@ export const IN_CLUSTER_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/t
  *   failed with "HTTP protocol is not allowed when skipTLSVerify is not set"
  */
 export async function kubeEndpointSliceSource(kubeconfigPath?: string, env: Readonly<Record<string, string | undefined>> = process.env): Promise<EndpointSliceSource> {
-  if (kubeconfigPath === undefined && !env['KUBECONFIG'] && !existsSync(join(homedir(), '.kube', 'config')) && !existsSync(IN_CLUSTER_TOKEN)) {
-    throw new CattailError('CATTAIL_CLIENT_NO_DISCOVERY_CONFIG', 'service discovery found no kubeconfig (the kubeconfig option, KUBECONFIG, ~/.kube/config) and no in-cluster service account', { details: { home: homedir() } });
+  // The same places client-node's loadFromDefault looks, the same way (its home is $HOME only).
+  const home = env['HOME'];
+  if (kubeconfigPath === undefined && !env['KUBECONFIG'] && !(home && existsSync(join(home, '.kube', 'config'))) && !existsSync(IN_CLUSTER_TOKEN)) {
+    throw new CattailError('CATTAIL_CLIENT_NO_DISCOVERY_CONFIG', 'service discovery found no kubeconfig (the kubeconfig option, KUBECONFIG, $HOME/.kube/config) and no in-cluster service account', { details: { home } });
   }
   const k8s = await import('@kubernetes/client-node');
   const kc = new k8s.KubeConfig();

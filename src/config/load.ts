@@ -156,10 +156,12 @@ function parseFlags(table: OptionTable, argv: readonly string[]): Flags {
     }
     const long = /^--([^=]+)(=.*)?$/s.exec(arg);
     const flag = long !== null ? (long[1] as string) : arg.length === 2 ? shortFlags.get(arg.slice(1)) : undefined;
-    if (flag === undefined || !(flag in parseOptions)) throw unknownOption(arg, Object.keys(parseOptions), fileOnly);
+    // Own keys only: `--constructor` must be an unknown option, not Object.prototype's.
+    if (flag === undefined || !Object.hasOwn(parseOptions, flag)) throw unknownOption(arg, Object.keys(parseOptions), fileOnly);
     if (parseOptions[flag]?.type === 'string' && long?.[2] === undefined) {
       const next = argv[i + 1];
-      if (next === undefined || (next.startsWith('-') && !NEGATIVE_NUMBER.test(next))) throw missingValue(flag, nameOf.get(flag) ?? flag, next);
+      // A lone `-` is a value (stdin, by convention), as parseArgs took it.
+      if (next === undefined || (next.startsWith('-') && next !== '-' && !NEGATIVE_NUMBER.test(next))) throw missingValue(flag, nameOf.get(flag) ?? flag, next);
       // Inline, so parseArgs takes `-5` as the value it is.
       args.push(`--${flag}=${next}`);
       i++;

@@ -63,17 +63,22 @@ describe('client - where discovery reads its cluster config from', () => {
   // client-node's last fallback is http://localhost:8080; the library refuses to use it.
   it.skipIf(existsSync(IN_CLUSTER_TOKEN))('says there is no config instead of falling back to localhost, and uses ~/.kube/config when there is one', async () => {
     const home = mkdtempSync(join(tmpdir(), 'cattail-home-'));
-    const saved = process.env['HOME'];
+    // client-node reads process.env itself: HOME and KUBECONFIG are set for both.
+    const saved = { HOME: process.env['HOME'], KUBECONFIG: process.env['KUBECONFIG'] };
     process.env['HOME'] = home;
+    delete process.env['KUBECONFIG'];
     try {
-      await expect(kubeEndpointSliceSource(undefined, {})).rejects.toMatchObject({ code: 'CATTAIL_CLIENT_NO_DISCOVERY_CONFIG' });
+      await expect(kubeEndpointSliceSource(undefined, { HOME: home })).rejects.toMatchObject({ code: 'CATTAIL_CLIENT_NO_DISCOVERY_CONFIG' });
       mkdirSync(join(home, '.kube'));
       writeFileSync(join(home, '.kube', 'config'), 'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n');
-      const source = await kubeEndpointSliceSource(undefined, {});
-      expect(typeof source.list).toBe('function');
+      const source = await kubeEndpointSliceSource(undefined, { HOME: home });
+      // It asks the kubeconfig's server (nothing listens on port 1), not http://localhost:8080.
+      await expect(source.list('calico-system', 'cattail')).rejects.toThrow(/127\.0\.0\.1:1\b/);
     } finally {
-      if (saved === undefined) delete process.env['HOME'];
-      else process.env['HOME'] = saved;
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
       rmSync(home, { recursive: true, force: true });
     }
   });

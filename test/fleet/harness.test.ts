@@ -6,6 +6,7 @@
 import { createServer, type Server } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ReplicaProc, SimProc, loopbackBlock } from '../../src/bench/procs.js';
+import { waitUntil } from '../support/wait.js';
 
 const hostOf = loopbackBlock(6363);
 const procs: { stop(): Promise<unknown> }[] = [];
@@ -30,10 +31,11 @@ describe('fleet harness - a replica whose address is in use', () => {
     procs.push({ stop: async () => (r.running ? r.kill('SIGKILL') : undefined) });
     const port = Number(new URL(r.url).port);
     const held = await hold(hostOf(10), port);
-    // Freed after the first attempt failed (each attempt waits a second after its failure).
-    const released = new Promise<void>((res) => setTimeout(() => held.close(() => res()), 1_500));
-    await r.start();
-    await released;
+    // Freed only once the first attempt has failed on it and the second begins (bounded wait).
+    const starting = r.start();
+    await waitUntil(() => r.firstStartAttempts >= 2, 'a second attempt', { timeoutMs: 30_000, pollMs: 20 });
+    await new Promise<void>((res) => held.close(() => res()));
+    await starting;
     expect(r.starts).toBe(1);
     await r.ready();
 

@@ -121,7 +121,6 @@ function tokenize(input: string): Tok[] {
   }
 }
 
-
 class Parser {
   private i = 0;
   constructor(private readonly toks: Tok[]) {}
@@ -201,7 +200,8 @@ class Parser {
             this.next();
           }
           if (this.next().t !== '}') throw new SelectorSyntaxError('expected }');
-          const set = [...new Set(values)].sort(compareKeys) // Go's sort.Strings order (UTF-8 bytes), not UTF-16 code units;
+          // Go's sort.Strings order (UTF-8 bytes), not UTF-16 code units.
+          const set = [...new Set(values)].sort(compareKeys);
           return { k: op.t, label: tok.v, values: set };
         }
         throw new SelectorSyntaxError(`expected == or != not ${op.t}`);
