@@ -196,4 +196,19 @@ describe('server - introspection', () => {
     const table = reference.slice(reference.indexOf('<!-- generated:metrics -->'), reference.indexOf('<!-- /generated:metrics -->'));
     expect(exported.filter((name) => !table.includes(`| \`${name}\` |`))).toEqual([]);
   });
+
+  it('labels the closes metric only with listed codes: an agent\'s own odd code counts as other', async () => {
+    const h = await harness({});
+    h.upstream.apply('felix', { '/pods/ns/a': { a: 1 } }, { status: 'in-sync' });
+    for (const code of [4999, 4321, 1000]) {
+      const a = h.agent({ feeds: [{ name: 'felix' }], node: `n-${code}` });
+      await a.untilRevision('felix', 1);
+      a.close(code);
+      await a.closed;
+    }
+    await waitUntil(async () => (await h.metric('cattail_connections_closed_total')) === 3, 'three closes counted');
+    expect(await h.metric('cattail_connections_closed_total', { code: 'other' })).toBe(2);
+    expect(await h.metric('cattail_connections_closed_total', { code: '1000' })).toBe(1);
+    expect(await h.metric('cattail_connections_closed_total', { code: '4999' })).toBe(0);
+  });
 });

@@ -16,7 +16,7 @@
  *  - Nothing per client is queued in userland; a stalled socket is never written to above the
  *    high-water mark, so it delays nobody.
  */
-import type { HelloMessage } from '../../../proto/index.js';
+import { CLOSE_CODES, type HelloMessage } from '../../../proto/index.js';
 import type { Connection, ConnectionHost, FeedCursor } from '../transport/connection.js';
 import { FanOutContext, type FanOutOptions } from './context.js';
 import type { ConvergenceTracker } from './convergence.js';
@@ -25,6 +25,9 @@ import { ServiceQueue } from './service.js';
 import { Session } from './session.js';
 import type { FanOutStats } from './stats.js';
 import { Sweeper } from './sweep.js';
+
+/** Close codes the closes metric labels by number (PROTOCOL.md §1.3, and 1005: no code given). */
+const LISTED_CLOSE_CODES: ReadonlySet<number> = new Set([...Object.values(CLOSE_CODES).map((c) => c.code), 1005]);
 
 export type { FanOutOptions } from './context.js';
 
@@ -136,7 +139,9 @@ export class FanOut implements ConnectionHost {
     this.ctx.convergence.onAgentLeft(conn);
     const m = this.ctx.o.metrics;
     m.connectionsActive.dec();
-    m.connectionsClosed.inc({ code: String(code) });
+    // The code may be the agent's (its close frame): only the codes PROTOCOL.md lists are kept as
+    // labels, the rest count as `other`, so a client cannot grow the metric's series.
+    m.connectionsClosed.inc({ code: LISTED_CLOSE_CODES.has(code) ? String(code) : 'other' });
     for (const c of conn.cursors) m.connectionsStreaming.dec({ feed: c.feed.name });
   }
 

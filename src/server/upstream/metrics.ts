@@ -26,7 +26,7 @@ export class UpstreamMetrics {
     this.watchRestarts = new Counter({ name: 'cattail_upstream_watch_restarts_total', help: 'Watches ended and restarted, by reason (timeout, expired, watchdog, network, http, stream-error, throttled, auth, short-watch).', labelNames: ['resource', 'reason'], registers });
     this.skipped = new Counter({ name: 'cattail_upstream_objects_skipped_total', help: 'Objects or lines skipped because they were malformed or their projection failed.', labelNames: ['resource', 'reason'], registers });
     this.authErrors = new Counter({ name: 'cattail_upstream_auth_errors_total', help: 'Requests refused with 401 or 403 (readiness goes false while it lasts).', labelNames: ['resource', 'code'], registers });
-    this.events = new Counter({ name: 'cattail_upstream_watch_events_total', help: 'Watch events received, by type.', labelNames: ['resource', 'type'], registers });
+    this.events = new Counter({ name: 'cattail_upstream_watch_events_total', help: 'Watch events received, by type (ADDED, MODIFIED, DELETED, BOOKMARK, ERROR; anything else: other).', labelNames: ['resource', 'type'], registers });
     this.unchanged = new Counter({ name: 'cattail_upstream_unchanged_total', help: 'Events whose projection was byte-identical to the stored value in every feed (status-only updates, heartbeats).', labelNames: ['resource'], registers });
     this.stale = new Gauge({ name: 'cattail_upstream_resource_stale', help: '1 while the resource has had no confirmed-healthy watch for upstreamStaleAfterMs.', labelNames: ['resource'], registers });
     this.synced = new Gauge({ name: 'cattail_upstream_resource_synced', help: '1 once the initial list completed (or the optional resource is missing).', labelNames: ['resource'], registers });

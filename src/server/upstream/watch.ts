@@ -12,6 +12,9 @@ import type { ListSession } from './resource-view.js';
 import { readLines } from './stream.js';
 import type { KubeStatus, WatchEvent } from './types.js';
 
+/** Watch event types as the metric labels them (anything else: `other`). */
+const WATCH_EVENT_TYPES: ReadonlySet<string> = new Set(['ADDED', 'MODIFIED', 'DELETED', 'BOOKMARK', 'ERROR']);
+
 const INITIAL_EVENTS_END = 'k8s.io/initial-events-end';
 
 /**
@@ -55,7 +58,9 @@ export async function watchOnce(r: ReflectorCore, initial: boolean): Promise<num
       return;
     }
     events++;
-    r.o.metrics.events.inc({ resource: r.id, type: ev.type });
+    // The label is the API server's string: only the types Kubernetes defines are kept, so a
+    // hostile or broken server cannot grow the metric's series without bound.
+    r.o.metrics.events.inc({ resource: r.id, type: WATCH_EVENT_TYPES.has(ev.type) ? ev.type : 'other' });
     if (ev.type === 'ERROR') {
       const status = ev.object as KubeStatus;
       // A 5xx during the initial events is the server failing (etcd timeout, cache re-init),

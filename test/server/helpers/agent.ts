@@ -134,8 +134,8 @@ export class TestAgent extends EventEmitter {
     return this.until(() => this.feeds.size > 0 && [...this.feeds.values()].some((f) => f.name === name && f.revision >= revision && f.pendingSnapshot === undefined), `${name} at revision ${revision}`, timeoutMs);
   }
 
-  close(): void {
-    this.ws.close(1000);
+  close(code = 1000): void {
+    this.ws.close(code);
   }
 
   private onFrame(data: Buffer): void {
