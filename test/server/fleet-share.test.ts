@@ -2,11 +2,14 @@
  * The replica's share of agents (src/server/fleet/share.ts) and the balancer that feeds it from
  * the Service's EndpointSlices and the peers' /v1/load (src/server/fleet/balancer.ts).
  */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/clock.js';
-import { type LoadReport, ReplicaBalancer, peersOf } from '../../src/server/fleet/balancer.js';
+import { type LoadReport, MAX_LOAD_REPLY_BYTES, ReplicaBalancer, peersOf } from '../../src/server/fleet/balancer.js';
 import { computeShare, type Share } from '../../src/server/fleet/share.js';
 import type { EndpointSliceLike } from '../../src/client/discovery.js';
+import { waitUntil } from '../support/wait.js';
 
 const peer = (url: string, connections: number | undefined) => ({ url, connections });
 
@@ -87,6 +90,53 @@ describe('fleet - the balancer', () => {
     slices = [slice('cattail-a', '10.0.0.1', [5473, 9093])];
     await b.tick();
     expect(applied.at(-1)).toMatchObject({ target: undefined, hints: [] });
+  });
+
+  it('treats a peer whose load reply is above MAX_LOAD_REPLY_BYTES as unknown, and stops reading it at the cap', async () => {
+    // A valid LoadReport padded to 64 MiB, chunked (no Content-Length): read whole, it would say
+    // the peer has room. Written as fast as the reader takes it, until the socket closes.
+    const total = 64 * 1024 * 1024;
+    const head = Buffer.from('{"serverId":"b","connections":0,"targetConnections":null,"ready":true,"pad":"');
+    let written = 0;
+    let closedEarly = false;
+    const server = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const chunk = Buffer.alloc(64 * 1024, 'x');
+      const pump = (): void => {
+        while (written < total - head.length - 2) {
+          const piece = written === 0 ? head : chunk;
+          written += piece.length;
+          if (!res.write(piece)) return void res.once('drain', pump);
+        }
+        res.end('"}');
+        written += 2;
+      };
+      res.on('close', () => {
+        closedEarly = !res.writableFinished;
+      });
+      pump();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const applied: Share[] = [];
+      const b = new ReplicaBalancer({
+        ...names, service: 'calico-system/cattail', intervalMs: 10_000, clock: new FakeClock(),
+        nodeCount: () => 900, ownConnections: () => 900,
+        apply: (s) => applied.push(s),
+        source: { list: async () => [slice('cattail-a', '10.0.0.1', [5473, 9093]), slice('cattail-b', '127.0.0.1', [5473, port])] },
+      });
+      await b.tick();
+      // Unknown load: no peer is known to have room, so the capacity (900 × 1.2) and no rebalancing.
+      expect(applied.at(-1)).toMatchObject({ target: 1080, rebalancing: false });
+      await waitUntil(() => closedEarly, 'the peer\'s reply socket closed before its end');
+      // Socket buffers hold a few MiB at most: far less than the 64 MiB was ever written.
+      expect(written).toBeLessThan(total / 4);
+      expect(written).toBeGreaterThan(MAX_LOAD_REPLY_BYTES);
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 
   it('looks again every intervalMs on the injected clock, and stops', async () => {

@@ -5,9 +5,9 @@
  * it to the admission and shedding it already has (`setTargetConnections`, `setPeerEndpoints`).
  *
  * Failure modes, each falling back to doing less, never more: a failed EndpointSlice read keeps
- * the last peers and target; a peer that does not answer counts as ready with unknown load (it
- * gets hints only when no peer is known to have room); a replica that cannot see the node count
- * yet sets no target. Nothing here closes an agent itself: the shedder moves one per interval.
+ * the last peers and target; a peer that does not answer (or answers more than
+ * MAX_LOAD_REPLY_BYTES) counts as ready with unknown load (it gets hints only when no peer is
+ * known to have room); a replica that cannot see the node count yet sets no target. Nothing here closes an agent itself: the shedder moves one per interval.
  */
 import type { Clock, Timer } from '../../clock.js';
 import type { Logger } from '../../log.js';
@@ -42,7 +42,7 @@ export interface BalancerOptions {
   /** Injected in tests; the default reads with client-node (`kubeconfigPath`, else the default config). */
   readonly source?: EndpointSliceSource | undefined;
   readonly kubeconfigPath?: string | undefined;
-  /** Reads a peer's load; the default is fetch with a 2 s timeout. */
+  /** Reads a peer's load; the default is {@link fetchLoadReport} (2 s timeout, 64 KiB cap). */
   readonly fetchLoad?: ((url: string) => Promise<LoadReport>) | undefined;
 }
 
@@ -66,10 +66,47 @@ export function peersOf(slices: readonly EndpointSliceLike[], o: Pick<BalancerOp
   return out;
 }
 
-async function defaultFetchLoad(url: string): Promise<LoadReport> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(2_000) });
-  if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
-  return (await res.json()) as LoadReport;
+/**
+ * Largest `/v1/load` reply read from a peer, in bytes. The reply is a few hundred bytes (a server
+ * id of at most 64 characters, two counts and a flag), but whatever answers at an address in the
+ * Service's EndpointSlices is read, and the 2 s timeout alone would let a broken or hostile one
+ * make this replica buffer as much as it can send in 2 s (gigabytes on a fast network). 64 KiB is
+ * a hundred times the real reply and costs nothing to hold. A longer reply makes that peer's load
+ * unknown, as a peer that does not answer; the read stops at the cap (the connection is dropped).
+ */
+export const MAX_LOAD_REPLY_BYTES = 64 * 1024;
+
+/** How long a peer's load reply may take, headers and body together, in ms. */
+const LOAD_TIMEOUT_MS = 2_000;
+
+/** GET `url` as a LoadReport, reading at most `maxBytes` of body; throws past it. */
+export async function fetchLoadReport(url: string, maxBytes = MAX_LOAD_REPLY_BYTES): Promise<LoadReport> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(LOAD_TIMEOUT_MS) });
+  if (res.status !== 200) {
+    await res.body?.cancel().catch(() => undefined);
+    throw new Error(`HTTP ${res.status}`);
+  }
+  const declared = Number(res.headers.get('content-length') ?? 0);
+  if (declared > maxBytes) {
+    await res.body?.cancel().catch(() => undefined);
+    throw new Error(`load reply of ${declared} bytes is above the ${maxBytes}-byte cap`);
+  }
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  if (res.body !== null) {
+    const reader = res.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > maxBytes) {
+        await reader.cancel().catch(() => undefined);
+        throw new Error(`load reply above the ${maxBytes}-byte cap`);
+      }
+      chunks.push(value);
+    }
+  }
+  return JSON.parse(Buffer.concat(chunks).toString('utf8')) as LoadReport;
 }
 
 export class ReplicaBalancer {
@@ -108,7 +145,7 @@ export class ReplicaBalancer {
       this.o.log?.warn({ err, service: this.o.service }, 'cannot read this replica\'s EndpointSlices; keeping the last peers and target');
       return;
     }
-    const fetchLoad = this.o.fetchLoad ?? defaultFetchLoad;
+    const fetchLoad = this.o.fetchLoad ?? fetchLoadReport;
     const loads = await Promise.all(
       peers.map(async (p) => {
         if (p.loadUrl === undefined) return { url: p.agentsUrl, connections: undefined };
