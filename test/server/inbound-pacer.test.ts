@@ -4,7 +4,7 @@
  * kept across the queue, a close delivers what waits first, and a socket's queue is bounded.
  */
 import { describe, expect, it } from 'vitest';
-import { type InboundTarget, InboundPacer } from '../../src/server/transport/inbound-pacer.js';
+import { type InboundTarget, InboundPacer, QUEUED_MESSAGE_OVERHEAD_BYTES } from '../../src/server/transport/inbound-pacer.js';
 
 const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
@@ -96,25 +96,33 @@ describe('InboundPacer', () => {
     expect(log).toEqual(['a:0', 'a:1', 'a:2']);
   });
 
-  it('never holds more than maxQueuedBytes for a socket: past it, the queue and the message go at once, in order', () => {
+  it('never holds more than maxQueuedBytes for a socket, each message counted with its overhead: past it, the queue and the message go at once, in order', () => {
     const clock = { t: 0 };
     const log: string[] = [];
-    const p = new InboundPacer({ turnMs: 1, maxQueuedBytes: 10, now: () => clock.t });
+    const O = QUEUED_MESSAGE_OVERHEAD_BYTES;
+    const p = new InboundPacer({ turnMs: 1, maxQueuedBytes: 2 * O + 10, now: () => clock.t });
     const a = target('a', log, clock);
     p.message(a, msg('first'), true); // spends the turn
-    p.message(a, msg('12345'), true); // waits: 5 bytes
-    p.message(a, msg('67890'), true); // waits: 10 bytes
-    expect(a.inboundBytes).toBe(10);
-    p.message(a, msg('x'), true); // 11 > 10: everything now
+    p.message(a, msg('12345'), true); // waits: 5 bytes and the overhead
+    p.message(a, msg('67890'), true); // waits: 10 bytes and twice the overhead
+    expect(a.inboundBytes).toBe(2 * O + 10);
+    p.message(a, msg('x'), true); // past the bound: everything now
     expect(log).toEqual(['a:first', 'a:12345', 'a:67890', 'a:x']);
     expect(a.inbound).toEqual([]);
     expect(a.inboundBytes).toBe(0);
+    // Empty messages cost their overhead too: a flood of them is bounded as well.
+    log.length = 0;
+    clock.t += 10;
+    p.message(a, msg('spend'), true);
+    for (let i = 0; i < 5; i++) p.message(a, Buffer.alloc(0), true);
+    expect(a.inbound.length).toBeLessThanOrEqual(2);
+    expect(log.length).toBeGreaterThan(1);
   });
 
   it('reports a delivery that throws to its socket, on every path, and goes on with the others', async () => {
     const clock = { t: 0 };
     const log: string[] = [];
-    const p = new InboundPacer({ turnMs: 5, maxQueuedBytes: 20, now: () => clock.t });
+    const p = new InboundPacer({ turnMs: 5, maxQueuedBytes: 3 * QUEUED_MESSAGE_OVERHEAD_BYTES + 20, now: () => clock.t });
     const a = target('a', log, clock);
     const b = target('b', log, clock);
     // At once: the throw is reported, not thrown into uWS's handler, and the turn's time counts.
@@ -135,7 +143,7 @@ describe('InboundPacer', () => {
     const c = target('c', log, clock, 6);
     p.message(c, msg('6'), true); // spends the turn
     p.message(c, msg('throw-7'), true); // waits
-    p.message(c, msg('x'.repeat(20)), true); // past the bound: the queue goes now
+    p.message(c, msg('x'.repeat(3 * QUEUED_MESSAGE_OVERHEAD_BYTES)), true); // past the bound: the queue goes now
     expect(log).toEqual(['c:6', 'c failed: c failed on throw-7']);
     await turn();
     const d = target('d', log, clock, 6);

@@ -29,6 +29,13 @@ import { PacedTurns } from './paced.js';
 /** Time one turn may spend delivering inbound messages (ms), in the poll phase and in each paced turn. */
 export const INBOUND_TURN_MS = 5;
 
+/**
+ * What a waiting message is counted as besides its payload: its record, the Buffer object and its
+ * queue slot, rounded up (an estimate, not measured). Without it empty messages counted nothing,
+ * and a socket's queue had no bound within one poll phase (a bounds audit).
+ */
+export const QUEUED_MESSAGE_OVERHEAD_BYTES = 128;
+
 /** One socket's side: where its messages go, and its queue (owned by the pacer). */
 export interface InboundTarget {
   deliver(data: Buffer, isBinary: boolean): void;
@@ -84,7 +91,8 @@ export class InboundPacer {
       }
       return;
     }
-    if (t.inboundBytes + data.length > this.o.maxQueuedBytes) {
+    const cost = data.length + QUEUED_MESSAGE_OVERHEAD_BYTES;
+    if (t.inboundBytes + cost > this.o.maxQueuedBytes) {
       // Bounded: what waits goes now, then this message, in order.
       t.inbound.push({ data, isBinary });
       this.flush(t);
@@ -92,7 +100,7 @@ export class InboundPacer {
     }
     if (t.inbound.length === 0) this.waiting.push(t);
     t.inbound.push({ data, isBinary });
-    t.inboundBytes += data.length;
+    t.inboundBytes += cost;
   }
 
   /** Before `t`'s close is delivered: its waiting messages go first. */
