@@ -287,6 +287,22 @@ describe('server - streaming', () => {
     expect(a.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
   });
 
+  it('rounds an announced maxFrameBytes down to a power of two, so agents of nearby sizes share one snapshot build', async () => {
+    const h = await harness({ snapshotReuseWindowMs: 60_000 });
+    h.upstream.apply('felix', pods(50), { status: 'in-sync' });
+    const agents = [4_096, 5_000, 8_191].map((m, i) => h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: m, node: `n${i}` }));
+    for (const a of agents) await a.untilRevision('felix', 1);
+    expect(agents.map((a) => a.welcome?.maxFrameBytes)).toEqual([4_096, 4_096, 4_096]);
+    // Without the rounding each distinct size was a build of its own.
+    expect(await h.metric('cattail_snapshots_generated_total')).toBe(1);
+    const odd = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 1_000_000, node: 'n-odd' });
+    const big = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 2_000_000, node: 'n-big' });
+    await Promise.all([odd.untilRevision('felix', 1), big.untilRevision('felix', 1)]);
+    expect(odd.welcome?.maxFrameBytes).toBe(524_288);
+    expect(big.welcome?.maxFrameBytes).toBe(1_048_576); // the server's own limit
+    for (const a of [...agents, odd, big]) expect(a.largestBodyBytes).toBeLessThanOrEqual(a.welcome!.maxFrameBytes);
+  });
+
   it('compresses each snapshot and delta frame once for all agents that negotiated the same compression', async () => {
     const h = await harness({ compressMinBytes: 64, snapshotReuseWindowMs: 60_000 });
     h.upstream.apply('felix', pods(400), { status: 'in-sync' });

@@ -19,6 +19,20 @@ export interface Hello {
 
 const MAX_NAME_CHARS = 253;
 
+/**
+ * The body size a connection gets for the `maxFrameBytes` its HELLO announced: the largest power
+ * of two not above it (at least 4,096, which checkHello enforces). Why: snapshot builds, flush
+ * units and catch-up frames are cut per body size and shared only between agents of the same
+ * size, so with any value accepted as is, every distinct value a client sends costs a whole build
+ * of the feed (a bounds audit: N HELLOs, N builds of ~100 MB). Powers of two leave at most nine
+ * sizes between 4 KiB and 1 MiB, and the default and usual values are powers of two already.
+ * PROTOCOL.md §2.2 lets the server send less than the client allows; WELCOME announces the size.
+ */
+export function bodySizeFor(announced: number | undefined): number {
+  if (announced === undefined) return Infinity;
+  return 2 ** Math.floor(Math.log2(announced));
+}
+
 export function checkHello(m: HelloMessage): Hello {
   if (m.protocol !== PROTOCOL_VERSION) throw new CattailError('CATTAIL_PROTO_UNSUPPORTED_VERSION', `protocol ${m.protocol} is not supported; this server speaks ${PROTOCOL_VERSION}`);
   if (m.node.length > MAX_NAME_CHARS || m.clientId.length > MAX_NAME_CHARS) {

@@ -9,7 +9,7 @@ import { encodeDelta, isEntryTooLarge } from '../transport/framing.js';
 import type { FanOutContext } from './context.js';
 import { recordAck } from './applied-watermarks.js';
 import type { FeedRuntime } from './feeds.js';
-import { type FeedPlan, checkHello, chooseCompression, planFeeds, welcomeFrame } from './handshake.js';
+import { type FeedPlan, bodySizeFor, checkHello, chooseCompression, planFeeds, welcomeFrame } from './handshake.js';
 import { serveRepair } from './repair.js';
 import { CAP_REPAIR_BUCKETS } from '../../../proto/index.js';
 import type { ServiceQueue } from './service.js';
@@ -53,7 +53,7 @@ export class Session {
     conn.clientId = hello.clientId;
     conn.compression = chooseCompression(hello.caps, o.compressions);
     conn.repairCapable = hello.caps.includes(CAP_REPAIR_BUCKETS);
-    conn.maxBodyBytes = Math.min(o.maxFrameBytes, hello.maxFrameBytes ?? Infinity);
+    conn.maxBodyBytes = Math.min(o.maxFrameBytes, bodySizeFor(hello.maxFrameBytes));
     const welcome = this.welcomeFor(plans, conn, scoped);
     conn.state = 'streaming';
     conn.lastPongMs = now;
