@@ -241,6 +241,14 @@ export class FeedState {
       s.entries.set(key, copy);
       s.digest.add(key, copy);
     }
+    // Refused as soon as it holds more than it announced, not at END: a broken or hostile peer
+    // cannot make the client collect without bound (its memory is the announced count and a chunk).
+    if (s.entries.size > s.expected) {
+      this.snapshot = undefined;
+      throw stateError('CATTAIL_CLIENT_DIGEST_MISMATCH', `feed ${this.name}: snapshot ${s.revision} announced ${s.expected} entries and already holds ${s.entries.size}`, {
+        feed: this.name, revision: s.revision, expected: s.expected, received: s.entries.size,
+      });
+    }
   }
 
   /** Completes a snapshot: checks count, digest and watermarks, then reconciles and replaces the state. */

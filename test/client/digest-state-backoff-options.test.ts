@@ -81,6 +81,13 @@ describe('client units - feed state', () => {
     );
     expect(fs.entries.get('a')).toEqual(b(1));
     expect(fs.revision).toBe(1);
+    // More keys than announced: refused at the chunk that passes the count, not at END.
+    fs.snapshotBegin(3, 2, 0);
+    fs.snapshotChunk(3, [['x', b(1)], ['y', b(2)]]);
+    expect(() => fs.snapshotChunk(3, [['z', b(3)]])).toThrow(expect.objectContaining({ code: 'CATTAIL_CLIENT_DIGEST_MISMATCH' }));
+    expect(fs.snapshotProgress).toBeUndefined();
+    expect(fs.entries.get('a')).toEqual(b(1));
+    expect(fs.revision).toBe(1);
   });
 
   it('refuses a snapshot whose watermarks are behind, and keeps the state (a missing resource is behind too)', () => {
