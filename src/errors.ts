@@ -31,6 +31,7 @@ export const ERROR_CODES = {
   CATTAIL_UPSTREAM_FEED_INVALID: { exit: 2, text: 'A selected feed is unknown, or a customFeeds declaration is invalid (unknown resource, bad selector or projection, duplicate name); the message names the feed.' },
   CATTAIL_UPSTREAM_REQUEST_FAILED: { exit: 1, text: 'A list or watch request to the API server failed (network, HTTP status, in-stream ERROR, silent stream); the reflector logs it and retries with backoff.' },
   CATTAIL_UPSTREAM_UNAUTHORIZED: { exit: 1, text: 'The API server refused the replica\'s credentials (401) or permissions (403); logged loudly, counted, and readiness is false until it passes.' },
+  CATTAIL_UPSTREAM_LIST_TOO_LARGE: { exit: 1, text: 'A LIST response body was larger than upstreamListMaxBytes (or too large to hold as one string): the read stops at the cap and the list attempt fails, never the process; the reflector halves that resource\'s page size (down to 1 item) and lists again, and the page size returns to listPageSize once a list succeeds.' },
   CATTAIL_UPSTREAM_MALFORMED_OBJECT: { exit: 1, text: 'An object or watch line could not be parsed or projected; it is counted and skipped, never fatal.' },
   // --- Simulated API server (src/sim) ---
   CATTAIL_SIM_UNKNOWN_RESOURCE: { exit: 2, text: 'An admin call named a resource the simulator does not serve (see src/registry.ts).' },

@@ -244,7 +244,21 @@ export const upstreamOptions = {
     unit: 'count',
     min: 1,
     max: 100_000,
-    help: 'Items per page of an upstream LIST (limit/continue); bounds each response body.',
+    help: 'Items per page of an upstream LIST (limit/continue); bounds the items of each response body, upstreamListMaxBytes its bytes.',
+  }),
+  // Bytes, not items: listPageSize bounds the items of a page, and a page of 500 objects near
+  // etcd's 1.5 MiB object limit is ~750 MB of JSON (2-3 times that while the chunks, the joined
+  // buffer, the text and the parsed objects coexist); an API server that ignores `limit` sends
+  // everything. 256 MiB: a body this size decodes to at most 256 Mi characters, half of V8's
+  // largest string (2^29 - 24 characters), so the text can always be built; it holds several full
+  // pages of typical objects (500 pods are ~5-10 MB). The max keeps every body within that string
+  // limit; the min keeps one object at etcd's default limit listable.
+  upstreamListMaxBytes: opt.int({
+    default: 268_435_456,
+    unit: 'bytes',
+    min: 2_097_152,
+    max: 536_870_888,
+    help: 'Largest upstream LIST response body read (listPageSize bounds items, not bytes). A larger one ends that request with CATTAIL_UPSTREAM_LIST_TOO_LARGE, never the process; the resource\'s page size is halved (down to 1 item) for the next list and restored after one succeeds (cattail_upstream_list_too_large_total). 256 MiB: under half of V8\'s largest string (~512 Mi characters) and many full pages of typical objects; a page of large objects (near etcd\'s 1.5 MiB limit) is listed in smaller pages instead. A list page can cost 2-3 times this in memory. At most 536870888; keep it above the largest object.',
   }),
   watchList: opt.boolean({
     default: true,

@@ -13,6 +13,7 @@ export type FailureKind =
   | 'watchdog' // no byte for the inactivity timeout
   | 'short-watch' // a watch that closed at once with no event (a hot loop in the making)
   | 'malformed' // a body that is not the JSON we asked for
+  | 'body-too-large' // a LIST body above upstreamListMaxBytes (or too large to hold as one string)
   | 'watchlist-unsupported' // the server cannot stream the initial list
   | 'stale-list'; // a list older than what we already applied (a lagging HA apiserver)
 
@@ -25,7 +26,7 @@ export class UpstreamFailure extends CattailError {
     readonly retryAfterMs?: number,
     cause?: unknown,
   ) {
-    super(kind === 'http' && (status === 401 || status === 403) ? 'CATTAIL_UPSTREAM_UNAUTHORIZED' : 'CATTAIL_UPSTREAM_REQUEST_FAILED', message, {
+    super(kind === 'http' && (status === 401 || status === 403) ? 'CATTAIL_UPSTREAM_UNAUTHORIZED' : kind === 'body-too-large' ? 'CATTAIL_UPSTREAM_LIST_TOO_LARGE' : 'CATTAIL_UPSTREAM_REQUEST_FAILED', message, {
       cause,
       details: { kind, status, reason: body?.reason },
     });

@@ -2,6 +2,11 @@
  * A reflector's paged LIST: the first list is consistent and paged, relists are NotOlderThan the
  * last applied resourceVersion; an expired continue token restarts the list consistently (never
  * continues at a newer snapshot). The pages fill one list session that the reflector commits.
+ *
+ * Each page body is read up to `listMaxBytes` (upstreamListMaxBytes): `limit` bounds items, not
+ * bytes, and a server may ignore it. A larger body fails the list with 'body-too-large'
+ * (CATTAIL_UPSTREAM_LIST_TOO_LARGE); recovery.ts then halves `r.listLimit` for the next list, and
+ * a list that succeeds puts it back to listPageSize.
  */
 import { UpstreamFailure } from './failure.js';
 import { parseJson } from './json.js';
@@ -13,7 +18,11 @@ import type { KubeObject } from './types.js';
 
 export async function listPages(r: ReflectorCore): Promise<void> {
   const mode = r.listMode;
-  const limit = r.o.listPageSize;
+  const limit = r.listLimit;
+  const maxBytes = r.o.listMaxBytes;
+  r.o.metrics.listPageSize.set({ resource: r.id }, limit);
+  const tooLarge = (bytes: number): UpstreamFailure =>
+    new UpstreamFailure('body-too-large', `list ${r.id}: response body of ${bytes} bytes or more is above upstreamListMaxBytes (${maxBytes}) at limit=${limit}`, 200);
   // First list: consistent and paged (RV unset + limit). RV=0 would be served from the watch
   // cache but ignores `limit`, answering 150k pods in one body (beyond V8's string limit) and
   // possibly older than another replica's data. Relists: NotOlderThan the last RV.
@@ -44,7 +53,7 @@ export async function listPages(r: ReflectorCore): Promise<void> {
     }
     let text: string;
     try {
-      text = await readBody(page.res, page.watchdog, page.signal);
+      text = await readBody(page.res, page.watchdog, page.signal, maxBytes, tooLarge);
     } finally {
       page.done();
     }
@@ -52,6 +61,8 @@ export async function listPages(r: ReflectorCore): Promise<void> {
     try {
       parsed = parseJson(text) as typeof parsed;
     } catch (err) {
+      // A RangeError is the text being too large to parse (or to quote big integers in), not bad JSON.
+      if (err instanceof RangeError) throw new UpstreamFailure('body-too-large', `list ${r.id}: response of ${text.length} characters too large to parse at limit=${limit}: ${err.message}`, 200, undefined, undefined, err);
       throw new UpstreamFailure('malformed', `list ${r.id}: response is not JSON`, 200, undefined, undefined, err);
     }
     if (!Array.isArray(parsed?.items)) throw new UpstreamFailure('malformed', `list ${r.id}: response has no items`, 200);
@@ -68,4 +79,8 @@ export async function listPages(r: ReflectorCore): Promise<void> {
     if (cont === undefined) break;
   }
   r.finishList(session, listRv);
+  if (r.listLimit !== r.o.listPageSize) {
+    r.o.logger.info({ resource: r.id, pageSize: r.listLimit, listPageSize: r.o.listPageSize }, 'list succeeded with smaller pages; the next list uses listPageSize again');
+    r.listLimit = r.o.listPageSize;
+  }
 }

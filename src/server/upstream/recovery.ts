@@ -2,10 +2,11 @@
  * What follows a failed list or watch (the arrows of the reflector's state diagram): relist
  * consistently after an older list, fall back from WatchList, relist NotOlderThan after 410,
  * go loud on 401/403, treat an optional resource's 404 as empty and in sync, honour Retry-After
- * on 429, and otherwise back off. Returns the delay before the next attempt, in ms.
+ * on 429, halve the page size after a LIST body above upstreamListMaxBytes, and otherwise back
+ * off. Returns the delay before the next attempt, in ms.
  */
 import { UpstreamFailure } from './failure.js';
-import type { ReflectorCore } from './reflector-core.js';
+import { LIST_PAGE_FLOOR, type ReflectorCore } from './reflector-core.js';
 
 /** Decides what follows a failed attempt; returns the delay before the next one. */
 export function recover(r: ReflectorCore, err: unknown): number {
@@ -20,6 +21,24 @@ export function recover(r: ReflectorCore, err: unknown): number {
     r.o.metrics.relists.inc({ resource: r.id, reason: 'stale-list' });
     r.o.logger.warn(log, 'API server answered with an older list than already applied; relisting consistently');
     return r.backoff.next(now);
+  }
+  if (f.kind === 'body-too-large') {
+    // A page too large to hold: the next list asks for half as many items. The server is not
+    // failing, so no backoff while the page can still shrink (the attempt gate, one start per
+    // minAttemptIntervalMs, still bounds the rate: at most log2(listPageSize) such lists). At one
+    // item per page a single object is above the cap: back off and say so, loudly.
+    r.o.metrics.listTooLarge.inc({ resource: r.id });
+    const from = r.listLimit;
+    r.listLimit = Math.max(LIST_PAGE_FLOOR, Math.floor(from / 2));
+    r.o.metrics.listPageSize.set({ resource: r.id }, r.listLimit);
+    if (r.listLimit < from) {
+      r.o.logger.warn({ ...log, maxBytes: r.o.listMaxBytes, pageSize: r.listLimit, previousPageSize: from }, 'list response above upstreamListMaxBytes; listing again with half the page size');
+      return 0;
+    }
+    r.o.metrics.watchRestarts.inc({ resource: r.id, reason: 'list-too-large' });
+    const delay = r.backoff.next(now);
+    r.o.logger.error({ ...log, maxBytes: r.o.listMaxBytes, pageSize: r.listLimit, delayMs: delay }, 'one object is above upstreamListMaxBytes; the resource cannot be listed until the cap is raised (or the object shrinks)');
+    return delay;
   }
   if (f.kind === 'watchlist-unsupported') {
     r.o.metrics.relists.inc({ resource: r.id, reason: 'watchlist-fallback' });

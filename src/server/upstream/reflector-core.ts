@@ -21,6 +21,9 @@ import type { Transport } from './transport.js';
  */
 export const UPSTREAM_BACKOFF = { initialMs: 1_600, maxMs: 40_000, jitter: 0.5, resetAfterMs: 120_000 } as const;
 
+/** The smallest page size a too-large LIST halves to: one object per page. */
+export const LIST_PAGE_FLOOR = 1;
+
 export interface ReflectorOptions {
   readonly def: ResourceDef;
   readonly view: ResourceView;
@@ -29,8 +32,10 @@ export interface ReflectorOptions {
   /** Each line names its resource (`resource`): give a logger that does not bind that key. */
   readonly logger: Logger;
   readonly metrics: UpstreamMetrics;
-  /** Items per list page. */
+  /** Items per list page (the page size a list starts with; see ReflectorCore.listLimit). */
   readonly listPageSize: number;
+  /** Largest LIST response body read, in bytes (upstreamListMaxBytes). */
+  readonly listMaxBytes: number;
   /** Try WatchList (sendInitialEvents) before falling back to paged LIST. */
   readonly watchList: boolean;
   /** Abort a request after this long without a byte (bounded to 3/4 of staleAfterMs). */
@@ -68,6 +73,11 @@ export interface ReflectorCore {
   /** The last applied resourceVersion (the watermark). */
   rv: string | undefined;
   listMode: ListMode;
+  /**
+   * Items per page of the next LIST: listPageSize, halved after each body above listMaxBytes
+   * (down to LIST_PAGE_FLOOR), back to listPageSize once a list succeeds.
+   */
+  listLimit: number;
   watchListSupported: boolean;
   missing: boolean;
   authError: string | undefined;

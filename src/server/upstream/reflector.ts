@@ -38,6 +38,7 @@ export class Reflector implements ReflectorCore {
   // ReflectorCore: the state the steps read and write (not for anyone else).
   rv: string | undefined;
   listMode: ListMode = 'initial';
+  listLimit: number;
   watchListSupported: boolean;
   missing = false;
   authError: string | undefined;
@@ -56,6 +57,7 @@ export class Reflector implements ReflectorCore {
   constructor(readonly o: ReflectorOptions) {
     this.backoff = new Backoff({ ...UPSTREAM_BACKOFF, random: o.random, ...o.backoff });
     this.watchListSupported = o.watchList;
+    this.listLimit = o.listPageSize;
     this.startedMs = o.clock.monotonic();
   }
 

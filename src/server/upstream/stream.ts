@@ -48,7 +48,9 @@ export class Watchdog {
  * How every body read ends: exactly once, on a clean end, a reset, an abort or a socket error. A
  * failed read destroys the response so a half-read socket is never reused. Shared by the watch
  * and list readers so both classify failures the same way (UpstreamFailure 'network', or the
- * abort signal's reason).
+ * abort signal's reason). `onEnd` runs inside a stream event handler, where a throw would be an
+ * uncaught exception that ends the process: whatever it throws (a string too long for V8, an
+ * allocation that fails) rejects the read instead, coded.
  */
 function settleOnce(res: IncomingMessage, signal: AbortSignal, what: string, onEnd: () => void, reject: (err: unknown) => void): { finish(err?: unknown): void; readonly done: boolean } {
   let done = false;
@@ -56,11 +58,16 @@ function settleOnce(res: IncomingMessage, signal: AbortSignal, what: string, onE
     if (done) return;
     done = true;
     signal.removeEventListener('abort', onAbort);
-    if (err === undefined) onEnd();
-    else {
-      res.destroy();
-      reject(err);
+    if (err === undefined) {
+      try {
+        onEnd();
+        return;
+      } catch (thrown) {
+        err = thrown instanceof UpstreamFailure ? thrown : new UpstreamFailure('malformed', `${what} could not be read: ${(thrown as Error)?.message ?? String(thrown)}`, undefined, undefined, undefined, thrown);
+      }
     }
+    res.destroy();
+    reject(err);
   };
   const onAbort = (): void => finish(signal.reason ?? new UpstreamFailure('network', 'request aborted'));
   signal.addEventListener('abort', onAbort, { once: true });
@@ -99,9 +106,9 @@ export function readLines(res: IncomingMessage, onLine: (line: string) => void, 
     res.on('data', (chunk: Buffer) => {
       if (s.done) return;
       watchdog.touch();
-      const text = decoder.write(chunk);
       let start = 0;
       try {
+        const text = decoder.write(chunk);
         for (let nl = text.indexOf('\n', start); nl !== -1; nl = text.indexOf('\n', start)) {
           let line = text.slice(start, nl);
           if (pending.length > 0) {
@@ -139,17 +146,41 @@ export function readLines(res: IncomingMessage, onLine: (line: string) => void, 
   });
 }
 
-/** The whole body as text (lists, error Status bodies). */
-export async function readBody(res: IncomingMessage, watchdog: Watchdog, signal: AbortSignal, maxBytes = Number.POSITIVE_INFINITY): Promise<string> {
+/**
+ * The whole body as text (lists, error Status bodies), holding at most `maxBytes` of it. Past
+ * `maxBytes`, with `tooLarge` the read fails with the error it makes (the response is destroyed:
+ * nothing more is read or held; a Content-Length above the cap fails before the first byte), and
+ * without it the rest is read and dropped (an error Status: its first bytes are enough). A body
+ * whose text cannot be built (above V8's largest string, ~512 Mi characters) fails with a
+ * 'body-too-large' UpstreamFailure; nothing here throws out of a stream handler.
+ */
+export async function readBody(res: IncomingMessage, watchdog: Watchdog, signal: AbortSignal, maxBytes = Number.POSITIVE_INFINITY, tooLarge?: (bytes: number) => UpstreamFailure): Promise<string> {
   return new Promise<string>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    const s = settleOnce(res, signal, 'body', () => resolve(Buffer.concat(chunks).toString('utf8')), reject);
+    const s = settleOnce(res, signal, 'body', () => resolve(toText(chunks, size)), reject);
+    const declared = Number(res.headers['content-length']);
+    if (tooLarge !== undefined && Number.isFinite(declared) && declared > maxBytes) {
+      s.finish(tooLarge(declared));
+      return;
+    }
     res.on('data', (chunk: Buffer) => {
+      if (s.done) return;
       watchdog.touch();
       size += chunk.length;
       if (size <= maxBytes) chunks.push(chunk);
+      else if (tooLarge !== undefined) s.finish(tooLarge(size));
     });
     res.on('end', () => s.finish());
   });
+}
+
+/** The chunks as UTF-8 text; a body too large to join or decode is a coded failure, not a throw. */
+function toText(chunks: Buffer[], bytes: number): string {
+  try {
+    return Buffer.concat(chunks).toString('utf8');
+  } catch (err) {
+    // ERR_STRING_TOO_LONG (above V8's largest string) or a RangeError from the allocation.
+    throw new UpstreamFailure('body-too-large', `a response body of ${bytes} bytes cannot be held as text: ${(err as Error)?.message ?? String(err)}`, undefined, undefined, undefined, err);
+  }
 }

@@ -121,6 +121,7 @@ class KubeUpstream implements UpstreamHandle {
           logger,
           metrics: this.metrics,
           listPageSize: o.listPageSize,
+          listMaxBytes: o.upstreamListMaxBytes,
           watchList: o.watchList,
           inactivityTimeoutMs: o.watchInactivityTimeoutMs,
           staleAfterMs,
