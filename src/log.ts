@@ -8,8 +8,32 @@ export type Logger = pino.Logger;
  * `listening ...` lines and agent status). Libraries (src/client, src/snapshot, proto) never log;
  * they return counts and emit events, and the command decides what to write.
  */
-export function createLogger(level: string, name = 'cattail', destination: pino.DestinationStream = pino.destination({ fd: 2, sync: false })): Logger {
+export function createLogger(level: string, name = 'cattail', destination: pino.DestinationStream = stderrDestination()): Logger {
   return pino({ name, level, base: { pid: process.pid } }, destination);
+}
+
+/**
+ * Bytes of log lines that may wait for stderr: past it lines are dropped and counted
+ * (`cattail_log_dropped_bytes_total`). Why: the writes are asynchronous, and a stderr that stops
+ * taking bytes (a stalled container log pipe) otherwise grows the buffer without bound, fed by
+ * per-agent log lines, until the replica runs out of memory. 16 MiB is minutes of ordinary logging.
+ */
+export const LOG_BUFFER_MAX_BYTES = 16 * 1024 * 1024;
+
+let droppedBytes = 0;
+
+/** Log bytes dropped because stderr did not take them (this process, since start). */
+export function droppedLogBytes(): number {
+  return droppedBytes;
+}
+
+/** An asynchronous destination (stderr unless `dest` names a file) whose waiting bytes are bounded by `maxLength`. */
+export function stderrDestination(maxLength = LOG_BUFFER_MAX_BYTES, dest?: string): pino.DestinationStream {
+  const d = dest === undefined ? pino.destination({ fd: 2, sync: false, maxLength }) : pino.destination({ dest, sync: false, maxLength });
+  d.on('drop', (data: string | Buffer) => {
+    droppedBytes += Buffer.byteLength(data);
+  });
+  return d;
 }
 
 /**

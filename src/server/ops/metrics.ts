@@ -8,11 +8,14 @@ import type { FanOutStats, FeedStats } from '../fanout/stats.js';
 import type { ServedStore } from '../pipeline/store-port.js';
 import { CONNECTION_MODES, type Connection, type ConnectionMode } from '../transport/connection.js';
 import { VERSION } from '../../version.js';
+import { LOG_BUFFER_MAX_BYTES, droppedLogBytes } from '../../log.js';
 
 export interface ServerMetrics {
   readonly registry: Registry;
   readonly connectionsAccepted: Counter;
   readonly connectionsRefused: Counter<'reason'>;
+  /** Log bytes dropped at a stalled stderr (src/log.ts LOG_BUFFER_MAX_BYTES). */
+  readonly logDropped: Counter;
   /** Agents closed on purpose to move them elsewhere (shed above the target, drained at shutdown). */
   readonly connectionsShed: Counter<'reason'>;
   readonly connectionsActive: Gauge;
@@ -173,6 +176,7 @@ export function createMetrics(fanout: FanOutStats, opts: { defaultMetrics?: bool
     connectionsAccepted: new Counter({ name: 'cattail_connections_accepted_total', help: 'WebSocket connections accepted.', registers: r }),
     connectionsRefused: new Counter({ name: 'cattail_connections_refused_total', help: 'Upgrades refused, by reason: 503 for draining, not-ready (no upstream sync yet), max-connections, over-target; subprotocol is a 4001 close.', labelNames: ['reason'], registers: r }),
     connectionsShed: new Counter({ name: 'cattail_connections_shed_total', help: 'Agents closed with GOODBYE to move them to another replica, by reason: over-target (4009), drain (paced, 4010); the rest at once (4010): drain-timeout (left at the cut-off), drain-forced (a second signal), shutdown (closed without a drain).', labelNames: ['reason'], registers: r }),
+    logDropped: statsCounter('cattail_log_dropped_bytes_total', `Bytes of log lines dropped because stderr did not take them while ${LOG_BUFFER_MAX_BYTES} bytes were already waiting (a stalled log pipe).`, r, droppedLogBytes),
     connectionsActive: new Gauge({ name: 'cattail_connections_active', help: 'Open connections, including those still in their handshake.', registers: r }),
     connectionsStreaming: new Gauge({ name: 'cattail_connections_streaming', help: 'Connections past their handshake, per feed.', labelNames: ['feed'], registers: r }),
     connectionsClosed: new Counter({ name: 'cattail_connections_closed_total', help: 'Connections closed, by close code (a code PROTOCOL.md does not list, as an agent may send: other).', labelNames: ['code'], registers: r }),
