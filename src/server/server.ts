@@ -36,7 +36,7 @@ import { isWsUrl, parseHostPort, splitEndpoints, startServerOptions } from './op
 import { registerConvergenceGauges } from './ops/convergence-metrics.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import type { Upstream } from './pipeline/seams.js';
-import { SnapshotCache } from './fanout/snapshot-cache.js';
+import { SnapshotCache, type SnapshotBuild } from './fanout/snapshot-cache.js';
 import type { TurnBudget } from './fanout/turn-queue.js';
 import { defaultStoreFactory } from './pipeline/store-factory.js';
 import type { ServedStore, StoreFactory } from './pipeline/store-port.js';
@@ -156,6 +156,11 @@ function notSynced(feeds: readonly FeedRuntime[]): string | undefined {
   return why.length > 0 ? why.join('; ') : undefined;
 }
 
+/** The snapshot builds agents are streaming now (for the pinned-bytes gauge). */
+function* streamingBuilds(connections: Iterable<Connection>): Generator<SnapshotBuild> {
+  for (const c of connections) for (const cur of c.cursors) if (cur.snapshot !== undefined) yield cur.snapshot.build;
+}
+
 export async function startServer(options: StartServerOptions): Promise<ServerHandle> {
   const { listen, httpListen, serverId: givenServerId, ...o } = resolveOptions(startServerOptions, options, 'startServer');
   const targetConnections = o.targetConnections;
@@ -202,7 +207,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
     clock, random, metrics, log, governor, shedIntervalMs: o.shedIntervalMs, shutdownTimeoutMs: o.shutdownTimeoutMs,
     connections: () => fanout.connections, whenEmpty: (ms) => fanout.whenEmpty(ms),
   });
-  registerStateGauges(metrics, { connections: () => fanout.connections, serviceQueueLength: () => fanout.serviceQueueLength, handshakeQueueLength: () => fanout.handshakeQueueLength, snapshotCache: () => cache.held(), feeds });
+  registerStateGauges(metrics, { connections: () => fanout.connections, serviceQueueLength: () => fanout.serviceQueueLength, handshakeQueueLength: () => fanout.handshakeQueueLength, snapshotCache: () => cache.held(), snapshotPinned: () => cache.pinned(streamingBuilds(fanout.connections)), feeds });
   // Opened before anything listens: unreadable files fail start-up with CATTAIL_SERVER_TLS_FILES.
   const tls = tlsSettings === undefined ? undefined : await TlsListener.open({ settings: tlsSettings, clock, log, metrics, handshakeTimeoutMs: o.handshakeTimeoutMs });
   registerConvergenceGauges(metrics, { resources: () => fanout.convergence.resources(), connections: () => fanout.connections, waiting: () => fanout.convergence.waiting });

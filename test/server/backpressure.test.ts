@@ -186,6 +186,29 @@ describe('server - backpressure', () => {
     expect(agent.closeCode).toBeUndefined();
   }
 
+  it('counts a build that only a slow reader still streams as pinned, beside the cache, until it is done', async () => {
+    const clock = new FakeClock();
+    const h = await harness({ clock, flushWindowMs: 0, socketHighWaterBytes: 64 * 1024, handshakeTimeoutMs: 600_000, snapshotReuseWindowMs: 1_000, maxFallBehindMs: 600_000, newClientGracePeriodMs: 600_000, pingIntervalMs: 600_000, pongTimeoutMs: 600_000 });
+    const batch: Record<string, unknown> = {};
+    for (let i = 0; i < 256; i++) batch[`/pods/big/b${i}`] = { i, pad: BIG };
+    h.upstream.apply('felix', batch, { status: 'in-sync' });
+    const slow = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 64 * 1024 });
+    await slow.until(() => slow.received.includes('snapshotChunk'), 'snapshot started');
+    slow.socket.pause();
+    expect(await h.metric('cattail_snapshot_pinned_builds')).toBe(0); // still held for reuse
+    // Outdated and past the reuse window: the next agent's snapshot drops it from the cache.
+    h.upstream.apply('felix', { '/pods/big/b0': { i: 0, pad: 'changed' } });
+    await clock.advanceAsync(1_001);
+    const next = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 64 * 1024, node: 'next' });
+    await next.untilRevision('felix', 2);
+    expect(await h.metric('cattail_snapshot_pinned_builds')).toBe(1);
+    expect(await h.metric('cattail_snapshot_pinned_bytes')).toBeGreaterThan(1_000_000);
+    slow.socket.resume();
+    await waitUntil(() => slow.feed('felix').revision === 2, 'the slow agent done and caught up', { clock, stepMs: 20, timeoutMs: 20_000 });
+    expect(await h.metric('cattail_snapshot_pinned_builds')).toBe(0);
+    expect(await h.metric('cattail_snapshot_pinned_bytes')).toBe(0);
+  });
+
   it('keeps an agent whose snapshot stream is slow but moving past maxFallBehindMs and its grace', async () => {
     // A cold-start storm shares the replica among every agent, so each snapshot takes long. Judged
     // by age alone, every agent still streaming when the grace ran out was closed and started over.

@@ -257,11 +257,30 @@ export class SnapshotCache {
     return Math.min(maxBodyBytes, this.o.chunkBytes ?? DEFAULT_SNAPSHOT_CHUNK_BYTES);
   }
 
-  /** Builds held for reuse and their frame bytes (agents still streaming a dropped build pin it too). */
+  /** Builds held for reuse and their frame bytes (agents still streaming a dropped build pin it too: see pinned). */
   held(): { builds: number; bytes: number } {
     let bytes = 0;
     for (const b of this.builds) bytes += b.wireBytes;
     return { builds: this.builds.length, bytes };
+  }
+
+  /**
+   * Builds that only agents still streaming them keep alive (no longer held for reuse: outdated
+   * and past the reuse window), and the bytes of their frames that nothing held shares: what slow
+   * readers pin beyond held(). A node snapshot's shared chunks count once, with their build.
+   * Walks the frames of those builds: a scrape-time cost, never on the data path.
+   */
+  pinned(streaming: Iterable<SnapshotBuild>): { builds: number; bytes: number } {
+    const held = new Set<SnapshotBuild>(this.builds);
+    const heldFrames = new Set<Buffer>();
+    for (const b of this.builds) for (const f of b.frames) heldFrames.add(f);
+    const builds = new Set<SnapshotBuild>();
+    for (const b of streaming) if (!held.has(b)) builds.add(b);
+    const frames = new Set<Buffer>();
+    for (const b of builds) for (const f of b.frames) if (!heldFrames.has(f)) frames.add(f);
+    let bytes = 0;
+    for (const f of frames) bytes += f.length;
+    return { builds: builds.size, bytes };
   }
 
   /** Drops finished builds that are outdated and older than the reuse window (agents still streaming keep their reference). */

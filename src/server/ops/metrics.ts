@@ -115,6 +115,8 @@ export interface StateSources {
   readonly handshakeQueueLength: () => number;
   /** Snapshot builds the cache holds for reuse and their frame bytes. */
   readonly snapshotCache: () => { builds: number; bytes: number };
+  /** Builds only agents still streaming them keep alive, and their frame bytes not counted above. */
+  readonly snapshotPinned: () => { builds: number; bytes: number };
   readonly feeds: readonly { readonly name: string; readonly store: ServedStore }[];
 }
 
@@ -148,6 +150,8 @@ export function registerStateGauges(metrics: ServerMetrics, src: StateSources): 
   stateGauge('cattail_handshake_queue_length', 'HELLOs received and not yet answered (answered first in each service turn; bounded by the connections admitted).', r, src.handshakeQueueLength);
   stateGauge('cattail_snapshot_cache_builds', 'Snapshot builds held for reuse (per feed, revision, compression and frame size; dropped after snapshotReuseWindowMs once outdated).', r, () => src.snapshotCache().builds);
   stateGauge('cattail_snapshot_cache_bytes', 'Wire bytes of the snapshot frames held for reuse.', r, () => src.snapshotCache().bytes);
+  stateGauge('cattail_snapshot_pinned_builds', 'Snapshot builds no longer held for reuse that agents still streaming them keep alive (slow readers of an outdated snapshot).', r, () => src.snapshotPinned().builds);
+  stateGauge('cattail_snapshot_pinned_bytes', 'Wire bytes of those builds\' frames, beyond cattail_snapshot_cache_bytes (each agent is closed after maxFallBehindMs without progress).', r, () => src.snapshotPinned().bytes);
   labelledStateGauge('cattail_delta_log_entries', "Deletions each feed's delta log retains so resuming agents get a delta (upserts are answered from the live state); trimmed by deltaLogMaxAgeMs and deltaLogMaxBytes.", r, 'feed', () => src.feeds.map((f) => [f.name, f.store.stats().tombstones]));
   labelledStateGauge('cattail_delta_log_bytes', "Key bytes of each feed's delta log, the quantity bounded by deltaLogMaxBytes.", r, 'feed', () => src.feeds.map((f) => [f.name, f.store.stats().logBytes]));
 }
