@@ -115,6 +115,8 @@ export interface StateSources {
   readonly handshakeQueueLength: () => number;
   /** Snapshot builds the cache holds for reuse and their frame bytes. */
   readonly snapshotCache: () => { builds: number; bytes: number };
+  /** The transport's work waiting for a paced turn (AgentTransport.pacedWaiting). */
+  readonly transportWaiting: () => number;
   /** Builds only agents still streaming them keep alive, and their frame bytes not counted above. */
   readonly snapshotPinned: () => { builds: number; bytes: number };
   readonly feeds: readonly { readonly name: string; readonly store: ServedStore }[];
@@ -147,6 +149,7 @@ export function registerStateGauges(metrics: ServerMetrics, src: StateSources): 
     return n;
   });
   stateGauge('cattail_service_queue_length', 'Connections waiting in the service queue for a HELLO answer, snapshot frames or a catch-up (served within a time and byte budget per event-loop turn).', r, src.serviceQueueLength);
+  stateGauge('cattail_transport_paced_waiting', 'Work the agent transport holds for a paced turn: upgrade requests not yet answered (ws, 5 ms turns), or sockets with inbound messages waiting (uWS); bounded by the connections admitted.', r, src.transportWaiting);
   stateGauge('cattail_handshake_queue_length', 'HELLOs received and not yet answered (answered first in each service turn; bounded by the connections admitted).', r, src.handshakeQueueLength);
   stateGauge('cattail_snapshot_cache_builds', 'Snapshot builds held for reuse (per feed, revision, compression and frame size; dropped after snapshotReuseWindowMs once outdated).', r, () => src.snapshotCache().builds);
   stateGauge('cattail_snapshot_cache_bytes', 'Wire bytes of the snapshot frames held for reuse.', r, () => src.snapshotCache().bytes);

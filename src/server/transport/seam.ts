@@ -173,6 +173,11 @@ export interface BoundAddress {
 /** The agent port. */
 export interface AgentTransport {
   readonly kind: TransportKind;
+  /**
+   * Work waiting for a paced turn (paced.ts): upgrade requests not yet answered (ws), or sockets
+   * with inbound messages waiting (uWS). Bounded by the connections admitted; exported as a gauge.
+   */
+  readonly pacedWaiting: number;
   listen(at: ListenAddress): Promise<BoundAddress>;
   /** Stops accepting and destroys every socket still open (after the fan-out's own goodbyes). */
   close(): Promise<void>;

@@ -250,6 +250,11 @@ export interface UwsTransportOptions {
 
 export class UwsTransport implements AgentTransport {
   readonly kind = 'uws';
+
+  get pacedWaiting(): number {
+    return this.pacer.socketsWaiting;
+  }
+
   /** Which uWS build runs (package and binary). */
   readonly source: string;
   private readonly uws: UwsModule;

@@ -124,6 +124,11 @@ interface PendingUpgrade {
 
 export class WsTransport implements AgentTransport {
   readonly kind = 'ws';
+
+  get pacedWaiting(): number {
+    return this.upgrades.size;
+  }
+
   readonly http: Server;
   private readonly wss: WebSocketServer;
   private readonly upgrades = new PacedTurns<PendingUpgrade>(
