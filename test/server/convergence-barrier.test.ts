@@ -32,10 +32,10 @@ function agent(node: string, feeds: FeedRuntime[]): Connection & { cursors: Feed
   return conn as unknown as Connection & { cursors: FeedCursor[] };
 }
 
-function setup(feeds: FeedRuntime[], maxWaiters?: number) {
+function setup(feeds: FeedRuntime[], maxWaiters?: number, maxWaitingAgents?: number) {
   const clock = new FakeClock();
   const conns = new Set<Connection>();
-  const tracker = new ConvergenceTracker({ clock, serverId: 's1', feeds, connections: () => conns, ...(maxWaiters !== undefined ? { maxWaiters } : {}) });
+  const tracker = new ConvergenceTracker({ clock, serverId: 's1', feeds, connections: () => conns, ...(maxWaiters !== undefined ? { maxWaiters } : {}), ...(maxWaitingAgents !== undefined ? { maxWaitingAgents } : {}) });
   const ack = (c: Connection, revision: number, i = 0): void => {
     recordAck(c.cursors[i] as FeedCursor, revision);
     tracker.onAgentChanged(c);
@@ -245,6 +245,18 @@ describe('convergence barrier: tracker', () => {
     expect(code(() => tracker.wait({ resource: 'pods', resourceVersion: '1', timeoutMs: 1_000 }))).toBe('CATTAIL_CONVERGENCE_TOO_MANY_WAITERS');
     tracker.close();
     expect(tracker.waiting).toBe(0);
+  });
+
+  it('refuses a request whose agents would take all waiting scopes past maxWaitingAgents; a node filter fits', () => {
+    const f = feed('felix', ['pods']);
+    const { tracker, join } = setup([f], undefined, 3);
+    for (const n of ['node-a', 'node-b']) join(agent(n, [f]));
+    void tracker.wait({ resource: 'pods', resourceVersion: '1', timeoutMs: 1_000 }); // 2 agents
+    expect(tracker.waiting).toBe(1);
+    expect(() => tracker.wait({ resource: 'pods', resourceVersion: '1', timeoutMs: 1_000 })).toThrow(expect.objectContaining({ code: 'CATTAIL_CONVERGENCE_TOO_MANY_WAITERS' }));
+    void tracker.wait({ resource: 'pods', resourceVersion: '1', timeoutMs: 1_000, nodes: ['node-a'] }); // 1 more: 3
+    expect(tracker.waiting).toBe(2);
+    tracker.close();
   });
 
   it('an aborted request stops waiting and frees its slot', () => {

@@ -24,6 +24,14 @@ import type { FeedRuntime } from './feeds.js';
 export const MAX_LAGGARDS = 100;
 /** Requests waiting at once, beyond which a new one is refused (each holds a timer and two sets). */
 export const DEFAULT_MAX_WAITERS = 1_000;
+/**
+ * Agents in the scopes of all waiting requests together, beyond which a new request is refused.
+ * Why: each waiter holds its scope's connections in two sets, so the count of waiters alone let
+ * 1,000 requests for the whole fleet hold 20 million set entries at 10,000 agents (hundreds of MB)
+ * from the unauthenticated HTTP port (a bounds audit). 500,000 is 50 whole-fleet requests at
+ * 10,000 agents, or every one of the 1,000 with a node filter.
+ */
+export const DEFAULT_MAX_WAITING_AGENTS = 500_000;
 
 export interface ConvergenceQuery {
   /** A resource id this replica serves (resolveResource). */
@@ -88,15 +96,19 @@ export interface ConvergenceOptions {
   readonly connections: () => Iterable<Connection>;
   /** @default DEFAULT_MAX_WAITERS */
   readonly maxWaiters?: number;
+  /** Agents in all waiting requests' scopes together (count). @default DEFAULT_MAX_WAITING_AGENTS */
+  readonly maxWaitingAgents?: number;
 }
 
 export class ConvergenceTracker {
   private readonly waiters = new Set<Waiter>();
   private recheckScheduled = false;
   private readonly maxWaiters: number;
+  private readonly maxWaitingAgents: number;
 
   constructor(private readonly o: ConvergenceOptions) {
     this.maxWaiters = o.maxWaiters ?? DEFAULT_MAX_WAITERS;
+    this.maxWaitingAgents = o.maxWaitingAgents ?? DEFAULT_MAX_WAITING_AGENTS;
   }
 
   /** Requests waiting now (the `cattail_convergence_waiters` gauge). */
@@ -129,24 +141,31 @@ export class ConvergenceTracker {
   /**
    * Resolves when every agent in scope has applied the resourceVersion, or at the timeout (then
    * `converged: false`), or when `signal` aborts (the asker went away; the answer is dropped).
-   * Throws CATTAIL_CONVERGENCE_TOO_MANY_WAITERS when maxWaiters requests already wait.
+   * Throws CATTAIL_CONVERGENCE_TOO_MANY_WAITERS when maxWaiters requests already wait, or when
+   * this one's agents would take the scopes of all waiting requests past maxWaitingAgents.
    */
   wait(q: ConvergenceQuery, signal?: AbortSignal): Promise<ConvergenceReport> {
     if (this.waiters.size >= this.maxWaiters) {
       throw new CattailError('CATTAIL_CONVERGENCE_TOO_MANY_WAITERS', `${this.waiters.size} convergence requests are already waiting on this replica (at most ${this.maxWaiters}); retry later`);
     }
-    return new Promise((resolve) => {
-      const nodes = q.nodes === undefined ? undefined : new Map(q.nodes.map((n) => [n, 0]));
-      const w: Waiter = { q, startedMs: this.o.clock.monotonic(), nodes, missing: nodes?.size ?? 0, scope: new Set(), pending: new Set(), timer: undefined, resolve };
-      for (const conn of this.o.connections()) this.judge(w, conn);
-      if (this.isConverged(w) || q.timeoutMs === 0) {
-        resolve(this.report(w, !this.isConverged(w)));
-        return;
-      }
-      this.waiters.add(w);
-      w.timer = this.o.clock.setTimeout(() => this.finish(w, true), q.timeoutMs);
-      signal?.addEventListener('abort', () => this.drop(w), { once: true });
-    });
+    let resolve!: (r: ConvergenceReport) => void;
+    const answer = new Promise<ConvergenceReport>((r) => (resolve = r));
+    const nodes = q.nodes === undefined ? undefined : new Map(q.nodes.map((n) => [n, 0]));
+    const w: Waiter = { q, startedMs: this.o.clock.monotonic(), nodes, missing: nodes?.size ?? 0, scope: new Set(), pending: new Set(), timer: undefined, resolve };
+    for (const conn of this.o.connections()) this.judge(w, conn);
+    if (this.isConverged(w) || q.timeoutMs === 0) {
+      resolve(this.report(w, !this.isConverged(w)));
+      return answer;
+    }
+    let held = 0;
+    for (const other of this.waiters) held += other.scope.size;
+    if (held + w.scope.size > this.maxWaitingAgents) {
+      throw new CattailError('CATTAIL_CONVERGENCE_TOO_MANY_WAITERS', `convergence requests waiting on this replica already follow ${held} agents; this one's ${w.scope.size} would pass ${this.maxWaitingAgents}; retry later or name nodes`);
+    }
+    this.waiters.add(w);
+    w.timer = this.o.clock.setTimeout(() => this.finish(w, true), q.timeoutMs);
+    signal?.addEventListener('abort', () => this.drop(w), { once: true });
+    return answer;
   }
 
   /** An agent finished its HELLO or ACKed: re-judge it for every waiter. */
