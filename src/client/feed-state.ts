@@ -19,7 +19,7 @@ import type { FeedCheckpoint } from './checkpoint.js';
 import { IncrementalDigest } from './digest.js';
 import { bucketOfHashHi, hasBucket } from '../../proto/bucket-set.js';
 import { entryHashInto } from '../../proto/digest.js';
-import { adoptWatermarks, behindResources, type BehindResource, type Watermarks } from './watermarks.js';
+import { behindResources, mergeWatermarks, type BehindResource, type Watermarks } from './watermarks.js';
 
 /** `[key, value]` with the value's msgpack bytes (PROTOCOL.md §3.1). */
 export type RawEntry = readonly [key: string, value: Uint8Array];
@@ -268,7 +268,7 @@ export class FeedState {
         feed: this.name, revision: s.revision, expected: hex(end.digest), computed: got.toString('hex'),
       });
     }
-    const behind = behindResources(this.appliedWatermarks, end.watermarks, end.status === 'in-sync');
+    const behind = behindResources(this.appliedWatermarks, end.watermarks);
     if (behind.length > 0) return { kind: 'behind', behind };
 
     const upserts: RawEntry[] = [];
@@ -288,7 +288,7 @@ export class FeedState {
     this.resumeFrom = undefined;
     this.token = Buffer.from(end.token);
     this.tokenRevision = s.revision;
-    this.appliedWatermarks = adoptWatermarks(this.appliedWatermarks, end.watermarks, end.status === 'in-sync');
+    this.appliedWatermarks = mergeWatermarks(this.appliedWatermarks, end.watermarks);
     this.watermarksExact = true;
     this.stale = end.stale;
     this.sync = end.status;
@@ -421,12 +421,12 @@ export class FeedState {
       if (r?.phase === 'applied' && this.verifiedRevision === st.revision) this.repair = undefined;
     }
     if (st.status === 'in-sync') {
-      const behind = behindResources(this.appliedWatermarks, st.watermarks, true);
+      const behind = behindResources(this.appliedWatermarks, st.watermarks);
       if (behind.length > 0) return { kind: 'behind', behind };
     }
     // A repair starting or ending changes `inSync` (below) even when the server's status does not.
     const statusChanged = this.sync !== st.status || this.stale !== st.stale || wasRepairing !== (this.repair !== undefined);
-    this.appliedWatermarks = adoptWatermarks(this.appliedWatermarks, st.watermarks, st.status === 'in-sync');
+    this.appliedWatermarks = mergeWatermarks(this.appliedWatermarks, st.watermarks);
     this.watermarksExact = true;
     this.token = Buffer.from(st.token);
     this.tokenRevision = st.revision;

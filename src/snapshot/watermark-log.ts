@@ -47,20 +47,6 @@ function atOrBelow(a: Watermarks, b: Watermarks): boolean {
   return true;
 }
 
-/**
- * Whether `agent` is ahead of `current` for some resource both name. A resource only the agent
- * names is one this store no longer serves (its CRD was removed, or the feed stopped carrying it):
- * not a sign of lag, since a feed that has not listed a resource it serves is not in sync and
- * takes no agents. Counting it as behind refused such agents everywhere, for ever.
- */
-function aheadOf(agent: Watermarks, current: Watermarks): boolean {
-  for (const resource of Object.keys(agent)) {
-    const other = current[resource];
-    if (other !== undefined && compareResourceVersions(agent[resource] as string, other) > 0) return true;
-  }
-  return false;
-}
-
 function sameResources(a: Watermarks, b: Watermarks): boolean {
   const ka = Object.keys(a);
   if (ka.length !== Object.keys(b).length) return false;
@@ -137,8 +123,7 @@ export class WatermarkLog {
 
   /**
    * The newest recorded revision made at watermarks at or below `agent` and naming the same
-   * resources, provided `current` (our watermarks now) is at or above `agent` for every resource
-   * both name (else `behind`).
+   * resources, provided `current` (our watermarks now) is at or above `agent` everywhere.
    *
    * Watermarks only grow with revisions (and a resource, once named, stays), so "at or below the
    * agent's" holds for a prefix of the log: a binary search finds its end. An upstream regression
@@ -146,9 +131,7 @@ export class WatermarkLog {
    * a revision that satisfies the condition, though perhaps not the newest one.
    */
   find(agent: Watermarks, current: Watermarks): RebaseResult {
-    // Behind only for a resource both name; an agent naming one this store does not serve finds no
-    // record with the same resources below, and gets a snapshot ('none').
-    if (aheadOf(agent, current)) return { kind: 'behind' };
+    if (!atOrBelow(agent, current)) return { kind: 'behind' };
     let lo = this.#start;
     let hi = this.#revisions.length; // first index known not to satisfy
     while (lo < hi) {

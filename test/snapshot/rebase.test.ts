@@ -79,14 +79,11 @@ describe('FeedStore.rebase', () => {
     expect(b.rebase({ pods: '200' })).toEqual({ kind: 'revision', revision: 5 });
   });
 
-  it('answers behind when the store has not reached the agent watermarks; a resource only the agent names is not lag', () => {
+  it('answers behind when the store has not reached the agent watermarks, or lacks a resource of them', () => {
     const b = new FeedStore({ feed: 'f' });
     feed(b, events(10), [10]);
     expect(b.rebase({ pods: '200' })).toEqual({ kind: 'behind' });
-    expect(b.rebase({ pods: '200', nodes: '3' })).toEqual({ kind: 'behind' });
-    // nodes: a resource this in-sync store does not serve (a CRD removed). Not behind (that
-    // refused the agent everywhere, for ever); no record names the same resources: a snapshot.
-    expect(b.rebase({ pods: '105', nodes: '3' })).toEqual({ kind: 'none' });
+    expect(b.rebase({ pods: '105', nodes: '3' })).toEqual({ kind: 'behind' });
   });
 
   it('answers none before the first recorded revision, for other resources, and for watermarks that are not an agent\'s', () => {
