@@ -71,7 +71,7 @@ export const connectOptions = {
   clientId: opt.string({ default: undefined, check: nonEmpty, help: 'Stable id of this client for log correlation on the server. Unset: a random UUID.' }),
   raw: opt.boolean({ default: false, help: 'Raw mode: values are the msgpack bytes as received, not decoded objects (relays, load agents).' }),
   compression: opt.list({ default: ['brotli', 'deflate'], values: ['brotli', 'deflate'] as const, help: 'Compression algorithms offered in the hello, in preference order.' }),
-  maxFrameBytes: opt.int({ default: DEFAULT_MAX_FRAME_BYTES, unit: 'bytes', min: MIN_CLIENT_MAX_FRAME_BYTES, max: 2 ** 31 - 1, help: 'Largest uncompressed frame body accepted (announced in the hello; inflation is bounded by it); at least 4,096 (PROTOCOL.md §2.2). The protocol\'s default is 1 MiB.' }),
+  maxFrameBytes: opt.int({ default: DEFAULT_MAX_FRAME_BYTES, unit: 'bytes', min: MIN_CLIENT_MAX_FRAME_BYTES, max: 2 ** 31 - 1, help: 'Largest uncompressed frame body accepted (announced in the hello; inflation is bounded by it); at least 4,096 (PROTOCOL.md §2.2). The protocol\'s default is 1 MiB. A Cattail server uses the power of two at or below it (announced in WELCOME), so give a power of two.' }),
   handshakeTimeoutMs: opt.int({ default: 10_000, unit: 'ms', min: 1, help: 'Time from starting a connection attempt to receiving WELCOME.' }),
   readTimeoutFactor: opt.int({ default: 3, unit: 'multiple of the server\'s pingIntervalMs', min: 2, max: 100, help: 'Read timeout as a multiple of the ping interval the server announces (PROTOCOL.md §4.8).' }),
   reconnectInitialDelayMs: opt.int({ default: 250, unit: 'ms', min: 1, help: 'First reconnect delay before jitter; doubles per failed attempt.' }),

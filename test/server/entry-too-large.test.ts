@@ -27,6 +27,8 @@ describe('server - an entry larger than an agent\'s frame size', () => {
     expect(await small.closed).toBe(4003);
     expect(small.errors.map((e) => e.code)).toEqual(['CATTAIL_SERVER_ENTRY_TOO_LARGE']);
     expect(small.errors[0]?.message).toContain('/pods/ns/big');
+    // It names the size to announce: the server rounds an agent's value down to a power of two.
+    expect(small.errors[0]?.message).toMatch(/raise the agent's maxFrameBytes to at least (8192|16384)\b/);
     // Nothing above the agent's limit ever reached it.
     expect(small.largestBodyBytes).toBeLessThanOrEqual(4_096);
     await roomy.untilRevision('felix', 2);

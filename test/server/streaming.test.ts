@@ -1,5 +1,6 @@
 import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { afterEach, describe, expect, it } from 'vitest';
+import { bodySizeFor } from '../../src/server/fanout/handshake.js';
 import { Flags, HEADER_BYTES } from '../../proto/index.js';
 import type * as Zlib from 'node:zlib';
 import { defaultStoreFactory } from '../../src/server/pipeline/store-factory.js';
@@ -301,6 +302,9 @@ describe('server - streaming', () => {
     expect(odd.welcome?.maxFrameBytes).toBe(524_288);
     expect(big.welcome?.maxFrameBytes).toBe(1_048_576); // the server's own limit
     for (const a of [...agents, odd, big]) expect(a.largestBodyBytes).toBeLessThanOrEqual(a.welcome!.maxFrameBytes);
+    // Exact at every size (doubling, not a rounded log2).
+    expect([4_096, 8_191, 8_192, 1_000_000, 2 ** 48 + 1, 2 ** 53 - 1].map(bodySizeFor)).toEqual([4_096, 4_096, 8_192, 524_288, 2 ** 48, 2 ** 52]);
+    expect(bodySizeFor(undefined)).toBe(Infinity);
   });
 
   it('compresses each snapshot and delta frame once for all agents that negotiated the same compression', async () => {

@@ -27,10 +27,15 @@ const MAX_NAME_CHARS = 253;
  * of the feed (a bounds audit: N HELLOs, N builds of ~100 MB). Powers of two leave at most nine
  * sizes between 4 KiB and 1 MiB, and the default and usual values are powers of two already.
  * PROTOCOL.md §2.2 lets the server send less than the client allows; WELCOME announces the size.
+ * The cost, for an agent announcing another value: an entry between the power of two and its
+ * value, which would have fitted, closes it with ENTRY_TOO_LARGE (whose message names the size to
+ * announce). Computed by doubling, not with Math.log2, whose rounding is not exact for every value.
  */
 export function bodySizeFor(announced: number | undefined): number {
   if (announced === undefined) return Infinity;
-  return 2 ** Math.floor(Math.log2(announced));
+  let size = MIN_CLIENT_MAX_FRAME_BYTES;
+  while (size * 2 <= announced) size *= 2;
+  return size;
 }
 
 export function checkHello(m: HelloMessage): Hello {

@@ -122,11 +122,18 @@ export function encodeDelta(
   return frames.map((f) => wsFramed(maybeCompress(f, algo, compressMinBytes)));
 }
 
+/** The smallest power of two at or above `n`. */
+function nextPowerOfTwo(n: number): number {
+  let p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
 /** The error that closes an agent whose frame size cannot carry one entry (close 4003). */
 export function entryTooLarge(key: unknown, bytes: unknown, maxBodyBytes: number, cause?: unknown): CattailError {
   return new CattailError(
     'CATTAIL_SERVER_ENTRY_TOO_LARGE',
-    `entry ${JSON.stringify(key)} needs ${String(bytes)} body bytes, above this connection's maxFrameBytes ${maxBodyBytes}; raise the agent's maxFrameBytes`,
+    `entry ${JSON.stringify(key)} needs ${String(bytes)} body bytes, above this connection's maxFrameBytes ${maxBodyBytes}; raise the agent's maxFrameBytes${typeof bytes === 'number' ? ` to at least ${nextPowerOfTwo(bytes)} (the server rounds an agent's value down to a power of two)` : ''}`,
     { cause, details: { key, bytes, maxBodyBytes } },
   );
 }
