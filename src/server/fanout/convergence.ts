@@ -25,7 +25,8 @@ export const MAX_LAGGARDS = 100;
 /** Requests waiting at once, beyond which a new one is refused (each holds a timer and two sets). */
 export const DEFAULT_MAX_WAITERS = 1_000;
 /**
- * Agents in the scopes of all waiting requests together, beyond which a new request is refused.
+ * Agents in the scopes of all waiting requests together, beyond which a new request is refused
+ * (checked at admission: a scope that grows later, as agents connect, is not re-checked).
  * Why: each waiter holds its scope's connections in two sets, so the count of waiters alone let
  * 1,000 requests for the whole fleet hold 20 million set entries at 10,000 agents (hundreds of MB)
  * from the unauthenticated HTTP port (a bounds audit). 500,000 is 50 whole-fleet requests at

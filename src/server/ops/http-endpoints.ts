@@ -27,6 +27,23 @@ export function createHttpEndpoints(registry: Registry, health: Health, load: ()
 
 /** The HTTP port's request handler, for a server made elsewhere (https with `httpTls`, tls/listener.ts). */
 export function httpEndpointsHandler(registry: Registry, health: Health, load: () => LoadReport, debug?: DebugEndpoints, convergence?: ConvergenceSource): RequestListener {
+  const handle = endpointsHandler(registry, health, load, debug, convergence);
+  // A throw in a request listener is an uncaught exception that ends the process (every agent's
+  // replica, for a bug in a debug page): it is answered 500 CATTAIL_INTERNAL instead.
+  return (req, res) => {
+    try {
+      handle(req, res);
+    } catch (err) {
+      if (res.headersSent) res.destroy();
+      else {
+        res.writeHead(500, { 'content-type': 'application/json; charset=utf-8' });
+        res.end(`${JSON.stringify({ error: { code: 'CATTAIL_INTERNAL', message: err instanceof Error ? err.message : String(err) } })}\n`);
+      }
+    }
+  };
+}
+
+function endpointsHandler(registry: Registry, health: Health, load: () => LoadReport, debug?: DebugEndpoints, convergence?: ConvergenceSource): RequestListener {
   return (req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const path = url.pathname;
