@@ -117,6 +117,11 @@ describe('InboundPacer', () => {
     for (let i = 0; i < 5; i++) p.message(a, Buffer.alloc(0), true);
     expect(a.inbound.length).toBeLessThanOrEqual(2);
     expect(log.length).toBeGreaterThan(1);
+    // The count of sockets waiting follows the queues, not the paced list (which keeps a socket
+    // whose queue went at once until its turn).
+    expect(p.socketsWaiting).toBe(a.inbound.length > 0 ? 1 : 0);
+    p.closing(a);
+    expect(p.socketsWaiting).toBe(0);
   });
 
   it('reports a delivery that throws to its socket, on every path, and goes on with the others', async () => {

@@ -73,10 +73,16 @@ export class InboundPacer {
   // Not `(this.o.now ?? performance.now)()`: performance.now throws when called without its object.
   private readonly now = (): number => (this.o.now !== undefined ? this.o.now() : performance.now());
 
-  /** Sockets with messages waiting. */
+  /**
+   * Sockets with messages waiting. Counted apart from the paced queue's length: a socket whose
+   * queue went at once (the bound, a close) stays in that queue until its turn, where it finds
+   * nothing, and may be queued again meanwhile.
+   */
   get socketsWaiting(): number {
-    return this.waiting.size;
+    return this.socketsWithMessages;
   }
+
+  private socketsWithMessages = 0;
 
   /** A message from `t` (already copied out of uWS's memory). */
   message(t: InboundTarget, data: Buffer, isBinary: boolean): void {
@@ -94,11 +100,15 @@ export class InboundPacer {
     const cost = data.length + QUEUED_MESSAGE_OVERHEAD_BYTES;
     if (t.inboundBytes + cost > this.o.maxQueuedBytes) {
       // Bounded: what waits goes now, then this message, in order.
+      if (t.inbound.length === 0) this.socketsWithMessages++; // flush() counts it out again
       t.inbound.push({ data, isBinary });
       this.flush(t);
       return;
     }
-    if (t.inbound.length === 0) this.waiting.push(t);
+    if (t.inbound.length === 0) {
+      this.waiting.push(t);
+      this.socketsWithMessages++;
+    }
     t.inbound.push({ data, isBinary });
     t.inboundBytes += cost;
   }
@@ -113,6 +123,7 @@ export class InboundPacer {
     // Taken out first: a delivery may close the socket, which flushes again (nothing left then).
     const items = t.inbound.splice(0);
     t.inboundBytes = 0;
+    if (items.length > 0) this.socketsWithMessages--;
     try {
       for (const m of items) t.deliver(m.data, m.isBinary);
     } catch (err) {
