@@ -37,7 +37,7 @@ export function recover(r: ReflectorCore, err: unknown): number {
     }
     r.o.metrics.watchRestarts.inc({ resource: r.id, reason: 'list-too-large' });
     const delay = r.backoff.next(now);
-    r.o.logger.error({ ...log, maxBytes: r.o.listMaxBytes, pageSize: r.listLimit, delayMs: delay }, 'one object is above upstreamListMaxBytes; the resource cannot be listed until the cap is raised (or the object shrinks)');
+    r.o.logger.error({ ...log, maxBytes: r.o.listMaxBytes, pageSize: r.listLimit, delayMs: delay }, 'a list of one object per page is above upstreamListMaxBytes: one object is that large, or the API server ignores limit; the resource cannot be listed until the cap is raised or that changes');
     return delay;
   }
   if (f.kind === 'watchlist-unsupported') {
