@@ -258,7 +258,7 @@ export const upstreamOptions = {
     unit: 'bytes',
     min: 2_097_152,
     max: 536_870_888,
-    help: 'Largest upstream LIST response body read (listPageSize bounds items, not bytes). A larger one ends that request with CATTAIL_UPSTREAM_LIST_TOO_LARGE, never the process; the resource\'s page size is halved (down to 1 item) for the next list and restored after one succeeds (cattail_upstream_list_too_large_total). 256 MiB: under half of V8\'s largest string (~512 Mi characters) and many full pages of typical objects; a page of large objects (near etcd\'s 1.5 MiB limit) is listed in smaller pages instead. A list page can cost 2-3 times this in memory. At most 536870888; keep it above the largest object.',
+    help: 'Largest upstream LIST response body read (listPageSize bounds items, not bytes). A larger one ends that request with CATTAIL_UPSTREAM_LIST_TOO_LARGE, never the process; the resource\'s page size is halved (down to 1 item) for the next list and restored by a list that succeeds an hour after the last too-large body (cattail_upstream_list_too_large_total). 256 MiB: under half of V8\'s largest string (~512 Mi characters) and many full pages of typical objects; a page of large objects (near etcd\'s 1.5 MiB limit) is listed in smaller pages instead. A list page can cost 2-3 times this in memory. At most 536870888; keep it above the largest object.',
   }),
   watchList: opt.boolean({
     default: true,

@@ -7,6 +7,7 @@
 import type { IncomingMessage } from 'node:http';
 import { PassThrough } from 'node:stream';
 import { describe, expect, it, vi } from 'vitest';
+import { LIST_PAGE_KEEP_MS } from '../../src/server/upstream/reflector-core.js';
 import { FakeClock } from '../../src/clock.js';
 import { createLogger } from '../../src/log.js';
 import type { UpstreamHandle, UpstreamOptions } from '../../src/server/upstream/index.js';
@@ -57,17 +58,30 @@ describe('upstream LIST byte cap (upstreamListMaxBytes)', () => {
     expect(await metric(up, 'listTooLarge')).toBe(1);
     const halved = logs.find((l) => l.code === 'CATTAIL_UPSTREAM_LIST_TOO_LARGE');
     expect(halved).toMatchObject({ pageSize: 4 });
-    expect(logs.some((l) => /next list uses listPageSize again/.test(l.msg))).toBe(true);
+    expect(logs.some((l) => /next list uses listPageSize again/.test(l.msg))).toBe(false);
     expect(up.health()[0]).toMatchObject({ synced: true, stale: false });
 
-    // Restored: the next relist (after an expired watch) asks for 8 again, halves again, and
-    // converges with the change made meanwhile.
+    // Kept: a relist within the hour (after an expired watch) asks for 4 at once, reads nothing
+    // above the cap, and converges with the change made meanwhile.
     server.changeWhileDisconnected(() => server.upsert('pods', bigPod('p99', '10.0.1.1')));
     server.endWatches();
-    await waitUntil(() => listLimits().length >= 6 && converged(sink), { clock });
-    expect(listLimits().slice(4, 5)).toEqual([8]);
-    expect(await metric(up, 'listTooLarge')).toBe(2);
+    await waitUntil(() => listLimits().length >= 5 && converged(sink), { clock });
+    expect(listLimits()[4]).toBe(4);
+    expect(await metric(up, 'listTooLarge')).toBe(1);
     expect(sink.state.get('pods')?.size).toBe(13);
+
+    // An hour after the last too-large body, a list that succeeds puts listPageSize back.
+    await clock.advanceAsync(LIST_PAGE_KEEP_MS);
+    const before = listLimits().length;
+    server.changeWhileDisconnected(() => server.upsert('pods', bigPod('p98', '10.0.1.2')));
+    server.endWatches();
+    await waitUntil(() => listLimits().length > before && converged(sink), { clock });
+    expect(logs.some((l) => /next list uses listPageSize again/.test(l.msg))).toBe(true);
+    const after = listLimits().length;
+    server.changeWhileDisconnected(() => server.upsert('pods', bigPod('p97', '10.0.1.3')));
+    server.endWatches();
+    await waitUntil(() => listLimits().length > after, { clock });
+    expect(listLimits()[after]).toBe(8);
   });
 
   it('stops reading at the cap when the server ignores limit, and keeps the replica up, unsynced and retrying', async () => {

@@ -6,11 +6,12 @@
  * Each page body is read up to `listMaxBytes` (upstreamListMaxBytes): `limit` bounds items, not
  * bytes, and a server may ignore it. A larger body fails the list with 'body-too-large'
  * (CATTAIL_UPSTREAM_LIST_TOO_LARGE); recovery.ts then halves `r.listLimit` for the next list, and
- * a list that succeeds puts it back to listPageSize.
+ * a list that succeeds LIST_PAGE_KEEP_MS (an hour) after the last too-large body puts it back to
+ * listPageSize.
  */
 import { UpstreamFailure } from './failure.js';
 import { parseJson } from './json.js';
-import type { ReflectorCore } from './reflector-core.js';
+import { LIST_PAGE_KEEP_MS, type ReflectorCore } from './reflector-core.js';
 import type { GuardedResponse } from './request.js';
 import type { ListSession } from './resource-view.js';
 import { readBody } from './stream.js';
@@ -79,8 +80,10 @@ export async function listPages(r: ReflectorCore): Promise<void> {
     if (cont === undefined) break;
   }
   r.finishList(session, listRv);
-  if (r.listLimit !== r.o.listPageSize) {
-    r.o.logger.info({ resource: r.id, pageSize: r.listLimit, listPageSize: r.o.listPageSize }, 'list succeeded with smaller pages; the next list uses listPageSize again');
+  // The smaller size that worked is kept for a while (LIST_PAGE_KEEP_MS): put back at once, every
+  // relist read up to the cap again before halving.
+  if (r.listLimit !== r.o.listPageSize && r.o.clock.monotonic() - r.listTooLargeAtMs >= LIST_PAGE_KEEP_MS) {
+    r.o.logger.info({ resource: r.id, pageSize: r.listLimit, listPageSize: r.o.listPageSize }, 'list succeeded with smaller pages, the last too-large body long ago; the next list uses listPageSize again');
     r.listLimit = r.o.listPageSize;
   }
 }

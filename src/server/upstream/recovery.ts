@@ -28,6 +28,7 @@ export function recover(r: ReflectorCore, err: unknown): number {
     // minAttemptIntervalMs, still bounds the rate: at most log2(listPageSize) such lists). At one
     // item per page a single object is above the cap: back off and say so, loudly.
     r.o.metrics.listTooLarge.inc({ resource: r.id });
+    r.listTooLargeAtMs = now;
     const from = r.listLimit;
     r.listLimit = Math.max(LIST_PAGE_FLOOR, Math.floor(from / 2));
     r.o.metrics.listPageSize.set({ resource: r.id }, r.listLimit);

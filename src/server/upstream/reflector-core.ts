@@ -24,6 +24,13 @@ export const UPSTREAM_BACKOFF = { initialMs: 1_600, maxMs: 40_000, jitter: 0.5, 
 /** The smallest page size a too-large LIST halves to: one object per page. */
 export const LIST_PAGE_FLOOR = 1;
 
+/**
+ * How long a smaller page size that worked is kept after the last LIST body above
+ * listMaxBytes (ms), before a successful list puts listPageSize back. Restored at once, every
+ * relist of such a resource (an expired watch, a 410) read up to the cap again before halving.
+ */
+export const LIST_PAGE_KEEP_MS = 3_600_000;
+
 export interface ReflectorOptions {
   readonly def: ResourceDef;
   readonly view: ResourceView;
@@ -75,9 +82,12 @@ export interface ReflectorCore {
   listMode: ListMode;
   /**
    * Items per page of the next LIST: listPageSize, halved after each body above listMaxBytes
-   * (down to LIST_PAGE_FLOOR), back to listPageSize once a list succeeds.
+   * (down to LIST_PAGE_FLOOR), back to listPageSize once a list succeeds LIST_PAGE_KEEP_MS after
+   * the last such body.
    */
   listLimit: number;
+  /** Monotonic ms of the last LIST body above listMaxBytes (-Infinity: none). */
+  listTooLargeAtMs: number;
   watchListSupported: boolean;
   missing: boolean;
   authError: string | undefined;

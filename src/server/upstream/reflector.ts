@@ -39,6 +39,7 @@ export class Reflector implements ReflectorCore {
   rv: string | undefined;
   listMode: ListMode = 'initial';
   listLimit: number;
+  listTooLargeAtMs = Number.NEGATIVE_INFINITY;
   watchListSupported: boolean;
   missing = false;
   authError: string | undefined;
