@@ -10,15 +10,16 @@
  * So the commands decide here, strictly, as `cattail serve` does for its upstream (serve.ts).
  */
 import { existsSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
-import { IN_CLUSTER_TOKEN } from '../client/discovery.js';
+import { delimiter } from 'node:path';
+import { type DiscoveryConfigSource, discoveryConfigSource } from '../client/discovery.js';
 import { CattailError, ConfigError } from '../errors.js';
 
 
 /** The config discovery will use. */
-export type DiscoveryAccess =
-  | { readonly kind: 'kubeconfig'; readonly paths: readonly string[]; readonly from: 'flag' | 'KUBECONFIG' | 'home' }
-  | { readonly kind: 'in-cluster' };
+export type DiscoveryAccess = DiscoveryConfigSource;
+
+/** What each source is called in messages. */
+const NAMED = { flag: 'option kubeconfig (--kubeconfig)', KUBECONFIG: 'KUBECONFIG', home: '~/.kube/config' } as const;
 
 /**
  * Loads each kubeconfig file as discovery will, and requires a current cluster.
@@ -56,22 +57,14 @@ export async function resolveDiscoveryAccess(
   otherwise: string,
   fileExists: (path: string) => boolean = existsSync,
 ): Promise<DiscoveryAccess> {
-  if (kubeconfig !== undefined) {
-    await checkLoadable([kubeconfig], 'option kubeconfig (--kubeconfig)');
-    return { kind: 'kubeconfig', paths: [kubeconfig], from: 'flag' };
+  const found = discoveryConfigSource(kubeconfig, env, fileExists);
+  if (found?.kind === 'kubeconfig') {
+    await checkLoadable(found.paths, NAMED[found.from]);
+    return found;
   }
-  const fromEnv = (env['KUBECONFIG'] ?? '').split(delimiter).filter((p) => p !== '');
-  if (fromEnv.length > 0) {
-    await checkLoadable(fromEnv, 'KUBECONFIG');
-    return { kind: 'kubeconfig', paths: fromEnv, from: 'KUBECONFIG' };
-  }
-  const home = env['HOME'];
-  if (home !== undefined && home !== '' && fileExists(join(home, '.kube', 'config'))) {
-    const path = join(home, '.kube', 'config');
-    await checkLoadable([path], '~/.kube/config');
-    return { kind: 'kubeconfig', paths: [path], from: 'home' };
-  }
-  if (env['KUBERNETES_SERVICE_HOST'] && env['KUBERNETES_SERVICE_PORT'] && fileExists(IN_CLUSTER_TOKEN)) return { kind: 'in-cluster' };
+  // Stricter than client-node, which looks at the token alone: without the service variables its
+  // in-cluster config has no server address.
+  if (found?.kind === 'in-cluster' && env['KUBERNETES_SERVICE_HOST'] && env['KUBERNETES_SERVICE_PORT']) return found;
   throw new CattailError(
     'CATTAIL_CLIENT_NO_DISCOVERY_CONFIG',
     `--service needs the Kubernetes API to read EndpointSlices, and there is no config for it: pass --kubeconfig FILE, set KUBECONFIG, create ~/.kube/config, or run in a pod with a service account; or give the replicas with ${otherwise}`,

@@ -16,7 +16,7 @@
  * (the agent's own client-node config: in-cluster service account or kubeconfig).
  */
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { CattailError } from '../errors.js';
 
 /** The parts of a discovery.k8s.io/v1 EndpointSlice that discovery reads. */
@@ -136,6 +136,31 @@ export function orderEndpoints(slices: readonly EndpointSliceLike[], o: Discover
 /** The service account token a pod gets (client-node's in-cluster config reads it). */
 export const IN_CLUSTER_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
 
+/** Where discovery's Kubernetes config comes from; `flag`: given explicitly (option or flag). */
+export type DiscoveryConfigSource =
+  | { readonly kind: 'kubeconfig'; readonly paths: readonly string[]; readonly from: 'flag' | 'KUBECONFIG' | 'home' }
+  | { readonly kind: 'in-cluster' };
+
+/**
+ * The config discovery will load, found the way client-node's loadFromDefault looks (an explicit
+ * kubeconfig, KUBECONFIG as a path list, $HOME/.kube/config, the service account token), or
+ * undefined when there is none: client-node would then fall back to http://localhost:8080, which
+ * is never what an agent meant. Shared by the library and the commands' start-up check.
+ */
+export function discoveryConfigSource(
+  kubeconfig: string | undefined,
+  env: Readonly<Record<string, string | undefined>>,
+  fileExists: (path: string) => boolean = existsSync,
+): DiscoveryConfigSource | undefined {
+  if (kubeconfig !== undefined) return { kind: 'kubeconfig', paths: [kubeconfig], from: 'flag' };
+  const fromEnv = (env['KUBECONFIG'] ?? '').split(delimiter).filter((p) => p !== '');
+  if (fromEnv.length > 0) return { kind: 'kubeconfig', paths: fromEnv, from: 'KUBECONFIG' };
+  const home = env['HOME'];
+  if (home !== undefined && home !== '' && fileExists(join(home, '.kube', 'config'))) return { kind: 'kubeconfig', paths: [join(home, '.kube', 'config')], from: 'home' };
+  if (fileExists(IN_CLUSTER_TOKEN)) return { kind: 'in-cluster' };
+  return undefined;
+}
+
 /**
  * The real source: client-node's DiscoveryV1Api with the agent's config (a kubeconfig path, or
  * client-node's default order: KUBECONFIG, ~/.kube/config, in-cluster). Loaded lazily so agents
@@ -145,10 +170,8 @@ export const IN_CLUSTER_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/t
  *   failed with "HTTP protocol is not allowed when skipTLSVerify is not set"
  */
 export async function kubeEndpointSliceSource(kubeconfigPath?: string, env: Readonly<Record<string, string | undefined>> = process.env): Promise<EndpointSliceSource> {
-  // The same places client-node's loadFromDefault looks, the same way (its home is $HOME only).
-  const home = env['HOME'];
-  if (kubeconfigPath === undefined && !env['KUBECONFIG'] && !(home && existsSync(join(home, '.kube', 'config'))) && !existsSync(IN_CLUSTER_TOKEN)) {
-    throw new CattailError('CATTAIL_CLIENT_NO_DISCOVERY_CONFIG', 'service discovery found no kubeconfig (the kubeconfig option, KUBECONFIG, $HOME/.kube/config) and no in-cluster service account', { details: { home } });
+  if (discoveryConfigSource(kubeconfigPath, env) === undefined) {
+    throw new CattailError('CATTAIL_CLIENT_NO_DISCOVERY_CONFIG', 'service discovery found no kubeconfig (the kubeconfig option, KUBECONFIG, $HOME/.kube/config) and no in-cluster service account', { details: { home: env['HOME'] } });
   }
   const k8s = await import('@kubernetes/client-node');
   const kc = new k8s.KubeConfig();
