@@ -8,11 +8,15 @@ import { SYNCER_FEEDS, rbacRules } from '../../src/registry.js';
 
 /**
  * The ClusterRole for the built-in feeds, plus get/list/watch on EndpointSlices: a replica reads
- * its own Service's slices to learn its peers (redirect hints and the share of connections).
+ * its own Service's slices to learn its peers (redirect hints and the share of connections); and
+ * list on CustomResourceDefinitions: when an optional resource answers 404, the replica lists its
+ * CRD to learn the resourceVersion at which it was absent, which agents need to accept the empty
+ * resource (src/server/upstream/not-served.ts).
  */
 export function clusterRole(): string {
   const rules = rbacRules(Object.values(SYNCER_FEEDS).flat());
   rules.push({ apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch'] });
+  rules.push({ apiGroups: ['apiextensions.k8s.io'], resources: ['customresourcedefinitions'], verbs: ['list'] });
   const role = {
     apiVersion: 'rbac.authorization.k8s.io/v1',
     kind: 'ClusterRole',

@@ -4,6 +4,7 @@
  *   GET    /_sim/state                  RV, per-resource object counts and history, churn
  *   GET    /_sim/counters               counters as JSON          POST /_sim/counters/reset
  *   POST   /_sim/compact  {rv?}         compact history           POST /_sim/watches/close {resource?}
+ *   POST   /_sim/crds/{resource} {installed: bool}   install or delete an optional resource's CRD
  *   GET|POST|DELETE /_sim/churn         stats | start {ratePerSec, seed} | stop
  *   POST   /_sim/objects/{resource}     create (body: object)     PUT .../{resource}[/status] update
  *   PATCH  /_sim/objects/{resource}?namespace=&name=[&status=true]   merge patch
@@ -103,6 +104,12 @@ export class AdminHttp {
     }
     const f = this.faults?.route(method, path, () => body(req));
     if (f !== undefined) return f;
+    const crd = method === 'POST' ? path.match(/^\/_sim\/crds\/([^/]+)$/) : null;
+    if (crd) {
+      const b = await body(req);
+      if (typeof b['installed'] !== 'boolean') throw new CattailError('CATTAIL_INVALID_ARGUMENT', 'crds needs {installed: true|false}');
+      return a.setCrdInstalled(decodeURIComponent(crd[1] as string), b['installed']);
+    }
     const m = path.match(/^\/_sim\/objects\/([^/]+)(\/status)?$/);
     if (m) {
       const resource = decodeURIComponent(m[1] as string);

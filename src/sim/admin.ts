@@ -40,6 +40,14 @@ export interface SimAdmin {
   compact(rv?: string | number): string;
   /** Ends open watches (all, or one resource's) cleanly, as a cache re-initialisation does. Returns how many. */
   closeWatches(resource?: string): number;
+  /**
+   * Installs (`true`) or deletes (`false`) an optional resource's CRD at run time. Deleting it
+   * deletes every object first (one DELETED event each, as the API server's finalizer does), then
+   * ends its watches; from then on its paths answer 404 and the CRD list no longer holds it.
+   * Installing serves it again, empty. Only resources this simulator was started with
+   * (`resources`), including omitted ones; built-in resources are refused. Returns the objects deleted.
+   */
+  setCrdInstalled(resource: string, installed: boolean): { deleted: number };
   counters(): CountersSnapshot;
   metricsText(): string;
   resetCounters(): void;
@@ -54,7 +62,7 @@ export function storeGauges(ctx: SimContext): StoreGauges {
   };
 }
 
-export function createAdmin(ctx: SimContext, writer: Writer, churn: Churn, hub: WatchHub): Omit<SimAdmin, 'faults'> {
+export function createAdmin(ctx: SimContext, writer: Writer, churn: Churn, hubs: readonly WatchHub[], known: readonly ResourceDef[]): Omit<SimAdmin, 'faults'> {
   const def = (id: string): ResourceDef => {
     const d = findResource(id);
     if (!d || !ctx.store.resource(id)) throw new CattailError('CATTAIL_SIM_UNKNOWN_RESOURCE', `the simulator serves no resource ${JSON.stringify(id)}`, { details: { resource: id } });
@@ -100,7 +108,21 @@ export function createAdmin(ctx: SimContext, writer: Writer, churn: Churn, hub: 
       if (n !== undefined && (!Number.isSafeInteger(n) || n < 0)) throw new CattailError('CATTAIL_INVALID_ARGUMENT', `compact: invalid resourceVersion ${JSON.stringify(rv)}`);
       return String(ctx.store.compact(n));
     },
-    closeWatches: (resource) => hub.closeAll('admin', resource === undefined ? undefined : def(resource).id),
+    // The leader's watches only (hubs[0]): the HA follower's stay, as before.
+    closeWatches: (resource) => (hubs[0] as WatchHub).closeAll('admin', resource === undefined ? undefined : def(resource).id),
+    setCrdInstalled(resource, installed) {
+      const d = known.find((k) => k.id === resource || k.id === findResource(resource)?.id);
+      if (d === undefined || !d.optional) {
+        throw new CattailError('CATTAIL_SIM_UNKNOWN_RESOURCE', `${JSON.stringify(resource)} is not an optional (CRD) resource of this simulator`, { details: { resource } });
+      }
+      if (installed) {
+        ctx.store.addResource(d);
+        return { deleted: 0 };
+      }
+      const deleted = ctx.store.removeResource(d);
+      for (const h of hubs) h.closeAll('admin', d.id);
+      return { deleted };
+    },
     counters: () => ctx.counters.snapshot(storeGauges(ctx)),
     metricsText: () => ctx.counters.expose(storeGauges(ctx)),
     resetCounters: () => ctx.counters.reset(),

@@ -19,6 +19,9 @@ import { hasStatusSubresource, type Writer } from './writes.js';
 
 const MAX_BODY_BYTES = 3 * 1024 * 1024; // the apiserver's request size limit
 
+/** Where the CRDs are listed (a replica's not-served probe, src/server/upstream/not-served.ts). */
+const CRD_LIST_PATH = '/apis/apiextensions.k8s.io/v1/customresourcedefinitions';
+
 interface Route {
   def: ResourceDef;
   namespace: string | undefined;
@@ -98,6 +101,11 @@ export class SimHttp {
         this.ctx.counters.bytesSent.inc(['other'], sendJson(res, 200, goJson(disc)));
         return;
       }
+    }
+    if (path === CRD_LIST_PATH && req.method === 'GET') {
+      this.ctx.counters.bytesSent.inc(['other'], sendJson(res, 200, goJson(this.crdList(url.searchParams))));
+      this.ctx.counters.requests.inc(['LIST', 'customresourcedefinitions.apiextensions.k8s.io', '200']);
+      return;
     }
     const route = this.route(path);
     if (!route) throw pathNotFound();
@@ -209,6 +217,33 @@ export class SimHttp {
     return marked;
   }
 
+  /**
+   * The CustomResourceDefinitions of the optional resources served now (minimal objects: name,
+   * group, names, versions), filtered by `fieldSelector=metadata.name=…` (the only field selector
+   * it supports, the one a replica's not-served probe sends). A consistent read: the list's
+   * resourceVersion is the store's current one.
+   */
+  private crdList(q: URLSearchParams): unknown {
+    const sel = q.get('fieldSelector');
+    const m = sel === null || sel === '' ? undefined : /^metadata\.name=([^,]+)$/.exec(sel);
+    if (sel !== null && sel !== '' && m === null) throw badRequest(`field label not supported: ${sel}`);
+    const want = m?.[1];
+    const items = this.defs
+      .filter((d) => d.optional && this.ctx.store.resource(d.id) !== undefined && (want === undefined || d.id === want))
+      .map((d) => ({
+        apiVersion: 'apiextensions.k8s.io/v1',
+        kind: 'CustomResourceDefinition',
+        metadata: { name: d.id, resourceVersion: String(this.ctx.store.resource(d.id)?.lastRv ?? 1) },
+        spec: {
+          group: d.group,
+          names: { plural: d.plural, kind: d.kind },
+          scope: d.namespaced ? 'Namespaced' : 'Cluster',
+          versions: [{ name: d.version, served: true, storage: true }],
+        },
+      }));
+    return { kind: 'CustomResourceDefinitionList', apiVersion: 'apiextensions.k8s.io/v1', metadata: { resourceVersion: String(this.ctx.store.currentRv) }, items };
+  }
+
   /** `/api/v1/...`, `/apis/g/v/...` → resource, namespace, name, subresource. */
   private route(path: string): Route | undefined {
     const seg = path.split('/').slice(1).map(decodeURIComponent);
@@ -229,7 +264,9 @@ export class SimHttp {
       rest = rest.slice(2);
     }
     const def = plurals.get(rest[0] as string);
-    if (!def || rest.length > 3) return undefined;
+    // Not in the store: an optional resource whose CRD is not installed (omitResources, or
+    // removed at run time through the admin API).
+    if (!def || rest.length > 3 || !this.ctx.store.resource(def.id)) return undefined;
     if (def.namespaced === false && namespace !== undefined) return undefined;
     return { def, namespace, name: rest[1], subresource: rest[2] };
   }
@@ -239,7 +276,7 @@ export class SimHttp {
     if (path === '/api') return { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: '127.0.0.1' }] };
     if (path === '/apis') {
       const groups = new Map<string, string[]>();
-      for (const d of this.defs) if (d.group !== '') groups.set(d.group, [...new Set([...(groups.get(d.group) ?? []), d.version])]);
+      for (const d of this.defs) if (d.group !== '' && this.ctx.store.resource(d.id)) groups.set(d.group, [...new Set([...(groups.get(d.group) ?? []), d.version])]);
       return {
         kind: 'APIGroupList',
         apiVersion: 'v1',
@@ -255,6 +292,7 @@ export class SimHttp {
     if (!plurals) return undefined;
     const resources: unknown[] = [];
     for (const d of plurals.values()) {
+      if (!this.ctx.store.resource(d.id)) continue;
       const verbs = ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'];
       resources.push({ name: d.plural, singularName: d.kind.toLowerCase(), namespaced: d.namespaced, kind: d.kind, verbs });
       if (hasStatusSubresource(d)) resources.push({ name: `${d.plural}/status`, singularName: '', namespaced: d.namespaced, kind: d.kind, verbs: ['get', 'patch', 'update'] });

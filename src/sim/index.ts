@@ -114,8 +114,11 @@ export async function startSim(options: SimOptions = {}): Promise<Sim> {
     throw invalidOption('historyMaxCapacity', 'option', o.historyMaxCapacity, `expected at least historyMinCapacity (${o.historyMinCapacity})`, 'startSim');
   }
   let defs: readonly ResourceDef[] = RESOURCES;
+  /** Every resource it was started with, omitted ones included: their CRDs can be installed later. */
+  let known: readonly ResourceDef[] = RESOURCES;
   try {
     if (options.resources) defs = options.resources.map((id) => resource(id));
+    known = defs;
     const omit = new Set(o.omitResources.map((id) => resource(id).id));
     defs = defs.filter((d) => !omit.has(d.id));
   } catch (err) {
@@ -172,11 +175,11 @@ export async function startSim(options: SimOptions = {}): Promise<Sim> {
     },
   });
   const ctx: SimContext = { ...baseCtx, hooks: controller };
-  const admin: SimAdmin = Object.assign(createAdmin(baseCtx, writer, churn, hub), { faults: controller as SimFaults });
+  const admin: SimAdmin = Object.assign(createAdmin(baseCtx, writer, churn, [hub, followerHub], known), { faults: controller as SimFaults });
   let lagged: LaggedStore | undefined;
   const faultsHttp = new FaultsHttp(controller, lagRvs === undefined ? undefined : (n) => lagged?.setLag(n));
   const adminHttp = new AdminHttp(baseCtx, admin, faultsHttp);
-  const http = new SimHttp(ctx, defs, writer, hub, adminHttp);
+  const http = new SimHttp(ctx, known, writer, hub, adminHttp);
   const makeServer = (h: SimHttp): Server => {
     const srv: Server = tls ? createHttpsServer({ key: tls.keyPem, cert: tls.certPem, keepAlive: true }, (req, res) => h.handle(req, res)) : createServer({ keepAlive: true }, (req, res) => h.handle(req, res));
     // Connection-level faults act before TLS: prepend so the listener runs before the TLS wrap.
@@ -202,7 +205,7 @@ export async function startSim(options: SimOptions = {}): Promise<Sim> {
       lagged = lg;
       const followerCounters = new Counters();
       const fctx: SimContext<LaggedStore> = { store: lg, counters: followerCounters, clock, rng: new Rng(seed ^ 0xf011), behaviour, hooks: controller };
-      const follower = makeServer(new SimHttp(fctx, defs, writer, followerHub, adminHttp));
+      const follower = makeServer(new SimHttp(fctx, known, writer, followerHub, adminHttp));
       await listen(follower, 0);
       const fport = (follower.address() as AddressInfo).port;
       const px = await RoundRobinProxy.start([bound, fport]);

@@ -103,6 +103,29 @@ export class Store {
     return this.resources.get(def.id)?.tree.get(storeKey(def, namespace, name));
   }
 
+  /**
+   * Starts serving a resource (a CRD installed): empty, its history starting now, so a watch
+   * from an older resourceVersion gets 410 as on a real API server. No-op when served.
+   */
+  addResource(def: ResourceDef): void {
+    if (!this.resources.has(def.id)) this.resources.set(def.id, new ResourceStore(def, this.opts, this.rvCounter));
+  }
+
+  /**
+   * Stops serving a resource (a CRD deleted): as the API server's finalizer does, every object is
+   * deleted first, one DELETED event at a new resourceVersion each; then the resource is gone
+   * (its routes answer 404). The caller ends its watches. Returns the objects deleted.
+   */
+  removeResource(def: ResourceDef): number {
+    const rs = this.resources.get(def.id);
+    if (rs === undefined) return 0;
+    const all = [...rs.tree.values()];
+    for (const o of all) this.delete(def, o.namespace, o.name);
+    this.resources.delete(def.id);
+    for (const k of [...this.snapshots.keys()]) if (k.startsWith(`${def.id}@`)) this.snapshots.delete(k);
+    return all.length;
+  }
+
   private rs(def: ResourceDef): ResourceStore {
     const rs = this.resources.get(def.id);
     if (!rs) throw new RangeError(`resource ${def.id} is not served`);

@@ -5,6 +5,7 @@
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { join } from 'node:path';
 import { runCli } from '../support/cli.js';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -225,6 +226,58 @@ describe('client against the real server', () => {
     }
     expect(rec.last('behind')).toBeUndefined();
     expect(client.stats.serverId).toBe('real-b');
+    expect(guard.problems()).toEqual([]);
+  });
+
+  it('fails over to a replica started after a CRD was deleted: the CRD list\'s resourceVersion vouches for the empty resource (no lock-out)', async () => {
+    const POOLS = 'ippools.crd.projectcalico.org';
+    const api = await new FakeApiServer().start();
+    cleanups.push(() => api.close());
+    api.upsert('pods', pod('a'));
+    api.upsert(POOLS, { metadata: { name: 'p' }, spec: { cidr: '10.0.0.0/16' } });
+    // B starts later, on a port the client already knows.
+    const spare = createNetServer();
+    await new Promise<void>((r) => spare.listen(0, '127.0.0.1', r));
+    const bPort = (spare.address() as AddressInfo).port;
+    await new Promise((r) => spare.close(r));
+    const serve = async (serverId: string, listen?: string): Promise<ServerHandle> => {
+      const upstream = createUpstream({
+        kubeConfig: api.kubeConfig(), replicaId: serverId, feeds: [], watchList: false, minAttemptIntervalMs: 50,
+        customFeeds: [{ name: 'wl', resources: [{ resource: 'pods' }, { resource: POOLS }] }],
+      });
+      const server = await startServer({ upstream, defaultMetrics: false, flushWindowMs: 1, serverId, ...(listen !== undefined ? { listen } : {}) });
+      cleanups.push(() => server.close());
+      return server;
+    };
+    const poolsMark = (s: ServerHandle): string | undefined => s.stores.get('wl')?.meta().watermarks[POOLS];
+    const a = await serve('real-a');
+    await waitUntil(() => poolsMark(a) === String(api.rv), 'A listed the pools');
+    const { client, clock, rec, guard } = setup({ endpoints: [a.url, `ws://127.0.0.1:${bPort}`], feeds: ['wl'], random: () => 0.999999 });
+    guard.allow('CATTAIL_CLIENT_SERVER_CLOSED', 'CATTAIL_CLIENT_CONNECT_FAILED');
+    await client.whenInSync();
+    expect(client.stats.serverId).toBe('real-a');
+    const applied = client.feed('wl').status.watermarks[POOLS];
+    expect(applied).toBeDefined();
+    // The CRD is deleted: its objects first (DELETED events), then its watches end and it answers 404.
+    api.remove(POOLS, undefined, 'p');
+    api.missing.add(POOLS);
+    api.endWatches();
+    await waitUntil(() => client.feed('wl').size === 1 && client.inSync, 'the agent followed A', on(client));
+    // B never saw the CRD. Before the probe it named no watermark for the pools, and an agent that
+    // had applied them refused it (and every replica started since) for good.
+    const b = await serve('real-b', `127.0.0.1:${bPort}`);
+    await waitUntil(() => b.stores.get('wl')?.meta().status === 'in-sync', 'B in sync');
+    expect(poolsMark(b)).toBe(String(api.rv));
+    await a.close();
+    await waitUntil(() => rec.last('reconnecting') !== undefined, 'left A', on(client));
+    for (let i = 0; i < 8 && !(client.inSync && client.stats.serverId === 'real-b'); i++) {
+      await waitUntil(() => client.state === 'reconnecting' || client.state === 'behind' || client.inSync, 'settled', on(client));
+      if (!client.inSync) await skipWait(clock);
+      await waitUntil(() => client.state !== 'connecting' && client.state !== 'syncing', 'attempt settled', on(client));
+    }
+    expect(rec.last('behind')).toBeUndefined();
+    expect(client.stats.serverId).toBe('real-b');
+    expect([...client.feed('wl').keys()]).toEqual([...b.stores.get('wl')!.current().entries()].map(([k]) => k));
     expect(guard.problems()).toEqual([]);
   });
 

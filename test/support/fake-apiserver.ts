@@ -44,6 +44,8 @@ export class FakeApiServer {
   readonly requests: { resource: string; watch: boolean; query: string; userAgent: string | undefined }[] = [];
   intercept: Intercept | undefined;
   watchListSupported = true;
+  /** The CRD list's answer when not 200 (e.g. 403: the replica may not list CRDs). */
+  crdListStatus: number | undefined;
   /** Answer a too-old watch with an HTTP 410 instead of 200 + ERROR. */
   http410 = false;
   private readonly watchers = new Set<Watcher>();
@@ -150,6 +152,7 @@ export class FakeApiServer {
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://x');
+    if (url.pathname === '/apis/apiextensions.k8s.io/v1/customresourcedefinitions') return this.crdList(url.searchParams, res);
     const def = RESOURCES.find((r) => collectionPath(r) === url.pathname);
     if (!def) return this.status(res, 404, 'NotFound', `no route ${url.pathname}`);
     const watch = url.searchParams.get('watch') === '1' || url.searchParams.get('watch') === 'true';
@@ -160,6 +163,18 @@ export class FakeApiServer {
     if (this.missing.has(def.id)) return this.status(res, 404, 'NotFound', `the server could not find the requested resource`);
     if (watch) this.watch(def, url.searchParams, res);
     else this.list(def, url.searchParams, res);
+  }
+
+  /** CRDs: one per optional resource not in `missing`, filtered by `fieldSelector=metadata.name=…`. */
+  private crdList(q: URLSearchParams, res: ServerResponse): void {
+    this.requests.push({ resource: 'customresourcedefinitions.apiextensions.k8s.io', watch: false, query: `?${q.toString()}`, userAgent: undefined });
+    if (this.crdListStatus !== undefined) return this.status(res, this.crdListStatus, 'Forbidden', 'customresourcedefinitions.apiextensions.k8s.io is forbidden');
+    const want = /^metadata\.name=(.+)$/.exec(q.get('fieldSelector') ?? '')?.[1];
+    const items = RESOURCES.filter((d) => d.optional && !this.missing.has(d.id) && (want === undefined || d.id === want)).map((d) => ({
+      apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', metadata: { name: d.id, resourceVersion: '1' },
+    }));
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ kind: 'CustomResourceDefinitionList', apiVersion: 'apiextensions.k8s.io/v1', metadata: { resourceVersion: String(this.rv) }, items }));
   }
 
   private sorted(def: ResourceDef): Obj[] {

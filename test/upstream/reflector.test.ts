@@ -182,6 +182,93 @@ describe('reflector against a scripted API server', () => {
     expect(up.health().find((h) => h.id === 'ippools.crd.projectcalico.org')?.missing).toBeUndefined();
   });
 
+  describe('a missing CRD\'s watermark (not-served.ts)', () => {
+    const POOLS = 'ippools.crd.projectcalico.org';
+    const poolsMark = (sink: RecordingSink): string | undefined => sink.batches.filter((b) => b.feed === 'tunnel-ip-allocation').at(-1)?.batch.watermarks?.[POOLS];
+    const probes = async (up: UpstreamHandle, result: string): Promise<number> => {
+      const m = (up.metrics as unknown as { notServedProbes: { get(): Promise<{ values: { labels: Record<string, unknown>; value: number }[] }> } }).notServedProbes;
+      return (await m.get()).values.filter((v) => v.labels['resource'] === POOLS && v.labels['result'] === result).reduce((n, v) => n + v.value, 0);
+    };
+
+    /** Pools served and synced, then the CRD removed (its objects deleted, watches ended, 404 from then on). */
+    async function removedAfterSync(prepare: () => void = () => undefined): Promise<{ clock: FakeClock; sink: RecordingSink; up: UpstreamHandle; before: string }> {
+      const { clock, sink, up } = await setup({ watchList: false, feeds: ['tunnel-ip-allocation'], customFeeds: [], missingResourceRetryMs: 60_000 });
+      server.upsert('nodes', node('n1'));
+      server.upsert(POOLS, { metadata: { name: 'default-ipv4-ippool' }, spec: { cidr: '192.168.0.0/16' } });
+      up.start(sink);
+      await waitUntil(() => sink.status.get('tunnel-ip-allocation') === 'in-sync' && server.openWatches === 2, { clock });
+      const before = poolsMark(sink) as string;
+      expect(before).toBe(String(server.rv));
+      prepare();
+      server.changeWhileDisconnected(() => server.remove(POOLS, undefined, 'default-ipv4-ippool'));
+      server.missing.add(POOLS);
+      for (let i = 0; i < 3; i++) server.upsert('nodes', node(`n${i + 2}`)); // the cluster moves on
+      server.endWatches();
+      await waitUntil(() => up.health().find((h) => h.id === POOLS)?.missing === true, { clock, stepMs: 200 });
+      return { clock, sink, up, before };
+    }
+
+    it('is the resourceVersion of a CRD list without the CRD: an agent that applied the pools moves forward to the empty state', async () => {
+      const { clock, sink, up, before } = await removedAfterSync();
+      const evidence = String(server.rv);
+      await waitUntil(() => poolsMark(sink) === evidence, { clock, stepMs: 200 });
+      expect(Number(evidence)).toBeGreaterThan(Number(before));
+      // The pools' entries are gone at that watermark: the state a replica started now would serve.
+      const feed = builtinFeed('tunnel-ip-allocation');
+      expect(sameState(sink.state.get('tunnel-ip-allocation'), expectedState(feed, objects))).toBe(true);
+      const crdList = server.requests.filter((r) => r.resource === 'customresourcedefinitions.apiextensions.k8s.io');
+      expect(crdList.length).toBeGreaterThan(0);
+      expect(new URLSearchParams(crdList[0]?.query).get('fieldSelector')).toBe(`metadata.name=${POOLS}`);
+      expect(await probes(up, 'absent')).toBeGreaterThan(0);
+      // Each later look (missingResourceRetryMs) brings fresher evidence; the watermark follows it.
+      server.upsert('nodes', node('n9'));
+      const later = String(server.rv);
+      await clock.advanceAsync(61_000);
+      await waitUntil(() => poolsMark(sink) === later, { clock, stepMs: 500 });
+      expect(sink.storeTotals.watermarkRegressions).toBe(0);
+    });
+
+    it('a replica that never saw the CRD reports the evidence too, and picks the resource up once it is installed', async () => {
+      const { clock, sink, up } = await setup({ watchList: false, feeds: ['tunnel-ip-allocation'], customFeeds: [], missingResourceRetryMs: 60_000 });
+      server.missing.add(POOLS);
+      server.upsert('nodes', node('n1'));
+      up.start(sink);
+      await waitUntil(() => sink.status.get('tunnel-ip-allocation') === 'in-sync', { clock });
+      expect(poolsMark(sink)).toBe(String(server.rv));
+      server.missing.delete(POOLS);
+      server.upsert(POOLS, { metadata: { name: 'p' }, spec: { cidr: '10.0.0.0/8' } });
+      const installed = String(server.rv);
+      await clock.advanceAsync(61_000);
+      await waitUntil(() => poolsMark(sink) === installed, { clock, stepMs: 500 });
+      expect(up.health().find((h) => h.id === POOLS)?.missing).toBeUndefined();
+    });
+
+    it('without evidence (the CRD list is forbidden) the watermark stays where it was, and the reason is counted', async () => {
+      const { clock, sink, up, before } = await removedAfterSync(() => {
+        server.crdListStatus = 403;
+      });
+      await waitUntil(async () => (await probes(up, 'unknown')) > 0, { clock, stepMs: 200 });
+      await clock.advanceAsync(2_000);
+      expect(poolsMark(sink)).toBe(before);
+      expect(sameState(sink.state.get('tunnel-ip-allocation'), expectedState(builtinFeed('tunnel-ip-allocation'), objects))).toBe(true);
+      expect(await probes(up, 'absent')).toBe(0);
+    });
+
+    it('a CRD that exists while its path answers 404 (not established yet) proves nothing', async () => {
+      const { clock, sink, up } = await setup({ watchList: false, feeds: ['tunnel-ip-allocation'], customFeeds: [], missingResourceRetryMs: 60_000 });
+      server.intercept = ({ def }, _req, res) => {
+        if (def.id !== POOLS) return false;
+        res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'Status', code: 404, reason: 'NotFound' }));
+        return true;
+      };
+      server.upsert('nodes', node('n1'));
+      up.start(sink);
+      await waitUntil(() => sink.status.get('tunnel-ip-allocation') === 'in-sync', { clock });
+      await waitUntil(async () => (await probes(up, 'present')) > 0, { clock, stepMs: 200 });
+      expect(poolsMark(sink)).toBeUndefined();
+    });
+  });
+
   it('fans one watch per resource out to every feed, with client-side selectors', async () => {
     const custom = { name: 'web-pods', resources: [{ resource: 'pods', labelSelector: 'app in (web)', projection: 'strip' }] };
     const { clock, sink, up } = await setup({ watchList: false, feeds: ['bgp', 'tunnel-ip-allocation'], customFeeds: [PODS_FEED, custom] });

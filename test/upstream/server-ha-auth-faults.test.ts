@@ -211,9 +211,13 @@ describe('upstream against the simulator under faults (server, HA, auth)', () =>
     // missingResourceRetryMs is 3 s here: a few more virtual seconds, a few more lookups.
     await waitUntil(async () => (await metric(h.up, 'relists', { resource: POOLS, reason: 'missing-retry' })) >= retries + 3, { clock: h.clock, stepMs: 100 });
     const after = await metric(h.up, 'relists', { resource: POOLS, reason: 'missing-retry' });
-    // One request per lookup, none in between (not a hot loop, not a backoff loop).
+    // One request per lookup and one CRD list (the not-served probe), none in between (not a hot
+    // loop, not a backoff loop).
     expect(await metric(h.up, 'requests', { resource: POOLS, code: '404' })).toBe(after);
-    expect(await metric(h.up, 'requests', { resource: POOLS })).toBe(after);
+    expect(await metric(h.up, 'requests', { resource: POOLS, verb: 'crd-list', code: '200' })).toBe(after);
+    expect(await metric(h.up, 'requests', { resource: POOLS })).toBe(2 * after);
+    // The simulator's CRD list proves the pools absent: their watermark is its resourceVersion.
+    expect(h.sink.batches.filter((b) => b.feed === 'mixed').at(-1)?.batch.watermarks?.[POOLS]).toMatch(/^[1-9][0-9]*$/);
     expect(h.sink.updates()).toBe(updates);
     expect(h.sink.revisions()).toBe(revisions);
     expect(pools()).toMatchObject({ missing: true, synced: true });

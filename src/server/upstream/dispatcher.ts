@@ -1,3 +1,4 @@
+import { compareResourceVersions, isResourceVersion } from '../../../proto/index.js';
 import { type Clock, realClock, type Timer } from '../../clock.js';
 import type { Logger } from '../../log.js';
 import type { FeedBatch, FeedSink, FeedUpdate, SyncStatus } from '../pipeline/seams.js';
@@ -95,8 +96,17 @@ export class FeedDispatcher {
     feed.pending.set(key, value);
   }
 
+  /**
+   * Moves a resource's watermark forward. Never back: agents hold what a replica reported, and a
+   * lower value would be a replica going back in time (the reflector already refuses an older
+   * list; this also covers a not-served probe answered by a lagging API server, not-served.ts).
+   */
   setWatermark(resource: string, rv: string | undefined): void {
-    if (rv === undefined || rv === '' || this.watermarks.get(resource) === rv) return;
+    if (rv === undefined || rv === '') return;
+    const cur = this.watermarks.get(resource);
+    if (cur === rv) return;
+    // A non-decimal value (an API server outside the convention) has no order: it is taken as is.
+    if (cur !== undefined && isResourceVersion(rv) && isResourceVersion(cur) && compareResourceVersions(rv, cur) < 0) return;
     this.watermarks.set(resource, rv);
     for (const f of this.feedsOf(resource)) f.watermarksMoved = true;
   }

@@ -18,12 +18,13 @@ export class UpstreamMetrics {
   readonly synced: Gauge<'resource'>;
   readonly objects: Gauge<'resource'>;
   readonly listTooLarge: Counter<'resource'>;
+  readonly notServedProbes: Counter<'resource' | 'result'>;
   readonly listPageSize: Gauge<'resource'>;
 
   constructor(registry?: Registry) {
     this.registry = registry ?? new Registry();
     const registers = [this.registry];
-    this.requests = new Counter({ name: 'cattail_upstream_requests_total', help: 'List and watch requests to the API server, by HTTP status (or "error" when none arrived).', labelNames: ['resource', 'verb', 'code'], registers });
+    this.requests = new Counter({ name: 'cattail_upstream_requests_total', help: 'List and watch requests to the API server, by HTTP status (or "error" when none arrived); verb crd-list is the CRD list after an optional resource\'s 404.', labelNames: ['resource', 'verb', 'code'], registers });
     this.relists = new Counter({ name: 'cattail_upstream_relists_total', help: 'Lists after the first, by reason (expired, too-large, continue-expired, stale-list, missing-retry, watchlist-fallback).', labelNames: ['resource', 'reason'], registers });
     this.watchRestarts = new Counter({ name: 'cattail_upstream_watch_restarts_total', help: 'Watches ended and restarted, by reason (timeout, expired, watchdog, network, http, stream-error, throttled, auth, short-watch, list-too-large).', labelNames: ['resource', 'reason'], registers });
     this.skipped = new Counter({ name: 'cattail_upstream_objects_skipped_total', help: 'Objects or lines skipped because they were malformed or their projection failed.', labelNames: ['resource', 'reason'], registers });
@@ -32,6 +33,7 @@ export class UpstreamMetrics {
     this.unchanged = new Counter({ name: 'cattail_upstream_unchanged_total', help: 'Events whose projection was byte-identical to the stored value in every feed (status-only updates, heartbeats).', labelNames: ['resource'], registers });
     this.stale = new Gauge({ name: 'cattail_upstream_resource_stale', help: '1 while the resource has had no confirmed-healthy watch for upstreamStaleAfterMs.', labelNames: ['resource'], registers });
     this.synced = new Gauge({ name: 'cattail_upstream_resource_synced', help: '1 once the initial list completed (or the optional resource is missing).', labelNames: ['resource'], registers });
+    this.notServedProbes = new Counter({ name: 'cattail_upstream_not_served_probes_total', help: 'CRD lists after an optional resource answered 404, by what they proved: absent (the CRD list\'s resourceVersion becomes the watermark), present (the CRD exists, its path is not served yet) or unknown (the list failed: check RBAC).', labelNames: ['resource', 'result'], registers });
     this.listTooLarge = new Counter({ name: 'cattail_upstream_list_too_large_total', help: 'LIST responses above upstreamListMaxBytes (CATTAIL_UPSTREAM_LIST_TOO_LARGE); each halves the resource\'s page size for the next list, down to 1 item.', labelNames: ['resource'], registers });
     this.listPageSize = new Gauge({ name: 'cattail_upstream_list_page_size', help: 'Items per page of the resource\'s last LIST: listPageSize, or less after a LIST response above upstreamListMaxBytes.', labelNames: ['resource'], registers });
     this.objects = new Gauge({ name: 'cattail_upstream_objects', help: 'Objects currently known per resource (after projection filters).', labelNames: ['resource'], registers });

@@ -6,10 +6,11 @@
  * off. Returns the delay before the next attempt, in ms.
  */
 import { UpstreamFailure } from './failure.js';
+import { crdNameOf, type NotServedEvidence } from './not-served.js';
 import { LIST_PAGE_FLOOR, type ReflectorCore } from './reflector-core.js';
 
 /** Decides what follows a failed attempt; returns the delay before the next one. */
-export function recover(r: ReflectorCore, err: unknown): number {
+export function recover(r: ReflectorCore, err: unknown, evidence?: NotServedEvidence): number {
   if (r.stopped) return 0;
   const now = r.o.clock.monotonic();
   const f = err instanceof UpstreamFailure ? err : new UpstreamFailure('network', (err as Error)?.message ?? String(err), undefined, undefined, undefined, err);
@@ -65,20 +66,7 @@ export function recover(r: ReflectorCore, err: unknown): number {
     r.o.onHealth();
     return r.backoff.next(now);
   }
-  if (f.kind === 'http' && code === 404 && r.o.def.optional) {
-    // The CRD is not installed: empty and in sync; look again later.
-    if (!r.missing) r.o.logger.info({ resource: r.id }, 'resource not served (CRD not installed); treated as empty and in sync');
-    r.missing = true;
-    r.authError = undefined;
-    r.o.view.clear();
-    r.rv = undefined;
-    r.listMode = 'consistent';
-    r.markSynced();
-    r.o.onFlush(undefined);
-    r.o.onHealth();
-    r.o.metrics.relists.inc({ resource: r.id, reason: 'missing-retry' });
-    return r.o.missingRetryMs;
-  }
+  if (f.kind === 'http' && code === 404 && r.o.def.optional) return notServed(r, evidence);
   r.o.metrics.watchRestarts.inc({ resource: r.id, reason: code === 429 ? 'throttled' : reason });
   const delay = r.backoff.next(now);
   if (code === 429) {
@@ -87,4 +75,35 @@ export function recover(r: ReflectorCore, err: unknown): number {
   }
   r.o.logger.warn({ ...log, delayMs: delay }, 'list/watch failed; backing off');
   return delay;
+}
+
+/**
+ * An optional resource answered 404: the CRD is not installed (or not established yet). It counts
+ * as empty and in sync, and is looked at again after missingRetryMs. Its watermark becomes the
+ * probe's resourceVersion when the probe proved the CRD absent (not-served.ts says why agents need
+ * it); otherwise the watermark stays where it was.
+ */
+function notServed(r: ReflectorCore, evidence: NotServedEvidence | undefined): number {
+  if (!r.missing) r.o.logger.info({ resource: r.id }, 'resource not served (CRD not installed); treated as empty and in sync');
+  r.missing = true;
+  r.authError = undefined;
+  r.o.view.clear();
+  r.rv = undefined;
+  r.listMode = 'consistent';
+  r.markSynced();
+  const proof = evidence ?? { kind: 'unknown', reason: 'not probed' };
+  r.o.metrics.notServedProbes.inc({ resource: r.id, result: proof.kind });
+  if (proof.kind !== r.notServedProof) {
+    const log = { resource: r.id, crd: crdNameOf(r) };
+    if (proof.kind === 'absent') r.o.logger.info({ ...log, resourceVersion: proof.rv }, 'the CRD does not exist at this resourceVersion; it is reported as the resource\'s watermark');
+    else if (proof.kind === 'present') r.o.logger.info(log, 'the CRD exists but its path answers 404 (not established yet, or serving other versions); the watermark stays where it was');
+    else {
+      r.o.logger.warn({ ...log, reason: proof.reason }, 'could not list the CRD (does the replica\'s ClusterRole allow list on customresourcedefinitions?); without that evidence agents that applied this resource refuse replicas that never served it');
+    }
+    r.notServedProof = proof.kind;
+  }
+  r.o.onFlush(proof.kind === 'absent' ? proof.rv : undefined);
+  r.o.onHealth();
+  r.o.metrics.relists.inc({ resource: r.id, reason: 'missing-retry' });
+  return r.o.missingRetryMs;
 }

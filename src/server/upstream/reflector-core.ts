@@ -8,7 +8,8 @@ import type { Logger } from '../../log.js';
 import type { ResourceDef } from '../../registry.js';
 import type { UpstreamFailure } from './failure.js';
 import type { UpstreamMetrics } from './metrics.js';
-import type { GuardedResponse } from './request.js';
+import type { NotServedEvidence } from './not-served.js';
+import type { GuardedResponse, UpstreamVerb } from './request.js';
 import type { ListSession, ResourceView } from './resource-view.js';
 import type { Transport } from './transport.js';
 
@@ -90,8 +91,10 @@ export interface ReflectorCore {
   listTooLargeAtMs: number;
   watchListSupported: boolean;
   missing: boolean;
+  /** What the last not-served probe found (not-served.ts); logged when it changes. */
+  notServedProof: NotServedEvidence['kind'] | undefined;
   authError: string | undefined;
-  request(verb: 'list' | 'watch', path: string): Promise<GuardedResponse>;
+  request(verb: UpstreamVerb, path: string): Promise<GuardedResponse>;
   query(params: Record<string, string | number | undefined>): string;
   confirmHealthy(): void;
   markSynced(): void;

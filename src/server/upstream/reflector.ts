@@ -6,7 +6,8 @@ import { UpstreamFailure } from './failure.js';
 import { listPages } from './list.js';
 import { recover } from './recovery.js';
 import { type ListMode, type ReflectorCore, type ReflectorOptions, UPSTREAM_BACKOFF } from './reflector-core.js';
-import { guardedGet, type GuardedResponse } from './request.js';
+import { type NotServedEvidence, probeNotServed } from './not-served.js';
+import { guardedGet, type GuardedResponse, type UpstreamVerb } from './request.js';
 import type { ListSession } from './resource-view.js';
 import { watchOnce } from './watch.js';
 
@@ -42,6 +43,7 @@ export class Reflector implements ReflectorCore {
   listTooLargeAtMs = Number.NEGATIVE_INFINITY;
   watchListSupported: boolean;
   missing = false;
+  notServedProof: NotServedEvidence['kind'] | undefined;
   authError: string | undefined;
   private synced = false;
   private lastHealthyMs: number | undefined;
@@ -121,7 +123,9 @@ export class Reflector implements ReflectorCore {
       }
       return await watchOnce(this, false);
     } catch (err) {
-      return recover(this, err);
+      // An optional resource's 404: ask what it proves before recovery marks it missing.
+      const notFound = !this.stopped && this.o.def.optional && err instanceof UpstreamFailure && err.kind === 'http' && err.k8sCode === 404;
+      return recover(this, err, notFound ? await probeNotServed(this) : undefined);
     }
   }
 
@@ -173,7 +177,7 @@ export class Reflector implements ReflectorCore {
     }
   }
 
-  request(verb: 'list' | 'watch', path: string): Promise<GuardedResponse> {
+  request(verb: UpstreamVerb, path: string): Promise<GuardedResponse> {
     return guardedGet({ o: this.o, id: this.id, stopSignal: this.stopController.signal }, verb, path);
   }
 
@@ -194,6 +198,7 @@ export class Reflector implements ReflectorCore {
     if (rv !== undefined && rv !== '') this.rv = rv;
     this.listMode = 'none';
     this.missing = false;
+    this.notServedProof = undefined;
     if (this.listedOnce) this.o.onRelisted?.();
     this.listedOnce = true;
     // Synced before the flush: "in-sync" must ride on the batch with the list's last update.

@@ -28,7 +28,10 @@ export interface GuardedResponse {
 }
 
 /** Sends a GET under the inactivity watchdog; non-200 responses become UpstreamFailure. */
-export async function guardedGet(r: RequestContext, verb: 'list' | 'watch', path: string): Promise<GuardedResponse> {
+/** The `verb` label of a request: a LIST page, a watch, or the CRD list of not-served.ts. */
+export type UpstreamVerb = 'list' | 'watch' | 'crd-list';
+
+export async function guardedGet(r: RequestContext, verb: UpstreamVerb, path: string): Promise<GuardedResponse> {
   const controller = new AbortController();
   const onStop = (): void => controller.abort(r.stopSignal.reason);
   r.stopSignal.addEventListener('abort', onStop, { once: true });
