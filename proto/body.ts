@@ -12,6 +12,8 @@ import {
   MAX_FEED_ID,
   MAX_HELLO_FEEDS,
   MAX_TOKEN_BYTES,
+  MAX_WATERMARK_STRING_BYTES,
+  MAX_WATERMARKS,
   PROTOCOL_VERSION,
   REPAIR_BUCKET_SET_BYTES,
   REPAIR_SUMS_BYTES,
@@ -169,7 +171,13 @@ class Fields {
     const v = this.get(key, 'a map of strings', optional);
     if (v === undefined) return undefined;
     if (!(v instanceof Map)) this.fail(key, 'a map of strings');
-    for (const s of v.values()) if (typeof s !== 'string') this.fail(key, 'a map of strings');
+    if (v.size > MAX_WATERMARKS) this.fail(key, `at most ${MAX_WATERMARKS} resources (got ${v.size})`);
+    for (const [r, s] of v) {
+      if (typeof s !== 'string') this.fail(key, 'a map of strings');
+      if (Buffer.byteLength(r as string) > MAX_WATERMARK_STRING_BYTES || Buffer.byteLength(s) > MAX_WATERMARK_STRING_BYTES) {
+        this.fail(key, `resource ids and resourceVersions of at most ${MAX_WATERMARK_STRING_BYTES} bytes`);
+      }
+    }
     // fromEntries defines own properties, so a key such as "__proto__" stays plain data.
     return Object.fromEntries(v as Map<string, string>);
   }

@@ -22,6 +22,14 @@ export const MAX_REVISION = Number.MAX_SAFE_INTEGER;
 export const MAX_TOKEN_BYTES = 256;
 /** Digest length in bytes (§10). */
 export const DIGEST_BYTES = 8;
+/**
+ * Most resources one `watermarks` map may name (§8). A feed carries a few dozen (the felix feed
+ * 25); the bound keeps a broken peer from growing what a client stores and sends back in HELLO
+ * past the server's inbound limit, which would lock the client out of every replica.
+ */
+export const MAX_WATERMARKS = 256;
+/** Largest resource id or resourceVersion in a `watermarks` map, in UTF-8 bytes (§8). */
+export const MAX_WATERMARK_STRING_BYTES = 256;
 /** Most feeds one HELLO may ask for (§4.1). */
 export const MAX_HELLO_FEEDS = 16;
 /** §9, §7.1: the client sends per-feed watermarks in HELLO and accepts WELCOME mode `rebase`. */

@@ -19,6 +19,7 @@ import type { FeedCheckpoint } from './checkpoint.js';
 import { IncrementalDigest } from './digest.js';
 import { bucketOfHashHi, hasBucket } from '../../proto/bucket-set.js';
 import { entryHashInto } from '../../proto/digest.js';
+import { MAX_WATERMARKS } from '../../proto/types.js';
 import { behindResources, mergeWatermarks, type BehindResource, type Watermarks } from './watermarks.js';
 
 /** `[key, value]` with the value's msgpack bytes (PROTOCOL.md §3.1). */
@@ -270,6 +271,8 @@ export class FeedState {
     }
     const behind = behindResources(this.appliedWatermarks, end.watermarks);
     if (behind.length > 0) return { kind: 'behind', behind };
+    // Before anything changes: a refusal must leave the state as it was.
+    const watermarks = this.mergedWatermarks(end.watermarks);
 
     const upserts: RawEntry[] = [];
     const deletes: string[] = [];
@@ -288,7 +291,7 @@ export class FeedState {
     this.resumeFrom = undefined;
     this.token = Buffer.from(end.token);
     this.tokenRevision = s.revision;
-    this.appliedWatermarks = mergeWatermarks(this.appliedWatermarks, end.watermarks);
+    this.appliedWatermarks = watermarks;
     this.watermarksExact = true;
     this.stale = end.stale;
     this.sync = end.status;
@@ -391,6 +394,8 @@ export class FeedState {
         feed: this.name, status: st.revision, applied: this.revision,
       });
     }
+    // Before anything changes: a refusal must leave the state as it was.
+    const watermarks = this.mergedWatermarks(st.watermarks);
     const wasRepairing = this.repair !== undefined;
     let repairAsk: { revision: number; sums: Buffer } | undefined;
     if (st.digest !== undefined) {
@@ -426,7 +431,7 @@ export class FeedState {
     }
     // A repair starting or ending changes `inSync` (below) even when the server's status does not.
     const statusChanged = this.sync !== st.status || this.stale !== st.stale || wasRepairing !== (this.repair !== undefined);
-    this.appliedWatermarks = mergeWatermarks(this.appliedWatermarks, st.watermarks);
+    this.appliedWatermarks = watermarks;
     this.watermarksExact = true;
     this.token = Buffer.from(st.token);
     this.tokenRevision = st.revision;
@@ -434,6 +439,20 @@ export class FeedState {
     this.stale = st.stale;
     if (repairAsk !== undefined) return { kind: 'repair', ...repairAsk, statusChanged };
     return { kind: 'applied', batch: undefined, statusChanged };
+  }
+
+  /**
+   * The applied watermarks with `offered` merged in. Each message names at most MAX_WATERMARKS
+   * resources (the codec checks), but the union is kept across messages (a resource is never
+   * forgotten: that could take the state back in time), so a server naming new resources in
+   * every STATUS could grow it, and with it the HELLO, past the server's inbound limit: every
+   * replica would then refuse the client. Past the bound it is a protocol error instead.
+   */
+  private mergedWatermarks(offered: Watermarks): Record<string, string> {
+    const merged = mergeWatermarks(this.appliedWatermarks, offered);
+    const n = Object.keys(merged).length;
+    if (n > MAX_WATERMARKS) throw unexpected(`feed ${this.name}: the server's watermarks name ${n} resources together, more than ${MAX_WATERMARKS}`, { feed: this.name, resources: n });
+    return merged;
   }
 
   /**

@@ -48,4 +48,26 @@ describe('client units - rebase', () => {
       expect.objectContaining({ code: 'CATTAIL_CLIENT_DIGEST_MISMATCH' }),
     );
   });
+
+  it('refuses watermarks that together name more than MAX_WATERMARKS resources, before changing anything', () => {
+    const fs = synced([['a', b(1)]], { pods: '10' });
+    const names = (from: number, n: number): Record<string, string> => Object.fromEntries(Array.from({ length: n }, (_, i) => [`r${from + i}`, '1']));
+    // Each STATUS stays within the codec's bound; the union (never forgotten) would not.
+    expect(fs.status({ revision: 4, status: 'resyncing', stale: false, watermarks: { pods: '10', ...names(0, 200) }, token: Buffer.from('t4') }).kind).toBe('applied');
+    const before = fs.rebaseWatermarks();
+    expect(Object.keys(before ?? {}).length).toBe(201);
+    expect(() => fs.status({ revision: 4, status: 'resyncing', stale: false, watermarks: { pods: '11', ...names(200, 100) }, token: Buffer.from('t4b') })).toThrow(
+      expect.objectContaining({ code: 'CATTAIL_CLIENT_PROTOCOL_ERROR' }),
+    );
+    expect(fs.rebaseWatermarks()).toEqual(before);
+    expect(fs.status({ revision: 4, status: 'in-sync', stale: false, watermarks: { pods: '12', ...names(0, 200) }, token: Buffer.from('t4c') }).kind).toBe('applied');
+    // A snapshot's watermarks are held to the same bound, and a refused snapshot leaves the state.
+    fs.snapshotBegin(5, 1, 0);
+    fs.snapshotChunk(5, [['z', b(9)]]);
+    expect(() => fs.snapshotEnd({ revision: 5, digest: fullDigest([['z', b(9)]]), watermarks: { pods: '13', ...names(0, 200), ...names(500, 60) }, status: 'in-sync', stale: false, token: Buffer.from('t5') })).toThrow(
+      expect.objectContaining({ code: 'CATTAIL_CLIENT_PROTOCOL_ERROR' }),
+    );
+    expect(fs.revision).toBe(4);
+    expect([...fs.entries.keys()]).toEqual(['a']);
+  });
 });

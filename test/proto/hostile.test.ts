@@ -190,6 +190,15 @@ describe('proto hostile input', () => {
     expectBad({ ...hello, feeds: [] });
     expectBad({ ...hello, feeds: [{ name: 'a' }, { name: 'a' }] });
     expectBad({ ...hello, feeds: Array.from({ length: 17 }, (_, i) => ({ name: `f${i}` })) });
+    // Watermarks (§8): at most 256 resources, ids and values of at most 256 bytes, in every message that carries them.
+    const many = (n: number): Record<string, string> => Object.fromEntries(Array.from({ length: n }, (_, i) => [`r${i}.example.com`, String(i + 1)]));
+    expect((decodeFrame(encodeFrame({ ...end, watermarks: many(256) }), limits) as { watermarks: object }).watermarks).toEqual(many(256));
+    expectBad({ ...end, watermarks: many(257) });
+    expectBad({ ...end, watermarks: { ['x'.repeat(257)]: '1' } });
+    expectBad({ ...end, watermarks: { pods: '9'.repeat(257) } });
+    expectBad({ ...end, watermarks: { ['é'.repeat(129)]: '1' } }); // 258 bytes in 129 characters
+    expectBad({ type: 'status', feedId: 0, revision: 1, status: 'resyncing', stale: false, watermarks: many(257), token: Buffer.alloc(1) });
+    expectBad({ ...hello, feeds: [{ name: 'felix', token: Buffer.alloc(4), watermarks: many(257) }] });
   });
 
   it('checks the range-repair messages (PROTOCOL.md §7.2): sums of 2,048 bytes, a 32-byte bucket set, no backwards repair, a feed id', () => {
