@@ -63,6 +63,8 @@ export interface StoreLogStats {
   /** Bytes of the live state's keys and values: what a snapshot costs, against which a rebase is weighed. */
   readonly keyBytes: number;
   readonly valueBytes: number;
+  /** The oldest revision since() answers with a delta; older ones are 'too-old'. */
+  readonly oldestRevision: number;
 }
 
 /** Where an agent at the given upstream watermarks can continue (src/snapshot watermark-log.ts). */

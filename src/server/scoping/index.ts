@@ -90,6 +90,16 @@ export class ScopeIndex {
   private readonly byNode = new Map<string, Map<string, KeyRecord>>();
   /** Revision of the last change of each node's own entries. */
   private readonly changedAt = new Map<string, number>();
+  /**
+   * Nodes without entries, by the revision they lost their last one (insertion order is revision
+   * order: an entry is re-inserted on every change). Their changedAt is forgotten once that
+   * revision is at or before the oldest one the store's delta log answers from; a node deleted
+   * from the cluster would otherwise stay here for the life of the process (autoscaled clusters
+   * churn through node names). Safe, because snapshot-cache.ts reuses a build only at a revision
+   * since() still answers with a delta, i.e. at or after the log's oldest revision, where such a
+   * changedAt (not after the build) made no difference.
+   */
+  private readonly emptySince = new Map<string, number>();
   /** Σ_k (s_k − f_k) per bucket, u64be (the shared view's offset from the full state). */
   private offset = Buffer.alloc(BUCKETS * 8);
   private boundCount = 0;
@@ -118,6 +128,22 @@ export class ScopeIndex {
     this.revision = rev;
     this.sharedCache = undefined;
     this.digestCache = new Map();
+    this.forgetEmptyNodes();
+  }
+
+  /** Nodes whose own entries' last change is remembered (a gauge: bounded by the note at emptySince). */
+  get nodesTracked(): number {
+    return this.changedAt.size;
+  }
+
+  private forgetEmptyNodes(): void {
+    if (this.emptySince.size === 0) return;
+    const oldest = this.store.stats().oldestRevision;
+    for (const [node, rev] of this.emptySince) {
+      if (rev > oldest) break;
+      this.emptySince.delete(node);
+      this.changedAt.delete(node);
+    }
   }
 
   /** The revision since which `node`'s own entries have not changed (−1: never seen). */
@@ -197,6 +223,12 @@ export class ScopeIndex {
     this.bytesOffset = 0;
     const view = this.store.current();
     for (const [k, v] of view.entries()) this.upsert(k, v, view.revision);
+    // Nodes whose entries are gone after the rebuild changed at its revision (their remove() never ran).
+    for (const node of this.changedAt.keys()) {
+      if (this.byNode.has(node) || this.emptySince.has(node)) continue;
+      this.changedAt.set(node, view.revision);
+      this.emptySince.set(node, view.revision);
+    }
   }
 
   private readonly h = new Uint32Array(2);
@@ -230,6 +262,7 @@ export class ScopeIndex {
     if (own === undefined) this.byNode.set(node, (own = new Map()));
     own.set(key, rec);
     this.changedAt.set(node, revision);
+    this.emptySince.delete(node);
   }
 
   private remove(key: string, revision: number): void {
@@ -242,7 +275,11 @@ export class ScopeIndex {
     this.boundCount--;
     const own = this.byNode.get(r.node);
     own?.delete(key);
-    if (own !== undefined && own.size === 0) this.byNode.delete(r.node);
+    if (own !== undefined && own.size === 0) {
+      this.byNode.delete(r.node);
+      this.emptySince.delete(r.node);
+      this.emptySince.set(r.node, revision);
+    }
     this.changedAt.set(r.node, revision);
   }
 }

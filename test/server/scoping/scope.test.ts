@@ -149,4 +149,36 @@ describe('scoped views (property)', () => {
     expect(part.count).toBe(view.length);
     expect(index.shared().count).toBe(16);
   });
+
+  it('forgets a node without entries once its last change is out of the delta log (no growth with node churn)', () => {
+    const store = new FeedStore({ feed: 'felix', epoch: '0123456789abcdef', logMaxAgeMs: 1_000 });
+    const index = new ScopeIndex(policy('felix'), store as unknown as ServedStore);
+    const key = (n: string): string => workloadEndpointKey(n, 'demo', 'p0');
+    // 50 nodes come and go, one after another, the log trimmed as time passes.
+    for (let i = 0; i < 50; i++) {
+      const t = i * 600;
+      store.apply({ updates: [{ key: key(`gone-${i}`), value: wep(0, 2) }] }, t);
+      index.nodeChangedAt('x'); // the index syncs when asked
+      store.apply({ updates: [{ key: key(`gone-${i}`), value: null }] }, t + 1);
+      store.trim(t + 1);
+      index.nodeChangedAt('x'); // the index syncs when asked
+    }
+    store.apply({ updates: [{ key: key('stays'), value: wep(0, 2) }] }, 50 * 600);
+    const removedAt = store.revision;
+    expect(index.nodeChangedAt('stays')).toBe(removedAt);
+    store.apply({ updates: [{ key: key('left'), value: wep(0, 2) }] }, 50 * 600);
+    expect(index.nodeChangedAt('left')).toBe(store.revision);
+    store.apply({ updates: [{ key: key('left'), value: null }] }, 50 * 600);
+    const leftAt = store.revision;
+    // Still in the log: remembered (a build older than it must not be reused for that node).
+    expect(index.nodeChangedAt('left')).toBe(leftAt);
+    expect(index.nodesTracked).toBeLessThanOrEqual(4);
+    expect(index.nodeChangedAt('gone-0')).toBe(-1);
+    // Out of the log: forgotten; the node with entries stays.
+    store.trim(50 * 600 + 5_000);
+    store.apply({ updates: [{ key: ipPoolKey('10.0.0.0/16'), value: encodeValue({ a: 1 }) }] }, 50 * 600 + 5_000);
+    expect(index.nodeChangedAt('left')).toBe(-1);
+    expect(index.nodeChangedAt('stays')).toBe(removedAt);
+    expect(index.nodesTracked).toBe(1);
+  });
 });
