@@ -209,6 +209,50 @@ describe('server - backpressure', () => {
     expect(await h.metric('cattail_snapshot_pinned_bytes')).toBe(0);
   });
 
+  it('closes the readers of the oldest outdated builds (4007) once pinned builds pass snapshotPinnedMaxBytes, and only those', async () => {
+    const clock = new FakeClock();
+    // One build of this feed is ~8.4 MB on the wire (uncompressed): one pinned fits, two do not.
+    const h = await harness({
+      clock, flushWindowMs: 0, socketHighWaterBytes: 64 * 1024, handshakeTimeoutMs: 600_000, snapshotReuseWindowMs: 1_000, maxFallBehindMs: 600_000,
+      newClientGracePeriodMs: 600_000, pingIntervalMs: 600_000, pongTimeoutMs: 600_000, snapshotPinnedMaxBytes: 12 * 1024 * 1024,
+    });
+    const batch: Record<string, unknown> = {};
+    for (let i = 0; i < 256; i++) batch[`/pods/big/b${i}`] = { i, pad: BIG };
+    h.upstream.apply('felix', batch, { status: 'in-sync' });
+    /** An agent that starts its snapshot, then stops reading (a slow reader in the middle of it). */
+    const stalled = async (node: string): Promise<TestAgent> => {
+      const a = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 64 * 1024, node });
+      await a.until(() => a.received.includes('snapshotChunk'), `${node}'s snapshot started`);
+      a.socket.pause();
+      return a;
+    };
+    const first = await stalled('first');
+    h.upstream.apply('felix', { '/pods/big/b0': { i: 0, pad: 'changed' } });
+    await clock.advanceAsync(1_001);
+    const second = await stalled('second'); // a new build: the first is outdated, pinned by one reader
+    await clock.advanceAsync(2_000);
+    const pinnedOne = await h.metric('cattail_snapshot_pinned_bytes');
+    expect(pinnedOne).toBeGreaterThan(4 * 1024 * 1024);
+    expect(pinnedOne).toBeLessThan(12 * 1024 * 1024);
+    expect(await h.metric('cattail_snapshot_pinned_closes_total', { feed: 'felix' })).toBe(0);
+    h.upstream.apply('felix', { '/pods/big/b1': { i: 1, pad: 'changed' } });
+    await clock.advanceAsync(1_001);
+    const third = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 64 * 1024, node: 'third' });
+    await third.untilRevision('felix', 3);
+    // Two outdated builds pinned, above the bound: the oldest one's reader goes.
+    await clock.advanceAsync(2_000);
+    await waitUntil(async () => (await h.metric('cattail_snapshot_pinned_closes_total', { feed: 'felix' })) === 1, 'the oldest build\'s reader closed', { clock, stepMs: 50 });
+    first.socket.resume();
+    expect([4007, 1006]).toContain(await first.closed);
+    await waitUntil(async () => (await h.metric('cattail_connections_closed_total', { code: '4007' })) === 1, 'counted as a 4007 close', { clock, stepMs: 50 });
+    expect(first.received).not.toContain('snapshotEnd');
+    // The newer outdated build fits: its reader keeps reading, and ends in sync.
+    expect(second.closeCode).toBeUndefined();
+    second.socket.resume();
+    await waitUntil(() => second.feed('felix').revision === 3, 'the second reader done and caught up', { clock, stepMs: 20, timeoutMs: 20_000 });
+    expect(await h.metric('cattail_snapshot_pinned_closes_total', { feed: 'felix' })).toBe(1);
+  });
+
   it('keeps an agent whose snapshot stream is slow but moving past maxFallBehindMs and its grace', async () => {
     // A cold-start storm shares the replica among every agent, so each snapshot takes long. Judged
     // by age alone, every agent still streaming when the grace ran out was closed and started over.

@@ -32,6 +32,8 @@ export interface FanOutOptions {
   readonly newClientGracePeriodMs: number;
   readonly socketHighWaterBytes: number;
   readonly maxClientBytes: number;
+  /** Outdated snapshot builds slow readers may pin, in wire bytes (sweep.ts). @default DEFAULT_SNAPSHOT_PINNED_MAX_BYTES (256 MiB) */
+  readonly snapshotPinnedMaxBytes?: number;
   /** Largest range repair sent, in key and value bytes (PROTOCOL.md §7.2); above it a snapshot. @default DEFAULT_MAX_REPAIR_BYTES (4 MiB) */
   readonly maxRepairBytes?: number;
   readonly maxInboundBytes: number;

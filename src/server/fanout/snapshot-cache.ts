@@ -271,16 +271,34 @@ export class SnapshotCache {
    * Walks the frames of those builds: a scrape-time cost, never on the data path.
    */
   pinned(streaming: Iterable<SnapshotBuild>): { builds: number; bytes: number } {
+    const p = this.pinnedBuilds(streaming);
+    return { builds: p.builds.length, bytes: p.bytes };
+  }
+
+  /**
+   * pinned() with each pinned build and the bytes only it holds (frames no held build and no
+   * earlier pinned build in the list shares), oldest revision first: what closing its readers
+   * would free.
+   */
+  pinnedBuilds(streaming: Iterable<SnapshotBuild>): { builds: { build: SnapshotBuild; bytes: number }[]; bytes: number } {
     const held = new Set<SnapshotBuild>(this.builds);
-    const heldFrames = new Set<Buffer>();
-    for (const b of this.builds) for (const f of b.frames) heldFrames.add(f);
+    const seen = new Set<Buffer>();
+    for (const b of this.builds) for (const f of b.frames) seen.add(f);
     const builds = new Set<SnapshotBuild>();
     for (const b of streaming) if (!held.has(b)) builds.add(b);
-    const frames = new Set<Buffer>();
-    for (const b of builds) for (const f of b.frames) if (!heldFrames.has(f)) frames.add(f);
-    let bytes = 0;
-    for (const f of frames) bytes += f.length;
-    return { builds: builds.size, bytes };
+    const out: { build: SnapshotBuild; bytes: number }[] = [];
+    let total = 0;
+    for (const build of [...builds].sort((a, b) => a.revision - b.revision)) {
+      let bytes = 0;
+      for (const f of build.frames) {
+        if (seen.has(f)) continue;
+        seen.add(f);
+        bytes += f.length;
+      }
+      out.push({ build, bytes });
+      total += bytes;
+    }
+    return { builds: out, bytes: total };
   }
 
   /** Drops finished builds that are outdated and older than the reuse window (agents still streaming keep their reference). */

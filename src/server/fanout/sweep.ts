@@ -7,9 +7,13 @@
  */
 import type { Timer } from '../../clock.js';
 import type { Connection } from '../transport/connection.js';
+import type { SnapshotBuild } from './snapshot-cache.js';
 import { encodeMessage } from '../transport/framing.js';
 import type { FanOutContext } from './context.js';
 import type { ServiceQueue } from './service.js';
+
+/** snapshotPinnedMaxBytes' default: 256 MiB (options.ts says why). */
+export const DEFAULT_SNAPSHOT_PINNED_MAX_BYTES = 268_435_456;
 
 /** How long a closing socket may take to finish the closing handshake before it is destroyed. */
 export const CLOSE_GRACE_MS = 2_000;
@@ -78,6 +82,47 @@ export class Sweeper {
         default:
           break;
       }
+    }
+    this.boundPinned();
+  }
+
+  /**
+   * Bounds what slow readers pin (snapshotPinnedMaxBytes): outdated builds, no longer held for
+   * reuse, that agents still stream. The fall-behind rule alone does not bound them: it closes a
+   * reader only after maxFallBehindMs without taking a frame, so one that takes a frame now and
+   * then keeps its build for as long as it reads, and during a long reconnect wave every reuse
+   * window (1 s) may leave one more build behind. Above the bound, the readers of the oldest
+   * pinned builds are closed with 4007 until what is left fits: the oldest state is the least
+   * worth keeping, and its readers reconnect to a current build that others share (or resume if
+   * they hold a token). Rejected: closing the slowest readers first (their builds may be shared
+   * with fast ones, freeing nothing); counting pinned builds into each reader's maxClientBytes
+   * (a shared build would count once per reader, closing readers of one large snapshot).
+   */
+  private boundPinned(): void {
+    const o = this.ctx.o;
+    const max = o.snapshotPinnedMaxBytes ?? DEFAULT_SNAPSHOT_PINNED_MAX_BYTES;
+    const readers = new Map<SnapshotBuild, Connection[]>();
+    for (const conn of this.ctx.connections) {
+      if (conn.state !== 'streaming') continue;
+      for (const c of conn.cursors) {
+        if (c.snapshot === undefined) continue;
+        let list = readers.get(c.snapshot.build);
+        if (list === undefined) readers.set(c.snapshot.build, (list = []));
+        list.push(conn);
+      }
+    }
+    if (readers.size === 0) return;
+    const pinned = o.cache.pinnedBuilds(readers.keys());
+    let over = pinned.bytes - max;
+    for (const { build, bytes } of pinned.builds) {
+      if (over <= 0) break;
+      for (const conn of readers.get(build) ?? []) {
+        if (conn.state !== 'streaming') continue;
+        o.metrics.snapshotPinnedCloses.inc({ feed: build.feed.name });
+        o.log?.info({ conn: conn.id, node: conn.node, feed: build.feed.name, revision: build.revision, pinnedBytes: pinned.bytes, max }, 'closing a slow reader of an outdated snapshot: pinned builds above snapshotPinnedMaxBytes');
+        conn.fail('CATTAIL_SERVER_FELL_BEHIND', `feed ${build.feed.name}: still reading the snapshot at revision ${build.revision} while outdated snapshots pinned by slow readers hold ${pinned.bytes} bytes (snapshotPinnedMaxBytes ${max})`, 'fell-behind');
+      }
+      over -= bytes;
     }
   }
 

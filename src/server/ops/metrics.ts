@@ -22,6 +22,7 @@ export interface ServerMetrics {
   readonly connectionsStreaming: Gauge<'feed'>;
   readonly connectionsClosed: Counter<'code'>;
   readonly connectionsGraceUsed: Counter<'feed'>;
+  readonly snapshotPinnedCloses: Counter<'feed'>;
   /** How each requested feed of a HELLO was answered: resume, rebase (another replica's agent), or snapshot with its reason. */
   readonly handshakeFeeds: Counter<'feed' | 'mode' | 'reason'>;
   /** Range repairs (PROTOCOL.md §7.2) by outcome: repaired, or the snapshot it fell back to and why. */
@@ -154,7 +155,7 @@ export function registerStateGauges(metrics: ServerMetrics, src: StateSources): 
   stateGauge('cattail_snapshot_cache_builds', 'Snapshot builds held for reuse (per feed, revision, compression and frame size; dropped after snapshotReuseWindowMs once outdated).', r, () => src.snapshotCache().builds);
   stateGauge('cattail_snapshot_cache_bytes', 'Wire bytes of the snapshot frames held for reuse.', r, () => src.snapshotCache().bytes);
   stateGauge('cattail_snapshot_pinned_builds', 'Snapshot builds no longer held for reuse that agents still streaming them keep alive (slow readers of an outdated snapshot).', r, () => src.snapshotPinned().builds);
-  stateGauge('cattail_snapshot_pinned_bytes', 'Wire bytes of those builds\' frames, beyond cattail_snapshot_cache_bytes (each agent is closed after maxFallBehindMs without progress).', r, () => src.snapshotPinned().bytes);
+  stateGauge('cattail_snapshot_pinned_bytes', 'Wire bytes of those builds\' frames, beyond cattail_snapshot_cache_bytes (bounded by snapshotPinnedMaxBytes: above it the oldest builds\' readers are closed).', r, () => src.snapshotPinned().bytes);
   labelledStateGauge('cattail_delta_log_entries', "Deletions each feed's delta log retains so resuming agents get a delta (upserts are answered from the live state); trimmed by deltaLogMaxAgeMs and deltaLogMaxBytes.", r, 'feed', () => src.feeds.map((f) => [f.name, f.store.stats().tombstones]));
   labelledStateGauge('cattail_delta_log_bytes', "Key bytes of each feed's delta log, the quantity bounded by deltaLogMaxBytes.", r, 'feed', () => src.feeds.map((f) => [f.name, f.store.stats().logBytes]));
 }
@@ -187,6 +188,7 @@ export function createMetrics(fanout: FanOutStats, opts: { defaultMetrics?: bool
     connectionsActive: new Gauge({ name: 'cattail_connections_active', help: 'Open connections, including those still in their handshake.', registers: r }),
     connectionsStreaming: new Gauge({ name: 'cattail_connections_streaming', help: 'Connections past their handshake, per feed.', labelNames: ['feed'], registers: r }),
     connectionsClosed: new Counter({ name: 'cattail_connections_closed_total', help: 'Connections closed, by close code (a code PROTOCOL.md does not list, as an agent may send: other).', labelNames: ['code'], registers: r }),
+    snapshotPinnedCloses: new Counter({ name: 'cattail_snapshot_pinned_closes_total', help: 'Agents closed with 4007 while reading an outdated snapshot because outdated builds pinned by slow readers were above snapshotPinnedMaxBytes (the oldest builds\' readers go first).', labelNames: ['feed'], registers: r }),
     connectionsGraceUsed: new Counter({ name: 'cattail_connections_grace_used_total', help: 'Agents that were behind by more than maxFallBehindMs but kept inside their post-snapshot grace period.', labelNames: ['feed'], registers: r }),
     handshakeFeeds: new Counter({ name: 'cattail_handshake_feeds_total', help: 'Feeds requested in HELLOs, by how the WELCOME answered them: mode resume (token of this replica), rebase (another replica\'s agent continued from its watermarks, PROTOCOL.md §7.1) or snapshot, with reason for a snapshot (no-token, other-server, epoch-changed, projection-changed, too-old, too-large, bad-token), or refused with reason behind (the agent\'s watermarks are newer than this replica\'s state: ERROR + close 4015, no snapshot).', labelNames: ['feed', 'mode', 'reason'], registers: r }),
     repairs: new Counter({ name: 'cattail_repairs_total', help: 'REPAIR_REQUESTs of agents whose digest did not match (PROTOCOL.md §7.2), by outcome: repaired (REPAIR + DELTA of the mismatching buckets), too-large (above maxRepairBytes or more than half the state\'s entries: in-band snapshot), too-old (the agent\'s revision left the log: in-band snapshot), too-soon (within 1 s of the previous repair of the feed: in-band snapshot), scoped (a feed scoped per node: in-band snapshot of the node\'s view), ignored (a snapshot was already streaming to it).', labelNames: ['feed', 'outcome'], registers: r }),
