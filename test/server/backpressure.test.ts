@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/clock.js';
 import type { TestAgent } from './helpers/agent.js';
+import { CATCH_UP_CACHE_MAX_AGE_MS } from '../../src/server/fanout/service.js';
 import { type Harness, harness } from './helpers/harness.js';
 import { waitUntil } from '../support/wait.js';
 
@@ -68,6 +69,20 @@ describe('server - backpressure', () => {
     expect(fast.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
     expect(await h.metric('cattail_client_catchups_total')).toBeGreaterThan(0);
     expect(await h.metric('cattail_clients_skipped_total')).toBeGreaterThan(0);
+  });
+
+  it('keeps a catch-up encoded for agents behind together until the next flush, at most CATCH_UP_CACHE_MAX_AGE_MS', async () => {
+    const { clock, h, slow, fast } = await stalledAgent(600_000);
+    const behind = h.storeRevision('felix');
+    h.upstream.apply('felix', { '/pods/ns/p0': { changed: true } });
+    await fast.untilRevision('felix', behind + 1);
+    slow.socket.resume();
+    await waitUntil(() => slow.feed('felix').revision === h.storeRevision('felix'), 'the slow agent caught up', { clock, stepMs: 10 });
+    // No flush since: the round's catch-up frames are still referenced.
+    expect(await h.metric('cattail_catchup_cache_bytes')).toBeGreaterThan(0);
+    await clock.advanceAsync(CATCH_UP_CACHE_MAX_AGE_MS + 2_000); // sweeps run; still no change upstream
+    expect(await h.metric('cattail_catchup_cache_bytes')).toBe(0);
+    expect(slow.violations).toEqual([]);
   });
 
   it('closes an agent whose own catch-up would exceed maxClientBytes (4008) while others keep streaming', async () => {

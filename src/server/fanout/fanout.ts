@@ -72,6 +72,11 @@ export class FanOut implements ConnectionHost {
     return this.flusher.lastFlushMs;
   }
 
+  /** The service round's cached catch-up frames (entries and bytes). */
+  get catchUpCache(): { entries: number; bytes: number } {
+    return this.service.cachedCatchUps();
+  }
+
   /** Connections waiting in the service queue. */
   get serviceQueueLength(): number {
     return this.service.length;

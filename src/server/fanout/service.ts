@@ -26,6 +26,9 @@ import { TurnQueue } from './turn-queue.js';
 import { encodeNodePart, encodeSharedPart, splitOf } from './scoped.js';
 import type { SplitChanges } from '../scoping/view.js';
 
+/** The longest a service round keeps its catch-up caches without a flush (expireRound). */
+export const CATCH_UP_CACHE_MAX_AGE_MS = 5_000;
+
 export class ServiceQueue {
   private readonly queued: TurnQueue<Connection>;
   private scheduled = false;
@@ -35,6 +38,8 @@ export class ServiceQueue {
   private catchUpCache = new Map<string, Buffer[]>();
   /** Scoped feeds' change splits of this round, by feed and revisions (see scopedCatchUp). */
   private splitCache = new Map<string, SplitChanges>();
+  /** Monotonic ms the current round began (newRound). */
+  private roundStartedMs: number;
   /** HELLOs waiting for their turn (see queueHello); at most one per connection. */
   private readonly hellos = new Map<Connection, HelloMessage>();
   /** Answers one HELLO (Session.onHello); set by the fan-out, which owns both. */
@@ -42,6 +47,7 @@ export class ServiceQueue {
 
   constructor(private readonly ctx: FanOutContext) {
     this.queued = new TurnQueue(ctx.o.clock, ctx.o.serviceTurn);
+    this.roundStartedMs = ctx.o.clock.monotonic();
   }
 
   /** A new flush started: catch-ups computed before it are no longer to the newest revision. */
@@ -49,6 +55,25 @@ export class ServiceQueue {
     // Every flush starts a round; most rounds computed no catch-up, so nothing to drop.
     if (this.catchUpCache.size > 0) this.catchUpCache = new Map();
     if (this.splitCache.size > 0) this.splitCache = new Map();
+    this.roundStartedMs = this.ctx.o.clock.monotonic();
+  }
+
+  /**
+   * Drops the round's caches once it is older than CATCH_UP_CACHE_MAX_AGE_MS (the sweep asks).
+   * A round ends at the next flush, and a quiet cluster may not flush for hours: after a burst,
+   * the catch-ups of a scoped feed (one per node) stayed referenced until then, long after their
+   * sockets took them. Agents that fall behind together are served within the same second or
+   * two, so the cache still does its work; a later one recomputes its catch-up once.
+   */
+  expireRound(nowMs: number): void {
+    if (nowMs - this.roundStartedMs > CATCH_UP_CACHE_MAX_AGE_MS) this.newRound();
+  }
+
+  /** The round's cached catch-up frames: keys and their bytes (the `cattail_catchup_cache_*` gauges). */
+  cachedCatchUps(): { entries: number; bytes: number } {
+    let bytes = 0;
+    for (const frames of this.catchUpCache.values()) for (const f of frames) bytes += f.length;
+    return { entries: this.catchUpCache.size, bytes };
   }
 
   /**

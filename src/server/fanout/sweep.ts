@@ -46,6 +46,7 @@ export class Sweeper {
     const now = o.clock.monotonic();
     this.lastSweepMs = now;
     o.cache.purge();
+    this.service.expireRound(now);
     for (const f of o.feeds) o.metrics.cacheSize.set({ feed: f.name }, f.store.current().size);
     let ping: Buffer | undefined;
     for (const conn of this.ctx.connections) {

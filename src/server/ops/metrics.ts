@@ -112,6 +112,7 @@ export interface StateSources {
   readonly connections: () => Iterable<Connection>;
   /** Connections waiting in the service queue (snapshot streaming, catch-ups). */
   readonly serviceQueueLength: () => number;
+  readonly catchUpCache: () => { entries: number; bytes: number };
   /** HELLOs waiting to be answered (they wait in the service queue too). */
   readonly handshakeQueueLength: () => number;
   /** Snapshot builds the cache holds for reuse and their frame bytes. */
@@ -149,6 +150,7 @@ export function registerStateGauges(metrics: ServerMetrics, src: StateSources): 
     for (const c of src.connections()) n += c.ownOutstandingBytes;
     return n;
   });
+  stateGauge('cattail_catchup_cache_bytes', 'Catch-up frames kept for agents behind at the same revision (encoded once per service round: until the next flush, at most 5 s).', r, () => src.catchUpCache().bytes);
   stateGauge('cattail_service_queue_length', 'Connections waiting in the service queue for a HELLO answer, snapshot frames or a catch-up (served within a time and byte budget per event-loop turn).', r, src.serviceQueueLength);
   stateGauge('cattail_transport_paced_waiting', 'Work the agent transport holds for a paced turn: upgrade requests not yet answered (ws, 5 ms turns), or sockets with inbound messages waiting (uWS); bounded by the connections admitted.', r, src.transportWaiting);
   stateGauge('cattail_handshake_queue_length', 'HELLOs received and not yet answered (answered first in each service turn; bounded by the connections admitted).', r, src.handshakeQueueLength);
