@@ -155,7 +155,7 @@ export const serverOptions = {
     default: 268_435_456,
     unit: 'bytes',
     min: 0,
-    help: 'Wire bytes of outdated snapshot builds that only slow readers keep alive (cattail_snapshot_pinned_bytes). Above it, the readers of the oldest such builds are closed with 4007 until the rest fit: a reader that takes a frame now and then is never closed by maxFallBehindMs, and during a long reconnect wave each reuse window may leave one more build behind. 256 MiB: about 16 snapshots of a 5,000-node felix feed, well inside the 2 GiB the deployment gives a replica.',
+    help: 'Wire bytes of outdated snapshot builds that only slow readers keep alive (cattail_snapshot_pinned_bytes). Above it, readers of the oldest such builds that took no frame for a minute are closed with 4007 until the rest fit (a reader that takes a frame now and then is never closed by maxFallBehindMs); readers still moving are spared, so a reconnect storm\'s builds can pass it. 256 MiB: about 16 snapshots of a 5,000-node felix feed, well inside the 2 GiB the deployment gives a replica.',
   }),
   maxClientBytes: opt.int({
     default: 16_777_216,

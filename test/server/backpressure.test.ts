@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/clock.js';
 import type { TestAgent } from './helpers/agent.js';
 import { CATCH_UP_CACHE_MAX_AGE_MS } from '../../src/server/fanout/service.js';
+import { PINNED_IDLE_MS } from '../../src/server/fanout/sweep.js';
 import { type Harness, harness } from './helpers/harness.js';
 import { waitUntil } from '../support/wait.js';
 
@@ -224,7 +225,7 @@ describe('server - backpressure', () => {
     expect(await h.metric('cattail_snapshot_pinned_bytes')).toBe(0);
   });
 
-  it('closes the readers of the oldest outdated builds (4007) once pinned builds pass snapshotPinnedMaxBytes, and only those', async () => {
+  it('closes idle readers of outdated builds (4007) once pinned builds pass snapshotPinnedMaxBytes; moving readers stay', async () => {
     const clock = new FakeClock();
     // One build of this feed is ~8.4 MB on the wire (uncompressed): one pinned fits, two do not.
     const h = await harness({
@@ -234,38 +235,72 @@ describe('server - backpressure', () => {
     const batch: Record<string, unknown> = {};
     for (let i = 0; i < 256; i++) batch[`/pods/big/b${i}`] = { i, pad: BIG };
     h.upstream.apply('felix', batch, { status: 'in-sync' });
-    /** An agent that starts its snapshot, then stops reading (a slow reader in the middle of it). */
+    /** An agent that starts its snapshot, then stops reading. */
     const stalled = async (node: string): Promise<TestAgent> => {
       const a = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 64 * 1024, node });
       await a.until(() => a.received.includes('snapshotChunk'), `${node}'s snapshot started`);
-      a.socket.pause();
+      a.ws.pause();
       return a;
     };
-    const first = await stalled('first');
+    const moving = await stalled('moving'); // the oldest build's reader: it will keep reading a little
     h.upstream.apply('felix', { '/pods/big/b0': { i: 0, pad: 'changed' } });
     await clock.advanceAsync(1_001);
-    const second = await stalled('second'); // a new build: the first is outdated, pinned by one reader
+    const idle = await stalled('idle'); // a newer build: the first one is outdated now
     await clock.advanceAsync(2_000);
     const pinnedOne = await h.metric('cattail_snapshot_pinned_bytes');
     expect(pinnedOne).toBeGreaterThan(4 * 1024 * 1024);
     expect(pinnedOne).toBeLessThan(12 * 1024 * 1024);
-    expect(await h.metric('cattail_snapshot_pinned_closes_total', { feed: 'felix' })).toBe(0);
     h.upstream.apply('felix', { '/pods/big/b1': { i: 1, pad: 'changed' } });
     await clock.advanceAsync(1_001);
-    const third = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 64 * 1024, node: 'third' });
-    await third.untilRevision('felix', 3);
-    // Two outdated builds pinned, above the bound: the oldest one's reader goes.
-    await clock.advanceAsync(2_000);
-    await waitUntil(async () => (await h.metric('cattail_snapshot_pinned_closes_total', { feed: 'felix' })) === 1, 'the oldest build\'s reader closed', { clock, stepMs: 50 });
-    first.socket.resume();
-    expect([4007, 1006]).toContain(await first.closed);
-    await waitUntil(async () => (await h.metric('cattail_connections_closed_total', { code: '4007' })) === 1, 'counted as a 4007 close', { clock, stepMs: 50 });
-    expect(first.received).not.toContain('snapshotEnd');
-    // The newer outdated build fits: its reader keeps reading, and ends in sync.
-    expect(second.closeCode).toBeUndefined();
-    second.socket.resume();
-    await waitUntil(() => second.feed('felix').revision === 3, 'the second reader done and caught up', { clock, stepMs: 20, timeoutMs: 20_000 });
+    const current = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 64 * 1024, node: 'current' });
+    await current.untilRevision('felix', 3);
+    // Two outdated builds pinned, above the bound, for longer than PINNED_IDLE_MS; one reader
+    // reads a megabyte every 12 s (moving: the server sees its socket take frames), the other
+    // nothing (idle).
+    expect(await h.metric('cattail_snapshot_pinned_bytes')).toBeGreaterThan(12 * 1024 * 1024);
+    const closes = (): Promise<number> => h.metric('cattail_snapshot_pinned_closes_total', { feed: 'felix' });
+    let waited = 0;
+    for (; waited < PINNED_IDLE_MS + 24_000 && (await closes()) === 0; waited += 12_000) {
+      await clock.advanceAsync(12_000);
+      const before = moving.bytesReceived;
+      moving.ws.resume();
+      await moving.until(() => moving.bytesReceived > before + 1_000_000, 'the moving reader read more');
+      moving.ws.pause();
+      expect(moving.feed('felix').pendingSnapshot).toBeDefined(); // still streaming: the case under test
+    }
+    expect(await closes()).toBe(1);
+    expect(idle.feed('felix').pendingSnapshot).toBeDefined(); // closed in the middle of its snapshot
+    expect(waited).toBeGreaterThanOrEqual(PINNED_IDLE_MS - 12_000); // not before the idle reader was idle that long
+    // Its close waits behind the frames it did not read; the sweep ends the socket after the
+    // closing grace (CLOSE_GRACE_MS), as for any agent that does not read its close.
+    await waitUntil(() => h.server.connectionCount() === 2, 'the idle reader\'s connection gone', { clock, stepMs: 50 });
+    // The oldest build's reader was moving: kept, although its build is the oldest. It ends in sync.
+    expect(moving.closeCode).toBeUndefined();
+    moving.ws.resume();
+    await waitUntil(() => moving.feed('felix').revision === 3, 'the moving reader done and caught up', { clock, stepMs: 20, timeoutMs: 20_000 });
     expect(await h.metric('cattail_snapshot_pinned_closes_total', { feed: 'felix' })).toBe(1);
+  });
+
+  it('counts a scoped agent\'s snapshot of the current build as held, not pinned', async () => {
+    const clock = new FakeClock();
+    const h = await harness({
+      clock, flushWindowMs: 0, socketHighWaterBytes: 64 * 1024, handshakeTimeoutMs: 600_000, snapshotReuseWindowMs: 1_000, maxFallBehindMs: 600_000,
+      newClientGracePeriodMs: 600_000, pingIntervalMs: 600_000, pongTimeoutMs: 600_000, scopedFeeds: ['felix'], snapshotPinnedMaxBytes: 0,
+    });
+    const batch: Record<string, unknown> = {};
+    for (let i = 0; i < 64; i++) batch[`/pods/big/b${i}`] = { i, pad: BIG };
+    h.upstream.apply('felix', batch, { status: 'in-sync' });
+    const a = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 64 * 1024, node: 'n1', caps: ['scope.node'] });
+    await a.until(() => a.received.includes('snapshotChunk'), 'snapshot started');
+    a.socket.pause();
+    await clock.advanceAsync(PINNED_IDLE_MS + 5_000);
+    // Its node snapshot wraps the current shared build: nothing outdated is pinned, nobody is closed.
+    expect(await h.metric('cattail_snapshot_pinned_builds')).toBe(0);
+    expect(await h.metric('cattail_snapshot_pinned_bytes')).toBe(0);
+    expect(await h.metric('cattail_snapshot_pinned_closes_total', { feed: 'felix' })).toBe(0);
+    a.socket.resume();
+    await waitUntil(() => a.feed('felix').revision === 1, 'the scoped agent in sync', { clock, stepMs: 20, timeoutMs: 20_000 });
+    expect(a.closeCode).toBeUndefined();
   });
 
   it('keeps an agent whose snapshot stream is slow but moving past maxFallBehindMs and its grace', async () => {

@@ -51,8 +51,13 @@ const oneEntryBody = (entryBytes: number): number => chunkBodyBytes(1, entryByte
  */
 export const DEFAULT_SNAPSHOT_CHUNK_BYTES = 524_288;
 
+/** Creation order of builds (a NodeSnapshot takes its shared build's): "oldest" across feeds, whose revisions are not comparable. */
+let buildSeq = 0;
+
 export class SnapshotBuild {
   readonly frames: Buffer[] = [];
+  /** Creation order (see buildSeq). */
+  seq = ++buildSeq;
   done = false;
   /** Set when the build threw: an entry too large for its frame size (its agents are closed with 4003) or a bug (4012); the build is dropped. */
   failed: Error | undefined;
@@ -99,8 +104,16 @@ export class SnapshotBuild {
 export class NodeSnapshot extends SnapshotBuild {
   private copied = 0;
 
-  constructor(shared: SnapshotBuild, head: Buffer, tail: readonly Buffer[], rawBytes: number, clock: Clock) {
+  constructor(
+    /** The shared build it wraps: a node snapshot is held (not pinned) while that one is. */
+    readonly shared: SnapshotBuild,
+    head: Buffer,
+    tail: readonly Buffer[],
+    rawBytes: number,
+    clock: Clock,
+  ) {
     super(shared.feed, shared.revision, shared.compression, shared.maxBodyBytes);
+    this.seq = shared.seq;
     this.rawBytes = rawBytes;
     this.push(head);
     const sub: { stop?: () => void } = {};
@@ -267,8 +280,9 @@ export class SnapshotCache {
   /**
    * Builds that only agents still streaming them keep alive (no longer held for reuse: outdated
    * and past the reuse window), and the bytes of their frames that nothing held shares: what slow
-   * readers pin beyond held(). A node snapshot's shared chunks count once, with their build.
-   * Walks the frames of those builds: a scrape-time cost, never on the data path.
+   * readers pin beyond held(). A node snapshot counts with its shared build: held while that is
+   * held (its own BEGIN, node chunks and END are the reader's view, not an outdated build), else
+   * pinned with it. Walks the frames of pinned builds only (the scrape, and the sweep's bound).
    */
   pinned(streaming: Iterable<SnapshotBuild>): { builds: number; bytes: number } {
     const p = this.pinnedBuilds(streaming);
@@ -276,26 +290,35 @@ export class SnapshotCache {
   }
 
   /**
-   * pinned() with each pinned build and the bytes only it holds (frames no held build and no
-   * earlier pinned build in the list shares), oldest revision first: what closing its readers
-   * would free.
+   * pinned() per pinned build (a shared build with the node snapshots streamed from it), oldest
+   * first (creation order), each with the bytes only it holds: what closing its readers frees.
    */
   pinnedBuilds(streaming: Iterable<SnapshotBuild>): { builds: { build: SnapshotBuild; bytes: number }[]; bytes: number } {
     const held = new Set<SnapshotBuild>(this.builds);
+    const owners = new Map<SnapshotBuild, SnapshotBuild[]>();
+    for (const b of streaming) {
+      const owner = b instanceof NodeSnapshot ? b.shared : b;
+      if (held.has(owner)) continue;
+      let list = owners.get(owner);
+      if (list === undefined) owners.set(owner, (list = []));
+      if (b !== owner) list.push(b);
+    }
+    if (owners.size === 0) return { builds: [], bytes: 0 };
+    // Frames a held build also has (a reused chunk) free nothing when its readers go.
     const seen = new Set<Buffer>();
     for (const b of this.builds) for (const f of b.frames) seen.add(f);
-    const builds = new Set<SnapshotBuild>();
-    for (const b of streaming) if (!held.has(b)) builds.add(b);
     const out: { build: SnapshotBuild; bytes: number }[] = [];
     let total = 0;
-    for (const build of [...builds].sort((a, b) => a.revision - b.revision)) {
+    for (const [owner, nodes] of [...owners].sort((a, b) => a[0].seq - b[0].seq)) {
       let bytes = 0;
-      for (const f of build.frames) {
-        if (seen.has(f)) continue;
-        seen.add(f);
-        bytes += f.length;
+      for (const b of [owner, ...new Set(nodes)]) {
+        for (const f of b.frames) {
+          if (seen.has(f)) continue;
+          seen.add(f);
+          bytes += f.length;
+        }
       }
-      out.push({ build, bytes });
+      out.push({ build: owner, bytes });
       total += bytes;
     }
     return { builds: out, bytes: total };

@@ -7,13 +7,22 @@
  */
 import type { Timer } from '../../clock.js';
 import type { Connection } from '../transport/connection.js';
-import type { SnapshotBuild } from './snapshot-cache.js';
+import { NodeSnapshot, type SnapshotBuild } from './snapshot-cache.js';
 import { encodeMessage } from '../transport/framing.js';
 import type { FanOutContext } from './context.js';
 import type { ServiceQueue } from './service.js';
 
 /** snapshotPinnedMaxBytes' default: 256 MiB (options.ts says why). */
 export const DEFAULT_SNAPSHOT_PINNED_MAX_BYTES = 268_435_456;
+
+/**
+ * A snapshot reader that took no frame for this long may be closed when outdated builds pinned by
+ * slow readers pass snapshotPinnedMaxBytes (boundPinned). What the server sees of a reader is
+ * what its socket takes: with megabytes of kernel buffers on both ends, a slow reader frees room
+ * for the next frame only every several seconds (a window update after half its receive buffer).
+ * One minute spares those; a reader silent that long is not reading.
+ */
+export const PINNED_IDLE_MS = 60_000;
 
 /** How long a closing socket may take to finish the closing handshake before it is destroyed. */
 export const CLOSE_GRACE_MS = 2_000;
@@ -84,46 +93,56 @@ export class Sweeper {
           break;
       }
     }
-    this.boundPinned();
+    this.boundPinned(now);
   }
 
   /**
-   * Bounds what slow readers pin (snapshotPinnedMaxBytes): outdated builds, no longer held for
+   * Bounds what idle readers pin (snapshotPinnedMaxBytes): outdated builds, no longer held for
    * reuse, that agents still stream. The fall-behind rule alone does not bound them: it closes a
    * reader only after maxFallBehindMs without taking a frame, so one that takes a frame now and
-   * then keeps its build for as long as it reads, and during a long reconnect wave every reuse
-   * window (1 s) may leave one more build behind. Above the bound, the readers of the oldest
-   * pinned builds are closed with 4007 until what is left fits: the oldest state is the least
-   * worth keeping, and its readers reconnect to a current build that others share (or resume if
-   * they hold a token). Rejected: closing the slowest readers first (their builds may be shared
-   * with fast ones, freeing nothing); counting pinned builds into each reader's maxClientBytes
-   * (a shared build would count once per reader, closing readers of one large snapshot).
+   * then keeps its build for as long as it reads. Above the bound, readers of the oldest pinned
+   * builds (creation order) that took no frame for PINNED_IDLE_MS are closed with 4007 until what
+   * is left fits; they reconnect to a current build others share (or resume with a token).
+   * Readers that are moving are never closed for it: in a reconnect storm with churn every reuse
+   * window leaves a build behind, each streamed by agents that read as fast as the replica lets
+   * them, and closing them (the earliest, nearest to done, first) would throw their progress away
+   * and feed the storm; their builds stay visible in cattail_snapshot_pinned_bytes. Rejected:
+   * counting a pinned build into each reader's maxClientBytes (a shared build would count once
+   * per reader); closing by revision (revisions of different feeds are not comparable).
    */
-  private boundPinned(): void {
+  private boundPinned(now: number): void {
     const o = this.ctx.o;
     const max = o.snapshotPinnedMaxBytes ?? DEFAULT_SNAPSHOT_PINNED_MAX_BYTES;
-    const readers = new Map<SnapshotBuild, Connection[]>();
+    // Readers by the build they pin (a node snapshot's is its shared build), idle or not.
+    const readers = new Map<SnapshotBuild, { conn: Connection; idle: boolean }[]>();
+    const streaming: SnapshotBuild[] = [];
     for (const conn of this.ctx.connections) {
       if (conn.state !== 'streaming') continue;
       for (const c of conn.cursors) {
         if (c.snapshot === undefined) continue;
-        let list = readers.get(c.snapshot.build);
-        if (list === undefined) readers.set(c.snapshot.build, (list = []));
-        list.push(conn);
+        const b = c.snapshot.build;
+        streaming.push(b);
+        const owner = b instanceof NodeSnapshot ? b.shared : b;
+        let list = readers.get(owner);
+        if (list === undefined) readers.set(owner, (list = []));
+        list.push({ conn, idle: now - c.snapshot.progressMs > PINNED_IDLE_MS });
       }
     }
-    if (readers.size === 0) return;
-    const pinned = o.cache.pinnedBuilds(readers.keys());
+    if (streaming.length === 0) return;
+    const pinned = o.cache.pinnedBuilds(streaming);
     let over = pinned.bytes - max;
     for (const { build, bytes } of pinned.builds) {
       if (over <= 0) break;
-      for (const conn of readers.get(build) ?? []) {
+      const all = readers.get(build) ?? [];
+      const idle = all.filter((r) => r.idle);
+      for (const { conn } of idle) {
         if (conn.state !== 'streaming') continue;
         o.metrics.snapshotPinnedCloses.inc({ feed: build.feed.name });
-        o.log?.info({ conn: conn.id, node: conn.node, feed: build.feed.name, revision: build.revision, pinnedBytes: pinned.bytes, max }, 'closing a slow reader of an outdated snapshot: pinned builds above snapshotPinnedMaxBytes');
-        conn.fail('CATTAIL_SERVER_FELL_BEHIND', `feed ${build.feed.name}: still reading the snapshot at revision ${build.revision} while outdated snapshots pinned by slow readers hold ${pinned.bytes} bytes (snapshotPinnedMaxBytes ${max})`, 'fell-behind');
+        o.log?.info({ conn: conn.id, node: conn.node, feed: build.feed.name, revision: build.revision, pinnedBytes: pinned.bytes, max }, 'closing an idle reader of an outdated snapshot: pinned builds above snapshotPinnedMaxBytes');
+        conn.fail('CATTAIL_SERVER_FELL_BEHIND', `feed ${build.feed.name}: no frame taken for ${PINNED_IDLE_MS} ms of the snapshot at revision ${build.revision} while outdated snapshots pinned by slow readers hold ${pinned.bytes} bytes (snapshotPinnedMaxBytes ${max})`, 'fell-behind');
       }
-      over -= bytes;
+      // A build frees its bytes only when its last reader goes: moving readers keep it.
+      if (idle.length === all.length) over -= bytes;
     }
   }
 
