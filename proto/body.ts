@@ -14,6 +14,7 @@ import {
   MAX_TOKEN_BYTES,
   MAX_WATERMARK_STRING_BYTES,
   MAX_WATERMARKS,
+  MAX_WATERMARKS_BYTES,
   PROTOCOL_VERSION,
   REPAIR_BUCKET_SET_BYTES,
   REPAIR_SUMS_BYTES,
@@ -172,12 +173,15 @@ class Fields {
     if (v === undefined) return undefined;
     if (!(v instanceof Map)) this.fail(key, 'a map of strings');
     if (v.size > MAX_WATERMARKS) this.fail(key, `at most ${MAX_WATERMARKS} resources (got ${v.size})`);
+    let bytes = 0;
     for (const [r, s] of v) {
       if (typeof s !== 'string') this.fail(key, 'a map of strings');
-      if (Buffer.byteLength(r as string) > MAX_WATERMARK_STRING_BYTES || Buffer.byteLength(s) > MAX_WATERMARK_STRING_BYTES) {
-        this.fail(key, `resource ids and resourceVersions of at most ${MAX_WATERMARK_STRING_BYTES} bytes`);
-      }
+      const rb = Buffer.byteLength(r as string);
+      const sb = Buffer.byteLength(s);
+      if (rb > MAX_WATERMARK_STRING_BYTES || sb > MAX_WATERMARK_STRING_BYTES) this.fail(key, `resource ids and resourceVersions of at most ${MAX_WATERMARK_STRING_BYTES} bytes`);
+      bytes += rb + sb;
     }
+    if (bytes > MAX_WATERMARKS_BYTES) this.fail(key, `at most ${MAX_WATERMARKS_BYTES} bytes of resource ids and resourceVersions (got ${bytes})`);
     // fromEntries defines own properties, so a key such as "__proto__" stays plain data.
     return Object.fromEntries(v as Map<string, string>);
   }

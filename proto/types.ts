@@ -23,13 +23,20 @@ export const MAX_TOKEN_BYTES = 256;
 /** Digest length in bytes (§10). */
 export const DIGEST_BYTES = 8;
 /**
- * Most resources one `watermarks` map may name (§8). A feed carries a few dozen (the felix feed
- * 25); the bound keeps a broken peer from growing what a client stores and sends back in HELLO
- * past the server's inbound limit, which would lock the client out of every replica.
+ * Most resources one `watermarks` map may name (§8). A feed carries a few dozen at most (the felix
+ * feed 25; the registry ~30); the bound keeps a broken peer from growing what a client stores and
+ * sends back in HELLO past the server's inbound limit, which would lock the client out of every
+ * replica. The same bound as a rebase's (src/snapshot watermark-log.ts).
  */
-export const MAX_WATERMARKS = 256;
+export const MAX_WATERMARKS = 64;
 /** Largest resource id or resourceVersion in a `watermarks` map, in UTF-8 bytes (§8). */
 export const MAX_WATERMARK_STRING_BYTES = 256;
+/**
+ * Most UTF-8 bytes of resource ids and resourceVersions together in one `watermarks` map (§8):
+ * the felix feed's take ~1.8 KB. 16 feeds' maps, tokens and names in one HELLO stay below the
+ * default inbound limit of 64 KiB (16 × (3 KiB + 256-byte token) ≈ 53 KiB).
+ */
+export const MAX_WATERMARKS_BYTES = 3_072;
 /** Most feeds one HELLO may ask for (§4.1). */
 export const MAX_HELLO_FEEDS = 16;
 /** §9, §7.1: the client sends per-feed watermarks in HELLO and accepts WELCOME mode `rebase`. */

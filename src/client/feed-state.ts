@@ -19,7 +19,7 @@ import type { FeedCheckpoint } from './checkpoint.js';
 import { IncrementalDigest } from './digest.js';
 import { bucketOfHashHi, hasBucket } from '../../proto/bucket-set.js';
 import { entryHashInto } from '../../proto/digest.js';
-import { MAX_WATERMARKS } from '../../proto/types.js';
+import { MAX_WATERMARKS, MAX_WATERMARKS_BYTES } from '../../proto/types.js';
 import { behindResources, mergeWatermarks, type BehindResource, type Watermarks } from './watermarks.js';
 
 /** `[key, value]` with the value's msgpack bytes (PROTOCOL.md §3.1). */
@@ -451,7 +451,11 @@ export class FeedState {
   private mergedWatermarks(offered: Watermarks): Record<string, string> {
     const merged = mergeWatermarks(this.appliedWatermarks, offered);
     const n = Object.keys(merged).length;
-    if (n > MAX_WATERMARKS) throw unexpected(`feed ${this.name}: the server's watermarks name ${n} resources together, more than ${MAX_WATERMARKS}`, { feed: this.name, resources: n });
+    let bytes = 0;
+    for (const [r, v] of Object.entries(merged)) bytes += Buffer.byteLength(r) + Buffer.byteLength(v);
+    if (n > MAX_WATERMARKS || bytes > MAX_WATERMARKS_BYTES) {
+      throw unexpected(`feed ${this.name}: the server's watermarks name ${n} resources in ${bytes} bytes together, more than ${MAX_WATERMARKS} or ${MAX_WATERMARKS_BYTES} bytes`, { feed: this.name, resources: n, bytes });
+    }
     return merged;
   }
 

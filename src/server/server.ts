@@ -201,7 +201,10 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   }
   const cache = new SnapshotCache({ clock, reuseWindowMs: o.snapshotReuseWindowMs, sliceEntries: o.snapshotBuildSliceEntries, sliceMs: o.snapshotBuildSliceMs, chunkBytes: o.snapshotChunkBytes, compressMinBytes: o.compressMinBytes, metrics });
   const random = options.random ?? Math.random;
-  const fanout = new FanOut({ clock, random, metrics, log, serverId, feeds, cache, compressions, ...o, ...(options.serviceTurn ? { serviceTurn: options.serviceTurn } : {}) });
+  const fanout = new FanOut({
+    clock, random, metrics, log, serverId, feeds, cache, compressions, ...o, ...(options.serviceTurn ? { serviceTurn: options.serviceTurn } : {}),
+    onAgentAhead: (resources) => upstream.recheckMissing?.(resources),
+  });
   const governor = new Governor({ maxConnections: o.maxConnections, retryAfterMs: o.refuseRetryAfterMs, targetConnections, peerEndpoints, notReady: () => notSynced(feeds), random });
   const shedder = new Shedder({
     clock, random, metrics, log, governor, shedIntervalMs: o.shedIntervalMs, shutdownTimeoutMs: o.shutdownTimeoutMs,

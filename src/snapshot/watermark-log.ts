@@ -21,11 +21,12 @@
  * `oldestRevision` (since() could not answer from them anyway).
  */
 import { compareResourceVersions, isResourceVersion } from '../../proto/index.js';
+import { MAX_WATERMARKS } from '../../proto/types.js';
 
 export type Watermarks = Readonly<Record<string, string>>;
 
-/** A rebase agent sends one watermark per resource of a feed: a handful; more is not an agent. */
-export const MAX_REBASE_RESOURCES = 64;
+/** A rebase agent sends one watermark per resource of a feed: a few dozen; the codec's bound (PROTOCOL.md §8). */
+export const MAX_REBASE_RESOURCES = MAX_WATERMARKS;
 
 /** Enough for a 10-minute log at ~100 changing batches/s; a record is two pointers. */
 export const DEFAULT_WATERMARK_RECORDS = 65_536;

@@ -4,6 +4,7 @@
  * never a snapshot; a corrupt, foreign or other-version checkpoint is reported and ignored; a
  * checkpoint is rejected unless its entries hash to its digest.
  */
+import { computeDigest } from '../../proto/digest.js';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -116,5 +117,15 @@ describe('client - checkpoint and restart', () => {
     const entries = new Map([['/k', Buffer.from([1, 2, 3])]]);
     const cp = { node: 'n', feeds: [{ name: 'felix', revision: 3, tokenRevision: 3, token: Buffer.from([9]), watermarks: { pods: '5' }, digest: Buffer.alloc(8), entries }] };
     expect(() => decodeCheckpoint(encodeCheckpoint(cp))).toThrow(/does not hash to its digest/);
+  });
+
+  it('refuses a checkpoint whose watermarks are above the protocol\'s bound (every STATUS would then be refused)', () => {
+    const entries = new Map([['/k', Buffer.from([1, 2, 3])]]);
+    const digest = computeDigest([...entries]);
+    const cp = (n: number): Parameters<typeof encodeCheckpoint>[0] => ({
+      node: 'n', feeds: [{ name: 'felix', revision: 3, tokenRevision: 3, token: Buffer.from([9]), watermarks: Object.fromEntries(Array.from({ length: n }, (_, i) => [`r${i}`, '5'])), digest, entries }],
+    });
+    expect(decodeCheckpoint(encodeCheckpoint(cp(64))).feeds[0]?.watermarks).toHaveProperty('r63');
+    expect(() => decodeCheckpoint(encodeCheckpoint(cp(65)))).toThrow(/above the protocol's bound/);
   });
 });

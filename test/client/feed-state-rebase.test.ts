@@ -53,18 +53,23 @@ describe('client units - rebase', () => {
     const fs = synced([['a', b(1)]], { pods: '10' });
     const names = (from: number, n: number): Record<string, string> => Object.fromEntries(Array.from({ length: n }, (_, i) => [`r${from + i}`, '1']));
     // Each STATUS stays within the codec's bound; the union (never forgotten) would not.
-    expect(fs.status({ revision: 4, status: 'resyncing', stale: false, watermarks: { pods: '10', ...names(0, 200) }, token: Buffer.from('t4') }).kind).toBe('applied');
+    expect(fs.status({ revision: 4, status: 'resyncing', stale: false, watermarks: { pods: '10', ...names(0, 40) }, token: Buffer.from('t4') }).kind).toBe('applied');
     const before = fs.rebaseWatermarks();
-    expect(Object.keys(before ?? {}).length).toBe(201);
-    expect(() => fs.status({ revision: 4, status: 'resyncing', stale: false, watermarks: { pods: '11', ...names(200, 100) }, token: Buffer.from('t4b') })).toThrow(
+    expect(Object.keys(before ?? {}).length).toBe(41);
+    expect(() => fs.status({ revision: 4, status: 'resyncing', stale: false, watermarks: { pods: '11', ...names(40, 30) }, token: Buffer.from('t4b') })).toThrow(
       expect.objectContaining({ code: 'CATTAIL_CLIENT_PROTOCOL_ERROR' }),
     );
     expect(fs.rebaseWatermarks()).toEqual(before);
-    expect(fs.status({ revision: 4, status: 'in-sync', stale: false, watermarks: { pods: '12', ...names(0, 200) }, token: Buffer.from('t4c') }).kind).toBe('applied');
+    // Or more bytes than MAX_WATERMARKS_BYTES together (long ids, few of them).
+    const long = (from: number, n: number): Record<string, string> => Object.fromEntries(Array.from({ length: n }, (_, i) => [`${from + i}${'x'.repeat(200)}`, '1']));
+    expect(() => fs.status({ revision: 4, status: 'resyncing', stale: false, watermarks: { pods: '11', ...long(0, 15) }, token: Buffer.from('t4c') })).toThrow(
+      expect.objectContaining({ code: 'CATTAIL_CLIENT_PROTOCOL_ERROR' }),
+    );
+    expect(fs.status({ revision: 4, status: 'in-sync', stale: false, watermarks: { pods: '12', ...names(0, 40) }, token: Buffer.from('t4d') }).kind).toBe('applied');
     // A snapshot's watermarks are held to the same bound, and a refused snapshot leaves the state.
     fs.snapshotBegin(5, 1, 0);
     fs.snapshotChunk(5, [['z', b(9)]]);
-    expect(() => fs.snapshotEnd({ revision: 5, digest: fullDigest([['z', b(9)]]), watermarks: { pods: '13', ...names(0, 200), ...names(500, 60) }, status: 'in-sync', stale: false, token: Buffer.from('t5') })).toThrow(
+    expect(() => fs.snapshotEnd({ revision: 5, digest: fullDigest([['z', b(9)]]), watermarks: { pods: '13', ...names(0, 40), ...names(500, 30) }, status: 'in-sync', stale: false, token: Buffer.from('t5') })).toThrow(
       expect.objectContaining({ code: 'CATTAIL_CLIENT_PROTOCOL_ERROR' }),
     );
     expect(fs.revision).toBe(4);

@@ -281,6 +281,58 @@ describe('client against the real server', () => {
     expect(guard.problems()).toEqual([]);
   });
 
+  it('fails over between replicas that looked at a missing CRD at different times: the refusing one looks again at once', async () => {
+    const POOLS = 'ippools.crd.projectcalico.org';
+    const api = await new FakeApiServer().start();
+    cleanups.push(() => api.close());
+    api.missing.add(POOLS);
+    api.upsert('pods', pod('a'));
+    const serve = async (serverId: string): Promise<ServerHandle> => {
+      const upstream = createUpstream({
+        kubeConfig: api.kubeConfig(), replicaId: serverId, feeds: [], watchList: false, minAttemptIntervalMs: 50,
+        // No periodic look within the test: only the refusal may bring A's evidence forward.
+        missingResourceRetryMs: 600_000,
+        customFeeds: [{ name: 'wl', resources: [{ resource: 'pods' }, { resource: POOLS }] }],
+      });
+      const server = await startServer({ upstream, defaultMetrics: false, flushWindowMs: 1, serverId });
+      cleanups.push(() => server.close());
+      return server;
+    };
+    const poolsMark = (s: ServerHandle): string | undefined => s.stores.get('wl')?.meta().watermarks[POOLS];
+    const a = await serve('real-a');
+    await waitUntil(() => poolsMark(a) === String(api.rv), 'A looked');
+    const lookedA = String(api.rv);
+    // The cluster moves on (the pod's status only: no entry changes); B looks later.
+    for (let i = 0; i < 3; i++) api.upsert('pods', pod('a', { ready: i % 2 === 0, restarts: i }));
+    const b = await serve('real-b');
+    await waitUntil(() => poolsMark(b) === String(api.rv), 'B looked');
+    expect(Number(poolsMark(b))).toBeGreaterThan(Number(lookedA));
+    await waitUntil(() => a.stores.get('wl')?.meta().watermarks['pods'] === String(api.rv), 'A follows the pods');
+    expect(poolsMark(a)).toBe(lookedA);
+    const { client, clock, rec, guard } = setup({ endpoints: [b.url, a.url], feeds: ['wl'], random: () => 0.999999 });
+    guard.allow('CATTAIL_CLIENT_SERVER_CLOSED', 'CATTAIL_CLIENT_CONNECT_FAILED', 'CATTAIL_CLIENT_REPLICA_BEHIND');
+    await client.whenInSync();
+    expect(client.stats.serverId).toBe('real-b');
+    await b.close();
+    await waitUntil(() => rec.last('reconnecting') !== undefined, 'left B', on(client));
+    // A refuses it (4015: its evidence is older than B's) and looks again at once; its watermark
+    // moves within the watermark-only rate limit (1 s), well before the agent's next try (5 s).
+    for (let i = 0; i < 6 && rec.last('behind') === undefined; i++) {
+      await waitUntil(() => client.state === 'reconnecting' || client.state === 'behind', 'settled', on(client));
+      if (rec.last('behind') === undefined) await skipWait(clock);
+    }
+    expect(rec.last('behind')?.reason).toMatchObject({ code: 'CATTAIL_CLIENT_REPLICA_BEHIND' });
+    await waitUntil(() => Number(poolsMark(a)) >= Number(api.rv), 'A looked again');
+    for (let i = 0; i < 12 && !(client.inSync && client.stats.serverId === 'real-a'); i++) {
+      await waitUntil(() => client.state === 'reconnecting' || client.state === 'behind' || client.inSync, 'settled', on(client));
+      if (!client.inSync) await skipWait(clock);
+      await waitUntil(() => client.state !== 'connecting' && client.state !== 'syncing', 'attempt settled', on(client));
+    }
+    expect(client.stats.serverId).toBe('real-a');
+    expect(client.inSync).toBe(true);
+    expect(guard.problems()).toEqual([]);
+  });
+
   it('honours a 503 refusal with Retry-After from the server admission control', async () => {
     const r = await replica('real-a', { maxConnections: 1, refuseRetryAfterMs: 3_000 });
     r.upstream.apply('felix', pods(3), { status: 'in-sync', watermarks: { pods: '1' } });

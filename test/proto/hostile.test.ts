@@ -190,15 +190,19 @@ describe('proto hostile input', () => {
     expectBad({ ...hello, feeds: [] });
     expectBad({ ...hello, feeds: [{ name: 'a' }, { name: 'a' }] });
     expectBad({ ...hello, feeds: Array.from({ length: 17 }, (_, i) => ({ name: `f${i}` })) });
-    // Watermarks (§8): at most 256 resources, ids and values of at most 256 bytes, in every message that carries them.
-    const many = (n: number): Record<string, string> => Object.fromEntries(Array.from({ length: n }, (_, i) => [`r${i}.example.com`, String(i + 1)]));
-    expect((decodeFrame(encodeFrame({ ...end, watermarks: many(256) }), limits) as { watermarks: object }).watermarks).toEqual(many(256));
-    expectBad({ ...end, watermarks: many(257) });
+    // Watermarks (§8): at most 64 resources, ids and values of at most 256 bytes and 3,072 bytes
+    // together, in every message that carries them.
+    const many = (n: number): Record<string, string> => Object.fromEntries(Array.from({ length: n }, (_, i) => [`r${i}.x`, String(i + 1)]));
+    expect((decodeFrame(encodeFrame({ ...end, watermarks: many(64) }), limits) as { watermarks: object }).watermarks).toEqual(many(64));
+    expectBad({ ...end, watermarks: many(65) });
     expectBad({ ...end, watermarks: { ['x'.repeat(257)]: '1' } });
     expectBad({ ...end, watermarks: { pods: '9'.repeat(257) } });
     expectBad({ ...end, watermarks: { ['é'.repeat(129)]: '1' } }); // 258 bytes in 129 characters
-    expectBad({ type: 'status', feedId: 0, revision: 1, status: 'resyncing', stale: false, watermarks: many(257), token: Buffer.alloc(1) });
-    expectBad({ ...hello, feeds: [{ name: 'felix', token: Buffer.alloc(4), watermarks: many(257) }] });
+    const wide = (n: number): Record<string, string> => Object.fromEntries(Array.from({ length: n }, (_, i) => [`${String(i).padStart(2, '0')}${'r'.repeat(198)}`, '1'.repeat(56)]));
+    expect(Object.keys((decodeFrame(encodeFrame({ ...end, watermarks: wide(12) }), limits) as { watermarks: object }).watermarks)).toHaveLength(12); // 3,072 bytes
+    expectBad({ ...end, watermarks: { ...wide(12), z: '1' } }); // 3,074 bytes
+    expectBad({ type: 'status', feedId: 0, revision: 1, status: 'resyncing', stale: false, watermarks: many(65), token: Buffer.alloc(1) });
+    expectBad({ ...hello, feeds: [{ name: 'felix', token: Buffer.alloc(4), watermarks: many(65) }] });
   });
 
   it('checks the range-repair messages (PROTOCOL.md §7.2): sums of 2,048 bytes, a 32-byte bucket set, no backwards repair, a feed id', () => {

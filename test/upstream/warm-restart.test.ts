@@ -126,4 +126,27 @@ describe('warm restart of a replica (--state-dir)', () => {
     other.start(new RecordingSink());
     expect(await other.warmStart()).toBe('invalid');
   });
+
+  it('checkpoints a missing CRD\'s evidence: the restored revision names it at the value agents hold, so they can still rebase', async () => {
+    const PEERS = 'bgppeers.crd.projectcalico.org';
+    const { sim: s, clock, up } = await upstreamOnSim({ sim: { nodes: 4, podsPerNode: 6, seed: 11, omitResources: [PEERS] }, up: { replicaId: 'r1', feeds: FEEDS, stateDir: dir } });
+    const first = new RecordingSink();
+    up.start(first);
+    await waitUntil(() => FEEDS.every((f) => first.status.get(f) === 'in-sync') && first.batches.some((b) => b.feed === 'bgp' && b.batch.watermarks?.[PEERS] !== undefined), { clock });
+    await converged(first, s, clock, FEEDS);
+    await up.finalCheckpoint();
+    // What an agent of this replica holds for the bgp feed: its last watermarks, the peers' evidence among them.
+    const held = first.stores.get('bgp')?.meta().watermarks ?? {};
+    expect(held[PEERS]).toMatch(/^[1-9][0-9]*$/);
+    await up.stop();
+    s.admin.churnSteps(20); // the cluster moves on: a fresh look finds a newer resourceVersion
+    const { up: up2, sink } = await restart(s, clock);
+    expect(await up2.warmStart()).toBe('warm');
+    const bgp = sink.batches.filter((b) => b.feed === 'bgp');
+    expect(bgp.find((b) => b.batch.updates.length > 0)?.batch.watermarks?.[PEERS]).toBe(held[PEERS]);
+    await waitUntil(() => Number(sink.stores.get('bgp')?.meta().watermarks[PEERS]) > Number(held[PEERS]), 'looked again after the restart', { clock });
+    // The agent rebases: a revision of the restarted replica stands for watermarks at or below its own.
+    expect(sink.stores.get('bgp')?.rebase(held)).toMatchObject({ kind: 'revision' });
+    await up2.stop();
+  });
 });

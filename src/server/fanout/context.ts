@@ -43,6 +43,8 @@ export interface FanOutOptions {
   readonly maxConvergenceWaiters?: number;
   /** Per-node scoping: with a client certificate, the node is the rest of its first URI SAN after this prefix (unset: its CN). */
   readonly scopeNodeUriSanPrefix?: string | undefined;
+  /** Told the resources an agent refused as behind (4015) is newer on; the upstream may look again (Upstream.recheckMissing). */
+  readonly onAgentAhead?: (resources: readonly string[]) => void;
   /** Bytes and time one service turn may use. @default DEFAULT_TURN_BUDGET (10 ms, 8 MiB) */
   readonly serviceTurn?: TurnBudget;
 }

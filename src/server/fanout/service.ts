@@ -69,7 +69,7 @@ export class ServiceQueue {
     if (nowMs - this.roundStartedMs > CATCH_UP_CACHE_MAX_AGE_MS) this.newRound();
   }
 
-  /** The round's cached catch-up frames: keys and their bytes (the `cattail_catchup_cache_*` gauges). */
+  /** The round's cached catch-up frames: keys and their bytes (`cattail_catchup_cache_bytes`; the split cache beside it holds the same changes' keys, not frames). */
   cachedCatchUps(): { entries: number; bytes: number } {
     let bytes = 0;
     for (const frames of this.catchUpCache.values()) for (const f of frames) bytes += f.length;

@@ -9,9 +9,9 @@ import { encodeDelta, isEntryTooLarge } from '../transport/framing.js';
 import type { FanOutContext } from './context.js';
 import { recordAck } from './applied-watermarks.js';
 import type { FeedRuntime } from './feeds.js';
-import { type FeedPlan, bodySizeFor, checkHello, chooseCompression, planFeeds, welcomeFrame } from './handshake.js';
+import { type FeedPlan, type Hello, bodySizeFor, checkHello, chooseCompression, planFeeds, welcomeFrame } from './handshake.js';
 import { serveRepair } from './repair.js';
-import { CAP_REPAIR_BUCKETS } from '../../../proto/index.js';
+import { CAP_REPAIR_BUCKETS, compareResourceVersions, isResourceVersion } from '../../../proto/index.js';
 import type { ServiceQueue } from './service.js';
 import { CattailError } from '../../errors.js';
 import { encodeScopedDelta, provenNode } from './scoped.js';
@@ -44,6 +44,9 @@ export class Session {
       // lag); a snapshot would be refused by its watermark check after the whole download. Refuse
       // before any byte of one: it keeps its state and comes back when we have caught up.
       for (const p of behind) o.metrics.handshakeFeeds.inc({ feed: p.feed.name, mode: 'refused', reason: 'behind' });
+      // A resource the upstream does not serve moves its watermark only when we look again
+      // (not-served.ts): an agent from a replica that looked later is ahead of us on it until then.
+      o.onAgentAhead?.(aheadResources(behind, hello));
       throw new CattailError('CATTAIL_SERVER_REPLICA_BEHIND', `this replica is behind the watermarks presented for ${behind.map((p) => p.feed.name).join(', ')}; keep the state and retry later or elsewhere`);
     }
     // Per-node scoping (#20): an agent on a scoped feed gets its proven node's view, never another's.
@@ -142,4 +145,18 @@ export class Session {
     this.ctx.stats.pongsReceived++;
     if (t <= now && now - t < MAX_PLAUSIBLE_RTT_MS) this.ctx.o.metrics.pingLatency.observe((now - t) / 1000);
   }
+}
+
+/** The resources on which the agent's presented watermarks are newer than (or unknown to) the feeds refusing it. */
+function aheadResources(behind: readonly FeedPlan[], hello: Hello): string[] {
+  const out = new Set<string>();
+  for (const p of behind) {
+    const presented = hello.feeds.find((f) => f.name === p.feed.name)?.watermarks ?? {};
+    const own = p.feed.store.meta().watermarks;
+    for (const [r, rv] of Object.entries(presented)) {
+      const mine = own[r];
+      if (mine === undefined || (isResourceVersion(rv) && isResourceVersion(mine) && compareResourceVersions(mine, rv) < 0)) out.add(r);
+    }
+  }
+  return [...out];
 }

@@ -73,4 +73,11 @@ export interface Upstream {
   /** Stops every list/watch; resolves when all requests are closed. */
   stop(): Promise<void>;
   health(): readonly ResourceHealth[];
+  /**
+   * An agent was refused because its watermark for one of `resources` is newer than ours: look
+   * again now at those that are missing (not served: their watermark is the resourceVersion of
+   * the last look, which another replica may have taken later). Optional: a scripted upstream
+   * has nothing to look at.
+   */
+  recheckMissing?(resources: readonly string[]): void;
 }

@@ -131,7 +131,7 @@ export class ScopeIndex {
     this.forgetEmptyNodes();
   }
 
-  /** Nodes whose own entries' last change is remembered (a gauge: bounded by the note at emptySince). */
+  /** Nodes whose own entries' last change is remembered (for tests; bounded as the note at emptySince says). */
   get nodesTracked(): number {
     return this.changedAt.size;
   }

@@ -44,6 +44,12 @@ export interface ResourceCheckpoint {
   /** The resourceVersion the views' state stands for; the watch resumes from it. */
   readonly resourceVersion: string;
   readonly views: readonly ViewCheckpoint[];
+  /**
+   * The resource was not served (an optional CRD that is not installed): no views, and
+   * `resourceVersion` is the not-served evidence (upstream/not-served.ts) reported as its watermark.
+   * Restored so the restored revision names it at the value agents hold, and they can rebase.
+   */
+  readonly notServed?: boolean;
 }
 
 export interface ReplicaCheckpoint {
@@ -106,7 +112,10 @@ export function decodeReplicaCheckpoint(buf: Buffer, identity: string): ReplicaC
       throw bad('replica checkpoint resource has the wrong shape');
     }
     const name = r['name'];
-    resources.push({ name, resourceVersion: r['resourceVersion'], views: (r['views'] as unknown[]).map((v) => decodeView(v, name)) });
+    const notServed = r['notServed'];
+    if (notServed !== undefined && typeof notServed !== 'boolean') throw bad('replica checkpoint resource has the wrong shape');
+    if (notServed === true && (r['views'] as unknown[]).length > 0) throw bad('replica checkpoint: a resource not served holds views');
+    resources.push({ name, resourceVersion: r['resourceVersion'], views: (r['views'] as unknown[]).map((v) => decodeView(v, name)), ...(notServed === true ? { notServed } : {}) });
   }
   return { identity, resources };
 }

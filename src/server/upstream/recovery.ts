@@ -102,6 +102,7 @@ function notServed(r: ReflectorCore, evidence: NotServedEvidence | undefined): n
     }
     r.notServedProof = proof.kind;
   }
+  if (proof.kind === 'absent') r.notServedRv = proof.rv;
   r.o.onFlush(proof.kind === 'absent' ? proof.rv : undefined);
   r.o.onHealth();
   r.o.metrics.relists.inc({ resource: r.id, reason: 'missing-retry' });

@@ -93,6 +93,8 @@ export interface ReflectorCore {
   missing: boolean;
   /** What the last not-served probe found (not-served.ts); logged when it changes. */
   notServedProof: NotServedEvidence['kind'] | undefined;
+  /** The last not-served evidence (reported as the watermark; checkpointed); cleared once listed. */
+  notServedRv: string | undefined;
   authError: string | undefined;
   request(verb: UpstreamVerb, path: string): Promise<GuardedResponse>;
   query(params: Record<string, string | number | undefined>): string;

@@ -44,6 +44,7 @@ export class Reflector implements ReflectorCore {
   watchListSupported: boolean;
   missing = false;
   notServedProof: NotServedEvidence['kind'] | undefined;
+  notServedRv: string | undefined;
   authError: string | undefined;
   private synced = false;
   private lastHealthyMs: number | undefined;
@@ -98,10 +99,40 @@ export class Reflector implements ReflectorCore {
     return this.stopController.signal.aborted;
   }
 
+  /**
+   * Looks at a missing resource again now rather than after missingRetryMs (the fan-out refused an
+   * agent whose watermark for it is newer than ours: another replica probed later, see
+   * not-served.ts). The attempt gate still applies (one start per minAttemptIntervalMs), so a
+   * storm of such agents costs one LIST and one CRD list per resource. No-op unless missing.
+   */
+  lookAgainIfMissing(): void {
+    if (this.missing) this.wake?.abort();
+  }
+
+  /** Aborts the current wait between attempts (stop() or lookAgainIfMissing()). */
+  private wake: AbortController | undefined;
+
   private async run(): Promise<void> {
     let delay = 0;
     while (!this.stopped) {
-      const wait = Math.max(delay, this.lastAttemptMs + this.o.minAttemptIntervalMs - this.o.clock.monotonic());
+      let wait = Math.max(delay, this.lastAttemptMs + this.o.minAttemptIntervalMs - this.o.clock.monotonic());
+      if (wait > 0 && delay > 0 && this.missing) {
+        // Woken early: only the attempt gate remains.
+        const wake = new AbortController();
+        this.wake = wake;
+        const onStop = (): void => wake.abort();
+        this.stopController.signal.addEventListener('abort', onStop, { once: true });
+        try {
+          await this.o.clock.sleep(wait, wake.signal);
+          wait = 0;
+        } catch {
+          if (this.stopped) break;
+          wait = Math.max(0, this.lastAttemptMs + this.o.minAttemptIntervalMs - this.o.clock.monotonic());
+        } finally {
+          this.wake = undefined;
+          this.stopController.signal.removeEventListener('abort', onStop);
+        }
+      }
       if (wait > 0) {
         try {
           await this.o.clock.sleep(wait, this.stopController.signal);
@@ -136,6 +167,15 @@ export class Reflector implements ReflectorCore {
    * a consistent state at `rv`, not that `rv` can be continued. A 410 there relists NotOlderThan
    * `rv` (recovery.ts), whose diff against the restored state is only what changed.
    */
+  /**
+   * Restores a checkpointed not-served resource: its evidence becomes the watermark of the
+   * restored revision (upstream.ts); the first attempt looks again. Call before start().
+   */
+  restoreNotServed(rv: string): void {
+    if (this.loop) throw new Error('restoreNotServed() after start()');
+    this.notServedRv = rv;
+  }
+
   seed(rv: string): void {
     if (this.loop) throw new Error('seed() after start()');
     this.rv = rv;
@@ -199,6 +239,7 @@ export class Reflector implements ReflectorCore {
     this.listMode = 'none';
     this.missing = false;
     this.notServedProof = undefined;
+    this.notServedRv = undefined;
     if (this.listedOnce) this.o.onRelisted?.();
     this.listedOnce = true;
     // Synced before the flush: "in-sync" must ride on the batch with the list's last update.

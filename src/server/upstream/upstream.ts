@@ -172,7 +172,10 @@ class KubeUpstream implements UpstreamHandle {
       // The restored state goes out as one batch with the checkpoint's watermarks: the revision
       // it makes stands for them, so agents whose watermarks are at or above them can rebase on
       // it (PROTOCOL.md §7.1) once the watches have caught up.
-      for (const r of this.reflectors) if (r.rv !== undefined) this.dispatcher.setWatermark(r.id, r.rv);
+      for (const r of this.reflectors) {
+        const rv = r.rv ?? r.notServedRv;
+        if (rv !== undefined) this.dispatcher.setWatermark(r.id, rv);
+      }
       this.dispatcher.flush();
       for (const r of this.reflectors) r.start();
       warm.start();
@@ -196,6 +199,10 @@ class KubeUpstream implements UpstreamHandle {
     this.ticker?.cancel();
     this.dispatcher.stop();
     await Promise.all(this.reflectors.map((r) => r.stop()));
+  }
+
+  recheckMissing(resources: readonly string[]): void {
+    for (const r of this.reflectors) if (resources.includes(r.id)) r.lookAgainIfMissing();
   }
 
   health(): readonly ResourceHealth[] {

@@ -98,6 +98,12 @@ export class WarmState {
     for (const { reflector, view } of this.o.sources) {
       const r = saved.get(reflector.id);
       if (r === undefined) continue;
+      if (r.notServed === true) {
+        // Looked at again by its first attempt (a 404 brings fresh evidence, a list its objects).
+        reflector.restoreNotServed(r.resourceVersion);
+        restored++;
+        continue;
+      }
       if (!view.restore(r.views)) {
         this.o.logger.warn({ code: 'CATTAIL_SERVER_STATE_INVALID', resource: reflector.id }, 'checkpointed views of this resource do not match its feeds; listing it');
         continue;
@@ -143,7 +149,7 @@ export class WarmState {
   }
 
   private rvsKey(): string {
-    return JSON.stringify(this.o.sources.map(({ reflector }) => reflector.checkpointRv() ?? null));
+    return JSON.stringify(this.o.sources.map(({ reflector }) => reflector.checkpointRv() ?? reflector.notServedRv ?? null));
   }
 
   private async writeOnce(force: boolean): Promise<void> {
@@ -151,7 +157,11 @@ export class WarmState {
     // One synchronous pass: every resource's views are copied at their own consistent RV.
     for (const { reflector, view } of this.o.sources) {
       const h = reflector.health();
-      if (h.missing) continue;
+      if (h.missing) {
+        // Its evidence, so the restored revision names it at the value agents hold (not-served.ts).
+        if (reflector.notServedRv !== undefined) resources.push({ name: reflector.id, resourceVersion: reflector.notServedRv, views: [], notServed: true });
+        continue;
+      }
       const rv = reflector.checkpointRv();
       if (rv === undefined) {
         this.writes.inc({ result: 'unsynced' });
