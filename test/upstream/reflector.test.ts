@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { FakeClock } from '../../src/clock.js';
 import type { UpstreamHandle, UpstreamOptions } from '../../src/server/upstream/index.js';
 import { WATERMARK_ONLY_INTERVAL_MS } from '../../src/server/upstream/dispatcher.js';
+import { EARLY_LOOK_MIN_MS } from '../../src/server/upstream/reflector.js';
 import type { KubeObject } from '../../src/server/upstream/types.js';
 import type { FakeApiServer } from '../support/fake-apiserver.js';
 import { upstreamOnFakeApi } from '../support/upstream.js';
@@ -252,6 +253,50 @@ describe('reflector against a scripted API server', () => {
       expect(poolsMark(sink)).toBe(before);
       expect(sameState(sink.state.get('tunnel-ip-allocation'), expectedState(builtinFeed('tunnel-ip-allocation'), objects))).toBe(true);
       expect(await probes(up, 'absent')).toBe(0);
+    });
+
+    it('an agent ahead of us makes the replica look again at once, at most once per EARLY_LOOK_MIN_MS, never during a backoff', async () => {
+      const { clock, sink, up } = await setup({ watchList: false, feeds: ['tunnel-ip-allocation'], customFeeds: [], missingResourceRetryMs: 600_000 });
+      server.missing.add(POOLS);
+      server.upsert('nodes', node('n1'));
+      up.start(sink);
+      await waitUntil(() => poolsMark(sink) === String(server.rv), { clock });
+      const looks = (): number => server.count(POOLS, false);
+      const first = looks();
+      server.upsert('nodes', node('n2')); // the cluster moves on
+      up.recheckMissing([POOLS]);
+      await waitUntil(() => poolsMark(sink) === String(server.rv), 'looked again', { clock, stepMs: 100, timeoutMs: 5_000 });
+      expect(looks()).toBe(first + 1);
+      /** Past the attempt gate, with real time for a request the look would send to arrive. */
+      const settle = async (): Promise<void> => {
+        await clock.advanceAsync(1_500);
+        await new Promise((r) => setTimeout(r, 150));
+      };
+      // A second agent right after: within EARLY_LOOK_MIN_MS, no new look.
+      await clock.advanceAsync(2_000);
+      up.recheckMissing([POOLS]);
+      await settle();
+      expect(looks()).toBe(first + 1);
+      await clock.advanceAsync(EARLY_LOOK_MIN_MS - 5_000);
+      // After it, the next one is honoured; that look is throttled (429, Retry-After 120 s).
+      server.intercept = ({ def }, _req, res) => {
+        if (def.id !== POOLS) return false;
+        res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '120' }).end(JSON.stringify({ kind: 'Status', code: 429, reason: 'TooManyRequests' }));
+        return true;
+      };
+      await clock.advanceAsync(2_000);
+      up.recheckMissing([POOLS]);
+      await waitUntil(() => looks() === first + 2, 'the throttled look', { clock, stepMs: 100, timeoutMs: 5_000 });
+      // Agents ahead of us during the Retry-After do not cut it short.
+      for (let i = 0; i < 6; i++) {
+        await clock.advanceAsync(EARLY_LOOK_MIN_MS);
+        up.recheckMissing([POOLS]);
+        await settle();
+      }
+      expect(looks()).toBe(first + 2);
+      // Nor for a resource that is not missing, or that no feed here carries.
+      up.recheckMissing(['nodes', 'nothing.example.com']);
+      expect(server.count('nodes', false)).toBe(1);
     });
 
     it('a CRD that exists while its path answers 404 (not established yet) proves nothing', async () => {

@@ -104,6 +104,11 @@ export class SnapshotBuild {
 export class NodeSnapshot extends SnapshotBuild {
   private copied = 0;
 
+  /** Its own frames (BEGIN, the node's chunks, END): the rest are its shared build's Buffers. */
+  ownFrames(): Buffer[] {
+    return [this.frames[0] as Buffer, ...this.frames.slice(1 + this.copied)];
+  }
+
   constructor(
     /** The shared build it wraps: a node snapshot is held (not pinned) while that one is. */
     readonly shared: SnapshotBuild,
@@ -312,7 +317,8 @@ export class SnapshotCache {
     for (const [owner, nodes] of [...owners].sort((a, b) => a[0].seq - b[0].seq)) {
       let bytes = 0;
       for (const b of [owner, ...new Set(nodes)]) {
-        for (const f of b.frames) {
+        // A node snapshot's copies of the shared frames are the owner's Buffers: walked once, there.
+        for (const f of b instanceof NodeSnapshot ? b.ownFrames() : b.frames) {
           if (seen.has(f)) continue;
           seen.add(f);
           bytes += f.length;

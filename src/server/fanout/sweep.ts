@@ -125,7 +125,9 @@ export class Sweeper {
         const owner = b instanceof NodeSnapshot ? b.shared : b;
         let list = readers.get(owner);
         if (list === undefined) readers.set(owner, (list = []));
-        list.push({ conn, idle: now - c.snapshot.progressMs > PINNED_IDLE_MS });
+        // The connection's progress too: while another feed's snapshot holds its socket at the
+        // high-water mark, this one takes no frame although the agent is reading.
+        list.push({ conn, idle: now - Math.max(c.snapshot.progressMs, conn.lastStreamProgressMs) > PINNED_IDLE_MS });
       }
     }
     if (streaming.length === 0) return;

@@ -88,6 +88,7 @@ function notServed(r: ReflectorCore, evidence: NotServedEvidence | undefined): n
   r.missing = true;
   r.authError = undefined;
   r.o.view.clear();
+  const last = r.rv;
   r.rv = undefined;
   r.listMode = 'consistent';
   r.markSynced();
@@ -102,9 +103,12 @@ function notServed(r: ReflectorCore, evidence: NotServedEvidence | undefined): n
     }
     r.notServedProof = proof.kind;
   }
+  // What the watermark is now, checkpointed for a warm restart: the evidence, else the last one.
   if (proof.kind === 'absent') r.notServedRv = proof.rv;
+  else if (last !== undefined && last !== '') r.notServedRv ??= last;
   r.o.onFlush(proof.kind === 'absent' ? proof.rv : undefined);
   r.o.onHealth();
   r.o.metrics.relists.inc({ resource: r.id, reason: 'missing-retry' });
+  r.waitingMissingRetry = true;
   return r.o.missingRetryMs;
 }

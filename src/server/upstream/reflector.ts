@@ -14,6 +14,14 @@ import { watchOnce } from './watch.js';
 export { UPSTREAM_BACKOFF, type ReflectorOptions } from './reflector-core.js';
 
 /**
+ * The shortest time between two early looks at a missing resource (lookAgainIfMissing): an
+ * agent refused as ahead of us retries after behindRetryDelayMs (5 s), so one look per 10 s
+ * serves every such agent, and bounds what agents naming any watermark can cost: one LIST and
+ * one CRD list per 10 s per missing resource.
+ */
+export const EARLY_LOOK_MIN_MS = 10_000;
+
+/**
  * One list/watch loop per resource: client-go's reflector, rebuilt on raw JSON.
  *
  *   ┌──────────┐  200   ┌──────────┐ clean end (≥1 s or ≥1 event)  ┌──────────┐
@@ -101,25 +109,32 @@ export class Reflector implements ReflectorCore {
 
   /**
    * Looks at a missing resource again now rather than after missingRetryMs (the fan-out refused an
-   * agent whose watermark for it is newer than ours: another replica probed later, see
-   * not-served.ts). The attempt gate still applies (one start per minAttemptIntervalMs), so a
-   * storm of such agents costs one LIST and one CRD list per resource. No-op unless missing.
+   * agent whose watermark for it is newer than ours: another replica looked later, see
+   * not-served.ts). Only while waiting out missingRetryMs after a look that proved the resource
+   * absent (never during a backoff or a Retry-After), and at most once per EARLY_LOOK_MIN_MS: the
+   * agent names the watermark, so a hostile or stuck one could otherwise make the replica list
+   * every second. No-op otherwise.
    */
   lookAgainIfMissing(): void {
-    if (this.missing) this.wake?.abort();
+    if (!this.missing || this.notServedProof !== 'absent' || this.missingWait === undefined) return;
+    if (this.o.clock.monotonic() - this.lastEarlyLookMs < EARLY_LOOK_MIN_MS) return;
+    this.lastEarlyLookMs = this.o.clock.monotonic();
+    this.missingWait.abort();
   }
 
-  /** Aborts the current wait between attempts (stop() or lookAgainIfMissing()). */
-  private wake: AbortController | undefined;
+  /** Aborts the wait of missingRetryMs after a not-served look (lookAgainIfMissing). */
+  private missingWait: AbortController | undefined;
+  private lastEarlyLookMs = Number.NEGATIVE_INFINITY;
+  /** Set by recovery when the delay it returned is missingRetryMs after a 404 (not a backoff). */
+  waitingMissingRetry = false;
 
   private async run(): Promise<void> {
     let delay = 0;
     while (!this.stopped) {
       let wait = Math.max(delay, this.lastAttemptMs + this.o.minAttemptIntervalMs - this.o.clock.monotonic());
-      if (wait > 0 && delay > 0 && this.missing) {
-        // Woken early: only the attempt gate remains.
+      if (wait > 0 && this.waitingMissingRetry) {
         const wake = new AbortController();
-        this.wake = wake;
+        this.missingWait = wake;
         const onStop = (): void => wake.abort();
         this.stopController.signal.addEventListener('abort', onStop, { once: true });
         try {
@@ -127,12 +142,14 @@ export class Reflector implements ReflectorCore {
           wait = 0;
         } catch {
           if (this.stopped) break;
+          // Woken early: only the attempt gate remains.
           wait = Math.max(0, this.lastAttemptMs + this.o.minAttemptIntervalMs - this.o.clock.monotonic());
         } finally {
-          this.wake = undefined;
+          this.missingWait = undefined;
           this.stopController.signal.removeEventListener('abort', onStop);
         }
       }
+      this.waitingMissingRetry = false;
       if (wait > 0) {
         try {
           await this.o.clock.sleep(wait, this.stopController.signal);
