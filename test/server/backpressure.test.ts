@@ -303,6 +303,30 @@ describe('server - backpressure', () => {
     expect(a.closeCode).toBeUndefined();
   });
 
+  it('counts a scoped agent\'s snapshot of an outdated build with its shared build, and closes it when idle above the bound', async () => {
+    const clock = new FakeClock();
+    const h = await harness({
+      clock, flushWindowMs: 0, socketHighWaterBytes: 64 * 1024, handshakeTimeoutMs: 600_000, snapshotReuseWindowMs: 1_000, maxFallBehindMs: 600_000,
+      newClientGracePeriodMs: 600_000, pingIntervalMs: 600_000, pongTimeoutMs: 600_000, scopedFeeds: ['felix'], snapshotPinnedMaxBytes: 1_000_000,
+    });
+    const batch: Record<string, unknown> = {};
+    for (let i = 0; i < 256; i++) batch[`/pods/big/b${i}`] = { i, pad: BIG };
+    h.upstream.apply('felix', batch, { status: 'in-sync' });
+    const old = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 64 * 1024, node: 'n1', caps: ['scope.node'] });
+    await old.until(() => old.received.includes('snapshotChunk'), 'snapshot started');
+    old.socket.pause();
+    h.upstream.apply('felix', { '/pods/big/b0': { i: 0, pad: 'changed' } });
+    await clock.advanceAsync(1_001);
+    const fresh = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 64 * 1024, node: 'n2', caps: ['scope.node'] });
+    await fresh.untilRevision('felix', 2);
+    // The first agent's node snapshot wraps a shared build no longer held: pinned, with its bytes.
+    expect(await h.metric('cattail_snapshot_pinned_builds')).toBe(1);
+    expect(await h.metric('cattail_snapshot_pinned_bytes')).toBeGreaterThan(1_000_000);
+    await clock.advanceAsync(PINNED_IDLE_MS + 2_000);
+    await waitUntil(async () => (await h.metric('cattail_snapshot_pinned_closes_total', { feed: 'felix' })) === 1, 'the idle scoped reader closed', { clock, stepMs: 50, timeoutMs: 5_000 });
+    expect(fresh.closeCode).toBeUndefined();
+  });
+
   it('keeps an agent whose snapshot stream is slow but moving past maxFallBehindMs and its grace', async () => {
     // A cold-start storm shares the replica among every agent, so each snapshot takes long. Judged
     // by age alone, every agent still streaming when the grace ran out was closed and started over.
