@@ -35,6 +35,29 @@ function setup(opts: Parameters<typeof start>[0]): Setup {
   return s;
 }
 
+/**
+ * Drives the client's clock through its reconnects until it is in sync on `serverId`, at most
+ * `attempts` tries (each: wait for the attempt to settle, skip the client's wait).
+ */
+async function settleOn(client: Setup['client'], clock: Setup['clock'], serverId: string, attempts = 8): Promise<void> {
+  for (let i = 0; i < attempts && !(client.inSync && client.stats.serverId === serverId); i++) {
+    await waitUntil(() => client.state === 'reconnecting' || client.state === 'behind' || client.inSync, 'settled', on(client));
+    if (!client.inSync) await skipWait(clock);
+    await waitUntil(() => client.state !== 'connecting' && client.state !== 'syncing', 'attempt settled', on(client));
+  }
+}
+
+/** A real server with the real upstream on `api`: one custom feed `wl` carrying `resources`. */
+async function realReplica(api: FakeApiServer, serverId: string, resources: readonly string[], o: { upstream?: Partial<Parameters<typeof createUpstream>[0]>; listen?: string } = {}): Promise<ServerHandle> {
+  const upstream = createUpstream({
+    kubeConfig: api.kubeConfig(), replicaId: serverId, feeds: [], watchList: false, ...o.upstream,
+    customFeeds: [{ name: 'wl', resources: resources.map((resource) => ({ resource })) }],
+  });
+  const server = await startServer({ upstream, defaultMetrics: false, flushWindowMs: 1, serverId, ...(o.listen !== undefined ? { listen: o.listen } : {}) });
+  cleanups.push(() => server.close());
+  return server;
+}
+
 function pods(n: number, gen = 0): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (let i = 0; i < n; i++) out[`/pods/demo/p${String(i).padStart(3, '0')}`] = { i, gen };
@@ -172,11 +195,7 @@ describe('client against the real server', () => {
     const held = localState(client);
     await a.server.close();
     await waitUntil(() => rec.last('reconnecting') !== undefined, 'left A', on(client));
-    for (let i = 0; i < 8 && !(client.inSync && client.stats.serverId === 'real-c'); i++) {
-      await waitUntil(() => client.state === 'reconnecting' || client.state === 'behind' || client.inSync, 'settled', on(client));
-      if (!client.inSync) await skipWait(clock);
-      await waitUntil(() => client.state !== 'connecting' && client.state !== 'syncing', 'attempt settled', on(client));
-    }
+    await settleOn(client, clock, 'real-c');
     expect(client.stats.serverId).toBe('real-c');
     const goodbye = rec.events.find((e) => e.state === 'reconnecting');
     expect(goodbye?.reason?.details?.['goodbye']).toMatchObject({ reason: expect.any(String) });
@@ -196,12 +215,7 @@ describe('client against the real server', () => {
     const api = await new FakeApiServer().start();
     cleanups.push(() => api.close());
     api.upsert('pods', pod('a'));
-    const serve = async (serverId: string): Promise<ServerHandle> => {
-      const upstream = createUpstream({ kubeConfig: api.kubeConfig(), replicaId: serverId, feeds: [], customFeeds: [{ name: 'wl', resources: [{ resource: 'pods' }] }], watchList: false });
-      const server = await startServer({ upstream, defaultMetrics: false, flushWindowMs: 1, serverId });
-      cleanups.push(() => server.close());
-      return server;
-    };
+    const serve = (serverId: string): Promise<ServerHandle> => realReplica(api, serverId, ['pods']);
     const podsMark = (s: ServerHandle): string | undefined => s.stores.get('wl')?.meta().watermarks['pods'];
     const b = await serve('real-b');
     await waitUntil(() => podsMark(b) === String(api.rv), 'B listed');
@@ -219,11 +233,7 @@ describe('client against the real server', () => {
     expect(client.feed('wl').status.watermarks).toEqual({ pods: String(api.rv) });
     await a.close();
     await waitUntil(() => rec.last('reconnecting') !== undefined, 'left A', on(client));
-    for (let i = 0; i < 8 && !(client.inSync && client.stats.serverId === 'real-b'); i++) {
-      await waitUntil(() => client.state === 'reconnecting' || client.state === 'behind' || client.inSync, 'settled', on(client));
-      if (!client.inSync) await skipWait(clock);
-      await waitUntil(() => client.state !== 'connecting' && client.state !== 'syncing', 'attempt settled', on(client));
-    }
+    await settleOn(client, clock, 'real-b');
     expect(rec.last('behind')).toBeUndefined();
     expect(client.stats.serverId).toBe('real-b');
     expect(guard.problems()).toEqual([]);
@@ -240,15 +250,7 @@ describe('client against the real server', () => {
     await new Promise<void>((r) => spare.listen(0, '127.0.0.1', r));
     const bPort = (spare.address() as AddressInfo).port;
     await new Promise((r) => spare.close(r));
-    const serve = async (serverId: string, listen?: string): Promise<ServerHandle> => {
-      const upstream = createUpstream({
-        kubeConfig: api.kubeConfig(), replicaId: serverId, feeds: [], watchList: false, minAttemptIntervalMs: 50,
-        customFeeds: [{ name: 'wl', resources: [{ resource: 'pods' }, { resource: POOLS }] }],
-      });
-      const server = await startServer({ upstream, defaultMetrics: false, flushWindowMs: 1, serverId, ...(listen !== undefined ? { listen } : {}) });
-      cleanups.push(() => server.close());
-      return server;
-    };
+    const serve = (serverId: string, listen?: string): Promise<ServerHandle> => realReplica(api, serverId, ['pods', POOLS], { upstream: { minAttemptIntervalMs: 50 }, ...(listen !== undefined ? { listen } : {}) });
     const poolsMark = (s: ServerHandle): string | undefined => s.stores.get('wl')?.meta().watermarks[POOLS];
     const a = await serve('real-a');
     await waitUntil(() => poolsMark(a) === String(api.rv), 'A listed the pools');
@@ -270,11 +272,7 @@ describe('client against the real server', () => {
     expect(poolsMark(b)).toBe(String(api.rv));
     await a.close();
     await waitUntil(() => rec.last('reconnecting') !== undefined, 'left A', on(client));
-    for (let i = 0; i < 8 && !(client.inSync && client.stats.serverId === 'real-b'); i++) {
-      await waitUntil(() => client.state === 'reconnecting' || client.state === 'behind' || client.inSync, 'settled', on(client));
-      if (!client.inSync) await skipWait(clock);
-      await waitUntil(() => client.state !== 'connecting' && client.state !== 'syncing', 'attempt settled', on(client));
-    }
+    await settleOn(client, clock, 'real-b');
     expect(rec.last('behind')).toBeUndefined();
     expect(client.stats.serverId).toBe('real-b');
     expect([...client.feed('wl').keys()]).toEqual([...b.stores.get('wl')!.current().entries()].map(([k]) => k));
@@ -287,17 +285,8 @@ describe('client against the real server', () => {
     cleanups.push(() => api.close());
     api.missing.add(POOLS);
     api.upsert('pods', pod('a'));
-    const serve = async (serverId: string): Promise<ServerHandle> => {
-      const upstream = createUpstream({
-        kubeConfig: api.kubeConfig(), replicaId: serverId, feeds: [], watchList: false, minAttemptIntervalMs: 50,
-        // No periodic look within the test: only the refusal may bring A's evidence forward.
-        missingResourceRetryMs: 600_000,
-        customFeeds: [{ name: 'wl', resources: [{ resource: 'pods' }, { resource: POOLS }] }],
-      });
-      const server = await startServer({ upstream, defaultMetrics: false, flushWindowMs: 1, serverId });
-      cleanups.push(() => server.close());
-      return server;
-    };
+    // No periodic look within the test: only the refusal may bring A's evidence forward.
+    const serve = (serverId: string): Promise<ServerHandle> => realReplica(api, serverId, ['pods', POOLS], { upstream: { minAttemptIntervalMs: 50, missingResourceRetryMs: 600_000 } });
     const poolsMark = (s: ServerHandle): string | undefined => s.stores.get('wl')?.meta().watermarks[POOLS];
     const a = await serve('real-a');
     await waitUntil(() => poolsMark(a) === String(api.rv), 'A looked');
@@ -323,11 +312,7 @@ describe('client against the real server', () => {
     }
     expect(rec.last('behind')?.reason).toMatchObject({ code: 'CATTAIL_CLIENT_REPLICA_BEHIND' });
     await waitUntil(() => Number(poolsMark(a)) >= Number(api.rv), 'A looked again');
-    for (let i = 0; i < 12 && !(client.inSync && client.stats.serverId === 'real-a'); i++) {
-      await waitUntil(() => client.state === 'reconnecting' || client.state === 'behind' || client.inSync, 'settled', on(client));
-      if (!client.inSync) await skipWait(clock);
-      await waitUntil(() => client.state !== 'connecting' && client.state !== 'syncing', 'attempt settled', on(client));
-    }
+    await settleOn(client, clock, 'real-a', 12);
     expect(client.stats.serverId).toBe('real-a');
     expect(client.inSync).toBe(true);
     expect(guard.problems()).toEqual([]);

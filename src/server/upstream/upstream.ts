@@ -59,6 +59,7 @@ export interface UpstreamOptions extends OptionsOf<typeof upstreamOptions> {
 /** The upstream plus what tests and the server read besides the seam. */
 export interface UpstreamHandle extends Upstream {
   readonly metrics: UpstreamMetrics;
+  recheckMissing(resources: readonly string[]): void;
   /** True when every served resource is synced, fresh and authorised. */
   ready(): boolean;
   /** Objects and stored bytes per resource (memory figures). */
