@@ -48,6 +48,34 @@ async function stalledAgent(newClientGracePeriodMs: number): Promise<{ clock: Fa
   return { clock, h, slow, fast };
 }
 
+/** `n` entries of 32 KiB each, in sync: more than the sockets' buffers hold. */
+function seedBig(h: Harness, n: number): void {
+  const batch: Record<string, unknown> = {};
+  for (let i = 0; i < n; i++) batch[`/pods/big/b${i}`] = { i, pad: BIG };
+  h.upstream.apply('felix', batch, { status: 'in-sync' });
+}
+
+/** A scoped agent of `node` that starts its snapshot, then stops reading. */
+async function stalledScoped(h: Harness, node: string): Promise<TestAgent> {
+  const a = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 64 * 1024, node, caps: ['scope.node'] });
+  await a.until(() => a.received.includes('snapshotChunk'), 'snapshot started');
+  a.socket.pause();
+  return a;
+}
+
+/**
+ * A FakeClock server for the snapshot-stream tests: flush every change, 64 KiB high-water mark,
+ * 1 s reuse window, every deadline out of the way; `extra` adds the test's own options.
+ */
+async function streamHarness(extra: Partial<Parameters<typeof harness>[0]> = {}): Promise<{ clock: FakeClock; h: Harness }> {
+  const clock = new FakeClock();
+  const h = await harness({
+    clock, flushWindowMs: 0, socketHighWaterBytes: 64 * 1024, handshakeTimeoutMs: 600_000, snapshotReuseWindowMs: 1_000, maxFallBehindMs: 600_000,
+    newClientGracePeriodMs: 600_000, pingIntervalMs: 600_000, pongTimeoutMs: 600_000, ...extra,
+  });
+  return { clock, h };
+}
+
 describe('server - backpressure', () => {
   it('skips a slow agent, then catches it up with one compacted DELTA; it never sees an older state', async () => {
     const h = await harness({ socketHighWaterBytes: 64 * 1024 });
@@ -179,9 +207,7 @@ describe('server - backpressure', () => {
   async function bigFeed(deadlines: { maxFallBehindMs: number; newClientGracePeriodMs: number; pingIntervalMs: number; pongTimeoutMs: number } = FALL_BEHIND_1S): Promise<{ clock: FakeClock; h: Harness }> {
     const clock = new FakeClock();
     const h = await harness({ clock, flushWindowMs: 0, socketHighWaterBytes: 64 * 1024, handshakeTimeoutMs: 600_000, ...deadlines });
-    const batch: Record<string, unknown> = {};
-    for (let i = 0; i < 768; i++) batch[`/pods/big/b${i}`] = { i, pad: BIG };
-    h.upstream.apply('felix', batch, { status: 'in-sync' });
+    seedBig(h, 768);
     return { clock, h };
   }
 
@@ -203,11 +229,8 @@ describe('server - backpressure', () => {
   }
 
   it('counts a build that only a slow reader still streams as pinned, beside the cache, until it is done', async () => {
-    const clock = new FakeClock();
-    const h = await harness({ clock, flushWindowMs: 0, socketHighWaterBytes: 64 * 1024, handshakeTimeoutMs: 600_000, snapshotReuseWindowMs: 1_000, maxFallBehindMs: 600_000, newClientGracePeriodMs: 600_000, pingIntervalMs: 600_000, pongTimeoutMs: 600_000 });
-    const batch: Record<string, unknown> = {};
-    for (let i = 0; i < 256; i++) batch[`/pods/big/b${i}`] = { i, pad: BIG };
-    h.upstream.apply('felix', batch, { status: 'in-sync' });
+    const { clock, h } = await streamHarness();
+    seedBig(h, 256);
     const slow = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 64 * 1024 });
     await slow.until(() => slow.received.includes('snapshotChunk'), 'snapshot started');
     slow.socket.pause();
@@ -226,15 +249,9 @@ describe('server - backpressure', () => {
   });
 
   it('closes idle readers of outdated builds (4007) once pinned builds pass snapshotPinnedMaxBytes; moving readers stay', async () => {
-    const clock = new FakeClock();
     // One build of this feed is ~8.4 MB on the wire (uncompressed): one pinned fits, two do not.
-    const h = await harness({
-      clock, flushWindowMs: 0, socketHighWaterBytes: 64 * 1024, handshakeTimeoutMs: 600_000, snapshotReuseWindowMs: 1_000, maxFallBehindMs: 600_000,
-      newClientGracePeriodMs: 600_000, pingIntervalMs: 600_000, pongTimeoutMs: 600_000, snapshotPinnedMaxBytes: 12 * 1024 * 1024,
-    });
-    const batch: Record<string, unknown> = {};
-    for (let i = 0; i < 256; i++) batch[`/pods/big/b${i}`] = { i, pad: BIG };
-    h.upstream.apply('felix', batch, { status: 'in-sync' });
+    const { clock, h } = await streamHarness({ snapshotPinnedMaxBytes: 12 * 1024 * 1024 });
+    seedBig(h, 256);
     /** An agent that starts its snapshot, then stops reading. */
     const stalled = async (node: string): Promise<TestAgent> => {
       const a = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 64 * 1024, node });
@@ -282,17 +299,9 @@ describe('server - backpressure', () => {
   });
 
   it('counts a scoped agent\'s snapshot of the current build as held, not pinned', async () => {
-    const clock = new FakeClock();
-    const h = await harness({
-      clock, flushWindowMs: 0, socketHighWaterBytes: 64 * 1024, handshakeTimeoutMs: 600_000, snapshotReuseWindowMs: 1_000, maxFallBehindMs: 600_000,
-      newClientGracePeriodMs: 600_000, pingIntervalMs: 600_000, pongTimeoutMs: 600_000, scopedFeeds: ['felix'], snapshotPinnedMaxBytes: 0,
-    });
-    const batch: Record<string, unknown> = {};
-    for (let i = 0; i < 64; i++) batch[`/pods/big/b${i}`] = { i, pad: BIG };
-    h.upstream.apply('felix', batch, { status: 'in-sync' });
-    const a = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 64 * 1024, node: 'n1', caps: ['scope.node'] });
-    await a.until(() => a.received.includes('snapshotChunk'), 'snapshot started');
-    a.socket.pause();
+    const { clock, h } = await streamHarness({ scopedFeeds: ['felix'], snapshotPinnedMaxBytes: 0 });
+    seedBig(h, 64);
+    const a = await stalledScoped(h, 'n1');
     await clock.advanceAsync(PINNED_IDLE_MS + 5_000);
     // Its node snapshot wraps the current shared build: nothing outdated is pinned, nobody is closed.
     expect(await h.metric('cattail_snapshot_pinned_builds')).toBe(0);
@@ -304,17 +313,9 @@ describe('server - backpressure', () => {
   });
 
   it('counts a scoped agent\'s snapshot of an outdated build with its shared build, and closes it when idle above the bound', async () => {
-    const clock = new FakeClock();
-    const h = await harness({
-      clock, flushWindowMs: 0, socketHighWaterBytes: 64 * 1024, handshakeTimeoutMs: 600_000, snapshotReuseWindowMs: 1_000, maxFallBehindMs: 600_000,
-      newClientGracePeriodMs: 600_000, pingIntervalMs: 600_000, pongTimeoutMs: 600_000, scopedFeeds: ['felix'], snapshotPinnedMaxBytes: 1_000_000,
-    });
-    const batch: Record<string, unknown> = {};
-    for (let i = 0; i < 256; i++) batch[`/pods/big/b${i}`] = { i, pad: BIG };
-    h.upstream.apply('felix', batch, { status: 'in-sync' });
-    const old = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 64 * 1024, node: 'n1', caps: ['scope.node'] });
-    await old.until(() => old.received.includes('snapshotChunk'), 'snapshot started');
-    old.socket.pause();
+    const { clock, h } = await streamHarness({ scopedFeeds: ['felix'], snapshotPinnedMaxBytes: 1_000_000 });
+    seedBig(h, 256);
+    const old = await stalledScoped(h, 'n1');
     h.upstream.apply('felix', { '/pods/big/b0': { i: 0, pad: 'changed' } });
     await clock.advanceAsync(1_001);
     const fresh = h.agent({ feeds: [{ name: 'felix' }], maxFrameBytes: 64 * 1024, node: 'n2', caps: ['scope.node'] });
@@ -324,6 +325,7 @@ describe('server - backpressure', () => {
     expect(await h.metric('cattail_snapshot_pinned_bytes')).toBeGreaterThan(1_000_000);
     await clock.advanceAsync(PINNED_IDLE_MS + 2_000);
     await waitUntil(async () => (await h.metric('cattail_snapshot_pinned_closes_total', { feed: 'felix' })) === 1, 'the idle scoped reader closed', { clock, stepMs: 50, timeoutMs: 5_000 });
+    expect(old.feed('felix').pendingSnapshot).toBeDefined(); // closed in the middle of its snapshot
     expect(fresh.closeCode).toBeUndefined();
   });
 
