@@ -99,7 +99,7 @@ export const ERROR_CODES = {
   CATTAIL_SERVER_SHED: { exit: 1, text: 'The server holds more agents than its target share and moved this one to another replica (GOODBYE with endpoints, then close 4009).' },
   // --- Convergence barrier: GET /v1/convergence on the HTTP port, and `cattail converge`. ---
   CATTAIL_CONVERGENCE_BAD_REQUEST: { exit: 2, text: 'A convergence request has a bad parameter: a resource this replica does not serve (or an ambiguous plural), a missing or non-decimal resourceVersion, a timeoutMs outside 0 to 300000, or a bad node list (HTTP 400).' },
-  CATTAIL_CONVERGENCE_TOO_MANY_WAITERS: { exit: 1, text: 'The replica already holds its maximum of waiting convergence requests (1,000), or their agents together would pass 500,000 (name nodes to narrow a request); retry after the Retry-After delay (HTTP 503).' },
+  CATTAIL_CONVERGENCE_TOO_MANY_WAITERS: { exit: 1, text: 'The replica already holds its maximum of waiting convergence requests (1,000), or their agents together would pass 500,000, also when a waiting request grows past it as agents connect (name nodes to narrow a request); retry after the Retry-After delay (HTTP 503).' },
   CATTAIL_CONVERGENCE_NOT_CONVERGED: { exit: 6, text: '`cattail converge`: some agent (or named node) had not applied the resourceVersion when the timeout ran out; the laggards are printed.' },
   CATTAIL_CONVERGENCE_REPLICA_FAILED: { exit: 7, text: '`cattail converge`: a replica could not be asked (network error, or an answer that is not a convergence report); its agents are unknown, so convergence is not proven.' },
 } as const satisfies Record<string, { exit: number; text: string }>;

@@ -259,6 +259,24 @@ describe('convergence barrier: tracker', () => {
     tracker.close();
   });
 
+  it('drops a waiting request (TOO_MANY_WAITERS) whose scope grows past maxWaitingAgents as agents connect; the others keep waiting', async () => {
+    const f = feed('felix', ['pods']);
+    const { tracker, join } = setup([f], undefined, 3);
+    for (const n of ['node-a', 'node-b']) join(agent(n, [f]));
+    const fleet = tracker.wait({ resource: 'pods', resourceVersion: '1', timeoutMs: 60_000 }); // 2 agents
+    const outcome = fleet.then(() => 'answered', (err: unknown) => (err as { code?: string }).code);
+    const one = settled(tracker.wait({ resource: 'pods', resourceVersion: '1', timeoutMs: 60_000, nodes: ['node-a'] })); // 1 more: 3
+    expect(tracker.waiting).toBe(2);
+    join(agent('node-c', [f])); // the whole-fleet request would follow a fourth
+    expect(await outcome).toBe('CATTAIL_CONVERGENCE_TOO_MANY_WAITERS');
+    expect(tracker.waiting).toBe(1);
+    // Its agents no longer count: a new request fits again (the filtered one follows 1 of 3).
+    void tracker.wait({ resource: 'pods', resourceVersion: '1', timeoutMs: 60_000, nodes: ['node-b', 'node-c'] });
+    expect(tracker.waiting).toBe(2);
+    expect(one.value).toBeUndefined();
+    tracker.close();
+  });
+
   it('an aborted request stops waiting and frees its slot', () => {
     const f = feed('policy', [NP]);
     const { tracker, join } = setup([f]);

@@ -3,7 +3,11 @@
  * and server, real library clients as agents (they ACK as a real agent does), and a raw agent that
  * completes its handshake but never ACKs (the stalled agent the barrier must name).
  */
+import { createServer as createHttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
+import { CattailError } from '../../src/errors.js';
+import { type ConvergenceSource, serveConvergence } from '../../src/server/ops/convergence-endpoint.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect, type Client } from '../../src/client/index.js';
 import { startServer, type ServerHandle } from '../../src/server/server.js';
@@ -123,3 +127,23 @@ describe('GET /v1/convergence', () => {
     }
   });
 });
+
+describe('GET /v1/convergence: a request dropped while waiting', () => {
+  it('is answered 503 CATTAIL_CONVERGENCE_TOO_MANY_WAITERS with Retry-After, as at admission', async () => {
+    const source: ConvergenceSource = {
+      resolveResource: (n) => n,
+      wait: () => Promise.reject(new CattailError('CATTAIL_CONVERGENCE_TOO_MANY_WAITERS', 'grown past the bound')),
+    };
+    const srv = createHttpServer((req, res) => serveConvergence(source, new URL(req.url ?? '/', 'http://x'), req, res));
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    try {
+      const r = await fetch(`http://127.0.0.1:${(srv.address() as AddressInfo).port}/v1/convergence?resource=pods&resourceVersion=5&timeoutMs=1000`);
+      expect(r.status).toBe(503);
+      expect(r.headers.get('retry-after')).toMatch(/^[1-9][0-9]*$/);
+      expect(await r.json()).toMatchObject({ error: { code: 'CATTAIL_CONVERGENCE_TOO_MANY_WAITERS' } });
+    } finally {
+      await new Promise((r) => srv.close(r));
+    }
+  });
+});
+

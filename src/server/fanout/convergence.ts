@@ -25,8 +25,8 @@ export const MAX_LAGGARDS = 100;
 /** Requests waiting at once, beyond which a new one is refused (each holds a timer and two sets). */
 export const DEFAULT_MAX_WAITERS = 1_000;
 /**
- * Agents in the scopes of all waiting requests together, beyond which a new request is refused
- * (checked at admission: a scope that grows later, as agents connect, is not re-checked).
+ * Agents in the scopes of all waiting requests together, beyond which a new request is refused,
+ * and a waiting one whose scope grows past it (agents connecting later) is answered 503 too.
  * Why: each waiter holds its scope's connections in two sets, so the count of waiters alone let
  * 1,000 requests for the whole fleet hold 20 million set entries at 10,000 agents (hundreds of MB)
  * from the unauthenticated HTTP port (a bounds audit). 500,000 is 50 whole-fleet requests at
@@ -88,6 +88,7 @@ interface Waiter {
   readonly pending: Set<Connection>;
   timer: Timer | undefined;
   readonly resolve: (r: ConvergenceReport) => void;
+  readonly reject: (err: Error) => void;
 }
 
 export interface ConvergenceOptions {
@@ -103,6 +104,8 @@ export interface ConvergenceOptions {
 
 export class ConvergenceTracker {
   private readonly waiters = new Set<Waiter>();
+  /** Agents in the scopes of the waiters together (Σ scope.size, kept as they change). */
+  private heldAgents = 0;
   private recheckScheduled = false;
   private readonly maxWaiters: number;
   private readonly maxWaitingAgents: number;
@@ -150,20 +153,24 @@ export class ConvergenceTracker {
       throw new CattailError('CATTAIL_CONVERGENCE_TOO_MANY_WAITERS', `${this.waiters.size} convergence requests are already waiting on this replica (at most ${this.maxWaiters}); retry later`);
     }
     let resolve!: (r: ConvergenceReport) => void;
-    const answer = new Promise<ConvergenceReport>((r) => (resolve = r));
+    let reject!: (err: Error) => void;
+    const answer = new Promise<ConvergenceReport>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
     const nodes = q.nodes === undefined ? undefined : new Map(q.nodes.map((n) => [n, 0]));
-    const w: Waiter = { q, startedMs: this.o.clock.monotonic(), nodes, missing: nodes?.size ?? 0, scope: new Set(), pending: new Set(), timer: undefined, resolve };
+    const w: Waiter = { q, startedMs: this.o.clock.monotonic(), nodes, missing: nodes?.size ?? 0, scope: new Set(), pending: new Set(), timer: undefined, resolve, reject };
     for (const conn of this.o.connections()) this.judge(w, conn);
     if (this.isConverged(w) || q.timeoutMs === 0) {
       resolve(this.report(w, !this.isConverged(w)));
       return answer;
     }
-    let held = 0;
-    for (const other of this.waiters) held += other.scope.size;
+    const held = this.heldAgents;
     if (held + w.scope.size > this.maxWaitingAgents) {
       throw new CattailError('CATTAIL_CONVERGENCE_TOO_MANY_WAITERS', `convergence requests waiting on this replica already follow ${held} agents; this one's ${w.scope.size} would pass ${this.maxWaitingAgents}; retry later or name nodes`);
     }
     this.waiters.add(w);
+    this.heldAgents += w.scope.size;
     w.timer = this.o.clock.setTimeout(() => this.finish(w, true), q.timeoutMs);
     signal?.addEventListener('abort', () => this.drop(w), { once: true });
     return answer;
@@ -183,6 +190,7 @@ export class ConvergenceTracker {
     if (this.waiters.size === 0) return;
     for (const w of [...this.waiters]) {
       if (!w.scope.delete(conn)) continue;
+      this.heldAgents--;
       w.pending.delete(conn);
       this.countNode(w, conn.node, -1);
       if (this.isConverged(w)) this.finish(w, false);
@@ -216,7 +224,15 @@ export class ConvergenceTracker {
     const a = agentApplied(conn, w.q.resource);
     if (a === undefined) return;
     if (!w.scope.has(conn)) {
+      if (this.waiters.has(w) && this.heldAgents >= this.maxWaitingAgents) {
+        // Grown past the bound as agents connected: this request goes, as a new one would be
+        // refused (the asker retries, or names nodes). The request that grows is the one to drop.
+        this.drop(w);
+        w.reject(new CattailError('CATTAIL_CONVERGENCE_TOO_MANY_WAITERS', `convergence requests waiting on this replica follow ${this.maxWaitingAgents} agents as agents connected; this one was dropped; retry later or name nodes`));
+        return;
+      }
       w.scope.add(conn);
+      if (this.waiters.has(w)) this.heldAgents++;
       this.countNode(w, conn.node, 1);
     }
     if (reached(a.rv, w.q.resourceVersion)) w.pending.delete(conn);
@@ -242,6 +258,7 @@ export class ConvergenceTracker {
 
   private drop(w: Waiter): boolean {
     if (!this.waiters.delete(w)) return false;
+    this.heldAgents -= w.scope.size;
     w.timer?.cancel();
     return true;
   }

@@ -11,7 +11,8 @@
  *    4xx/5xx as failures, and 408 would invite automatic retries of a request that already waited.
  *  - 400 CATTAIL_CONVERGENCE_BAD_REQUEST for bad parameters (unknown ones included: a typo such
  *    as `rv=` must not turn into "missing" silently).
- *  - 503 CATTAIL_CONVERGENCE_TOO_MANY_WAITERS with Retry-After beyond the waiter cap.
+ *  - 503 CATTAIL_CONVERGENCE_TOO_MANY_WAITERS with Retry-After beyond the waiter cap, or when a
+ *    waiting request's scope grows past the agents bound as agents connect.
  * A request whose asker goes away stops waiting (its slot is freed at once).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -90,6 +91,10 @@ export function serveConvergence(source: ConvergenceSource, url: URL, _req: Inco
   res.on('close', () => asker.abort());
   waiting.then(
     (report) => json(res, 200, report),
-    (err: unknown) => json(res, 500, { error: { code: 'CATTAIL_INTERNAL', message: (err as Error).message } }),
+    (err: unknown) => {
+      // Dropped while waiting: its scope grew past the bound as agents connected (convergence.ts).
+      if (CattailError.is(err) && err.code === 'CATTAIL_CONVERGENCE_TOO_MANY_WAITERS') json(res, 503, errorBody(err), { 'retry-after': String(RETRY_AFTER_S) });
+      else json(res, 500, { error: { code: 'CATTAIL_INTERNAL', message: (err as Error).message } });
+    },
   );
 }
