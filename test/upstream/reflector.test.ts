@@ -299,6 +299,31 @@ describe('reflector against a scripted API server', () => {
       expect(server.count('nodes', false)).toBe(1);
     });
 
+    it('an existing CRD whose path answers 404 for a while (an upgrade, a lagging instance) keeps the listed state instead of deleting it', async () => {
+      const { clock, sink, up } = await setup({ watchList: false, feeds: ['tunnel-ip-allocation'], customFeeds: [], missingResourceRetryMs: 600_000 });
+      server.upsert('nodes', node('n1'));
+      server.upsert(POOLS, { metadata: { name: 'default-ipv4-ippool' }, spec: { cidr: '192.168.0.0/16' } });
+      up.start(sink);
+      await waitUntil(() => sink.status.get('tunnel-ip-allocation') === 'in-sync' && server.openWatches === 2, { clock });
+      const feed = builtinFeed('tunnel-ip-allocation');
+      const before = new Map(sink.state.get('tunnel-ip-allocation'));
+      expect(sameState(before, expectedState(feed, objects))).toBe(true);
+      let blip = true;
+      server.intercept = ({ def }, _req, res) => {
+        if (!blip || def.id !== POOLS) return false;
+        res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'Status', code: 404, reason: 'NotFound' }));
+        return true;
+      };
+      server.endWatches();
+      await waitUntil(async () => (await probes(up, 'present')) >= 3, 'a few failed looks', { clock, stepMs: 500, timeoutMs: 120_000 });
+      // Nothing deleted, not missing: the agents keep their pools.
+      expect(sameState(sink.state.get('tunnel-ip-allocation'), before)).toBe(true);
+      expect(up.health().find((h) => h.id === POOLS)?.missing).toBeUndefined();
+      blip = false;
+      server.upsert(POOLS, { metadata: { name: 'default-ipv4-ippool' }, spec: { cidr: '192.168.0.0/17' } });
+      await waitUntil(() => sameState(sink.state.get('tunnel-ip-allocation'), expectedState(feed, objects)) && !sameState(sink.state.get('tunnel-ip-allocation'), before), 'follows again', { clock, stepMs: 500, timeoutMs: 120_000 });
+    });
+
     it('a CRD that exists while its path answers 404 (not established yet) proves nothing', async () => {
       const { clock, sink, up } = await setup({ watchList: false, feeds: ['tunnel-ip-allocation'], customFeeds: [], missingResourceRetryMs: 60_000 });
       server.intercept = ({ def }, _req, res) => {

@@ -24,8 +24,9 @@
  * `--etcd-servers-overrides`, which this replica cannot detect). DESIGN.md says so.
  *
  * What else can come back. A CRD that exists while its path answers 404 (created but not
- * established yet, or serving other versions only): no evidence, the resource stays missing
- * without a watermark change. A failed probe (no RBAC permission to list CRDs, a network error):
+ * established yet, serving other versions only, or an API server instance behind on it): no
+ * evidence. A resource never listed stays missing without a watermark change; one listed before
+ * keeps its state and backs off (recovery.ts: a blip, not a removal). A failed probe (no RBAC permission to list CRDs, a network error):
  * no evidence either; the replica keeps the watermark it last had for the resource, as before
  * this probe existed, and says so in a warn line once per resource.
  */

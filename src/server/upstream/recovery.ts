@@ -66,7 +66,23 @@ export function recover(r: ReflectorCore, err: unknown, evidence?: NotServedEvid
     r.o.onHealth();
     return r.backoff.next(now);
   }
-  if (f.kind === 'http' && code === 404 && r.o.def.optional) return notServed(r, evidence);
+  if (f.kind === 'http' && code === 404 && r.o.def.optional) {
+    // The CRD exists, yet its path answered 404 (an API server instance that has not caught up
+    // with it, or served versions being changed by an upgrade): a blip, not a removal. Clearing
+    // the state here deleted every object of the resource from every agent (policies included)
+    // until the next look, missingResourceRetryMs later. With a state already listed, keep it,
+    // back off and retry; the resource goes stale (readiness false) if it lasts. Never listed:
+    // missing as before (a CRD that serves other versions only must not hold readiness forever).
+    if (evidence?.kind === 'present' && r.rv !== undefined && !r.missing) {
+      r.o.metrics.notServedProbes.inc({ resource: r.id, result: 'present' });
+      r.o.metrics.watchRestarts.inc({ resource: r.id, reason });
+      const delay = r.backoff.next(now);
+      if (r.notServedProof !== 'present') r.o.logger.warn({ ...log, crd: crdNameOf(r), delayMs: delay }, 'the CRD exists but its path answers 404; keeping the last state and retrying');
+      r.notServedProof = 'present';
+      return delay;
+    }
+    return notServed(r, evidence);
+  }
   r.o.metrics.watchRestarts.inc({ resource: r.id, reason: code === 429 ? 'throttled' : reason });
   const delay = r.backoff.next(now);
   if (code === 429) {

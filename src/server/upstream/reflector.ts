@@ -212,6 +212,8 @@ export class Reflector implements ReflectorCore {
   }
 
   confirmHealthy(): void {
+    // A 404 blip of an existing CRD is over (recovery.ts): its next one is logged again.
+    if (!this.missing) this.notServedProof = undefined;
     if (this.seeded && !this.synced && this.listMode === 'none') {
       // The watch from the checkpoint's RV opened: the restored state continues from here.
       this.markSynced();
