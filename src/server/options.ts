@@ -297,7 +297,7 @@ export const upstreamOptions = {
     default: 300_000,
     unit: 'ms',
     min: 1_000,
-    help: 'How often to look again for a CRD that is not installed (404); meanwhile it counts as empty and in sync. Each look also lists the CRD to refresh the resourceVersion reported as its watermark (PROTOCOL.md §8); an agent refused as behind on such a resource makes the replica look at once.',
+    help: 'How often to look again for a CRD that is not installed (404); meanwhile it counts as empty and in sync (a resource listed before whose CRD still exists keeps its state and backs off instead, for up to upstreamStaleAfterMs). Each look also lists the CRD to refresh the resourceVersion reported as its watermark (PROTOCOL.md §8); an agent refused as behind on such a resource makes the replica look at once.',
   }),
 } as const;
 

@@ -54,7 +54,7 @@ function setup(feeds: FeedRuntime[], maxWaiters?: number, maxWaitingAgents?: num
 /** A promise's outcome so far, without waiting for it. */
 function settled<T>(p: Promise<T>): { value: T | undefined } {
   const s: { value: T | undefined } = { value: undefined };
-  void p.then((v) => (s.value = v));
+  void p.then((v) => (s.value = v), () => undefined);
   return s;
 }
 

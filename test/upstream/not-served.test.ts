@@ -14,6 +14,14 @@ describe('what a CRD list proves (evidenceOf)', () => {
     expect(evidenceOf({ metadata: { resourceVersion: '4711' }, items: [{ metadata: { name: 'ippools.crd.projectcalico.org' } }] })).toEqual({ kind: 'present' });
   });
 
+  it('a CRD that lists its versions is present only when it serves the one watched', () => {
+    const crd = (versions: unknown): unknown => ({ metadata: { resourceVersion: '7' }, items: [{ metadata: { name: 'ippools.crd.projectcalico.org' }, spec: { versions } }] });
+    expect(evidenceOf(crd([{ name: 'v1', served: true }]), 'v1')).toEqual({ kind: 'present' });
+    expect(evidenceOf(crd([{ name: 'v1', served: false }, { name: 'v2', served: true }]), 'v1')).toMatchObject({ kind: 'unknown', reason: 'the CRD does not serve version v1' });
+    expect(evidenceOf(crd([{ name: 'v2', served: true }]), 'v1').kind).toBe('unknown');
+    expect(evidenceOf(crd('garbage'), 'v1').kind).toBe('present'); // no version list to judge by
+  });
+
   it.each([
     ['not an object', 'garbage'],
     ['null', null],

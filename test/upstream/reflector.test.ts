@@ -324,6 +324,26 @@ describe('reflector against a scripted API server', () => {
       await waitUntil(() => sameState(sink.state.get('tunnel-ip-allocation'), expectedState(feed, objects)) && !sameState(sink.state.get('tunnel-ip-allocation'), before), 'follows again', { clock, stepMs: 500, timeoutMs: 120_000 });
     });
 
+    it('a 404 blip of an existing CRD that outlasts upstreamStaleAfterMs ends as missing (the replica must not stay unready)', async () => {
+      const { clock, sink, up } = await setup({ watchList: false, feeds: ['tunnel-ip-allocation'], customFeeds: [], missingResourceRetryMs: 600_000, upstreamStaleAfterMs: 20_000 });
+      server.upsert('nodes', node('n1'));
+      server.upsert(POOLS, { metadata: { name: 'default-ipv4-ippool' }, spec: { cidr: '192.168.0.0/16' } });
+      up.start(sink);
+      await waitUntil(() => sink.status.get('tunnel-ip-allocation') === 'in-sync' && server.openWatches === 2, { clock });
+      server.intercept = ({ def }, _req, res) => {
+        if (def.id !== POOLS) return false;
+        res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'Status', code: 404, reason: 'NotFound' }));
+        return true;
+      };
+      server.endWatches();
+      await waitUntil(async () => (await probes(up, 'present')) >= 1, 'the blip began', { clock, stepMs: 200, timeoutMs: 10_000 });
+      expect(up.health().find((h) => h.id === POOLS)?.missing).toBeUndefined();
+      await waitUntil(() => up.health().find((h) => h.id === POOLS)?.missing === true, 'given up as missing', { clock, stepMs: 500, timeoutMs: 120_000 });
+      // The pools are gone from the feed; the node's entries stay.
+      expect([...(sink.state.get('tunnel-ip-allocation')?.keys() ?? [])].some((k) => k.includes('ippool') || k.includes('192.168'))).toBe(false);
+      expect(up.ready()).toBe(true);
+    });
+
     it('a CRD that exists while its path answers 404 (not established yet) proves nothing', async () => {
       const { clock, sink, up } = await setup({ watchList: false, feeds: ['tunnel-ip-allocation'], customFeeds: [], missingResourceRetryMs: 60_000 });
       server.intercept = ({ def }, _req, res) => {

@@ -146,7 +146,8 @@ export class ConvergenceTracker {
    * Resolves when every agent in scope has applied the resourceVersion, or at the timeout (then
    * `converged: false`), or when `signal` aborts (the asker went away; the answer is dropped).
    * Throws CATTAIL_CONVERGENCE_TOO_MANY_WAITERS when maxWaiters requests already wait, or when
-   * this one's agents would take the scopes of all waiting requests past maxWaitingAgents.
+   * this one's agents would take the scopes of all waiting requests past maxWaitingAgents; the
+   * promise rejects with the same code when its scope later grows past that bound.
    */
   wait(q: ConvergenceQuery, signal?: AbortSignal): Promise<ConvergenceReport> {
     if (this.waiters.size >= this.maxWaiters) {

@@ -66,19 +66,30 @@ export async function probeNotServed(r: ReflectorCore): Promise<NotServedEvidenc
     } finally {
       page.done();
     }
-    return evidenceOf(parseJson(text));
+    return evidenceOf(parseJson(text), r.o.def.version);
   } catch (err) {
     const f = err instanceof UpstreamFailure ? err : undefined;
     return { kind: 'unknown', reason: f?.k8sCode !== undefined ? `HTTP ${f.k8sCode}` : (err as Error)?.message ?? String(err) };
   }
 }
 
-/** What a CRD list body proves (exported for tests). Garbage proves nothing. */
-export function evidenceOf(body: unknown): NotServedEvidence {
+/**
+ * What a CRD list body proves (exported for tests). Garbage proves nothing. A CRD that lists its
+ * versions without serving `version` (the one this replica watches) is not `present` for it: an
+ * upgrade that stopped serving that version makes the 404 permanent, not a blip.
+ */
+export function evidenceOf(body: unknown, version?: string): NotServedEvidence {
   if (typeof body !== 'object' || body === null) return { kind: 'unknown', reason: 'the CRD list is not a JSON object' };
   const list = body as { items?: unknown; metadata?: { resourceVersion?: unknown } };
   if (!Array.isArray(list.items)) return { kind: 'unknown', reason: 'the CRD list has no items array' };
-  if (list.items.length > 0) return { kind: 'present' };
+  if (list.items.length > 0) {
+    const versions = (list.items[0] as { spec?: { versions?: unknown } } | null)?.spec?.versions;
+    if (version !== undefined && Array.isArray(versions)) {
+      const served = versions.some((v: unknown) => typeof v === 'object' && v !== null && (v as { name?: unknown }).name === version && (v as { served?: unknown }).served === true);
+      if (!served) return { kind: 'unknown', reason: `the CRD does not serve version ${version}` };
+    }
+    return { kind: 'present' };
+  }
   const rv = list.metadata?.resourceVersion;
   // Decimal only: watermarks compare as unsigned integers (PROTOCOL.md §8).
   if (!isResourceVersion(rv) || /^0+$/.test(rv)) return { kind: 'unknown', reason: `the CRD list's resourceVersion ${JSON.stringify(rv)} is not a decimal` };

@@ -72,8 +72,9 @@ export function recover(r: ReflectorCore, err: unknown, evidence?: NotServedEvid
     // the state here deleted every object of the resource from every agent (policies included)
     // until the next look, missingResourceRetryMs later. With a state already listed, keep it,
     // back off and retry; the resource goes stale (readiness false) if it lasts. Never listed:
-    // missing as before (a CRD that serves other versions only must not hold readiness forever).
-    if (evidence?.kind === 'present' && r.rv !== undefined && !r.missing) {
+    // missing as before (a CRD that serves other versions only must not hold readiness forever),
+    // and so is a blip that outlasts upstreamStaleAfterMs: a replica must not stay unready on it.
+    if (evidence?.kind === 'present' && r.rv !== undefined && !r.missing && now - (r.presentSinceMs ??= now) < r.o.staleAfterMs) {
       r.o.metrics.notServedProbes.inc({ resource: r.id, result: 'present' });
       r.o.metrics.watchRestarts.inc({ resource: r.id, reason });
       const delay = r.backoff.next(now);

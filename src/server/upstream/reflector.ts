@@ -29,6 +29,7 @@ export const EARLY_LOOK_MIN_MS = 10_000;
  *   └──────────┘        └──────────┘                                └──────────┘
  *     ▲   │ 410/504 → consistent list     │ 410 (HTTP or ERROR event) → list NotOlderThan RV
  *     │   │ 404 optional → missing, retry │ 429 → max(Retry-After, backoff)
+ *     │   │  (CRD still there, listed before: keep, backoff, up to upstreamStaleAfterMs)
  *     │   ▼ after missingResourceRetryMs  │ 401/403 → loud, backoff; anything else → backoff
  *     └──── every attempt passes one gate: wait max(backoff, minAttemptIntervalMs since the last)
  *
@@ -53,6 +54,7 @@ export class Reflector implements ReflectorCore {
   missing = false;
   notServedProof: NotServedEvidence['kind'] | undefined;
   notServedRv: string | undefined;
+  presentSinceMs: number | undefined;
   authError: string | undefined;
   private synced = false;
   private lastHealthyMs: number | undefined;
@@ -212,8 +214,11 @@ export class Reflector implements ReflectorCore {
   }
 
   confirmHealthy(): void {
-    // A 404 blip of an existing CRD is over (recovery.ts): its next one is logged again.
-    if (!this.missing) this.notServedProof = undefined;
+    // A 404 blip of an existing CRD is over (recovery.ts): its next one is logged and timed anew.
+    if (!this.missing) {
+      this.notServedProof = undefined;
+      this.presentSinceMs = undefined;
+    }
     if (this.seeded && !this.synced && this.listMode === 'none') {
       // The watch from the checkpoint's RV opened: the restored state continues from here.
       this.markSynced();
@@ -259,6 +264,7 @@ export class Reflector implements ReflectorCore {
     this.missing = false;
     this.notServedProof = undefined;
     this.notServedRv = undefined;
+    this.presentSinceMs = undefined;
     if (this.listedOnce) this.o.onRelisted?.();
     this.listedOnce = true;
     // Synced before the flush: "in-sync" must ride on the batch with the list's last update.
