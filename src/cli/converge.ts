@@ -3,7 +3,8 @@
  * GET /v1/convergence of every replica in parallel (each waits for its own agents, up to the
  * timeout), prints the laggards by node name, and exits 0 only when every replica answered and
  * every agent converged (else a coded error: NOT_CONVERGED, or REPLICA_FAILED when a replica could
- * not be asked, because its agents are then unknown).
+ * not be asked, because its agents are then unknown). A busy replica (503 TOO_MANY_WAITERS) is
+ * asked again after its Retry-After while the timeout lasts (askUntilAdmitted).
  *
  * The replicas are --endpoints, plus every endpoint of --service's EndpointSlices (converge-discovery.ts).
  *
@@ -14,7 +15,9 @@
  */
 import type { CommandContext } from './commands.js';
 import type { ConfigOf } from '../config/options.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { CattailError, ConfigError } from '../errors.js';
+import { parseRetryAfter } from '../retry-after.js';
 import type { ConvergenceReport, Laggard } from '../server/fanout/convergence.js';
 import { type convergeOptions, splitUrls } from './converge-options.js';
 
@@ -22,6 +25,8 @@ export type ConvergeConfig = ConfigOf<typeof convergeOptions>;
 
 /** Beyond the replica's own timeout, how long an answer may take before the replica counts as failed. */
 const ANSWER_MARGIN_MS = 10_000;
+/** The longest Retry-After of a busy replica honoured (a broken one must not park the command). */
+const BUSY_RETRY_CAP_MS = 30_000;
 
 type Answer = { readonly endpoint: string; readonly report: ConvergenceReport } | { readonly endpoint: string; readonly error: CattailError };
 
@@ -32,6 +37,25 @@ interface Ask {
   readonly nodes: readonly string[] | undefined;
 }
 
+/** At most this many asks of one replica that answers 503 TOO_MANY_WAITERS (each after its Retry-After). */
+const BUSY_ATTEMPTS = 5;
+
+/**
+ * ask(), again after the replica's Retry-After while it answers 503 CATTAIL_CONVERGENCE_TOO_MANY_WAITERS
+ * (its waiting requests are at their bound, at once or after they grew), within the command's own
+ * timeout and at most BUSY_ATTEMPTS times: busy is not failed. Each retry asks for what is left of
+ * the timeout. Anything else is answered at once.
+ */
+async function askUntilAdmitted(endpoint: string, q: Ask, signal: AbortSignal): Promise<Answer> {
+  const deadline = Date.now() + q.timeoutMs;
+  for (let attempt = 1; ; attempt++) {
+    const a = await ask(endpoint, { ...q, timeoutMs: Math.max(0, deadline - Date.now()) }, signal);
+    const busy = 'error' in a ? a.error.details?.['busyRetryAfterMs'] : undefined;
+    if (typeof busy !== 'number' || attempt >= BUSY_ATTEMPTS || Date.now() + busy >= deadline || signal.aborted) return a;
+    await sleep(busy, undefined, { signal }).catch(() => undefined);
+  }
+}
+
 async function ask(endpoint: string, q: Ask, signal: AbortSignal): Promise<Answer> {
   const url = new URL('/v1/convergence', endpoint);
   url.searchParams.set('resource', q.resource);
@@ -40,9 +64,11 @@ async function ask(endpoint: string, q: Ask, signal: AbortSignal): Promise<Answe
   for (const n of q.nodes ?? []) url.searchParams.append('node', n);
   let status: number;
   let body: unknown;
+  let retryAfter: string | null = null;
   try {
     const res = await fetch(url, { signal: AbortSignal.any([signal, AbortSignal.timeout(q.timeoutMs + ANSWER_MARGIN_MS)]) });
     status = res.status;
+    retryAfter = res.headers.get('retry-after');
     body = await res.json();
   } catch (err) {
     return { endpoint, error: new CattailError('CATTAIL_CONVERGENCE_REPLICA_FAILED', `${endpoint}: ${(err as Error).message}`, { cause: err, details: { endpoint } }) };
@@ -52,7 +78,8 @@ async function ask(endpoint: string, q: Ask, signal: AbortSignal): Promise<Answe
   if (status === 400 && error?.code === 'CATTAIL_CONVERGENCE_BAD_REQUEST') throw new CattailError('CATTAIL_CONVERGENCE_BAD_REQUEST', `${endpoint}: ${String(error.message)}`, { details: { endpoint } });
   if (status !== 200 || typeof (body as ConvergenceReport | null)?.converged !== 'boolean') {
     const why = error !== undefined ? `${String(error.code)}: ${String(error.message)}` : `HTTP ${status} without a convergence report`;
-    return { endpoint, error: new CattailError('CATTAIL_CONVERGENCE_REPLICA_FAILED', `${endpoint}: ${why}`, { details: { endpoint, status } }) };
+    const busy = status === 503 && error?.code === 'CATTAIL_CONVERGENCE_TOO_MANY_WAITERS' ? (parseRetryAfter(retryAfter ?? undefined, Date.now(), BUSY_RETRY_CAP_MS) ?? 1_000) : undefined;
+    return { endpoint, error: new CattailError('CATTAIL_CONVERGENCE_REPLICA_FAILED', `${endpoint}: ${why}`, { details: { endpoint, status, ...(busy !== undefined ? { busyRetryAfterMs: busy } : {}) } }) };
   }
   return { endpoint, report: body as ConvergenceReport };
 }
@@ -89,7 +116,7 @@ export async function runConverge(config: ConvergeConfig, ctx: CommandContext): 
   const { asks, failed, nowhere } = await plan(endpoints, config, ctx.signal);
   const answers = [
     ...failed,
-    ...(await Promise.all([...asks].map(([e, nodes]) => ask(e, { resource: config.resource, resourceVersion: config.resourceVersion, timeoutMs: config.timeoutMs, nodes }, ctx.signal)))),
+    ...(await Promise.all([...asks].map(([e, nodes]) => askUntilAdmitted(e, { resource: config.resource, resourceVersion: config.resourceVersion, timeoutMs: config.timeoutMs, nodes }, ctx.signal)))),
   ];
   const reports = answers.flatMap((a) => ('report' in a ? [a] : []));
   const errors = answers.flatMap((a) => ('error' in a ? [a.error] : []));

@@ -6,6 +6,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect, type Client } from '../../src/client/index.js';
 import { runCli } from '../support/cli.js';
+import { createServer as createHttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { waitUntil } from '../support/wait.js';
 import { TestAgent } from '../server/helpers/agent.js';
 import { simFixture } from '../support/sim.js';
@@ -86,6 +88,34 @@ describe('cattail converge', () => {
     const dead = await runCli(args(a, b, '--resource-version', '100', '--timeout-ms', '0'));
     expect(dead.code).toBe(7);
     expect(dead.err).toContain('CATTAIL_CONVERGENCE_REPLICA_FAILED');
+  });
+
+  it('asks a busy replica (503 TOO_MANY_WAITERS) again after its Retry-After, within the timeout; past it, REPLICA_FAILED', async () => {
+    let busyFor = 1;
+    const seen: string[] = [];
+    const srv = createHttpServer((req, res) => {
+      seen.push(new URL(req.url ?? '/', 'http://x').searchParams.get('timeoutMs') ?? '');
+      if (busyFor-- > 0) {
+        res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' }).end(JSON.stringify({ error: { code: 'CATTAIL_CONVERGENCE_TOO_MANY_WAITERS', message: 'busy' } }));
+        return;
+      }
+      const report = { converged: true, timedOut: false, serverId: 'busy-1', resource: 'pods', resourceVersion: '5', replicaResourceVersion: '5', agents: 1, convergedAgents: 1, laggardCount: 0, laggards: [], missingNodes: [], waitedMs: 0 };
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(report));
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise<void>((r) => srv.close(() => r())));
+    const url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
+    const ok = await runCli(['converge', '--endpoints', url, '--resource', 'pods', '--resource-version', '5', '--timeout-ms', '20000']);
+    expect(ok.code).toBe(0);
+    expect(seen).toHaveLength(2);
+    expect(Number(seen[1])).toBeLessThan(20_000); // the retry asks for what is left of the timeout
+    // A Retry-After beyond the timeout: not asked again, the replica counts as failed.
+    busyFor = 1;
+    seen.length = 0;
+    const late = await runCli(['converge', '--endpoints', url, '--resource', 'pods', '--resource-version', '5', '--timeout-ms', '500']);
+    expect(late.code).toBe(7);
+    expect(seen).toHaveLength(1);
+    expect(late.out).toContain('CATTAIL_CONVERGENCE_TOO_MANY_WAITERS');
   });
 
   it('refuses bad arguments before asking, and a resource no replica serves with the replica\'s coded 400', async () => {
