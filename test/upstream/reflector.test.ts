@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import type { FakeClock } from '../../src/clock.js';
 import type { UpstreamHandle, UpstreamOptions } from '../../src/server/upstream/index.js';
@@ -297,6 +298,31 @@ describe('reflector against a scripted API server', () => {
       // Nor for a resource that is not missing, or that no feed here carries.
       up.recheckMissing(['nodes', 'nothing.example.com']);
       expect(server.count('nodes', false)).toBe(1);
+    });
+
+    it('an agent ahead of us during a look (the look may predate its evidence) gets one more look right after it', async () => {
+      const { clock, sink, up } = await setup({ watchList: false, feeds: ['tunnel-ip-allocation'], customFeeds: [], missingResourceRetryMs: 600_000 });
+      server.missing.add(POOLS);
+      server.upsert('nodes', node('n1'));
+      up.start(sink);
+      await waitUntil(() => poolsMark(sink) === String(server.rv), { clock });
+      const looks = (): number => server.count(POOLS, false);
+      const first = looks();
+      // The next look hangs in its LIST; an agent ahead of us arrives meanwhile.
+      let held: ServerResponse | undefined;
+      server.intercept = ({ def }, _req, res) => {
+        if (def.id !== POOLS || held !== undefined) return false;
+        held = res;
+        return true;
+      };
+      up.recheckMissing([POOLS]);
+      await waitUntil(() => held !== undefined, 'the look is in its LIST', { clock, stepMs: 100, timeoutMs: 5_000 });
+      await clock.advanceAsync(EARLY_LOOK_MIN_MS);
+      server.upsert('nodes', node('n2')); // the agent's replica looked after this
+      up.recheckMissing([POOLS]);
+      held?.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'Status', code: 404, reason: 'NotFound' }));
+      // Not missingResourceRetryMs later: right after that look, one more.
+      await waitUntil(() => looks() === first + 2 && poolsMark(sink) === String(server.rv), 'one more look at once', { clock, stepMs: 100, timeoutMs: 5_000 });
     });
 
     it('an existing CRD whose path answers 404 for a while (an upgrade, a lagging instance) keeps the listed state instead of deleting it', async () => {

@@ -118,11 +118,22 @@ export class Reflector implements ReflectorCore {
    * every second. No-op otherwise.
    */
   lookAgainIfMissing(): void {
-    if (!this.missing || this.notServedProof !== 'absent' || this.missingWait === undefined) return;
-    if (this.o.clock.monotonic() - this.lastEarlyLookMs < EARLY_LOOK_MIN_MS) return;
-    this.lastEarlyLookMs = this.o.clock.monotonic();
-    this.missingWait.abort();
+    if (!this.missing || this.notServedProof !== 'absent') return;
+    const now = this.o.clock.monotonic();
+    if (now - this.lastEarlyLookMs < EARLY_LOOK_MIN_MS) return;
+    // Inside an attempt (its look may have read the CRD list before the agent's replica did):
+    // the missingRetryMs wait that follows it is skipped instead. During a backoff: nothing.
+    if (this.missingWait !== undefined) this.missingWait.abort();
+    else if (this.inAttempt) this.earlyLookPending = true;
+    else return;
+    this.lastEarlyLookMs = now;
   }
+
+  /** An attempt (list, watch, their recovery) is running. */
+  private inAttempt = false;
+
+  /** lookAgainIfMissing() came during an attempt: skip the missingRetryMs wait after it. */
+  private earlyLookPending = false;
 
   /** Aborts the wait of missingRetryMs after a not-served look (lookAgainIfMissing). */
   private missingWait: AbortController | undefined;
@@ -134,6 +145,8 @@ export class Reflector implements ReflectorCore {
     let delay = 0;
     while (!this.stopped) {
       let wait = Math.max(delay, this.lastAttemptMs + this.o.minAttemptIntervalMs - this.o.clock.monotonic());
+      if (this.waitingMissingRetry && this.earlyLookPending) wait = Math.max(0, this.lastAttemptMs + this.o.minAttemptIntervalMs - this.o.clock.monotonic());
+      this.earlyLookPending = false;
       if (wait > 0 && this.waitingMissingRetry) {
         const wake = new AbortController();
         this.missingWait = wake;
@@ -160,7 +173,12 @@ export class Reflector implements ReflectorCore {
         }
       }
       this.lastAttemptMs = this.o.clock.monotonic();
-      delay = await this.attempt();
+      this.inAttempt = true;
+      try {
+        delay = await this.attempt();
+      } finally {
+        this.inAttempt = false;
+      }
     }
   }
 
