@@ -192,6 +192,17 @@ describe('reflector against a scripted API server', () => {
       return (await m.get()).values.filter((v) => v.labels['resource'] === POOLS && v.labels['result'] === result).reduce((n, v) => n + v.value, 0);
     };
 
+    /** The pools' CRD not installed, looked at once (evidence reported); `looks` counts the pools' LISTs. */
+    async function missingPools(): Promise<{ clock: FakeClock; sink: RecordingSink; up: UpstreamHandle; looks: () => number; first: number }> {
+      const { clock, sink, up } = await setup({ watchList: false, feeds: ['tunnel-ip-allocation'], customFeeds: [], missingResourceRetryMs: 600_000 });
+      server.missing.add(POOLS);
+      server.upsert('nodes', node('n1'));
+      up.start(sink);
+      await waitUntil(() => poolsMark(sink) === String(server.rv), { clock });
+      const looks = (): number => server.count(POOLS, false);
+      return { clock, sink, up, looks, first: looks() };
+    }
+
     /** Pools served and synced, then the CRD removed (its objects deleted, watches ended, 404 from then on). */
     async function removedAfterSync(prepare: () => void = () => undefined): Promise<{ clock: FakeClock; sink: RecordingSink; up: UpstreamHandle; before: string }> {
       const { clock, sink, up } = await setup({ watchList: false, feeds: ['tunnel-ip-allocation'], customFeeds: [], missingResourceRetryMs: 60_000 });
@@ -257,13 +268,7 @@ describe('reflector against a scripted API server', () => {
     });
 
     it('an agent ahead of us makes the replica look again at once, at most once per EARLY_LOOK_MIN_MS, never during a backoff', async () => {
-      const { clock, sink, up } = await setup({ watchList: false, feeds: ['tunnel-ip-allocation'], customFeeds: [], missingResourceRetryMs: 600_000 });
-      server.missing.add(POOLS);
-      server.upsert('nodes', node('n1'));
-      up.start(sink);
-      await waitUntil(() => poolsMark(sink) === String(server.rv), { clock });
-      const looks = (): number => server.count(POOLS, false);
-      const first = looks();
+      const { clock, sink, up, looks, first } = await missingPools();
       server.upsert('nodes', node('n2')); // the cluster moves on
       up.recheckMissing([POOLS]);
       await waitUntil(() => poolsMark(sink) === String(server.rv), 'looked again', { clock, stepMs: 100, timeoutMs: 5_000 });
@@ -301,13 +306,7 @@ describe('reflector against a scripted API server', () => {
     });
 
     it('an agent ahead of us during a look (the look may predate its evidence) gets one more look right after it', async () => {
-      const { clock, sink, up } = await setup({ watchList: false, feeds: ['tunnel-ip-allocation'], customFeeds: [], missingResourceRetryMs: 600_000 });
-      server.missing.add(POOLS);
-      server.upsert('nodes', node('n1'));
-      up.start(sink);
-      await waitUntil(() => poolsMark(sink) === String(server.rv), { clock });
-      const looks = (): number => server.count(POOLS, false);
-      const first = looks();
+      const { clock, sink, up, looks, first } = await missingPools();
       // The next look hangs in its LIST; an agent ahead of us arrives meanwhile.
       let held: ServerResponse | undefined;
       server.intercept = ({ def }, _req, res) => {
