@@ -16,6 +16,7 @@
  * never less trustworthy than the connection it came from.
  */
 import { MAX_WATERMARKS, MAX_WATERMARKS_BYTES } from '../../proto/types.js';
+import { aboveWatermarkBounds } from './watermarks.js';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Packr } from 'msgpackr';
@@ -90,14 +91,12 @@ export function decodeCheckpoint(buf: Buffer): Checkpoint {
       entries.set(e[0], Buffer.from(e[1]));
     }
     const watermarks: Record<string, string> = {};
-    let watermarkBytes = 0;
     for (const [k, v] of Object.entries(f['watermarks'])) {
       if (typeof v !== 'string') throw bad(`checkpoint watermark ${k} of feed ${f['name']} is not a string`);
       watermarks[k] = v;
-      watermarkBytes += Buffer.byteLength(k) + Buffer.byteLength(v);
     }
     // Above the protocol's bound (PROTOCOL.md §8) every later STATUS would be refused (4002).
-    if (Object.keys(watermarks).length > MAX_WATERMARKS || watermarkBytes > MAX_WATERMARKS_BYTES) {
+    if (aboveWatermarkBounds(watermarks) !== undefined) {
       throw bad(`checkpoint watermarks of feed ${f['name']} are above the protocol's bound (${MAX_WATERMARKS} resources, ${MAX_WATERMARKS_BYTES} bytes)`, { feed: f['name'] });
     }
     // The entries must be the state the digest names: a checkpoint is verified, never trusted.

@@ -20,7 +20,7 @@ import { IncrementalDigest } from './digest.js';
 import { bucketOfHashHi, hasBucket } from '../../proto/bucket-set.js';
 import { entryHashInto } from '../../proto/digest.js';
 import { MAX_WATERMARKS, MAX_WATERMARKS_BYTES } from '../../proto/types.js';
-import { behindResources, mergeWatermarks, type BehindResource, type Watermarks } from './watermarks.js';
+import { aboveWatermarkBounds, behindResources, mergeWatermarks, type BehindResource, type Watermarks } from './watermarks.js';
 
 /** `[key, value]` with the value's msgpack bytes (PROTOCOL.md §3.1). */
 export type RawEntry = readonly [key: string, value: Uint8Array];
@@ -450,11 +450,9 @@ export class FeedState {
    */
   private mergedWatermarks(offered: Watermarks): Record<string, string> {
     const merged = mergeWatermarks(this.appliedWatermarks, offered);
-    const n = Object.keys(merged).length;
-    let bytes = 0;
-    for (const [r, v] of Object.entries(merged)) bytes += Buffer.byteLength(r) + Buffer.byteLength(v);
-    if (n > MAX_WATERMARKS || bytes > MAX_WATERMARKS_BYTES) {
-      throw unexpected(`feed ${this.name}: the server's watermarks name ${n} resources in ${bytes} bytes together, more than ${MAX_WATERMARKS} or ${MAX_WATERMARKS_BYTES} bytes`, { feed: this.name, resources: n, bytes });
+    const above = aboveWatermarkBounds(merged);
+    if (above !== undefined) {
+      throw unexpected(`feed ${this.name}: the server's watermarks name ${above.resources} resources in ${above.bytes} bytes together, more than ${MAX_WATERMARKS} or ${MAX_WATERMARKS_BYTES} bytes`, { feed: this.name, ...above });
     }
     return merged;
   }

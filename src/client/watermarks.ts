@@ -5,6 +5,7 @@
  */
 
 import { compareResourceVersions } from '../../proto/index.js';
+import { MAX_WATERMARKS, MAX_WATERMARKS_BYTES } from '../../proto/types.js';
 
 export type Watermarks = Readonly<Record<string, string>>;
 
@@ -39,4 +40,19 @@ export function mergeWatermarks(a: Watermarks, b: Watermarks): Record<string, st
     if (cur === undefined || compareResourceVersions(v, cur) > 0) out[k] = v;
   }
   return out;
+}
+
+/**
+ * How many resources and UTF-8 bytes `w` holds, when that is above PROTOCOL.md §8's bounds for a
+ * `watermarks` map (MAX_WATERMARKS, MAX_WATERMARKS_BYTES); undefined within them. The client holds
+ * its union of accepted watermarks, and its checkpoint, to the bounds a single message has.
+ */
+export function aboveWatermarkBounds(w: Watermarks): { resources: number; bytes: number } | undefined {
+  let resources = 0;
+  let bytes = 0;
+  for (const [r, v] of Object.entries(w)) {
+    resources++;
+    bytes += Buffer.byteLength(r) + Buffer.byteLength(v);
+  }
+  return resources > MAX_WATERMARKS || bytes > MAX_WATERMARKS_BYTES ? { resources, bytes } : undefined;
 }

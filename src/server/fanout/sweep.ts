@@ -113,15 +113,22 @@ export class Sweeper {
   private boundPinned(now: number): void {
     const o = this.ctx.o;
     const max = o.snapshotPinnedMaxBytes ?? DEFAULT_SNAPSHOT_PINNED_MAX_BYTES;
-    // Readers by the build they pin (a node snapshot's is its shared build), idle or not.
-    const readers = new Map<SnapshotBuild, { conn: Connection; idle: boolean }[]>();
     const streaming: SnapshotBuild[] = [];
+    for (const conn of this.ctx.connections) {
+      if (conn.state !== 'streaming') continue;
+      for (const c of conn.cursors) if (c.snapshot !== undefined) streaming.push(c.snapshot.build);
+    }
+    if (streaming.length === 0) return;
+    const pinned = o.cache.pinnedBuilds(streaming);
+    if (pinned.bytes <= max) return;
+    // Only above the bound (most sweeps return above): readers by the build they pin (a node
+    // snapshot's is its shared build), idle or not.
+    const readers = new Map<SnapshotBuild, { conn: Connection; idle: boolean }[]>();
     for (const conn of this.ctx.connections) {
       if (conn.state !== 'streaming') continue;
       for (const c of conn.cursors) {
         if (c.snapshot === undefined) continue;
         const b = c.snapshot.build;
-        streaming.push(b);
         const owner = b instanceof NodeSnapshot ? b.shared : b;
         let list = readers.get(owner);
         if (list === undefined) readers.set(owner, (list = []));
@@ -130,8 +137,6 @@ export class Sweeper {
         list.push({ conn, idle: now - Math.max(c.snapshot.progressMs, conn.lastStreamProgressMs) > PINNED_IDLE_MS });
       }
     }
-    if (streaming.length === 0) return;
-    const pinned = o.cache.pinnedBuilds(streaming);
     let over = pinned.bytes - max;
     for (const { build, bytes } of pinned.builds) {
       if (over <= 0) break;

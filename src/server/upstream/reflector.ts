@@ -141,11 +141,16 @@ export class Reflector implements ReflectorCore {
   /** Set by recovery when the delay it returned is missingRetryMs after a 404 (not a backoff). */
   waitingMissingRetry = false;
 
+  /** What is left of the attempt gate: one start per minAttemptIntervalMs (ms, may be negative). */
+  private gateMs(): number {
+    return this.lastAttemptMs + this.o.minAttemptIntervalMs - this.o.clock.monotonic();
+  }
+
   private async run(): Promise<void> {
     let delay = 0;
     while (!this.stopped) {
-      let wait = Math.max(delay, this.lastAttemptMs + this.o.minAttemptIntervalMs - this.o.clock.monotonic());
-      if (this.waitingMissingRetry && this.earlyLookPending) wait = Math.max(0, this.lastAttemptMs + this.o.minAttemptIntervalMs - this.o.clock.monotonic());
+      let wait = Math.max(delay, this.gateMs());
+      if (this.waitingMissingRetry && this.earlyLookPending) wait = Math.max(0, this.gateMs());
       this.earlyLookPending = false;
       if (wait > 0 && this.waitingMissingRetry) {
         const wake = new AbortController();
@@ -158,7 +163,7 @@ export class Reflector implements ReflectorCore {
         } catch {
           if (this.stopped) break;
           // Woken early: only the attempt gate remains.
-          wait = Math.max(0, this.lastAttemptMs + this.o.minAttemptIntervalMs - this.o.clock.monotonic());
+          wait = Math.max(0, this.gateMs());
         } finally {
           this.missingWait = undefined;
           this.stopController.signal.removeEventListener('abort', onStop);
@@ -198,13 +203,6 @@ export class Reflector implements ReflectorCore {
   }
 
   /**
-   * Starts from a checkpoint's state (already restored into the view) at `rv`: the first attempt
-   * watches from `rv` instead of listing. Call before start(). The resource counts as synced only
-   * when that watch opens (200), i.e. when the API server still serves `rv`: a checkpoint proves
-   * a consistent state at `rv`, not that `rv` can be continued. A 410 there relists NotOlderThan
-   * `rv` (recovery.ts), whose diff against the restored state is only what changed.
-   */
-  /**
    * Restores a checkpointed not-served resource: its evidence becomes the watermark of the
    * restored revision (upstream.ts); the first attempt looks again. Call before start().
    */
@@ -213,6 +211,13 @@ export class Reflector implements ReflectorCore {
     this.notServedRv = rv;
   }
 
+  /**
+   * Starts from a checkpoint's state (already restored into the view) at `rv`: the first attempt
+   * watches from `rv` instead of listing. Call before start(). The resource counts as synced only
+   * when that watch opens (200), i.e. when the API server still serves `rv`: a checkpoint proves
+   * a consistent state at `rv`, not that `rv` can be continued. A 410 there relists NotOlderThan
+   * `rv` (recovery.ts), whose diff against the restored state is only what changed.
+   */
   seed(rv: string): void {
     if (this.loop) throw new Error('seed() after start()');
     this.rv = rv;

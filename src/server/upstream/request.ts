@@ -27,10 +27,10 @@ export interface GuardedResponse {
   readonly done: () => void;
 }
 
-/** Sends a GET under the inactivity watchdog; non-200 responses become UpstreamFailure. */
 /** The `verb` label of a request: a LIST page, a watch, or the CRD list of not-served.ts. */
 export type UpstreamVerb = 'list' | 'watch' | 'crd-list';
 
+/** Sends a GET under the inactivity watchdog; non-200 responses become UpstreamFailure. */
 export async function guardedGet(r: RequestContext, verb: UpstreamVerb, path: string): Promise<GuardedResponse> {
   const controller = new AbortController();
   const onStop = (): void => controller.abort(r.stopSignal.reason);
