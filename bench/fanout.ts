@@ -4,7 +4,7 @@
  * run, so only ratios are compared (absolute times on shared machines vary ±35 % between runs).
  *
  *   node --expose-gc dist/bench/fanout.js [--quick] [--runs 5] [--clients 1000,5000] [--out bench/results/fanout]
- *                                         [--cold-only | --idle-only] [--cold-entries 50000] [--targets net,ws,uws]
+ *                                         [--cold-only | --idle-only | --burst-only] [--cold-entries 50000] [--targets net,ws,uws]
  *
  * This process is the server (pinned to CPU 0 with taskset when it exists); the load client is
  * src/bench/raw-clients.ts in its own process (CPU 1): raw sockets that upgrade, send a real HELLO
@@ -67,6 +67,8 @@ const COLD_ENTRIES = Number(arg('cold-entries', QUICK ? '10000' : '50000'));
 const COLD_ONLY = process.argv.includes('--cold-only');
 /** Only the idle-memory measurement (each target in a fresh process). */
 const IDLE_ONLY = process.argv.includes('--idle-only');
+/** Only the lock-step and burst scenarios (for profiling the flush; no idle memory, no cold start). */
+const BURST_ONLY = process.argv.includes('--burst-only');
 const COLD_CLIENTS = 1_000;
 const LOCKSTEP_ROUNDS = QUICK ? 10 : 25;
 const LOCKSTEP_WARMUP = 3;
@@ -472,14 +474,14 @@ async function main(): Promise<void> {
               runs.push({ run, n, target, scenario: 'main', values: target === 'net' ? await floorSession(c, n) : await cattailSession(c, target, n) });
               if (target !== 'net') runs.push({ run, n, target, scenario: 'coalesced', values: await cattailCoalesced(c, target, n) });
             }
-            runs.push({ run, n, target, scenario: 'idle', values: await idleMemory(c, target, n) });
+            if (!BURST_ONLY) runs.push({ run, n, target, scenario: 'idle', values: await idleMemory(c, target, n) });
           } catch (err) {
             errors.push(`run ${run} N=${n} ${target}: ${(err as Error).message}`);
             await c.closeAll().catch(() => undefined);
           }
         }
       }
-      for (const target of IDLE_ONLY ? [] : coldTargets) {
+      for (const target of IDLE_ONLY || BURST_ONLY ? [] : coldTargets) {
         if (Date.now() - started > TOTAL_DEADLINE_MS) break outer;
         console.error(`fanout bench: run ${run + 1}/${RUNS}, cold start ${COLD_CLIENTS} × ${COLD_ENTRIES} entries, ${target} ...`);
         try {
@@ -548,11 +550,13 @@ function write(rowTargets: Target[], coldTargets: Target[], loadBefore: number[]
       ...(warmupLeft > 0 ? ['', `In ${warmupLeft} idle measurement(s) a second warm-up of the young generation still added more than 1 MiB of RSS: the first had not made it all resident, and the "from start" figure there includes the rest.`] : []),
     ]),
     '',
-    `Cold start: ${COLD_CLIENTS} clients connecting at once to a ${COLD_ENTRIES.toLocaleString('en')}-entry feed (deflate). Server CPU covers the whole cold start (accepts, handshakes, snapshot build and sends); the floor writes the same snapshot frames (the same chunks, in key order) with the same 1 MiB high-water mark. \`wsplain\` is a second floor: a plain \`ws\` server that answers the upgrade, waits for the HELLO (unread) and sends the same messages with \`ws.send\` under the same high-water mark; "vs plain ws" is Cattail's own share (HELLO, store, snapshot build, pacing) beyond the WebSocket protocol's. The TCP columns are the kernel's counters over the same window (this network namespace, both processes): loss probes and retransmission timeouts fire when the one-core load client reads slower than the server writes, memory pressure when the sockets' buffers pass \`net.ipv4.tcp_mem\`; that recovery work is charged to the server's system time, so a run's CPU ratio moves with them (docs/transport.md).`,
-    '',
-    '| target | last client ms | loop delay max ms | loop delay p99 ms | server CPU s | of it user s | of it system s | vs floor | vs plain ws | snapshot builds | TCP memory pressure events | TCP loss probes | TCP retransmission timeouts | RSS peak MB | MB per client |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
-    ...coldRows,
+    ...(BURST_ONLY ? ['(--burst-only: no idle memory, no cold start.)'] : [
+      `Cold start: ${COLD_CLIENTS} clients connecting at once to a ${COLD_ENTRIES.toLocaleString('en')}-entry feed (deflate). Server CPU covers the whole cold start (accepts, handshakes, snapshot build and sends); the floor writes the same snapshot frames (the same chunks, in key order) with the same 1 MiB high-water mark. \`wsplain\` is a second floor: a plain \`ws\` server that answers the upgrade, waits for the HELLO (unread) and sends the same messages with \`ws.send\` under the same high-water mark; "vs plain ws" is Cattail's own share (HELLO, store, snapshot build, pacing) beyond the WebSocket protocol's. The TCP columns are the kernel's counters over the same window (this network namespace, both processes): loss probes and retransmission timeouts fire when the one-core load client reads slower than the server writes, memory pressure when the sockets' buffers pass \`net.ipv4.tcp_mem\`; that recovery work is charged to the server's system time, so a run's CPU ratio moves with them (docs/transport.md).`,
+      '',
+      '| target | last client ms | loop delay max ms | loop delay p99 ms | server CPU s | of it user s | of it system s | vs floor | vs plain ws | snapshot builds | TCP memory pressure events | TCP loss probes | TCP retransmission timeouts | RSS peak MB | MB per client |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+      ...coldRows,
+    ]),
     '',
   ].join('\n');
   writeFileSync(`${OUT}.md`, md);

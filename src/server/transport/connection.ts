@@ -106,6 +106,11 @@ export class Connection {
   private quiet = true;
   /** socket.quietBytes, read once (a stream's high-water mark never changes). */
   private readonly quietBytes: number;
+  /**
+   * socket.sink, read once (it is one object for the socket's life): the flush hands it every
+   * shared buffer, and reading it here spares a load of the transport's socket object per agent.
+   */
+  private readonly sink: AgentSink;
   /** Set when a flush skipped it or a snapshot stalled on its buffer; cleared by a catch-up. */
   needsService = false;
   /**
@@ -157,6 +162,7 @@ export class Connection {
   ) {
     this.handshakeDeadlineMs = nowMs + handshakeTimeoutMs;
     this.quietBytes = socket.quietBytes;
+    this.sink = socket.sink;
     socket.setEvents({
       message: (data, isBinary) => this.onMessage(data, isBinary),
       close: (code) => this.onSocketClose(code),
@@ -215,7 +221,7 @@ export class Connection {
   sinkFor(bytes: number): AgentSink | undefined {
     if (batch.owner === this) return undefined;
     this.bytesWritten += bytes;
-    return this.socket.sink;
+    return this.sink;
   }
 
   /** A write to this socket's sink returned false: it now holds quietBytes or more (a drain follows). */

@@ -134,7 +134,7 @@ export interface AgentSocket {
    * The same as write(frames) without a callback, on the object that does it with the fewest hops
    * (ws: the upgraded stream itself; uWS: this socket). The flush writes one shared Buffer to
    * thousands of these in a tight loop, where every object between it and the kernel is a cache
-   * miss after the previous socket's syscall.
+   * miss after the previous socket's syscall. One object for the socket's life (read once).
    */
   readonly sink: AgentSink;
   /** Writes several pre-framed buffers as one batch: one syscall where the transport can. Returns as write(). */
