@@ -25,7 +25,7 @@ import { resolveOptions, type ConnectOptions, type ResolvedOptions } from './con
 import { LocalCloseError, unexpected } from './close-errors.js';
 import { Connection, type ConnectionEnd } from './connection.js';
 import { EndpointRotation } from './endpoints.js';
-import { ServiceDiscovery } from './discovery.js';
+import { ServiceDiscovery, discoveryConfigSource, noDiscoveryConfig } from './discovery.js';
 import { CheckpointKeeper } from './checkpointing.js';
 import { FeedState, type RawChangeBatch } from './feed-state.js';
 import { AsyncQueue, type ClientState, type StatusEvent } from './status.js';
@@ -92,6 +92,13 @@ export class Client {
     }
     this.rotation = new EndpointRotation(this.opts.endpoints, this.opts.random);
     if (this.opts.service !== undefined) {
+      // Nothing to read EndpointSlices with and no static endpoint to use meanwhile: every attempt
+      // would fail the same way, forever (a missing config does not appear by itself), so say it
+      // now, as for any other option that cannot work. With static endpoints the client uses them
+      // and reports the discovery error in its status (a config may be mounted later).
+      if (this.opts.endpointSliceSource === undefined && this.opts.endpoints.length === 0 && discoveryConfigSource(this.opts.kubeconfig, process.env) === undefined) {
+        throw noDiscoveryConfig(process.env);
+      }
       this.discovery = new ServiceDiscovery({
         service: this.opts.service, portName: this.opts.servicePortName, node: this.opts.node, random: this.opts.random,
         // TLS configured means the replicas speak wss (PROTOCOL.md §1); discovery cannot tell otherwise.
@@ -624,7 +631,9 @@ export class Client {
  * Creates a client and starts connecting. The first attempt starts in a microtask, so listeners
  * and `status()` iterators attached right after `connect()` returns see every edge from
  * `connecting` on. Await {@link Client.whenInSync} for the first sync. Throws
- * InvalidArgumentError for bad options (synchronously, before anything is opened).
+ * InvalidArgumentError for bad options (synchronously, before anything is opened), and
+ * CATTAIL_CLIENT_NO_DISCOVERY_CONFIG for a `service` with no kubeconfig, no in-cluster service
+ * account, no `endpointSliceSource` and no static `endpoints`.
  */
 export function connect(options: ConnectOptions): Client {
   const c = new Client(options);

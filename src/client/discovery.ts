@@ -161,6 +161,11 @@ export function discoveryConfigSource(
   return undefined;
 }
 
+/** CATTAIL_CLIENT_NO_DISCOVERY_CONFIG: discoveryConfigSource found nothing to read EndpointSlices with. */
+export function noDiscoveryConfig(env: Readonly<Record<string, string | undefined>>): CattailError {
+  return new CattailError('CATTAIL_CLIENT_NO_DISCOVERY_CONFIG', 'service discovery found no kubeconfig (the kubeconfig option, KUBECONFIG, $HOME/.kube/config) and no in-cluster service account', { details: { home: env['HOME'] } });
+}
+
 /**
  * The real source: client-node's DiscoveryV1Api with the agent's config (a kubeconfig path, or
  * client-node's default order: KUBECONFIG, ~/.kube/config, in-cluster). Loaded lazily so agents
@@ -170,9 +175,7 @@ export function discoveryConfigSource(
  *   failed with "HTTP protocol is not allowed when skipTLSVerify is not set"
  */
 export async function kubeEndpointSliceSource(kubeconfigPath?: string, env: Readonly<Record<string, string | undefined>> = process.env): Promise<EndpointSliceSource> {
-  if (discoveryConfigSource(kubeconfigPath, env) === undefined) {
-    throw new CattailError('CATTAIL_CLIENT_NO_DISCOVERY_CONFIG', 'service discovery found no kubeconfig (the kubeconfig option, KUBECONFIG, $HOME/.kube/config) and no in-cluster service account', { details: { home: env['HOME'] } });
-  }
+  if (discoveryConfigSource(kubeconfigPath, env) === undefined) throw noDiscoveryConfig(env);
   const k8s = await import('@kubernetes/client-node');
   const kc = new k8s.KubeConfig();
   if (kubeconfigPath !== undefined) kc.loadFromFile(kubeconfigPath);

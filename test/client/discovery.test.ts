@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type EndpointSliceLike, IN_CLUSTER_TOKEN, kubeEndpointSliceSource, orderEndpoints, parseServiceRef } from '../../src/client/discovery.js';
 import { seededRandom } from '../../src/random.js';
+import { FakeClock } from '../../src/clock.js';
+import { connect } from '../../src/client/index.js';
 import { type Sim, startSim } from '../../src/sim/index.js';
 
 type Ep = NonNullable<EndpointSliceLike['endpoints']>[number];
@@ -69,6 +71,14 @@ describe('client - where discovery reads its cluster config from', () => {
     delete process.env['KUBECONFIG'];
     try {
       await expect(kubeEndpointSliceSource(undefined, { HOME: home })).rejects.toMatchObject({ code: 'CATTAIL_CLIENT_NO_DISCOVERY_CONFIG' });
+      // connect() says so at once when it would have nothing else to connect to; with static
+      // endpoints (used while discovery finds none) or its own EndpointSlice reader it starts.
+      const opts = { service: 'calico-system/cattail', node: 'n1', feeds: ['felix'], clock: new FakeClock() };
+      expect(() => connect(opts)).toThrow(expect.objectContaining({ code: 'CATTAIL_CLIENT_NO_DISCOVERY_CONFIG' }));
+      for (const more of [{ endpoints: ['ws://127.0.0.1:1'] }, { endpointSliceSource: { list: () => Promise.resolve([]) } }]) {
+        const c = connect({ ...opts, ...more });
+        await c.close();
+      }
       mkdirSync(join(home, '.kube'));
       writeFileSync(join(home, '.kube', 'config'), 'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n');
       const source = await kubeEndpointSliceSource(undefined, { HOME: home });
