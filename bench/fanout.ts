@@ -70,6 +70,8 @@ const IDLE_ONLY = process.argv.includes('--idle-only');
 /** Only the lock-step and burst scenarios (for profiling the flush; no idle memory, no cold start). */
 const BURST_ONLY = process.argv.includes('--burst-only');
 const COLD_CLIENTS = 1_000;
+/** Library clients per Cattail session that check content (they get every change too). */
+const FULL_CLIENTS = 3;
 const LOCKSTEP_ROUNDS = QUICK ? 10 : 25;
 const LOCKSTEP_WARMUP = 3;
 const burstRounds = (n: number): number => Math.max(20, Math.round((QUICK ? 60_000 : 200_000) / n));
@@ -161,7 +163,7 @@ async function cattailSession(c: Clients, transport: 'ws' | 'uws', n: number): P
   const rev = (): number => store?.revision ?? 0;
   try {
     const fullReady = c.wait('fullReady');
-    c.send({ cmd: 'full', url: server.url, n: 3, feed: 'felix' });
+    c.send({ cmd: 'full', url: server.url, n: FULL_CLIENTS, feed: 'felix' });
     await fullReady;
     await c.connect(port, n, 'ws', 500);
     await c.reach(rev());
@@ -179,8 +181,9 @@ async function cattailSession(c: Clients, transport: 'ws' | 'uws', n: number): P
     const { rounds, cpu, s0, s1 } = await burst(c, server, upstream, n);
     r['burstRounds'] = rounds;
     r['burstFlushes'] = s1.flushes - s0.flushes;
-    r['burstWritesPerClientPerFlush'] = +((s1.flushWrites - s0.flushWrites) / Math.max(1, (s1.flushes - s0.flushes) * (n + 3))).toFixed(3);
-    r['burstCpuUsPerDelivery'] = +((cpu * 1e6) / (rounds * n)).toFixed(2);
+    r['burstWritesPerClientPerFlush'] = +((s1.flushWrites - s0.flushWrites) / Math.max(1, (s1.flushes - s0.flushes) * (n + FULL_CLIENTS))).toFixed(3);
+    // Every socket the flush writes to is a delivery: the full clients' too (the floor has n).
+    r['burstCpuUsPerDelivery'] = +((cpu * 1e6) / (rounds * (n + FULL_CLIENTS))).toFixed(2);
     // Content: the full clients end at the last revision with no digest mismatch or gap.
     const deadline = Date.now() + 10_000;
     let full: { clients: Rec[] } = { clients: [] };
@@ -191,7 +194,7 @@ async function cattailSession(c: Clients, transport: 'ws' | 'uws', n: number): P
       if (full.clients.every((x) => x['revision'] === rev())) break;
       await sleep(50);
     }
-    r['fullClientsOk'] = full.clients.length === 3 && full.clients.every((x) => x['revision'] === rev() && x['inSync'] === true && x['digestMismatches'] === 0 && x['revisionGaps'] === 0 && x['protocolErrors'] === 0);
+    r['fullClientsOk'] = full.clients.length === FULL_CLIENTS && full.clients.every((x) => x['revision'] === rev() && x['inSync'] === true && x['digestMismatches'] === 0 && x['revisionGaps'] === 0 && x['protocolErrors'] === 0);
     const cl = await c.closeAll();
     r['clientFramesTotal'] = cl['frames'];
     return r;
@@ -541,7 +544,7 @@ function write(rowTargets: Target[], coldTargets: Target[], loadBefore: number[]
     '',
     'Cells: median [min–max] over the runs. "vs floor" is the per-run ratio to the plain `net` server writing the same bytes to the same number of sockets in the same run, then its median: compare those, not absolute times (±35 % between runs on this machine).',
     '',
-    '`net` = plain Node `net` server writing one pre-framed DELTA+STATUS buffer per socket per change (the floor). `ws` / `uws` = Cattail with that transport. `wsplain` (idle memory only) = a plain `ws` server holding the same connections: the WebSocket library\'s own share. A feed of 1,000 WorkloadEndpoint-like values (~500 B); one change = one changed value. CPU/delivery: burst at flushWindowMs 0 (one flush per change, one loop turn per change), server CPU from the first change to the last client\'s receipt, divided by changes × clients. Lock-step: push one change, time until the last client has it (p50). Idle memory: what one more idle connection holds, after GC, each target in a fresh process of its own (bench/idle-child.ts; Cattail with a 10-entry feed, so the snapshot sends leave no allocator pages behind): RSS (and JS heap + external) growth per connection from a first step of the connections (a fifth, and at least 500: one batch of upgrades) to all of them, V8\'s young generation fixed at 16 MiB semi-spaces and touched before the first reading (left to itself V8 grows it to tens of MiB, sized from the heap limit: a one-time cost, not a per-connection one); "from start" is the RSS growth from before the first connection, one-time growth included. Coalesced: the same burst at the default flushWindowMs (5 ms), CPU per delivered change. Full clients: 3 library clients per Cattail run ended at the last revision, in sync, with no digest mismatch, gap or protocol error.',
+    '`net` = plain Node `net` server writing one pre-framed DELTA+STATUS buffer per socket per change (the floor). `ws` / `uws` = Cattail with that transport. `wsplain` (idle memory only) = a plain `ws` server holding the same connections: the WebSocket library\'s own share. A feed of 1,000 WorkloadEndpoint-like values (~500 B); one change = one changed value. CPU/delivery: burst at flushWindowMs 0 (one flush per change, one loop turn per change), server CPU from the first change to the last client\'s receipt, divided by changes × clients (with a Cattail target: its 3 full clients too). Lock-step: push one change, time until the last client has it (p50). Idle memory: what one more idle connection holds, after GC, each target in a fresh process of its own (bench/idle-child.ts; Cattail with a 10-entry feed, so the snapshot sends leave no allocator pages behind): RSS (and JS heap + external) growth per connection from a first step of the connections (a fifth, and at least 500: one batch of upgrades) to all of them, V8\'s young generation fixed at 16 MiB semi-spaces and touched before the first reading (left to itself V8 grows it to tens of MiB, sized from the heap limit: a one-time cost, not a per-connection one); "from start" is the RSS growth from before the first connection, one-time growth included. Coalesced: the same burst at the default flushWindowMs (5 ms), CPU per delivered change. Full clients: 3 library clients per Cattail run ended at the last revision, in sync, with no digest mismatch, gap or protocol error.',
     '',
     ...(COLD_ONLY ? ['(--cold-only: the cold start alone.)'] : [
       '| clients | target | CPU µs/delivery | vs floor | lock-step last client p50 ms | vs floor | idle RSS KB/conn | idle heap KB/conn | idle RSS from start KB/conn | coalesced CPU µs/change | writes/client/flush | full clients |',
