@@ -17,6 +17,8 @@
  *  - one change at a time (lock-step): push → the last of N clients has it (p50 over the rounds);
  *  - a burst at flushWindowMs 0 (one flush per change): server CPU per delivered frame, measured
  *    only from the first change to the last client's receipt, never over connection setup;
+ *    both of these paired: the floor's sockets and a Cattail target's held at once, measured in
+ *    alternation (pairedSession);
  *  - a burst at the default flushWindowMs (Cattail only): CPU per delivered change.
  * Per run, N=1,000: cold start, all clients connecting at once to a 50,000-entry feed: time to
  * the last client, event-loop delay max, snapshot builds, server CPU (floor: the same snapshot
@@ -36,7 +38,7 @@ import type { ScriptedUpstream } from '../test/support/scripted-upstream.js';
 import { workloadEndpoint } from './workload.js';
 import { seededRandom } from '../src/random.js';
 import type { ClientCmd } from '../src/bench/raw-clients.js';
-import { netServer } from '../src/bench/floor.js';
+import { type NetServer, netServer } from '../src/bench/floor.js';
 import { plainWsServer, sendPaced } from '../src/bench/ws-floor.js';
 import type { IdleCmd, IdleEvent, IdleMem, IdleTarget } from './idle-child.js';
 import { DEFAULT_SNAPSHOT_CHUNK_BYTES } from '../src/server/fanout/snapshot-cache.js';
@@ -120,15 +122,16 @@ class Clients {
       this.child.on('message', on);
     });
   }
-  async reach(revision: number, timeoutMs = STEP_DEADLINE_MS): Promise<number> {
+  /** Resolves with the ms the last socket (of `group`, when given) had `revision`. */
+  async reach(revision: number, group?: number, timeoutMs = STEP_DEADLINE_MS): Promise<number> {
     const p = this.wait<{ lastMs: number }>('reached', timeoutMs);
-    this.send({ cmd: 'target', revision });
+    this.send({ cmd: 'target', revision, ...(group !== undefined ? { group } : {}) });
     return (await p).lastMs;
   }
-  /** Opens `n` more connections; `total`: how many the load client then holds (default `n`). */
-  async connect(port: number, n: number, mode: 'ws' | 'raw', concurrency: number, total = n): Promise<void> {
+  /** Opens `n` more connections (labelled `group`); `total`: how many the load client then holds (default `n`). */
+  async connect(port: number, n: number, mode: 'ws' | 'raw', concurrency: number, total = n, group = 0): Promise<void> {
     const p = this.wait<{ n: number; failed: number }>('connected');
-    this.send({ cmd: 'connect', host: '127.0.0.1', port, n, mode, caps: ['compress.deflate'], feed: 'felix', concurrency });
+    this.send({ cmd: 'connect', host: '127.0.0.1', port, n, mode, caps: ['compress.deflate'], feed: 'felix', concurrency, group });
     const r = await p;
     if (r.failed > 0 || r.n !== total) throw new Error(`bench: ${r.failed} of ${n} connections failed (${r.n} held, ${total} expected)`);
   }
@@ -157,7 +160,36 @@ function cattail(transport: 'ws' | 'uws', flushWindowMs: number, feedEntries: nu
   return startCattailTarget(transport, flushWindowMs, entries.slice(0, feedEntries));
 }
 
-async function cattailSession(c: Clients, transport: 'ws' | 'uws', n: number): Promise<Rec> {
+/** Load-client groups of a paired session: the floor's sockets and the Cattail target's. */
+const FLOOR_GROUP = 0;
+const CATTAIL_GROUP = 1;
+/** Burst blocks per side in a paired session (ABBA order, so that drift over the session cancels). */
+const PAIRED_BLOCKS = 4;
+
+/** The floor's side of a paired session: a `net` server and the revision its sockets last got. */
+interface FloorSide {
+  readonly srv: NetServer;
+  revision: number;
+}
+
+/** One change written by the floor to every socket (what a Cattail flush of one change writes). */
+function floorChange(f: FloorSide): number {
+  const buf = floorRound(++f.revision);
+  for (const s of f.srv.sockets) s.write(buf);
+  return f.revision;
+}
+
+/**
+ * The floor and one Cattail target measured side by side, in one session: both servers in this
+ * process, both sets of N sockets held by the load client at once (told apart by group), and the
+ * two measured in alternation (lock-step rounds one after the other; bursts in ABBA blocks). The
+ * ratio of the two is then taken over seconds, not over the tens of seconds between two sessions,
+ * in which this machine's speed drifts by a third. Each side's idle sockets cost the other side
+ * nothing but Cattail's once-a-second sweep.
+ */
+async function pairedSession(c: Clients, transport: 'ws' | 'uws', n: number): Promise<{ cattail: Rec; floor: Rec }> {
+  const srv = await netServer(() => undefined);
+  const floor: FloorSide = { srv, revision: 1 };
   const { server, upstream, port } = await cattail(transport, 0, FEED_ENTRIES);
   const store = server.stores.get('felix');
   const rev = (): number => store?.revision ?? 0;
@@ -165,25 +197,62 @@ async function cattailSession(c: Clients, transport: 'ws' | 'uws', n: number): P
     const fullReady = c.wait('fullReady');
     c.send({ cmd: 'full', url: server.url, n: FULL_CLIENTS, feed: 'felix' });
     await fullReady;
-    await c.connect(port, n, 'ws', 500);
-    await c.reach(rev());
-    const r: Rec = {};
-    // One change at a time: push → the last client has it.
-    const lat: number[] = [];
+    await c.connect(srv.port, n, 'raw', 500, n, FLOOR_GROUP);
+    const until = Date.now() + 10_000;
+    while (srv.sockets.length < n && Date.now() < until) await sleep(10);
+    await c.connect(port, n, 'ws', 500, 2 * n, CATTAIL_GROUP);
+    await c.reach(rev(), CATTAIL_GROUP);
+    const cattailRec: Rec = {};
+    const floorRec: Rec = {};
+    // One change at a time: push → the last client has it; the two sides in alternation.
+    const lat = { cattail: [] as number[], floor: [] as number[] };
     for (let i = 0; i < LOCKSTEP_ROUNDS + LOCKSTEP_WARMUP; i++) {
-      const t0 = nowMs();
+      let t0 = nowMs();
+      const fr = floorChange(floor);
+      const fl = (await c.reach(fr, FLOOR_GROUP)) - t0;
+      t0 = nowMs();
       upstream.push('felix', { updates: [change()] });
-      const last = await c.reach(rev());
-      if (i >= LOCKSTEP_WARMUP) lat.push(last - t0);
+      const cl = (await c.reach(rev(), CATTAIL_GROUP)) - t0;
+      if (i >= LOCKSTEP_WARMUP) {
+        lat.floor.push(fl);
+        lat.cattail.push(cl);
+      }
     }
-    r['lockstepLastClientP50Ms'] = +median(lat).toFixed(2);
-    // Burst at flushWindowMs 0: one change per loop turn, one flush per change.
-    const { rounds, cpu, s0, s1 } = await burst(c, server, upstream, n);
-    r['burstRounds'] = rounds;
-    r['burstFlushes'] = s1.flushes - s0.flushes;
-    r['burstWritesPerClientPerFlush'] = +((s1.flushWrites - s0.flushWrites) / Math.max(1, (s1.flushes - s0.flushes) * (n + FULL_CLIENTS))).toFixed(3);
+    floorRec['lockstepLastClientP50Ms'] = +median(lat.floor).toFixed(2);
+    cattailRec['lockstepLastClientP50Ms'] = +median(lat.cattail).toFixed(2);
+    // Bursts at flushWindowMs 0: one change per loop turn, one flush per change; in blocks,
+    // floor and Cattail in ABBA order, each side's CPU summed over its blocks.
+    const perBlock = Math.max(5, Math.round(burstRounds(n) / PAIRED_BLOCKS));
+    const cpu = { cattail: 0, floor: 0 };
+    const s0 = server.fanoutStats();
+    for (let b = 0; b < 2 * PAIRED_BLOCKS; b++) {
+      const floorFirst = b % 4 === 0 || b % 4 === 3;
+      const cpu0 = cpuS();
+      if (floorFirst) {
+        for (let i = 0; i < perBlock; i++) {
+          floorChange(floor);
+          await immediate();
+        }
+        await c.reach(floor.revision, FLOOR_GROUP);
+        cpu.floor += cpuS() - cpu0;
+      } else {
+        for (let i = 0; i < perBlock; i++) {
+          upstream.push('felix', { updates: [change()] });
+          await immediate();
+        }
+        await c.reach(rev(), CATTAIL_GROUP);
+        cpu.cattail += cpuS() - cpu0;
+      }
+    }
+    const s1 = server.fanoutStats();
+    const rounds = perBlock * PAIRED_BLOCKS;
+    floorRec['burstRounds'] = rounds;
+    cattailRec['burstRounds'] = rounds;
+    floorRec['burstCpuUsPerDelivery'] = +((cpu.floor * 1e6) / (rounds * n)).toFixed(2);
     // Every socket the flush writes to is a delivery: the full clients' too (the floor has n).
-    r['burstCpuUsPerDelivery'] = +((cpu * 1e6) / (rounds * (n + FULL_CLIENTS))).toFixed(2);
+    cattailRec['burstCpuUsPerDelivery'] = +((cpu.cattail * 1e6) / (rounds * (n + FULL_CLIENTS))).toFixed(2);
+    cattailRec['burstFlushes'] = s1.flushes - s0.flushes;
+    cattailRec['burstWritesPerClientPerFlush'] = +((s1.flushWrites - s0.flushWrites) / Math.max(1, (s1.flushes - s0.flushes) * (n + FULL_CLIENTS))).toFixed(3);
     // Content: the full clients end at the last revision with no digest mismatch or gap.
     const deadline = Date.now() + 10_000;
     let full: { clients: Rec[] } = { clients: [] };
@@ -194,12 +263,13 @@ async function cattailSession(c: Clients, transport: 'ws' | 'uws', n: number): P
       if (full.clients.every((x) => x['revision'] === rev())) break;
       await sleep(50);
     }
-    r['fullClientsOk'] = full.clients.length === FULL_CLIENTS && full.clients.every((x) => x['revision'] === rev() && x['inSync'] === true && x['digestMismatches'] === 0 && x['revisionGaps'] === 0 && x['protocolErrors'] === 0);
+    cattailRec['fullClientsOk'] = full.clients.length === FULL_CLIENTS && full.clients.every((x) => x['revision'] === rev() && x['inSync'] === true && x['digestMismatches'] === 0 && x['revisionGaps'] === 0 && x['protocolErrors'] === 0);
     const cl = await c.closeAll();
-    r['clientFramesTotal'] = cl['frames'];
-    return r;
+    cattailRec['clientFramesTotal'] = cl['frames'];
+    return { cattail: cattailRec, floor: floorRec };
   } finally {
     await server.close();
+    await srv.close();
   }
 }
 
@@ -299,40 +369,6 @@ function floorRound(revision: number): Buffer {
   return Buffer.concat([...delta, status]);
 }
 
-async function floorSession(c: Clients, n: number): Promise<Rec> {
-  const srv = await netServer(() => undefined);
-  try {
-    await c.connect(srv.port, n, 'raw', 500);
-    const until = Date.now() + 10_000;
-    while (srv.sockets.length < n && Date.now() < until) await sleep(10);
-    const r: Rec = {};
-    let revision = 1;
-    const lat: number[] = [];
-    for (let i = 0; i < LOCKSTEP_ROUNDS + LOCKSTEP_WARMUP; i++) {
-      const buf = floorRound(++revision);
-      const t0 = nowMs();
-      for (const s of srv.sockets) s.write(buf);
-      const last = await c.reach(revision);
-      if (i >= LOCKSTEP_WARMUP) lat.push(last - t0);
-    }
-    r['lockstepLastClientP50Ms'] = +median(lat).toFixed(2);
-    const rounds = burstRounds(n);
-    const cpu0 = cpuS();
-    for (let i = 0; i < rounds; i++) {
-      const buf = floorRound(++revision);
-      for (const s of srv.sockets) s.write(buf);
-      await immediate();
-    }
-    await c.reach(revision);
-    r['burstRounds'] = rounds;
-    r['burstCpuUsPerDelivery'] = +(((cpuS() - cpu0) * 1e6) / (rounds * n)).toFixed(2);
-    await c.closeAll();
-    return r;
-  } finally {
-    await srv.close();
-  }
-}
-
 // ---- cold start ------------------------------------------------------------------------------
 
 /** The snapshot a Cattail server sends for the cold-start feed (deflate, its default chunk size), for the floor. */
@@ -402,7 +438,7 @@ async function coldStart(c: Clients, target: Target, frames: Buffer[]): Promise<
     const tcp0 = readTcpCounters();
     const t0 = nowMs();
     await c.connect(port, COLD_CLIENTS, target === 'net' ? 'raw' : 'ws', 0);
-    const last = await c.reach(rev, 120_000);
+    const last = await c.reach(rev, undefined, 120_000);
     const split = process.cpuUsage(cpu0);
     const cpu = (split.user + split.system) / 1e6;
     const tcp = tcpCountersSince(tcp0, readTcpCounters());
@@ -432,8 +468,9 @@ interface RunRec { run: number; n: number; target: Target; scenario: string; val
 const runs: RunRec[] = [];
 const errors: string[] = [];
 
-function valuesOf(n: number, target: Target, scenario: string, key: string): number[] {
-  return runs.filter((r) => r.n === n && r.target === target && r.scenario === scenario).map((r) => r.values[key]).filter((v): v is number => typeof v === 'number');
+/** `scenario`: its name, or (the floor's paired measurements, `main:<target>`) a pattern. */
+function valuesOf(n: number, target: Target, scenario: string | RegExp, key: string): number[] {
+  return runs.filter((r) => r.n === n && r.target === target && (typeof scenario === 'string' ? r.scenario === scenario : scenario.test(r.scenario))).map((r) => r.values[key]).filter((v): v is number => typeof v === 'number');
 }
 
 /** Per-run ratios target/net of one metric (same run only), then median and spread. */
@@ -473,9 +510,12 @@ async function main(): Promise<void> {
           if (Date.now() - started > TOTAL_DEADLINE_MS) break outer;
           console.error(`fanout bench: run ${run + 1}/${RUNS}, N=${n}, ${target} ...`);
           try {
-            if (!IDLE_ONLY && target !== 'wsplain') {
-              runs.push({ run, n, target, scenario: 'main', values: target === 'net' ? await floorSession(c, n) : await cattailSession(c, target, n) });
-              if (target !== 'net') runs.push({ run, n, target, scenario: 'coalesced', values: await cattailCoalesced(c, target, n) });
+            // The floor's lock-step and burst are measured in each Cattail target's session (paired).
+            if (!IDLE_ONLY && isCattail(target)) {
+              const paired = await pairedSession(c, target, n);
+              runs.push({ run, n, target, scenario: 'main', values: paired.cattail });
+              runs.push({ run, n, target: 'net', scenario: `main:${target}`, values: paired.floor });
+              runs.push({ run, n, target, scenario: 'coalesced', values: await cattailCoalesced(c, target, n) });
             }
             if (!BURST_ONLY) runs.push({ run, n, target, scenario: 'idle', values: await idleMemory(c, target, n) });
           } catch (err) {
@@ -514,10 +554,12 @@ function write(rowTargets: Target[], coldTargets: Target[], loadBefore: number[]
   const summary: Record<string, unknown>[] = [];
   for (const n of COLD_ONLY ? [] : COUNTS) {
     for (const t of rowTargets) {
+      // The floor's row: its measurements in every Cattail target's paired session.
+      const main = t === 'net' ? /^main:/ : 'main';
       const row = {
         n, target: t,
-        cpuUsPerDelivery: valuesOf(n, t, 'main', 'burstCpuUsPerDelivery'), cpuVsFloor: !isCattail(t) ? [] : ratios(n, t, 'main', 'burstCpuUsPerDelivery'),
-        lockstepP50Ms: valuesOf(n, t, 'main', 'lockstepLastClientP50Ms'), latencyVsFloor: !isCattail(t) ? [] : ratios(n, t, 'main', 'lockstepLastClientP50Ms'),
+        cpuUsPerDelivery: valuesOf(n, t, main, 'burstCpuUsPerDelivery'), cpuVsFloor: !isCattail(t) ? [] : ratios(n, t, 'main', 'burstCpuUsPerDelivery', `main:${t}`),
+        lockstepP50Ms: valuesOf(n, t, main, 'lockstepLastClientP50Ms'), latencyVsFloor: !isCattail(t) ? [] : ratios(n, t, 'main', 'lockstepLastClientP50Ms', `main:${t}`),
         idleRssBytesPerConn: valuesOf(n, t, 'idle', 'idleRssBytesPerConn'), idleHeapBytesPerConn: valuesOf(n, t, 'idle', 'idleHeapBytesPerConn'),
         idleRssFromStartBytesPerConn: valuesOf(n, t, 'idle', 'idleRssFromStartBytesPerConn'), idleWarmupResidualBytes: valuesOf(n, t, 'idle', 'idleWarmupResidualBytes'),
         coalescedCpuUsPerChange: valuesOf(n, t, 'coalesced', 'coalescedCpuUsPerDeliveredChange'), coalescedFlushes: valuesOf(n, t, 'coalesced', 'coalescedFlushes'),
@@ -544,7 +586,7 @@ function write(rowTargets: Target[], coldTargets: Target[], loadBefore: number[]
     '',
     'Cells: median [min–max] over the runs. "vs floor" is the per-run ratio to the plain `net` server writing the same bytes to the same number of sockets in the same run, then its median: compare those, not absolute times (±35 % between runs on this machine).',
     '',
-    '`net` = plain Node `net` server writing one pre-framed DELTA+STATUS buffer per socket per change (the floor). `ws` / `uws` = Cattail with that transport. `wsplain` (idle memory only) = a plain `ws` server holding the same connections: the WebSocket library\'s own share. A feed of 1,000 WorkloadEndpoint-like values (~500 B); one change = one changed value. CPU/delivery: burst at flushWindowMs 0 (one flush per change, one loop turn per change), server CPU from the first change to the last client\'s receipt, divided by changes × clients (with a Cattail target: its 3 full clients too). Lock-step: push one change, time until the last client has it (p50). Idle memory: what one more idle connection holds, after GC, each target in a fresh process of its own (bench/idle-child.ts; Cattail with a 10-entry feed, so the snapshot sends leave no allocator pages behind): RSS (and JS heap + external) growth per connection from a first step of the connections (a fifth, and at least 500: one batch of upgrades) to all of them, V8\'s young generation fixed at 16 MiB semi-spaces and touched before the first reading (left to itself V8 grows it to tens of MiB, sized from the heap limit: a one-time cost, not a per-connection one); "from start" is the RSS growth from before the first connection, one-time growth included. Coalesced: the same burst at the default flushWindowMs (5 ms), CPU per delivered change. Full clients: 3 library clients per Cattail run ended at the last revision, in sync, with no digest mismatch, gap or protocol error.',
+    '`net` = plain Node `net` server writing one pre-framed DELTA+STATUS buffer per socket per change (the floor). `ws` / `uws` = Cattail with that transport. `wsplain` (idle memory only) = a plain `ws` server holding the same connections: the WebSocket library\'s own share. A feed of 1,000 WorkloadEndpoint-like values (~500 B); one change = one changed value. Paired: each Cattail target\'s session holds the floor\'s N sockets and its own N at once (both servers in this process) and measures the two in alternation, so a ratio spans seconds, not the tens of seconds between sessions. CPU/delivery: bursts at flushWindowMs 0 (one flush per change, one loop turn per change) in ' + String(PAIRED_BLOCKS) + ' blocks per side in ABBA order, server CPU from a block\'s first change to its last client\'s receipt, summed per side and divided by changes × clients (with a Cattail target: its 3 full clients too). Lock-step: push one change, time until the last client has it (p50; floor and Cattail rounds alternate). Idle memory: what one more idle connection holds, after GC, each target in a fresh process of its own (bench/idle-child.ts; Cattail with a 10-entry feed, so the snapshot sends leave no allocator pages behind): RSS (and JS heap + external) growth per connection from a first step of the connections (a fifth, and at least 500: one batch of upgrades) to all of them, V8\'s young generation fixed at 16 MiB semi-spaces and touched before the first reading (left to itself V8 grows it to tens of MiB, sized from the heap limit: a one-time cost, not a per-connection one); "from start" is the RSS growth from before the first connection, one-time growth included. Coalesced: the same burst at the default flushWindowMs (5 ms), CPU per delivered change. Full clients: 3 library clients per Cattail run ended at the last revision, in sync, with no digest mismatch, gap or protocol error.',
     '',
     ...(COLD_ONLY ? ['(--cold-only: the cold start alone.)'] : [
       '| clients | target | CPU µs/delivery | vs floor | lock-step last client p50 ms | vs floor | idle RSS KB/conn | idle heap KB/conn | idle RSS from start KB/conn | coalesced CPU µs/change | writes/client/flush | full clients |',

@@ -23,11 +23,15 @@ interface ClientState {
   have: number;
   skip: number;
   revision: number;
+  /** Which server's sockets these are (bench/fanout.ts measures a target and the floor side by side). */
+  group: number;
 }
 
 export type ClientCmd =
-  | { cmd: 'connect'; host: string; port: number; n: number; mode: 'ws' | 'raw'; caps: string[]; feed: string; concurrency: number }
-  | { cmd: 'target'; revision: number }
+  /** `group`: a label for these sockets (default 0), so that `target` can wait for one server's alone. */
+  | { cmd: 'connect'; host: string; port: number; n: number; mode: 'ws' | 'raw'; caps: string[]; feed: string; concurrency: number; group?: number }
+  /** Answers `reached` once every socket (of `group`, when given) has `revision`. */
+  | { cmd: 'target'; revision: number; group?: number }
   | { cmd: 'full'; url: string; n: number; feed: string }
   | { cmd: 'fullReport'; feed: string }
   | { cmd: 'closeAll' }
@@ -40,6 +44,10 @@ export type ClientCmd =
 const clients: ClientState[] = [];
 const full: Client[] = [];
 let target = Infinity;
+/** The group `target` is for; undefined: every socket. */
+let targetGroup: number | undefined;
+/** Sockets `target` waits for (of targetGroup, or all). */
+let targetSockets = 0;
 let atTarget = 0;
 let lastCrossMs = 0;
 let frames = 0;
@@ -76,9 +84,9 @@ function onRevision(c: ClientState, rev: number): void {
       a[2] = t;
     }
   }
-  if (was < target && rev >= target) {
+  if (was < target && rev >= target && (targetGroup === undefined || c.group === targetGroup)) {
     lastCrossMs = nowMs();
-    if (++atTarget === clients.length) send({ ev: 'reached', revision: target, lastMs: lastCrossMs });
+    if (++atTarget === targetSockets) send({ ev: 'reached', revision: target, lastMs: lastCrossMs });
   }
 }
 
@@ -138,7 +146,7 @@ function onData(c: ClientState, chunk: Buffer): void {
 function openOne(m: Extract<ClientCmd, { cmd: 'connect' }>, req: string, hello: Buffer): Promise<boolean> {
   return new Promise((resolve) => {
     const sock = connect({ host: m.host, port: m.port, noDelay: true });
-    const c: ClientState = { sock, hello: m.mode === 'ws' ? hello : undefined, upgraded: m.mode === 'raw', http: '', hdr: Buffer.alloc(40), have: 0, skip: 0, revision: 0 };
+    const c: ClientState = { sock, hello: m.mode === 'ws' ? hello : undefined, upgraded: m.mode === 'raw', http: '', hdr: Buffer.alloc(40), have: 0, skip: 0, revision: 0, group: m.group ?? 0 };
     sock.on('connect', () => {
       if (m.mode === 'ws') sock.write(req);
       clients.push(c);
@@ -166,11 +174,15 @@ process.on('message', (m: ClientCmd) => {
     case 'connect':
       void connectAll(m);
       break;
-    case 'target':
+    case 'target': {
       target = m.revision;
-      atTarget = clients.filter((c) => c.revision >= target).length;
-      if (atTarget === clients.length) send({ ev: 'reached', revision: target, lastMs: nowMs() });
+      targetGroup = m.group;
+      const waited = targetGroup === undefined ? clients : clients.filter((c) => c.group === targetGroup);
+      targetSockets = waited.length;
+      atTarget = waited.filter((c) => c.revision >= target).length;
+      if (atTarget === targetSockets) send({ ev: 'reached', revision: target, lastMs: nowMs() });
       break;
+    }
     case 'full': {
       for (let i = 0; i < m.n; i++) full.push(connectClient({ endpoints: [m.url], feeds: [m.feed], node: `full-${i}`, raw: true, compression: ['deflate'] }));
       void Promise.all(full.map((c) => c.whenInSync())).then(() => send({ ev: 'fullReady' }));
@@ -190,6 +202,8 @@ process.on('message', (m: ClientCmd) => {
       for (const c of clients.splice(0)) c.sock.destroy();
       for (const c of full.splice(0)) c.destroy();
       target = Infinity;
+      targetGroup = undefined;
+      targetSockets = 0;
       atTarget = 0;
       send({ ev: 'closed', frames, bytes, cpuS: (process.cpuUsage().user + process.cpuUsage().system) / 1e6 });
       // Counts are per session: the orchestrator divides them by this session's clients.
