@@ -165,6 +165,8 @@ const FLOOR_GROUP = 0;
 const CATTAIL_GROUP = 1;
 /** Burst blocks per side in a paired session (ABBA order, so that drift over the session cancels). */
 const PAIRED_BLOCKS = 4;
+/** Floor blocks of the control before Cattail's sockets connect, and again after its server closed. */
+const CONTROL_BLOCKS = 2;
 
 /** The floor's side of a paired session: a `net` server and the revision its sockets last got. */
 interface FloorSide {
@@ -179,63 +181,91 @@ function floorChange(f: FloorSide): number {
   return f.revision;
 }
 
+/** One burst block of the floor: `changes` changes, one per loop turn; its CPU (s) until the last floor socket has the last. */
+async function floorBlock(c: Clients, floor: FloorSide, changes: number): Promise<number> {
+  const cpu0 = cpuS();
+  for (let i = 0; i < changes; i++) {
+    floorChange(floor);
+    await immediate();
+  }
+  await c.reach(floor.revision, FLOOR_GROUP);
+  return cpuS() - cpu0;
+}
+
 /**
  * The floor and one Cattail target measured side by side, in one session: both servers in this
  * process, both sets of N sockets held by the load client at once (told apart by group), and the
- * two measured in alternation (lock-step rounds one after the other; bursts in ABBA blocks). The
- * ratio of the two is then taken over seconds, not over the tens of seconds between two sessions,
- * in which this machine's speed drifts by a third. Each side's idle sockets cost the other side
- * nothing but Cattail's once-a-second sweep.
+ * two measured in alternation (lock-step rounds one after the other, which first alternating;
+ * bursts in ABBA blocks). The ratio of the two is then taken over seconds, not over the tens of
+ * seconds between two sessions, in which this machine's speed drifts by a third.
+ *
+ * The price: the floor now writes in a process that also holds Cattail's N connections. What that
+ * costs it is measured in the same session (the control): floor blocks before Cattail's sockets
+ * connect and after its server closed, against the floor's blocks in alternation with Cattail
+ * (`pairedVsAlone`; the mean of before and after cancels a steady drift).
  */
 async function pairedSession(c: Clients, transport: 'ws' | 'uws', n: number): Promise<{ cattail: Rec; floor: Rec }> {
   const srv = await netServer(() => undefined);
-  const floor: FloorSide = { srv, revision: 1 };
+  try {
+    return await pairedWith(c, transport, n, { srv, revision: 1 });
+  } finally {
+    await srv.close();
+  }
+}
+
+async function pairedWith(c: Clients, transport: 'ws' | 'uws', n: number, floor: FloorSide): Promise<{ cattail: Rec; floor: Rec }> {
   const { server, upstream, port } = await cattail(transport, 0, FEED_ENTRIES);
+  let serverOpen = true;
   const store = server.stores.get('felix');
   const rev = (): number => store?.revision ?? 0;
   try {
     const fullReady = c.wait('fullReady');
     c.send({ cmd: 'full', url: server.url, n: FULL_CLIENTS, feed: 'felix' });
     await fullReady;
-    await c.connect(srv.port, n, 'raw', 500, n, FLOOR_GROUP);
+    await c.connect(floor.srv.port, n, 'raw', 500, n, FLOOR_GROUP);
     const until = Date.now() + 10_000;
-    while (srv.sockets.length < n && Date.now() < until) await sleep(10);
+    while (floor.srv.sockets.length < n && Date.now() < until) await sleep(10);
+    const perBlock = Math.max(5, Math.round(burstRounds(n) / PAIRED_BLOCKS));
+    // The control's first half: the floor before Cattail's N sockets connect, after one block
+    // not counted (the floor's code warm, as in its paired blocks).
+    await floorBlock(c, floor, perBlock);
+    let aloneCpu = 0;
+    for (let b = 0; b < CONTROL_BLOCKS; b++) aloneCpu += await floorBlock(c, floor, perBlock);
     await c.connect(port, n, 'ws', 500, 2 * n, CATTAIL_GROUP);
     await c.reach(rev(), CATTAIL_GROUP);
     const cattailRec: Rec = {};
     const floorRec: Rec = {};
     // One change at a time: push → the last client has it; the two sides in alternation.
     const lat = { cattail: [] as number[], floor: [] as number[] };
-    for (let i = 0; i < LOCKSTEP_ROUNDS + LOCKSTEP_WARMUP; i++) {
-      let t0 = nowMs();
-      const fr = floorChange(floor);
-      const fl = (await c.reach(fr, FLOOR_GROUP)) - t0;
-      t0 = nowMs();
+    const floorRound1 = async (): Promise<number> => {
+      const t0 = nowMs();
+      return (await c.reach(floorChange(floor), FLOOR_GROUP)) - t0;
+    };
+    const cattailRound1 = async (): Promise<number> => {
+      const t0 = nowMs();
       upstream.push('felix', { updates: [change()] });
-      const cl = (await c.reach(rev(), CATTAIL_GROUP)) - t0;
+      return (await c.reach(rev(), CATTAIL_GROUP)) - t0;
+    };
+    for (let i = 0; i < LOCKSTEP_ROUNDS + LOCKSTEP_WARMUP; i++) {
+      const floorFirst = i % 2 === 0;
+      const a = floorFirst ? await floorRound1() : await cattailRound1();
+      const b = floorFirst ? await cattailRound1() : await floorRound1();
       if (i >= LOCKSTEP_WARMUP) {
-        lat.floor.push(fl);
-        lat.cattail.push(cl);
+        lat.floor.push(floorFirst ? a : b);
+        lat.cattail.push(floorFirst ? b : a);
       }
     }
     floorRec['lockstepLastClientP50Ms'] = +median(lat.floor).toFixed(2);
     cattailRec['lockstepLastClientP50Ms'] = +median(lat.cattail).toFixed(2);
     // Bursts at flushWindowMs 0: one change per loop turn, one flush per change; in blocks,
-    // floor and Cattail in ABBA order, each side's CPU summed over its blocks.
-    const perBlock = Math.max(5, Math.round(burstRounds(n) / PAIRED_BLOCKS));
+    // floor and Cattail in ABBA order (F C C F F C C F ...), each side's CPU summed over its blocks.
     const cpu = { cattail: 0, floor: 0 };
     const s0 = server.fanoutStats();
     for (let b = 0; b < 2 * PAIRED_BLOCKS; b++) {
-      const floorFirst = b % 4 === 0 || b % 4 === 3;
-      const cpu0 = cpuS();
-      if (floorFirst) {
-        for (let i = 0; i < perBlock; i++) {
-          floorChange(floor);
-          await immediate();
-        }
-        await c.reach(floor.revision, FLOOR_GROUP);
-        cpu.floor += cpuS() - cpu0;
-      } else {
+      const floorsBlock = b % 4 === 0 || b % 4 === 3;
+      if (floorsBlock) cpu.floor += await floorBlock(c, floor, perBlock);
+      else {
+        const cpu0 = cpuS();
         for (let i = 0; i < perBlock; i++) {
           upstream.push('felix', { updates: [change()] });
           await immediate();
@@ -264,12 +294,21 @@ async function pairedSession(c: Clients, transport: 'ws' | 'uws', n: number): Pr
       await sleep(50);
     }
     cattailRec['fullClientsOk'] = full.clients.length === FULL_CLIENTS && full.clients.every((x) => x['revision'] === rev() && x['inSync'] === true && x['digestMismatches'] === 0 && x['revisionGaps'] === 0 && x['protocolErrors'] === 0);
+    // The control's second half: the floor after Cattail's server (and its connections) closed.
+    serverOpen = false;
+    await server.close();
+    // Its N sockets' teardown (FINs, close events) must not run in the floor's blocks.
+    await sleep(1_000);
+    for (let b = 0; b < CONTROL_BLOCKS; b++) aloneCpu += await floorBlock(c, floor, perBlock);
+    const aloneUs = (aloneCpu * 1e6) / (2 * CONTROL_BLOCKS * perBlock * n);
+    floorRec['aloneCpuUsPerDelivery'] = +aloneUs.toFixed(2);
+    floorRec['pairedVsAlone'] = +((cpu.floor * 1e6) / (rounds * n) / aloneUs).toFixed(3);
     const cl = await c.closeAll();
-    cattailRec['clientFramesTotal'] = cl['frames'];
+    // Both groups' frames: the floor's and Cattail's (the field names the session's total).
+    floorRec['sessionFramesTotal'] = cl['frames'];
     return { cattail: cattailRec, floor: floorRec };
   } finally {
-    await server.close();
-    await srv.close();
+    if (serverOpen) await server.close();
   }
 }
 
@@ -564,10 +603,11 @@ function write(rowTargets: Target[], coldTargets: Target[], loadBefore: number[]
         idleRssFromStartBytesPerConn: valuesOf(n, t, 'idle', 'idleRssFromStartBytesPerConn'), idleWarmupResidualBytes: valuesOf(n, t, 'idle', 'idleWarmupResidualBytes'),
         coalescedCpuUsPerChange: valuesOf(n, t, 'coalesced', 'coalescedCpuUsPerDeliveredChange'), coalescedFlushes: valuesOf(n, t, 'coalesced', 'coalescedFlushes'),
         writesPerClientPerFlush: valuesOf(n, t, 'main', 'burstWritesPerClientPerFlush'),
+        floorPairedVsAlone: t === 'net' ? valuesOf(n, t, main, 'pairedVsAlone') : [],
         fullClientsOk: runs.filter((r) => r.n === n && r.target === t && r.scenario === 'main').map((r) => r.values['fullClientsOk']),
       };
       summary.push(row);
-      rows.push(`| ${n} | ${t} | ${fmt(row.cpuUsPerDelivery)} | ${fmt(row.cpuVsFloor)} | ${fmt(row.lockstepP50Ms, 1)} | ${fmt(row.latencyVsFloor)} | ${fmt(row.idleRssBytesPerConn.map((b) => b / 1024), 1)} | ${fmt(row.idleHeapBytesPerConn.map((b) => b / 1024), 1)} | ${fmt(row.idleRssFromStartBytesPerConn.map((b) => b / 1024), 1)} | ${fmt(row.coalescedCpuUsPerChange)} | ${fmt(row.writesPerClientPerFlush, 3)} | ${!isCattail(t) || row.fullClientsOk.length === 0 ? '–' : row.fullClientsOk.every((x) => x === true) ? `ok (${row.fullClientsOk.length})` : 'FAILED'} |`);
+      rows.push(`| ${n} | ${t} | ${fmt(row.cpuUsPerDelivery)} | ${fmt(row.cpuVsFloor)} | ${fmt(row.lockstepP50Ms, 1)} | ${fmt(row.latencyVsFloor)} | ${fmt(row.idleRssBytesPerConn.map((b) => b / 1024), 1)} | ${fmt(row.idleHeapBytesPerConn.map((b) => b / 1024), 1)} | ${fmt(row.idleRssFromStartBytesPerConn.map((b) => b / 1024), 1)} | ${fmt(row.coalescedCpuUsPerChange)} | ${fmt(row.writesPerClientPerFlush, 3)} | ${fmt(row.floorPairedVsAlone)} | ${!isCattail(t) || row.fullClientsOk.length === 0 ? '–' : row.fullClientsOk.every((x) => x === true) ? `ok (${row.fullClientsOk.length})` : 'FAILED'} |`);
     }
   }
   const coldRows: string[] = [];
@@ -586,11 +626,11 @@ function write(rowTargets: Target[], coldTargets: Target[], loadBefore: number[]
     '',
     'Cells: median [min–max] over the runs. "vs floor" is the per-run ratio to the plain `net` server writing the same bytes to the same number of sockets in the same run, then its median: compare those, not absolute times (±35 % between runs on this machine).',
     '',
-    '`net` = plain Node `net` server writing one pre-framed DELTA+STATUS buffer per socket per change (the floor). `ws` / `uws` = Cattail with that transport. `wsplain` (idle memory only) = a plain `ws` server holding the same connections: the WebSocket library\'s own share. A feed of 1,000 WorkloadEndpoint-like values (~500 B); one change = one changed value. Paired: each Cattail target\'s session holds the floor\'s N sockets and its own N at once (both servers in this process) and measures the two in alternation, so a ratio spans seconds, not the tens of seconds between sessions. CPU/delivery: bursts at flushWindowMs 0 (one flush per change, one loop turn per change) in ' + String(PAIRED_BLOCKS) + ' blocks per side in ABBA order, server CPU from a block\'s first change to its last client\'s receipt, summed per side and divided by changes × clients (with a Cattail target: its 3 full clients too). Lock-step: push one change, time until the last client has it (p50; floor and Cattail rounds alternate). Idle memory: what one more idle connection holds, after GC, each target in a fresh process of its own (bench/idle-child.ts; Cattail with a 10-entry feed, so the snapshot sends leave no allocator pages behind): RSS (and JS heap + external) growth per connection from a first step of the connections (a fifth, and at least 500: one batch of upgrades) to all of them, V8\'s young generation fixed at 16 MiB semi-spaces and touched before the first reading (left to itself V8 grows it to tens of MiB, sized from the heap limit: a one-time cost, not a per-connection one); "from start" is the RSS growth from before the first connection, one-time growth included. Coalesced: the same burst at the default flushWindowMs (5 ms), CPU per delivered change. Full clients: 3 library clients per Cattail run ended at the last revision, in sync, with no digest mismatch, gap or protocol error.',
+    '`net` = plain Node `net` server writing one pre-framed DELTA+STATUS buffer per socket per change (the floor). `ws` / `uws` = Cattail with that transport. `wsplain` (idle memory only) = a plain `ws` server holding the same connections: the WebSocket library\'s own share. A feed of 1,000 WorkloadEndpoint-like values (~500 B); one change = one changed value. Paired: each Cattail target\'s session holds the floor\'s N sockets and its own N at once (both servers in this process) and measures the two in alternation, so a ratio spans seconds, not the tens of seconds between sessions. CPU/delivery: bursts at flushWindowMs 0 (one flush per change, one loop turn per change) in ' + String(PAIRED_BLOCKS) + ' blocks per side in ABBA order, server CPU from a block\'s first change to its last client\'s receipt, summed per side and divided by changes × clients (with a Cattail target: its 3 full clients too). Lock-step: push one change, time until the last client has it (p50; floor and Cattail rounds alternate, each first in every other round). Floor CPU paired ÷ alone (the control): the floor\'s CPU per delivery in its blocks alternated with Cattail, over its CPU in ' + String(CONTROL_BLOCKS) + ' blocks before Cattail\'s sockets connect and ' + String(CONTROL_BLOCKS) + ' after its server closed: what sharing the process with Cattail\'s connections costs the floor (above 1: the ratios to the floor flatter Cattail by that much). Idle memory: what one more idle connection holds, after GC, each target in a fresh process of its own (bench/idle-child.ts; Cattail with a 10-entry feed, so the snapshot sends leave no allocator pages behind): RSS (and JS heap + external) growth per connection from a first step of the connections (a fifth, and at least 500: one batch of upgrades) to all of them, V8\'s young generation fixed at 16 MiB semi-spaces and touched before the first reading (left to itself V8 grows it to tens of MiB, sized from the heap limit: a one-time cost, not a per-connection one); "from start" is the RSS growth from before the first connection, one-time growth included. Coalesced: the same burst at the default flushWindowMs (5 ms), CPU per delivered change. Full clients: 3 library clients per Cattail run ended at the last revision, in sync, with no digest mismatch, gap or protocol error.',
     '',
     ...(COLD_ONLY ? ['(--cold-only: the cold start alone.)'] : [
-      '| clients | target | CPU µs/delivery | vs floor | lock-step last client p50 ms | vs floor | idle RSS KB/conn | idle heap KB/conn | idle RSS from start KB/conn | coalesced CPU µs/change | writes/client/flush | full clients |',
-      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+      '| clients | target | CPU µs/delivery | vs floor | lock-step last client p50 ms | vs floor | idle RSS KB/conn | idle heap KB/conn | idle RSS from start KB/conn | coalesced CPU µs/change | writes/client/flush | floor CPU paired ÷ alone | full clients |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
       ...rows,
       ...(warmupLeft > 0 ? ['', `In ${warmupLeft} idle measurement(s) a second warm-up of the young generation still added more than 1 MiB of RSS: the first had not made it all resident, and the "from start" figure there includes the rest.`] : []),
     ]),
