@@ -539,6 +539,8 @@ async function main(): Promise<void> {
   // last, for idle memory (the WebSocket library's own share), never in the other scenarios.
   const coldTargets = known.filter((t) => only.length === 0 || only.includes(t));
   const targets = coldTargets.filter((t): t is MainTarget => t !== 'wsplain');
+  // The floor's lock-step and burst run only paired with a Cattail target (pairedSession).
+  if (!IDLE_ONLY && !COLD_ONLY && !targets.some(isCattail)) throw new Error('bench: --targets without ws or uws measures no lock-step or burst (the floor runs paired with a Cattail target); add one, or pass --idle-only or --cold-only');
   const idleTargets: Target[] = [...targets, ...coldTargets.filter((t) => t === 'wsplain')];
   const frames = coldSnapshotFrames();
   const loadBefore = loadavg().map((x) => +x.toFixed(2));
