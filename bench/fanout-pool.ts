@@ -42,7 +42,7 @@ function main(): void {
   const args = process.argv.slice(2);
   const o = args.indexOf('--out');
   const out = o >= 0 ? args[o + 1] : undefined;
-  const files = args.filter((_, i) => i !== o && i !== o + 1);
+  const files = o >= 0 ? args.filter((_, i) => i !== o && i !== o + 1) : args;
   if (files.length === 0) throw new Error('usage: fanout-pool [--out PREFIX] FILE.json...');
   const pools = new Map<string, { ratios: number[]; perFile: string[] }>();
   for (const path of files) {
