@@ -11,8 +11,8 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
+import { type RunRec, runRatios } from './fanout-runs.js';
 
-interface RunRec { run: number; n: number; target: string; scenario: string; values: Record<string, unknown> }
 interface ResultsFile { meta: { node: string; date: string }; runs: RunRec[] }
 
 const KEYS = [['burstCpuUsPerDelivery', 'CPU per delivery'], ['lockstepLastClientP50Ms', 'latency to the last client']] as const;
@@ -23,19 +23,6 @@ function quantile(sorted: readonly number[], q: number): number {
   const lo = Math.floor(i);
   const hi = Math.ceil(i);
   return (sorted[lo] as number) + ((sorted[hi] as number) - (sorted[lo] as number)) * (i - lo);
-}
-
-/** Per-run ratios target ÷ its paired floor (`main:<target>`), for one key. */
-function pairedRatios(f: ResultsFile, target: string, n: number, key: string): number[] {
-  const out: number[] = [];
-  for (const r of f.runs) {
-    if (r.target !== target || r.n !== n || r.scenario !== 'main') continue;
-    const floor = f.runs.find((x) => x.run === r.run && x.n === n && x.target === 'net' && x.scenario === `main:${target}`);
-    const a = r.values[key];
-    const b = floor?.values[key];
-    if (typeof a === 'number' && typeof b === 'number' && b > 0) out.push(a / b);
-  }
-  return out;
 }
 
 function main(): void {
@@ -53,7 +40,8 @@ function main(): void {
     for (const [key, label] of KEYS) {
       for (const t of targets) {
         for (const n of counts) {
-          const rs = pairedRatios(f, t, n, key);
+          // Cattail's paired records over the floor's of its session (pairedSession in fanout.ts).
+          const rs = runRatios(f.runs, n, t, 'main', key, `main:${t}`);
           if (rs.length === 0) continue;
           const id = `${label}|${line}|${t}|${n}`;
           const p = pools.get(id) ?? { ratios: [], perFile: [] };

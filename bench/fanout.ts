@@ -46,6 +46,7 @@ import { pinProcess } from '../src/bench/procs.js';
 import { Child } from '../src/bench/child.js';
 import { type CattailTarget, startCattailTarget } from './cattail-target.js';
 import { readTcpCounters, tcpCountersSince } from '../src/bench/tcp-counters.js';
+import { type RunRec, runRatios } from './fanout-runs.js';
 
 /** `wsplain`: the cold start's second floor, a plain `ws` server (src/bench/ws-floor.ts). */
 type Target = 'net' | 'wsplain' | 'ws' | 'uws';
@@ -181,6 +182,17 @@ function floorChange(f: FloorSide): number {
   return f.revision;
 }
 
+/** One burst block of Cattail: `changes` changes, one per loop turn; its CPU (s) until the last socket (of `group`) has the last. */
+async function cattailBlock(c: Clients, server: ServerHandle, upstream: ScriptedUpstream, changes: number, group?: number): Promise<number> {
+  const cpu0 = cpuS();
+  for (let i = 0; i < changes; i++) {
+    upstream.push('felix', { updates: [change()] });
+    await immediate();
+  }
+  await c.reach(server.stores.get('felix')?.revision ?? 0, group);
+  return cpuS() - cpu0;
+}
+
 /** One burst block of the floor: `changes` changes, one per loop turn; its CPU (s) until the last floor socket has the last. */
 async function floorBlock(c: Clients, floor: FloorSide, changes: number): Promise<number> {
   const cpu0 = cpuS();
@@ -264,15 +276,7 @@ async function pairedWith(c: Clients, transport: 'ws' | 'uws', n: number, floor:
     for (let b = 0; b < 2 * PAIRED_BLOCKS; b++) {
       const floorsBlock = b % 4 === 0 || b % 4 === 3;
       if (floorsBlock) cpu.floor += await floorBlock(c, floor, perBlock);
-      else {
-        const cpu0 = cpuS();
-        for (let i = 0; i < perBlock; i++) {
-          upstream.push('felix', { updates: [change()] });
-          await immediate();
-        }
-        await c.reach(rev(), CATTAIL_GROUP);
-        cpu.cattail += cpuS() - cpu0;
-      }
+      else cpu.cattail += await cattailBlock(c, server, upstream, perBlock, CATTAIL_GROUP);
     }
     const s1 = server.fanoutStats();
     const rounds = perBlock * PAIRED_BLOCKS;
@@ -316,13 +320,8 @@ async function pairedWith(c: Clients, transport: 'ws' | 'uws', n: number, floor:
 async function burst(c: Clients, server: ServerHandle, upstream: ScriptedUpstream, n: number): Promise<{ rounds: number; cpu: number; s0: FanOutStatsSnapshot; s1: FanOutStatsSnapshot }> {
   const rounds = burstRounds(n);
   const s0 = server.fanoutStats();
-  const cpu0 = cpuS();
-  for (let i = 0; i < rounds; i++) {
-    upstream.push('felix', { updates: [change()] });
-    await immediate();
-  }
-  await c.reach(server.stores.get('felix')?.revision ?? 0);
-  return { rounds, cpu: cpuS() - cpu0, s0, s1: server.fanoutStats() };
+  const cpu = await cattailBlock(c, server, upstream, rounds);
+  return { rounds, cpu, s0, s1: server.fanoutStats() };
 }
 
 /**
@@ -503,8 +502,7 @@ function median(xs: number[]): number {
   return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
 }
 
-interface RunRec { run: number; n: number; target: Target; scenario: string; values: Rec }
-const runs: RunRec[] = [];
+const runs: (RunRec & { target: Target })[] = [];
 const errors: string[] = [];
 
 /** `scenario`: its name, or (the floor's paired measurements, `main:<target>`) a pattern. */
@@ -512,15 +510,9 @@ function valuesOf(n: number, target: Target, scenario: string | RegExp, key: str
   return runs.filter((r) => r.n === n && r.target === target && (typeof scenario === 'string' ? r.scenario === scenario : scenario.test(r.scenario))).map((r) => r.values[key]).filter((v): v is number => typeof v === 'number');
 }
 
-/** Per-run ratios target/net of one metric (same run only), then median and spread. */
+/** Per-run ratios target/floor of one metric (same run only), then median and spread. */
 function ratios(n: number, target: Target, scenario: string, key: string, floorScenario = scenario, floor: Target = 'net'): number[] {
-  const out: number[] = [];
-  for (let run = 0; run < RUNS; run++) {
-    const a = runs.find((r) => r.run === run && r.n === n && r.target === target && r.scenario === scenario)?.values[key];
-    const b = runs.find((r) => r.run === run && r.n === n && r.target === floor && r.scenario === floorScenario)?.values[key];
-    if (typeof a === 'number' && typeof b === 'number' && b > 0) out.push(a / b);
-  }
-  return out;
+  return runRatios(runs, n, target, scenario, key, floorScenario, floor);
 }
 
 const fmt = (xs: number[], digits = 2): string => (xs.length === 0 ? '–' : `${median(xs).toFixed(digits)} [${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}]`);

@@ -1,0 +1,28 @@
+/**
+ * The run records bench/fanout.ts writes (its results JSON's `runs`) and the per-run ratio of a
+ * target to its floor, shared by fanout.ts (one invocation's table) and fanout-pool.ts (several
+ * results files pooled), so both compute a ratio the same way.
+ */
+
+export interface RunRec {
+  run: number;
+  n: number;
+  target: string;
+  scenario: string;
+  values: Record<string, number | string | boolean | undefined>;
+}
+
+/**
+ * Per run, `key` of `target` in `scenario` over the same of `floor` in `floorScenario`, same run
+ * and client count (a Cattail target paired with the `net` floor: `main` over `main:<target>`).
+ */
+export function runRatios(runs: readonly RunRec[], n: number, target: string, scenario: string, key: string, floorScenario = scenario, floor = 'net'): number[] {
+  const out: number[] = [];
+  for (const r of runs) {
+    if (r.n !== n || r.target !== target || r.scenario !== scenario) continue;
+    const a = r.values[key];
+    const b = runs.find((x) => x.run === r.run && x.n === n && x.target === floor && x.scenario === floorScenario)?.values[key];
+    if (typeof a === 'number' && typeof b === 'number' && b > 0) out.push(a / b);
+  }
+  return out;
+}
