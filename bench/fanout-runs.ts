@@ -1,8 +1,22 @@
 /**
- * The run records bench/fanout.ts writes (its results JSON's `runs`) and the per-run ratio of a
+ * The run records bench/fanout.ts writes (its results JSON's `runs`, its --windows file) and the per-run ratio of a
  * target to its floor, shared by fanout.ts (one invocation's table) and fanout-pool.ts (several
  * results files pooled), so both compute a ratio the same way.
  */
+
+/**
+ * One burst block of bench/fanout.ts (its --windows file): whose it was (`floor`, `cattail` in a
+ * paired session, `coalesced`), its span in µs on the monotonic clock (a CPU profile's sample
+ * times), and the deliveries in it (changes × sockets; at the default flush window, changes
+ * delivered, not frames).
+ */
+export interface MeasureWindow {
+  side: 'floor' | 'cattail' | 'coalesced';
+  t0: number;
+  t1: number;
+  deliveries: number;
+  changes: number;
+}
 
 export interface RunRec {
   run: number;

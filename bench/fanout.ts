@@ -26,7 +26,7 @@
  * Every loop is bounded in count and by deadlines; everything runs on 127.0.0.1.
  */
 import { type ChildProcess, fork } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { ServerHandle } from '../src/server/server.js';
@@ -46,7 +46,7 @@ import { pinProcess } from '../src/bench/procs.js';
 import { Child } from '../src/bench/child.js';
 import { type CattailTarget, startCattailTarget } from './cattail-target.js';
 import { readTcpCounters, tcpCountersSince } from '../src/bench/tcp-counters.js';
-import { type RunRec, runRatios } from './fanout-runs.js';
+import { type MeasureWindow, type RunRec, runRatios } from './fanout-runs.js';
 
 /** `wsplain`: the cold start's second floor, a plain `ws` server (src/bench/ws-floor.ts). */
 type Target = 'net' | 'wsplain' | 'ws' | 'uws';
@@ -88,6 +88,38 @@ const cpuS = (): number => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1e6;
 };
+/** CPU (s) of this process's main thread alone (Linux: schedstat, ns), NaN where there is none. */
+const MAIN_SCHEDSTAT = `/proc/self/task/${process.pid}/schedstat`;
+const mainCpuS = (): number => {
+  try {
+    return Number(readFileSync(MAIN_SCHEDSTAT, 'utf8').split(' ')[0]) / 1e9;
+  } catch {
+    return Number.NaN;
+  }
+};
+/**
+ * CPU (s) over one block: the whole process's (what the ratios use) and the main thread's. The
+ * rest is V8's and libuv's other threads (concurrent GC, compilation, the thread pool), which a
+ * CPU profile of the main thread never shows.
+ */
+interface BlockCpu {
+  all: number;
+  main: number;
+}
+const blockCpu = (): BlockCpu => ({ all: cpuS(), main: mainCpuS() });
+const cpuSince = (t0: BlockCpu): BlockCpu => ({ all: cpuS() - t0.all, main: mainCpuS() - t0.main });
+const addCpu = (a: BlockCpu, b: BlockCpu): BlockCpu => ({ all: a.all + b.all, main: a.main + b.main });
+const NO_CPU: BlockCpu = { all: 0, main: 0 };
+/**
+ * --windows <file>: every burst block's side, span and deliveries (MeasureWindow), written at exit,
+ * so that a CPU profile of this process (node --cpu-prof) can be cut into the floor's blocks and
+ * Cattail's (bench/profile-split.ts). The span is on the monotonic clock in µs, which is the clock
+ * of the profile's sample times.
+ */
+const WINDOWS_OUT = arg('windows', '');
+const windows: MeasureWindow[] = [];
+const usNow = (): number => Number(process.hrtime.bigint() / 1000n);
+if (WINDOWS_OUT !== '') process.on('exit', () => writeFileSync(WINDOWS_OUT, JSON.stringify(windows)));
 const gc = (globalThis as { gc?: () => void }).gc;
 const immediate = (): Promise<void> => new Promise((r) => setImmediate(r));
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -173,35 +205,45 @@ const CONTROL_BLOCKS = 2;
 interface FloorSide {
   readonly srv: NetServer;
   revision: number;
+  /** Bytes of the last change's buffer (what each socket got). */
+  bytes: number;
 }
 
 /** One change written by the floor to every socket (what a Cattail flush of one change writes). */
 function floorChange(f: FloorSide): number {
   const buf = floorRound(++f.revision);
+  f.bytes = buf.length;
   for (const s of f.srv.sockets) s.write(buf);
   return f.revision;
 }
 
-/** One burst block of Cattail: `changes` changes, one per loop turn; its CPU (s) until the last socket (of `group`) has the last. */
-async function cattailBlock(c: Clients, server: ServerHandle, upstream: ScriptedUpstream, changes: number, group?: number): Promise<number> {
-  const cpu0 = cpuS();
+/**
+ * One burst block of Cattail: `changes` changes, one per loop turn; its CPU (s) until the last
+ * socket (of `group`) has the last. `sockets`: how many the server writes each change to.
+ */
+async function cattailBlock(c: Clients, server: ServerHandle, upstream: ScriptedUpstream, changes: number, sockets: number, group?: number): Promise<BlockCpu> {
+  const cpu0 = blockCpu();
+  const t0 = usNow();
   for (let i = 0; i < changes; i++) {
     upstream.push('felix', { updates: [change()] });
     await immediate();
   }
   await c.reach(server.stores.get('felix')?.revision ?? 0, group);
-  return cpuS() - cpu0;
+  windows.push({ side: group === undefined ? 'coalesced' : 'cattail', t0, t1: usNow(), deliveries: changes * sockets, changes });
+  return cpuSince(cpu0);
 }
 
 /** One burst block of the floor: `changes` changes, one per loop turn; its CPU (s) until the last floor socket has the last. */
-async function floorBlock(c: Clients, floor: FloorSide, changes: number): Promise<number> {
-  const cpu0 = cpuS();
+async function floorBlock(c: Clients, floor: FloorSide, changes: number): Promise<BlockCpu> {
+  const cpu0 = blockCpu();
+  const t0 = usNow();
   for (let i = 0; i < changes; i++) {
     floorChange(floor);
     await immediate();
   }
   await c.reach(floor.revision, FLOOR_GROUP);
-  return cpuS() - cpu0;
+  windows.push({ side: 'floor', t0, t1: usNow(), deliveries: changes * floor.srv.sockets.length, changes });
+  return cpuSince(cpu0);
 }
 
 /**
@@ -219,7 +261,7 @@ async function floorBlock(c: Clients, floor: FloorSide, changes: number): Promis
 async function pairedSession(c: Clients, transport: 'ws' | 'uws', n: number): Promise<{ cattail: Rec; floor: Rec }> {
   const srv = await netServer(() => undefined);
   try {
-    return await pairedWith(c, transport, n, { srv, revision: 1 });
+    return await pairedWith(c, transport, n, { srv, revision: 1, bytes: 0 });
   } finally {
     await srv.close();
   }
@@ -241,8 +283,8 @@ async function pairedWith(c: Clients, transport: 'ws' | 'uws', n: number, floor:
     // The control's first half: the floor before Cattail's N sockets connect, after one block
     // not counted (the floor's code warm, as in its paired blocks).
     await floorBlock(c, floor, perBlock);
-    let aloneCpu = 0;
-    for (let b = 0; b < CONTROL_BLOCKS; b++) aloneCpu += await floorBlock(c, floor, perBlock);
+    let aloneCpu = NO_CPU;
+    for (let b = 0; b < CONTROL_BLOCKS; b++) aloneCpu = addCpu(aloneCpu, await floorBlock(c, floor, perBlock));
     await c.connect(port, n, 'ws', 500, 2 * n, CATTAIL_GROUP);
     await c.reach(rev(), CATTAIL_GROUP);
     const cattailRec: Rec = {};
@@ -271,21 +313,26 @@ async function pairedWith(c: Clients, transport: 'ws' | 'uws', n: number, floor:
     cattailRec['lockstepLastClientP50Ms'] = +median(lat.cattail).toFixed(2);
     // Bursts at flushWindowMs 0: one change per loop turn, one flush per change; in blocks,
     // floor and Cattail in ABBA order (F C C F F C C F ...), each side's CPU summed over its blocks.
-    const cpu = { cattail: 0, floor: 0 };
+    const cpu = { cattail: NO_CPU, floor: NO_CPU };
     const s0 = server.fanoutStats();
     for (let b = 0; b < 2 * PAIRED_BLOCKS; b++) {
       const floorsBlock = b % 4 === 0 || b % 4 === 3;
-      if (floorsBlock) cpu.floor += await floorBlock(c, floor, perBlock);
-      else cpu.cattail += await cattailBlock(c, server, upstream, perBlock, CATTAIL_GROUP);
+      if (floorsBlock) cpu.floor = addCpu(cpu.floor, await floorBlock(c, floor, perBlock));
+      else cpu.cattail = addCpu(cpu.cattail, await cattailBlock(c, server, upstream, perBlock, n + FULL_CLIENTS, CATTAIL_GROUP));
     }
     const s1 = server.fanoutStats();
     const rounds = perBlock * PAIRED_BLOCKS;
     floorRec['burstRounds'] = rounds;
     cattailRec['burstRounds'] = rounds;
-    floorRec['burstCpuUsPerDelivery'] = +((cpu.floor * 1e6) / (rounds * n)).toFixed(2);
+    floorRec['burstCpuUsPerDelivery'] = +((cpu.floor.all * 1e6) / (rounds * n)).toFixed(2);
+    floorRec['burstMainThreadCpuUsPerDelivery'] = +((cpu.floor.main * 1e6) / (rounds * n)).toFixed(2);
     // Every socket the flush writes to is a delivery: the full clients' too (the floor has n).
-    cattailRec['burstCpuUsPerDelivery'] = +((cpu.cattail * 1e6) / (rounds * (n + FULL_CLIENTS))).toFixed(2);
+    cattailRec['burstCpuUsPerDelivery'] = +((cpu.cattail.all * 1e6) / (rounds * (n + FULL_CLIENTS))).toFixed(2);
+    cattailRec['burstMainThreadCpuUsPerDelivery'] = +((cpu.cattail.main * 1e6) / (rounds * (n + FULL_CLIENTS))).toFixed(2);
     cattailRec['burstFlushes'] = s1.flushes - s0.flushes;
+    // The same bytes per socket on both sides (the floor's buffer mirrors a flush's DELTA + STATUS).
+    cattailRec['burstBytesPerWrite'] = Math.round((s1.sharedBytes - s0.sharedBytes) / Math.max(1, s1.flushWrites - s0.flushWrites));
+    floorRec['burstBytesPerWrite'] = floor.bytes;
     cattailRec['burstWritesPerClientPerFlush'] = +((s1.flushWrites - s0.flushWrites) / Math.max(1, (s1.flushes - s0.flushes) * (n + FULL_CLIENTS))).toFixed(3);
     // Content: the full clients end at the last revision with no digest mismatch or gap.
     const deadline = Date.now() + 10_000;
@@ -303,10 +350,10 @@ async function pairedWith(c: Clients, transport: 'ws' | 'uws', n: number, floor:
     await server.close();
     // Its N sockets' teardown (FINs, close events) must not run in the floor's blocks.
     await sleep(1_000);
-    for (let b = 0; b < CONTROL_BLOCKS; b++) aloneCpu += await floorBlock(c, floor, perBlock);
-    const aloneUs = (aloneCpu * 1e6) / (2 * CONTROL_BLOCKS * perBlock * n);
+    for (let b = 0; b < CONTROL_BLOCKS; b++) aloneCpu = addCpu(aloneCpu, await floorBlock(c, floor, perBlock));
+    const aloneUs = (aloneCpu.all * 1e6) / (2 * CONTROL_BLOCKS * perBlock * n);
     floorRec['aloneCpuUsPerDelivery'] = +aloneUs.toFixed(2);
-    floorRec['pairedVsAlone'] = +((cpu.floor * 1e6) / (rounds * n) / aloneUs).toFixed(3);
+    floorRec['pairedVsAlone'] = +((cpu.floor.all * 1e6) / (rounds * n) / aloneUs).toFixed(3);
     const cl = await c.closeAll();
     // Both groups' frames: the floor's and Cattail's (the field names the session's total).
     floorRec['sessionFramesTotal'] = cl['frames'];
@@ -320,7 +367,7 @@ async function pairedWith(c: Clients, transport: 'ws' | 'uws', n: number, floor:
 async function burst(c: Clients, server: ServerHandle, upstream: ScriptedUpstream, n: number): Promise<{ rounds: number; cpu: number; s0: FanOutStatsSnapshot; s1: FanOutStatsSnapshot }> {
   const rounds = burstRounds(n);
   const s0 = server.fanoutStats();
-  const cpu = await cattailBlock(c, server, upstream, rounds);
+  const cpu = (await cattailBlock(c, server, upstream, rounds, n)).all;
   return { rounds, cpu, s0, s1: server.fanoutStats() };
 }
 
@@ -591,7 +638,7 @@ function write(rowTargets: Target[], coldTargets: Target[], loadBefore: number[]
       const main = t === 'net' ? /^main:/ : 'main';
       const row = {
         n, target: t,
-        cpuUsPerDelivery: valuesOf(n, t, main, 'burstCpuUsPerDelivery'), cpuVsFloor: !isCattail(t) ? [] : ratios(n, t, 'main', 'burstCpuUsPerDelivery', `main:${t}`),
+        cpuUsPerDelivery: valuesOf(n, t, main, 'burstCpuUsPerDelivery'), mainThreadUsPerDelivery: valuesOf(n, t, main, 'burstMainThreadCpuUsPerDelivery'), cpuVsFloor: !isCattail(t) ? [] : ratios(n, t, 'main', 'burstCpuUsPerDelivery', `main:${t}`),
         lockstepP50Ms: valuesOf(n, t, main, 'lockstepLastClientP50Ms'), latencyVsFloor: !isCattail(t) ? [] : ratios(n, t, 'main', 'lockstepLastClientP50Ms', `main:${t}`),
         idleRssBytesPerConn: valuesOf(n, t, 'idle', 'idleRssBytesPerConn'), idleHeapBytesPerConn: valuesOf(n, t, 'idle', 'idleHeapBytesPerConn'),
         idleRssFromStartBytesPerConn: valuesOf(n, t, 'idle', 'idleRssFromStartBytesPerConn'), idleWarmupResidualBytes: valuesOf(n, t, 'idle', 'idleWarmupResidualBytes'),
@@ -601,7 +648,7 @@ function write(rowTargets: Target[], coldTargets: Target[], loadBefore: number[]
         fullClientsOk: runs.filter((r) => r.n === n && r.target === t && r.scenario === 'main').map((r) => r.values['fullClientsOk']),
       };
       summary.push(row);
-      rows.push(`| ${n} | ${t} | ${fmt(row.cpuUsPerDelivery)} | ${fmt(row.cpuVsFloor)} | ${fmt(row.lockstepP50Ms, 1)} | ${fmt(row.latencyVsFloor)} | ${fmt(row.idleRssBytesPerConn.map((b) => b / 1024), 1)} | ${fmt(row.idleHeapBytesPerConn.map((b) => b / 1024), 1)} | ${fmt(row.idleRssFromStartBytesPerConn.map((b) => b / 1024), 1)} | ${fmt(row.coalescedCpuUsPerChange)} | ${fmt(row.writesPerClientPerFlush, 3)} | ${fmt(row.floorPairedVsAlone)} | ${!isCattail(t) || row.fullClientsOk.length === 0 ? '–' : row.fullClientsOk.every((x) => x === true) ? `ok (${row.fullClientsOk.length})` : 'FAILED'} |`);
+      rows.push(`| ${n} | ${t} | ${fmt(row.cpuUsPerDelivery)} | ${fmt(row.mainThreadUsPerDelivery)} | ${fmt(row.cpuVsFloor)} | ${fmt(row.lockstepP50Ms, 1)} | ${fmt(row.latencyVsFloor)} | ${fmt(row.idleRssBytesPerConn.map((b) => b / 1024), 1)} | ${fmt(row.idleHeapBytesPerConn.map((b) => b / 1024), 1)} | ${fmt(row.idleRssFromStartBytesPerConn.map((b) => b / 1024), 1)} | ${fmt(row.coalescedCpuUsPerChange)} | ${fmt(row.writesPerClientPerFlush, 3)} | ${fmt(row.floorPairedVsAlone)} | ${!isCattail(t) || row.fullClientsOk.length === 0 ? '–' : row.fullClientsOk.every((x) => x === true) ? `ok (${row.fullClientsOk.length})` : 'FAILED'} |`);
     }
   }
   const coldRows: string[] = [];
@@ -620,11 +667,11 @@ function write(rowTargets: Target[], coldTargets: Target[], loadBefore: number[]
     '',
     'Cells: median [min–max] over the runs. "vs floor" is the per-run ratio to the plain `net` server writing the same bytes to the same number of sockets in the same run, then its median: compare those, not absolute times (±35 % between runs on this machine).',
     '',
-    '`net` = plain Node `net` server writing one pre-framed DELTA+STATUS buffer per socket per change (the floor). `ws` / `uws` = Cattail with that transport. `wsplain` (idle memory only) = a plain `ws` server holding the same connections: the WebSocket library\'s own share. A feed of 1,000 WorkloadEndpoint-like values (~500 B); one change = one changed value. Paired: each Cattail target\'s session holds the floor\'s N sockets and its own N at once (both servers in this process) and measures the two in alternation, so a ratio spans seconds, not the tens of seconds between sessions. CPU/delivery: bursts at flushWindowMs 0 (one flush per change, one loop turn per change) in ' + String(PAIRED_BLOCKS) + ' blocks per side in ABBA order, server CPU from a block\'s first change to its last client\'s receipt, summed per side and divided by changes × clients (with a Cattail target: its 3 full clients too). Lock-step: push one change, time until the last client has it (p50; floor and Cattail rounds alternate, each first in every other round). Floor CPU paired ÷ alone (the control): the floor\'s CPU per delivery in its blocks alternated with Cattail, over its CPU in ' + String(CONTROL_BLOCKS) + ' blocks before Cattail\'s sockets connect and ' + String(CONTROL_BLOCKS) + ' after its server closed: what sharing the process with Cattail\'s connections costs the floor (above 1: the ratios to the floor flatter Cattail by that much). Idle memory: what one more idle connection holds, after GC, each target in a fresh process of its own (bench/idle-child.ts; Cattail with a 10-entry feed, so the snapshot sends leave no allocator pages behind): RSS (and JS heap + external) growth per connection from a first step of the connections (a fifth, and at least 500: one batch of upgrades) to all of them, V8\'s young generation fixed at 16 MiB semi-spaces and touched before the first reading (left to itself V8 grows it to tens of MiB, sized from the heap limit: a one-time cost, not a per-connection one); "from start" is the RSS growth from before the first connection, one-time growth included. Coalesced: the same burst at the default flushWindowMs (5 ms), CPU per delivered change. Full clients: 3 library clients per Cattail run ended at the last revision, in sync, with no digest mismatch, gap or protocol error.',
+    '`net` = plain Node `net` server writing one pre-framed DELTA+STATUS buffer per socket per change (the floor). `ws` / `uws` = Cattail with that transport. `wsplain` (idle memory only) = a plain `ws` server holding the same connections: the WebSocket library\'s own share. A feed of 1,000 WorkloadEndpoint-like values (~500 B); one change = one changed value. Paired: each Cattail target\'s session holds the floor\'s N sockets and its own N at once (both servers in this process) and measures the two in alternation, so a ratio spans seconds, not the tens of seconds between sessions. CPU/delivery: bursts at flushWindowMs 0 (one flush per change, one loop turn per change) in ' + String(PAIRED_BLOCKS) + ' blocks per side in ABBA order, server CPU from a block\'s first change to its last client\'s receipt, summed per side and divided by changes × clients (with a Cattail target: its 3 full clients too); "of it main thread" is the same for the server\'s main thread alone (Linux schedstat; the rest is V8\'s and libuv\'s other threads, such as concurrent GC). Lock-step: push one change, time until the last client has it (p50; floor and Cattail rounds alternate, each first in every other round). Floor CPU paired ÷ alone (the control): the floor\'s CPU per delivery in its blocks alternated with Cattail, over its CPU in ' + String(CONTROL_BLOCKS) + ' blocks before Cattail\'s sockets connect and ' + String(CONTROL_BLOCKS) + ' after its server closed: what sharing the process with Cattail\'s connections costs the floor (above 1: the ratios to the floor flatter Cattail by that much). Idle memory: what one more idle connection holds, after GC, each target in a fresh process of its own (bench/idle-child.ts; Cattail with a 10-entry feed, so the snapshot sends leave no allocator pages behind): RSS (and JS heap + external) growth per connection from a first step of the connections (a fifth, and at least 500: one batch of upgrades) to all of them, V8\'s young generation fixed at 16 MiB semi-spaces and touched before the first reading (left to itself V8 grows it to tens of MiB, sized from the heap limit: a one-time cost, not a per-connection one); "from start" is the RSS growth from before the first connection, one-time growth included. Coalesced: the same burst at the default flushWindowMs (5 ms), CPU per delivered change. Full clients: 3 library clients per Cattail run ended at the last revision, in sync, with no digest mismatch, gap or protocol error.',
     '',
     ...(COLD_ONLY ? ['(--cold-only: the cold start alone.)'] : [
-      '| clients | target | CPU µs/delivery | vs floor | lock-step last client p50 ms | vs floor | idle RSS KB/conn | idle heap KB/conn | idle RSS from start KB/conn | coalesced CPU µs/change | writes/client/flush | floor CPU paired ÷ alone | full clients |',
-      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+      '| clients | target | CPU µs/delivery | of it main thread | vs floor | lock-step last client p50 ms | vs floor | idle RSS KB/conn | idle heap KB/conn | idle RSS from start KB/conn | coalesced CPU µs/change | writes/client/flush | floor CPU paired ÷ alone | full clients |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
       ...rows,
       ...(warmupLeft > 0 ? ['', `In ${warmupLeft} idle measurement(s) a second warm-up of the young generation still added more than 1 MiB of RSS: the first had not made it all resident, and the "from start" figure there includes the rest.`] : []),
     ]),

@@ -214,7 +214,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   // Opened before anything listens: unreadable files fail start-up with CATTAIL_SERVER_TLS_FILES.
   const tls = tlsSettings === undefined ? undefined : await TlsListener.open({ settings: tlsSettings, clock, log, metrics, handshakeTimeoutMs: o.handshakeTimeoutMs });
   registerConvergenceGauges(metrics, { resources: () => fanout.convergence.resources(), connections: () => fanout.connections, waiting: () => fanout.convergence.waiting });
-  const pipeline = new Pipeline(feeds, fanout, metrics, clock, log);
+  const pipeline = new Pipeline(feeds, fanout, clock, log);
   const health = new Health(clock, fanout, feeds, governor, upstream, options.upstreamDescription);
   const limits = { maxInboundBytes: o.maxInboundBytes, maxClientBytes: o.maxClientBytes, compressMinBytes: o.compressMinBytes };
   const hooks = acceptHooks({
@@ -240,7 +240,6 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   const debug = o.debugEndpoints === true ? { clients: (q: ClientsQuery) => clientsPage(fanout.connections, q, clock) } : undefined;
   const load = (): LoadReport => ({ serverId, connections: fanout.connections.size, targetConnections: governor.targetConnections ?? null, ready: health.ready().ok });
   const httpServer = tls?.httpServer(httpEndpointsHandler(served, health, load, debug, fanout.convergence)) ?? createHttpEndpoints(served, health, load, debug, fanout.convergence);
-  for (const f of feeds) metrics.feedRevision.set({ feed: f.name }, f.store.revision);
 
   let agentAddr: AddressInfo;
   let httpAddr: AddressInfo;

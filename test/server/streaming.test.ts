@@ -236,6 +236,9 @@ describe('server - streaming', () => {
       expect(text).toContain(name);
     }
     await waitUntil(async () => (await h.metric('cattail_feed_revision', { feed: 'felix' })) === 1, 'revision metric');
+    // pods(1) was one update; the pipeline counts it (read at scrape time from the feed's stats).
+    expect(await h.metric('cattail_updates_total', { feed: 'felix' })).toBe(1);
+    expect(await h.metric('cattail_updates_skipped_total', { feed: 'felix' })).toBe(0);
   });
 
   it('streams a snapshot to its agents while the build is still running', async () => {

@@ -11,7 +11,11 @@ import type { FeedStats } from './stats.js';
 import type { FeedCursor } from '../transport/connection.js';
 import type { ScopeIndex } from '../scoping/index.js';
 
-/** Revisions whose flush time is remembered for lag; older acks count from the oldest kept. */
+/**
+ * Revisions whose flush time is remembered for lag, at least; older acks count from the oldest
+ * kept. Trimmed when twice as many are held, so a flush moves no array (one splice per 4,096
+ * flushes instead of a 4,096-element shift per flush).
+ */
 const FLUSH_TIMES_KEPT = 4_096;
 
 export class FeedRuntime {
@@ -109,15 +113,25 @@ export class FeedRuntime {
 
   recordFlush(revision: number, atMs: number): void {
     this.flushTimes.push({ revision, atMs });
-    if (this.flushTimes.length > FLUSH_TIMES_KEPT) this.flushTimes.splice(0, this.flushTimes.length - FLUSH_TIMES_KEPT);
+    if (this.flushTimes.length >= 2 * FLUSH_TIMES_KEPT) this.flushTimes.splice(0, this.flushTimes.length - FLUSH_TIMES_KEPT);
   }
 
   /** Milliseconds a client at `revision` is behind: since the first flush it has not applied. */
   lagMs(revision: number, nowMs: number): number {
     if (revision >= this.flushedRevision) return 0;
-    for (const f of this.flushTimes) if (f.revision > revision) return Math.max(0, nowMs - f.atMs);
-    const oldest = this.flushTimes[0];
-    return oldest === undefined ? 0 : Math.max(0, nowMs - oldest.atMs);
+    // The first flush past `revision` (flush revisions ascend): a binary search, since an ack
+    // asks this and up to 8,191 flushes are held.
+    const times = this.flushTimes;
+    let lo = 0;
+    let hi = times.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((times[mid] as { revision: number }).revision > revision) hi = mid;
+      else lo = mid + 1;
+    }
+    // None past it kept (older than the oldest, or flushed without a record): the oldest kept.
+    const first = times[lo] ?? times[0];
+    return first === undefined ? 0 : Math.max(0, nowMs - first.atMs);
   }
 
   /**
@@ -131,9 +145,9 @@ export class FeedRuntime {
     if (this.scope !== undefined && node !== undefined) {
       // The frame is always at the current revision (with the node's digest); the key is the one
       // held for the cadence (currentStatusKey), so most deltas go without a STATUS.
-      return { key: this.currentStatusKey(), frame: this.nodeStatusFrame(statusKey(revision, meta), node, compressMinBytes) };
+      return { key: this.currentStatusKey(), frame: this.nodeStatusFrame(this.baseStatusKey(), node, compressMinBytes) };
     }
-    const key = statusKey(revision, meta);
+    const key = this.baseStatusKey();
     if (this.statusCache !== undefined && this.statusCache.key === key) return this.statusCache;
     const frame = encodeMessage(
       {
@@ -158,11 +172,7 @@ export class FeedRuntime {
    */
   currentStatusKey(): string {
     const meta = this.store.meta();
-    const revision = this.store.revision;
-    // Asked per agent on a flush: the key string (watermarks as JSON) once per revision and meta.
-    const memo = this.keyMemo;
-    const base = memo !== undefined && memo.revision === revision && memo.meta === meta ? memo.key : statusKey(revision, meta);
-    if (memo?.key !== base) this.keyMemo = { revision, meta, key: base };
+    const base = this.baseStatusKey();
     if (this.scope === undefined || base === this.heldKey) return base;
     const now = this.monotonic();
     const held = this.heldMeta;
@@ -176,6 +186,21 @@ export class FeedRuntime {
     }
     this.statusDueMs = this.lastStatusMs + SCOPED_DIGEST_INTERVAL_MS;
     return this.heldKey as string;
+  }
+
+  /**
+   * statusKey() of the current revision and meta, built once per revision and meta: a flush asks
+   * for it in buildUnits and again for the STATUS frame (and, scoped, per agent), and building it
+   * stringifies the watermarks.
+   */
+  private baseStatusKey(): string {
+    const meta = this.store.meta();
+    const revision = this.store.revision;
+    const memo = this.keyMemo;
+    if (memo !== undefined && memo.revision === revision && memo.meta === meta) return memo.key;
+    const key = statusKey(revision, meta);
+    this.keyMemo = { revision, meta, key };
+    return key;
   }
 
   /** Scoped: when the held key owes a STATUS (undefined: none owed). */

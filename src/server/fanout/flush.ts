@@ -374,7 +374,6 @@ export class Flusher {
       }
       feed.flushedRevision = rev;
       feed.flushedStatusKey = sk;
-      this.ctx.o.metrics.feedRevision.set({ feed: feed.name }, rev);
       units[feed.id] = unit;
       any = true;
     }

@@ -27,10 +27,14 @@ export interface FeedStats {
   snapshotRawBytesSent: number;
   /** Wire bytes of those snapshots (compressed where negotiated, with frame headers). */
   snapshotWireBytesSent: number;
+  /** Updates received from the upstream (pipeline.ts). */
+  updates: number;
+  /** Of them, byte-identical no-ops and deletions of unknown keys (the store skipped them). */
+  updatesSkipped: number;
 }
 
 export function newFeedStats(): FeedStats {
-  return { deltaUnitsEncoded: 0, deltaBytesEncoded: 0, skips: 0, catchUps: 0, inBandSnapshots: 0, snapshotsSent: 0, snapshotRawBytesSent: 0, snapshotWireBytesSent: 0 };
+  return { deltaUnitsEncoded: 0, deltaBytesEncoded: 0, skips: 0, catchUps: 0, inBandSnapshots: 0, snapshotsSent: 0, snapshotRawBytesSent: 0, snapshotWireBytesSent: 0, updates: 0, updatesSkipped: 0 };
 }
 
 /** Counts kept for the whole fan-out. */

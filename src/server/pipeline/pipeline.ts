@@ -17,7 +17,6 @@ import type { Clock } from '../../clock.js';
 import type { Logger } from '../../log.js';
 import type { FanOut } from '../fanout/fanout.js';
 import type { FeedRuntime } from '../fanout/feeds.js';
-import type { ServerMetrics } from '../ops/metrics.js';
 import type { FeedBatch, FeedSink } from './seams.js';
 
 export class Pipeline implements FeedSink {
@@ -29,7 +28,6 @@ export class Pipeline implements FeedSink {
   constructor(
     feeds: readonly FeedRuntime[],
     private readonly fanout: FanOut,
-    private readonly metrics: ServerMetrics,
     private readonly clock: Clock,
     private readonly log: Logger | undefined,
   ) {
@@ -55,9 +53,10 @@ export class Pipeline implements FeedSink {
     }
     // A batch that changed no entry may still advance the watermarks agents at this revision hold.
     this.fanout.convergence.onWatermarks();
-    this.metrics.updates.inc({ feed: feedName }, batch.updates.length);
-    const skipped = r.skippedNoOp + r.deletedUnknown;
-    if (skipped > 0) this.metrics.updatesSkipped.inc({ feed: feedName }, skipped);
+    // Plain numbers the metrics read at scrape time (stats.ts): a prom-client call here costs tens
+    // of µs a change at 1,000 agents, where each change runs with caches the flush's writes emptied.
+    feed.stats.updates += batch.updates.length;
+    feed.stats.updatesSkipped += r.skippedNoOp + r.deletedUnknown;
     // Even a batch that changed no entry may carry a status or watermarks worth a STATUS frame.
     this.fanout.scheduleFlush();
   }
