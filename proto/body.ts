@@ -38,7 +38,7 @@ export function bodyOf(m: Message): { [key: string]: PlainValue | undefined } {
     case 'hello':
       return {
         protocol: m.protocol, node: m.node, clientId: m.clientId, software: m.software,
-        feeds: m.feeds.map((f) => ({ name: f.name, token: f.token, watermarks: f.watermarks })), caps: m.caps, maxFrameBytes: m.maxFrameBytes,
+        feeds: m.feeds.map((f) => ({ name: f.name, token: f.token, watermarks: f.watermarks, notBefore: f.notBefore })), caps: m.caps, maxFrameBytes: m.maxFrameBytes,
       };
     case 'welcome':
       return {
@@ -205,7 +205,8 @@ export function messageOf(kind: MessageKind, h: FrameHeader, body: Body): Messag
         const name = ff.str('name');
         const token = ff.bin('token', MAX_TOKEN_BYTES, undefined, true);
         const watermarks = ff.watermarks('watermarks', true);
-        return { name, ...(token === undefined ? {} : { token }), ...(watermarks === undefined ? {} : { watermarks }) };
+        const notBefore = ff.watermarks('notBefore', true);
+        return { name, ...(token === undefined ? {} : { token }), ...(watermarks === undefined ? {} : { watermarks }), ...(notBefore === undefined ? {} : { notBefore }) };
       });
       if (feeds.length < 1 || feeds.length > MAX_HELLO_FEEDS) f.fail('feeds', `1..${MAX_HELLO_FEEDS} feeds`);
       if (new Set(feeds.map((x) => x.name)).size !== feeds.length) f.fail('feeds', 'unique feed names');

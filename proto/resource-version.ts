@@ -25,6 +25,32 @@ export function compareResourceVersions(a: string, b: string): -1 | 0 | 1 {
   return sa < sb ? -1 : sa > sb ? 1 : 0;
 }
 
+/** A resource whose watermark `offered` is older than `applied` (undefined: not offered at all). */
+export interface BehindResource {
+  resource: string;
+  /** What the client already applied. */
+  applied: string;
+  /** What the replica offers; undefined when it has no watermark for the resource at all. */
+  offered: string | undefined;
+}
+
+/**
+ * The resources where `offered` is older than `applied` (PROTOCOL.md §8): the check a client makes
+ * on a snapshot's or an in-sync STATUS's watermarks, and the one a server makes on a HELLO's
+ * `notBefore` before it sends a snapshot. A resource the replica does not report is behind: a
+ * replica that has not listed it yet would hand over a state without its objects, which is going
+ * back in time just the same. Values compare as compareResourceVersions does (a server checks
+ * that what a client sent is decimal before it relies on it).
+ */
+export function behindResources(applied: Readonly<Record<string, string>>, offered: Readonly<Record<string, string>>): BehindResource[] {
+  const out: BehindResource[] = [];
+  for (const [resource, have] of Object.entries(applied)) {
+    const got = offered[resource];
+    if (got === undefined || compareResourceVersions(got, have) < 0) out.push({ resource, applied: have, offered: got });
+  }
+  return out;
+}
+
 function stripZeros(rv: string): string {
   let i = 0;
   while (i < rv.length - 1 && rv.charCodeAt(i) === 48) i++;

@@ -131,6 +131,11 @@ export interface HelloFeed {
   token?: Buffer;
   /** With `resume.watermarks` (§7.1): the upstream watermarks of the state the client holds. */
   watermarks?: Record<string, string>;
+  /**
+   * §8: every watermark the client has applied for this feed (their union). The server sends no
+   * snapshot older than them: it refuses with 4015 instead. With or without a token.
+   */
+  notBefore?: Record<string, string>;
 }
 
 export interface HelloMessage {

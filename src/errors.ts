@@ -83,7 +83,7 @@ export const ERROR_CODES = {
   CATTAIL_SERVER_BAD_SUBPROTOCOL: { exit: 1, text: 'An agent did not ask for the cattail.v1 WebSocket subprotocol (close 4001).' },
   CATTAIL_SERVER_BAD_HELLO: { exit: 1, text: 'An agent sent a HELLO whose content is out of bounds: a node name or client id too long, maxFrameBytes below 4096, an empty node asking for a scoped feed (close 4000). A feeds list that is empty, longer than 16 or names a feed twice is CATTAIL_PROTO_BAD_BODY (also 4000); a wrong protocol version is CATTAIL_PROTO_UNSUPPORTED_VERSION.' },
   CATTAIL_SERVER_UNEXPECTED_MESSAGE: { exit: 1, text: 'An agent sent a message out of order or in the wrong direction (e.g. no HELLO first, a second HELLO, a text message) (close 4002).' },
-  CATTAIL_SERVER_REPLICA_BEHIND: { exit: 4, text: 'An agent presented watermarks newer than this replica\'s state (a replica restarted from its checkpoint, or a lagging one): refused before any snapshot (close 4015); the agent keeps its state and comes back later or goes elsewhere.' },
+  CATTAIL_SERVER_REPLICA_BEHIND: { exit: 4, text: 'An agent presented watermarks newer than this replica\'s state, for a rebase or as notBefore (PROTOCOL.md §8: what it applied; a replica restarted from its checkpoint, or a lagging one): refused before any snapshot (close 4015); the agent keeps its state and comes back later or goes elsewhere.' },
   CATTAIL_SERVER_UNKNOWN_FEED: { exit: 1, text: 'An agent asked for a feed this server does not serve (close 4006).' },
   CATTAIL_SERVER_HANDSHAKE_TIMEOUT: { exit: 1, text: 'An agent sent no HELLO within handshakeTimeoutMs (close 4004).' },
   CATTAIL_SERVER_PONG_TIMEOUT: { exit: 1, text: 'An agent answered no PING within pongTimeoutMs (close 4005).' },

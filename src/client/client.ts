@@ -326,10 +326,17 @@ export class Client {
       software: `cattail-client/${VERSION}`,
       feeds: this.opts.feeds.map((name) => {
         const state = this.feeds.get(name)!.state;
-        if (state.token === undefined) return { name };
-        // Watermarks let another replica continue this state (rebase) instead of a snapshot.
+        // Everything applied so far (§8 notBefore): a replica behind it refuses at once (4015)
+        // instead of sending a snapshot this client would refuse at its end, and looks again at
+        // a resource it does not serve. With or without a token (after a digest mismatch the
+        // token is gone, the watermarks applied are not).
+        const notBefore = state.notBeforeWatermarks();
+        const nb = notBefore === undefined ? {} : { notBefore };
+        if (state.token === undefined) return { name, ...nb };
+        // Watermarks let another replica continue this state (rebase) instead of a snapshot. They
+        // are all this client applied, so the server takes them as notBefore too (not sent twice).
         const watermarks = state.rebaseWatermarks();
-        return watermarks === undefined ? { name, token: Buffer.from(state.token) } : { name, token: Buffer.from(state.token), watermarks };
+        return watermarks === undefined ? { name, token: Buffer.from(state.token), ...nb } : { name, token: Buffer.from(state.token), watermarks };
       }),
       caps: [...this.opts.compression.map((c) => `compress.${c}`), CAP_RESUME_WATERMARKS, CAP_REPAIR_BUCKETS, ...(this.opts.acceptScopedFeeds ? [CAP_SCOPE_NODE] : [])],
       maxFrameBytes: this.opts.maxFrameBytes,

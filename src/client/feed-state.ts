@@ -169,6 +169,11 @@ export class FeedState {
   }
 
   /** The watermarks to offer with the token for a rebase (PROTOCOL.md §7.1), or undefined. */
+  /** The watermarks applied, for HELLO's `notBefore` (PROTOCOL.md §8); undefined before any. */
+  notBeforeWatermarks(): Record<string, string> | undefined {
+    return Object.keys(this.appliedWatermarks).length === 0 ? undefined : { ...this.appliedWatermarks };
+  }
+
   rebaseWatermarks(): Record<string, string> | undefined {
     if (!this.watermarksExact || this.token === undefined || Object.keys(this.appliedWatermarks).length === 0) return undefined;
     return { ...this.appliedWatermarks };

@@ -9,28 +9,9 @@ import { MAX_WATERMARKS, MAX_WATERMARKS_BYTES } from '../../proto/types.js';
 
 export type Watermarks = Readonly<Record<string, string>>;
 
-
-export interface BehindResource {
-  resource: string;
-  /** What the client already applied. */
-  applied: string;
-  /** What the replica offers; undefined when it has no watermark for the resource at all. */
-  offered: string | undefined;
-}
-
-/**
- * The resources where `offered` is older than `applied`. A resource the replica does not report is
- * behind: a replica that has not listed it yet would hand over a state without its objects, which is
- * going back in time just the same.
- */
-export function behindResources(applied: Watermarks, offered: Watermarks): BehindResource[] {
-  const out: BehindResource[] = [];
-  for (const [resource, have] of Object.entries(applied)) {
-    const got = offered[resource];
-    if (got === undefined || compareResourceVersions(got, have) < 0) out.push({ resource, applied: have, offered: got });
-  }
-  return out;
-}
+// The failover check (a snapshot or STATUS older than what was applied) is the protocol's own:
+// the server makes it too, on a HELLO's notBefore, so both sides use one function.
+export { behindResources, type BehindResource } from '../../proto/index.js';
 
 /** Per resource the newer of the two. */
 export function mergeWatermarks(a: Watermarks, b: Watermarks): Record<string, string> {

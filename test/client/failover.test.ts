@@ -248,7 +248,7 @@ describe('client - hostile and inconsistent servers', () => {
 
   it('detects a digest mismatch, closes 4014, drops its token and resyncs with a snapshot', async () => {
     const a = await server();
-    a.load('felix', data);
+    a.load('felix', data, { pods: '100' });
     const { client, clock, rec, guard } = setup({ endpoints: [a.url] });
     guard.allow('CATTAIL_CLIENT_DIGEST_MISMATCH');
     await client.whenInSync();
@@ -261,6 +261,11 @@ describe('client - hostile and inconsistent servers', () => {
     await skipWait(clock);
     await waitUntil(() => client.inSync && a.rec.hellos.length === 2, 'resynced', on(client, a));
     expect(a.rec.hellos[1]!.feeds[0]!.token).toBeUndefined();
+    // The token is gone, what it applied is not: notBefore (PROTOCOL.md §8) spares it a snapshot
+    // older than that. The first HELLO, with nothing applied, had none.
+    expect(a.rec.hellos[0]!.feeds[0]!.notBefore).toBeUndefined();
+    expect(a.rec.hellos[1]!.feeds[0]!.notBefore).toEqual(a.feed('felix').watermarks);
+    expect(Object.keys(a.feed('felix').watermarks).length).toBeGreaterThan(0);
     expect(client.stats.snapshotsApplied).toBe(2);
     expect(client.stats.digestMismatches).toBe(1);
     expect(client.feed('felix').size).toBe(3);

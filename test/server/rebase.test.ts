@@ -113,3 +113,82 @@ describe('server - rebase', () => {
     expect(agent.digest('felix').equals(b.storeDigest('felix'))).toBe(true);
   });
 });
+
+describe('server - notBefore (PROTOCOL.md §8)', () => {
+  it('refuses an agent without a token whose notBefore is ahead of it (4015, before any snapshot byte), and asks the upstream to look again', async () => {
+    const b = await harness({ serverId: 'replica-b' });
+    feed(b, events(60), 5); // watermarks: pods 559
+    const ahead = b.agent({ feeds: [{ name: 'felix', notBefore: { pods: '9999' } }] });
+    await ahead.closed;
+    expect(ahead.closeCode).toBe(4015);
+    expect(ahead.errors.map((e) => e.code)).toEqual(['CATTAIL_SERVER_REPLICA_BEHIND']);
+    expect(ahead.welcome).toBeUndefined();
+    expect(await b.metric('cattail_handshake_feeds_total', { feed: 'felix', mode: 'refused', reason: 'behind' })).toBe(1);
+    // The resource it is ahead on goes to the upstream, which may look again at once (not-served.ts).
+    expect(b.upstream.rechecks).toEqual([['pods']]);
+    // A resource the replica has no watermark for at all is behind too.
+    const other = b.agent({ feeds: [{ name: 'felix', notBefore: { pods: '559', nodes: '1' } }] });
+    await other.closed;
+    expect(other.closeCode).toBe(4015);
+    expect(b.upstream.rechecks.at(-1)).toEqual(['nodes']);
+    // At or below the replica's watermarks, or not a decimal resourceVersion (ignored): the snapshot.
+    for (const notBefore of [{ pods: '559' }, { pods: '17' }, { pods: 'not-a-version' }]) {
+      const fine = b.agent({ feeds: [{ name: 'felix', notBefore }] });
+      await fine.untilRevision('felix', b.storeRevision('felix'));
+      expect(fine.welcome?.feeds[0]).toMatchObject({ mode: 'snapshot', reason: 'no-token' });
+      expect(fine.digest('felix').equals(b.storeDigest('felix'))).toBe(true);
+      fine.close();
+      await fine.closed;
+    }
+    expect(b.upstream.rechecks).toHaveLength(2);
+  });
+
+  it('gives an agent with notBefore no shared snapshot made before its watermarks; others still share it', async () => {
+    const h = await harness({ serverId: 'replica-b', snapshotReuseWindowMs: 600_000 });
+    feed(h, events(30), 30); // revision 1 at pods 529
+    const first = h.agent({ feeds: [{ name: 'felix' }] });
+    await first.untilRevision('felix', 1);
+    feed(h, events(30, 30), 30); // revision 2 at pods 559
+    // Without notBefore: the build of revision 1, still reusable, then the DELTA to 2.
+    const plain = h.agent({ feeds: [{ name: 'felix' }] });
+    await plain.untilRevision('felix', 2);
+    expect(plain.feed('felix').snapshotEnds).toEqual([{ revision: 1, watermarks: { pods: '529' } }]);
+    // notBefore at revision 1's watermarks: the shared build of revision 1 will do.
+    const older = h.agent({ feeds: [{ name: 'felix', notBefore: { pods: '529' } }] });
+    await older.untilRevision('felix', 2);
+    expect(older.feed('felix').snapshotEnds).toEqual([{ revision: 1, watermarks: { pods: '529' } }]);
+    expect(await h.metric('cattail_snapshots_generated_total', { feed: 'felix' })).toBe(1);
+    // With notBefore above revision 1's watermarks: a snapshot at or past them, built for it.
+    const later = h.agent({ feeds: [{ name: 'felix', notBefore: { pods: '559' } }] });
+    await later.untilRevision('felix', 2);
+    expect(later.feed('felix').snapshotEnds).toEqual([{ revision: 2, watermarks: { pods: '559' } }]);
+    expect(later.violations).toEqual([]);
+    expect(later.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
+    expect(await h.metric('cattail_snapshots_generated_total', { feed: 'felix' })).toBe(2);
+    // Watermarks that moved on without a new revision (an event that changed no entry): no build
+    // of revision 2 has them, so one is made from today's state.
+    h.upstream.apply('felix', {}, { watermarks: { pods: '600' } });
+    const moved = h.agent({ feeds: [{ name: 'felix', notBefore: { pods: '600' } }] });
+    await moved.untilRevision('felix', 2);
+    expect(moved.feed('felix').snapshotEnds).toEqual([{ revision: 2, watermarks: { pods: '600' } }]);
+    expect(await h.metric('cattail_snapshots_generated_total', { feed: 'felix' })).toBe(3);
+  });
+
+  it('takes a rebase agent\'s watermarks as its notBefore when the rebase falls back to a snapshot', async () => {
+    const a = await harness({ serverId: 'replica-a' });
+    const b = await harness({ serverId: 'replica-b', snapshotReuseWindowMs: 600_000 });
+    feed(a, events(60), 60);
+    feed(b, events(30), 30); // revision 1 at pods 529
+    const first = b.agent({ feeds: [{ name: 'felix' }] });
+    await first.untilRevision('felix', 1);
+    feed(b, events(30, 30), 30); // revision 2 at pods 559
+    const kept = await syncedAgent(a);
+    // Another projection's token: no rebase, a snapshot; A's watermarks (559) keep it off revision 1's build.
+    const epoch = String(a.server.stores.get('felix')!.epoch);
+    const otherProjection = encodeToken({ serverId: 'replica-a', epoch, feed: 'felix', revision: 1, projectionVersion: 9 });
+    const agent = b.agent({ feeds: [{ name: 'felix', token: otherProjection, watermarks: { pods: '559' }, entries: kept.entries }], caps: CAPS });
+    await agent.untilRevision('felix', 2);
+    expect(agent.welcome?.feeds[0]).toMatchObject({ mode: 'snapshot', reason: 'projection-changed' });
+    expect(agent.feed('felix').snapshotEnds).toEqual([{ revision: 2, watermarks: { pods: '559' } }]);
+  });
+});

@@ -15,6 +15,8 @@ export function encodeValue(v: unknown): Buffer {
 export class ScriptedUpstream implements Upstream {
   private sink: FeedSink | undefined;
   stopped = false;
+  /** What the fan-out asked to look at again (Upstream.recheckMissing), one entry per call. */
+  readonly rechecks: string[][] = [];
 
   constructor(readonly feeds: readonly FeedDefinition[]) {}
 
@@ -34,6 +36,10 @@ export class ScriptedUpstream implements Upstream {
 
   health(): readonly ResourceHealth[] {
     return [];
+  }
+
+  recheckMissing(resources: readonly string[]): void {
+    this.rechecks.push([...resources]);
   }
 
   push(feed: string, batch: FeedBatch): void {

@@ -3,7 +3,7 @@
  * the choice of compression (§5), resume-or-snapshot per feed (§7) and the WELCOME (§4.2).
  */
 import { CattailError } from '../../errors.js';
-import { CAP_REPAIR_BUCKETS, CAP_RESUME_WATERMARKS, CAP_SCOPE_NODE, type HelloMessage, MIN_CLIENT_MAX_FRAME_BYTES } from '../../../proto/index.js';
+import { CAP_REPAIR_BUCKETS, CAP_RESUME_WATERMARKS, CAP_SCOPE_NODE, type HelloMessage, MIN_CLIENT_MAX_FRAME_BYTES, behindResources, isResourceVersion } from '../../../proto/index.js';
 import type { FeedRuntime } from './feeds.js';
 import type { SinceResult } from '../pipeline/store-port.js';
 import { isRebaseCandidate, judgeToken, type SnapshotReason } from '../transport/tokens.js';
@@ -12,7 +12,13 @@ import { type Compression, PROTOCOL_VERSION, encodeMessage } from '../transport/
 export interface Hello {
   readonly node: string;
   readonly clientId: string;
-  readonly feeds: readonly { readonly name: string; readonly token: Buffer | undefined; readonly watermarks: Readonly<Record<string, string>> | undefined }[];
+  readonly feeds: readonly {
+    readonly name: string;
+    readonly token: Buffer | undefined;
+    readonly watermarks: Readonly<Record<string, string>> | undefined;
+    /** PROTOCOL.md §8: the watermarks the agent applied; no snapshot older than them. */
+    readonly notBefore: Readonly<Record<string, string>> | undefined;
+  }[];
   readonly caps: readonly string[];
   readonly maxFrameBytes: number | undefined;
 }
@@ -50,7 +56,7 @@ export function checkHello(m: HelloMessage): Hello {
     node: m.node,
     clientId: m.clientId,
     // Tokens are views into the frame; copy so a cursor never pins the inbound buffer.
-    feeds: m.feeds.map((f) => ({ name: f.name, token: f.token === undefined ? undefined : Buffer.from(f.token), watermarks: f.watermarks })),
+    feeds: m.feeds.map((f) => ({ name: f.name, token: f.token === undefined ? undefined : Buffer.from(f.token), watermarks: f.watermarks, notBefore: f.notBefore })),
     caps: m.caps,
     maxFrameBytes: m.maxFrameBytes,
   };
@@ -66,7 +72,8 @@ export function chooseCompression(caps: readonly string[], allowed: readonly Com
 type DeltaSince = Extract<SinceResult, { kind: 'delta' }>;
 
 export type FeedPlan =
-  | { readonly feed: FeedRuntime; readonly mode: 'snapshot'; readonly reason: SnapshotReason }
+  /** `floor`: no shared build with older watermarks will do (the agent's notBefore, see snapshotPlan). */
+  | { readonly feed: FeedRuntime; readonly mode: 'snapshot'; readonly reason: SnapshotReason; readonly floor?: Readonly<Record<string, string>> }
   | { readonly feed: FeedRuntime; readonly mode: 'resume' | 'rebase'; readonly since: DeltaSince };
 
 type HelloFeed = Hello['feeds'][number];
@@ -85,15 +92,39 @@ export function planFeeds(hello: Hello, feeds: ReadonlyMap<string, FeedRuntime>,
     const d = judgeToken(token, { serverId, epoch: feed.epoch, feed: feed.name, projectionVersion: feed.projectionVersion }, feed.store.revision);
     if (d.mode === 'snapshot') {
       if (canRebase && isRebaseCandidate(d) && requested.watermarks !== undefined) return planRebase(feed, requested, d.reason, maxClientBytes);
-      return { feed, mode: 'snapshot', reason: d.reason };
+      return snapshotPlan(feed, d.reason, floorOf(requested));
     }
     const s = feed.store.since(d.revision);
-    if (s.kind !== 'delta') return { feed, mode: 'snapshot', reason: s.kind === 'too-old' ? 'too-old' : 'bad-token' };
+    if (s.kind !== 'delta') return snapshotPlan(feed, s.kind === 'too-old' ? 'too-old' : 'bad-token', floorOf(requested));
     // A resume bigger than the agent's own budget would only get it closed with 4008: the shared
     // snapshot is cheaper for everyone.
-    if (s.bytes > maxClientBytes / 2) return { feed, mode: 'snapshot', reason: 'too-large' };
+    if (s.bytes > maxClientBytes / 2) return snapshotPlan(feed, 'too-large', floorOf(requested));
     return { feed, mode: 'resume', since: s };
   });
+}
+
+/**
+ * What no snapshot for this feed may be older than: `notBefore`, else the rebase `watermarks` (all
+ * the agent applied). Ignored unless every value is a decimal resourceVersion: a floor we cannot
+ * order would refuse the agent forever (PROTOCOL.md §8), and its own check still guards it.
+ */
+export function floorOf(requested: Hello['feeds'][number]): Readonly<Record<string, string>> | undefined {
+  const floor = requested.notBefore ?? requested.watermarks;
+  return floor !== undefined && Object.values(floor).every(isResourceVersion) ? floor : undefined;
+}
+
+/**
+ * A snapshot for an agent that presented `notBefore` (PROTOCOL.md §8): the watermarks it applied.
+ * A snapshot older than them would be refused by the agent's own check at SNAPSHOT_END, after the
+ * whole download, and the agent would come back for the same one. So when our state is older
+ * (`behind`) the HELLO is refused before any snapshot byte (4015, session.ts), which also tells the
+ * upstream to look again at a resource it does not serve; and when it is not, the agent is kept
+ * off shared builds whose watermarks are behind its own (`floor`, SnapshotCache.acquire).
+ */
+function snapshotPlan(feed: FeedRuntime, reason: SnapshotReason, notBefore: Readonly<Record<string, string>> | undefined): FeedPlan {
+  if (notBefore === undefined || Object.keys(notBefore).length === 0) return { feed, mode: 'snapshot', reason };
+  if (behindResources(notBefore, feed.store.meta().watermarks).length > 0) return { feed, mode: 'snapshot', reason: 'behind' };
+  return { feed, mode: 'snapshot', reason, floor: notBefore };
 }
 
 /**
@@ -105,13 +136,13 @@ export function planFeeds(hello: Hello, feeds: ReadonlyMap<string, FeedRuntime>,
 function planRebase(feed: FeedRuntime, requested: HelloFeed, reason: SnapshotReason, maxClientBytes: number): FeedPlan {
   const found = feed.store.rebase(requested.watermarks);
   if (found.kind === 'behind') return { feed, mode: 'snapshot', reason: 'behind' };
-  if (found.kind !== 'revision') return { feed, mode: 'snapshot', reason };
+  if (found.kind !== 'revision') return snapshotPlan(feed, reason, floorOf(requested));
   const s = feed.store.since(found.revision);
-  if (s.kind !== 'delta') return { feed, mode: 'snapshot', reason: 'too-old' };
+  if (s.kind !== 'delta') return snapshotPlan(feed, 'too-old', floorOf(requested));
   // The difference is worth it only when smaller than the state (a snapshot is also shared and
   // cached across agents, a rebase DELTA is built for this one), and it must fit the budget.
   const stats = feed.store.stats();
-  if (s.bytes > stats.keyBytes + stats.valueBytes || s.bytes > maxClientBytes / 2) return { feed, mode: 'snapshot', reason: 'too-large' };
+  if (s.bytes > stats.keyBytes + stats.valueBytes || s.bytes > maxClientBytes / 2) return snapshotPlan(feed, 'too-large', floorOf(requested));
   return { feed, mode: 'rebase', since: s };
 }
 

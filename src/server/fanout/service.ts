@@ -236,11 +236,14 @@ export class ServiceQueue {
   }
 
   /** Puts a cursor in its snapshot phase on the shared build for its feed, revision and encoding. */
-  /** `minRevision`: the snapshot must be at least this recent (see SnapshotCache.acquire). */
-  startSnapshot(conn: Connection, cursor: FeedCursor, now: number, inBand: boolean, minRevision = 0): void {
+  /**
+   * `minRevision`: the snapshot must be at least this recent; `floor`: its watermarks at least
+   * these (an agent's notBefore); see SnapshotCache.acquire.
+   */
+  startSnapshot(conn: Connection, cursor: FeedCursor, now: number, inBand: boolean, minRevision = 0, floor?: Readonly<Record<string, string>>): void {
     const build = cursor.feed.scope !== undefined
-      ? this.ctx.o.cache.acquireScoped(cursor.feed, conn.scopeNode, conn.compression, conn.maxBodyBytes, minRevision)
-      : this.ctx.o.cache.acquire(cursor.feed, conn.compression, conn.maxBodyBytes, minRevision);
+      ? this.ctx.o.cache.acquireScoped(cursor.feed, conn.scopeNode, conn.compression, conn.maxBodyBytes, minRevision, floor)
+      : this.ctx.o.cache.acquire(cursor.feed, conn.compression, conn.maxBodyBytes, minRevision, floor);
     cursor.snapshot?.unsubscribe();
     cursor.feed.leaveLive(cursor);
     cursor.phase = 'snapshot';

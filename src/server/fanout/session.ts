@@ -9,9 +9,9 @@ import { encodeDelta, isEntryTooLarge } from '../transport/framing.js';
 import type { FanOutContext } from './context.js';
 import { recordAck } from './applied-watermarks.js';
 import type { FeedRuntime } from './feeds.js';
-import { type FeedPlan, type Hello, bodySizeFor, checkHello, chooseCompression, planFeeds, welcomeFrame } from './handshake.js';
+import { type FeedPlan, type Hello, bodySizeFor, checkHello, chooseCompression, floorOf, planFeeds, welcomeFrame } from './handshake.js';
 import { serveRepair } from './repair.js';
-import { CAP_REPAIR_BUCKETS, compareResourceVersions, isResourceVersion } from '../../../proto/index.js';
+import { CAP_REPAIR_BUCKETS, behindResources } from '../../../proto/index.js';
 import type { ServiceQueue } from './service.js';
 import { CattailError } from '../../errors.js';
 import { encodeScopedDelta, provenNode } from './scoped.js';
@@ -95,7 +95,7 @@ export class Session {
           p.feed.stats.catchUps++;
           if (cursor.revision < p.feed.flushedRevision) conn.needsService = true;
         } else {
-          this.service.startSnapshot(conn, cursor, now, false);
+          this.service.startSnapshot(conn, cursor, now, false, 0, p.floor);
           conn.needsService = true;
         }
       }
@@ -151,12 +151,10 @@ export class Session {
 function aheadResources(behind: readonly FeedPlan[], hello: Hello): string[] {
   const out = new Set<string>();
   for (const p of behind) {
-    const presented = hello.feeds.find((f) => f.name === p.feed.name)?.watermarks ?? {};
+    const requested = hello.feeds.find((f) => f.name === p.feed.name);
     const own = p.feed.store.meta().watermarks;
-    for (const [r, rv] of Object.entries(presented)) {
-      const mine = own[r];
-      if (mine === undefined || (isResourceVersion(rv) && isResourceVersion(mine) && compareResourceVersions(mine, rv) < 0)) out.add(r);
-    }
+    const floor = requested === undefined ? undefined : floorOf(requested);
+    for (const b of behindResources(floor ?? {}, own)) out.add(b.resource);
   }
   return [...out];
 }

@@ -25,6 +25,7 @@ import type { StoreMeta, StoreView } from '../pipeline/store-port.js';
 import type { ScopeIndex, SharedAt } from '../scoping/index.js';
 import { slimValue } from '../scoping/slim.js';
 import { chunkBodyBytes } from '../../../proto/entries.js';
+import { behindResources } from '../../../proto/index.js';
 
 /**
  * Bytes of a chunk body besides its entries: map, key and array headers (an upper bound, for
@@ -50,6 +51,11 @@ const oneEntryBody = (entryBytes: number): number => chunkBodyBytes(1, entryByte
  * 50 ms loop-delay target.
  */
 export const DEFAULT_SNAPSHOT_CHUNK_BYTES = 524_288;
+
+/** A build whose watermarks are behind `floor` (an agent's notBefore, PROTOCOL.md §8). */
+function olderThan(b: SnapshotBuild, floor: Readonly<Record<string, string>> | undefined): boolean {
+  return floor !== undefined && behindResources(floor, b.watermarks).length > 0;
+}
 
 /** Creation order of builds (a NodeSnapshot takes its shared build's): "oldest" across feeds, whose revisions are not comparable. */
 let buildSeq = 0;
@@ -77,6 +83,8 @@ export class SnapshotBuild {
     readonly revision: number,
     readonly compression: Compression,
     readonly maxBodyBytes: number,
+    /** The watermarks its SNAPSHOT_END carries: the store's when the build took its view. */
+    readonly watermarks: Readonly<Record<string, string>>,
   ) {}
 
   /** Called after every new frame and at the end; returns the unsubscribe function. */
@@ -117,7 +125,7 @@ export class NodeSnapshot extends SnapshotBuild {
     rawBytes: number,
     clock: Clock,
   ) {
-    super(shared.feed, shared.revision, shared.compression, shared.maxBodyBytes);
+    super(shared.feed, shared.revision, shared.compression, shared.maxBodyBytes, shared.watermarks);
     this.seq = shared.seq;
     this.rawBytes = rawBytes;
     this.push(head);
@@ -165,13 +173,16 @@ export class SnapshotCache {
   /**
    * `minRevision`: a build older than this is not reusable for the caller (an agent already at a
    * later revision, as a range repair's fallback is, would find its watermarks behind, §8).
+   * `floor`: nor is one whose watermarks are behind it (an agent's notBefore, §8; a watermark-only
+   * change moves the store's watermarks without a new revision, so revisions cannot tell). A new
+   * build takes the store's current watermarks, which the caller checked against the floor.
    */
-  acquire(feed: FeedRuntime, compression: Compression, maxBodyBytes: number, minRevision = 0): SnapshotBuild {
+  acquire(feed: FeedRuntime, compression: Compression, maxBodyBytes: number, minRevision = 0, floor?: Readonly<Record<string, string>>): SnapshotBuild {
     this.purge();
     const now = this.o.clock.monotonic();
     for (let i = this.builds.length - 1; i >= 0; i--) {
       const b = this.builds[i] as SnapshotBuild;
-      if (b.feed !== feed || b.compression !== compression || b.maxBodyBytes !== maxBodyBytes || b.revision < minRevision) continue;
+      if (b.feed !== feed || b.compression !== compression || b.maxBodyBytes !== maxBodyBytes || b.revision < minRevision || olderThan(b, floor)) continue;
       // A build of the current revision is the current state: always reusable (Typha's rule too).
       const fresh = !b.done || b.revision === feed.store.revision || (b.finishedAtMs !== undefined && now - b.finishedAtMs <= this.o.reuseWindowMs);
       // Reuse only while the deltas since the build's revision are still in the log, or the agent
@@ -183,7 +194,7 @@ export class SnapshotCache {
       }
     }
     const view = feed.store.current();
-    const build = new SnapshotBuild(feed, view.revision, compression, maxBodyBytes);
+    const build = new SnapshotBuild(feed, view.revision, compression, maxBodyBytes, view.meta.watermarks);
     this.builds.push(build);
     this.builtCount++;
     this.o.metrics.snapshotsGenerated.inc({ feed: feed.name });
@@ -196,14 +207,14 @@ export class SnapshotCache {
    * acquire(), and only while the node's own entries have not changed since its revision, since
    * the node's part is read from the index now), wrapped per node once per build.
    */
-  acquireScoped(feed: FeedRuntime, node: string, compression: Compression, maxBodyBytes: number, minRevision = 0): SnapshotBuild {
+  acquireScoped(feed: FeedRuntime, node: string, compression: Compression, maxBodyBytes: number, minRevision = 0, floor?: Readonly<Record<string, string>>): SnapshotBuild {
     const scope = feed.scope as ScopeIndex;
     this.purge();
     const now = this.o.clock.monotonic();
     const changedAt = scope.nodeChangedAt(node);
     for (let i = this.builds.length - 1; i >= 0; i--) {
       const b = this.builds[i] as SnapshotBuild;
-      if (b.feed !== feed || b.scoped === undefined || b.compression !== compression || b.maxBodyBytes !== maxBodyBytes || b.revision < minRevision) continue;
+      if (b.feed !== feed || b.scoped === undefined || b.compression !== compression || b.maxBodyBytes !== maxBodyBytes || b.revision < minRevision || olderThan(b, floor)) continue;
       const fresh = !b.done || b.revision === feed.store.revision || (b.finishedAtMs !== undefined && now - b.finishedAtMs <= this.o.reuseWindowMs);
       if (!fresh || !(b.revision === feed.store.revision || feed.store.since(b.revision).kind === 'delta')) continue;
       const known = b.scoped.nodes.get(node);
@@ -214,7 +225,7 @@ export class SnapshotCache {
     }
     const view = feed.store.current();
     const at = scope.shared();
-    const build = new SnapshotBuild(feed, view.revision, compression, maxBodyBytes);
+    const build = new SnapshotBuild(feed, view.revision, compression, maxBodyBytes, view.meta.watermarks);
     build.scoped = { at, meta: view.meta, nodes: new Map() };
     this.builds.push(build);
     this.builtCount++;

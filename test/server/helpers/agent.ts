@@ -21,6 +21,8 @@ export interface AgentFeedState {
   token: Buffer | undefined;
   status: string | undefined;
   snapshots: number;
+  /** Each SNAPSHOT_END's revision and watermarks, in order. */
+  snapshotEnds: { revision: number; watermarks: Record<string, string> }[];
   deltas: { from: number; to: number }[];
   pendingSnapshot: Map<string, Buffer> | undefined;
   /** `ops` in frame order (each frame's upserts, then its deletes): a scoped unit's later frames win (PROTOCOL.md §7.3). */
@@ -29,7 +31,7 @@ export interface AgentFeedState {
 
 export interface AgentOptions {
   /** `entries`/`revision`: the state a resuming agent kept from an earlier connection. */
-  feeds: { name: string; token?: Buffer; watermarks?: Record<string, string>; entries?: Map<string, Buffer>; revision?: number }[];
+  feeds: { name: string; token?: Buffer; watermarks?: Record<string, string>; notBefore?: Record<string, string>; entries?: Map<string, Buffer>; revision?: number }[];
   caps?: string[];
   protocol?: string | string[];
   /** Answer PINGs (default true). */
@@ -79,7 +81,7 @@ export class TestAgent extends EventEmitter {
     });
     this.ws.on('error', () => undefined);
     this.ws.on('open', () => {
-      if (!opts.silent) this.sendMessage({ type: 'hello', protocol: 1, node: opts.node ?? 'node-1', clientId: opts.clientId ?? 'test', feeds: opts.feeds.map((f) => ({ name: f.name, ...(f.token === undefined ? {} : { token: f.token }), ...(f.watermarks === undefined ? {} : { watermarks: f.watermarks }) })), caps: opts.caps ?? [], ...(opts.maxFrameBytes ? { maxFrameBytes: opts.maxFrameBytes } : {}) });
+      if (!opts.silent) this.sendMessage({ type: 'hello', protocol: 1, node: opts.node ?? 'node-1', clientId: opts.clientId ?? 'test', feeds: opts.feeds.map((f) => ({ name: f.name, ...(f.token === undefined ? {} : { token: f.token }), ...(f.watermarks === undefined ? {} : { watermarks: f.watermarks }), ...(f.notBefore === undefined ? {} : { notBefore: f.notBefore }) })), caps: opts.caps ?? [], ...(opts.maxFrameBytes ? { maxFrameBytes: opts.maxFrameBytes } : {}) });
     });
     this.ws.on('message', (data: Buffer) => {
       this.bytesReceived += data.length;
@@ -159,7 +161,7 @@ export class TestAgent extends EventEmitter {
           const kept = this.opts.feeds.find((x) => x.name === f.name);
           this.feeds.set(f.id, {
             name: f.name, id: f.id, mode: f.mode, reason: f.reason, revision: f.mode === 'rebase' && f.revision !== undefined ? f.revision : kept?.revision ?? 0, entries: new Map(kept?.entries ?? []),
-            token: kept?.token, status: undefined, snapshots: 0, deltas: [], pendingSnapshot: undefined, pendingDelta: undefined,
+            token: kept?.token, status: undefined, snapshots: 0, snapshotEnds: [], deltas: [], pendingSnapshot: undefined, pendingDelta: undefined,
           });
         }
         return;
@@ -202,6 +204,7 @@ export class TestAgent extends EventEmitter {
         f.token = Buffer.from(m.token);
         f.status = m.status;
         f.snapshots++;
+        f.snapshotEnds.push({ revision: m.revision, watermarks: { ...m.watermarks } });
         if (!this.digest(f.name).equals(Buffer.from(m.digest))) this.violations.push(`snapshot digest mismatch at ${m.revision}`);
         return;
       }
