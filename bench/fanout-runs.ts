@@ -5,13 +5,17 @@
  */
 
 /**
- * One burst block of bench/fanout.ts (its --windows file): whose it was (`floor`, `cattail` in a
- * paired session, `coalesced`), its span in µs on the monotonic clock (a CPU profile's sample
+ * One burst block of bench/fanout.ts (its --windows file): whose it was (`floor` or `cattail` in
+ * the alternation of a paired session, `floor-alone`, `coalesced`), its span in µs on the monotonic clock (a CPU profile's sample
  * times), and the deliveries in it (changes × sockets; at the default flush window, changes
  * delivered, not frames).
  */
 export interface MeasureWindow {
-  side: 'floor' | 'cattail' | 'coalesced';
+  /** `floor`: a floor block alternated with Cattail's; `floor-alone`: the control's and the warm-up. */
+  side: 'floor' | 'floor-alone' | 'cattail' | 'coalesced';
+  /** The Cattail target of the session (`ws`, `uws`) and its client count. */
+  target: string;
+  n: number;
   t0: number;
   t1: number;
   deliveries: number;

@@ -118,6 +118,8 @@ const NO_CPU: BlockCpu = { all: 0, main: 0 };
  */
 const WINDOWS_OUT = arg('windows', '');
 const windows: MeasureWindow[] = [];
+/** The session the blocks being recorded belong to (set when a Cattail target's session starts). */
+let windowOf: Pick<MeasureWindow, 'target' | 'n'> = { target: '', n: 0 };
 const usNow = (): number => Number(process.hrtime.bigint() / 1000n);
 if (WINDOWS_OUT !== '') process.on('exit', () => writeFileSync(WINDOWS_OUT, JSON.stringify(windows)));
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -229,12 +231,16 @@ async function cattailBlock(c: Clients, server: ServerHandle, upstream: Scripted
     await immediate();
   }
   await c.reach(server.stores.get('felix')?.revision ?? 0, group);
-  windows.push({ side: group === undefined ? 'coalesced' : 'cattail', t0, t1: usNow(), deliveries: changes * sockets, changes });
+  windows.push({ side: group === undefined ? 'coalesced' : 'cattail', ...windowOf, t0, t1: usNow(), deliveries: changes * sockets, changes });
   return cpuSince(cpu0);
 }
 
-/** One burst block of the floor: `changes` changes, one per loop turn; its CPU (s) until the last floor socket has the last. */
-async function floorBlock(c: Clients, floor: FloorSide, changes: number): Promise<BlockCpu> {
+/**
+ * One burst block of the floor: `changes` changes, one per loop turn; its CPU (s) until the last
+ * floor socket has the last. `paired`: one of the blocks alternated with Cattail's (the others
+ * are the control's and the warm-up, marked `floor-alone` in the --windows file).
+ */
+async function floorBlock(c: Clients, floor: FloorSide, changes: number, paired = false): Promise<BlockCpu> {
   const cpu0 = blockCpu();
   const t0 = usNow();
   for (let i = 0; i < changes; i++) {
@@ -242,7 +248,7 @@ async function floorBlock(c: Clients, floor: FloorSide, changes: number): Promis
     await immediate();
   }
   await c.reach(floor.revision, FLOOR_GROUP);
-  windows.push({ side: 'floor', t0, t1: usNow(), deliveries: changes * floor.srv.sockets.length, changes });
+  windows.push({ side: paired ? 'floor' : 'floor-alone', ...windowOf, t0, t1: usNow(), deliveries: changes * floor.srv.sockets.length, changes });
   return cpuSince(cpu0);
 }
 
@@ -268,6 +274,7 @@ async function pairedSession(c: Clients, transport: 'ws' | 'uws', n: number): Pr
 }
 
 async function pairedWith(c: Clients, transport: 'ws' | 'uws', n: number, floor: FloorSide): Promise<{ cattail: Rec; floor: Rec }> {
+  windowOf = { target: transport, n };
   const { server, upstream, port } = await cattail(transport, 0, FEED_ENTRIES);
   let serverOpen = true;
   const store = server.stores.get('felix');
@@ -317,7 +324,7 @@ async function pairedWith(c: Clients, transport: 'ws' | 'uws', n: number, floor:
     const s0 = server.fanoutStats();
     for (let b = 0; b < 2 * PAIRED_BLOCKS; b++) {
       const floorsBlock = b % 4 === 0 || b % 4 === 3;
-      if (floorsBlock) cpu.floor = addCpu(cpu.floor, await floorBlock(c, floor, perBlock));
+      if (floorsBlock) cpu.floor = addCpu(cpu.floor, await floorBlock(c, floor, perBlock, true));
       else cpu.cattail = addCpu(cpu.cattail, await cattailBlock(c, server, upstream, perBlock, n + FULL_CLIENTS, CATTAIL_GROUP));
     }
     const s1 = server.fanoutStats();
@@ -330,7 +337,8 @@ async function pairedWith(c: Clients, transport: 'ws' | 'uws', n: number, floor:
     cattailRec['burstCpuUsPerDelivery'] = +((cpu.cattail.all * 1e6) / (rounds * (n + FULL_CLIENTS))).toFixed(2);
     cattailRec['burstMainThreadCpuUsPerDelivery'] = +((cpu.cattail.main * 1e6) / (rounds * (n + FULL_CLIENTS))).toFixed(2);
     cattailRec['burstFlushes'] = s1.flushes - s0.flushes;
-    // The same bytes per socket on both sides (the floor's buffer mirrors a flush's DELTA + STATUS).
+    // Bytes per socket write: Cattail's mean over the blocks; the floor's last buffer (its DELTA +
+    // STATUS mirror a flush's, a few dozen bytes apart: its STATUS fields are placeholders).
     cattailRec['burstBytesPerWrite'] = Math.round((s1.sharedBytes - s0.sharedBytes) / Math.max(1, s1.flushWrites - s0.flushWrites));
     floorRec['burstBytesPerWrite'] = floor.bytes;
     cattailRec['burstWritesPerClientPerFlush'] = +((s1.flushWrites - s0.flushWrites) / Math.max(1, (s1.flushes - s0.flushes) * (n + FULL_CLIENTS))).toFixed(3);
@@ -377,6 +385,7 @@ async function burst(c: Clients, server: ServerHandle, upstream: ScriptedUpstrea
  * allocator pages left by snapshot sends (uWS copies unsent bytes into per-socket buffers).
  */
 async function cattailCoalesced(c: Clients, transport: 'ws' | 'uws', n: number): Promise<Rec> {
+  windowOf = { target: transport, n };
   const { server, upstream, port } = await cattail(transport, 5, 10);
   const store = server.stores.get('felix');
   try {

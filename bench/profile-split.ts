@@ -11,7 +11,10 @@
  * per cent; a profile taken in the same blocks tells the categories apart, and the write path,
  * which is most of the time and the same code on both sides, checks the cut (it comes out equal
  * per delivery). Times are the sampled main thread's (process.cpuUsage also counts V8's other
- * threads; bench/fanout.ts reports the main thread's share beside it).
+ * threads; bench/fanout.ts reports the main thread's share beside it). Only the blocks of the
+ * alternation count (not the floor's control and warm-up blocks), of one session: run it with
+ * `--targets net,ws` and one client count. The write path is Node's `net` path, so the split
+ * means what it says for `ws` only (uWS's native sends would land in "own code").
  */
 import { readFileSync } from 'node:fs';
 import type { MeasureWindow } from './fanout-runs.js';
@@ -56,7 +59,7 @@ function categorize(stack: readonly CallFrame[]): Category | undefined {
   if (leaf.functionName === '(garbage collector)') return 'garbage collector';
   if (leaf.functionName === '(program)') return 'native, outside JS ("(program)")';
   const has = (name: string): boolean => stack.some((f) => f.functionName === name);
-  const inLoop = has('flushOneFeed') || has('floorChange');
+  const inLoop = has('flushOneFeed') || has('flushAll') || has('floorChange');
   const inWrite = stack.some((f) => WRITE_URLS.includes(f.url) || (f.url === '' && WRITE_NATIVES.has(f.functionName)));
   // The load generator first: the floor's loop builds its change too (floorRound → change).
   if (has('change') && !inWrite) return 'per change: the load generator (the change itself)';
@@ -75,7 +78,16 @@ function main(): void {
     return;
   }
   const p = JSON.parse(readFileSync(profilePath, 'utf8')) as CpuProfile;
-  const windows = JSON.parse(readFileSync(windowsPath, 'utf8')) as MeasureWindow[];
+  const all = JSON.parse(readFileSync(windowsPath, 'utf8')) as MeasureWindow[];
+  // The alternated blocks only: the floor's control and warm-up blocks and the coalesced burst are
+  // not part of the paired comparison.
+  const windows = all.filter((w) => w.side === 'floor' || w.side === 'cattail');
+  const sessions = new Set(windows.map((w) => `${w.target} at ${w.n}`));
+  if (sessions.size !== 1) {
+    console.error(`profile-split: the windows hold ${sessions.size === 0 ? 'no paired blocks' : `several sessions (${[...sessions].join(', ')})`}; run bench/fanout.ts with one Cattail target and one client count`);
+    process.exitCode = 2;
+    return;
+  }
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
   for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
@@ -87,8 +99,13 @@ function main(): void {
     deliveries.set(w.side, (deliveries.get(w.side) ?? 0) + w.deliveries);
     changes.set(w.side, (changes.get(w.side) ?? 0) + w.changes);
   }
+  if (sides.some((side) => !((deliveries.get(side) ?? 0) > 0))) {
+    console.error('profile-split: a side has no deliveries in its windows');
+    process.exitCode = 2;
+    return;
+  }
   // Windows in time order, walked with the samples (both ascending).
-  const ws = windows.filter((w) => w.side !== 'coalesced').sort((a, b) => a.t0 - b.t0);
+  const ws = [...windows].sort((a, b) => a.t0 - b.t0);
   let t = p.startTime;
   let wi = 0;
   for (let i = 0; i < p.samples.length; i++) {
@@ -106,9 +123,9 @@ function main(): void {
     const m = us.get(w.side) as Map<Category, number>;
     m.set(cat, (m.get(cat) ?? 0) + weight);
   }
-  const per = (side: string, cat: Category): number => (us.get(side)?.get(cat) ?? 0) / (deliveries.get(side) ?? 1);
+  const per = (side: string, cat: Category): number => (us.get(side)?.get(cat) ?? 0) / (deliveries.get(side) as number);
   const total = (side: string): number => CATEGORIES.reduce((s, c) => s + per(side, c), 0);
-  const perChange = (side: string, cat: Category): number => ((us.get(side)?.get(cat) ?? 0) / (changes.get(side) || 1));
+  const perChange = (side: string, cat: Category): number => (us.get(side)?.get(cat) ?? 0) / (changes.get(side) as number);
   const f = (x: number, d = 3): string => x.toFixed(d);
   const lines = [
     `| ${label || 'category'} | floor µs/delivery | Cattail µs/delivery | Cattail − floor | floor µs/change | Cattail µs/change |`,

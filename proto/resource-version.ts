@@ -45,7 +45,9 @@ export interface BehindResource {
 export function behindResources(applied: Readonly<Record<string, string>>, offered: Readonly<Record<string, string>>): BehindResource[] {
   const out: BehindResource[] = [];
   for (const [resource, have] of Object.entries(applied)) {
-    const got = offered[resource];
+    // Own keys only: a resource named like an Object.prototype member ("__defineGetter__", from a
+    // hostile peer) must read as absent, not as an inherited function.
+    const got = Object.hasOwn(offered, resource) ? offered[resource] : undefined;
     if (got === undefined || compareResourceVersions(got, have) < 0) out.push({ resource, applied: have, offered: got });
   }
   return out;

@@ -168,12 +168,12 @@ export class FeedState {
     }
   }
 
-  /** The watermarks to offer with the token for a rebase (PROTOCOL.md §7.1), or undefined. */
   /** The watermarks applied, for HELLO's `notBefore` (PROTOCOL.md §8); undefined before any. */
   notBeforeWatermarks(): Record<string, string> | undefined {
     return Object.keys(this.appliedWatermarks).length === 0 ? undefined : { ...this.appliedWatermarks };
   }
 
+  /** The watermarks to offer with the token for a rebase (PROTOCOL.md §7.1), or undefined. */
   rebaseWatermarks(): Record<string, string> | undefined {
     if (!this.watermarksExact || this.token === undefined || Object.keys(this.appliedWatermarks).length === 0) return undefined;
     return { ...this.appliedWatermarks };

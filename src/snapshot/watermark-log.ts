@@ -42,7 +42,8 @@ export type RebaseResult =
 /** True when every resource of `a` is in `b`, at or below `b`'s resourceVersion. */
 function atOrBelow(a: Watermarks, b: Watermarks): boolean {
   for (const resource of Object.keys(a)) {
-    const other = b[resource];
+    // Own keys only: an agent may name a resource like an Object.prototype member.
+    const other = Object.hasOwn(b, resource) ? b[resource] : undefined;
     if (other === undefined || compareResourceVersions(a[resource] as string, other) > 0) return false;
   }
   return true;

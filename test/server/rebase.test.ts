@@ -141,6 +141,13 @@ describe('server - notBefore (PROTOCOL.md §8)', () => {
       await fine.closed;
     }
     expect(b.upstream.rechecks).toHaveLength(2);
+    // Resources named like Object.prototype members are resources like any other: absent here,
+    // so behind (4015), never an internal error (4012) from reading an inherited function.
+    for (const feeds of [[{ name: 'felix', notBefore: { __defineGetter__: '1' } }], [{ name: 'felix', token: Buffer.from('x'), watermarks: { toString: '1' } }]]) {
+      const odd = b.agent({ feeds, caps: CAPS });
+      await odd.closed;
+      expect(odd.closeCode).toBe(4015);
+    }
   });
 
   it('gives an agent with notBefore no shared snapshot made before its watermarks; others still share it', async () => {
@@ -190,5 +197,9 @@ describe('server - notBefore (PROTOCOL.md §8)', () => {
     await agent.untilRevision('felix', 2);
     expect(agent.welcome?.feeds[0]).toMatchObject({ mode: 'snapshot', reason: 'projection-changed' });
     expect(agent.feed('felix').snapshotEnds).toEqual([{ revision: 2, watermarks: { pods: '559' } }]);
+    // Both maps (not what PROTOCOL.md has a client send): per resource the newer is the floor.
+    const both = b.agent({ feeds: [{ name: 'felix', token: otherProjection, watermarks: { pods: '529' }, notBefore: { pods: '9999' } }], caps: CAPS });
+    await both.closed;
+    expect(both.closeCode).toBe(4015);
   });
 });

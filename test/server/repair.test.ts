@@ -49,4 +49,30 @@ describe('server - range repair', () => {
     await waitUntil(async () => (await h.metric('cattail_repairs_total', { feed: 'felix', outcome: 'repaired' })) === 2, 'repaired again');
     expect(a.violations).toEqual([]);
   });
+
+  it('falls back to a snapshot with today\'s watermarks, not a build of the same revision made before a watermark-only change', async () => {
+    const clock = new FakeClock();
+    const h = await harness({ clock, flushWindowMs: 0, pingIntervalMs: 600_000, pongTimeoutMs: 600_000, handshakeTimeoutMs: 600_000 });
+    const pods: Record<string, unknown> = {};
+    for (let i = 0; i < 40; i++) pods[`/pods/ns/p${i}`] = { i };
+    h.upstream.apply('felix', pods, { status: 'in-sync', watermarks: { pods: '10' } });
+    const a = h.agent({ feeds: [{ name: 'felix' }], caps: ['repair.buckets'] });
+    await a.untilRevision('felix', 1);
+    expect(a.feeds.get(0)!.snapshotEnds).toEqual([{ revision: 1, watermarks: { pods: '10' } }]);
+    // Watermarks move on, the revision does not (an event that changed no entry).
+    h.upstream.apply('felix', {}, { watermarks: { pods: '20' } });
+    const store = h.server.stores.get('felix')!;
+    expect(store.revision).toBe(1);
+    const sums = Buffer.from(store.bucketSums!());
+    sums[7] = (sums[7] as number) ^ 1;
+    a.sendMessage({ type: 'repairRequest', feedId: 0, revision: 1, sums });
+    await waitUntil(async () => (await h.metric('cattail_repairs_total', { feed: 'felix', outcome: 'repaired' })) === 1, 'repaired');
+    a.sendMessage({ type: 'repairRequest', feedId: 0, revision: 1, sums });
+    await waitUntil(() => a.feeds.get(0)!.snapshots === 2, 'in-band snapshot');
+    // Revision 1's build of the connect still exists, with pods 10; the agent may hold 20 by now.
+    expect(a.feeds.get(0)!.snapshotEnds.at(-1)).toEqual({ revision: 1, watermarks: { pods: '20' } });
+    expect(await h.metric('cattail_snapshots_generated_total', { feed: 'felix' })).toBe(2);
+    // The cache keeps only the newest build of the feed and encoding.
+    expect(await h.metric('cattail_snapshot_cache_builds')).toBe(1);
+  });
 });

@@ -3,7 +3,7 @@
  * the choice of compression (§5), resume-or-snapshot per feed (§7) and the WELCOME (§4.2).
  */
 import { CattailError } from '../../errors.js';
-import { CAP_REPAIR_BUCKETS, CAP_RESUME_WATERMARKS, CAP_SCOPE_NODE, type HelloMessage, MIN_CLIENT_MAX_FRAME_BYTES, behindResources, isResourceVersion } from '../../../proto/index.js';
+import { CAP_REPAIR_BUCKETS, CAP_RESUME_WATERMARKS, CAP_SCOPE_NODE, type HelloMessage, MIN_CLIENT_MAX_FRAME_BYTES, behindResources, compareResourceVersions, isResourceVersion } from '../../../proto/index.js';
 import type { FeedRuntime } from './feeds.js';
 import type { SinceResult } from '../pipeline/store-port.js';
 import { isRebaseCandidate, judgeToken, type SnapshotReason } from '../transport/tokens.js';
@@ -104,13 +104,24 @@ export function planFeeds(hello: Hello, feeds: ReadonlyMap<string, FeedRuntime>,
 }
 
 /**
- * What no snapshot for this feed may be older than: `notBefore`, else the rebase `watermarks` (all
- * the agent applied). Ignored unless every value is a decimal resourceVersion: a floor we cannot
- * order would refuse the agent forever (PROTOCOL.md §8), and its own check still guards it.
+ * What no snapshot for this feed may be older than: `notBefore`, the rebase `watermarks` (all the
+ * agent applied), or, if both came, per resource the newer. A map is ignored unless every value
+ * is a decimal resourceVersion: a floor we cannot order would refuse the agent forever
+ * (PROTOCOL.md §8), and its own check still guards it.
  */
 export function floorOf(requested: Hello['feeds'][number]): Readonly<Record<string, string>> | undefined {
-  const floor = requested.notBefore ?? requested.watermarks;
-  return floor !== undefined && Object.values(floor).every(isResourceVersion) ? floor : undefined;
+  const valid = (m: Readonly<Record<string, string>> | undefined): Readonly<Record<string, string>> | undefined =>
+    m !== undefined && Object.values(m).every(isResourceVersion) ? m : undefined;
+  const a = valid(requested.notBefore);
+  const b = valid(requested.watermarks);
+  if (a === undefined || b === undefined) return a ?? b;
+  // Both (a client PROTOCOL.md does not describe, but may meet): per resource the newer.
+  const out: Record<string, string> = { ...a };
+  for (const [r, rv] of Object.entries(b)) {
+    const mine = Object.hasOwn(out, r) ? out[r] : undefined;
+    if (mine === undefined || compareResourceVersions(rv, mine) > 0) out[r] = rv;
+  }
+  return out;
 }
 
 /**

@@ -54,7 +54,9 @@ export function serveRepair(ctx: FanOutContext, service: ServiceQueue, conn: Con
   const now = o.clock.monotonic();
   const snapshot = (outcome: RepairOutcome): RepairOutcome => {
     // Never older than what the agent holds: its watermarks would be behind the snapshot's (§8).
-    service.startSnapshot(conn, cursor, now, true, cursor.revision);
+    // Its revision is not enough: a build of it made before a watermark-only change carries older
+    // watermarks than the STATUS the agent applied since, so the build must have today's.
+    service.startSnapshot(conn, cursor, now, true, cursor.revision, feed.store.meta().watermarks);
     service.queue(conn);
     return count(outcome);
   };

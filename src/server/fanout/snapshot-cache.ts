@@ -52,6 +52,11 @@ const oneEntryBody = (entryBytes: number): number => chunkBodyBytes(1, entryByte
  */
 export const DEFAULT_SNAPSHOT_CHUNK_BYTES = 524_288;
 
+/** What acquire matches builds on besides freshness: feed, encoding, and shared or scoped. */
+function reuseKey(b: SnapshotBuild): string {
+  return `${b.feed.id}|${b.compression}|${b.maxBodyBytes}|${b.scoped === undefined ? 'u' : 's'}`;
+}
+
 /** A build whose watermarks are behind `floor` (an agent's notBefore, PROTOCOL.md §8). */
 function olderThan(b: SnapshotBuild, floor: Readonly<Record<string, string>> | undefined): boolean {
   return floor !== undefined && behindResources(floor, b.watermarks).length > 0;
@@ -196,6 +201,7 @@ export class SnapshotCache {
     const view = feed.store.current();
     const build = new SnapshotBuild(feed, view.revision, compression, maxBodyBytes, view.meta.watermarks);
     this.builds.push(build);
+    this.purge(); // the build it supersedes goes now
     this.builtCount++;
     this.o.metrics.snapshotsGenerated.inc({ feed: feed.name });
     this.run(build, view);
@@ -228,6 +234,7 @@ export class SnapshotCache {
     const build = new SnapshotBuild(feed, view.revision, compression, maxBodyBytes, view.meta.watermarks);
     build.scoped = { at, meta: view.meta, nodes: new Map() };
     this.builds.push(build);
+    this.purge(); // the build it supersedes goes now
     this.builtCount++;
     this.o.metrics.snapshotsGenerated.inc({ feed: feed.name });
     const policy = scope.policy;
@@ -344,7 +351,15 @@ export class SnapshotCache {
   /** Drops finished builds that are outdated and older than the reuse window (agents still streaming keep their reference). */
   purge(): void {
     const now = this.o.clock.monotonic();
-    this.builds = this.builds.filter((b) => !b.done || b.revision === b.feed.store.revision || (b.finishedAtMs !== undefined && now - b.finishedAtMs <= this.o.reuseWindowMs));
+    const kept = this.builds.filter((b) => !b.done || b.revision === b.feed.store.revision || (b.finishedAtMs !== undefined && now - b.finishedAtMs <= this.o.reuseWindowMs));
+    // Only the newest build of a feed, encoding and kind can be chosen: acquire walks newest
+    // first, and a newer build is never less acceptable (revision, watermarks and freshness only
+    // grow). The older ones would only hold memory: an agent's notBefore makes a new build at the
+    // same revision after a watermark-only change, up to one a second. Agents streaming them keep
+    // them alive (and counted as pinned).
+    const newest = new Map<string, SnapshotBuild>();
+    for (const b of kept) newest.set(reuseKey(b), b);
+    this.builds = newest.size === kept.length ? kept : kept.filter((b) => newest.get(reuseKey(b)) === b);
   }
 
   /** `transform` (a scoped feed's shared build): what of each entry the shared view holds; no BEGIN or END (see NodeSnapshot). */

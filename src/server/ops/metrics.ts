@@ -195,7 +195,7 @@ export function registerStateGauges(metrics: ServerMetrics, src: StateSources): 
   stateGauge('cattail_snapshot_cache_bytes', 'Wire bytes of the snapshot frames held for reuse.', r, () => src.snapshotCache().bytes);
   stateGauge('cattail_snapshot_pinned_builds', 'Snapshot builds no longer held for reuse that agents still streaming them keep alive (slow readers of an outdated snapshot).', r, () => src.snapshotPinned().builds);
   stateGauge('cattail_snapshot_pinned_bytes', 'Wire bytes of those builds\' frames, beyond cattail_snapshot_cache_bytes (bounded by snapshotPinnedMaxBytes: above it the oldest builds\' readers are closed).', r, () => src.snapshotPinned().bytes);
-  labelledStateGauge('cattail_feed_revision', 'Current revision of each feed (Typha: breadcrumb_seq_number).', r, 'feed', () => src.feeds.map((f) => [f.name, f.store.revision]));
+  labelledStateGauge('cattail_feed_revision', 'Current revision of each feed\'s store, read at scrape time (Typha: breadcrumb_seq_number); caught-up agents get it within flushWindowMs.', r, 'feed', () => src.feeds.map((f) => [f.name, f.store.revision]));
   labelledStateGauge('cattail_delta_log_entries', "Deletions each feed's delta log retains so resuming agents get a delta (upserts are answered from the live state); trimmed by deltaLogMaxAgeMs and deltaLogMaxBytes.", r, 'feed', () => src.feeds.map((f) => [f.name, f.store.stats().tombstones]));
   labelledStateGauge('cattail_delta_log_bytes', "Key bytes of each feed's delta log, the quantity bounded by deltaLogMaxBytes.", r, 'feed', () => src.feeds.map((f) => [f.name, f.store.stats().logBytes]));
 }

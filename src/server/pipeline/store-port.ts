@@ -92,6 +92,10 @@ export interface ServedStore {
   /** The revision from which `since()` brings a state at `watermarks` (untrusted input) to ours. */
   rebase(watermarks: unknown): RebaseResult;
   trim(nowMs: number): unknown;
+  /**
+   * The feed's status and watermarks. A change returns a new object (the fan-out memoises the
+   * STATUS key by this object's identity and the revision), never the same one mutated.
+   */
   meta(): StoreMeta;
   stats(): StoreLogStats;
 }
