@@ -120,7 +120,6 @@ const WINDOWS_OUT = arg('windows', '');
 const windows: MeasureWindow[] = [];
 /** The session the blocks being recorded belong to (set when a Cattail target's session starts). */
 let windowOf: Pick<MeasureWindow, 'target' | 'n'> = { target: '', n: 0 };
-const usNow = (): number => Number(process.hrtime.bigint() / 1000n);
 if (WINDOWS_OUT !== '') process.on('exit', () => writeFileSync(WINDOWS_OUT, JSON.stringify(windows)));
 const gc = (globalThis as { gc?: () => void }).gc;
 const immediate = (): Promise<void> => new Promise((r) => setImmediate(r));
@@ -225,13 +224,13 @@ function floorChange(f: FloorSide): number {
  */
 async function cattailBlock(c: Clients, server: ServerHandle, upstream: ScriptedUpstream, changes: number, sockets: number, group?: number): Promise<BlockCpu> {
   const cpu0 = blockCpu();
-  const t0 = usNow();
+  const t0 = nowMs() * 1000;
   for (let i = 0; i < changes; i++) {
     upstream.push('felix', { updates: [change()] });
     await immediate();
   }
   await c.reach(server.stores.get('felix')?.revision ?? 0, group);
-  windows.push({ side: group === undefined ? 'coalesced' : 'cattail', ...windowOf, t0, t1: usNow(), deliveries: changes * sockets, changes });
+  windows.push({ side: group === undefined ? 'coalesced' : 'cattail', ...windowOf, t0, t1: nowMs() * 1000, deliveries: changes * sockets, changes });
   return cpuSince(cpu0);
 }
 
@@ -242,13 +241,13 @@ async function cattailBlock(c: Clients, server: ServerHandle, upstream: Scripted
  */
 async function floorBlock(c: Clients, floor: FloorSide, changes: number, paired = false): Promise<BlockCpu> {
   const cpu0 = blockCpu();
-  const t0 = usNow();
+  const t0 = nowMs() * 1000;
   for (let i = 0; i < changes; i++) {
     floorChange(floor);
     await immediate();
   }
   await c.reach(floor.revision, FLOOR_GROUP);
-  windows.push({ side: paired ? 'floor' : 'floor-alone', ...windowOf, t0, t1: usNow(), deliveries: changes * floor.srv.sockets.length, changes });
+  windows.push({ side: paired ? 'floor' : 'floor-alone', ...windowOf, t0, t1: nowMs() * 1000, deliveries: changes * floor.srv.sockets.length, changes });
   return cpuSince(cpu0);
 }
 

@@ -26,6 +26,6 @@ export {
 } from './entries.js';
 export { bodyOf } from './body.js';
 export { computeDigest, entryHash, DIGEST_BYTES, DIGEST_BUCKETS, DIGEST_VERSION } from './digest.js';
-export { behindResources, compareResourceVersions, isResourceVersion, type BehindResource } from './resource-version.js';
+export { behindResources, compareResourceVersions, isResourceVersion, mergeWatermarks, type BehindResource } from './resource-version.js';
 export { compareKeys } from './key-order.js';
 export { addBucket, bucketCount, bucketOfHashHi, emptyBucketSet, hasBucket, mismatchedBuckets } from './bucket-set.js';

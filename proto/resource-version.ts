@@ -53,6 +53,19 @@ export function behindResources(applied: Readonly<Record<string, string>>, offer
   return out;
 }
 
+/**
+ * Per resource the newer of the two (the union a client keeps of the watermarks it applied, §8;
+ * a server's floor from a HELLO feed with both maps). Own keys only, as in behindResources.
+ */
+export function mergeWatermarks(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): Record<string, string> {
+  const out: Record<string, string> = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const cur = Object.hasOwn(out, k) ? out[k] : undefined;
+    if (cur === undefined || compareResourceVersions(v, cur) > 0) out[k] = v;
+  }
+  return out;
+}
+
 function stripZeros(rv: string): string {
   let i = 0;
   while (i < rv.length - 1 && rv.charCodeAt(i) === 48) i++;

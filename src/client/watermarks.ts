@@ -4,24 +4,14 @@
  * revisions are replica-local), so they decide whether failing over would go back in time.
  */
 
-import { compareResourceVersions } from '../../proto/index.js';
 import { MAX_WATERMARKS, MAX_WATERMARKS_BYTES } from '../../proto/types.js';
 
 export type Watermarks = Readonly<Record<string, string>>;
 
-// The failover check (a snapshot or STATUS older than what was applied) is the protocol's own:
-// the server makes it too, on a HELLO's notBefore, so both sides use one function.
-export { behindResources, type BehindResource } from '../../proto/index.js';
-
-/** Per resource the newer of the two. */
-export function mergeWatermarks(a: Watermarks, b: Watermarks): Record<string, string> {
-  const out: Record<string, string> = { ...a };
-  for (const [k, v] of Object.entries(b)) {
-    const cur = out[k];
-    if (cur === undefined || compareResourceVersions(v, cur) > 0) out[k] = v;
-  }
-  return out;
-}
+// The failover check (a snapshot or STATUS older than what was applied) and the union of what was
+// applied are the protocol's own: the server makes both on a HELLO's notBefore, so both sides use
+// one function each.
+export { behindResources, mergeWatermarks, type BehindResource } from '../../proto/index.js';
 
 /**
  * How many resources and UTF-8 bytes `w` holds, when that is above PROTOCOL.md §8's bounds for a

@@ -3,7 +3,7 @@
  * the choice of compression (§5), resume-or-snapshot per feed (§7) and the WELCOME (§4.2).
  */
 import { CattailError } from '../../errors.js';
-import { CAP_REPAIR_BUCKETS, CAP_RESUME_WATERMARKS, CAP_SCOPE_NODE, type HelloMessage, MIN_CLIENT_MAX_FRAME_BYTES, behindResources, compareResourceVersions, isResourceVersion } from '../../../proto/index.js';
+import { CAP_REPAIR_BUCKETS, CAP_RESUME_WATERMARKS, CAP_SCOPE_NODE, type HelloMessage, MIN_CLIENT_MAX_FRAME_BYTES, behindResources, isResourceVersion, mergeWatermarks } from '../../../proto/index.js';
 import type { FeedRuntime } from './feeds.js';
 import type { SinceResult } from '../pipeline/store-port.js';
 import { isRebaseCandidate, judgeToken, type SnapshotReason } from '../transport/tokens.js';
@@ -72,7 +72,7 @@ export function chooseCompression(caps: readonly string[], allowed: readonly Com
 type DeltaSince = Extract<SinceResult, { kind: 'delta' }>;
 
 export type FeedPlan =
-  /** `floor`: no shared build with older watermarks will do (the agent's notBefore, see snapshotPlan). */
+  /** `floor`: the agent's notBefore (see snapshotPlan): no shared build with older watermarks will do; `behind` names what it is ahead on. */
   | { readonly feed: FeedRuntime; readonly mode: 'snapshot'; readonly reason: SnapshotReason; readonly floor?: Readonly<Record<string, string>> }
   | { readonly feed: FeedRuntime; readonly mode: 'resume' | 'rebase'; readonly since: DeltaSince };
 
@@ -90,15 +90,16 @@ export function planFeeds(hello: Hello, feeds: ReadonlyMap<string, FeedRuntime>,
     const feed = feeds.get(name);
     if (feed === undefined) throw new CattailError('CATTAIL_SERVER_UNKNOWN_FEED', `feed ${JSON.stringify(name)} is not served here (served: ${[...feeds.keys()].join(', ')})`);
     const d = judgeToken(token, { serverId, epoch: feed.epoch, feed: feed.name, projectionVersion: feed.projectionVersion }, feed.store.revision);
+    const floor = floorOf(requested);
     if (d.mode === 'snapshot') {
-      if (canRebase && isRebaseCandidate(d) && requested.watermarks !== undefined) return planRebase(feed, requested, d.reason, maxClientBytes);
-      return snapshotPlan(feed, d.reason, floorOf(requested));
+      if (canRebase && isRebaseCandidate(d) && requested.watermarks !== undefined) return planRebase(feed, requested, d.reason, floor, maxClientBytes);
+      return snapshotPlan(feed, d.reason, floor);
     }
     const s = feed.store.since(d.revision);
-    if (s.kind !== 'delta') return snapshotPlan(feed, s.kind === 'too-old' ? 'too-old' : 'bad-token', floorOf(requested));
+    if (s.kind !== 'delta') return snapshotPlan(feed, s.kind === 'too-old' ? 'too-old' : 'bad-token', floor);
     // A resume bigger than the agent's own budget would only get it closed with 4008: the shared
     // snapshot is cheaper for everyone.
-    if (s.bytes > maxClientBytes / 2) return snapshotPlan(feed, 'too-large', floorOf(requested));
+    if (s.bytes > maxClientBytes / 2) return snapshotPlan(feed, 'too-large', floor);
     return { feed, mode: 'resume', since: s };
   });
 }
@@ -109,19 +110,13 @@ export function planFeeds(hello: Hello, feeds: ReadonlyMap<string, FeedRuntime>,
  * is a decimal resourceVersion: a floor we cannot order would refuse the agent forever
  * (PROTOCOL.md §8), and its own check still guards it.
  */
-export function floorOf(requested: Hello['feeds'][number]): Readonly<Record<string, string>> | undefined {
+function floorOf(requested: HelloFeed): Readonly<Record<string, string>> | undefined {
   const valid = (m: Readonly<Record<string, string>> | undefined): Readonly<Record<string, string>> | undefined =>
     m !== undefined && Object.values(m).every(isResourceVersion) ? m : undefined;
   const a = valid(requested.notBefore);
   const b = valid(requested.watermarks);
-  if (a === undefined || b === undefined) return a ?? b;
   // Both (a client PROTOCOL.md does not describe, but may meet): per resource the newer.
-  const out: Record<string, string> = { ...a };
-  for (const [r, rv] of Object.entries(b)) {
-    const mine = Object.hasOwn(out, r) ? out[r] : undefined;
-    if (mine === undefined || compareResourceVersions(rv, mine) > 0) out[r] = rv;
-  }
-  return out;
+  return a === undefined || b === undefined ? (a ?? b) : mergeWatermarks(a, b);
 }
 
 /**
@@ -130,12 +125,13 @@ export function floorOf(requested: Hello['feeds'][number]): Readonly<Record<stri
  * whole download, and the agent would come back for the same one. So when our state is older
  * (`behind`) the HELLO is refused before any snapshot byte (4015, session.ts), which also tells the
  * upstream to look again at a resource it does not serve; and when it is not, the agent is kept
- * off shared builds whose watermarks are behind its own (`floor`, SnapshotCache.acquire).
+ * off shared builds whose watermarks are behind its own (`floor`, SnapshotCache.acquire). A
+ * `behind` plan keeps the floor too: the session names the resources it is ahead on from it.
  */
-function snapshotPlan(feed: FeedRuntime, reason: SnapshotReason, notBefore: Readonly<Record<string, string>> | undefined): FeedPlan {
-  if (notBefore === undefined || Object.keys(notBefore).length === 0) return { feed, mode: 'snapshot', reason };
-  if (behindResources(notBefore, feed.store.meta().watermarks).length > 0) return { feed, mode: 'snapshot', reason: 'behind' };
-  return { feed, mode: 'snapshot', reason, floor: notBefore };
+function snapshotPlan(feed: FeedRuntime, reason: SnapshotReason, floor: Readonly<Record<string, string>> | undefined): FeedPlan {
+  if (floor === undefined || Object.keys(floor).length === 0) return { feed, mode: 'snapshot', reason };
+  if (behindResources(floor, feed.store.meta().watermarks).length > 0) return { feed, mode: 'snapshot', reason: 'behind', floor };
+  return { feed, mode: 'snapshot', reason, floor };
 }
 
 /**
@@ -144,16 +140,16 @@ function snapshotPlan(feed: FeedRuntime, reason: SnapshotReason, notBefore: Read
  * it cannot be done is the snapshot the token alone would have got (`reason`), except `behind`,
  * which the agent's own watermark check would refuse anyway, so it is worth naming.
  */
-function planRebase(feed: FeedRuntime, requested: HelloFeed, reason: SnapshotReason, maxClientBytes: number): FeedPlan {
+function planRebase(feed: FeedRuntime, requested: HelloFeed, reason: SnapshotReason, floor: Readonly<Record<string, string>> | undefined, maxClientBytes: number): FeedPlan {
   const found = feed.store.rebase(requested.watermarks);
-  if (found.kind === 'behind') return { feed, mode: 'snapshot', reason: 'behind' };
-  if (found.kind !== 'revision') return snapshotPlan(feed, reason, floorOf(requested));
+  if (found.kind === 'behind') return { feed, mode: 'snapshot', reason: 'behind', ...(floor === undefined ? {} : { floor }) };
+  if (found.kind !== 'revision') return snapshotPlan(feed, reason, floor);
   const s = feed.store.since(found.revision);
-  if (s.kind !== 'delta') return snapshotPlan(feed, 'too-old', floorOf(requested));
+  if (s.kind !== 'delta') return snapshotPlan(feed, 'too-old', floor);
   // The difference is worth it only when smaller than the state (a snapshot is also shared and
   // cached across agents, a rebase DELTA is built for this one), and it must fit the budget.
   const stats = feed.store.stats();
-  if (s.bytes > stats.keyBytes + stats.valueBytes || s.bytes > maxClientBytes / 2) return snapshotPlan(feed, 'too-large', floorOf(requested));
+  if (s.bytes > stats.keyBytes + stats.valueBytes || s.bytes > maxClientBytes / 2) return snapshotPlan(feed, 'too-large', floor);
   return { feed, mode: 'rebase', since: s };
 }
 

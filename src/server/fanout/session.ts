@@ -9,7 +9,7 @@ import { encodeDelta, isEntryTooLarge } from '../transport/framing.js';
 import type { FanOutContext } from './context.js';
 import { recordAck } from './applied-watermarks.js';
 import type { FeedRuntime } from './feeds.js';
-import { type FeedPlan, type Hello, bodySizeFor, checkHello, chooseCompression, floorOf, planFeeds, welcomeFrame } from './handshake.js';
+import { type FeedPlan, bodySizeFor, checkHello, chooseCompression, planFeeds, welcomeFrame } from './handshake.js';
 import { serveRepair } from './repair.js';
 import { CAP_REPAIR_BUCKETS, behindResources } from '../../../proto/index.js';
 import type { ServiceQueue } from './service.js';
@@ -46,7 +46,7 @@ export class Session {
       for (const p of behind) o.metrics.handshakeFeeds.inc({ feed: p.feed.name, mode: 'refused', reason: 'behind' });
       // A resource the upstream does not serve moves its watermark only when we look again
       // (not-served.ts): an agent from a replica that looked later is ahead of us on it until then.
-      o.onAgentAhead?.(aheadResources(behind, hello));
+      o.onAgentAhead?.(aheadResources(behind));
       throw new CattailError('CATTAIL_SERVER_REPLICA_BEHIND', `this replica is behind the watermarks presented for ${behind.map((p) => p.feed.name).join(', ')}; keep the state and retry later or elsewhere`);
     }
     // Per-node scoping (#20): an agent on a scoped feed gets its proven node's view, never another's.
@@ -147,14 +147,12 @@ export class Session {
   }
 }
 
-/** The resources on which the agent's presented watermarks are newer than (or unknown to) the feeds refusing it. */
-function aheadResources(behind: readonly FeedPlan[], hello: Hello): string[] {
+/** The resources on which the agent's presented watermarks (the plans' floors) are newer than (or unknown to) the feeds refusing it. */
+function aheadResources(behind: readonly FeedPlan[]): string[] {
   const out = new Set<string>();
   for (const p of behind) {
-    const requested = hello.feeds.find((f) => f.name === p.feed.name);
-    const own = p.feed.store.meta().watermarks;
-    const floor = requested === undefined ? undefined : floorOf(requested);
-    for (const b of behindResources(floor ?? {}, own)) out.add(b.resource);
+    if (p.mode !== 'snapshot' || p.floor === undefined) continue;
+    for (const b of behindResources(p.floor, p.feed.store.meta().watermarks)) out.add(b.resource);
   }
   return [...out];
 }
