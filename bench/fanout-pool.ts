@@ -11,7 +11,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
-import { type RunRec, runRatios } from './fanout-runs.js';
+import { type RunRec, coldRatios, runRatios } from './fanout-runs.js';
 
 interface ResultsFile { meta: { node: string; date: string }; runs: RunRec[] }
 
@@ -51,6 +51,17 @@ function main(): void {
         }
       }
     }
+    // Cold-start CPU over the two floors around it (coldRatios), from files that bracket them.
+    const bracketed = f.runs.filter((r) => r.scenario === 'cold' && typeof r.values['coldSlot'] === 'number');
+    for (const t of [...new Set(bracketed.map((r) => r.target))].filter((x) => x !== 'net').sort()) {
+      const rs = coldRatios(bracketed, t, 'coldServerCpuS');
+      if (rs.length === 0) continue;
+      const id = `cold-start CPU|${line}|${t}|${bracketed[0]?.n ?? ''}`;
+      const p = pools.get(id) ?? { ratios: [], perFile: [] };
+      p.ratios.push(...rs);
+      p.perFile.push(`${basename(path, '.json')} ${quantile([...rs].sort((a, b) => a - b), 0.5).toFixed(2)} (${rs.length})`);
+      pools.set(id, p);
+    }
   }
   const rows = [...pools].map(([id, p]) => {
     const [label, line, t, n] = id.split('|');
@@ -60,7 +71,7 @@ function main(): void {
   const md = [
     '# Fan-out: paired runs pooled (bench/fanout-pool.ts)',
     '',
-    `Files: ${files.map((f) => basename(f)).join(', ')}. Ratio: Cattail ÷ the \`net\` floor paired with it in the same run (bench/fanout.ts, pairedSession); median and interquartile range over every run of every file; per file its median (runs).`,
+    `Files: ${files.map((f) => basename(f)).join(', ')}. Ratio: Cattail ÷ the \`net\` floor paired with it in the same run (bench/fanout.ts, pairedSession; the cold start: ÷ the mean of the two floor cold starts around it, from files that bracket them); median and interquartile range over every run of every file; per file its median (runs).`,
     '',
     '| measure | Node | target | clients | pooled median | IQR | runs | per file |',
     '| --- | --- | --- | --- | --- | --- | --- | --- |',

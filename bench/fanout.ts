@@ -22,7 +22,8 @@
  *  - a burst at the default flushWindowMs (Cattail only): CPU per delivered change.
  * Per run, N=1,000: cold start, all clients connecting at once to a 50,000-entry feed: time to
  * the last client, event-loop delay max, snapshot builds, server CPU (floor: the same snapshot
- * frames written by a `net` server with the same high-water mark).
+ * frames written by a `net` server with the same high-water mark, run before and after every
+ * other target: coldOrder).
  * Every loop is bounded in count and by deadlines; everything runs on 127.0.0.1.
  */
 import { type ChildProcess, fork } from 'node:child_process';
@@ -46,7 +47,7 @@ import { pinProcess } from '../src/bench/procs.js';
 import { Child } from '../src/bench/child.js';
 import { type CattailTarget, startCattailTarget } from './cattail-target.js';
 import { readTcpCounters, tcpCountersSince } from '../src/bench/tcp-counters.js';
-import { type MeasureWindow, type RunRec, runRatios } from './fanout-runs.js';
+import { type MeasureWindow, type RunRec, coldOrder, coldRatios, runRatios } from './fanout-runs.js';
 
 /** `wsplain`: the cold start's second floor, a plain `ws` server (src/bench/ws-floor.ts). */
 type Target = 'net' | 'wsplain' | 'ws' | 'uws';
@@ -612,11 +613,11 @@ async function main(): Promise<void> {
           }
         }
       }
-      for (const target of IDLE_ONLY || BURST_ONLY ? [] : coldTargets) {
+      for (const [slot, target] of (IDLE_ONLY || BURST_ONLY ? [] : coldOrder(coldTargets, run)).entries()) {
         if (Date.now() - started > TOTAL_DEADLINE_MS) break outer;
-        console.error(`fanout bench: run ${run + 1}/${RUNS}, cold start ${COLD_CLIENTS} × ${COLD_ENTRIES} entries, ${target} ...`);
+        console.error(`fanout bench: run ${run + 1}/${RUNS}, cold start ${COLD_CLIENTS} × ${COLD_ENTRIES} entries, ${target} (${slot + 1}) ...`);
         try {
-          runs.push({ run, n: COLD_CLIENTS, target, scenario: 'cold', values: await coldStart(c, target, frames) });
+          runs.push({ run, n: COLD_CLIENTS, target, scenario: 'cold', values: { ...(await coldStart(c, target, frames)), coldSlot: slot } });
         } catch (err) {
           errors.push(`run ${run} cold ${target}: ${(err as Error).message}`);
           await c.closeAll().catch(() => undefined);
@@ -662,7 +663,7 @@ function write(rowTargets: Target[], coldTargets: Target[], loadBefore: number[]
   const coldRows: string[] = [];
   for (const t of coldTargets) {
     const v = (k: string): number[] => valuesOf(COLD_CLIENTS, t, 'cold', k);
-    const row = { target: t, lastClientMs: v('coldLastClientMs'), loopDelayMaxMs: v('coldLoopDelayMaxMs'), loopDelayP99Ms: v('coldLoopDelayP99Ms'), serverCpuS: v('coldServerCpuS'), userS: v('coldServerUserS'), sysS: v('coldServerSysS'), cpuVsFloor: t === 'net' ? [] : ratios(COLD_CLIENTS, t, 'cold', 'coldServerCpuS'), cpuVsPlainWs: isCattail(t) ? ratios(COLD_CLIENTS, t, 'cold', 'coldServerCpuS', 'cold', 'wsplain') : [], builds: v('coldSnapshotBuilds'), tcpPressures: v('coldTcp_TCPMemoryPressures'), tcpLossProbes: v('coldTcp_TCPLossProbes'), tcpTimeouts: v('coldTcp_TCPTimeouts'), rssPeakMB: v('coldRssPeakMB'), clientMBPerConn: v('clientBytesTotal').map((b) => b / COLD_CLIENTS / 1e6) };
+    const row = { target: t, lastClientMs: v('coldLastClientMs'), loopDelayMaxMs: v('coldLoopDelayMaxMs'), loopDelayP99Ms: v('coldLoopDelayP99Ms'), serverCpuS: v('coldServerCpuS'), userS: v('coldServerUserS'), sysS: v('coldServerSysS'), cpuVsFloor: t === 'net' ? [] : coldRatios(runs, t, 'coldServerCpuS'), cpuVsPlainWs: isCattail(t) ? ratios(COLD_CLIENTS, t, 'cold', 'coldServerCpuS', 'cold', 'wsplain') : [], builds: v('coldSnapshotBuilds'), tcpPressures: v('coldTcp_TCPMemoryPressures'), tcpLossProbes: v('coldTcp_TCPLossProbes'), tcpTimeouts: v('coldTcp_TCPTimeouts'), rssPeakMB: v('coldRssPeakMB'), clientMBPerConn: v('clientBytesTotal').map((b) => b / COLD_CLIENTS / 1e6) };
     summary.push({ scenario: 'cold', ...row });
     coldRows.push(`| ${t} | ${fmt(row.lastClientMs, 0)} | ${fmt(row.loopDelayMaxMs, 1)} | ${fmt(row.loopDelayP99Ms, 1)} | ${fmt(row.serverCpuS)} | ${fmt(row.userS)} | ${fmt(row.sysS)} | ${fmt(row.cpuVsFloor)} | ${fmt(row.cpuVsPlainWs)} | ${isCattail(t) ? fmt(row.builds, 0) : '–'} | ${fmt(row.tcpPressures, 0)} | ${fmt(row.tcpLossProbes, 0)} | ${fmt(row.tcpTimeouts, 0)} | ${fmt(row.rssPeakMB, 0)} | ${fmt(row.clientMBPerConn, 2)} |`);
   }
@@ -685,7 +686,7 @@ function write(rowTargets: Target[], coldTargets: Target[], loadBefore: number[]
     ]),
     '',
     ...(BURST_ONLY ? ['(--burst-only: no idle memory, no cold start.)'] : [
-      `Cold start: ${COLD_CLIENTS} clients connecting at once to a ${COLD_ENTRIES.toLocaleString('en')}-entry feed (deflate). Server CPU covers the whole cold start (accepts, handshakes, snapshot build and sends); the floor writes the same snapshot frames (the same chunks, in key order) with the same 1 MiB high-water mark. \`wsplain\` is a second floor: a plain \`ws\` server that answers the upgrade, waits for the HELLO (unread) and sends the same messages with \`ws.send\` under the same high-water mark; "vs plain ws" is Cattail's own share (HELLO, store, snapshot build, pacing) beyond the WebSocket protocol's. The TCP columns are the kernel's counters over the same window (this network namespace, both processes): loss probes and retransmission timeouts fire when the one-core load client reads slower than the server writes, memory pressure when the sockets' buffers pass \`net.ipv4.tcp_mem\`; that recovery work is charged to the server's system time, so a run's CPU ratio moves with them (docs/transport.md).`,
+      `Cold start: ${COLD_CLIENTS} clients connecting at once to a ${COLD_ENTRIES.toLocaleString('en')}-entry feed (deflate). Server CPU covers the whole cold start (accepts, handshakes, snapshot build and sends); the floor writes the same snapshot frames (the same chunks, in key order) with the same 1 MiB high-water mark, and runs before and after every other target (floor, a, floor, b, …, floor; the others' order rotated per run): "vs floor" divides by the mean of the two floor cold starts around it. \`wsplain\` is a second floor: a plain \`ws\` server that answers the upgrade, waits for the HELLO (unread) and sends the same messages with \`ws.send\` under the same high-water mark; "vs plain ws" is Cattail's own share (HELLO, store, snapshot build, pacing) beyond the WebSocket protocol's. The TCP columns are the kernel's counters over the same window (this network namespace, both processes): loss probes and retransmission timeouts fire when the one-core load client reads slower than the server writes, memory pressure when the sockets' buffers pass \`net.ipv4.tcp_mem\`; that recovery work is charged to the server's system time, so a run's CPU ratio moves with them (docs/transport.md).`,
       '',
       '| target | last client ms | loop delay max ms | loop delay p99 ms | server CPU s | of it user s | of it system s | vs floor | vs plain ws | snapshot builds | TCP memory pressure events | TCP loss probes | TCP retransmission timeouts | RSS peak MB | MB per client |',
       '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',

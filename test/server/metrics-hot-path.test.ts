@@ -30,6 +30,22 @@ describe('metrics kept off the flush hot path', () => {
     expect(m.values.find((v) => v.metricName === 'x_seconds_sum')?.value).toBeCloseTo(OBSERVATION_BATCH_MAX * 0.005 + 0.02, 9);
   });
 
+  it('a labelled batch keeps each observation\'s label value through a full hand-over and a scrape', async () => {
+    const stats = new FanOutStats();
+    const metrics = createMetrics(stats, { defaultMetrics: false });
+    // One past a full batch: the first OBSERVATION_BATCH_MAX go over in the hand-over, the last at the scrape.
+    for (let i = 0; i < OBSERVATION_BATCH_MAX; i++) metrics.clientLag.observe(i % 2 === 0 ? 0.002 : 2, i % 2 === 0 ? 'felix' : 'bgp');
+    metrics.clientLag.observe(60, 'bgp');
+    const text = await metrics.registry.metrics();
+    expect(text).toContain(`cattail_client_lag_seconds_count{feed="felix"} ${OBSERVATION_BATCH_MAX / 2}`);
+    expect(text).toContain(`cattail_client_lag_seconds_count{feed="bgp"} ${OBSERVATION_BATCH_MAX / 2 + 1}`);
+    // Each value landed under its own label: felix's all at or below 5 ms, bgp's none.
+    expect(text).toContain(`cattail_client_lag_seconds_bucket{le="0.005",feed="felix"} ${OBSERVATION_BATCH_MAX / 2}`);
+    expect(text).toContain('cattail_client_lag_seconds_bucket{le="0.005",feed="bgp"} 0');
+    expect(text).toContain(`cattail_client_lag_seconds_bucket{le="5",feed="bgp"} ${OBSERVATION_BATCH_MAX / 2}`);
+    expect(text).toContain(`cattail_client_lag_seconds_sum{feed="bgp"} ${OBSERVATION_BATCH_MAX + 60}`);
+  });
+
   it('the flush-duration histogram, the update counters and the feed revision show the hot path\'s numbers at scrape time', async () => {
     const stats = new FanOutStats();
     const metrics = createMetrics(stats, { defaultMetrics: false });

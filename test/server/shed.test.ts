@@ -15,7 +15,7 @@ const QUIET = { pingIntervalMs: 3_600_000, pongTimeoutMs: 3_600_000, handshakeTi
 const BIG = 'x'.repeat(32 * 1024);
 
 async function acksSeen(h: Harness): Promise<number> {
-  const data = await h.server.metrics.clientLag.get();
+  const data = await h.server.metrics.clientLag.histogram.get();
   return data.values.find((v) => (v as { metricName?: string }).metricName === 'cattail_client_lag_seconds_count')?.value ?? 0;
 }
 

@@ -132,7 +132,7 @@ export class Session {
     recordAck(cursor, revision);
     this.ctx.convergence.onAgentChanged(cursor.conn);
     const lag = cursor.feed.lagMs(revision, this.ctx.o.clock.monotonic());
-    this.ctx.o.metrics.clientLag.observe({ feed: cursor.feed.name }, lag / 1000);
+    this.ctx.o.metrics.clientLag.observe(lag / 1000, cursor.feed.name);
   }
 
   onRepairRequest(conn: Connection, cursor: FeedCursor, revision: number, sums: Buffer): void {

@@ -34,7 +34,8 @@ export interface ServerMetrics {
   readonly snapshotsReused: Counter<'feed'>;
   readonly snapshotRawBytes: Gauge<'feed'>;
   readonly snapshotCompressedBytes: Gauge<'feed' | 'compression'>;
-  readonly clientLag: Histogram<'feed'>;
+  /** cattail_client_lag_seconds, observed once per ACK through a batch (ObservationBatch). */
+  readonly clientLag: ObservationBatch<'feed'>;
   readonly pingLatency: Histogram;
   readonly snapshotSendDuration: Histogram<'feed'>;
   /** cattail_flush_duration_seconds, observed once per flush through a batch (ObservationBatch). */
@@ -92,21 +93,28 @@ function feedStatsCounter(name: string, help: string, registers: Registry[], sta
 export const OBSERVATION_BATCH_MAX = 1_024;
 
 /**
- * A histogram observed on the hot path (once per flush): each observation is a store into a typed
- * array, handed to prom-client in one go when the array is full and at every scrape (the
- * histogram's collect). Why: prom-client's observe() touches its label hashing, bucket search and
- * maps; in the fan-out benchmark at 1,000 agents one call took ~40 µs of a change's time, because
- * each flush runs with caches that the previous flush's socket writes emptied. Replayed back to
- * back, the same calls take well under a microsecond each. A scrape sees every observation made
- * before it.
+ * A histogram observed on a hot path (once per flush, once per ACK): each observation is a store
+ * into a typed array (and, with a label, a slot of a plain array), handed to prom-client in one go
+ * when the array is full and at every scrape (the histogram's collect). Why: prom-client's
+ * observe() touches its label hashing, bucket search and maps; in the fan-out benchmark at 1,000
+ * agents one call took ~40 µs of a change's time, because each flush runs with caches that the
+ * previous flush's socket writes emptied. Replayed back to back, the same calls take well under a
+ * microsecond each. A scrape sees every observation made before it.
+ *
+ * `labelName`: the histogram's one label (each observation names its value), or none.
  */
-export class ObservationBatch {
+export class ObservationBatch<L extends string = never> {
   private readonly pending = new Float64Array(OBSERVATION_BATCH_MAX);
+  private readonly labelValues: string[];
   private n = 0;
 
-  constructor(readonly histogram: Histogram) {}
+  constructor(readonly histogram: Histogram<L>, private readonly labelName?: L) {
+    this.labelValues = labelName === undefined ? [] : new Array<string>(OBSERVATION_BATCH_MAX).fill('');
+  }
 
-  observe(value: number): void {
+  /** `labelValue`: the value of the batch's label (ignored without one). */
+  observe(value: number, labelValue = ''): void {
+    if (this.labelName !== undefined) this.labelValues[this.n] = labelValue;
     this.pending[this.n++] = value;
     if (this.n === OBSERVATION_BATCH_MAX) this.drain();
   }
@@ -115,15 +123,21 @@ export class ObservationBatch {
   drain(): void {
     const n = this.n;
     this.n = 0;
-    for (let i = 0; i < n; i++) this.histogram.observe(this.pending[i] as number);
+    const name = this.labelName;
+    if (name === undefined) {
+      for (let i = 0; i < n; i++) this.histogram.observe(this.pending[i] as number);
+      return;
+    }
+    for (let i = 0; i < n; i++) this.histogram.observe({ [name]: this.labelValues[i] } as Partial<Record<L, string>>, this.pending[i] as number);
   }
 }
 
-/** A histogram without labels behind an ObservationBatch, drained at every scrape. */
-function batchedHistogram(config: { name: string; help: string; buckets: number[]; registers: Registry[] }): ObservationBatch {
+/** A histogram with at most one label behind an ObservationBatch, drained at every scrape. */
+function batchedHistogram<L extends string = never>(config: { name: string; help: string; buckets: number[]; registers: Registry[]; labelName?: L }): ObservationBatch<L> {
+  const { labelName, ...rest } = config;
   // collect runs at a scrape, long after `batch` is set.
-  const histogram: Histogram = new Histogram({ ...config, collect: (): void => batch.drain() });
-  const batch: ObservationBatch = new ObservationBatch(histogram);
+  const histogram: Histogram<L> = new Histogram<L>({ ...rest, ...(labelName === undefined ? {} : { labelNames: [labelName] }), collect: (): void => batch.drain() });
+  const batch: ObservationBatch<L> = new ObservationBatch<L>(histogram, labelName);
   return batch;
 }
 
@@ -240,7 +254,7 @@ export function createMetrics(fanout: FanOutStats, opts: { defaultMetrics?: bool
     snapshotsReused: new Counter({ name: 'cattail_snapshots_reused_total', help: 'Agents served a snapshot another agent caused to be built.', labelNames: ['feed'], registers: r }),
     snapshotRawBytes: new Gauge({ name: 'cattail_snapshot_raw_bytes', help: 'Uncompressed body bytes of the latest snapshot built.', labelNames: ['feed'], registers: r }),
     snapshotCompressedBytes: new Gauge({ name: 'cattail_snapshot_compressed_bytes', help: 'Wire bytes of the latest snapshot built, per compression.', labelNames: ['feed', 'compression'], registers: r }),
-    clientLag: new Histogram({ name: 'cattail_client_lag_seconds', help: 'Age of the revision an agent acked, behind the newest (Typha: client_latency_secs).', labelNames: ['feed'], buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120, 300], registers: r }),
+    clientLag: batchedHistogram({ name: 'cattail_client_lag_seconds', help: 'Age of the revision an agent acked, behind the newest (Typha: client_latency_secs).', labelName: 'feed', buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120, 300], registers: r }),
     pingLatency: new Histogram({ name: 'cattail_ping_latency_seconds', help: 'PING to PONG round trip.', buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: r }),
     snapshotSendDuration: new Histogram({ name: 'cattail_client_snapshot_send_seconds', help: 'Seconds from the start of a snapshot send to its last frame handed to the socket, including the wait for the build and for a slow socket (Typha: client_snapshot_send_secs).', labelNames: ['feed'], buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300], registers: r }),
     tlsRefusals: new Counter({ name: 'cattail_tls_refusals_total', help: 'Agent-port TLS connections refused, by reason: plaintext (plain HTTP to the TLS port), handshake (TLS handshake failed or timed out), and after the upgrade (ERROR + close 4011) no-certificate, unknown-ca, expired, not-yet-valid, identity-not-allowed (CN / URI SAN not in clientCn / clientUriSan), invalid-certificate.', labelNames: ['reason'], registers: r }),
