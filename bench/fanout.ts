@@ -47,6 +47,7 @@ import { pinProcess } from '../src/bench/procs.js';
 import { Child } from '../src/bench/child.js';
 import { type CattailTarget, startCattailTarget } from './cattail-target.js';
 import { readTcpCounters, tcpCountersSince } from '../src/bench/tcp-counters.js';
+import { LoopStallMonitor } from '../src/bench/loop-stalls.js';
 import { type MeasureWindow, type RunRec, coldOrder, coldRatios, runRatios } from './fanout-runs.js';
 
 /** `wsplain`: the cold start's second floor, a plain `ws` server (src/bench/ws-floor.ts). */
@@ -528,20 +529,28 @@ async function coldStart(c: Clients, target: Target, frames: Buffer[]): Promise<
     let rssPeak = 0;
     const rssTimer = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage().rss)), 100);
     loop.enable();
+    // The same delays split into the main thread's own run time and its wait for the core (src/bench/loop-stalls.ts).
+    const stalls = new LoopStallMonitor(2, 50);
+    stalls.start();
     const cpu0 = process.cpuUsage();
+    const main0 = mainCpuS();
     const tcp0 = readTcpCounters();
     const t0 = nowMs();
     await c.connect(port, COLD_CLIENTS, target === 'net' ? 'raw' : 'ws', 0);
     const last = await c.reach(rev, undefined, 120_000);
     const split = process.cpuUsage(cpu0);
+    const mainCpu = mainCpuS() - main0;
     const cpu = (split.user + split.system) / 1e6;
     const tcp = tcpCountersSince(tcp0, readTcpCounters());
     loop.disable();
+    const st = stalls.stop();
     clearInterval(rssTimer);
     const cl = await c.closeAll();
     return {
       coldLastClientMs: Math.round(last - t0), coldLoopDelayMaxMs: +(loop.max / 1e6).toFixed(1), coldLoopDelayP99Ms: +(loop.percentile(99) / 1e6).toFixed(1),
-      coldServerCpuS: +cpu.toFixed(2), coldServerUserS: +(split.user / 1e6).toFixed(2), coldServerSysS: +(split.system / 1e6).toFixed(2), coldSnapshotBuilds: built(), coldRssPeakMB: Math.round(rssPeak / 1e6), clientBytesTotal: cl['bytes'],
+      coldServerCpuS: +cpu.toFixed(2), coldMainThreadCpuS: +mainCpu.toFixed(2), coldServerUserS: +(split.user / 1e6).toFixed(2), coldServerSysS: +(split.system / 1e6).toFixed(2), coldSnapshotBuilds: built(),
+      ...(st === undefined ? {} : { coldStallMaxGapMs: +st.maxGapMs.toFixed(1), coldStallMaxGapRunMs: +st.maxGapRunMs.toFixed(1), coldStallMaxGapWaitMs: +st.maxGapWaitMs.toFixed(1), coldStallMaxRunMs: +st.maxRunMs.toFixed(1), coldStallRunsOver50: st.runsOver, coldStallGapsOver50: st.gapsOver }),
+      coldRssPeakMB: Math.round(rssPeak / 1e6), clientBytesTotal: cl['bytes'],
       ...(tcp === undefined ? {} : Object.fromEntries(Object.entries(tcp).map(([k, n]) => [`coldTcp_${k}`, n]))),
     };
   } finally {
@@ -663,9 +672,9 @@ function write(rowTargets: Target[], coldTargets: Target[], loadBefore: number[]
   const coldRows: string[] = [];
   for (const t of coldTargets) {
     const v = (k: string): number[] => valuesOf(COLD_CLIENTS, t, 'cold', k);
-    const row = { target: t, lastClientMs: v('coldLastClientMs'), loopDelayMaxMs: v('coldLoopDelayMaxMs'), loopDelayP99Ms: v('coldLoopDelayP99Ms'), serverCpuS: v('coldServerCpuS'), userS: v('coldServerUserS'), sysS: v('coldServerSysS'), cpuVsFloor: t === 'net' ? [] : coldRatios(runs, t, 'coldServerCpuS'), cpuVsPlainWs: isCattail(t) ? ratios(COLD_CLIENTS, t, 'cold', 'coldServerCpuS', 'cold', 'wsplain') : [], builds: v('coldSnapshotBuilds'), tcpPressures: v('coldTcp_TCPMemoryPressures'), tcpLossProbes: v('coldTcp_TCPLossProbes'), tcpTimeouts: v('coldTcp_TCPTimeouts'), rssPeakMB: v('coldRssPeakMB'), clientMBPerConn: v('clientBytesTotal').map((b) => b / COLD_CLIENTS / 1e6) };
+    const row = { target: t, lastClientMs: v('coldLastClientMs'), loopDelayMaxMs: v('coldLoopDelayMaxMs'), loopDelayP99Ms: v('coldLoopDelayP99Ms'), stallRunMs: v('coldStallMaxGapRunMs'), stallWaitMs: v('coldStallMaxGapWaitMs'), maxRunMs: v('coldStallMaxRunMs'), runsOver: v('coldStallRunsOver50'), serverCpuS: v('coldServerCpuS'), mainS: v('coldMainThreadCpuS'), userS: v('coldServerUserS'), sysS: v('coldServerSysS'), cpuVsFloor: t === 'net' ? [] : coldRatios(runs, t, 'coldServerCpuS'), cpuVsPlainWs: isCattail(t) ? ratios(COLD_CLIENTS, t, 'cold', 'coldServerCpuS', 'cold', 'wsplain') : [], builds: v('coldSnapshotBuilds'), tcpPressures: v('coldTcp_TCPMemoryPressures'), tcpLossProbes: v('coldTcp_TCPLossProbes'), tcpTimeouts: v('coldTcp_TCPTimeouts'), rssPeakMB: v('coldRssPeakMB'), clientMBPerConn: v('clientBytesTotal').map((b) => b / COLD_CLIENTS / 1e6) };
     summary.push({ scenario: 'cold', ...row });
-    coldRows.push(`| ${t} | ${fmt(row.lastClientMs, 0)} | ${fmt(row.loopDelayMaxMs, 1)} | ${fmt(row.loopDelayP99Ms, 1)} | ${fmt(row.serverCpuS)} | ${fmt(row.userS)} | ${fmt(row.sysS)} | ${fmt(row.cpuVsFloor)} | ${fmt(row.cpuVsPlainWs)} | ${isCattail(t) ? fmt(row.builds, 0) : '–'} | ${fmt(row.tcpPressures, 0)} | ${fmt(row.tcpLossProbes, 0)} | ${fmt(row.tcpTimeouts, 0)} | ${fmt(row.rssPeakMB, 0)} | ${fmt(row.clientMBPerConn, 2)} |`);
+    coldRows.push(`| ${t} | ${fmt(row.lastClientMs, 0)} | ${fmt(row.loopDelayMaxMs, 1)} | ${fmt(row.loopDelayP99Ms, 1)} | ${fmt(row.stallRunMs, 1)} | ${fmt(row.stallWaitMs, 1)} | ${fmt(row.maxRunMs, 1)} | ${fmt(row.runsOver, 0)} | ${fmt(row.serverCpuS)} | ${fmt(row.mainS)} | ${fmt(row.userS)} | ${fmt(row.sysS)} | ${fmt(row.cpuVsFloor)} | ${fmt(row.cpuVsPlainWs)} | ${isCattail(t) ? fmt(row.builds, 0) : '–'} | ${fmt(row.tcpPressures, 0)} | ${fmt(row.tcpLossProbes, 0)} | ${fmt(row.tcpTimeouts, 0)} | ${fmt(row.rssPeakMB, 0)} | ${fmt(row.clientMBPerConn, 2)} |`);
   }
   writeFileSync(`${OUT}.json`, JSON.stringify({ meta, summary, runs }, null, 2) + '\n');
   const warmupLeft = runs.filter((r) => r.scenario === 'idle' && typeof r.values['idleWarmupResidualBytes'] === 'number' && r.values['idleWarmupResidualBytes'] > 1_048_576).length;
@@ -686,10 +695,10 @@ function write(rowTargets: Target[], coldTargets: Target[], loadBefore: number[]
     ]),
     '',
     ...(BURST_ONLY ? ['(--burst-only: no idle memory, no cold start.)'] : [
-      `Cold start: ${COLD_CLIENTS} clients connecting at once to a ${COLD_ENTRIES.toLocaleString('en')}-entry feed (deflate). Server CPU covers the whole cold start (accepts, handshakes, snapshot build and sends); the floor writes the same snapshot frames (the same chunks, in key order) with the same 1 MiB high-water mark, and runs before and after every other target (floor, a, floor, b, …, floor; the others' order rotated per run): "vs floor" divides by the mean of the two floor cold starts around it. \`wsplain\` is a second floor: a plain \`ws\` server that answers the upgrade, waits for the HELLO (unread) and sends the same messages with \`ws.send\` under the same high-water mark; "vs plain ws" is Cattail's own share (HELLO, store, snapshot build, pacing) beyond the WebSocket protocol's. The TCP columns are the kernel's counters over the same window (this network namespace, both processes): loss probes and retransmission timeouts fire when the one-core load client reads slower than the server writes, memory pressure when the sockets' buffers pass \`net.ipv4.tcp_mem\`; that recovery work is charged to the server's system time, so a run's CPU ratio moves with them (docs/transport.md).`,
+      `Cold start: ${COLD_CLIENTS} clients connecting at once to a ${COLD_ENTRIES.toLocaleString('en')}-entry feed (deflate). Server CPU covers the whole cold start (accepts, handshakes, snapshot build and sends); the floor writes the same snapshot frames (the same chunks, in key order) with the same 1 MiB high-water mark, and runs before and after every other target (floor, a, floor, b, …, floor; the others' order rotated per run): "vs floor" divides by the mean of the two floor cold starts around it. \`wsplain\` is a second floor: a plain \`ws\` server that answers the upgrade, waits for the HELLO (unread) and sends the same messages with \`ws.send\` under the same high-water mark; "vs plain ws" is Cattail's own share (HELLO, store, snapshot build, pacing) beyond the WebSocket protocol's. The TCP columns are the kernel's counters over the same window (this network namespace, both processes): loss probes and retransmission timeouts fire when the one-core load client reads slower than the server writes, memory pressure when the sockets' buffers pass \`net.ipv4.tcp_mem\`; that recovery work is charged to the server's system time, so a run's CPU ratio moves with them (docs/transport.md). The loop-delay columns after the p99 split the delay: a timer ticking every 2 ms reads the main thread's run time and run-queue wait (Linux schedstat) at each tick; for the worst delay, how much of the time between its two ticks the main thread ran (its own work, user or kernel) and how much it waited for the core (behind V8's own threads, which the pinning puts on the same core, or other jobs); then the most run time between any two ticks (the longest stretch of the process's own work, to the tick's resolution) and how many times that was over 50 ms (src/bench/loop-stalls.ts).`,
       '',
-      '| target | last client ms | loop delay max ms | loop delay p99 ms | server CPU s | of it user s | of it system s | vs floor | vs plain ws | snapshot builds | TCP memory pressure events | TCP loss probes | TCP retransmission timeouts | RSS peak MB | MB per client |',
-      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+      '| target | last client ms | loop delay max ms | loop delay p99 ms | worst delay: main thread on CPU ms | worst delay: waiting for the core ms | most main-thread CPU between two ticks ms | times over 50 ms on CPU | server CPU s | of it main thread s | of it user s | of it system s | vs floor | vs plain ws | snapshot builds | TCP memory pressure events | TCP loss probes | TCP retransmission timeouts | RSS peak MB | MB per client |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
       ...coldRows,
     ]),
     '',
