@@ -298,15 +298,25 @@ async function pairedWith(c: Clients, transport: 'ws' | 'uws', n: number, floor:
     const cattailRec: Rec = {};
     const floorRec: Rec = {};
     // One change at a time: push → the last client has it; the two sides in alternation.
-    const lat = { cattail: [] as number[], floor: [] as number[] };
-    const floorRound1 = async (): Promise<number> => {
+    // Per round: ms from the change to the last client's receipt, and to the server having handed
+    // it to every socket (the floor: its write loop's end; Cattail: the first turn after its flush).
+    // Where the server is done well before the last receipt, the load client's reading is the rest.
+    interface Round { last: number; written: number }
+    const lat = { cattail: [] as Round[], floor: [] as Round[] };
+    const floorRound1 = async (): Promise<Round> => {
       const t0 = nowMs();
-      return (await c.reach(floorChange(floor), FLOOR_GROUP)) - t0;
+      const revision = floorChange(floor);
+      const written = nowMs() - t0;
+      return { last: (await c.reach(revision, FLOOR_GROUP)) - t0, written };
     };
-    const cattailRound1 = async (): Promise<number> => {
+    const cattailRound1 = async (): Promise<Round> => {
       const t0 = nowMs();
+      const f0 = server.fanoutStats().flushes;
       upstream.push('felix', { updates: [change()] });
-      return (await c.reach(rev(), CATTAIL_GROUP)) - t0;
+      const reached = c.reach(rev(), CATTAIL_GROUP);
+      while (server.fanoutStats().flushes === f0) await immediate();
+      const written = nowMs() - t0;
+      return { last: (await reached) - t0, written };
     };
     for (let i = 0; i < LOCKSTEP_ROUNDS + LOCKSTEP_WARMUP; i++) {
       const floorFirst = i % 2 === 0;
@@ -317,8 +327,10 @@ async function pairedWith(c: Clients, transport: 'ws' | 'uws', n: number, floor:
         lat.cattail.push(floorFirst ? b : a);
       }
     }
-    floorRec['lockstepLastClientP50Ms'] = +median(lat.floor).toFixed(2);
-    cattailRec['lockstepLastClientP50Ms'] = +median(lat.cattail).toFixed(2);
+    for (const [rec, rounds] of [[floorRec, lat.floor], [cattailRec, lat.cattail]] as const) {
+      rec['lockstepLastClientP50Ms'] = +median(rounds.map((r) => r.last)).toFixed(2);
+      rec['lockstepWrittenP50Ms'] = +median(rounds.map((r) => r.written)).toFixed(2);
+    }
     // Bursts at flushWindowMs 0: one change per loop turn, one flush per change; in blocks,
     // floor and Cattail in ABBA order (F C C F F C C F ...), each side's CPU summed over its blocks.
     const cpu = { cattail: NO_CPU, floor: NO_CPU };
@@ -657,7 +669,7 @@ function write(rowTargets: Target[], coldTargets: Target[], loadBefore: number[]
       const row = {
         n, target: t,
         cpuUsPerDelivery: valuesOf(n, t, main, 'burstCpuUsPerDelivery'), mainThreadUsPerDelivery: valuesOf(n, t, main, 'burstMainThreadCpuUsPerDelivery'), cpuVsFloor: !isCattail(t) ? [] : ratios(n, t, 'main', 'burstCpuUsPerDelivery', `main:${t}`),
-        lockstepP50Ms: valuesOf(n, t, main, 'lockstepLastClientP50Ms'), latencyVsFloor: !isCattail(t) ? [] : ratios(n, t, 'main', 'lockstepLastClientP50Ms', `main:${t}`),
+        lockstepP50Ms: valuesOf(n, t, main, 'lockstepLastClientP50Ms'), writtenP50Ms: valuesOf(n, t, main, 'lockstepWrittenP50Ms'), latencyVsFloor: !isCattail(t) ? [] : ratios(n, t, 'main', 'lockstepLastClientP50Ms', `main:${t}`),
         idleRssBytesPerConn: valuesOf(n, t, 'idle', 'idleRssBytesPerConn'), idleHeapBytesPerConn: valuesOf(n, t, 'idle', 'idleHeapBytesPerConn'),
         idleRssFromStartBytesPerConn: valuesOf(n, t, 'idle', 'idleRssFromStartBytesPerConn'), idleWarmupResidualBytes: valuesOf(n, t, 'idle', 'idleWarmupResidualBytes'),
         coalescedCpuUsPerChange: valuesOf(n, t, 'coalesced', 'coalescedCpuUsPerDeliveredChange'), coalescedFlushes: valuesOf(n, t, 'coalesced', 'coalescedFlushes'),
@@ -666,7 +678,7 @@ function write(rowTargets: Target[], coldTargets: Target[], loadBefore: number[]
         fullClientsOk: runs.filter((r) => r.n === n && r.target === t && r.scenario === 'main').map((r) => r.values['fullClientsOk']),
       };
       summary.push(row);
-      rows.push(`| ${n} | ${t} | ${fmt(row.cpuUsPerDelivery)} | ${fmt(row.mainThreadUsPerDelivery)} | ${fmt(row.cpuVsFloor)} | ${fmt(row.lockstepP50Ms, 1)} | ${fmt(row.latencyVsFloor)} | ${fmt(row.idleRssBytesPerConn.map((b) => b / 1024), 1)} | ${fmt(row.idleHeapBytesPerConn.map((b) => b / 1024), 1)} | ${fmt(row.idleRssFromStartBytesPerConn.map((b) => b / 1024), 1)} | ${fmt(row.coalescedCpuUsPerChange)} | ${fmt(row.writesPerClientPerFlush, 3)} | ${fmt(row.floorPairedVsAlone)} | ${!isCattail(t) || row.fullClientsOk.length === 0 ? '–' : row.fullClientsOk.every((x) => x === true) ? `ok (${row.fullClientsOk.length})` : 'FAILED'} |`);
+      rows.push(`| ${n} | ${t} | ${fmt(row.cpuUsPerDelivery)} | ${fmt(row.mainThreadUsPerDelivery)} | ${fmt(row.cpuVsFloor)} | ${fmt(row.lockstepP50Ms, 1)} | ${fmt(row.writtenP50Ms, 1)} | ${fmt(row.latencyVsFloor)} | ${fmt(row.idleRssBytesPerConn.map((b) => b / 1024), 1)} | ${fmt(row.idleHeapBytesPerConn.map((b) => b / 1024), 1)} | ${fmt(row.idleRssFromStartBytesPerConn.map((b) => b / 1024), 1)} | ${fmt(row.coalescedCpuUsPerChange)} | ${fmt(row.writesPerClientPerFlush, 3)} | ${fmt(row.floorPairedVsAlone)} | ${!isCattail(t) || row.fullClientsOk.length === 0 ? '–' : row.fullClientsOk.every((x) => x === true) ? `ok (${row.fullClientsOk.length})` : 'FAILED'} |`);
     }
   }
   const coldRows: string[] = [];
@@ -685,11 +697,11 @@ function write(rowTargets: Target[], coldTargets: Target[], loadBefore: number[]
     '',
     'Cells: median [min–max] over the runs. "vs floor" is the per-run ratio to the plain `net` server writing the same bytes to the same number of sockets in the same run, then its median: compare those, not absolute times (±35 % between runs on this machine).',
     '',
-    '`net` = plain Node `net` server writing one pre-framed DELTA+STATUS buffer per socket per change (the floor). `ws` / `uws` = Cattail with that transport. `wsplain` (idle memory only) = a plain `ws` server holding the same connections: the WebSocket library\'s own share. A feed of 1,000 WorkloadEndpoint-like values (~500 B); one change = one changed value. Paired: each Cattail target\'s session holds the floor\'s N sockets and its own N at once (both servers in this process) and measures the two in alternation, so a ratio spans seconds, not the tens of seconds between sessions. CPU/delivery: bursts at flushWindowMs 0 (one flush per change, one loop turn per change) in ' + String(PAIRED_BLOCKS) + ' blocks per side in ABBA order, server CPU from a block\'s first change to its last client\'s receipt, summed per side and divided by changes × clients (with a Cattail target: its 3 full clients too); "of it main thread" is the same for the server\'s main thread alone (Linux schedstat; the rest is V8\'s and libuv\'s other threads, such as concurrent GC). Lock-step: push one change, time until the last client has it (p50; floor and Cattail rounds alternate, each first in every other round). Floor CPU paired ÷ alone (the control): the floor\'s CPU per delivery in its blocks alternated with Cattail, over its CPU in ' + String(CONTROL_BLOCKS) + ' blocks before Cattail\'s sockets connect and ' + String(CONTROL_BLOCKS) + ' after its server closed: what sharing the process with Cattail\'s connections costs the floor (above 1: the ratios to the floor flatter Cattail by that much). Idle memory: what one more idle connection holds, after GC, each target in a fresh process of its own (bench/idle-child.ts; Cattail with a 10-entry feed, so the snapshot sends leave no allocator pages behind): RSS (and JS heap + external) growth per connection from a first step of the connections (a fifth, and at least 500: one batch of upgrades) to all of them, V8\'s young generation fixed at 16 MiB semi-spaces and touched before the first reading (left to itself V8 grows it to tens of MiB, sized from the heap limit: a one-time cost, not a per-connection one); "from start" is the RSS growth from before the first connection, one-time growth included. Coalesced: the same burst at the default flushWindowMs (5 ms), CPU per delivered change. Full clients: 3 library clients per Cattail run ended at the last revision, in sync, with no digest mismatch, gap or protocol error.',
+    '`net` = plain Node `net` server writing one pre-framed DELTA+STATUS buffer per socket per change (the floor). `ws` / `uws` = Cattail with that transport. `wsplain` (idle memory only) = a plain `ws` server holding the same connections: the WebSocket library\'s own share. A feed of 1,000 WorkloadEndpoint-like values (~500 B); one change = one changed value. Paired: each Cattail target\'s session holds the floor\'s N sockets and its own N at once (both servers in this process) and measures the two in alternation, so a ratio spans seconds, not the tens of seconds between sessions. CPU/delivery: bursts at flushWindowMs 0 (one flush per change, one loop turn per change) in ' + String(PAIRED_BLOCKS) + ' blocks per side in ABBA order, server CPU from a block\'s first change to its last client\'s receipt, summed per side and divided by changes × clients (with a Cattail target: its 3 full clients too); "of it main thread" is the same for the server\'s main thread alone (Linux schedstat; the rest is V8\'s and libuv\'s other threads, such as concurrent GC). Lock-step: push one change, time until the last client has it (p50; floor and Cattail rounds alternate, each first in every other round), and of it the time until the server had handed the change to every socket (the floor: its write loop\'s end; Cattail: the first loop turn after its flush); the rest is the load client reading. Floor CPU paired ÷ alone (the control): the floor\'s CPU per delivery in its blocks alternated with Cattail, over its CPU in ' + String(CONTROL_BLOCKS) + ' blocks before Cattail\'s sockets connect and ' + String(CONTROL_BLOCKS) + ' after its server closed: what sharing the process with Cattail\'s connections costs the floor (above 1: the ratios to the floor flatter Cattail by that much). Idle memory: what one more idle connection holds, after GC, each target in a fresh process of its own (bench/idle-child.ts; Cattail with a 10-entry feed, so the snapshot sends leave no allocator pages behind): RSS (and JS heap + external) growth per connection from a first step of the connections (a fifth, and at least 500: one batch of upgrades) to all of them, V8\'s young generation fixed at 16 MiB semi-spaces and touched before the first reading (left to itself V8 grows it to tens of MiB, sized from the heap limit: a one-time cost, not a per-connection one); "from start" is the RSS growth from before the first connection, one-time growth included. Coalesced: the same burst at the default flushWindowMs (5 ms), CPU per delivered change. Full clients: 3 library clients per Cattail run ended at the last revision, in sync, with no digest mismatch, gap or protocol error.',
     '',
     ...(COLD_ONLY ? ['(--cold-only: the cold start alone.)'] : [
-      '| clients | target | CPU µs/delivery | of it main thread | vs floor | lock-step last client p50 ms | vs floor | idle RSS KB/conn | idle heap KB/conn | idle RSS from start KB/conn | coalesced CPU µs/change | writes/client/flush | floor CPU paired ÷ alone | full clients |',
-      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+      '| clients | target | CPU µs/delivery | of it main thread | vs floor | lock-step last client p50 ms | of it until the server had written to every socket | vs floor | idle RSS KB/conn | idle heap KB/conn | idle RSS from start KB/conn | coalesced CPU µs/change | writes/client/flush | floor CPU paired ÷ alone | full clients |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
       ...rows,
       ...(warmupLeft > 0 ? ['', `In ${warmupLeft} idle measurement(s) a second warm-up of the young generation still added more than 1 MiB of RSS: the first had not made it all resident, and the "from start" figure there includes the rest.`] : []),
     ]),
