@@ -545,6 +545,7 @@ async function coldStart(c: Clients, target: Target, frames: Buffer[]): Promise<
     const stalls = new LoopStallMonitor(2, 50);
     stalls.start();
     const cpu0 = process.cpuUsage();
+    const ru0 = process.resourceUsage();
     const main0 = mainCpuS();
     const tcp0 = readTcpCounters();
     const t0 = nowMs();
@@ -552,6 +553,7 @@ async function coldStart(c: Clients, target: Target, frames: Buffer[]): Promise<
     const last = await c.reach(rev, undefined, 120_000);
     const split = process.cpuUsage(cpu0);
     const mainCpu = mainCpuS() - main0;
+    const ru = process.resourceUsage();
     const cpu = (split.user + split.system) / 1e6;
     const tcp = tcpCountersSince(tcp0, readTcpCounters());
     loop.disable();
@@ -560,7 +562,7 @@ async function coldStart(c: Clients, target: Target, frames: Buffer[]): Promise<
     const cl = await c.closeAll();
     return {
       coldLastClientMs: Math.round(last - t0), coldLoopDelayMaxMs: +(loop.max / 1e6).toFixed(1), coldLoopDelayP99Ms: +(loop.percentile(99) / 1e6).toFixed(1),
-      coldServerCpuS: +cpu.toFixed(2), coldMainThreadCpuS: +mainCpu.toFixed(2), coldServerUserS: +(split.user / 1e6).toFixed(2), coldServerSysS: +(split.system / 1e6).toFixed(2), coldSnapshotBuilds: built(),
+      coldServerCpuS: +cpu.toFixed(2), coldMainThreadCpuS: +mainCpu.toFixed(2), coldMinorFaults: ru.minorPageFault - ru0.minorPageFault, coldVoluntarySwitches: ru.voluntaryContextSwitches - ru0.voluntaryContextSwitches, coldInvoluntarySwitches: ru.involuntaryContextSwitches - ru0.involuntaryContextSwitches, coldServerUserS: +(split.user / 1e6).toFixed(2), coldServerSysS: +(split.system / 1e6).toFixed(2), coldSnapshotBuilds: built(),
       ...(st === undefined ? {} : { coldStallMaxGapMs: +st.maxGapMs.toFixed(1), coldStallMaxGapRunMs: +st.maxGapRunMs.toFixed(1), coldStallMaxGapWaitMs: +st.maxGapWaitMs.toFixed(1), coldStallMaxRunMs: +st.maxRunMs.toFixed(1), coldStallRunsOver50: st.runsOver, coldStallGapsOver50: st.gapsOver }),
       coldRssPeakMB: Math.round(rssPeak / 1e6), clientBytesTotal: cl['bytes'],
       ...(tcp === undefined ? {} : Object.fromEntries(Object.entries(tcp).map(([k, n]) => [`coldTcp_${k}`, n]))),
