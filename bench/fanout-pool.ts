@@ -32,6 +32,13 @@ function main(): void {
   const files = o >= 0 ? args.filter((_, i) => i !== o && i !== o + 1) : args;
   if (files.length === 0) throw new Error('usage: fanout-pool [--out PREFIX] FILE.json...');
   const pools = new Map<string, { ratios: number[]; perFile: string[] }>();
+  /** One file's ratios into the pool `id`, with the file's own median and count. */
+  const add = (id: string, path: string, rs: number[]): void => {
+    const p = pools.get(id) ?? { ratios: [], perFile: [] };
+    p.ratios.push(...rs);
+    p.perFile.push(`${basename(path, '.json')} ${quantile([...rs].sort((a, b) => a - b), 0.5).toFixed(2)} (${rs.length})`);
+    pools.set(id, p);
+  };
   for (const path of files) {
     const f = JSON.parse(readFileSync(path, 'utf8')) as ResultsFile;
     const line = f.meta.node.split('.')[0] as string;
@@ -43,11 +50,7 @@ function main(): void {
           // Cattail's paired records over the floor's of its session (pairedSession in fanout.ts).
           const rs = runRatios(f.runs, n, t, 'main', key, `main:${t}`);
           if (rs.length === 0) continue;
-          const id = `${label}|${line}|${t}|${n}`;
-          const p = pools.get(id) ?? { ratios: [], perFile: [] };
-          p.ratios.push(...rs);
-          p.perFile.push(`${basename(path, '.json')} ${quantile([...rs].sort((a, b) => a - b), 0.5).toFixed(2)} (${rs.length})`);
-          pools.set(id, p);
+          add(`${label}|${line}|${t}|${n}`, path, rs);
         }
       }
     }
@@ -56,11 +59,7 @@ function main(): void {
     for (const t of [...new Set(bracketed.map((r) => r.target))].filter((x) => x !== 'net').sort()) {
       const rs = coldRatios(bracketed, t, 'coldServerCpuS');
       if (rs.length === 0) continue;
-      const id = `cold-start CPU|${line}|${t}|${bracketed[0]?.n ?? ''}`;
-      const p = pools.get(id) ?? { ratios: [], perFile: [] };
-      p.ratios.push(...rs);
-      p.perFile.push(`${basename(path, '.json')} ${quantile([...rs].sort((a, b) => a - b), 0.5).toFixed(2)} (${rs.length})`);
-      pools.set(id, p);
+      add(`cold-start CPU|${line}|${t}|${bracketed[0]?.n ?? ''}`, path, rs);
     }
   }
   const rows = [...pools].map(([id, p]) => {
@@ -71,7 +70,7 @@ function main(): void {
   const md = [
     '# Fan-out: paired runs pooled (bench/fanout-pool.ts)',
     '',
-    `Files: ${files.map((f) => basename(f)).join(', ')}. Ratio: Cattail ÷ the \`net\` floor paired with it in the same run (bench/fanout.ts, pairedSession; the cold start: ÷ the mean of the two floor cold starts around it, from files that bracket them); median and interquartile range over every run of every file; per file its median (runs).`,
+    `Files: ${files.map((f) => basename(f)).join(', ')}. Ratio: Cattail (and, in the cold start, the plain \`ws\` server) ÷ the \`net\` floor paired with it in the same run (bench/fanout.ts, pairedSession; the cold start: ÷ the mean of the two floor cold starts around it, from files that bracket them); median and interquartile range over every run of every file; per file its median (runs).`,
     '',
     '| measure | Node | target | clients | pooled median | IQR | runs | per file |',
     '| --- | --- | --- | --- | --- | --- | --- | --- |',

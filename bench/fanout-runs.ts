@@ -48,7 +48,7 @@ export function runRatios(runs: readonly RunRec[], n: number, target: string, sc
 /**
  * Per run, `key` of a cold-start `target` over the mean of the two `net` floor cold starts that
  * bracket it in the same run (bench/fanout.ts runs floor, target, floor, target, …, floor; each
- * record carries its place as `coldSlot`). The kernel's share of a cold start (the loopback
+ * record carries its place as `coldSlot`), or over the one there is when the other failed. The kernel's share of a cold start (the loopback
  * receiver's work and its loss recovery, charged to the writer) moved threefold between runs with
  * the floor always first; a floor on each side of the target cancels drift within the run. A
  * record without `coldSlot` (files written before the bracketing) falls back to the run's first

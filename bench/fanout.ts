@@ -47,7 +47,7 @@ import { pinProcess } from '../src/bench/procs.js';
 import { Child } from '../src/bench/child.js';
 import { type CattailTarget, startCattailTarget } from './cattail-target.js';
 import { readTcpCounters, tcpCountersSince } from '../src/bench/tcp-counters.js';
-import { LoopStallMonitor } from '../src/bench/loop-stalls.js';
+import { LoopStallMonitor, parseSchedstat } from '../src/bench/loop-stalls.js';
 import { type MeasureWindow, type RunRec, coldOrder, coldRatios, runRatios } from './fanout-runs.js';
 
 /** `wsplain`: the cold start's second floor, a plain `ws` server (src/bench/ws-floor.ts). */
@@ -94,7 +94,7 @@ const cpuS = (): number => {
 const MAIN_SCHEDSTAT = `/proc/self/task/${process.pid}/schedstat`;
 const mainCpuS = (): number => {
   try {
-    return Number(readFileSync(MAIN_SCHEDSTAT, 'utf8').split(' ')[0]) / 1e9;
+    return (parseSchedstat(readFileSync(MAIN_SCHEDSTAT, 'utf8'))?.runMs ?? Number.NaN) / 1000;
   } catch {
     return Number.NaN;
   }
@@ -314,7 +314,12 @@ async function pairedWith(c: Clients, transport: 'ws' | 'uws', n: number, floor:
       const f0 = server.fanoutStats().flushes;
       upstream.push('felix', { updates: [change()] });
       const reached = c.reach(rev(), CATTAIL_GROUP);
-      while (server.fanoutStats().flushes === f0) await immediate();
+      // Handled now: if the wait below gives up first, the rejection is not left unhandled.
+      reached.catch(() => undefined);
+      while (server.fanoutStats().flushes === f0) {
+        if (nowMs() - t0 > STEP_DEADLINE_MS) throw new Error('bench: no flush within the step deadline after a lock-step change');
+        await immediate();
+      }
       const written = nowMs() - t0;
       return { last: (await reached) - t0, written };
     };
@@ -531,18 +536,19 @@ async function coldStart(c: Clients, target: Target, frames: Buffer[]): Promise<
     rev = t.server.stores.get('felix')?.revision ?? 1;
     built = () => t.server.snapshotStats().built;
   }
+  const loop = monitorEventLoopDelay({ resolution: 2 });
+  // The same delays split into the main thread's own run time and its wait for the core (src/bench/loop-stalls.ts).
+  const stalls = new LoopStallMonitor(2, 50);
+  let rssTimer: NodeJS.Timeout | undefined;
   try {
     // Every target starts from a collected heap: what the previous target (or the store's load of
     // the feed) left is not collected during this one's measurement.
     gc?.();
     gc?.();
     await sleep(200);
-    const loop = monitorEventLoopDelay({ resolution: 2 });
     let rssPeak = 0;
-    const rssTimer = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage().rss)), 100);
+    rssTimer = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage().rss)), 100);
     loop.enable();
-    // The same delays split into the main thread's own run time and its wait for the core (src/bench/loop-stalls.ts).
-    const stalls = new LoopStallMonitor(2, 50);
     stalls.start();
     const cpu0 = process.cpuUsage();
     const ru0 = process.resourceUsage();
@@ -568,6 +574,10 @@ async function coldStart(c: Clients, target: Target, frames: Buffer[]): Promise<
       ...(tcp === undefined ? {} : Object.fromEntries(Object.entries(tcp).map(([k, n]) => [`coldTcp_${k}`, n]))),
     };
   } finally {
+    // Also when a step failed: the timers would otherwise tick through every later cold start.
+    loop.disable();
+    stalls.stop();
+    clearInterval(rssTimer);
     await close();
   }
 }
@@ -686,9 +696,9 @@ function write(rowTargets: Target[], coldTargets: Target[], loadBefore: number[]
   const coldRows: string[] = [];
   for (const t of coldTargets) {
     const v = (k: string): number[] => valuesOf(COLD_CLIENTS, t, 'cold', k);
-    const row = { target: t, lastClientMs: v('coldLastClientMs'), loopDelayMaxMs: v('coldLoopDelayMaxMs'), loopDelayP99Ms: v('coldLoopDelayP99Ms'), stallRunMs: v('coldStallMaxGapRunMs'), stallWaitMs: v('coldStallMaxGapWaitMs'), maxRunMs: v('coldStallMaxRunMs'), runsOver: v('coldStallRunsOver50'), serverCpuS: v('coldServerCpuS'), mainS: v('coldMainThreadCpuS'), userS: v('coldServerUserS'), sysS: v('coldServerSysS'), cpuVsFloor: t === 'net' ? [] : coldRatios(runs, t, 'coldServerCpuS'), cpuVsPlainWs: isCattail(t) ? ratios(COLD_CLIENTS, t, 'cold', 'coldServerCpuS', 'cold', 'wsplain') : [], builds: v('coldSnapshotBuilds'), tcpPressures: v('coldTcp_TCPMemoryPressures'), tcpLossProbes: v('coldTcp_TCPLossProbes'), tcpTimeouts: v('coldTcp_TCPTimeouts'), rssPeakMB: v('coldRssPeakMB'), clientMBPerConn: v('clientBytesTotal').map((b) => b / COLD_CLIENTS / 1e6) };
+    const row = { target: t, lastClientMs: v('coldLastClientMs'), loopDelayMaxMs: v('coldLoopDelayMaxMs'), loopDelayP99Ms: v('coldLoopDelayP99Ms'), stallGapMs: v('coldStallMaxGapMs'), stallRunMs: v('coldStallMaxGapRunMs'), stallWaitMs: v('coldStallMaxGapWaitMs'), maxRunMs: v('coldStallMaxRunMs'), runsOver: v('coldStallRunsOver50'), serverCpuS: v('coldServerCpuS'), mainS: v('coldMainThreadCpuS'), userS: v('coldServerUserS'), sysS: v('coldServerSysS'), cpuVsFloor: t === 'net' ? [] : coldRatios(runs, t, 'coldServerCpuS'), cpuVsPlainWs: isCattail(t) ? ratios(COLD_CLIENTS, t, 'cold', 'coldServerCpuS', 'cold', 'wsplain') : [], builds: v('coldSnapshotBuilds'), tcpPressures: v('coldTcp_TCPMemoryPressures'), tcpLossProbes: v('coldTcp_TCPLossProbes'), tcpTimeouts: v('coldTcp_TCPTimeouts'), rssPeakMB: v('coldRssPeakMB'), clientMBPerConn: v('clientBytesTotal').map((b) => b / COLD_CLIENTS / 1e6) };
     summary.push({ scenario: 'cold', ...row });
-    coldRows.push(`| ${t} | ${fmt(row.lastClientMs, 0)} | ${fmt(row.loopDelayMaxMs, 1)} | ${fmt(row.loopDelayP99Ms, 1)} | ${fmt(row.stallRunMs, 1)} | ${fmt(row.stallWaitMs, 1)} | ${fmt(row.maxRunMs, 1)} | ${fmt(row.runsOver, 0)} | ${fmt(row.serverCpuS)} | ${fmt(row.mainS)} | ${fmt(row.userS)} | ${fmt(row.sysS)} | ${fmt(row.cpuVsFloor)} | ${fmt(row.cpuVsPlainWs)} | ${isCattail(t) ? fmt(row.builds, 0) : '–'} | ${fmt(row.tcpPressures, 0)} | ${fmt(row.tcpLossProbes, 0)} | ${fmt(row.tcpTimeouts, 0)} | ${fmt(row.rssPeakMB, 0)} | ${fmt(row.clientMBPerConn, 2)} |`);
+    coldRows.push(`| ${t} | ${fmt(row.lastClientMs, 0)} | ${fmt(row.loopDelayMaxMs, 1)} | ${fmt(row.loopDelayP99Ms, 1)} | ${fmt(row.stallGapMs, 1)} | ${fmt(row.stallRunMs, 1)} | ${fmt(row.stallWaitMs, 1)} | ${fmt(row.maxRunMs, 1)} | ${fmt(row.runsOver, 0)} | ${fmt(row.serverCpuS)} | ${fmt(row.mainS)} | ${fmt(row.userS)} | ${fmt(row.sysS)} | ${fmt(row.cpuVsFloor)} | ${fmt(row.cpuVsPlainWs)} | ${isCattail(t) ? fmt(row.builds, 0) : '–'} | ${fmt(row.tcpPressures, 0)} | ${fmt(row.tcpLossProbes, 0)} | ${fmt(row.tcpTimeouts, 0)} | ${fmt(row.rssPeakMB, 0)} | ${fmt(row.clientMBPerConn, 2)} |`);
   }
   writeFileSync(`${OUT}.json`, JSON.stringify({ meta, summary, runs }, null, 2) + '\n');
   const warmupLeft = runs.filter((r) => r.scenario === 'idle' && typeof r.values['idleWarmupResidualBytes'] === 'number' && r.values['idleWarmupResidualBytes'] > 1_048_576).length;
@@ -699,7 +709,7 @@ function write(rowTargets: Target[], coldTargets: Target[], loadBefore: number[]
     '',
     'Cells: median [min–max] over the runs. "vs floor" is the per-run ratio to the plain `net` server writing the same bytes to the same number of sockets in the same run, then its median: compare those, not absolute times (±35 % between runs on this machine).',
     '',
-    '`net` = plain Node `net` server writing one pre-framed DELTA+STATUS buffer per socket per change (the floor). `ws` / `uws` = Cattail with that transport. `wsplain` (idle memory only) = a plain `ws` server holding the same connections: the WebSocket library\'s own share. A feed of 1,000 WorkloadEndpoint-like values (~500 B); one change = one changed value. Paired: each Cattail target\'s session holds the floor\'s N sockets and its own N at once (both servers in this process) and measures the two in alternation, so a ratio spans seconds, not the tens of seconds between sessions. CPU/delivery: bursts at flushWindowMs 0 (one flush per change, one loop turn per change) in ' + String(PAIRED_BLOCKS) + ' blocks per side in ABBA order, server CPU from a block\'s first change to its last client\'s receipt, summed per side and divided by changes × clients (with a Cattail target: its 3 full clients too); "of it main thread" is the same for the server\'s main thread alone (Linux schedstat; the rest is V8\'s and libuv\'s other threads, such as concurrent GC). Lock-step: push one change, time until the last client has it (p50; floor and Cattail rounds alternate, each first in every other round), and of it the time until the server had handed the change to every socket (the floor: its write loop\'s end; Cattail: the first loop turn after its flush); the rest is the load client reading. Floor CPU paired ÷ alone (the control): the floor\'s CPU per delivery in its blocks alternated with Cattail, over its CPU in ' + String(CONTROL_BLOCKS) + ' blocks before Cattail\'s sockets connect and ' + String(CONTROL_BLOCKS) + ' after its server closed: what sharing the process with Cattail\'s connections costs the floor (above 1: the ratios to the floor flatter Cattail by that much). Idle memory: what one more idle connection holds, after GC, each target in a fresh process of its own (bench/idle-child.ts; Cattail with a 10-entry feed, so the snapshot sends leave no allocator pages behind): RSS (and JS heap + external) growth per connection from a first step of the connections (a fifth, and at least 500: one batch of upgrades) to all of them, V8\'s young generation fixed at 16 MiB semi-spaces and touched before the first reading (left to itself V8 grows it to tens of MiB, sized from the heap limit: a one-time cost, not a per-connection one); "from start" is the RSS growth from before the first connection, one-time growth included. Coalesced: the same burst at the default flushWindowMs (5 ms), CPU per delivered change. Full clients: 3 library clients per Cattail run ended at the last revision, in sync, with no digest mismatch, gap or protocol error.',
+    '`net` = plain Node `net` server writing one pre-framed DELTA+STATUS buffer per socket per change (the floor). `ws` / `uws` = Cattail with that transport. `wsplain` (idle memory and the cold start) = a plain `ws` server holding the same connections: the WebSocket library\'s own share. A feed of 1,000 WorkloadEndpoint-like values (~500 B); one change = one changed value. Paired: each Cattail target\'s session holds the floor\'s N sockets and its own N at once (both servers in this process) and measures the two in alternation, so a ratio spans seconds, not the tens of seconds between sessions. CPU/delivery: bursts at flushWindowMs 0 (one flush per change, one loop turn per change) in ' + String(PAIRED_BLOCKS) + ' blocks per side in ABBA order, server CPU from a block\'s first change to its last client\'s receipt, summed per side and divided by changes × clients (with a Cattail target: its 3 full clients too); "of it main thread" is the same for the server\'s main thread alone (Linux schedstat; the rest is V8\'s and libuv\'s other threads, such as concurrent GC). Lock-step: push one change, time until the last client has it (p50; floor and Cattail rounds alternate, each first in every other round), and of it the time until the server had handed the change to every socket (the floor: its write loop\'s end; Cattail: the first loop turn after its flush); the rest is the load client reading. Floor CPU paired ÷ alone (the control): the floor\'s CPU per delivery in its blocks alternated with Cattail, over its CPU in ' + String(CONTROL_BLOCKS) + ' blocks before Cattail\'s sockets connect and ' + String(CONTROL_BLOCKS) + ' after its server closed: what sharing the process with Cattail\'s connections costs the floor (above 1: the ratios to the floor flatter Cattail by that much). Idle memory: what one more idle connection holds, after GC, each target in a fresh process of its own (bench/idle-child.ts; Cattail with a 10-entry feed, so the snapshot sends leave no allocator pages behind): RSS (and JS heap + external) growth per connection from a first step of the connections (a fifth, and at least 500: one batch of upgrades) to all of them, V8\'s young generation fixed at 16 MiB semi-spaces and touched before the first reading (left to itself V8 grows it to tens of MiB, sized from the heap limit: a one-time cost, not a per-connection one); "from start" is the RSS growth from before the first connection, one-time growth included. Coalesced: the same burst at the default flushWindowMs (5 ms), CPU per delivered change. Full clients: 3 library clients per Cattail run ended at the last revision, in sync, with no digest mismatch, gap or protocol error.',
     '',
     ...(COLD_ONLY ? ['(--cold-only: the cold start alone.)'] : [
       '| clients | target | CPU µs/delivery | of it main thread | vs floor | lock-step last client p50 ms | of it until the server had written to every socket | vs floor | idle RSS KB/conn | idle heap KB/conn | idle RSS from start KB/conn | coalesced CPU µs/change | writes/client/flush | floor CPU paired ÷ alone | full clients |',
@@ -709,10 +719,10 @@ function write(rowTargets: Target[], coldTargets: Target[], loadBefore: number[]
     ]),
     '',
     ...(BURST_ONLY ? ['(--burst-only: no idle memory, no cold start.)'] : [
-      `Cold start: ${COLD_CLIENTS} clients connecting at once to a ${COLD_ENTRIES.toLocaleString('en')}-entry feed (deflate). Server CPU covers the whole cold start (accepts, handshakes, snapshot build and sends); the floor writes the same snapshot frames (the same chunks, in key order) with the same 1 MiB high-water mark, and runs before and after every other target (floor, a, floor, b, …, floor; the others' order rotated per run): "vs floor" divides by the mean of the two floor cold starts around it. \`wsplain\` is a second floor: a plain \`ws\` server that answers the upgrade, waits for the HELLO (unread) and sends the same messages with \`ws.send\` under the same high-water mark; "vs plain ws" is Cattail's own share (HELLO, store, snapshot build, pacing) beyond the WebSocket protocol's. The TCP columns are the kernel's counters over the same window (this network namespace, both processes): loss probes and retransmission timeouts fire when the one-core load client reads slower than the server writes, memory pressure when the sockets' buffers pass \`net.ipv4.tcp_mem\`; that recovery work is charged to the server's system time, so a run's CPU ratio moves with them (docs/transport.md). The loop-delay columns after the p99 split the delay: a timer ticking every 2 ms reads the main thread's run time and run-queue wait (Linux schedstat) at each tick; for the worst delay, how much of the time between its two ticks the main thread ran (its own work, user or kernel) and how much it waited for the core (behind V8's own threads, which the pinning puts on the same core, or other jobs); then the most run time between any two ticks (the longest stretch of the process's own work, to the tick's resolution) and how many times that was over 50 ms (src/bench/loop-stalls.ts).`,
+      `Cold start: ${COLD_CLIENTS} clients connecting at once to a ${COLD_ENTRIES.toLocaleString('en')}-entry feed (deflate). Server CPU covers the whole cold start (accepts, handshakes, snapshot build and sends); the floor writes the same snapshot frames (the same chunks, in key order) with the same 1 MiB high-water mark, and runs before and after every other target (floor, a, floor, b, …, floor; the others' order rotated per run): "vs floor" divides by the mean of the two floor cold starts around it. \`wsplain\` is a second floor: a plain \`ws\` server that answers the upgrade, waits for the HELLO (unread) and sends the same messages with \`ws.send\` under the same high-water mark; "vs plain ws" is Cattail's own share (HELLO, store, snapshot build, pacing) beyond the WebSocket protocol's. The TCP columns are the kernel's counters over the same window (this network namespace, both processes): loss probes and retransmission timeouts fire when the one-core load client reads slower than the server writes, memory pressure when the sockets' buffers pass \`net.ipv4.tcp_mem\`; that recovery work is charged to the server's system time, so a run's CPU ratio moves with them (docs/transport.md). The loop-delay columns after the p99 split the delay: a timer ticking every 2 ms reads the main thread's run time and run-queue wait (Linux schedstat, up to date to the scheduler tick, so a few ms either way) at each tick; for its worst delay, how much of the time between those two ticks the main thread ran (its own work, user or kernel) and how much it waited for the core (behind V8's own threads, which the pinning puts on the same core, or other jobs); then the most run time between any two ticks (the longest stretch of the process's own work, to the tick's resolution) and how many times that was over 50 ms (src/bench/loop-stalls.ts). The floor's row has every floor cold start of every run (it runs before and after each other target).`,
       '',
-      '| target | last client ms | loop delay max ms | loop delay p99 ms | worst delay: main thread on CPU ms | worst delay: waiting for the core ms | most main-thread CPU between two ticks ms | times over 50 ms on CPU | server CPU s | of it main thread s | of it user s | of it system s | vs floor | vs plain ws | snapshot builds | TCP memory pressure events | TCP loss probes | TCP retransmission timeouts | RSS peak MB | MB per client |',
-      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+      '| target | last client ms | loop delay max ms | loop delay p99 ms | worst delay between two 2 ms ticks ms | of it: main thread on CPU ms | of it: waiting for the core ms | most main-thread CPU between two ticks ms | times over 50 ms on CPU | server CPU s | of it main thread s | of it user s | of it system s | vs floor | vs plain ws | snapshot builds | TCP memory pressure events | TCP loss probes | TCP retransmission timeouts | RSS peak MB | MB per client |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
       ...coldRows,
     ]),
     '',

@@ -14,7 +14,9 @@
  * fault's I/O), or a virtual CPU the hypervisor had taken away.
  *
  * The tick reads one procfs file through a descriptor held open (pread at offset 0, ~2 µs), so the
- * monitor costs every target the same.
+ * monitor costs every target the same. Resolution: the kernel brings a running thread's run time
+ * up to date at scheduler ticks and context switches, not when it is read, so each figure can be
+ * off by up to a scheduler tick (a few ms; run + wait can come out a little above the gap).
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 
@@ -36,8 +38,9 @@ export interface StallSummary {
   maxRunMs: number;
   /** The most run-queue wait in any one gap. */
   maxWaitMs: number;
-  /** Gaps over `thresholdMs` (less the interval), and of them those whose run time alone was over it. */
+  /** Gaps over `thresholdMs` (less the interval). */
   gapsOver: number;
+  /** Times the main thread's run time between two ticks was over `thresholdMs`. */
   runsOver: number;
 }
 
@@ -74,6 +77,8 @@ export function parseSchedstat(text: string): { runMs: number; waitMs: number } 
 export class LoopStallMonitor {
   private fd: number | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** The cap was reached: the ticks stopped, and stop() adds no sample (it would make one long false gap). */
+  private capped = false;
   private readonly samples: ThreadSample[] = [];
   private readonly buf = Buffer.alloc(128);
 
@@ -91,16 +96,21 @@ export class LoopStallMonitor {
     }
     this.sample();
     this.timer = setInterval(() => {
-      if (this.samples.length >= this.maxSamples) return;
+      if (this.samples.length >= this.maxSamples) {
+        this.capped = true;
+        clearInterval(this.timer);
+        return;
+      }
       this.sample();
     }, this.intervalMs);
   }
 
+  /** Ends the ticks and closes the file; the summary, or undefined where nothing was sampled (or already stopped). */
   stop(): StallSummary | undefined {
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
     if (this.fd === undefined) return undefined;
-    this.sample();
+    if (!this.capped) this.sample();
     closeSync(this.fd);
     this.fd = undefined;
     return summarizeStalls(this.samples, this.intervalMs, this.thresholdMs);

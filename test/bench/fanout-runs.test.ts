@@ -34,6 +34,11 @@ describe('fan-out cold-start bracketing', () => {
     expect(coldRatios(runs, 'ws', 'coldServerCpuS')).toEqual([1.5]);
   });
 
+  it('divides by the one floor there is when the other around it failed', () => {
+    const runs = [cold(0, 'ws', 1, 3.0), cold(0, 'net', 2, 2.0)];
+    expect(coldRatios(runs, 'ws', 'coldServerCpuS')).toEqual([1.5]);
+  });
+
   it('skips a target whose floors are missing (a failed cold start)', () => {
     expect(coldRatios([cold(0, 'ws', 1, 3.0)], 'ws', 'coldServerCpuS')).toEqual([]);
   });

@@ -33,6 +33,18 @@ describe('loop stall split', () => {
     expect(parseSchedstat('x y z')).toBeUndefined();
   });
 
+  it.runIf(existsSync('/proc/self/schedstat'))('stops ticking at its sample cap and adds no false gap at stop()', async () => {
+    const m = new LoopStallMonitor(2, 50, 3);
+    m.start();
+    // Far longer than three ticks: an extra sample at stop() would make a gap of about this much.
+    await new Promise((r) => setTimeout(r, 400));
+    const r = m.stop();
+    expect(r).toBeDefined();
+    expect(r?.maxGapMs).toBeLessThan(300);
+    // Stopped once: a second stop() has nothing to say.
+    expect(m.stop()).toBeUndefined();
+  });
+
   it.runIf(existsSync('/proc/self/schedstat'))('sees a turn of own work as run time', async () => {
     const m = new LoopStallMonitor(2, 50);
     m.start();

@@ -15,7 +15,7 @@ async function count(h: Histogram): Promise<number> {
 describe('metrics kept off the flush hot path', () => {
   it('an observation batch hands every observation to its histogram when full, and a scrape drains the rest', async () => {
     const h = new Histogram({ name: 'x_seconds', help: 'x', buckets: [0.001, 0.01], registers: [] });
-    const b = new ObservationBatch(h);
+    const b = new ObservationBatch<never>(h);
     // prom-client's own get() (no collect here): what the histogram holds, without a drain.
     const held = async (): Promise<number> => count(h);
     for (let i = 0; i < OBSERVATION_BATCH_MAX - 1; i++) b.observe(0.005);

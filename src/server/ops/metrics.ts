@@ -112,9 +112,9 @@ export class ObservationBatch<L extends string = never> {
     this.labelValues = labelName === undefined ? [] : new Array<string>(OBSERVATION_BATCH_MAX).fill('');
   }
 
-  /** `labelValue`: the value of the batch's label (ignored without one). */
-  observe(value: number, labelValue = ''): void {
-    if (this.labelName !== undefined) this.labelValues[this.n] = labelValue;
+  /** `label`: the value of the batch's label, required when it has one (and only then). */
+  observe(value: number, ...label: [L] extends [never] ? [] : [labelValue: string]): void {
+    if (this.labelName !== undefined) this.labelValues[this.n] = label[0] ?? '';
     this.pending[this.n++] = value;
     if (this.n === OBSERVATION_BATCH_MAX) this.drain();
   }
