@@ -14,7 +14,8 @@
  * Per run, per client count N, per target (net, ws, uws):
  *  - idle memory per connection after GC (RSS and JS heap+external, N idle sockets vs none), in a
  *    fresh process per target (bench/idle-child.ts);
- *  - one change at a time (lock-step): push → the last of N clients has it (p50 over the rounds);
+ *  - one change at a time (lock-step): push → the last of N clients has it (p50 over the rounds),
+ *    and push → the server had written it to every socket (what of it is the load client's reading);
  *  - a burst at flushWindowMs 0 (one flush per change): server CPU per delivered frame, measured
  *    only from the first change to the last client's receipt, never over connection setup;
  *    both of these paired: the floor's sockets and a Cattail target's held at once, measured in
@@ -23,7 +24,8 @@
  * Per run, N=1,000: cold start, all clients connecting at once to a 50,000-entry feed: time to
  * the last client, event-loop delay max, snapshot builds, server CPU (floor: the same snapshot
  * frames written by a `net` server with the same high-water mark, run before and after every
- * other target: coldOrder).
+ * other target: coldOrder), the loop delay split into the main thread's run time and its wait for
+ * the core (src/bench/loop-stalls.ts), and the main thread's CPU beside the process's.
  * Every loop is bounded in count and by deadlines; everything runs on 127.0.0.1.
  */
 import { type ChildProcess, fork } from 'node:child_process';
