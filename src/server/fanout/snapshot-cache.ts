@@ -187,16 +187,10 @@ export class SnapshotCache {
     const now = this.o.clock.monotonic();
     for (let i = this.builds.length - 1; i >= 0; i--) {
       const b = this.builds[i] as SnapshotBuild;
-      if (b.feed !== feed || b.compression !== compression || b.maxBodyBytes !== maxBodyBytes || b.revision < minRevision || olderThan(b, floor)) continue;
-      // A build of the current revision is the current state: always reusable (Typha's rule too).
-      const fresh = !b.done || b.revision === feed.store.revision || (b.finishedAtMs !== undefined && now - b.finishedAtMs <= this.o.reuseWindowMs);
-      // Reuse only while the deltas since the build's revision are still in the log, or the agent
-      // would leave the snapshot already too old to catch up (and be sent the same one again).
-      if (fresh && (b.revision === feed.store.revision || feed.store.since(b.revision).kind === 'delta')) {
-        this.reusedCount++;
-        this.o.metrics.snapshotsReused.inc({ feed: feed.name });
-        return b;
-      }
+      if (!this.reusable(b, feed, compression, maxBodyBytes, minRevision, floor, now)) continue;
+      this.reusedCount++;
+      this.o.metrics.snapshotsReused.inc({ feed: feed.name });
+      return b;
     }
     const view = feed.store.current();
     const build = new SnapshotBuild(feed, view.revision, compression, maxBodyBytes, view.meta.watermarks);
@@ -220,9 +214,7 @@ export class SnapshotCache {
     const changedAt = scope.nodeChangedAt(node);
     for (let i = this.builds.length - 1; i >= 0; i--) {
       const b = this.builds[i] as SnapshotBuild;
-      if (b.feed !== feed || b.scoped === undefined || b.compression !== compression || b.maxBodyBytes !== maxBodyBytes || b.revision < minRevision || olderThan(b, floor)) continue;
-      const fresh = !b.done || b.revision === feed.store.revision || (b.finishedAtMs !== undefined && now - b.finishedAtMs <= this.o.reuseWindowMs);
-      if (!fresh || !(b.revision === feed.store.revision || feed.store.since(b.revision).kind === 'delta')) continue;
+      if (b.scoped === undefined || !this.reusable(b, feed, compression, maxBodyBytes, minRevision, floor, now)) continue;
       const known = b.scoped.nodes.get(node);
       if (known === undefined && changedAt > b.revision) continue;
       this.reusedCount++;
@@ -348,10 +340,29 @@ export class SnapshotCache {
     return { builds: out, bytes: total };
   }
 
+  /**
+   * Still worth holding: in progress, of the feed's current revision (the current state: always
+   * reusable, Typha's rule too), or finished within the reuse window.
+   */
+  private fresh(b: SnapshotBuild, now: number): boolean {
+    return !b.done || b.revision === b.feed.store.revision || (b.finishedAtMs !== undefined && now - b.finishedAtMs <= this.o.reuseWindowMs);
+  }
+
+  /**
+   * What acquire and acquireScoped both ask of a build (acquireScoped also that it is scoped):
+   * this feed and encoding, not older than `minRevision` or `floor`, fresh, and only while the
+   * deltas since its revision are still in the log (else the agent would leave the snapshot
+   * already too old to catch up, and be sent the same one again).
+   */
+  private reusable(b: SnapshotBuild, feed: FeedRuntime, compression: Compression, maxBodyBytes: number, minRevision: number, floor: Readonly<Record<string, string>> | undefined, now: number): boolean {
+    if (b.feed !== feed || b.compression !== compression || b.maxBodyBytes !== maxBodyBytes || b.revision < minRevision || olderThan(b, floor)) return false;
+    return this.fresh(b, now) && (b.revision === feed.store.revision || feed.store.since(b.revision).kind === 'delta');
+  }
+
   /** Drops finished builds that are outdated and older than the reuse window (agents still streaming keep their reference). */
   purge(): void {
     const now = this.o.clock.monotonic();
-    const kept = this.builds.filter((b) => !b.done || b.revision === b.feed.store.revision || (b.finishedAtMs !== undefined && now - b.finishedAtMs <= this.o.reuseWindowMs));
+    const kept = this.builds.filter((b) => this.fresh(b, now));
     // Only the newest build of a feed, encoding and kind can be chosen: acquire walks newest
     // first, and a newer build is never less acceptable (revision, watermarks and freshness only
     // grow). The older ones would only hold memory: an agent's notBefore makes a new build at the
