@@ -11,8 +11,8 @@
  * delivered, not frames).
  */
 export interface MeasureWindow {
-  /** `floor`: a floor block alternated with Cattail's; `floor-alone`: the control's and the warm-up. */
-  side: 'floor' | 'floor-alone' | 'cattail' | 'coalesced';
+  /** `floor`: a floor block alternated with Cattail's; `floor-alone`: the control's and the warm-up; `cold`: a cold start (its target's, `deliveries` its clients). */
+  side: 'floor' | 'floor-alone' | 'cattail' | 'coalesced' | 'cold';
   /** The Cattail target of the session (`ws`, `uws`) and its client count. */
   target: string;
   n: number;

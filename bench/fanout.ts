@@ -564,6 +564,7 @@ async function coldStart(c: Clients, target: Target, frames: Buffer[]): Promise<
     const ru = process.resourceUsage();
     const cpu = (split.user + split.system) / 1e6;
     const tcp = tcpCountersSince(tcp0, readTcpCounters());
+    windows.push({ side: 'cold', target, n: COLD_CLIENTS, t0: t0 * 1000, t1: nowMs() * 1000, deliveries: COLD_CLIENTS, changes: 0 });
     loop.disable();
     const st = stalls.stop();
     clearInterval(rssTimer);
