@@ -234,7 +234,34 @@ describe('reflector under faults', () => {
     await waitUntil(() => sink.status.get('pods') === 'in-sync', { clock, stepMs: 250 });
   });
 
-  it('counts and skips malformed lines and objects without crashing', async () => {
+  it('ends the watch at a line that is not JSON and re-watches from the last applied RV, so the event it stood for comes again', async () => {
+    const { clock, sink, up } = await setup();
+    server.upsert('pods', pod('a'));
+    up.start(sink);
+    await waitUntil(() => sink.status.get('pods') === 'in-sync' && server.openWatches === 1, { clock });
+    // The next watch gets garbage where b's ADDED would be, then c's real event: skipping the
+    // line and reading on moved the RV past b, and b was lost for good.
+    server.intercept = (info, _req, res) => {
+      if (!info.watch) return false;
+      server.intercept = undefined;
+      const c = server.store.get('pods')?.get('default/c');
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{not json}\n');
+      res.end(JSON.stringify({ type: 'ADDED', object: c }) + '\n');
+      return true;
+    };
+    server.endWatches();
+    // Written while no watch is open: only a watch from a's RV (history) carries them.
+    server.upsert('pods', pod('b', { ip: '10.0.0.2' }));
+    server.upsert('pods', pod('c', { ip: '10.0.0.3' }));
+    await waitUntil(() => converged(sink), { clock, stepMs: 250 });
+    expect(sink.state.get('pods')?.has('/pods/default/b')).toBe(true);
+    expect(await counter(up, 'skipped', { reason: 'malformed' })).toBe(1);
+    expect(await counter(up, 'watchRestarts', { reason: 'malformed' })).toBe(1);
+    tally.add('watch line that is not JSON', 'counted (malformed); watch ended, re-watched from the last applied RV');
+  });
+
+  it('counts and skips an object without a name; the stream goes on', async () => {
     const { clock, sink, up } = await setup();
     server.upsert('pods', pod('a'));
     up.start(sink);
@@ -243,16 +270,39 @@ describe('reflector under faults', () => {
       if (!info.watch) return false;
       server.intercept = undefined;
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.write('{not json}\n');
       res.write(JSON.stringify({ type: 'ADDED', object: { kind: 'Pod', metadata: { namespace: 'x' } } }) + '\n');
       res.write(JSON.stringify({ type: 'ADDED', object: { ...pod('ok', { ip: '10.0.0.7' }), kind: 'Pod', metadata: { ...pod('ok').metadata, resourceVersion: String(server.rv + 1) } } }) + '\n');
       return true;
     };
     server.endWatches();
     await waitUntil(() => sink.state.get('pods')?.has('/pods/default/ok') === true, { clock });
-    expect(await counter(up, 'skipped', { reason: 'malformed' })).toBe(2);
-    tally.add('watch line that is not JSON', 'counted (skipped, malformed), stream goes on');
+    expect(await counter(up, 'skipped', { reason: 'malformed' })).toBe(1);
+    expect(await counter(up, 'watchRestarts', { reason: 'malformed' })).toBe(0);
     tally.add('object without a name', 'counted (skipped, malformed), stream goes on');
+  });
+
+  it('refuses a resourceVersion that is not a decimal (malformed, backing off) instead of carrying it into watermarks', async () => {
+    const { clock, sink, up } = await setup();
+    server.upsert('pods', pod('a'));
+    up.start(sink);
+    await waitUntil(() => sink.status.get('pods') === 'in-sync' && server.openWatches === 1, { clock });
+    const batches = sink.batches.length;
+    let served = 0;
+    server.intercept = (info, _req, res) => {
+      if (!info.watch || served > 0) return false;
+      served++;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write(JSON.stringify({ type: 'ADDED', object: { ...pod('x', { ip: '10.0.0.9' }), kind: 'Pod', metadata: { ...pod('x').metadata, resourceVersion: 'abc' } } }) + '\n');
+      return true;
+    };
+    server.endWatches();
+    await waitUntil(async () => (await counter(up, 'watchRestarts', { reason: 'malformed' })) === 1, { clock, stepMs: 250 });
+    // Nothing of that event reached a feed, and no batch carried its resourceVersion.
+    expect(sink.state.get('pods')?.has('/pods/default/x')).toBe(false);
+    expect(sink.batches.slice(batches).every((b) => b.batch.watermarks?.['pods'] !== 'abc')).toBe(true);
+    server.upsert('pods', pod('b', { ip: '10.0.0.2' }));
+    await waitUntil(() => converged(sink), { clock, stepMs: 250 });
+    tally.add('resourceVersion that is not a decimal', 'counted (malformed); watch ended, re-watched from the last applied RV');
   });
 
   it('reports a resource stale once no healthy watch was confirmed for upstreamStaleAfterMs', async () => {

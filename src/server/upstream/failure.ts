@@ -1,5 +1,6 @@
 import { CattailError } from '../../errors.js';
 import { RETRY_AFTER_CAP_MS, parseRetryAfter } from '../../retry-after.js';
+import { isResourceVersion } from '../../../proto/index.js';
 import type { KubeStatus } from './types.js';
 
 /**
@@ -47,4 +48,17 @@ export function retryAfterMs(header: string | string[] | undefined, body: KubeSt
   if (fromHeader !== undefined) return fromHeader;
   const secs = body?.details?.retryAfterSeconds;
   return typeof secs === 'number' && Number.isFinite(secs) ? Math.max(0, Math.min(capMs, secs * 1000)) : undefined;
+}
+
+/**
+ * A resourceVersion from a list or watch: undefined when absent (or empty), else it must be a
+ * decimal. Kubernetes calls resourceVersions opaque, but every one we know of (etcd's revision,
+ * kine's) is a decimal, and agents compare watermarks as numbers (PROTOCOL.md): a value of any
+ * other form is refused here, loudly ('malformed': back off, go stale), rather than carried into
+ * watermarks the store refuses (which lost the batch it rode on).
+ */
+export function checkedResourceVersion(rv: unknown, what: string): string | undefined {
+  if (rv === undefined || rv === null || rv === '') return undefined;
+  if (!isResourceVersion(rv)) throw new UpstreamFailure('malformed', `${what}: resourceVersion ${JSON.stringify(rv)} is not a decimal`);
+  return rv;
 }

@@ -103,6 +103,14 @@ export interface ReflectorCore {
   request(verb: UpstreamVerb, path: string): Promise<GuardedResponse>;
   query(params: Record<string, string | number | undefined>): string;
   confirmHealthy(): void;
+  /**
+   * Started from a checkpoint and not yet proved: synced only once a watch from the checkpoint's
+   * resourceVersion has carried an event that is not an ERROR, or stayed open SEED_PROOF_MS
+   * without one (watch.ts).
+   */
+  readonly awaitingSeedProof: boolean;
+  /** The proof is in: the restored state continues from here (synced, flushed). No-op otherwise. */
+  confirmSeed(): void;
   markSynced(): void;
   /** Commits a complete list (throws 'stale-list' when it is older than the applied RV). */
   finishList(session: ListSession, rv: string | undefined): void;

@@ -2,7 +2,7 @@ import { collectionPath } from '../../registry.js';
 import type { ResourceHealth } from '../pipeline/seams.js';
 import { Backoff } from '../../backoff.js';
 import { compareResourceVersions, isResourceVersion } from '../../../proto/index.js';
-import { UpstreamFailure } from './failure.js';
+import { UpstreamFailure, checkedResourceVersion } from './failure.js';
 import { listPages } from './list.js';
 import { recover } from './recovery.js';
 import { type ListMode, type ReflectorCore, type ReflectorOptions, UPSTREAM_BACKOFF } from './reflector-core.js';
@@ -65,7 +65,7 @@ export class Reflector implements ReflectorCore {
   private loop: Promise<void> | undefined;
   /** Set once the first list finished; later lists are relists (counted). */
   private listedOnce = false;
-  /** Started from a checkpoint (seed()): synced once a watch from its resourceVersion opens. */
+  /** Started from a checkpoint (seed()): synced once a watch from its resourceVersion proves it served (awaitingSeedProof). */
   private seeded = false;
 
   constructor(readonly o: ReflectorOptions) {
@@ -214,9 +214,11 @@ export class Reflector implements ReflectorCore {
   /**
    * Starts from a checkpoint's state (already restored into the view) at `rv`: the first attempt
    * watches from `rv` instead of listing. Call before start(). The resource counts as synced only
-   * when that watch opens (200), i.e. when the API server still serves `rv`: a checkpoint proves
-   * a consistent state at `rv`, not that `rv` can be continued. A 410 there relists NotOlderThan
-   * `rv` (recovery.ts), whose diff against the restored state is only what changed.
+   * once the API server is seen to still serve `rv` (awaitingSeedProof): a checkpoint proves a
+   * consistent state at `rv`, not that `rv` can be continued. The watch opening (200) is not that
+   * proof: Kubernetes' watch cache answers a compacted `rv` with a 200 and then an ERROR 410
+   * event. A 410 relists NotOlderThan `rv` (recovery.ts), whose diff against the restored state
+   * is only what changed; the feed is in sync only after it.
    */
   seed(rv: string): void {
     if (this.loop) throw new Error('seed() after start()');
@@ -242,17 +244,22 @@ export class Reflector implements ReflectorCore {
       this.notServedProof = undefined;
       this.presentSinceMs = undefined;
     }
-    if (this.seeded && !this.synced && this.listMode === 'none') {
-      // The watch from the checkpoint's RV opened: the restored state continues from here.
-      this.markSynced();
-      this.o.onFlush(this.rv);
-    }
     const now = this.o.clock.monotonic();
     const wasStale = now - (this.lastHealthyMs ?? this.startedMs) > this.o.staleAfterMs;
     this.lastHealthyMs = now;
     const hadAuth = this.authError !== undefined;
     this.authError = undefined;
     if (wasStale || hadAuth) this.o.onHealth();
+  }
+
+  get awaitingSeedProof(): boolean {
+    return this.seeded && !this.synced && this.listMode === 'none';
+  }
+
+  confirmSeed(): void {
+    if (!this.awaitingSeedProof) return;
+    this.markSynced();
+    this.o.onFlush(this.rv);
   }
 
   /** Marks the resource synced in the dispatcher; the caller flushes right after. */
@@ -275,14 +282,15 @@ export class Reflector implements ReflectorCore {
     return collectionPath(this.o.def) + (s ? `?${s}` : '');
   }
 
-  finishList(session: ListSession, rv: string | undefined): void {
+  finishList(session: ListSession, listRv: string | undefined): void {
+    const rv = checkedResourceVersion(listRv, `list of ${this.id}`);
     // Never back in time: a list older than the state already served (an HA apiserver whose
     // cache lags) is dropped, and the next list is a consistent (quorum) one.
     if (isResourceVersion(rv) && isResourceVersion(this.rv) && compareResourceVersions(rv, this.rv) < 0) {
       throw new UpstreamFailure('stale-list', `list of ${this.id} at RV ${rv} is older than the applied RV ${this.rv}`);
     }
     this.o.view.commit(session);
-    if (rv !== undefined && rv !== '') this.rv = rv;
+    if (rv !== undefined) this.rv = rv;
     this.listMode = 'none';
     this.missing = false;
     this.notServedProof = undefined;

@@ -4,7 +4,7 @@
  * end-of-initial-events bookmark, after which the same stream carries live events.
  */
 import { compareResourceVersions, isResourceVersion } from '../../../proto/index.js';
-import { UpstreamFailure } from './failure.js';
+import { UpstreamFailure, checkedResourceVersion } from './failure.js';
 import { parseJson } from './json.js';
 import type { ReflectorCore } from './reflector-core.js';
 import type { GuardedResponse } from './request.js';
@@ -16,6 +16,16 @@ import type { KubeStatus, WatchEvent } from './types.js';
 const WATCH_EVENT_TYPES: ReadonlySet<string> = new Set(['ADDED', 'MODIFIED', 'DELETED', 'BOOKMARK', 'ERROR']);
 
 const INITIAL_EVENTS_END = 'k8s.io/initial-events-end';
+
+/**
+ * How long a watch from a checkpoint's resourceVersion must stay open without an ERROR before the
+ * restored state counts as served (ms), when no event came first. Kubernetes answers a compacted
+ * resourceVersion with a 200 and at once an ERROR 410 (the watch cache's, or etcd's compaction
+ * error): it does not wait. Longer only delays a warm restart's readiness for a resource that
+ * has no event and no bookmark to show; an ERROR later than this would have the restored state
+ * reported in sync until the relist that follows it.
+ */
+export const SEED_PROOF_MS = 2_000;
 
 /**
  * Watches from the current RV until the stream ends. With `initial`, the watch is a WatchList:
@@ -45,6 +55,7 @@ export async function watchOnce(r: ReflectorCore, initial: boolean): Promise<num
   }
   const openedMs = r.o.clock.monotonic();
   r.confirmHealthy();
+  const seedProof = r.awaitingSeedProof ? r.o.clock.setTimeout(() => r.confirmSeed(), SEED_PROOF_MS) : undefined;
   let session: ListSession | undefined = initial ? r.o.view.beginList() : undefined;
   let events = 0;
   const onLine = (line: string): void => {
@@ -52,10 +63,13 @@ export async function watchOnce(r: ReflectorCore, initial: boolean): Promise<num
     try {
       ev = parseJson(line) as WatchEvent;
       if (typeof ev !== 'object' || ev === null || typeof ev.type !== 'string' || typeof ev.object !== 'object' || ev.object === null) throw new TypeError('not a watch event');
-    } catch {
-      // A line we cannot read: counted and skipped; its RV is unknown, so the RV stays put.
+    } catch (err) {
+      // A line we cannot read ends the watch, as in client-go: skipping it and reading on lost
+      // the event for good (the next event moves the RV past it, and the re-watch resumes from
+      // there). Everything before it is applied; the next watch starts from the last applied RV,
+      // so the event comes again.
       r.o.metrics.skipped.inc({ resource: r.id, reason: 'malformed' });
-      return;
+      throw new UpstreamFailure('malformed', `watch ${r.id}: a line that is not a watch event`, 200, undefined, undefined, err);
     }
     events++;
     // The label is the API server's string: only the types Kubernetes defines are kept, so a
@@ -72,7 +86,9 @@ export async function watchOnce(r: ReflectorCore, initial: boolean): Promise<num
       throw new UpstreamFailure('stream-error', `watch ${r.id}: ERROR ${status.code ?? '?'} ${status.reason ?? ''} ${status.message ?? ''}`.trim(), undefined, status);
     }
     r.confirmHealthy();
-    const rv = ev.object.metadata?.resourceVersion;
+    // Any event but an ERROR proves the checkpoint's RV is still served.
+    r.confirmSeed();
+    const rv = checkedResourceVersion(ev.object.metadata?.resourceVersion, `watch ${r.id}: ${ev.type} event`);
     if (session !== undefined) {
       if (ev.type === 'BOOKMARK' && ev.object.metadata?.annotations?.[INITIAL_EVENTS_END] === 'true') {
         r.finishList(session, rv);
@@ -96,7 +112,7 @@ export async function watchOnce(r: ReflectorCore, initial: boolean): Promise<num
     }
     if (ev.type === 'ADDED' || ev.type === 'MODIFIED') r.o.view.upsert(ev.object);
     else if (ev.type === 'DELETED') r.o.view.delete(ev.object);
-    if (rv !== undefined && rv !== '') r.rv = rv;
+    if (rv !== undefined) r.rv = rv;
   };
   try {
     await readLines(req.res, onLine, () => {
@@ -116,6 +132,7 @@ export async function watchOnce(r: ReflectorCore, initial: boolean): Promise<num
     }
     throw err;
   } finally {
+    seedProof?.cancel();
     req.done();
   }
   if (session !== undefined) throw r.watchListUnsupported('stream ended before the end of initial events');
