@@ -102,11 +102,12 @@ export class FeedDispatcher {
    * list; this also covers a not-served probe answered by a lagging API server, not-served.ts).
    */
   setWatermark(resource: string, rv: string | undefined): void {
-    if (rv === undefined || rv === '') return;
+    // The reflector refuses a non-decimal resourceVersion (failure.ts checkedResourceVersion); one
+    // that got here anyway is not a watermark: the store would refuse every batch carrying it.
+    if (!isResourceVersion(rv)) return;
     const cur = this.watermarks.get(resource);
     if (cur === rv) return;
-    // A non-decimal value (an API server outside the convention) has no order: it is taken as is.
-    if (cur !== undefined && isResourceVersion(rv) && isResourceVersion(cur) && compareResourceVersions(rv, cur) < 0) return;
+    if (cur !== undefined && compareResourceVersions(rv, cur) < 0) return;
     this.watermarks.set(resource, rv);
     for (const f of this.feedsOf(resource)) f.watermarksMoved = true;
   }
