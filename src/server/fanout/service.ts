@@ -229,7 +229,9 @@ export class ServiceQueue {
     const base = `${feedId}:${s.from}:${s.to}`;
     let split = this.splitCache.get(base);
     if (split === undefined) this.splitCache.set(base, (split = splitOf(scope, s)));
-    const sharedKey = `${base}:${conn.compression}:${conn.maxBodyBytes}:shared`;
+    // Beside the agents' whole catch-ups in one map, whose keys end in the node's name: '*' is in
+    // no Kubernetes node name, so no node's key can be this one (a node named "shared" was).
+    const sharedKey = `${base}:${conn.compression}:${conn.maxBodyBytes}:*`;
     let shared = this.catchUpCache.get(sharedKey);
     if (shared === undefined) this.catchUpCache.set(sharedKey, (shared = encodeSharedPart(feedId, s, split, conn.compression, conn.maxBodyBytes, min)));
     return [...shared, ...encodeNodePart(feedId, s, split, conn.scopeNode, conn.compression, conn.maxBodyBytes, min)];
