@@ -193,7 +193,7 @@ export class FeedRuntime {
    * for it in buildUnits and again for the STATUS frame (and, scoped, per agent), and building it
    * stringifies the watermarks.
    */
-  private baseStatusKey(): string {
+  baseStatusKey(): string {
     const meta = this.store.meta();
     const revision = this.store.revision;
     const memo = this.keyMemo;

@@ -268,9 +268,15 @@ export class Flusher {
       markBehind(conn, cursor, now);
       return undefined;
     }
-    if (!above && cursor.revision === cursor.feed.flushedRevision) {
+    if (cursor.revision === cursor.feed.flushedRevision) {
       const st = (u.status ??= cursor.feed.statusFrame(this.ctx.o.compressMinBytes));
       if (st.key !== cursor.statusKey) {
+        // Above the mark the STATUS waits for the drain (the service sends it); dropped, a
+        // status-only change (staleness, watermarks) reached it only with the next revision.
+        if (above) {
+          conn.needsService = true;
+          return undefined;
+        }
         cursor.statusKey = st.key;
         return st.frame;
       }
@@ -343,9 +349,14 @@ export class Flusher {
       markBehind(conn, cursor, now);
       return undefined;
     }
-    if (!above && cursor.revision === feed.flushedRevision) {
+    if (cursor.revision === feed.flushedRevision) {
       const key = feed.currentStatusKey();
       if (key !== cursor.statusKey) {
+        // Above the mark: as in bufferFor, the STATUS waits for the drain.
+        if (above) {
+          conn.needsService = true;
+          return undefined;
+        }
         cursor.statusKey = key;
         return feed.statusFrame(min, conn.scopeNode).frame;
       }

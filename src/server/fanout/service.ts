@@ -294,8 +294,13 @@ export class ServiceQueue {
       cursor.phase = 'live';
       cursor.revision = build.revision;
       if (conn.state === 'streaming') cursor.feed.joinLive(cursor);
-      // END carried the status of the snapshot's revision; a newer one goes out after the catch-up.
-      cursor.statusKey = build.revision === cursor.feed.store.revision ? cursor.feed.currentStatusKey() : undefined;
+      // END carried the status of the build's view. At the current revision and with the same
+      // status, staleness and watermarks, the agent holds the current one (for a scoped feed, the
+      // key held for its cadence); otherwise a STATUS goes out next (after the catch-up, if any):
+      // a status change without a new revision while it streamed was sent to live agents only,
+      // and a build reused at an unchanged revision can be far older than its status.
+      const feed = cursor.feed;
+      cursor.statusKey = build.revision === feed.store.revision && build.endStatusKey === feed.baseStatusKey() ? feed.currentStatusKey() : undefined;
       cursor.graceUntilMs = now + o.newClientGracePeriodMs;
       cursor.behindSinceMs = build.revision < cursor.feed.flushedRevision ? now : undefined;
     }

@@ -17,7 +17,7 @@
  * and a reconnect storm during churn shares one build instead of one per revision.
  */
 import type { Clock } from '../../clock.js';
-import type { FeedRuntime } from './feeds.js';
+import { type FeedRuntime, statusKey } from './feeds.js';
 import type { ServerMetrics } from '../ops/metrics.js';
 import type { StoreEntry } from '../pipeline/store-port.js';
 import { type Compression, ScratchAllocator, encodeChunk, encodeMessage, entryBytes, entryTooLarge } from '../transport/framing.js';
@@ -90,6 +90,12 @@ export class SnapshotBuild {
     readonly maxBodyBytes: number,
     /** The watermarks its SNAPSHOT_END carries: the store's when the build took its view. */
     readonly watermarks: Readonly<Record<string, string>>,
+    /**
+     * statusKey() of what its SNAPSHOT_END says (the revision and the store's status, staleness
+     * and watermarks when the build took its view): an agent at its end holds that, not the
+     * feed's status of the moment, which may have changed meanwhile without a new revision.
+     */
+    readonly endStatusKey: string,
   ) {}
 
   /** Called after every new frame and at the end; returns the unsubscribe function. */
@@ -130,7 +136,7 @@ export class NodeSnapshot extends SnapshotBuild {
     rawBytes: number,
     clock: Clock,
   ) {
-    super(shared.feed, shared.revision, shared.compression, shared.maxBodyBytes, shared.watermarks);
+    super(shared.feed, shared.revision, shared.compression, shared.maxBodyBytes, shared.watermarks, shared.endStatusKey);
     this.seq = shared.seq;
     this.rawBytes = rawBytes;
     this.push(head);
@@ -193,7 +199,7 @@ export class SnapshotCache {
       return b;
     }
     const view = feed.store.current();
-    const build = new SnapshotBuild(feed, view.revision, compression, maxBodyBytes, view.meta.watermarks);
+    const build = new SnapshotBuild(feed, view.revision, compression, maxBodyBytes, view.meta.watermarks, statusKey(view.revision, view.meta));
     this.builds.push(build);
     this.purge(); // the build it supersedes goes now
     this.builtCount++;
@@ -223,7 +229,7 @@ export class SnapshotCache {
     }
     const view = feed.store.current();
     const at = scope.shared();
-    const build = new SnapshotBuild(feed, view.revision, compression, maxBodyBytes, view.meta.watermarks);
+    const build = new SnapshotBuild(feed, view.revision, compression, maxBodyBytes, view.meta.watermarks, statusKey(view.revision, view.meta));
     build.scoped = { at, meta: view.meta, nodes: new Map() };
     this.builds.push(build);
     this.purge(); // the build it supersedes goes now

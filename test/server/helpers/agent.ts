@@ -20,6 +20,8 @@ export interface AgentFeedState {
   entries: Map<string, Buffer>;
   token: Buffer | undefined;
   status: string | undefined;
+  /** The stale flag of the last SNAPSHOT_END or STATUS. */
+  stale: boolean | undefined;
   snapshots: number;
   /** Each SNAPSHOT_END's revision and watermarks, in order. */
   snapshotEnds: { revision: number; watermarks: Record<string, string> }[];
@@ -161,7 +163,7 @@ export class TestAgent extends EventEmitter {
           const kept = this.opts.feeds.find((x) => x.name === f.name);
           this.feeds.set(f.id, {
             name: f.name, id: f.id, mode: f.mode, reason: f.reason, revision: f.mode === 'rebase' && f.revision !== undefined ? f.revision : kept?.revision ?? 0, entries: new Map(kept?.entries ?? []),
-            token: kept?.token, status: undefined, snapshots: 0, snapshotEnds: [], deltas: [], pendingSnapshot: undefined, pendingDelta: undefined,
+            token: kept?.token, status: undefined, stale: undefined, snapshots: 0, snapshotEnds: [], deltas: [], pendingSnapshot: undefined, pendingDelta: undefined,
           });
         }
         return;
@@ -203,6 +205,7 @@ export class TestAgent extends EventEmitter {
         f.revision = m.revision;
         f.token = Buffer.from(m.token);
         f.status = m.status;
+        f.stale = m.stale;
         f.snapshots++;
         f.snapshotEnds.push({ revision: m.revision, watermarks: { ...m.watermarks } });
         if (!this.digest(f.name).equals(Buffer.from(m.digest))) this.violations.push(`snapshot digest mismatch at ${m.revision}`);
@@ -238,6 +241,7 @@ export class TestAgent extends EventEmitter {
       case 'status':
         if (m.revision !== f.revision) this.violations.push(`STATUS for ${m.revision} while at ${f.revision}`);
         f.status = m.status;
+        f.stale = m.stale;
         f.token = Buffer.from(m.token);
         if (m.digest !== undefined && !this.digest(f.name).equals(Buffer.from(m.digest))) this.violations.push(`STATUS digest mismatch at ${m.revision}`);
         return;
