@@ -37,6 +37,34 @@ describe('server - resume', () => {
     expect(again.bytesReceived).toBeLessThan(first.bytesReceived / 5);
   });
 
+  it('never answers a too-large resume with a shared build older than the token, also to a client that sends no notBefore', async () => {
+    const h = await harness({ maxClientBytes: 64 * 1024, snapshotReuseWindowMs: 60_000 });
+    h.upstream.apply('felix', pods(50), { status: 'in-sync' });
+    // A shared build at revision 1, reusable for the next minute.
+    const other = h.agent({ feeds: [{ name: 'felix' }] });
+    await other.untilRevision('felix', 1);
+    const a = h.agent({ feeds: [{ name: 'felix' }] });
+    await a.untilRevision('felix', 1);
+    h.upstream.apply('felix', pods(5, 1));
+    await a.untilRevision('felix', 2);
+    await a.until(() => a.feed('felix').token !== undefined && a.feed('felix').status === 'in-sync', 'the token at revision 2');
+    const kept = a.feed('felix');
+    expect(kept.revision).toBe(2);
+    a.close();
+    await a.closed;
+    // More than half the agent's budget changes while it is away: its resume becomes a snapshot.
+    const big: Record<string, unknown> = {};
+    for (let i = 0; i < 40; i++) big[`/pods/ns/big${i}`] = { pad: 'x'.repeat(2_000), i };
+    h.upstream.apply('felix', big);
+    const again = h.agent({ feeds: [{ name: 'felix', token: kept.token, entries: kept.entries, revision: kept.revision }] });
+    await again.untilRevision('felix', h.storeRevision('felix'));
+    expect(again.welcome?.feeds[0]).toMatchObject({ mode: 'snapshot', reason: 'too-large' });
+    // Its snapshot is at or after the revision it held (the build at 1 was not reused for it).
+    expect(again.feed('felix').snapshotEnds.every((e) => e.revision >= 2)).toBe(true);
+    expect(again.violations).toEqual([]);
+    expect(again.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
+  });
+
   it('answers a token whose revision left the log with a snapshot (too-old)', async () => {
     const clock = new FakeClock();
     const h = await harness({ clock, flushWindowMs: 0, deltaLogMaxAgeMs: 1_000 });

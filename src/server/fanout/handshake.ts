@@ -72,8 +72,12 @@ export function chooseCompression(caps: readonly string[], allowed: readonly Com
 type DeltaSince = Extract<SinceResult, { kind: 'delta' }>;
 
 export type FeedPlan =
-  /** `floor`: the agent's notBefore (see snapshotPlan): no shared build with older watermarks will do; `behind` names what it is ahead on. */
-  | { readonly feed: FeedRuntime; readonly mode: 'snapshot'; readonly reason: SnapshotReason; readonly floor?: Readonly<Record<string, string>> }
+  /**
+   * `floor`: the agent's notBefore (see snapshotPlan): no shared build with older watermarks will
+   * do; `behind` names what it is ahead on. `minRevision`: the revision of the agent's own token
+   * of this store, which it applied: no shared build older than that will do either (§7).
+   */
+  | { readonly feed: FeedRuntime; readonly mode: 'snapshot'; readonly reason: SnapshotReason; readonly floor?: Readonly<Record<string, string>>; readonly minRevision?: number }
   | { readonly feed: FeedRuntime; readonly mode: 'resume' | 'rebase'; readonly since: DeltaSince };
 
 type HelloFeed = Hello['feeds'][number];
@@ -96,10 +100,14 @@ export function planFeeds(hello: Hello, feeds: ReadonlyMap<string, FeedRuntime>,
       return snapshotPlan(feed, d.reason, floor);
     }
     const s = feed.store.since(d.revision);
-    if (s.kind !== 'delta') return snapshotPlan(feed, s.kind === 'too-old' ? 'too-old' : 'bad-token', floor);
+    // The token proves the agent applied d.revision of this store: a shared build in progress or
+    // within its reuse window may be older, and a client without notBefore would take it (§7).
+    // (A revision in the future of this store proves nothing: bad-token, no floor from it.)
+    if (s.kind === 'too-old') return { ...snapshotPlan(feed, 'too-old', floor), minRevision: d.revision };
+    if (s.kind !== 'delta') return snapshotPlan(feed, 'bad-token', floor);
     // A resume bigger than the agent's own budget would only get it closed with 4008: the shared
     // snapshot is cheaper for everyone.
-    if (s.bytes > maxClientBytes / 2) return snapshotPlan(feed, 'too-large', floor);
+    if (s.bytes > maxClientBytes / 2) return { ...snapshotPlan(feed, 'too-large', floor), minRevision: d.revision };
     return { feed, mode: 'resume', since: s };
   });
 }

@@ -95,7 +95,7 @@ export class Session {
           p.feed.stats.catchUps++;
           if (cursor.revision < p.feed.flushedRevision) conn.needsService = true;
         } else {
-          this.service.startSnapshot(conn, cursor, now, false, 0, p.floor);
+          this.service.startSnapshot(conn, cursor, now, false, p.minRevision ?? 0, p.floor);
           conn.needsService = true;
         }
       }
