@@ -88,6 +88,8 @@ interface PendingDelta {
   to: number;
   upserts: Map<string, Buffer>;
   deletes: Set<string>;
+  /** The unit is a rebase's (startConnection('rebase')): the state becomes the new replica's. */
+  rebase: boolean;
 }
 
 function stateError(code: 'CATTAIL_CLIENT_REVISION_GAP' | 'CATTAIL_CLIENT_DIGEST_MISMATCH' | 'CATTAIL_CLIENT_REPAIR_FAILED', message: string, details: Record<string, unknown>): CattailError {
@@ -116,6 +118,13 @@ export class FeedState {
   private delta: PendingDelta | undefined;
   /** Catch-up after resume: the first DELTA may start at the token's revision (see `deltaFrame`). */
   private resumeFrom: number | undefined;
+  /**
+   * A rebase's revision on the new replica (WELCOME): its DELTA starts there. Kept apart from
+   * `revision`, which stays the held state's (the token's replica's numbering) until that DELTA is
+   * applied: a connection lost before it leaves the state, the token and their revision as they
+   * were, and a resume on the old replica compares like with like.
+   */
+  private rebaseFrom: number | undefined;
   /**
    * `appliedWatermarks` describe exactly the held state: the last unit applied was followed by a
    * SNAPSHOT_END or STATUS at its revision. Only then may they be offered for a rebase (§7.1):
@@ -147,23 +156,25 @@ export class FeedState {
 
   /**
    * A new connection answered this feed with `mode`. Pending units of the old connection are
-   * dropped (they were never applied). After `snapshot` the old revision means nothing on this
-   * server; after `resume` the server continues from the presented token's revision.
+   * dropped (they were never applied). The held state, its revision and its token stay what they
+   * are until a unit of the new connection replaces them: a snapshot cut off before its END, or a
+   * rebase before its DELTA, changed nothing, and the next connection (perhaps to the token's
+   * replica, which then resumes) starts from that state. Clearing the revision at a snapshot's
+   * start made that resume a revision gap (4014), a lost checkpoint and a full download. After
+   * `resume` the server continues from the presented token's revision.
    */
   startConnection(mode: 'resume' | 'rebase' | 'snapshot', rebaseRevision?: number): void {
     this.snapshot = undefined;
     this.delta = undefined;
     this.repair = undefined;
     this.sync = 'unknown';
-    if (mode === 'snapshot') {
-      this.revision = undefined;
-      this.resumeFrom = undefined;
-    } else if (mode === 'rebase' && rebaseRevision !== undefined) {
+    this.resumeFrom = undefined;
+    this.rebaseFrom = undefined;
+    if (mode === 'rebase' && rebaseRevision !== undefined) {
       // The new replica vouches that our state equals its state at this revision as far as the
       // coming DELTA does not say otherwise; the STATUS digest after it checks the claim.
-      this.revision = rebaseRevision;
-      this.resumeFrom = rebaseRevision;
-    } else {
+      this.rebaseFrom = rebaseRevision;
+    } else if (mode === 'resume') {
       this.resumeFrom = this.tokenRevision;
     }
   }
@@ -320,8 +331,12 @@ export class FeedState {
       // latest value of every key changed since the token, so applying it on top of the newer
       // state yields the same state as applying it to the token's state (byte-equal upserts are
       // then filtered out as non-changes).
-      const catchUp = this.resumeFrom !== undefined && from === this.resumeFrom && this.revision !== undefined && from <= this.revision;
-      const okFrom = from === this.revision || catchUp;
+      const rebase = this.rebaseFrom !== undefined;
+      const catchUp = rebase
+        ? from === this.rebaseFrom
+        : this.resumeFrom !== undefined && from === this.resumeFrom && this.revision !== undefined && from <= this.revision;
+      // A rebase's DELTA starts at the new replica's revision, never at the held one (another numbering).
+      const okFrom = rebase ? catchUp : from === this.revision || catchUp;
       // A catch-up from the current revision is empty and moves nothing (to = from, §7); so may
       // a repair's unit when the server did not move (§7.2): it replaces buckets, not revisions.
       const r = this.repair;
@@ -336,7 +351,7 @@ export class FeedState {
           feed: this.name, from, to, applied: this.revision,
         });
       }
-      d = { from, to, upserts: new Map(), deletes: new Set() };
+      d = { from, to, upserts: new Map(), deletes: new Set(), rebase };
       this.delta = d;
     } else if (d.from !== from || d.to !== to) {
       throw unexpected(`DELTA ${from}→${to} inside the unit ${d.from}→${d.to} of feed ${this.name}`, { feed: this.name });
@@ -352,7 +367,14 @@ export class FeedState {
     if (more) return null;
     this.delta = undefined;
     this.resumeFrom = undefined;
+    this.rebaseFrom = undefined;
     this.watermarksExact = false;
+    // The state is the new replica's now; the old replica's token no longer describes it. Kept,
+    // a connection lost before the STATUS with the new token brought it back to the old replica,
+    // whose catch-up from its own revision would land on the new replica's state (a mix that can
+    // be older than what was applied). Without a token the next HELLO gets a snapshot, no older
+    // than the applied watermarks (notBefore).
+    if (d.rebase) this.dropToken();
     const realUpserts: RawEntry[] = [];
     const realDeletes: string[] = [];
     for (const [key, value] of d.upserts) {

@@ -35,7 +35,8 @@ describe('client units - rebase', () => {
     const entries: [string, Buffer][] = [['a', b(1)], ['b', b(2)]];
     const fs = synced(entries, { pods: '10' });
     fs.startConnection('rebase', 900);
-    expect(fs.revision).toBe(900);
+    // The held revision stays the old replica's until the rebase's DELTA is applied.
+    expect(fs.revision).toBe(4);
     expect(fs.deltaFrame(900, 900, false, [], [])).toBeUndefined();
     expect(fs.revision).toBe(900);
     expect(fs.status({ revision: 900, status: 'in-sync', stale: false, watermarks: { pods: '10' }, digest: fullDigest(entries), token: Buffer.from('u900') }).kind).toBe('applied');
@@ -74,5 +75,43 @@ describe('client units - rebase', () => {
     );
     expect(fs.revision).toBe(4);
     expect([...fs.entries.keys()]).toEqual(['a']);
+  });
+
+  it('a snapshot cut off before its END leaves state, revision and token: the token\'s replica resumes it', () => {
+    const entries: [string, Buffer][] = [['a', b(1)], ['b', b(2)]];
+    const fs = synced(entries, { pods: '10' });
+    // Another replica answers with a snapshot; the connection is lost in the middle of it.
+    fs.startConnection('snapshot');
+    fs.snapshotBegin(70, 3, 0);
+    fs.snapshotChunk(70, [['x', b(9)]]);
+    expect(fs.revision).toBe(4);
+    expect(fs.checkpoint()?.revision).toBe(4);
+    // Back on the token's replica: its catch-up from 4 applies (it was a revision gap, 4014).
+    fs.startConnection('resume');
+    expect(fs.deltaFrame(4, 6, false, [['c', b(3)]], [])).toMatchObject({ revision: 6 });
+    expect([...fs.entries.keys()].sort()).toEqual(['a', 'b', 'c']);
+  });
+
+  it('a rebase cut off before its DELTA is not compared with the new replica\'s numbering on a later resume', () => {
+    const fs = synced([['a', b(1)]], { pods: '10' });
+    fs.deltaFrame(4, 7, false, [['b', b(2)]], []);
+    fs.status({ revision: 7, status: 'in-sync', stale: false, watermarks: { pods: '11' }, digest: fullDigest([['a', b(1)], ['b', b(2)]]), token: Buffer.from('t7') });
+    // The new replica's revisions are lower than ours: 3 says nothing about our 7.
+    fs.startConnection('rebase', 3);
+    fs.startConnection('resume');
+    expect(fs.deltaFrame(7, 8, false, [['c', b(3)]], [])).toMatchObject({ revision: 8 });
+  });
+
+  it('drops the old replica\'s token once a rebase DELTA is applied, until the new replica\'s STATUS brings its own', () => {
+    const entries: [string, Buffer][] = [['a', b(1)]];
+    const fs = synced(entries, { pods: '10' });
+    fs.startConnection('rebase', 900);
+    fs.deltaFrame(900, 901, false, [['b', b(2)]], []);
+    // Lost here, the next HELLO must not present the old token for a state that is not its own.
+    expect(fs.token).toBeUndefined();
+    expect(fs.rebaseWatermarks()).toBeUndefined();
+    expect(fs.notBeforeWatermarks()).toEqual({ pods: '10' });
+    fs.status({ revision: 901, status: 'in-sync', stale: false, watermarks: { pods: '12' }, digest: fullDigest([['a', b(1)], ['b', b(2)]]), token: Buffer.from('u901') });
+    expect(fs.token?.toString()).toBe('u901');
   });
 });
