@@ -105,6 +105,7 @@ export class Client {
         scheme: Object.keys(this.opts.tls).length > 0 ? 'wss' : 'ws',
         source: this.opts.endpointSliceSource, kubeconfigPath: this.opts.kubeconfig,
         minIntervalMs: this.opts.discoveryMinIntervalMs, now: () => this.opts.clock.monotonic(),
+        timeoutMs: this.opts.discoveryTimeoutMs, setTimeout: (fn, ms) => this.opts.clock.setTimeout(fn, ms),
       });
     }
     if (this.opts.stateDir !== undefined) {

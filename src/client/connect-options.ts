@@ -86,6 +86,7 @@ export const connectOptions = {
   }),
   servicePortName: opt.string({ default: 'agents', check: nonEmpty, help: 'With service: the EndpointSlice port to connect to, by name (the Service owns the number).' }),
   discoveryMinIntervalMs: opt.int({ default: 1_000, unit: 'ms', min: 0, help: 'With service: reuse a discovery younger than this instead of asking the API server again (a reconnect storm must not become an API-server storm).' }),
+  discoveryTimeoutMs: opt.int({ default: 5_000, unit: 'ms', min: 1, help: 'With service: a discovery that has not answered by then counts as failed, and the attempt goes on with the endpoints found before (an unreachable API server must not hold up reconnecting to replicas that are reachable).' }),
   kubeconfig: opt.string({ default: undefined, check: nonEmpty, help: 'With service: kubeconfig for reading EndpointSlices. Unset: KUBECONFIG, then ~/.kube/config, then the in-cluster service account (none of them: CATTAIL_CLIENT_NO_DISCOVERY_CONFIG).' }),
   stateDir: opt.string({
     default: undefined,

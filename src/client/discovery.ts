@@ -208,6 +208,10 @@ export interface ServiceDiscoveryOptions extends DiscoveryOrder {
   readonly minIntervalMs: number;
   /** Monotonic ms. */
   readonly now: () => number;
+  /** A look not answered within this many ms fails (the previous list is kept). */
+  readonly timeoutMs: number;
+  /** The injected clock's timer (for the timeout). */
+  readonly setTimeout: (fn: () => void, ms: number) => { cancel(): void };
 }
 
 /**
@@ -220,6 +224,8 @@ export class ServiceDiscovery {
   private source: EndpointSliceSource | undefined;
   private last: DiscoveryResult = { urls: [], fallbackNotReady: false, error: undefined };
   private lastAtMs = Number.NEGATIVE_INFINITY;
+  /** The EndpointSlice request in flight, if any (see refresh). */
+  private pending: Promise<readonly EndpointSliceLike[]> | undefined;
   /** Looks made (for tests and the agent's status line). */
   looks = 0;
 
@@ -243,8 +249,10 @@ export class ServiceDiscovery {
     this.lastAtMs = this.o.now();
     this.looks++;
     try {
-      this.source ??= await kubeEndpointSliceSource(this.o.kubeconfigPath);
-      const slices = await this.source.list(this.ref.namespace, this.ref.name);
+      // One request at a time: a look that outlived its timeout is still awaited by the next one
+      // rather than joined by another (a hung API server must not collect one request per look).
+      this.pending ??= this.list().finally(() => (this.pending = undefined));
+      const slices = await this.withTimeout(this.pending);
       this.last = { ...orderEndpoints(slices, this.o), error: undefined };
     } catch (err) {
       const error = CattailError.is(err) && err.code === 'CATTAIL_CLIENT_DISCOVERY_FAILED'
@@ -253,5 +261,32 @@ export class ServiceDiscovery {
       this.last = { urls: this.last.urls, fallbackNotReady: this.last.fallbackNotReady, error };
     }
     return this.last;
+  }
+
+  private async list(): Promise<readonly EndpointSliceLike[]> {
+    this.source ??= await kubeEndpointSliceSource(this.o.kubeconfigPath);
+    return this.source.list(this.ref.namespace, this.ref.name);
+  }
+
+  /**
+   * `p`, or a coded failure after timeoutMs. client-node's request has no deadline of its own: a
+   * black-holed API server held every reconnect attempt until TCP gave up, minutes later.
+   */
+  private withTimeout<T>(p: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = this.o.setTimeout(() => {
+        reject(new CattailError('CATTAIL_CLIENT_DISCOVERY_FAILED', `the EndpointSlices of ${this.o.service} did not come within ${this.o.timeoutMs} ms`, { details: { service: this.o.service, timeoutMs: this.o.timeoutMs } }));
+      }, this.o.timeoutMs);
+      p.then(
+        (v) => {
+          timer.cancel();
+          resolve(v);
+        },
+        (err: unknown) => {
+          timer.cancel();
+          reject(err);
+        },
+      );
+    });
   }
 }

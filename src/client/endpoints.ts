@@ -38,15 +38,20 @@ export class EndpointRotation {
 
   /**
    * Takes a freshly discovered list, already in the order to try (discovery.ts: local first, the
-   * rest shuffled per agent). Pins stay with their URLs (a Retry-After outlives a re-discovery);
+   * rest shuffled per agent). The same replicas in another order change nothing: discovery
+   * shuffles the non-local ones at every look, and starting over at the first (the local replica)
+   * after each look undid every `advance`, so an agent retried a failing local replica for good
+   * while healthy peers waited. A changed set keeps the rotation at the endpoint it pointed at when
+   * that one is still listed. Pins stay with their URLs (a Retry-After outlives a re-discovery);
    * pins of URLs that left are dropped so the map stays bounded by the list.
    */
   replace(urls: readonly string[]): void {
     if (urls.length === 0) return;
-    const same = urls.length === this.list.length && urls.every((u, i) => u === this.list[i]);
-    if (same) return;
-    this.list = [...urls];
-    this.cursor = 0;
+    const unique = new Set(urls);
+    if (unique.size === this.list.length && this.list.every((u) => unique.has(u))) return;
+    const at = this.current;
+    this.list = [...unique];
+    this.cursor = at === undefined ? 0 : Math.max(0, this.list.indexOf(at));
     for (const u of [...this.notBefore.keys()]) if (!this.list.includes(u) && !this.hints.includes(u)) this.notBefore.delete(u);
   }
 

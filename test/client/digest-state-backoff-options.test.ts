@@ -165,6 +165,29 @@ describe('client units - watermarks, backoff, endpoints, retry-after', () => {
   });
 });
 
+describe('client units - rotation and re-discovery', () => {
+  it('keeps its place when a look finds the same replicas in another order, and follows the endpoint it pointed at when the set changes', () => {
+    const r = new EndpointRotation([], () => 0);
+    r.replace(['ws://local', 'ws://p1', 'ws://p2', 'ws://p3']);
+    expect(r.next(0)!.url).toBe('ws://local');
+    // The local replica fails without pinning itself (a handshake timeout): move on.
+    r.advance('ws://local');
+    expect(r.current).toBe('ws://p1');
+    // The next look: local first again, the others reshuffled. It must not send us back.
+    r.replace(['ws://local', 'ws://p3', 'ws://p1', 'ws://p2']);
+    expect(r.next(0)!.url).toBe('ws://p1');
+    // A replica leaves and one comes: the rotation stays at the endpoint it pointed at.
+    r.replace(['ws://local', 'ws://p4', 'ws://p1', 'ws://p3']);
+    expect(r.endpoints).toEqual(['ws://local', 'ws://p4', 'ws://p1', 'ws://p3']);
+    expect(r.next(0)!.url).toBe('ws://p1');
+    // The one it pointed at left: from the top.
+    r.advance('ws://p1');
+    expect(r.current).toBe('ws://p3');
+    r.replace(['ws://local', 'ws://p1']);
+    expect(r.next(0)!.url).toBe('ws://local');
+  });
+});
+
 describe('client units - options and status queue', () => {
   it('validates options with coded errors that name the option', () => {
     const bad: [Record<string, unknown>, string][] = [

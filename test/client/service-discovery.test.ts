@@ -129,4 +129,37 @@ describe('client - replicas discovered from the Service', () => {
     expect(d.error?.message).toContain('apiserver unreachable');
     expect(d.endpoints).toBe(1); // the previous list, kept
   });
+
+  it('gives up a look that hangs after discoveryTimeoutMs and reconnects with the last list', async () => {
+    const a = await replica('real-a');
+    const b = await replica('real-b');
+    let hang = false;
+    let lists = 0;
+    const source: EndpointSliceSource = {
+      // A black-holed API server: the request never answers (client-node sets no deadline).
+      list: () => {
+        lists++;
+        return hang ? new Promise(() => undefined) : Promise.resolve([sliceOf('cattail-a', a.port, 'node-1', true), sliceOf('cattail-b', b.port, 'node-2', true)]);
+      },
+    };
+    const { client, clock, rec, guard } = start({ endpoints: [], service: 'calico-system/cattail', endpointSliceSource: source, discoveryMinIntervalMs: 0, discoveryTimeoutMs: 5_000 });
+    cleanups.push(() => client.destroy());
+    guard.allow('CATTAIL_CLIENT_SERVER_CLOSED', 'CATTAIL_CLIENT_CONNECT_FAILED', 'CATTAIL_CLIENT_REPLICA_BEHIND');
+    await client.whenInSync();
+    const first = client.stats.serverId === 'real-a' ? a : b;
+    hang = true;
+    await first.server.close();
+    await waitUntil(() => client.state === 'reconnecting', 'lost the first replica', on(client));
+    for (let i = 0; i < 20 && !(client.inSync && client.stats.serverId !== first.server.serverId); i++) {
+      await skipWait(clock);
+      await waitUntil(() => client.state !== 'connecting' && client.state !== 'syncing', 'attempt settled', on(client));
+    }
+    expect(client.inSync).toBe(true);
+    expect(client.stats.serverId).not.toBe(first.server.serverId);
+    const d = rec.last('connecting')!.discovery!;
+    expect(d.error?.code).toBe('CATTAIL_CLIENT_DISCOVERY_FAILED');
+    expect(d.error?.message).toContain('did not come within 5000 ms');
+    // The hung request is not joined by one per look.
+    expect(lists).toBe(2);
+  });
 });
