@@ -5,6 +5,9 @@ import { Fleet } from '../../src/client/fleet/fleet.js';
 import { seededRandom } from '../../src/random.js';
 import { harness } from '../server/helpers/harness.js';
 import { scriptedReplica } from '../support/replica.js';
+import { tracked } from './helpers/tracked.js';
+
+const fakes = tracked();
 
 describe('client - a fleet of discard-mode agents in one process', () => {
   it('syncs 300 agents from headers alone, follows deltas, and resumes after a blip without a new snapshot', async () => {
@@ -76,6 +79,30 @@ describe('client - a fleet of discard-mode agents in one process', () => {
     } finally {
       fleet.stop();
       while (cleanups.length > 0) await cleanups.pop()?.();
+    }
+  });
+
+  it('waits out a refusal\'s Retry-After and retries that server, counting the refusal once', async () => {
+    const a = await fakes.server({ serverId: 'refusing' });
+    const b = await fakes.server({ serverId: 'other' });
+    a.load('felix', [['/pods/demo/a', { ip: '10.0.0.1' }]], { pods: '10' });
+    b.load('felix', [['/pods/demo/a', { ip: '10.0.0.1' }]], { pods: '10' });
+    // Both refuse once: whichever the agent starts on, it must come back there after Retry-After.
+    for (const x of [a, b]) x.refuse = { count: 1, retryAfterS: 1, endpoints: [] };
+    const fleet = new Fleet({ agents: 1, nodePrefix: 'refused-', feeds: ['felix'], endpoints: [a.url, b.url], caps: [], clock: realClock, random: seededRandom(1), connectRatePerSec: 0 });
+    const t0 = Date.now();
+    fleet.start();
+    try {
+      await waitUntil(() => fleet.snapshot().inSync === 1, 'in sync', { timeoutMs: 10_000 });
+      // Back on the server that refused, after its Retry-After; the other one never asked.
+      expect([a.rec.upgrades, b.rec.upgrades].sort()).toEqual([0, 2]);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(1_000);
+      const agent = fleet.agents[0]!;
+      expect(agent.stats.refusals).toBe(1);
+      expect(agent.stats.reconnects).toBe(1);
+      expect([...agent.closeCodes.keys()]).toEqual([]);
+    } finally {
+      fleet.stop();
     }
   });
 });

@@ -169,6 +169,11 @@ export class DiscardAgent {
       const hint = res.headers['x-cattail-endpoints'];
       if (typeof hint === 'string') this.hinted.push(...hint.split(',').map((s) => s.trim()).filter((s) => s !== ''));
       const retryAfterS = Number(res.headers['retry-after']);
+      // terminate() still emits 'close' (1006) for this socket; it is not the agent's connection
+      // any more, or that handler would count the refusal again as a failed connection and replace
+      // the Retry-After wait with a backoff on the next server (PROTOCOL.md §1.1: a client MUST
+      // wait at least Retry-After before retrying a server that refused it).
+      this.ws = undefined;
       ws.terminate();
       this.reconnectAfter(Number.isFinite(retryAfterS) ? Math.max(retryAfterS * 1000, RECONNECT_MIN_MS) : this.backoff.next(), true);
     });
