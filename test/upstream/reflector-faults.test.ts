@@ -147,6 +147,23 @@ describe('reflector under faults', () => {
       await waitUntil(() => sink.status.get('pods') === 'in-sync', { clock, stepMs: 200 });
       expect(seen[0]).toBe('Bearer old-token');
       expect(seen.at(-1)).toBe('Bearer new-token');
+      // The next rotation is followed without another 401: the file is read before each request.
+      await waitUntil(() => server.openWatches === 1, { clock, stepMs: 200 });
+      const authErrors = await counter(up, 'authErrors');
+      writeFileSync(tokenFile, 'newer-token');
+      server.intercept = (info, _req, res) => {
+        const auth = String(info.headers.authorization);
+        seen.push(auth);
+        if (auth === 'Bearer newer-token') return false;
+        res.writeHead(401, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ kind: 'Status', code: 401, reason: 'Unauthorized', message: 'token expired' }));
+        return true;
+      };
+      const before = seen.length;
+      server.endWatches();
+      await waitUntil(() => seen.length > before && server.openWatches === 1, { clock, stepMs: 200 });
+      expect(seen.slice(before)).toEqual(['Bearer newer-token']);
+      expect(await counter(up, 'authErrors')).toBe(authErrors);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

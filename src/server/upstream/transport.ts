@@ -24,6 +24,8 @@ export interface Transport {
 
 export class KubeTransport implements Transport {
   private tokenOverride: string | undefined;
+  /** The token file read before every request once a 401 was seen (see unauthorized). */
+  private tokenFile: string | undefined;
 
   constructor(
     private readonly kc: KubeConfig,
@@ -38,14 +40,13 @@ export class KubeTransport implements Transport {
   }
 
   unauthorized(): void {
-    // In-cluster auth re-reads the projected token only every 60 s; after a 401 read it now.
+    // In-cluster auth re-reads the projected token only every 60 s; after a 401 read it now, and
+    // from then on before every request: an override read once kept the token of that moment
+    // past the kubelet's next rotation, until it expired and cost another 401 (and readiness).
     const tokenFile = (this.kc.getCurrentUser()?.authProvider as { config?: { tokenFile?: string } } | undefined)?.config?.tokenFile;
     if (tokenFile === undefined) return;
-    try {
-      this.tokenOverride = readFileSync(tokenFile, 'utf8').trim();
-    } catch {
-      this.tokenOverride = undefined;
-    }
+    this.tokenFile = tokenFile;
+    this.tokenOverride = readToken(tokenFile);
   }
 
   async get(pathAndQuery: string, signal: AbortSignal): Promise<IncomingMessage> {
@@ -57,6 +58,8 @@ export class KubeTransport implements Transport {
       headers: { Accept: 'application/json', 'User-Agent': this.userAgent },
     };
     await this.kc.applyToHTTPSOptions(opts);
+    // A small file, and requests are few (pages and watches, not events): read it each time.
+    if (this.tokenFile !== undefined) this.tokenOverride = readToken(this.tokenFile) ?? this.tokenOverride;
     if (this.tokenOverride !== undefined) (opts.headers as Record<string, string>)['Authorization'] = `Bearer ${this.tokenOverride}`;
     const prefix = base.pathname.replace(/\/+$/, '');
     const mod = base.protocol === 'http:' ? http : https;
@@ -82,5 +85,14 @@ export class KubeTransport implements Transport {
       });
       req.end();
     });
+  }
+}
+
+/** The token in `file`, or undefined when it cannot be read (the previous one is kept by the caller). */
+function readToken(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch {
+    return undefined;
   }
 }
