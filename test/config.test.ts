@@ -3,6 +3,8 @@ import { redactedConfig, resolveConfig } from '../src/config/load.js';
 import { envName, flagName, opt, withDefault } from '../src/config/options.js';
 import { resolveOptions } from '../src/config/resolve.js';
 import { CattailError } from '../src/errors.js';
+import { serveOptions } from '../src/server/options.js';
+import { connectOptions } from '../src/client/connect-options.js';
 
 const table = {
   pingIntervalMs: opt.int({ default: 10_000, unit: 'ms', min: 100, help: 'ping' }),
@@ -100,7 +102,20 @@ describe('config - errors name the option, source and value', () => {
     const e = codeOf(() => resolveConfig(table, { env: { CATTAIL_PING_INTERVAL_MS: '5' } }));
     expect(e.code).toBe('CATTAIL_CONFIG_INVALID_VALUE');
     expect(e.message).toContain('CATTAIL_PING_INTERVAL_MS');
-    expect(e.message).toContain('at least 100');
+    expect(e.message).toContain('from 100 to 2147483647');
+  });
+
+  it('bounds every ms option at the longest timer Node takes (a longer one would fire after 1 ms)', () => {
+    const e = codeOf(() => resolveConfig(table, { argv: ['--ping-interval-ms', '99999999999'] }));
+    expect(e.code).toBe('CATTAIL_CONFIG_INVALID_VALUE');
+    expect(e.message).toContain('to 2147483647');
+    expect(resolveConfig(table, { argv: ['--ping-interval-ms', '2147483647'] }).config.pingIntervalMs).toBe(2_147_483_647);
+    // Every ms option of the server's and the client's tables has that bound (or a lower one).
+    for (const t of [serveOptions, connectOptions]) {
+      for (const [name, spec] of Object.entries(t) as [string, { unit?: string; max?: number }][]) {
+        if (spec.unit === 'ms') expect(spec.max ?? Infinity, name).toBeLessThanOrEqual(2_147_483_647);
+      }
+    }
   });
 
   it('rejects a bad enum from the file, naming the file and key', () => {
@@ -165,7 +180,7 @@ describe('config - command line', () => {
   it('takes a negative number as the value of the flag before it, and a dash-word as a missing value', () => {
     expect(resolveConfig(table, { argv: ['--listen', '-5'] }).config.listen).toBe('-5');
     const low = errorOf(['--ping-interval-ms', '-5']);
-    expect([low.code, low.message]).toEqual(['CATTAIL_CONFIG_INVALID_VALUE', 'option pingIntervalMs (--ping-interval-ms): expected an integer of at least 100 (ms), got "-5"']);
+    expect([low.code, low.message]).toEqual(['CATTAIL_CONFIG_INVALID_VALUE', 'option pingIntervalMs (--ping-interval-ms): expected an integer from 100 to 2147483647 (ms), got "-5"']);
     const missing = errorOf(['--listen', '--verbose']);
     expect([missing.code, missing.details]).toEqual(['CATTAIL_CONFIG_INVALID_VALUE', { option: 'listen' }]);
     expect(errorOf(['--mode']).message).toBe('option mode (--mode) needs a value, and nothing follows it: write --mode VALUE or --mode=VALUE');

@@ -59,16 +59,28 @@ function spec<T>(type: OptionType, def: T, rest: Omit<OptionSpec<T>, 'type' | 'd
   return { type, default: def, ...rest };
 }
 
+/**
+ * The longest delay Node's timers take, in ms (2^31 - 1, about 24.8 days): a longer one fires after
+ * 1 ms (with a warning), so an interval meant as "almost never" would run every millisecond. Every
+ * option in ms is bounded by it unless its spec sets a lower maximum.
+ */
+export const MAX_TIMER_MS = 2_147_483_647;
+
+/** `o` with the timer bound when its unit is ms and it sets no maximum of its own. */
+function msBounded<T extends { readonly unit?: string; readonly max?: number }>(o: T): T {
+  return o.unit === 'ms' && o.max === undefined ? { ...o, max: MAX_TIMER_MS } : o;
+}
+
 /** Builders: `opt.int({ default: 10_000, unit: 'ms', min: 1, help: '...' })`. */
 export const opt = {
   string<D extends string | undefined>(o: Base<string> & { default: D }): OptionSpec<D extends string ? string : string | undefined> {
     return spec('string', o.default, o) as never;
   },
   int<D extends number | undefined>(o: Base<number> & { default: D }): OptionSpec<D extends number ? number : number | undefined> {
-    return spec('int', o.default, o) as never;
+    return spec('int', o.default, msBounded(o)) as never;
   },
   number<D extends number | undefined>(o: Base<number> & { default: D }): OptionSpec<D extends number ? number : number | undefined> {
-    return spec('number', o.default, o) as never;
+    return spec('number', o.default, msBounded(o)) as never;
   },
   boolean(o: Base<boolean> & { default: boolean }): OptionSpec<boolean> {
     return spec('boolean', o.default, o);

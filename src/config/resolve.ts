@@ -4,8 +4,8 @@
  * `startSim`, `connect`) through {@link resolveOptions}. So each option's default, unit, range and
  * message live in its spec alone, and a bad value reads the same wherever it came from:
  *
- *   option pingIntervalMs (--ping-interval-ms): expected an integer of at least 10 (ms), got "5"
- *   option pingIntervalMs (startServer): expected an integer of at least 10 (ms), got 5
+ *   option pingIntervalMs (--ping-interval-ms): expected an integer from 10 to 2147483647 (ms), got "5"
+ *   option pingIntervalMs (startServer): expected an integer from 10 to 2147483647 (ms), got 5
  *
  * This module reads no files, so the client library can use it without the YAML parser.
  */

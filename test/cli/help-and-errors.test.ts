@@ -92,7 +92,7 @@ describe('cli', () => {
     for (const [argv, expected] of [
       [['serve', '--max-connections', '-5'], 'option maxConnections (--max-connections): expected an integer of at least 1 (count), got "-5"'],
       [['serve', '--max-connections=-5'], 'option maxConnections (--max-connections): expected an integer of at least 1 (count), got "-5"'],
-      [['serve', '--shutdown-timeout-ms', '-1'], 'option shutdownTimeoutMs (--shutdown-timeout-ms): expected an integer of at least 0 (ms), got "-1"'],
+      [['serve', '--shutdown-timeout-ms', '-1'], 'option shutdownTimeoutMs (--shutdown-timeout-ms): expected an integer from 0 to 2147483647 (ms), got "-1"'],
     ] as const) {
       const r = await run([...argv]);
       expect(r.code, argv.join(' ')).toBe(2);
