@@ -50,7 +50,7 @@ export const serverOptions = {
     default: 1_000,
     unit: 'ms',
     min: 10,
-    help: 'While above targetConnections, one agent is shed (GOODBYE + close 4009) per interval (±10 % jitter); Typha drops one connection per second too.',
+    help: 'While above targetConnections, one agent is shed (GOODBYE + close 4009) per interval (±10 % jitter); Typha drops one connection per second too. The shed agent is asked to wait under a second before reconnecting, whatever the interval.',
   }),
   peerEndpoints: opt.list({
     default: [],

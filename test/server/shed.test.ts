@@ -50,6 +50,25 @@ describe('server - admission at the target share', () => {
 });
 
 describe('server - shedding above the target', () => {
+  it('asks a shed agent to wait at most a second, however slow the shedding interval', async () => {
+    const clock = new FakeClock();
+    // random() near 1: the longest wait the spread allows.
+    const h = await harness({ clock, random: () => 0.999, ...QUIET, peerEndpoints: PEERS, shedIntervalMs: 600_000 });
+    h.upstream.apply('felix', { '/pods/a': { a: 1 } }, { status: 'in-sync' });
+    const agents = [h.agent({ feeds: [{ name: 'felix' }] }), h.agent({ feeds: [{ name: 'felix' }] })];
+    await Promise.all(agents.map((a) => a.untilRevision('felix', 1)));
+    for (const a of agents) a.sendMessage({ type: 'ack', feedId: 0, revision: 1 });
+    await waitUntil(async () => (await acksSeen(h)) === 2, 'acks processed');
+    h.server.setTargetConnections(1);
+    await advance(clock, 700_000, 10_000);
+    const shed = agents.find((a) => a.closeCode !== undefined);
+    expect(shed?.closeCode).toBe(4009);
+    const g = shed!.goodbyeMessages[0]!;
+    expect(g.reason).toBe('shed');
+    expect(g.reconnectDelayMs).toBeLessThan(1_000);
+    expect(g.reconnectDelayMs).toBeGreaterThan(900);
+  });
+
   it('sheds one agent per interval: acknowledged ones first, never one in its handshake or snapshot', async () => {
     const clock = new FakeClock();
     const h = await harness({ clock, random: seededRandom(9), ...QUIET, peerEndpoints: PEERS, shedIntervalMs: 1_000, socketHighWaterBytes: 1_024 });

@@ -36,6 +36,14 @@ export const CLOSE_WAIT_MS = CLOSE_GRACE_MS;
  */
 const AT_ONCE_SPREAD_PER_AGENT_MS = 20;
 const AT_ONCE_SPREAD_MAX_MS = 30_000;
+/**
+ * Most a shed agent is asked to wait before reconnecting (GOODBYE reconnectDelayMs, spread at
+ * random below it), in ms. It was spread over shedIntervalMs, so a slow rebalance
+ * (--shed-interval-ms=600000) kept each shed node away from every replica for 5 minutes on
+ * average (the client waits that long before any attempt), hearing no change meanwhile. One shed
+ * per interval needs no wide spread; the hints send the agent to a peer.
+ */
+const SHED_RECONNECT_SPREAD_MAX_MS = 1_000;
 
 /**
  * over-target: shed above the target; drain: a paced close; drain-timeout: left at the drain's
@@ -157,7 +165,7 @@ export class Shedder {
       this.o.log?.debug({ open: open.length, target }, 'over target, but every agent is in its handshake or snapshot; shedding later');
       return undefined;
     }
-    const delay = Math.floor(this.o.random() * this.o.shedIntervalMs);
+    const delay = Math.floor(this.o.random() * Math.min(this.o.shedIntervalMs, SHED_RECONNECT_SPREAD_MAX_MS));
     this.o.log?.info({ conn: victim.id, node: victim.node, open: open.length, target, reconnectDelayMs: delay }, 'shedding an agent above the target share');
     victim.fail('CATTAIL_SERVER_SHED', `this replica holds ${open.length} agents, above its target of ${target}; try another`, 'shed', delay, this.o.governor.hint());
     this.o.metrics.connectionsShed.inc({ reason: 'over-target' });
