@@ -26,6 +26,27 @@ export interface Clock {
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
 }
 
+/**
+ * `p`, or the error `onTimeout` makes once `ms` have passed on `setTimer`'s clock, whichever comes
+ * first. `p` is not cancelled (it may go on in the background): for requests with no deadline of
+ * their own, such as client-node's, which a black-holed API server holds until TCP gives up.
+ */
+export function deadline<T>(setTimer: (fn: () => void, ms: number) => { cancel(): void }, p: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimer(() => reject(onTimeout()), ms);
+    p.then(
+      (v) => {
+        timer.cancel();
+        resolve(v);
+      },
+      (err: unknown) => {
+        timer.cancel();
+        reject(err);
+      },
+    );
+  });
+}
+
 function sleepWith(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) {

@@ -17,6 +17,7 @@
  */
 import { existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
+import { deadline } from '../clock.js';
 import { CattailError } from '../errors.js';
 
 /** The parts of a discovery.k8s.io/v1 EndpointSlice that discovery reads. */
@@ -252,7 +253,10 @@ export class ServiceDiscovery {
       // One request at a time: a look that outlived its timeout is still awaited by the next one
       // rather than joined by another (a hung API server must not collect one request per look).
       this.pending ??= this.list().finally(() => (this.pending = undefined));
-      const slices = await this.withTimeout(this.pending);
+      // client-node's request has no deadline of its own: a black-holed API server held every
+      // reconnect attempt until TCP gave up, minutes later.
+      const slices = await deadline(this.o.setTimeout, this.pending, this.o.timeoutMs, () =>
+        new CattailError('CATTAIL_CLIENT_DISCOVERY_FAILED', `the EndpointSlices of ${this.o.service} did not come within ${this.o.timeoutMs} ms`, { details: { service: this.o.service, timeoutMs: this.o.timeoutMs } }));
       this.last = { ...orderEndpoints(slices, this.o), error: undefined };
     } catch (err) {
       const error = CattailError.is(err) && err.code === 'CATTAIL_CLIENT_DISCOVERY_FAILED'
@@ -266,27 +270,5 @@ export class ServiceDiscovery {
   private async list(): Promise<readonly EndpointSliceLike[]> {
     this.source ??= await kubeEndpointSliceSource(this.o.kubeconfigPath);
     return this.source.list(this.ref.namespace, this.ref.name);
-  }
-
-  /**
-   * `p`, or a coded failure after timeoutMs. client-node's request has no deadline of its own: a
-   * black-holed API server held every reconnect attempt until TCP gave up, minutes later.
-   */
-  private withTimeout<T>(p: Promise<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const timer = this.o.setTimeout(() => {
-        reject(new CattailError('CATTAIL_CLIENT_DISCOVERY_FAILED', `the EndpointSlices of ${this.o.service} did not come within ${this.o.timeoutMs} ms`, { details: { service: this.o.service, timeoutMs: this.o.timeoutMs } }));
-      }, this.o.timeoutMs);
-      p.then(
-        (v) => {
-          timer.cancel();
-          resolve(v);
-        },
-        (err: unknown) => {
-          timer.cancel();
-          reject(err);
-        },
-      );
-    });
   }
 }

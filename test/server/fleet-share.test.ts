@@ -6,7 +6,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/clock.js';
-import { type LoadReport, MAX_LOAD_REPLY_BYTES, ReplicaBalancer, peersOf } from '../../src/server/fleet/balancer.js';
+import { LIST_TIMEOUT_MS, type LoadReport, MAX_LOAD_REPLY_BYTES, ReplicaBalancer, peersOf } from '../../src/server/fleet/balancer.js';
 import { computeShare, type Share } from '../../src/server/fleet/share.js';
 import type { EndpointSliceLike } from '../../src/client/discovery.js';
 import { waitUntil } from '../support/wait.js';
@@ -153,5 +153,26 @@ describe('fleet - the balancer', () => {
     await b.stop();
     await clock.advanceAsync(30_000);
     expect(b.ticks).toBe(2);
+  });
+
+  it('gives up a look at the slices that hangs after LIST_TIMEOUT_MS: stop() (and so a shutdown) is not held by it', async () => {
+    const clock = new FakeClock();
+    const applied: Share[] = [];
+    const b = new ReplicaBalancer({
+      ...names, service: 'calico-system/cattail', intervalMs: 10_000, clock, nodeCount: () => 1, ownConnections: () => 0, apply: (s) => applied.push(s),
+      // A black-holed API server: the request never answers.
+      source: { list: () => new Promise(() => undefined) }, fetchLoad: async () => { throw new Error('unused'); },
+    });
+    b.start();
+    await clock.advanceAsync(0);
+    expect(b.ticks).toBe(1);
+    let stopped = false;
+    void b.stop().then(() => (stopped = true));
+    await clock.advanceAsync(LIST_TIMEOUT_MS - 1);
+    expect(stopped).toBe(false);
+    await clock.advanceAsync(1);
+    await new Promise((r) => setImmediate(r));
+    expect(stopped).toBe(true);
+    expect(applied).toEqual([]);
   });
 });

@@ -9,7 +9,7 @@
  * MAX_LOAD_REPLY_BYTES) counts as ready with unknown load (it gets hints only when no peer is
  * known to have room); a replica that cannot see the node count yet sets no target. Nothing here closes an agent itself: the shedder moves one per interval.
  */
-import type { Clock, Timer } from '../../clock.js';
+import { type Clock, type Timer, deadline } from '../../clock.js';
 import type { Logger } from '../../log.js';
 import { type EndpointSliceLike, type EndpointSliceSource, kubeEndpointSliceSource, parseServiceRef, sliceEndpoints } from '../../client/discovery.js';
 import { computeShare, type Share } from './share.js';
@@ -79,6 +79,9 @@ export const MAX_LOAD_REPLY_BYTES = 64 * 1024;
 /** How long a peer's load reply may take, headers and body together, in ms. */
 const LOAD_TIMEOUT_MS = 2_000;
 
+/** How long one look at the Service's EndpointSlices may take, in ms (the last peers are kept past it). */
+export const LIST_TIMEOUT_MS = 5_000;
+
 /** GET `url` as a LoadReport, reading at most `maxBytes` of body; throws past it. */
 export async function fetchLoadReport(url: string, maxBytes = MAX_LOAD_REPLY_BYTES): Promise<LoadReport> {
   const res = await fetch(url, { signal: AbortSignal.timeout(LOAD_TIMEOUT_MS) });
@@ -140,7 +143,11 @@ export class ReplicaBalancer {
     let peers: Peer[];
     try {
       this.source ??= await kubeEndpointSliceSource(this.o.kubeconfigPath);
-      peers = peersOf(await this.source.list(this.ref.namespace, this.ref.name), this.o);
+      // client-node's request has no deadline: a black-holed API server held this tick, and so the
+      // shutdown that waits for it (stop), until TCP gave up, minutes after the drain.
+      const slices = await deadline((fn, ms) => this.o.clock.setTimeout(fn, ms), this.source.list(this.ref.namespace, this.ref.name), LIST_TIMEOUT_MS, () =>
+        new Error(`the EndpointSlices did not come within ${LIST_TIMEOUT_MS} ms`));
+      peers = peersOf(slices, this.o);
     } catch (err) {
       this.o.log?.warn({ err, service: this.o.service }, 'cannot read this replica\'s EndpointSlices; keeping the last peers and target');
       return;
