@@ -131,6 +131,8 @@ export class WsTransport implements AgentTransport {
 
   readonly http: Server;
   private readonly wss: WebSocketServer;
+  /** Every socket the HTTP server handed over with 'upgrade' and that is still open (see queueUpgrade). */
+  private readonly upgraded = new Set<Socket>();
   private readonly upgrades = new PacedTurns<PendingUpgrade>(
     UPGRADE_TURN_MS,
     (u) => {
@@ -179,6 +181,10 @@ export class WsTransport implements AgentTransport {
    */
   private queueUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
     socket.on('error', () => undefined);
+    // Node's HTTP server stops watching a socket once it emitted 'upgrade' (no timeout applies,
+    // and http.closeAllConnections() skips it): from here every one is ours to destroy (close()).
+    this.upgraded.add(socket);
+    socket.once('close', () => this.upgraded.delete(socket));
     this.upgrades.push({ req, socket, head });
   }
 
@@ -188,6 +194,10 @@ export class WsTransport implements AgentTransport {
       this.o.hooks.refused(refusal.reason);
       const hint = refusal.endpoints.length > 0 ? `X-Cattail-Endpoints: ${refusal.endpoints.join(',')}\r\n` : '';
       const body = `${refusal.reason}: ${refusal.detail}\n`;
+      // Destroyed once the answer is written, as ws does with its own refusals: end() alone left
+      // the socket open until the peer closed its side, so a half-open or hostile client kept it
+      // for good, counted against the connection cap that refusing is meant to protect.
+      socket.once('finish', () => socket.destroy());
       socket.end(`HTTP/1.1 503 Service Unavailable\r\nRetry-After: ${refusal.retryAfterSeconds}\r\n${hint}Connection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
       return;
     }
@@ -220,6 +230,9 @@ export class WsTransport implements AgentTransport {
   async close(): Promise<void> {
     for (const u of this.upgrades.drain()) u.socket.destroy();
     this.wss.close();
+    // Upgraded sockets still open (an agent's close handshake that gets no answer, a refusal the
+    // peer never read): http.close() waits for every one, and shutdown with it.
+    for (const socket of this.upgraded) socket.destroy();
     this.http.closeAllConnections();
     if (this.http.listening) await new Promise((r) => this.http.close(r));
   }
