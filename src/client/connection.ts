@@ -173,6 +173,8 @@ export class Connection {
 
   private onOpen(): void {
     if (this.ended) return;
+    // ws fails a handshake that selects no or another subprotocol before 'open' (RFC 6455 §4.1):
+    // this check is for a WebSocket layer that would not, and stays out of PROTOCOL.md's codes.
     if (this.ws?.protocol !== SUBPROTOCOL) {
       this.fail(new LocalCloseError('CATTAIL_CLIENT_HANDSHAKE_FAILED', `${this.url} did not accept the subprotocol ${SUBPROTOCOL} (got ${JSON.stringify(this.ws?.protocol ?? '')})`, { details: { endpoint: this.url } }));
       return;
