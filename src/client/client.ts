@@ -291,7 +291,7 @@ export class Client {
       void d.refresh().then((r) => {
         this.discovering = false;
         if (this.closing) return;
-        this.rotation.replace(r.urls);
+        this.rotation.replace(r.urls, this.opts.clock.monotonic());
         this.attemptNow();
       });
       return;

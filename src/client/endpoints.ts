@@ -42,17 +42,20 @@ export class EndpointRotation {
    * shuffles the non-local ones at every look, and starting over at the first (the local replica)
    * after each look undid every `advance`, so an agent retried a failing local replica for good
    * while healthy peers waited. A changed set keeps the rotation at the endpoint it pointed at when
-   * that one is still listed. Pins stay with their URLs (a Retry-After outlives a re-discovery);
-   * pins of URLs that left are dropped so the map stays bounded by the list.
+   * that one is still listed. Pins stay with their URLs: a Retry-After or GOODBYE wait outlives a
+   * re-discovery, also one that leaves the URL out for a while (a not-ready replica that comes back
+   * must still not be tried before its wait ends, PROTOCOL.md §1.1, §1.4). Pins that have ended
+   * are dropped for URLs no longer listed, so the map holds no more than the URLs seen within the
+   * longest wait a server can ask (Retry-After is capped).
    */
-  replace(urls: readonly string[]): void {
+  replace(urls: readonly string[], now: number): void {
     if (urls.length === 0) return;
     const unique = new Set(urls);
     if (unique.size === this.list.length && this.list.every((u) => unique.has(u))) return;
     const at = this.current;
     this.list = [...unique];
     this.cursor = at === undefined ? 0 : Math.max(0, this.list.indexOf(at));
-    for (const u of [...this.notBefore.keys()]) if (!this.list.includes(u) && !this.hints.includes(u)) this.notBefore.delete(u);
+    for (const [u, at] of [...this.notBefore]) if (at <= now && !this.list.includes(u) && !this.hints.includes(u)) this.notBefore.delete(u);
   }
 
   get endpoints(): readonly string[] {

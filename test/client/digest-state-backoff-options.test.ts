@@ -168,23 +168,37 @@ describe('client units - watermarks, backoff, endpoints, retry-after', () => {
 describe('client units - rotation and re-discovery', () => {
   it('keeps its place when a look finds the same replicas in another order, and follows the endpoint it pointed at when the set changes', () => {
     const r = new EndpointRotation([], () => 0);
-    r.replace(['ws://local', 'ws://p1', 'ws://p2', 'ws://p3']);
+    r.replace(['ws://local', 'ws://p1', 'ws://p2', 'ws://p3'], 0);
     expect(r.next(0)!.url).toBe('ws://local');
     // The local replica fails without pinning itself (a handshake timeout): move on.
     r.advance('ws://local');
     expect(r.current).toBe('ws://p1');
     // The next look: local first again, the others reshuffled. It must not send us back.
-    r.replace(['ws://local', 'ws://p3', 'ws://p1', 'ws://p2']);
+    r.replace(['ws://local', 'ws://p3', 'ws://p1', 'ws://p2'], 0);
     expect(r.next(0)!.url).toBe('ws://p1');
     // A replica leaves and one comes: the rotation stays at the endpoint it pointed at.
-    r.replace(['ws://local', 'ws://p4', 'ws://p1', 'ws://p3']);
+    r.replace(['ws://local', 'ws://p4', 'ws://p1', 'ws://p3'], 0);
     expect(r.endpoints).toEqual(['ws://local', 'ws://p4', 'ws://p1', 'ws://p3']);
     expect(r.next(0)!.url).toBe('ws://p1');
     // The one it pointed at left: from the top.
     r.advance('ws://p1');
     expect(r.current).toBe('ws://p3');
-    r.replace(['ws://local', 'ws://p1']);
+    r.replace(['ws://local', 'ws://p1'], 0);
     expect(r.next(0)!.url).toBe('ws://local');
+  });
+
+  it('keeps a wait (Retry-After, GOODBYE) across a look that leaves the server out, until the wait ends', () => {
+    const r = new EndpointRotation([], () => 0);
+    r.replace(['ws://a', 'ws://b'], 0);
+    // A refuses with Retry-After 5 s at t=0.
+    r.pin('ws://a', 5_000);
+    r.advance('ws://a');
+    // t=1 s: only B is ready; t=3 s: A is back in the list.
+    r.replace(['ws://b'], 1_000);
+    r.replace(['ws://a', 'ws://b'], 3_000);
+    expect(r.next(3_000)!.url).toBe('ws://b');
+    r.pin('ws://b', 4_000);
+    expect(r.next(3_000)).toEqual({ url: 'ws://b', waitMs: 1_000 });
   });
 });
 
