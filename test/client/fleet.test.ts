@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { encodeFrame } from '../../proto/index.js';
 import { waitUntil } from '../support/wait.js';
 import { realClock } from '../../src/clock.js';
 import { Fleet } from '../../src/client/fleet/fleet.js';
@@ -101,6 +102,47 @@ describe('client - a fleet of discard-mode agents in one process', () => {
       expect(agent.stats.refusals).toBe(1);
       expect(agent.stats.reconnects).toBe(1);
       expect([...agent.closeCodes.keys()]).toEqual([]);
+    } finally {
+      fleet.stop();
+    }
+  });
+
+  it('does not reconnect before a GOODBYE\'s reconnectDelayMs', async () => {
+    const a = await fakes.server({ serverId: 'leaving' });
+    a.load('felix', [['/pods/demo/a', { ip: '10.0.0.1' }]], { pods: '10' });
+    const fleet = new Fleet({ agents: 1, nodePrefix: 'goodbye-', feeds: ['felix'], endpoints: [a.url], caps: [], clock: realClock, random: seededRandom(1), connectRatePerSec: 0 });
+    fleet.start();
+    try {
+      await waitUntil(() => fleet.snapshot().inSync === 1, 'in sync', { timeoutMs: 10_000 });
+      const t0 = Date.now();
+      a.goodbyeAll({ reconnectDelayMs: 1_500, reason: 'shutdown' }, 4010);
+      await waitUntil(() => a.rec.upgrades === 2, 'back after the delay', { timeoutMs: 10_000 });
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(1_500);
+      expect(fleet.agents[0]!.closeCodes.get(4010)).toBe(1);
+    } finally {
+      fleet.stop();
+    }
+  });
+
+  it('closes a frame it refuses with the code the protocol gives it (4002 for an unknown type, 4003 above the frame limit)', async () => {
+    const a = await fakes.server({ serverId: 'garbled' });
+    a.load('felix', [['/pods/demo/a', { ip: '10.0.0.1' }]], { pods: '10' });
+    const fleet = new Fleet({ agents: 1, nodePrefix: 'garbled-', feeds: ['felix'], endpoints: [a.url], caps: [], clock: realClock, random: seededRandom(1), connectRatePerSec: 0 });
+    fleet.start();
+    try {
+      await waitUntil(() => fleet.snapshot().inSync === 1, 'in sync', { timeoutMs: 10_000 });
+      const unknownType = encodeFrame({ type: 'ping', t: 1 });
+      unknownType[1] = 0x7e;
+      a.sendRawToAll(unknownType);
+      await waitUntil(() => a.rec.clientCloses.length === 1, 'closed by the agent', { timeoutMs: 10_000 });
+      expect(a.rec.clientCloses[0]!.code).toBe(4002);
+      await waitUntil(() => fleet.snapshot().inSync === 1 && a.clients.size === 1, 'back in sync', { timeoutMs: 10_000 });
+      // A header announcing a body above the default maxFrameBytes (1 MiB).
+      const big = encodeFrame({ type: 'ping', t: 1 });
+      big.writeUInt32BE(2 * 1_048_576, 24);
+      a.sendRawToAll(big);
+      await waitUntil(() => a.rec.clientCloses.length === 2, 'closed again', { timeoutMs: 10_000 });
+      expect(a.rec.clientCloses[1]!.code).toBe(4003);
     } finally {
       fleet.stop();
     }

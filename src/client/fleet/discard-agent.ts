@@ -11,7 +11,7 @@
  * never go backwards; a violation is counted, not hidden.
  */
 import WebSocket from 'ws';
-import { Flags, HEADER_BYTES, KIND_OF_TYPE, MessageType, PROTOCOL_VERSION, SUBPROTOCOL, decodeBody, encodeFrame, readHeader, type Compression, type Message } from '../../../proto/index.js';
+import { CLOSE_CODES, DEFAULT_MAX_FRAME_BYTES, Flags, HEADER_BYTES, KIND_OF_TYPE, MessageType, PROTOCOL_VERSION, SUBPROTOCOL, decodeBody, encodeFrame, isProtocolError, readHeader, type Compression, type Message } from '../../../proto/index.js';
 import { decodeWireFrame } from '../../frame-compression.js';
 import type { Clock, Timer } from '../../clock.js';
 import { Backoff } from '../../backoff.js';
@@ -91,6 +91,8 @@ export class DiscardAgent {
   private timer: Timer | undefined;
   private endpointIndex: number;
   private hinted: string[] = [];
+  /** The last GOODBYE's reconnectDelayMs on this connection: no reconnect before it (PROTOCOL.md §1.4). */
+  private goodbyeDelayMs: number | undefined;
   private stopped = false;
   private connectedAtMs = 0;
   /** The compression the server chose in WELCOME (END and STATUS bodies may use it). */
@@ -161,6 +163,7 @@ export class DiscardAgent {
   private connect(): void {
     if (this.stopped) return;
     this.mode = 'connecting';
+    this.goodbyeDelayMs = undefined;
     const ws = new WebSocket(this.nextUrl(), SUBPROTOCOL, { perMessageDeflate: false });
     this.ws = ws;
     ws.binaryType = 'nodebuffer';
@@ -196,8 +199,12 @@ export class DiscardAgent {
       if (this.ws !== ws || this.stopped) return;
       this.closeCodes.set(code, (this.closeCodes.get(code) ?? 0) + 1);
       // A connection that worked and dropped (a blip) retries the same server first: its resume
-      // token is only good there. One that never got to WELCOME moves on to the next server.
-      this.reconnectAfter(this.backoff.next(), this.mode === 'streaming' || this.mode === 'snapshot');
+      // token is only good there. One that never got to WELCOME moves on to the next server, and
+      // so does one that was sent away (GOODBYE), after the delay it was given at the least.
+      const goodbye = this.goodbyeDelayMs;
+      this.goodbyeDelayMs = undefined;
+      if (goodbye !== undefined) this.reconnectAfter(Math.max(goodbye, this.backoff.next()), false);
+      else this.reconnectAfter(this.backoff.next(), this.mode === 'streaming' || this.mode === 'snapshot');
     });
   }
 
@@ -218,9 +225,16 @@ export class DiscardAgent {
     let header;
     try {
       header = readHeader(data);
-    } catch {
+    } catch (err) {
       this.stats.violations++;
-      ws.close(4000);
+      ws.close(closeFor(err));
+      return;
+    }
+    // Bodies are not read here (only counted), but a frame above the limit the HELLO implied
+    // (the protocol's default maxFrameBytes) is refused all the same (PROTOCOL.md §2.2).
+    if (header.bodyLength > DEFAULT_MAX_FRAME_BYTES) {
+      this.stats.violations++;
+      ws.close(CLOSE_CODES.FRAME_TOO_LARGE.code);
       return;
     }
     switch (header.type) {
@@ -262,9 +276,9 @@ export class DiscardAgent {
       m = (header.flags & Flags.COMPRESSED) !== 0
         ? decodeWireFrame(data, this.compression, { maxBodyBytes: MAX_SMALL_BODY_BYTES })
         : decodeBody(header, data.subarray(HEADER_BYTES, HEADER_BYTES + header.bodyLength));
-    } catch {
+    } catch (err) {
       this.stats.violations++;
-      ws.close(4000);
+      ws.close(closeFor(err));
       return;
     }
     switch (m.type) {
@@ -313,6 +327,7 @@ export class DiscardAgent {
         return;
       case 'goodbye':
         if (m.endpoints !== undefined) this.hinted.push(...m.endpoints);
+        this.goodbyeDelayMs = m.reconnectDelayMs;
         return;
       default:
         if (KIND_OF_TYPE[header.type] === undefined) this.stats.violations++;
@@ -368,4 +383,9 @@ export class DiscardAgent {
   connectedForMs(): number {
     return this.mode === 'streaming' ? this.o.clock.monotonic() - this.connectedAtMs : 0;
   }
+}
+
+/** The close code for a frame the codec refused: its own (4000 malformed, 4001, 4002, 4003), else 4000. */
+function closeFor(err: unknown): number {
+  return isProtocolError(err) ? err.closeCode : CLOSE_CODES.MALFORMED_FRAME.code;
 }
