@@ -10,17 +10,17 @@
 import { type EndpointSliceLike, kubeEndpointSliceSource, parseServiceRef, sliceEndpoints } from '../client/discovery.js';
 import { CattailError } from '../errors.js';
 
-/** `http://address:port` of every endpoint of the slices, by the named port, deduplicated. */
-export function replicaOpsUrls(slices: readonly EndpointSliceLike[], portName: string): string[] {
+/** `http://address:port` (or https, for replicas run with --http-tls) of every endpoint of the slices, by the named port, deduplicated. */
+export function replicaOpsUrls(slices: readonly EndpointSliceLike[], portName: string, scheme: 'http' | 'https' = 'http'): string[] {
   const out = new Set<string>();
-  for (const e of sliceEndpoints(slices, portName)) out.add(`http://${e.host}:${e.port}`);
+  for (const e of sliceEndpoints(slices, portName)) out.add(`${scheme}://${e.host}:${e.port}`);
   return [...out].sort();
 }
 
-export async function discoverReplicas(service: string, portName: string, kubeconfig: string | undefined, signal: AbortSignal): Promise<string[]> {
+export async function discoverReplicas(service: string, portName: string, scheme: 'http' | 'https', kubeconfig: string | undefined, signal: AbortSignal): Promise<string[]> {
   const { namespace, name } = parseServiceRef(service);
   const source = await kubeEndpointSliceSource(kubeconfig);
-  const urls = replicaOpsUrls(await source.list(namespace, name, signal), portName);
+  const urls = replicaOpsUrls(await source.list(namespace, name, signal), portName, scheme);
   if (urls.length === 0) throw new CattailError('CATTAIL_CLIENT_DISCOVERY_FAILED', `service ${service} has no endpoint with a port named ${JSON.stringify(portName)}`, { details: { service, portName } });
   return urls;
 }

@@ -38,6 +38,11 @@ export const convergeOptions = {
     help: 'Name of the ops port in the Service\'s EndpointSlices (deploy/ names it metrics).',
     check: (v) => (v === '' ? 'expected a port name' : undefined),
   }),
+  serviceScheme: opt.enum({
+    values: ['http', 'https'] as const,
+    default: 'http',
+    help: 'Scheme of the ops port found through --service: https for replicas run with --http-tls. Their certificate must be trusted here (system CAs, NODE_EXTRA_CA_CERTS) and name the pod address asked (an IP SAN); otherwise give --endpoints with a name it carries.',
+  }),
   kubeconfig: opt.string({
     default: undefined,
     help: 'Kubeconfig for --service. Unset: KUBECONFIG, ~/.kube/config, then in-cluster config.',

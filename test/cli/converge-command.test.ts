@@ -142,6 +142,8 @@ describe('cattail converge --service', () => {
       { addressType: 'IPv4', ports: [{ name: 'agents', port: 5473 }], endpoints: [{ addresses: ['10.0.0.9'] }] },
     ], 'metrics');
     expect(urls).toEqual(['http://10.0.0.1:9093', 'http://10.0.0.2:9093', 'http://10.0.0.3:9093', 'http://[fd00::1]:9093']);
+    // Replicas run with --http-tls: --service-scheme https.
+    expect(replicaOpsUrls([{ addressType: 'IPv4', ports: [{ name: 'metrics', port: 9093 }], endpoints: [{ addresses: ['10.0.0.1'] }] }], 'metrics', 'https')).toEqual(['https://10.0.0.1:9093']);
   });
 
   it('finds the replicas through the API server and asks them', async () => {

@@ -2,7 +2,9 @@
  * The replica's share of agents (src/server/fleet/share.ts) and the balancer that feeds it from
  * the Service's EndpointSlices and the peers' /v1/load (src/server/fleet/balancer.ts).
  */
+import { X509Certificate } from 'node:crypto';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/clock.js';
@@ -10,6 +12,7 @@ import { LIST_TIMEOUT_MS, type LoadReport, MAX_LOAD_REPLY_BYTES, ReplicaBalancer
 import { computeShare, type Share } from '../../src/server/fleet/share.js';
 import type { EndpointSliceLike } from '../../src/client/discovery.js';
 import { waitUntil } from '../support/wait.js';
+import { createCa, issue } from '../support/pki.js';
 
 const peer = (url: string, connections: number | undefined) => ({ url, connections });
 
@@ -174,5 +177,44 @@ describe('fleet - the balancer', () => {
     await new Promise((r) => setImmediate(r));
     expect(stopped).toBe(true);
     expect(applied).toEqual([]);
+  });
+
+  it('over --http-tls asks its peers on https and believes only a peer presenting its own certificate', async () => {
+    const ca = await createCa('cattail-test-ca');
+    const ours = await issue(ca, { cn: 'cattail.calico-system.svc', usage: 'server', dnsSans: ['cattail.calico-system.svc'] });
+    const stranger = await issue(ca, { cn: 'cattail.calico-system.svc', usage: 'server', dnsSans: ['cattail.calico-system.svc'] });
+    const fingerprint = new X509Certificate(ours.certPem).fingerprint256;
+    const peer = async (cert: { certPem: string; keyPem: string }, connections: number): Promise<https.Server> => {
+      const srv = https.createServer({ cert: cert.certPem, key: cert.keyPem }, (_req, res) => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ serverId: 'peer', connections, targetConnections: null, ready: true }));
+      });
+      await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+      return srv;
+    };
+    const good = await peer(ours, 0);
+    const bad = await peer(stranger, 0);
+    const portOf = (srv: https.Server): number => (srv.address() as AddressInfo).port;
+    try {
+      const share = async (port: number): Promise<Share | undefined> => {
+        const applied: Share[] = [];
+        const b = new ReplicaBalancer({
+          ...names, service: 'calico-system/cattail', intervalMs: 10_000, clock: new FakeClock(), loadScheme: 'https', ownCertFingerprint: () => fingerprint,
+          nodeCount: () => 900, ownConnections: () => 900, apply: (x) => applied.push(x),
+          source: { list: async () => [slice('cattail-a', '10.0.0.1', [5473, 9093]), slice('cattail-b', '127.0.0.1', [5473, port])] },
+        });
+        await b.tick();
+        return applied.at(-1);
+      };
+      // The peer with our certificate has room: the even share, and it is hinted.
+      expect(await share(portOf(good))).toMatchObject({ target: 450, rebalancing: true });
+      // One with another certificate (same CA, same name) is a peer whose load is unknown.
+      expect(await share(portOf(bad))).toMatchObject({ target: 1080, rebalancing: false });
+    } finally {
+      for (const srv of [good, bad]) {
+        srv.closeAllConnections();
+        await new Promise<void>((resolve) => srv.close(() => resolve()));
+      }
+    }
   });
 });

@@ -9,6 +9,9 @@
  * MAX_LOAD_REPLY_BYTES) counts as ready with unknown load (it gets hints only when no peer is
  * known to have room); a replica that cannot see the node count yet sets no target. Nothing here closes an agent itself: the shedder moves one per interval.
  */
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import { type Clock, type Timer, deadline } from '../../clock.js';
 import type { Logger } from '../../log.js';
 import { type EndpointSliceLike, type EndpointSliceSource, kubeEndpointSliceSource, parseServiceRef, sliceEndpoints } from '../../client/discovery.js';
@@ -33,6 +36,15 @@ export interface BalancerOptions {
   readonly metricsPortName: string;
   /** ws or wss, as agents reach the replicas. */
   readonly scheme: 'ws' | 'wss';
+  /**
+   * The peers' ops port: `https` when the replicas serve it over TLS (--http-tls). Each peer is
+   * then expected to present this replica's own certificate (`ownCertFingerprint`): the replicas
+   * of a Deployment mount one Secret, and the agent port's certificate names the Service, not a
+   * pod address, so a CA check by address could not pass. @default 'http'
+   */
+  readonly loadScheme?: 'http' | 'https' | undefined;
+  /** With loadScheme https: the SHA-256 fingerprint (as node:tls prints it) of this replica's certificate now. */
+  readonly ownCertFingerprint?: (() => string | undefined) | undefined;
   readonly intervalMs: number;
   readonly nodeCount: () => number | undefined;
   readonly ownConnections: () => number;
@@ -52,7 +64,7 @@ interface Peer {
 }
 
 /** Ready peers of `slices`, this replica excluded. */
-export function peersOf(slices: readonly EndpointSliceLike[], o: Pick<BalancerOptions, 'selfName' | 'selfAddresses' | 'agentsPortName' | 'metricsPortName' | 'scheme'>): Peer[] {
+export function peersOf(slices: readonly EndpointSliceLike[], o: Pick<BalancerOptions, 'selfName' | 'selfAddresses' | 'agentsPortName' | 'metricsPortName' | 'scheme' | 'loadScheme'>): Peer[] {
   const out: Peer[] = [];
   const seen = new Set<string>();
   for (const e of sliceEndpoints(slices, o.agentsPortName)) {
@@ -61,7 +73,7 @@ export function peersOf(slices: readonly EndpointSliceLike[], o: Pick<BalancerOp
     if (self || !e.ready || seen.has(agentsUrl)) continue;
     seen.add(agentsUrl);
     const metrics = e.portNamed(o.metricsPortName);
-    out.push({ agentsUrl, loadUrl: metrics === undefined ? undefined : `http://${e.host}:${metrics}/v1/load` });
+    out.push({ agentsUrl, loadUrl: metrics === undefined ? undefined : `${o.loadScheme ?? 'http'}://${e.host}:${metrics}/v1/load` });
   }
   return out;
 }
@@ -82,34 +94,49 @@ const LOAD_TIMEOUT_MS = 2_000;
 /** How long one look at the Service's EndpointSlices may take, in ms (the last peers are kept past it). */
 export const LIST_TIMEOUT_MS = 5_000;
 
-/** GET `url` as a LoadReport, reading at most `maxBytes` of body; throws past it. */
-export async function fetchLoadReport(url: string, maxBytes = MAX_LOAD_REPLY_BYTES): Promise<LoadReport> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(LOAD_TIMEOUT_MS) });
-  if (res.status !== 200) {
-    await res.body?.cancel().catch(() => undefined);
-    throw new Error(`HTTP ${res.status}`);
-  }
-  const declared = Number(res.headers.get('content-length') ?? 0);
-  if (declared > maxBytes) {
-    await res.body?.cancel().catch(() => undefined);
-    throw new Error(`load reply of ${declared} bytes is above the ${maxBytes}-byte cap`);
-  }
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  if (res.body !== null) {
-    const reader = res.body.getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.byteLength;
-      if (size > maxBytes) {
-        await reader.cancel().catch(() => undefined);
-        throw new Error(`load reply above the ${maxBytes}-byte cap`);
+/**
+ * GET `url` as a LoadReport, reading at most `maxBytes` of body; throws past it. Over https the
+ * peer must present the certificate whose fingerprint `pin` gives (see BalancerOptions.loadScheme):
+ * checked before anything is read, and a peer that does not is treated as one that does not answer.
+ */
+export function fetchLoadReport(url: string, maxBytes = MAX_LOAD_REPLY_BYTES, pin?: () => string | undefined): Promise<LoadReport> {
+  const u = new URL(url);
+  const secure = u.protocol === 'https:';
+  return new Promise<LoadReport>((resolve, reject) => {
+    const onResponse = (res: IncomingMessage): void => {
+      const fail = (why: string): void => {
+        res.destroy();
+        reject(new Error(why));
+      };
+      if (secure) {
+        const want = pin?.();
+        const got = (res.socket as TLSSocket).getPeerCertificate().fingerprint256;
+        if (want === undefined || got !== want) return fail(`the peer's certificate (${got ?? 'none'}) is not this replica's`);
       }
-      chunks.push(value);
-    }
-  }
-  return JSON.parse(Buffer.concat(chunks).toString('utf8')) as LoadReport;
+      if (res.statusCode !== 200) return fail(`HTTP ${res.statusCode}`);
+      const declared = Number(res.headers['content-length'] ?? 0);
+      if (declared > maxBytes) return fail(`load reply of ${declared} bytes is above the ${maxBytes}-byte cap`);
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > maxBytes) return fail(`load reply above the ${maxBytes}-byte cap`);
+        chunks.push(c);
+      });
+      res.on('end', () => {
+        try {
+          resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')) as LoadReport);
+        } catch (err) {
+          reject(err as Error);
+        }
+      });
+      res.on('error', reject);
+    };
+    const signal = AbortSignal.timeout(LOAD_TIMEOUT_MS);
+    // No CA check by address (see loadScheme): the pin above is the check.
+    const req = secure ? https.get(u, { signal, rejectUnauthorized: false }, onResponse) : http.get(u, { signal }, onResponse);
+    req.on('error', reject);
+  });
 }
 
 export class ReplicaBalancer {
@@ -152,7 +179,7 @@ export class ReplicaBalancer {
       this.o.log?.warn({ err, service: this.o.service }, 'cannot read this replica\'s EndpointSlices; keeping the last peers and target');
       return;
     }
-    const fetchLoad = this.o.fetchLoad ?? fetchLoadReport;
+    const fetchLoad = this.o.fetchLoad ?? ((url: string) => fetchLoadReport(url, MAX_LOAD_REPLY_BYTES, this.o.ownCertFingerprint));
     const loads = await Promise.all(
       peers.map(async (p) => {
         if (p.loadUrl === undefined) return { url: p.agentsUrl, connections: undefined };
