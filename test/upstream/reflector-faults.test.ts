@@ -35,6 +35,21 @@ const converged = (sink: RecordingSink): boolean => sameState(sink.state.get('po
 const counter = async (up: UpstreamHandle, name: 'watchRestarts' | 'authErrors' | 'skipped' | 'relists', label?: Record<string, string>): Promise<number> =>
   (await up.metrics[name].get()).values.filter((v) => Object.entries(label ?? {}).every(([k, x]) => (v.labels as Record<string, unknown>)[k] === x)).reduce((n, v) => n + v.value, 0);
 
+/**
+ * The next watch request is answered with a 200 and the lines `lines()` gives then (each with its
+ * newline), the stream left open unless `end`; later requests reach the server as usual.
+ */
+function nextWatchWrites(lines: () => string[], end = false): void {
+  server.intercept = (info, _req, res) => {
+    if (!info.watch) return false;
+    server.intercept = undefined;
+    res.writeHead(200, { 'content-type': 'application/json' });
+    for (const l of lines()) res.write(`${l}\n`);
+    if (end) res.end();
+    return true;
+  };
+}
+
 describe('reflector under faults', () => {
   it('survives a reset in the middle of a JSON line, applying nothing partial', async () => {
     const { clock, sink, up } = await setup();
@@ -132,14 +147,16 @@ describe('reflector under faults', () => {
         return { kubeConfig, customFeeds: [PODS_FEED], random: () => 0, watchList: false };
       });
       const seen: string[] = [];
-      server.intercept = (info, _req, res) => {
+      // The API server accepts `token` alone (401 otherwise) and notes every Authorization it saw.
+      const accepting = (token: string): FakeApiServer['intercept'] => (info, _req, res) => {
         const auth = String(info.headers.authorization);
         seen.push(auth);
-        if (auth === 'Bearer new-token') return false;
+        if (auth === `Bearer ${token}`) return false;
         res.writeHead(401, { 'content-type': 'application/json' });
         res.end(JSON.stringify({ kind: 'Status', code: 401, reason: 'Unauthorized', message: 'token expired' }));
         return true;
       };
+      server.intercept = accepting('new-token');
       const sink = new RecordingSink();
       up.start(sink);
       await waitUntil(() => seen.length >= 1, { clock });
@@ -151,14 +168,7 @@ describe('reflector under faults', () => {
       await waitUntil(() => server.openWatches === 1, { clock, stepMs: 200 });
       const authErrors = await counter(up, 'authErrors');
       writeFileSync(tokenFile, 'newer-token');
-      server.intercept = (info, _req, res) => {
-        const auth = String(info.headers.authorization);
-        seen.push(auth);
-        if (auth === 'Bearer newer-token') return false;
-        res.writeHead(401, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ kind: 'Status', code: 401, reason: 'Unauthorized', message: 'token expired' }));
-        return true;
-      };
+      server.intercept = accepting('newer-token');
       const before = seen.length;
       server.endWatches();
       await waitUntil(() => seen.length > before && server.openWatches === 1, { clock, stepMs: 200 });
@@ -258,15 +268,7 @@ describe('reflector under faults', () => {
     await waitUntil(() => sink.status.get('pods') === 'in-sync' && server.openWatches === 1, { clock });
     // The next watch gets garbage where b's ADDED would be, then c's real event: skipping the
     // line and reading on moved the RV past b, and b was lost for good.
-    server.intercept = (info, _req, res) => {
-      if (!info.watch) return false;
-      server.intercept = undefined;
-      const c = server.store.get('pods')?.get('default/c');
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.write('{not json}\n');
-      res.end(JSON.stringify({ type: 'ADDED', object: c }) + '\n');
-      return true;
-    };
+    nextWatchWrites(() => ['{not json}', JSON.stringify({ type: 'ADDED', object: server.store.get('pods')?.get('default/c') })], true);
     server.endWatches();
     // Written while no watch is open: only a watch from a's RV (history) carries them.
     server.upsert('pods', pod('b', { ip: '10.0.0.2' }));
@@ -283,14 +285,10 @@ describe('reflector under faults', () => {
     server.upsert('pods', pod('a'));
     up.start(sink);
     await waitUntil(() => server.openWatches === 1, { clock });
-    server.intercept = (info, _req, res) => {
-      if (!info.watch) return false;
-      server.intercept = undefined;
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.write(JSON.stringify({ type: 'ADDED', object: { kind: 'Pod', metadata: { namespace: 'x' } } }) + '\n');
-      res.write(JSON.stringify({ type: 'ADDED', object: { ...pod('ok', { ip: '10.0.0.7' }), kind: 'Pod', metadata: { ...pod('ok').metadata, resourceVersion: String(server.rv + 1) } } }) + '\n');
-      return true;
-    };
+    nextWatchWrites(() => [
+      JSON.stringify({ type: 'ADDED', object: { kind: 'Pod', metadata: { namespace: 'x' } } }),
+      JSON.stringify({ type: 'ADDED', object: { ...pod('ok', { ip: '10.0.0.7' }), kind: 'Pod', metadata: { ...pod('ok').metadata, resourceVersion: String(server.rv + 1) } } }),
+    ]);
     server.endWatches();
     await waitUntil(() => sink.state.get('pods')?.has('/pods/default/ok') === true, { clock });
     expect(await counter(up, 'skipped', { reason: 'malformed' })).toBe(1);
@@ -304,14 +302,7 @@ describe('reflector under faults', () => {
     up.start(sink);
     await waitUntil(() => sink.status.get('pods') === 'in-sync' && server.openWatches === 1, { clock });
     const batches = sink.batches.length;
-    let served = 0;
-    server.intercept = (info, _req, res) => {
-      if (!info.watch || served > 0) return false;
-      served++;
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.write(JSON.stringify({ type: 'ADDED', object: { ...pod('x', { ip: '10.0.0.9' }), kind: 'Pod', metadata: { ...pod('x').metadata, resourceVersion: 'abc' } } }) + '\n');
-      return true;
-    };
+    nextWatchWrites(() => [JSON.stringify({ type: 'ADDED', object: { ...pod('x', { ip: '10.0.0.9' }), kind: 'Pod', metadata: { ...pod('x').metadata, resourceVersion: 'abc' } } })]);
     server.endWatches();
     await waitUntil(async () => (await counter(up, 'watchRestarts', { reason: 'malformed' })) === 1, { clock, stepMs: 250 });
     // Nothing of that event reached a feed, and no batch carried its resourceVersion.
