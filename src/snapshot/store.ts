@@ -179,7 +179,7 @@ export class FeedStore {
     let deletedUnknown = 0;
     let copied = 0;
     for (let i = 0; i < updates.length; i++) {
-      if (effective !== null && effective[i] !== 1) continue;
+      if (effective !== null && effective[i] === 0) continue;
       const update = updates[i] as Update;
       const key = update.key;
       const node = this.#nodes.get(key);
@@ -205,8 +205,10 @@ export class FeedStore {
         deleted++;
         continue;
       }
-      // Byte-identical dedupe: what absorbs pod-status and node-heartbeat churn.
-      if (node !== undefined && node.value !== null && (node.value === value || node.value.equals(value))) {
+      // Byte-identical dedupe: what absorbs pod-status and node-heartbeat churn. Not for a key that
+      // changed and came back within the batch (Update.force; 2 in the mask: a duplicate differed).
+      const forced = update.force === true || (effective !== null && effective[i] === 2);
+      if (!forced && node !== undefined && node.value !== null && (node.value === value || node.value.equals(value))) {
         skippedNoOp++;
         continue;
       }
@@ -259,7 +261,7 @@ export class FeedStore {
     const trimmed = this.#trim(now).droppedTombstones;
     return {
       revision: this.#revision, changed, metaChanged, applied, skippedNoOp, deleted, deletedUnknown,
-      superseded: effective === null ? 0 : updates.length - countOnes(effective), copied,
+      superseded: effective === null ? 0 : updates.length - countKept(effective), copied,
       watermarkRegressions: regressions, trimmed,
     };
   }
@@ -438,7 +440,8 @@ export class FeedStore {
 
   /**
    * Checks the whole batch before any mutation. Returns null when every update is effective, else
-   * a mask (1 = effective) where only the last update of each duplicated key is kept.
+   * a mask (1 = effective, 2 = effective and forced) where only the last update of each duplicated
+   * key is kept.
    */
   #validate(batch: Batch): Uint8Array | null {
     if (typeof batch !== 'object' || batch === null || !Array.isArray(batch.updates)) {
@@ -467,13 +470,21 @@ export class FeedStore {
       }
     }
     if (updates.length < 2) return null;
-    // Last wins for a key given twice. Resolving duplicates up front keeps "changed" exact: a
-    // key set A→B→A within one batch is a no-op, not a revision.
+    // Last wins for a key given twice. A key set A→B→A within one batch is still a change (below):
+    // an agent of another replica may hold B, and a rebase relies on the key being in since().
     const last = new Map<string, number>();
     for (let i = 0; i < updates.length; i++) last.set((updates[i] as Update).key, i);
     if (last.size === updates.length) return null;
     const mask = new Uint8Array(updates.length);
     for (const i of last.values()) mask[i] = 1;
+    // An earlier value of a key that differs from its last: the key went A→B→A within the batch,
+    // a change even if the last equals the held value (2: see Update.force).
+    for (let i = 0; i < updates.length; i++) {
+      if (mask[i] !== 0) continue;
+      const u = updates[i] as Update;
+      const j = last.get(u.key) as number;
+      if (!sameBytes(u.value, (updates[j] as Update).value)) mask[j] = 2;
+    }
     return mask;
   }
 
@@ -511,10 +522,15 @@ export class FeedStore {
   }
 }
 
-function countOnes(mask: Uint8Array): number {
+/** Updates the mask keeps (1 or 2). */
+function countKept(mask: Uint8Array): number {
   let n = 0;
-  for (let i = 0; i < mask.length; i++) n += mask[i] as number;
+  for (let i = 0; i < mask.length; i++) if (mask[i] !== 0) n++;
   return n;
 }
 
-
+/** Same bytes, or both deletions. */
+function sameBytes(a: Uint8Array | null, b: Uint8Array | null): boolean {
+  if (a === null || b === null) return a === b;
+  return a === b || Buffer.compare(a, b) === 0;
+}

@@ -8,6 +8,14 @@ export interface Update {
   readonly key: string;
   /** Plain MessagePack of the projection; copied only if it is not an exact-size Buffer. */
   readonly value: Uint8Array | null;
+  /**
+   * The key changed and came back within what this batch merges (A→B→A, or deleted and created
+   * again): a change even when `value` equals the held bytes. A rebase (PROTOCOL.md §7.1) answers
+   * an agent holding B, from a replica that applied B on its own, with the keys changed since a
+   * revision at or below its watermarks; skipped as a no-op, this key was missing and the agent
+   * kept B. A key given twice in one batch with different values counts as forced by itself.
+   */
+  readonly force?: boolean;
 }
 
 export interface Batch {

@@ -36,7 +36,14 @@ describe('FeedStore against a model', () => {
           if (u.value === null) model.delete(u.key);
           else model.set(u.key, Buffer.from(u.value));
         }
-        const changed = !sameState(before, model);
+        // A key given twice whose earlier value differs from its last, the last an upsert, went
+        // A→B→A within the batch: a change even when the state ends the same (Update.force).
+        const lastOf = new Map(step.updates.map((u) => [u.key, u.value]));
+        const bounced = step.updates.some((u) => {
+          const last = lastOf.get(u.key);
+          return last !== null && last !== undefined && (u.value === null || !Buffer.from(u.value).equals(Buffer.from(last)));
+        });
+        const changed = !sameState(before, model) || bounced;
         const result = store.apply({ updates: step.updates }, now);
         expect(result.changed).toBe(changed);
         expect(result.revision).toBe(history.length - (changed ? 0 : 1));
@@ -94,12 +101,14 @@ describe('FeedStore.apply', () => {
     expect(store.current()).toBe(view);
   });
 
-  it('treats a key set A→B→A within one batch as a no-op (last wins, compared with the stored value)', () => {
+  it('counts a key set A→B→A within one batch as a change (last wins, but a rebase must see it), and a repeated A→A as none', () => {
     const store = new FeedStore({ feed: 'f', epoch: EPOCH });
     store.apply({ updates: [{ key: 'k', value: v('A') }] }, 0);
     const r = store.apply({ updates: [{ key: 'k', value: v('B') }, { key: 'k', value: v('A') }] }, 0);
-    expect(r).toMatchObject({ changed: false, revision: 1, skippedNoOp: 1, superseded: 1 });
-    expect(store.apply({ updates: [{ key: 'k', value: v('B') }, { key: 'k', value: null }] }, 0)).toMatchObject({ revision: 2, deleted: 1, superseded: 1 });
+    expect(r).toMatchObject({ changed: true, revision: 2, skippedNoOp: 0, superseded: 1 });
+    expect(store.since(1)).toMatchObject({ kind: 'delta', upserts: [['k', v('A')]] });
+    expect(store.apply({ updates: [{ key: 'k', value: v('A') }, { key: 'k', value: v('A') }] }, 0)).toMatchObject({ changed: false, revision: 2, skippedNoOp: 1, superseded: 1 });
+    expect(store.apply({ updates: [{ key: 'k', value: v('B') }, { key: 'k', value: null }] }, 0)).toMatchObject({ revision: 3, deleted: 1, superseded: 1 });
     expect(store.current().size).toBe(0);
   });
 

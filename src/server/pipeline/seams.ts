@@ -14,6 +14,8 @@ export type SyncStatus = 'waiting' | 'resyncing' | 'in-sync';
 export interface FeedUpdate {
   readonly key: string;
   readonly value: Buffer | null;
+  /** The key changed and came back within the merged events (the store's Update.force). */
+  readonly force?: boolean;
 }
 
 /**

@@ -33,6 +33,8 @@ export class FeedState {
   status: SyncStatus = 'waiting';
   stale = false;
   pending = new Map<string, Buffer | null>();
+  /** Pending keys whose value was replaced by a different one since the last batch (see queue). */
+  bounced = new Set<string>();
   dirty = false;
   /** A watermark of one of its resources moved since its last batch. */
   watermarksMoved = false;
@@ -91,6 +93,11 @@ export class FeedDispatcher {
   }
 
   queue(feed: FeedState, key: string, value: Buffer | null): void {
+    // A pending value replaced by a different one: the key changed within what this batch merges,
+    // so it is a change even if its last value equals what the store holds (A→B→A: the store's
+    // Update.force; a rebase relies on it, PROTOCOL.md §7.1). The same value again (a status
+    // heartbeat) is not.
+    if (feed.pending.has(key) && !sameValue(feed.pending.get(key) ?? null, value)) feed.bounced.add(key);
     // Re-insert so the key moves to the end: batch order follows the order of the last change.
     feed.pending.delete(key);
     feed.pending.set(key, value);
@@ -158,8 +165,10 @@ export class FeedDispatcher {
         }
       }
       const updates: FeedUpdate[] = [];
-      for (const [key, value] of f.pending) updates.push({ key, value });
+      const bounced = f.bounced;
+      for (const [key, value] of f.pending) updates.push(bounced.has(key) ? { key, value, force: true } : { key, value });
       f.pending = new Map();
+      if (bounced.size > 0) f.bounced = new Set();
       f.dirty = false;
       const barrier = f.barrier;
       f.barrier = false;
@@ -191,4 +200,9 @@ export class FeedDispatcher {
       }, holdMs).unref();
     }
   }
+}
+
+/** Same bytes, or both deletions. */
+function sameValue(a: Buffer | null, b: Buffer | null): boolean {
+  return a === null || b === null ? a === b : a === b || a.equals(b);
 }
