@@ -38,6 +38,12 @@ export class ServiceQueue {
   private catchUpCache = new Map<string, Buffer[]>();
   /** Scoped feeds' change splits of this round, by feed and revisions (see scopedCatchUp). */
   private splitCache = new Map<string, SplitChanges>();
+  /**
+   * Scoped feeds' shared catch-up parts of this round (scopedCatchUp). A map of their own: keyed
+   * beside the agents' whole catch-ups, whose keys end in the node's name, a node named like the
+   * shared part's key read the other's frames (a HELLO's node is not validated without mTLS).
+   */
+  private sharedPartCache = new Map<string, Buffer[]>();
   /** Monotonic ms the current round began (newRound). */
   private roundStartedMs: number;
   /** HELLOs waiting for their turn (see queueHello); at most one per connection. */
@@ -55,6 +61,7 @@ export class ServiceQueue {
     // Every flush starts a round; most rounds computed no catch-up, so nothing to drop.
     if (this.catchUpCache.size > 0) this.catchUpCache = new Map();
     if (this.splitCache.size > 0) this.splitCache = new Map();
+    if (this.sharedPartCache.size > 0) this.sharedPartCache = new Map();
     this.roundStartedMs = this.ctx.o.clock.monotonic();
   }
 
@@ -73,7 +80,8 @@ export class ServiceQueue {
   cachedCatchUps(): { entries: number; bytes: number } {
     let bytes = 0;
     for (const frames of this.catchUpCache.values()) for (const f of frames) bytes += f.length;
-    return { entries: this.catchUpCache.size, bytes };
+    for (const frames of this.sharedPartCache.values()) for (const f of frames) bytes += f.length;
+    return { entries: this.catchUpCache.size + this.sharedPartCache.size, bytes };
   }
 
   /**
@@ -229,11 +237,9 @@ export class ServiceQueue {
     const base = `${feedId}:${s.from}:${s.to}`;
     let split = this.splitCache.get(base);
     if (split === undefined) this.splitCache.set(base, (split = splitOf(scope, s)));
-    // Beside the agents' whole catch-ups in one map, whose keys end in the node's name: '*' is in
-    // no Kubernetes node name, so no node's key can be this one (a node named "shared" was).
-    const sharedKey = `${base}:${conn.compression}:${conn.maxBodyBytes}:*`;
-    let shared = this.catchUpCache.get(sharedKey);
-    if (shared === undefined) this.catchUpCache.set(sharedKey, (shared = encodeSharedPart(feedId, s, split, conn.compression, conn.maxBodyBytes, min)));
+    const sharedKey = `${base}:${conn.compression}:${conn.maxBodyBytes}`;
+    let shared = this.sharedPartCache.get(sharedKey);
+    if (shared === undefined) this.sharedPartCache.set(sharedKey, (shared = encodeSharedPart(feedId, s, split, conn.compression, conn.maxBodyBytes, min)));
     return [...shared, ...encodeNodePart(feedId, s, split, conn.scopeNode, conn.compression, conn.maxBodyBytes, min)];
   }
 

@@ -169,14 +169,14 @@ describe('per-node scoping - real server', () => {
     for (const x of [b1, b2, c]) expect(x.violations).toEqual([]);
   });
 
-  it('two agents of different nodes caught up from the same revision in one round get their own catch-ups, also when a node is named "shared"', async () => {
+  it.each(['shared', '*'])('two agents of different nodes caught up from the same revision in one round get their own catch-ups, also when a node is named %j', async (odd) => {
     // The round's cache keeps a node's whole catch-up and the shared part of it side by side; a
     // node named like the shared part's key once read the other's frames from the cache (or left
     // the other with the shared part alone).
     const h = await harness({ feeds: ['felix'], scopedFeeds: ['felix'], socketHighWaterBytes: 64 * 1024 });
     // Snapshots far larger than what loopback buffers hold: both are still streaming when the change comes.
     const big: Record<string, unknown> = {};
-    for (const n of ['shared', 'n2']) {
+    for (const n of [odd, 'n2']) {
       for (let p = 0; p < 1_500; p++) {
         const [k, v] = wep(n, p);
         big[k] = { ...v, annotations: { pad: randomBytes(3_000).toString('base64') } };
@@ -184,12 +184,12 @@ describe('per-node scoping - real server', () => {
     }
     h.upstream.apply('felix', { ...cluster(['n1'], 2), ...big }, { status: 'in-sync', watermarks: { pods: '1' } });
     const before = h.server.fanoutStats();
-    const a = h.agent({ feeds: [{ name: 'felix' }], node: 'shared', caps: CAPS, record: true });
+    const a = h.agent({ feeds: [{ name: 'felix' }], node: odd, caps: CAPS, record: true });
     const b = h.agent({ feeds: [{ name: 'felix' }], node: 'n2', caps: CAPS, record: true });
     for (const x of [a, b]) await x.until(() => x.welcome !== undefined, 'WELCOME');
     a.socket.pause();
     b.socket.pause();
-    h.upstream.apply('felix', Object.fromEntries([wep('shared', 0, 5), wep('n2', 0, 5), wep('n1', 0, 5)]));
+    h.upstream.apply('felix', Object.fromEntries([wep(odd, 0, 5), wep('n2', 0, 5), wep('n1', 0, 5)]));
     a.socket.resume();
     b.socket.resume();
     await inStep(h, [a, b], ['felix']);
@@ -197,7 +197,7 @@ describe('per-node scoping - real server', () => {
     // The scenario itself: both ended their snapshot behind the change and were caught up.
     expect(after.snapshotsSent - before.snapshotsSent).toBe(2);
     expect(after.catchUps - before.catchUps).toBe(2);
-    for (const [x, node] of [[a, 'shared'], [b, 'n2']] as const) {
+    for (const [x, node] of [[a, odd], [b, 'n2']] as const) {
       expect(x.feed('felix').snapshots).toBe(1);
       expectScoped(h, x, 'felix', node);
       expectNoForeignFull(x, 'felix', node);
