@@ -11,6 +11,7 @@ import { upstreamOnFakeApi } from '../support/upstream.js';
 import { customFeed, expectedState, pod, RecordingSink, sameState } from './helpers.js';
 import { waitUntil } from '../support/wait.js';
 import { hostileTally } from '../support/reliability-record.js';
+import { workloadEndpointKey } from '../../src/server/upstream/projections/calico-keys.js';
 
 const tally = hostileTally('upstream', false);
 
@@ -311,6 +312,34 @@ describe('reflector under faults', () => {
     server.upsert('pods', pod('b', { ip: '10.0.0.2' }));
     await waitUntil(() => converged(sink), { clock, stepMs: 250 });
     tally.add('resourceVersion that is not a decimal', 'counted (malformed); watch ended, re-watched from the last applied RV');
+  });
+
+  it('after a relist, a pod recreated on another node whose projection fails keeps nothing of its old node', async () => {
+    const felixPods = { name: 'weps', resources: [{ resource: 'pods', projection: 'libcalico' }] };
+    const started = await upstreamOnFakeApi({ customFeeds: [felixPods], random: () => 0, watchList: false });
+    server = started.server;
+    const { clock, up } = started;
+    const sink = new RecordingSink();
+    server.upsert('pods', pod('web-0', { node: 'node-a', ip: '10.1.0.5' }));
+    server.upsert('pods', pod('other', { node: 'node-a', ip: '10.1.0.6' }));
+    up.start(sink);
+    const oldKey = workloadEndpointKey('node-a', 'default', 'web-0');
+    await waitUntil(() => sink.status.get('weps') === 'in-sync' && sink.state.get('weps')?.has(oldKey) === true, { clock });
+    // While no watch sees it: deleted, created again on node-b with an annotation the conversion
+    // refuses (libcalico returns an error), then the history compacted: the next watch is a 410.
+    server.changeWhileDisconnected(() => {
+      server.remove('pods', 'default', 'web-0');
+      const recreated = pod('web-0', { node: 'node-b', ip: '10.1.0.7' });
+      recreated.metadata.annotations = { 'cni.projectcalico.org/allowedSourcePrefixes': '["10.0.0.1"]' };
+      server.upsert('pods', recreated);
+      server.upsert('pods', pod('other', { node: 'node-a', ip: '10.1.0.8' }));
+    });
+    server.endWatches();
+    await waitUntil(() => (sink.state.get('weps')?.get(workloadEndpointKey('node-a', 'default', 'other'))?.includes(Buffer.from('10.1.0.8')) ?? false), { clock, stepMs: 250 });
+    // Node A's agents no longer hold web-0 (its IP is no longer its), and node B has none yet.
+    expect(sink.state.get('weps')?.has(oldKey)).toBe(false);
+    expect(sink.state.get('weps')?.has(workloadEndpointKey('node-b', 'default', 'web-0'))).toBe(false);
+    expect(await counter(up, 'skipped', { reason: 'projection' })).toBeGreaterThan(0);
   });
 
   it('reports a resource stale once no healthy watch was confirmed for upstreamStaleAfterMs', async () => {

@@ -245,12 +245,22 @@ export class ResourceView {
       for (const k of ownedKeys(view, objKey, next, nextOwned)) next.delete(k);
       const entries = this.compute(view, obj, objKey);
       if (entries === ERROR) {
-        // Keep what we had: a projection bug must not turn into a deletion on every relist.
+        // Keep what we had: a projection bug must not turn into a deletion on every relist. But
+        // only the keys the object still names: a pod deleted and created again on another node
+        // during a watch gap has the same object key, and its old node's endpoint, kept here, was
+        // never deleted (its IP and labels stayed in every node's sets). When even its keys cannot
+        // be told, everything is kept, as before.
         this.projectionFailed(objKey);
+        let names: Set<string> | undefined;
+        try {
+          names = new Set(view.project.deleteKeys(obj, objKey));
+        } catch {
+          names = undefined;
+        }
         const kept: Entries = [];
         for (const k of ownedKeys(view, objKey)) {
           const prev = view.values.get(k);
-          if (prev !== undefined) kept.push([k, prev]);
+          if (prev !== undefined && (names === undefined || names.has(k))) kept.push([k, prev]);
         }
         for (const [k, v] of kept) next.set(k, v);
         setOwned(nextOwned, objKey, kept);
