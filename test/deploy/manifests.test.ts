@@ -97,12 +97,17 @@ describe('deploy/ manifests', () => {
     expect(config.httpListen).toBe(`0.0.0.0:${port('metrics')}`);
     expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'metrics' });
     expect(c.livenessProbe.httpGet).toEqual({ path: '/livez', port: 'metrics' });
-    // The kubelet's grace must cover the paced drain, or agents are cut off all at once at its end.
-    expect(deployment.spec.template.spec.terminationGracePeriodSeconds * 1000).toBe(config.shutdownTimeoutMs);
+    // The kubelet's grace must cover the paced drain, or agents are cut off all at once at its
+    // end, and the final checkpoint written before it (30 s of room).
+    expect(deployment.spec.template.spec.terminationGracePeriodSeconds * 1000).toBeGreaterThanOrEqual(config.shutdownTimeoutMs + 30_000);
     // The checkpoint directory is a writable volume (the root filesystem is read-only).
     const state = c.volumeMounts.find((m) => m.mountPath === config.stateDir);
     expect(state, 'a volume mounted at --state-dir').toBeDefined();
-    expect(deployment.spec.template.spec.volumes.find((v) => v.name === state?.name)?.emptyDir).toBeDefined();
+    const dir = deployment.spec.template.spec.volumes.find((v) => v.name === state?.name)?.emptyDir as { sizeLimit?: string } | undefined;
+    expect(dir).toBeDefined();
+    // A checkpoint write holds the old file and the new one: both fit under the volume's limit.
+    const limit = ((m) => (m === null ? NaN : Number(m[1]) * (m[2] === 'Gi' ? 2 ** 30 : 2 ** 20)))(/^(\d+)(Gi|Mi)$/.exec(dir?.sizeLimit ?? ''));
+    expect(2 * config.stateMaxBytes).toBeLessThanOrEqual(limit);
   });
 
   it('caps V8\'s old space at no more than half the memory limit, leaving the rest for Buffers and native memory', () => {
