@@ -219,10 +219,14 @@ async function writeDump(client: Client, file: string): Promise<void> {
     let written = false;
     try {
       let buf = '';
-      for (const name of client.feedNames) {
-        const feed = client.feed(name);
-        for (const key of [...feed.keys()].sort()) {
-          buf += JSON.stringify({ feed: name, key, value: feed.get(key) }, replacer) + '\n';
+      // One state: every feed copied before the first await (the client applies units meanwhile,
+      // and a live read mixed revisions, missed keys created during the write, and wrote deleted
+      // ones without a value).
+      const feeds = client.feedNames.map((name) => ({ name, ...client.feed(name).frozen() }));
+      for (const { name, entries, decode } of feeds) {
+        entries.sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0));
+        for (const [key, raw] of entries) {
+          buf += JSON.stringify({ feed: name, key, value: decode(raw) }, replacer) + '\n';
           if (buf.length > 65_536) {
             await fh.write(buf);
             buf = '';

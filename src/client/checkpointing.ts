@@ -24,7 +24,14 @@ export interface CheckpointKeeperOptions {
 export class CheckpointKeeper {
   private readonly saved = new Map<string, FeedCheckpoint>();
   private lastWriteMs = Number.NEGATIVE_INFINITY;
-  private writing: Promise<void> | undefined;
+  /**
+   * Every write and removal runs after the one before (a chain): they share one temporary file
+   * (atomic-file.ts), and a flush() or discard() that started beside a running write truncated
+   * its temporary file or renamed an older state last.
+   */
+  private chain: Promise<void> = Promise.resolve();
+  /** Operations queued on the chain and not finished. */
+  private queued = 0;
   /** Feeds restored at start. */
   restored = 0;
   written = 0;
@@ -50,26 +57,34 @@ export class CheckpointKeeper {
     return out;
   }
 
-  /** After a verified STATUS or snapshot: writes if the interval has passed and no write runs. */
+  /** After a verified STATUS or snapshot: writes if the interval has passed and nothing is queued. */
   maybeWrite(): void {
-    if (this.writing !== undefined || this.o.clock.monotonic() - this.lastWriteMs < this.o.intervalMs) return;
-    this.writing = this.write().finally(() => {
-      this.writing = undefined;
+    if (this.queued > 0 || this.o.clock.monotonic() - this.lastWriteMs < this.o.intervalMs) return;
+    void this.serially(() => this.write());
+  }
+
+  /** After what is queued, writes what is verified now (close()). */
+  flush(): Promise<void> {
+    return this.serially(() => this.write());
+  }
+
+  /** The held state is known wrong: forget it here and on disk (after what is queued). */
+  discard(feed: string): Promise<void> {
+    this.saved.delete(feed);
+    return this.serially(async () => {
+      if (this.saved.size === 0) await removeCheckpoint(this.o.dir).catch(() => undefined);
+      else await this.write();
     });
   }
 
-  /** Waits for a running write, then writes what is verified now (close()). */
-  async flush(): Promise<void> {
-    await this.writing;
-    await this.write();
-  }
-
-  /** The held state is known wrong: forget it here and on disk. */
-  async discard(feed: string): Promise<void> {
-    this.saved.delete(feed);
-    await this.writing;
-    if (this.saved.size === 0) await removeCheckpoint(this.o.dir).catch(() => undefined);
-    else await this.write();
+  /** Runs `op` after every operation queued before it; never rejects (write() records its problem). */
+  private serially(op: () => Promise<void>): Promise<void> {
+    this.queued++;
+    const run = this.chain.then(op).catch(() => undefined).finally(() => {
+      this.queued--;
+    });
+    this.chain = run;
+    return run;
   }
 
   private async write(): Promise<void> {

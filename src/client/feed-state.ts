@@ -374,7 +374,11 @@ export class FeedState {
     // whose catch-up from its own revision would land on the new replica's state (a mix that can
     // be older than what was applied). Without a token the next HELLO gets a snapshot, no older
     // than the applied watermarks (notBefore).
-    if (d.rebase) this.dropToken();
+    if (d.rebase) {
+      this.dropToken();
+      // Verified in the old replica's numbering: until this replica's digest matches, nothing is.
+      this.verifiedRevision = undefined;
+    }
     const realUpserts: RawEntry[] = [];
     const realDeletes: string[] = [];
     for (const [key, value] of d.upserts) {

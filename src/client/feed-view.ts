@@ -149,6 +149,16 @@ export class FeedView {
     return this.state.entries.keys();
   }
 
+  /**
+   * The held entries as they are now, raw, in one synchronous copy (the Buffers are shared, not
+   * copied: do not modify them), with `decode` turning one into what get() returns. For a reader
+   * that awaits between entries (a file dump) and must still see one state: the live view moves
+   * on with every unit applied meanwhile.
+   */
+  frozen(): { entries: [string, Buffer][]; decode: (b: Buffer) => unknown } {
+    return { entries: [...this.state.entries], decode: this.decode };
+  }
+
   *entries(): IterableIterator<[string, unknown]> {
     for (const [k, v] of this.state.entries) yield [k, this.decode(v)];
   }

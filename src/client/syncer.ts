@@ -21,7 +21,9 @@
  * Status: `wait-for-datastore` until the first connection syncs, `resync` while a snapshot is being
  * loaded, `in-sync` once every feed is in sync (also while the upstream is stale: the data stays
  * served, as Typha keeps serving). A disconnection after that reports nothing new: the state is
- * kept and resumed. Statuses are edge-triggered.
+ * kept and resumed (a resume or a range repair passes through `syncing` without a `resync`).
+ * Statuses are edge-triggered. Attached to a client already in sync, the adapter reports `resync`,
+ * the held state as `new`, then `in-sync`: never in-sync before the data it vouches for.
  */
 import type { Client } from './client.js';
 import type { ClientState } from './status.js';
@@ -46,7 +48,9 @@ export interface SyncerCallbacks {
 function statusOf(state: ClientState, everInSync: boolean): SyncStatus | undefined {
   switch (state) {
     case 'syncing':
-      return 'resync';
+      // Every connection passes through `syncing` (a resume, a range repair): after the first
+      // in-sync it is not news to a Typha-style consumer, which never leaves InSync.
+      return everInSync ? undefined : 'resync';
     case 'in-sync':
     case 'upstream-stale':
       return 'in-sync';
@@ -77,7 +81,12 @@ export function attachSyncer(client: Client, callbacks: SyncerCallbacks, options
     callbacks.onStatusUpdated(s);
   };
 
-  report(statusOf(client.state, false));
+  // The held state first, then in-sync: a consumer told in-sync reconciles against what it has,
+  // and was told so with nothing yet (attached to a client already in sync). Attached earlier,
+  // the status comes first as usual (wait-for-datastore, resync).
+  const at = statusOf(client.state, false);
+  if (at === 'in-sync') report('resync');
+  else report(at);
   const initial: SyncerUpdate[] = [];
   for (const feed of feeds) {
     const keys = known.get(feed) as Set<string>;
@@ -87,6 +96,7 @@ export function attachSyncer(client: Client, callbacks: SyncerCallbacks, options
     }
   }
   if (initial.length > 0) callbacks.onUpdates(initial);
+  if (at === 'in-sync') report('in-sync');
 
   const offChange = client.on('change', (batch) => {
     const keys = known.get(batch.feed);

@@ -11,6 +11,9 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect, type Client } from '../../src/client/index.js';
 import { CHECKPOINT_FILE, decodeCheckpoint, encodeCheckpoint } from '../../src/client/checkpoint.js';
+import { CheckpointKeeper } from '../../src/client/checkpointing.js';
+import { FeedState } from '../../src/client/internal.js';
+import { FakeClock } from '../../src/clock.js';
 import { type ServerHandle } from '../../src/server/server.js';
 import { waitUntil } from '../support/wait.js';
 import { type ScriptedReplica, scriptedReplica } from '../support/replica.js';
@@ -127,5 +130,30 @@ describe('client - checkpoint and restart', () => {
     });
     expect(decodeCheckpoint(encodeCheckpoint(cp(64))).feeds[0]?.watermarks).toHaveProperty('r63');
     expect(() => decodeCheckpoint(encodeCheckpoint(cp(65)))).toThrow(/above the protocol's bound/);
+  });
+
+  it('writes one operation at a time: a discard and a close() beside it leave a whole file of the right feeds', async () => {
+    const d = dir();
+    const synced = (name: string, entries: [string, Buffer][]): FeedState => {
+      const fs = new FeedState(name);
+      fs.snapshotBegin(4, entries.length, 0);
+      fs.snapshotChunk(4, entries);
+      fs.snapshotEnd({ revision: 4, digest: computeDigest(new Map(entries)), watermarks: { pods: '10' }, status: 'in-sync', stale: false, token: Buffer.from(`t-${name}`) });
+      return fs;
+    };
+    const big = (n: number): [string, Buffer][] => Array.from({ length: n }, (_, i) => [`/pods/demo/p${i}`, Buffer.alloc(2_000, i % 251)]);
+    const a = synced('felix', big(2_000));
+    const b = synced('bgp', big(2_000));
+    const keeper = new CheckpointKeeper({ dir: d, node: 'node-1', intervalMs: 0, clock: new FakeClock(), feeds: new Map([['felix', { state: a }], ['bgp', { state: b }]]) });
+    keeper.maybeWrite();
+    // felix turned out wrong (a 4014) while that write runs, and the host closes at once.
+    a.dropToken();
+    const discarded = keeper.discard('felix');
+    const flushed = keeper.flush();
+    await Promise.all([discarded, flushed]);
+    expect(keeper.problem).toBeUndefined();
+    const cp = decodeCheckpoint(readFileSync(join(d, CHECKPOINT_FILE)));
+    expect(cp.feeds.map((f) => f.name)).toEqual(['bgp']);
+    expect(keeper.written).toBe(3);
   });
 });

@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { FeedState } from '../../src/client/internal.js';
+import { FeedView } from '../../src/client/feed-view.js';
 import { fullDigest, pack } from './helpers/fake-server.js';
 
 const b = (v: unknown): Buffer => pack(v);
@@ -107,11 +108,22 @@ describe('client units - rebase', () => {
     const fs = synced(entries, { pods: '10' });
     fs.startConnection('rebase', 900);
     fs.deltaFrame(900, 901, false, [['b', b(2)]], []);
-    // Lost here, the next HELLO must not present the old token for a state that is not its own.
+    // Lost here, the next HELLO must not present the old token for a state that is not its own,
+    // and no checkpoint may be taken of it (nothing verified it in this replica's numbering).
     expect(fs.token).toBeUndefined();
+    expect(fs.verifiedRevision).toBeUndefined();
     expect(fs.rebaseWatermarks()).toBeUndefined();
     expect(fs.notBeforeWatermarks()).toEqual({ pods: '10' });
     fs.status({ revision: 901, status: 'in-sync', stale: false, watermarks: { pods: '12' }, digest: fullDigest([['a', b(1)], ['b', b(2)]]), token: Buffer.from('u901') });
     expect(fs.token?.toString()).toBe('u901');
+  });
+
+  it('a frozen copy of a view (what a dump writes from) keeps one state while units are applied', () => {
+    const fs = synced([['a', b(1)], ['c', b(3)]], { pods: '10' });
+    const view = new FeedView(fs, () => undefined as never, (x) => x.toString('hex'));
+    const frozen = view.frozen();
+    fs.deltaFrame(4, 5, false, [['b', b(2)], ['c', b(4)]], ['a']);
+    expect(frozen.entries.map(([k, v]) => [k, frozen.decode(v)])).toEqual([['a', b(1).toString('hex')], ['c', b(3).toString('hex')]]);
+    expect([...view.keys()].sort()).toEqual(['b', 'c']);
   });
 });

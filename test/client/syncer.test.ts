@@ -9,7 +9,8 @@ import { startServer } from '../../src/server/server.js';
 import { ScriptedUpstream } from '../support/scripted-upstream.js';
 import { TEST_TRANSPORT } from '../support/transport.js';
 import { waitUntil } from '../support/wait.js';
-import { on, start } from './helpers/harness.js';
+import { on, skipWait, start } from './helpers/harness.js';
+import { TcpProxy } from './helpers/tcp-proxy.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -43,16 +44,34 @@ describe('client syncer adapter (Felix callback shape)', () => {
     await waitUntil(() => updates.length === 3, on(client));
     expect(updates[2]).toEqual([{ feed: 'felix', key: WEP, value: null, updateType: 'deleted' }]);
 
-    // A second adapter attached late gets the held state first, as new.
-    const late: SyncerUpdate[][] = [];
-    const lateStatus: SyncStatus[] = [];
-    attachSyncer(client, { onUpdates: (u) => late.push(u), onStatusUpdated: (s) => lateStatus.push(s) })();
-    expect(late).toEqual([[{ feed: 'felix', key: PROFILE, value: { inbound_rules: [{ action: 'allow' }] }, updateType: 'new' }]]);
-    expect(lateStatus).toEqual(['in-sync']);
+    // A second adapter attached late gets resync, the held state as new, and only then in-sync.
+    const seen: string[] = [];
+    attachSyncer(client, { onUpdates: (u) => seen.push(...u.map((x) => `${x.updateType} ${x.key}`)), onStatusUpdated: (s) => seen.push(s) })();
+    expect(seen).toEqual(['resync', `new ${PROFILE}`, 'in-sync']);
+
 
     detach();
     upstream.apply('felix', { [WEP]: { state: 'active' } }, { watermarks: { pods: '13' } });
     await waitUntil(() => client.feed('felix').has(WEP), on(client));
     expect(updates).toHaveLength(3);
+  });
+
+  it('reports nothing new for a blip after in-sync: the state is kept and resumed', async () => {
+    const upstream = ScriptedUpstream.withFeeds('felix');
+    const server = await startServer({ upstream, defaultMetrics: false, flushWindowMs: 1, serverId: 'syncer-b', transport: TEST_TRANSPORT });
+    cleanups.push(() => server.close());
+    upstream.apply('felix', { [WEP]: { state: 'active' } }, { status: 'in-sync', watermarks: { pods: '10' } });
+    const proxy = await TcpProxy.start(Number(new URL(server.url).port));
+    cleanups.push(() => proxy.stop());
+    const { client, clock } = start({ endpoints: [proxy.url] });
+    cleanups.push(() => client.destroy());
+    const statuses: SyncStatus[] = [];
+    attachSyncer(client, { onUpdates: () => undefined, onStatusUpdated: (s) => statuses.push(s) });
+    await client.whenInSync();
+    proxy.cut();
+    await waitUntil(() => client.state === 'reconnecting', 'reconnecting', on(client));
+    await skipWait(clock);
+    await waitUntil(() => client.inSync && client.stats.resumes === 1, 'resumed', on(client));
+    expect(statuses).toEqual(['wait-for-datastore', 'resync', 'in-sync']);
   });
 });
