@@ -100,7 +100,11 @@ function stateError(code: 'CATTAIL_CLIENT_REVISION_GAP' | 'CATTAIL_CLIENT_DIGEST
 export class FeedState {
   readonly entries = new Map<string, Buffer>();
   private readonly digest = new IncrementalDigest();
-  /** Replica-local revision of the applied state; undefined when it is not comparable with the current server's. */
+  /**
+   * Replica-local revision of the applied state, in the numbering of the server whose unit made it
+   * (it stays while a snapshot or rebase from another server is under way: startConnection);
+   * undefined before any state.
+   */
   revision: number | undefined;
   /** Last resume token and the revision it was issued at. */
   token: Uint8Array | undefined;

@@ -64,7 +64,7 @@ export const serverOptions = {
     default: 300_000,
     unit: 'ms',
     min: 0,
-    help: 'On SIGTERM, agents are closed one at a time over this long (GOODBYE + close 4010, no more than 1 s apart) and the process exits when the last is gone or this time is up; keep it equal to the pod\'s terminationGracePeriodSeconds (Typha: 300 s). A second signal closes the rest at once.',
+    help: 'On SIGTERM, agents are closed one at a time over this long (GOODBYE + close 4010, no more than 1 s apart) and the process exits when the last is gone or this time is up; keep the pod\'s terminationGracePeriodSeconds about 30 s longer (the final checkpoint is written before the drain; Typha: 300 s). A second signal closes the rest at once.',
   }),
   transport: opt.enum({
     values: ['ws', 'uws'] as const,

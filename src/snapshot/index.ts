@@ -6,7 +6,7 @@
  * ## Model
  * One {@link FeedStore} per feed. Its `revision` counts the applied batches that changed something
  * (0 = empty; a batch that changes nothing, including one of byte-identical upserts, creates no
- * revision). Keys are `<group>/<plural>/<namespace>/<name>` (registry `objectKey`); values are the
+ * revision, unless a key went A→B→A within it: Update.force). Keys are `<group>/<plural>/<namespace>/<name>` (registry `objectKey`); values are the
  * feed's projection as plain MessagePack in exact-size Buffers ({@link encodeValue}); the store never
  * decodes them. Each store has a random 16-hex-digit `epoch`: a revision means something only
  * together with the epoch (resume tokens carry both).

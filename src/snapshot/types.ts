@@ -43,7 +43,7 @@ export interface ApplyResult {
   readonly metaChanged: boolean;
   /** Upserts that added or changed an entry. */
   readonly applied: number;
-  /** Upserts byte-identical to the stored value: dropped (absorbs status and heartbeat churn). */
+  /** Upserts byte-identical to the stored value and not forced (Update.force): dropped (absorbs status and heartbeat churn). */
   readonly skippedNoOp: number;
   /** Deletions of existing entries. */
   readonly deleted: number;

@@ -161,10 +161,11 @@ describe('fleet - the balancer', () => {
   it('gives up a look at the slices that hangs after LIST_TIMEOUT_MS: stop() (and so a shutdown) is not held by it', async () => {
     const clock = new FakeClock();
     const applied: Share[] = [];
+    let lists = 0;
     const b = new ReplicaBalancer({
       ...names, service: 'calico-system/cattail', intervalMs: 10_000, clock, nodeCount: () => 1, ownConnections: () => 0, apply: (s) => applied.push(s),
       // A black-holed API server: the request never answers.
-      source: { list: () => new Promise(() => undefined) }, fetchLoad: async () => { throw new Error('unused'); },
+      source: { list: () => { lists++; return new Promise(() => undefined); } }, fetchLoad: async () => { throw new Error('unused'); },
     });
     b.start();
     await clock.advanceAsync(0);
@@ -177,6 +178,11 @@ describe('fleet - the balancer', () => {
     await new Promise((r) => setImmediate(r));
     expect(stopped).toBe(true);
     expect(applied).toEqual([]);
+    // The next look waits for the same request instead of starting another.
+    const next = b.tick();
+    await clock.advanceAsync(LIST_TIMEOUT_MS);
+    await next;
+    expect(lists).toBe(1);
   });
 
   it('over --http-tls asks its peers on https and believes only a peer presenting its own certificate', async () => {

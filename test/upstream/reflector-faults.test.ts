@@ -342,6 +342,25 @@ describe('reflector under faults', () => {
     expect(await counter(up, 'skipped', { reason: 'projection' })).toBeGreaterThan(0);
   });
 
+  it('after a relist, an object whose projection fails and names no keys without converting keeps its entry', async () => {
+    const blocks = { name: 'blocks', resources: [{ resource: 'ipamblocks.crd.projectcalico.org', projection: 'libcalico' }] };
+    const started = await upstreamOnFakeApi({ customFeeds: [blocks], random: () => 0, watchList: false });
+    server = started.server;
+    const { clock, up } = started;
+    const sink = new RecordingSink();
+    const block = (cidr: string, seq: number): KubeObject & { metadata: { name: string } } => ({ metadata: { name: 'b1' }, spec: { cidr, allocations: [null], unallocated: [0], attributes: [], sequenceNumber: seq } });
+    server.upsert('ipamblocks.crd.projectcalico.org', block('10.9.0.0/26', 1));
+    up.start(sink);
+    const key = '/calico/ipam/v2/assignment/ipv4/block/10.9.0.0-26';
+    await waitUntil(() => sink.status.get('blocks') === 'in-sync' && sink.state.get('blocks')?.has(key) === true, { clock });
+    // Its spec turns unreadable while no watch sees it; the relist's projection fails. Nothing
+    // names the block's key but its conversion: what it had is kept, as on a watch.
+    server.changeWhileDisconnected(() => server.upsert('ipamblocks.crd.projectcalico.org', block('not-a-cidr', 2)));
+    server.endWatches();
+    await waitUntil(async () => (await counter(up, 'skipped', { reason: 'projection' })) > 0 && server.openWatches === 1, { clock, stepMs: 250 });
+    expect(sink.state.get('blocks')?.has(key)).toBe(true);
+  });
+
   it('reports a resource stale once no healthy watch was confirmed for upstreamStaleAfterMs', async () => {
     const { clock, sink, up } = await setup({ upstreamStaleAfterMs: 20_000, watchInactivityTimeoutMs: 10_000 });
     server.upsert('pods', pod('a'));

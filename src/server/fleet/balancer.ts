@@ -144,6 +144,8 @@ export class ReplicaBalancer {
   private source: EndpointSliceSource | undefined;
   private timer: Timer | undefined;
   private running: Promise<void> | undefined;
+  /** The EndpointSlice request in flight, if any (see tick). */
+  private listing: Promise<readonly EndpointSliceLike[]> | undefined;
   private stopped = false;
   /** The last share applied (tests, /debug). */
   last: Share | undefined;
@@ -172,7 +174,11 @@ export class ReplicaBalancer {
       this.source ??= await kubeEndpointSliceSource(this.o.kubeconfigPath);
       // client-node's request has no deadline: a black-holed API server held this tick, and so the
       // shutdown that waits for it (stop), until TCP gave up, minutes after the drain.
-      const slices = await deadline((fn, ms) => this.o.clock.setTimeout(fn, ms), this.source.list(this.ref.namespace, this.ref.name), LIST_TIMEOUT_MS, () =>
+      // One request at a time: a look that outlived its deadline is awaited again by the next
+      // tick rather than joined by another (each would hold a socket until TCP gives up).
+      const source = this.source;
+      this.listing ??= source.list(this.ref.namespace, this.ref.name).finally(() => (this.listing = undefined));
+      const slices = await deadline((fn, ms) => this.o.clock.setTimeout(fn, ms), this.listing, LIST_TIMEOUT_MS, () =>
         new Error(`the EndpointSlices did not come within ${LIST_TIMEOUT_MS} ms`));
       peers = peersOf(slices, this.o);
     } catch (err) {

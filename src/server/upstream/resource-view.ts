@@ -253,7 +253,10 @@ export class ResourceView {
         this.projectionFailed(objKey);
         let names: Set<string> | undefined;
         try {
-          names = new Set(view.project.deleteKeys(obj, objKey));
+          const k = view.project.deleteKeys(obj, objKey);
+          // Empty: the projection cannot name its keys without converting (ipamblocks, services,
+          // ...), not "it names none".
+          names = k.length > 0 ? new Set(k) : undefined;
         } catch {
           names = undefined;
         }

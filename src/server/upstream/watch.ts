@@ -86,8 +86,6 @@ export async function watchOnce(r: ReflectorCore, initial: boolean): Promise<num
       throw new UpstreamFailure('stream-error', `watch ${r.id}: ERROR ${status.code ?? '?'} ${status.reason ?? ''} ${status.message ?? ''}`.trim(), undefined, status);
     }
     r.confirmHealthy();
-    // Any event but an ERROR proves the checkpoint's RV is still served.
-    r.confirmSeed();
     const rv = checkedResourceVersion(ev.object.metadata?.resourceVersion, `watch ${r.id}: ${ev.type} event`);
     if (session !== undefined) {
       if (ev.type === 'BOOKMARK' && ev.object.metadata?.annotations?.[INITIAL_EVENTS_END] === 'true') {
@@ -110,6 +108,9 @@ export async function watchOnce(r: ReflectorCore, initial: boolean): Promise<num
       r.o.metrics.skipped.inc({ resource: r.id, reason: 'rv-backwards' });
       throw new UpstreamFailure('stale-list', `watch ${r.id}: event at resourceVersion ${rv} after ${r.rv}`);
     }
+    // An event that passed those checks (a bookmark will do) proves the checkpoint's RV is still
+    // served; an older one is evidence against it, and an unreadable RV proves nothing.
+    r.confirmSeed();
     if (ev.type === 'ADDED' || ev.type === 'MODIFIED') r.o.view.upsert(ev.object);
     else if (ev.type === 'DELETED') r.o.view.delete(ev.object);
     if (rv !== undefined) r.rv = rv;
