@@ -357,9 +357,12 @@ export class FeedStore {
    * the node already keeps: no hashing, no tree walk) plus the deletions after `revision`. Result:
    * O(entries of the buckets + keys changed after `revision`). Consistent by construction: it reads
    * the nodes at the current revision in one synchronous pass.
-   * @returns as since(): `too-old` / `future` when `revision` cannot be continued from here.
+   * `maxBytes`: the pass stops once the upserts are above it (the caller then sends a snapshot):
+   * a request naming all 256 buckets collected every entry before the caller's check.
+   * @returns as since(): `too-old` / `future` when `revision` cannot be continued from here; a
+   *   delta whose `bytes` is above `maxBytes` is incomplete and only says "too large".
    */
-  repair(revision: number, buckets: Uint8Array): SinceResult {
+  repair(revision: number, buckets: Uint8Array, maxBytes = Number.POSITIVE_INFINITY): SinceResult {
     if (!(buckets instanceof Uint8Array) || buckets.length !== REPAIR_BUCKET_SET_BYTES) {
       throw new InvalidArgumentError(`feed ${this.feed}: repair() needs a ${REPAIR_BUCKET_SET_BYTES}-byte bucket set`, { details: { feed: this.feed } });
     }
@@ -371,6 +374,7 @@ export class FeedStore {
       if (n.rev <= revision && !hasBucket(buckets, bucketOfHashHi(n.hHi))) continue;
       upserts.push([n.key, n.value as Buffer]);
       bytes += n.keyBytes + (n.value as Buffer).byteLength;
+      if (bytes > maxBytes) break;
     }
     // Deletions inside the buckets are implied by the bucket set; sending them too is harmless
     // (a tombstone keeps no hash, so its bucket is unknown here) and keeps this one pass.

@@ -44,4 +44,18 @@ describe('FeedStore range repair support', () => {
     expect(() => store.repair(0, Buffer.alloc(31))).toThrow(expect.objectContaining({ code: 'CATTAIL_INVALID_ARGUMENT' }));
     expect(store.repair(0, emptyBucketSet()).kind).toBe('too-old');
   });
+
+  it('stops collecting once the upserts pass maxBytes (a request naming every bucket)', () => {
+    const store = new FeedStore({ feed: 'felix' });
+    store.apply({ updates: Array.from({ length: 1_000 }, (_, i) => ({ key: `/pods/ns/p${i}`, value: Buffer.alloc(100, i % 251) })) }, 0);
+    const all = emptyBucketSet();
+    for (let b = 0; b < 256; b++) addBucket(all, b);
+    const full = store.repair(1, all);
+    expect(full.kind === 'delta' && full.upserts.length).toBe(1_000);
+    const capped = store.repair(1, all, 1_000);
+    if (capped.kind !== 'delta') throw new Error('log');
+    expect(capped.bytes).toBeGreaterThan(1_000);
+    // Entries of ~110 bytes: the pass ends at the first that takes the total past 1,000.
+    expect(capped.upserts.length).toBeLessThanOrEqual(10);
+  });
 });

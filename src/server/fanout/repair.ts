@@ -67,9 +67,10 @@ export function serveRepair(ctx: FanOutContext, service: ServiceQueue, conn: Con
   // A scoped feed (#20): the agent's sums are its node's view's; always the (scoped) snapshot.
   if (feed.scope !== undefined) return snapshot('scoped');
   const buckets = mismatchedBuckets(sums, store.bucketSums());
-  const r = store.repair(cursor.revision, buckets);
-  if (r.kind !== 'delta') return snapshot('too-old');
   const maxBytes = o.maxRepairBytes ?? DEFAULT_MAX_REPAIR_BYTES;
+  // Bounded: the store stops collecting past maxBytes (then this is a snapshot anyway).
+  const r = store.repair(cursor.revision, buckets, maxBytes);
+  if (r.kind !== 'delta') return snapshot('too-old');
   if (r.bytes > maxBytes || r.upserts.length > store.current().size / 2) return snapshot('too-large');
   let frames: Buffer[];
   try {

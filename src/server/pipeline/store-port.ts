@@ -86,7 +86,7 @@ export interface ServedStore {
   /** The 256 bucket sums, u64be each (PROTOCOL.md §10); optional: without it and `repair`, range repairs are answered with snapshots. */
   bucketSums?(): Buffer;
   /** A range repair (PROTOCOL.md §7.2): since(revision) plus every entry of `buckets` (a 32-byte bit set). */
-  repair?(revision: number, buckets: Uint8Array): SinceResult;
+  repair?(revision: number, buckets: Uint8Array, maxBytes?: number): SinceResult;
   /** The upstream watermarks a state at `revision` stands for; undefined when older than the log keeps. */
   watermarksAt(revision: number): Readonly<Record<string, string>> | undefined;
   /** The revision from which `since()` brings a state at `watermarks` (untrusted input) to ours. */
