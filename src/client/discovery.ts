@@ -216,23 +216,59 @@ export interface ServiceDiscoveryOptions extends DiscoveryOrder {
 }
 
 /**
+ * Reads a Service's EndpointSlices, for the agents' discovery and the replicas' balancer alike: the
+ * source is made on first use (client-node with `kubeconfigPath` unless one is given), one request
+ * is in flight at a time (a read that outlived its deadline is awaited again by the next one rather
+ * than joined by another: a hung API server must not collect one socket per read), and a read
+ * fails after `timeoutMs` (client-node's request has no deadline of its own: a black-holed API
+ * server held every reconnect attempt, and a replica's shutdown, until TCP gave up, minutes later).
+ */
+export class EndpointSliceReader {
+  private readonly ref: { namespace: string; name: string };
+  private source: EndpointSliceSource | undefined;
+  private pending: Promise<readonly EndpointSliceLike[]> | undefined;
+
+  constructor(private readonly o: {
+    /** `namespace/name` of the Service. */
+    readonly service: string;
+    readonly source: EndpointSliceSource | undefined;
+    readonly kubeconfigPath: string | undefined;
+    /** ms a read may take. */
+    readonly timeoutMs: number;
+    /** The injected clock's timer. */
+    readonly setTimeout: (fn: () => void, ms: number) => { cancel(): void };
+  }) {
+    this.ref = parseServiceRef(o.service);
+    this.source = o.source;
+  }
+
+  /** @throws CattailError CATTAIL_CLIENT_DISCOVERY_FAILED past the deadline; the source's error otherwise */
+  read(): Promise<readonly EndpointSliceLike[]> {
+    this.pending ??= this.list().finally(() => (this.pending = undefined));
+    return deadline(this.o.setTimeout, this.pending, this.o.timeoutMs, () =>
+      new CattailError('CATTAIL_CLIENT_DISCOVERY_FAILED', `the EndpointSlices of ${this.o.service} did not come within ${this.o.timeoutMs} ms`, { details: { service: this.o.service, timeoutMs: this.o.timeoutMs } }));
+  }
+
+  private async list(): Promise<readonly EndpointSliceLike[]> {
+    this.source ??= await kubeEndpointSliceSource(this.o.kubeconfigPath);
+    return this.source.list(this.ref.namespace, this.ref.name);
+  }
+}
+
+/**
  * Looks at the Service's EndpointSlices before a connection attempt (the client calls it before
  * each attempt), at most once per `minIntervalMs`. A failed look keeps the previous list and says
  * so; the caller decides what to do with an empty one.
  */
 export class ServiceDiscovery {
-  private readonly ref: { namespace: string; name: string };
-  private source: EndpointSliceSource | undefined;
+  private readonly reader: EndpointSliceReader;
   private last: DiscoveryResult = { urls: [], fallbackNotReady: false, error: undefined };
   private lastAtMs = Number.NEGATIVE_INFINITY;
-  /** The EndpointSlice request in flight, if any (see refresh). */
-  private pending: Promise<readonly EndpointSliceLike[]> | undefined;
   /** Looks made (for tests and the agent's status line). */
   looks = 0;
 
   constructor(private readonly o: ServiceDiscoveryOptions) {
-    this.ref = parseServiceRef(o.service);
-    this.source = o.source;
+    this.reader = new EndpointSliceReader(o);
   }
 
   /** The last result, without looking. */
@@ -250,13 +286,7 @@ export class ServiceDiscovery {
     this.lastAtMs = this.o.now();
     this.looks++;
     try {
-      // One request at a time: a look that outlived its timeout is still awaited by the next one
-      // rather than joined by another (a hung API server must not collect one request per look).
-      this.pending ??= this.list().finally(() => (this.pending = undefined));
-      // client-node's request has no deadline of its own: a black-holed API server held every
-      // reconnect attempt until TCP gave up, minutes later.
-      const slices = await deadline(this.o.setTimeout, this.pending, this.o.timeoutMs, () =>
-        new CattailError('CATTAIL_CLIENT_DISCOVERY_FAILED', `the EndpointSlices of ${this.o.service} did not come within ${this.o.timeoutMs} ms`, { details: { service: this.o.service, timeoutMs: this.o.timeoutMs } }));
+      const slices = await this.reader.read();
       this.last = { ...orderEndpoints(slices, this.o), error: undefined };
     } catch (err) {
       const error = CattailError.is(err) && err.code === 'CATTAIL_CLIENT_DISCOVERY_FAILED'
@@ -265,10 +295,5 @@ export class ServiceDiscovery {
       this.last = { urls: this.last.urls, fallbackNotReady: this.last.fallbackNotReady, error };
     }
     return this.last;
-  }
-
-  private async list(): Promise<readonly EndpointSliceLike[]> {
-    this.source ??= await kubeEndpointSliceSource(this.o.kubeconfigPath);
-    return this.source.list(this.ref.namespace, this.ref.name);
   }
 }

@@ -12,9 +12,9 @@
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { TLSSocket } from 'node:tls';
-import { type Clock, type Timer, deadline } from '../../clock.js';
+import type { Clock, Timer } from '../../clock.js';
 import type { Logger } from '../../log.js';
-import { type EndpointSliceLike, type EndpointSliceSource, kubeEndpointSliceSource, parseServiceRef, sliceEndpoints } from '../../client/discovery.js';
+import { EndpointSliceReader, type EndpointSliceLike, type EndpointSliceSource, sliceEndpoints } from '../../client/discovery.js';
 import { computeShare, type Share } from './share.js';
 
 /** What `GET /v1/load` answers. */
@@ -140,20 +140,18 @@ export function fetchLoadReport(url: string, maxBytes = MAX_LOAD_REPLY_BYTES, pi
 }
 
 export class ReplicaBalancer {
-  private readonly ref: { namespace: string; name: string };
-  private source: EndpointSliceSource | undefined;
+  private readonly slices: EndpointSliceReader;
   private timer: Timer | undefined;
   private running: Promise<void> | undefined;
-  /** The EndpointSlice request in flight, if any (see tick). */
-  private listing: Promise<readonly EndpointSliceLike[]> | undefined;
   private stopped = false;
   /** The last share applied (tests, /debug). */
   last: Share | undefined;
   ticks = 0;
 
   constructor(private readonly o: BalancerOptions) {
-    this.ref = parseServiceRef(o.service);
-    this.source = o.source;
+    // Past LIST_TIMEOUT_MS a tick gives up (the last peers and target stay): a black-holed API
+    // server held the tick, and so the shutdown that waits for it (stop), past the grace period.
+    this.slices = new EndpointSliceReader({ service: o.service, source: o.source, kubeconfigPath: o.kubeconfigPath, timeoutMs: LIST_TIMEOUT_MS, setTimeout: (fn, ms) => o.clock.setTimeout(fn, ms) });
   }
 
   start(): void {
@@ -171,16 +169,7 @@ export class ReplicaBalancer {
     this.ticks++;
     let peers: Peer[];
     try {
-      this.source ??= await kubeEndpointSliceSource(this.o.kubeconfigPath);
-      // client-node's request has no deadline: a black-holed API server held this tick, and so the
-      // shutdown that waits for it (stop), until TCP gave up, minutes after the drain.
-      // One request at a time: a look that outlived its deadline is awaited again by the next
-      // tick rather than joined by another (each would hold a socket until TCP gives up).
-      const source = this.source;
-      this.listing ??= source.list(this.ref.namespace, this.ref.name).finally(() => (this.listing = undefined));
-      const slices = await deadline((fn, ms) => this.o.clock.setTimeout(fn, ms), this.listing, LIST_TIMEOUT_MS, () =>
-        new Error(`the EndpointSlices did not come within ${LIST_TIMEOUT_MS} ms`));
-      peers = peersOf(slices, this.o);
+      peers = peersOf(await this.slices.read(), this.o);
     } catch (err) {
       this.o.log?.warn({ err, service: this.o.service }, 'cannot read this replica\'s EndpointSlices; keeping the last peers and target');
       return;
