@@ -316,10 +316,7 @@ describe('reflector under faults', () => {
 
   it('after a relist, a pod recreated on another node whose projection fails keeps nothing of its old node', async () => {
     const felixPods = { name: 'weps', resources: [{ resource: 'pods', projection: 'libcalico' }] };
-    const started = await upstreamOnFakeApi({ customFeeds: [felixPods], random: () => 0, watchList: false });
-    server = started.server;
-    const { clock, up } = started;
-    const sink = new RecordingSink();
+    const { clock, sink, up } = await setup({ customFeeds: [felixPods] });
     server.upsert('pods', pod('web-0', { node: 'node-a', ip: '10.1.0.5' }));
     server.upsert('pods', pod('other', { node: 'node-a', ip: '10.1.0.6' }));
     up.start(sink);
@@ -344,10 +341,7 @@ describe('reflector under faults', () => {
 
   it('after a relist, an object whose projection fails and names no keys without converting keeps its entry', async () => {
     const blocks = { name: 'blocks', resources: [{ resource: 'ipamblocks.crd.projectcalico.org', projection: 'libcalico' }] };
-    const started = await upstreamOnFakeApi({ customFeeds: [blocks], random: () => 0, watchList: false });
-    server = started.server;
-    const { clock, up } = started;
-    const sink = new RecordingSink();
+    const { clock, sink, up } = await setup({ customFeeds: [blocks] });
     const block = (cidr: string, seq: number): KubeObject & { metadata: { name: string } } => ({ metadata: { name: 'b1' }, spec: { cidr, allocations: [null], unallocated: [0], attributes: [], sequenceNumber: seq } });
     server.upsert('ipamblocks.crd.projectcalico.org', block('10.9.0.0/26', 1));
     up.start(sink);
