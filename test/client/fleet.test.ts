@@ -7,8 +7,23 @@ import { seededRandom } from '../../src/random.js';
 import { harness } from '../server/helpers/harness.js';
 import { scriptedReplica } from '../support/replica.js';
 import { tracked } from './helpers/tracked.js';
+import type { FakeServer } from './helpers/fake-server.js';
 
 const fakes = tracked();
+
+/** A fake replica holding one pod. */
+async function fakeReplica(serverId: string): Promise<FakeServer> {
+  const s = await fakes.server({ serverId });
+  s.load('felix', [['/pods/demo/a', { ip: '10.0.0.1' }]], { pods: '10' });
+  return s;
+}
+
+/** One discard agent of the felix feed on `endpoints`, started. */
+function oneAgent(nodePrefix: string, endpoints: string[]): Fleet {
+  const fleet = new Fleet({ agents: 1, nodePrefix, feeds: ['felix'], endpoints, caps: [], clock: realClock, random: seededRandom(1), connectRatePerSec: 0 });
+  fleet.start();
+  return fleet;
+}
 
 describe('client - a fleet of discard-mode agents in one process', () => {
   it('syncs 300 agents from headers alone, follows deltas, and resumes after a blip without a new snapshot', async () => {
@@ -84,15 +99,12 @@ describe('client - a fleet of discard-mode agents in one process', () => {
   });
 
   it('waits out a refusal\'s Retry-After and retries that server, counting the refusal once', async () => {
-    const a = await fakes.server({ serverId: 'refusing' });
-    const b = await fakes.server({ serverId: 'other' });
-    a.load('felix', [['/pods/demo/a', { ip: '10.0.0.1' }]], { pods: '10' });
-    b.load('felix', [['/pods/demo/a', { ip: '10.0.0.1' }]], { pods: '10' });
+    const a = await fakeReplica('refusing');
+    const b = await fakeReplica('other');
     // Both refuse once: whichever the agent starts on, it must come back there after Retry-After.
     for (const x of [a, b]) x.refuse = { count: 1, retryAfterS: 1, endpoints: [] };
-    const fleet = new Fleet({ agents: 1, nodePrefix: 'refused-', feeds: ['felix'], endpoints: [a.url, b.url], caps: [], clock: realClock, random: seededRandom(1), connectRatePerSec: 0 });
     const t0 = Date.now();
-    fleet.start();
+    const fleet = oneAgent('refused-', [a.url, b.url]);
     try {
       await waitUntil(() => fleet.snapshot().inSync === 1, 'in sync', { timeoutMs: 10_000 });
       // Back on the server that refused, after its Retry-After; the other one never asked.
@@ -108,10 +120,8 @@ describe('client - a fleet of discard-mode agents in one process', () => {
   });
 
   it('does not reconnect before a GOODBYE\'s reconnectDelayMs', async () => {
-    const a = await fakes.server({ serverId: 'leaving' });
-    a.load('felix', [['/pods/demo/a', { ip: '10.0.0.1' }]], { pods: '10' });
-    const fleet = new Fleet({ agents: 1, nodePrefix: 'goodbye-', feeds: ['felix'], endpoints: [a.url], caps: [], clock: realClock, random: seededRandom(1), connectRatePerSec: 0 });
-    fleet.start();
+    const a = await fakeReplica('leaving');
+    const fleet = oneAgent('goodbye-', [a.url]);
     try {
       await waitUntil(() => fleet.snapshot().inSync === 1, 'in sync', { timeoutMs: 10_000 });
       const t0 = Date.now();
@@ -125,10 +135,8 @@ describe('client - a fleet of discard-mode agents in one process', () => {
   });
 
   it('closes a frame it refuses with the code the protocol gives it (4002 for an unknown type, 4003 above the frame limit)', async () => {
-    const a = await fakes.server({ serverId: 'garbled' });
-    a.load('felix', [['/pods/demo/a', { ip: '10.0.0.1' }]], { pods: '10' });
-    const fleet = new Fleet({ agents: 1, nodePrefix: 'garbled-', feeds: ['felix'], endpoints: [a.url], caps: [], clock: realClock, random: seededRandom(1), connectRatePerSec: 0 });
-    fleet.start();
+    const a = await fakeReplica('garbled');
+    const fleet = oneAgent('garbled-', [a.url]);
     try {
       await waitUntil(() => fleet.snapshot().inSync === 1, 'in sync', { timeoutMs: 10_000 });
       const unknownType = encodeFrame({ type: 'ping', t: 1 });
