@@ -20,7 +20,7 @@ import { type serveOptions, serverOptions, splitEndpoints } from './options.js';
 import type { Upstream } from './pipeline/seams.js';
 import { type ServerHandle, startServer } from './server.js';
 import { ReplicaBalancer } from './fleet/balancer.js';
-import { realClock } from '../clock.js';
+import { deadline, realClock } from '../clock.js';
 import { tlsSettingsOf } from './transport/tls/options.js';
 
 export type ServeConfig = ConfigOf<typeof serveOptions>;
@@ -141,7 +141,18 @@ function waitForAbort(signal: AbortSignal): Promise<void> {
 }
 
 /** The `run` of `cattail serve`, with the upstream taken from `factory`. */
-export function createServeCommand(factory: UpstreamFactory, makeLogger: (level: string) => Logger = (l) => createLogger(l, 'cattail-serve')) {
+/**
+ * The longest the drain waits for the final checkpoint (beforeDrain), in ms. Why bounded: a state
+ * volume that stops answering (a stalled network disk) held SIGTERM's drain, and with it the
+ * agents' GOODBYEs, until the kubelet's SIGKILL. The deploy's grace period is shutdownTimeoutMs +
+ * 30 s (docs/deploy.md), so the checkpoint gets half of that margin. A write cut off leaves the
+ * previous file in place (it is written aside and renamed), so the restart is warm from an older
+ * checkpoint or cold, never wrong.
+ */
+export const FINAL_CHECKPOINT_MAX_MS = 15_000;
+
+/** `finalCheckpointMaxMs`: for tests (default FINAL_CHECKPOINT_MAX_MS). */
+export function createServeCommand(factory: UpstreamFactory, makeLogger: (level: string) => Logger = (l) => createLogger(l, 'cattail-serve'), finalCheckpointMaxMs = FINAL_CHECKPOINT_MAX_MS) {
   return async (config: ServeConfig, ctx: ServeContext): Promise<number> => {
     // Checked before the upstream is built, so a half-set TLS configuration fails at once.
     const tls = tlsSettingsOf(config, 'cattail serve');
@@ -179,7 +190,14 @@ export function createServeCommand(factory: UpstreamFactory, makeLogger: (level:
     if (agents > 0) ctx.stdout.write(`cattail serve: draining ${agents} agent(s) over up to ${Math.ceil(config.shutdownTimeoutMs / 1000)} s; signal again to close them at once\n`);
     // The last checkpoint is taken before any agent leaves: every agent it served then holds
     // that state or a newer one, so each can rebase on the restarted replica (warm-state.ts).
-    await built.beforeDrain?.();
+    if (built.beforeDrain !== undefined) {
+      const t0 = realClock.monotonic();
+      const late = new Error('the final checkpoint did not finish in time');
+      await deadline((fn, ms) => realClock.setTimeout(fn, ms), built.beforeDrain(), finalCheckpointMaxMs, () => late).catch((err: unknown) => {
+        if (err !== late) log.error({ err }, 'the final checkpoint failed; draining without it (the previous checkpoint stays)');
+        else log.warn({ waitedMs: Math.round(realClock.monotonic() - t0), limitMs: finalCheckpointMaxMs }, 'the final checkpoint did not finish in time; draining without waiting for it (the previous checkpoint stays)');
+      });
+    }
     const drained = server.drain();
     const force = ctx.forceSignal;
     // A second signal: the operator wants out now. The rest get GOODBYE at once (reconnect delays

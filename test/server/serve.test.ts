@@ -163,6 +163,36 @@ describe('cattail serve: stopping', () => {
   });
 });
 
+describe('cattail serve: the final checkpoint', () => {
+  it('drains without it once it has taken finalCheckpointMaxMs (a state volume that hangs), and says so', async () => {
+    const logged = sink();
+    const ac = new AbortController();
+    const upstream = ScriptedUpstream.withFeeds('felix');
+    let asked = 0;
+    const serve = createServeCommand(
+      // A checkpoint write that never returns: the drain must not wait for it past the limit.
+      () => Promise.resolve({ upstream, description: 'scripted', beforeDrain: () => (asked++, new Promise<void>(() => undefined)) }),
+      (level) => pino({ level }, logged),
+      50,
+    );
+    const config = resolveConfig(serveOptions, { argv: ['--kubeconfig', '/k', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0'] }).config;
+    const stdout = sink();
+    const done = serve(config, { stdout, env: {}, signal: ac.signal });
+    await new Promise<void>((resolve) => stdout.on('line', () => stdout.text().includes('connect an agent') && resolve()));
+    const url = /agents on (ws:\S+)/.exec(stdout.text())?.[1] as string;
+    upstream.apply('felix', { '/pods/ns/a': { a: 1 } }, { status: 'in-sync' });
+    const a = new TestAgent(url, { feeds: [{ name: 'felix' }] });
+    await a.untilRevision('felix', 1);
+    ac.abort();
+    expect(await done).toBe(0);
+    expect(asked).toBe(1);
+    expect(await a.closed).toBe(4010);
+    expect(a.goodbyes).toEqual(['shutdown']);
+    const warn = logged.text().trim().split('\n').map((l) => JSON.parse(l) as { level: number; msg: string; limitMs?: number }).find((l) => l.msg.includes('final checkpoint did not finish'));
+    expect(warn).toMatchObject({ level: 40, limitMs: 50 });
+  });
+});
+
 describe('cattail serve --embedded-sim (the npm start path)', () => {
   it('serves the simulated cluster through the real upstream, says so loudly, and gets ready', async () => {
     const stdout = sink();

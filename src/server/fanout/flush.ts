@@ -73,10 +73,20 @@ const pending = { sinks: [] as AgentSink[], bufs: [] as Buffer[], conns: [] as C
 /** Decisions per block of writes in flushOneFeed. */
 const WRITE_BLOCK = 128;
 
-/** Writes the first `n` pending buffers to their sinks; returns 0 (the block is empty again). */
+/**
+ * Writes the first `n` pending buffers to their sinks; returns 0 (the block is empty again). Never
+ * throws: a sink that throws (a transport bug) closes its own connection, so the rest of the block
+ * is written, and flushOneFeed's finally cannot write a buffer twice.
+ */
 function writePending(n: number): number {
   const { sinks, bufs, conns } = pending;
-  for (let j = 0; j < n; j++) if (!(sinks[j] as AgentSink).write(bufs[j] as Buffer)) (conns[j] as Connection).notQuiet();
+  for (let j = 0; j < n; j++) {
+    try {
+      if (!(sinks[j] as AgentSink).write(bufs[j] as Buffer)) (conns[j] as Connection).notQuiet();
+    } catch (err) {
+      (conns[j] as Connection).failWith(err);
+    }
+  }
   return 0;
 }
 
@@ -84,6 +94,8 @@ export class Flusher {
   private pending = false;
   private timer: Timer | undefined;
   private digestTimer: Timer | undefined;
+  /** A unit's encoding failure was logged in this flush (refuseUnit). */
+  private failureLogged = false;
   /** Monotonic ms of the last flush (health: a flush that never comes is a stuck server). */
   lastFlushMs: number;
 
@@ -136,6 +148,7 @@ export class Flusher {
     const { o, stats } = this.ctx;
     this.pending = false;
     this.timer = undefined;
+    this.failureLogged = false;
     const now = o.clock.monotonic();
     this.lastFlushMs = now;
     this.service.newRound();
@@ -170,42 +183,47 @@ export class Flusher {
     // write. Nothing between the passes can change a decision: each connection has one cursor
     // per feed, and a write emits nothing synchronously (drain and errors come later).
     // Backwards: a cursor that leaves the list during the walk swaps in one already visited.
-    for (let i = list.length - 1; i >= 0; i--) {
-      const cursor = list[i] as FeedCursor;
-      const conn = cursor.conn;
-      const above = conn.aboveHighWater(hwm);
-      const buf = this.bufferFor(u, cursor, above, now);
-      if (buf !== undefined) {
-        if (Array.isArray(buf)) {
-          // A scoped unit: shared part + node part, one corked write.
-          conn.beginBatch();
-          for (const b of buf) {
-            conn.writeShared(b);
-            bytes += b.length;
+    // The finally writes the block's decided buffers even if the walk throws (a bug; a cursor's own
+    // encoding failure is caught in bufferFor): their cursors have already moved to u.to.
+    try {
+      for (let i = list.length - 1; i >= 0; i--) {
+        const cursor = list[i] as FeedCursor;
+        const conn = cursor.conn;
+        const above = conn.aboveHighWater(hwm);
+        const buf = this.bufferFor(u, cursor, above, now);
+        if (buf !== undefined) {
+          if (Array.isArray(buf)) {
+            // A scoped unit: shared part + node part, one corked write.
+            conn.beginBatch();
+            for (const b of buf) {
+              conn.writeShared(b);
+              bytes += b.length;
+            }
+            conn.endBatch();
+          } else {
+            const sink = conn.sinkFor(buf.length);
+            if (sink === undefined) conn.writeShared(buf);
+            else {
+              pending.sinks[n] = sink;
+              pending.bufs[n] = buf;
+              pending.conns[n] = conn;
+              // In blocks: the first sockets need not wait for every decision (the latency of a
+              // change to 5,000 agents), and a block is long enough for the misses to overlap.
+              if (++n === WRITE_BLOCK) n = writePending(n);
+            }
+            bytes += buf.length;
           }
-          conn.endBatch();
-        } else {
-          const sink = conn.sinkFor(buf.length);
-          if (sink === undefined) conn.writeShared(buf);
-          else {
-            pending.sinks[n] = sink;
-            pending.bufs[n] = buf;
-            pending.conns[n] = conn;
-            // In blocks: the first sockets need not wait for every decision (the latency of a
-            // change to 5,000 agents), and a block is long enough for the misses to overlap.
-            if (++n === WRITE_BLOCK) n = writePending(n);
-          }
-          bytes += buf.length;
+          writes++;
         }
-        writes++;
+        if (conn.needsService && !above) this.service.queue(conn);
       }
-      if (conn.needsService && !above) this.service.queue(conn);
+    } finally {
+      writePending(n);
+      // Not kept past the flush: closed sockets must not stay reachable from here.
+      pending.sinks.length = 0;
+      pending.bufs.length = 0;
+      pending.conns.length = 0;
     }
-    writePending(n);
-    // Not kept past the flush: closed sockets must not stay reachable from here.
-    pending.sinks.length = 0;
-    pending.bufs.length = 0;
-    pending.conns.length = 0;
     return { writes, bytes };
   }
 
@@ -259,8 +277,7 @@ export class Flusher {
       try {
         return this.unitBuffer(u, conn, withStatus ? st.frame : undefined);
       } catch (err) {
-        if (!isEntryTooLarge(err)) throw err;
-        conn.fail('CATTAIL_SERVER_ENTRY_TOO_LARGE', err.message);
+        this.refuseUnit(conn, err);
         return undefined;
       }
     }
@@ -340,8 +357,7 @@ export class Flusher {
         const tail = withStatus ? Buffer.concat([part, feed.statusFrame(min, conn.scopeNode).frame]) : part;
         return shared.length === 0 ? tail : [shared, tail];
       } catch (err) {
-        if (!isEntryTooLarge(err)) throw err;
-        conn.fail('CATTAIL_SERVER_ENTRY_TOO_LARGE', err.message);
+        this.refuseUnit(conn, err);
         return undefined;
       }
     }
@@ -362,6 +378,24 @@ export class Flusher {
       }
     }
     return undefined;
+  }
+
+  /**
+   * A unit this connection cannot be sent closes it alone: ENTRY_TOO_LARGE when a value does not
+   * fit its frames, CATTAIL_INTERNAL (4012) when encoding for its compression and frame size
+   * failed otherwise. Rethrown, any other error ended the whole walk in `guarded`: the cursors
+   * not yet visited missed the unit until a later flush (none, on a quiet cluster), and the
+   * failing agent stayed open at a revision its socket never got.
+   */
+  private refuseUnit(conn: Connection, err: unknown): void {
+    if (isEntryTooLarge(err)) {
+      conn.fail('CATTAIL_SERVER_ENTRY_TOO_LARGE', err.message);
+      return;
+    }
+    // Once per flush: a failure of the shared encoding would otherwise log once per agent.
+    if (!this.failureLogged) this.ctx.o.log?.error({ err, node: conn.node }, 'encoding a delta for a connection failed; closing it (logged once per flush)');
+    this.failureLogged = true;
+    conn.failWith(err);
   }
 
   /** One unit per feed that changed (revision or status) since the last flush; undefined if none did. */

@@ -131,11 +131,28 @@ export class ServiceQueue {
 
   private run(): void {
     this.scheduled = false;
-    const cut = this.queued.runTurn((conn) => this.service(conn));
+    const cut = this.queued.runTurn((conn) => this.serveOne(conn));
     this.ctx.stats.serviceTurns++;
     if (cut) this.ctx.stats.serviceTurnsCut++;
     // The next turn comes after the loop's timers and I/O: flushes to caught-up agents go between.
     if (this.queued.size > 0) this.scheduleRun();
+  }
+
+  /**
+   * One connection's service with its failure kept to it: an exception from its step (a bug, a
+   * transport that throws on write) closes that connection with its code (CATTAIL_INTERNAL, 4012,
+   * for anything uncoded) and the turn goes on. Unguarded, the exception ended the whole turn in
+   * `guarded`: the connections queued after it waited for some later event to queue them again
+   * (hours on a quiet cluster), and the failing one stayed open, served by nothing.
+   */
+  private serveOne(conn: Connection): number {
+    try {
+      return this.service(conn);
+    } catch (err) {
+      this.ctx.o.log?.error({ err, node: conn.node }, 'serving a connection failed; closing it');
+      conn.failWith(err);
+      return 0;
+    }
   }
 
   /** Brings one connection as far forward as its socket allows; returns the bytes handed to it. */
