@@ -223,6 +223,7 @@ export class Client {
       watermarks: { ...s.appliedWatermarks },
       lagMs: live ? 0 : rt.lastLiveAt === undefined ? undefined : Math.max(0, this.opts.clock.monotonic() - rt.lastLiveAt),
       snapshot: s.snapshotProgress,
+      historySkips: s.historySkips,
     };
   }
 

@@ -116,6 +116,12 @@ export class FeedState {
   stale = false;
   /** The revision at which the digest last matched the server's (SNAPSHOT_END or STATUS). */
   verifiedRevision: number | undefined;
+  /**
+   * Times the held state skipped part of the feed's history (FeedStatus.historySkips): a snapshot
+   * that replaced a loaded state, or a DELTA unit that deleted keys not held (created and deleted
+   * between two units this client received).
+   */
+  historySkips = 0;
   /** True once any snapshot was applied: reconciliation then emits deletions for vanished keys. */
   private loaded = false;
   private snapshot: PendingSnapshot | undefined;
@@ -302,6 +308,7 @@ export class FeedState {
     }
     if (this.loaded) {
       for (const key of this.entries.keys()) if (!s.entries.has(key)) deletes.push(key);
+      this.historySkips++;
     }
     this.entries.clear();
     for (const [k, v] of s.entries) this.entries.set(k, v);
@@ -393,9 +400,13 @@ export class FeedState {
       this.digest.add(key, value);
       realUpserts.push([key, value]);
     }
+    let unheld = 0;
     for (const key of d.deletes) {
       const old = this.entries.get(key);
-      if (old === undefined) continue;
+      if (old === undefined) {
+        unheld++;
+        continue;
+      }
       this.digest.remove(key, old);
       this.entries.delete(key);
       realDeletes.push(key);
@@ -417,6 +428,7 @@ export class FeedState {
       this.lastRepair = { entries: realUpserts.length + realDeletes.length };
     }
     this.revision = d.to;
+    if (unheld > 0) this.historySkips++;
     if (realUpserts.length + realDeletes.length === 0) return undefined;
     return { feed: this.name, revision: d.to, cause: 'delta', upserts: realUpserts, deletes: realDeletes };
   }

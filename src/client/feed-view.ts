@@ -40,6 +40,14 @@ export interface FeedStatus {
   lagMs: number | undefined;
   /** While a snapshot loads: entries received and announced. */
   snapshot: { received: number; total: number; rawBytes: number } | undefined;
+  /**
+   * Times the held state skipped part of the feed's history: a snapshot replaced a loaded state
+   * (a resync), or a DELTA deleted keys this client did not hold (created and deleted between two
+   * units it received). Most hosts can ignore it. One that serves the feed on (a tier-2 replica)
+   * must not let its own agents continue across such a skip from before it: keys may have come
+   * and gone unseen (PROTOCOL.md §7.1).
+   */
+  historySkips: number;
 }
 
 export interface SnapshotProgress {

@@ -318,10 +318,13 @@ export const serveOptions = {
   upstreamCattail: opt.list({
     default: [],
     check: (v) => {
-      const bad = splitEndpoints(v).find((u) => !isWsUrl(u));
+      const urls = splitEndpoints(v);
+      // Given but empty (`--upstream-cattail ""`, a template variable left unset): not "unset".
+      if (v.length > 0 && urls.length === 0) return 'expected ws:// or wss:// URLs of tier-1 replicas, and the value names none';
+      const bad = urls.find((u) => !isWsUrl(u));
       return bad === undefined ? undefined : `expected ws:// or wss:// URLs of tier-1 replicas, and ${JSON.stringify(bad)} is not one`;
     },
-    help: 'Follow another Cattail (tier 1) at these agent URLs instead of the API server: a second tier, so the API server sees one set of watches however many replicas there are. Entries, watermarks, sync status and staleness pass through unchanged; built-in feeds only.',
+    help: 'Follow another Cattail (tier 1) at these agent URLs instead of the API server: a second tier, so the API server sees one set of watches however many replicas there are. Entries, watermarks, sync status and staleness pass through unchanged; built-in feeds only. wss:// uses the system\'s CAs and no client certificate (a tier 1 that requires mutual TLS cannot be followed yet).',
   }),
   service: opt.string({
     default: undefined,

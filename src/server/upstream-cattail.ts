@@ -9,13 +9,20 @@
  *   (keys gone are deletions), so the tier-2 store changes by exactly the real differences;
  * - watermarks, sync status and `stale`: from every SNAPSHOT_END and STATUS (the client's
  *   `feedStatus` event), watermark-only ones included, so agents can compare replicas of either
- *   tier (PROTOCOL.md §8);
+ *   tier (PROTOCOL.md §8). Entries changed by a unit go to the store together with the
+ *   watermarks of the feedStatus that follows it, so each revision is recorded at the watermarks
+ *   it was made at (what a rebase between tier-2 replicas compares); a skip in the client's
+ *   history (a resync, deletions of keys it did not hold) makes that batch a rebase barrier, as a
+ *   relist does on tier 1. The status never goes back from in-sync (PROTOCOL.md §4.7);
  * - digests follow from equal entries.
  * Revisions and resume tokens are this replica's own (they never cross replicas anyway).
  *
- * When tier 1 is unreachable for `staleAfterMs`, every feed is reported stale (as a replica whose
- * API server is down) and keeps serving its last state. Tier 1 is found from a static list or its
- * Service's EndpointSlices, with the client's failover, backoff and behind checks.
+ * When tier 1 has not confirmed a sync for `staleAfterMs` since it was lost (a WELCOME is not
+ * enough: a tier 1 that cuts every snapshot off is as good as gone), every feed is reported stale
+ * (as a replica whose API server is down) and keeps serving its last state. Tier 1 is found from
+ * the static list of `--upstream-cattail`, with the client's failover, backoff and behind checks;
+ * `wss://` uses the system's CAs and presents no client certificate (a tier 1 that requires
+ * mutual TLS cannot be followed yet).
  */
 import { connect, type Client, type ConnectOptions } from '../client/index.js';
 import type { FeedStatus } from '../client/feed-view.js';
@@ -23,7 +30,7 @@ import type { Clock, Timer } from '../clock.js';
 import { ConfigError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { SYNCER_FEEDS } from '../registry.js';
-import type { FeedDefinition, FeedSink, ResourceHealth, Upstream } from './pipeline/seams.js';
+import type { FeedDefinition, FeedSink, FeedUpdate, ResourceHealth, Upstream } from './pipeline/seams.js';
 import { builtinFeed } from './upstream/feeds.js';
 
 export interface CattailUpstreamOptions {
@@ -41,7 +48,19 @@ export interface CattailUpstreamOptions {
   /** TLS to tier 1, the agent's options. */
   readonly tls?: ConnectOptions['tls'];
   readonly kubeconfig?: string | undefined;
+  /** For tests: makes the client that follows tier 1 (default: the client library's connect). */
+  readonly connect?: (o: ConnectOptions) => Tier1Client;
 }
+
+/** What this upstream uses of the client library's Client. */
+export type Tier1Client = Pick<Client, 'on' | 'feed' | 'close'>;
+
+/**
+ * The longest a change waits for the feedStatus that carries its watermarks, in ms. The STATUS
+ * comes in the same socket write as the DELTA (a few ms at most, behind a slow read); this bound
+ * only matters when none comes.
+ */
+export const HELD_MAX_MS = 1_000;
 
 function syncOf(s: FeedStatus['sync']): 'waiting' | 'resyncing' | 'in-sync' | undefined {
   return s === 'unknown' ? undefined : s;
@@ -49,7 +68,7 @@ function syncOf(s: FeedStatus['sync']): 'waiting' | 'resyncing' | 'in-sync' | un
 
 export class CattailUpstream implements Upstream {
   readonly feeds: readonly FeedDefinition[];
-  private client: Client | undefined;
+  private client: Tier1Client | undefined;
   private sink: FeedSink | undefined;
   private readonly everInSync = new Set<string>();
   private lastHealthyMs: number | undefined;
@@ -57,6 +76,11 @@ export class CattailUpstream implements Upstream {
   private staleTimer: Timer | undefined;
   private readonly startedMs: number;
   private readonly modelWarned = new Set<string>();
+  /** Per feed: changes applied by the client and not yet given to the store (see the `change` listener). */
+  private readonly held = new Map<string, FeedUpdate[]>();
+  private heldTimer: Timer | undefined;
+  /** Per feed: the client's historySkips at the last feedStatus. */
+  private readonly skips = new Map<string, number>();
 
   constructor(private readonly o: CattailUpstreamOptions) {
     for (const f of o.feeds) {
@@ -77,7 +101,7 @@ export class CattailUpstream implements Upstream {
   start(sink: FeedSink): void {
     if (this.client !== undefined) return;
     this.sink = sink;
-    const client = connect({
+    const client = (this.o.connect ?? connect)({
       endpoints: this.o.endpoints,
       ...(this.o.service !== undefined ? { service: this.o.service } : {}),
       ...(this.o.kubeconfig !== undefined ? { kubeconfig: this.o.kubeconfig } : {}),
@@ -93,7 +117,15 @@ export class CattailUpstream implements Upstream {
     this.client = client;
     client.on('change', (b) => {
       const updates = [...b.upserts.map((u) => ({ key: u.key, value: u.raw })), ...b.deletes.map((key) => ({ key, value: null }))];
-      if (updates.length > 0) this.sink?.onBatch(b.feed, { updates });
+      if (updates.length === 0) return;
+      // Held until the feedStatus that follows (a snapshot's END, or the STATUS tier 1 sends after
+      // every DELTA of an unscoped feed), so the store records the revision at the watermarks
+      // it was made at. Applied alone, the revision was recorded at the previous watermarks, and a
+      // rebase from another tier-2 replica at those watermarks continued after the change it lacked.
+      const held = this.held.get(b.feed);
+      if (held === undefined) this.held.set(b.feed, updates);
+      else held.push(...updates);
+      this.heldTimer ??= this.o.clock.setTimeout(() => this.releaseHeld(), HELD_MAX_MS);
     });
     client.on('feedStatus', (st) => {
       const theirs = client.feed(st.feed).model;
@@ -102,13 +134,32 @@ export class CattailUpstream implements Upstream {
         this.modelWarned.add(st.feed);
         this.o.log?.error({ feed: st.feed, tier1Model: theirs, model: ours }, 'tier 1 sends another data model than this replica announces; run one release on both tiers');
       }
-      const status = syncOf(st.sync);
+      let status = syncOf(st.sync);
+      // Once in sync, never back (PROTOCOL.md §4.7): a tier-1 replica restarted from its
+      // checkpoint may answer with a snapshot while it is still resyncing; its trouble reaches
+      // agents as `stale`, not as a status that goes backwards.
+      if (status !== 'in-sync' && this.everInSync.has(st.feed)) status = undefined;
       if (status === 'in-sync') this.everInSync.add(st.feed);
       this.lastHealthyMs = this.o.clock.monotonic();
-      this.sink?.onBatch(st.feed, { updates: [], watermarks: { ...st.watermarks }, ...(status !== undefined ? { status } : {}), stale: st.stale });
+      const updates = this.held.get(st.feed) ?? [];
+      this.held.delete(st.feed);
+      // A resync, or deletions of keys the client never held: keys may have come and gone that
+      // another tier-2 replica's agents hold, and this store has no tombstones for them. Like a
+      // relist after a watch gap, the batch is a barrier no rebase from before it crosses.
+      const skips = this.skips.get(st.feed) ?? 0;
+      const barrier = st.historySkips > skips;
+      this.skips.set(st.feed, st.historySkips);
+      if (this.held.size === 0) {
+        // A timer left running would release the next change early, before its STATUS.
+        this.heldTimer?.cancel();
+        this.heldTimer = undefined;
+      }
+      this.sink?.onBatch(st.feed, { updates, watermarks: { ...st.watermarks }, ...(status !== undefined ? { status } : {}), stale: st.stale, ...(barrier ? { barrier: true } : {}) });
     });
     client.on('status', (e) => {
-      if (e.state === 'in-sync' || e.state === 'upstream-stale' || e.state === 'syncing') {
+      // Only a confirmed sync ends the outage: a WELCOME (`syncing`) does not, or a tier 1 that
+      // cut this replica off during every snapshot kept it from ever turning stale.
+      if (e.state === 'in-sync' || e.state === 'upstream-stale') {
         this.disconnectedSinceMs = undefined;
         this.staleTimer?.cancel();
         this.staleTimer = undefined;
@@ -120,6 +171,17 @@ export class CattailUpstream implements Upstream {
     });
   }
 
+  /**
+   * Changes whose feedStatus did not follow within HELD_MAX_MS go to the store alone (at the
+   * watermarks it holds): tier 1 sent a DELTA without a STATUS, which PROTOCOL.md §4.7 allows when
+   * nothing but entries changed, or the connection ended between the two.
+   */
+  private releaseHeld(): void {
+    this.heldTimer = undefined;
+    for (const [feed, updates] of this.held) this.sink?.onBatch(feed, { updates });
+    this.held.clear();
+  }
+
   /** Tier 1 has been away for staleAfterMs: say so on every feed (entries stay). */
   private markStale(): void {
     this.staleTimer = undefined;
@@ -129,6 +191,9 @@ export class CattailUpstream implements Upstream {
 
   async stop(): Promise<void> {
     this.staleTimer?.cancel();
+    this.heldTimer?.cancel();
+    this.heldTimer = undefined;
+    this.held.clear();
     this.sink = undefined;
     const c = this.client;
     this.client = undefined;

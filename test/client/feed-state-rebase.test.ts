@@ -18,6 +18,23 @@ function synced(entries: [string, Buffer][], watermarks: Record<string, string>)
 }
 
 describe('client units - rebase', () => {
+  it('counts the skips in its history: a resync after the first load, a unit deleting keys it did not hold', () => {
+    const fs = synced([['a', b(1)]], { pods: '10' });
+    expect(fs.historySkips).toBe(0);
+    // Ordinary units: no skip.
+    fs.deltaFrame(4, 5, false, [['b', b(2)]], ['a']);
+    expect(fs.historySkips).toBe(0);
+    // A compacted unit carrying the tombstone of a key created and deleted after what we held.
+    expect(fs.deltaFrame(5, 7, false, [], ['gone'])).toBeUndefined();
+    expect(fs.historySkips).toBe(1);
+    // A resync, even one that changes nothing.
+    fs.startConnection('snapshot');
+    fs.snapshotBegin(9, 1, 0);
+    fs.snapshotChunk(9, [['b', b(2)]]);
+    fs.snapshotEnd({ revision: 9, digest: fullDigest([['b', b(2)]]), watermarks: { pods: '12' }, status: 'in-sync', stale: false, token: Buffer.from('t9') });
+    expect(fs.historySkips).toBe(2);
+  });
+
   it('offers its watermarks only while they describe the held state', () => {
     const fs = synced([['a', b(1)]], { pods: '10' });
     expect(fs.rebaseWatermarks()).toEqual({ pods: '10' });

@@ -1,4 +1,5 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -10,6 +11,7 @@ import { resolveConfig } from '../../src/config/load.js';
 import { serveOptions, splitEndpoints } from '../../src/server/options.js';
 import { createServeCommand, resolveUpstreamSource } from '../../src/server/serve.js';
 import { ScriptedUpstream } from '../support/scripted-upstream.js';
+import { startServer } from '../../src/server/server.js';
 import { TestAgent } from './helpers/agent.js';
 
 function sink(): Writable & { text: () => string; lines: string[] } {
@@ -51,6 +53,38 @@ describe('cattail serve', () => {
     const r = await run(['serve']);
     expect(r.code).toBe(2);
     expect(r.err).toContain('CATTAIL_SERVE_NO_UPSTREAM_CONFIG');
+  });
+
+  it('refuses an --upstream-cattail that names no URL (an empty template variable) instead of starting', async () => {
+    for (const value of ['', ',', ' , ']) {
+      const r = await run(['serve', '--upstream-cattail', value, '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0']);
+      expect(r.code, JSON.stringify(value)).toBe(2);
+      expect(r.err).toContain('CATTAIL_CONFIG_INVALID_VALUE');
+      expect(r.err).toContain('names none');
+    }
+  });
+
+  it('an upstream that fails to start leaves no port open: the server closes what it opened', async () => {
+    const free = async (): Promise<number> => {
+      const srv = createServer();
+      await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+      const port = (srv.address() as AddressInfo).port;
+      await new Promise<void>((resolve) => srv.close(() => resolve()));
+      return port;
+    };
+    const [agentPort, httpPort] = [await free(), await free()];
+    const upstream = ScriptedUpstream.withFeeds('felix');
+    upstream.start = () => {
+      throw new Error('injected: the upstream cannot start');
+    };
+    await expect(startServer({ upstream, defaultMetrics: false, listen: `127.0.0.1:${agentPort}`, httpListen: `127.0.0.1:${httpPort}` })).rejects.toThrow('injected');
+    expect(upstream.stopped).toBe(true);
+    // Both ports are free again: binding them succeeds.
+    for (const port of [agentPort, httpPort]) {
+      const srv = createServer();
+      await new Promise<void>((resolve, reject) => srv.once('error', reject).listen(port, '127.0.0.1', resolve));
+      await new Promise<void>((resolve) => srv.close(() => resolve()));
+    }
   });
 
   it('validates its options before anything else', async () => {

@@ -1,0 +1,133 @@
+/**
+ * The second tier's upstream (upstream-cattail.ts) against a scripted tier-1 client: what reaches
+ * the store, in which batches, and when the feed turns stale. The client's events are emitted by
+ * hand and the clock is a FakeClock, so each case is exact. tier2.test.ts runs the real thing.
+ */
+import { describe, expect, it } from 'vitest';
+import type { ChangeBatch, FeedStatus } from '../../src/client/feed-view.js';
+import type { StatusEvent } from '../../src/client/status.js';
+import { FakeClock } from '../../src/clock.js';
+import type { FeedBatch } from '../../src/server/pipeline/seams.js';
+import { CattailUpstream, HELD_MAX_MS, type Tier1Client } from '../../src/server/upstream-cattail.js';
+
+interface Events {
+  change: ChangeBatch;
+  feedStatus: FeedStatus;
+  status: StatusEvent;
+}
+
+/** A tier-1 client whose events the test emits. */
+class ScriptedClient {
+  readonly listeners: { [K in keyof Events]: ((e: Events[K]) => void)[] } = { change: [], feedStatus: [], status: [] };
+  on<K extends keyof Events>(event: K, fn: (e: Events[K]) => void): () => void {
+    (this.listeners[event] as ((e: Events[K]) => void)[]).push(fn);
+    return () => undefined;
+  }
+  emit<K extends keyof Events>(event: K, e: Events[K]): void {
+    for (const fn of this.listeners[event] as ((e: Events[K]) => void)[]) fn(e);
+  }
+  feed(): { model: undefined } {
+    return { model: undefined };
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+function setup(staleAfterMs = 1_000) {
+  const clock = new FakeClock();
+  const client = new ScriptedClient();
+  const batches: FeedBatch[] = [];
+  const up = new CattailUpstream({
+    endpoints: ['ws://tier1.test:5473/'], service: undefined, feeds: ['felix'], replicaId: 't2', staleAfterMs, clock,
+    connect: () => client as unknown as Tier1Client,
+  });
+  up.start({ onBatch: (_feed, b) => batches.push(b) });
+  return { clock, client, batches, up };
+}
+
+const change = (key: string, v: number): ChangeBatch => ({ feed: 'felix', revision: v, cause: 'delta', upserts: [{ key, value: Buffer.from([v]), raw: Buffer.from([v]) }], deletes: [] });
+const status = (sync: FeedStatus['sync'], watermarks: Record<string, string>, stale = false, historySkips = 0): FeedStatus => ({
+  feed: 'felix', sync, stale, revision: 1, size: 1, verifiedRevision: 1, watermarks, lagMs: 0, snapshot: undefined, historySkips,
+});
+const state = (s: StatusEvent['state']): StatusEvent => ({ state: s, from: 'idle', endpoint: 'ws://tier1.test:5473/', serverId: undefined, reason: undefined, delayMs: undefined, staleFeeds: undefined, discovery: undefined, attempt: 0, at: 0 });
+
+describe('tier 2: what reaches the store', () => {
+  it('a change goes to the store with the watermarks of the STATUS that follows it, in one batch', () => {
+    const { client, batches } = setup();
+    client.emit('feedStatus', status('in-sync', { pods: '100' }));
+    client.emit('change', change('/a', 1));
+    client.emit('change', change('/b', 2));
+    // Nothing yet: a revision applied now would be recorded at {pods: 100}, before the change.
+    expect(batches).toHaveLength(1);
+    client.emit('feedStatus', status('in-sync', { pods: '105' }));
+    expect(batches).toHaveLength(2);
+    expect(batches[1]?.updates.map((u) => u.key)).toEqual(['/a', '/b']);
+    expect(batches[1]?.watermarks).toEqual({ pods: '105' });
+    expect(batches[1]?.status).toBe('in-sync');
+  });
+
+  it('a change with no STATUS after it goes alone after HELD_MAX_MS, and a later one waits its own full time', () => {
+    const { clock, client, batches } = setup();
+    client.emit('change', change('/a', 1));
+    clock.advance(HELD_MAX_MS - 1);
+    expect(batches).toHaveLength(0);
+    clock.advance(1);
+    expect(batches).toEqual([{ updates: [{ key: '/a', value: Buffer.from([1]) }] }]);
+    // A change whose STATUS came cancels the timer: the next change is not released early.
+    client.emit('change', change('/b', 2));
+    client.emit('feedStatus', status('in-sync', { pods: '7' }));
+    clock.advance(HELD_MAX_MS - 10);
+    client.emit('change', change('/c', 3));
+    clock.advance(20);
+    expect(batches).toHaveLength(2);
+    client.emit('feedStatus', status('in-sync', { pods: '8' }));
+    expect(batches[2]).toMatchObject({ updates: [{ key: '/c' }], watermarks: { pods: '8' } });
+  });
+
+  it('once in sync, a tier-1 status that goes back (a replica resyncing from its checkpoint) is not passed on', () => {
+    const { client, batches } = setup();
+    client.emit('feedStatus', status('resyncing', { pods: '1' }));
+    client.emit('feedStatus', status('in-sync', { pods: '2' }));
+    client.emit('feedStatus', status('resyncing', { pods: '3' }, true));
+    expect(batches.map((b) => b.status)).toEqual(['resyncing', 'in-sync', undefined]);
+    // Its watermarks and staleness still are.
+    expect(batches[2]).toMatchObject({ watermarks: { pods: '3' }, stale: true });
+  });
+
+  it('marks the batch after a skip in the client\'s history (a resync, unheld deletions) as a barrier, once', () => {
+    const { client, batches } = setup();
+    client.emit('feedStatus', status('in-sync', { pods: '1' }));
+    client.emit('change', change('/a', 1));
+    client.emit('feedStatus', status('in-sync', { pods: '2' }, false, 1));
+    client.emit('feedStatus', status('in-sync', { pods: '3' }, false, 1));
+    expect(batches.map((b) => b.barrier)).toEqual([undefined, true, undefined]);
+  });
+});
+
+describe('tier 2: staleness', () => {
+  it('turns stale when tier 1 keeps cutting it off after WELCOME (syncing) for staleAfterMs', () => {
+    const { clock, client, batches, up } = setup(1_000);
+    client.emit('feedStatus', status('in-sync', { pods: '1' }));
+    client.emit('status', state('in-sync'));
+    client.emit('status', state('reconnecting'));
+    for (let i = 0; i < 3; i++) {
+      clock.advance(300);
+      client.emit('status', state('syncing'));
+      clock.advance(100);
+      client.emit('status', state('reconnecting'));
+    }
+    expect(batches.some((b) => b.stale === true)).toBe(true);
+    expect(up.health().every((h) => h.stale)).toBe(true);
+  });
+
+  it('a confirmed sync ends the outage: no stale after it', () => {
+    const { clock, client, batches } = setup(1_000);
+    client.emit('status', state('reconnecting'));
+    clock.advance(500);
+    client.emit('status', state('syncing'));
+    client.emit('status', state('in-sync'));
+    clock.advance(5_000);
+    expect(batches.some((b) => b.stale === true)).toBe(false);
+  });
+});
