@@ -12,6 +12,7 @@ import { readFile } from 'node:fs/promises';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { CattailError } from '../errors.js';
 import type { TlsOptions } from './connect-options.js';
+import { uriSansOf } from '../x509-san.js';
 
 /** The subset of `ws` / `tls.connect` options this module produces. */
 export interface WsTlsOptions {
@@ -41,13 +42,9 @@ export async function loadTls(tls: TlsOptions): Promise<WsTlsOptions> {
   return out;
 }
 
-/** URI SANs of a certificate (`subjectaltname` is "DNS:a, URI:spiffe://…, IP Address:…"). */
+/** URI SANs of a certificate (src/x509-san.ts: Node quotes values with separators in them). */
 export function uriSans(cert: PeerCertificate): string[] {
-  const san = cert.subjectaltname ?? '';
-  return san
-    .split(/,\s*/)
-    .filter((p) => p.startsWith('URI:'))
-    .map((p) => p.slice(4));
+  return uriSansOf(cert.subjectaltname);
 }
 
 function identityCheck(tls: TlsOptions): (host: string, cert: PeerCertificate) => Error | undefined {

@@ -196,7 +196,7 @@ export const serverOptions = {
   }),
   scopeNodeUriSanPrefix: opt.string({
     default: undefined,
-    help: 'With scopedFeeds and mutual TLS: an agent\'s node is the rest of the first URI SAN of its certificate that starts with this prefix (e.g. spiffe://cluster.local/node/). Unset: the certificate\'s CN. A certificate without one, or a HELLO naming another node, is refused (CATTAIL_SERVER_NODE_MISMATCH, close 4011).',
+    help: 'With scopedFeeds and mutual TLS: an agent\'s node is the rest of the first URI SAN of its certificate that starts with this prefix (e.g. spiffe://cluster.local/node/). Unset: the certificate\'s CN. A certificate without one, or a HELLO naming another node, is refused (CATTAIL_SERVER_NODE_MISMATCH, close 4011). Needs clientCaFile: without client certificates no node is proven, so the server refuses to start.',
     check: (v) => (v === '' ? 'expected a non-empty prefix' : undefined),
   }),
   deltaLogMaxAgeMs: opt.int({

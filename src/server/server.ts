@@ -199,6 +199,15 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
     feed.scope = new ScopeIndex(policy, feed.store);
     feed.monotonic = () => clock.monotonic();
   }
+  // The prefix names where in a client certificate the node is proven; without a client CA no
+  // certificate is asked for, and every HELLO's node would be believed while the operator thinks
+  // nodes are proven.
+  if (o.scopeNodeUriSanPrefix !== undefined && tlsSettings?.allow === undefined) {
+    throw new InvalidArgumentError('option scopeNodeUriSanPrefix (--scope-node-uri-san-prefix) needs clientCaFile (--client-ca-file): without it no client certificate is asked for, and no node is proven', { details: { option: 'scopeNodeUriSanPrefix' } });
+  }
+  if (scopedFeeds.size > 0) {
+    log?.info({ scopedFeeds: [...scopedFeeds], node: tlsSettings?.allow === undefined ? 'taken from HELLO (no client certificates: any agent can name any node)' : o.scopeNodeUriSanPrefix !== undefined ? 'proven by the client certificate\'s URI SAN' : 'proven by the client certificate\'s CN' }, 'per-node scoping');
+  }
   const cache = new SnapshotCache({ clock, reuseWindowMs: o.snapshotReuseWindowMs, sliceEntries: o.snapshotBuildSliceEntries, sliceMs: o.snapshotBuildSliceMs, chunkBytes: o.snapshotChunkBytes, compressMinBytes: o.compressMinBytes, metrics });
   const random = options.random ?? Math.random;
   const fanout = new FanOut({

@@ -60,6 +60,12 @@ describe('per-node scoping - the node is the certificate\'s', () => {
     expect(plain.violations).toEqual([]);
   });
 
+  it('refuses to start with scopeNodeUriSanPrefix but no client CA (nothing would be proven)', async () => {
+    const { clientCaFile: _ca, ...serverOnly } = files;
+    await expect(harness({ transport: 'ws', ...serverOnly, feeds: ['felix'], scopedFeeds: ['felix'], scopeNodeUriSanPrefix: PREFIX })).rejects.toMatchObject({ code: 'CATTAIL_INVALID_ARGUMENT', message: expect.stringContaining('needs clientCaFile') });
+    await expect(harness({ feeds: ['felix'], scopedFeeds: ['felix'], scopeNodeUriSanPrefix: PREFIX })).rejects.toMatchObject({ code: 'CATTAIL_INVALID_ARGUMENT' });
+  });
+
   it('with scopeNodeUriSanPrefix takes the node from the URI SAN; a certificate without one is refused', async () => {
     const h = await server({ scopeNodeUriSanPrefix: PREFIX });
     const good = h.agent({ feeds: [{ name: 'felix' }], node: 'n2', caps: CAPS, tls: tlsOf(n2ByUri) });

@@ -11,6 +11,7 @@
  */
 import type { PeerCertificate, TLSSocket } from 'node:tls';
 import type { TlsIdentity as PeerTls } from '../seam.js';
+import { uriSansOf as uriSansIn } from '../../../x509-san.js';
 
 /** What a verified certificate says about the agent; shown in /debug/clients and logs. */
 export interface TlsIdentity {
@@ -38,12 +39,9 @@ export type TlsVerdict =
   | { readonly ok: true; readonly identity: TlsIdentity }
   | { readonly ok: false; readonly reason: TlsRefusalReason; readonly message: string; readonly identity: TlsIdentity | undefined };
 
-/** URI SANs of a certificate (`subjectaltname` is "DNS:a, URI:spiffe://…, IP Address:…"). */
+/** URI SANs of a certificate (src/x509-san.ts: Node quotes values with separators in them). */
 export function uriSansOf(cert: PeerCertificate): string[] {
-  return (cert.subjectaltname ?? '')
-    .split(/,\s*/)
-    .filter((p) => p.startsWith('URI:'))
-    .map((p) => p.slice(4));
+  return uriSansIn(cert.subjectaltname);
 }
 
 /**
