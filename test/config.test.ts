@@ -127,6 +127,15 @@ describe('config - errors name the option, source and value', () => {
   it('rejects unknown keys in the file and unknown flags', () => {
     expect(codeOf(() => resolveConfig(table, { argv: ['--config', '/x.yaml'], readFile: files({ '/x.yaml': 'pingIntervalMS: 5' }) })).code).toBe('CATTAIL_CONFIG_UNKNOWN_OPTION');
     expect(codeOf(() => resolveConfig(table, { argv: ['--pingg'] })).code).toBe('CATTAIL_CONFIG_UNKNOWN_OPTION');
+    // Names only Object.prototype has are unknown in a file too (they used to pass and be ignored).
+    for (const key of ['toString', 'constructor', '__proto__']) {
+      expect(codeOf(() => resolveConfig(table, { argv: ['--config', '/p.json'], readFile: files({ '/p.json': `{${JSON.stringify(key)}: 1}` }) })).code, key).toBe('CATTAIL_CONFIG_UNKNOWN_OPTION');
+    }
+  });
+
+  it('takes an empty CATTAIL_CONFIG as unset, like every other empty CATTAIL_* variable', () => {
+    const r = resolveConfig(table, { env: { CATTAIL_CONFIG: '' }, readFile: files({}) });
+    expect(r.configFile).toBeUndefined();
   });
 
   it('reports an unreadable or unparsable file', () => {

@@ -138,6 +138,9 @@ async function waitInSync(client: Client, timeoutMs: number, clock: Clock, signa
   }, timeoutMs);
   const onSignal = (): void => ac.abort(new CattailError('CATTAIL_CLIENT_CLOSED', 'interrupted before every feed was in sync'));
   signal.addEventListener('abort', onSignal, { once: true });
+  // A signal that came while the command was still starting (imports, discovery access) fired
+  // no listener: without this check the agent ran on until in sync or the timeout.
+  if (signal.aborted) onSignal();
   try {
     await client.whenInSync(ac.signal);
   } finally {

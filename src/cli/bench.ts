@@ -3,13 +3,14 @@
  * terminal, plain lines otherwise), writes the JSON, the SVG plots and the Markdown that links
  * them, and prints the final table.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { renderPlots } from '../bench/plots.js';
 import { Progress } from '../bench/progress.js';
 import { renderMarkdown, renderTable } from '../bench/report.js';
 import { type BenchReport, type Scenario, runBench } from '../bench/run.js';
 import type { ConfigOf } from '../config/options.js';
+import { ConfigError } from '../errors.js';
 import type { benchOptions } from './bench-options.js';
 import type { CommandContext } from './commands.js';
 
@@ -39,6 +40,13 @@ export async function runBenchCommand(config: ConfigOf<typeof benchOptions>, ctx
   const sizes = config.quick
     ? QUICK
     : { agents: config.agents, nodes: config.nodes, podsPerNode: config.podsPerNode, churnPerSec: config.churnPerSec, churnMs: config.churnMs, burstChanges: config.burstChanges, agentsPerWorker: config.agentsPerWorker, stallMs: config.stallMs, apiLoadAgents: config.apiLoadAgents };
+  // Before the run, not after it: a directory that cannot be written lost a whole run's report.
+  try {
+    mkdirSync(config.out, { recursive: true });
+    accessSync(config.out, constants.W_OK);
+  } catch (err) {
+    throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', `option out (--out): cannot write reports to ${JSON.stringify(config.out)}: ${(err as Error).message}`, { cause: err, details: { option: 'out', value: config.out } });
+  }
   const t0 = Date.now();
   const progress = new Progress(ctx.stdout, (ctx.stdout as { isTTY?: boolean }).isTTY === true, () => Date.now() - t0);
   const report = await runBench({

@@ -97,6 +97,15 @@ export async function runAsProcess(argv: readonly string[]): Promise<void> {
   };
   process.on('SIGTERM', handler);
   process.on('SIGINT', handler);
+  // A reader that went away (`cattail agent --json | head -1`): Node ignores SIGPIPE and reports
+  // EPIPE as an 'error' event, which unhandled ended the process with a stack trace. The output
+  // is dropped and the command goes on until it is stopped as usual; a server whose log pipe
+  // broke keeps serving.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+    });
+  }
   const code = await main(argv, { stdout: process.stdout, stderr: process.stderr, env: process.env, signal, forceSignal });
   process.exitCode = code;
   // Long-running commands return after a clean shutdown; anything left (a stuck socket) must not

@@ -201,10 +201,12 @@ export function resolveConfig<S extends OptionTable>(table: S, input: ResolveInp
 
   const flags = parseFlags(table, argv);
 
-  const configFile = input.configFile ?? (flags['config'] as string | undefined) ?? env['CATTAIL_CONFIG'] ?? undefined;
+  // An empty CATTAIL_CONFIG means unset, as every other empty CATTAIL_* variable does.
+  const configFile = input.configFile ?? (flags['config'] as string | undefined) ?? (env['CATTAIL_CONFIG'] || undefined);
   const fileValues = configFile === undefined ? {} : readConfigFile(configFile, input.readFile ?? ((p) => readFileSync(p, 'utf8')));
   for (const key of Object.keys(fileValues)) {
-    if (!(key in table)) {
+    // Own keys only: `in` also found inherited names (a file key `toString` passed, then was ignored).
+    if (!Object.hasOwn(table, key)) {
       throw new ConfigError('CATTAIL_CONFIG_UNKNOWN_OPTION', `config file ${configFile ?? ''}: unknown option ${JSON.stringify(key)} (known: ${names.join(', ')})`, {
         details: { option: key, path: configFile },
       });

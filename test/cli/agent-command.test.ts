@@ -78,6 +78,18 @@ describe('cattail agent', () => {
     expect(r.err).toMatch(/^cattail: CATTAIL_CLIENT_SYNC_TIMEOUT: not every feed was in sync after 300 ms \(state syncing, feeds felix=resyncing\)/);
   });
 
+  it('--once: a signal that came before the agent was waiting still stops it at once, not after --timeout-ms', async () => {
+    const s = await server();
+    s.setStatus('felix', { status: 'resyncing' });
+    const ac = new AbortController();
+    ac.abort();
+    const t0 = Date.now();
+    const r = await run(['agent', '--server', s.url, '--once', '--timeout-ms', '60000'], {}, ac.signal);
+    expect(r.err).toContain('CATTAIL_CLIENT_CLOSED: interrupted before every feed was in sync');
+    expect(r.code).not.toBe(0);
+    expect(Date.now() - t0).toBeLessThan(30_000);
+  });
+
   it('--json prints machine-readable status, progress and line records; flags also come from CATTAIL_* variables', async () => {
     const s = await server();
     const r = await run(['agent', '--once', '--json'], { CATTAIL_SERVER: s.url, CATTAIL_FEED: 'felix,bgp' });
@@ -188,6 +200,23 @@ describe('cattail agent', () => {
     expect(await exited).toBe(4);
     expect(err).toMatch(/^cattail: CATTAIL_CLIENT_DUMP_WRITE_FAILED: cannot write the dump [^\n]*\n$/);
     expect(readdirSync(sub)).toEqual(['state.jsonl']);
+  });
+
+  it('a reader that closes stdout (`| head -1`) does not crash the process: it runs on and stops cleanly on SIGTERM', async () => {
+    const bin = fileURLToPath(new URL('../../bin/cattail.js', import.meta.url));
+    // Nothing listens on port 1: the agent keeps reconnecting, and --json writes a line per status.
+    const child = spawn(process.execPath, [bin, 'agent', '--server', 'ws://127.0.0.1:1/', '--feed', 'felix', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+    child.stdout.destroy();
+    // Long enough for more status lines to hit the closed pipe (the first reconnects come fast).
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(child.exitCode).toBeNull();
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(err).not.toContain('EPIPE');
   });
 
   it.skipIf(!existsSync('/dev/full'))('--dump-format syncer: a write error is reported with its code, and the command fails with it', async () => {

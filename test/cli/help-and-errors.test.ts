@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { main, stopSignals } from '../../src/cli/main.js';
@@ -125,6 +128,18 @@ describe('cli', () => {
       expect(e.err, argv.join(' ')).toMatch(/^cattail: CATTAIL_CONFIG_UNKNOWN_OPTION: unknown option /);
       expect(e.err).not.toMatch(/positional|'--'/);
     }
+  });
+
+  it('bench refuses an --out it cannot write before running anything (exit 2, coded)', async () => {
+    // Under a regular file: no directory can be made there (ENOTDIR), whoever runs the test.
+    const file = join(mkdtempSync(join(tmpdir(), 'cattail-bench-out-')), 'a-file');
+    writeFileSync(file, '');
+    const t0 = Date.now();
+    const r = await run(['bench', '--quick', '--out', join(file, 'reports')]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/^cattail: CATTAIL_CONFIG_INVALID_VALUE: option out \(--out\): cannot write reports to /);
+    // No benchmark ran (a quick run takes tens of seconds).
+    expect(Date.now() - t0).toBeLessThan(10_000);
   });
 
   it('no command takes positional arguments', async () => {
