@@ -12,7 +12,7 @@ import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { CommandContext } from './commands.js';
 import { realClock, type Clock, type Timer } from '../clock.js';
-import type { ConfigOf } from '../config/options.js';
+import { type ConfigOf, flagName } from '../config/options.js';
 import { selectOptions } from '../config/resolve.js';
 import { CattailError, ConfigError } from '../errors.js';
 import { attachSyncer, connect, tlsOptions, type Client, type SnapshotProgress, type StatusEvent } from '../client/index.js';
@@ -41,6 +41,12 @@ export async function runAgent(config: AgentConfig, ctx: CommandContext, deps: A
     if (config.once || config.dump !== undefined) {
       throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', 'options --once and --dump apply to a single full agent, not to --agents or --discard', { details: { option: config.once ? 'once' : 'dump' } });
     }
+    // The load agents are plain ws:// agents named by --node-prefix: options they would not use
+    // are refused, not silently dropped (a wss:// fleet failed TLS with no hint why).
+    const unused = (['stateDir', 'node', 'kubeconfig', ...Object.keys(tlsOptions)] as const).filter((o) => (config as Record<string, unknown>)[o] !== undefined);
+    if (unused.length > 0) {
+      throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', `--agents and --discard run plain load agents; ${unused.map((o) => `--${flagName(o)}`).join(', ')} would not be used (name them with --node-prefix; TLS, state and discovery are for a single full agent)`, { details: { option: unused[0] } });
+    }
     const { runFleet } = await import('./agent-fleet.js');
     return runFleet(config, ctx, clock);
   }
@@ -59,7 +65,7 @@ export async function runAgent(config: AgentConfig, ctx: CommandContext, deps: A
       feeds: config.feed,
       node: config.node ?? hostname(),
       tls,
-      reconnectMaxDelayMs: Math.max(config.reconnectMaxDelayMs, 250),
+      reconnectMaxDelayMs: config.reconnectMaxDelayMs,
       clock,
     });
   } catch (err) {
@@ -333,6 +339,7 @@ class SyncerLog {
 class Output {
   private timer: Timer | undefined;
   private lastLine = '';
+  private lastCheckpointProblem: string | undefined;
   private readonly lastProgressAt = new Map<string, number>();
   private readonly tty: boolean;
   private readonly offs: (() => void)[] = [];
@@ -410,6 +417,15 @@ class Output {
   /** The live status line; printed when it changed (or always on a terminal, in place). */
   line(force: boolean): void {
     const st = this.client.stats;
+    // A checkpoint that cannot be read or written (--state-dir) is not fatal, warm restarts are
+    // just off: said once per new problem, where it used to be kept in the stats unseen.
+    const cp = st.checkpoint?.problem;
+    if (cp !== undefined && cp !== this.lastCheckpointProblem) {
+      const code = cp.slice(0, cp.indexOf(':'));
+      if (this.config.json) this.println(JSON.stringify({ type: 'problem', code, message: cp.slice(code.length + 2) }));
+      else this.println(`problem: ${cp}`);
+    }
+    this.lastCheckpointProblem = cp;
     if (this.config.json) {
       const feeds = Object.fromEntries(Object.values(st.feeds).map((f) => [f.feed, { sync: f.sync, stale: f.stale, revision: f.revision ?? null, objects: f.size, lagMs: f.lagMs ?? null }]));
       const text = JSON.stringify({ type: 'line', state: st.state, serverId: st.serverId ?? null, reconnects: st.reconnects, feeds });

@@ -90,6 +90,18 @@ describe('cattail agent', () => {
     expect(Date.now() - t0).toBeLessThan(30_000);
   });
 
+  it('--state-dir that cannot be used: says so (problem line), warm restarts off, the agent itself still works (exit 0)', async () => {
+    const s = await server();
+    const file = join(dir, 'not-a-dir');
+    writeFileSync(file, '');
+    const r = await run(['agent', '--server', s.url, '--once', '--state-dir', join(file, 'state')]);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^problem: CATTAIL_CLIENT_CHECKPOINT_(INVALID|WRITE_FAILED): .*ENOTDIR/m);
+    const j = await run(['agent', '--server', s.url, '--once', '--json', '--state-dir', join(file, 'state')]);
+    const problems = j.out.trim().split('\n').map((l) => JSON.parse(l) as { type: string; code?: string }).filter((l) => l.type === 'problem');
+    expect(problems.map((p) => p.code)[0]).toMatch(/^CATTAIL_CLIENT_CHECKPOINT_/);
+  });
+
   it('--json prints machine-readable status, progress and line records; flags also come from CATTAIL_* variables', async () => {
     const s = await server();
     const r = await run(['agent', '--once', '--json'], { CATTAIL_SERVER: s.url, CATTAIL_FEED: 'felix,bgp' });

@@ -26,4 +26,20 @@ describe('cattail agent --agents (many agents in one process)', () => {
     expect(r.code).not.toBe(0);
     expect(r.err).toMatch(/CATTAIL_CONFIG_INVALID_VALUE.*--once and --dump/);
   });
+
+  it('refuses a --reconnect-max-delay-ms below the initial delay (it used to be raised to 250 ms silently)', async () => {
+    const r = await run(['agent', '--server', 'ws://127.0.0.1:1/', '--reconnect-max-delay-ms', '10', '--once']);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/CATTAIL_CONFIG_INVALID_VALUE: invalid agent options: .*reconnectMaxDelayMs/);
+  });
+
+  it('refuses the options a load agent would not use (TLS, state, node, kubeconfig) instead of dropping them', async () => {
+    for (const [flag, value] of [['--ca-file', '/ca.pem'], ['--state-dir', '/tmp/x'], ['--node', 'n1'], ['--kubeconfig', '/k']]) {
+      for (const mode of [['--agents', '5'], ['--discard']]) {
+        const r = await run(['agent', '--server', 'ws://127.0.0.1:1/', ...mode, flag as string, value as string]);
+        expect(r.code, `${flag} ${mode.join(' ')}`).toBe(2);
+        expect(r.err).toContain(`CATTAIL_CONFIG_INVALID_VALUE: --agents and --discard run plain load agents; ${flag} would not be used`);
+      }
+    }
+  });
 });
