@@ -133,6 +133,22 @@ export class FanOut implements ConnectionHost {
     this.session.onPong(conn, t);
   }
 
+  owedStatus(conn: Connection): Buffer[] {
+    const out: Buffer[] = [];
+    const min = this.ctx.o.compressMinBytes;
+    for (const cursor of conn.cursors) {
+      const feed = cursor.feed;
+      // Only at the store's revision: a STATUS is at the revision it names, and the agent must
+      // hold it (an agent behind, or in its snapshot, is owed nothing it could apply).
+      if (cursor.phase !== 'live' || cursor.revision !== feed.store.revision) continue;
+      if (cursor.statusKey === feed.baseStatusKey()) continue;
+      const st = feed.statusFrame(min, conn.scopeNode);
+      cursor.statusKey = feed.baseStatusKey();
+      out.push(st.frame);
+    }
+    return out;
+  }
+
   onDrain(conn: Connection): void {
     if (conn.needsService) this.service.queue(conn);
   }

@@ -75,6 +75,12 @@ export interface ConnectionHost {
   onPong(conn: Connection, t: number): void;
   onClosed(conn: Connection, code: number): void;
   onDrain(conn: Connection): void;
+  /**
+   * STATUS frames the agent is owed at the revisions it holds (a scoped feed holds back STATUSes
+   * that only move the revision), written before a GOODBYE: the agent leaves with the token and
+   * watermarks of what it applied.
+   */
+  owedStatus(conn: Connection): Buffer[];
 }
 
 export interface ConnectionLimits {
@@ -358,6 +364,10 @@ export class Connection {
     this.closeCode = code;
     const frames: Buffer[] = [];
     if (goodbyeReason !== undefined) {
+      // A deliberate close (drain, shed) of an agent that moves on to another replica: without
+      // its last STATUS a scoped agent offered older watermarks there (no rebase: a snapshot,
+      // which could be older than what it had applied) and an older token here.
+      if (this.cursors.length > 0) frames.push(...this.host.owedStatus(this));
       const goodbye: GoodbyeMessage = { type: 'goodbye', reason: goodbyeReason, message };
       if (reconnectDelayMs !== undefined) goodbye.reconnectDelayMs = reconnectDelayMs;
       if (endpoints !== undefined && endpoints.length > 0) goodbye.endpoints = [...endpoints];

@@ -140,6 +140,33 @@ describe('per-node scoping - real server', () => {
     expect(a.violations).toEqual([]);
   });
 
+  it('an agent sent away (GOODBYE) gets the STATUS it is owed first: it leaves with the token and watermarks of what it applied', async () => {
+    const h = await scopedHarness();
+    const a = h.agent({ feeds: [{ name: 'felix' }], node: 'n1', caps: CAPS, record: true });
+    await inStep(h, [a], ['felix']);
+    const id = a.feed('felix').id;
+    // Two revision-only changes in quick succession: the second one's STATUS is held back (the
+    // first's went out, or was held too: either way a STATUS went out within the last second).
+    h.upstream.apply('felix', Object.fromEntries([wep('n2', 0, 1)]), { watermarks: { pods: '21' } });
+    await a.untilRevision('felix', h.storeRevision('felix'));
+    h.upstream.apply('felix', Object.fromEntries([wep('n2', 0, 2)]), { watermarks: { pods: '22' } });
+    const rev = h.storeRevision('felix');
+    await a.untilRevision('felix', rev);
+    const statusAt = (r: number): boolean => a.messages.some((m) => m.type === 'status' && m.feedId === id && m.revision === r);
+    expect(statusAt(rev)).toBe(false); // held back: the case under test
+    // close(): GOODBYE at once (a drain's first close comes about a second later, after the
+    // held STATUS would have gone out anyway).
+    const closed = h.server.close();
+    await a.closed;
+    await closed;
+    const order = a.messages.filter((m) => (m.type === 'status' && m.feedId === id && m.revision === rev) || m.type === 'goodbye').map((m) => m.type);
+    expect(order).toEqual(['status', 'goodbye']);
+    const last = a.messages.filter((m): m is Extract<Message, { type: 'status' }> => m.type === 'status' && m.feedId === id).at(-1);
+    expect(last?.watermarks).toMatchObject({ pods: '22' });
+    expect(Buffer.from(last?.digest ?? []).equals(a.digest('felix'))).toBe(true);
+    expect(a.violations).toEqual([]);
+  });
+
   it('resumes a scoped feed with a scoped catch-up, and a new agent of the same node shares the node snapshot', async () => {
     const h = await scopedHarness();
     const a = h.agent({ feeds: [{ name: 'felix' }], node: 'n2', caps: CAPS });
