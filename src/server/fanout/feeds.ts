@@ -9,7 +9,7 @@ import { encodeToken } from '../transport/tokens.js';
 import { encodeMessage } from '../transport/framing.js';
 import type { FeedStats } from './stats.js';
 import type { FeedCursor } from '../transport/connection.js';
-import type { ScopeIndex } from '../scoping/index.js';
+import { MAX_CACHED_NODES, type ScopeIndex } from '../scoping/index.js';
 
 /**
  * Revisions whose flush time is remembered for lag, at least; older acks count from the oldest
@@ -262,6 +262,7 @@ export class FeedRuntime {
           digest.copy(frame, t.at);
         }
       }
+      if (this.nodeStatus.size >= MAX_CACHED_NODES) this.nodeStatus = new Map();
       this.nodeStatus.set(node, frame);
     }
     return frame;

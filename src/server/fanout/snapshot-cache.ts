@@ -22,7 +22,7 @@ import type { ServerMetrics } from '../ops/metrics.js';
 import type { StoreEntry } from '../pipeline/store-port.js';
 import { type Compression, ScratchAllocator, encodeChunk, encodeMessage, entryBytes, entryTooLarge } from '../transport/framing.js';
 import type { StoreMeta, StoreView } from '../pipeline/store-port.js';
-import type { ScopeIndex, SharedAt } from '../scoping/index.js';
+import { MAX_CACHED_NODES, type ScopeIndex, type SharedAt } from '../scoping/index.js';
 import { slimValue } from '../scoping/slim.js';
 import { chunkBodyBytes } from '../../../proto/entries.js';
 import { behindResources } from '../../../proto/index.js';
@@ -282,7 +282,8 @@ export class SnapshotCache {
       snap.failed = failed;
       snap.done = true;
     }
-    sc.nodes.set(node, snap);
+    // Above the bound the part is this agent's alone (streamed, then dropped): see MAX_CACHED_NODES.
+    if (sc.nodes.size < MAX_CACHED_NODES) sc.nodes.set(node, snap);
     return snap;
   }
 

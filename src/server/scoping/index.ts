@@ -84,6 +84,14 @@ export interface NodePart {
   readonly rawBytes: number;
 }
 
+/**
+ * The most nodes a per-node cache holds between revisions (this index's digests, a scoped feed's
+ * STATUS frames, a snapshot build's node parts). Kubernetes supports 5,000 nodes; four times that
+ * leaves room for renames and churn. Above it a cache is dropped (or not added to) and rebuilt on
+ * demand: without mTLS a HELLO names any node, and on a quiet cluster nothing else resets them.
+ */
+export const MAX_CACHED_NODES = 20_000;
+
 export class ScopeIndex {
   private readonly records = new Map<string, KeyRecord>();
   /** Each node's records by key (iterated per digest: no per-key lookups). */
@@ -132,6 +140,11 @@ export class ScopeIndex {
   }
 
   /** Nodes whose own entries' last change is remembered (for tests; bounded as the note at emptySince says). */
+  /** Node digests cached at this revision (bounded by MAX_CACHED_NODES). */
+  get digestsCached(): number {
+    return this.digestCache.size;
+  }
+
   get nodesTracked(): number {
     return this.changedAt.size;
   }
@@ -189,6 +202,9 @@ export class ScopeIndex {
         }
       }
       d = digestOfSums(sums);
+      // Bounded: without mTLS a HELLO names any node, and on a quiet cluster (no new revision to
+      // reset the cache) random names grew it without end. Dropped whole and rebuilt on demand.
+      if (this.digestCache.size >= MAX_CACHED_NODES) this.digestCache = new Map();
       this.digestCache.set(node, d);
     }
     return d;

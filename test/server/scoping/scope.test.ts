@@ -4,7 +4,7 @@ import { FeedStore, computeDigest, decodeValue, encodeValue } from '../../../src
 import { SCOPE_POLICIES, isEndpointKey, NODE_STATUS_PREFIX, type ScopePolicy } from '../../../src/server/scoping/policy.js';
 import { slimValue } from '../../../src/server/scoping/slim.js';
 import { applySplit, scopedView, splitChanges } from '../../../src/server/scoping/view.js';
-import { ScopeIndex } from '../../../src/server/scoping/index.js';
+import { MAX_CACHED_NODES, ScopeIndex } from '../../../src/server/scoping/index.js';
 import { hostConfigKey, hostEndpointKey, ipPoolKey, resourceKey, wireguardKey, workloadEndpointKey } from '../../../src/server/upstream/projections/calico-keys.js';
 import type { ServedStore, StoreEntry } from '../../../src/server/pipeline/store-port.js';
 
@@ -148,6 +148,18 @@ describe('scoped views (property)', () => {
     expect(part.digest.equals(computeDigest(view))).toBe(true);
     expect(part.count).toBe(view.length);
     expect(index.shared().count).toBe(16);
+  });
+
+  it('bounds the per-node digest cache when HELLOs name ever new nodes on a quiet cluster, and its digests stay right', () => {
+    const store = new FeedStore({ feed: 'felix', epoch: '0123456789abcdef', logMaxAgeMs: 600_000 });
+    store.apply({ updates: [{ key: workloadEndpointKey('n1', 'demo', 'p0'), value: wep(0, 2) }, { key: ipPoolKey('10.0.0.0/16'), value: encodeValue({ a: 1 }) }] }, 0);
+    const index = new ScopeIndex(policy('felix'), store as unknown as ServedStore);
+    const n1 = Buffer.from(index.digest('n1'));
+    const nobody = Buffer.from(index.digest('nobody-0'));
+    for (let i = 1; i <= MAX_CACHED_NODES + 10; i++) index.digest(`nobody-${i}`);
+    expect(index.digestsCached).toBeLessThanOrEqual(MAX_CACHED_NODES);
+    expect(index.digest('n1').equals(n1)).toBe(true);
+    expect(index.digest('nobody-0').equals(nobody)).toBe(true);
   });
 
   it('forgets a node without entries once its last change is out of the delta log (no growth with node churn)', () => {
