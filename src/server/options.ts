@@ -304,6 +304,8 @@ export const upstreamOptions = {
 /**
  * `cattail serve`: the fan-out server (a Deployment replica in calico-system).
  */
+const nonEmpty = (v: string): string | undefined => (v === '' ? 'expected a non-empty string' : undefined);
+
 export const serveOptions = {
   ...commonOptions,
   kubeconfig: opt.string({
@@ -324,8 +326,15 @@ export const serveOptions = {
       const bad = urls.find((u) => !isWsUrl(u));
       return bad === undefined ? undefined : `expected ws:// or wss:// URLs of tier-1 replicas, and ${JSON.stringify(bad)} is not one`;
     },
-    help: 'Follow another Cattail (tier 1) at these agent URLs instead of the API server: a second tier, so the API server sees one set of watches however many replicas there are. Entries, watermarks, sync status and staleness pass through unchanged; built-in feeds only. wss:// uses the system\'s CAs and no client certificate (a tier 1 that requires mutual TLS cannot be followed yet).',
+    help: 'Follow another Cattail (tier 1) at these agent URLs instead of the API server: a second tier, so the API server sees one set of watches however many replicas there are. Entries, watermarks, sync status and staleness pass through unchanged; built-in feeds only. For wss:// see the upstreamCattail* TLS options (unset: the system CAs, no client certificate).',
   }),
+  // The client library's TLS options, for this replica as an agent of tier 1.
+  upstreamCattailCaFile: opt.string({ default: undefined, check: nonEmpty, help: 'With --upstream-cattail wss://: PEM CA of tier 1\'s server certificate; re-read on every connection attempt. Unset: the system CAs.' }),
+  upstreamCattailCertFile: opt.string({ default: undefined, check: nonEmpty, help: 'With --upstream-cattail wss://: PEM client certificate this replica presents to a tier 1 with mutual TLS (with the key file); re-read on every connection attempt.' }),
+  upstreamCattailKeyFile: opt.string({ default: undefined, check: nonEmpty, help: 'With --upstream-cattail wss://: PEM private key of that client certificate.' }),
+  upstreamCattailServerName: opt.string({ default: undefined, check: nonEmpty, help: 'With --upstream-cattail wss://: TLS server name (SNI and host name check). Unset: the host of each URL.' }),
+  upstreamCattailServerCn: opt.string({ default: undefined, check: nonEmpty, help: 'With --upstream-cattail wss://: expected common name of tier 1\'s certificate; replaces the host name check (Typha\'s TyphaCN).' }),
+  upstreamCattailServerUriSan: opt.string({ default: undefined, check: nonEmpty, help: 'With --upstream-cattail wss://: expected URI SAN of tier 1\'s certificate; replaces the host name check (Typha\'s TyphaURISAN).' }),
   service: opt.string({
     default: undefined,
     check: checkServiceRef,

@@ -80,6 +80,10 @@ const IN_CLUSTER_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
  *   with --upstream-cattail or an explicit kubeconfig)
  */
 export function resolveUpstreamSource(config: ServeConfig, env: Readonly<Record<string, string | undefined>>, fileExists: (p: string) => boolean = existsSync): UpstreamSource {
+  const tier2Tls = (['upstreamCattailCaFile', 'upstreamCattailCertFile', 'upstreamCattailKeyFile', 'upstreamCattailServerName', 'upstreamCattailServerCn', 'upstreamCattailServerUriSan'] as const).find((k) => config[k] !== undefined);
+  if (config.upstreamCattail.length === 0 && tier2Tls !== undefined) {
+    throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', `option ${tier2Tls} is TLS to a tier-1 Cattail and needs --upstream-cattail wss://…; without it nothing would use it`, { details: { option: tier2Tls } });
+  }
   if (config.upstreamCattail.length > 0) {
     if (config.embeddedSim) throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', '--upstream-cattail and --embedded-sim are two upstreams; choose one', { details: { option: 'upstreamCattail' } });
     return { kind: 'cattail', endpoints: splitEndpoints(config.upstreamCattail) };

@@ -21,8 +21,8 @@
  * enough: a tier 1 that cuts every snapshot off is as good as gone), every feed is reported stale
  * (as a replica whose API server is down) and keeps serving its last state. Tier 1 is found from
  * the static list of `--upstream-cattail`, with the client's failover, backoff and behind checks;
- * `wss://` uses the system's CAs and presents no client certificate (a tier 1 that requires
- * mutual TLS cannot be followed yet).
+ * `wss://` takes the client library's TLS settings from the `--upstream-cattail-*` options (CA,
+ * client certificate for a tier 1 with mutual TLS, expected server CN or URI SAN).
  */
 import { connect, type Client, type ConnectOptions } from '../client/index.js';
 import type { FeedStatus } from '../client/feed-view.js';

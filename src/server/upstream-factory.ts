@@ -53,9 +53,20 @@ export const kubernetesUpstreamFactory: UpstreamFactory = async (source, ctx): P
     if (ctx.config.stateDir !== undefined) throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', '--state-dir checkpoints the watches of the API server; a --upstream-cattail replica has none (it rebases on its tier-1 replica instead)', { details: { option: 'stateDir' } });
     if (ctx.config.customFeeds.length > 0) throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', 'customFeeds are defined where the API server is watched (tier 1); a --upstream-cattail replica follows built-in feeds', { details: { option: 'customFeeds' } });
     const { CattailUpstream } = await import('./upstream-cattail.js');
+    const c = ctx.config;
+    const tls = {
+      caFile: c.upstreamCattailCaFile, certFile: c.upstreamCattailCertFile, keyFile: c.upstreamCattailKeyFile,
+      serverName: c.upstreamCattailServerName, serverCn: c.upstreamCattailServerCn, serverUriSan: c.upstreamCattailServerUriSan,
+    };
+    // A certificate without its key (or the other way round) is refused here, naming the serve
+    // options, not later by the client library naming its own.
+    if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) {
+      const option = tls.certFile === undefined ? 'upstreamCattailKeyFile' : 'upstreamCattailCertFile';
+      throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', `option ${option} needs ${option === 'upstreamCattailKeyFile' ? 'upstreamCattailCertFile' : 'upstreamCattailKeyFile'} too (a client certificate and its key)`, { details: { option } });
+    }
     const upstream = new CattailUpstream({
       endpoints: source.endpoints, service: undefined, feeds: ctx.config.feeds, replicaId,
-      staleAfterMs: ctx.config.upstreamStaleAfterMs, clock: realClock, log: childLogger(ctx.log, { stage: 'upstream-cattail' }),
+      staleAfterMs: ctx.config.upstreamStaleAfterMs, clock: realClock, log: childLogger(ctx.log, { stage: 'upstream-cattail' }), tls,
     });
     // The tier-2 replica balances from its own Service with the ambient kubeconfig (if any).
     return { upstream, description: `tier 1 Cattail at ${source.endpoints.join(', ')} (second tier: no API-server watches here)`, ...(ctx.config.kubeconfig !== undefined ? { kubeconfigPath: ctx.config.kubeconfig } : {}) };

@@ -83,6 +83,27 @@ describe('cattail serve --server-cert-file … / cattail agent --ca-file … ove
       expect(refused.err).toMatch(/CATTAIL_CLIENT_SYNC_TIMEOUT.*CATTAIL_CLIENT_REJECTED/s);
       const metrics = await (await fetch(`${httpUrl}/metrics`)).text();
       expect(metrics).toMatch(/cattail_tls_refusals_total\{reason="identity-not-allowed"\} 1/);
+
+      // A second tier follows this mutual-TLS replica with its own client certificate.
+      const out2 = sink();
+      const ac2 = new AbortController();
+      const tier2 = main([
+        'serve', '--upstream-cattail', url, '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--log-level', 'silent',
+        '--upstream-cattail-ca-file', files['ca'] as string, '--upstream-cattail-cert-file', files['agentCert'] as string,
+        '--upstream-cattail-key-file', files['agentKey'] as string, '--upstream-cattail-server-cn', 'cattail-server',
+      ], { stdout: out2, stderr: sink(), env: {}, signal: ac2.signal });
+      try {
+        await waitUntil(() => out2.text().includes('connect an agent'), 'tier-2 banner', { wake: (check) => (out2.on('line', check), () => out2.off('line', check)) });
+        const url2 = /agents on (ws:\S+)/.exec(out2.text())?.[1] as string;
+        const dump2 = join(out, 'tier2.jsonl');
+        const viaTier2 = await runCli(['agent', '--server', url2, '--feed', 'felix', '--node', 'n1', '--once', '--dump', dump2, '--timeout-ms', '20000']);
+        expect(viaTier2.err).toBe('');
+        expect(viaTier2.code).toBe(0);
+        expect(readFileSync(dump2, 'utf8').split('\n').some((l) => l.includes('"/calico/resources/v3/projectcalico.org/nodes/'))).toBe(true);
+      } finally {
+        ac2.abort();
+        expect(await tier2).toBe(0);
+      }
     } finally {
       ac.abort();
       expect(await done).toBe(0);

@@ -87,6 +87,15 @@ describe('cattail serve', () => {
     }
   });
 
+  it('refuses tier-2 TLS options without --upstream-cattail, and a client certificate without its key', async () => {
+    const alone = await run(['serve', '--kubeconfig', '/k', '--upstream-cattail-ca-file', '/ca.pem', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0']);
+    expect(alone.code).toBe(2);
+    expect(alone.err).toContain('CATTAIL_CONFIG_INVALID_VALUE: option upstreamCattailCaFile is TLS to a tier-1 Cattail and needs --upstream-cattail');
+    const half = await run(['serve', '--upstream-cattail', 'wss://127.0.0.1:1/', '--upstream-cattail-cert-file', '/c.pem', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0']);
+    expect(half.code).toBe(2);
+    expect(half.err).toContain('option upstreamCattailCertFile needs upstreamCattailKeyFile too');
+  });
+
   it('validates its options before anything else', async () => {
     const r = await run(['serve', '--kubeconfig', '/nonexistent', '--listen', 'nowhere']);
     expect(r.code).toBe(2);
