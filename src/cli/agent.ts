@@ -43,7 +43,7 @@ export async function runAgent(config: AgentConfig, ctx: CommandContext, deps: A
     }
     // The load agents are plain ws:// agents named by --node-prefix: options they would not use
     // are refused, not silently dropped (a wss:// fleet failed TLS with no hint why).
-    const unused = (['stateDir', 'node', 'kubeconfig', ...Object.keys(tlsOptions)] as const).filter((o) => (config as Record<string, unknown>)[o] !== undefined);
+    const unused = (['service', 'stateDir', 'node', 'kubeconfig', ...Object.keys(tlsOptions)] as const).filter((o) => (config as Record<string, unknown>)[o] !== undefined);
     if (unused.length > 0) {
       throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', `--agents and --discard run plain load agents; ${unused.map((o) => `--${flagName(o)}`).join(', ')} would not be used (name them with --node-prefix; TLS, state and discovery are for a single full agent)`, { details: { option: unused[0] } });
     }

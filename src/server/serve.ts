@@ -65,8 +65,12 @@ export interface BuiltUpstream {
   readonly nodeCount?: () => number | undefined;
   /** Released after the server closed (an embedded simulator's HTTP server, ...). */
   readonly dispose?: () => Promise<void>;
-  /** Called when the drain starts (SIGTERM): the replica's last checkpoint with --state-dir. Never throws. */
-  readonly beforeDrain?: () => Promise<void>;
+  /**
+   * Called when the drain starts (SIGTERM): the replica's last checkpoint with --state-dir. Never
+   * throws. `abandon` fires when the drain stops waiting for it (FINAL_CHECKPOINT_MAX_MS): no
+   * write may start after that.
+   */
+  readonly beforeDrain?: (abandon: AbortSignal) => Promise<void>;
 }
 
 export type UpstreamFactory = (source: UpstreamSource, ctx: UpstreamFactoryContext) => Promise<BuiltUpstream>;
@@ -197,7 +201,9 @@ export function createServeCommand(factory: UpstreamFactory, makeLogger: (level:
     if (built.beforeDrain !== undefined) {
       const t0 = realClock.monotonic();
       const late = new Error('the final checkpoint did not finish in time');
-      await deadline((fn, ms) => realClock.setTimeout(fn, ms), built.beforeDrain(), finalCheckpointMaxMs, () => late).catch((err: unknown) => {
+      const abandon = new AbortController();
+      await deadline((fn, ms) => realClock.setTimeout(fn, ms), built.beforeDrain(abandon.signal), finalCheckpointMaxMs, () => late).catch((err: unknown) => {
+        abandon.abort();
         if (err !== late) log.error({ err }, 'the final checkpoint failed; draining without it (the previous checkpoint stays)');
         else log.warn({ waitedMs: Math.round(realClock.monotonic() - t0), limitMs: finalCheckpointMaxMs }, 'the final checkpoint did not finish in time; draining without waiting for it (the previous checkpoint stays)');
       });

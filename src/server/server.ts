@@ -217,7 +217,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   const governor = new Governor({ maxConnections: o.maxConnections, retryAfterMs: o.refuseRetryAfterMs, targetConnections, peerEndpoints, notReady: () => notSynced(feeds), random });
   const shedder = new Shedder({
     clock, random, metrics, log, governor, shedIntervalMs: o.shedIntervalMs, shutdownTimeoutMs: o.shutdownTimeoutMs,
-    connections: () => fanout.connections, whenEmpty: (ms) => fanout.whenEmpty(ms),
+    connections: () => fanout.connections, whenEmpty: (ms) => fanout.whenEmpty(ms), flushPending: () => fanout.flushIfBehind(),
   });
   registerStateGauges(metrics, { connections: () => fanout.connections, serviceQueueLength: () => fanout.serviceQueueLength, catchUpCache: () => fanout.catchUpCache, handshakeQueueLength: () => fanout.handshakeQueueLength, snapshotCache: () => cache.held(), snapshotPinned: () => cache.pinned(streamingBuilds(fanout.connections)), transportWaiting: () => transport.pacedWaiting, feeds });
   // Opened before anything listens: unreadable files fail start-up with CATTAIL_SERVER_TLS_FILES.

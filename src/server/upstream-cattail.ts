@@ -77,7 +77,7 @@ export class CattailUpstream implements Upstream {
   private readonly startedMs: number;
   private readonly modelWarned = new Set<string>();
   /** Per feed: changes applied by the client and not yet given to the store (see the `change` listener). */
-  private readonly held = new Map<string, FeedUpdate[]>();
+  private readonly held = new Map<string, { updates: FeedUpdate[]; untilMs: number }>();
   private heldTimer: Timer | undefined;
   /** Per feed: the client's historySkips at the last feedStatus. */
   private readonly skips = new Map<string, number>();
@@ -123,9 +123,9 @@ export class CattailUpstream implements Upstream {
       // it was made at. Applied alone, the revision was recorded at the previous watermarks, and a
       // rebase from another tier-2 replica at those watermarks continued after the change it lacked.
       const held = this.held.get(b.feed);
-      if (held === undefined) this.held.set(b.feed, updates);
-      else held.push(...updates);
-      this.heldTimer ??= this.o.clock.setTimeout(() => this.releaseHeld(), HELD_MAX_MS);
+      if (held === undefined) this.held.set(b.feed, { updates, untilMs: this.o.clock.monotonic() + HELD_MAX_MS });
+      else held.updates.push(...updates);
+      this.armHeld();
     });
     client.on('feedStatus', (st) => {
       const theirs = client.feed(st.feed).model;
@@ -141,19 +141,14 @@ export class CattailUpstream implements Upstream {
       if (status !== 'in-sync' && this.everInSync.has(st.feed)) status = undefined;
       if (status === 'in-sync') this.everInSync.add(st.feed);
       this.lastHealthyMs = this.o.clock.monotonic();
-      const updates = this.held.get(st.feed) ?? [];
-      this.held.delete(st.feed);
+      const updates = this.held.get(st.feed)?.updates ?? [];
+      if (this.held.delete(st.feed)) this.armHeld();
       // A resync, or deletions of keys the client never held: keys may have come and gone that
       // another tier-2 replica's agents hold, and this store has no tombstones for them. Like a
       // relist after a watch gap, the batch is a barrier no rebase from before it crosses.
       const skips = this.skips.get(st.feed) ?? 0;
       const barrier = st.historySkips > skips;
       this.skips.set(st.feed, st.historySkips);
-      if (this.held.size === 0) {
-        // A timer left running would release the next change early, before its STATUS.
-        this.heldTimer?.cancel();
-        this.heldTimer = undefined;
-      }
       this.sink?.onBatch(st.feed, { updates, watermarks: { ...st.watermarks }, ...(status !== undefined ? { status } : {}), stale: st.stale, ...(barrier ? { barrier: true } : {}) });
     });
     client.on('status', (e) => {
@@ -178,8 +173,27 @@ export class CattailUpstream implements Upstream {
    */
   private releaseHeld(): void {
     this.heldTimer = undefined;
-    for (const [feed, updates] of this.held) this.sink?.onBatch(feed, { updates });
-    this.held.clear();
+    const now = this.o.clock.monotonic();
+    for (const [feed, h] of this.held) {
+      if (h.untilMs > now) continue;
+      this.held.delete(feed);
+      this.sink?.onBatch(feed, { updates: h.updates });
+    }
+    this.armHeld();
+  }
+
+  /**
+   * One timer for the feed whose held changes are due first, each feed on its own deadline: a
+   * timer shared from the first feed's change released another feed's change early, before its
+   * STATUS, and one left running after its feed's STATUS did the same to the next change.
+   */
+  private armHeld(): void {
+    this.heldTimer?.cancel();
+    this.heldTimer = undefined;
+    let first = Infinity;
+    for (const h of this.held.values()) first = Math.min(first, h.untilMs);
+    if (first === Infinity) return;
+    this.heldTimer = this.o.clock.setTimeout(() => this.releaseHeld(), Math.max(0, first - this.o.clock.monotonic()));
   }
 
   /** Tier 1 has been away for staleAfterMs: say so on every feed (entries stay). */

@@ -40,7 +40,7 @@ export const kubernetesUpstreamFactory: UpstreamFactory = async (source, ctx): P
         registry,
         kubeconfigPath: sim.kubeconfigPath,
         nodeCount: nodeCountOf(upstream),
-        beforeDrain: () => upstream.finalCheckpoint(),
+        beforeDrain: (abandon) => upstream.finalCheckpoint(abandon),
         description: `EMBEDDED SIMULATED cluster at ${sim.url} (${EMBEDDED_SIM.nodes} nodes × ${EMBEDDED_SIM.podsPerNode} pods, ${EMBEDDED_SIM.churnPerSec} changes/s, seed ${EMBEDDED_SIM.seed})`,
         dispose: () => sim.close(),
       };
@@ -73,10 +73,10 @@ export const kubernetesUpstreamFactory: UpstreamFactory = async (source, ctx): P
   }
   if (source.kind === 'kubeconfig') {
     const upstream = createUpstream({ ...base, kubeconfigPath: source.path });
-    return { upstream, registry, kubeconfigPath: source.path, nodeCount: nodeCountOf(upstream), beforeDrain: () => upstream.finalCheckpoint(), description: `Kubernetes API from kubeconfig ${source.path} (${source.from})` };
+    return { upstream, registry, kubeconfigPath: source.path, nodeCount: nodeCountOf(upstream), beforeDrain: (abandon) => upstream.finalCheckpoint(abandon), description: `Kubernetes API from kubeconfig ${source.path} (${source.from})` };
   }
   // In-cluster (no --kubeconfig, no KUBECONFIG, or serve would have chosen the kubeconfig source):
   // loadKubeConfig reads the service account and re-reads its rotating token.
   const upstream = createUpstream(base);
-  return { upstream, registry, nodeCount: nodeCountOf(upstream), beforeDrain: () => upstream.finalCheckpoint(), description: 'Kubernetes API from the in-cluster service account' };
+  return { upstream, registry, nodeCount: nodeCountOf(upstream), beforeDrain: (abandon) => upstream.finalCheckpoint(abandon), description: 'Kubernetes API from the in-cluster service account' };
 };

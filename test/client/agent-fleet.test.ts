@@ -34,7 +34,7 @@ describe('cattail agent --agents (many agents in one process)', () => {
   });
 
   it('refuses the options a load agent would not use (TLS, state, node, kubeconfig) instead of dropping them', async () => {
-    for (const [flag, value] of [['--ca-file', '/ca.pem'], ['--state-dir', '/tmp/x'], ['--node', 'n1'], ['--kubeconfig', '/k']]) {
+    for (const [flag, value] of [['--service', 'ns/svc'], ['--ca-file', '/ca.pem'], ['--state-dir', '/tmp/x'], ['--node', 'n1'], ['--kubeconfig', '/k']]) {
       for (const mode of [['--agents', '5'], ['--discard']]) {
         const r = await run(['agent', '--server', 'ws://127.0.0.1:1/', ...mode, flag as string, value as string]);
         expect(r.code, `${flag} ${mode.join(' ')}`).toBe(2);

@@ -212,9 +212,10 @@ describe('cattail serve: the final checkpoint', () => {
     const ac = new AbortController();
     const upstream = ScriptedUpstream.withFeeds('felix');
     let asked = 0;
+    let abandon: AbortSignal | undefined;
     const serve = createServeCommand(
       // A checkpoint write that never returns: the drain must not wait for it past the limit.
-      () => Promise.resolve({ upstream, description: 'scripted', beforeDrain: () => (asked++, new Promise<void>(() => undefined)) }),
+      () => Promise.resolve({ upstream, description: 'scripted', beforeDrain: (signal: AbortSignal) => (asked++, (abandon = signal), new Promise<void>(() => undefined)) }),
       (level) => pino({ level }, logged),
       50,
     );
@@ -229,6 +230,8 @@ describe('cattail serve: the final checkpoint', () => {
     ac.abort();
     expect(await done).toBe(0);
     expect(asked).toBe(1);
+    // And the checkpoint is told it was given up on: no write may start after this.
+    expect(abandon?.aborted).toBe(true);
     expect(await a.closed).toBe(4010);
     expect(a.goodbyes).toEqual(['shutdown']);
     const warn = logged.text().trim().split('\n').map((l) => JSON.parse(l) as { level: number; msg: string; limitMs?: number }).find((l) => l.msg.includes('final checkpoint did not finish'));

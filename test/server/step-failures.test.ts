@@ -73,12 +73,17 @@ describe('a step that throws for one connection', () => {
     }
   });
 
-  it('flush: a socket write that throws closes that connection; the rest of its write block still gets the change', async () => {
+  it('flush: a socket whose writes throw is cut off; the rest of its write block gets the change once', async () => {
     const real = Connection.prototype.sinkFor;
     const spy = vi.spyOn(Connection.prototype, 'sinkFor').mockImplementation(function (this: Connection, bytes: number) {
       const sink = real.call(this, bytes);
       if (sink === undefined || this.node !== 'bad') return sink;
-      return { write: () => { throw new Error('injected: the transport threw on write'); } };
+      // Every write of this socket throws, the ERROR of its own close included.
+      const boom = (): never => {
+        throw new Error('injected: the transport threw on write');
+      };
+      Object.assign(this.socket, { write: boom, writeCorked: boom });
+      return { write: boom };
     });
     try {
       const h = await harness();
@@ -93,8 +98,8 @@ describe('a step that throws for one connection', () => {
       const after = Array.from({ length: 3 }, (_, i) => h.agent({ node: `a${i}`, feeds: [{ name: 'felix' }] }));
       await Promise.all(after.map((a) => a.untilRevision('felix', rev)));
       seed(h, 10, 'b');
+      // Its close frame cannot be written either: the socket is terminated (1006 at the agent).
       await bad.until(() => bad.closeCode !== undefined, 'the failing agent closed');
-      expect(bad.closeCode).toBe(4012);
       const rev2 = h.storeRevision('felix');
       await Promise.all([...before, ...after].map((a) => a.untilRevision('felix', rev2)));
       for (const a of [...before, ...after]) {

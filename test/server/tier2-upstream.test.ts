@@ -34,21 +34,22 @@ class ScriptedClient {
   }
 }
 
-function setup(staleAfterMs = 1_000) {
+function setup(staleAfterMs = 1_000, feeds = ['felix']) {
   const clock = new FakeClock();
   const client = new ScriptedClient();
   const batches: FeedBatch[] = [];
   const up = new CattailUpstream({
-    endpoints: ['ws://tier1.test:5473/'], service: undefined, feeds: ['felix'], replicaId: 't2', staleAfterMs, clock,
+    endpoints: ['ws://tier1.test:5473/'], service: undefined, feeds, replicaId: 't2', staleAfterMs, clock,
     connect: () => client as unknown as Tier1Client,
   });
-  up.start({ onBatch: (_feed, b) => batches.push(b) });
-  return { clock, client, batches, up };
+  const byFeed: [string, FeedBatch][] = [];
+  up.start({ onBatch: (feed, b) => (batches.push(b), byFeed.push([feed, b])) });
+  return { clock, client, batches, byFeed, up };
 }
 
-const change = (key: string, v: number): ChangeBatch => ({ feed: 'felix', revision: v, cause: 'delta', upserts: [{ key, value: Buffer.from([v]), raw: Buffer.from([v]) }], deletes: [] });
-const status = (sync: FeedStatus['sync'], watermarks: Record<string, string>, stale = false, historySkips = 0): FeedStatus => ({
-  feed: 'felix', sync, stale, revision: 1, size: 1, verifiedRevision: 1, watermarks, lagMs: 0, snapshot: undefined, historySkips,
+const change = (key: string, v: number, feed = 'felix'): ChangeBatch => ({ feed, revision: v, cause: 'delta', upserts: [{ key, value: Buffer.from([v]), raw: Buffer.from([v]) }], deletes: [] });
+const status = (sync: FeedStatus['sync'], watermarks: Record<string, string>, stale = false, historySkips = 0, feed = 'felix'): FeedStatus => ({
+  feed, sync, stale, revision: 1, size: 1, verifiedRevision: 1, watermarks, lagMs: 0, snapshot: undefined, historySkips,
 });
 const state = (s: StatusEvent['state']): StatusEvent => ({ state: s, from: 'idle', endpoint: 'ws://tier1.test:5473/', serverId: undefined, reason: undefined, delayMs: undefined, staleFeeds: undefined, discovery: undefined, attempt: 0, at: 0 });
 
@@ -83,6 +84,20 @@ describe('tier 2: what reaches the store', () => {
     expect(batches).toHaveLength(2);
     client.emit('feedStatus', status('in-sync', { pods: '8' }));
     expect(batches[2]).toMatchObject({ updates: [{ key: '/c' }], watermarks: { pods: '8' } });
+  });
+
+  it('each feed waits its own HELD_MAX_MS: another feed\'s STATUS does not release, nor an earlier change\'s timer', () => {
+    const { clock, client, byFeed } = setup(1_000, ['felix', 'bgp']);
+    client.emit('change', change('/a', 1));
+    clock.advance(995);
+    client.emit('change', change('/b', 2, 'bgp'));
+    clock.advance(1);
+    client.emit('feedStatus', status('in-sync', { pods: '5' }));
+    expect(byFeed.map(([f]) => f)).toEqual(['felix']);
+    clock.advance(HELD_MAX_MS - 10);
+    expect(byFeed.map(([f]) => f)).toEqual(['felix']);
+    client.emit('feedStatus', status('in-sync', { bgp: '9' }, false, 0, 'bgp'));
+    expect(byFeed[1]).toEqual(['bgp', expect.objectContaining({ updates: [expect.objectContaining({ key: '/b' })], watermarks: { bgp: '9' } })]);
   });
 
   it('once in sync, a tier-1 status that goes back (a replica resyncing from its checkpoint) is not passed on', () => {

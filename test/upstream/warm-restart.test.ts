@@ -55,6 +55,15 @@ async function restart(s: Sim, clock: FakeClock, replicaId = 'r1b'): Promise<{ u
 }
 
 describe('warm restart of a replica (--state-dir)', () => {
+  it('a final checkpoint given up on before it started writes nothing (it would be newer than the drained agents\' state)', async () => {
+    const { up } = await firstRun();
+    const ac = new AbortController();
+    ac.abort();
+    await up.finalCheckpoint(ac.signal);
+    expect(await metric(up, 'cattail_state_checkpoint_writes_total', { result: 'ok' })).toBe(0);
+    await up.stop();
+  });
+
   it('restores the checkpoint, watches from its resourceVersions: zero LISTs, only the changes after it', async () => {
     const { s, clock, up, sink: first } = await firstRun();
     await up.finalCheckpoint();

@@ -133,6 +133,14 @@ export class FanOut implements ConnectionHost {
     this.session.onPong(conn, t);
   }
 
+  /**
+   * Runs the pending flush now when a feed's store is ahead of what was flushed. Not from inside
+   * fail(): a flush writes to every socket, and fail() can be reached with a batch open.
+   */
+  flushIfBehind(): void {
+    if (this.ctx.o.feeds.some((f) => f.store.revision !== f.flushedRevision)) this.flusher.flush();
+  }
+
   owedStatus(conn: Connection): Buffer[] {
     const out: Buffer[] = [];
     const min = this.ctx.o.compressMinBytes;

@@ -147,6 +147,8 @@ export class Flusher {
   flush(): void {
     const { o, stats } = this.ctx;
     this.pending = false;
+    // Called early (FanOut.flushIfBehind, before GOODBYEs): the scheduled run has nothing left.
+    this.timer?.cancel();
     this.timer = undefined;
     this.failureLogged = false;
     const now = o.clock.monotonic();

@@ -65,6 +65,12 @@ export interface ShedderOptions {
   readonly shutdownTimeoutMs: number;
   /** Resolves when no connection is left or after `timeoutMs` (the fan-out's). */
   readonly whenEmpty: (timeoutMs: number) => Promise<void>;
+  /**
+   * Runs a flush now when a feed has changes not yet flushed (FanOut.flushIfBehind): called before
+   * GOODBYEs, so the STATUS a moved agent is owed is at the revision the store is at (within
+   * flushWindowMs of a change it was behind, and got none).
+   */
+  readonly flushPending?: () => void;
 }
 
 /** A connection whose snapshot is not yet all written, or written but not yet acknowledged. */
@@ -167,6 +173,7 @@ export class Shedder {
     }
     const delay = Math.floor(this.o.random() * Math.min(this.o.shedIntervalMs, SHED_RECONNECT_SPREAD_MAX_MS));
     this.o.log?.info({ conn: victim.id, node: victim.node, open: open.length, target, reconnectDelayMs: delay }, 'shedding an agent above the target share');
+    this.o.flushPending?.();
     victim.fail('CATTAIL_SERVER_SHED', `this replica holds ${open.length} agents, above its target of ${target}; try another`, 'shed', delay, this.o.governor.hint());
     this.o.metrics.connectionsShed.inc({ reason: 'over-target' });
     return victim;
@@ -211,6 +218,7 @@ export class Shedder {
     // Closes come one per gap; a delay within one gap smooths the arrivals at the peers further
     // without holding any agent away from a server for long.
     const delay = Math.floor(this.o.random() * Math.max(gap, 1));
+    this.o.flushPending?.();
     victim.fail('CATTAIL_SERVER_SHUTTING_DOWN', 'server shutting down; try another replica', 'shutdown', delay, this.o.governor.hint());
     this.o.metrics.connectionsShed.inc({ reason: 'drain' });
     if (open.length > 1) this.drainTimer = this.o.clock.setTimeout(() => this.drainTick(), gap);
@@ -226,6 +234,7 @@ export class Shedder {
     if (open.length === 0) return 0;
     const spreadMs = Math.min(AT_ONCE_SPREAD_MAX_MS, open.length * AT_ONCE_SPREAD_PER_AGENT_MS);
     this.o.log?.info({ agents: open.length, reason, spreadMs }, 'closing the remaining agents at once');
+    this.o.flushPending?.();
     for (const conn of open) {
       const delay = Math.floor(this.o.random() * spreadMs);
       conn.fail('CATTAIL_SERVER_SHUTTING_DOWN', 'server shutting down; try another replica', 'shutdown', delay, this.o.governor.hint());

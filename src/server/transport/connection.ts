@@ -278,10 +278,14 @@ export class Connection {
     if (batch.owner !== this) return false;
     batch.owner = undefined;
     const n = batch.bufs.length;
-    if (n > 0 && !(n === 1 ? this.socket.write(batch.bufs[0] as Buffer, batch.done[0]) : this.socket.writeCorked(batch.bufs, batch.done))) this.quiet = false;
-    batch.bufs.length = 0;
-    batch.done.length = 0;
-    batch.bytes = 0;
+    try {
+      if (n > 0 && !(n === 1 ? this.socket.write(batch.bufs[0] as Buffer, batch.done[0]) : this.socket.writeCorked(batch.bufs, batch.done))) this.quiet = false;
+    } finally {
+      // Emptied even when the write threw: left filled, the next connection's batch sent them.
+      batch.bufs.length = 0;
+      batch.done.length = 0;
+      batch.bytes = 0;
+    }
     return n > 0;
   }
 
@@ -367,18 +371,34 @@ export class Connection {
       // A deliberate close (drain, shed) of an agent that moves on to another replica: without
       // its last STATUS a scoped agent offered older watermarks there (no rebase: a snapshot,
       // which could be older than what it had applied) and an older token here.
-      if (this.cursors.length > 0) frames.push(...this.host.owedStatus(this));
+      if (this.cursors.length > 0) {
+        try {
+          frames.push(...this.host.owedStatus(this));
+        } catch {
+          // Best effort: the GOODBYE and the close go out regardless.
+        }
+      }
       const goodbye: GoodbyeMessage = { type: 'goodbye', reason: goodbyeReason, message };
       if (reconnectDelayMs !== undefined) goodbye.reconnectDelayMs = reconnectDelayMs;
       if (endpoints !== undefined && endpoints.length > 0) goodbye.endpoints = [...endpoints];
       frames.push(encodeMessage(goodbye));
     }
     frames.push(encodeMessage({ type: 'error', code: errorCode, message }));
-    // Whatever the batch holds was meant to go before the ERROR and the close frame.
-    this.endBatch();
-    if (this.socket.writable) for (const f of frames) this.socket.write(f);
-    // RFC 6455 caps the reason at 123 bytes; it carries the error code (§1.3).
-    this.socket.close(code, errorCode.slice(0, 123));
+    try {
+      // Whatever the batch holds was meant to go before the ERROR and the close frame.
+      this.endBatch();
+      if (this.socket.writable) for (const f of frames) this.socket.write(f);
+      // RFC 6455 caps the reason at 123 bytes; it carries the error code (§1.3).
+      this.socket.close(code, errorCode.slice(0, 123));
+    } catch {
+      // A socket that throws on write (a transport bug, often the failure being handled): cut
+      // it. fail() never throws, so its callers' own failure handling cannot fail in turn.
+      try {
+        this.socket.terminate();
+      } catch {
+        // Already gone.
+      }
+    }
     this.release();
   }
 

@@ -68,7 +68,8 @@ export interface UpstreamHandle extends Upstream {
    * With stateDir: writes the last checkpoint (call when draining starts; warm-state.ts says why
    * then) and writes no other. Without stateDir: nothing.
    */
-  finalCheckpoint(): Promise<void>;
+  /** `abandon`: the caller stopped waiting; no checkpoint is started after it fires (WarmState.final). */
+  finalCheckpoint(abandon?: AbortSignal): Promise<void>;
   /** With stateDir, once start() has read the state directory: what it found. */
   warmStart(): Promise<WarmStartResult | undefined>;
 }
@@ -188,9 +189,10 @@ class KubeUpstream implements UpstreamHandle {
     return this.starting;
   }
 
-  async finalCheckpoint(): Promise<void> {
+  async finalCheckpoint(abandon?: AbortSignal): Promise<void> {
     await this.starting;
-    await this.warm?.final();
+    if (abandon?.aborted) return;
+    await this.warm?.final(abandon);
   }
 
   async stop(): Promise<void> {

@@ -124,12 +124,26 @@ export class WarmState {
     this.timer = this.o.clock.setInterval(() => void this.write(false), this.o.intervalMs).unref();
   }
 
-  /** The last checkpoint (see the header: at the start of a drain). No other follows. */
-  async final(): Promise<void> {
+  /**
+   * The last checkpoint (see the header: at the start of a drain). No other follows. When
+   * `abandon` fires while a periodic write is still in flight (a stalled volume), the final one is
+   * not started when that write ends: it would copy the state of that later moment, newer than
+   * what the agents drained meanwhile hold. A final write already started copied the state at its
+   * start and finishes (or not) in the background.
+   */
+  async final(abandon?: AbortSignal): Promise<void> {
     this.stop();
-    await this.writing;
-    await this.write(true);
-    this.frozen = true;
+    const off = (): void => {
+      this.frozen = true;
+    };
+    abandon?.addEventListener('abort', off, { once: true });
+    try {
+      await this.writing;
+      await this.write(true);
+      this.frozen = true;
+    } finally {
+      abandon?.removeEventListener('abort', off);
+    }
   }
 
   stop(): void {

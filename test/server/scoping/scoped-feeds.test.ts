@@ -68,8 +68,8 @@ function expectNoForeignFull(a: TestAgent, feed: string, node: string): void {
   }
 }
 
-async function scopedHarness(): Promise<Harness> {
-  const h = await harness({ feeds: ['felix', 'node-status', 'bgp'], scopedFeeds: ['felix', 'node-status'] });
+async function scopedHarness(extra: Parameters<typeof harness>[0] = {}): Promise<Harness> {
+  const h = await harness({ feeds: ['felix', 'node-status', 'bgp'], scopedFeeds: ['felix', 'node-status'], ...extra });
   h.upstream.apply('felix', cluster(['n1', 'n2', 'n3'], 4), { status: 'in-sync', watermarks: { pods: '1' } });
   h.upstream.apply('node-status', { [`${NODE_STATUS_PREFIX}s1`]: { spec: { node: 'n1' } }, [`${NODE_STATUS_PREFIX}s2`]: { spec: { node: 'n2' } }, [`${NODE_STATUS_PREFIX}orphan`]: { spec: {} } }, { status: 'in-sync' });
   h.upstream.apply('bgp', cluster(['n1', 'n2'], 2), { status: 'in-sync' });
@@ -164,6 +164,26 @@ describe('per-node scoping - real server', () => {
     const last = a.messages.filter((m): m is Extract<Message, { type: 'status' }> => m.type === 'status' && m.feedId === id).at(-1);
     expect(last?.watermarks).toMatchObject({ pods: '22' });
     expect(Buffer.from(last?.digest ?? []).equals(a.digest('felix'))).toBe(true);
+    expect(a.violations).toEqual([]);
+  });
+
+  it('a change not yet flushed when the agent is sent away is flushed first, then its STATUS, then the GOODBYE', async () => {
+    const h = await scopedHarness({ flushWindowMs: 1_000 });
+    const a = h.agent({ feeds: [{ name: 'felix' }], node: 'n1', caps: CAPS, record: true });
+    await inStep(h, [a], ['felix']);
+    const id = a.feed('felix').id;
+    // One flushed change first, so the agent is live at the flushed revision.
+    h.upstream.apply('felix', Object.fromEntries([wep('n2', 0, 2)]), { watermarks: { pods: '32' } });
+    await a.untilRevision('felix', h.storeRevision('felix'));
+    h.upstream.apply('felix', Object.fromEntries([wep('n2', 0, 3)]), { watermarks: { pods: '33' } });
+    const rev = h.storeRevision('felix');
+    // The flush window is a second: without the early flush the agent would leave at the old revision.
+    const closed = h.server.close();
+    await a.closed;
+    await closed;
+    expect(a.feed('felix').revision).toBe(rev);
+    const order = a.messages.filter((m) => (m.type === 'status' && m.feedId === id && m.revision === rev) || m.type === 'goodbye').map((m) => m.type);
+    expect(order).toEqual(['status', 'goodbye']);
     expect(a.violations).toEqual([]);
   });
 
