@@ -104,8 +104,11 @@ describe('client - checkpoint and restart', () => {
       ['another node', good, 'node-2', /belongs to node "node-1"/],
     ];
     for (const [what, bytes, node, why] of cases) {
-      writeFileSync(join(d, CHECKPOINT_FILE), bytes);
-      const c = agent(server.url, d, node);
+      // A directory per case: the previous case's agent may still be writing its own checkpoint
+      // after destroy(), over the bytes this case plants (a good one: restored 1, seen in CI).
+      const cd = dir();
+      writeFileSync(join(cd, CHECKPOINT_FILE), bytes);
+      const c = agent(server.url, cd, node);
       await c.whenInSync();
       expect(c.stats.checkpoint?.restored, what).toBe(0);
       expect(c.stats.checkpoint?.problem, what).toMatch(/^CATTAIL_CLIENT_CHECKPOINT_INVALID: /);
