@@ -10,4 +10,4 @@ export { behindResources, mergeWatermarks } from './watermarks.js';
 export { Connection } from './connection.js';
 export { LocalCloseError } from './close-errors.js';
 export { resolveOptions, type ResolvedOptions } from './connect-options.js';
-export { loadTls, uriSans } from './tls.js';
+export { loadTls } from './tls.js';

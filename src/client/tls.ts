@@ -42,11 +42,6 @@ export async function loadTls(tls: TlsOptions): Promise<WsTlsOptions> {
   return out;
 }
 
-/** URI SANs of a certificate (src/x509-san.ts: Node quotes values with separators in them). */
-export function uriSans(cert: PeerCertificate): string[] {
-  return uriSansOf(cert.subjectaltname);
-}
-
 function identityCheck(tls: TlsOptions): (host: string, cert: PeerCertificate) => Error | undefined {
   const { serverCn, serverUriSan, serverName } = tls;
   if (serverCn === undefined && serverUriSan === undefined) {
@@ -56,11 +51,11 @@ function identityCheck(tls: TlsOptions): (host: string, cert: PeerCertificate) =
     const cn = cert.subject?.CN;
     const cns = Array.isArray(cn) ? cn : cn === undefined ? [] : [cn];
     if (serverCn !== undefined && cns.includes(serverCn)) return undefined;
-    if (serverUriSan !== undefined && uriSans(cert).includes(serverUriSan)) return undefined;
+    if (serverUriSan !== undefined && uriSansOf(cert.subjectaltname).includes(serverUriSan)) return undefined;
     return new CattailError(
       'CATTAIL_CLIENT_SERVER_IDENTITY',
-      `server certificate (CN ${JSON.stringify(cns.join(','))}, URI SANs ${JSON.stringify(uriSans(cert))}) matches neither the expected CN ${JSON.stringify(serverCn ?? null)} nor URI SAN ${JSON.stringify(serverUriSan ?? null)}`,
-      { details: { cn: cns, uriSans: uriSans(cert), expectedCn: serverCn, expectedUriSan: serverUriSan } },
+      `server certificate (CN ${JSON.stringify(cns.join(','))}, URI SANs ${JSON.stringify(uriSansOf(cert.subjectaltname))}) matches neither the expected CN ${JSON.stringify(serverCn ?? null)} nor URI SAN ${JSON.stringify(serverUriSan ?? null)}`,
+      { details: { cn: cns, uriSans: uriSansOf(cert.subjectaltname), expectedCn: serverCn, expectedUriSan: serverUriSan } },
     );
   };
 }

@@ -306,6 +306,12 @@ export const upstreamOptions = {
  */
 const nonEmpty = (v: string): string | undefined => (v === '' ? 'expected a non-empty string' : undefined);
 
+/** The serve options that carry the client library's TLS settings to tier 1 (`--upstream-cattail wss://`), by setting. */
+export const UPSTREAM_CATTAIL_TLS = {
+  caFile: 'upstreamCattailCaFile', certFile: 'upstreamCattailCertFile', keyFile: 'upstreamCattailKeyFile',
+  serverName: 'upstreamCattailServerName', serverCn: 'upstreamCattailServerCn', serverUriSan: 'upstreamCattailServerUriSan',
+} as const;
+
 export const serveOptions = {
   ...commonOptions,
   kubeconfig: opt.string({

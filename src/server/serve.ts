@@ -16,7 +16,7 @@ import type { ConfigOf } from '../config/options.js';
 import { CattailError, ConfigError } from '../errors.js';
 import { type Logger, childLogger, createLogger } from '../log.js';
 import { selectOptions } from '../config/resolve.js';
-import { type serveOptions, serverOptions, splitEndpoints } from './options.js';
+import { type serveOptions, serverOptions, splitEndpoints, UPSTREAM_CATTAIL_TLS } from './options.js';
 import type { Upstream } from './pipeline/seams.js';
 import { type ServerHandle, startServer } from './server.js';
 import { ReplicaBalancer } from './fleet/balancer.js';
@@ -84,7 +84,7 @@ const IN_CLUSTER_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
  *   with --upstream-cattail or an explicit kubeconfig)
  */
 export function resolveUpstreamSource(config: ServeConfig, env: Readonly<Record<string, string | undefined>>, fileExists: (p: string) => boolean = existsSync): UpstreamSource {
-  const tier2Tls = (['upstreamCattailCaFile', 'upstreamCattailCertFile', 'upstreamCattailKeyFile', 'upstreamCattailServerName', 'upstreamCattailServerCn', 'upstreamCattailServerUriSan'] as const).find((k) => config[k] !== undefined);
+  const tier2Tls = Object.values(UPSTREAM_CATTAIL_TLS).find((k) => config[k] !== undefined);
   if (config.upstreamCattail.length === 0 && tier2Tls !== undefined) {
     throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', `option ${tier2Tls} is TLS to a tier-1 Cattail and needs --upstream-cattail wss://…; without it nothing would use it`, { details: { option: tier2Tls } });
   }

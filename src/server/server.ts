@@ -264,22 +264,6 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   shedder.start();
   tls?.start();
   const trimTimer: Timer = clock.setInterval(() => pipeline.trim(), 1_000).unref();
-  try {
-    upstream.start(pipeline);
-  } catch (err) {
-    // Both ports are open and the fan-out runs: left so, the caller's error exit would leave the
-    // process serving an empty feed with /livez answering 200, never restarted.
-    trimTimer.cancel();
-    await upstream.stop().catch(() => undefined);
-    tls?.stop();
-    shedder.stop();
-    fanout.stop();
-    await transport.close();
-    await new Promise<void>((resolve) => httpServer.close(() => resolve()));
-    throw err;
-  }
-  log?.info({ serverId, listen: `${agentAddr.address}:${agentAddr.port}`, httpListen: `${httpAddr.address}:${httpAddr.port}`, feeds: feeds.map((f) => f.name), ...o, transport: transport.kind, tls: tls === undefined ? 'off' : tls.mutual ? 'mutual' : 'server-only', targetConnections, peerEndpoints }, 'cattail server listening');
-
   let closing: Promise<void> | undefined;
   let draining: Promise<void> | undefined;
   // `afterDrain`: the drain already waited for the closing handshakes, so stragglers are cut at once.
@@ -300,6 +284,16 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
       httpServer.closeAllConnections();
       await Promise.all([transport.close(), new Promise((r) => httpServer.close(r))]);
     })());
+  try {
+    upstream.start(pipeline);
+  } catch (err) {
+    // Both ports are open and the fan-out runs: left so, the caller's error exit would leave the
+    // process serving an empty feed with /livez answering 200, never restarted.
+    await shutdown(true);
+    throw err;
+  }
+  log?.info({ serverId, listen: `${agentAddr.address}:${agentAddr.port}`, httpListen: `${httpAddr.address}:${httpAddr.port}`, feeds: feeds.map((f) => f.name), ...o, transport: transport.kind, tls: tls === undefined ? 'off' : tls.mutual ? 'mutual' : 'server-only', targetConnections, peerEndpoints }, 'cattail server listening');
+
   return {
     url: `${tls !== undefined ? 'wss' : 'ws'}://${urlHost(agentAddr)}:${agentAddr.port}/`,
     httpUrl: `${tlsSettings?.httpTls === true ? 'https' : 'http'}://${urlHost(httpAddr)}:${httpAddr.port}`,

@@ -11,6 +11,7 @@ import { realClock } from '../clock.js';
 import { ConfigError } from '../errors.js';
 import { childLogger } from '../log.js';
 import { createUpstream, type UpstreamHandle, upstreamOptionsFromConfig } from './upstream/index.js';
+import { UPSTREAM_CATTAIL_TLS } from './options.js';
 
 /**
  * The embedded simulated cluster of `npm start`: small enough to start in a second, with light
@@ -54,10 +55,7 @@ export const kubernetesUpstreamFactory: UpstreamFactory = async (source, ctx): P
     if (ctx.config.customFeeds.length > 0) throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', 'customFeeds are defined where the API server is watched (tier 1); a --upstream-cattail replica follows built-in feeds', { details: { option: 'customFeeds' } });
     const { CattailUpstream } = await import('./upstream-cattail.js');
     const c = ctx.config;
-    const tls = {
-      caFile: c.upstreamCattailCaFile, certFile: c.upstreamCattailCertFile, keyFile: c.upstreamCattailKeyFile,
-      serverName: c.upstreamCattailServerName, serverCn: c.upstreamCattailServerCn, serverUriSan: c.upstreamCattailServerUriSan,
-    };
+    const tls = Object.fromEntries(Object.entries(UPSTREAM_CATTAIL_TLS).map(([setting, option]) => [setting, c[option]])) as Record<keyof typeof UPSTREAM_CATTAIL_TLS, string | undefined>;
     // A certificate without its key (or the other way round) is refused here, naming the serve
     // options, not later by the client library naming its own.
     if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) {

@@ -390,13 +390,12 @@ export class Flusher {
    * failing agent stayed open at a revision its socket never got.
    */
   private refuseUnit(conn: Connection, err: unknown): void {
-    if (isEntryTooLarge(err)) {
-      conn.fail('CATTAIL_SERVER_ENTRY_TOO_LARGE', err.message);
-      return;
-    }
     // Once per flush: a failure of the shared encoding would otherwise log once per agent.
-    if (!this.failureLogged) this.ctx.o.log?.error({ err, node: conn.node }, 'encoding a delta for a connection failed; closing it (logged once per flush)');
-    this.failureLogged = true;
+    if (!isEntryTooLarge(err) && !this.failureLogged) {
+      this.ctx.o.log?.error({ err, node: conn.node }, 'encoding a delta for a connection failed; closing it (logged once per flush)');
+      this.failureLogged = true;
+    }
+    // ENTRY_TOO_LARGE is a closing code: failWith closes with it (4003), anything else with 4012.
     conn.failWith(err);
   }
 

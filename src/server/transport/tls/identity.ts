@@ -9,9 +9,9 @@
  * counted (`cattail_tls_refusals_total{reason}`), logged with the presented identity, and sent to
  * the agent as an ERROR with close 4011 after the upgrade.
  */
-import type { PeerCertificate, TLSSocket } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import type { TlsIdentity as PeerTls } from '../seam.js';
-import { uriSansOf as uriSansIn } from '../../../x509-san.js';
+import { uriSansOf } from '../../../x509-san.js';
 
 /** What a verified certificate says about the agent; shown in /debug/clients and logs. */
 export interface TlsIdentity {
@@ -39,11 +39,6 @@ export type TlsVerdict =
   | { readonly ok: true; readonly identity: TlsIdentity }
   | { readonly ok: false; readonly reason: TlsRefusalReason; readonly message: string; readonly identity: TlsIdentity | undefined };
 
-/** URI SANs of a certificate (src/x509-san.ts: Node quotes values with separators in them). */
-export function uriSansOf(cert: PeerCertificate): string[] {
-  return uriSansIn(cert.subjectaltname);
-}
-
 /**
  * What the seam carries about a TLS peer (transport/seam.ts), read from its socket after the
  * handshake; undefined when it presented no certificate.
@@ -55,7 +50,7 @@ export function peerTlsOf(socket: Pick<TLSSocket, 'authorized' | 'authorizationE
   const cn = cert.subject?.CN;
   return {
     subjectCN: Array.isArray(cn) ? cn[0] : cn,
-    uriSANs: uriSansOf(cert),
+    uriSANs: uriSansOf(cert.subjectaltname),
     authorized: socket.authorized === true,
     // Typed as Error, but Node sets the OpenSSL verify code string (e.g. 'CERT_HAS_EXPIRED').
     authorizationError: socket.authorized === true ? undefined : String(socket.authorizationError ?? 'UNKNOWN'),
