@@ -3,7 +3,7 @@
  * cluster-wide, on the felix feed at NODES × PODS workload endpoints (default 5,000 × 30).
  *
  *   npm run bench:scoping -- [--feed felix|tunnel-ip-allocation] [--nodes 5000] [--pods 30] [--rounds 200]
- *     [--paced-rounds 8] [--bursts 10] [--compression brotli|none] [--out bench/results/scoping-felix]
+ *     [--paced-rounds 8] [--bursts 10] [--compression brotli|none] [--no-scope-watermarks] [--out bench/results/scoping-felix]
  *
  * Results: bench/results/scoping.md (written by hand from scoping-felix.json and scoping-tunnel-ip.json).
  *
@@ -50,6 +50,8 @@ const BURSTS = Number(arg('bursts', '10'));
 const PACED = Number(arg('paced-rounds', '8'));
 const BURST_SIZE = Number(arg('burst-size', '100'));
 const COMPRESSION = arg('compression', 'brotli') as 'brotli' | 'none';
+/** Agents advertise scope.watermarks, as the client library does (PROTOCOL.md §4.7); --no-scope-watermarks: they do not. */
+const SCOPE_WATERMARKS = !process.argv.includes('--no-scope-watermarks');
 /** felix: NODES × PODS workload endpoints; tunnel-ip-allocation: NODES Nodes (every change is one Node's). */
 const FEED = arg('feed', 'felix') as 'felix' | 'tunnel-ip-allocation';
 const OUT = arg('out', `bench/results/scoping-${FEED === 'felix' ? 'felix' : 'tunnel-ip'}`);
@@ -142,7 +144,9 @@ function connect(s: Side, node: string): CountingSocket {
   const sock = new CountingSocket();
   const conn = new Connection(sock, s.fanout, LIMITS, realClock.monotonic(), 3_600_000);
   s.fanout.add(conn);
-  const caps = ['scope.node', 'resume.watermarks', ...(COMPRESSION === 'brotli' ? ['compress.brotli'] : [])];
+  // As the client library: scope.watermarks too (every scoped unit then ends with a STATUS), unless
+  // --no-scope-watermarks measures the agents that keep the held-back STATUS and its trail.
+  const caps = ['scope.node', 'resume.watermarks', ...(SCOPE_WATERMARKS ? ['scope.watermarks'] : []), ...(COMPRESSION === 'brotli' ? ['compress.brotli'] : [])];
   sock.events?.message(encodeFrame({ type: 'hello', protocol: 1, node, clientId: node, feeds: [{ name: FEED }], caps }), true);
   s.sockets.push(sock);
   s.conns.push(conn);
@@ -171,7 +175,7 @@ const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(
 const r1 = (x: number): number => Math.round(x * 10) / 10;
 
 async function main(): Promise<void> {
-  const result: Record<string, unknown> = { nodes: NODES, podsPerNode: PODS, compression: COMPRESSION, cpus: cpus().length, loadavgStart: loadavg()[0], node: process.version };
+  const result: Record<string, unknown> = { nodes: NODES, podsPerNode: PODS, compression: COMPRESSION, scopeWatermarks: SCOPE_WATERMARKS, cpus: cpus().length, loadavgStart: loadavg()[0], node: process.version };
   result['feed'] = FEED;
   const sides = [side('scoped'), side('cluster-wide')];
   // Agents first, on the empty store (snapshots of nothing), so the load arrives as one flush.

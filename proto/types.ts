@@ -53,6 +53,13 @@ export const CAP_REPAIR_BUCKETS = 'repair.buckets';
  * chunks); the server announces it in WELCOME when it scopes a feed of the connection.
  */
 export const CAP_SCOPE_NODE = 'scope.node';
+/**
+ * §9, §4.7, §7.3: with `scope.node`, the client accepts an in-sync STATUS without `digest` on a
+ * scoped feed; the server then follows every DELTA unit of a scoped feed that no digest-bearing
+ * STATUS follows with one, so the watermarks and token the client would present elsewhere never
+ * trail the state it holds (a crash of its replica cannot hand it an older snapshot).
+ */
+export const CAP_SCOPE_WATERMARKS = 'scope.watermarks';
 /** Bytes of REPAIR_REQUEST `sums`: 256 bucket sums, u64be each (§7.2, §10). */
 export const REPAIR_SUMS_BYTES = 2048;
 /** Bytes of REPAIR `buckets`: a 256-bit set, bit i = byte i >> 3, mask 0x80 >> (i & 7) (§7.2). */

@@ -21,7 +21,9 @@ import WebSocket from 'ws';
 import {
   HEADER_BYTES,
   NO_FEED,
+  CAP_SCOPE_WATERMARKS,
   CLOSE_CODES,
+  ProtocolError,
   SUBPROTOCOL,
   closeCodeOf,
   encodeFrame,
@@ -254,11 +256,17 @@ export class Connection {
       case 'error':
         this.serverError = { code: m.code, message: m.message };
         return;
+      case 'status':
+        // §4.7: an in-sync STATUS carries a digest, unless we advertised scope.watermarks (then a
+        // scoped feed's may go without; the codec cannot know what this side advertised).
+        if (m.status === 'in-sync' && m.digest === undefined && !this.hello.caps.includes(CAP_SCOPE_WATERMARKS)) {
+          throw new ProtocolError('CATTAIL_PROTO_BAD_BODY', `status.digest: expected a digest with every in-sync status (this client did not advertise ${CAP_SCOPE_WATERMARKS})`, { details: { kind: 'status', key: 'digest' } });
+        }
+      // falls through
       case 'snapshotBegin':
       case 'snapshotChunk':
       case 'snapshotEnd':
       case 'delta':
-      case 'status':
       case 'repair':
         if (!this.feedIds.has(m.feedId)) throw unexpected(`${m.type} for feed id ${m.feedId}, which the WELCOME did not assign`, { feedId: m.feedId });
         this.handlers.onFeedMessage(m);

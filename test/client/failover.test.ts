@@ -246,6 +246,34 @@ describe('client - hostile and inconsistent servers', () => {
     expect(guard.problems()).toEqual([]);
   });
 
+  it('takes an in-sync STATUS without digest only when it advertised scope.watermarks (§4.7); without, closes 4000', async () => {
+    const a = await server();
+    a.load('felix', data, { pods: '100' });
+    const feed = a.feed('felix');
+    const undigested = (pods: string): Buffer => encodeFrame({ type: 'status', feedId: 1, revision: feed.revision, status: 'in-sync', stale: false, watermarks: { pods }, token: a.token(feed, feed.revision) });
+    // Advertised (the default, with scope.node): the watermarks move, no digest is checked, no reconnect.
+    const withCap = setup({ endpoints: [a.url] });
+    await withCap.client.whenInSync();
+    expect(a.rec.hellos[0]!.caps).toEqual(expect.arrayContaining(['scope.node', 'scope.watermarks']));
+    a.sendRawToAll(undigested('150'));
+    await waitUntil(() => withCap.client.feed('felix').status.watermarks['pods'] === '150', 'watermarks moved', on(withCap.client));
+    expect(withCap.client.state).toBe('in-sync');
+    expect(a.rec.clientCloses).toEqual([]);
+    await withCap.client.close();
+    // Not advertised: a malformed body, as before the capability existed.
+    const without = setup({ endpoints: [a.url], acceptScopedFeeds: false });
+    without.guard.allow('CATTAIL_CLIENT_PROTOCOL_ERROR');
+    await without.client.whenInSync();
+    expect(a.rec.hellos[1]!.caps).not.toContain('scope.watermarks');
+    a.sendRawToAll(undigested('160'));
+    await waitUntil(() => without.client.state === 'reconnecting', 'reconnecting', on(without.client));
+    expect((without.rec.last('reconnecting')!.reason!.cause as { code: string }).code).toBe('CATTAIL_PROTO_BAD_BODY');
+    await waitUntil(() => a.rec.clientCloses.length === 2, 'closed', on(a));
+    expect(a.rec.clientCloses[1]!.code).toBe(4000);
+    expect(without.client.feed('felix').status.watermarks['pods']).toBe('100');
+    expect(without.guard.problems()).toEqual([]);
+  });
+
   it('detects a digest mismatch, closes 4014, drops its token and resyncs with a snapshot', async () => {
     const a = await server();
     a.load('felix', data, { pods: '100' });

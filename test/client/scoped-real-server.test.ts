@@ -5,6 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Client } from '../../src/client/index.js';
+import { FakeClock } from '../../src/clock.js';
 import { decodeValue } from '../../src/snapshot/index.js';
 import { SCOPE_POLICIES, type ScopePolicy } from '../../src/server/scoping/policy.js';
 import { scopedView } from '../../src/server/scoping/view.js';
@@ -96,6 +97,54 @@ describe('client library on a scoped feed (real server)', () => {
     }
     expect(a.guard.problems()).toEqual([]);
     expect(b.guard.problems()).toEqual([]);
+  });
+
+  it('when its replica crashes within the second a digest STATUS is held back, the agent still presents the watermarks of what it applied: a lagging replica refuses it (4015) instead of serving an older view', async () => {
+    // A's clock stands still: the digest STATUS it holds back never comes due, as if A crashed
+    // within that second (the real cadence would send it within ~1 s of wall time).
+    const a = await scriptedReplica('scoped-a', cleanups, { scopedFeeds: ['felix'], clock: new FakeClock(), flushWindowMs: 0, pingIntervalMs: 600_000, pongTimeoutMs: 600_000 });
+    const b = await scriptedReplica('scoped-b', cleanups, { scopedFeeds: ['felix'] });
+    for (const r of [a, b]) r.upstream.apply('felix', cluster(0), { status: 'in-sync', watermarks: { pods: '1' } });
+    const proxy = await TcpProxy.start(a.port);
+    cleanups.push(() => proxy.stop());
+    const s = setup({ endpoints: [proxy.url, b.server.url], node: 'n1', random: () => 0.999999 });
+    s.guard.allow('CATTAIL_CLIENT_SERVER_CLOSED', 'CATTAIL_CLIENT_CONNECT_FAILED', 'CATTAIL_CLIENT_REPLICA_BEHIND');
+    await s.client.whenInSync();
+    expect(s.client.stats.serverId).toBe('scoped-a');
+    // Two changes within a second of the last digest STATUS: A holds the next one back (§4.7). The
+    // second changes n1's own endpoint, which must never come back in its old form.
+    const own = wep('n1', 0)[0];
+    const genOf = (v: unknown): number => Number((v as { labels: { gen: string } }).labels.gen);
+    a.upstream.apply('felix', Object.fromEntries([wep('n2', 0, 1)]), { watermarks: { pods: '2' } });
+    a.upstream.apply('felix', Object.fromEntries([wep('n1', 0, 2)]), { watermarks: { pods: '3' } });
+    await caughtUp(a, s.client);
+    expect(genOf(s.client.feed('felix').get(own))).toBe(2);
+    // scope.watermarks: each unit ended with the revision's watermarks, digest or not.
+    await waitUntil(() => s.client.feed('felix').status.watermarks['pods'] === '3', 'watermarks of the applied state', on(s.client));
+    // B has only the first change. A then crashes: cut, unreachable, no GOODBYE, no owed STATUS.
+    b.upstream.apply('felix', Object.fromEntries([wep('n2', 0, 1)]), { watermarks: { pods: '2' } });
+    proxy.cut();
+    await proxy.stop();
+    for (let i = 0; i < 8 && s.rec.last('behind') === undefined; i++) {
+      await waitUntil(() => s.client.state === 'reconnecting' || s.client.state === 'behind', 'left A', on(s.client));
+      if (s.rec.last('behind') === undefined) await skipWait(s.clock);
+      await waitUntil(() => s.client.state !== 'connecting' && s.client.state !== 'syncing', 'attempt settled', on(s.client));
+    }
+    expect(s.rec.last('behind')?.reason?.details).toMatchObject({ endpoint: b.server.url, closeCode: 4015 });
+    expect(s.client.stats.snapshotsApplied).toBe(1);
+    expect(genOf(s.client.feed('felix').get(own))).toBe(2);
+    // B catches up; the agent moves there and holds B's view of n1.
+    b.upstream.apply('felix', Object.fromEntries([wep('n1', 0, 2)]), { watermarks: { pods: '3' } });
+    for (let i = 0; i < 8 && !(s.client.inSync && s.client.stats.serverId === 'scoped-b'); i++) {
+      await skipWait(s.clock);
+      await waitUntil(() => s.client.state !== 'connecting' && s.client.state !== 'syncing', 'attempt settled', on(s.client));
+    }
+    await caughtUp(b, s.client);
+    expectView(b, s.client, 'n1');
+    // Never an older state after a newer one: no change ever took n1's endpoint back to gen 0.
+    const gens = s.rec.changes.flatMap((c) => c.upserts.filter((u) => u.key === own).map((u) => genOf(decodeValue(u.raw))));
+    expect(gens).toEqual(gens.slice().sort((x, y) => x - y));
+    expect(s.guard.problems()).toEqual([]);
   });
 
   it('a client that does not accept scoped feeds (a tier-2 relay) is refused with 4006, not given one node\'s view', async () => {

@@ -100,6 +100,28 @@ describe('server - backpressure', () => {
     expect(await h.metric('cattail_clients_skipped_total')).toBeGreaterThan(0);
   });
 
+  it('ends a scoped catch-up with the revision\'s watermarks (a STATUS without digest) for an agent with scope.watermarks', async () => {
+    // The clock stands still, so the digest STATUS stays held back: only the catch-up's own STATUS can say where the agent is.
+    const { h } = await streamHarness({ feeds: ['felix'], scopedFeeds: ['felix'] });
+    h.upstream.apply('felix', { '/pods/ns/p0': { i: 0 } }, { status: 'in-sync', watermarks: { pods: '1' } });
+    const slow = h.agent({ feeds: [{ name: 'felix' }], node: 'n1', caps: ['scope.node', 'scope.watermarks'], record: true });
+    const fast = h.agent({ feeds: [{ name: 'felix' }], node: 'n2', caps: ['scope.node'] });
+    await Promise.all([slow.untilRevision('felix', 1), fast.untilRevision('felix', 1)]);
+    await fillUntilSkipped(h, slow, [fast]);
+    h.upstream.apply('felix', { '/pods/ns/p0': { i: 1 } }, { watermarks: { pods: '99' } });
+    const rev = h.storeRevision('felix');
+    await fast.untilRevision('felix', rev);
+    const seen = slow.messages.length;
+    slow.socket.resume();
+    await slow.untilRevision('felix', rev);
+    await slow.until(() => slow.messages.slice(seen).some((m) => m.type === 'status' && m.revision === rev), 'a STATUS at the caught-up revision');
+    const st = slow.messages.slice(seen).find((m): m is Extract<typeof m, { type: 'status' }> => m.type === 'status' && m.revision === rev);
+    expect(st?.digest).toBeUndefined();
+    expect(st?.watermarks).toEqual({ pods: '99' });
+    expect(slow.feed('felix').deltas.some((x) => x.to - x.from > 1)).toBe(true);
+    expect(slow.violations).toEqual([]);
+  });
+
   it('keeps a catch-up encoded for agents behind together until the next flush, at most CATCH_UP_CACHE_MAX_AGE_MS', async () => {
     const { clock, h, slow, fast } = await stalledAgent(600_000);
     const behind = h.storeRevision('felix');

@@ -25,6 +25,7 @@ export class FeedRuntime {
   flushedStatusKey: string;
   private readonly flushTimes: { revision: number; atMs: number }[] = [];
   private statusCache: { key: string; revision: number; frame: Buffer } | undefined;
+  private undigested: { key: string; frame: Buffer } | undefined;
   private tokenCache: { revision: number; token: Buffer } | undefined;
   readonly epoch: string;
   /**
@@ -201,6 +202,22 @@ export class FeedRuntime {
     const key = statusKey(revision, meta);
     this.keyMemo = { revision, meta, key };
     return key;
+  }
+
+  /**
+   * Scoped, in sync: the STATUS at the current revision without digest (PROTOCOL.md §4.7,
+   * scope.watermarks), one frame for every node. Sent after a DELTA unit while the digest-bearing
+   * STATUS is held back, so the agent's watermarks and token always describe the state it holds:
+   * it is what the agent presents to the next replica (notBefore, token) if this one crashes.
+   * The per-node digest is the costly part (a 2 KiB hash per node); this frame costs its bytes
+   * (~140 per agent for felix) and no CPU per node.
+   */
+  undigestedStatusFrame(compressMinBytes: number): Buffer {
+    const key = this.baseStatusKey();
+    if (this.undigested?.key === key) return this.undigested.frame;
+    const frame = this.encodeStatus(undefined, compressMinBytes);
+    this.undigested = { key, frame };
+    return frame;
   }
 
   /** Scoped: when the held key owes a STATUS (undefined: none owed). */

@@ -64,7 +64,7 @@ interface ScopedUnit {
   /** The STATUS key of this flush (asked once, not per agent). */
   statusKey: string | undefined;
   /** Shared part + empty node part in one Buffer, for the last encoding asked (see scopedBufferFor). */
-  lastPlain: { compression: Compression; maxBodyBytes: number; buf: Buffer } | undefined;
+  lastPlain: { compression: Compression; maxBodyBytes: number; watermarks: boolean; buf: Buffer } | undefined;
 }
 
 /** The second pass of flushOneFeed: sinks and what each gets (reused arrays, emptied after each flush). */
@@ -322,9 +322,10 @@ export class Flusher {
       if (withStatus) cursor.statusKey = key;
       const own = sc.split.byNode.has(conn.scopeNode);
       // The common case, an agent of a node without own changes and no STATUS owed: one Buffer
-      // (shared part + the empty DELTA ending the unit) for all of them, as a cluster-wide unit.
+      // (shared part + the empty DELTA ending the unit [+ the STATUS without digest]) for all of
+      // them, as a cluster-wide unit.
       const fast = sc.lastPlain;
-      if (!own && !withStatus && fast !== undefined && fast.compression === conn.compression && fast.maxBodyBytes === conn.maxBodyBytes) return fast.buf;
+      if (!own && !withStatus && fast !== undefined && fast.compression === conn.compression && fast.maxBodyBytes === conn.maxBodyBytes && fast.watermarks === conn.scopeWatermarks) return fast.buf;
       const enc = `${conn.compression}|${conn.maxBodyBytes}`;
       try {
         let shared = sc.shared.get(enc);
@@ -349,14 +350,19 @@ export class Flusher {
             feed.stats.deltaBytesEncoded += part.length;
           }
         }
+        // No digest-bearing STATUS owed: an agent with scope.watermarks still gets the revision's
+        // watermarks and token (PROTOCOL.md §4.7), one frame shared by every node.
+        const undigested = !withStatus && conn.scopeWatermarks ? feed.undigestedStatusFrame(min) : undefined;
         if (!own && !withStatus) {
-          let buf = sc.tails.get(`${enc}|p`);
-          if (buf === undefined) sc.tails.set(`${enc}|p`, (buf = shared.length === 0 ? part : Buffer.concat([shared, part])));
-          sc.lastPlain = { compression: conn.compression, maxBodyBytes: conn.maxBodyBytes, buf };
+          const plainKey = `${enc}|p|${undigested === undefined ? 0 : 1}`;
+          let buf = sc.tails.get(plainKey);
+          if (buf === undefined) sc.tails.set(plainKey, (buf = Buffer.concat(undigested === undefined ? [shared, part] : [shared, part, undigested])));
+          sc.lastPlain = { compression: conn.compression, maxBodyBytes: conn.maxBodyBytes, watermarks: conn.scopeWatermarks, buf };
           return buf;
         }
         // The node's STATUS (its digest is its view's) rides in the same write.
-        const tail = withStatus ? Buffer.concat([part, feed.statusFrame(min, conn.scopeNode).frame]) : part;
+        const status = withStatus ? feed.statusFrame(min, conn.scopeNode).frame : undigested;
+        const tail = status !== undefined ? Buffer.concat([part, status]) : part;
         return shared.length === 0 ? tail : [shared, tail];
       } catch (err) {
         this.refuseUnit(conn, err);

@@ -213,6 +213,11 @@ export class ServiceQueue {
             }
             this.catchUpCache.set(key, frames);
           }
+          // scope.watermarks (PROTOCOL.md §4.7): the unit ends with the revision's watermarks and
+          // token even when the digest-bearing STATUS is held back (or the socket is above its
+          // mark below, where that STATUS waits). Not cached with the frames: a status-only
+          // change keeps the revision. An extra STATUS after it, when one is owed, is harmless.
+          if (feed.scope !== undefined && conn.scopeWatermarks && feed.store.meta().status === 'in-sync') frames = [...frames, feed.undigestedStatusFrame(o.compressMinBytes)];
           if (!conn.writeOwn(frames)) return shared + own;
           const n = frames.reduce((a, f) => a + f.length, 0);
           stats.ownBytes += n;

@@ -11,7 +11,7 @@ import { recordAck } from './applied-watermarks.js';
 import type { FeedRuntime } from './feeds.js';
 import { type FeedPlan, bodySizeFor, checkHello, chooseCompression, planFeeds, welcomeFrame } from './handshake.js';
 import { serveRepair } from './repair.js';
-import { CAP_REPAIR_BUCKETS, behindResources } from '../../../proto/index.js';
+import { CAP_REPAIR_BUCKETS, CAP_SCOPE_WATERMARKS, behindResources } from '../../../proto/index.js';
 import type { ServiceQueue } from './service.js';
 import { CattailError } from '../../errors.js';
 import { encodeScopedDelta, provenNode } from './scoped.js';
@@ -51,7 +51,10 @@ export class Session {
     }
     // Per-node scoping (#20): an agent on a scoped feed gets its proven node's view, never another's.
     const scoped = plans.some((p) => p.feed.scope !== undefined);
-    if (scoped) conn.scopeNode = provenNode({ helloNode: hello.node, caps: hello.caps, tls: conn.tlsPeer, uriSanPrefix: o.scopeNodeUriSanPrefix });
+    if (scoped) {
+      conn.scopeNode = provenNode({ helloNode: hello.node, caps: hello.caps, tls: conn.tlsPeer, uriSanPrefix: o.scopeNodeUriSanPrefix });
+      conn.scopeWatermarks = hello.caps.includes(CAP_SCOPE_WATERMARKS);
+    }
     conn.node = hello.node;
     conn.clientId = hello.clientId;
     conn.compression = chooseCompression(hello.caps, o.compressions);

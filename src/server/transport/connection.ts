@@ -158,6 +158,11 @@ export class Connection {
   tlsPeer: { readonly cn: string | undefined; readonly uriSans: readonly string[] } | undefined = undefined;
   /** The node whose scoped view this connection's scoped feeds carry (set at HELLO; '' when it has none). */
   scopeNode = '';
+  /**
+   * The agent advertised scope.watermarks: on its scoped feeds every DELTA unit ends with a STATUS
+   * (one without digest when the digest-bearing one is held back), PROTOCOL.md §4.7.
+   */
+  scopeWatermarks = false;
 
   constructor(
     readonly socket: AgentSocket,

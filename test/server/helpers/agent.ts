@@ -244,6 +244,8 @@ export class TestAgent extends EventEmitter {
         f.stale = m.stale;
         f.token = Buffer.from(m.token);
         if (m.digest !== undefined && !this.digest(f.name).equals(Buffer.from(m.digest))) this.violations.push(`STATUS digest mismatch at ${m.revision}`);
+        // PROTOCOL.md §4.7: only an agent that advertised scope.watermarks may get one without.
+        if (m.digest === undefined && m.status === 'in-sync' && !(this.opts.caps ?? []).includes('scope.watermarks')) this.violations.push(`in-sync STATUS without digest at ${m.revision}`);
         return;
       default:
         return;

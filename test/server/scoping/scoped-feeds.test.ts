@@ -6,6 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { FakeClock } from '../../../src/clock.js';
 import type { Message } from '../../../proto/index.js';
 import { decodeValue } from '../../../src/snapshot/index.js';
 import { SCOPE_POLICIES, NODE_STATUS_PREFIX, type ScopePolicy } from '../../../src/server/scoping/policy.js';
@@ -138,6 +139,44 @@ describe('per-node scoping - real server', () => {
     expect(last?.digest).toBeDefined();
     expect(Buffer.from(last?.digest ?? []).equals(a.digest('felix'))).toBe(true);
     expect(a.violations).toEqual([]);
+  });
+
+  it('scope.watermarks: every DELTA unit ends with a STATUS, without digest while the digest is held back; agents without the capability get none of those', async () => {
+    // The clock stands still: every digest STATUS after the first is held back for good.
+    const h = await scopedHarness({ clock: new FakeClock(), flushWindowMs: 0, pingIntervalMs: 600_000, pongTimeoutMs: 600_000, handshakeTimeoutMs: 600_000 });
+    const w = h.agent({ feeds: [{ name: 'felix' }], node: 'n1', caps: [...CAPS, 'scope.watermarks'], record: true });
+    const p = h.agent({ feeds: [{ name: 'felix' }], node: 'n2', caps: CAPS, record: true });
+    await inStep(h, [w, p], ['felix']);
+    const id = w.feed('felix').id;
+    const start = { w: w.messages.length, p: p.messages.length };
+    // Other nodes' changes (the shared Buffer of agents without own changes) and n1's own (its node part).
+    const steps = [[wep('n3', 0, 1)], [wep('n1', 0, 2)], [wep('n2', 1, 3), wep('n3', 1, 3)], [wep('n1', 1, 4), wep('n2', 2, 4)]];
+    const wmAt = new Map<number, string>();
+    for (const [i, step] of steps.entries()) {
+      h.upstream.apply('felix', Object.fromEntries(step), { watermarks: { pods: String(50 + i) } });
+      wmAt.set(h.storeRevision('felix'), String(50 + i));
+      await w.untilRevision('felix', h.storeRevision('felix'));
+      await p.untilRevision('felix', h.storeRevision('felix'));
+    }
+    const of = (a: TestAgent, from: number): Message[] => (a.messages as Message[]).slice(from).filter((m) => 'feedId' in m && m.feedId === id);
+    // w: after each unit's last frame, a STATUS at its revision with that revision's watermarks and token.
+    const wm = of(w, start.w);
+    const ends = wm.flatMap((m, i) => (m.type === 'delta' && !m.more ? [i] : []));
+    expect(ends).toHaveLength(steps.length);
+    for (const i of ends) {
+      const d = wm[i] as Extract<Message, { type: 'delta' }>;
+      const st = wm[i + 1] as Extract<Message, { type: 'status' }>;
+      expect(st?.type, `after unit → ${d.toRevision}`).toBe('status');
+      expect(st.revision).toBe(d.toRevision);
+      expect(st.digest).toBeUndefined();
+      expect(st.watermarks).toEqual({ pods: wmAt.get(d.toRevision) });
+      expect(st.token.length).toBeGreaterThan(0);
+    }
+    // p: no STATUS at all while the digest is held back (the behaviour before the capability).
+    expect(of(p, start.p).filter((m) => m.type === 'status')).toEqual([]);
+    expect(w.violations).toEqual([]);
+    expect(p.violations).toEqual([]);
+    expectScoped(h, w, 'felix', 'n1');
   });
 
   it('an agent sent away (GOODBYE) gets the STATUS it is owed first: it leaves with the token and watermarks of what it applied', async () => {
