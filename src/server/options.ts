@@ -5,6 +5,7 @@ import { BUILTIN_FEED_NAMES, SCOPABLE_FEED_NAMES } from '../registry.js';
 // goes for the feed names: straight from the registry, not through the upstream's projections.
 import { DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_INBOUND_BYTES, MIN_CLIENT_MAX_FRAME_BYTES } from '../../proto/types.js';
 import { tlsServerOptions } from './transport/tls/options.js';
+import { ANY_HOST } from './transport/seam.js';
 import { DEFAULT_SNAPSHOT_CHUNK_BYTES } from './fanout/snapshot-cache.js';
 import { checkServiceRef } from '../client/discovery.js';
 
@@ -16,12 +17,12 @@ import { checkServiceRef } from '../client/discovery.js';
 export const serverOptions = {
   listen: opt.string({
     default: '127.0.0.1:5473',
-    help: 'HOST:PORT for agent WebSocket connections (5473 is Typha\'s port).',
+    help: 'HOST:PORT for agent WebSocket connections (5473 is Typha\'s port). An empty HOST (:5473) listens on every address, IPv6 and IPv4 (dual-stack; IPv4 alone on a node without IPv6).',
     check: (v) => (parseHostPort(v) === undefined ? 'expected HOST:PORT with a port from 0 to 65535' : undefined),
   }),
   httpListen: opt.string({
     default: '127.0.0.1:9093',
-    help: 'HOST:PORT for /metrics, /livez and /readyz (also /liveness and /readiness, /v1/convergence, and /debug/clients with debugEndpoints).',
+    help: 'HOST:PORT for /metrics, /livez and /readyz (also /liveness and /readiness, /v1/convergence, and /debug/clients with debugEndpoints). An empty HOST (:9093) listens on every address, as for listen.',
     check: (v) => (parseHostPort(v) === undefined ? 'expected HOST:PORT with a port from 0 to 65535' : undefined),
   }),
   debugEndpoints: opt.boolean({
@@ -351,15 +352,20 @@ export const serveOptions = {
 } as const;
 
 
-/** `"127.0.0.1:5473"` / `"[::1]:0"` → host and port; undefined when malformed. */
+/**
+ * `"127.0.0.1:5473"` / `"[::1]:0"` / `":5473"` → host and port; undefined when malformed. An
+ * empty host is ANY_HOST: every address, IPv6 and IPv4 where the node has both (a dual-stack
+ * socket), IPv4 alone where it has no IPv6. It used to mean `0.0.0.0`, which left IPv6-only
+ * clusters unserved; `0.0.0.0` and `[::]` still mean what they say.
+ */
 export function parseHostPort(value: string): { host: string; port: number } | undefined {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value);
   if (m === null) return undefined;
   const port = Number(m[3]);
   if (port > 65_535) return undefined;
-  const host = m[1] ?? m[2] ?? '';
-  return { host: host === '' ? '0.0.0.0' : host, port };
+  return { host: m[1] ?? m[2] ?? ANY_HOST, port };
 }
+
 
 /** A peerEndpoints value as URLs: entries may themselves be comma-separated (`--peer-endpoints a,b`). */
 export function splitEndpoints(values: readonly string[]): string[] {

@@ -24,7 +24,7 @@ import { Health } from './ops/health.js';
 import type { LoadReport } from './fleet/balancer.js';
 import { createHttpEndpoints, httpEndpointsHandler } from './ops/http-endpoints.js';
 import { acceptHooks } from './transport/accept.js';
-import type { AgentTransport, PeerInfo } from './transport/seam.js';
+import { ANY_HOST, type AgentTransport, type PeerInfo } from './transport/seam.js';
 import { UwsTransport } from './transport/uws-transport.js';
 import { WsTransport } from './transport/ws-transport.js';
 import { describePeerTls } from './transport/tls/identity.js';
@@ -113,7 +113,7 @@ function listenOn(server: Server, address: string, what: string): Promise<Addres
   return new Promise((resolve, reject) => {
     const onError = (err: Error): void => reject(new CattailError('CATTAIL_SERVER_LISTEN_FAILED', `cannot listen on ${address} (${what}): ${err.message}`, { cause: err, details: { address } }));
     server.once('error', onError);
-    server.listen(hp.port, hp.host, () => {
+    server.listen(hp.port, hp.host === ANY_HOST ? undefined : hp.host, () => {
       server.off('error', onError);
       resolve(server.address() as AddressInfo);
     });

@@ -93,8 +93,9 @@ describe('deploy/ manifests', () => {
     if (c === undefined) throw new Error('no container');
     const { config } = resolveConfig(serveOptions, { argv: c.args });
     const port = (name: string): number | undefined => c.ports.find((p) => p.name === name)?.containerPort;
-    expect(config.listen).toBe(`0.0.0.0:${port('agents')}`);
-    expect(config.httpListen).toBe(`0.0.0.0:${port('metrics')}`);
+    // Every address (empty host): an IPv6-only cluster's pod IP is IPv6; 0.0.0.0 served none of it.
+    expect(config.listen).toBe(`:${port('agents')}`);
+    expect(config.httpListen).toBe(`:${port('metrics')}`);
     expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'metrics' });
     expect(c.livenessProbe.httpGet).toEqual({ path: '/livez', port: 'metrics' });
     // The kubelet's grace must cover the paced drain, or agents are cut off all at once at its

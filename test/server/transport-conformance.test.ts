@@ -9,6 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { waitUntil } from '../support/wait.js';
 import { encodeFrame } from '../../proto/index.js';
@@ -16,13 +17,15 @@ import { loadUws, uwsAvailable } from '../../src/server/transport/uws-loader.js'
 import { forEachFrame } from '../../src/server/transport/seam.js';
 import { UWS_PIECE_BYTES } from '../../src/server/transport/uws-outbound.js';
 import { encodeMessage } from '../../src/server/transport/framing.js';
-import { opened } from './helpers/agent.js';
+import { TestAgent, opened } from './helpers/agent.js';
 import { type Harness, harness } from './helpers/harness.js';
 
 // uWS is listed even where no build of it loads (Node 22 and 24 here): its tests are reported as
 // skipped there, not silently absent.
 const TRANSPORTS = ['ws', 'uws'] as const;
 const SKIP_UWS = !uwsAvailable();
+/** `::1` on this machine's loopback (the dual-stack test needs both families). */
+const IPV6_LOOPBACK = Object.values(networkInterfaces()).some((l) => l?.some((i) => i.family === 'IPv6' && i.internal) === true);
 
 function seed(h: Harness, n = 20): void {
   const batch: Record<string, unknown> = {};
@@ -75,6 +78,23 @@ for (const transport of TRANSPORTS) describe.skipIf(transport === 'uws' && SKIP_
     expect(a.received.slice(n, n + 2)).toEqual(['delta', 'status']);
     expect(a.violations).toEqual([]);
     expect(a.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
+  });
+
+  it.skipIf(!IPV6_LOOPBACK)('listens on every address for an empty host (:0): agents over IPv4 and IPv6 loopback, and the HTTP port too', async () => {
+    const h = await harness({ transport, listen: ':0', httpListen: ':0' });
+    seed(h);
+    const port = new URL(h.server.url).port;
+    const httpPort = new URL(h.server.httpUrl).port;
+    for (const host of ['127.0.0.1', '[::1]']) {
+      const a = new TestAgent(`ws://${host}:${port}/`, { feeds: [{ name: 'felix' }] });
+      try {
+        await a.untilRevision('felix', 1);
+        expect(a.digest('felix').equals(h.storeDigest('felix')), host).toBe(true);
+      } finally {
+        a.ws.terminate();
+      }
+      expect((await fetch(`http://${host}:${httpPort}/livez`)).status, host).toBe(200);
+    }
   });
 
   it('streams snapshot chunks longer than a uWS piece to an agent that reads slowly: whole messages, in order, in sync', async () => {

@@ -157,7 +157,15 @@ export interface AcceptHooks {
   accept(socket: AgentSocket): void;
 }
 
+/**
+ * ListenAddress.host for "every address" (the empty host of `--listen :5473`): a dual-stack socket
+ * (IPv6 and IPv4) where the node has IPv6, IPv4 alone where it has none. Node's listen() and
+ * uWS's both do that when given no host.
+ */
+export const ANY_HOST = '';
+
 export interface ListenAddress {
+  /** An address to bind, or ANY_HOST. */
   readonly host: string;
   readonly port: number;
   /** listen(2) backlog (the kernel caps it at net.core.somaxconn). */

@@ -28,9 +28,10 @@
  * the TLS options with this transport (CATTAIL_SERVER_TLS_UNSUPPORTED).
  */
 import { createServer } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { SUBPROTOCOL } from './framing.js';
 import {
-  type AcceptHooks, type AgentSink, type AgentSocket, type AgentSocketEvents, type AgentTransport, type BoundAddress, HARD_CAP_FACTOR,
+  ANY_HOST, type AcceptHooks, type AgentSink, type AgentSocket, type AgentSocketEvents, type AgentTransport, type BoundAddress, HARD_CAP_FACTOR,
   type ListenAddress, type PeerInfo, type TransportLimits, forEachFrame, releaseHeaders, reportFailure,
 } from './seam.js';
 import { type UwsHttpRequest, type UwsHttpResponse, type UwsModule, type UwsWebSocket, loadUws } from './uws-loader.js';
@@ -227,11 +228,16 @@ class UwsAgentSocket implements AgentSocket, InboundTarget {
 }
 
 /** A port the kernel picks as free on `host` (closed again before uWS binds it). */
+/** Whether any interface of this host has an IPv6 address (`::1` counts). */
+function hasIpv6(): boolean {
+  return Object.values(networkInterfaces()).some((list) => list?.some((i) => i.family === 'IPv6') === true);
+}
+
 function freePort(host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', reject);
-    srv.listen(0, host, () => {
+    srv.listen(0, host === ANY_HOST ? undefined : host, () => {
       const a = srv.address();
       srv.close(() => (a !== null && typeof a === 'object' ? resolve(a.port) : reject(new Error('no port'))));
     });
@@ -330,7 +336,10 @@ export class UwsTransport implements AgentTransport {
           return;
         }
         this.listenSocket = ls;
-        resolve({ address: at.host, port: this.uws.us_socket_local_port(ls), family: at.host.includes(':') ? 'IPv6' : 'IPv4' });
+        // uWS says not which address it bound; for ANY_HOST it is the dual-stack `::` where the
+        // node has IPv6 (what Node's listen() reports too), else `0.0.0.0`.
+        const address = at.host !== ANY_HOST ? at.host : hasIpv6() ? '::' : '0.0.0.0';
+        resolve({ address, port: this.uws.us_socket_local_port(ls), family: address.includes(':') ? 'IPv6' : 'IPv4' });
       });
     });
   }

@@ -20,7 +20,7 @@ import { SUBPROTOCOL } from './framing.js';
 import { PacedTurns, UPGRADE_TURN_MS } from './paced.js';
 import { peerTlsOf } from './tls/identity.js';
 import {
-  type AcceptHooks, type AgentSink, type AgentSocket, type AgentSocketEvents, type AgentTransport, type BoundAddress, HARD_CAP_FACTOR,
+  ANY_HOST, type AcceptHooks, type AgentSink, type AgentSocket, type AgentSocketEvents, type AgentTransport, type BoundAddress, HARD_CAP_FACTOR,
   type ListenAddress, type PeerInfo, type TlsIdentity, type TransportLimits, deliverMessage, releaseHeaders,
 } from './seam.js';
 
@@ -217,7 +217,7 @@ export class WsTransport implements AgentTransport {
   async listen(at: ListenAddress): Promise<BoundAddress> {
     await new Promise<void>((resolve, reject) => {
       this.http.once('error', reject);
-      this.http.listen({ port: at.port, host: at.host, backlog: at.backlog }, () => {
+      this.http.listen({ port: at.port, ...(at.host === ANY_HOST ? {} : { host: at.host }), backlog: at.backlog }, () => {
         this.http.off('error', reject);
         resolve();
       });
