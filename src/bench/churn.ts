@@ -51,13 +51,18 @@ export async function churnWindow(ctx: BenchContext): Promise<ChurnWindow> {
   const gapMs = 1000 / o.churnPerSec;
   let next = Date.now();
   while (Date.now() < end) {
+    ctx.checkStopped();
     writes.push(await ctx.writeOne());
     next += gapMs;
     ctx.showStatus();
     await new Promise((r) => setTimeout(r, Math.max(0, next - Date.now())));
   }
   const lastRv = writes.at(-1)!.rv;
-  await ctx.until('the last churn change reached every agent', ctx.left(), () => ctx.allHave(Number(lastRv)), 100).catch((err: unknown) => ctx.progress.line(String(err)));
+  await ctx.until('the last churn change reached every agent', ctx.left(), () => ctx.allHave(Number(lastRv)), 100).catch((err: unknown) => {
+    // Not reached in time is a figure of the run; stopped is the end of it.
+    ctx.checkStopped();
+    ctx.progress.line(String(err));
+  });
   const mB = await replica.metrics();
   return { writes, lastRv, serverCpuS: diff(mA, mB, 'cattail_process_cpu_seconds_total'), bytes: ctx.total('bytes') - bytes0 };
 }

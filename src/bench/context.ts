@@ -45,6 +45,8 @@ export interface BenchRecord {
 }
 
 export const FEEDS = ['felix'];
+/** The error of a wait that a stop signal ended (the run's report lists it). */
+export const STOPPED = 'bench: stopped by signal';
 export const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);
 
 export function diff(a: Map<string, number>, b: Map<string, number>, k: string): number {
@@ -67,11 +69,18 @@ export class BenchContext {
     readonly progress: Progress,
     /** Cores for the replicas (and the floor server) and for the load (simulator, agents). */
     readonly pins: { server: Pin; load: Pin },
+    /** Aborted when the run is to stop early (a stop signal to `cattail bench`). */
+    readonly signal: AbortSignal = new AbortController().signal,
   ) {}
 
   /** Time left before the run's deadline, in ms (at least 5 s, so a last phase can finish). */
   left(): number {
     return Math.max(5_000, this.o.deadlineMs - (Date.now() - this.started));
+  }
+
+  /** Throws STOPPED when the run was asked to stop: every wait and write loop calls it. */
+  checkStopped(): void {
+    if (this.signal.aborted) throw new Error(STOPPED);
   }
 
   want(s: Scenario): boolean {
@@ -93,6 +102,7 @@ export class BenchContext {
   async until(what: string, deadlineMs: number, pred: () => boolean | Promise<boolean>, stepMs = 100): Promise<number> {
     const start = Date.now();
     while (!(await pred())) {
+      this.checkStopped();
       this.showStatus();
       if (Date.now() - start > deadlineMs) throw new Error(`bench: ${what} did not happen within ${deadlineMs} ms`);
       await new Promise((r) => setTimeout(r, stepMs));

@@ -24,7 +24,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { BenchContext, type BenchOptions, type BenchRecord, FEEDS, type Scenario } from './context.js';
+import { BenchContext, type BenchOptions, type BenchRecord, FEEDS, STOPPED, type Scenario } from './context.js';
 import { loopbackBlock, ReplicaProc, SimProc } from './procs.js';
 import type { Progress } from './progress.js';
 import { apiLoad } from './scenarios/api-load.js';
@@ -62,7 +62,12 @@ export interface BenchReport {
   readonly errors: string[];
 }
 
-export async function runBench(o: BenchOptions, progress: Progress): Promise<BenchReport> {
+/**
+ * @param signal aborted to stop early: the scenario under way ends at its next wait, the rest are
+ *   skipped, every process is stopped, and the report holds what was measured (its `errors` say
+ *   where it stopped). Without it the run ends only at its deadline.
+ */
+export async function runBench(o: BenchOptions, progress: Progress, signal: AbortSignal = new AbortController().signal): Promise<BenchReport> {
   const started = Date.now();
   const loadAverageBefore = loadavg().map((x) => +x.toFixed(2));
   const pinned = cpus().length > 1;
@@ -79,10 +84,14 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
   // Each replica checkpoints into a directory of its own (--state-dir) for replica-restart.
   const stateRoot = mkdtempSync(join(tmpdir(), 'cattail-bench-state-'));
   const replicas = [0, 1].slice(0, want('replica-loss') ? 2 : 1).map((i) => new ReplicaProc(`bench-${i}`, host(10 + i), sim.kubeconfig, FEEDS, replicaArgs, pins.server, join(stateRoot, `bench-${i}`)));
-  const ctx = new BenchContext(o, sim, replicas, progress, pins);
+  const ctx = new BenchContext(o, sim, replicas, progress, pins, signal);
   /** Runs one scenario; a failure is recorded and the run goes on (a later one may still work). */
   const step = async (s: Scenario, fn: () => Promise<BenchRecord | undefined>): Promise<void> => {
     if (!want(s)) return;
+    if (signal.aborted) {
+      errors.push(`${s}: not run (${STOPPED})`);
+      return;
+    }
     progress.setPhase(s);
     try {
       const r = await fn();
@@ -99,12 +108,20 @@ export async function runBench(o: BenchOptions, progress: Progress): Promise<Ben
     await Promise.all(replicas.map((r) => r.start()));
     await Promise.all(replicas.map((r) => r.ready(ctx.left())));
     progress.line(`replicas warm: ${replicas.map((r) => r.url).join(', ')}`);
-    // The cold start is the fleet every other scenario starts from: it always runs.
+    // The cold start is the fleet every other scenario starts from: it always runs (unless stopped).
     progress.setPhase('cold-start');
-    const cold = await coldStart(ctx);
-    if (want('cold-start')) {
-      records.push(cold);
-      progress.line(cold.summary);
+    try {
+      ctx.checkStopped();
+      const cold = await coldStart(ctx);
+      if (want('cold-start')) {
+        records.push(cold);
+        progress.line(cold.summary);
+      }
+    } catch (err) {
+      // Stopped: the other scenarios are skipped below and the report says so. Anything else
+      // leaves no fleet for them: as before, the run fails.
+      if (!signal.aborted) throw err;
+      errors.push(`cold-start: ${(err as Error).message}`);
     }
     await step('churn', () => churn(ctx));
     await step('burst', () => burst(ctx));

@@ -58,7 +58,7 @@ export async function runBenchCommand(config: ConfigOf<typeof benchOptions>, ctx
     scenarios: config.scenario as Scenario[],
     seed: config.seed,
     deadlineMs: config.durationMs,
-  }, progress);
+  }, progress, ctx.signal);
   const base = config.name ?? (config.quick ? 'bench-quick' : 'bench');
   mkdirSync(config.out, { recursive: true });
   const reports = [report, ...(config.quick ? [] : earlierReports(config.out, `${base}.json`))];

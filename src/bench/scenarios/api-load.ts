@@ -49,6 +49,7 @@ async function measureSide(ctx: BenchContext, agents: number, bring: () => Promi
     const gapMs = 1000 / o.churnPerSec;
     let next = Date.now();
     for (let i = 0; i < changes; i++) {
+      ctx.checkStopped();
       last = Number((await ctx.writeOne()).rv);
       next += gapMs;
       await new Promise((r) => setTimeout(r, Math.max(0, next - Date.now())));

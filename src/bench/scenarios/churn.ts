@@ -12,6 +12,8 @@ import { ratio } from '../stats.js';
 export async function churn(ctx: BenchContext): Promise<BenchRecord> {
   const { o } = ctx;
   const c = await churnAndStop(ctx, o.agents);
+  // The floor is a minute of its own processes: not after a stop.
+  ctx.checkStopped();
   ctx.progress.setPhase(`churn: the plain-TCP floor (${o.agents} sockets, ${c.changes} changes of ${c.bytesPerDelivery} B)`);
   const floor = await measureFloor({
     host: ctx.replicas[0]!.host, sockets: o.agents, changes: c.changes, ratePerSec: o.churnPerSec, frameBytes: c.bytesPerDelivery,

@@ -48,7 +48,10 @@ export async function slowAgents(ctx: BenchContext, baseline: BenchRecord | unde
     // and come back; bounded by the run's deadline.
     ctx.progress.setPhase(`slow-agents: waiting for the ${o.stallMs} ms stall to end and every agent to be in sync`);
     await ctx.until('every slow and stalled agent back in sync', ctx.left(), () => Date.now() - impairedAt > o.stallMs + 2_000 && ctx.total('inSync') >= o.agents, 250)
-      .catch((err: unknown) => ctx.progress.line(String(err)));
+      .catch((err: unknown) => {
+        ctx.checkStopped();
+        ctx.progress.line(String(err));
+      });
     const after = await replica.metrics();
     const closed1 = await replica.metricByLabel('cattail_connections_closed_total');
     const finals = await ctx.stopFleet();
