@@ -335,6 +335,12 @@ export const serveOptions = {
     },
     help: 'Follow another Cattail (tier 1) at these agent URLs instead of the API server: a second tier, so the API server sees one set of watches however many replicas there are. Entries, watermarks, sync status and staleness pass through unchanged; built-in feeds only. For wss:// see the upstreamCattail* TLS options (unset: the system CAs, no client certificate).',
   }),
+  upstreamCattailService: opt.string({
+    default: undefined,
+    check: checkServiceRef,
+    help: 'Follow tier 1 through its Service (NAMESPACE/NAME) instead of static URLs: its EndpointSlices are read before every connection attempt (ready replicas first, the others only when none is), with the kubeconfig option, KUBECONFIG, ~/.kube/config or the in-cluster service account. URLs of upstreamCattail, if given too, are used while discovery finds none. The scheme is wss:// when any upstreamCattail* TLS option is set, ws:// otherwise.',
+  }),
+  upstreamCattailServicePortName: opt.string({ default: 'agents', check: nonEmpty, help: 'With upstreamCattailService: the EndpointSlice port of tier 1\'s agent port, by name (the Service owns the number).' }),
   // The client library's TLS options, for this replica as an agent of tier 1.
   upstreamCattailCaFile: opt.string({ default: undefined, check: nonEmpty, help: 'With --upstream-cattail wss://: PEM CA of tier 1\'s server certificate; re-read on every connection attempt. Unset: the system CAs.' }),
   upstreamCattailCertFile: opt.string({ default: undefined, check: nonEmpty, help: 'With --upstream-cattail wss://: PEM client certificate this replica presents to a tier 1 with mutual TLS (with the key file); re-read on every connection attempt.' }),

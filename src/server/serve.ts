@@ -43,7 +43,7 @@ export interface ServeContext {
 export type UpstreamSource =
   | { readonly kind: 'kubeconfig'; readonly path: string; readonly from: 'flag' | 'KUBECONFIG' }
   | { readonly kind: 'in-cluster' }
-  | { readonly kind: 'cattail'; readonly endpoints: readonly string[] }
+  | { readonly kind: 'cattail'; readonly endpoints: readonly string[]; readonly service?: string }
   | { readonly kind: 'embedded-sim' };
 
 export interface UpstreamFactoryContext {
@@ -85,12 +85,15 @@ const IN_CLUSTER_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
  */
 export function resolveUpstreamSource(config: ServeConfig, env: Readonly<Record<string, string | undefined>>, fileExists: (p: string) => boolean = existsSync): UpstreamSource {
   const tier2Tls = Object.values(UPSTREAM_CATTAIL_TLS).find((k) => config[k] !== undefined);
-  if (config.upstreamCattail.length === 0 && tier2Tls !== undefined) {
-    throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', `option ${tier2Tls} is TLS to a tier-1 Cattail and needs --upstream-cattail wss://…; without it nothing would use it`, { details: { option: tier2Tls } });
+  const tier2 = config.upstreamCattail.length > 0 || config.upstreamCattailService !== undefined;
+  if (!tier2 && tier2Tls !== undefined) {
+    throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', `option ${tier2Tls} is TLS to a tier-1 Cattail and needs --upstream-cattail wss://… or --upstream-cattail-service; without either nothing would use it`, { details: { option: tier2Tls } });
   }
-  if (config.upstreamCattail.length > 0) {
-    if (config.embeddedSim) throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', '--upstream-cattail and --embedded-sim are two upstreams; choose one', { details: { option: 'upstreamCattail' } });
-    return { kind: 'cattail', endpoints: splitEndpoints(config.upstreamCattail) };
+  if (tier2) {
+    const option = config.upstreamCattail.length > 0 ? 'upstreamCattail' : 'upstreamCattailService';
+    if (config.embeddedSim) throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', `--${option === 'upstreamCattail' ? 'upstream-cattail' : 'upstream-cattail-service'} and --embedded-sim are two upstreams; choose one`, { details: { option } });
+    const endpoints = splitEndpoints(config.upstreamCattail);
+    return config.upstreamCattailService === undefined ? { kind: 'cattail', endpoints } : { kind: 'cattail', endpoints, service: config.upstreamCattailService };
   }
   if (config.embeddedSim) {
     // An explicit kubeconfig (flag, CATTAIL_KUBECONFIG or the config file's key) says "this

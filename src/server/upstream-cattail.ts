@@ -20,7 +20,9 @@
  * When tier 1 has not confirmed a sync for `staleAfterMs` since it was lost (a WELCOME is not
  * enough: a tier 1 that cuts every snapshot off is as good as gone), every feed is reported stale
  * (as a replica whose API server is down) and keeps serving its last state. Tier 1 is found from
- * the static list of `--upstream-cattail`, with the client's failover, backoff and behind checks;
+ * the static list of `--upstream-cattail` or from its Service's EndpointSlices
+ * (`--upstream-cattail-service`, the client library's discovery, looked at before every attempt),
+ * with the client's failover, backoff and behind checks;
  * `wss://` takes the client library's TLS settings from the `--upstream-cattail-*` options (CA,
  * client certificate for a tier 1 with mutual TLS, expected server CN or URI SAN).
  */
@@ -34,9 +36,12 @@ import type { FeedDefinition, FeedSink, FeedUpdate, ResourceHealth, Upstream } f
 import { builtinFeed } from './upstream/feeds.js';
 
 export interface CattailUpstreamOptions {
-  /** Tier-1 agent URLs (ws:// or wss://); or `service`. */
+  /** Tier-1 agent URLs (ws:// or wss://); with `service`, used while discovery finds none. */
   readonly endpoints: readonly string[];
+  /** Tier 1's Service (NAMESPACE/NAME): its replicas are read from its EndpointSlices before every attempt. */
   readonly service: string | undefined;
+  /** With `service`: the EndpointSlice port name of tier 1's agent port. @default 'agents' */
+  readonly servicePortName?: string;
   /** Built-in feed names to follow (custom feeds are defined by tier 1, not here). */
   readonly feeds: readonly string[];
   /** This replica's name, sent as the node in HELLO (tier 1's /debug/clients shows it). */
@@ -103,7 +108,7 @@ export class CattailUpstream implements Upstream {
     this.sink = sink;
     const client = (this.o.connect ?? connect)({
       endpoints: this.o.endpoints,
-      ...(this.o.service !== undefined ? { service: this.o.service } : {}),
+      ...(this.o.service !== undefined ? { service: this.o.service, ...(this.o.servicePortName !== undefined ? { servicePortName: this.o.servicePortName } : {}) } : {}),
       ...(this.o.kubeconfig !== undefined ? { kubeconfig: this.o.kubeconfig } : {}),
       feeds: this.o.feeds,
       node: this.o.replicaId,

@@ -55,19 +55,27 @@ export const kubernetesUpstreamFactory: UpstreamFactory = async (source, ctx): P
     if (ctx.config.customFeeds.length > 0) throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', 'customFeeds are defined where the API server is watched (tier 1); a --upstream-cattail replica follows built-in feeds', { details: { option: 'customFeeds' } });
     const { CattailUpstream } = await import('./upstream-cattail.js');
     const c = ctx.config;
-    const tls = Object.fromEntries(Object.entries(UPSTREAM_CATTAIL_TLS).map(([setting, option]) => [setting, c[option]])) as Record<keyof typeof UPSTREAM_CATTAIL_TLS, string | undefined>;
+    // Only the options given: the client takes any TLS key as "TLS configured" (wss:// for
+    // discovered replicas).
+    const tls = Object.fromEntries(Object.entries(UPSTREAM_CATTAIL_TLS).flatMap(([setting, option]) => (c[option] === undefined ? [] : [[setting, c[option]]]))) as Partial<Record<keyof typeof UPSTREAM_CATTAIL_TLS, string>>;
     // A certificate without its key (or the other way round) is refused here, naming the serve
     // options, not later by the client library naming its own.
     if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) {
       const option = tls.certFile === undefined ? 'upstreamCattailKeyFile' : 'upstreamCattailCertFile';
       throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', `option ${option} needs ${option === 'upstreamCattailKeyFile' ? 'upstreamCattailCertFile' : 'upstreamCattailKeyFile'} too (a client certificate and its key)`, { details: { option } });
     }
+    // Tier 1's Service is read with the same kubeconfig as this replica's own (--service): the
+    // kubeconfig option, else the client library's ambient search (KUBECONFIG, ~/.kube/config,
+    // in-cluster). With no static URL and no config at all, start() fails, coded
+    // (CATTAIL_CLIENT_NO_DISCOVERY_CONFIG), rather than retrying a discovery that cannot work.
     const upstream = new CattailUpstream({
-      endpoints: source.endpoints, service: undefined, feeds: ctx.config.feeds, replicaId,
+      endpoints: source.endpoints, service: source.service, servicePortName: c.upstreamCattailServicePortName, feeds: ctx.config.feeds, replicaId,
       staleAfterMs: ctx.config.upstreamStaleAfterMs, clock: realClock, log: childLogger(ctx.log, { stage: 'upstream-cattail' }), tls,
+      ...(c.kubeconfig !== undefined ? { kubeconfig: c.kubeconfig } : {}),
     });
+    const where = [...(source.service !== undefined ? [`Service ${source.service} (port ${c.upstreamCattailServicePortName})`] : []), ...source.endpoints].join(', ');
     // The tier-2 replica balances from its own Service with the ambient kubeconfig (if any).
-    return { upstream, description: `tier 1 Cattail at ${source.endpoints.join(', ')} (second tier: no API-server watches here)`, ...(ctx.config.kubeconfig !== undefined ? { kubeconfigPath: ctx.config.kubeconfig } : {}) };
+    return { upstream, description: `tier 1 Cattail at ${where} (second tier: no API-server watches here)`, ...(ctx.config.kubeconfig !== undefined ? { kubeconfigPath: ctx.config.kubeconfig } : {}) };
   }
   if (source.kind === 'kubeconfig') {
     const upstream = createUpstream({ ...base, kubeconfigPath: source.path });

@@ -171,6 +171,15 @@ describe('cattail serve', () => {
     expect(() => resolveUpstreamSource(base, { KUBERNETES_SERVICE_HOST: '10.0.0.1', KUBERNETES_SERVICE_PORT: '443' }, () => false)).toThrow(/no upstream configured/);
   });
 
+  it('picks a tier-1 Cattail from static URLs, its Service, or both; the tier-2 TLS options go with either', () => {
+    const base = resolveConfig(serveOptions, {}).config;
+    expect(resolveUpstreamSource({ ...base, upstreamCattail: ['ws://a:5473/,ws://b:5473/'] }, { KUBECONFIG: '/e' })).toEqual({ kind: 'cattail', endpoints: ['ws://a:5473/', 'ws://b:5473/'] });
+    expect(resolveUpstreamSource({ ...base, upstreamCattailService: 'calico-system/cattail' }, { KUBECONFIG: '/e' })).toEqual({ kind: 'cattail', endpoints: [], service: 'calico-system/cattail' });
+    expect(resolveUpstreamSource({ ...base, upstreamCattailService: 'ns/t1', upstreamCattail: ['ws://a:5473/'], upstreamCattailCaFile: '/ca.pem' }, {})).toEqual({ kind: 'cattail', endpoints: ['ws://a:5473/'], service: 'ns/t1' });
+    expect(() => resolveUpstreamSource({ ...base, upstreamCattailService: 'ns/t1', embeddedSim: true }, {})).toThrow('--upstream-cattail-service and --embedded-sim are two upstreams');
+    expect(() => resolveConfig(serveOptions, { argv: ['--upstream-cattail-service', 'no-namespace'] })).toThrow(/upstreamCattailService/);
+  });
+
   it('runs with an injected upstream, serves agents, and stops cleanly on abort', async () => {
     const ac = new AbortController();
     const { upstream, done, url } = await scriptedServe(['--server-id', 'serve-test'], { signal: ac.signal });

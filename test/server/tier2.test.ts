@@ -34,8 +34,8 @@ async function tier1(sim: Sim, listen = '127.0.0.1:0'): Promise<ServerHandle> {
   return server;
 }
 
-async function tier2(name: string, endpoints: string[], staleAfterMs = 60_000): Promise<ServerHandle> {
-  const upstream = new CattailUpstream({ endpoints, service: undefined, feeds: ['felix'], replicaId: name, staleAfterMs, clock: realClock });
+async function tier2(name: string, endpoints: string[], staleAfterMs = 60_000, discovery: { service: string; kubeconfig: string } | undefined = undefined): Promise<ServerHandle> {
+  const upstream = new CattailUpstream({ endpoints, service: discovery?.service, ...(discovery !== undefined ? { kubeconfig: discovery.kubeconfig } : {}), feeds: ['felix'], replicaId: name, staleAfterMs, clock: realClock });
   const server = await startServer({ upstream, defaultMetrics: false, flushWindowMs: 1, serverId: name, transport: TEST_TRANSPORT });
   cleanups.push(() => server.close());
   return server;
@@ -77,6 +77,24 @@ describe('tier 2: replicas that follow a replica', () => {
     const clients = Object.keys(sim.admin.counters().clients);
     expect(clients.some((id) => id.includes('tier1'))).toBe(true);
     expect(clients.some((id) => id.includes('tier2'))).toBe(false);
+  });
+
+  it('finds tier 1 through its Service\'s EndpointSlices (--upstream-cattail-service): no static URL', async () => {
+    const sim = await sims.start();
+    const t1 = await tier1(sim);
+    cleanups.push(() => t1.close());
+    // Tier 1's Service as the API server shows it: one ready endpoint with the named agent port.
+    sim.admin.create('endpointslices.discovery.k8s.io', {
+      apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', addressType: 'IPv4',
+      metadata: { name: 'cattail-tier1-x', namespace: 'calico-system', labels: { 'kubernetes.io/service-name': 'cattail-tier1' } },
+      ports: [{ name: 'agents', port: Number(new URL(t1.url).port) }],
+      endpoints: [{ addresses: ['127.0.0.1'], nodeName: 'n1', conditions: { ready: true } }],
+    });
+    const t2 = await tier2('tier2-svc', [], 60_000, { service: 'calico-system/cattail-tier1', kubeconfig: sim.kubeconfigPath });
+    const c = agent(t2, 'n1');
+    await c.whenInSync();
+    await waitUntil(() => digestOf(t2) === digestOf(t1) && c.feed('felix').status.verifiedRevision === c.feed('felix').revision, 'tier 2 equal to tier 1');
+    expect(c.feed('felix').status.watermarks).toEqual(t1.stores.get('felix')!.meta().watermarks);
   });
 
   it('reports stale when tier 1 is gone for staleAfterMs, keeps serving, and recovers when it is back', async () => {
