@@ -8,7 +8,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/clock.js';
-import { LIST_TIMEOUT_MS, type LoadReport, MAX_LOAD_REPLY_BYTES, ReplicaBalancer, peersOf } from '../../src/server/fleet/balancer.js';
+import { LIST_TIMEOUT_MS, type LoadReport, MAX_LOAD_REPLY_BYTES, PREVIOUS_CERT_GRACE_MS, ReplicaBalancer, peersOf } from '../../src/server/fleet/balancer.js';
 import { computeShare, type Share } from '../../src/server/fleet/share.js';
 import type { EndpointSliceLike } from '../../src/client/discovery.js';
 import { waitUntil } from '../support/wait.js';
@@ -185,6 +185,36 @@ describe('fleet - the balancer', () => {
     expect(lists).toBe(1);
   });
 
+  it('over --http-tls believes its peers at every look, not only while the first connection is kept alive', async () => {
+    // A resumed TLS session carries no certificate: with a session cache, every look after the
+    // peer closed the kept-alive connection found none to pin, and the peer's load was unknown.
+    const ca = await createCa('cattail-test-ca');
+    const ours = await issue(ca, { cn: 'cattail.calico-system.svc', usage: 'server', dnsSans: ['cattail.calico-system.svc'] });
+    const srv = https.createServer({ cert: ours.certPem, key: ours.keyPem }, (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ serverId: 'peer', connections: 0, targetConnections: null, ready: true }));
+    });
+    srv.keepAliveTimeout = 50;
+    await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+    try {
+      const applied: Share[] = [];
+      const b = new ReplicaBalancer({
+        ...names, service: 'calico-system/cattail', intervalMs: 10_000, clock: new FakeClock(), loadScheme: 'https', ownCertFingerprint: () => new X509Certificate(ours.certPem).fingerprint256,
+        nodeCount: () => 900, ownConnections: () => 900, apply: (x) => applied.push(x),
+        source: { list: async () => [slice('cattail-a', '10.0.0.1', [5473, 9093]), slice('cattail-b', '127.0.0.1', [5473, (srv.address() as AddressInfo).port])] },
+      });
+      for (let look = 0; look < 3; look++) {
+        await b.tick();
+        expect(applied.at(-1), `look ${look}`).toMatchObject({ target: 450, rebalancing: true });
+        // Past the peer's keep-alive: the next look opens a new connection.
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    } finally {
+      srv.closeAllConnections();
+      await new Promise<void>((resolve) => srv.close(() => resolve()));
+    }
+  });
+
   it('over --http-tls asks its peers on https and believes only a peer presenting its own certificate', async () => {
     const ca = await createCa('cattail-test-ca');
     const ours = await issue(ca, { cn: 'cattail.calico-system.svc', usage: 'server', dnsSans: ['cattail.calico-system.svc'] });
@@ -216,6 +246,30 @@ describe('fleet - the balancer', () => {
       expect(await share(portOf(good))).toMatchObject({ target: 450, rebalancing: true });
       // One with another certificate (same CA, same name) is a peer whose load is unknown.
       expect(await share(portOf(bad))).toMatchObject({ target: 1080, rebalancing: false });
+
+      // A rotation: this replica's certificate changes (its copy of the Secret was updated first).
+      // A peer still presenting the previous one is believed for PREVIOUS_CERT_GRACE_MS, no longer.
+      let own = fingerprint;
+      let port = portOf(good);
+      const clock = new FakeClock();
+      const applied: Share[] = [];
+      const b = new ReplicaBalancer({
+        ...names, service: 'calico-system/cattail', intervalMs: 10_000, clock, loadScheme: 'https', ownCertFingerprint: () => own,
+        nodeCount: () => 900, ownConnections: () => 900, apply: (x) => applied.push(x),
+        source: { list: async () => [slice('cattail-a', '10.0.0.1', [5473, 9093]), slice('cattail-b', '127.0.0.1', [5473, port])] },
+      });
+      await b.tick();
+      expect(applied.at(-1)).toMatchObject({ target: 450 });
+      own = new X509Certificate(stranger.certPem).fingerprint256; // "stranger" is now our new certificate
+      await b.tick();
+      expect(applied.at(-1), 'the previous certificate, within the grace').toMatchObject({ target: 450 });
+      port = portOf(bad);
+      await b.tick();
+      expect(applied.at(-1), 'the new one').toMatchObject({ target: 450 });
+      port = portOf(good);
+      await clock.advanceAsync(PREVIOUS_CERT_GRACE_MS);
+      await b.tick();
+      expect(applied.at(-1), 'the previous certificate, after the grace').toMatchObject({ target: 1080, rebalancing: false });
     } finally {
       for (const srv of [good, bad]) {
         srv.closeAllConnections();

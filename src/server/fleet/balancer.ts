@@ -38,9 +38,10 @@ export interface BalancerOptions {
   readonly scheme: 'ws' | 'wss';
   /**
    * The peers' ops port: `https` when the replicas serve it over TLS (--http-tls). Each peer is
-   * then expected to present this replica's own certificate (`ownCertFingerprint`): the replicas
-   * of a Deployment mount one Secret, and the agent port's certificate names the Service, not a
-   * pod address, so a CA check by address could not pass. @default 'http'
+   * then expected to present this replica's own certificate (`ownCertFingerprint`), or the one it
+   * had before a rotation for PREVIOUS_CERT_GRACE_MS: the replicas of a Deployment mount one
+   * Secret, and the agent port's certificate names the Service, not a pod address, so a CA check
+   * by address could not pass. @default 'http'
    */
   readonly loadScheme?: 'http' | 'https' | undefined;
   /** With loadScheme https: the SHA-256 fingerprint (as node:tls prints it) of this replica's certificate now. */
@@ -95,11 +96,31 @@ const LOAD_TIMEOUT_MS = 2_000;
 export const LIST_TIMEOUT_MS = 5_000;
 
 /**
+ * How long after this replica's certificate changed (a rotation of the Secret) a peer presenting
+ * the previous one is still believed, in ms. The kubelet refreshes each pod's copy of a Secret on
+ * its own schedule (its sync period plus its cache's TTL: a minute or two apart), so for a while
+ * the replicas that got the new certificate first see the others present the old one. The other
+ * way round cannot be bridged: a replica still on the old certificate cannot know the new one, and
+ * counts an updated peer's load as unknown until its own copy is updated. Believing the previous
+ * certificate a while longer risks only the balance (a peer's load), never agents' data.
+ */
+export const PREVIOUS_CERT_GRACE_MS = 10 * 60_000;
+
+/**
+ * The https agent of the load requests: no TLS session cache, no kept connection. A resumed TLS
+ * session carries no certificate (getPeerCertificate() is empty), so with Node's global agent
+ * every look after the first kept-alive connection had closed (the peer's keepAliveTimeout, 5 s,
+ * against a 10 s balance interval) found no certificate to pin and counted every peer's load as
+ * unknown. A full handshake per peer per look is what the pin needs.
+ */
+const PINNED_AGENT = new https.Agent({ keepAlive: false, maxCachedSessions: 0 });
+
+/**
  * GET `url` as a LoadReport, reading at most `maxBytes` of body; throws past it. Over https the
- * peer must present the certificate whose fingerprint `pin` gives (see BalancerOptions.loadScheme):
+ * peer must present a certificate whose fingerprint `pins` lists (see BalancerOptions.loadScheme):
  * checked before anything is read, and a peer that does not is treated as one that does not answer.
  */
-export function fetchLoadReport(url: string, maxBytes = MAX_LOAD_REPLY_BYTES, pin?: () => string | undefined): Promise<LoadReport> {
+export function fetchLoadReport(url: string, maxBytes = MAX_LOAD_REPLY_BYTES, pins?: () => readonly string[]): Promise<LoadReport> {
   const u = new URL(url);
   const secure = u.protocol === 'https:';
   return new Promise<LoadReport>((resolve, reject) => {
@@ -109,9 +130,8 @@ export function fetchLoadReport(url: string, maxBytes = MAX_LOAD_REPLY_BYTES, pi
         reject(new Error(why));
       };
       if (secure) {
-        const want = pin?.();
-        const got = (res.socket as TLSSocket).getPeerCertificate().fingerprint256;
-        if (want === undefined || got !== want) return fail(`the peer's certificate (${got ?? 'none'}) is not this replica's`);
+        const got = (res.socket as TLSSocket).getPeerCertificate().fingerprint256 as string | undefined;
+        if (got === undefined || !(pins?.() ?? []).includes(got)) return fail(`the peer's certificate (${got ?? 'none'}) is not this replica's`);
       }
       if (res.statusCode !== 200) return fail(`HTTP ${res.statusCode}`);
       const declared = Number(res.headers['content-length'] ?? 0);
@@ -134,7 +154,7 @@ export function fetchLoadReport(url: string, maxBytes = MAX_LOAD_REPLY_BYTES, pi
     };
     const signal = AbortSignal.timeout(LOAD_TIMEOUT_MS);
     // No CA check by address (see loadScheme): the pin above is the check.
-    const req = secure ? https.get(u, { signal, rejectUnauthorized: false }, onResponse) : http.get(u, { signal }, onResponse);
+    const req = secure ? https.get(u, { signal, rejectUnauthorized: false, agent: PINNED_AGENT }, onResponse) : http.get(u, { signal }, onResponse);
     req.on('error', reject);
   });
 }
@@ -147,6 +167,9 @@ export class ReplicaBalancer {
   /** The last share applied (tests, /debug). */
   last: Share | undefined;
   ticks = 0;
+  /** This replica's certificate fingerprint as last read, and earlier ones until when they are still believed (PREVIOUS_CERT_GRACE_MS). */
+  private ownPin: string | undefined;
+  private previousPins: { fingerprint: string; untilMs: number }[] = [];
 
   constructor(private readonly o: BalancerOptions) {
     // Past LIST_TIMEOUT_MS a tick gives up (the last peers and target stay): a black-holed API
@@ -174,7 +197,8 @@ export class ReplicaBalancer {
       this.o.log?.warn({ err, service: this.o.service }, 'cannot read this replica\'s EndpointSlices; keeping the last peers and target');
       return;
     }
-    const fetchLoad = this.o.fetchLoad ?? ((url: string) => fetchLoadReport(url, MAX_LOAD_REPLY_BYTES, this.o.ownCertFingerprint));
+    const pins = this.pins();
+    const fetchLoad = this.o.fetchLoad ?? ((url: string) => fetchLoadReport(url, MAX_LOAD_REPLY_BYTES, () => pins));
     const loads = await Promise.all(
       peers.map(async (p) => {
         if (p.loadUrl === undefined) return { url: p.agentsUrl, connections: undefined };
@@ -193,6 +217,18 @@ export class ReplicaBalancer {
     }
     this.last = share;
     this.o.apply(share);
+  }
+
+  /** The certificates a peer may present (loadScheme https): ours now, and ours before a rotation for a while. */
+  private pins(): readonly string[] {
+    const now = this.o.clock.monotonic();
+    const current = this.o.ownCertFingerprint?.();
+    if (current !== this.ownPin) {
+      if (this.ownPin !== undefined) this.previousPins.push({ fingerprint: this.ownPin, untilMs: now + PREVIOUS_CERT_GRACE_MS });
+      this.ownPin = current;
+    }
+    this.previousPins = this.previousPins.filter((p) => p.untilMs > now && p.fingerprint !== current);
+    return [...(current === undefined ? [] : [current]), ...this.previousPins.map((p) => p.fingerprint)];
   }
 
   private schedule(delayMs: number): void {
