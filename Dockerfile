@@ -45,4 +45,5 @@ USER 1000:1000
 # 5473: agents (Typha's port); 9093: /metrics, /livez, /readyz, /liveness, /readiness.
 EXPOSE 5473 9093
 ENTRYPOINT ["node", "/app/bin/cattail.js", "serve"]
-CMD ["--listen", "0.0.0.0:5473", "--http-listen", "0.0.0.0:9093"]
+# Every address, IPv6 and IPv4 (an empty host; 0.0.0.0 would leave IPv6-only clusters unserved).
+CMD ["--listen", ":5473", "--http-listen", ":9093"]

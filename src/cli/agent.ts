@@ -17,7 +17,7 @@ import { selectOptions } from '../config/resolve.js';
 import { CattailError, ConfigError } from '../errors.js';
 import { attachSyncer, connect, tlsOptions, type Client, type SnapshotProgress, type StatusEvent } from '../client/index.js';
 import type { agentOptions } from '../client/options.js';
-import { resolveDiscoveryAccess } from './discovery-config.js';
+import { resolveDiscoveryAccess } from '../client/discovery-access.js';
 
 export type AgentConfig = ConfigOf<typeof agentOptions>;
 

@@ -110,7 +110,7 @@ export async function runConverge(config: ConvergeConfig, ctx: CommandContext): 
   if (given.length === 0 && config.service === undefined) {
     throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', 'cattail converge needs the replicas: --endpoints http://HOST:PORT[,...] or --service NAMESPACE/NAME', { details: { option: 'endpoints' } });
   }
-  if (config.service !== undefined) await (await import('./discovery-config.js')).resolveDiscoveryAccess(config.kubeconfig, ctx.env, '--endpoints http://HOST:PORT');
+  if (config.service !== undefined) await (await import('../client/discovery-access.js')).resolveDiscoveryAccess(config.kubeconfig, ctx.env, '--endpoints http://HOST:PORT');
   const discovered = config.service === undefined ? [] : await (await import('./converge-discovery.js')).discoverReplicas(config.service, config.servicePortName, config.serviceScheme, config.kubeconfig, ctx.signal);
   const endpoints = [...new Set([...given, ...discovered])];
   const { asks, failed, nowhere } = await plan(endpoints, config, ctx.signal);

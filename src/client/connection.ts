@@ -21,6 +21,7 @@ import WebSocket from 'ws';
 import {
   HEADER_BYTES,
   NO_FEED,
+  CAP_SCOPE_NODE,
   CAP_SCOPE_WATERMARKS,
   CLOSE_CODES,
   ProtocolError,
@@ -257,10 +258,11 @@ export class Connection {
         this.serverError = { code: m.code, message: m.message };
         return;
       case 'status':
-        // §4.7: an in-sync STATUS carries a digest, unless we advertised scope.watermarks (then a
-        // scoped feed's may go without; the codec cannot know what this side advertised).
-        if (m.status === 'in-sync' && m.digest === undefined && !this.hello.caps.includes(CAP_SCOPE_WATERMARKS)) {
-          throw new ProtocolError('CATTAIL_PROTO_BAD_BODY', `status.digest: expected a digest with every in-sync status (this client did not advertise ${CAP_SCOPE_WATERMARKS})`, { details: { kind: 'status', key: 'digest' } });
+        // §4.7: an in-sync STATUS carries a digest, except on a scoped feed for a client that
+        // advertised scope.watermarks. The codec cannot know either; which feeds are scoped is not
+        // said per feed, so the nearest check is the connection's: the WELCOME announced scope.node.
+        if (m.status === 'in-sync' && m.digest === undefined && !(this.hello.caps.includes(CAP_SCOPE_WATERMARKS) && this.welcome.caps.includes(CAP_SCOPE_NODE))) {
+          throw new ProtocolError('CATTAIL_PROTO_BAD_BODY', `status.digest: expected a digest with every in-sync status (${CAP_SCOPE_WATERMARKS} allows none only on a connection with scoped feeds)`, { details: { kind: 'status', key: 'digest' } });
         }
       // falls through
       case 'snapshotBegin':

@@ -338,7 +338,7 @@ export const serveOptions = {
   upstreamCattailService: opt.string({
     default: undefined,
     check: checkServiceRef,
-    help: 'Follow tier 1 through its Service (NAMESPACE/NAME) instead of static URLs: its EndpointSlices are read before every connection attempt (ready replicas first, the others only when none is), with the kubeconfig option, KUBECONFIG, ~/.kube/config or the in-cluster service account. URLs of upstreamCattail, if given too, are used while discovery finds none. The scheme is wss:// when any upstreamCattail* TLS option is set, ws:// otherwise.',
+    help: 'Follow tier 1 through its Service (NAMESPACE/NAME) instead of static URLs: its EndpointSlices are read before every connection attempt (ready replicas first, the others only when none is), with the kubeconfig option, KUBECONFIG, ~/.kube/config or the in-cluster service account. URLs of upstreamCattail, if given too, are used until discovery first finds replicas. The scheme is wss:// when any upstreamCattail* TLS option is set, ws:// otherwise (so wss:// URLs without one are refused), and the replicas are addressed by pod IP (set upstreamCattailServerName, -Cn or -UriSan unless tier 1\'s certificate names them). A kubeconfig that does not load, none at all, or this replica\'s own Service is refused at start-up.',
   }),
   upstreamCattailServicePortName: opt.string({ default: 'agents', check: nonEmpty, help: 'With upstreamCattailService: the EndpointSlice port of tier 1\'s agent port, by name (the Service owns the number).' }),
   // The client library's TLS options, for this replica as an agent of tier 1.

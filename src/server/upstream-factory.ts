@@ -4,14 +4,16 @@
  * server. `serve.ts` decides which source applies (strictly: never a silent fallback to the
  * simulator); this module builds it.
  */
+import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { Registry } from 'prom-client';
-import type { BuiltUpstream, UpstreamFactory } from './serve.js';
+import type { BuiltUpstream, UpstreamFactory, UpstreamFactoryContext } from './serve.js';
 import { realClock } from '../clock.js';
 import { ConfigError } from '../errors.js';
 import { childLogger } from '../log.js';
 import { createUpstream, type UpstreamHandle, upstreamOptionsFromConfig } from './upstream/index.js';
 import { UPSTREAM_CATTAIL_TLS } from './options.js';
+import { resolveDiscoveryAccess } from '../client/discovery-access.js';
 
 /**
  * The embedded simulated cluster of `npm start`: small enough to start in a second, with light
@@ -23,6 +25,30 @@ const EMBEDDED_SIM = Object.freeze({ nodes: 10, podsPerNode: 10, churnPerSec: 2,
 /** Nodes in the replica's cache once the nodes resource is synced (the balancer's agent count). */
 function nodeCountOf(upstream: UpstreamHandle): () => number | undefined {
   return () => (upstream.health().find((h) => h.id === 'nodes')?.synced === true ? upstream.sizes().find((s) => s.id === 'nodes')?.objects : undefined);
+}
+
+/**
+ * `--upstream-cattail-service`: what would make discovery of tier 1 fail on every attempt (a
+ * replica that runs, is never ready and only logs why) is refused at start-up instead. Tier 1's
+ * Service is read with the same kubeconfig as this replica's own (--service): the kubeconfig
+ * option, else KUBECONFIG, ~/.kube/config, the in-cluster service account.
+ */
+async function checkTier1Discovery(source: { readonly endpoints: readonly string[]; readonly service?: string }, c: UpstreamFactoryContext['config'], ctx: UpstreamFactoryContext): Promise<void> {
+  // Following its own Service, each tier-2 replica would follow another, and none would ever sync.
+  if (c.service !== undefined && c.service === source.service) {
+    throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', `--upstream-cattail-service ${source.service} is this replica's own Service (--service): a second tier follows tier 1's`, { details: { option: 'upstreamCattailService', value: source.service } });
+  }
+  // Discovered replicas get wss:// only when a TLS option is set (the client's rule): a wss://
+  // static list with none would be replaced by ws:// URLs that a TLS tier 1 refuses.
+  const tlsGiven = Object.values(UPSTREAM_CATTAIL_TLS).some((k) => c[k] !== undefined);
+  if (!tlsGiven && source.endpoints.some((u) => u.startsWith('wss://'))) {
+    throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', '--upstream-cattail-service would reach the discovered replicas with ws:// (no --upstream-cattail-* TLS option is set) while --upstream-cattail names wss:// ones; set --upstream-cattail-ca-file (or another TLS option) for wss://', { details: { option: 'upstreamCattailService' } });
+  }
+  // Discovered replicas are addressed by pod IP, which a certificate naming the Service does not carry.
+  if (tlsGiven && c.upstreamCattailServerName === undefined && c.upstreamCattailServerCn === undefined && c.upstreamCattailServerUriSan === undefined) {
+    ctx.log?.warn({ service: source.service }, 'tier 1 is discovered by pod IP over wss:// and checked by host name: unless its certificate names the pod IPs, set --upstream-cattail-server-name, -server-cn or -server-uri-san');
+  }
+  await resolveDiscoveryAccess(c.kubeconfig, ctx.env, '--upstream-cattail URL', existsSync, '--upstream-cattail-service');
 }
 
 export const kubernetesUpstreamFactory: UpstreamFactory = async (source, ctx): Promise<BuiltUpstream> => {
@@ -64,10 +90,7 @@ export const kubernetesUpstreamFactory: UpstreamFactory = async (source, ctx): P
       const option = tls.certFile === undefined ? 'upstreamCattailKeyFile' : 'upstreamCattailCertFile';
       throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', `option ${option} needs ${option === 'upstreamCattailKeyFile' ? 'upstreamCattailCertFile' : 'upstreamCattailKeyFile'} too (a client certificate and its key)`, { details: { option } });
     }
-    // Tier 1's Service is read with the same kubeconfig as this replica's own (--service): the
-    // kubeconfig option, else the client library's ambient search (KUBECONFIG, ~/.kube/config,
-    // in-cluster). With no static URL and no config at all, start() fails, coded
-    // (CATTAIL_CLIENT_NO_DISCOVERY_CONFIG), rather than retrying a discovery that cannot work.
+    if (source.service !== undefined) await checkTier1Discovery(source, c, ctx);
     const upstream = new CattailUpstream({
       endpoints: source.endpoints, service: source.service, servicePortName: c.upstreamCattailServicePortName, feeds: ctx.config.feeds, replicaId,
       staleAfterMs: ctx.config.upstreamStaleAfterMs, clock: realClock, log: childLogger(ctx.log, { stage: 'upstream-cattail' }), tls,

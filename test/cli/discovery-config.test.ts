@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { resolveDiscoveryAccess } from '../../src/cli/discovery-config.js';
+import { resolveDiscoveryAccess } from '../../src/client/discovery-access.js';
 import { runCli } from '../support/cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cattail-discovery-config-'));

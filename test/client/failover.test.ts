@@ -246,8 +246,9 @@ describe('client - hostile and inconsistent servers', () => {
     expect(guard.problems()).toEqual([]);
   });
 
-  it('takes an in-sync STATUS without digest only when it advertised scope.watermarks (§4.7); without, closes 4000', async () => {
-    const a = await server();
+  it('takes an in-sync STATUS without digest only on a scoped connection and when it advertised scope.watermarks (§4.7); else closes 4000', async () => {
+    // A server that announces scope.node (it scopes a feed of the connection).
+    const a = await server({ welcomeCaps: ['scope.node'] });
     a.load('felix', data, { pods: '100' });
     const feed = a.feed('felix');
     const undigested = (pods: string): Buffer => encodeFrame({ type: 'status', feedId: 1, revision: feed.revision, status: 'in-sync', stale: false, watermarks: { pods }, token: a.token(feed, feed.revision) });
@@ -272,6 +273,20 @@ describe('client - hostile and inconsistent servers', () => {
     expect(a.rec.clientCloses[1]!.code).toBe(4000);
     expect(without.client.feed('felix').status.watermarks['pods']).toBe('100');
     expect(without.guard.problems()).toEqual([]);
+    await without.client.close();
+    // Advertised, but the connection has no scoped feed (no scope.node in WELCOME): a digest is due.
+    const plain = await server();
+    plain.load('felix', data, { pods: '100' });
+    const unscoped = setup({ endpoints: [plain.url] });
+    unscoped.guard.allow('CATTAIL_CLIENT_PROTOCOL_ERROR');
+    await unscoped.client.whenInSync();
+    const pf = plain.feed('felix');
+    plain.sendRawToAll(encodeFrame({ type: 'status', feedId: 1, revision: pf.revision, status: 'in-sync', stale: false, watermarks: { pods: '170' }, token: plain.token(pf, pf.revision) }));
+    await waitUntil(() => unscoped.client.state === 'reconnecting', 'reconnecting', on(unscoped.client));
+    expect((unscoped.rec.last('reconnecting')!.reason!.cause as { code: string }).code).toBe('CATTAIL_PROTO_BAD_BODY');
+    await waitUntil(() => plain.rec.clientCloses.length === 1, 'closed', on(plain));
+    expect(plain.rec.clientCloses[0]!.code).toBe(4000);
+    expect(unscoped.guard.problems()).toEqual([]);
   });
 
   it('detects a digest mismatch, closes 4014, drops its token and resyncs with a snapshot', async () => {

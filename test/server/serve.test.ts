@@ -96,6 +96,22 @@ describe('cattail serve', () => {
     expect(half.err).toContain('option upstreamCattailCertFile needs upstreamCattailKeyFile too');
   });
 
+  it('refuses, at start-up, a --upstream-cattail-service whose every discovery would fail', async () => {
+    const listen = ['--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0'];
+    const noConfig = await run(['serve', '--upstream-cattail-service', 'calico-system/t1', ...listen], {});
+    expect(noConfig.code).toBe(2);
+    expect(noConfig.err).toContain('CATTAIL_CLIENT_NO_DISCOVERY_CONFIG: --upstream-cattail-service needs the Kubernetes API');
+    const badFile = await run(['serve', '--upstream-cattail-service', 'calico-system/t1', '--kubeconfig', '/nonexistent/kubeconfig', ...listen], {});
+    expect(badFile.code).toBe(2);
+    expect(badFile.err).toMatch(/CATTAIL_CONFIG_INVALID_VALUE: option kubeconfig \(--kubeconfig\): cannot load kubeconfig \/nonexistent\/kubeconfig/);
+    const ownService = await run(['serve', '--upstream-cattail-service', 'calico-system/cattail', '--service', 'calico-system/cattail', ...listen], {});
+    expect(ownService.code).toBe(2);
+    expect(ownService.err).toContain('is this replica\'s own Service');
+    const schemes = await run(['serve', '--upstream-cattail', 'wss://t1:5473/', '--upstream-cattail-service', 'calico-system/t1', ...listen], {});
+    expect(schemes.code).toBe(2);
+    expect(schemes.err).toContain('would reach the discovered replicas with ws://');
+  });
+
   it('validates its options before anything else', async () => {
     const r = await run(['serve', '--kubeconfig', '/nonexistent', '--listen', 'nowhere']);
     expect(r.code).toBe(2);

@@ -210,7 +210,7 @@ export class FeedRuntime {
    * STATUS is held back, so the agent's watermarks and token always describe the state it holds:
    * it is what the agent presents to the next replica (notBefore, token) if this one crashes.
    * The per-node digest is the costly part (a 2 KiB hash per node); this frame costs its bytes
-   * (~140 per agent for felix) and no CPU per node.
+   * (~120 per agent for felix) and no CPU per node.
    */
   undigestedStatusFrame(compressMinBytes: number): Buffer {
     const key = this.baseStatusKey();

@@ -28,7 +28,6 @@
  * the TLS options with this transport (CATTAIL_SERVER_TLS_UNSUPPORTED).
  */
 import { createServer } from 'node:net';
-import { networkInterfaces } from 'node:os';
 import { SUBPROTOCOL } from './framing.js';
 import {
   ANY_HOST, type AcceptHooks, type AgentSink, type AgentSocket, type AgentSocketEvents, type AgentTransport, type BoundAddress, HARD_CAP_FACTOR,
@@ -227,19 +226,18 @@ class UwsAgentSocket implements AgentSocket, InboundTarget {
   }
 }
 
-/** A port the kernel picks as free on `host` (closed again before uWS binds it). */
-/** Whether any interface of this host has an IPv6 address (`::1` counts). */
-function hasIpv6(): boolean {
-  return Object.values(networkInterfaces()).some((list) => list?.some((i) => i.family === 'IPv6') === true);
-}
-
-function freePort(host: string): Promise<number> {
+/**
+ * A port the kernel picks as free on `host` (closed again before uWS binds it), and the address
+ * Node bound for it: for ANY_HOST that is `::` where the kernel has IPv6 and `0.0.0.0` where it has
+ * none, the same choice uWS makes when given no host (it does not say which it made).
+ */
+function probePort(host: string): Promise<{ port: number; address: string }> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', reject);
     srv.listen(0, host === ANY_HOST ? undefined : host, () => {
       const a = srv.address();
-      srv.close(() => (a !== null && typeof a === 'object' ? resolve(a.port) : reject(new Error('no port'))));
+      srv.close(() => (a !== null && typeof a === 'object' ? resolve({ port: a.port, address: a.address }) : reject(new Error('no port'))));
     });
   });
 }
@@ -301,7 +299,8 @@ export class UwsTransport implements AgentTransport {
   }
 
   async listen(at: ListenAddress): Promise<BoundAddress> {
-    const port = at.port === 0 ? await freePort(at.host) : at.port;
+    const probe = at.port === 0 || at.host === ANY_HOST ? await probePort(at.host) : undefined;
+    const port = at.port === 0 ? (probe as { port: number }).port : at.port;
     const app = this.uws.App();
     app.ws('/*', {
       maxPayloadLength: this.o.limits.maxInboundBytes * HARD_CAP_FACTOR,
@@ -336,9 +335,8 @@ export class UwsTransport implements AgentTransport {
           return;
         }
         this.listenSocket = ls;
-        // uWS says not which address it bound; for ANY_HOST it is the dual-stack `::` where the
-        // node has IPv6 (what Node's listen() reports too), else `0.0.0.0`.
-        const address = at.host !== ANY_HOST ? at.host : hasIpv6() ? '::' : '0.0.0.0';
+        // uWS says not which address it bound: for ANY_HOST, the one Node bound in the probe.
+        const address = at.host !== ANY_HOST ? at.host : (probe as { address: string }).address;
         resolve({ address, port: this.uws.us_socket_local_port(ls), family: address.includes(':') ? 'IPv6' : 'IPv4' });
       });
     });

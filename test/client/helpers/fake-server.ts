@@ -89,6 +89,8 @@ export interface FakeServerOptions {
   statusAfterDelta?: boolean;
   /** maxFrameBytes its WELCOME announces; default 1 MiB, whatever the HELLO asked (a server free to send less). */
   welcomeMaxFrameBytes?: number;
+  /** Capabilities its WELCOME announces; default none. */
+  welcomeCaps?: string[];
   port?: number;
   tls?: { key: Buffer; cert: Buffer; ca: Buffer };
 }
@@ -309,7 +311,7 @@ export class FakeServer {
     if (plan.length !== hello.feeds.length) return;
     this.send(c, {
       type: 'welcome', protocol: 1, serverId: this.serverId, pingIntervalMs: this.opts.pingIntervalMs ?? 10_000, pongTimeoutMs: 60_000,
-      maxFrameBytes: this.opts.welcomeMaxFrameBytes ?? 1_048_576, maxInboundBytes: 65_536, compression: chosen, caps: [],
+      maxFrameBytes: this.opts.welcomeMaxFrameBytes ?? 1_048_576, maxInboundBytes: 65_536, compression: chosen, caps: this.opts.welcomeCaps ?? [],
       feeds: plan.map((p) => (p.reason === undefined ? { name: p.feed.name, id: p.id, mode: p.mode } : { name: p.feed.name, id: p.id, mode: p.mode, reason: p.reason })),
     });
     c.welcomeCompression = chosen;

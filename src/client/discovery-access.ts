@@ -1,6 +1,7 @@
 /**
- * Where `--service` discovery (`cattail agent`, `cattail converge`) reads EndpointSlices from,
- * checked before anything connects.
+ * Where `--service` discovery (`cattail agent`, `cattail converge`, and a second-tier
+ * `cattail serve --upstream-cattail-service`) reads EndpointSlices from, checked before anything
+ * connects.
  *
  * The client library loads the config with client-node's `loadFromDefault` order: an explicit
  * kubeconfig, KUBECONFIG, ~/.kube/config, the in-cluster service account. Its last fallback, a
@@ -11,7 +12,7 @@
  */
 import { existsSync } from 'node:fs';
 import { delimiter } from 'node:path';
-import { type DiscoveryConfigSource, discoveryConfigSource } from '../client/discovery.js';
+import { type DiscoveryConfigSource, discoveryConfigSource } from './discovery.js';
 import { CattailError, ConfigError } from '../errors.js';
 
 
@@ -46,7 +47,7 @@ async function checkLoadable(paths: readonly string[], named: string): Promise<v
 }
 
 /**
- * The config `--service` discovery will use, after checking that it loads. `otherwise` names the
+ * The config `option`'s discovery will use, after checking that it loads. `otherwise` names the
  * command's way around discovery (`--server URL`) for the message.
  * @throws ConfigError CATTAIL_CONFIG_INVALID_VALUE when the kubeconfig found cannot be loaded
  * @throws CattailError CATTAIL_CLIENT_NO_DISCOVERY_CONFIG when there is none
@@ -56,6 +57,7 @@ export async function resolveDiscoveryAccess(
   env: Readonly<Record<string, string | undefined>>,
   otherwise: string,
   fileExists: (path: string) => boolean = existsSync,
+  option = '--service',
 ): Promise<DiscoveryAccess> {
   const found = discoveryConfigSource(kubeconfig, env, fileExists);
   if (found?.kind === 'kubeconfig') {
@@ -67,7 +69,7 @@ export async function resolveDiscoveryAccess(
   if (found?.kind === 'in-cluster' && env['KUBERNETES_SERVICE_HOST'] && env['KUBERNETES_SERVICE_PORT']) return found;
   throw new CattailError(
     'CATTAIL_CLIENT_NO_DISCOVERY_CONFIG',
-    `--service needs the Kubernetes API to read EndpointSlices, and there is no config for it: pass --kubeconfig FILE, set KUBECONFIG, create ~/.kube/config, or run in a pod with a service account; or give the replicas with ${otherwise}`,
+    `${option} needs the Kubernetes API to read EndpointSlices, and there is no config for it: pass --kubeconfig FILE, set KUBECONFIG, create ~/.kube/config, or run in a pod with a service account; or give the replicas with ${otherwise}`,
     { details: { option: 'kubeconfig' } },
   );
 }
