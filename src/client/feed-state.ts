@@ -441,6 +441,12 @@ export class FeedState {
         feed: this.name, status: st.revision, applied: this.revision,
       });
     }
+    // §4.7: the STATUS of a transition to in-sync carries a digest; one without (scope.watermarks)
+    // only moves the token and watermarks of a feed already in sync. Taken, it would report in
+    // sync (whenInSync, the syncer's InSync) with no digest ever checked.
+    if (st.digest === undefined && st.status === 'in-sync' && this.sync !== 'in-sync') {
+      throw unexpected(`feed ${this.name}: an in-sync STATUS without digest before any with one`, { feed: this.name, revision: st.revision });
+    }
     // Before anything changes: a refusal must leave the state as it was.
     const watermarks = this.mergedWatermarks(st.watermarks);
     const wasRepairing = this.repair !== undefined;

@@ -287,6 +287,20 @@ describe('client - hostile and inconsistent servers', () => {
     await waitUntil(() => plain.rec.clientCloses.length === 1, 'closed', on(plain));
     expect(plain.rec.clientCloses[0]!.code).toBe(4000);
     expect(unscoped.guard.problems()).toEqual([]);
+    await unscoped.client.close();
+    // Scoped and advertised, but the feed is not in sync yet: a STATUS without digest never makes it so.
+    const syncing = await server({ welcomeCaps: ['scope.node'] });
+    syncing.load('felix', data, { pods: '100' });
+    syncing.setStatus('felix', { status: 'resyncing' });
+    const early = setup({ endpoints: [syncing.url] });
+    early.guard.allow('CATTAIL_CLIENT_PROTOCOL_ERROR');
+    await waitUntil(() => early.client.feed('felix').size === 2, 'snapshot applied', on(early.client));
+    const sf = syncing.feed('felix');
+    syncing.sendRawToAll(encodeFrame({ type: 'status', feedId: 1, revision: sf.revision, status: 'in-sync', stale: false, watermarks: { pods: '180' }, token: syncing.token(sf, sf.revision) }));
+    await waitUntil(() => syncing.rec.clientCloses.length === 1, 'closed', on(syncing));
+    expect(syncing.rec.clientCloses[0]!.code).toBe(4002);
+    expect(early.client.inSync).toBe(false);
+    expect(early.guard.problems()).toEqual([]);
   });
 
   it('detects a digest mismatch, closes 4014, drops its token and resyncs with a snapshot', async () => {
