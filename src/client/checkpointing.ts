@@ -6,7 +6,12 @@
  *
  * A feed whose state is not verified at the moment of a write keeps its previous checkpoint: each
  * feed's entry is always a state some server vouched for. Entries are copied only when a write is
- * due, never per STATUS: a 100 MB feed must not be copied every second.
+ * due, never per STATUS: a 100 MB feed must not be copied every second. What is saved is taken in
+ * the caller's turn (the STATUS handler), not when the queued write runs: a socket's frames are
+ * delivered back to back, and by then the next DELTA had moved the state past the verified
+ * revision. A due write with nothing new verified (a scoped feed's STATUSes without digest,
+ * PROTOCOL.md §4.7) neither writes nor restarts the interval: it did, and the STATUS with digest
+ * a moment later found the interval running, so the file trailed by minutes.
  */
 import type { Clock } from '../clock.js';
 import { CattailError } from '../errors.js';
@@ -23,6 +28,8 @@ export interface CheckpointKeeperOptions {
 
 export class CheckpointKeeper {
   private readonly saved = new Map<string, FeedCheckpoint>();
+  /** checkpointKey() of each saved entry taken from a live feed (a restored one has none: the first verified state replaces it). */
+  private readonly savedKeys = new Map<string, string>();
   private lastWriteMs = Number.NEGATIVE_INFINITY;
   /**
    * Every write and removal runs after the one before (a chain): they share one temporary file
@@ -57,20 +64,40 @@ export class CheckpointKeeper {
     return out;
   }
 
-  /** After a verified STATUS or snapshot: writes if the interval has passed and nothing is queued. */
+  /** After a STATUS or snapshot: writes what is newly verified if the interval has passed and nothing is queued. */
   maybeWrite(): void {
-    if (this.queued > 0 || this.o.clock.monotonic() - this.lastWriteMs < this.o.intervalMs) return;
+    const now = this.o.clock.monotonic();
+    if (this.queued > 0 || now - this.lastWriteMs < this.o.intervalMs) return;
+    if (!this.capture()) return;
+    this.lastWriteMs = now;
     void this.serially(() => this.write());
   }
 
-  /** After what is queued, writes what is verified now (close()). */
+  /** Writes what is verified now, after what is queued (close()). */
   flush(): Promise<void> {
+    this.capture();
     return this.serially(() => this.write());
+  }
+
+  /** Takes each feed's checkpoint that differs from the one saved; true when one did. */
+  private capture(): boolean {
+    let changed = false;
+    for (const [name, rt] of this.o.feeds) {
+      const key = rt.state.checkpointKey();
+      if (key === undefined || this.savedKeys.get(name) === key) continue;
+      const cp = rt.state.checkpoint();
+      if (cp === undefined) continue;
+      this.saved.set(name, cp);
+      this.savedKeys.set(name, key);
+      changed = true;
+    }
+    return changed;
   }
 
   /** The held state is known wrong: forget it here and on disk (after what is queued). */
   discard(feed: string): Promise<void> {
     this.saved.delete(feed);
+    this.savedKeys.delete(feed);
     return this.serially(async () => {
       if (this.saved.size === 0) await removeCheckpoint(this.o.dir).catch(() => undefined);
       else await this.write();
@@ -87,12 +114,8 @@ export class CheckpointKeeper {
     return run;
   }
 
+  /** Writes the saved entries (taken by capture()). */
   private async write(): Promise<void> {
-    this.lastWriteMs = this.o.clock.monotonic();
-    for (const [name, rt] of this.o.feeds) {
-      const cp = rt.state.checkpoint();
-      if (cp !== undefined) this.saved.set(name, cp);
-    }
     if (this.saved.size === 0) return;
     try {
       await writeCheckpoint(this.o.dir, { node: this.o.node, feeds: [...this.saved.values()] });

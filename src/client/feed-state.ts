@@ -201,12 +201,22 @@ export class FeedState {
   }
 
   /**
+   * What checkpoint() would save, as a string that changes whenever that would (revision, token
+   * revision, watermarks), or undefined when it would save nothing: a keeper compares it before it
+   * copies the entries.
+   */
+  checkpointKey(): string | undefined {
+    if (!this.watermarksExact || this.revision === undefined || this.verifiedRevision !== this.revision) return undefined;
+    if (this.token === undefined || this.tokenRevision === undefined) return undefined;
+    return `${this.revision}|${this.tokenRevision}|${JSON.stringify(this.appliedWatermarks)}`;
+  }
+
+  /**
    * The state to checkpoint (checkpoint.ts), or undefined unless the held state is exactly the one
    * the server's digest matched at its revision, with a token and the watermarks that describe it.
    */
   checkpoint(): FeedCheckpoint | undefined {
-    if (!this.watermarksExact || this.revision === undefined || this.verifiedRevision !== this.revision) return undefined;
-    if (this.token === undefined || this.tokenRevision === undefined) return undefined;
+    if (this.checkpointKey() === undefined || this.revision === undefined || this.token === undefined || this.tokenRevision === undefined) return undefined;
     return {
       name: this.name, revision: this.revision, tokenRevision: this.tokenRevision, token: this.token,
       watermarks: { ...this.appliedWatermarks }, digest: this.currentDigest(), entries: new Map(this.entries),

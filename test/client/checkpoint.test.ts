@@ -135,6 +135,42 @@ describe('client - checkpoint and restart', () => {
     expect(() => decodeCheckpoint(encodeCheckpoint(cp(65)))).toThrow(/above the protocol's bound/);
   });
 
+  it('a due write with nothing newly verified neither writes nor restarts the interval; the next verified STATUS is written', async () => {
+    // A scoped feed with scope.watermarks: a STATUS without digest after every unit, one with a
+    // digest about once a second (PROTOCOL.md §4.7). Only the latter's state may be saved.
+    const d = dir();
+    const clock = new FakeClock();
+    const entries: [string, Buffer][] = [['/pods/demo/a', Buffer.from([0xa1, 0x61])]];
+    const fs = new FeedState('felix');
+    fs.snapshotBegin(4, 1, 0);
+    fs.snapshotChunk(4, entries);
+    fs.snapshotEnd({ revision: 4, digest: computeDigest(new Map(entries)), watermarks: { pods: '10' }, status: 'in-sync', stale: false, token: Buffer.from('t4') });
+    const keeper = new CheckpointKeeper({ dir: d, node: 'node-1', intervalMs: 1_000, clock, feeds: new Map([['felix', { state: fs }]]) });
+    const saved = (): number => decodeCheckpoint(readFileSync(join(d, CHECKPOINT_FILE))).feeds[0]!.revision;
+    keeper.maybeWrite();
+    await keeper.flush();
+    expect(saved()).toBe(4);
+    const written = keeper.written;
+    // A unit to revision 5, then its STATUS without digest: applied, not verified.
+    const b: [string, Buffer] = ['/pods/demo/b', Buffer.from([0xa1, 0x62])];
+    fs.deltaFrame(4, 5, false, [b], []);
+    fs.status({ revision: 5, status: 'in-sync', stale: false, watermarks: { pods: '11' }, token: Buffer.from('t5') });
+    await clock.advanceAsync(1_000);
+    keeper.maybeWrite();
+    await keeper.flush();
+    expect(keeper.written).toBe(written + 1); // the flush only: the due write had nothing to save
+    expect(saved()).toBe(4);
+    // The STATUS with digest at 5 a moment later: written at once (the interval was not restarted).
+    await clock.advanceAsync(10);
+    fs.status({ revision: 5, status: 'in-sync', stale: false, watermarks: { pods: '11' }, token: Buffer.from('t5'), digest: computeDigest(new Map([...entries, b])) });
+    keeper.maybeWrite();
+    // What was verified is taken now: the next unit, applied before the queued write runs, is not in it.
+    fs.deltaFrame(5, 6, false, [['/pods/demo/c', Buffer.from([0xa1, 0x63])]], []);
+    await keeper.flush();
+    expect(saved()).toBe(5);
+    expect(keeper.written).toBe(written + 3);
+  });
+
   it('writes one operation at a time: a discard and a close() beside it leave a whole file of the right feeds', async () => {
     const d = dir();
     const synced = (name: string, entries: [string, Buffer][]): FeedState => {
