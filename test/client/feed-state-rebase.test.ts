@@ -84,7 +84,7 @@ describe('client units - rebase', () => {
     expect(() => fs.status({ revision: 4, status: 'resyncing', stale: false, watermarks: { pods: '11', ...long(0, 15) }, token: Buffer.from('t4c') })).toThrow(
       expect.objectContaining({ code: 'CATTAIL_CLIENT_PROTOCOL_ERROR' }),
     );
-    expect(fs.status({ revision: 4, status: 'in-sync', stale: false, watermarks: { pods: '12', ...names(0, 40) }, token: Buffer.from('t4d') }).kind).toBe('applied');
+    expect(fs.status({ revision: 4, status: 'in-sync', stale: false, watermarks: { pods: '12', ...names(0, 40) }, token: Buffer.from('t4d'), digest: fullDigest([['a', b(1)]]) }).kind).toBe('applied');
     // A snapshot's watermarks are held to the same bound, and a refused snapshot leaves the state.
     fs.snapshotBegin(5, 1, 0);
     fs.snapshotChunk(5, [['z', b(9)]]);
