@@ -80,12 +80,29 @@ class RealTimer implements Timer {
   }
 }
 
+/**
+ * The longest delay Node's timers take, in ms (2^31 - 1, about 24.8 days): a longer one fires after
+ * 1 ms (with a TimeoutOverflowWarning), so an interval meant as "almost never" would run every
+ * millisecond.
+ */
+export const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * A delay Node's timers take as meant: above MAX_TIMER_MS, that bound (the caller that re-checks
+ * its deadline, as the client's read timeout does, re-arms for the rest). Options are bounded
+ * already; this is for durations a peer sends (a WELCOME's pingIntervalMs times a factor, a
+ * GOODBYE's reconnectDelayMs), which a hostile server could make a 1 ms timer loop otherwise.
+ */
+function timerDelay(ms: number): number {
+  return ms > MAX_TIMER_MS ? MAX_TIMER_MS : ms;
+}
+
 /** The process's real clock. */
 export const realClock: Clock = {
   now: () => Date.now(),
   monotonic: () => performance.now(),
-  setTimeout: (fn, ms) => new RealTimer(setTimeout(fn, ms), false),
-  setInterval: (fn, ms) => new RealTimer(setInterval(fn, ms), true),
+  setTimeout: (fn, ms) => new RealTimer(setTimeout(fn, timerDelay(ms)), false),
+  setInterval: (fn, ms) => new RealTimer(setInterval(fn, timerDelay(ms)), true),
   sleep(ms, signal) {
     return sleepWith(this, ms, signal);
   },

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FakeClock } from '../src/clock.js';
+import { FakeClock, realClock } from '../src/clock.js';
 
 describe('clock - FakeClock', () => {
   it('fires timers in deadline order with now() at each deadline', () => {
@@ -61,5 +61,26 @@ describe('clock - FakeClock', () => {
     await clock.advanceAsync(1_000);
     await loop;
     expect(wakes).toEqual([100, 200, 300]);
+  });
+});
+
+describe('realClock - delays above what Node timers take', () => {
+  it('a delay above 2^31 - 1 ms waits (at that bound), instead of firing after 1 ms with a warning', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => {
+      warnings.push(w.name);
+    };
+    process.on('warning', onWarning);
+    let fired = 0;
+    // What a hostile WELCOME's pingIntervalMs times the read-timeout factor can come to.
+    const t = realClock.setTimeout(() => fired++, 3_000_000_000);
+    try {
+      await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      t.cancel();
+      process.off('warning', onWarning);
+    }
+    expect(fired).toBe(0);
+    expect(warnings).not.toContain('TimeoutOverflowWarning');
   });
 });

@@ -10,6 +10,7 @@
  * environment/file layers, validation messages that name the source, or doc generation, and
  * commander's current major needs Node 22. `node:util` parseArgs does the tokenising.
  */
+import { MAX_TIMER_MS } from '../clock.js';
 
 export type OptionType = 'string' | 'int' | 'number' | 'boolean' | 'enum' | 'list' | 'object';
 
@@ -60,11 +61,10 @@ function spec<T>(type: OptionType, def: T, rest: Omit<OptionSpec<T>, 'type' | 'd
 }
 
 /**
- * The longest delay Node's timers take, in ms (2^31 - 1, about 24.8 days): a longer one fires after
- * 1 ms (with a warning), so an interval meant as "almost never" would run every millisecond. Every
- * option in ms is bounded by it unless its spec sets a lower maximum.
+ * Every option in ms is bounded by the longest delay Node's timers take (clock.ts) unless its spec
+ * sets a lower maximum.
  */
-export const MAX_TIMER_MS = 2_147_483_647;
+export { MAX_TIMER_MS };
 
 /** `o` with the timer bound when its unit is ms and it sets no maximum of its own. */
 function msBounded<T extends { readonly unit?: string; readonly max?: number }>(o: T): T {
