@@ -6,7 +6,9 @@
  *
  * Format (version 1), one file per client `<stateDir>/cattail-agent.ckpt`:
  *   "CTLCKPT\n" (8 bytes) ‖ u32be version ‖ u32be bodyLength ‖ body (plain msgpack) ‖ SHA-256(body)
- * The body: `{ node, feeds: [{ name, revision, tokenRevision, token, watermarks, digest, entries: [[key, bytes]…] }] }`.
+ * The body: `{ node, feeds: [{ name, revision, tokenRevision, token, watermarks, digest, model?, entries: [[key, bytes]…] }] }`.
+ * `model` (the data model the server announced, PROTOCOL.md §3.2) is optional: files written
+ * before it have none, which reads as the protocol's default, `calico.v1`.
  *
  * Trust nothing read back: a wrong magic, version, length, checksum, shape or a digest that does
  * not match the entries makes the checkpoint ignored (with a coded reason), never half-applied.
@@ -40,6 +42,8 @@ export interface FeedCheckpoint {
   readonly token: Uint8Array;
   readonly watermarks: Readonly<Record<string, string>>;
   readonly digest: Uint8Array;
+  /** The feed's data model as the server announced it; undefined: none announced (calico.v1). */
+  readonly model?: string | undefined;
   readonly entries: ReadonlyMap<string, Buffer>;
 }
 
@@ -55,7 +59,7 @@ export function encodeCheckpoint(cp: Checkpoint): Buffer {
       node: cp.node,
       feeds: cp.feeds.map((f) => ({
         name: f.name, revision: f.revision, tokenRevision: f.tokenRevision, token: Buffer.from(f.token),
-        watermarks: { ...f.watermarks }, digest: Buffer.from(f.digest), entries: [...f.entries],
+        watermarks: { ...f.watermarks }, digest: Buffer.from(f.digest), ...(f.model !== undefined ? { model: f.model } : {}), entries: [...f.entries],
       })),
     }),
   );
@@ -82,7 +86,8 @@ export function decodeCheckpoint(buf: Buffer): Checkpoint {
   const feeds: FeedCheckpoint[] = [];
   for (const f of raw['feeds'] as unknown[]) {
     if (!isObj(f) || typeof f['name'] !== 'string' || !Number.isSafeInteger(f['revision']) || !Number.isSafeInteger(f['tokenRevision'])
-      || !isBytes(f['token']) || !isBytes(f['digest']) || !isObj(f['watermarks']) || !Array.isArray(f['entries'])) {
+      || !isBytes(f['token']) || !isBytes(f['digest']) || !isObj(f['watermarks']) || !Array.isArray(f['entries'])
+      || (f['model'] !== undefined && (typeof f['model'] !== 'string' || f['model'] === ''))) {
       throw bad('checkpoint feed has the wrong shape');
     }
     const entries = new Map<string, Buffer>();
@@ -102,7 +107,10 @@ export function decodeCheckpoint(buf: Buffer): Checkpoint {
     // The entries must be the state the digest names: a checkpoint is verified, never trusted.
     const digest = Buffer.from(f['digest']);
     if (!computeDigest(entries).equals(digest)) throw bad(`checkpoint of feed ${f['name']} does not hash to its digest`, { feed: f['name'] });
-    feeds.push({ name: f['name'], revision: f['revision'] as number, tokenRevision: f['tokenRevision'] as number, token: Buffer.from(f['token']), watermarks, digest, entries });
+    feeds.push({
+      name: f['name'], revision: f['revision'] as number, tokenRevision: f['tokenRevision'] as number, token: Buffer.from(f['token']), watermarks, digest,
+      ...(typeof f['model'] === 'string' ? { model: f['model'] } : {}), entries,
+    });
   }
   return { node: raw['node'], feeds };
 }

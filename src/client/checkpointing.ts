@@ -24,6 +24,8 @@ export interface CheckpointKeeperOptions {
   readonly intervalMs: number;
   readonly clock: Clock;
   readonly feeds: ReadonlyMap<string, { readonly state: FeedState }>;
+  /** Per feed, the data models the agent applies (ConnectOptions.models); a feed absent takes any. */
+  readonly models?: Readonly<Record<string, readonly string[]>>;
 }
 
 export class CheckpointKeeper {
@@ -57,6 +59,14 @@ export class CheckpointKeeper {
     for (const f of cp.feeds) {
       const rt = this.o.feeds.get(f.name);
       if (rt === undefined) continue; // a feed this client no longer asks for
+      // PROTOCOL.md §3.2: never handed to the host as a model it does not apply (the agent's
+      // models may have changed since the file was written). No model: calico.v1, as in WELCOME.
+      const known = this.o.models?.[f.name];
+      const model = f.model ?? 'calico.v1';
+      if (known !== undefined && !known.includes(model)) {
+        this.problem = new CattailError('CATTAIL_CLIENT_CHECKPOINT_INVALID', `checkpoint of feed ${f.name} holds model ${model}; this agent applies only ${known.join(', ')}`, { details: { feed: f.name, model } });
+        continue;
+      }
       out.push(rt.state.restore(f));
       this.saved.set(f.name, f);
       this.restored++;

@@ -208,7 +208,7 @@ export class FeedState {
   checkpointKey(): string | undefined {
     if (!this.watermarksExact || this.revision === undefined || this.verifiedRevision !== this.revision) return undefined;
     if (this.token === undefined || this.tokenRevision === undefined) return undefined;
-    return `${this.revision}|${this.tokenRevision}|${JSON.stringify(this.appliedWatermarks)}`;
+    return `${this.revision}|${this.tokenRevision}|${this.model ?? ''}|${JSON.stringify(this.appliedWatermarks)}`;
   }
 
   /**
@@ -219,7 +219,7 @@ export class FeedState {
     if (this.checkpointKey() === undefined || this.revision === undefined || this.token === undefined || this.tokenRevision === undefined) return undefined;
     return {
       name: this.name, revision: this.revision, tokenRevision: this.tokenRevision, token: this.token,
-      watermarks: { ...this.appliedWatermarks }, digest: this.currentDigest(), entries: new Map(this.entries),
+      watermarks: { ...this.appliedWatermarks }, digest: this.currentDigest(), ...(this.model !== undefined ? { model: this.model } : {}), entries: new Map(this.entries),
     };
   }
 
@@ -237,6 +237,7 @@ export class FeedState {
     }
     this.digest.adopt(digest);
     this.loaded = true;
+    this.model = cp.model;
     this.revision = cp.revision;
     this.verifiedRevision = cp.revision;
     this.token = cp.token;

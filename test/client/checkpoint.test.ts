@@ -135,6 +135,30 @@ describe('client - checkpoint and restart', () => {
     expect(() => decodeCheckpoint(encodeCheckpoint(cp(65)))).toThrow(/above the protocol's bound/);
   });
 
+  it('keeps the announced model, and hands the host no restored feed of a model the agent does not apply', async () => {
+    const entries = new Map<string, Buffer>([['/pods/demo/a', Buffer.from([0xa1, 0x61])]]);
+    const feed = (model?: string) => ({ name: 'felix', revision: 4, tokenRevision: 4, token: Buffer.from('t'), watermarks: { pods: '1' }, digest: computeDigest(entries), ...(model !== undefined ? { model } : {}), entries });
+    const restore = async (model: string | undefined, models?: Record<string, string[]>): Promise<{ keeper: CheckpointKeeper; state: FeedState; batches: number }> => {
+      const d = dir();
+      writeFileSync(join(d, CHECKPOINT_FILE), encodeCheckpoint({ node: 'node-1', feeds: [feed(model)] }));
+      const state = new FeedState('felix');
+      const keeper = new CheckpointKeeper({ dir: d, node: 'node-1', intervalMs: 0, clock: new FakeClock(), feeds: new Map([['felix', { state }]]), ...(models !== undefined ? { models } : {}) });
+      return { keeper, state, batches: (await keeper.restore()).length };
+    };
+    // Round trip of the model; no restriction: restored, its model known before any WELCOME.
+    expect(decodeCheckpoint(encodeCheckpoint({ node: 'n', feeds: [feed('libcalico.v2')] })).feeds[0]!.model).toBe('libcalico.v2');
+    const open = await restore('libcalico.v2');
+    expect([open.batches, open.state.model]).toEqual([1, 'libcalico.v2']);
+    // The agent now applies only libcalico.v3: not handed over, with a coded reason.
+    const other = await restore('libcalico.v2', { felix: ['libcalico.v3'] });
+    expect(other.batches).toBe(0);
+    expect(other.state.size).toBe(0);
+    expect(other.keeper.problem?.code).toBe('CATTAIL_CLIENT_CHECKPOINT_INVALID');
+    // A file without a model (written before it was kept) reads as calico.v1.
+    expect((await restore(undefined, { felix: ['libcalico.v3'] })).batches).toBe(0);
+    expect((await restore(undefined, { felix: ['calico.v1'] })).batches).toBe(1);
+  });
+
   it('a due write with nothing newly verified neither writes nor restarts the interval; the next verified STATUS is written', async () => {
     // A scoped feed with scope.watermarks: a STATUS without digest after every unit, one with a
     // digest about once a second (PROTOCOL.md §4.7). Only the latter's state may be saved.
