@@ -21,6 +21,7 @@
  */
 import { Packr } from 'msgpackr';
 import { CattailError } from '../../errors.js';
+import { exactBuffer } from '../../snapshot/index.js';
 import { seal, unseal } from '../../sealed-file.js';
 
 const MAGIC = Buffer.from('CTLRSTA\n', 'latin1');
@@ -80,7 +81,11 @@ function decodeView(v: unknown, resource: string): ViewCheckpoint {
   const values: (readonly [string, Buffer])[] = [];
   for (const e of v['values'] as unknown[]) {
     if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'string' || !isBytes(e[1])) throw bad(`replica checkpoint value of ${resource} has the wrong shape`, { resource });
-    values.push([e[0], Buffer.from(e[1].buffer, e[1].byteOffset, e[1].byteLength)]);
+    // A copy of its own: msgpackr hands out slices of the file's buffer, and the resource views keep
+    // unchanged values for good (a relist keeps the previous Buffer when equal), so one slice of it
+    // pinned the whole file (~100 MB at 150k pods) for the life of the process. Exact-size, the
+    // store takes the same Buffer without another copy (exactBuffer).
+    values.push([e[0], exactBuffer(e[1])]);
   }
   const owned: (readonly [string, readonly string[]])[] = [];
   for (const e of v['owned'] as unknown[]) {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { CattailError } from '../../../src/errors.js';
+import { isExactBuffer } from '../../../src/snapshot/index.js';
 import { decodeReplicaCheckpoint, encodeReplicaCheckpoint, type ReplicaCheckpoint } from '../../../src/server/state/replica-checkpoint.js';
 
 const cp: ReplicaCheckpoint = {
@@ -31,6 +32,19 @@ describe('replica checkpoint format', () => {
     const got = decodeReplicaCheckpoint(encodeReplicaCheckpoint(cp, 1 << 20), cp.identity);
     expect(got.resources).toEqual(cp.resources);
     expect(Buffer.isBuffer(got.resources[0]?.views[0]?.values[0]?.[1])).toBe(true);
+  });
+
+  it('decodes each value into a Buffer of its own, not a slice that pins the whole file', () => {
+    const file = encodeReplicaCheckpoint(cp, 1 << 20);
+    const got = decodeReplicaCheckpoint(file, cp.identity);
+    for (const r of got.resources) {
+      for (const v of r.views) {
+        for (const [, value] of v.values) {
+          expect(value.buffer).not.toBe(file.buffer);
+          expect(isExactBuffer(value)).toBe(true);
+        }
+      }
+    }
   });
 
   it('rejects a body of the wrong shape (a value that is not bytes, a bad ownership entry)', () => {
