@@ -251,9 +251,13 @@ describe('reflector against a scripted API server', () => {
       server.missing.delete(POOLS);
       server.upsert(POOLS, { metadata: { name: 'p' }, spec: { cidr: '10.0.0.0/8' } });
       const installed = String(server.rv);
+      const seen = sink.batches.length;
       await clock.advanceAsync(61_000);
       await waitUntil(() => poolsMark(sink) === installed, { clock, stepMs: 500 });
       expect(up.health().find((h) => h.id === POOLS)?.missing).toBeUndefined();
+      // Revisions before this list stood for the evidence's watermark; the list's diff cannot show
+      // what was created and deleted since (no tombstones): it is a rebase barrier, as any relist.
+      expect(sink.batches.slice(seen).some((b) => b.batch.barrier === true)).toBe(true);
     });
 
     it('without evidence (the CRD list is forbidden) the watermark stays where it was, and the reason is counted', async () => {

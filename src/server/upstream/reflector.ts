@@ -291,12 +291,16 @@ export class Reflector implements ReflectorCore {
     }
     this.o.view.commit(session);
     if (rv !== undefined) this.rv = rv;
+    // A relist, or the first list after a not-served watermark (evidence recorded, or restored from
+    // a checkpoint): revisions before it stood for a watermark of this resource, and its diff cannot
+    // show what was created and deleted since, so it is a rebase barrier either way.
+    const watermarkedBefore = this.listedOnce || this.notServedRv !== undefined;
     this.listMode = 'none';
     this.missing = false;
     this.notServedProof = undefined;
     this.notServedRv = undefined;
     this.presentSinceMs = undefined;
-    if (this.listedOnce) this.o.onRelisted?.();
+    if (watermarkedBefore) this.o.onRelisted?.();
     this.listedOnce = true;
     // Synced before the flush: "in-sync" must ride on the batch with the list's last update.
     this.markSynced();
