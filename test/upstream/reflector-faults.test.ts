@@ -484,6 +484,29 @@ describe('reflector against garbage from the API server', () => {
     tally.add('resourceVersion that goes backwards', 'counted (skipped, rv-backwards), then one consistent relist');
   });
 
+  it('ignores a BOOKMARK older than what was applied: the next watch continues from the newest resourceVersion', async () => {
+    const { clock, sink, up } = await setup();
+    server.upsert('pods', pod('a', { ip: '10.0.0.1' }));
+    up.start(sink);
+    await waitUntil(() => server.openWatches === 1 && sink.status.get('pods') === 'in-sync', { clock });
+    const rv = server.rv;
+    nextWatchSends([
+      event('ADDED', podAt('fresh', rv + 2, '10.0.0.2')),
+      event('BOOKMARK', { kind: 'Pod', apiVersion: 'v1', metadata: { resourceVersion: String(rv - 50) } }),
+    ]);
+    server.rv = rv + 2;
+    await waitUntil(async () => (await counter(up, 'skipped', { reason: 'bookmark-backwards' })) === 1, { clock });
+    // The watch ends; the next one must not replay rv - 50 … rv + 2 over the newer state.
+    const watches = (): number => server.requests.filter((r) => r.watch && r.resource === 'pods').length;
+    const before = watches();
+    server.endWatches();
+    await waitUntil(() => watches() > before, { clock });
+    const last = server.requests.filter((r) => r.watch && r.resource === 'pods').at(-1);
+    expect(new URLSearchParams(last?.query).get('resourceVersion')).toBe(String(rv + 2));
+    expect(await counter(up, 'relists', { reason: 'stale-list' })).toBe(0);
+    tally.add('BOOKMARK older than the applied resourceVersion', 'ignored, counted (skipped, bookmark-backwards)');
+  });
+
   it('applies a duplicate ADDED as a no-op and handles an enormous object without a crash', async () => {
     const { clock, sink, up } = await setup();
     up.start(sink);

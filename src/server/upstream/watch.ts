@@ -104,7 +104,14 @@ export async function watchOnce(r: ReflectorCore, initial: boolean): Promise<num
     // broken stream (an apiserver serving from a stale cache, a restore): applying it could put
     // an older object over a newer one, so it is skipped, counted, and the resource relisted
     // consistently, as for an older list.
-    if (ev.type !== 'BOOKMARK' && isResourceVersion(rv) && isResourceVersion(r.rv) && compareResourceVersions(rv, r.rv) < 0) {
+    if (isResourceVersion(rv) && isResourceVersion(r.rv) && compareResourceVersions(rv, r.rv) < 0) {
+      // A bookmark carries no object to apply: an older one is only ignored (counted). Taken, it
+      // moved r.rv back, and the next watch (or a checkpoint) replayed the events in between over
+      // the newer state.
+      if (ev.type === 'BOOKMARK') {
+        r.o.metrics.skipped.inc({ resource: r.id, reason: 'bookmark-backwards' });
+        return;
+      }
       r.o.metrics.skipped.inc({ resource: r.id, reason: 'rv-backwards' });
       throw new UpstreamFailure('stale-list', `watch ${r.id}: event at resourceVersion ${rv} after ${r.rv}`);
     }
