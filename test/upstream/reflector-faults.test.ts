@@ -484,6 +484,25 @@ describe('reflector against garbage from the API server', () => {
     tally.add('resourceVersion that goes backwards', 'counted (skipped, rv-backwards), then one consistent relist');
   });
 
+  it('refuses a list without a resourceVersion (malformed, backing off) and commits none of it', async () => {
+    const { clock, sink, up } = await setup();
+    server.upsert('pods', pod('a', { ip: '10.0.0.1' }));
+    let refused = 0;
+    server.intercept = (info, _req, res) => {
+      if (info.watch || refused > 0) return false;
+      refused++;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ kind: 'PodList', apiVersion: 'v1', metadata: {}, items: [{ ...pod('ghost', { ip: '10.9.9.9' }), kind: 'Pod', apiVersion: 'v1' }] }));
+      return true;
+    };
+    up.start(sink);
+    await waitUntil(async () => (await counter(up, 'watchRestarts', { reason: 'malformed' })) === 1, { clock });
+    expect(sink.state.get('pods')?.has('/pods/default/ghost') ?? false).toBe(false);
+    await waitUntil(() => sink.status.get('pods') === 'in-sync' && converged(sink), { clock, stepMs: 250 });
+    expect(refused).toBe(1);
+    tally.add('list without a resourceVersion', 'counted (malformed); nothing committed, listed again after a backoff');
+  });
+
   it('ignores a BOOKMARK older than what was applied: the next watch continues from the newest resourceVersion', async () => {
     const { clock, sink, up } = await setup();
     server.upsert('pods', pod('a', { ip: '10.0.0.1' }));

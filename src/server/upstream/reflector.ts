@@ -284,13 +284,18 @@ export class Reflector implements ReflectorCore {
 
   finishList(session: ListSession, listRv: string | undefined): void {
     const rv = checkedResourceVersion(listRv, `list of ${this.id}`);
+    // A list (or WatchList end bookmark) without a resourceVersion says nothing of where its state
+    // stands: committed, the next watch started from the previous RV (replaying events over the
+    // newer state) or, on a first list, from "now" (objects deleted in between never deleted).
+    // Every API server sets it: garbage, refused as such (backing off, retried).
+    if (rv === undefined) throw new UpstreamFailure('malformed', `list of ${this.id} has no resourceVersion`);
     // Never back in time: a list older than the state already served (an HA apiserver whose
     // cache lags) is dropped, and the next list is a consistent (quorum) one.
     if (isResourceVersion(rv) && isResourceVersion(this.rv) && compareResourceVersions(rv, this.rv) < 0) {
       throw new UpstreamFailure('stale-list', `list of ${this.id} at RV ${rv} is older than the applied RV ${this.rv}`);
     }
     this.o.view.commit(session);
-    if (rv !== undefined) this.rv = rv;
+    this.rv = rv;
     // A relist, or the first list after a not-served watermark (evidence recorded, or restored from
     // a checkpoint): revisions before it stood for a watermark of this resource, and its diff cannot
     // show what was created and deleted since, so it is a rebase barrier either way.
