@@ -415,6 +415,51 @@ describe('reflector under faults', () => {
     expect(lists.at(-1)?.query).not.toContain('resourceVersion');
   });
 
+  it('a server stuck behind what was applied (every list older, every watch 410) lets the resource go stale', async () => {
+    const { clock, sink, up } = await setup();
+    server.upsert('pods', pod('a', { ip: '10.0.0.1' }));
+    up.start(sink);
+    await waitUntil(() => sink.status.get('pods') === 'in-sync' && server.openWatches === 1, { clock });
+    const appliedRv = server.rv;
+    // etcd restored without a revision bump: everything the server answers is older than what we applied.
+    server.intercept = (info, _req, res) => {
+      res.writeHead(info.watch ? 410 : 200, { 'content-type': 'application/json' });
+      res.end(info.watch
+        ? JSON.stringify({ kind: 'Status', code: 410, reason: 'Expired', message: 'too old resource version' })
+        : JSON.stringify({ kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: String(appliedRv - 5) }, items: [] }));
+      return true;
+    };
+    server.endWatches();
+    // Every answer comes "in time", yet none is taken: nothing moves, and the feed must say so.
+    await waitUntil(() => up.health()[0]?.stale === true && sink.stale.get('pods') === true, { clock, stepMs: 1_000 });
+    expect(await counter(up, 'relists', { reason: 'stale-list' })).toBeGreaterThanOrEqual(2);
+    // Never applied: nothing was deleted.
+    expect(sink.batches.flatMap((b) => b.batch.updates).filter((u) => u.value === null)).toEqual([]);
+    server.intercept = undefined;
+    server.upsert('pods', pod('b', { ip: '10.0.0.2' }));
+    await waitUntil(() => up.health()[0]?.stale === false && converged(sink), { clock, stepMs: 500 });
+  });
+
+  it('refuses a paged list whose continue token comes again (no hot loop of page requests)', async () => {
+    const { clock, sink, up } = await setup({ listPageSize: 2 });
+    for (let i = 0; i < 5; i++) server.upsert('pods', pod(`p${i}`, { ip: `10.0.0.${i + 1}` }));
+    let pages = 0;
+    server.intercept = (info, _req, res) => {
+      if (info.watch) return false;
+      pages++;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: String(server.rv), continue: 'same-again' }, items: [] }));
+      return true;
+    };
+    up.start(sink);
+    await waitUntil(async () => (await counter(up, 'watchRestarts', { reason: 'malformed' })) >= 1, { clock });
+    // The first page and the one that repeated its token: then a backoff, not a third page at once.
+    expect(pages).toBe(2);
+    server.intercept = undefined;
+    await waitUntil(() => sink.status.get('pods') === 'in-sync' && converged(sink), { clock, stepMs: 250 });
+    tally.add('paged list whose continue token repeats', 'counted (malformed); the list abandoned, retried after a backoff');
+  });
+
   it('a mass termination with 429 + Retry-After does not become a thundering herd', async () => {
     const { clock, sink, up } = await setup({ feeds: ['felix'], customFeeds: [] });
     up.start(sink);

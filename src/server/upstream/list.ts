@@ -9,7 +9,13 @@
  * a list that succeeds LIST_PAGE_KEEP_MS (an hour) after the last too-large body puts it back to
  * listPageSize.
  */
-import { UpstreamFailure } from './failure.js';
+import { UpstreamFailure, checkedResourceVersion } from './failure.js';
+
+/**
+ * Pages one list may have: 20,000 pages of `listPageSize` (500 by default) is 10 million objects,
+ * far above any cluster's; past it the server is answering garbage (refused as malformed).
+ */
+export const MAX_LIST_PAGES = 20_000;
 import { parseJson } from './json.js';
 import { LIST_PAGE_KEEP_MS, type ReflectorCore } from './reflector-core.js';
 import type { GuardedResponse } from './request.js';
@@ -33,6 +39,8 @@ export async function listPages(r: ReflectorCore): Promise<void> {
   let listRv: string | undefined;
   let cont: string | undefined;
   let restartedConsistent = false;
+  /** The continue tokens of this list (see MAX_LIST_PAGES). */
+  const tokens = new Set<string>();
   for (;;) {
     let page: GuardedResponse;
     try {
@@ -46,6 +54,7 @@ export async function listPages(r: ReflectorCore): Promise<void> {
         restartedConsistent = true;
         session = r.o.view.beginList();
         cont = undefined;
+        tokens.clear();
         listRv = undefined;
         first = { limit };
         continue;
@@ -67,8 +76,13 @@ export async function listPages(r: ReflectorCore): Promise<void> {
       throw new UpstreamFailure('malformed', `list ${r.id}: response is not JSON`, 200, undefined, undefined, err);
     }
     if (!Array.isArray(parsed?.items)) throw new UpstreamFailure('malformed', `list ${r.id}: response has no items`, 200);
-    r.confirmHealthy();
     listRv ??= parsed.metadata?.resourceVersion;
+    // Older than the state already served: refused at its first page (finishList would at the
+    // end), before it counts as a healthy answer. Counted healthy, a server stuck behind (etcd
+    // restored without a revision bump) answered every retry "in time" and the resource never
+    // turned stale while nothing moved.
+    if (cont === undefined) r.refuseOlderList(checkedResourceVersion(listRv, `list of ${r.id}`));
+    r.confirmHealthy();
     for (const item of parsed.items as unknown[]) {
       if (typeof item !== 'object' || item === null) {
         r.o.metrics.skipped.inc({ resource: r.id, reason: 'malformed' });
@@ -78,6 +92,12 @@ export async function listPages(r: ReflectorCore): Promise<void> {
     }
     cont = parsed.metadata?.continue || undefined;
     if (cont === undefined) break;
+    // Pages are fetched back to back (the attempt gate and backoff apply between attempts): a
+    // server that hands the same token again, or never stops, must not make that a hot loop.
+    if (tokens.has(cont) || tokens.size >= MAX_LIST_PAGES) {
+      throw new UpstreamFailure('malformed', `list ${r.id}: ${tokens.has(cont) ? 'a continue token came twice' : `more than ${MAX_LIST_PAGES} pages`}`, 200);
+    }
+    tokens.add(cont);
   }
   r.finishList(session, listRv);
   // The smaller size that worked is kept for a while (LIST_PAGE_KEEP_MS): put back at once, every

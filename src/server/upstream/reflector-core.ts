@@ -112,6 +112,8 @@ export interface ReflectorCore {
   /** The proof is in: the restored state continues from here (synced, flushed). No-op otherwise. */
   confirmSeed(): void;
   markSynced(): void;
+  /** Throws stale-list when `rv` is older than the applied resourceVersion (a list that would take the state back). */
+  refuseOlderList(rv: string | undefined): void;
   /** Commits a complete list (throws 'stale-list' when it is older than the applied RV). */
   finishList(session: ListSession, rv: string | undefined): void;
   /** Remembers that WatchList does not work here; returns the failure to throw. */

@@ -282,6 +282,16 @@ export class Reflector implements ReflectorCore {
     return collectionPath(this.o.def) + (s ? `?${s}` : '');
   }
 
+  /**
+   * Never back in time: a list older than the state already served (an HA apiserver whose cache
+   * lags) is dropped, and the next list is a consistent (quorum) one.
+   */
+  refuseOlderList(rv: string | undefined): void {
+    if (isResourceVersion(rv) && isResourceVersion(this.rv) && compareResourceVersions(rv, this.rv) < 0) {
+      throw new UpstreamFailure('stale-list', `list of ${this.id} at RV ${rv} is older than the applied RV ${this.rv}`);
+    }
+  }
+
   finishList(session: ListSession, listRv: string | undefined): void {
     const rv = checkedResourceVersion(listRv, `list of ${this.id}`);
     // A list (or WatchList end bookmark) without a resourceVersion says nothing of where its state
@@ -289,11 +299,7 @@ export class Reflector implements ReflectorCore {
     // newer state) or, on a first list, from "now" (objects deleted in between never deleted).
     // Every API server sets it: garbage, refused as such (backing off, retried).
     if (rv === undefined) throw new UpstreamFailure('malformed', `list of ${this.id} has no resourceVersion`);
-    // Never back in time: a list older than the state already served (an HA apiserver whose
-    // cache lags) is dropped, and the next list is a consistent (quorum) one.
-    if (isResourceVersion(rv) && isResourceVersion(this.rv) && compareResourceVersions(rv, this.rv) < 0) {
-      throw new UpstreamFailure('stale-list', `list of ${this.id} at RV ${rv} is older than the applied RV ${this.rv}`);
-    }
+    this.refuseOlderList(rv);
     this.o.view.commit(session);
     this.rv = rv;
     // A relist, or the first list after a not-served watermark (evidence recorded, or restored from

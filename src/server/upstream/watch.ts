@@ -85,9 +85,9 @@ export async function watchOnce(r: ReflectorCore, initial: boolean): Promise<num
       if (session !== undefined && !transient) throw r.watchListUnsupported(`ERROR ${status.code ?? '?'} during initial events`);
       throw new UpstreamFailure('stream-error', `watch ${r.id}: ERROR ${status.code ?? '?'} ${status.reason ?? ''} ${status.message ?? ''}`.trim(), undefined, status);
     }
-    r.confirmHealthy();
     const rv = checkedResourceVersion(ev.object.metadata?.resourceVersion, `watch ${r.id}: ${ev.type} event`);
     if (session !== undefined) {
+      r.confirmHealthy();
       if (ev.type === 'BOOKMARK' && ev.object.metadata?.annotations?.[INITIAL_EVENTS_END] === 'true') {
         r.finishList(session, rv);
         session = undefined;
@@ -116,7 +116,9 @@ export async function watchOnce(r: ReflectorCore, initial: boolean): Promise<num
       throw new UpstreamFailure('stale-list', `watch ${r.id}: event at resourceVersion ${rv} after ${r.rv}`);
     }
     // An event that passed those checks (a bookmark will do) proves the checkpoint's RV is still
-    // served; an older one is evidence against it, and an unreadable RV proves nothing.
+    // served; an older one is evidence against it, and an unreadable RV proves nothing. Only such
+    // an event counts as a healthy answer: one refused, again and again, must let the resource go stale.
+    r.confirmHealthy();
     r.confirmSeed();
     if (ev.type === 'ADDED' || ev.type === 'MODIFIED') r.o.view.upsert(ev.object);
     else if (ev.type === 'DELETED') r.o.view.delete(ev.object);
