@@ -57,7 +57,10 @@ export class KubeTransport implements Transport {
       method: 'GET',
       headers: { Accept: 'application/json', 'User-Agent': this.userAgent },
     };
-    await this.kc.applyToHTTPSOptions(opts);
+    // Credentials first, which may run an exec plugin (`aws eks get-token` ...) that client-node
+    // waits for with no timeout: raced against the request's signal, so the watchdog and stop()
+    // end a hung plugin's attempt too (the plugin is left to finish on its own).
+    await abortable(this.kc.applyToHTTPSOptions(opts), signal);
     // A small file, and requests are few (pages and watches, not events): read it each time.
     if (this.tokenFile !== undefined) this.tokenOverride = readToken(this.tokenFile) ?? this.tokenOverride;
     if (this.tokenOverride !== undefined) (opts.headers as Record<string, string>)['Authorization'] = `Bearer ${this.tokenOverride}`;
@@ -86,6 +89,25 @@ export class KubeTransport implements Transport {
       req.end();
     });
   }
+}
+
+/** `p`, or a rejection with the signal's reason as soon as it aborts. */
+function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err as Error);
+      },
+    );
+  });
 }
 
 /** The token in `file`, or undefined when it cannot be read (the previous one is kept by the caller). */
