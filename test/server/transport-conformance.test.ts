@@ -14,7 +14,7 @@ import { describe, expect, it } from 'vitest';
 import { waitUntil } from '../support/wait.js';
 import { encodeFrame } from '../../proto/index.js';
 import { loadUws, uwsAvailable } from '../../src/server/transport/uws-loader.js';
-import { forEachFrame } from '../../src/server/transport/seam.js';
+import { forEachFrame, peerAddress } from '../../src/server/transport/seam.js';
 import { UWS_PIECE_BYTES } from '../../src/server/transport/uws-outbound.js';
 import { encodeMessage } from '../../src/server/transport/framing.js';
 import { TestAgent, opened } from './helpers/agent.js';
@@ -50,6 +50,16 @@ function rawClosed(port: number, send: string, boundMs: number): Promise<boolean
   });
 }
 
+it('peerAddress shows IPv4-mapped peers as IPv4 and IPv6 in its short form, whatever form the transport reports', () => {
+  expect(peerAddress('10.1.2.3')).toBe('10.1.2.3');
+  expect(peerAddress('::ffff:10.1.2.3')).toBe('10.1.2.3');
+  expect(peerAddress('0000:0000:0000:0000:0000:ffff:0a01:0203')).toBe('10.1.2.3');
+  expect(peerAddress('0000:0000:0000:0000:0000:0000:0000:0001')).toBe('::1');
+  expect(peerAddress('fd00:0:0:0:0:0:0:1')).toBe('fd00::1');
+  expect(peerAddress('not:an:address:zz')).toBe('not:an:address:zz');
+  expect(peerAddress('')).toBe('');
+});
+
 it('forEachFrame cuts a pre-framed buffer back into each frame payload', () => {
   const a = encodeMessage({ type: 'ping', t: 1 });
   const big = encodeMessage({ type: 'error', code: 'X', message: 'y'.repeat(70_000) });
@@ -81,15 +91,19 @@ for (const transport of TRANSPORTS) describe.skipIf(transport === 'uws' && SKIP_
   });
 
   it.skipIf(!IPV6_LOOPBACK)('listens on every address for an empty host (:0): agents over IPv4 and IPv6 loopback, and the HTTP port too', async () => {
-    const h = await harness({ transport, listen: ':0', httpListen: ':0' });
+    const h = await harness({ transport, listen: ':0', httpListen: ':0', debugEndpoints: true });
     seed(h);
     const port = new URL(h.server.url).port;
     const httpPort = new URL(h.server.httpUrl).port;
     for (const host of ['127.0.0.1', '[::1]']) {
-      const a = new TestAgent(`ws://${host}:${port}/`, { feeds: [{ name: 'felix' }] });
+      const a = new TestAgent(`ws://${host}:${port}/`, { feeds: [{ name: 'felix' }], clientId: `via-${host}` });
       try {
         await a.untilRevision('felix', 1);
         expect(a.digest('felix').equals(h.storeDigest('felix')), host).toBe(true);
+        // An IPv4 peer of the dual-stack socket is shown as IPv4, not ::ffff:127.0.0.1.
+        const page = (await (await fetch(`http://${host}:${httpPort}/debug/clients`)).json()) as { clients: { clientId: string | null; remoteAddress: string | null }[] };
+        const seen = page.clients.find((c) => c.clientId === `via-${host}`)?.remoteAddress ?? '';
+        expect(seen, host).toMatch(host === '127.0.0.1' ? /^127\.0\.0\.1(:\d+)?$/ : /^(\[::1\]:\d+|::1)$/);
       } finally {
         a.ws.terminate();
       }

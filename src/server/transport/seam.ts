@@ -31,8 +31,29 @@ export interface TlsIdentity {
   readonly fingerprint256: string;
 }
 
+/**
+ * A peer address as people read it: IPv6 in its canonical short form (uWS writes every group out,
+ * `0000:…:0001`), and an IPv4 peer of a dual-stack socket (ANY_HOST), which the kernel reports as
+ * IPv4-mapped (`::ffff:a.b.c.d`), as `a.b.c.d`, as an IPv4 socket shows it.
+ */
+export function peerAddress(address: string): string {
+  if (!address.includes(':')) return address;
+  let canonical: string;
+  try {
+    canonical = new URL(`http://[${address}]/`).hostname.slice(1, -1);
+  } catch {
+    return address;
+  }
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(canonical);
+  if (mapped === null) return canonical;
+  const hi = Number.parseInt(mapped[1] as string, 16);
+  const lo = Number.parseInt(mapped[2] as string, 16);
+  return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+}
+
 /** Who is on the other end, as seen at the upgrade. */
 export interface PeerInfo {
+  /** The peer's address (IPv4 peers of a dual-stack socket as plain IPv4, see peerAddress). */
   readonly remoteAddress: string;
   readonly remotePort: number;
   /**

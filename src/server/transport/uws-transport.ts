@@ -31,7 +31,7 @@ import { createServer } from 'node:net';
 import { SUBPROTOCOL } from './framing.js';
 import {
   ANY_HOST, type AcceptHooks, type AgentSink, type AgentSocket, type AgentSocketEvents, type AgentTransport, type BoundAddress, HARD_CAP_FACTOR,
-  type ListenAddress, type PeerInfo, type TransportLimits, forEachFrame, releaseHeaders, reportFailure,
+  type ListenAddress, type PeerInfo, type TransportLimits, forEachFrame, peerAddress, releaseHeaders, reportFailure,
 } from './seam.js';
 import { type UwsHttpRequest, type UwsHttpResponse, type UwsModule, type UwsWebSocket, loadUws } from './uws-loader.js';
 import { SEND_DROPPED, UWS_PIECE_BYTES, UwsOutbound, sendMessage } from './uws-outbound.js';
@@ -293,7 +293,7 @@ export class UwsTransport implements AgentTransport {
     // As in ws-transport: an agent offering only other subprotocols gets its first one echoed, so
     // the upgrade completes and it sees the coded 4001 instead of a bare failed handshake.
     const protocol = offered.includes(SUBPROTOCOL) ? SUBPROTOCOL : (offered[0] ?? '');
-    const peer: PeerInfo = { remoteAddress: Buffer.from(res.getRemoteAddressAsText()).toString(), remotePort: 0, headers, protocol, tls: undefined };
+    const peer: PeerInfo = { remoteAddress: peerAddress(Buffer.from(res.getRemoteAddressAsText()).toString()), remotePort: 0, headers, protocol, tls: undefined };
     const userData: UserData = { peer, socket: undefined };
     res.upgrade(userData as never, headers['sec-websocket-key'] ?? '', protocol, '', context);
   }

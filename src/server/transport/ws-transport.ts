@@ -20,7 +20,7 @@ import { SUBPROTOCOL } from './framing.js';
 import { PacedTurns, UPGRADE_TURN_MS } from './paced.js';
 import { peerTlsOf } from './tls/identity.js';
 import {
-  ANY_HOST, type AcceptHooks, type AgentSink, type AgentSocket, type AgentSocketEvents, type AgentTransport, type BoundAddress, HARD_CAP_FACTOR,
+  ANY_HOST, type AcceptHooks, peerAddress, type AgentSink, type AgentSocket, type AgentSocketEvents, type AgentTransport, type BoundAddress, HARD_CAP_FACTOR,
   type ListenAddress, type PeerInfo, type TlsIdentity, type TransportLimits, deliverMessage, releaseHeaders,
 } from './seam.js';
 
@@ -206,7 +206,7 @@ export class WsTransport implements AgentTransport {
       // Upgraded: liveness is the protocol's PING/PONG from here on, not the HTTP idle timeout.
       socket.setTimeout(0);
       const peer: PeerInfo = {
-        remoteAddress: socket.remoteAddress ?? '', remotePort: socket.remotePort ?? 0, headers: headersOf(req), protocol: ws.protocol, tls: tlsIdentityOf(socket),
+        remoteAddress: peerAddress(socket.remoteAddress ?? ''), remotePort: socket.remotePort ?? 0, headers: headersOf(req), protocol: ws.protocol, tls: tlsIdentityOf(socket),
       };
       const s = new WsAgentSocket(ws, socket, peer);
       this.o.hooks.accept(s);

@@ -22,7 +22,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Clock } from '../../../clock.js';
 import type { Logger } from '../../../log.js';
 import type { ServerMetrics } from '../../ops/metrics.js';
-import type { PeerInfo } from '../seam.js';
+import { type PeerInfo, peerAddress } from '../seam.js';
 import { TlsCredentials, type TlsMaterial, secureContextOptions } from './credentials.js';
 import { TLS_REFUSAL_REASONS, type TlsRefusalReason, describePeerTls, verifyPeer } from './identity.js';
 import type { TlsSettings } from './options.js';
@@ -98,7 +98,7 @@ export class TlsListener {
       // OpenSSL recognises an HTTP request line where a ClientHello belongs.
       const reason = err.code === 'ERR_SSL_HTTP_REQUEST' ? 'plaintext' : 'handshake';
       this.o.metrics.tlsRefusals.inc({ reason });
-      this.o.log?.debug({ reason, code: err.code, remoteAddress: socket.remoteAddress, err: err.message }, 'agent TLS handshake refused');
+      this.o.log?.debug({ reason, code: err.code, remoteAddress: peerAddress(socket.remoteAddress ?? ''), err: err.message }, 'agent TLS handshake refused');
       socket.destroy();
     });
     this.servers.push(server);
