@@ -528,8 +528,12 @@ export class Client {
     }
     if (end.goodbye !== undefined) {
       this.counters.goodbyes++;
-      if (end.goodbye.reconnectDelayMs !== undefined) delay = Math.max(end.goodbye.reconnectDelayMs, 0);
-      this.rotation.pin(url, now + delay);
+      const asked = end.goodbye.reconnectDelayMs === undefined ? delay : Math.max(end.goodbye.reconnectDelayMs, 0);
+      // That server is avoided for all of it (PROTOCOL.md §1.4 MUST); any other reconnect waits
+      // at most reconnectMaxDelayMs (the SHOULD): a GOODBYE asking for days (hostile, or a bug)
+      // must not keep the agent off every other replica.
+      this.rotation.pin(url, now + asked);
+      delay = Math.min(asked, this.opts.reconnectMaxDelayMs);
     }
     if (end.endpoints !== undefined) this.rotation.hint(end.endpoints.filter((u) => u !== url));
     if (advance) this.rotation.advance(url);

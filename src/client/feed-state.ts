@@ -113,6 +113,12 @@ export class FeedState {
   sync: FeedSync = 'unknown';
   /** The data model the server announced for the feed (WELCOME `model`; undefined from older servers). */
   model: string | undefined;
+  /**
+   * The model the held entries are in: the announced one when a snapshot of it completed (or the
+   * checkpoint's, restored). A WELCOME announcing another model changes `model` at once, while
+   * the entries stay the old model's until its snapshot ends: no checkpoint is taken meanwhile.
+   */
+  private entriesModel: string | undefined;
   stale = false;
   /** The revision at which the digest last matched the server's (SNAPSHOT_END or STATUS). */
   verifiedRevision: number | undefined;
@@ -207,7 +213,7 @@ export class FeedState {
    */
   checkpointKey(): string | undefined {
     if (!this.watermarksExact || this.revision === undefined || this.verifiedRevision !== this.revision) return undefined;
-    if (this.token === undefined || this.tokenRevision === undefined) return undefined;
+    if (this.token === undefined || this.tokenRevision === undefined || this.model !== this.entriesModel) return undefined;
     return `${this.revision}|${this.tokenRevision}|${this.model ?? ''}|${JSON.stringify(this.appliedWatermarks)}`;
   }
 
@@ -219,7 +225,7 @@ export class FeedState {
     if (this.checkpointKey() === undefined || this.revision === undefined || this.token === undefined || this.tokenRevision === undefined) return undefined;
     return {
       name: this.name, revision: this.revision, tokenRevision: this.tokenRevision, token: this.token,
-      watermarks: { ...this.appliedWatermarks }, digest: this.currentDigest(), ...(this.model !== undefined ? { model: this.model } : {}), entries: new Map(this.entries),
+      watermarks: { ...this.appliedWatermarks }, digest: this.currentDigest(), ...(this.entriesModel !== undefined ? { model: this.entriesModel } : {}), entries: new Map(this.entries),
     };
   }
 
@@ -238,6 +244,7 @@ export class FeedState {
     this.digest.adopt(digest);
     this.loaded = true;
     this.model = cp.model;
+    this.entriesModel = cp.model;
     this.revision = cp.revision;
     this.verifiedRevision = cp.revision;
     this.token = cp.token;
@@ -325,6 +332,7 @@ export class FeedState {
     for (const [k, v] of s.entries) this.entries.set(k, v);
     this.digest.adopt(s.digest);
     this.loaded = true;
+    this.entriesModel = this.model;
     this.revision = s.revision;
     this.resumeFrom = undefined;
     this.token = Buffer.from(end.token);

@@ -159,6 +159,25 @@ describe('client - checkpoint and restart', () => {
     expect((await restore(undefined, { felix: ['calico.v1'] })).batches).toBe(1);
   });
 
+  it('takes no checkpoint while a WELCOME has announced another model and its snapshot has not ended', () => {
+    const entries: [string, Buffer][] = [['/pods/demo/a', Buffer.from([0xa1, 0x61])]];
+    const fs = new FeedState('felix');
+    const snapshot = (revision: number): void => {
+      fs.snapshotBegin(revision, 1, 0);
+      fs.snapshotChunk(revision, entries);
+      fs.snapshotEnd({ revision, digest: computeDigest(new Map(entries)), watermarks: { pods: String(revision) }, status: 'in-sync', stale: false, token: Buffer.from(`t${revision}`) });
+    };
+    fs.model = 'libcalico.v2';
+    snapshot(4);
+    expect(fs.checkpoint()?.model).toBe('libcalico.v2');
+    // A rollout: the next replica announces libcalico.v3; the held entries are still v2's bytes.
+    fs.model = 'libcalico.v3';
+    expect(fs.checkpointKey()).toBeUndefined();
+    expect(fs.checkpoint()).toBeUndefined();
+    snapshot(9);
+    expect(fs.checkpoint()?.model).toBe('libcalico.v3');
+  });
+
   it('a due write with nothing newly verified neither writes nor restarts the interval; the next verified STATUS is written', async () => {
     // A scoped feed with scope.watermarks: a STATUS without digest after every unit, one with a
     // digest about once a second (PROTOCOL.md §4.7). Only the latter's state may be saved.

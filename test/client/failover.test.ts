@@ -173,6 +173,22 @@ describe('client - liveness and server hints', () => {
     expect(guard.problems()).toEqual([]);
   });
 
+  it('a GOODBYE asking for days keeps the agent off that server only: the others are tried after reconnectMaxDelayMs', async () => {
+    const a = await server({ serverId: 'a' });
+    const b = await server({ serverId: 'b' });
+    const { client, clock, rec, guard } = setup({ endpoints: [a.url, b.url], random: () => 0.999999, reconnectMaxDelayMs: 30_000 });
+    guard.allow('CATTAIL_CLIENT_SERVER_CLOSED');
+    await client.whenInSync();
+    expect(client.stats.serverId).toBe('a');
+    a.goodbyeAll({ reconnectDelayMs: 10 * 86_400_000 });
+    await waitUntil(() => client.state === 'reconnecting', 'reconnecting', on(client));
+    expect(rec.last('reconnecting')!.delayMs).toBe(30_000);
+    await clock.advanceAsync(30_000);
+    await waitUntil(() => client.inSync && client.stats.serverId === 'b', 'in sync on the other replica', on(client));
+    expect(a.rec.hellos).toHaveLength(1);
+    expect(guard.problems()).toEqual([]);
+  });
+
   it('honours a 503 refusal: no retry of that server before Retry-After, hinted endpoint first', async () => {
     const a = await server({ serverId: 'a' });
     a.refuse = { count: 1, retryAfterS: 30, endpoints: [] };

@@ -440,6 +440,34 @@ describe('reflector under faults', () => {
     await waitUntil(() => up.health()[0]?.stale === false && converged(sink), { clock, stepMs: 500 });
   });
 
+  it('with WatchList too: relists that end older than what was applied (every one, in time) let the resource go stale', async () => {
+    const { clock, sink, up } = await setup({ watchList: true });
+    server.upsert('pods', pod('a', { ip: '10.0.0.1' }));
+    up.start(sink);
+    await waitUntil(() => sink.status.get('pods') === 'in-sync' && server.openWatches === 1, { clock });
+    const appliedRv = server.rv;
+    // Plain watches: 410. WatchList relists: a 200, the objects, and an end bookmark older than applied.
+    server.intercept = (info, _req, res) => {
+      if (info.watch && info.query.get('sendInitialEvents') === 'true') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.write(`${JSON.stringify({ type: 'ADDED', object: { ...pod('a', { ip: '10.0.0.1' }), kind: 'Pod', apiVersion: 'v1', metadata: { ...pod('a').metadata, resourceVersion: String(appliedRv - 6) } } })}\n`);
+        res.end(`${JSON.stringify({ type: 'BOOKMARK', object: { kind: 'Pod', apiVersion: 'v1', metadata: { resourceVersion: String(appliedRv - 5), annotations: { 'k8s.io/initial-events-end': 'true' } } } })}\n`);
+        return true;
+      }
+      res.writeHead(info.watch ? 410 : 200, { 'content-type': 'application/json' });
+      res.end(info.watch
+        ? JSON.stringify({ kind: 'Status', code: 410, reason: 'Expired', message: 'too old resource version' })
+        : JSON.stringify({ kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: String(appliedRv - 5) }, items: [] }));
+      return true;
+    };
+    server.endWatches();
+    await waitUntil(() => up.health()[0]?.stale === true && sink.stale.get('pods') === true, { clock, stepMs: 1_000 });
+    expect(await counter(up, 'relists', { reason: 'stale-list' })).toBeGreaterThanOrEqual(2);
+    server.intercept = undefined;
+    server.upsert('pods', pod('b', { ip: '10.0.0.2' }));
+    await waitUntil(() => up.health()[0]?.stale === false && converged(sink), { clock, stepMs: 500 });
+  });
+
   it('refuses a paged list whose continue token comes again (no hot loop of page requests)', async () => {
     const { clock, sink, up } = await setup({ listPageSize: 2 });
     for (let i = 0; i < 5; i++) server.upsert('pods', pod(`p${i}`, { ip: `10.0.0.${i + 1}` }));

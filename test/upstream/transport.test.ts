@@ -26,10 +26,20 @@ describe('upstream transport', () => {
       return new Promise<void>(() => undefined); // the plugin never answers
     };
     const ac = new AbortController();
-    const got = new KubeTransport(kc, 'cattail-test').get('/api/v1/pods', ac.signal).then(() => 'resolved', (err: Error) => `rejected: ${err.name}`);
+    const transport = new KubeTransport(kc, 'cattail-test');
+    const got = transport.get('/api/v1/pods', ac.signal).then(() => 'resolved', (err: Error) => `rejected: ${err.name}`);
     setTimeout(() => ac.abort(new DOMException('watchdog', 'AbortError')), 20);
     const bound = new Promise<string>((resolve) => setTimeout(() => resolve('still waiting'), 2_000));
     expect(await Promise.race([got, bound])).toBe('rejected: AbortError');
+    expect(asked).toBe(1);
+    // The next attempts wait for the hung call (abortable too) instead of starting another
+    // plugin each: client-node spawns one per call, so that leaked a process per attempt.
+    for (let i = 0; i < 3; i++) {
+      const next = new AbortController();
+      const r = transport.get('/api/v1/pods', next.signal).then(() => 'resolved', (err: Error) => `rejected: ${err.name}`);
+      setTimeout(() => next.abort(new DOMException('watchdog', 'AbortError')), 10);
+      expect(await r).toBe('rejected: AbortError');
+    }
     expect(asked).toBe(1);
   });
 });

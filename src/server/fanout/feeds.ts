@@ -47,6 +47,11 @@ export class FeedRuntime {
   /** Per-node STATUS frames of a scoped feed, for `nodeStatusKey`. */
   private nodeStatus = new Map<string, Buffer>();
   private nodeStatusKey: string | undefined;
+  /** Per-node STATUS frames held for the current status key (bounded by MAX_CACHED_NODES; tests). */
+  get nodeStatusCached(): number {
+    return this.nodeStatus.size;
+  }
+
   /**
    * The cursors in their live phase on streaming connections, densely packed: a flush of this feed
    * alone walks this array (cursor → socket) instead of every connection's cursor list. Order is

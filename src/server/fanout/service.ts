@@ -214,10 +214,15 @@ export class ServiceQueue {
             this.catchUpCache.set(key, frames);
           }
           // scope.watermarks (PROTOCOL.md §4.7): the unit ends with the revision's watermarks and
-          // token even when the digest-bearing STATUS is held back (or the socket is above its
-          // mark below, where that STATUS waits). Not cached with the frames: a status-only
-          // change keeps the revision. An extra STATUS after it, when one is owed, is harmless.
-          if (feed.scope !== undefined && conn.scopeWatermarks && feed.store.meta().status === 'in-sync') frames = [...frames, feed.undigestedStatusFrame(o.compressMinBytes)];
+          // token when the digest-bearing STATUS is held back, i.e. when the agent holds the held
+          // key (it was told in-sync with a digest). When a STATUS is owed instead, that one
+          // follows, below or when the socket drains. (Agents are admitted only once every feed is
+          // in sync and a feed never leaves it, so an agent never told in-sync is not expected
+          // here; a STATUS without digest to one would be refused, 4002.) Not cached with the
+          // frames: a status-only change keeps the revision.
+          if (feed.scope !== undefined && conn.scopeWatermarks && feed.store.meta().status === 'in-sync' && feed.currentStatusKey() === cursor.statusKey) {
+            frames = [...frames, feed.undigestedStatusFrame(o.compressMinBytes)];
+          }
           if (!conn.writeOwn(frames)) return shared + own;
           const n = frames.reduce((a, f) => a + f.length, 0);
           stats.ownBytes += n;

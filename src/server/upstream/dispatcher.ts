@@ -125,7 +125,7 @@ export class FeedDispatcher {
     this.watermarkTimer = undefined;
   }
 
-  /** A relist of the resource (not its first list) committed: its feeds' next batch is a barrier. */
+  /** A relist of the resource committed (or its first list after a not-served watermark): its feeds' next batch is a barrier. */
   relisted(resource: string): void {
     for (const f of this.feedsOf(resource)) {
       f.barrier = true;

@@ -77,12 +77,25 @@ export async function listPages(r: ReflectorCore): Promise<void> {
     }
     if (!Array.isArray(parsed?.items)) throw new UpstreamFailure('malformed', `list ${r.id}: response has no items`, 200);
     listRv ??= parsed.metadata?.resourceVersion;
-    // Older than the state already served: refused at its first page (finishList would at the
-    // end), before it counts as a healthy answer. Counted healthy, a server stuck behind (etcd
-    // restored without a revision bump) answered every retry "in time" and the resource never
-    // turned stale while nothing moved.
-    if (cont === undefined) r.refuseOlderList(checkedResourceVersion(listRv, `list of ${r.id}`));
-    r.confirmHealthy();
+    const next = parsed.metadata?.continue || undefined;
+    // Refused at its first page (finishList would at the end), before it counts as a healthy
+    // answer: no resourceVersion, or older than the state already served. Counted healthy, a
+    // server stuck behind (etcd restored without a revision bump) answered every retry "in time"
+    // and the resource never turned stale while nothing moved.
+    if (cont === undefined) {
+      const rv = checkedResourceVersion(listRv, `list of ${r.id}`);
+      if (rv === undefined) throw new UpstreamFailure('malformed', `list of ${r.id} has no resourceVersion`, 200);
+      r.refuseOlderList(rv);
+    }
+    // Pages are fetched back to back (the attempt gate and backoff apply between attempts): a
+    // server that hands the same token again, or never stops, must not make that a hot loop.
+    if (next !== undefined && (tokens.has(next) || tokens.size >= MAX_LIST_PAGES)) {
+      throw new UpstreamFailure('malformed', `list ${r.id}: ${tokens.has(next) ? 'a continue token came twice' : `more than ${MAX_LIST_PAGES} pages`}`, 200);
+    }
+    // Healthy once the list is seen to move: its last page, or a page after the first (a new
+    // token). The first page of several confirms nothing yet: a server that repeats its token
+    // would otherwise be "fresh" at every retry.
+    if (next === undefined || cont !== undefined) r.confirmHealthy();
     for (const item of parsed.items as unknown[]) {
       if (typeof item !== 'object' || item === null) {
         r.o.metrics.skipped.inc({ resource: r.id, reason: 'malformed' });
@@ -90,13 +103,8 @@ export async function listPages(r: ReflectorCore): Promise<void> {
       }
       session.add(item as KubeObject);
     }
-    cont = parsed.metadata?.continue || undefined;
+    cont = next;
     if (cont === undefined) break;
-    // Pages are fetched back to back (the attempt gate and backoff apply between attempts): a
-    // server that hands the same token again, or never stops, must not make that a hot loop.
-    if (tokens.has(cont) || tokens.size >= MAX_LIST_PAGES) {
-      throw new UpstreamFailure('malformed', `list ${r.id}: ${tokens.has(cont) ? 'a continue token came twice' : `more than ${MAX_LIST_PAGES} pages`}`, 200);
-    }
     tokens.add(cont);
   }
   r.finishList(session, listRv);

@@ -62,7 +62,7 @@ export interface ReflectorOptions {
   readonly onSynced: () => void;
   /** Called after each applied chunk with the current RV (watermark). */
   readonly onFlush: (rv: string | undefined) => void;
-  /** Called when a relist (not the first list) committed, before its onFlush. */
+  /** Called when a relist committed (not the first list, unless a not-served watermark stood for the resource before it), before its onFlush. */
   readonly onRelisted?: () => void;
 }
 

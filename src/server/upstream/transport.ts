@@ -24,6 +24,8 @@ export interface Transport {
 
 export class KubeTransport implements Transport {
   private tokenOverride: string | undefined;
+  /** A credentials call still running (see get): later requests wait for it instead of starting another. */
+  private credentials: Promise<void> | undefined;
   /** The token file read before every request once a 401 was seen (see unauthorized). */
   private tokenFile: string | undefined;
 
@@ -59,8 +61,18 @@ export class KubeTransport implements Transport {
     };
     // Credentials first, which may run an exec plugin (`aws eks get-token` ...) that client-node
     // waits for with no timeout: raced against the request's signal, so the watchdog and stop()
-    // end a hung plugin's attempt too (the plugin is left to finish on its own).
-    await abortable(this.kc.applyToHTTPSOptions(opts), signal);
+    // end a hung plugin's attempt too. The plugin is left to finish on its own, and no request
+    // starts another while it runs: client-node spawns one per call until one succeeds, so each
+    // aborted attempt of each reflector would leave a hung process behind. Once it is done, the
+    // next call finds client-node's cached credential (or spawns the one next try).
+    if (this.credentials !== undefined) await abortable(this.credentials, signal);
+    const applying = this.kc.applyToHTTPSOptions(opts);
+    const settled = applying.then(() => undefined, () => undefined);
+    this.credentials = settled;
+    void settled.then(() => {
+      if (this.credentials === settled) this.credentials = undefined;
+    });
+    await abortable(applying, signal);
     // A small file, and requests are few (pages and watches, not events): read it each time.
     if (this.tokenFile !== undefined) this.tokenOverride = readToken(this.tokenFile) ?? this.tokenOverride;
     if (this.tokenOverride !== undefined) (opts.headers as Record<string, string>)['Authorization'] = `Bearer ${this.tokenOverride}`;

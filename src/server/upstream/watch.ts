@@ -54,7 +54,11 @@ export async function watchOnce(r: ReflectorCore, initial: boolean): Promise<num
     throw err;
   }
   const openedMs = r.o.clock.monotonic();
-  r.confirmHealthy();
+  // The opening counts as a healthy answer, except a WatchList relist's: its state is taken only
+  // at the end bookmark (finishList may refuse it as older), so it confirms then. A server stuck
+  // behind, answering every relist in time, must let the resource go stale.
+  const relist = initial && r.rv !== undefined;
+  if (!relist) r.confirmHealthy();
   const seedProof = r.awaitingSeedProof ? r.o.clock.setTimeout(() => r.confirmSeed(), SEED_PROOF_MS) : undefined;
   let session: ListSession | undefined = initial ? r.o.view.beginList() : undefined;
   let events = 0;
@@ -87,10 +91,11 @@ export async function watchOnce(r: ReflectorCore, initial: boolean): Promise<num
     }
     const rv = checkedResourceVersion(ev.object.metadata?.resourceVersion, `watch ${r.id}: ${ev.type} event`);
     if (session !== undefined) {
-      r.confirmHealthy();
+      if (!relist) r.confirmHealthy();
       if (ev.type === 'BOOKMARK' && ev.object.metadata?.annotations?.[INITIAL_EVENTS_END] === 'true') {
         r.finishList(session, rv);
         session = undefined;
+        r.confirmHealthy();
       } else if (ev.type === 'ADDED') {
         // Initial events are not in RV order: the RV moves only at the end-of-initial bookmark.
         session.add(ev.object);

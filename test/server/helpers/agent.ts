@@ -240,6 +240,8 @@ export class TestAgent extends EventEmitter {
       }
       case 'status':
         if (m.revision !== f.revision) this.violations.push(`STATUS for ${m.revision} while at ${f.revision}`);
+        // PROTOCOL.md §4.7: a STATUS without digest never moves a feed into in-sync.
+        if (m.digest === undefined && m.status === 'in-sync' && f.status !== 'in-sync') this.violations.push(`in-sync STATUS without digest at ${m.revision} while ${f.status ?? 'not in sync'}`);
         f.status = m.status;
         f.stale = m.stale;
         f.token = Buffer.from(m.token);

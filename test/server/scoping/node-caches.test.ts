@@ -1,0 +1,64 @@
+/**
+ * The per-node caches of a scoped feed are bounded (MAX_CACHED_NODES) however many node names
+ * HELLOs bring on a quiet cluster (no new revision ever clears them): the per-node STATUS frames
+ * of FeedRuntime and the node snapshots kept per shared build. What they hand out stays right.
+ * (The third, ScopeIndex's digest cache, is tested in scope.test.ts.)
+ */
+import { describe, expect, it } from 'vitest';
+import { FakeClock } from '../../../src/clock.js';
+import { FeedRuntime } from '../../../src/server/fanout/feeds.js';
+import { type NodeSnapshot, SnapshotCache } from '../../../src/server/fanout/snapshot-cache.js';
+import { FanOutStats } from '../../../src/server/fanout/stats.js';
+import { createMetrics } from '../../../src/server/ops/metrics.js';
+import type { FeedDefinition } from '../../../src/server/pipeline/seams.js';
+import type { ServedStore } from '../../../src/server/pipeline/store-port.js';
+import { MAX_CACHED_NODES, ScopeIndex } from '../../../src/server/scoping/index.js';
+import { SCOPE_POLICIES, type ScopePolicy } from '../../../src/server/scoping/policy.js';
+import { ipPoolKey, workloadEndpointKey } from '../../../src/server/upstream/projections/calico-keys.js';
+import { FeedStore, encodeValue } from '../../../src/snapshot/index.js';
+
+const def: FeedDefinition = { name: 'felix', resources: ['pods'], projectionVersion: 1, model: 'libcalico.v2' };
+
+function scopedFeed(): { feed: FeedRuntime; metrics: ReturnType<typeof createMetrics> } {
+  const store = new FeedStore({ feed: 'felix', epoch: '0123456789abcdef', logMaxAgeMs: 600_000 });
+  store.apply({
+    updates: [
+      { key: workloadEndpointKey('n1', 'demo', 'p0'), value: encodeValue({ labels: { app: 'a' }, ipv4_nets: ['10.0.0.1/32'], name: 'cali0' }) },
+      { key: ipPoolKey('10.0.0.0/16'), value: encodeValue({ cidr: '10.0.0.0/16' }) },
+    ],
+    status: 'in-sync',
+    watermarks: { pods: '7' },
+  }, 0);
+  const metrics = createMetrics(new FanOutStats(), { defaultMetrics: false });
+  const feed = new FeedRuntime(0, def, store as unknown as ServedStore, 'test', metrics.fanout.feed('felix'));
+  feed.scope = new ScopeIndex(SCOPE_POLICIES.get('felix') as ScopePolicy, store as unknown as ServedStore);
+  return { feed, metrics };
+}
+
+describe('per-node caches of a scoped feed', () => {
+  it('bounds the per-node STATUS frames, and a node\'s frame stays its own', () => {
+    const { feed } = scopedFeed();
+    const n1 = Buffer.from(feed.statusFrame(0, 'n1').frame);
+    for (let i = 0; i <= MAX_CACHED_NODES + 10; i++) feed.statusFrame(0, `nobody-${i}`);
+    expect(feed.nodeStatusCached).toBeLessThanOrEqual(MAX_CACHED_NODES);
+    expect(feed.statusFrame(0, 'n1').frame.equals(n1)).toBe(true);
+    // n1 holds an entry of its own, so its digest (and frame) differs from a node without any.
+    expect(n1.equals(feed.statusFrame(0, 'nobody-0').frame)).toBe(false);
+  });
+
+  it('keeps at most MAX_CACHED_NODES node snapshots per shared build; beyond, each is the agent\'s alone', async () => {
+    const { feed, metrics } = scopedFeed();
+    const cache = new SnapshotCache({ clock: new FakeClock(), reuseWindowMs: 1_000, sliceEntries: 1_000, sliceMs: 1_000, compressMinBytes: 1_024, metrics });
+    const first = cache.acquireScoped(feed, 'n1', 'none', 1_048_576) as NodeSnapshot;
+    for (let i = 0; i <= MAX_CACHED_NODES + 10; i++) cache.acquireScoped(feed, `nobody-${i}`, 'none', 1_048_576);
+    expect(first.shared.scoped?.nodes.size).toBeLessThanOrEqual(MAX_CACHED_NODES);
+    expect(cache.builtCount).toBe(1);
+    // The first node's snapshot is still the one kept for it.
+    expect(cache.acquireScoped(feed, 'n1', 'none', 1_048_576)).toBe(first);
+    // One past the bound: a snapshot of its own each time (not kept), of the same shared build.
+    const a = cache.acquireScoped(feed, 'late-node', 'none', 1_048_576) as NodeSnapshot;
+    const b = cache.acquireScoped(feed, 'late-node', 'none', 1_048_576) as NodeSnapshot;
+    expect(a).not.toBe(b);
+    expect(a.shared).toBe(first.shared);
+  });
+});
