@@ -6,10 +6,9 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
-import { runCli } from '../support/cli.js';
+import { runCli, textSink } from '../support/cli.js';
 import { createCa, issue, pemDir } from '../support/pki.js';
 import { waitUntil } from '../support/wait.js';
 
@@ -39,17 +38,7 @@ afterAll(() => {
   rmSync(out, { recursive: true, force: true });
 });
 
-function sink(): Writable & { text: () => string } {
-  let text = '';
-  const w = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      text += chunk.toString();
-      w.emit('line');
-      cb();
-    },
-  });
-  return Object.assign(w, { text: () => text });
-}
+const sink = textSink;
 
 describe('cattail serve --server-cert-file … / cattail agent --ca-file … over mutual TLS', () => {
   it('serves wss:// to an agent with an allowed certificate and refuses one with another CN (4011)', async () => {

@@ -6,27 +6,16 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
 import { startSim } from '../../src/sim/index.js';
-import { runCli } from '../support/cli.js';
+import { runCli, textSink } from '../support/cli.js';
 import { waitUntil } from '../support/wait.js';
 
 const out = mkdtempSync(join(tmpdir(), 'cattail-cli-tier2-svc-'));
 afterAll(() => rmSync(out, { recursive: true, force: true }));
 
-function sink(): Writable & { text: () => string } {
-  let text = '';
-  const w = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      text += chunk.toString();
-      w.emit('line');
-      cb();
-    },
-  });
-  return Object.assign(w, { text: () => text });
-}
+const sink = textSink;
 
 /** Starts `cattail serve argv…` in-process; resolves with its agent URL once it prints its banner. */
 async function serve(argv: string[]): Promise<{ url: string; stdout: ReturnType<typeof sink>; stop: () => Promise<number> }> {
