@@ -129,7 +129,9 @@ export class CattailUpstream implements Upstream {
       // rebase from another tier-2 replica at those watermarks continued after the change it lacked.
       const held = this.held.get(b.feed);
       if (held === undefined) this.held.set(b.feed, { updates, untilMs: this.o.clock.monotonic() + HELD_MAX_MS });
-      else held.updates.push(...updates);
+      // Not push(...updates): a reconciled snapshot of 125k entries or more is past the engine's
+      // argument limit (a RangeError out of the client's event).
+      else held.updates = held.updates.concat(updates);
       this.armHeld();
     });
     client.on('feedStatus', (st) => {

@@ -4,7 +4,7 @@
  * completes its handshake but never ACKs (the stalled agent the barrier must name).
  */
 import { createServer as createHttpServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect as netConnect } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
 import { CattailError } from '../../src/errors.js';
 import { type ConvergenceSource, serveConvergence } from '../../src/server/ops/convergence-endpoint.js';
@@ -129,6 +129,30 @@ describe('GET /v1/convergence', () => {
 });
 
 describe('GET /v1/convergence: a request dropped while waiting', () => {
+  it('frees the waits of a caller that hangs up, also of requests pipelined on its connection', async () => {
+    const signals: AbortSignal[] = [];
+    const source: ConvergenceSource = {
+      resolveResource: (n) => n,
+      wait: (_q, signal) => {
+        if (signal !== undefined) signals.push(signal);
+        return new Promise(() => undefined); // never converges
+      },
+    };
+    const srv = createHttpServer((req, res) => serveConvergence(source, new URL(req.url ?? '/', 'http://x'), req, res));
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    try {
+      const get = 'GET /v1/convergence?resource=pods&resourceVersion=5&timeoutMs=300000 HTTP/1.1\r\nHost: x\r\n\r\n';
+      const sock = netConnect((srv.address() as AddressInfo).port, '127.0.0.1', () => sock.write(get + get + get));
+      sock.on('error', () => undefined);
+      await waitUntil(() => signals.length === 3, 'three waits');
+      sock.destroy();
+      await waitUntil(() => signals.every((sig) => sig.aborted), 'every wait freed');
+    } finally {
+      srv.closeAllConnections();
+      await new Promise((r) => srv.close(r));
+    }
+  });
+
   it('is answered 503 CATTAIL_CONVERGENCE_TOO_MANY_WAITERS with Retry-After, as at admission', async () => {
     const source: ConvergenceSource = {
       resolveResource: (n) => n,

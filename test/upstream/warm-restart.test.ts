@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -5,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { FakeClock } from '../../src/clock.js';
 import { REPLICA_CHECKPOINT_FILE } from '../../src/server/state/replica-checkpoint.js';
 import type { UpstreamHandle } from '../../src/server/upstream/index.js';
+import { STATE_LOAD_MAX_MS } from '../../src/server/upstream/warm-state.js';
 import type { Sim } from '../../src/sim/index.js';
 import { counterTotal, replicaListRequests } from '../../src/sim/counters.js';
 import { anotherUpstreamOnSim, upstreamOnSim } from '../support/upstream.js';
@@ -55,13 +58,47 @@ async function restart(s: Sim, clock: FakeClock, replicaId = 'r1b'): Promise<{ u
 }
 
 describe('warm restart of a replica (--state-dir)', () => {
-  it('a final checkpoint given up on before it started writes nothing (it would be newer than the drained agents\' state)', async () => {
-    const { up } = await firstRun();
+  it('a final checkpoint given up on before it started writes nothing (it would be newer than the drained agents\' state), nor does any periodic one after it', async () => {
+    const { s, clock, up } = await firstRun();
     const ac = new AbortController();
     ac.abort();
     await up.finalCheckpoint(ac.signal);
     expect(await metric(up, 'cattail_state_checkpoint_writes_total', { result: 'ok' })).toBe(0);
+    // The drain goes on for minutes; the state moves; the interval passes more than once.
+    s.admin.churnSteps(10);
+    await clock.advanceAsync(3 * 300_000);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await metric(up, 'cattail_state_checkpoint_writes_total', { result: 'ok' })).toBe(0);
     await up.stop();
+  });
+
+  it('a state volume that stops answering at start costs a cold start after STATE_LOAD_MAX_MS, not the replica', async () => {
+    // A FIFO where the checkpoint is: reading it blocks until a writer comes, as a hung volume would.
+    const fifo = join(dir, REPLICA_CHECKPOINT_FILE);
+    execFileSync('mkfifo', [fifo]);
+    try {
+      const { sim: s, clock, up } = await upstreamOnSim({ sim: { nodes: 2, podsPerNode: 2, seed: 5 }, up: { replicaId: 'r-stall', feeds: FEEDS, stateDir: dir } });
+      const sink = new RecordingSink();
+      up.start(sink);
+      let result: string | undefined;
+      void up.warmStart().then((r) => (result = r));
+      await clock.advanceAsync(STATE_LOAD_MAX_MS - 1);
+      expect(result).toBeUndefined();
+      await clock.advanceAsync(1);
+      await waitUntil(() => result !== undefined, { clock });
+      expect(result).toBe('invalid');
+      await waitUntil(() => FEEDS.every((f) => sink.status.get(f) === 'in-sync'), { clock });
+      await converged(sink, s, clock, FEEDS);
+      expect(await metric(up, 'cattail_state_starts_total', { result: 'invalid' })).toBe(1);
+      await up.stop();
+    } finally {
+      // Let the blocked read end (a writer opens and closes the FIFO).
+      await new Promise<void>((resolve) => {
+        const w = createWriteStream(fifo);
+        w.on('error', () => resolve());
+        w.end(() => resolve());
+      });
+    }
   });
 
   it('restores the checkpoint, watches from its resourceVersions: zero LISTs, only the changes after it', async () => {

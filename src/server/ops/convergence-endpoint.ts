@@ -75,7 +75,7 @@ function errorBody(err: CattailError): unknown {
   return { error: { code: err.code, message: err.message } };
 }
 
-export function serveConvergence(source: ConvergenceSource, url: URL, _req: IncomingMessage, res: ServerResponse): void {
+export function serveConvergence(source: ConvergenceSource, url: URL, req: IncomingMessage, res: ServerResponse): void {
   let waiting: Promise<ConvergenceReport>;
   const asker = new AbortController();
   try {
@@ -87,8 +87,16 @@ export function serveConvergence(source: ConvergenceSource, url: URL, _req: Inco
     else json(res, 400, errorBody(err));
     return;
   }
-  // 'close' also fires after a normal end; aborting a finished wait does nothing.
-  res.on('close', () => asker.abort());
+  // 'close' also fires after a normal end; aborting a finished wait does nothing. The socket's
+  // close too: a request pipelined behind another on the same connection has a response that
+  // is queued without a socket, and emits no 'close' when the caller hangs up, so its wait
+  // (and waiter slot) would stay for up to its timeout.
+  const onSocketClose = (): void => asker.abort();
+  req.socket.once('close', onSocketClose);
+  res.on('close', () => {
+    asker.abort();
+    req.socket.off('close', onSocketClose);
+  });
   waiting.then(
     (report) => json(res, 200, report),
     (err: unknown) => {

@@ -190,8 +190,14 @@ class KubeUpstream implements UpstreamHandle {
   }
 
   async finalCheckpoint(abandon?: AbortSignal): Promise<void> {
+    // From the drain on, no periodic checkpoint (also when the load ends during it): one newer than
+    // what the drained agents hold would leave them unable to rebase after the restart.
+    this.warm?.beginFinal();
     await this.starting;
-    if (abandon?.aborted) return;
+    if (abandon?.aborted) {
+      this.warm?.freeze();
+      return;
+    }
     await this.warm?.final(abandon);
   }
 

@@ -23,7 +23,7 @@
  * fails any check on load is reported (CATTAIL_SERVER_STATE_INVALID) and the replica starts cold.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { Clock, Timer } from '../../clock.js';
+import { type Clock, type Timer, deadline } from '../../clock.js';
 import { CattailError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { ResourceCheckpoint } from '../state/replica-checkpoint.js';
@@ -46,6 +46,9 @@ export interface WarmStateOptions {
   readonly sources: readonly { readonly reflector: Reflector; readonly view: ResourceView }[];
 }
 
+/** The longest a start waits to read the replica checkpoint before it starts cold, in ms. */
+export const STATE_LOAD_MAX_MS = 60_000;
+
 /** What a start found in the state directory. */
 export type WarmStartResult = 'warm' | 'partial' | 'cold' | 'invalid';
 
@@ -65,6 +68,7 @@ export class WarmState {
   private timer: Timer | undefined;
   private writing: Promise<void> | undefined;
   private frozen = false;
+  private finalBegun = false;
   /** The resourceVersions of the last checkpoint written or restored, to skip unchanged ones. */
   private lastRvs = '';
   private readonly writes: Counter<'result'>;
@@ -83,8 +87,19 @@ export class WarmState {
    */
   async load(): Promise<WarmStartResult> {
     let invalid: CattailError | undefined;
-    const cp = await readReplicaState(this.o.dir, this.o.identity, this.o.maxBytes, (err) => {
-      invalid = err;
+    // Bounded: a state volume that stops answering (a network volume, a failing disk) held the
+    // start for good, unready with every feed resyncing and /livez still 200, and the shutdown
+    // behind it. Past the bound the replica starts cold; the read is left to end on its own.
+    const cp = await deadline(
+      (fn, ms) => this.o.clock.setTimeout(fn, ms),
+      readReplicaState(this.o.dir, this.o.identity, this.o.maxBytes, (err) => {
+        invalid = err;
+      }),
+      STATE_LOAD_MAX_MS,
+      () => new CattailError('CATTAIL_SERVER_STATE_INVALID', `reading the replica checkpoint in ${this.o.dir} took more than ${STATE_LOAD_MAX_MS} ms`, { details: { dir: this.o.dir } }),
+    ).catch((err: unknown) => {
+      invalid = err instanceof CattailError ? err : new CattailError('CATTAIL_SERVER_STATE_INVALID', `reading the replica checkpoint failed: ${String(err)}`, { cause: err });
+      return undefined;
     });
     if (cp === undefined) {
       const result = invalid === undefined ? 'cold' : 'invalid';
@@ -120,7 +135,7 @@ export class WarmState {
   }
 
   start(): void {
-    if (this.timer !== undefined || this.frozen) return;
+    if (this.timer !== undefined || this.frozen || this.finalBegun) return;
     this.timer = this.o.clock.setInterval(() => void this.write(false), this.o.intervalMs).unref();
   }
 
@@ -132,7 +147,7 @@ export class WarmState {
    * start and finishes (or not) in the background.
    */
   async final(abandon?: AbortSignal): Promise<void> {
-    this.stop();
+    this.beginFinal();
     const off = (): void => {
       this.frozen = true;
     };
@@ -149,6 +164,18 @@ export class WarmState {
   stop(): void {
     this.timer?.cancel();
     this.timer = undefined;
+  }
+
+  /** The drain began: no periodic checkpoint from now on (start() included); only final()'s. */
+  beginFinal(): void {
+    this.finalBegun = true;
+    this.stop();
+  }
+
+  /** No checkpoint at all from now on (a final one given up on before it started). */
+  freeze(): void {
+    this.beginFinal();
+    this.frozen = true;
   }
 
   /** For tests and final(): writes one checkpoint now when anything moved. */
