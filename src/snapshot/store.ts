@@ -253,8 +253,12 @@ export class FeedStore {
     }
     const { metaChanged, regressions } = this.#applyMeta(batch);
     // After the meta: the revision stands for the watermarks the batch brought the store to (a
-    // batch that changed no entry moves the current revision's record).
-    if (changed || metaChanged) this.#marks.record(this.#revision, this.#meta.watermarks);
+    // batch that changed no entry moves the current revision's record). A batch that changed
+    // entries without watermarks of its own (tier 2 releasing changes whose STATUS never came)
+    // gets no record: the store's watermarks are the previous ones, and recorded at them the
+    // revision would be a rebase base for agents that lack its changes. The record before it
+    // stays the base (its since() includes them); the next batch with watermarks records them.
+    if ((changed && batch.watermarks !== undefined) || (!changed && metaChanged)) this.#marks.record(this.#revision, this.#meta.watermarks);
     if (deletedUnknown > 0 || batch.barrier === true) this.#marks.barrier(this.#revision, this.#meta.watermarks);
     // Bound what the stale tree pins (superseded values) and what the next current() replays.
     if (this.#unflushed > FLUSH_MIN_KEYS + (this.#live.length >>> FLUSH_STATE_SHIFT)) this.#flushTree();

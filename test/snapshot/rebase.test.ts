@@ -70,6 +70,21 @@ describe('FeedStore.rebase', () => {
     expect(sameState(rebased(agent, b.since(1)), viewState(b.current()))).toBe(true);
   });
 
+  it('a batch that changes entries without watermarks of its own is no rebase base at the previous ones', () => {
+    // Tier 2 releasing a change whose STATUS never came: the store's watermarks are still 100.
+    const b = new FeedStore({ feed: 'f' });
+    b.apply({ updates: [{ key: '/pods/ns/a', value: v(1) }], watermarks: { pods: '100' }, status: 'in-sync' }, 0);
+    b.apply({ updates: [{ key: '/pods/ns/c', value: v(2) }] }, 0);
+    // An agent of another replica at 100 never saw c: it continues from revision 1, and gets c.
+    expect(b.rebase({ pods: '100' })).toEqual({ kind: 'revision', revision: 1 });
+    const agent: State = new Map([['/pods/ns/a', v(1)]]);
+    expect(sameState(rebased(agent, b.since(1)), viewState(b.current()))).toBe(true);
+    // The STATUS comes late (watermarks only): now revision 2 stands for 105.
+    b.apply({ updates: [], watermarks: { pods: '105' }, status: 'in-sync' }, 0);
+    expect(b.rebase({ pods: '105' })).toEqual({ kind: 'revision', revision: 2 });
+    expect(b.rebase({ pods: '100' })).toEqual({ kind: 'revision', revision: 1 });
+  });
+
   it('a barrier batch (the end of a relist) rebases no agent below its watermarks from before it', () => {
     const b = new FeedStore({ feed: 'f' });
     feed(b, events(20), [5, 5, 5, 5]);
