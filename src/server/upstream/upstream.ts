@@ -54,6 +54,13 @@ export interface UpstreamOptions extends OptionsOf<typeof upstreamOptions> {
    * cluster server URL: a checkpoint of another API server is never restored.
    */
   clusterId?: string;
+  /**
+   * With stateDir: the longest the start waits to read the checkpoint before it starts cold, in
+   * real (wall-clock) ms, not the injected clock's: a stalled volume is a real-time event, and a
+   * fake clock advanced while the read is in the thread pool would cut healthy reads off.
+   * @default STATE_LOAD_MAX_MS (60 s)
+   */
+  stateLoadMaxMs?: number;
 }
 
 /** The upstream plus what tests and the server read besides the seam. */
@@ -150,7 +157,7 @@ class KubeUpstream implements UpstreamHandle {
         .update(JSON.stringify({ cluster: o.clusterId ?? '', projection: PROJECTION_VERSION, views: this.views.map((v) => [v.def.id, v.views.map((x) => x.id)]) }))
         .digest('hex');
       this.warm = new WarmState({
-        dir: o.stateDir, identity, maxBytes: o.stateMaxBytes, intervalMs: o.stateCheckpointIntervalMs, clock, logger: childLogger(logger, { component: 'state' }),
+        dir: o.stateDir, identity, maxBytes: o.stateMaxBytes, intervalMs: o.stateCheckpointIntervalMs, clock, logger: childLogger(logger, { component: 'state' }), loadMaxMs: o.stateLoadMaxMs,
         registry: this.metrics.registry, sources: this.reflectors.map((reflector, i) => ({ reflector, view: this.views[i] as ResourceView })),
       });
     }

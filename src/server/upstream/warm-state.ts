@@ -23,7 +23,7 @@
  * fails any check on load is reported (CATTAIL_SERVER_STATE_INVALID) and the replica starts cold.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { type Clock, type Timer, deadline } from '../../clock.js';
+import { type Clock, type Timer, deadline, realClock } from '../../clock.js';
 import { CattailError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { ResourceCheckpoint } from '../state/replica-checkpoint.js';
@@ -44,6 +44,8 @@ export interface WarmStateOptions {
   readonly logger: Logger;
   readonly registry: Registry;
   readonly sources: readonly { readonly reflector: Reflector; readonly view: ResourceView }[];
+  /** Bound of the start's read, in wall-clock ms (see UpstreamOptions.stateLoadMaxMs). @default STATE_LOAD_MAX_MS */
+  readonly loadMaxMs?: number | undefined;
 }
 
 /** The longest a start waits to read the replica checkpoint before it starts cold, in ms. */
@@ -90,13 +92,14 @@ export class WarmState {
     // Bounded: a state volume that stops answering (a network volume, a failing disk) held the
     // start for good, unready with every feed resyncing and /livez still 200, and the shutdown
     // behind it. Past the bound the replica starts cold; the read is left to end on its own.
+    const maxMs = this.o.loadMaxMs ?? STATE_LOAD_MAX_MS;
     const cp = await deadline(
-      (fn, ms) => this.o.clock.setTimeout(fn, ms),
+      (fn, ms) => realClock.setTimeout(fn, ms),
       readReplicaState(this.o.dir, this.o.identity, this.o.maxBytes, (err) => {
         invalid = err;
       }),
-      STATE_LOAD_MAX_MS,
-      () => new CattailError('CATTAIL_SERVER_STATE_INVALID', `reading the replica checkpoint in ${this.o.dir} took more than ${STATE_LOAD_MAX_MS} ms`, { details: { dir: this.o.dir } }),
+      maxMs,
+      () => new CattailError('CATTAIL_SERVER_STATE_INVALID', `reading the replica checkpoint in ${this.o.dir} took more than ${maxMs} ms`, { details: { dir: this.o.dir } }),
     ).catch((err: unknown) => {
       invalid = err instanceof CattailError ? err : new CattailError('CATTAIL_SERVER_STATE_INVALID', `reading the replica checkpoint failed: ${String(err)}`, { cause: err });
       return undefined;
