@@ -212,9 +212,15 @@ export class FeedState {
    * copies the entries.
    */
   checkpointKey(): string | undefined {
+    const at = this.checkpointable();
+    return at === undefined ? undefined : `${at.revision}|${at.tokenRevision}|${this.model ?? ''}|${JSON.stringify(this.appliedWatermarks)}`;
+  }
+
+  /** The revision and token a checkpoint would stand for, or undefined when none may be taken now. */
+  private checkpointable(): { revision: number; tokenRevision: number; token: Uint8Array } | undefined {
     if (!this.watermarksExact || this.revision === undefined || this.verifiedRevision !== this.revision) return undefined;
     if (this.token === undefined || this.tokenRevision === undefined || this.model !== this.entriesModel) return undefined;
-    return `${this.revision}|${this.tokenRevision}|${this.model ?? ''}|${JSON.stringify(this.appliedWatermarks)}`;
+    return { revision: this.revision, tokenRevision: this.tokenRevision, token: this.token };
   }
 
   /**
@@ -222,9 +228,10 @@ export class FeedState {
    * the server's digest matched at its revision, with a token and the watermarks that describe it.
    */
   checkpoint(): FeedCheckpoint | undefined {
-    if (this.checkpointKey() === undefined || this.revision === undefined || this.token === undefined || this.tokenRevision === undefined) return undefined;
+    const at = this.checkpointable();
+    if (at === undefined) return undefined;
     return {
-      name: this.name, revision: this.revision, tokenRevision: this.tokenRevision, token: this.token,
+      name: this.name, revision: at.revision, tokenRevision: at.tokenRevision, token: at.token,
       watermarks: { ...this.appliedWatermarks }, digest: this.currentDigest(), ...(this.entriesModel !== undefined ? { model: this.entriesModel } : {}), entries: new Map(this.entries),
     };
   }

@@ -356,7 +356,10 @@ export class Flusher {
         if (!own && !withStatus) {
           const plainKey = `${enc}|p|${undigested === undefined ? 0 : 1}`;
           let buf = sc.tails.get(plainKey);
-          if (buf === undefined) sc.tails.set(plainKey, (buf = Buffer.concat(undigested === undefined ? [shared, part] : [shared, part, undigested])));
+          if (buf === undefined) {
+            const pieces = [shared, part, undigested].filter((b): b is Buffer => b !== undefined && b.length > 0);
+            sc.tails.set(plainKey, (buf = pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces)));
+          }
           sc.lastPlain = { compression: conn.compression, maxBodyBytes: conn.maxBodyBytes, watermarks: conn.scopeWatermarks, buf };
           return buf;
         }

@@ -101,7 +101,8 @@ export class WarmState {
       maxMs,
       () => new CattailError('CATTAIL_SERVER_STATE_INVALID', `reading the replica checkpoint in ${this.o.dir} took more than ${maxMs} ms`, { details: { dir: this.o.dir } }),
     ).catch((err: unknown) => {
-      invalid = err instanceof CattailError ? err : new CattailError('CATTAIL_SERVER_STATE_INVALID', `reading the replica checkpoint failed: ${String(err)}`, { cause: err });
+      // Only the deadline rejects: readReplicaState reports everything else through onInvalid.
+      invalid = err as CattailError;
       return undefined;
     });
     if (cp === undefined) {
