@@ -222,7 +222,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   registerStateGauges(metrics, { connections: () => fanout.connections, serviceQueueLength: () => fanout.serviceQueueLength, catchUpCache: () => fanout.catchUpCache, handshakeQueueLength: () => fanout.handshakeQueueLength, snapshotCache: () => cache.held(), snapshotPinned: () => cache.pinned(streamingBuilds(fanout.connections)), transportWaiting: () => transport.pacedWaiting, feeds });
   // Opened before anything listens: unreadable files fail start-up with CATTAIL_SERVER_TLS_FILES.
   const tls = tlsSettings === undefined ? undefined : await TlsListener.open({ settings: tlsSettings, clock, log, metrics, handshakeTimeoutMs: o.handshakeTimeoutMs });
-  registerConvergenceGauges(metrics, { resources: () => fanout.convergence.resources(), connections: () => fanout.connections, waiting: () => fanout.convergence.waiting });
+  registerConvergenceGauges(metrics, { resources: () => fanout.convergence.resources(), connections: () => fanout.connections, waiting: () => fanout.convergence.waiting, checks: () => fanout.convergence.checks });
   const pipeline = new Pipeline(feeds, fanout, clock, log);
   const health = new Health(clock, fanout, feeds, governor, upstream, options.upstreamDescription);
   const limits = { maxInboundBytes: o.maxInboundBytes, maxClientBytes: o.maxClientBytes, compressMinBytes: o.compressMinBytes };

@@ -167,6 +167,90 @@ describe('convergence barrier: tracker', () => {
     expect(res.value).toMatchObject({ converged: true });
   });
 
+  it('an agent on two feeds converges without an ACK when the second feed\'s watermark reaches the RV; a watermark that went back and came again counts again', async () => {
+    const f1 = feed('policy', [NP], 0);
+    const f2 = feed('all', [NP], 1);
+    const { tracker, ack, join } = setup([f1, f2]);
+    const a = agent('node-a', [f1, f2]);
+    join(a);
+    ack(a, apply(f1, { [NP]: '100' }, '/np/a'), 0);
+    ack(a, apply(f2, { [NP]: '100' }, '/np/a'), 1);
+    const res = settled(tracker.wait({ resource: NP, resourceVersion: '150', timeoutMs: 10_000 }));
+    const turn = async (): Promise<void> => {
+      tracker.onWatermarks();
+      await new Promise((r) => setImmediate(r));
+    };
+    apply(f1, { [NP]: '150' }); // f1 reaches the RV: the agent still has f2 at 100
+    await turn();
+    expect(res.value).toBeUndefined();
+    apply(f2, { [NP]: '149' });
+    await turn();
+    expect(res.value).toBeUndefined();
+    apply(f2, { [NP]: '160' });
+    await turn();
+    expect(res.value).toMatchObject({ converged: true, agents: 1, convergedAgents: 1 });
+
+    // An upstream regression takes a feed's watermark back below the RV; its coming back is a new
+    // transition, so an agent that acked the current revision in between is credited then.
+    const b = agent('node-b', [f1]);
+    join(b);
+    const again = settled(tracker.wait({ resource: NP, resourceVersion: '300', timeoutMs: 10_000, nodes: ['node-b'] }));
+    apply(f1, { [NP]: '300' }, '/np/b');
+    await turn();
+    apply(f1, { [NP]: '250' }, '/np/c'); // gone back (the store takes what the upstream says)
+    await turn();
+    ack(b, f1.store.revision);
+    expect(again.value).toBeUndefined();
+    apply(f1, { [NP]: '300' });
+    await turn();
+    expect(again.value).toMatchObject({ converged: true });
+  });
+
+  it('bounds its own work: batches re-judge no agent until a feed reaches the RV, and an ACK is judged only for the waiters it concerns', async () => {
+    const f = feed('policy', [NP]);
+    const { tracker, ack, join } = setup([f]);
+    const agents = Array.from({ length: 50 }, (_, i) => agent(`node-${i}`, [f]));
+    for (const a of agents) join(a);
+    const r0 = apply(f, { [NP]: '100' }, '/np/a');
+    for (const a of agents) ack(a, r0);
+    // 20 whole-fleet requests and 200 naming one node each, all for a resourceVersion the
+    // replica has not seen (a caller ahead of a lagging replica, or a typo).
+    const fleet = Array.from({ length: 20 }, () => settled(tracker.wait({ resource: NP, resourceVersion: '1000', timeoutMs: 60_000 })));
+    for (let i = 0; i < 200; i++) void tracker.wait({ resource: NP, resourceVersion: '1000', timeoutMs: 60_000, nodes: [`node-${i % 50}`] });
+    const afterWaits = tracker.checks;
+    for (let i = 1; i <= 30; i++) {
+      apply(f, { [NP]: String(100 + i) }, i % 2 === 0 ? `/np/k${i}` : undefined);
+      tracker.onWatermarks();
+      await new Promise((r) => setImmediate(r));
+    }
+    // Before: every turn with a batch judged every waiter's pending agents (30 × (20 × 50 + 200) = 36,000).
+    expect(tracker.checks).toBe(afterWaits);
+
+    // One ACK: the 20 whole-fleet waiters and the 4 naming its node, not all 220.
+    const before = tracker.checks;
+    ack(agents[7] as Connection, f.store.revision);
+    expect(tracker.checks - before).toBe(20 + 4);
+
+    // The replica reaches the RV with a watermark-only batch: agents at its current revision are
+    // credited in one pass, the one that did not ACK it stays a laggard.
+    for (const a of agents) if (a !== agents[3]) ack(a, f.store.revision);
+    const beforeReach = tracker.checks;
+    apply(f, { [NP]: '1000' });
+    tracker.onWatermarks();
+    await new Promise((r) => setImmediate(r));
+    expect(tracker.checks - beforeReach).toBe(20 * 50 + 200); // one pass over the pending agents
+    expect(fleet[0]?.value).toBeUndefined(); // node-3 holds an older revision
+    apply(f, { [NP]: '1001' });
+    tracker.onWatermarks();
+    await new Promise((r) => setImmediate(r));
+    expect(tracker.checks - beforeReach).toBe(20 * 50 + 200); // reached once: no second pass
+    expect(fleet[0]?.value).toBeUndefined();
+    ack(agents[3] as Connection, f.store.revision);
+    await Promise.resolve();
+    expect(fleet.every((x) => x.value?.converged === true)).toBe(true);
+    expect(tracker.waiting).toBe(0);
+  });
+
   it('drops a disconnected agent from the scope; a named node that is not connected is a laggard', async () => {
     const f = feed('policy', [NP]);
     const { tracker, join, leave, ack } = setup([f]);

@@ -80,6 +80,9 @@ describe('GET /v1/convergence', () => {
     const metric = await server.metrics.registry.getSingleMetric('cattail_agents_applied_resource_version')?.get();
     const min = metric?.values.find((v) => v.labels['resource'] === NP && v.labels['quantile'] === '0');
     expect(min?.value).toBeGreaterThanOrEqual(Number(rv));
+    // The two agents were judged for the request at least when it came and at their ACKs.
+    const checks = await server.metrics.registry.getSingleMetric('cattail_convergence_agent_checks_total')?.get();
+    expect(checks?.values[0]?.value).toBeGreaterThanOrEqual(2);
   });
 
   it('times out naming the stalled agent; the node filter leaves it out or names a missing node', async () => {

@@ -4,10 +4,22 @@
  * "Convergence barrier"; the HTTP side is ops/convergence-endpoint.ts).
  *
  * Event-driven, never polled: a waiter is re-judged only for the agent an event concerns, an ACK
- * or a HELLO (onAgentChanged) or a close (onAgentLeft), plus once per loop turn after batches that
- * may have advanced the watermarks of a revision agents already hold (onWatermarks). Each waiter
- * keeps the set of agents in its scope and the subset still pending, so an event costs O(waiters)
- * map operations and nothing when nobody waits. Its one timer is the injected clock's timeout.
+ * or a HELLO (onAgentChanged) or a close (onAgentLeft), plus its pending agents when a feed's own
+ * watermark of the resource first reaches the requested resourceVersion (onWatermarks, below).
+ * Each waiter keeps the set of agents in its scope and the subset still pending; an agent's event
+ * reaches only the whole-fleet waiters and those naming its node (an index), and the agent's
+ * applied resourceVersion is derived once per event, not once per waiter. Nothing when nobody
+ * waits. Its one timer is the injected clock's timeout.
+ *
+ * Why the watermark pass is keyed to that one transition: an agent's applied watermarks change
+ * without an ACK of its own only while it holds the store's current revision (the watermark log's
+ * records of past revisions are final), and then they are the feed's own watermarks. So an agent
+ * pending on RV at a feed whose own watermark is below RV stays pending until an ACK, and when
+ * the feed's watermark reaches RV every agent holding its current revision has reached it at
+ * once: one pass then, none on the batches before or after. The rejected alternative, a pass
+ * over every waiter's pending agents on every loop turn with batches, cost the fan-out loop
+ * Σ pending (up to the 500,000-agent bound) per turn for requests waiting on a resourceVersion
+ * the replica had not seen (a review).
  *
  * Scope: agents subscribed to a feed that carries the resource, counted from the request on (an
  * agent that connects while it waits joins the scope; one that leaves drops out). With a node
@@ -17,7 +29,7 @@ import type { Clock, Timer } from '../../clock.js';
 import { CattailError } from '../../errors.js';
 import { findResource } from '../../registry.js';
 import type { Connection } from '../transport/connection.js';
-import { agentApplied, reached } from './applied-watermarks.js';
+import { agentApplied, reached, type AgentApplied } from './applied-watermarks.js';
 import type { FeedRuntime } from './feeds.js';
 
 /** Laggards named in one answer; the count beside them is exact. */
@@ -86,6 +98,8 @@ interface Waiter {
   missing: number;
   readonly scope: Set<Connection>;
   readonly pending: Set<Connection>;
+  /** Feeds carrying the resource whose own watermark was at or past the resourceVersion at the last look. */
+  readonly reached: Set<FeedRuntime>;
   timer: Timer | undefined;
   readonly resolve: (r: ConvergenceReport) => void;
   readonly reject: (err: Error) => void;
@@ -104,6 +118,14 @@ export interface ConvergenceOptions {
 
 export class ConvergenceTracker {
   private readonly waiters = new Set<Waiter>();
+  /** The waiting requests without a node list: every agent's event concerns them. */
+  private readonly fleetWaiters = new Set<Waiter>();
+  /** Node name → the waiting requests naming it: the only others an agent's event concerns. */
+  private readonly byNode = new Map<string, Set<Waiter>>();
+  /** Resource id → the served feeds carrying it (the feed list is fixed for the server's life). */
+  private readonly carrying = new Map<string, readonly FeedRuntime[]>();
+  /** Agent judgements so far (`cattail_convergence_agent_checks_total`): the barrier's CPU, in work done. */
+  checks = 0;
   /** Agents in the scopes of the waiters together (Σ scope.size, kept as they change). */
   private heldAgents = 0;
   private recheckScheduled = false;
@@ -160,7 +182,8 @@ export class ConvergenceTracker {
       reject = rej;
     });
     const nodes = q.nodes === undefined ? undefined : new Map(q.nodes.map((n) => [n, 0]));
-    const w: Waiter = { q, startedMs: this.o.clock.monotonic(), nodes, missing: nodes?.size ?? 0, scope: new Set(), pending: new Set(), timer: undefined, resolve, reject };
+    const w: Waiter = { q, startedMs: this.o.clock.monotonic(), nodes, missing: nodes?.size ?? 0, scope: new Set(), pending: new Set(), reached: new Set(), timer: undefined, resolve, reject };
+    this.newlyReached(w);
     for (const conn of this.o.connections()) this.judge(w, conn);
     if (this.isConverged(w) || q.timeoutMs === 0) {
       resolve(this.report(w, !this.isConverged(w)));
@@ -171,17 +194,24 @@ export class ConvergenceTracker {
       throw new CattailError('CATTAIL_CONVERGENCE_TOO_MANY_WAITERS', `convergence requests waiting on this replica already follow ${held} agents; this one's ${w.scope.size} would pass ${this.maxWaitingAgents}; retry later or name nodes`);
     }
     this.waiters.add(w);
+    if (nodes === undefined) this.fleetWaiters.add(w);
+    for (const n of nodes?.keys() ?? []) {
+      let set = this.byNode.get(n);
+      if (set === undefined) this.byNode.set(n, (set = new Set()));
+      set.add(w);
+    }
     this.heldAgents += w.scope.size;
     w.timer = this.o.clock.setTimeout(() => this.finish(w, true), q.timeoutMs);
     signal?.addEventListener('abort', () => this.drop(w), { once: true });
     return answer;
   }
 
-  /** An agent finished its HELLO or ACKed: re-judge it for every waiter. */
+  /** An agent finished its HELLO or ACKed: re-judge it for every waiter it concerns. */
   onAgentChanged(conn: Connection): void {
     if (this.waiters.size === 0) return;
-    for (const w of [...this.waiters]) {
-      this.judge(w, conn);
+    const applied = new Map<string, AgentApplied | undefined>();
+    for (const w of this.concerned(conn)) {
+      this.judge(w, conn, applied);
       if (this.isConverged(w)) this.finish(w, false);
     }
   }
@@ -189,7 +219,7 @@ export class ConvergenceTracker {
   /** An agent's connection closed: it leaves every scope (a named node may now be missing). */
   onAgentLeft(conn: Connection): void {
     if (this.waiters.size === 0) return;
-    for (const w of [...this.waiters]) {
+    for (const w of this.concerned(conn)) {
       if (!w.scope.delete(conn)) continue;
       this.heldAgents--;
       w.pending.delete(conn);
@@ -199,9 +229,11 @@ export class ConvergenceTracker {
   }
 
   /**
-   * Batches were applied: the watermarks of the current revision may have advanced without a new
-   * revision, so agents already holding it may have converged without another ACK. Re-judged
-   * once per loop turn (a burst of batches costs one pass over the pending agents).
+   * Batches were applied: a feed's own watermarks may have advanced without a new revision, and
+   * agents already holding its current revision with them. Looked at once per loop turn (a burst
+   * of batches costs one look): per waiter, O(feeds carrying its resource) comparisons, and a pass
+   * over its pending agents only when one of those feeds has just reached its resourceVersion
+   * (the module comment says why that is enough).
    */
   onWatermarks(): void {
     if (this.waiters.size === 0 || this.recheckScheduled) return;
@@ -209,6 +241,7 @@ export class ConvergenceTracker {
     setImmediate(() => {
       this.recheckScheduled = false;
       for (const w of [...this.waiters]) {
+        if (!this.newlyReached(w)) continue;
         for (const conn of [...w.pending]) this.judge(w, conn);
         if (this.isConverged(w)) this.finish(w, false);
       }
@@ -220,9 +253,47 @@ export class ConvergenceTracker {
     for (const w of [...this.waiters]) this.finish(w, false);
   }
 
-  private judge(w: Waiter, conn: Connection): void {
+  /** The waiters an agent's event can concern, copied (answering one changes the sets). */
+  private concerned(conn: Connection): Waiter[] {
+    const named = this.byNode.get(conn.node);
+    return named === undefined ? [...this.fleetWaiters] : [...this.fleetWaiters, ...named];
+  }
+
+  private feedsCarrying(resource: string): readonly FeedRuntime[] {
+    let fs = this.carrying.get(resource);
+    if (fs === undefined) this.carrying.set(resource, (fs = this.o.feeds.filter((f) => f.def.resources.includes(resource))));
+    return fs;
+  }
+
+  /**
+   * Updates the waiter's set of feeds whose own watermark of the resource is at or past its
+   * resourceVersion; true when one joined it since the last look (a feed's watermarks may also go
+   * back, after an upstream regression: leaving and joining again counts again).
+   */
+  private newlyReached(w: Waiter): boolean {
+    let joined = false;
+    for (const f of this.feedsCarrying(w.q.resource)) {
+      const own = f.store.meta().watermarks[w.q.resource];
+      if (reached(own, w.q.resourceVersion)) {
+        if (!w.reached.has(f)) {
+          w.reached.add(f);
+          joined = true;
+        }
+      } else {
+        w.reached.delete(f);
+      }
+    }
+    return joined;
+  }
+
+  /** `memo`: the agent's applied resourceVersions by resource, when one event judges it for several waiters. */
+  private judge(w: Waiter, conn: Connection, memo?: Map<string, AgentApplied | undefined>): void {
+    this.checks++;
     if (w.nodes !== undefined && !w.nodes.has(conn.node)) return;
-    const a = agentApplied(conn, w.q.resource);
+    let a: AgentApplied | undefined;
+    if (memo === undefined) a = agentApplied(conn, w.q.resource);
+    else if (memo.has(w.q.resource)) a = memo.get(w.q.resource);
+    else memo.set(w.q.resource, (a = agentApplied(conn, w.q.resource)));
     if (a === undefined) return;
     if (!w.scope.has(conn)) {
       if (this.waiters.has(w) && this.heldAgents >= this.maxWaitingAgents) {
@@ -259,6 +330,12 @@ export class ConvergenceTracker {
 
   private drop(w: Waiter): boolean {
     if (!this.waiters.delete(w)) return false;
+    this.fleetWaiters.delete(w);
+    for (const n of w.nodes?.keys() ?? []) {
+      const set = this.byNode.get(n);
+      set?.delete(w);
+      if (set?.size === 0) this.byNode.delete(n);
+    }
     this.heldAgents -= w.scope.size;
     w.timer?.cancel();
     return true;

@@ -7,7 +7,7 @@
  * resourceVersions become gauge values as numbers: exact up to 2^53 (every etcd revision in
  * practice); above that the gauge is approximate, and /v1/convergence (strings) stays exact.
  */
-import { Gauge } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
 import { compareResourceVersions } from '../../../proto/index.js';
 import { type ResourceSpread, spreadByResource } from '../fanout/applied-watermarks.js';
 import type { Connection } from '../transport/connection.js';
@@ -22,6 +22,8 @@ export interface ConvergenceSources {
   readonly connections: () => Iterable<Connection>;
   /** Convergence requests waiting now. */
   readonly waiting: () => number;
+  /** Agent judgements the barrier has made so far (its CPU, in work done). */
+  readonly checks: () => number;
 }
 
 /** Nearest-rank quantile of an ascending list (q = 0 is the minimum). */
@@ -75,6 +77,17 @@ export function registerConvergenceGauges(metrics: ServerMetrics, src: Convergen
     registers: r,
     collect() {
       this.set(src.waiting());
+    },
+  });
+  let counted = 0;
+  new Counter({
+    name: 'cattail_convergence_agent_checks_total',
+    help: "Agent judgements made for waiting GET /v1/convergence requests (one per agent and request an event concerns): the barrier's share of the fan-out loop, in work done.",
+    registers: r,
+    collect() {
+      const now = src.checks();
+      this.inc(now - counted);
+      counted = now;
     },
   });
 }
