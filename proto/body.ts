@@ -44,7 +44,7 @@ export function bodyOf(m: Message): { [key: string]: PlainValue | undefined } {
       return {
         protocol: m.protocol, serverId: m.serverId, pingIntervalMs: m.pingIntervalMs, pongTimeoutMs: m.pongTimeoutMs,
         maxFrameBytes: m.maxFrameBytes, maxInboundBytes: m.maxInboundBytes, compression: m.compression, caps: m.caps,
-        feeds: m.feeds.map((f) => ({ name: f.name, id: f.id, mode: f.mode, revision: f.revision, reason: f.reason, model: f.model })),
+        feeds: m.feeds.map((f) => ({ name: f.name, id: f.id, mode: f.mode, revision: f.revision, reason: f.reason, model: f.model, resources: f.resources })),
       };
     case 'snapshotBegin':
       return { entries: m.entries, rawBytes: m.rawBytes };
@@ -226,7 +226,15 @@ export function messageOf(kind: MessageKind, h: FrameHeader, body: Body): Messag
         if (feed.mode === 'rebase' && revision === undefined) ff.fail('revision', 'an integer with mode rebase');
         const reason = ff.str('reason', true);
         const model = ff.str('model', true);
-        return { ...feed, ...(revision === undefined ? {} : { revision }), ...(reason === undefined ? {} : { reason }), ...(model === undefined ? {} : { model }) };
+        const resources = ff.strings('resources', true);
+        // Bounded as a watermarks map's resource ids are (§8): the client keeps what it names.
+        if (resources !== undefined && (resources.length > MAX_WATERMARKS || resources.some((r) => r === '' || Buffer.byteLength(r) > MAX_WATERMARK_STRING_BYTES))) {
+          ff.fail('resources', `at most ${MAX_WATERMARKS} resource ids of 1 to ${MAX_WATERMARK_STRING_BYTES} bytes`);
+        }
+        return {
+          ...feed, ...(revision === undefined ? {} : { revision }), ...(reason === undefined ? {} : { reason }), ...(model === undefined ? {} : { model }),
+          ...(resources === undefined ? {} : { resources }),
+        };
       });
       return {
         type: 'welcome', protocol, serverId: f.str('serverId'), pingIntervalMs: f.int('pingIntervalMs'),

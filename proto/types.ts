@@ -169,6 +169,12 @@ export interface WelcomeFeed {
    * Absent from servers older than the key (their feeds carry `calico.v1`).
    */
   model?: string;
+  /**
+   * With mode `snapshot` (PROTOCOL.md §8 "A feed's resources"): the resource ids the feed carries on
+   * this server, at most MAX_WATERMARKS, each 1 to MAX_WATERMARK_STRING_BYTES bytes. A resource
+   * the client applied that is not listed is retired, not counted behind. Absent from older servers.
+   */
+  resources?: string[];
 }
 
 export interface WelcomeMessage {

@@ -6,9 +6,11 @@
  *
  * Format (version 1), one file per client `<stateDir>/cattail-agent.ckpt`:
  *   "CTLCKPT\n" (8 bytes) ‖ u32be version ‖ u32be bodyLength ‖ body (plain msgpack) ‖ SHA-256(body)
- * The body: `{ node, feeds: [{ name, revision, tokenRevision, token, watermarks, digest, model?, entries: [[key, bytes]…] }] }`.
+ * The body: `{ node, feeds: [{ name, revision, tokenRevision, token, watermarks, retired?, digest, model?, entries: [[key, bytes]…] }] }`.
  * `model` (the data model the server announced, PROTOCOL.md §3.2) is optional: files written
- * before it have none, which reads as the protocol's default, `calico.v1`.
+ * before it have none, which reads as the protocol's default, `calico.v1`. `retired` (the
+ * resources applied once that the feed no longer carries, §8 "A feed's resources") is optional
+ * too: absent when there are none, and in files written before it.
  *
  * Trust nothing read back: a wrong magic, version, length, checksum, shape or a digest that does
  * not match the entries makes the checkpoint ignored (with a coded reason), never half-applied.
@@ -41,6 +43,8 @@ export interface FeedCheckpoint {
   readonly tokenRevision: number;
   readonly token: Uint8Array;
   readonly watermarks: Readonly<Record<string, string>>;
+  /** Retired resources' last applied watermarks (feed-state.ts `retiredWatermarks`); undefined: none. */
+  readonly retired?: Readonly<Record<string, string>> | undefined;
   readonly digest: Uint8Array;
   /** The feed's data model as the server announced it; undefined: none announced (calico.v1). */
   readonly model?: string | undefined;
@@ -59,7 +63,7 @@ export function encodeCheckpoint(cp: Checkpoint): Buffer {
       node: cp.node,
       feeds: cp.feeds.map((f) => ({
         name: f.name, revision: f.revision, tokenRevision: f.tokenRevision, token: Buffer.from(f.token),
-        watermarks: { ...f.watermarks }, digest: Buffer.from(f.digest), ...(f.model !== undefined ? { model: f.model } : {}), entries: [...f.entries],
+        watermarks: { ...f.watermarks }, ...(f.retired !== undefined && Object.keys(f.retired).length > 0 ? { retired: { ...f.retired } } : {}), digest: Buffer.from(f.digest), ...(f.model !== undefined ? { model: f.model } : {}), entries: [...f.entries],
       })),
     }),
   );
@@ -87,7 +91,8 @@ export function decodeCheckpoint(buf: Buffer): Checkpoint {
   for (const f of raw['feeds'] as unknown[]) {
     if (!isObj(f) || typeof f['name'] !== 'string' || !Number.isSafeInteger(f['revision']) || !Number.isSafeInteger(f['tokenRevision'])
       || !isBytes(f['token']) || !isBytes(f['digest']) || !isObj(f['watermarks']) || !Array.isArray(f['entries'])
-      || (f['model'] !== undefined && (typeof f['model'] !== 'string' || f['model'] === ''))) {
+      || (f['model'] !== undefined && (typeof f['model'] !== 'string' || f['model'] === ''))
+      || (f['retired'] !== undefined && !isObj(f['retired']))) {
       throw bad('checkpoint feed has the wrong shape');
     }
     const entries = new Map<string, Buffer>();
@@ -95,20 +100,27 @@ export function decodeCheckpoint(buf: Buffer): Checkpoint {
       if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'string' || !isBytes(e[1])) throw bad(`checkpoint entry of feed ${f['name']} has the wrong shape`);
       entries.set(e[0], Buffer.from(e[1]));
     }
-    const watermarks: Record<string, string> = {};
-    for (const [k, v] of Object.entries(f['watermarks'])) {
-      if (typeof v !== 'string') throw bad(`checkpoint watermark ${k} of feed ${f['name']} is not a string`);
-      watermarks[k] = v;
-    }
-    // Above the protocol's bound (PROTOCOL.md §8) every later STATUS would be refused (4002).
-    if (aboveWatermarkBounds(watermarks) !== undefined) {
-      throw bad(`checkpoint watermarks of feed ${f['name']} are above the protocol's bound (${MAX_WATERMARKS} resources, ${MAX_WATERMARKS_BYTES} bytes)`, { feed: f['name'] });
+    const strings = (m: Record<string, unknown>): Record<string, string> => {
+      const out: Record<string, string> = {};
+      for (const [k, v] of Object.entries(m)) {
+        if (typeof v !== 'string') throw bad(`checkpoint watermark ${k} of feed ${f['name']} is not a string`);
+        out[k] = v;
+      }
+      return out;
+    };
+    const watermarks = strings(f['watermarks']);
+    const retired = isObj(f['retired']) ? strings(f['retired']) : {};
+    // Above the protocol's bound (PROTOCOL.md §8) every later STATUS would be refused (4002), and
+    // a HELLO's notBefore (both maps together) would pass what servers accept.
+    if (aboveWatermarkBounds({ ...retired, ...watermarks }) !== undefined || Object.keys(retired).some((r) => Object.hasOwn(watermarks, r))) {
+      throw bad(`checkpoint watermarks of feed ${f['name']} are above the protocol's bound (${MAX_WATERMARKS} resources, ${MAX_WATERMARKS_BYTES} bytes, applied and retired together) or retire a resource they hold`, { feed: f['name'] });
     }
     // The entries must be the state the digest names: a checkpoint is verified, never trusted.
     const digest = Buffer.from(f['digest']);
     if (!computeDigest(entries).equals(digest)) throw bad(`checkpoint of feed ${f['name']} does not hash to its digest`, { feed: f['name'] });
     feeds.push({
-      name: f['name'], revision: f['revision'] as number, tokenRevision: f['tokenRevision'] as number, token: Buffer.from(f['token']), watermarks, digest,
+      name: f['name'], revision: f['revision'] as number, tokenRevision: f['tokenRevision'] as number, token: Buffer.from(f['token']), watermarks,
+      ...(Object.keys(retired).length > 0 ? { retired } : {}), digest,
       ...(typeof f['model'] === 'string' ? { model: f['model'] } : {}), entries,
     });
   }

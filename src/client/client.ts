@@ -221,6 +221,7 @@ export class Client {
       size: s.size,
       verifiedRevision: s.verifiedRevision,
       watermarks: { ...s.appliedWatermarks },
+      retiredWatermarks: { ...s.retiredWatermarks },
       lagMs: live ? 0 : rt.lastLiveAt === undefined ? undefined : Math.max(0, this.opts.clock.monotonic() - rt.lastLiveAt),
       snapshot: s.snapshotProgress,
       historySkips: s.historySkips,
@@ -336,9 +337,12 @@ export class Client {
         const nb = notBefore === undefined ? {} : { notBefore };
         if (state.token === undefined) return { name, ...nb };
         // Watermarks let another replica continue this state (rebase) instead of a snapshot. They
-        // are all this client applied, so the server takes them as notBefore too (not sent twice).
+        // are all this client applied to the held state, so the server takes them as notBefore
+        // too (not sent twice); retired resources (§8) go beside them as notBefore.
         const watermarks = state.rebaseWatermarks();
-        return watermarks === undefined ? { name, token: Buffer.from(state.token), ...nb } : { name, token: Buffer.from(state.token), watermarks };
+        if (watermarks === undefined) return { name, token: Buffer.from(state.token), ...nb };
+        const retired = state.retiredNotBefore();
+        return { name, token: Buffer.from(state.token), watermarks, ...(retired === undefined ? {} : { notBefore: retired }) };
       }),
       caps: [...this.opts.compression.map((c) => `compress.${c}`), CAP_RESUME_WATERMARKS, CAP_REPAIR_BUCKETS, ...(this.opts.acceptScopedFeeds ? [CAP_SCOPE_NODE, CAP_SCOPE_WATERMARKS] : [])],
       maxFrameBytes: this.opts.maxFrameBytes,
@@ -363,7 +367,7 @@ export class Client {
       const rt = this.feeds.get(f.name)!;
       rt.id = f.id;
       this.byId.set(f.id, rt);
-      rt.state.startConnection(f.mode, f.revision);
+      rt.state.startConnection(f.mode, f.revision, f.resources);
       rt.state.model = f.model;
       // §9: a REPAIR_REQUEST only to a server that advertised it (we always do).
       rt.state.canRepair = w.caps.includes(CAP_REPAIR_BUCKETS);

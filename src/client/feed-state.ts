@@ -12,6 +12,9 @@
  *   deletions of keys that were held. A resync that returns the same data emits nothing.
  * - `appliedWatermarks` only moves forward: a snapshot whose watermarks are older for any resource
  *   is refused before it touches the state (PROTOCOL.md §8).
+ * - A resource leaves `appliedWatermarks` only for `retiredWatermarks`, when a snapshot replaces
+ *   the state from a server whose feed no longer carries it (§8 "A feed's resources"), and comes
+ *   back from there no older. Together they are everything ever applied, within §8's bounds.
  */
 import { CattailError } from '../errors.js';
 import { unexpected } from './close-errors.js';
@@ -109,7 +112,17 @@ export class FeedState {
   /** Last resume token and the revision it was issued at. */
   token: Uint8Array | undefined;
   tokenRevision: number | undefined;
+  /** The watermarks the held state was applied at, per resource the feed carried when it was (the union, §8). */
   appliedWatermarks: Record<string, string> = {};
+  /**
+   * Resources applied once that the feed's definition no longer carries (a snapshot from a server
+   * whose WELCOME listed the feed's `resources` without them), at the last resourceVersion
+   * applied. Not in the held state, so never offered for a rebase; sent as `notBefore`, so a
+   * replica that still carries one is held to it, and checked again when a server names one.
+   */
+  retiredWatermarks: Record<string, string> = {};
+  /** The feed's resources as this connection's WELCOME listed them (with a snapshot; §8). */
+  private carried: readonly string[] | undefined;
   sync: FeedSync = 'unknown';
   /** The data model the server announced for the feed (WELCOME `model`; undefined from older servers). */
   model: string | undefined;
@@ -179,7 +192,10 @@ export class FeedState {
    * start made that resume a revision gap (4014), a lost checkpoint and a full download. After
    * `resume` the server continues from the presented token's revision.
    */
-  startConnection(mode: 'resume' | 'rebase' | 'snapshot', rebaseRevision?: number): void {
+  startConnection(mode: 'resume' | 'rebase' | 'snapshot', rebaseRevision?: number, resources?: readonly string[]): void {
+    // Only a snapshot replaces the whole state, so only its list may retire a resource: a resume
+    // or rebase continues a state of the same feed definition (the token's projection, §7).
+    this.carried = mode === 'snapshot' ? resources : undefined;
     this.snapshot = undefined;
     this.delta = undefined;
     this.repair = undefined;
@@ -195,9 +211,15 @@ export class FeedState {
     }
   }
 
-  /** The watermarks applied, for HELLO's `notBefore` (PROTOCOL.md §8); undefined before any. */
+  /** The watermarks applied, retired ones included, for HELLO's `notBefore` (PROTOCOL.md §8); undefined before any. */
   notBeforeWatermarks(): Record<string, string> | undefined {
-    return Object.keys(this.appliedWatermarks).length === 0 ? undefined : { ...this.appliedWatermarks };
+    const all = mergeWatermarks(this.appliedWatermarks, this.retiredWatermarks);
+    return Object.keys(all).length === 0 ? undefined : all;
+  }
+
+  /** The retired watermarks, for HELLO's `notBefore` beside rebase `watermarks` (§4.1); undefined when none. */
+  retiredNotBefore(): Record<string, string> | undefined {
+    return Object.keys(this.retiredWatermarks).length === 0 ? undefined : { ...this.retiredWatermarks };
   }
 
   /** The watermarks to offer with the token for a rebase (PROTOCOL.md §7.1), or undefined. */
@@ -213,7 +235,7 @@ export class FeedState {
    */
   checkpointKey(): string | undefined {
     const at = this.checkpointable();
-    return at === undefined ? undefined : `${at.revision}|${at.tokenRevision}|${this.model ?? ''}|${JSON.stringify(this.appliedWatermarks)}`;
+    return at === undefined ? undefined : `${at.revision}|${at.tokenRevision}|${this.model ?? ''}|${JSON.stringify(this.appliedWatermarks)}|${JSON.stringify(this.retiredWatermarks)}`;
   }
 
   /** The revision and token a checkpoint would stand for, or undefined when none may be taken now. */
@@ -232,7 +254,7 @@ export class FeedState {
     if (at === undefined) return undefined;
     return {
       name: this.name, revision: at.revision, tokenRevision: at.tokenRevision, token: at.token,
-      watermarks: { ...this.appliedWatermarks }, digest: this.currentDigest(), ...(this.entriesModel !== undefined ? { model: this.entriesModel } : {}), entries: new Map(this.entries),
+      watermarks: { ...this.appliedWatermarks }, ...(Object.keys(this.retiredWatermarks).length > 0 ? { retired: { ...this.retiredWatermarks } } : {}), digest: this.currentDigest(), ...(this.entriesModel !== undefined ? { model: this.entriesModel } : {}), entries: new Map(this.entries),
     };
   }
 
@@ -257,6 +279,7 @@ export class FeedState {
     this.token = cp.token;
     this.tokenRevision = cp.tokenRevision;
     this.appliedWatermarks = { ...cp.watermarks };
+    this.retiredWatermarks = { ...(cp.retired ?? {}) };
     this.watermarksExact = true;
     return { feed: this.name, revision: cp.revision, cause: 'snapshot', upserts: [...this.entries], deletes: [] };
   }
@@ -320,10 +343,11 @@ export class FeedState {
         feed: this.name, revision: s.revision, expected: hex(end.digest), computed: got.toString('hex'),
       });
     }
-    const behind = behindResources(this.appliedWatermarks, end.watermarks);
-    if (behind.length > 0) return { kind: 'behind', behind };
     // Before anything changes: a refusal must leave the state as it was.
-    const watermarks = this.mergedWatermarks(end.watermarks);
+    const floor = this.floorFor(end.watermarks, this.carried);
+    const behind = behindResources(floor, end.watermarks);
+    if (behind.length > 0) return { kind: 'behind', behind };
+    const accepted = this.acceptedWatermarks(floor, end.watermarks);
 
     const upserts: RawEntry[] = [];
     const deletes: string[] = [];
@@ -344,7 +368,8 @@ export class FeedState {
     this.resumeFrom = undefined;
     this.token = Buffer.from(end.token);
     this.tokenRevision = s.revision;
-    this.appliedWatermarks = watermarks;
+    this.appliedWatermarks = accepted.applied;
+    this.retiredWatermarks = accepted.retired;
     this.watermarksExact = true;
     this.stale = end.stale;
     this.sync = end.status;
@@ -474,7 +499,8 @@ export class FeedState {
       throw unexpected(`feed ${this.name}: an in-sync STATUS without digest before any with one`, { feed: this.name, revision: st.revision });
     }
     // Before anything changes: a refusal must leave the state as it was.
-    const watermarks = this.mergedWatermarks(st.watermarks);
+    const floor = this.floorFor(st.watermarks, undefined);
+    const accepted = this.acceptedWatermarks(floor, st.watermarks);
     const wasRepairing = this.repair !== undefined;
     let repairAsk: { revision: number; sums: Buffer } | undefined;
     if (st.digest !== undefined) {
@@ -505,12 +531,13 @@ export class FeedState {
       if (r?.phase === 'applied' && this.verifiedRevision === st.revision) this.repair = undefined;
     }
     if (st.status === 'in-sync') {
-      const behind = behindResources(this.appliedWatermarks, st.watermarks);
+      const behind = behindResources(floor, st.watermarks);
       if (behind.length > 0) return { kind: 'behind', behind };
     }
     // A repair starting or ending changes `inSync` (below) even when the server's status does not.
     const statusChanged = this.sync !== st.status || this.stale !== st.stale || wasRepairing !== (this.repair !== undefined);
-    this.appliedWatermarks = watermarks;
+    this.appliedWatermarks = accepted.applied;
+    this.retiredWatermarks = accepted.retired;
     this.watermarksExact = true;
     this.token = Buffer.from(st.token);
     this.tokenRevision = st.revision;
@@ -521,19 +548,46 @@ export class FeedState {
   }
 
   /**
-   * The applied watermarks with `offered` merged in. Each message names at most MAX_WATERMARKS
-   * resources (the codec checks), but the union is kept across messages (a resource is never
-   * forgotten: that could take the state back in time), so a server naming new resources in
-   * every STATUS could grow it, and with it the HELLO, past the server's inbound limit: every
-   * replica would then refuse the client. Past the bound it is a protocol error instead.
+   * What a state at `offered` must not be behind (§8): the watermarks applied, of the resources
+   * the feed carries when `carried` lists them (a snapshot's WELCOME), retired ones among them
+   * included; and a retired resource `offered` names again, whatever the list says.
    */
-  private mergedWatermarks(offered: Watermarks): Record<string, string> {
-    const merged = mergeWatermarks(this.appliedWatermarks, offered);
-    const above = aboveWatermarkBounds(merged);
+  private floorFor(offered: Watermarks, carried: readonly string[] | undefined): Record<string, string> {
+    let floor: Record<string, string>;
+    if (carried === undefined) {
+      floor = { ...this.appliedWatermarks };
+    } else {
+      const all = mergeWatermarks(this.appliedWatermarks, this.retiredWatermarks);
+      floor = {};
+      for (const r of carried) if (Object.hasOwn(all, r)) floor[r] = all[r] as string;
+    }
+    const named: Record<string, string> = {};
+    for (const [r, v] of Object.entries(this.retiredWatermarks)) if (Object.hasOwn(offered, r)) named[r] = v;
+    return mergeWatermarks(floor, named);
+  }
+
+  /**
+   * The applied and retired watermarks once a state at `offered`, not behind `floor`, is taken:
+   * applied is the floor with `offered` merged in; every other resource applied before is retired
+   * at its last value. Each message names at most MAX_WATERMARKS resources (the codec checks), but
+   * the union is kept across messages (forgetting a resource could take the state back in time),
+   * so a server naming new resources in every STATUS could grow it, and with it the HELLO, past
+   * the server's inbound limit: every replica would then refuse the client. Applied watermarks past
+   * §8's bounds are a protocol error; retired ones are dropped to fit beside them (by name, last
+   * first), since the server the client now follows does not carry them.
+   */
+  private acceptedWatermarks(floor: Record<string, string>, offered: Watermarks): { applied: Record<string, string>; retired: Record<string, string> } {
+    const applied = mergeWatermarks(floor, offered);
+    const above = aboveWatermarkBounds(applied);
     if (above !== undefined) {
       throw unexpected(`feed ${this.name}: the server's watermarks name ${above.resources} resources in ${above.bytes} bytes together, more than ${MAX_WATERMARKS} or ${MAX_WATERMARKS_BYTES} bytes`, { feed: this.name, ...above });
     }
-    return merged;
+    const retired: Record<string, string> = {};
+    const before = mergeWatermarks(this.appliedWatermarks, this.retiredWatermarks);
+    const gone = Object.keys(before).filter((r) => !Object.hasOwn(applied, r)).sort();
+    for (const r of gone) retired[r] = before[r] as string;
+    while (gone.length > 0 && aboveWatermarkBounds({ ...applied, ...retired }) !== undefined) delete retired[gone.pop() as string];
+    return { applied, retired };
   }
 
   /**

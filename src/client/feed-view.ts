@@ -34,6 +34,12 @@ export interface FeedStatus {
   /** Upstream watermarks applied so far (per resource, Kubernetes resourceVersion). */
   watermarks: Readonly<Record<string, string>>;
   /**
+   * Resources applied once that the feed no longer carries (a server's feed definition dropped
+   * them, PROTOCOL.md §8 "A feed's resources"), at the last resourceVersion applied: not in the
+   * state, still held against replicas that carry them. Empty unless a definition changed.
+   */
+  retiredWatermarks: Readonly<Record<string, string>>;
+  /**
    * ms since a live server last confirmed this feed up to date: 0 while connected and in sync;
    * growing while disconnected or resyncing; undefined before the first sync.
    */

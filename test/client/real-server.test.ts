@@ -279,6 +279,61 @@ describe('client against the real server', () => {
     expect(guard.problems()).toEqual([]);
   });
 
+  it('moves to a replica whose feed no longer carries a resource (a release or configuration dropped it): the resource is retired, not a lock-out, and held again where it comes back', async () => {
+    const POOLS = 'ippools.crd.projectcalico.org';
+    const api = await new FakeApiServer().start();
+    cleanups.push(() => api.close());
+    api.upsert('pods', pod('a'));
+    api.upsert(POOLS, { metadata: { name: 'p' }, spec: { cidr: '10.0.0.0/16' } });
+    // B and C start later, on ports the client already knows.
+    const ports: number[] = [];
+    for (let i = 0; i < 2; i++) {
+      const spare = createNetServer();
+      await new Promise<void>((r) => spare.listen(0, '127.0.0.1', r));
+      ports.push((spare.address() as AddressInfo).port);
+      await new Promise((r) => spare.close(r));
+    }
+    const serve = (serverId: string, resources: string[], port?: number): Promise<ServerHandle> =>
+      realReplica(api, serverId, resources, { upstream: { minAttemptIntervalMs: 50 }, ...(port !== undefined ? { listen: `127.0.0.1:${port}` } : {}) });
+    const synced = (s: ServerHandle): boolean => s.stores.get('wl')?.meta().status === 'in-sync';
+    const a = await serve('real-a', ['pods', POOLS]);
+    await waitUntil(() => synced(a), 'A in sync');
+    const { client, clock, rec, guard } = setup({ endpoints: [a.url, ...ports.map((p) => `ws://127.0.0.1:${p}`)], feeds: ['wl'], random: () => 0.999999 });
+    guard.allow('CATTAIL_CLIENT_SERVER_CLOSED', 'CATTAIL_CLIENT_CONNECT_FAILED');
+    await client.whenInSync();
+    const poolsApplied = client.feed('wl').status.watermarks[POOLS];
+    expect(poolsApplied).toBe(String(api.rv));
+    const poolKey = [...client.feed('wl').keys()].find((k) => k.includes('ippools'));
+    expect(poolKey).toBeDefined();
+
+    // The new definition of the feed: pods only. Every replica of it lacks a pools watermark, so
+    // before the retirement every one refused the agent (4015, its notBefore named the pools) and
+    // the agent refused their snapshots: locked out of the feed for good.
+    const b = await serve('real-b', ['pods'], ports[0]);
+    await waitUntil(() => synced(b), 'B in sync');
+    await a.close();
+    await waitUntil(() => rec.last('reconnecting') !== undefined, 'left A', on(client));
+    await settleOn(client, clock, 'real-b', 12);
+    expect(rec.last('behind')).toBeUndefined();
+    expect(client.stats.serverId).toBe('real-b');
+    expect(client.feed('wl').status.watermarks).toEqual({ pods: b.stores.get('wl')?.meta().watermarks['pods'] });
+    expect(client.feed('wl').status.retiredWatermarks).toEqual({ [POOLS]: poolsApplied });
+    expect([...client.feed('wl').keys()]).toEqual([...b.stores.get('wl')!.current().entries()].map(([k]) => k));
+    expect(rec.changes.some((ch) => ch.deletes.includes(poolKey as string))).toBe(true);
+
+    // Rolled back: a replica carrying the pools again is held to what the agent applied of them.
+    api.upsert(POOLS, { metadata: { name: 'q' }, spec: { cidr: '10.1.0.0/16' } });
+    const c = await serve('real-c', ['pods', POOLS], ports[1]);
+    await waitUntil(() => synced(c), 'C in sync');
+    await b.close();
+    await settleOn(client, clock, 'real-c', 12);
+    expect(client.stats.serverId).toBe('real-c');
+    expect(client.feed('wl').status.retiredWatermarks).toEqual({});
+    expect(Number(client.feed('wl').status.watermarks[POOLS])).toBeGreaterThan(Number(poolsApplied));
+    expect([...client.feed('wl').keys()].filter((k) => k.includes('ippools'))).toHaveLength(2);
+    expect(guard.problems()).toEqual([]);
+  });
+
   it('fails over between replicas that looked at a missing CRD at different times: the refusing one looks again at once', async () => {
     const POOLS = 'ippools.crd.projectcalico.org';
     const api = await new FakeApiServer().start();

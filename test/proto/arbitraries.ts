@@ -24,7 +24,7 @@ export const message: fc.Arbitrary<Message> = fc.oneof(
     type: fc.constant('welcome' as const), protocol: fc.constant(1), serverId: str, pingIntervalMs: nat, pongTimeoutMs: nat,
     maxFrameBytes: nat, maxInboundBytes: nat, compression: fc.constantFrom('none' as const, 'deflate' as const, 'brotli' as const),
     caps: fc.array(str, { maxLength: 4 }),
-    feeds: fc.array(fc.record({ name: str, id: feedId, mode: fc.constantFrom('resume' as const, 'snapshot' as const), reason: str }, { requiredKeys: ['name', 'id', 'mode'] }), { maxLength: 16 }),
+    feeds: fc.array(fc.record({ name: str, id: feedId, mode: fc.constantFrom('resume' as const, 'snapshot' as const), reason: str, resources: fc.array(fc.string({ minLength: 1, maxLength: 40 }), { maxLength: 8 }) }, { requiredKeys: ['name', 'id', 'mode'] }), { maxLength: 16 }),
   }),
   fc.record({ type: fc.constant('snapshotBegin' as const), feedId, revision, entries: nat, rawBytes: nat }),
   fc.record({ type: fc.constant('snapshotChunk' as const), feedId, revision, entries }),

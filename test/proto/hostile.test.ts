@@ -207,6 +207,14 @@ describe('proto hostile input', () => {
     expectBad({ ...end, watermarks: { ...wide(12), z: '1' } }); // 3,074 bytes
     expectBad({ type: 'status', feedId: 0, revision: 1, status: 'resyncing', stale: false, watermarks: many(65), token: Buffer.alloc(1) });
     expectBad({ ...hello, feeds: [{ name: 'felix', token: Buffer.alloc(4), watermarks: many(65) }] });
+    // A WELCOME feed's `resources` (§8 "A feed's resources"): bounded as a watermarks map's ids.
+    const welcome = SAMPLE_MESSAGES.welcomeResources!;
+    if (welcome.type !== 'welcome') throw new Error('fixture');
+    const withResources = (resources: string[]): typeof welcome => ({ ...welcome, feeds: [{ name: 'bgp', id: 1, mode: 'snapshot', reason: 'no-token', resources }] });
+    expect(decodeFrame(encodeFrame(withResources(Object.keys(many(64)))), limits)).toEqual(withResources(Object.keys(many(64))));
+    expectBad(withResources(Object.keys(many(65))));
+    expectBad(withResources(['x'.repeat(257)]));
+    expectBad(withResources(['']));
   });
 
   it('checks the range-repair messages (PROTOCOL.md §7.2): sums of 2,048 bytes, a 32-byte bucket set, no backwards repair, a feed id', () => {

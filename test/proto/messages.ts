@@ -41,6 +41,12 @@ export const SAMPLE_MESSAGES: Record<string, Message> = {
     maxFrameBytes: 1_048_576, maxInboundBytes: 65_536, compression: 'none', caps: [],
     feeds: [{ name: 'felix', id: 0, mode: 'snapshot', reason: 'projection-changed', model: 'libcalico.v1' }, { name: 'pods-raw', id: 1, mode: 'resume', model: 'raw.v1' }],
   },
+  // PROTOCOL.md §8 "A feed's resources": the optional `resources` of a snapshot feed entry.
+  welcomeResources: {
+    type: 'welcome', protocol: 1, serverId: 'cattail-7c9d5-abcde', pingIntervalMs: 10_000, pongTimeoutMs: 60_000,
+    maxFrameBytes: 1_048_576, maxInboundBytes: 65_536, compression: 'none', caps: [],
+    feeds: [{ name: 'bgp', id: 1, mode: 'snapshot', reason: 'projection-changed', model: 'libcalico.v3', resources: ['nodes', 'bgppeers.crd.projectcalico.org'] }],
+  },
   snapshotBegin: { type: 'snapshotBegin', feedId: 1, revision: 4242, entries: 3, rawBytes: rawBytesOf([nodeB, podA, pool]) },
   snapshotChunk: { type: 'snapshotChunk', feedId: 1, revision: 4242, entries: [nodeB, podA, pool] },
   snapshotEnd: {

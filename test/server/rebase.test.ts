@@ -96,6 +96,12 @@ describe('server - rebase', () => {
     const fine = b.agent({ feeds: [{ name: 'felix', token: kept.token, watermarks: { pods: '559' } }], caps: CAPS });
     await fine.untilRevision('felix', b.storeRevision('felix'));
     expect(fine.welcome?.feeds[0]).toMatchObject({ mode: 'rebase' });
+    // Watermarks naming a resource the feed does not carry here (§8 "A feed's resources") are
+    // no state of this feed: a snapshot, held to the carried resources only, never a refusal.
+    const other = b.agent({ feeds: [{ name: 'felix', token: kept.token, watermarks: { pods: '559', nodes: '9999' } }], caps: CAPS });
+    await other.untilRevision('felix', b.storeRevision('felix'));
+    expect(other.welcome?.feeds[0]).toEqual({ name: 'felix', id: 0, mode: 'snapshot', reason: 'other-server', resources: ['pods'] });
+    expect(other.closeCode).toBeUndefined();
   });
 
   it('prefers a snapshot when the difference is larger than the state', async () => {
@@ -126,28 +132,35 @@ describe('server - notBefore (PROTOCOL.md §8)', () => {
     expect(await b.metric('cattail_handshake_feeds_total', { feed: 'felix', mode: 'refused', reason: 'behind' })).toBe(1);
     // The resource it is ahead on goes to the upstream, which may look again at once (not-served.ts).
     expect(b.upstream.rechecks).toEqual([['pods']]);
-    // A resource the replica has no watermark for at all is behind too.
-    const other = b.agent({ feeds: [{ name: 'felix', notBefore: { pods: '559', nodes: '1' } }] });
-    await other.closed;
-    expect(other.closeCode).toBe(4015);
-    expect(b.upstream.rechecks.at(-1)).toEqual(['nodes']);
     // At or below the replica's watermarks, or not a decimal resourceVersion (ignored): the snapshot.
-    for (const notBefore of [{ pods: '559' }, { pods: '17' }, { pods: 'not-a-version' }]) {
+    // A resource the feed does not carry here is not held against it (§8 "A feed's resources"):
+    // the WELCOME lists what the feed carries, so that the agent retires the others. Resources
+    // named like Object.prototype members are resources like any other, never an internal error.
+    for (const notBefore of [{ pods: '559' }, { pods: '17' }, { pods: 'not-a-version' }, { pods: '559', nodes: '1' }, { __defineGetter__: '1' }] as Record<string, string>[]) {
       const fine = b.agent({ feeds: [{ name: 'felix', notBefore }] });
       await fine.untilRevision('felix', b.storeRevision('felix'));
-      expect(fine.welcome?.feeds[0]).toMatchObject({ mode: 'snapshot', reason: 'no-token' });
+      expect(fine.welcome?.feeds[0]).toEqual({ name: 'felix', id: 0, mode: 'snapshot', reason: 'no-token', resources: ['pods'] });
       expect(fine.digest('felix').equals(b.storeDigest('felix'))).toBe(true);
       fine.close();
       await fine.closed;
     }
-    expect(b.upstream.rechecks).toHaveLength(2);
-    // Resources named like Object.prototype members are resources like any other: absent here,
-    // so behind (4015), never an internal error (4012) from reading an inherited function.
-    for (const feeds of [[{ name: 'felix', notBefore: { __defineGetter__: '1' } }], [{ name: 'felix', token: Buffer.from('x'), watermarks: { toString: '1' } }]]) {
-      const odd = b.agent({ feeds, caps: CAPS });
-      await odd.closed;
-      expect(odd.closeCode).toBe(4015);
+    expect(b.upstream.rechecks).toHaveLength(1);
+
+    // A resource the feed carries but the replica has no watermark for is behind (not listed yet),
+    // whether the agent names it in notBefore or beside its rebase watermarks (a retired resource).
+    const c = await harness({ serverId: 'replica-c', resources: ['pods', 'nodes', 'toString'] });
+    feed(c, events(60), 5); // pods 559, nothing for nodes
+    const feeds = [
+      [{ name: 'felix', notBefore: { pods: '559', nodes: '1' } }],
+      [{ name: 'felix', token: Buffer.from('x'), watermarks: { pods: '559' }, notBefore: { nodes: '1' } }],
+      [{ name: 'felix', notBefore: { toString: '1' } }],
+    ];
+    for (const f of feeds) {
+      const other = c.agent({ feeds: f, caps: CAPS });
+      await other.closed;
+      expect(other.closeCode).toBe(4015);
     }
+    expect(c.upstream.rechecks).toEqual([['nodes'], ['nodes'], ['toString']]);
   });
 
   it('gives an agent with notBefore no shared snapshot made before its watermarks; others still share it', async () => {

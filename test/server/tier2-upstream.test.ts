@@ -49,7 +49,7 @@ function setup(staleAfterMs = 1_000, feeds = ['felix']) {
 
 const change = (key: string, v: number, feed = 'felix'): ChangeBatch => ({ feed, revision: v, cause: 'delta', upserts: [{ key, value: Buffer.from([v]), raw: Buffer.from([v]) }], deletes: [] });
 const status = (sync: FeedStatus['sync'], watermarks: Record<string, string>, stale = false, historySkips = 0, feed = 'felix'): FeedStatus => ({
-  feed, sync, stale, revision: 1, size: 1, verifiedRevision: 1, watermarks, lagMs: 0, snapshot: undefined, historySkips,
+  feed, sync, stale, revision: 1, size: 1, verifiedRevision: 1, watermarks, retiredWatermarks: {}, lagMs: 0, snapshot: undefined, historySkips,
 });
 const state = (s: StatusEvent['state']): StatusEvent => ({ state: s, from: 'idle', endpoint: 'ws://tier1.test:5473/', serverId: undefined, reason: undefined, delayMs: undefined, staleFeeds: undefined, discovery: undefined, attempt: 0, at: 0 });
 

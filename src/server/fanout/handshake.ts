@@ -94,7 +94,7 @@ export function planFeeds(hello: Hello, feeds: ReadonlyMap<string, FeedRuntime>,
     const feed = feeds.get(name);
     if (feed === undefined) throw new CattailError('CATTAIL_SERVER_UNKNOWN_FEED', `feed ${JSON.stringify(name)} is not served here (served: ${[...feeds.keys()].join(', ')})`);
     const d = judgeToken(token, { serverId, epoch: feed.epoch, feed: feed.name, projectionVersion: feed.projectionVersion }, feed.store.revision);
-    const floor = floorOf(requested);
+    const floor = floorOf(requested, feed.def.resources);
     if (d.mode === 'snapshot') {
       if (canRebase && isRebaseCandidate(d) && requested.watermarks !== undefined) return planRebase(feed, requested, d.reason, floor, maxClientBytes);
       return snapshotPlan(feed, d.reason, floor);
@@ -114,17 +114,28 @@ export function planFeeds(hello: Hello, feeds: ReadonlyMap<string, FeedRuntime>,
 
 /**
  * What no snapshot for this feed may be older than: `notBefore`, the rebase `watermarks` (all the
- * agent applied), or, if both came, per resource the newer. A map is ignored unless every value
- * is a decimal resourceVersion: a floor we cannot order would refuse the agent forever
- * (PROTOCOL.md §8), and its own check still guards it.
+ * agent applied), or, if both came, per resource the newer; of the resources the feed carries
+ * here only. A map is ignored unless every value is a decimal resourceVersion: a floor we cannot
+ * order would refuse the agent forever (PROTOCOL.md §8), and its own check still guards it.
+ *
+ * Why only the carried resources: a resource the feed no longer carries (a release or a custom
+ * feed's configuration dropped it) has no watermark here and never will, so a floor naming it
+ * refused every agent that had applied it, on every replica, for good (4015). The agent retires
+ * such a resource when the WELCOME lists the feed's resources (§8 "A feed's resources") and keeps
+ * sending its watermark beside the others, so a replica that still carries it is held to it.
  */
-function floorOf(requested: HelloFeed): Readonly<Record<string, string>> | undefined {
+function floorOf(requested: HelloFeed, carried: readonly string[]): Readonly<Record<string, string>> | undefined {
   const valid = (m: Readonly<Record<string, string>> | undefined): Readonly<Record<string, string>> | undefined =>
     m !== undefined && Object.values(m).every(isResourceVersion) ? m : undefined;
   const a = valid(requested.notBefore);
   const b = valid(requested.watermarks);
-  // Both (a client PROTOCOL.md does not describe, but may meet): per resource the newer.
-  return a === undefined || b === undefined ? (a ?? b) : mergeWatermarks(a, b);
+  // Both: the watermarks of the held state and the retired resources beside them (§4.1), or a
+  // client PROTOCOL.md does not describe: per resource the newer.
+  const all = a === undefined || b === undefined ? (a ?? b) : mergeWatermarks(a, b);
+  if (all === undefined) return undefined;
+  const floor: Record<string, string> = {};
+  for (const r of carried) if (Object.hasOwn(all, r)) floor[r] = all[r] as string;
+  return floor;
 }
 
 /**
@@ -149,6 +160,10 @@ function snapshotPlan(feed: FeedRuntime, reason: SnapshotReason, floor: Readonly
  * which the agent's own watermark check would refuse anyway, so it is worth naming.
  */
 function planRebase(feed: FeedRuntime, requested: HelloFeed, reason: SnapshotReason, floor: Readonly<Record<string, string>> | undefined, maxClientBytes: number): FeedPlan {
+  // A state with a resource this feed does not carry is not one of its states (§8 "A feed's
+  // resources"): no revision here stands for it, and it must not make us refuse the agent.
+  const w = requested.watermarks ?? {};
+  if (Object.keys(w).some((r) => !feed.def.resources.includes(r))) return snapshotPlan(feed, reason, floor);
   const found = feed.store.rebase(requested.watermarks);
   if (found.kind === 'behind') return { feed, mode: 'snapshot', reason: 'behind', ...(floor === undefined ? {} : { floor }) };
   if (found.kind !== 'revision') return snapshotPlan(feed, reason, floor);
@@ -181,7 +196,9 @@ export function welcomeFrame(plans: readonly FeedPlan[], w: WelcomeFields, scope
     caps: scoped ? [CAP_REPAIR_BUCKETS, CAP_SCOPE_NODE] : [CAP_REPAIR_BUCKETS],
     feeds: plans.map((p) => {
       const head = { name: p.feed.name, id: p.feed.id, ...(p.feed.def.model !== undefined ? { model: p.feed.def.model } : {}) };
-      if (p.mode === 'snapshot') return { ...head, mode: 'snapshot' as const, reason: p.reason };
+      // §8 "A feed's resources": with a snapshot, what the feed carries here, so that an agent
+      // retires a resource it applied that this definition of the feed no longer carries.
+      if (p.mode === 'snapshot') return { ...head, mode: 'snapshot' as const, reason: p.reason, resources: [...p.feed.def.resources] };
       return p.mode === 'rebase' ? { ...head, mode: 'rebase' as const, revision: p.since.from } : { ...head, mode: 'resume' as const };
     }),
   });

@@ -19,8 +19,11 @@ export interface Harness {
   metric(name: string, labels?: Record<string, string>): Promise<number>;
 }
 
-export async function harness(opts: Partial<StartServerOptions> & { feeds?: string[] } = {}): Promise<Harness> {
-  const upstream = ScriptedUpstream.withFeeds(...(opts.feeds ?? ['felix']));
+/** `resources`: what every feed carries (default `['pods']`, as ScriptedUpstream.withFeeds). */
+export async function harness(opts: Partial<StartServerOptions> & { feeds?: string[]; resources?: string[] } = {}): Promise<Harness> {
+  const { resources, feeds, ...rest } = opts;
+  const upstream = resources === undefined ? ScriptedUpstream.withFeeds(...(feeds ?? ['felix'])) : new ScriptedUpstream((feeds ?? ['felix']).map((name) => ({ name, resources, projectionVersion: 1 })));
+  opts = rest;
   const server = await startServer({ upstream, defaultMetrics: false, flushWindowMs: 1, serverId: 'test-server', transport: TEST_TRANSPORT, ...opts });
   const agents: TestAgent[] = [];
   cleanups.push(async () => {
