@@ -60,6 +60,13 @@ export const CAP_SCOPE_NODE = 'scope.node';
  * trail the state it holds (a crash of its replica cannot hand it an older snapshot).
  */
 export const CAP_SCOPE_WATERMARKS = 'scope.watermarks';
+/**
+ * §9, §8 "A feed's resources": the client retires an applied resource a snapshot's WELCOME
+ * `resources` list lacks. Only to such a client does the server send the list and hold
+ * `notBefore`/`watermarks` to the feed's resources alone; an older client would refuse the
+ * snapshot after the whole download, so it keeps the cheap refusal (4015).
+ */
+export const CAP_FEED_RESOURCES = 'feed.resources';
 /** Bytes of REPAIR_REQUEST `sums`: 256 bucket sums, u64be each (§7.2, §10). */
 export const REPAIR_SUMS_BYTES = 2048;
 /** Bytes of REPAIR `buckets`: a 256-bit set, bit i = byte i >> 3, mask 0x80 >> (i & 7) (§7.2). */

@@ -16,7 +16,7 @@
  * only real changes (Typha's "resync without restart", plus resume, which Typha lacks).
  */
 import { Unpackr } from 'msgpackr';
-import { CAP_REPAIR_BUCKETS, CAP_RESUME_WATERMARKS, CAP_SCOPE_NODE, CAP_SCOPE_WATERMARKS, type Message, type WelcomeMessage } from '../../proto/index.js';
+import { CAP_FEED_RESOURCES, CAP_REPAIR_BUCKETS, CAP_RESUME_WATERMARKS, CAP_SCOPE_NODE, CAP_SCOPE_WATERMARKS, type Message, type WelcomeMessage } from '../../proto/index.js';
 import type { Timer } from '../clock.js';
 import { CattailError, InvalidArgumentError } from '../errors.js';
 import { VERSION } from '../version.js';
@@ -344,7 +344,7 @@ export class Client {
         const retired = state.retiredNotBefore();
         return { name, token: Buffer.from(state.token), watermarks, ...(retired === undefined ? {} : { notBefore: retired }) };
       }),
-      caps: [...this.opts.compression.map((c) => `compress.${c}`), CAP_RESUME_WATERMARKS, CAP_REPAIR_BUCKETS, ...(this.opts.acceptScopedFeeds ? [CAP_SCOPE_NODE, CAP_SCOPE_WATERMARKS] : [])],
+      caps: [...this.opts.compression.map((c) => `compress.${c}`), CAP_RESUME_WATERMARKS, CAP_REPAIR_BUCKETS, CAP_FEED_RESOURCES, ...(this.opts.acceptScopedFeeds ? [CAP_SCOPE_NODE, CAP_SCOPE_WATERMARKS] : [])],
       maxFrameBytes: this.opts.maxFrameBytes,
     };
     const conn = new Connection(pick.url, this.opts, hello, {

@@ -134,6 +134,15 @@ export interface ConnectOptions extends OptionsOf<typeof connectOptions> {
    * keeps entries as bytes and reads each feed's model in `feed(name).model`. @default {} (any model)
    */
   readonly models?: Readonly<Record<string, readonly string[]>>;
+  /**
+   * Per feed, the resource ids this host's definition of it carries, when the host needs exactly
+   * those (a relay re-serving the feed under its own definition: a second-tier replica). A
+   * WELCOME whose snapshot lists other resources for such a feed (PROTOCOL.md §8 "A feed's
+   * resources") fails the connection with CATTAIL_CLIENT_HANDSHAKE_FAILED (4002) before any entry
+   * arrives, so nothing is retired and the held state stays; the client retries with backoff (the
+   * other tier's rollout may end the mismatch). @default {} (any resources; unlisted ones retired)
+   */
+  readonly resources?: Readonly<Record<string, readonly string[]>>;
 }
 
 /** Options after validation, with every default applied. */
@@ -147,6 +156,7 @@ export type ResolvedOptions = Omit<ConfigOf<typeof connectOptions>, 'node' | 'cl
   endpointSliceSource: EndpointSliceSource | undefined;
   acceptScopedFeeds: boolean;
   models: Readonly<Record<string, readonly string[]>>;
+  resources: Readonly<Record<string, readonly string[]>>;
 };
 
 /** Validates `connect()` options and applies the defaults. Throws a CATTAIL_INVALID_ARGUMENT error. */
@@ -172,6 +182,10 @@ export function resolveOptions(input: ConnectOptions): ResolvedOptions {
   for (const [feed, list] of Object.entries(models)) {
     if (!Array.isArray(list) || list.length === 0 || !list.every((m) => typeof m === 'string' && m !== '')) throw invalidOption('models', 'option', `${feed}: ${JSON.stringify(list)}`, 'expected, per feed, a non-empty list of model names', 'connect()');
   }
+  const resources = input.resources ?? {};
+  for (const [feed, list] of Object.entries(resources)) {
+    if (!Array.isArray(list) || list.length === 0 || !list.every((r) => typeof r === 'string' && r !== '')) throw invalidOption('resources', 'option', `${feed}: ${JSON.stringify(list)}`, 'expected, per feed, a non-empty list of resource ids', 'connect()');
+  }
   const random = input.random ?? Math.random;
   if (typeof random !== 'function') throw invalidOption('random', 'option', typeof random, 'expected a function returning [0, 1)', 'connect()');
   return {
@@ -180,6 +194,7 @@ export function resolveOptions(input: ConnectOptions): ResolvedOptions {
     clientId: o.clientId ?? randomUUID(),
     acceptScopedFeeds: input.acceptScopedFeeds !== false,
     models,
+    resources,
     compression: [...new Set(o.compression)],
     tls: Object.fromEntries(Object.entries(tls).filter(([, v]) => v !== undefined)),
     clock,

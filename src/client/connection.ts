@@ -279,7 +279,7 @@ export class Connection {
   }
 
   private onWelcome(w: WelcomeMessage): void {
-    const problem = checkWelcome(w, this.hello, this.opts.models);
+    const problem = checkWelcome(w, this.hello, this.opts.models, this.opts.resources);
     if (problem !== undefined) throw new LocalCloseError('CATTAIL_CLIENT_HANDSHAKE_FAILED', `${this.url}: ${problem}`, { details: { endpoint: this.url } });
     this.welcome = w;
     // The server sends no body above the smaller of the two sizes (§2.2): a larger one, or a
@@ -408,7 +408,7 @@ function goodbyeReason(error: CattailError): string {
 }
 
 /** Checks a WELCOME against our HELLO; returns the problem or undefined. */
-function checkWelcome(w: WelcomeMessage, hello: HelloMessage, models: Readonly<Record<string, readonly string[]>>): string | undefined {
+function checkWelcome(w: WelcomeMessage, hello: HelloMessage, models: Readonly<Record<string, readonly string[]>>, resources: Readonly<Record<string, readonly string[]>>): string | undefined {
   // No protocol check here: the codec refuses a WELCOME of another version before (4001, §1.3).
   if (w.feeds.length !== hello.feeds.length) return `WELCOME answers ${w.feeds.length} feeds, HELLO asked for ${hello.feeds.length}`;
   const ids = new Set<number>();
@@ -423,6 +423,12 @@ function checkWelcome(w: WelcomeMessage, hello: HelloMessage, models: Readonly<R
     const known = models[f.name];
     const model = f.model ?? 'calico.v1';
     if (known !== undefined && !known.includes(model)) return `WELCOME announces model ${model} for feed ${f.name}; this agent applies only ${known.join(', ')}`;
+    // §8 "A feed's resources": a host that needs exactly its own definition takes no snapshot of
+    // another (it would retire, or take in, resources its own definition does not have).
+    const mine = resources[f.name];
+    if (mine !== undefined && f.resources !== undefined && (f.resources.length !== mine.length || !mine.every((r) => f.resources!.includes(r)))) {
+      return `WELCOME lists resources ${f.resources.join(', ')} for feed ${f.name}; this host's definition carries ${mine.join(', ')}`;
+    }
   }
   const offered = hello.caps.filter((c) => c.startsWith('compress.')).map((c) => c.slice('compress.'.length));
   if (w.compression !== 'none' && !offered.includes(w.compression)) return `WELCOME chose compression ${w.compression}, which was not offered`;

@@ -550,20 +550,15 @@ export class FeedState {
   /**
    * What a state at `offered` must not be behind (§8): the watermarks applied, of the resources
    * the feed carries when `carried` lists them (a snapshot's WELCOME), retired ones among them
-   * included; and a retired resource `offered` names again, whatever the list says.
+   * included; and every resource ever applied that `offered` names, whatever the list says (a
+   * server that names a resource has it in its state, and it must not be older than ours).
    */
   private floorFor(offered: Watermarks, carried: readonly string[] | undefined): Record<string, string> {
-    let floor: Record<string, string>;
-    if (carried === undefined) {
-      floor = { ...this.appliedWatermarks };
-    } else {
-      const all = mergeWatermarks(this.appliedWatermarks, this.retiredWatermarks);
-      floor = {};
-      for (const r of carried) if (Object.hasOwn(all, r)) floor[r] = all[r] as string;
-    }
-    const named: Record<string, string> = {};
-    for (const [r, v] of Object.entries(this.retiredWatermarks)) if (Object.hasOwn(offered, r)) named[r] = v;
-    return mergeWatermarks(floor, named);
+    const all = mergeWatermarks(this.appliedWatermarks, this.retiredWatermarks);
+    const floor: Record<string, string> = carried === undefined ? { ...this.appliedWatermarks } : {};
+    if (carried !== undefined) for (const r of carried) if (Object.hasOwn(all, r)) floor[r] = all[r] as string;
+    for (const r of Object.keys(all)) if (Object.hasOwn(offered, r)) floor[r] = all[r] as string;
+    return floor;
   }
 
   /**

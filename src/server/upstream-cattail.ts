@@ -116,6 +116,10 @@ export class CattailUpstream implements Upstream {
       raw: true,
       // A tier-2 replica re-serves whole feeds: never take one node's scoped view (PROTOCOL.md §7.3).
       acceptScopedFeeds: false,
+      // Nor a feed of another definition (a tier 1 of another release, PROTOCOL.md §8 "A feed's
+      // resources"): retiring a resource would delete its objects from this store while its
+      // watermark stays, and taking in one its own definition lacks would serve it unannounced.
+      resources: Object.fromEntries(this.feeds.map((f) => [f.name, f.resources])),
       clock: this.o.clock,
       ...(this.o.tls !== undefined ? { tls: this.o.tls } : {}),
     });

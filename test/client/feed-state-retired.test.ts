@@ -58,6 +58,18 @@ describe('client units - a feed\'s resources', () => {
     expect(fs.notBeforeWatermarks()).toEqual({ pods: '14', [POOLS]: '9' });
   });
 
+  it('holds every applied resource a snapshot names, listed or not: an unlisted one cannot come back older', () => {
+    const fs = new FeedState('wl');
+    snapshot(fs, 4, [['/pods/a', b(1)], ['/pool/p', b(2)]], { pods: '10', [POOLS]: '100' });
+    // The list lacks the pools, yet the snapshot names them (a server of a mixed definition): older is behind.
+    expect(snapshot(fs, 5, [['/pods/a', b(1)], ['/pool/p', b(9)]], { pods: '12', [POOLS]: '50' }, ['pods'])).toMatchObject({ kind: 'behind', behind: [{ resource: POOLS, applied: '100', offered: '50' }] });
+    expect(fs.appliedWatermarks).toEqual({ pods: '10', [POOLS]: '100' });
+    // Named no older: taken, and the resource stays in the state it is part of.
+    expect(snapshot(fs, 6, [['/pods/a', b(1)], ['/pool/p', b(9)]], { pods: '12', [POOLS]: '100' }, ['pods']).kind).toBe('applied');
+    expect(fs.appliedWatermarks).toEqual({ pods: '12', [POOLS]: '100' });
+    expect(fs.retiredWatermarks).toEqual({});
+  });
+
   it('a resume or rebase WELCOME retires nothing (it continues a state of the same definition)', () => {
     const fs = new FeedState('wl');
     snapshot(fs, 4, [['/pods/a', b(1)]], { pods: '10', [POOLS]: '8' });

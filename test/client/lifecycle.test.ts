@@ -110,7 +110,7 @@ describe('client - lifecycle', () => {
     const plain = await server();
     const s2 = setup({ endpoints: [plain.url], compression: [] });
     await s2.client.whenInSync();
-    expect(plain.rec.hellos[0]!.caps).toEqual(['resume.watermarks', 'repair.buckets', 'scope.node', 'scope.watermarks']);
+    expect(plain.rec.hellos[0]!.caps).toEqual(['resume.watermarks', 'repair.buckets', 'feed.resources', 'scope.node', 'scope.watermarks']);
     plain.sendRawToAll(bomb);
     await waitUntil(() => plain.rec.clientCloses.length === 1, 'closed', on(plain));
     expect(plain.rec.clientCloses[0]!.code).toBe(4002);

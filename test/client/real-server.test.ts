@@ -334,6 +334,26 @@ describe('client against the real server', () => {
     expect(guard.problems()).toEqual([]);
   });
 
+  it('with the resources option, refuses a snapshot of another definition of the feed (4002) and retires nothing', async () => {
+    const POOLS = 'ippools.crd.projectcalico.org';
+    const api = await new FakeApiServer().start();
+    cleanups.push(() => api.close());
+    api.upsert('pods', pod('a'));
+    const b = await realReplica(api, 'real-b', ['pods']);
+    await waitUntil(() => b.stores.get('wl')?.meta().status === 'in-sync', 'B in sync');
+    const { client, rec, guard } = setup({ endpoints: [b.url], feeds: ['wl'], resources: { wl: ['pods', POOLS] } });
+    guard.allow('CATTAIL_CLIENT_HANDSHAKE_FAILED');
+    await waitUntil(() => rec.last('reconnecting') !== undefined, 'refused the WELCOME', on(client));
+    expect(rec.last('reconnecting')?.reason).toMatchObject({ code: 'CATTAIL_CLIENT_HANDSHAKE_FAILED' });
+    expect(String((rec.last('reconnecting')?.reason as Error).message)).toContain(`lists resources pods for feed wl; this host's definition carries pods, ${POOLS}`);
+    expect(client.feed('wl').size).toBe(0);
+    expect(client.feed('wl').status.retiredWatermarks).toEqual({});
+    // Its own definition: taken.
+    const same = setup({ endpoints: [b.url], feeds: ['wl'], resources: { wl: ['pods'] } });
+    await same.client.whenInSync();
+    expect(same.client.feed('wl').size).toBe(1);
+  });
+
   it('fails over between replicas that looked at a missing CRD at different times: the refusing one looks again at once', async () => {
     const POOLS = 'ippools.crd.projectcalico.org';
     const api = await new FakeApiServer().start();

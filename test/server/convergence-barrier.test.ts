@@ -251,6 +251,30 @@ describe('convergence barrier: tracker', () => {
     expect(tracker.waiting).toBe(0);
   });
 
+  it('credits an agent at a revision that mapped to no watermarks once a batch records them, though the feed reached the RV before', async () => {
+    // Tier 2's batches may carry no watermarks of their own; trimming the log can then drop the
+    // only record below the current revision.
+    const f = new FeedRuntime(0, { name: 'policy', resources: [NP], projectionVersion: 1 }, new FeedStore({ feed: 'policy', logMaxAgeMs: 1_000, logMaxBytes: 1 << 20, watermarkRecords: 4_096 }), 's1', newFeedStats());
+    const { tracker, ack, join } = setup([f]);
+    const a = agent('node-a', [f]);
+    join(a);
+    f.store.apply({ updates: [{ key: '/np/a', value: Buffer.from([0x91]) }], watermarks: { [NP]: '100' }, status: 'in-sync' }, 0);
+    ack(a, f.store.revision); // applied 100
+    f.store.apply({ updates: [{ key: '/np/c', value: Buffer.from([0x93]) }], watermarks: { [NP]: '101' }, status: 'in-sync' }, 0);
+    const res = settled(tracker.wait({ resource: NP, resourceVersion: '101', timeoutMs: 10_000 })); // the feed is at 101 already
+    f.store.apply({ updates: [{ key: '/np/a', value: null }], status: 'in-sync' }, 0);
+    f.store.apply({ updates: [{ key: '/np/b', value: Buffer.from([0x92]) }], status: 'in-sync' }, 0);
+    f.store.trim(5_000);
+    expect(f.store.watermarksAt(f.store.revision)).toBeUndefined();
+    ack(a, f.store.revision); // maps to nothing: the agent keeps what it was known to have (100)
+    await Promise.resolve();
+    expect(res.value).toBeUndefined();
+    f.store.apply({ updates: [], watermarks: { [NP]: '102' }, status: 'in-sync' }, 5_000);
+    tracker.onWatermarks();
+    await new Promise((r) => setImmediate(r));
+    expect(res.value).toMatchObject({ converged: true, agents: 1 });
+  });
+
   it('drops a disconnected agent from the scope; a named node that is not connected is a laggard', async () => {
     const f = feed('policy', [NP]);
     const { tracker, join, leave, ack } = setup([f]);

@@ -98,7 +98,7 @@ describe('server - rebase', () => {
     expect(fine.welcome?.feeds[0]).toMatchObject({ mode: 'rebase' });
     // Watermarks naming a resource the feed does not carry here (§8 "A feed's resources") are
     // no state of this feed: a snapshot, held to the carried resources only, never a refusal.
-    const other = b.agent({ feeds: [{ name: 'felix', token: kept.token, watermarks: { pods: '559', nodes: '9999' } }], caps: CAPS });
+    const other = b.agent({ feeds: [{ name: 'felix', token: kept.token, watermarks: { pods: '559', nodes: '9999' } }], caps: [...CAPS, 'feed.resources'] });
     await other.untilRevision('felix', b.storeRevision('felix'));
     expect(other.welcome?.feeds[0]).toEqual({ name: 'felix', id: 0, mode: 'snapshot', reason: 'other-server', resources: ['pods'] });
     expect(other.closeCode).toBeUndefined();
@@ -133,18 +133,37 @@ describe('server - notBefore (PROTOCOL.md §8)', () => {
     // The resource it is ahead on goes to the upstream, which may look again at once (not-served.ts).
     expect(b.upstream.rechecks).toEqual([['pods']]);
     // At or below the replica's watermarks, or not a decimal resourceVersion (ignored): the snapshot.
-    // A resource the feed does not carry here is not held against it (§8 "A feed's resources"):
-    // the WELCOME lists what the feed carries, so that the agent retires the others. Resources
-    // named like Object.prototype members are resources like any other, never an internal error.
-    for (const notBefore of [{ pods: '559' }, { pods: '17' }, { pods: 'not-a-version' }, { pods: '559', nodes: '1' }, { __defineGetter__: '1' }] as Record<string, string>[]) {
+    for (const notBefore of [{ pods: '559' }, { pods: '17' }, { pods: 'not-a-version' }]) {
       const fine = b.agent({ feeds: [{ name: 'felix', notBefore }] });
+      await fine.untilRevision('felix', b.storeRevision('felix'));
+      expect(fine.welcome?.feeds[0]).toEqual({ name: 'felix', id: 0, mode: 'snapshot', reason: 'no-token' });
+      expect(fine.digest('felix').equals(b.storeDigest('felix'))).toBe(true);
+      fine.close();
+      await fine.closed;
+    }
+    expect(b.upstream.rechecks).toHaveLength(1);
+    // A resource the feed does not carry here: a client without `feed.resources` would refuse the
+    // snapshot after the whole download, so it is refused at once, as before (4015). Resources
+    // named like Object.prototype members are resources like any other, never an internal error.
+    const unlisted: Record<string, string>[] = [{ pods: '559', nodes: '1' }, { __defineGetter__: '1' }];
+    for (const notBefore of unlisted) {
+      const old = b.agent({ feeds: [{ name: 'felix', notBefore }] });
+      await old.closed;
+      expect(old.closeCode).toBe(4015);
+    }
+    const odd = b.agent({ feeds: [{ name: 'felix', token: Buffer.from('x'), watermarks: { toString: '1' } }], caps: CAPS });
+    await odd.closed;
+    expect(odd.closeCode).toBe(4015);
+    // With it (§8 "A feed's resources"), such a resource is not held against the replica: the
+    // snapshot, whose WELCOME lists what the feed carries so that the agent retires the others.
+    for (const notBefore of unlisted) {
+      const fine = b.agent({ feeds: [{ name: 'felix', notBefore }], caps: ['feed.resources'] });
       await fine.untilRevision('felix', b.storeRevision('felix'));
       expect(fine.welcome?.feeds[0]).toEqual({ name: 'felix', id: 0, mode: 'snapshot', reason: 'no-token', resources: ['pods'] });
       expect(fine.digest('felix').equals(b.storeDigest('felix'))).toBe(true);
       fine.close();
       await fine.closed;
     }
-    expect(b.upstream.rechecks).toHaveLength(1);
 
     // A resource the feed carries but the replica has no watermark for is behind (not listed yet),
     // whether the agent names it in notBefore or beside its rebase watermarks (a retired resource).
@@ -156,11 +175,25 @@ describe('server - notBefore (PROTOCOL.md §8)', () => {
       [{ name: 'felix', notBefore: { toString: '1' } }],
     ];
     for (const f of feeds) {
-      const other = c.agent({ feeds: f, caps: CAPS });
+      const other = c.agent({ feeds: f, caps: [...CAPS, 'feed.resources'] });
       await other.closed;
       expect(other.closeCode).toBe(4015);
     }
     expect(c.upstream.rechecks).toEqual([['nodes'], ['nodes'], ['toString']]);
+
+    // A rollback: a replica carrying a retired resource again, behind the agent's retired
+    // watermark, is held to it even where a rebase from the agent's watermarks would be possible
+    // (its log has records from before it listed the resource, naming the agent's resources).
+    const d = await harness({ serverId: 'replica-d' });
+    const e = await harness({ serverId: 'replica-e', resources: ['pods', 'nodes'] });
+    feed(d, events(60), 60);
+    const kept = await syncedAgent(d);
+    feed(e, events(60), 5);
+    e.upstream.apply('felix', { '/nodes//n1': { n: 1 } }, { status: 'in-sync', watermarks: { nodes: '40' } });
+    const held = e.agent({ feeds: [{ name: 'felix', token: kept.token, watermarks: { pods: '559' }, notBefore: { nodes: '41' }, entries: kept.entries }], caps: [...CAPS, 'feed.resources'] });
+    await held.closed;
+    expect(held.closeCode).toBe(4015);
+    expect(e.upstream.rechecks).toEqual([['nodes']]);
   });
 
   it('gives an agent with notBefore no shared snapshot made before its watermarks; others still share it', async () => {

@@ -9,6 +9,7 @@ import type { StatusEvent } from '../../src/client/status.js';
 import { FakeClock } from '../../src/clock.js';
 import type { FeedBatch } from '../../src/server/pipeline/seams.js';
 import { CattailUpstream, HELD_MAX_MS, type Tier1Client } from '../../src/server/upstream-cattail.js';
+import { builtinFeed } from '../../src/server/upstream/feeds.js';
 
 interface Events {
   change: ChangeBatch;
@@ -54,6 +55,17 @@ const status = (sync: FeedStatus['sync'], watermarks: Record<string, string>, st
 const state = (s: StatusEvent['state']): StatusEvent => ({ state: s, from: 'idle', endpoint: 'ws://tier1.test:5473/', serverId: undefined, reason: undefined, delayMs: undefined, staleFeeds: undefined, discovery: undefined, attempt: 0, at: 0 });
 
 describe('tier 2: what reaches the store', () => {
+  it('asks tier 1 for feeds of its own definition only: the resources of each built-in feed it follows (PROTOCOL.md §8 "A feed\'s resources")', () => {
+    let asked: Parameters<NonNullable<ConstructorParameters<typeof CattailUpstream>[0]['connect']>>[0] | undefined;
+    const up = new CattailUpstream({
+      endpoints: ['ws://tier1.test:5473/'], service: undefined, feeds: ['felix', 'bgp'], replicaId: 't2', staleAfterMs: 1_000, clock: new FakeClock(),
+      connect: (o) => ((asked = o), new ScriptedClient() as unknown as Tier1Client),
+    });
+    up.start({ onBatch: () => undefined });
+    expect(asked?.resources).toEqual({ felix: builtinFeed('felix').resources, bgp: builtinFeed('bgp').resources });
+    expect(asked?.resources?.['felix']?.length).toBeGreaterThan(10);
+  });
+
   it('a change goes to the store with the watermarks of the STATUS that follows it, in one batch', () => {
     const { client, batches } = setup();
     client.emit('feedStatus', status('in-sync', { pods: '100' }));

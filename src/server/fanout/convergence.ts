@@ -19,7 +19,11 @@
  * once: one pass then, none on the batches before or after. The rejected alternative, a pass
  * over every waiter's pending agents on every loop turn with batches, cost the fan-out loop
  * Σ pending (up to the 500,000-agent bound) per turn for requests waiting on a resourceVersion
- * the replica had not seen (a review).
+ * the replica had not seen (a review). One more way in, found by the next review: an ACK of a
+ * revision that maps to no watermarks (the log trimmed the only record below it, after batches
+ * without watermarks of their own: tier 2) credits the agent nothing until a later batch records
+ * that revision, long after the feed reached the resourceVersion. Such agents are remembered
+ * (`unmapped`) and judged again after batches until their revisions map.
  *
  * Scope: agents subscribed to a feed that carries the resource, counted from the request on (an
  * agent that connects while it waits joins the scope; one that leaves drops out). With a node
@@ -124,6 +128,8 @@ export class ConvergenceTracker {
   private readonly byNode = new Map<string, Set<Waiter>>();
   /** Resource id → the served feeds carrying it (the feed list is fixed for the server's life). */
   private readonly carrying = new Map<string, readonly FeedRuntime[]>();
+  /** Pending agents with an ACKed revision that mapped to no watermarks when judged (module comment). */
+  private readonly unmapped = new Set<Connection>();
   /** Agent judgements so far (`cattail_convergence_agent_checks_total`): the barrier's CPU, in work done. */
   checks = 0;
   /** Agents in the scopes of the waiters together (Σ scope.size, kept as they change). */
@@ -218,6 +224,7 @@ export class ConvergenceTracker {
 
   /** An agent's connection closed: it leaves every scope (a named node may now be missing). */
   onAgentLeft(conn: Connection): void {
+    this.unmapped.delete(conn);
     if (this.waiters.size === 0) return;
     for (const w of this.concerned(conn)) {
       if (!w.scope.delete(conn)) continue;
@@ -245,12 +252,18 @@ export class ConvergenceTracker {
         for (const conn of [...w.pending]) this.judge(w, conn);
         if (this.isConverged(w)) this.finish(w, false);
       }
+      for (const conn of [...this.unmapped]) {
+        if (hasUnmappedAck(conn)) continue;
+        this.unmapped.delete(conn);
+        this.onAgentChanged(conn);
+      }
     });
   }
 
   /** Shutdown: every waiter gets its answer now. */
   close(): void {
     for (const w of [...this.waiters]) this.finish(w, false);
+    this.unmapped.clear();
   }
 
   /** The waiters an agent's event can concern, copied (answering one changes the sets). */
@@ -307,8 +320,12 @@ export class ConvergenceTracker {
       if (this.waiters.has(w)) this.heldAgents++;
       this.countNode(w, conn.node, 1);
     }
-    if (reached(a.rv, w.q.resourceVersion)) w.pending.delete(conn);
-    else w.pending.add(conn);
+    if (reached(a.rv, w.q.resourceVersion)) {
+      w.pending.delete(conn);
+    } else {
+      w.pending.add(conn);
+      if (hasUnmappedAck(conn)) this.unmapped.add(conn);
+    }
   }
 
   private countNode(w: Waiter, node: string, by: 1 | -1): void {
@@ -330,6 +347,7 @@ export class ConvergenceTracker {
 
   private drop(w: Waiter): boolean {
     if (!this.waiters.delete(w)) return false;
+    if (this.waiters.size === 0) this.unmapped.clear();
     this.fleetWaiters.delete(w);
     for (const n of w.nodes?.keys() ?? []) {
       const set = this.byNode.get(n);
@@ -380,4 +398,14 @@ export class ConvergenceTracker {
     }
     return min;
   }
+}
+
+/**
+ * The connection ACKed its feed's current revision while the watermark log maps it to nothing:
+ * a later batch at that revision may record it. (An older revision without a mapping never gets
+ * one: only the current revision's record is ever written.)
+ */
+function hasUnmappedAck(conn: Connection): boolean {
+  for (const c of conn.cursors) if (c.ackedRevision > 0 && c.ackedRevision === c.feed.store.revision && c.feed.store.watermarksAt(c.ackedRevision) === undefined) return true;
+  return false;
 }

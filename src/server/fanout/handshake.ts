@@ -3,7 +3,7 @@
  * the choice of compression (§5), resume-or-snapshot per feed (§7) and the WELCOME (§4.2).
  */
 import { CattailError } from '../../errors.js';
-import { CAP_REPAIR_BUCKETS, CAP_RESUME_WATERMARKS, CAP_SCOPE_NODE, type HelloMessage, MIN_CLIENT_MAX_FRAME_BYTES, behindResources, isResourceVersion, mergeWatermarks } from '../../../proto/index.js';
+import { CAP_FEED_RESOURCES, CAP_REPAIR_BUCKETS, CAP_RESUME_WATERMARKS, CAP_SCOPE_NODE, type HelloMessage, MIN_CLIENT_MAX_FRAME_BYTES, behindResources, isResourceVersion, mergeWatermarks } from '../../../proto/index.js';
 import type { FeedRuntime } from './feeds.js';
 import type { SinceResult } from '../pipeline/store-port.js';
 import { isRebaseCandidate, judgeToken, type SnapshotReason } from '../transport/tokens.js';
@@ -89,12 +89,14 @@ type HelloFeed = Hello['feeds'][number];
  */
 export function planFeeds(hello: Hello, feeds: ReadonlyMap<string, FeedRuntime>, serverId: string, maxClientBytes: number): FeedPlan[] {
   const canRebase = hello.caps.includes(CAP_RESUME_WATERMARKS);
+  // §8 "A feed's resources": a client that retires resources is held to the carried ones only.
+  const retires = hello.caps.includes(CAP_FEED_RESOURCES);
   return hello.feeds.map((requested) => {
     const { name, token } = requested;
     const feed = feeds.get(name);
     if (feed === undefined) throw new CattailError('CATTAIL_SERVER_UNKNOWN_FEED', `feed ${JSON.stringify(name)} is not served here (served: ${[...feeds.keys()].join(', ')})`);
     const d = judgeToken(token, { serverId, epoch: feed.epoch, feed: feed.name, projectionVersion: feed.projectionVersion }, feed.store.revision);
-    const floor = floorOf(requested, feed.def.resources);
+    const floor = floorOf(requested, retires ? feed.def.resources : undefined);
     if (d.mode === 'snapshot') {
       if (canRebase && isRebaseCandidate(d) && requested.watermarks !== undefined) return planRebase(feed, requested, d.reason, floor, maxClientBytes);
       return snapshotPlan(feed, d.reason, floor);
@@ -118,13 +120,14 @@ export function planFeeds(hello: Hello, feeds: ReadonlyMap<string, FeedRuntime>,
  * here only. A map is ignored unless every value is a decimal resourceVersion: a floor we cannot
  * order would refuse the agent forever (PROTOCOL.md §8), and its own check still guards it.
  *
- * Why only the carried resources: a resource the feed no longer carries (a release or a custom
- * feed's configuration dropped it) has no watermark here and never will, so a floor naming it
- * refused every agent that had applied it, on every replica, for good (4015). The agent retires
- * such a resource when the WELCOME lists the feed's resources (§8 "A feed's resources") and keeps
- * sending its watermark beside the others, so a replica that still carries it is held to it.
+ * Why only the carried resources (`carried`, for a client that advertised `feed.resources`): a
+ * resource the feed no longer carries (a release or a custom feed's configuration dropped it) has
+ * no watermark here and never will, so a floor naming it refused every agent that had applied it,
+ * on every replica, for good (4015). Such an agent retires the resource when the WELCOME lists
+ * the feed's resources (§8 "A feed's resources") and keeps sending its watermark beside the
+ * others, so a replica that still carries it is held to it.
  */
-function floorOf(requested: HelloFeed, carried: readonly string[]): Readonly<Record<string, string>> | undefined {
+function floorOf(requested: HelloFeed, carried: readonly string[] | undefined): Readonly<Record<string, string>> | undefined {
   const valid = (m: Readonly<Record<string, string>> | undefined): Readonly<Record<string, string>> | undefined =>
     m !== undefined && Object.values(m).every(isResourceVersion) ? m : undefined;
   const a = valid(requested.notBefore);
@@ -132,7 +135,9 @@ function floorOf(requested: HelloFeed, carried: readonly string[]): Readonly<Rec
   // Both: the watermarks of the held state and the retired resources beside them (§4.1), or a
   // client PROTOCOL.md does not describe: per resource the newer.
   const all = a === undefined || b === undefined ? (a ?? b) : mergeWatermarks(a, b);
-  if (all === undefined) return undefined;
+  // A client without `feed.resources` refuses a snapshot that lacks a resource it applied: the
+  // whole floor keeps it to the cheap refusal (4015) instead of a download it would throw away.
+  if (all === undefined || carried === undefined) return all;
   const floor: Record<string, string> = {};
   for (const r of carried) if (Object.hasOwn(all, r)) floor[r] = all[r] as string;
   return floor;
@@ -164,6 +169,9 @@ function planRebase(feed: FeedRuntime, requested: HelloFeed, reason: SnapshotRea
   // resources"): no revision here stands for it, and it must not make us refuse the agent.
   const w = requested.watermarks ?? {};
   if (Object.keys(w).some((r) => !feed.def.resources.includes(r))) return snapshotPlan(feed, reason, floor);
+  // The floor may hold more than the watermarks: retired resources beside them (§4.1), which a
+  // rebase must not take back in time either when this feed carries them again (a rollback).
+  if (floor !== undefined && behindResources(floor, feed.store.meta().watermarks).length > 0) return { feed, mode: 'snapshot', reason: 'behind', floor };
   const found = feed.store.rebase(requested.watermarks);
   if (found.kind === 'behind') return { feed, mode: 'snapshot', reason: 'behind', ...(floor === undefined ? {} : { floor }) };
   if (found.kind !== 'revision') return snapshotPlan(feed, reason, floor);
@@ -186,7 +194,7 @@ export interface WelcomeFields {
 }
 
 /** WELCOME, feeds in HELLO order; a feed's id is its index on the server (the same on every connection). */
-export function welcomeFrame(plans: readonly FeedPlan[], w: WelcomeFields, scoped = false): Buffer {
+export function welcomeFrame(plans: readonly FeedPlan[], w: WelcomeFields, scoped = false, listResources = false): Buffer {
   return encodeMessage({
     type: 'welcome',
     protocol: PROTOCOL_VERSION,
@@ -197,8 +205,9 @@ export function welcomeFrame(plans: readonly FeedPlan[], w: WelcomeFields, scope
     feeds: plans.map((p) => {
       const head = { name: p.feed.name, id: p.feed.id, ...(p.feed.def.model !== undefined ? { model: p.feed.def.model } : {}) };
       // §8 "A feed's resources": with a snapshot, what the feed carries here, so that an agent
-      // retires a resource it applied that this definition of the feed no longer carries.
-      if (p.mode === 'snapshot') return { ...head, mode: 'snapshot' as const, reason: p.reason, resources: [...p.feed.def.resources] };
+      // retires a resource it applied that this definition of the feed no longer carries (only
+      // to a client that advertised `feed.resources`: the others would not use it).
+      if (p.mode === 'snapshot') return { ...head, mode: 'snapshot' as const, reason: p.reason, ...(listResources ? { resources: [...p.feed.def.resources] } : {}) };
       return p.mode === 'rebase' ? { ...head, mode: 'rebase' as const, revision: p.since.from } : { ...head, mode: 'resume' as const };
     }),
   });

@@ -11,7 +11,7 @@ import { recordAck } from './applied-watermarks.js';
 import type { FeedRuntime } from './feeds.js';
 import { type FeedPlan, bodySizeFor, checkHello, chooseCompression, planFeeds, welcomeFrame } from './handshake.js';
 import { serveRepair } from './repair.js';
-import { CAP_REPAIR_BUCKETS, CAP_SCOPE_WATERMARKS, behindResources } from '../../../proto/index.js';
+import { CAP_FEED_RESOURCES, CAP_REPAIR_BUCKETS, CAP_SCOPE_WATERMARKS, behindResources } from '../../../proto/index.js';
 import type { ServiceQueue } from './service.js';
 import { CattailError } from '../../errors.js';
 import { encodeScopedDelta, provenNode } from './scoped.js';
@@ -60,7 +60,7 @@ export class Session {
     conn.compression = chooseCompression(hello.caps, o.compressions);
     conn.repairCapable = hello.caps.includes(CAP_REPAIR_BUCKETS);
     conn.maxBodyBytes = Math.min(o.maxFrameBytes, bodySizeFor(hello.maxFrameBytes));
-    const welcome = this.welcomeFor(plans, conn, scoped);
+    const welcome = this.welcomeFor(plans, conn, scoped, hello.caps.includes(CAP_FEED_RESOURCES));
     conn.state = 'streaming';
     conn.lastPongMs = now;
     conn.nextPingMs = now + this.ctx.nextPingDelayMs();
@@ -115,8 +115,8 @@ export class Session {
    * modes, reasons, compression and frame size), and encoding it cost ~50 µs each in the
    * cold-start benchmark, so the frames are kept by what they say (at most WELCOME_CACHE_MAX).
    */
-  private welcomeFor(plans: readonly FeedPlan[], conn: Connection, scoped: boolean): Buffer {
-    let key = `${conn.compression}|${conn.maxBodyBytes}|${scoped ? 1 : 0}`;
+  private welcomeFor(plans: readonly FeedPlan[], conn: Connection, scoped: boolean, listResources: boolean): Buffer {
+    let key = `${conn.compression}|${conn.maxBodyBytes}|${scoped ? 1 : 0}|${listResources ? 1 : 0}`;
     for (const p of plans) key += `|${p.feed.id}:${p.mode}:${p.mode === 'snapshot' ? p.reason : p.mode === 'rebase' ? p.since.from : ''}`;
     let frame = this.welcomes.get(key);
     if (frame === undefined) {
@@ -124,7 +124,7 @@ export class Session {
       frame = welcomeFrame(plans, {
         serverId: o.serverId, pingIntervalMs: o.pingIntervalMs, pongTimeoutMs: o.pongTimeoutMs,
         maxFrameBytes: conn.maxBodyBytes, maxInboundBytes: o.maxInboundBytes, compression: conn.compression,
-      }, scoped);
+      }, scoped, listResources);
       if (this.welcomes.size >= WELCOME_CACHE_MAX) this.welcomes.clear();
       this.welcomes.set(key, frame);
     }
