@@ -255,11 +255,14 @@ describe('convergence barrier: tracker', () => {
     // Tier 2's batches may carry no watermarks of their own; trimming the log can then drop the
     // only record below the current revision.
     const f = new FeedRuntime(0, { name: 'policy', resources: [NP], projectionVersion: 1 }, new FeedStore({ feed: 'policy', logMaxAgeMs: 1_000, logMaxBytes: 1 << 20, watermarkRecords: 4_096 }), 's1', newFeedStats());
-    const { tracker, ack, join } = setup([f]);
+    const { tracker, ack, join, leave } = setup([f]);
     const a = agent('node-a', [f]);
+    const gone = agent('node-gone', [f]);
     join(a);
+    join(gone);
     f.store.apply({ updates: [{ key: '/np/a', value: Buffer.from([0x91]) }], watermarks: { [NP]: '100' }, status: 'in-sync' }, 0);
     ack(a, f.store.revision); // applied 100
+    ack(gone, f.store.revision);
     f.store.apply({ updates: [{ key: '/np/c', value: Buffer.from([0x93]) }], watermarks: { [NP]: '101' }, status: 'in-sync' }, 0);
     const res = settled(tracker.wait({ resource: NP, resourceVersion: '101', timeoutMs: 10_000 })); // the feed is at 101 already
     f.store.apply({ updates: [{ key: '/np/a', value: null }], status: 'in-sync' }, 0);
@@ -267,12 +270,16 @@ describe('convergence barrier: tracker', () => {
     f.store.trim(5_000);
     expect(f.store.watermarksAt(f.store.revision)).toBeUndefined();
     ack(a, f.store.revision); // maps to nothing: the agent keeps what it was known to have (100)
+    ack(gone, f.store.revision);
+    leave(gone); // kept aside no longer: not judged again
     await Promise.resolve();
     expect(res.value).toBeUndefined();
+    const before = tracker.checks;
     f.store.apply({ updates: [], watermarks: { [NP]: '102' }, status: 'in-sync' }, 5_000);
     tracker.onWatermarks();
     await new Promise((r) => setImmediate(r));
     expect(res.value).toMatchObject({ converged: true, agents: 1 });
+    expect(tracker.checks - before).toBe(1);
   });
 
   it('drops a disconnected agent from the scope; a named node that is not connected is a laggard', async () => {
