@@ -9,8 +9,7 @@
  * error, because silently serving a simulated (or empty) cluster to real agents would be a
  * cluster-wide outage that looks healthy.
  */
-import { X509Certificate } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import type { Registry } from 'prom-client';
 import type { ConfigOf } from '../config/options.js';
 import { CattailError, ConfigError } from '../errors.js';
@@ -127,10 +126,11 @@ function startBalancer(config: ServeConfig, built: BuiltUpstream, server: Server
     agentsPortName: 'agents',
     metricsPortName: 'metrics',
     // Peers share this replica's flags: TLS here means wss there, and --http-tls an https ops
-    // port presenting the same certificate as ours (read each time: it is reloaded when renewed).
+    // port presenting the same certificate as ours: the one served now (reloaded when renewed),
+    // not the file's, which a broken rotation changes while every replica keeps the old one.
     scheme: config.serverCertFile !== undefined ? 'wss' : 'ws',
     loadScheme: config.httpTls ? 'https' : 'http',
-    ownCertFingerprint: () => certFingerprint(config.serverCertFile),
+    ownCertFingerprint: () => server.servedCertFingerprint(),
     intervalMs: config.balanceIntervalMs,
     nodeCount: built.nodeCount ?? (() => undefined),
     ownConnections: () => server.connectionCount(),
@@ -228,13 +228,3 @@ export const runServe: ReturnType<typeof createServeCommand> = async (config, ct
   const { kubernetesUpstreamFactory } = await import('./upstream-factory.js');
   return createServeCommand(kubernetesUpstreamFactory)(config, ctx);
 };
-
-/** The SHA-256 fingerprint of the first certificate in `file` (as node:tls prints it), or undefined when it cannot be read. */
-function certFingerprint(file: string | undefined): string | undefined {
-  if (file === undefined) return undefined;
-  try {
-    return new X509Certificate(readFileSync(file)).fingerprint256;
-  } catch {
-    return undefined;
-  }
-}

@@ -6,6 +6,7 @@
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import type { Server } from 'node:http';
+import { X509Certificate } from 'node:crypto';
 import { Registry } from 'prom-client';
 import { type Clock, realClock, type Timer } from '../clock.js';
 import type { OptionsOf } from '../config/options.js';
@@ -86,6 +87,12 @@ export interface ServerHandle {
   fanoutStats(): FanOutStatsSnapshot;
   /** Open connections, including those in their handshake. */
   connectionCount(): number;
+  /**
+   * The SHA-256 fingerprint (as node:tls prints it) of the certificate the ports present now:
+   * the last set of files that loaded, not what the files hold (a broken rotation is refused and
+   * the old certificate kept). Undefined without TLS.
+   */
+  servedCertFingerprint(): string | undefined;
   /** Runs a pending flush now (tests, benches). */
   flushNow(): void;
   /** Runs the periodic sweep now (tests with a FakeClock advance the clock instead). */
@@ -294,6 +301,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   }
   log?.info({ serverId, listen: `${agentAddr.address}:${agentAddr.port}`, httpListen: `${httpAddr.address}:${httpAddr.port}`, feeds: feeds.map((f) => f.name), ...o, transport: transport.kind, tls: tls === undefined ? 'off' : tls.mutual ? 'mutual' : 'server-only', targetConnections, peerEndpoints }, 'cattail server listening');
 
+  let servedCert: { material: object; fingerprint: string } | undefined;
   return {
     url: `${tls !== undefined ? 'wss' : 'ws'}://${urlHost(agentAddr)}:${agentAddr.port}/`,
     httpUrl: `${tlsSettings?.httpTls === true ? 'https' : 'http'}://${urlHost(httpAddr)}:${httpAddr.port}`,
@@ -303,6 +311,12 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
     snapshotStats: () => ({ built: cache.builtCount, reused: cache.reusedCount }),
     fanoutStats: () => fanout.stats.snapshot(),
     connectionCount: () => fanout.connections.size,
+    servedCertFingerprint: () => {
+      if (tls === undefined) return undefined;
+      const m = tls.material;
+      if (servedCert?.material !== m) servedCert = { material: m, fingerprint: new X509Certificate(m.cert).fingerprint256 };
+      return servedCert.fingerprint;
+    },
     flushNow: () => fanout.flush(),
     sweepNow: () => fanout.sweep(),
     setTargetConnections: (n) => {

@@ -37,6 +37,18 @@ describe('fleet - a replica\'s share', () => {
     expect(computeShare({ nodes: undefined, ownConnections: 0, peers: [peer('ws://b/', 0)] }).target).toBeUndefined();
   });
 
+  it('sets no target without a node count while a peer\'s load is unknown: blind replicas do not shrink their targets and shed to each other', () => {
+    // Tier 2 has no node count; a peer's /v1/load may time out in a storm or present a certificate
+    // not yet known. It counted as holding none: 100 agents over 3 replicas gave a target of 60.
+    const blind = computeShare({ nodes: undefined, ownConnections: 100, peers: [peer('ws://b/', undefined), peer('ws://c/', undefined)] });
+    expect(blind).toMatchObject({ target: undefined, rebalancing: false, hints: ['ws://b/', 'ws://c/'] });
+    expect(computeShare({ nodes: undefined, ownConnections: 100, peers: [peer('ws://b/', 100), peer('ws://c/', undefined)] }).target).toBeUndefined();
+    // Every load known: the share as before.
+    expect(computeShare({ nodes: undefined, ownConnections: 100, peers: [peer('ws://b/', 100), peer('ws://c/', 100)] }).target).toBe(180);
+    // With a node count an unknown peer is only not a peer with room.
+    expect(computeShare({ nodes: 300, ownConnections: 100, peers: [peer('ws://b/', 100), peer('ws://c/', undefined)] }).target).toBe(180);
+  });
+
   it('counts connections beyond the node count (several agents per node, a test fleet) as they are', () => {
     const s = computeShare({ nodes: 10, ownConnections: 900, peers: [peer('ws://b/', 0), peer('ws://c/', 100)] });
     expect(s.fair).toBe(334);
@@ -59,6 +71,24 @@ describe('fleet - the balancer', () => {
     const peers = peersOf([slice('cattail-a', '10.0.0.1', [5473, 9093]), slice('cattail-b', '10.0.0.2', [5473, 9093]), slice('cattail-c', '10.0.0.3', [5473, 9093], false)], names);
     expect(peers).toEqual([{ agentsUrl: 'ws://10.0.0.2:5473/', loadUrl: 'http://10.0.0.2:9093/v1/load' }]);
     expect(peersOf([slice('other', '10.0.0.1', [1, 2])], { ...names, selfAddresses: ['10.0.0.1'] })).toEqual([]);
+  });
+
+  it('counts a pod of a dual-stack Service once (a slice per address family), itself included', () => {
+    const v6 = (name: string, address: string): EndpointSliceLike => ({ ...slice(name, address, [5473, 9093]), addressType: 'IPv6' });
+    const slices = [slice('cattail-a', '10.0.0.1', [5473, 9093]), slice('cattail-b', '10.0.0.2', [5473, 9093]), v6('cattail-a', 'fd00::1'), v6('cattail-b', 'fd00::2')];
+    expect(peersOf(slices, names)).toEqual([{ agentsUrl: 'ws://10.0.0.2:5473/', loadUrl: 'http://10.0.0.2:9093/v1/load' }]);
+  });
+
+  it('takes a peer that reports itself not ready as one without room (its slice lags)', async () => {
+    const applied: Share[] = [];
+    const b = new ReplicaBalancer({
+      ...names, service: 'calico-system/cattail', intervalMs: 10_000, clock: new FakeClock(),
+      nodeCount: () => 900, ownConnections: () => 900, apply: (x) => applied.push(x),
+      source: { list: async () => [slice('cattail-a', '10.0.0.1', [5473, 9093]), slice('cattail-b', '10.0.0.2', [5473, 9093])] },
+      fetchLoad: async () => ({ serverId: 'b', connections: 0, targetConnections: null, ready: false }),
+    });
+    await b.tick();
+    expect(applied.at(-1)).toMatchObject({ rebalancing: false, target: 1080 });
   });
 
   it('applies the share on every tick, keeps the last one when the slices cannot be read, and treats a silent peer as unknown', async () => {

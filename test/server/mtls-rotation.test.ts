@@ -102,11 +102,13 @@ describe('server mTLS - certificate rotation', () => {
     await Promise.all(clients.map((c) => c.whenInSync()));
     expect(server.connectionCount()).toBe(50);
     expect(await servedFingerprint(server.url, ca, agentCert)).toBe(fingerprintOf(first.certPem));
+    expect(server.servedCertFingerprint()).toBe(fingerprintOf(first.certPem));
 
     // Rotation: the new pair is applied to new handshakes; the 50 open connections keep theirs.
     volume.publish(second.certPem, second.keyPem);
     await waitUntil(async () => (await metric(server, 'cattail_tls_reloads_total', { result: 'success' })) === 1, 'rotation applied');
     expect(await servedFingerprint(server.url, ca, agentCert)).toBe(fingerprintOf(second.certPem));
+    expect(server.servedCertFingerprint()).toBe(fingerprintOf(second.certPem));
     expect(logs.some((l) => l.msg === 'TLS certificate reloaded')).toBe(true);
 
     upstream.apply('felix', { '/pods/b': { n: 1 } }, { watermarks: { pods: '2' } });
@@ -126,6 +128,9 @@ describe('server mTLS - certificate rotation', () => {
     await waitUntil(async () => (await metric(server, 'cattail_tls_reloads_total', { result: 'failure' })) === 1, 'broken set refused');
     expect(logs.find((l) => l.msg.startsWith('TLS files changed but cannot be used'))?.level).toBe(50);
     expect(await servedFingerprint(server.url, ca, agentCert)).toBe(fingerprintOf(second.certPem));
+    // What the balancer pins (serve.ts) is what is served, not the file: the file now holds the
+    // first certificate, and pinning it cut every peer's load off after the grace period.
+    expect(server.servedCertFingerprint()).toBe(fingerprintOf(second.certPem));
     expect(await metric(server, 'cattail_tls_reloads_total', { result: 'success' })).toBe(1);
     const another = agent(51);
     await another.client.whenInSync();

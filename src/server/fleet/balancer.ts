@@ -71,7 +71,11 @@ export function peersOf(slices: readonly EndpointSliceLike[], o: Pick<BalancerOp
   for (const e of sliceEndpoints(slices, o.agentsPortName)) {
     const self = e.podName === o.selfName || o.selfAddresses.includes(e.address);
     const agentsUrl = `${o.scheme}://${e.host}:${e.port}/`;
-    if (self || !e.ready || seen.has(agentsUrl)) continue;
+    // One peer per pod: a dual-stack Service has a slice per address family, so each pod comes
+    // twice, and counting it twice skewed both the replica count and the loads.
+    const id = e.podName !== undefined ? `pod:${e.podName}` : agentsUrl;
+    if (self || !e.ready || seen.has(id) || seen.has(agentsUrl)) continue;
+    seen.add(id);
     seen.add(agentsUrl);
     const metrics = e.portNamed(o.metricsPortName);
     out.push({ agentsUrl, loadUrl: metrics === undefined ? undefined : `${o.loadScheme ?? 'http'}://${e.host}:${metrics}/v1/load` });
@@ -204,7 +208,9 @@ export class ReplicaBalancer {
         if (p.loadUrl === undefined) return { url: p.agentsUrl, connections: undefined };
         try {
           const r = await fetchLoad(p.loadUrl);
-          return { url: p.agentsUrl, connections: Number.isSafeInteger(r.connections) && r.connections >= 0 ? r.connections : undefined };
+          // A peer that says it is not ready (its slice lags by a probe period or more) has no
+          // room to offer: hinted agents would get its 503.
+          return { url: p.agentsUrl, connections: r.ready !== false && Number.isSafeInteger(r.connections) && r.connections >= 0 ? r.connections : undefined };
         } catch {
           return { url: p.agentsUrl, connections: undefined };
         }

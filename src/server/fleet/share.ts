@@ -55,7 +55,14 @@ export function computeShare(i: ShareInput): Share {
   // count as they are.
   const agents = Math.max(i.nodes ?? 0, known);
   const allUrls = i.peers.map((p) => p.url);
-  if (i.nodes === undefined && known === 0) return { target: undefined, capacity: undefined, fair: undefined, hints: allUrls, rebalancing: false };
+  // Without a node count the fleet's agents are only what the loads say: a peer whose load is
+  // unknown would count as holding none, and a replica that cannot read its peers (a slow
+  // /v1/load in a reconnect storm, a certificate it does not know yet) shrank its own target
+  // look after look and shed agents to peers as blind as itself (tier 2 has no node count at
+  // all). No target until every load is known.
+  if (i.nodes === undefined && (known === 0 || i.peers.some((p) => p.connections === undefined))) {
+    return { target: undefined, capacity: undefined, fair: undefined, hints: allUrls, rebalancing: false };
+  }
   const capacity = Math.max(1, Math.ceil((agents * (1 + CAPACITY_HEADROOM)) / Math.max(1, replicas - 1)));
   const fair = Math.max(1, Math.ceil(agents / replicas));
   const room = Math.floor((agents / replicas) * (1 - FAIR_BAND));
