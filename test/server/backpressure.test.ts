@@ -367,6 +367,24 @@ describe('server - backpressure', () => {
     expect(await h.metric('cattail_connections_closed_total')).toBe(0);
   });
 
+  it('keeps an agent whose second feed\'s snapshot waits behind the first one\'s slow but moving stream', async () => {
+    // Each service turn streams the agent's feeds in order: the big first one fills the socket,
+    // the second takes no frame until it is done. Judged by its own stream, the second feed fell
+    // behind and the whole connection was closed (4007) while the agent was reading.
+    const clock = new FakeClock();
+    const h = await harness({ clock, feeds: ['felix', 'bgp'], flushWindowMs: 0, socketHighWaterBytes: 64 * 1024, handshakeTimeoutMs: 600_000, ...FALL_BEHIND_1S });
+    seedBig(h, 768);
+    h.upstream.apply('bgp', { '/pods/small/s': { s: 1 } }, { status: 'in-sync' });
+    const slow = h.agent({ feeds: [{ name: 'felix' }, { name: 'bgp' }], maxFrameBytes: 64 * 1024 });
+    await slow.until(() => slow.received.includes('snapshotChunk'), 'snapshot started');
+    await readSlowly(clock, slow);
+    expect(slow.feed('bgp').revision).not.toBe(h.storeRevision('bgp')); // the second feed's snapshot still waits
+    slow.socket.resume();
+    await waitUntil(() => ['felix', 'bgp'].every((f) => slow.feed(f).revision === h.storeRevision(f) && slow.feed(f).pendingSnapshot === undefined), 'both snapshots complete', { clock, stepMs: 20, timeoutMs: 20_000 });
+    expect(slow.closeCode).toBeUndefined();
+    expect(await h.metric('cattail_connections_closed_total')).toBe(0);
+  });
+
   it('runs the PONG deadline from the snapshot stream\'s last move: a silent agent is kept while its stream moves, closed 4005 after', async () => {
     // A PING written behind megabytes of snapshot reaches a slow reader only after them; this
     // agent never answers at all, so only the stream's movement can keep it.

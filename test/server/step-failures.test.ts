@@ -10,6 +10,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { Connection } from '../../src/server/transport/connection.js';
 import { bodySizeFor } from '../../src/server/fanout/handshake.js';
 import { harness } from './helpers/harness.js';
+import { waitUntil } from '../support/wait.js';
 import type * as Framing from '../../src/server/transport/framing.js';
 
 /** The agents' frame size whose DELTA encoding fails (any size other agents do not announce). */
@@ -108,6 +109,67 @@ describe('a step that throws for one connection', () => {
       }
     } finally {
       spy.mockRestore();
+    }
+  });
+
+  it('flush of several feeds: a socket that throws fails its connection alone; the connections after it get the change', async () => {
+    const real = Connection.prototype.writeShared;
+    let armed = false;
+    const spy = vi.spyOn(Connection.prototype, 'writeShared').mockImplementation(function (this: Connection, buf: Buffer) {
+      if (armed && this.node === 'bad') throw new Error('injected: the transport threw on write');
+      return real.call(this, buf);
+    });
+    try {
+      const h = await harness({ feeds: ['felix', 'bgp'] });
+      seed(h, 10, 'a');
+      h.upstream.apply('bgp', { '/pods/x/y': { v: 0 } }, { status: 'in-sync' });
+      const feeds = [{ name: 'felix' }, { name: 'bgp' }];
+      const bad = h.agent({ node: 'bad', feeds });
+      const others = Array.from({ length: 4 }, (_, i) => h.agent({ node: `n${i}`, feeds }));
+      for (const a of [bad, ...others]) for (const f of ['felix', 'bgp']) await a.untilRevision(f, h.storeRevision(f));
+      armed = true;
+      // Both feeds change in one flush: the walk over every connection (flushAll).
+      seed(h, 10, 'b');
+      h.upstream.apply('bgp', { '/pods/x/y': { v: 1 } }, { status: 'in-sync' });
+      await bad.until(() => bad.closeCode !== undefined, 'the failing agent closed');
+      expect(bad.errors.map((e) => e.code)).toEqual(['CATTAIL_INTERNAL']);
+      for (const a of others) {
+        for (const f of ['felix', 'bgp']) {
+          await a.untilRevision(f, h.storeRevision(f));
+          expect(a.digest(f)).toEqual(h.storeDigest(f));
+        }
+        expect(a.violations).toEqual([]);
+      }
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  it('a close handler that throws is a process warning, not an uncaught exception: the server and the other agents go on', async () => {
+    const proto = Connection.prototype as unknown as { onSocketClose(code: number): void };
+    const real = proto.onSocketClose;
+    const spy = vi.spyOn(proto, 'onSocketClose').mockImplementation(function (this: Connection, code: number) {
+      real.call(this, code);
+      if (this.node === 'bad') throw new Error('injected: the close bookkeeping threw');
+    });
+    const warnings: Error[] = [];
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(((w: Error) => void warnings.push(w)) as typeof process.emitWarning);
+    try {
+      const h = await harness();
+      seed(h, 5, 'a');
+      const bad = h.agent({ node: 'bad', feeds: [{ name: 'felix' }] });
+      const good = h.agent({ node: 'good', feeds: [{ name: 'felix' }] });
+      for (const a of [bad, good]) await a.untilRevision('felix', h.storeRevision('felix'));
+      bad.ws.terminate();
+      await waitUntil(() => warnings.length === 1, 'the warning');
+      expect(warnings[0]?.message).toBe('injected: the close bookkeeping threw');
+      seed(h, 5, 'b');
+      await good.untilRevision('felix', h.storeRevision('felix'));
+      expect(good.digest('felix')).toEqual(h.storeDigest('felix'));
+      expect(h.server.connectionCount()).toBe(1);
+    } finally {
+      spy.mockRestore();
+      warn.mockRestore();
     }
   });
 

@@ -195,17 +195,27 @@ export class Flusher {
         const buf = this.bufferFor(u, cursor, above, now);
         if (buf !== undefined) {
           if (Array.isArray(buf)) {
-            // A scoped unit: shared part + node part, one corked write.
-            conn.beginBatch();
-            for (const b of buf) {
-              conn.writeShared(b);
-              bytes += b.length;
+            // A scoped unit: shared part + node part, one corked write. A socket that throws is
+            // this connection's failure, never the walk's (the cursors after it would get nothing).
+            try {
+              conn.beginBatch();
+              for (const b of buf) {
+                conn.writeShared(b);
+                bytes += b.length;
+              }
+              conn.endBatch();
+            } catch (err) {
+              conn.failWith(err);
             }
-            conn.endBatch();
           } else {
             const sink = conn.sinkFor(buf.length);
-            if (sink === undefined) conn.writeShared(buf);
-            else {
+            if (sink === undefined) {
+              try {
+                conn.writeShared(buf);
+              } catch (err) {
+                conn.failWith(err);
+              }
+            } else {
               pending.sinks[n] = sink;
               pending.bufs[n] = buf;
               pending.conns[n] = conn;
@@ -240,20 +250,28 @@ export class Flusher {
     for (const conn of this.ctx.connections) {
       if (conn.state !== 'streaming') continue;
       const above = conn.aboveHighWater(hwm);
-      conn.beginBatch();
-      for (const cursor of conn.cursors) {
-        if (conn.state !== 'streaming') break; // closed by a unit it cannot take
-        const u = units[cursor.feed.id];
-        if (u === undefined || cursor.phase !== 'live') continue;
-        const buf = this.bufferFor(u, cursor, above, now);
-        if (buf !== undefined) {
-          for (const b of Array.isArray(buf) ? buf : [buf]) {
-            conn.writeShared(b);
-            bytes += b.length;
+      // Per connection: a socket that throws fails its own connection (its cursors already moved
+      // past units it did not get), never the walk: the connections after it would get nothing
+      // until some later flush found them behind.
+      try {
+        conn.beginBatch();
+        for (const cursor of conn.cursors) {
+          if (conn.state !== 'streaming') break; // closed by a unit it cannot take
+          const u = units[cursor.feed.id];
+          if (u === undefined || cursor.phase !== 'live') continue;
+          const buf = this.bufferFor(u, cursor, above, now);
+          if (buf !== undefined) {
+            for (const b of Array.isArray(buf) ? buf : [buf]) {
+              conn.writeShared(b);
+              bytes += b.length;
+            }
           }
         }
+        if (conn.endBatch()) writes++;
+      } catch (err) {
+        conn.failWith(err);
+        continue;
       }
-      if (conn.endBatch()) writes++;
       if (conn.needsService && !above) this.service.queue(conn);
     }
     return { writes, bytes };

@@ -363,7 +363,9 @@ export class SnapshotCache {
    */
   private reusable(b: SnapshotBuild, feed: FeedRuntime, compression: Compression, maxBodyBytes: number, minRevision: number, floor: Readonly<Record<string, string>> | undefined, now: number): boolean {
     if (b.feed !== feed || b.compression !== compression || b.maxBodyBytes !== maxBodyBytes || b.revision < minRevision || olderThan(b, floor)) return false;
-    return this.fresh(b, now) && (b.revision === feed.store.revision || feed.store.since(b.revision).kind === 'delta');
+    // since() would answer `delta` exactly when the revision is within the log: asked here, it built
+    // the whole compacted difference (every key changed since the build) on every HELLO of a storm.
+    return this.fresh(b, now) && (b.revision === feed.store.revision || (b.revision < feed.store.revision && b.revision >= feed.store.stats().oldestRevision));
   }
 
   /** Drops finished builds that are outdated and older than the reuse window (agents still streaming keep their reference). */

@@ -85,8 +85,13 @@ export class Sweeper {
           if (conn.needsService && conn.writableBytes <= o.socketHighWaterBytes) this.service.queue(conn);
           if (now >= conn.nextPingMs) {
             ping ??= encodeMessage({ type: 'ping', t: Math.round(now) });
-            if (conn.writeOwn([ping])) stats.pingsSent++;
             conn.nextPingMs = now + this.ctx.nextPingDelayMs();
+            // A socket that throws fails its connection, not the sweep of the others.
+            try {
+              if (conn.writeOwn([ping])) stats.pingsSent++;
+            } catch (err) {
+              conn.failWith(err);
+            }
           }
           break;
         default:
@@ -167,12 +172,16 @@ export class Sweeper {
    * paused reader fills its socket buffers, then the stream stops) counts as falling behind.
    * Rejected: extending the grace to the end of the snapshot (a frozen agent in its snapshot would
    * then be kept until the PONG timeout only, holding its socket buffers).
+   * The connection's stream counts for every feed while any of its snapshots streams: a service
+   * turn streams an agent's feeds in order, so a second feed's snapshot (or catch-up) takes no
+   * frame while the first one's fills the socket, and judged alone it closed a reading agent.
    */
   private checkFallBehind(conn: Connection, now: number): boolean {
     const o = this.ctx.o;
+    const streaming = conn.cursors.some((x) => x.snapshot !== undefined);
     for (const c of conn.cursors) {
       if (c.behindSinceMs === undefined) continue;
-      if (c.snapshot !== undefined && now - c.snapshot.progressMs <= o.maxFallBehindMs) continue;
+      if (streaming && now - Math.max(c.snapshot?.progressMs ?? 0, conn.lastStreamProgressMs) <= o.maxFallBehindMs) continue;
       const ageMs = now - c.behindSinceMs;
       if (ageMs <= o.maxFallBehindMs) continue;
       if (now < c.graceUntilMs) {

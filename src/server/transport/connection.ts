@@ -411,8 +411,18 @@ export class Connection {
     if (!this.open) return;
     this.state = 'closing';
     this.closeCode = code;
-    this.endBatch();
-    this.socket.close(code);
+    try {
+      this.endBatch();
+      this.socket.close(code);
+    } catch {
+      // As in fail(): cut a socket that throws, and leave the feeds regardless (skipped, the
+      // cursors stayed in the live lists and took flush writes until the socket's close event).
+      try {
+        this.socket.terminate();
+      } catch {
+        // Already gone.
+      }
+    }
     this.release();
   }
 

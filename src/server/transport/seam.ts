@@ -109,6 +109,41 @@ export function deliverMessage(events: AgentSocketEvents | undefined, data: Buff
   }
 }
 
+/** Delivers `drain`, a throw from it going to `failed` as for a message. */
+export function deliverDrain(events: AgentSocketEvents | undefined, terminate: () => void): void {
+  try {
+    events?.drain();
+  } catch (err) {
+    reportFailure(events, err, terminate);
+  }
+}
+
+/**
+ * Delivers `close`. The socket is gone, so a throw (a bug in the fan-out's bookkeeping of a
+ * closed connection) can only be reported: as a process warning, never into the transport's I/O
+ * callback, where it would end the process and every other agent's connection with it.
+ */
+export function deliverClose(events: AgentSocketEvents | undefined, code: number): void {
+  try {
+    events?.close(code);
+  } catch (err) {
+    process.emitWarning(err instanceof Error ? err : new Error(String(err)), { code: 'CATTAIL_INTERNAL', detail: 'an agent socket\'s close handler threw; the connection is gone, the server goes on' });
+  }
+}
+
+/**
+ * Hands an accepted socket to the server; a throw ends that socket alone. The `ws` transport's
+ * accepts also run inside its paced turns, which catch; uWS calls `open` from native code.
+ */
+export function deliverAccept(accept: (s: AgentSocket) => void, s: AgentSocket, terminate: () => void): void {
+  try {
+    accept(s);
+  } catch (err) {
+    process.emitWarning(err instanceof Error ? err : new Error(String(err)), { code: 'CATTAIL_INTERNAL', detail: 'accepting an agent socket threw; that socket is ended' });
+    terminate();
+  }
+}
+
 /** Reports a failed delivery to `events.failed`, ending the socket if that fails as well. */
 export function reportFailure(events: AgentSocketEvents | undefined, err: unknown, terminate: () => void): void {
   try {

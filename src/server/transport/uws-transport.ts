@@ -31,7 +31,7 @@ import { createServer } from 'node:net';
 import { SUBPROTOCOL } from './framing.js';
 import {
   ANY_HOST, type AcceptHooks, type AgentSink, type AgentSocket, type AgentSocketEvents, type AgentTransport, type BoundAddress, HARD_CAP_FACTOR,
-  type ListenAddress, type PeerInfo, type TransportLimits, forEachFrame, peerAddress, releaseHeaders, reportFailure,
+  type ListenAddress, type PeerInfo, type TransportLimits, deliverAccept, deliverClose, deliverDrain, forEachFrame, peerAddress, releaseHeaders, reportFailure,
 } from './seam.js';
 import { type UwsHttpRequest, type UwsHttpResponse, type UwsModule, type UwsWebSocket, loadUws } from './uws-loader.js';
 import { SEND_DROPPED, UWS_PIECE_BYTES, UwsOutbound, sendMessage } from './uws-outbound.js';
@@ -210,7 +210,7 @@ class UwsAgentSocket implements AgentSocket, InboundTarget {
       if (this.closed) return;
       this.out.pump();
       this.settle();
-      if (!this.closed) this.events?.drain();
+      if (!this.closed) deliverDrain(this.events, () => this.terminate());
     });
   }
 
@@ -222,7 +222,7 @@ class UwsAgentSocket implements AgentSocket, InboundTarget {
     // Messages still waiting for their turn come first (an ACK counts for the convergence
     // barrier); anything they write is dropped, the socket being closed.
     this.pacer.closing(this);
-    this.events?.close(code === 0 ? 1005 : code);
+    deliverClose(this.events, code === 0 ? 1005 : code);
   }
 }
 
@@ -316,7 +316,7 @@ export class UwsTransport implements AgentTransport {
         const s = new UwsAgentSocket(ws, ud.peer, (x) => this.sockets.delete(x), this.pacer);
         ud.socket = s;
         this.sockets.add(s);
-        this.o.hooks.accept(s);
+        deliverAccept(this.o.hooks.accept, s, () => s.terminate());
         // uWS keeps the user data for the socket's life: neither it nor the socket keeps the headers.
         s.peer = releaseHeaders(s.peer);
         ud.peer = s.peer;

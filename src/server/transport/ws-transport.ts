@@ -21,7 +21,7 @@ import { PacedTurns, UPGRADE_TURN_MS } from './paced.js';
 import { peerTlsOf } from './tls/identity.js';
 import {
   ANY_HOST, type AcceptHooks, peerAddress, type AgentSink, type AgentSocket, type AgentSocketEvents, type AgentTransport, type BoundAddress, HARD_CAP_FACTOR,
-  type ListenAddress, type PeerInfo, type TlsIdentity, type TransportLimits, deliverMessage, releaseHeaders,
+  type ListenAddress, type PeerInfo, type TlsIdentity, type TransportLimits, deliverClose, deliverDrain, deliverMessage, releaseHeaders,
 } from './seam.js';
 
 /** The identity in a TLS socket's peer certificate; undefined for plaintext or no certificate. */
@@ -56,10 +56,10 @@ class WsAgentSocket implements AgentSocket {
       const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
       deliverMessage(this.events, buf, isBinary, () => this.ws.terminate());
     });
-    ws.on('close', (code) => this.events?.close(code));
+    ws.on('close', (code) => deliverClose(this.events, code));
     // ws reports protocol errors (bad masking, oversize above its hard cap) here and closes by itself.
     ws.on('error', () => undefined);
-    socket.on('drain', () => this.events?.drain());
+    socket.on('drain', () => deliverDrain(this.events, () => this.ws.terminate()));
   }
 
   setEvents(events: AgentSocketEvents): void {
