@@ -199,6 +199,9 @@ export function createServeCommand(factory: UpstreamFactory, makeLogger: (level:
     const agents = server.connectionCount();
     log.info({ serverId: server.serverId, agents, shutdownTimeoutMs: config.shutdownTimeoutMs }, 'shutting down: draining');
     if (agents > 0) ctx.stdout.write(`cattail serve: draining ${agents} agent(s) over up to ${Math.ceil(config.shutdownTimeoutMs / 1000)} s; signal again to close them at once\n`);
+    // New agents are refused from here (a peer's stale hint still sends some): one admitted
+    // during the final checkpoint got a whole snapshot only to be drained.
+    server.refuseNew();
     // The last checkpoint is taken before any agent leaves: every agent it served then holds
     // that state or a newer one, so each can rebase on the restarted replica (warm-state.ts).
     if (built.beforeDrain !== undefined) {

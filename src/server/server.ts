@@ -102,6 +102,12 @@ export interface ServerHandle {
   /** Replaces the peers hinted to refused, shed and drained agents. */
   setPeerEndpoints(urls: readonly string[]): void;
   /**
+   * The first step of a shutdown alone: refuse new agents (503 + peers, /readyz 503) and shed no
+   * more; the open ones stay. `cattail serve` takes it before the final checkpoint, which may
+   * take seconds: an agent admitted then got its whole snapshot only to be drained. Idempotent.
+   */
+  refuseNew(): void;
+  /**
    * The paced shutdown: refuse new agents (503 + peers), close the open ones one at a time over
    * shutdownTimeoutMs (GOODBYE + 4010 with a reconnect delay and the peers), then stop as
    * {@link close} does. Resolves when the last agent is gone or the time is up. Idempotent.
@@ -327,6 +333,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
       checkPeers(urls);
       governor.peerEndpoints = urls;
     },
+    refuseNew: () => governor.drain(),
     drain: () =>
       (draining ??= (async () => {
         await shedder.drain();

@@ -95,6 +95,22 @@ describe('server - drain at shutdown', () => {
     expect(h.upstream.stopped).toBe(true);
   });
 
+  it('refuseNew(): refuses new agents and sheds no more, the open ones stay (cattail serve, during the final checkpoint)', async () => {
+    const clock = new FakeClock();
+    const h = await harness({ clock, random: seededRandom(12), ...QUIET, peerEndpoints: PEERS, shutdownTimeoutMs: 6_000 });
+    const agents = await fleet(h, 4);
+    h.server.setTargetConnections(1); // over the target: shedding would start
+    h.server.refuseNew();
+    const refused = await tryUpgrade(h.server.url);
+    expect(refused.status).toBe(503);
+    expect(refused.body).toContain('draining');
+    clock.advance(60_000);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(agents.every((a) => a.closeCode === undefined)).toBe(true);
+    expect(h.server.connectionCount()).toBe(4);
+    expect(await h.metric('cattail_connections_shed_total')).toBe(0);
+  });
+
   it('closes the rest at once when cut short (a second signal), their reconnect delays spread', async () => {
     const clock = new FakeClock();
     const h = await harness({ clock, random: seededRandom(5), ...QUIET, peerEndpoints: PEERS });
