@@ -240,6 +240,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   const health = new Health(clock, fanout, feeds, governor, upstream, options.upstreamDescription);
   const limits = { maxInboundBytes: o.maxInboundBytes, maxClientBytes: o.maxClientBytes, compressMinBytes: o.compressMinBytes };
   const hooks = acceptHooks({
+    clock,
     governor,
     metrics,
     openConnections: () => fanout.connections.size,

@@ -1,4 +1,6 @@
 import WebSocket from 'ws';
+import { connect } from 'node:net';
+import { REFUSED_CLOSE_GRACE_MS } from '../../src/server/transport/accept.js';
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/clock.js';
 import { seededRandom } from '../../src/random.js';
@@ -111,6 +113,28 @@ describe('server - hostile peers get coded closes and the gauge returns to zero'
     }
     expect(h.server.connectionCount()).toBe(0);
     expect(await h.metric('cattail_connections_refused_total', { reason: 'subprotocol' })).toBe(2);
+  });
+
+  it('cuts a refused socket that ignores the close frame after REFUSED_CLOSE_GRACE_MS (it never holds a slot for the library\'s 30 s)', async () => {
+    const clock = new FakeClock();
+    const h = await harness({ clock });
+    h.upstream.apply('felix', { '/pods/a': { n: 1 } }, { status: 'in-sync' });
+    const url = new URL(h.server.url);
+    const sock = connect(Number(url.port), url.hostname);
+    await new Promise<void>((r) => sock.once('connect', () => r()));
+    // A raw upgrade offering another subprotocol; the client then reads but never answers the close.
+    sock.write(['GET / HTTP/1.1', `Host: ${url.host}`, 'Upgrade: websocket', 'Connection: Upgrade', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Protocol: other.v1', '', ''].join('\r\n'));
+    let received = Buffer.alloc(0);
+    let ended = false;
+    sock.on('data', (d: Buffer) => (received = Buffer.concat([received, d])));
+    sock.on('close', () => (ended = true));
+    await waitUntil(() => received.includes(Buffer.from('101 Switching Protocols')) && received.length > 200, 'upgraded, ERROR and close frame read');
+    clock.advance(1_000);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(ended).toBe(false);
+    clock.advance(REFUSED_CLOSE_GRACE_MS);
+    await waitUntil(() => ended, 'the server cut the socket');
+    tally.add('a refused socket ignoring the close frame', 'cut after 2 s');
   });
 
   it('closes an unknown feed with 4006 and a bad protocol version with 4001', async () => {
