@@ -308,7 +308,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   }
   log?.info({ serverId, listen: `${agentAddr.address}:${agentAddr.port}`, httpListen: `${httpAddr.address}:${httpAddr.port}`, feeds: feeds.map((f) => f.name), ...o, transport: transport.kind, tls: tls === undefined ? 'off' : tls.mutual ? 'mutual' : 'server-only', targetConnections, peerEndpoints }, 'cattail server listening');
 
-  let servedCert: { material: object; fingerprint: string } | undefined;
+  let servedCert: { material: object; fingerprint: string | undefined } | undefined;
   return {
     url: `${tls !== undefined ? 'wss' : 'ws'}://${urlHost(agentAddr)}:${agentAddr.port}/`,
     httpUrl: `${tlsSettings?.httpTls === true ? 'https' : 'http'}://${urlHost(httpAddr)}:${httpAddr.port}`,
@@ -321,7 +321,17 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
     servedCertFingerprint: () => {
       if (tls === undefined) return undefined;
       const m = tls.material;
-      if (servedCert?.material !== m) servedCert = { material: m, fingerprint: new X509Certificate(m.cert).fingerprint256 };
+      if (servedCert?.material !== m) {
+        // Never throws (the balancer calls it outside any catch): the loaded set parsed already,
+        // so a failure here is a bug, and an unknown pin only makes the peers' loads unknown.
+        let fingerprint: string | undefined;
+        try {
+          fingerprint = new X509Certificate(m.cert).fingerprint256;
+        } catch {
+          fingerprint = undefined;
+        }
+        servedCert = { material: m, fingerprint };
+      }
       return servedCert.fingerprint;
     },
     flushNow: () => fanout.flush(),

@@ -152,8 +152,8 @@ describe('a step that throws for one connection', () => {
       real.call(this, code);
       if (this.node === 'bad') throw new Error('injected: the close bookkeeping threw');
     });
-    const warnings: Error[] = [];
-    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(((w: Error) => void warnings.push(w)) as typeof process.emitWarning);
+    const warnings: { text: string; code: string | undefined }[] = [];
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(((w: string, o?: { code?: string }) => void warnings.push({ text: String(w), code: o?.code })) as typeof process.emitWarning);
     try {
       const h = await harness();
       seed(h, 5, 'a');
@@ -162,7 +162,7 @@ describe('a step that throws for one connection', () => {
       for (const a of [bad, good]) await a.untilRevision('felix', h.storeRevision('felix'));
       bad.ws.terminate();
       await waitUntil(() => warnings.length === 1, 'the warning');
-      expect(warnings[0]?.message).toBe('injected: the close bookkeeping threw');
+      expect(warnings[0]).toEqual({ text: 'an agent socket\'s close handler threw: injected: the close bookkeeping threw', code: 'CATTAIL_INTERNAL' });
       seed(h, 5, 'b');
       await good.untilRevision('felix', h.storeRevision('felix'));
       expect(good.digest('felix')).toEqual(h.storeDigest('felix'));

@@ -6,8 +6,10 @@
  *
  * Failure modes, each falling back to doing less, never more: a failed EndpointSlice read keeps
  * the last peers and target; a peer that does not answer (or answers more than
- * MAX_LOAD_REPLY_BYTES) counts as ready with unknown load (it gets hints only when no peer is
- * known to have room); a replica that cannot see the node count yet sets no target. Nothing here closes an agent itself: the shedder moves one per interval.
+ * MAX_LOAD_REPLY_BYTES), or says it is not ready, counts with unknown load (it gets hints only
+ * when no peer is known to have room); a replica without the node count sets no target while any
+ * peer's load is unknown (share.ts). Nothing here closes an agent itself: the shedder moves one
+ * per interval.
  */
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';

@@ -127,7 +127,8 @@ export function deliverClose(events: AgentSocketEvents | undefined, code: number
   try {
     events?.close(code);
   } catch (err) {
-    process.emitWarning(err instanceof Error ? err : new Error(String(err)), { code: 'CATTAIL_INTERNAL', detail: 'an agent socket\'s close handler threw; the connection is gone, the server goes on' });
+    // A string warning: Node drops `code` and `detail` when the warning is an Error.
+    process.emitWarning(`an agent socket's close handler threw: ${err instanceof Error ? err.message : String(err)}`, { code: 'CATTAIL_INTERNAL', detail: 'the connection is gone, the server goes on' });
   }
 }
 
@@ -139,7 +140,7 @@ export function deliverAccept(accept: (s: AgentSocket) => void, s: AgentSocket, 
   try {
     accept(s);
   } catch (err) {
-    process.emitWarning(err instanceof Error ? err : new Error(String(err)), { code: 'CATTAIL_INTERNAL', detail: 'accepting an agent socket threw; that socket is ended' });
+    process.emitWarning(`accepting an agent socket threw: ${err instanceof Error ? err.message : String(err)}`, { code: 'CATTAIL_INTERNAL', detail: 'that socket is ended, the server goes on' });
     terminate();
   }
 }
