@@ -7,6 +7,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
+import pino from 'pino';
 import { FakeClock } from '../../src/clock.js';
 import { LIST_TIMEOUT_MS, type LoadReport, MAX_LOAD_REPLY_BYTES, PREVIOUS_CERT_GRACE_MS, ReplicaBalancer, peersOf } from '../../src/server/fleet/balancer.js';
 import { computeShare, type Share } from '../../src/server/fleet/share.js';
@@ -77,6 +78,27 @@ describe('fleet - the balancer', () => {
     const v6 = (name: string, address: string): EndpointSliceLike => ({ ...slice(name, address, [5473, 9093]), addressType: 'IPv6' });
     const slices = [slice('cattail-a', '10.0.0.1', [5473, 9093]), slice('cattail-b', '10.0.0.2', [5473, 9093]), v6('cattail-a', 'fd00::1'), v6('cattail-b', 'fd00::2')];
     expect(peersOf(slices, names)).toEqual([{ agentsUrl: 'ws://10.0.0.2:5473/', loadUrl: 'http://10.0.0.2:9093/v1/load' }]);
+  });
+
+  it('logs a peer whose load cannot be read once as it turns unknown, and once as it comes back', async () => {
+    const lines: { level: number; msg: string }[] = [];
+    const log = pino({ level: 'info' }, { write: (l: string) => void lines.push(JSON.parse(l) as { level: number; msg: string }) });
+    let failing = true;
+    const b = new ReplicaBalancer({
+      ...names, service: 'calico-system/cattail', intervalMs: 10_000, clock: new FakeClock(), log,
+      nodeCount: () => undefined, ownConnections: () => 100, apply: () => undefined,
+      source: { list: async () => [slice('cattail-a', '10.0.0.1', [5473, 9093]), slice('cattail-b', '10.0.0.2', [5473, 9093])] },
+      fetchLoad: async () => {
+        if (failing) throw new Error('timed out');
+        return { serverId: 'b', connections: 100, targetConnections: null, ready: true };
+      },
+    });
+    for (let i = 0; i < 3; i++) await b.tick();
+    expect(lines.filter((l) => l.msg.startsWith('cannot read a peer'))).toHaveLength(1);
+    failing = false;
+    await b.tick();
+    await b.tick();
+    expect(lines.filter((l) => l.msg.startsWith('a peer\'s load is readable again'))).toHaveLength(1);
   });
 
   it('takes a peer that reports itself not ready as one without room (its slice lags)', async () => {

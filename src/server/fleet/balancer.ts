@@ -175,6 +175,8 @@ export class ReplicaBalancer {
   ticks = 0;
   /** This replica's certificate fingerprint as last read, and earlier ones until when they are still believed (PREVIOUS_CERT_GRACE_MS). */
   private ownPin: string | undefined;
+  /** Peers whose load could not be read at the last look (logged once as they turn unknown). */
+  private readonly unreadable = new Set<string>();
   private previousPins: { fingerprint: string; untilMs: number }[] = [];
 
   constructor(private readonly o: BalancerOptions) {
@@ -210,15 +212,23 @@ export class ReplicaBalancer {
         if (p.loadUrl === undefined) return { url: p.agentsUrl, connections: undefined };
         try {
           const r = await fetchLoad(p.loadUrl);
+          if (this.unreadable.delete(p.agentsUrl)) this.o.log?.info({ peer: p.loadUrl }, 'a peer\'s load is readable again');
           // A peer that says it is not ready (its slice lags by a probe period or more) has no
           // room to offer: hinted agents would get its 503.
           return { url: p.agentsUrl, connections: r.ready !== false && Number.isSafeInteger(r.connections) && r.connections >= 0 ? r.connections : undefined };
-        } catch {
+        } catch (err) {
+          // Once per peer as it turns unknown: without a node count (tier 2) one such peer means
+          // no target for this replica, and the operator sees why here.
+          if (!this.unreadable.has(p.agentsUrl)) {
+            this.unreadable.add(p.agentsUrl);
+            this.o.log?.warn({ peer: p.loadUrl, err }, 'cannot read a peer\'s load; counting it as unknown');
+          }
           return { url: p.agentsUrl, connections: undefined };
         }
       }),
     );
     if (this.stopped) return;
+    for (const u of this.unreadable) if (!peers.some((p) => p.agentsUrl === u)) this.unreadable.delete(u);
     const share = computeShare({ nodes: this.o.nodeCount(), ownConnections: this.o.ownConnections(), peers: loads });
     if (this.last === undefined || this.last.target !== share.target || this.last.rebalancing !== share.rebalancing) {
       this.o.log?.info({ target: share.target, fair: share.fair, capacity: share.capacity, peers: loads.length, rebalancing: share.rebalancing }, 'connection share updated');
