@@ -33,7 +33,10 @@ function pods(n: number, gen: number): Record<string, unknown> {
 
 function dir(): string {
   const d = mkdtempSync(join(tmpdir(), 'cattail-ckpt-'));
-  cleanups.push(() => rmSync(d, { recursive: true, force: true }));
+  // Retries: a destroyed client's checkpoint write already under way (destroy() does not wait
+  // for it, close() does) may create its temporary file while the directory is being removed
+  // (ENOTEMPTY, a CI flake at 1662e21).
+  cleanups.push(() => rmSync(d, { recursive: true, force: true, maxRetries: 10, retryDelay: 20 }));
   return d;
 }
 
