@@ -213,8 +213,8 @@ export class FeedState {
 
   /** The watermarks applied, retired ones included, for HELLO's `notBefore` (PROTOCOL.md §8); undefined before any. */
   notBeforeWatermarks(): Record<string, string> | undefined {
-    const all = mergeWatermarks(this.appliedWatermarks, this.retiredWatermarks);
-    return Object.keys(all).length === 0 ? undefined : all;
+    const all = this.everApplied();
+    return Object.keys(all).length === 0 ? undefined : { ...all };
   }
 
   /** The retired watermarks, for HELLO's `notBefore` beside rebase `watermarks` (§4.1); undefined when none. */
@@ -547,6 +547,11 @@ export class FeedState {
     return { kind: 'applied', batch: undefined, statusChanged };
   }
 
+  /** Applied and retired watermarks together; the applied map itself (not a copy) when none is retired, as on every STATUS but after a definition change. */
+  private everApplied(): Readonly<Record<string, string>> {
+    return Object.keys(this.retiredWatermarks).length === 0 ? this.appliedWatermarks : mergeWatermarks(this.appliedWatermarks, this.retiredWatermarks);
+  }
+
   /**
    * What a state at `offered` must not be behind (§8): the watermarks applied, of the resources
    * the feed carries when `carried` lists them (a snapshot's WELCOME), retired ones among them
@@ -554,7 +559,7 @@ export class FeedState {
    * server that names a resource has it in its state, and it must not be older than ours).
    */
   private floorFor(offered: Watermarks, carried: readonly string[] | undefined): Record<string, string> {
-    const all = mergeWatermarks(this.appliedWatermarks, this.retiredWatermarks);
+    const all = this.everApplied();
     const floor: Record<string, string> = carried === undefined ? { ...this.appliedWatermarks } : {};
     if (carried !== undefined) for (const r of carried) if (Object.hasOwn(all, r)) floor[r] = all[r] as string;
     for (const r of Object.keys(all)) if (Object.hasOwn(offered, r)) floor[r] = all[r] as string;
@@ -578,7 +583,7 @@ export class FeedState {
       throw unexpected(`feed ${this.name}: the server's watermarks name ${above.resources} resources in ${above.bytes} bytes together, more than ${MAX_WATERMARKS} or ${MAX_WATERMARKS_BYTES} bytes`, { feed: this.name, ...above });
     }
     const retired: Record<string, string> = {};
-    const before = mergeWatermarks(this.appliedWatermarks, this.retiredWatermarks);
+    const before = this.everApplied();
     const gone = Object.keys(before).filter((r) => !Object.hasOwn(applied, r)).sort();
     for (const r of gone) retired[r] = before[r] as string;
     while (gone.length > 0 && aboveWatermarkBounds({ ...applied, ...retired }) !== undefined) delete retired[gone.pop() as string];

@@ -47,6 +47,23 @@ async function settleOn(client: Setup['client'], clock: Setup['clock'], serverId
   }
 }
 
+/** A fake API server (closed after the test) holding one pod, `a`. */
+async function apiWithPod(): Promise<FakeApiServer> {
+  const api = await new FakeApiServer().start();
+  cleanups.push(() => api.close());
+  api.upsert('pods', pod('a'));
+  return api;
+}
+
+/** A loopback port free now, for a replica the client is told about before it starts. */
+async function sparePort(): Promise<number> {
+  const spare = createNetServer();
+  await new Promise<void>((r) => spare.listen(0, '127.0.0.1', r));
+  const port = (spare.address() as AddressInfo).port;
+  await new Promise((r) => spare.close(r));
+  return port;
+}
+
 /** A real server with the real upstream on `api`: one custom feed `wl` carrying `resources`. */
 async function realReplica(api: FakeApiServer, serverId: string, resources: readonly string[], o: { upstream?: Partial<Parameters<typeof createUpstream>[0]>; listen?: string } = {}): Promise<ServerHandle> {
   const upstream = createUpstream({
@@ -212,9 +229,7 @@ describe('client against the real server', () => {
 
   it('fails over to a replica that started earlier on the same upstream: a quiet feed\'s watermarks follow the upstream', async () => {
     // The real upstream (reflector → dispatcher → pipeline) of two replicas on one API server.
-    const api = await new FakeApiServer().start();
-    cleanups.push(() => api.close());
-    api.upsert('pods', pod('a'));
+    const api = await apiWithPod();
     const serve = (serverId: string): Promise<ServerHandle> => realReplica(api, serverId, ['pods']);
     const podsMark = (s: ServerHandle): string | undefined => s.stores.get('wl')?.meta().watermarks['pods'];
     const b = await serve('real-b');
@@ -241,15 +256,10 @@ describe('client against the real server', () => {
 
   it('fails over to a replica started after a CRD was deleted: the CRD list\'s resourceVersion vouches for the empty resource (no lock-out)', async () => {
     const POOLS = 'ippools.crd.projectcalico.org';
-    const api = await new FakeApiServer().start();
-    cleanups.push(() => api.close());
-    api.upsert('pods', pod('a'));
+    const api = await apiWithPod();
     api.upsert(POOLS, { metadata: { name: 'p' }, spec: { cidr: '10.0.0.0/16' } });
     // B starts later, on a port the client already knows.
-    const spare = createNetServer();
-    await new Promise<void>((r) => spare.listen(0, '127.0.0.1', r));
-    const bPort = (spare.address() as AddressInfo).port;
-    await new Promise((r) => spare.close(r));
+    const bPort = await sparePort();
     const serve = (serverId: string, listen?: string): Promise<ServerHandle> => realReplica(api, serverId, ['pods', POOLS], { upstream: { minAttemptIntervalMs: 50 }, ...(listen !== undefined ? { listen } : {}) });
     const poolsMark = (s: ServerHandle): string | undefined => s.stores.get('wl')?.meta().watermarks[POOLS];
     const a = await serve('real-a');
@@ -281,18 +291,10 @@ describe('client against the real server', () => {
 
   it('moves to a replica whose feed no longer carries a resource (a release or configuration dropped it): the resource is retired, not a lock-out, and held again where it comes back', async () => {
     const POOLS = 'ippools.crd.projectcalico.org';
-    const api = await new FakeApiServer().start();
-    cleanups.push(() => api.close());
-    api.upsert('pods', pod('a'));
+    const api = await apiWithPod();
     api.upsert(POOLS, { metadata: { name: 'p' }, spec: { cidr: '10.0.0.0/16' } });
     // B and C start later, on ports the client already knows.
-    const ports: number[] = [];
-    for (let i = 0; i < 2; i++) {
-      const spare = createNetServer();
-      await new Promise<void>((r) => spare.listen(0, '127.0.0.1', r));
-      ports.push((spare.address() as AddressInfo).port);
-      await new Promise((r) => spare.close(r));
-    }
+    const ports = [await sparePort(), await sparePort()];
     const serve = (serverId: string, resources: string[], port?: number): Promise<ServerHandle> =>
       realReplica(api, serverId, resources, { upstream: { minAttemptIntervalMs: 50 }, ...(port !== undefined ? { listen: `127.0.0.1:${port}` } : {}) });
     const synced = (s: ServerHandle): boolean => s.stores.get('wl')?.meta().status === 'in-sync';
@@ -336,9 +338,7 @@ describe('client against the real server', () => {
 
   it('with the resources option, refuses a snapshot of another definition of the feed (4002) and retires nothing', async () => {
     const POOLS = 'ippools.crd.projectcalico.org';
-    const api = await new FakeApiServer().start();
-    cleanups.push(() => api.close());
-    api.upsert('pods', pod('a'));
+    const api = await apiWithPod();
     const b = await realReplica(api, 'real-b', ['pods']);
     await waitUntil(() => b.stores.get('wl')?.meta().status === 'in-sync', 'B in sync');
     const { client, rec, guard } = setup({ endpoints: [b.url], feeds: ['wl'], resources: { wl: ['pods', POOLS] } });

@@ -127,8 +127,7 @@ export function deliverClose(events: AgentSocketEvents | undefined, code: number
   try {
     events?.close(code);
   } catch (err) {
-    // A string warning: Node drops `code` and `detail` when the warning is an Error.
-    process.emitWarning(`an agent socket's close handler threw: ${err instanceof Error ? err.message : String(err)}`, { code: 'CATTAIL_INTERNAL', detail: 'the connection is gone, the server goes on' });
+    warnInternal('an agent socket\'s close handler threw', err, 'the connection is gone, the server goes on');
   }
 }
 
@@ -140,9 +139,14 @@ export function deliverAccept(accept: (s: AgentSocket) => void, s: AgentSocket, 
   try {
     accept(s);
   } catch (err) {
-    process.emitWarning(`accepting an agent socket threw: ${err instanceof Error ? err.message : String(err)}`, { code: 'CATTAIL_INTERNAL', detail: 'that socket is ended, the server goes on' });
+    warnInternal('accepting an agent socket threw', err, 'that socket is ended, the server goes on');
     terminate();
   }
+}
+
+/** A process warning coded CATTAIL_INTERNAL; a string one, since Node drops `code` and `detail` from an Error warning. */
+function warnInternal(what: string, err: unknown, detail: string): void {
+  process.emitWarning(`${what}: ${err instanceof Error ? err.message : String(err)}`, { code: 'CATTAIL_INTERNAL', detail });
 }
 
 /** Reports a failed delivery to `events.failed`, ending the socket if that fails as well. */
