@@ -177,6 +177,12 @@ export const serverOptions = {
     max: 1_048_576,
     help: 'Largest frame accepted from an agent; a larger one is closed with 4003.',
   }),
+  maxInboundHeldBytes: opt.int({
+    default: 67_108_864,
+    unit: 'bytes',
+    min: 1_048_576,
+    help: "Bytes all agents' sockets may hold together of inbound frames not yet complete (each socket up to 4 × maxInboundBytes); above it the agents holding the most are closed with 4008 until the rest hold at most 90 % of it. At least 4 × maxInboundBytes. Enforced with --transport ws (uWS does not show what it holds).",
+  }),
   maxFrameBytes: opt.int({
     default: DEFAULT_MAX_FRAME_BYTES,
     unit: 'bytes',

@@ -25,7 +25,8 @@ import { Health } from './ops/health.js';
 import type { LoadReport } from './fleet/balancer.js';
 import { createHttpEndpoints, httpEndpointsHandler } from './ops/http-endpoints.js';
 import { acceptHooks } from './transport/accept.js';
-import { ANY_HOST, type AgentTransport, type PeerInfo } from './transport/seam.js';
+import { InboundBudget } from './transport/inbound-budget.js';
+import { ANY_HOST, type AgentTransport, HARD_CAP_FACTOR, type PeerInfo } from './transport/seam.js';
 import { UwsTransport } from './transport/uws-transport.js';
 import { WsTransport } from './transport/ws-transport.js';
 import { describePeerTls } from './transport/tls/identity.js';
@@ -192,6 +193,10 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
     names.add(f.name);
   }
   if (upstream.feeds.length === 0 || upstream.feeds.length > 0xfffe) throw new InvalidArgumentError('upstream must serve 1 to 65534 feeds');
+  if (o.maxInboundHeldBytes < HARD_CAP_FACTOR * o.maxInboundBytes) {
+    // Below it, one agent's largest frame the server buffers could pass the budget alone.
+    throw new InvalidArgumentError(`option maxInboundHeldBytes (--max-inbound-held-bytes) is ${o.maxInboundHeldBytes}: it must be at least ${HARD_CAP_FACTOR} × maxInboundBytes (${HARD_CAP_FACTOR * o.maxInboundBytes})`, { details: { option: 'maxInboundHeldBytes' } });
+  }
   const tlsSettings = tlsSettingsOf(o, 'startServer');
   if (tlsSettings !== undefined && o.transport === 'uws') {
     throw new CattailError(
@@ -232,7 +237,9 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
     clock, random, metrics, log, governor, shedIntervalMs: o.shedIntervalMs, shutdownTimeoutMs: o.shutdownTimeoutMs,
     connections: () => fanout.connections, whenEmpty: (ms) => fanout.whenEmpty(ms), flushPending: () => fanout.flushIfBehind(),
   });
-  registerStateGauges(metrics, { connections: () => fanout.connections, serviceQueueLength: () => fanout.serviceQueueLength, catchUpCache: () => fanout.catchUpCache, handshakeQueueLength: () => fanout.handshakeQueueLength, snapshotCache: () => cache.held(), snapshotPinned: () => cache.pinned(streamingBuilds(fanout.connections)), transportWaiting: () => transport.pacedWaiting, feeds });
+  // Bytes of unfinished inbound frames over all sockets (ws only: uWS shows none of it).
+  const inboundBudget = o.transport === 'ws' ? new InboundBudget(o.maxInboundHeldBytes, () => metrics.inboundOverBudgetCloses.inc()) : undefined;
+  registerStateGauges(metrics, { ...(inboundBudget !== undefined ? { inbound: () => inboundBudget } : {}), connections: () => fanout.connections, serviceQueueLength: () => fanout.serviceQueueLength, catchUpCache: () => fanout.catchUpCache, handshakeQueueLength: () => fanout.handshakeQueueLength, snapshotCache: () => cache.held(), snapshotPinned: () => cache.pinned(streamingBuilds(fanout.connections)), transportWaiting: () => transport.pacedWaiting, feeds });
   // Opened before anything listens: unreadable files fail start-up with CATTAIL_SERVER_TLS_FILES.
   const tls = tlsSettings === undefined ? undefined : await TlsListener.open({ settings: tlsSettings, clock, log, metrics, handshakeTimeoutMs: o.handshakeTimeoutMs });
   registerConvergenceGauges(metrics, { resources: () => fanout.convergence.resources(), connections: () => fanout.connections, waiting: () => fanout.convergence.waiting, checks: () => fanout.convergence.checks });
@@ -258,7 +265,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   const transport: AgentTransport = kind === 'uws'
     // A socket never holds more than the high-water mark, one frame past it and its own budget.
     ? new UwsTransport({ hooks, limits: transportLimits, maxBufferedBytes: Math.min(2 ** 31 - 1, o.socketHighWaterBytes + 2 * o.maxFrameBytes + o.maxClientBytes) })
-    : new WsTransport({ hooks, limits: transportLimits, ...(tls !== undefined ? { server: tls.agentServer() } : {}) });
+    : new WsTransport({ hooks, limits: transportLimits, ...(inboundBudget !== undefined ? { inboundBudget } : {}), ...(tls !== undefined ? { server: tls.agentServer() } : {}) });
   const served = options.extraMetrics?.length ? Registry.merge([metrics.registry, ...options.extraMetrics]) : metrics.registry;
   const debug = o.debugEndpoints === true ? { clients: (q: ClientsQuery) => clientsPage(fanout.connections, q, clock) } : undefined;
   const load = (): LoadReport => ({ serverId, connections: fanout.connections.size, targetConnections: governor.targetConnections ?? null, ready: health.ready().ok });

@@ -23,6 +23,8 @@ export interface ServerMetrics {
   readonly connectionsClosed: Counter<'code'>;
   readonly connectionsGraceUsed: Counter<'feed'>;
   readonly snapshotPinnedCloses: Counter<'feed'>;
+  /** Agents closed with 4008 by the inbound budget (transport/inbound-budget.ts). */
+  readonly inboundOverBudgetCloses: Counter;
   /** How each requested feed of a HELLO was answered: resume, rebase (another replica's agent), or snapshot with its reason. */
   readonly handshakeFeeds: Counter<'feed' | 'mode' | 'reason'>;
   /** Range repairs (PROTOCOL.md §7.2) by outcome: repaired, or the snapshot it fell back to and why. */
@@ -173,6 +175,8 @@ export interface StateSources {
   /** Builds only agents still streaming them keep alive, and their frame bytes not counted above. */
   readonly snapshotPinned: () => { builds: number; bytes: number };
   readonly feeds: readonly { readonly name: string; readonly store: ServedStore }[];
+  /** Unfinished inbound frames (transport/inbound-budget.ts); undefined when the transport cannot show them (uWS). */
+  readonly inbound?: () => { readonly heldBytes: number; readonly holding: number };
 }
 
 /**
@@ -211,6 +215,11 @@ export function registerStateGauges(metrics: ServerMetrics, src: StateSources): 
   stateGauge('cattail_snapshot_pinned_bytes', 'Wire bytes of those builds\' frames, beyond cattail_snapshot_cache_bytes (bounded by snapshotPinnedMaxBytes: above it the oldest builds\' readers are closed).', r, () => src.snapshotPinned().bytes);
   labelledStateGauge('cattail_feed_revision', 'Current revision of each feed\'s store, read at scrape time (Typha: breadcrumb_seq_number); caught-up agents get it within flushWindowMs.', r, 'feed', () => src.feeds.map((f) => [f.name, f.store.revision]));
   labelledStateGauge('cattail_delta_log_entries', "Deletions each feed's delta log retains so resuming agents get a delta (upserts are answered from the live state); trimmed by deltaLogMaxAgeMs and deltaLogMaxBytes.", r, 'feed', () => src.feeds.map((f) => [f.name, f.store.stats().tombstones]));
+  const inbound = src.inbound;
+  if (inbound !== undefined) {
+    stateGauge('cattail_inbound_held_bytes', "Bytes agents' sockets hold of inbound frames not yet complete, summed (bounded by maxInboundHeldBytes; agents send small frames, so this stays near 0).", r, () => inbound().heldBytes);
+    stateGauge('cattail_inbound_holding_sockets', 'Agent sockets holding part of an inbound frame.', r, () => inbound().holding);
+  }
   labelledStateGauge('cattail_delta_log_bytes', "Key bytes of each feed's delta log, the quantity bounded by deltaLogMaxBytes.", r, 'feed', () => src.feeds.map((f) => [f.name, f.store.stats().logBytes]));
 }
 
@@ -244,6 +253,7 @@ export function createMetrics(fanout: FanOutStats, opts: { defaultMetrics?: bool
     connectionsActive: new Gauge({ name: 'cattail_connections_active', help: 'Open connections, including those still in their handshake.', registers: r }),
     connectionsStreaming: new Gauge({ name: 'cattail_connections_streaming', help: 'Connections past their handshake, per feed.', labelNames: ['feed'], registers: r }),
     connectionsClosed: new Counter({ name: 'cattail_connections_closed_total', help: 'Connections closed, by close code (a code PROTOCOL.md does not list, as an agent may send: other).', labelNames: ['code'], registers: r }),
+    inboundOverBudgetCloses: new Counter({ name: 'cattail_inbound_over_budget_closes_total', help: "Agents closed with 4008 because all agents' unfinished inbound frames held more than maxInboundHeldBytes (those holding the most go first).", registers: r }),
     snapshotPinnedCloses: new Counter({ name: 'cattail_snapshot_pinned_closes_total', help: 'Agents closed with 4007 after a minute without taking a frame of an outdated snapshot, because outdated builds pinned by slow readers were above snapshotPinnedMaxBytes (readers of the oldest builds go first; moving readers stay).', labelNames: ['feed'], registers: r }),
     connectionsGraceUsed: new Counter({ name: 'cattail_connections_grace_used_total', help: 'Agents that were behind by more than maxFallBehindMs but kept inside their post-snapshot grace period.', labelNames: ['feed'], registers: r }),
     handshakeFeeds: new Counter({ name: 'cattail_handshake_feeds_total', help: 'Feeds requested in HELLOs, by how the WELCOME answered them: mode resume (token of this replica), rebase (another replica\'s agent continued from its watermarks, PROTOCOL.md §7.1) or snapshot, with reason for a snapshot (no-token, other-server, epoch-changed, projection-changed, too-old, too-large, bad-token), or refused with reason behind (the agent\'s watermarks are newer than this replica\'s state: ERROR + close 4015, no snapshot).', labelNames: ['feed', 'mode', 'reason'], registers: r }),

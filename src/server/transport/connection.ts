@@ -178,6 +178,9 @@ export class Connection {
       message: (data, isBinary) => this.onMessage(data, isBinary),
       close: (code) => this.onSocketClose(code),
       failed: (err) => this.failWith(err),
+      overBudget: (heldBytes, totalBytes) => {
+        this.fail('CATTAIL_SERVER_OVER_BUDGET', `an unfinished inbound frame of ${heldBytes} bytes while agents' unfinished frames held ${totalBytes} bytes, above maxInboundHeldBytes`, 'over-budget');
+      },
       drain: () => {
         this.quiet = this.socket.bufferedAmount < this.quietBytes;
         if (this.state === 'streaming') this.host.onDrain(this);

@@ -95,6 +95,12 @@ export interface AgentSocketEvents {
    * never thrown into the transport's I/O callback (where it would end the process).
    */
   failed(err: unknown): void;
+  /**
+   * The inbound budget (inbound-budget.ts) chose this socket, holding `heldBytes` of unfinished
+   * frames while all sockets held `totalBytes`: close it with CATTAIL_SERVER_OVER_BUDGET (4008).
+   * The transport has stopped reading it. Optional: without it the socket is terminated.
+   */
+  overBudget?(heldBytes: number, totalBytes: number): void;
 }
 
 /**
@@ -113,6 +119,19 @@ export function deliverMessage(events: AgentSocketEvents | undefined, data: Buff
 export function deliverDrain(events: AgentSocketEvents | undefined, terminate: () => void): void {
   try {
     events?.drain();
+  } catch (err) {
+    reportFailure(events, err, terminate);
+  }
+}
+
+/** Delivers `overBudget`; a socket nobody owns yet, or whose handler throws, is terminated. */
+export function deliverOverBudget(events: AgentSocketEvents | undefined, heldBytes: number, totalBytes: number, terminate: () => void): void {
+  if (events?.overBudget === undefined) {
+    terminate();
+    return;
+  }
+  try {
+    events.overBudget(heldBytes, totalBytes);
   } catch (err) {
     reportFailure(events, err, terminate);
   }

@@ -17,11 +17,12 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { SUBPROTOCOL } from './framing.js';
+import { InboundBudget, InboundFrameMeter, type InboundHolder } from './inbound-budget.js';
 import { PacedTurns, UPGRADE_TURN_MS } from './paced.js';
 import { peerTlsOf } from './tls/identity.js';
 import {
   ANY_HOST, type AcceptHooks, peerAddress, type AgentSink, type AgentSocket, type AgentSocketEvents, type AgentTransport, type BoundAddress, HARD_CAP_FACTOR,
-  type ListenAddress, type PeerInfo, type TlsIdentity, type TransportLimits, deliverClose, deliverDrain, deliverMessage, releaseHeaders,
+  type ListenAddress, type PeerInfo, type TlsIdentity, type TransportLimits, deliverClose, deliverDrain, deliverMessage, deliverOverBudget, releaseHeaders,
 } from './seam.js';
 
 /** The identity in a TLS socket's peer certificate; undefined for plaintext or no certificate. */
@@ -38,20 +39,28 @@ function headersOf(req: IncomingMessage): Record<string, string> {
 }
 
 /** One upgraded `ws` socket behind the seam. */
-class WsAgentSocket implements AgentSocket {
+class WsAgentSocket implements AgentSocket, InboundHolder {
   // The socket first: every flush reads it (field order is memory layout; see Connection).
   private readonly socket: Socket;
   readonly transport = 'ws';
   readonly copiedBytes = 0;
   private events: AgentSocketEvents | undefined;
+  readonly meter: InboundFrameMeter;
 
   constructor(
     private readonly ws: WebSocket,
     socket: Socket,
     /** Its headers are released after accept (seam.ts PeerInfo). */
     public peer: PeerInfo,
+    budget: InboundBudget,
+    maxPayloadBytes: number,
   ) {
     this.socket = socket;
+    this.meter = new InboundFrameMeter(maxPayloadBytes);
+    // After ws's own 'data' listener (added at the upgrade): a frame the read completes has been
+    // delivered and left ws's buffers by the time it is counted out here.
+    socket.on('data', (chunk: Buffer) => budget.read(this, chunk));
+    socket.once('close', () => budget.closed(this));
     ws.on('message', (data, isBinary) => {
       const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
       deliverMessage(this.events, buf, isBinary, () => this.ws.terminate());
@@ -106,6 +115,16 @@ class WsAgentSocket implements AgentSocket {
   terminate(): void {
     this.ws.terminate();
   }
+
+  /**
+   * Chosen by the inbound budget: stop reading (what the kernel gets meanwhile stays in the
+   * kernel), then the Connection's coded close (ERROR + 4008); the sweep cuts it after its close
+   * grace, since a paused socket cannot read the agent's close frame.
+   */
+  overBudget(heldBytes: number, totalBytes: number): void {
+    this.ws.pause();
+    deliverOverBudget(this.events, heldBytes, totalBytes, () => this.ws.terminate());
+  }
 }
 
 export interface WsTransportOptions {
@@ -113,6 +132,8 @@ export interface WsTransportOptions {
   readonly limits: TransportLimits;
   /** The HTTP(S) server to attach to; default a plain node:http server. */
   readonly server?: Server;
+  /** Bounds what all sockets hold of unfinished inbound frames; default: the hard cap × maxConnections (none in effect). */
+  readonly inboundBudget?: InboundBudget;
 }
 
 
@@ -141,7 +162,10 @@ export class WsTransport implements AgentTransport {
     (u) => u.socket.destroy(),
   );
 
+  private readonly inboundBudget: InboundBudget;
+
   constructor(private readonly o: WsTransportOptions) {
+    this.inboundBudget = o.inboundBudget ?? new InboundBudget(Number.MAX_SAFE_INTEGER);
     this.wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
@@ -208,7 +232,7 @@ export class WsTransport implements AgentTransport {
       const peer: PeerInfo = {
         remoteAddress: peerAddress(socket.remoteAddress ?? ''), remotePort: socket.remotePort ?? 0, headers: headersOf(req), protocol: ws.protocol, tls: tlsIdentityOf(socket),
       };
-      const s = new WsAgentSocket(ws, socket, peer);
+      const s = new WsAgentSocket(ws, socket, peer, this.inboundBudget, this.o.limits.maxInboundBytes * HARD_CAP_FACTOR);
       this.o.hooks.accept(s);
       s.peer = releaseHeaders(s.peer);
     });
