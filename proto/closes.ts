@@ -33,6 +33,7 @@ export const CLOSE_CODES = {
   // The WebSocket layer's own refusals, before the protocol sees the message (no ERROR).
   WEBSOCKET_PROTOCOL_ERROR: { code: 1002, sentBy: 'either', reaction: 'reconnect', meaning: 'a WebSocket framing violation (unmasked client frame, reserved bits or opcodes, invalid close code)' },
   INVALID_TEXT: { code: 1007, sentBy: 'either', reaction: 'reconnect', meaning: 'a text message that is not valid UTF-8 (uWebSockets.js and the Cattail client check it themselves)' },
+  POLICY_VIOLATION: { code: 1008, sentBy: 'server', reaction: 'reconnect', meaning: 'a message in too many pieces: more than 64 fragments, or a frame not whole after 1,024 reads' },
   MESSAGE_TOO_BIG: { code: 1009, sentBy: 'either', reaction: 'reconnect', meaning: "message far above the receiver's limit, refused before buffering" },
   MALFORMED_FRAME: { code: 4000, sentBy: 'either', reaction: 'reconnect', meaning: 'malformed frame: bad header, truncated, body not valid msgpack, wrong field types' },
   UNSUPPORTED_VERSION: { code: 4001, sentBy: 'either', reaction: 'reject', meaning: 'unsupported protocol version or subprotocol' },
@@ -42,7 +43,7 @@ export const CLOSE_CODES = {
   PONG_TIMEOUT: { code: 4005, sentBy: 'server', reaction: 'reconnect', meaning: 'pong timeout: no PONG within pongTimeoutMs' },
   UNKNOWN_FEED: { code: 4006, sentBy: 'server', reaction: 'reject', meaning: 'unknown feed requested' },
   FELL_BEHIND: { code: 4007, sentBy: 'server', reaction: 'reconnect', meaning: 'fell behind: applied state older than maxFallBehindMs after the grace period' },
-  OVER_BUDGET: { code: 4008, sentBy: 'server', reaction: 'reconnect', meaning: "over the client's byte budget (maxClientBytes)" },
+  OVER_BUDGET: { code: 4008, sentBy: 'server', reaction: 'reconnect', meaning: "over a byte budget: the client's own (maxClientBytes), or the server's for unfinished inbound frames" },
   SHED: { code: 4009, sentBy: 'server', reaction: 'move', meaning: 'shed: the server rebalances load; try another endpoint' },
   SHUTTING_DOWN: { code: 4010, sentBy: 'server', reaction: 'move', meaning: 'server shutting down (after GOODBYE)' },
   UNAUTHORIZED: { code: 4011, sentBy: 'server', reaction: 'reject', meaning: 'unauthorized (TLS client identity rejected)' },

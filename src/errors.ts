@@ -88,7 +88,7 @@ export const ERROR_CODES = {
   CATTAIL_SERVER_HANDSHAKE_TIMEOUT: { exit: 1, text: 'An agent sent no HELLO within handshakeTimeoutMs (close 4004).' },
   CATTAIL_SERVER_PONG_TIMEOUT: { exit: 1, text: 'An agent answered no PING within pongTimeoutMs (close 4005).' },
   CATTAIL_SERVER_FELL_BEHIND: { exit: 1, text: 'An agent stayed behind longer than maxFallBehindMs after its grace period, or was still reading an outdated snapshot while such snapshots passed snapshotPinnedMaxBytes (close 4007).' },
-  CATTAIL_SERVER_OVER_BUDGET: { exit: 1, text: 'The frames built for one agent alone exceeded maxClientBytes, or the agent held one of the largest unfinished inbound frames when all of them passed maxInboundHeldBytes (close 4008).' },
+  CATTAIL_SERVER_OVER_BUDGET: { exit: 1, text: "The frames built for one agent alone exceeded maxClientBytes, or the agent's unfinished inbound message was among those begun first when all agents' unfinished frames passed maxInboundHeldBytes (close 4008)." },
   CATTAIL_SERVER_SHUTTING_DOWN: { exit: 1, text: 'The server is shutting down (GOODBYE, then close 4010).' },
   CATTAIL_SERVER_TLS_FILES: { exit: 4, text: 'A server TLS file (certificate, key or client CA) is missing, does not parse, or the key does not match the certificate; at start-up this is fatal, on a reload the previous set stays in use.' },
   CATTAIL_SERVER_TLS_UNSUPPORTED: { exit: 2, text: 'TLS options were given with `--transport uws`: uWebSockets.js neither requires a client certificate nor shows it to JavaScript, so the mTLS allow-list cannot be enforced there (docs/transport.md); use `--transport ws` for TLS.' },

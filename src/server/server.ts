@@ -238,7 +238,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
     connections: () => fanout.connections, whenEmpty: (ms) => fanout.whenEmpty(ms), flushPending: () => fanout.flushIfBehind(),
   });
   // Bytes of unfinished inbound frames over all sockets (ws only: uWS shows none of it).
-  const inboundBudget = o.transport === 'ws' ? new InboundBudget(o.maxInboundHeldBytes, () => metrics.inboundOverBudgetCloses.inc()) : undefined;
+  const inboundBudget = o.transport === 'ws' ? new InboundBudget(o.maxInboundHeldBytes, o.maxInboundBytes * HARD_CAP_FACTOR, () => metrics.inboundOverBudgetCloses.inc()) : undefined;
   registerStateGauges(metrics, { ...(inboundBudget !== undefined ? { inbound: () => inboundBudget } : {}), connections: () => fanout.connections, serviceQueueLength: () => fanout.serviceQueueLength, catchUpCache: () => fanout.catchUpCache, handshakeQueueLength: () => fanout.handshakeQueueLength, snapshotCache: () => cache.held(), snapshotPinned: () => cache.pinned(streamingBuilds(fanout.connections)), transportWaiting: () => transport.pacedWaiting, feeds });
   // Opened before anything listens: unreadable files fail start-up with CATTAIL_SERVER_TLS_FILES.
   const tls = tlsSettings === undefined ? undefined : await TlsListener.open({ settings: tlsSettings, clock, log, metrics, handshakeTimeoutMs: o.handshakeTimeoutMs });

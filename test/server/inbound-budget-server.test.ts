@@ -1,7 +1,7 @@
 /**
  * The inbound budget on a real server (ws transport): agents that send the start of a large frame
- * and stop hold memory in the WebSocket layer; past maxInboundHeldBytes the ones holding the most
- * are closed with GOODBYE + ERROR CATTAIL_SERVER_OVER_BUDGET + 4008, what they held is freed, and
+ * and stop hold memory in the WebSocket layer; past maxInboundHeldBytes the ones holding the
+ * longest are closed with GOODBYE + ERROR CATTAIL_SERVER_OVER_BUDGET + 4008, what they held is freed, and
  * a healthy agent on the same server keeps streaming.
  */
 import { afterEach, describe, expect, it } from 'vitest';
@@ -12,6 +12,7 @@ import { TEST_TRANSPORT } from '../support/transport.js';
 import { waitUntil } from '../support/wait.js';
 import { hostileTally } from '../support/reliability-record.js';
 import { harness } from './helpers/harness.js';
+import { HELD_PIECE_OVERHEAD_BYTES, INBOUND_MAX_FRAGMENTS } from '../../src/server/transport/inbound-budget.js';
 import { type RawAgent, partialClientFrame, rawUpgrade } from './helpers/upgrade.js';
 
 const tally = hostileTally('session', true);
@@ -29,27 +30,29 @@ function messages(r: RawAgent): string[] {
 }
 
 describe.skipIf(TEST_TRANSPORT !== 'ws')('server - inbound budget (maxInboundHeldBytes)', () => {
-  it('closes the agent holding the most unfinished inbound bytes once all of them pass the budget; the others and a healthy agent stay', async () => {
+  it('closes the agent whose unfinished frame began first once all of them pass the budget; the others and a healthy agent stay', async () => {
     const h = await harness({ maxInboundHeldBytes: 1_048_576, handshakeTimeoutMs: 60_000 });
     h.upstream.apply('felix', { '/pods/ns/a': { a: 1 } }, { status: 'in-sync' });
     const good = h.agent({ feeds: [{ name: 'felix' }] });
     await good.untilRevision('felix', 1);
 
     // Each announces a 250,000-byte frame (under the hard cap of 4 × 64 KiB) and sends part of it.
+    // The gauge counts 256 bytes more per read the bytes took (HELD_PIECE_OVERHEAD_BYTES).
     const sent = [200_000, 190_000, 180_000, 170_000, 160_000];
-    let held = 0;
-    for (const n of sent) {
+    let bytes = 0;
+    for (const [i, n] of sent.entries()) {
       const r = await rawUpgrade(h.server.url);
       raws.push(r);
       r.sock.write(partialClientFrame(250_000, n));
-      held += 14 + n;
-      await waitUntil(async () => (await h.metric('cattail_inbound_held_bytes')) === held, `held ${held}`);
+      bytes += 14 + n;
+      await waitUntil(async () => (await h.metric('cattail_inbound_holding_sockets')) === i + 1 && (await h.metric('cattail_inbound_held_bytes')) >= bytes, `held ${bytes}`);
     }
-    expect(await h.metric('cattail_inbound_holding_sockets')).toBe(5);
+    const before = await h.metric('cattail_inbound_held_bytes');
+    expect(before).toBeLessThan(bytes + 5 * 64 * HELD_PIECE_OVERHEAD_BYTES);
     expect(await h.metric('cattail_inbound_over_budget_closes_total')).toBe(0);
 
-    // The sixth passes 1 MiB (900,070 + 150,014): the first, holding the most, goes, which
-    // leaves 850,070, under 90 % of the budget; the sixth, whose read passed it, stays.
+    // The sixth passes 1 MiB (about 900 KB + 150 KB): the first, whose frame began first, goes,
+    // which leaves about 850 KB, under 90 % of the budget; the sixth, whose read passed it, stays.
     const last = await rawUpgrade(h.server.url);
     raws.push(last);
     last.sock.write(partialClientFrame(250_000, 150_000));
@@ -62,13 +65,30 @@ describe.skipIf(TEST_TRANSPORT !== 'ws')('server - inbound budget (maxInboundHel
     tally.add('unfinished inbound frames above maxInboundHeldBytes', 'CATTAIL_SERVER_OVER_BUDGET, close 4008');
 
     // What it held is freed with its socket.
+    const withSixth = await h.metric('cattail_inbound_held_bytes');
     first.sock.destroy();
-    await waitUntil(async () => (await h.metric('cattail_inbound_held_bytes')) === held + 150_014 - 200_014, 'freed');
+    await waitUntil(async () => (await h.metric('cattail_inbound_holding_sockets')) === 5, 'freed');
+    expect(withSixth - (await h.metric('cattail_inbound_held_bytes'))).toBeGreaterThanOrEqual(200_014);
     await waitUntil(async () => (await h.metric('cattail_connections_closed_total', { code: '4008' })) === 1, 'counted by code');
 
     h.upstream.apply('felix', { '/pods/ns/b': { b: 2 } });
     await good.untilRevision('felix', 2);
     for (const r of raws.slice(1)) expect(r.closeCode).toBeUndefined();
+  });
+
+  it('closes a message in more than 64 fragments with 1008 (the WebSocket layer keeps each in a Buffer of its own)', async () => {
+    const h = await harness({});
+    h.upstream.apply('felix', { '/pods/ns/a': { a: 1 } }, { status: 'in-sync' });
+    const r = await rawUpgrade(h.server.url);
+    raws.push(r);
+    const fragment = (first: boolean): Buffer => Buffer.from([first ? 0x02 : 0x00, 0x81, 0, 0, 0, 0, 1]);
+    r.sock.write(Buffer.concat(Array.from({ length: INBOUND_MAX_FRAGMENTS }, (_, i) => fragment(i === 0))));
+    await waitUntil(async () => (await h.metric('cattail_inbound_held_bytes')) === INBOUND_MAX_FRAGMENTS * (1 + HELD_PIECE_OVERHEAD_BYTES), 'all fragments held');
+    expect(r.closeCode).toBeUndefined();
+    r.sock.write(fragment(false));
+    await waitUntil(() => r.closeCode !== undefined, 'closed');
+    expect(r.closeCode).toBe(1008);
+    tally.add('a message in more fragments than INBOUND_MAX_FRAGMENTS', 'close 1008');
   });
 
   it('refuses a budget below one agent\'s largest frame', async () => {

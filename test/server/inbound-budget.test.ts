@@ -4,7 +4,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { INBOUND_BUDGET_REFILL, InboundBudget, InboundFrameMeter, type InboundHolder } from '../../src/server/transport/inbound-budget.js';
+import { HELD_PIECE_OVERHEAD_BYTES, INBOUND_BUDGET_REFILL, INBOUND_CUT_FACTOR, InboundBudget, InboundFrameMeter, type InboundHolder } from '../../src/server/transport/inbound-budget.js';
 
 interface Frame {
   readonly opcode: number;
@@ -46,18 +46,30 @@ const frameStream = fc.array(
   return frames;
 });
 
-/** What must be held after the first `at` bytes: the unfinished frame's bytes and earlier fragments' payloads. */
-function modelHeld(frames: readonly Frame[], bytes: readonly Buffer[], at: number): number {
+/**
+ * What must be held after the reads ending at `ends` (cumulative byte offsets, the last one now):
+ * the unfinished frame's bytes and the reads that brought them, and the earlier fragments of an
+ * unfinished message with their payloads, each piece with its overhead.
+ */
+function modelHeld(frames: readonly Frame[], bytes: readonly Buffer[], ends: readonly number[]): number {
+  const at = ends[ends.length - 1] as number;
   let off = 0;
+  let fragmentBytes = 0;
   let fragments = 0;
   for (let i = 0; i < frames.length; i++) {
     const f = frames[i] as Frame;
     const size = (bytes[i] as Buffer).length;
-    if (at < off + size) return fragments + (at - off);
+    if (at < off + size) {
+      const reads = ends.filter((e) => e > off).length;
+      return at - off + fragmentBytes + HELD_PIECE_OVERHEAD_BYTES * (reads + fragments);
+    }
     off += size;
-    if (f.opcode < 0x8) fragments = f.fin ? 0 : fragments + f.payload;
+    if (f.opcode < 0x8) {
+      fragmentBytes = f.fin ? 0 : fragmentBytes + f.payload;
+      fragments = f.fin ? 0 : fragments + (f.payload > 0 ? 1 : 0);
+    }
   }
-  return fragments;
+  return fragmentBytes + HELD_PIECE_OVERHEAD_BYTES * fragments;
 }
 
 describe('InboundFrameMeter', () => {
@@ -66,28 +78,38 @@ describe('InboundFrameMeter', () => {
       fc.property(frameStream, fc.array(fc.integer({ min: 1, max: 40_000 }), { minLength: 1, maxLength: 30 }), (frames, cuts) => {
         const bytes = frames.map((f) => clientFrame(f));
         const stream = Buffer.concat(bytes);
+        // Alone, then through a budget, which keeps a meter for a socket only while it holds something.
         const meter = new InboundFrameMeter(4 * 70_000);
+        const budget = new InboundBudget(Number.MAX_SAFE_INTEGER, 4 * 70_000);
+        const holder = new Holder('p');
+        const ends: number[] = [];
         let at = 0;
         let c = 0;
         while (at < stream.length) {
           const n = Math.min(cuts[c++ % cuts.length] as number, stream.length - at);
           meter.feed(stream.subarray(at, at + n));
+          budget.read(holder, stream.subarray(at, at + n));
           at += n;
-          expect(meter.held).toBe(modelHeld(frames, bytes, at));
+          ends.push(at);
+          const want = modelHeld(frames, bytes, ends);
+          expect(meter.held).toBe(want);
+          expect(budget.heldBytes).toBe(want);
         }
-        expect(meter.broken).toBe(false);
+        expect(meter.stopped).toBe(false);
         expect(meter.held).toBe(0);
+        expect(holder.meter).toBeUndefined();
       }),
-      { numRuns: 200 },
+      { numRuns: 100 },
     );
-  });
+    // Frames up to 70,000 bytes (8-byte lengths) make a run of 100 take ~1 s alone; seconds on a busy CI core.
+  }, 60_000);
 
   it('counts a frame byte by byte, header first', () => {
     const meter = new InboundFrameMeter(1_000_000);
     const frame = clientFrame({ opcode: 0x2, fin: true, payload: 70_000 });
     for (let i = 0; i < frame.length - 1; i++) {
       meter.feed(frame.subarray(i, i + 1));
-      expect(meter.held).toBe(i + 1);
+      expect(meter.held).toBe((i + 1) * (1 + HELD_PIECE_OVERHEAD_BYTES));
     }
     meter.feed(frame.subarray(frame.length - 1));
     expect(meter.held).toBe(0);
@@ -105,7 +127,7 @@ describe('InboundFrameMeter', () => {
   ])('stops at %s, as the WebSocket layer does, keeping its figure', (_what, bytes) => {
     const meter = new InboundFrameMeter(1_000);
     meter.feed(bytes);
-    expect(meter.broken).toBe(true);
+    expect(meter.stopped).toBe(true);
     const held = meter.held;
     meter.feed(clientFrame({ opcode: 0x2, fin: true, payload: 100 }).subarray(0, 50));
     expect(meter.held).toBe(held);
@@ -114,75 +136,144 @@ describe('InboundFrameMeter', () => {
   it('stops at a control frame longer than 125 bytes', () => {
     const meter = new InboundFrameMeter(1_000);
     meter.feed(Buffer.from([0x89, 0x80 | 126, 0, 200]));
-    expect(meter.broken).toBe(true);
+    expect(meter.stopped).toBe(true);
+  });
+
+  it('stops after the client\'s close frame (the WebSocket layer reads nothing more)', () => {
+    const meter = new InboundFrameMeter(1_000);
+    meter.feed(clientFrame({ opcode: 0x8, fin: true, payload: 2 }));
+    expect(meter.stopped).toBe(true);
+    meter.feed(clientFrame({ opcode: 0x2, fin: true, payload: 500 }).subarray(0, 100));
+    expect(meter.held).toBe(0);
+  });
+
+  it('counts each read and each fragment an unfinished message is kept in', () => {
+    const meter = new InboundFrameMeter(10_000);
+    for (let i = 1; i <= 10; i++) {
+      meter.feed(clientFrame({ opcode: i === 1 ? 0x2 : 0x0, fin: false, payload: 1 }));
+      expect(meter.held).toBe(i * (1 + HELD_PIECE_OVERHEAD_BYTES));
+    }
+    meter.feed(clientFrame({ opcode: 0x0, fin: true, payload: 0 }));
+    expect(meter.held).toBe(0);
   });
 });
 
 class Holder implements InboundHolder {
-  readonly meter = new InboundFrameMeter(1_000_000);
+  meter: InboundFrameMeter | undefined = undefined;
   chosen: [number, number] | undefined;
+  cuts = 0;
   constructor(readonly name: string) {}
   overBudget(held: number, total: number): void {
     if (this.chosen !== undefined) throw new Error(`${this.name} chosen twice`);
     this.chosen = [held, total];
   }
+  cut(): void {
+    this.cuts++;
+  }
 }
+
+/** Bytes a holder holds after `partial(n)` in one read. */
+const heldAfter = (n: number): number => n + HELD_PIECE_OVERHEAD_BYTES;
 
 /** The first `n` bytes of a frame announcing 500,000 bytes of payload (14 bytes of header). */
 const partial = (n: number): Buffer => clientFrame({ opcode: 0x2, fin: true, payload: 500_000 }).subarray(0, n);
 
 describe('InboundBudget', () => {
-  it('closes the largest holders, not the one whose read passed the budget, until the rest hold at most 90 %', () => {
+  // Budgets below are in units of heldAfter(): a partial frame of n bytes in one read holds n + 256.
+  it('closes the holders whose unfinished message began first, not the largest nor the one whose read passed the budget, until the rest hold at most 90 %', () => {
     let closes = 0;
-    const budget = new InboundBudget(1_000, () => closes++);
-    const h = ['a', 'b', 'c', 'd'].map((n) => new Holder(n));
-    const [a, b, c, d] = h as [Holder, Holder, Holder, Holder];
-    budget.read(a, partial(400));
-    budget.read(b, partial(350));
-    budget.read(c, partial(200));
-    expect(budget.heldBytes).toBe(950);
-    expect(budget.holding).toBe(3);
-    budget.read(d, partial(100));
-    // 1,050 > 1,000: a (400) goes, leaving 650 <= 900.
-    expect(a.chosen).toEqual([400, 1_050]);
-    expect([b.chosen, c.chosen, d.chosen]).toEqual([undefined, undefined, undefined]);
+    const budget = new InboundBudget(10_000, 1_000_000, () => closes++);
+    const [a, b, c, big, d] = ['a', 'b', 'c', 'big', 'd'].map((n) => new Holder(n)) as [Holder, Holder, Holder, Holder, Holder];
+    budget.read(a, partial(1_744)); // 2,000 each
+    budget.read(b, partial(1_744));
+    budget.read(c, partial(1_744));
+    // A large frame arriving now (an agent's HELLO split over reads) is the youngest.
+    budget.read(big, partial(3_744)); // 4,000
+    expect(budget.heldBytes).toBe(10_000);
+    expect(budget.holding).toBe(4);
+    budget.read(d, partial(244)); // 500: 10,500 > 10,000
+    // a goes (8,500 <= 9,000); big, the largest, stays.
+    expect(a.chosen).toEqual([2_000, 10_500]);
+    expect([b, c, big, d].map((h) => h.chosen)).toEqual([undefined, undefined, undefined, undefined]);
     expect(closes).toBe(1);
     expect(budget.overBudgetCloses).toBe(1);
-    // Held until its socket closes, but no longer counted against the others.
-    expect(budget.heldBytes).toBe(1_050);
+    // Held until its socket closes, but no longer counted against the others, and not read.
+    expect(budget.heldBytes).toBe(10_500);
     budget.read(a, partial(100));
-    expect(budget.heldBytes).toBe(1_050);
+    expect(budget.heldBytes).toBe(10_500);
     budget.closed(a);
-    expect(budget.heldBytes).toBe(650);
-    expect(budget.holding).toBe(3);
+    expect(budget.heldBytes).toBe(8_500);
+    expect(budget.holding).toBe(4);
+  });
+
+  it('keeps a message\'s age across reads, and takes the larger first among holders of the same age', () => {
+    const budget = new InboundBudget(3_000, 1_000_000);
+    const [old, young1, young2] = ['old', 'young1', 'young2'].map((n) => new Holder(n)) as [Holder, Holder, Holder];
+    const frame = clientFrame({ opcode: 0x2, fin: true, payload: 5_000 });
+    budget.read(old, frame.subarray(0, 100));
+    budget.read(young1, partial(500));
+    // More of old's frame arrives: still the message that began first.
+    budget.read(old, frame.subarray(100, 200));
+    budget.read(young2, partial(1_500));
+    // 200 + 2 × 256 + 756 + 1,756 = 3,224 > 3,000: old goes first (2,512 <= 2,700).
+    expect(old.chosen?.[0]).toBe(200 + 2 * HELD_PIECE_OVERHEAD_BYTES);
+    expect([young1.chosen, young2.chosen]).toEqual([undefined, undefined]);
   });
 
   it('closes as many as it takes to get below 90 % in one pass', () => {
-    const budget = new InboundBudget(1_000);
-    const h = Array.from({ length: 20 }, (_, i) => new Holder(`h${i}`));
-    // 19 × 47 + 100 = 993, then one more byte each for the first 19: 1,012.
-    h.forEach((x, i) => budget.read(x, partial(i === 19 ? 100 : 47)));
+    const budget = new InboundBudget(10_000, 1_000_000);
+    const h = Array.from({ length: 10 }, (_, i) => new Holder(`h${i}`));
+    for (const x of h) budget.read(x, partial(744)); // 1,000 each: 10,000
     expect(h.some((x) => x.chosen !== undefined)).toBe(false);
-    for (let i = 0; i < 12; i++) budget.read(h[i] as Holder, partial(48).subarray(47));
-    // The eighth byte makes 1,001 > 1,000: the 100 goes (901 > 900), then one of 48 (853 <= 900);
-    // the four bytes after it leave 857, under the budget: no one else goes.
-    const chosen = h.filter((x) => x.chosen !== undefined).sort((x, y) => (y.chosen?.[0] ?? 0) - (x.chosen?.[0] ?? 0));
-    expect(chosen.map((x) => x.chosen)).toEqual([[100, 1_001], [48, 1_001]]);
-    expect(1_000 * INBOUND_BUDGET_REFILL).toBe(900);
+    const late = new Holder('late');
+    budget.read(late, partial(1_744)); // 12,000: the three oldest go (9,000)
+    expect(h.map((x) => x.chosen !== undefined)).toEqual([true, true, true, false, false, false, false, false, false, false]);
+    expect(late.chosen).toBeUndefined();
+    expect(10_000 * INBOUND_BUDGET_REFILL).toBe(9_000);
+  });
+
+  it('cuts the sockets chosen to go at once when, with what they still hold, the total passes 1.5 × the budget', () => {
+    const budget = new InboundBudget(10_000, 1_000_000);
+    const first = Array.from({ length: 10 }, (_, i) => new Holder(`f${i}`));
+    for (const x of first) budget.read(x, partial(744));
+    const push = new Holder('push');
+    budget.read(push, partial(1_744)); // three chosen, not cut: 12,000 <= 15,000
+    expect(first.filter((x) => x.chosen !== undefined)).toHaveLength(3);
+    expect(first.reduce((n, x) => n + x.cuts, 0)).toBe(0);
+    // A refill as fast as it was freed, and more: the chosen ones are still open.
+    const refill = Array.from({ length: 4 }, (_, i) => new Holder(`r${i}`));
+    for (const x of refill) budget.read(x, partial(744)); // 16,000 held, 13,000 of it live
+    expect(INBOUND_CUT_FACTOR * 10_000).toBe(15_000);
+    expect(budget.heldBytes).toBe(16_000);
+    const chosen = [...first, push, ...refill].filter((x) => x.chosen !== undefined);
+    expect(chosen.map((x) => x.cuts).every((n) => n === 1)).toBe(true);
+    expect(chosen.length).toBeGreaterThan(3);
   });
 
   it('holds nothing for frames a read completes, and frees what a holder finishes', () => {
-    const budget = new InboundBudget(1_000);
+    const budget = new InboundBudget(1_000, 1_000_000);
     const x = new Holder('x');
     budget.read(x, clientFrame({ opcode: 0x2, fin: true, payload: 5_000 }));
     expect(budget.heldBytes).toBe(0);
     expect(budget.holding).toBe(0);
+    // No meter of its own between messages (idle memory per connection).
+    expect(x.meter).toBeUndefined();
     const frame = clientFrame({ opcode: 0x2, fin: true, payload: 900 });
     budget.read(x, frame.subarray(0, 600));
-    expect(budget.heldBytes).toBe(600);
+    expect(budget.heldBytes).toBe(heldAfter(600));
+    expect(x.meter).toBeDefined();
     budget.read(x, frame.subarray(600));
     expect(budget.heldBytes).toBe(0);
     expect(budget.holding).toBe(0);
+    expect(x.meter).toBeUndefined();
+    // A first fragment of no bytes holds nothing yet, but the meter stays: the message is open.
+    budget.read(x, clientFrame({ opcode: 0x2, fin: false, payload: 0 }));
+    expect(x.meter).toBeDefined();
+    budget.read(x, clientFrame({ opcode: 0x0, fin: false, payload: 300 }));
+    expect(budget.heldBytes).toBe(heldAfter(300));
+    budget.read(x, clientFrame({ opcode: 0x0, fin: true, payload: 10 }));
+    expect(budget.heldBytes).toBe(0);
+    expect(x.meter).toBeUndefined();
     budget.closed(x);
     expect(budget.heldBytes).toBe(0);
     expect(x.chosen).toBeUndefined();

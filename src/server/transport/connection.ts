@@ -179,7 +179,7 @@ export class Connection {
       close: (code) => this.onSocketClose(code),
       failed: (err) => this.failWith(err),
       overBudget: (heldBytes, totalBytes) => {
-        this.fail('CATTAIL_SERVER_OVER_BUDGET', `an unfinished inbound frame of ${heldBytes} bytes while agents' unfinished frames held ${totalBytes} bytes, above maxInboundHeldBytes`, 'over-budget');
+        this.fail('CATTAIL_SERVER_OVER_BUDGET', `an unfinished inbound message holding ${heldBytes} bytes, among those begun first while agents' unfinished frames held ${totalBytes} bytes, above maxInboundHeldBytes`, 'over-budget');
       },
       drain: () => {
         this.quiet = this.socket.bufferedAmount < this.quietBytes;

@@ -17,7 +17,7 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { SUBPROTOCOL } from './framing.js';
-import { InboundBudget, InboundFrameMeter, type InboundHolder } from './inbound-budget.js';
+import { INBOUND_MAX_FRAGMENTS, INBOUND_MAX_READS_PER_FRAME, InboundBudget, type InboundFrameMeter, type InboundHolder } from './inbound-budget.js';
 import { PacedTurns, UPGRADE_TURN_MS } from './paced.js';
 import { peerTlsOf } from './tls/identity.js';
 import {
@@ -45,7 +45,9 @@ class WsAgentSocket implements AgentSocket, InboundHolder {
   readonly transport = 'ws';
   readonly copiedBytes = 0;
   private events: AgentSocketEvents | undefined;
-  readonly meter: InboundFrameMeter;
+  meter: InboundFrameMeter | undefined = undefined;
+  /** False once ws gave up reading this socket (a protocol error): it buffers nothing more. */
+  private metered = true;
 
   constructor(
     private readonly ws: WebSocket,
@@ -53,21 +55,27 @@ class WsAgentSocket implements AgentSocket, InboundHolder {
     /** Its headers are released after accept (seam.ts PeerInfo). */
     public peer: PeerInfo,
     budget: InboundBudget,
-    maxPayloadBytes: number,
   ) {
     this.socket = socket;
-    this.meter = new InboundFrameMeter(maxPayloadBytes);
     // After ws's own 'data' listener (added at the upgrade): a frame the read completes has been
     // delivered and left ws's buffers by the time it is counted out here.
-    socket.on('data', (chunk: Buffer) => budget.read(this, chunk));
-    socket.once('close', () => budget.closed(this));
+    socket.on('data', (chunk: Buffer) => {
+      if (this.metered) budget.read(this, chunk);
+    });
     ws.on('message', (data, isBinary) => {
       const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
       deliverMessage(this.events, buf, isBinary, () => this.ws.terminate());
     });
-    ws.on('close', (code) => deliverClose(this.events, code));
-    // ws reports protocol errors (bad masking, oversize above its hard cap) here and closes by itself.
-    ws.on('error', () => undefined);
+    ws.on('close', (code) => {
+      // ws's close comes after the socket's (once its receiver ended): what it held is gone.
+      budget.closed(this);
+      deliverClose(this.events, code);
+    });
+    // ws reports protocol errors (bad masking, oversize above its hard cap) here and closes by
+    // itself. It reads nothing more after one: what it held stays counted until the close.
+    ws.on('error', () => {
+      this.metered = false;
+    });
     socket.on('drain', () => deliverDrain(this.events, () => this.ws.terminate()));
   }
 
@@ -125,6 +133,10 @@ class WsAgentSocket implements AgentSocket, InboundHolder {
     this.ws.pause();
     deliverOverBudget(this.events, heldBytes, totalBytes, () => this.ws.terminate());
   }
+
+  cut(): void {
+    this.ws.terminate();
+  }
 }
 
 export interface WsTransportOptions {
@@ -165,11 +177,15 @@ export class WsTransport implements AgentTransport {
   private readonly inboundBudget: InboundBudget;
 
   constructor(private readonly o: WsTransportOptions) {
-    this.inboundBudget = o.inboundBudget ?? new InboundBudget(Number.MAX_SAFE_INTEGER);
+    this.inboundBudget = o.inboundBudget ?? new InboundBudget(Number.MAX_SAFE_INTEGER, o.limits.maxInboundBytes * HARD_CAP_FACTOR);
     this.wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
       maxPayload: o.limits.maxInboundBytes * HARD_CAP_FACTOR,
+      // Pieces of one unfinished message ws keeps (1008 above them): each costs a Buffer besides
+      // its bytes, so 16,384 one-byte fragments held ~1.7 MB against 16 KiB of data (a review).
+      maxFragments: INBOUND_MAX_FRAGMENTS,
+      maxBufferedChunks: INBOUND_MAX_READS_PER_FRAME,
       // A text message, UTF-8 or not, is the protocol's to refuse (4002 with an ERROR, PROTOCOL.md
       // §1); ws's own check closed an invalid one with a bare 1007 first.
       skipUTF8Validation: true,
@@ -232,7 +248,7 @@ export class WsTransport implements AgentTransport {
       const peer: PeerInfo = {
         remoteAddress: peerAddress(socket.remoteAddress ?? ''), remotePort: socket.remotePort ?? 0, headers: headersOf(req), protocol: ws.protocol, tls: tlsIdentityOf(socket),
       };
-      const s = new WsAgentSocket(ws, socket, peer, this.inboundBudget, this.o.limits.maxInboundBytes * HARD_CAP_FACTOR);
+      const s = new WsAgentSocket(ws, socket, peer, this.inboundBudget);
       this.o.hooks.accept(s);
       s.peer = releaseHeaders(s.peer);
     });
