@@ -33,7 +33,7 @@ export const CLOSE_CODES = {
   // The WebSocket layer's own refusals, before the protocol sees the message (no ERROR).
   WEBSOCKET_PROTOCOL_ERROR: { code: 1002, sentBy: 'either', reaction: 'reconnect', meaning: 'a WebSocket framing violation (unmasked client frame, reserved bits or opcodes, invalid close code)' },
   INVALID_TEXT: { code: 1007, sentBy: 'either', reaction: 'reconnect', meaning: 'a text message that is not valid UTF-8 (uWebSockets.js and the Cattail client check it themselves)' },
-  POLICY_VIOLATION: { code: 1008, sentBy: 'server', reaction: 'reconnect', meaning: 'a message in too many pieces: more than 64 fragments, or a frame not whole after 1,024 reads' },
+  POLICY_VIOLATION: { code: 1008, sentBy: 'server', reaction: 'reconnect', meaning: 'a message in too many pieces: more than 64 fragments, or a frame not whole after 1,024 reads (more above 64 KiB maxInboundBytes)' },
   MESSAGE_TOO_BIG: { code: 1009, sentBy: 'either', reaction: 'reconnect', meaning: "message far above the receiver's limit, refused before buffering" },
   MALFORMED_FRAME: { code: 4000, sentBy: 'either', reaction: 'reconnect', meaning: 'malformed frame: bad header, truncated, body not valid msgpack, wrong field types' },
   UNSUPPORTED_VERSION: { code: 4001, sentBy: 'either', reaction: 'reject', meaning: 'unsupported protocol version or subprotocol' },

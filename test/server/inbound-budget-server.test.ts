@@ -13,6 +13,7 @@ import { waitUntil } from '../support/wait.js';
 import { hostileTally } from '../support/reliability-record.js';
 import { harness } from './helpers/harness.js';
 import { HELD_PIECE_OVERHEAD_BYTES, INBOUND_MAX_FRAGMENTS } from '../../src/server/transport/inbound-budget.js';
+import { WS_CLOSE_TIMEOUT_MS } from '../../src/server/transport/ws-transport.js';
 import { type RawAgent, partialClientFrame, rawUpgrade } from './helpers/upgrade.js';
 
 const tally = hostileTally('session', true);
@@ -29,7 +30,7 @@ function messages(r: RawAgent): string[] {
   });
 }
 
-describe.skipIf(TEST_TRANSPORT !== 'ws')('server - inbound budget (maxInboundHeldBytes)', () => {
+describe.skipIf(TEST_TRANSPORT !== 'ws')('server - inbound budget (maxInboundHeldBytes) and the ws layer\'s own refusals', () => {
   it('closes the agent whose unfinished frame began first once all of them pass the budget; the others and a healthy agent stay', async () => {
     const h = await harness({ maxInboundHeldBytes: 1_048_576, handshakeTimeoutMs: 60_000 });
     h.upstream.apply('felix', { '/pods/ns/a': { a: 1 } }, { status: 'in-sync' });
@@ -83,12 +84,32 @@ describe.skipIf(TEST_TRANSPORT !== 'ws')('server - inbound budget (maxInboundHel
     raws.push(r);
     const fragment = (first: boolean): Buffer => Buffer.from([first ? 0x02 : 0x00, 0x81, 0, 0, 0, 0, 1]);
     r.sock.write(Buffer.concat(Array.from({ length: INBOUND_MAX_FRAGMENTS }, (_, i) => fragment(i === 0))));
-    await waitUntil(async () => (await h.metric('cattail_inbound_held_bytes')) === INBOUND_MAX_FRAGMENTS * (1 + HELD_PIECE_OVERHEAD_BYTES), 'all fragments held');
+    await waitUntil(async () => (await h.metric('cattail_inbound_held_bytes')) >= INBOUND_MAX_FRAGMENTS * 7 + HELD_PIECE_OVERHEAD_BYTES, 'all fragments held');
     expect(r.closeCode).toBeUndefined();
     r.sock.write(fragment(false));
     await waitUntil(() => r.closeCode !== undefined, 'closed');
     expect(r.closeCode).toBe(1008);
     tally.add('a message in more fragments than INBOUND_MAX_FRAGMENTS', 'close 1008');
+  });
+
+  it('cuts a socket whose frame ws refused (1002) when the agent does not answer the close within 2 s, not ws\'s 30 s', async () => {
+    const h = await harness({});
+    h.upstream.apply('felix', { '/pods/ns/a': { a: 1 } }, { status: 'in-sync' });
+    // A peer that neither answers the close frame nor ends its side of the TCP connection.
+    const r = await rawUpgrade(h.server.url, true);
+    raws.push(r);
+    r.sock.on('error', () => undefined);
+    await waitUntil(() => h.server.connectionCount() === 1, 'accepted');
+    // Unmasked: a client frame must be masked (RFC 6455 §5.1).
+    r.sock.write(Buffer.from([0x82, 0x01, 0x00]));
+    await waitUntil(() => r.closeCode !== undefined, 'close frame');
+    expect(r.closeCode).toBe(1002);
+    const at = performance.now();
+    await waitUntil(() => h.server.connectionCount() === 0, 'released', { timeoutMs: 10_000 });
+    const ms = performance.now() - at;
+    expect(ms).toBeGreaterThan(WS_CLOSE_TIMEOUT_MS - 500);
+    expect(ms).toBeLessThan(WS_CLOSE_TIMEOUT_MS + 3_000);
+    tally.add('a frame the WebSocket layer refuses, close never answered', 'close 1002, cut after 2 s');
   });
 
   it('refuses a budget below one agent\'s largest frame', async () => {

@@ -19,11 +19,14 @@
  *
  * How: `InboundFrameMeter` follows a client's byte stream frame by frame (headers only; payloads
  * are skipped by count) beside the WebSocket library, which offers no count of what it holds.
- * It counts what the library must be holding: the unfinished frame's bytes so far and the
- * payloads of earlier fragments of an unfinished message, plus HELD_PIECE_OVERHEAD_BYTES for each
- * piece it keeps them in (each read that left the frame unfinished, each fragment), since one
- * byte per read or per fragment would otherwise hold a hundred times what it counts. The
- * WebSocket layer also caps the pieces (INBOUND_MAX_FRAGMENTS, INBOUND_MAX_READS_PER_FRAME).
+ * It counts what the library must be holding: every read that ended inside an unfinished frame or
+ * message, whole, from the last point where the stream was between messages, plus
+ * HELD_PIECE_OVERHEAD_BYTES for each. Whole reads, not the message's bytes in them: ws keeps the
+ * unfinished frame and finished fragments as views into the reads, and a view keeps its read's
+ * memory alive (Node sizes a read's memory to the read, up to 64 KiB). Counting only the
+ * message's bytes, a read of 64 KiB of ignored pongs ending in one byte of a frame counted that
+ * byte and held 64 KiB (a review). The WebSocket layer also caps the pieces
+ * (INBOUND_MAX_FRAGMENTS, maxReadsPerFrame).
  *
  * Rejected: a deadline per unfinished frame (bounds time, not bytes: a fast sender fills the
  * memory within any deadline); reading the library's private receiver fields (no API, and they
@@ -42,9 +45,9 @@ const PING = 0x9;
 const PONG = 0xa;
 
 /**
- * What each piece of an unfinished message costs besides its bytes: the Buffer object the
- * WebSocket layer keeps it in, and the backing store of the read it views (an estimate rounded
- * up, as for the uWS pacer's queued messages, not measured).
+ * What each read kept for an unfinished message costs besides its bytes: the Buffer objects the
+ * WebSocket layer keeps views of it in, and its backing-store record (an estimate rounded up, as
+ * for the uWS pacer's queued messages, not measured).
  */
 export const HELD_PIECE_OVERHEAD_BYTES = 256;
 
@@ -56,9 +59,12 @@ export const INBOUND_MAX_FRAGMENTS = 64;
 
 /**
  * Most reads one unfinished inbound frame may take before it is whole (ws `maxBufferedChunks`;
- * above it ws closes 1008): 256 KiB, the hard cap, in pieces of 256 bytes.
+ * above it ws closes 1008): the hard cap (4 × maxInboundBytes) in reads of 256 bytes, at least
+ * 1,024. A legitimate 64 KiB message takes ~46 reads at a 1,448-byte MSS, ~5 over TLS.
  */
-export const INBOUND_MAX_READS_PER_FRAME = 1_024;
+export function maxReadsPerFrame(hardCapBytes: number): number {
+  return Math.max(1_024, Math.ceil(hardCapBytes / 256));
+}
 
 /**
  * Follows one client-to-server WebSocket byte stream (masked frames) and says how many bytes of it
@@ -73,12 +79,12 @@ export const INBOUND_MAX_READS_PER_FRAME = 1_024;
 export class InboundFrameMeter {
   /** Bytes of the frame under way (header and payload so far); 0 between frames. */
   private frameBytes = 0;
-  /** Reads that brought bytes of the frame under way and left it unfinished. */
-  private frameReads = 0;
-  /** Payload bytes of finished fragments of a message under way. */
+  /** Payload bytes of finished fragments of a message under way (the payload cap applies to them). */
   private fragmentBytes = 0;
-  /** Finished fragments of it that hold bytes (the library keeps no empty ones). */
-  private fragments = 0;
+  /** Bytes of the reads kept since the stream was last between messages (whole reads). */
+  private keptBytes = 0;
+  /** Those reads. */
+  private keptReads = 0;
   /** Header bytes read of the frame under way. */
   private headerRead = 0;
   /** Header bytes it has: 2, then 2 + extended length + mask key once the second byte is in. */
@@ -102,9 +108,9 @@ export class InboundFrameMeter {
     private readonly maxPayloadBytes: number,
   ) {}
 
-  /** Bytes held for frames and messages not yet complete, with each piece's overhead. */
+  /** Bytes held for frames and messages not yet complete: the reads kept, with each one's overhead. */
   get held(): number {
-    return this.frameBytes + this.fragmentBytes + HELD_PIECE_OVERHEAD_BYTES * (this.frameReads + this.fragments);
+    return this.keptBytes + HELD_PIECE_OVERHEAD_BYTES * this.keptReads;
   }
 
   /** Between messages, holding nothing: nothing of the stream so far needs remembering. */
@@ -115,9 +121,10 @@ export class InboundFrameMeter {
   /** Back to the start of a stream (the budget's scratch meter, reused for every socket). */
   reset(): void {
     this.frameBytes = 0;
-    this.frameReads = 0;
     this.fragmentBytes = 0;
-    this.fragments = 0;
+    this.keptBytes = 0;
+    this.keptReads = 0;
+    this.since = 0;
     this.headerRead = 0;
     this.headerNeeded = 2;
     this.inPayload = false;
@@ -132,6 +139,7 @@ export class InboundFrameMeter {
 
   /** The bytes the socket just read, in order; `read` is the budget's count of reads (ages). */
   feed(chunk: Buffer, read = 0): void {
+    if (this.stopped) return;
     let off = 0;
     while (off < chunk.length && !this.stopped) {
       if (this.inPayload) {
@@ -150,11 +158,17 @@ export class InboundFrameMeter {
       else if (at < this.lengthEnd) this.length = this.length * 256 + byte;
       if (!this.stopped && this.headerRead === this.headerNeeded && at > 0) this.startPayload();
     }
-    // The library keeps this read (or the part of it in the frame) until the frame is whole.
-    if (this.frameBytes > 0 && !this.stopped) this.frameReads++;
+    // Ending inside a frame or message, the library keeps a view of this read (its whole memory)
+    // until the message is whole; after an error, until the socket closes.
+    if (this.frameBytes > 0 || this.fragmented || this.stopped) {
+      this.keptBytes += chunk.length;
+      this.keptReads++;
+    }
   }
 
   private readFirst(b0: number, read: number): void {
+    // First: a frame refused below still needs an age of its own, not the last stream's.
+    if (!this.fragmented) this.since = read;
     const opcode = b0 & 0x0f;
     this.fin = (b0 & 0x80) !== 0;
     this.control = opcode >= CLOSE;
@@ -163,7 +177,6 @@ export class InboundFrameMeter {
     if ((b0 & 0x70) !== 0 || !known) return this.stop();
     if (this.control && !this.fin) return this.stop();
     if (opcode === CONTINUATION ? !this.fragmented : !this.control && this.fragmented) return this.stop();
-    if (!this.fragmented) this.since = read;
   }
 
   private readSecond(b1: number): void {
@@ -188,16 +201,18 @@ export class InboundFrameMeter {
     if (!this.control) {
       if (this.fin) {
         this.fragmentBytes = 0;
-        this.fragments = 0;
         this.fragmented = false;
       } else {
         this.fragmentBytes += this.length;
-        if (this.length > 0) this.fragments++;
         this.fragmented = true;
       }
     }
+    // Between messages: the library let go of every read it kept (the message went out whole).
+    if (!this.fragmented) {
+      this.keptBytes = 0;
+      this.keptReads = 0;
+    }
     this.frameBytes = 0;
-    this.frameReads = 0;
     this.headerRead = 0;
     this.headerNeeded = 2;
     this.inPayload = false;

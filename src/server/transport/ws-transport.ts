@@ -15,9 +15,9 @@
 import { type IncomingMessage, type Server, createServer } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { WebSocketServer, type WebSocket } from 'ws';
+import { type ServerOptions, WebSocketServer, type WebSocket } from 'ws';
 import { SUBPROTOCOL } from './framing.js';
-import { INBOUND_MAX_FRAGMENTS, INBOUND_MAX_READS_PER_FRAME, InboundBudget, type InboundFrameMeter, type InboundHolder } from './inbound-budget.js';
+import { INBOUND_MAX_FRAGMENTS, InboundBudget, maxReadsPerFrame, type InboundFrameMeter, type InboundHolder } from './inbound-budget.js';
 import { PacedTurns, UPGRADE_TURN_MS } from './paced.js';
 import { peerTlsOf } from './tls/identity.js';
 import {
@@ -139,6 +139,9 @@ class WsAgentSocket implements AgentSocket, InboundHolder {
   }
 }
 
+/** See `closeTimeout` below: as long as the sweep's and the refused sockets' close grace (2 s). */
+export const WS_CLOSE_TIMEOUT_MS = 2_000;
+
 export interface WsTransportOptions {
   readonly hooks: AcceptHooks;
   readonly limits: TransportLimits;
@@ -178,14 +181,20 @@ export class WsTransport implements AgentTransport {
 
   constructor(private readonly o: WsTransportOptions) {
     this.inboundBudget = o.inboundBudget ?? new InboundBudget(Number.MAX_SAFE_INTEGER, o.limits.maxInboundBytes * HARD_CAP_FACTOR);
-    this.wss = new WebSocketServer({
+    // ws 8.23 takes `closeTimeout`; @types/ws does not list it yet (hence the wider type).
+    const options: ServerOptions & { closeTimeout: number } = {
       noServer: true,
       perMessageDeflate: false,
       maxPayload: o.limits.maxInboundBytes * HARD_CAP_FACTOR,
       // Pieces of one unfinished message ws keeps (1008 above them): each costs a Buffer besides
       // its bytes, so 16,384 one-byte fragments held ~1.7 MB against 16 KiB of data (a review).
       maxFragments: INBOUND_MAX_FRAGMENTS,
-      maxBufferedChunks: INBOUND_MAX_READS_PER_FRAME,
+      maxBufferedChunks: maxReadsPerFrame(o.limits.maxInboundBytes * HARD_CAP_FACTOR),
+      // How long ws waits for the agent's close frame after sending its own before cutting the
+      // socket (ws's default 30 s). After ws's own refusals (1002, 1008, 1009, which the
+      // Connection does not hear of until the close) a peer that never answered held its
+      // connection slot that long, per bad frame.
+      closeTimeout: WS_CLOSE_TIMEOUT_MS,
       // A text message, UTF-8 or not, is the protocol's to refuse (4002 with an ERROR, PROTOCOL.md
       // §1); ws's own check closed an invalid one with a bare 1007 first.
       skipUTF8Validation: true,
@@ -194,7 +203,8 @@ export class WsTransport implements AgentTransport {
       // fails an upgrade that selects none of its offers (1006, uncoded), and the point is to
       // give it the coded 4001 that says "wrong version", after which the server closes at once.
       handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : ([...protocols][0] ?? false)),
-    });
+    };
+    this.wss = new WebSocketServer(options);
     // A client that never finishes its upgrade request (slow-loris) is cut off after the
     // handshake timeout; Node checks that deadline on its own interval, a quarter of it here.
     this.http = o.server ?? createServer({ connectionsCheckingInterval: Math.max(100, Math.floor(o.limits.handshakeTimeoutMs / 4)) });

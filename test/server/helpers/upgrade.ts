@@ -46,11 +46,14 @@ export interface RawAgent {
   closeCode: number | undefined;
 }
 
-/** Upgrades a plain TCP socket by hand and parses the server's frames as they come. */
-export function rawUpgrade(url: string): Promise<RawAgent> {
+/**
+ * Upgrades a plain TCP socket by hand and parses the server's frames as they come. `halfOpen`:
+ * the socket does not end its side when the server ends its own (a peer that never answers a close).
+ */
+export function rawUpgrade(url: string, halfOpen = false): Promise<RawAgent> {
   const u = new URL(url);
   return new Promise((resolve, reject) => {
-    const sock = connect(Number(u.port), u.hostname);
+    const sock = connect({ port: Number(u.port), host: u.hostname, allowHalfOpen: halfOpen });
     const agent: RawAgent = { sock, frames: [], closeCode: undefined };
     let buf = Buffer.alloc(0);
     let upgraded = false;
