@@ -20,6 +20,7 @@ const SUITES = [
   'test/server/hostile.test.ts',
   'test/server/fuzz-inbound.test.ts',
   'test/server/connection-floods.test.ts',
+  'test/server/inbound-budget-server.test.ts',
   'test/server/mtls.test.ts',
   'test/upstream/reflector-faults.test.ts',
   'test/frame-compression.test.ts',

@@ -80,6 +80,8 @@ describe.skipIf(TEST_TRANSPORT !== 'ws')('server - inbound budget (maxInboundHel
   it('closes a message in more than 64 fragments with 1008 (the WebSocket layer keeps each in a Buffer of its own)', async () => {
     const h = await harness({});
     h.upstream.apply('felix', { '/pods/ns/a': { a: 1 } }, { status: 'in-sync' });
+    const good = h.agent({ feeds: [{ name: 'felix' }] });
+    await good.untilRevision('felix', 1);
     const r = await rawUpgrade(h.server.url);
     raws.push(r);
     const fragment = (first: boolean): Buffer => Buffer.from([first ? 0x02 : 0x00, 0x81, 0, 0, 0, 0, 1]);
@@ -89,26 +91,32 @@ describe.skipIf(TEST_TRANSPORT !== 'ws')('server - inbound budget (maxInboundHel
     r.sock.write(fragment(false));
     await waitUntil(() => r.closeCode !== undefined, 'closed');
     expect(r.closeCode).toBe(1008);
+    h.upstream.apply('felix', { '/pods/ns/b': { b: 2 } });
+    await good.untilRevision('felix', 2);
     tally.add('a message in more fragments than INBOUND_MAX_FRAGMENTS', 'close 1008');
   });
 
   it('cuts a socket whose frame ws refused (1002) when the agent does not answer the close within 2 s, not ws\'s 30 s', async () => {
     const h = await harness({});
     h.upstream.apply('felix', { '/pods/ns/a': { a: 1 } }, { status: 'in-sync' });
+    const good = h.agent({ feeds: [{ name: 'felix' }] });
+    await good.untilRevision('felix', 1);
     // A peer that neither answers the close frame nor ends its side of the TCP connection.
     const r = await rawUpgrade(h.server.url, true);
     raws.push(r);
     r.sock.on('error', () => undefined);
-    await waitUntil(() => h.server.connectionCount() === 1, 'accepted');
+    await waitUntil(() => h.server.connectionCount() === 2, 'accepted');
     // Unmasked: a client frame must be masked (RFC 6455 §5.1).
     r.sock.write(Buffer.from([0x82, 0x01, 0x00]));
     await waitUntil(() => r.closeCode !== undefined, 'close frame');
     expect(r.closeCode).toBe(1002);
     const at = performance.now();
-    await waitUntil(() => h.server.connectionCount() === 0, 'released', { timeoutMs: 10_000 });
+    await waitUntil(() => h.server.connectionCount() === 1, 'released', { timeoutMs: 10_000 });
     const ms = performance.now() - at;
     expect(ms).toBeGreaterThan(WS_CLOSE_TIMEOUT_MS - 500);
     expect(ms).toBeLessThan(WS_CLOSE_TIMEOUT_MS + 3_000);
+    h.upstream.apply('felix', { '/pods/ns/b': { b: 2 } });
+    await good.untilRevision('felix', 2);
     tally.add('a frame the WebSocket layer refuses, close never answered', 'close 1002, cut after 2 s');
   });
 
