@@ -101,7 +101,7 @@ describe('fleet - the balancer', () => {
     expect(lines.filter((l) => l.msg.startsWith('a peer\'s load is readable again'))).toHaveLength(1);
   });
 
-  it('takes a peer that reports itself not ready as one without room (its slice lags)', async () => {
+  it('takes a peer that reports itself not ready as one without room (its slice lags), and never hints it', async () => {
     const applied: Share[] = [];
     const b = new ReplicaBalancer({
       ...names, service: 'calico-system/cattail', intervalMs: 10_000, clock: new FakeClock(),
@@ -111,6 +111,8 @@ describe('fleet - the balancer', () => {
     });
     await b.tick();
     expect(applied.at(-1)).toMatchObject({ rebalancing: false, target: 1080 });
+    // No peer has room: the hints would be every peer, but refused agents sent to this one get its 503.
+    expect(applied.at(-1)?.hints).toEqual([]);
   });
 
   it('applies the share on every tick, keeps the last one when the slices cannot be read, and treats a silent peer as unknown', async () => {

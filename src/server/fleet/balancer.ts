@@ -6,8 +6,8 @@
  *
  * Failure modes, each falling back to doing less, never more: a failed EndpointSlice read keeps
  * the last peers and target; a peer that does not answer (or answers more than
- * MAX_LOAD_REPLY_BYTES), or says it is not ready, counts with unknown load (it gets hints only
- * when no peer is known to have room); a replica without the node count sets no target while any
+ * MAX_LOAD_REPLY_BYTES) counts with unknown load (it gets hints only when no peer is known to
+ * have room); one that says it is not ready counts the same and is never hinted; a replica without the node count sets no target while any
  * peer's load is unknown (share.ts). Nothing here closes an agent itself: the shedder moves one
  * per interval.
  */
@@ -214,8 +214,9 @@ export class ReplicaBalancer {
           const r = await fetchLoad(p.loadUrl);
           if (this.unreadable.delete(p.agentsUrl)) this.o.log?.info({ peer: p.loadUrl }, 'a peer\'s load is readable again');
           // A peer that says it is not ready (its slice lags by a probe period or more) has no
-          // room to offer: hinted agents would get its 503.
-          return { url: p.agentsUrl, connections: r.ready !== false && Number.isSafeInteger(r.connections) && r.connections >= 0 ? r.connections : undefined };
+          // room to offer, and is not hinted at all: hinted agents would get its 503.
+          if (r.ready === false) return { url: p.agentsUrl, connections: undefined, notReady: true };
+          return { url: p.agentsUrl, connections: Number.isSafeInteger(r.connections) && r.connections >= 0 ? r.connections : undefined };
         } catch (err) {
           // Once per peer as it turns unknown: without a node count (tier 2) one such peer means
           // no target for this replica, and the operator sees why here.

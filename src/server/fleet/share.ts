@@ -28,8 +28,12 @@ export interface ShareInput {
   readonly nodes: number | undefined;
   /** This replica's open connections. */
   readonly ownConnections: number;
-  /** Ready peers (this replica excluded), with their load when it could be read. */
-  readonly peers: readonly (PeerLoad | { readonly url: string; readonly connections: undefined })[];
+  /**
+   * Ready peers (this replica excluded), with their load when it could be read. `notReady`: the
+   * peer answered that it is not ready (its EndpointSlice lags): load unknown, and never hinted,
+   * since a hinted agent would get its 503.
+   */
+  readonly peers: readonly (PeerLoad | { readonly url: string; readonly connections: undefined; readonly notReady?: boolean })[];
 }
 
 export interface Share {
@@ -54,7 +58,8 @@ export function computeShare(i: ShareInput): Share {
   // Agents are one per node; more connections than nodes (several feeds sets, a test fleet)
   // count as they are.
   const agents = Math.max(i.nodes ?? 0, known);
-  const allUrls = i.peers.map((p) => p.url);
+  // With no peer known to have room, every peer is hinted but those that said they are not ready.
+  const allUrls = i.peers.filter((p) => !('notReady' in p && p.notReady === true)).map((p) => p.url);
   // Without a node count the fleet's agents are only what the loads say: a peer whose load is
   // unknown would count as holding none, and a replica that cannot read its peers (a slow
   // /v1/load in a reconnect storm, a certificate it does not know yet) shrank its own target
