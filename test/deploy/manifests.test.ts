@@ -18,7 +18,7 @@ import { Service, ServiceAccount } from 'kubernetes-models/v1';
 import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
 import { resolveConfig } from '../../src/config/load.js';
 import { FanOutStats } from '../../src/server/fanout/stats.js';
-import { createMetrics } from '../../src/server/ops/metrics.js';
+import { createMetrics, registerStateGauges } from '../../src/server/ops/metrics.js';
 import { serveOptions } from '../../src/server/options.js';
 import { tlsSettingsOf } from '../../src/server/transport/tls/options.js';
 import { UpstreamMetrics } from '../../src/server/upstream/metrics.js';
@@ -124,7 +124,13 @@ describe('deploy/ manifests', () => {
   });
 
   it('the dashboard queries only metrics the server exports', async () => {
-    const registry = Registry.merge([createMetrics(new FanOutStats()).registry, new UpstreamMetrics().registry]);
+    // With the gauges computed at scrape time, as `cattail serve` registers them (ws transport).
+    const server = createMetrics(new FanOutStats());
+    registerStateGauges(server, {
+      connections: () => [], serviceQueueLength: () => 0, catchUpCache: () => ({ entries: 0, bytes: 0 }), handshakeQueueLength: () => 0, snapshotCache: () => ({ builds: 0, bytes: 0 }),
+      snapshotPinned: () => ({ builds: 0, bytes: 0 }), transportWaiting: () => 0, inbound: () => ({ heldBytes: 0, holding: 0 }), feeds: [],
+    });
+    const registry = Registry.merge([server.registry, new UpstreamMetrics().registry]);
     const exported = new Set((await registry.getMetricsAsJSON()).map((m) => m.name));
     const dash = JSON.parse(readFileSync(join(deployDir, 'dashboards', 'cattail.json'), 'utf8')) as { panels: { title: string; targets: { expr: string }[] }[] };
     expect(dash.panels.length).toBeGreaterThan(0);
