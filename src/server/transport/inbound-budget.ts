@@ -223,6 +223,7 @@ export class InboundFrameMeter {
     this.stopped = true;
   }
 }
+
 /** One socket as the budget sees it. */
 export interface InboundHolder {
   /**
