@@ -8,7 +8,7 @@
  * The bounds on waits are safety nets against hangs, not timing assertions.
  */
 import { randomBytes } from 'node:crypto';
-import { connect } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { waitUntil } from '../support/wait.js';
@@ -196,6 +196,17 @@ for (const transport of TRANSPORTS) describe.skipIf(transport === 'uws' && SKIP_
     // drops the TCP connection without a close frame.
     expect([1006, 1009]).toContain(await huge.closed);
     await waitUntil(() => h.server.connectionCount() === 0, 'connections released');
+  });
+
+  it('fails to start on an address in use with CATTAIL_SERVER_LISTEN_FAILED naming EADDRINUSE (uWS itself says only that it failed)', async () => {
+    const held = createServer();
+    await new Promise<void>((r) => held.listen(0, '127.0.0.1', () => r()));
+    const port = (held.address() as { port: number }).port;
+    try {
+      await expect(harness({ transport, listen: `127.0.0.1:${port}` })).rejects.toMatchObject({ code: 'CATTAIL_SERVER_LISTEN_FAILED', message: expect.stringMatching(/EADDRINUSE/) });
+    } finally {
+      await new Promise<void>((r) => held.close(() => r()));
+    }
   });
 
   it('refuses upgrades above maxConnections with 503 and Retry-After', async () => {

@@ -242,6 +242,24 @@ function probePort(host: string): Promise<{ port: number; address: string }> {
   });
 }
 
+/**
+ * Why uWS could not listen: uWS reports only failure, so Node tries the same address and its
+ * error code (EADDRINUSE, EACCES, EADDRNOTAVAIL) goes into the message and `code`. A supervisor
+ * (the fleet harness, an operator's script) tells "in use, try again" from "not permitted" by it,
+ * as it does over `ws`; with only "in use, or not permitted" it could not.
+ */
+function whyNoListen(host: string, port: number): Promise<Error> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', (err: NodeJS.ErrnoException) => {
+      resolve(Object.assign(new Error(`uWS could not listen on ${host}:${port}: ${err.code ?? 'unknown'} (${err.message})`), { code: err.code }));
+    });
+    srv.listen({ port, exclusive: true, ...(host === ANY_HOST ? {} : { host }) }, () => {
+      srv.close(() => resolve(new Error(`uWS could not listen on ${host}:${port}, though Node could bind it just after (a uWS limit, or the address was freed meanwhile)`)));
+    });
+  });
+}
+
 export interface UwsTransportOptions {
   readonly hooks: AcceptHooks;
   readonly limits: TransportLimits;
@@ -331,7 +349,7 @@ export class UwsTransport implements AgentTransport {
     return new Promise((resolve, reject) => {
       app.listen(at.host, port, this.uws.LIBUS_LISTEN_EXCLUSIVE_PORT, (ls) => {
         if (ls === false || ls === undefined || ls === null) {
-          reject(new Error(`uWS could not listen on ${at.host}:${port} (address in use, or not permitted)`));
+          whyNoListen(at.host, port).then(reject, reject);
           return;
         }
         this.listenSocket = ls;
