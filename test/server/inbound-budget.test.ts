@@ -193,7 +193,7 @@ class Holder implements InboundHolder {
     if (this.chosen !== undefined) throw new Error(`${this.name} chosen twice`);
     this.chosen = [held, total];
   }
-  cut(): void {
+  terminate(): void {
     this.cuts++;
   }
 }

@@ -238,8 +238,8 @@ export interface InboundHolder {
    * CATTAIL_SERVER_OVER_BUDGET. Called once; it must not throw.
    */
   overBudget(heldBytes: number, totalBytes: number): void;
-  /** Cut at once (chosen sockets still open when the total passes INBOUND_CUT_FACTOR × the budget). Must not throw. */
-  cut(): void;
+  /** Cut at once (chosen sockets still open when the total passes INBOUND_CUT_FACTOR × the budget): the AgentSocket's own terminate. Must not throw. */
+  terminate(): void;
 }
 
 /** After passing the budget, holders are closed until the total is at most this share of it. */
@@ -346,7 +346,7 @@ export class InboundBudget {
       for (const [c, cut] of this.condemned) {
         if (cut) continue;
         this.condemned.set(c, true);
-        c.cut();
+        c.terminate();
       }
     }
   }

@@ -16,6 +16,7 @@ import { type IncomingMessage, type Server, createServer } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { type ServerOptions, WebSocketServer, type WebSocket } from 'ws';
+import { REFUSED_CLOSE_GRACE_MS } from './accept.js';
 import { SUBPROTOCOL } from './framing.js';
 import { INBOUND_MAX_FRAGMENTS, InboundBudget, maxReadsPerFrame, type InboundFrameMeter, type InboundHolder } from './inbound-budget.js';
 import { PacedTurns, UPGRADE_TURN_MS } from './paced.js';
@@ -133,21 +134,17 @@ class WsAgentSocket implements AgentSocket, InboundHolder {
     this.ws.pause();
     deliverOverBudget(this.events, heldBytes, totalBytes, () => this.ws.terminate());
   }
-
-  cut(): void {
-    this.ws.terminate();
-  }
 }
 
-/** See `closeTimeout` below: as long as the sweep's and the refused sockets' close grace (2 s). */
-export const WS_CLOSE_TIMEOUT_MS = 2_000;
+/** See `closeTimeout` below: the refused sockets' close grace (2 s), as the sweep's. */
+export const WS_CLOSE_TIMEOUT_MS = REFUSED_CLOSE_GRACE_MS;
 
 export interface WsTransportOptions {
   readonly hooks: AcceptHooks;
   readonly limits: TransportLimits;
   /** The HTTP(S) server to attach to; default a plain node:http server. */
   readonly server?: Server;
-  /** Bounds what all sockets hold of unfinished inbound frames; default: the hard cap × maxConnections (none in effect). */
+  /** Bounds what all sockets hold of unfinished inbound frames; default: a budget without a limit (counted, never enforced). */
   readonly inboundBudget?: InboundBudget;
 }
 
