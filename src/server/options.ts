@@ -181,7 +181,7 @@ export const serverOptions = {
     default: 67_108_864,
     unit: 'bytes',
     min: 1_048_576,
-    help: "Bytes all agents' sockets may hold together of inbound frames not yet complete (each socket up to 4 × maxInboundBytes); above it the agents whose unfinished message began first are closed with 4008 until the rest hold at most 90 % of it (each piece a message is kept in counts 256 bytes more). At least 4 × maxInboundBytes. Enforced with --transport ws (uWS does not show what it holds).",
+    help: "Bytes all agents' sockets may hold together of inbound frames not yet complete (each socket up to 4 × maxInboundBytes); above it the agents whose unfinished message began first are closed with 4008 until the rest hold at most 90 % of it (each piece a message is kept in counts 256 bytes more). At least 4 × maxInboundBytes. Enforced with --transport ws (uWS does not show what it holds; over uWS the server warns at start when maxConnections × 4 × maxInboundBytes is above it).",
   }),
   maxFrameBytes: opt.int({
     default: DEFAULT_MAX_FRAME_BYTES,

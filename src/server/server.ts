@@ -206,6 +206,19 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
     );
   }
 
+  if (o.transport === 'uws') {
+    // uWS buffers each socket's unfinished frame in native memory and shows none of it, so the
+    // budget cannot be enforced there (docs/transport.md): say so where the operator looks, with
+    // the bound that holds instead, when that is above the budget they set (the defaults are).
+    const perSocketBytes = HARD_CAP_FACTOR * o.maxInboundBytes;
+    const worstCaseBytes = perSocketBytes * o.maxConnections;
+    if (worstCaseBytes > o.maxInboundHeldBytes) {
+      log?.warn(
+        { transport: 'uws', maxInboundHeldBytes: o.maxInboundHeldBytes, perSocketBytes, maxConnections: o.maxConnections, worstCaseBytes },
+        'maxInboundHeldBytes is not enforced over uWS: agents\' unfinished inbound frames can hold up to maxConnections × 4 × maxInboundBytes (worstCaseBytes); lower maxConnections or maxInboundBytes, or use --transport ws',
+      );
+    }
+  }
   const metrics = createMetrics(new FanOutStats(), { defaultMetrics: options.defaultMetrics ?? true });
   const feeds = upstream.feeds.map((d, i) => new FeedRuntime(i, d, createStore({ feed: d.name, logMaxAgeMs: o.deltaLogMaxAgeMs, logMaxBytes: o.deltaLogMaxBytes }), serverId, metrics.fanout.feed(d.name)));
   const scopedFeeds = new Set(o.scopedFeeds.flatMap((v) => v.split(',')).map((s) => s.trim()).filter((s) => s !== ''));

@@ -15,6 +15,8 @@ import { harness } from './helpers/harness.js';
 import { HELD_PIECE_OVERHEAD_BYTES, INBOUND_MAX_FRAGMENTS } from '../../src/server/transport/inbound-budget.js';
 import { WS_CLOSE_TIMEOUT_MS } from '../../src/server/transport/ws-transport.js';
 import { type RawAgent, partialClientFrame, rawUpgrade } from './helpers/upgrade.js';
+import pino from 'pino';
+import { uwsAvailable } from '../../src/server/transport/uws-loader.js';
 
 const tally = hostileTally('session', true);
 const raws: RawAgent[] = [];
@@ -124,5 +126,30 @@ describe.skipIf(TEST_TRANSPORT !== 'ws')('server - inbound budget (maxInboundHel
     await expect(startServer({ upstream: ScriptedUpstream.withFeeds('felix'), defaultMetrics: false, transport: 'ws', maxInboundBytes: 1_048_576, maxInboundHeldBytes: 2_097_152 })).rejects.toThrow(
       /maxInboundHeldBytes .* must be at least 4 × maxInboundBytes \(4194304\)/,
     );
+  });
+});
+
+describe('server - maxInboundHeldBytes where it cannot be enforced (uWS)', () => {
+  /** The start-up lines at warn and above, as JSON. */
+  function warnings(): { log: pino.Logger; lines: Record<string, unknown>[] } {
+    const lines: Record<string, unknown>[] = [];
+    return { lines, log: pino({ level: 'warn' }, { write: (s: string) => lines.push(JSON.parse(s) as Record<string, unknown>) }) };
+  }
+  const notEnforced = (lines: Record<string, unknown>[]): Record<string, unknown> | undefined => lines.find((l) => String(l['msg']).startsWith('maxInboundHeldBytes is not enforced over uWS'));
+
+  it.skipIf(!uwsAvailable())('warns at start with the bound that holds instead, when that is above the budget, and not when it is within it', async () => {
+    const above = warnings();
+    await harness({ transport: 'uws', log: above.log, maxConnections: 1_000 });
+    expect(notEnforced(above.lines)).toMatchObject({ level: 40, transport: 'uws', maxInboundHeldBytes: 64 * 1_048_576, perSocketBytes: 4 * 65_536, maxConnections: 1_000, worstCaseBytes: 1_000 * 4 * 65_536 });
+
+    const within = warnings();
+    await harness({ transport: 'uws', log: within.log, maxConnections: 100, maxInboundHeldBytes: 100 * 4 * 65_536 });
+    expect(notEnforced(within.lines)).toBeUndefined();
+  });
+
+  it('is not said over ws, which enforces the budget', async () => {
+    const ws = warnings();
+    await harness({ transport: 'ws', log: ws.log, maxConnections: 1_000 });
+    expect(notEnforced(ws.lines)).toBeUndefined();
   });
 });
