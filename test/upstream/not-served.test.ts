@@ -30,8 +30,13 @@ describe('what a CRD list proves (evidenceOf)', () => {
     ['a resourceVersion that is not a decimal', { metadata: { resourceVersion: 'abc' }, items: [] }],
     ['resourceVersion 0 ("any": no point in time)', { metadata: { resourceVersion: '0' }, items: [] }],
     ['a numeric resourceVersion', { metadata: { resourceVersion: 12 }, items: [] }],
-  ])('%s proves nothing', (_why, body) => {
-    expect(evidenceOf(body).kind).toBe('unknown');
+  ])('%s proves nothing, as a failed probe (a 404 beside it may be a blip)', (_why, body) => {
+    expect(evidenceOf(body)).toMatchObject({ kind: 'unknown', failed: true });
+  });
+
+  it('a CRD that does not serve the version is no failed probe: the 404 is not a blip', () => {
+    const e = evidenceOf({ metadata: { resourceVersion: '5' }, items: [{ spec: { versions: [{ name: 'v2', served: true }] } }] }, 'v1');
+    expect(e).toEqual({ kind: 'unknown', reason: 'the CRD does not serve version v1' });
   });
 });
 

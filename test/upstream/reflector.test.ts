@@ -373,6 +373,32 @@ describe('reflector against a scripted API server', () => {
       expect(up.ready()).toBe(true);
     });
 
+    it('a 404 whose CRD probe fails too (a restarting API server: throttled, 5xx) keeps the listed state until upstreamStaleAfterMs, then ends as missing', async () => {
+      const { clock, sink, up } = await setup({ watchList: false, feeds: ['tunnel-ip-allocation'], customFeeds: [], missingResourceRetryMs: 600_000, upstreamStaleAfterMs: 60_000 });
+      server.upsert('nodes', node('n1'));
+      server.upsert(POOLS, { metadata: { name: 'default-ipv4-ippool' }, spec: { cidr: '192.168.0.0/16' } });
+      up.start(sink);
+      await waitUntil(() => sink.status.get('tunnel-ip-allocation') === 'in-sync' && server.openWatches === 2, { clock });
+      const before = new Map(sink.state.get('tunnel-ip-allocation'));
+      expect([...before.keys()].some((k) => k.includes('default-ipv4-ippool'))).toBe(true);
+      server.intercept = ({ def }, _req, res) => {
+        if (def.id !== POOLS) return false;
+        res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'Status', code: 404, reason: 'NotFound' }));
+        return true;
+      };
+      server.crdListStatus = 503;
+      server.endWatches();
+      await waitUntil(async () => (await probes(up, 'unknown')) >= 3, 'a few failed looks', { clock, stepMs: 500, timeoutMs: 50_000 });
+      // Nothing deleted, not missing, no probe taken for proof of absence.
+      expect(sameState(sink.state.get('tunnel-ip-allocation'), before)).toBe(true);
+      expect(up.health().find((h) => h.id === POOLS)?.missing).toBeUndefined();
+      expect(await probes(up, 'absent')).toBe(0);
+      // Past the bound it gives up as missing: the pools are gone, the node's entries stay.
+      await waitUntil(() => up.health().find((h) => h.id === POOLS)?.missing === true, 'given up as missing', { clock, stepMs: 500, timeoutMs: 120_000 });
+      expect([...(sink.state.get('tunnel-ip-allocation')?.keys() ?? [])].some((k) => k.includes('ippool') || k.includes('192.168'))).toBe(false);
+      expect(sink.state.get('tunnel-ip-allocation')?.size).toBeGreaterThan(0);
+    });
+
     it('a CRD that exists while its path answers 404 (not established yet) proves nothing', async () => {
       const { clock, sink, up } = await setup({ watchList: false, feeds: ['tunnel-ip-allocation'], customFeeds: [], missingResourceRetryMs: 60_000 });
       server.intercept = ({ def }, _req, res) => {

@@ -26,9 +26,10 @@
  * What else can come back. A CRD that exists while its path answers 404 (created but not
  * established yet, serving other versions only, or an API server instance behind on it): no
  * evidence. A resource never listed stays missing without a watermark change; one listed before
- * keeps its state and backs off (recovery.ts: a blip, not a removal). A failed probe (no RBAC permission to list CRDs, a network error):
- * no evidence either; the replica keeps the watermark it last had for the resource, as before
- * this probe existed, and says so in a warn line once per resource.
+ * keeps its state and backs off (recovery.ts: a blip, not a removal). A failed probe (no RBAC permission to list CRDs, a network error,
+ * a throttled list): no evidence either, and no proof that the 404 is not a blip: a state listed
+ * before is kept as for a CRD that exists. A resource found missing keeps the watermark it last
+ * had, as before this probe existed, and the replica says so in a warn line once per resource.
  */
 import { isResourceVersion } from '../../../proto/index.js';
 import { UpstreamFailure } from './failure.js';
@@ -48,7 +49,12 @@ const PROBE_MAX_BYTES = 4 * 1024 * 1024;
 export type NotServedEvidence =
   | { readonly kind: 'absent'; readonly rv: string }
   | { readonly kind: 'present' }
-  | { readonly kind: 'unknown'; readonly reason: string };
+  /**
+   * Nothing proven. `failed`: the probe itself failed (network, throttled, forbidden, a body that
+   * is not a CRD list), so the 404 may be a blip as well; without it the list answered and proved
+   * the resource is not served in a way that carries no resourceVersion (its version not served).
+   */
+  | { readonly kind: 'unknown'; readonly reason: string; readonly failed?: true };
 
 /** The CRD name of an optional resource: `<plural>.<group>` (its registry id). */
 export function crdNameOf(r: ReflectorCore): string {
@@ -69,7 +75,7 @@ export async function probeNotServed(r: ReflectorCore): Promise<NotServedEvidenc
     return evidenceOf(parseJson(text), r.o.def.version);
   } catch (err) {
     const f = err instanceof UpstreamFailure ? err : undefined;
-    return { kind: 'unknown', reason: f?.k8sCode !== undefined ? `HTTP ${f.k8sCode}` : (err as Error)?.message ?? String(err) };
+    return { kind: 'unknown', reason: f?.k8sCode !== undefined ? `HTTP ${f.k8sCode}` : (err as Error)?.message ?? String(err), failed: true };
   }
 }
 
@@ -79,9 +85,9 @@ export async function probeNotServed(r: ReflectorCore): Promise<NotServedEvidenc
  * upgrade that stopped serving that version makes the 404 permanent, not a blip.
  */
 export function evidenceOf(body: unknown, version?: string): NotServedEvidence {
-  if (typeof body !== 'object' || body === null) return { kind: 'unknown', reason: 'the CRD list is not a JSON object' };
+  if (typeof body !== 'object' || body === null) return { kind: 'unknown', reason: 'the CRD list is not a JSON object', failed: true };
   const list = body as { items?: unknown; metadata?: { resourceVersion?: unknown } };
-  if (!Array.isArray(list.items)) return { kind: 'unknown', reason: 'the CRD list has no items array' };
+  if (!Array.isArray(list.items)) return { kind: 'unknown', reason: 'the CRD list has no items array', failed: true };
   if (list.items.length > 0) {
     const versions = (list.items[0] as { spec?: { versions?: unknown } } | null)?.spec?.versions;
     if (version !== undefined && Array.isArray(versions)) {
@@ -92,6 +98,6 @@ export function evidenceOf(body: unknown, version?: string): NotServedEvidence {
   }
   const rv = list.metadata?.resourceVersion;
   // Decimal only: watermarks compare as unsigned integers (PROTOCOL.md §8).
-  if (!isResourceVersion(rv) || /^0+$/.test(rv)) return { kind: 'unknown', reason: `the CRD list's resourceVersion ${JSON.stringify(rv)} is not a decimal` };
+  if (!isResourceVersion(rv) || /^0+$/.test(rv)) return { kind: 'unknown', reason: `the CRD list's resourceVersion ${JSON.stringify(rv)} is not a decimal`, failed: true };
   return { kind: 'absent', rv };
 }

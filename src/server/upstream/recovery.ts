@@ -71,15 +71,22 @@ export function recover(r: ReflectorCore, err: unknown, evidence?: NotServedEvid
     // with it, or served versions being changed by an upgrade): a blip, not a removal. Clearing
     // the state here deleted every object of the resource from every agent (policies included)
     // until the next look, missingResourceRetryMs later. With a state already listed, keep it,
-    // back off and retry; the resource goes stale (readiness false) if it lasts. Never listed:
-    // missing as before (a CRD that serves other versions only must not hold readiness forever),
-    // and so is a blip that outlasts upstreamStaleAfterMs: a replica must not stay unready on it.
-    if (evidence?.kind === 'present' && r.rv !== undefined && !r.missing && now - (r.presentSinceMs ??= now) < r.o.staleAfterMs) {
-      r.o.metrics.notServedProbes.inc({ resource: r.id, result: 'present' });
+    // back off and retry; the resource goes stale (readiness false) if it lasts. The same when the
+    // CRD probe itself failed (throttled, 5xx, reset, forbidden): an API server instance that has
+    // just restarted answers both, and clearing on "could not look" deleted the policies from
+    // every agent until the next look. Never listed: missing as before (a CRD that serves other
+    // versions only must not hold readiness forever), and so is a blip that outlasts
+    // upstreamStaleAfterMs: a replica must not stay unready on it.
+    const blip = evidence?.kind === 'present' || (evidence?.kind === 'unknown' && evidence.failed === true);
+    if (blip && r.rv !== undefined && !r.missing && now - (r.notFoundSinceMs ??= now) < r.o.staleAfterMs) {
+      r.o.metrics.notServedProbes.inc({ resource: r.id, result: evidence.kind });
       r.o.metrics.watchRestarts.inc({ resource: r.id, reason });
       const delay = r.backoff.next(now);
-      if (r.notServedProof !== 'present') r.o.logger.warn({ ...log, crd: crdNameOf(r), delayMs: delay }, 'the CRD exists but its path answers 404; keeping the last state and retrying');
-      r.notServedProof = 'present';
+      if (r.notServedProof !== evidence.kind) {
+        if (evidence.kind === 'present') r.o.logger.warn({ ...log, crd: crdNameOf(r), delayMs: delay }, 'the CRD exists but its path answers 404; keeping the last state and retrying');
+        else r.o.logger.warn({ ...log, crd: crdNameOf(r), delayMs: delay, probe: evidence.reason }, 'the resource\'s path answers 404 and its CRD could not be looked at; keeping the last state and retrying');
+      }
+      r.notServedProof = evidence.kind;
       return delay;
     }
     return notServed(r, evidence);

@@ -95,8 +95,8 @@ export interface ReflectorCore {
   notServedProof: NotServedEvidence['kind'] | undefined;
   /** The last not-served evidence (reported as the watermark; checkpointed); cleared once listed. */
   notServedRv: string | undefined;
-  /** Monotonic ms of the first 404 of an existing CRD in the current blip (recovery.ts); undefined outside one. */
-  presentSinceMs: number | undefined;
+  /** Monotonic ms of the first 404 of a listed resource whose CRD exists or could not be looked at, in the current blip (recovery.ts); undefined outside one. */
+  notFoundSinceMs: number | undefined;
   /** The delay recovery returned is missingRetryMs after a 404, which an early look may cut short. */
   waitingMissingRetry: boolean;
   authError: string | undefined;

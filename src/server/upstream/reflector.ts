@@ -54,7 +54,7 @@ export class Reflector implements ReflectorCore {
   missing = false;
   notServedProof: NotServedEvidence['kind'] | undefined;
   notServedRv: string | undefined;
-  presentSinceMs: number | undefined;
+  notFoundSinceMs: number | undefined;
   authError: string | undefined;
   private synced = false;
   private lastHealthyMs: number | undefined;
@@ -242,7 +242,7 @@ export class Reflector implements ReflectorCore {
     // A 404 blip of an existing CRD is over (recovery.ts): its next one is logged and timed anew.
     if (!this.missing) {
       this.notServedProof = undefined;
-      this.presentSinceMs = undefined;
+      this.notFoundSinceMs = undefined;
     }
     const now = this.o.clock.monotonic();
     const wasStale = now - (this.lastHealthyMs ?? this.startedMs) > this.o.staleAfterMs;
@@ -310,7 +310,7 @@ export class Reflector implements ReflectorCore {
     this.missing = false;
     this.notServedProof = undefined;
     this.notServedRv = undefined;
-    this.presentSinceMs = undefined;
+    this.notFoundSinceMs = undefined;
     if (watermarkedBefore) this.o.onRelisted?.();
     this.listedOnce = true;
     // Synced before the flush: "in-sync" must ride on the batch with the list's last update.
