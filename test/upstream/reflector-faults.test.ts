@@ -228,6 +228,61 @@ describe('reflector under faults', () => {
     expect(sink.updates('pods')).toBe(5);
   });
 
+  it('a throttled continue page is asked again after Retry-After: the list goes on from it, not from page 1', async () => {
+    const { clock, sink, up } = await setup({ listPageSize: 2 });
+    for (let i = 0; i < 7; i++) server.upsert('pods', pod(`p${i}`, { ip: `10.0.0.${i + 1}` }));
+    const pages: string[] = [];
+    let throttled = 0;
+    server.intercept = (info, _req, res) => {
+      if (info.watch) return false;
+      const cont = info.query.get('continue') ?? '';
+      pages.push(cont);
+      // The third page is throttled twice (APF), then served.
+      if (pages.filter((c) => c !== '').length >= 2 && cont !== '' && throttled < 2 && pages.filter((c) => c === cont).length <= 2) {
+        throttled++;
+        res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '3' }).end(JSON.stringify({ kind: 'Status', code: 429, reason: 'TooManyRequests' }));
+        return true;
+      }
+      return false;
+    };
+    up.start(sink);
+    await waitUntil(() => sink.status.get('pods') === 'in-sync', { clock, stepMs: 500 });
+    expect(converged(sink)).toBe(true);
+    expect(throttled).toBe(2);
+    // One first page, and the throttled token asked three times: 4 pages of 2 items, 2 retries.
+    expect(pages.filter((c) => c === '')).toHaveLength(1);
+    expect(pages).toHaveLength(6);
+    expect(new Set(pages.slice(2)).size).toBe(2);
+    expect(sink.updates('pods')).toBe(7);
+    tally.add('paged list whose continue page is throttled (429)', 'that page asked again after Retry-After; the list goes on from it');
+  });
+
+  it('a relist that keeps failing at the same page turns the resource stale (pages fetched again confirm nothing)', async () => {
+    const { clock, sink, up } = await setup({ listPageSize: 2, upstreamStaleAfterMs: 60_000 });
+    for (let i = 0; i < 7; i++) server.upsert('pods', pod(`p${i}`, { ip: `10.0.0.${i + 1}` }));
+    up.start(sink);
+    await waitUntil(() => server.openWatches === 1 && sink.status.get('pods') === 'in-sync', { clock });
+    // From now on every list's third page is garbage (not retried as the same page: the list
+    // starts over), and the watch ends at once with 410 so that the reflector must relist.
+    let pagesServed = 0;
+    server.intercept = (info, _req, res) => {
+      if (info.watch) {
+        res.writeHead(410, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'Status', code: 410, reason: 'Expired' }));
+        return true;
+      }
+      if (info.query.get('continue') === null) pagesServed = 0;
+      if (++pagesServed < 3) return false;
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"kind":"PodList","items":');
+      return true;
+    };
+    server.endWatches();
+    await waitUntil(() => up.health()[0]?.stale === true && sink.stale.get('pods') === true, 'stale', { clock, stepMs: 1_000, timeoutMs: 200_000 });
+    // Each attempt got its second page, a page after the first: before, that counted as healthy.
+    expect(server.requests.filter((r) => !r.watch && r.query.includes('continue')).length).toBeGreaterThan(4);
+    server.intercept = undefined;
+    await waitUntil(() => up.health()[0]?.stale === false && converged(sink), 'fresh again', { clock, stepMs: 1_000, timeoutMs: 200_000 });
+  });
+
   it('never hot-loops: a server that closes every watch at once gets a bounded number of requests', async () => {
     const { clock, sink, up } = await setup();
     server.upsert('pods', pod('a'));

@@ -70,6 +70,21 @@ export interface ReflectorOptions {
 export type ListMode = 'none' | 'initial' | 'not-older-than' | 'consistent';
 
 /**
+ * A paged list that failed after its first page, kept for the next attempt to go on with (see
+ * listPages): the pages so far and the continue token that follows them.
+ */
+export interface PartialList {
+  readonly mode: ListMode;
+  readonly limit: number;
+  readonly session: ListSession;
+  readonly listRv: string | undefined;
+  readonly cont: string;
+  readonly tokens: Set<string>;
+  readonly restartedConsistent: boolean;
+  readonly pages: number;
+}
+
+/**
  * The mutable state of one reflector and the primitives its steps call. Only the reflector loop
  * and its steps see it; everything else reads `Reflector.health()`.
  */
@@ -99,6 +114,10 @@ export interface ReflectorCore {
   notFoundSinceMs: number | undefined;
   /** The delay recovery returned is missingRetryMs after a 404, which an early look may cut short. */
   waitingMissingRetry: boolean;
+  /** A paged list that failed at a continue page, for the next attempt to go on with (list.ts). */
+  partialList: PartialList | undefined;
+  /** Most pages a failed attempt of the current list received (0 once a list commits): pages up to it confirm no health again (list.ts). */
+  listPagesReached: number;
   authError: string | undefined;
   request(verb: UpstreamVerb, path: string): Promise<GuardedResponse>;
   query(params: Record<string, string | number | undefined>): string;

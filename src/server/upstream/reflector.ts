@@ -5,7 +5,7 @@ import { compareResourceVersions, isResourceVersion } from '../../../proto/index
 import { UpstreamFailure, checkedResourceVersion } from './failure.js';
 import { listPages } from './list.js';
 import { recover } from './recovery.js';
-import { type ListMode, type ReflectorCore, type ReflectorOptions, UPSTREAM_BACKOFF } from './reflector-core.js';
+import { type ListMode, type PartialList, type ReflectorCore, type ReflectorOptions, UPSTREAM_BACKOFF } from './reflector-core.js';
 import { type NotServedEvidence, probeNotServed } from './not-served.js';
 import { guardedGet, type GuardedResponse, type UpstreamVerb } from './request.js';
 import type { ListSession } from './resource-view.js';
@@ -55,6 +55,8 @@ export class Reflector implements ReflectorCore {
   notServedProof: NotServedEvidence['kind'] | undefined;
   notServedRv: string | undefined;
   notFoundSinceMs: number | undefined;
+  partialList: PartialList | undefined;
+  listPagesReached = 0;
   authError: string | undefined;
   private synced = false;
   private lastHealthyMs: number | undefined;
