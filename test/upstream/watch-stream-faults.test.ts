@@ -157,6 +157,39 @@ describe('upstream against the simulator under faults (watch and stream)', () =>
 });
 
 describe('WatchList under transient faults', () => {
+  it('a WatchList relist that ends cleanly before its initial events did falls back to LIST for an hour, then tries WatchList again', async () => {
+    const h = await startHarness();
+    await synced(h);
+    const initialEvents = (): number => {
+      const c = h.sim.admin.counters().initialEvents;
+      return typeof c === 'number' ? c : (c['pods'] ?? 0);
+    };
+    const lists = (): number => simRequests(h.sim, 'LIST', 'pods');
+    const listsBefore = lists();
+    // 410 on the next watch → relist (a WatchList), whose stream ends at once: ambiguous.
+    h.sim.faults.add({ kind: 'http_410', resource: 'pods', clientId: UA, verb: 'WATCH', times: 1 });
+    h.sim.faults.add({ kind: 'close_after_headers', resource: 'pods', clientId: UA, verb: 'WATCH', times: 1 });
+    h.sim.admin.closeWatches('pods');
+    await waitUntil(async () => (await metric(h.up, 'relists', { resource: 'pods', reason: 'watchlist-fallback' })) === 1 && watchesOpen(h, 'pods') === 1 && h.up.ready(), { clock: h.clock });
+    expect(lists()).toBe(listsBefore + 1);
+    await converged(h);
+    // Within the hour, a relist is a paged LIST.
+    h.sim.faults.add({ kind: 'http_410', resource: 'pods', clientId: UA, verb: 'WATCH', times: 1 });
+    h.sim.admin.closeWatches('pods');
+    await waitUntil(() => lists() === listsBefore + 2 && watchesOpen(h, 'pods') === 1, { clock: h.clock });
+    // After it, WatchList again: no LIST, the pods come as initial events.
+    const initialBefore = initialEvents();
+    await h.clock.advanceAsync(3_600_000);
+    h.sim.faults.add({ kind: 'http_410', resource: 'pods', clientId: UA, verb: 'WATCH', times: 1 });
+    h.sim.admin.closeWatches('pods');
+    await waitUntil(() => faultsFired(h, 'http_410') === 3 && watchesOpen(h, 'pods') === 1 && h.up.ready(), { clock: h.clock });
+    await converged(h);
+    expect(lists()).toBe(listsBefore + 2);
+    expect(initialEvents()).toBeGreaterThan(initialBefore);
+    expect(await metric(h.up, 'relists', { resource: 'pods', reason: 'watchlist-fallback' })).toBe(1);
+    expectNeverBack(h);
+  });
+
   it('an in-stream 500 during the initial events of a WatchList relist is retried as WatchList, not a permanent fallback to LIST', async () => {
     const h = await startHarness();
     await synced(h);

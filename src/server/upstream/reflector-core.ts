@@ -24,6 +24,14 @@ export const UPSTREAM_BACKOFF = { initialMs: 1_600, maxMs: 40_000, jitter: 0.5, 
 
 /** The smallest page size a too-large LIST halves to: one object per page. */
 export const LIST_PAGE_FLOOR = 1;
+/**
+ * How long a WatchList that went silent or ended before its initial events did (ambiguous: a
+ * server that ignores sendInitialEvents, or a restart or a black-holed connection mid-relist)
+ * leaves the resource on paged LISTs before a relist tries WatchList again (ms). A refusal that
+ * says WatchList is not served (HTTP 400/422/501, a non-transient ERROR, live events before the
+ * end marker) stays for the process's life.
+ */
+export const WATCHLIST_RETRY_AFTER_MS = 3_600_000;
 
 /**
  * How long a smaller page size that worked is kept after the last LIST body above
@@ -135,6 +143,9 @@ export interface ReflectorCore {
   refuseOlderList(rv: string | undefined): void;
   /** Commits a complete list (throws 'stale-list' when it is older than the applied RV). */
   finishList(session: ListSession, rv: string | undefined): void;
-  /** Remembers that WatchList does not work here; returns the failure to throw. */
-  watchListUnsupported(why: string): UpstreamFailure;
+  /**
+   * Remembers that WatchList does not work here; returns the failure to throw. `ambiguous`: for
+   * WATCHLIST_RETRY_AFTER_MS only (see there), else for good.
+   */
+  watchListUnsupported(why: string, ambiguous?: boolean): UpstreamFailure;
 }

@@ -5,7 +5,7 @@ import { compareResourceVersions, isResourceVersion } from '../../../proto/index
 import { UpstreamFailure, checkedResourceVersion } from './failure.js';
 import { listPages } from './list.js';
 import { recover } from './recovery.js';
-import { type ListMode, type PartialList, type ReflectorCore, type ReflectorOptions, UPSTREAM_BACKOFF } from './reflector-core.js';
+import { type ListMode, type PartialList, type ReflectorCore, type ReflectorOptions, UPSTREAM_BACKOFF, WATCHLIST_RETRY_AFTER_MS } from './reflector-core.js';
 import { type NotServedEvidence, probeNotServed } from './not-served.js';
 import { guardedGet, type GuardedResponse, type UpstreamVerb } from './request.js';
 import type { ListSession } from './resource-view.js';
@@ -40,8 +40,8 @@ export const EARLY_LOOK_MIN_MS = 10_000;
  * The gate makes a hot loop impossible by construction: whatever the server does, a reflector
  * starts at most one attempt (one watch, plus a list when needed) per minAttemptIntervalMs.
  * With WatchList on, the list is a watch with sendInitialEvents that stays open afterwards;
- * a server that rejects it (or never ends its initial events) is remembered and plain LISTs are
- * used from then on.
+ * a server that rejects it is remembered and plain LISTs are used from then on (for an hour
+ * when it only went silent or ended before its initial events did: WATCHLIST_RETRY_AFTER_MS).
  */
 
 export class Reflector implements ReflectorCore {
@@ -51,6 +51,8 @@ export class Reflector implements ReflectorCore {
   listLimit: number;
   listTooLargeAtMs = Number.NEGATIVE_INFINITY;
   watchListSupported: boolean;
+  /** Monotonic ms after which a relist tries WatchList again (an ambiguous failure); undefined: never (see WATCHLIST_RETRY_AFTER_MS). */
+  private watchListRetryAtMs: number | undefined;
   missing = false;
   notServedProof: NotServedEvidence['kind'] | undefined;
   notServedRv: string | undefined;
@@ -193,6 +195,11 @@ export class Reflector implements ReflectorCore {
   private async attempt(): Promise<number> {
     try {
       if (this.listMode !== 'none') {
+        if (!this.watchListSupported && this.watchListRetryAtMs !== undefined && this.o.clock.monotonic() >= this.watchListRetryAtMs) {
+          this.watchListSupported = true;
+          this.watchListRetryAtMs = undefined;
+          this.o.logger.info({ resource: this.id }, 'trying WatchList again');
+        }
         if (this.watchListSupported) return await watchOnce(this, true);
         await listPages(this);
       }
@@ -320,9 +327,12 @@ export class Reflector implements ReflectorCore {
     this.o.onFlush(this.rv);
   }
 
-  watchListUnsupported(why: string): UpstreamFailure {
+  watchListUnsupported(why: string, ambiguous = false): UpstreamFailure {
     this.watchListSupported = false;
-    return new UpstreamFailure('watchlist-unsupported', `WatchList for ${this.id} not usable (${why}); falling back to LIST`);
+    // One clean close or silent spell during the initial events (an API server rolling restart,
+    // a load balancer failing over) switched the resource to paged LISTs for the process's life.
+    this.watchListRetryAtMs = ambiguous ? this.o.clock.monotonic() + WATCHLIST_RETRY_AFTER_MS : undefined;
+    return new UpstreamFailure('watchlist-unsupported', `WatchList for ${this.id} not usable (${why}); falling back to LIST${ambiguous ? ` for ${WATCHLIST_RETRY_AFTER_MS / 60_000} min` : ''}`);
   }
 
   /** For the memory figure and tests. */

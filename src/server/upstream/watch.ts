@@ -136,7 +136,7 @@ export async function watchOnce(r: ReflectorCore, initial: boolean): Promise<num
   } catch (err) {
     // Whatever arrived before the failure is applied: it was a valid prefix of the stream.
     if (session === undefined) r.o.onFlush(r.rv);
-    if (session !== undefined && err instanceof UpstreamFailure && err.kind === 'watchdog') throw r.watchListUnsupported('silent during initial events');
+    if (session !== undefined && err instanceof UpstreamFailure && err.kind === 'watchdog') throw r.watchListUnsupported('silent during initial events', true);
     if (err instanceof UpstreamFailure && err.kind === 'watchdog') {
       // A silent open watch is not an error (an idle resource may get no bookmarks): re-watch
       // from the same RV at once, without growing the backoff — otherwise an idle resource
@@ -150,7 +150,7 @@ export async function watchOnce(r: ReflectorCore, initial: boolean): Promise<num
     seedProof?.cancel();
     req.done();
   }
-  if (session !== undefined) throw r.watchListUnsupported('stream ended before the end of initial events');
+  if (session !== undefined) throw r.watchListUnsupported('stream ended before the end of initial events', true);
   if (events === 0 && r.o.clock.monotonic() - openedMs < 1000) {
     throw new UpstreamFailure('short-watch', `watch ${r.id} closed at once without an event`);
   }
