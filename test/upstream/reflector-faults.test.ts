@@ -283,6 +283,34 @@ describe('reflector under faults', () => {
     await waitUntil(() => up.health()[0]?.stale === false && converged(sink), 'fresh again', { clock, stepMs: 1_000, timeoutMs: 200_000 });
   });
 
+  it('an error response whose body never ends is read up to 64 KiB, then dropped: the reflector goes on', async () => {
+    const { clock, sink, up } = await setup();
+    server.upsert('pods', pod('a'));
+    const trickles: NodeJS.Timeout[] = [];
+    let closed = 0;
+    let broken = 0;
+    server.intercept = (info, _req, res) => {
+      if (info.watch || broken > 0) return false;
+      broken++;
+      // A broken proxy: 503 and a body that keeps coming, 4 KiB every 5 ms (real time), forever.
+      res.writeHead(503, { 'content-type': 'application/json' });
+      res.write('{"kind":"Status","code":503,"message":"');
+      trickles.push(setInterval(() => res.write('x'.repeat(4096)), 5));
+      res.on('close', () => closed++);
+      return true;
+    };
+    try {
+      up.start(sink);
+      // Before, the read went on for as long as the body did and no other attempt was made.
+      await waitUntil(() => closed === 1, 'the error response dropped', { timeoutMs: 5_000 });
+      await waitUntil(() => sink.status.get('pods') === 'in-sync' && converged(sink), { clock, stepMs: 500 });
+      expect(await counter(up, 'watchRestarts', { reason: 'http-503' })).toBe(1);
+    } finally {
+      for (const t of trickles) clearInterval(t);
+    }
+    tally.add('error response (503) whose body never ends', 'read up to 64 KiB, the response dropped; the status code decides (backoff)');
+  });
+
   it('never hot-loops: a server that closes every watch at once gets a bounded number of requests', async () => {
     const { clock, sink, up } = await setup();
     server.upsert('pods', pod('a'));

@@ -150,7 +150,10 @@ export function readLines(res: IncomingMessage, onLine: (line: string) => void, 
  * The whole body as text (lists, error Status bodies), holding at most `maxBytes` of it. Past
  * `maxBytes`, with `tooLarge` the read fails with the error it makes (the response is destroyed:
  * nothing more is read or held; a Content-Length above the cap fails before the first byte), and
- * without it the rest is read and dropped (an error Status: its first bytes are enough). A body
+ * without it the read ends there with the text held so far, the response destroyed (an error
+ * Status: its first bytes are enough). Reading on and dropping the rest, as this once did, left a
+ * request whose error body never ends (a broken proxy trickling bytes) open for good, each chunk
+ * feeding its inactivity watchdog, and its resource without another attempt. A body
  * whose text cannot be built (above V8's largest string, ~512 Mi characters) fails with a
  * 'body-too-large' UpstreamFailure; nothing here throws out of a stream handler.
  */
@@ -170,6 +173,10 @@ export async function readBody(res: IncomingMessage, watchdog: Watchdog, signal:
       size += chunk.length;
       if (size <= maxBytes) chunks.push(chunk);
       else if (tooLarge !== undefined) s.finish(tooLarge(size));
+      else {
+        s.finish();
+        res.destroy();
+      }
     });
     res.on('end', () => s.finish());
   });
