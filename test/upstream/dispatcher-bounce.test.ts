@@ -41,3 +41,25 @@ describe('dispatcher - keys that change and come back between two batches', () =
     expect(batches.at(-1)!.updates).toEqual([{ key: 'k', value: A }]);
   });
 });
+
+describe('dispatcher - after stop()', () => {
+  it('delivers nothing more and arms no trailing flush, also for a held watermark-only change', async () => {
+    const clock = new FakeClock();
+    const d = new FeedDispatcher([customFeed({ name: 'pods', resources: [{ resource: 'pods' }] })], createLogger('silent'), 10_000, clock);
+    const batches: FeedBatch[] = [];
+    d.start({ onBatch: (_feed, b) => batches.push(b) });
+    const f = d.feed('pods')!;
+    d.setWatermark('pods', '10');
+    d.flush();
+    const before = batches.length;
+    // A watermark-only change right after a batch is held (at most one a second) ...
+    d.setWatermark('pods', '11');
+    d.stop();
+    // ... and a reflector winding down flushes again after the stop.
+    d.flush();
+    d.queue(f, 'k', Buffer.from('a'));
+    d.flush();
+    await clock.advanceAsync(5_000);
+    expect(batches.length).toBe(before);
+  });
+});

@@ -57,6 +57,8 @@ export class FeedDispatcher {
   private sink: FeedSink | undefined;
   /** The trailing flush for watermark-only changes held back by the rate limit. */
   private watermarkTimer: Timer | undefined;
+  /** Set by stop(): flush() delivers nothing more. */
+  private stopped = false;
 
   constructor(
     specs: readonly FeedSpec[],
@@ -119,8 +121,13 @@ export class FeedDispatcher {
     for (const f of this.feedsOf(resource)) f.watermarksMoved = true;
   }
 
-  /** Cancels the trailing flush (the upstream is stopping). */
+  /**
+   * Cancels the trailing flush and delivers nothing more (the upstream is stopping). A reflector
+   * winding down after it still calls flush(): that armed a new trailing flush, whose batch reached
+   * the store up to a second after stop() resolved, past the fan-out's own stop.
+   */
   stop(): void {
+    this.stopped = true;
     this.watermarkTimer?.cancel();
     this.watermarkTimer = undefined;
   }
@@ -152,7 +159,7 @@ export class FeedDispatcher {
 
   flush(): void {
     const sink = this.sink;
-    if (sink === undefined) return;
+    if (sink === undefined || this.stopped) return;
     const now = this.clock.monotonic();
     let holdMs = Infinity;
     for (const f of this.feeds) {

@@ -213,8 +213,9 @@ class KubeUpstream implements UpstreamHandle {
     await this.starting;
     this.warm?.stop();
     this.ticker?.cancel();
-    this.dispatcher.stop();
+    // Reflectors first: what their aborted watches applied is flushed as they end, then nothing.
     await Promise.all(this.reflectors.map((r) => r.stop()));
+    this.dispatcher.stop();
   }
 
   recheckMissing(resources: readonly string[]): void {
