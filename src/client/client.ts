@@ -309,9 +309,10 @@ export class Client {
       // ever found one) and no static endpoint is configured. Back off and look again.
       const reason = this.discovery?.current.error ?? new CattailError('CATTAIL_CLIENT_DISCOVERY_FAILED', `service ${this.opts.service ?? '?'} has no endpoint with port ${this.opts.servicePortName}`, { details: { service: this.opts.service } });
       const delay = this.backoff.next();
+      // Armed before the events, as in onEnd: a listener may close() the client from them.
+      this.retryTimer = this.opts.clock.setTimeout(() => this.attempt(), delay);
       this.setState('connecting', {});
       this.setState('reconnecting', { reason, delayMs: delay });
-      this.retryTimer = this.opts.clock.setTimeout(() => this.attempt(), delay);
       return;
     }
     if (pick.waitMs > 0) {
@@ -355,6 +356,7 @@ export class Client {
     });
     this.conn = conn;
     this.setState('connecting', { endpoint: pick.url });
+    // A 'connecting' listener may have closed the client: conn has ended then, and start() does nothing.
     conn.start();
   }
 
@@ -541,8 +543,11 @@ export class Client {
     }
     if (end.endpoints !== undefined) this.rotation.hint(end.endpoints.filter((u) => u !== url));
     if (advance) this.rotation.advance(url);
-    this.setState(state, { endpoint: url, reason: e, delayMs: delay });
+    // The timer before the event: status listeners run synchronously, and one that calls close()
+    // or destroy() must find it to cancel. Armed after, it outlived the client (up to
+    // reconnectMaxDelayMs, or behindRetryDelayMs) and held the host's process open.
     this.retryTimer = this.opts.clock.setTimeout(() => this.attempt(), delay);
+    this.setState(state, { endpoint: url, reason: e, delayMs: delay });
   }
 
   // ---------------------------------------------------------------- acks

@@ -108,8 +108,13 @@ export class Connection {
     return !this.ended && this.ws?.readyState === WebSocket.OPEN;
   }
 
-  /** Starts the attempt. Never throws: every failure ends in `onEnd`. */
+  /**
+   * Starts the attempt. Never throws: every failure ends in `onEnd`. Does nothing once ended: the
+   * client's 'connecting' listeners run before start() and may close the client, which ends this
+   * connection first; a handshake timer armed after that would hold the process open.
+   */
   start(): void {
+    if (this.ended) return;
     this.handshakeTimer = this.clock.setTimeout(() => {
       // 4013 (nothing received in time) is the nearest client close code; there is no
       // client-side handshake-timeout code in PROTOCOL.md §1.3.

@@ -73,6 +73,38 @@ describe('client - lifecycle', () => {
     expect(other.rec.upgrades).toBe(1);
   });
 
+  it('close() or destroy() from a synchronous status listener leaves no timer armed (the host can exit)', async () => {
+    // On 'reconnecting': the retry timer was armed after the event, so close() found none to cancel.
+    const srv = await server();
+    const a = setup({ endpoints: [srv.url], reconnectMaxDelayMs: 30_000 });
+    await a.client.whenInSync();
+    a.client.on('status', (e) => {
+      if (e.state === 'reconnecting') void a.client.close();
+    });
+    for (const c of srv.clients) c.ws.terminate();
+    await waitUntil(() => a.client.state === 'closed', 'closed from the listener', on(a.client));
+    expect(a.rec.states().slice(-2)).toEqual(['reconnecting', 'closed']);
+    expect(a.clock.pending()).toBe(0);
+
+    // On 'connecting': the connection ended before start(), which then armed its handshake timer.
+    const b = setup({ endpoints: [srv.url] });
+    b.client.on('status', (e) => {
+      if (e.state === 'connecting') b.client.destroy();
+    });
+    await waitUntil(() => b.client.state === 'closed', 'destroyed from the listener', on(b.client));
+    expect(b.clock.pending()).toBe(0);
+
+    // No endpoint at all (a Service without replicas): 'connecting' then 'reconnecting' and a wait.
+    const c = setup({ endpoints: [], service: 'calico-system/cattail', endpointSliceSource: { list: () => Promise.resolve([]) } });
+    c.client.on('status', (e) => {
+      if (e.state === 'connecting') void c.client.close();
+    });
+    await waitUntil(() => c.client.state === 'closed', 'closed from the listener', on(c.client));
+    expect(c.rec.states()).toEqual(['connecting', 'closed']);
+    expect(c.clock.pending()).toBe(0);
+    expect(srv.rec.upgrades).toBe(1);
+  });
+
   it('a status iterator left with break stops queueing; a listener that throws does not break the client', async () => {
     const srv = await server();
     srv.load('felix', [['/a', 1]]);
