@@ -16,7 +16,7 @@
  * only real changes (Typha's "resync without restart", plus resume, which Typha lacks).
  */
 import { Unpackr } from 'msgpackr';
-import { CAP_FEED_RESOURCES, CAP_REPAIR_BUCKETS, CAP_RESUME_WATERMARKS, CAP_SCOPE_NODE, CAP_SCOPE_WATERMARKS, type Message, type WelcomeMessage } from '../../proto/index.js';
+import { CAP_FEED_RESOURCES, CAP_REPAIR_BUCKETS, CAP_RESUME_WATERMARKS, CAP_SCOPE_NODE, CAP_SCOPE_WATERMARKS, reactionTo, type Message, type WelcomeMessage } from '../../proto/index.js';
 import type { Timer } from '../clock.js';
 import { CattailError, InvalidArgumentError } from '../errors.js';
 import { VERSION } from '../version.js';
@@ -527,7 +527,12 @@ export class Client {
       default:
         if (e.code === 'CATTAIL_CLIENT_PROTOCOL_ERROR') this.counters.protocolErrors++;
         if (e.code === 'CATTAIL_CLIENT_READ_TIMEOUT') this.counters.readTimeouts++;
-        delay = this.backoff.next();
+        // A close this side sent is judged by the same table as the server's (proto/closes.ts):
+        // its own 4001 (a WELCOME of another protocol version) is PROTOCOL.md §1.3's "do not retry
+        // this server with this version", as when the server sends it. On the normal backoff it
+        // was retried after 250 ms, then doubling, by every agent a newer server met.
+        if (end.local && end.closeCode !== undefined && reactionTo(end.closeCode) === 'reject') delay = this.backoff.longest();
+        else delay = this.backoff.next();
         // A blip on a healthy connection: retry the same server once, where the resume token
         // is good. A black-holed or misbehaving server, or a second failure: move on.
         advance = !(end.welcomed && e.code === 'CATTAIL_CLIENT_SERVER_CLOSED' && end.goodbye === undefined && this.backoff.failures <= 1);

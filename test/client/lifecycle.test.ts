@@ -51,6 +51,25 @@ describe('client - lifecycle', () => {
     expect(ev.delayMs).toBe(45_000);
   });
 
+  it('closes a WELCOME of another protocol version with 4001 and, as after a server\'s 4001, waits the longest backoff', async () => {
+    const srv = await server();
+    srv.noWelcome = true;
+    const { client, rec } = setup({ endpoints: [srv.url], reconnectMaxDelayMs: 60_000 });
+    await waitUntil(() => srv.rec.hellos.length === 1, 'hello sent', on(srv));
+    srv.sendRawToAll(encodeFrame({
+      type: 'welcome', protocol: 2, serverId: 'future', pingIntervalMs: 10_000, pongTimeoutMs: 60_000, maxFrameBytes: 1_048_576,
+      maxInboundBytes: 65_536, compression: 'none', caps: [], feeds: [{ name: 'felix', id: 1, mode: 'snapshot' }],
+    }));
+    await waitUntil(() => client.state === 'reconnecting', 'closed on the WELCOME', on(client));
+    const ev = rec.last('reconnecting')!;
+    expect(ev.reason).toMatchObject({ code: 'CATTAIL_CLIENT_PROTOCOL_ERROR', details: { closeCode: 4001, protoCode: 'CATTAIL_PROTO_UNSUPPORTED_VERSION' } });
+    // PROTOCOL.md §1.3: "do not retry this server with this version"; not the first backoff step (188 ms).
+    expect(ev.delayMs).toBe(45_000);
+    await waitUntil(() => srv.rec.clientCloses.length === 1, 'close seen', on(srv));
+    expect(srv.rec.clientCloses[0]!.code).toBe(4001);
+    expect(client.stats.protocolErrors).toBe(1);
+  });
+
   it('close() during a reconnect wait ends at once; destroy(reason) reports it', async () => {
     const srv = await server();
     const { client, rec } = setup({ endpoints: [srv.url] });
