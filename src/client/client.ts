@@ -468,6 +468,8 @@ export class Client {
     const now = this.opts.clock.monotonic();
     for (const rt of all) rt.lastLiveAt = now;
     this.backoff.reset();
+    // Hints are for one reconnect (endpoints.ts): the peers a server named now may be gone by the next.
+    this.rotation.clearHints();
     const stale = all.filter((rt) => rt.state.stale).map((rt) => rt.state.name);
     if (stale.length > 0) this.setState('upstream-stale', { endpoint: conn.url, staleFeeds: stale });
     else this.setState('in-sync', { endpoint: conn.url });

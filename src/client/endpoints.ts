@@ -9,6 +9,13 @@
  *   Retry-After before retrying the same server).
  * - Hinted endpoints (GOODBYE `endpoints`, 503 `X-Cattail-Endpoints`) are tried first, once each.
  *   They need not be in the static list: a draining replica knows its peers better than a config.
+ *   They are one server's advice for one reconnect: the next message with hints replaces them,
+ *   and the client forgets them once in sync (clearHints). Kept, they outlived the pods they
+ *   named: a rollout later, a GOODBYE's peers came after a 503's leftovers from days before, each
+ *   a connect failure or a handshake timeout plus backoff, and at 16 the new ones were dropped.
+ *   Not filtered by a discovered list (replace): a server may name its peers in another form than
+ *   the EndpointSlices give (a static --peer-endpoints of DNS names), and PROTOCOL.md §1.1 lets a
+ *   hint be outside the client's list; a filter would drop every hint of such a server.
  * - When every endpoint is pinned, the one free soonest is returned with the wait.
  */
 
@@ -78,13 +85,24 @@ export class EndpointRotation {
     this.notBefore.set(url, Math.max(atMs, this.notBefore.get(url) ?? 0));
   }
 
-  /** Endpoints to try first (only ws:// or wss:// URLs are taken; others are ignored). */
+  /**
+   * Endpoints to try first, in place of any hinted before (only ws:// or wss:// URLs are taken;
+   * others are ignored). None at all leaves the held ones: a server that knows no peers says
+   * nothing about the ones another named for this same reconnect.
+   */
   hint(urls: readonly string[]): void {
+    const next: string[] = [];
     for (const u of urls) {
-      if (!isWs(u) || this.hints.includes(u)) continue;
-      if (this.hints.length >= MAX_HINTS) break;
-      this.hints.push(u);
+      if (!isWs(u) || next.includes(u)) continue;
+      if (next.length >= MAX_HINTS) break;
+      next.push(u);
     }
+    if (next.length > 0) this.hints = next;
+  }
+
+  /** Forgets the hints: the agent is in sync, and they were advice for getting there. */
+  clearHints(): void {
+    this.hints = [];
   }
 
   /** The next endpoint at monotonic time `now`; undefined when there is none at all. Hints are consumed when picked. */

@@ -165,6 +165,30 @@ describe('client units - watermarks, backoff, endpoints, retry-after', () => {
   });
 });
 
+describe('client units - endpoint hints', () => {
+  it('the newest hints replace the older ones (a message without any keeps them), and clearHints() forgets them', () => {
+    const r = new EndpointRotation(['ws://a'], () => 0);
+    r.hint(['ws://old1', 'ws://old2', 'ws://old3']);
+    expect(r.next(0)!.url).toBe('ws://old1');
+    // A later GOODBYE or 503 names other peers: the rest of the old advice is not tried first.
+    r.hint(['ws://new1', 'ws://new2']);
+    expect(r.next(0)!.url).toBe('ws://new1');
+    r.hint([]);
+    r.hint(['http://not-ws']);
+    expect(r.next(0)!.url).toBe('ws://new2');
+    expect(r.next(0)!.url).toBe('ws://a');
+    // At most 16 of one message, the first ones.
+    r.hint(Array.from({ length: 20 }, (_, i) => `ws://p${i}`));
+    const got: string[] = [];
+    for (let i = 0; i < 17; i++) got.push(r.next(0)!.url);
+    expect(got).toEqual([...Array.from({ length: 16 }, (_, i) => `ws://p${i}`), 'ws://a']);
+    // In sync: the advice was for getting there.
+    r.hint(['ws://x', 'ws://y']);
+    r.clearHints();
+    expect(r.next(0)!.url).toBe('ws://a');
+  });
+});
+
 describe('client units - rotation and re-discovery', () => {
   it('keeps its place when a look finds the same replicas in another order, and follows the endpoint it pointed at when the set changes', () => {
     const r = new EndpointRotation([], () => 0);

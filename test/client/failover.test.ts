@@ -224,6 +224,33 @@ describe('client - liveness and server hints', () => {
   });
 });
 
+describe('client - hints do not outlive the reconnect they were for', () => {
+  it('a 503 names peers, the agent syncs on one; a later GOODBYE\'s peers are tried first, not the 503\'s others (gone by then)', async () => {
+    const a = await server({ serverId: 'a' });
+    const b = await server({ serverId: 'b' });
+    const c = await server({ serverId: 'c' });
+    // Peers of the 503 that a rollout replaced later: nothing listens there any more.
+    const gone = await Promise.all([server(), server(), server()]);
+    for (const g of gone) await g.stop();
+    a.refuse = { count: 1, retryAfterS: 60, endpoints: [b.url, ...gone.map((g) => g.url)] };
+    const { client, clock, rec, guard } = setup({ endpoints: [a.url] });
+    guard.allow('CATTAIL_CLIENT_REFUSED', 'CATTAIL_CLIENT_SERVER_CLOSED');
+    await waitUntil(() => client.state === 'reconnecting', 'refused', on(client, a));
+    await skipWait(clock);
+    await waitUntil(() => client.inSync && client.stats.serverId === 'b', 'in sync on the hinted peer', on(client));
+    // Days later b shuts down and names the peer that replaced the others.
+    b.goodbyeAll({ reconnectDelayMs: 1_000, endpoints: [c.url] });
+    await waitUntil(() => client.state === 'reconnecting', 'goodbye', on(client));
+    await clock.advanceAsync(1_000);
+    await waitUntil(() => client.inSync || rec.last('reconnecting')?.reason?.code === 'CATTAIL_CLIENT_CONNECT_FAILED', 'the next attempt settled', on(client));
+    expect(client.inSync).toBe(true);
+    expect(client.stats.serverId).toBe('c');
+    expect(client.stats.attempts).toBe(3);
+    // No CATTAIL_CLIENT_CONNECT_FAILED on the way: no dead hint was tried.
+    expect(guard.problems()).toEqual([]);
+  });
+});
+
 describe('client - hostile and inconsistent servers', () => {
   it('closes on malformed frames with a coded error and close code, reconnects, and keeps its state', async () => {
     const a = await server();
