@@ -2,7 +2,8 @@
  * When the client writes and reads its checkpoint (the format is checkpoint.ts): read once before
  * the first connection; written at most once per `intervalMs` after a STATUS or snapshot that the
  * digest verified, and once more on `close()`; removed after a digest mismatch or revision gap
- * (the held state is then known wrong, and a restart must not bring it back).
+ * (the held state is then known wrong, and a restart must not bring it back), but not after an
+ * incoming snapshot failed its check (the held state is untouched: FeedState.snapshotRefused).
  *
  * A feed whose state is not verified at the moment of a write keeps its previous checkpoint: each
  * feed's entry is always a state some server vouched for. Entries are copied only when a write is

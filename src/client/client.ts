@@ -515,9 +515,11 @@ export class Client {
         else if (e.code === 'CATTAIL_CLIENT_REPAIR_FAILED') this.counters.repairsFailed++;
         else this.counters.revisionGaps++;
         // The state no longer provably matches any revision a server knows: drop the token so
-        // the next connection snapshots, and reconcile the snapshot against what is held.
+        // the next connection snapshots, and reconcile the snapshot against what is held. Unless
+        // only an incoming snapshot failed its check (feed-state.ts, snapshotRefused): the held
+        // state is untouched, and its token and checkpoint still describe it.
         const feed = e.details?.['feed'];
-        for (const rt of this.feeds.values()) {
+        if (e.details?.['snapshotOnly'] !== true) for (const rt of this.feeds.values()) {
           if (feed !== undefined && rt.state.name !== feed) continue;
           rt.state.dropToken();
           void this.keeper?.discard(rt.state.name);

@@ -320,10 +320,22 @@ export class FeedState {
     // cannot make the client collect without bound (its memory is the announced count and a chunk).
     if (s.entries.size > s.expected) {
       this.snapshot = undefined;
-      throw stateError('CATTAIL_CLIENT_DIGEST_MISMATCH', `feed ${this.name}: snapshot ${s.revision} announced ${s.expected} entries and already holds ${s.entries.size}`, {
+      throw this.snapshotRefused(`feed ${this.name}: snapshot ${s.revision} announced ${s.expected} entries and already holds ${s.entries.size}`, {
         feed: this.name, revision: s.revision, expected: s.expected, received: s.entries.size,
       });
     }
+  }
+
+  /**
+   * An incoming snapshot failed its own check (count or digest): 4014 as any state check, but
+   * nothing was applied, so the held state is as verified as before and `snapshotOnly` tells the
+   * client to keep its token and checkpoint. Taken for a mismatch of the held state, they were
+   * dropped: a restart lost its checkpoint, and the token's replica, which could resume, sent a
+   * full snapshot. Not while a range repair is under way (false then): a STATUS of this
+   * connection found the held state wrong, and the snapshot was to mend it.
+   */
+  private snapshotRefused(message: string, details: Record<string, unknown>): CattailError {
+    return stateError('CATTAIL_CLIENT_DIGEST_MISMATCH', message, { ...details, snapshotOnly: this.repair === undefined });
   }
 
   /** Completes a snapshot: checks count, digest and watermarks, then reconciles and replaces the state. */
@@ -333,13 +345,13 @@ export class FeedState {
     if (end.revision !== s.revision) throw unexpected(`SNAPSHOT_END revision ${end.revision} inside snapshot ${s.revision} of feed ${this.name}`, { feed: this.name });
     this.snapshot = undefined;
     if (s.entries.size !== s.expected) {
-      throw stateError('CATTAIL_CLIENT_DIGEST_MISMATCH', `feed ${this.name}: snapshot ${s.revision} announced ${s.expected} entries but held ${s.entries.size}`, {
+      throw this.snapshotRefused(`feed ${this.name}: snapshot ${s.revision} announced ${s.expected} entries but held ${s.entries.size}`, {
         feed: this.name, revision: s.revision, expected: s.expected, received: s.entries.size,
       });
     }
     const got = s.digest.digest();
     if (!got.equals(Buffer.from(end.digest))) {
-      throw stateError('CATTAIL_CLIENT_DIGEST_MISMATCH', `feed ${this.name}: snapshot ${s.revision} digest ${hex(end.digest)} but its entries hash to ${got.toString('hex')}`, {
+      throw this.snapshotRefused(`feed ${this.name}: snapshot ${s.revision} digest ${hex(end.digest)} but its entries hash to ${got.toString('hex')}`, {
         feed: this.name, revision: s.revision, expected: hex(end.digest), computed: got.toString('hex'),
       });
     }

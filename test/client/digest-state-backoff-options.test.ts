@@ -90,6 +90,35 @@ describe('client units - feed state', () => {
     expect(fs.revision).toBe(1);
   });
 
+  it('marks a refused incoming snapshot snapshotOnly (the held state and its token stay), unless a repair found the held state wrong', () => {
+    const fs = new FeedState('felix');
+    snapshot(fs, 1, [['a', b(1)]]);
+    const token = fs.token;
+    fs.startConnection('snapshot');
+    fs.snapshotBegin(2, 1, 0);
+    fs.snapshotChunk(2, [['a', b(9)]]);
+    expect(() => fs.snapshotEnd({ revision: 2, digest: Buffer.alloc(8), watermarks: {}, status: 'in-sync', stale: false, token: Buffer.alloc(1) })).toThrow(
+      expect.objectContaining({ code: 'CATTAIL_CLIENT_DIGEST_MISMATCH', details: expect.objectContaining({ snapshotOnly: true }) }),
+    );
+    fs.snapshotBegin(2, 2, 0);
+    fs.snapshotChunk(2, [['a', b(9)]]);
+    expect(() => end(fs, 2, [['a', b(9)]])).toThrow(expect.objectContaining({ details: expect.objectContaining({ snapshotOnly: true }) }));
+    fs.snapshotBegin(2, 1, 0);
+    expect(() => fs.snapshotChunk(2, [['a', b(9)], ['b', b(9)]])).toThrow(expect.objectContaining({ details: expect.objectContaining({ snapshotOnly: true }) }));
+    expect(fs.token).toBe(token);
+    expect(fs.verifiedRevision).toBe(1);
+    // A STATUS found the held state wrong and asked for a range repair; the server answers with an
+    // in-band snapshot that fails its check: the held state is still known wrong.
+    fs.startConnection('resume');
+    fs.canRepair = true;
+    expect(fs.status({ revision: 1, status: 'in-sync', stale: false, watermarks: {}, digest: Buffer.alloc(8), token: Buffer.from('t1') }).kind).toBe('repair');
+    fs.snapshotBegin(3, 1, 0);
+    fs.snapshotChunk(3, [['a', b(9)]]);
+    expect(() => fs.snapshotEnd({ revision: 3, digest: Buffer.alloc(8), watermarks: {}, status: 'in-sync', stale: false, token: Buffer.alloc(1) })).toThrow(
+      expect.objectContaining({ code: 'CATTAIL_CLIENT_DIGEST_MISMATCH', details: expect.objectContaining({ snapshotOnly: false }) }),
+    );
+  });
+
   it('refuses a snapshot whose watermarks are behind, and keeps the state (a missing resource is behind too)', () => {
     const fs = new FeedState('felix');
     snapshot(fs, 1, [['a', b(1)]], { pods: '100', nodes: '7' });

@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildFrame, encodeFrame } from '../../proto/index.js';
 import type { Client } from '../../src/client/index.js';
@@ -370,6 +373,46 @@ describe('client - hostile and inconsistent servers', () => {
     expect(client.stats.digestMismatches).toBe(1);
     expect(client.feed('felix').size).toBe(3);
     expect(guard.problems()).toEqual([]);
+  });
+
+  it('a refused incoming snapshot keeps the held state\'s token and checkpoint: a restart restores it, a reconnect resumes', async () => {
+    const a = await server();
+    a.load('felix', data, { pods: '100' });
+    const dir = mkdtempSync(join(tmpdir(), 'cattail-snapshot-only-'));
+    try {
+      const inBandBad = (): void => {
+        a.corruptDigests = 1;
+        for (const c of a.clients) a.sendSnapshot(c, a.feed());
+      };
+      const first = setup({ endpoints: [a.url], stateDir: dir, checkpointIntervalMs: 0 });
+      first.guard.allow('CATTAIL_CLIENT_DIGEST_MISMATCH');
+      await first.client.whenInSync();
+      await waitUntil(() => (first.client.stats.checkpoint?.written ?? 0) >= 1, 'checkpoint written', on(first.client));
+      inBandBad();
+      await waitUntil(() => first.client.state === 'reconnecting', 'snapshot refused', on(first.client));
+      expect(first.rec.last('reconnecting')!.reason).toMatchObject({ code: 'CATTAIL_CLIENT_DIGEST_MISMATCH', details: { feed: 'felix', snapshotOnly: true } });
+      await first.client.close();
+      expect(first.guard.problems()).toEqual([]);
+      // The checkpoint of the verified state is still there: a restart resumes from it.
+      const second = setup({ endpoints: [a.url], stateDir: dir, checkpointIntervalMs: 0 });
+      second.guard.allow('CATTAIL_CLIENT_DIGEST_MISMATCH');
+      await second.client.whenInSync();
+      expect(second.client.stats.checkpoint).toMatchObject({ restored: 1 });
+      expect(a.rec.hellos[1]!.feeds[0]!.token).toBeDefined();
+      expect(second.client.stats).toMatchObject({ resumes: 1, snapshotsApplied: 0 });
+      // And so does a reconnect of a live client.
+      inBandBad();
+      await waitUntil(() => second.client.state === 'reconnecting', 'snapshot refused', on(second.client));
+      await skipWait(second.clock);
+      await waitUntil(() => second.client.inSync && a.rec.hellos.length === 3, 'in sync again', on(second.client, a));
+      expect(a.rec.hellos[2]!.feeds[0]!.token).toBeDefined();
+      expect(second.client.stats).toMatchObject({ resumes: 2, snapshotsApplied: 0, digestMismatches: 1 });
+      expect(second.client.feed('felix').size).toBe(2);
+      expect(second.guard.problems()).toEqual([]);
+      await second.client.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('detects a wrong snapshot digest before replacing the state', async () => {
