@@ -148,6 +148,14 @@ export class FeedState {
   /** Catch-up after resume: the first DELTA may start at the token's revision (see `deltaFrame`). */
   private resumeFrom: number | undefined;
   /**
+   * WELCOME said `snapshot` and its SNAPSHOT_END has not come: the held revision is another
+   * server's numbering (or another store's), which this connection's DELTA and STATUS must never be
+   * compared with (PROTOCOL.md §2.1), so neither is taken before the snapshot (4002). Compared,
+   * a DELTA whose `fromRevision` happened to equal the held one was applied onto a state of
+   * another numbering, and a STATUS at that revision was taken as this server's word on it.
+   */
+  private snapshotDue = false;
+  /**
    * A rebase's revision on the new replica (WELCOME): its DELTA starts there. Kept apart from
    * `revision`, which stays the held state's (the token's replica's numbering) until that DELTA is
    * applied: a connection lost before it leaves the state, the token and their revision as they
@@ -202,6 +210,7 @@ export class FeedState {
     this.sync = 'unknown';
     this.resumeFrom = undefined;
     this.rebaseFrom = undefined;
+    this.snapshotDue = mode === 'snapshot';
     if (mode === 'rebase' && rebaseRevision !== undefined) {
       // The new replica vouches that our state equals its state at this revision as far as the
       // coming DELTA does not say otherwise; the STATUS digest after it checks the claim.
@@ -344,6 +353,8 @@ export class FeedState {
     if (s === undefined) throw unexpected(`SNAPSHOT_END without SNAPSHOT_BEGIN on feed ${this.name}`, { feed: this.name });
     if (end.revision !== s.revision) throw unexpected(`SNAPSHOT_END revision ${end.revision} inside snapshot ${s.revision} of feed ${this.name}`, { feed: this.name });
     this.snapshot = undefined;
+    // The unit is over whatever its checks find: refused, the connection ends with it.
+    this.snapshotDue = false;
     if (s.entries.size !== s.expected) {
       throw this.snapshotRefused(`feed ${this.name}: snapshot ${s.revision} announced ${s.expected} entries but held ${s.entries.size}`, {
         feed: this.name, revision: s.revision, expected: s.expected, received: s.entries.size,
@@ -398,6 +409,7 @@ export class FeedState {
    */
   deltaFrame(from: number, to: number, more: boolean, upserts: readonly RawEntry[], deletes: readonly string[]): RawChangeBatch | undefined | null {
     if (this.snapshot !== undefined) throw unexpected(`DELTA inside a snapshot of feed ${this.name}`, { feed: this.name });
+    if (this.snapshotDue) throw unexpected(`DELTA ${from}→${to} before the snapshot of feed ${this.name} (WELCOME mode snapshot)`, { feed: this.name, from, to });
     let d = this.delta;
     if (d === undefined) {
       // After a resume the server continues from the token's revision, which may be older than the
@@ -499,6 +511,7 @@ export class FeedState {
   /** A STATUS: checks revision, digest and (when in sync) watermarks, then records it. */
   status(st: StatusInput): StatusResult {
     if (this.snapshot !== undefined || this.delta !== undefined) throw unexpected(`STATUS inside an unfinished unit of feed ${this.name}`, { feed: this.name });
+    if (this.snapshotDue) throw unexpected(`STATUS at revision ${st.revision} before the snapshot of feed ${this.name} (WELCOME mode snapshot)`, { feed: this.name, revision: st.revision });
     if (st.revision !== this.revision) {
       throw stateError('CATTAIL_CLIENT_REVISION_GAP', `feed ${this.name}: STATUS at revision ${st.revision} but the applied revision is ${String(this.revision)}`, {
         feed: this.name, status: st.revision, applied: this.revision,

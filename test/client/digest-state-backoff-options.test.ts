@@ -119,6 +119,23 @@ describe('client units - feed state', () => {
     );
   });
 
+  it('in mode snapshot, refuses a DELTA or STATUS before the snapshot (4002): the held revision is another server\'s numbering', () => {
+    const fs = new FeedState('felix');
+    const entries: [string, Buffer][] = [['a', b(1)]];
+    snapshot(fs, 5, entries);
+    fs.startConnection('snapshot');
+    // Equal to the held revision by chance: revisions of different servers are never compared (§2.1).
+    expect(() => fs.deltaFrame(5, 6, false, [['b', b(2)]], [])).toThrow(expect.objectContaining({ code: 'CATTAIL_CLIENT_PROTOCOL_ERROR', closeCode: 4002 }));
+    expect(() => fs.status({ revision: 5, status: 'in-sync', stale: false, watermarks: {}, digest: fullDigest(entries), token: Buffer.from('x') })).toThrow(
+      expect.objectContaining({ code: 'CATTAIL_CLIENT_PROTOCOL_ERROR', closeCode: 4002 }),
+    );
+    expect([fs.revision, fs.sync, fs.size]).toEqual([5, 'unknown', 1]);
+    // Once the snapshot is in, the connection goes on as any.
+    snapshot(fs, 2, entries);
+    expect(fs.deltaFrame(2, 3, false, [['b', b(2)]], [])?.revision).toBe(3);
+    expect(fs.status({ revision: 3, status: 'in-sync', stale: false, watermarks: {}, digest: fullDigest([...entries, ['b', b(2)]]), token: Buffer.from('t3') }).kind).toBe('applied');
+  });
+
   it('refuses a snapshot whose watermarks are behind, and keeps the state (a missing resource is behind too)', () => {
     const fs = new FeedState('felix');
     snapshot(fs, 1, [['a', b(1)]], { pods: '100', nodes: '7' });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildFrame, encodeFrame } from '../../proto/index.js';
 import type { Client } from '../../src/client/index.js';
-import type { FakeServer } from './helpers/fake-server.js';
+import { fullDigest, pack, type FakeServer } from './helpers/fake-server.js';
 import { on, skipWait } from './helpers/harness.js';
 import { waitUntil } from '../support/wait.js';
 import { tracked } from './helpers/tracked.js';
@@ -413,6 +413,45 @@ describe('client - hostile and inconsistent servers', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('refuses a DELTA or STATUS that comes before the snapshot of a feed in mode snapshot (4002), however well its revision fits', async () => {
+    const a = await server({ serverId: 'a' });
+    a.load('felix', data, { pods: '100' });
+    a.apply('felix', { upserts: [['/pods/demo/c', { ip: '10.0.0.3' }]] });
+    const { client, clock, rec, guard } = setup({ endpoints: [a.url] });
+    guard.allow('CATTAIL_CLIENT_SERVER_CLOSED', 'CATTAIL_CLIENT_PROTOCOL_ERROR');
+    await client.whenInSync();
+    const held = client.feed('felix').revision!;
+    const changes = rec.changes.length;
+    // Another server's WELCOME (or this one's after a restart): a snapshot is due, and its
+    // revisions are its own; the held one happens to fit.
+    const welcome = encodeFrame({
+      type: 'welcome', protocol: 1, serverId: 'b', pingIntervalMs: 10_000, pongTimeoutMs: 60_000, maxFrameBytes: 1_048_576,
+      maxInboundBytes: 65_536, compression: 'none', caps: [], feeds: [{ name: 'felix', id: 1, mode: 'snapshot', reason: 'other-server' }],
+    });
+    const early = [
+      encodeFrame({ type: 'delta', feedId: 1, fromRevision: held, toRevision: held + 1, more: false, upserts: [['/pods/demo/x', pack({ ip: 'x' })]], deletes: [] }),
+      encodeFrame({ type: 'status', feedId: 1, revision: held, status: 'in-sync', stale: false, watermarks: { pods: '100' }, digest: fullDigest(a.feed().entries), token: Buffer.from('other') }),
+    ];
+    a.noWelcome = true;
+    for (const c of a.clients) c.ws.terminate();
+    for (const [i, frame] of early.entries()) {
+      await waitUntil(() => client.state === 'reconnecting', `reconnecting before case ${i}`, on(client));
+      await skipWait(clock);
+      await waitUntil(() => a.rec.hellos.length === i + 2, `hello ${i}`, on(a));
+      a.sendRawToAll(welcome);
+      a.sendRawToAll(frame);
+      await waitUntil(() => client.state === 'reconnecting' || client.inSync || client.feed('felix').has('/pods/demo/x'), `case ${i} settled`, on(client));
+      expect(client.state, `case ${i}`).toBe('reconnecting');
+      expect(rec.last('reconnecting')!.reason?.code, `case ${i}`).toBe('CATTAIL_CLIENT_PROTOCOL_ERROR');
+      await waitUntil(() => a.rec.clientCloses.at(-1)?.code === 4002, `close ${i}`, on(a));
+    }
+    expect(a.rec.clientErrors.map((m) => (m as { code: string }).code)).toEqual(['CATTAIL_CLIENT_PROTOCOL_ERROR', 'CATTAIL_CLIENT_PROTOCOL_ERROR']);
+    expect(client.feed('felix').revision).toBe(held);
+    expect(client.feed('felix').has('/pods/demo/x')).toBe(false);
+    expect(rec.changes.length).toBe(changes);
+    expect(guard.problems()).toEqual([]);
   });
 
   it('detects a wrong snapshot digest before replacing the state', async () => {
