@@ -613,6 +613,10 @@ export class Client {
   }
 
   private emitChange(b: RawChangeBatch): void {
+    // Reasserted keys (feed-state.ts) are news to relays only: in raw mode a batch may hold
+    // nothing else; otherwise such a batch is no change at all.
+    const reasserted = this.opts.raw ? b.reasserted : undefined;
+    if (b.upserts.length + b.deletes.length === 0 && reasserted === undefined) return;
     this.counters.changeBatches++;
     if (this.listeners.change.size === 0) return;
     this.emit('change', {
@@ -621,6 +625,7 @@ export class Client {
       cause: b.cause,
       upserts: b.upserts.map(([key, v]) => ({ key, value: this.decodeValue(v as Buffer), raw: v as Buffer })),
       deletes: b.deletes,
+      ...(reasserted !== undefined ? { reasserted: reasserted.map(([key, v]) => ({ key, raw: v as Buffer })) } : {}),
     });
   }
 

@@ -39,6 +39,14 @@ export interface RawChangeBatch {
   cause: 'snapshot' | 'delta';
   upserts: RawEntry[];
   deletes: string[];
+  /**
+   * A DELTA unit's upserts whose value equals the one held (not in `upserts`): a key that changed
+   * and came back at the server between what this client saw (A→B→A), which the server sends as
+   * a change (its store's Update.force). Only relays use them (client.ts passes them on in raw
+   * mode): a second tier must record them as changes too, or a rebase between its replicas leaves
+   * an agent holding B with B.
+   */
+  reasserted?: RawEntry[];
 }
 
 export interface SnapshotEndInput {
@@ -467,9 +475,13 @@ export class FeedState {
     }
     const realUpserts: RawEntry[] = [];
     const realDeletes: string[] = [];
+    let reasserted: RawEntry[] | undefined;
     for (const [key, value] of d.upserts) {
       const old = this.entries.get(key);
-      if (old !== undefined && old.equals(value)) continue;
+      if (old !== undefined && old.equals(value)) {
+        (reasserted ??= []).push([key, value]);
+        continue;
+      }
       if (old !== undefined) this.digest.remove(key, old);
       this.entries.set(key, value);
       this.digest.add(key, value);
@@ -504,8 +516,8 @@ export class FeedState {
     }
     this.revision = d.to;
     if (unheld > 0) this.historySkips++;
-    if (realUpserts.length + realDeletes.length === 0) return undefined;
-    return { feed: this.name, revision: d.to, cause: 'delta', upserts: realUpserts, deletes: realDeletes };
+    if (realUpserts.length + realDeletes.length === 0 && reasserted === undefined) return undefined;
+    return { feed: this.name, revision: d.to, cause: 'delta', upserts: realUpserts, deletes: realDeletes, ...(reasserted !== undefined ? { reasserted } : {}) };
   }
 
   /** A STATUS: checks revision, digest and (when in sync) watermarks, then records it. */

@@ -17,6 +17,14 @@ export interface ChangeBatch {
   upserts: { key: string; value: unknown; raw: Buffer }[];
   /** Keys that were held and are gone. */
   deletes: string[];
+  /**
+   * Raw mode only (relays): keys a DELTA carried with the value already held, left out of
+   * `upserts`. The key changed and came back at the server (A→B→A) between what this client saw;
+   * a relay that serves agents of its own (a second tier) records them as changes, so that a
+   * rebase between its replicas sends the key to an agent that holds B. A batch in raw mode may
+   * hold these alone (`upserts` and `deletes` empty).
+   */
+  reasserted?: { key: string; raw: Buffer }[];
 }
 
 /** Sync status of one feed. */

@@ -13,7 +13,9 @@
  *   watermarks of the feedStatus that follows it, so each revision is recorded at the watermarks
  *   it was made at (what a rebase between tier-2 replicas compares); a skip in the client's
  *   history (a resync, deletions of keys it did not hold) makes that batch a rebase barrier, as a
- *   relist does on tier 1. The status never goes back from in-sync (PROTOCOL.md §4.7);
+ *   relist does on tier 1. A unit's upserts of values the client already held (`reasserted`:
+ *   A→B→A at tier 1) are changes here too (force), as they were in tier 1's store. The status
+ *   never goes back from in-sync (PROTOCOL.md §4.7);
  * - digests follow from equal entries.
  * Revisions and resume tokens are this replica's own (they never cross replicas anyway).
  *
@@ -125,7 +127,14 @@ export class CattailUpstream implements Upstream {
     });
     this.client = client;
     client.on('change', (b) => {
-      const updates = [...b.upserts.map((u) => ({ key: u.key, value: u.raw })), ...b.deletes.map((key) => ({ key, value: null }))];
+      // Reasserted keys changed and came back at tier 1 (A→B→A): tier 1's store counted them as
+      // changes (Update.force), and so must this one, or a rebase from another tier-2 replica
+      // whose agent holds B left it with B (the since() of the rebase revision lacked the key).
+      const updates: FeedUpdate[] = [
+        ...b.upserts.map((u) => ({ key: u.key, value: u.raw })),
+        ...(b.reasserted ?? []).map((u) => ({ key: u.key, value: u.raw, force: true })),
+        ...b.deletes.map((key) => ({ key, value: null })),
+      ];
       if (updates.length === 0) return;
       // Held until the feedStatus that follows (a snapshot's END, or the STATUS tier 1 sends after
       // every DELTA of an unscoped feed), so the store records the revision at the watermarks

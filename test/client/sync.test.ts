@@ -54,6 +54,8 @@ describe('client - snapshot and deltas', () => {
     await waitUntil(() => client.feed('felix').revision === 4, 'revision 4', on(client));
     expect(rec.changes).toHaveLength(3);
     expect(rec.changes[2]!.upserts.map((u) => u.key)).toEqual(['/pods/demo/p002']);
+    expect(rec.changes.some((c) => c.reasserted !== undefined)).toBe(false);
+    expect(client.stats.changeBatches).toBe(3);
     expect([...client.feed('felix').keys()].sort()).toEqual([...srv.feed().entries.keys()].sort());
     expect(client.feed('felix').status.verifiedRevision).toBe(4);
     expect(guard.problems()).toEqual([]);
@@ -68,6 +70,24 @@ describe('client - snapshot and deltas', () => {
     expect(Buffer.isBuffer(raw)).toBe(true);
     expect(raw).toEqual(srv.feed().entries.get('/pods/demo/p000'));
     expect(Buffer.isBuffer(rec.changes[0]!.upserts[0]!.value)).toBe(true);
+  });
+
+  it('in raw mode, passes on a DELTA\'s upserts of values already held as `reasserted` (relays record them; a key that came back A→B→A)', async () => {
+    const srv = await server();
+    srv.load('felix', pods(2));
+    const { client, rec } = setup({ endpoints: [srv.url], raw: true });
+    await client.whenInSync();
+    const held = srv.feed().entries.get('/pods/demo/p001')!;
+    srv.apply('felix', { upserts: [['/pods/demo/p001', { name: 'p1', ip: '10.0.0.1', tag: 'a' }]] });
+    await waitUntil(() => rec.changes.length === 2, 'the batch', on(client));
+    expect(rec.changes[1]).toMatchObject({ cause: 'delta', upserts: [], deletes: [] });
+    expect(rec.changes[1]!.reasserted).toEqual([{ key: '/pods/demo/p001', raw: held }]);
+    // With a real change beside it, both.
+    srv.apply('felix', { upserts: [['/pods/demo/p001', { name: 'p1', ip: '10.0.0.1', tag: 'a' }], ['/pods/demo/p000', { name: 'moved' }]] });
+    await waitUntil(() => rec.changes.length === 3, 'the next batch', on(client));
+    expect(rec.changes[2]!.upserts.map((u) => u.key)).toEqual(['/pods/demo/p000']);
+    expect(rec.changes[2]!.reasserted?.map((u) => u.key)).toEqual(['/pods/demo/p001']);
+    expect(client.stats.changeBatches).toBe(3);
   });
 
   it('inflates brotli and deflate bodies', async () => {

@@ -122,6 +122,20 @@ describe('tier 2: what reaches the store', () => {
     expect(batches[2]).toMatchObject({ watermarks: { pods: '3' }, stale: true });
   });
 
+  it('records keys tier 1 sent with the value already held (A→B→A there) as changes: force, so a rebase from before them sends them', () => {
+    const { client, batches } = setup();
+    client.emit('feedStatus', status('in-sync', { pods: '1' }));
+    client.emit('change', { ...change('/a', 1), upserts: [], reasserted: [{ key: '/k', raw: Buffer.from([7]) }] });
+    client.emit('change', { ...change('/b', 2), reasserted: [{ key: '/j', raw: Buffer.from([8]) }] });
+    client.emit('feedStatus', status('in-sync', { pods: '3' }));
+    expect(batches.at(-1)?.updates).toEqual([
+      { key: '/k', value: Buffer.from([7]), force: true },
+      { key: '/b', value: Buffer.from([2]) },
+      { key: '/j', value: Buffer.from([8]), force: true },
+    ]);
+    expect(batches.at(-1)?.barrier).toBeUndefined();
+  });
+
   it('marks the batch after a skip in the client\'s history (a resync, unheld deletions) as a barrier, once', () => {
     const { client, batches } = setup();
     client.emit('feedStatus', status('in-sync', { pods: '1' }));

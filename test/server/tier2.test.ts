@@ -18,6 +18,8 @@ import type { Sim } from '../../src/sim/index.js';
 import { simFixture } from '../support/sim.js';
 import { TEST_TRANSPORT } from '../support/transport.js';
 import { waitUntil } from '../support/wait.js';
+import { ScriptedUpstream } from '../support/scripted-upstream.js';
+import { encodeValue } from '../../src/snapshot/value.js';
 
 const NP = 'networkpolicies.networking.k8s.io';
 const sims = simFixture({ nodes: 3, podsPerNode: 2, seed: 21 });
@@ -111,5 +113,28 @@ describe('tier 2: replicas that follow a replica', () => {
     t1 = await tier1(sim, `127.0.0.1:${port}`);
     cleanups.push(() => t1.close());
     await waitUntil(() => !c.feed('felix').status.stale && digestOf(t2) === digestOf(t1), 'recovered from the new tier 1', { timeoutMs: 30_000 });
+  });
+});
+
+describe('tier 2: a key that changed and came back at tier 1', () => {
+  it('is a change in the tier-2 store too (A→B→A as one tier-1 unit, force): a rebase from before it sends the key', async () => {
+    // Tier 1 announces felix as this release defines it: tier 2 follows only that (its own definition).
+    const felix = builtinFeed('felix');
+    const up1 = new ScriptedUpstream([{ name: 'felix', resources: felix.resources, projectionVersion: felix.projectionVersion, model: felix.model }]);
+    const t1 = await startServer({ upstream: up1, defaultMetrics: false, flushWindowMs: 1, serverId: 'tier1', transport: TEST_TRANSPORT });
+    cleanups.push(() => t1.close());
+    const A = encodeValue({ v: 'A' });
+    up1.apply('felix', { '/k': A, '/other': encodeValue({ v: 1 }) }, { status: 'in-sync', watermarks: { pods: '10' } });
+    const x = await tier2('tier2-x', [t1.url]);
+    const store = x.stores.get('felix')!;
+    await waitUntil(() => store.current().size === 2 && store.meta().status === 'in-sync', 'tier 2 in sync');
+    const before = store.revision;
+    // Tier 1's upstream saw K go to B and back to A between two of its batches: it sends A,
+    // marked force, and tier 1's store counts the key as changed.
+    up1.push('felix', { updates: [{ key: '/k', value: Buffer.from(A), force: true }], watermarks: { pods: '12' } });
+    await waitUntil(() => store.meta().watermarks['pods'] === '12', 'the unit reached tier 2');
+    const s = store.since(before);
+    expect(s.kind).toBe('delta');
+    if (s.kind === 'delta') expect(s.upserts.map(([k]) => k)).toEqual(['/k']);
   });
 });
