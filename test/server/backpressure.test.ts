@@ -183,6 +183,44 @@ describe('server - backpressure', () => {
     expect(fast.feed('felix').snapshots).toBe(1);
   });
 
+  it('an in-band snapshot done in one pump (a reused build) still brings the status that changed after the build', async () => {
+    const clock = new FakeClock();
+    const h = await harness({ clock, flushWindowMs: 0, socketHighWaterBytes: 64 * 1024, deltaLogMaxAgeMs: 1_000 });
+    seed(h);
+    const slow = h.agent({ feeds: [{ name: 'felix' }] });
+    const fast = h.agent({ feeds: [{ name: 'felix' }] });
+    await Promise.all([slow.untilRevision('felix', 1), fast.untilRevision('felix', 1)]);
+    await fillUntilSkipped(h, slow, [fast]);
+    const behindAt = slow.feed('felix').revision;
+    // The big values go again: the feed's snapshot fits under the high-water mark, one pump.
+    const gone: Record<string, unknown> = {};
+    for (let k = 0; k < 16; k++) gone[`/pods/big/b${k}`] = null;
+    h.upstream.apply('felix', gone);
+    // A later revision: the log keeps the current revision's deletions, never trimmed.
+    h.upstream.apply('felix', { '/pods/ns/p1': { after: 1 } });
+    await fast.untilRevision('felix', h.storeRevision('felix'));
+    // A new agent's snapshot leaves a finished build at the current revision (the first build is
+    // past the reuse window by then) ...
+    clock.advance(1_500);
+    const built = h.server.snapshotStats().built;
+    const fresh = h.agent({ feeds: [{ name: 'felix' }] });
+    await fresh.untilRevision('felix', h.storeRevision('felix'));
+    expect(h.server.snapshotStats().built).toBe(built + 1);
+    // ... and then the upstream goes stale: a status change with no new revision.
+    h.upstream.apply('felix', {}, { stale: true });
+    await fast.until(() => fast.feed('felix').stale === true, 'fast told stale');
+    clock.advance(2_500);
+    expect(h.server.stores.get('felix')?.since(behindAt).kind).toBe('too-old');
+    slow.socket.resume();
+    await slow.until(() => slow.feed('felix').snapshots === 2, 'the in-band snapshot');
+    expect(h.server.snapshotStats().built).toBe(built + 1);
+    // Its END carried the build's status (not stale); the STATUS after it says stale. Before, the
+    // connection was left with nothing owed and heard of it only at the feed's next change.
+    await slow.until(() => slow.feed('felix').stale === true, 'slow told stale');
+    expect(slow.violations).toEqual([]);
+    expect(slow.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
+  });
+
   it('closes an agent stalled beyond maxFallBehindMs after its grace period (4007); others keep streaming', async () => {
     const { clock, h, slow, fast } = await stalledAgent(500);
     clock.advance(900);

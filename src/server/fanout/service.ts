@@ -199,37 +199,45 @@ export class ServiceQueue {
             if (s.kind !== 'delta') {
               this.startSnapshot(conn, cursor, now, true);
               shared += this.pumpSnapshot(conn, cursor, now);
-              pending ||= (cursor.phase as FeedCursor['phase']) === 'snapshot';
-              continue;
+              if ((cursor.phase as FeedCursor['phase']) === 'snapshot') { pending = true; continue; }
+              // Done in this same pump (a small feed, a finished build reused): live now, but
+              // maybe at a revision before the store's (a build within the reuse window) or with
+              // a status its END did not carry. On to the STATUS check below, and a catch-up in a
+              // later turn; skipped with `continue`, as this once was, the connection was left
+              // with needsService false, revisited by nothing until the feed changed again.
+              if (cursor.revision < feed.store.revision) this.queue(conn);
+            } else {
+              try {
+                frames = feed.scope === undefined
+                  ? encodeDelta(feed.id, s.from, s.to, s.upserts, s.deletes, conn.compression, conn.maxBodyBytes, o.compressMinBytes)
+                  : this.scopedCatchUp(feed.scope, feed.id, s, conn, o.compressMinBytes);
+              } catch (err) {
+                if (!isEntryTooLarge(err)) throw err;
+                conn.fail('CATTAIL_SERVER_ENTRY_TOO_LARGE', err.message);
+                return shared + own;
+              }
+              this.catchUpCache.set(key, frames);
             }
-            try {
-              frames = feed.scope === undefined
-                ? encodeDelta(feed.id, s.from, s.to, s.upserts, s.deletes, conn.compression, conn.maxBodyBytes, o.compressMinBytes)
-                : this.scopedCatchUp(feed.scope, feed.id, s, conn, o.compressMinBytes);
-            } catch (err) {
-              if (!isEntryTooLarge(err)) throw err;
-              conn.fail('CATTAIL_SERVER_ENTRY_TOO_LARGE', err.message);
-              return shared + own;
+          }
+          if (frames !== undefined) {
+            // scope.watermarks (PROTOCOL.md §4.7): the unit ends with the revision's watermarks and
+            // token when the digest-bearing STATUS is held back, i.e. when the agent holds the held
+            // key (it was told in-sync with a digest). When a STATUS is owed instead, that one
+            // follows, below or when the socket drains. (Agents are admitted only once every feed is
+            // in sync and a feed never leaves it, so an agent never told in-sync is not expected
+            // here; a STATUS without digest to one would be refused, 4002.) Not cached with the
+            // frames: a status-only change keeps the revision.
+            if (feed.scope !== undefined && conn.scopeWatermarks && feed.store.meta().status === 'in-sync' && feed.currentStatusKey() === cursor.statusKey) {
+              frames = [...frames, feed.undigestedStatusFrame(o.compressMinBytes)];
             }
-            this.catchUpCache.set(key, frames);
+            if (!conn.writeOwn(frames)) return shared + own;
+            const n = frames.reduce((a, f) => a + f.length, 0);
+            stats.ownBytes += n;
+            own += n;
+            cursor.revision = to;
+            cursor.behindSinceMs = undefined;
+            feed.stats.catchUps++;
           }
-          // scope.watermarks (PROTOCOL.md §4.7): the unit ends with the revision's watermarks and
-          // token when the digest-bearing STATUS is held back, i.e. when the agent holds the held
-          // key (it was told in-sync with a digest). When a STATUS is owed instead, that one
-          // follows, below or when the socket drains. (Agents are admitted only once every feed is
-          // in sync and a feed never leaves it, so an agent never told in-sync is not expected
-          // here; a STATUS without digest to one would be refused, 4002.) Not cached with the
-          // frames: a status-only change keeps the revision.
-          if (feed.scope !== undefined && conn.scopeWatermarks && feed.store.meta().status === 'in-sync' && feed.currentStatusKey() === cursor.statusKey) {
-            frames = [...frames, feed.undigestedStatusFrame(o.compressMinBytes)];
-          }
-          if (!conn.writeOwn(frames)) return shared + own;
-          const n = frames.reduce((a, f) => a + f.length, 0);
-          stats.ownBytes += n;
-          own += n;
-          cursor.revision = to;
-          cursor.behindSinceMs = undefined;
-          feed.stats.catchUps++;
         }
         if (cursor.phase === 'live' && cursor.revision === feed.store.revision && conn.writableBytes <= hwm) {
           const key = feed.currentStatusKey();
