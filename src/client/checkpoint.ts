@@ -26,6 +26,7 @@ import { join } from 'node:path';
 import { Packr } from 'msgpackr';
 import { computeDigest } from '../../proto/digest.js';
 import { writeFileAtomic } from '../atomic-file.js';
+import { packDetached } from '../msgpack-pack.js';
 import { seal, unseal } from '../sealed-file.js';
 import { CattailError } from '../errors.js';
 
@@ -58,14 +59,15 @@ export interface Checkpoint {
 
 /** Encodes a checkpoint file (pure; the caller writes it). */
 export function encodeCheckpoint(cp: Checkpoint): Buffer {
-  const body = Buffer.from(
-    packr.pack({
+  const body = packDetached(
+    packr,
+    {
       node: cp.node,
       feeds: cp.feeds.map((f) => ({
         name: f.name, revision: f.revision, tokenRevision: f.tokenRevision, token: Buffer.from(f.token),
         watermarks: { ...f.watermarks }, ...(f.retired !== undefined && Object.keys(f.retired).length > 0 ? { retired: { ...f.retired } } : {}), digest: Buffer.from(f.digest), ...(f.model !== undefined ? { model: f.model } : {}), entries: [...f.entries],
       })),
-    }),
+    },
   );
   return seal(MAGIC, CHECKPOINT_VERSION, body);
 }

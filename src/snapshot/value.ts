@@ -8,6 +8,7 @@
  * copies into an unpooled allocation that owns exactly its bytes.
  */
 import { Packr } from 'msgpackr';
+import { packDetached } from '../msgpack-pack.js';
 
 const packr = new Packr({ useRecords: false, encodeUndefinedAsNil: true });
 
@@ -26,7 +27,7 @@ export function exactBuffer(bytes: Uint8Array): Buffer {
 
 /** Encodes a projection to plain MessagePack in an exact-size Buffer, ready for `FeedStore.apply`. */
 export function encodeValue(value: unknown): Buffer {
-  return exactBuffer(packr.pack(value));
+  return packDetached(packr, value);
 }
 
 /** Decodes a stored value (tests, debugging and clients; the store itself never decodes). */

@@ -22,6 +22,7 @@
 import { Packr } from 'msgpackr';
 import { CattailError } from '../../errors.js';
 import { exactBuffer } from '../../snapshot/index.js';
+import { packDetached } from '../../msgpack-pack.js';
 import { seal, unseal } from '../../sealed-file.js';
 
 const MAGIC = Buffer.from('CTLRSTA\n', 'latin1');
@@ -67,7 +68,7 @@ function bad(message: string, details?: Record<string, unknown>): CattailError {
  * exceed `maxBytes` (the caller keeps the previous checkpoint and reports it).
  */
 export function encodeReplicaCheckpoint(cp: ReplicaCheckpoint, maxBytes: number): Buffer {
-  const body = Buffer.from(packr.pack({ identity: cp.identity, resources: cp.resources }));
+  const body = packDetached(packr, { identity: cp.identity, resources: cp.resources });
   const file = seal(MAGIC, REPLICA_CHECKPOINT_VERSION, body);
   if (file.length > maxBytes) throw bad(`replica checkpoint would be ${file.length} bytes, above the ${maxBytes}-byte bound`, { bytes: file.length, maxBytes });
   return file;

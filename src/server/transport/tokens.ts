@@ -7,11 +7,14 @@
  * from the network and may be forged or corrupted.
  */
 import { Packr, Unpackr } from 'msgpackr';
+import { packDetached } from '../../msgpack-pack.js';
 import { MAX_TOKEN_BYTES } from './framing.js';
 
 const packr = new Packr({ useRecords: false, variableMapSize: true });
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
-const packValue = (v: unknown): Buffer => packr.pack(v);
+// Copied out (packDetached): a token is cached per feed until its revision moves, and a view
+// into msgpackr's shared buffer pinned that buffer, however large a later pack had made it.
+const packValue = (v: unknown): Buffer => packDetached(packr, v);
 const unpackValue = (b: Buffer): unknown => unpackr.unpack(b);
 
 const TOKEN_VERSION = 1;

@@ -1,4 +1,5 @@
 import { Packr } from 'msgpackr';
+import { packDetached } from '../../../msgpack-pack.js';
 
 /**
  * Plain msgpack (no records extension: agents in any language can read it; `undefined` as nil,
@@ -10,10 +11,7 @@ import { Packr } from 'msgpackr';
 const packr = new Packr({ useRecords: false, variableMapSize: true, encodeUndefinedAsNil: true });
 
 export function encodeValue(value: unknown): Buffer {
-  const packed = packr.pack(value);
-  const out = Buffer.allocUnsafeSlow(packed.length);
-  out.set(packed);
-  return out;
+  return packDetached(packr, value);
 }
 
 /** Builds a plain object with the keys sorted, so equal maps always encode to equal bytes. */
