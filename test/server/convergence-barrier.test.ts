@@ -282,6 +282,30 @@ describe('convergence barrier: tracker', () => {
     expect(tracker.checks - before).toBe(1);
   });
 
+  it('credits an agent whose first ACK mapped to no watermarks once a batch records them', async () => {
+    const f = new FeedRuntime(0, { name: 'policy', resources: [NP], projectionVersion: 1 }, new FeedStore({ feed: 'policy', logMaxAgeMs: 1_000, logMaxBytes: 1 << 20, watermarkRecords: 4_096 }), 's1', newFeedStats());
+    const { tracker, ack, join } = setup([f]);
+    f.store.apply({ updates: [{ key: '/np/a', value: Buffer.from([0x91]) }], watermarks: { [NP]: '100' }, status: 'in-sync' }, 0);
+    f.store.apply({ updates: [{ key: '/np/c', value: Buffer.from([0x93]) }], watermarks: { [NP]: '101' }, status: 'in-sync' }, 0);
+    f.store.apply({ updates: [{ key: '/np/a', value: null }], status: 'in-sync' }, 0);
+    f.store.apply({ updates: [{ key: '/np/b', value: Buffer.from([0x92]) }], status: 'in-sync' }, 0);
+    f.store.trim(5_000);
+    expect(f.store.watermarksAt(f.store.revision)).toBeUndefined();
+    // A new agent: its snapshot at the current revision, and its first ACK, map to nothing.
+    const a = agent('node-new', [f]);
+    join(a);
+    ack(a, f.store.revision);
+    const res = settled(tracker.wait({ resource: NP, resourceVersion: '101', timeoutMs: 10_000 }));
+    await Promise.resolve();
+    expect(res.value).toBeUndefined();
+    // The agent does not ACK the same revision again; a watermark-only batch records it.
+    f.store.apply({ updates: [], watermarks: { [NP]: '102' }, status: 'in-sync' }, 5_000);
+    tracker.onWatermarks();
+    await new Promise((r) => setImmediate(r));
+    // Before, its floor stayed unknown (set from the first ACK only) and it stayed pending for good.
+    expect(res.value).toMatchObject({ converged: true, agents: 1 });
+  });
+
   it('drops a disconnected agent from the scope; a named node that is not connected is a laggard', async () => {
     const f = feed('policy', [NP]);
     const { tracker, join, leave, ack } = setup([f]);

@@ -16,7 +16,11 @@ type Watermarks = Readonly<Record<string, string>>;
 
 /** The watermarks the cursor's agent has applied, undefined before a mappable ACK. */
 export function cursorApplied(c: FeedCursor): Watermarks | undefined {
-  if (c.appliedFloor === undefined) return undefined;
+  // Gated on an ACK, not on the floor: a first ACK of a revision the log did not map yet (a new
+  // agent's snapshot at a revision whose record was trimmed, on tier 2) left the floor unknown,
+  // and the lookup below, which finds the record once a batch writes it, was never made: the agent
+  // stayed pending in every convergence wait (it does not ACK the same revision again).
+  if (c.ackedRevision <= 0) return undefined;
   // The log's record of the ACKed revision may have advanced since the ACK (watermark-only
   // batches at the current revision): the agent's state stands for those watermarks too.
   return c.feed.store.watermarksAt(c.ackedRevision) ?? c.appliedFloor;
