@@ -168,7 +168,7 @@ export const serverOptions = {
     default: 4_194_304,
     unit: 'bytes',
     min: 0,
-    help: "Largest range repair (PROTOCOL.md §7.2: the key and value bytes of the mismatching buckets plus the changes the agent has not seen) sent to an agent whose digest did not match; a larger one, or one holding more than half of the state's entries, is an in-band snapshot instead. 0 answers every repair with a snapshot.",
+    help: "Largest range repair (PROTOCOL.md §7.2: the key and value bytes of the mismatching buckets plus the changes the agent has not seen) sent to an agent whose digest did not match; a larger one (or one above half of maxClientBytes, the agent's own budget), or one holding more than half of the state's entries, is an in-band snapshot instead. 0 answers every repair with a snapshot.",
   }),
   maxInboundBytes: opt.int({
     default: DEFAULT_MAX_INBOUND_BYTES,

@@ -50,6 +50,28 @@ describe('server - range repair', () => {
     expect(a.violations).toEqual([]);
   });
 
+  it('answers a repair above half the agent\'s maxClientBytes (though under maxRepairBytes) with a snapshot, not a repair that closes it with 4008', async () => {
+    const h = await harness({ flushWindowMs: 0, maxClientBytes: 4_096 });
+    const pods: Record<string, unknown> = {};
+    for (let i = 0; i < 40; i++) pods[`/pods/ns/p${i}`] = { i };
+    pods['/pods/ns/big'] = { pad: 'x'.repeat(3_000) };
+    h.upstream.apply('felix', pods, { status: 'in-sync' });
+    const a = h.agent({ feeds: [{ name: 'felix' }], caps: ['repair.buckets'] });
+    await a.untilRevision('felix', 1);
+    // The big entry's bucket wrong: a repair of a few entries (far from half of them), ~3 KB,
+    // under maxRepairBytes (4 MiB) but above half of this agent's 4 KiB budget.
+    const store = h.server.stores.get('felix')!;
+    const bucket = bucketOfHashHi(Number(entryHash('/pods/ns/big', store.current().get('/pods/ns/big')!) >> 32n));
+    const sums = Buffer.from(store.bucketSums!());
+    sums[bucket * 8 + 7] = (sums[bucket * 8 + 7] as number) ^ 1;
+    a.sendMessage({ type: 'repairRequest', feedId: 0, revision: 1, sums });
+    await waitUntil(async () => (await h.metric('cattail_repairs_total', { feed: 'felix', outcome: 'too-large' })) === 1, 'too large');
+    await waitUntil(() => a.feeds.get(0)!.snapshots === 2, 'in-band snapshot');
+    expect(await h.metric('cattail_repairs_total', { feed: 'felix', outcome: 'repaired' })).toBe(0);
+    expect(await h.metric('cattail_connections_closed_total')).toBe(0);
+    expect(a.violations).toEqual([]);
+  });
+
   it('falls back to a snapshot with today\'s watermarks, not a build of the same revision made before a watermark-only change', async () => {
     const clock = new FakeClock();
     const h = await harness({ clock, flushWindowMs: 0, pingIntervalMs: 600_000, pongTimeoutMs: 600_000, handshakeTimeoutMs: 600_000 });

@@ -67,7 +67,9 @@ export function serveRepair(ctx: FanOutContext, service: ServiceQueue, conn: Con
   // A scoped feed (#20): the agent's sums are its node's view's; always the (scoped) snapshot.
   if (feed.scope !== undefined) return snapshot('scoped');
   const buckets = mismatchedBuckets(sums, store.bucketSums());
-  const maxBytes = o.maxRepairBytes ?? DEFAULT_MAX_REPAIR_BYTES;
+  // Never above half the agent's own budget either: a repair that large closed the agent with
+  // 4008 (over-budget, counted as repaired), and its next connection asked for the same repair.
+  const maxBytes = Math.min(o.maxRepairBytes ?? DEFAULT_MAX_REPAIR_BYTES, Math.floor(o.maxClientBytes / 2));
   // Bounded: the store stops collecting past maxBytes (then this is a snapshot anyway).
   const r = store.repair(cursor.revision, buckets, maxBytes);
   if (r.kind !== 'delta') return snapshot('too-old');

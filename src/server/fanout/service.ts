@@ -196,8 +196,15 @@ export class ServiceQueue {
           let frames = this.catchUpCache.get(key);
           if (frames === undefined) {
             const s = feed.store.since(cursor.revision);
-            if (s.kind !== 'delta') {
-              this.startSnapshot(conn, cursor, now, true);
+            // A catch-up bigger than half the agent's own budget would only get it closed with
+            // 4008 (after encoding it whole in this turn): the shared snapshot instead, as a
+            // resume does (handshake.ts), no older than what the agent holds: its revision, and
+            // today's watermarks (a build of that revision made before a watermark-only change
+            // the agent applied since carries older ones; repair.ts does the same).
+            const tooLarge = s.kind === 'delta' && s.bytes > o.maxClientBytes / 2;
+            if (s.kind !== 'delta' || tooLarge) {
+              if (tooLarge) this.startSnapshot(conn, cursor, now, true, cursor.revision, feed.store.meta().watermarks);
+              else this.startSnapshot(conn, cursor, now, true);
               shared += this.pumpSnapshot(conn, cursor, now);
               if ((cursor.phase as FeedCursor['phase']) === 'snapshot') { pending = true; continue; }
               // Done in this same pump (a small feed, a finished build reused): live now, but
