@@ -9,6 +9,11 @@ import { seededRandom } from '../../src/random.js';
 import type { TestAgent } from './helpers/agent.js';
 import { type Harness, harness } from './helpers/harness.js';
 import { tryUpgrade } from './helpers/upgrade.js';
+import { Shedder } from '../../src/server/fanout/shed.js';
+import { FanOutStats } from '../../src/server/fanout/stats.js';
+import { createMetrics } from '../../src/server/ops/metrics.js';
+import { Governor } from '../../src/server/transport/governor.js';
+import type { Connection } from '../../src/server/transport/connection.js';
 
 const PEERS = ['ws://peer-a.test:5473/', 'ws://peer-b.test:5473/'];
 const QUIET = { pingIntervalMs: 3_600_000, pongTimeoutMs: 3_600_000, handshakeTimeoutMs: 3_600_000, maxFallBehindMs: 3_600_000, flushWindowMs: 0 };
@@ -125,5 +130,46 @@ describe('server - shedding above the target', () => {
     await advance(clock, 5_000);
     expect(silent.closeCode).toBeUndefined();
     expect(await h.metric('cattail_connections_shed_total', { reason: 'over-target' })).toBe(4);
+  });
+});
+
+describe('shedder - the flush before the closes', () => {
+  it('a flush that throws does not stop the paced drain nor the closes at once: every agent still gets its GOODBYE', async () => {
+    const clock = new FakeClock();
+    const conns = new Set<Connection>();
+    const failed: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const c = {
+        id: i, node: `n${i}`, open: true, state: 'streaming', cursors: [], writableBytes: 0, needsService: false,
+        fail(code: string, _msg: string, reason: string) {
+          failed.push(`${i} ${code} ${reason}`);
+          this.open = false;
+          conns.delete(c as unknown as Connection);
+        },
+      };
+      conns.add(c as unknown as Connection);
+    }
+    let flushes = 0;
+    const shedder = new Shedder({
+      clock, random: seededRandom(1), metrics: createMetrics(new FanOutStats(), { defaultMetrics: false }), log: undefined,
+      connections: () => conns, governor: new Governor({ maxConnections: 100, retryAfterMs: 1_000 }),
+      shedIntervalMs: 1_000, shutdownTimeoutMs: 60_000,
+      whenEmpty: () => new Promise<void>(() => undefined),
+      flushPending: () => {
+        flushes++;
+        throw new Error('a flush bug');
+      },
+    });
+    void shedder.drain();
+    // Paced closes: before, the first one's flush threw out of the drain timer.
+    for (let t = 0; t < 20_000 && failed.length < 2; t += 100) clock.advance(100);
+    expect(failed.length).toBeGreaterThanOrEqual(2);
+    // The rest at once (a second signal): the same.
+    const left = 4 - failed.length;
+    expect(shedder.closeRest('drain-forced')).toBe(left);
+    expect(failed).toHaveLength(4);
+    expect(failed.every((f) => f.includes('CATTAIL_SERVER_SHUTTING_DOWN shutdown'))).toBe(true);
+    expect(flushes).toBeGreaterThanOrEqual(3);
+    shedder.stop();
   });
 });

@@ -173,7 +173,7 @@ export class Shedder {
     }
     const delay = Math.floor(this.o.random() * Math.min(this.o.shedIntervalMs, SHED_RECONNECT_SPREAD_MAX_MS));
     this.o.log?.info({ conn: victim.id, node: victim.node, open: open.length, target, reconnectDelayMs: delay }, 'shedding an agent above the target share');
-    this.o.flushPending?.();
+    this.flushFirst();
     victim.fail('CATTAIL_SERVER_SHED', `this replica holds ${open.length} agents, above its target of ${target}; try another`, 'shed', delay, this.o.governor.hint());
     this.o.metrics.connectionsShed.inc({ reason: 'over-target' });
     return victim;
@@ -183,6 +183,21 @@ export class Shedder {
    * The paced drain: refuse new agents, close the open ones one at a time, and resolve when the
    * last is gone or shutdownTimeoutMs has passed (the rest closed at once just before). Idempotent.
    */
+  /**
+   * The pending flush before a deliberate close (see flushPending), its failure kept to itself: it
+   * runs in the shed and drain timers and in shutdown, where a throw crashed the process mid-drain
+   * (every agent at once, 1006: what the paced drain is there to avoid) or rejected shutdown()
+   * before the upstream and the transport were stopped. The agent still gets its GOODBYE; its
+   * STATUS may lag, as with no flush at all.
+   */
+  private flushFirst(): void {
+    try {
+      this.o.flushPending?.();
+    } catch (err) {
+      this.o.log?.error({ err }, 'the flush before closing agents failed; closing them anyway');
+    }
+  }
+
   drain(): Promise<void> {
     this.draining ??= this.runDrain();
     return this.draining;
@@ -218,7 +233,7 @@ export class Shedder {
     // Closes come one per gap; a delay within one gap smooths the arrivals at the peers further
     // without holding any agent away from a server for long.
     const delay = Math.floor(this.o.random() * Math.max(gap, 1));
-    this.o.flushPending?.();
+    this.flushFirst();
     victim.fail('CATTAIL_SERVER_SHUTTING_DOWN', 'server shutting down; try another replica', 'shutdown', delay, this.o.governor.hint());
     this.o.metrics.connectionsShed.inc({ reason: 'drain' });
     if (open.length > 1) this.drainTimer = this.o.clock.setTimeout(() => this.drainTick(), gap);
@@ -234,7 +249,7 @@ export class Shedder {
     if (open.length === 0) return 0;
     const spreadMs = Math.min(AT_ONCE_SPREAD_MAX_MS, open.length * AT_ONCE_SPREAD_PER_AGENT_MS);
     this.o.log?.info({ agents: open.length, reason, spreadMs }, 'closing the remaining agents at once');
-    this.o.flushPending?.();
+    this.flushFirst();
     for (const conn of open) {
       const delay = Math.floor(this.o.random() * spreadMs);
       conn.fail('CATTAIL_SERVER_SHUTTING_DOWN', 'server shutting down; try another replica', 'shutdown', delay, this.o.governor.hint());
