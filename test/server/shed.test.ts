@@ -152,7 +152,7 @@ describe('shedder - the flush before the closes', () => {
     let flushes = 0;
     const shedder = new Shedder({
       clock, random: seededRandom(1), metrics: createMetrics(new FanOutStats(), { defaultMetrics: false }), log: undefined,
-      connections: () => conns, governor: new Governor({ maxConnections: 100, retryAfterMs: 1_000 }),
+      connections: () => conns, governor: new Governor({ maxConnections: 100, retryAfterMs: 1_000, random: seededRandom(2) }),
       shedIntervalMs: 1_000, shutdownTimeoutMs: 60_000,
       whenEmpty: () => new Promise<void>(() => undefined),
       flushPending: () => {
