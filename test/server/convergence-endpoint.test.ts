@@ -3,6 +3,7 @@
  * and server, real library clients as agents (they ACK as a real agent does), and a raw agent that
  * completes its handshake but never ACKs (the stalled agent the barrier must name).
  */
+import { MAX_CONVERGENCE_NODES } from '../../src/server/ops/convergence-endpoint.js';
 import { createServer as createHttpServer } from 'node:http';
 import { type AddressInfo, connect as netConnect } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -128,6 +129,19 @@ describe('GET /v1/convergence', () => {
       const { status, body } = await ask(server, q);
       expect({ q, status, code: (body['error'] as { code: string } | undefined)?.code }).toEqual({ q, status: 400, code: 'CATTAIL_CONVERGENCE_BAD_REQUEST' });
     }
+  });
+
+  it('reads a request naming as many nodes as it accepts, each at the longest name (Node\'s 16 KiB header limit answered 431 from ~400 cloud names)', async () => {
+    const sim = await sims.start();
+    const server = await replica(sim, 'conv-d');
+    const names = Array.from({ length: MAX_CONVERGENCE_NODES }, (_, i) => `${String(i).padStart(4, '0')}.${'n'.repeat(248)}`);
+    const rv = changePolicy(sim, 'three');
+    const { status, body } = await ask(server, `resource=networkpolicies&resourceVersion=${rv}&timeoutMs=0&${names.map((n) => `node=${n}`).join('&')}`);
+    expect(status).toBe(200);
+    expect(body).toMatchObject({ converged: false, laggardCount: MAX_CONVERGENCE_NODES });
+    // One more name is the endpoint's own refusal, not the HTTP parser's.
+    const over = await ask(server, `resource=networkpolicies&resourceVersion=${rv}&timeoutMs=0&${[...names, 'x'].map((n) => `node=${n}`).join('&')}`);
+    expect(over.status).toBe(400);
   });
 });
 

@@ -26,6 +26,14 @@ export const MAX_CONVERGENCE_TIMEOUT_MS = 300_000;
 /** Node names one request may list (each at most 253 characters, as in HELLO). */
 export const MAX_CONVERGENCE_NODES = 1_000;
 const MAX_NODE_CHARS = 253;
+/**
+ * The largest request head the HTTP port reads (its `maxHeaderSize`, in bytes): the longest
+ * request line this endpoint accepts (every `node` parameter at its longest, as Kubernetes node
+ * names need no escaping) plus Node's default 16 KiB for the rest. At Node's default alone, a
+ * `cattail converge --node` naming ~400 cloud node names (about 47 characters each) was answered
+ * 431 with no body by every replica, well under the 1,000 names the endpoint accepts.
+ */
+export const HTTP_PORT_MAX_HEADER_BYTES = MAX_CONVERGENCE_NODES * ('&node='.length + MAX_NODE_CHARS) + 16_384;
 const RETRY_AFTER_S = 1;
 const PARAMS = new Set(['resource', 'resourceVersion', 'timeoutMs', 'node']);
 

@@ -9,7 +9,7 @@
  */
 import { type RequestListener, type Server, createServer } from 'node:http';
 import { CattailError } from '../../errors.js';
-import { CONVERGENCE_PATH, type ConvergenceSource, serveConvergence } from './convergence-endpoint.js';
+import { CONVERGENCE_PATH, type ConvergenceSource, HTTP_PORT_MAX_HEADER_BYTES, serveConvergence } from './convergence-endpoint.js';
 import { type ClientsPage, type ClientsQuery, parseClientsQuery } from './debug-clients.js';
 import type { Health, HealthReport } from './health.js';
 import type { Registry } from 'prom-client';
@@ -22,7 +22,7 @@ export interface DebugEndpoints {
 
 /** The HTTP port's plaintext server. */
 export function createHttpEndpoints(registry: Registry, health: Health, load: () => LoadReport, debug?: DebugEndpoints, convergence?: ConvergenceSource): Server {
-  return createServer(httpEndpointsHandler(registry, health, load, debug, convergence));
+  return createServer({ maxHeaderSize: HTTP_PORT_MAX_HEADER_BYTES }, httpEndpointsHandler(registry, health, load, debug, convergence));
 }
 
 /** The HTTP port's request handler, for a server made elsewhere (https with `httpTls`, tls/listener.ts). */
