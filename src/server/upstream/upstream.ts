@@ -12,7 +12,7 @@ import type { FeedDefinition, FeedSink, ResourceHealth, Upstream } from '../pipe
 import type { BackoffOptions } from '../../backoff.js';
 import { FeedDispatcher, type FeedState } from './dispatcher.js';
 import { type FeedResourceSpec, type FeedSpec, resolveFeeds } from './feeds.js';
-import { loadKubeConfig } from './kubeconfig.js';
+import { clusterIdOf, loadKubeConfig } from './kubeconfig.js';
 import { UpstreamMetrics } from './metrics.js';
 import { Reflector } from './reflector.js';
 import { ResourceView } from './resource-view.js';
@@ -51,7 +51,8 @@ export interface UpstreamOptions extends OptionsOf<typeof upstreamOptions> {
   env?: Readonly<Record<string, string | undefined>>;
   /**
    * Names the cluster in the checkpoint's identity (stateDir). @default the kubeconfig's current
-   * cluster server URL: a checkpoint of another API server is never restored.
+   * cluster server URL and a hash of its CA (kubeconfig.ts clusterIdOf): a checkpoint of another
+   * API server, or of another cluster at the same address, is never restored.
    */
   clusterId?: string;
   /**
@@ -257,6 +258,6 @@ export function createUpstream(options: UpstreamOptions): UpstreamHandle {
   const specs = resolveFeeds(o.feeds, o.customFeeds);
   const kc = options.transport === undefined ? (options.kubeConfig ?? loadKubeConfig(options.kubeconfigPath, options.env)) : undefined;
   const transport = options.transport ?? new KubeTransport(kc as KubeConfig, `cattail/${VERSION} (replica ${options.replicaId})`);
-  const clusterId = options.clusterId ?? kc?.getCurrentCluster()?.server ?? '';
+  const clusterId = options.clusterId ?? (kc !== undefined ? clusterIdOf(kc) : '');
   return new KubeUpstream(specs, transport, { ...o, clusterId });
 }
