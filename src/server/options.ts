@@ -285,7 +285,7 @@ export const upstreamOptions = {
   }),
   stateDir: opt.string({
     default: undefined,
-    help: 'Directory for this replica\'s checkpoint (warm restarts): every stateCheckpointIntervalMs and when draining starts, each resource\'s projected state and resourceVersion are written there (atomically, checksummed); on start they are restored and the watches resume from the saved resourceVersions instead of listing (a 410 relists that resource). A corrupt, foreign or old-format checkpoint is reported (CATTAIL_SERVER_STATE_INVALID) and ignored. Unset: no checkpoints, every start lists. In Kubernetes an emptyDir survives container restarts, not pod replacement.',
+    help: 'Directory for this replica\'s checkpoint (warm restarts): every stateCheckpointIntervalMs and when draining starts, each resource\'s projected state and resourceVersion are written there (atomically, checksummed); on start they are restored and the watches resume from the saved resourceVersions instead of listing (a 410 relists that resource). A corrupt, foreign or old-format checkpoint is reported (CATTAIL_SERVER_STATE_INVALID) and ignored. A directory that cannot hold it (read-only, not permitted, not a directory) is refused at start (CATTAIL_CONFIG_INVALID_VALUE); a missing one is created. Unset: no checkpoints, every start lists. In Kubernetes an emptyDir survives container restarts, not pod replacement.',
     check: (v) => (v === '' ? 'expected a directory path' : undefined),
   }),
   stateCheckpointIntervalMs: opt.int({

@@ -8,7 +8,9 @@ import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { Registry } from 'prom-client';
 import type { BuiltUpstream, UpstreamFactory, UpstreamFactoryContext } from './serve.js';
-import { realClock } from '../clock.js';
+import { deadline, realClock } from '../clock.js';
+import { unusableStateDir } from './state/replica-state-file.js';
+import { STATE_LOAD_MAX_MS } from './upstream/warm-state.js';
 import { ConfigError } from '../errors.js';
 import { childLogger } from '../log.js';
 import { createUpstream, type UpstreamHandle, upstreamOptionsFromConfig } from './upstream/index.js';
@@ -51,7 +53,19 @@ async function checkTier1Discovery(source: { readonly endpoints: readonly string
   await resolveDiscoveryAccess(c.kubeconfig, ctx.env, '--upstream-cattail URL', existsSync, '--upstream-cattail-service');
 }
 
+/**
+ * Refuses a --state-dir that can never hold a checkpoint (unusableStateDir), at start and naming
+ * the option; bounded in time like the checkpoint's load (a stalled volume is the load's to time
+ * out, and costs a cold start, not the replica).
+ */
+async function checkStateDir(dir: string): Promise<void> {
+  const unusable = await deadline((fn, ms) => realClock.setTimeout(fn, ms), unusableStateDir(dir), STATE_LOAD_MAX_MS, () => new Error('timed out')).catch(() => undefined);
+  if (unusable === undefined) return;
+  throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', `--state-dir ${dir} cannot hold the replica checkpoint (${unusable.code}: ${unusable.message}); mount a writable volume there (docs/deploy.md) or leave the option out`, { details: { option: 'stateDir', dir, code: unusable.code } });
+}
+
 export const kubernetesUpstreamFactory: UpstreamFactory = async (source, ctx): Promise<BuiltUpstream> => {
+  if (source.kind !== 'cattail' && ctx.config.stateDir !== undefined) await checkStateDir(ctx.config.stateDir);
   const replicaId = ctx.config.serverId ?? ctx.env['POD_NAME'] ?? hostname();
   const registry = new Registry();
   const base = { ...upstreamOptionsFromConfig(ctx.config), replicaId, registry, logger: childLogger(ctx.log, { stage: 'upstream' }), env: ctx.env };

@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -124,6 +124,22 @@ describe('cattail serve', () => {
     expect(r.code).toBe(2);
     expect(r.err).toContain('CATTAIL_CONFIG_INVALID_VALUE');
     expect(r.err).toContain('--state-dir');
+  });
+
+  it('refuses at start a --state-dir that can never hold a checkpoint (here: under a regular file), naming it; a missing one is created', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cattail-state-'));
+    const file = join(dir, 'a-file');
+    writeFileSync(file, 'x');
+    const kubeconfig = join(dir, 'kubeconfig');
+    writeFileSync(kubeconfig, 'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "http://127.0.0.1:1", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n');
+    const r = await run(['serve', '--kubeconfig', kubeconfig, '--state-dir', join(file, 'state'), '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0']);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('CATTAIL_CONFIG_INVALID_VALUE');
+    expect(r.err).toMatch(/--state-dir .*a-file\/state cannot hold the replica checkpoint \(ENOTDIR/);
+    // A directory that does not exist yet is made (and stays empty: the probe file is gone).
+    const { unusableStateDir } = await import('../../src/server/state/replica-state-file.js');
+    expect(await unusableStateDir(join(dir, 'new', 'state'))).toBeUndefined();
+    expect(readdirSync(join(dir, 'new', 'state'))).toEqual([]);
   });
 
   it('fails with a coded error when the kubeconfig cannot be loaded', async () => {

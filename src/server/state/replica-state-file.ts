@@ -4,7 +4,7 @@
  * fails any check is reported through `onInvalid` and treated as absent: the replica starts cold
  * rather than resume watches from a state it cannot prove.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../atomic-file.js';
 import { CattailError } from '../../errors.js';
@@ -34,5 +34,31 @@ export async function readReplicaState(
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     onInvalid(err instanceof CattailError ? err : new CattailError('CATTAIL_SERVER_STATE_INVALID', `replica checkpoint cannot be read: ${(err as Error).message}`, { cause: err }));
     return undefined;
+  }
+}
+
+/** Errors that say the directory can never hold a checkpoint as configured (not a passing state of the disk). */
+const UNUSABLE_DIR = new Set(['EROFS', 'EACCES', 'EPERM', 'ENOTDIR', 'EEXIST', 'EISDIR']);
+
+/**
+ * Whether `dir` can hold checkpoints, asked once at start: it is created if missing, and a probe
+ * file written and removed in it. Resolves `undefined` when it can; a configuration that can never
+ * work (read-only, not permitted, not a directory) comes back as the error's code, for the caller
+ * to refuse the start with; any other failure (a full disk, a stalled volume, which the caller
+ * bounds in time) resolves `undefined` too, since the periodic write retries and a load still
+ * falls back to a cold start. Before this check, a --state-dir on a read-only root or owned by
+ * another user was accepted, logged "no replica checkpoint; starting cold" and then failed every
+ * interval in a warn line: warm restarts off without a word at start.
+ */
+export async function unusableStateDir(dir: string): Promise<{ code: string; message: string } | undefined> {
+  const probe = join(dir, `.cattail-write-check.${process.pid}`);
+  try {
+    await mkdir(dir, { recursive: true });
+    await writeFile(probe, '', { mode: 0o600 });
+    await rm(probe, { force: true });
+    return undefined;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    return UNUSABLE_DIR.has(code) ? { code, message: (err as Error).message } : undefined;
   }
 }
