@@ -207,12 +207,23 @@ export function createServeCommand(factory: UpstreamFactory, makeLogger: (level:
     if (built.beforeDrain !== undefined) {
       const t0 = realClock.monotonic();
       const late = new Error('the final checkpoint did not finish in time');
+      const forced = new Error('a second signal');
       const abandon = new AbortController();
-      await deadline((fn, ms) => realClock.setTimeout(fn, ms), built.beforeDrain(abandon.signal), finalCheckpointMaxMs, () => late).catch((err: unknown) => {
+      const checkpoint = deadline((fn, ms) => realClock.setTimeout(fn, ms), built.beforeDrain(abandon.signal), finalCheckpointMaxMs, () => late);
+      // A second signal during it is not kept waiting for it (up to finalCheckpointMaxMs): the
+      // operator wants out now, and one who signalled a third time found the handlers gone and
+      // killed the process without a GOODBYE to anyone.
+      const force = ctx.forceSignal;
+      const interrupted = force === undefined ? undefined : waitForAbort(force).then(() => Promise.reject(forced));
+      await (interrupted === undefined ? checkpoint : Promise.race([checkpoint, interrupted])).catch((err: unknown) => {
         abandon.abort();
-        if (err !== late) log.error({ err }, 'the final checkpoint failed; draining without it (the previous checkpoint stays)');
+        if (err === forced) log.warn({ waitedMs: Math.round(realClock.monotonic() - t0) }, 'second signal during the final checkpoint: closing the agents without waiting for it (the previous checkpoint stays)');
+        else if (err !== late) log.error({ err }, 'the final checkpoint failed; draining without it (the previous checkpoint stays)');
         else log.warn({ waitedMs: Math.round(realClock.monotonic() - t0), limitMs: finalCheckpointMaxMs }, 'the final checkpoint did not finish in time; draining without waiting for it (the previous checkpoint stays)');
       });
+      // The losing side of the race must not reject unhandled later.
+      checkpoint.catch(() => undefined);
+      interrupted?.catch(() => undefined);
     }
     const drained = server.drain();
     const force = ctx.forceSignal;

@@ -280,6 +280,38 @@ describe('cattail serve: the final checkpoint', () => {
   });
 });
 
+describe('cattail serve: a second signal during the final checkpoint', () => {
+  it('closes the agents at once instead of waiting for the checkpoint up to finalCheckpointMaxMs', async () => {
+    const logged = sink();
+    const first = new AbortController();
+    const second = new AbortController();
+    const upstream = ScriptedUpstream.withFeeds('felix');
+    let abandon: AbortSignal | undefined;
+    const serve = createServeCommand(
+      () => Promise.resolve({ upstream, description: 'scripted', beforeDrain: (signal: AbortSignal) => ((abandon = signal), new Promise<void>(() => undefined)) }),
+      (level) => pino({ level }, logged),
+      600_000,
+    );
+    const config = resolveConfig(serveOptions, { argv: ['--kubeconfig', '/k', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0'] }).config;
+    const stdout = sink();
+    const done = serve(config, { stdout, env: {}, signal: first.signal, forceSignal: second.signal });
+    await new Promise<void>((resolve) => stdout.on('line', () => stdout.text().includes('connect an agent') && resolve()));
+    const url = /agents on (ws:\S+)/.exec(stdout.text())?.[1] as string;
+    upstream.apply('felix', { '/pods/ns/a': { a: 1 } }, { status: 'in-sync' });
+    const a = new TestAgent(url, { feeds: [{ name: 'felix' }] });
+    await a.untilRevision('felix', 1);
+    first.abort();
+    await waitUntil(() => abandon !== undefined, 'the final checkpoint started');
+    second.abort();
+    // Before, nothing happened until the checkpoint finished or its 10-minute limit here.
+    expect(await a.closed).toBe(4010);
+    expect(await done).toBe(0);
+    expect(abandon?.aborted).toBe(true);
+    const warn = logged.text().trim().split('\n').map((l) => JSON.parse(l) as { level: number; msg: string }).find((l) => l.msg.includes('second signal during the final checkpoint'));
+    expect(warn).toMatchObject({ level: 40 });
+  });
+});
+
 describe('cattail serve --embedded-sim (the npm start path)', () => {
   it('serves the simulated cluster through the real upstream, says so loudly, and gets ready', async () => {
     const stdout = sink();
