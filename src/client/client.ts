@@ -64,6 +64,8 @@ export class Client {
   };
   private readonly statusQueues = new Set<AsyncQueue<StatusEvent>>();
   private readonly rotation: EndpointRotation;
+  /** The replicas speak TLS: TLS options given, or every static endpoint wss://. */
+  private readonly secure: boolean;
   private readonly discovery: ServiceDiscovery | undefined;
   private discovering = false;
   private readonly keeper: CheckpointKeeper | undefined;
@@ -91,6 +93,7 @@ export class Client {
       this.feeds.set(name, { state: new FeedState(name), id: undefined, lastAckAt: -Infinity, ackedRevision: undefined, ackTimer: undefined, lastLiveAt: undefined });
     }
     this.rotation = new EndpointRotation(this.opts.endpoints, this.opts.random);
+    this.secure = Object.keys(this.opts.tls).length > 0 || (this.opts.endpoints.length > 0 && this.opts.endpoints.every((u) => u.startsWith('wss://')));
     if (this.opts.service !== undefined) {
       // Nothing to read EndpointSlices with and no static endpoint to use meanwhile: every attempt
       // would fail the same way, forever (a missing config does not appear by itself), so say it
@@ -101,8 +104,10 @@ export class Client {
       }
       this.discovery = new ServiceDiscovery({
         service: this.opts.service, portName: this.opts.servicePortName, node: this.opts.node, random: this.opts.random,
-        // TLS configured means the replicas speak wss (PROTOCOL.md §1); discovery cannot tell otherwise.
-        scheme: Object.keys(this.opts.tls).length > 0 ? 'wss' : 'ws',
+        // TLS configured, or static endpoints all wss://, means the replicas speak wss (PROTOCOL.md
+        // §1); discovery cannot tell otherwise. Without the second, `--server wss://… --service`
+        // and the system CAs had its first look replace the working wss:// list with ws://.
+        scheme: this.secure ? 'wss' : 'ws',
         source: this.opts.endpointSliceSource, kubeconfigPath: this.opts.kubeconfig,
         minIntervalMs: this.opts.discoveryMinIntervalMs, now: () => this.opts.clock.monotonic(),
         timeoutMs: this.opts.discoveryTimeoutMs, setTimeout: (fn, ms) => this.opts.clock.setTimeout(fn, ms),
@@ -550,7 +555,9 @@ export class Client {
       this.rotation.pin(url, now + asked);
       delay = Math.min(asked, this.opts.reconnectMaxDelayMs);
     }
-    if (end.endpoints !== undefined) this.rotation.hint(end.endpoints.filter((u) => u !== url));
+    // A client that speaks TLS never follows a hint to plaintext: a ws:// peer (a fleet moving to
+    // TLS) would carry it off with no CA, server CN or URI SAN check, possibly for days.
+    if (end.endpoints !== undefined) this.rotation.hint(end.endpoints.filter((u) => u !== url && (!this.secure || u.startsWith('wss://'))));
     if (advance) this.rotation.advance(url);
     // The timer before the event: status listeners run synchronously, and one that calls close()
     // or destroy() must find it to cancel. Armed after, it outlived the client (up to

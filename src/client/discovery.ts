@@ -185,7 +185,11 @@ export async function kubeEndpointSliceSource(kubeconfigPath?: string, env: Read
   return {
     async list(namespace, service) {
       try {
-        const res = await api.listNamespacedEndpointSlice({ namespace, labelSelector: `kubernetes.io/service-name=${service}` });
+        // resourceVersion 0: from the API server's watch cache, not a quorum read of etcd. Every
+        // agent of a replica that crashed looks at once (its first retry is 125-250 ms later, no
+        // GOODBYE to spread them): thousands of consistent LISTs reached etcd within a second.
+        // A cached read may be a moment old; the rotation and the next look cover that.
+        const res = await api.listNamespacedEndpointSlice({ namespace, labelSelector: `kubernetes.io/service-name=${service}`, resourceVersion: '0' });
         return res.items as readonly EndpointSliceLike[];
       } catch (err) {
         throw new CattailError('CATTAIL_CLIENT_DISCOVERY_FAILED', `cannot list the EndpointSlices of service ${namespace}/${service}: ${(err as Error).message}`, { cause: err, details: { namespace, service } });

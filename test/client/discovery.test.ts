@@ -1,4 +1,6 @@
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -90,6 +92,30 @@ describe('client - where discovery reads its cluster config from', () => {
         else process.env[k] = v;
       }
       rmSync(home, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('client - discovery: what it asks the API server', () => {
+  it('lists from the watch cache (resourceVersion 0), not as a quorum read: a replica\'s crash sends every one of its agents to look at once', async () => {
+    const seen: string[] = [];
+    const api = createServer((req, res) => {
+      seen.push(req.url ?? '');
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'EndpointSliceList', apiVersion: 'discovery.k8s.io/v1', metadata: { resourceVersion: '7' }, items: [] }));
+    });
+    await new Promise<void>((r) => api.listen(0, '127.0.0.1', r));
+    const dir = mkdtempSync(join(tmpdir(), 'cattail-disc-'));
+    try {
+      const kubeconfig = join(dir, 'kubeconfig');
+      writeFileSync(kubeconfig, `apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "http://127.0.0.1:${(api.address() as AddressInfo).port}", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n`);
+      const source = await kubeEndpointSliceSource(kubeconfig);
+      await expect(source.list('calico-system', 'cattail')).resolves.toEqual([]);
+      const q = new URL(seen[0] ?? '', 'http://x').searchParams;
+      expect(q.get('resourceVersion')).toBe('0');
+      expect(q.get('labelSelector')).toBe('kubernetes.io/service-name=cattail');
+    } finally {
+      api.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -254,6 +254,33 @@ describe('client - hints do not outlive the reconnect they were for', () => {
   });
 });
 
+describe('client - a client that speaks TLS stays on it', () => {
+  it('never follows a ws:// hint (a GOODBYE\'s peers) when TLS is configured: plaintext would skip every server identity check', async () => {
+    const a = await server({ serverId: 'a' });
+    const b = await server({ serverId: 'b' });
+    // a is reached over ws:// here only because the fake speaks plaintext; `tls` makes the client secure.
+    const { client, clock } = setup({ endpoints: [a.url], tls: { serverName: 'cattail.test' } });
+    await client.whenInSync();
+    a.goodbyeAll({ reconnectDelayMs: 1_000, endpoints: [b.url] });
+    await waitUntil(() => client.state === 'reconnecting', 'goodbye', on(client));
+    await clock.advanceAsync(1_000);
+    await waitUntil(() => client.inSync, 'back in sync', on(client));
+    // Before, the hint came first: b, in plaintext.
+    expect(client.stats.serverId).toBe('a');
+    expect(b.rec.hellos).toHaveLength(0);
+  });
+
+  it('discovers wss:// replicas when every static endpoint is wss://, also without TLS options (the system CAs)', async () => {
+    const slices = [{ ports: [{ name: 'agents', port: 5473 }], endpoints: [{ addresses: ['127.0.0.1'], conditions: { ready: true } }] }];
+    const { client, rec } = setup({ endpoints: ['wss://127.0.0.1:1/'], service: 'calico-system/cattail', endpointSliceSource: { list: () => Promise.resolve(slices) } });
+    await waitUntil(() => rec.states().includes('reconnecting'), 'the first attempt', on(client));
+    const tried = rec.events.map((e) => e.endpoint).filter((e): e is string => e !== undefined);
+    expect(tried.length).toBeGreaterThan(0);
+    // Before, the first look replaced the working wss:// list with ws://<pod>:5473.
+    expect(tried.every((e) => e.startsWith('wss://'))).toBe(true);
+  });
+});
+
 describe('client - hostile and inconsistent servers', () => {
   it('closes on malformed frames with a coded error and close code, reconnects, and keeps its state', async () => {
     const a = await server();
