@@ -46,10 +46,11 @@ const BUSY_ATTEMPTS = 5;
  * timeout and at most BUSY_ATTEMPTS times: busy is not failed. Each retry asks for what is left of
  * the timeout. Anything else is answered at once.
  */
-async function askUntilAdmitted(endpoint: string, q: Ask, signal: AbortSignal): Promise<Answer> {
-  const deadline = Date.now() + q.timeoutMs;
+async function askUntilAdmitted(endpoint: string, q: Ask, signal: AbortSignal, withinMs = q.timeoutMs): Promise<Answer> {
+  const deadline = Date.now() + withinMs;
   for (let attempt = 1; ; attempt++) {
-    const a = await ask(endpoint, { ...q, timeoutMs: Math.max(0, deadline - Date.now()) }, signal);
+    // A waiting ask asks for what is left of the command's timeout; a timeout-0 ask stays one.
+    const a = await ask(endpoint, { ...q, timeoutMs: q.timeoutMs === 0 ? 0 : Math.max(0, deadline - Date.now()) }, signal);
     const busy = 'error' in a ? a.error.details?.['busyRetryAfterMs'] : undefined;
     if (typeof busy !== 'number' || attempt >= BUSY_ATTEMPTS || Date.now() + busy >= deadline || signal.aborted) return a;
     await sleep(busy, undefined, { signal }).catch(() => undefined);
@@ -88,7 +89,9 @@ async function ask(endpoint: string, q: Ask, signal: AbortSignal): Promise<Answe
 async function plan(endpoints: readonly string[], config: ConvergeConfig, signal: AbortSignal): Promise<{ asks: Map<string, readonly string[] | undefined>; failed: Answer[]; nowhere: string[] }> {
   if (config.node.length === 0) return { asks: new Map(endpoints.map((e) => [e, undefined])), failed: [], nowhere: [] };
   const named = [...new Set(config.node)];
-  const first = await Promise.all(endpoints.map((e) => ask(e, { resource: config.resource, resourceVersion: config.resourceVersion, timeoutMs: 0, nodes: named }, signal)));
+  // Busy is not failed here either (a replica of an older release refuses even a timeout-0 ask at
+  // its waiter bound): asked again after its Retry-After, within the command's timeout.
+  const first = await Promise.all(endpoints.map((e) => askUntilAdmitted(e, { resource: config.resource, resourceVersion: config.resourceVersion, timeoutMs: 0, nodes: named }, signal, config.timeoutMs)));
   const asks = new Map<string, string[]>();
   const placed = new Set<string>();
   for (const a of first) {
@@ -111,7 +114,7 @@ export async function runConverge(config: ConvergeConfig, ctx: CommandContext): 
     throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', 'cattail converge needs the replicas: --endpoints http://HOST:PORT[,...] or --service NAMESPACE/NAME', { details: { option: 'endpoints' } });
   }
   if (config.service !== undefined) await (await import('../client/discovery-access.js')).resolveDiscoveryAccess(config.kubeconfig, ctx.env, '--endpoints http://HOST:PORT');
-  const discovered = config.service === undefined ? [] : await (await import('./converge-discovery.js')).discoverReplicas(config.service, config.servicePortName, config.serviceScheme, config.kubeconfig, ctx.signal);
+  const discovered = config.service === undefined ? [] : await (await import('./converge-discovery.js')).discoverReplicas(config.service, config.servicePortName, config.serviceScheme, config.kubeconfig, ctx.signal, config.timeoutMs + ANSWER_MARGIN_MS);
   const endpoints = [...new Set([...given, ...discovered])];
   const { asks, failed, nowhere } = await plan(endpoints, config, ctx.signal);
   const answers = [

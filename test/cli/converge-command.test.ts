@@ -11,7 +11,10 @@ import type { AddressInfo } from 'node:net';
 import { waitUntil } from '../support/wait.js';
 import { TestAgent } from '../server/helpers/agent.js';
 import { simFixture } from '../support/sim.js';
-import { replicaOpsUrls } from '../../src/cli/converge-discovery.js';
+import { discoverReplicas, replicaOpsUrls } from '../../src/cli/converge-discovery.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { type ScriptedReplica, scriptedReplica } from '../support/replica.js';
 
 const sims = simFixture({ nodes: 1, podsPerNode: 1, churnPerSec: 0, seed: 3 });
@@ -118,6 +121,29 @@ describe('cattail converge', () => {
     expect(late.out).toContain('CATTAIL_CONVERGENCE_TOO_MANY_WAITERS');
   });
 
+  it('with --node, a replica busy at the first ask (where is each node) is asked again too, not counted as failed', async () => {
+    let busyFor = 1;
+    const seen: string[] = [];
+    const srv = createHttpServer((req, res) => {
+      seen.push(new URL(req.url ?? '/', 'http://x').searchParams.get('timeoutMs') ?? '');
+      if (busyFor-- > 0) {
+        res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' }).end(JSON.stringify({ error: { code: 'CATTAIL_CONVERGENCE_TOO_MANY_WAITERS', message: 'busy' } }));
+        return;
+      }
+      const report = { converged: true, timedOut: false, serverId: 'busy-2', resource: 'pods', resourceVersion: '5', replicaResourceVersion: '5', agents: 1, convergedAgents: 1, laggardCount: 0, laggards: [], missingNodes: [], waitedMs: 0 };
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(report));
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise<void>((r) => srv.close(() => r())));
+    const url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
+    const ok = await runCli(['converge', '--endpoints', url, '--resource', 'pods', '--resource-version', '5', '--timeout-ms', '20000', '--node', 'n1']);
+    // Before: the busy first ask made the replica failed and n1 "not connected to any replica" (exit 7).
+    expect(ok.code).toBe(0);
+    // The first ask and its retry stay timeout-0 asks; then the waiting ask for n1.
+    expect(seen.slice(0, 2)).toEqual(['0', '0']);
+    expect(seen).toHaveLength(3);
+  });
+
   it('refuses bad arguments before asking, and a resource no replica serves with the replica\'s coded 400', async () => {
     const a = await replica('rep-a');
     const b = await replica('rep-b');
@@ -144,6 +170,23 @@ describe('cattail converge --service', () => {
     expect(urls).toEqual(['http://10.0.0.1:9093', 'http://10.0.0.2:9093', 'http://10.0.0.3:9093', 'http://[fd00::1]:9093']);
     // Replicas run with --http-tls: --service-scheme https.
     expect(replicaOpsUrls([{ addressType: 'IPv4', ports: [{ name: 'metrics', port: 9093 }], endpoints: [{ addresses: ['10.0.0.1'] }] }], 'metrics', 'https')).toEqual(['https://10.0.0.1:9093']);
+  });
+
+  it('bounds the EndpointSlice read by the timeout and by the stop signal: an API server that never answers fails it with a code', async () => {
+    const hung = createHttpServer(() => undefined); // accepts, never answers
+    await new Promise<void>((r) => hung.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise<void>((r) => { hung.closeAllConnections(); hung.close(() => r()); }));
+    const dir = mkdtempSync(join(tmpdir(), 'cattail-conv-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const kubeconfig = join(dir, 'kubeconfig');
+    writeFileSync(kubeconfig, `apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "http://127.0.0.1:${(hung.address() as AddressInfo).port}", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n`);
+    const t0 = Date.now();
+    await expect(discoverReplicas('calico-system/cattail', 'metrics', 'http', kubeconfig, new AbortController().signal, 300)).rejects.toMatchObject({ code: 'CATTAIL_CLIENT_DISCOVERY_FAILED', message: expect.stringContaining('within 300 ms') });
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    const stop = new AbortController();
+    const stopped = discoverReplicas('calico-system/cattail', 'metrics', 'http', kubeconfig, stop.signal, 600_000);
+    setTimeout(() => stop.abort(), 100);
+    await expect(stopped).rejects.toMatchObject({ code: 'CATTAIL_CLIENT_DISCOVERY_FAILED', message: expect.stringContaining('stopped') });
   });
 
   it('finds the replicas through the API server and asks them', async () => {

@@ -358,7 +358,7 @@ describe('convergence barrier: tracker', () => {
     expect(await tracker.wait({ resource: NP, resourceVersion: '100', timeoutMs: 0 })).toMatchObject({ converged: true, agents: 1 });
   });
 
-  it('resolves plurals, refuses unknown or ambiguous resources, and caps the waiters', () => {
+  it('resolves plurals, refuses unknown or ambiguous resources, and caps the waiters', async () => {
     const f = feed('policy', [NP, 'networkpolicies.crd.projectcalico.org', 'pods', 'widgets.a.example', 'widgets.b.example']);
     const { tracker, join } = setup([f], 1);
     expect(tracker.resolveResource('pods')).toBe('pods');
@@ -382,6 +382,10 @@ describe('convergence barrier: tracker', () => {
     void tracker.wait({ resource: 'pods', resourceVersion: '1', timeoutMs: 1_000 });
     expect(tracker.waiting).toBe(1);
     expect(code(() => tracker.wait({ resource: 'pods', resourceVersion: '1', timeoutMs: 1_000 }))).toBe('CATTAIL_CONVERGENCE_TOO_MANY_WAITERS');
+    // One that does not wait takes no place: answered at the bound (cattail converge --node's first ask).
+    const now = await tracker.wait({ resource: 'pods', resourceVersion: '1', timeoutMs: 0, nodes: ['node-a'] });
+    expect(now).toMatchObject({ converged: false, agents: 1 });
+    expect(tracker.waiting).toBe(1);
     tracker.close();
     expect(tracker.waiting).toBe(0);
   });

@@ -173,12 +173,15 @@ export class ConvergenceTracker {
   /**
    * Resolves when every agent in scope has applied the resourceVersion, or at the timeout (then
    * `converged: false`), or when `signal` aborts (the asker went away; the answer is dropped).
-   * Throws CATTAIL_CONVERGENCE_TOO_MANY_WAITERS when maxWaiters requests already wait, or when
+   * Throws CATTAIL_CONVERGENCE_TOO_MANY_WAITERS when maxWaiters requests already wait (unless this
+   * one does not wait: timeoutMs 0), or when
    * this one's agents would take the scopes of all waiting requests past maxWaitingAgents; the
    * promise rejects with the same code when its scope later grows past that bound.
    */
   wait(q: ConvergenceQuery, signal?: AbortSignal): Promise<ConvergenceReport> {
-    if (this.waiters.size >= this.maxWaiters) {
+    // A request with timeoutMs 0 never waits, so it takes no waiter's place: it is answered even
+    // at the bound (`cattail converge --node` asks that way first, to learn where each node is).
+    if (this.waiters.size >= this.maxWaiters && q.timeoutMs !== 0) {
       throw new CattailError('CATTAIL_CONVERGENCE_TOO_MANY_WAITERS', `${this.waiters.size} convergence requests are already waiting on this replica (at most ${this.maxWaiters}); retry later`);
     }
     let resolve!: (r: ConvergenceReport) => void;
