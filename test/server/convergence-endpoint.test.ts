@@ -4,6 +4,7 @@
  * completes its handshake but never ACKs (the stalled agent the barrier must name).
  */
 import { MAX_CONVERGENCE_NODES } from '../../src/server/ops/convergence-endpoint.js';
+import { harness } from './helpers/harness.js';
 import { createServer as createHttpServer } from 'node:http';
 import { type AddressInfo, connect as netConnect } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -188,3 +189,25 @@ describe('GET /v1/convergence: a request dropped while waiting', () => {
   });
 });
 
+
+describe('GET /v1/convergence: ACKs that acknowledge nothing new', () => {
+  it('an agent repeating one ACK is not judged again against the waiting requests', async () => {
+    const h = await harness({ flushWindowMs: 0 });
+    h.upstream.apply('felix', { '/pods/ns/a': { a: 1 } }, { status: 'in-sync', watermarks: { pods: '100' } });
+    const a = h.agent({ feeds: [{ name: 'felix' }], node: 'node-x' });
+    await a.untilRevision('felix', 1);
+    // Waiting requests for a resourceVersion nobody has: they stay pending while the agent ACKs.
+    const waits = Array.from({ length: 5 }, () => fetch(`${h.server.httpUrl}/v1/convergence?resource=pods&resourceVersion=999999&timeoutMs=2000`));
+    await waitUntil(async () => (await h.metric('cattail_convergence_waiters')) === 5, 'the requests wait');
+    const before = await h.metric('cattail_convergence_agent_checks_total');
+    a.sendMessage({ type: 'ack', feedId: 0, revision: 1 });
+    await waitUntil(async () => (await h.metric('cattail_convergence_agent_checks_total')) > before, 'the first ACK judged');
+    const judged = await h.metric('cattail_convergence_agent_checks_total');
+    for (let i = 0; i < 200; i++) a.sendMessage({ type: 'ack', feedId: 0, revision: 1 });
+    a.sendMessage({ type: 'pong', t: 0 });
+    await waitUntil(() => h.server.fanoutStats().pongsReceived > 0, 'the ACKs read');
+    // Before: one judgement per waiter for each of the 200.
+    expect(await h.metric('cattail_convergence_agent_checks_total')).toBe(judged);
+    await Promise.all((await Promise.allSettled(waits)).map(() => undefined));
+  });
+});
