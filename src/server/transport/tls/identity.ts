@@ -58,10 +58,27 @@ export function peerTlsOf(socket: Pick<TLSSocket, 'authorized' | 'authorizationE
   };
 }
 
-/** `CN=calico-node, URI:spiffe://…`: the identity as /debug/clients and logs show it. */
+/**
+ * URI SANs shown in logs, messages and /debug/clients: a refused client's certificate is
+ * self-signed at will and may carry tens of thousands of them, which made one refusal's log line
+ * hundreds of KB (and the description kept per connection as large).
+ */
+const SHOWN_URI_SANS = 8;
+const SHOWN_CHARS = 1_024;
+
+function shownUriSans(sans: readonly string[]): string[] {
+  const shown = sans.slice(0, SHOWN_URI_SANS);
+  return sans.length > shown.length ? [...shown, `… ${sans.length - shown.length} more`] : shown;
+}
+
+function capped(text: string): string {
+  return text.length > SHOWN_CHARS ? `${text.slice(0, SHOWN_CHARS)}…` : text;
+}
+
+/** `CN=calico-node, URI:spiffe://…`: the identity as /debug/clients and logs show it (at most 8 URI SANs, 1 KiB). */
 export function describePeerTls(peer: PeerTls | undefined): string | undefined {
   if (peer === undefined) return undefined;
-  return [...(peer.subjectCN !== undefined ? [`CN=${peer.subjectCN}`] : []), ...peer.uriSANs.map((u) => `URI:${u}`)].join(', ') || `SHA256:${peer.fingerprint256}`;
+  return capped([...(peer.subjectCN !== undefined ? [`CN=${peer.subjectCN}`] : []), ...shownUriSans(peer.uriSANs).map((u) => (u.startsWith('… ') ? u : `URI:${u}`))].join(', ')) || `SHA256:${peer.fingerprint256}`;
 }
 
 /** OpenSSL verification error codes (X509_V_ERR_*) as Node names them, mapped to our reasons. */
@@ -99,7 +116,7 @@ export function verifyPeer(peer: PeerTls | undefined, allow: ClientAllowList): T
   return {
     ok: false,
     reason: 'identity-not-allowed',
-    message: `client certificate (CN ${JSON.stringify(identity.cn ?? null)}, URI SANs ${JSON.stringify(identity.uriSans)}) matches neither the allowed CN ${JSON.stringify(allow.cn ?? null)} nor URI SAN ${JSON.stringify(allow.uriSan ?? null)}`,
+    message: `client certificate (CN ${JSON.stringify(identity.cn ?? null)}, URI SANs ${capped(JSON.stringify(shownUriSans(identity.uriSans)))}) matches neither the allowed CN ${JSON.stringify(allow.cn ?? null)} nor URI SAN ${JSON.stringify(allow.uriSan ?? null)}`,
     identity,
   };
 }
