@@ -19,6 +19,7 @@ import { UWS_PIECE_BYTES } from '../../src/server/transport/uws-outbound.js';
 import { encodeMessage } from '../../src/server/transport/framing.js';
 import { TestAgent, opened } from './helpers/agent.js';
 import { type Harness, harness } from './helpers/harness.js';
+import { rawUpgrade } from './helpers/upgrade.js';
 
 // uWS is listed even where no build of it loads (Node 22 and 24 here): its tests are reported as
 // skipped there, not silently absent.
@@ -179,6 +180,20 @@ for (const transport of TRANSPORTS) describe.skipIf(transport === 'uws' && SKIP_
     await h.server.close();
     expect(await ok.closed).toBe(4010);
     expect(ok.goodbyes).toEqual(['shutdown']);
+  });
+
+  it('reads subprotocols offered over several Sec-WebSocket-Protocol lines (RFC 6455 §11.3.4), as one list', async () => {
+    const h = await harness({ transport });
+    seed(h);
+    const a = await rawUpgrade(h.server.url, false, ['cattail.v1', 'other.v9']);
+    const b = await rawUpgrade(h.server.url, false, ['other.v9', 'cattail.v1']);
+    try {
+      // Before, uWS kept the last line alone: b got other.v9 echoed and a 4001.
+      for (const r of [a, b]) expect(r.head).toMatch(/\r\nsec-websocket-protocol: cattail\.v1(\r\n|$)/i);
+    } finally {
+      a.sock.destroy();
+      b.sock.destroy();
+    }
   });
 
   it('refuses an inbound frame above maxInboundBytes with 4003, and a huge one at the WebSocket layer', async () => {

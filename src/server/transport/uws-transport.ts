@@ -305,8 +305,11 @@ export class UwsTransport implements AgentTransport {
       });
       return;
     }
+    // Repeated header lines joined as Node joins them (", "): RFC 6455 §11.3.4 lets a client offer
+    // its subprotocols over several Sec-WebSocket-Protocol lines, and keeping the last one alone
+    // refused with 4001 a client `ws` accepted.
     const headers: Record<string, string> = {};
-    req.forEach((k, v) => (headers[k] = v));
+    req.forEach((k, v) => (headers[k] = headers[k] === undefined ? v : `${headers[k]}, ${v}`));
     const offered = (headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '');
     // As in ws-transport: an agent offering only other subprotocols gets its first one echoed, so
     // the upgrade completes and it sees the coded 4001 instead of a bare failed handshake.

@@ -44,22 +44,25 @@ export interface RawAgent {
   readonly frames: { opcode: number; payload: Buffer }[];
   /** The close frame's code once one arrived. */
   closeCode: number | undefined;
+  /** The 101 answer's status line and headers. */
+  head: string;
 }
 
 /**
  * Upgrades a plain TCP socket by hand and parses the server's frames as they come. `halfOpen`:
  * the socket does not end its side when the server ends its own (a peer that never answers a close).
+ * `protocolLines`: the Sec-WebSocket-Protocol header, one line per element.
  */
-export function rawUpgrade(url: string, halfOpen = false): Promise<RawAgent> {
+export function rawUpgrade(url: string, halfOpen = false, protocolLines: readonly string[] = ['cattail.v1']): Promise<RawAgent> {
   const u = new URL(url);
   return new Promise((resolve, reject) => {
     const sock = connect({ port: Number(u.port), host: u.hostname, allowHalfOpen: halfOpen });
-    const agent: RawAgent = { sock, frames: [], closeCode: undefined };
+    const agent: RawAgent = { sock, frames: [], closeCode: undefined, head: '' };
     let buf = Buffer.alloc(0);
     let upgraded = false;
     sock.on('error', reject);
     sock.on('connect', () => {
-      sock.write(`GET / HTTP/1.1\r\nHost: ${u.host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Protocol: cattail.v1\r\n\r\n`);
+      sock.write(`GET / HTTP/1.1\r\nHost: ${u.host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\n${protocolLines.map((p) => `Sec-WebSocket-Protocol: ${p}\r\n`).join('')}\r\n`);
     });
     sock.on('data', (chunk: Buffer) => {
       buf = Buffer.concat([buf, chunk]);
@@ -72,6 +75,7 @@ export function rawUpgrade(url: string, halfOpen = false): Promise<RawAgent> {
           return;
         }
         upgraded = true;
+        agent.head = head;
         buf = buf.subarray(end + 4);
         resolve(agent);
       }
