@@ -86,6 +86,9 @@ class Fields {
   private get(key: string, want: string, optional: boolean): MsgValue | undefined {
     const v = this.body.get(key);
     if (v === undefined && !optional) this.fail(key, `${want} (missing)`);
+    // nil for an optional key is its absence (PROTOCOL.md §3): encoders that write every field of
+    // a struct (Go without omitempty, Python's None) were closed with 4000 on every HELLO.
+    if (v === null && optional) return undefined;
     return v;
   }
 

@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { Packr, Unpackr } from 'msgpackr';
+import { HEADER_BYTES, buildFrame, readHeader } from '../../proto/index.js';
 import { decodeFrame, encodeDeltaFrames, encodeFrame, encodeSnapshotChunkFrames, ProtocolError, type DeltaMessage, type SnapshotChunkMessage } from '../../proto/index.js';
 import { SAMPLE_MESSAGES } from './messages.js';
 
@@ -44,5 +46,31 @@ describe('proto codec - input types', () => {
     const m = decodeFrame(copy, limits) as SnapshotChunkMessage;
     expect(m).toEqual(SAMPLE_MESSAGES.snapshotChunk);
     expect(Buffer.isBuffer(m.entries[0]?.[1])).toBe(true);
+  });
+});
+
+describe('proto codec - nil for an optional key (PROTOCOL.md §3)', () => {
+  /** The HELLO sample's body re-packed with some keys set to nil, framed with its header. */
+  function helloWith(patch: (body: Record<string, unknown>) => void): Buffer {
+    const frame = encodeFrame(SAMPLE_MESSAGES.hello!);
+    const body = new Unpackr({ useRecords: false, mapsAsObjects: true }).unpack(frame.subarray(HEADER_BYTES)) as Record<string, unknown>;
+    patch(body);
+    const packed = new Packr({ useRecords: false, variableMapSize: true }).pack(body);
+    return buildFrame(readHeader(frame), packed);
+  }
+
+  it('is the key left out: an encoder that writes every field (Go without omitempty, Python None) is understood', () => {
+    const m = decodeFrame(helloWith((b) => {
+      b['software'] = null;
+      (b['feeds'] as Record<string, unknown>[])[0]!['token'] = null;
+      (b['feeds'] as Record<string, unknown>[])[0]!['watermarks'] = null;
+    }), limits);
+    expect(m).toMatchObject({ type: 'hello', node: (SAMPLE_MESSAGES.hello as { node: string }).node });
+    expect((m as { feeds: { token?: unknown; watermarks?: unknown }[] }).feeds[0]?.token).toBeUndefined();
+    expect((m as { feeds: { token?: unknown; watermarks?: unknown }[] }).feeds[0]?.watermarks).toBeUndefined();
+  });
+
+  it('is mistyped for a required key (4000)', () => {
+    expect(() => decodeFrame(helloWith((b) => (b['node'] = null)), limits)).toThrow(expect.objectContaining({ code: 'CATTAIL_PROTO_BAD_BODY' }));
   });
 });
