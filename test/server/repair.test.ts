@@ -50,6 +50,34 @@ describe('server - range repair', () => {
     expect(a.violations).toEqual([]);
   });
 
+  it('ignores a request for a revision below a snapshot already sent whole (it predates the snapshot, which ended the agent\'s repair)', async () => {
+    const clock = new FakeClock();
+    const h = await harness({ clock, flushWindowMs: 0, pingIntervalMs: 600_000, pongTimeoutMs: 600_000, handshakeTimeoutMs: 600_000 });
+    const pods: Record<string, unknown> = {};
+    for (let i = 0; i < 40; i++) pods[`/pods/ns/p${i}`] = { i };
+    h.upstream.apply('felix', pods, { status: 'in-sync' });
+    const a = h.agent({ feeds: [{ name: 'felix' }], caps: ['repair.buckets'] });
+    await a.untilRevision('felix', 1);
+    h.upstream.apply('felix', { '/pods/ns/p1': { moved: true } });
+    await a.untilRevision('felix', 2);
+    const store = h.server.stores.get('felix')!;
+    const sums = Buffer.from(store.bucketSums!());
+    sums[7] = (sums[7] as number) ^ 1;
+    const outcome = (o: string): Promise<number> => h.metric('cattail_repairs_total', { feed: 'felix', outcome: o });
+    a.sendMessage({ type: 'repairRequest', feedId: 0, revision: 2, sums });
+    await waitUntil(async () => (await outcome('repaired')) === 1, 'repaired');
+    // Within the rate limit: an in-band snapshot at revision 2, sent whole.
+    a.sendMessage({ type: 'repairRequest', feedId: 0, revision: 2, sums });
+    await waitUntil(() => a.feeds.get(0)!.snapshots === 2, 'in-band snapshot');
+    const repairs = a.received.filter((t) => t === 'repair').length;
+    clock.advance(REPAIR_MIN_INTERVAL_MS);
+    // A request the agent sent at revision 1, before it read that snapshot.
+    a.sendMessage({ type: 'repairRequest', feedId: 0, revision: 1, sums });
+    await waitUntil(async () => (await outcome('ignored')) === 1, 'ignored');
+    expect(await outcome('repaired')).toBe(1);
+    expect(a.received.filter((t) => t === 'repair')).toHaveLength(repairs);
+  });
+
   it('answers a repair above half the agent\'s maxClientBytes (though under maxRepairBytes) with a snapshot, not a repair that closes it with 4008', async () => {
     const h = await harness({ flushWindowMs: 0, maxClientBytes: 4_096 });
     const pods: Record<string, unknown> = {};

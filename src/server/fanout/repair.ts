@@ -49,7 +49,10 @@ export function serveRepair(ctx: FanOutContext, service: ServiceQueue, conn: Con
     return outcome;
   };
   // A snapshot already streams to this agent: it replaces the whole state, the repair with it.
-  if (cursor.phase !== 'live') return count('ignored');
+  // So does one already sent whole: a request for a revision below it was sent before the agent
+  // read that snapshot, whose END ended the agent's repair (§7.2); answered, the REPAIR reached an
+  // agent with no request outstanding, which closes with 4002.
+  if (cursor.phase !== 'live' || (cursor.snapshotRevision !== undefined && revision < cursor.snapshotRevision)) return count('ignored');
   const store = feed.store;
   const now = o.clock.monotonic();
   const snapshot = (outcome: RepairOutcome): RepairOutcome => {

@@ -50,6 +50,8 @@ export interface FeedCursor {
   appliedFloor: Readonly<Record<string, string>> | undefined;
   /** Monotonic ms of the last range repair answered for this feed (PROTOCOL.md §7.2; repair.ts rate rule). */
   lastRepairMs?: number;
+  /** The revision of the last snapshot sent whole on this connection: a repair request below it predates it (repair.ts). */
+  snapshotRevision?: number;
 }
 
 /**
