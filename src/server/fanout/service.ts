@@ -228,16 +228,26 @@ export class ServiceQueue {
           }
           if (frames !== undefined) {
             // scope.watermarks (PROTOCOL.md §4.7): the unit ends with the revision's watermarks and
-            // token when the digest-bearing STATUS is held back, i.e. when the agent holds the held
-            // key (it was told in-sync with a digest). When a STATUS is owed instead, that one
-            // follows, below or when the socket drains. (Agents are admitted only once every feed is
+            // token: the digest-free STATUS when the digest-bearing one is held back, i.e. when the
+            // agent holds the held key (it was told in-sync with a digest), else the STATUS it is
+            // owed, in the same write. Left to the STATUS check below, that one waited for the
+            // socket to drain when the catch-up took it past the high-water mark, and the next
+            // unit could come first: a replica crashing meanwhile left the agent presenting
+            // watermarks behind the state it held. (Agents are admitted only once every feed is
             // in sync and a feed never leaves it, so an agent never told in-sync is not expected
             // here; a STATUS without digest to one would be refused, 4002.) Not cached with the
             // frames: a status-only change keeps the revision.
-            if (feed.scope !== undefined && conn.scopeWatermarks && feed.store.meta().status === 'in-sync' && feed.currentStatusKey() === cursor.statusKey) {
-              frames = [...frames, feed.undigestedStatusFrame(o.compressMinBytes)];
+            let owedKey: string | undefined;
+            if (feed.scope !== undefined && conn.scopeWatermarks && feed.store.meta().status === 'in-sync') {
+              if (feed.currentStatusKey() === cursor.statusKey) frames = [...frames, feed.undigestedStatusFrame(o.compressMinBytes)];
+              else {
+                const st = feed.statusFrame(o.compressMinBytes, conn.scopeNode);
+                frames = [...frames, st.frame];
+                owedKey = st.key;
+              }
             }
             if (!conn.writeOwn(frames)) return shared + own;
+            if (owedKey !== undefined) cursor.statusKey = owedKey;
             const n = frames.reduce((a, f) => a + f.length, 0);
             stats.ownBytes += n;
             own += n;
@@ -341,6 +351,7 @@ export class ServiceQueue {
       cursor.snapshot = undefined;
       cursor.phase = 'live';
       cursor.revision = build.revision;
+      cursor.snapshotRevision = build.revision;
       if (conn.state === 'streaming') cursor.feed.joinLive(cursor);
       // END carried the status of the build's view. At the current revision and with the same
       // status, staleness and watermarks, the agent holds the current one (for a scoped feed, the
