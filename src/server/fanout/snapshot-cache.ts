@@ -16,6 +16,7 @@
  * deltas since R right after the snapshot, so a slightly old snapshot is still the cheapest start,
  * and a reconnect storm during churn shares one build instead of one per revision.
  */
+import { CattailError } from '../../errors.js';
 import type { Clock } from '../../clock.js';
 import { type FeedRuntime, statusKey } from './feeds.js';
 import type { ServerMetrics } from '../ops/metrics.js';
@@ -98,6 +99,11 @@ export class SnapshotBuild {
     readonly endStatusKey: string,
   ) {}
 
+  /** How many follow this build's progress (agents streaming it; for a scoped shared build, its node snapshots). */
+  get readers(): number {
+    return this.listeners.size;
+  }
+
   /** Called after every new frame and at the end; returns the unsubscribe function. */
   subscribe(fn: () => void): () => void {
     this.listeners.add(fn);
@@ -175,6 +181,8 @@ export class SnapshotCache {
   /** Counts for tests and benches (the metrics hold the same numbers per feed). */
   builtCount = 0;
   reusedCount = 0;
+  /** Builds stopped before their end: superseded, and no agent read them (run()). */
+  cancelledCount = 0;
   /** Where each chunk is encoded before it is compressed or copied (one piece of memory, reused). */
   private readonly scratch = new ScratchAllocator();
 
@@ -285,6 +293,13 @@ export class SnapshotCache {
     // Above the bound the part is this agent's alone (streamed, then dropped): see MAX_CACHED_NODES.
     if (sc.nodes.size < MAX_CACHED_NODES) sc.nodes.set(node, snap);
     return snap;
+  }
+
+  /** Whether an agent follows `b`: its own readers, or for a scoped shared build, those of its node snapshots. */
+  private hasReaders(b: SnapshotBuild): boolean {
+    if (b.scoped === undefined) return b.readers > 0;
+    for (const n of b.scoped.nodes.values()) if (n.readers > 0) return true;
+    return false;
   }
 
   /** The body size chunks are cut at for agents of this frame size. */
@@ -418,6 +433,19 @@ export class SnapshotCache {
       }
     };
     const step = (): void => {
+      // A build no agent reads any more, which a newer one of its kind superseded (purge dropped it
+      // from `builds`, so nothing can pick it again), stops here. Run to the end, as every build
+      // once was, a hostile agent bought a whole build per connection (a resume, one
+      // REPAIR_REQUEST, whose snapshot fallback must be at least its revision, then goodbye), each
+      // holding a full encoded snapshot until done; now at most one unread build of a kind runs.
+      if (!this.builds.includes(build) && !this.hasReaders(build)) {
+        build.failed = new CattailError('CATTAIL_INTERNAL', `snapshot build of feed ${feed.name} at revision ${build.revision} stopped: superseded, and no agent reads it`);
+        build.done = true;
+        build.finishedAtMs = this.o.clock.monotonic();
+        this.cancelledCount++;
+        build.notify();
+        return;
+      }
       // A slice ends after sliceEntries entries or sliceMs, whichever comes first: the time is read
       // after each chunk (the costly part: encode and compress) and every 256 entries, never per entry.
       const start = this.o.clock.monotonic();
