@@ -14,14 +14,14 @@ import type { ServedStore } from '../../src/server/pipeline/store-port.js';
 import { FeedStore, encodeValue } from '../../src/snapshot/index.js';
 import { waitUntil } from '../support/wait.js';
 
-function setup(): { feed: FeedRuntime; store: FeedStore; cache: SnapshotCache } {
+function setup(): { feed: FeedRuntime; store: FeedStore; cache: SnapshotCache; metrics: ReturnType<typeof createMetrics> } {
   const store = new FeedStore({ feed: 'felix', epoch: '0123456789abcdef', logMaxAgeMs: 600_000 });
   store.apply({ updates: Array.from({ length: 2_000 }, (_, i) => ({ key: `/pods/ns/p${String(i).padStart(5, '0')}`, value: encodeValue({ i, pad: 'x'.repeat(200) }) })), status: 'in-sync', watermarks: { pods: '1' } }, 0);
   const metrics = createMetrics(new FanOutStats(), { defaultMetrics: false });
   const feed = new FeedRuntime(0, { name: 'felix', resources: ['pods'], projectionVersion: 1 }, store as unknown as ServedStore, 'test', metrics.fanout.feed('felix'));
   // Small slices and chunks: a build takes many loop turns.
   const cache = new SnapshotCache({ clock: new FakeClock(), reuseWindowMs: 1_000, sliceEntries: 50, sliceMs: 1_000, chunkBytes: 4_096, compressMinBytes: 1_024, metrics });
-  return { feed, store, cache };
+  return { feed, store, cache, metrics };
 }
 
 /** A newer build than `a` of the same kind: the store moves, and the caller needs its revision. */
@@ -32,7 +32,7 @@ function supersede(store: FeedStore, feed: FeedRuntime, cache: SnapshotCache): S
 
 describe('snapshot builds nobody reads', () => {
   it('a superseded build whose agent left stops at its next slice; the newer one runs to its end', async () => {
-    const { feed, store, cache } = setup();
+    const { feed, store, cache, metrics } = setup();
     const a = cache.acquire(feed, 'deflate', 1 << 20);
     a.subscribe(() => undefined)(); // its agent went away at once
     const b = supersede(store, feed, cache);
@@ -43,6 +43,7 @@ describe('snapshot builds nobody reads', () => {
     expect(a.failed).toMatchObject({ code: 'CATTAIL_INTERNAL' });
     expect(a.frames.length).toBeLessThan(b.frames.length);
     expect(cache.cancelledCount).toBe(1);
+    expect((await metrics.snapshotsStopped.get()).values.reduce((n, v) => n + v.value, 0)).toBe(1);
   });
 
   it('a superseded build that an agent still reads runs to its end', async () => {

@@ -443,6 +443,7 @@ export class SnapshotCache {
         build.done = true;
         build.finishedAtMs = this.o.clock.monotonic();
         this.cancelledCount++;
+        this.o.metrics.snapshotsStopped.inc({ feed: feed.name });
         build.notify();
         return;
       }

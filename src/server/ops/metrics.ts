@@ -33,6 +33,7 @@ export interface ServerMetrics {
   readonly repairBytes: Counter<'feed'>;
   readonly cacheSize: Gauge<'feed'>;
   readonly snapshotsGenerated: Counter<'feed'>;
+  readonly snapshotsStopped: Counter<'feed'>;
   readonly snapshotsReused: Counter<'feed'>;
   readonly snapshotRawBytes: Gauge<'feed'>;
   readonly snapshotCompressedBytes: Gauge<'feed' | 'compression'>;
@@ -261,6 +262,7 @@ export function createMetrics(fanout: FanOutStats, opts: { defaultMetrics?: bool
     repairBytes: new Counter({ name: 'cattail_repair_bytes_total', help: 'Uncompressed frame bytes of the REPAIR and DELTA units sent as range repairs.', labelNames: ['feed'], registers: r }),
     cacheSize: new Gauge({ name: 'cattail_cache_size', help: 'Entries held by each feed.', labelNames: ['feed'], registers: r }),
     snapshotsGenerated: new Counter({ name: 'cattail_snapshots_generated_total', help: 'Snapshot frame sets built (once per feed, revision, compression).', labelNames: ['feed'], registers: r }),
+    snapshotsStopped: new Counter({ name: 'cattail_snapshots_stopped_total', help: 'Snapshot builds stopped before their end: a newer build of their kind superseded them and no agent read them any more.', labelNames: ['feed'], registers: r }),
     snapshotsReused: new Counter({ name: 'cattail_snapshots_reused_total', help: 'Agents served a snapshot another agent caused to be built.', labelNames: ['feed'], registers: r }),
     snapshotRawBytes: new Gauge({ name: 'cattail_snapshot_raw_bytes', help: 'Uncompressed body bytes of the latest snapshot built.', labelNames: ['feed'], registers: r }),
     snapshotCompressedBytes: new Gauge({ name: 'cattail_snapshot_compressed_bytes', help: 'Wire bytes of the latest snapshot built, per compression.', labelNames: ['feed', 'compression'], registers: r }),
