@@ -93,7 +93,7 @@ export const connectOptions = {
     check: nonEmpty,
     help: 'Directory for a checkpoint of the verified state (atomic, checksummed, versioned): a restarted agent loads it, checks it against its digest, and resumes or rebases instead of taking a snapshot. Unset: nothing is written.',
   }),
-  checkpointIntervalMs: opt.int({ default: 10_000, unit: 'ms', min: 0, help: 'With stateDir: write the checkpoint at most this often (after a verified STATUS or snapshot), and on close().' }),
+  checkpointIntervalMs: opt.int({ default: 60_000, unit: 'ms', min: 0, help: 'With stateDir: write the checkpoint at most this often (after a verified STATUS or snapshot), and on close(). Each write is the whole state (an unscoped 150,000-pod felix feed is ~25 MB), fsynced; a restart resumes or rebases from it, so older only means a larger catch-up, while the servers keep its revision (their deltaLogMaxAgeMs, 10 minutes by default).' }),
   closeTimeoutMs: opt.int({ default: 2_000, unit: 'ms', min: 1, help: 'How long close() waits for the server\'s close before forcing it.' }),
 } as const;
 

@@ -13,6 +13,7 @@ export const agentOptions = {
   servicePortName: connectOptions.servicePortName,
   kubeconfig: connectOptions.kubeconfig,
   stateDir: connectOptions.stateDir,
+  checkpointIntervalMs: connectOptions.checkpointIntervalMs,
   feed: withDefault(connectOptions.feeds, ['felix']),
   node: connectOptions.node,
   once: opt.boolean({

@@ -102,6 +102,17 @@ describe('cattail agent', () => {
     expect(problems.map((p) => p.code)[0]).toMatch(/^CATTAIL_CLIENT_CHECKPOINT_/);
   });
 
+  it('--checkpoint-interval-ms: taken with --state-dir (the checkpoint is written), refused out of range', async () => {
+    const s = await server();
+    const state = join(dir, 'ckpt-interval');
+    const r = await run(['agent', '--server', s.url, '--once', '--state-dir', state, '--checkpoint-interval-ms', '300000']);
+    expect(r.code).toBe(0);
+    expect(readdirSync(state).length).toBeGreaterThan(0);
+    const bad = await run(['agent', '--server', s.url, '--once', '--state-dir', state, '--checkpoint-interval-ms', '-1']);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain('CATTAIL_CONFIG_INVALID_VALUE');
+  });
+
   it('--json prints machine-readable status, progress and line records; flags also come from CATTAIL_* variables', async () => {
     const s = await server();
     const r = await run(['agent', '--once', '--json'], { CATTAIL_SERVER: s.url, CATTAIL_FEED: 'felix,bgp' });
