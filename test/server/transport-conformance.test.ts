@@ -182,6 +182,27 @@ for (const transport of TRANSPORTS) describe.skipIf(transport === 'uws' && SKIP_
     expect(ok.goodbyes).toEqual(['shutdown']);
   });
 
+  it('cuts a peer that floods pings and reads nothing, before the pongs it owes pile up (ws: 60 pending; uWS: the same bound)', async () => {
+    // No HELLO is ever sent: the handshake deadline must not be what ends it.
+    const h = await harness({ transport, handshakeTimeoutMs: 120_000 });
+    seed(h);
+    const r = await rawUpgrade(h.server.url);
+    r.sock.pause(); // reads nothing from here on: every pong stays with the server
+    const closed = new Promise<void>((resolve) => r.sock.once('close', () => resolve()));
+    // Masked pings of 125 bytes, in writes of 1,000 (~8 MB in all: past what the kernel buffers).
+    const ping = Buffer.concat([Buffer.from([0x89, 0x80 | 125, 1, 2, 3, 4]), Buffer.alloc(125)]);
+    const batch = Buffer.concat(Array.from({ length: 1_000 }, () => ping));
+    let sent = 0;
+    for (let i = 0; i < 60 && !r.sock.destroyed; i++) {
+      if (!r.sock.write(batch)) await Promise.race([new Promise((res) => r.sock.once('drain', res)), closed, new Promise((res) => setTimeout(res, 2_000))]);
+      sent++;
+    }
+    // Before, uWS kept answering (up to ~19 MiB per socket) and the socket stayed open.
+    await waitUntil(() => r.sock.destroyed || h.server.connectionCount() === 0, 'the flooding peer cut', { timeoutMs: 8_000 });
+    expect(sent).toBeGreaterThan(0);
+    r.sock.destroy();
+  });
+
   it('reads subprotocols offered over several Sec-WebSocket-Protocol lines (RFC 6455 §11.3.4), as one list', async () => {
     const h = await harness({ transport });
     seed(h);

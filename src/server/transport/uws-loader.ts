@@ -58,6 +58,8 @@ export interface UwsBehavior {
   open: (ws: UwsWebSocket) => void;
   message: (ws: UwsWebSocket, message: ArrayBuffer, isBinary: boolean) => void;
   drain: (ws: UwsWebSocket) => void;
+  /** A ping came in (uWS has answered it with a pong already, or queued one). */
+  ping?: (ws: UwsWebSocket, message: ArrayBuffer) => void;
   close: (ws: UwsWebSocket, code: number, message: ArrayBuffer) => void;
 }
 

@@ -66,6 +66,9 @@ function payloadsOf(buf: Buffer): readonly Buffer[] {
 /** What a socket's sendCorked sends (set right before each cork, which runs it at once). */
 let corkedPayloads: readonly Buffer[] = [];
 
+/** Pings answered while the socket holds unsent bytes before it is cut: `ws`'s maxPendingAutoPongs default. */
+const MAX_PINGS_WHILE_BACKED = 60;
+
 class UwsAgentSocket implements AgentSocket, InboundTarget {
   readonly transport = 'uws';
   /** Messages waiting for a paced turn (inbound-pacer.ts owns them). */
@@ -87,6 +90,8 @@ class UwsAgentSocket implements AgentSocket, InboundTarget {
   private backlogged = false;
   /** A close asked for while bytes were still queued: sent once they are handed to uWS. */
   private closeAfter: { code: number; reason: string | undefined } | undefined;
+  /** WebSocket pings received while uWS held unsent bytes for this socket, in a row (onPing). */
+  private pingsWhileBacked = 0;
 
   constructor(
     private readonly ws: UwsWebSocket,
@@ -200,6 +205,21 @@ class UwsAgentSocket implements AgentSocket, InboundTarget {
    */
   failed(err: unknown): void {
     reportFailure(this.events, err, () => this.terminate());
+  }
+
+  /**
+   * A WebSocket ping came in; uWS answers it by itself, appending the pong to what it holds for
+   * this socket. A peer that sends pings and reads nothing grew that by every ping, up to
+   * maxBackpressure (~19 MiB per socket by default), before anything of ours noticed. The same
+   * bound as `ws`'s (maxPendingAutoPongs, 60: then it cuts the socket): pings counted while uWS
+   * held bytes, reset by one that finds nothing held.
+   */
+  onPing(bufferedBytes: number): void {
+    if (bufferedBytes === 0) {
+      this.pingsWhileBacked = 0;
+      return;
+    }
+    if (++this.pingsWhileBacked > MAX_PINGS_WHILE_BACKED) this.terminate();
   }
 
   onDrain(): void {
@@ -344,6 +364,7 @@ export class UwsTransport implements AgentTransport {
       },
       message: (ws, message, isBinary) => (ws.getUserData() as unknown as UserData).socket?.onMessage(message, isBinary),
       drain: (ws) => (ws.getUserData() as unknown as UserData).socket?.onDrain(),
+      ping: (ws) => (ws.getUserData() as unknown as UserData).socket?.onPing(ws.getBufferedAmount()),
       close: (ws, code) => (ws.getUserData() as unknown as UserData).socket?.onClose(code),
     });
     app.any('/*', (res) => {
