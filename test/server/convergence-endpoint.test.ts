@@ -211,3 +211,18 @@ describe('GET /v1/convergence: ACKs that acknowledge nothing new', () => {
     await Promise.all((await Promise.allSettled(waits)).map(() => undefined));
   });
 });
+
+describe('GET /v1/convergence: a feed still at revision 0', () => {
+  it('credits an agent that ACKed revision 0 of a feed in sync with no entries (its watermarks are recorded there)', async () => {
+    const h = await harness({ flushWindowMs: 0 });
+    h.upstream.apply('felix', {}, { status: 'in-sync', watermarks: { pods: '5' } });
+    expect(h.storeRevision('felix')).toBe(0);
+    const a = h.agent({ feeds: [{ name: 'felix' }], node: 'node-empty' });
+    await a.until(() => a.feeds.get(0)?.status === 'in-sync', 'in sync at revision 0');
+    a.sendMessage({ type: 'ack', feedId: 0, revision: 0 });
+    const res = await fetch(`${h.server.httpUrl}/v1/convergence?resource=pods&resourceVersion=5&timeoutMs=3000`);
+    // Before: the ACK of 0 was taken for "nothing new" and dropped, and an agent whose ACKed
+    // revision is 0 counted as never having ACKed: not converged until the timeout.
+    expect(await res.json()).toMatchObject({ converged: true, agents: 1, convergedAgents: 1 });
+  });
+});

@@ -20,7 +20,7 @@ export function cursorApplied(c: FeedCursor): Watermarks | undefined {
   // agent's snapshot at a revision whose record was trimmed, on tier 2) left the floor unknown,
   // and the lookup below, which finds the record once a batch writes it, was never made: the agent
   // stayed pending in every convergence wait (it does not ACK the same revision again).
-  if (c.ackedRevision <= 0) return undefined;
+  if (c.acked !== true) return undefined;
   // The log's record of the ACKed revision may have advanced since the ACK (watermark-only
   // batches at the current revision): the agent's state stands for those watermarks too.
   return c.feed.store.watermarksAt(c.ackedRevision) ?? c.appliedFloor;
@@ -31,6 +31,7 @@ export function cursorApplied(c: FeedCursor): Watermarks | undefined {
  * newer one): the acknowledged revision only grows, so an older ACK changes nothing.
  */
 export function recordAck(c: FeedCursor, revision: number): void {
+  c.acked = true;
   c.ackedRevision = Math.max(c.ackedRevision, revision);
   c.appliedFloor = c.feed.store.watermarksAt(c.ackedRevision) ?? c.appliedFloor;
 }

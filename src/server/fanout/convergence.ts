@@ -409,6 +409,6 @@ export class ConvergenceTracker {
  * one: only the current revision's record is ever written.)
  */
 function hasUnmappedAck(conn: Connection): boolean {
-  for (const c of conn.cursors) if (c.ackedRevision > 0 && c.ackedRevision === c.feed.store.revision && c.feed.store.watermarksAt(c.ackedRevision) === undefined) return true;
+  for (const c of conn.cursors) if (c.acked === true && c.ackedRevision === c.feed.store.revision && c.feed.store.watermarksAt(c.ackedRevision) === undefined) return true;
   return false;
 }

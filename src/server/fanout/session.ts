@@ -136,7 +136,7 @@ export class Session {
     // before the convergence barrier re-judges the agent against every waiter concerning it. An
     // agent repeating one ACK at line rate (~1,900 from one 64 KiB read) against 1,000 waiters
     // held the loop for seconds.
-    if (revision <= cursor.ackedRevision) return;
+    if (cursor.acked === true && revision <= cursor.ackedRevision) return;
     recordAck(cursor, revision);
     this.ctx.convergence.onAgentChanged(cursor.conn);
     const lag = cursor.feed.lagMs(revision, this.ctx.o.clock.monotonic());

@@ -75,7 +75,7 @@ export interface ShedderOptions {
 
 /** A connection whose snapshot is not yet all written, or written but not yet acknowledged. */
 function inSnapshot(conn: Connection): boolean {
-  return conn.cursors.some((c) => c.phase === 'snapshot' || (c.ackedRevision === 0 && conn.writableBytes > 0));
+  return conn.cursors.some((c) => c.phase === 'snapshot' || (c.acked !== true && conn.writableBytes > 0));
 }
 
 /**
@@ -87,7 +87,7 @@ function shedRank(conn: Connection): number | undefined {
   if (conn.state !== 'streaming' || inSnapshot(conn)) return undefined;
   const caughtUp = !conn.needsService && conn.cursors.every((c) => c.behindSinceMs === undefined);
   if (!caughtUp) return 2;
-  return conn.cursors.every((c) => c.ackedRevision > 0) ? 0 : 1;
+  return conn.cursors.every((c) => c.acked === true) ? 0 : 1;
 }
 
 /**

@@ -42,7 +42,10 @@ export interface FeedCursor {
   /** The fall-behind rule does not apply before this (post-snapshot grace). */
   graceUntilMs: number;
   graceCounted: boolean;
+  /** The highest revision the agent ACKed (0 also before any ACK: see `acked`). */
   ackedRevision: number;
+  /** An ACK came (revision 0 included: an empty feed in sync stays at revision 0). */
+  acked?: boolean;
   /**
    * The upstream watermarks known applied at the last ACK (fanout/applied-watermarks.ts): a lower
    * bound kept for when the history no longer maps `ackedRevision`; undefined before any ACK.
