@@ -476,10 +476,13 @@ export class FeedState {
     const realUpserts: RawEntry[] = [];
     const realDeletes: string[] = [];
     let reasserted: RawEntry[] | undefined;
+    // A repair's unit resends every entry of the repaired buckets, most of them unchanged: not
+    // news to a relay (forced, they were a tier-2 DELTA of up to half the state to every agent).
+    const repairing = this.repair?.phase === 'announced';
     for (const [key, value] of d.upserts) {
       const old = this.entries.get(key);
       if (old !== undefined && old.equals(value)) {
-        (reasserted ??= []).push([key, value]);
+        if (!repairing) (reasserted ??= []).push([key, value]);
         continue;
       }
       if (old !== undefined) this.digest.remove(key, old);

@@ -119,6 +119,20 @@ describe('client units - feed state', () => {
     );
   });
 
+  it('reports a DELTA\'s upserts of held values as reasserted (relays), but not those of a repair unit (its buckets resent whole)', () => {
+    const fs = new FeedState('felix');
+    snapshot(fs, 1, [['a', b(1)], ['c', b(3)]]);
+    fs.startConnection('resume');
+    // A key that came back: news to a relay.
+    expect(fs.deltaFrame(1, 2, false, [['a', b(1)], ['n', b(5)]], [])).toMatchObject({ upserts: [['n', b(5)]], reasserted: [['a', b(1)]] });
+    // A repair: its unit holds every entry of the buckets, unchanged ones too; none of them is news.
+    fs.canRepair = true;
+    expect(fs.status({ revision: 2, status: 'in-sync', stale: false, watermarks: {}, digest: Buffer.alloc(8), token: Buffer.from('t2') }).kind).toBe('repair');
+    fs.repairFrame(2, 2, Buffer.alloc(32, 0xff));
+    const repaired = fs.deltaFrame(2, 2, false, [['a', b(1)], ['c', b(3)], ['n', b(5)]], []);
+    expect(repaired?.reasserted).toBeUndefined();
+  });
+
   it('in mode snapshot, refuses a DELTA or STATUS before the snapshot (4002): the held revision is another server\'s numbering', () => {
     const fs = new FeedState('felix');
     const entries: [string, Buffer][] = [['a', b(1)]];
