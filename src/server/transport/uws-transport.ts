@@ -212,7 +212,9 @@ class UwsAgentSocket implements AgentSocket, InboundTarget {
    * this socket. A peer that sends pings and reads nothing grew that by every ping, up to
    * maxBackpressure (~19 MiB per socket by default), before anything of ours noticed. The same
    * bound as `ws`'s (maxPendingAutoPongs, 60: then it cuts the socket): pings counted while uWS
-   * held bytes, reset by one that finds nothing held.
+   * holds bytes, reset by one that finds nothing held and by every drain (the peer reads: a slow
+   * agent streaming a long snapshot keeps uWS's buffer topped up, never empty, and pinging it
+   * once a second must not get it cut after a minute).
    */
   onPing(bufferedBytes: number): void {
     if (bufferedBytes === 0) {
@@ -223,6 +225,7 @@ class UwsAgentSocket implements AgentSocket, InboundTarget {
   }
 
   onDrain(): void {
+    this.pingsWhileBacked = 0;
     if (this.drainScheduled) return;
     this.drainScheduled = true;
     setImmediate(() => {
