@@ -76,7 +76,6 @@ export async function listPages(r: ReflectorCore): Promise<void> {
     throw err;
   }
   r.finishList(session, listRv);
-  r.listPagesReached = 0;
   // The smaller size that worked is kept for a while (LIST_PAGE_KEEP_MS): put back at once, every
   // relist read up to the cap again before halving.
   if (r.listLimit !== r.o.listPageSize && r.o.clock.monotonic() - r.listTooLargeAtMs >= LIST_PAGE_KEEP_MS) {

@@ -112,6 +112,9 @@ function notServed(r: ReflectorCore, evidence: NotServedEvidence | undefined): n
   r.missing = true;
   r.authError = undefined;
   r.o.view.clear();
+  // Nothing of a list before this stands (list.ts PartialList).
+  r.partialList = undefined;
+  r.listPagesReached = 0;
   const last = r.rv;
   r.rv = undefined;
   r.listMode = 'consistent';

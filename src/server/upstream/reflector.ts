@@ -320,6 +320,10 @@ export class Reflector implements ReflectorCore {
     this.notServedProof = undefined;
     this.notServedRv = undefined;
     this.notFoundSinceMs = undefined;
+    // A paged list left half-way is over, whichever list committed (a WatchList's included):
+    // kept, a later relist went on from its old continue token, its pages held until then.
+    this.partialList = undefined;
+    this.listPagesReached = 0;
     if (watermarkedBefore) this.o.onRelisted?.();
     this.listedOnce = true;
     // Synced before the flush: "in-sync" must ride on the batch with the list's last update.
