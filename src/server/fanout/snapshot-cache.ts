@@ -104,6 +104,12 @@ export class SnapshotBuild {
     return this.listeners.size;
   }
 
+  /**
+   * A scoped shared build: agents streaming any node snapshot made from it, cached per node or
+   * not (beyond MAX_CACHED_NODES a node's snapshot is its agent's alone, in no map to look in).
+   */
+  nodeReaders = 0;
+
   /** Called after every new frame and at the end; returns the unsubscribe function. */
   subscribe(fn: () => void): () => void {
     this.listeners.add(fn);
@@ -128,6 +134,19 @@ export class SnapshotBuild {
  */
 export class NodeSnapshot extends SnapshotBuild {
   private copied = 0;
+
+  /** Counted on the shared build too (nodeReaders): what tells the cache an agent still reads it. */
+  override subscribe(fn: () => void): () => void {
+    const stop = super.subscribe(fn);
+    this.shared.nodeReaders++;
+    let stopped = false;
+    return () => {
+      if (stopped) return;
+      stopped = true;
+      this.shared.nodeReaders--;
+      stop();
+    };
+  }
 
   /** Its own frames (BEGIN, the node's chunks, END): the rest are its shared build's Buffers. */
   ownFrames(): Buffer[] {
@@ -297,9 +316,7 @@ export class SnapshotCache {
 
   /** Whether an agent follows `b`: its own readers, or for a scoped shared build, those of its node snapshots. */
   private hasReaders(b: SnapshotBuild): boolean {
-    if (b.scoped === undefined) return b.readers > 0;
-    for (const n of b.scoped.nodes.values()) if (n.readers > 0) return true;
-    return false;
+    return b.scoped === undefined ? b.readers > 0 : b.nodeReaders > 0;
   }
 
   /** The body size chunks are cut at for agents of this frame size. */

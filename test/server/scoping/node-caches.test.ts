@@ -60,5 +60,16 @@ describe('per-node caches of a scoped feed', () => {
     const b = cache.acquireScoped(feed, 'late-node', 'none', 1_048_576) as NodeSnapshot;
     expect(a).not.toBe(b);
     expect(a.shared).toBe(first.shared);
+    // An agent reading a node snapshot kept in no map still counts as a reader of the shared build
+    // (the cache stops a superseded build only when none is left): before, past the bound, none did.
+    expect(a.shared.nodeReaders).toBe(0);
+    const stop = a.subscribe(() => undefined);
+    const stopFirst = first.subscribe(() => undefined);
+    expect(a.shared.nodeReaders).toBe(2);
+    stop();
+    stop(); // a second call changes nothing
+    expect(a.shared.nodeReaders).toBe(1);
+    stopFirst();
+    expect(a.shared.nodeReaders).toBe(0);
   });
 });
