@@ -41,6 +41,27 @@ async function agent(r: Replica, node: string): Promise<Client> {
 
 const args = (a: Replica, b: Replica, ...rest: string[]): string[] => ['converge', '--endpoints', `${a.server.httpUrl},${b.server.httpUrl}`, '--resource', 'pods', ...rest];
 
+/**
+ * A replica's ops port that answers its first `busyFor` asks 503 TOO_MANY_WAITERS (Retry-After 1 s)
+ * and then a converged report; `seen` has each ask's timeoutMs.
+ */
+async function busyReplica(serverId: string): Promise<{ url: string; seen: string[]; busyFor(n: number): void }> {
+  let busyFor = 1;
+  const seen: string[] = [];
+  const srv = createHttpServer((req, res) => {
+    seen.push(new URL(req.url ?? '/', 'http://x').searchParams.get('timeoutMs') ?? '');
+    if (busyFor-- > 0) {
+      res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' }).end(JSON.stringify({ error: { code: 'CATTAIL_CONVERGENCE_TOO_MANY_WAITERS', message: 'busy' } }));
+      return;
+    }
+    const report = { converged: true, timedOut: false, serverId, resource: 'pods', resourceVersion: '5', replicaResourceVersion: '5', agents: 1, convergedAgents: 1, laggardCount: 0, laggards: [], missingNodes: [], waitedMs: 0 };
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(report));
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  cleanups.push(() => new Promise<void>((r) => srv.close(() => r())));
+  return { url: `http://127.0.0.1:${(srv.address() as AddressInfo).port}`, seen, busyFor: (n) => (busyFor = n) };
+}
+
 describe('cattail converge', () => {
   it('exits 0 when every agent of both replicas has applied the resourceVersion; --node asks each replica for its own nodes', async () => {
     const a = await replica('rep-a');
@@ -94,26 +115,14 @@ describe('cattail converge', () => {
   });
 
   it('asks a busy replica (503 TOO_MANY_WAITERS) again after its Retry-After, within the timeout; past it, REPLICA_FAILED', async () => {
-    let busyFor = 1;
-    const seen: string[] = [];
-    const srv = createHttpServer((req, res) => {
-      seen.push(new URL(req.url ?? '/', 'http://x').searchParams.get('timeoutMs') ?? '');
-      if (busyFor-- > 0) {
-        res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' }).end(JSON.stringify({ error: { code: 'CATTAIL_CONVERGENCE_TOO_MANY_WAITERS', message: 'busy' } }));
-        return;
-      }
-      const report = { converged: true, timedOut: false, serverId: 'busy-1', resource: 'pods', resourceVersion: '5', replicaResourceVersion: '5', agents: 1, convergedAgents: 1, laggardCount: 0, laggards: [], missingNodes: [], waitedMs: 0 };
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(report));
-    });
-    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-    cleanups.push(() => new Promise<void>((r) => srv.close(() => r())));
-    const url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
+    const busy = await busyReplica('busy-1');
+    const { url, seen } = busy;
     const ok = await runCli(['converge', '--endpoints', url, '--resource', 'pods', '--resource-version', '5', '--timeout-ms', '20000']);
     expect(ok.code).toBe(0);
     expect(seen).toHaveLength(2);
     expect(Number(seen[1])).toBeLessThan(20_000); // the retry asks for what is left of the timeout
     // A Retry-After beyond the timeout: not asked again, the replica counts as failed.
-    busyFor = 1;
+    busy.busyFor(1);
     seen.length = 0;
     const late = await runCli(['converge', '--endpoints', url, '--resource', 'pods', '--resource-version', '5', '--timeout-ms', '500']);
     expect(late.code).toBe(7);
@@ -122,20 +131,7 @@ describe('cattail converge', () => {
   });
 
   it('with --node, a replica busy at the first ask (where is each node) is asked again too, not counted as failed', async () => {
-    let busyFor = 1;
-    const seen: string[] = [];
-    const srv = createHttpServer((req, res) => {
-      seen.push(new URL(req.url ?? '/', 'http://x').searchParams.get('timeoutMs') ?? '');
-      if (busyFor-- > 0) {
-        res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' }).end(JSON.stringify({ error: { code: 'CATTAIL_CONVERGENCE_TOO_MANY_WAITERS', message: 'busy' } }));
-        return;
-      }
-      const report = { converged: true, timedOut: false, serverId: 'busy-2', resource: 'pods', resourceVersion: '5', replicaResourceVersion: '5', agents: 1, convergedAgents: 1, laggardCount: 0, laggards: [], missingNodes: [], waitedMs: 0 };
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(report));
-    });
-    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-    cleanups.push(() => new Promise<void>((r) => srv.close(() => r())));
-    const url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
+    const { url, seen } = await busyReplica('busy-2');
     const ok = await runCli(['converge', '--endpoints', url, '--resource', 'pods', '--resource-version', '5', '--timeout-ms', '20000', '--node', 'n1']);
     // Before: the busy first ask made the replica failed and n1 "not connected to any replica" (exit 7).
     expect(ok.code).toBe(0);

@@ -48,6 +48,21 @@ async function stalledAgent(newClientGracePeriodMs: number): Promise<{ clock: Fa
   return { clock, h, slow, fast };
 }
 
+/**
+ * A FakeClock server whose delta log keeps 1 s, and two agents in sync, the slow one skipped by a
+ * flush (its socket paused) at `behindAt`: advancing the clock takes its revision out of the log.
+ */
+async function skippedWithShortLog(): Promise<{ clock: FakeClock; h: Harness; slow: TestAgent; fast: TestAgent; behindAt: number }> {
+  const clock = new FakeClock();
+  const h = await harness({ clock, flushWindowMs: 0, socketHighWaterBytes: 64 * 1024, deltaLogMaxAgeMs: 1_000 });
+  seed(h);
+  const slow = h.agent({ feeds: [{ name: 'felix' }] });
+  const fast = h.agent({ feeds: [{ name: 'felix' }] });
+  await Promise.all([slow.untilRevision('felix', 1), fast.untilRevision('felix', 1)]);
+  await fillUntilSkipped(h, slow, [fast]);
+  return { clock, h, slow, fast, behindAt: slow.feed('felix').revision };
+}
+
 /** `n` entries of 32 KiB each, in sync: more than the sockets' buffers hold. */
 function seedBig(h: Harness, n: number): void {
   const batch: Record<string, unknown> = {};
@@ -165,14 +180,7 @@ describe('server - backpressure', () => {
   });
 
   it('sends an in-band snapshot to a connected agent whose revision left the delta log', async () => {
-    const clock = new FakeClock();
-    const h = await harness({ clock, flushWindowMs: 0, socketHighWaterBytes: 64 * 1024, deltaLogMaxAgeMs: 1_000 });
-    seed(h);
-    const slow = h.agent({ feeds: [{ name: 'felix' }] });
-    const fast = h.agent({ feeds: [{ name: 'felix' }] });
-    await Promise.all([slow.untilRevision('felix', 1), fast.untilRevision('felix', 1)]);
-    await fillUntilSkipped(h, slow, [fast]);
-    const behindAt = slow.feed('felix').revision;
+    const { clock, h, slow, fast, behindAt } = await skippedWithShortLog();
     h.upstream.apply('felix', { '/pods/ns/p3': { moved: true }, '/pods/ns/p4': null });
     h.upstream.apply('felix', { '/pods/ns/p5': { moved: true } });
     await fast.untilRevision('felix', h.storeRevision('felix'));
@@ -189,14 +197,7 @@ describe('server - backpressure', () => {
   });
 
   it('an in-band snapshot done in one pump (a reused build) still brings the status that changed after the build', async () => {
-    const clock = new FakeClock();
-    const h = await harness({ clock, flushWindowMs: 0, socketHighWaterBytes: 64 * 1024, deltaLogMaxAgeMs: 1_000 });
-    seed(h);
-    const slow = h.agent({ feeds: [{ name: 'felix' }] });
-    const fast = h.agent({ feeds: [{ name: 'felix' }] });
-    await Promise.all([slow.untilRevision('felix', 1), fast.untilRevision('felix', 1)]);
-    await fillUntilSkipped(h, slow, [fast]);
-    const behindAt = slow.feed('felix').revision;
+    const { clock, h, slow, fast, behindAt } = await skippedWithShortLog();
     // The big values go again: the feed's snapshot fits under the high-water mark, one pump.
     const gone: Record<string, unknown> = {};
     for (let k = 0; k < 16; k++) gone[`/pods/big/b${k}`] = null;

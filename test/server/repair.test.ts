@@ -9,18 +9,25 @@ import { FakeClock } from '../../src/clock.js';
 import { bucketOfHashHi } from '../../proto/index.js';
 import { entryHash } from '../../proto/digest.js';
 import { REPAIR_MIN_INTERVAL_MS } from '../../src/server/fanout/repair.js';
-import { harness } from './helpers/harness.js';
+import { type Harness, harness } from './helpers/harness.js';
+import type { TestAgent } from './helpers/agent.js';
 import { waitUntil } from '../support/wait.js';
+
+/** A FakeClock server with 40 pods in sync and an agent with `repair.buckets` at revision 1; no liveness deadlines in the way. */
+async function repairingAgent(): Promise<{ clock: FakeClock; h: Harness; a: TestAgent }> {
+  const clock = new FakeClock();
+  const h = await harness({ clock, flushWindowMs: 0, pingIntervalMs: 600_000, pongTimeoutMs: 600_000, handshakeTimeoutMs: 600_000 });
+  const pods: Record<string, unknown> = {};
+  for (let i = 0; i < 40; i++) pods[`/pods/ns/p${i}`] = { i };
+  h.upstream.apply('felix', pods, { status: 'in-sync' });
+  const a = h.agent({ feeds: [{ name: 'felix' }], caps: ['repair.buckets'] });
+  await a.untilRevision('felix', 1);
+  return { clock, h, a };
+}
 
 describe('server - range repair', () => {
   it('answers with the mismatching bucket only, then rate-limits the feed to a snapshot', async () => {
-    const clock = new FakeClock();
-    const h = await harness({ clock, flushWindowMs: 0, pingIntervalMs: 600_000, pongTimeoutMs: 600_000, handshakeTimeoutMs: 600_000 });
-    const pods: Record<string, unknown> = {};
-    for (let i = 0; i < 40; i++) pods[`/pods/ns/p${i}`] = { i };
-    h.upstream.apply('felix', pods, { status: 'in-sync' });
-    const a = h.agent({ feeds: [{ name: 'felix' }], caps: ['repair.buckets'] });
-    await a.untilRevision('felix', 1);
+    const { clock, h, a } = await repairingAgent();
     expect(a.welcome?.caps).toContain('repair.buckets');
 
     const store = h.server.stores.get('felix')!;
@@ -51,13 +58,7 @@ describe('server - range repair', () => {
   });
 
   it('ignores a request for a revision below a snapshot already sent whole (it predates the snapshot, which ended the agent\'s repair)', async () => {
-    const clock = new FakeClock();
-    const h = await harness({ clock, flushWindowMs: 0, pingIntervalMs: 600_000, pongTimeoutMs: 600_000, handshakeTimeoutMs: 600_000 });
-    const pods: Record<string, unknown> = {};
-    for (let i = 0; i < 40; i++) pods[`/pods/ns/p${i}`] = { i };
-    h.upstream.apply('felix', pods, { status: 'in-sync' });
-    const a = h.agent({ feeds: [{ name: 'felix' }], caps: ['repair.buckets'] });
-    await a.untilRevision('felix', 1);
+    const { clock, h, a } = await repairingAgent();
     h.upstream.apply('felix', { '/pods/ns/p1': { moved: true } });
     await a.untilRevision('felix', 2);
     const store = h.server.stores.get('felix')!;
