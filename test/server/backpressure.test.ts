@@ -179,6 +179,34 @@ describe('server - backpressure', () => {
     expect(h.server.connectionCount()).toBe(2);
   });
 
+  it('shares one build between slow agents whose catch-ups were too large, across a watermark-only change', async () => {
+    const h = await harness({ socketHighWaterBytes: 64 * 1024, maxClientBytes: 256 * 1024 });
+    seed(h);
+    // Watermarks recorded from the start, as every upstream batch carries them.
+    h.upstream.apply('felix', { '/pods/ns/p0': { wm: 1 } }, { watermarks: { pods: '100' } });
+    const slow1 = h.agent({ feeds: [{ name: 'felix' }] });
+    const slow2 = h.agent({ feeds: [{ name: 'felix' }] });
+    const fast = h.agent({ feeds: [{ name: 'felix' }] });
+    await Promise.all([slow1, slow2, fast].map((a) => a.untilRevision('felix', 2)));
+    slow2.socket.pause();
+    await fillUntilSkipped(h, slow1, [fast]);
+    const batch: Record<string, unknown> = {};
+    for (let k = 0; k < 40; k++) batch[`/pods/wide/w${k}`] = { k, pad: BIG };
+    h.upstream.apply('felix', batch, { watermarks: { pods: '500' } });
+    await fast.untilRevision('felix', h.storeRevision('felix'));
+    slow1.socket.resume();
+    await slow1.until(() => slow1.feed('felix').snapshots === 2, 'the first in-band snapshot');
+    const built = h.server.snapshotStats().built;
+    // Watermarks move with no new revision (a bookmark, an event that changes no entry).
+    h.upstream.apply('felix', {}, { watermarks: { pods: '501' } });
+    expect(h.server.stores.get('felix')!.meta().watermarks['pods']).toBe('501');
+    slow2.socket.resume();
+    await slow2.until(() => slow2.feed('felix').snapshots === 2, 'the second in-band snapshot');
+    // Before, its floor was today's watermarks (501): no build before the change would do.
+    expect(h.server.snapshotStats().built).toBe(built);
+    for (const a of [slow1, slow2]) expect(a.violations).toEqual([]);
+  });
+
   it('sends an in-band snapshot to a connected agent whose revision left the delta log', async () => {
     const { clock, h, slow, fast, behindAt } = await skippedWithShortLog();
     h.upstream.apply('felix', { '/pods/ns/p3': { moved: true }, '/pods/ns/p4': null });
