@@ -7,7 +7,8 @@
  * draining replica holds agents until the last has moved) included. A replica that is gone by the
  * time it is asked fails the command (REPLICA_FAILED): its agents are unknown.
  */
-import { type EndpointSliceLike, kubeEndpointSliceSource, parseServiceRef, sliceEndpoints } from '../client/discovery.js';
+import { EndpointSliceReader, type EndpointSliceLike, sliceEndpoints } from '../client/discovery.js';
+import { realClock } from '../clock.js';
 import { CattailError } from '../errors.js';
 
 /** `http://address:port` (or https, for replicas run with --http-tls) of every endpoint of the slices, by the named port, deduplicated. */
@@ -18,27 +19,23 @@ export function replicaOpsUrls(slices: readonly EndpointSliceLike[], portName: s
 }
 
 /**
- * The replicas' ops URLs. Bounded by `timeoutMs` and by `signal`: the read is client-node's, which
- * takes neither, and an API server that accepts the connection and never answers held the command
- * (and a deploy pipeline's barrier) past its --timeout-ms and its first SIGTERM, with no coded error.
+ * The replicas' ops URLs. Bounded by `timeoutMs` (the client library's EndpointSliceReader, as for
+ * an agent's looks) and by `signal`: the read is client-node's, which takes neither, and an API
+ * server that accepts the connection and never answers held the command (and a deploy pipeline's
+ * barrier) past its --timeout-ms and its first SIGTERM, with no coded error.
  */
 export async function discoverReplicas(service: string, portName: string, scheme: 'http' | 'https', kubeconfig: string | undefined, signal: AbortSignal, timeoutMs: number): Promise<string[]> {
-  const { namespace, name } = parseServiceRef(service);
-  const source = await kubeEndpointSliceSource(kubeconfig);
-  const failed = (why: string): CattailError => new CattailError('CATTAIL_CLIENT_DISCOVERY_FAILED', `the EndpointSlices of ${service} ${why}`, { details: { service, timeoutMs } });
-  let timer: NodeJS.Timeout | undefined;
+  const reader = new EndpointSliceReader({ service, source: undefined, kubeconfigPath: kubeconfig, timeoutMs, setTimeout: (fn, ms) => realClock.setTimeout(fn, ms) });
   let onAbort: (() => void) | undefined;
-  const bounded = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(failed(`did not come within ${timeoutMs} ms`)), timeoutMs);
-    onAbort = () => reject(failed('were not read: the command was stopped'));
+  const stopped = new Promise<never>((_, reject) => {
+    onAbort = () => reject(new CattailError('CATTAIL_CLIENT_DISCOVERY_FAILED', `the EndpointSlices of ${service} were not read: the command was stopped`, { details: { service } }));
     if (signal.aborted) onAbort();
     else signal.addEventListener('abort', onAbort, { once: true });
   });
   let slices: readonly EndpointSliceLike[];
   try {
-    slices = await Promise.race([source.list(namespace, name, signal), bounded]);
+    slices = await Promise.race([reader.read(), stopped]);
   } finally {
-    clearTimeout(timer);
     if (onAbort !== undefined) signal.removeEventListener('abort', onAbort);
   }
   const urls = replicaOpsUrls(slices, portName, scheme);
