@@ -247,68 +247,61 @@ describe('cattail serve: stopping', () => {
   });
 });
 
+/**
+ * `cattail serve` whose final checkpoint never returns (a state volume that hangs), logging JSON
+ * to `logged`, with an agent in sync: what a stop does with such a checkpoint.
+ */
+async function hangingCheckpointServe(finalCheckpointMaxMs: number, signals: { signal: AbortSignal; forceSignal?: AbortSignal }) {
+  const logged = sink();
+  const upstream = ScriptedUpstream.withFeeds('felix');
+  const checkpoint: { asked: number; abandon: AbortSignal | undefined } = { asked: 0, abandon: undefined };
+  const serve = createServeCommand(
+    () => Promise.resolve({ upstream, description: 'scripted', beforeDrain: (signal: AbortSignal) => (checkpoint.asked++, (checkpoint.abandon = signal), new Promise<void>(() => undefined)) }),
+    (level) => pino({ level }, logged),
+    finalCheckpointMaxMs,
+  );
+  const config = resolveConfig(serveOptions, { argv: ['--kubeconfig', '/k', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0'] }).config;
+  const stdout = sink();
+  const done = serve(config, { stdout, env: {}, ...signals });
+  await new Promise<void>((resolve) => stdout.on('line', () => stdout.text().includes('connect an agent') && resolve()));
+  const url = /agents on (ws:\S+)/.exec(stdout.text())?.[1] as string;
+  upstream.apply('felix', { '/pods/ns/a': { a: 1 } }, { status: 'in-sync' });
+  const agent = new TestAgent(url, { feeds: [{ name: 'felix' }] });
+  await agent.untilRevision('felix', 1);
+  const logLine = (text: string): { level: number; msg: string; limitMs?: number } | undefined =>
+    logged.text().trim().split('\n').map((l) => JSON.parse(l) as { level: number; msg: string; limitMs?: number }).find((l) => l.msg.includes(text));
+  return { done, agent, checkpoint, logLine };
+}
+
 describe('cattail serve: the final checkpoint', () => {
   it('drains without it once it has taken finalCheckpointMaxMs (a state volume that hangs), and says so', async () => {
-    const logged = sink();
     const ac = new AbortController();
-    const upstream = ScriptedUpstream.withFeeds('felix');
-    let asked = 0;
-    let abandon: AbortSignal | undefined;
-    const serve = createServeCommand(
-      // A checkpoint write that never returns: the drain must not wait for it past the limit.
-      () => Promise.resolve({ upstream, description: 'scripted', beforeDrain: (signal: AbortSignal) => (asked++, (abandon = signal), new Promise<void>(() => undefined)) }),
-      (level) => pino({ level }, logged),
-      50,
-    );
-    const config = resolveConfig(serveOptions, { argv: ['--kubeconfig', '/k', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0'] }).config;
-    const stdout = sink();
-    const done = serve(config, { stdout, env: {}, signal: ac.signal });
-    await new Promise<void>((resolve) => stdout.on('line', () => stdout.text().includes('connect an agent') && resolve()));
-    const url = /agents on (ws:\S+)/.exec(stdout.text())?.[1] as string;
-    upstream.apply('felix', { '/pods/ns/a': { a: 1 } }, { status: 'in-sync' });
-    const a = new TestAgent(url, { feeds: [{ name: 'felix' }] });
-    await a.untilRevision('felix', 1);
+    // A checkpoint write that never returns: the drain must not wait for it past the limit.
+    const { done, agent: a, checkpoint, logLine } = await hangingCheckpointServe(50, { signal: ac.signal });
     ac.abort();
     expect(await done).toBe(0);
-    expect(asked).toBe(1);
+    expect(checkpoint.asked).toBe(1);
     // And the checkpoint is told it was given up on: no write may start after this.
-    expect(abandon?.aborted).toBe(true);
+    expect(checkpoint.abandon?.aborted).toBe(true);
     expect(await a.closed).toBe(4010);
     expect(a.goodbyes).toEqual(['shutdown']);
-    const warn = logged.text().trim().split('\n').map((l) => JSON.parse(l) as { level: number; msg: string; limitMs?: number }).find((l) => l.msg.includes('final checkpoint did not finish'));
-    expect(warn).toMatchObject({ level: 40, limitMs: 50 });
+    expect(logLine('final checkpoint did not finish')).toMatchObject({ level: 40, limitMs: 50 });
   });
 });
 
 describe('cattail serve: a second signal during the final checkpoint', () => {
   it('closes the agents at once instead of waiting for the checkpoint up to finalCheckpointMaxMs', async () => {
-    const logged = sink();
     const first = new AbortController();
     const second = new AbortController();
-    const upstream = ScriptedUpstream.withFeeds('felix');
-    let abandon: AbortSignal | undefined;
-    const serve = createServeCommand(
-      () => Promise.resolve({ upstream, description: 'scripted', beforeDrain: (signal: AbortSignal) => ((abandon = signal), new Promise<void>(() => undefined)) }),
-      (level) => pino({ level }, logged),
-      600_000,
-    );
-    const config = resolveConfig(serveOptions, { argv: ['--kubeconfig', '/k', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0'] }).config;
-    const stdout = sink();
-    const done = serve(config, { stdout, env: {}, signal: first.signal, forceSignal: second.signal });
-    await new Promise<void>((resolve) => stdout.on('line', () => stdout.text().includes('connect an agent') && resolve()));
-    const url = /agents on (ws:\S+)/.exec(stdout.text())?.[1] as string;
-    upstream.apply('felix', { '/pods/ns/a': { a: 1 } }, { status: 'in-sync' });
-    const a = new TestAgent(url, { feeds: [{ name: 'felix' }] });
-    await a.untilRevision('felix', 1);
+    const { done, agent: a, checkpoint, logLine } = await hangingCheckpointServe(600_000, { signal: first.signal, forceSignal: second.signal });
     first.abort();
-    await waitUntil(() => abandon !== undefined, 'the final checkpoint started');
+    await waitUntil(() => checkpoint.abandon !== undefined, 'the final checkpoint started');
     second.abort();
     // Before, nothing happened until the checkpoint finished or its 10-minute limit here.
     expect(await a.closed).toBe(4010);
     expect(await done).toBe(0);
-    expect(abandon?.aborted).toBe(true);
-    const warn = logged.text().trim().split('\n').map((l) => JSON.parse(l) as { level: number; msg: string }).find((l) => l.msg.includes('second signal during the final checkpoint'));
-    expect(warn).toMatchObject({ level: 40 });
+    expect(checkpoint.abandon?.aborted).toBe(true);
+    expect(logLine('second signal during the final checkpoint')).toMatchObject({ level: 40 });
   });
 });
 

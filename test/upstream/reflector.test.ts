@@ -328,6 +328,24 @@ describe('reflector against a scripted API server', () => {
       await waitUntil(() => looks() === first + 2 && poolsMark(sink) === String(server.rv), 'one more look at once', { clock, stepMs: 100, timeoutMs: 5_000 });
     });
 
+    /** Pools served, listed and watched; `answer404()` then answers every request for them 404 and ends the watches. */
+    async function listedPools(upstreamStaleAfterMs: number): Promise<{ clock: FakeClock; sink: RecordingSink; up: UpstreamHandle; answer404: () => void }> {
+      const { clock, sink, up } = await setup({ watchList: false, feeds: ['tunnel-ip-allocation'], customFeeds: [], missingResourceRetryMs: 600_000, upstreamStaleAfterMs });
+      server.upsert('nodes', node('n1'));
+      server.upsert(POOLS, { metadata: { name: 'default-ipv4-ippool' }, spec: { cidr: '192.168.0.0/16' } });
+      up.start(sink);
+      await waitUntil(() => sink.status.get('tunnel-ip-allocation') === 'in-sync' && server.openWatches === 2, { clock });
+      const answer404 = (): void => {
+        server.intercept = ({ def }, _req, res) => {
+          if (def.id !== POOLS) return false;
+          res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'Status', code: 404, reason: 'NotFound' }));
+          return true;
+        };
+        server.endWatches();
+      };
+      return { clock, sink, up, answer404 };
+    }
+
     it('an existing CRD whose path answers 404 for a while (an upgrade, a lagging instance) keeps the listed state instead of deleting it', async () => {
       const { clock, sink, up } = await setup({ watchList: false, feeds: ['tunnel-ip-allocation'], customFeeds: [], missingResourceRetryMs: 600_000 });
       server.upsert('nodes', node('n1'));
@@ -354,17 +372,8 @@ describe('reflector against a scripted API server', () => {
     });
 
     it('a 404 blip of an existing CRD that outlasts upstreamStaleAfterMs ends as missing (the replica must not stay unready)', async () => {
-      const { clock, sink, up } = await setup({ watchList: false, feeds: ['tunnel-ip-allocation'], customFeeds: [], missingResourceRetryMs: 600_000, upstreamStaleAfterMs: 20_000 });
-      server.upsert('nodes', node('n1'));
-      server.upsert(POOLS, { metadata: { name: 'default-ipv4-ippool' }, spec: { cidr: '192.168.0.0/16' } });
-      up.start(sink);
-      await waitUntil(() => sink.status.get('tunnel-ip-allocation') === 'in-sync' && server.openWatches === 2, { clock });
-      server.intercept = ({ def }, _req, res) => {
-        if (def.id !== POOLS) return false;
-        res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'Status', code: 404, reason: 'NotFound' }));
-        return true;
-      };
-      server.endWatches();
+      const { clock, sink, up, answer404 } = await listedPools(20_000);
+      answer404();
       await waitUntil(async () => (await probes(up, 'present')) >= 1, 'the blip began', { clock, stepMs: 200, timeoutMs: 10_000 });
       expect(up.health().find((h) => h.id === POOLS)?.missing).toBeUndefined();
       await waitUntil(() => up.health().find((h) => h.id === POOLS)?.missing === true, 'given up as missing', { clock, stepMs: 500, timeoutMs: 120_000 });
@@ -374,20 +383,11 @@ describe('reflector against a scripted API server', () => {
     });
 
     it('a 404 whose CRD probe fails too (a restarting API server: throttled, 5xx) keeps the listed state until upstreamStaleAfterMs, then ends as missing', async () => {
-      const { clock, sink, up } = await setup({ watchList: false, feeds: ['tunnel-ip-allocation'], customFeeds: [], missingResourceRetryMs: 600_000, upstreamStaleAfterMs: 60_000 });
-      server.upsert('nodes', node('n1'));
-      server.upsert(POOLS, { metadata: { name: 'default-ipv4-ippool' }, spec: { cidr: '192.168.0.0/16' } });
-      up.start(sink);
-      await waitUntil(() => sink.status.get('tunnel-ip-allocation') === 'in-sync' && server.openWatches === 2, { clock });
+      const { clock, sink, up, answer404 } = await listedPools(60_000);
       const before = new Map(sink.state.get('tunnel-ip-allocation'));
       expect([...before.keys()].some((k) => k.includes('default-ipv4-ippool'))).toBe(true);
-      server.intercept = ({ def }, _req, res) => {
-        if (def.id !== POOLS) return false;
-        res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'Status', code: 404, reason: 'NotFound' }));
-        return true;
-      };
       server.crdListStatus = 503;
-      server.endWatches();
+      answer404();
       await waitUntil(async () => (await probes(up, 'unknown')) >= 3, 'a few failed looks', { clock, stepMs: 500, timeoutMs: 50_000 });
       // Nothing deleted, not missing, no probe taken for proof of absence.
       expect(sameState(sink.state.get('tunnel-ip-allocation'), before)).toBe(true);
