@@ -36,6 +36,7 @@ import {
 import { type UwsHttpRequest, type UwsHttpResponse, type UwsModule, type UwsWebSocket, loadUws } from './uws-loader.js';
 import { SEND_DROPPED, UWS_PIECE_BYTES, UwsOutbound, sendMessage } from './uws-outbound.js';
 import { type InboundTarget, InboundPacer } from './inbound-pacer.js';
+import { PingBound } from './ping-bound.js';
 
 
 interface UserData {
@@ -66,9 +67,6 @@ function payloadsOf(buf: Buffer): readonly Buffer[] {
 /** What a socket's sendCorked sends (set right before each cork, which runs it at once). */
 let corkedPayloads: readonly Buffer[] = [];
 
-/** Pings answered while the socket holds unsent bytes before it is cut: `ws`'s maxPendingAutoPongs default. */
-const MAX_PINGS_WHILE_BACKED = 60;
-
 class UwsAgentSocket implements AgentSocket, InboundTarget {
   readonly transport = 'uws';
   /** Messages waiting for a paced turn (inbound-pacer.ts owns them). */
@@ -90,8 +88,8 @@ class UwsAgentSocket implements AgentSocket, InboundTarget {
   private backlogged = false;
   /** A close asked for while bytes were still queued: sent once they are handed to uWS. */
   private closeAfter: { code: number; reason: string | undefined } | undefined;
-  /** WebSocket pings received while uWS held unsent bytes for this socket, in a row (onPing). */
-  private pingsWhileBacked = 0;
+  /** WebSocket pings answered while this peer reads nothing (ping-bound.ts). */
+  private readonly pings = new PingBound();
 
   constructor(
     private readonly ws: UwsWebSocket,
@@ -207,25 +205,13 @@ class UwsAgentSocket implements AgentSocket, InboundTarget {
     reportFailure(this.events, err, () => this.terminate());
   }
 
-  /**
-   * A WebSocket ping came in; uWS answers it by itself, appending the pong to what it holds for
-   * this socket. A peer that sends pings and reads nothing grew that by every ping, up to
-   * maxBackpressure (~19 MiB per socket by default), before anything of ours noticed. The same
-   * bound as `ws`'s (maxPendingAutoPongs, 60: then it cuts the socket): pings counted while uWS
-   * holds bytes, reset by one that finds nothing held and by every drain (the peer reads: a slow
-   * agent streaming a long snapshot keeps uWS's buffer topped up, never empty, and pinging it
-   * once a second must not get it cut after a minute).
-   */
+  /** A WebSocket ping came in, which uWS answers by itself (ping-bound.ts: why it is bounded). */
   onPing(bufferedBytes: number): void {
-    if (bufferedBytes === 0) {
-      this.pingsWhileBacked = 0;
-      return;
-    }
-    if (++this.pingsWhileBacked > MAX_PINGS_WHILE_BACKED) this.terminate();
+    if (this.pings.ping(bufferedBytes)) this.terminate();
   }
 
   onDrain(): void {
-    this.pingsWhileBacked = 0;
+    this.pings.drained();
     if (this.drainScheduled) return;
     this.drainScheduled = true;
     setImmediate(() => {
