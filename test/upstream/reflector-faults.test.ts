@@ -283,6 +283,62 @@ describe('reflector under faults', () => {
     await waitUntil(() => up.health()[0]?.stale === false && converged(sink), 'fresh again', { clock, stepMs: 1_000, timeoutMs: 200_000 });
   });
 
+  it('a paged list left half-way is over once a WatchList commits: the next paged relist starts at page 1, not at its old continue token', async () => {
+    const { clock, sink, up } = await setup({ watchList: true, listPageSize: 2, upstreamStaleAfterMs: 86_400_000 });
+    for (let i = 0; i < 7; i++) server.upsert('pods', pod(`p${i}`, { ip: `10.0.0.${i + 1}` }));
+    up.start(sink);
+    await waitUntil(() => server.openWatches === 1 && sink.status.get('pods') === 'in-sync', { clock });
+    const isWatchList = (q: URLSearchParams): boolean => q.get('sendInitialEvents') === 'true';
+    // Armed: the next plain watch gets 410 (a relist), and the next WatchList ends right after its
+    // headers (ambiguous: paged LIST for an hour); `throttle` answers every continue page 429.
+    let arm410 = true;
+    let armAmbiguous = true;
+    let throttle = true;
+    const lists: (string | null)[] = [];
+    server.intercept = (info, _req, res) => {
+      if (info.watch && !isWatchList(info.query) && arm410) {
+        arm410 = false;
+        res.writeHead(410, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'Status', code: 410, reason: 'Expired' }));
+        return true;
+      }
+      if (info.watch && isWatchList(info.query) && armAmbiguous) {
+        armAmbiguous = false;
+        res.writeHead(200, { 'content-type': 'application/json' }).end();
+        return true;
+      }
+      if (info.watch) return false;
+      lists.push(info.query.get('continue'));
+      if (throttle && info.query.get('continue') !== null) {
+        res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '300' }).end(JSON.stringify({ kind: 'Status', code: 429, reason: 'TooManyRequests' }));
+        return true;
+      }
+      return false;
+    };
+    server.endWatches();
+    // The fallback LIST gets page 1 and is throttled at page 2, again and again (each attempt going
+    // on from page 2) until the hour is over and a WatchList is tried, which commits.
+    await waitUntil(() => lists.length >= 3, 'the fallback list throttled at its second page', { clock, stepMs: 1_000 });
+    expect(lists.slice(0, 3).map((c) => c === null)).toEqual([true, false, false]);
+    const watchListsBefore = server.requests.filter((r) => r.watch && r.query.includes('sendInitialEvents=true')).length;
+    await waitUntil(() => server.requests.filter((r) => r.watch && r.query.includes('sendInitialEvents=true')).length > watchListsBefore && server.openWatches === 1,
+      'WatchList tried again after the hour', { clock, stepMs: 10_000, timeoutMs: 4_000_000 });
+    expect(lists.filter((c) => c === null)).toHaveLength(1);
+    await waitUntil(() => converged(sink) && sink.status.get('pods') === 'in-sync', { clock });
+    // A relist whose WatchList fails ambiguously again: its paged LIST starts over at page 1.
+    throttle = false;
+    arm410 = true;
+    armAmbiguous = true;
+    const listed = lists.length;
+    server.upsert('pods', pod('late', { ip: '10.0.1.1' }));
+    server.endWatches();
+    await waitUntil(() => lists.length > listed && server.openWatches === 1 && converged(sink), 'relisted', { clock, stepMs: 1_000 });
+    // Before, the half-done list of an hour ago was kept through the WatchList's commit and this
+    // relist went on from its second page's old continue token.
+    expect(lists[listed]).toBeNull();
+    expect(sink.state.get('pods')?.size).toBe(8);
+    tally.add('paged list left half-way (a throttled page), then a WatchList relist commits', 'the half-done list is dropped; the next paged relist starts at page 1');
+  });
+
   it('an error response whose body never ends is read up to 64 KiB, then dropped: the reflector goes on', async () => {
     const { clock, sink, up } = await setup();
     server.upsert('pods', pod('a'));
