@@ -257,6 +257,38 @@ describe('reflector under faults', () => {
     tally.add('paged list whose continue page is throttled (429)', 'that page asked again after Retry-After; the list goes on from it');
   });
 
+  it('a continue page that times out (504 without "too large resource version") is asked again: the list goes on from it, no consistent relist', async () => {
+    const { clock, sink, up } = await setup({ listPageSize: 2 });
+    for (let i = 0; i < 7; i++) server.upsert('pods', pod(`p${i}`, { ip: `10.0.0.${i + 1}` }));
+    const pages: string[] = [];
+    let timedOut = 0;
+    server.intercept = (info, _req, res) => {
+      if (info.watch) return false;
+      const cont = info.query.get('continue') ?? '';
+      pages.push(cont);
+      // The second page times out once, as the API server's request filter answers a slow request.
+      if (cont !== '' && timedOut === 0) {
+        timedOut++;
+        res.writeHead(504, { 'content-type': 'application/json' }).end(JSON.stringify({
+          kind: 'Status', apiVersion: 'v1', status: 'Failure', code: 504, reason: 'Timeout',
+          message: 'Timeout: request did not complete within requested timeout - context deadline exceeded',
+        }));
+        return true;
+      }
+      return false;
+    };
+    up.start(sink);
+    await waitUntil(() => sink.status.get('pods') === 'in-sync', { clock, stepMs: 500 });
+    expect(converged(sink)).toBe(true);
+    expect(timedOut).toBe(1);
+    // Before, a 504 was "too large RV": the pages were thrown away and the list began again.
+    expect(pages.filter((c) => c === '')).toHaveLength(1);
+    expect(pages).toHaveLength(5);
+    expect(pages[1]).toBe(pages[2]);
+    expect(await counter(up, 'relists', { reason: 'too-large' })).toBe(0);
+    tally.add('paged list whose continue page times out (504 Timeout, no ResourceVersionTooLarge cause)', 'that page asked again after backoff; the list goes on from it');
+  });
+
   it('a relist that keeps failing at the same page turns the resource stale (pages fetched again confirm nothing)', async () => {
     const { clock, sink, up } = await setup({ listPageSize: 2, upstreamStaleAfterMs: 60_000 });
     for (let i = 0; i < 7; i++) server.upsert('pods', pod(`p${i}`, { ip: `10.0.0.${i + 1}` }));

@@ -40,6 +40,21 @@ export class UpstreamFailure extends CattailError {
 }
 
 /**
+ * A 504 that says "too large resource version": the API server's watch cache is behind the
+ * resourceVersion asked for (after an etcd restore, or a list NotOlderThan an RV another API server
+ * instance served). Kubernetes marks it with the cause `ResourceVersionTooLarge` (message "Too large
+ * resource version: X, current: Y"). Every other 504 is a timeout like any 5xx: the request
+ * filter's "request did not complete within requested timeout", a proxy's gateway timeout. Taking
+ * each 504 for the first made a slow continue page throw the whole paged list away for a
+ * consistent relist, again and again on a loaded server.
+ */
+export function tooLargeResourceVersion(f: UpstreamFailure): boolean {
+  if (f.k8sCode !== 504 || f.body === undefined) return false;
+  if (f.body.details?.causes?.some((c) => c.reason === 'ResourceVersionTooLarge') === true) return true;
+  return typeof f.body.message === 'string' && f.body.message.includes('Too large resource version');
+}
+
+/**
  * How long the API server asked us to wait: its Retry-After header (the one parser in
  * src/retry-after.ts), else the Status body's `details.retryAfterSeconds`; capped at `capMs`.
  */

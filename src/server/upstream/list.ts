@@ -9,7 +9,7 @@
  * a list that succeeds LIST_PAGE_KEEP_MS (an hour) after the last too-large body puts it back to
  * listPageSize.
  */
-import { UpstreamFailure, checkedResourceVersion } from './failure.js';
+import { UpstreamFailure, checkedResourceVersion, tooLargeResourceVersion } from './failure.js';
 
 /**
  * Pages one list may have: 20,000 pages of `listPageSize` (500 by default) is 10 million objects,
@@ -33,7 +33,7 @@ function pageRetryable(err: unknown): boolean {
   if (!(err instanceof UpstreamFailure)) return false;
   if (err.kind === 'network' || err.kind === 'watchdog') return true;
   const code = err.k8sCode;
-  return err.kind === 'http' && code !== undefined && (code === 429 || (code >= 500 && code !== 504));
+  return err.kind === 'http' && code !== undefined && (code === 429 || (code >= 500 && !tooLargeResourceVersion(err)));
 }
 
 export async function listPages(r: ReflectorCore): Promise<void> {

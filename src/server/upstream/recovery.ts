@@ -5,7 +5,7 @@
  * on 429, halve the page size after a LIST body above upstreamListMaxBytes, and otherwise back
  * off. Returns the delay before the next attempt, in ms.
  */
-import { UpstreamFailure } from './failure.js';
+import { UpstreamFailure, tooLargeResourceVersion } from './failure.js';
 import { crdNameOf, type NotServedEvidence } from './not-served.js';
 import { LIST_PAGE_FLOOR, type ReflectorCore } from './reflector-core.js';
 
@@ -47,11 +47,13 @@ export function recover(r: ReflectorCore, err: unknown, evidence?: NotServedEvid
     r.o.logger.warn(log, 'WatchList unavailable; using paged LIST');
     return 0;
   }
-  if (code === 410 || (f.kind === 'stream-error' && code === 504) || (f.kind === 'http' && code === 504 && r.listMode !== 'none')) {
-    // Expired: relist NotOlderThan our RV — unless that list itself was refused (410/504 on
-    // a list, or "too large RV" after an etcd restore), then a consistent list.
+  const tooLarge = tooLargeResourceVersion(f);
+  if (code === 410 || (tooLarge && (f.kind === 'stream-error' || r.listMode !== 'none'))) {
+    // Expired: relist NotOlderThan our RV — unless that list itself was refused (410 or "too
+    // large RV" on a list), or the watch said "too large RV" (after an etcd restore), then a
+    // consistent list. Any other 504 is a timeout: backed off and retried as any 5xx (below).
     const wasListing = r.listMode !== 'none';
-    r.listMode = wasListing || code === 504 ? 'consistent' : 'not-older-than';
+    r.listMode = wasListing || tooLarge ? 'consistent' : 'not-older-than';
     r.o.metrics.watchRestarts.inc({ resource: r.id, reason: code === 410 ? 'expired' : 'too-large' });
     r.o.metrics.relists.inc({ resource: r.id, reason: code === 410 ? 'expired' : 'too-large' });
     r.o.logger.info(log, 'resource version expired; relisting');
