@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/clock.js';
 import type { TestAgent } from './helpers/agent.js';
 import { CATCH_UP_CACHE_MAX_AGE_MS } from '../../src/server/fanout/service.js';
+import { SCOPED_DIGEST_INTERVAL_MS } from '../../src/server/fanout/feeds.js';
 import { PINNED_IDLE_MS } from '../../src/server/fanout/sweep.js';
 import { type Harness, harness } from './helpers/harness.js';
 import { waitUntil } from '../support/wait.js';
@@ -135,6 +136,54 @@ describe('server - backpressure', () => {
     expect(st?.watermarks).toEqual({ pods: '99' });
     expect(slow.feed('felix').deltas.some((x) => x.to - x.from > 1)).toBe(true);
     expect(slow.violations).toEqual([]);
+  });
+
+  it('ends a scoped catch-up with the digest STATUS it is owed in the same write (scope.watermarks): a later unit never comes between', async () => {
+    // 10f4923: the owed STATUS was left to the STATUS check after the catch-up, skipped because the
+    // catch-up (its held batch) took the socket past the high-water mark; the connection was
+    // served again in a later turn, and a flush in between sent the agent the next unit first.
+    const { clock, h } = await streamHarness({ feeds: ['felix'], scopedFeeds: ['felix'] });
+    h.upstream.apply('felix', { '/pods/ns/p0': { i: 0 } }, { status: 'in-sync', watermarks: { pods: '1' } });
+    const slow = h.agent({ feeds: [{ name: 'felix' }], node: 'n1', caps: ['scope.node', 'scope.watermarks'], record: true });
+    const fast = h.agent({ feeds: [{ name: 'felix' }], node: 'n2', caps: ['scope.node'], record: true });
+    await Promise.all([slow.untilRevision('felix', 1), fast.untilRevision('felix', 1)]);
+    await fillUntilSkipped(h, slow, [fast]);
+    h.upstream.apply('felix', { '/pods/ns/p0': { i: 1 } }, { watermarks: { pods: '99' } });
+    const rev = h.storeRevision('felix');
+    await fast.untilRevision('felix', rev);
+    // The digest STATUS held back since clock 0 falls due: the fast agent gets it, the skipped one is owed it.
+    await clock.advanceAsync(SCOPED_DIGEST_INTERVAL_MS);
+    await fast.until(() => fast.messages.some((m) => m.type === 'status' && m.revision === rev && m.digest !== undefined), 'the digest STATUS that fell due');
+    // A later change, applied and flushed in the first check phase that sees the catch-up written:
+    // before any later service turn of the slow connection (setImmediate runs in order).
+    const catchUps = h.server.fanoutStats().catchUps;
+    const later = new Promise<number>((resolve, reject) => {
+      const deadline = Date.now() + 10_000;
+      const poll = (): void => {
+        if (h.server.fanoutStats().catchUps > catchUps) {
+          h.upstream.apply('felix', { '/pods/ns/p1': { later: true } }, { watermarks: { pods: '100' } });
+          h.server.flushNow();
+          resolve(h.storeRevision('felix'));
+        } else if (Date.now() > deadline) reject(new Error('no catch-up within 10 s'));
+        else setImmediate(poll);
+      };
+      setImmediate(poll);
+    });
+    const seen = slow.messages.length;
+    slow.socket.resume();
+    const next = await later;
+    await slow.untilRevision('felix', next);
+    await slow.until(() => slow.messages.slice(seen).some((m) => m.type === 'status' && m.revision === next), 'a STATUS at the later revision');
+    const id = slow.feed('felix').id;
+    const got = slow.messages.slice(seen).filter((m) => 'feedId' in m && m.feedId === id);
+    const end = got.findIndex((m) => m.type === 'delta' && m.toRevision - m.fromRevision > 1 && !m.more);
+    expect(got[end]).toMatchObject({ type: 'delta', toRevision: rev });
+    // Right after the catch-up: its STATUS (the digest-bearing one it was owed), not the later DELTA.
+    expect(got[end + 1]).toMatchObject({ type: 'status', revision: rev, status: 'in-sync', watermarks: { pods: '99' } });
+    expect((got[end + 1] as Extract<(typeof got)[number], { type: 'status' }>).digest).toBeDefined();
+    expect(got[end + 2]).toMatchObject({ type: 'delta', fromRevision: rev });
+    expect(slow.violations).toEqual([]);
+    expect(slow.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
   });
 
   it('keeps a catch-up encoded for agents behind together until the next flush, at most CATCH_UP_CACHE_MAX_AGE_MS', async () => {
