@@ -82,7 +82,6 @@ export class CattailUpstream implements Upstream {
   private disconnectedSinceMs: number | undefined;
   private staleTimer: Timer | undefined;
   private readonly startedMs: number;
-  private readonly modelWarned = new Set<string>();
   /** Per feed: changes applied by the client and not yet given to the store (see the `change` listener). */
   private readonly held = new Map<string, { updates: FeedUpdate[]; untilMs: number }>();
   private heldTimer: Timer | undefined;
@@ -96,8 +95,8 @@ export class CattailUpstream implements Upstream {
       }
     }
     // The built-in definition this code gives tier 1 too: the same resources, projection version
-    // and model, so tier 2 announces what it passes through (both tiers run one release; a
-    // mismatch is logged when tier 1's WELCOME says otherwise).
+    // and model, so tier 2 announces what it passes through. A tier 1 that announces another
+    // model or other resources is refused at its WELCOME (below).
     this.feeds = o.feeds.map((name) => {
       const spec = builtinFeed(name);
       return { name, resources: spec.resources, projectionVersion: spec.projectionVersion, model: spec.model };
@@ -122,6 +121,12 @@ export class CattailUpstream implements Upstream {
       // resources"): retiring a resource would delete its objects from this store while its
       // watermark stays, and taking in one its own definition lacks would serve it unannounced.
       resources: Object.fromEntries(this.feeds.map((f) => [f.name, f.resources])),
+      // Nor values of another data model (a tier 1 of a release whose projection changed the
+      // model, §3.2): passed through, tier-2 agents applied them under this replica's WELCOME,
+      // which names its own model, so their own model check could not catch it. Refused (4002),
+      // this replica keeps its state and turns stale, as for other resources. No model announced
+      // is `calico.v1` (§4.2).
+      models: Object.fromEntries(this.feeds.map((f) => [f.name, [f.model ?? 'calico.v1']])),
       clock: this.o.clock,
       ...(this.o.tls !== undefined ? { tls: this.o.tls } : {}),
     });
@@ -148,12 +153,6 @@ export class CattailUpstream implements Upstream {
       this.armHeld();
     });
     client.on('feedStatus', (st) => {
-      const theirs = client.feed(st.feed).model;
-      const ours = this.feeds.find((f) => f.name === st.feed)?.model;
-      if (theirs !== undefined && theirs !== ours && !this.modelWarned.has(st.feed)) {
-        this.modelWarned.add(st.feed);
-        this.o.log?.error({ feed: st.feed, tier1Model: theirs, model: ours }, 'tier 1 sends another data model than this replica announces; run one release on both tiers');
-      }
       let status = syncOf(st.sync);
       // Once in sync, never back (PROTOCOL.md §4.7): a tier-1 replica restarted from its
       // checkpoint may answer with a snapshot while it is still resyncing; its trouble reaches
@@ -169,7 +168,11 @@ export class CattailUpstream implements Upstream {
       const skips = this.skips.get(st.feed) ?? 0;
       const barrier = st.historySkips > skips;
       this.skips.set(st.feed, st.historySkips);
-      this.sink?.onBatch(st.feed, { updates, watermarks: { ...st.watermarks }, ...(status !== undefined ? { status } : {}), stale: st.stale, ...(barrier ? { barrier: true } : {}) });
+      // Stale while tier 1 has been away too long, whatever this one feed's STATUS says: one
+      // feed's snapshot completing on a short visit (the connection lost during the next feed's,
+      // never in sync as a whole) cleared the flag that markStale set once per outage, for good.
+      const stale = st.stale || this.awayTooLong();
+      this.sink?.onBatch(st.feed, { updates, watermarks: { ...st.watermarks }, ...(status !== undefined ? { status } : {}), stale, ...(barrier ? { barrier: true } : {}) });
     });
     client.on('status', (e) => {
       // Only a confirmed sync ends the outage: a WELCOME (`syncing`) does not, or a tier 1 that
@@ -234,9 +237,14 @@ export class CattailUpstream implements Upstream {
     await c?.close();
   }
 
+  /** Tier 1 has been away (no confirmed sync) for staleAfterMs or longer. */
+  private awayTooLong(now = this.o.clock.monotonic()): boolean {
+    return this.disconnectedSinceMs !== undefined && now - this.disconnectedSinceMs >= this.o.staleAfterMs;
+  }
+
   health(): readonly ResourceHealth[] {
     const now = this.o.clock.monotonic();
-    const away = this.disconnectedSinceMs !== undefined && now - this.disconnectedSinceMs >= this.o.staleAfterMs;
+    const away = this.awayTooLong(now);
     const neverSeen = this.lastHealthyMs === undefined && now - this.startedMs >= this.o.staleAfterMs;
     const out = new Map<string, ResourceHealth>();
     for (const f of this.feeds) {

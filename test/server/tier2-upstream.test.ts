@@ -64,6 +64,10 @@ describe('tier 2: what reaches the store', () => {
     up.start({ onBatch: () => undefined });
     expect(asked?.resources).toEqual({ felix: builtinFeed('felix').resources, bgp: builtinFeed('bgp').resources });
     expect(asked?.resources?.['felix']?.length).toBeGreaterThan(10);
+    // And values of its own data model only: a tier 1 announcing another is refused at WELCOME
+    // (4002), where before its values were passed on under this replica's model.
+    expect(asked?.models).toEqual({ felix: [builtinFeed('felix').model ?? 'calico.v1'], bgp: [builtinFeed('bgp').model ?? 'calico.v1'] });
+    expect(asked?.models?.['felix']).toEqual(['libcalico.v3']);
   });
 
   it('a change goes to the store with the watermarks of the STATUS that follows it, in one batch', () => {
@@ -160,6 +164,25 @@ describe('tier 2: staleness', () => {
     }
     expect(batches.some((b) => b.stale === true)).toBe(true);
     expect(up.health().every((h) => h.stale)).toBe(true);
+  });
+
+  it('stays stale after a long outage when one feed\'s snapshot completes on a short visit that never reaches in-sync', () => {
+    const { clock, client, byFeed } = setup(1_000, ['felix', 'bgp']);
+    client.emit('feedStatus', status('in-sync', { pods: '1' }));
+    client.emit('feedStatus', status('in-sync', { bgp: '1' }, false, 0, 'bgp'));
+    client.emit('status', state('in-sync'));
+    client.emit('status', state('reconnecting'));
+    clock.advance(1_500);
+    expect(byFeed.filter(([f, b]) => f === 'bgp' && b.stale === true)).toHaveLength(1);
+    // Tier 1 answers for a moment: bgp's snapshot ends (its STATUS not stale), then the connection
+    // is lost during felix's. The client as a whole never reached in-sync: the outage goes on.
+    client.emit('status', state('syncing'));
+    client.emit('feedStatus', status('in-sync', { bgp: '2' }, false, 0, 'bgp'));
+    client.emit('status', state('reconnecting'));
+    clock.advance(10_000);
+    // Before, that STATUS cleared bgp's stale flag and nothing set it again.
+    const last = byFeed.filter(([f]) => f === 'bgp').at(-1)?.[1];
+    expect(last?.stale).toBe(true);
   });
 
   it('a confirmed sync ends the outage: no stale after it', () => {
