@@ -204,4 +204,22 @@ describe('WatchList under transient faults', () => {
     expect(simRequests(h.sim, 'LIST', 'pods')).toBe(listsBefore);
     expectNeverBack(h);
   });
+
+  it('WatchList relists whose initial events end in a 5xx three times in a row turn to paged LIST for an hour (a watch cache that cannot catch up)', async () => {
+    const h = await startHarness();
+    await synced(h);
+    const listsBefore = simRequests(h.sim, 'LIST', 'pods');
+    // Every WatchList's initial events are cut by an ERROR 504, as a watch cache that cannot
+    // catch up answers (no progress notifications from etcd), then the list that follows works.
+    h.sim.faults.add({ kind: 'http_410', resource: 'pods', clientId: UA, verb: 'WATCH', times: 1 });
+    h.sim.faults.add({ kind: 'error_504', resource: 'pods', clientId: UA, times: 3, afterEvents: 1 });
+    h.sim.admin.closeWatches('pods');
+    // Before, every WatchList failed and was tried again, for as long as the server kept failing.
+    await waitUntil(async () => (await metric(h.up, 'relists', { resource: 'pods', reason: 'watchlist-fallback' })) === 1 && watchesOpen(h, 'pods') === 1 && h.up.ready(),
+      'paged LIST after three failed WatchLists', { clock: h.clock });
+    expect(faultsFired(h, 'error_504')).toBe(3);
+    expect(simRequests(h.sim, 'LIST', 'pods')).toBe(listsBefore + 1);
+    await converged(h);
+    expectNeverBack(h);
+  });
 });

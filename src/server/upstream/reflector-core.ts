@@ -34,6 +34,15 @@ export const LIST_PAGE_FLOOR = 1;
 export const WATCHLIST_RETRY_AFTER_MS = 3_600_000;
 
 /**
+ * WatchList relists in a row whose initial events ended in an in-stream 5xx ERROR before the
+ * resource turns to paged LISTs for WATCHLIST_RETRY_AFTER_MS. One such ERROR is the server failing
+ * (etcd timing out, its watch cache re-initialising), retried as WatchList; but a watch cache that
+ * cannot catch up (an etcd without progress notifications waits 3 s, then answers every WatchList
+ * with a 504) failed every one, and a paged LIST, which reads etcd, would have worked.
+ */
+export const WATCHLIST_MAX_SERVER_ERRORS = 3;
+
+/**
  * How long a smaller page size that worked is kept after the last LIST body above
  * listMaxBytes (ms), before a successful list puts listPageSize back. Restored at once, every
  * relist of such a resource (an expired watch, a 410) read up to the cap again before halving.
@@ -113,6 +122,8 @@ export interface ReflectorCore {
   /** Monotonic ms of the last LIST body above listMaxBytes (-Infinity: none). */
   listTooLargeAtMs: number;
   watchListSupported: boolean;
+  /** WatchList relists in a row that ended in a 5xx ERROR during their initial events (WATCHLIST_MAX_SERVER_ERRORS); 0 once a list commits. */
+  watchListServerErrors: number;
   missing: boolean;
   /** What the last not-served probe found (not-served.ts); logged when it changes. */
   notServedProof: NotServedEvidence['kind'] | undefined;

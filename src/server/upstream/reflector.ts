@@ -51,6 +51,7 @@ export class Reflector implements ReflectorCore {
   listLimit: number;
   listTooLargeAtMs = Number.NEGATIVE_INFINITY;
   watchListSupported: boolean;
+  watchListServerErrors = 0;
   /** Monotonic ms after which a relist tries WatchList again (an ambiguous failure); undefined: never (see WATCHLIST_RETRY_AFTER_MS). */
   private watchListRetryAtMs: number | undefined;
   missing = false;
@@ -324,6 +325,7 @@ export class Reflector implements ReflectorCore {
     // kept, a later relist went on from its old continue token, its pages held until then.
     this.partialList = undefined;
     this.listPagesReached = 0;
+    this.watchListServerErrors = 0;
     if (watermarkedBefore) this.o.onRelisted?.();
     this.listedOnce = true;
     // Synced before the flush: "in-sync" must ride on the batch with the list's last update.
@@ -333,6 +335,7 @@ export class Reflector implements ReflectorCore {
 
   watchListUnsupported(why: string, ambiguous = false): UpstreamFailure {
     this.watchListSupported = false;
+    this.watchListServerErrors = 0;
     // One clean close or silent spell during the initial events (an API server rolling restart,
     // a load balancer failing over) switched the resource to paged LISTs for the process's life.
     this.watchListRetryAtMs = ambiguous ? this.o.clock.monotonic() + WATCHLIST_RETRY_AFTER_MS : undefined;

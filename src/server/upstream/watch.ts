@@ -6,7 +6,7 @@
 import { compareResourceVersions, isResourceVersion } from '../../../proto/index.js';
 import { UpstreamFailure, checkedResourceVersion } from './failure.js';
 import { parseJson } from './json.js';
-import type { ReflectorCore } from './reflector-core.js';
+import { type ReflectorCore, WATCHLIST_MAX_SERVER_ERRORS } from './reflector-core.js';
 import type { GuardedResponse } from './request.js';
 import type { ListSession } from './resource-view.js';
 import { readLines } from './stream.js';
@@ -87,6 +87,10 @@ export async function watchOnce(r: ReflectorCore, initial: boolean): Promise<num
       // error (found by the simulator's error_500 fault).
       const transient = status.code === 410 || (typeof status.code === 'number' && status.code >= 500);
       if (session !== undefined && !transient) throw r.watchListUnsupported(`ERROR ${status.code ?? '?'} during initial events`);
+      // But not for ever: WATCHLIST_MAX_SERVER_ERRORS in a row, and paged LISTs for a while.
+      if (session !== undefined && status.code !== 410 && ++r.watchListServerErrors >= WATCHLIST_MAX_SERVER_ERRORS) {
+        throw r.watchListUnsupported(`ERROR ${status.code ?? '?'} during initial events, ${WATCHLIST_MAX_SERVER_ERRORS} relists in a row`, true);
+      }
       throw new UpstreamFailure('stream-error', `watch ${r.id}: ERROR ${status.code ?? '?'} ${status.reason ?? ''} ${status.message ?? ''}`.trim(), undefined, status);
     }
     const rv = checkedResourceVersion(ev.object.metadata?.resourceVersion, `watch ${r.id}: ${ev.type} event`);
