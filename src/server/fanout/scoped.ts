@@ -10,6 +10,8 @@ import type { SinceResult } from '../pipeline/store-port.js';
 import type { ScopeIndex } from '../scoping/index.js';
 import { splitChanges, type SplitChanges } from '../scoping/view.js';
 import { type Compression, encodeDelta } from '../transport/framing.js';
+import { v3NodeKey } from '../scoping/node-of-key.js';
+import type { FeedRuntime } from './feeds.js';
 
 type Delta = Extract<SinceResult, { kind: 'delta' }>;
 
@@ -63,3 +65,18 @@ export function provenNode(id: ScopeIdentity): string {
   if (certNode !== id.helloNode) throw new CattailError('CATTAIL_SERVER_NODE_MISMATCH', `HELLO node ${JSON.stringify(id.helloNode)} is not the node the client certificate names`);
   return certNode;
 }
+
+/**
+ * False when `feed` holds Nodes (its resources include `nodes`, projected the libcalico way: every
+ * Node gives its v3 Node key) and none is `node`; undefined when the feed cannot tell. An agent
+ * whose `--node` is its host name where that is not the Kubernetes node name (`ip-10-0-0-1`
+ * against `ip-10-0-0-1.ec2.internal`) names a node the cluster does not have: its view holds
+ * none of its own entries (felix: its endpoints only in the slim form of other nodes'), its
+ * digests match that view, and nothing else would say so. Not refused: a node just created may
+ * reach this replica's store after its agent does.
+ */
+export function nodeKnown(feed: FeedRuntime, node: string): boolean | undefined {
+  if (!feed.def.resources.includes('nodes')) return undefined;
+  return feed.store.current().get(v3NodeKey(node)) !== undefined;
+}
+

@@ -14,7 +14,7 @@ import { serveRepair } from './repair.js';
 import { CAP_FEED_RESOURCES, CAP_REPAIR_BUCKETS, CAP_SCOPE_WATERMARKS, behindResources } from '../../../proto/index.js';
 import type { ServiceQueue } from './service.js';
 import { CattailError } from '../../errors.js';
-import { encodeScopedDelta, provenNode } from './scoped.js';
+import { encodeScopedDelta, nodeKnown, provenNode } from './scoped.js';
 
 /** PONG timestamps further from now than this are an agent's clock bug, not a latency. */
 const MAX_PLAUSIBLE_RTT_MS = 3_600_000;
@@ -54,6 +54,11 @@ export class Session {
     if (scoped) {
       conn.scopeNode = provenNode({ helloNode: hello.node, caps: hello.caps, tls: conn.tlsPeer, uriSanPrefix: o.scopeNodeUriSanPrefix });
       conn.scopeWatermarks = hello.caps.includes(CAP_SCOPE_WATERMARKS);
+      for (const p of plans) {
+        if (p.feed.scope === undefined || nodeKnown(p.feed, conn.scopeNode) !== false) continue;
+        o.metrics.scopedUnknownNode.inc({ feed: p.feed.name });
+        o.log?.warn({ feed: p.feed.name, node: conn.scopeNode, clientId: hello.clientId }, 'an agent names a node this feed has no Node for (a wrong --node?): its scoped view holds none of its own entries');
+      }
     }
     conn.node = hello.node;
     conn.clientId = hello.clientId;

@@ -27,6 +27,8 @@ export interface ServerMetrics {
   readonly inboundOverBudgetCloses: Counter;
   /** How each requested feed of a HELLO was answered: resume, rebase (another replica's agent), or snapshot with its reason. */
   readonly handshakeFeeds: Counter<'feed' | 'mode' | 'reason'>;
+  /** Agents on a scoped feed whose node the feed's Nodes do not know (a wrong `--node`): see scoped.ts unknownNode. */
+  readonly scopedUnknownNode: Counter<'feed'>;
   /** Range repairs (PROTOCOL.md §7.2) by outcome: repaired, or the snapshot it fell back to and why. */
   readonly repairs: Counter<'feed' | 'outcome'>;
   /** Uncompressed frame bytes of REPAIR + DELTA units sent. */
@@ -258,6 +260,7 @@ export function createMetrics(fanout: FanOutStats, opts: { defaultMetrics?: bool
     snapshotPinnedCloses: new Counter({ name: 'cattail_snapshot_pinned_closes_total', help: 'Agents closed with 4007 after a minute without taking a frame of an outdated snapshot, because outdated builds pinned by slow readers were above snapshotPinnedMaxBytes (readers of the oldest builds go first; moving readers stay).', labelNames: ['feed'], registers: r }),
     connectionsGraceUsed: new Counter({ name: 'cattail_connections_grace_used_total', help: 'Agents that were behind by more than maxFallBehindMs but kept inside their post-snapshot grace period.', labelNames: ['feed'], registers: r }),
     handshakeFeeds: new Counter({ name: 'cattail_handshake_feeds_total', help: 'Feeds requested in HELLOs, by how the WELCOME answered them: mode resume (token of this replica), rebase (another replica\'s agent continued from its watermarks, PROTOCOL.md §7.1) or snapshot, with reason for a snapshot (no-token, other-server, epoch-changed, projection-changed, too-old, too-large, bad-token), or refused with reason behind (the agent\'s watermarks are newer than this replica\'s state: ERROR + close 4015, no snapshot).', labelNames: ['feed', 'mode', 'reason'], registers: r }),
+    scopedUnknownNode: new Counter({ name: 'cattail_scoped_unknown_node_total', help: 'Agents admitted to a feed scoped per node whose node (HELLO node, or the client certificate\'s) is not among the Nodes the feed holds: most likely a wrong node name (a host name that is not the Kubernetes node name), which gets a view without the agent\'s own entries. Logged at warn level with the node. Counted once per connection and feed.', labelNames: ['feed'], registers: r }),
     repairs: new Counter({ name: 'cattail_repairs_total', help: 'REPAIR_REQUESTs of agents whose digest did not match (PROTOCOL.md §7.2), by outcome: repaired (REPAIR + DELTA of the mismatching buckets), too-large (above maxRepairBytes or more than half the state\'s entries: in-band snapshot), too-old (the agent\'s revision left the log: in-band snapshot), too-soon (within 1 s of the previous repair of the feed: in-band snapshot), scoped (a feed scoped per node: in-band snapshot of the node\'s view), ignored (a snapshot was already streaming to it).', labelNames: ['feed', 'outcome'], registers: r }),
     repairBytes: new Counter({ name: 'cattail_repair_bytes_total', help: 'Uncompressed frame bytes of the REPAIR and DELTA units sent as range repairs.', labelNames: ['feed'], registers: r }),
     cacheSize: new Gauge({ name: 'cattail_cache_size', help: 'Entries held by each feed.', labelNames: ['feed'], registers: r }),

@@ -10,6 +10,11 @@
 const HOST_PREFIX = '/calico/v1/host/';
 const NODE_PREFIX = '/calico/resources/v3/projectcalico.org/nodes/';
 
+/** The key of a node's v3 Node resource (the libcalico projection of a Kubernetes Node). */
+export function v3NodeKey(node: string): string {
+  return NODE_PREFIX + node;
+}
+
 export function nodeOfKey(key: string): string | undefined {
   if (key.startsWith(HOST_PREFIX)) {
     const end = key.indexOf('/', HOST_PREFIX.length);

@@ -349,6 +349,24 @@ describe('per-node scoping - real server', () => {
     expect(a.violations).toEqual([]);
   });
 
+  it('counts an agent whose node the feed has no Node for (a host name that is not the node name), and not one it knows', async () => {
+    // The feed carries Nodes, as the built-in one does (so the server can tell).
+    const h = await harness({ feeds: ['tunnel-ip-allocation'], scopedFeeds: ['tunnel-ip-allocation'], resources: ['nodes', 'ippools.crd.projectcalico.org'] });
+    const nodeKey = (n: string): string => `/calico/resources/v3/projectcalico.org/nodes/${n}`;
+    h.upstream.apply('tunnel-ip-allocation', {
+      [nodeKey('ip-10-0-0-1.ec2.internal')]: { spec: {} }, [hostConfigKey('ip-10-0-0-1.ec2.internal', 'IpInIpTunnelAddr')]: '10.9.0.1', [ipPoolKey('10.0.0.0/8')]: { cidr: '10.0.0.0/8' },
+    }, { status: 'in-sync' });
+    const right = h.agent({ feeds: [{ name: 'tunnel-ip-allocation' }], node: 'ip-10-0-0-1.ec2.internal', caps: CAPS });
+    await inStep(h, [right], ['tunnel-ip-allocation']);
+    expect(await h.metric('cattail_scoped_unknown_node_total')).toBe(0);
+    // Its host name: a view without its own keys, whose digests match; before, nothing said so.
+    const wrong = h.agent({ feeds: [{ name: 'tunnel-ip-allocation' }], node: 'ip-10-0-0-1', caps: CAPS });
+    await inStep(h, [wrong], ['tunnel-ip-allocation']);
+    expect([...wrong.feed('tunnel-ip-allocation').entries.keys()]).toEqual([ipPoolKey('10.0.0.0/8')]);
+    expect(await h.metric('cattail_scoped_unknown_node_total')).toBe(1);
+    expect(wrong.violations).toEqual([]);
+  });
+
   it('rejects a scopedFeeds entry the server does not serve', async () => {
     await expect(harness({ feeds: ['felix'], scopedFeeds: ['node-status'] })).rejects.toThrow(/scopedFeeds/);
   });
