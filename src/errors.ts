@@ -25,7 +25,6 @@ export const ERROR_CODES = {
   CATTAIL_CONFIG_UNEXPECTED_ARGUMENT: { exit: 2, text: 'The command line holds an argument that is no option: commands take no positional arguments, and a boolean flag takes no value (`--no-watch-list`, not `--watch-list false`).' },
   CATTAIL_CONFIG_FILE_UNREADABLE: { exit: 2, text: 'The config file could not be read or parsed as YAML/JSON.' },
   CATTAIL_CLI_UNKNOWN_COMMAND: { exit: 2, text: 'The first argument is not a `cattail` subcommand.' },
-  CATTAIL_NOT_IMPLEMENTED: { exit: 3, text: 'The subcommand exists but its implementation has not landed yet (see the open issues).' },
   // --- Upstream (src/server/upstream): the Kubernetes API side of `cattail serve`. ---
   CATTAIL_UPSTREAM_CONFIG: { exit: 2, text: 'No usable kubeconfig: none given, no KUBECONFIG, not in a cluster, or the kubeconfig names no current cluster.' },
   CATTAIL_UPSTREAM_FEED_INVALID: { exit: 2, text: 'A selected feed is unknown, or a customFeeds declaration is invalid (unknown resource, bad selector or projection, duplicate name); the message names the feed.' },
