@@ -98,7 +98,7 @@ export function renderMarkdown(r: BenchReport, plots: readonly { file: string; t
     '# cattail bench',
     '',
     `${r.at} (${r.wallS} s), Node ${m.node}, ${m.os}, ${m.cpus} × ${m.cpuModel}, ${m.memoryGb} GiB; load average ${m.loadAverageBefore.join('/')} before, ${m.loadAverageAfter.join('/')} after (the machine is shared).`,
-    `Processes: ${r.processes.pinning}; ${r.processes.replicas} replica(s) with \`${r.processes.replicaArgs.join(' ')}\` (every other option at its default), ${r.processes.workers} agent worker(s), feeds ${r.processes.feeds.join(', ')}.`,
+    `Processes: ${r.processes.pinning}; ${r.processes.replicas} replica(s) with \`${[...r.processes.replicaArgs, '--feeds', r.processes.feeds.join(',')].join(' ')}\` (and \`--log-level warn\`, the scenarios' replicas \`--state-dir\` with \`--state-checkpoint-interval-ms 5000\`; every other option at its default), ${r.processes.workers} agent worker(s), feeds ${r.processes.feeds.join(', ')}.`,
     '',
     `Parameters: \`${JSON.stringify(r.parameters)}\``,
     '',
