@@ -225,7 +225,9 @@ export class WarmState {
       this.o.logger.debug({ bytes: n, resources: resources.length }, 'replica checkpoint written');
     } catch (err) {
       this.writes.inc({ result: 'error' });
-      const code = err instanceof CattailError ? err.code : 'CATTAIL_SERVER_STATE_INVALID';
+      // A write error (ENOSPC, EIO, a directory gone) is not an invalid checkpoint, which means
+      // "not used, cold start" (that code once covered both).
+      const code = err instanceof CattailError ? err.code : 'CATTAIL_SERVER_STATE_WRITE_FAILED';
       this.o.logger.warn({ code, err, dir: this.o.dir }, 'replica checkpoint not written; the previous one stays');
     }
   }
