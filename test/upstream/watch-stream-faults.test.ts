@@ -156,6 +156,20 @@ describe('upstream against the simulator under faults (watch and stream)', () =>
   });
 });
 
+/**
+ * A synced harness whose pods watch gets 410 next, so that it relists (a WatchList), with `rule`
+ * armed for the WatchLists that follow; the pods LISTs made before it.
+ */
+async function watchListRelistMeets(rule: FaultRule): Promise<{ h: Harness; listsBefore: number }> {
+  const h = await startHarness();
+  await synced(h);
+  const listsBefore = simRequests(h.sim, 'LIST', 'pods');
+  h.sim.faults.add({ kind: 'http_410', resource: 'pods', clientId: UA, verb: 'WATCH', times: 1 });
+  h.sim.faults.add({ resource: 'pods', clientId: UA, ...rule });
+  h.sim.admin.closeWatches('pods');
+  return { h, listsBefore };
+}
+
 describe('WatchList under transient faults', () => {
   it('a WatchList relist that ends cleanly before its initial events did falls back to LIST for an hour, then tries WatchList again', async () => {
     const h = await startHarness();
@@ -191,13 +205,8 @@ describe('WatchList under transient faults', () => {
   });
 
   it('an in-stream 500 during the initial events of a WatchList relist is retried as WatchList, not a permanent fallback to LIST', async () => {
-    const h = await startHarness();
-    await synced(h);
-    const listsBefore = simRequests(h.sim, 'LIST', 'pods');
     // 410 on the next watch → relist (a WatchList); its initial events are cut by an ERROR 500.
-    h.sim.faults.add({ kind: 'http_410', resource: 'pods', clientId: UA, verb: 'WATCH', times: 1 });
-    h.sim.faults.add({ kind: 'error_500', resource: 'pods', clientId: UA, times: 1, afterEvents: 2 });
-    h.sim.admin.closeWatches('pods');
+    const { h, listsBefore } = await watchListRelistMeets({ kind: 'error_500', times: 1, afterEvents: 2 });
     await waitUntil(async () => faultsFired(h, 'error_500') === 1 && faultsFired(h, 'http_410') === 1 && watchesOpen(h, 'pods') === 1 && h.up.ready(), { clock: h.clock });
     await converged(h);
     expect(await metric(h.up, 'relists', { resource: 'pods', reason: 'watchlist-fallback' })).toBe(0);
@@ -206,14 +215,9 @@ describe('WatchList under transient faults', () => {
   });
 
   it('WatchList relists whose initial events end in a 5xx three times in a row turn to paged LIST for an hour (a watch cache that cannot catch up)', async () => {
-    const h = await startHarness();
-    await synced(h);
-    const listsBefore = simRequests(h.sim, 'LIST', 'pods');
     // Every WatchList's initial events are cut by an ERROR 504, as a watch cache that cannot
     // catch up answers (no progress notifications from etcd), then the list that follows works.
-    h.sim.faults.add({ kind: 'http_410', resource: 'pods', clientId: UA, verb: 'WATCH', times: 1 });
-    h.sim.faults.add({ kind: 'error_504', resource: 'pods', clientId: UA, times: 3, afterEvents: 1 });
-    h.sim.admin.closeWatches('pods');
+    const { h, listsBefore } = await watchListRelistMeets({ kind: 'error_504', times: 3, afterEvents: 1 });
     // Before, every WatchList failed and was tried again, for as long as the server kept failing.
     await waitUntil(async () => (await metric(h.up, 'relists', { resource: 'pods', reason: 'watchlist-fallback' })) === 1 && watchesOpen(h, 'pods') === 1 && h.up.ready(),
       'paged LIST after three failed WatchLists', { clock: h.clock });
