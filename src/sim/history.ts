@@ -3,7 +3,7 @@
  * (`watch_cache_history.go`), plus a floor below which nothing can be served.
  *
  * A watch from RV X needs every event of the resource with RV > X, so it is servable iff
- * X >= floorRv. The floor rises when the ring evicts an event (floor = its RV), on compaction
+ * X >= floorRv. The floor rises when the ring evicts an event (floor = the oldest kept RV − 1), on compaction
  * (floor = the compacted RV) and is set at start-up to the RV of the bulk-loaded cluster (the
  * cache starts with an empty history, like an apiserver started after the data existed).
  *
@@ -69,6 +69,7 @@ export class History {
   }
 
   push(ev: SimEvent): void {
+    let evicted = false;
     if (this.size === this.ring.length) {
       const oldest = this.at(0);
       if (ev.atMs - oldest.atMs < this.opts.windowMs && this.ring.length < this.opts.maxCapacity) {
@@ -77,11 +78,17 @@ export class History {
         this.ring[this.head] = undefined;
         this.head = (this.head + 1) % this.ring.length;
         this.size--;
-        this.floor = Math.max(this.floor, oldest.rv);
+        evicted = true;
       }
     }
     this.ring[(this.head + this.size) % this.ring.length] = ev;
     this.size++;
+    // The cacher's rule once an event was evicted (watch_cache.go getAllEventsSinceLocked): a
+    // watch from X is served iff X >= oldest − 1, `oldest` the RV of the oldest event still held.
+    // RVs are global, so that is above the evicted event's RV whenever other resources' writes
+    // came between; taking the evicted RV served watches in that gap that a real API server
+    // answers with 410.
+    if (evicted) this.floor = Math.max(this.floor, this.at(0).rv - 1);
   }
 
   private grow(capacity: number): void {

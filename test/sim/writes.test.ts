@@ -110,6 +110,24 @@ describe('sim writes', () => {
     expect(after.events[0]?.object).toMatchObject({ reason: 'Expired', code: 410 });
   });
 
+  it('§5.5 history: after an eviction a watch is served from the oldest kept RV − 1 only, as the cacher does, not from the evicted RV', async () => {
+    const s = await start({ historyMinCapacity: 4, historyMaxCapacity: 4 });
+    const r0 = Number(s.admin.currentRv());
+    s.admin.create('namespaces', { metadata: { name: 'e0' } }); // r0+1
+    s.admin.create('namespaces', { metadata: { name: 'e1' } }); // r0+2
+    // Other resources' writes: RVs are global, so the namespaces' next event comes much later.
+    for (let i = 0; i < 5; i++) s.admin.create('serviceaccounts', { metadata: { name: `sa${i}`, namespace: 'default' } });
+    for (let i = 2; i < 6; i++) s.admin.create('namespaces', { metadata: { name: `e${i}` } }); // r0+8 … r0+11
+    // The ring (4) evicted e0 and e1; the oldest kept is e2 at r0+8. Before, the floor was e1's
+    // RV (r0+2) and a watch from r0+4 was served; a real API server answers it with 410.
+    const gap = await watch(s, `/api/v1/namespaces?watch=true&resourceVersion=${r0 + 4}`);
+    await gap.untilEnded();
+    expect(gap.events[0]?.object).toMatchObject({ reason: 'Expired', code: 410 });
+    const edge = await watch(s, `/api/v1/namespaces?watch=true&resourceVersion=${r0 + 7}`);
+    await edge.until(() => edge.events.length === 4);
+    expect(edge.events.map((e) => e.object.metadata.name)).toEqual(['e2', 'e3', 'e4', 'e5']);
+  });
+
   it('§5.5 history capacity grows while its oldest event is younger than the window', async () => {
     const clock = new FakeClock();
     const s = await start({ clock, historyMinCapacity: 4, historyMaxCapacity: 64, historyWindowMs: 75_000 });
