@@ -3,7 +3,6 @@
  * fsync, rename, fsync of the directory. A crash at any point leaves either the old or the new
  * file, never a torn one (the readers still verify a checksum, since disks lie).
  */
-import { randomBytes } from 'node:crypto';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -11,12 +10,15 @@ import { join } from 'node:path';
 export async function writeFileAtomic(dir: string, file: string, data: Buffer): Promise<number> {
   await mkdir(dir, { recursive: true });
   const path = join(dir, file);
-  // A name of its own per write: `<file>.<pid>.tmp` was shared by two writers of one PID (two
-  // containers, each PID 1, on one state directory; two clients of one process), which then
-  // truncated each other's file (the checksum caught it, at the price of a cold start).
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  // One name per process, reused by every write: a write cut off (a kill, an OOM, a power loss)
+  // leaves its partial copy of the state, and the next write overwrites it. A name of its own per
+  // write (tried) left one such file per cut-off write for good, up to ~100 MB each for a replica.
+  // Writers of one file in a process run one after another (checkpointing.ts, warm-state.ts);
+  // two processes of one PID on one directory (two containers, each PID 1) is a misconfiguration
+  // whose torn file the checksum catches.
+  const tmp = `${path}.${process.pid}.tmp`;
   try {
-    const fh = await open(tmp, 'wx', 0o600);
+    const fh = await open(tmp, 'w', 0o600);
     try {
       await fh.writeFile(data);
       await fh.sync();
@@ -25,8 +27,7 @@ export async function writeFileAtomic(dir: string, file: string, data: Buffer): 
     }
     await rename(tmp, path);
   } catch (err) {
-    // A failed write (disk full, I/O error) left its temporary file behind, a partial copy of
-    // the state, for good.
+    // A failed write (disk full, I/O error) leaves no partial copy of the state behind.
     await rm(tmp, { force: true }).catch(() => undefined);
     throw err;
   }
