@@ -9,6 +9,7 @@ import {
   COMPRESSIONS,
   DIGEST_BYTES,
   FEED_MODES,
+  MAX_CLUSTER_BYTES,
   MAX_FEED_ID,
   MAX_HELLO_FEEDS,
   MAX_TOKEN_BYTES,
@@ -39,12 +40,14 @@ export function bodyOf(m: Message): { [key: string]: PlainValue | undefined } {
       return {
         protocol: m.protocol, node: m.node, clientId: m.clientId, software: m.software,
         feeds: m.feeds.map((f) => ({ name: f.name, token: f.token, watermarks: f.watermarks, notBefore: f.notBefore })), caps: m.caps, maxFrameBytes: m.maxFrameBytes,
+        cluster: m.cluster,
       };
     case 'welcome':
       return {
         protocol: m.protocol, serverId: m.serverId, pingIntervalMs: m.pingIntervalMs, pongTimeoutMs: m.pongTimeoutMs,
         maxFrameBytes: m.maxFrameBytes, maxInboundBytes: m.maxInboundBytes, compression: m.compression, caps: m.caps,
         feeds: m.feeds.map((f) => ({ name: f.name, id: f.id, mode: f.mode, revision: f.revision, reason: f.reason, model: f.model, resources: f.resources })),
+        cluster: m.cluster,
       };
     case 'snapshotBegin':
       return { entries: m.entries, rawBytes: m.rawBytes };
@@ -198,6 +201,13 @@ function protocolVersion(f: Fields, kind: MessageKind): number {
   return protocol;
 }
 
+/** The optional `cluster` of HELLO and WELCOME: 1 to MAX_CLUSTER_BYTES bytes (§4.1). */
+function clusterOf(f: Fields): string | undefined {
+  const cluster = f.str('cluster', true);
+  if (cluster !== undefined && (cluster === '' || Buffer.byteLength(cluster) > MAX_CLUSTER_BYTES)) f.fail('cluster', `a string of 1 to ${MAX_CLUSTER_BYTES} bytes`);
+  return cluster;
+}
+
 /** Builds the message of `kind` from its decoded body map and its header (validated already). */
 export function messageOf(kind: MessageKind, h: FrameHeader, body: Body): Message {
   const f = new Fields(kind, body);
@@ -218,6 +228,8 @@ export function messageOf(kind: MessageKind, h: FrameHeader, body: Body): Messag
       if (software !== undefined) m.software = software;
       const maxFrameBytes = f.int('maxFrameBytes', 0, Number.MAX_SAFE_INTEGER, true);
       if (maxFrameBytes !== undefined) m.maxFrameBytes = maxFrameBytes;
+      const cluster = clusterOf(f);
+      if (cluster !== undefined) m.cluster = cluster;
       return m;
     }
     case 'welcome': {
@@ -239,10 +251,11 @@ export function messageOf(kind: MessageKind, h: FrameHeader, body: Body): Messag
           ...(resources === undefined ? {} : { resources }),
         };
       });
+      const cluster = clusterOf(f);
       return {
         type: 'welcome', protocol, serverId: f.str('serverId'), pingIntervalMs: f.int('pingIntervalMs'),
         pongTimeoutMs: f.int('pongTimeoutMs'), maxFrameBytes: f.int('maxFrameBytes'), maxInboundBytes: f.int('maxInboundBytes'),
-        compression: f.oneOf('compression', COMPRESSIONS), caps: f.strings('caps'), feeds,
+        compression: f.oneOf('compression', COMPRESSIONS), caps: f.strings('caps'), feeds, ...(cluster === undefined ? {} : { cluster }),
       };
     }
     case 'snapshotBegin':

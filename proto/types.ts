@@ -31,6 +31,8 @@ export const DIGEST_BYTES = 8;
 export const MAX_WATERMARKS = 64;
 /** Largest resource id or resourceVersion in a `watermarks` map, in UTF-8 bytes (§8). */
 export const MAX_WATERMARK_STRING_BYTES = 256;
+/** Longest `cluster` in HELLO and WELCOME, in UTF-8 bytes (§4.1, §4.2). */
+export const MAX_CLUSTER_BYTES = 128;
 /**
  * Most UTF-8 bytes of resource ids and resourceVersions together in one `watermarks` map (§8):
  * the felix feed's take ~1.3 KB with 20-digit values, all ~33 resources of the registry ~1.8 KB.
@@ -162,6 +164,11 @@ export interface HelloMessage {
   caps: string[];
   /** Largest uncompressed body this client accepts, in bytes. */
   maxFrameBytes?: number;
+  /**
+   * §8 "Another cluster": the WELCOME `cluster` of the server the held state came from. A server
+   * of another cluster takes the client as holding nothing (snapshots, reason `other-cluster`).
+   */
+  cluster?: string;
 }
 
 export interface WelcomeFeed {
@@ -195,6 +202,8 @@ export interface WelcomeMessage {
   compression: Compression;
   caps: string[];
   feeds: WelcomeFeed[];
+  /** §8 "Another cluster": names the upstream cluster, the same on every server of it (opaque). */
+  cluster?: string;
 }
 
 /** Header: `toRevision` = `revision`, MORE always set. */

@@ -19,7 +19,7 @@
  * Only verified states are written (the digest matched at the saved revision), so a checkpoint is
  * never less trustworthy than the connection it came from.
  */
-import { MAX_WATERMARKS, MAX_WATERMARKS_BYTES } from '../../proto/types.js';
+import { MAX_CLUSTER_BYTES, MAX_WATERMARKS, MAX_WATERMARKS_BYTES } from '../../proto/types.js';
 import { aboveWatermarkBounds } from './watermarks.js';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -54,6 +54,8 @@ export interface FeedCheckpoint {
 
 export interface Checkpoint {
   readonly node: string;
+  /** The WELCOME `cluster` the state came from (§8 "Another cluster"); undefined: none announced. */
+  readonly cluster?: string | undefined;
   readonly feeds: readonly FeedCheckpoint[];
 }
 
@@ -63,6 +65,7 @@ export function encodeCheckpoint(cp: Checkpoint): Buffer {
     packr,
     {
       node: cp.node,
+      ...(cp.cluster !== undefined ? { cluster: cp.cluster } : {}),
       feeds: cp.feeds.map((f) => ({
         name: f.name, revision: f.revision, tokenRevision: f.tokenRevision, token: Buffer.from(f.token),
         watermarks: { ...f.watermarks }, ...(f.retired !== undefined && Object.keys(f.retired).length > 0 ? { retired: { ...f.retired } } : {}), digest: Buffer.from(f.digest), ...(f.model !== undefined ? { model: f.model } : {}), entries: [...f.entries],
@@ -89,6 +92,8 @@ export function decodeCheckpoint(buf: Buffer): Checkpoint {
     throw bad(`checkpoint body does not decode: ${(err as Error).message}`);
   }
   if (!isObj(raw) || typeof raw['node'] !== 'string' || !Array.isArray(raw['feeds'])) throw bad('checkpoint body has the wrong shape');
+  const cluster = raw['cluster'];
+  if (cluster !== undefined && (typeof cluster !== 'string' || cluster === '' || Buffer.byteLength(cluster) > MAX_CLUSTER_BYTES)) throw bad('checkpoint cluster has the wrong shape');
   const feeds: FeedCheckpoint[] = [];
   for (const f of raw['feeds'] as unknown[]) {
     if (!isObj(f) || typeof f['name'] !== 'string' || !Number.isSafeInteger(f['revision']) || !Number.isSafeInteger(f['tokenRevision'])
@@ -126,7 +131,7 @@ export function decodeCheckpoint(buf: Buffer): Checkpoint {
       ...(typeof f['model'] === 'string' ? { model: f['model'] } : {}), entries,
     });
   }
-  return { node: raw['node'], feeds };
+  return { node: raw['node'], ...(typeof cluster === 'string' ? { cluster } : {}), feeds };
 }
 
 /** Writes `cp` atomically into `dir`. */

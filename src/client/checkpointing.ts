@@ -27,6 +27,8 @@ export interface CheckpointKeeperOptions {
   readonly feeds: ReadonlyMap<string, { readonly state: FeedState }>;
   /** Per feed, the data models the agent applies (ConnectOptions.models); a feed absent takes any. */
   readonly models?: Readonly<Record<string, readonly string[]>>;
+  /** The cluster the held state came from (§8 "Another cluster"), written with it. */
+  readonly cluster?: () => string | undefined;
 }
 
 export class CheckpointKeeper {
@@ -44,6 +46,8 @@ export class CheckpointKeeper {
   private queued = 0;
   /** Feeds restored at start. */
   restored = 0;
+  /** The cluster the restored state came from (the file's; undefined: none recorded). */
+  restoredCluster: string | undefined;
   written = 0;
   /** Why the checkpoint found at start (or a later write) was not usable. */
   problem: CattailError | undefined;
@@ -56,6 +60,7 @@ export class CheckpointKeeper {
       this.problem = err;
     });
     if (cp === undefined) return [];
+    this.restoredCluster = cp.cluster;
     const out: RawChangeBatch[] = [];
     for (const f of cp.feeds) {
       const rt = this.o.feeds.get(f.name);
@@ -105,6 +110,18 @@ export class CheckpointKeeper {
     return changed;
   }
 
+  /**
+   * A server of another cluster answered (§8 "Another cluster"): what was saved is that cluster's
+   * state, worth nothing here. Dropped, so that no later write labels it with the new cluster (its
+   * watermarks would then be a floor no replica of this cluster reaches: 4015 on every one). The
+   * file stays as it is, labelled with its own cluster, until this cluster's first verified state
+   * replaces it.
+   */
+  forgetCluster(): void {
+    this.saved.clear();
+    this.savedKeys.clear();
+  }
+
   /** The held state is known wrong: forget it here and on disk (after what is queued). */
   discard(feed: string): Promise<void> {
     this.saved.delete(feed);
@@ -129,7 +146,7 @@ export class CheckpointKeeper {
   private async write(): Promise<void> {
     if (this.saved.size === 0) return;
     try {
-      await writeCheckpoint(this.o.dir, { node: this.o.node, feeds: [...this.saved.values()] });
+      await writeCheckpoint(this.o.dir, { node: this.o.node, cluster: this.o.cluster?.(), feeds: [...this.saved.values()] });
       this.written++;
     } catch (err) {
       this.problem = new CattailError('CATTAIL_CLIENT_CHECKPOINT_WRITE_FAILED', `cannot write the checkpoint in ${this.o.dir}: ${(err as Error).message}`, { cause: err, details: { dir: this.o.dir } });

@@ -69,6 +69,12 @@ export class Client {
   private readonly discovery: ServiceDiscovery | undefined;
   private discovering = false;
   private readonly keeper: CheckpointKeeper | undefined;
+  /**
+   * The cluster the held state came from (§8 "Another cluster"): the last WELCOME's `cluster`, or
+   * the checkpoint's. Sent in HELLO; a WELCOME naming another one makes the held state's
+   * watermarks and tokens worthless (FeedState.forgetCluster).
+   */
+  private heldCluster: string | undefined;
   private readonly backoff: Backoff;
   private readonly unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
   private conn: Connection | undefined;
@@ -114,7 +120,9 @@ export class Client {
       });
     }
     if (this.opts.stateDir !== undefined) {
-      this.keeper = new CheckpointKeeper({ dir: this.opts.stateDir, node: this.opts.node, intervalMs: this.opts.checkpointIntervalMs, clock: this.opts.clock, feeds: this.feeds, models: this.opts.models });
+      this.keeper = new CheckpointKeeper({
+        dir: this.opts.stateDir, node: this.opts.node, intervalMs: this.opts.checkpointIntervalMs, clock: this.opts.clock, feeds: this.feeds, models: this.opts.models, cluster: () => this.heldCluster,
+      });
     }
     this.backoff = new Backoff({ initialMs: this.opts.reconnectInitialDelayMs, maxMs: this.opts.reconnectMaxDelayMs, jitter: this.opts.reconnectJitter, random: this.opts.random });
   }
@@ -128,9 +136,18 @@ export class Client {
     }
     // The checkpoint first: the first HELLO then presents its tokens and watermarks.
     void keeper.restore().then((batches) => {
+      if (batches.length > 0) this.heldCluster = keeper.restoredCluster;
       for (const b of batches) this.emitChange(b);
       if (this.current === 'idle' && !this.closing) this.attempt();
     });
+  }
+
+  /**
+   * The cluster the held state came from, as the servers name it (WELCOME `cluster`, PROTOCOL.md
+   * §8 "Another cluster"); undefined before a server named one, and after a WELCOME without one.
+   */
+  get cluster(): string | undefined {
+    return this.heldCluster;
   }
 
   /** The current state of the status machine. */
@@ -352,6 +369,7 @@ export class Client {
       }),
       caps: [...this.opts.compression.map((c) => `compress.${c}`), CAP_RESUME_WATERMARKS, CAP_REPAIR_BUCKETS, CAP_FEED_RESOURCES, ...(this.opts.acceptScopedFeeds ? [CAP_SCOPE_NODE, CAP_SCOPE_WATERMARKS] : [])],
       maxFrameBytes: this.opts.maxFrameBytes,
+      ...(this.heldCluster !== undefined ? { cluster: this.heldCluster } : {}),
     };
     const conn = new Connection(pick.url, this.opts, hello, {
       onWelcome: (w) => this.onWelcome(conn, w),
@@ -370,6 +388,16 @@ export class Client {
     if (this.everWelcomed) this.counters.reconnects++;
     this.everWelcomed = true;
     this.byId.clear();
+    // §8 "Another cluster": the held state's watermarks are another cluster's resourceVersions,
+    // and its own check would refuse this cluster's snapshot as older than them (the server
+    // ignored them too: mode snapshot, reason other-cluster; Connection checked every feed is one).
+    // The entries stay until it ends. A server that names no cluster is kept to the watermarks as
+    // before, and the name is dropped: the state it sends is not known to be any cluster's.
+    if (w.cluster !== undefined && this.heldCluster !== undefined && this.heldCluster !== w.cluster) {
+      for (const rt of this.feeds.values()) rt.state.forgetCluster();
+      this.keeper?.forgetCluster();
+    }
+    this.heldCluster = w.cluster;
     for (const f of w.feeds) {
       const rt = this.feeds.get(f.name)!;
       rt.id = f.id;

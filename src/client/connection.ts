@@ -416,6 +416,10 @@ function goodbyeReason(error: CattailError): string {
 function checkWelcome(w: WelcomeMessage, hello: HelloMessage, models: Readonly<Record<string, readonly string[]>>, resources: Readonly<Record<string, readonly string[]>>): string | undefined {
   // No protocol check here: the codec refuses a WELCOME of another version before (4001, §1.3).
   if (w.feeds.length !== hello.feeds.length) return `WELCOME answers ${w.feeds.length} feeds, HELLO asked for ${hello.feeds.length}`;
+  // §8 "Another cluster": a server of another cluster takes us as holding nothing. Anything but a
+  // snapshot would be applied onto that cluster's state, whose watermarks we are about to forget.
+  const otherCluster = w.cluster !== undefined && hello.cluster !== undefined && w.cluster !== hello.cluster;
+  if (otherCluster && w.feeds.some((f) => f.mode !== 'snapshot')) return `WELCOME names cluster ${JSON.stringify(w.cluster)}, not ours (${JSON.stringify(hello.cluster)}), and does not answer every feed with a snapshot`;
   const ids = new Set<number>();
   for (let i = 0; i < w.feeds.length; i++) {
     const f = w.feeds[i]!;

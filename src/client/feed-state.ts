@@ -315,6 +315,18 @@ export class FeedState {
     this.tokenRevision = undefined;
   }
 
+  /**
+   * The held state came from another cluster (§8 "Another cluster"): its watermarks are that
+   * cluster's resourceVersions and its token another replica set's. Forgotten, so that this
+   * cluster's snapshot is not refused as older than them; the entries stay until it replaces them.
+   */
+  forgetCluster(): void {
+    this.appliedWatermarks = {};
+    this.retiredWatermarks = {};
+    this.watermarksExact = false;
+    this.dropToken();
+  }
+
   snapshotBegin(revision: number, expected: number, rawBytes: number): void {
     if (this.snapshot !== undefined || this.delta !== undefined) throw unexpected(`SNAPSHOT_BEGIN inside an unfinished unit of feed ${this.name}`, { feed: this.name });
     this.snapshot = { revision, expected, rawBytes, entries: new Map(), digest: new IncrementalDigest() };

@@ -244,6 +244,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   const fanout = new FanOut({
     clock, random, metrics, log, serverId, feeds, cache, compressions, ...o, ...(options.serviceTurn ? { serviceTurn: options.serviceTurn } : {}),
     onAgentAhead: (resources) => upstream.recheckMissing?.(resources),
+    cluster: () => upstream.cluster?.(),
   });
   const governor = new Governor({ maxConnections: o.maxConnections, retryAfterMs: o.refuseRetryAfterMs, targetConnections, peerEndpoints, notReady: () => notSynced(feeds), random });
   const shedder = new Shedder({

@@ -80,6 +80,8 @@ export class CattailUpstream implements Upstream {
   private readonly everInSync = new Set<string>();
   private lastHealthyMs: number | undefined;
   private disconnectedSinceMs: number | undefined;
+  /** Per feed: `stale` as tier 1's last STATUS of it said. */
+  private readonly tier1Stale = new Map<string, boolean>();
   private staleTimer: Timer | undefined;
   private readonly startedMs: number;
   /** Per feed: changes applied by the client and not yet given to the store (see the `change` listener). */
@@ -97,6 +99,11 @@ export class CattailUpstream implements Upstream {
     // The built-in definition this code gives tier 1 too: the same resources, projection version
     // and model, so tier 2 announces what it passes through. A tier 1 that announces another
     // model or other resources is refused at its WELCOME (below).
+    // No `cluster()` (PROTOCOL.md §8 "Another cluster"): tier 1's name for the cluster arrives with
+    // its WELCOME, before this store holds that cluster's state (it takes the snapshot feed by
+    // feed), and announced meanwhile it labelled the previous cluster's state with the new name:
+    // agents checkpointed that, and every replica of the new cluster then refused them (4015).
+    // Told no name, tier-2 agents compare watermarks as before the key.
     this.feeds = o.feeds.map((name) => {
       const spec = builtinFeed(name);
       return { name, resources: spec.resources, projectionVersion: spec.projectionVersion, model: spec.model };
@@ -171,6 +178,7 @@ export class CattailUpstream implements Upstream {
       // Stale while tier 1 has been away too long, whatever this one feed's STATUS says: one
       // feed's snapshot completing on a short visit (the connection lost during the next feed's,
       // never in sync as a whole) cleared the flag that markStale set once per outage, for good.
+      this.tier1Stale.set(st.feed, st.stale);
       const stale = st.stale || this.awayTooLong();
       this.sink?.onBatch(st.feed, { updates, watermarks: { ...st.watermarks }, ...(status !== undefined ? { status } : {}), stale, ...(barrier ? { barrier: true } : {}) });
     });
@@ -178,6 +186,11 @@ export class CattailUpstream implements Upstream {
       // Only a confirmed sync ends the outage: a WELCOME (`syncing`) does not, or a tier 1 that
       // cut this replica off during every snapshot kept it from ever turning stale.
       if (e.state === 'in-sync' || e.state === 'upstream-stale') {
+        // An outage long enough to have marked feeds stale ends: each feed gets tier 1's own flag
+        // back. A feed whose STATUS came while the outage was still counted (its snapshot done
+        // before the others') passed on stale, and nothing else would clear it until tier 1's next
+        // STATUS of that feed.
+        if (this.awayTooLong()) for (const f of this.o.feeds) this.sink?.onBatch(f, { updates: [], stale: this.tier1Stale.get(f) ?? false });
         this.disconnectedSinceMs = undefined;
         this.staleTimer?.cancel();
         this.staleTimer = undefined;

@@ -91,6 +91,32 @@ describe('client - checkpoint and restart', () => {
     expect(second.stats.snapshotsApplied).toBe(0);
   });
 
+  it('a checkpoint kept across a cluster rebuilt on the same hosts (resourceVersions from 1 again) is replaced by the new cluster\'s snapshot, not refused for ever', async () => {
+    const old = await replica('ck-old');
+    old.upstream.clusterName = 'ca:old';
+    old.upstream.apply('felix', pods(50, 0), { status: 'in-sync', watermarks: { pods: '90000' } });
+    const d = dir();
+    const first = agent(old.server.url, d);
+    await first.whenInSync();
+    expect(first.cluster).toBe('ca:old');
+    await first.close();
+    expect(decodeCheckpoint(readFileSync(join(d, CHECKPOINT_FILE))).cluster).toBe('ca:old');
+    // The new cluster: other objects, and resourceVersions far below the old ones.
+    const rebuilt = await replica('ck-new');
+    rebuilt.upstream.clusterName = 'ca:new';
+    rebuilt.upstream.apply('felix', pods(20, 7), { status: 'in-sync', watermarks: { pods: '400' } });
+    const second = agent(rebuilt.server.url, d);
+    // Before, every replica of the new cluster refused its watermarks (4015), for good.
+    await waitUntil(() => sameAsStore(second, rebuilt.server), 'in sync with the rebuilt cluster', { timeoutMs: 10_000 });
+    expect(second.stats.checkpoint).toMatchObject({ restored: 1 });
+    expect(second.stats.snapshotsApplied).toBe(1);
+    expect(second.cluster).toBe('ca:new');
+    expect(second.feed('felix').size).toBe(20);
+    expect(second.feed('felix').status.watermarks).toEqual({ pods: '400' });
+    await second.close();
+    expect(decodeCheckpoint(readFileSync(join(d, CHECKPOINT_FILE))).cluster).toBe('ca:new');
+  });
+
   it('ignores a corrupt, foreign-node or other-version checkpoint with a coded reason, and snapshots', async () => {
     const { server, upstream } = await replica('ck-a');
     upstream.apply('felix', pods(50, 0), { status: 'in-sync', watermarks: { pods: '100' } });

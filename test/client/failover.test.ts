@@ -34,6 +34,33 @@ function connectedTo(client: Client, s: FakeServer): boolean {
   return client.stats.serverId === s.serverId && client.inSync;
 }
 
+describe('client - another cluster (PROTOCOL.md §8)', () => {
+  it('keeps the WELCOME\'s cluster and presents it; refuses (4002) a WELCOME of another cluster that would continue its state, and forgets the name at a WELCOME without one', async () => {
+    const a = await server({ serverId: 'replica-a' });
+    a.load('felix', data, { pods: '100' });
+    a.cluster = 'kube-system/one';
+    const { client, clock, rec, guard } = setup({ endpoints: [a.url] });
+    guard.allow('CATTAIL_CLIENT_SERVER_CLOSED', 'CATTAIL_CLIENT_CONNECT_FAILED', 'CATTAIL_CLIENT_HANDSHAKE_FAILED', 'CATTAIL_CLIENT_GOODBYE');
+    await client.whenInSync();
+    expect(client.cluster).toBe('kube-system/one');
+    // A broken server: it names another cluster and resumes the token anyway.
+    a.cluster = 'kube-system/two';
+    a.goodbyeAll({ reconnectDelayMs: 0 });
+    for (let i = 0; i < 5 && !rec.events.some((e) => e.reason?.code === 'CATTAIL_CLIENT_HANDSHAKE_FAILED'); i++) {
+      await waitUntil(() => client.state === 'reconnecting', 'reconnecting', on(client));
+      await skipWait(clock);
+      await waitUntil(() => client.state !== 'connecting', 'attempt settled', on(client));
+    }
+    expect(rec.events.some((e) => e.reason?.code === 'CATTAIL_CLIENT_HANDSHAKE_FAILED')).toBe(true);
+    expect(a.rec.hellos.at(-1)?.cluster).toBe('kube-system/one');
+    expect(client.feed('felix').size).toBe(2);
+    // A server that names none: the watermarks decide, and the client keeps no name.
+    a.cluster = undefined;
+    await skipWait(clock);
+    await waitUntil(() => client.inSync && client.cluster === undefined, 'in sync, no name kept', on(client));
+  });
+});
+
 describe('client - failover', () => {
   it('fails over between two replicas when the connected one dies, with no spurious changes', async () => {
     const [a, b] = await replicas();

@@ -18,14 +18,15 @@ export const message: fc.Arbitrary<Message> = fc.oneof(
   fc.record({
     type: fc.constant('hello' as const), protocol: fc.constant(1), node: str, clientId: str, software: str,
     feeds: fc.uniqueArray(fc.record({ name: str, token }, { requiredKeys: ['name'] }), { selector: (f) => f.name, minLength: 1, maxLength: 16 }),
-    caps: fc.array(str, { maxLength: 4 }), maxFrameBytes: nat,
+    caps: fc.array(str, { maxLength: 4 }), maxFrameBytes: nat, cluster: fc.string({ minLength: 1, maxLength: 40 }),
   }, { requiredKeys: ['type', 'protocol', 'node', 'clientId', 'feeds', 'caps'] }),
   fc.record({
     type: fc.constant('welcome' as const), protocol: fc.constant(1), serverId: str, pingIntervalMs: nat, pongTimeoutMs: nat,
     maxFrameBytes: nat, maxInboundBytes: nat, compression: fc.constantFrom('none' as const, 'deflate' as const, 'brotli' as const),
     caps: fc.array(str, { maxLength: 4 }),
     feeds: fc.array(fc.record({ name: str, id: feedId, mode: fc.constantFrom('resume' as const, 'snapshot' as const), reason: str, resources: fc.array(fc.string({ minLength: 1, maxLength: 40 }), { maxLength: 8 }) }, { requiredKeys: ['name', 'id', 'mode'] }), { maxLength: 16 }),
-  }),
+    cluster: fc.string({ minLength: 1, maxLength: 40 }),
+  }, { requiredKeys: ['type', 'protocol', 'serverId', 'pingIntervalMs', 'pongTimeoutMs', 'maxFrameBytes', 'maxInboundBytes', 'compression', 'caps', 'feeds'] }),
   fc.record({ type: fc.constant('snapshotBegin' as const), feedId, revision, entries: nat, rawBytes: nat }),
   fc.record({ type: fc.constant('snapshotChunk' as const), feedId, revision, entries }),
   fc.record({ type: fc.constant('snapshotEnd' as const), feedId, revision, digest, watermarks, status: syncStatus, stale: fc.boolean(), token }),

@@ -215,6 +215,12 @@ describe('proto hostile input', () => {
     expectBad(withResources(Object.keys(many(65))));
     expectBad(withResources(['x'.repeat(257)]));
     expectBad(withResources(['']));
+    // `cluster` in HELLO and WELCOME (§8 "Another cluster"): 1 to 128 bytes.
+    for (const m of [hello, welcome] as const) {
+      expect(decodeFrame(encodeFrame({ ...m, cluster: 'c'.repeat(128) }), limits)).toEqual({ ...m, cluster: 'c'.repeat(128) });
+      expectBad({ ...m, cluster: '' });
+      expectBad({ ...m, cluster: 'é'.repeat(65) }); // 130 bytes
+    }
   });
 
   it('checks the range-repair messages (PROTOCOL.md §7.2): sums of 2,048 bytes, a 32-byte bucket set, no backwards repair, a feed id', () => {

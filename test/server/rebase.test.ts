@@ -120,6 +120,28 @@ describe('server - rebase', () => {
   });
 });
 
+describe('server - another cluster (PROTOCOL.md §8 "Another cluster")', () => {
+  it('takes an agent whose state came from another cluster as holding nothing: a snapshot (other-cluster), never 4015 for its watermarks', async () => {
+    const b = await harness({ serverId: 'replica-b' });
+    b.upstream.clusterName = 'ca:new';
+    feed(b, events(60), 5); // watermarks: pods 559
+    // A cluster rebuilt on the same hosts: resourceVersions started again, the agent's are older ones.
+    const kept = b.agent({ feeds: [{ name: 'felix', token: Buffer.alloc(40, 1), watermarks: { pods: '99999' }, notBefore: { pods: '99999' } }], caps: CAPS, cluster: 'ca:old' });
+    await kept.untilRevision('felix', b.storeRevision('felix'));
+    expect(kept.welcome?.cluster).toBe('ca:new');
+    expect(kept.welcome?.feeds[0]).toEqual({ name: 'felix', id: 0, mode: 'snapshot', reason: 'other-cluster' });
+    expect(kept.digest('felix').equals(b.storeDigest('felix'))).toBe(true);
+    expect(await b.metric('cattail_handshake_feeds_total', { feed: 'felix', mode: 'snapshot', reason: 'other-cluster' })).toBe(1);
+    // The same watermarks from this cluster (or from a client that names none) are still a floor.
+    for (const cluster of ['ca:new', undefined]) {
+      const ahead = b.agent({ feeds: [{ name: 'felix', notBefore: { pods: '99999' } }], ...(cluster !== undefined ? { cluster } : {}) });
+      await ahead.closed;
+      expect(ahead.closeCode).toBe(4015);
+    }
+    expect(kept.violations).toEqual([]);
+  });
+});
+
 describe('server - notBefore (PROTOCOL.md §8)', () => {
   it('refuses an agent without a token whose notBefore is ahead of it (4015, before any snapshot byte), and asks the upstream to look again', async () => {
     const b = await harness({ serverId: 'replica-b' });

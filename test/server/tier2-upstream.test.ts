@@ -183,6 +183,13 @@ describe('tier 2: staleness', () => {
     // Before, that STATUS cleared bgp's stale flag and nothing set it again.
     const last = byFeed.filter(([f]) => f === 'bgp').at(-1)?.[1];
     expect(last?.stale).toBe(true);
+    // Tier 1 back for good: bgp's snapshot ends first (the outage still counted), then felix's;
+    // once in sync, both are fresh again, without waiting for tier 1's next STATUS of bgp.
+    client.emit('status', state('syncing'));
+    client.emit('feedStatus', status('in-sync', { bgp: '3' }, false, 0, 'bgp'));
+    client.emit('feedStatus', status('in-sync', { pods: '3' }));
+    client.emit('status', state('in-sync'));
+    for (const feed of ['felix', 'bgp']) expect(byFeed.filter(([f]) => f === feed).at(-1)?.[1].stale, feed).toBe(false);
   });
 
   it('a confirmed sync ends the outage: no stale after it', () => {

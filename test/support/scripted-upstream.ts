@@ -17,6 +17,8 @@ export class ScriptedUpstream implements Upstream {
   stopped = false;
   /** What the fan-out asked to look at again (Upstream.recheckMissing), one entry per call. */
   readonly rechecks: string[][] = [];
+  /** The cluster's name for agents (Upstream.cluster); undefined: none, as before the key. */
+  clusterName: string | undefined;
 
   constructor(readonly feeds: readonly FeedDefinition[]) {}
 
@@ -26,6 +28,10 @@ export class ScriptedUpstream implements Upstream {
 
   start(sink: FeedSink): void {
     this.sink = sink;
+  }
+
+  cluster(): string | undefined {
+    return this.clusterName;
   }
 
   stop(): Promise<void> {

@@ -21,6 +21,8 @@ export interface FanOutOptions {
   readonly metrics: ServerMetrics;
   readonly log: Logger | undefined;
   readonly serverId: string;
+  /** The upstream cluster's name for agents (Upstream.cluster), read at every HELLO. */
+  readonly cluster?: () => string | undefined;
   readonly feeds: readonly FeedRuntime[];
   readonly cache: SnapshotCache;
   readonly compressions: readonly Compression[];

@@ -21,6 +21,8 @@ export interface Hello {
   }[];
   readonly caps: readonly string[];
   readonly maxFrameBytes: number | undefined;
+  /** §8 "Another cluster": the cluster the agent's state came from (a WELCOME's `cluster`). */
+  readonly cluster?: string | undefined;
 }
 
 const MAX_NAME_CHARS = 253;
@@ -59,6 +61,7 @@ export function checkHello(m: HelloMessage): Hello {
     feeds: m.feeds.map((f) => ({ name: f.name, token: f.token === undefined ? undefined : Buffer.from(f.token), watermarks: f.watermarks, notBefore: f.notBefore })),
     caps: m.caps,
     maxFrameBytes: m.maxFrameBytes,
+    cluster: m.cluster,
   };
 }
 
@@ -87,14 +90,20 @@ type HelloFeed = Hello['feeds'][number];
  * replica's log from the agent's watermarks (another replica's token), or a snapshot with the
  * reason. An unknown feed name is a coded close (4006).
  */
-export function planFeeds(hello: Hello, feeds: ReadonlyMap<string, FeedRuntime>, serverId: string, maxClientBytes: number): FeedPlan[] {
+export function planFeeds(hello: Hello, feeds: ReadonlyMap<string, FeedRuntime>, serverId: string, maxClientBytes: number, cluster?: string): FeedPlan[] {
+  // §8 "Another cluster": state from another cluster is no state here. Its tokens name other
+  // replicas anyway, but its watermarks are another cluster's resourceVersions: taken as a floor,
+  // a cluster rebuilt on the same hosts (new etcd, resourceVersions from 1 again) refused an agent
+  // that kept its checkpoint across the rebuild with 4015 on every replica, for good.
+  if (cluster !== undefined && hello.cluster !== undefined && hello.cluster !== cluster) {
+    return hello.feeds.map((requested) => ({ feed: servedFeed(feeds, requested.name), mode: 'snapshot', reason: 'other-cluster' }));
+  }
   const canRebase = hello.caps.includes(CAP_RESUME_WATERMARKS);
   // §8 "A feed's resources": a client that retires resources is held to the carried ones only.
   const retires = hello.caps.includes(CAP_FEED_RESOURCES);
   return hello.feeds.map((requested) => {
     const { name, token } = requested;
-    const feed = feeds.get(name);
-    if (feed === undefined) throw new CattailError('CATTAIL_SERVER_UNKNOWN_FEED', `feed ${JSON.stringify(name)} is not served here (served: ${[...feeds.keys()].join(', ')})`);
+    const feed = servedFeed(feeds, name);
     const d = judgeToken(token, { serverId, epoch: feed.epoch, feed: feed.name, projectionVersion: feed.projectionVersion }, feed.store.revision);
     const floor = floorOf(requested, retires ? feed.def.resources : undefined);
     if (d.mode === 'snapshot') {
@@ -112,6 +121,12 @@ export function planFeeds(hello: Hello, feeds: ReadonlyMap<string, FeedRuntime>,
     if (s.bytes > maxClientBytes / 2) return { ...snapshotPlan(feed, 'too-large', floor), minRevision: d.revision };
     return { feed, mode: 'resume', since: s };
   });
+}
+
+function servedFeed(feeds: ReadonlyMap<string, FeedRuntime>, name: string): FeedRuntime {
+  const feed = feeds.get(name);
+  if (feed === undefined) throw new CattailError('CATTAIL_SERVER_UNKNOWN_FEED', `feed ${JSON.stringify(name)} is not served here (served: ${[...feeds.keys()].join(', ')})`);
+  return feed;
 }
 
 /**
@@ -186,6 +201,7 @@ function planRebase(feed: FeedRuntime, requested: HelloFeed, reason: SnapshotRea
 
 export interface WelcomeFields {
   readonly serverId: string;
+  readonly cluster?: string;
   readonly pingIntervalMs: number;
   readonly pongTimeoutMs: number;
   readonly maxFrameBytes: number;

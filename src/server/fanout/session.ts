@@ -37,7 +37,8 @@ export class Session {
     const { o } = this.ctx;
     const hello = checkHello(m);
     const now = o.clock.monotonic();
-    const plans = planFeeds(hello, this.byName, o.serverId, o.maxClientBytes);
+    const cluster = o.cluster?.();
+    const plans = planFeeds(hello, this.byName, o.serverId, o.maxClientBytes, cluster);
     const behind = plans.filter((p) => p.mode === 'snapshot' && p.reason === 'behind');
     if (behind.length > 0) {
       // PROTOCOL.md §7.1: the agent's state is newer than ours (we restarted from a checkpoint, or
@@ -65,7 +66,7 @@ export class Session {
     conn.compression = chooseCompression(hello.caps, o.compressions);
     conn.repairCapable = hello.caps.includes(CAP_REPAIR_BUCKETS);
     conn.maxBodyBytes = Math.min(o.maxFrameBytes, bodySizeFor(hello.maxFrameBytes));
-    const welcome = this.welcomeFor(plans, conn, scoped, hello.caps.includes(CAP_FEED_RESOURCES));
+    const welcome = this.welcomeFor(plans, conn, scoped, hello.caps.includes(CAP_FEED_RESOURCES), cluster);
     conn.state = 'streaming';
     conn.lastPongMs = now;
     conn.nextPingMs = now + this.ctx.nextPingDelayMs();
@@ -120,14 +121,14 @@ export class Session {
    * modes, reasons, compression and frame size), and encoding it cost ~50 µs each in the
    * cold-start benchmark, so the frames are kept by what they say (at most WELCOME_CACHE_MAX).
    */
-  private welcomeFor(plans: readonly FeedPlan[], conn: Connection, scoped: boolean, listResources: boolean): Buffer {
-    let key = `${conn.compression}|${conn.maxBodyBytes}|${scoped ? 1 : 0}|${listResources ? 1 : 0}`;
+  private welcomeFor(plans: readonly FeedPlan[], conn: Connection, scoped: boolean, listResources: boolean, cluster: string | undefined): Buffer {
+    let key = `${conn.compression}|${conn.maxBodyBytes}|${scoped ? 1 : 0}|${listResources ? 1 : 0}|${cluster ?? ''}`;
     for (const p of plans) key += `|${p.feed.id}:${p.mode}:${p.mode === 'snapshot' ? p.reason : p.mode === 'rebase' ? p.since.from : ''}`;
     let frame = this.welcomes.get(key);
     if (frame === undefined) {
       const { o } = this.ctx;
       frame = welcomeFrame(plans, {
-        serverId: o.serverId, pingIntervalMs: o.pingIntervalMs, pongTimeoutMs: o.pongTimeoutMs,
+        serverId: o.serverId, ...(cluster !== undefined ? { cluster } : {}), pingIntervalMs: o.pingIntervalMs, pongTimeoutMs: o.pongTimeoutMs,
         maxFrameBytes: conn.maxBodyBytes, maxInboundBytes: o.maxInboundBytes, compression: conn.compression,
       }, scoped, listResources);
       if (this.welcomes.size >= WELCOME_CACHE_MAX) this.welcomes.clear();

@@ -82,4 +82,11 @@ export interface Upstream {
    * has nothing to look at.
    */
   recheckMissing?(resources: readonly string[]): void;
+  /**
+   * Names the upstream cluster for agents (WELCOME `cluster`, PROTOCOL.md §8 "Another cluster"):
+   * the same on every replica of one cluster, another for another cluster; undefined when this
+   * upstream cannot tell (then agents are told nothing and their state is judged as before).
+   * Read at every HELLO. Optional: a scripted upstream has none unless a test gives it one.
+   */
+  cluster?(): string | undefined;
 }

@@ -50,7 +50,7 @@ function decodeToken(token: unknown): TokenFields | undefined {
 }
 
 /** `behind` is never sent in WELCOME: the session refuses such an agent with 4015 (PROTOCOL.md §7.1). */
-export type SnapshotReason = 'no-token' | 'bad-token' | 'other-server' | 'epoch-changed' | 'projection-changed' | 'too-old' | 'too-large' | 'behind';
+export type SnapshotReason = 'no-token' | 'bad-token' | 'other-server' | 'other-cluster' | 'epoch-changed' | 'projection-changed' | 'too-old' | 'too-large' | 'behind';
 
 export type ResumeDecision =
   | { readonly mode: 'resume'; readonly revision: number }

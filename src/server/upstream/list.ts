@@ -26,8 +26,9 @@ import type { KubeObject } from './types.js';
 /**
  * A failure a continue page is asked again for: the page did not arrive (throttled, a server
  * error, the connection dropped or went silent), and the token stays valid until its snapshot is
- * compacted (then 410, which restarts the list). Not 504 (recovery.ts reads it as "too large
- * resourceVersion": a consistent relist), nor anything the list itself is wrong about.
+ * compacted (then 410, which restarts the list). Not a 504 that says "too large resourceVersion"
+ * (failure.ts tooLargeResourceVersion; recovery.ts relists consistently), nor anything the list
+ * itself is wrong about.
  */
 function pageRetryable(err: unknown): boolean {
   if (!(err instanceof UpstreamFailure)) return false;

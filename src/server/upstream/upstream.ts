@@ -13,6 +13,7 @@ import type { BackoffOptions } from '../../backoff.js';
 import { FeedDispatcher, type FeedState } from './dispatcher.js';
 import { type FeedResourceSpec, type FeedSpec, resolveFeeds } from './feeds.js';
 import { clusterIdOf, loadKubeConfig } from './kubeconfig.js';
+import { ClusterName } from './cluster-name.js';
 import { UpstreamMetrics } from './metrics.js';
 import { Reflector } from './reflector.js';
 import { ResourceView } from './resource-view.js';
@@ -98,6 +99,8 @@ class KubeUpstream implements UpstreamHandle {
   private started = false;
   private stopping = false;
   private readonly warm: WarmState | undefined;
+  /** The cluster's name for agents (cluster-name.ts). */
+  private readonly clusterName: ClusterName;
   private starting: Promise<WarmStartResult | undefined> = Promise.resolve(undefined);
 
   constructor(specs: FeedSpec[], transport: Transport, o: UpstreamOptions & ConfigOf<typeof upstreamOptions>) {
@@ -151,6 +154,7 @@ class KubeUpstream implements UpstreamHandle {
       );
     }
     this.tickMs = Math.max(50, Math.min(5_000, Math.floor(staleAfterMs / 10)));
+    this.clusterName = new ClusterName({ o: { transport, clock, metrics: this.metrics, inactivityTimeoutMs: o.watchInactivityTimeoutMs, staleAfterMs } }, clock, logger);
     if (o.stateDir !== undefined) {
       // Everything that shapes the stored values: restoring a state made under other feeds,
       // selectors or projection rules would serve values this build would not produce.
@@ -213,6 +217,7 @@ class KubeUpstream implements UpstreamHandle {
     this.stopping = true;
     await this.starting;
     this.warm?.stop();
+    this.clusterName.stop();
     this.ticker?.cancel();
     // Reflectors first: what their aborted watches applied is flushed as they end, then nothing.
     await Promise.all(this.reflectors.map((r) => r.stop()));
@@ -221,6 +226,16 @@ class KubeUpstream implements UpstreamHandle {
 
   recheckMissing(resources: readonly string[]): void {
     for (const r of this.reflectors) if (resources.includes(r.id)) r.lookAgainIfMissing();
+  }
+
+  /**
+   * Read at the first HELLO, not at start: a replica no agent ever reaches (a test, a tier-1 replica
+   * of tier 2 only) makes no request for it. The agents answered before the read completes are
+   * told no name, which costs them nothing but the name's use until their next WELCOME.
+   */
+  cluster(): string | undefined {
+    if (this.started && !this.stopping) this.clusterName.start();
+    return this.clusterName.name;
   }
 
   health(): readonly ResourceHealth[] {

@@ -132,6 +132,8 @@ export class FakeServer {
   fakeWatermarks: Record<string, string> | undefined;
   /** Accept HELLO but never answer it (handshake timeout). */
   noWelcome = false;
+  /** WELCOME `cluster` (PROTOCOL.md §8 "Another cluster"); this fake ignores the HELLO's (a broken server). */
+  cluster: string | undefined;
   /** Stop answering entirely (socket paused: no data, no close replies). */
   blackholed = false;
   private http: Server | undefined;
@@ -313,6 +315,7 @@ export class FakeServer {
       type: 'welcome', protocol: 1, serverId: this.serverId, pingIntervalMs: this.opts.pingIntervalMs ?? 10_000, pongTimeoutMs: 60_000,
       maxFrameBytes: this.opts.welcomeMaxFrameBytes ?? 1_048_576, maxInboundBytes: 65_536, compression: chosen, caps: this.opts.welcomeCaps ?? [],
       feeds: plan.map((p) => (p.reason === undefined ? { name: p.feed.name, id: p.id, mode: p.mode } : { name: p.feed.name, id: p.id, mode: p.mode, reason: p.reason })),
+      ...(this.cluster !== undefined ? { cluster: this.cluster } : {}),
     });
     c.welcomeCompression = chosen;
     for (const p of plan) {

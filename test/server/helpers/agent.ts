@@ -45,6 +45,8 @@ export interface AgentOptions {
   node?: string;
   /** The clientId in HELLO (default test). */
   clientId?: string;
+  /** HELLO `cluster`: the cluster the presented state came from (PROTOCOL.md §8 "Another cluster"). */
+  cluster?: string;
   /** Keep every decoded message in `messages` (what a scoped agent was sent, for example). */
   record?: boolean;
   /** TLS for wss:// URLs: the CA of the server certificate and a client certificate. */
@@ -83,7 +85,7 @@ export class TestAgent extends EventEmitter {
     });
     this.ws.on('error', () => undefined);
     this.ws.on('open', () => {
-      if (!opts.silent) this.sendMessage({ type: 'hello', protocol: 1, node: opts.node ?? 'node-1', clientId: opts.clientId ?? 'test', feeds: opts.feeds.map((f) => ({ name: f.name, ...(f.token === undefined ? {} : { token: f.token }), ...(f.watermarks === undefined ? {} : { watermarks: f.watermarks }), ...(f.notBefore === undefined ? {} : { notBefore: f.notBefore }) })), caps: opts.caps ?? [], ...(opts.maxFrameBytes ? { maxFrameBytes: opts.maxFrameBytes } : {}) });
+      if (!opts.silent) this.sendMessage({ type: 'hello', protocol: 1, node: opts.node ?? 'node-1', clientId: opts.clientId ?? 'test', feeds: opts.feeds.map((f) => ({ name: f.name, ...(f.token === undefined ? {} : { token: f.token }), ...(f.watermarks === undefined ? {} : { watermarks: f.watermarks }), ...(f.notBefore === undefined ? {} : { notBefore: f.notBefore }) })), caps: opts.caps ?? [], ...(opts.maxFrameBytes ? { maxFrameBytes: opts.maxFrameBytes } : {}), ...(opts.cluster !== undefined ? { cluster: opts.cluster } : {}) });
     });
     this.ws.on('message', (data: Buffer) => {
       this.bytesReceived += data.length;

@@ -1,0 +1,101 @@
+/**
+ * The cluster's name for agents (WELCOME `cluster`, PROTOCOL.md §8 "Another cluster"): the UID of
+ * the `kube-system` namespace, read once with a LIST of that one namespace (the replica may list
+ * namespaces: the felix feed watches them).
+ *
+ * Why that UID: it is made with the cluster and lives as long as it (kube-system cannot be
+ * deleted), so a cluster built again on the same hosts has another one, and every replica of one
+ * cluster reads the same, whatever address or CA it reaches the API server by. Rejected: a hash
+ * of the cluster CA (what the replica checkpoint's identity uses): a CA rotation, one replica
+ * restarted after another, gave one cluster two names for a while, and agents moving between
+ * them were taken for another cluster's, with no floor, each time; a hash of the API server URL
+ * (every kubeadm cluster is https://10.96.0.1:443 in-cluster, and a replica outside reaches it
+ * by another URL).
+ *
+ * Read when the first agent asks (upstream.ts cluster()). Until it is read (the API server
+ * unreachable, RBAC without list on namespaces) the name is
+ * unknown: agents are told none and their watermarks are compared as before. A failed read is
+ * tried again every CLUSTER_NAME_RETRY_MS; a read that worked is final for the process.
+ */
+import type { Clock, Timer } from '../../clock.js';
+import type { Logger } from '../../log.js';
+import { guardedGet, type RequestContext } from './request.js';
+import { readBody } from './stream.js';
+import { UpstreamFailure } from './failure.js';
+
+/** Between two reads of the kube-system namespace that failed (ms). */
+export const CLUSTER_NAME_RETRY_MS = 30_000;
+/** A one-namespace list is small; anything larger is not what was asked for. */
+const MAX_BYTES = 64 * 1024;
+const PATH = `/api/v1/namespaces?${new URLSearchParams({ fieldSelector: 'metadata.name=kube-system', limit: '1' }).toString()}`;
+
+/** The name of a cluster whose kube-system namespace has `uid` (exported for tests). */
+export function clusterNameOfUid(uid: string): string {
+  return `kube-system/${uid}`;
+}
+
+/** The UID of kube-system in a namespace list body, or undefined when it holds none. */
+export function kubeSystemUidOf(body: unknown): string | undefined {
+  const items = (body as { items?: unknown } | null)?.items;
+  if (!Array.isArray(items)) return undefined;
+  for (const it of items) {
+    const meta = (it as { metadata?: { name?: unknown; uid?: unknown } } | null)?.metadata;
+    // Bounded (WELCOME `cluster` is at most 128 bytes): a UID is 36 characters.
+    if (meta?.name === 'kube-system' && typeof meta.uid === 'string' && meta.uid !== '' && meta.uid.length <= 64) return meta.uid;
+  }
+  return undefined;
+}
+
+export class ClusterName {
+  private uid: string | undefined;
+  private timer: Timer | undefined;
+  private stopped = false;
+  private started = false;
+  private readonly stop$ = new AbortController();
+
+  constructor(
+    private readonly ctx: Omit<RequestContext, 'stopSignal' | 'id'>,
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+  ) {}
+
+  /** The cluster's name, once read. */
+  get name(): string | undefined {
+    return this.uid === undefined ? undefined : clusterNameOfUid(this.uid);
+  }
+
+  /** Starts reading it (once; later calls do nothing). */
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    void this.read();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.timer?.cancel();
+    this.stop$.abort();
+  }
+
+  private async read(): Promise<void> {
+    this.timer = undefined;
+    if (this.stopped) return;
+    try {
+      const page = await guardedGet({ ...this.ctx, id: 'namespaces', stopSignal: this.stop$.signal }, 'list', PATH);
+      let text: string;
+      try {
+        text = await readBody(page.res, page.watchdog, page.signal, MAX_BYTES, (bytes) => new UpstreamFailure('body-too-large', `namespace list of ${bytes} bytes or more`, 200));
+      } finally {
+        page.done();
+      }
+      const uid = kubeSystemUidOf(JSON.parse(text) as unknown);
+      if (uid === undefined) throw new Error('the list holds no kube-system namespace with a UID');
+      this.uid = uid;
+      this.logger.info({ cluster: this.name }, 'cluster named by its kube-system namespace (agents from another cluster get a snapshot)');
+    } catch (err) {
+      if (this.stopped) return;
+      this.logger.warn({ err: (err as Error).message, retryMs: CLUSTER_NAME_RETRY_MS }, 'cannot read the kube-system namespace: agents are told no cluster name until it is read');
+      this.timer = this.clock.setTimeout(() => void this.read(), CLUSTER_NAME_RETRY_MS);
+    }
+  }
+}

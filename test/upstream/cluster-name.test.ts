@@ -1,0 +1,52 @@
+/**
+ * The cluster's name for agents (cluster-name.ts; PROTOCOL.md §8 "Another cluster"): the UID of
+ * the kube-system namespace, the same for every replica of one cluster, another for a cluster
+ * built again.
+ */
+import { describe, expect, it } from 'vitest';
+import { clusterNameOfUid, kubeSystemUidOf } from '../../src/server/upstream/cluster-name.js';
+import { anotherUpstreamOnSim, upstreamOnSim } from '../support/upstream.js';
+import { RecordingSink } from './helpers.js';
+import { waitUntil } from '../support/wait.js';
+
+const PODS_FEED = { name: 'pods', resources: [{ resource: 'pods' }] };
+
+describe('the cluster name', () => {
+  it('is kube-system\'s UID, read from the API server: the same for two replicas of one cluster', async () => {
+    const { sim, clock, up } = await upstreamOnSim({ sim: { nodes: 2, podsPerNode: 2, seed: 5 }, up: { replicaId: 'r1', feeds: [], customFeeds: [PODS_FEED] } });
+    const uid = sim.admin.get('namespaces', undefined, 'kube-system')?.['metadata'] as { uid: string };
+    expect(up.cluster?.()).toBeUndefined();
+    up.start(new RecordingSink());
+    await waitUntil(() => up.cluster?.() !== undefined, 'the cluster named', { clock });
+    expect(up.cluster?.()).toBe(clusterNameOfUid(uid.uid));
+    const other = anotherUpstreamOnSim(sim, clock, { replicaId: 'r2', feeds: [], customFeeds: [PODS_FEED] });
+    other.start(new RecordingSink());
+    await waitUntil(() => other.cluster?.() !== undefined, 'the second replica named it', { clock });
+    expect(other.cluster?.()).toBe(up.cluster?.());
+    await Promise.all([up.stop(), other.stop()]);
+  });
+
+  it('is read again after a failure, and unknown until then', async () => {
+    const { sim, clock, up } = await upstreamOnSim({ sim: { nodes: 1, podsPerNode: 1, seed: 5 }, up: { replicaId: 'r1', feeds: [], customFeeds: [PODS_FEED] } });
+    sim.faults.add({ kind: 'forbidden', resource: 'namespaces', verb: 'LIST', times: 2 });
+    up.start(new RecordingSink());
+    // Read when first asked (an agent's HELLO), not at start.
+    await clock.advanceAsync(5_000);
+    expect(sim.faults.log().filter((e) => e.kind === 'forbidden')).toHaveLength(0);
+    expect(up.cluster?.()).toBeUndefined();
+    await waitUntil(() => sim.faults.log().filter((e) => e.kind === 'forbidden').length === 1, 'the first read refused', { clock });
+    expect(up.cluster?.()).toBeUndefined();
+    await waitUntil(() => up.cluster?.() !== undefined, 'named at a later read', { clock, stepMs: 1_000, timeoutMs: 120_000 });
+    expect(sim.faults.log().filter((e) => e.kind === 'forbidden')).toHaveLength(2);
+    await up.stop();
+  });
+
+  it('takes the UID of kube-system only, bounded, from a list body', () => {
+    expect(kubeSystemUidOf({ items: [{ metadata: { name: 'kube-system', uid: 'a1b2' } }] })).toBe('a1b2');
+    expect(kubeSystemUidOf({ items: [{ metadata: { name: 'default', uid: 'x' } }] })).toBeUndefined();
+    expect(kubeSystemUidOf({ items: [{ metadata: { name: 'kube-system', uid: 'u'.repeat(65) } }] })).toBeUndefined();
+    expect(kubeSystemUidOf({ items: [{ metadata: { name: 'kube-system' } }] })).toBeUndefined();
+    expect(kubeSystemUidOf('garbage')).toBeUndefined();
+    expect(kubeSystemUidOf(null)).toBeUndefined();
+  });
+});
