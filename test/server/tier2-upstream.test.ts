@@ -185,10 +185,11 @@ describe('tier 2: staleness', () => {
     expect(last?.stale).toBe(true);
     // Tier 1 back for good: bgp's snapshot ends first (the outage still counted), then felix's;
     // once in sync, both are fresh again, without waiting for tier 1's next STATUS of bgp.
+    // (The client's order: the last feed's snapshot end moves it to in-sync, then that feed's STATUS.)
     client.emit('status', state('syncing'));
     client.emit('feedStatus', status('in-sync', { bgp: '3' }, false, 0, 'bgp'));
-    client.emit('feedStatus', status('in-sync', { pods: '3' }));
     client.emit('status', state('in-sync'));
+    client.emit('feedStatus', status('in-sync', { pods: '3' }));
     for (const feed of ['felix', 'bgp']) expect(byFeed.filter(([f]) => f === feed).at(-1)?.[1].stale, feed).toBe(false);
   });
 

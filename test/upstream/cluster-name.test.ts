@@ -44,7 +44,9 @@ describe('the cluster name', () => {
   it('takes the UID of kube-system only, bounded, from a list body', () => {
     expect(kubeSystemUidOf({ items: [{ metadata: { name: 'kube-system', uid: 'a1b2' } }] })).toBe('a1b2');
     expect(kubeSystemUidOf({ items: [{ metadata: { name: 'default', uid: 'x' } }] })).toBeUndefined();
-    expect(kubeSystemUidOf({ items: [{ metadata: { name: 'kube-system', uid: 'u'.repeat(65) } }] })).toBeUndefined();
+    expect(kubeSystemUidOf({ items: [{ metadata: { name: 'kube-system', uid: 'u'.repeat(116) } }] })).toBe('u'.repeat(116)); // 128 bytes named
+    expect(kubeSystemUidOf({ items: [{ metadata: { name: 'kube-system', uid: 'u'.repeat(117) } }] })).toBeUndefined();
+    expect(kubeSystemUidOf({ items: [{ metadata: { name: 'kube-system', uid: 'é'.repeat(60) } }] })).toBeUndefined(); // 60 characters, 120 bytes + 12
     expect(kubeSystemUidOf({ items: [{ metadata: { name: 'kube-system' } }] })).toBeUndefined();
     expect(kubeSystemUidOf('garbage')).toBeUndefined();
     expect(kubeSystemUidOf(null)).toBeUndefined();

@@ -22,6 +22,7 @@ import type { Logger } from '../../log.js';
 import { guardedGet, type RequestContext } from './request.js';
 import { readBody } from './stream.js';
 import { UpstreamFailure } from './failure.js';
+import { MAX_CLUSTER_BYTES } from '../../../proto/types.js';
 
 /** Between two reads of the kube-system namespace that failed (ms). */
 export const CLUSTER_NAME_RETRY_MS = 30_000;
@@ -40,8 +41,9 @@ export function kubeSystemUidOf(body: unknown): string | undefined {
   if (!Array.isArray(items)) return undefined;
   for (const it of items) {
     const meta = (it as { metadata?: { name?: unknown; uid?: unknown } } | null)?.metadata;
-    // Bounded (WELCOME `cluster` is at most 128 bytes): a UID is 36 characters.
-    if (meta?.name === 'kube-system' && typeof meta.uid === 'string' && meta.uid !== '' && meta.uid.length <= 64) return meta.uid;
+    // Bounded in bytes (WELCOME `cluster` is at most MAX_CLUSTER_BYTES; above it every client's
+    // codec would refuse every WELCOME): a Kubernetes UID is a 36-character UUID.
+    if (meta?.name === 'kube-system' && typeof meta.uid === 'string' && meta.uid !== '' && Buffer.byteLength(clusterNameOfUid(meta.uid)) <= MAX_CLUSTER_BYTES) return meta.uid;
   }
   return undefined;
 }
@@ -81,7 +83,7 @@ export class ClusterName {
     this.timer = undefined;
     if (this.stopped) return;
     try {
-      const page = await guardedGet({ ...this.ctx, id: 'namespaces', stopSignal: this.stop$.signal }, 'list', PATH);
+      const page = await guardedGet({ ...this.ctx, id: 'namespaces', stopSignal: this.stop$.signal }, 'cluster-name', PATH);
       let text: string;
       try {
         text = await readBody(page.res, page.watchdog, page.signal, MAX_BYTES, (bytes) => new UpstreamFailure('body-too-large', `namespace list of ${bytes} bytes or more`, 200));

@@ -24,7 +24,7 @@ export class UpstreamMetrics {
   constructor(registry?: Registry) {
     this.registry = registry ?? new Registry();
     const registers = [this.registry];
-    this.requests = new Counter({ name: 'cattail_upstream_requests_total', help: 'List and watch requests to the API server, by HTTP status (or "error" when none arrived); verb crd-list is the CRD list after an optional resource\'s 404.', labelNames: ['resource', 'verb', 'code'], registers });
+    this.requests = new Counter({ name: 'cattail_upstream_requests_total', help: 'List and watch requests to the API server, by HTTP status (or "error" when none arrived); verb crd-list is the CRD list after an optional resource\'s 404, verb cluster-name the read of the kube-system namespace that names the cluster for agents.', labelNames: ['resource', 'verb', 'code'], registers });
     this.relists = new Counter({ name: 'cattail_upstream_relists_total', help: 'Lists after the first, by reason (expired, too-large, continue-expired, stale-list, missing-retry, watchlist-fallback).', labelNames: ['resource', 'reason'], registers });
     this.watchRestarts = new Counter({ name: 'cattail_upstream_watch_restarts_total', help: 'Watches ended and restarted, by reason (timeout, expired, watchdog, network, http, stream-error, throttled, auth, short-watch, list-too-large).', labelNames: ['resource', 'reason'], registers });
     this.skipped = new Counter({ name: 'cattail_upstream_objects_skipped_total', help: 'Objects or lines skipped because they were malformed or their projection failed.', labelNames: ['resource', 'reason'], registers });

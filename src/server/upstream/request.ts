@@ -27,8 +27,8 @@ export interface GuardedResponse {
   readonly done: () => void;
 }
 
-/** The `verb` label of a request: a LIST page, a watch, or the CRD list of not-served.ts. */
-export type UpstreamVerb = 'list' | 'watch' | 'crd-list';
+/** The `verb` label of a request: a LIST page, a watch, the CRD list of not-served.ts, or the kube-system read of cluster-name.ts. */
+export type UpstreamVerb = 'list' | 'watch' | 'crd-list' | 'cluster-name';
 
 /** Sends a GET under the inactivity watchdog; non-200 responses become UpstreamFailure. */
 export async function guardedGet(r: RequestContext, verb: UpstreamVerb, path: string): Promise<GuardedResponse> {
