@@ -159,6 +159,8 @@ export function collectionPath(def: ResourceDef, namespace?: string): string {
 export interface PolicyRule {
   apiGroups: string[];
   resources: string[];
+  /** Only these objects (RBAC `resourceNames`); absent: every object. */
+  resourceNames?: string[];
   verbs: string[];
 }
 

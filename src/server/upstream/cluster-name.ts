@@ -1,7 +1,7 @@
 /**
  * The cluster's name for agents (WELCOME `cluster`, PROTOCOL.md §8 "Another cluster"): the UID of
- * the `kube-system` namespace, read once with a LIST of that one namespace (the replica may list
- * namespaces: the felix feed watches them).
+ * the `kube-system` namespace, read once with a GET of that one object (the ClusterRole grants get
+ * on it by name; a GET, not a LIST: a warm restart is one that lists nothing).
  *
  * Why that UID: it is made with the cluster and lives as long as it (kube-system cannot be
  * deleted), so a cluster built again on the same hosts has another one, and every replica of one
@@ -13,7 +13,7 @@
  * by another URL).
  *
  * Read when the first agent asks (upstream.ts cluster()). Until it is read (the API server
- * unreachable, RBAC without list on namespaces) the name is
+ * unreachable, RBAC without get on kube-system) the name is
  * unknown: agents are told none and their watermarks are compared as before. A failed read is
  * tried again every CLUSTER_NAME_RETRY_MS; a read that worked is final for the process.
  */
@@ -26,25 +26,21 @@ import { MAX_CLUSTER_BYTES } from '../../../proto/types.js';
 
 /** Between two reads of the kube-system namespace that failed (ms). */
 export const CLUSTER_NAME_RETRY_MS = 30_000;
-/** A one-namespace list is small; anything larger is not what was asked for. */
+/** One namespace is small; anything larger is not what was asked for. */
 const MAX_BYTES = 64 * 1024;
-const PATH = `/api/v1/namespaces?${new URLSearchParams({ fieldSelector: 'metadata.name=kube-system', limit: '1' }).toString()}`;
+const PATH = '/api/v1/namespaces/kube-system';
 
 /** The name of a cluster whose kube-system namespace has `uid` (exported for tests). */
 export function clusterNameOfUid(uid: string): string {
   return `kube-system/${uid}`;
 }
 
-/** The UID of kube-system in a namespace list body, or undefined when it holds none. */
+/** The UID in the kube-system namespace object `body`, or undefined when it is not that. */
 export function kubeSystemUidOf(body: unknown): string | undefined {
-  const items = (body as { items?: unknown } | null)?.items;
-  if (!Array.isArray(items)) return undefined;
-  for (const it of items) {
-    const meta = (it as { metadata?: { name?: unknown; uid?: unknown } } | null)?.metadata;
-    // Bounded in bytes (WELCOME `cluster` is at most MAX_CLUSTER_BYTES; above it every client's
-    // codec would refuse every WELCOME): a Kubernetes UID is a 36-character UUID.
-    if (meta?.name === 'kube-system' && typeof meta.uid === 'string' && meta.uid !== '' && Buffer.byteLength(clusterNameOfUid(meta.uid)) <= MAX_CLUSTER_BYTES) return meta.uid;
-  }
+  const meta = (body as { metadata?: { name?: unknown; uid?: unknown } } | null)?.metadata;
+  // Bounded in bytes (WELCOME `cluster` is at most MAX_CLUSTER_BYTES; above it every client's
+  // codec would refuse every WELCOME): a Kubernetes UID is a 36-character UUID.
+  if (meta?.name === 'kube-system' && typeof meta.uid === 'string' && meta.uid !== '' && Buffer.byteLength(clusterNameOfUid(meta.uid)) <= MAX_CLUSTER_BYTES) return meta.uid;
   return undefined;
 }
 
@@ -86,12 +82,12 @@ export class ClusterName {
       const page = await guardedGet({ ...this.ctx, id: 'namespaces', stopSignal: this.stop$.signal }, 'cluster-name', PATH);
       let text: string;
       try {
-        text = await readBody(page.res, page.watchdog, page.signal, MAX_BYTES, (bytes) => new UpstreamFailure('body-too-large', `namespace list of ${bytes} bytes or more`, 200));
+        text = await readBody(page.res, page.watchdog, page.signal, MAX_BYTES, (bytes) => new UpstreamFailure('body-too-large', `kube-system namespace of ${bytes} bytes or more`, 200));
       } finally {
         page.done();
       }
       const uid = kubeSystemUidOf(JSON.parse(text) as unknown);
-      if (uid === undefined) throw new Error('the list holds no kube-system namespace with a UID');
+      if (uid === undefined) throw new Error('the answer is not the kube-system namespace with a UID');
       this.uid = uid;
       this.logger.info({ cluster: this.name }, 'cluster named by its kube-system namespace (agents from another cluster get a snapshot)');
     } catch (err) {
