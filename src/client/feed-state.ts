@@ -23,6 +23,7 @@ import { IncrementalDigest } from './digest.js';
 import { bucketOfHashHi, hasBucket } from '../../proto/bucket-set.js';
 import { entryHashInto } from '../../proto/digest.js';
 import { MAX_WATERMARKS, MAX_WATERMARKS_BYTES } from '../../proto/types.js';
+import { isResourceVersion } from '../../proto/resource-version.js';
 import { aboveWatermarkBounds, behindResources, mergeWatermarks, type BehindResource, type Watermarks } from './watermarks.js';
 
 /** `[key, value]` with the value's msgpack bytes (PROTOCOL.md §3.1). */
@@ -387,6 +388,7 @@ export class FeedState {
       });
     }
     // Before anything changes: a refusal must leave the state as it was.
+    this.checkDecimal(end.watermarks);
     const floor = this.floorFor(end.watermarks, this.carried);
     const behind = behindResources(floor, end.watermarks);
     if (behind.length > 0) return { kind: 'behind', behind };
@@ -551,6 +553,7 @@ export class FeedState {
       throw unexpected(`feed ${this.name}: an in-sync STATUS without digest before any with one`, { feed: this.name, revision: st.revision });
     }
     // Before anything changes: a refusal must leave the state as it was.
+    this.checkDecimal(st.watermarks);
     const floor = this.floorFor(st.watermarks, undefined);
     const accepted = this.acceptedWatermarks(floor, st.watermarks);
     const wasRepairing = this.repair !== undefined;
@@ -628,6 +631,17 @@ export class FeedState {
    * §8's bounds are a protocol error; retired ones are dropped to fit beside them (by name, last
    * first), since the server the client now follows does not carry them.
    */
+  /**
+   * §8: a watermark is a decimal resourceVersion. One that is not has no order: kept, no later
+   * state could be judged against it, and a relay (tier 2) whose store refuses it dropped every
+   * batch that carried it, its agents quietly diverging. A protocol error (4002) instead.
+   */
+  private checkDecimal(offered: Watermarks): void {
+    for (const [r, v] of Object.entries(offered)) {
+      if (!isResourceVersion(v)) throw unexpected(`feed ${this.name}: the server's watermark for ${r} is not a decimal resourceVersion`, { feed: this.name, resource: r });
+    }
+  }
+
   private acceptedWatermarks(floor: Record<string, string>, offered: Watermarks): { applied: Record<string, string>; retired: Record<string, string> } {
     const applied = mergeWatermarks(floor, offered);
     const above = aboveWatermarkBounds(applied);

@@ -34,6 +34,23 @@ function connectedTo(client: Client, s: FakeServer): boolean {
   return client.stats.serverId === s.serverId && client.inSync;
 }
 
+describe('client - watermarks (PROTOCOL.md §8)', () => {
+  it('closes with 4002 on a watermark that is not a decimal resourceVersion, and takes nothing of that state', async () => {
+    const a = await server({ serverId: 'replica-a' });
+    a.load('felix', data, { pods: '100' });
+    a.fakeWatermarks = { pods: 'v100' };
+    const { client, rec, guard } = setup({ endpoints: [a.url] });
+    guard.allow('CATTAIL_CLIENT_PROTOCOL_ERROR', 'CATTAIL_CLIENT_SERVER_CLOSED');
+    // Before, it was kept: no later state could be judged against it, and a relay's store refused
+    // every batch that carried it.
+    await waitUntil(() => rec.events.some((e) => e.reason?.code === 'CATTAIL_CLIENT_PROTOCOL_ERROR'), 'refused', on(client));
+    expect(String(rec.events.find((e) => e.reason?.code === 'CATTAIL_CLIENT_PROTOCOL_ERROR')?.reason?.message)).toContain('not a decimal resourceVersion');
+    expect(client.feed('felix').size).toBe(0);
+    expect(client.feed('felix').status.watermarks).toEqual({});
+    expect(a.rec.clientCloses.some((c) => c.code === 4002)).toBe(true);
+  });
+});
+
 describe('client - another cluster (PROTOCOL.md §8)', () => {
   it('keeps the WELCOME\'s cluster and presents it; refuses (4002) a WELCOME of another cluster that would continue its state, and forgets the name at a WELCOME without one', async () => {
     const a = await server({ serverId: 'replica-a' });
