@@ -51,6 +51,26 @@ function nextWatchWrites(lines: () => string[], end = false): void {
   };
 }
 
+/**
+ * Records the continue token of every LIST request (`pages`, '' for a first page); a request
+ * `fails` picks (given its token, the tokens so far with it, and how many failed before) is
+ * answered `status` with `body`. Watches reach the server as usual.
+ */
+function failListPages(fails: (cont: string, seen: string[], failedBefore: number) => boolean, status: number, body: object, headers: Record<string, string> = {}): { pages: string[]; failed: () => number } {
+  const pages: string[] = [];
+  let failed = 0;
+  server.intercept = (info, _req, res) => {
+    if (info.watch) return false;
+    const cont = info.query.get('continue') ?? '';
+    pages.push(cont);
+    if (!fails(cont, pages, failed)) return false;
+    failed++;
+    res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify(body));
+    return true;
+  };
+  return { pages, failed: () => failed };
+}
+
 describe('reflector under faults', () => {
   it('survives a reset in the middle of a JSON line, applying nothing partial', async () => {
     const { clock, sink, up } = await setup();
@@ -231,24 +251,15 @@ describe('reflector under faults', () => {
   it('a throttled continue page is asked again after Retry-After: the list goes on from it, not from page 1', async () => {
     const { clock, sink, up } = await setup({ listPageSize: 2 });
     for (let i = 0; i < 7; i++) server.upsert('pods', pod(`p${i}`, { ip: `10.0.0.${i + 1}` }));
-    const pages: string[] = [];
-    let throttled = 0;
-    server.intercept = (info, _req, res) => {
-      if (info.watch) return false;
-      const cont = info.query.get('continue') ?? '';
-      pages.push(cont);
-      // The third page is throttled twice (APF), then served.
-      if (pages.filter((c) => c !== '').length >= 2 && cont !== '' && throttled < 2 && pages.filter((c) => c === cont).length <= 2) {
-        throttled++;
-        res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '3' }).end(JSON.stringify({ kind: 'Status', code: 429, reason: 'TooManyRequests' }));
-        return true;
-      }
-      return false;
-    };
+    // The third page is throttled twice (APF), then served.
+    const { pages, failed } = failListPages(
+      (cont, seen, n) => seen.filter((c) => c !== '').length >= 2 && cont !== '' && n < 2 && seen.filter((c) => c === cont).length <= 2,
+      429, { kind: 'Status', code: 429, reason: 'TooManyRequests' }, { 'retry-after': '3' },
+    );
     up.start(sink);
     await waitUntil(() => sink.status.get('pods') === 'in-sync', { clock, stepMs: 500 });
     expect(converged(sink)).toBe(true);
-    expect(throttled).toBe(2);
+    expect(failed()).toBe(2);
     // One first page, and the throttled token asked three times: 4 pages of 2 items, 2 retries.
     expect(pages.filter((c) => c === '')).toHaveLength(1);
     expect(pages).toHaveLength(6);
@@ -260,27 +271,15 @@ describe('reflector under faults', () => {
   it('a continue page that times out (504 without "too large resource version") is asked again: the list goes on from it, no consistent relist', async () => {
     const { clock, sink, up } = await setup({ listPageSize: 2 });
     for (let i = 0; i < 7; i++) server.upsert('pods', pod(`p${i}`, { ip: `10.0.0.${i + 1}` }));
-    const pages: string[] = [];
-    let timedOut = 0;
-    server.intercept = (info, _req, res) => {
-      if (info.watch) return false;
-      const cont = info.query.get('continue') ?? '';
-      pages.push(cont);
-      // The second page times out once, as the API server's request filter answers a slow request.
-      if (cont !== '' && timedOut === 0) {
-        timedOut++;
-        res.writeHead(504, { 'content-type': 'application/json' }).end(JSON.stringify({
-          kind: 'Status', apiVersion: 'v1', status: 'Failure', code: 504, reason: 'Timeout',
-          message: 'Timeout: request did not complete within requested timeout - context deadline exceeded',
-        }));
-        return true;
-      }
-      return false;
-    };
+    // The second page times out once, as the API server's request filter answers a slow request.
+    const { pages, failed } = failListPages((cont, _seen, n) => cont !== '' && n === 0, 504, {
+      kind: 'Status', apiVersion: 'v1', status: 'Failure', code: 504, reason: 'Timeout',
+      message: 'Timeout: request did not complete within requested timeout - context deadline exceeded',
+    });
     up.start(sink);
     await waitUntil(() => sink.status.get('pods') === 'in-sync', { clock, stepMs: 500 });
     expect(converged(sink)).toBe(true);
-    expect(timedOut).toBe(1);
+    expect(failed()).toBe(1);
     // Before, a 504 was "too large RV": the pages were thrown away and the list began again.
     expect(pages.filter((c) => c === '')).toHaveLength(1);
     expect(pages).toHaveLength(5);

@@ -19,9 +19,7 @@
  */
 import type { Clock, Timer } from '../../clock.js';
 import type { Logger } from '../../log.js';
-import { guardedGet, type RequestContext } from './request.js';
-import { readBody } from './stream.js';
-import { UpstreamFailure } from './failure.js';
+import { guardedGet, readJson, type RequestContext } from './request.js';
 import { MAX_CLUSTER_BYTES } from '../../../proto/types.js';
 
 /** Between two reads of the kube-system namespace that failed (ms). */
@@ -80,13 +78,7 @@ export class ClusterName {
     if (this.stopped) return;
     try {
       const page = await guardedGet({ ...this.ctx, id: 'namespaces', stopSignal: this.stop$.signal }, 'cluster-name', PATH);
-      let text: string;
-      try {
-        text = await readBody(page.res, page.watchdog, page.signal, MAX_BYTES, (bytes) => new UpstreamFailure('body-too-large', `kube-system namespace of ${bytes} bytes or more`, 200));
-      } finally {
-        page.done();
-      }
-      const uid = kubeSystemUidOf(JSON.parse(text) as unknown);
+      const uid = kubeSystemUidOf(await readJson(page, MAX_BYTES, 'kube-system namespace'));
       if (uid === undefined) throw new Error('the answer is not the kube-system namespace with a UID');
       this.uid = uid;
       this.logger.info({ cluster: this.name }, 'cluster named by its kube-system namespace (agents from another cluster get a snapshot)');

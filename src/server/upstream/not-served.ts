@@ -33,9 +33,8 @@
  */
 import { isResourceVersion } from '../../../proto/index.js';
 import { UpstreamFailure } from './failure.js';
-import { parseJson } from './json.js';
 import type { ReflectorCore } from './reflector-core.js';
-import { readBody } from './stream.js';
+import { readJson } from './request.js';
 
 /** The CRD list path; `metadata.name` is a field selector every resource supports. */
 export const CRD_LIST_PATH = '/apis/apiextensions.k8s.io/v1/customresourcedefinitions';
@@ -65,14 +64,8 @@ export function crdNameOf(r: ReflectorCore): string {
 export async function probeNotServed(r: ReflectorCore): Promise<NotServedEvidence> {
   const q = new URLSearchParams({ fieldSelector: `metadata.name=${crdNameOf(r)}` });
   try {
-    const page = await r.request('crd-list', `${CRD_LIST_PATH}?${q.toString()}`);
-    let text: string;
-    try {
-      text = await readBody(page.res, page.watchdog, page.signal, PROBE_MAX_BYTES, (bytes) => new UpstreamFailure('body-too-large', `CRD list of ${bytes} bytes or more`, 200));
-    } finally {
-      page.done();
-    }
-    return evidenceOf(parseJson(text), r.o.def.version);
+    const body = await readJson(await r.request('crd-list', `${CRD_LIST_PATH}?${q.toString()}`), PROBE_MAX_BYTES, 'CRD list');
+    return evidenceOf(body, r.o.def.version);
   } catch (err) {
     const f = err instanceof UpstreamFailure ? err : undefined;
     return { kind: 'unknown', reason: f?.k8sCode !== undefined ? `HTTP ${f.k8sCode}` : (err as Error)?.message ?? String(err), failed: true };

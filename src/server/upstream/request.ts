@@ -9,6 +9,7 @@ import { retryAfterMs, UpstreamFailure } from './failure.js';
 import type { ReflectorOptions } from './reflector-core.js';
 import { readBody, Watchdog } from './stream.js';
 import type { KubeStatus } from './types.js';
+import { parseJson } from './json.js';
 
 /** An error body longer than this is not read further (a Status is a few hundred bytes). */
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
@@ -71,4 +72,19 @@ export async function guardedGet(r: RequestContext, verb: UpstreamVerb, path: st
   }
   watchdog.touch();
   return { res, watchdog, signal: controller.signal, done };
+}
+
+/**
+ * The JSON body of a small answer (the CRD list of not-served.ts, the kube-system namespace of
+ * cluster-name.ts), read whole up to `maxBytes` (above: body-too-large, naming `what`), then the
+ * response's watchdog is stopped.
+ */
+export async function readJson(page: GuardedResponse, maxBytes: number, what: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readBody(page.res, page.watchdog, page.signal, maxBytes, (bytes) => new UpstreamFailure('body-too-large', `${what} of ${bytes} bytes or more`, 200));
+  } finally {
+    page.done();
+  }
+  return parseJson(text);
 }
