@@ -160,11 +160,24 @@ export class NodeSnapshot extends SnapshotBuild {
     tail: readonly Buffer[],
     rawBytes: number,
     clock: Clock,
+    /**
+     * The node's own part could not be encoded (an entry too large for the agent's frames): the
+     * snapshot is failed and done from the start and follows nothing. It subscribed to the shared
+     * build like any other once, and its listener stayed there (a closure over the node's frames)
+     * until that build was dropped, since a done snapshot's follow returned before unsubscribing.
+     */
+    failed?: Error,
   ) {
     super(shared.feed, shared.revision, shared.compression, shared.maxBodyBytes, shared.watermarks, shared.endStatusKey);
     this.seq = shared.seq;
     this.rawBytes = rawBytes;
     this.push(head);
+    if (failed !== undefined) {
+      this.failed = failed;
+      this.done = true;
+      this.finishedAtMs = clock.monotonic();
+      return;
+    }
     const sub: { stop?: () => void } = {};
     const follow = (): void => {
       if (this.done) return;
@@ -304,11 +317,7 @@ export class SnapshotCache {
       compression,
       min,
     ));
-    const snap = new NodeSnapshot(b, head, tail, rawBytes, this.o.clock);
-    if (failed !== undefined) {
-      snap.failed = failed;
-      snap.done = true;
-    }
+    const snap = new NodeSnapshot(b, head, tail, rawBytes, this.o.clock, failed);
     // Above the bound the part is this agent's alone (streamed, then dropped): see MAX_CACHED_NODES.
     if (sc.nodes.size < MAX_CACHED_NODES) sc.nodes.set(node, snap);
     return snap;

@@ -72,4 +72,27 @@ describe('per-node caches of a scoped feed', () => {
     stopFirst();
     expect(a.shared.nodeReaders).toBe(0);
   });
+
+  it('a node snapshot that fails on its own part follows nothing of its shared build', async () => {
+    const { feed, metrics } = scopedFeed();
+    // n1's own endpoint carries a value larger than the agent's frames; its slim copy in the
+    // shared part (other nodes' view) fits, so the shared build goes on and only n1's part fails.
+    feed.store.apply({ updates: [{ key: workloadEndpointKey('n1', 'demo', 'big'), value: encodeValue({ labels: { app: 'a' }, name: 'cali1', annotations: { big: 'x'.repeat(4_000) } }) }], status: 'in-sync', watermarks: { pods: '8' } }, 0);
+    const cache = new SnapshotCache({ clock: new FakeClock(), reuseWindowMs: 1_000, sliceEntries: 1, sliceMs: 1_000, compressMinBytes: 1_024, metrics });
+    const failed = cache.acquireScoped(feed, 'n1', 'none', 2_048) as NodeSnapshot;
+    expect(failed.failed?.message).toMatch(/above this connection.s maxFrameBytes/);
+    expect(failed.done).toBe(true);
+    const shared = failed.shared;
+    expect(shared.done).toBe(false);
+    // Before, its listener stayed on the shared build (a closure over its frames) until that
+    // build was dropped: a failed snapshot returned from follow before unsubscribing.
+    expect(shared.readers).toBe(0);
+    const ok = cache.acquireScoped(feed, 'n2', 'none', 2_048) as NodeSnapshot;
+    expect(ok.shared).toBe(shared);
+    expect(shared.readers).toBe(1);
+    while (!shared.done) await new Promise((r) => setImmediate(r));
+    expect(ok.done).toBe(true);
+    expect(ok.failed).toBeUndefined();
+    expect(shared.readers).toBe(0);
+  });
 });
