@@ -57,7 +57,9 @@ export interface FeedStatus {
   /**
    * Times the held state skipped part of the feed's history: a snapshot replaced a loaded state
    * (a resync), or a DELTA deleted keys this client did not hold (created and deleted between two
-   * units it received). Most hosts can ignore it. One that serves the feed on (a tier-2 replica)
+   * units it received). On a scoped feed (PROTOCOL.md §7.3) the second also counts the shared
+   * part's deletions of entries the node never held, which that part sends by design (a
+   * CalicoNodeStatus that changed is deleted there for every node). Most hosts can ignore it. One that serves the feed on (a tier-2 replica)
    * must not let its own agents continue across such a skip from before it: keys may have come
    * and gone unseen (PROTOCOL.md §7.1).
    */

@@ -184,6 +184,41 @@ describe('warm restart of a replica (--state-dir)', () => {
     expect(await other.warmStart()).toBe('invalid');
   });
 
+  it('a checkpoint of a cluster built again at the same address and CA (another kube-system UID) is not restored; with the namespace unreadable it is trusted and keeps its cluster', async () => {
+    const { s, clock, up } = await firstRun();
+    await up.finalCheckpoint();
+    await up.stop();
+    const kubeSystem = s.admin.get('namespaces', undefined, 'kube-system') as { metadata: { uid: string } };
+    const rebuild = (uid: string | undefined): void => {
+      if (s.admin.get('namespaces', undefined, 'kube-system') !== undefined) s.admin.delete('namespaces', undefined, 'kube-system');
+      if (uid !== undefined) s.admin.create('namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'kube-system', uid } });
+    };
+    // Unreadable at the restart (a real API server always has it: this stands for a GET that
+    // fails): the checkpoint is restored on its identity alone, as before the name was compared.
+    rebuild(undefined);
+    const { up: up2 } = await restart(s, clock);
+    expect(await up2.warmStart()).toBe('warm');
+    // Its next checkpoint keeps the name the restored one was saved under (the state is that one).
+    await up2.finalCheckpoint();
+    await up2.stop();
+    // The same API server address and CA, another cluster: what kubeadm reset and init leave.
+    rebuild('0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0');
+    const before = listCost(s, 'r1b');
+    const { up: up3 } = await restart(s, clock);
+    expect(await up3.warmStart()).toBe('invalid');
+    expect(await metric(up3, 'cattail_state_starts_total', { result: 'invalid' })).toBe(1);
+    expect(await metric(up3, 'cattail_state_restored_resources')).toBe(0);
+    const after = listCost(s, 'r1b');
+    expect(after.lists + after.initialEvents).toBeGreaterThan(before.lists + before.initialEvents);
+    expect(up3.cluster?.()).not.toContain(kubeSystem.metadata.uid);
+    // Its own checkpoint names this cluster: the next restart is warm again.
+    await up3.finalCheckpoint();
+    await up3.stop();
+    const { up: up4 } = await restart(s, clock, 'r1c');
+    expect(await up4.warmStart()).toBe('warm');
+    await up4.stop();
+  });
+
   it('checkpoints a missing CRD\'s evidence: the restored revision names it at the value agents hold, so they can still rebase', async () => {
     const PEERS = 'bgppeers.crd.projectcalico.org';
     const { sim: s, clock, up } = await upstreamOnSim({ sim: { nodes: 4, podsPerNode: 6, seed: 11, omitResources: [PEERS] }, up: { replicaId: 'r1', feeds: FEEDS, stateDir: dir } });

@@ -12,18 +12,24 @@
  *
  * Format (version 2), `<stateDir>/cattail-replica.ckpt`, in the shared envelope (sealed-file.ts):
  *   "CTLRSTA\n" ‖ u32be version ‖ u32be bodyLength ‖ body (plain msgpack) ‖ SHA-256(body)
- * The body: `{ identity, resources: [{ name, resourceVersion, views: [{ id, values: [[key, bin]…],
+ * The body: `{ identity, cluster?, resources: [{ name, resourceVersion, views: [{ id, values: [[key, bin]…],
  * owned: [[objectKey, [key…]]…] }] }] }`. Version 1 (never wired to a replica) stored object JSON.
  *
  * `identity` names what the state is valid for (the cluster, the feeds and projection version
  * that shaped it): a checkpoint of another identity is foreign and ignored, never trusted, because
  * resuming a watch from another cluster's resourceVersion would silently serve wrong state.
+ * `cluster` (optional: absent in files of older builds, and while the name was not read) is the
+ * cluster's name by its kube-system UID (upstream/cluster-name.ts). It is not part of `identity`
+ * because it is known only after a request the file's loader makes at start: the API server
+ * address and CA in `identity` are what a cluster built again on the same hosts may keep, its
+ * kube-system UID is not (warm-state.ts compares the two).
  */
 import { Packr } from 'msgpackr';
 import { CattailError } from '../../errors.js';
 import { exactBuffer } from '../../snapshot/index.js';
 import { packDetached } from '../../msgpack-pack.js';
 import { seal, unseal } from '../../sealed-file.js';
+import { MAX_CLUSTER_BYTES } from '../../../proto/types.js';
 
 const MAGIC = Buffer.from('CTLRSTA\n', 'latin1');
 export const REPLICA_CHECKPOINT_VERSION = 2;
@@ -56,6 +62,8 @@ export interface ResourceCheckpoint {
 
 export interface ReplicaCheckpoint {
   readonly identity: string;
+  /** The cluster's name (kube-system UID) when the state was saved; undefined: not known then. */
+  readonly cluster?: string | undefined;
   readonly resources: readonly ResourceCheckpoint[];
 }
 
@@ -68,7 +76,7 @@ function bad(message: string, details?: Record<string, unknown>): CattailError {
  * exceed `maxBytes` (the caller keeps the previous checkpoint and reports it).
  */
 export function encodeReplicaCheckpoint(cp: ReplicaCheckpoint, maxBytes: number): Buffer {
-  const body = packDetached(packr, { identity: cp.identity, resources: cp.resources });
+  const body = packDetached(packr, { identity: cp.identity, ...(cp.cluster !== undefined ? { cluster: cp.cluster } : {}), resources: cp.resources });
   const file = seal(MAGIC, REPLICA_CHECKPOINT_VERSION, body);
   if (file.length > maxBytes) throw bad(`replica checkpoint would be ${file.length} bytes, above the ${maxBytes}-byte bound`, { bytes: file.length, maxBytes });
   return file;
@@ -112,6 +120,8 @@ export function decodeReplicaCheckpoint(buf: Buffer, identity: string): ReplicaC
   }
   if (!isObj(raw) || typeof raw['identity'] !== 'string' || !Array.isArray(raw['resources'])) throw bad('replica checkpoint body has the wrong shape');
   if (raw['identity'] !== identity) throw bad('replica checkpoint was written for another cluster, feeds or projection version', { identity: raw['identity'] });
+  const cluster = raw['cluster'];
+  if (cluster !== undefined && (typeof cluster !== 'string' || cluster === '' || Buffer.byteLength(cluster) > MAX_CLUSTER_BYTES)) throw bad('replica checkpoint cluster has the wrong shape');
   const resources: ResourceCheckpoint[] = [];
   for (const r of raw['resources'] as unknown[]) {
     if (!isObj(r) || typeof r['name'] !== 'string' || typeof r['resourceVersion'] !== 'string' || r['resourceVersion'] === '' || !Array.isArray(r['views'])) {
@@ -123,5 +133,5 @@ export function decodeReplicaCheckpoint(buf: Buffer, identity: string): ReplicaC
     if (notServed === true && (r['views'] as unknown[]).length > 0) throw bad('replica checkpoint: a resource not served holds views');
     resources.push({ name, resourceVersion: r['resourceVersion'], views: (r['views'] as unknown[]).map((v) => decodeView(v, name)), ...(notServed === true ? { notServed } : {}) });
   }
-  return { identity, resources };
+  return { identity, ...(typeof cluster === 'string' ? { cluster } : {}), resources };
 }

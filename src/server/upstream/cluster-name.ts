@@ -12,7 +12,8 @@
  * (every kubeadm cluster is https://10.96.0.1:443 in-cluster, and a replica outside reaches it
  * by another URL).
  *
- * Read when the first agent asks (upstream.ts cluster()). Until it is read (the API server
+ * Read when the first agent asks (upstream.ts cluster()), or at start with a state directory
+ * (the replica checkpoint is compared with it: warm-state.ts). Until it is read (the API server
  * unreachable, RBAC without get on kube-system) the name is
  * unknown: agents are told none and their watermarks are compared as before. A failed read is
  * tried again every CLUSTER_NAME_RETRY_MS; a read that worked is final for the process.
@@ -48,6 +49,9 @@ export class ClusterName {
   private stopped = false;
   private started = false;
   private readonly stop$ = new AbortController();
+  private attempted!: () => void;
+  /** Settles when the first read ended, named or not (or at stop). */
+  readonly firstAttempt = new Promise<void>((resolve) => (this.attempted = resolve));
 
   constructor(
     private readonly ctx: Omit<RequestContext, 'stopSignal' | 'id'>,
@@ -69,6 +73,7 @@ export class ClusterName {
 
   stop(): void {
     this.stopped = true;
+    this.attempted();
     this.timer?.cancel();
     this.stop$.abort();
   }
@@ -86,6 +91,8 @@ export class ClusterName {
       if (this.stopped) return;
       this.logger.warn({ err: (err as Error).message, retryMs: CLUSTER_NAME_RETRY_MS }, 'cannot read the kube-system namespace: agents are told no cluster name until it is read');
       this.timer = this.clock.setTimeout(() => void this.read(), CLUSTER_NAME_RETRY_MS);
+    } finally {
+      this.attempted();
     }
   }
 }

@@ -164,6 +164,7 @@ class KubeUpstream implements UpstreamHandle {
       this.warm = new WarmState({
         dir: o.stateDir, identity, maxBytes: o.stateMaxBytes, intervalMs: o.stateCheckpointIntervalMs, clock, logger: childLogger(logger, { component: 'state' }), loadMaxMs: o.stateLoadMaxMs,
         registry: this.metrics.registry, sources: this.reflectors.map((reflector, i) => ({ reflector, view: this.views[i] as ResourceView })),
+        cluster: { name: () => this.clusterName.name, firstAttempt: this.clusterName.firstAttempt },
       });
     }
   }
@@ -180,6 +181,9 @@ class KubeUpstream implements UpstreamHandle {
       for (const r of this.reflectors) r.start();
       return;
     }
+    // The checkpoint names the cluster it was saved in, and the load compares (WarmState.load):
+    // read from the start here, not at the first HELLO.
+    this.clusterName.start();
     // The checkpoint is restored (and the reflectors seeded) before any reflector starts.
     this.starting = warm.load().then((result) => {
       if (this.stopping) return result;
@@ -215,9 +219,10 @@ class KubeUpstream implements UpstreamHandle {
 
   async stop(): Promise<void> {
     this.stopping = true;
+    // Before the load is awaited: it may be waiting for the name (WarmState.otherCluster).
+    this.clusterName.stop();
     await this.starting;
     this.warm?.stop();
-    this.clusterName.stop();
     this.ticker?.cancel();
     // Reflectors first: what their aborted watches applied is flushed as they end, then nothing.
     await Promise.all(this.reflectors.map((r) => r.stop()));
@@ -230,7 +235,8 @@ class KubeUpstream implements UpstreamHandle {
 
   /**
    * Read at the first HELLO, not at start: a replica no agent ever reaches (a test, a tier-1 replica
-   * of tier 2 only) makes no request for it. The agents answered before the read completes are
+   * of tier 2 only) makes no request for it. With a state directory it is read at start (start()),
+   * for the checkpoint. The agents answered before the read completes are
    * told no name, which costs them nothing but the name's use until their next WELCOME.
    */
   cluster(): string | undefined {

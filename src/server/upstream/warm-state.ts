@@ -40,16 +40,29 @@ export interface WarmStateOptions {
   /** Time between two checkpoints, in ms. */
   readonly intervalMs: number;
   readonly clock: Clock;
-  /** Lines name `code`, `dir`, `resource`, `restored`, `resources`, `bytes`: the logger must not bind those. */
+  /** Lines name `code`, `dir`, `resource`, `restored`, `resources`, `bytes`, `cluster`: the logger must not bind those. */
   readonly logger: Logger;
   readonly registry: Registry;
   readonly sources: readonly { readonly reflector: Reflector; readonly view: ResourceView }[];
   /** Bound of the start's read, in wall-clock ms (see UpstreamOptions.stateLoadMaxMs). @default STATE_LOAD_MAX_MS */
   readonly loadMaxMs?: number | undefined;
+  /**
+   * The cluster's name (cluster-name.ts), read by the caller from the start: saved with each
+   * checkpoint, and compared at load with the one a checkpoint was saved under.
+   */
+  readonly cluster?: { readonly name: () => string | undefined; readonly firstAttempt: Promise<void> } | undefined;
+  /** How long a load waits for the cluster's name, in wall-clock ms. @default CLUSTER_CHECK_MAX_MS */
+  readonly clusterCheckMaxMs?: number | undefined;
 }
 
 /** The longest a start waits to read the replica checkpoint before it starts cold, in ms. */
 export const STATE_LOAD_MAX_MS = 60_000;
+/**
+ * The longest a start with a checkpoint waits for the cluster's name (one GET of kube-system), in
+ * ms. Past it, or when the read fails, the checkpoint is trusted on its identity alone: a warm
+ * start matters most while the API server is unreachable, and the name is read again later.
+ */
+export const CLUSTER_CHECK_MAX_MS = 10_000;
 
 /** What a start found in the state directory. */
 export type WarmStartResult = 'warm' | 'partial' | 'cold' | 'invalid';
@@ -71,6 +84,8 @@ export class WarmState {
   private writing: Promise<void> | undefined;
   private frozen = false;
   private finalBegun = false;
+  /** The cluster the restored checkpoint named (see writeOnce). */
+  private restoredCluster: string | undefined;
   /** The resourceVersions of the last checkpoint written or restored, to skip unchanged ones. */
   private lastRvs = '';
   private readonly writes: Counter<'result'>;
@@ -105,13 +120,16 @@ export class WarmState {
       invalid = err as CattailError;
       return undefined;
     });
-    if (cp === undefined) {
+    const foreign = cp?.cluster === undefined ? undefined : await this.otherCluster(cp.cluster);
+    if (foreign !== undefined) invalid = foreign;
+    if (cp === undefined || foreign !== undefined) {
       const result = invalid === undefined ? 'cold' : 'invalid';
       if (invalid !== undefined) this.o.logger.warn({ code: invalid.code, err: invalid, dir: this.o.dir }, 'replica checkpoint ignored; starting cold (listing every resource)');
       else this.o.logger.info({ dir: this.o.dir }, 'no replica checkpoint; starting cold');
       this.starts.inc({ result });
       return result;
     }
+    this.restoredCluster = cp.cluster;
     const saved = new Map<string, ResourceCheckpoint>(cp.resources.map((r) => [r.name, r]));
     let restored = 0;
     for (const { reflector, view } of this.o.sources) {
@@ -193,6 +211,31 @@ export class WarmState {
     return p;
   }
 
+  /**
+   * The error when the cluster's name, read now, is not `saved` (the name the checkpoint was
+   * written under); undefined when it is, or cannot be read within clusterCheckMaxMs.
+   *
+   * Why: a cluster built again on the same hosts (kubeadm reset and init) may keep its API
+   * server address and CA, so the checkpoint's identity matched, and the replica resumed its
+   * watches from the old cluster's resourceVersions with the old state, which it served under
+   * the new cluster's name until the watches failed. Agents then held the old state labelled with
+   * the new cluster, and every replica refused them with 4015 (PROTOCOL.md §8 "Another cluster").
+   */
+  private async otherCluster(saved: string): Promise<CattailError | undefined> {
+    const c = this.o.cluster;
+    if (c === undefined) return undefined;
+    const maxMs = this.o.clusterCheckMaxMs ?? CLUSTER_CHECK_MAX_MS;
+    // Wall-clock, as the file read's bound: the GET is real I/O (see UpstreamOptions.stateLoadMaxMs).
+    await deadline((fn, ms) => realClock.setTimeout(fn, ms), c.firstAttempt, maxMs, () => new Error('timeout')).catch(() => undefined);
+    const now = c.name();
+    if (now === undefined) {
+      this.o.logger.warn({ dir: this.o.dir, cluster: saved }, 'the cluster\'s kube-system namespace could not be read: the replica checkpoint is trusted on its API server address and CA alone');
+      return undefined;
+    }
+    if (now === saved) return undefined;
+    return new CattailError('CATTAIL_SERVER_STATE_INVALID', `replica checkpoint was written in cluster ${saved}, and this is ${now} (a cluster built again at the same address)`, { details: { saved, cluster: now } });
+  }
+
   private rvsKey(): string {
     return JSON.stringify(this.o.sources.map(({ reflector }) => reflector.checkpointRv() ?? reflector.notServedRv ?? null));
   }
@@ -217,7 +260,9 @@ export class WarmState {
     const key = this.rvsKey();
     if (!force && key === this.lastRvs) return;
     try {
-      const n = await writeReplicaState(this.o.dir, { identity: this.o.identity, resources }, this.o.maxBytes);
+      // Unknown yet (the read failed so far): the restored file's, since the state is still the one it named.
+      const cluster = this.o.cluster?.name() ?? this.restoredCluster;
+      const n = await writeReplicaState(this.o.dir, { identity: this.o.identity, cluster, resources }, this.o.maxBytes);
       this.lastRvs = key;
       this.writes.inc({ result: 'ok' });
       this.bytes.set(n);

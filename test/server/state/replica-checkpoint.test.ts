@@ -54,6 +54,16 @@ describe('replica checkpoint format', () => {
     expect(wrong({ name: 'pods', resourceVersion: '', views: [] })).toMatch(/resource has the wrong shape/);
   });
 
+  it('keeps the cluster it was saved in (optional: older files have none), bounded as WELCOME\'s', () => {
+    expect(decodeReplicaCheckpoint(encodeReplicaCheckpoint(cp, 1 << 20), cp.identity).cluster).toBeUndefined();
+    const named = decodeReplicaCheckpoint(encodeReplicaCheckpoint({ ...cp, cluster: 'kube-system/0f1e2d3c' }, 1 << 20), cp.identity);
+    expect(named.cluster).toBe('kube-system/0f1e2d3c');
+    expect(named.resources).toEqual(cp.resources);
+    for (const bad of ['', 'c'.repeat(129), 7] as unknown[]) {
+      expect(code(() => decodeReplicaCheckpoint(encodeReplicaCheckpoint({ ...cp, cluster: bad as string }, 1 << 20), cp.identity))).toMatch(/CATTAIL_SERVER_STATE_INVALID: replica checkpoint cluster has the wrong shape/);
+    }
+  });
+
   it('rejects corrupt, truncated, other-version and foreign files with CATTAIL_SERVER_STATE_INVALID', () => {
     const buf = encodeReplicaCheckpoint(cp, 1 << 20);
     const flipped = Buffer.from(buf);
