@@ -146,7 +146,11 @@ export async function watchOnce(r: ReflectorCore, initial: boolean): Promise<num
       // from the same RV at once, without growing the backoff — otherwise an idle resource
       // would drift towards 30 s gaps and flap to stale. The watchdog period bounds the rate.
       r.o.metrics.watchRestarts.inc({ resource: r.id, reason: 'watchdog' });
-      r.o.logger.info({ resource: r.id }, 'watch silent for the inactivity timeout; re-watching');
+      // Debug, not info: a real API server sends a bookmark only when the RV moved past the last
+      // one sent, so on a quiet cluster every idle resource comes here once per timeout (90 s),
+      // a line each. The metric above counts them; a black-holed connection shows in the
+      // re-watch's own failures, which are logged.
+      r.o.logger.debug({ resource: r.id }, 'watch silent for the inactivity timeout; re-watching');
       return 0;
     }
     throw err;
