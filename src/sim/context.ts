@@ -19,6 +19,11 @@ export interface SimBehaviour {
   /** How long a LIST with a resourceVersion ahead of the server waits before 504. */
   rvWaitMs: number;
   /**
+   * Serve WatchList (sendInitialEvents). Off: the WatchList feature gate is off, so every watch
+   * with sendInitialEvents is refused with the apiserver's 422 and no watch is defaulted to one.
+   */
+  watchList: boolean;
+  /**
    * Emulate the 1.34+ WatchList defaulting: a watch with RV ""/"0" and no sendInitialEvents is
    * served as sendInitialEvents=true (so it ends its initial events with the annotated bookmark
    * when bookmarks are allowed).

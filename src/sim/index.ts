@@ -106,6 +106,7 @@ export async function startSim(options: SimOptions = {}): Promise<Sim> {
     bookmarkIntervalMs: o.bookmarkIntervalMs,
     watchMinTimeoutMs: o.watchMinTimeoutMs,
     rvWaitMs: o.rvWaitMs,
+    watchList: o.watchList,
     watchListDefaulting: o.watchListDefaulting,
     bookmarkRv: o.bookmarkRv,
     podDeleteGraceMs: o.podDeleteGraceMs,

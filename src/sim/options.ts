@@ -60,6 +60,10 @@ export const startSimOptions = {
   watchMinTimeoutMs: simOptions.watchMinTimeoutMs,
   podDeleteGraceMs: simOptions.podDeleteGraceMs,
   rvWaitMs: opt.int({ default: 3_000, unit: 'ms', min: 0, help: 'How long a LIST with a resourceVersion ahead of the server waits before 504.' }),
+  watchList: opt.boolean({
+    default: true,
+    help: 'Serve WatchList. false: as with the WatchList feature gate off, a watch with sendInitialEvents gets HTTP 422 Invalid (sendInitialEvents: Forbidden) and watchListDefaulting does nothing.',
+  }),
   watchListDefaulting: opt.boolean({
     default: true,
     help: 'Emulate the 1.34+ WatchList defaulting: a watch with RV ""/"0" and no sendInitialEvents is served as sendInitialEvents=true.',

@@ -54,6 +54,26 @@ export class StatusError extends Error {
 export const badRequest = (msg: string): StatusError => new StatusError(status(400, 'BadRequest', msg));
 export const invalid = (msg: string, field?: string): StatusError =>
   new StatusError(status(422, 'Invalid', msg, field === undefined ? undefined : { causes: [{ reason: 'FieldValueInvalid', message: msg, field }] }));
+
+/** One entry of a field.ErrorList: its cause reason, and its message without the field (ErrorBody). */
+export interface FieldError {
+  reason: 'FieldValueForbidden' | 'FieldValueNotSupported';
+  field: string;
+  body: string;
+}
+
+/**
+ * apierrors.NewInvalid(ListOptions.meta.k8s.io, "", errs): the apiserver's answer to list options
+ * that fail ValidateListOptions. The name is empty (omitted from details, quoted in the message),
+ * and the message aggregates every error as "field: body", bracketed when there are several.
+ */
+export function invalidListOptions(errs: readonly FieldError[]): StatusError {
+  const all = errs.map((e) => `${e.field}: ${e.body}`);
+  const aggregate = all.length === 1 ? (all[0] as string) : `[${all.join(', ')}]`;
+  const causes = errs.map((e) => ({ reason: e.reason, message: e.body, field: e.field }));
+  return new StatusError(status(422, 'Invalid', `ListOptions.meta.k8s.io "" is invalid: ${aggregate}`, { group: 'meta.k8s.io', kind: 'ListOptions', causes }));
+}
+
 export const notFound = (kind: string, name: string, group = ''): StatusError =>
   new StatusError(status(404, 'NotFound', `${kind}${group ? `.${group}` : ''} "${name}" not found`, { name, group: group || undefined, kind }));
 export const pathNotFound = (): StatusError => new StatusError(status(404, 'NotFound', 'the server could not find the requested resource', {}));

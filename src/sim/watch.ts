@@ -15,7 +15,7 @@ import { apiVersionOf, goJson, withResourceVersion } from './encode.js';
 import type { EventType, SimEvent } from './history.js';
 import { matches, parseFilter, parseRv, type Filter } from './list.js';
 import { drained } from './respond.js';
-import { invalid, status, tooLargeRv } from './status.js';
+import { invalid, invalidListOptions, status, tooLargeRv, type FieldError, type StatusError } from './status.js';
 import type { StoredObject } from './store.js';
 import type { ResourceView, StoreView } from './store-view.js';
 
@@ -87,11 +87,32 @@ interface WatchParams {
   filter: Filter;
 }
 
+/**
+ * validateWatchOptions of an apiserver (1.27+) with the WatchList feature gate off (an aggregated
+ * API server has gates of its own): any sendInitialEvents, false included, is refused before the
+ * watch cache is asked, in one 422 that carries every other fault of the same options too, in
+ * Go's order. The answer never changes, so a client must list instead of asking again.
+ */
+function watchListForbidden(q: URLSearchParams, rvm: string): StatusError {
+  const errs: FieldError[] = [];
+  const forbidden = (field: string, detail: string): void => {
+    errs.push({ reason: 'FieldValueForbidden', field, body: `Forbidden: ${detail}` });
+  };
+  if (rvm !== 'NotOlderThan') forbidden('resourceVersionMatch', 'sendInitialEvents requires setting resourceVersionMatch to NotOlderThan');
+  forbidden('sendInitialEvents', 'sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled');
+  if (rvm !== '' && rvm !== 'NotOlderThan') {
+    errs.push({ reason: 'FieldValueNotSupported', field: 'resourceVersionMatch', body: `Unsupported value: ${JSON.stringify(rvm)}: supported values: "NotOlderThan"` });
+  }
+  if (rvm !== '' && (q.get('continue') ?? '') !== '') forbidden('resourceVersionMatch', 'resourceVersionMatch is forbidden when continue is provided');
+  return invalidListOptions(errs);
+}
+
 function parseWatch(ctx: SimContext<StoreView>, r: ApiRequest): WatchParams {
   const q = r.query;
   const rvm = q.get('resourceVersionMatch') ?? '';
   const sie = q.get('sendInitialEvents');
   if (sie !== null && sie !== 'true' && sie !== 'false') throw invalid(`invalid sendInitialEvents ${JSON.stringify(sie)}`, 'sendInitialEvents');
+  if (sie !== null && !ctx.behaviour.watchList) throw watchListForbidden(q, rvm);
   if (sie !== null && rvm !== 'NotOlderThan') {
     throw invalid('sendInitialEvents requires setting resourceVersionMatch to NotOlderThan', 'resourceVersionMatch');
   }
@@ -107,7 +128,8 @@ function parseWatch(ctx: SimContext<StoreView>, r: ApiRequest): WatchParams {
     timeoutMs = Number(ts) > 0 ? Number(ts) * 1000 : undefined;
   }
   const fromStart = rv === undefined || rv === 0;
-  const defaulted = sie === null && fromStart && ctx.behaviour.watchListDefaulting;
+  // SetListOptionsDefaults defaults only when the WatchList gate is on.
+  const defaulted = sie === null && fromStart && ctx.behaviour.watchList && ctx.behaviour.watchListDefaulting;
   const watchList = sie === 'true' || defaulted;
   return { rv, initial: watchList || (sie === null && fromStart), endBookmark: watchList && bookmarks, bookmarks, timeoutMs, filter };
 }

@@ -187,6 +187,69 @@ describe('sim WATCH', () => {
     }
   });
 
+  it('§5.14 WatchList off (the feature gate off): sendInitialEvents is the apiserver\'s 422 Invalid ListOptions Status, counted as a refused WATCH; nothing is defaulted to WatchList', async () => {
+    const s = await start({ watchList: false, watchListDefaulting: true });
+    const refused = async (q: string): Promise<RawWatch> => {
+      const w = sims.track(await RawWatch.open(`${s.url}/api/v1/pods?watch=true&${q}`, { 'x-client-id': 'informer' }));
+      await w.untilEnded();
+      return w;
+    };
+    const gate = 'sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled';
+    // Byte for byte what kube-apiserver writes (apierrors.NewInvalid of ValidateListOptions' errors):
+    // Go's field order, an empty name left out of details but quoted in the message.
+    const expected =
+      '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",' +
+      `"message":"ListOptions.meta.k8s.io \\"\\" is invalid: sendInitialEvents: Forbidden: ${gate}","reason":"Invalid",` +
+      `"details":{"group":"meta.k8s.io","kind":"ListOptions","causes":[{"reason":"FieldValueForbidden","message":"Forbidden: ${gate}","field":"sendInitialEvents"}]},"code":422}`;
+    const bodies: string[] = [];
+    for (const q of ['sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true', `sendInitialEvents=false&resourceVersionMatch=NotOlderThan&resourceVersion=${s.admin.currentRv()}`]) {
+      const w = await refused(q);
+      expect(w.status, q).toBe(422);
+      expect(w.headers['content-type'], q).toBe('application/json');
+      expect(w.text(), q).toBe(expected);
+      bodies.push(w.text());
+    }
+    // Every fault of the options in one answer, in validateWatchOptions' order.
+    const both = await refused('sendInitialEvents=true');
+    bodies.push(both.text());
+    expect(both.status).toBe(422);
+    const rvmDetail = 'sendInitialEvents requires setting resourceVersionMatch to NotOlderThan';
+    expect(JSON.parse(both.text())).toEqual({
+      kind: 'Status',
+      apiVersion: 'v1',
+      metadata: {},
+      status: 'Failure',
+      message: `ListOptions.meta.k8s.io "" is invalid: [resourceVersionMatch: Forbidden: ${rvmDetail}, sendInitialEvents: Forbidden: ${gate}]`,
+      reason: 'Invalid',
+      details: {
+        group: 'meta.k8s.io',
+        kind: 'ListOptions',
+        causes: [
+          { reason: 'FieldValueForbidden', message: `Forbidden: ${rvmDetail}`, field: 'resourceVersionMatch' },
+          { reason: 'FieldValueForbidden', message: `Forbidden: ${gate}`, field: 'sendInitialEvents' },
+        ],
+      },
+      code: 422,
+    });
+    // A watch from RV "" is served with synthetic ADDEDs but without the end bookmark: the 1.34+
+    // defaulting needs the gate.
+    const plain = await watch('/apis/crd.projectcalico.org/v1/tiers?watch=true&allowWatchBookmarks=true');
+    await plain.until(() => plain.events.length === 3);
+    s.admin.create('tiers.crd.projectcalico.org', { metadata: { name: 'late' }, spec: { order: 5 } });
+    await plain.until(() => plain.events.length === 4);
+    expect(plain.events.map((e) => e.type)).toEqual(['ADDED', 'ADDED', 'ADDED', 'ADDED']);
+    // Counted as other refused requests are: the request and its code, its error bytes, the
+    // client's watch request; no watch was opened for pods.
+    const c = s.admin.counters();
+    expect(c.requests).toEqual({ 'WATCH,pods,422': 3, 'WATCH,tiers.crd.projectcalico.org,200': 1 });
+    expect(c.watchesOpened).toEqual({ 'tiers.crd.projectcalico.org': 1 });
+    expect(c.clients['informer']).toMatchObject({ watchRequests: 3, watchesOpen: 0, lists: 0 });
+    expect(c.reconnects).toEqual({ pods: 2 });
+    expect((c.bytesSent as Record<string, number>).error).toBe(bodies.reduce((n, b) => n + Buffer.byteLength(b), 0));
+    expect(c.initialEvents).toEqual({ 'tiers.crd.projectcalico.org': 3 });
+    expect(c.bookmarks).toEqual({});
+  });
+
   it('§5.6 a NotOlderThan LIST ahead of the server waits (clock time) for the RV, then 504 with retryAfterSeconds', async () => {
     const clock = new FakeClock();
     const s = await start({ clock, rvWaitMs: 3_000 });

@@ -2,8 +2,10 @@ import { describe, expect, it } from 'vitest';
 import type { FakeClock } from '../../src/clock.js';
 import { RESOURCES, SYNCER_FEEDS } from '../../src/registry.js';
 import { MsgReader } from '../../proto/msgpack.js';
+import { replicaListRequests } from '../../src/sim/counters.js';
 import type { Sim, SimOptions } from '../../src/sim/index.js';
-import { type UpstreamHandle, type UpstreamOptions } from '../../src/server/upstream/index.js';
+import { builtinFeed, type UpstreamHandle, type UpstreamOptions } from '../../src/server/upstream/index.js';
+import { WATCHLIST_RETRY_AFTER_MS } from '../../src/server/upstream/reflector-core.js';
 import type { KubeObject } from '../../src/server/upstream/types.js';
 import { upstreamOnSim } from '../support/upstream.js';
 import { waitUntil } from '../support/wait.js';
@@ -55,6 +57,39 @@ describe('upstream against the simulator', () => {
     const podPages = Object.entries(pages).find(([k]) => k.includes('pods'))?.[1];
     expect(podPages).toBe(Math.ceil(s.admin.count('pods') / 7));
     await converged(sink, s, clock, ['felix']);
+  });
+
+  it('a simulator without WatchList (the feature gate off): each resource is refused once, listed in pages, in sync, and never asks WatchList again', async () => {
+    const { clock, sink, up, s } = await setup({ listPageSize: 7, feeds: ['felix'] }, { watchList: false });
+    const ids = builtinFeed('felix').resources.filter((id) => !NOT_INSTALLED.includes(id));
+    const refusals = (): Record<string, number> => {
+      const requests = s.admin.counters().requests as Record<string, number>;
+      return Object.fromEntries(ids.map((id) => [id, requests[`WATCH,${id},422`] ?? 0]));
+    };
+    const relists = async (reason: string): Promise<number> => (await up.metrics.relists.get()).values.filter((v) => v.labels.reason === reason).reduce((n, v) => n + v.value, 0);
+    const once = Object.fromEntries(ids.map((id) => [id, 1]));
+    up.start(sink);
+    await waitUntil(() => sink.status.get('felix') === 'in-sync', { clock });
+    expect(refusals()).toEqual(once);
+    expect(await relists('watchlist-fallback')).toBe(ids.length);
+    // Read before the oracle lists: every pods page is the replica's.
+    expect((s.admin.counters().listPages as Record<string, number>)['pods']).toBe(Math.ceil(s.admin.count('pods') / 7));
+    expect(s.admin.counters().initialEvents).toEqual({});
+    await converged(sink, s, clock, ['felix']);
+    // Past the hour after which a relist retries an ambiguous WatchList failure (a 422 is not
+    // one), a relist (watches dropped, the changes compacted away) is a paged LIST again.
+    const end = clock.monotonic() + 2 * WATCHLIST_RETRY_AFTER_MS;
+    await waitUntil(() => clock.monotonic() >= end, 'two hours of virtual time', { clock, stepMs: 30_000, timeoutMs: 2 * WATCHLIST_RETRY_AFTER_MS + 60_000 });
+    const listsBefore = replicaListRequests(s.admin.counters(), 'sim-test');
+    s.admin.closeWatches();
+    s.admin.churnSteps(200);
+    s.admin.compact();
+    await waitUntil(async () => (await relists('expired')) >= ids.length && replicaListRequests(s.admin.counters(), 'sim-test') >= listsBefore + ids.length, 'every resource relisted after the compaction', { clock, stepMs: 100 });
+    await converged(sink, s, clock, ['felix']);
+    expect(refusals()).toEqual(once);
+    expect(await relists('watchlist-fallback')).toBe(ids.length);
+    expect(s.admin.counters().initialEvents).toEqual({});
+    expect(sink.status.get('felix')).toBe('in-sync');
   });
 
   it('relists after compaction with exactly the real differences (no spurious updates)', async () => {
