@@ -228,6 +228,42 @@ describe('server - backpressure', () => {
     expect(h.server.connectionCount()).toBe(2);
   });
 
+  it('sends a slow agent whose catch-up is too large a snapshot newer than its revision, not a fresh build at that revision', async () => {
+    const h = await harness({ socketHighWaterBytes: 64 * 1024, maxClientBytes: 400 * 1024, snapshotReuseWindowMs: 60_000 });
+    seed(h);
+    const slow = h.agent({ feeds: [{ name: 'felix' }] });
+    const fast = h.agent({ feeds: [{ name: 'felix' }] });
+    await Promise.all([slow.untilRevision('felix', 1), fast.untilRevision('felix', 1)]);
+    slow.socket.pause();
+    // Before each batch an agent takes a snapshot (a build at the revision of that moment) and
+    // leaves: when the slow agent is skipped, the newest build is at the revision it holds.
+    const start = h.server.fanoutStats().skips;
+    for (let i = 0; i < 200 && h.server.fanoutStats().skips === start; i++) {
+      const probe = h.agent({ feeds: [{ name: 'felix' }] });
+      await probe.untilRevision('felix', h.storeRevision('felix'));
+      probe.close();
+      await probe.closed;
+      const batch: Record<string, unknown> = {};
+      for (let k = 0; k < 8; k++) batch[`/pods/big/b${k}`] = { i, k, pad: BIG };
+      h.upstream.apply('felix', batch);
+      const rev = h.storeRevision('felix');
+      await fast.untilRevision('felix', rev);
+      await waitUntil(() => h.server.stores.get('felix')?.revision === rev && h.server.fanoutStats().flushes > 0, 'flush');
+    }
+    expect(h.server.fanoutStats().skips).toBeGreaterThan(start);
+    // One batch behind (8 × 32 KiB): more than half its budget, so a snapshot, in band.
+    slow.socket.resume();
+    await slow.untilRevision('felix', h.storeRevision('felix'));
+    // Before, its in-band snapshot was the build at its own revision; the catch-up after it was
+    // as large, so the next was that build again, until the build's reuse window (60 s) ended.
+    const ends = slow.feed('felix').snapshotEnds.map((e) => e.revision);
+    expect(ends.length).toBe(2);
+    expect(ends[1]).toBeGreaterThan(ends[0] as number);
+    expect(slow.violations).toEqual([]);
+    expect(slow.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
+    expect(slow.goodbyes).toEqual([]);
+  });
+
   it('shares one build between slow agents whose catch-ups were too large, across a watermark-only change', async () => {
     const h = await harness({ socketHighWaterBytes: 64 * 1024, maxClientBytes: 256 * 1024 });
     seed(h);

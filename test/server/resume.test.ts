@@ -65,6 +65,29 @@ describe('server - resume', () => {
     expect(again.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
   });
 
+  it('answers a too-large resume with a snapshot newer than the token, not a fresh build at the token\'s own revision (which would give it nothing)', async () => {
+    const h = await harness({ maxClientBytes: 64 * 1024, snapshotReuseWindowMs: 60_000 });
+    h.upstream.apply('felix', pods(50), { status: 'in-sync' });
+    // The agent takes the build at revision 1, reusable for the next minute, and leaves.
+    const a = h.agent({ feeds: [{ name: 'felix' }] });
+    await a.untilRevision('felix', 1);
+    await a.until(() => a.feed('felix').token !== undefined && a.feed('felix').status === 'in-sync', 'the token at revision 1');
+    const kept = a.feed('felix');
+    a.close();
+    await a.closed;
+    const big: Record<string, unknown> = {};
+    for (let i = 0; i < 40; i++) big[`/pods/ns/big${i}`] = { pad: 'x'.repeat(2_000), i };
+    h.upstream.apply('felix', big);
+    const again = h.agent({ feeds: [{ name: 'felix', token: kept.token, entries: kept.entries, revision: kept.revision }] });
+    // Before, it was sent the build at 1 again; its catch-up from 1 was as large, so the in-band
+    // snapshot that followed was that build too, and so on until the build's reuse window ended.
+    await again.untilRevision('felix', h.storeRevision('felix'));
+    expect(again.welcome?.feeds[0]).toMatchObject({ mode: 'snapshot', reason: 'too-large' });
+    expect(again.feed('felix').snapshotEnds.map((e) => e.revision)).toEqual([h.storeRevision('felix')]);
+    expect(again.violations).toEqual([]);
+    expect(again.digest('felix').equals(h.storeDigest('felix'))).toBe(true);
+  });
+
   it('answers a token whose revision left the log with a snapshot (too-old)', async () => {
     const clock = new FakeClock();
     const h = await harness({ clock, flushWindowMs: 0, deltaLogMaxAgeMs: 1_000 });

@@ -113,12 +113,15 @@ export function planFeeds(hello: Hello, feeds: ReadonlyMap<string, FeedRuntime>,
     const s = feed.store.since(d.revision);
     // The token proves the agent applied d.revision of this store: a shared build in progress or
     // within its reuse window may be older, and a client without notBefore would take it (§7).
-    // (A revision in the future of this store proves nothing: bad-token, no floor from it.)
-    if (s.kind === 'too-old') return { ...snapshotPlan(feed, 'too-old', floor), minRevision: d.revision };
+    // Nor one at d.revision itself: the agent holds that state, and its catch-up from there is
+    // what was too large or too old, so it got that build again and again until the build's
+    // reuse window ended. (A revision in the future of this store proves nothing: bad-token, no
+    // floor from it.) The store is past d.revision in both cases, so a build above it can be made.
+    if (s.kind === 'too-old') return { ...snapshotPlan(feed, 'too-old', floor), minRevision: d.revision + 1 };
     if (s.kind !== 'delta') return snapshotPlan(feed, 'bad-token', floor);
     // A resume bigger than the agent's own budget would only get it closed with 4008: the shared
     // snapshot is cheaper for everyone.
-    if (s.bytes > maxClientBytes / 2) return { ...snapshotPlan(feed, 'too-large', floor), minRevision: d.revision };
+    if (s.bytes > maxClientBytes / 2) return { ...snapshotPlan(feed, 'too-large', floor), minRevision: d.revision + 1 };
     return { feed, mode: 'resume', since: s };
   });
 }

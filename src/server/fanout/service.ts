@@ -198,14 +198,16 @@ export class ServiceQueue {
             const s = feed.store.since(cursor.revision);
             // A catch-up bigger than half the agent's own budget would only get it closed with
             // 4008 (after encoding it whole in this turn): the shared snapshot instead, as a
-            // resume does (handshake.ts), no older than what the agent holds: its revision, and the
-            // watermarks recorded at it (a build of that revision made before a watermark-only
+            // resume does (handshake.ts), newer than what the agent holds (a build at its own
+            // revision would leave it where it is, with the same catch-up ahead: the same build
+            // again, until the build's reuse window ended), and with watermarks no older than the
+            // ones recorded at its revision (a build of that revision made before a watermark-only
             // change the agent applied since carries older ones). Not today's watermarks, as a
             // repair takes (repair.ts): every batch moves one, so no build made before the latest
             // batch would do and each slow agent of a busy cluster got a build of its own.
             const tooLarge = s.kind === 'delta' && s.bytes > o.maxClientBytes / 2;
             if (s.kind !== 'delta' || tooLarge) {
-              if (tooLarge) this.startSnapshot(conn, cursor, now, true, cursor.revision, feed.store.watermarksAt(cursor.revision) ?? feed.store.meta().watermarks);
+              if (tooLarge) this.startSnapshot(conn, cursor, now, true, cursor.revision + 1, feed.store.watermarksAt(cursor.revision) ?? feed.store.meta().watermarks);
               else this.startSnapshot(conn, cursor, now, true);
               shared += this.pumpSnapshot(conn, cursor, now);
               if ((cursor.phase as FeedCursor['phase']) === 'snapshot') { pending = true; continue; }
