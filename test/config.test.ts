@@ -68,6 +68,11 @@ describe('config - precedence', () => {
   it('parses repeated list flags, comma-separated env lists, and --no- booleans', () => {
     expect(resolveConfig(table, { argv: ['--feed', 'felix', '--feed', 'bgp'] }).config.feed).toEqual(['felix', 'bgp']);
     expect(resolveConfig(table, { env: { CATTAIL_FEED: 'felix, bgp' } }).config.feed).toEqual(['felix', 'bgp']);
+    // A flag's value is split at commas too (before the values are checked), and repeats add up.
+    expect(resolveConfig(table, { argv: ['--feed', 'felix,bgp', '--feed', 'x'] }).config.feed).toEqual(['felix', 'bgp', 'x']);
+    // The form README.md shows for cattail serve, against the option's allowed values.
+    expect(resolveConfig(serveOptions, { argv: ['--scoped-feeds', 'felix,tunnel-ip-allocation,node-status'] }).config.scopedFeeds).toEqual(['felix', 'tunnel-ip-allocation', 'node-status']);
+    expect(() => resolveConfig(serveOptions, { argv: ['--scoped-feeds', 'felix,bgp'] })).toThrow(/each entry must be one of/);
     expect(resolveConfig(table, { argv: ['--no-verbose'], env: { CATTAIL_VERBOSE: 'true' } }).config.verbose).toBe(false);
     expect(resolveConfig(table, { env: { CATTAIL_VERBOSE: 'yes' } }).config.verbose).toBe(true);
   });

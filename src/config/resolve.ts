@@ -101,7 +101,11 @@ export function coerce(name: string, spec: OptionSpec<unknown>, raw: unknown, so
       break;
     case 'list': {
       let items: unknown[];
-      if (Array.isArray(raw)) items = [...(raw as unknown[])];
+      // A flag's values are split at commas too, as an environment variable's: `--scoped-feeds
+      // felix,node-status` (which the help offers) reached the value check whole and was refused.
+      // Library options (arrays in code) and a file's arrays are taken as they are.
+      if (Array.isArray(raw) && source === 'flag') items = (raw as unknown[]).flatMap((v) => (typeof v === 'string' ? v.split(',').map((x) => x.trim()).filter((x) => x !== '') : [v]));
+      else if (Array.isArray(raw)) items = [...(raw as unknown[])];
       else if (typeof raw === 'string' && source !== 'option') items = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
       else throw fail('expected a list of strings');
       if (!items.every((i): i is string => typeof i === 'string')) throw fail('expected a list of strings');
