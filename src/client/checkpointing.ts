@@ -67,7 +67,8 @@ export class CheckpointKeeper {
       if (rt === undefined) continue; // a feed this client no longer asks for
       // PROTOCOL.md §3.2: never handed to the host as a model it does not apply (the agent's
       // models may have changed since the file was written). No model: calico.v1, as in WELCOME.
-      const known = this.o.models?.[f.name];
+      const models = this.o.models;
+      const known = models !== undefined && Object.hasOwn(models, f.name) ? models[f.name] : undefined;
       const model = f.model ?? 'calico.v1';
       if (known !== undefined && !known.includes(model)) {
         this.problem = new CattailError('CATTAIL_CLIENT_CHECKPOINT_INVALID', `checkpoint of feed ${f.name} holds model ${model}; this agent applies only ${known.join(', ')}`, { details: { feed: f.name, model } });

@@ -429,12 +429,13 @@ function checkWelcome(w: WelcomeMessage, hello: HelloMessage, models: Readonly<R
     if (f.mode === 'resume' && hello.feeds[i]!.token === undefined) return `WELCOME resumes feed ${f.name} although no token was presented`;
     if (f.mode === 'rebase' && (hello.feeds[i]!.watermarks === undefined || f.revision === undefined)) return `WELCOME rebases feed ${f.name} although no watermarks were presented, or without a revision`;
     // §3.2: entries are never applied as a model the agent does not know (no model: calico.v1).
-    const known = models[f.name];
+    // Own keys only: a feed named `constructor` (a valid custom feed name) found Object's and threw.
+    const known = Object.hasOwn(models, f.name) ? models[f.name] : undefined;
     const model = f.model ?? 'calico.v1';
     if (known !== undefined && !known.includes(model)) return `WELCOME announces model ${model} for feed ${f.name}; this agent applies only ${known.join(', ')}`;
     // §8 "A feed's resources": a host that needs exactly its own definition takes no snapshot of
     // another (it would retire, or take in, resources its own definition does not have).
-    const mine = resources[f.name];
+    const mine = Object.hasOwn(resources, f.name) ? resources[f.name] : undefined;
     if (mine !== undefined && f.resources !== undefined && (f.resources.length !== mine.length || !mine.every((r) => f.resources!.includes(r)))) {
       return `WELCOME lists resources ${f.resources.join(', ')} for feed ${f.name}; this host's definition carries ${mine.join(', ')}`;
     }

@@ -19,6 +19,7 @@ import { on, skipWait, start, type Setup } from './helpers/harness.js';
 import { waitUntil } from '../support/wait.js';
 import { TcpProxy } from './helpers/tcp-proxy.js';
 import { type ScriptedReplica, scriptedReplica } from '../support/replica.js';
+import { ScriptedUpstream } from '../support/scripted-upstream.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -111,6 +112,21 @@ describe('client against the real server', () => {
     await knows.client.whenInSync();
     expect(knows.client.feed('felix').size).toBe(3);
     expect(() => start({ endpoints: [r.server.url], models: { felix: [] } })).toThrow(expect.objectContaining({ code: 'CATTAIL_INVALID_ARGUMENT', details: expect.objectContaining({ option: 'models' }) }));
+  });
+
+  it('takes a feed named like an Object property (`constructor`, a valid custom feed name) as any other, with and without models', async () => {
+    const upstream = new ScriptedUpstream([{ name: 'constructor', resources: ['pods'], projectionVersion: 1 }]);
+    const server = await startServer({ upstream, defaultMetrics: false, flushWindowMs: 1, serverId: 'real-ctor' });
+    cleanups.push(() => server.close());
+    upstream.apply('constructor', pods(2), { status: 'in-sync' });
+    // Before, the WELCOME check looked the feed up in the models map, found Object's own
+    // `constructor` and threw: 4012 CATTAIL_INTERNAL on every connection, for good.
+    const plain = setup({ endpoints: [server.url], feeds: ['constructor'] });
+    await plain.client.whenInSync();
+    expect(plain.client.feed('constructor').size).toBe(2);
+    const modelled = setup({ endpoints: [server.url], feeds: ['constructor'], models: { felix: ['libcalico.v9'] } });
+    await modelled.client.whenInSync();
+    expect(modelled.client.feed('constructor').size).toBe(2);
   });
 
   it('loads the snapshot, applies deltas, and its digest checks agree with the store', async () => {
