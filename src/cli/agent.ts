@@ -61,7 +61,7 @@ export async function runAgent(config: AgentConfig, ctx: CommandContext, deps: A
       endpoints: config.server,
       ...(config.service !== undefined ? { service: config.service, servicePortName: config.servicePortName } : {}),
       ...(config.kubeconfig !== undefined ? { kubeconfig: config.kubeconfig } : {}),
-      ...(config.stateDir !== undefined ? { stateDir: config.stateDir, checkpointIntervalMs: config.checkpointIntervalMs } : {}),
+      ...(config.stateDir !== undefined ? { stateDir: config.stateDir, checkpointIntervalMs: config.checkpointIntervalMs, checkpointIoMaxMs: config.checkpointIoMaxMs } : {}),
       feeds: config.feed,
       node: config.node ?? hostname(),
       tls,

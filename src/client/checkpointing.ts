@@ -14,15 +14,25 @@
  * PROTOCOL.md §4.7) neither writes nor restarts the interval: it did, and the STATUS with digest
  * a moment later found the interval running, so the file trailed by minutes.
  */
-import type { Clock } from '../clock.js';
+import { type Clock, deadline, realClock } from '../clock.js';
 import { CattailError } from '../errors.js';
 import { type FeedCheckpoint, readCheckpoint, removeCheckpoint, writeCheckpoint } from './checkpoint.js';
 import type { FeedState, RawChangeBatch } from './feed-state.js';
+
+/** ConnectOptions.checkpointIoMaxMs's default, in ms. */
+export const CHECKPOINT_IO_MAX_MS = 10_000;
 
 export interface CheckpointKeeperOptions {
   readonly dir: string;
   readonly node: string;
   readonly intervalMs: number;
+  /**
+   * Bound of the start's read and of close()'s last write, in wall-clock ms (ConnectOptions
+   * checkpointIoMaxMs). Not the injected clock's: a stalled volume is real I/O, and a fake clock
+   * advanced during a healthy read would cut it off (the replica's rule too, warm-state.ts).
+   * @default CHECKPOINT_IO_MAX_MS
+   */
+  readonly ioMaxMs?: number | undefined;
   readonly clock: Clock;
   readonly feeds: ReadonlyMap<string, { readonly state: FeedState }>;
   /** Per feed, the data models the agent applies (ConnectOptions.models); a feed absent takes any. */
@@ -56,9 +66,12 @@ export class CheckpointKeeper {
 
   /** Loads the checkpoint into the feeds; returns their states as change batches for the host. */
   async restore(): Promise<RawChangeBatch[]> {
-    const cp = await readCheckpoint(this.o.dir, this.o.node, (err) => {
+    // Bounded: a state volume that stops answering (a failing disk, a network mount) held the
+    // first connection for good, the agent idle with no status and whenInSync() never settling.
+    // Past the bound the agent starts without it; the read is left to end on its own, unused.
+    const cp = await this.bounded(readCheckpoint(this.o.dir, this.o.node, (err) => {
       this.problem = err;
-    });
+    }), 'CATTAIL_CLIENT_CHECKPOINT_INVALID', 'reading the checkpoint');
     if (cp === undefined) return [];
     this.restoredCluster = cp.cluster;
     const out: RawChangeBatch[] = [];
@@ -90,10 +103,24 @@ export class CheckpointKeeper {
     void this.serially(() => this.write());
   }
 
-  /** Writes what is verified now, after what is queued (close()). */
-  flush(): Promise<void> {
+  /**
+   * Writes what is verified now, after what is queued (close()). Bounded (ioMaxMs): a write that
+   * hangs (an fsync on a volume that stopped answering) held every later one, and close() with
+   * them, so `cattail agent` did not exit on SIGTERM until the kubelet's SIGKILL.
+   */
+  async flush(): Promise<void> {
     this.capture();
-    return this.serially(() => this.write());
+    await this.bounded(this.serially(() => this.write()), 'CATTAIL_CLIENT_CHECKPOINT_WRITE_FAILED', 'writing the checkpoint');
+  }
+
+  /** `p`, or undefined once ioMaxMs passed (recorded as `problem` with `code`); never rejects past the bound. */
+  private bounded<T>(p: Promise<T>, code: 'CATTAIL_CLIENT_CHECKPOINT_INVALID' | 'CATTAIL_CLIENT_CHECKPOINT_WRITE_FAILED', what: string): Promise<T | undefined> {
+    const maxMs = this.o.ioMaxMs ?? CHECKPOINT_IO_MAX_MS;
+    return deadline((fn, ms) => realClock.setTimeout(fn, ms), p, maxMs, () => new CattailError(code, `${what} in ${this.o.dir} took more than ${maxMs} ms`, { details: { dir: this.o.dir } })).catch((err: unknown) => {
+      // Only the deadline rejects: the read reports through its callback, serially() never rejects.
+      this.problem = err as CattailError;
+      return undefined;
+    });
   }
 
   /** Takes each feed's checkpoint that differs from the one saved; true when one did. */

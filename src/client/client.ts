@@ -121,7 +121,7 @@ export class Client {
     }
     if (this.opts.stateDir !== undefined) {
       this.keeper = new CheckpointKeeper({
-        dir: this.opts.stateDir, node: this.opts.node, intervalMs: this.opts.checkpointIntervalMs, clock: this.opts.clock, feeds: this.feeds, models: this.opts.models, cluster: () => this.heldCluster,
+        dir: this.opts.stateDir, node: this.opts.node, intervalMs: this.opts.checkpointIntervalMs, ioMaxMs: this.opts.checkpointIoMaxMs, clock: this.opts.clock, feeds: this.feeds, models: this.opts.models, cluster: () => this.heldCluster,
       });
     }
     this.backoff = new Backoff({ initialMs: this.opts.reconnectInitialDelayMs, maxMs: this.opts.reconnectMaxDelayMs, jitter: this.opts.reconnectJitter, random: this.opts.random });

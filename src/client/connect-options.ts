@@ -94,6 +94,7 @@ export const connectOptions = {
     help: 'Directory for a checkpoint of the verified state (atomic, checksummed, versioned): a restarted agent loads it, checks it against its digest, and resumes or rebases instead of taking a snapshot. Unset: nothing is written.',
   }),
   checkpointIntervalMs: opt.int({ default: 60_000, unit: 'ms', min: 0, help: 'With stateDir: write the checkpoint at most this often (after a verified STATUS or snapshot), and on close(). Each write is the whole state (an unscoped 150,000-pod felix feed is ~25 MB), fsynced; a restart resumes or rebases from it, so older only means a larger catch-up, while the servers keep its revision (their deltaLogMaxAgeMs, 10 minutes by default).' }),
+  checkpointIoMaxMs: opt.int({ default: 10_000, unit: 'ms', min: 1, help: 'With stateDir: the longest the first connection waits for the checkpoint to be read, and close() for its last write, in wall-clock time. Past it (a state volume that stopped answering) the client starts without the checkpoint, or close() resolves with the write left to end on its own; either is reported in stats.checkpoint.problem.' }),
   closeTimeoutMs: opt.int({ default: 2_000, unit: 'ms', min: 1, help: 'How long close() waits for the server\'s close before forcing it.' }),
 } as const;
 

@@ -14,6 +14,7 @@ export const agentOptions = {
   kubeconfig: connectOptions.kubeconfig,
   stateDir: connectOptions.stateDir,
   checkpointIntervalMs: connectOptions.checkpointIntervalMs,
+  checkpointIoMaxMs: connectOptions.checkpointIoMaxMs,
   feed: withDefault(connectOptions.feeds, ['felix']),
   node: connectOptions.node,
   once: opt.boolean({

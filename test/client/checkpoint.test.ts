@@ -5,7 +5,8 @@
  * checkpoint is rejected unless its entries hash to its digest.
  */
 import { computeDigest } from '../../proto/digest.js';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createReadStream, createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -265,5 +266,43 @@ describe('client - checkpoint and restart', () => {
     const cp = decodeCheckpoint(readFileSync(join(d, CHECKPOINT_FILE)));
     expect(cp.feeds.map((f) => f.name)).toEqual(['bgp']);
     expect(keeper.written).toBe(3);
+  });
+
+  it('a state volume that stops answering costs the agent its checkpoint, not its start or its close() (checkpointIoMaxMs)', async () => {
+    const { server, upstream } = await replica('ck-stall');
+    upstream.apply('felix', pods(50, 0), { status: 'in-sync' });
+    const d = dir();
+    // FIFOs where the files are: reading the checkpoint, and opening the temporary file of a
+    // write, block until the other end opens, as calls on a hung volume do.
+    const file = join(d, CHECKPOINT_FILE);
+    const tmp = `${file}.${process.pid}.tmp`;
+    execFileSync('mkfifo', [file, tmp]);
+    const unblock = (fifo: string, read: boolean): Promise<void> => new Promise((resolve) => {
+      if (read) {
+        const r = createReadStream(fifo);
+        r.on('error', () => resolve());
+        r.on('end', () => resolve()).resume();
+      } else {
+        const w = createWriteStream(fifo);
+        w.on('error', () => resolve());
+        w.end(() => resolve());
+      }
+    });
+    const c = connect({ endpoints: [server.url], feeds: ['felix'], node: 'node-1', stateDir: d, checkpointIntervalMs: 0, ackIntervalMs: 0, checkpointIoMaxMs: 300 });
+    try {
+      // Before, the first connection waited for the read for good: idle, no status.
+      await c.whenInSync();
+      expect(c.stats.checkpoint?.restored).toBe(0);
+      expect(c.stats.checkpoint?.problem).toMatch(/^CATTAIL_CLIENT_CHECKPOINT_INVALID: reading the checkpoint .* took more than 300 ms/);
+      // The first verified state's write hangs on its temporary file; close() waits for it at most the bound.
+      const t0 = Date.now();
+      await c.close();
+      expect(Date.now() - t0).toBeLessThan(5_000);
+      expect(c.stats.checkpoint?.problem).toMatch(/^CATTAIL_CLIENT_CHECKPOINT_WRITE_FAILED: writing the checkpoint .* took more than 300 ms/);
+      expect(c.stats.checkpoint?.written).toBe(0);
+    } finally {
+      await unblock(file, false);
+      await unblock(tmp, true);
+    }
   });
 });
