@@ -23,7 +23,7 @@ import { CLOSE_WAIT_MS, Shedder } from './fanout/shed.js';
 import { Governor } from './transport/governor.js';
 import { Health } from './ops/health.js';
 import type { LoadReport } from './fleet/balancer.js';
-import { createHttpEndpoints, httpEndpointsHandler } from './ops/http-endpoints.js';
+import { createHttpEndpoints, hardenHttpPort, httpEndpointsHandler } from './ops/http-endpoints.js';
 import { acceptHooks } from './transport/accept.js';
 import { InboundBudget } from './transport/inbound-budget.js';
 import { ANY_HOST, type AgentTransport, HARD_CAP_FACTOR, type PeerInfo } from './transport/seam.js';
@@ -284,6 +284,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   const debug = o.debugEndpoints === true ? { clients: (q: ClientsQuery) => clientsPage(fanout.connections, q, clock) } : undefined;
   const load = (): LoadReport => ({ serverId, connections: fanout.connections.size, targetConnections: governor.targetConnections ?? null, ready: health.ready().ok });
   const httpServer = tls?.httpServer(httpEndpointsHandler(served, health, load, debug, fanout.convergence)) ?? createHttpEndpoints(served, health, load, debug, fanout.convergence);
+  hardenHttpPort(httpServer);
 
   let agentAddr: AddressInfo;
   let httpAddr: AddressInfo;

@@ -23,6 +23,8 @@ import type { ConvergenceQuery, ConvergenceReport } from '../fanout/convergence.
 export const CONVERGENCE_PATH = '/v1/convergence';
 export const DEFAULT_CONVERGENCE_TIMEOUT_MS = 30_000;
 export const MAX_CONVERGENCE_TIMEOUT_MS = 300_000;
+/** Beyond a wait's own timeout, how long its socket may stay silent before the port's idle timeout cuts it (ms). */
+const CONVERGENCE_TIMEOUT_SLACK_MS = 30_000;
 /** Node names one request may list (each at most 253 characters, as in HELLO). */
 export const MAX_CONVERGENCE_NODES = 1_000;
 const MAX_NODE_CHARS = 253;
@@ -85,9 +87,10 @@ function errorBody(err: CattailError): unknown {
 
 export function serveConvergence(source: ConvergenceSource, url: URL, req: IncomingMessage, res: ServerResponse): void {
   let waiting: Promise<ConvergenceReport>;
+  let q: ConvergenceQuery;
   const asker = new AbortController();
   try {
-    const q = parseConvergenceQuery(url.searchParams, (n) => source.resolveResource(n));
+    q = parseConvergenceQuery(url.searchParams, (n) => source.resolveResource(n));
     waiting = source.wait(q, asker.signal);
   } catch (err) {
     if (!CattailError.is(err)) throw err;
@@ -99,6 +102,8 @@ export function serveConvergence(source: ConvergenceSource, url: URL, req: Incom
   // close too: a request pipelined behind another on the same connection has a response that
   // is queued without a socket, and emits no 'close' when the caller hangs up, so its wait
   // (and waiter slot) would stay for up to its timeout.
+  // The wait is silent: the HTTP port's idle timeout (hardenHttpPort) would cut it off.
+  res.setTimeout(q.timeoutMs + CONVERGENCE_TIMEOUT_SLACK_MS);
   const onSocketClose = (): void => asker.abort();
   req.socket.once('close', onSocketClose);
   res.on('close', () => {

@@ -22,7 +22,39 @@ export interface DebugEndpoints {
 
 /** The HTTP port's plaintext server. */
 export function createHttpEndpoints(registry: Registry, health: Health, load: () => LoadReport, debug?: DebugEndpoints, convergence?: ConvergenceSource): Server {
-  return createServer({ maxHeaderSize: HTTP_PORT_MAX_HEADER_BYTES }, httpEndpointsHandler(registry, health, load, debug, convergence));
+  return createServer({ maxHeaderSize: HTTP_PORT_MAX_HEADER_BYTES, connectionsCheckingInterval: HTTP_PORT_CHECK_INTERVAL_MS }, httpEndpointsHandler(registry, health, load, debug, convergence));
+}
+
+/** How often Node checks the port's header and request deadlines (its default, 30 s, let a slow head run three times past them). */
+export const HTTP_PORT_CHECK_INTERVAL_MS = 2_500;
+
+/**
+ * The HTTP port's bounds (hardenHttpPort). Its callers are few (the kubelet's probes, Prometheus,
+ * peer replicas' /v1/load, `cattail converge`), and it listens on every address of a node that
+ * runs a replica (hostNetwork): without bounds, thousands of sockets trickling a request head
+ * (up to HTTP_PORT_MAX_HEADER_BYTES, ~270 KiB, for /v1/convergence) or asking /metrics and never
+ * reading held memory until the pod's limit.
+ */
+export interface HttpPortLimits {
+  /** Connections open at once; beyond, Node closes a new one at once. */
+  readonly maxConnections: number;
+  /** From a request's start to its whole head, in ms. */
+  readonly headersTimeoutMs: number;
+  /** A socket with no traffic either way this long is destroyed, in ms: one that never sends a request, or never reads its answer. A /v1/convergence wait extends it to its own timeout. */
+  readonly idleTimeoutMs: number;
+}
+
+export const HTTP_PORT_LIMITS: HttpPortLimits = { maxConnections: 1_024, headersTimeoutMs: 10_000, idleTimeoutMs: 30_000 };
+
+/** Applies `limits` to the HTTP port's server (plaintext or TLS). */
+export function hardenHttpPort(server: Server, limits: HttpPortLimits = HTTP_PORT_LIMITS): void {
+  server.maxConnections = limits.maxConnections;
+  server.headersTimeout = limits.headersTimeoutMs;
+  // The request (a GET, no body) is whole with its head; a long-poll's answer is not a request's.
+  server.requestTimeout = limits.headersTimeoutMs;
+  // Node checks those two deadlines on its own interval; a connection that sends nothing starts
+  // no request, so only the socket's idle timeout ends it (destroyed: no 'timeout' listener).
+  server.timeout = limits.idleTimeoutMs;
 }
 
 /** The HTTP port's request handler, for a server made elsewhere (https with `httpTls`, tls/listener.ts). */

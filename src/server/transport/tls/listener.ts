@@ -23,6 +23,7 @@ import type { Clock } from '../../../clock.js';
 import type { Logger } from '../../../log.js';
 import type { ServerMetrics } from '../../ops/metrics.js';
 import { HTTP_PORT_MAX_HEADER_BYTES } from '../../ops/convergence-endpoint.js';
+import { HTTP_PORT_CHECK_INTERVAL_MS } from '../../ops/http-endpoints.js';
 import { type PeerInfo, peerAddress } from '../seam.js';
 import { TlsCredentials, type TlsMaterial, secureContextOptions } from './credentials.js';
 import { TLS_REFUSAL_REASONS, type TlsRefusalReason, describePeerTls, verifyPeer } from './identity.js';
@@ -110,7 +111,7 @@ export class TlsListener {
   httpServer(handler: RequestListener): HttpServer | undefined {
     if (!this.o.settings.httpTls) return undefined;
     const { cert, key } = this.credentials.material;
-    const server = createHttpsServer({ cert, key, minVersion: secureContextOptions(this.credentials.material).minVersion, handshakeTimeout: this.o.handshakeTimeoutMs, maxHeaderSize: HTTP_PORT_MAX_HEADER_BYTES }, handler);
+    const server = createHttpsServer({ cert, key, minVersion: secureContextOptions(this.credentials.material).minVersion, handshakeTimeout: this.o.handshakeTimeoutMs, maxHeaderSize: HTTP_PORT_MAX_HEADER_BYTES, connectionsCheckingInterval: HTTP_PORT_CHECK_INTERVAL_MS }, handler);
     // A failed handshake on the HTTP port (a probe without TLS) is not an agent refusal.
     server.on('tlsClientError', (_err, socket: TLSSocket) => socket.destroy());
     this.servers.push(server);
