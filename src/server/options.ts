@@ -199,7 +199,7 @@ export const serverOptions = {
   scopedFeeds: opt.list({
     default: [],
     values: SCOPABLE_FEED_NAMES,
-    help: 'Feeds sent per node instead of cluster-wide (per-node scoping, PROTOCOL.md §7.3; repeat the flag or separate with commas): each agent gets its own node\'s objects in full and other nodes\' in the slim form (felix: remote workload and host endpoints as labels, profile ids, addresses and named ports) or not at all (tunnel-ip-allocation, node-status). The node is the agent\'s client certificate\'s (CN, or see scopeNodeUriSanPrefix) with mutual TLS, else its HELLO\'s. Agents must advertise scope.node. Unset: every feed is cluster-wide.',
+    help: 'Feeds sent per node instead of cluster-wide (per-node scoping, PROTOCOL.md §7.3; repeat the flag or separate with commas): each agent gets its own node\'s objects in full and other nodes\' in the slim form (felix: remote workload and host endpoints as labels, profile ids, addresses and named ports) or not at all (tunnel-ip-allocation, node-status). The node is the agent\'s client certificate\'s (CN, or see scopeNodeUriSanPrefix) with mutual TLS, else its HELLO\'s; with clientCn alone (one CN for every agent) and no scopeNodeUriSanPrefix or clientUriSan the server refuses to start. Agents must advertise scope.node. Unset: every feed is cluster-wide.',
   }),
   scopeNodeUriSanPrefix: opt.string({
     default: undefined,

@@ -236,6 +236,16 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   if (o.scopeNodeUriSanPrefix !== undefined && tlsSettings?.allow === undefined) {
     throw new InvalidArgumentError('option scopeNodeUriSanPrefix (--scope-node-uri-san-prefix) needs clientCaFile (--client-ca-file): without it no client certificate is asked for, and no node is proven', { details: { option: 'scopeNodeUriSanPrefix' } });
   }
+  // Certificates that all carry one CN (clientCn alone admits no other) cannot prove nodes by
+  // their CN: every agent's node would be that CN, and each one naming its own node was refused
+  // with 4011 (the mTLS overlay's `--client-cn=typha-client` with `--scoped-feeds` did so).
+  const allow = tlsSettings?.allow;
+  if (scopedFeeds.size > 0 && allow?.cn !== undefined && allow.uriSan === undefined && o.scopeNodeUriSanPrefix === undefined) {
+    throw new InvalidArgumentError(
+      `option scopedFeeds (--scoped-feeds) proves each agent's node by its client certificate's CN, and clientCn (--client-cn) admits only certificates whose CN is ${JSON.stringify(allow.cn)}: every agent of another node would be refused (4011). Name each node in a URI SAN and set scopeNodeUriSanPrefix (--scope-node-uri-san-prefix), or drop clientCn and give each node a certificate whose CN is its node name`,
+      { details: { option: 'scopedFeeds' } },
+    );
+  }
   if (scopedFeeds.size > 0) {
     log?.info({ scopedFeeds: [...scopedFeeds], node: tlsSettings?.allow === undefined ? 'taken from HELLO (no client certificates: any agent can name any node)' : o.scopeNodeUriSanPrefix !== undefined ? 'proven by the client certificate\'s URI SAN' : 'proven by the client certificate\'s CN' }, 'per-node scoping');
   }

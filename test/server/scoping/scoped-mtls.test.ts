@@ -66,6 +66,16 @@ describe('per-node scoping - the node is the certificate\'s', () => {
     await expect(harness({ feeds: ['felix'], scopedFeeds: ['felix'], scopeNodeUriSanPrefix: PREFIX })).rejects.toMatchObject({ code: 'CATTAIL_INVALID_ARGUMENT' });
   });
 
+  it('refuses to start with scoped feeds and clientCn alone (one CN for every agent: each of another node would be refused); a URI SAN prefix or clientUriSan lets it start', async () => {
+    // The shipped mTLS overlay's allow list (--client-cn=typha-client) with --scoped-feeds.
+    await expect(server({ clientCn: 'typha-client' })).rejects.toMatchObject({ code: 'CATTAIL_INVALID_ARGUMENT', details: { option: 'scopedFeeds' }, message: expect.stringContaining('scopeNodeUriSanPrefix') });
+    // The node in a URI SAN (certificates CN=typha-client, URI SAN <prefix><node>): it starts.
+    await expect(server({ clientCn: 'typha-client', scopeNodeUriSanPrefix: PREFIX })).resolves.toBeDefined();
+    await expect(server({ clientCn: 'typha-client', clientUriSan: `${PREFIX}n2` })).resolves.toBeDefined();
+    // Unscoped, the same allow list starts as before.
+    await expect(harness({ transport: 'ws', ...files, feeds: ['felix'], clientCn: 'typha-client' })).resolves.toBeDefined();
+  });
+
   it('with scopeNodeUriSanPrefix takes the node from the URI SAN; a certificate without one is refused', async () => {
     const h = await server({ scopeNodeUriSanPrefix: PREFIX });
     const good = h.agent({ feeds: [{ name: 'felix' }], node: 'n2', caps: CAPS, tls: tlsOf(n2ByUri) });
