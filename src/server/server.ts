@@ -3,6 +3,7 @@
  * port, HTTP port for metrics and probes), one store per feed the upstream serves, one fan-out.
  * `cattail serve` (serve.ts) is a thin shell over this.
  */
+import { OwnFrames } from './transport/own-frames.js';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import type { Server } from 'node:http';
@@ -251,8 +252,9 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   }
   const cache = new SnapshotCache({ clock, reuseWindowMs: o.snapshotReuseWindowMs, sliceEntries: o.snapshotBuildSliceEntries, sliceMs: o.snapshotBuildSliceMs, chunkBytes: o.snapshotChunkBytes, compressMinBytes: o.compressMinBytes, metrics });
   const random = options.random ?? Math.random;
+  const ownFrames = new OwnFrames(o.maxOwnHeldBytes);
   const fanout = new FanOut({
-    clock, random, metrics, log, serverId, feeds, cache, compressions, ...o, ...(options.serviceTurn ? { serviceTurn: options.serviceTurn } : {}),
+    clock, random, metrics, log, serverId, feeds, cache, compressions, ...o, ownFrames, ...(options.serviceTurn ? { serviceTurn: options.serviceTurn } : {}),
     onAgentAhead: (resources) => upstream.recheckMissing?.(resources),
     cluster: () => upstream.cluster?.(),
   });
@@ -263,13 +265,13 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   });
   // Bytes of unfinished inbound frames over all sockets (ws only: uWS shows none of it).
   const inboundBudget = o.transport === 'ws' ? new InboundBudget(o.maxInboundHeldBytes, o.maxInboundBytes * HARD_CAP_FACTOR, () => metrics.inboundOverBudgetCloses.inc()) : undefined;
-  registerStateGauges(metrics, { ...(inboundBudget !== undefined ? { inbound: () => inboundBudget } : {}), connections: () => fanout.connections, serviceQueueLength: () => fanout.serviceQueueLength, catchUpCache: () => fanout.catchUpCache, handshakeQueueLength: () => fanout.handshakeQueueLength, snapshotCache: () => cache.held(), snapshotPinned: () => cache.pinned(streamingBuilds(fanout.connections)), transportWaiting: () => transport.pacedWaiting, feeds });
+  registerStateGauges(metrics, { ownFrames, ...(inboundBudget !== undefined ? { inbound: () => inboundBudget } : {}), connections: () => fanout.connections, serviceQueueLength: () => fanout.serviceQueueLength, catchUpCache: () => fanout.catchUpCache, handshakeQueueLength: () => fanout.handshakeQueueLength, snapshotCache: () => cache.held(), snapshotPinned: () => cache.pinned(streamingBuilds(fanout.connections)), transportWaiting: () => transport.pacedWaiting, feeds });
   // Opened before anything listens: unreadable files fail start-up with CATTAIL_SERVER_TLS_FILES.
   const tls = tlsSettings === undefined ? undefined : await TlsListener.open({ settings: tlsSettings, clock, log, metrics, handshakeTimeoutMs: o.handshakeTimeoutMs });
   registerConvergenceGauges(metrics, { resources: () => fanout.convergence.resources(), connections: () => fanout.connections, waiting: () => fanout.convergence.waiting, checks: () => fanout.convergence.checks });
   const pipeline = new Pipeline(feeds, fanout, clock, log);
   const health = new Health(clock, fanout, feeds, governor, upstream, options.upstreamDescription);
-  const limits = { maxInboundBytes: o.maxInboundBytes, maxClientBytes: o.maxClientBytes, compressMinBytes: o.compressMinBytes };
+  const limits = { maxInboundBytes: o.maxInboundBytes, maxClientBytes: o.maxClientBytes, compressMinBytes: o.compressMinBytes, ownFrames };
   const hooks = acceptHooks({
     clock,
     governor,

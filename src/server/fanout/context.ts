@@ -3,6 +3,7 @@
  * for timer-driven steps. The parts (flush, service, session, sweep) each take this one object
  * instead of a reference to each other's internals, so each file reads as one concept.
  */
+import type { OwnFrames } from '../transport/own-frames.js';
 import type { Clock } from '../../clock.js';
 import type { Logger } from '../../log.js';
 import type { Connection } from '../transport/connection.js';
@@ -34,6 +35,8 @@ export interface FanOutOptions {
   readonly newClientGracePeriodMs: number;
   readonly socketHighWaterBytes: number;
   readonly maxClientBytes: number;
+  /** Frames built for one agent alone held unsent, process-wide (transport/own-frames.ts); shared with the connections' limits. Unset: not bounded. */
+  readonly ownFrames?: OwnFrames;
   /** Outdated snapshot builds slow readers may pin, in wire bytes (sweep.ts). @default DEFAULT_SNAPSHOT_PINNED_MAX_BYTES (256 MiB) */
   readonly snapshotPinnedMaxBytes?: number;
   /** Largest range repair sent, in key and value bytes (PROTOCOL.md §7.2); above it a snapshot. @default DEFAULT_MAX_REPAIR_BYTES (4 MiB) */

@@ -2,6 +2,7 @@
  * The handshake's decisions: HELLO checks beyond the codec's shape validation (PROTOCOL.md §4.1),
  * the choice of compression (§5), resume-or-snapshot per feed (§7) and the WELCOME (§4.2).
  */
+import type { OwnFrames } from '../transport/own-frames.js';
 import { CattailError } from '../../errors.js';
 import { CAP_FEED_RESOURCES, CAP_REPAIR_BUCKETS, CAP_RESUME_WATERMARKS, CAP_SCOPE_NODE, type HelloMessage, MIN_CLIENT_MAX_FRAME_BYTES, behindResources, isResourceVersion, mergeWatermarks } from '../../../proto/index.js';
 import type { FeedRuntime } from './feeds.js';
@@ -90,7 +91,10 @@ type HelloFeed = Hello['feeds'][number];
  * replica's log from the agent's watermarks (another replica's token), or a snapshot with the
  * reason. An unknown feed name is a coded close (4006).
  */
-export function planFeeds(hello: Hello, feeds: ReadonlyMap<string, FeedRuntime>, serverId: string, maxClientBytes: number, cluster?: string): FeedPlan[] {
+export function planFeeds(hello: Hello, feeds: ReadonlyMap<string, FeedRuntime>, serverId: string, maxClientBytes: number, cluster?: string, ownFrames?: OwnFrames): FeedPlan[] {
+  // A catch-up built for this agent alone: at most half its own budget (more would only get it
+  // closed with 4008), and within what the process holds of such frames (own-frames.ts).
+  const fits = (bytes: number): boolean => bytes <= maxClientBytes / 2 && (ownFrames?.admits(bytes) ?? true);
   // §8 "Another cluster": state from another cluster is no state here. Its tokens name other
   // replicas anyway, but its watermarks are another cluster's resourceVersions: taken as a floor,
   // a cluster rebuilt on the same hosts (new etcd, resourceVersions from 1 again) refused an agent
@@ -107,7 +111,7 @@ export function planFeeds(hello: Hello, feeds: ReadonlyMap<string, FeedRuntime>,
     const d = judgeToken(token, { serverId, epoch: feed.epoch, feed: feed.name, projectionVersion: feed.projectionVersion }, feed.store.revision);
     const floor = floorOf(requested, retires ? feed.def.resources : undefined);
     if (d.mode === 'snapshot') {
-      if (canRebase && isRebaseCandidate(d) && requested.watermarks !== undefined) return planRebase(feed, requested, d.reason, floor, maxClientBytes);
+      if (canRebase && isRebaseCandidate(d) && requested.watermarks !== undefined) return planRebase(feed, requested, d.reason, floor, fits);
       return snapshotPlan(feed, d.reason, floor);
     }
     const s = feed.store.since(d.revision);
@@ -121,7 +125,7 @@ export function planFeeds(hello: Hello, feeds: ReadonlyMap<string, FeedRuntime>,
     if (s.kind !== 'delta') return snapshotPlan(feed, 'bad-token', floor);
     // A resume bigger than the agent's own budget would only get it closed with 4008: the shared
     // snapshot is cheaper for everyone.
-    if (s.bytes > maxClientBytes / 2) return { ...snapshotPlan(feed, 'too-large', floor), minRevision: d.revision + 1 };
+    if (!fits(s.bytes)) return { ...snapshotPlan(feed, 'too-large', floor), minRevision: d.revision + 1 };
     return { feed, mode: 'resume', since: s };
   });
 }
@@ -182,7 +186,7 @@ function snapshotPlan(feed: FeedRuntime, reason: SnapshotReason, floor: Readonly
  * it cannot be done is the snapshot the token alone would have got (`reason`), except `behind`,
  * which the agent's own watermark check would refuse anyway, so it is worth naming.
  */
-function planRebase(feed: FeedRuntime, requested: HelloFeed, reason: SnapshotReason, floor: Readonly<Record<string, string>> | undefined, maxClientBytes: number): FeedPlan {
+function planRebase(feed: FeedRuntime, requested: HelloFeed, reason: SnapshotReason, floor: Readonly<Record<string, string>> | undefined, fits: (bytes: number) => boolean): FeedPlan {
   // A state with a resource this feed does not carry is not one of its states (§8 "A feed's
   // resources"): no revision here stands for it, and it must not make us refuse the agent.
   const w = requested.watermarks ?? {};
@@ -198,7 +202,7 @@ function planRebase(feed: FeedRuntime, requested: HelloFeed, reason: SnapshotRea
   // The difference is worth it only when smaller than the state (a snapshot is also shared and
   // cached across agents, a rebase DELTA is built for this one), and it must fit the budget.
   const stats = feed.store.stats();
-  if (s.bytes > stats.keyBytes + stats.valueBytes || s.bytes > maxClientBytes / 2) return snapshotPlan(feed, 'too-large', floor);
+  if (s.bytes > stats.keyBytes + stats.valueBytes || !fits(s.bytes)) return snapshotPlan(feed, 'too-large', floor);
   return { feed, mode: 'rebase', since: s };
 }
 

@@ -76,7 +76,7 @@ export function serveRepair(ctx: FanOutContext, service: ServiceQueue, conn: Con
   // Bounded: the store stops collecting past maxBytes (then this is a snapshot anyway).
   const r = store.repair(cursor.revision, buckets, maxBytes);
   if (r.kind !== 'delta') return snapshot('too-old');
-  if (r.bytes > maxBytes || r.upserts.length > store.current().size / 2) return snapshot('too-large');
+  if (r.bytes > maxBytes || r.upserts.length > store.current().size / 2 || !(o.ownFrames?.admits(r.bytes) ?? true)) return snapshot('too-large');
   let frames: Buffer[];
   try {
     frames = encodeDelta(feed.id, r.from, r.to, r.upserts, r.deletes, conn.compression, conn.maxBodyBytes, o.compressMinBytes);

@@ -194,6 +194,16 @@ export class ServiceQueue {
           const to = feed.store.revision;
           const key = `${feed.id}:${cursor.revision}:${to}:${conn.compression}:${conn.maxBodyBytes}${feed.scope !== undefined ? `:${conn.scopeNode}` : ''}`;
           let frames = this.catchUpCache.get(key);
+          // Encoded in this round for agents behind together, but maybe no longer held by any
+          // socket: writing it again must fit the process's bound too (own-frames.ts).
+          let overOwn = false;
+          if (frames !== undefined && o.ownFrames !== undefined) {
+            const add = o.ownFrames.newBytes(frames);
+            if (add > 0 && !o.ownFrames.admits(add)) {
+              frames = undefined;
+              overOwn = true;
+            }
+          }
           if (frames === undefined) {
             const s = feed.store.since(cursor.revision);
             // A catch-up bigger than half the agent's own budget would only get it closed with
@@ -205,7 +215,9 @@ export class ServiceQueue {
             // change the agent applied since carries older ones). Not today's watermarks, as a
             // repair takes (repair.ts): every batch moves one, so no build made before the latest
             // batch would do and each slow agent of a busy cluster got a build of its own.
-            const tooLarge = s.kind === 'delta' && s.bytes > o.maxClientBytes / 2;
+            // Past what frames built for single agents may hold together (own-frames.ts): the
+            // shared snapshot as well.
+            const tooLarge = s.kind === 'delta' && (overOwn || s.bytes > o.maxClientBytes / 2 || !(o.ownFrames?.admits(s.bytes) ?? true));
             if (s.kind !== 'delta' || tooLarge) {
               if (tooLarge) this.startSnapshot(conn, cursor, now, true, cursor.revision + 1, feed.store.watermarksAt(cursor.revision) ?? feed.store.meta().watermarks);
               else this.startSnapshot(conn, cursor, now, true);

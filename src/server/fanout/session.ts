@@ -38,7 +38,7 @@ export class Session {
     const hello = checkHello(m);
     const now = o.clock.monotonic();
     const cluster = o.cluster?.();
-    const plans = planFeeds(hello, this.byName, o.serverId, o.maxClientBytes, cluster);
+    const plans = planFeeds(hello, this.byName, o.serverId, o.maxClientBytes, cluster, o.ownFrames);
     const behind = plans.filter((p) => p.mode === 'snapshot' && p.reason === 'behind');
     if (behind.length > 0) {
       // PROTOCOL.md §7.1: the agent's state is newer than ours (we restarted from a checkpoint, or

@@ -180,6 +180,8 @@ export interface StateSources {
   readonly feeds: readonly { readonly name: string; readonly store: ServedStore }[];
   /** Unfinished inbound frames (transport/inbound-budget.ts); undefined when the transport cannot show them (uWS). */
   readonly inbound?: () => { readonly heldBytes: number; readonly holding: number };
+  /** Frames built for one agent alone held unsent, each once (transport/own-frames.ts). */
+  readonly ownFrames?: { readonly heldBytes: number; readonly refused: number };
 }
 
 /**
@@ -208,6 +210,11 @@ export function registerStateGauges(metrics: ServerMetrics, src: StateSources): 
     for (const c of src.connections()) n += c.ownOutstandingBytes;
     return n;
   });
+  const own = src.ownFrames;
+  if (own !== undefined) {
+    stateGauge('cattail_own_frames_held_bytes', 'Bytes of frames built for one agent alone (resume and rebase deltas, catch-ups, range repairs) that sockets have not sent, each frame counted once however many agents it goes to (held to maxOwnHeldBytes).', r, () => own.heldBytes);
+    statsCounter('cattail_own_frames_refused_total', 'Resumes, rebases, catch-ups and range repairs answered with a snapshot because their frames would have taken cattail_own_frames_held_bytes above maxOwnHeldBytes.', r, () => own.refused);
+  }
   stateGauge('cattail_catchup_cache_bytes', 'Catch-up frames kept for agents behind at the same revision (encoded once per service round: until the next flush, at most 5 s).', r, () => src.catchUpCache().bytes);
   stateGauge('cattail_service_queue_length', 'Connections waiting in the service queue for a HELLO answer, snapshot frames or a catch-up (served within a time and byte budget per event-loop turn).', r, src.serviceQueueLength);
   stateGauge('cattail_transport_paced_waiting', 'Work the agent transport holds for a paced turn: upgrade requests not yet answered (ws, 5 ms turns), or sockets with inbound messages waiting (uWS); bounded by the connections admitted.', r, src.transportWaiting);

@@ -21,6 +21,7 @@ import type { FeedRuntime } from '../fanout/feeds.js';
 import type { SnapshotBuild } from '../fanout/snapshot-cache.js';
 import { CLOSE_CODES, type ClosingErrorCode, type GoodbyeMessage, type HelloMessage, closeCodeOf, isClosingErrorCode } from '../../../proto/index.js';
 import { type Compression, decodeInbound, encodeMessage } from './framing.js';
+import type { OwnFrames } from './own-frames.js';
 
 export interface FeedCursor {
   readonly feed: FeedRuntime;
@@ -92,6 +93,8 @@ export interface ConnectionLimits {
   readonly maxInboundBytes: number;
   readonly maxClientBytes: number;
   readonly compressMinBytes: number;
+  /** Frames built for one agent alone held unsent, process-wide (own-frames.ts); one object shared by every connection. */
+  readonly ownFrames?: OwnFrames;
 }
 
 let nextConnId = 1;
@@ -151,6 +154,8 @@ export class Connection {
   closeDeadlineMs = 0;
   /** Bytes written for this agent alone and not yet flushed by the kernel (its budget). */
   ownOutstandingBytes = 0;
+  /** Own frames written and not yet released from limits.ownFrames (a few at a time: written, then sent). */
+  private ownHeld: Buffer[] | undefined;
   closeCode: number | undefined;
   /** Wall-clock ms (injected clock) when the fan-out took this connection; shown by /debug/clients. */
   connectedAtMs = 0;
@@ -269,10 +274,16 @@ export class Connection {
       return false;
     }
     this.bytesWritten += total;
+    const ledger = this.limits.ownFrames;
     for (const f of frames) {
       this.ownOutstandingBytes += f.length;
+      if (ledger !== undefined) {
+        ledger.add(f);
+        (this.ownHeld ??= []).push(f);
+      }
       const done = (): void => {
         this.ownOutstandingBytes -= f.length;
+        this.releaseOwn(f);
       };
       if (batch.owner === this) this.hold(f, done);
       else if (!this.socket.write(f, done)) this.quiet = false;
@@ -443,10 +454,27 @@ export class Connection {
     }
   }
 
+  /** `f`'s write on this socket is over (sent, or the socket gone): the process-wide count lets it go once. */
+  private releaseOwn(f: Buffer): void {
+    const held = this.ownHeld;
+    if (held === undefined) return;
+    const i = held.indexOf(f);
+    if (i < 0) return;
+    held[i] = held[held.length - 1] as Buffer;
+    held.pop();
+    this.limits.ownFrames?.release(f);
+  }
+
   private onSocketClose(code: number): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
     if (batch.owner === this) this.endBatch();
+    // What the socket never sent: not every transport calls a destroyed socket's write callbacks.
+    const held = this.ownHeld;
+    if (held !== undefined) {
+      this.ownHeld = undefined;
+      for (const f of held) this.limits.ownFrames?.release(f);
+    }
     this.release();
     this.host.onClosed(this, this.closeCode ?? code);
   }
