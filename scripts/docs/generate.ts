@@ -59,7 +59,7 @@ export function metricsTable(): string {
   const server = createMetrics(new FanOutStats(), { defaultMetrics: false });
   // Registered by startServer beside the fan-out (they read its connections); no sources needed to list them.
   registerConvergenceGauges(server, { resources: () => [], connections: () => [], waiting: () => 0, checks: () => 0 });
-  registerStateGauges(server, { connections: () => [], serviceQueueLength: () => 0, catchUpCache: () => ({ entries: 0, bytes: 0 }), handshakeQueueLength: () => 0, snapshotCache: () => ({ builds: 0, bytes: 0 }), snapshotPinned: () => ({ builds: 0, bytes: 0 }), transportWaiting: () => 0, inbound: () => ({ heldBytes: 0, holding: 0 }), feeds: [] });
+  registerStateGauges(server, { connections: () => [], serviceQueueLength: () => 0, catchUpCache: () => ({ entries: 0, bytes: 0 }), handshakeQueueLength: () => 0, snapshotCache: () => ({ builds: 0, bytes: 0 }), snapshotPinned: () => ({ builds: 0, bytes: 0 }), transportWaiting: () => 0, inbound: () => ({ heldBytes: 0, holding: 0 }), ownFrames: { heldBytes: 0, refused: 0 }, feeds: [] });
   const upstream = new UpstreamMetrics();
   warmStateMetrics(upstream.registry);
   const registries = [server.registry, upstream.registry];

@@ -104,7 +104,9 @@ export function coerce(name: string, spec: OptionSpec<unknown>, raw: unknown, so
       // A flag's values are split at commas too, as an environment variable's: `--scoped-feeds
       // felix,node-status` (which the help offers) reached the value check whole and was refused.
       // Library options (arrays in code) and a file's arrays are taken as they are.
-      if (Array.isArray(raw) && source === 'flag') items = (raw as unknown[]).flatMap((v) => (typeof v === 'string' ? v.split(',').map((x) => x.trim()).filter((x) => x !== '') : [v]));
+      // A value that names nothing (`''`, `','`: an empty template variable) is kept as it is, for
+      // the option's check to refuse: dropped, a required list was reported as unset instead.
+      if (Array.isArray(raw) && source === 'flag') items = (raw as unknown[]).flatMap((v) => (typeof v === 'string' ? splitFlagValue(v) : [v]));
       else if (Array.isArray(raw)) items = [...(raw as unknown[])];
       else if (typeof raw === 'string' && source !== 'option') items = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
       else throw fail('expected a list of strings');
@@ -126,6 +128,11 @@ export function coerce(name: string, spec: OptionSpec<unknown>, raw: unknown, so
     if (reason !== undefined) throw fail(reason);
   }
   return value;
+}
+
+function splitFlagValue(v: string): string[] {
+  const parts = v.split(',').map((x) => x.trim()).filter((x) => x !== '');
+  return parts.length > 0 ? parts : [v];
 }
 
 /** The error for a required option left unset; `how` says how it is set (`--server, CATTAIL_SERVER`). */

@@ -146,6 +146,16 @@ export class FanOut implements ConnectionHost {
     const min = this.ctx.o.compressMinBytes;
     for (const cursor of conn.cursors) {
       const feed = cursor.feed;
+      if (cursor.phase === 'live' && cursor.revision < feed.store.revision && feed.scope !== undefined && !conn.scopeWatermarks) {
+        // A scoped agent behind, without scope.watermarks: a STATUS held back (§4.7, up to a
+        // second) may never have followed its last units, and none at its revision can be made
+        // now (its node's digest at that revision is gone). Without one it left with the token
+        // and watermarks of an older state, and the next replica could serve it a snapshot
+        // older than what it holds. So its catch-up to now, then the STATUS of now, when the
+        // catch-up is one that would be built for it (else GOODBYE goes without, as before).
+        out.push(...this.service.catchUpForGoodbye(conn, cursor));
+        continue;
+      }
       // Only at the store's revision: a STATUS is at the revision it names, and the agent must
       // hold it (an agent behind, or in its snapshot, is owed nothing it could apply).
       if (cursor.phase !== 'live' || cursor.revision !== feed.store.revision) continue;

@@ -301,6 +301,25 @@ export class ServiceQueue {
    * A scoped feed's catch-up for one agent: the shared part is split and encoded once per round
    * for agents behind at the same revision, the node's part per node (#20).
    */
+  /**
+   * FanOut.owedStatus: a scoped agent behind, about to be sent GOODBYE: the catch-up from its
+   * revision to now and the STATUS of now, or nothing when that catch-up is not one a service
+   * turn would build for it (too old, above half its budget, or past maxOwnHeldBytes). Written by
+   * the close itself, past the socket's high-water mark: the connection ends after it.
+   */
+  catchUpForGoodbye(conn: Connection, cursor: FeedCursor): Buffer[] {
+    const { o } = this.ctx;
+    const feed = cursor.feed;
+    if (feed.scope === undefined) return [];
+    const s = feed.store.since(cursor.revision);
+    if (s.kind !== 'delta' || s.bytes > o.maxClientBytes / 2 || !(o.ownFrames?.admits(s.bytes) ?? true)) return [];
+    const frames = this.scopedCatchUp(feed.scope, feed.id, s, conn, o.compressMinBytes);
+    const st = feed.statusFrame(o.compressMinBytes, conn.scopeNode);
+    cursor.revision = s.to;
+    cursor.statusKey = st.key;
+    return [...frames, st.frame];
+  }
+
   private scopedCatchUp(scope: NonNullable<FeedCursor['feed']['scope']>, feedId: number, s: Extract<ReturnType<FeedCursor['feed']['store']['since']>, { kind: 'delta' }>, conn: Connection, min: number): Buffer[] {
     const base = `${feedId}:${s.from}:${s.to}`;
     let split = this.splitCache.get(base);

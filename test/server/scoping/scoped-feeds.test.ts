@@ -206,6 +206,37 @@ describe('per-node scoping - real server', () => {
     expect(a.violations).toEqual([]);
   });
 
+  it('an agent sent away while behind (skipped by a flush, a STATUS held back) gets its catch-up and the STATUS of now before the GOODBYE', async () => {
+    const h = await scopedHarness({ socketHighWaterBytes: 64 * 1024, flushWindowMs: 0 });
+    const a = h.agent({ feeds: [{ name: 'felix' }], node: 'n1', caps: CAPS, record: true });
+    const fast = h.agent({ feeds: [{ name: 'felix' }], node: 'n2', caps: CAPS });
+    await inStep(h, [a, fast], ['felix']);
+    const id = a.feed('felix').id;
+    // A STATUS went out within the last second: the next units' STATUS is held back.
+    h.upstream.apply('felix', Object.fromEntries([wep('n2', 0, 1)]), { watermarks: { pods: '21' } });
+    await a.untilRevision('felix', h.storeRevision('felix'));
+    // Then it stops reading, and big changes go on until a flush skips it (behind, owed a STATUS).
+    a.socket.pause();
+    const skips = h.server.fanoutStats().skips;
+    for (let i = 0; i < 200 && h.server.fanoutStats().skips === skips; i++) {
+      h.upstream.apply('felix', { [wep('n1', 0, 10 + i)[0]]: { ...wep('n1', 0, 10 + i)[1], pad: 'x'.repeat(32 * 1024) } }, { watermarks: { pods: String(100 + i) } });
+      await fast.untilRevision('felix', h.storeRevision('felix'));
+    }
+    expect(h.server.fanoutStats().skips).toBeGreaterThan(skips);
+    const rev = h.storeRevision('felix');
+    const closed = h.server.close();
+    a.socket.resume();
+    await a.closed;
+    await closed;
+    // Before, it left at a revision behind, with the token and watermarks of an older one.
+    expect(a.feed('felix').revision).toBe(rev);
+    const order = a.messages.filter((m) => (m.type === 'status' && m.feedId === id && m.revision === rev) || m.type === 'goodbye').map((m) => m.type);
+    expect(order).toEqual(['status', 'goodbye']);
+    const last = a.messages.filter((m): m is Extract<Message, { type: 'status' }> => m.type === 'status' && m.feedId === id).at(-1);
+    expect(Buffer.from(last?.digest ?? []).equals(a.digest('felix'))).toBe(true);
+    expect(a.violations).toEqual([]);
+  });
+
   it('a change not yet flushed when the agent is sent away is flushed first, then its STATUS, then the GOODBYE', async () => {
     const h = await scopedHarness({ flushWindowMs: 1_000 });
     const a = h.agent({ feeds: [{ name: 'felix' }], node: 'n1', caps: CAPS, record: true });
