@@ -135,6 +135,10 @@ export class FeedStore {
   #view: TreeView | null = null;
   /** The watermarks each revision of the log was made at (rebase, see watermark-log.ts). */
   readonly #marks: WatermarkLog;
+  /** The current revision was made by a batch without watermarks, and no batch has recorded it since (see apply). */
+  #unrecorded = false;
+  /** The last barrier was set at watermarks older than its state (a batch without its own): set again at the next ones. */
+  #barrierPending = false;
 
   constructor(options: FeedStoreOptions) {
     if (typeof options?.feed !== 'string' || options.feed === '') {
@@ -258,8 +262,26 @@ export class FeedStore {
     // gets no record: the store's watermarks are the previous ones, and recorded at them the
     // revision would be a rebase base for agents that lack its changes. The record before it
     // stays the base (its since() includes them); the next batch with watermarks records them.
-    if ((changed && batch.watermarks !== undefined) || (!changed && metaChanged)) this.#marks.record(this.#revision, this.#meta.watermarks);
-    if (deletedUnknown > 0 || batch.barrier === true) this.#marks.barrier(this.#revision, this.#meta.watermarks);
+    // A batch that changed no entry moves the current revision's record only when the revision has
+    // one, or the batch brings the watermarks it stands for (tier 1's late STATUS): a stale- or
+    // status-only batch after such an unrecorded revision recorded it at the previous watermarks,
+    // and an agent at those was rebased from after changes it lacked (review of the store).
+    const brings = batch.watermarks !== undefined;
+    if (changed) this.#unrecorded = !brings;
+    if ((changed && brings) || (!changed && metaChanged && (brings || !this.#unrecorded))) {
+      this.#marks.record(this.#revision, this.#meta.watermarks);
+      this.#unrecorded = false;
+    }
+    if (deletedUnknown > 0 || batch.barrier === true) {
+      this.#marks.barrier(this.#revision, this.#meta.watermarks);
+      // Without watermarks of its own the store's are older than the state the deletion left:
+      // agents between the two would pass a barrier at them. Set again at the next watermarks
+      // (a later revision, higher watermarks: only stricter).
+      this.#barrierPending = !brings;
+    } else if (brings && this.#barrierPending) {
+      this.#marks.barrier(this.#revision, this.#meta.watermarks);
+      this.#barrierPending = false;
+    }
     // Bound what the stale tree pins (superseded values) and what the next current() replays.
     if (this.#unflushed > FLUSH_MIN_KEYS + (this.#live.length >>> FLUSH_STATE_SHIFT)) this.#flushTree();
     const trimmed = this.#trim(now).droppedTombstones;

@@ -85,6 +85,34 @@ describe('FeedStore.rebase', () => {
     expect(b.rebase({ pods: '100' })).toEqual({ kind: 'revision', revision: 1 });
   });
 
+  it('a stale- or status-only batch after a revision without watermarks does not make that revision a base at the previous ones', () => {
+    // Tier 2 releasing a change whose STATUS never came, then marking itself stale (tier 1 lost).
+    const b = new FeedStore({ feed: 'f' });
+    b.apply({ updates: [{ key: '/pods/ns/a', value: v(1) }], watermarks: { pods: '100' }, status: 'in-sync' }, 0);
+    b.apply({ updates: [{ key: '/pods/ns/c', value: v(2) }] }, 0);
+    b.apply({ updates: [], stale: true }, 0);
+    b.apply({ updates: [], stale: false }, 0); // the outage ends without a STATUS yet
+    // Before, revision 2 was recorded at 100: an agent at 100 was rebased from 2 and never got c.
+    expect(b.rebase({ pods: '100' })).toEqual({ kind: 'revision', revision: 1 });
+    const agent: State = new Map([['/pods/ns/a', v(1)]]);
+    expect(sameState(rebased(agent, b.since(1)), viewState(b.current()))).toBe(true);
+    // Tier 1 back, its STATUS with the watermarks revision 2 stands for: now a base at them.
+    b.apply({ updates: [], watermarks: { pods: '105' }, status: 'in-sync', stale: false }, 0);
+    expect(b.rebase({ pods: '105' })).toEqual({ kind: 'revision', revision: 2 });
+    expect(b.rebase({ pods: '100' })).toEqual({ kind: 'revision', revision: 1 });
+  });
+
+  it('a deletion of an unknown key without watermarks sets the barrier again at the next watermarks', () => {
+    const b = new FeedStore({ feed: 'f' });
+    b.apply({ updates: [{ key: '/pods/ns/a', value: v(1) }], watermarks: { pods: '100' }, status: 'in-sync' }, 0);
+    // A key created and deleted upstream between two of tier 1's units, released without a STATUS.
+    b.apply({ updates: [{ key: '/pods/ns/c', value: v(2) }, { key: '/pods/ns/gone', value: null }] }, 0);
+    b.apply({ updates: [], watermarks: { pods: '110' }, status: 'in-sync' }, 0);
+    // An agent at 105 may hold /pods/ns/gone: no rebase (before, the barrier stood at 100 and it passed).
+    expect(b.rebase({ pods: '105' })).toEqual({ kind: 'none' });
+    expect(b.rebase({ pods: '110' })).toEqual({ kind: 'revision', revision: 2 });
+  });
+
   it('a barrier batch (the end of a relist) rebases no agent below its watermarks from before it', () => {
     const b = new FeedStore({ feed: 'f' });
     feed(b, events(20), [5, 5, 5, 5]);
