@@ -147,6 +147,30 @@ describe('libcalico Kubernetes NetworkPolicy → policy', () => {
     expect(value['types']).toEqual(['ingress', 'egress']);
   });
 
+  it('merges unbounded port ranges as intervals, never port by port (a CRD-written endPort or string range)', () => {
+    // StagedKubernetesNetworkPolicy's CRD bounds neither endPort (int32) nor a string port: expanded
+    // port by port, this pushed 2^31 numbers, a fatal abort of every replica at every list.
+    const { value } = policy({
+      podSelector: {},
+      ingress: [{
+        ports: [
+          { protocol: 'TCP', port: 1, endPort: 2_147_483_647 },
+          { protocol: 'TCP', port: 2 },
+          { protocol: 'UDP', port: '10:99999999999' },
+          { protocol: 'UDP', port: 5 },
+          { protocol: 'UDP', port: 7, endPort: 6 },
+          { protocol: 'UDP', port: 6 },
+          { protocol: 'UDP', port: 'dns' },
+        ],
+      }],
+    });
+    expect(value['inbound_rules']).toEqual([
+      { action: 'allow', protocol: 'tcp', dst_ports: ['1:2147483647'] },
+      // 5 and 6 merge, the reversed 7:6 covers nothing, 10:… stays apart from them.
+      { action: 'allow', protocol: 'udp', dst_ports: ['dns', '5:6', '10:99999999999'] },
+    ]);
+  });
+
   it('a port list with an all-ports entry keeps all ports for that protocol', () => {
     const { value } = policy({ podSelector: {}, ingress: [{ ports: [{ protocol: 'TCP' }, { protocol: 'TCP', port: 80 }] }] });
     expect(value['inbound_rules']).toEqual([{ action: 'allow', protocol: 'tcp' }]);

@@ -81,28 +81,38 @@ function k8sPort(p: Record<string, unknown>): Port | undefined {
   return /^\d+$/.test(base) ? Number(base) : base;
 }
 
-/** conversion.go `SimplifyPorts`. */
+/**
+ * conversion.go `SimplifyPorts`: the fewest ranges covering the numeric ports (named ones pass
+ * through). Merged as intervals, never expanded port by port: the CRD form of a policy
+ * (StagedKubernetesNetworkPolicy) bounds neither `endPort` (int32) nor a string `port`, and one
+ * rule with `{port: 1, endPort: 2147483647}` beside another port pushed 2^31 numbers, past V8's
+ * largest array: a fatal abort no per-object catch stops, on every replica at every list. A
+ * range whose end is below its start covers nothing and is dropped, as expanding it did.
+ */
 function simplifyPorts(ports: Port[]): Port[] {
   if (ports.length <= 1) return ports;
   const named: Port[] = [];
-  const numbers: number[] = [];
+  const ranges: [number, number][] = [];
   for (const p of ports) {
-    if (typeof p === 'number') numbers.push(p);
+    if (typeof p === 'number') ranges.push([p, p]);
     else if (/^\d+:\d+$/.test(p)) {
       const [a, b] = p.split(':').map(Number) as [number, number];
-      for (let i = a; i <= b; i++) numbers.push(i);
+      if (a <= b) ranges.push([a, b]);
     } else named.push(p);
   }
-  if (numbers.length <= 1) return ports;
-  numbers.sort((a, b) => a - b);
+  // One number (or none) to merge: as it came, as before (a single range stays a range).
+  if (ranges.length === 0 || (ranges.length === 1 && ranges[0]![0] === ranges[0]![1])) return ports;
+  ranges.sort((x, y) => x[0] - y[0]);
   const out = [...named];
-  let i = 0;
-  while (i < numbers.length) {
-    const first = numbers[i] as number;
-    let last = first;
-    i++;
-    while (i < numbers.length && (numbers[i] as number) <= last + 1) last = numbers[i++] as number;
+  let [first, last] = ranges[0] as [number, number];
+  for (let i = 1; i <= ranges.length; i++) {
+    const r = ranges[i];
+    if (r !== undefined && r[0] <= last + 1) {
+      last = Math.max(last, r[1]);
+      continue;
+    }
     out.push(first === last ? first : `${first}:${last}`);
+    if (r !== undefined) [first, last] = r;
   }
   return out;
 }
