@@ -66,6 +66,19 @@ describe('selectors', () => {
     expect(m(obj({ app: 'web', env: 'prod', team: 'a', legacy: '' }))).toBe(false);
     expect(parseLabelSelector('a notin (x)')(obj({}))).toBe(true);
   });
+  it('label selectors see an object\'s own labels only: keys named like Object properties, and labels that are no map', () => {
+    // Before, `key in labels` found inherited names: `toString` matched every object.
+    expect(parseLabelSelector('toString')(obj({}))).toBe(false);
+    expect(parseLabelSelector('!constructor')(obj({}))).toBe(true);
+    expect(parseLabelSelector('constructor notin (x)')(obj({}))).toBe(true);
+    expect(parseLabelSelector('constructor in (x)')(obj({ constructor: 'x' }))).toBe(true);
+    expect(parseLabelSelector('valueOf=1')(obj({}))).toBe(false);
+    expect(parseLabelSelector('hasOwnProperty')(obj({ hasOwnProperty: '' }))).toBe(true);
+    // A broken API server's labels that are not a map: no labels, not a TypeError.
+    const broken = { kind: 'Pod', metadata: { name: 'p', labels: 'app=web' } } as unknown as Parameters<ReturnType<typeof parseLabelSelector>>[0];
+    expect(parseLabelSelector('!app')(broken)).toBe(true);
+    expect(parseLabelSelector('app')(broken)).toBe(false);
+  });
   it('field selectors on dotted paths', () => {
     expect(parseFieldSelector('spec.nodeName=n1,metadata.name!=y')(obj({}))).toBe(true);
     expect(parseFieldSelector('spec.nodeName=n2')(obj({}))).toBe(false);

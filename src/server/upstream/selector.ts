@@ -11,7 +11,7 @@ import { isRecord } from './projections/encode.js';
 
 export type Matcher = (obj: KubeObject) => boolean;
 
-type Requirement = (labels: Record<string, string>) => boolean;
+type Requirement = (labels: Record<string, unknown>) => boolean;
 
 /** Kubernetes label selector syntax: `a=b`, `a==b`, `a!=b`, `a in (x,y)`, `a notin (x)`, `a`, `!a`. */
 export function parseLabelSelector(text: string): Matcher {
@@ -23,25 +23,31 @@ export function parseLabelSelector(text: string): Matcher {
     if ((m = /^([\w./-]+)\s+(in|notin)\s+\(([^)]*)\)$/.exec(s))) {
       const key = m[1] as string;
       const values = new Set((m[3] as string).split(',').map((v) => v.trim()));
-      reqs.push(m[2] === 'in' ? (l) => key in l && values.has(l[key] as string) : (l) => !(key in l) || !values.has(l[key] as string));
+      reqs.push(m[2] === 'in' ? (l) => has(l, key) && values.has(l[key] as string) : (l) => !has(l, key) || !values.has(l[key] as string));
     } else if ((m = /^([\w./-]+)\s*(==|=|!=)\s*([\w./-]*)$/.exec(s))) {
       const [, key, op, value] = m as unknown as [string, string, string, string];
-      reqs.push(op === '!=' ? (l) => l[key] !== value : (l) => key in l && l[key] === value);
+      reqs.push(op === '!=' ? (l) => !has(l, key) || l[key] !== value : (l) => has(l, key) && l[key] === value);
     } else if ((m = /^!\s*([\w./-]+)$/.exec(s))) {
       const key = m[1] as string;
-      reqs.push((l) => !(key in l));
+      reqs.push((l) => !has(l, key));
     } else if ((m = /^([\w./-]+)$/.exec(s))) {
       const key = m[1] as string;
-      reqs.push((l) => key in l);
+      reqs.push((l) => has(l, key));
     } else {
       throw new InvalidArgumentError(`invalid label selector requirement ${JSON.stringify(s)} in ${JSON.stringify(text)}`);
     }
   }
   return (obj) => {
-    const labels = obj.metadata?.labels ?? {};
+    // Only a map of strings is labels; anything else (a broken API server) has none. The `in`
+    // operator it used saw inherited names: `toString` or `constructor`, valid label keys,
+    // matched every object.
+    const raw: unknown = obj.metadata?.labels;
+    const labels = typeof raw === 'object' && raw !== null && !Array.isArray(raw) ? (raw as Record<string, unknown>) : {};
     return reqs.every((r) => r(labels));
   };
 }
+
+const has = (l: Record<string, unknown>, key: string): boolean => Object.hasOwn(l, key);
 
 /** Field selectors: comma-separated `dotted.path=value` / `dotted.path!=value`. */
 export function parseFieldSelector(text: string): Matcher {
