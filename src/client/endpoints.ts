@@ -91,13 +91,7 @@ export class EndpointRotation {
    * nothing about the ones another named for this same reconnect.
    */
   hint(urls: readonly string[]): void {
-    const next: string[] = [];
-    for (const u of urls) {
-      if (!isWs(u) || next.includes(u)) continue;
-      if (next.length >= MAX_HINTS) break;
-      next.push(u);
-    }
-    if (next.length > 0) this.hints = next;
+    this.hints = replaceHints(this.hints, urls);
   }
 
   /** Forgets the hints: the agent is in sync, and they were advice for getting there. */
@@ -126,6 +120,21 @@ export class EndpointRotation {
     for (const u of this.list) if ((this.notBefore.get(u) ?? 0) < (this.notBefore.get(best) ?? 0)) best = u;
     return { url: best, waitMs: (this.notBefore.get(best) ?? 0) - now };
   }
+}
+
+/**
+ * The hint rule of {@link EndpointRotation.hint}, shared with the discard agents (fleet/): the
+ * usable URLs of `urls` (ws:// or wss://, once each, at most MAX_HINTS) in place of `held`, or
+ * `held` when `urls` has none.
+ */
+export function replaceHints(held: string[], urls: readonly string[]): string[] {
+  const next: string[] = [];
+  for (const u of urls) {
+    if (!isWs(u) || next.includes(u)) continue;
+    if (next.length >= MAX_HINTS) break;
+    next.push(u);
+  }
+  return next.length > 0 ? next : held;
 }
 
 function isWs(u: string): boolean {

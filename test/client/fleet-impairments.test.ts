@@ -19,6 +19,9 @@ describe('client - a fleet with slow and stalled agents', () => {
     const clock = new FakeClock();
     const fleet = new Fleet({
       agents: 10, nodePrefix: 'n-', feeds: ['felix'], endpoints: [h.server.url], caps: [], clock, random: seededRandom(3),
+      // The clock is virtual and runs minutes ahead of the server's real-time PINGs: a read
+      // timeout on it would close every agent, which is not what this test is about.
+      readTimeoutFactor: 1_000,
       impairments: { stalledAgentsPercent: 10, stallMs: 60_000, slowAgentsPercent: 10, slowReadBytesPerSec: 2_000 },
     });
     expect(fleet.groups.slice(0, 3)).toEqual(['stalled', 'slow', 'normal']);

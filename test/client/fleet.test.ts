@@ -1,8 +1,11 @@
-import { describe, expect, it } from 'vitest';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
 import { encodeFrame } from '../../proto/index.js';
 import { waitUntil } from '../support/wait.js';
-import { realClock } from '../../src/clock.js';
+import { FakeClock, realClock } from '../../src/clock.js';
 import { Fleet } from '../../src/client/fleet/fleet.js';
+import { DiscardAgent, type DiscardAgentOptions } from '../../src/client/fleet/discard-agent.js';
+import { compressFrame } from '../../src/frame-compression.js';
 import { seededRandom } from '../../src/random.js';
 import { harness } from '../server/helpers/harness.js';
 import { scriptedReplica } from '../support/replica.js';
@@ -154,5 +157,161 @@ describe('client - a fleet of discard-mode agents in one process', () => {
     } finally {
       fleet.stop();
     }
+  });
+});
+
+const agents: DiscardAgent[] = [];
+afterEach(() => {
+  for (const a of agents.splice(0)) a.stop();
+});
+
+/**
+ * One discard agent of the felix feed, started. random 0: it starts on the first endpoint and
+ * every backoff is the shortest its jitter allows.
+ */
+function discardAgent(endpoints: string[], o: Partial<DiscardAgentOptions> = {}): DiscardAgent {
+  const a = new DiscardAgent({ node: 'hostile-0', feeds: ['felix'], endpoints, caps: [], clock: realClock, random: () => 0, ...o });
+  agents.push(a);
+  a.start();
+  return a;
+}
+
+/** A ws:// URL where nothing listens (the port was bound a moment ago, then released). */
+async function deadUrl(): Promise<string> {
+  const srv = createServer();
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const { port } = srv.address() as AddressInfo;
+  await new Promise<void>((resolve) => srv.close(() => resolve()));
+  return `ws://127.0.0.1:${port}`;
+}
+
+describe('client - a discard agent against hostile servers', () => {
+  it('ignores a 503\'s endpoint hint without a scheme and retries its server (ws threw on it from a timer: the process died)', async () => {
+    const a = await fakeReplica('refusing');
+    a.refuse = { count: 1, retryAfterS: 0, endpoints: ['cattail-1:5473'] };
+    const agent = discardAgent([a.url]);
+    await waitUntil(() => agent.inSync, 'in sync on the server that refused', { timeoutMs: 10_000 });
+    expect(a.rec.upgrades).toBe(2);
+    expect(agent.stats.refusals).toBe(1);
+    expect(agent.stats.reconnects).toBe(1);
+    expect([...agent.failures]).toEqual([]);
+  });
+
+  it('follows a GOODBYE past its unusable endpoints (no scheme, or one ws cannot dial) to a valid one, counting the failure', async () => {
+    const a = await fakeReplica('leaving');
+    const b = await fakeReplica('peer');
+    const agent = discardAgent([a.url]);
+    await waitUntil(() => agent.inSync, 'in sync on A', { timeoutMs: 10_000 });
+    // The second passes new URL(), so it is kept as a hint; ws refuses a fragment when dialling.
+    a.goodbyeAll({ reconnectDelayMs: 0, endpoints: ['cattail-2:5473', 'ws://127.0.0.1:1/#peer', b.url] }, 4010);
+    await waitUntil(() => agent.inSync && b.clients.size === 1, 'in sync on B', { timeoutMs: 10_000 });
+    expect([...agent.failures]).toEqual([['CATTAIL_CLIENT_CONNECT_FAILED', 1]]);
+    expect(agent.stats.reconnects).toBe(2);
+    expect(agent.closeCodes.get(4010)).toBe(1);
+  });
+
+  it('tries at most 16 hints of a 503, however many it names', async () => {
+    const a = await fakeReplica('refusing');
+    const dead = await deadUrl();
+    a.refuse = { count: 1, retryAfterS: 0, endpoints: Array.from({ length: 40 }, (_, i) => `${dead}/peer-${i}`) };
+    // Virtual time for the backoffs after 16 failed connections (about 166 s); the handshake
+    // bound is out of the way, as virtual time runs ahead of the real sockets here.
+    const clock = new FakeClock();
+    const agent = discardAgent([a.url], { clock, handshakeTimeoutMs: 3_600_000 });
+    await waitUntil(() => agent.inSync, 'in sync on A after the hints', { clock, stepMs: 250, timeoutMs: 400_000 });
+    expect(agent.failures.get('CATTAIL_CLIENT_CONNECT_FAILED')).toBe(16);
+    expect(agent.stats.reconnects).toBe(1 + 16);
+    expect(a.rec.upgrades).toBe(2);
+  });
+
+  it('a 503\'s hints replace those of the 503 before: a refusal storm does not pile up peers to chase', async () => {
+    const a = await fakeReplica('a');
+    const r = await fakeReplica('r');
+    const dead = await deadUrl();
+    // A names R first and dead peers after; R, refusing too, names A alone.
+    a.refuse = { count: 1, retryAfterS: 0, endpoints: [r.url, ...Array.from({ length: 5 }, (_, i) => `${dead}/peer-${i}`)] };
+    r.refuse = { count: 1, retryAfterS: 0, endpoints: [a.url] };
+    const agent = discardAgent([a.url]);
+    await waitUntil(() => agent.inSync, 'in sync', { timeoutMs: 10_000 });
+    expect([a.rec.upgrades, r.rec.upgrades]).toEqual([2, 1]);
+    expect(agent.stats.reconnects).toBe(2);
+    expect([...agent.failures]).toEqual([]);
+  });
+
+  it('forgets the hints left once in sync: a later GOODBYE without any sends it back to its list', async () => {
+    const a = await fakeReplica('a');
+    const b = await fakeReplica('b');
+    const dead = await deadUrl();
+    a.refuse = { count: 1, retryAfterS: 0, endpoints: [b.url, `${dead}/gone-1`, `${dead}/gone-2`] };
+    const agent = discardAgent([a.url]);
+    await waitUntil(() => agent.inSync && b.clients.size === 1, 'in sync on the hinted B', { timeoutMs: 10_000 });
+    b.goodbyeAll({ reconnectDelayMs: 0 }, 4010);
+    await waitUntil(() => agent.inSync && a.clients.size === 1, 'in sync on A', { timeoutMs: 10_000 });
+    expect(agent.stats.reconnects).toBe(2);
+    expect([...agent.failures]).toEqual([]);
+  });
+
+  it('gives up on a server that accepts TCP but never answers the upgrade, and moves on', async () => {
+    const held = new Set<Socket>();
+    let released = 0;
+    // It reads the request (so that it sees the agent hang up) and answers nothing.
+    const silent = createServer((s) => {
+      held.add(s);
+      s.on('close', () => released++).resume();
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const b = await fakeReplica('answering');
+      const agent = discardAgent([`ws://127.0.0.1:${(silent.address() as AddressInfo).port}`, b.url], { handshakeTimeoutMs: 200 });
+      await waitUntil(() => agent.inSync && b.clients.size === 1, 'in sync on B', { timeoutMs: 5_000 });
+      expect([...agent.failures]).toEqual([['CATTAIL_CLIENT_HANDSHAKE_TIMEOUT', 1]]);
+      expect(agent.stats.reconnects).toBe(1);
+      await waitUntil(() => released === 1, 'the silent server\'s socket released', { timeoutMs: 5_000 });
+      expect(held.size).toBe(1);
+    } finally {
+      for (const s of held) s.destroy();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    }
+  });
+
+  it('closes a black-holed connection after its read timeout (3 × pingIntervalMs) with 4013 and moves on', async () => {
+    const a = await fakes.server({ serverId: 'black-hole', pingIntervalMs: 100 });
+    a.load('felix', [['/pods/demo/a', { ip: '10.0.0.1' }]], { pods: '10' });
+    const b = await fakeReplica('answering');
+    const agent = discardAgent([a.url, b.url]);
+    await waitUntil(() => agent.inSync && a.clients.size === 1, 'in sync on A', { timeoutMs: 5_000 });
+    a.blackhole();
+    await waitUntil(() => agent.inSync && b.clients.size === 1, 'in sync on B', { timeoutMs: 5_000 });
+    expect([...agent.failures]).toEqual([['CATTAIL_CLIENT_READ_TIMEOUT', 1]]);
+    expect(agent.closeCodes.get(4013)).toBe(1);
+    expect(agent.stats.reconnects).toBe(1);
+  });
+
+  it('refuses (4003) a compressed body that inflates past its limit: its own 1 MiB, or a smaller one of the WELCOME', async () => {
+    for (const [welcomeMaxFrameBytes, inflated] of [[1_048_576, 2 * 1_048_576], [65_536, 128 * 1024]] as const) {
+      const a = await fakes.server({ serverId: `bomb-${welcomeMaxFrameBytes}`, compression: 'deflate', welcomeMaxFrameBytes });
+      a.load('felix', [['/pods/demo/a', { ip: '10.0.0.1' }]], { pods: '10' });
+      const agent = discardAgent([a.url], { caps: ['compress.deflate'] });
+      await waitUntil(() => agent.inSync, 'in sync', { timeoutMs: 5_000 });
+      const bomb = compressFrame('deflate', encodeFrame({ type: 'error', code: 'CATTAIL_SERVER_INTERNAL', message: 'x'.repeat(inflated) }));
+      expect(bomb.length).toBeLessThan(welcomeMaxFrameBytes / 8);
+      a.sendRawToAll(bomb);
+      await waitUntil(() => a.rec.clientCloses.length === 1, `closed by the agent (WELCOME maxFrameBytes ${welcomeMaxFrameBytes})`, { timeoutMs: 5_000 });
+      expect(a.rec.clientCloses[0]!.code).toBe(4003);
+      expect(agent.stats.violations).toBe(1);
+      await waitUntil(() => agent.inSync && a.clients.size === 1, 'back in sync', { timeoutMs: 5_000 });
+    }
+  });
+
+  it('does not take its own read impairment (a stall longer than the read timeout) for a silent server', async () => {
+    const h = await harness({ feeds: ['felix'], pingIntervalMs: 100 });
+    h.upstream.apply('felix', { '/pods/ns/p0': { i: 0 } }, { status: 'in-sync' });
+    const agent = discardAgent([h.server.url], { impairment: { kind: 'stall', stallMs: 1_000 } });
+    await waitUntil(() => agent.stats.impaired === 1, 'stalled', { timeoutMs: 5_000 });
+    h.upstream.apply('felix', { '/pods/ns/p1': { i: 1 } });
+    const want = h.storeRevision('felix');
+    await waitUntil(() => agent.revisions()['felix'] === want, 'the change read after the stall', { timeoutMs: 5_000 });
+    expect([...agent.failures]).toEqual([]);
+    expect(agent.stats.reconnects).toBe(0);
   });
 });

@@ -9,12 +9,18 @@
  * at a few µs per frame and a few KB of memory, so the load generator is not what is measured.
  * It checks what a header can prove: DELTA `from` equals the revision it holds, and revisions
  * never go backwards; a violation is counted, not hidden.
+ *
+ * Whatever a server does, an agent's failure is a counted reconnect with backoff, never an
+ * exception: one thrown from a timer would end the process and every agent in it.
  */
 import WebSocket from 'ws';
-import { CLOSE_CODES, DEFAULT_MAX_FRAME_BYTES, Flags, HEADER_BYTES, KIND_OF_TYPE, MessageType, PROTOCOL_VERSION, SUBPROTOCOL, decodeBody, encodeFrame, isProtocolError, readHeader, type Compression, type Message } from '../../../proto/index.js';
+import { CLOSE_CODES, DEFAULT_MAX_FRAME_BYTES, Flags, HEADER_BYTES, KIND_OF_TYPE, MessageType, PROTOCOL_VERSION, SUBPROTOCOL, closeCodeOf, decodeBody, encodeFrame, isProtocolError, readHeader, type Compression, type Message } from '../../../proto/index.js';
 import { decodeWireFrame } from '../../frame-compression.js';
 import type { Clock, Timer } from '../../clock.js';
 import { Backoff } from '../../backoff.js';
+import type { ErrorCode } from '../../errors.js';
+import { connectOptions } from '../connect-options.js';
+import { replaceHints } from '../endpoints.js';
 
 export interface DiscardAgentOptions {
   readonly node: string;
@@ -39,6 +45,10 @@ export interface DiscardAgentOptions {
    * for `stallMs` (no PONG, no ACK: a frozen process), then reads what is left and carries on.
    */
   readonly impairment?: Impairment;
+  /** From starting a connection to its WELCOME, in ms; then the agent moves on. @default the client's handshakeTimeoutMs (10 s) */
+  readonly handshakeTimeoutMs?: number;
+  /** Read timeout as a multiple of the WELCOME's pingIntervalMs (then close 4013). @default the client's readTimeoutFactor (3) */
+  readonly readTimeoutFactor?: number;
 }
 
 export type Impairment = { readonly kind: 'slow'; readonly readBytesPerSec: number } | { readonly kind: 'stall'; readonly stallMs: number };
@@ -75,14 +85,17 @@ interface FeedCursor {
 }
 
 const RECONNECT_MIN_MS = 500;
-/** Largest decoded body of a message this agent decodes (WELCOME, STATUS, END, PING, GOODBYE). */
-const MAX_SMALL_BODY_BYTES = 4 * 1024 * 1024;
 const RECONNECT_MAX_MS = 30_000;
+
+/** What this agent ended or could not open a connection for (the server's closes are in closeCodes). */
+export type DiscardFailure = Extract<ErrorCode, 'CATTAIL_CLIENT_CONNECT_FAILED' | 'CATTAIL_CLIENT_HANDSHAKE_TIMEOUT' | 'CATTAIL_CLIENT_READ_TIMEOUT'>;
 
 export class DiscardAgent {
   readonly stats: DiscardStats = { frames: 0, bytes: 0, snapshots: 0, resumes: 0, deltas: 0, reconnects: 0, refusals: 0, violations: 0, impaired: 0 };
   /** Close codes of this agent's connections (1006: dropped without a close frame). */
   readonly closeCodes = new Map<number, number>();
+  /** Connections this agent could not open or gave up on, by cause; each cost one reconnect. */
+  readonly failures = new Map<DiscardFailure, number>();
   mode: DiscardMode = 'connecting';
   private ws: WebSocket | undefined;
   private readonly byName = new Map<string, FeedCursor>();
@@ -104,6 +117,12 @@ export class DiscardAgent {
   /** Reading time owed by a slow reader, in ms, not yet paid by a pause. */
   private readDebtMs = 0;
   private readTimer: Timer | undefined;
+  /** The current connection's handshake timeout, then its read timeout: one timer per agent. */
+  private watchdog: Timer | undefined;
+  private lastFrameMs = 0;
+  private readTimeoutMs = 0;
+  /** Largest body accepted: ours (the HELLO announces none: the protocol's default) until WELCOME, then the smaller of it and the server's (§2.2). */
+  private maxBodyBytes = DEFAULT_MAX_FRAME_BYTES;
 
   constructor(private readonly o: DiscardAgentOptions) {
     for (const name of o.feeds) this.byName.set(name, { name, id: -1, revision: 0, inSync: false, token: undefined, lastAckMs: 0, ackedRevision: 0, watermarks: {}, statusWatermarks: {}, statusRevision: -1 });
@@ -142,6 +161,7 @@ export class DiscardAgent {
     this.mode = 'stopped';
     this.timer?.cancel();
     this.readTimer?.cancel();
+    this.watchdog?.cancel();
     this.ws?.terminate();
   }
 
@@ -164,13 +184,29 @@ export class DiscardAgent {
     if (this.stopped) return;
     this.mode = 'connecting';
     this.goodbyeDelayMs = undefined;
-    const ws = new WebSocket(this.nextUrl(), SUBPROTOCOL, { perMessageDeflate: false });
+    this.maxBodyBytes = DEFAULT_MAX_FRAME_BYTES;
+    let ws: WebSocket;
+    try {
+      ws = new WebSocket(this.nextUrl(), SUBPROTOCOL, { perMessageDeflate: false });
+    } catch {
+      // ws refuses some URLs synchronously (a fragment, a host it cannot parse), also hints the
+      // filter let through (it checks the scheme only); thrown from this timer, that ended the
+      // process and every agent in it.
+      this.count('CATTAIL_CLIENT_CONNECT_FAILED');
+      this.reconnectAfter(this.backoff.next(), false);
+      return;
+    }
     this.ws = ws;
     ws.binaryType = 'nodebuffer';
+    // ws has no handshake timeout of its own: a server that accepts TCP and answers nothing held
+    // the agent for good.
+    this.watchdog?.cancel();
+    this.watchdog = this.o.clock.setTimeout(() => this.abandon(ws, 'CATTAIL_CLIENT_HANDSHAKE_TIMEOUT'), this.o.handshakeTimeoutMs ?? connectOptions.handshakeTimeoutMs.default);
+    let opened = false;
     ws.on('unexpected-response', (_req, res) => {
       this.stats.refusals++;
       const hint = res.headers['x-cattail-endpoints'];
-      if (typeof hint === 'string') this.hinted.push(...hint.split(',').map((s) => s.trim()).filter((s) => s !== ''));
+      if (typeof hint === 'string') this.hinted = replaceHints(this.hinted, hint.split(',').map((s) => s.trim()));
       const retryAfterS = Number(res.headers['retry-after']);
       // terminate() still emits 'close' (1006) for this socket; it is not the agent's connection
       // any more, or that handler would count the refusal again as a failed connection and replace
@@ -180,8 +216,12 @@ export class DiscardAgent {
       ws.terminate();
       this.reconnectAfter(Number.isFinite(retryAfterS) ? Math.max(retryAfterS * 1000, RECONNECT_MIN_MS) : this.backoff.next(), true);
     });
-    ws.on('error', () => undefined);
+    ws.on('error', () => {
+      // Refused, reset or unresolvable before the upgrade; the 'close' that follows moves on.
+      if (!opened && this.ws === ws) this.count('CATTAIL_CLIENT_CONNECT_FAILED');
+    });
     ws.on('open', () => {
+      opened = true;
       this.connectedAtMs = this.o.clock.monotonic();
       // With resume.watermarks, a feed whose state is still the one of its last STATUS presents
       // that STATUS's watermarks, so another replica can rebase it (§7.1): the bench's replica
@@ -214,13 +254,52 @@ export class DiscardAgent {
     this.mode = 'waiting';
     this.stats.reconnects++;
     if (!stay) this.endpointIndex++;
+    this.watchdog?.cancel();
+    this.watchdog = undefined;
     this.timer?.cancel();
     this.timer = this.o.clock.setTimeout(() => this.connect(), ms);
+  }
+
+  /**
+   * Ends `ws` from this side and moves on after a backoff, without waiting for the server's close:
+   * a server that stopped answering would not answer that either (ws holds a closing socket 30 s).
+   * An open socket is sent the close code first (4013), for a server that is only slow.
+   */
+  private abandon(ws: WebSocket, cause: 'CATTAIL_CLIENT_HANDSHAKE_TIMEOUT' | 'CATTAIL_CLIENT_READ_TIMEOUT'): void {
+    if (this.ws !== ws) return;
+    this.count(cause);
+    this.ws = undefined;
+    if (ws.readyState === WebSocket.OPEN) {
+      const code = closeCodeOf(cause);
+      this.closeCodes.set(code, (this.closeCodes.get(code) ?? 0) + 1);
+      ws.close(code);
+    }
+    ws.terminate();
+    this.reconnectAfter(this.backoff.next(), false);
+  }
+
+  // One timer per connection that re-arms for the remaining time, as the client's (connection.ts):
+  // thousands of agents must not clear and set a timer per frame.
+  private armReadTimer(ws: WebSocket, ms: number): void {
+    this.watchdog = this.o.clock.setTimeout(() => {
+      if (this.ws !== ws) return;
+      const now = this.o.clock.monotonic();
+      // A read impairment's pause is this agent's silence, not the server's.
+      if (this.readTimer !== undefined) this.lastFrameMs = now;
+      const idle = now - this.lastFrameMs;
+      if (idle >= this.readTimeoutMs) this.abandon(ws, 'CATTAIL_CLIENT_READ_TIMEOUT');
+      else this.armReadTimer(ws, this.readTimeoutMs - idle);
+    }, ms);
+  }
+
+  private count(cause: DiscardFailure): void {
+    this.failures.set(cause, (this.failures.get(cause) ?? 0) + 1);
   }
 
   private onFrame(ws: WebSocket, data: Buffer): void {
     this.stats.frames++;
     this.stats.bytes += data.length;
+    this.lastFrameMs = this.o.clock.monotonic();
     if (this.impairedNow && this.o.impairment?.kind === 'slow') this.throttle(ws, data.length, this.o.impairment.readBytesPerSec);
     let header;
     try {
@@ -230,9 +309,9 @@ export class DiscardAgent {
       ws.close(closeFor(err));
       return;
     }
-    // Bodies are not read here (only counted), but a frame above the limit the HELLO implied
-    // (the protocol's default maxFrameBytes) is refused all the same (PROTOCOL.md §2.2).
-    if (header.bodyLength > DEFAULT_MAX_FRAME_BYTES) {
+    // Bodies are not read here (only counted), but a frame above the connection's limit is
+    // refused all the same (PROTOCOL.md §2.2).
+    if (header.bodyLength > this.maxBodyBytes) {
       this.stats.violations++;
       ws.close(CLOSE_CODES.FRAME_TOO_LARGE.code);
       return;
@@ -272,9 +351,10 @@ export class DiscardAgent {
   private onSmallMessage(ws: WebSocket, header: ReturnType<typeof readHeader>, data: Buffer): void {
     let m: Message;
     try {
-      // END and large STATUS bodies may be compressed with the connection's algorithm.
+      // END and large STATUS bodies may be compressed with the connection's algorithm; one that
+      // inflates past the limit is refused (4003), as §2.2 requires of every client.
       m = (header.flags & Flags.COMPRESSED) !== 0
-        ? decodeWireFrame(data, this.compression, { maxBodyBytes: MAX_SMALL_BODY_BYTES })
+        ? decodeWireFrame(data, this.compression, { maxBodyBytes: this.maxBodyBytes })
         : decodeBody(header, data.subarray(HEADER_BYTES, HEADER_BYTES + header.bodyLength));
     } catch (err) {
       this.stats.violations++;
@@ -300,6 +380,11 @@ export class DiscardAgent {
           } else f.revision = 0;
         }
         this.backoff.reset();
+        this.maxBodyBytes = Math.min(DEFAULT_MAX_FRAME_BYTES, m.maxFrameBytes);
+        this.watchdog?.cancel();
+        this.readTimeoutMs = Math.max(1, m.pingIntervalMs) * (this.o.readTimeoutFactor ?? connectOptions.readTimeoutFactor.default);
+        this.lastFrameMs = this.o.clock.monotonic();
+        this.armReadTimer(ws, this.readTimeoutMs);
         return;
       case 'snapshotEnd':
       case 'status': {
@@ -318,6 +403,8 @@ export class DiscardAgent {
         f.statusWatermarks = { ...m.watermarks };
         f.statusRevision = m.revision;
         f.inSync = m.status === 'in-sync' && m.revision === f.revision;
+        // Hints are for one reconnect (endpoints.ts): the peers named now may be gone by the next.
+        if (this.hinted.length > 0 && this.inSync) this.hinted = [];
         this.maybeAck(ws, f);
         if (this.o.impairment !== undefined && this.stats.impaired === 0 && this.inSync) this.impair(ws, this.o.impairment);
         return;
@@ -326,7 +413,7 @@ export class DiscardAgent {
         ws.send(encodeFrame({ type: 'pong', t: m.t }));
         return;
       case 'goodbye':
-        if (m.endpoints !== undefined) this.hinted.push(...m.endpoints);
+        if (m.endpoints !== undefined) this.hinted = replaceHints(this.hinted, m.endpoints);
         this.goodbyeDelayMs = m.reconnectDelayMs;
         return;
       default:

@@ -33,7 +33,7 @@ export interface GroupSnapshot {
 }
 
 /** What every agent of the fleet shares with a single discard agent, plus the fleet's own settings. */
-export interface FleetOptions extends Pick<DiscardAgentOptions, 'feeds' | 'endpoints' | 'caps' | 'clock' | 'random'> {
+export interface FleetOptions extends Pick<DiscardAgentOptions, 'feeds' | 'endpoints' | 'caps' | 'clock' | 'random' | 'handshakeTimeoutMs' | 'readTimeoutFactor'> {
   readonly agents: number;
   /** Node names are `${nodePrefix}${i}`, i from 0. */
   readonly nodePrefix: string;
@@ -107,6 +107,8 @@ export class Fleet {
         // The latency probe measures the normal agents (the ones an impaired neighbour must not slow down).
         ...(onWatermark !== undefined && group === 'normal' ? { onWatermark } : {}),
         ...(impairment !== undefined ? { impairment } : {}),
+        ...(o.handshakeTimeoutMs !== undefined ? { handshakeTimeoutMs: o.handshakeTimeoutMs } : {}),
+        ...(o.readTimeoutFactor !== undefined ? { readTimeoutFactor: o.readTimeoutFactor } : {}),
       });
     });
   }
