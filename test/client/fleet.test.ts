@@ -1,3 +1,4 @@
+import { RETRY_AFTER_CAP_MS } from '../../src/retry-after.js';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeFrame } from '../../proto/index.js';
@@ -221,6 +222,17 @@ describe('client - a discard agent against hostile servers', () => {
     await waitUntil(() => agent.inSync, 'in sync on A after the hints', { clock, stepMs: 250, timeoutMs: 400_000 });
     expect(agent.failures.get('CATTAIL_CLIENT_CONNECT_FAILED')).toBe(16);
     expect(agent.stats.reconnects).toBe(1 + 16);
+    expect(a.rec.upgrades).toBe(2);
+  });
+
+  it('waits a hostile Retry-After out only up to the shared cap (5 minutes), not for as long as it says', async () => {
+    const a = await fakeReplica('refusing');
+    a.refuse = { count: 1, retryAfterS: 99_999_999, endpoints: [] };
+    const clock = new FakeClock();
+    const agent = discardAgent([a.url], { clock, handshakeTimeoutMs: 3_600_000 });
+    // Before, Number() took the value as it came: ~1,157 days before the next attempt.
+    await waitUntil(() => agent.inSync, 'in sync after the capped wait', { clock, stepMs: 1_000, timeoutMs: RETRY_AFTER_CAP_MS + 60_000 });
+    expect(agent.stats.refusals).toBe(1);
     expect(a.rec.upgrades).toBe(2);
   });
 

@@ -13,6 +13,7 @@
  * Whatever a server does, an agent's failure is a counted reconnect with backoff, never an
  * exception: one thrown from a timer would end the process and every agent in it.
  */
+import { parseRetryAfter } from '../../retry-after.js';
 import WebSocket from 'ws';
 import { CLOSE_CODES, DEFAULT_MAX_FRAME_BYTES, Flags, HEADER_BYTES, KIND_OF_TYPE, MessageType, PROTOCOL_VERSION, SUBPROTOCOL, closeCodeOf, decodeBody, encodeFrame, isProtocolError, readHeader, type Compression, type Message } from '../../../proto/index.js';
 import { decodeWireFrame } from '../../frame-compression.js';
@@ -187,7 +188,9 @@ export class DiscardAgent {
     this.maxBodyBytes = DEFAULT_MAX_FRAME_BYTES;
     let ws: WebSocket;
     try {
-      ws = new WebSocket(this.nextUrl(), SUBPROTOCOL, { perMessageDeflate: false });
+      // maxPayload: ws's own bound on one message (its default is 100 MiB), here the largest frame
+      // the agent takes (header and a body of at most DEFAULT_MAX_FRAME_BYTES) with room to spare.
+      ws = new WebSocket(this.nextUrl(), SUBPROTOCOL, { perMessageDeflate: false, maxPayload: 2 * DEFAULT_MAX_FRAME_BYTES });
     } catch {
       // ws refuses some URLs synchronously (a fragment, a host it cannot parse), also hints the
       // filter let through (it checks the scheme only); thrown from this timer, that ended the
@@ -207,14 +210,16 @@ export class DiscardAgent {
       this.stats.refusals++;
       const hint = res.headers['x-cattail-endpoints'];
       if (typeof hint === 'string') this.hinted = replaceHints(this.hinted, hint.split(',').map((s) => s.trim()));
-      const retryAfterS = Number(res.headers['retry-after']);
+      // The shared parser (capped, HTTP-date too): Number() took any value, and a hostile one
+      // parked the agent for up to ~25 days.
+      const retryAfterMs = parseRetryAfter(res.headers['retry-after'], this.o.clock.now());
       // terminate() still emits 'close' (1006) for this socket; it is not the agent's connection
       // any more, or that handler would count the refusal again as a failed connection and replace
       // the Retry-After wait with a backoff on the next server (PROTOCOL.md §1.1: a client MUST
       // wait at least Retry-After before retrying a server that refused it).
       this.ws = undefined;
       ws.terminate();
-      this.reconnectAfter(Number.isFinite(retryAfterS) ? Math.max(retryAfterS * 1000, RECONNECT_MIN_MS) : this.backoff.next(), true);
+      this.reconnectAfter(retryAfterMs !== undefined ? Math.max(retryAfterMs, RECONNECT_MIN_MS) : this.backoff.next(), true);
     });
     ws.on('error', () => {
       // Refused, reset or unresolvable before the upgrade; the 'close' that follows moves on.
