@@ -222,7 +222,7 @@ export const serverOptions = {
     default: 268_435_456,
     unit: 'bytes',
     min: 65_536,
-    help: 'Byte cap of each feed\'s delta log, counted as the deleted keys\' bytes (each deletion also holds a few hundred bytes of heap this does not count; deltaLogMaxAgeMs bounds their number in time); older revisions leave it and their agents get a snapshot.',
+    help: 'Byte cap of each feed\'s delta log: each retained deletion counts its key\'s bytes plus 200, the heap it holds besides (measured); older revisions leave it and their agents get a snapshot. The latest revision\'s deletions are always kept, so one batch may pass it.',
   }),
 } as const;
 

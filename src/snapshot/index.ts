@@ -50,7 +50,7 @@
  * - The digest is kept incrementally and always equals {@link computeDigest} of the entries.
  * - Views never change after later applies.
  */
-export { FeedStore, DEFAULT_LOG_MAX_AGE_MS, DEFAULT_LOG_MAX_BYTES } from './store.js';
+export { FeedStore, DEFAULT_LOG_MAX_AGE_MS, DEFAULT_LOG_MAX_BYTES, TOMBSTONE_HEAP_BYTES } from './store.js';
 export type { ApplyResult, Batch, FeedStoreOptions, SinceResult, StoreStats, TrimResult, Update } from './types.js';
 export type { StoreView } from './view.js';
 export { DEFAULT_WATERMARK_RECORDS, MAX_REBASE_RESOURCES, WatermarkLog } from './watermark-log.js';

@@ -96,7 +96,7 @@ export interface StoreStats {
   readonly valueBytes: number;
   /** The retained history ("delta log"): deletions not yet trimmed. */
   readonly tombstones: number;
-  /** Key bytes of the retained tombstones, the quantity bounded by `logMaxBytes`. */
+  /** Bytes of the retained tombstones (key bytes plus TOMBSTONE_HEAP_BYTES each), the quantity bounded by `logMaxBytes`. */
   readonly logBytes: number;
   /** `since(r)` answers a delta for every r in [oldestRevision, revision]. */
   readonly oldestRevision: number;
@@ -119,7 +119,8 @@ export interface FeedStoreOptions {
    */
   readonly logMaxAgeMs?: number;
   /**
-   * Cap on the key bytes of retained deletions. The latest revision's deletions are always kept
+   * Cap on the bytes of retained deletions: each counts its key's bytes plus TOMBSTONE_HEAP_BYTES
+   * (200), the heap it holds besides. The latest revision's deletions are always kept
    * (so `since(revision - 1)` always answers), so the bound may be exceeded by one batch.
    * @default 67_108_864 (64 MiB)
    */

@@ -4,6 +4,7 @@ import { TEST_TRANSPORT } from '../support/transport.js';
 import { describe, expect, it } from 'vitest';
 import { waitUntil } from '../support/wait.js';
 import { FakeClock } from '../../src/clock.js';
+import { TOMBSTONE_HEAP_BYTES } from '../../src/snapshot/index.js';
 import type { ClientInfo, ClientsPage } from '../../src/server/ops/debug-clients.js';
 import type { TestAgent } from './helpers/agent.js';
 import { type Harness, harness } from './helpers/harness.js';
@@ -142,7 +143,7 @@ describe('server - introspection', () => {
     const flushes = await histCount('cattail_flush_duration_seconds');
     h.upstream.apply('felix', { '/pods/ns/p0': null, '/pods/ns/p1': null });
     expect(await count('cattail_delta_log_entries', { feed: 'felix' })).toBe(2);
-    expect(await count('cattail_delta_log_bytes', { feed: 'felix' })).toBe(Buffer.byteLength('/pods/ns/p0') + Buffer.byteLength('/pods/ns/p1'));
+    expect(await count('cattail_delta_log_bytes', { feed: 'felix' })).toBe(Buffer.byteLength('/pods/ns/p0') + Buffer.byteLength('/pods/ns/p1') + 2 * TOMBSTONE_HEAP_BYTES);
     await waitUntil(async () => (await histCount('cattail_flush_duration_seconds')) > flushes, 'a flush observed');
 
     const a = h.agent({ feeds: [{ name: 'felix' }] });

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CattailError } from '../../src/errors.js';
-import { computeDigest, FeedStore, type StoreView, type Update } from '../../src/snapshot/index.js';
+import { computeDigest, FeedStore, TOMBSTONE_HEAP_BYTES, type StoreView, type Update } from '../../src/snapshot/index.js';
 import { applyDelta, sameState, sortedEntries, viewState, type State } from './helpers.js';
 
 const EPOCH = '00112233445566ff';
@@ -223,9 +223,10 @@ describe('FeedStore history (since and trim)', () => {
     const r1 = store.current();
     store.apply({ updates: [{ key: 'a', value: null }] }, 100); // r2
     store.apply({ updates: [{ key: 'c', value: v('1') }] }, 200); // r3
-    expect(store.stats()).toMatchObject({ tombstones: 1, logBytes: 1, oldestRevision: 0 });
+    // A deletion counts its key's bytes and the heap it holds besides (TOMBSTONE_HEAP_BYTES).
+    expect(store.stats()).toMatchObject({ tombstones: 1, logBytes: 1 + TOMBSTONE_HEAP_BYTES, oldestRevision: 0 });
     expect(store.trim(1_100)).toEqual({ droppedTombstones: 0, droppedBytes: 0, oldestRevision: 0 });
-    expect(store.trim(1_101)).toEqual({ droppedTombstones: 1, droppedBytes: 1, oldestRevision: 2 });
+    expect(store.trim(1_101)).toEqual({ droppedTombstones: 1, droppedBytes: 1 + TOMBSTONE_HEAP_BYTES, oldestRevision: 2 });
     expect(store.since(1)).toEqual({ kind: 'too-old', oldestRevision: 2 });
     const d = store.since(2);
     expect(d.kind === 'delta' && d.upserts.map(([k]) => k)).toEqual(['c']);
@@ -234,15 +235,16 @@ describe('FeedStore history (since and trim)', () => {
   });
 
   it('trims deletions by bytes, oldest first, but keeps the latest revision\'s', () => {
-    const store = new FeedStore({ feed: 'f', epoch: EPOCH, logMaxBytes: 10 });
+    const each = 5 + TOMBSTONE_HEAP_BYTES;
+    const store = new FeedStore({ feed: 'f', epoch: EPOCH, logMaxBytes: 2 * each });
     const keys = ['k0000', 'k0001', 'k0002', 'k0003'];
     store.apply({ updates: keys.map((key) => ({ key, value: v('x') })) }, 0);
-    store.apply({ updates: [{ key: 'k0000', value: null }] }, 0); // r2, 5 bytes
-    store.apply({ updates: [{ key: 'k0001', value: null }] }, 0); // r3, 10 bytes
-    expect(store.stats()).toMatchObject({ tombstones: 2, logBytes: 10, oldestRevision: 0 });
-    const r = store.apply({ updates: [{ key: 'k0002', value: null }] }, 0); // r4: 15 > 10
+    store.apply({ updates: [{ key: 'k0000', value: null }] }, 0); // r2, one deletion
+    store.apply({ updates: [{ key: 'k0001', value: null }] }, 0); // r3, two: at the cap
+    expect(store.stats()).toMatchObject({ tombstones: 2, logBytes: 2 * each, oldestRevision: 0 });
+    const r = store.apply({ updates: [{ key: 'k0002', value: null }] }, 0); // r4: three, above it
     expect(r.trimmed).toBe(1);
-    expect(store.stats()).toMatchObject({ tombstones: 2, logBytes: 10, oldestRevision: 2 });
+    expect(store.stats()).toMatchObject({ tombstones: 2, logBytes: 2 * each, oldestRevision: 2 });
     expect(store.since(1).kind).toBe('too-old');
     const d = store.since(2);
     expect(d.kind === 'delta' && d.deletes).toEqual(['k0001', 'k0002']);

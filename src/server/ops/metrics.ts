@@ -230,7 +230,7 @@ export function registerStateGauges(metrics: ServerMetrics, src: StateSources): 
     stateGauge('cattail_inbound_held_bytes', "Bytes agents' sockets hold of inbound frames not yet complete, summed, with 256 bytes per piece they are kept in (held to maxInboundHeldBytes; agents write small messages whole, so this stays near 0).", r, () => inbound().heldBytes);
     stateGauge('cattail_inbound_holding_sockets', 'Agent sockets holding part of an inbound frame.', r, () => inbound().holding);
   }
-  labelledStateGauge('cattail_delta_log_bytes', "Key bytes of each feed's delta log, the quantity bounded by deltaLogMaxBytes.", r, 'feed', () => src.feeds.map((f) => [f.name, f.store.stats().logBytes]));
+  labelledStateGauge('cattail_delta_log_bytes', "Bytes of each feed's delta log (each retained deletion: its key's bytes plus 200 of heap), the quantity bounded by deltaLogMaxBytes.", r, 'feed', () => src.feeds.map((f) => [f.name, f.store.stats().logBytes]));
 }
 
 export function createMetrics(fanout: FanOutStats, opts: { defaultMetrics?: boolean } = {}): ServerMetrics {
