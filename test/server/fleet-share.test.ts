@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import pino from 'pino';
 import { FakeClock } from '../../src/clock.js';
-import { LIST_TIMEOUT_MS, type LoadReport, MAX_LOAD_REPLY_BYTES, PREVIOUS_CERT_GRACE_MS, ReplicaBalancer, peersOf } from '../../src/server/fleet/balancer.js';
+import { LIST_TIMEOUT_MS, type LoadReport, MAX_LOAD_REPLY_BYTES, MAX_PEER_CONNECTIONS, PREVIOUS_CERT_GRACE_MS, ReplicaBalancer, peersOf } from '../../src/server/fleet/balancer.js';
 import { computeShare, type Share } from '../../src/server/fleet/share.js';
 import type { EndpointSliceLike } from '../../src/client/discovery.js';
 import { waitUntil } from '../support/wait.js';
@@ -31,6 +31,15 @@ describe('fleet - a replica\'s share', () => {
     expect(s.rebalancing).toBe(true);
     expect(s.target).toBe(250); // 1,000 / 4
     expect(s.hints).toEqual(['ws://c/', 'ws://b/']);
+  });
+
+  it('does not shed while a peer\'s load is unknown, also with a node count: more connections than nodes would be undercounted', () => {
+    // 1,000 nodes, two connections each, 3 replicas of ~667: blind, this one took the node count
+    // for the fleet, a capacity of 600, and shed agents its peers then shed back.
+    const blind = computeShare({ nodes: 1_000, ownConnections: 667, peers: [peer('ws://b/', undefined), peer('ws://c/', undefined)] });
+    expect(blind).toMatchObject({ target: 667, capacity: 600, rebalancing: false });
+    // Every load known: the capacity as before (2,001 agents × 1.2 / 2).
+    expect(computeShare({ nodes: 1_000, ownConnections: 667, peers: [peer('ws://b/', 667), peer('ws://c/', 667)] }).target).toBe(1_201);
   });
 
   it('sets no target alone, or before it knows how many agents to expect', () => {
@@ -101,6 +110,30 @@ describe('fleet - the balancer', () => {
     expect(lines.filter((l) => l.msg.startsWith('a peer\'s load is readable again'))).toHaveLength(1);
   });
 
+  it('takes a peer\'s load above MAX_PEER_CONNECTIONS as unknown, and a share the server refuses never ends the look (nor the process)', async () => {
+    const applied: Share[] = [];
+    let refuse = false;
+    const b = new ReplicaBalancer({
+      ...names, service: 'calico-system/cattail', intervalMs: 10_000, clock: new FakeClock(),
+      nodeCount: () => 1_000, ownConnections: () => 500,
+      apply: (x) => {
+        if (refuse) throw new Error('refused');
+        applied.push(x);
+      },
+      source: { list: async () => [slice('cattail-a', '10.0.0.1', [5473, 9093]), slice('cattail-b', '10.0.0.2', [5473, 9093])] },
+      // Before, 2^53 - 1 made the target pass the safe integers; setting it threw out of the
+      // tick, an unhandled rejection that ended the replica.
+      fetchLoad: async () => ({ serverId: 'b', connections: Number.MAX_SAFE_INTEGER, targetConnections: null, ready: true }),
+    });
+    await b.tick();
+    const share = applied.at(-1);
+    expect(share?.capacity).toBeLessThanOrEqual(1_200);
+    expect(Number.isSafeInteger(share?.target ?? 0)).toBe(true);
+    refuse = true;
+    await expect(b.tick()).resolves.toBeUndefined();
+    expect(MAX_PEER_CONNECTIONS).toBeGreaterThanOrEqual(100_000);
+  });
+
   it('takes a peer that reports itself not ready as one without room (its slice lags), and never hints it', async () => {
     const applied: Share[] = [];
     const b = new ReplicaBalancer({
@@ -134,11 +167,12 @@ describe('fleet - the balancer', () => {
     });
     await b.tick();
     expect(applied.at(-1)).toMatchObject({ target: 300, rebalancing: true, hints: ['ws://10.0.0.2:5473/'] });
-    // B filled up (1,300 agents seen); C never answers: no peer is known to have room, so back to
-    // the capacity, 1,300 × 1.2 / 2.
+    // B filled up (1,300 agents seen); C never answers: no peer is known to have room. The
+    // capacity (1,300 × 1.2 / 2 = 780) is below what this replica holds, but with C unknown the
+    // count may be short: it keeps its 900 rather than shed blind.
     loads.set('http://10.0.0.2:9093/v1/load', 400);
     await b.tick();
-    expect(applied.at(-1)).toMatchObject({ target: 780, rebalancing: false });
+    expect(applied.at(-1)).toMatchObject({ target: 900, capacity: 780, rebalancing: false });
     expect(applied.at(-1)!.hints).toEqual(['ws://10.0.0.2:5473/', 'ws://10.0.0.3:5473/']);
     failList = true;
     await b.tick();

@@ -165,6 +165,12 @@ export function fetchLoadReport(url: string, maxBytes = MAX_LOAD_REPLY_BYTES, pi
   });
 }
 
+/**
+ * Largest connection count a peer's /v1/load is believed (a replica's maxConnections is 10,000
+ * by default; a million is far past any replica): larger is a broken or hostile answer, unknown.
+ */
+export const MAX_PEER_CONNECTIONS = 1_000_000;
+
 export class ReplicaBalancer {
   private readonly slices: EndpointSliceReader;
   private timer: Timer | undefined;
@@ -216,7 +222,10 @@ export class ReplicaBalancer {
           // A peer that says it is not ready (its slice lags by a probe period or more) has no
           // room to offer, and is not hinted at all: hinted agents would get its 503.
           if (r.ready === false) return { url: p.agentsUrl, connections: undefined, notReady: true };
-          return { url: p.agentsUrl, connections: Number.isSafeInteger(r.connections) && r.connections >= 0 ? r.connections : undefined };
+          // Bounded: an answer of 2^53 - 1 (a broken or hostile peer) made the computed target
+          // pass the safe integers, and setting it threw out of this tick: an unhandled
+          // rejection that ended every replica reading that peer, at each start.
+          return { url: p.agentsUrl, connections: Number.isSafeInteger(r.connections) && r.connections >= 0 && r.connections <= MAX_PEER_CONNECTIONS ? r.connections : undefined };
         } catch (err) {
           // Once per peer as it turns unknown: without a node count (tier 2) one such peer means
           // no target for this replica, and the operator sees why here.
@@ -235,7 +244,12 @@ export class ReplicaBalancer {
       this.o.log?.info({ target: share.target, fair: share.fair, capacity: share.capacity, peers: loads.length, rebalancing: share.rebalancing }, 'connection share updated');
     }
     this.last = share;
-    this.o.apply(share);
+    try {
+      this.o.apply(share);
+    } catch (err) {
+      // Never out of the tick (see schedule): a share the server refuses is logged and dropped.
+      this.o.log?.error({ err, target: share.target }, 'connection share not applied');
+    }
   }
 
   /** The certificates a peer may present (loadScheme https): ours now, and ours before a rotation for a while. */
@@ -253,7 +267,10 @@ export class ReplicaBalancer {
   private schedule(delayMs: number): void {
     if (this.stopped) return;
     this.timer = this.o.clock.setTimeout(() => {
-      this.running = this.tick().finally(() => this.schedule(this.o.intervalMs));
+      // A rejection here had no handler: an unhandled rejection ends the process.
+      this.running = this.tick()
+        .catch((err: unknown) => this.o.log?.error({ err }, 'connection share look failed'))
+        .finally(() => this.schedule(this.o.intervalMs));
     }, delayMs);
   }
 }

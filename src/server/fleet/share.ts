@@ -74,6 +74,12 @@ export function computeShare(i: ShareInput): Share {
   const roomy = i.peers
     .filter((p): p is PeerLoad => p.connections !== undefined && p.connections < room)
     .sort((a, b) => a.connections - b.connections);
-  if (roomy.length === 0) return { target: replicas === 1 ? undefined : capacity, capacity, fair, hints: allUrls, rebalancing: false };
+  // A peer whose load is unknown counts as holding none, so with more connections than nodes
+  // (several feeds sets per node) a replica that cannot read its peers (a certificate it does
+  // not know yet, a slow /v1/load in a storm) took the node count for the fleet's agents, found
+  // itself above capacity, and shed agents to the peers, which took them and shed them back once
+  // it could read again. Blind, it keeps what it holds.
+  const blind = i.peers.some((p) => p.connections === undefined && !('notReady' in p && p.notReady === true));
+  if (roomy.length === 0) return { target: replicas === 1 ? undefined : blind ? Math.max(capacity, i.ownConnections) : capacity, capacity, fair, hints: allUrls, rebalancing: false };
   return { target: fair, capacity, fair, hints: roomy.map((p) => p.url), rebalancing: true };
 }
