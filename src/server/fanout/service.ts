@@ -314,6 +314,9 @@ export class ServiceQueue {
     const s = feed.store.since(cursor.revision);
     if (s.kind !== 'delta' || s.bytes > o.maxClientBytes / 2 || !(o.ownFrames?.admits(s.bytes) ?? true)) return [];
     const frames = this.scopedCatchUp(feed.scope, feed.id, s, conn, o.compressMinBytes);
+    // Counted until the socket closes (fail() writes them itself): a shutdown fails every agent
+    // in one loop, and each one's admits() must see the catch-ups of those before it.
+    conn.countOwn(frames);
     const st = feed.statusFrame(o.compressMinBytes, conn.scopeNode);
     cursor.revision = s.to;
     cursor.statusKey = st.key;

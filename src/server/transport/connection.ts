@@ -454,6 +454,20 @@ export class Connection {
     }
   }
 
+  /**
+   * Counts frames written for this agent alone outside writeOwn (the catch-up a GOODBYE carries,
+   * written by fail() itself) in the process-wide count, until the socket closes: without it,
+   * every agent of a shutdown's close-all loop passed the same unchanged count.
+   */
+  countOwn(frames: readonly Buffer[]): void {
+    const ledger = this.limits.ownFrames;
+    if (ledger === undefined) return;
+    for (const f of frames) {
+      ledger.add(f);
+      (this.ownHeld ??= []).push(f);
+    }
+  }
+
   /** `f`'s write on this socket is over (sent, or the socket gone): the process-wide count lets it go once. */
   private releaseOwn(f: Buffer): void {
     const held = this.ownHeld;

@@ -237,6 +237,39 @@ describe('per-node scoping - real server', () => {
     expect(a.violations).toEqual([]);
   });
 
+  it('the catch-ups GOODBYEs carry count against maxOwnHeldBytes: a shutdown sending every agent away does not pass it', async () => {
+    const h = await scopedHarness({ socketHighWaterBytes: 64 * 1024, flushWindowMs: 0, maxOwnHeldBytes: 1_048_576 });
+    const slow = [h.agent({ feeds: [{ name: 'felix' }], node: 'n1', caps: CAPS, record: true }), h.agent({ feeds: [{ name: 'felix' }], node: 'n3', caps: CAPS, record: true })];
+    const fast = h.agent({ feeds: [{ name: 'felix' }], node: 'n2', caps: CAPS });
+    await inStep(h, [...slow, fast], ['felix']);
+    for (const a of slow) a.socket.pause();
+    const skips = h.server.fanoutStats().skips;
+    // Cluster-wide entries (every node gets them in full, in the shared part).
+    const big = (i: number): Record<string, unknown> => ({ [`/calico/v1/config/big${i}`]: { i, pad: 'x'.repeat(32 * 1024) } });
+    for (let i = 0; i < 200 && h.server.fanoutStats().skips < skips + 2; i++) {
+      h.upstream.apply('felix', big(i), { watermarks: { pods: String(100 + i) } });
+      await fast.untilRevision('felix', h.storeRevision('felix'));
+    }
+    // Both behind; then ~800 KB more of changes each would be sent as its catch-up.
+    for (let i = 200; i < 225; i++) h.upstream.apply('felix', big(i), { watermarks: { pods: String(100 + i) } });
+    await fast.untilRevision('felix', h.storeRevision('felix'));
+    const rev = h.storeRevision('felix');
+    const refused = await h.metric('cattail_own_frames_refused_total');
+    const closed = h.server.close();
+    for (const a of slow) a.socket.resume();
+    await Promise.all(slow.map((a) => a.closed));
+    await closed;
+    // One catch-up fits the bound, the second does not: that agent leaves without (as one too far
+    // behind does). Before, each passed the same unchanged count and both were written.
+    const caughtUp = slow.filter((a) => a.feed('felix').revision === rev);
+    expect(caughtUp).toHaveLength(1);
+    expect(await h.metric('cattail_own_frames_refused_total')).toBeGreaterThan(refused);
+    for (const a of slow) {
+      expect(a.goodbyes).toHaveLength(1);
+      expect(a.violations).toEqual([]);
+    }
+  });
+
   it('a change not yet flushed when the agent is sent away is flushed first, then its STATUS, then the GOODBYE', async () => {
     const h = await scopedHarness({ flushWindowMs: 1_000 });
     const a = h.agent({ feeds: [{ name: 'felix' }], node: 'n1', caps: CAPS, record: true });
