@@ -187,6 +187,7 @@ export class Connection {
     socket.setEvents({
       message: (data, isBinary) => this.onMessage(data, isBinary),
       close: (code) => this.onSocketClose(code),
+      closing: () => this.onTransportClosing(),
       failed: (err) => this.failWith(err),
       overBudget: (heldBytes, totalBytes) => {
         this.fail('CATTAIL_SERVER_OVER_BUDGET', `an unfinished inbound message holding ${heldBytes} bytes, among those begun first while agents' unfinished frames held ${totalBytes} bytes, above maxInboundHeldBytes`, 'over-budget');
@@ -477,6 +478,18 @@ export class Connection {
     held[i] = held[held.length - 1] as Buffer;
     held.pop();
     this.limits.ownFrames?.release(f);
+  }
+
+  /**
+   * The transport began the close (seam.ts `closing`): nothing more is written. Before, ws's own
+   * close (after the agent's close frame, or a 1002/1008/1009 refusal) left the Connection
+   * streaming until the socket closed, and flushes, catch-ups and PINGs went out after the close
+   * frame for up to ws's close timeout.
+   */
+  private onTransportClosing(): void {
+    if (!this.open) return;
+    this.state = 'closing';
+    this.release();
   }
 
   private onSocketClose(code: number): void {

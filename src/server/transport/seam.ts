@@ -101,6 +101,13 @@ export interface AgentSocketEvents {
    * The transport has stopped reading it. Optional: without it the socket is terminated.
    */
   overBudget?(heldBytes: number, totalBytes: number): void;
+  /**
+   * The transport began the closing handshake itself (the peer's close frame, or its own refusal
+   * of a bad frame): its close frame is queued, and nothing may follow it (RFC 6455 §5.5.1). The
+   * `close` event comes later, when the socket is gone. Optional: a transport that closes at once
+   * (uWS runs its close handler synchronously) never needs it.
+   */
+  closing?(): void;
 }
 
 /**
@@ -110,6 +117,15 @@ export interface AgentSocketEvents {
 export function deliverMessage(events: AgentSocketEvents | undefined, data: Buffer, isBinary: boolean, terminate: () => void): void {
   try {
     events?.message(data, isBinary);
+  } catch (err) {
+    reportFailure(events, err, terminate);
+  }
+}
+
+/** Delivers `closing`, a throw from it going to `failed` as for a message. */
+export function deliverClosing(events: AgentSocketEvents | undefined, terminate: () => void): void {
+  try {
+    events?.closing?.();
   } catch (err) {
     reportFailure(events, err, terminate);
   }

@@ -23,7 +23,7 @@ import { PacedTurns, UPGRADE_TURN_MS } from './paced.js';
 import { peerTlsOf } from './tls/identity.js';
 import {
   ANY_HOST, type AcceptHooks, peerAddress, type AgentSink, type AgentSocket, type AgentSocketEvents, type AgentTransport, type BoundAddress, HARD_CAP_FACTOR,
-  type ListenAddress, type PeerInfo, type TlsIdentity, type TransportLimits, deliverClose, deliverDrain, deliverMessage, deliverOverBudget, releaseHeaders,
+  type ListenAddress, type PeerInfo, type TlsIdentity, type TransportLimits, deliverClose, deliverClosing, deliverDrain, deliverMessage, deliverOverBudget, releaseHeaders,
 } from './seam.js';
 
 /** The identity in a TLS socket's peer certificate; undefined for plaintext or no certificate. */
@@ -78,6 +78,16 @@ class WsAgentSocket implements AgentSocket, InboundHolder {
       this.metered = false;
     });
     socket.on('drain', () => deliverDrain(this.events, () => this.ws.terminate()));
+    // ws starts a close by itself (answering the agent's close frame, refusing a bad frame with
+    // 1002/1008/1009) through this method and says nothing until the socket is gone ('close'):
+    // wrapped, the Connection hears of it at once and writes nothing after ws's close frame.
+    // ws calls it on the instance, so the own property is what it reaches; our own closes
+    // (WsAgentSocket.close) come here too, and find the Connection closing already.
+    const close = ws.close.bind(ws);
+    ws.close = (code?: number, data?: string | Buffer): void => {
+      deliverClosing(this.events, () => this.ws.terminate());
+      close(code, data);
+    };
   }
 
   setEvents(events: AgentSocketEvents): void {
