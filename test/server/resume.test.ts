@@ -1,12 +1,27 @@
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/clock.js';
 import { encodeToken } from '../../src/server/transport/tokens.js';
-import { harness } from './helpers/harness.js';
+import { type Harness, harness } from './helpers/harness.js';
+import type { TestAgent } from './helpers/agent.js';
 
 function pods(n: number, gen = 0): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (let i = 0; i < n; i++) out[`/pods/ns/p${i}`] = { i, gen };
   return out;
+}
+
+/**
+ * `a` leaves with its token; 40 entries of 2 KB change while it is away (more than half of a
+ * 64 KiB maxClientBytes); it comes back presenting what it held. Returns the agent that came back.
+ */
+async function awayWhileTooMuchChanges(h: Harness, a: TestAgent): Promise<TestAgent> {
+  const kept = a.feed('felix');
+  a.close();
+  await a.closed;
+  const big: Record<string, unknown> = {};
+  for (let i = 0; i < 40; i++) big[`/pods/ns/big${i}`] = { pad: 'x'.repeat(2_000), i };
+  h.upstream.apply('felix', big);
+  return h.agent({ feeds: [{ name: 'felix', token: kept.token, entries: kept.entries, revision: kept.revision }] });
 }
 
 describe('server - resume', () => {
@@ -48,15 +63,9 @@ describe('server - resume', () => {
     h.upstream.apply('felix', pods(5, 1));
     await a.untilRevision('felix', 2);
     await a.until(() => a.feed('felix').token !== undefined && a.feed('felix').status === 'in-sync', 'the token at revision 2');
-    const kept = a.feed('felix');
-    expect(kept.revision).toBe(2);
-    a.close();
-    await a.closed;
+    expect(a.feed('felix').revision).toBe(2);
     // More than half the agent's budget changes while it is away: its resume becomes a snapshot.
-    const big: Record<string, unknown> = {};
-    for (let i = 0; i < 40; i++) big[`/pods/ns/big${i}`] = { pad: 'x'.repeat(2_000), i };
-    h.upstream.apply('felix', big);
-    const again = h.agent({ feeds: [{ name: 'felix', token: kept.token, entries: kept.entries, revision: kept.revision }] });
+    const again = await awayWhileTooMuchChanges(h, a);
     await again.untilRevision('felix', h.storeRevision('felix'));
     expect(again.welcome?.feeds[0]).toMatchObject({ mode: 'snapshot', reason: 'too-large' });
     // Its snapshot is at or after the revision it held (the build at 1 was not reused for it).
@@ -72,13 +81,7 @@ describe('server - resume', () => {
     const a = h.agent({ feeds: [{ name: 'felix' }] });
     await a.untilRevision('felix', 1);
     await a.until(() => a.feed('felix').token !== undefined && a.feed('felix').status === 'in-sync', 'the token at revision 1');
-    const kept = a.feed('felix');
-    a.close();
-    await a.closed;
-    const big: Record<string, unknown> = {};
-    for (let i = 0; i < 40; i++) big[`/pods/ns/big${i}`] = { pad: 'x'.repeat(2_000), i };
-    h.upstream.apply('felix', big);
-    const again = h.agent({ feeds: [{ name: 'felix', token: kept.token, entries: kept.entries, revision: kept.revision }] });
+    const again = await awayWhileTooMuchChanges(h, a);
     // Before, it was sent the build at 1 again; its catch-up from 1 was as large, so the in-band
     // snapshot that followed was that build too, and so on until the build's reuse window ended.
     await again.untilRevision('felix', h.storeRevision('felix'));
