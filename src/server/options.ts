@@ -168,7 +168,7 @@ export const serverOptions = {
     default: 268_435_456,
     unit: 'bytes',
     min: 1_048_576,
-    help: 'Bytes that frames built for one agent alone (resume and rebase deltas, catch-ups, range repairs) may hold together, all agents, until their sockets have sent them; each frame counted once however many agents it goes to. A catch-up, resume or repair that does not fit is answered with a snapshot (shared, reason too-large) instead; no agent is closed for it (cattail_own_frames_held_bytes, cattail_own_frames_refused_total). maxClientBytes bounds one agent; this bounds them all (agents that ask for old revisions and do not read).',
+    help: 'Bytes that frames built for one agent alone (resume and rebase deltas, catch-ups, range repairs) may hold together, all agents, until their sockets have sent them; each frame counted once however many agents it goes to. A catch-up, resume or repair that does not fit is answered with the shared snapshot instead (a resume: WELCOME reason too-large; a catch-up or repair: an in-band snapshot), and a GOODBYE\'s catch-up is left out; no agent is closed for it (cattail_own_frames_held_bytes, cattail_own_frames_refused_total). maxClientBytes bounds one agent; this bounds them all (agents that ask for old revisions and do not read).',
   }),
   maxRepairBytes: opt.int({
     default: 4_194_304,

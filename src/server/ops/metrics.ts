@@ -212,8 +212,8 @@ export function registerStateGauges(metrics: ServerMetrics, src: StateSources): 
   });
   const own = src.ownFrames;
   if (own !== undefined) {
-    stateGauge('cattail_own_frames_held_bytes', 'Bytes of frames built for one agent alone (resume and rebase deltas, catch-ups, range repairs) that sockets have not sent, each frame counted once however many agents it goes to (held to maxOwnHeldBytes).', r, () => own.heldBytes);
-    statsCounter('cattail_own_frames_refused_total', 'Resumes, rebases, catch-ups and range repairs answered with a snapshot because their frames would have taken cattail_own_frames_held_bytes above maxOwnHeldBytes.', r, () => own.refused);
+    stateGauge('cattail_own_frames_held_bytes', 'Bytes of frames built for one agent alone (resume and rebase deltas, catch-ups, range repairs, WELCOMEs and PINGs) that sockets have not sent, each frame counted once however many agents it goes to (held to maxOwnHeldBytes).', r, () => own.heldBytes);
+    statsCounter('cattail_own_frames_refused_total', 'Resumes, rebases, catch-ups and range repairs answered with a snapshot (and GOODBYEs sent without their catch-up) because their frames would have taken cattail_own_frames_held_bytes above maxOwnHeldBytes.', r, () => own.refused);
   }
   stateGauge('cattail_catchup_cache_bytes', 'Catch-up frames kept for agents behind at the same revision (encoded once per service round: until the next flush, at most 5 s).', r, () => src.catchUpCache().bytes);
   stateGauge('cattail_service_queue_length', 'Connections waiting in the service queue for a HELLO answer, snapshot frames or a catch-up (served within a time and byte budget per event-loop turn).', r, src.serviceQueueLength);
