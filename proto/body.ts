@@ -10,6 +10,7 @@ import {
   DIGEST_BYTES,
   FEED_MODES,
   MAX_CLUSTER_BYTES,
+  isClusterName,
   MAX_FEED_ID,
   MAX_HELLO_FEEDS,
   MAX_TOKEN_BYTES,
@@ -204,7 +205,7 @@ function protocolVersion(f: Fields, kind: MessageKind): number {
 /** The optional `cluster` of HELLO and WELCOME: 1 to MAX_CLUSTER_BYTES bytes (§4.1). */
 function clusterOf(f: Fields): string | undefined {
   const cluster = f.str('cluster', true);
-  if (cluster !== undefined && (cluster === '' || Buffer.byteLength(cluster) > MAX_CLUSTER_BYTES)) f.fail('cluster', `a string of 1 to ${MAX_CLUSTER_BYTES} bytes`);
+  if (cluster !== undefined && !isClusterName(cluster)) f.fail('cluster', `a string of 1 to ${MAX_CLUSTER_BYTES} bytes`);
   return cluster;
 }
 

@@ -33,6 +33,10 @@ export const MAX_WATERMARKS = 64;
 export const MAX_WATERMARK_STRING_BYTES = 256;
 /** Longest `cluster` in HELLO and WELCOME, in UTF-8 bytes (§4.1, §4.2). */
 export const MAX_CLUSTER_BYTES = 128;
+/** A `cluster` as HELLO and WELCOME carry it, and as checkpoints keep it: a string of 1 to MAX_CLUSTER_BYTES UTF-8 bytes. */
+export function isClusterName(v: unknown): v is string {
+  return typeof v === 'string' && v !== '' && Buffer.byteLength(v) <= MAX_CLUSTER_BYTES;
+}
 /**
  * Most UTF-8 bytes of resource ids and resourceVersions together in one `watermarks` map (§8):
  * the felix feed's take ~1.3 KB with 20-digit values, all ~33 resources of the registry ~1.8 KB.

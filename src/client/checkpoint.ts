@@ -19,7 +19,7 @@
  * Only verified states are written (the digest matched at the saved revision), so a checkpoint is
  * never less trustworthy than the connection it came from.
  */
-import { MAX_CLUSTER_BYTES, MAX_WATERMARKS, MAX_WATERMARKS_BYTES } from '../../proto/types.js';
+import { MAX_WATERMARKS, MAX_WATERMARKS_BYTES, isClusterName } from '../../proto/types.js';
 import { aboveWatermarkBounds } from './watermarks.js';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -93,7 +93,7 @@ export function decodeCheckpoint(buf: Buffer): Checkpoint {
   }
   if (!isObj(raw) || typeof raw['node'] !== 'string' || !Array.isArray(raw['feeds'])) throw bad('checkpoint body has the wrong shape');
   const cluster = raw['cluster'];
-  if (cluster !== undefined && (typeof cluster !== 'string' || cluster === '' || Buffer.byteLength(cluster) > MAX_CLUSTER_BYTES)) throw bad('checkpoint cluster has the wrong shape');
+  if (cluster !== undefined && !isClusterName(cluster)) throw bad('checkpoint cluster has the wrong shape');
   const feeds: FeedCheckpoint[] = [];
   for (const f of raw['feeds'] as unknown[]) {
     if (!isObj(f) || typeof f['name'] !== 'string' || !Number.isSafeInteger(f['revision']) || !Number.isSafeInteger(f['tokenRevision'])

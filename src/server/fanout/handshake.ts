@@ -2,7 +2,7 @@
  * The handshake's decisions: HELLO checks beyond the codec's shape validation (PROTOCOL.md §4.1),
  * the choice of compression (§5), resume-or-snapshot per feed (§7) and the WELCOME (§4.2).
  */
-import type { OwnFrames } from '../transport/own-frames.js';
+import { type OwnFrames, catchUpFits } from '../transport/own-frames.js';
 import { CattailError } from '../../errors.js';
 import { CAP_FEED_RESOURCES, CAP_REPAIR_BUCKETS, CAP_RESUME_WATERMARKS, CAP_SCOPE_NODE, type HelloMessage, MIN_CLIENT_MAX_FRAME_BYTES, behindResources, isResourceVersion, mergeWatermarks } from '../../../proto/index.js';
 import type { FeedRuntime } from './feeds.js';
@@ -92,9 +92,7 @@ type HelloFeed = Hello['feeds'][number];
  * reason. An unknown feed name is a coded close (4006).
  */
 export function planFeeds(hello: Hello, feeds: ReadonlyMap<string, FeedRuntime>, serverId: string, maxClientBytes: number, cluster?: string, ownFrames?: OwnFrames): FeedPlan[] {
-  // A catch-up built for this agent alone: at most half its own budget (more would only get it
-  // closed with 4008), and within what the process holds of such frames (own-frames.ts).
-  const fits = (bytes: number): boolean => bytes <= maxClientBytes / 2 && (ownFrames?.admits(bytes) ?? true);
+  const fits = (bytes: number): boolean => catchUpFits(bytes, maxClientBytes, ownFrames);
   // §8 "Another cluster": state from another cluster is no state here. Its tokens name other
   // replicas anyway, but its watermarks are another cluster's resourceVersions: taken as a floor,
   // a cluster rebuilt on the same hosts (new etcd, resourceVersions from 1 again) refused an agent

@@ -21,6 +21,7 @@
 import type { HelloMessage } from '../../../proto/index.js';
 import type { Connection, FeedCursor } from '../transport/connection.js';
 import { encodeDelta, isEntryTooLarge } from '../transport/framing.js';
+import { catchUpFits } from '../transport/own-frames.js';
 import type { FanOutContext } from './context.js';
 import { TurnQueue } from './turn-queue.js';
 import { encodeNodePart, encodeSharedPart, splitOf } from './scoped.js';
@@ -217,7 +218,7 @@ export class ServiceQueue {
             // batch would do and each slow agent of a busy cluster got a build of its own.
             // Past what frames built for single agents may hold together (own-frames.ts): the
             // shared snapshot as well.
-            const tooLarge = s.kind === 'delta' && (overOwn || s.bytes > o.maxClientBytes / 2 || !(o.ownFrames?.admits(s.bytes) ?? true));
+            const tooLarge = s.kind === 'delta' && (overOwn || !catchUpFits(s.bytes, o.maxClientBytes, o.ownFrames));
             if (s.kind !== 'delta' || tooLarge) {
               if (tooLarge) this.startSnapshot(conn, cursor, now, true, cursor.revision + 1, feed.store.watermarksAt(cursor.revision) ?? feed.store.meta().watermarks);
               else this.startSnapshot(conn, cursor, now, true);
@@ -312,7 +313,7 @@ export class ServiceQueue {
     const feed = cursor.feed;
     if (feed.scope === undefined) return [];
     const s = feed.store.since(cursor.revision);
-    if (s.kind !== 'delta' || s.bytes > o.maxClientBytes / 2 || !(o.ownFrames?.admits(s.bytes) ?? true)) return [];
+    if (s.kind !== 'delta' || !catchUpFits(s.bytes, o.maxClientBytes, o.ownFrames)) return [];
     const frames = this.scopedCatchUp(feed.scope, feed.id, s, conn, o.compressMinBytes);
     // Counted until the socket closes (fail() writes them itself): a shutdown fails every agent
     // in one loop, and each one's admits() must see the catch-ups of those before it.

@@ -29,7 +29,7 @@ import { CattailError } from '../../errors.js';
 import { exactBuffer } from '../../snapshot/index.js';
 import { packDetached } from '../../msgpack-pack.js';
 import { seal, unseal } from '../../sealed-file.js';
-import { MAX_CLUSTER_BYTES } from '../../../proto/types.js';
+import { isClusterName } from '../../../proto/types.js';
 
 const MAGIC = Buffer.from('CTLRSTA\n', 'latin1');
 export const REPLICA_CHECKPOINT_VERSION = 2;
@@ -121,7 +121,7 @@ export function decodeReplicaCheckpoint(buf: Buffer, identity: string): ReplicaC
   if (!isObj(raw) || typeof raw['identity'] !== 'string' || !Array.isArray(raw['resources'])) throw bad('replica checkpoint body has the wrong shape');
   if (raw['identity'] !== identity) throw bad('replica checkpoint was written for another cluster, feeds or projection version', { identity: raw['identity'] });
   const cluster = raw['cluster'];
-  if (cluster !== undefined && (typeof cluster !== 'string' || cluster === '' || Buffer.byteLength(cluster) > MAX_CLUSTER_BYTES)) throw bad('replica checkpoint cluster has the wrong shape');
+  if (cluster !== undefined && !isClusterName(cluster)) throw bad('replica checkpoint cluster has the wrong shape');
   const resources: ResourceCheckpoint[] = [];
   for (const r of raw['resources'] as unknown[]) {
     if (!isObj(r) || typeof r['name'] !== 'string' || typeof r['resourceVersion'] !== 'string' || r['resourceVersion'] === '' || !Array.isArray(r['views'])) {

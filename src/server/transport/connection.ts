@@ -275,13 +275,9 @@ export class Connection {
       return false;
     }
     this.bytesWritten += total;
-    const ledger = this.limits.ownFrames;
     for (const f of frames) {
       this.ownOutstandingBytes += f.length;
-      if (ledger !== undefined) {
-        ledger.add(f);
-        (this.ownHeld ??= []).push(f);
-      }
+      this.trackOwn(f);
       const done = (): void => {
         this.ownOutstandingBytes -= f.length;
         this.releaseOwn(f);
@@ -461,12 +457,15 @@ export class Connection {
    * every agent of a shutdown's close-all loop passed the same unchanged count.
    */
   countOwn(frames: readonly Buffer[]): void {
+    for (const f of frames) this.trackOwn(f);
+  }
+
+  /** `f` is in the process-wide count (limits.ownFrames) until releaseOwn or the socket's close. */
+  private trackOwn(f: Buffer): void {
     const ledger = this.limits.ownFrames;
     if (ledger === undefined) return;
-    for (const f of frames) {
-      ledger.add(f);
-      (this.ownHeld ??= []).push(f);
-    }
+    ledger.add(f);
+    (this.ownHeld ??= []).push(f);
   }
 
   /** `f`'s write on this socket is over (sent, or the socket gone): the process-wide count lets it go once. */

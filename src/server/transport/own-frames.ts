@@ -16,6 +16,15 @@
  * completed or the connection closed (the Connection keeps what it has not released, since a
  * destroyed socket does not call every write's callback on every transport).
  */
+/**
+ * Whether a catch-up of `bytes` (a resume's, a rebase's, a service turn's or a GOODBYE's) may be
+ * built for one agent: at most half its own budget, since more would only get it closed with 4008,
+ * and within what the process holds of such frames (`own`; a refusal is counted there).
+ */
+export function catchUpFits(bytes: number, maxClientBytes: number, own: OwnFrames | undefined): boolean {
+  return bytes <= maxClientBytes / 2 && (own?.admits(bytes) ?? true);
+}
+
 export class OwnFrames {
   /** Frame → the number of sockets holding it unsent. */
   private readonly refs = new Map<Buffer, number>();

@@ -21,7 +21,7 @@
 import type { Clock, Timer } from '../../clock.js';
 import type { Logger } from '../../log.js';
 import { guardedGet, readJson, type RequestContext } from './request.js';
-import { MAX_CLUSTER_BYTES } from '../../../proto/types.js';
+import { isClusterName } from '../../../proto/types.js';
 
 /** Between two reads of the kube-system namespace that failed (ms). */
 export const CLUSTER_NAME_RETRY_MS = 30_000;
@@ -39,7 +39,7 @@ export function kubeSystemUidOf(body: unknown): string | undefined {
   const meta = (body as { metadata?: { name?: unknown; uid?: unknown } } | null)?.metadata;
   // Bounded in bytes (WELCOME `cluster` is at most MAX_CLUSTER_BYTES; above it every client's
   // codec would refuse every WELCOME): a Kubernetes UID is a 36-character UUID.
-  if (meta?.name === 'kube-system' && typeof meta.uid === 'string' && meta.uid !== '' && Buffer.byteLength(clusterNameOfUid(meta.uid)) <= MAX_CLUSTER_BYTES) return meta.uid;
+  if (meta?.name === 'kube-system' && typeof meta.uid === 'string' && meta.uid !== '' && isClusterName(clusterNameOfUid(meta.uid))) return meta.uid;
   return undefined;
 }
 
