@@ -578,10 +578,10 @@ export class Client {
       this.counters.goodbyes++;
       const asked = end.goodbye.reconnectDelayMs === undefined ? delay : Math.max(end.goodbye.reconnectDelayMs, 0);
       // That server is avoided for all of it (PROTOCOL.md §1.4 MUST); any other reconnect waits
-      // at most reconnectMaxDelayMs (the SHOULD): a GOODBYE asking for days (hostile, or a bug)
-      // must not keep the agent off every other replica.
+      // at most reconnectMaxDelayMs and goodbyeDelayMaxMs (the SHOULD): a GOODBYE asking for days
+      // (hostile, or a bug) must not keep the agent off every other replica.
       this.rotation.pin(url, now + asked);
-      delay = Math.min(asked, this.opts.reconnectMaxDelayMs);
+      delay = Math.min(asked, this.opts.reconnectMaxDelayMs, this.opts.goodbyeDelayMaxMs);
     }
     // A client that speaks TLS never follows a hint to plaintext: a ws:// peer (a fleet moving to
     // TLS) would carry it off with no CA, server CN or URI SAN check, possibly for days.

@@ -76,6 +76,12 @@ export const connectOptions = {
   readTimeoutFactor: opt.int({ default: 3, unit: 'multiple of the server\'s pingIntervalMs', min: 2, max: 100, help: 'Read timeout as a multiple of the ping interval the server announces (PROTOCOL.md §4.8).' }),
   reconnectInitialDelayMs: opt.int({ default: 250, unit: 'ms', min: 1, help: 'First reconnect delay before jitter; doubles per failed attempt.' }),
   reconnectMaxDelayMs: opt.int({ default: 30_000, unit: 'ms', min: 1, help: 'Cap of the jittered exponential reconnect delay.' }),
+  goodbyeDelayMaxMs: opt.int({
+    default: 30_000,
+    unit: 'ms',
+    min: 0,
+    help: 'The longest a GOODBYE\'s reconnectDelayMs holds off reconnecting to the other replicas (the replica that sent it is avoided for all of it, PROTOCOL.md §1.4); reconnectMaxDelayMs caps it too. A client that is one of a handful (a tier-2 replica) sets it low: the delay spreads a crowd, and every agent behind it hears no change while it waits.',
+  }),
   reconnectJitter: opt.number({ default: 0.5, unit: 'fraction', min: 0, max: 1, help: 'Fraction of each reconnect delay that is random (0: none; 0.5: delays spread over [d/2, d]).' }),
   behindRetryDelayMs: opt.int({ default: 5_000, unit: 'ms', min: 0, help: 'Wait before trying another endpoint after finding a replica behind (watermarks).' }),
   ackIntervalMs: opt.int({ default: 1_000, unit: 'ms', min: 0, help: 'Minimum interval between two ACKs of one feed (PROTOCOL.md §4.10).' }),

@@ -69,6 +69,16 @@ export type Tier1Client = Pick<Client, 'on' | 'feed' | 'close'>;
  */
 export const HELD_MAX_MS = 1_000;
 
+/**
+ * The longest a tier-1 GOODBYE's reconnectDelayMs keeps this replica from the other tier-1
+ * replicas (the client's goodbyeDelayMaxMs), in ms. That delay spreads a crowd of agents over a
+ * closing replica's peers, up to 30 s when tier 1 closes all at once (its drain's cut-off, a
+ * second signal); a tier-2 replica is one of a handful, and every one of its agents hears no
+ * change while it waits (nor is told stale, which takes staleAfterMs). The replica that sent the
+ * GOODBYE is still avoided for all of its delay.
+ */
+export const TIER1_GOODBYE_WAIT_MAX_MS = 1_000;
+
 function syncOf(s: FeedStatus['sync']): 'waiting' | 'resyncing' | 'in-sync' | undefined {
   return s === 'unknown' ? undefined : s;
 }
@@ -134,6 +144,7 @@ export class CattailUpstream implements Upstream {
       // this replica keeps its state and turns stale, as for other resources. No model announced
       // is `calico.v1` (§4.2).
       models: Object.fromEntries(this.feeds.map((f) => [f.name, [f.model ?? 'calico.v1']])),
+      goodbyeDelayMaxMs: TIER1_GOODBYE_WAIT_MAX_MS,
       clock: this.o.clock,
       ...(this.o.tls !== undefined ? { tls: this.o.tls } : {}),
     });

@@ -236,6 +236,29 @@ describe('client - liveness and server hints', () => {
     expect(guard.problems()).toEqual([]);
   });
 
+  it('goodbyeDelayMaxMs bounds how long a GOODBYE keeps the client off the other replicas, never the one that sent it', async () => {
+    const a = await server({ serverId: 'a' });
+    const b = await server({ serverId: 'b' });
+    const { client, clock, rec, guard } = setup({ endpoints: [a.url], random: () => 0, goodbyeDelayMaxMs: 1_000 });
+    guard.allow('CATTAIL_CLIENT_SERVER_CLOSED');
+    await client.whenInSync();
+    // A closing replica's hint: the peer to go to, and 20 s to spread a crowd.
+    a.goodbyeAll({ reconnectDelayMs: 20_000, endpoints: [b.url] });
+    await waitUntil(() => client.state === 'reconnecting', 'reconnecting', on(client));
+    expect(rec.last('reconnecting')!.delayMs).toBe(1_000);
+    await clock.advanceAsync(999);
+    expect(b.rec.upgrades).toBe(0);
+    await clock.advanceAsync(1);
+    await waitUntil(() => client.inSync && client.stats.serverId === 'b', 'in sync on the peer after a second', on(client));
+    // The replica that sent it, when the client is sent away again before 20 s: not tried, the
+    // client waits for it (or another) to be free.
+    b.goodbyeAll({ reconnectDelayMs: 0 });
+    await waitUntil(() => client.state === 'reconnecting', 'sent away by the peer', on(client));
+    await clock.advanceAsync(5_000);
+    expect(a.rec.hellos).toHaveLength(1);
+    expect(guard.problems()).toEqual([]);
+  });
+
   it('honours a 503 refusal: no retry of that server before Retry-After, hinted endpoint first', async () => {
     const a = await server({ serverId: 'a' });
     a.refuse = { count: 1, retryAfterS: 30, endpoints: [] };

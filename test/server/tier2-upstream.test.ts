@@ -8,7 +8,7 @@ import type { ChangeBatch, FeedStatus } from '../../src/client/feed-view.js';
 import type { StatusEvent } from '../../src/client/status.js';
 import { FakeClock } from '../../src/clock.js';
 import type { FeedBatch } from '../../src/server/pipeline/seams.js';
-import { CattailUpstream, HELD_MAX_MS, type Tier1Client } from '../../src/server/upstream-cattail.js';
+import { CattailUpstream, HELD_MAX_MS, TIER1_GOODBYE_WAIT_MAX_MS, type Tier1Client } from '../../src/server/upstream-cattail.js';
 import { builtinFeed } from '../../src/server/upstream/feeds.js';
 
 interface Events {
@@ -68,6 +68,10 @@ describe('tier 2: what reaches the store', () => {
     // (4002), where before its values were passed on under this replica's model.
     expect(asked?.models).toEqual({ felix: [builtinFeed('felix').model ?? 'calico.v1'], bgp: [builtinFeed('bgp').model ?? 'calico.v1'] });
     expect(asked?.models?.['felix']).toEqual(['libcalico.v3']);
+    // A tier-1 GOODBYE keeps it off the other tier-1 replicas for a second at most, not the
+    // up to 30 s a crowd of agents is spread over (its own agents hear nothing meanwhile).
+    expect(asked?.goodbyeDelayMaxMs).toBe(TIER1_GOODBYE_WAIT_MAX_MS);
+    expect(TIER1_GOODBYE_WAIT_MAX_MS).toBeLessThanOrEqual(1_000);
   });
 
   it('a change goes to the store with the watermarks of the STATUS that follows it, in one batch', () => {
