@@ -158,6 +158,12 @@ export const serverOptions = {
     min: 0,
     help: 'Wire bytes of outdated snapshot builds that only slow readers keep alive (cattail_snapshot_pinned_bytes). Above it, readers of the oldest such builds that took no frame for a minute are closed with 4007 until the rest fit (a reader that takes a frame now and then is never closed by maxFallBehindMs); readers still moving are spared, so a reconnect storm\'s builds can pass it. 256 MiB: about 16 snapshots of a 5,000-node felix feed, well inside the 2 GiB the deployment gives a replica.',
   }),
+  snapshotHeldMaxBytes: opt.int({
+    default: 268_435_456,
+    unit: 'bytes',
+    min: 0,
+    help: 'Wire bytes of the snapshot builds held for reuse, all feeds (cattail_snapshot_cache_bytes). A build of the current revision is held while the feed does not change, one per feed, compression and frame size an agent asked for; above this, finished builds no agent is streaming are dropped, least recently used first (cattail_snapshot_cache_evicted_total), and the next agent of their kind gets a new build. Builds being streamed are never dropped. 256 MiB: about 16 compressed snapshots of a 5,000-node felix feed.',
+  }),
   maxClientBytes: opt.int({
     default: 16_777_216,
     unit: 'bytes',

@@ -250,7 +250,7 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   if (scopedFeeds.size > 0) {
     log?.info({ scopedFeeds: [...scopedFeeds], node: tlsSettings?.allow === undefined ? 'taken from HELLO (no client certificates: any agent can name any node)' : o.scopeNodeUriSanPrefix !== undefined ? 'proven by the client certificate\'s URI SAN' : 'proven by the client certificate\'s CN' }, 'per-node scoping');
   }
-  const cache = new SnapshotCache({ clock, reuseWindowMs: o.snapshotReuseWindowMs, sliceEntries: o.snapshotBuildSliceEntries, sliceMs: o.snapshotBuildSliceMs, chunkBytes: o.snapshotChunkBytes, compressMinBytes: o.compressMinBytes, metrics });
+  const cache = new SnapshotCache({ clock, reuseWindowMs: o.snapshotReuseWindowMs, sliceEntries: o.snapshotBuildSliceEntries, sliceMs: o.snapshotBuildSliceMs, chunkBytes: o.snapshotChunkBytes, compressMinBytes: o.compressMinBytes, metrics, heldMaxBytes: o.snapshotHeldMaxBytes });
   const random = options.random ?? Math.random;
   const ownFrames = new OwnFrames(o.maxOwnHeldBytes);
   const fanout = new FanOut({

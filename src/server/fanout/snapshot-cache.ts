@@ -74,6 +74,8 @@ export class SnapshotBuild {
   /** Set when the build threw: an entry too large for its frame size (its agents are closed with 4003) or a bug (4012); the build is dropped. */
   failed: Error | undefined;
   finishedAtMs: number | undefined;
+  /** When acquire() last handed it out (monotonic ms): what the held-bytes bound evicts by (SnapshotCache.evictOverBound). */
+  lastUsedMs = 0;
   rawBytes = 0;
   wireBytes = 0;
   private readonly listeners = new Set<() => void>();
@@ -206,6 +208,11 @@ export interface SnapshotCacheOptions {
   readonly chunkBytes?: number;
   readonly compressMinBytes: number;
   readonly metrics: ServerMetrics;
+  /**
+   * Wire bytes the builds held for reuse may take together (held()); above it, finished builds no
+   * agent streams are dropped, least recently handed out first. @default unbounded
+   */
+  readonly heldMaxBytes?: number;
 }
 
 export class SnapshotCache {
@@ -215,6 +222,8 @@ export class SnapshotCache {
   reusedCount = 0;
   /** Builds stopped before their end: superseded, and no agent read them (run()). */
   cancelledCount = 0;
+  /** Finished builds dropped to keep held() within heldMaxBytes (evictOverBound()). */
+  evictedCount = 0;
   /** Where each chunk is encoded before it is compressed or copied (one piece of memory, reused). */
   private readonly scratch = new ScratchAllocator();
 
@@ -234,12 +243,14 @@ export class SnapshotCache {
     for (let i = this.builds.length - 1; i >= 0; i--) {
       const b = this.builds[i] as SnapshotBuild;
       if (!this.reusable(b, feed, compression, maxBodyBytes, minRevision, floor, now)) continue;
+      b.lastUsedMs = now;
       this.reusedCount++;
       this.o.metrics.snapshotsReused.inc({ feed: feed.name });
       return b;
     }
     const view = feed.store.current();
     const build = new SnapshotBuild(feed, view.revision, compression, maxBodyBytes, view.meta.watermarks, statusKey(view.revision, view.meta));
+    build.lastUsedMs = now;
     this.builds.push(build);
     this.purge(); // the build it supersedes goes now
     this.builtCount++;
@@ -263,6 +274,7 @@ export class SnapshotCache {
       if (b.scoped === undefined || !this.reusable(b, feed, compression, maxBodyBytes, minRevision, floor, now)) continue;
       const known = b.scoped.nodes.get(node);
       if (known === undefined && changedAt > b.revision) continue;
+      b.lastUsedMs = now;
       this.reusedCount++;
       this.o.metrics.snapshotsReused.inc({ feed: feed.name });
       return known ?? this.nodeSnapshot(b, scope, node);
@@ -270,6 +282,7 @@ export class SnapshotCache {
     const view = feed.store.current();
     const at = scope.shared();
     const build = new SnapshotBuild(feed, view.revision, compression, maxBodyBytes, view.meta.watermarks, statusKey(view.revision, view.meta));
+    build.lastUsedMs = now;
     build.scoped = { at, meta: view.meta, nodes: new Map() };
     this.builds.push(build);
     this.purge(); // the build it supersedes goes now
@@ -421,6 +434,34 @@ export class SnapshotCache {
     const newest = new Map<string, SnapshotBuild>();
     for (const b of kept) newest.set(reuseKey(b), b);
     this.builds = newest.size === kept.length ? kept : kept.filter((b) => newest.get(reuseKey(b)) === b);
+    this.evictOverBound();
+  }
+
+  /**
+   * Keeps held() within heldMaxBytes by dropping finished builds no agent streams, least recently
+   * handed out first. Why: a build of the current revision is held for as long as the feed does
+   * not change, and there is one per feed, compression and frame size (3 x 9 of them, each a whole
+   * state: an uncompressed one of a 50,000-pod feed is ~34 MB); a quiet cluster held every odd
+   * agent's variant for hours. Builds being streamed are kept (their readers hold their frames
+   * anyway, and the pinned bound covers readers of outdated ones), as is one still running; a
+   * dropped build costs the next agent of its kind a new build, nothing else.
+   */
+  private evictOverBound(): void {
+    const max = this.o.heldMaxBytes;
+    if (max === undefined) return;
+    let bytes = 0;
+    for (const b of this.builds) bytes += b.wireBytes;
+    if (bytes <= max) return;
+    const idle = this.builds.filter((b) => b.done && !this.hasReaders(b)).sort((a, b) => a.lastUsedMs - b.lastUsedMs);
+    const dropped = new Set<SnapshotBuild>();
+    for (const b of idle) {
+      if (bytes <= max) break;
+      dropped.add(b);
+      bytes -= b.wireBytes;
+      this.evictedCount++;
+      this.o.metrics.snapshotsEvicted.inc({ feed: b.feed.name });
+    }
+    if (dropped.size > 0) this.builds = this.builds.filter((b) => !dropped.has(b));
   }
 
   /** `transform` (a scoped feed's shared build): what of each entry the shared view holds; no BEGIN or END (see NodeSnapshot). */
@@ -493,6 +534,9 @@ export class SnapshotCache {
           this.o.metrics.snapshotRawBytes.set({ feed: feed.name }, rawBytes);
           this.o.metrics.snapshotCompressedBytes.set({ feed: feed.name, compression }, build.wireBytes);
           build.notify();
+          // Its bytes are all counted now: others may have to go (after notify, its readers are
+          // subscribed, so it is never its own victim while agents wait for it).
+          this.evictOverBound();
           return;
         }
         const e = transform === undefined ? r.value : transform(r.value);

@@ -36,6 +36,7 @@ export interface ServerMetrics {
   readonly cacheSize: Gauge<'feed'>;
   readonly snapshotsGenerated: Counter<'feed'>;
   readonly snapshotsStopped: Counter<'feed'>;
+  readonly snapshotsEvicted: Counter<'feed'>;
   readonly snapshotsReused: Counter<'feed'>;
   readonly snapshotRawBytes: Gauge<'feed'>;
   readonly snapshotCompressedBytes: Gauge<'feed' | 'compression'>;
@@ -272,6 +273,7 @@ export function createMetrics(fanout: FanOutStats, opts: { defaultMetrics?: bool
     repairBytes: new Counter({ name: 'cattail_repair_bytes_total', help: 'Uncompressed frame bytes of the REPAIR and DELTA units sent as range repairs.', labelNames: ['feed'], registers: r }),
     cacheSize: new Gauge({ name: 'cattail_cache_size', help: 'Entries held by each feed.', labelNames: ['feed'], registers: r }),
     snapshotsGenerated: new Counter({ name: 'cattail_snapshots_generated_total', help: 'Snapshot frame sets built (once per feed, revision, compression).', labelNames: ['feed'], registers: r }),
+    snapshotsEvicted: new Counter({ name: 'cattail_snapshot_cache_evicted_total', help: 'Finished snapshot builds no agent was streaming, dropped from the reuse cache (least recently used first) to keep cattail_snapshot_cache_bytes within snapshotHeldMaxBytes; the next agent of their kind gets a new build.', labelNames: ['feed'], registers: r }),
     snapshotsStopped: new Counter({ name: 'cattail_snapshots_stopped_total', help: 'Snapshot builds stopped before their end: a newer build of their kind superseded them and no agent read them any more.', labelNames: ['feed'], registers: r }),
     snapshotsReused: new Counter({ name: 'cattail_snapshots_reused_total', help: 'Agents served a snapshot another agent caused to be built.', labelNames: ['feed'], registers: r }),
     snapshotRawBytes: new Gauge({ name: 'cattail_snapshot_raw_bytes', help: 'Uncompressed body bytes of the latest snapshot built.', labelNames: ['feed'], registers: r }),
