@@ -11,8 +11,9 @@
  * second argument, in sorted-btree), so the last key found to be plain is remembered and the scan
  * is paid once per search, not per comparison: with a scan per comparison the store's apply
  * measured 17 % slower (bench/results/snapshot.md). Only keys with such units on both sides take
- * the loop. Keys are well-formed UTF-16 (Kubernetes names are ASCII): a lone surrogate goes on the
- * wire as U+FFFD and would compare differently there. Rejected: comparing `Buffer.from(key)` bytes
+ * the loop. Keys are well-formed UTF-16 (Kubernetes names are ASCII, and the upstream refuses a
+ * key with a lone surrogate: resource-view.ts): one would go on the wire as U+FFFD and compare
+ * differently there. Rejected: comparing `Buffer.from(key)` bytes
  * (two allocations per comparison).
  */
 

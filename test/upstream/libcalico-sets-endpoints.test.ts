@@ -97,4 +97,14 @@ describe('libcalico host endpoints', () => {
     view.delete(hep('b'));
     expect(state.size).toBe(0);
   });
+
+  it('a key made from a field with a lone surrogate (spec.node) is a projection error: nothing new projected, the last good keys kept', () => {
+    const { view, state } = libcalicoViewHarness(HEP);
+    const hep = (node: string): KubeObject => ({ kind: 'HostEndpoint', metadata: { name: 'e' }, spec: { node, interfaceName: 'eth0' } }) as KubeObject;
+    view.upsert(hep('a'));
+    // On the wire that key would be U+FFFD, as would '\udc00''s: two keys, one on every agent.
+    view.upsert(hep('a\ud800'));
+    expect([...state.keys()]).toEqual(['/calico/v1/host/a/endpoint/e']);
+    expect([...state.keys()].every((k) => k.isWellFormed())).toBe(true);
+  });
 });

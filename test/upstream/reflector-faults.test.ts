@@ -467,6 +467,26 @@ describe('reflector under faults', () => {
     tally.add('object without a name', 'counted (skipped, malformed), stream goes on');
   });
 
+  it('counts and skips an object whose name holds a lone surrogate (it would reach agents as U+FFFD, one key for two); the stream goes on', async () => {
+    const { clock, sink, up } = await setup();
+    server.upsert('pods', pod('a'));
+    up.start(sink);
+    await waitUntil(() => server.openWatches === 1, { clock });
+    // JSON.stringify writes the lone surrogates as \ud800 escapes, as a hostile server would.
+    nextWatchWrites(() => [
+      JSON.stringify({ type: 'ADDED', object: { ...pod('b\ud800'), kind: 'Pod', metadata: { ...pod('b\ud800').metadata, resourceVersion: String(server.rv + 1) } } }),
+      JSON.stringify({ type: 'ADDED', object: { ...pod('c'), kind: 'Pod', metadata: { ...pod('c').metadata, namespace: 'x\udc00', resourceVersion: String(server.rv + 2) } } }),
+      JSON.stringify({ type: 'ADDED', object: { ...pod('ok', { ip: '10.0.0.7' }), kind: 'Pod', metadata: { ...pod('ok').metadata, resourceVersion: String(server.rv + 3) } } }),
+    ]);
+    server.endWatches();
+    await waitUntil(() => sink.state.get('pods')?.has('/pods/default/ok') === true, { clock });
+    expect([...(sink.state.get('pods')?.keys() ?? [])].every((k) => k.isWellFormed())).toBe(true);
+    expect(sink.state.get('pods')?.size).toBe(2);
+    expect(await counter(up, 'skipped', { reason: 'malformed' })).toBe(2);
+    expect(await counter(up, 'watchRestarts', { reason: 'malformed' })).toBe(0);
+    tally.add('object name with a lone surrogate', 'counted (skipped, malformed), stream goes on');
+  });
+
   it('refuses a resourceVersion that is not a decimal (malformed, backing off) instead of carrying it into watermarks', async () => {
     const { clock, sink, up } = await setup();
     server.upsert('pods', pod('a'));

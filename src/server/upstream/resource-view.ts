@@ -155,18 +155,25 @@ export class ResourceView {
       return undefined;
     }
     const name = obj?.metadata?.name;
-    if (typeof name !== 'string' || name === '') {
+    const ns = obj?.metadata?.namespace;
+    // Not well-formed UTF-16 (a lone surrogate, which JSON's \ud800 escape can carry): such a
+    // key goes on the wire as U+FFFD, so two keys would arrive as one and every agent's digest
+    // would disagree with the replica's for good. Kubernetes names are ASCII; this is garbage.
+    if (typeof name !== 'string' || name === '' || !name.isWellFormed() || (typeof ns === 'string' && !ns.isWellFormed())) {
       this.metrics.skipped.inc({ resource: this.def.id, reason: 'malformed' });
       return undefined;
     }
-    const ns = obj.metadata?.namespace;
     return objectKey(this.def, typeof ns === 'string' ? ns : undefined, name);
   }
 
   private compute(view: View, obj: KubeObject, objKey: string): Entries | typeof ERROR {
     try {
       if (view.match && !view.match(obj)) return [];
-      return view.project.entries(obj, objKey).map(([k, v]): readonly [string, Buffer] => [k, encodeValue(v)]);
+      return view.project.entries(obj, objKey).map(([k, v]): readonly [string, Buffer] => {
+        // A key made of other fields (a node name, an interface) with a lone surrogate: see keyOf.
+        if (!k.isWellFormed()) throw new Error(`projected key ${JSON.stringify(k)} is not well-formed UTF-16 (a lone surrogate)`);
+        return [k, encodeValue(v)];
+      });
     } catch (err) {
       this.lastError = err;
       return ERROR;
