@@ -42,7 +42,8 @@ import { workloadEndpoint } from './workload.js';
 import { seededRandom } from '../src/random.js';
 import type { ClientCmd } from '../src/bench/raw-clients.js';
 import { type NetServer, netServer } from '../src/bench/floor.js';
-import { plainWsServer, sendPaced } from '../src/bench/ws-floor.js';
+import { plainWsServer, rawWsServer, sendPaced } from '../src/bench/ws-floor.js';
+import type { Socket } from 'node:net';
 import type { IdleCmd, IdleEvent, IdleMem, IdleTarget } from './idle-child.js';
 import { DEFAULT_SNAPSHOT_CHUNK_BYTES } from '../src/server/fanout/snapshot-cache.js';
 import { pinProcess } from '../src/bench/procs.js';
@@ -52,10 +53,13 @@ import { readTcpCounters, tcpCountersSince } from '../src/bench/tcp-counters.js'
 import { LoopStallMonitor, parseSchedstat } from '../src/bench/loop-stalls.js';
 import { type MeasureWindow, type RunRec, coldOrder, coldRatios, runRatios } from './fanout-runs.js';
 
-/** `wsplain`: the cold start's second floor, a plain `ws` server (src/bench/ws-floor.ts). */
-type Target = 'net' | 'wsplain' | 'ws' | 'uws';
-/** The targets of every scenario but the cold start. */
-type MainTarget = Exclude<Target, 'wsplain'>;
+/**
+ * `wsplain`: the cold start's second floor, a plain `ws` server; `wsraw`: its third, the bare
+ * upgrade on Node's HTTP server and the `net` floor's writes after it (src/bench/ws-floor.ts).
+ */
+type Target = 'net' | 'wsplain' | 'wsraw' | 'ws' | 'uws';
+/** The targets of every scenario but the cold start (the idle memory has wsplain too). */
+type MainTarget = Exclude<Target, 'wsplain' | 'wsraw'>;
 type Rec = Record<string, number | string | boolean | undefined>;
 /** Cattail itself (over either transport), as against the floors. */
 const isCattail = (t: Target): t is 'ws' | 'uws' => t === 'ws' || t === 'uws';
@@ -519,8 +523,8 @@ async function coldStart(c: Clients, target: Target, frames: Buffer[]): Promise<
     const srv = await plainWsServer((ws) => sendPaced(ws, payloads, HWM));
     close = srv.close;
     port = srv.port;
-  } else if (target === 'net') {
-    const srv = await netServer((s) => {
+  } else if (target === 'net' || target === 'wsraw') {
+    const send = (s: Socket): void => {
       // Same rule as the fan-out: write while under the high-water mark, resume on drain.
       let next = 0;
       const pump = (): void => {
@@ -528,7 +532,10 @@ async function coldStart(c: Clients, target: Target, frames: Buffer[]): Promise<
       };
       s.on('drain', pump);
       pump();
-    });
+    };
+    // The frames are whole WebSocket frames already (server frames are unmasked): after its own
+    // 101, wsraw writes exactly what the net floor writes.
+    const srv = target === 'net' ? await netServer(send) : await rawWsServer(send);
     close = srv.close;
     port = srv.port;
   } else {
@@ -614,7 +621,7 @@ async function main(): Promise<void> {
   const c = new Clients();
   await c.wait('ready');
   if (c.child.pid !== undefined && pinned) pin(c.child.pid, 1);
-  const known: Target[] = ['net', 'wsplain', 'ws', ...(uwsAvailable() ? (['uws'] as const) : [])];
+  const known: Target[] = ['net', 'wsplain', 'wsraw', 'ws', ...(uwsAvailable() ? (['uws'] as const) : [])];
   const only = arg('targets', '').split(',').filter((t) => t !== '');
   const unknown = only.filter((t) => !known.includes(t as Target));
   // A typo (or uws where it does not load) would run nothing and still overwrite the results.
@@ -622,10 +629,10 @@ async function main(): Promise<void> {
   // The cold start runs every selected target; the plain `ws` server runs in the cold start and,
   // last, for idle memory (the WebSocket library's own share), never in the other scenarios.
   const coldTargets = known.filter((t) => only.length === 0 || only.includes(t));
-  const targets = coldTargets.filter((t): t is MainTarget => t !== 'wsplain');
+  const targets = coldTargets.filter((t): t is MainTarget => t !== 'wsplain' && t !== 'wsraw');
   // The floor's lock-step and burst run only paired with a Cattail target (pairedSession).
   if (!IDLE_ONLY && !COLD_ONLY && !targets.some(isCattail)) throw new Error('bench: --targets without ws or uws measures no lock-step or burst (the floor runs paired with a Cattail target); add one, or pass --idle-only or --cold-only');
-  const idleTargets: Target[] = [...targets, ...coldTargets.filter((t) => t === 'wsplain')];
+  const idleTargets: (MainTarget | 'wsplain')[] = [...targets, ...coldTargets.filter((t): t is 'wsplain' => t === 'wsplain')];
   const frames = coldSnapshotFrames();
   const loadBefore = loadavg().map((x) => +x.toFixed(2));
   try {
@@ -722,7 +729,7 @@ function write(rowTargets: Target[], coldTargets: Target[], loadBefore: number[]
     ]),
     '',
     ...(BURST_ONLY ? ['(--burst-only: no idle memory, no cold start.)'] : [
-      `Cold start: ${COLD_CLIENTS} clients connecting at once to a ${COLD_ENTRIES.toLocaleString('en')}-entry feed (deflate). Server CPU covers the whole cold start (accepts, handshakes, snapshot build and sends); the floor writes the same snapshot frames (the same chunks, in key order) with the same 1 MiB high-water mark, and runs before and after every other target (floor, a, floor, b, …, floor; the others' order rotated per run): "vs floor" divides by the mean of the two floor cold starts around it. \`wsplain\` is a second floor: a plain \`ws\` server that answers the upgrade, waits for the HELLO (unread) and sends the same messages with \`ws.send\` under the same high-water mark; "vs plain ws" is Cattail's own share (HELLO, store, snapshot build, pacing) beyond the WebSocket protocol's. The TCP columns are the kernel's counters over the same window (this network namespace, both processes): loss probes and retransmission timeouts fire when the one-core load client reads slower than the server writes, memory pressure when the sockets' buffers pass \`net.ipv4.tcp_mem\`; that recovery work is charged to the server's system time, so a run's CPU ratio moves with them (docs/transport.md). The loop-delay columns after the p99 split the delay: a timer ticking every 2 ms reads the main thread's run time and run-queue wait (Linux schedstat, up to date to the scheduler tick, so a few ms either way) at each tick; for its worst delay, how much of the time between those two ticks the main thread ran (its own work, user or kernel) and how much it waited for the core (behind V8's own threads, which the pinning puts on the same core, or other jobs); then the most run time between any two ticks (the longest stretch of the process's own work, to the tick's resolution) and how many times that was over 50 ms (src/bench/loop-stalls.ts). The floor's row has every floor cold start of every run (it runs before and after each other target).`,
+      `Cold start: ${COLD_CLIENTS} clients connecting at once to a ${COLD_ENTRIES.toLocaleString('en')}-entry feed (deflate). Server CPU covers the whole cold start (accepts, handshakes, snapshot build and sends); the floor writes the same snapshot frames (the same chunks, in key order) with the same 1 MiB high-water mark, and runs before and after every other target (floor, a, floor, b, …, floor; the others' order rotated per run): "vs floor" divides by the mean of the two floor cold starts around it. \`wsplain\` is a second floor: a plain \`ws\` server that answers the upgrade, waits for the HELLO (unread) and sends the same messages with \`ws.send\` under the same high-water mark; "vs plain ws" is Cattail's own share (HELLO, store, snapshot build, pacing) beyond the WebSocket protocol's. \`wsraw\` is a third: the bare upgrade on Node's HTTP server (its own 101, no WebSocket library) and then the \`net\` floor's writes of the same frames, what an own WebSocket transport could get down to. The TCP columns are the kernel's counters over the same window (this network namespace, both processes): loss probes and retransmission timeouts fire when the one-core load client reads slower than the server writes, memory pressure when the sockets' buffers pass \`net.ipv4.tcp_mem\`; that recovery work is charged to the server's system time, so a run's CPU ratio moves with them (docs/transport.md). The loop-delay columns after the p99 split the delay: a timer ticking every 2 ms reads the main thread's run time and run-queue wait (Linux schedstat, up to date to the scheduler tick, so a few ms either way) at each tick; for its worst delay, how much of the time between those two ticks the main thread ran (its own work, user or kernel) and how much it waited for the core (behind V8's own threads, which the pinning puts on the same core, or other jobs); then the most run time between any two ticks (the longest stretch of the process's own work, to the tick's resolution) and how many times that was over 50 ms (src/bench/loop-stalls.ts). The floor's row has every floor cold start of every run (it runs before and after each other target).`,
       '',
       '| target | last client ms | loop delay max ms | loop delay p99 ms | worst delay between two 2 ms ticks ms | of it: main thread on CPU ms | of it: waiting for the core ms | most main-thread CPU between two ticks ms | times over 50 ms on CPU | server CPU s | of it main thread s | of it user s | of it system s | vs floor | vs plain ws | snapshot builds | TCP memory pressure events | TCP loss probes | TCP retransmission timeouts | RSS peak MB | MB per client |',
       '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',

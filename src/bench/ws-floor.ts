@@ -6,7 +6,9 @@
  * WebSocket protocol's share (upgrades, framing) and Cattail's own, which the `net` floor alone
  * cannot: that one never upgrades a connection.
  */
+import { createHash } from 'node:crypto';
 import { createServer } from 'node:http';
+import type { Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 
 export interface PlainWsServer {
@@ -58,4 +60,43 @@ export function sendPaced(ws: WebSocket, payloads: readonly Buffer[], highWaterB
     }
   };
   pump();
+}
+
+/** RFC 6455's GUID for Sec-WebSocket-Accept. */
+const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC11B65';
+
+/**
+ * The least a WebSocket server can do on Node's HTTP server (`wsraw`, the cold start's third
+ * floor): answer the upgrade with its own 101 (one SHA-1 per connection), wait for the first bytes
+ * after it (the HELLO, unread), then hand the raw socket to `onHello`, which writes pre-framed
+ * WebSocket frames as the `net` floor does. No library, no frame parser, no per-message objects:
+ * what an own WebSocket transport could get down to, beside `ws`'s cost (wsplain) and the `net`
+ * floor's (no upgrade at all). Measurement only: it checks nothing a real server must (version,
+ * key format, origin, masking) and never reads a frame.
+ */
+export async function rawWsServer(onHello: (s: Socket) => void, host = '127.0.0.1'): Promise<PlainWsServer> {
+  const http = createServer();
+  const sockets = new Set<Socket>();
+  http.on('upgrade', (req, socket: Socket, head: Buffer) => {
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+    socket.on('close', () => sockets.delete(socket));
+    socket.setNoDelay(true);
+    const key = req.headers['sec-websocket-key'];
+    const accept = createHash('sha1').update(`${String(key)}${WS_GUID}`).digest('base64');
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+    if (head.length > 0) onHello(socket);
+    else socket.once('data', () => onHello(socket));
+  });
+  await new Promise<void>((r) => http.listen({ port: 0, host, backlog: 4096 }, r));
+  const port = (http.address() as { port: number }).port;
+  return {
+    port,
+    connections: () => sockets.size,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      http.closeAllConnections();
+      return new Promise((r) => http.close(() => r()));
+    },
+  };
 }
