@@ -241,4 +241,43 @@ describe('warm restart of a replica (--state-dir)', () => {
     expect(sink.stores.get('bgp')?.rebase(held)).toMatchObject({ kind: 'revision' });
     await up2.stop();
   });
+
+  it('a CRD deleted while the replica was down: its emptying is a rebase barrier, so an agent holding an object created after the checkpoint is not rebased past its deletion', async () => {
+    const PEERS = 'bgppeers.crd.projectcalico.org';
+    const { sim: s, clock, up } = await upstreamOnSim({ sim: { nodes: 3, podsPerNode: 2, seed: 7 }, up: { replicaId: 'r1', feeds: ['bgp'], stateDir: dir } });
+    const first = new RecordingSink();
+    up.start(first);
+    await waitUntil(() => first.status.get('bgp') === 'in-sync', { clock });
+    await up.finalCheckpoint();
+    // After the checkpoint, while agents are still on r1: a BGPPeer is created and reaches them.
+    const before = new Set(first.state.get('bgp')!.keys());
+    s.admin.create(PEERS, { apiVersion: 'crd.projectcalico.org/v1', kind: 'BGPPeer', metadata: { name: 'peer-x' }, spec: { peerIP: '10.9.9.9', asNumber: 64512 } });
+    await waitUntil(() => [...first.state.get('bgp')!.keys()].some((k) => !before.has(k)), { clock });
+    await clock.advanceAsync(2_000);
+    const agentState = new Map(first.state.get('bgp')!);
+    const agentMarks = { ...first.stores.get('bgp')!.meta().watermarks };
+    await up.stop();
+    // While it is down the CRD goes, and its objects with it: the restored view never held peer-x.
+    s.admin.setCrdInstalled(PEERS, false);
+    s.admin.churnSteps(5);
+    const up2 = anotherUpstreamOnSim(s, clock, { replicaId: 'r1b', feeds: ['bgp'], stateDir: dir });
+    const sink = new RecordingSink();
+    up2.start(sink);
+    expect(await up2.warmStart()).toBe('warm');
+    await waitUntil(() => sink.status.get('bgp') === 'in-sync' && Number(sink.stores.get('bgp')!.meta().watermarks[PEERS]) > Number(agentMarks[PEERS]), { clock });
+    await clock.advanceAsync(3_000);
+    const store = sink.stores.get('bgp')!;
+    const found = store.rebase(agentMarks);
+    // Either a snapshot, or a rebase whose difference leaves the agent equal to the replica.
+    if (found.kind === 'revision') {
+      const d = store.since(found.revision);
+      if (d.kind !== 'delta') throw new Error(`since(${found.revision}) is ${d.kind}`);
+      const after = new Map(agentState);
+      for (const [k, v] of d.upserts) after.set(k, v);
+      for (const k of d.deletes) after.delete(k);
+      expect([...after.keys()].filter((k) => !sink.state.get('bgp')!.has(k))).toEqual([]);
+    }
+    expect(found.kind).toBe('none');
+    await up2.stop();
+  });
 });

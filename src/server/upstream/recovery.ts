@@ -111,6 +111,7 @@ export function recover(r: ReflectorCore, err: unknown, evidence?: NotServedEvid
  */
 function notServed(r: ReflectorCore, evidence: NotServedEvidence | undefined): number {
   if (!r.missing) r.o.logger.info({ resource: r.id }, 'resource not served (CRD not installed); treated as empty and in sync');
+  const wasMissing = r.missing;
   r.missing = true;
   r.authError = undefined;
   r.o.view.clear();
@@ -135,6 +136,12 @@ function notServed(r: ReflectorCore, evidence: NotServedEvidence | undefined): n
   // What the watermark is now, checkpointed for a warm restart: the evidence, else the last one.
   if (proof.kind === 'absent') r.notServedRv = proof.rv;
   else if (last !== undefined && last !== '') r.notServedRv ??= last;
+  // Emptying a state that was served (listed, or restored from a checkpoint) is a relist to
+  // nothing: it deletes what the view held, not what was created after the view's last event and
+  // went with the CRD (a watch gap, or the whole downtime of a warm restart). An agent that
+  // applied such an object elsewhere and rebased from a revision before this batch would keep it,
+  // so, as after any relist, the batch is a rebase barrier (PROTOCOL.md §7.1).
+  if (!wasMissing && last !== undefined && last !== '') r.o.onRelisted?.();
   r.o.onFlush(proof.kind === 'absent' ? proof.rv : undefined);
   r.o.onHealth();
   r.o.metrics.relists.inc({ resource: r.id, reason: 'missing-retry' });
