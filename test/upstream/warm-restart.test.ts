@@ -242,6 +242,37 @@ describe('warm restart of a replica (--state-dir)', () => {
     await up2.stop();
   });
 
+  it('the checkpoint is never ahead of the store: watermark-only changes the dispatcher holds (up to a second) are handed over first, so a drained agent can rebase after the restart', async () => {
+    const { sim: s, clock, up } = await upstreamOnSim({ sim: { nodes: 3, podsPerNode: 2, seed: 7 }, up: { replicaId: 'r1', feeds: ['bgp'], stateDir: dir } });
+    const first = new RecordingSink();
+    up.start(first);
+    await waitUntil(() => first.status.get('bgp') === 'in-sync', { clock });
+    await clock.advanceAsync(5_000);
+    const node = (s.admin.list('nodes')[0] as { metadata: { name: string } }).metadata.name;
+    const events = (): Promise<number> => metric(up, 'cattail_upstream_watch_events_total', { resource: 'nodes' });
+    const seen = await events();
+    // Two heartbeats (status-only: no bgp entry moves, only the feed's nodes watermark), the
+    // second within the dispatcher's one-second hold after the first. The fake clock stands still
+    // while they arrive (real I/O), so the second is held.
+    const beat = (at: string): unknown => s.admin.patch('nodes', undefined, node, { status: { conditions: [{ type: 'Ready', status: 'True', lastHeartbeatTime: at }] } }, { status: true });
+    beat('2030-01-01T00:00:00Z');
+    await waitUntil(async () => (await events()) > seen, 'the first heartbeat seen', { timeoutMs: 10_000 });
+    beat('2030-01-01T00:00:10Z');
+    await waitUntil(async () => (await events()) > seen + 1, 'the second heartbeat seen', { timeoutMs: 10_000 });
+    await up.finalCheckpoint();
+    // What an agent drained now holds: the store's watermarks.
+    const held = { ...first.stores.get('bgp')!.meta().watermarks };
+    expect(held['nodes']).toBe(String(s.admin.currentRv()));
+    await up.stop();
+    const up2 = anotherUpstreamOnSim(s, clock, { replicaId: 'r1b', feeds: ['bgp'], stateDir: dir });
+    const sink = new RecordingSink();
+    up2.start(sink);
+    expect(await up2.warmStart()).toBe('warm');
+    await waitUntil(() => sink.status.get('bgp') === 'in-sync', { clock });
+    expect(sink.stores.get('bgp')!.rebase(held)).toMatchObject({ kind: 'revision' });
+    await up2.stop();
+  });
+
   it('a CRD deleted while the replica was down: its emptying is a rebase barrier, so an agent holding an object created after the checkpoint is not rebased past its deletion', async () => {
     const PEERS = 'bgppeers.crd.projectcalico.org';
     const { sim: s, clock, up } = await upstreamOnSim({ sim: { nodes: 3, podsPerNode: 2, seed: 7 }, up: { replicaId: 'r1', feeds: ['bgp'], stateDir: dir } });

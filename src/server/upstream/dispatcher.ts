@@ -157,16 +157,23 @@ export class FeedDispatcher {
     feed.dirty = true;
   }
 
-  flush(): void {
+  /**
+   * `now`: also the watermark-only changes held back by WATERMARK_ONLY_INTERVAL_MS. A replica
+   * checkpoint wants that (upstream.ts): it records the reflectors' resourceVersions, and with a
+   * change held the store, and every agent, stood up to a second behind them, so an agent
+   * drained then could not rebase onto the restarted replica (it needs a revision at or below
+   * its own watermarks).
+   */
+  flush(now = false): void {
     const sink = this.sink;
     if (sink === undefined || this.stopped) return;
-    const now = this.clock.monotonic();
+    const nowMs = this.clock.monotonic();
     let holdMs = Infinity;
     for (const f of this.feeds) {
       if (f.pending.size === 0 && !f.dirty) {
         if (!f.watermarksMoved) continue;
-        const waitMs = f.lastBatchMs + WATERMARK_ONLY_INTERVAL_MS - now;
-        if (waitMs > 0) {
+        const waitMs = f.lastBatchMs + WATERMARK_ONLY_INTERVAL_MS - nowMs;
+        if (waitMs > 0 && !now) {
           holdMs = Math.min(holdMs, waitMs);
           continue;
         }
@@ -180,7 +187,7 @@ export class FeedDispatcher {
       const barrier = f.barrier;
       f.barrier = false;
       f.watermarksMoved = false;
-      f.lastBatchMs = now;
+      f.lastBatchMs = nowMs;
       const watermarks: Record<string, string> = {};
       for (const r of f.spec.resources) {
         const rv = this.watermarks.get(r);

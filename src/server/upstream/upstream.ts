@@ -165,6 +165,7 @@ class KubeUpstream implements UpstreamHandle {
         dir: o.stateDir, identity, maxBytes: o.stateMaxBytes, intervalMs: o.stateCheckpointIntervalMs, clock, logger: childLogger(logger, { component: 'state' }), loadMaxMs: o.stateLoadMaxMs,
         registry: this.metrics.registry, sources: this.reflectors.map((reflector, i) => ({ reflector, view: this.views[i] as ResourceView })),
         cluster: { name: () => this.clusterName.name, firstAttempt: this.clusterName.firstAttempt },
+        beforeCopy: () => this.dispatcher.flush(true),
       });
     }
   }

@@ -5,8 +5,9 @@
  *
  * When a checkpoint is written:
  * - every `intervalMs`, when some resource's resourceVersion moved since the last one, and only
- *   when every served resource is synced (a resource in the middle of a relist would be missing
- *   from it, and the previous checkpoint still holds it);
+ *   when every served resource is synced (one still in its first list has no state to save, so
+ *   none is written and the previous checkpoint stands; a relisting resource stays synced and is
+ *   saved at its previous resourceVersion);
  * - once more when the replica starts draining (`final()`), after which no other is written.
  *   Why then and not at exit: agents drained early leave with the state of that moment, and a
  *   checkpoint newer than an agent's watermarks cannot rebase it (PROTOCOL.md §7.1: the replica
@@ -44,6 +45,12 @@ export interface WarmStateOptions {
   readonly logger: Logger;
   readonly registry: Registry;
   readonly sources: readonly { readonly reflector: Reflector; readonly view: ResourceView }[];
+  /**
+   * Run right before the synchronous copy: hands the store whatever the views hold that it has
+   * not been given yet (the dispatcher's held watermark-only changes), so that the checkpoint is
+   * at or behind the state agents are served, never ahead of it.
+   */
+  readonly beforeCopy?: () => void;
   /** Bound of the start's read, in wall-clock ms (see UpstreamOptions.stateLoadMaxMs). @default STATE_LOAD_MAX_MS */
   readonly loadMaxMs?: number | undefined;
   /**
@@ -242,6 +249,7 @@ export class WarmState {
 
   private async writeOnce(force: boolean): Promise<void> {
     const resources: ResourceCheckpoint[] = [];
+    this.o.beforeCopy?.();
     // One synchronous pass: every resource's views are copied at their own consistent RV.
     for (const { reflector, view } of this.o.sources) {
       const h = reflector.health();
