@@ -21,7 +21,7 @@
  */
 import { MAX_WATERMARKS, MAX_WATERMARKS_BYTES, isClusterName } from '../../proto/types.js';
 import { aboveWatermarkBounds } from './watermarks.js';
-import { readFile, rm } from 'node:fs/promises';
+import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Packr } from 'msgpackr';
 import { computeDigest } from '../../proto/digest.js';
@@ -33,8 +33,13 @@ import { CattailError } from '../errors.js';
 const MAGIC = Buffer.from('CTLCKPT\n', 'latin1');
 export const CHECKPOINT_VERSION = 1;
 export const CHECKPOINT_FILE = 'cattail-agent.ckpt';
-/** A checkpoint larger than this is not read (a state file is not a place for surprises). */
-export const MAX_CHECKPOINT_BYTES = 2 * 1024 * 1024 * 1024 - 1;
+/**
+ * A checkpoint larger than this is neither read nor written, in bytes. The file holds the agent's
+ * state (an unscoped 150,000-pod felix feed is ~25 MB), and reading it takes its size in memory
+ * before any check: a garbage file of gigabytes on the state volume would otherwise cost the
+ * agent that much at every start (an OOM kill under a container's limit, every time).
+ */
+export const MAX_CHECKPOINT_BYTES = 1024 * 1024 * 1024;
 
 const packr = new Packr({ useRecords: false, variableMapSize: true, mapsAsObjects: true });
 
@@ -135,18 +140,27 @@ export function decodeCheckpoint(buf: Buffer): Checkpoint {
 }
 
 /** Writes `cp` atomically into `dir`. */
-export async function writeCheckpoint(dir: string, cp: Checkpoint): Promise<number> {
-  return writeFileAtomic(dir, CHECKPOINT_FILE, encodeCheckpoint(cp));
+export async function writeCheckpoint(dir: string, cp: Checkpoint, maxBytes = MAX_CHECKPOINT_BYTES): Promise<number> {
+  const buf = encodeCheckpoint(cp);
+  // Written, it would be refused at the next start: keep the previous file instead.
+  if (buf.length > maxBytes) throw new CattailError('CATTAIL_CLIENT_CHECKPOINT_WRITE_FAILED', `checkpoint of ${buf.length} bytes is above the ${maxBytes}-byte bound; not written`, { details: { bytes: buf.length, maxBytes } });
+  return writeFileAtomic(dir, CHECKPOINT_FILE, buf);
 }
 
 /**
  * Reads the checkpoint of `dir` for `node`: undefined when there is none; a checkpoint that fails
  * any check is reported through `onInvalid` and treated as none.
  */
-export async function readCheckpoint(dir: string, node: string, onInvalid: (err: CattailError) => void): Promise<Checkpoint | undefined> {
+export async function readCheckpoint(dir: string, node: string, onInvalid: (err: CattailError) => void, maxBytes = MAX_CHECKPOINT_BYTES): Promise<Checkpoint | undefined> {
   let buf: Buffer;
   try {
-    buf = await readFile(join(dir, CHECKPOINT_FILE));
+    const path = join(dir, CHECKPOINT_FILE);
+    const { size } = await stat(path);
+    if (size > maxBytes) {
+      onInvalid(bad(`checkpoint is ${size} bytes, above the ${maxBytes}-byte bound`, { bytes: size, maxBytes }));
+      return undefined;
+    }
+    buf = await readFile(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     onInvalid(bad(`checkpoint cannot be read: ${(err as Error).message}`));

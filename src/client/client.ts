@@ -403,7 +403,7 @@ export class Client {
       rt.id = f.id;
       this.byId.set(f.id, rt);
       rt.state.startConnection(f.mode, f.revision, f.resources);
-      rt.state.model = f.model;
+      rt.state.welcomeModel(f.model, f.mode);
       // §9: a REPAIR_REQUEST only to a server that advertised it (we always do).
       rt.state.canRepair = w.caps.includes(CAP_REPAIR_BUCKETS);
       rt.ackedRevision = undefined;

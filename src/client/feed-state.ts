@@ -133,7 +133,7 @@ export class FeedState {
   /** The feed's resources as this connection's WELCOME listed them (with a snapshot; §8). */
   private carried: readonly string[] | undefined;
   sync: FeedSync = 'unknown';
-  /** The data model the server announced for the feed (WELCOME `model`; undefined from older servers). */
+  /** The data model the server announced for the feed (WELCOME `model`; undefined from older servers). Set with welcomeModel(). */
   model: string | undefined;
   /**
    * The model the held entries are in: the announced one when a snapshot of it completed (or the
@@ -209,6 +209,18 @@ export class FeedState {
    * start made that resume a revision gap (4014), a lost checkpoint and a full download. After
    * `resume` the server continues from the presented token's revision.
    */
+  /**
+   * The model a WELCOME announced for the feed. A resume or rebase continues the held entries
+   * under the same feed definition (the token's projection, §7), so they are in that model: a
+   * checkpoint written before models existed (none recorded) was otherwise never taken again
+   * after such a continuation, as no snapshot came to set the entries' model (a restart then fell
+   * back to that old file). A snapshot sets it at its end (the entries are the old model's until then).
+   */
+  welcomeModel(model: string | undefined, mode: 'resume' | 'rebase' | 'snapshot'): void {
+    this.model = model;
+    if (mode !== 'snapshot' && this.loaded) this.entriesModel = model;
+  }
+
   startConnection(mode: 'resume' | 'rebase' | 'snapshot', rebaseRevision?: number, resources?: readonly string[]): void {
     // Only a snapshot replaces the whole state, so only its list may retire a resource: a resume
     // or rebase continues a state of the same feed definition (the token's projection, §7).

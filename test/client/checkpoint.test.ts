@@ -6,12 +6,13 @@
  */
 import { computeDigest } from '../../proto/digest.js';
 import { execFileSync } from 'node:child_process';
-import { createReadStream, createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createReadStream, createWriteStream, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect, type Client } from '../../src/client/index.js';
-import { CHECKPOINT_FILE, decodeCheckpoint, encodeCheckpoint } from '../../src/client/checkpoint.js';
+import { CHECKPOINT_FILE, MAX_CHECKPOINT_BYTES, decodeCheckpoint, encodeCheckpoint, readCheckpoint, writeCheckpoint } from '../../src/client/checkpoint.js';
+import type { CattailError } from '../../src/errors.js';
 import { CheckpointKeeper } from '../../src/client/checkpointing.js';
 import { FeedState } from '../../src/client/internal.js';
 import { FakeClock } from '../../src/clock.js';
@@ -303,6 +304,42 @@ describe('client - checkpoint and restart', () => {
     } finally {
       await unblock(file, false);
       await unblock(tmp, true);
+    }
+  });
+});
+
+describe('client - the checkpoint file\'s size bound (MAX_CHECKPOINT_BYTES)', () => {
+  it('a file above the bound is refused before it is read (garbage of gigabytes must not be loaded at every start)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cattail-ckpt-size-'));
+    try {
+      // Sparse: its size is above the bound, its blocks are not there.
+      writeFileSync(join(dir, CHECKPOINT_FILE), '');
+      truncateSync(join(dir, CHECKPOINT_FILE), MAX_CHECKPOINT_BYTES + 1);
+      const problems: CattailError[] = [];
+      expect(await readCheckpoint(dir, 'node-a', (e) => problems.push(e))).toBeUndefined();
+      expect(problems).toHaveLength(1);
+      expect(problems[0]).toMatchObject({ code: 'CATTAIL_CLIENT_CHECKPOINT_INVALID', details: { bytes: MAX_CHECKPOINT_BYTES + 1, maxBytes: MAX_CHECKPOINT_BYTES } });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a state above the bound is not written (it would be refused at the next start); the previous file stays', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cattail-ckpt-size-'));
+    try {
+      const entries = new Map([['/k', Buffer.from([0xa1, 0x61])]]);
+      const feed = { name: 'felix', revision: 3, tokenRevision: 3, token: Buffer.from('t3'), watermarks: { pods: '7' }, digest: computeDigest(entries), entries };
+      await writeCheckpoint(dir, { node: 'node-a', cluster: undefined, feeds: [feed] });
+      const before = readFileSync(join(dir, CHECKPOINT_FILE));
+      const big = new Map([...entries, ['/big', Buffer.alloc(4_096, 0xa0)]]);
+      await expect(writeCheckpoint(dir, { node: 'node-a', cluster: undefined, feeds: [{ ...feed, revision: 4, entries: big, digest: computeDigest(big) }] }, 2_048)).rejects.toMatchObject({ code: 'CATTAIL_CLIENT_CHECKPOINT_WRITE_FAILED' });
+      expect(readFileSync(join(dir, CHECKPOINT_FILE)).equals(before)).toBe(true);
+      // And a bound below the file's size refuses it at read.
+      const problems: CattailError[] = [];
+      expect(await readCheckpoint(dir, 'node-a', (e) => problems.push(e), before.length - 1)).toBeUndefined();
+      expect(await readCheckpoint(dir, 'node-a', () => undefined, before.length)).toMatchObject({ node: 'node-a' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
