@@ -62,6 +62,31 @@ describe('frames built for one agent alone, process-wide', () => {
     expect(own.refused).toBe(1);
   });
 
+  it('a too-large resume of a scoped feed without scope.watermarks takes a snapshot of the current revision (the client may hold more than its token says)', () => {
+    const store = new FeedStore({ feed: 'felix', epoch: '0123456789abcdef', logMaxAgeMs: 600_000 });
+    const put = (gen: number): void => {
+      store.apply({ updates: Object.entries(pods(20, 1_000, gen)).map(([key, v]) => ({ key, value: encodeValue(v) })), status: 'in-sync', watermarks: { pods: String(10 + gen) } }, 0);
+    };
+    put(0);
+    const metrics = createMetrics(new FanOutStats(), { defaultMetrics: false });
+    const feed = new FeedRuntime(0, { name: 'felix', resources: ['pods'], projectionVersion: 1, model: 'calico.v1' }, store as unknown as ServedStore, 'replica-a', metrics.fanout.feed('felix'));
+    const token = feed.token(store.revision);
+    for (const gen of [1, 2, 3]) put(gen);
+    const feeds = new Map([['felix', feed]]);
+    const hello = (caps: string[], t: Uint8Array) => ({ node: 'n1', clientId: 'c', caps, maxFrameBytes: undefined, feeds: [{ name: 'felix', token: t, watermarks: undefined, notBefore: undefined }] });
+    // A 16 KiB budget: the ~60 KB since the token is too large.
+    const budget = 16 * 1024;
+    // Unscoped: the token is what the client applied; any build after it will do.
+    expect(planFeeds(hello([], token), feeds, 'replica-a', budget)[0]).toMatchObject({ mode: 'snapshot', reason: 'too-large', minRevision: 2 });
+    // Scoped (its tokens name the scoped projection: made after the feed is; revision 2, as the
+    // unscoped one of revision 1 is cached).
+    feed.scope = {} as NonNullable<typeof feed.scope>;
+    const scopedToken = feed.token(2);
+    expect(planFeeds(hello(['scope.node'], scopedToken), feeds, 'replica-a', budget)[0]).toMatchObject({ mode: 'snapshot', reason: 'too-large', minRevision: store.revision });
+    // With scope.watermarks every unit ends with a STATUS: the token does not trail.
+    expect(planFeeds(hello(['scope.node', 'scope.watermarks'], scopedToken), feeds, 'replica-a', budget)[0]).toMatchObject({ mode: 'snapshot', reason: 'too-large', minRevision: 3 });
+  });
+
   it('sends a resume larger than the bound a snapshot, counts it, and holds nothing once agents are served', async () => {
     const h = await harness({ maxOwnHeldBytes: 1_048_576, maxClientBytes: 64 * 1024 * 1024 });
     h.upstream.apply('felix', pods(10, 100), { status: 'in-sync' });

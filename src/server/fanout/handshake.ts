@@ -4,7 +4,7 @@
  */
 import { type OwnFrames, catchUpFits } from '../transport/own-frames.js';
 import { CattailError } from '../../errors.js';
-import { CAP_FEED_RESOURCES, CAP_REPAIR_BUCKETS, CAP_RESUME_WATERMARKS, CAP_SCOPE_NODE, type HelloMessage, MIN_CLIENT_MAX_FRAME_BYTES, behindResources, isResourceVersion, mergeWatermarks } from '../../../proto/index.js';
+import { CAP_FEED_RESOURCES, CAP_REPAIR_BUCKETS, CAP_RESUME_WATERMARKS, CAP_SCOPE_NODE, CAP_SCOPE_WATERMARKS, type HelloMessage, MIN_CLIENT_MAX_FRAME_BYTES, behindResources, isResourceVersion, mergeWatermarks } from '../../../proto/index.js';
 import type { FeedRuntime } from './feeds.js';
 import type { SinceResult } from '../pipeline/store-port.js';
 import { isRebaseCandidate, judgeToken, type SnapshotReason } from '../transport/tokens.js';
@@ -103,6 +103,7 @@ export function planFeeds(hello: Hello, feeds: ReadonlyMap<string, FeedRuntime>,
   const canRebase = hello.caps.includes(CAP_RESUME_WATERMARKS);
   // §8 "A feed's resources": a client that retires resources is held to the carried ones only.
   const retires = hello.caps.includes(CAP_FEED_RESOURCES);
+  const scopeWatermarks = hello.caps.includes(CAP_SCOPE_WATERMARKS);
   return hello.feeds.map((requested) => {
     const { name, token } = requested;
     const feed = servedFeed(feeds, name);
@@ -119,11 +120,16 @@ export function planFeeds(hello: Hello, feeds: ReadonlyMap<string, FeedRuntime>,
     // what was too large or too old, so it got that build again and again until the build's
     // reuse window ended. (A revision in the future of this store proves nothing: bad-token, no
     // floor from it.) The store is past d.revision in both cases, so a build above it can be made.
-    if (s.kind === 'too-old') return { ...snapshotPlan(feed, 'too-old', floor), minRevision: d.revision + 1 };
+    // On a scoped feed a client without scope.watermarks may hold more than its token says (the
+    // STATUS that would move the token is held back up to a second, §4.7): a build between the
+    // token and what it applied would take it back in time, so only one of the current revision
+    // will do.
+    const applied = feed.scope !== undefined && !scopeWatermarks ? feed.store.revision : d.revision + 1;
+    if (s.kind === 'too-old') return { ...snapshotPlan(feed, 'too-old', floor), minRevision: applied };
     if (s.kind !== 'delta') return snapshotPlan(feed, 'bad-token', floor);
     // A resume bigger than the agent's own budget would only get it closed with 4008: the shared
     // snapshot is cheaper for everyone.
-    if (!fits(s.bytes)) return { ...snapshotPlan(feed, 'too-large', floor), minRevision: d.revision + 1 };
+    if (!fits(s.bytes)) return { ...snapshotPlan(feed, 'too-large', floor), minRevision: applied };
     return { feed, mode: 'resume', since: s };
   });
 }
