@@ -73,7 +73,7 @@ describe('frames built for one agent alone, process-wide', () => {
     const token = feed.token(store.revision);
     for (const gen of [1, 2, 3]) put(gen);
     const feeds = new Map([['felix', feed]]);
-    const hello = (caps: string[], t: Uint8Array) => ({ node: 'n1', clientId: 'c', caps, maxFrameBytes: undefined, feeds: [{ name: 'felix', token: t, watermarks: undefined, notBefore: undefined }] });
+    const hello = (caps: string[], t: Buffer) => ({ node: 'n1', clientId: 'c', caps, maxFrameBytes: undefined, feeds: [{ name: 'felix', token: t, watermarks: undefined, notBefore: undefined }] });
     // A 16 KiB budget: the ~60 KB since the token is too large.
     const budget = 16 * 1024;
     // Unscoped: the token is what the client applied; any build after it will do.
