@@ -380,17 +380,17 @@ export class ServiceQueue {
       return 0;
     }
     let bytes = 0;
-    while (snap.next < build.frames.length && conn.writableBytes <= o.socketHighWaterBytes) {
-      const f = build.frames[snap.next] as Buffer;
+    while (snap.next < build.frameCount && conn.writableBytes <= o.socketHighWaterBytes) {
+      const f = build.frameAt(snap.next);
       conn.writeShared(f);
       bytes += f.length;
       snap.next++;
     }
-    if (snap.next < build.frames.length) this.blocked = true;
+    if (snap.next < build.frameCount) this.blocked = true;
     // The stream moved, or it waits for frames the build has not made yet (our delay, not the agent's).
-    if (bytes > 0 || snap.next === build.frames.length) snap.progressMs = now;
+    if (bytes > 0 || snap.next === build.frameCount) snap.progressMs = now;
     if (bytes > 0) conn.lastStreamProgressMs = now;
-    if (build.done && snap.next === build.frames.length) {
+    if (build.done && snap.next === build.frameCount) {
       // Once per snapshot sent, not per frame: a labelled observe is cheap at that rate.
       o.metrics.snapshotSendDuration.observe({ feed: cursor.feed.name }, Math.max(0, now - snap.startedMs) / 1000);
       const fs = cursor.feed.stats;

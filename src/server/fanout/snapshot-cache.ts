@@ -63,6 +63,16 @@ function olderThan(b: SnapshotBuild, floor: Readonly<Record<string, string>> | u
   return floor !== undefined && behindResources(floor, b.watermarks).length > 0;
 }
 
+/**
+ * What holding a build costs: its frames, and for a scoped shared build the own frames of the node
+ * snapshots cached with it (BEGIN, the node's chunks, END; up to MAX_CACHED_NODES of them).
+ */
+function heldBytes(b: SnapshotBuild): number {
+  let bytes = b.wireBytes;
+  if (b.scoped !== undefined) for (const n of b.scoped.nodes.values()) bytes += (n as NodeSnapshot).ownBytes;
+  return bytes;
+}
+
 /** Creation order of builds (a NodeSnapshot takes its shared build's): "oldest" across feeds, whose revisions are not comparable. */
 let buildSeq = 0;
 
@@ -123,6 +133,16 @@ export class SnapshotBuild {
     this.wireBytes += frame.length;
   }
 
+  /** How many frames an agent can stream now (what `frameAt` answers for). */
+  get frameCount(): number {
+    return this.frames.length;
+  }
+
+  /** The `i`th frame of the snapshot, for i below frameCount. */
+  frameAt(i: number): Buffer {
+    return this.frames[i] as Buffer;
+  }
+
   notify(): void {
     for (const fn of [...this.listeners]) fn();
   }
@@ -135,7 +155,14 @@ export class SnapshotBuild {
  * digest. Built once per node and revision; the agent's state is the node's view at the revision.
  */
 export class NodeSnapshot extends SnapshotBuild {
+  /**
+   * Shared frames it has followed so far: frameAt reads them from the shared build. Copied into
+   * a list of its own, every node snapshot held a reference per shared chunk (~50 KB a node with
+   * 4 KiB frames at 100,000 pods, up to MAX_CACHED_NODES per build), which no byte count saw.
+   */
   private copied = 0;
+  /** The node's chunks and END, once the shared build is done (`frames` holds BEGIN, then these). */
+  private tailOn = false;
 
   /** Counted on the shared build too (nodeReaders): what tells the cache an agent still reads it. */
   override subscribe(fn: () => void): () => void {
@@ -152,7 +179,21 @@ export class NodeSnapshot extends SnapshotBuild {
 
   /** Its own frames (BEGIN, the node's chunks, END): the rest are its shared build's Buffers. */
   ownFrames(): Buffer[] {
-    return [this.frames[0] as Buffer, ...this.frames.slice(1 + this.copied)];
+    return this.frames;
+  }
+
+  /** Bytes of its own frames (what caching it costs beside its shared build). */
+  ownBytes = 0;
+
+  override get frameCount(): number {
+    return 1 + this.copied + (this.tailOn ? this.frames.length - 1 : 0);
+  }
+
+  /** BEGIN, the shared build's frames, then its own chunks and END. */
+  override frameAt(i: number): Buffer {
+    if (i === 0) return this.frames[0] as Buffer;
+    if (i <= this.copied) return this.shared.frames[i - 1] as Buffer;
+    return this.frames[i - this.copied] as Buffer;
   }
 
   constructor(
@@ -174,6 +215,7 @@ export class NodeSnapshot extends SnapshotBuild {
     this.seq = shared.seq;
     this.rawBytes = rawBytes;
     this.push(head);
+    this.ownBytes = head.length;
     if (failed !== undefined) {
       this.failed = failed;
       this.done = true;
@@ -183,10 +225,16 @@ export class NodeSnapshot extends SnapshotBuild {
     const sub: { stop?: () => void } = {};
     const follow = (): void => {
       if (this.done) return;
-      while (this.copied < shared.frames.length) this.push(shared.frames[this.copied++] as Buffer);
+      this.copied = shared.frames.length;
+      // Wire bytes of the snapshot an agent streams (the sent-bytes counter): its own and the shared ones.
+      this.wireBytes = this.ownBytes + shared.wireBytes;
       if (shared.failed !== undefined) this.failed = shared.failed;
       if (shared.done) {
-        if (this.failed === undefined) for (const f of tail) this.push(f);
+        if (this.failed === undefined) {
+          for (const f of tail) this.push(f);
+          this.tailOn = true;
+          this.ownBytes = this.wireBytes - shared.wireBytes;
+        }
         this.done = true;
         this.finishedAtMs = clock.monotonic();
         sub.stop?.();
@@ -349,7 +397,7 @@ export class SnapshotCache {
   /** Builds held for reuse and their frame bytes (agents still streaming a dropped build pin it too: see pinned). */
   held(): { builds: number; bytes: number } {
     let bytes = 0;
-    for (const b of this.builds) bytes += b.wireBytes;
+    for (const b of this.builds) bytes += heldBytes(b);
     return { builds: this.builds.length, bytes };
   }
 
@@ -450,14 +498,14 @@ export class SnapshotCache {
     const max = this.o.heldMaxBytes;
     if (max === undefined) return;
     let bytes = 0;
-    for (const b of this.builds) bytes += b.wireBytes;
+    for (const b of this.builds) bytes += heldBytes(b);
     if (bytes <= max) return;
     const idle = this.builds.filter((b) => b.done && !this.hasReaders(b)).sort((a, b) => a.lastUsedMs - b.lastUsedMs);
     const dropped = new Set<SnapshotBuild>();
     for (const b of idle) {
       if (bytes <= max) break;
       dropped.add(b);
-      bytes -= b.wireBytes;
+      bytes -= heldBytes(b);
       this.evictedCount++;
       this.o.metrics.snapshotsEvicted.inc({ feed: b.feed.name });
     }

@@ -73,6 +73,39 @@ describe('per-node caches of a scoped feed', () => {
     expect(a.shared.nodeReaders).toBe(0);
   });
 
+  it('a node snapshot reads the shared chunks from its shared build (no list of them per node), and held() counts what cached ones hold of their own', async () => {
+    const { feed, metrics } = scopedFeed();
+    // Enough shared entries for many small chunks.
+    const updates = Array.from({ length: 300 }, (_, i) => ({ key: ipPoolKey(`10.${i >> 8}.${i & 255}.0/24`), value: encodeValue({ cidr: `10.${i}.0.0/24`, pad: 'x'.repeat(100) }) }));
+    (feed.store as unknown as FeedStore).apply({ updates, watermarks: { pods: '8' } }, 0);
+    const cache = new SnapshotCache({ clock: new FakeClock(), reuseWindowMs: 1_000, sliceEntries: 50, sliceMs: 1_000, chunkBytes: 4_096, compressMinBytes: 1_024, metrics });
+    const n1 = cache.acquireScoped(feed, 'n1', 'none', 4_096) as NodeSnapshot;
+    const n2 = cache.acquireScoped(feed, 'n2', 'none', 4_096) as NodeSnapshot;
+    await new Promise<void>((resolve) => {
+      const stop = n2.subscribe(() => {
+        if (n1.done && n2.done) {
+          stop();
+          resolve();
+        }
+      });
+    });
+    const shared = n1.shared;
+    expect(shared.frames.length).toBeGreaterThan(10);
+    for (const n of [n1, n2]) {
+      const all = Array.from({ length: n.frameCount }, (_, i) => n.frameAt(i));
+      // BEGIN, every shared chunk (the same Buffers), then its own chunks and END.
+      expect(all.slice(1, 1 + shared.frames.length)).toEqual(shared.frames);
+      expect(all.slice(1, 1 + shared.frames.length).every((f, i) => f === shared.frames[i])).toBe(true);
+      expect(n.frames).toEqual([all[0], ...all.slice(1 + shared.frames.length)]);
+      expect(n.wireBytes).toBe(all.reduce((sum, f) => sum + f.length, 0));
+      expect(n.ownBytes).toBe(n.frames.reduce((sum, f) => sum + f.length, 0));
+    }
+    // n1 has an endpoint of its own: a chunk more than n2's BEGIN and END.
+    expect(n1.frames.length).toBe(3);
+    expect(n2.frames.length).toBe(2);
+    expect(cache.held().bytes).toBe(shared.wireBytes + n1.ownBytes + n2.ownBytes);
+  });
+
   it('a node snapshot that fails on its own part follows nothing of its shared build', async () => {
     const { feed, metrics } = scopedFeed();
     // n1's own endpoint carries a value larger than the agent's frames; its slim copy in the
