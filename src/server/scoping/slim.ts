@@ -15,7 +15,11 @@ const KEEP = new Set(SLIM_FIELDS);
 
 const cache = new WeakMap<Uint8Array, Buffer>();
 
-/** The slim value of an endpoint's full value (a value that is not a map is kept as it is). */
+/**
+ * The slim value of an endpoint's full value. A value that is not a map (none of the built-in
+ * projections makes one) slims to an empty map: kept as it was, another node's full value went to
+ * every node, which PROTOCOL.md §7.3 forbids.
+ */
 export function slimValue(full: Buffer): Buffer {
   const hit = cache.get(full);
   if (hit !== undefined) return hit;
@@ -31,7 +35,7 @@ export function slimValue(full: Buffer): Buffer {
     for (const [k, x] of Object.entries(v as Record<string, unknown>)) if (KEEP.has(k)) slim[k] = x;
     out = encodeValue(slim);
   } else {
-    out = full;
+    out = encodeValue({});
   }
   cache.set(full, out);
   return out;

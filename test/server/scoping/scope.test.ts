@@ -54,6 +54,11 @@ describe('scope policies', () => {
     expect(slimValue(full)).toBe(slim);
     expect(slim.length).toBeLessThan(full.length);
   });
+
+  it('slims a value that is not a map (no projection makes one) to an empty map: another node\'s full value never goes out', () => {
+    for (const v of [encodeValue('secret'), encodeValue([1, 2]), encodeValue(Buffer.from('raw')), encodeValue(null)]) expect(decodeValue(slimValue(v))).toEqual({});
+    expect(decodeValue(slimValue(Buffer.from([0xc1])))).toEqual({}); // not msgpack at all
+  });
 });
 
 // ---- property: splits and the index follow the scoped view -------------------------------------
