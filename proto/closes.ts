@@ -116,12 +116,17 @@ const REACTION_OF_CODE = new Map<number, CloseReaction>(Object.values(CLOSE_CODE
 
 /**
  * What a client does after an ERROR with `errorCode` (when one came) and a close with `closeCode`:
- * the ERROR code's own reaction where the table gives one, else the close code's.
+ * the ERROR code's own reaction where the table gives one, else that of the close code the ERROR
+ * names. The ERROR decides even when the close that follows is another (a connection that
+ * dropped after it, 1006): a replica that said REPLICA_BEHIND or UNAUTHORIZED before the
+ * socket broke is behind, or refusing, all the same, and retrying it at once as after a blip
+ * undid the reaction. An unknown ERROR code leaves it to the close code.
  */
 export function reactionToClose(errorCode: string | undefined, closeCode: number): CloseReaction {
   if (errorCode !== undefined && isClosingErrorCode(errorCode)) {
     const entry = CLOSE_OF_ERROR[errorCode];
     if ('reaction' in entry) return entry.reaction;
+    return reactionTo(closeCodeOf(errorCode));
   }
   return reactionTo(closeCode);
 }

@@ -245,7 +245,13 @@ export class Connection {
   private dispatch(m: Message): void {
     if (this.welcome === undefined) {
       if (m.type === 'welcome') return this.onWelcome(m);
-      if (m.type === 'goodbye') return void (this.goodbye = m);
+      if (m.type === 'goodbye') {
+        // As after WELCOME: close from here too. Waiting for the server's close, the handshake
+        // timeout could end the attempt first, and its delay and endpoints were lost.
+        this.goodbye = m;
+        this.closeWith(1000, 'goodbye');
+        return;
+      }
       if (m.type === 'error') return void (this.serverError = { code: m.code, message: m.message });
       throw unexpected(`${m.type} before WELCOME`);
     }

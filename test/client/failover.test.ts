@@ -259,6 +259,27 @@ describe('client - liveness and server hints', () => {
     expect(guard.problems()).toEqual([]);
   });
 
+  it('a GOODBYE before WELCOME from a server that then neither welcomes nor closes: honoured at once, not lost to the handshake timeout', async () => {
+    const a = await server({ serverId: 'a' });
+    const b = await server({ serverId: 'b' });
+    a.noWelcome = true;
+    const { client, clock, rec, guard } = setup({ endpoints: [a.url], random: () => 0, handshakeTimeoutMs: 10_000 });
+    guard.allow('CATTAIL_CLIENT_SERVER_CLOSED');
+    await waitUntil(() => a.rec.hellos.length === 1, 'hello', on(a));
+    a.sendRawToAll(encodeFrame({ type: 'goodbye', reason: 'shutdown', message: 'draining', reconnectDelayMs: 3_000, endpoints: [b.url] }));
+    // No time passes: the client leaves on the GOODBYE, not on its handshake timeout.
+    await waitUntil(() => client.state === 'reconnecting', 'reconnecting on the GOODBYE', on(client));
+    const ev = rec.last('reconnecting')!;
+    expect(ev.reason?.code).toBe('CATTAIL_CLIENT_SERVER_CLOSED');
+    expect(ev.reason?.details?.['goodbye']).toMatchObject({ reason: 'shutdown', reconnectDelayMs: 3_000 });
+    expect(ev.delayMs).toBe(3_000);
+    await waitUntil(() => a.rec.clientCloses.length === 1, 'the client closed', on(a));
+    expect(a.rec.clientCloses[0]!.code).toBe(1000);
+    await clock.advanceAsync(3_000);
+    await waitUntil(() => client.inSync && client.stats.serverId === 'b', 'in sync on the hinted replica', on(client));
+    expect(guard.problems()).toEqual([]);
+  });
+
   it('honours a 503 refusal: no retry of that server before Retry-After, hinted endpoint first', async () => {
     const a = await server({ serverId: 'a' });
     a.refuse = { count: 1, retryAfterS: 30, endpoints: [] };
