@@ -111,6 +111,14 @@ describe('deploy/ manifests', () => {
     expect(2 * config.stateMaxBytes).toBeLessThanOrEqual(limit);
   });
 
+  it('takes the API server\'s own address from kubernetes-services-endpoint when it exists (eBPF without kube-proxy)', () => {
+    const c = deployment.spec.template.spec.containers[0] as unknown as { envFrom?: { configMapRef?: { name: string; optional?: boolean } }[]; env: { name: string }[] };
+    // Optional: a cluster without the ConfigMap must still start the pod (on the ClusterIP).
+    expect(c.envFrom).toContainEqual({ configMapRef: { name: 'kubernetes-services-endpoint', optional: true } });
+    // An `env` entry would override the ConfigMap's value (env wins over envFrom).
+    expect(c.env.map((e) => e.name)).not.toContain('KUBERNETES_SERVICE_HOST');
+  });
+
   it('caps V8\'s old space at no more than half the memory limit, leaving the rest for Buffers and native memory', () => {
     const c = deployment.spec.template.spec.containers[0] as unknown as { env: { name: string; value?: string }[]; resources: { limits: { memory: string } } };
     const opts = c.env.find((e) => e.name === 'NODE_OPTIONS')?.value ?? '';
