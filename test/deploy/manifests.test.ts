@@ -111,6 +111,15 @@ describe('deploy/ manifests', () => {
     expect(2 * config.stateMaxBytes).toBeLessThanOrEqual(limit);
   });
 
+  it('rolls one replica at a time in place, the next only after the previous one\'s drain can have ended', () => {
+    const d = deployment as unknown as { spec: { minReadySeconds?: number; strategy: { rollingUpdate: { maxSurge: number; maxUnavailable: number } }; template: { spec: { terminationGracePeriodSeconds: number } } } };
+    expect(d.spec.strategy.rollingUpdate).toEqual({ maxSurge: 0, maxUnavailable: 1 });
+    // The replacement is created while the old replica drains (a terminating pod is not counted),
+    // and the next old replica is terminated once the replacement is available: ready plus
+    // minReadySeconds. Below the grace period, the next drain began while the previous one ran.
+    expect(d.spec.minReadySeconds ?? 0).toBeGreaterThanOrEqual(d.spec.template.spec.terminationGracePeriodSeconds);
+  });
+
   it('takes the API server\'s own address from kubernetes-services-endpoint when it exists (eBPF without kube-proxy)', () => {
     const c = deployment.spec.template.spec.containers[0] as unknown as { envFrom?: { configMapRef?: { name: string; optional?: boolean } }[]; env: { name: string }[] };
     // Optional: a cluster without the ConfigMap must still start the pod (on the ClusterIP).
