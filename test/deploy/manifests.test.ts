@@ -77,8 +77,8 @@ describe('deploy/ manifests', () => {
 
   it('every kustomization lists files that exist', () => {
     for (const f of yamlFiles(deployDir).filter((x) => x.endsWith('kustomization.yaml'))) {
-      const k = docs(readFileSync(f, 'utf8'))[0] as unknown as { resources: string[] };
-      for (const r of k.resources) expect(() => statSync(join(f, '..', r)), `${relative(repo, f)}: ${r}`).not.toThrow();
+      const k = docs(readFileSync(f, 'utf8'))[0] as unknown as { resources?: string[]; components?: string[] };
+      for (const r of [...(k.resources ?? []), ...(k.components ?? [])]) expect(() => statSync(join(f, '..', r)), `${relative(repo, f)}: ${r}`).not.toThrow();
     }
   });
 
@@ -170,25 +170,41 @@ const kubectl = (() => {
   }
 })();
 
+/** Every directory `kubectl apply -k` is documented for: the base and each overlay. */
+const BUILDS = ['base', 'overlays/servicemonitor', 'overlays/mtls', 'overlays/mtls-servicemonitor'];
+/** The overlays with mutual TLS, and those with the ServiceMonitor component. */
+const MTLS = ['overlays/mtls', 'overlays/mtls-servicemonitor'];
+const SERVICE_MONITOR = ['overlays/servicemonitor', 'overlays/mtls-servicemonitor'];
+
+function build(dir: string): K8sObject[] {
+  return docs(execFileSync('kubectl', ['kustomize', join(deployDir, dir)], { encoding: 'utf8' }));
+}
+
+describe('deploy/ overlays', () => {
+  it('every overlay under deploy/overlays is among the builds checked below', () => {
+    const overlays = readdirSync(join(deployDir, 'overlays')).map((n) => `overlays/${n}`);
+    expect(BUILDS.filter((b) => b !== 'base').sort()).toEqual(overlays.sort());
+  });
+});
+
 describe.skipIf(!kubectl)('deploy/ kustomize builds (kubectl kustomize, offline)', () => {
-  it.each(['base', 'overlays/servicemonitor', 'overlays/mtls'])('%s builds and every built object validates', (dir) => {
-    const out = execFileSync('kubectl', ['kustomize', join(deployDir, dir)], { encoding: 'utf8' });
-    const built = docs(out);
+  it.each(BUILDS)('%s builds and every built object validates', (dir) => {
+    const built = build(dir);
     expect(built.length).toBeGreaterThanOrEqual(6);
     for (const o of built) expect(() => validate(o), `${dir}: ${o.kind}`).not.toThrow();
     const dep = built.find((o) => o.kind === 'Deployment') as unknown as { metadata: { namespace: string }; spec: { template: { spec: { containers: { image: string }[] } } } };
     expect(dep.metadata.namespace).toBe('calico-system');
     expect(dep.spec.template.spec.containers[0]?.image).toMatch(/^cattail:\d/);
   });
-  it('overlays/mtls passes a complete TLS flag set whose files are in a whole-Secret mount (no subPath: rotation must reach the pod)', () => {
-    const built = docs(execFileSync('kubectl', ['kustomize', join(deployDir, 'overlays/mtls')], { encoding: 'utf8' }));
+  it.each(MTLS)('%s passes a complete TLS flag set whose files are in a whole-Secret mount (no subPath: rotation must reach the pod)', (dir) => {
+    const built = build(dir);
     const dep = built.find((o) => o.kind === 'Deployment') as unknown as {
       spec: { template: { spec: { volumes: { name: string; secret?: { secretName: string } }[]; containers: { args: string[]; volumeMounts: { name: string; mountPath: string; subPath?: string }[] }[] } } };
     };
     const c = dep.spec.template.spec.containers[0];
     if (c === undefined) throw new Error('no container');
     const { config } = resolveConfig(serveOptions, { argv: c.args });
-    const tls = tlsSettingsOf(config, 'deploy/overlays/mtls');
+    const tls = tlsSettingsOf(config, `deploy/${dir}`);
     expect(tls?.allow).toEqual({ cn: 'typha-client', uriSan: undefined });
     for (const file of [tls?.files.certFile, tls?.files.keyFile, tls?.files.caFile]) {
       const mount = c.volumeMounts.find((m) => file?.startsWith(`${m.mountPath}/`));
@@ -196,5 +212,18 @@ describe.skipIf(!kubectl)('deploy/ kustomize builds (kubectl kustomize, offline)
       expect(mount?.subPath).toBeUndefined();
       expect(dep.spec.template.spec.volumes.find((v) => v.name === mount?.name)?.secret?.secretName).toBe('cattail-tls');
     }
+  });
+
+  it.each(BUILDS)('%s has a ServiceMonitor exactly when it includes the component, scraping the Service\'s metrics port', (dir) => {
+    const built = build(dir);
+    const monitors = built.filter((o) => o.kind === 'ServiceMonitor') as unknown as { metadata: { namespace: string }; spec: { selector: { matchLabels: Record<string, string> }; endpoints: { port: string; path: string }[] } }[];
+    expect(monitors.length).toBe(SERVICE_MONITOR.includes(dir) ? 1 : 0);
+    const m = monitors[0];
+    if (m === undefined) return;
+    const svc = built.find((o) => o.kind === 'Service') as unknown as { metadata: { namespace: string; labels: Record<string, string> }; spec: { ports: { name: string }[] } };
+    expect(m.metadata.namespace).toBe(svc.metadata.namespace);
+    for (const [k, v] of Object.entries(m.spec.selector.matchLabels)) expect(svc.metadata.labels[k], k).toBe(v);
+    expect(svc.spec.ports.map((p) => p.name)).toContain(m.spec.endpoints[0]?.port);
+    expect(m.spec.endpoints[0]?.path).toBe('/metrics');
   });
 });
