@@ -22,11 +22,13 @@ describe('library options come from the command tables', () => {
   it('startServer, startSim and the agent share the commands\' specs', () => {
     for (const [name, spec] of Object.entries(serverOptions)) {
       expect(serveOptions[name as keyof typeof serveOptions], name).toBe(spec);
-      if (name !== 'listen' && name !== 'httpListen') expect(startServerOptions[name as keyof typeof startServerOptions], name).toBe(spec);
+      if (name !== 'listen' && name !== 'httpListen' && name !== 'healthListen') expect(startServerOptions[name as keyof typeof startServerOptions], name).toBe(spec);
     }
     for (const [name, spec] of Object.entries(upstreamOptions)) expect(serveOptions[name as keyof typeof serveOptions], name).toBe(spec);
     // A library server binds free ports; only the default differs.
-    expect(startServerOptions.listen).toMatchObject({ default: '127.0.0.1:0', help: serverOptions.listen.help, check: serverOptions.listen.check });
+    for (const name of ['listen', 'httpListen', 'healthListen'] as const) {
+      expect(startServerOptions[name], name).toMatchObject({ default: '127.0.0.1:0', help: serverOptions[name].help, check: serverOptions[name].check });
+    }
     expect(startSimOptions.churnPerSec).toBe(simOptions.churn);
     expect(startSimOptions.kubeconfigPath).toBe(simOptions.kubeconfig);
     expect(startSimOptions.nodes).toMatchObject({ default: 0, unit: simOptions.nodes.unit, min: simOptions.nodes.min });

@@ -177,7 +177,7 @@ async function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
 }
 
 async function checkServesEmbedded(img: Built): Promise<void> {
-  const child = start(img, ['--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--embedded-sim']);
+  const child = start(img, ['--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--health-listen', '127.0.0.1:0', '--embedded-sim']);
   const out = collect(child);
   try {
     const httpUrl = await within(START_TIMEOUT_MS, 'the banner naming the HTTP port', (async () => {

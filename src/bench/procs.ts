@@ -54,6 +54,7 @@ function command(args: readonly string[], pin: Pin): [string, string[]] {
 const START_TIMEOUT_MS = 30_000;
 const AGENT_PORT = 15473;
 const HTTP_PORT = 19093;
+const HEALTH_PORT = 19098;
 /** Tries of a replica's first start when its address is in use (ReplicaProc.start). */
 const FIRST_START_ATTEMPTS = 3;
 
@@ -273,7 +274,7 @@ export class ReplicaProc {
       if (this.starts === 0) this.firstStartAttempts = attempt;
       try {
         this.proc = await spawnCattail(
-          ['serve', '--kubeconfig', this.kubeconfig, '--listen', `${this.host}:${AGENT_PORT}`, '--http-listen', `${this.host}:${HTTP_PORT}`, '--server-id', this.name, '--feeds', this.feeds.join(','), '--log-level', 'warn', ...this.extraArgs,
+          ['serve', '--kubeconfig', this.kubeconfig, '--listen', `${this.host}:${AGENT_PORT}`, '--http-listen', `${this.host}:${HTTP_PORT}`, '--health-listen', `${this.host}:${HEALTH_PORT}`, '--server-id', this.name, '--feeds', this.feeds.join(','), '--log-level', 'warn', ...this.extraArgs,
             ...(this.stateDir !== undefined ? ['--state-dir', this.stateDir, '--state-checkpoint-interval-ms', '5000'] : [])],
           /connect an agent with/,
           START_TIMEOUT_MS,

@@ -37,7 +37,7 @@ export const COMMANDS: readonly Command[] = [
   command({
     name: 'serve',
     summary: 'Run the fan-out server: watch the Kubernetes API once, stream deltas to node agents.',
-    usage: 'cattail serve [--kubeconfig FILE | --embedded-sim] [--listen HOST:PORT] [--http-listen HOST:PORT]',
+    usage: 'cattail serve [--kubeconfig FILE | --embedded-sim] [--listen HOST:PORT] [--http-listen HOST:PORT] [--health-listen HOST:PORT]',
     options: serveOptions,
     run: async (config, ctx) => (await import('../server/serve.js')).runServe(config, ctx),
   }),

@@ -22,7 +22,14 @@ export const serverOptions = {
   }),
   httpListen: opt.string({
     default: '127.0.0.1:9093',
-    help: 'HOST:PORT for /metrics, /livez and /readyz (also /liveness and /readiness, /v1/convergence, and /debug/clients with debugEndpoints). An empty HOST (:9093) listens on every address, as for listen.',
+    help: 'HOST:PORT for /metrics, /livez and /readyz (also /liveness and /readiness, /v1/convergence, and /debug/clients with debugEndpoints). An empty HOST (:9093) listens on every address, as for listen. At most 1,024 connections: probe healthListen instead, which sockets filling this port cannot reach.',
+    check: (v) => (parseHostPort(v) === undefined ? 'expected HOST:PORT with a port from 0 to 65535' : undefined),
+  }),
+  // Loopback: Typha's health port (9098 on localhost), which the Calico operator probes with host
+  // localhost; that reaches it because the pod is on the host network.
+  healthListen: opt.string({
+    default: '127.0.0.1:9098',
+    help: 'HOST:PORT for the probes alone: /livez and /readyz (also /liveness and /readiness), the same answers as on httpListen, always plaintext (httpTls does not apply). Its own bound of 16 connections, so that sockets filling httpListen\'s 1,024 (anyone reaching a node\'s address, or /v1/convergence waiters) cannot fail the probes and get the replica restarted. Loopback by default (9098 is Typha\'s health port): in a host-network pod the kubelet probes it at host 127.0.0.1. An empty HOST listens on every address, as for listen.',
     check: (v) => (parseHostPort(v) === undefined ? 'expected HOST:PORT with a port from 0 to 65535' : undefined),
   }),
   debugEndpoints: opt.boolean({
@@ -241,6 +248,7 @@ export const startServerOptions = {
   ...serverOptions,
   listen: withDefault(serverOptions.listen, '127.0.0.1:0'),
   httpListen: withDefault(serverOptions.httpListen, '127.0.0.1:0'),
+  healthListen: withDefault(serverOptions.healthListen, '127.0.0.1:0'),
 } as const;
 
 /**

@@ -193,6 +193,8 @@ export function createServeCommand(factory: UpstreamFactory, makeLogger: (level:
     }
     if (built.description !== undefined) ctx.stdout.write(`cattail serve: upstream: ${built.description}\n`);
     ctx.stdout.write(`cattail serve: agents on ${server.url} (feeds ${feeds}); /metrics /livez /readyz${config.debugEndpoints ? ' /debug/clients' : ''} on ${server.httpUrl}\n`);
+    // A line of its own: scripts read the HTTP port's URL from the end of the line above.
+    ctx.stdout.write(`cattail serve: the probes (/livez /readyz) alone also on ${server.healthUrl}\n`);
     const tlsFlags = tls === undefined ? '' : ` --ca-file CA_OF_SERVER_CERT${tls.allow !== undefined ? ' --cert-file CLIENT_CERT --key-file CLIENT_KEY' : ''}`;
     ctx.stdout.write(`cattail serve: connect an agent with: cattail agent --server ${server.url} --feed ${built.upstream.feeds[0]?.name ?? 'felix'}${tlsFlags}\n`);
     await waitForAbort(ctx.signal);

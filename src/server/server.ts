@@ -24,7 +24,7 @@ import { CLOSE_WAIT_MS, Shedder } from './fanout/shed.js';
 import { Governor } from './transport/governor.js';
 import { Health } from './ops/health.js';
 import type { LoadReport } from './fleet/balancer.js';
-import { createHttpEndpoints, hardenHttpPort, httpEndpointsHandler } from './ops/http-endpoints.js';
+import { HEALTH_PORT_LIMITS, createHealthEndpoints, createHttpEndpoints, hardenHttpPort, httpEndpointsHandler } from './ops/http-endpoints.js';
 import { acceptHooks } from './transport/accept.js';
 import { InboundBudget } from './transport/inbound-budget.js';
 import { ANY_HOST, type AgentTransport, HARD_CAP_FACTOR, type PeerInfo } from './transport/seam.js';
@@ -79,6 +79,8 @@ export interface ServerHandle {
   readonly url: string;
   /** `http://host:port` for /metrics, /livez, /readyz (`https://` with httpTls). */
   readonly httpUrl: string;
+  /** `http://host:port` for /livez and /readyz alone (healthListen; plaintext, whatever httpTls says). */
+  readonly healthUrl: string;
   readonly serverId: string;
   readonly metrics: ServerMetrics;
   /** Each served feed's store, by feed name (read-only use: digests in tests, sizes). */
@@ -177,7 +179,7 @@ function* streamingBuilds(connections: Iterable<Connection>): Generator<Snapshot
 }
 
 export async function startServer(options: StartServerOptions): Promise<ServerHandle> {
-  const { listen, httpListen, serverId: givenServerId, ...o } = resolveOptions(startServerOptions, options, 'startServer');
+  const { listen, httpListen, healthListen, serverId: givenServerId, ...o } = resolveOptions(startServerOptions, options, 'startServer');
   const targetConnections = o.targetConnections;
   const peerEndpoints = splitEndpoints(o.peerEndpoints);
   const compressions = options.compressions ?? COMPRESSIONS;
@@ -297,15 +299,20 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
   const load = (): LoadReport => ({ serverId, connections: fanout.connections.size, targetConnections: governor.targetConnections ?? null, ready: health.ready().ok });
   const httpServer = tls?.httpServer(httpEndpointsHandler(served, health, load, debug, fanout.convergence)) ?? createHttpEndpoints(served, health, load, debug, fanout.convergence);
   hardenHttpPort(httpServer);
+  const healthServer = createHealthEndpoints(health);
+  hardenHttpPort(healthServer, HEALTH_PORT_LIMITS);
 
   let agentAddr: AddressInfo;
   let httpAddr: AddressInfo;
+  let healthAddr: AddressInfo;
   try {
     agentAddr = await listenAgents(transport, listen, o.listenBacklog);
     httpAddr = await listenOn(httpServer, httpListen, 'httpListen');
+    healthAddr = await listenOn(healthServer, healthListen, 'healthListen');
   } catch (err) {
     await transport.close();
     httpServer.close();
+    healthServer.close();
     throw err;
   }
   fanout.start();
@@ -330,7 +337,8 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
       trimTimer.cancel();
       tls?.stop();
       httpServer.closeAllConnections();
-      await Promise.all([transport.close(), new Promise((r) => httpServer.close(r))]);
+      healthServer.closeAllConnections();
+      await Promise.all([transport.close(), new Promise((r) => httpServer.close(r)), new Promise((r) => healthServer.close(r))]);
     })());
   try {
     upstream.start(pipeline);
@@ -340,12 +348,13 @@ export async function startServer(options: StartServerOptions): Promise<ServerHa
     await shutdown(true);
     throw err;
   }
-  log?.info({ serverId, listen: `${agentAddr.address}:${agentAddr.port}`, httpListen: `${httpAddr.address}:${httpAddr.port}`, feeds: feeds.map((f) => f.name), ...o, transport: transport.kind, tls: tls === undefined ? 'off' : tls.mutual ? 'mutual' : 'server-only', targetConnections, peerEndpoints }, 'cattail server listening');
+  log?.info({ serverId, listen: `${agentAddr.address}:${agentAddr.port}`, httpListen: `${httpAddr.address}:${httpAddr.port}`, healthListen: `${healthAddr.address}:${healthAddr.port}`, feeds: feeds.map((f) => f.name), ...o, transport: transport.kind, tls: tls === undefined ? 'off' : tls.mutual ? 'mutual' : 'server-only', targetConnections, peerEndpoints }, 'cattail server listening');
 
   let servedCert: { material: object; fingerprint: string | undefined } | undefined;
   return {
     url: `${tls !== undefined ? 'wss' : 'ws'}://${urlHost(agentAddr)}:${agentAddr.port}/`,
     httpUrl: `${tlsSettings?.httpTls === true ? 'https' : 'http'}://${urlHost(httpAddr)}:${httpAddr.port}`,
+    healthUrl: `http://${urlHost(healthAddr)}:${healthAddr.port}`,
     serverId,
     metrics,
     stores: new Map(feeds.map((f) => [f.name, f.store])),

@@ -46,7 +46,7 @@ describe('cattail serve --server-cert-file … / cattail agent --ca-file … ove
     const stderr = sink();
     const ac = new AbortController();
     const done = main([
-      'serve', '--embedded-sim', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--log-level', 'silent',
+      'serve', '--embedded-sim', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--health-listen', '127.0.0.1:0', '--log-level', 'silent',
       '--server-cert-file', files['serverCert'] as string, '--server-key-file', files['serverKey'] as string,
       '--client-ca-file', files['ca'] as string, '--client-cn', 'calico-node',
     ], { stdout, stderr, env: {}, signal: ac.signal });
@@ -77,7 +77,7 @@ describe('cattail serve --server-cert-file … / cattail agent --ca-file … ove
       const out2 = sink();
       const ac2 = new AbortController();
       const tier2 = main([
-        'serve', '--upstream-cattail', url, '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--log-level', 'silent',
+        'serve', '--upstream-cattail', url, '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--health-listen', '127.0.0.1:0', '--log-level', 'silent',
         '--upstream-cattail-ca-file', files['ca'] as string, '--upstream-cattail-cert-file', files['agentCert'] as string,
         '--upstream-cattail-key-file', files['agentKey'] as string, '--upstream-cattail-server-cn', 'cattail-server',
       ], { stdout: out2, stderr: sink(), env: {}, signal: ac2.signal });

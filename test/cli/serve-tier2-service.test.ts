@@ -21,7 +21,7 @@ const sink = textSink;
 async function serve(argv: string[]): Promise<{ url: string; stdout: ReturnType<typeof sink>; stop: () => Promise<number> }> {
   const stdout = sink();
   const ac = new AbortController();
-  const done = main(['serve', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--log-level', 'silent', ...argv], { stdout, stderr: sink(), env: {}, signal: ac.signal });
+  const done = main(['serve', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--health-listen', '127.0.0.1:0', '--log-level', 'silent', ...argv], { stdout, stderr: sink(), env: {}, signal: ac.signal });
   await waitUntil(() => stdout.text().includes('connect an agent'), 'serve banner', { wake: (check) => (stdout.on('line', check), () => stdout.off('line', check)) });
   return { url: /agents on (ws:\S+)/.exec(stdout.text())?.[1] as string, stdout, stop: () => (ac.abort(), done) };
 }

@@ -60,7 +60,7 @@ function docs(text: string): K8sObject[] {
 const manifests = yamlFiles(deployDir).filter((f) => !f.endsWith('kustomization.yaml'));
 const objects = manifests.flatMap((f) => docs(readFileSync(f, 'utf8')).map((o) => ({ file: relative(repo, f), o })));
 const deployment = objects.find((x) => x.o.kind === 'Deployment')?.o as unknown as {
-  spec: { template: { spec: { terminationGracePeriodSeconds: number; volumes: { name: string; emptyDir?: object }[]; containers: { args: string[]; volumeMounts: { name: string; mountPath: string }[]; ports: { name: string; containerPort: number }[]; readinessProbe: { httpGet: { path: string; port: string } }; livenessProbe: { httpGet: { path: string; port: string } } }[] } } };
+  spec: { template: { spec: { hostNetwork: boolean; terminationGracePeriodSeconds: number; volumes: { name: string; emptyDir?: object }[]; containers: { args: string[]; volumeMounts: { name: string; mountPath: string }[]; ports: { name: string; containerPort: number }[]; readinessProbe: { httpGet: { host?: string; path: string; port: string } }; livenessProbe: { httpGet: { host?: string; path: string; port: string } } }[] } } };
 };
 
 describe('deploy/ manifests', () => {
@@ -96,8 +96,13 @@ describe('deploy/ manifests', () => {
     // Every address (empty host): an IPv6-only cluster's pod IP is IPv6; 0.0.0.0 served none of it.
     expect(config.listen).toBe(`:${port('agents')}`);
     expect(config.httpListen).toBe(`:${port('metrics')}`);
-    expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'metrics' });
-    expect(c.livenessProbe.httpGet).toEqual({ path: '/livez', port: 'metrics' });
+    // The probes go to the health port (loopback, its own connection bound), not to the HTTP port
+    // that anyone reaching the node can fill; the kubelet reaches loopback as the pod is on the
+    // host network.
+    expect(config.healthListen).toBe(`127.0.0.1:${port('health')}`);
+    expect(deployment.spec.template.spec.hostNetwork).toBe(true);
+    expect(c.readinessProbe.httpGet).toEqual({ host: '127.0.0.1', path: '/readyz', port: 'health' });
+    expect(c.livenessProbe.httpGet).toEqual({ host: '127.0.0.1', path: '/livez', port: 'health' });
     // The kubelet's grace must cover the paced drain, or agents are cut off all at once at its
     // end, and the final checkpoint written before it (30 s of room).
     expect(deployment.spec.template.spec.terminationGracePeriodSeconds * 1000).toBeGreaterThanOrEqual(config.shutdownTimeoutMs + 30_000);
@@ -199,13 +204,17 @@ describe.skipIf(!kubectl)('deploy/ kustomize builds (kubectl kustomize, offline)
   it.each(MTLS)('%s passes a complete TLS flag set whose files are in a whole-Secret mount (no subPath: rotation must reach the pod)', (dir) => {
     const built = build(dir);
     const dep = built.find((o) => o.kind === 'Deployment') as unknown as {
-      spec: { template: { spec: { volumes: { name: string; secret?: { secretName: string } }[]; containers: { args: string[]; volumeMounts: { name: string; mountPath: string; subPath?: string }[] }[] } } };
+      spec: { template: { spec: { volumes: { name: string; secret?: { secretName: string } }[]; containers: { args: string[]; volumeMounts: { name: string; mountPath: string; subPath?: string }[]; ports: { name: string; containerPort: number }[]; readinessProbe: { httpGet: { host?: string; port: string; scheme?: string } } }[] } } };
     };
     const c = dep.spec.template.spec.containers[0];
     if (c === undefined) throw new Error('no container');
     const { config } = resolveConfig(serveOptions, { argv: c.args });
     const tls = tlsSettingsOf(config, `deploy/${dir}`);
     expect(tls?.allow).toEqual({ cn: 'typha-client', uriSan: undefined });
+    // The probes stay on the plaintext loopback health port, whatever the TLS flags.
+    const probe = c.readinessProbe.httpGet;
+    expect(`${probe.host ?? ''}:${c.ports.find((p) => p.name === probe.port)?.containerPort ?? ''}`).toBe(config.healthListen);
+    expect(probe.scheme).toBeUndefined();
     for (const file of [tls?.files.certFile, tls?.files.keyFile, tls?.files.caFile]) {
       const mount = c.volumeMounts.find((m) => file?.startsWith(`${m.mountPath}/`));
       expect(mount, file).toBeDefined();

@@ -39,7 +39,7 @@ async function scriptedServe(argv: string[], ctx: { signal: AbortSignal; forceSi
     () => Promise.resolve({ upstream, description: 'scripted' }),
     () => pino({ level: 'silent' }),
   );
-  const config = resolveConfig(serveOptions, { argv: ['--kubeconfig', '/k', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', ...argv] }).config;
+  const config = resolveConfig(serveOptions, { argv: ['--kubeconfig', '/k', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--health-listen', '127.0.0.1:0', ...argv] }).config;
   const stdout = sink();
   const done = serve(config, { stdout, env: {}, ...ctx });
   await new Promise<void>((resolve) => stdout.on('line', () => stdout.text().includes('connect an agent') && resolve()));
@@ -57,7 +57,7 @@ describe('cattail serve', () => {
 
   it('refuses an --upstream-cattail that names no URL (an empty template variable) instead of starting', async () => {
     for (const value of ['', ',', ' , ']) {
-      const r = await run(['serve', '--upstream-cattail', value, '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0']);
+      const r = await run(['serve', '--upstream-cattail', value, '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--health-listen', '127.0.0.1:0']);
       expect(r.code, JSON.stringify(value)).toBe(2);
       expect(r.err).toContain('CATTAIL_CONFIG_INVALID_VALUE');
       expect(r.err).toContain('names none');
@@ -88,16 +88,16 @@ describe('cattail serve', () => {
   });
 
   it('refuses tier-2 TLS options without --upstream-cattail, and a client certificate without its key', async () => {
-    const alone = await run(['serve', '--kubeconfig', '/k', '--upstream-cattail-ca-file', '/ca.pem', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0']);
+    const alone = await run(['serve', '--kubeconfig', '/k', '--upstream-cattail-ca-file', '/ca.pem', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--health-listen', '127.0.0.1:0']);
     expect(alone.code).toBe(2);
     expect(alone.err).toContain('CATTAIL_CONFIG_INVALID_VALUE: option upstreamCattailCaFile is TLS to a tier-1 Cattail and needs --upstream-cattail');
-    const half = await run(['serve', '--upstream-cattail', 'wss://127.0.0.1:1/', '--upstream-cattail-cert-file', '/c.pem', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0']);
+    const half = await run(['serve', '--upstream-cattail', 'wss://127.0.0.1:1/', '--upstream-cattail-cert-file', '/c.pem', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--health-listen', '127.0.0.1:0']);
     expect(half.code).toBe(2);
     expect(half.err).toContain('option upstreamCattailCertFile needs upstreamCattailKeyFile too');
   });
 
   it('refuses, at start-up, a --upstream-cattail-service whose every discovery would fail', async () => {
-    const listen = ['--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0'];
+    const listen = ['--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--health-listen', '127.0.0.1:0'];
     const noConfig = await run(['serve', '--upstream-cattail-service', 'calico-system/t1', ...listen], {});
     expect(noConfig.code).toBe(2);
     expect(noConfig.err).toContain('CATTAIL_CLIENT_NO_DISCOVERY_CONFIG: --upstream-cattail-service needs the Kubernetes API');
@@ -120,7 +120,7 @@ describe('cattail serve', () => {
   });
 
   it('refuses --state-dir on a second-tier replica (it has no API-server watches to checkpoint)', async () => {
-    const r = await run(['serve', '--upstream-cattail', 'ws://127.0.0.1:1/', '--state-dir', '/tmp/x', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0']);
+    const r = await run(['serve', '--upstream-cattail', 'ws://127.0.0.1:1/', '--state-dir', '/tmp/x', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--health-listen', '127.0.0.1:0']);
     expect(r.code).toBe(2);
     expect(r.err).toContain('CATTAIL_CONFIG_INVALID_VALUE');
     expect(r.err).toContain('--state-dir');
@@ -132,7 +132,7 @@ describe('cattail serve', () => {
     writeFileSync(file, 'x');
     const kubeconfig = join(dir, 'kubeconfig');
     writeFileSync(kubeconfig, 'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "http://127.0.0.1:1", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n');
-    const r = await run(['serve', '--kubeconfig', kubeconfig, '--state-dir', join(file, 'state'), '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0']);
+    const r = await run(['serve', '--kubeconfig', kubeconfig, '--state-dir', join(file, 'state'), '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--health-listen', '127.0.0.1:0']);
     expect(r.code).toBe(2);
     expect(r.err).toContain('CATTAIL_CONFIG_INVALID_VALUE');
     expect(r.err).toMatch(/--state-dir .*a-file\/state cannot hold the replica checkpoint \(ENOTDIR/);
@@ -143,7 +143,7 @@ describe('cattail serve', () => {
   });
 
   it('fails with a coded error when the kubeconfig cannot be loaded', async () => {
-    const r = await run(['serve', '--kubeconfig', '/nonexistent', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0']);
+    const r = await run(['serve', '--kubeconfig', '/nonexistent', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--health-listen', '127.0.0.1:0']);
     expect(r.code).toBe(2);
     expect(r.err).toContain('CATTAIL_UPSTREAM_CONFIG');
     expect(r.err).toContain('/nonexistent');
@@ -159,7 +159,7 @@ describe('cattail serve', () => {
       [['--config', file], {}, '/from/file'],
     ];
     for (const [argv, env, path] of cases) {
-      const r = await run(['serve', '--embedded-sim', ...argv, '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0'], env);
+      const r = await run(['serve', '--embedded-sim', ...argv, '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--health-listen', '127.0.0.1:0'], env);
       expect(r.code, path).toBe(2);
       expect(r.err).toContain('CATTAIL_CONFIG_INVALID_VALUE');
       expect(r.err).toContain(`--kubeconfig (${path}) and --embedded-sim are two upstreams; choose one`);
@@ -176,7 +176,7 @@ describe('cattail serve', () => {
       () => Promise.resolve({ upstream: ScriptedUpstream.withFeeds('felix'), description: 'scripted' }),
       (level) => pino({ level }, logged),
     );
-    const config = resolveConfig(serveOptions, { argv: ['--embedded-sim', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0'] }).config;
+    const config = resolveConfig(serveOptions, { argv: ['--embedded-sim', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--health-listen', '127.0.0.1:0'] }).config;
     const stdout = sink();
     const done = serve(config, { stdout, env: {}, signal: ac.signal });
     await new Promise<void>((resolve) => stdout.on('line', () => stdout.text().includes('connect an agent') && resolve()));
@@ -260,7 +260,7 @@ async function hangingCheckpointServe(finalCheckpointMaxMs: number, signals: { s
     (level) => pino({ level }, logged),
     finalCheckpointMaxMs,
   );
-  const config = resolveConfig(serveOptions, { argv: ['--kubeconfig', '/k', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0'] }).config;
+  const config = resolveConfig(serveOptions, { argv: ['--kubeconfig', '/k', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--health-listen', '127.0.0.1:0'] }).config;
   const stdout = sink();
   const done = serve(config, { stdout, env: {}, ...signals });
   await new Promise<void>((resolve) => stdout.on('line', () => stdout.text().includes('connect an agent') && resolve()));
@@ -310,7 +310,7 @@ describe('cattail serve --embedded-sim (the npm start path)', () => {
     const stdout = sink();
     const stderr = sink();
     const ac = new AbortController();
-    const done = main(['serve', '--embedded-sim', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--log-level', 'silent', '--server-id', 'embedded-test'], {
+    const done = main(['serve', '--embedded-sim', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--health-listen', '127.0.0.1:0', '--log-level', 'silent', '--server-id', 'embedded-test'], {
       stdout,
       stderr,
       env: { KUBECONFIG: '/this/must/be/ignored' },
@@ -325,6 +325,10 @@ describe('cattail serve --embedded-sim (the npm start path)', () => {
 
     // Agents are refused (503) until every feed has its initial sync; a real agent retries, this one waits.
     await waitUntil(async () => (await fetch(`${httpUrl}/readyz`)).status === 200, 'readiness', { timeoutMs: 30_000 });
+    // The health port (--health-listen) is printed and gives the same answer.
+    const healthUrl = /alone also on (http:\S+)\n/.exec(out)?.[1] as string;
+    expect(healthUrl).not.toBe(httpUrl);
+    expect((await fetch(`${healthUrl}/readyz`)).status).toBe(200);
     const agent = new TestAgent(url, { feeds: [{ name: 'felix' }, { name: 'bgp' }], caps: ['compress.deflate'] });
     await agent.until(() => agent.welcome !== undefined && agent.feed('felix').status === 'in-sync' && agent.feed('bgp').status === 'in-sync', 'both feeds in sync', 30_000);
     // Workload endpoints for the simulated pods arrived under libcalico-go keys (host-network

@@ -6,8 +6,13 @@
  * given (`--debug-endpoints`): otherwise it is a 404 like any unknown path. /v1/load is what peer
  * replicas read to balance agents between them (src/server/fleet/): counts only, no names.
  * /v1/convergence (convergence-endpoint.ts) waits for the agents to apply a resourceVersion.
+ *
+ * The health port (createHealthEndpoints) serves the probe paths alone, with a connection bound of
+ * its own: the HTTP port is open to anyone who reaches a node's address, and sockets filling its
+ * bound (idle ones, or /v1/convergence waiters) made the kubelet's probes fail and restarted every
+ * replica. The HTTP port keeps the probe paths for probes written against it.
  */
-import { type RequestListener, type Server, createServer } from 'node:http';
+import { type IncomingMessage, type RequestListener, type Server, type ServerResponse, createServer } from 'node:http';
 import { CattailError } from '../../errors.js';
 import { CONVERGENCE_PATH, type ConvergenceSource, HTTP_PORT_MAX_HEADER_BYTES, serveConvergence } from './convergence-endpoint.js';
 import { type ClientsPage, type ClientsQuery, parseClientsQuery } from './debug-clients.js';
@@ -46,7 +51,22 @@ export interface HttpPortLimits {
 
 export const HTTP_PORT_LIMITS: HttpPortLimits = { maxConnections: 1_024, headersTimeoutMs: 10_000, idleTimeoutMs: 30_000 };
 
-/** Applies `limits` to the HTTP port's server (plaintext or TLS). */
+/**
+ * The health port's bounds: the HTTP port's deadlines, and few connections. Its callers are the
+ * kubelet (one connection per probe, closed after the answer: about two at a time) and an
+ * operator's curl; it listens on loopback unless told otherwise, so what could fill it is on the
+ * node already. Small, so that even then it holds little memory.
+ */
+export const HEALTH_PORT_LIMITS: HttpPortLimits = { ...HTTP_PORT_LIMITS, maxConnections: 16 };
+
+/** The health port's plaintext server: /livez, /readyz and Typha's /liveness, /readiness, nothing else. */
+export function createHealthEndpoints(health: Health): Server {
+  // Node's default head size (16 KiB): a probe's head is a few hundred bytes, and the HTTP port's
+  // larger one is for /v1/convergence's node lists.
+  return createServer({ connectionsCheckingInterval: HTTP_PORT_CHECK_INTERVAL_MS }, guarded(healthHandler(health)));
+}
+
+/** Applies `limits` to the HTTP port's server (plaintext or TLS), or HEALTH_PORT_LIMITS to the health port's. */
 export function hardenHttpPort(server: Server, limits: HttpPortLimits = HTTP_PORT_LIMITS): void {
   server.maxConnections = limits.maxConnections;
   server.headersTimeout = limits.headersTimeoutMs;
@@ -59,7 +79,10 @@ export function hardenHttpPort(server: Server, limits: HttpPortLimits = HTTP_POR
 
 /** The HTTP port's request handler, for a server made elsewhere (https with `httpTls`, tls/listener.ts). */
 export function httpEndpointsHandler(registry: Registry, health: Health, load: () => LoadReport, debug?: DebugEndpoints, convergence?: ConvergenceSource): RequestListener {
-  const handle = endpointsHandler(registry, health, load, debug, convergence);
+  return guarded(endpointsHandler(registry, health, load, debug, convergence));
+}
+
+function guarded(handle: RequestListener): RequestListener {
   // A throw in a request listener is an uncaught exception that ends the process (every agent's
   // replica, for a bug in a debug page): it is answered 500 CATTAIL_INTERNAL instead.
   return (req, res) => {
@@ -75,6 +98,34 @@ export function httpEndpointsHandler(registry: Registry, health: Health, load: (
   };
 }
 
+/** The probe paths, the same on both ports. */
+const LIVENESS_PATHS: ReadonlySet<string> = new Set(['/livez', '/liveness']);
+const READINESS_PATHS: ReadonlySet<string> = new Set(['/readyz', '/readiness']);
+
+/** Answers `path` if it is a probe path; false otherwise (nothing written). */
+function serveHealth(health: Health, path: string, res: ServerResponse): boolean {
+  const r: HealthReport | undefined = LIVENESS_PATHS.has(path) ? health.live() : READINESS_PATHS.has(path) ? health.ready() : undefined;
+  if (r === undefined) return false;
+  res.writeHead(r.ok ? 200 : 503, { 'content-type': 'text/plain; charset=utf-8' });
+  res.end(`${r.ok ? 'ok' : 'not ok'}\n${r.lines.join('\n')}\n`);
+  return true;
+}
+
+/** Refuses anything but GET and HEAD (405); true when it did. */
+function refuseMethod(req: IncomingMessage, res: ServerResponse): boolean {
+  if (req.method === 'GET' || req.method === 'HEAD') return false;
+  res.writeHead(405, { allow: 'GET, HEAD' }).end();
+  return true;
+}
+
+function healthHandler(health: Health): RequestListener {
+  return (req, res) => {
+    if (refuseMethod(req, res)) return;
+    if (serveHealth(health, new URL(req.url ?? '/', 'http://localhost').pathname, res)) return;
+    res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; the health port serves /livez (/liveness) and /readyz (/readiness) only\n');
+  };
+}
+
 function endpointsHandler(registry: Registry, health: Health, load: () => LoadReport, debug?: DebugEndpoints, convergence?: ConvergenceSource): RequestListener {
   return (req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
@@ -83,14 +134,8 @@ function endpointsHandler(registry: Registry, health: Health, load: () => LoadRe
       res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' });
       res.end(`${JSON.stringify(body)}\n`);
     };
-    const report = (r: HealthReport): void => {
-      res.writeHead(r.ok ? 200 : 503, { 'content-type': 'text/plain; charset=utf-8' });
-      res.end(`${r.ok ? 'ok' : 'not ok'}\n${r.lines.join('\n')}\n`);
-    };
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET, HEAD' }).end();
-      return;
-    }
+    if (refuseMethod(req, res)) return;
+    if (serveHealth(health, path, res)) return;
     switch (path) {
       case '/metrics':
         registry.metrics().then(
@@ -103,14 +148,6 @@ function endpointsHandler(registry: Registry, health: Health, load: () => LoadRe
             res.end(`metrics failed: ${(err as Error).message}\n`);
           },
         );
-        return;
-      case '/livez':
-      case '/liveness':
-        report(health.live());
-        return;
-      case '/readyz':
-      case '/readiness':
-        report(health.ready());
         return;
       case '/v1/load':
         json(200, load());
