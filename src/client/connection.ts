@@ -249,6 +249,10 @@ export class Connection {
         // As after WELCOME: close from here too. Waiting for the server's close, the handshake
         // timeout could end the attempt first, and its delay and endpoints were lost.
         this.goodbye = m;
+        // Nor may that timeout end it while the close is under way (fail() on a closing socket
+        // finishes without the GOODBYE); the close timer bounds the close itself.
+        this.handshakeTimer?.cancel();
+        this.handshakeTimer = undefined;
         this.closeWith(1000, 'goodbye');
         return;
       }

@@ -280,6 +280,28 @@ describe('client - liveness and server hints', () => {
     expect(guard.problems()).toEqual([]);
   });
 
+  it('a GOODBYE before WELCOME near the handshake timeout, from a server that does not answer the close: the GOODBYE still decides', async () => {
+    const a = await server({ serverId: 'a' });
+    a.noWelcome = true;
+    const { client, clock, rec, guard } = setup({ endpoints: [a.url], random: () => 0, handshakeTimeoutMs: 10_000 });
+    guard.allow('CATTAIL_CLIENT_SERVER_CLOSED');
+    await waitUntil(() => a.rec.hellos.length === 1, 'hello', on(a));
+    await clock.advanceAsync(9_000);
+    a.sendRawToAll(encodeFrame({ type: 'goodbye', reason: 'shutdown', message: 'draining', reconnectDelayMs: 4_000 }));
+    // It reads nothing more from now on: the client's close frame is never answered.
+    a.blackhole();
+    await waitUntil(() => client.stats.framesReceived === 1, 'the GOODBYE read', on(client));
+    // Past the handshake timeout, within the client's close timeout (2 s): the close is under way.
+    await clock.advanceAsync(1_500);
+    await clock.advanceAsync(1_000);
+    await waitUntil(() => client.state === 'reconnecting', 'reconnecting', on(client));
+    const ev = rec.last('reconnecting')!;
+    expect(ev.reason?.code).toBe('CATTAIL_CLIENT_SERVER_CLOSED');
+    expect(ev.reason?.details?.['goodbye']).toMatchObject({ reconnectDelayMs: 4_000 });
+    expect(ev.delayMs).toBe(4_000);
+    expect(guard.problems()).toEqual([]);
+  });
+
   it('honours a 503 refusal: no retry of that server before Retry-After, hinted endpoint first', async () => {
     const a = await server({ serverId: 'a' });
     a.refuse = { count: 1, retryAfterS: 30, endpoints: [] };

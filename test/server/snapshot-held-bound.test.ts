@@ -15,13 +15,13 @@ import type { ServedStore } from '../../src/server/pipeline/store-port.js';
 import { FeedStore, encodeValue } from '../../src/snapshot/index.js';
 import { waitUntil } from '../support/wait.js';
 
-function setup(heldMaxBytes: number | undefined) {
+function setup(heldMaxBytes: number | undefined, sliceEntries = 100) {
   const clock = new FakeClock();
   const store = new FeedStore({ feed: 'felix', epoch: '0123456789abcdef', logMaxAgeMs: 600_000 });
   store.apply({ updates: Array.from({ length: 500 }, (_, i) => ({ key: `/pods/ns/p${String(i).padStart(5, '0')}`, value: encodeValue({ i, pad: 'x'.repeat(200) }) })), status: 'in-sync', watermarks: { pods: '1' } }, 0);
   const metrics = createMetrics(new FanOutStats(), { defaultMetrics: false });
   const feed = new FeedRuntime(0, { name: 'felix', resources: ['pods'], projectionVersion: 1 }, store as unknown as ServedStore, 'test', metrics.fanout.feed('felix'));
-  const cache = new SnapshotCache({ clock, reuseWindowMs: 1_000, sliceEntries: 100, sliceMs: 1_000, chunkBytes: 16_384, compressMinBytes: 1_024, metrics, ...(heldMaxBytes === undefined ? {} : { heldMaxBytes }) });
+  const cache = new SnapshotCache({ clock, reuseWindowMs: 1_000, sliceEntries, sliceMs: 1_000, chunkBytes: 16_384, compressMinBytes: 1_024, metrics, ...(heldMaxBytes === undefined ? {} : { heldMaxBytes }) });
   return { clock, feed, cache, metrics };
 }
 
@@ -69,6 +69,29 @@ describe('snapshot builds held for reuse: snapshotHeldMaxBytes', () => {
     expect(b2).not.toBe(b);
     expect(cache.builtCount).toBe(built + 1);
     await streamed(b2);
+  });
+
+  it('an idle build an agent can reuse is not dropped for it while another build runs (the bound applies after the choice)', async () => {
+    const probe = setup(undefined);
+    const one = probe.cache.acquire(probe.feed, 'none', 4_096);
+    await streamed(one);
+    // Builds of 5 entries a turn: the second one runs for a hundred turns.
+    const { feed, cache } = setup(Math.floor(one.wireBytes * 1.5), 5);
+    const k = cache.acquire(feed, 'none', 4_096);
+    await streamed(k);
+    // Another kind runs with a reader and takes the cache above the bound as it grows.
+    const r = cache.acquire(feed, 'none', 8_192);
+    const stopR = r.subscribe(() => undefined);
+    while (!r.done && r.wireBytes <= one.wireBytes * 0.6) await new Promise((resolve) => setImmediate(resolve));
+    expect(r.done).toBe(false);
+    expect(cache.held().bytes).toBeGreaterThan(Math.floor(one.wireBytes * 1.5));
+    const built = cache.builtCount;
+    // An agent of k's kind reuses it; nothing else is idle, so nothing goes.
+    expect(cache.acquire(feed, 'none', 4_096)).toBe(k);
+    expect(cache.builtCount).toBe(built);
+    expect(cache.evictedCount).toBe(0);
+    await waitUntil(() => r.done, 'r done');
+    stopR();
   });
 
   it('a build an agent still streams is never dropped, however far above the bound', async () => {

@@ -5,6 +5,7 @@
  *   agent B arrives while building ──► same build: streams frames[0..n) now, the rest as they appear
  *   agent C arrives ≤ snapshotReuseWindowMs after it finished ──► same build, then deltas since R
  *   agent D arrives later, the feed unchanged since R ──► same build (it is the current state)
+ *   (C and D: unless the build was evicted meanwhile to keep the cache within snapshotHeldMaxBytes)
  *   agent E arrives later, after changes ──► a new build at the current revision
  *
  * The build walks an O(1) copy-on-write view of the store, so it needs no lock and the store keeps
@@ -68,9 +69,9 @@ function olderThan(b: SnapshotBuild, floor: Readonly<Record<string, string>> | u
  * snapshots cached with it (BEGIN, the node's chunks, END; up to MAX_CACHED_NODES of them).
  */
 function heldBytes(b: SnapshotBuild): number {
-  let bytes = b.wireBytes;
-  if (b.scoped !== undefined) for (const n of b.scoped.nodes.values()) bytes += (n as NodeSnapshot).ownBytes;
-  return bytes;
+  // A running sum (nodeSnapshot() adds each it caches): walking up to MAX_CACHED_NODES of them
+  // on every acquire cost ~32 µs each time, a second of a 20,000-agent storm.
+  return b.wireBytes + (b.scoped?.nodeBytes ?? 0);
 }
 
 /** Creation order of builds (a NodeSnapshot takes its shared build's): "oldest" across feeds, whose revisions are not comparable. */
@@ -94,7 +95,7 @@ export class SnapshotBuild {
    * other nodes' slim forms); each node's snapshot (NodeSnapshot) wraps them in its own BEGIN,
    * node chunks and END. `at`: the shared view's sums, count and bytes at the build's revision.
    */
-  scoped: { readonly at: SharedAt; readonly meta: StoreMeta; readonly nodes: Map<string, NodeSnapshot> } | undefined;
+  scoped: { readonly at: SharedAt; readonly meta: StoreMeta; readonly nodes: Map<string, NodeSnapshot>; nodeBytes: number } | undefined;
 
   constructor(
     readonly feed: FeedRuntime,
@@ -215,7 +216,10 @@ export class NodeSnapshot extends SnapshotBuild {
     this.seq = shared.seq;
     this.rawBytes = rawBytes;
     this.push(head);
+    // Its own part is encoded already (held by `follow` until the shared build ends): counted from
+    // the start, so a storm's node snapshots made during the shared build count while it runs.
     this.ownBytes = head.length;
+    if (failed === undefined) for (const f of tail) this.ownBytes += f.length;
     if (failed !== undefined) {
       this.failed = failed;
       this.done = true;
@@ -226,14 +230,14 @@ export class NodeSnapshot extends SnapshotBuild {
     const follow = (): void => {
       if (this.done) return;
       this.copied = shared.frames.length;
-      // Wire bytes of the snapshot an agent streams (the sent-bytes counter): its own and the shared ones.
-      this.wireBytes = this.ownBytes + shared.wireBytes;
+      // Wire bytes of the snapshot an agent streams so far (the sent-bytes counter): BEGIN and the
+      // shared frames; its own chunks and END when they are on.
+      this.wireBytes = (this.frames[0] as Buffer).length + shared.wireBytes;
       if (shared.failed !== undefined) this.failed = shared.failed;
       if (shared.done) {
         if (this.failed === undefined) {
           for (const f of tail) this.push(f);
           this.tailOn = true;
-          this.ownBytes = this.wireBytes - shared.wireBytes;
         }
         this.done = true;
         this.finishedAtMs = clock.monotonic();
@@ -286,7 +290,10 @@ export class SnapshotCache {
    * build takes the store's current watermarks, which the caller checked against the floor.
    */
   acquire(feed: FeedRuntime, compression: Compression, maxBodyBytes: number, minRevision = 0, floor?: Readonly<Record<string, string>>): SnapshotBuild {
-    this.purge();
+    // The bound is applied after the choice, sparing it: applied before, an idle build this agent
+    // could reuse went first whenever another build was running (over the bound as it grows), and
+    // the agent paid a whole build of the same kind.
+    this.dropOutdated();
     const now = this.o.clock.monotonic();
     for (let i = this.builds.length - 1; i >= 0; i--) {
       const b = this.builds[i] as SnapshotBuild;
@@ -294,6 +301,7 @@ export class SnapshotCache {
       b.lastUsedMs = now;
       this.reusedCount++;
       this.o.metrics.snapshotsReused.inc({ feed: feed.name });
+      this.evictOverBound(b);
       return b;
     }
     const view = feed.store.current();
@@ -314,7 +322,7 @@ export class SnapshotCache {
    */
   acquireScoped(feed: FeedRuntime, node: string, compression: Compression, maxBodyBytes: number, minRevision = 0, floor?: Readonly<Record<string, string>>): SnapshotBuild {
     const scope = feed.scope as ScopeIndex;
-    this.purge();
+    this.dropOutdated(); // the bound after the choice, as in acquire()
     const now = this.o.clock.monotonic();
     const changedAt = scope.nodeChangedAt(node);
     for (let i = this.builds.length - 1; i >= 0; i--) {
@@ -325,13 +333,15 @@ export class SnapshotCache {
       b.lastUsedMs = now;
       this.reusedCount++;
       this.o.metrics.snapshotsReused.inc({ feed: feed.name });
-      return known ?? this.nodeSnapshot(b, scope, node);
+      const snap = known ?? this.nodeSnapshot(b, scope, node);
+      this.evictOverBound(b);
+      return snap;
     }
     const view = feed.store.current();
     const at = scope.shared();
     const build = new SnapshotBuild(feed, view.revision, compression, maxBodyBytes, view.meta.watermarks, statusKey(view.revision, view.meta));
     build.lastUsedMs = now;
-    build.scoped = { at, meta: view.meta, nodes: new Map() };
+    build.scoped = { at, meta: view.meta, nodes: new Map(), nodeBytes: 0 };
     this.builds.push(build);
     this.purge(); // the build it supersedes goes now
     this.builtCount++;
@@ -380,7 +390,10 @@ export class SnapshotCache {
     ));
     const snap = new NodeSnapshot(b, head, tail, rawBytes, this.o.clock, failed);
     // Above the bound the part is this agent's alone (streamed, then dropped): see MAX_CACHED_NODES.
-    if (sc.nodes.size < MAX_CACHED_NODES) sc.nodes.set(node, snap);
+    if (sc.nodes.size < MAX_CACHED_NODES) {
+      sc.nodes.set(node, snap);
+      sc.nodeBytes += snap.ownBytes;
+    }
     return snap;
   }
 
@@ -470,8 +483,16 @@ export class SnapshotCache {
     return this.fresh(b, now) && (b.revision === feed.store.revision || (b.revision < feed.store.revision && b.revision >= feed.store.stats().oldestRevision));
   }
 
-  /** Drops finished builds that are outdated and older than the reuse window (agents still streaming keep their reference). */
+  /**
+   * Drops finished builds that are outdated and older than the reuse window (agents still
+   * streaming keep their reference), then applies snapshotHeldMaxBytes (evictOverBound).
+   */
   purge(): void {
+    this.dropOutdated();
+    this.evictOverBound();
+  }
+
+  private dropOutdated(): void {
     const now = this.o.clock.monotonic();
     const kept = this.builds.filter((b) => this.fresh(b, now));
     // Only the newest build of a feed, encoding and kind can be chosen: acquire walks newest
@@ -482,7 +503,6 @@ export class SnapshotCache {
     const newest = new Map<string, SnapshotBuild>();
     for (const b of kept) newest.set(reuseKey(b), b);
     this.builds = newest.size === kept.length ? kept : kept.filter((b) => newest.get(reuseKey(b)) === b);
-    this.evictOverBound();
   }
 
   /**
@@ -494,13 +514,13 @@ export class SnapshotCache {
    * anyway, and the pinned bound covers readers of outdated ones), as is one still running; a
    * dropped build costs the next agent of its kind a new build, nothing else.
    */
-  private evictOverBound(): void {
+  private evictOverBound(spare?: SnapshotBuild): void {
     const max = this.o.heldMaxBytes;
     if (max === undefined) return;
     let bytes = 0;
     for (const b of this.builds) bytes += heldBytes(b);
     if (bytes <= max) return;
-    const idle = this.builds.filter((b) => b.done && !this.hasReaders(b)).sort((a, b) => a.lastUsedMs - b.lastUsedMs);
+    const idle = this.builds.filter((b) => b !== spare && b.done && !this.hasReaders(b)).sort((a, b) => a.lastUsedMs - b.lastUsedMs);
     const dropped = new Set<SnapshotBuild>();
     for (const b of idle) {
       if (bytes <= max) break;

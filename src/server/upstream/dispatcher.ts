@@ -26,7 +26,8 @@ export const WATERMARK_ONLY_INTERVAL_MS = 1_000;
  *   when a batch is split), never before it.
  * - Within one flush a key appears once, with its latest value.
  * - Every batch carries the feed's current watermarks; newer watermarks alone make a batch at most
- *   once per WATERMARK_ONLY_INTERVAL_MS, and always within it (a trailing flush).
+ *   once per WATERMARK_ONLY_INTERVAL_MS, and always within it (a trailing flush), except that a
+ *   replica checkpoint flushes them at once (flush(true)), at most once per checkpoint.
  */
 export class FeedState {
   readonly synced = new Set<string>();

@@ -81,6 +81,10 @@ describe('per-node caches of a scoped feed', () => {
     const cache = new SnapshotCache({ clock: new FakeClock(), reuseWindowMs: 1_000, sliceEntries: 50, sliceMs: 1_000, chunkBytes: 4_096, compressMinBytes: 1_024, metrics });
     const n1 = cache.acquireScoped(feed, 'n1', 'none', 4_096) as NodeSnapshot;
     const n2 = cache.acquireScoped(feed, 'n2', 'none', 4_096) as NodeSnapshot;
+    // While the shared build runs, the node snapshots' own parts (encoded already) count too.
+    expect(n1.shared.done).toBe(false);
+    const heldWhileRunning = cache.held().bytes;
+    const sharedWhileRunning = n1.shared.wireBytes;
     await new Promise<void>((resolve) => {
       const stop = n2.subscribe(() => {
         if (n1.done && n2.done) {
@@ -102,6 +106,7 @@ describe('per-node caches of a scoped feed', () => {
     }
     // n1 has an endpoint of its own: a chunk more than n2's BEGIN and END.
     expect(n1.frames.length).toBe(3);
+    expect(heldWhileRunning).toBe(sharedWhileRunning + n1.ownBytes + n2.ownBytes);
     expect(n2.frames.length).toBe(2);
     expect(cache.held().bytes).toBe(shared.wireBytes + n1.ownBytes + n2.ownBytes);
   });
