@@ -20,6 +20,20 @@ function pods(n: number, pad: number, gen = 0): Record<string, unknown> {
   return out;
 }
 
+/** A feed of 20 pods of ~1 KB, a token at its first revision, then `changes` revisions rewriting them all. */
+function tokenThenChanges(changes: number): { store: FeedStore; feed: FeedRuntime; token: Buffer } {
+  const store = new FeedStore({ feed: 'felix', epoch: '0123456789abcdef', logMaxAgeMs: 600_000 });
+  const put = (gen: number): void => {
+    store.apply({ updates: Object.entries(pods(20, 1_000, gen)).map(([key, v]) => ({ key, value: encodeValue(v) })), status: 'in-sync', watermarks: { pods: String(10 + gen) } }, 0);
+  };
+  put(0);
+  const metrics = createMetrics(new FanOutStats(), { defaultMetrics: false });
+  const feed = new FeedRuntime(0, { name: 'felix', resources: ['pods'], projectionVersion: 1, model: 'calico.v1' }, store as unknown as ServedStore, 'replica-a', metrics.fanout.feed('felix'));
+  const token = feed.token(store.revision);
+  for (let gen = 1; gen <= changes; gen++) put(gen);
+  return { store, feed, token };
+}
+
 describe('frames built for one agent alone, process-wide', () => {
   it('counts each frame once however many sockets hold it, until the last lets it go', () => {
     const own = new OwnFrames(1_000);
@@ -43,15 +57,7 @@ describe('frames built for one agent alone, process-wide', () => {
   });
 
   it('answers a resume whose delta does not fit beside what is held with a snapshot (too-large); one that fits resumes', () => {
-    const store = new FeedStore({ feed: 'felix', epoch: '0123456789abcdef', logMaxAgeMs: 600_000 });
-    const put = (gen: number): void => {
-      store.apply({ updates: Object.entries(pods(20, 1_000, gen)).map(([key, v]) => ({ key, value: encodeValue(v) })), status: 'in-sync', watermarks: { pods: String(10 + gen) } }, 0);
-    };
-    put(0);
-    const metrics = createMetrics(new FanOutStats(), { defaultMetrics: false });
-    const feed = new FeedRuntime(0, { name: 'felix', resources: ['pods'], projectionVersion: 1, model: 'calico.v1' }, store as unknown as ServedStore, 'replica-a', metrics.fanout.feed('felix'));
-    const token = feed.token(store.revision);
-    put(1); // ~20 KB changed since the token
+    const { store, feed, token } = tokenThenChanges(1); // ~20 KB changed since the token
     const hello = { node: 'n1', clientId: 'c', caps: [], maxFrameBytes: undefined, feeds: [{ name: 'felix', token, watermarks: undefined, notBefore: undefined }] };
     const feeds = new Map([['felix', feed]]);
     const own = new OwnFrames(64 * 1024);
@@ -63,15 +69,7 @@ describe('frames built for one agent alone, process-wide', () => {
   });
 
   it('a too-large resume of a scoped feed without scope.watermarks takes a snapshot of the current revision (the client may hold more than its token says)', () => {
-    const store = new FeedStore({ feed: 'felix', epoch: '0123456789abcdef', logMaxAgeMs: 600_000 });
-    const put = (gen: number): void => {
-      store.apply({ updates: Object.entries(pods(20, 1_000, gen)).map(([key, v]) => ({ key, value: encodeValue(v) })), status: 'in-sync', watermarks: { pods: String(10 + gen) } }, 0);
-    };
-    put(0);
-    const metrics = createMetrics(new FanOutStats(), { defaultMetrics: false });
-    const feed = new FeedRuntime(0, { name: 'felix', resources: ['pods'], projectionVersion: 1, model: 'calico.v1' }, store as unknown as ServedStore, 'replica-a', metrics.fanout.feed('felix'));
-    const token = feed.token(store.revision);
-    for (const gen of [1, 2, 3]) put(gen);
+    const { store, feed, token } = tokenThenChanges(3);
     const feeds = new Map([['felix', feed]]);
     const hello = (caps: string[], t: Buffer) => ({ node: 'n1', clientId: 'c', caps, maxFrameBytes: undefined, feeds: [{ name: 'felix', token: t, watermarks: undefined, notBefore: undefined }] });
     // A 16 KiB budget: the ~60 KB since the token is too large.

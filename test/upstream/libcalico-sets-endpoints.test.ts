@@ -13,6 +13,8 @@ import { libcalicoViewHarness, loadFixture } from './helpers.js';
 const GNS = 'globalnetworksets.crd.projectcalico.org';
 const NS = 'networksets.crd.projectcalico.org';
 const HEP = 'hostendpoints.crd.projectcalico.org';
+/** A HostEndpoint `e` on `node` (the node is part of its key). */
+const hep = (node: string): KubeObject => ({ kind: 'HostEndpoint', metadata: { name: 'e' }, spec: { node, interfaceName: 'eth0' } }) as KubeObject;
 const project = (id: string, obj: KubeObject): [string, unknown][] => entryProjector(resource(id), 'libcalico').entries(obj, 'unused').map(([k, v]) => [k, v]);
 
 describe('libcalico network sets', () => {
@@ -90,7 +92,6 @@ describe('libcalico host endpoints', () => {
 
   it('in a view: a host endpoint moved to another node moves its key; its delete removes it', () => {
     const { view, state } = libcalicoViewHarness(HEP);
-    const hep = (node: string): KubeObject => ({ kind: 'HostEndpoint', metadata: { name: 'e' }, spec: { node, interfaceName: 'eth0' } }) as KubeObject;
     view.upsert(hep('a'));
     view.upsert(hep('b'));
     expect([...state.keys()]).toEqual(['/calico/v1/host/b/endpoint/e']);
@@ -100,7 +101,6 @@ describe('libcalico host endpoints', () => {
 
   it('a key made from a field with a lone surrogate (spec.node) is a projection error: nothing new projected, the last good keys kept', () => {
     const { view, state } = libcalicoViewHarness(HEP);
-    const hep = (node: string): KubeObject => ({ kind: 'HostEndpoint', metadata: { name: 'e' }, spec: { node, interfaceName: 'eth0' } }) as KubeObject;
     view.upsert(hep('a'));
     // On the wire that key would be U+FFFD, as would '\udc00''s: two keys, one on every agent.
     view.upsert(hep('a\ud800'));

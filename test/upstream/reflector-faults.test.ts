@@ -40,6 +40,15 @@ const counter = async (up: UpstreamHandle, name: 'watchRestarts' | 'authErrors' 
  * The next watch request is answered with a 200 and the lines `lines()` gives then (each with its
  * newline), the stream left open unless `end`; later requests reach the server as usual.
  */
+/** A watch line: pod `name` ADDED (its metadata patched by `meta`) at the server's RV + `ahead`. */
+function added(name: string, ahead: number, meta: Record<string, unknown> = {}, ip?: string): string {
+  const p = ip === undefined ? pod(name) : pod(name, { ip });
+  return JSON.stringify({ type: 'ADDED', object: { ...p, kind: 'Pod', metadata: { ...p.metadata, ...meta, resourceVersion: String(server.rv + ahead) } } });
+}
+
+/** The well-formed event after the malformed ones: pod `ok` ADDED, which the stream must reach. */
+const addedOk = (ahead: number): string => added('ok', ahead, {}, '10.0.0.7');
+
 function nextWatchWrites(lines: () => string[], end = false): void {
   server.intercept = (info, _req, res) => {
     if (!info.watch) return false;
@@ -456,10 +465,7 @@ describe('reflector under faults', () => {
     server.upsert('pods', pod('a'));
     up.start(sink);
     await waitUntil(() => server.openWatches === 1, { clock });
-    nextWatchWrites(() => [
-      JSON.stringify({ type: 'ADDED', object: { kind: 'Pod', metadata: { namespace: 'x' } } }),
-      JSON.stringify({ type: 'ADDED', object: { ...pod('ok', { ip: '10.0.0.7' }), kind: 'Pod', metadata: { ...pod('ok').metadata, resourceVersion: String(server.rv + 1) } } }),
-    ]);
+    nextWatchWrites(() => [JSON.stringify({ type: 'ADDED', object: { kind: 'Pod', metadata: { namespace: 'x' } } }), addedOk(1)]);
     server.endWatches();
     await waitUntil(() => sink.state.get('pods')?.has('/pods/default/ok') === true, { clock });
     expect(await counter(up, 'skipped', { reason: 'malformed' })).toBe(1);
@@ -473,11 +479,7 @@ describe('reflector under faults', () => {
     up.start(sink);
     await waitUntil(() => server.openWatches === 1, { clock });
     // JSON.stringify writes the lone surrogates as \ud800 escapes, as a hostile server would.
-    nextWatchWrites(() => [
-      JSON.stringify({ type: 'ADDED', object: { ...pod('b\ud800'), kind: 'Pod', metadata: { ...pod('b\ud800').metadata, resourceVersion: String(server.rv + 1) } } }),
-      JSON.stringify({ type: 'ADDED', object: { ...pod('c'), kind: 'Pod', metadata: { ...pod('c').metadata, namespace: 'x\udc00', resourceVersion: String(server.rv + 2) } } }),
-      JSON.stringify({ type: 'ADDED', object: { ...pod('ok', { ip: '10.0.0.7' }), kind: 'Pod', metadata: { ...pod('ok').metadata, resourceVersion: String(server.rv + 3) } } }),
-    ]);
+    nextWatchWrites(() => [added('b\ud800', 1), added('c', 2, { namespace: 'x\udc00' }), addedOk(3)]);
     server.endWatches();
     await waitUntil(() => sink.state.get('pods')?.has('/pods/default/ok') === true, { clock });
     expect([...(sink.state.get('pods')?.keys() ?? [])].every((k) => k.isWellFormed())).toBe(true);
