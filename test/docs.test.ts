@@ -35,6 +35,23 @@ describe('docs - claims the code can check', () => {
     expect(cited.filter((p) => !existsSync(join(root, p)))).toEqual([]);
   });
 
+  it('every metric the texts name is one the code defines (docs, DESIGN.md, PROTOCOL.md, error texts)', () => {
+    const srcFiles = (dir: string): string[] => readdirSync(join(root, dir), { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? srcFiles(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
+    const code = srcFiles('src').map((f) => readFileSync(join(root, f), 'utf8'));
+    // A metric is defined where its name is a string literal of its own (`name: '…'`, stateGauge('…', …)).
+    const defined = new Set(code.flatMap((t) => [...t.matchAll(/'(cattail_[a-z0-9_]+)'/g)].map((m) => m[1] as string)));
+    const texts = [...prose, ...['DESIGN.md', 'proto/PROTOCOL.md', 'src/client/README.md', 'src/errors.ts'].map((file) => ({ file, text: readFileSync(join(root, file), 'utf8') }))];
+    const unknown: string[] = [];
+    for (const { file, text } of texts) {
+      for (const [name] of text.matchAll(/\bcattail_[a-z0-9_]*[a-z0-9]\b/g)) {
+        // prom-client's default metrics carry the prefix (metrics.ts); histograms add their series suffixes.
+        if (/^cattail_(process|nodejs)_/.test(name) || defined.has(name) || defined.has(name.replace(/_(bucket|sum|count)$/, ''))) continue;
+        unknown.push(`${file}: ${name}`);
+      }
+    }
+    expect([...new Set(unknown)]).toEqual([]);
+  });
+
   it.each(prose)('$file does not say the logs go to stdout (they are JSON lines on stderr, src/log.ts)', ({ text }) => {
     expect(text).not.toMatch(/logs? (?:go(?:es)? |are written |is written )?to stdout/i);
   });
