@@ -64,6 +64,7 @@ export const ERROR_CODES = {
   CATTAIL_CLIENT_TLS_FILES: { exit: 4, text: 'A TLS file (CA, client certificate or key) could not be read when connecting; it is re-read on every attempt.' },
   CATTAIL_CLIENT_SERVER_IDENTITY: { exit: 4, text: "The server's certificate does not carry the expected common name or URI SAN." },
   CATTAIL_CLIENT_CLOSED: { exit: 4, text: 'The client was closed (close() or destroy()); pending waits end with this error.' },
+  CATTAIL_CLIENT_MOVED: { exit: 4, text: 'The host asked the client to leave its replica for another (moveOn(): a tier-2 replica whose own agents hold newer state than its tier-1 replica); it said GOODBYE (`moving`), keeps its state and connects to the next endpoint at once.' },
   CATTAIL_CLIENT_SYNC_TIMEOUT: { exit: 5, text: '`cattail agent --once` did not see every feed in sync within --timeout-ms.' },
   CATTAIL_CLIENT_DUMP_WRITE_FAILED: { exit: 4, text: '`cattail agent --dump` could not write its file (directory removed, disk full, not permitted); the temporary file is removed and a previous dump stays as it was. A path that cannot work (no such directory, not writable, a directory) is refused at start-up with CATTAIL_CONFIG_INVALID_VALUE instead.' },
   // --- Wire protocol (proto/, src/wire): each ProtocolError also carries the WebSocket close code. ---

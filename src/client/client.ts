@@ -266,6 +266,21 @@ export class Client {
     return this.closePromise;
   }
 
+  /**
+   * Leaves the replica this client is connected to for another, keeping the state: GOODBYE
+   * (`moving`) and close 1000, then the next endpoint of the rotation at once (a rebase or
+   * snapshot there, as after any move). For a host that learned its replica is behind what others
+   * serve (a tier-2 replica whose own agents hold newer state); with a single endpoint (a Service
+   * address) the new connection may land on another replica behind it. Returns false, doing
+   * nothing, while no connection is open or the client is closing.
+   */
+  moveOn(why: string): boolean {
+    const conn = this.conn;
+    if (conn === undefined || this.closing) return false;
+    conn.closeGracefully(new CattailError('CATTAIL_CLIENT_MOVED', `moving to another replica: ${why}`, { details: { endpoint: conn.url } }));
+    return true;
+  }
+
   /** Forced close: the socket is destroyed at once, no GOODBYE. `reason` goes into the `closed` event. */
   destroy(reason?: unknown): void {
     const err = reason === undefined ? undefined : CattailError.is(reason) ? reason : new CattailError('CATTAIL_CLIENT_CLOSED', 'client destroyed', { cause: reason });
@@ -540,6 +555,10 @@ export class Client {
         break;
       case 'CATTAIL_CLIENT_REJECTED':
         delay = this.backoff.longest();
+        break;
+      case 'CATTAIL_CLIENT_MOVED':
+        // The host's choice, not a failure: the next endpoint now (advance), no backoff.
+        delay = 0;
         break;
       case 'CATTAIL_CLIENT_DIGEST_MISMATCH':
       case 'CATTAIL_CLIENT_REPAIR_FAILED':

@@ -366,9 +366,10 @@ export class Connection {
   closeGracefully(error: CattailError): void {
     if (this.ended) return;
     if (this.ws?.readyState === WebSocket.OPEN) {
-      this.send({ type: 'goodbye', reason: 'client-close', message: error.message.slice(0, 200) });
+      const reason = goodbyeReason(error);
+      this.send({ type: 'goodbye', reason, message: error.message.slice(0, 200) });
       this.pendingEnd = { error, welcomed: this.welcome !== undefined, local: true, closeCode: 1000 };
-      this.closeWith(1000, 'client-close');
+      this.closeWith(1000, reason);
       return;
     }
     this.terminate(error);
@@ -419,7 +420,7 @@ export class Connection {
 }
 
 function goodbyeReason(error: CattailError): string {
-  return error.code === 'CATTAIL_CLIENT_REPLICA_BEHIND' ? 'replica-behind' : 'client-close';
+  return error.code === 'CATTAIL_CLIENT_REPLICA_BEHIND' ? 'replica-behind' : error.code === 'CATTAIL_CLIENT_MOVED' ? 'moving' : 'client-close';
 }
 
 /** Checks a WELCOME against our HELLO; returns the problem or undefined. */

@@ -60,7 +60,7 @@ export interface CattailUpstreamOptions {
 }
 
 /** What this upstream uses of the client library's Client. */
-export type Tier1Client = Pick<Client, 'on' | 'feed' | 'close'>;
+export type Tier1Client = Pick<Client, 'on' | 'feed' | 'close' | 'moveOn'>;
 
 /**
  * The longest a change waits for the feedStatus that carries its watermarks, in ms. The STATUS
@@ -78,6 +78,15 @@ export const HELD_MAX_MS = 1_000;
  * GOODBYE is still avoided for all of its delay.
  */
 export const TIER1_GOODBYE_WAIT_MAX_MS = 1_000;
+
+/**
+ * The shortest time between two moves to another tier-1 replica on agents' evidence
+ * (recheckMissing), in ms. Agents refused as ahead (4015) retry every few seconds; one move a
+ * minute serves them all, and bounds what an agent presenting made-up watermarks can cost: one
+ * reconnect of this replica to tier 1 (a rebase, or a snapshot) a minute, its agents served
+ * from its state meanwhile.
+ */
+export const TIER1_MOVE_MIN_MS = 60_000;
 
 function syncOf(s: FeedStatus['sync']): 'waiting' | 'resyncing' | 'in-sync' | undefined {
   return s === 'unknown' ? undefined : s;
@@ -99,6 +108,8 @@ export class CattailUpstream implements Upstream {
   private heldTimer: Timer | undefined;
   /** Per feed: the client's historySkips at the last feedStatus. */
   private readonly skips = new Map<string, number>();
+  /** When recheckMissing last moved the client to another tier-1 replica (monotonic ms). */
+  private lastMoveMs = -Infinity;
 
   constructor(private readonly o: CattailUpstreamOptions) {
     for (const f of o.feeds) {
@@ -211,6 +222,23 @@ export class CattailUpstream implements Upstream {
         this.staleTimer = this.o.clock.setTimeout(() => this.markStale(), this.o.staleAfterMs);
       }
     });
+  }
+
+  /**
+   * An agent was refused as ahead of this replica on `resources` (4015): it applied newer state of
+   * them from another replica, so the tier-1 replica this one follows is behind another. Tier 1
+   * looks again at a missing CRD when its own agents say so (Upstream.recheckMissing there), but
+   * this replica's HELLO to it presents its own, older state: the agent's evidence stopped here,
+   * and tier-2 agents were refused until that tier-1 replica's next look (missingResourceRetryMs,
+   * 5 minutes by default). So this replica moves to another tier-1 replica (at most once per
+   * TIER1_MOVE_MIN_MS), keeping its state and serving it meanwhile.
+   */
+  recheckMissing(resources: readonly string[]): void {
+    const now = this.o.clock.monotonic();
+    if (this.client === undefined || now - this.lastMoveMs < TIER1_MOVE_MIN_MS) return;
+    if (!this.client.moveOn(`an agent holds newer state of ${resources.join(', ')} than this tier-1 replica serves`)) return;
+    this.lastMoveMs = now;
+    this.o.log?.info({ resources }, 'an agent holds newer state than the tier-1 replica followed: moving to another');
   }
 
   /**

@@ -302,6 +302,33 @@ describe('client - liveness and server hints', () => {
     expect(guard.problems()).toEqual([]);
   });
 
+  it('moveOn() leaves the replica with GOODBYE moving and connects to the next endpoint at once, keeping the state', async () => {
+    const a = await server({ serverId: 'a' });
+    const b = await server({ serverId: 'b' });
+    for (const s of [a, b]) s.load('felix', data);
+    const { client, clock, rec, guard } = setup({ endpoints: [a.url, b.url], random: () => 0 });
+    guard.allow('CATTAIL_CLIENT_MOVED');
+    await client.whenInSync();
+    const [left, next] = client.stats.serverId === 'a' ? [a, b] : [b, a];
+    const held = client.feed('felix').size;
+    expect(client.moveOn('test')).toBe(true);
+    await waitUntil(() => client.state === 'reconnecting', 'reconnecting', on(client));
+    const ev = rec.last('reconnecting')!;
+    expect(ev.reason?.code).toBe('CATTAIL_CLIENT_MOVED');
+    expect(ev.delayMs).toBe(0);
+    // No wait: the next endpoint on the clock's next tick.
+    await clock.advanceAsync(0);
+    await waitUntil(() => client.inSync && client.stats.serverId === next.serverId, 'in sync on the next replica', on(client));
+    expect(client.feed('felix').size).toBe(held);
+    await waitUntil(() => left.rec.clientGoodbyes.length === 1 && left.rec.clientCloses.length === 1, 'GOODBYE and close at the one left', on(left));
+    expect(left.rec.clientGoodbyes[0]).toMatchObject({ type: 'goodbye', reason: 'moving' });
+    expect(left.rec.clientCloses[0]!.code).toBe(1000);
+    expect(guard.problems()).toEqual([]);
+    // Nothing to leave once closed.
+    await client.close();
+    expect(client.moveOn('test')).toBe(false);
+  });
+
   it('honours a 503 refusal: no retry of that server before Retry-After, hinted endpoint first', async () => {
     const a = await server({ serverId: 'a' });
     a.refuse = { count: 1, retryAfterS: 30, endpoints: [] };

@@ -8,7 +8,7 @@ import type { ChangeBatch, FeedStatus } from '../../src/client/feed-view.js';
 import type { StatusEvent } from '../../src/client/status.js';
 import { FakeClock } from '../../src/clock.js';
 import type { FeedBatch } from '../../src/server/pipeline/seams.js';
-import { CattailUpstream, HELD_MAX_MS, TIER1_GOODBYE_WAIT_MAX_MS, type Tier1Client } from '../../src/server/upstream-cattail.js';
+import { CattailUpstream, HELD_MAX_MS, TIER1_GOODBYE_WAIT_MAX_MS, TIER1_MOVE_MIN_MS, type Tier1Client } from '../../src/server/upstream-cattail.js';
 import { builtinFeed } from '../../src/server/upstream/feeds.js';
 
 interface Events {
@@ -26,6 +26,13 @@ class ScriptedClient {
   }
   emit<K extends keyof Events>(event: K, e: Events[K]): void {
     for (const fn of this.listeners[event] as ((e: Events[K]) => void)[]) fn(e);
+  }
+  /** moveOn() calls, and what it answers (false: no connection open). */
+  readonly moves: string[] = [];
+  connected = true;
+  moveOn(why: string): boolean {
+    if (this.connected) this.moves.push(why);
+    return this.connected;
   }
   feed(): { model: undefined } {
     return { model: undefined };
@@ -53,6 +60,26 @@ const status = (sync: FeedStatus['sync'], watermarks: Record<string, string>, st
   feed, sync, stale, revision: 1, size: 1, verifiedRevision: 1, watermarks, retiredWatermarks: {}, lagMs: 0, snapshot: undefined, historySkips,
 });
 const state = (s: StatusEvent['state']): StatusEvent => ({ state: s, from: 'idle', endpoint: 'ws://tier1.test:5473/', serverId: undefined, reason: undefined, delayMs: undefined, staleFeeds: undefined, discovery: undefined, attempt: 0, at: 0 });
+
+describe('tier 2: agents that hold newer state than its tier-1 replica', () => {
+  it('moves to another tier-1 replica when an agent is refused as ahead, at most once per TIER1_MOVE_MIN_MS, and only once a move happened', () => {
+    const { clock, client, up } = setup();
+    up.recheckMissing(['ippools.crd.projectcalico.org']);
+    expect(client.moves).toHaveLength(1);
+    expect(client.moves[0]).toContain('ippools.crd.projectcalico.org');
+    // Every agent retrying within the minute: no further move.
+    clock.advance(TIER1_MOVE_MIN_MS - 1);
+    up.recheckMissing(['ippools.crd.projectcalico.org']);
+    expect(client.moves).toHaveLength(1);
+    clock.advance(1);
+    // Not connected (between attempts): nothing to leave, and the next refusal may try again.
+    client.connected = false;
+    up.recheckMissing(['pods']);
+    client.connected = true;
+    up.recheckMissing(['pods']);
+    expect(client.moves).toHaveLength(2);
+  });
+});
 
 describe('tier 2: what reaches the store', () => {
   it('asks tier 1 for feeds of its own definition only: the resources of each built-in feed it follows (PROTOCOL.md §8 "A feed\'s resources")', () => {

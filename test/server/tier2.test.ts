@@ -7,6 +7,9 @@
  * and losing tier 1 makes tier 2 stale (serving its last state) until tier 1 is back.
  */
 import { KubeConfig } from '@kubernetes/client-node';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect, type Client } from '../../src/client/index.js';
 import { realClock } from '../../src/clock.js';
@@ -138,3 +141,38 @@ describe('tier 2: a key that changed and came back at tier 1', () => {
     if (s.kind === 'delta') expect(s.upserts.map(([k]) => k)).toEqual(['/k']);
   });
 });
+
+describe('tier 2: an agent that holds newer state than the tier-1 replica followed', () => {
+  it('is refused (4015), and tier 2 moves to another tier-1 replica, where the agent is then served', async () => {
+    const felix = builtinFeed('felix');
+    const def = [{ name: 'felix', resources: felix.resources, projectionVersion: felix.projectionVersion, model: felix.model }];
+    const ups = [new ScriptedUpstream(def), new ScriptedUpstream(def)];
+    const t1s: ServerHandle[] = [];
+    for (const [i, up] of ups.entries()) {
+      const t = await startServer({ upstream: up, defaultMetrics: false, flushWindowMs: 1, serverId: `tier1-${i}`, transport: TEST_TRANSPORT });
+      cleanups.push(() => t.close());
+      t1s.push(t);
+      up.apply('felix', { '/k': encodeValue({ v: 1 }) }, { status: 'in-sync', watermarks: { pods: '10' } });
+    }
+    const x = await tier2('tier2-x', t1s.map((t) => t.url));
+    const store = x.stores.get('felix')!;
+    await waitUntil(() => store.meta().status === 'in-sync' && t1s.some((t) => t.connectionCount() === 1), 'tier 2 in sync on one tier-1 replica');
+    const followed = t1s.findIndex((t) => t.connectionCount() === 1);
+    const other = 1 - followed;
+    // The other tier-1 replica moves on (its upstream is ahead); an agent of it applies that.
+    ups[other]!.apply('felix', { '/k': encodeValue({ v: 2 }) }, { watermarks: { pods: '20' } });
+    const dir = await mkdtemp(join(tmpdir(), 'cattail-tier2-move-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const first = connect({ endpoints: [t1s[other]!.url], feeds: ['felix'], node: 'n1', stateDir: dir, checkpointIntervalMs: 0 });
+    await waitUntil(() => first.feed('felix').status.watermarks['pods'] === '20' && first.inSync, 'the agent at the newer state');
+    await first.close();
+    // The same agent, restarted from its checkpoint, meets tier 2: behind it, until tier 2 moved.
+    const agentClient = connect({ endpoints: [x.url], feeds: ['felix'], node: 'n1', stateDir: dir, behindRetryDelayMs: 100 });
+    cleanups.push(() => agentClient.destroy());
+    await waitUntil(() => agentClient.stats.behind > 0, 'refused as ahead of tier 2');
+    await waitUntil(() => t1s[other]!.connectionCount() === 1 && store.meta().watermarks['pods'] === '20', 'tier 2 moved to the other tier-1 replica');
+    await waitUntil(() => agentClient.inSync && agentClient.feed('felix').status.watermarks['pods'] === '20', 'the agent served by tier 2');
+    expect(agentClient.feed('felix').get('/k')).toEqual({ v: 2 });
+  });
+});
+
