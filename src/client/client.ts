@@ -272,11 +272,14 @@ export class Client {
    * snapshot there, as after any move). For a host that learned its replica is behind what others
    * serve (a tier-2 replica whose own agents hold newer state); with a single endpoint (a Service
    * address) the new connection may land on another replica behind it. Returns false, doing
-   * nothing, while no connection is open or the client is closing.
+   * nothing, unless a connection is open and not closing already (its own end, a server's GOODBYE
+   * with its delay, stands), and unless another endpoint may be tried now (with every other one
+   * pinned by a GOODBYE or a 503, the move would come straight back).
    */
   moveOn(why: string): boolean {
     const conn = this.conn;
-    if (conn === undefined || this.closing) return false;
+    if (conn === undefined || this.closing || !conn.isOpen || conn.leaving) return false;
+    if (this.rotation.endpoints.length > 1 && !this.rotation.otherFree(conn.url, this.opts.clock.monotonic())) return false;
     conn.closeGracefully(new CattailError('CATTAIL_CLIENT_MOVED', `moving to another replica: ${why}`, { details: { endpoint: conn.url } }));
     return true;
   }

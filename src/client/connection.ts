@@ -108,6 +108,11 @@ export class Connection {
     return !this.ended && this.ws?.readyState === WebSocket.OPEN;
   }
 
+  /** This side decided to close (GOODBYE, ERROR, a check that failed): the end is set, the close under way. */
+  get leaving(): boolean {
+    return this.pendingEnd !== undefined;
+  }
+
   /**
    * Starts the attempt. Never throws: every failure ends in `onEnd`. Does nothing once ended: the
    * client's 'connecting' listeners run before start() and may close the client, which ends this
@@ -364,7 +369,9 @@ export class Connection {
    * the socket is closed or `closeTimeoutMs` forced it.
    */
   closeGracefully(error: CattailError): void {
-    if (this.ended) return;
+    // A close already under way keeps its own end (a server's GOODBYE and its delay, a replica
+    // found behind): this one would discard it.
+    if (this.ended || this.pendingEnd !== undefined) return;
     if (this.ws?.readyState === WebSocket.OPEN) {
       const reason = goodbyeReason(error);
       this.send({ type: 'goodbye', reason, message: error.message.slice(0, 200) });

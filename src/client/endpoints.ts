@@ -99,6 +99,12 @@ export class EndpointRotation {
     this.hints = [];
   }
 
+  /** Whether an endpoint other than `url` (listed or hinted) may be connected to at monotonic time `now`. */
+  otherFree(url: string, now: number): boolean {
+    const free = (u: string): boolean => u !== url && (this.notBefore.get(u) ?? 0) <= now;
+    return this.hints.some(free) || this.list.some(free);
+  }
+
   /** The next endpoint at monotonic time `now`; undefined when there is none at all. Hints are consumed when picked. */
   next(now: number): Pick | undefined {
     const free = (u: string): boolean => (this.notBefore.get(u) ?? 0) <= now;

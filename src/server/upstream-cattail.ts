@@ -55,12 +55,14 @@ export interface CattailUpstreamOptions {
   /** TLS to tier 1, the agent's options. */
   readonly tls?: ConnectOptions['tls'];
   readonly kubeconfig?: string | undefined;
+  /** For tests: how long refusals must go on before a move, in ms. @default TIER1_AHEAD_PERSIST_MS */
+  readonly aheadPersistMs?: number;
   /** For tests: makes the client that follows tier 1 (default: the client library's connect). */
   readonly connect?: (o: ConnectOptions) => Tier1Client;
 }
 
 /** What this upstream uses of the client library's Client. */
-export type Tier1Client = Pick<Client, 'on' | 'feed' | 'close' | 'moveOn'>;
+export type Tier1Client = Pick<Client, 'on' | 'feed' | 'close' | 'moveOn' | 'inSync'>;
 
 /**
  * The longest a change waits for the feedStatus that carries its watermarks, in ms. The STATUS
@@ -88,6 +90,16 @@ export const TIER1_GOODBYE_WAIT_MAX_MS = 1_000;
  */
 export const TIER1_MOVE_MIN_MS = 60_000;
 
+/**
+ * How long agents must go on being refused as ahead before this replica moves (recheckMissing),
+ * in ms: a second refusal at least this long after the first, within TIER1_MOVE_MIN_MS of it.
+ * Tier-1 replicas trail each other by moments on busy resources, so an agent crossing from a
+ * tier-2 replica of one to a replica of the other is often refused once (and served elsewhere,
+ * or here a few seconds later); moving on that dropped a healthy tier-1 connection for nothing.
+ * A tier-1 replica stuck behind (a CRD it has not looked at again) keeps refusing.
+ */
+export const TIER1_AHEAD_PERSIST_MS = 10_000;
+
 function syncOf(s: FeedStatus['sync']): 'waiting' | 'resyncing' | 'in-sync' | undefined {
   return s === 'unknown' ? undefined : s;
 }
@@ -110,6 +122,8 @@ export class CattailUpstream implements Upstream {
   private readonly skips = new Map<string, number>();
   /** When recheckMissing last moved the client to another tier-1 replica (monotonic ms). */
   private lastMoveMs = -Infinity;
+  /** When the refusals that may lead to a move began (monotonic ms); see TIER1_AHEAD_PERSIST_MS. */
+  private aheadSinceMs: number | undefined;
 
   constructor(private readonly o: CattailUpstreamOptions) {
     for (const f of o.feeds) {
@@ -218,7 +232,8 @@ export class CattailUpstream implements Upstream {
         this.staleTimer = undefined;
       } else if ((e.state === 'reconnecting' || e.state === 'behind') && this.disconnectedSinceMs === undefined) {
         this.disconnectedSinceMs = this.o.clock.monotonic();
-        this.o.log?.warn({ reason: e.reason?.code, endpoint: e.endpoint }, 'lost tier 1; serving the last state');
+        // A move of our own (recheckMissing) is logged there, at info.
+        if (e.reason?.code !== 'CATTAIL_CLIENT_MOVED') this.o.log?.warn({ reason: e.reason?.code, endpoint: e.endpoint }, 'lost tier 1; serving the last state');
         this.staleTimer = this.o.clock.setTimeout(() => this.markStale(), this.o.staleAfterMs);
       }
     });
@@ -235,10 +250,20 @@ export class CattailUpstream implements Upstream {
    */
   recheckMissing(resources: readonly string[]): void {
     const now = this.o.clock.monotonic();
-    if (this.client === undefined || now - this.lastMoveMs < TIER1_MOVE_MIN_MS) return;
+    // Only from a tier-1 replica this one is in sync with: moving while it catches up (after an
+    // outage its store stays in-sync and keeps answering agents) cut off the very catch-up that
+    // closes the gap. And only on named resources (a refusal without a usable floor names none).
+    if (this.client === undefined || !this.client.inSync || resources.length === 0 || now - this.lastMoveMs < TIER1_MOVE_MIN_MS) return;
+    const persistMs = this.o.aheadPersistMs ?? TIER1_AHEAD_PERSIST_MS;
+    if (this.aheadSinceMs === undefined || now - this.aheadSinceMs >= TIER1_MOVE_MIN_MS) {
+      this.aheadSinceMs = now;
+      if (persistMs > 0) return;
+    }
+    if (now - this.aheadSinceMs < persistMs) return;
     if (!this.client.moveOn(`an agent holds newer state of ${resources.join(', ')} than this tier-1 replica serves`)) return;
     this.lastMoveMs = now;
-    this.o.log?.info({ resources }, 'an agent holds newer state than the tier-1 replica followed: moving to another');
+    this.aheadSinceMs = undefined;
+    this.o.log?.info({ resources }, 'agents hold newer state than the tier-1 replica followed: moving to another');
   }
 
   /**

@@ -312,6 +312,8 @@ describe('client - liveness and server hints', () => {
     const [left, next] = client.stats.serverId === 'a' ? [a, b] : [b, a];
     const held = client.feed('felix').size;
     expect(client.moveOn('test')).toBe(true);
+    // The close under way keeps its end: a second call does nothing.
+    expect(client.moveOn('again')).toBe(false);
     await waitUntil(() => client.state === 'reconnecting', 'reconnecting', on(client));
     const ev = rec.last('reconnecting')!;
     expect(ev.reason?.code).toBe('CATTAIL_CLIENT_MOVED');
@@ -327,6 +329,27 @@ describe('client - liveness and server hints', () => {
     // Nothing to leave once closed.
     await client.close();
     expect(client.moveOn('test')).toBe(false);
+  });
+
+  it('moveOn() does nothing when every other endpoint is pinned (it would come straight back)', async () => {
+    const a = await server({ serverId: 'a' });
+    const b = await server({ serverId: 'b' });
+    for (const s of [a, b]) s.load('felix', data);
+    const { client, clock, guard } = setup({ endpoints: [a.url, b.url], random: () => 0, goodbyeDelayMaxMs: 1_000 });
+    guard.allow('CATTAIL_CLIENT_SERVER_CLOSED');
+    await client.whenInSync();
+    const [first, second] = client.stats.serverId === 'a' ? [a, b] : [b, a];
+    // The first says GOODBYE for two minutes: the client goes to the second after a second, the
+    // first pinned for the two minutes.
+    first.goodbyeAll({ reconnectDelayMs: 120_000, endpoints: [second.url] });
+    await waitUntil(() => client.state === 'reconnecting', 'reconnecting', on(client));
+    await clock.advanceAsync(1_000);
+    await waitUntil(() => client.inSync && client.stats.serverId === second.serverId, 'in sync on the second', on(client));
+    expect(client.moveOn('test')).toBe(false);
+    expect(client.state).toBe('in-sync');
+    await waitUntil(() => first.rec.clientCloses.length === 1, 'the first closed', on(first));
+    expect(second.rec.clientGoodbyes).toHaveLength(0);
+    expect(guard.problems()).toEqual([]);
   });
 
   it('honours a 503 refusal: no retry of that server before Retry-After, hinted endpoint first', async () => {

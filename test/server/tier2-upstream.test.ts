@@ -8,7 +8,7 @@ import type { ChangeBatch, FeedStatus } from '../../src/client/feed-view.js';
 import type { StatusEvent } from '../../src/client/status.js';
 import { FakeClock } from '../../src/clock.js';
 import type { FeedBatch } from '../../src/server/pipeline/seams.js';
-import { CattailUpstream, HELD_MAX_MS, TIER1_GOODBYE_WAIT_MAX_MS, TIER1_MOVE_MIN_MS, type Tier1Client } from '../../src/server/upstream-cattail.js';
+import { CattailUpstream, HELD_MAX_MS, TIER1_AHEAD_PERSIST_MS, TIER1_GOODBYE_WAIT_MAX_MS, TIER1_MOVE_MIN_MS, type Tier1Client } from '../../src/server/upstream-cattail.js';
 import { builtinFeed } from '../../src/server/upstream/feeds.js';
 
 interface Events {
@@ -30,6 +30,7 @@ class ScriptedClient {
   /** moveOn() calls, and what it answers (false: no connection open). */
   readonly moves: string[] = [];
   connected = true;
+  inSync = true;
   moveOn(why: string): boolean {
     if (this.connected) this.moves.push(why);
     return this.connected;
@@ -62,22 +63,54 @@ const status = (sync: FeedStatus['sync'], watermarks: Record<string, string>, st
 const state = (s: StatusEvent['state']): StatusEvent => ({ state: s, from: 'idle', endpoint: 'ws://tier1.test:5473/', serverId: undefined, reason: undefined, delayMs: undefined, staleFeeds: undefined, discovery: undefined, attempt: 0, at: 0 });
 
 describe('tier 2: agents that hold newer state than its tier-1 replica', () => {
-  it('moves to another tier-1 replica when an agent is refused as ahead, at most once per TIER1_MOVE_MIN_MS, and only once a move happened', () => {
+  it('moves to another tier-1 replica when agents go on being refused as ahead for TIER1_AHEAD_PERSIST_MS, at most once per TIER1_MOVE_MIN_MS', () => {
     const { clock, client, up } = setup();
-    up.recheckMissing(['ippools.crd.projectcalico.org']);
+    const POOLS = ['ippools.crd.projectcalico.org'];
+    // One refusal is no evidence (tier-1 replicas trail each other by moments).
+    up.recheckMissing(POOLS);
+    clock.advance(TIER1_AHEAD_PERSIST_MS - 1);
+    up.recheckMissing(POOLS);
+    expect(client.moves).toHaveLength(0);
+    clock.advance(1);
+    up.recheckMissing(POOLS);
     expect(client.moves).toHaveLength(1);
     expect(client.moves[0]).toContain('ippools.crd.projectcalico.org');
-    // Every agent retrying within the minute: no further move.
+    // Within the minute: no further move, whatever the refusals.
     clock.advance(TIER1_MOVE_MIN_MS - 1);
-    up.recheckMissing(['ippools.crd.projectcalico.org']);
+    up.recheckMissing(POOLS);
     expect(client.moves).toHaveLength(1);
     clock.advance(1);
-    // Not connected (between attempts): nothing to leave, and the next refusal may try again.
+    // Evidence starts again after a move.
+    up.recheckMissing(POOLS);
+    clock.advance(TIER1_AHEAD_PERSIST_MS);
+    up.recheckMissing(POOLS);
+    expect(client.moves).toHaveLength(2);
+  });
+
+  it('does not move while it catches up with tier 1, on a refusal that names no resource, or on evidence older than a minute', () => {
+    const { clock, client, up } = setup();
+    client.inSync = false;
+    up.recheckMissing(['pods']);
+    clock.advance(TIER1_AHEAD_PERSIST_MS);
+    up.recheckMissing(['pods']);
+    expect(client.moves).toHaveLength(0);
+    client.inSync = true;
+    up.recheckMissing([]);
+    clock.advance(TIER1_AHEAD_PERSIST_MS);
+    up.recheckMissing([]);
+    expect(client.moves).toHaveLength(0);
+    // A first refusal, then the next only after a minute: that one starts the evidence anew.
+    up.recheckMissing(['pods']);
+    clock.advance(TIER1_MOVE_MIN_MS);
+    up.recheckMissing(['pods']);
+    expect(client.moves).toHaveLength(0);
+    clock.advance(TIER1_AHEAD_PERSIST_MS);
+    // moveOn refused (no connection open, or nowhere else to go now): tried again at the next refusal.
     client.connected = false;
     up.recheckMissing(['pods']);
     client.connected = true;
     up.recheckMissing(['pods']);
-    expect(client.moves).toHaveLength(2);
+    expect(client.moves).toHaveLength(1);
   });
 });
 

@@ -39,8 +39,8 @@ async function tier1(sim: Sim, listen = '127.0.0.1:0'): Promise<ServerHandle> {
   return server;
 }
 
-async function tier2(name: string, endpoints: string[], staleAfterMs = 60_000, discovery: { service: string; kubeconfig: string } | undefined = undefined): Promise<ServerHandle> {
-  const upstream = new CattailUpstream({ endpoints, service: discovery?.service, ...(discovery !== undefined ? { kubeconfig: discovery.kubeconfig } : {}), feeds: ['felix'], replicaId: name, staleAfterMs, clock: realClock });
+async function tier2(name: string, endpoints: string[], staleAfterMs = 60_000, discovery: { service: string; kubeconfig: string } | undefined = undefined, aheadPersistMs?: number): Promise<ServerHandle> {
+  const upstream = new CattailUpstream({ endpoints, service: discovery?.service, ...(discovery !== undefined ? { kubeconfig: discovery.kubeconfig } : {}), feeds: ['felix'], replicaId: name, staleAfterMs, clock: realClock, ...(aheadPersistMs !== undefined ? { aheadPersistMs } : {}) });
   const server = await startServer({ upstream, defaultMetrics: false, flushWindowMs: 1, serverId: name, transport: TEST_TRANSPORT });
   cleanups.push(() => server.close());
   return server;
@@ -154,7 +154,8 @@ describe('tier 2: an agent that holds newer state than the tier-1 replica follow
       t1s.push(t);
       up.apply('felix', { '/k': encodeValue({ v: 1 }) }, { status: 'in-sync', watermarks: { pods: '10' } });
     }
-    const x = await tier2('tier2-x', t1s.map((t) => t.url));
+    // Refusals must go on for 300 ms (10 s by default) before it moves.
+    const x = await tier2('tier2-x', t1s.map((t) => t.url), 60_000, undefined, 300);
     const store = x.stores.get('felix')!;
     await waitUntil(() => store.meta().status === 'in-sync' && t1s.some((t) => t.connectionCount() === 1), 'tier 2 in sync on one tier-1 replica');
     const followed = t1s.findIndex((t) => t.connectionCount() === 1);
