@@ -7,8 +7,11 @@ import { CattailError } from '../../errors.js';
 /**
  * HTTP to the API server. `@kubernetes/client-node` is used only for what it does well: loading
  * the kubeconfig (file, KUBECONFIG, in-cluster) and turning it into request options — CA, client
- * certificates, tls-server-name, proxies, bearer tokens and exec/OIDC/token-file auth — through
- * `applyToHTTPSOptions`, called for every request so rotated files are picked up.
+ * certificates, tls-server-name, proxies, bearer tokens and exec/OIDC auth — through
+ * `applyToHTTPSOptions`, called for every request so exec credentials are refreshed as they
+ * expire and the in-cluster token as it rotates (re-read every 60 s by client-node, and before
+ * every request here once a 401 was seen). A kubeconfig's `token-file` is read once by client-node,
+ * and its `tokenFile` field not at all (docs/deploy.md "Credentials outside the cluster").
  *
  * Rejected: the typed list API (returns class instances with `Date`s and `_continue`, unlike watch
  * objects, so equal objects would differ), the library's `Watch`/`ListWatch` (no bookmarks, no
