@@ -101,13 +101,18 @@ export class EndpointRotation {
 
   /** Whether an endpoint other than `url` (listed or hinted) may be connected to at monotonic time `now`. */
   otherFree(url: string, now: number): boolean {
-    const free = (u: string): boolean => u !== url && (this.notBefore.get(u) ?? 0) <= now;
+    const free = (u: string): boolean => u !== url && this.free(u, now);
     return this.hints.some(free) || this.list.some(free);
+  }
+
+  /** Not pinned at monotonic time `now`. */
+  private free(url: string, now: number): boolean {
+    return (this.notBefore.get(url) ?? 0) <= now;
   }
 
   /** The next endpoint at monotonic time `now`; undefined when there is none at all. Hints are consumed when picked. */
   next(now: number): Pick | undefined {
-    const free = (u: string): boolean => (this.notBefore.get(u) ?? 0) <= now;
+    const free = (u: string): boolean => this.free(u, now);
     const hi = this.hints.findIndex(free);
     if (hi >= 0) {
       const [url] = this.hints.splice(hi, 1);

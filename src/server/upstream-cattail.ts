@@ -255,10 +255,7 @@ export class CattailUpstream implements Upstream {
     // closes the gap. And only on named resources (a refusal without a usable floor names none).
     if (this.client === undefined || !this.client.inSync || resources.length === 0 || now - this.lastMoveMs < TIER1_MOVE_MIN_MS) return;
     const persistMs = this.o.aheadPersistMs ?? TIER1_AHEAD_PERSIST_MS;
-    if (this.aheadSinceMs === undefined || now - this.aheadSinceMs >= TIER1_MOVE_MIN_MS) {
-      this.aheadSinceMs = now;
-      if (persistMs > 0) return;
-    }
+    if (this.aheadSinceMs === undefined || now - this.aheadSinceMs >= TIER1_MOVE_MIN_MS) this.aheadSinceMs = now;
     if (now - this.aheadSinceMs < persistMs) return;
     if (!this.client.moveOn(`an agent holds newer state of ${resources.join(', ')} than this tier-1 replica serves`)) return;
     this.lastMoveMs = now;

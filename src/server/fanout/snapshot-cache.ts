@@ -162,8 +162,6 @@ export class NodeSnapshot extends SnapshotBuild {
    * 4 KiB frames at 100,000 pods, up to MAX_CACHED_NODES per build), which no byte count saw.
    */
   private copied = 0;
-  /** The node's chunks and END, once the shared build is done (`frames` holds BEGIN, then these). */
-  private tailOn = false;
 
   /** Counted on the shared build too (nodeReaders): what tells the cache an agent still reads it. */
   override subscribe(fn: () => void): () => void {
@@ -178,7 +176,7 @@ export class NodeSnapshot extends SnapshotBuild {
     };
   }
 
-  /** Its own frames (BEGIN, the node's chunks, END): the rest are its shared build's Buffers. */
+  /** Its own frames (BEGIN, then the node's chunks and END once the shared build is done): the rest are its shared build's Buffers. */
   ownFrames(): Buffer[] {
     return this.frames;
   }
@@ -187,7 +185,7 @@ export class NodeSnapshot extends SnapshotBuild {
   ownBytes = 0;
 
   override get frameCount(): number {
-    return 1 + this.copied + (this.tailOn ? this.frames.length - 1 : 0);
+    return this.copied + this.frames.length;
   }
 
   /** BEGIN, the shared build's frames, then its own chunks and END. */
@@ -235,10 +233,7 @@ export class NodeSnapshot extends SnapshotBuild {
       this.wireBytes = (this.frames[0] as Buffer).length + shared.wireBytes;
       if (shared.failed !== undefined) this.failed = shared.failed;
       if (shared.done) {
-        if (this.failed === undefined) {
-          for (const f of tail) this.push(f);
-          this.tailOn = true;
-        }
+        if (this.failed === undefined) for (const f of tail) this.push(f);
         this.done = true;
         this.finishedAtMs = clock.monotonic();
         sub.stop?.();
@@ -517,8 +512,7 @@ export class SnapshotCache {
   private evictOverBound(spare?: SnapshotBuild): void {
     const max = this.o.heldMaxBytes;
     if (max === undefined) return;
-    let bytes = 0;
-    for (const b of this.builds) bytes += heldBytes(b);
+    let bytes = this.held().bytes;
     if (bytes <= max) return;
     const idle = this.builds.filter((b) => b !== spare && b.done && !this.hasReaders(b)).sort((a, b) => a.lastUsedMs - b.lastUsedMs);
     const dropped = new Set<SnapshotBuild>();

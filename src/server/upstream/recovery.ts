@@ -134,14 +134,15 @@ function notServed(r: ReflectorCore, evidence: NotServedEvidence | undefined): n
     r.notServedProof = proof.kind;
   }
   // What the watermark is now, checkpointed for a warm restart: the evidence, else the last one.
+  const heldState = last !== undefined && last !== '';
   if (proof.kind === 'absent') r.notServedRv = proof.rv;
-  else if (last !== undefined && last !== '') r.notServedRv ??= last;
+  else if (heldState) r.notServedRv ??= last;
   // Emptying a state that was served (listed, or restored from a checkpoint) is a relist to
   // nothing: it deletes what the view held, not what was created after the view's last event and
   // went with the CRD (a watch gap, or the whole downtime of a warm restart). An agent that
   // applied such an object elsewhere and rebased from a revision before this batch would keep it,
   // so, as after any relist, the batch is a rebase barrier (PROTOCOL.md §7.1).
-  if (!wasMissing && last !== undefined && last !== '') r.o.onRelisted?.();
+  if (!wasMissing && heldState) r.o.onRelisted?.();
   r.o.onFlush(proof.kind === 'absent' ? proof.rv : undefined);
   r.o.onHealth();
   r.o.metrics.relists.inc({ resource: r.id, reason: 'missing-retry' });
