@@ -318,13 +318,26 @@ export async function handleWatch(ctx: SimContext<StoreView>, r: ApiRequest, hub
     ctx.counters.onWatchClose(r.clientId, r.def.id, 'error410');
     return;
   }
-  if (p.rv !== undefined && p.rv > ctx.store.currentRv && !(await ctx.store.waitForRv(p.rv, ctx.behaviour.rvWaitMs))) {
-    // The cacher waits (waitUntilFreshAndBlock, 3 s) for an RV it has not seen, then refuses the
-    // watch before any byte of it: an HTTP 504 with cause ResourceVersionTooLarge. A WatchList
-    // (sendInitialEvents, NotOlderThan RV) waits the same way: serving its initial events from
-    // an older state (as this check once did for initial watches) would send a client that
-    // moved to a lagging HA follower back in time, which the real cacher never does.
-    throw tooLargeRv();
+  if (p.initial && p.rv !== undefined && p.rv > ctx.store.currentRv && !(await ctx.store.waitForRv(p.rv, ctx.behaviour.rvWaitMs))) {
+    // A WatchList (sendInitialEvents, NotOlderThan RV) from an RV the cache has not seen: the
+    // cacher waits for it (waitUntilFreshAndBlock, 3 s), then answers as it answers every error
+    // after the watch was admitted: HTTP 200 and one ERROR event, a 504 Status with cause
+    // ResourceVersionTooLarge. Serving its initial events from an older state (as this once did)
+    // would send a client that moved to a lagging HA follower back in time.
+    ctx.counters.onWatchOpen(r.clientId, r.def.id);
+    ctx.counters.status504.inc([]);
+    ctx.counters.watchEvents.inc(['ERROR']);
+    const line = eventLine('ERROR', goJson(tooLargeRv().body));
+    r.res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private' });
+    r.res.end(line);
+    ctx.counters.bytesSent.inc(['error'], line.length);
+    ctx.counters.onWatchClose(r.clientId, r.def.id, 'error_other');
+    return;
   }
+  // A plain watch from an RV ahead of the server is not refused: the cacher takes it, and drops
+  // every event and bookmark at or below the RV asked for (the Watcher's lastSentRv), so it stays
+  // silent until the server's revision passes it (etcd's own watch waits the same way). After an
+  // etcd restore without a revision bump that is silence until the cluster catches up, which a
+  // client must detect by itself (Cattail: src/server/upstream/revision-probe.ts).
   await new Watcher(ctx, r, rs, p, hub).start();
 }

@@ -133,24 +133,28 @@ describe('sim faults: server side', () => {
     expect(s.admin.counters().faults).toEqual({ restart: 1 });
   });
 
-  it('RV too large: a watch from an RV ahead of the server waits (clock time), then 504; one the server reaches is served', async () => {
+  it('RV ahead: a plain watch is answered 200 and stays silent (events and bookmarks at or below its RV dropped) until the server passes it; a WatchList waits (clock time), then 200 + ERROR 504', async () => {
     const clock = new FakeClock();
     const s = await start({ clock, rvWaitMs: 3_000 });
     const cur = Number(s.admin.currentRv());
-    const ahead = await RawConn.open(s.port, `/api/v1/pods?watch=true&resourceVersion=${cur + 50}`);
-    const next = await RawConn.open(s.port, `/api/v1/pods?watch=true&resourceVersion=${cur + 1}`);
-    track(ahead);
-    track(next);
-    await waitUntil(() => Object.keys(s.admin.counters().clients).length >= 2, 'the server to hold both watches');
-    s.admin.create('pods', { metadata: { name: 'reaches', namespace: 'default' }, spec: { containers: [] } });
+    const ahead = await open(s, `/api/v1/pods?watch=true&allowWatchBookmarks=true&resourceVersion=${cur + 2}`);
+    expect(ahead.parsed().status).toBe(200);
+    const list = await RawConn.open(s.port, `/api/v1/pods?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&resourceVersion=${cur + 50}`, { 'X-Client-Id': 'wl' });
+    track(list);
+    await waitUntil(() => s.admin.counters().clients['wl'] !== undefined, 'the server to hold the WatchList');
+    expect(list.parsed().status).toBe(0); // waiting: no headers yet
+    // Two writes reach the ahead watch's RV: neither is sent, nor is a bookmark at them.
+    s.admin.create('pods', { metadata: { name: 'below', namespace: 'default' }, spec: { containers: [] } });
+    s.admin.create('pods', { metadata: { name: 'at', namespace: 'default' }, spec: { containers: [] } });
+    await clock.advanceAsync(120_000);
     s.admin.create('pods', { metadata: { name: 'after-it', namespace: 'default' }, spec: { containers: [] } });
-    await next.until(() => next.parsed().lines.length === 1, 'the reached watch');
-    expect(lines(next)[0].object.metadata.name).toBe('after-it'); // events after RV cur+1 only
-    expect(ahead.parsed().status).toBe(0); // still waiting: no headers
-    await clock.advanceAsync(3_000);
-    await ahead.until(() => ahead.parsed().status !== 0, '504');
-    expect(ahead.parsed().status).toBe(504);
-    expect(JSON.parse(ahead.parsed().body)).toMatchObject({ code: 504, details: { causes: [{ reason: 'ResourceVersionTooLarge' }] } });
+    await ahead.until(() => ahead.parsed().lines.length >= 1, 'the first event past the RV');
+    expect(lines(ahead).map((l) => [l.type, l.object.metadata.name ?? null])).toEqual([['ADDED', 'after-it']]);
+    // The WatchList from far ahead: no headers while it waits, then one in-stream ERROR 504.
+    await list.until(() => list.parsed().terminated, 'the WatchList answered');
+    expect(list.parsed().status).toBe(200);
+    expect(lines(list)).toHaveLength(1);
+    expect(lines(list)[0]).toMatchObject({ type: 'ERROR', object: { code: 504, details: { causes: [{ reason: 'ResourceVersionTooLarge' }] } } });
     expect(s.admin.counters().status504).toBe(1);
   });
 

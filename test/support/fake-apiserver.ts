@@ -33,6 +33,12 @@ interface Watcher {
   def: ResourceDef;
   res: ServerResponse;
   bookmarks: boolean;
+  /** Events and bookmarks at or below it are not sent (the watch cache's rule: a watch from an RV ahead of the server is silent until the server passes it). */
+  from: number;
+}
+
+function cloneStore(store: Map<string, Map<string, Obj>>): Map<string, Map<string, Obj>> {
+  return new Map([...store].map(([id, m]) => [id, new Map([...m].map(([k, o]) => [k, structuredClone(o)]))]));
 }
 
 export class FakeApiServer {
@@ -94,7 +100,7 @@ export class FakeApiServer {
     if (type === 'DELETED') this.objects(def.id).delete(key);
     else this.objects(def.id).set(key, stored);
     this.events(def.id).push({ rv, type, obj: stored });
-    for (const w of this.watchers) if (w.def.id === def.id) this.send(w.res, { type, object: stored });
+    for (const w of this.watchers) if (w.def.id === def.id && rv > w.from) this.send(w.res, { type, object: stored });
   }
 
   upsert(id: string, obj: Obj): void {
@@ -124,7 +130,26 @@ export class FakeApiServer {
   }
 
   bookmark(): void {
-    for (const w of this.watchers) if (w.bookmarks) this.send(w.res, { type: 'BOOKMARK', object: { kind: w.def.kind, apiVersion: 'v1', metadata: { resourceVersion: String(this.rv) } } });
+    for (const w of this.watchers) if (w.bookmarks && this.rv > w.from) this.send(w.res, { type: 'BOOKMARK', object: { kind: w.def.kind, apiVersion: 'v1', metadata: { resourceVersion: String(this.rv) } } });
+  }
+
+  /** The state and revision now, for restore(). */
+  backup(): { rv: number; store: Map<string, Map<string, Obj>> } {
+    return { rv: this.rv, store: cloneStore(this.store) };
+  }
+
+  /**
+   * etcd restored from `b` without a revision bump: the state and the revision go back to the
+   * backup's, the history is gone (compacted at the restored revision), and every watch ends (the
+   * API server restarts).
+   */
+  restore(b: { rv: number; store: Map<string, Map<string, Obj>> }): void {
+    this.endWatches();
+    this.rv = b.rv;
+    this.store.clear();
+    for (const [id, m] of cloneStore(b.store)) this.store.set(id, m);
+    this.history.clear();
+    this.compactedRv = b.rv;
   }
 
   /** Ends every open watch cleanly (as a server-side timeout does). */
@@ -221,7 +246,7 @@ export class FakeApiServer {
       res.flushHeaders();
       for (const e of this.events(def.id)) if (e.rv > from) this.send(res, { type: e.type, object: e.obj });
     }
-    const w: Watcher = { def, res, bookmarks };
+    const w: Watcher = { def, res, bookmarks, from: q.get('sendInitialEvents') === 'true' ? 0 : Number(q.get('resourceVersion') ?? 0) };
     this.watchers.add(w);
     res.on('close', () => this.watchers.delete(w));
   }

@@ -54,3 +54,8 @@ export function anotherUpstreamOnSim(sim: Sim, clock: FakeClock, opts: SimUpstre
   kubeConfig.loadFromFile(sim.kubeconfigPath);
   return upstream({ random: () => 0.5, ...opts }, clock, kubeConfig);
 }
+
+/** Another upstream (replica `r1`, no built-in feeds) on a FakeApiServer `upstreamOnFakeApi` started (a restarted replica), stopped after the test. */
+export function anotherUpstreamOnFakeApi(server: FakeApiServer, clock: FakeClock, opts: Partial<UpstreamOptions> = {}): UpstreamHandle {
+  return upstream({ replicaId: 'r1', feeds: [], ...opts }, clock, server.kubeConfig());
+}

@@ -102,7 +102,7 @@ describe('warm restart of a replica (--state-dir)', () => {
     }
   });
 
-  it('restores the checkpoint, watches from its resourceVersions: zero LISTs, only the changes after it', async () => {
+  it('restores the checkpoint, watches from its resourceVersions: no LIST but a one-item revision probe per resource, only the changes after it', async () => {
     const { s, clock, up, sink: first } = await firstRun();
     await up.finalCheckpoint();
     expect(await metric(up, 'cattail_state_checkpoint_writes_total', { result: 'ok' })).toBe(1);
@@ -113,7 +113,12 @@ describe('warm restart of a replica (--state-dir)', () => {
     const before = listCost(s, 'r1b');
     const { up: up2, sink } = await restart(s, clock);
     expect(await up2.warmStart()).toBe('warm');
-    expect(listCost(s, 'r1b')).toEqual({ lists: 0, initialEvents: before.initialEvents });
+    // The only LISTs are the revision probes (limit=1), one per restored resource, each proving
+    // the server has reached the checkpoint's resourceVersion.
+    const restoredResources = up2.health().filter((h) => !h.missing).length;
+    expect(await metric(up2, 'cattail_upstream_requests_total', { verb: 'list' })).toBe(0);
+    expect(await metric(up2, 'cattail_upstream_revision_probes_total', { result: 'ok' })).toBe(restoredResources);
+    expect(listCost(s, 'r1b')).toEqual({ lists: restoredResources, initialEvents: before.initialEvents });
     expect(await metric(up2, 'cattail_upstream_relists_total')).toBe(0);
     expect(await metric(up2, 'cattail_state_restored_resources')).toBe(up2.health().filter((h) => !h.missing).length);
     // The first batch of each feed is the restored state; everything after it is the churn's

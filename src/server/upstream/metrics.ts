@@ -19,12 +19,13 @@ export class UpstreamMetrics {
   readonly objects: Gauge<'resource'>;
   readonly listTooLarge: Counter<'resource'>;
   readonly notServedProbes: Counter<'resource' | 'result'>;
+  readonly revisionProbes: Counter<'resource' | 'result'>;
   readonly listPageSize: Gauge<'resource'>;
 
   constructor(registry?: Registry) {
     this.registry = registry ?? new Registry();
     const registers = [this.registry];
-    this.requests = new Counter({ name: 'cattail_upstream_requests_total', help: 'List and watch requests to the API server, by HTTP status (or "error" when none arrived); verb crd-list is the CRD list after an optional resource\'s 404, verb cluster-name the read of the kube-system namespace that names the cluster for agents.', labelNames: ['resource', 'verb', 'code'], registers });
+    this.requests = new Counter({ name: 'cattail_upstream_requests_total', help: 'List and watch requests to the API server, by HTTP status (or "error" when none arrived); verb crd-list is the CRD list after an optional resource\'s 404, verb cluster-name the read of the kube-system namespace that names the cluster for agents, verb revision-probe the one-item consistent LIST before a re-watch (cattail_upstream_revision_probes_total).', labelNames: ['resource', 'verb', 'code'], registers });
     this.relists = new Counter({ name: 'cattail_upstream_relists_total', help: 'Lists after the first, by reason (expired, too-large, continue-expired, stale-list, missing-retry, watchlist-fallback).', labelNames: ['resource', 'reason'], registers });
     this.watchRestarts = new Counter({ name: 'cattail_upstream_watch_restarts_total', help: 'Watches ended and restarted, by reason (timeout, expired, watchdog, network, http, stream-error, throttled, auth, short-watch, list-too-large).', labelNames: ['resource', 'reason'], registers });
     this.skipped = new Counter({ name: 'cattail_upstream_objects_skipped_total', help: 'Objects or lines skipped because they were malformed or their projection failed.', labelNames: ['resource', 'reason'], registers });
@@ -34,6 +35,7 @@ export class UpstreamMetrics {
     this.stale = new Gauge({ name: 'cattail_upstream_resource_stale', help: '1 while the resource has had no confirmed-healthy watch for upstreamStaleAfterMs.', labelNames: ['resource'], registers });
     this.synced = new Gauge({ name: 'cattail_upstream_resource_synced', help: '1 once the initial list completed (or the optional resource is missing).', labelNames: ['resource'], registers });
     this.notServedProbes = new Counter({ name: 'cattail_upstream_not_served_probes_total', help: 'CRD lists after an optional resource answered 404, by what they proved: absent (the CRD list\'s resourceVersion becomes the watermark), present (the CRD exists and serves the version, its path answers 404: not established yet, or a blip during which a listed state is kept) or unknown (the list failed or proved nothing: check RBAC; a state listed before is kept while it lasts, as for present, up to upstreamStaleAfterMs).', labelNames: ['resource', 'result'], registers });
+    this.revisionProbes = new Counter({ name: 'cattail_upstream_revision_probes_total', help: 'One-item consistent LISTs before a watch from a resourceVersion no list of the same attempt answered, by result: ok, behind (the API server\'s revision is older than the state applied: etcd restored without a revision bump; the watch is ended, and consistent relists are refused until the revision passes it) or failed (proved nothing; the watch goes on).', labelNames: ['resource', 'result'], registers });
     this.listTooLarge = new Counter({ name: 'cattail_upstream_list_too_large_total', help: 'LIST responses above upstreamListMaxBytes (CATTAIL_UPSTREAM_LIST_TOO_LARGE); each halves the resource\'s page size for the next list, down to 1 item.', labelNames: ['resource'], registers });
     this.listPageSize = new Gauge({ name: 'cattail_upstream_list_page_size', help: 'Items per page of the resource\'s last LIST: listPageSize, or less after a LIST response above upstreamListMaxBytes.', labelNames: ['resource'], registers });
     this.objects = new Gauge({ name: 'cattail_upstream_objects', help: 'Objects currently known per resource (after projection filters).', labelNames: ['resource'], registers });

@@ -19,6 +19,7 @@ export function recover(r: ReflectorCore, err: unknown, evidence?: NotServedEvid
   const reason = f.kind === 'http' ? `http-${code}` : f.kind;
   if (f.kind === 'stale-list') {
     r.listMode = 'consistent';
+    r.refusedOlder = true;
     r.o.metrics.relists.inc({ resource: r.id, reason: 'stale-list' });
     r.o.logger.warn(log, 'API server answered with an older list than already applied; relisting consistently');
     return r.backoff.next(now);

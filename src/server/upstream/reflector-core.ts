@@ -125,6 +125,8 @@ export interface ReflectorCore {
   /** WatchList relists in a row that ended in a 5xx ERROR during their initial events (WATCHLIST_MAX_SERVER_ERRORS); 0 once a list commits. */
   watchListServerErrors: number;
   missing: boolean;
+  /** The last list or watch was refused as older than the applied RV ('stale-list'); false once a list commits. */
+  refusedOlder: boolean;
   /** What the last not-served probe found (not-served.ts); logged when it changes. */
   notServedProof: NotServedEvidence['kind'] | undefined;
   /** The last not-served evidence (reported as the watermark; checkpointed); cleared once listed. */
@@ -138,7 +140,8 @@ export interface ReflectorCore {
   /** Most pages a failed attempt of the current list received (0 once a list commits): pages up to it confirm no health again (list.ts). */
   listPagesReached: number;
   authError: string | undefined;
-  request(verb: UpstreamVerb, path: string): Promise<GuardedResponse>;
+  /** A GET under the watchdog, aborted when the reflector stops or `signal` aborts. */
+  request(verb: UpstreamVerb, path: string, signal?: AbortSignal): Promise<GuardedResponse>;
   query(params: Record<string, string | number | undefined>): string;
   confirmHealthy(): void;
   /**

@@ -5,6 +5,7 @@ import { compareResourceVersions, isResourceVersion } from '../../../proto/index
 import { UpstreamFailure, checkedResourceVersion } from './failure.js';
 import { listPages } from './list.js';
 import { recover } from './recovery.js';
+import { probeRevision } from './revision-probe.js';
 import { type ListMode, type PartialList, type ReflectorCore, type ReflectorOptions, UPSTREAM_BACKOFF, WATCHLIST_RETRY_AFTER_MS } from './reflector-core.js';
 import { type NotServedEvidence, probeNotServed } from './not-served.js';
 import { guardedGet, type GuardedResponse, type UpstreamVerb } from './request.js';
@@ -55,6 +56,7 @@ export class Reflector implements ReflectorCore {
   /** Monotonic ms after which a relist tries WatchList again (an ambiguous failure); undefined: never (see WATCHLIST_RETRY_AFTER_MS). */
   private watchListRetryAtMs: number | undefined;
   missing = false;
+  refusedOlder = false;
   notServedProof: NotServedEvidence['kind'] | undefined;
   notServedRv: string | undefined;
   notFoundSinceMs: number | undefined;
@@ -196,6 +198,12 @@ export class Reflector implements ReflectorCore {
   private async attempt(): Promise<number> {
     try {
       if (this.listMode !== 'none') {
+        // Refused as older last time: a one-item probe says whether the server is still behind,
+        // instead of a whole list (or a WatchList's whole initial state) refused again.
+        if (this.listMode === 'consistent' && this.refusedOlder && isResourceVersion(this.rv)) {
+          const v = await probeRevision(this, this.rv, this.stopController.signal);
+          if (v.kind === 'behind') throw new UpstreamFailure('stale-list', `the API server's revision ${v.rv} of ${this.id} is still behind the applied ${this.rv}`);
+        }
         if (!this.watchListSupported && this.watchListRetryAtMs !== undefined && this.o.clock.monotonic() >= this.watchListRetryAtMs) {
           this.watchListSupported = true;
           this.watchListRetryAtMs = undefined;
@@ -203,8 +211,11 @@ export class Reflector implements ReflectorCore {
         }
         if (this.watchListSupported) return await watchOnce(this, true);
         await listPages(this);
+        return await watchOnce(this, false);
       }
-      return await watchOnce(this, false);
+      // A watch from an RV no list of this attempt answered: the API server is asked whether its
+      // revision has reached it (revision-probe.ts).
+      return await watchOnce(this, false, true);
     } catch (err) {
       // An optional resource's 404: ask what it proves before recovery marks it missing.
       const notFound = !this.stopped && this.o.def.optional && err instanceof UpstreamFailure && err.kind === 'http' && err.k8sCode === 404;
@@ -281,8 +292,8 @@ export class Reflector implements ReflectorCore {
     }
   }
 
-  request(verb: UpstreamVerb, path: string): Promise<GuardedResponse> {
-    return guardedGet({ o: this.o, id: this.id, stopSignal: this.stopController.signal }, verb, path);
+  request(verb: UpstreamVerb, path: string, signal?: AbortSignal): Promise<GuardedResponse> {
+    return guardedGet({ o: this.o, id: this.id, stopSignal: this.stopController.signal, signal }, verb, path);
   }
 
   query(params: Record<string, string | number | undefined>): string {
@@ -318,6 +329,7 @@ export class Reflector implements ReflectorCore {
     const watermarkedBefore = this.listedOnce || this.notServedRv !== undefined;
     this.listMode = 'none';
     this.missing = false;
+    this.refusedOlder = false;
     this.notServedProof = undefined;
     this.notServedRv = undefined;
     this.notFoundSinceMs = undefined;

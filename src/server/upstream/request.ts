@@ -18,6 +18,8 @@ export interface RequestContext {
   readonly o: Pick<ReflectorOptions, 'transport' | 'clock' | 'metrics' | 'inactivityTimeoutMs' | 'staleAfterMs'>;
   readonly id: string;
   readonly stopSignal: AbortSignal;
+  /** Aborts this request too (with its reason), e.g. when the watch a probe belongs to ends. */
+  readonly signal?: AbortSignal;
 }
 
 /** A 200 response still streaming; `done()` stops its watchdog once the body is consumed. */
@@ -26,16 +28,21 @@ export interface GuardedResponse {
   readonly watchdog: Watchdog;
   readonly signal: AbortSignal;
   readonly done: () => void;
+  /** Ends the request from outside: a read under way rejects with `reason`. */
+  readonly abort: (reason: unknown) => void;
 }
 
-/** The `verb` label of a request: a LIST page, a watch, the CRD list of not-served.ts, or the kube-system read of cluster-name.ts. */
-export type UpstreamVerb = 'list' | 'watch' | 'crd-list' | 'cluster-name';
+/** The `verb` label of a request: a LIST page, a watch, the CRD list of not-served.ts, the kube-system read of cluster-name.ts, or the one-item consistent LIST of revision-probe.ts. */
+export type UpstreamVerb = 'list' | 'watch' | 'crd-list' | 'cluster-name' | 'revision-probe';
 
 /** Sends a GET under the inactivity watchdog; non-200 responses become UpstreamFailure. */
 export async function guardedGet(r: RequestContext, verb: UpstreamVerb, path: string): Promise<GuardedResponse> {
   const controller = new AbortController();
   const onStop = (): void => controller.abort(r.stopSignal.reason);
+  const onAbort = (): void => controller.abort(r.signal?.reason);
   r.stopSignal.addEventListener('abort', onStop, { once: true });
+  r.signal?.addEventListener('abort', onAbort, { once: true });
+  if (r.signal?.aborted === true) onAbort();
   const timeoutMs = Math.max(1, Math.min(r.o.inactivityTimeoutMs, Math.floor(r.o.staleAfterMs * 0.75)));
   const watchdog = new Watchdog(r.o.clock, timeoutMs, () =>
     controller.abort(new UpstreamFailure('watchdog', `no data from the API server for ${timeoutMs} ms`)),
@@ -43,6 +50,7 @@ export async function guardedGet(r: RequestContext, verb: UpstreamVerb, path: st
   const done = (): void => {
     watchdog.cancel();
     r.stopSignal.removeEventListener('abort', onStop);
+    r.signal?.removeEventListener('abort', onAbort);
   };
   let res: IncomingMessage;
   try {
@@ -71,7 +79,7 @@ export async function guardedGet(r: RequestContext, verb: UpstreamVerb, path: st
     throw new UpstreamFailure('http', `${verb} ${r.id}: HTTP ${status}${body?.message ? ` (${body.message})` : ''}`, status, body, retry);
   }
   watchdog.touch();
-  return { res, watchdog, signal: controller.signal, done };
+  return { res, watchdog, signal: controller.signal, done, abort: (reason) => controller.abort(reason) };
 }
 
 /**

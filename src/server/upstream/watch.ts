@@ -9,6 +9,7 @@ import { parseJson } from './json.js';
 import { type ReflectorCore, WATCHLIST_MAX_SERVER_ERRORS } from './reflector-core.js';
 import type { GuardedResponse } from './request.js';
 import type { ListSession } from './resource-view.js';
+import { probeRevision } from './revision-probe.js';
 import { readLines } from './stream.js';
 import type { KubeStatus, WatchEvent } from './types.js';
 
@@ -30,9 +31,12 @@ export const SEED_PROOF_MS = 2_000;
 /**
  * Watches from the current RV until the stream ends. With `initial`, the watch is a WatchList:
  * initial ADDED events fill a list session until the bookmark marking their end, after which
- * the same stream carries live events. Returns the delay before the next attempt.
+ * the same stream carries live events. With `probe` (a watch from an RV no list of this attempt
+ * answered), a revision probe runs beside it (revision-probe.ts): a server behind the RV ends the
+ * watch as a 'stale-list', and a checkpoint's RV counts as proved only once the probe is in.
+ * Returns the delay before the next attempt.
  */
-export async function watchOnce(r: ReflectorCore, initial: boolean): Promise<number> {
+export async function watchOnce(r: ReflectorCore, initial: boolean, probe = false): Promise<number> {
   const timeoutSeconds = 300 + Math.floor(r.o.random() * 300);
   const params: Record<string, string | number | undefined> = {
     watch: 1,
@@ -59,7 +63,32 @@ export async function watchOnce(r: ReflectorCore, initial: boolean): Promise<num
   // behind, answering every relist in time, must let the resource go stale.
   const relist = initial && r.rv !== undefined;
   if (!relist) r.confirmHealthy();
-  const seedProof = r.awaitingSeedProof ? r.o.clock.setTimeout(() => r.confirmSeed(), SEED_PROOF_MS) : undefined;
+  // The seed's proof (SEED_PROOF_MS without an ERROR, or an event that passed the checks) counts
+  // only once the revision probe is in: a watch from an RV ahead of the server is silent, which
+  // looks exactly like the proof. A probe that failed proves nothing either way: the proof stands.
+  let probing = false;
+  let seedEvidence = false;
+  const seedStep = (): void => {
+    seedEvidence = true;
+    if (!probing) r.confirmSeed();
+  };
+  const seedProof = r.awaitingSeedProof ? r.o.clock.setTimeout(seedStep, SEED_PROOF_MS) : undefined;
+  const probeStop = new AbortController();
+  const since = r.rv;
+  if (probe && !initial && isResourceVersion(since)) {
+    probing = true;
+    void probeRevision(r, since, probeStop.signal).then((v) => {
+      probing = false;
+      if (probeStop.signal.aborted) return;
+      if (v.kind === 'behind') {
+        r.o.logger.error({ resource: r.id, resourceVersion: v.rv, applied: since }, 'the API server\'s revision is behind the state this replica applied (etcd restored from a backup without --bump-revision?); its older state is refused and the resource goes stale until the cluster\'s revision passes the applied one, then one consistent relist brings the state back');
+        req.abort(new UpstreamFailure('stale-list', `watch ${r.id}: the API server's revision ${v.rv} is behind the applied ${since}`));
+        return;
+      }
+      if (v.kind === 'failed') r.o.logger.debug({ resource: r.id, reason: v.reason }, 'revision probe proved nothing; the watch goes on');
+      if (seedEvidence) r.confirmSeed();
+    });
+  }
   let session: ListSession | undefined = initial ? r.o.view.beginList() : undefined;
   let events = 0;
   const onLine = (line: string): void => {
@@ -128,7 +157,7 @@ export async function watchOnce(r: ReflectorCore, initial: boolean): Promise<num
     // served; an older one is evidence against it, and an unreadable RV proves nothing. Only such
     // an event counts as a healthy answer: one refused, again and again, must let the resource go stale.
     r.confirmHealthy();
-    r.confirmSeed();
+    seedStep();
     if (ev.type === 'ADDED' || ev.type === 'MODIFIED') r.o.view.upsert(ev.object);
     else if (ev.type === 'DELETED') r.o.view.delete(ev.object);
     if (rv !== undefined) r.rv = rv;
@@ -156,6 +185,7 @@ export async function watchOnce(r: ReflectorCore, initial: boolean): Promise<num
     throw err;
   } finally {
     seedProof?.cancel();
+    probeStop.abort();
     req.done();
   }
   if (session !== undefined) throw r.watchListUnsupported('stream ended before the end of initial events', true);

@@ -3,7 +3,8 @@
  * what happened up to `leader.currentRv − lag` ("HA skew": apiservers behind one load balancer
  * whose watch caches lag each other, kubernetes/kubernetes#133810). A client sent from the leader to the follower sees an older RV:
  * its RV=0 list goes back in time, and a resume from a leader RV the follower has not reached
- * waits and then gets 504, exactly as against a real apiserver whose watch cache lags.
+ * is silent until it does (a WatchList waits, then gets an ERROR 504), exactly as against a real
+ * apiserver whose watch cache lags.
  *
  * Why a view rather than a second store fed by replication: one copy of the data, no replication
  * code to get wrong, and "lag" is then a number the test sets, not a race. Events are held in one
