@@ -33,6 +33,8 @@ interface Watcher {
   def: ResourceDef;
   res: ServerResponse;
   bookmarks: boolean;
+  /** A WatchList whose end-of-initial-events bookmark waits for the next bookmark() (endBookmarkOnTick). */
+  endPending?: boolean;
   /** Events and bookmarks at or below it are not sent (the watch cache's rule: a watch from an RV ahead of the server is silent until the server passes it). */
   from: number;
 }
@@ -52,6 +54,11 @@ export class FakeApiServer {
   watchListSupported = true;
   /** The CRD list's answer when not 200 (e.g. 403: the replica may not list CRDs). */
   crdListStatus: number | undefined;
+  /**
+   * Send a WatchList's end-of-initial-events bookmark only at the next bookmark() (Kubernetes
+   * 1.27-1.31: at the watch cache's next bookmark tick), live events flowing before it.
+   */
+  endBookmarkOnTick = false;
   /** Answer a too-old watch with an HTTP 410 instead of 200 + ERROR. */
   http410 = false;
   private readonly watchers = new Set<Watcher>();
@@ -130,7 +137,12 @@ export class FakeApiServer {
   }
 
   bookmark(): void {
-    for (const w of this.watchers) if (w.bookmarks && this.rv > w.from) this.send(w.res, { type: 'BOOKMARK', object: { kind: w.def.kind, apiVersion: 'v1', metadata: { resourceVersion: String(this.rv) } } });
+    for (const w of this.watchers) {
+      if (w.endPending === true) {
+        w.endPending = false;
+        this.send(w.res, { type: 'BOOKMARK', object: { kind: w.def.kind, apiVersion: 'v1', metadata: { resourceVersion: String(this.rv), annotations: { 'k8s.io/initial-events-end': 'true' } } } });
+      } else if (w.bookmarks && this.rv > w.from) this.send(w.res, { type: 'BOOKMARK', object: { kind: w.def.kind, apiVersion: 'v1', metadata: { resourceVersion: String(this.rv) } } });
+    }
   }
 
   /** The state and revision now, for restore(). */
@@ -232,7 +244,7 @@ export class FakeApiServer {
       if (!this.watchListSupported) return this.status(res, 422, 'Invalid', 'sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled');
       res.writeHead(200, { 'content-type': 'application/json' });
       for (const o of this.sorted(def)) this.send(res, { type: 'ADDED', object: o });
-      this.send(res, { type: 'BOOKMARK', object: { kind: def.kind, apiVersion: 'v1', metadata: { resourceVersion: String(this.rv), annotations: { 'k8s.io/initial-events-end': 'true' } } } });
+      if (!this.endBookmarkOnTick) this.send(res, { type: 'BOOKMARK', object: { kind: def.kind, apiVersion: 'v1', metadata: { resourceVersion: String(this.rv), annotations: { 'k8s.io/initial-events-end': 'true' } } } });
     } else {
       const from = Number(q.get('resourceVersion') ?? 0);
       if (from < this.compactedRv) {
@@ -246,7 +258,8 @@ export class FakeApiServer {
       res.flushHeaders();
       for (const e of this.events(def.id)) if (e.rv > from) this.send(res, { type: e.type, object: e.obj });
     }
-    const w: Watcher = { def, res, bookmarks, from: q.get('sendInitialEvents') === 'true' ? 0 : Number(q.get('resourceVersion') ?? 0) };
+    const initial = q.get('sendInitialEvents') === 'true';
+    const w: Watcher = { def, res, bookmarks, from: initial ? 0 : Number(q.get('resourceVersion') ?? 0), endPending: initial && this.endBookmarkOnTick };
     this.watchers.add(w);
     res.on('close', () => this.watchers.delete(w));
   }

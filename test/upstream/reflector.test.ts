@@ -4,6 +4,7 @@ import type { FakeClock } from '../../src/clock.js';
 import type { UpstreamHandle, UpstreamOptions } from '../../src/server/upstream/index.js';
 import { WATERMARK_ONLY_INTERVAL_MS } from '../../src/server/upstream/dispatcher.js';
 import { EARLY_LOOK_MIN_MS } from '../../src/server/upstream/reflector.js';
+import { WATCHLIST_END_GRACE_MS } from '../../src/server/upstream/watch.js';
 import type { KubeObject } from '../../src/server/upstream/types.js';
 import type { FakeApiServer } from '../support/fake-apiserver.js';
 import { upstreamOnFakeApi } from '../support/upstream.js';
@@ -156,6 +157,80 @@ describe('reflector against a scripted API server', () => {
     server.upsert('pods', pod('p9', { ip: '10.0.0.99' }));
     await waitUntil(() => sameState(sink.state.get('pods'), expectedState(podsFeed, objects)), { clock });
     expect(server.count('pods')).toBe(1);
+  });
+
+  it('takes live events that come before the end of a WatchList\'s initial events into the list (Kubernetes 1.27-1.31 send the end at their next bookmark tick)', async () => {
+    const { clock, sink, up } = await setup();
+    server.endBookmarkOnTick = true;
+    for (let i = 0; i < 4; i++) server.upsert('pods', pod(`p${i}`, { ip: `10.0.0.${i + 1}` }));
+    up.start(sink);
+    await waitUntil(() => server.openWatches === 1, { clock });
+    server.upsert('pods', pod('p1', { ip: '10.0.1.1' }));
+    server.remove('pods', 'default', 'p2');
+    server.upsert('pods', pod('p9', { ip: '10.0.0.99' }));
+    await clock.advanceAsync(1_000);
+    expect(sink.status.get('pods')).not.toBe('in-sync');
+    server.bookmark();
+    await waitUntil(() => sink.status.get('pods') === 'in-sync' && sameState(sink.state.get('pods'), expectedState(podsFeed, objects)), { clock });
+    // One WatchList, kept for live events: no paged LIST, no fallback.
+    expect(server.count('pods')).toBe(1);
+    expect((await up.metrics.relists.get()).values.filter((v) => v.labels.reason === 'watchlist-fallback')).toEqual([]);
+    // Nothing of the live events before the end was sent as an update before the list committed.
+    expect(sink.batches.filter((b) => b.batch.updates.length > 0)).toHaveLength(1);
+  });
+
+  it('a WatchList that carries live events but never its end (a server ignoring sendInitialEvents) turns to paged LIST after WATCHLIST_END_GRACE_MS', async () => {
+    const { clock, sink, up } = await setup();
+    server.endBookmarkOnTick = true;
+    server.upsert('pods', pod('a', { ip: '10.0.0.1' }));
+    up.start(sink);
+    await waitUntil(() => server.openWatches === 1, { clock });
+    server.upsert('pods', pod('a', { ip: '10.0.0.2' }));
+    await waitUntil(async () => (await up.metrics.events.get()).values.some((v) => v.labels.type === 'MODIFIED'), { clock, stepMs: 10 });
+    const t0 = clock.monotonic();
+    await waitUntil(() => server.count('pods', false) === 1, { clock, stepMs: 100 });
+    // Not at the live event (as once), nor at the inactivity watchdog: at the grace's end.
+    expect(clock.monotonic() - t0).toBeGreaterThanOrEqual(WATCHLIST_END_GRACE_MS - 200);
+    expect(clock.monotonic() - t0).toBeLessThanOrEqual(WATCHLIST_END_GRACE_MS + 2_000);
+    await waitUntil(() => sink.status.get('pods') === 'in-sync' && sameState(sink.state.get('pods'), expectedState(podsFeed, objects)), { clock });
+    expect((await up.metrics.relists.get()).values.find((v) => v.labels.reason === 'watchlist-fallback')?.value).toBe(1);
+  });
+
+  it.each([
+    ['storage is (re)initializing', 'lists from etcd at once, and tries WatchList again at the next list'],
+    ['Too many requests, please try again later.', 'waits out the Retry-After and asks for the WatchList again (a LIST would add load to a throttling server)'],
+  ])('a WatchList refused with 429 "%s" %s', async (message) => {
+    const { clock, sink, up } = await setup();
+    const initializing = message.includes('initializing');
+    server.upsert('pods', pod('a', { ip: '10.0.0.1' }));
+    let refused = 0;
+    server.intercept = (info, _req, res) => {
+      if (info.query.get('sendInitialEvents') !== 'true' || refused >= 2) return false;
+      refused++;
+      res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '5' });
+      res.end(JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', message, reason: 'TooManyRequests', code: 429, details: { retryAfterSeconds: 5 } }));
+      return true;
+    };
+    up.start(sink);
+    await waitUntil(() => sink.status.get('pods') === 'in-sync' && server.openWatches === 1 && sameState(sink.state.get('pods'), expectedState(podsFeed, objects)), { clock });
+    const reasons = async (): Promise<Record<string, number>> => Object.fromEntries((await up.metrics.relists.get()).values.map((v) => [v.labels.reason, v.value]));
+    if (initializing) {
+      // One WatchList refused, then a paged LIST in the same attempt; WatchList is still on.
+      expect(refused).toBe(1);
+      expect(server.count('pods', false)).toBe(1);
+      expect(await reasons()).toEqual({ 'watchlist-initializing': 1 });
+      server.intercept = undefined;
+      // Expired (410): the relist is a WatchList again, served this time.
+      server.changeWhileDisconnected(() => server.upsert('pods', pod('b', { ip: '10.0.0.2' })));
+      server.endWatches();
+      await waitUntil(() => server.requests.filter((r) => r.query.includes('sendInitialEvents=true')).length === 2 && server.openWatches === 1 && sameState(sink.state.get('pods'), expectedState(podsFeed, objects)), { clock });
+      expect(server.requests.filter((r) => !r.watch && !r.query.includes('limit=1')).length).toBe(1);
+    } else {
+      // Throttled: no LIST at all, the WatchList asked again after the Retry-After.
+      expect(refused).toBe(2);
+      expect(server.count('pods', false)).toBe(0);
+      expect(await reasons()).toEqual({});
+    }
   });
 
   it('falls back to a paged LIST when WatchList is refused', async () => {

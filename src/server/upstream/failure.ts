@@ -55,6 +55,16 @@ export function tooLargeResourceVersion(f: UpstreamFailure): boolean {
 }
 
 /**
+ * A 429 that says the API server's watch cache for the resource is (re)initialising (Kubernetes
+ * 1.31+ answers every watch so until it is ready: "storage is (re)initializing"), while a LIST is
+ * served from etcd meanwhile. Every other 429 is throttling (API Priority and Fairness), where a
+ * LIST would only add load.
+ */
+export function storageInitializing(f: UpstreamFailure): boolean {
+  return f.kind === 'http' && f.k8sCode === 429 && typeof f.body?.message === 'string' && f.body.message.includes('initializing');
+}
+
+/**
  * How long the API server asked us to wait: its Retry-After header (the one parser in
  * src/retry-after.ts), else the Status body's `details.retryAfterSeconds`; capped at `capMs`.
  */

@@ -25,11 +25,12 @@ export const UPSTREAM_BACKOFF = { initialMs: 1_600, maxMs: 40_000, jitter: 0.5, 
 /** The smallest page size a too-large LIST halves to: one object per page. */
 export const LIST_PAGE_FLOOR = 1;
 /**
- * How long a WatchList that went silent or ended before its initial events did (ambiguous: a
- * server that ignores sendInitialEvents, or a restart or a black-holed connection mid-relist)
- * leaves the resource on paged LISTs before a relist tries WatchList again (ms). A refusal that
- * says WatchList is not served (HTTP 400/422/501, a non-transient ERROR, live events before the
- * end marker) stays for the process's life.
+ * How long a WatchList that went silent or ended before its initial events did, or carried live
+ * events without their end for WATCHLIST_END_GRACE_MS (ambiguous: a server that ignores
+ * sendInitialEvents, or a restart or a black-holed connection mid-relist) leaves the resource on
+ * paged LISTs before a relist tries WatchList again (ms). A refusal that says WatchList is not
+ * served (HTTP 400/422/501, a non-transient ERROR, a bookmark without the end marker) stays for
+ * the process's life.
  */
 export const WATCHLIST_RETRY_AFTER_MS = 3_600_000;
 

@@ -2,7 +2,7 @@ import { collectionPath } from '../../registry.js';
 import type { ResourceHealth } from '../pipeline/seams.js';
 import { Backoff } from '../../backoff.js';
 import { compareResourceVersions, isResourceVersion } from '../../../proto/index.js';
-import { UpstreamFailure, checkedResourceVersion } from './failure.js';
+import { UpstreamFailure, checkedResourceVersion, storageInitializing } from './failure.js';
 import { listPages } from './list.js';
 import { recover } from './recovery.js';
 import { probeRevision } from './revision-probe.js';
@@ -209,7 +209,20 @@ export class Reflector implements ReflectorCore {
           this.watchListRetryAtMs = undefined;
           this.o.logger.info({ resource: this.id }, 'trying WatchList again');
         }
-        if (this.watchListSupported) return await watchOnce(this, true);
+        if (this.watchListSupported) {
+          try {
+            return await watchOnce(this, true);
+          } catch (err) {
+            // A watch cache still initialising refuses every watch (429) while LISTs are served
+            // from etcd: this attempt lists instead (as client-go's reflector falls back to a
+            // LIST when its WatchList fails), and the next list tries WatchList again. Waiting
+            // out the Retry-After and asking again kept the resource unsynced until the cache
+            // was ready, minutes on a large cluster after an API server restart.
+            if (!(err instanceof UpstreamFailure) || !storageInitializing(err) || this.stopped) throw err;
+            this.o.metrics.relists.inc({ resource: this.id, reason: 'watchlist-initializing' });
+            this.o.logger.info({ resource: this.id }, 'WatchList refused while the API server\'s watch cache initialises (429); listing from etcd this time');
+          }
+        }
         await listPages(this);
         return await watchOnce(this, false);
       }

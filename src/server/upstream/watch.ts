@@ -7,6 +7,7 @@ import { compareResourceVersions, isResourceVersion } from '../../../proto/index
 import { UpstreamFailure, checkedResourceVersion } from './failure.js';
 import { parseJson } from './json.js';
 import { type ReflectorCore, WATCHLIST_MAX_SERVER_ERRORS } from './reflector-core.js';
+import type { Timer } from '../../clock.js';
 import type { GuardedResponse } from './request.js';
 import type { ListSession } from './resource-view.js';
 import { probeRevision } from './revision-probe.js';
@@ -27,6 +28,16 @@ const INITIAL_EVENTS_END = 'k8s.io/initial-events-end';
  * reported in sync until the relist that follows it.
  */
 export const SEED_PROOF_MS = 2_000;
+
+/**
+ * How long a WatchList may carry live events (MODIFIED, DELETED) before its end-of-initial-events
+ * bookmark (ms). A live event comes only after every initial one, and Kubernetes 1.27-1.31 send
+ * the bookmark at the watch cache's next bookmark tick (about a second) once it has seen the
+ * list's RV, which a live event proves: ten times that is room enough. A server that ignores
+ * sendInitialEvents (synthetic ADDED events, then live ones, never the bookmark) is found out
+ * here: paged LISTs for WATCHLIST_RETRY_AFTER_MS.
+ */
+export const WATCHLIST_END_GRACE_MS = 10_000;
 
 /**
  * Watches from the current RV until the stream ends. With `initial`, the watch is a WatchList:
@@ -90,6 +101,8 @@ export async function watchOnce(r: ReflectorCore, initial: boolean, probe = fals
     });
   }
   let session: ListSession | undefined = initial ? r.o.view.beginList() : undefined;
+  /** Armed by the first MODIFIED or DELETED before the end of the initial events (WATCHLIST_END_GRACE_MS). */
+  let liveBeforeEnd: Timer | undefined;
   let events = 0;
   const onLine = (line: string): void => {
     let ev: WatchEvent;
@@ -126,14 +139,22 @@ export async function watchOnce(r: ReflectorCore, initial: boolean, probe = fals
     if (session !== undefined) {
       if (!relist) r.confirmHealthy();
       if (ev.type === 'BOOKMARK' && ev.object.metadata?.annotations?.[INITIAL_EVENTS_END] === 'true') {
+        liveBeforeEnd?.cancel();
         r.finishList(session, rv);
         session = undefined;
         r.confirmHealthy();
-      } else if (ev.type === 'ADDED') {
+      } else if (ev.type === 'ADDED' || ev.type === 'MODIFIED' || ev.type === 'DELETED') {
         // Initial events are not in RV order: the RV moves only at the end-of-initial bookmark.
-        session.add(ev.object);
+        // Live events may come before that bookmark: Kubernetes 1.27-1.31 send it at the watch
+        // cache's next bookmark tick once it has seen the list's RV, after the initial events and
+        // whatever happened meanwhile. They go into the list (as client-go's temporary store
+        // takes them), which at the bookmark is the state at its RV. Refusing them (as this once
+        // did) turned WatchList off for the process on any busy cluster of those versions.
+        if (ev.type === 'DELETED') session.remove(ev.object);
+        else session.add(ev.object);
+        if (ev.type !== 'ADDED') liveBeforeEnd ??= r.o.clock.setTimeout(() => req.abort(r.watchListUnsupported(`no end of initial events ${WATCHLIST_END_GRACE_MS} ms after a live event`, true)), WATCHLIST_END_GRACE_MS);
       } else {
-        // Live events (or a bookmark) before the end marker: the server ignored sendInitialEvents.
+        // A bookmark without the end marker: the server ignored sendInitialEvents.
         throw r.watchListUnsupported(`${ev.type} before the end of initial events`);
       }
       return;
@@ -184,6 +205,7 @@ export async function watchOnce(r: ReflectorCore, initial: boolean, probe = fals
     }
     throw err;
   } finally {
+    liveBeforeEnd?.cancel();
     seedProof?.cancel();
     probeStop.abort();
     req.done();
