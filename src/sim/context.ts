@@ -29,6 +29,8 @@ export interface SimBehaviour {
    * when bookmarks are allowed).
    */
   watchListDefaulting: boolean;
+  /** The end-of-initial-events bookmark comes this long after the initial events, live events before it (1.27-1.31); 0: at once. */
+  watchListEndDelayMs: number;
   /**
    * Bookmark RV: 'resource' = the resource's latest event (conservative); 'global' = the global RV,
    * which jumps beyond any event of the watched type, as etcd progress notifications make it.

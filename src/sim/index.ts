@@ -108,6 +108,7 @@ export async function startSim(options: SimOptions = {}): Promise<Sim> {
     rvWaitMs: o.rvWaitMs,
     watchList: o.watchList,
     watchListDefaulting: o.watchListDefaulting,
+    watchListEndDelayMs: o.watchListEndDelayMs,
     bookmarkRv: o.bookmarkRv,
     podDeleteGraceMs: o.podDeleteGraceMs,
   };

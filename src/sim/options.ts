@@ -68,6 +68,12 @@ export const startSimOptions = {
     default: true,
     help: 'Emulate the 1.34+ WatchList defaulting: a watch with RV ""/"0" and no sendInitialEvents is served as sendInitialEvents=true.',
   }),
+  watchListEndDelayMs: opt.int({
+    default: 0,
+    unit: 'ms',
+    min: 0,
+    help: 'A WatchList\'s end-of-initial-events bookmark comes this long after its initial events, live events flowing meanwhile (Kubernetes 1.27-1.31 send it at the watch cache\'s next bookmark tick, about 1 s); 0: right after them (1.32+).',
+  }),
   bookmarkRv: opt.enum({
     values: ['resource', 'global'] as const,
     default: 'global',

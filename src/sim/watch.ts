@@ -138,6 +138,8 @@ export class Watcher {
   readonly def: ResourceDef;
   private lastSentRv = 0;
   private closed = false;
+  /** The end-of-initial-events bookmark is still to come (watchListEndDelayMs). */
+  private endPending = false;
   /** Live events that arrive while initial events are still being written. */
   private pending: SimEvent[] | undefined = [];
   private timers: Timer[] = [];
@@ -190,7 +192,22 @@ export class Watcher {
       await this.writeInitial(snap.items);
       if (this.closed) return;
       this.lastSentRv = Math.max(this.lastSentRv, snap.rv);
-      if (p.endBookmark) {
+      if (p.endBookmark && ctx.behaviour.watchListEndDelayMs > 0) {
+        // 1.27-1.31: the end comes at a later bookmark tick, at the RV reached by then, after the
+        // live events in between (which go out as they come, below); no other bookmark before it.
+        this.endPending = true;
+        this.timers.push(
+          ctx.clock
+            .setTimeout(() => {
+              if (this.closed) return;
+              this.endPending = false;
+              const rv = Math.max(this.lastSentRv, this.bookmarkRv());
+              ctx.counters.bookmarks.inc([this.def.id]);
+              this.sendEvent('BOOKMARK', eventLine('BOOKMARK', bookmarkObject(this.def, rv, true)), rv);
+            }, ctx.behaviour.watchListEndDelayMs)
+            .unref(),
+        );
+      } else if (p.endBookmark) {
         ctx.counters.bookmarks.inc([this.def.id]);
         this.sendEvent('BOOKMARK', eventLine('BOOKMARK', bookmarkObject(this.def, snap.rv, true)), snap.rv);
       }
@@ -259,7 +276,7 @@ export class Watcher {
 
   /** Sends a bookmark only when the RV moved past what this watcher already has. */
   private maybeBookmark(): void {
-    if (this.pending !== undefined) return;
+    if (this.pending !== undefined || this.endPending) return;
     const rv = this.bookmarkRv();
     if (rv <= this.lastSentRv) return;
     this.ctx.counters.bookmarks.inc([this.def.id]);

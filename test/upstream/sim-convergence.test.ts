@@ -49,6 +49,20 @@ describe('upstream against the simulator', () => {
     expect(up.ready()).toBe(true);
   });
 
+  it('WatchList on a server that ends the initial events a second later, changes flowing in between (Kubernetes 1.27-1.31): every resource synced by WatchList, none falls back to LIST', async () => {
+    const { clock, sink, up, s } = await setup({ feeds: ['felix'] }, { watchListEndDelayMs: 1_000 });
+    up.start(sink);
+    // Changes while the end bookmarks are still to come.
+    await waitUntil(() => (s.admin.counters().watchesOpen as Record<string, number>)['pods'] !== undefined, { clock, stepMs: 10 });
+    s.admin.churnSteps(60);
+    await waitUntil(() => sink.status.get('felix') === 'in-sync', { clock, stepMs: 100 });
+    s.admin.churnSteps(60);
+    await converged(sink, s, clock, ['felix']);
+    // No relist but the not-installed CRDs' looks.
+    expect((await up.metrics.relists.get()).values.filter((v) => v.value > 0 && v.labels.reason !== 'missing-retry')).toEqual([]);
+    expect(replicaListRequests(s.admin.counters(), 'sim-test')).toBe(0);
+  });
+
   it('lists in pages when WatchList is off', async () => {
     const { clock, sink, up, s } = await setup({ watchList: false, listPageSize: 7, feeds: ['felix'] });
     up.start(sink);
