@@ -209,6 +209,52 @@ describe('reflector under faults', () => {
     }
   });
 
+  it('runs an exec credential plugin again after a 401, before its credential expires (client-node caches it until then)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cattail-exec-'));
+    try {
+      const tokenFile = join(dir, 'token');
+      writeFileSync(tokenFile, 'old-token');
+      // The plugin: an ExecCredential with the file's token, valid for an hour.
+      const plugin = `const fs=require('fs');process.stdout.write(JSON.stringify({apiVersion:'client.authentication.k8s.io/v1',kind:'ExecCredential',status:{token:fs.readFileSync(process.argv[1],'utf8').trim(),expirationTimestamp:new Date(Date.now()+3600e3).toISOString()}}))`;
+      const { server, clock, up } = await upstreamOnFakeApi((srv) => {
+        const kubeConfig = new KubeConfig();
+        kubeConfig.loadFromClusterAndUser(
+          { name: 'c', server: srv.url, skipTLSVerify: true },
+          { name: 'u', exec: { apiVersion: 'client.authentication.k8s.io/v1', command: process.execPath, args: ['-e', plugin, tokenFile], interactiveMode: 'Never' } },
+        );
+        return { kubeConfig, customFeeds: [PODS_FEED], random: () => 0, watchList: false };
+      });
+      const seen: string[] = [];
+      server.intercept = (info, _req, res) => {
+        const auth = String(info.headers.authorization);
+        seen.push(auth);
+        if (auth === 'Bearer new-token') return false;
+        res.writeHead(401, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ kind: 'Status', code: 401, reason: 'Unauthorized', message: 'token revoked' }));
+        return true;
+      };
+      const sink = new RecordingSink();
+      up.start(sink);
+      await waitUntil(() => seen.length >= 1, { clock });
+      writeFileSync(tokenFile, 'new-token'); // revoked and reissued before its expiry
+      // Virtual time moves with real pauses: the plugin runs in real time, and the inactivity
+      // watchdog (virtual) must not end every attempt before the plugin has answered.
+      for (let i = 0; i < 200 && sink.status.get('pods') !== 'in-sync'; i++) {
+        await clock.advanceAsync(500);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(sink.status.get('pods')).toBe('in-sync');
+      expect(seen[0]).toBe('Bearer old-token');
+      expect(seen.at(-1)).toBe('Bearer new-token');
+      expect(await counter(up, 'authErrors')).toBe(1);
+      expect(seen[0]).toBe('Bearer old-token');
+      expect(seen.at(-1)).toBe('Bearer new-token');
+      expect(await counter(up, 'authErrors')).toBe(1);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('backs off on an in-stream 500 and re-watches from the same RV without relisting', async () => {
     const { clock, sink, up } = await setup();
     server.upsert('pods', pod('a'));

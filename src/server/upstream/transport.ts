@@ -25,6 +25,13 @@ export interface Transport {
   unauthorized(): void;
 }
 
+/**
+ * The shortest time between two drops of a cached exec credential after a 401, in ms (wall clock:
+ * the credential's own expiry is wall-clock time too). A token the API server refuses is refused
+ * to every reflector at once; one plugin run serves them all.
+ */
+export const EXEC_DROP_MIN_MS = 10_000;
+
 export class KubeTransport implements Transport {
   private tokenOverride: string | undefined;
   /** A credentials call still running (see get): later requests wait for it instead of starting another. */
@@ -45,6 +52,7 @@ export class KubeTransport implements Transport {
   }
 
   unauthorized(): void {
+    this.dropExecCredential();
     // In-cluster auth re-reads the projected token only every 60 s; after a 401 read it now, and
     // from then on before every request: an override read once kept the token of that moment
     // past the kubelet's next rotation, until it expired and cost another 401 (and readiness).
@@ -52,6 +60,32 @@ export class KubeTransport implements Transport {
     if (tokenFile === undefined) return;
     this.tokenFile = tokenFile;
     this.tokenOverride = readToken(tokenFile);
+  }
+
+  /** Wall-clock ms of the last dropped exec credential (EXEC_DROP_MIN_MS). */
+  private execDroppedAtMs = Number.NEGATIVE_INFINITY;
+
+  /**
+   * An exec plugin's credential (`aws eks get-token`, `gke-gcloud-auth-plugin`, ...) is cached by
+   * client-node 1.x until its `expirationTimestamp`, even after the API server refused it: a token
+   * revoked or rotated early made every request a 401, and the replica unready, until then (up to
+   * the plugin's lifetime, 15 min for EKS). client-go drops it on a 401 and runs the plugin again;
+   * so does this, at most once per EXEC_DROP_MIN_MS, since every reflector sees the same 401 and
+   * each drop costs a plugin run. The cache is client-node's ExecAuth's `tokenCache` (keyed by user
+   * name; the class is not exported, so it is found by that field): should a later client-node
+   * keep it elsewhere, nothing is dropped and the credential expires as before.
+   */
+  private dropExecCredential(): void {
+    const user = this.kc.getCurrentUser();
+    const exec = (user as { exec?: unknown } | null)?.exec ?? (user?.authProvider as { config?: { exec?: unknown } } | undefined)?.config?.exec;
+    if (user === null || exec === undefined) return;
+    const now = Date.now();
+    if (now - this.execDroppedAtMs < EXEC_DROP_MIN_MS) return;
+    this.execDroppedAtMs = now;
+    for (const a of (this.kc as unknown as { authenticators?: unknown }).authenticators as unknown[] ?? []) {
+      const cache = (a as { tokenCache?: unknown } | null)?.tokenCache;
+      if (typeof cache === 'object' && cache !== null) (cache as Record<string, unknown>)[user.name] = null;
+    }
   }
 
   async get(pathAndQuery: string, signal: AbortSignal): Promise<IncomingMessage> {
