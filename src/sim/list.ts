@@ -101,7 +101,8 @@ export async function handleList(ctx: SimContext<StoreView>, r: ApiRequest): Pro
     const token = decodeContinue(cont);
     startKey = token.start;
     try {
-      snap = store.snapshot(r.def, Math.min(token.rv, store.currentRv));
+      // A continue page is read from etcd at the token's RV, however far a follower's cache lags.
+      snap = store.etcdSnapshot(r.def, token.rv);
     } catch (err) {
       if (!(err instanceof StatusError) || err.code !== 410) throw err;
       ctx.counters.continueExpired.inc([]);
@@ -110,7 +111,8 @@ export async function handleList(ctx: SimContext<StoreView>, r: ApiRequest): Pro
       throw expired('The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.', fresh);
     }
   } else if (rv === undefined) {
-    snap = store.snapshot(r.def, store.currentRv);
+    // Consistent: at etcd's current revision, a lagging follower's too (StoreView.etcdSnapshot).
+    snap = store.etcdSnapshot(r.def);
   } else if (rv === 0) {
     // Served from the cache at any RV; the cacher ignores limit here (computeListLimit).
     limit = 0;

@@ -27,5 +27,12 @@ export interface StoreView {
   resource(id: string): ResourceView | undefined;
   get(def: ResourceDef, namespace: string, name: string): StoredObject | undefined;
   snapshot(def: ResourceDef, rv: number): Snapshot;
+  /**
+   * A read that etcd answers (a consistent LIST, a continue page): at `rv`, or at etcd's current
+   * revision when undefined. An API server whose watch cache lags still answers these at etcd's
+   * revision (it reads etcd, or waits for its cache to reach etcd's current revision first, 1.31+),
+   * so a follower serves them from the leader's store: never older than what a client saw.
+   */
+  etcdSnapshot(def: ResourceDef, rv?: number): Snapshot;
   waitForRv(rv: number, timeoutMs: number): Promise<boolean>;
 }

@@ -232,6 +232,10 @@ export class Store {
    * history no longer reaches back to `rv`. Cached (LRU) so that paging through a large list
    * builds the snapshot once.
    */
+  etcdSnapshot(def: ResourceDef, rv?: number): Snapshot {
+    return this.snapshot(def, rv ?? this.currentRv);
+  }
+
   snapshot(def: ResourceDef, rv: number): Snapshot {
     const rs = this.rs(def);
     // Compacted (or never held): 410 even when the resource did not change since, as etcd answers.

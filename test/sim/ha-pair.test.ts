@@ -32,7 +32,10 @@ describe('sim HA pair', () => {
     const base = Number(sim.admin.currentRv());
     for (let i = 0; i < 5; i++) sim.admin.create('namespaces', { metadata: { name: `ns-${i}` } });
     const leader = await getJson(`${sim.url}/api/v1/namespaces`);
-    const follower = await getJson(`${ha.followerUrl}/api/v1/namespaces`);
+    // Served from the follower's watch cache (RV=0): behind. A consistent list (RV unset) is read
+    // at etcd's revision, by a lagging API server too: the leader's state.
+    const follower = await getJson(`${ha.followerUrl}/api/v1/namespaces?resourceVersion=0`);
+    expect((await getJson(`${ha.followerUrl}/api/v1/namespaces`)).body.metadata.resourceVersion).toBe(String(base + 5));
     expect(leader.body.metadata.resourceVersion).toBe(String(base + 5));
     expect(follower.body.metadata.resourceVersion).toBe(String(base + 2));
     const names = (b: Loose): string[] => b.items.map((n: Loose) => n.metadata.name).filter((n: string) => n.startsWith('ns-'));
@@ -57,7 +60,7 @@ describe('sim HA pair', () => {
     for (let i = 0; i < 3; i++) sim.admin.create('namespaces', { metadata: { name: `ns-${i}` } });
     const now = Number(sim.admin.currentRv());
     const rvs: number[] = [];
-    for (let i = 0; i < 4; i++) rvs.push(Number(await listRv(`${ha.roundRobinUrl}/api/v1/namespaces`)));
+    for (let i = 0; i < 4; i++) rvs.push(Number(await listRv(`${ha.roundRobinUrl}/api/v1/namespaces?resourceVersion=0`)));
     expect(rvs).toEqual([now, now - 2, now, now - 2]);
     expect(ha.connections()).toEqual([2, 2]);
     // Resuming on the follower from the leader's RV, which it has not seen yet: answered 200 and
@@ -76,8 +79,8 @@ describe('sim HA pair', () => {
   it('GET /_sim/ha tells a process outside the simulator where the pair is and what the follower served', async () => {
     const sim = await start({ nodes: 1, podsPerNode: 2, seed: 4, ha: { lagRvs: 2 } });
     const ha = sim.ha as NonNullable<Sim['ha']>;
-    await listRv(`${ha.roundRobinUrl}/api/v1/namespaces`);
-    await listRv(`${ha.roundRobinUrl}/api/v1/namespaces`);
+    await listRv(`${ha.roundRobinUrl}/api/v1/namespaces?resourceVersion=0`);
+    await listRv(`${ha.roundRobinUrl}/api/v1/namespaces?resourceVersion=0`);
     const lag = await fetch(`${sim.url}/_sim/faults/lag`, { method: 'POST', body: JSON.stringify({ lagRvs: 7 }) });
     expect(lag.status).toBe(200);
     const info = await getJson(`${sim.url}/_sim/ha`);

@@ -58,17 +58,46 @@ describe('etcd restored without a revision bump', () => {
     expect(await probes(up, 'behind')).toBeGreaterThanOrEqual(2);
     // Nothing of the restored timeline was applied while it was behind (no update, no deletion).
     expect(sink.batches.slice(batches).flatMap((b) => b.batch.updates)).toEqual([]);
-    // While behind, the retries are one-item probes, not whole lists refused again.
-    const lists = server.requests.filter((r) => !r.watch && !r.query.includes('limit=1'));
-    const listsBefore = lists.length;
-    await clock.advanceAsync(120_000);
-    expect(server.requests.filter((r) => !r.watch && !r.query.includes('limit=1')).length).toBe(listsBefore);
+    // While behind, the retries are one-item probes, not whole lists (or WatchLists) refused again.
+    const fullLists = (): number => server.requests.filter((r) => new URLSearchParams(r.query).get('limit') !== '1' && (!r.watch || r.query.includes('sendInitialEvents=true'))).length;
+    const listsBefore = fullLists();
+    const probesBefore = await probes(up, 'behind');
+    await waitUntil(async () => (await probes(up, 'behind')) >= probesBefore + 2, { clock, stepMs: 1_000 });
+    expect(fullLists()).toBe(listsBefore);
+    // No relist was counted for them: none was made.
+    expect((await up.metrics.relists.get()).values.filter((v) => v.labels.reason === 'stale-list')).toEqual([]);
     // The cluster's revision passes the applied one: one consistent relist, and the state is the
     // restored timeline's (b and c deleted, d there although its revision was at or below ours).
     while (server.rv <= applied) server.upsert('pods', pod('e', { ip: '10.0.0.5' }));
     await waitUntil(() => up.health()[0]?.stale === false && converged(server, sink), { clock, stepMs: 1_000, timeoutMs: 120_000 });
     expect(sink.state.get('pods')?.size).toBe(3);
     expect(up.ready()).toBe(true);
+  });
+
+  it('a probe that fails (throttled after the restore) is asked again while the watch lives: the server behind is found within seconds, not at the next re-watch', async () => {
+    const { server, clock, up, sink } = await start({ watchList: false });
+    server.upsert('pods', pod('a', { ip: '10.0.0.1' }));
+    const backup = server.backup();
+    server.upsert('pods', pod('b', { ip: '10.0.0.2' }));
+    server.upsert('pods', pod('c', { ip: '10.0.0.3' }));
+    up.start(sink);
+    await waitUntil(() => sink.status.get('pods') === 'in-sync' && server.openWatches === 1, { clock });
+    // The restored API server throttles the first two one-item LISTs.
+    let throttled = 0;
+    server.intercept = (info, _req, res) => {
+      if (info.watch || info.query.get('limit') !== '1' || throttled >= 2) return false;
+      throttled++;
+      res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '1' });
+      res.end(JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', code: 429, reason: 'TooManyRequests', message: 'Too many requests, please try again later.' }));
+      return true;
+    };
+    server.restore(backup);
+    await waitUntil(() => throttled === 2, { clock, stepMs: 100 });
+    const t0 = clock.monotonic();
+    await waitUntil(async () => (await probes(up, 'behind')) >= 1, { clock, stepMs: 100 });
+    expect(clock.monotonic() - t0).toBeLessThan(10_000);
+    expect(await probes(up, 'failed')).toBe(2);
+    await waitUntil(() => up.health()[0]?.stale === true, { clock, stepMs: 1_000 });
   });
 
   it('a warm restart from a checkpoint ahead of the server does not count as synced: a cold relist once the revision passes it', async () => {

@@ -16,7 +16,8 @@ export type FailureKind =
   | 'malformed' // a body that is not the JSON we asked for
   | 'body-too-large' // a LIST body above upstreamListMaxBytes (or too large to hold as one string)
   | 'watchlist-unsupported' // the server cannot stream the initial list
-  | 'stale-list'; // a list older than what we already applied (a lagging HA apiserver)
+  | 'stale-list' // a list older than what we already applied (a lagging HA apiserver)
+  | 'revision-behind'; // a revision probe older than what we already applied (revision-probe.ts)
 
 export class UpstreamFailure extends CattailError {
   constructor(

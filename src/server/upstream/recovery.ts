@@ -17,6 +17,14 @@ export function recover(r: ReflectorCore, err: unknown, evidence?: NotServedEvid
   const code = f.k8sCode;
   const log = { resource: r.id, code: f.code, kind: f.kind, status: code, err: f.message };
   const reason = f.kind === 'http' ? `http-${code}` : f.kind;
+  if (f.kind === 'revision-behind') {
+    // The server's revision is behind what was applied (revision-probe.ts, which logged it when a
+    // watch met it): nothing was listed, so no relist is counted. The next attempt probes again
+    // before it lists (refusedOlder), and lists consistently once the server is no longer behind.
+    r.listMode = 'consistent';
+    r.refusedOlder = true;
+    return r.backoff.next(now);
+  }
   if (f.kind === 'stale-list') {
     r.listMode = 'consistent';
     r.refusedOlder = true;

@@ -202,7 +202,7 @@ export class Reflector implements ReflectorCore {
         // instead of a whole list (or a WatchList's whole initial state) refused again.
         if (this.listMode === 'consistent' && this.refusedOlder && isResourceVersion(this.rv)) {
           const v = await probeRevision(this, this.rv, this.stopController.signal);
-          if (v.kind === 'behind') throw new UpstreamFailure('stale-list', `the API server's revision ${v.rv} of ${this.id} is still behind the applied ${this.rv}`);
+          if (v.kind === 'behind') throw new UpstreamFailure('revision-behind', `the API server's revision ${v.rv} of ${this.id} is still behind the applied ${this.rv}`);
         }
         if (!this.watchListSupported && this.watchListRetryAtMs !== undefined && this.o.clock.monotonic() >= this.watchListRetryAtMs) {
           this.watchListSupported = true;

@@ -57,7 +57,8 @@ export async function guardedGet(r: RequestContext, verb: UpstreamVerb, path: st
     res = await r.o.transport.get(path, controller.signal);
   } catch (err) {
     done();
-    r.o.metrics.requests.inc({ resource: r.id, verb, code: 'error' });
+    // Ended by its owner (a probe whose watch ended): not an error of the API server's.
+    if (r.signal?.aborted !== true) r.o.metrics.requests.inc({ resource: r.id, verb, code: 'error' });
     if (controller.signal.aborted) throw controller.signal.reason;
     if (err instanceof UpstreamFailure) throw err;
     throw new UpstreamFailure('network', `${verb} request failed: ${(err as Error).message}`, undefined, undefined, undefined, err);

@@ -10,7 +10,7 @@ import { type ReflectorCore, WATCHLIST_MAX_SERVER_ERRORS } from './reflector-cor
 import type { Timer } from '../../clock.js';
 import type { GuardedResponse } from './request.js';
 import type { ListSession } from './resource-view.js';
-import { probeRevision } from './revision-probe.js';
+import { probeBesideWatch } from './revision-probe.js';
 import { readLines } from './stream.js';
 import type { KubeStatus, WatchEvent } from './types.js';
 
@@ -75,8 +75,8 @@ export async function watchOnce(r: ReflectorCore, initial: boolean, probe = fals
   const relist = initial && r.rv !== undefined;
   if (!relist) r.confirmHealthy();
   // The seed's proof (SEED_PROOF_MS without an ERROR, or an event that passed the checks) counts
-  // only once the revision probe is in: a watch from an RV ahead of the server is silent, which
-  // looks exactly like the proof. A probe that failed proves nothing either way: the proof stands.
+  // only once the revision probe has settled: a watch from an RV ahead of the server is silent,
+  // which looks exactly like the proof (revision-probe.ts probeBesideWatch).
   let probing = false;
   let seedEvidence = false;
   const seedStep = (): void => {
@@ -88,17 +88,20 @@ export async function watchOnce(r: ReflectorCore, initial: boolean, probe = fals
   const since = r.rv;
   if (probe && !initial && isResourceVersion(since)) {
     probing = true;
-    void probeRevision(r, since, probeStop.signal).then((v) => {
-      probing = false;
-      if (probeStop.signal.aborted) return;
-      if (v.kind === 'behind') {
-        r.o.logger.error({ resource: r.id, resourceVersion: v.rv, applied: since }, 'the API server\'s revision is behind the state this replica applied (etcd restored from a backup without --bump-revision?); its older state is refused and the resource goes stale until the cluster\'s revision passes the applied one, then one consistent relist brings the state back');
-        req.abort(new UpstreamFailure('stale-list', `watch ${r.id}: the API server's revision ${v.rv} is behind the applied ${since}`));
-        return;
-      }
-      if (v.kind === 'failed') r.o.logger.debug({ resource: r.id, reason: v.reason }, 'revision probe proved nothing; the watch goes on');
-      if (seedEvidence) r.confirmSeed();
-    });
+    void probeBesideWatch(
+      r,
+      since,
+      probeStop.signal,
+      (rv) => {
+        r.o.logger.error({ resource: r.id, resourceVersion: rv, applied: since }, 'the API server\'s revision is behind the state this replica applied (etcd restored from a backup without --bump-revision?); its older state is refused and the resource goes stale until the cluster\'s revision passes the applied one, then one consistent relist brings the state back');
+        r.o.metrics.watchRestarts.inc({ resource: r.id, reason: 'revision-behind' });
+        req.abort(new UpstreamFailure('revision-behind', `watch ${r.id}: the API server's revision ${rv} is behind the applied ${since}`));
+      },
+      () => {
+        probing = false;
+        if (seedEvidence) r.confirmSeed();
+      },
+    );
   }
   let session: ListSession | undefined = initial ? r.o.view.beginList() : undefined;
   /** Armed by the first MODIFIED or DELETED before the end of the initial events (WATCHLIST_END_GRACE_MS). */

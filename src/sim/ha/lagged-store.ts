@@ -95,6 +95,10 @@ export class LaggedStore implements StoreView {
     return this.views.get(id);
   }
 
+  etcdSnapshot(def: ResourceDef, rv?: number): Snapshot {
+    return this.leader.etcdSnapshot(def, rv);
+  }
+
   snapshot(def: ResourceDef, rv: number): Snapshot {
     return this.leader.snapshot(def, Math.min(rv, this.currentRv));
   }
