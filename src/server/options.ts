@@ -308,6 +308,11 @@ export const upstreamOptions = {
     help: 'Directory for this replica\'s checkpoint (warm restarts): every stateCheckpointIntervalMs and when draining starts, each resource\'s projected state and resourceVersion are written there (atomically, checksummed); on start they are restored and the watches resume from the saved resourceVersions instead of listing (a 410 relists that resource). A corrupt, foreign or old-format checkpoint is reported (CATTAIL_SERVER_STATE_INVALID) and ignored. A directory that cannot hold it (read-only, not permitted, not a directory) is refused at start (CATTAIL_CONFIG_INVALID_VALUE); a missing one is created. Unset: no checkpoints, every start lists. In Kubernetes an emptyDir survives container restarts, not pod replacement.',
     check: (v) => (v === '' ? 'expected a directory path' : undefined),
   }),
+  clusterEpoch: opt.string({
+    default: undefined,
+    help: 'Declares a new era of the same cluster to agents: the cluster\'s name (WELCOME `cluster`, the kube-system namespace\'s UID) gets `@<epoch>` appended, so agents holding a state from before take a snapshot instead of comparing resourceVersions, and a replica checkpoint from before is not used. Set it (1-63 of A-Z a-z 0-9 . _ -) after restoring etcd from a backup without a revision bump, when the cluster\'s revision is far behind what agents applied (docs/deploy.md "Restoring etcd from a backup"); every replica must have the same. Unset: the UID alone.',
+    check: (v) => (/^[A-Za-z0-9._-]{1,63}$/.test(v) ? undefined : 'expected 1-63 characters of A-Z a-z 0-9 . _ -'),
+  }),
   stateCheckpointIntervalMs: opt.int({
     default: 300_000,
     unit: 'ms',

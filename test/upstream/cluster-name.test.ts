@@ -46,7 +46,35 @@ describe('the cluster name', () => {
     await up.stop();
   });
 
+  it('with clusterEpoch, is kube-system\'s UID in that epoch (another cluster to agents), and a checkpoint from before it is not used', async () => {
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = mkdtempSync(join(tmpdir(), 'cattail-epoch-'));
+    try {
+      const { sim, clock, up } = await upstreamOnSim({ sim: { nodes: 2, podsPerNode: 2, seed: 5 }, up: { replicaId: 'r1', feeds: [], customFeeds: [PODS_FEED], stateDir: dir } });
+      const uid = (sim.admin.get('namespaces', undefined, 'kube-system')?.['metadata'] as { uid: string }).uid;
+      const sink = new RecordingSink();
+      up.start(sink);
+      await waitUntil(() => sink.status.get('pods') === 'in-sync' && up.cluster?.() !== undefined, 'in sync and named', { clock });
+      expect(up.cluster?.()).toBe(clusterNameOfUid(uid));
+      await up.finalCheckpoint();
+      await up.stop();
+      // The same replica again, in an epoch the operator declared: named in it, started cold.
+      const again = anotherUpstreamOnSim(sim, clock, { replicaId: 'r1', feeds: [], customFeeds: [PODS_FEED], stateDir: dir, clusterEpoch: 'restore-1' });
+      again.start(new RecordingSink());
+      expect(await again.warmStart()).not.toBe('warm');
+      await waitUntil(() => again.cluster?.() !== undefined, 'named', { clock });
+      expect(again.cluster?.()).toBe(`kube-system/${uid}@restore-1`);
+      expect(again.cluster?.()).not.toBe(up.cluster?.());
+      await again.stop();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('takes the UID of kube-system only, bounded, from the object', () => {
+    expect(kubeSystemUidOf({ metadata: { name: 'kube-system', uid: 'u'.repeat(116) } }, 'e')).toBeUndefined(); // 118 + 12 bytes with the epoch
     expect(kubeSystemUidOf({ metadata: { name: 'kube-system', uid: 'a1b2' } })).toBe('a1b2');
     expect(kubeSystemUidOf({ metadata: { name: 'default', uid: 'x' } })).toBeUndefined();
     expect(kubeSystemUidOf({ metadata: { name: 'kube-system', uid: 'u'.repeat(116) } })).toBe('u'.repeat(116)); // 128 bytes named

@@ -29,17 +29,20 @@ export const CLUSTER_NAME_RETRY_MS = 30_000;
 const MAX_BYTES = 64 * 1024;
 const PATH = '/api/v1/namespaces/kube-system';
 
-/** The name of a cluster whose kube-system namespace has `uid` (exported for tests). */
-export function clusterNameOfUid(uid: string): string {
-  return `kube-system/${uid}`;
+/**
+ * The name of a cluster whose kube-system namespace has `uid`, in the operator's `epoch` when one
+ * is set (clusterEpoch: a cluster whose state went back in time is another cluster to agents).
+ */
+export function clusterNameOfUid(uid: string, epoch?: string): string {
+  return epoch === undefined ? `kube-system/${uid}` : `kube-system/${uid}@${epoch}`;
 }
 
-/** The UID in the kube-system namespace object `body`, or undefined when it is not that. */
-export function kubeSystemUidOf(body: unknown): string | undefined {
+/** The UID in the kube-system namespace object `body`, or undefined when it is not that (or too long to name the cluster with `epoch`). */
+export function kubeSystemUidOf(body: unknown, epoch?: string): string | undefined {
   const meta = (body as { metadata?: { name?: unknown; uid?: unknown } } | null)?.metadata;
   // Bounded in bytes (WELCOME `cluster` is at most MAX_CLUSTER_BYTES; above it every client's
   // codec would refuse every WELCOME): a Kubernetes UID is a 36-character UUID.
-  if (meta?.name === 'kube-system' && typeof meta.uid === 'string' && meta.uid !== '' && isClusterName(clusterNameOfUid(meta.uid))) return meta.uid;
+  if (meta?.name === 'kube-system' && typeof meta.uid === 'string' && meta.uid !== '' && isClusterName(clusterNameOfUid(meta.uid, epoch))) return meta.uid;
   return undefined;
 }
 
@@ -57,11 +60,13 @@ export class ClusterName {
     private readonly ctx: Omit<RequestContext, 'stopSignal' | 'id'>,
     private readonly clock: Clock,
     private readonly logger: Logger,
+    /** The operator's clusterEpoch, appended to the name. */
+    private readonly epoch?: string,
   ) {}
 
   /** The cluster's name, once read. */
   get name(): string | undefined {
-    return this.uid === undefined ? undefined : clusterNameOfUid(this.uid);
+    return this.uid === undefined ? undefined : clusterNameOfUid(this.uid, this.epoch);
   }
 
   /** Starts reading it (once; later calls do nothing). */
@@ -83,7 +88,7 @@ export class ClusterName {
     if (this.stopped) return;
     try {
       const page = await guardedGet({ ...this.ctx, id: 'namespaces', stopSignal: this.stop$.signal }, 'cluster-name', PATH);
-      const uid = kubeSystemUidOf(await readJson(page, MAX_BYTES, 'kube-system namespace'));
+      const uid = kubeSystemUidOf(await readJson(page, MAX_BYTES, 'kube-system namespace'), this.epoch);
       if (uid === undefined) throw new Error('the answer is not the kube-system namespace with a UID');
       this.uid = uid;
       this.logger.info({ cluster: this.name }, 'cluster named by its kube-system namespace (agents from another cluster get a snapshot)');

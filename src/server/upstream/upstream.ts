@@ -154,12 +154,14 @@ class KubeUpstream implements UpstreamHandle {
       );
     }
     this.tickMs = Math.max(50, Math.min(5_000, Math.floor(staleAfterMs / 10)));
-    this.clusterName = new ClusterName({ o: { transport, clock, metrics: this.metrics, inactivityTimeoutMs: o.watchInactivityTimeoutMs, staleAfterMs } }, clock, logger);
+    this.clusterName = new ClusterName({ o: { transport, clock, metrics: this.metrics, inactivityTimeoutMs: o.watchInactivityTimeoutMs, staleAfterMs } }, clock, logger, o.clusterEpoch);
     if (o.stateDir !== undefined) {
       // Everything that shapes the stored values: restoring a state made under other feeds,
       // selectors or projection rules would serve values this build would not produce.
       const identity = createHash('sha256')
-        .update(JSON.stringify({ cluster: o.clusterId ?? '', projection: PROJECTION_VERSION, views: this.views.map((v) => [v.def.id, v.views.map((x) => x.id)]) }))
+        // The epoch only when set: its absence must not change the identity of checkpoints
+        // written before the option existed (every replica would start cold once).
+        .update(JSON.stringify({ cluster: o.clusterId ?? '', ...(o.clusterEpoch !== undefined ? { epoch: o.clusterEpoch } : {}), projection: PROJECTION_VERSION, views: this.views.map((v) => [v.def.id, v.views.map((x) => x.id)]) }))
         .digest('hex');
       this.warm = new WarmState({
         dir: o.stateDir, identity, maxBytes: o.stateMaxBytes, intervalMs: o.stateCheckpointIntervalMs, clock, logger: childLogger(logger, { component: 'state' }), loadMaxMs: o.stateLoadMaxMs,
