@@ -92,6 +92,7 @@ export const kubernetesUpstreamFactory: UpstreamFactory = async (source, ctx): P
   }
   if (source.kind === 'cattail') {
     if (ctx.config.stateDir !== undefined) throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', '--state-dir checkpoints the watches of the API server; a --upstream-cattail replica has none (it rebases on its tier-1 replica instead)', { details: { option: 'stateDir' } });
+    if (ctx.config.clusterEpoch !== undefined) throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', '--cluster-epoch names the cluster of the API server watched; a --upstream-cattail replica names no cluster (set it on tier 1)', { details: { option: 'clusterEpoch' } });
     if (ctx.config.customFeeds.length > 0) throw new ConfigError('CATTAIL_CONFIG_INVALID_VALUE', 'customFeeds are defined where the API server is watched (tier 1); a --upstream-cattail replica follows built-in feeds', { details: { option: 'customFeeds' } });
     const { CattailUpstream } = await import('./upstream-cattail.js');
     const c = ctx.config;

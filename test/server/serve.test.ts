@@ -94,6 +94,10 @@ describe('cattail serve', () => {
     const half = await run(['serve', '--upstream-cattail', 'wss://127.0.0.1:1/', '--upstream-cattail-cert-file', '/c.pem', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--health-listen', '127.0.0.1:0']);
     expect(half.code).toBe(2);
     expect(half.err).toContain('option upstreamCattailCertFile needs upstreamCattailKeyFile too');
+    // A second tier names no cluster: an epoch there would do nothing.
+    const epoch = await run(['serve', '--upstream-cattail', 'ws://127.0.0.1:1/', '--cluster-epoch', 'restore-1', '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--health-listen', '127.0.0.1:0']);
+    expect(epoch.code).toBe(2);
+    expect(epoch.err).toContain('CATTAIL_CONFIG_INVALID_VALUE: --cluster-epoch names the cluster of the API server watched');
   });
 
   it('refuses, at start-up, a --upstream-cattail-service whose every discovery would fail', async () => {

@@ -67,7 +67,15 @@ describe('the cluster name', () => {
       await waitUntil(() => again.cluster?.() !== undefined, 'named', { clock });
       expect(again.cluster?.()).toBe(`kube-system/${uid}@restore-1`);
       expect(again.cluster?.()).not.toBe(up.cluster?.());
+      await again.finalCheckpoint();
       await again.stop();
+      // Another epoch while kube-system cannot be read (no name to compare): the epoch in the
+      // checkpoint's identity still tells the checkpoint of restore-1 from one of restore-2.
+      sim.admin.delete('namespaces', undefined, 'kube-system');
+      const third = anotherUpstreamOnSim(sim, clock, { replicaId: 'r1', feeds: [], customFeeds: [PODS_FEED], stateDir: dir, clusterEpoch: 'restore-2' });
+      third.start(new RecordingSink());
+      expect(await third.warmStart()).not.toBe('warm');
+      await third.stop();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

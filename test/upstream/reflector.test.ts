@@ -177,6 +177,12 @@ describe('reflector against a scripted API server', () => {
     expect((await up.metrics.relists.get()).values.filter((v) => v.labels.reason === 'watchlist-fallback')).toEqual([]);
     // Nothing of the live events before the end was sent as an update before the list committed.
     expect(sink.batches.filter((b) => b.batch.updates.length > 0)).toHaveLength(1);
+    // The grace for the end is over with the end: past it, the same WatchList, no fallback.
+    const until = clock.monotonic() + 2 * WATCHLIST_END_GRACE_MS;
+    await waitUntil(() => clock.monotonic() >= until, { clock, stepMs: 500 });
+    expect(server.count('pods')).toBe(1);
+    expect(server.openWatches).toBe(1);
+    expect((await up.metrics.relists.get()).values.filter((v) => v.labels.reason === 'watchlist-fallback')).toEqual([]);
   });
 
   it('a WatchList that carries live events but never its end (a server ignoring sendInitialEvents) turns to paged LIST after WATCHLIST_END_GRACE_MS', async () => {

@@ -62,7 +62,7 @@ export function tooLargeResourceVersion(f: UpstreamFailure): boolean {
  * LIST would only add load.
  */
 export function storageInitializing(f: UpstreamFailure): boolean {
-  return f.kind === 'http' && f.k8sCode === 429 && typeof f.body?.message === 'string' && f.body.message.includes('initializing');
+  return f.kind === 'http' && f.k8sCode === 429 && typeof f.body?.message === 'string' && f.body.message.includes('storage is (re)initializing');
 }
 
 /**

@@ -248,8 +248,14 @@ export class ResourceView {
     this.views.forEach((view, i) => {
       const next = session.next[i] as Map<string, Buffer>;
       const nextOwned = session.nextOwned[i] as OwnedIndex;
-      // A repeated object in one list (never from a real server) replaces its earlier keys.
-      for (const k of ownedKeys(view, objKey, next, nextOwned)) next.delete(k);
+      // An object again in one list (a WatchList's live event before its end bookmark) replaces
+      // its earlier keys; what the list held for it is kept aside for a projection failure (below).
+      const listed: Entries = [];
+      for (const k of ownedKeys(view, objKey, next, nextOwned)) {
+        const v = next.get(k);
+        if (v !== undefined) listed.push([k, v]);
+        next.delete(k);
+      }
       const entries = this.compute(view, obj, objKey);
       if (entries === ERROR) {
         // Keep what we had: a projection bug must not turn into a deletion on every relist. But
@@ -267,11 +273,15 @@ export class ResourceView {
         } catch {
           names = undefined;
         }
+        // The last good value is the list's own when it holds one (an initial event before a
+        // live one that fails): the state before the list is older than it, and the first list
+        // has none at all (the object vanished from agents while valid). Else the state's.
         const kept: Entries = [];
-        for (const k of ownedKeys(view, objKey)) {
+        const last: Entries = listed.length > 0 ? listed : ownedKeys(view, objKey).flatMap((k): Entries => {
           const prev = view.values.get(k);
-          if (prev !== undefined && (names === undefined || names.has(k))) kept.push([k, prev]);
-        }
+          return prev === undefined ? [] : [[k, prev]];
+        });
+        for (const [k, v] of last) if (names === undefined || names.has(k)) kept.push([k, v]);
         for (const [k, v] of kept) next.set(k, v);
         setOwned(nextOwned, objKey, kept);
         return;

@@ -26,9 +26,9 @@ export interface Transport {
 }
 
 /**
- * The shortest time between two drops of a cached exec credential after a 401, in ms (wall clock:
- * the credential's own expiry is wall-clock time too). A token the API server refuses is refused
- * to every reflector at once; one plugin run serves them all.
+ * The shortest time between two drops of a cached exec credential after a 401, in ms (real time,
+ * as the plugin runs in it). A token the API server refuses is refused to every reflector at once;
+ * one plugin run serves them all.
  */
 export const EXEC_DROP_MIN_MS = 10_000;
 
@@ -62,7 +62,7 @@ export class KubeTransport implements Transport {
     this.tokenOverride = readToken(tokenFile);
   }
 
-  /** Wall-clock ms of the last dropped exec credential (EXEC_DROP_MIN_MS). */
+  /** Monotonic ms (performance.now) of the last dropped exec credential (EXEC_DROP_MIN_MS). */
   private execDroppedAtMs = Number.NEGATIVE_INFINITY;
 
   /**
@@ -79,7 +79,8 @@ export class KubeTransport implements Transport {
     const user = this.kc.getCurrentUser();
     const exec = (user as { exec?: unknown } | null)?.exec ?? (user?.authProvider as { config?: { exec?: unknown } } | undefined)?.config?.exec;
     if (user === null || exec === undefined) return;
-    const now = Date.now();
+    // Monotonic: a wall clock stepped back would suppress drops for as long as the step.
+    const now = performance.now();
     if (now - this.execDroppedAtMs < EXEC_DROP_MIN_MS) return;
     this.execDroppedAtMs = now;
     for (const a of (this.kc as unknown as { authenticators?: unknown }).authenticators as unknown[] ?? []) {
@@ -102,7 +103,13 @@ export class KubeTransport implements Transport {
     // starts another while it runs: client-node spawns one per call until one succeeds, so each
     // aborted attempt of each reflector would leave a hung process behind. Once it is done, the
     // next call finds client-node's cached credential (or spawns the one next try).
-    if (this.credentials !== undefined) await abortable(this.credentials, signal);
+    // Waiters resume together when it settles: the first to go on starts the next call (if the
+    // cache is empty, a plugin run) and the others wait for that one instead of each starting
+    // their own (a failed run left the cache empty, and every reflector spawned a plugin at once).
+    for (let c = this.credentials; c !== undefined; c = this.credentials) {
+      await abortable(c, signal);
+      if (this.credentials === c) break;
+    }
     const applying = this.kc.applyToHTTPSOptions(opts);
     const settled = applying.then(() => undefined, () => undefined);
     this.credentials = settled;
