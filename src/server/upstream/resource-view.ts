@@ -250,10 +250,11 @@ export class ResourceView {
       const nextOwned = session.nextOwned[i] as OwnedIndex;
       // An object again in one list (a WatchList's live event before its end bookmark) replaces
       // its earlier keys; what the list held for it is kept aside for a projection failure (below).
-      const listed: Entries = [];
+      // (Allocated only then: a list of 150,000 objects passes here once per object and view.)
+      let listed: Entries | undefined;
       for (const k of ownedKeys(view, objKey, next, nextOwned)) {
         const v = next.get(k);
-        if (v !== undefined) listed.push([k, v]);
+        if (v !== undefined) (listed ??= []).push([k, v]);
         next.delete(k);
       }
       const entries = this.compute(view, obj, objKey);
@@ -277,7 +278,7 @@ export class ResourceView {
         // live one that fails): the state before the list is older than it, and the first list
         // has none at all (the object vanished from agents while valid). Else the state's.
         const kept: Entries = [];
-        const last: Entries = listed.length > 0 ? listed : ownedKeys(view, objKey).flatMap((k): Entries => {
+        const last: Entries = listed ?? ownedKeys(view, objKey).flatMap((k): Entries => {
           const prev = view.values.get(k);
           return prev === undefined ? [] : [[k, prev]];
         });
