@@ -234,15 +234,18 @@ describe('reflector under faults', () => {
         return true;
       };
       const sink = new RecordingSink();
-      up.start(sink);
-      await waitUntil(() => seen.length >= 1, { clock });
-      writeFileSync(tokenFile, 'new-token'); // revoked and reissued before its expiry
       // Virtual time moves with real pauses: the plugin runs in real time, and the inactivity
       // watchdog (virtual) must not end every attempt before the plugin has answered.
-      for (let i = 0; i < 200 && sink.status.get('pods') !== 'in-sync'; i++) {
-        await clock.advanceAsync(500);
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      const until = async (done: () => boolean): Promise<void> => {
+        for (let i = 0; i < 200 && !done(); i++) {
+          await clock.advanceAsync(500);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      };
+      up.start(sink);
+      await until(() => seen.length >= 1);
+      writeFileSync(tokenFile, 'new-token'); // revoked and reissued before its expiry
+      await until(() => sink.status.get('pods') === 'in-sync');
       expect(sink.status.get('pods')).toBe('in-sync');
       expect(seen[0]).toBe('Bearer old-token');
       expect(seen.at(-1)).toBe('Bearer new-token');
