@@ -57,6 +57,12 @@ export class ResourceStore {
   }
 }
 
+/** A copy of the store's state for restore() (faults.restore). */
+export interface StoreBackup {
+  readonly rv: number;
+  readonly resources: ReadonlyMap<string, { readonly objects: readonly StoredObject[]; readonly lastRv: number }>;
+}
+
 /** A consistent, key-sorted view of one resource at one RV. */
 export interface Snapshot {
   readonly rv: number;
@@ -194,6 +200,29 @@ export class Store {
     rs.history.push(ev);
     for (const l of [...rs.listeners]) l(ev);
     for (const w of [...this.rvWaiters]) w();
+  }
+
+  /** What restore() takes back to: every served resource's objects and the revision (objects are immutable: shared, not copied). */
+  backup(): StoreBackup {
+    return { rv: this.rvCounter, resources: new Map([...this.resources].map(([id, rs]) => [id, { objects: [...rs.tree.values()], lastRv: rs.lastRv }])) };
+  }
+
+  /**
+   * etcd restored from `b` without a revision bump: every resource served then holds its objects
+   * of then, the revision goes back to `b.rv`, and histories are empty from it (a resource added
+   * since is emptied, as a CRD the backup does not know). Watches are the caller's to end (the
+   * API server restarts: faults.restore).
+   */
+  restore(b: StoreBackup): void {
+    this.rvCounter = b.rv;
+    this.snapshots.clear();
+    for (const [id, rs] of this.resources) {
+      const saved = b.resources.get(id);
+      rs.tree.clear();
+      for (const o of saved?.objects ?? []) rs.tree.set(o.key, o);
+      rs.lastRv = saved?.lastRv ?? b.rv;
+      rs.history.reset(b.rv);
+    }
   }
 
   /** Ends a bulk load: later writes get their own Buffers, so deleted objects free their memory. */

@@ -63,6 +63,31 @@ describe('upstream against the simulator', () => {
     expect(replicaListRequests(s.admin.counters(), 'sim-test')).toBe(0);
   });
 
+  it('etcd restored without a revision bump (the simulator\'s restore): the resources it took back go stale instead of serving the old state, then the restored timeline is converged once its revision passes the applied one', async () => {
+    const { clock, sink, up, s } = await setup({ feeds: ['felix'] });
+    up.start(sink);
+    await waitUntil(() => sink.status.get('felix') === 'in-sync', { clock });
+    const backup = s.admin.faults.backup();
+    s.admin.churnSteps(150);
+    await converged(sink, s, clock, ['felix']);
+    const applied = Number(s.admin.currentRv());
+    const updates = sink.updates('felix');
+    // The restore, then writes of the restored timeline at revisions the replica already applied.
+    await s.admin.faults.restore(backup);
+    s.admin.churnSteps(40);
+    expect(Number(s.admin.currentRv())).toBeLessThan(applied);
+    // Pods (churned up to the applied revision) go stale; a resource whose last event came before
+    // the backup is resumed from an RV the restored server has compacted (410) and relisted.
+    await waitUntil(() => up.health().find((h) => h.id === 'pods')?.stale === true && !up.ready(), { clock, stepMs: 1_000, timeoutMs: 900_000 });
+    // Nothing of it reached the feed while the server was behind.
+    expect(sink.updates('felix')).toBe(updates);
+    expect((await up.metrics.revisionProbes.get()).values.filter((v) => v.labels.result === 'behind').length).toBeGreaterThan(1);
+    // The revision passes the applied one: the feed ends on the restored timeline's state.
+    while (Number(s.admin.currentRv()) <= applied) s.admin.churnSteps(20);
+    await converged(sink, s, clock, ['felix']);
+    await waitUntil(() => up.ready(), { clock, stepMs: 1_000 });
+  });
+
   it('lists in pages when WatchList is off', async () => {
     const { clock, sink, up, s } = await setup({ watchList: false, listPageSize: 7, feeds: ['felix'] });
     up.start(sink);

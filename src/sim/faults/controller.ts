@@ -13,7 +13,7 @@ import type { WatchCloseReason } from '../counters.js';
 import type { JsonObject } from '../encode.js';
 import { encodeContinue } from '../list.js';
 import { expired, status, StatusError } from '../status.js';
-import type { Store } from '../store.js';
+import type { Store, StoreBackup } from '../store.js';
 import type { WatchHub } from '../watch.js';
 import { parseStored, type Writer } from '../writes.js';
 import type { TokenAuth } from './auth.js';
@@ -55,6 +55,16 @@ export interface SimFaults {
   compact(rv?: number): number;
   /** Drops every connection, refuses connections for `refuseMs` (clock time), then serves again on the same port with an empty watch-cache history. Resolves once listening again. */
   restart(options?: { refuseMs?: number }): Promise<void>;
+  /** The store's state now, for restore(). */
+  backup(): StoreBackup;
+  /**
+   * etcd restored from `backup` without a revision bump (`etcdutl snapshot restore` without
+   * `--bump-revision`): the objects and the revision go back to the backup's, histories start
+   * empty there, and the API server restarts as with restart(). Watches from a resourceVersion
+   * ahead of the restored revision are then silent until it passes them. The HA follower is not
+   * restored.
+   */
+  restore(backup: StoreBackup, options?: { refuseMs?: number }): Promise<void>;
   /** Creates an object of about `bytes` (default 1.5 MB) through the normal write path. */
   largeObject(options?: LargeObjectOptions): JsonObject;
   /** Rewrites the token (kubeconfig and service-account file); the old one stays valid for `graceMs`. Returns the new token. */
@@ -240,6 +250,19 @@ export class FaultsController implements SimHooks, SimFaults {
     if (!Number.isSafeInteger(refuseMs) || refuseMs < 0) throw new CattailError('CATTAIL_INVALID_ARGUMENT', `restart: refuseMs must be an integer >= 0, got ${refuseMs}`);
     this.record('restart');
     for (const h of this.env.hubs) h.closeAll('shutdown');
+    await this.env.restartServer(refuseMs);
+  }
+
+  backup(): StoreBackup {
+    return this.env.store.backup();
+  }
+
+  async restore(backup: StoreBackup, options: { refuseMs?: number } = {}): Promise<void> {
+    const refuseMs = options.refuseMs ?? 0;
+    if (!Number.isSafeInteger(refuseMs) || refuseMs < 0) throw new CattailError('CATTAIL_INVALID_ARGUMENT', `restore: refuseMs must be an integer >= 0, got ${refuseMs}`);
+    for (const h of this.env.hubs) h.closeAll('shutdown');
+    this.env.store.restore(backup);
+    this.record('restore');
     await this.env.restartServer(refuseMs);
   }
 

@@ -32,7 +32,7 @@ export const FAULT_KINDS = {
 export type FaultKind = keyof typeof FAULT_KINDS;
 
 /** Faults counted in `sim_faults_total{kind}` that are not rules but admin actions or server policies. */
-export type FaultEventKind = FaultKind | 'slow_watcher' | 'terminate_watches' | 'throttle_429' | 'restart' | 'large_object' | 'compact' | 'rv_too_large';
+export type FaultEventKind = FaultKind | 'slow_watcher' | 'terminate_watches' | 'throttle_429' | 'restart' | 'restore' | 'large_object' | 'compact' | 'rv_too_large';
 
 export interface FaultRule {
   kind: FaultKind;
