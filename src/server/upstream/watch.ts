@@ -35,7 +35,8 @@ export const SEED_PROOF_MS = 2_000;
  * the bookmark at the watch cache's next bookmark tick (about a second) once it has seen the
  * list's RV, which a live event proves: ten times that is room enough. A server that ignores
  * sendInitialEvents (synthetic ADDED events, then live ones, never the bookmark) is found out
- * here: paged LISTs for WATCHLIST_RETRY_AFTER_MS.
+ * here once a MODIFIED or DELETED comes (with creations only: by its first bookmark without the
+ * marker, or its silence): paged LISTs for WATCHLIST_RETRY_AFTER_MS.
  */
 export const WATCHLIST_END_GRACE_MS = 10_000;
 
@@ -44,7 +45,7 @@ export const WATCHLIST_END_GRACE_MS = 10_000;
  * initial ADDED events fill a list session until the bookmark marking their end, after which
  * the same stream carries live events. With `probe` (a watch from an RV no list of this attempt
  * answered), a revision probe runs beside it (revision-probe.ts): a server behind the RV ends the
- * watch as a 'stale-list', and a checkpoint's RV counts as proved only once the probe is in.
+ * watch as 'revision-behind', and a checkpoint's RV counts as proved only once the probe settled.
  * Returns the delay before the next attempt.
  */
 export async function watchOnce(r: ReflectorCore, initial: boolean, probe = false): Promise<number> {
