@@ -187,6 +187,34 @@ describe('sim faults: server side', () => {
     expect((await getJson(`${s.url}/_sim/faults`)).body.log.map((e: Loose) => e.kind)).toEqual(['forbidden', 'terminate_watches', 'throttle_429']);
   });
 
+  it('/_sim/faults/backup and /restore: etcd restored without a revision bump (objects and revision back, history empty from there, watches ended); an unknown backup is a coded 400', async () => {
+    const s = await start();
+    const post = (path: string, body: unknown = {}): Promise<{ status: number; body: Loose }> =>
+      getJson(`${s.url}${path}`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+    const backup = await post('/_sim/faults/backup');
+    expect(backup.body).toEqual({ id: 'b1', resourceVersion: s.admin.currentRv() });
+    s.admin.create('namespaces', { metadata: { name: 'after-backup' } });
+    const ahead = s.admin.currentRv();
+    const w = await open(s, `/api/v1/namespaces?watch=true&resourceVersion=${ahead}`);
+    expect((await post('/_sim/faults/restore', { id: 'b1' })).body).toEqual({ resourceVersion: backup.body.resourceVersion });
+    await w.until(() => w.parsed().terminated || w.closed, 'the watch ended by the restart');
+    await waitUntil(() => s.admin.currentRv() === backup.body.resourceVersion, 'the revision back');
+    await waitUntil(async () => (await getJson(`${s.url}/api/v1/namespaces?limit=1`).catch(() => ({ status: 0 }))).status === 200, 'serving again after the restart');
+    const names = (await getJson(`${s.url}/api/v1/namespaces`)).body.items.map((n: Loose) => n.metadata.name);
+    expect(names).not.toContain('after-backup');
+    // A watch from the pre-restore RV is silent until the revision passes it, then carries what follows.
+    const again = await open(s, `/api/v1/namespaces?watch=true&resourceVersion=${ahead}`);
+    s.admin.create('namespaces', { metadata: { name: 'restored-timeline' } });
+    expect(Number(s.admin.currentRv())).toBeLessThanOrEqual(Number(ahead));
+    s.admin.create('namespaces', { metadata: { name: 'past-it' } });
+    await again.until(() => again.parsed().lines.length >= 1, 'the first event past the old RV');
+    expect(lines(again).map((l) => l.object.metadata.name)).toEqual(['past-it']);
+    expect(s.admin.counters().faults).toEqual({ restore: 1 });
+    const unknown = await post('/_sim/faults/restore', { id: 'b9' });
+    expect(unknown.status).toBe(400);
+    expect(unknown.body.error).toBe('CATTAIL_INVALID_ARGUMENT');
+  });
+
   it('randomTimeline: a pure function of its seed, sorted by time, and every entry it draws is runnable', async () => {
     const a = randomTimeline(3, { count: 300 });
     expect(randomTimeline(3, { count: 300 })).toEqual(a);

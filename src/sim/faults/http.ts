@@ -7,6 +7,8 @@
  *   POST   /_sim/faults/terminate       {resource, retryAfterMs?} → {closed}
  *   POST   /_sim/faults/compact         {rv?} → {compactedRv}
  *   POST   /_sim/faults/restart         {refuseMs?}
+ *   POST   /_sim/faults/backup          → {id, resourceVersion} (the last MAX_BACKUPS are kept)
+ *   POST   /_sim/faults/restore         {id, refuseMs?}: etcd restored from that backup without a revision bump → {resourceVersion} (done right after the answer)
  *   POST   /_sim/faults/large-object    {resource?, namespace?, name?, bytes?} → the object's metadata
  *   POST   /_sim/faults/timeline        {entries} or {seed, durationMs?, count?, resources?} → {entries}
  *   DELETE /_sim/faults/timeline        stop the running timeline
@@ -14,11 +16,15 @@
  *   POST   /_sim/faults/lag             {lagRvs} (HA follower) → {lagRvs}
  */
 import { CattailError } from '../../errors.js';
+import type { StoreBackup } from '../store.js';
 import type { SimFaults } from './controller.js';
 import { FAULT_KINDS, type FaultRule } from './rules.js';
 import { randomTimeline, type TimelineEntry } from './timeline.js';
 
 export type Body = () => Promise<Record<string, unknown>>;
+
+/** Backups kept for POST /restore, oldest dropped first (each holds references to a whole state). */
+export const MAX_BACKUPS = 8;
 
 const num = (v: unknown, name: string): number | undefined => {
   if (v === undefined) return undefined;
@@ -27,6 +33,9 @@ const num = (v: unknown, name: string): number | undefined => {
 };
 
 export class FaultsHttp {
+  private readonly backups = new Map<string, StoreBackup>();
+  private backupSeq = 0;
+
   constructor(
     private readonly faults: SimFaults,
     private readonly setLag: ((lagRvs: number) => void) | undefined,
@@ -57,6 +66,25 @@ export class FaultsHttp {
       case 'POST /restart':
         await f.restart({ refuseMs: num((await body())['refuseMs'], 'refuseMs') });
         return { ok: true };
+      case 'POST /backup': {
+        const b = f.backup();
+        const id = `b${++this.backupSeq}`;
+        this.backups.set(id, b);
+        for (const old of this.backups.keys()) {
+          if (this.backups.size <= MAX_BACKUPS) break;
+          this.backups.delete(old);
+        }
+        return { id, resourceVersion: String(b.rv) };
+      }
+      case 'POST /restore': {
+        const b = await body();
+        const backup = this.backups.get(String(b['id']));
+        if (backup === undefined) throw new CattailError('CATTAIL_INVALID_ARGUMENT', `restore: no backup ${JSON.stringify(b['id'])} (POST /_sim/faults/backup makes one; the last ${MAX_BACKUPS} are kept)`);
+        const refuseMs = num(b['refuseMs'], 'refuseMs');
+        // After this answer is out: the restart drops every connection, this one included.
+        setImmediate(() => void f.restore(backup, { refuseMs }).catch(() => undefined));
+        return { resourceVersion: String(backup.rv) };
+      }
       case 'POST /large-object': {
         const b = await body();
         const o = f.largeObject({
