@@ -243,6 +243,44 @@ describe('client against the real server', () => {
     expect(guard.problems()).toEqual([]);
   });
 
+  it('etcd restored far behind without a revision bump: a replica in a new --cluster-epoch gives the agent the restored state (snapshot, other-cluster) instead of refusing it as ahead', async () => {
+    const api = await apiWithPod();
+    api.kubeSystemUid = '6d1c0c6e-0000-4000-8000-000000000001';
+    const backup = api.backup();
+    api.upsert('pods', pod('b'));
+    api.upsert('pods', pod('c'));
+    const port = await sparePort();
+    const old = await realReplica(api, 'real-old', ['pods'], { listen: `127.0.0.1:${port}` });
+    await waitUntil(() => old.stores.get('wl')?.meta().status === 'in-sync', 'the replica listed');
+    // A first agent has the replica read the cluster's name; the one under test is then told it.
+    const first = setup({ endpoints: [old.url], feeds: ['wl'] });
+    await first.client.whenInSync();
+    await waitUntil(async () => {
+      const probe = setup({ endpoints: [old.url], feeds: ['wl'] });
+      await probe.client.whenInSync();
+      const named = probe.client.cluster !== undefined;
+      probe.client.destroy();
+      return named;
+    }, 'the replica names its cluster');
+    const { client, clock, rec, guard } = setup({ endpoints: [old.url], feeds: ['wl'] });
+    guard.allow('CATTAIL_CLIENT_SERVER_CLOSED', 'CATTAIL_CLIENT_CONNECT_FAILED', 'CATTAIL_CLIENT_REPLICA_BEHIND');
+    await client.whenInSync();
+    expect(client.cluster).toBe(`kube-system/${api.kubeSystemUid}`);
+    expect(client.feed('wl').size).toBe(3);
+    await old.close();
+    // The restore: pods b and c gone, d written at a revision the agent's watermark is past.
+    api.restore(backup);
+    api.upsert('pods', pod('d'));
+    const next = await realReplica(api, 'real-new', ['pods'], { listen: `127.0.0.1:${port}`, upstream: { clusterEpoch: 'restore-1' } });
+    await waitUntil(() => next.stores.get('wl')?.meta().status === 'in-sync', 'the new replica listed the restored state');
+    await settleOn(client, clock, 'real-new');
+    expect(client.stats.serverId).toBe('real-new');
+    expect(client.cluster).toBe(`kube-system/${api.kubeSystemUid}@restore-1`);
+    expect(client.feed('wl').size).toBe(2); // a and d
+    expect(client.feed('wl').status.watermarks).toEqual({ pods: String(api.rv) });
+    expect(rec.last('behind')).toBeUndefined();
+  });
+
   it('fails over to a replica that started earlier on the same upstream: a quiet feed\'s watermarks follow the upstream', async () => {
     // The real upstream (reflector → dispatcher → pipeline) of two replicas on one API server.
     const api = await apiWithPod();

@@ -59,6 +59,8 @@ export class FakeApiServer {
    * 1.27-1.31: at the watch cache's next bookmark tick), live events flowing before it.
    */
   endBookmarkOnTick = false;
+  /** With it, GET /api/v1/namespaces/kube-system answers the namespace with this UID (the cluster's name); else 404. */
+  kubeSystemUid: string | undefined;
   /** Answer a too-old watch with an HTTP 410 instead of 200 + ERROR. */
   http410 = false;
   private readonly watchers = new Set<Watcher>();
@@ -190,6 +192,11 @@ export class FakeApiServer {
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://x');
     if (url.pathname === '/apis/apiextensions.k8s.io/v1/customresourcedefinitions') return this.crdList(url.searchParams, res);
+    if (url.pathname === '/api/v1/namespaces/kube-system' && this.kubeSystemUid !== undefined) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ kind: 'Namespace', apiVersion: 'v1', metadata: { name: 'kube-system', uid: this.kubeSystemUid, resourceVersion: '1' } }));
+      return;
+    }
     const def = RESOURCES.find((r) => collectionPath(r) === url.pathname);
     if (!def) return this.status(res, 404, 'NotFound', `no route ${url.pathname}`);
     const watch = url.searchParams.get('watch') === '1' || url.searchParams.get('watch') === 'true';
