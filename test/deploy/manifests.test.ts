@@ -15,7 +15,7 @@ import { ClusterRole, ClusterRoleBinding } from 'kubernetes-models/rbac.authoriz
 import { Deployment } from 'kubernetes-models/apps/v1';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { Service, ServiceAccount } from 'kubernetes-models/v1';
-import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
+import { PrometheusRule, ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
 import { resolveConfig } from '../../src/config/load.js';
 import { FanOutStats } from '../../src/server/fanout/stats.js';
 import { createMetrics, registerStateGauges } from '../../src/server/ops/metrics.js';
@@ -38,6 +38,7 @@ const MODELS: Record<string, new (data: never) => { validate(): void }> = {
   'rbac.authorization.k8s.io/v1/ClusterRole': ClusterRole,
   'rbac.authorization.k8s.io/v1/ClusterRoleBinding': ClusterRoleBinding,
   'monitoring.coreos.com/v1/ServiceMonitor': ServiceMonitor,
+  'monitoring.coreos.com/v1/PrometheusRule': PrometheusRule,
 };
 
 function validate(obj: K8sObject): void {
@@ -146,14 +147,7 @@ describe('deploy/ manifests', () => {
   });
 
   it('the dashboard queries only metrics the server exports', async () => {
-    // With the gauges computed at scrape time, as `cattail serve` registers them (ws transport).
-    const server = createMetrics(new FanOutStats());
-    registerStateGauges(server, {
-      connections: () => [], serviceQueueLength: () => 0, catchUpCache: () => ({ entries: 0, bytes: 0 }), handshakeQueueLength: () => 0, snapshotCache: () => ({ builds: 0, bytes: 0 }),
-      snapshotPinned: () => ({ builds: 0, bytes: 0 }), transportWaiting: () => 0, inbound: () => ({ heldBytes: 0, holding: 0 }), feeds: [],
-    });
-    const registry = Registry.merge([server.registry, new UpstreamMetrics().registry]);
-    const exported = new Set((await registry.getMetricsAsJSON()).map((m) => m.name));
+    const exported = await exportedMetrics();
     const dash = JSON.parse(readFileSync(join(deployDir, 'dashboards', 'cattail.json'), 'utf8')) as { panels: { title: string; targets: { expr: string }[] }[] };
     expect(dash.panels.length).toBeGreaterThan(0);
     for (const p of dash.panels) {
@@ -162,6 +156,34 @@ describe('deploy/ manifests', () => {
         expect(names.length, p.title).toBeGreaterThan(0);
         for (const n of names) expect(exported.has(n.replace(/_(bucket|sum|count)$/, '')), `${p.title}: ${n}`).toBe(true);
       }
+    }
+  });
+});
+
+/** The metric names `cattail serve` exports, with the gauges computed at scrape time (ws transport). */
+async function exportedMetrics(): Promise<Set<string>> {
+  const server = createMetrics(new FanOutStats());
+  registerStateGauges(server, {
+    connections: () => [], serviceQueueLength: () => 0, catchUpCache: () => ({ entries: 0, bytes: 0 }), handshakeQueueLength: () => 0, snapshotCache: () => ({ builds: 0, bytes: 0 }),
+    snapshotPinned: () => ({ builds: 0, bytes: 0 }), transportWaiting: () => 0, inbound: () => ({ heldBytes: 0, holding: 0 }), feeds: [],
+  });
+  const registry = Registry.merge([server.registry, new UpstreamMetrics().registry]);
+  return new Set((await registry.getMetricsAsJSON()).map((m) => m.name));
+}
+
+describe('deploy/ alerts', () => {
+  it('every alert queries only metrics the server exports, with a severity, a summary and a description', async () => {
+    const exported = await exportedMetrics();
+    const rule = objects.find((x) => x.o.kind === 'PrometheusRule')?.o as unknown as { spec: { groups: { rules: { alert: string; expr: string; labels: { severity: string }; annotations: { summary: string; description: string } }[] }[] } };
+    const rules = rule.spec.groups.flatMap((g) => g.rules);
+    expect(rules.length).toBeGreaterThanOrEqual(5);
+    for (const r of rules) {
+      const names = r.expr.match(/\bcattail_[a-z_]+/g) ?? [];
+      expect(names.length, r.alert).toBeGreaterThan(0);
+      for (const n of names) expect(exported.has(n), `${r.alert}: ${n}`).toBe(true);
+      expect(['warning', 'critical'], r.alert).toContain(r.labels.severity);
+      expect(r.annotations.summary, r.alert).not.toBe('');
+      expect(r.annotations.description, r.alert).not.toBe('');
     }
   });
 });
