@@ -1,7 +1,7 @@
 /**
  * The cluster's name for agents (WELCOME `cluster`, PROTOCOL.md §8 "Another cluster"): the UID of
  * the `kube-system` namespace, read once with a GET of that one object (the ClusterRole grants get
- * on it by name; a GET, not a LIST: a warm restart is one that lists nothing).
+ * on it by name; a GET, not a LIST: a warm restart lists no objects).
  *
  * Why that UID: it is made with the cluster and lives as long as it (kube-system cannot be
  * deleted), so a cluster built again on the same hosts has another one, and every replica of one
