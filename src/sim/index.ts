@@ -155,6 +155,7 @@ export async function startSim(options: SimOptions = {}): Promise<Sim> {
   const leaderServer = (): Server => servers[0] as Server;
   const controller: FaultsController = new FaultsController(baseCtx, {
     hubs: [hub, followerHub],
+    haFollower: lagRvs !== undefined,
     writer,
     store,
     slow: { queueMaxBytes, closeGraceMs },

@@ -262,6 +262,9 @@ export class Store {
    * builds the snapshot once.
    */
   etcdSnapshot(def: ResourceDef, rv?: number): Snapshot {
+    // A revision etcd has not reached (a continue token from before a restore without a revision
+    // bump): etcd refuses it; answered as an expired token, whose fresh token starts again.
+    if (rv !== undefined && rv > this.rvCounter) throw expired(`resource version ${rv} is ahead of the store's ${this.rvCounter}`);
     return this.snapshot(def, rv ?? this.currentRv);
   }
 

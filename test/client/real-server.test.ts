@@ -263,7 +263,7 @@ describe('client against the real server', () => {
       return named;
     }, 'the replica names its cluster');
     const { client, clock, rec, guard } = setup({ endpoints: [old.url], feeds: ['wl'] });
-    guard.allow('CATTAIL_CLIENT_SERVER_CLOSED', 'CATTAIL_CLIENT_CONNECT_FAILED', 'CATTAIL_CLIENT_REPLICA_BEHIND');
+    guard.allow('CATTAIL_CLIENT_SERVER_CLOSED', 'CATTAIL_CLIENT_CONNECT_FAILED');
     await client.whenInSync();
     expect(client.cluster).toBe(`kube-system/${api.kubeSystemUid}`);
     expect(client.feed('wl').size).toBe(3);

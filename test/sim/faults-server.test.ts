@@ -202,6 +202,10 @@ describe('sim faults: server side', () => {
     await waitUntil(async () => (await getJson(`${s.url}/api/v1/namespaces?limit=1`).catch(() => ({ status: 0 }))).status === 200, 'serving again after the restart');
     const names = (await getJson(`${s.url}/api/v1/namespaces`)).body.items.map((n: Loose) => n.metadata.name);
     expect(names).not.toContain('after-backup');
+    // The history starts empty at the restored revision: a resume from before it is expired.
+    const old = await open(s, `/api/v1/namespaces?watch=true&resourceVersion=${Number(backup.body.resourceVersion) - 1}`);
+    await old.until(() => old.parsed().terminated, 'the 410');
+    expect(lines(old)[0]).toMatchObject({ type: 'ERROR', object: { code: 410 } });
     // A watch from the pre-restore RV is silent until the revision passes it, then carries what follows.
     const again = await open(s, `/api/v1/namespaces?watch=true&resourceVersion=${ahead}`);
     s.admin.create('namespaces', { metadata: { name: 'restored-timeline' } });
@@ -213,6 +217,7 @@ describe('sim faults: server side', () => {
     const unknown = await post('/_sim/faults/restore', { id: 'b9' });
     expect(unknown.status).toBe(400);
     expect(unknown.body.error).toBe('CATTAIL_INVALID_ARGUMENT');
+    expect((await post('/_sim/faults/restore', { id: 'b1', refuseMs: -1 })).status).toBe(400);
   });
 
   it('randomTimeline: a pure function of its seed, sorted by time, and every entry it draws is runnable', async () => {

@@ -159,8 +159,12 @@ describe('reflector under faults', () => {
       expect(up.ready()).toBe(false);
       expect(sink.status.get('pods')).toBe('resyncing');
       expect(await counter(up, 'authErrors', { code: String(code) })).toBeGreaterThanOrEqual(4);
+      // The synced gauge has a series before the first sync (an alert on `== 0` needs one).
+      const synced = async (): Promise<number | undefined> => (await up.metrics.synced.get()).values.find((v) => v.labels.resource === 'pods')?.value;
+      expect(await synced()).toBe(0);
       server.intercept = undefined; // RBAC fixed / token rotated
       await waitUntil(() => sink.status.get('pods') === 'in-sync', { clock, stepMs: 500 });
+      expect(await synced()).toBe(1);
       expect(up.health()[0]?.authError).toBeUndefined();
       expect(up.ready()).toBe(true);
     });

@@ -80,6 +80,9 @@ export class Reflector implements ReflectorCore {
     this.watchListSupported = o.watchList;
     this.listLimit = o.listPageSize;
     this.startedMs = o.clock.monotonic();
+    // A series from the start: one set only on sync did not exist for a resource that never
+    // synced, and an alert on `== 0` (deploy/components/servicemonitor) could never fire.
+    o.metrics.synced.set({ resource: o.def.id }, 0);
   }
 
   get id(): string {

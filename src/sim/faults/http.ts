@@ -81,8 +81,10 @@ export class FaultsHttp {
         const backup = this.backups.get(String(b['id']));
         if (backup === undefined) throw new CattailError('CATTAIL_INVALID_ARGUMENT', `restore: no backup ${JSON.stringify(b['id'])} (POST /_sim/faults/backup makes one; the last ${MAX_BACKUPS} are kept)`);
         const refuseMs = num(b['refuseMs'], 'refuseMs');
+        if (refuseMs !== undefined && refuseMs < 0) throw new CattailError('CATTAIL_INVALID_ARGUMENT', 'refuseMs must be an integer >= 0');
+        if (this.setLag !== undefined) throw new CattailError('CATTAIL_INVALID_ARGUMENT', 'restore: not modelled with an HA follower');
         // After this answer is out: the restart drops every connection, this one included.
-        setImmediate(() => void f.restore(backup, { refuseMs }).catch(() => undefined));
+        setImmediate(() => void f.restore(backup, { refuseMs }).catch((err: unknown) => process.emitWarning(`simulator restore failed: ${(err as Error)?.message ?? String(err)}`, { code: 'CATTAIL_SIM_RESTORE_FAILED' })));
         return { resourceVersion: String(backup.rv) };
       }
       case 'POST /large-object': {
