@@ -201,16 +201,11 @@ export class Watcher {
             .setTimeout(() => {
               if (this.closed) return;
               this.endPending = false;
-              const rv = Math.max(this.lastSentRv, this.bookmarkRv());
-              ctx.counters.bookmarks.inc([this.def.id]);
-              this.sendEvent('BOOKMARK', eventLine('BOOKMARK', bookmarkObject(this.def, rv, true)), rv);
+              this.sendEndBookmark(Math.max(this.lastSentRv, this.bookmarkRv()));
             }, ctx.behaviour.watchListEndDelayMs)
             .unref(),
         );
-      } else if (p.endBookmark) {
-        ctx.counters.bookmarks.inc([this.def.id]);
-        this.sendEvent('BOOKMARK', eventLine('BOOKMARK', bookmarkObject(this.def, snap.rv, true)), snap.rv);
-      }
+      } else if (p.endBookmark) this.sendEndBookmark(snap.rv);
     } else {
       // sendInitialEvents=false with RV ""/"0": start from now, without initial events.
       const from = p.rv === undefined || p.rv === 0 ? ctx.store.currentRv : p.rv;
@@ -220,6 +215,12 @@ export class Watcher {
     const queued = this.pending ?? [];
     this.pending = undefined;
     for (const ev of queued) this.onLive(ev);
+  }
+
+  /** The k8s.io/initial-events-end bookmark at `rv`. */
+  private sendEndBookmark(rv: number): void {
+    this.ctx.counters.bookmarks.inc([this.def.id]);
+    this.sendEvent('BOOKMARK', eventLine('BOOKMARK', bookmarkObject(this.def, rv, true)), rv);
   }
 
   /** Synthetic ADDED events in key order, which is not RV order: clients must not take RVs from them. */
@@ -317,6 +318,20 @@ export class Watcher {
   }
 }
 
+/**
+ * How the cacher refuses a watch it has admitted: HTTP 200, one ERROR event carrying `st`, then a
+ * clean close (counted as a watch opened and closed for `reason`).
+ */
+function answerWithError(ctx: SimContext<StoreView>, r: ApiRequest, st: Parameters<typeof goJson>[0], reason: WatchCloseReason): void {
+  ctx.counters.onWatchOpen(r.clientId, r.def.id);
+  ctx.counters.watchEvents.inc(['ERROR']);
+  const line = eventLine('ERROR', goJson(st));
+  r.res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private' });
+  r.res.end(line);
+  ctx.counters.bytesSent.inc(['error'], line.length);
+  ctx.counters.onWatchClose(r.clientId, r.def.id, reason);
+}
+
 /** Entry point for a WATCH request. Validation errors are thrown (plain HTTP Status answers). */
 export async function handleWatch(ctx: SimContext<StoreView>, r: ApiRequest, hub: WatchHub): Promise<void> {
   ctx.counters.onWatchRequest(r.clientId, r.def.id, ctx.clock.monotonic());
@@ -325,14 +340,8 @@ export async function handleWatch(ctx: SimContext<StoreView>, r: ApiRequest, hub
   if (!rs) throw new Error(`resource ${r.def.id} not in store`);
   if (!p.initial && p.rv !== undefined && p.rv < rs.history.floorRv) {
     // The cacher's answer to a too-old RV: HTTP 200, one ERROR event with a 410 Status, clean close.
-    ctx.counters.onWatchOpen(r.clientId, r.def.id);
     ctx.counters.status410.inc(['event']);
-    ctx.counters.watchEvents.inc(['ERROR']);
-    const line = eventLine('ERROR', goJson(status(410, 'Expired', `too old resource version: ${p.rv} (${rs.history.floorRv})`)));
-    r.res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private' });
-    r.res.end(line);
-    ctx.counters.bytesSent.inc(['error'], line.length);
-    ctx.counters.onWatchClose(r.clientId, r.def.id, 'error410');
+    answerWithError(ctx, r, status(410, 'Expired', `too old resource version: ${p.rv} (${rs.history.floorRv})`), 'error410');
     return;
   }
   if (p.initial && p.rv !== undefined && p.rv > ctx.store.currentRv && !(await ctx.store.waitForRv(p.rv, ctx.behaviour.rvWaitMs))) {
@@ -341,14 +350,8 @@ export async function handleWatch(ctx: SimContext<StoreView>, r: ApiRequest, hub
     // after the watch was admitted: HTTP 200 and one ERROR event, a 504 Status with cause
     // ResourceVersionTooLarge. Serving its initial events from an older state (as this once did)
     // would send a client that moved to a lagging HA follower back in time.
-    ctx.counters.onWatchOpen(r.clientId, r.def.id);
     ctx.counters.status504.inc([]);
-    ctx.counters.watchEvents.inc(['ERROR']);
-    const line = eventLine('ERROR', goJson(tooLargeRv().body));
-    r.res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private' });
-    r.res.end(line);
-    ctx.counters.bytesSent.inc(['error'], line.length);
-    ctx.counters.onWatchClose(r.clientId, r.def.id, 'error_other');
+    answerWithError(ctx, r, tooLargeRv().body, 'error_other');
     return;
   }
   // A plain watch from an RV ahead of the server is not refused: the cacher takes it, and drops

@@ -61,7 +61,7 @@ export class ClusterName {
     private readonly clock: Clock,
     private readonly logger: Logger,
     /** The operator's clusterEpoch, appended to the name. */
-    private readonly epoch?: string,
+    readonly epoch?: string,
   ) {}
 
   /** The cluster's name, once read. */

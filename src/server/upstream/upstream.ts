@@ -154,7 +154,6 @@ class KubeUpstream implements UpstreamHandle {
       );
     }
     this.tickMs = Math.max(50, Math.min(5_000, Math.floor(staleAfterMs / 10)));
-    this.clusterEpoch = o.clusterEpoch;
     this.clusterName = new ClusterName({ o: { transport, clock, metrics: this.metrics, inactivityTimeoutMs: o.watchInactivityTimeoutMs, staleAfterMs } }, clock, logger, o.clusterEpoch);
     if (o.stateDir !== undefined) {
       // Everything that shapes the stored values: restoring a state made under other feeds,
@@ -174,7 +173,6 @@ class KubeUpstream implements UpstreamHandle {
   }
 
   private readonly tickMs: number;
-  private readonly clusterEpoch: string | undefined;
 
   start(sink: FeedSink): void {
     if (this.started) return;
@@ -186,7 +184,7 @@ class KubeUpstream implements UpstreamHandle {
       // With an epoch, named from the start rather than at the first HELLO: an agent welcomed
       // before the name is read is told none, forgets the old era's name, and is then compared
       // by watermarks instead of taking the new era's snapshot (docs/deploy.md).
-      if (this.clusterEpoch !== undefined) this.clusterName.start();
+      if (this.clusterName.epoch !== undefined) this.clusterName.start();
       for (const r of this.reflectors) r.start();
       return;
     }
